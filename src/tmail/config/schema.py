@@ -1,0 +1,130 @@
+"""
+Typed settings: what a validated configuration file turns into.
+
+Every limit tmail enforces is a field here, with the default an operator of
+Dovecot or Postfix would expect.  Paths are absolute (the loader resolves them
+against the configuration file's folder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+PlaintextAuthPolicy = Literal["loopback", "never", "always"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """The certificate and key used by STARTTLS/STLS and C{tls:} listeners."""
+
+    certificate: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class RealmSettings:
+    """
+    Which realm backend maps users to storage.
+
+    @ivar backend: C{"virtual"}, C{"maildir"} or C{"package.module:Class"}.
+    @ivar domain: the one domain of the C{maildir} backend.
+    @ivar root: the Maildir root of the C{maildir} backend (users' Maildirs
+        are C{root/<local part>}); defaults to C{data_dir/mail}.
+    """
+
+    backend: str = "virtual"
+    domain: str | None = None
+    root: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """
+    Failed-login throttling, per client address, shared by all protocols.
+
+    After each failure the next answer is delayed by C{failure_delay} seconds,
+    doubling up to C{max_failure_delay}; after C{max_failures} failures within
+    C{failure_window} seconds further attempts are refused until the window
+    passes.
+    """
+
+    failure_delay: float = 2.0
+    max_failure_delay: float = 15.0
+    max_failures: int = 10
+    failure_window: float = 300.0
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    """
+    One SMTP service: C{[smtp]} (MX) or C{[submission]}.
+
+    @ivar listen: endpoint strings; C{tls:PORT[:interface=ADDR]} means an
+        implicit-TLS listener using C{[tls]}.
+    @ivar max_message_size: bytes; larger messages get C{552 5.3.4}.
+    @ivar max_recipients: per message; more get C{452 4.5.3}.
+    @ivar max_line_length: bytes per command or DATA line, CRLF excluded.
+    @ivar max_errors: bad commands per session before the server hangs up.
+    @ivar timeout: seconds a client may stay silent (RFC 5321 4.5.3.2).
+    @ivar max_connections_per_address: concurrent sessions per client address.
+    """
+
+    listen: tuple[str, ...] = ()
+    max_message_size: int = 25 * MiB
+    max_recipients: int = 100
+    max_line_length: int = 2048
+    max_errors: int = 20
+    timeout: float = 300.0
+    max_connections_per_address: int = 20
+
+
+@dataclass(frozen=True)
+class IMAPSettings:
+    """
+    The IMAP4 service.
+
+    @ivar max_literal_size: bytes; a larger APPEND gets C{NO [TOOBIG]}.
+    @ivar max_line_length: bytes per command line outside literals.
+    """
+
+    listen: tuple[str, ...] = ()
+    allow_plaintext_auth: PlaintextAuthPolicy = "loopback"
+    max_literal_size: int = 50 * MiB
+    max_line_length: int = 64 * 1024
+    timeout: float = 1800.0
+    max_connections_per_address: int = 50
+
+
+@dataclass(frozen=True)
+class POP3Settings:
+    """The POP3 service."""
+
+    listen: tuple[str, ...] = ()
+    allow_plaintext_auth: PlaintextAuthPolicy = "loopback"
+    max_line_length: int = 1024
+    timeout: float = 600.0
+    max_connections_per_address: int = 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    A whole validated configuration.  A service section that is C{None} was
+    absent from the file, and that service is off.
+    """
+
+    path: Path
+    hostname: str
+    data_dir: Path
+    realm: RealmSettings = field(default_factory=RealmSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TLSSettings | None = None
+    smtp: SMTPSettings | None = None
+    submission: SMTPSettings | None = None
+    imap: IMAPSettings | None = None
+    pop3: POP3Settings | None = None
+    log_format: Literal["text", "json"] = "text"

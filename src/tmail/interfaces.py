@@ -1,0 +1,212 @@
+"""
+The extension points of tmail: what a storage backend, a user directory and a
+realm must provide.
+
+Front ends (SMTP, IMAP4, POP3) only ever talk to these interfaces; they never
+touch the filesystem.  A developer who keeps mail elsewhere implements
+L{IMailStore} and L{IMailFolder} and returns them from a realm's
+C{storeFor}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from twisted.cred.portal import IRealm
+from zope.interface import Attribute, Interface
+
+#: The IMAP system flags a store keeps; anything else is a keyword.
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """
+    What a folder knows about one message without reading it.
+
+    @ivar uid: the message's IMAP UID, unique and increasing within the folder
+        for one UIDVALIDITY.
+    @ivar flags: IMAP flag names (C{"\\Seen"}, ...) and keywords (C{"$Junk"}).
+    @ivar size: the size in bytes of the message as stored (CRLF line ends).
+    @ivar internaldate: seconds since the epoch: when the message arrived.
+    @ivar key: the store's own stable name for the message (the Maildir base
+        name); it does not change when flags change, so POP3 UIDL uses it.
+    @ivar recent: whether this process first saw the message (IMAP \\Recent).
+    """
+
+    uid: int
+    flags: frozenset[str]
+    size: int
+    internaldate: float
+    key: str
+    recent: bool = False
+
+
+class IPendingMessage(Interface):
+    """
+    A message being written into a folder: the two-phase delivery contract.
+
+    Bytes go to a temporary file; L{commit} makes them durable and visible,
+    L{abort} throws them away.  Nothing is visible to readers before commit.
+    """
+
+    def write(data: bytes) -> None:
+        """Append C{data} (CRLF line ends) to the message."""
+
+    def commit() -> int:
+        """
+        fsync the file, move it into the folder, fsync the directory, and
+        return the new message's UID.  Raises L{tmail.errors.StoreFull} (or
+        C{OSError}) when the disk refuses; the temporary file is then removed.
+        """
+
+    def abort() -> None:
+        """Remove the temporary file.  Safe to call more than once."""
+
+
+class IMailFolder(Interface):
+    """
+    One folder (IMAP mailbox) of a user's store.
+
+    Messages are listed in UID order.  Methods are synchronous: a store does
+    small blocking file operations, as Dovecot and Postfix do.
+    """
+
+    name = Attribute("The folder's IMAP name (C{str}), C{INBOX} or e.g. C{Archive/2025}.")
+
+    def uidValidity() -> int:
+        """The folder's UIDVALIDITY."""
+
+    def uidNext() -> int:
+        """The UID the next message will get."""
+
+    def messages() -> Sequence[MessageInfo]:
+        """
+        All messages, in increasing UID order, after picking up changes
+        made by other processes since the last call (cheap when nothing
+        changed: no rescan of the whole folder).
+        """
+
+    def openMessage(uid: int) -> BinaryIO:
+        """
+        Open the message's raw bytes for reading.  Raises C{KeyError} when
+        the message is gone.
+        """
+
+    def beginMessage(
+        flags: Iterable[str] = (), internaldate: float | None = None
+    ) -> IPendingMessage:
+        """Start writing a new message into this folder."""
+
+    def setFlags(uid: int, flags: Iterable[str]) -> MessageInfo:
+        """
+        Replace the message's flags and keywords; durable when this returns.
+        Raises C{KeyError} when the message is gone.
+        """
+
+    def expunge(uids: Iterable[int]) -> list[int]:
+        """Remove the given messages for good; return the UIDs that were removed."""
+
+    def copyMessage(uid: int, target: IMailFolder) -> int:
+        """Copy a message, with its flags, into C{target}; return the new UID there."""
+
+    def addListener(listener: Callable[[IMailFolder], None]) -> None:
+        """Call C{listener(folder)} after this folder changes (in this process)."""
+
+    def removeListener(listener: Callable[[IMailFolder], None]) -> None:
+        """Stop calling C{listener}."""
+
+
+class IMailStore(Interface):
+    """
+    All folders of one user.  Folder names are IMAP names (C{str}) with C{/}
+    as hierarchy delimiter; C{INBOX} always exists and cannot be deleted.
+    """
+
+    delimiter = Attribute("The hierarchy delimiter of folder names (C{str}).")
+
+    def listFolders() -> list[str]:
+        """Names of all folders, INBOX included."""
+
+    def getFolder(name: str) -> IMailFolder:
+        """
+        Return the folder.  Raises L{tmail.errors.NoSuchFolder} when it does
+        not exist and L{tmail.errors.InvalidFolderName} for a name that is
+        not allowed.  Repeated calls return the same object.
+        """
+
+    def createFolder(name: str) -> IMailFolder:
+        """Create a folder (and its missing parents).  Raises L{tmail.errors.FolderExists}."""
+
+    def deleteFolder(name: str) -> None:
+        """Delete a folder and its messages."""
+
+    def renameFolder(old: str, new: str) -> None:
+        """Rename a folder and its children.  Renaming INBOX moves its messages."""
+
+    def subscriptions() -> list[str]:
+        """Names of subscribed folders."""
+
+    def subscribe(name: str) -> None:
+        """Add a folder to the subscriptions."""
+
+    def unsubscribe(name: str) -> None:
+        """Remove a folder from the subscriptions."""
+
+
+class IUserDirectory(Interface):
+    """
+    Domains, users, aliases and password hashes.  Addresses are
+    C{local@domain}, compared case-insensitively.
+    """
+
+    def domains() -> list[str]:
+        """Hosted domains, lower case."""
+
+    def hasDomain(domain: str) -> bool:
+        """Whether C{domain} is hosted here."""
+
+    def users(domain: str | None = None) -> list[str]:
+        """Addresses of users (of one domain, or all)."""
+
+    def hasUser(address: str) -> bool:
+        """Whether C{address} is a user (not an alias)."""
+
+    def checkPassword(address: str, password: bytes) -> str | None:
+        """
+        Return the user's canonical address when C{password} is right, else
+        C{None}.  Takes about the same time for unknown users as for wrong
+        passwords.
+        """
+
+    def aliasTargets(address: str) -> list[str] | None:
+        """
+        The addresses an alias (or a C{@domain} catch-all, when C{address}
+        is not otherwise known) points to, or C{None} when there is no alias.
+        """
+
+
+class IMailRealm(IRealm):
+    """
+    The one place that maps an authenticated user or a recipient address to
+    its storage.  Subclass a realm and override L{storeFor} to keep mail
+    elsewhere.
+    """
+
+    directory = Attribute("The L{IUserDirectory} the realm consults.")
+
+    def storeFor(user: str) -> IMailStore:
+        """
+        The store of the user with canonical address C{user}.  Repeated calls
+        return the same object, so sessions share change notifications.
+        """
+
+    def resolveRecipient(address: str) -> list[str]:
+        """
+        The canonical addresses of the local users that mail to C{address}
+        goes to, after C{+tag} removal and alias expansion.  Raises
+        L{tmail.errors.UnknownRecipient} for an unknown user of a hosted
+        domain and L{tmail.errors.NotHostedDomain} for any other domain.
+        """
