@@ -1,0 +1,130 @@
+"""
+The realm: the one place that maps a user or a recipient address to storage.
+
+L{MailRealm} hands each protocol its avatar (an IMAP account, a POP3
+mailbox) built over the user's L{IMailStore}, and resolves recipient
+addresses (sub-addresses, aliases, catch-alls) for SMTP.  Subclasses decide
+where a user's mail lives by overriding L{MailRealm.mailboxPath}, or keep it
+somewhere else entirely by overriding L{MailRealm.createStore}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.mail import imap4, pop3
+from zope.interface import implementer
+
+from tmail.errors import NotHostedDomain, RecipientError, UnknownRecipient
+from tmail.interfaces import IMailRealm, IMailStore, IUserDirectory
+
+#: How deep alias chains may go before delivery gives up on a loop.
+MAX_ALIAS_DEPTH = 10
+
+
+def splitAddress(address: str) -> tuple[str, str]:
+    """Split C{local@domain}, lower-casing the domain; C{ValueError} if malformed."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"not an address: {address!r}")
+    return local, domain.lower()
+
+
+@implementer(IMailRealm)
+class MailRealm:
+    """
+    Base realm over an L{IUserDirectory}.
+
+    @ivar recipientDelimiter: separates a user from a sub-address tag
+        (C{user+tag@domain} delivers to C{user@domain}); empty to disable.
+    """
+
+    recipientDelimiter = "+"
+
+    def __init__(self, directory: IUserDirectory) -> None:
+        self.directory = directory
+        self._stores: dict[str, IMailStore] = {}
+
+    def mailboxPath(self, user: str) -> Path:
+        """Where the Maildir of C{user} lives; subclasses define it."""
+        raise NotImplementedError
+
+    def createStore(self, user: str) -> IMailStore:
+        """Make the store of C{user}: a Maildir at L{mailboxPath}."""
+        from tmail.store.maildir import MaildirStore
+
+        return MaildirStore(self.mailboxPath(user))
+
+    def storeFor(self, user: str) -> IMailStore:
+        key = user.lower()
+        store = self._stores.get(key)
+        if store is None:
+            store = self._stores[key] = self.createStore(key)
+        return store
+
+    def requestAvatar(
+        self, avatarId: bytes | str, mind: object, *interfaces: Any
+    ) -> tuple[Any, Any, Callable[[], None]]:
+        user = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
+        for iface in interfaces:
+            if iface is imap4.IAccount:
+                from tmail.imap.account import IMAPAccount
+
+                return iface, IMAPAccount(self.storeFor(user), user), lambda: None
+            if iface is pop3.IMailbox:
+                from tmail.pop3.mailbox import POP3Mailbox
+
+                mailbox = POP3Mailbox(self.storeFor(user).getFolder("INBOX"))
+                return iface, mailbox, lambda: None
+        raise NotImplementedError(f"no avatar for {interfaces!r}")
+
+    def _local(self, address: str) -> str | None:
+        """The canonical user an address names directly (with or without a tag)."""
+        local, domain = splitAddress(address)
+        if self.directory.hasUser(f"{local}@{domain}"):
+            return f"{local}@{domain}".lower()
+        if self.recipientDelimiter and self.recipientDelimiter in local:
+            base = local.split(self.recipientDelimiter, 1)[0]
+            if base and self.directory.hasUser(f"{base}@{domain}"):
+                return f"{base}@{domain}".lower()
+        return None
+
+    def resolveRecipient(self, address: str) -> list[str]:
+        try:
+            _, domain = splitAddress(address)
+        except ValueError as e:
+            raise UnknownRecipient(str(e)) from None
+        if not self.directory.hasDomain(domain):
+            raise NotHostedDomain(domain)
+        users = self._expand(address, 0)
+        if not users:
+            raise UnknownRecipient(address)
+        return users
+
+    def _expand(self, address: str, depth: int) -> list[str]:
+        if depth > MAX_ALIAS_DEPTH:
+            raise RecipientError(f"alias loop at {address}")
+        user = self._local(address)
+        if user is not None:
+            return [user]
+        local, domain = splitAddress(address)
+        targets = self.directory.aliasTargets(f"{local}@{domain}")
+        if targets is None and self.recipientDelimiter and self.recipientDelimiter in local:
+            base = local.split(self.recipientDelimiter, 1)[0]
+            targets = self.directory.aliasTargets(f"{base}@{domain}")
+        if targets is None:
+            return []
+        users: list[str] = []
+        for target in targets:
+            _, targetDomain = splitAddress(target)
+            if not self.directory.hasDomain(targetDomain):
+                raise RecipientError(
+                    f"alias {address} points outside the hosted domains ({target});"
+                    " relaying is not available"
+                )
+            for found in self._expand(target, depth + 1):
+                if found not in users:
+                    users.append(found)
+        return users

@@ -1,0 +1,42 @@
+"""Build the realm a configuration asks for."""
+
+from __future__ import annotations
+
+import importlib
+
+from tmail.config.schema import Settings
+from tmail.errors import ConfigError
+from tmail.interfaces import IMailRealm, IUserDirectory
+from tmail.realm.maildir import MaildirRealm
+from tmail.realm.virtual import VirtualDomainRealm
+
+
+def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRealm:
+    """
+    C{virtual}, C{maildir}, or C{package.module:Class}.  A custom class is
+    called as C{Class.fromSettings(settings, directory)} when it has that
+    class method, else as C{Class(directory, data_dir / "mail")} (the
+    signature of L{VirtualDomainRealm}).
+    """
+    backend = settings.realm.backend
+    mailRoot = settings.realm.root or settings.data_dir / "mail"
+    if backend == "virtual":
+        return VirtualDomainRealm(directory, mailRoot)
+    if backend == "maildir":
+        if not settings.realm.domain:
+            raise ConfigError(str(settings.path), "realm.domain", "required by the maildir backend")
+        return MaildirRealm(directory, mailRoot, settings.realm.domain)
+    moduleName, _, className = backend.partition(":")
+    try:
+        cls = getattr(importlib.import_module(moduleName), className)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(
+            str(settings.path), "realm.backend", f"cannot load {backend}: {e}"
+        ) from None
+    factory = getattr(cls, "fromSettings", None)
+    realm = factory(settings, directory) if factory else cls(directory, mailRoot)
+    if not IMailRealm.providedBy(realm):
+        raise ConfigError(
+            str(settings.path), "realm.backend", f"{backend} does not provide IMailRealm"
+        )
+    return realm  # type: ignore[no-any-return]

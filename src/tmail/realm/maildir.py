@@ -1,0 +1,36 @@
+"""The Maildir realm: one domain, every user's Maildir under one root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tmail.errors import NotHostedDomain
+from tmail.interfaces import IUserDirectory
+from tmail.realm.base import MailRealm, splitAddress
+
+
+class MaildirRealm(MailRealm):
+    """
+    Serves the single domain C{domain}; the Maildir of C{local@domain} is
+    C{root/<local part>/}.  Users may log in with their local part alone.
+    """
+
+    def __init__(self, directory: IUserDirectory, root: Path, domain: str) -> None:
+        super().__init__(directory)
+        self.root = root
+        self.domain = domain.lower()
+
+    def mailboxPath(self, user: str) -> Path:
+        local, domain = splitAddress(user)
+        if domain != self.domain:
+            raise NotHostedDomain(domain)
+        return self.root / local
+
+    def resolveRecipient(self, address: str) -> list[str]:
+        try:
+            _, domain = splitAddress(address)
+        except ValueError:
+            domain = ""
+        if domain != self.domain:
+            raise NotHostedDomain(domain)
+        return super().resolveRecipient(address)

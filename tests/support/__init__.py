@@ -1,0 +1,1 @@
+"""Shared test support: a test CA, a realm with users, loopback listeners."""

@@ -1,0 +1,40 @@
+"""A real virtual-domain realm over a temporary folder, with users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from twisted.cred.portal import Portal
+
+from tmail.auth.checker import DirectoryChecker
+from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.realm.virtual import VirtualDomainRealm
+
+DOMAIN = "example.test"
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+PASSWORD = "secret-password"
+
+
+@dataclass
+class RealmFixture:
+    directory: PasswdFileDirectory
+    realm: VirtualDomainRealm
+    checker: DirectoryChecker
+    portal: Portal
+    root: Path
+
+
+def makeRealm(root: Path, users: tuple[str, ...] = (ALICE, BOB)) -> RealmFixture:
+    """
+    A realm hosting C{example.test} with the given users, each with the
+    password L{PASSWORD}.
+    """
+    directory = PasswdFileDirectory(root / "data")
+    directory.addDomain(DOMAIN)
+    for user in users:
+        directory.addUser(user, PASSWORD.encode())
+    realm = VirtualDomainRealm(directory, root / "data" / "mail")
+    checker = DirectoryChecker(directory)
+    return RealmFixture(directory, realm, checker, Portal(realm, [checker]), root)
