@@ -1,0 +1,147 @@
+"""
+Assemble tmail's Twisted services from settings.
+
+Operators get this through C{twistd tmail}; integrators call
+L{makeService} (or L{serviceFromConfig}) and attach the result to their own
+application with C{setServiceParent}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.cred.portal import Portal
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+
+from tmail.auth.checker import DirectoryChecker
+from tmail.auth.throttle import AuthThrottle
+from tmail.config.endpoints import expandListener
+from tmail.config.loader import loadSettings
+from tmail.config.schema import Settings
+from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.imap.factory import IMAPFactory
+from tmail.interfaces import IMailRealm, IUserDirectory
+from tmail.pop3.factory import POP3Factory
+from tmail.realm.build import realmFromSettings
+from tmail.realm.maildir import MaildirRealm
+from tmail.smtp.factory import SMTPFactory
+from tmail.tls import serverContextFactory
+
+
+class TmailService(MultiService):
+    """
+    All of tmail's listeners as one service.
+
+    @ivar settings: the settings it was built from.
+    @ivar directory: the user directory.
+    @ivar realm: the realm every protocol logs in and delivers through.
+    @ivar portal: the cred portal over C{realm}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        settings: Settings,
+        directory: IUserDirectory,
+        realm: IMailRealm,
+        portal: Portal,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.directory = directory
+        self.realm = realm
+        self.portal = portal
+        self.setName("tmail")
+
+    def addListener(self, name: str, description: str, factory: ServerFactory) -> None:
+        """Listen on one endpoint description with C{factory}."""
+        from twisted.internet import reactor
+
+        endpoint = serverFromString(reactor, expandListener(description, self.settings.tls))
+        service = StreamServerEndpointService(endpoint, factory)
+        service.setName(f"{name} {description}")
+        service.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        for child in self:
+            self.log.info("tmail listening: {name}", name=child.name)
+
+
+def makeService(
+    settings: Settings,
+    realm: IMailRealm | None = None,
+    clock: IReactorTime | None = None,
+) -> TmailService:
+    """
+    Build every service the settings turn on.
+
+    @param realm: a realm to use instead of the configured backend (for
+        integrators who build their own).
+    """
+    if clock is None:
+        from twisted.internet import reactor
+
+        clock = reactor  # type: ignore[assignment]
+    assert clock is not None
+    directory: IUserDirectory = PasswdFileDirectory(settings.data_dir)
+    if realm is None:
+        realm = realmFromSettings(settings, directory)
+    else:
+        directory = realm.directory
+    defaultDomain = realm.domain if isinstance(realm, MaildirRealm) else None
+    portal = Portal(realm, [DirectoryChecker(directory, defaultDomain)])
+    throttle = AuthThrottle(settings.auth, clock)
+    tls = serverContextFactory(settings.tls) if settings.tls else None
+    top = TmailService(settings, directory, realm, portal)
+
+    factories: list[tuple[str, tuple[str, ...], Any]] = []
+    for name, smtp, submission in (
+        ("smtp", settings.smtp, False),
+        ("submission", settings.submission, True),
+    ):
+        if smtp is not None:
+            factory = SMTPFactory(
+                realm,
+                smtp,
+                hostname=settings.hostname,
+                submission=submission,
+                portal=portal,
+                tlsContextFactory=tls,
+                throttle=throttle,
+            )
+            factories.append((name, smtp.listen, factory))
+    if settings.imap is not None:
+        imapFactory = IMAPFactory(
+            portal,
+            settings.imap,
+            tlsContextFactory=tls,
+            throttle=throttle,
+            hostname=settings.hostname,
+        )
+        factories.append(("imap", settings.imap.listen, imapFactory))
+    if settings.pop3 is not None:
+        popFactory = POP3Factory(
+            portal,
+            settings.pop3,
+            tlsContextFactory=tls,
+            throttle=throttle,
+            hostname=settings.hostname,
+        )
+        factories.append(("pop3", settings.pop3.listen, popFactory))
+    for name, listeners, factory in factories:
+        for description in listeners:
+            top.addListener(name, description, factory)
+    return top
+
+
+def serviceFromConfig(path: Path | str) -> TmailService:
+    """Load a configuration file and build its services (raises ConfigError)."""
+    return makeService(loadSettings(Path(path)))

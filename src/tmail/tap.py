@@ -1,0 +1,47 @@
+"""
+The C{twistd tmail} plugin's options and service maker.
+
+C{twistd -n tmail --config PATH}.  A bad configuration prints one line
+naming the file, the key and the problem, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from tmail.config.loader import loadSettings
+from tmail.config.schema import Settings
+from tmail.errors import ConfigError
+
+
+class Options(usage.Options):
+    """Command line of C{twistd tmail}."""
+
+    synopsis = "[--config PATH]"
+    optParameters = [
+        ["config", "c", "tmail.toml", "The configuration file (TOML)."],
+    ]
+
+    settings: Settings
+
+    def postOptions(self) -> None:
+        try:
+            self.settings = loadSettings(Path(self["config"]))
+        except ConfigError as e:
+            sys.stderr.write(f"{e}\n")
+            sys.exit(2)
+
+
+def makeService(options: Options) -> IService:
+    """Build the services from the loaded settings."""
+    from tmail.service import makeService as build
+
+    try:
+        return build(options.settings)
+    except ConfigError as e:
+        sys.stderr.write(f"{e}\n")
+        sys.exit(2)

@@ -1,0 +1,147 @@
+"""
+Run the real C{twistd -n tmail} process from a configuration file, the way an
+operator does, on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support.pki import TestPKI, makePKI
+
+BIN = Path(sys.executable).parent
+SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+
+
+def freePorts(count: int) -> list[int]:
+    """Ports that were free a moment ago on 127.0.0.1."""
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def tmailCommand(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the C{tmail} admin CLI against C{config}."""
+    return subprocess.run(
+        [str(BIN / "tmail"), "--config", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@dataclass
+class TmailServer:
+    """A configured tmail instance in C{folder}; L{start} runs it."""
+
+    folder: Path
+    extra: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    pki: TestPKI | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "tmail.toml"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "twistd.log"
+
+    def write(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.pki = makePKI(self.folder / "pki")
+        self.ports = dict(zip(SERVICES, freePorts(len(SERVICES)), strict=True))
+        p = self.ports
+        self.config.write_text(
+            f"""
+hostname = "mail.example.test"
+data_dir = "data"
+
+[realm]
+backend = "virtual"
+
+[tls]
+certificate = "pki/cert.pem"
+key = "pki/key.pem"
+
+[smtp]
+listen = ["tcp:{p['smtp']}:interface=127.0.0.1"]
+
+[submission]
+listen = ["tcp:{p['submission']}:interface=127.0.0.1", "tls:{p['submissions']}:interface=127.0.0.1"]
+
+[imap]
+listen = ["tcp:{p['imap']}:interface=127.0.0.1", "tls:{p['imaps']}:interface=127.0.0.1"]
+
+[pop3]
+listen = ["tcp:{p['pop3']}:interface=127.0.0.1", "tls:{p['pop3s']}:interface=127.0.0.1"]
+{self.extra}
+"""
+        )
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return tmailCommand(self.config, *args, stdin=stdin)
+
+    def addUser(self, address: str, password: str) -> None:
+        domain = address.split("@", 1)[1]
+        listed = self.cli("domain", "list")
+        if domain not in listed.stdout.split():
+            result = self.cli("domain", "add", domain)
+            assert result.returncode == 0, result.stderr
+        result = self.cli("user", "add", address, "--password-stdin", stdin=password + "\n")
+        assert result.returncode == 0, result.stderr
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        logFile = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", "-", "tmail",
+             "--config", str(self.config)],
+            stdout=logFile,
+            stderr=subprocess.STDOUT,
+            cwd=self.folder,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        pending = set(self.ports.values())
+        while pending:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"twistd exited early:\n{self.log.read_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tmail did not listen in time:\n{self.log.read_text()}")
+            for port in list(pending):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    pending.discard(port)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
