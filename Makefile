@@ -23,7 +23,7 @@ run: $(STAMP) $(CONFIG)
 	$(BIN)/twistd -n --pidfile= tmail --config $(CONFIG)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -51,6 +51,8 @@ class TmailServer:
 
     folder: Path
     extra: str = ""
+    backend: str = "virtual"
+    pythonPath: tuple[Path, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     pki: TestPKI | None = None
@@ -74,7 +76,7 @@ hostname = "mail.example.test"
 data_dir = "data"
 
 [realm]
-backend = "virtual"
+backend = "{self.backend}"
 
 [tls]
 certificate = "pki/cert.pem"
@@ -109,6 +111,8 @@ listen = ["tcp:{p['pop3']}:interface=127.0.0.1", "tls:{p['pop3s']}:interface=127
 
     def start(self, timeout: float = 30.0) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.pythonPath:
+            env["PYTHONPATH"] = os.pathsep.join(str(p) for p in self.pythonPath)
         logFile = self.log.open("ab")
         self.process = subprocess.Popen(
             [str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", "-", "tmail",
