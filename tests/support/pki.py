@@ -30,10 +30,12 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def makePKI(folder: Path, hostnames: tuple[str, ...] = ("localhost", "mail.example.test")) -> TestPKI:
+def makePKI(
+    folder: Path, hostnames: tuple[str, ...] = ("localhost", "mail.example.test")
+) -> TestPKI:
     """Write C{ca.pem}, C{cert.pem} and C{key.pem} into C{folder}."""
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     caKey = ec.generate_private_key(ec.SECP256R1())
     caCert = (
         x509.CertificateBuilder()

@@ -33,7 +33,9 @@ def freePorts(count: int) -> list[int]:
     return ports
 
 
-def tmailCommand(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def tmailCommand(
+    config: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the C{tmail} admin CLI against C{config}."""
     return subprocess.run(
         [str(BIN / "tmail"), "--config", str(config), *args],

@@ -34,7 +34,12 @@ def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRea
             str(settings.path), "realm.backend", f"cannot load {backend}: {e}"
         ) from None
     factory = getattr(cls, "fromSettings", None)
-    realm = factory(settings, directory) if factory else cls(directory, mailRoot)
+    try:
+        realm = factory(settings, directory) if factory else cls(directory, mailRoot)
+    except Exception as e:
+        raise ConfigError(
+            str(settings.path), "realm.backend", f"cannot build {backend}: {e}"
+        ) from None
     if not IMailRealm.providedBy(realm):
         raise ConfigError(
             str(settings.path), "realm.backend", f"{backend} does not provide IMailRealm"
