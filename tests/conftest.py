@@ -1,7 +1,11 @@
-"""Suite-wide settings: cheap password hashing so logins don't dominate test time."""
+"""
+Suite-wide settings: cheap password hashing so logins don't dominate test
+time, and a scratch working directory (trial's C{mktemp} makes relative paths).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,3 +18,11 @@ def _cheapPasswordHashing() -> Iterator[None]:
     previous = setHasher(cheapHasher())
     yield
     setHasher(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scratchWorkingDirectory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)

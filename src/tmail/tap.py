@@ -38,10 +38,10 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> IService:
     """Build the services from the loaded settings."""
-    from tmail.service import makeService as build
+    from tmail import service
 
     try:
-        return build(options.settings)
+        return service.makeService(options.settings)
     except ConfigError as e:
         sys.stderr.write(f"{e}\n")
         sys.exit(2)
