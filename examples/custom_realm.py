@@ -262,7 +262,7 @@ class SQLiteStore:
                     renamed = new + name[len(old) :]
                     for table, column in (("folders", "name"), ("messages", "folder")):
                         self.db.execute(
-                            f"UPDATE {table} SET {column}=? WHERE user=? AND {column}=?",  # noqa: S608
+                            f"UPDATE {table} SET {column}=? WHERE user=? AND {column}=?",
                             (renamed, self.user, name),
                         )
         self._folders.clear()
