@@ -8,6 +8,7 @@ application with C{setServiceParent}.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -42,9 +44,13 @@ class TmailService(MultiService):
     @ivar directory: the user directory.
     @ivar realm: the realm every protocol logs in and delivers through.
     @ivar portal: the cred portal over C{realm}.
+    @ivar exitOnListenFailure: print one line and exit the process when a
+        listener cannot listen (what C{twistd tmail} wants); integrators get
+        the C{CannotListenError} instead.
     """
 
     log = Logger()
+    exitOnListenFailure = False
 
     def __init__(
         self,
@@ -66,8 +72,19 @@ class TmailService(MultiService):
 
         endpoint = serverFromString(reactor, expandListener(description, self.settings.tls))
         service = StreamServerEndpointService(endpoint, factory)
+        service._raiseSynchronously = True
         service.setName(f"{name} {description}")
         service.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        for child in self:
+            try:
+                child.privilegedStartService()
+            except CannotListenError as e:
+                if not self.exitOnListenFailure:
+                    raise
+                sys.stderr.write(f"tmail: cannot listen for {child.name}: {e.socketError}\n")
+                sys.exit(1)
 
     def startService(self) -> None:
         super().startService()

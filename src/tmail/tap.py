@@ -41,7 +41,9 @@ def makeService(options: Options) -> IService:
     from tmail import service
 
     try:
-        return service.makeService(options.settings)
+        built = service.makeService(options.settings)
     except ConfigError as e:
         sys.stderr.write(f"{e}\n")
         sys.exit(2)
+    built.exitOnListenFailure = True
+    return built

@@ -204,3 +204,16 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert str(config) in lines[0] and "imap.listen" in lines[0]
+
+
+def test_port_in_use_exits_with_one_clear_line(server: TmailServer) -> None:
+    result = subprocess.run(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "tmail", "--config", str(server.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "tmail: cannot listen for smtp" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
