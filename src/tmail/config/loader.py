@@ -1,0 +1,352 @@
+"""
+Read a TOML configuration file into validated L{Settings}.
+
+The sections and keys are exactly the fields of the dataclasses in
+L{tmail.config.schema}: the loader walks their type hints, so a field added
+there is accepted here with the right type check.  Everything that can be
+checked before the server starts is checked here: unknown keys, types (a
+boolean is not an integer), positive limits, listener syntax, and that the
+TLS certificate and key can be read, parse and belong together.
+
+Any problem raises one L{ConfigError} naming the file, the dotted key
+(C{imap.listen[1]}) and a short reason.  Relative paths are resolved
+against the configuration file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import socket
+import tomllib
+import types
+import typing
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Literal, NoReturn, TypeVar, cast
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from twisted.internet.ssl import PrivateCertificate
+
+from tmail.config.endpoints import checkServerEndpoint, isTLSShorthand, parseTLSShorthand
+from tmail.config.schema import (
+    AuthSettings,
+    IMAPSettings,
+    POP3Settings,
+    RealmSettings,
+    Settings,
+    SMTPSettings,
+    TLSSettings,
+)
+from tmail.directory.addresses import isValidHostname
+from tmail.errors import ConfigError
+
+__all__ = ["loadSettings"]
+
+_S = TypeVar("_S")
+
+_SECTIONS: dict[str, type[Any]] = {
+    "realm": RealmSettings,
+    "auth": AuthSettings,
+    "tls": TLSSettings,
+    "smtp": SMTPSettings,
+    "submission": SMTPSettings,
+    "imap": IMAPSettings,
+    "pop3": POP3Settings,
+}
+_TOP_LEVEL = ("hostname", "data_dir", "log_format")
+
+#: Numbers that may be zero; every other limit must be positive.
+_NON_NEGATIVE = frozenset({"auth.failure_delay"})
+
+_BACKEND = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+_TOML_POSITION = re.compile(r"(?s)(.*) \((at line \d+, column \d+|at end of document)\)\Z")
+
+
+class _FileError(ConfigError):
+    """A problem with the file as a whole, which has no key to name."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, "", problem)
+        self.args = (f"{path}: {problem}",)
+
+
+def loadSettings(path: Path) -> Settings:
+    """
+    Read and validate the configuration file at C{path}.
+
+    @raise ConfigError: for the first problem found.
+    """
+    shown = str(path)
+    absolute = Path(os.path.abspath(path))
+    try:
+        text = absolute.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise _FileError(shown, f"cannot read file: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise _FileError(shown, f"not UTF-8 text (byte {e.start})") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _FileError(shown, _tomlProblem(str(e))) from None
+    return _Loader(shown, absolute).load(document)
+
+
+def _tomlProblem(message: str) -> str:
+    match = _TOML_POSITION.match(message)
+    if match is None:
+        return f"TOML syntax error: {message}"
+    return f"TOML syntax error {match.group(2)}: {match.group(1)}"
+
+
+def _showKey(key: str) -> str:
+    """A TOML key as it could be written: bare when possible, else quoted."""
+    if _BARE_KEY.match(key):
+        return key
+    return '"' + key.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+def _describe(value: object) -> str:
+    """A value as an operator wrote it: C{string "abc"}, C{boolean true}, C{table}."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return "string " + '"' + shown.encode("unicode_escape").decode("ascii") + '"'
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, datetime):
+        return f"date-time {value.isoformat()}"
+    if isinstance(value, date):
+        return f"date {value.isoformat()}"
+    if isinstance(value, time):
+        return f"time {value.isoformat()}"
+    return type(value).__name__
+
+
+class _Loader:
+    """Validation of one parsed document; L{fail} raises with the file's name."""
+
+    def __init__(self, shown: str, path: Path) -> None:
+        self.shown = shown
+        self.path = path
+        self.folder = path.parent
+        self.tls: TLSSettings | None = None
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        raise ConfigError(self.shown, key, " ".join(problem.splitlines()))
+
+    def load(self, document: dict[str, Any]) -> Settings:
+        self.checkKeys("", document, [*_TOP_LEVEL, *_SECTIONS])
+        hostname = socket.getfqdn()
+        if "hostname" in document:
+            hostname = self.string("hostname", document["hostname"])
+            if not isValidHostname(hostname):
+                self.fail("hostname", f"not a valid host name: {_describe(hostname)}")
+        dataDir = self.path_("data_dir", document.get("data_dir", "data"))
+        logFormat = self.choice("log_format", document.get("log_format", "text"), ("text", "json"))
+
+        realm = self.section("realm", document, RealmSettings) or RealmSettings()
+        if realm.backend == "maildir" and realm.domain is None:
+            self.fail("realm.domain", 'required when realm.backend is "maildir"')
+        auth = self.section("auth", document, AuthSettings) or AuthSettings()
+        if auth.max_failure_delay < auth.failure_delay:
+            self.fail("auth.max_failure_delay", "must not be less than auth.failure_delay")
+        self.tls = self.section("tls", document, TLSSettings)
+        if self.tls is not None:
+            self.checkTLS(self.tls)
+
+        return Settings(
+            path=self.path,
+            hostname=hostname,
+            data_dir=dataDir,
+            realm=realm,
+            auth=auth,
+            tls=self.tls,
+            smtp=self.section("smtp", document, SMTPSettings),
+            submission=self.section("submission", document, SMTPSettings),
+            imap=self.section("imap", document, IMAPSettings),
+            pop3=self.section("pop3", document, POP3Settings),
+            log_format=cast(Literal["text", "json"], logFormat),
+        )
+
+    def checkKeys(self, prefix: str, table: dict[str, Any], known: list[str]) -> None:
+        for key in table:
+            if key not in known:
+                guess = difflib.get_close_matches(key, known, n=1)
+                hint = f' (did you mean "{guess[0]}"?)' if guess else ""
+                self.fail(prefix + _showKey(key), "unknown key" + hint)
+
+    def section(self, name: str, document: dict[str, Any], cls: type[_S]) -> _S | None:
+        """The dataclass C{cls} from the table C{name}, or C{None} when it is absent."""
+        if name not in document:
+            return None
+        table = document[name]
+        if not isinstance(table, dict):
+            self.fail(name, f"expected a table, got {_describe(table)}")
+        fields = dataclasses.fields(cast(Any, cls))
+        self.checkKeys(name + ".", table, [f.name for f in fields])
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for field in fields:
+            key = f"{name}.{field.name}"
+            if field.name in table:
+                values[field.name] = self.convert(key, table[field.name], hints[field.name])
+            elif field.name == "listen":
+                self.fail(key, "must list at least one endpoint")
+            elif field.default is dataclasses.MISSING and field.default_factory is (
+                dataclasses.MISSING
+            ):
+                self.fail(key, "required key is missing")
+        return cls(**values)
+
+    def convert(self, key: str, value: object, hint: object) -> object:
+        """Check C{value} against the field's type C{hint} and convert it."""
+        origin = typing.get_origin(hint)
+        if origin in (types.UnionType, typing.Union):
+            (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+            origin = typing.get_origin(hint)
+        if key == "realm.backend":
+            return self.backend(key, value)
+        if key == "realm.domain":
+            return self.domain(key, value)
+        if origin is Literal:
+            return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
+        if origin is tuple:
+            return self.listen(key, value)
+        if hint is bool:
+            return self.boolean(key, value)
+        if hint is int:
+            return self.integer(key, value)
+        if hint is float:
+            return self.number(key, value)
+        if hint is Path:
+            return self.path_(key, value)
+        if hint is str:
+            return self.string(key, value)
+        raise TypeError(f"no conversion for {key} of type {hint!r}")
+
+    # Scalars
+
+    def string(self, key: str, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected a string, got {_describe(value)}")
+        if not value.strip():
+            self.fail(key, "must not be empty")
+        if "\x00" in value:
+            self.fail(key, "must not contain a NUL character")
+        return value
+
+    def boolean(self, key: str, value: object) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def integer(self, key: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"expected an integer, got {_describe(value)}")
+        self.checkSign(key, value)
+        return value
+
+    def number(self, key: str, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(key, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            self.fail(key, "must be a finite number")
+        self.checkSign(key, value)
+        return float(value)
+
+    def checkSign(self, key: str, value: float) -> None:
+        if key in _NON_NEGATIVE:
+            if value < 0:
+                self.fail(key, "must not be negative")
+        elif value <= 0:
+            self.fail(key, "must be positive")
+
+    def choice(self, key: str, value: object, allowed: typing.Sequence[str]) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected a string, got {_describe(value)}")
+        if value not in allowed:
+            self.fail(key, f"must be one of {', '.join(allowed)}")
+        return value
+
+    def path_(self, key: str, value: object) -> Path:
+        text = self.string(key, value)
+        return Path(os.path.normpath(self.folder / Path(text).expanduser()))
+
+    def backend(self, key: str, value: object) -> str:
+        text = self.string(key, value)
+        if text not in ("virtual", "maildir") and not _BACKEND.match(text):
+            self.fail(key, 'must be "virtual", "maildir" or "package.module:Class"')
+        return text
+
+    def domain(self, key: str, value: object) -> str:
+        text = self.string(key, value)
+        if not isValidHostname(text):
+            self.fail(key, f"not a valid domain: {_describe(text)}")
+        return text.lower() if text.isascii() else text.encode("idna").decode("ascii")
+
+    # Listeners and TLS
+
+    def listen(self, key: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.fail(key, f"expected an array of endpoint strings, got {_describe(value)}")
+        if not value:
+            self.fail(key, "must list at least one endpoint")
+        return tuple(self.listener(f"{key}[{i}]", item) for i, item in enumerate(value))
+
+    def listener(self, key: str, value: object) -> str:
+        description = self.string(key, value)
+        if isTLSShorthand(description):
+            try:
+                parseTLSShorthand(description)
+            except ValueError as e:
+                self.fail(key, f"not a valid tls: listener: {e}")
+            if self.tls is None:
+                self.fail(key, "a tls: listener needs a [tls] section")
+            return description
+        try:
+            checkServerEndpoint(description)
+        except ValueError as e:
+            self.fail(key, f"not a valid endpoint: {e}")
+        return description
+
+    def readFile(self, key: str, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            self.fail(key, f"cannot read file: {e.strerror or e}")
+
+    def checkTLS(self, tls: TLSSettings) -> None:
+        """The certificate and key can be read, parse as PEM and belong together."""
+        certData = self.readFile("tls.certificate", tls.certificate)
+        keyData = self.readFile("tls.key", tls.key)
+        try:
+            certificate = x509.load_pem_x509_certificates(certData)[0]
+        except ValueError:
+            self.fail("tls.certificate", "the file holds no PEM certificate")
+        try:
+            key = serialization.load_pem_private_key(keyData, password=None)
+        except TypeError:
+            self.fail("tls.key", "the key is encrypted; tmail needs an unencrypted key")
+        except (ValueError, UnsupportedAlgorithm):
+            self.fail("tls.key", "the file holds no usable PEM private key")
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
+            self.fail("tls.key", "does not match the key of tls.certificate")
+        try:
+            PrivateCertificate.loadPEM(certData + b"\n" + keyData)  # type: ignore[no-untyped-call]
+        except Exception as e:
+            self.fail("tls.certificate", f"cannot be used for TLS: {e}")
