@@ -1,0 +1,1058 @@
+"""
+The Maildir++ store: tmail's embedded default storage.
+
+One user's Maildir holds INBOX in C{cur/ new/ tmp/} and every other folder
+in a C{.Name.Sub} directory (see L{tmail.store.naming}).  The on-disk state
+is the one Dovecot keeps (C{dovecot-uidlist}, C{dovecot-keywords},
+C{:2,} flag letters, C{subscriptions}), so an operator can switch between
+tmail and Dovecot without clients re-downloading mail.
+
+Each folder keeps an in-memory index (UID -> L{MessageInfo}) refreshed from
+the directory mtimes: a call that finds nothing changed costs two C{stat}s.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import errno
+import itertools
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
+from tmail.interfaces import (
+    IMailFolder,
+    IMailStore,
+    IPendingMessage,
+    MessageInfo,
+)
+from tmail.store import keywords as _keywords
+from tmail.store import uidlist as _uidlist
+from tmail.store.dotlock import DotLock
+from tmail.store.flags import (
+    KEYWORD_LETTERS,
+    canonicalFlag,
+    filenameWith,
+    infoLetters,
+    preservedLetters,
+    sizeFromBase,
+    splitFilename,
+    systemFlags,
+    systemLetter,
+)
+from tmail.store.fsutil import fsyncDirectory, fullDiskIsStoreFull, isDiskFull, writeAll
+from tmail.store.naming import (
+    DELIMITER,
+    INBOX,
+    decodeMUTF7,
+    diskName,
+    encodeMUTF7,
+    nameFromDisk,
+    normalizeName,
+)
+
+__all__ = ["MaildirFolder", "MaildirStore"]
+
+_log = Logger()
+
+#: Files left in tmp/ longer than this are debris of a crash (qmail's rule).
+TMP_MAX_AGE = 36 * 3600
+
+#: A directory modified this recently may change again within the same
+#: mtime tick without its mtime moving, so it is rescanned on the next call.
+_UNSETTLED_NS = 2_000_000_000
+
+_FLUSH_AT = 64 * 1024
+_SUBDIRS = ("cur", "new", "tmp")
+_NO_HARD_LINKS = frozenset(
+    code
+    for code in (
+        errno.EPERM,
+        errno.EXDEV,
+        errno.EMLINK,
+        errno.ENOSYS,
+        getattr(errno, "ENOTSUP", None),
+        getattr(errno, "EOPNOTSUPP", None),
+    )
+    if code is not None
+)
+_DELETED_SUFFIX = ".deleted"
+
+#: Deliveries remembered as recent before anyone looked at the folder; past
+#: this many the folder is indexed instead.
+_MAX_UNINDEXED_DELIVERIES = 10_000
+_SUBSCRIPTIONS = "subscriptions"
+
+_counter = itertools.count(1)
+
+
+def _uniqueName() -> str:
+    """
+    A new Maildir base name, C{<secs>.M<usec>P<pid>Q<n>.<host>}; unique per
+    host because of the pid, the per-process counter and the time.
+    """
+    micros = time.time_ns() // 1000
+    secs, usec = divmod(micros, 1_000_000)
+    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+    return f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{host}"
+
+
+def _placeFile(source: Path, target: Path) -> None:
+    """
+    Move C{source} to C{target} without ever replacing an existing file:
+    link() fails on a duplicate name where rename() would overwrite.  Falls
+    back to rename() on filesystems without hard links.
+    """
+    try:
+        os.link(source, target)
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
+        os.rename(source, target)
+        return
+    os.unlink(source)
+
+
+def _canonicalFlags(flags: Iterable[str]) -> frozenset[str]:
+    """Stored spellings of C{flags}; raises C{ValueError} for unstorable keywords."""
+    result = set()
+    for flag in flags:
+        canonical = canonicalFlag(flag)
+        if canonical is None:
+            continue
+        if not canonical.startswith("\\"):
+            _keywords.checkKeyword(canonical)
+        result.add(canonical)
+    return frozenset(result)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """Where a message's file is and what the index knows about it."""
+
+    subdir: str
+    filename: str
+    info: MessageInfo
+
+
+@implementer(IPendingMessage)
+class _PendingMessage:
+    """A message being written to C{tmp/}; see L{IPendingMessage}."""
+
+    def __init__(
+        self,
+        folder: MaildirFolder,
+        tmpPath: Path,
+        flags: frozenset[str],
+        internaldate: float | None,
+        fd: int | None,
+    ) -> None:
+        self._folder = folder
+        self._tmpPath = tmpPath
+        self._flags = flags
+        self._internaldate = internaldate
+        self._fd = fd
+        self._buffer = bytearray()
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        if self._done or self._fd is None:
+            raise ValueError("the message is no longer being written")
+        self._buffer += data
+        if len(self._buffer) >= _FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._fd is None or not self._buffer:
+            return
+        try:
+            writeAll(self._fd, self._buffer)
+        except OSError as e:
+            self._fail(e)
+        self._buffer.clear()
+
+    def _fail(self, error: Exception) -> NoReturn:
+        self.abort()
+        if isinstance(error, OSError) and isDiskFull(error):
+            raise StoreFull(str(error)) from error
+        raise error
+
+    def commit(self) -> int:
+        if self._done:
+            raise ValueError("the message was already committed or aborted")
+        try:
+            if self._fd is not None:
+                self._flush()
+                if self._internaldate is not None:
+                    stamp = int(self._internaldate * 1_000_000_000)
+                    os.utime(self._fd, ns=(stamp, stamp))
+                os.fsync(self._fd)
+                fd, self._fd = self._fd, None
+                os.close(fd)
+            uid = self._folder._deliver(self._tmpPath, self._flags)
+        except (OSError, StoreFull) as e:
+            self._fail(e)
+        self._done = True
+        return uid
+
+    def abort(self) -> None:
+        self._done = True
+        self._buffer.clear()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmpPath)
+
+
+@implementer(IMailFolder)
+class MaildirFolder:
+    """
+    One Maildir folder with Dovecot-compatible UIDs and flags.
+
+    Keywords get letters a-z through C{dovecot-keywords}; once the 26 letters
+    of a folder are taken, further keywords are kept in memory only (per
+    message, for the life of this object) rather than refused.
+
+    C{MessageInfo.recent} is true for messages this process delivered or
+    moved out of C{new/}, until the first L{messages} call that reports them.
+
+    Obtain folders from L{MaildirStore.getFolder}, which shares one object
+    per folder.
+    """
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self._listeners: list[Callable[[IMailFolder], None]] = []
+        self._opened = False
+        self._gone = False
+        self._uidValidity: int | None = None
+        self._knownNext = 0
+        self._indexed = False
+        self._dirStamp: tuple[int, int] | None = None
+        self._unsettled = True
+        self._entries: dict[int, _Entry] = {}
+        self._byBase: dict[str, int] = {}
+        self._uids: list[int] = []
+        self._recent: set[int] = set()
+        self._memoryKeywords: dict[str, frozenset[str]] = {}
+        self._deliveredUnindexed: set[str] = set()
+        self._snapshot: tuple[MessageInfo, ...] | None = None
+        self._bind(path)
+
+    def __repr__(self) -> str:
+        return f"<MaildirFolder {self.name!r} at {str(self._path)!r}>"
+
+    def _bind(self, path: Path) -> None:
+        self._path = path
+        self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
+        self._keywords = _keywords.KeywordFile(path / _keywords.FILENAME)
+        self._dirStamp = None
+
+    def _moved(self, name: str, path: Path) -> None:
+        """Follow a rename of the folder (the files and UIDs stay the same)."""
+        self.name = name
+        self._bind(path)
+
+    def _markDeleted(self) -> None:
+        """The folder was deleted: empty the index and tell the listeners."""
+        self._gone = True
+        had = bool(self._entries)
+        self._resetIndex()
+        if had:
+            self._notify()
+
+    def _resetIndex(self) -> None:
+        self._entries = {}
+        self._byBase = {}
+        self._uids = []
+        self._recent = set()
+        self._snapshot = None
+        self._indexed = False
+
+    def _open(self) -> None:
+        """Create missing subdirectories and sweep C{tmp/}, once."""
+        if self._gone:
+            raise NoSuchFolder(self.name)
+        if self._opened:
+            return
+        try:
+            with fullDiskIsStoreFull():
+                for sub in _SUBDIRS:
+                    (self._path / sub).mkdir(mode=0o700, exist_ok=True)
+        except FileNotFoundError:
+            raise NoSuchFolder(self.name) from None
+        self._sweepTemporaries()
+        self._opened = True
+
+    def _sweepTemporaries(self) -> None:
+        cutoff = time.time() - TMP_MAX_AGE
+        with os.scandir(self._path / "tmp") as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name.endswith(_DELETED_SUFFIX):
+                            shutil.rmtree(entry.path, ignore_errors=True)
+                    elif entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
+
+    # Index maintenance
+
+    def _currentUidlist(self) -> _uidlist.UidListData:
+        """
+        The uidlist, created if missing.  A UIDVALIDITY other than the one
+        the index was built on empties the index.
+        """
+        self._uidlist.refresh()
+        if self._uidlist.data is None:
+            with self._uidlist.lock() as lock:
+                self._uidlist.refresh()
+                if self._uidlist.data is None:
+                    fresh = _uidlist.UidListData.fresh(self._uidValidity or 0)
+                    self._uidlist.write(lock, fresh)
+        data = self._uidlist.data
+        assert data is not None
+        if data.uidValidity != self._uidValidity:
+            if self._uidValidity is not None:
+                self._resetIndex()
+            self._uidValidity = data.uidValidity
+        return data
+
+    def _assignUids(
+        self, bases: Iterable[str], drop: Iterable[str] = ()
+    ) -> tuple[dict[str, int], bool]:
+        """
+        Under the uidlist lock: give UIDs to the C{bases} that have none,
+        remove the C{drop} lines and write the uidlist.
+
+        @return: the UID of each base, and whether another process had
+            changed the uidlist since the index last read it.
+        """
+        with self._uidlist.lock() as lock:
+            self._uidlist.refresh()
+            data = self._uidlist.data
+            if data is None:
+                data = _uidlist.UidListData.fresh(self._uidValidity or 0)
+            foreign = data.nextUid != self._knownNext or data.uidValidity != self._uidValidity
+            for base in drop:
+                data.uids.pop(base, None)
+                data.fields.pop(base, None)
+            result = {}
+            for base in sorted(bases):
+                uid = data.uids.get(base)
+                if uid is None:
+                    uid = data.nextUid
+                    data.nextUid += 1
+                    data.uids[base] = uid
+                result[base] = uid
+            try:
+                self._uidlist.write(lock, data)
+            except BaseException:
+                self._uidlist.invalidate()
+                raise
+        if foreign:
+            self._unsettled = True
+        else:
+            self._knownNext = data.nextUid
+        return result, foreign
+
+    def _listDirectory(self, sub: str) -> dict[str, str]:
+        """Base name -> file name of the messages in C{sub}."""
+        found = {}
+        for filename in os.listdir(self._path / sub):
+            if filename.startswith("."):
+                continue
+            base = splitFilename(filename)[0]
+            if base:
+                found[base] = filename
+        return found
+
+    def _listMessages(self) -> dict[str, tuple[str, str]]:
+        """
+        Base name -> (subdirectory, file name).  C{new/} is read before
+        C{cur/} so a file moved between them meanwhile is seen at least once.
+        """
+        found = {base: ("new", name) for base, name in self._listDirectory("new").items()}
+        found.update((base, ("cur", name)) for base, name in self._listDirectory("cur").items())
+        return found
+
+    def _locate(self, base: str) -> tuple[str, str] | None:
+        """Find a message file that another process renamed (or moved to C{cur/})."""
+        for sub in ("cur", "new"):
+            filename = self._listDirectory(sub).get(base)
+            if filename is not None:
+                return sub, filename
+        return None
+
+    def _flagsOf(self, base: str, filename: str) -> frozenset[str]:
+        letters = infoLetters(splitFilename(filename)[1])
+        flags = systemFlags(letters)
+        for letter in letters:
+            if letter in KEYWORD_LETTERS:
+                name = self._keywords.nameOf(letter)
+                if name is not None:
+                    flags.add(name)
+        flags.update(self._memoryKeywords.get(base, ()))
+        return frozenset(flags)
+
+    def _lettersFor(self, base: str, flags: frozenset[str], current: str = "") -> str:
+        """
+        The info letters for C{flags}, allocating keyword letters as needed
+        and keeping the letters of C{current} tmail does not manage.
+        """
+        keywords = [flag for flag in flags if not flag.startswith("\\")]
+        if keywords:
+            self._keywords.refresh()
+            self._keywords.allocate(keywords)
+        letters = [letter for flag in flags if (letter := systemLetter(flag)) is not None]
+        inMemory = set()
+        for keyword in keywords:
+            letter = self._keywords.letterOf(keyword)
+            if letter is None:
+                inMemory.add(keyword)
+            else:
+                letters.append(letter)
+        if inMemory:
+            self._memoryKeywords[base] = frozenset(inMemory)
+        else:
+            self._memoryKeywords.pop(base, None)
+        letters.append(preservedLetters(current))
+        letters.extend(
+            c for c in current if c in KEYWORD_LETTERS and self._keywords.nameOf(c) is None
+        )
+        return "".join(letters)
+
+    def _insert(self, uid: int, entry: _Entry) -> None:
+        self._entries[uid] = entry
+        self._byBase[entry.info.key] = uid
+        if not self._uids or uid > self._uids[-1]:
+            self._uids.append(uid)
+        else:
+            bisect.insort(self._uids, uid)
+        if entry.info.recent:
+            self._recent.add(uid)
+        self._snapshot = None
+
+    def _markRecent(self, uid: int) -> None:
+        entry = self._entries.get(uid)
+        if entry is not None and not entry.info.recent:
+            entry.info = replace(entry.info, recent=True)
+            self._recent.add(uid)
+            self._snapshot = None
+
+    def _sync(self, force: bool = False) -> bool:
+        """
+        Bring the index up to date with the directories when their mtimes
+        moved (or they changed too recently to trust the mtime); return
+        whether any message appeared, vanished or changed flags since the
+        index was first built.
+        """
+        self._open()
+        try:
+            stamp = (
+                os.stat(self._path / "new").st_mtime_ns,
+                os.stat(self._path / "cur").st_mtime_ns,
+            )
+        except FileNotFoundError:
+            return self._vanished()
+        if not force and not self._unsettled and stamp == self._dirStamp:
+            return False
+        self._dirStamp = stamp
+        self._unsettled = time.time_ns() - max(stamp) < _UNSETTLED_NS
+
+        wasIndexed = self._indexed
+        data = self._currentUidlist()
+        changed = wasIndexed and not self._indexed
+        if self._keywords.refresh():
+            changed |= self._reinterpretFlags()
+        self._knownNext = data.nextUid
+
+        found = self._listMessages()
+        missing = [base for base in self._byBase if base not in found]
+        if missing:
+            again = self._listDirectory("cur")
+            for base in missing:
+                if base in again:
+                    found[base] = ("cur", again[base])
+        arrived = self._moveNewToCur(found)
+
+        for base in [base for base in self._byBase if base not in found]:
+            uid = self._byBase.pop(base)
+            del self._entries[uid]
+            self._recent.discard(uid)
+            self._memoryKeywords.pop(base, None)
+            changed = True
+        if changed:
+            self._uids = [uid for uid in self._uids if uid in self._entries]
+            self._snapshot = None
+
+        for base, uid in self._byBase.items():
+            entry = self._entries[uid]
+            subdir, filename = found[base]
+            if entry.filename != filename:
+                flags = self._flagsOf(base, filename)
+                if flags != entry.info.flags:
+                    entry.info = replace(entry.info, flags=flags)
+                    self._snapshot = None
+                    changed = True
+            entry.subdir, entry.filename = subdir, filename
+
+        newBases = [base for base in found if base not in self._byBase]
+        if newBases:
+            uids = {base: data.uids[base] for base in newBases if base in data.uids}
+            unassigned = [base for base in newBases if base not in uids]
+            if unassigned:
+                gone = [base for base in data.uids if base not in found]
+                assigned, _ = self._assignUids(unassigned, gone)
+                uids.update(assigned)
+                if self._uidlist.data is None or self._uidlist.data.uidValidity != (
+                    self._uidValidity
+                ):
+                    return self._sync(force=True) or True
+            for base in sorted(newBases, key=uids.__getitem__):
+                uid = uids[base]
+                if uid in self._entries:
+                    continue
+                subdir, filename = found[base]
+                try:
+                    status = os.stat(self._path / subdir / filename)
+                except FileNotFoundError:
+                    self._unsettled = True
+                    continue
+                size = sizeFromBase(base)
+                info = MessageInfo(
+                    uid=uid,
+                    flags=self._flagsOf(base, filename),
+                    size=status.st_size if size is None else size,
+                    internaldate=status.st_mtime_ns / 1_000_000_000,
+                    key=base,
+                    recent=base in arrived or base in self._deliveredUnindexed,
+                )
+                self._insert(uid, _Entry(subdir, filename, info))
+                changed = True
+        self._indexed = True
+        self._deliveredUnindexed.clear()
+        return changed and wasIndexed
+
+    def _moveNewToCur(self, found: dict[str, tuple[str, str]]) -> set[str]:
+        """
+        Move the files of C{new/} into C{cur/} (adding C{:2,}), as Dovecot
+        does, and return the base names this process saw arrive.
+        """
+        arrived = set()
+        for base, (subdir, filename) in list(found.items()):
+            if subdir != "new":
+                continue
+            target = filename if splitFilename(filename)[1] else filenameWith(base, "")
+            try:
+                os.rename(self._path / "new" / filename, self._path / "cur" / target)
+            except FileNotFoundError:
+                located = self._locate(base)
+                if located is None:
+                    del found[base]
+                else:
+                    found[base] = located
+                continue
+            except PermissionError:
+                continue
+            found[base] = ("cur", target)
+            if base not in self._byBase:
+                arrived.add(base)
+        return arrived
+
+    def _reinterpretFlags(self) -> bool:
+        """Recompute keyword names after C{dovecot-keywords} changed."""
+        changed = False
+        for entry in self._entries.values():
+            flags = self._flagsOf(entry.info.key, entry.filename)
+            if flags != entry.info.flags:
+                entry.info = replace(entry.info, flags=flags)
+                changed = True
+        if changed:
+            self._snapshot = None
+        return changed
+
+    def _vanished(self) -> bool:
+        """The folder's directory is gone: report its messages as removed."""
+        had = bool(self._entries)
+        self._resetIndex()
+        self._uidValidity = None
+        self._dirStamp = None
+        return had
+
+    def _entry(self, uid: int) -> _Entry:
+        self._open()
+        return self._entries[uid]
+
+    def _relocate(self, uid: int, entry: _Entry) -> None:
+        """
+        Find C{entry}'s file after another process renamed it; raise
+        C{KeyError} when it is gone for good.
+        """
+        located = self._locate(entry.info.key)
+        if located is None:
+            self._unsettled = True
+            raise KeyError(uid)
+        entry.subdir, entry.filename = located
+        flags = self._flagsOf(entry.info.key, entry.filename)
+        if flags != entry.info.flags:
+            entry.info = replace(entry.info, flags=flags)
+            self._snapshot = None
+
+    def _pathOf(self, entry: _Entry) -> Path:
+        return self._path / entry.subdir / entry.filename
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self)
+            except Exception:
+                _log.failure(
+                    "Listener {listener!r} of {folder!r} failed", listener=listener, folder=self
+                )
+
+    # Delivery
+
+    def _deliver(self, tmpPath: Path, flags: frozenset[str]) -> int:
+        """
+        Move a complete, fsync'ed file from C{tmp/} into the folder, make
+        the move durable, give it a UID and tell the listeners.
+        """
+        self._open()
+        base = f"{tmpPath.name},S={os.stat(tmpPath).st_size}"
+        if flags:
+            subdir, filename = "cur", filenameWith(base, self._lettersFor(base, flags))
+        else:
+            subdir, filename = "new", base
+        target = self._path / subdir / filename
+        with fullDiskIsStoreFull():
+            _placeFile(tmpPath, target)
+        try:
+            with fullDiskIsStoreFull():
+                fsyncDirectory(self._path / subdir)
+            uids, foreign = self._assignUids([base])
+        except BaseException:
+            self._memoryKeywords.pop(base, None)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+            raise
+        uid = uids[base]
+        if self._indexed:
+            if foreign:
+                self._sync(force=True)
+                self._markRecent(uid)
+            else:
+                status = os.stat(target)
+                info = MessageInfo(
+                    uid=uid,
+                    flags=self._flagsOf(base, filename),
+                    size=status.st_size,
+                    internaldate=status.st_mtime_ns / 1_000_000_000,
+                    key=base,
+                    recent=True,
+                )
+                self._insert(uid, _Entry(subdir, filename, info))
+        else:
+            self._deliveredUnindexed.add(base)
+            if len(self._deliveredUnindexed) > _MAX_UNINDEXED_DELIVERIES:
+                self._sync(force=True)
+        self._notify()
+        return uid
+
+    def _deliverLink(self, source: Path, flags: frozenset[str]) -> int | None:
+        """
+        Deliver a hard link to C{source}; C{None} when the filesystem cannot
+        link it here (the caller then copies the bytes).
+        """
+        self._open()
+        tmpPath = self._path / "tmp" / _uniqueName()
+        try:
+            with fullDiskIsStoreFull():
+                os.link(source, tmpPath)
+        except OSError as e:
+            if e.errno in _NO_HARD_LINKS:
+                return None
+            raise
+        return _PendingMessage(self, tmpPath, flags, None, None).commit()
+
+    # IMailFolder
+
+    def uidValidity(self) -> int:
+        self._open()
+        return self._currentUidlist().uidValidity
+
+    def uidNext(self) -> int:
+        self._sync()
+        data = self._uidlist.data
+        return self._knownNext if data is None else max(data.nextUid, self._knownNext)
+
+    def messages(self) -> Sequence[MessageInfo]:
+        changed = self._sync()
+        if self._snapshot is None:
+            entries = self._entries
+            self._snapshot = tuple(entries[uid].info for uid in self._uids)
+        snapshot = self._snapshot
+        if self._recent:
+            for uid in self._recent:
+                entry = self._entries[uid]
+                entry.info = replace(entry.info, recent=False)
+            self._recent.clear()
+            self._snapshot = None
+        if changed:
+            self._notify()
+        return snapshot
+
+    def openMessage(self, uid: int) -> BinaryIO:
+        entry = self._entry(uid)
+        try:
+            return open(self._pathOf(entry), "rb")
+        except FileNotFoundError:
+            self._relocate(uid, entry)
+        return open(self._pathOf(entry), "rb")
+
+    def beginMessage(
+        self, flags: Iterable[str] = (), internaldate: float | None = None
+    ) -> IPendingMessage:
+        self._open()
+        wanted = _canonicalFlags(flags)
+        while True:
+            tmpPath = self._path / "tmp" / _uniqueName()
+            try:
+                with fullDiskIsStoreFull():
+                    fd = os.open(
+                        tmpPath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                    )
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                raise NoSuchFolder(self.name) from None
+            return _PendingMessage(self, tmpPath, wanted, internaldate, fd)
+
+    def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
+        entry = self._entry(uid)
+        wanted = _canonicalFlags(flags)
+        base = entry.info.key
+        for _attempt in range(3):
+            letters = infoLetters(splitFilename(entry.filename)[1])
+            target = filenameWith(base, self._lettersFor(base, wanted, letters))
+            if entry.subdir == "cur" and target == entry.filename:
+                break
+            source = self._pathOf(entry)
+            try:
+                with fullDiskIsStoreFull():
+                    os.rename(source, self._path / "cur" / target)
+            except FileNotFoundError:
+                self._relocate(uid, entry)
+                continue
+            with fullDiskIsStoreFull():
+                fsyncDirectory(self._path / "cur")
+                if entry.subdir != "cur":
+                    fsyncDirectory(self._path / entry.subdir)
+            entry.subdir, entry.filename = "cur", target
+            break
+        else:
+            raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
+        info = replace(entry.info, flags=self._flagsOf(base, entry.filename))
+        if info != entry.info:
+            entry.info = info
+            self._snapshot = None
+            self._notify()
+        return info
+
+    def expunge(self, uids: Iterable[int]) -> list[int]:
+        self._open()
+        removed: list[int] = []
+        touched = set()
+        for uid in sorted(set(uids)):
+            entry = self._entries.get(uid)
+            if entry is None:
+                continue
+            try:
+                os.unlink(self._pathOf(entry))
+            except FileNotFoundError:
+                located = self._locate(entry.info.key)
+                if located is not None:
+                    entry.subdir, entry.filename = located
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._pathOf(entry))
+            touched.add(entry.subdir)
+            removed.append(uid)
+        if not removed:
+            return []
+        for sub in touched:
+            fsyncDirectory(self._path / sub)
+        bases = []
+        for uid in removed:
+            entry = self._entries.pop(uid)
+            base = entry.info.key
+            bases.append(base)
+            del self._byBase[base]
+            self._recent.discard(uid)
+            self._memoryKeywords.pop(base, None)
+        gone = set(removed)
+        self._uids = [uid for uid in self._uids if uid not in gone]
+        self._snapshot = None
+        try:
+            self._assignUids((), bases)
+        except StoreFull:
+            _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
+        self._notify()
+        return removed
+
+    def copyMessage(self, uid: int, target: IMailFolder) -> int:
+        entry = self._entry(uid)
+        info = entry.info
+        if isinstance(target, MaildirFolder):
+            for _attempt in range(3):
+                try:
+                    newUid = target._deliverLink(self._pathOf(entry), info.flags)
+                except FileNotFoundError:
+                    self._relocate(uid, entry)
+                    continue
+                if newUid is not None:
+                    return newUid
+                break
+        pending = target.beginMessage(info.flags, info.internaldate)
+        try:
+            with self.openMessage(uid) as source:
+                while chunk := source.read(_FLUSH_AT):
+                    pending.write(chunk)
+        except BaseException:
+            pending.abort()
+            raise
+        return pending.commit()
+
+    def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
+        self._listeners.append(listener)
+
+    def removeListener(self, listener: Callable[[IMailFolder], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+
+@implementer(IMailStore)
+class MaildirStore:
+    """
+    One user's Maildir++ directory as an L{IMailStore}.
+
+    @ivar root: the Maildir (C{cur/ new/ tmp/} of INBOX directly in it),
+        created with mode 0700 on first use.
+    """
+
+    delimiter = DELIMITER
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._folders: dict[str, MaildirFolder] = {}
+        self._rootReady = False
+
+    def __repr__(self) -> str:
+        return f"<MaildirStore {str(self.root)!r}>"
+
+    def _ensureRoot(self) -> None:
+        if self._rootReady:
+            return
+        with fullDiskIsStoreFull():
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for sub in _SUBDIRS:
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+        self._rootReady = True
+
+    def _pathOf(self, name: str) -> Path:
+        return self.root if name == INBOX else self.root / diskName(name)
+
+    def _exists(self, name: str) -> bool:
+        return name == INBOX or self._pathOf(name).is_dir()
+
+    def _makeFolderDirectory(self, name: str) -> bool:
+        """Create folder C{name}'s directory; return False when it already existed."""
+        path = self._pathOf(name)
+        with fullDiskIsStoreFull():
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                return False
+            for sub in _SUBDIRS:
+                (path / sub).mkdir(mode=0o700, exist_ok=True)
+            (path / "maildirfolder").touch(mode=0o600)
+            fsyncDirectory(self.root)
+        return True
+
+    def _makeParents(self, name: str) -> None:
+        components = name.split(DELIMITER)
+        for depth in range(1, len(components)):
+            parent = DELIMITER.join(components[:depth])
+            if parent != INBOX:
+                self._makeFolderDirectory(parent)
+
+    def listFolders(self) -> list[str]:
+        self._ensureRoot()
+        names = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.is_dir():
+                    name = nameFromDisk(entry.name)
+                    if name is not None:
+                        names.append(name)
+        return [INBOX, *sorted(names)]
+
+    def getFolder(self, name: str) -> MaildirFolder:
+        canonical = normalizeName(name)
+        self._ensureRoot()
+        if not self._exists(canonical):
+            self._folders.pop(canonical, None)
+            raise NoSuchFolder(canonical)
+        folder = self._folders.get(canonical)
+        if folder is None:
+            folder = self._folders[canonical] = MaildirFolder(canonical, self._pathOf(canonical))
+        return folder
+
+    def createFolder(self, name: str) -> MaildirFolder:
+        canonical = normalizeName(name)
+        self._ensureRoot()
+        if canonical == INBOX:
+            raise FolderExists(INBOX)
+        self._makeParents(canonical)
+        if not self._makeFolderDirectory(canonical):
+            raise FolderExists(canonical)
+        return self.getFolder(canonical)
+
+    def deleteFolder(self, name: str) -> None:
+        """
+        Delete a folder and its messages; its sub-folders stay (a Maildir++
+        parent is only a name prefix).  Raises L{InvalidFolderName} for INBOX.
+        """
+        canonical = normalizeName(name)
+        if canonical == INBOX:
+            raise InvalidFolderName("INBOX cannot be deleted")
+        self._ensureRoot()
+        trash = self.root / "tmp" / (_uniqueName() + _DELETED_SUFFIX)
+        try:
+            os.rename(self._pathOf(canonical), trash)
+        except FileNotFoundError:
+            raise NoSuchFolder(canonical) from None
+        fsyncDirectory(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
+        folder = self._folders.pop(canonical, None)
+        if folder is not None:
+            folder._markDeleted()
+
+    def renameFolder(self, old: str, new: str) -> None:
+        """
+        Rename a folder and its sub-folders, creating missing parents of the
+        new name.  Renaming INBOX moves its messages into a new folder and
+        leaves INBOX empty (RFC 3501 6.3.5).
+        """
+        source = normalizeName(old)
+        target = normalizeName(new)
+        self._ensureRoot()
+        if target == INBOX:
+            raise FolderExists(INBOX)
+        if source == INBOX:
+            self._renameInbox(target)
+            return
+        if not self._exists(source):
+            raise NoSuchFolder(source)
+        if target.startswith(source + DELIMITER):
+            raise InvalidFolderName(f"cannot move {source!r} into itself")
+        moves = [(source, target)] + [
+            (child, normalizeName(target + child[len(source) :]))
+            for child in self.listFolders()
+            if child.startswith(source + DELIMITER)
+        ]
+        for _, newName in moves:
+            if self._exists(newName):
+                raise FolderExists(newName)
+        self._makeParents(target)
+        for oldName, newName in moves:
+            os.rename(self._pathOf(oldName), self._pathOf(newName))
+        fsyncDirectory(self.root)
+        for oldName, newName in moves:
+            folder = self._folders.pop(oldName, None)
+            if folder is not None:
+                folder._moved(newName, self._pathOf(newName))
+                self._folders[newName] = folder
+
+    def _renameInbox(self, target: str) -> None:
+        destination = self.createFolder(target)
+        inbox = self.getFolder(INBOX)
+        keywords = self.root / _keywords.FILENAME
+        if keywords.exists():
+            shutil.copyfile(keywords, self._pathOf(target) / _keywords.FILENAME)
+        for sub in ("new", "cur"):
+            moved = False
+            for filename in os.listdir(self.root / sub):
+                if filename.startswith("."):
+                    continue
+                try:
+                    os.rename(self.root / sub / filename, self._pathOf(target) / sub / filename)
+                    moved = True
+                except FileNotFoundError:
+                    pass
+            if moved:
+                fsyncDirectory(self._pathOf(target) / sub)
+                fsyncDirectory(self.root / sub)
+        if inbox._sync(force=True):
+            inbox._notify()
+        if destination._sync(force=True):
+            destination._notify()
+
+    # Subscriptions
+
+    def _readSubscriptions(self) -> list[str]:
+        try:
+            text = (self.root / _SUBSCRIPTIONS).read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        lines = text.splitlines()
+        if lines and lines[0].startswith("V\t"):
+            lines = [line.replace("\t", DELIMITER) for line in lines[1:]]
+        names: dict[str, None] = {}
+        for line in lines:
+            if not line:
+                continue
+            try:
+                decoded = DELIMITER.join(decodeMUTF7(c) for c in line.split(DELIMITER))
+            except ValueError:
+                decoded = line
+            try:
+                names[normalizeName(decoded)] = None
+            except InvalidFolderName:
+                continue
+        return list(names)
+
+    def _changeSubscriptions(self, change: Callable[[list[str]], list[str]]) -> None:
+        self._ensureRoot()
+        with DotLock(self.root / _SUBSCRIPTIONS) as lock:
+            current = self._readSubscriptions()
+            updated = change(current)
+            if updated != current:
+                encoded = (
+                    DELIMITER.join(encodeMUTF7(c) for c in n.split(DELIMITER)) for n in updated
+                )
+                lock.replace("".join(line + "\n" for line in encoded).encode("ascii"))
+
+    def subscriptions(self) -> list[str]:
+        return self._readSubscriptions()
+
+    def subscribe(self, name: str) -> None:
+        canonical = normalizeName(name)
+        self._changeSubscriptions(
+            lambda names: names if canonical in names else [*names, canonical]
+        )
+
+    def unsubscribe(self, name: str) -> None:
+        canonical = normalizeName(name)
+        self._changeSubscriptions(lambda names: [n for n in names if n != canonical])

@@ -1,0 +1,151 @@
+"""
+Dovecot's C{dovecot-uidlist}: the permanent UID of every message file.
+
+Version 3 (written)::
+
+    3 V<uidvalidity> N<nextuid> G<guid>
+    <uid> [<field> ...] :<base name>
+
+Version 1 (Courier's C{courierimapuiddb} layout) is read too.  Lines are
+looked up by base name (the file name without its C{:2,} info), so a flag
+change by any client keeps the UID.  Dovecot appends lines without updating
+C{N}, so the next UID is the larger of C{N} and the last UID plus one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tmail.store.dotlock import DotLock
+from tmail.store.flags import splitFilename
+
+FILENAME = "dovecot-uidlist"
+
+
+@dataclass
+class UidListData:
+    """
+    The parsed contents of a uidlist.
+
+    @ivar uids: base name -> UID, in increasing UID order.
+    @ivar fields: base name -> the extension fields Dovecot wrote on the line
+        (kept verbatim so a rewrite does not lose them).
+    """
+
+    uidValidity: int
+    nextUid: int
+    guid: str
+    uids: dict[str, int] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, notBefore: int = 0) -> UidListData:
+        """A new, empty uidlist with a time-based UIDVALIDITY above C{notBefore}."""
+        return cls(max(int(time.time()), notBefore + 1), 1, uuid.uuid4().hex)
+
+
+def parse(text: str) -> UidListData:
+    """Parse a version 1 or 3 uidlist.  Raises C{ValueError} when malformed."""
+    lines = text.split("\n")
+    header = lines[0].split()
+    if not header:
+        raise ValueError("empty uidlist header")
+    if header[0] == "1" and len(header) == 3:
+        data = UidListData(int(header[1]), int(header[2]), uuid.uuid4().hex)
+        for line in lines[1:]:
+            if line:
+                uid, _, filename = line.partition(" ")
+                _add(data, int(uid), filename, "")
+    elif header[0] == "3":
+        values = {token[0]: token[1:] for token in header[1:] if token}
+        data = UidListData(int(values["V"]), int(values.get("N", "1")), values.get("G", ""))
+        if not data.guid:
+            data.guid = uuid.uuid4().hex
+        for line in lines[1:]:
+            if not line:
+                continue
+            uid, _, rest = line.partition(" ")
+            extra, colon, filename = rest.partition(":")
+            if not colon:
+                raise ValueError(f"uidlist line without ':': {line!r}")
+            _add(data, int(uid), filename, extra.strip())
+    else:
+        raise ValueError(f"unknown uidlist version {header[0]!r}")
+    if data.uidValidity <= 0:
+        raise ValueError("uidlist UIDVALIDITY must be positive")
+    return data
+
+
+def _add(data: UidListData, uid: int, filename: str, extra: str) -> None:
+    base = splitFilename(filename)[0]
+    if uid <= 0 or not base:
+        raise ValueError(f"bad uidlist entry {uid} {filename!r}")
+    data.uids[base] = uid
+    if extra:
+        data.fields[base] = extra
+    data.nextUid = max(data.nextUid, uid + 1)
+
+
+def serialize(data: UidListData) -> bytes:
+    """Serialize C{data} as a version 3 uidlist, lines in UID order."""
+    out = [f"3 V{data.uidValidity} N{data.nextUid} G{data.guid}\n"]
+    for base, uid in sorted(data.uids.items(), key=lambda item: item[1]):
+        extra = data.fields.get(base)
+        out.append(f"{uid} {extra} :{base}\n" if extra else f"{uid} :{base}\n")
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+class UidListFile:
+    """
+    One folder's uidlist, re-read only when the file on disk changed.
+
+    @ivar data: the contents, or C{None} when the file is missing or
+        unreadable (the folder then needs a new UIDVALIDITY).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: UidListData | None = None
+        self._stamp: tuple[int, int, int] | None = None
+
+    def lock(self) -> DotLock:
+        """The lock writers of this uidlist hold."""
+        return DotLock(self.path)
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed since the last look; return whether it did."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            changed = self._stamp is not None or self.data is not None
+            self._stamp = None
+            self.data = None
+            return changed
+        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        if stamp == self._stamp:
+            return False
+        try:
+            raw = self.path.read_bytes()
+            self.data = parse(raw.decode("utf-8", "surrogateescape"))
+        except FileNotFoundError:
+            return self.refresh()
+        except (ValueError, KeyError):
+            self.data = None
+        self._stamp = stamp
+        return True
+
+    def write(self, lock: DotLock, data: UidListData) -> None:
+        """Replace the file with C{data} (releasing C{lock}) and remember it as current."""
+        self._stamp = None
+        status = lock.replace(serialize(data))
+        self.data = data
+        self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+
+    def invalidate(self) -> None:
+        """Forget the cached contents, e.g. after a failed write mutated them."""
+        self._stamp = None
+        self.data = None

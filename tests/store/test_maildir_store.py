@@ -1,0 +1,308 @@
+"""Delivery, UIDs, flags and folders of the Maildir store."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder
+from tmail.interfaces import IMailFolder, IMailStore, IPendingMessage
+from tmail.store.maildir import MaildirFolder, MaildirStore
+
+MESSAGE = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def deliver(
+    folder: MaildirFolder,
+    data: bytes = MESSAGE,
+    flags: tuple[str, ...] = (),
+    internaldate: float | None = None,
+) -> int:
+    pending = folder.beginMessage(flags, internaldate)
+    pending.write(data)
+    return pending.commit()
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "Maildir"
+
+
+@pytest.fixture
+def store(root: Path) -> MaildirStore:
+    return MaildirStore(root)
+
+
+def test_store_and_folder_provide_the_interfaces(store: MaildirStore) -> None:
+    inbox = store.getFolder("INBOX")
+    assert IMailStore.providedBy(store)
+    assert IMailFolder.providedBy(inbox)
+    assert IPendingMessage.providedBy(inbox.beginMessage())
+    assert store.delimiter == "/"
+
+
+def test_root_is_created_private_on_first_use(store: MaildirStore, root: Path) -> None:
+    assert not root.exists()
+    store.getFolder("INBOX")
+    assert (root.stat().st_mode & 0o777) == 0o700
+    assert {"cur", "new", "tmp"} <= set(os.listdir(root))
+
+
+def test_nothing_is_visible_before_commit(store: MaildirStore, root: Path) -> None:
+    inbox = store.getFolder("INBOX")
+    pending = inbox.beginMessage()
+    pending.write(MESSAGE)
+    assert files(root / "new") == []
+    assert inbox.messages() == ()
+    assert len(files(root / "tmp")) == 1
+
+
+def test_commit_puts_exact_bytes_in_new(store: MaildirStore, root: Path) -> None:
+    inbox = store.getFolder("INBOX")
+    uid = deliver(inbox)
+    assert uid == 1
+    [name] = files(root / "new")
+    assert (root / "new" / name).read_bytes() == MESSAGE
+    assert name.endswith(f",S={len(MESSAGE)}")
+    assert files(root / "tmp") == []
+
+
+def test_abort_leaves_nothing(store: MaildirStore, root: Path) -> None:
+    inbox = store.getFolder("INBOX")
+    pending = inbox.beginMessage()
+    pending.write(MESSAGE)
+    pending.abort()
+    pending.abort()
+    assert files(root / "tmp") == files(root / "new") == files(root / "cur") == []
+    with pytest.raises(ValueError):
+        pending.commit()
+
+
+def test_committed_message_is_listed_recent_once(store: MaildirStore, root: Path) -> None:
+    inbox = store.getFolder("INBOX")
+    uid = deliver(inbox, internaldate=1_000_000_000.5)
+    [info] = inbox.messages()
+    assert (info.uid, info.size, info.recent) == (uid, len(MESSAGE), True)
+    assert info.internaldate == pytest.approx(1_000_000_000.5)
+    assert info.flags == frozenset()
+    assert not inbox.messages()[0].recent
+    [name] = files(root / "cur")
+    assert name == info.key + ":2,"
+    with inbox.openMessage(uid) as f:
+        assert f.read() == MESSAGE
+
+
+def test_delivery_with_flags_goes_to_cur_with_letters_in_order(
+    store: MaildirStore, root: Path
+) -> None:
+    inbox = store.getFolder("INBOX")
+    deliver(inbox, flags=("\\Seen", "\\Draft", "\\Flagged", "\\Answered", "\\Deleted"))
+    assert files(root / "new") == []
+    [name] = files(root / "cur")
+    assert name.endswith(":2,DFRST")
+
+
+def test_uids_increase_and_survive_a_new_store_object(root: Path) -> None:
+    store = MaildirStore(root)
+    inbox = store.getFolder("INBOX")
+    uids = [deliver(inbox) for _ in range(3)]
+    assert uids == [1, 2, 3]
+    keys = [m.key for m in inbox.messages()]
+    again = MaildirStore(root).getFolder("INBOX")
+    assert [(m.uid, m.key) for m in again.messages()] == list(zip(uids, keys, strict=True))
+    assert again.uidValidity() == inbox.uidValidity()
+    assert again.uidNext() == 4
+
+
+def test_uidlist_is_dovecot_version_3(store: MaildirStore, root: Path) -> None:
+    inbox = store.getFolder("INBOX")
+    deliver(inbox)
+    [key] = [m.key for m in inbox.messages()]
+    header, line = (root / "dovecot-uidlist").read_text().splitlines()
+    version, validity, nextUid, guid = header.split()
+    assert (version, nextUid) == ("3", "N2")
+    assert validity == f"V{inbox.uidValidity()}"
+    assert guid.startswith("G") and len(guid) == 33
+    assert line == f"1 :{key}"
+
+
+def test_set_flags_renames_the_file_and_persists(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    inbox.messages()
+    info = inbox.setFlags(uid, ["\\Seen", "\\Flagged", "$Junk", "\\Recent"])
+    assert info.flags == {"\\Seen", "\\Flagged", "$Junk"}
+    [name] = files(root / "cur")
+    assert name.endswith(":2,FSa")
+    assert (root / "dovecot-keywords").read_text() == "0 $Junk\n"
+    again = MaildirStore(root).getFolder("INBOX")
+    assert again.messages()[0].flags == {"\\Seen", "\\Flagged", "$Junk"}
+    assert inbox.setFlags(uid, []).flags == frozenset()
+    assert files(root / "cur") == [info.key + ":2,"]
+
+
+def test_set_flags_keeps_the_passed_letter(store: MaildirStore, root: Path) -> None:
+    inbox = store.getFolder("INBOX")
+    uid = deliver(inbox)
+    [info] = inbox.messages()
+    os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,P"))
+    assert inbox.setFlags(uid, ["\\Seen"]).flags == {"\\Seen"}
+    assert files(root / "cur") == [info.key + ":2,PS"]
+
+
+def test_set_flags_on_unknown_uid_raises_key_error(store: MaildirStore) -> None:
+    with pytest.raises(KeyError):
+        store.getFolder("INBOX").setFlags(42, ["\\Seen"])
+
+
+def test_listeners_hear_about_delivery_flags_and_expunge(store: MaildirStore) -> None:
+    inbox = store.getFolder("INBOX")
+    heard: list[IMailFolder] = []
+    inbox.addListener(heard.append)
+    uid = deliver(inbox)
+    inbox.messages()
+    inbox.setFlags(uid, ["\\Seen"])
+    inbox.expunge([uid])
+    assert heard == [inbox, inbox, inbox]
+    inbox.removeListener(heard.append)
+    deliver(inbox)
+    assert len(heard) == 3
+
+
+def test_expunged_uids_are_never_reused(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    first, second = deliver(inbox), deliver(inbox)
+    inbox.messages()
+    assert inbox.expunge([second, 99]) == [second]
+    assert [m.uid for m in inbox.messages()] == [first]
+    again = MaildirStore(root).getFolder("INBOX")
+    assert deliver(again) == 3
+    assert [m.uid for m in again.messages()] == [first, 3]
+
+
+def test_repeated_get_folder_returns_the_same_object(store: MaildirStore) -> None:
+    assert store.getFolder("INBOX") is store.getFolder("inbox")
+    store.createFolder("Sent")
+    assert store.getFolder("Sent") is store.getFolder("Sent")
+
+
+def test_folder_create_list_and_layout(store: MaildirStore, root: Path) -> None:
+    store.createFolder("Archive/2025")
+    store.createFolder("Entwürfe")
+    assert store.listFolders() == ["INBOX", "Archive", "Archive/2025", "Entwürfe"]
+    assert (root / ".Archive.2025" / "maildirfolder").is_file()
+    assert (root / ".Entw&APw-rfe" / "cur").is_dir()
+    with pytest.raises(FolderExists):
+        store.createFolder("Archive")
+    with pytest.raises(FolderExists):
+        store.createFolder("inbox")
+
+
+def test_missing_folder_raises_no_such_folder(store: MaildirStore) -> None:
+    with pytest.raises(NoSuchFolder):
+        store.getFolder("Nope")
+
+
+def test_delete_folder_keeps_children_and_refuses_inbox(store: MaildirStore) -> None:
+    archive = store.createFolder("Archive")
+    store.createFolder("Archive/2025")
+    deliver(archive)
+    heard: list[IMailFolder] = []
+    archive.messages()
+    archive.addListener(heard.append)
+    store.deleteFolder("Archive")
+    assert store.listFolders() == ["INBOX", "Archive/2025"]
+    assert heard == [archive]
+    with pytest.raises(NoSuchFolder):
+        store.getFolder("Archive")
+    with pytest.raises(NoSuchFolder):
+        store.deleteFolder("Archive")
+    with pytest.raises(InvalidFolderName):
+        store.deleteFolder("INBOX")
+
+
+def test_rename_folder_moves_children_and_keeps_uids(store: MaildirStore) -> None:
+    work = store.createFolder("Work")
+    store.createFolder("Work/2024")
+    uid = deliver(work)
+    validity = work.uidValidity()
+    store.renameFolder("Work", "Old/Work")
+    assert store.listFolders() == ["INBOX", "Old", "Old/Work", "Old/Work/2024"]
+    moved = store.getFolder("Old/Work")
+    assert moved is work
+    assert moved.name == "Old/Work"
+    assert [m.uid for m in moved.messages()] == [uid]
+    assert moved.uidValidity() == validity
+
+
+def test_rename_folder_refusals(store: MaildirStore) -> None:
+    store.createFolder("A")
+    store.createFolder("B")
+    with pytest.raises(FolderExists):
+        store.renameFolder("A", "B")
+    with pytest.raises(NoSuchFolder):
+        store.renameFolder("C", "D")
+    with pytest.raises(InvalidFolderName):
+        store.renameFolder("A", "A/child")
+    with pytest.raises(FolderExists):
+        store.renameFolder("A", "INBOX")
+
+
+def test_rename_inbox_moves_messages_and_leaves_it_empty(store: MaildirStore) -> None:
+    inbox = store.getFolder("INBOX")
+    deliver(inbox, b"one\r\n")
+    deliver(inbox, b"two\r\n", flags=("\\Seen", "Work"))
+    inbox.messages()
+    store.renameFolder("INBOX", "Old")
+    assert inbox.messages() == ()
+    old = store.getFolder("Old")
+    contents = []
+    for info in old.messages():
+        with old.openMessage(info.uid) as f:
+            contents.append((f.read(), info.flags))
+    assert contents == [(b"one\r\n", frozenset()), (b"two\r\n", {"\\Seen", "Work"})]
+    assert deliver(inbox) == 3
+
+
+def test_subscriptions_round_trip(store: MaildirStore, root: Path) -> None:
+    assert store.subscriptions() == []
+    store.subscribe("Entwürfe")
+    store.subscribe("Archive/2025")
+    store.subscribe("Entwürfe")
+    assert store.subscriptions() == ["Entwürfe", "Archive/2025"]
+    assert (root / "subscriptions").read_text() == "Entw&APw-rfe\nArchive/2025\n"
+    store.unsubscribe("Entwürfe")
+    assert MaildirStore(root).subscriptions() == ["Archive/2025"]
+
+
+def test_copy_keeps_bytes_flags_and_date(store: MaildirStore) -> None:
+    inbox = store.getFolder("INBOX")
+    uid = deliver(inbox, flags=("\\Seen", "$Label1"), internaldate=1_500_000_000)
+    inbox.messages()
+    archive = store.createFolder("Archive")
+    newUid = inbox.copyMessage(uid, archive)
+    [info] = archive.messages()
+    assert (info.uid, info.flags, info.recent) == (newUid, {"\\Seen", "$Label1"}, True)
+    assert info.internaldate == pytest.approx(1_500_000_000)
+    with archive.openMessage(newUid) as f:
+        assert f.read() == MESSAGE
+    inbox.setFlags(uid, [])
+    assert archive.messages()[0].flags == {"\\Seen", "$Label1"}
+
+
+def test_stale_tmp_files_are_swept_when_a_folder_opens(root: Path) -> None:
+    MaildirStore(root).getFolder("INBOX").messages()
+    old, fresh = root / "tmp" / "old", root / "tmp" / "fresh"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    long_ago = time.time() - 37 * 3600
+    os.utime(old, (long_ago, long_ago))
+    MaildirStore(root).getFolder("INBOX").messages()
+    assert files(root / "tmp") == ["fresh"]
