@@ -1,0 +1,120 @@
+# -*- test-case-name: tests.smtp.test_smtp_delivery -*-
+"""
+Local delivery: recipients resolved through the realm, messages written into
+each user's INBOX with the store's two-phase contract.
+
+Twisted's C{IMessageDelivery} is not used: its C{validateTo} and
+C{receivedHeader} see neither the TLS nor the AUTH state of the session, and
+its C{DATA} handling answers before anything is durable.  The server keeps
+the envelope and asks L{LocalDelivery} for one L{MailboxMessage} (a Twisted
+C{IMessage}) per local user when C{DATA} starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.mail import smtp
+from zope.interface import implementer
+
+from tmail.interfaces import IMailRealm, IPendingMessage
+from tmail.smtp.headers import Trace, traceHeaders
+
+#: Bytes gathered in memory before they are handed to the store.
+WRITE_CHUNK = 64 * 1024
+
+
+@implementer(smtp.IMessage)
+class MailboxMessage:
+    """
+    One user's copy of a message, on its way into a folder.
+
+    Lines arrive without their CRLF and are stored with it; the trace
+    headers are written first.
+    """
+
+    def __init__(self, pending: IPendingMessage, prefix: bytes) -> None:
+        self.pending = pending
+        self._chunks: list[bytes] = [prefix]
+        self._buffered = len(prefix)
+        self._finished = False
+
+    def lineReceived(self, line: bytes) -> None:
+        self._chunks.append(line)
+        self._chunks.append(b"\r\n")
+        self._buffered += len(line) + 2
+        if self._buffered >= WRITE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand buffered bytes to the store (which may raise C{StoreFull})."""
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._buffered = 0
+            self.pending.write(data)
+
+    def eomReceived(self) -> Deferred[int]:
+        """Flush and commit (fsync); fires with the new message's UID."""
+        try:
+            self.flush()
+            uid = self.pending.commit()
+        except BaseException:
+            self.connectionLost()
+            return fail()
+        self._finished = True
+        return succeed(uid)
+
+    def connectionLost(self) -> None:
+        """Throw the copy away unless it was committed."""
+        self._chunks = []
+        if not self._finished:
+            self._finished = True
+            self.pending.abort()
+
+
+class LocalDelivery:
+    """Resolves recipients and starts messages for the realm's users."""
+
+    def __init__(self, realm: IMailRealm) -> None:
+        self.realm = realm
+
+    def resolve(self, address: str) -> list[str]:
+        """
+        The local users mail to C{address} goes to.  Raises the realm's
+        L{tmail.errors.RecipientError}s.
+        """
+        return self.realm.resolveRecipient(address)
+
+    def begin(self, user: str, recipient: str, sender: str, trace: Trace) -> MailboxMessage:
+        """
+        Start the copy for C{user} (reached through C{recipient}) in its
+        INBOX, trace headers written.
+        """
+        folder = self.realm.storeFor(user).getFolder("INBOX")
+        return MailboxMessage(folder.beginMessage(), traceHeaders(trace, sender, user, recipient))
+
+
+@inlineCallbacks
+def commitAll(messages: Sequence[MailboxMessage]) -> Generator[Deferred[int], object, None]:
+    """
+    Flush every copy, then commit them one by one; on the first failure
+    abort the copies not yet committed and fail with that error.
+
+    Flushing first means a full disk is almost always noticed before any
+    copy is visible.  A commit can still fail after an earlier one
+    succeeded (the fsync of the second folder fails): those users keep
+    their copy, the client is told to retry, and they get it twice.
+    """
+    committed = 0
+    try:
+        for message in messages:
+            message.flush()
+        for message in messages:
+            yield message.eomReceived()
+            committed += 1
+    except BaseException:
+        for message in messages[committed:]:
+            message.connectionLost()
+        raise

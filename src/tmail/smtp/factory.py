@@ -1,0 +1,58 @@
+# -*- test-case-name: tests.smtp.test_smtp_server -*-
+"""The factory for the MX and submission listeners."""
+
+from __future__ import annotations
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.portal import Portal
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.ssl import CertificateOptions
+
+from tmail.auth.throttle import AuthThrottle
+from tmail.config.schema import SMTPSettings
+from tmail.connections import ConnectionCounter
+from tmail.interfaces import IMailRealm
+from tmail.smtp.delivery import LocalDelivery
+from tmail.smtp.server import SMTPServer
+
+
+class SMTPFactory(ServerFactory):
+    """
+    Builds L{SMTPServer} sessions for one C{[smtp]} or C{[submission]}
+    section.  Implicit-TLS listeners wrap the same factory; the sessions see
+    the TLS transport and offer AUTH at once.
+
+    @ivar checker: the portal's C{IUsernamePassword} checker, which AUTH
+        uses directly (the realm has no SMTP avatar); C{None} disables AUTH.
+    @ivar connections: open sessions per client address.
+    """
+
+    protocol = SMTPServer
+
+    def __init__(
+        self,
+        realm: IMailRealm,
+        settings: SMTPSettings,
+        *,
+        hostname: str,
+        submission: bool,
+        portal: Portal | None,
+        tlsContextFactory: CertificateOptions | None,
+        throttle: AuthThrottle,
+    ) -> None:
+        self.realm = realm
+        self.settings = settings
+        self.hostname = hostname
+        self.submission = submission
+        self.tlsContextFactory = tlsContextFactory
+        self.throttle = throttle
+        self.checker: ICredentialsChecker | None = (
+            portal.checkers.get(IUsernamePassword) if portal is not None else None
+        )
+        self.delivery = LocalDelivery(realm)
+        self.connections = ConnectionCounter(settings.max_connections_per_address)
+
+    def buildProtocol(self, addr: IAddress | None) -> SMTPServer:
+        return SMTPServer(self)

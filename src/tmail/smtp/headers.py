@@ -1,0 +1,119 @@
+# -*- test-case-name: tests.smtp.test_smtp_headers -*-
+"""
+The trace headers tmail prepends to every delivered message (RFC 5321 4.4):
+C{Return-Path}, C{Delivered-To} and C{Received}.
+
+Everything copied from the client into a header is checked first, so a
+client cannot start a header line of its own (C{EHLO x\\nBcc: ...}).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+#: What the C{Received} header says instead of a HELO argument that is
+#: neither a host name nor an address literal.
+HELO_PLACEHOLDER = "invalid"
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+_HEADER_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+
+
+def sanitiseHelo(argument: bytes) -> str:
+    """
+    The HELO/EHLO argument if it is a host name or an address literal
+    (C{[192.0.2.1]}, C{[IPv6:2001:db8::1]}), else L{HELO_PLACEHOLDER}.
+    """
+    try:
+        text = argument.decode("ascii")
+    except UnicodeDecodeError:
+        return HELO_PLACEHOLDER
+    if len(text) > 255 or not text:
+        return HELO_PLACEHOLDER
+    if text.startswith("[") and text.endswith("]"):
+        literal = text[1:-1]
+        if literal[:5].lower() == "ipv6:":
+            literal = literal[5:]
+            version = 6
+        else:
+            version = 4
+        try:
+            address = ipaddress.ip_address(literal)
+        except ValueError:
+            return HELO_PLACEHOLDER
+        return text if address.version == version else HELO_PLACEHOLDER
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
+    if all(_LABEL.match(label) for label in labels):
+        return text
+    return HELO_PLACEHOLDER
+
+
+def addressLiteral(address: str) -> str:
+    """C{[192.0.2.1]} or C{[IPv6:2001:db8::1]} (RFC 5321 4.1.3); anything else in brackets."""
+    try:
+        version = ipaddress.ip_address(address).version
+    except ValueError:
+        return f"[{address}]"
+    return f"[IPv6:{address}]" if version == 6 else f"[{address}]"
+
+
+def protocolName(*, esmtp: bool, tls: bool, authenticated: bool) -> str:
+    """The C{with} keyword of a C{Received} header (RFC 3848)."""
+    if not esmtp:
+        return "SMTP"
+    return "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
+
+
+def isHeaderField(line: bytes) -> bool:
+    """Whether C{line} starts a header field (C{name:}, RFC 5322 2.2)."""
+    return _HEADER_FIELD.match(line) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """
+    What one transaction's C{Received} headers say.
+
+    @ivar helo: the sanitised HELO argument (see L{sanitiseHelo}).
+    @ivar clientAddress: the client's IP address.
+    @ivar clientName: its verified host name, or its address when unknown.
+    @ivar hostname: this server's name.
+    @ivar protocol: see L{protocolName}.
+    @ivar queueID: the id the C{250} reply names.
+    @ivar date: when the message was received (timezone-aware).
+    """
+
+    helo: str
+    clientAddress: str
+    clientName: str
+    hostname: str
+    protocol: str
+    queueID: str
+    date: datetime
+
+    def received(self, recipient: str) -> bytes:
+        """The C{Received} header for one recipient, folded, ending in CRLF."""
+        client = f"{self.clientName} {addressLiteral(self.clientAddress)}"
+        return (
+            f"Received: from {self.helo} ({client})\r\n"
+            f"\tby {self.hostname} (tmail) with {self.protocol} id {self.queueID}\r\n"
+            f"\tfor <{recipient}>; {format_datetime(self.date)}\r\n"
+        ).encode("ascii", "replace")
+
+
+def traceHeaders(trace: Trace, returnPath: str, user: str, recipient: str) -> bytes:
+    """
+    C{Return-Path}, C{Delivered-To} and C{Received} for one local user.
+
+    @param returnPath: the envelope sender (empty for a bounce).
+    @param user: the local user the copy is stored for.
+    @param recipient: the C{RCPT TO} address that led to C{user}.
+    """
+    return (
+        f"Return-Path: <{returnPath}>\r\nDelivered-To: {user}\r\n".encode("ascii", "replace")
+        + trace.received(recipient)
+    )

@@ -1,0 +1,620 @@
+# -*- test-case-name: tests.smtp.test_smtp_server -*-
+"""
+The SMTP server protocol for the MX (C{[smtp]}) and submission
+(C{[submission]}) listeners: Twisted's C{ESMTP} with its defects fixed.
+
+What this subclass changes, and why:
+
+  - Input is split into lines here, not by C{LineOnlyReceiver}: an
+    over-long line is answered and then skipped up to its CRLF (Twisted
+    keeps growing the buffer, and inside DATA it returns to command mode,
+    so the rest of the body ran as commands); bytes pipelined after
+    C{STARTTLS} are thrown away (CVE-2011-0411 class); and no line is read
+    while an answer is still pending, so pipelined replies keep their order.
+  - DATA is streamed into the store and checked as it arrives: size limit,
+    over-long lines, and bare CR or LF, which reject the message instead of
+    ending it (SMTP smuggling, CVE-2023-51764 class).  C{250} is sent only
+    after every copy is committed (fsync'd).
+  - Every reply carries an enhanced status code (RFC 2034/3463) except the
+    greeting, the HELO/EHLO replies and 3xx replies, which have none.
+  - AUTH PLAIN/LOGIN on submission only, and only over TLS; failures are
+    throttled per client address.
+  - Unexpected errors are logged and answered C{451 4.3.0}; no exception
+    text ever reaches the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import ITLSTransport
+from twisted.logger import Logger
+from twisted.mail import smtp
+from twisted.python.failure import Failure
+
+from tmail.auth.policy import isSecure, peerHost
+from tmail.errors import NotHostedDomain, RecipientError, StoreFull, UnknownRecipient
+from tmail.smtp.commands import CommandError, Reply, parseMailFrom, parseRcptTo
+from tmail.smtp.delivery import MailboxMessage, commitAll
+from tmail.smtp.headers import Trace, isHeaderField, protocolName, sanitiseHelo
+from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
+
+if TYPE_CHECKING:
+    from tmail.smtp.factory import SMTPFactory
+
+COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
+
+_VERBS = frozenset(
+    {
+        b"HELO", b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"NOOP",
+        b"QUIT", b"VRFY", b"EXPN", b"HELP", b"STARTTLS", b"AUTH",
+    }
+)
+
+OK = Reply(250, "2.0.0", "Ok")
+INTERNAL_ERROR = Reply(451, "4.3.0", "Requested action aborted: local error in processing")
+STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage")
+TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+LINE_TOO_LONG = Reply(552, "5.3.4", "Message line too long")
+BARE_NEWLINE = Reply(550, "5.5.2", "Bare <CR> or <LF> received")
+
+
+def newQueueID() -> str:
+    """A short random id for the logs and the C{250} reply."""
+    return secrets.token_hex(5).upper()
+
+
+def _printable(text: str) -> str:
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:200]
+
+
+class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
+    """
+    One SMTP session.  Settings, realm and policy come from the
+    L{SMTPFactory} that built it.
+    """
+
+    log = Logger()
+    mode: str
+
+    def __init__(self, factory: SMTPFactory) -> None:
+        super().__init__(contextFactory=factory.tlsContextFactory)
+        self.factory = factory
+        self.host = factory.hostname.encode("idna")
+        self.timeout = factory.settings.timeout
+        self._buffer = b""
+        self._processing = False
+        self._blocked = False
+        self._skipping = False
+        self._discardInput = False
+        self._errors = 0
+        self._countedHost: str | None = None
+        self._heloName: str | None = None
+        self._esmtp = False
+        self._user: str | None = None
+        self._mechanism: Mechanism | None = None
+        self._sender: str | None = None
+        self._recipients: list[tuple[str, list[str]]] = []
+        self._messages: list[MailboxMessage] = []
+        self._dataFailure: Reply | None = None
+        self._dataSize = 0
+        self._firstLine = False
+        self._queueID = ""
+
+    # Connection life cycle
+
+    def connectionMade(self) -> None:
+        host = peerHost(self.transport)
+        if not self.factory.connections.acquire(host):
+            self.sendCode(421, b"4.7.0 Too many connections from your address")
+            self.transport.loseConnection()
+            return
+        self._countedHost = host
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._abortMessages()
+        if self._countedHost is not None:
+            self.factory.connections.release(self._countedHost)
+            self._countedHost = None
+        super().connectionLost(reason)
+
+    def greeting(self) -> bytes:
+        return self.host + b" ESMTP tmail"
+
+    def timeoutConnection(self) -> None:
+        self.sendCode(421, b"4.4.2 " + self.host + b" Error: timeout exceeded")
+        self.transport.loseConnection()
+
+    # Input
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        self._buffer += data
+        self._process()
+
+    def _process(self) -> None:
+        """Handle every complete line in the buffer, unless an answer is pending."""
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            self._processLines()
+        finally:
+            self._processing = False
+
+    def _processLines(self) -> None:
+        limit = self.factory.settings.max_line_length
+        buffer, start = self._buffer, 0
+        while not self._blocked and not self.transport.disconnecting:
+            end = buffer.find(b"\r\n", start)
+            if end < 0:
+                break
+            line, start = buffer[start:end], end + 2
+            if self._skipping:
+                self._skipping = False
+            elif len(line) > limit:
+                self._lineTooLong()
+            else:
+                self._handleLine(line)
+            if self._discardInput:
+                self._discardInput = False
+                buffer, start = b"", 0
+        rest = buffer[start:]
+        if not self._blocked and len(rest.removesuffix(b"\r")) > limit:
+            if not self._skipping:
+                self._skipping = True
+                self._lineTooLong()
+            rest = rest[-1:] if rest.endswith(b"\r") else b""
+        self._buffer = rest
+
+    def _handleLine(self, line: bytes) -> None:
+        try:
+            self.lineReceived(line)
+        except Exception:
+            self.log.failure("Unexpected error in SMTP session")
+            if self.mode == DATA:
+                self._failData(INTERNAL_ERROR)
+            else:
+                self.mode = COMMAND
+                self._mechanism = None
+                self.reply(INTERNAL_ERROR)
+
+    def _lineTooLong(self) -> None:
+        if self.mode == DATA:
+            self._failData(LINE_TOO_LONG)
+        else:
+            self.mode = COMMAND
+            self._mechanism = None
+            self.reply(Reply(500, "5.5.2", "Line too long"))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """Unused: L{_processLines} enforces C{max_line_length} itself."""
+
+    def _wait(self, pending: Deferred[Any]) -> None:
+        """
+        Read no further line until C{pending} has fired, so that replies to
+        pipelined commands go out in order.
+        """
+        if pending.called:
+            pending.addErrback(self._unhandled)
+            return
+        self._blocked = True
+        self.transport.pauseProducing()
+        pending.addErrback(self._unhandled)
+        pending.addBoth(self._unblock)
+
+    def _unblock(self, result: object) -> None:
+        self._blocked = False
+        if self.transport.disconnecting:
+            return
+        self.transport.resumeProducing()
+        self._process()
+
+    def _unhandled(self, failure: Failure) -> None:
+        self.log.failure("Unexpected error in SMTP session", failure)
+        self.reply(INTERNAL_ERROR)
+
+    # Replies
+
+    def reply(self, reply: Reply) -> None:
+        """Send C{reply}; hang up after C{max_errors} permanent errors."""
+        self.sendCode(reply.code, reply.line())
+        if reply.code >= 500:
+            self._errors += 1
+            if self._errors >= self.factory.settings.max_errors:
+                self.sendCode(421, b"4.7.0 " + self.host + b" Error: too many errors")
+                self.transport.loseConnection()
+
+    def sendSyntaxError(self) -> None:
+        self.reply(Reply(500, "5.5.2", "Error: bad syntax"))
+
+    def do_UNKNOWN(self, rest: bytes) -> None:
+        self.reply(Reply(500, "5.5.2", "Error: command not recognized"))
+
+    # Commands
+
+    def lookupMethod(self, command: bytes) -> Callable[[bytes], None] | None:
+        verb = command.upper()
+        if verb not in _VERBS:
+            return None
+        name = verb.decode("ascii")
+        method = getattr(self, "do_" + name, None) or getattr(self, "ext_" + name)
+        return method  # type: ignore[no-any-return]
+
+    def state_COMMAND(self, line: bytes) -> None:
+        if b"\r" in line or b"\n" in line:
+            self.reply(Reply(500, "5.5.2", "Bare <CR> or <LF> in command"))
+            return
+        super().state_COMMAND(line)
+
+    def _greet(self, rest: bytes, esmtp: bool) -> bool:
+        argument = rest.strip()
+        if not argument:
+            verb = "EHLO" if esmtp else "HELO"
+            self.reply(Reply(501, "5.5.4", f"Syntax: {verb} hostname"))
+            return False
+        self._heloName = sanitiseHelo(argument)
+        self._esmtp = esmtp
+        self._resetTransaction()
+        return True
+
+    def do_HELO(self, rest: bytes) -> None:
+        if self._greet(rest, esmtp=False):
+            self.sendCode(250, self.host)
+
+    def do_EHLO(self, rest: bytes) -> None:
+        if self._greet(rest, esmtp=True):
+            self.sendCode(250, self.host + b"\n" + self.listExtensions())
+
+    def extensions(self) -> dict[bytes, list[bytes] | None]:
+        extensions: dict[bytes, list[bytes] | None] = {
+            b"PIPELINING": None,
+            b"SIZE": [str(self.factory.settings.max_message_size).encode()],
+            b"8BITMIME": None,
+            b"ENHANCEDSTATUSCODES": None,
+        }
+        if self._canStartTLS():
+            extensions[b"STARTTLS"] = None
+        if self._authEnabled() and isSecure(self.transport):
+            extensions[b"AUTH"] = list(MECHANISMS)
+        return extensions
+
+    def do_NOOP(self, rest: bytes) -> None:
+        self.reply(OK)
+
+    def do_RSET(self, rest: bytes) -> None:
+        if rest.strip():
+            self.reply(Reply(501, "5.5.4", "Syntax: RSET"))
+            return
+        self._resetTransaction()
+        self.reply(OK)
+
+    def do_QUIT(self, rest: bytes) -> None:
+        self.reply(Reply(221, "2.0.0", "Bye"))
+        self.transport.loseConnection()
+
+    def do_VRFY(self, rest: bytes) -> None:
+        if not rest.strip():
+            self.reply(Reply(501, "5.5.4", "Syntax: VRFY address"))
+            return
+        self.reply(Reply(252, "2.5.2", "Cannot verify the user, but will try delivery"))
+
+    do_EXPN = do_VRFY
+
+    def do_HELP(self, rest: bytes) -> None:
+        self.reply(Reply(214, "2.0.0", "See RFC 5321"))
+
+    def do_MAIL(self, rest: bytes) -> None:
+        if self._heloName is None:
+            self.reply(Reply(503, "5.5.1", "Error: send HELO/EHLO first"))
+            return
+        if self._sender is not None:
+            self.reply(Reply(503, "5.5.1", "Error: nested MAIL command"))
+            return
+        if self.factory.submission and self._user is None:
+            self.reply(Reply(530, "5.7.0", "Authentication required"))
+            return
+        try:
+            mail = parseMailFrom(rest)
+        except CommandError as refusal:
+            self.reply(refusal.reply)
+            return
+        if mail.size is not None and mail.size > self.factory.settings.max_message_size:
+            self.reply(TOO_BIG)
+            return
+        self._sender = mail.sender
+        self._recipients = []
+        self.reply(Reply(250, "2.1.0", "Ok"))
+
+    def do_RCPT(self, rest: bytes) -> None:
+        if self._sender is None:
+            self.reply(Reply(503, "5.5.1", "Error: need MAIL command"))
+            return
+        try:
+            address = parseRcptTo(rest)
+        except CommandError as refusal:
+            self.reply(refusal.reply)
+            return
+        if len(self._recipients) >= self.factory.settings.max_recipients:
+            self.reply(Reply(452, "4.5.3", "Too many recipients"))
+            return
+        try:
+            users = self.factory.delivery.resolve(address)
+        except NotHostedDomain:
+            if self.factory.submission:
+                text = "Relaying to remote domains is not available yet"
+            else:
+                text = "Relaying denied"
+            self.reply(Reply(550, "5.7.1", text))
+            return
+        except UnknownRecipient:
+            self.reply(Reply(550, "5.1.1", "Recipient address rejected: User unknown"))
+            return
+        except RecipientError as e:
+            self.reply(Reply(550, "5.1.2", _printable(str(e))))
+            return
+        self._recipients.append((address, users))
+        self.reply(Reply(250, "2.1.5", "Ok"))
+
+    def do_DATA(self, rest: bytes) -> None:
+        if rest.strip():
+            self.reply(Reply(501, "5.5.4", "Syntax: DATA"))
+            return
+        if self._sender is None:
+            self.reply(Reply(503, "5.5.1", "Error: need MAIL command"))
+            return
+        if not self._recipients:
+            self.reply(Reply(503, "5.5.1", "Error: need RCPT command"))
+            return
+        sender = self._sender
+        firstRecipient: dict[str, str] = {}
+        for address, users in self._recipients:
+            for user in users:
+                firstRecipient.setdefault(user, address)
+        self._queueID = newQueueID()
+        trace = self._trace()
+        self._resetTransaction()
+        messages: list[MailboxMessage] = []
+        try:
+            for user, address in firstRecipient.items():
+                messages.append(self.factory.delivery.begin(user, address, sender, trace))
+        except StoreFull:
+            self._abort(messages)
+            self.reply(STORAGE_FULL)
+            return
+        except Exception:
+            self.log.failure("smtp {queueID}: delivery failed", queueID=self._queueID)
+            self._abort(messages)
+            self.reply(INTERNAL_ERROR)
+            return
+        self._messages = messages
+        self._dataFailure = None
+        self._dataSize = 0
+        self._firstLine = True
+        self.mode = DATA
+        self.sendCode(354, b"End data with <CR><LF>.<CR><LF>")
+
+    def _trace(self) -> Trace:
+        address = peerHost(self.transport)
+        return Trace(
+            helo=self._heloName or "",
+            clientAddress=address,
+            clientName=address,
+            hostname=self.factory.hostname,
+            protocol=protocolName(
+                esmtp=self._esmtp,
+                tls=isSecure(self.transport),
+                authenticated=self._user is not None,
+            ),
+            queueID=self._queueID,
+            date=datetime.now().astimezone(),
+        )
+
+    # DATA
+
+    def state_DATA(self, line: bytes) -> None:
+        if line == b".":
+            self._endOfData()
+            return
+        if self._dataFailure is not None:
+            return
+        if b"\n" in line or b"\r" in line:
+            self._failData(BARE_NEWLINE)
+            return
+        if line[:1] == b".":
+            line = line[1:]
+        self._dataSize += len(line) + 2
+        if self._dataSize > self.factory.settings.max_message_size:
+            self._failData(TOO_BIG)
+            return
+        try:
+            if self._firstLine:
+                self._firstLine = False
+                if line and not isHeaderField(line):
+                    self._writeLine(b"")
+            self._writeLine(line)
+        except StoreFull:
+            self._failData(STORAGE_FULL)
+
+    def _writeLine(self, line: bytes) -> None:
+        for message in self._messages:
+            message.lineReceived(line)
+
+    def _failData(self, reply: Reply) -> None:
+        """Reject the message at its end; throw away what was written."""
+        if self._dataFailure is None:
+            self._dataFailure = reply
+        self._abortMessages()
+
+    def _abortMessages(self) -> None:
+        messages, self._messages = self._messages, []
+        self._abort(messages)
+
+    def _abort(self, messages: list[MailboxMessage]) -> None:
+        for message in messages:
+            try:
+                message.connectionLost()
+            except Exception:
+                self.log.failure("Could not abort a message")
+
+    def _endOfData(self) -> None:
+        self.mode = COMMAND
+        failure, self._dataFailure = self._dataFailure, None
+        if failure is not None:
+            self.log.info(
+                "smtp {queueID}: rejected: {reason}", queueID=self._queueID, reason=failure.text
+            )
+            self.reply(failure)
+            return
+        messages, self._messages = self._messages, []
+        queueID, size = self._queueID, self._dataSize
+        committed: Deferred[None] = commitAll(messages)
+
+        def stored(result: None) -> None:
+            self.log.info(
+                "smtp {queueID}: stored {size} bytes for {count} user(s) from {client}",
+                queueID=queueID,
+                size=size,
+                count=len(messages),
+                client=peerHost(self.transport),
+            )
+            self.reply(Reply(250, "2.0.0", f"Ok: queued as {queueID}"))
+
+        def failed(reason: Failure) -> None:
+            if isinstance(reason.value, StoreFull):
+                self.log.warn("smtp {queueID}: store full", queueID=queueID)
+                self.reply(STORAGE_FULL)
+            else:
+                self.log.failure("smtp {queueID}: delivery failed", reason, queueID=queueID)
+                self.reply(INTERNAL_ERROR)
+
+        committed.addCallbacks(stored, failed)
+        self._wait(committed)
+
+    def _resetTransaction(self) -> None:
+        self._sender = None
+        self._recipients = []
+
+    # STARTTLS
+
+    def _canStartTLS(self) -> bool:
+        return (
+            self.ctx is not None
+            and ITLSTransport.providedBy(self.transport)
+            and not isSecure(self.transport)
+        )
+
+    def ext_STARTTLS(self, rest: bytes) -> None:
+        if rest.strip():
+            self.reply(Reply(501, "5.5.4", "Syntax: STARTTLS"))
+        elif isSecure(self.transport):
+            self.reply(Reply(503, "5.5.1", "Error: TLS already active"))
+        elif not self._canStartTLS():
+            self.reply(Reply(454, "4.7.0", "TLS not available"))
+        else:
+            self.reply(Reply(220, "2.0.0", "Ready to start TLS"))
+            self._discardInput = True
+            self._heloName = None
+            self._esmtp = False
+            self._user = None
+            self._resetTransaction()
+            self.transport.startTLS(self.ctx)
+            self.startedTLS = True
+
+    # AUTH
+
+    def _authEnabled(self) -> bool:
+        return self.factory.submission and self.factory.checker is not None
+
+    def ext_AUTH(self, rest: bytes) -> None:
+        parts = rest.split()
+        host = peerHost(self.transport)
+        if not self._authEnabled():
+            self.reply(Reply(503, "5.5.1", "Error: authentication not enabled"))
+        elif not isSecure(self.transport):
+            self.reply(
+                Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+            )
+        elif self._user is not None:
+            self.reply(Reply(503, "5.5.1", "Error: already authenticated"))
+        elif self._sender is not None:
+            self.reply(Reply(503, "5.5.1", "Error: MAIL transaction in progress"))
+        elif not 1 <= len(parts) <= 2:
+            self.reply(Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"))
+        elif parts[0].upper() not in MECHANISMS:
+            self.reply(Reply(504, "5.5.4", "Unrecognized authentication type"))
+        elif self.factory.throttle.isBlocked(host):
+            self.reply(Reply(454, "4.7.0", "Too many failed authentications, try later"))
+        else:
+            self._mechanism = MECHANISMS[parts[0].upper()]()
+            if len(parts) == 2:
+                self._authStep(parts[1], initial=True)
+            else:
+                self._challenge(self._mechanism.firstChallenge)
+
+    def _challenge(self, challenge: bytes) -> None:
+        self.mode = AUTH
+        self.sendCode(334, base64.b64encode(challenge))
+
+    def state_AUTH(self, line: bytes) -> None:
+        if line == b"*":
+            self.mode = COMMAND
+            self._mechanism = None
+            self.reply(Reply(501, "5.7.0", "Authentication aborted"))
+            return
+        self._authStep(line, initial=False)
+
+    def _authStep(self, line: bytes, *, initial: bool) -> None:
+        mechanism = self._mechanism
+        assert mechanism is not None
+        try:
+            result = mechanism.respond(decodeResponse(line, initial=initial))
+        except MalformedResponseError:
+            self.mode = COMMAND
+            self._mechanism = None
+            self.reply(Reply(501, "5.5.2", "Malformed authentication response"))
+            return
+        if isinstance(result, bytes):
+            self._challenge(result)
+            return
+        self.mode = COMMAND
+        self._mechanism = None
+        self._checkCredentials(result)
+
+    def _checkCredentials(self, credentials: UsernamePassword) -> None:
+        checker = self.factory.checker
+        assert checker is not None
+        host = peerHost(self.transport)
+        checked: Deferred[object] = maybeDeferred(checker.requestAvatarId, credentials)
+
+        def succeeded(avatarId: object) -> None:
+            if not isinstance(avatarId, bytes):
+                raise UnauthorizedLogin("no user")
+            self._user = avatarId.decode("utf-8")
+            self.factory.throttle.succeeded(host)
+            self.log.info("smtp: {user} authenticated from {client}", user=self._user, client=host)
+            self.reply(Reply(235, "2.7.0", "Authentication successful"))
+
+        def failed(reason: Failure) -> Deferred[None] | None:
+            if not isinstance(reason.value, UnauthorizedLogin):
+                self.log.failure("smtp: credentials check failed", reason)
+                self.reply(Reply(454, "4.7.0", "Temporary authentication failure"))
+                return None
+            self.log.info("smtp: authentication failed from {client}", client=host)
+            delayed = self.factory.throttle.failed(host)
+            delayed.addCallback(
+                lambda _: self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
+            )
+            return delayed
+
+        checked.addCallback(succeeded)
+        checked.addErrback(failed)
+        self._wait(checked)
