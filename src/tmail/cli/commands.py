@@ -1,0 +1,186 @@
+"""
+The C{tmail} commands that read a configuration: C{check} and the user
+directory commands (C{domain}, C{user}, C{alias}).
+
+Each command is a function of the parsed arguments, an L{IO} (so tests can
+capture output) and returns the exit status.  Refusals raise
+L{DirectoryError} or L{CommandError}; the caller turns them into one line
+on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from tmail.config.loader import loadSettings
+from tmail.config.schema import Settings
+from tmail.directory.addresses import normalizeAddress, normalizeAliasSource, normalizeDomain
+from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.errors import DirectoryError, TmailError
+
+__all__ = ["IO", "CommandError", "readPassword"]
+
+
+class CommandError(TmailError):
+    """A command was refused for a reason outside the directory."""
+
+
+@dataclass
+class IO:
+    """Where a command reads passwords from and writes to."""
+
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    getpass: Callable[[str], str] = getpass.getpass
+
+    def say(self, line: str) -> None:
+        self.stdout.write(line + "\n")
+
+
+def readPassword(fromStdin: bool, io: IO) -> bytes:
+    """
+    A new password: one line of standard input with C{--password-stdin},
+    else typed twice at a prompt.  Never taken from the command line, where
+    other users could see it in the process list.
+    """
+    if fromStdin:
+        line = io.stdin.readline()
+        if not line:
+            raise CommandError("no password on standard input")
+        return line.removesuffix("\n").removesuffix("\r").encode("utf-8")
+    try:
+        first = io.getpass("New password: ")
+        second = io.getpass("Repeat the password: ")
+    except EOFError:
+        raise CommandError("no password given") from None
+    if first != second:
+        raise CommandError("the passwords do not match")
+    return first.encode("utf-8")
+
+
+def configPath(args: argparse.Namespace) -> Path:
+    """The C{--config} path (its default was worked out by the parser)."""
+    return Path(args.config)
+
+
+def _directory(args: argparse.Namespace) -> tuple[Settings, PasswdFileDirectory]:
+    settings = loadSettings(configPath(args))
+    return settings, PasswdFileDirectory(settings.data_dir)
+
+
+def _maildirDomain(settings: Settings) -> str | None:
+    """The one domain of a C{maildir} realm; C{None} for other backends."""
+    if settings.realm.backend != "maildir" or settings.realm.domain is None:
+        return None
+    return normalizeDomain(settings.realm.domain)
+
+
+def _requireMaildirDomain(settings: Settings, domain: str) -> None:
+    only = _maildirDomain(settings)
+    if only is not None and domain != only:
+        raise CommandError(
+            f"the maildir realm serves only {only} (realm.domain); "
+            f"use the virtual realm to host {domain}"
+        )
+
+
+def check(args: argparse.Namespace, io: IO) -> int:
+    """C{tmail check}: load the configuration, say C{PATH: OK}."""
+    loadSettings(configPath(args))
+    io.say(f"{configPath(args)}: OK")
+    return 0
+
+
+def domainAdd(args: argparse.Namespace, io: IO) -> int:
+    settings, directory = _directory(args)
+    domain = normalizeDomain(args.domain)
+    _requireMaildirDomain(settings, domain)
+    io.say(f"added domain {directory.addDomain(domain)}")
+    return 0
+
+
+def domainList(args: argparse.Namespace, io: IO) -> int:
+    _, directory = _directory(args)
+    for domain in directory.domains():
+        io.say(domain)
+    return 0
+
+
+def domainRemove(args: argparse.Namespace, io: IO) -> int:
+    _, directory = _directory(args)
+    directory.removeDomain(args.domain)
+    io.say(f"removed domain {normalizeDomain(args.domain)}")
+    return 0
+
+
+def userAdd(args: argparse.Namespace, io: IO) -> int:
+    settings, directory = _directory(args)
+    address = normalizeAddress(args.address)
+    _requireMaildirDomain(settings, address.rpartition("@")[2])
+    if not directory.hasDomain(address.rpartition("@")[2]):
+        raise DirectoryError(
+            f"domain {address.rpartition('@')[2]} is not hosted here; add it first"
+        )
+    if directory.hasUser(address):
+        raise DirectoryError(f"user {address} already exists")
+    io.say(f"added user {directory.addUser(address, readPassword(args.password_stdin, io))}")
+    return 0
+
+
+def userList(args: argparse.Namespace, io: IO) -> int:
+    _, directory = _directory(args)
+    for user in directory.users(args.domain):
+        io.say(user)
+    return 0
+
+
+def userPasswd(args: argparse.Namespace, io: IO) -> int:
+    _, directory = _directory(args)
+    address = normalizeAddress(args.address)
+    if not directory.hasUser(address):
+        raise DirectoryError(f"no such user: {address}")
+    directory.setPassword(address, readPassword(args.password_stdin, io))
+    io.say(f"changed the password of {address}")
+    return 0
+
+
+def userRemove(args: argparse.Namespace, io: IO) -> int:
+    _, directory = _directory(args)
+    directory.removeUser(args.address)
+    io.say(f"removed user {normalizeAddress(args.address)}")
+    return 0
+
+
+def aliasAdd(args: argparse.Namespace, io: IO) -> int:
+    settings, directory = _directory(args)
+    source = normalizeAliasSource(args.source)
+    _requireMaildirDomain(settings, source.rpartition("@")[2])
+    targets = directory.addAlias(source, args.targets)
+    io.say(f"{source}: {', '.join(targets)}")
+    return 0
+
+
+def aliasList(args: argparse.Namespace, io: IO) -> int:
+    _, directory = _directory(args)
+    domain = normalizeDomain(args.domain) if args.domain else None
+    for source, targets in directory.aliases().items():
+        if domain is None or source.rpartition("@")[2] == domain:
+            io.say(f"{source}: {', '.join(targets)}")
+    return 0
+
+
+def aliasRemove(args: argparse.Namespace, io: IO) -> int:
+    _, directory = _directory(args)
+    directory.removeAlias(args.source, args.target)
+    source = normalizeAliasSource(args.source)
+    io.say(
+        f"removed {args.target} from alias {source}" if args.target else f"removed alias {source}"
+    )
+    return 0

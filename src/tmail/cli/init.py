@@ -1,0 +1,120 @@
+"""
+C{tmail init DIR}: a working demo installation in one step.
+
+Writes C{DIR/tmail.toml} (every service on 127.0.0.1, unprivileged ports),
+a self-signed certificate and key, and a user directory in C{DIR/data}
+hosting one domain with one user, whose generated password is printed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from pathlib import Path
+
+from tmail.cli.commands import IO, CommandError
+from tmail.config.schema import AuthSettings, IMAPSettings, POP3Settings, SMTPSettings
+from tmail.directory.addresses import isValidHostname, normalizeDomain
+from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.tlscert import writeSelfSignedCertificate
+
+__all__ = ["DEFAULT_DOMAIN", "DEFAULT_HOSTNAME", "configText", "init"]
+
+DEFAULT_HOSTNAME = "mail.example.test"
+DEFAULT_DOMAIN = "example.test"
+DEMO_USER = "demo"
+
+_smtp, _imap, _pop3, _auth = SMTPSettings(), IMAPSettings(), POP3Settings(), AuthSettings()
+
+_TEMPLATE = f"""\
+# tmail configuration, written by "tmail init".
+#
+# Check it:          tmail check --config tmail.toml
+# Run the server:    twistd -n tmail --config tmail.toml
+# Manage users:      tmail --config tmail.toml user add alice@example.test
+#
+# Relative paths are relative to the folder of this file.  Commented-out
+# keys show their default values.  A service whose section is missing is off.
+
+hostname = "{{hostname}}"
+data_dir = "data"
+# log_format = "text"             # or "json"
+
+[realm]
+backend = "virtual"               # or "maildir" with domain = "...", or "package.module:Class"
+
+# [auth]
+# failure_delay = {_auth.failure_delay}
+# max_failure_delay = {_auth.max_failure_delay}
+# max_failures = {_auth.max_failures}
+# failure_window = {_auth.failure_window}
+
+[tls]
+# A self-signed certificate; replace it with one from a CA for real use.
+certificate = "cert.pem"
+key = "key.pem"
+
+# Listeners are Twisted endpoint strings; "tls:PORT[:interface=ADDRESS]" is
+# implicit TLS with the [tls] certificate.
+[smtp]
+listen = ["tcp:2525:interface=127.0.0.1"]
+# max_message_size = {_smtp.max_message_size}
+# max_recipients = {_smtp.max_recipients}
+# timeout = {_smtp.timeout}
+# max_connections_per_address = {_smtp.max_connections_per_address}
+
+[submission]
+listen = ["tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1"]
+
+[imap]
+listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
+# allow_plaintext_auth = "{_imap.allow_plaintext_auth}"    # loopback, never or always
+# max_literal_size = {_imap.max_literal_size}
+# timeout = {_imap.timeout}
+
+[pop3]
+listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]
+# allow_plaintext_auth = "{_pop3.allow_plaintext_auth}"
+# timeout = {_pop3.timeout}
+"""
+
+
+def configText(hostname: str) -> str:
+    """The demo configuration for the server name C{hostname}."""
+    return _TEMPLATE.format(hostname=hostname)
+
+
+def init(args: argparse.Namespace, io: IO) -> int:
+    """
+    C{tmail init DIR [--hostname H] [--domain D]}.
+
+    @raise CommandError: when C{DIR} already holds a configuration,
+        certificate or key, or an option is invalid.
+    """
+    folder = Path(args.directory)
+    hostname: str = args.hostname
+    if not isValidHostname(hostname):
+        raise CommandError(f"not a valid host name: {hostname!r}")
+    domain = normalizeDomain(args.domain)
+    config, cert, key = folder / "tmail.toml", folder / "cert.pem", folder / "key.pem"
+    for existing in (config, cert, key):
+        if existing.exists():
+            raise CommandError(f"{existing} already exists; not overwriting it")
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(config, "x", encoding="utf-8") as f:
+        f.write(configText(hostname))
+    names = [hostname] if hostname == "localhost" else [hostname, "localhost"]
+    writeSelfSignedCertificate(cert, key, names, ["127.0.0.1"])
+
+    directory = PasswdFileDirectory(folder / "data")
+    if not directory.hasDomain(domain):
+        directory.addDomain(domain)
+    password = secrets.token_urlsafe(12)
+    user = directory.addUser(f"{DEMO_USER}@{domain}", password.encode("ascii"))
+
+    io.say(f"wrote {config}, {cert}, {key} and {folder / 'data'}{os.sep}")
+    io.say(f"{user} password: {password}")
+    io.say(f"start the server with: twistd -n tmail --config {config}")
+    return 0
