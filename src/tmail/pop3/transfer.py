@@ -59,6 +59,7 @@ class TopReader:
         self._remaining = bodyLines
         self._inHeader = True
         self._atLineStart = True
+        self._lineHead = b""
         self._done = False
 
     def read(self, size: int = -1) -> bytes:
@@ -75,10 +76,15 @@ class TopReader:
                 self._done = True
                 break
             complete = line.endswith(b"\n")
-            if self._inHeader and self._atLineStart and line in (b"\r\n", b"\n"):
-                self._inHeader = False
-            elif complete and not self._inHeader:
+            head = (self._lineHead + line)[:3]
+            if not complete:
+                self._lineHead = head
+            elif self._inHeader:
+                self._inHeader = head not in (b"\r\n", b"\n")
+            else:
                 self._remaining -= 1
+            if complete:
+                self._lineHead = b""
             self._atLineStart = complete
             parts.append(line)
             total += len(line)
