@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +109,7 @@ def test_users_of_one_domain(directory: PasswdFileDirectory) -> None:
     assert directory.users() == ["a@example.com", "b@example.org", "c@example.com"]
     assert directory.users("example.com") == ["a@example.com", "c@example.com"]
     assert directory.users("example.net") == []
+    assert directory.users("not a domain") == []
 
 
 def test_user_in_unknown_domain_is_refused(directory: PasswdFileDirectory) -> None:
@@ -378,3 +380,19 @@ def test_unreadable_lock_file_is_broken_when_old(tmp_path: Path) -> None:
     os.utime(tmp_path / ".lock", (0, 0))
     d.addDomain("example.com")
     assert d.domains() == ["example.com"]
+
+
+def test_concurrent_writers_lose_no_change(tmp_path: Path) -> None:
+    PasswdFileDirectory(tmp_path).addDomain("example.com")
+
+    def addUsers(worker: int) -> None:
+        d = PasswdFileDirectory(tmp_path)
+        for n in range(5):
+            d.addUser(f"u{worker}-{n}@example.com", b"pw")
+
+    threads = [threading.Thread(target=addUsers, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(PasswdFileDirectory(tmp_path).users()) == 20

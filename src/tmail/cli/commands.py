@@ -136,7 +136,7 @@ def userAdd(args: argparse.Namespace, io: IO) -> int:
 
 def userList(args: argparse.Namespace, io: IO) -> int:
     _, directory = _directory(args)
-    for user in directory.users(args.domain):
+    for user in directory.users(normalizeDomain(args.domain) if args.domain else None):
         io.say(user)
     return 0
 

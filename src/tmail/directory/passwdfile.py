@@ -67,6 +67,8 @@ def _contentLines(lines: list[str]) -> Iterator[tuple[int, str]]:
 
 @dataclass(frozen=True)
 class _User:
+    """One passwd-file entry: the address as stored and its C{{SCHEME}hash}."""
+
     address: str
     passwordHash: str
 
@@ -192,9 +194,18 @@ class PasswdFileDirectory:
             return False
 
     def users(self, domain: str | None = None) -> list[str]:
-        """Addresses of users of hosted domains (of C{domain} only, when given), sorted."""
+        """
+        Addresses of users of hosted domains (of C{domain} only, when given),
+        sorted.  An invalid C{domain} has no users.
+        """
         hosted = self._domains.get()
-        wanted = hosted if domain is None else {normalizeDomain(domain)} & hosted
+        if domain is None:
+            wanted = hosted
+        else:
+            try:
+                wanted = hosted & {normalizeDomain(domain)}
+            except DirectoryError:
+                return []
         return sorted(u.address for k, u in self._passwd.get().items() if _domainOf(k) in wanted)
 
     def hasUser(self, address: str) -> bool:
