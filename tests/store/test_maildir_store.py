@@ -289,7 +289,7 @@ def test_copy_keeps_bytes_flags_and_date(store: MaildirStore) -> None:
     archive = store.createFolder("Archive")
     newUid = inbox.copyMessage(uid, archive)
     [info] = archive.messages()
-    assert (info.uid, info.flags, info.recent) == (newUid, {"\\Seen", "$Label1"}, True)
+    assert (info.uid, info.flags, info.recent) == (newUid, frozenset({"\\Seen", "$Label1"}), True)
     assert info.internaldate == pytest.approx(1_500_000_000)
     with archive.openMessage(newUid) as f:
         assert f.read() == MESSAGE

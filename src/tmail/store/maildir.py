@@ -175,11 +175,12 @@ class _PendingMessage:
     def _flush(self) -> None:
         if self._fd is None or not self._buffer:
             return
+        data = bytes(self._buffer)
+        self._buffer.clear()
         try:
-            writeAll(self._fd, self._buffer)
+            writeAll(self._fd, data)
         except OSError as e:
             self._fail(e)
-        self._buffer.clear()
 
     def _fail(self, error: Exception) -> NoReturn:
         self.abort()
@@ -412,7 +413,7 @@ class MaildirFolder:
         The info letters for C{flags}, allocating keyword letters as needed
         and keeping the letters of C{current} tmail does not manage.
         """
-        keywords = [flag for flag in flags if not flag.startswith("\\")]
+        keywords = sorted(flag for flag in flags if not flag.startswith("\\"))
         if keywords:
             self._keywords.refresh()
             self._keywords.allocate(keywords)
@@ -631,7 +632,8 @@ class MaildirFolder:
         the move durable, give it a UID and tell the listeners.
         """
         self._open()
-        base = f"{tmpPath.name},S={os.stat(tmpPath).st_size}"
+        status = os.stat(tmpPath)
+        base = f"{tmpPath.name},S={status.st_size}"
         if flags:
             subdir, filename = "cur", filenameWith(base, self._lettersFor(base, flags))
         else:
@@ -654,7 +656,6 @@ class MaildirFolder:
                 self._sync(force=True)
                 self._markRecent(uid)
             else:
-                status = os.stat(target)
                 info = MessageInfo(
                     uid=uid,
                     flags=self._flagsOf(base, filename),

@@ -49,8 +49,14 @@ class UidListData:
 
 
 def parse(text: str) -> UidListData:
-    """Parse a version 1 or 3 uidlist.  Raises C{ValueError} when malformed."""
+    """
+    Parse a version 1 or 3 uidlist, ignoring an unterminated last line.
+    Raises C{ValueError} when malformed.
+    """
     lines = text.split("\n")
+    if lines[-1]:
+        # A line still being appended (Dovecot appends under its lock).
+        lines.pop()
     header = lines[0].split()
     if not header:
         raise ValueError("empty uidlist header")

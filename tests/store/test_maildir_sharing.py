@@ -1,0 +1,279 @@
+"""
+The Maildir store next to other writers (another tmail process, Dovecot, an
+MDA) and a full disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tmail.errors import StoreFull
+from tmail.interfaces import IMailFolder
+from tmail.store import dotlock, uidlist
+from tmail.store.maildir import MaildirFolder, MaildirStore
+
+MESSAGE = b"Subject: x\r\n\r\nbody\r\n"
+
+
+def deliver(folder: MaildirFolder, data: bytes = MESSAGE, flags: tuple[str, ...] = ()) -> int:
+    pending = folder.beginMessage(flags)
+    pending.write(data)
+    return pending.commit()
+
+
+def settle(root: Path) -> None:
+    """Age the folder directories so their mtimes are trusted again."""
+    past = time.time() - 60
+    for sub in ("new", "cur"):
+        os.utime(root / sub, (past, past))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "Maildir"
+
+
+def test_file_dropped_into_new_gets_the_next_uid(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    deliver(inbox)
+    inbox.messages()
+    heard: list[IMailFolder] = []
+    inbox.addListener(heard.append)
+    (root / "new" / "1700000000.external.host").write_bytes(b"external\r\n")
+    infos = inbox.messages()
+    assert [(m.uid, m.key, m.recent) for m in infos][1:] == [(2, "1700000000.external.host", True)]
+    assert infos[1].size == len(b"external\r\n")
+    assert heard == [inbox]
+    assert os.listdir(root / "new") == []
+    assert (root / "cur" / "1700000000.external.host:2,").exists()
+    assert "2 :1700000000.external.host" in (root / "dovecot-uidlist").read_text()
+
+
+def test_a_second_process_sees_the_first_ones_uids(root: Path) -> None:
+    first = MaildirStore(root).getFolder("INBOX")
+    second = MaildirStore(root).getFolder("INBOX")
+    first.messages()
+    second.messages()
+    a = deliver(first)
+    b = deliver(second)
+    c = deliver(first)
+    assert (a, b, c) == (1, 2, 3)
+    assert [m.uid for m in first.messages()] == [1, 2, 3]
+    assert [m.uid for m in second.messages()] == [1, 2, 3]
+    assert [m.key for m in first.messages()] == [m.key for m in second.messages()]
+
+
+def test_external_flag_change_keeps_the_uid(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    [info] = inbox.messages()
+    heard: list[IMailFolder] = []
+    inbox.addListener(heard.append)
+    os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,FS"))
+    [after] = inbox.messages()
+    assert (after.uid, after.key, after.flags) == (
+        uid,
+        info.key,
+        frozenset({"\\Seen", "\\Flagged"}),
+    )
+    assert heard == [inbox]
+
+
+def test_open_and_set_flags_follow_an_unseen_external_rename(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    [info] = inbox.messages()
+    os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,S"))
+    with inbox.openMessage(uid) as f:
+        assert f.read() == MESSAGE
+    os.rename(root / "cur" / (info.key + ":2,S"), root / "cur" / (info.key + ":2,R"))
+    assert inbox.setFlags(uid, ["\\Seen", "\\Answered"]).uid == uid
+    assert os.listdir(root / "cur") == [info.key + ":2,RS"]
+
+
+def test_externally_removed_message_raises_key_error_and_vanishes(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    [info] = inbox.messages()
+    os.unlink(root / "cur" / (info.key + ":2,"))
+    with pytest.raises(KeyError):
+        inbox.openMessage(uid)
+    with pytest.raises(KeyError):
+        inbox.setFlags(uid, ["\\Seen"])
+    assert inbox.messages() == ()
+    assert deliver(inbox) == 2
+
+
+def test_messages_does_not_rescan_when_nothing_changed(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    for _ in range(3):
+        deliver(inbox)
+    first = inbox.messages()
+    inbox.messages()
+    settle(root)
+    inbox.messages()
+    calls: list[str | os.PathLike[str]] = []
+    real = os.listdir
+
+    def counting(path: str | os.PathLike[str]) -> list[str]:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", counting)
+    again = inbox.messages()
+    assert calls == []
+    assert [m.uid for m in again] == [m.uid for m in first]
+    assert inbox.messages() is again
+    (root / "new" / "1700000000.late.host").write_bytes(b"late\r\n")
+    assert [m.uid for m in inbox.messages()] == [1, 2, 3, 4]
+    assert calls
+
+
+def test_keywords_are_per_folder_letters_and_persist(root: Path) -> None:
+    store = MaildirStore(root)
+    inbox = store.getFolder("INBOX")
+    uid = deliver(inbox, flags=("$Junk", "Work"))
+    inbox.messages()
+    inbox.setFlags(uid, ["Work", "Later"])
+    assert (root / "dovecot-keywords").read_text() == "0 $Junk\n1 Work\n2 Later\n"
+    [name] = os.listdir(root / "cur")
+    assert name.endswith(":2,bc")
+    assert MaildirStore(root).getFolder("INBOX").messages()[0].flags == {"Work", "Later"}
+
+
+def test_keywords_beyond_26_are_kept_in_memory(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    inbox.messages()
+    many = [f"k{i}" for i in range(30)]
+    assert inbox.setFlags(uid, many).flags == set(many)
+    assert inbox.messages()[0].flags == set(many)
+    assert len((root / "dovecot-keywords").read_text().splitlines()) == 26
+    reopened = MaildirStore(root).getFolder("INBOX").messages()[0].flags
+    assert reopened == set(sorted(many)[:26])
+
+
+def test_invalid_keyword_is_refused(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    inbox.messages()
+    with pytest.raises(ValueError):
+        inbox.setFlags(uid, ["two words"])
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_full_disk_raises_store_full_and_leaves_no_file(
+    root: Path, monkeypatch: pytest.MonkeyPatch, failing: str, code: int
+) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox.messages()
+    pending = inbox.beginMessage()
+    pending.write(MESSAGE)
+
+    def refuse(*args: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, failing, refuse)
+    with pytest.raises(StoreFull):
+        pending.commit()
+    monkeypatch.undo()
+    for sub in ("tmp", "new", "cur"):
+        assert os.listdir(root / sub) == []
+    assert inbox.messages() == ()
+    assert deliver(inbox) == 1
+
+
+def test_full_disk_while_writing_the_uidlist_undoes_the_delivery(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox.messages()
+
+    def refuse(lock: dotlock.DotLock, data: bytes) -> os.stat_result:
+        raise StoreFull("disk full")
+
+    monkeypatch.setattr(dotlock.DotLock, "replace", refuse)
+    with pytest.raises(StoreFull):
+        deliver(inbox)
+    monkeypatch.undo()
+    for sub in ("tmp", "new", "cur"):
+        assert os.listdir(root / sub) == []
+    assert not (root / "dovecot-uidlist.lock").exists()
+
+
+def test_lost_uidlist_gives_a_new_uidvalidity(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    deliver(inbox)
+    inbox.messages()
+    validity = inbox.uidValidity()
+    os.unlink(root / "dovecot-uidlist")
+    heard: list[IMailFolder] = []
+    inbox.addListener(heard.append)
+    [info] = inbox.messages()
+    assert inbox.uidValidity() > validity
+    assert info.uid == 1
+    assert heard == [inbox]
+
+
+def test_stale_lock_is_broken_and_live_lock_waited_for(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox.messages()
+    lock = root / "dovecot-uidlist.lock"
+    lock.write_bytes(b"")
+    old = time.time() - dotlock.STALE_AFTER - 10
+    os.utime(lock, (old, old))
+    assert deliver(inbox) == 1
+    assert not lock.exists()
+    held = dotlock.DotLock(root / "dovecot-uidlist", timeout=0.05)
+    held.acquire()
+    with pytest.raises(Exception, match="held by another process"):
+        dotlock.DotLock(root / "dovecot-uidlist", timeout=0.05).acquire()
+    held.release()
+    assert not lock.exists()
+
+
+def test_uidlist_reads_dovecot_lines_with_fields_and_flags() -> None:
+    data = uidlist.parse(
+        "3 V1275660208 N25 G3085f01b7f11094c501100008c4a11c1\n"
+        "7 W2062 S2000 :1.M1P1.host,S=2000:2,S\n"
+        "30 :2.M2P2.host\n"
+        "31 :3.partial"
+    )
+    assert data.uidValidity == 1275660208
+    assert data.nextUid == 31
+    assert data.uids == {"1.M1P1.host,S=2000": 7, "2.M2P2.host": 30}
+    text = uidlist.serialize(data).decode()
+    assert "7 W2062 S2000 :1.M1P1.host,S=2000\n" in text
+
+
+def test_uidlist_reads_version_1() -> None:
+    data = uidlist.parse("1 1000 5\n3 1.M1.host:2,S\n")
+    assert (data.uidValidity, data.nextUid, data.uids) == (1000, 5, {"1.M1.host": 3})
+
+
+def test_existing_dovecot_maildir_keeps_its_uids(root: Path) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "cur" / "1.M1P1.host,S=4:2,Sa").write_bytes(b"one\n")
+    (root / "cur" / "2.M2P2.host,S=4:2,").write_bytes(b"two\n")
+    (root / "dovecot-uidlist").write_text(
+        "3 V1234 N40 G3085f01b7f11094c501100008c4a11c1\n"
+        "17 :1.M1P1.host,S=4:2,S\n"
+        "23 :2.M2P2.host,S=4\n"
+    )
+    (root / "dovecot-keywords").write_text("0 $Forwarded\n")
+    inbox = MaildirStore(root).getFolder("INBOX")
+    assert inbox.uidValidity() == 1234
+    assert [(m.uid, m.flags) for m in inbox.messages()] == [
+        (17, {"\\Seen", "$Forwarded"}),
+        (23, frozenset()),
+    ]
+    assert deliver(inbox) == 40
