@@ -17,16 +17,19 @@ from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.internet.protocol import ServerFactory
+from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from tmail.auth.checker import DirectoryChecker
 from tmail.auth.throttle import AuthThrottle
-from tmail.config.endpoints import expandListener
+from tmail.config.endpoints import escapeEndpointValue, isTLSShorthand, parseTLSShorthand
 from tmail.config.loader import loadSettings
 from tmail.config.schema import Settings
 from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.errors import ConfigError
 from tmail.imap.factory import IMAPFactory
 from tmail.interfaces import IMailRealm, IUserDirectory
 from tmail.pop3.factory import POP3Factory
@@ -59,19 +62,40 @@ class TmailService(MultiService):
         realm: IMailRealm,
         portal: Portal,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.directory = directory
         self.realm = realm
         self.portal = portal
-        self.setName("tmail")
+        self.setName("tmail")  # type: ignore[no-untyped-call]
 
-    def addListener(self, name: str, description: str, factory: ServerFactory) -> None:
-        """Listen on one endpoint description with C{factory}."""
+    def addListener(
+        self,
+        name: str,
+        description: str,
+        factory: ServerFactory,
+        tls: CertificateOptions | None = None,
+    ) -> None:
+        """
+        Listen on one endpoint description with C{factory}.  A C{tls:}
+        shorthand listens on TCP and wraps the factory in TLS with C{tls}
+        (the same context STARTTLS uses: TLS 1.2 or newer, the whole chain).
+        """
         from twisted.internet import reactor
 
-        endpoint = serverFromString(reactor, expandListener(description, self.settings.tls))
-        service = StreamServerEndpointService(endpoint, factory)
+        serving: IProtocolFactory = factory
+        if isTLSShorthand(description):
+            port, interface = parseTLSShorthand(description)
+            if tls is None:
+                raise ConfigError(str(self.settings.path), name, f"{description} needs [tls]")
+            plain = f"tcp:{port}"
+            if interface:
+                plain += f":interface={escapeEndpointValue(interface)}"
+            endpoint = serverFromString(reactor, plain)
+            serving = TLSMemoryBIOFactory(tls, False, factory)
+        else:
+            endpoint = serverFromString(reactor, description)
+        service = StreamServerEndpointService(endpoint, serving)
         service._raiseSynchronously = True
         service.setName(f"{name} {description}")
         service.setServiceParent(self)
@@ -87,7 +111,7 @@ class TmailService(MultiService):
                 sys.exit(1)
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         for child in self:
             self.log.info("tmail listening: {name}", name=child.name)
 
@@ -106,8 +130,7 @@ def makeService(
     if clock is None:
         from twisted.internet import reactor
 
-        clock = reactor  # type: ignore[assignment]
-    assert clock is not None
+        clock = reactor
     directory: IUserDirectory = PasswdFileDirectory(settings.data_dir)
     if realm is None:
         realm = realmFromSettings(settings, directory)
@@ -155,7 +178,7 @@ def makeService(
         factories.append(("pop3", settings.pop3.listen, popFactory))
     for name, listeners, factory in factories:
         for description in listeners:
-            top.addListener(name, description, factory)
+            top.addListener(name, description, factory, tls)
     return top
 
 
