@@ -34,6 +34,9 @@ class Options(usage.Options):
         except ConfigError as e:
             sys.stderr.write(f"{e}\n")
             sys.exit(2)
+        parent = getattr(self, "parent", None)
+        if self.settings.log_format == "json" and parent is not None and not parent["logger"]:
+            parent["logger"] = "tmail.logobserver.jsonObserver"
 
 
 def makeService(options: Options) -> IService:

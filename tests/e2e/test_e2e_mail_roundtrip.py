@@ -217,3 +217,12 @@ def test_port_in_use_exits_with_one_clear_line(server: TmailServer) -> None:
     assert result.returncode == 1
     assert "tmail: cannot listen for smtp" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_json_log_format_writes_json_lines(tmp_path: Path) -> None:
+    instance = TmailServer(tmp_path, extra="", logFormat="json")
+    instance.write()
+    instance.start()
+    instance.stop()
+    lines = [line for line in instance.log.read_text().splitlines() if line.strip()]
+    assert lines and all(line.lstrip("\x1e").startswith("{") for line in lines), lines[:3]

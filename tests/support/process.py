@@ -54,6 +54,7 @@ class TmailServer:
     folder: Path
     extra: str = ""
     backend: str = "virtual"
+    logFormat: str = "text"
     pythonPath: tuple[Path, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
@@ -76,6 +77,7 @@ class TmailServer:
             f"""
 hostname = "mail.example.test"
 data_dir = "data"
+log_format = "{self.logFormat}"
 
 [realm]
 backend = "{self.backend}"
