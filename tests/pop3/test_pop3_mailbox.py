@@ -1,0 +1,115 @@
+"""Tests for L{tmail.pop3.mailbox.POP3Mailbox} over the real Maildir store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from twisted.mail import pop3
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from support.realm import ALICE, makeRealm
+from tmail.interfaces import IMailFolder
+from tmail.pop3.mailbox import POP3Mailbox, uidlFor
+from tmail.realm.virtual import VirtualDomainRealm
+
+MESSAGES = [b"Subject: a\r\n\r\none\r\n", b"Subject: b\r\n\r\ntwo\r\n", b"Subject: c\r\n\r\n3\r\n"]
+
+
+def deliver(folder: IMailFolder, message: bytes) -> int:
+    pending = folder.beginMessage()
+    pending.write(message)
+    return pending.commit()
+
+
+class POP3MailboxTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.fixture = makeRealm(Path(self.mktemp()))
+        self.folder = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        self.uids = [deliver(self.folder, m) for m in MESSAGES]
+
+    def mailbox(self) -> POP3Mailbox:
+        return POP3Mailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+
+    def test_interface(self) -> None:
+        self.assertTrue(verifyObject(pop3.IMailbox, self.mailbox()))
+
+    def test_realmAvatar(self) -> None:
+        """The realm hands out a L{POP3Mailbox} over the user's INBOX."""
+        iface, avatar, _logout = self.fixture.realm.requestAvatar(
+            ALICE.encode(), None, pop3.IMailbox
+        )
+        self.assertIs(iface, pop3.IMailbox)
+        self.assertIsInstance(avatar, POP3Mailbox)
+        self.assertEqual(avatar.listMessages(), [len(m) for m in MESSAGES])
+
+    def test_snapshot(self) -> None:
+        """Mail arriving during a session waits for the next one (RFC 1939)."""
+        mailbox = self.mailbox()
+        deliver(self.folder, b"Subject: late\r\n\r\n")
+        self.assertEqual(len(mailbox.listMessages()), 3)
+        self.assertEqual(len(self.mailbox().listMessages()), 4)
+
+    def test_exactBytes(self) -> None:
+        mailbox = self.mailbox()
+        for i, message in enumerate(MESSAGES):
+            with mailbox.getMessage(i) as f:
+                self.assertEqual(f.read(), message)
+
+    def test_indices(self) -> None:
+        """Indices are 0-based; negative and out-of-range ones raise ValueError."""
+        mailbox = self.mailbox()
+        for bad in (-1, 3, 99):
+            self.assertRaises(ValueError, mailbox.listMessages, bad)
+            self.assertRaises(ValueError, mailbox.getMessage, bad)
+            self.assertRaises(ValueError, mailbox.getUidl, bad)
+            self.assertRaises(ValueError, mailbox.deleteMessage, bad)
+
+    def test_deleteMarksUntilSync(self) -> None:
+        mailbox = self.mailbox()
+        mailbox.deleteMessage(0)
+        self.assertEqual(mailbox.listMessages(0), 0)
+        self.assertRaises(ValueError, mailbox.getMessage, 0)
+        self.assertEqual(len(self.folder.messages()), 3)
+        mailbox.undeleteMessages()
+        self.assertEqual(mailbox.listMessages(0), len(MESSAGES[0]))
+        mailbox.deleteMessage(1)
+        mailbox.sync()
+        self.assertEqual([m.uid for m in self.folder.messages()], [self.uids[0], self.uids[2]])
+
+    def test_retrievedMessagesSeenAtSync(self) -> None:
+        mailbox = self.mailbox()
+        mailbox.messageRetrieved(2)
+        self.assertEqual(self.folder.messages()[2].flags, frozenset())
+        mailbox.sync()
+        self.assertEqual(self.folder.messages()[2].flags, frozenset({"\\Seen"}))
+
+    def test_uidlForm(self) -> None:
+        """UIDLs are 1-70 characters in 0x21-0x7E and unique."""
+        uidls = [self.mailbox().getUidl(i) for i in range(3)]
+        for uidl in uidls:
+            self.assertTrue(re.fullmatch(rb"[\x21-\x7e]{1,70}", uidl))
+        self.assertEqual(len(set(uidls)), 3)
+        self.assertEqual(uidlFor("1.M2P3.host,S=4"), uidlFor("1.M2P3.host,S=4"))
+
+    def test_uidlStableAcrossRealmsAndFlagChanges(self) -> None:
+        """
+        UIDLs survive a restart (a new realm over the same files) and a
+        flag change by an IMAP client, which renames the Maildir file.
+        """
+        before = [self.mailbox().getUidl(i) for i in range(3)]
+        self.folder.setFlags(self.uids[1], {"\\Seen", "\\Flagged"})
+        realm = VirtualDomainRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
+        fresh = POP3Mailbox(realm.storeFor(ALICE).getFolder("INBOX"))
+        self.assertEqual([fresh.getUidl(i) for i in range(3)], before)
+
+    def test_vanishedMessage(self) -> None:
+        """A message expunged by another session reads as ValueError; sync skips it."""
+        mailbox = self.mailbox()
+        self.folder.expunge([self.uids[0]])
+        self.assertRaises(ValueError, mailbox.getMessage, 0)
+        mailbox.deleteMessage(0)
+        mailbox.messageRetrieved(1)
+        mailbox.sync()
+        self.assertEqual(len(self.folder.messages()), 2)
