@@ -113,7 +113,5 @@ def traceHeaders(trace: Trace, returnPath: str, user: str, recipient: str) -> by
     @param user: the local user the copy is stored for.
     @param recipient: the C{RCPT TO} address that led to C{user}.
     """
-    return (
-        f"Return-Path: <{returnPath}>\r\nDelivered-To: {user}\r\n".encode("ascii", "replace")
-        + trace.received(recipient)
-    )
+    head = f"Return-Path: <{returnPath}>\r\nDelivered-To: {user}\r\n"
+    return head.encode("ascii", "replace") + trace.received(recipient)

@@ -51,12 +51,7 @@ if TYPE_CHECKING:
 
 COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
 
-_VERBS = frozenset(
-    {
-        b"HELO", b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"NOOP",
-        b"QUIT", b"VRFY", b"EXPN", b"HELP", b"STARTTLS", b"AUTH",
-    }
-)
+_VERBS = frozenset(b"HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split())
 
 OK = Reply(250, "2.0.0", "Ok")
 INTERNAL_ERROR = Reply(451, "4.3.0", "Requested action aborted: local error in processing")
@@ -200,23 +195,25 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def _wait(self, pending: Deferred[Any]) -> None:
         """
-        Read no further line until C{pending} has fired, so that replies to
-        pipelined commands go out in order.
+        Read no further line until C{pending} has a result, so that replies
+        to pipelined commands go out in order.
         """
-        if pending.called:
-            pending.addErrback(self._unhandled)
-            return
-        self._blocked = True
-        self.transport.pauseProducing()
-        pending.addErrback(self._unhandled)
-        pending.addBoth(self._unblock)
+        fired = False
 
-    def _unblock(self, result: object) -> None:
-        self._blocked = False
-        if self.transport.disconnecting:
-            return
-        self.transport.resumeProducing()
-        self._process()
+        def unblock(result: object) -> None:
+            nonlocal fired
+            fired = True
+            if self._blocked:
+                self._blocked = False
+                if not self.transport.disconnecting:
+                    self.transport.resumeProducing()
+                    self._process()
+
+        pending.addErrback(self._unhandled)
+        pending.addBoth(unblock)
+        if not fired:
+            self._blocked = True
+            self.transport.pauseProducing()
 
     def _unhandled(self, failure: Failure) -> None:
         self.log.failure("Unexpected error in SMTP session", failure)
