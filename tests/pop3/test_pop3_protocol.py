@@ -447,6 +447,31 @@ class LimitTests(SynchronousTestCase):
             reply.split(b"\r\n")[1], b"-ERR [SYS/TEMP] Too many failed logins, try again later"
         )
 
+    def test_stalledTransferTimesOut(self) -> None:
+        """A client that stops reading a response is dropped, with no C{-ERR} inside it."""
+        session = Session(messages=[b"x" * 100000])
+        session.login()
+        session.server.dataReceived(b"RETR 1\r\n")
+        session.read()
+        session.clock.advance(600)
+        self.assertTrue(session.transport.disconnecting)
+        self.assertEqual(session.read(), b"")
+
+    def test_inputWaitsAndReadsPauseWhileBusy(self) -> None:
+        """
+        Input behind a running command waits, and past 64 KiB reads pause,
+        so a pipelining client cannot make the server buffer without bound.
+        """
+        session = Session(messages=[b"x" * 100000])
+        session.login()
+        session.server.dataReceived(b"RETR 1\r\n" + b"NOOP\r\n" * 5000)
+        self.assertEqual(session.transport.producerState, "producing")
+        session.server.dataReceived(b"NOOP\r\n" * 10000)
+        self.assertEqual(session.transport.producerState, "paused")
+        session.pump()
+        self.assertEqual(session.transport.producerState, "producing")
+        self.assertTrue(session.read().endswith(b"x\r\n.\r\n" + b"+OK\r\n" * 15000))
+
 
 class InternalErrorTests(SynchronousTestCase):
     def test_noExceptionTextOnTheWire(self) -> None:
@@ -463,6 +488,42 @@ class InternalErrorTests(SynchronousTestCase):
         self.assertEqual(session.send(b"RETR 1\r\n"), b"-ERR Internal error\r\n")
         self.assertEqual(session.send(b"NOOP\r\n"), b"+OK\r\n")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
+    def test_loginInternalError(self) -> None:
+        """A realm that fails gets C{-ERR [SYS/TEMP]}; the client may try again later."""
+        session = Session()
+        session.server.portal.realm.requestAvatar = lambda *a: 1 / 0
+        reply = session.send(b"USER " + USER + b"\r\nPASS " + PASSWORD + b"\r\nCAPA\r\n")
+        self.assertEqual(reply.split(b"\r\n")[1], b"-ERR [SYS/TEMP] Internal error")
+        self.assertTrue(reply.endswith(b"\r\n.\r\n"))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_unreadableMessage(self) -> None:
+        """
+        A message file that cannot be read closes the session rather than
+        corrupt it (a real transport pulls the first chunk at once).
+        """
+
+        class Unreadable(io.BytesIO):
+            def read(self, size: int | None = -1) -> bytes:
+                raise OSError("EIO")
+
+        class Broken(POP3Mailbox):
+            def getMessage(self, i: int) -> BinaryIO:
+                return Unreadable()
+
+        session = Session(mailbox=Broken)
+        session.login()
+        register = session.transport.registerProducer
+
+        def registerAndPull(producer: Any, streaming: bool) -> None:
+            register(producer, streaming)
+            producer.resumeProducing()
+
+        session.transport.registerProducer = registerAndPull  # type: ignore[method-assign]
+        self.assertEqual(session.send(b"RETR 1\r\nNOOP\r\n").split(b"\r\n")[1:], [b""])
+        self.assertTrue(session.transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
 
 COMMANDS = [b"USER", b"PASS", b"APOP", b"AUTH", b"STLS", b"CAPA", b"STAT", b"LIST", b"UIDL"]

@@ -149,8 +149,13 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         super().connectionLost(reason)
 
     def timeoutConnection(self) -> None:
-        """RFC 1939 autologout: close without entering the UPDATE state."""
-        self.failResponse(b"Disconnected for inactivity")
+        """
+        RFC 1939 autologout: close without entering the UPDATE state.  A
+        client that stopped reading a response gets no C{-ERR} in the middle
+        of it.
+        """
+        if not self._busy:
+            self.failResponse(b"Disconnected for inactivity")
         self.transport.loseConnection()
 
     def successResponse(self, message: bytes | str = b"") -> None:
@@ -248,11 +253,12 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
 
     def _longOperation(self, d: Deferred[Any]) -> Deferred[None]:
         """
-        Hold further input (and the idle timer) until C{d} fires; answer an
-        unexpected failure with C{-ERR Internal error}.
+        Hold further input until C{d} fires; answer an unexpected failure
+        with C{-ERR Internal error}.  The idle timer keeps running (a
+        transfer resets it with every chunk), so a client that stops
+        reading does not hold its session open for ever.
         """
         self._busy = True
-        self.setTimeout(None)
 
         def unexpected(failure: Failure) -> None:
             self._log.failure("POP3 command failed for {host}", failure, host=self._host)
@@ -262,7 +268,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         def finished(_: object) -> None:
             self._busy = False
             if not self._closed:
-                self.setTimeout(self.settings.timeout)
+                self.resetTimeout()
                 self._processInput()
 
         return d.addErrback(unexpected).addBoth(finished)
@@ -397,9 +403,12 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
 
         return maybeDeferred(avatar.listMessages).addCallbacks(listed, unlisted)
 
-    def _loginFailed(self, failure: Failure, user: bytes) -> Deferred[None] | Failure:
+    def _loginFailed(self, failure: Failure, user: bytes) -> Deferred[None] | None:
         if not failure.check(LoginFailed):  # type: ignore[no-untyped-call]
-            return failure
+            self._log.failure("POP3 login failed for {host}", failure, host=self._host)
+            if not self._closed:
+                self.failResponse(b"[SYS/TEMP] Internal error")
+            return None
         self._log.warn(
             "POP3 failed login {user} from {host}",
             user=user.decode("utf-8", "replace"),
@@ -503,9 +512,14 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         d.addCallbacks(self._transfer, unavailable, callbackArgs=(i, bodyLines))
         self._longOperation(d)
 
-    def _transfer(self, file: BinaryIO, i: int, bodyLines: int | None) -> Deferred[None]:
+    def _transfer(self, file: BinaryIO, i: int, bodyLines: int | None) -> Deferred[None] | None:
         """Send a message as a dot-stuffed multi-line response, streaming it from C{file}."""
         stuffer = DotStuffer()
+
+        def transform(chunk: bytes) -> bytes:
+            self.resetTimeout()
+            return stuffer(chunk)
+
         if bodyLines is None:
             self.successResponse(b"%d octets" % self._sizes[i])
             source: Any = file
@@ -519,10 +533,11 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             if bodyLines is None and listener is not None:
                 listener.messageRetrieved(i)
 
-        def broken(failure: Failure) -> None:
-            if not self._closed:
-                self._log.failure("POP3 transfer failed for {host}", failure, host=self._host)
-                self.transport.loseConnection()
+        def stopped(failure: Failure) -> None:
+            self._log.debug(
+                "POP3 transfer to {host} stopped: {f.value}", f=failure, host=self._host
+            )
+            self.transport.loseConnection()
 
         def close(_: object) -> None:
             try:
@@ -530,11 +545,17 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             except OSError:
                 self._log.failure("POP3 could not close a message file")
 
-        sender = FileSender()
-        d: Deferred[Any] = sender.beginFileTransfer(  # type: ignore[no-untyped-call]
-            source, self.transport, stuffer
-        )
-        return d.addCallbacks(sent, broken).addBoth(close)
+        try:
+            d: Deferred[Any] = FileSender().beginFileTransfer(  # type: ignore[no-untyped-call]
+                source, self.transport, transform
+            )
+        except Exception:
+            self._log.failure("POP3 could not read message {n}", n=i + 1)
+            self.transport.unregisterProducer()
+            self.transport.loseConnection()
+            close(None)
+            return None
+        return d.addCallbacks(sent, stopped).addBoth(close)
 
     def do_QUIT(self) -> None:
         """Enter the UPDATE state (only from here do deletions take effect) and close."""
