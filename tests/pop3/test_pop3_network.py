@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 
 from support import pki as testpki
@@ -255,33 +256,38 @@ class POP3NetworkTests(TestCase):
             ],
         )
 
+    def implicitTLSClient(self, port: int) -> None:
+        """
+        Over an implicit-TLS listener the session knows it is secure: no
+        STLS, and USER/PASS work even with C{allow_plaintext_auth = "never"}.
+        """
+        pop = poplib.POP3_SSL("localhost", port, context=self.pki.clientContext(), timeout=10)
+        caps = pop.capa()
+        self.assertNotIn("STLS", caps)
+        self.assertIn("USER", caps)
+        pop.user(ALICE)
+        pop.pass_(PASSWORD)
+        self.assertEqual(pop.stat()[0], 3)
+        self.assertRaises(poplib.error_proto, pop._shortcmd, "STLS")
+        pop.quit()
+
     @inlineCallbacks
-    def test_implicitTLS(self) -> Generator[Deferred[Any], Any, None]:
-        """
-        Over an C{ssl:} listener the session knows it is secure: no STLS, and
-        USER/PASS work even with C{allow_plaintext_auth = "never"}.
-        """
+    def test_implicitTLSEndpoint(self) -> Generator[Deferred[Any], Any, None]:
+        """The factory behind an C{ssl:} endpoint."""
         description = (
             f"ssl:0:interface=127.0.0.1:privateKey={self.pki.key}:certKey={self.pki.certificate}"
         )
         endpoint = serverFromString(reactor, description)
         listening = yield endpoint.listen(self.factory(tls=True, allow_plaintext_auth="never"))
         self.addCleanup(listening.stopListening)
-        port = listening.getHost().port
-        context = self.pki.clientContext()
+        yield inThread(self.implicitTLSClient, listening.getHost().port)
 
-        def client() -> None:
-            pop = poplib.POP3_SSL("localhost", port, context=context, timeout=10)
-            caps = pop.capa()
-            self.assertNotIn("STLS", caps)
-            self.assertIn("USER", caps)
-            pop.user(ALICE)
-            pop.pass_(PASSWORD)
-            self.assertEqual(pop.stat()[0], 3)
-            self.assertRaises(poplib.error_proto, pop._shortcmd, "STLS")
-            pop.quit()
-
-        yield inThread(client)
+    @inlineCallbacks
+    def test_implicitTLSWrappedFactory(self) -> Generator[Deferred[Any], Any, None]:
+        """The factory wrapped in C{TLSMemoryBIOFactory}, as C{tls:} listeners do."""
+        factory = self.factory(tls=True, allow_plaintext_auth="never")
+        port = yield listen(self, TLSMemoryBIOFactory(factory.tlsContextFactory, False, factory))
+        yield inThread(self.implicitTLSClient, port)
 
     @inlineCallbacks
     def test_connectionLimit(self) -> Generator[Deferred[Any], Any, None]:
