@@ -335,6 +335,12 @@ class SASLTests(SynchronousTestCase):
         )
         self.assertEqual(session.send(b"AUTH PLAIN =\r\n"), failed)
 
+    def test_overlongResponseEndsTheExchange(self) -> None:
+        session = Session(settings=POP3Settings(max_line_length=100))
+        session.send(b"AUTH PLAIN\r\n")
+        self.assertEqual(session.send(b"A" * 200 + b"\r\n"), b"-ERR Line too long\r\n")
+        self.assertTrue(session.send(b"CAPA\r\n").startswith(b"+OK"))
+
 
 class MaildropTests(SynchronousTestCase):
     def test_deletedMessagesLeaveTheListings(self) -> None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.pop3.test_pop3_server -*-
+# -*- test-case-name: tests.pop3.test_pop3_network -*-
 """The factory the service assembler listens with, for plain and implicit-TLS POP3."""
 
 from __future__ import annotations

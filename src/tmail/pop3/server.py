@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.pop3.test_pop3_server -*-
+# -*- test-case-name: tests.pop3.test_pop3_protocol -*-
 """
 The POP3 server protocol: Twisted's C{pop3.POP3} with its defects fixed and
 STLS (RFC 2595), SASL PLAIN (RFC 5034) and RFC 2449/3206 response codes added.
@@ -89,6 +89,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
     @ivar hostname: named in the greeting.
     @ivar connections: per-address session limit, shared by the factory's
         sessions; C{None} for no limit.
+    @param clock: schedules the idle timer (the reactor unless given).
     """
 
     _log = Logger()
@@ -190,19 +191,23 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
                         del self._input[:]
                         if not self._skippingLongLine:
                             self._skippingLongLine = True
-                            self.failResponse(b"Line too long")
+                            self._lineTooLong()
                     break
                 line = bytes(self._input[:end]).removesuffix(b"\r")
                 del self._input[: end + 1]
                 if self._skippingLongLine:
                     self._skippingLongLine = False
                 elif len(line) > limit:
-                    self.failResponse(b"Line too long")
+                    self._lineTooLong()
                 else:
                     self.lineReceived(line)
         finally:
             self._processing = False
         self._throttleReads()
+
+    def _lineTooLong(self) -> None:
+        self._awaitingSASL = False
+        self.failResponse(b"Line too long")
 
     def _throttleReads(self) -> None:
         if self._stopped():
@@ -387,6 +392,9 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         self.throttle.succeeded(self._host)
 
         def listed(sizes: list[int]) -> None:
+            if self._closed:
+                logout()
+                return
             self.mbox = avatar
             self._onLogout = logout
             self._sizes = list(sizes)
