@@ -1,0 +1,150 @@
+"""
+The submission listener on loopback ports (STARTTLS and implicit TLS) with a
+real realm, password checker and throttle, driven by C{smtplib}.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.trial.unittest import TestCase
+
+from support.net import inThread, listen
+from support.pki import makePKI
+from support.realm import ALICE, BOB, PASSWORD, makeRealm
+from tmail.auth.throttle import AuthThrottle
+from tmail.config.schema import AuthSettings, SMTPSettings, TLSSettings
+from tmail.smtp.factory import SMTPFactory
+from tmail.tls import serverContextFactory
+
+BODY = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nhello bob\r\n"
+
+
+class SubmissionTests(TestCase):
+    @inlineCallbacks
+    def setUp(self):  # type: ignore[no-untyped-def]
+        self.fixture = makeRealm(Path(self.mktemp()))
+        self.pki = makePKI(Path(self.mktemp()))
+        tls = serverContextFactory(TLSSettings(self.pki.certificate, self.pki.key))
+        self.throttle = AuthThrottle(
+            AuthSettings(failure_delay=0.05, max_failure_delay=0.1, max_failures=3), reactor
+        )
+        self.factory = SMTPFactory(
+            self.fixture.realm,
+            SMTPSettings(),
+            hostname="mx.example.test",
+            submission=True,
+            portal=self.fixture.portal,
+            tlsContextFactory=tls,
+            throttle=self.throttle,
+        )
+        self.port = yield listen(self, self.factory)
+        self.tlsPort = yield listen(self, TLSMemoryBIOFactory(tls, False, self.factory))
+
+    def inbox(self, user: str) -> list[bytes]:
+        folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
+        out = []
+        for info in folder.messages():
+            with folder.openMessage(info.uid) as f:
+                out.append(f.read())
+        return out
+
+    @inlineCallbacks
+    def test_plaintextOffersNoAuth(self):  # type: ignore[no-untyped-def]
+        """Before STARTTLS: STARTTLS offered, AUTH not, MAIL needs authentication."""
+
+        def session() -> tuple[set[str], tuple[int, bytes], tuple[int, bytes]]:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as client:
+                client.ehlo("client.example.org")
+                features = set(client.esmtp_features)
+                auth = client.docmd(
+                    "AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQtcGFzc3dvcmQ="
+                )
+                return features, auth, client.mail(ALICE)
+
+        features, auth, mail = yield inThread(session)
+        self.assertIn("starttls", features)
+        self.assertNotIn("auth", features)
+        self.assertEqual(auth[0], 538)
+        self.assertEqual(mail, (530, b"5.7.0 Authentication required"))
+
+    @inlineCallbacks
+    def test_starttlsLoginAndSend(self):  # type: ignore[no-untyped-def]
+        """
+        STARTTLS, then AUTH, then mail to a local user is stored C{with
+        ESMTPSA}; remote recipients are refused for now.
+        """
+
+        def session() -> tuple[set[str], tuple[int, bytes], dict]:  # type: ignore[type-arg]
+            with smtplib.SMTP("localhost", self.port, timeout=5) as client:
+                client.starttls(context=self.pki.clientContext())
+                client.ehlo("client.example.org")
+                features = set(client.esmtp_features)
+                client.login(ALICE, PASSWORD)
+                client.mail(ALICE)
+                remote = client.rcpt("friend@elsewhere.example")
+                client.rset()
+                return features, remote, client.sendmail(ALICE, [BOB], BODY)
+
+        features, remote, refused = yield inThread(session)
+        self.assertIn("auth", features)
+        self.assertNotIn("starttls", features)
+        self.assertEqual(remote, (550, b"5.7.1 Relaying to remote domains is not available yet"))
+        self.assertEqual(refused, {})
+        [message] = self.inbox(BOB)
+        self.assertTrue(message.startswith(b"Return-Path: <alice@example.test>\r\n"))
+        self.assertIn(b" with ESMTPSA id ", message)
+        self.assertTrue(message.endswith(b"\r\n" + BODY))
+
+    @inlineCallbacks
+    def test_implicitTLS(self):  # type: ignore[no-untyped-def]
+        """On an implicit-TLS port AUTH is offered at once and STARTTLS is not (RFC 8314)."""
+
+        def session() -> tuple[set[str], tuple[int, bytes]]:
+            with smtplib.SMTP_SSL(
+                "localhost", self.tlsPort, context=self.pki.clientContext(), timeout=5
+            ) as client:
+                client.ehlo("client.example.org")
+                features = set(client.esmtp_features)
+                client.login(ALICE, PASSWORD)
+                client.sendmail(ALICE, [ALICE], BODY)
+                return features, client.docmd("STARTTLS")
+
+        features, starttls = yield inThread(session)
+        self.assertIn("auth", features)
+        self.assertNotIn("starttls", features)
+        self.assertEqual(starttls, (503, b"5.5.1 Error: TLS already active"))
+        [message] = self.inbox(ALICE)
+        self.assertIn(b" with ESMTPSA id ", message)
+
+    @inlineCallbacks
+    def test_wrongPasswordThrottled(self):  # type: ignore[no-untyped-def]
+        """
+        Wrong passwords get C{535 5.7.8} after the throttle's delay; after
+        C{max_failures} the address gets C{454 4.7.0} even with the right one.
+        """
+
+        def session() -> list[tuple[int, bytes]]:
+            results = []
+            with smtplib.SMTP("localhost", self.port, timeout=5) as client:
+                client.starttls(context=self.pki.clientContext())
+                client.ehlo("client.example.org")
+                client.esmtp_features["auth"] = "PLAIN"
+                for password in ("wrong", "wrong", "wrong", PASSWORD):
+                    try:
+                        results.append(client.login(ALICE, password))
+                    except smtplib.SMTPAuthenticationError as e:
+                        results.append((e.smtp_code, e.smtp_error))
+            return results
+
+        results = yield inThread(session)
+        self.assertEqual(
+            results,
+            [(535, b"5.7.8 Authentication credentials invalid")] * 3
+            + [(454, b"4.7.0 Too many failed authentications, try later")],
+        )
+        self.assertTrue(self.throttle.isBlocked("127.0.0.1"))
