@@ -29,7 +29,8 @@ TRACE = re.compile(
     rb"Delivered-To: (?P<user>\S+)\r\n"
     rb"Received: from (?P<helo>\S+) \(127\.0\.0\.1 \[127\.0\.0\.1\]\)\r\n"
     rb"\tby mx\.example\.test \(tmail\) with (?P<proto>[A-Z]+) id (?P<id>[0-9A-F]+)\r\n"
-    rb"\tfor <(?P<rcpt>[^>]+)>; [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n"
+    rb"\tfor <(?P<rcpt>[^>]+)>; "
+    rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n"
 )
 
 
