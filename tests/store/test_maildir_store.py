@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -306,3 +307,45 @@ def test_stale_tmp_files_are_swept_when_a_folder_opens(root: Path) -> None:
     os.utime(old, (long_ago, long_ago))
     MaildirStore(root).getFolder("INBOX").messages()
     assert files(root / "tmp") == ["fresh"]
+
+
+def test_copy_falls_back_to_bytes_when_hard_links_are_refused(
+    store: MaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = store.getFolder("INBOX")
+    uid = deliver(inbox, flags=("\\Flagged",), internaldate=1_400_000_000)
+    inbox.messages()
+    archive = store.createFolder("Archive")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    newUid = inbox.copyMessage(uid, archive)
+    [info] = archive.messages()
+    assert (info.uid, info.flags) == (newUid, frozenset({"\\Flagged"}))
+    assert info.internaldate == pytest.approx(1_400_000_000)
+    with archive.openMessage(newUid) as f:
+        assert f.read() == MESSAGE
+
+
+def test_message_delivered_before_anyone_looked_is_recent(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    deliver(inbox, flags=("\\Seen",))
+    [info] = inbox.messages()
+    assert info.recent
+    assert not inbox.messages()[0].recent
+    assert not MaildirStore(root).getFolder("INBOX").messages()[0].recent
+
+
+def test_deleted_folder_object_reads_as_empty(store: MaildirStore) -> None:
+    trash = store.createFolder("Trash")
+    deliver(trash)
+    trash.messages()
+    store.deleteFolder("Trash")
+    assert trash.messages() == ()
+    with pytest.raises(NoSuchFolder):
+        trash.beginMessage()
+    recreated = store.createFolder("Trash")
+    assert recreated is not trash
+    assert recreated.messages() == ()

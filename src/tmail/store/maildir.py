@@ -245,6 +245,9 @@ class MaildirFolder:
         self._entries: dict[int, _Entry] = {}
         self._byBase: dict[str, int] = {}
         self._uids: list[int] = []
+        self._curNames: set[str] = set()
+        self._newBases: set[str] = set()
+        self._staleLines: set[str] = set()
         self._recent: set[int] = set()
         self._memoryKeywords: dict[str, frozenset[str]] = {}
         self._deliveredUnindexed: set[str] = set()
@@ -256,6 +259,8 @@ class MaildirFolder:
 
     def _bind(self, path: Path) -> None:
         self._path = path
+        self._newDir = str(path / "new")
+        self._curDir = str(path / "cur")
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
         self._keywords = _keywords.KeywordFile(path / _keywords.FILENAME)
         self._dirStamp = None
@@ -277,6 +282,8 @@ class MaildirFolder:
         self._entries = {}
         self._byBase = {}
         self._uids = []
+        self._curNames = set()
+        self._newBases = set()
         self._recent = set()
         self._snapshot = None
         self._indexed = False
@@ -331,12 +338,10 @@ class MaildirFolder:
             self._uidValidity = data.uidValidity
         return data
 
-    def _assignUids(
-        self, bases: Iterable[str], drop: Iterable[str] = ()
-    ) -> tuple[dict[str, int], bool]:
+    def _assignUids(self, bases: Iterable[str]) -> tuple[dict[str, int], bool]:
         """
         Under the uidlist lock: give UIDs to the C{bases} that have none,
-        remove the C{drop} lines and write the uidlist.
+        remove the lines of messages found gone, and write the uidlist.
 
         @return: the UID of each base, and whether another process had
             changed the uidlist since the index last read it.
@@ -347,7 +352,8 @@ class MaildirFolder:
             if data is None:
                 data = _uidlist.UidListData.fresh(self._uidValidity or 0)
             foreign = data.nextUid != self._knownNext or data.uidValidity != self._uidValidity
-            for base in drop:
+            stale = set(self._staleLines)
+            for base in stale:
                 data.uids.pop(base, None)
                 data.fields.pop(base, None)
             result = {}
@@ -363,6 +369,7 @@ class MaildirFolder:
             except BaseException:
                 self._uidlist.invalidate()
                 raise
+        self._staleLines -= stale
         if foreign:
             self._unsettled = True
         else:
@@ -378,15 +385,6 @@ class MaildirFolder:
             base = splitFilename(filename)[0]
             if base:
                 found[base] = filename
-        return found
-
-    def _listMessages(self) -> dict[str, tuple[str, str]]:
-        """
-        Base name -> (subdirectory, file name).  C{new/} is read before
-        C{cur/} so a file moved between them meanwhile is seen at least once.
-        """
-        found = {base: ("new", name) for base, name in self._listDirectory("new").items()}
-        found.update((base, ("cur", name)) for base, name in self._listDirectory("cur").items())
         return found
 
     def _locate(self, base: str) -> tuple[str, str] | None:
@@ -435,9 +433,26 @@ class MaildirFolder:
         )
         return "".join(letters)
 
+    def _setLocation(self, entry: _Entry, subdir: str, filename: str) -> None:
+        """Move C{entry} to a new file name, keeping the listing mirrors right."""
+        if entry.subdir == "cur":
+            self._curNames.discard(entry.filename)
+        else:
+            self._newBases.discard(entry.info.key)
+        entry.subdir, entry.filename = subdir, filename
+        if subdir == "cur":
+            self._curNames.add(filename)
+        else:
+            self._newBases.add(entry.info.key)
+
     def _insert(self, uid: int, entry: _Entry) -> None:
         self._entries[uid] = entry
         self._byBase[entry.info.key] = uid
+        self._staleLines.discard(entry.info.key)
+        if entry.subdir == "cur":
+            self._curNames.add(entry.filename)
+        else:
+            self._newBases.add(entry.info.key)
         if not self._uids or uid > self._uids[-1]:
             self._uids.append(uid)
         else:
@@ -445,6 +460,20 @@ class MaildirFolder:
         if entry.info.recent:
             self._recent.add(uid)
         self._snapshot = None
+
+    def _remove(self, uid: int) -> _Entry:
+        """Drop a message from the index (the caller fixes C{_uids})."""
+        entry = self._entries.pop(uid)
+        base = entry.info.key
+        del self._byBase[base]
+        if entry.subdir == "cur":
+            self._curNames.discard(entry.filename)
+        else:
+            self._newBases.discard(base)
+        self._recent.discard(uid)
+        self._memoryKeywords.pop(base, None)
+        self._snapshot = None
+        return entry
 
     def _markRecent(self, uid: int) -> None:
         entry = self._entries.get(uid)
@@ -460,11 +489,13 @@ class MaildirFolder:
         whether any message appeared, vanished or changed flags since the
         index was first built.
         """
+        if self._gone:
+            return False
         self._open()
         try:
             stamp = (
-                os.stat(self._path / "new").st_mtime_ns,
-                os.stat(self._path / "cur").st_mtime_ns,
+                os.stat(self._newDir).st_mtime_ns,
+                os.stat(self._curDir).st_mtime_ns,
             )
         except FileNotFoundError:
             return self._vanished()
@@ -480,55 +511,57 @@ class MaildirFolder:
             changed |= self._reinterpretFlags()
         self._knownNext = data.nextUid
 
-        found = self._listMessages()
-        missing = [base for base in self._byBase if base not in found]
-        if missing:
+        found, gone = self._listChanges()
+        if not wasIndexed:
+            gone |= data.uids.keys() - found.keys()
+        if gone:
             again = self._listDirectory("cur")
-            for base in missing:
-                if base in again:
-                    found[base] = ("cur", again[base])
+            for base in gone & again.keys():
+                found[base] = ("cur", again[base])
+            gone -= again.keys()
         arrived = self._moveNewToCur(found)
 
-        for base in [base for base in self._byBase if base not in found]:
-            uid = self._byBase.pop(base)
-            del self._entries[uid]
-            self._recent.discard(uid)
-            self._memoryKeywords.pop(base, None)
-            changed = True
-        if changed:
+        removed = [uid for base in gone if (uid := self._byBase.get(base)) is not None]
+        for uid in removed:
+            self._remove(uid)
+        if removed:
             self._uids = [uid for uid in self._uids if uid in self._entries]
-            self._snapshot = None
+            changed = True
+        self._staleLines |= gone
 
-        for base, uid in self._byBase.items():
-            entry = self._entries[uid]
-            subdir, filename = found[base]
+        for base, (subdir, filename) in found.items():
+            known = self._byBase.get(base)
+            if known is None:
+                continue
+            entry = self._entries[known]
             if entry.filename != filename:
                 flags = self._flagsOf(base, filename)
                 if flags != entry.info.flags:
                     entry.info = replace(entry.info, flags=flags)
                     self._snapshot = None
                     changed = True
-            entry.subdir, entry.filename = subdir, filename
+            self._setLocation(entry, subdir, filename)
 
+        foreign = False
         newBases = [base for base in found if base not in self._byBase]
         if newBases:
             uids = {base: data.uids[base] for base in newBases if base in data.uids}
             unassigned = [base for base in newBases if base not in uids]
             if unassigned:
-                gone = [base for base in data.uids if base not in found]
-                assigned, _ = self._assignUids(unassigned, gone)
+                assigned, foreign = self._assignUids(unassigned)
                 uids.update(assigned)
                 if self._uidlist.data is None or self._uidlist.data.uidValidity != (
                     self._uidValidity
                 ):
                     return self._sync(force=True) or True
+            prefixes = {sub: f"{self._path}{os.sep}{sub}{os.sep}" for sub in ("cur", "new")}
             for base in sorted(newBases, key=uids.__getitem__):
                 uid = uids[base]
                 if uid in self._entries:
                     continue
                 subdir, filename = found[base]
                 try:
-                    status = os.stat(self._path / subdir / filename)
+                    status = os.stat(prefixes[subdir] + filename)
                 except FileNotFoundError:
                     self._unsettled = True
                     continue
@@ -545,7 +578,32 @@ class MaildirFolder:
                 changed = True
         self._indexed = True
         self._deliveredUnindexed.clear()
+        if foreign:
+            # Another process gave out UIDs meanwhile: index its messages
+            # now, before anyone sees a higher UID without the lower ones.
+            changed |= self._sync(force=True)
         return changed and wasIndexed
+
+    def _listChanges(self) -> tuple[dict[str, tuple[str, str]], set[str]]:
+        """
+        Compare the directories with the index.
+
+        @return: base name -> (subdirectory, file name) of every file in
+            C{new/} and of every file name in C{cur/} the index does not
+            know, and the base names of indexed files no longer listed.
+            C{new/} is read before C{cur/} so a file moved between them
+            meanwhile is seen at least once.
+        """
+        found = {base: ("new", name) for base, name in self._listDirectory("new").items()}
+        listed = set(os.listdir(self._curDir))
+        for name in listed - self._curNames:
+            base = splitFilename(name)[0]
+            if base and not name.startswith("."):
+                found[base] = ("cur", name)
+        gone = {splitFilename(name)[0] for name in self._curNames - listed}
+        gone.update(base for base in self._newBases if base not in found)
+        gone -= found.keys()
+        return found, gone
 
     def _moveNewToCur(self, found: dict[str, tuple[str, str]]) -> set[str]:
         """
@@ -606,7 +664,7 @@ class MaildirFolder:
         if located is None:
             self._unsettled = True
             raise KeyError(uid)
-        entry.subdir, entry.filename = located
+        self._setLocation(entry, *located)
         flags = self._flagsOf(entry.info.key, entry.filename)
         if flags != entry.info.flags:
             entry.info = replace(entry.info, flags=flags)
@@ -703,7 +761,7 @@ class MaildirFolder:
         changed = self._sync()
         if self._snapshot is None:
             entries = self._entries
-            self._snapshot = tuple(entries[uid].info for uid in self._uids)
+            self._snapshot = tuple([entries[uid].info for uid in self._uids])
         snapshot = self._snapshot
         if self._recent:
             for uid in self._recent:
@@ -761,7 +819,7 @@ class MaildirFolder:
                 fsyncDirectory(self._path / "cur")
                 if entry.subdir != "cur":
                     fsyncDirectory(self._path / entry.subdir)
-            entry.subdir, entry.filename = "cur", target
+            self._setLocation(entry, "cur", target)
             break
         else:
             raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
@@ -785,7 +843,7 @@ class MaildirFolder:
             except FileNotFoundError:
                 located = self._locate(entry.info.key)
                 if located is not None:
-                    entry.subdir, entry.filename = located
+                    self._setLocation(entry, *located)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self._pathOf(entry))
             touched.add(entry.subdir)
@@ -794,19 +852,12 @@ class MaildirFolder:
             return []
         for sub in touched:
             fsyncDirectory(self._path / sub)
-        bases = []
         for uid in removed:
-            entry = self._entries.pop(uid)
-            base = entry.info.key
-            bases.append(base)
-            del self._byBase[base]
-            self._recent.discard(uid)
-            self._memoryKeywords.pop(base, None)
+            self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
         self._uids = [uid for uid in self._uids if uid not in gone]
-        self._snapshot = None
         try:
-            self._assignUids((), bases)
+            self._assignUids(())
         except StoreFull:
             _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
         self._notify()

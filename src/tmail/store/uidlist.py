@@ -14,6 +14,7 @@ C{N}, so the next UID is the larger of C{N} and the last UID plus one.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -83,6 +84,9 @@ def parse(text: str) -> UidListData:
         raise ValueError(f"unknown uidlist version {header[0]!r}")
     if data.uidValidity <= 0:
         raise ValueError("uidlist UIDVALIDITY must be positive")
+    uids = list(data.uids.values())
+    if any(a >= b for a, b in itertools.pairwise(uids)):
+        data.uids = dict(sorted(data.uids.items(), key=lambda item: item[1]))
     return data
 
 
@@ -97,9 +101,12 @@ def _add(data: UidListData, uid: int, filename: str, extra: str) -> None:
 
 
 def serialize(data: UidListData) -> bytes:
-    """Serialize C{data} as a version 3 uidlist, lines in UID order."""
+    """
+    Serialize C{data} as a version 3 uidlist.  C{data.uids} must be in UID
+    order, as L{parse} leaves it and appending new UIDs keeps it.
+    """
     out = [f"3 V{data.uidValidity} N{data.nextUid} G{data.guid}\n"]
-    for base, uid in sorted(data.uids.items(), key=lambda item: item[1]):
+    for base, uid in data.uids.items():
         extra = data.fields.get(base)
         out.append(f"{uid} {extra} :{base}\n" if extra else f"{uid} :{base}\n")
     return "".join(out).encode("utf-8", "surrogateescape")
