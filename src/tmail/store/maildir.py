@@ -201,8 +201,11 @@ class _PendingMessage:
                 fd, self._fd = self._fd, None
                 os.close(fd)
             uid = self._folder._deliver(self._tmpPath, self._flags)
-        except (OSError, StoreFull) as e:
+        except OSError as e:
             self._fail(e)
+        except BaseException:
+            self.abort()
+            raise
         self._done = True
         return uid
 
