@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,16 @@ def test_names_map_to_disk_and_back(components: list[str]) -> None:
     assert entry.startswith(".") and not entry.startswith("..")
     assert "/" not in entry
     assert nameFromDisk(entry) == canonical
+
+
+def test_maildir_entry_names_as_folders_stay_inside_their_own_directory(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    store = MaildirStore(root)
+    for name in ["cur", "new", "tmp", "maildirfolder", "dovecot-uidlist"]:
+        store.createFolder(name)
+        assert (root / f".{name}" / "maildirfolder").is_file()
+    assert sorted(os.listdir(root / "cur")) == []
+    assert not (root / "maildirfolder").exists()
+    assert store.listFolders()[1:] == sorted(
+        ["cur", "new", "tmp", "maildirfolder", "dovecot-uidlist"]
+    )
