@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 import smtplib
 import socket
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from support.net import inThread, listen
@@ -70,7 +72,7 @@ def readReplies(s: socket.socket, count: int = 1) -> bytes:
 
 class MXTests(TestCase):
     @inlineCallbacks
-    def setUp(self):  # type: ignore[no-untyped-def]
+    def setUp(self) -> Generator[Deferred[Any], Any, None]:
         self.fixture = makeRealm(Path(self.mktemp()))
         self.pki = makePKI(Path(self.mktemp()))
         self.factory = SMTPFactory(
@@ -86,13 +88,13 @@ class MXTests(TestCase):
 
     def send(
         self, sender: str, recipients: list[str], body: bytes, helo: str = "client.example.org"
-    ) -> dict:  # type: ignore[type-arg]
+    ) -> dict[str, tuple[int, bytes]]:
         with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as client:
             client.ehlo(helo)
             return client.sendmail(sender, recipients, body)
 
     @inlineCallbacks
-    def test_deliveryStoresExactBytes(self):  # type: ignore[no-untyped-def]
+    def test_deliveryStoresExactBytes(self) -> Generator[Deferred[Any], Any, None]:
         """
         The stored message is the trace headers followed by the body exactly
         as sent (CRLF line ends, dot-unstuffed); C{+tag} reaches the user.
@@ -118,7 +120,7 @@ class MXTests(TestCase):
         self.assertEqual(stored(self.fixture, BOB), [])
 
     @inlineCallbacks
-    def test_aliasesAndCatchAll(self):  # type: ignore[no-untyped-def]
+    def test_aliasesAndCatchAll(self) -> Generator[Deferred[Any], Any, None]:
         """Aliases fan out, a catch-all takes unknown local parts, each user gets one copy."""
         self.fixture.directory.addAlias("team@example.test", [ALICE, BOB])
         self.fixture.directory.addAlias("@example.test", [BOB])
@@ -137,7 +139,7 @@ class MXTests(TestCase):
             return [client.docmd("RCPT", f"TO:<{r}>") for r in recipients]
 
     @inlineCallbacks
-    def test_noOpenRelay(self):  # type: ignore[no-untyped-def]
+    def test_noOpenRelay(self) -> Generator[Deferred[Any], Any, None]:
         """
         Other domains are refused, also through the C{%} hack, source routes
         and quoted local parts; unknown users are C{5.1.1}; an alias that
@@ -172,7 +174,7 @@ class MXTests(TestCase):
         self.assertIn(b"points outside", replies[5][1])
 
     @inlineCallbacks
-    def test_noAuthOnMX(self):  # type: ignore[no-untyped-def]
+    def test_noAuthOnMX(self) -> Generator[Deferred[Any], Any, None]:
         """The MX advertises the ESMTP extensions but never AUTH."""
 
         def extensions() -> tuple[dict[str, str], tuple[int, bytes]]:
@@ -188,7 +190,7 @@ class MXTests(TestCase):
         self.assertEqual(auth, (503, b"5.5.1 Error: authentication not enabled"))
 
     @inlineCallbacks
-    def test_pipelining(self):  # type: ignore[no-untyped-def]
+    def test_pipelining(self) -> Generator[Deferred[Any], Any, None]:
         """MAIL, RCPT, RCPT, DATA in one write: replies come back in order."""
         wire = yield inThread(
             exchange,
@@ -206,7 +208,7 @@ class MXTests(TestCase):
         self.assertEqual(len(stored(self.fixture, ALICE)), 1)
 
     @inlineCallbacks
-    def test_smtp_smuggling_bare_lf_dot(self):  # type: ignore[no-untyped-def]
+    def test_smtp_smuggling_bare_lf_dot(self) -> Generator[Deferred[Any], Any, None]:
         """
         For C{\\n.\\n}, C{\\r.\\r}, C{\\r.\\n} and C{\\n.\\r\\n}, the message
         with the smuggled second one inside is refused as a whole: nothing
@@ -238,7 +240,7 @@ class MXTests(TestCase):
         self.assertEqual(stored(self.fixture, BOB), [])
 
     @inlineCallbacks
-    def test_heloCannotInjectHeaders(self):  # type: ignore[no-untyped-def]
+    def test_heloCannotInjectHeaders(self) -> Generator[Deferred[Any], Any, None]:
         """
         C{EHLO x\\nBcc: ...} is refused, and a HELO that is not a host name
         appears as C{invalid} in the Received header.
@@ -256,7 +258,7 @@ class MXTests(TestCase):
         self.assertNotIn(b"victim", message)
 
     @inlineCallbacks
-    def test_starttls_discards_pipelined_plaintext(self):  # type: ignore[no-untyped-def]
+    def test_starttls_discards_pipelined_plaintext(self) -> Generator[Deferred[Any], Any, None]:
         """
         Commands written in the same packet as STARTTLS never run: neither
         C{RSET} (no extra reply) nor C{MAIL} (no transaction after TLS).
@@ -271,9 +273,9 @@ class MXTests(TestCase):
                 ready = readReplies(raw)
                 tls = self.pki.clientContext().wrap_socket(raw, server_hostname="localhost")
                 tls.sendall(b"EHLO client.example.org\r\n")
-                readReplies(tls)  # type: ignore[arg-type]
+                readReplies(tls)
                 tls.sendall(b"RCPT TO:<alice@example.test>\r\n")
-                after = readReplies(tls)  # type: ignore[arg-type]
+                after = readReplies(tls)
                 tls.sendall(b"QUIT\r\n")
                 return ready, after
 
@@ -283,7 +285,7 @@ class MXTests(TestCase):
             self.assertEqual(after, b"503 5.5.1 Error: need MAIL command\r\n")
 
     @inlineCallbacks
-    def test_starttlsDelivery(self):  # type: ignore[no-untyped-def]
+    def test_starttlsDelivery(self) -> Generator[Deferred[Any], Any, None]:
         """After STARTTLS the Received header says C{ESMTPS}; a second STARTTLS is C{503}."""
 
         def send() -> tuple[int, bytes]:
@@ -298,7 +300,7 @@ class MXTests(TestCase):
         self.assertIn(b" with ESMTPS id ", message)
 
     @inlineCallbacks
-    def test_longLines(self):  # type: ignore[no-untyped-def]
+    def test_longLines(self) -> Generator[Deferred[Any], Any, None]:
         """
         An over-long command line is refused and skipped; one inside DATA
         rejects the message without running the rest of the body as commands.

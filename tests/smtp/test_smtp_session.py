@@ -303,7 +303,7 @@ class CommandReplyTests(SessionTestCase):
         transaction(self.session)
         self.realm.resolveError = ZeroDivisionError("secret detail")
         reply = self.session.command(b"RCPT TO:<alice@example.test>")
-        self.assertEqual(reply, b"451 4.3.0 Requested action aborted: local error in processing")
+        self.assertEqual(reply, b"451 4.3.0 Internal error")
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.realm.resolveError = None
         self.assertEqual(self.session.command(b"RCPT TO:<alice@example.test>"), b"250 2.1.5 Ok")
@@ -440,7 +440,7 @@ class StorageFailureTests(SessionTestCase):
         self.session.command(b"DATA")
         self.assertEqual(
             self.session.send(MESSAGE + b".\r\n"),
-            [b"451 4.3.0 Requested action aborted: local error in processing"],
+            [b"451 4.3.0 Internal error"],
         )
         self.assertEqual([p.state for p in self.pendings()], ["committed", "aborted"])
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)

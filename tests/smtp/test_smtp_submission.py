@@ -6,10 +6,12 @@ real realm, password checker and throttle, driven by C{smtplib}.
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 
@@ -26,7 +28,7 @@ BODY = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\n
 
 class SubmissionTests(TestCase):
     @inlineCallbacks
-    def setUp(self):  # type: ignore[no-untyped-def]
+    def setUp(self) -> Generator[Deferred[Any], Any, None]:
         self.fixture = makeRealm(Path(self.mktemp()))
         self.pki = makePKI(Path(self.mktemp()))
         tls = serverContextFactory(TLSSettings(self.pki.certificate, self.pki.key))
@@ -54,7 +56,7 @@ class SubmissionTests(TestCase):
         return out
 
     @inlineCallbacks
-    def test_plaintextOffersNoAuth(self):  # type: ignore[no-untyped-def]
+    def test_plaintextOffersNoAuth(self) -> Generator[Deferred[Any], Any, None]:
         """Before STARTTLS: STARTTLS offered, AUTH not, MAIL needs authentication."""
 
         def session() -> tuple[set[str], tuple[int, bytes], tuple[int, bytes]]:
@@ -73,13 +75,13 @@ class SubmissionTests(TestCase):
         self.assertEqual(mail, (530, b"5.7.0 Authentication required"))
 
     @inlineCallbacks
-    def test_starttlsLoginAndSend(self):  # type: ignore[no-untyped-def]
+    def test_starttlsLoginAndSend(self) -> Generator[Deferred[Any], Any, None]:
         """
         STARTTLS, then AUTH, then mail to a local user is stored C{with
         ESMTPSA}; remote recipients are refused for now.
         """
 
-        def session() -> tuple[set[str], tuple[int, bytes], dict]:  # type: ignore[type-arg]
+        def session() -> tuple[set[str], tuple[int, bytes], dict[str, tuple[int, bytes]]]:
             with smtplib.SMTP("localhost", self.port, timeout=5) as client:
                 client.starttls(context=self.pki.clientContext())
                 client.ehlo("client.example.org")
@@ -101,7 +103,7 @@ class SubmissionTests(TestCase):
         self.assertTrue(message.endswith(b"\r\n" + BODY))
 
     @inlineCallbacks
-    def test_implicitTLS(self):  # type: ignore[no-untyped-def]
+    def test_implicitTLS(self) -> Generator[Deferred[Any], Any, None]:
         """On an implicit-TLS port AUTH is offered at once and STARTTLS is not (RFC 8314)."""
 
         def session() -> tuple[set[str], tuple[int, bytes]]:
@@ -122,7 +124,7 @@ class SubmissionTests(TestCase):
         self.assertIn(b" with ESMTPSA id ", message)
 
     @inlineCallbacks
-    def test_wrongPasswordThrottled(self):  # type: ignore[no-untyped-def]
+    def test_wrongPasswordThrottled(self) -> Generator[Deferred[Any], Any, None]:
         """
         Wrong passwords get C{535 5.7.8} after the throttle's delay; after
         C{max_failures} the address gets C{454 4.7.0} even with the right one.

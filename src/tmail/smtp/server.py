@@ -54,7 +54,7 @@ COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
 _VERBS = frozenset(b"HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split())
 
 OK = Reply(250, "2.0.0", "Ok")
-INTERNAL_ERROR = Reply(451, "4.3.0", "Requested action aborted: local error in processing")
+INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error")
 STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage")
 TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 LINE_TOO_LONG = Reply(552, "5.3.4", "Message line too long")
