@@ -6,7 +6,6 @@ import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from OpenSSL import crypto
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 
 from tmail.config.schema import TLSSettings
@@ -27,9 +26,11 @@ def serverContextFactory(tls: TLSSettings) -> CertificateOptions:
     if match is None:
         raise ValueError(f"{tls.key}: no PEM private key")
     key = load_pem_private_key(match.group(0), password=None)
+    # pyOpenSSL takes cryptography objects directly (its X509 wrappers are
+    # deprecated), though Twisted's annotations still name the wrappers.
     return CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
-        certificate=crypto.X509.from_cryptography(chain[0]),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
+        privateKey=key,  # type: ignore[arg-type]
+        certificate=chain[0],  # type: ignore[arg-type]
+        extraCertChain=chain[1:],  # type: ignore[arg-type]
         raiseMinimumTo=TLSVersion.TLSv1_2,
     )

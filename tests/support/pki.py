@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 @dataclass(frozen=True)
 class TestPKI:
+    __test__ = False
     caCertificate: Path
     certificate: Path
     key: Path

@@ -31,7 +31,6 @@ from typing import Any, Literal, NoReturn, TypeVar, cast
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from twisted.internet.ssl import PrivateCertificate
 
 from tmail.config.endpoints import checkServerEndpoint, isTLSShorthand, parseTLSShorthand
 from tmail.config.schema import (
@@ -45,6 +44,7 @@ from tmail.config.schema import (
 )
 from tmail.directory.addresses import isValidHostname
 from tmail.errors import ConfigError
+from tmail.tls import serverContextFactory
 
 __all__ = ["loadSettings"]
 
@@ -347,6 +347,6 @@ class _Loader:
         if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
             self.fail("tls.key", "does not match the key of tls.certificate")
         try:
-            PrivateCertificate.loadPEM(certData + b"\n" + keyData)  # type: ignore[no-untyped-call]
+            serverContextFactory(tls).getContext()
         except Exception as e:
             self.fail("tls.certificate", f"cannot be used for TLS: {e}")

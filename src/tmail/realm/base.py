@@ -65,9 +65,11 @@ class MailRealm:
         return store
 
     def requestAvatar(
-        self, avatarId: bytes | str, mind: object, *interfaces: Any
+        self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
     ) -> tuple[Any, Any, Callable[[], None]]:
-        user = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
+        if not isinstance(avatarId, bytes):
+            raise NotImplementedError("anonymous access has no mailbox")
+        user = avatarId.decode("utf-8")
         for iface in interfaces:
             if iface is imap4.IAccount:
                 from tmail.imap.account import IMAPAccount

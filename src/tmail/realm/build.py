@@ -44,4 +44,4 @@ def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRea
         raise ConfigError(
             str(settings.path), "realm.backend", f"{backend} does not provide IMailRealm"
         )
-    return realm  # type: ignore[no-any-return]
+    return realm
