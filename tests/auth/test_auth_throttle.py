@@ -47,10 +47,11 @@ class ThrottleTests(SynchronousTestCase):
         self.clock.advance(61)
         self.assertFalse(self.throttle.isBlocked("192.0.2.1"))
 
-    def test_success_forgets_failures(self) -> None:
-        self.throttle.failed("192.0.2.1")
-        self.throttle.succeeded("192.0.2.1")
-        self.assertEqual(self.throttle.delayFor("192.0.2.1"), 0)
+    def test_a_success_does_not_reset_the_count_between_guesses(self) -> None:
+        for _ in range(4):
+            self.throttle.failed("192.0.2.1")
+            self.throttle.succeeded("192.0.2.1")
+        self.assertTrue(self.throttle.isBlocked("192.0.2.1"))
 
 
 class PlaintextPolicyTests(SynchronousTestCase):

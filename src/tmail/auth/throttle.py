@@ -62,5 +62,8 @@ class AuthThrottle:
         return deferLater(self.clock, self.delayFor(address), lambda: None)
 
     def succeeded(self, address: str) -> None:
-        """Forget the failures of C{address}."""
-        self._records.pop(address, None)
+        """
+        A login from C{address} worked.  Its failures are kept until they
+        age out of the window: otherwise one valid account would let an
+        attacker reset the count between guesses at other accounts.
+        """

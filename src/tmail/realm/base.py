@@ -123,7 +123,7 @@ class MailRealm:
             _, targetDomain = splitAddress(target)
             if not self.directory.hasDomain(targetDomain):
                 raise RecipientError(
-                    f"alias {address} points outside the hosted domains ({target});"
+                    f"alias {address} points outside the hosted domains;"
                     " relaying is not available"
                 )
             for found in self._expand(target, depth + 1):
