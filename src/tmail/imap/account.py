@@ -1,0 +1,173 @@
+# -*- test-case-name: tests.imap.test_imap_folders -*-
+"""
+A user's IMAP account over their L{IMailStore}: folder names, hierarchy,
+subscriptions and LIST matching.
+
+Names arrive here already decoded from modified UTF-7.  The account refuses
+names that could step outside the user's mail (empty, C{.} or C{..}
+components, a leading delimiter, wildcards) before the store sees them; the
+store validates again.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.mail import imap4
+from zope.interface import implementer
+
+from tmail.errors import InvalidFolderName
+from tmail.imap.mailbox import IMAPMailbox
+from tmail.interfaces import IMailFolder, IMailStore
+
+INBOX = "INBOX"
+
+
+def canonicalName(name: str, delimiter: str = "/") -> str:
+    """Spell C{INBOX} (and only it) in upper case, whatever the client used."""
+    head, sep, tail = name.partition(delimiter)
+    if head.upper() == INBOX:
+        return INBOX + sep + tail
+    return name
+
+
+def checkName(name: str, delimiter: str = "/") -> str:
+    """
+    Return the canonical form of a folder name, or raise
+    L{InvalidFolderName} for one that is empty, absolute, has empty, C{.}
+    or C{..} components, or contains wildcards or control characters.
+    """
+    if not name:
+        raise InvalidFolderName("Empty folder name")
+    if "*" in name or "%" in name:
+        raise InvalidFolderName("Folder names cannot contain * or %")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise InvalidFolderName("Folder names cannot contain control characters")
+    parts = name.split(delimiter)
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidFolderName("Invalid folder name")
+    return canonicalName(name, delimiter)
+
+
+def wildcardPattern(pattern: str, delimiter: str = "/") -> re.Pattern[str]:
+    """A regular expression for a LIST pattern: C{*} matches all, C{%} stops at the delimiter."""
+    if pattern[:5].upper() == INBOX and pattern[5:6] in ("", delimiter, "*", "%"):
+        pattern = INBOX + pattern[5:]
+    pieces = []
+    for piece in re.split(r"([*%])", pattern):
+        if piece == "*":
+            pieces.append(".*")
+        elif piece == "%":
+            pieces.append(f"[^{re.escape(delimiter)}]*")
+        else:
+            pieces.append(re.escape(piece))
+    return re.compile("".join(pieces), re.DOTALL)
+
+
+@implementer(imap4.IMailboxInfo)
+class MailboxInfo:
+    """The LIST attributes and delimiter of one name."""
+
+    def __init__(self, flags: list[str], delimiter: str) -> None:
+        self.flags = flags
+        self.delimiter = delimiter
+
+    def getFlags(self) -> list[str]:
+        return self.flags
+
+    def getHierarchicalDelimiter(self) -> str:
+        return self.delimiter
+
+
+@implementer(imap4.IAccount, imap4.INamespacePresenter)
+class IMAPAccount:
+    """
+    Twisted's L{imap4.IAccount} for one user.  Errors are the store's own
+    (L{NoSuchFolder}, L{FolderExists}, L{InvalidFolderName}); the server
+    turns them into response codes.
+    """
+
+    def __init__(self, store: IMailStore, user: str) -> None:
+        self.store = store
+        self.user = user
+        self.delimiter: str = getattr(store, "delimiter", "/")
+
+    def folder(self, name: str) -> IMailFolder:
+        """The folder called C{name}."""
+        return self.store.getFolder(checkName(name, self.delimiter))
+
+    def addMailbox(self, name: str, mbox: object = None) -> bool:
+        return self.create(name)
+
+    def create(self, pathspec: str) -> bool:
+        name = pathspec[:-1] if pathspec.endswith(self.delimiter) else pathspec
+        self.store.createFolder(checkName(name, self.delimiter))
+        return True
+
+    def select(self, name: str, rw: bool = True) -> IMAPMailbox:
+        return IMAPMailbox(self.folder(name), rw, self.delimiter)
+
+    def delete(self, name: str) -> None:
+        """
+        Delete a folder.  Its sub-folders stay (RFC 3501 6.3.4); the name
+        then lists as C{\\Noselect} while they exist.
+        """
+        self.store.deleteFolder(checkName(name, self.delimiter))
+
+    def rename(self, oldname: str, newname: str) -> None:
+        self.store.renameFolder(
+            checkName(oldname, self.delimiter), checkName(newname, self.delimiter)
+        )
+
+    def isSubscribed(self, name: str) -> bool:
+        return canonicalName(name, self.delimiter) in self.store.subscriptions()
+
+    def subscribe(self, name: str) -> None:
+        self.store.subscribe(checkName(name, self.delimiter))
+
+    def unsubscribe(self, name: str) -> None:
+        self.store.unsubscribe(canonicalName(name, self.delimiter))
+
+    def _hierarchy(self, names: list[str]) -> dict[str, bool]:
+        """Every name and implied parent, mapped to whether it really exists."""
+        known = dict.fromkeys(names, True)
+        for name in names:
+            parts = name.split(self.delimiter)
+            for i in range(1, len(parts)):
+                known.setdefault(self.delimiter.join(parts[:i]), False)
+        return known
+
+    def _matches(self, ref: str, wildcard: str, names: list[str]) -> list[tuple[str, bool]]:
+        pattern = wildcardPattern(ref + wildcard, self.delimiter)
+        hierarchy = self._hierarchy(names)
+        found = [(name, real) for name, real in hierarchy.items() if pattern.fullmatch(name)]
+        return sorted(found, key=lambda item: (item[0] != INBOX, item[0]))
+
+    def listMailboxes(self, ref: str, wildcard: str) -> list[tuple[str, MailboxInfo]]:
+        names = self.store.listFolders()
+        hierarchy = self._hierarchy(names)
+        result = []
+        for name, real in self._matches(ref, wildcard, names):
+            prefix = name + self.delimiter
+            children = any(other.startswith(prefix) for other in hierarchy)
+            flags = [] if real else ["\\Noselect"]
+            flags.append("\\HasChildren" if children else "\\HasNoChildren")
+            result.append((name, MailboxInfo(flags, self.delimiter)))
+        return result
+
+    def listSubscribed(self, ref: str, wildcard: str) -> list[tuple[str, MailboxInfo]]:
+        """LSUB: subscribed names, and their unsubscribed parents as C{\\Noselect}."""
+        subscribed = [canonicalName(name, self.delimiter) for name in self.store.subscriptions()]
+        return [
+            (name, MailboxInfo([] if real else ["\\Noselect"], self.delimiter))
+            for name, real in self._matches(ref, wildcard, subscribed)
+        ]
+
+    def getPersonalNamespaces(self) -> list[list[str]]:
+        return [["", self.delimiter]]
+
+    def getSharedNamespaces(self) -> None:
+        return None
+
+    def getUserNamespaces(self) -> None:
+        return None

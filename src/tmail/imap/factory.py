@@ -1,0 +1,57 @@
+# -*- test-case-name: tests.imap.test_imap_network -*-
+"""The factory the service assembler listens with, for plain and implicit-TLS IMAP."""
+
+from __future__ import annotations
+
+from twisted.cred.portal import Portal
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.ssl import CertificateOptions
+
+from tmail.auth.throttle import AuthThrottle
+from tmail.config.schema import IMAPSettings
+from tmail.connections import ConnectionCounter
+from tmail.imap.server import IMAPServer
+
+
+class IMAPFactory(ServerFactory):
+    """
+    Builds L{IMAPServer} sessions that share one per-address connection
+    count.  The same factory serves C{tcp:} listeners (STARTTLS offered when
+    C{tlsContextFactory} is given) and C{ssl:} ones, whose sessions see a TLS
+    transport and so neither offer STARTTLS nor refuse plaintext logins.
+
+    @ivar clock: the reactor sessions schedule timeouts and IDLE polls on.
+    """
+
+    protocol = IMAPServer
+
+    def __init__(
+        self,
+        portal: Portal,
+        settings: IMAPSettings,
+        *,
+        tlsContextFactory: CertificateOptions | None,
+        throttle: AuthThrottle,
+        hostname: str,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.portal = portal
+        self.settings = settings
+        self.tlsContextFactory = tlsContextFactory
+        self.throttle = throttle
+        self.hostname = hostname
+        self.clock = clock
+        self.connections = ConnectionCounter(settings.max_connections_per_address)
+
+    def buildProtocol(self, addr: IAddress | None) -> IMAPServer:
+        protocol = IMAPServer(
+            self.portal,
+            self.settings,
+            tlsContextFactory=self.tlsContextFactory,
+            throttle=self.throttle,
+            connections=self.connections,
+            clock=self.clock,
+        )
+        protocol.factory = self
+        return protocol

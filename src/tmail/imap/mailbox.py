@@ -1,0 +1,374 @@
+# -*- test-case-name: tests.imap.test_imap_mailbox -*-
+"""
+A selected folder as one IMAP session sees it.
+
+Sequence numbers belong to a session, not to the folder: each session keeps
+the list of UIDs it has told its client about and only changes it at the
+moments RFC 3501 allows (L{IMAPMailbox.sync}).  A message expunged by another
+session stays in this session's list, as a ghost, until an EXPUNGE response
+may be sent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from twisted.internet import defer
+from twisted.mail import imap4
+from zope.interface import Interface, implementer
+
+from tmail.imap.message import IMAPMessage
+from tmail.interfaces import SYSTEM_FLAGS, IMailFolder, MessageInfo
+
+#: Flags every folder offers, in the order SELECT lists them.
+MAILBOX_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+_STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+
+
+class ISessionListener(Interface):
+    """
+    A session told that its selected folder changed in this process; it
+    calls L{IMAPMailbox.sync} when the protocol lets it report changes.
+    """
+
+    def mailboxChanged() -> None:
+        """The folder changed; the session decides when to look."""
+
+
+@dataclass
+class Changes:
+    """
+    What a session must tell its client after L{IMAPMailbox.sync}.
+
+    @ivar expunged: sequence numbers for C{EXPUNGE} responses, in the order
+        they must be sent (highest first, so none shifts another).
+    @ivar exists: the new message count, or C{None} when unchanged.
+    @ivar recent: the new recent count, or C{None} when unchanged.
+    @ivar flags: sequence number to flags, for messages whose flags changed.
+    """
+
+    expunged: list[int] = field(default_factory=list)
+    exists: int | None = None
+    recent: int | None = None
+    flags: dict[int, list[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.expunged or self.exists is not None or self.flags)
+
+
+def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
+    """The STATUS items C{names} (upper case) of a folder."""
+    infos = folder.messages()
+    values = {
+        "MESSAGES": lambda: len(infos),
+        "RECENT": lambda: sum(1 for info in infos if info.recent),
+        "UIDNEXT": lambda: folder.uidNext(),
+        "UIDVALIDITY": lambda: folder.uidValidity(),
+        "UNSEEN": lambda: sum(1 for info in infos if "\\Seen" not in info.flags),
+    }
+    return {name: values[name]() for name in names}
+
+
+def flagList(info: MessageInfo, recent: bool = False) -> list[str]:
+    """A message's flags as FETCH FLAGS lists them (with C{\\Recent})."""
+    flags = sorted(info.flags)
+    if recent:
+        flags.append("\\Recent")
+    return flags
+
+
+@implementer(
+    imap4.IMailbox, imap4.ISearchableMailbox, imap4.IMessageCopier, imap4.ICloseableMailbox
+)
+class IMAPMailbox:
+    """
+    Twisted's L{imap4.IMailbox} over an L{IMailFolder}, holding one
+    session's sequence-number-to-UID map.
+    """
+
+    def __init__(self, folder: IMailFolder, readWrite: bool = True, delimiter: str = "/") -> None:
+        self.folder = folder
+        self.readWrite = readWrite
+        self.delimiter = delimiter
+        self.dirty = False
+        self._listeners: list[Any] = []
+        self._seen: Sequence[MessageInfo] | None = None
+        current = folder.messages()
+        self._uids = [info.uid for info in current]
+        self._infos = {info.uid: info for info in current}
+        self._recent = {info.uid for info in current if info.recent}
+        self._seen = current
+        folder.addListener(self._folderChanged)
+
+    def _folderChanged(self, folder: IMailFolder) -> None:
+        self.dirty = True
+        for listener in list(self._listeners):
+            if ISessionListener.providedBy(listener):
+                listener.mailboxChanged()
+
+    # IMailboxInfo
+
+    def getFlags(self) -> list[str]:
+        keywords = sorted(
+            {flag for info in self._infos.values() for flag in info.flags} - SYSTEM_FLAGS
+        )
+        return [*MAILBOX_FLAGS, *keywords]
+
+    def getHierarchicalDelimiter(self) -> str:
+        return self.delimiter
+
+    # IMailbox: state
+
+    def getUIDValidity(self) -> int:
+        return self.folder.uidValidity()
+
+    def getUIDNext(self) -> int:
+        return self.folder.uidNext()
+
+    def getUID(self, message: int) -> int:
+        return self._uids[message - 1]
+
+    def getMessageCount(self) -> int:
+        return len(self._uids)
+
+    def getRecentCount(self) -> int:
+        return len(self._recent)
+
+    def isRecent(self, uid: int) -> bool:
+        """
+        Whether the message is C{\\Recent} for this session: the store
+        reports a new message as recent to the first session that looks.
+        """
+        return uid in self._recent
+
+    def flagsOf(self, uid: int) -> list[str]:
+        """The FETCH FLAGS of a message as this session last saw it."""
+        return flagList(self._infos[uid], uid in self._recent)
+
+    def getUnseenCount(self) -> int:
+        return sum(1 for uid in self._uids if "\\Seen" not in self._infos[uid].flags)
+
+    def firstUnseen(self) -> int | None:
+        """The sequence number of the first message without C{\\Seen}."""
+        for seq, uid in enumerate(self._uids, 1):
+            if "\\Seen" not in self._infos[uid].flags:
+                return seq
+        return None
+
+    def lastUID(self) -> int:
+        """The highest UID in the session's view (0 when empty): what C{*} means."""
+        return self._uids[-1] if self._uids else 0
+
+    def isWriteable(self) -> bool:
+        return self.readWrite
+
+    def destroy(self) -> None:
+        """Nothing to release: the store deletes the folder's files."""
+
+    def requestStatus(self, names: Iterable[str]) -> dict[str, int]:
+        wanted = [name.upper() for name in names]
+        unknown = [name for name in wanted if name not in _STATUS_ITEMS]
+        if unknown:
+            raise imap4.IllegalQueryError(f"unknown STATUS item {unknown[0]}")
+        return folderStatus(self.folder, wanted)
+
+    def addListener(self, listener: Any) -> None:
+        self._listeners.append(listener)
+
+    def removeListener(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # Message sets
+
+    def resolve(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, int]]:
+        """
+        The C{(sequence number, UID)} pairs a message set names, in order.
+
+        UIDs that do not exist are ignored; a sequence number past the last
+        message raises L{imap4.IllegalIdentifierError} (RFC 3501 9, seq-number).
+        """
+        count = len(self._uids)
+        if uid:
+            last = self.lastUID()
+        else:
+            for low, high in messages.ranges:
+                for value in (low, high):
+                    if value is not None and value > count:
+                        raise imap4.IllegalIdentifierError(f"no message {value}")
+            last = count
+        with contextlib.suppress(ValueError):
+            messages.last = last
+        seqs: set[int] = set()
+        for low, high in messages.ranges:
+            if uid:
+                first = bisect.bisect_left(self._uids, low)
+                end = bisect.bisect_right(self._uids, high)
+            else:
+                first, end = max(low, 1) - 1, min(high, count)
+            seqs.update(range(first + 1, end + 1))
+        return [(seq, self._uids[seq - 1]) for seq in sorted(seqs)]
+
+    def message(self, uid: int) -> IMAPMessage:
+        """The message with this UID as the session last saw it."""
+        return IMAPMessage(self.folder, self._infos[uid])
+
+    def info(self, uid: int) -> MessageInfo:
+        """What the session last saw of a message."""
+        return self._infos[uid]
+
+    def fetch(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, IMAPMessage]]:
+        return [(seq, self.message(u)) for seq, u in self.resolve(messages, uid)]
+
+    # Changes
+
+    def _current(self) -> dict[int, MessageInfo]:
+        current = self.folder.messages()
+        self._seen = current
+        return {info.uid: info for info in current}
+
+    def store(
+        self, messages: imap4.MessageSet, flags: Iterable[str], mode: int, uid: bool
+    ) -> dict[int, list[str]]:
+        if not self.readWrite:
+            raise imap4.ReadOnlyMailbox()
+        return self._store(self.resolve(messages, uid), flags, mode)
+
+    def addFlags(self, uids: list[int], flags: Iterable[str]) -> None:
+        """Add flags to messages given by UID (FETCH setting C{\\Seen})."""
+        if uids:
+            self._store([(0, u) for u in uids], flags, 1)
+
+    def _store(
+        self, pairs: list[tuple[int, int]], flags: Iterable[str], mode: int
+    ) -> dict[int, list[str]]:
+        change = frozenset(flags) - {"\\Recent"}
+        current = self._current()
+        result: dict[int, list[str]] = {}
+        for seq, u in pairs:
+            info = current.get(u)
+            if info is None:
+                continue
+            if mode > 0:
+                wanted = info.flags | change
+            elif mode < 0:
+                wanted = info.flags - change
+            else:
+                wanted = change
+            if wanted != info.flags:
+                try:
+                    info = self.folder.setFlags(u, wanted)
+                except KeyError:
+                    continue
+            self._infos[u] = info
+            result[seq] = self.flagsOf(u)
+        return result
+
+    def expunge(self) -> list[int]:
+        return self.expungeUIDs(None)
+
+    def expungeUIDs(self, allowed: imap4.MessageSet | None) -> list[int]:
+        """
+        Expunge the messages marked C{\\Deleted} (only those in C{allowed},
+        a UID set, when given: UID EXPUNGE); return the sequence numbers to
+        report, highest first.
+        """
+        if not self.readWrite:
+            raise imap4.ReadOnlyMailbox()
+        current = self._current()
+        inView = set(self._uids)
+        if allowed is not None:
+            inView = {u for _, u in self.resolve(allowed, True)}
+        doomed = [u for u, info in current.items() if u in inView and "\\Deleted" in info.flags]
+        removed = set(self.folder.expunge(doomed)) if doomed else set()
+        return self._drop(removed)
+
+    def _drop(self, removed: set[int]) -> list[int]:
+        if not removed:
+            return []
+        seqs = [seq for seq, u in enumerate(self._uids, 1) if u in removed]
+        self._uids = [u for u in self._uids if u not in removed]
+        for u in removed:
+            self._infos.pop(u, None)
+        self._recent -= removed
+        return seqs[::-1]
+
+    def sync(self, allowExpunge: bool) -> Changes:
+        """
+        Catch up with the folder and say what changed since the client was
+        last told: messages that are gone (only when C{allowExpunge}, else
+        they stay as ghosts), new messages, and flag changes.
+        """
+        self.dirty = False
+        current = self.folder.messages()
+        if current is self._seen:
+            return Changes()
+        self._seen = current
+        byUid = {info.uid: info for info in current}
+        changes = Changes()
+        if allowExpunge:
+            changes.expunged = self._drop({u for u in self._uids if u not in byUid})
+        new = [info for info in current if info.uid not in self._infos]
+        for info in new:
+            self._infos[info.uid] = info
+            if info.recent:
+                self._recent.add(info.uid)
+        if new:
+            self._uids.extend(info.uid for info in new)
+            if len(self._uids) > 1 and self._uids[-len(new) - 1] > new[0].uid:
+                self._uids.sort()
+        if new or changes.expunged:
+            changes.exists = len(self._uids)
+            changes.recent = self.getRecentCount()
+        newUids = {info.uid for info in new}
+        for seq, u in enumerate(self._uids, 1):
+            fresh = byUid.get(u)
+            if fresh is None or u in newUids:
+                continue
+            if fresh.flags != self._infos[u].flags:
+                changes.flags[seq] = flagList(fresh, u in self._recent)
+            self._infos[u] = fresh
+        return changes
+
+    # Adding and copying
+
+    def addMessage(
+        self, message: BinaryIO, flags: Iterable[str] = (), date: float | None = None
+    ) -> defer.Deferred[int]:
+        pending = self.folder.beginMessage(flags, date)
+        try:
+            while chunk := message.read(65536):
+                pending.write(chunk)
+            return defer.succeed(pending.commit())
+        except BaseException:
+            pending.abort()
+            raise
+
+    def copy(self, messageObject: Any) -> defer.Deferred[int]:
+        if isinstance(messageObject, IMAPMessage):
+            return defer.succeed(
+                messageObject.folder.copyMessage(messageObject.info.uid, self.folder)
+            )
+        with imap4.IMessageFile(messageObject).open() as f:
+            return self.addMessage(f, messageObject.getFlags())
+
+    def close(self) -> None:
+        self.folder.removeListener(self._folderChanged)
+        self._listeners.clear()
+
+    # Searching
+
+    def search(self, query: list[Any], uid: bool) -> list[int]:
+        from tmail.imap.search import compileSearch
+
+        matcher = compileSearch(query, self)
+        hits = []
+        for seq, u in enumerate(self._uids, 1):
+            if matcher(seq, self.message(u)):
+                hits.append(u if uid else seq)
+        return hits

@@ -1,0 +1,47 @@
+# -*- test-case-name: tests.imap.test_imap_names -*-
+"""
+Strict modified UTF-7 (RFC 3501 section 5.1.3) for mailbox names.
+
+Twisted's C{imap4-utf-7} codec decodes anything it is given, so
+C{&AC4ALgAv-} becomes C{../} although RFC 3501 forbids encoding printable
+ASCII.  A name is accepted only when re-encoding its decoded form gives back
+the very same bytes, which leaves exactly one spelling for every name.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from twisted.mail import imap4
+
+
+class BadMailboxName(ValueError):
+    """The bytes are not the canonical modified UTF-7 spelling of a name."""
+
+
+def encodeName(name: str) -> bytes:
+    """Encode a mailbox name in modified UTF-7."""
+    encoded: bytes = imap4.encoder(name)[0]
+    return encoded
+
+
+def decodeName(raw: bytes) -> str:
+    """
+    Decode a mailbox name sent by a client.
+
+    @raise BadMailboxName: when C{raw} has bytes outside printable ASCII, is
+        malformed, is not the canonical encoding of what it decodes to, or
+        decodes to control characters or unpaired surrogates.
+    """
+    if any(byte < 0x20 or byte > 0x7E for byte in raw):
+        raise BadMailboxName("mailbox names must be 7-bit modified UTF-7")
+    try:
+        name: str = imap4.decoder(raw)[0]
+    except Exception:
+        raise BadMailboxName("malformed modified UTF-7 in mailbox name") from None
+    if encodeName(name) != raw:
+        raise BadMailboxName("mailbox name is not canonical modified UTF-7")
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise BadMailboxName("mailbox name contains control characters")
+    return name
