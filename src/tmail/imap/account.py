@@ -158,10 +158,15 @@ class IMAPAccount:
     def listSubscribed(self, ref: str, wildcard: str) -> list[tuple[str, MailboxInfo]]:
         """LSUB: subscribed names, and their unsubscribed parents as C{\\Noselect}."""
         subscribed = [canonicalName(name, self.delimiter) for name in self.store.subscriptions()]
-        return [
-            (name, MailboxInfo([] if real else ["\\Noselect"], self.delimiter))
-            for name, real in self._matches(ref, wildcard, subscribed)
-        ]
+        found = self._matches(ref, wildcard, subscribed)
+        matched = {name for name, real in found if real}
+        result = []
+        for name, real in found:
+            prefix = name + self.delimiter
+            if not real and any(other.startswith(prefix) for other in matched):
+                continue
+            result.append((name, MailboxInfo([] if real else ["\\Noselect"], self.delimiter)))
+        return result
 
     def getPersonalNamespaces(self) -> list[list[str]]:
         return [["", self.delimiter]]

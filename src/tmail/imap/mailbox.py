@@ -311,8 +311,11 @@ class IMAPMailbox:
         self._seen = current
         byUid = {info.uid: info for info in current}
         changes = Changes()
+        gone = {u for u in self._uids if u not in byUid}
         if allowExpunge:
-            changes.expunged = self._drop({u for u in self._uids if u not in byUid})
+            changes.expunged = self._drop(gone)
+        elif gone:
+            self._seen = None
         new = [info for info in current if info.uid not in self._infos]
         for info in new:
             self._infos[info.uid] = info

@@ -345,7 +345,7 @@ class IMAPServer(imap4.IMAP4Server):  # type: ignore[misc]
         """Parse the arguments named by C{entry}, then call its handler."""
 
         def resume(parsed: tuple[Any, bytes], spec: tuple[Any, ...], args: list[Any]) -> Any:
-            return step(parsed[1], spec, [*args, parsed[0]])
+            return step(parsed[1] or b"", spec, [*args, parsed[0]])
 
         def step(line: bytes, spec: tuple[Any, ...], args: list[Any]) -> Any:
             for i, parser in enumerate(spec):
@@ -357,6 +357,7 @@ class IMAPServer(imap4.IMAP4Server):  # type: ignore[misc]
                     return result.addCallback(resume, spec[i + 1 :], args)
                 value, line = result
                 args.append(value)
+                line = line or b""
             if line.strip():
                 raise imap4.IllegalClientResponse("Too many arguments")
             extra = {} if uid is None else {"uid": uid}
@@ -565,8 +566,8 @@ class IMAPServer(imap4.IMAP4Server):  # type: ignore[misc]
 
         return feed(line)
 
-    def opt_line(self, line: bytes) -> tuple[bytes | None, bytes]:
-        line = line.strip(b" ")
+    def opt_line(self, line: bytes | None) -> tuple[bytes | None, bytes]:
+        line = (line or b"").strip(b" ")
         return (line or None), b""
 
     # Any state
