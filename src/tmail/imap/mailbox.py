@@ -228,9 +228,7 @@ class IMAPMailbox:
     # Changes
 
     def _current(self) -> dict[int, MessageInfo]:
-        current = self.folder.messages()
-        self._seen = current
-        return {info.uid: info for info in current}
+        return {info.uid: info for info in self.folder.messages()}
 
     def store(
         self, messages: imap4.MessageSet, flags: Iterable[str], mode: int, uid: bool
@@ -322,8 +320,9 @@ class IMAPMailbox:
             if info.recent:
                 self._recent.add(info.uid)
         if new:
+            unordered = bool(self._uids) and self._uids[-1] > new[0].uid
             self._uids.extend(info.uid for info in new)
-            if len(self._uids) > 1 and self._uids[-len(new) - 1] > new[0].uid:
+            if unordered:
                 self._uids.sort()
         if new or changes.expunged:
             changes.exists = len(self._uids)

@@ -10,6 +10,7 @@ the very same bytes, which leaves exactly one spelling for every name.
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 
 from twisted.mail import imap4
@@ -20,9 +21,27 @@ class BadMailboxName(ValueError):
 
 
 def encodeName(name: str) -> bytes:
-    """Encode a mailbox name in modified UTF-7."""
-    encoded: bytes = imap4.encoder(name)[0]
-    return encoded
+    """
+    Encode a mailbox name in modified UTF-7.  (Twisted's encoder drops
+    characters that plain UTF-7 leaves unencoded, such as CR.)
+    """
+    out = bytearray()
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            raw = "".join(pending).encode("utf-16-be", "surrogatepass")
+            out.extend(b"&" + base64.b64encode(raw).rstrip(b"=").replace(b"/", b",") + b"-")
+            pending.clear()
+
+    for char in name:
+        if " " <= char <= "~":
+            flush()
+            out.extend(b"&-" if char == "&" else char.encode("ascii"))
+        else:
+            pending.append(char)
+    flush()
+    return bytes(out)
 
 
 def decodeName(raw: bytes) -> str:

@@ -280,7 +280,7 @@ class IMAPServer(imap4.IMAP4Server):  # type: ignore[misc]
             and self.parseState == "command"
             and self.line_mode
             and not self.paused
-            and not self._lost
+            and self._connected()
         ):
             self.pauseProducing()
 
@@ -405,8 +405,11 @@ class IMAPServer(imap4.IMAP4Server):  # type: ignore[misc]
             self.clock.callLater(0, self._resumeReading)
 
     def _resumeReading(self) -> None:
-        if self.paused and self._tag is None and not self._lost:
+        if self.paused and self._tag is None and self._connected():
             self.resumeProducing()
+
+    def _connected(self) -> bool:
+        return not self._lost and not getattr(self.transport, "disconnecting", False)
 
     # Responses
 

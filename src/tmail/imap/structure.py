@@ -78,7 +78,7 @@ def _addresses(value: bytes | None) -> bytes:
                 ]
             )
         )
-    return plist(encoded) if encoded else b"NIL"
+    return b"(" + b"".join(encoded) + b")" if encoded else b"NIL"
 
 
 def envelope(header: bytes) -> bytes:
