@@ -1,0 +1,493 @@
+# -*- test-case-name: tests.imap.test_imap_protocol -*-
+"""
+How an IMAP session reads its input: Twisted's L{imap4.IMAP4Server} with
+command dispatch, literal handling and error reporting replaced.
+
+  - One command runs at a time: input is paused while a command waits for
+    the store, the password checker or the transport, so pipelined commands
+    run in order and a throttled login holds back what follows it.
+  - Literal sizes are 32-bit numbers: a negative or absurd size is C{BAD}
+    (Twisted's C{int()} took C{-100}), a large one C{NO [TOOBIG]}; the bytes
+    of a refused non-synchronizing literal are read and thrown away, never
+    run as commands.
+  - Quoted strings honour C{\\"} and C{\\\\}; mailbox names must be canonical
+    modified UTF-7.
+  - Errors become C{NO}/C{BAD} with RFC 5530 codes, never exception text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from twisted.cred.portal import Portal
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.ssl import CertificateOptions
+from twisted.logger import Logger
+from twisted.mail import imap4
+from twisted.python.failure import Failure
+
+from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
+from tmail.auth.throttle import AuthThrottle
+from tmail.config.schema import IMAPSettings
+from tmail.connections import ConnectionCounter
+from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreFull
+from tmail.imap.account import IMAPAccount
+from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.mutf7 import BadMailboxName, decodeName
+from tmail.imap.parse import (
+    BadLiteral,
+    Tokenizer,
+    literalMarker,
+    parseQuoted,
+    parseSequenceSet,
+    splitAtom,
+    wholeLiteral,
+)
+
+_log = Logger()
+_COOPERATOR = task.Cooperator()
+
+_TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+\Z')
+_NO_EXPUNGE = frozenset({b"FETCH", b"STORE", b"SEARCH"})
+_STATES = ("unauth", "auth", "select", "logout")
+
+#: RFC 3501 5.4: an authenticated client may stay idle at least 30 minutes.
+MIN_POSTAUTH_TIMEOUT = 30 * 60.0
+#: Idle time allowed before login, at most.
+PREAUTH_TIMEOUT = 60.0
+
+
+class CommandError(Exception):
+    """Ends the current command with a tagged C{NO} or C{BAD}."""
+
+    def __init__(self, status: bytes, text: bytes) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+def no(text: bytes) -> CommandError:
+    return CommandError(b"NO", text)
+
+
+def _safe(text: str) -> bytes:
+    """Printable ASCII for a response text, whatever an exception said."""
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return cleaned[:200].encode("ascii") or b"Failed"
+
+
+class _LiteralReader:
+    """
+    Takes a literal's octets in raw mode (passing them to C{sink}, if any),
+    then fires C{deferred} with the rest of the command line.  A sink that
+    fails is not called again; the failure is reported once the literal
+    has been read, so its bytes are never taken for commands.
+    """
+
+    def __init__(self, size: int, sink: Callable[[bytes], object] | None) -> None:
+        self.remaining = size
+        self.sink = sink
+        self.deferred: Deferred[bytes] = Deferred()
+        self.failure: Exception | None = None
+
+    def write(self, data: bytes) -> bytes | None:
+        take = data[: self.remaining]
+        self.remaining -= len(take)
+        if take and self.sink is not None and self.failure is None:
+            try:
+                self.sink(take)
+            except Exception as e:
+                self.failure = e
+        return data[len(take) :] if self.remaining == 0 else None
+
+    def callback(self, line: bytes) -> None:
+        if self.failure is not None:
+            self.deferred.errback(self.failure)
+        else:
+            self.deferred.callback(line)
+
+
+class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
+    """
+    Input handling, dispatch, limits and error reporting of an IMAP session;
+    L{tmail.imap.server.IMAPServer} adds the commands.
+
+    Command handlers are bound, as in Twisted, through C{<state>_<COMMAND>}
+    tuples of a handler and argument parsers; a handler may return a
+    L{Deferred}, and any error it raises becomes a tagged response (see
+    L{describeFailure}).
+    """
+
+    IDENT = b"tmail ready."
+
+    account: IMAPAccount | None
+    mbox: IMAPMailbox | None
+    _pendingLiteral: Any
+
+    def __init__(
+        self,
+        portal: Portal,
+        settings: IMAPSettings,
+        *,
+        tlsContextFactory: CertificateOptions | None,
+        throttle: AuthThrottle,
+        connections: ConnectionCounter,
+        clock: IReactorTime | None = None,
+        cooperator: task.Cooperator | None = None,
+    ) -> None:
+        super().__init__(chal={}, contextFactory=tlsContextFactory)
+        self.portal = portal
+        self.settings = settings
+        self.throttle = throttle
+        self.connections = connections
+        self.clock: IReactorTime = clock if clock is not None else reactor
+        self.cooperator = cooperator if cooperator is not None else _COOPERATOR
+        self.MAX_LENGTH = settings.max_line_length
+        self.timeOut = min(settings.timeout, PREAUTH_TIMEOUT)
+        self.POSTAUTH_TIMEOUT = max(settings.timeout, MIN_POSTAUTH_TIMEOUT)
+        self._tag: bytes | None = None
+        self._noExpunge = False
+        self._trailing: tuple[int, bool] | None = None
+        self._trailingInvalid = False
+        self._counted = False
+        self._lost = False
+        self._host = "unknown"
+        self._abortOnLost: Any = None
+
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
+        return self.clock.callLater(period, func)
+
+    # Connection
+
+    def connectionMade(self) -> None:
+        self._host = peerHost(self.transport)
+        if not self.connections.acquire(self._host):
+            self.transport.write(b"* BYE Too many connections from your address\r\n")
+            self.transport.loseConnection()
+            return
+        self._counted = True
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._counted:
+            super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._lost = True
+        if self._counted:
+            self._counted = False
+            self.connections.release(self._host)
+        if self._abortOnLost is not None:
+            self._abortOnLost.abort()
+            self._abortOnLost = None
+        self.state = "logout"
+        super().connectionLost(reason)
+
+    def timeoutConnection(self) -> None:
+        self.sendLine(b"* BYE Autologout; connection idle too long")
+        self.transport.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.sendLine(b"* BAD Line too long")
+        self.sendLine(b"* BYE Closing connection")
+        self.transport.loseConnection()
+
+    # Security
+
+    def _secure(self) -> bool:
+        return bool(self.startedTLS) or isSecure(self.transport)
+
+    def _plaintextOK(self) -> bool:
+        return self._secure() or plaintextAuthAllowed(
+            self.settings.allow_plaintext_auth, self.transport
+        )
+
+    # Input: lines, literals, one command at a time
+
+    def lineReceived(self, line: bytes) -> None:
+        self.resetTimeout()
+        if self.parseState in ("command", "pending"):
+            self._noteTrailingLiteral(line)
+        try:
+            getattr(self, "parse_" + self.parseState)(line)
+        except Exception:
+            _log.failure("Unexpected error handling a command line")
+            self._recover()
+        if (
+            self._tag is not None
+            and self.parseState == "command"
+            and self.line_mode
+            and not self.paused
+            and self._connected()
+        ):
+            self.pauseProducing()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        passon = self._pendingLiteral.write(data)
+        if passon is not None:
+            self.setLineMode(passon)
+
+    def _noteTrailingLiteral(self, line: bytes) -> None:
+        try:
+            self._trailing = literalMarker(line)
+            self._trailingInvalid = False
+        except BadLiteral:
+            self._trailing = None
+            self._trailingInvalid = line.endswith(b"+}")
+
+    def _recover(self) -> None:
+        self.parseState = "command"
+        self._pendingLiteral = None
+        self.setLineMode()
+        if self._tag is not None:
+            self.sendNegativeResponse(self._tag, b"[SERVERBUG] Internal error")
+        else:
+            self.sendUntaggedResponse(b"BAD Internal error")
+
+    def parse_command(self, line: bytes) -> None:
+        self._noExpunge = False
+        tag, _, rest = line.partition(b" ")
+        if not _TAG.match(tag):
+            self.sendBadResponse(None, b"Invalid tag")
+            self._afterCommand()
+            return
+        self._tag = tag
+        command, _, args = rest.partition(b" ")
+        if not command:
+            self.sendBadResponse(tag, b"Missing command")
+            return
+        self.dispatchCommand(tag, command.upper(), args)
+
+    def lookupCommand(self, cmd: bytes) -> Any:
+        if not (cmd.isascii() and cmd.isalpha()):
+            return None
+        return getattr(self, f"{self.state}_{cmd.decode()}", None)
+
+    def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes, uid: int | None = None) -> None:
+        entry = self.lookupCommand(cmd)
+        if entry is None:
+            known = (
+                cmd.isascii()
+                and cmd.isalpha()
+                and any(hasattr(self, f"{state}_{cmd.decode()}") for state in _STATES)
+            )
+            self.sendBadResponse(tag, b"Command not allowed now" if known else b"Unknown command")
+            return
+        self._noExpunge = cmd in _NO_EXPUNGE
+        self._run(tag, entry, rest, uid).addErrback(self._commandFailed, tag)
+
+    def _run(
+        self, tag: bytes, entry: tuple[Any, ...], line: bytes, uid: int | None
+    ) -> Deferred[Any]:
+        """Parse the arguments named by C{entry}, then call its handler."""
+
+        def resume(parsed: tuple[Any, bytes], spec: tuple[Any, ...], args: list[Any]) -> Any:
+            return step(parsed[1] or b"", spec, [*args, parsed[0]])
+
+        def step(line: bytes, spec: tuple[Any, ...], args: list[Any]) -> Any:
+            for i, parser in enumerate(spec):
+                if not callable(parser):
+                    args.append(parser)
+                    continue
+                result = parser(self, line)
+                if isinstance(result, Deferred):
+                    return result.addCallback(resume, spec[i + 1 :], args)
+                value, line = result
+                args.append(value)
+                line = line or b""
+            if line.strip():
+                raise imap4.IllegalClientResponse("Too many arguments")
+            extra = {} if uid is None else {"uid": uid}
+            return entry[0](self, tag, *args, **extra)
+
+        return maybeDeferred(step, line, entry[1:], [])
+
+    def _readLiteral(
+        self, size: int, synchronizing: bool, sink: Callable[[bytes], object] | None
+    ) -> Deferred[bytes]:
+        """
+        Read the literal announced at the end of the current line; fires with
+        the rest of the command.
+        """
+        reader = _LiteralReader(size, sink)
+        self._trailing = None
+        self._pendingLiteral = reader
+        self.parseState = "pending"
+        if synchronizing:
+            self.sendContinuationRequest(b"Ready for literal data")
+        if size:
+            self.setRawMode()
+        return reader.deferred
+
+    def _swallow(self, size: int) -> None:
+        """Read and drop a refused non-synchronizing literal and the rest of its command."""
+        self._readLiteral(size, False, None).addCallback(self._discardRest)
+
+    def _discardRest(self, line: bytes) -> None:
+        self._noteTrailingLiteral(line)
+        self._swallowTrailing()
+
+    def _swallowTrailing(self) -> None:
+        trailing, self._trailing = self._trailing, None
+        if self._trailingInvalid:
+            self._trailingInvalid = False
+            self.sendLine(b"* BYE Invalid literal size")
+            self.transport.loseConnection()
+        elif trailing is not None and not trailing[1]:
+            self._swallow(trailing[0])
+
+    def _afterCommand(self) -> None:
+        self._swallowTrailing()
+        if self.paused:
+            self.clock.callLater(0, self._resumeReading)
+
+    def _resumeReading(self) -> None:
+        if self.paused and self._tag is None and self._connected():
+            self.resumeProducing()
+
+    def _connected(self) -> bool:
+        return not self._lost and not getattr(self.transport, "disconnecting", False)
+
+    # Responses
+
+    def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
+        finishing = tag is not None and tag == self._tag and state in (b"OK", b"NO", b"BAD")
+        if finishing:
+            self._tag = None
+            self.reportChanges()
+        super()._respond(state, tag, message)
+        if finishing:
+            self._afterCommand()
+
+    def _commandFailed(self, failure: Failure, tag: bytes) -> None:
+        if tag != self._tag:
+            if not isinstance(failure.value, task.TaskStopped):
+                _log.failure("Error after the command was answered", failure)
+            return
+        status, text = self.describeFailure(failure)
+        self._respond(status, tag, text)
+
+    def describeFailure(self, failure: Failure) -> tuple[bytes, bytes]:
+        """The tagged status and text for an error raised by a command."""
+        error = failure.value
+        if isinstance(error, CommandError):
+            return error.status, error.text
+        if isinstance(
+            error,
+            imap4.IllegalClientResponse
+            | imap4.IllegalQueryError
+            | imap4.IllegalIdentifierError
+            | imap4.MismatchedNesting
+            | imap4.MismatchedQuoting,
+        ):
+            return b"BAD", _safe(str(error))
+        if isinstance(error, NoSuchFolder):
+            return b"NO", b"[NONEXISTENT] No such mailbox"
+        if isinstance(error, FolderExists):
+            return b"NO", b"[ALREADYEXISTS] Mailbox already exists"
+        if isinstance(error, BadMailboxName | InvalidFolderName):
+            return b"NO", b"[CANNOT] " + _safe(str(error))
+        if isinstance(error, StoreFull):
+            return b"NO", b"[OVERQUOTA] Not enough storage"
+        if isinstance(error, imap4.ReadOnlyMailbox):
+            return b"NO", b"Mailbox is read-only"
+        if isinstance(error, imap4.IllegalMailboxEncoding):
+            return b"NO", b"[CANNOT] Invalid mailbox name"
+        _log.failure("Command failed unexpectedly", failure)
+        return b"NO", b"[SERVERBUG] Internal error"
+
+    def reportChanges(self, force: bool = False) -> None:
+        """
+        Send untagged responses for changes the client has not been told
+        about; called before every tagged response.  Nothing to tell here.
+        """
+
+    # Argument parsers
+
+    def arg_astring(self, line: bytes, final: bool = False) -> Any:
+        """An astring: atom, quoted string (with escapes) or literal."""
+        return self._string(line, b"")
+
+    def arg_finalastring(self, line: bytes) -> Any:
+        return self._string(line, b"")
+
+    def _string(self, line: bytes, allowed: bytes) -> Any:
+        line = line.lstrip(b" ")
+        if line[:1] == b'"':
+            value, end = parseQuoted(line)
+            rest = line[end:]
+            if rest[:1] not in (b"", b" "):
+                raise imap4.IllegalClientResponse("Missing space after quoted string")
+            return value, rest[1:]
+        if line[:1] == b"{":
+            marker = wholeLiteral(line)
+            if marker is None:
+                raise imap4.IllegalClientResponse("Invalid literal")
+            return self._stringLiteral(*marker)
+        return splitAtom(line, allowed)
+
+    def _stringLiteral(self, size: int, synchronizing: bool) -> Deferred[tuple[bytes, bytes]]:
+        if size > self.settings.max_line_length:
+            raise no(b"[TOOBIG] Literal too large")
+        chunks: list[bytes] = []
+        return self._readLiteral(size, synchronizing, chunks.append).addCallback(
+            lambda rest: (b"".join(chunks), rest)
+        )
+
+    def _decoded(self, parsed: Any) -> Any:
+        if isinstance(parsed, Deferred):
+            return parsed.addCallback(self._decoded)
+        value, rest = parsed
+        return decodeName(value), rest
+
+    def arg_mailbox(self, line: bytes) -> Any:
+        """A mailbox name, decoded from canonical modified UTF-7."""
+        return self._decoded(self._string(line, b""))
+
+    def arg_listmailbox(self, line: bytes) -> Any:
+        """A LIST reference or pattern: a mailbox name that may hold C{%} and C{*}."""
+        return self._decoded(self._string(line, b"%*"))
+
+    def arg_seqset(self, line: bytes) -> tuple[imap4.MessageSet, bytes]:
+        token, _, rest = line.lstrip(b" ").partition(b" ")
+        return parseSequenceSet(token), rest
+
+    def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:
+        parser = imap4._FetchParser()
+        try:
+            parser.parseString(line)
+        except Exception:
+            raise imap4.IllegalClientResponse("Invalid FETCH items") from None
+        for item in parser.result:
+            partial = getattr(item, "partialBegin", None)
+            if partial is not None and (partial < 0 or item.partialLength <= 0):
+                raise imap4.IllegalClientResponse("Invalid partial range")
+        if not parser.result:
+            raise imap4.IllegalClientResponse("Missing FETCH items")
+        return parser.result, b""
+
+    def arg_searchkeys(self, line: bytes) -> Any:
+        """SEARCH criteria, possibly spread over several literals."""
+        tokenizer = Tokenizer()
+
+        def feed(line: bytes) -> Any:
+            marker = tokenizer.feed(line)
+            if marker is None:
+                return tokenizer.result(), b""
+
+            def literal(parsed: tuple[bytes, bytes]) -> Any:
+                tokenizer.addLiteral(parsed[0])
+                return feed(parsed[1])
+
+            return self._stringLiteral(*marker).addCallback(literal)
+
+        return feed(line)
+
+    def opt_line(self, line: bytes | None) -> tuple[bytes | None, bytes]:
+        line = (line or b"").strip(b" ")
+        return (line or None), b""
