@@ -400,6 +400,65 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual([info.uid for info in inbox.messages()], [2])
         self.assertEqual(session.server.state, "auth")
 
+    def test_otherSelectedStateCommands(self) -> None:
+        """CHECK, UNSELECT (no expunge), NAMESPACE, STATUS and LSUB answers."""
+        session = self.session()
+        inbox = session.store.getFolder("INBOX")
+        deliver(inbox)
+        session.select()
+        session.send(b"a STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(session.send(b"b CHECK\r\n"), b"b OK CHECK completed\r\n")
+        self.assertEqual(session.send(b"c UNSELECT\r\n"), b"c OK UNSELECT completed\r\n")
+        self.assertEqual(len(inbox.messages()), 1)
+        self.assertEqual(session.send(b"d FETCH 1 FLAGS\r\n"), b"d BAD Command not allowed now\r\n")
+        self.assertEqual(
+            session.send(b"e NAMESPACE\r\n"),
+            b'* NAMESPACE (("" "/")) NIL NIL\r\ne OK NAMESPACE completed\r\n',
+        )
+        self.assertEqual(
+            session.send(b"f STATUS Nope (MESSAGES)\r\n"), b"f NO [NONEXISTENT] No such mailbox\r\n"
+        )
+        self.assertEqual(
+            session.send(b"g STATUS INBOX (MESSAGES BOGUS)\r\n"), b"g BAD Invalid STATUS items\r\n"
+        )
+        self.assertEqual(session.send(b"h SUBSCRIBE INBOX\r\n"), b"h OK SUBSCRIBE completed\r\n")
+        self.assertEqual(
+            session.send(b'i LSUB "" *\r\n'), b'* LSUB () "/" "INBOX"\r\ni OK LSUB completed\r\n'
+        )
+        self.assertEqual(
+            session.send(b'j LIST "" ""\r\n'),
+            b'* LIST (\\Noselect) "/" ""\r\nj OK LIST completed\r\n',
+        )
+        self.assertEqual(
+            session.send(b"k UNSUBSCRIBE INBOX\r\n"), b"k OK UNSUBSCRIBE completed\r\n"
+        )
+        self.assertEqual(
+            session.send(b"l LOGOUT\r\n"), b"* BYE Logging out\r\nl OK LOGOUT completed\r\n"
+        )
+
+    def test_appendWithNonSynchronizingLiteral(self) -> None:
+        """APPEND streams a LITERAL+ message into the folder and reports APPENDUID."""
+        session = self.session()
+        session.select()
+        reply = session.send(
+            b'a APPEND INBOX (\\Seen) " 7-Jul-2025 10:00:00 +0200" {%d+}\r\n%s\r\n'
+            % (len(MESSAGE), MESSAGE)
+        )
+        inbox = session.store.getFolder("INBOX")
+        self.assertEqual(
+            reply,
+            b"* 1 EXISTS\r\n* 1 RECENT\r\na OK [APPENDUID %d 1] APPEND completed\r\n"
+            % inbox.uidValidity(),
+        )
+        info = inbox.messages()[0]
+        self.assertEqual(info.flags, frozenset({"\\Seen"}))
+        self.assertEqual(info.internaldate, 1751875200.0)
+        with inbox.openMessage(1) as f:
+            self.assertEqual(f.read(), MESSAGE)
+        reply = session.send(b"b APPEND INBOX {3+}\r\nabc extra\r\n")
+        self.assertEqual(reply, b"b BAD Unexpected data after the message\r\n")
+        self.assertEqual(len(inbox.messages()), 1)
+
     def test_lineTooLong(self) -> None:
         session = self.session(max_line_length=100)
         self.assertEqual(

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.imap.test_imap_folders -*-
+# -*- test-case-name: tests.imap.test_imap_network -*-
 """
 A user's IMAP account over their L{IMailStore}: folder names, hierarchy,
 subscriptions and LIST matching.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.imap.test_imap_fetch -*-
+# -*- test-case-name: tests.imap.test_imap_network -*-
 """
 FETCH responses: the data items of one message, and a producer that streams
 them to the client without holding whole messages in memory.

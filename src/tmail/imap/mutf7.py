@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.imap.test_imap_names -*-
+# -*- test-case-name: tests.imap.test_imap_parse -*-
 """
 Strict modified UTF-7 (RFC 3501 section 5.1.3) for mailbox names.
 

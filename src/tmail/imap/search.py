@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.imap.test_imap_search -*-
+# -*- test-case-name: tests.imap.test_imap_network -*-
 """
 SEARCH (RFC 3501 6.4.4) over what a folder already knows.
 
