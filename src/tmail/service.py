@@ -107,7 +107,10 @@ class TmailService(MultiService):
             except CannotListenError as e:
                 if not self.exitOnListenFailure:
                     raise
-                sys.stderr.write(f"tmail: cannot listen for {child.name}: {e.socketError}\n")
+                # twistd has redirected sys.stderr into the log by now.
+                stderr = sys.__stderr__ or sys.stderr
+                stderr.write(f"tmail: cannot listen for {child.name}: {e.socketError}\n")
+                stderr.flush()
                 sys.exit(1)
 
     def startService(self) -> None:

@@ -6,6 +6,7 @@ swaks and mbsync (isync) when installed.
 from __future__ import annotations
 
 import shutil
+import smtplib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,8 @@ def test_mbsync_pulls_the_inbox_and_a_second_run_changes_nothing(
     server: TmailServer, tmp_path: Path
 ) -> None:
     assert server.pki is not None
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
+        smtp.sendmail("x@example.org", [USER], RAW.replace(b"via curl", b"via mbsync"))
     local = tmp_path / "local"
     local.mkdir()
     config = tmp_path / "mbsyncrc"
@@ -94,7 +97,7 @@ Host localhost
 Port {server.ports['imaps']}
 User {USER}
 Pass "{PASSWORD}"
-TLSType IMAPS
+SSLType IMAPS
 CertificateFile {server.pki.caCertificate}
 
 IMAPStore remote
@@ -126,6 +129,7 @@ SyncState *
     pulled = sorted((local / "INBOX").glob("*/*"))
     assert pulled, "mbsync fetched nothing"
     bodies = [p.read_bytes() for p in pulled]
-    assert any(b"Subject: via curl" in b for b in bodies)
+    body = RAW.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n")
+    assert any(b"Subject: via mbsync\n" in b and b.endswith(b"\n\n" + body) for b in bodies)
     run()
     assert sorted((local / "INBOX").glob("*/*")) == pulled
