@@ -226,3 +226,18 @@ def test_json_log_format_writes_json_lines(tmp_path: Path) -> None:
     instance.stop()
     lines = [line for line in instance.log.read_text().splitlines() if line.strip()]
     assert lines and all(line.lstrip("\x1e").startswith("{") for line in lines), lines[:3]
+
+
+def test_idle_session_hears_of_an_smtp_delivery(server: TmailServer) -> None:
+    from imapclient import IMAPClient
+
+    with IMAPClient("localhost", port=server.ports["imaps"], ssl_context=context(server),
+                    timeout=10) as client:
+        client.login(ALICE, PASSWORD)
+        exists = client.select_folder("INBOX")[b"EXISTS"]
+        client.idle()
+        with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
+            smtp.sendmail("someone@example.org", [ALICE], message("wake up"))
+        responses = client.idle_check(timeout=2)
+        client.idle_done()
+    assert (exists + 1, b"EXISTS") in responses
