@@ -23,6 +23,7 @@ class POP3Factory(ServerFactory):
     """
 
     protocol = POP3Server
+    noisy = False
 
     def __init__(
         self,

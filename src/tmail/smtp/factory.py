@@ -30,6 +30,7 @@ class SMTPFactory(ServerFactory):
     """
 
     protocol = SMTPServer
+    noisy = False
 
     def __init__(
         self,
