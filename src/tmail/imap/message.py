@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -352,12 +352,3 @@ class IMAPMessage:
 
     def open(self) -> BinaryIO:
         return self.folder.openMessage(self.info.uid)
-
-
-def iterParts(entity: MimeEntity) -> Iterator[MimeEntity]:
-    """Every entity of a message, depth first, itself included."""
-    yield entity
-    for child in entity.children:
-        yield from iterParts(child)
-    if entity.encapsulated is not None:
-        yield from iterParts(entity.encapsulated)

@@ -244,7 +244,8 @@ class IMAPServer(IMAPSession):
     # Authenticated: folders
 
     def do_NAMESPACE(self, tag: bytes) -> None:
-        self.sendUntaggedResponse(b'NAMESPACE (("" "/")) NIL NIL')
+        delimiter = quoted(self._account().delimiter.encode())
+        self.sendUntaggedResponse(b'NAMESPACE (("" %s)) NIL NIL' % delimiter)
         self.sendPositiveResponse(tag, b"NAMESPACE completed")
 
     auth_NAMESPACE = select_NAMESPACE = (do_NAMESPACE,)
@@ -285,14 +286,15 @@ class IMAPServer(IMAPSession):
 
     def _listWork(self, tag: bytes, ref: str, pattern: str, sub: int, cmdName: bytes) -> None:
         account = self._account()
+        delimiter = quoted(account.delimiter.encode())
         if not pattern and not sub:
-            self.sendUntaggedResponse(b'LIST (\\Noselect) "/" ""')
+            self.sendUntaggedResponse(b'LIST (\\Noselect) %s ""' % delimiter)
         else:
             found = account.listSubscribed if sub else account.listMailboxes
             for name, info in found(ref, pattern):
                 flags = " ".join(info.getFlags()).encode()
                 self.sendUntaggedResponse(
-                    b'%s (%s) "/" %s' % (cmdName, flags, quoted(encodeName(name)))
+                    b"%s (%s) %s %s" % (cmdName, flags, delimiter, quoted(encodeName(name)))
                 )
         self.sendPositiveResponse(tag, cmdName + b" completed")
 
