@@ -25,6 +25,7 @@ class IMAPFactory(ServerFactory):
     """
 
     protocol = IMAPServer
+    noisy = False
 
     def __init__(
         self,
