@@ -349,3 +349,19 @@ def test_deleted_folder_object_reads_as_empty(store: MaildirStore) -> None:
     recreated = store.createFolder("Trash")
     assert recreated is not trash
     assert recreated.messages() == ()
+
+
+def test_messages_delivered_before_any_listing_can_be_flagged_and_expunged(
+    tmp_path: Path,
+) -> None:
+    folder = MaildirStore(tmp_path / "m").getFolder("INBOX")
+    first = folder.beginMessage()
+    first.write(b"Subject: a\r\n\r\nx\r\n")
+    uid = first.commit()
+    second = folder.beginMessage()
+    second.write(b"Subject: b\r\n\r\ny\r\n")
+    other = second.commit()
+    assert "\\Seen" in folder.setFlags(uid, {"\\Seen"}).flags
+    fresh = MaildirStore(tmp_path / "m").getFolder("INBOX")
+    assert fresh.expunge([other]) == [other]
+    assert [m.uid for m in fresh.messages()] == [uid]

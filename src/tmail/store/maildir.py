@@ -655,7 +655,10 @@ class MaildirFolder:
         return had
 
     def _entry(self, uid: int) -> _Entry:
+        """The index entry of C{uid}, indexing the folder first if needed."""
         self._open()
+        if uid not in self._entries and self._sync():
+            self._notify()
         return self._entries[uid]
 
     def _relocate(self, uid: int, entry: _Entry) -> None:
@@ -835,9 +838,12 @@ class MaildirFolder:
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
         self._open()
+        wanted = sorted(set(uids))
+        if any(uid not in self._entries for uid in wanted) and self._sync():
+            self._notify()
         removed: list[int] = []
         touched = set()
-        for uid in sorted(set(uids)):
+        for uid in wanted:
             entry = self._entries.get(uid)
             if entry is None:
                 continue
