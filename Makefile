@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG := var/tmail.toml
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck clean bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: $(STAMP) $(CONFIG)
 	$(BIN)/twistd -n --pidfile= tmail --config $(CONFIG)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff check src tests examples benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,5 +31,22 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
+# The benchmark harness has its own environment with its peers (aiosmtpd, pymap).
+BENCH_VENV := benchmarks/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): setup.cfg pyproject.toml benchmarks/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r benchmarks/requirements.txt \
+		--config-settings editable_mode=compat
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/run.py --size full
+
+bench-quick: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/run.py --size quick
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) build src/*.egg-info .mypy_cache .ruff_cache

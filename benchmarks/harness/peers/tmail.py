@@ -1,0 +1,63 @@
+"""tmail itself, run as operators run it: C{twistd -n tmail --config ...}."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from harness.model import PASSWORD
+from harness.processes import Running, freePorts, spawn, waitForPorts
+
+SECTIONS = {"smtp": "smtp", "imap": "imap", "pop3": "pop3"}
+
+
+class TmailPeer:
+    name = "tmail"
+    protocols = frozenset({"smtp", "imap", "pop3"})
+
+    def missing(self) -> str | None:
+        try:
+            import tmail  # noqa: F401
+        except ImportError:
+            return "not installed"
+        return None
+
+    def start(self, workdir: Path, userList: list[str], protocols: frozenset[str]) -> Running:
+        from tmail.directory.passwdfile import PasswdFileDirectory
+        from tmail.directory.passwords import cheapHasher
+
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        directory = PasswdFileDirectory(workdir / "data", hasher=cheapHasher())
+        for user in userList:
+            domain = user.split("@", 1)[1]
+            if not directory.hasDomain(domain):
+                directory.addDomain(domain)
+            directory.addUser(user, PASSWORD.encode())
+        ports = dict(zip(sorted(protocols), freePorts(len(protocols)), strict=True))
+        sections = "\n".join(
+            f'[{SECTIONS[p]}]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n'
+            + ('allow_plaintext_auth = "always"\nmax_connections_per_address = 100000\n'
+               if p != "smtp" else "max_connections_per_address = 100000\n")
+            for p, port in ports.items()
+        )
+        config = workdir / "tmail.toml"
+        config.write_text(
+            f'hostname = "bench.test"\ndata_dir = "data"\n'
+            f'[auth]\nmax_failures = 1000000\n{sections}'
+        )
+        twistd = Path(sys.executable).parent / "twistd"
+        log = workdir / "twistd.log"
+        process = spawn([str(twistd), "-n", "--pidfile=", "--logfile", str(log), "tmail",
+                         "--config", str(config)], workdir / "stdout.log", cwd=workdir)
+        waitForPorts(list(ports.values()), process, log)
+        maildirs = {}
+        for user in userList:
+            local, domain = user.split("@", 1)
+            maildirs[user] = workdir / "data" / "mail" / domain / local
+        return Running(self.name, ports, maildirs, process=process, log=log)
+
+
+PEER = TmailPeer()
