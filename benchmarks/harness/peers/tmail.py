@@ -36,7 +36,9 @@ class TmailPeer:
             if not directory.hasDomain(domain):
                 directory.addDomain(domain)
             directory.addUser(user, PASSWORD.encode())
-        ports = dict(zip(sorted(protocols), freePorts(len(protocols)), strict=True))
+        # tmail always serves all three, so a scenario may deliver by SMTP.
+        served = sorted(self.protocols)
+        ports = dict(zip(served, freePorts(len(served)), strict=True))
         sections = "\n".join(
             f'[{SECTIONS[p]}]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n'
             + ('allow_plaintext_auth = "always"\nmax_connections_per_address = 100000\n'
