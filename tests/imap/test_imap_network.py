@@ -22,7 +22,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 
 from support import pki as testpki
-from support.net import inThread, listen
+from support.net import inThread, listen, readLine, refusalOfThirdConnection
 from support.realm import ALICE, BOB, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, IMAPSettings, TLSSettings
@@ -46,17 +46,6 @@ def deliver(folder: IMailFolder, message: bytes, flags: tuple[str, ...] = ()) ->
     pending = folder.beginMessage(flags)
     pending.write(message)
     return pending.commit()
-
-
-def readLine(sock: socket.socket | ssl.SSLSocket) -> bytes:
-    """One response line, read a byte at a time so nothing after it is consumed."""
-    line = b""
-    while not line.endswith(b"\r\n"):
-        byte = sock.recv(1)
-        if not byte:
-            break
-        line += byte
-    return line
 
 
 def readUntilTagged(sock: socket.socket | ssl.SSLSocket, tag: bytes) -> list[bytes]:
@@ -714,21 +703,7 @@ class IMAPNetworkTests(TestCase):
     def test_connectionLimit(self) -> Generator[Deferred[Any], Any, None]:
         port = yield self.listen(max_connections_per_address=2)
 
-        def client() -> bytes:
-            first = socket.create_connection(("127.0.0.1", port), timeout=10)
-            second = socket.create_connection(("127.0.0.1", port), timeout=10)
-            try:
-                readLine(first)
-                readLine(second)
-                with socket.create_connection(("127.0.0.1", port), timeout=10) as third:
-                    refused = readLine(third)
-                    self.assertEqual(third.recv(100), b"")
-            finally:
-                first.close()
-                second.close()
-            return refused
-
-        refused = yield inThread(client)
+        refused = yield inThread(refusalOfThirdConnection, port)
         self.assertEqual(refused, b"* BYE Too many connections from your address\r\n")
 
     @inlineCallbacks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -32,3 +34,34 @@ def listen(testCase: TestCase, factory: Factory) -> Deferred[int]:
 def inThread(function: Callable[..., T], *args: object) -> Deferred[T]:
     """Run a blocking client (smtplib, imaplib, poplib) off the reactor thread."""
     return threads.deferToThread(function, *args)
+
+
+def readLine(sock: socket.socket | ssl.SSLSocket) -> bytes:
+    """One response line, read a byte at a time so nothing after it is consumed."""
+    line = b""
+    while not line.endswith(b"\r\n"):
+        byte = sock.recv(1)
+        if not byte:
+            break
+        line += byte
+    return line
+
+
+def refusalOfThirdConnection(port: int) -> bytes:
+    """
+    With two sessions open from 127.0.0.1, open a third: return its one
+    line, after checking the server then closed it.
+    """
+    first = socket.create_connection(("127.0.0.1", port), timeout=10)
+    second = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        readLine(first)
+        readLine(second)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as third:
+            refused = readLine(third)
+            if third.recv(100) != b"":
+                raise AssertionError("the refused connection was left open")
+    finally:
+        first.close()
+        second.close()
+    return refused
