@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,8 @@ class Running:
 
     @ivar ports: protocol name (C{smtp}, C{imap}, C{pop3}) -> port.
     @ivar maildirs: user address -> the Maildir its INBOX mail lands in.
+    @ivar relaunch: starts the server process again on the same data and
+        ports, for scenarios that time a cold start (see L{restart}).
     """
 
     name: str
@@ -68,6 +71,7 @@ class Running:
     rootPid: int | None = None
     stopCommand: list[str] | None = None
     log: Path | None = None
+    relaunch: Callable[[], subprocess.Popen[bytes]] | None = None
 
     def processes(self) -> list[psutil.Process]:
         """The server's processes right now."""
@@ -87,7 +91,8 @@ class Running:
             try:
                 times = proc.cpu_times()
                 total += times.user + times.system
-                total += getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+                total += getattr(times, "children_user", 0.0)
+                total += getattr(times, "children_system", 0.0)
             except psutil.NoSuchProcess:
                 pass
         return total
@@ -96,11 +101,17 @@ class Running:
         """Resident memory of the server's processes."""
         total = 0
         for proc in self.processes():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total
+
+    def restart(self) -> None:
+        """Stop the server, start it again with L{relaunch} and wait for its ports."""
+        if self.relaunch is None:
+            raise RuntimeError(f"{self.name} cannot be restarted")
+        self.stop()
+        self.process = self.relaunch()
+        waitForPorts(list(self.ports.values()), self.process, self.log)
 
     def stop(self) -> None:
         if self.stopCommand:
@@ -113,10 +124,8 @@ class Running:
                 self.process.kill()
                 self.process.wait()
         if self.rootPid and not self.process:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.rootPid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
 def spawn(command: list[str], log: Path, cwd: Path | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,14 +53,19 @@ class TmailPeer:
         )
         twistd = Path(sys.executable).parent / "twistd"
         log = workdir / "twistd.log"
-        process = spawn([str(twistd), "-n", "--pidfile=", "--logfile", str(log), "tmail",
-                         "--config", str(config)], workdir / "stdout.log", cwd=workdir)
+        command = [str(twistd), "-n", "--pidfile=", "--logfile", str(log), "tmail",
+                   "--config", str(config)]
+
+        def launch() -> subprocess.Popen[bytes]:
+            return spawn(command, workdir / "stdout.log", cwd=workdir)
+
+        process = launch()
         waitForPorts(list(ports.values()), process, log)
         maildirs = {}
         for user in userList:
             local, domain = user.split("@", 1)
             maildirs[user] = workdir / "data" / "mail" / domain / local
-        return Running(self.name, ports, maildirs, process=process, log=log)
+        return Running(self.name, ports, maildirs, process=process, log=log, relaunch=launch)
 
 
 PEER = TmailPeer()
