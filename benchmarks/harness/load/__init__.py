@@ -1,0 +1,1 @@
+"""The loads the harness puts on servers, one module per protocol."""
