@@ -16,7 +16,10 @@ REFERENCE = "tmail"
 def _fmt(value: float) -> str:
     if math.isnan(value):
         return "-"
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
+    if value >= 100:
+        return f"{value:,.0f}"
+    # Three significant digits for sub-second timings, which two decimals would round to 0.
+    return f"{value:,.2f}" if value >= 1 or value == 0 else f"{value:.3g}"
 
 
 def ratio(result: ScenarioResult, peer: str) -> float:
