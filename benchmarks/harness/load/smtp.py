@@ -193,11 +193,9 @@ async def sendAll(port: int, messages: list[Outgoing], connections: int) -> Tall
     """Send C{messages} over C{connections} sessions sharing one queue."""
     tally = Tally()
     queue = iter(messages)
-    try:
+    with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CLIENT_DEADLINE):
             await asyncio.gather(*(_sender(port, queue, tally) for _ in range(connections)))
-    except TimeoutError:
-        pass
     return tally
 
 
