@@ -9,6 +9,7 @@ Results go to benchmarks/results/ (JSON, and a PNG chart of the ratios).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 import tempfile
@@ -25,12 +26,10 @@ from harness.scenarios import SIZES, allScenarios  # noqa: E402
 
 def raiseFileLimit() -> None:
     """Idle-connection scenarios need many descriptors (ours and the servers')."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    try:
+    with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        pass
 
 
 def main(argv: list[str]) -> int:

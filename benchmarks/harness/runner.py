@@ -45,7 +45,9 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def runScenario(scenario: Scenario, peers: list[Peer], rounds: int, workdir: Path) -> ScenarioResult:
+def runScenario(
+    scenario: Scenario, peers: list[Peer], rounds: int, workdir: Path
+) -> ScenarioResult:
     results: list[PeerResult] = []
     running: list[tuple[PeerResult, Running]] = []
     try:
