@@ -62,6 +62,9 @@ class SQLitePendingMessage:
     def write(self, data: bytes) -> None:
         self.buffer.write(data)
 
+    def publish(self) -> None:
+        """Nothing to do ahead: SQLite makes the row durable at commit."""
+
     def commit(self) -> int:
         return self.folder._insert(self.buffer.getvalue(), self.flags, self.date)
 

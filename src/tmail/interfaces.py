@@ -55,11 +55,21 @@ class IPendingMessage(Interface):
     def write(data: bytes) -> None:
         """Append C{data} (CRLF line ends) to the message."""
 
+    def publish() -> None:
+        """
+        The slow half of L{commit}: make the bytes durable (fsync) and, where
+        the store can, move them into the folder.  It touches nothing but
+        this message, so a caller may run it in a worker thread and let many
+        deliveries wait on the disk at once.  Optional before L{commit}.
+        Raises like L{commit}.
+        """
+
     def commit() -> int:
         """
-        fsync the file, move it into the folder, fsync the directory, and
-        return the new message's UID.  Raises L{tmail.errors.StoreFull} (or
-        C{OSError}) when the disk refuses; the temporary file is then removed.
+        fsync the file, move it into the folder, fsync the directory (unless
+        L{publish} did), and return the new message's UID.  Raises
+        L{tmail.errors.StoreFull} (or C{OSError}) when the disk refuses; the
+        message is then removed.  Call it from the reactor thread.
         """
 
     def abort() -> None:

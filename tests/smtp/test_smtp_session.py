@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -42,6 +43,9 @@ class FakePending:
         if self.folder.failWrite is not None:
             raise self.folder.failWrite
         self.data.append(data)
+
+    def publish(self) -> None:
+        """Nothing to make durable in memory; failures show at commit."""
 
     def commit(self) -> int:
         if self.folder.failCommit is not None:
@@ -119,7 +123,7 @@ def makeFactory(
     **limits: Any,
 ) -> SMTPFactory:
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{f"alice@{DOMAIN}": PASSWORD})
-    return SMTPFactory(
+    factory = SMTPFactory(
         realm,  # type: ignore[arg-type]
         SMTPSettings(**limits),
         hostname="mx.example.test",
@@ -128,6 +132,8 @@ def makeFactory(
         tlsContextFactory=tls,
         throttle=AuthThrottle(AuthSettings(failure_delay=1.0, max_failures=3), clock),
     )
+    factory.runInThread = maybeDeferred  # type: ignore[method-assign]
+    return factory
 
 
 class Session:

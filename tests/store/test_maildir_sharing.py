@@ -196,17 +196,24 @@ def test_full_disk_while_writing_the_uidlist_undoes_the_delivery(
 ) -> None:
     inbox = MaildirStore(root).getFolder("INBOX")
     inbox.messages()
+    uidlistBefore = (root / "dovecot-uidlist").read_bytes()
 
     def refuse(lock: dotlock.DotLock, data: bytes) -> os.stat_result:
         raise StoreFull("disk full")
 
+    def refuseAppend(fd: int, data: bytes) -> None:
+        os.write(fd, data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(dotlock.DotLock, "replace", refuse)
+    monkeypatch.setattr(uidlist, "writeAll", refuseAppend)
     with pytest.raises(StoreFull):
         deliver(inbox)
     monkeypatch.undo()
     for sub in ("tmp", "new", "cur"):
         assert os.listdir(root / sub) == []
     assert not (root / "dovecot-uidlist.lock").exists()
+    assert (root / "dovecot-uidlist").read_bytes() == uidlistBefore
 
 
 def test_lost_uidlist_gives_a_new_uidvalidity(root: Path) -> None:
@@ -277,3 +284,20 @@ def test_existing_dovecot_maildir_keeps_its_uids(root: Path) -> None:
         (23, frozenset()),
     ]
     assert deliver(inbox) == 40
+
+
+def test_deliveries_append_to_the_uidlist_that_a_rewrite_then_compacts(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox.messages()
+    header = (root / "dovecot-uidlist").read_text().splitlines()[0]
+    uids = [deliver(inbox) for _ in range(3)]
+    lines = (root / "dovecot-uidlist").read_text().splitlines()
+    assert lines[0] == header
+    assert [int(line.split()[0]) for line in lines[1:]] == uids
+    assert inbox.expunge(uids[:1]) == uids[:1]
+    lines = (root / "dovecot-uidlist").read_text().splitlines()
+    assert f"N{uids[-1] + 1}" in lines[0].split()
+    assert [int(line.split()[0]) for line in lines[1:]] == uids[1:]
+    reopened = MaildirStore(root).getFolder("INBOX")
+    assert [m.uid for m in reopened.messages()] == uids[1:]
+    assert reopened.uidNext() == uids[-1] + 1

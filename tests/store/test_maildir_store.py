@@ -365,3 +365,28 @@ def test_messages_delivered_before_any_listing_can_be_flagged_and_expunged(
     fresh = MaildirStore(tmp_path / "m").getFolder("INBOX")
     assert fresh.expunge([other]) == [other]
     assert [m.uid for m in fresh.messages()] == [uid]
+
+
+def test_published_message_is_durable_and_keeps_one_uid_when_a_scan_sees_it_first(
+    tmp_path: Path,
+) -> None:
+    folder = MaildirStore(tmp_path / "m").getFolder("INBOX")
+    folder.messages()
+    pending = folder.beginMessage()
+    pending.write(b"Subject: published\r\n\r\nbody\r\n")
+    pending.publish()
+    assert len(os.listdir(tmp_path / "m" / "new")) == 1
+    assert os.listdir(tmp_path / "m" / "tmp") == []
+    [seen] = folder.messages()
+    assert pending.commit() == seen.uid
+    assert [m.uid for m in folder.messages()] == [seen.uid]
+
+
+def test_abort_after_publish_removes_the_placed_file(tmp_path: Path) -> None:
+    folder = MaildirStore(tmp_path / "m").getFolder("INBOX")
+    pending = folder.beginMessage()
+    pending.write(b"Subject: gone\r\n\r\nbody\r\n")
+    pending.publish()
+    pending.abort()
+    assert os.listdir(tmp_path / "m" / "new") == []
+    assert folder.messages() == ()

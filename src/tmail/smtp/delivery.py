@@ -12,9 +12,11 @@ C{IMessage}) per local user when C{DATA} starts.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.threads import deferToThread
 from twisted.mail import smtp
 from zope.interface import implementer
 
@@ -96,21 +98,35 @@ class LocalDelivery:
         return MailboxMessage(folder.beginMessage(), traceHeaders(trace, sender, user, recipient))
 
 
-@inlineCallbacks
-def commitAll(messages: Sequence[MailboxMessage]) -> Generator[Deferred[int], object, None]:
-    """
-    Flush every copy, then commit them one by one; on the first failure
-    abort the copies not yet committed and fail with that error.
+def publishAll(messages: Sequence[MailboxMessage]) -> None:
+    """Make every copy durable; runs in a worker thread (see L{commitAll})."""
+    for message in messages:
+        message.pending.publish()
 
-    Flushing first means a full disk is almost always noticed before any
-    copy is visible.  A commit can still fail after an earlier one
-    succeeded (the fsync of the second folder fails): those users keep
+
+@inlineCallbacks
+def commitAll(
+    messages: Sequence[MailboxMessage],
+    inThread: Callable[..., Deferred[None]] = deferToThread,
+) -> Generator[Deferred[Any], object, None]:
+    """
+    Flush every copy, publish them (fsync, move into the folder) in a
+    worker thread, then commit them one by one in the reactor; on the
+    first failure abort the copies not yet committed and fail with that
+    error.
+
+    The fsyncs are what a delivery waits for; in a thread, the deliveries
+    of many sessions wait on the disk together and the reactor keeps
+    serving.  Flushing first means a full disk is almost always noticed
+    before any copy is visible.  A commit can still fail after an earlier
+    one succeeded (the fsync of the second folder fails): those users keep
     their copy, the client is told to retry, and they get it twice.
     """
     committed = 0
     try:
         for message in messages:
             message.flush()
+        yield inThread(publishAll, messages)
         for message in messages:
             yield message.eomReceived()
             committed += 1

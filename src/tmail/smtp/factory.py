@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
+from twisted.internet.threads import deferToThread
 
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import SMTPSettings
@@ -27,7 +32,12 @@ class SMTPFactory(ServerFactory):
     @ivar checker: the portal's C{IUsernamePassword} checker, which AUTH
         uses directly (the realm has no SMTP avatar); C{None} disables AUTH.
     @ivar connections: open sessions per client address.
+    @ivar runInThread: how the slow, durable half of a delivery leaves the
+        reactor thread (C{deferToThread}; tests that drive a session over a
+        C{StringTransport} run it in place).
     """
+
+    runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
 
     protocol = SMTPServer
     noisy = False

@@ -473,7 +473,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             return
         messages, self._messages = self._messages, []
         queueID, size = self._queueID, self._dataSize
-        committed: Deferred[None] = commitAll(messages)
+        committed: Deferred[None] = commitAll(messages, self.factory.runInThread)
 
         def stored(result: None) -> None:
             self.log.info(

@@ -136,6 +136,17 @@ def _canonicalFlags(flags: Iterable[str]) -> frozenset[str]:
     return frozenset(result)
 
 
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """A delivered file in C{new/} or C{cur/} that has no UID yet."""
+
+    base: str
+    subdir: str
+    filename: str
+    size: int
+    mtimeNs: int
+
+
 @dataclass(slots=True)
 class _Entry:
     """Where a message's file is and what the index knows about it."""
@@ -164,6 +175,7 @@ class _PendingMessage:
         self._fd = fd
         self._buffer = bytearray()
         self._done = False
+        self._placed: _Placed | None = None
 
     def write(self, data: bytes) -> None:
         if self._done or self._fd is None:
@@ -188,9 +200,11 @@ class _PendingMessage:
             raise StoreFull(str(error)) from error
         raise error
 
-    def commit(self) -> int:
+    def publish(self) -> None:
         if self._done:
             raise ValueError("the message was already committed or aborted")
+        if self._placed is not None:
+            return
         try:
             if self._fd is not None:
                 self._flush()
@@ -200,7 +214,20 @@ class _PendingMessage:
                 os.fsync(self._fd)
                 fd, self._fd = self._fd, None
                 os.close(fd)
-            uid = self._folder._deliver(self._tmpPath, self._flags)
+            if not self._folder._needsKeywordLetters(self._flags):
+                self._placed = self._folder._place(self._tmpPath, self._flags)
+        except OSError as e:
+            self._fail(e)
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self) -> int:
+        self.publish()
+        try:
+            if self._placed is None:
+                self._placed = self._folder._place(self._tmpPath, self._flags)
+            uid = self._folder._register(self._placed)
         except OSError as e:
             self._fail(e)
         except BaseException:
@@ -217,6 +244,10 @@ class _PendingMessage:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmpPath)
+        if self._placed is not None:
+            placed, self._placed = self._placed, None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._folder._path / placed.subdir / placed.filename)
 
 
 @implementer(IMailFolder)
@@ -351,24 +382,29 @@ class MaildirFolder:
         """
         with self._uidlist.lock() as lock:
             self._uidlist.refresh()
-            data = self._uidlist.data
-            if data is None:
-                data = _uidlist.UidListData.fresh(self._uidValidity or 0)
+            onDisk = self._uidlist.data
+            data = onDisk or _uidlist.UidListData.fresh(self._uidValidity or 0)
             foreign = data.nextUid != self._knownNext or data.uidValidity != self._uidValidity
             stale = set(self._staleLines)
             for base in stale:
                 data.uids.pop(base, None)
                 data.fields.pop(base, None)
             result = {}
+            added = []
             for base in sorted(bases):
                 uid = data.uids.get(base)
                 if uid is None:
                     uid = data.nextUid
                     data.nextUid += 1
                     data.uids[base] = uid
+                    added.append((base, uid))
                 result[base] = uid
             try:
-                self._uidlist.write(lock, data)
+                if onDisk is not None and not stale:
+                    if added:
+                        self._uidlist.append(lock, data, added)
+                else:
+                    self._uidlist.write(lock, data)
             except BaseException:
                 self._uidlist.invalidate()
                 raise
@@ -690,12 +726,15 @@ class MaildirFolder:
 
     # Delivery
 
-    def _deliver(self, tmpPath: Path, flags: frozenset[str]) -> int:
+    def _needsKeywordLetters(self, flags: frozenset[str]) -> bool:
+        return any(not flag.startswith("\\") for flag in flags)
+
+    def _place(self, tmpPath: Path, flags: frozenset[str]) -> _Placed:
         """
-        Move a complete, fsync'ed file from C{tmp/} into the folder, make
-        the move durable, give it a UID and tell the listeners.
+        Move a complete, fsync'ed file from C{tmp/} into C{new/} (or C{cur/}
+        with its flags) and fsync that directory.  Touches no shared state
+        when C{flags} has no keywords, so it may run in a worker thread.
         """
-        self._open()
         status = os.stat(tmpPath)
         base = f"{tmpPath.name},S={status.st_size}"
         if flags:
@@ -708,29 +747,40 @@ class MaildirFolder:
         try:
             with fullDiskIsStoreFull():
                 fsyncDirectory(self._path / subdir)
-            uids, foreign = self._assignUids([base])
         except BaseException:
-            self._memoryKeywords.pop(base, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target)
             raise
-        uid = uids[base]
+        return _Placed(base, subdir, filename, status.st_size, status.st_mtime_ns)
+
+    def _register(self, placed: _Placed) -> int:
+        """Give a placed file its UID, index it and tell the listeners."""
+        self._open()
+        known = self._byBase.get(placed.base)
+        if known is not None:
+            return known
+        try:
+            uids, foreign = self._assignUids([placed.base])
+        except BaseException:
+            self._memoryKeywords.pop(placed.base, None)
+            raise
+        uid = uids[placed.base]
         if self._indexed:
             if foreign:
                 self._sync(force=True)
                 self._markRecent(uid)
-            else:
+            elif uid not in self._entries:
                 info = MessageInfo(
                     uid=uid,
-                    flags=self._flagsOf(base, filename),
-                    size=status.st_size,
-                    internaldate=status.st_mtime_ns / 1_000_000_000,
-                    key=base,
+                    flags=self._flagsOf(placed.base, placed.filename),
+                    size=placed.size,
+                    internaldate=placed.mtimeNs / 1_000_000_000,
+                    key=placed.base,
                     recent=True,
                 )
-                self._insert(uid, _Entry(subdir, filename, info))
+                self._insert(uid, _Entry(placed.subdir, placed.filename, info))
         else:
-            self._deliveredUnindexed.add(base)
+            self._deliveredUnindexed.add(placed.base)
             if len(self._deliveredUnindexed) > _MAX_UNINDEXED_DELIVERIES:
                 self._sync(force=True)
         self._notify()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmail.store.dotlock import DotLock
+from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
 from tmail.store.flags import splitFilename
 
 FILENAME = "dovecot-uidlist"
@@ -155,6 +156,35 @@ class UidListFile:
         """Replace the file with C{data} (releasing C{lock}) and remember it as current."""
         self._stamp = None
         status = lock.replace(serialize(data))
+        self.data = data
+        self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+
+    def append(self, lock: DotLock, data: UidListData, added: list[tuple[str, int]]) -> None:
+        """
+        Append lines for newly given UIDs, as Dovecot does, leaving the
+        header's C{N} behind (readers take the larger of C{N} and the last
+        UID plus one), and remember C{data} as current.  Cheaper than a
+        rewrite: no copy of every line and no fsync.  The message files
+        themselves are already durable; the lines survive a crash of the
+        process (they are in the page cache), and the next rewrite (after an
+        expunge) is fsynced.  A failed write is cut back off, so the file
+        never keeps half a line.
+        """
+        lines = "".join(f"{uid} :{base}\n" for base, uid in added)
+        self._stamp = None
+        with fullDiskIsStoreFull():
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                before = os.fstat(fd).st_size
+                try:
+                    writeAll(fd, lines.encode("utf-8", "surrogateescape"))
+                except OSError:
+                    os.ftruncate(fd, before)
+                    raise
+                status = os.fstat(fd)
+            finally:
+                os.close(fd)
+        lock.release()
         self.data = data
         self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
 
