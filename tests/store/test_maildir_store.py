@@ -62,7 +62,7 @@ def test_nothing_is_visible_before_commit(store: MaildirStore, root: Path) -> No
     pending.write(MESSAGE)
     assert files(root / "new") == []
     assert inbox.messages() == ()
-    assert len(files(root / "tmp")) == 1
+    assert files(root / "cur") == []
 
 
 def test_commit_puts_exact_bytes_in_new(store: MaildirStore, root: Path) -> None:
@@ -390,3 +390,13 @@ def test_abort_after_publish_removes_the_placed_file(tmp_path: Path) -> None:
     pending.abort()
     assert os.listdir(tmp_path / "m" / "new") == []
     assert folder.messages() == ()
+
+
+def test_large_message_is_written_to_tmp_while_it_arrives(store: MaildirStore, root: Path) -> None:
+    inbox = store.getFolder("INBOX")
+    pending = inbox.beginMessage()
+    pending.write(b"x" * (1024 * 1024))
+    [name] = files(root / "tmp")
+    assert (root / "tmp" / name).stat().st_size == 1024 * 1024
+    pending.abort()
+    assert files(root / "tmp") == []

@@ -158,39 +158,60 @@ class _Entry:
 
 @implementer(IPendingMessage)
 class _PendingMessage:
-    """A message being written to C{tmp/}; see L{IPendingMessage}."""
+    """
+    A message being written to C{tmp/}; see L{IPendingMessage}.
+
+    The file in C{tmp/} is created at the first flush, so a small message
+    is created, written and fsync'ed all in L{publish}: off the reactor
+    thread when the caller runs it in a worker, where creating a file may
+    wait behind other deliveries' fsyncs.
+    """
 
     def __init__(
         self,
         folder: MaildirFolder,
-        tmpPath: Path,
         flags: frozenset[str],
         internaldate: float | None,
-        fd: int | None,
+        existing: Path | None = None,
     ) -> None:
         self._folder = folder
-        self._tmpPath = tmpPath
+        self._tmpPath = existing
         self._flags = flags
         self._internaldate = internaldate
-        self._fd = fd
+        self._fd: int | None = None
+        self._writable = existing is None
         self._buffer = bytearray()
         self._done = False
         self._placed: _Placed | None = None
 
     def write(self, data: bytes) -> None:
-        if self._done or self._fd is None:
+        if self._done or not self._writable:
             raise ValueError("the message is no longer being written")
         self._buffer += data
         if len(self._buffer) >= _FLUSH_AT:
             self._flush()
 
+    def _create(self) -> int:
+        """Create the file in C{tmp/} under a new unique name."""
+        while True:
+            path = self._folder._path / "tmp" / _uniqueName()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                raise NoSuchFolder(self._folder.name) from None
+            self._tmpPath, self._fd = path, fd
+            return fd
+
     def _flush(self) -> None:
-        if self._fd is None or not self._buffer:
+        if not self._writable:
             return
         data = bytes(self._buffer)
         self._buffer.clear()
         try:
-            writeAll(self._fd, data)
+            fd = self._fd if self._fd is not None else self._create()
+            writeAll(fd, data)
         except OSError as e:
             self._fail(e)
 
@@ -206,16 +227,20 @@ class _PendingMessage:
         if self._placed is not None:
             return
         try:
-            if self._fd is not None:
+            if self._writable:
                 self._flush()
-                if self._internaldate is not None:
-                    stamp = int(self._internaldate * 1_000_000_000)
-                    os.utime(self._fd, ns=(stamp, stamp))
-                os.fsync(self._fd)
+                self._writable = False
                 fd, self._fd = self._fd, None
-                os.close(fd)
+                assert fd is not None
+                try:
+                    if self._internaldate is not None:
+                        stamp = int(self._internaldate * 1_000_000_000)
+                        os.utime(fd, ns=(stamp, stamp))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             if not self._folder._needsKeywordLetters(self._flags):
-                self._placed = self._folder._place(self._tmpPath, self._flags)
+                self._placed = self._folder._place(self._file(), self._flags)
         except OSError as e:
             self._fail(e)
         except BaseException:
@@ -226,7 +251,7 @@ class _PendingMessage:
         self.publish()
         try:
             if self._placed is None:
-                self._placed = self._folder._place(self._tmpPath, self._flags)
+                self._placed = self._folder._place(self._file(), self._flags)
             uid = self._folder._register(self._placed)
         except OSError as e:
             self._fail(e)
@@ -236,14 +261,20 @@ class _PendingMessage:
         self._done = True
         return uid
 
+    def _file(self) -> Path:
+        assert self._tmpPath is not None
+        return self._tmpPath
+
     def abort(self) -> None:
         self._done = True
+        self._writable = False
         self._buffer.clear()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmpPath)
+        if self._tmpPath is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmpPath)
         if self._placed is not None:
             placed, self._placed = self._placed, None
             with contextlib.suppress(FileNotFoundError):
@@ -800,7 +831,7 @@ class MaildirFolder:
             if e.errno in _NO_HARD_LINKS:
                 return None
             raise
-        return _PendingMessage(self, tmpPath, flags, None, None).commit()
+        return _PendingMessage(self, flags, None, existing=tmpPath).commit()
 
     # IMailFolder
 
@@ -841,19 +872,7 @@ class MaildirFolder:
         self, flags: Iterable[str] = (), internaldate: float | None = None
     ) -> IPendingMessage:
         self._open()
-        wanted = _canonicalFlags(flags)
-        while True:
-            tmpPath = self._path / "tmp" / _uniqueName()
-            try:
-                with fullDiskIsStoreFull():
-                    fd = os.open(
-                        tmpPath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
-                    )
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                raise NoSuchFolder(self.name) from None
-            return _PendingMessage(self, tmpPath, wanted, internaldate, fd)
+        return _PendingMessage(self, _canonicalFlags(flags), internaldate)
 
     def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
         entry = self._entry(uid)

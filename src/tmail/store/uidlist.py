@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmail.store.dotlock import DotLock
-from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
 from tmail.store.flags import splitFilename
+from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
 
 FILENAME = "dovecot-uidlist"
 
