@@ -106,6 +106,16 @@ def linkMaildir(source: Path, target: Path) -> None:
                 os.chown(destination, *owner)
 
 
+def backdate(maildir: Path, seconds: float = 3600) -> None:
+    """
+    Date C{cur/} and C{new/} back, as in a folder that has not changed for a
+    while: servers rescan a directory whose mtime is too recent to trust.
+    """
+    stamp = time.time() - seconds
+    for sub in ("cur", "new"):
+        os.utime(maildir / sub, (stamp, stamp))
+
+
 def deliverFile(maildir: Path, data: bytes) -> None:
     """Deliver as a local MDA does: write into C{tmp/}, then rename into C{new/}."""
     owner = _owner(maildir)

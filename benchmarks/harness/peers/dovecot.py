@@ -10,7 +10,9 @@ cost tmail pays); mail is C{maildir:<root>/%d/%n}, owned by the C{mail} user
 the mail processes run as.  Everything else is Dovecot's default
 (C{mail_fsync = optimized}, no auth cache, login processes in
 C{service_count = 1} mode, no IMAP hibernation) apart from the process and
-connection limits, raised for thousands of idle connections.
+connection limits, raised for thousands of idle connections.  For those the
+peer also raises the kernel's C{fs.inotify.max_user_instances} (each IDLE
+session takes one instance), as Dovecot's own warning advises.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ import psutil
 
 from harness.model import PASSWORD
 from harness.processes import Running, freePorts, spawn, waitForPorts
+from harness.runner import say
 
 #: The user Dovecot's mail processes run as and who owns the Maildirs.
 MAIL_USER = "mail"
 #: Enough processes for the idle-connection scenario's sessions, one process each.
 MAX_SESSIONS = 12_000
+#: An IDLE session watches its Maildir with an inotify instance of its own; past
+#: this per-user limit (128 by default) sessions fall back to polling every 30 s.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 
 CONFIG = """\
 # A private Dovecot for tmail's benchmarks: loopback only, no TLS.
@@ -103,6 +109,14 @@ def _traversable(path: Path) -> None:
             directory.chmod(stat.S_IMODE(mode) | 0o011)
 
 
+def _raiseInotifyLimit(wanted: int) -> None:
+    """Raise the kernel's inotify instances per user to C{wanted}, as Dovecot's log asks."""
+    current = int(INOTIFY_INSTANCES.read_text())
+    if current < wanted:
+        INOTIFY_INSTANCES.write_text(f"{wanted}\n")
+        say(f"  dovecot: raised {INOTIFY_INSTANCES} from {current} to {wanted}")
+
+
 @dataclass
 class DovecotRunning(Running):
     """A Dovecot whose stop also waits for (or kills) every process it started."""
@@ -142,6 +156,7 @@ class DovecotPeer:
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
         _traversable(workdir)
+        _raiseInotifyLimit(2 * MAX_SESSIONS)
         mailUser = pwd.getpwnam(MAIL_USER)
         uid, gid = mailUser.pw_uid, mailUser.pw_gid
         mailRoot = workdir / "mail"
