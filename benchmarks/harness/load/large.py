@@ -145,6 +145,8 @@ class LargeFolder:
                 return
             except TimeoutError:
                 _unable[key] = f"SELECT and UID FETCH of the flags took over {COPE_TIMEOUT:.0f} s"
+                # Its unfinished work would take CPU from the servers being measured.
+                server.stop()
             except FAILURES as e:
                 _unable[key] = f"SELECT and UID FETCH of the flags failed: {e!r}"
         say(f"  {self.name}: {server.name} not measured on {self.count:,} messages: {_unable[key]}")
