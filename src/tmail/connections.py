@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 
@@ -30,3 +31,17 @@ class ConnectionCounter:
 
     def count(self, host: str) -> int:
         return self._open[host]
+
+
+def sendPromptly(transport: object) -> None:
+    """
+    Turn Nagle's algorithm off for a session's TCP connection (through a
+    TLS wrapper too).  Mail protocols answer in several small writes (a
+    status line, then data, then a terminator); with Nagle on, the last of
+    them waits for the client's delayed ACK, about 40 ms per reply.
+    """
+    setNoDelay = getattr(transport, "setTcpNoDelay", None)
+    if setNoDelay is None:
+        return
+    with contextlib.suppress(OSError):
+        setNoDelay(True)

@@ -38,6 +38,18 @@ from tmail.realm.maildir import MaildirRealm
 from tmail.smtp.factory import SMTPFactory
 from tmail.tls import serverContextFactory
 
+#: Listen queue of C{tcp:} listeners that do not set C{backlog=}: Twisted's
+#: default of 50 drops connections when hundreds of clients connect at once.
+DEFAULT_BACKLOG = 511
+
+
+def withBacklog(description: str) -> str:
+    """Give a C{tcp:}/C{tcp6:} endpoint description L{DEFAULT_BACKLOG} unless it has one."""
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6") and "backlog=" not in description:
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description
+
 
 class TmailService(MultiService):
     """
@@ -91,10 +103,10 @@ class TmailService(MultiService):
             plain = f"tcp:{port}"
             if interface:
                 plain += f":interface={escapeEndpointValue(interface)}"
-            endpoint = serverFromString(reactor, plain)
+            endpoint = serverFromString(reactor, withBacklog(plain))
             serving = TLSMemoryBIOFactory(tls, False, factory)
         else:
-            endpoint = serverFromString(reactor, description)
+            endpoint = serverFromString(reactor, withBacklog(description))
         service = StreamServerEndpointService(endpoint, serving)
         service._raiseSynchronously = True
         service.setName(f"{name} {description}")

@@ -16,7 +16,7 @@ from tmail.auth.checker import DirectoryChecker
 from tmail.auth.policy import plaintextAuthAllowed
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings
-from tmail.connections import ConnectionCounter
+from tmail.connections import ConnectionCounter, sendPromptly
 
 
 class ThrottleTests(SynchronousTestCase):
@@ -102,3 +102,17 @@ class CheckerTests(TestCase):
         checker = DirectoryChecker(self.fixture.directory, defaultDomain="example.test")
         avatar = await checker.requestAvatarId(UsernamePassword(b"alice", PASSWORD.encode()))
         self.assertEqual(avatar, ALICE.encode())
+
+
+class SendPromptlyTests(SynchronousTestCase):
+    def test_nagle_is_turned_off_on_tcp_and_ignored_elsewhere(self) -> None:
+        class TCPLike:
+            noDelay = False
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.noDelay = enabled
+
+        tcp = TCPLike()
+        sendPromptly(tcp)
+        self.assertTrue(tcp.noDelay)
+        sendPromptly(StringTransport())

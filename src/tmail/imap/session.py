@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import IMAPSettings
-from tmail.connections import ConnectionCounter
+from tmail.connections import ConnectionCounter, sendPromptly
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreFull
 from tmail.imap.account import IMAPAccount
 from tmail.imap.mailbox import IMAPMailbox
@@ -164,6 +164,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
     # Connection
 
     def connectionMade(self) -> None:
+        sendPromptly(self.transport)
         self._host = peerHost(self.transport)
         if not self.connections.acquire(self._host):
             self.transport.write(b"* BYE Too many connections from your address\r\n")

@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import POP3Settings
-from tmail.connections import ConnectionCounter
+from tmail.connections import ConnectionCounter, sendPromptly
 from tmail.pop3.mailbox import IRetrievalListener
 from tmail.pop3.transfer import DotStuffer, TopReader
 
@@ -131,6 +131,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
     # Connection life cycle
 
     def connectionMade(self) -> None:
+        sendPromptly(self.transport)
         self._host = peerHost(self.transport)
         if self.connections is not None:
             if not self.connections.acquire(self._host):

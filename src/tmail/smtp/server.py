@@ -40,6 +40,7 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost
+from tmail.connections import sendPromptly
 from tmail.errors import NotHostedDomain, RecipientError, StoreFull, UnknownRecipient
 from tmail.smtp.commands import CommandError, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.delivery import MailboxMessage, commitAll
@@ -106,6 +107,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
     # Connection life cycle
 
     def connectionMade(self) -> None:
+        sendPromptly(self.transport)
         host = peerHost(self.transport)
         if not self.factory.connections.acquire(host):
             self.sendCode(421, b"4.7.0 Too many connections from your address")
