@@ -45,7 +45,8 @@ def table(results: list[ScenarioResult]) -> str:
                 continue
             values = p.values(scenario)
             spread = f"{_fmt(min(values))}-{_fmt(max(values))}"
-            r = "" if p.peer == REFERENCE else f"{ratio(result, p.peer):.2f}x"
+            value = ratio(result, p.peer)
+            r = "" if p.peer == REFERENCE else "-" if math.isnan(value) else f"{value:.2f}x"
             lines.append(
                 f"{scenario.name:<28} {p.peer:<9} {_fmt(p.median(scenario)):>12} {spread:>23}"
                 f" {scenario.unit:<9} {_fmt(p.cpuMsPerOp):>9} {p.lost:>5} {r:>9}"
