@@ -112,7 +112,10 @@ class IMailFolder(Interface):
 
     def setFlags(uid: int, flags: Iterable[str]) -> MessageInfo:
         """
-        Replace the message's flags and keywords; durable when this returns.
+        Replace the message's flags and keywords; visible to every process
+        when this returns.  Flag changes and expunges need not be flushed to
+        disk (a power loss may undo the last of them, as with Dovecot's
+        C{mail_fsync = optimized}); new messages always are.
         Raises C{KeyError} when the message is gone.
         """
 

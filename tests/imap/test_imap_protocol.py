@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock, Cooperator
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -79,6 +80,7 @@ class Session:
             hostname="mail.example.test",
             clock=self.clock,
         )
+        factory.runInThread = maybeDeferred  # type: ignore[method-assign]
         self.server: IMAPServer = factory.buildProtocol(None)
         self.server.cooperator = Cooperator(
             scheduler=lambda call: self.clock.callLater(0, call), started=True

@@ -286,7 +286,9 @@ def test_existing_dovecot_maildir_keeps_its_uids(root: Path) -> None:
     assert deliver(inbox) == 40
 
 
-def test_deliveries_append_to_the_uidlist_that_a_rewrite_then_compacts(root: Path) -> None:
+def test_deliveries_append_to_the_uidlist_and_expunges_leave_lines_until_compaction(
+    root: Path,
+) -> None:
     inbox = MaildirStore(root).getFolder("INBOX")
     inbox.messages()
     header = (root / "dovecot-uidlist").read_text().splitlines()[0]
@@ -295,9 +297,21 @@ def test_deliveries_append_to_the_uidlist_that_a_rewrite_then_compacts(root: Pat
     assert lines[0] == header
     assert [int(line.split()[0]) for line in lines[1:]] == uids
     assert inbox.expunge(uids[:1]) == uids[:1]
-    lines = (root / "dovecot-uidlist").read_text().splitlines()
-    assert f"N{uids[-1] + 1}" in lines[0].split()
-    assert [int(line.split()[0]) for line in lines[1:]] == uids[1:]
+    assert (root / "dovecot-uidlist").read_text().splitlines() == lines
     reopened = MaildirStore(root).getFolder("INBOX")
     assert [m.uid for m in reopened.messages()] == uids[1:]
     assert reopened.uidNext() == uids[-1] + 1
+
+
+def test_many_expunges_compact_the_uidlist_keeping_the_next_uid(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uids = [deliver(inbox) for _ in range(80)]
+    inbox.messages()
+    inbox.expunge(uids[:-1])
+    lines = (root / "dovecot-uidlist").read_text().splitlines()
+    assert f"N{uids[-1] + 1}" in lines[0].split()
+    assert [int(line.split()[0]) for line in lines[1:]] == uids[-1:]
+    inbox.expunge(uids[-1:])
+    reopened = MaildirStore(root).getFolder("INBOX")
+    assert reopened.messages() == ()
+    assert deliver(reopened) == uids[-1] + 1

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
+from twisted.internet.threads import deferToThread
 
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import IMAPSettings
@@ -26,6 +31,8 @@ class IMAPFactory(ServerFactory):
 
     protocol = IMAPServer
     noisy = False
+    #: How sessions run the durable half of an APPEND; tests make it inline.
+    runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
 
     def __init__(
         self,
@@ -55,4 +62,5 @@ class IMAPFactory(ServerFactory):
             clock=self.clock,
         )
         protocol.factory = self
+        protocol.runInThread = self.runInThread
         return protocol

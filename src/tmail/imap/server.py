@@ -74,6 +74,10 @@ class IMAPServer(IMAPSession):
     """
 
     idlePollInterval = 5.0
+    #: Runs the slow, durable half of an APPEND (fsync, move into the
+    #: folder); L{IMAPFactory} makes it a worker thread so one session's disk
+    #: wait does not stall the others, a bare session runs it inline.
+    runInThread: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
 
     _authTag: bytes | None = None
     _idleTag: bytes | None = None
@@ -339,15 +343,19 @@ class IMAPServer(IMAPSession):
         pending = folder.beginMessage(flags, date)
         self._abortOnLost = pending
 
-        def received(rest: bytes) -> None:
+        def received(rest: bytes) -> Deferred[None]:
             self._abortOnLost = None
             if rest.strip(b" "):
                 pending.abort()
                 raise imap4.IllegalClientResponse("Unexpected data after the message")
-            uid = pending.commit()
-            self.sendPositiveResponse(
-                tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidValidity(), uid)
-            )
+
+            def committed(_: object) -> None:
+                uid = pending.commit()
+                self.sendPositiveResponse(
+                    tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidValidity(), uid)
+                )
+
+            return self.runInThread(pending.publish).addCallback(committed)
 
         def failed(failure: Failure) -> Failure:
             self._abortOnLost = None

@@ -93,6 +93,9 @@ _DELETED_SUFFIX = ".deleted"
 _MAX_UNINDEXED_DELIVERIES = 10_000
 _SUBSCRIPTIONS = "subscriptions"
 
+#: Lines of expunged messages a uidlist keeps before it is compacted.
+_COMPACT_AT = 64
+
 _counter = itertools.count(1)
 
 
@@ -416,7 +419,7 @@ class MaildirFolder:
             onDisk = self._uidlist.data
             data = onDisk or _uidlist.UidListData.fresh(self._uidValidity or 0)
             foreign = data.nextUid != self._knownNext or data.uidValidity != self._uidValidity
-            stale = set(self._staleLines)
+            stale = set(self._staleLines) if onDisk is None or self._compactionDue() else set()
             for base in stale:
                 data.uids.pop(base, None)
                 data.fields.pop(base, None)
@@ -445,6 +448,15 @@ class MaildirFolder:
         else:
             self._knownNext = data.nextUid
         return result, foreign
+
+    def _compactionDue(self) -> bool:
+        """
+        Whether the uidlist has gathered enough lines of expunged messages
+        to be worth a rewrite.  Until then they stay, as in Dovecot's own
+        uidlists: harmless to every reader, and an expunge costs no copy
+        of the whole list.
+        """
+        return len(self._staleLines) >= max(_COMPACT_AT, len(self._entries) // 4)
 
     def _listDirectory(self, sub: str) -> dict[str, str]:
         """Base name -> file name of the messages in C{sub}."""
@@ -890,10 +902,6 @@ class MaildirFolder:
             except FileNotFoundError:
                 self._relocate(uid, entry)
                 continue
-            with fullDiskIsStoreFull():
-                fsyncDirectory(self._path / "cur")
-                if entry.subdir != "cur":
-                    fsyncDirectory(self._path / entry.subdir)
             self._setLocation(entry, "cur", target)
             break
         else:
@@ -911,7 +919,6 @@ class MaildirFolder:
         if any(uid not in self._entries for uid in wanted) and self._sync():
             self._notify()
         removed: list[int] = []
-        touched = set()
         for uid in wanted:
             entry = self._entries.get(uid)
             if entry is None:
@@ -924,20 +931,18 @@ class MaildirFolder:
                     self._setLocation(entry, *located)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self._pathOf(entry))
-            touched.add(entry.subdir)
             removed.append(uid)
         if not removed:
             return []
-        for sub in touched:
-            fsyncDirectory(self._path / sub)
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
         self._uids = [uid for uid in self._uids if uid not in gone]
-        try:
-            self._assignUids(())
-        except StoreFull:
-            _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
+        if self._compactionDue():
+            try:
+                self._assignUids(())
+            except StoreFull:
+                _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
         self._notify()
         return removed
 
