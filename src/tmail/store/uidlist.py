@@ -168,14 +168,16 @@ class UidListFile:
         themselves are already durable; the lines survive a crash of the
         process (they are in the page cache), and the next rewrite (after an
         expunge) is fsynced.  A failed write is cut back off, so the file
-        never keeps half a line.
+        never keeps half a line, and half a line a killed writer left (which
+        readers ignore) is cut off before appending, so it cannot swallow
+        the first new line.
         """
         lines = "".join(f"{uid} :{base}\n" for base, uid in added)
         self._stamp = None
         with fullDiskIsStoreFull():
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
             try:
-                before = os.fstat(fd).st_size
+                before = _cutUnterminatedLine(fd, os.fstat(fd).st_size)
                 try:
                     writeAll(fd, lines.encode("utf-8", "surrogateescape"))
                 except OSError:
@@ -192,3 +194,22 @@ class UidListFile:
         """Forget the cached contents, e.g. after a failed write mutated them."""
         self._stamp = None
         self.data = None
+
+
+def _cutUnterminatedLine(fd: int, size: int) -> int:
+    """
+    Truncate C{fd} after its last newline when the file does not end with
+    one (the lock holder is the only writer, so the tail belongs to a writer
+    that died mid-append) and return the size after.
+    """
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        start = max(0, end - 4096)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return start + newline + 1
+        end = start
+    return size
