@@ -1,0 +1,425 @@
+"""
+Switching between tmail and the real Dovecot on the same Maildir: both
+servers show the same UIDs, UIDVALIDITY, UIDNEXT, flags, keywords, sizes,
+dates, bodies, folders and subscriptions, whichever of them wrote them.
+
+tmail is the real C{twistd tmail} process (mail delivered over SMTP, read and
+changed over IMAP); Dovecot is a private instance on the same Maildir tree
+(see L{support.dovecot}).  Each test has its own user, hence its own Maildir.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import itertools
+import re
+import smtplib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from support.dovecot import Dovecot, missing
+from support.process import TmailServer
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "example.test"
+PASSWORD = "switch over"
+_users = itertools.count(1)
+
+
+@dataclass
+class Servers:
+    """A running tmail and a running Dovecot serving the same Maildirs."""
+
+    tmail: TmailServer
+    dovecot: Dovecot
+
+    def newUser(self) -> str:
+        """A user both servers know, with a Maildir of its own."""
+        address = f"user{next(_users)}@{DOMAIN}"
+        self.tmail.addUser(address, PASSWORD)
+        self.dovecot.addUser(address, PASSWORD)
+        return address
+
+    def maildir(self, address: str) -> Path:
+        local, domain = address.split("@")
+        return self.dovecot.mailRoot / domain / local
+
+    def tmailClient(self, address: str) -> imaplib.IMAP4:
+        client = imaplib.IMAP4("127.0.0.1", self.tmail.ports["imap"], timeout=30)
+        client.login(address, PASSWORD)
+        return client
+
+    def dovecotClient(self, address: str) -> imaplib.IMAP4:
+        return self.dovecot.connect(address)
+
+    def deliver(self, address: str, *messages: bytes) -> None:
+        """Deliver through tmail's SMTP server, the way mail arrives."""
+        with smtplib.SMTP("127.0.0.1", self.tmail.ports["smtp"], timeout=30) as smtp:
+            for raw in messages:
+                smtp.sendmail(f"sender@{DOMAIN}", [address], raw)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
+    tmail = TmailServer(tmp_path_factory.mktemp("tmail"))
+    tmail.write()
+    tmail.addUser(f"postmaster@{DOMAIN}", PASSWORD)
+    (tmail.folder / "data" / "mail").mkdir(parents=True, exist_ok=True)
+    dovecot = Dovecot(tmp_path_factory.mktemp("dovecot"), tmail.folder / "data" / "mail")
+    tmail.start()
+    try:
+        dovecot.start()
+        yield Servers(tmail, dovecot)
+    finally:
+        dovecot.stop()
+        tmail.stop()
+
+
+def message(n: int, subject: str = "hello") -> bytes:
+    return (
+        f"From: sender@{DOMAIN}\r\nTo: someone@{DOMAIN}\r\nSubject: {subject} {n}\r\n"
+        f"Message-ID: <m{n}.{subject.replace(' ', '-')}@{DOMAIN}>\r\n"
+        f"Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n"
+        f"Body line one of {n}.\r\n\r\nBody line three.\r\n"
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a client sees of one message."""
+
+    flags: frozenset[str]
+    size: int
+    internaldate: float
+    body: bytes
+
+
+@dataclass(frozen=True)
+class View:
+    """What a client sees of one folder."""
+
+    uidValidity: int
+    uidNext: int
+    messages: dict[int, Message]
+
+
+def ok(response: tuple[str, list[object]]) -> list[object]:
+    status, data = response
+    assert status == "OK", data
+    return data
+
+
+def view(client: imaplib.IMAP4, folder: str = "INBOX") -> View:
+    """STATUS, then every message's UID, flags, size, date and bytes (without setting \\Seen)."""
+    status = ok(client.status(folder, "(UIDVALIDITY UIDNEXT)"))[0]
+    assert isinstance(status, bytes)
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))  # type: ignore[union-attr]
+    nextUid = int(re.search(rb"UIDNEXT (\d+)", status).group(1))  # type: ignore[union-attr]
+    ok(client.select(folder, readonly=True))
+    described: dict[int, tuple[frozenset[str], int, float]] = {}
+    for line in ok(client.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)")):
+        if not isinstance(line, bytes):
+            continue
+        uid = int(re.search(rb"UID (\d+)", line).group(1))  # type: ignore[union-attr]
+        flags = re.search(rb"FLAGS \(([^)]*)\)", line).group(1).decode().split()  # type: ignore[union-attr]
+        size = int(re.search(rb"RFC822\.SIZE (\d+)", line).group(1))  # type: ignore[union-attr]
+        date = re.search(rb'INTERNALDATE "([^"]+)"', line).group(1).decode()  # type: ignore[union-attr]
+        stamp = datetime.strptime(date.strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+        described[uid] = (frozenset(flags) - {"\\Recent"}, size, stamp)
+    bodies: dict[int, bytes] = {}
+    for item in ok(client.uid("FETCH", "1:*", "(UID BODY.PEEK[])")):
+        if isinstance(item, tuple):
+            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))  # type: ignore[union-attr]
+            bodies[uid] = item[1]
+    client.close()
+    assert bodies.keys() == described.keys()
+    messages = {uid: Message(*described[uid], bodies[uid]) for uid in sorted(described)}
+    return View(validity, nextUid, messages)
+
+
+def viewThrough(client: imaplib.IMAP4, folder: str = "INBOX") -> View:
+    """L{view} in a session of its own, logged out afterwards."""
+    try:
+        return view(client, folder)
+    finally:
+        client.logout()
+
+
+def store(client: imaplib.IMAP4, uid: int, flags: str) -> None:
+    ok(client.uid("STORE", str(uid), "FLAGS.SILENT", flags))
+
+
+def append(client: imaplib.IMAP4, folder: str, flags: str, when: float, raw: bytes) -> int:
+    data = ok(client.append(folder, flags, imaplib.Time2Internaldate(when), raw))
+    match = re.search(rb"APPENDUID \d+ (\d+)", data[0])  # type: ignore[arg-type]
+    assert match is not None, data
+    return int(match.group(1))
+
+
+def names(listing: list[object]) -> set[str]:
+    """The selectable folder names of a LIST or LSUB response."""
+    found = set()
+    for line in listing:
+        assert isinstance(line, bytes)
+        match = re.fullmatch(rb'\(([^)]*)\) (?:"[^"]*"|NIL) (.+)', line)
+        assert match is not None, line
+        if b"\\noselect" in match.group(1).lower():
+            continue
+        name = match.group(2)
+        found.add((name[1:-1] if name.startswith(b'"') else name).decode())
+    return found
+
+
+# tmail -> Dovecot
+
+
+def test_mail_delivered_and_flagged_by_tmail_looks_the_same_through_dovecot(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    servers.deliver(user, *(message(n) for n in range(1, 6)))
+    client = servers.tmailClient(user)
+    ok(client.select("INBOX"))
+    store(client, 1, r"(\Seen \Flagged)")
+    store(client, 2, r"(\Answered $Junk)")
+    store(client, 3, r"(\Draft Work \Seen)")
+    store(client, 4, r"(\Deleted)")
+    appended = append(client, "INBOX", r"(\Seen $Junk Work)", 1_600_000_000, message(6))
+    viaTmail = viewThrough(client)
+
+    viaDovecot = viewThrough(servers.dovecotClient(user))
+
+    assert appended == 6
+    assert viaTmail.messages[2].flags == {"\\Answered", "$Junk"}
+    assert viaTmail.messages[6].internaldate == 1_600_000_000
+    assert viaDovecot == viaTmail
+
+
+# Dovecot -> tmail
+
+
+def test_mail_appended_and_flagged_by_dovecot_looks_the_same_through_tmail(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    client = servers.dovecotClient(user)
+    ok(client.select("INBOX"))
+    uids = [
+        append(client, "INBOX", r"(\Seen $Junk)", 1_500_000_000, message(1)),
+        append(client, "INBOX", r"(\Flagged Work)", 1_500_000_100, message(2)),
+        append(client, "INBOX", "", 1_500_000_200, message(3)),
+        append(client, "INBOX", r"(\Draft)", 1_500_000_300, message(4)),
+    ]
+    store(client, uids[2], r"(\Answered \Seen Work $Forwarded)")
+    store(client, uids[3], r"(\Deleted \Draft)")
+    viaDovecot = viewThrough(client)
+
+    viaTmail = viewThrough(servers.tmailClient(user))
+
+    assert uids == [1, 2, 3, 4]
+    assert viaDovecot.messages[3].flags == {"\\Answered", "\\Seen", "Work", "$Forwarded"}
+    assert viaDovecot.messages[1].body == message(1)
+    assert viaTmail == viaDovecot
+
+
+def test_tmail_reports_crlf_size_of_messages_dovecot_stored_with_lf(servers: Servers) -> None:
+    user = servers.newUser()
+    client = servers.dovecotClient(user)
+    append(client, "INBOX", "", 1_500_000_000, message(1))
+    client.logout()
+    (stored,) = servers.maildir(user).glob("[cn][ue][rw]/*")
+    assert b"\r\n" not in stored.read_bytes()
+    assert f",W={len(message(1))}" in stored.name
+
+    client = servers.tmailClient(user)
+    ok(client.select("INBOX", readonly=True))
+    data = ok(client.uid("FETCH", "1", "(RFC822.SIZE BODY.PEEK[])"))
+    client.logout()
+
+    item = data[0]
+    assert isinstance(item, tuple)
+    assert re.search(rb"RFC822\.SIZE (\d+)", item[0]).group(1) == b"%d" % len(message(1))  # type: ignore[union-attr]
+    assert item[1] == message(1)
+
+
+# Both ways
+
+
+def test_expunge_on_either_side_is_seen_by_the_other_and_uids_are_never_reused(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    servers.deliver(user, message(1), message(2), message(3))
+    client = servers.dovecotClient(user)
+    ok(client.select("INBOX"))
+    store(client, 2, r"(\Deleted)")
+    store(client, 3, r"(\Deleted)")
+    ok(client.expunge())
+    client.logout()
+
+    client = servers.tmailClient(user)
+    assert list(view(client).messages) == [1]
+    ok(client.select("INBOX"))
+    assert append(client, "INBOX", "", 1_500_000_000, message(4)) == 4
+    store(client, 4, r"(\Deleted)")
+    ok(client.expunge())
+    client.logout()
+
+    client = servers.dovecotClient(user)
+    afterTmail = view(client)
+    assert list(afterTmail.messages) == [1]
+    assert afterTmail.uidNext == 5
+    assert append(client, "INBOX", "", 1_500_000_000, message(5)) == 5
+    client.logout()
+
+    final = viewThrough(servers.tmailClient(user))
+    assert list(final.messages) == [1, 5]
+    assert final.uidNext == 6
+    assert final.messages[5].body == message(5)
+
+
+def test_switching_back_and_forth_twice_keeps_uidvalidity_and_uids(servers: Servers) -> None:
+    user = servers.newUser()
+    servers.deliver(user, message(1), message(2))
+    first = viewThrough(servers.tmailClient(user))
+
+    client = servers.dovecotClient(user)
+    assert view(client) == first
+    append(client, "INBOX", r"(\Seen)", 1_500_000_000, message(3))
+    ok(client.select("INBOX"))
+    store(client, 1, r"(\Flagged Work)")
+    client.logout()
+    servers.deliver(user, message(4))
+
+    client = servers.tmailClient(user)
+    second = view(client)
+    ok(client.select("INBOX"))
+    store(client, 3, r"(\Seen \Answered)")
+    append(client, "INBOX", "(Later)", 1_500_000_100, message(5))
+    client.logout()
+
+    third = viewThrough(servers.dovecotClient(user))
+    fourth = viewThrough(servers.tmailClient(user))
+
+    assert {first.uidValidity, second.uidValidity, third.uidValidity} == {first.uidValidity}
+    assert list(second.messages) == [1, 2, 3, 4]
+    assert second.messages[1].flags == {"\\Flagged", "Work"}
+    assert all(m.body.endswith(message(n)) for n, m in second.messages.items())
+    assert list(third.messages) == [1, 2, 3, 4, 5]
+    assert third.messages[3].flags == {"\\Seen", "\\Answered"}
+    assert third.messages[5].flags == {"Later"}
+    assert fourth == third
+
+
+# Folders and subscriptions
+
+
+def test_folders_and_subscriptions_made_with_tmail_are_listed_by_dovecot(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    client = servers.tmailClient(user)
+    for folder in ("Archive/2025", "Entw&APw-rfe", "Sent"):
+        ok(client.create(folder))
+    ok(client.subscribe("Archive/2025"))
+    ok(client.subscribe("Entw&APw-rfe"))
+    ok(client.subscribe("INBOX"))
+    append(client, "Archive/2025", r"(\Seen Work)", 1_500_000_000, message(1))
+    append(client, "Entw&APw-rfe", r"(\Draft)", 1_500_000_000, message(2))
+    tmailFolders = names(ok(client.list()))
+    tmailSubscribed = names(ok(client.lsub()))
+    archive = view(client, "Archive/2025")
+    drafts = view(client, "Entw&APw-rfe")
+    client.logout()
+    assert (servers.maildir(user) / ".Entw&APw-rfe" / "maildirfolder").exists()
+
+    client = servers.dovecotClient(user)
+    dovecotFolders = names(ok(client.list()))
+    dovecotSubscribed = names(ok(client.lsub()))
+    archiveViaDovecot = view(client, "Archive/2025")
+    draftsViaDovecot = view(client, "Entw&APw-rfe")
+    client.logout()
+
+    assert tmailFolders == {"INBOX", "Archive", "Archive/2025", "Entw&APw-rfe", "Sent"}
+    assert tmailSubscribed == {"INBOX", "Archive/2025", "Entw&APw-rfe"}
+    assert dovecotFolders == tmailFolders
+    assert dovecotSubscribed == tmailSubscribed
+    assert archiveViaDovecot == archive
+    assert draftsViaDovecot == drafts
+
+
+def test_folders_and_subscriptions_made_with_dovecot_are_listed_by_tmail(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    client = servers.dovecotClient(user)
+    for folder in ("Archive/2025", "Entw&APw-rfe", "Sent"):
+        ok(client.create(folder))
+    ok(client.subscribe("Archive/2025"))
+    ok(client.subscribe("Sent"))
+    append(client, "Archive/2025", r"(\Seen $Junk)", 1_500_000_000, message(1))
+    dovecotFolders = names(ok(client.list()))
+    dovecotSubscribed = names(ok(client.lsub()))
+    archive = view(client, "Archive/2025")
+    client.logout()
+
+    client = servers.tmailClient(user)
+    tmailFolders = names(ok(client.list()))
+    tmailSubscribed = names(ok(client.lsub()))
+    archiveViaTmail = view(client, "Archive/2025")
+    client.logout()
+
+    assert dovecotFolders == {"INBOX", "Archive/2025", "Entw&APw-rfe", "Sent"}
+    assert dovecotSubscribed == {"Archive/2025", "Sent"}
+    assert tmailFolders == dovecotFolders
+    assert tmailSubscribed == dovecotSubscribed
+    assert archiveViaTmail == archive
+
+
+def test_subscription_changes_made_with_tmail_are_honoured_by_dovecot_after_dovecot_wrote_the_file(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    client = servers.dovecotClient(user)
+    for folder in ("Sent", "Archive/2025", "Entw&APw-rfe"):
+        ok(client.create(folder))
+        ok(client.subscribe(folder))
+    client.logout()
+
+    client = servers.tmailClient(user)
+    ok(client.unsubscribe("Sent"))
+    ok(client.create("Archive/2026"))
+    ok(client.subscribe("Archive/2026"))
+    client.logout()
+
+    client = servers.dovecotClient(user)
+    subscribed = names(ok(client.lsub()))
+    client.logout()
+    assert subscribed == {"Archive/2025", "Archive/2026", "Entw&APw-rfe"}
+
+
+def test_keyword_letters_dovecot_gave_out_are_kept_by_tmail(servers: Servers) -> None:
+    user = servers.newUser()
+    client = servers.dovecotClient(user)
+    append(client, "INBOX", "(First Second)", 1_500_000_000, message(1))
+    client.logout()
+
+    client = servers.tmailClient(user)
+    ok(client.select("INBOX"))
+    store(client, 1, "(Second Third)")
+    client.logout()
+
+    keywords = (servers.maildir(user) / "dovecot-keywords").read_text().split("\n")
+    (stored,) = (servers.maildir(user) / "cur").iterdir()
+    assert keywords[:3] == ["0 First", "1 Second", "2 Third"]
+    assert stored.name.endswith(":2,bc")
+    viaDovecot = viewThrough(servers.dovecotClient(user))
+    assert viaDovecot.messages[1].flags == {"Second", "Third"}
