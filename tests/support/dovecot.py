@@ -29,6 +29,7 @@ says why it cannot run otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import pwd
@@ -165,10 +166,8 @@ def _stopGroup(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass

@@ -18,7 +18,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from functools import cached_property
-from io import BytesIO
+from io import SEEK_END, BytesIO
 from typing import BinaryIO
 
 from twisted.mail import imap4
@@ -31,10 +31,16 @@ from tmail.interfaces import IMailFolder, MessageInfo
 MAX_MIME_DEPTH = 32
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 
 #: Header size read when only the header of a message is needed.
 _HEADER_CHUNK = 16 * 1024
+
+
+def crlfLines(data: bytes) -> bytes:
+    """C{data} with every bare LF turned into CRLF, the line end IMAP sends."""
+    return _BARE_LF.sub(b"\r\n", data)
 
 
 def splitHeader(raw: bytes) -> tuple[bytes, bytes]:
@@ -307,7 +313,7 @@ class IMAPMessage:
     def entity(self) -> MimeEntity:
         """The whole message, read on first use."""
         if self._entity is None:
-            with self.folder.openMessage(self.info.uid) as f:
+            with self.open() as f:
                 self._entity = MimeEntity(f.read())
         return self._entity
 
@@ -317,7 +323,7 @@ class IMAPMessage:
             return self._entity.header
         if self._header is None:
             data = b""
-            with self.folder.openMessage(self.info.uid) as f:
+            with self.open() as f:
                 while True:
                     chunk = f.read(_HEADER_CHUNK)
                     data += chunk
@@ -351,4 +357,16 @@ class IMAPMessage:
         return email.utils.formatdate(self.info.internaldate, usegmt=True)
 
     def open(self) -> BinaryIO:
-        return self.folder.openMessage(self.info.uid)
+        """
+        The message's bytes with CRLF line ends.  A file whose length is not
+        the recorded size (Dovecot's LF-only files, named with their CRLF
+        size in C{,W=}) is read whole and converted, so the bytes served
+        match RFC822.SIZE; any other file is returned as stored.
+        """
+        f = self.folder.openMessage(self.info.uid)
+        if f.seek(0, SEEK_END) == self.info.size:
+            f.seek(0)
+            return f
+        with f:
+            f.seek(0)
+            return BytesIO(crlfLines(f.read()))

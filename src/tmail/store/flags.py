@@ -75,8 +75,16 @@ def preservedLetters(letters: str) -> str:
 
 
 def sizeFromBase(base: str) -> int | None:
-    """The C{,S=<size>} field of a base name, or C{None} when there is none."""
+    """
+    The message size a base name records, as IMAP counts it (CRLF line
+    ends): C{,W=<size>} when present, else C{,S=<size>}, else C{None}.
+    Dovecot stores messages with LF line ends and names them
+    C{,S=<file size>,W=<size with CRLF>}; tmail stores CRLF and writes
+    only C{,S=}.
+    """
+    sizes: dict[str, int] = {}
     for field in base.split(",")[1:]:
-        if field.startswith("S=") and field[2:].isdigit():
-            return int(field[2:])
-    return None
+        key, equals, value = field.partition("=")
+        if equals and key in ("S", "W") and value.isdigit():
+            sizes.setdefault(key, int(value))
+    return sizes.get("W", sizes.get("S"))
