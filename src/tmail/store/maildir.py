@@ -95,6 +95,8 @@ _SUBSCRIPTIONS = "subscriptions"
 
 #: Lines of expunged messages a uidlist keeps before it is compacted.
 _COMPACT_AT = 64
+#: Distinct flag combinations a folder keeps one shared set for.
+_FLAG_SETS = 4096
 
 _counter = itertools.count(1)
 
@@ -318,6 +320,7 @@ class MaildirFolder:
         self._staleLines: set[str] = set()
         self._recent: set[int] = set()
         self._memoryKeywords: dict[str, frozenset[str]] = {}
+        self._flagSets: dict[str, frozenset[str]] = {}
         self._deliveredUnindexed: set[str] = set()
         self._snapshot: tuple[MessageInfo, ...] | None = None
         self._bind(path)
@@ -478,15 +481,26 @@ class MaildirFolder:
         return None
 
     def _flagsOf(self, base: str, filename: str) -> frozenset[str]:
-        letters = infoLetters(splitFilename(filename)[1])
-        flags = systemFlags(letters)
-        for letter in letters:
-            if letter in KEYWORD_LETTERS:
-                name = self._keywords.nameOf(letter)
-                if name is not None:
-                    flags.add(name)
-        flags.update(self._memoryKeywords.get(base, ()))
-        return frozenset(flags)
+        """
+        The flags a file name stands for.  One frozenset per distinct info
+        part is shared by every message that has it: a large folder has
+        a handful of flag combinations, not one set per message.
+        """
+        info = filename[len(base) + 1 :]
+        flags = self._flagSets.get(info)
+        if flags is None:
+            letters = infoLetters(info)
+            found = systemFlags(letters)
+            for letter in letters:
+                if letter in KEYWORD_LETTERS:
+                    name = self._keywords.nameOf(letter)
+                    if name is not None:
+                        found.add(name)
+            flags = frozenset(found)
+            if len(self._flagSets) < _FLAG_SETS:
+                self._flagSets[info] = flags
+        extra = self._memoryKeywords.get(base)
+        return flags | extra if extra else flags
 
     def _lettersFor(self, base: str, flags: frozenset[str], current: str = "") -> str:
         """
@@ -495,8 +509,11 @@ class MaildirFolder:
         """
         keywords = sorted(flag for flag in flags if not flag.startswith("\\"))
         if keywords:
-            self._keywords.refresh()
+            renamed = self._keywords.refresh()
+            renamed |= any(self._keywords.letterOf(k) is None for k in keywords)
             self._keywords.allocate(keywords)
+            if renamed and self._reinterpretFlags():
+                self._notify()
         letters = [letter for flag in flags if (letter := systemLetter(flag)) is not None]
         inMemory = set()
         for keyword in keywords:
@@ -627,7 +644,13 @@ class MaildirFolder:
         foreign = False
         newBases = [base for base in found if base not in self._byBase]
         if newBases:
-            uids = {base: data.uids[base] for base in newBases if base in data.uids}
+            if len(newBases) > len(data.uids) // 2:
+                # Building the index: take the uidlist's own strings as keys,
+                # so each base name is kept once, not twice.
+                indexed = self._byBase
+                uids = {b: u for b, u in data.uids.items() if b in found and b not in indexed}
+            else:
+                uids = {base: data.uids[base] for base in newBases if base in data.uids}
             unassigned = [base for base in newBases if base not in uids]
             if unassigned:
                 assigned, foreign = self._assignUids(unassigned)
@@ -637,7 +660,8 @@ class MaildirFolder:
                 ):
                     return self._sync(force=True) or True
             prefixes = {sub: f"{self._path}{os.sep}{sub}{os.sep}" for sub in ("cur", "new")}
-            for base in sorted(newBases, key=uids.__getitem__):
+            relisted: dict[str, tuple[str, str]] | None = None
+            for base in sorted(uids, key=uids.__getitem__):
                 uid = uids[base]
                 if uid in self._entries:
                     continue
@@ -645,8 +669,23 @@ class MaildirFolder:
                 try:
                     status = os.stat(prefixes[subdir] + filename)
                 except FileNotFoundError:
-                    self._unsettled = True
-                    continue
+                    # Renamed (a flag change) or removed by another process
+                    # since the listing: look again, once per sync.
+                    if relisted is None:
+                        relisted = {
+                            b: (sub, name)
+                            for sub in ("new", "cur")
+                            for b, name in self._listDirectory(sub).items()
+                        }
+                    if base not in relisted:
+                        continue
+                    subdir, filename = relisted[base]
+                    try:
+                        status = os.stat(prefixes[subdir] + filename)
+                    except FileNotFoundError:
+                        # Still moving: list nothing above it until the next look.
+                        self._unsettled = True
+                        break
                 size = sizeFromBase(base)
                 info = MessageInfo(
                     uid=uid,
@@ -715,6 +754,7 @@ class MaildirFolder:
 
     def _reinterpretFlags(self) -> bool:
         """Recompute keyword names after C{dovecot-keywords} changed."""
+        self._flagSets.clear()
         changed = False
         for entry in self._entries.values():
             flags = self._flagsOf(entry.info.key, entry.filename)
