@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -131,11 +132,11 @@ class Model:
     maxUid: dict[str, int] = field(default_factory=lambda: {"INBOX": 0, "Target": 0, "Ren": 0})
     renamedTo: str | None = None
     scratch: bool | None = None
-    acknowledged: int = 0
+    acknowledged: Counter[str] = field(default_factory=Counter)
 
     def apply(self, ack: dict[str, Any]) -> None:
         op, folder = ack["op"], ack.get("folder")
-        self.acknowledged += 1
+        self.acknowledged[op] += 1
         if op == "deliver":
             assert ack["uid"] > self.maxUid[folder], f"UID given out again: {ack}"
             assert self.validity.setdefault(folder, ack["validity"]) == ack["validity"]
@@ -238,6 +239,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_change(tmp_path: Path) -
     model = Model()
     staleLocks = 0
     tmpDebris = 0
+    interrupted: Counter[str] = Counter()
     for run in range(1, KILLS + 1):
         out = tmp_path / f"run{run}.jsonl"
         with worker(root, out, "--run", str(run)) as process:
@@ -248,17 +250,20 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_change(tmp_path: Path) -
         staleLocks += len(ageLocks(root))
         tmpDebris += sum(1 for p in root.glob("**/tmp/*") if p.is_file())
         inflight = replay(model, lines(out)[1:])
+        interrupted[inflight["op"] if inflight else "nothing"] += 1
         folders, scratch = observe(root)
         model.check(folders, scratch, inflight)
         model.adopt(folders, scratch)
-    assert model.acknowledged > KILLS * 20, "the workers hardly did anything before the kills"
+    assert set(model.acknowledged) >= {"deliver", "flags", "expunge", "copy", "move", "rename"}
+    assert interrupted["nothing"] < KILLS // 2, f"the kills hardly hit an operation: {interrupted}"
     assert not list(root.glob("tmp/*.deleted")), "a deleted folder's remains were not swept"
 
     for stale in root.glob("**/tmp/*"):
         os.utime(stale, (time.time() - 37 * 3600,) * 2)
     folders, _ = observe(root)
     assert not [p for p in root.glob("**/tmp/*") if p.is_file()], "crash debris in tmp/ kept"
-    print(f"{model.acknowledged} acknowledged, {staleLocks} stale locks, {tmpDebris} tmp files")
+    print(f"acknowledged {model.acknowledged}, interrupted {interrupted}")
+    print(f"{staleLocks} stale locks, {tmpDebris} files left in tmp/")
 
 
 def test_message_delivered_right_after_a_kill_gets_a_new_uid_and_the_old_ones_keep_theirs(
@@ -353,3 +358,39 @@ def test_half_a_uidlist_line_left_by_a_killed_appender_costs_no_message_its_uid(
     assert orphan in dict((key, uid) for uid, key in told)
     again = MaildirStore(root).getFolder("INBOX")
     assert [(info.uid, info.key) for info in again.messages()] == told
+
+
+def test_writer_stopped_while_holding_the_uidlist_lock_is_waited_for_and_once_killed_broken(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "Maildir"
+    out = tmp_path / "writer.jsonl"
+    lock = root / "dovecot-uidlist.lock"
+    rng = random.Random(3)
+    with worker(root, out, "--run", "1", "--ops", "deliver") as process:
+        waitForLine(out, process, "ack")
+        deadline = time.monotonic() + 10
+        while True:
+            process.send_signal(signal.SIGSTOP)
+            if lock.exists():
+                break
+            assert time.monotonic() < deadline, "never caught the writer holding the lock"
+            process.send_signal(signal.SIGCONT)
+            time.sleep(rng.uniform(0, 0.002))
+        with pytest.raises(Exception, match="held by another process"):
+            dotlock.DotLock(root / "dovecot-uidlist", timeout=0.3).acquire()
+        assert lock.exists(), "a live writer's lock was broken"
+        os.kill(process.pid, signal.SIGKILL)
+    acks = [line["ack"] for line in lines(out) if "ack" in line]
+    told = {ack["uid"]: ack["sha"] for ack in acks if ack["folder"] == "INBOX"}
+
+    ageLocks(root)
+    inbox = MaildirStore(root).getFolder("INBOX")
+    pending = inbox.beginMessage()
+    pending.write(body(2, 1))
+    uid = pending.commit()
+    assert not lock.exists()
+    stored = dict(fresh(root))
+    assert {u: stored.get(u) for u in told} == told
+    assert uid > max(told, default=0)
+    assert len(set(stored.values())) == len(stored)

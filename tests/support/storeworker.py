@@ -208,7 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", type=Path)
     parser.add_argument("--run", type=int, default=1)
-    parser.add_argument("--ops", default=",".join(OPERATIONS))
+    parser.add_argument(
+        "--ops",
+        default=",".join(("deliver", *OPERATIONS)),
+        help="operations to pick from at random (repeat one to pick it more often)",
+    )
     parser.add_argument("--count", type=int, default=0, help="stop after this many steps")
     parser.add_argument("--hold-lock", choices=("empty", "partial"))
     args = parser.parse_args(argv)
