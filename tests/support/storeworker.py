@@ -49,6 +49,11 @@ def body(run: int, number: int) -> bytes:
     return head + (line * (size // len(line) + 1))[:size] + b"\r\n"
 
 
+def childBody(number: int) -> bytes:
+    """The one message of sub-folder C{Child<number>} of the renamed folder."""
+    return f"Subject: child {number}\r\n\r\nThe message of Child{number}.\r\n".encode()
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -74,7 +79,7 @@ def folderFor(store: MaildirStore, logical: str) -> tuple[str, IMailFolder]:
 
 
 class Worker:
-    def __init__(self, root: Path, run: int, operations: list[str]) -> None:
+    def __init__(self, root: Path, run: int, operations: list[str], children: int = 0) -> None:
         self.store = MaildirStore(root)
         self.run = run
         self.random = random.Random(run)
@@ -83,6 +88,13 @@ class Worker:
         if "Target" not in self.store.listFolders():
             with contextlib.suppress(FolderExists):
                 self.store.createFolder("Target")
+        names = self.store.listFolders()
+        if not any(name.startswith(RENAMED) for name in names):
+            for n in range(children):
+                child = self.store.createFolder(f"{RENAMED[0]}/Child{n}")
+                pending = child.beginMessage()
+                pending.write(childBody(n))
+                pending.commit()
         renamedName(self.store)
 
     def step(self) -> None:
@@ -213,13 +225,16 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(("deliver", *OPERATIONS)),
         help="operations to pick from at random (repeat one to pick it more often)",
     )
+    parser.add_argument(
+        "--children", type=int, default=0, help="sub-folders the renamed folder starts with"
+    )
     parser.add_argument("--count", type=int, default=0, help="stop after this many steps")
     parser.add_argument("--hold-lock", choices=("empty", "partial"))
     args = parser.parse_args(argv)
     if args.hold_lock:
         holdLock(args.root, args.hold_lock == "partial")
         return
-    worker = Worker(args.root, args.run, args.ops.split(","))
+    worker = Worker(args.root, args.run, args.ops.split(","), args.children)
     say(ready=True)
     steps = 0
     while not args.count or steps < args.count:
