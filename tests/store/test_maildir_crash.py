@@ -13,6 +13,7 @@ the lock file by that much, as the clock would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -455,3 +456,55 @@ def test_kill_mid_rename_of_a_folder_tree_leaves_the_whole_tree_under_one_name(
         store.renameFolder(old, RENAMED[1 - RENAMED.index(old)])
     parents = {name.split("/")[0] for name in store.listFolders() if name.startswith(RENAMED)}
     assert len(parents) == 1, f"the tree is split between {sorted(parents)}"
+
+
+def holds(pid: int, path: Path) -> bool:
+    """Whether process C{pid} has C{path} open (a DotLock holder keeps its lock file open)."""
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if os.readlink(fd) == str(path):
+                return True
+    return False
+
+
+def test_kill_9_of_one_of_two_concurrent_writers_costs_neither_its_acknowledged_uids(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "Maildir"
+    rng = random.Random(11)
+    outs = []
+    survivorOut = tmp_path / "survivor.jsonl"
+    with worker(root, survivorOut, "--run", "1000", "--ops", "deliver") as survivor:
+        waitForLine(survivorOut, survivor, "ready")
+        for run in range(1, 13):
+            out = tmp_path / f"victim{run}.jsonl"
+            outs.append(out)
+            with worker(root, out, "--run", str(run), "--ops", "deliver") as victim:
+                waitForLine(out, victim, "ready")
+                time.sleep(rng.uniform(0.0, 0.1))
+                survivor.send_signal(signal.SIGSTOP)
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait()
+            old = time.time() - dotlock.STALE_AFTER - 1
+            for lock in root.glob("**/*.lock"):
+                if not holds(survivor.pid, lock):
+                    os.utime(lock, (old, old))
+            survivor.send_signal(signal.SIGCONT)
+        os.kill(survivor.pid, signal.SIGKILL)
+    outs.append(survivorOut)
+    ageLocks(root)
+
+    told: dict[tuple[str, int], str] = {}
+    for out in outs:
+        said = lines(out)
+        assert not [line for line in said if "failed" in line]
+        for line in said:
+            if "ack" in line:
+                ack = line["ack"]
+                key = (ack["folder"], ack["uid"])
+                assert told.setdefault(key, ack["sha"]) == ack["sha"], f"{key} given out twice"
+    assert len(told) > 100
+    folders, _ = observe(root)
+    for (logical, uid), sha in told.items():
+        assert folders[logical].messages.get(uid, ("missing",))[0] == sha, (logical, uid)
