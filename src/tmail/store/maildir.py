@@ -13,6 +13,7 @@ the directory mtimes: a call that finds nothing changed costs two C{stat}s.
 
 from __future__ import annotations
 
+import array
 import bisect
 import contextlib
 import errno
@@ -20,11 +21,12 @@ import itertools
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, NoReturn, TypeVar
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -98,6 +100,12 @@ _COMPACT_AT = 64
 #: Distinct flag combinations a folder keeps one shared set for.
 _FLAG_SETS = 4096
 
+#: The saved index of a folder: what the next process starts from.
+_SAVED_INDEX = "tmail-index"
+_SAVED_INDEX_MAGIC = "tmail-index 1"
+#: Folders smaller than this are quick to index from scratch: no saved index.
+_SAVED_INDEX_MIN = 1000
+
 _counter = itertools.count(1)
 
 
@@ -126,6 +134,60 @@ def _placeFile(source: Path, target: Path) -> None:
         os.rename(source, target)
         return
     os.unlink(source)
+
+
+_SavedColumns = tuple[
+    "array.array[int]", bytes, list[str], list[str], "array.array[int]", "array.array[float]"
+]
+
+
+def _parseSavedIndex(raw: bytes, uidValidity: int) -> _SavedColumns | None:
+    """
+    The columns of a saved index (UIDs, in-cur/ flags, base names, file
+    name suffixes, sizes, internal dates), or C{None} when it belongs to
+    another UIDVALIDITY, byte order or version.  Raises C{ValueError} (or
+    C{IndexError}, C{UnicodeDecodeError}) when it is damaged.
+    """
+    headerEnd = raw.index(b"\n", 0, 200)
+    fields = raw[:headerEnd].decode("ascii").split(" ")
+    magic = f"{fields[0]} {fields[1]}"
+    if magic != _SAVED_INDEX_MAGIC or fields[2] != sys.byteorder:
+        return None
+    values = {field[:1]: int(field[1:]) for field in fields[3:]}
+    if values["V"] != uidValidity:
+        return None
+    count, textSize = values["C"], values["T"]
+    if count < 0 or textSize < 0:
+        raise ValueError("negative size")
+    uids, offset = _column(array.array("q"), raw, headerEnd + 1, count)
+    sizes, offset = _column(array.array("q"), raw, offset, count)
+    dates, offset = _column(array.array("d"), raw, offset, count)
+    inCur = raw[offset : offset + count]
+    offset += count
+    if len(inCur) != count or len(raw) != offset + textSize:
+        raise ValueError("wrong length")
+    names = raw[offset:].decode("utf-8", "surrogateescape").split("\0") if count else []
+    if len(names) != 2 * count:
+        raise ValueError("wrong number of names")
+    if any(a >= b for a, b in itertools.pairwise([0, *uids])):
+        raise ValueError("UIDs out of order")
+    if any(not base for base in names[:count]):
+        raise ValueError("empty base name")
+    return uids, inCur, names[:count], names[count:], sizes, dates
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _column(
+    column: array.array[_Number], raw: bytes, offset: int, count: int
+) -> tuple[array.array[_Number], int]:
+    """Fill C{column} with C{count} items of C{raw} from C{offset}; return it and where it ended."""
+    end = offset + count * column.itemsize
+    column.frombytes(raw[offset:end])
+    if len(column) != count:
+        raise ValueError("short column")
+    return column, end
 
 
 def _canonicalFlags(flags: Iterable[str]) -> frozenset[str]:
@@ -321,6 +383,7 @@ class MaildirFolder:
         self._recent: set[int] = set()
         self._memoryKeywords: dict[str, frozenset[str]] = {}
         self._flagSets: dict[str, frozenset[str]] = {}
+        self._unsaved = 0
         self._deliveredUnindexed: set[str] = set()
         self._snapshot: tuple[MessageInfo, ...] | None = None
         self._bind(path)
@@ -545,6 +608,7 @@ class MaildirFolder:
             self._newBases.add(entry.info.key)
 
     def _insert(self, uid: int, entry: _Entry) -> None:
+        self._unsaved += 1
         self._entries[uid] = entry
         self._byBase[entry.info.key] = uid
         self._staleLines.discard(entry.info.key)
@@ -562,6 +626,7 @@ class MaildirFolder:
 
     def _remove(self, uid: int) -> _Entry:
         """Drop a message from the index (the caller fixes C{_uids})."""
+        self._unsaved += 1
         entry = self._entries.pop(uid)
         base = entry.info.key
         del self._byBase[base]
@@ -606,6 +671,8 @@ class MaildirFolder:
         wasIndexed = self._indexed
         data = self._currentUidlist()
         changed = wasIndexed and not self._indexed
+        restored = not self._indexed and self._loadSavedIndex(data.uidValidity)
+        wasIndexed |= restored
         if self._keywords.refresh():
             changed |= self._reinterpretFlags()
         self._knownNext = data.nextUid
@@ -703,7 +770,96 @@ class MaildirFolder:
             # Another process gave out UIDs meanwhile: index its messages
             # now, before anyone sees a higher UID without the lower ones.
             changed |= self._sync(force=True)
-        return changed and wasIndexed
+        return changed and wasIndexed and not restored
+
+    def _loadSavedIndex(self, uidValidity: int) -> bool:
+        """
+        Start the index from the one a process saved earlier (see
+        L{_saveIndex}); return whether it was usable.  It need not be
+        current: the listing that follows finds what changed since, as it
+        does for a running process.  Anything odd and the folder is indexed
+        from scratch instead.
+        """
+        try:
+            raw = (self._path / _SAVED_INDEX).read_bytes()
+        except OSError:
+            return False
+        try:
+            columns = _parseSavedIndex(raw, uidValidity)
+        except (ValueError, IndexError, UnicodeDecodeError):
+            return False
+        if columns is None:
+            return False
+        uids, inCur, bases, suffixes, sizes, dates = columns
+        self._keywords.refresh()
+        entries: dict[int, _Entry] = {}
+        byBase: dict[str, int] = {}
+        curNames: set[str] = set()
+        newBases: set[str] = set()
+        flagSets, flagsOf = self._flagSets, self._flagsOf
+        for uid, cur, base, suffix, size, date in zip(
+            uids, inCur, bases, suffixes, sizes, dates, strict=True
+        ):
+            base = sys.intern(base)
+            filename = base + suffix
+            flags = flagSets.get(suffix[1:])
+            if flags is None:
+                flags = flagsOf(base, filename)
+            info = MessageInfo(uid, flags, size, date, base)
+            byBase[base] = uid
+            if cur:
+                entries[uid] = _Entry("cur", filename, info)
+                curNames.add(filename)
+            else:
+                entries[uid] = _Entry("new", filename, info)
+                newBases.add(base)
+        self._entries, self._byBase = entries, byBase
+        self._curNames, self._newBases = curNames, newBases
+        self._uids = list(uids)
+        self._snapshot = None
+        self._indexed = True
+        self._unsaved = 0
+        return True
+
+    def _saveIndex(self) -> None:
+        """
+        Save the index for the next process that opens this folder, so a
+        restart does not stat every message again.  Only a cache: written
+        without fsync, replaced atomically, ignored when it does not fit.
+        """
+        assert self._uidValidity is not None
+        entries = [self._entries[uid] for uid in self._uids]
+        names = [entry.info.key for entry in entries]
+        names += [entry.filename[len(entry.info.key) :] for entry in entries]
+        text = "\0".join(names).encode("utf-8", "surrogateescape")
+        header = (
+            f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{self._uidValidity} "
+            f"C{len(entries)} T{len(text)}\n"
+        ).encode("ascii")
+        parts = [
+            header,
+            array.array("q", self._uids).tobytes(),
+            array.array("q", (entry.info.size for entry in entries)).tobytes(),
+            array.array("d", (entry.info.internaldate for entry in entries)).tobytes(),
+            bytes(entry.subdir == "cur" for entry in entries),
+            text,
+        ]
+        temporary = self._path / "tmp" / f"{_uniqueName()}.{_SAVED_INDEX}"
+        try:
+            temporary.write_bytes(b"".join(parts))
+            os.replace(temporary, self._path / _SAVED_INDEX)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            _log.warn("Could not save the index of {folder!r}: {error}", folder=self, error=e)
+            return
+        self._unsaved = 0
+
+    def _maybeSaveIndex(self) -> None:
+        """Save the index of a large folder when enough has changed since the last save."""
+        count = len(self._entries)
+        if count >= _SAVED_INDEX_MIN and self._unsaved >= max(_SAVED_INDEX_MIN, count // 10):
+            self._saveIndex()
 
     def _listChanges(self) -> tuple[dict[str, tuple[str, str]], set[str]]:
         """
@@ -910,6 +1066,7 @@ class MaildirFolder:
             self._snapshot = None
         if changed:
             self._notify()
+        self._maybeSaveIndex()
         return snapshot
 
     def openMessage(self, uid: int) -> BinaryIO:
