@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support.dovecot import Dovecot, missing
+from support.dovecot import Dovecot, missing, scratchDirectory
 from support.process import TmailServer
 
 pytestmark = pytest.mark.e2e
@@ -67,22 +67,22 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers() -> Iterator[Servers]:
     reason = missing()
     if reason is not None:
         pytest.skip(reason)
-    tmail = TmailServer(tmp_path_factory.mktemp("tmail"))
-    tmail.write()
-    tmail.addUser(f"postmaster@{DOMAIN}", PASSWORD)
-    (tmail.folder / "data" / "mail").mkdir(parents=True, exist_ok=True)
-    dovecot = Dovecot(tmp_path_factory.mktemp("dovecot"), tmail.folder / "data" / "mail")
-    tmail.start()
-    try:
-        dovecot.start()
-        yield Servers(tmail, dovecot)
-    finally:
-        dovecot.stop()
-        tmail.stop()
+    with scratchDirectory() as scratch:
+        tmail = TmailServer(scratch / "tmail")
+        tmail.write()
+        tmail.addUser(f"postmaster@{DOMAIN}", PASSWORD)
+        dovecot = Dovecot(scratch / "dovecot", tmail.folder / "data" / "mail")
+        tmail.start()
+        try:
+            dovecot.start()
+            yield Servers(tmail, dovecot)
+        finally:
+            dovecot.stop()
+            tmail.stop()
 
 
 def message(n: int, subject: str = "hello") -> bytes:

@@ -1,11 +1,11 @@
 """
-A private Dovecot 2.3 IMAP server (Debian's C{dovecot-imapd}) and a tmail
-server sharing one Maildir tree, for interoperability tests.
+A private Dovecot 2.3 IMAP server (Debian's C{dovecot-imapd}) for tests that
+switch a Maildir tree between tmail and Dovecot.
 
 Dovecot runs in the foreground (C{dovecot -F -c CONF}) in a session of its
 own, with its own C{base_dir}, C{state_dir} and log under a work directory,
 IMAP on a free loopback port, no TLS, users in a C{passwd-file} with
-C{{PLAIN}} passwords and a static userdb.  Mail is
+plain-text passwords (C{scheme=PLAIN}) and a static userdb.  Mail is
 C{maildir:<root>/%d/%n}: the layout of tmail's virtual-domain realm, so both
 servers serve the same Maildir to the same user.  The namespace separator is
 C{/}, tmail's, so folder names compare directly.
@@ -17,14 +17,16 @@ hides a change tmail made.  Tests reconnect after switching servers.
 
 Ownership: Dovecot refuses to open mail as uid 0 ("userdb returned 0 as
 uid"), so its mail processes run as the C{mail} user.  tmail runs as root
-here (C{twistd --uid} cannot drop to C{mail} when the Python interpreter
-lives under a private C{/root}), so its files are root's, mode 0600.
+here (under C{twistd --uid mail} it could no longer import the standard
+library lazily when the interpreter lives under a private C{/root}), so its
+files are root's, mode 0600.
 L{Dovecot.connect} therefore gives the whole Maildir tree to C{mail} before
 each Dovecot session: the C{chown -R} an operator runs when moving a
 Maildir to Dovecot's vmail user.  tmail, as root, reads and renames
 Dovecot's files as they are.  Tests switch servers one after the other, never
-while the other is writing.  The whole arrangement needs root; L{missing}
-says why it cannot run otherwise.
+while the other is writing.  Both keep their files in a L{scratchDirectory}
+the mail user can reach.  The whole arrangement needs root; L{missing} says
+why it cannot run otherwise.
 """
 
 from __future__ import annotations
@@ -38,13 +40,15 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.process import freePorts
 
-#: The user both servers' mail processes run as.
+#: The user Dovecot's mail processes run as.
 MAIL_USER = "mail"
 
 CONFIG = """\
@@ -128,6 +132,20 @@ def handToMailUser(path: Path) -> None:
     for directory, dirnames, filenames in os.walk(path):
         for name in dirnames + filenames:
             os.lchown(os.path.join(directory, name), uid, gid)
+
+
+@contextlib.contextmanager
+def scratchDirectory() -> Iterator[Path]:
+    """
+    A temporary directory the mail user can reach, removed afterwards.  Not
+    under pytest's C{/tmp/pytest-of-<user>}: every pytest run starting on
+    the machine resets that to 0700, cutting Dovecot's unprivileged
+    processes off from their password file and Maildirs mid-run.
+    """
+    with tempfile.TemporaryDirectory(prefix="tmail-dovecot-") as name:
+        path = Path(name)
+        makeTraversable(path)
+        yield path
 
 
 def makeTraversable(path: Path) -> None:
