@@ -458,3 +458,32 @@ def test_keyword_letters_dovecot_gave_out_are_kept_by_tmail(servers: Servers) ->
     assert stored.name.endswith(":2,bc")
     viaDovecot = viewThrough(servers.dovecotClient(user))
     assert viaDovecot.messages[1].flags == {"Second", "Third"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MaildirFolder._place names the hard-linked copy of a Dovecot file "
+    "',S=<LF file size>' without ',W=', so tmail reports the copy's LF size and "
+    "serves its LF bytes, unlike the original",
+)
+def test_tmail_copy_of_a_message_dovecot_stored_looks_like_the_original(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    client = servers.dovecotClient(user)
+    ok(client.create("Archive"))
+    append(client, "INBOX", r"(\Seen Work)", 1_500_000_000, message(1))
+    client.logout()
+
+    client = servers.tmailClient(user)
+    ok(client.select("INBOX"))
+    ok(client.uid("COPY", "1", "Archive"))
+    original = view(client).messages[1]
+    copied = view(client, "Archive").messages[1]
+    client.logout()
+    viaDovecot = viewThrough(servers.dovecotClient(user), "Archive").messages[1]
+
+    assert original.body == message(1)
+    assert copied == original
+    assert viaDovecot == original
+
