@@ -438,6 +438,44 @@ class ProtocolTests(SynchronousTestCase):
             session.send(b"l LOGOUT\r\n"), b"* BYE Logging out\r\nl OK LOGOUT completed\r\n"
         )
 
+    def test_indexOnlyFetchAndSearchAnswerFromFlagsSizesAndDates(self) -> None:
+        """
+        FETCH of UID, FLAGS, INTERNALDATE and RFC822.SIZE (items in the
+        client's order, UID first under UID FETCH, \\Recent for this session)
+        and SEARCH on flags and sizes, the requests made of every message of
+        a large folder.
+        """
+        session = self.session()
+        inbox = session.store.getFolder("INBOX")
+        stamped = []
+        for body, flags in ((MESSAGE, ("\\Seen", "$Work")), (MESSAGE + b"more\r\n", ())):
+            pending = inbox.beginMessage(flags, 1_700_000_000)
+            pending.write(body)
+            stamped.append(pending.commit())
+        second = stamped[1]
+        size = len(MESSAGE)
+        session.select()
+        self.assertEqual(
+            session.send(b"a FETCH 1:* (RFC822.SIZE FLAGS INTERNALDATE)\r\n"),
+            b"* 1 FETCH (RFC822.SIZE %d FLAGS ($Work \\Seen \\Recent) INTERNALDATE "
+            b'"14-Nov-2023 22:13:20 +0000")\r\n'
+            b"* 2 FETCH (RFC822.SIZE %d FLAGS (\\Recent) INTERNALDATE "
+            b'"14-Nov-2023 22:13:20 +0000")\r\n'
+            b"a OK FETCH completed\r\n" % (size, size + 6),
+        )
+        self.assertEqual(
+            session.send(b"b UID FETCH 2:* FLAGS\r\n"),
+            b"* 2 FETCH (UID %d FLAGS (\\Recent))\r\nb OK FETCH completed\r\n" % second,
+        )
+        self.assertEqual(
+            session.send(b"c UID SEARCH UNSEEN\r\n"),
+            b"* SEARCH %d\r\nc OK SEARCH completed\r\n" % second,
+        )
+        self.assertEqual(
+            session.send(b"d SEARCH KEYWORD $Work LARGER %d\r\n" % (size - 1)),
+            b"* SEARCH 1\r\nd OK SEARCH completed\r\n",
+        )
+
     def test_appendWithNonSynchronizingLiteral(self) -> None:
         """APPEND streams a LITERAL+ message into the folder and reports APPENDUID."""
         session = self.session()

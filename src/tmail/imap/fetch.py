@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
 
@@ -122,6 +122,54 @@ def _body(item: Any, message: IMAPMessage) -> list[Piece]:
     else:
         data = message.entity.section(tuple(item.part), kind, fields)
     return [label + b" ", _literal(item, data)]
+
+
+#: FETCH items answered from the index alone, without opening the message.
+_METADATA = frozenset({"uid", "flags", "internaldate", "rfc822size"})
+
+
+def metadataBuilder(
+    mailbox: IMAPMailbox, query: list[Any], withUID: bool
+) -> Callable[[int, int], list[Piece]] | None:
+    """
+    A builder of whole response lines for a FETCH of index data only (UID,
+    FLAGS, INTERNALDATE, RFC822.SIZE), the request a client makes of every
+    message of a large folder; C{None} for any other FETCH.  It formats
+    each line in one step and each distinct flag list once.
+    """
+    kinds = [item.type for item in query]
+    if not all(kind in _METADATA for kind in kinds):
+        return None
+    if withUID and "uid" not in kinds:
+        kinds.insert(0, "uid")
+    formats = {
+        "uid": b"UID %d",
+        "flags": b"FLAGS (%s)",
+        "internaldate": b"INTERNALDATE %s",
+        "rfc822size": b"RFC822.SIZE %d",
+    }
+    template = b"* %d FETCH (" + b" ".join(formats[kind] for kind in kinds) + b")\r\n"
+    flagTexts: dict[tuple[frozenset[str], bool], bytes] = {}
+
+    def build(seq: int, uid: int) -> list[Piece]:
+        info = mailbox.info(uid)
+        values: list[Any] = [seq]
+        for kind in kinds:
+            if kind == "uid":
+                values.append(uid)
+            elif kind == "flags":
+                key = (info.flags, mailbox.isRecent(uid))
+                text = flagTexts.get(key)
+                if text is None:
+                    text = flagTexts[key] = " ".join(flagList(info, key[1])).encode()
+                values.append(text)
+            elif kind == "internaldate":
+                values.append(internalDate(info.internaldate))
+            else:
+                values.append(info.size)
+        return [template % tuple(values)]
+
+    return build
 
 
 def messageItems(

@@ -82,6 +82,13 @@ def flagList(info: MessageInfo, recent: bool = False) -> list[str]:
     return flags
 
 
+class _InfoHolder:
+    """What a SEARCH criterion that needs only the index sees of a message."""
+
+    __slots__ = ("info",)
+    info: MessageInfo
+
+
 @implementer(
     imap4.IMailbox, imap4.ISearchableMailbox, imap4.IMessageCopier, imap4.ICloseableMailbox
 )
@@ -368,8 +375,18 @@ class IMAPMailbox:
     def search(self, query: list[Any], uid: bool) -> list[int]:
         from tmail.imap.search import compileSearch
 
-        matcher = compileSearch(query, self)
+        infoOnly, matcher = compileSearch(query, self)
         hits = []
+        if infoOnly:
+            # One reused holder instead of a message object per message:
+            # criteria such as UNSEEN look at the index entry alone.
+            holder = _InfoHolder()
+            infos = self._infos
+            for seq, u in enumerate(self._uids, 1):
+                holder.info = infos[u]
+                if matcher(seq, holder):  # type: ignore[arg-type]
+                    hits.append(u if uid else seq)
+            return hits
         for seq, u in enumerate(self._uids, 1):
             if matcher(seq, self.message(u)):
                 hits.append(u if uid else seq)

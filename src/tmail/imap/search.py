@@ -269,9 +269,14 @@ class _Compiler:
         return lambda s, m: s in seqs
 
 
-def compileSearch(query: list[Any], mailbox: IMAPMailbox) -> Predicate:
+def compileSearch(query: list[Any], mailbox: IMAPMailbox) -> tuple[bool, Predicate]:
     """
     Compile SEARCH criteria (tokens from L{tmail.imap.parse.Tokenizer}) for
     one mailbox; raises L{imap4.IllegalQueryError} for malformed criteria.
+
+    @return: whether the predicate looks at nothing but the message's
+        C{info} (flags, size, UID, internal date: no file is read), and the
+        predicate.
     """
-    return _Compiler(mailbox).all(_Cursor(query))[1]
+    cost, predicate = _Compiler(mailbox).all(_Cursor(query))
+    return cost == _INFO, predicate

@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from tmail.errors import NoSuchFolder
 from tmail.imap.account import IMAPAccount
-from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, setsSeen
+from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
 from tmail.imap.mailbox import (
     MAILBOX_FLAGS,
     Changes,
@@ -487,8 +487,10 @@ class IMAPServer(IMAPSession):
             if not any(item.type == "flags" for item in query):
                 query = [*query, imap4._FetchParser.Flags()]
 
-        def build(seq: int, u: int) -> list[Any]:
+        def items(seq: int, u: int) -> list[Any]:
             return messageItems(seq, mbox, u, query, bool(uid))
+
+        build = metadataBuilder(mbox, query, bool(uid)) or items
 
         previousTimeout = self.setTimeout(None)
 
