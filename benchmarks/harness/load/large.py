@@ -8,9 +8,9 @@ message's flags, so that every server has built its index before anything
 is timed.  A server that cannot do that within C{COPE_TIMEOUT} is not
 measured on the folder (its figures are left empty; the run says why).  The scenarios time
 SELECT, C{UID FETCH 1:* (UID FLAGS)}, C{UID SEARCH UNSEEN} and the first
-SELECT after a restart (seconds, lower is better), and take the server's
-memory with the folder selected and its flags fetched (MB, with the growth
-per message in C{extra}).
+SELECT after a restart and C{STATUS} (seconds, lower is better), and take
+the server's memory with the folder selected and its flags fetched (MB), and
+that memory's growth over the empty server per message of the folder.
 """
 
 from __future__ import annotations
@@ -103,6 +103,19 @@ async def timedSearchUnseen(client: ImapClient, count: int) -> float:
     return seconds
 
 
+async def timedStatus(client: ImapClient, count: int) -> float:
+    """STATUS of the folder, as a client polling its folders sends it, without a SELECT."""
+    start = time.perf_counter()
+    reply = await client.command(b"STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)")
+    seconds = time.perf_counter() - start
+    found = b" ".join(r for r in reply.untagged if r.startswith(b"* STATUS"))
+    check(
+        reply.ok and b"MESSAGES %d" % count in found and b"UNSEEN %d" % unseen(count) in found,
+        f"STATUS said {found!r}",
+    )
+    return seconds
+
+
 #: A probe runs on a logged-in session and returns the seconds it timed.
 Probe = Callable[[ImapClient, int], Awaitable[float]]
 
@@ -120,6 +133,7 @@ class LargeFolder:
     repeats: int
     restart: bool = False
     memory: bool = False
+    perMessage: bool = False
     unit: str = "s"
     higherIsBetter: bool = False
     protocols: frozenset[str] = frozenset({"imap"})
@@ -127,7 +141,10 @@ class LargeFolder:
     baseline: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.memory:
+        if self.perMessage:
+            self.memory = True
+            self.unit = "B/msg"
+        elif self.memory:
             self.unit = "MB"
 
     def seed(self, server: Running) -> None:
@@ -189,6 +206,8 @@ class LargeFolder:
         return m
 
     def value(self, m: Measurement) -> float:
+        if self.perMessage:
+            return m.extra.get("bytes_per_message", float("nan"))
         if self.memory:
             return m.extra.get("rss_mb", float("nan"))
         return m.seconds / m.ops if m.ops else float("nan")
@@ -200,6 +219,9 @@ def scenarios(size: str) -> list[Scenario]:
         LargeFolder("large-select", count, timedSelect, repeats=5),
         LargeFolder("large-fetch-flags", count, timedFetchFlags, repeats=3),
         LargeFolder("large-search-unseen", count, timedSearchUnseen, repeats=5),
+        LargeFolder("large-status", count, timedStatus, repeats=5),
         LargeFolder("large-first-select", count, timedSelect, repeats=1, restart=True),
         LargeFolder("large-rss", count, timedFetchFlags, repeats=1, memory=True),
+        LargeFolder("large-memory-per-message", count, timedFetchFlags, repeats=1,
+                    perMessage=True),
     ]
