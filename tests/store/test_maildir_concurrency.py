@@ -147,25 +147,11 @@ def test_concurrent_processes_never_lose_duplicate_or_renumber_messages(run: Run
     assert fresh.uidNext() > max(basesOfUid, default=0)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="MaildirFolder._sync skips a new file that another process renames between the "
-    "directory listing and its os.stat, so a listing can show newer UIDs without it; see "
-    "test_message_renamed_while_being_indexed_is_not_listed_after_newer_uids (strict) "
-    "for the deterministic case.  Remove this mark once that one passes.",
-)
 def test_concurrent_listings_never_show_a_new_uid_below_one_already_listed(run: Run) -> None:
     for report in run.reports:
         newUidsOnlyIncrease(report.name, report.snapshots)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MaildirFolder._sync: when os.stat of a newly listed file raises "
-    "FileNotFoundError (another process renamed it, e.g. a flag change in cur/) the "
-    "message is skipped instead of re-located, so this listing shows UID 2 without UID 1 "
-    "and UID 1 appears only in the next listing, below a UID the client already saw.",
-)
 def test_message_renamed_while_being_indexed_is_not_listed_after_newer_uids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
