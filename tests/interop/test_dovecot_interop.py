@@ -119,27 +119,34 @@ def ok(response: tuple[str, list[object]]) -> list[object]:
     return data
 
 
+def found(pattern: bytes, data: object) -> bytes:
+    """The first group of C{pattern} in a response line."""
+    assert isinstance(data, bytes), data
+    match = re.search(pattern, data)
+    assert match is not None, data
+    return match.group(1)
+
+
 def view(client: imaplib.IMAP4, folder: str = "INBOX") -> View:
     """STATUS, then every message's UID, flags, size, date and bytes (without setting \\Seen)."""
     status = ok(client.status(folder, "(UIDVALIDITY UIDNEXT)"))[0]
-    assert isinstance(status, bytes)
-    validity = int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))  # type: ignore[union-attr]
-    nextUid = int(re.search(rb"UIDNEXT (\d+)", status).group(1))  # type: ignore[union-attr]
+    validity = int(found(rb"UIDVALIDITY (\d+)", status))
+    nextUid = int(found(rb"UIDNEXT (\d+)", status))
     ok(client.select(folder, readonly=True))
     described: dict[int, tuple[frozenset[str], int, float]] = {}
     for line in ok(client.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)")):
         if not isinstance(line, bytes):
             continue
-        uid = int(re.search(rb"UID (\d+)", line).group(1))  # type: ignore[union-attr]
-        flags = re.search(rb"FLAGS \(([^)]*)\)", line).group(1).decode().split()  # type: ignore[union-attr]
-        size = int(re.search(rb"RFC822\.SIZE (\d+)", line).group(1))  # type: ignore[union-attr]
-        date = re.search(rb'INTERNALDATE "([^"]+)"', line).group(1).decode()  # type: ignore[union-attr]
-        stamp = datetime.strptime(date.strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+        uid = int(found(rb"UID (\d+)", line))
+        flags = found(rb"FLAGS \(([^)]*)\)", line).decode().split()
+        size = int(found(rb"RFC822\.SIZE (\d+)", line))
+        date = found(rb'INTERNALDATE "([^"]+)"', line).decode().strip()
+        stamp = datetime.strptime(date, "%d-%b-%Y %H:%M:%S %z").timestamp()
         described[uid] = (frozenset(flags) - {"\\Recent"}, size, stamp)
     bodies: dict[int, bytes] = {}
     for item in ok(client.uid("FETCH", "1:*", "(UID BODY.PEEK[])")):
         if isinstance(item, tuple):
-            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))  # type: ignore[union-attr]
+            uid = int(found(rb"UID (\d+)", item[0]))
             bodies[uid] = item[1]
     client.close()
     assert bodies.keys() == described.keys()
@@ -161,9 +168,7 @@ def store(client: imaplib.IMAP4, uid: int, flags: str) -> None:
 
 def append(client: imaplib.IMAP4, folder: str, flags: str, when: float, raw: bytes) -> int:
     data = ok(client.append(folder, flags, imaplib.Time2Internaldate(when), raw))
-    match = re.search(rb"APPENDUID \d+ (\d+)", data[0])  # type: ignore[arg-type]
-    assert match is not None, data
-    return int(match.group(1))
+    return int(found(rb"APPENDUID \d+ (\d+)", data[0]))
 
 
 def names(listing: list[object]) -> set[str]:
@@ -200,9 +205,16 @@ def test_mail_delivered_and_flagged_by_tmail_looks_the_same_through_dovecot(
     viaDovecot = viewThrough(servers.dovecotClient(user))
 
     assert appended == 6
+    assert list(viaTmail.messages) == [1, 2, 3, 4, 5, 6]
+    assert viaTmail.uidNext == 7
+    assert viaTmail.messages[4].flags == {"\\Deleted"}
     assert viaTmail.messages[2].flags == {"\\Answered", "$Junk"}
     assert viaTmail.messages[6].internaldate == 1_600_000_000
     assert viaDovecot == viaTmail
+    maildir = servers.maildir(user)
+    assert (maildir / "dovecot-keywords").read_text() == "0 $Junk\n1 Work\n"
+    suffixes = sorted(p.name.partition(":2,")[2] for p in maildir.glob("[cn][ue][rw]/*"))
+    assert suffixes == ["", "DSb", "FS", "Ra", "Sab", "T"]
 
 
 # Dovecot -> tmail
@@ -259,7 +271,7 @@ def test_tmail_serves_messages_dovecot_stored_with_lf_with_crlf_and_their_crlf_s
 
     item = data[0]
     assert isinstance(item, tuple)
-    assert re.search(rb"RFC822\.SIZE (\d+)", item[0]).group(1) == b"%d" % len(message(1))  # type: ignore[union-attr]
+    assert int(found(rb"RFC822\.SIZE (\d+)", item[0])) == len(message(1))
     assert item[1] == message(1)
     assert listed == [b"1 %d" % len(message(1))]
     assert b"".join(line + b"\r\n" for line in retrieved[1]) == message(1)

@@ -4,7 +4,7 @@ switch a Maildir tree between tmail and Dovecot.
 
 Dovecot runs in the foreground (C{dovecot -F -c CONF}) in a session of its
 own, with its own C{base_dir}, C{state_dir} and log under a work directory,
-IMAP on a free loopback port, no TLS, users in a C{passwd-file} with
+IMAP on a free loopback port, no TLS, users in C{passwd-file}s with
 plain-text passwords (C{scheme=PLAIN}) and a static userdb.  Mail is
 C{maildir:<root>/%d/%n}: the layout of tmail's virtual-domain realm, so both
 servers serve the same Maildir to the same user.  The namespace separator is
@@ -73,7 +73,7 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {work}/passwd
+  args = scheme=PLAIN {work}/passwd/%u
 }}
 userdb {{
   driver = static
@@ -203,12 +203,15 @@ class Dovecot:
         return self.work / "dovecot.log"
 
     def addUser(self, address: str, password: str) -> None:
-        """Let C{address} log in with C{password} (Dovecot re-reads the file when it changes)."""
+        """
+        Let C{address} log in with C{password}.  Each user has a passwd-file
+        of their own: Dovecot checks a file it has read for changes at most
+        once a second, but reads a file it has not seen yet at once.
+        """
         self.passwords[address] = password
-        lines = "".join(f"{user}:{secret}\n" for user, secret in self.passwords.items())
-        temporary = self.work / "passwd.tmp"
-        temporary.write_text(lines)
-        temporary.rename(self.work / "passwd")
+        folder = self.work / "passwd"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / address).write_text(f"{address}:{password}\n")
 
     def start(self, timeout: float = 30.0) -> None:
         binary = dovecotBinary()
@@ -218,7 +221,6 @@ class Dovecot:
         makeTraversable(self.work)
         self.mailRoot.mkdir(parents=True, exist_ok=True)
         makeTraversable(self.mailRoot)
-        self.addUser("nobody@invalid", "-")
         self.port = freePorts(1)[0]
         config = self.work / "dovecot.conf"
         config.write_text(
