@@ -192,7 +192,10 @@ def popper(server: TmailServer, ledger: Ledger) -> None:
                     len(ledger.deletedByPop) + len(deleted) < MAX_POP_DELETES
                     and rng.random() < 0.35
                 ):
-                    pop.dele(number)
+                    try:
+                        pop.dele(number)
+                    except poplib.error_proto:
+                        continue
                     deleted.append(xid.group(1).decode())
                 ledger.count("popper")
         finally:
