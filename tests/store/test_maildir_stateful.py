@@ -330,14 +330,6 @@ def withinOneSecond(action: Callable[[], tuple[int, int]]) -> tuple[int, int]:
     raise AssertionError("the clock kept crossing a second boundary")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A folder created again gets UIDVALIDITY int(time.time()) from uidlist "
-    "UidListData.fresh(0): MaildirStore.deleteFolder/renameFolder forget the old folder's "
-    "UIDVALIDITY and nothing on disk records it (Dovecot keeps dovecot-uidvalidity for "
-    "this), so within the same second the new folder reuses the old UIDVALIDITY while its "
-    "UIDs restart at 1, and a client's cached UIDs point at other messages (RFC 3501 2.3.1.1).",
-)
 @pytest.mark.parametrize("removal", ["delete", "rename"])
 def test_a_folder_made_again_under_an_old_name_gets_a_new_uidvalidity(
     tmp_path: Path, removal: str
@@ -362,11 +354,6 @@ def test_a_folder_made_again_under_an_old_name_gets_a_new_uidvalidity(
     assert after != before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MaildirStore.createFolder calls _makeParents before it finds the folder exists, "
-    "so a CREATE refused with FolderExists still creates the missing parent folder.",
-)
 def test_a_refused_create_does_not_bring_back_a_deleted_parent(tmp_path: Path) -> None:
     store = MaildirStore(tmp_path / "Maildir")
     store.createFolder("Work/Projects")

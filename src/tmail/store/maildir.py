@@ -62,6 +62,7 @@ from tmail.store.naming import (
     nameFromDisk,
     normalizeName,
 )
+from tmail.store.uidvalidity import nextUidValidity
 
 __all__ = ["MaildirFolder", "MaildirStore"]
 
@@ -188,6 +189,11 @@ def _column(
     if len(column) != count:
         raise ValueError("short column")
     return column, end
+
+
+def _timeUidValidity(notBefore: int) -> int:
+    """A UIDVALIDITY from the clock, for a folder outside any L{MaildirStore}."""
+    return max(int(time.time()), notBefore + 1)
 
 
 def _canonicalFlags(flags: Iterable[str]) -> frozenset[str]:
@@ -364,8 +370,11 @@ class MaildirFolder:
     per folder.
     """
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(
+        self, name: str, path: Path, newUidValidity: Callable[[int], int] | None = None
+    ) -> None:
         self.name = name
+        self._newUidValidity = newUidValidity or _timeUidValidity
         self._listeners: list[Callable[[IMailFolder], None]] = []
         self._opened = False
         self._gone = False
@@ -452,6 +461,12 @@ class MaildirFolder:
 
     # Index maintenance
 
+    def _freshUidlist(self) -> _uidlist.UidListData:
+        """An empty uidlist with a UIDVALIDITY this folder's name never had."""
+        data = _uidlist.UidListData.fresh()
+        data.uidValidity = self._newUidValidity(self._uidValidity or 0)
+        return data
+
     def _currentUidlist(self) -> _uidlist.UidListData:
         """
         The uidlist, created if missing.  A UIDVALIDITY other than the one
@@ -462,7 +477,7 @@ class MaildirFolder:
             with self._uidlist.lock() as lock:
                 self._uidlist.refresh()
                 if self._uidlist.data is None:
-                    fresh = _uidlist.UidListData.fresh(self._uidValidity or 0)
+                    fresh = self._freshUidlist()
                     self._uidlist.write(lock, fresh)
         data = self._uidlist.data
         assert data is not None
@@ -483,7 +498,7 @@ class MaildirFolder:
         with self._uidlist.lock() as lock:
             self._uidlist.refresh()
             onDisk = self._uidlist.data
-            data = onDisk or _uidlist.UidListData.fresh(self._uidValidity or 0)
+            data = onDisk or self._freshUidlist()
             foreign = data.nextUid != self._knownNext or data.uidValidity != self._uidValidity
             stale = set(self._staleLines) if onDisk is None or self._compactionDue() else set()
             for base in stale:
@@ -1205,6 +1220,10 @@ class MaildirStore:
     def _pathOf(self, name: str) -> Path:
         return self.root if name == INBOX else self.root / diskName(name)
 
+    def _newUidValidity(self, notBefore: int) -> int:
+        self._ensureRoot()
+        return nextUidValidity(self.root, notBefore)
+
     def _exists(self, name: str) -> bool:
         return name == INBOX or self._pathOf(name).is_dir()
 
@@ -1248,14 +1267,16 @@ class MaildirStore:
             raise NoSuchFolder(canonical)
         folder = self._folders.get(canonical)
         if folder is None:
-            folder = self._folders[canonical] = MaildirFolder(canonical, self._pathOf(canonical))
+            folder = self._folders[canonical] = MaildirFolder(
+                canonical, self._pathOf(canonical), self._newUidValidity
+            )
         return folder
 
     def createFolder(self, name: str) -> MaildirFolder:
         canonical = normalizeName(name)
         self._ensureRoot()
-        if canonical == INBOX:
-            raise FolderExists(INBOX)
+        if canonical == INBOX or self._exists(canonical):
+            raise FolderExists(canonical)
         self._makeParents(canonical)
         if not self._makeFolderDirectory(canonical):
             raise FolderExists(canonical)
