@@ -153,7 +153,10 @@ def flagger(server: TmailServer, ledger: Ledger) -> None:
 
 
 def watcher(server: TmailServer, ledger: Ledger) -> None:
-    """Only FETCH and NOOP; every view is in UID order and a UID never changes its message."""
+    """
+    Only FETCH and NOOP: every view is in UID order, a new message never has
+    a UID below one already seen, and a UID never changes its message.
+    """
     imap = login(server)
     seenIds: dict[str, int] = {}
     try:
@@ -162,6 +165,9 @@ def watcher(server: TmailServer, ledger: Ledger) -> None:
             listed = fetchIds(imap)
             uids = [uid for uid, _ in listed]
             assert uids == sorted(set(uids)), f"FETCH 1:* not in strict UID order: {uids}"
+            highest = max(ledger.watched, default=0)
+            late = [uid for uid in uids if uid not in ledger.watched and uid < highest]
+            assert not late, f"new UIDs {late} below {highest}, which this session already saw"
             for uid, ident in listed:
                 assert ledger.watched.setdefault(uid, ident) == ident, f"UID {uid} changed"
                 assert seenIds.setdefault(ident, uid) == uid, f"{ident} changed its UID"
