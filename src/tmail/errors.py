@@ -27,6 +27,20 @@ class StoreFull(StoreError):
     """The disk (or quota) refused the write; nothing was half written."""
 
 
+class OverQuota(StoreFull):
+    """
+    The write would take the user over a quota limit (RFC 5530 OVERQUOTA,
+    RFC 3463 5.2.2/4.2.2).  A L{StoreFull}, so a front end that does not
+    know quotas still refuses the write as storage exhausted.
+
+    @ivar resource: C{"storage"} or C{"messages"}: the limit that refused.
+    """
+
+    def __init__(self, message: str, resource: str = "storage") -> None:
+        super().__init__(message)
+        self.resource = resource
+
+
 class RecipientError(TmailError):
     """A recipient address cannot be delivered to here."""
 

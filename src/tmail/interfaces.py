@@ -44,6 +44,36 @@ class MessageInfo:
     recent: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """
+    A user's quota: what is used and the limits, for the IMAP QUOTA
+    extension (RFC 9208 STORAGE and MESSAGE resources) and the admin CLI.
+
+    @ivar storage: bytes of all messages in all folders.
+    @ivar messages: number of messages in all folders.
+    @ivar storageLimit: bytes allowed, C{None} for no limit.
+    @ivar messagesLimit: messages allowed, C{None} for no limit.
+    """
+
+    storage: int
+    messages: int
+    storageLimit: int | None = None
+    messagesLimit: int | None = None
+
+    def refusal(self, size: int, count: int = 1) -> str | None:
+        """
+        The resource (C{"storage"} or C{"messages"}) that adding C{count}
+        messages of C{size} bytes in all would take over its limit, or
+        C{None} when they fit.  Reaching a limit exactly is allowed.
+        """
+        if self.storageLimit is not None and self.storage + size > self.storageLimit:
+            return "storage"
+        if self.messagesLimit is not None and self.messages + count > self.messagesLimit:
+            return "messages"
+        return None
+
+
 class IPendingMessage(Interface):
     """
     A message being written into a folder: the two-phase delivery contract.
@@ -169,6 +199,21 @@ class IMailStore(Interface):
         """Remove a folder from the subscriptions."""
 
 
+class IQuotaStore(Interface):
+    """
+    Optional for an L{IMailStore}: a store that keeps per-user quotas.
+    Deliveries into such a store raise L{tmail.errors.OverQuota} (from
+    C{commit}, C{publish} or C{copyMessage}) when they would go over a
+    limit; front ends use L{quota} to refuse early and to report usage.
+    """
+
+    def quota() -> QuotaUsage | None:
+        """Current usage and limits, or C{None} when the store keeps no quota."""
+
+    def recalculateQuota() -> QuotaUsage | None:
+        """Count the usage again from the messages themselves and return it."""
+
+
 class IUserDirectory(Interface):
     """
     Domains, users, aliases and password hashes.  Addresses are
@@ -198,6 +243,19 @@ class IUserDirectory(Interface):
         """
         The addresses an alias (or a C{@domain} catch-all, when C{address}
         is not otherwise known) points to, or C{None} when there is no alias.
+        """
+
+
+class IUserFields(Interface):
+    """
+    Optional for an L{IUserDirectory}: per-user settings as Dovecot's
+    userdb extra fields (C{quota_rule=*:storage=1G}).
+    """
+
+    def userFields(address: str) -> dict[str, str]:
+        """
+        The user's extra fields, names without a C{userdb_} prefix; empty for
+        an unknown user.
         """
 
 

@@ -171,6 +171,7 @@ def makeService(
                 portal=portal,
                 tlsContextFactory=tls,
                 throttle=throttle,
+                overQuota=settings.quota.over_quota,
             )
             factories.append((name, smtp.listen, factory))
     if settings.imap is not None:

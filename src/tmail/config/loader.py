@@ -37,6 +37,7 @@ from tmail.config.schema import (
     AuthSettings,
     IMAPSettings,
     POP3Settings,
+    QuotaSettings,
     RealmSettings,
     Settings,
     SMTPSettings,
@@ -44,6 +45,7 @@ from tmail.config.schema import (
 )
 from tmail.directory.addresses import isValidHostname
 from tmail.errors import ConfigError
+from tmail.store.quota import parseSize
 from tmail.tls import serverContextFactory
 
 __all__ = ["loadSettings"]
@@ -53,6 +55,7 @@ _S = TypeVar("_S")
 _SECTIONS: dict[str, type[Any]] = {
     "realm": RealmSettings,
     "auth": AuthSettings,
+    "quota": QuotaSettings,
     "tls": TLSSettings,
     "smtp": SMTPSettings,
     "submission": SMTPSettings,
@@ -62,7 +65,7 @@ _SECTIONS: dict[str, type[Any]] = {
 _TOP_LEVEL = ("hostname", "data_dir", "log_format")
 
 #: Numbers that may be zero; every other limit must be positive.
-_NON_NEGATIVE = frozenset({"auth.failure_delay"})
+_NON_NEGATIVE = frozenset({"auth.failure_delay", "quota.storage", "quota.messages"})
 
 _BACKEND = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
@@ -164,6 +167,7 @@ class _Loader:
         auth = self.section("auth", document, AuthSettings) or AuthSettings()
         if auth.max_failure_delay < auth.failure_delay:
             self.fail("auth.max_failure_delay", "must not be less than auth.failure_delay")
+        quota = self.section("quota", document, QuotaSettings) or QuotaSettings()
         self.tls = self.section("tls", document, TLSSettings)
         if self.tls is not None:
             self.checkTLS(self.tls)
@@ -174,6 +178,7 @@ class _Loader:
             data_dir=dataDir,
             realm=realm,
             auth=auth,
+            quota=quota,
             tls=self.tls,
             smtp=self.section("smtp", document, SMTPSettings),
             submission=self.section("submission", document, SMTPSettings),
@@ -222,6 +227,8 @@ class _Loader:
             return self.backend(key, value)
         if key == "realm.domain":
             return self.domain(key, value)
+        if key == "quota.storage":
+            return self.size(key, value)
         if origin is Literal:
             return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
         if origin is tuple:
@@ -274,6 +281,15 @@ class _Loader:
                 self.fail(key, "must not be negative")
         elif value <= 0:
             self.fail(key, "must be positive")
+
+    def size(self, key: str, value: object) -> int:
+        """Bytes: an integer, or a string with a K, M, G or T suffix (C{"1G"})."""
+        if isinstance(value, str):
+            try:
+                return parseSize(value)
+            except ValueError:
+                self.fail(key, f'expected a size such as "500M" or "1G", got {_describe(value)}')
+        return self.integer(key, value)
 
     def choice(self, key: str, value: object, allowed: typing.Sequence[str]) -> str:
         if not isinstance(value, str):

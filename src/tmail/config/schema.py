@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 PlaintextAuthPolicy = Literal["loopback", "never", "always"]
+OverQuotaPolicy = Literal["reject", "tempfail"]
 
 MiB = 1024 * 1024
 
@@ -56,6 +57,25 @@ class AuthSettings:
     max_failure_delay: float = 15.0
     max_failures: int = 10
     failure_window: float = 300.0
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """
+    Every user's default quota, kept in the Maildir++ C{maildirsize} file.
+    A user's own limits (C{tmail quota set}) override these.
+
+    @ivar storage: bytes of all messages in all folders (the file may say
+        C{"1G"}, C{"500M"}; binary units); 0 means no limit.
+    @ivar messages: number of messages in all folders; 0 means no limit.
+    @ivar over_quota: what SMTP answers for a recipient whose mailbox is
+        full: C{"reject"} (C{552 5.2.2}, the sender gets a bounce at once)
+        or C{"tempfail"} (C{452 4.2.2}, the sender retries for days).
+    """
+
+    storage: int = 0
+    messages: int = 0
+    over_quota: OverQuotaPolicy = "reject"
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,7 @@ class Settings:
     data_dir: Path
     realm: RealmSettings = field(default_factory=RealmSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
     tls: TLSSettings | None = None
     smtp: SMTPSettings | None = None
     submission: SMTPSettings | None = None

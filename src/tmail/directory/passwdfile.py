@@ -7,7 +7,9 @@ Under the directory's root:
   - C{passwd}: Dovecot's passwd-file format,
     C{user@domain:{ARGON2ID}$argon2id$...::::::} (C{user:password:uid:gid:
     gecos:home:shell} and optional extra fields), so an operator can move
-    users between Dovecot and tmail;
+    users between Dovecot and tmail.  The extra fields (space-separated
+    C{name=value} after the seventh colon, e.g.
+    C{userdb_quota_rule=*:storage=1G}) are per-user settings;
   - C{aliases}: C{source@domain: target1@x, target2@y}, where a source
     C{@domain} is that domain's catch-all.
 
@@ -44,7 +46,7 @@ from tmail.directory.passwords import (
     verifyPassword,
 )
 from tmail.errors import DirectoryError
-from tmail.interfaces import IUserDirectory
+from tmail.interfaces import IUserDirectory, IUserFields
 
 __all__ = ["PasswdFileDirectory"]
 
@@ -65,12 +67,38 @@ def _contentLines(lines: list[str]) -> Iterator[tuple[int, str]]:
             yield index, text
 
 
+#: The passwd-file fields before the extra fields.
+_FIXED_FIELDS = 7
+_USERDB_PREFIX = "userdb_"
+
+
 @dataclass(frozen=True)
 class _User:
-    """One passwd-file entry: the address as stored and its C{{SCHEME}hash}."""
+    """
+    One passwd-file entry: the address as stored, its C{{SCHEME}hash} and
+    the raw extra fields.
+    """
 
     address: str
     passwordHash: str
+    extra: str = ""
+
+
+def _extraFields(extra: str) -> dict[str, str]:
+    """
+    C{name=value} extra fields, C{userdb_} prefix removed (a prefixed field
+    wins over an unprefixed one of the same name); a bare C{name} has the
+    value C{""}.
+    """
+    plain: dict[str, str] = {}
+    prefixed: dict[str, str] = {}
+    for token in extra.split():
+        name, _, value = token.partition("=")
+        if name.startswith(_USERDB_PREFIX):
+            prefixed[name[len(_USERDB_PREFIX) :]] = value
+        else:
+            plain[name] = value
+    return plain | prefixed
 
 
 def _parseDomains(lines: list[str]) -> frozenset[str]:
@@ -91,7 +119,11 @@ def _parsePasswd(lines: list[str]) -> dict[str, _User]:
         key = _passwdKey(text)
         if key is not None and key not in users:
             local, _, domain = fields[0].rpartition("@")
-            users[key] = _User(f"{local}@{domain.lower()}", fields[1] if len(fields) > 1 else "")
+            users[key] = _User(
+                f"{local}@{domain.lower()}",
+                fields[1] if len(fields) > 1 else "",
+                ":".join(fields[_FIXED_FIELDS:]),
+            )
     return users
 
 
@@ -150,7 +182,7 @@ class _WatchedFile(Generic[_T]):
         return self._value
 
 
-@implementer(IUserDirectory)
+@implementer(IUserDirectory, IUserFields)
 class PasswdFileDirectory:
     """
     An L{IUserDirectory} over C{domains}, C{passwd} and C{aliases} files in
@@ -250,6 +282,14 @@ class PasswdFileDirectory:
         catchAll = aliases.get("@" + _domainOf(key))
         return list(catchAll) if catchAll is not None else None
 
+    def userFields(self, address: str) -> dict[str, str]:
+        """
+        The user's extra fields, names without their C{userdb_} prefix;
+        empty for an unknown user.
+        """
+        user = self._lookupUser(address)
+        return {} if user is None else _extraFields(user.extra)
+
     def _lookupUser(self, address: str) -> _User | None:
         try:
             key = normalizeAddress(address)
@@ -334,6 +374,45 @@ class PasswdFileDirectory:
                 fields = lines[index].strip().split(":")
                 fields[1:2] = [passwordHash]
                 out[index] = ":".join(fields)
+            return out
+
+        with self._locked():
+            if self._lookupUser(key) is None:
+                raise DirectoryError(f"no such user: {key}")
+            self._rewrite(self._passwd, change)
+
+    def setUserFields(self, address: str, changes: dict[str, str | None]) -> None:
+        """
+        Set extra fields of the user (written with the C{userdb_} prefix, so
+        Dovecot's passdb hands them to its userdb) or remove them (value
+        C{None}, with or without the prefix), keeping the other fields.
+
+        @raise DirectoryError: when there is no such user, or a name or value
+            would not survive the file format (spaces, colons in names).
+        """
+        key = normalizeAddress(address)
+        for name, value in changes.items():
+            if not name or any(c.isspace() or c in ":=" for c in name):
+                raise DirectoryError(f"invalid field name {name!r}")
+            if value is not None and any(c.isspace() for c in value):
+                raise DirectoryError(f"invalid value for {name}: {value!r}")
+
+        def change(lines: list[str]) -> list[str]:
+            out = list(lines)
+            for index in _passwdLines(lines, key)[:1]:
+                fields = lines[index].strip().split(":")
+                fixed = (fields + [""] * _FIXED_FIELDS)[:_FIXED_FIELDS]
+                tokens = [
+                    token
+                    for token in ":".join(fields[_FIXED_FIELDS:]).split()
+                    if token.partition("=")[0].removeprefix(_USERDB_PREFIX) not in changes
+                ]
+                tokens += [
+                    f"{_USERDB_PREFIX}{name}={value}"
+                    for name, value in changes.items()
+                    if value is not None
+                ]
+                out[index] = ":".join(fixed) + ":" + " ".join(tokens)
             return out
 
         with self._locked():

@@ -7,7 +7,9 @@ What the handlers fix in Twisted's (each has a regression test):
   - STARTTLS runs no command pipelined after it (CVE-2011-0411 class).
   - LOGIN and AUTHENTICATE follow the plaintext policy and the throttle.
   - Store errors are C{NO [TRYCREATE]}, C{[NONEXISTENT]}, C{[ALREADYEXISTS]}
-    (Twisted turned several into C{BAD} through str/bytes errors).
+    (Twisted turned several into C{BAD} through str/bytes errors), and
+    C{[OVERQUOTA]} (RFC 5530) for an APPEND or COPY over the user's quota;
+    an APPEND whose literal cannot fit is refused before the client sends it.
   - SELECT reports UNSEEN, UIDNEXT and PERMANENTFLAGS; FETCH sets C{\\Seen},
     honours partial ranges and serves exact bytes; APPEND and COPY report
     UIDPLUS codes.
@@ -45,6 +47,7 @@ from tmail.imap.mutf7 import encodeName
 from tmail.imap.parse import parseDateTime, parseFlags, parseQuoted, wholeLiteral
 from tmail.imap.session import CommandError, IMAPSession, no
 from tmail.imap.structure import quoted
+from tmail.interfaces import IQuotaStore
 
 _log = Logger()
 
@@ -340,6 +343,11 @@ class IMAPServer(IMAPSession):
             raise no(b"[TRYCREATE] No such mailbox") from None
         if size > self.settings.max_literal_size:
             raise no(b"[TOOBIG] Message too large")
+        store = self._account().store
+        if IQuotaStore.providedBy(store):
+            usage = store.quota()
+            if usage is not None and usage.refusal(size) is not None:
+                raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)")
         pending = folder.beginMessage(flags, date)
         self._abortOnLost = pending
 

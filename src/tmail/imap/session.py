@@ -34,7 +34,7 @@ from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter, sendPromptly
-from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreFull
+from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount
 from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.mutf7 import BadMailboxName, decodeName
@@ -393,6 +393,8 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
             return b"NO", b"[ALREADYEXISTS] Mailbox already exists"
         if isinstance(error, BadMailboxName | InvalidFolderName):
             return b"NO", b"[CANNOT] " + _safe(str(error))
+        if isinstance(error, OverQuota):
+            return b"NO", b"[OVERQUOTA] Quota exceeded (mailbox for user is full)"
         if isinstance(error, StoreFull):
             return b"NO", b"[OVERQUOTA] Not enough storage"
         if isinstance(error, imap4.ReadOnlyMailbox):

@@ -6,6 +6,10 @@ mailbox) built over the user's L{IMailStore}, and resolves recipient
 addresses (sub-addresses, aliases, catch-alls) for SMTP.  Subclasses decide
 where a user's mail lives by overriding L{MailRealm.mailboxPath}, or keep it
 somewhere else entirely by overriding L{MailRealm.createStore}.
+
+The realm also decides each user's quota: the configured default
+(C{[quota]}), overridden by the user's Dovecot-style C{quota_rule} fields in
+the directory (see L{MailRealm.quotaLimits}).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from twisted.mail import imap4, pop3
 from zope.interface import implementer
 
 from tmail.errors import NotHostedDomain, RecipientError, UnknownRecipient
-from tmail.interfaces import IMailRealm, IMailStore, IUserDirectory
+from tmail.interfaces import IMailRealm, IMailStore, IUserDirectory, IUserFields
+from tmail.store.quota import QuotaLimits, limitsFromFields
 
 #: How deep alias chains may go before delivery gives up on a loop.
 MAX_ALIAS_DEPTH = 10
@@ -39,12 +44,15 @@ class MailRealm:
 
     @ivar recipientDelimiter: separates a user from a sub-address tag
         (C{user+tag@domain} delivers to C{user@domain}); empty to disable.
+    @ivar defaultQuota: every user's limits unless the directory gives the
+        user their own (no limits by default).
     """
 
     recipientDelimiter = "+"
 
-    def __init__(self, directory: IUserDirectory) -> None:
+    def __init__(self, directory: IUserDirectory, *, quota: QuotaLimits | None = None) -> None:
         self.directory = directory
+        self.defaultQuota = quota or QuotaLimits()
         self._stores: dict[str, IMailStore] = {}
 
     def mailboxPath(self, user: str) -> Path:
@@ -52,10 +60,25 @@ class MailRealm:
         raise NotImplementedError
 
     def createStore(self, user: str) -> IMailStore:
-        """Make the store of C{user}: a Maildir at L{mailboxPath}."""
+        """
+        Make the store of C{user}: a Maildir at L{mailboxPath} that keeps
+        the quota L{quotaLimits} gives (asked again at every delivery, so a
+        changed setting applies at once).
+        """
         from tmail.store.maildir import MaildirStore
 
-        return MaildirStore(self.mailboxPath(user))
+        return MaildirStore(self.mailboxPath(user), quota=lambda: self.quotaLimits(user))
+
+    def quotaLimits(self, user: str) -> QuotaLimits:
+        """
+        The limits of C{user}: L{defaultQuota}, with what the user's
+        C{quota_rule} fields (C{quota_rule=*:storage=100M},
+        C{quota_rule2=*:messages=1000}, as Dovecot reads them from a userdb)
+        override, when the directory provides L{IUserFields}.
+        """
+        if not IUserFields.providedBy(self.directory):
+            return self.defaultQuota
+        return limitsFromFields(self.directory.userFields(user), self.defaultQuota)
 
     def storeFor(self, user: str) -> IMailStore:
         key = user.lower()

@@ -7,8 +7,10 @@ import importlib
 from tmail.config.schema import Settings
 from tmail.errors import ConfigError
 from tmail.interfaces import IMailRealm, IUserDirectory
+from tmail.realm.base import MailRealm
 from tmail.realm.maildir import MaildirRealm
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.quota import QuotaLimits
 
 
 def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRealm:
@@ -16,16 +18,19 @@ def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRea
     C{virtual}, C{maildir}, or C{package.module:Class}.  A custom class is
     called as C{Class.fromSettings(settings, directory)} when it has that
     class method, else as C{Class(directory, data_dir / "mail")} (the
-    signature of L{VirtualDomainRealm}).
+    signature of L{VirtualDomainRealm}).  The C{[quota]} limits become the
+    default quota of a L{MailRealm} (a C{fromSettings} class reads them from
+    the settings itself).
     """
     backend = settings.realm.backend
     mailRoot = settings.realm.root or settings.data_dir / "mail"
+    quota = QuotaLimits(settings.quota.storage, settings.quota.messages)
     if backend == "virtual":
-        return VirtualDomainRealm(directory, mailRoot)
+        return VirtualDomainRealm(directory, mailRoot, quota=quota)
     if backend == "maildir":
         if not settings.realm.domain:
             raise ConfigError(str(settings.path), "realm.domain", "required by the maildir backend")
-        return MaildirRealm(directory, mailRoot, settings.realm.domain)
+        return MaildirRealm(directory, mailRoot, settings.realm.domain, quota=quota)
     moduleName, _, className = backend.partition(":")
     try:
         cls = getattr(importlib.import_module(moduleName), className)
@@ -44,4 +49,7 @@ def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRea
         raise ConfigError(
             str(settings.path), "realm.backend", f"{backend} does not provide IMailRealm"
         )
-    return realm
+    built: IMailRealm = realm
+    if not factory and isinstance(built, MailRealm):
+        built.defaultQuota = quota
+    return built

@@ -7,6 +7,7 @@ from pathlib import Path
 from tmail.errors import NotHostedDomain
 from tmail.interfaces import IUserDirectory
 from tmail.realm.base import MailRealm, splitAddress
+from tmail.store.quota import QuotaLimits
 
 
 class MaildirRealm(MailRealm):
@@ -15,8 +16,15 @@ class MaildirRealm(MailRealm):
     C{root/<local part>/}.  Users may log in with their local part alone.
     """
 
-    def __init__(self, directory: IUserDirectory, root: Path, domain: str) -> None:
-        super().__init__(directory)
+    def __init__(
+        self,
+        directory: IUserDirectory,
+        root: Path,
+        domain: str,
+        *,
+        quota: QuotaLimits | None = None,
+    ) -> None:
+        super().__init__(directory, quota=quota)
         self.root = root
         self.domain = domain.lower()
 

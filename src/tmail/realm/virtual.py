@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tmail.interfaces import IUserDirectory
 from tmail.realm.base import MailRealm, splitAddress
+from tmail.store.quota import QuotaLimits
 
 
 class VirtualDomainRealm(MailRealm):
@@ -14,8 +15,10 @@ class VirtualDomainRealm(MailRealm):
     Dovecot's C{mail_location = maildir:/var/vmail/%d/%n}.
     """
 
-    def __init__(self, directory: IUserDirectory, mailRoot: Path) -> None:
-        super().__init__(directory)
+    def __init__(
+        self, directory: IUserDirectory, mailRoot: Path, *, quota: QuotaLimits | None = None
+    ) -> None:
+        super().__init__(directory, quota=quota)
         self.mailRoot = mailRoot
 
     def mailboxPath(self, user: str) -> Path:

@@ -8,6 +8,11 @@ C{receivedHeader} see neither the TLS nor the AUTH state of the session, and
 its C{DATA} handling answers before anything is durable.  The server keeps
 the envelope and asks L{LocalDelivery} for one L{MailboxMessage} (a Twisted
 C{IMessage}) per local user when C{DATA} starts.
+
+Quotas are per recipient: L{LocalDelivery.overQuota} lets C{RCPT} refuse a
+user whose mailbox is already full (or too full for the size C{MAIL FROM}
+declared), and L{commitAll} refuses a copy that does not fit without
+stopping the other recipients' copies.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
 from twisted.mail import smtp
 from zope.interface import implementer
 
-from tmail.interfaces import IMailRealm, IPendingMessage
+from tmail.errors import OverQuota
+from tmail.interfaces import IMailRealm, IPendingMessage, IQuotaStore
 from tmail.smtp.headers import Trace, traceHeaders
+
+_log = Logger()
 
 #: Bytes gathered in memory before they are handed to the store.
 WRITE_CHUNK = 64 * 1024
@@ -34,10 +43,13 @@ class MailboxMessage:
 
     Lines arrive without their CRLF and are stored with it; the trace
     headers are written first.
+
+    @ivar user: the canonical address of the user the copy is for.
     """
 
-    def __init__(self, pending: IPendingMessage, prefix: bytes) -> None:
+    def __init__(self, pending: IPendingMessage, prefix: bytes, user: str = "") -> None:
         self.pending = pending
+        self.user = user
         self._chunks: list[bytes] = [prefix]
         self._buffered = len(prefix)
         self._finished = False
@@ -95,25 +107,55 @@ class LocalDelivery:
         INBOX, trace headers written.
         """
         folder = self.realm.storeFor(user).getFolder("INBOX")
-        return MailboxMessage(folder.beginMessage(), traceHeaders(trace, sender, user, recipient))
+        prefix = traceHeaders(trace, sender, user, recipient)
+        return MailboxMessage(folder.beginMessage(), prefix, user)
+
+    def overQuota(self, user: str, size: int) -> bool:
+        """
+        Whether a message of C{size} bytes would take C{user} over quota,
+        as far as the store can tell before the message arrives.  A store
+        without quotas, or one whose usage cannot be read, says no: the
+        delivery itself is the final check.
+        """
+        store = self.realm.storeFor(user)
+        if not IQuotaStore.providedBy(store):
+            return False
+        try:
+            usage = store.quota()
+        except Exception:
+            _log.failure("Cannot read the quota of {user}", user=user)
+            return False
+        return usage is not None and usage.refusal(size) is not None
 
 
-def publishAll(messages: Sequence[MailboxMessage]) -> None:
-    """Make every copy durable; runs in a worker thread (see L{commitAll})."""
+def publishAll(messages: Sequence[MailboxMessage]) -> list[OverQuota | None]:
+    """
+    Make every copy durable; runs in a worker thread (see L{commitAll}).
+    A copy over its user's quota is refused (and thrown away) without
+    stopping the others: the list says which, in order.
+    """
+    outcomes: list[OverQuota | None] = []
     for message in messages:
-        message.pending.publish()
+        try:
+            message.pending.publish()
+        except OverQuota as e:
+            outcomes.append(e)
+        else:
+            outcomes.append(None)
+    return outcomes
 
 
 @inlineCallbacks
 def commitAll(
     messages: Sequence[MailboxMessage],
-    inThread: Callable[..., Deferred[None]] = deferToThread,
-) -> Generator[Deferred[Any], object, None]:
+    inThread: Callable[..., Deferred[Any]] = deferToThread,
+) -> Generator[Deferred[Any], Any, list[MailboxMessage]]:
     """
     Flush every copy, publish them (fsync, move into the folder) in a
-    worker thread, then commit them one by one in the reactor; on the
-    first failure abort the copies not yet committed and fail with that
-    error.
+    worker thread, then commit them one by one in the reactor.  Fires with
+    the copies refused because their user is over quota (the others are
+    delivered).  On any other failure abort the copies not yet committed
+    and fail with that error.
 
     The fsyncs are what a delivery waits for; in a thread, the deliveries
     of many sessions wait on the disk together and the reactor keeps
@@ -122,15 +164,22 @@ def commitAll(
     one succeeded (the fsync of the second folder fails): those users keep
     their copy, the client is told to retry, and they get it twice.
     """
-    committed = 0
+    refused: list[MailboxMessage] = []
     try:
         for message in messages:
             message.flush()
-        yield inThread(publishAll, messages)
-        for message in messages:
-            yield message.eomReceived()
-            committed += 1
+        outcomes = yield inThread(publishAll, messages)
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome is None:
+                try:
+                    yield message.eomReceived()
+                    continue
+                except OverQuota:
+                    pass
+            message.connectionLost()
+            refused.append(message)
     except BaseException:
-        for message in messages[committed:]:
+        for message in messages:
             message.connectionLost()
         raise
+    return refused

@@ -16,7 +16,7 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
 
 from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import SMTPSettings
+from tmail.config.schema import OverQuotaPolicy, SMTPSettings
 from tmail.connections import ConnectionCounter
 from tmail.interfaces import IMailRealm
 from tmail.smtp.delivery import LocalDelivery
@@ -32,6 +32,8 @@ class SMTPFactory(ServerFactory):
     @ivar checker: the portal's C{IUsernamePassword} checker, which AUTH
         uses directly (the realm has no SMTP avatar); C{None} disables AUTH.
     @ivar connections: open sessions per client address.
+    @ivar overQuota: C{"reject"} answers a full mailbox with C{552 5.2.2},
+        C{"tempfail"} with C{452 4.2.2}.
     @ivar runInThread: how the slow, durable half of a delivery leaves the
         reactor thread (C{deferToThread}; tests that drive a session over a
         C{StringTransport} run it in place).
@@ -52,8 +54,10 @@ class SMTPFactory(ServerFactory):
         portal: Portal | None,
         tlsContextFactory: CertificateOptions | None,
         throttle: AuthThrottle,
+        overQuota: OverQuotaPolicy = "reject",
     ) -> None:
         self.realm = realm
+        self.overQuota = overQuota
         self.settings = settings
         self.hostname = hostname
         self.submission = submission

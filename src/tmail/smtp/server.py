@@ -17,6 +17,13 @@ What this subclass changes, and why:
     after every copy is committed (fsync'd).
   - Every reply carries an enhanced status code (RFC 2034/3463) except the
     greeting, the HELO/EHLO replies and 3xx replies, which have none.
+  - A recipient over quota is refused at C{RCPT} when its mailbox is full
+    already or too full for the C{SIZE} declared, else its copy is refused
+    at the end of DATA while the other recipients get theirs; the reply is
+    C{552 5.2.2} (or C{452 4.2.2} with C{over_quota = "tempfail"}).  SMTP
+    has one reply for the whole message, so when only some copies were
+    refused the client is still told so (and the others may get the message
+    again on a retry): better twice than a 250 for mail nobody delivered.
   - AUTH PLAIN/LOGIN on submission only, and only over TLS; failures are
     throttled per client address.
   - Unexpected errors are logged and answered C{451 4.3.0}; no exception
@@ -41,7 +48,7 @@ from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost
 from tmail.connections import sendPromptly
-from tmail.errors import NotHostedDomain, RecipientError, StoreFull, UnknownRecipient
+from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
 from tmail.smtp.commands import CommandError, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.delivery import MailboxMessage, commitAll
 from tmail.smtp.headers import Trace, isHeaderField, protocolName, sanitiseHelo
@@ -60,6 +67,8 @@ STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage")
 TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 LINE_TOO_LONG = Reply(552, "5.3.4", "Message line too long")
 BARE_NEWLINE = Reply(550, "5.5.2", "Bare <CR> or <LF> received")
+MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: quota exceeded")
+MAILBOX_FULL_TEMPORARY = Reply(452, "4.2.2", "Mailbox full: quota exceeded")
 
 
 def newQueueID() -> str:
@@ -97,6 +106,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._user: str | None = None
         self._mechanism: Mechanism | None = None
         self._sender: str | None = None
+        self._declaredSize = 0
         self._recipients: list[tuple[str, list[str]]] = []
         self._messages: list[MailboxMessage] = []
         self._dataFailure: Reply | None = None
@@ -330,6 +340,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.reply(TOO_BIG)
             return
         self._sender = mail.sender
+        self._declaredSize = mail.size or 0
         self._recipients = []
         self.reply(Reply(250, "2.1.0", "Ok"))
 
@@ -360,6 +371,11 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         except RecipientError as e:
             self.reply(Reply(550, "5.1.2", _printable(str(e))))
             return
+        size = max(self._declaredSize, 1)
+        if all(self.factory.delivery.overQuota(user, size) for user in users):
+            self.log.info("smtp: {address}: mailbox full", address=_printable(address))
+            self.reply(self._mailboxFull())
+            return
         self._recipients.append((address, users))
         self.reply(Reply(250, "2.1.5", "Ok"))
 
@@ -385,9 +401,9 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         try:
             for user, address in firstRecipient.items():
                 messages.append(self.factory.delivery.begin(user, address, sender, trace))
-        except StoreFull:
+        except StoreFull as e:
             self._abort(messages)
-            self.reply(STORAGE_FULL)
+            self.reply(self._storeFull(e))
             return
         except Exception:
             self.log.failure("smtp {queueID}: delivery failed", queueID=self._queueID)
@@ -400,6 +416,13 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._firstLine = True
         self.mode = DATA
         self.sendCode(354, b"End data with <CR><LF>.<CR><LF>")
+
+    def _storeFull(self, error: StoreFull) -> Reply:
+        return self._mailboxFull() if isinstance(error, OverQuota) else STORAGE_FULL
+
+    def _mailboxFull(self, text: str | None = None) -> Reply:
+        reply = MAILBOX_FULL_TEMPORARY if self.factory.overQuota == "tempfail" else MAILBOX_FULL
+        return reply if text is None else Reply(reply.code, reply.status, text)
 
     def _trace(self) -> Trace:
         address = peerHost(self.transport)
@@ -440,8 +463,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 if line and not isHeaderField(line):
                     self._writeLine(b"")
             self._writeLine(line)
-        except StoreFull:
-            self._failData(STORAGE_FULL)
+        except StoreFull as e:
+            self._failData(self._storeFull(e))
 
     def _writeLine(self, line: bytes) -> None:
         for message in self._messages:
@@ -475,9 +498,26 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             return
         messages, self._messages = self._messages, []
         queueID, size = self._queueID, self._dataSize
-        committed: Deferred[None] = commitAll(messages, self.factory.runInThread)
+        committed: Deferred[list[MailboxMessage]] = commitAll(messages, self.factory.runInThread)
 
-        def stored(result: None) -> None:
+        def stored(refused: list[MailboxMessage]) -> None:
+            if refused:
+                self.log.info(
+                    "smtp {queueID}: over quota: {users}; stored for {count} other user(s)",
+                    queueID=queueID,
+                    users=", ".join(message.user for message in refused),
+                    count=len(messages) - len(refused),
+                )
+                if len(refused) == len(messages):
+                    self.reply(self._mailboxFull())
+                else:
+                    self.reply(
+                        self._mailboxFull(
+                            f"Mailbox full for {len(refused)} of {len(messages)} recipients;"
+                            " the others have the message"
+                        )
+                    )
+                return
             self.log.info(
                 "smtp {queueID}: stored {size} bytes for {count} user(s) from {client}",
                 queueID=queueID,
@@ -490,7 +530,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         def failed(reason: Failure) -> None:
             if isinstance(reason.value, StoreFull):
                 self.log.warn("smtp {queueID}: store full", queueID=queueID)
-                self.reply(STORAGE_FULL)
+                self.reply(self._storeFull(reason.value))
             else:
                 self.log.failure("smtp {queueID}: delivery failed", reason, queueID=queueID)
                 self.reply(INTERNAL_ERROR)

@@ -36,7 +36,9 @@ from tmail.interfaces import (
     IMailFolder,
     IMailStore,
     IPendingMessage,
+    IQuotaStore,
     MessageInfo,
+    QuotaUsage,
 )
 from tmail.store import keywords as _keywords
 from tmail.store import uidlist as _uidlist
@@ -62,6 +64,7 @@ from tmail.store.naming import (
     nameFromDisk,
     normalizeName,
 )
+from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage, messageSize
 from tmail.store.uidvalidity import nextUidValidity
 
 __all__ = ["MaildirFolder", "MaildirStore"]
@@ -256,6 +259,7 @@ class _PendingMessage:
         self._buffer = bytearray()
         self._done = False
         self._placed: _Placed | None = None
+        self._quotaChecked = False
 
     def write(self, data: bytes) -> None:
         if self._done or not self._writable:
@@ -312,6 +316,7 @@ class _PendingMessage:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+            self._checkQuota()
             if not self._folder._needsKeywordLetters(self._flags):
                 self._placed = self._folder._place(self._file(), self._flags)
         except OSError as e:
@@ -326,6 +331,7 @@ class _PendingMessage:
             if self._placed is None:
                 self._placed = self._folder._place(self._file(), self._flags)
             uid = self._folder._register(self._placed)
+            self._placed = None
         except OSError as e:
             self._fail(e)
         except BaseException:
@@ -337,6 +343,14 @@ class _PendingMessage:
     def _file(self) -> Path:
         assert self._tmpPath is not None
         return self._tmpPath
+
+    def _checkQuota(self) -> None:
+        """Refuse with L{OverQuota} a message that would not fit the user's quota."""
+        quota = self._folder._quota
+        if quota is None or self._quotaChecked:
+            return
+        quota.check(os.stat(self._file()).st_size)
+        self._quotaChecked = True
 
     def abort(self) -> None:
         self._done = True
@@ -352,6 +366,7 @@ class _PendingMessage:
             placed, self._placed = self._placed, None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._folder._path / placed.subdir / placed.filename)
+                self._folder._recordQuota(-placed.size, -1)
 
 
 @implementer(IMailFolder)
@@ -369,6 +384,9 @@ class MaildirFolder:
     Obtain folders from L{MaildirStore.getFolder}, which shares one object
     per folder.
     """
+
+    #: The user's quota, set by the store; C{None} keeps none.
+    _quota: MaildirQuota | None = None
 
     def __init__(
         self, name: str, path: Path, newUidValidity: Callable[[int], int] | None = None
@@ -980,6 +998,19 @@ class MaildirFolder:
 
     # Delivery
 
+    def _recordQuota(self, size: int, count: int) -> None:
+        if self._quota is not None:
+            self._quota.record(size, count)
+
+    def _quotaSize(self, entry: _Entry) -> int:
+        """
+        The bytes a message counts for in C{maildirsize}: its stored size
+        (C{,S=}), as a recount finds it, not the CRLF size of C{,W=}.
+        """
+        if self._quota is None:
+            return 0
+        return messageSize(os.path.join(self._path, entry.subdir), entry.filename) or 0
+
     def _needsKeywordLetters(self, flags: frozenset[str]) -> bool:
         return any(not flag.startswith("\\") for flag in flags)
 
@@ -1005,6 +1036,7 @@ class MaildirFolder:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target)
             raise
+        self._recordQuota(status.st_size, 1)
         return _Placed(base, subdir, filename, status.st_size, status.st_mtime_ns)
 
     def _register(self, placed: _Placed) -> int:
@@ -1131,21 +1163,27 @@ class MaildirFolder:
         if any(uid not in self._entries for uid in wanted) and self._sync():
             self._notify()
         removed: list[int] = []
+        freedBytes = freedCount = 0
         for uid in wanted:
             entry = self._entries.get(uid)
             if entry is None:
                 continue
+            size = self._quotaSize(entry)
             try:
                 os.unlink(self._pathOf(entry))
+                freedBytes, freedCount = freedBytes + size, freedCount + 1
             except FileNotFoundError:
                 located = self._locate(entry.info.key)
                 if located is not None:
                     self._setLocation(entry, *located)
+                    size = self._quotaSize(entry)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self._pathOf(entry))
+                        freedBytes, freedCount = freedBytes + size, freedCount + 1
             removed.append(uid)
         if not removed:
             return []
+        self._recordQuota(-freedBytes, -freedCount)
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
@@ -1189,10 +1227,16 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore)
+@implementer(IMailStore, IQuotaStore)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
+
+    With C{quota} (a callable returning the user's current L{QuotaLimits}),
+    the store keeps the Maildir++ C{maildirsize} file (see
+    L{tmail.store.quota}): deliveries and copies that would go over a limit
+    raise L{tmail.errors.OverQuota}, and expunges and folder deletions count
+    back down.  Without it, L{quota} is C{None}.
 
     @ivar root: the Maildir (C{cur/ new/ tmp/} of INBOX directly in it),
         created with mode 0700 on first use.
@@ -1200,10 +1244,11 @@ class MaildirStore:
 
     delimiter = DELIMITER
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, quota: Callable[[], QuotaLimits] | None = None) -> None:
         self.root = Path(root)
         self._folders: dict[str, MaildirFolder] = {}
         self._rootReady = False
+        self._quota = None if quota is None else MaildirQuota(self.root, quota)
 
     def __repr__(self) -> str:
         return f"<MaildirStore {str(self.root)!r}>"
@@ -1270,6 +1315,7 @@ class MaildirStore:
             folder = self._folders[canonical] = MaildirFolder(
                 canonical, self._pathOf(canonical), self._newUidValidity
             )
+            folder._quota = self._quota
         return folder
 
     def createFolder(self, name: str) -> MaildirFolder:
@@ -1297,6 +1343,9 @@ class MaildirStore:
         except FileNotFoundError:
             raise NoSuchFolder(canonical) from None
         fsyncDirectory(self.root)
+        if self._quota is not None:
+            freedBytes, freedCount = folderUsage(trash)
+            self._quota.record(-freedBytes, -freedCount)
         shutil.rmtree(trash, ignore_errors=True)
         folder = self._folders.pop(canonical, None)
         if folder is not None:
@@ -1361,6 +1410,20 @@ class MaildirStore:
             inbox._notify()
         if destination._sync(force=True):
             destination._notify()
+
+    # Quota
+
+    def quota(self) -> QuotaUsage | None:
+        if self._quota is None:
+            return None
+        self._ensureRoot()
+        return self._quota.usage()
+
+    def recalculateQuota(self) -> QuotaUsage | None:
+        if self._quota is None:
+            return None
+        self._ensureRoot()
+        return self._quota.recalculate()
 
     # Subscriptions
 
