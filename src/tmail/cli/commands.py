@@ -1,6 +1,6 @@
 """
-The C{tmail} commands that read a configuration: C{check} and the user
-directory commands (C{domain}, C{user}, C{alias}).
+The C{tmail} commands that read a configuration: C{check}, the user
+directory commands (C{domain}, C{user}, C{alias}) and C{quota}.
 
 Each command is a function of the parsed arguments, an L{IO} (so tests can
 capture output) and returns the exit status.  Refusals raise
@@ -23,6 +23,9 @@ from tmail.config.schema import Settings
 from tmail.directory.addresses import normalizeAddress, normalizeAliasSource, normalizeDomain
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import DirectoryError, TmailError
+from tmail.interfaces import IQuotaStore, QuotaUsage
+from tmail.realm.build import realmFromSettings
+from tmail.store.quota import humanSize, overrideFields, parseSize, userOverrides
 
 __all__ = ["IO", "CommandError", "readPassword"]
 
@@ -183,4 +186,106 @@ def aliasRemove(args: argparse.Namespace, io: IO) -> int:
     io.say(
         f"removed {args.target} from alias {source}" if args.target else f"removed alias {source}"
     )
+    return 0
+
+
+def _quotaStore(args: argparse.Namespace) -> tuple[str, PasswdFileDirectory, IQuotaStore]:
+    """The user's canonical address, the directory, and the user's store."""
+    settings, directory = _directory(args)
+    address = normalizeAddress(args.address)
+    if not directory.hasUser(address):
+        raise DirectoryError(f"no such user: {address}")
+    store = realmFromSettings(settings, directory).storeFor(address)
+    if not IQuotaStore.providedBy(store):
+        raise CommandError(f"the store of {address} keeps no quota ({settings.realm.backend})")
+    return address, directory, store
+
+
+def _showUsage(
+    io: IO, address: str, usage: QuotaUsage | None, own: tuple[int | None, int | None]
+) -> None:
+    """Usage and limits, exact and for people, and where each limit comes from."""
+    if usage is None:
+        raise CommandError(f"the store of {address} keeps no quota")
+    io.say(f"user: {address}")
+    rows = (
+        ("storage", usage.storage, usage.storageLimit, own[0], humanSize),
+        ("messages", usage.messages, usage.messagesLimit, own[1], _messageCount),
+    )
+    for name, used, limit, override, human in rows:
+        source = "user limit" if override is not None else "default limit"
+        if limit is None:
+            io.say(f"{name}: {used} of unlimited ({human(used)}; {source})")
+        else:
+            percent = 100 * used / limit
+            io.say(
+                f"{name}: {used} of {limit} ({human(used)} of {human(limit)},"
+                f" {percent:.0f}%; {source})"
+            )
+
+
+def _messageCount(count: int) -> str:
+    return f"{count} message" if count == 1 else f"{count} messages"
+
+
+def quotaShow(args: argparse.Namespace, io: IO) -> int:
+    """C{tmail quota show USER}: usage and limits (recounted if the file is stale)."""
+    address, directory, store = _quotaStore(args)
+    _showUsage(io, address, store.quota(), userOverrides(directory.userFields(address)))
+    return 0
+
+
+def quotaRecalc(args: argparse.Namespace, io: IO) -> int:
+    """C{tmail quota recalc USER}: count the messages again, rewrite C{maildirsize}."""
+    address, directory, store = _quotaStore(args)
+    _showUsage(io, address, store.recalculateQuota(), userOverrides(directory.userFields(address)))
+    return 0
+
+
+def _limitArgument(option: str, value: str, parse: Callable[[str], int]) -> int | None:
+    """C{None} for C{default}, else the non-negative number C{parse} makes of it."""
+    if value.strip().lower() == "default":
+        return None
+    try:
+        return parse(value)
+    except ValueError:
+        raise CommandError(f"{option}: not a valid value: {value!r}") from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
+def quotaSet(args: argparse.Namespace, io: IO) -> int:
+    """
+    C{tmail quota set USER [--storage SIZE] [--messages N]}: write the
+    user's own limits as C{userdb_quota_rule} fields of the passwd file;
+    C{default} removes one, so the configured C{[quota]} applies.
+    """
+    if args.storage is None and args.messages is None:
+        raise CommandError("give --storage, --messages or both")
+    _, directory = _directory(args)
+    address = normalizeAddress(args.address)
+    if not directory.hasUser(address):
+        raise DirectoryError(f"no such user: {address}")
+    fields = directory.userFields(address)
+    storage, messages = userOverrides(fields)
+    if args.storage is not None:
+        storage = _limitArgument("--storage", args.storage, parseSize)
+    if args.messages is not None:
+        messages = _limitArgument("--messages", args.messages, _count)
+    directory.setUserFields(address, overrideFields(fields, storage, messages))
+    shown = {
+        "storage": None if storage is None else f"{storage} ({humanSize(storage)})",
+        "messages": None if messages is None else str(messages),
+    }
+    for name, value in shown.items():
+        if value is None:
+            io.say(f"{address}: {name}: the default")
+        elif value.startswith("0"):
+            io.say(f"{address}: {name}: unlimited")
+        else:
+            io.say(f"{address}: {name}: {value}")
     return 0

@@ -6,6 +6,7 @@ The C{tmail} administration command.
     tmail domain add|list|remove ...
     tmail user add|list|passwd|remove ...
     tmail alias add|list|remove ...
+    tmail quota show|set|recalc ...
 
 C{--config} may come before or after the subcommand and defaults to
 C{$TMAIL_CONFIG}, else C{./tmail.toml}.  Exit status: 0 on success, 1 when
@@ -126,6 +127,27 @@ def buildParser() -> argparse.ArgumentParser:
     p = leaf(alias, "remove", commands.aliasRemove, "remove an alias, or one of its targets")
     p.add_argument("source")
     p.add_argument("target", nargs="?")
+
+    quota = sub.add_parser("quota", help="per-user quotas").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    leaf(quota, "show", commands.quotaShow, "show a user's usage and limits").add_argument(
+        "address"
+    )
+    p = leaf(
+        quota,
+        "set",
+        commands.quotaSet,
+        "set a user's own limits (0: unlimited, default: the configured [quota])",
+    )
+    p.add_argument("address")
+    p.add_argument(
+        "--storage", metavar="SIZE", help='bytes, or with a unit: "500M", "1G"; 0 or "default"'
+    )
+    p.add_argument("--messages", metavar="N", help='a number of messages; 0 or "default"')
+    leaf(
+        quota, "recalc", commands.quotaRecalc, "count a user's usage again from the messages"
+    ).add_argument("address")
     return parser
 
 

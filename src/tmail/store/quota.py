@@ -319,8 +319,11 @@ def overrideFields(
     """
     The field changes (C{None} removes a field) that make a user's own
     limits C{storage} and C{messages} (C{None}: the configured default),
-    written as C{quota_rule=*:storage=...} and C{quota_rule2=*:messages=...}.
-    Rules for other mailboxes are kept.
+    written as C{quota_rule=*:storage=...} and C{quota_rule2=*:messages=...}
+    (the next free numbers when rules for other mailboxes, which are kept,
+    hold those names).  Dovecot replaces its configured C{quota_rule} with
+    the user's, so the storage override keeps that name and a message
+    override alone leaves it to the configured default.
     """
     changes: dict[str, str | None] = {}
     taken = set(fields)
@@ -330,11 +333,10 @@ def overrideFields(
             taken.discard(name)
     wanted = []
     if storage is not None:
-        wanted.append(f"*:storage={formatSize(storage)}")
+        wanted.append((1, f"*:storage={formatSize(storage)}"))
     if messages is not None:
-        wanted.append(f"*:messages={messages}")
-    number = 1
-    for rule in wanted:
+        wanted.append((2, f"*:messages={messages}"))
+    for number, rule in wanted:
         while (name := "quota_rule" if number == 1 else f"quota_rule{number}") in taken:
             number += 1
         changes[name] = rule
