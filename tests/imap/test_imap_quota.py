@@ -69,9 +69,7 @@ class IMAPQuotaTests(TestCase):
 
         first, second, third, afterExpunge = yield inThread(client)
         self.assertEqual((first[0], second[0]), ("OK", "OK"))
-        self.assertEqual(
-            third, ("NO", [b"[OVERQUOTA] Quota exceeded (mailbox for user is full)"])
-        )
+        self.assertEqual(third, ("NO", [b"[OVERQUOTA] Quota exceeded (mailbox for user is full)"]))
         self.assertEqual(afterExpunge[0], "OK")
         usage = self.store.quota()  # type: ignore[attr-defined]
         self.assertEqual((usage.storage, usage.messages), (2 * len(MESSAGE), 2))

@@ -425,9 +425,9 @@ plugin {{
     for path in [tmp_path / "mail", *(tmp_path / "mail").rglob("*")]:
         os.chown(path, mailUser.pw_uid, mailUser.pw_gid)
     appended = b"Subject: from dovecot\r\n\r\nhi\r\n"
-    script = (
-        b"a GETQUOTAROOT INBOX\r\nb APPEND INBOX {%d+}\r\n%s\r\nc LOGOUT\r\n"
-        % (len(appended), appended)
+    script = b"a GETQUOTAROOT INBOX\r\nb APPEND INBOX {%d+}\r\n%s\r\nc LOGOUT\r\n" % (
+        len(appended),
+        appended,
     )
     result = subprocess.run(
         [
