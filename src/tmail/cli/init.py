@@ -50,6 +50,12 @@ backend = "virtual"               # or "maildir" with domain = "...", or "packag
 # max_failures = {_auth.max_failures}
 # failure_window = {_auth.failure_window}
 
+# Every user's default quota; "tmail quota set" overrides it per user.
+# [quota]
+# storage = 0                     # bytes, or "500M", "1G"; 0 = unlimited
+# messages = 0
+# over_quota = "reject"           # full mailbox: 552 5.2.2; "tempfail": 452 4.2.2
+
 [tls]
 # A self-signed certificate; replace it with one from a CA for real use.
 certificate = "cert.pem"
