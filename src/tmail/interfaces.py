@@ -210,6 +210,14 @@ class IQuotaStore(Interface):
     def quota() -> QuotaUsage | None:
         """Current usage and limits, or C{None} when the store keeps no quota."""
 
+    def checkQuota(size: int, count: int = 1) -> None:
+        """
+        Raise L{tmail.errors.OverQuota} when C{count} more messages of
+        C{size} bytes in all would not fit.  Cheap: front ends call it before
+        a message arrives (SMTP RCPT, IMAP APPEND), and without limits it
+        reads nothing.
+        """
+
     def recalculateQuota() -> QuotaUsage | None:
         """Count the usage again from the messages themselves and return it."""
 

@@ -205,6 +205,7 @@ def test_unlimited_user_file_is_made_on_request_and_then_kept(tmp_path: Path) ->
     store = quotaStore(tmp_path)
     inbox = store.getFolder("INBOX")
     deliver(inbox)
+    store.checkQuota(10**15, 10**9)
     assert not (tmp_path / FILENAME).exists()
     assert store.quota() == QuotaUsage(len(MESSAGE), 1)
     assert (tmp_path / FILENAME).read_text() == f"0S\n{len(MESSAGE)} 1\n"
@@ -218,6 +219,9 @@ def test_message_that_would_cross_the_storage_limit_is_refused(tmp_path: Path) -
     inbox = store.getFolder("INBOX")
     deliver(inbox)
     deliver(inbox)
+    store.checkQuota(0)
+    with pytest.raises(OverQuota):
+        store.checkQuota(1)
     with pytest.raises(OverQuota) as caught:
         deliver(inbox, b"x")
     assert caught.value.resource == "storage"

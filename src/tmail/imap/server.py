@@ -33,7 +33,7 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tmail.errors import NoSuchFolder
+from tmail.errors import NoSuchFolder, OverQuota
 from tmail.imap.account import IMAPAccount
 from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
 from tmail.imap.mailbox import (
@@ -345,9 +345,10 @@ class IMAPServer(IMAPSession):
             raise no(b"[TOOBIG] Message too large")
         store = self._account().store
         if IQuotaStore.providedBy(store):
-            usage = store.quota()
-            if usage is not None and usage.refusal(size) is not None:
-                raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)")
+            try:
+                store.checkQuota(size)
+            except OverQuota:
+                raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)") from None
         pending = folder.beginMessage(flags, date)
         self._abortOnLost = pending
 

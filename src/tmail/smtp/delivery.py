@@ -121,11 +121,12 @@ class LocalDelivery:
         if not IQuotaStore.providedBy(store):
             return False
         try:
-            usage = store.quota()
+            store.checkQuota(size)
+        except OverQuota:
+            return True
         except Exception:
             _log.failure("Cannot read the quota of {user}", user=user)
-            return False
-        return usage is not None and usage.refusal(size) is not None
+        return False
 
 
 def publishAll(messages: Sequence[MailboxMessage]) -> list[OverQuota | None]:

@@ -1419,6 +1419,11 @@ class MaildirStore:
         self._ensureRoot()
         return self._quota.usage()
 
+    def checkQuota(self, size: int, count: int = 1) -> None:
+        if self._quota is not None:
+            self._ensureRoot()
+            self._quota.check(size, count)
+
     def recalculateQuota(self) -> QuotaUsage | None:
         if self._quota is None:
             return None
