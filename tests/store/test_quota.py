@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import pwd
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support import dovecot
 from tmail.errors import OverQuota, StoreFull
 from tmail.interfaces import IQuotaStore, QuotaUsage
 from tmail.store.maildir import MaildirFolder, MaildirStore
@@ -376,31 +376,22 @@ def test_sum_of_changes_equals_a_recount_after_any_mail_traffic(
 # Dovecot reads the file tmail writes
 
 
-def _dovecotImap() -> str | None:
-    if not Path("/usr/lib/dovecot/imap").exists():
-        return "Dovecot's imap binary is not installed"
-    if os.geteuid() != 0:
-        return "needs root (Dovecot's mail process switches to the mail user)"
-    return None
-
-
 @pytest.fixture
 def sharedPath() -> Iterator[Path]:
-    """A scratch folder other users can enter (pytest's tmp_path is private)."""
-    with tempfile.TemporaryDirectory(prefix="tmail-quota-") as scratch:
-        os.chmod(scratch, 0o755)
-        yield Path(scratch)
+    with dovecot.scratchDirectory() as path:
+        yield path
 
 
-@pytest.mark.skipif(_dovecotImap() is not None, reason=str(_dovecotImap()))
+@pytest.mark.skipif(dovecot.missing() is not None, reason=str(dovecot.missing()))
 def test_dovecot_maildir_quota_reads_and_extends_the_file_tmail_writes(sharedPath: Path) -> None:
     """
-    Dovecot's C{maildir} quota backend takes tmail's file as it is (its
-    counts, no recount), appends its own change line, and tmail then sums
-    Dovecot's line with its own.
+    Dovecot's C{maildir} quota backend (its C{imap} binary run preauthenticated
+    as the mail user) takes tmail's file as it is (its counts, no recount),
+    appends its own change line, and tmail then sums Dovecot's line with its
+    own.
     """
     tmp_path = sharedPath
-    mailUser = pwd.getpwnam("mail")
+    uid, _ = dovecot.mailIds()
     root = tmp_path / "mail" / "alice"
     store = quotaStore(root, 1024**2, 10)
     inbox = store.getFolder("INBOX")
@@ -426,8 +417,7 @@ plugin {{
 }}
 """
     )
-    for path in [tmp_path / "mail", *(tmp_path / "mail").rglob("*")]:
-        os.chown(path, mailUser.pw_uid, mailUser.pw_gid)
+    dovecot.handToMailUser(tmp_path / "mail")
     appended = b"Subject: from dovecot\r\n\r\nhi\r\n"
     script = b"a GETQUOTAROOT INBOX\r\nb APPEND INBOX {%d+}\r\n%s\r\nc LOGOUT\r\n" % (
         len(appended),
@@ -443,7 +433,7 @@ plugin {{
             "-o",
             "mail_gid=mail",
             "-o",
-            f"first_valid_uid={mailUser.pw_uid}",
+            f"first_valid_uid={uid}",
         ],
         input=script,
         env={"USER": "alice", "HOME": str(root)},
@@ -461,3 +451,9 @@ plugin {{
     storedByDovecot = scanUsage(root)[0] - 4 * len(MESSAGE)
     assert afterDovecot[len(written) :] == f"{storedByDovecot} 1\n"
     assert store.quota() == QuotaUsage(4 * len(MESSAGE) + storedByDovecot, 3, 1024**2, 10)
+    # Dovecot stored LF line ends (its file name says ,S= and the CRLF ,W=):
+    # expunging it gives back the stored size, which is what a recount finds.
+    fromDovecot = max(m.uid for m in inbox.messages())
+    inbox.expunge([fromDovecot])
+    assert store.quota() == QuotaUsage(4 * len(MESSAGE), 2, 1024**2, 10)
+    assert scanUsage(root) == (4 * len(MESSAGE), 2)
