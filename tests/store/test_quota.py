@@ -319,6 +319,23 @@ def test_lock_held_elsewhere_counts_without_writing(tmp_path: Path) -> None:
     assert not (tmp_path / FILENAME).exists()
 
 
+def test_unusable_file_neither_loses_mail_nor_lifts_the_limit(tmp_path: Path) -> None:
+    """A C{maildirsize} that cannot be read or written: counts come from the messages."""
+    size = len(MESSAGE)
+    store = quotaStore(tmp_path, storage=2 * size)
+    inbox = store.getFolder("INBOX")
+    (tmp_path / FILENAME).mkdir()
+    uid = deliver(inbox)
+    deliver(inbox)
+    with pytest.raises(OverQuota):
+        deliver(inbox)
+    inbox.expunge([uid])
+    deliver(inbox)
+    assert [m.uid for m in inbox.messages()] == [2, 3]
+    assert store.quota() == QuotaUsage(2 * size, 2, 2 * size, None)
+    assert not (tmp_path / (FILENAME + ".lock")).exists()
+
+
 def test_recalculate_repairs_a_wrong_sum(tmp_path: Path) -> None:
     store = quotaStore(tmp_path, 10_000)
     deliver(store.getFolder("INBOX"))

@@ -44,14 +44,18 @@ __all__ = [
     "MaildirQuota",
     "MaildirSize",
     "QuotaLimits",
+    "folderUsage",
     "formatLimits",
     "formatSize",
     "humanSize",
     "limitsFromFields",
+    "messageSize",
+    "overrideFields",
     "parseLimits",
     "parseMaildirSize",
     "parseSize",
     "scanUsage",
+    "userOverrides",
 ]
 
 _log = Logger()
@@ -397,13 +401,17 @@ class MaildirQuota:
         """
         Append a change line when the file exists (a missing file is
         recounted when next read).  A write that fails removes the file
-        rather than leave a wrong sum.
+        rather than leave a wrong sum.  Never raises: the message it counts
+        is already in place, and a delivery must not fail after that.
         """
         if size == 0 and count == 0:
             return
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except FileNotFoundError:
+            return
+        except OSError as e:
+            _log.warn("Cannot update {path}: {error}", path=self.path, error=e)
             return
         line = f"{size} {count}\n".encode("ascii")
         try:
@@ -412,7 +420,7 @@ class MaildirQuota:
                 raise OSError(f"short write to {self.path}")
         except OSError as e:
             _log.warn("Cannot update {path}: {error}; recounting", path=self.path, error=e)
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(self.path)
         finally:
             os.close(fd)
@@ -429,13 +437,19 @@ class MaildirQuota:
     def _read(self) -> tuple[MaildirSize, float] | None:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            _log.warn("Cannot read {path}: {error}; recounting", path=self.path, error=e)
             return None
         try:
             status = os.fstat(fd)
             if status.st_size > MAX_FILE_SIZE:
                 return None
             data = os.read(fd, MAX_FILE_SIZE + 1)
+        except OSError as e:
+            _log.warn("Cannot read {path}: {error}; recounting", path=self.path, error=e)
+            return None
         finally:
             os.close(fd)
         if len(data) > MAX_FILE_SIZE:
@@ -475,7 +489,7 @@ class MaildirQuota:
             lock = DotLock(self.path, timeout=0)
             try:
                 lock.acquire()
-            except StoreError:
+            except (StoreError, OSError):
                 return storage, messages
             try:
                 lock.replace(f"{formatLimits(limits)}\n{storage} {messages}\n".encode("ascii"))
