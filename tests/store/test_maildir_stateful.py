@@ -225,9 +225,8 @@ class MaildirMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(NAMES))
     def createFolder(self, name: str) -> None:
         if name in self.model:
-            if all(parent in self.model for parent in parents(name)):
-                with pytest.raises(FolderExists):
-                    self.store.createFolder(name)
+            with pytest.raises(FolderExists):
+                self.store.createFolder(name)
             return
         assert self.store.createFolder(name).name == name
         for folder in [*parents(name), name]:
@@ -309,6 +308,9 @@ class MaildirMachine(RuleBasedStateMachine):
             assert folder.uidNext() == model.nextUid
             uidValidity = folder.uidValidity()
             if model.uidValidity is None:
+                assert uidValidity not in self.pastValidities.get(name, set()), (
+                    f"{name} reuses the UIDVALIDITY of an earlier folder of that name"
+                )
                 model.uidValidity = uidValidity
             assert uidValidity == model.uidValidity
             path = self.path(name)
