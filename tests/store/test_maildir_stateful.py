@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tmail.errors import FolderExists, InvalidFolderName
+from tmail.store import maildir
 from tmail.store.maildir import MaildirStore
 from tmail.store.naming import diskName
 
@@ -320,6 +321,29 @@ class MaildirMachine(RuleBasedStateMachine):
 
 MaildirMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
 test_maildir_store_matches_model = MaildirMachine.TestCase
+
+
+class SavedIndexMachine(MaildirMachine):
+    """
+    The same model with every folder saving its index as a large folder
+    does, so each restart starts from a saved index that the changes made
+    since (by this store, another one or a non-tmail writer) must correct.
+    """
+
+    def __init__(self) -> None:
+        self.savedMinimum = maildir._SAVED_INDEX_MIN
+        maildir._SAVED_INDEX_MIN = 1
+        super().__init__()
+
+    def teardown(self) -> None:
+        maildir._SAVED_INDEX_MIN = self.savedMinimum
+        super().teardown()
+
+
+SavedIndexMachine.TestCase.settings = settings(
+    max_examples=15, stateful_step_count=25, deadline=None
+)
+test_maildir_store_restarted_from_a_saved_index_matches_model = SavedIndexMachine.TestCase
 
 
 def withinOneSecond(action: Callable[[], tuple[int, int]]) -> tuple[int, int]:
