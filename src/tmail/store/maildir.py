@@ -41,6 +41,7 @@ from tmail.interfaces import (
     QuotaUsage,
 )
 from tmail.store import keywords as _keywords
+from tmail.store import subscriptions as _subscriptions
 from tmail.store import uidlist as _uidlist
 from tmail.store.dotlock import DotLock
 from tmail.store.flags import (
@@ -58,9 +59,7 @@ from tmail.store.fsutil import fsyncDirectory, fullDiskIsStoreFull, isDiskFull, 
 from tmail.store.naming import (
     DELIMITER,
     INBOX,
-    decodeMUTF7,
     diskName,
-    encodeMUTF7,
     nameFromDisk,
     normalizeName,
 )
@@ -97,7 +96,9 @@ _DELETED_SUFFIX = ".deleted"
 #: Deliveries remembered as recent before anyone looked at the folder; past
 #: this many the folder is indexed instead.
 _MAX_UNINDEXED_DELIVERIES = 10_000
-_SUBSCRIPTIONS = "subscriptions"
+
+#: Journals of folder renames in progress, in the Maildir's root.
+_RENAME_JOURNAL = "tmail-rename"
 
 #: Lines of expunged messages a uidlist keeps before it is compacted.
 _COMPACT_AT = 64
@@ -249,9 +250,11 @@ class _PendingMessage:
         flags: frozenset[str],
         internaldate: float | None,
         existing: Path | None = None,
+        crlfSize: int | None = None,
     ) -> None:
         self._folder = folder
         self._tmpPath = existing
+        self._crlfSize = crlfSize
         self._flags = flags
         self._internaldate = internaldate
         self._fd: int | None = None
@@ -318,7 +321,7 @@ class _PendingMessage:
                     os.close(fd)
             self._checkQuota()
             if not self._folder._needsKeywordLetters(self._flags):
-                self._placed = self._folder._place(self._file(), self._flags)
+                self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
         except OSError as e:
             self._fail(e)
         except BaseException:
@@ -329,7 +332,7 @@ class _PendingMessage:
         self.publish()
         try:
             if self._placed is None:
-                self._placed = self._folder._place(self._file(), self._flags)
+                self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
             uid = self._folder._register(self._placed)
             self._placed = None
         except OSError as e:
@@ -1014,14 +1017,18 @@ class MaildirFolder:
     def _needsKeywordLetters(self, flags: frozenset[str]) -> bool:
         return any(not flag.startswith("\\") for flag in flags)
 
-    def _place(self, tmpPath: Path, flags: frozenset[str]) -> _Placed:
+    def _place(self, tmpPath: Path, flags: frozenset[str], crlfSize: int | None = None) -> _Placed:
         """
         Move a complete, fsync'ed file from C{tmp/} into C{new/} (or C{cur/}
         with its flags) and fsync that directory.  Touches no shared state
         when C{flags} has no keywords, so it may run in a worker thread.
+        C{crlfSize}, when it differs from the file's size (a copy of a file
+        stored with LF line ends), is kept in the name as C{,W=}.
         """
         status = os.stat(tmpPath)
         base = f"{tmpPath.name},S={status.st_size}"
+        if crlfSize is not None and crlfSize != status.st_size:
+            base += f",W={crlfSize}"
         if flags:
             subdir, filename = "cur", filenameWith(base, self._lettersFor(base, flags))
         else:
@@ -1072,10 +1079,11 @@ class MaildirFolder:
         self._notify()
         return uid
 
-    def _deliverLink(self, source: Path, flags: frozenset[str]) -> int | None:
+    def _deliverLink(self, source: Path, flags: frozenset[str], crlfSize: int) -> int | None:
         """
-        Deliver a hard link to C{source}; C{None} when the filesystem cannot
-        link it here (the caller then copies the bytes).
+        Deliver a hard link to C{source}, whose size with CRLF line ends is
+        C{crlfSize}; C{None} when the filesystem cannot link it here (the
+        caller then copies the bytes).
         """
         self._open()
         tmpPath = self._path / "tmp" / _uniqueName()
@@ -1086,7 +1094,7 @@ class MaildirFolder:
             if e.errno in _NO_HARD_LINKS:
                 return None
             raise
-        return _PendingMessage(self, flags, None, existing=tmpPath).commit()
+        return _PendingMessage(self, flags, None, existing=tmpPath, crlfSize=crlfSize).commit()
 
     # IMailFolder
 
@@ -1202,7 +1210,7 @@ class MaildirFolder:
         if isinstance(target, MaildirFolder):
             for _attempt in range(3):
                 try:
-                    newUid = target._deliverLink(self._pathOf(entry), info.flags)
+                    newUid = target._deliverLink(self._pathOf(entry), info.flags, info.size)
                 except FileNotFoundError:
                     self._relocate(uid, entry)
                     continue
@@ -1260,6 +1268,7 @@ class MaildirStore:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             for sub in _SUBDIRS:
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+        self._finishInterruptedRenames()
         self._rootReady = True
 
     def _pathOf(self, name: str) -> Path:
@@ -1378,14 +1387,76 @@ class MaildirStore:
             if self._exists(newName):
                 raise FolderExists(newName)
         self._makeParents(target)
-        for oldName, newName in moves:
-            os.rename(self._pathOf(oldName), self._pathOf(newName))
+        diskMoves = [(diskName(a), diskName(b)) for a, b in moves]
+        journal = self._writeRenameJournal(diskMoves)
+        self._applyRenames(diskMoves)
         fsyncDirectory(self.root)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(journal)
         for oldName, newName in moves:
             folder = self._folders.pop(oldName, None)
             if folder is not None:
                 folder._moved(newName, self._pathOf(newName))
                 self._folders[newName] = folder
+
+    def _writeRenameJournal(self, moves: list[tuple[str, str]]) -> Path:
+        """
+        Durably record the directory renames a folder rename is about to
+        make, so that a crash half-way is finished by the next process to
+        open the Maildir instead of leaving the tree split between names.
+        """
+        name = f"{_RENAME_JOURNAL}.{_uniqueName()}"
+        temporary = self.root / "tmp" / name
+        text = "".join(f"{a}\t{b}\n" for a, b in moves).encode("utf-8", "surrogateescape")
+        with fullDiskIsStoreFull():
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                writeAll(fd, text)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            journal = self.root / name
+            os.rename(temporary, journal)
+            fsyncDirectory(self.root)
+        return journal
+
+    def _applyRenames(self, moves: list[tuple[str, str]]) -> None:
+        """Rename Maildir++ directories; one already moved (by a recovery) is skipped."""
+        for old, new in moves:
+            try:
+                os.rename(self.root / old, self.root / new)
+            except FileNotFoundError:
+                if not (self.root / new).is_dir():
+                    raise
+
+    def _finishInterruptedRenames(self) -> None:
+        """Complete the folder renames a crashed process left journals of."""
+        prefix = _RENAME_JOURNAL + "."
+        for entry in os.listdir(self.root):
+            if not entry.startswith(prefix):
+                continue
+            journal = self.root / entry
+            try:
+                text = journal.read_text("utf-8", "surrogateescape")
+            except FileNotFoundError:
+                continue
+            moves = [
+                (old, new)
+                for line in text.splitlines()
+                for old, tab, new in [line.partition("\t")]
+                if tab and old.startswith(".") and new.startswith(".")
+                and "/" not in old + new and (self.root / old).is_dir()
+                and not (self.root / new).exists()
+            ]
+            _log.info(
+                "Finishing an interrupted folder rename in {root}: {count} folders",
+                root=str(self.root),
+                count=len(moves),
+            )
+            self._applyRenames(moves)
+            fsyncDirectory(self.root)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(journal)
 
     def _renameInbox(self, target: str) -> None:
         destination = self.createFolder(target)
@@ -1434,36 +1505,18 @@ class MaildirStore:
 
     def _readSubscriptions(self) -> list[str]:
         try:
-            text = (self.root / _SUBSCRIPTIONS).read_text("utf-8", errors="replace")
+            text = (self.root / _subscriptions.FILENAME).read_text("utf-8", errors="replace")
         except FileNotFoundError:
             return []
-        lines = text.splitlines()
-        if lines and lines[0].startswith("V\t"):
-            lines = [line.replace("\t", DELIMITER) for line in lines[1:]]
-        names: dict[str, None] = {}
-        for line in lines:
-            if not line:
-                continue
-            try:
-                decoded = DELIMITER.join(decodeMUTF7(c) for c in line.split(DELIMITER))
-            except ValueError:
-                decoded = line
-            try:
-                names[normalizeName(decoded)] = None
-            except InvalidFolderName:
-                continue
-        return list(names)
+        return _subscriptions.parse(text)
 
     def _changeSubscriptions(self, change: Callable[[list[str]], list[str]]) -> None:
         self._ensureRoot()
-        with DotLock(self.root / _SUBSCRIPTIONS) as lock:
+        with DotLock(self.root / _subscriptions.FILENAME) as lock:
             current = self._readSubscriptions()
             updated = change(current)
             if updated != current:
-                encoded = (
-                    DELIMITER.join(encodeMUTF7(c) for c in n.split(DELIMITER)) for n in updated
-                )
-                lock.replace("".join(line + "\n" for line in encoded).encode("ascii"))
+                lock.replace(_subscriptions.serialize(updated))
 
     def subscriptions(self) -> list[str]:
         return self._readSubscriptions()
