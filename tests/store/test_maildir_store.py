@@ -278,7 +278,7 @@ def test_subscriptions_round_trip(store: MaildirStore, root: Path) -> None:
     store.subscribe("Archive/2025")
     store.subscribe("Entwürfe")
     assert store.subscriptions() == ["Entwürfe", "Archive/2025"]
-    assert (root / "subscriptions").read_text() == "Entw&APw-rfe\nArchive/2025\n"
+    assert (root / "subscriptions").read_text() == "V\t2\n\nEntw&APw-rfe\nArchive\t2025\n"
     store.unsubscribe("Entwürfe")
     assert MaildirStore(root).subscriptions() == ["Archive/2025"]
 
