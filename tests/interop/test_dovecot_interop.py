@@ -376,14 +376,6 @@ def test_folders_made_with_tmail_are_listed_by_dovecot(servers: Servers) -> None
     assert draftsViaDovecot == drafts
 
 
-SUBSCRIPTIONS_BUG = (
-    "tmail writes the subscriptions file with '/' between hierarchy levels "
-    "(Archive/2025); Dovecot reads a file without a 'V\t2' header as Maildir++ "
-    "storage names with '.' (Archive.2025) and drops the entry as invalid"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SUBSCRIPTIONS_BUG)
 def test_subscriptions_made_with_tmail_are_honoured_by_dovecot(servers: Servers) -> None:
     user = servers.newUser()
     client = servers.tmailClient(user)
@@ -430,7 +422,6 @@ def test_folders_and_subscriptions_made_with_dovecot_are_listed_by_tmail(
     assert archiveViaTmail == archive
 
 
-@pytest.mark.xfail(strict=True, reason=SUBSCRIPTIONS_BUG)
 def test_subscription_changes_made_with_tmail_are_honoured_by_dovecot_after_dovecot_wrote_the_file(
     servers: Servers,
 ) -> None:
@@ -472,12 +463,6 @@ def test_keyword_letters_dovecot_gave_out_are_kept_by_tmail(servers: Servers) ->
     assert viaDovecot.messages[1].flags == {"Second", "Third"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MaildirFolder._place names the hard-linked copy of a Dovecot file "
-    "',S=<LF file size>' without ',W=', so tmail reports the copy's LF size and "
-    "serves its LF bytes, unlike the original",
-)
 def test_tmail_copy_of_a_message_dovecot_stored_looks_like_the_original(
     servers: Servers,
 ) -> None:

@@ -109,7 +109,7 @@ def missing() -> str | None:
     if not version.startswith("2.3"):
         return f"Dovecot {version.split()[0] if version else '?'} found; the tests configure 2.3"
     if os.geteuid() != 0:
-        return "needs root: Dovecot's and tmail's mail processes switch to the mail user"
+        return "needs root: Dovecot's mail processes run as the mail user, given the Maildirs"
     try:
         pwd.getpwnam(MAIL_USER)
         pwd.getpwnam("dovenull")
@@ -149,7 +149,7 @@ def scratchDirectory() -> Iterator[Path]:
 
 
 def makeTraversable(path: Path) -> None:
-    """Let the mail user reach C{path}: pytest's temporary directories are 0700."""
+    """Let the mail user reach C{path}: temporary directories are 0700."""
     for directory in [path, *path.parents]:
         mode = directory.stat().st_mode
         if mode & 0o011 != 0o011:
