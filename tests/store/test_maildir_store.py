@@ -309,6 +309,23 @@ def test_stale_tmp_files_are_swept_when_a_folder_opens(root: Path) -> None:
     assert files(root / "tmp") == ["fresh"]
 
 
+def test_a_folder_kept_open_sweeps_stale_tmp_files_again_hours_later(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox.messages()
+    debris = root / "tmp" / "debris"
+    debris.write_bytes(b"x")
+    long_ago = time.time() - 37 * 3600
+    os.utime(debris, (long_ago, long_ago))
+    inbox.messages()
+    assert files(root / "tmp") == ["debris"]
+    later = time.monotonic() + 9 * 3600
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    inbox.messages()
+    assert files(root / "tmp") == []
+
+
 def test_copy_falls_back_to_bytes_when_hard_links_are_refused(
     store: MaildirStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

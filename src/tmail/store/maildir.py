@@ -72,6 +72,8 @@ _log = Logger()
 
 #: Files left in tmp/ longer than this are debris of a crash (qmail's rule).
 TMP_MAX_AGE = 36 * 3600
+#: How often an open folder looks for such debris again (Dovecot's interval).
+_SWEEP_EVERY = 8 * 3600
 
 #: A directory modified this recently may change again within the same
 #: mtime tick without its mtime moving, so it is rescanned on the next call.
@@ -398,6 +400,7 @@ class MaildirFolder:
         self._newUidValidity = newUidValidity or _timeUidValidity
         self._listeners: list[Callable[[IMailFolder], None]] = []
         self._opened = False
+        self._nextSweep = 0.0
         self._gone = False
         self._uidValidity: int | None = None
         self._knownNext = 0
@@ -453,10 +456,13 @@ class MaildirFolder:
         self._indexed = False
 
     def _open(self) -> None:
-        """Create missing subdirectories and sweep C{tmp/}, once."""
+        """Create missing subdirectories once; sweep C{tmp/} then and every few hours."""
         if self._gone:
             raise NoSuchFolder(self.name)
         if self._opened:
+            if time.monotonic() >= self._nextSweep:
+                with contextlib.suppress(FileNotFoundError):
+                    self._sweepTemporaries()
             return
         try:
             with fullDiskIsStoreFull():
@@ -468,6 +474,7 @@ class MaildirFolder:
         self._opened = True
 
     def _sweepTemporaries(self) -> None:
+        self._nextSweep = time.monotonic() + _SWEEP_EVERY
         cutoff = time.time() - TMP_MAX_AGE
         with os.scandir(self._path / "tmp") as entries:
             for entry in entries:
