@@ -484,3 +484,38 @@ def test_tmail_copy_of_a_message_dovecot_stored_looks_like_the_original(
     assert copied == original
     assert viaDovecot == original
 
+
+
+def test_folders_renamed_or_deleted_by_one_server_keep_their_uids_in_the_other(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    client = servers.tmailClient(user)
+    for folder in ("Projects", "Projects/Alpha", "Trash"):
+        ok(client.create(folder))
+    append(client, "Projects/Alpha", r"(\Seen Work)", 1_500_000_000, message(1))
+    append(client, "Projects/Alpha", "", 1_500_000_100, message(2))
+    alpha = view(client, "Projects/Alpha")
+    client.logout()
+
+    client = servers.dovecotClient(user)
+    ok(client.rename("Projects", "Archive/Entw&APw-rfe"))
+    ok(client.delete("Trash"))
+    afterDovecot = names(ok(client.list()))
+    client.logout()
+
+    client = servers.tmailClient(user)
+    listedByTmail = names(ok(client.list()))
+    moved = view(client, "Archive/Entw&APw-rfe/Alpha")
+    ok(client.rename("Archive/Entw&APw-rfe/Alpha", "Alpha"))
+    client.logout()
+
+    client = servers.dovecotClient(user)
+    backAgain = view(client, "Alpha")
+    client.logout()
+
+    assert {"Archive/Entw&APw-rfe", "Archive/Entw&APw-rfe/Alpha"} <= afterDovecot
+    assert listedByTmail == afterDovecot
+    assert "Trash" not in listedByTmail
+    assert moved == alpha
+    assert backAgain == alpha
