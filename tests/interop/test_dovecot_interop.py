@@ -15,6 +15,7 @@ import itertools
 import poplib
 import re
 import smtplib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -519,3 +520,35 @@ def test_folders_renamed_or_deleted_by_one_server_keep_their_uids_in_the_other(
     assert "Trash" not in listedByTmail
     assert moved == alpha
     assert backAgain == alpha
+
+
+def rawAppend(port: int, user: str, raw: bytes) -> None:
+    """APPEND C{raw} exactly as given (imaplib would turn bare LFs into CRLF)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        replies = connection.makefile("rb")
+        replies.readline()
+        connection.sendall(b'a LOGIN "%s" "%s"\r\n' % (user.encode(), PASSWORD.encode()))
+        assert replies.readline().startswith(b"a OK"), "LOGIN refused"
+        connection.sendall(b"b APPEND INBOX {%d+}\r\n%s\r\n" % (len(raw), raw))
+        reply = replies.readline()
+        assert reply.startswith(b"b OK"), reply
+        connection.sendall(b"c LOGOUT\r\n")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tmail stores a message APPENDed with bare LF line ends as it came, "
+    "named ',S=<file size>' without ',W=', and serves those LF bytes with the LF "
+    "size; Dovecot serves the same file with CRLF and the CRLF size",
+)
+def test_message_appended_to_tmail_with_bare_lf_looks_the_same_through_both(
+    servers: Servers,
+) -> None:
+    user = servers.newUser()
+    rawAppend(servers.tmail.ports["imap"], user, message(1).replace(b"\r\n", b"\n"))
+
+    viaTmail = viewThrough(servers.tmailClient(user))
+    viaDovecot = viewThrough(servers.dovecotClient(user))
+
+    assert viaDovecot.messages[1].body == message(1)
+    assert viaTmail == viaDovecot
