@@ -2,7 +2,8 @@
 End to end: the real C{twistd -n tmail} killed with SIGKILL while SMTP
 clients deliver and an IMAP client APPENDs.  After a restart every message
 that got C{250} after its DATA, and every APPEND that got C{OK}, is there
-exactly once (an APPEND with the UID its C{APPENDUID} named).
+exactly once (an APPEND with the UID its C{APPENDUID} named), and a uidlist
+lock the killed server held does not hold the restarted one up.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import re
 import signal
 import smtplib
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from support.process import TmailServer
-from tmail.store import dotlock
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +91,23 @@ def appendUntilRefused(server: TmailServer, prefix: str, told: Told) -> None:
         return
 
 
+def stopHoldingTheUidlistLock(process: subprocess.Popen[bytes], folder: Path) -> None:
+    """Stop the server at a moment it holds a uidlist lock (it stays stopped)."""
+    deadline = time.monotonic() + 10
+    while True:
+        process.send_signal(signal.SIGSTOP)
+        if list(folder.glob("data/**/dovecot-uidlist.lock")):
+            return
+        assert time.monotonic() < deadline, "never caught the server holding the lock"
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.002)
+
+
+def send(server: TmailServer, tag: str) -> None:
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
+        smtp.sendmail("sender@example.org", [ALICE], message(tag))
+
+
 def inboxByTag(server: TmailServer) -> tuple[int, dict[str, list[int]]]:
     """UIDVALIDITY and tag -> UIDs of every message in INBOX."""
     with imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30) as imap:
@@ -129,16 +147,20 @@ def test_kill_9_of_the_server_loses_no_accepted_or_appended_message(server: Tmai
             time.sleep(0.01)
         time.sleep(rng.uniform(0.05, 0.5))
         assert server.process is not None
+        if round == ROUNDS - 1:
+            stopHoldingTheUidlistLock(server.process, server.folder)
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait()
         server.process = None
         for thread in threads:
             thread.join(timeout=15)
             assert not thread.is_alive()
-        old = time.time() - dotlock.STALE_AFTER - 1
-        for lock in server.folder.glob("data/**/*.lock"):
-            os.utime(lock, (old, old))
         server.start()
+    assert list(server.folder.glob("data/**/dovecot-uidlist.lock")), "no lock was left behind"
+    started = time.monotonic()
+    send(server, "after the last restart")
+    assert time.monotonic() - started < 10, "the killed server's lock held delivery up"
+    told.accepted.append("after the last restart")
 
     validity, found = inboxByTag(server)
     with told.lock:
