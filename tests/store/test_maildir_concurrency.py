@@ -31,7 +31,7 @@ from support.maildirworkers import (
     observe,
 )
 from tmail.store import uidlist
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import MaildirFolder, MaildirStore
 
 DELIVERERS = 3
 PER_DELIVERER = 40
@@ -52,6 +52,23 @@ def newUidsOnlyIncrease(name: str, snapshots: list[Snapshot]) -> None:
         )
         seen.update(uids)
         highest = max(seen, default=0)
+
+
+def checkNoDuplicates(
+    folder: MaildirFolder, snapshot: Snapshot, identities: dict[int, str], report: Report
+) -> None:
+    """While the others work: no message is listed under two UIDs at once."""
+    for uid, _ in snapshot:
+        if uid not in identities:
+            try:
+                with folder.openMessage(uid) as f:
+                    identities[uid] = identOf(f.read())
+            except KeyError:
+                continue
+    listed = Counter(identities[uid] for uid, _ in snapshot if uid in identities)
+    twice = [ident for ident, count in listed.items() if count > 1]
+    if twice:
+        report.errors.append(f"listed twice at once: {twice}")
 
 
 @dataclass
@@ -82,9 +99,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
             pool.submit(expunger, root, stopFile, 200),
             pool.submit(externalWriter, root, stopFile, DROPS, 300),
         ]
+        identities: dict[int, str] = {}
         while not all(f.done() for f in deliveries):
             assert time.monotonic() - started < TIME_LIMIT, "deliveries did not finish in time"
-            observe(inbox, parent)
+            checkNoDuplicates(inbox, observe(inbox, parent), identities, parent)
             time.sleep(0.01)
         stopFile.touch()
         _, pending = wait(others, timeout=TIME_LIMIT - (time.monotonic() - started))

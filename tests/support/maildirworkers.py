@@ -124,7 +124,10 @@ def flagger(root: Path, stopFile: Path, seed: int) -> Report:
 
 
 def expunger(root: Path, stopFile: Path, seed: int) -> Report:
-    """Expunge random messages (about one in four seen) until told to stop."""
+    """
+    Expunge random messages until told to stop, a moment after reading
+    them, so others often rename the file in between.
+    """
     rng = random.Random(seed)
     report = Report("expunger")
     folder = MaildirStore(root).getFolder("INBOX")
@@ -138,6 +141,7 @@ def expunger(root: Path, stopFile: Path, seed: int) -> Report:
                     ident = identOf(f.read())
             except KeyError:
                 continue
+            time.sleep(rng.uniform(0, 0.02))
             try:
                 if folder.expunge([uid]) == [uid]:
                     report.expunged.append(ident)
