@@ -535,12 +535,6 @@ def rawAppend(port: int, user: str, raw: bytes) -> None:
         connection.sendall(b"c LOGOUT\r\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tmail stores a message APPENDed with bare LF line ends as it came, "
-    "named ',S=<file size>' without ',W=', and serves those LF bytes with the LF "
-    "size; Dovecot serves the same file with CRLF and the CRLF size",
-)
 def test_message_appended_to_tmail_with_bare_lf_looks_the_same_through_both(
     servers: Servers,
 ) -> None:

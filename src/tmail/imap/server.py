@@ -48,6 +48,7 @@ from tmail.imap.parse import parseDateTime, parseFlags, parseQuoted, wholeLitera
 from tmail.imap.session import CommandError, IMAPSession, no
 from tmail.imap.structure import quoted
 from tmail.interfaces import IQuotaStore
+from tmail.lineends import CRLFWriter
 
 _log = Logger()
 
@@ -371,7 +372,8 @@ class IMAPServer(IMAPSession):
             pending.abort()
             return failure
 
-        return self._readLiteral(size, synchronizing, pending.write).addCallbacks(received, failed)
+        body = CRLFWriter(pending.write)
+        return self._readLiteral(size, synchronizing, body.write).addCallbacks(received, failed)
 
     auth_APPEND = select_APPEND = (do_APPEND, _B.arg_mailbox, _S.arg_line)
 
