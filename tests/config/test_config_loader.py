@@ -162,6 +162,11 @@ TLS = '[tls]\ncertificate = "cert.pem"\nkey = "key.pem"\n'
 ERRORS = [
     ("frobnicate = 1\n", "frobnicate", "unknown key"),
     (
+        '[pop3]\nlisten = ["tcp:110"]\nuidl_format = "%v"\n',
+        "pop3.uidl_format",
+        "not a UIDL format: the format needs %u or %f, or messages would share an id",
+    ),
+    (
         '[smtp]\nlisten = ["tcp:25"]\nmax_mesage_size = 1\n',
         "smtp.max_mesage_size",
         'unknown key (did you mean "max_message_size"?)',
@@ -381,7 +386,7 @@ _KEYS = {
         "max_connections_per_address",
     ],
     "imap": ["listen", "allow_plaintext_auth", "max_literal_size", "timeout"],
-    "pop3": ["listen", "allow_plaintext_auth", "max_line_length"],
+    "pop3": ["listen", "allow_plaintext_auth", "max_line_length", "uidl_format"],
 }
 _text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=20)
 _plausible = st.sampled_from(

@@ -278,6 +278,30 @@ def test_tmail_serves_messages_dovecot_stored_with_lf_with_crlf_and_their_crlf_s
     assert b"".join(line + b"\r\n" for line in retrieved[1]) == message(1)
 
 
+def test_pop3_clients_see_the_same_uidls_from_tmail_and_dovecot(servers: Servers) -> None:
+    if servers.dovecot.pop3Port is None:
+        pytest.skip("dovecot-pop3d is not installed")
+    user = servers.newUser()
+    servers.deliver(user, message(1), message(2))
+    client = servers.dovecotClient(user)
+    append(client, "INBOX", r"(\Seen)", 1_500_000_000, message(3))
+    client.logout()
+
+    def uidls(pop: poplib.POP3) -> list[bytes]:
+        try:
+            return pop.uidl()[1]
+        finally:
+            pop.quit()
+
+    fromDovecot = uidls(servers.dovecot.connectPOP3(user))
+    pop = poplib.POP3("127.0.0.1", servers.tmail.ports["pop3"], timeout=30)
+    pop.user(user)
+    pop.pass_(PASSWORD)
+    fromTmail = uidls(pop)
+    assert len(fromTmail) == 3
+    assert fromTmail == fromDovecot
+
+
 # Both ways
 
 

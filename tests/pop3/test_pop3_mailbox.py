@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 
 from support.realm import ALICE, makeRealm
 from tmail.interfaces import IMailFolder
-from tmail.pop3.mailbox import POP3Mailbox, uidlFor
+from tmail.pop3.mailbox import POP3Mailbox
 from tmail.realm.virtual import VirtualDomainRealm
 
 MESSAGES = [b"Subject: a\r\n\r\none\r\n", b"Subject: b\r\n\r\ntwo\r\n", b"Subject: c\r\n\r\n3\r\n"]
@@ -86,12 +86,28 @@ class POP3MailboxTests(SynchronousTestCase):
         self.assertEqual(self.folder.messages()[2].flags, frozenset({"\\Seen"}))
 
     def test_uidlForm(self) -> None:
-        """UIDLs are 1-70 characters in 0x21-0x7E and unique."""
-        uidls = [self.mailbox().getUidl(i) for i in range(3)]
+        """
+        UIDLs are 1-70 characters in 0x21-0x7E and unique, by default in
+        Dovecot's default form (UID and UIDVALIDITY as 8 hex digits each).
+        """
+        mailbox = self.mailbox()
+        uidls = [mailbox.getUidl(i) for i in range(3)]
         for uidl in uidls:
             self.assertTrue(re.fullmatch(rb"[\x21-\x7e]{1,70}", uidl))
         self.assertEqual(len(set(uidls)), 3)
-        self.assertEqual(uidlFor("1.M2P3.host,S=4"), uidlFor("1.M2P3.host,S=4"))
+        validity = self.folder.uidValidity()
+        self.assertEqual(
+            uidls, [b"%08x%08x" % (info.uid, validity) for info in self.folder.messages()]
+        )
+
+    def test_hashedUidlsDependOnTheFileNameAlone(self) -> None:
+        """The C{hash} form: 32 hex digits that even a new UIDVALIDITY leaves alone."""
+        mailbox = self.mailbox()
+        mailbox.setUidlFormat("hash")
+        uidls = [mailbox.getUidl(i) for i in range(3)]
+        for uidl in uidls:
+            self.assertTrue(re.fullmatch(rb"[0-9a-f]{32}", uidl))
+        self.assertEqual(len(set(uidls)), 3)
 
     def test_uidlStableAcrossRealmsAndFlagChanges(self) -> None:
         """

@@ -51,6 +51,9 @@ class MemoryFolder:
     def openMessage(self, uid: int) -> BinaryIO:
         return io.BytesIO(self.data[uid])
 
+    def uidValidity(self) -> int:
+        return 1_700_000_000
+
     def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
         self.flags[uid] = frozenset(flags)
         return next(m for m in self.messages() if m.uid == uid)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import os
+import poplib
 import pwd
 import shutil
 import signal
@@ -56,7 +57,7 @@ base_dir = {work}/run
 state_dir = {work}/state
 log_path = {work}/dovecot.log
 instance_name = tmail-test-{port}
-protocols = imap
+protocols = {protocols}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -88,7 +89,20 @@ service imap-login {{
     port = 0
   }}
 }}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3Port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
 """
+
+#: The POP3 server of Debian's dovecot-pop3d, which the private instance
+#: also serves when it is installed.
+POP3_BINARY = Path("/usr/lib/dovecot/pop3")
 
 
 def dovecotBinary() -> str | None:
@@ -195,6 +209,7 @@ class Dovecot:
     work: Path
     mailRoot: Path
     port: int = 0
+    pop3Port: int | None = None
     process: subprocess.Popen[bytes] | None = None
     passwords: dict[str, str] = field(default_factory=dict)
 
@@ -221,10 +236,20 @@ class Dovecot:
         makeTraversable(self.work)
         self.mailRoot.mkdir(parents=True, exist_ok=True)
         makeTraversable(self.mailRoot)
-        self.port = freePorts(1)[0]
+        self.port, pop3Port = freePorts(2)
+        withPOP3 = POP3_BINARY.exists()
+        self.pop3Port = pop3Port if withPOP3 else None
         config = self.work / "dovecot.conf"
         config.write_text(
-            CONFIG.format(work=self.work, mail=self.mailRoot, uid=uid, gid=gid, port=self.port)
+            CONFIG.format(
+                work=self.work,
+                mail=self.mailRoot,
+                uid=uid,
+                gid=gid,
+                port=self.port,
+                pop3Port=pop3Port,
+                protocols="imap pop3" if withPOP3 else "imap",
+            )
         )
         stdout = self.work / "stdout.log"
         with stdout.open("ab") as output:
@@ -245,6 +270,15 @@ class Dovecot:
         if self.process is not None:
             _stopGroup(self.process)
             self.process = None
+
+    def connectPOP3(self, address: str) -> poplib.POP3:
+        """A POP3 session logged in as C{address}; the caller skips when L{pop3Port} is None."""
+        assert self.pop3Port is not None, "dovecot-pop3d is not installed"
+        handToMailUser(self.mailRoot)
+        client = poplib.POP3("127.0.0.1", self.pop3Port, timeout=30)
+        client.user(address)
+        client.pass_(self.passwords[address])
+        return client
 
     def connect(self, address: str) -> imaplib.IMAP4:
         """

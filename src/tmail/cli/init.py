@@ -83,6 +83,7 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]
 # allow_plaintext_auth = "{_pop3.allow_plaintext_auth}"
 # timeout = {_pop3.timeout}
+# uidl_format = "{_pop3.uidl_format}"   # Dovecot's default; "hash" for tmail's own
 """
 
 

@@ -45,6 +45,7 @@ from tmail.config.schema import (
 )
 from tmail.directory.addresses import isValidHostname
 from tmail.errors import ConfigError
+from tmail.pop3.uidl import compileFormat
 from tmail.store.quota import parseSize
 from tmail.tls import serverContextFactory
 
@@ -229,6 +230,8 @@ class _Loader:
             return self.domain(key, value)
         if key == "quota.storage":
             return self.size(key, value)
+        if key == "pop3.uidl_format":
+            return self.uidlFormat(key, value)
         if origin is Literal:
             return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
         if origin is tuple:
@@ -290,6 +293,14 @@ class _Loader:
             except ValueError:
                 self.fail(key, f'expected a size such as "500M" or "1G", got {_describe(value)}')
         return self.integer(key, value)
+
+    def uidlFormat(self, key: str, value: object) -> str:
+        spec = self.string(key, value)
+        try:
+            compileFormat(spec)
+        except ValueError as e:
+            self.fail(key, f"not a UIDL format: {e}")
+        return spec
 
     def choice(self, key: str, value: object, allowed: typing.Sequence[str]) -> str:
         if not isinstance(value, str):

@@ -128,6 +128,7 @@ class POP3Settings:
     max_line_length: int = 1024
     timeout: float = 600.0
     max_connections_per_address: int = 20
+    uidl_format: str = "%08Xu%08Xv"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ L{IMailFolder}.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import BinaryIO, overload
 
 from twisted.logger import Logger
@@ -15,6 +14,7 @@ from twisted.mail import pop3
 from zope.interface import Interface, implementer
 
 from tmail.interfaces import IMailFolder, MessageInfo
+from tmail.pop3 import uidl
 
 
 class IRetrievalListener(Interface):
@@ -25,20 +25,6 @@ class IRetrievalListener(Interface):
 
     def messageRetrieved(index: int) -> None:  # noqa: N805
         """The message at 0-based C{index} was sent in full."""
-
-
-def uidlFor(key: str) -> bytes:
-    """
-    The POP3 unique id of the message whose store key is C{key}.
-
-    The store key (the Maildir base name) survives flag changes, restarts and
-    even a lost C{dovecot-uidlist}, which would give every message a new
-    UIDVALIDITY and so, with Dovecot's C{%08Xu%08Xv} format, make every
-    client download the whole maildrop again.  It may be longer than the 70
-    characters RFC 1939 allows or contain bytes outside 0x21-0x7E, so the
-    UIDL is a hash of it: 32 hex digits, the same for the same key forever.
-    """
-    return hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest().encode("ascii")
 
 
 @implementer(pop3.IMailbox, IRetrievalListener)
@@ -61,9 +47,11 @@ class POP3Mailbox:
 
     _log = Logger()
 
-    def __init__(self, folder: IMailFolder) -> None:
+    def __init__(self, folder: IMailFolder, uidlFormat: str = uidl.DEFAULT) -> None:
         self.folder = folder
         self._messages: tuple[MessageInfo, ...] = tuple(folder.messages())
+        self._uidValidity = folder.uidValidity()
+        self.setUidlFormat(uidlFormat)
         self._deleted: set[int] = set()
         self._retrieved: set[int] = set()
 
@@ -95,9 +83,13 @@ class POP3Mailbox:
         except KeyError:
             raise ValueError(f"message at index {i} no longer exists") from None
 
+    def setUidlFormat(self, spec: str) -> None:
+        """Give UIDLs in format C{spec} (see L{tmail.pop3.uidl}); the server's setting."""
+        self._uidl = uidl.compileFormat(spec)
+
     def getUidl(self, i: int) -> bytes:
-        """See L{uidlFor}."""
-        return uidlFor(self._info(i).key)
+        """The message's unique id in the configured format."""
+        return self._uidl(self._info(i), self._uidValidity)
 
     def deleteMessage(self, i: int) -> None:
         """Mark a message for removal at L{sync}."""

@@ -44,7 +44,7 @@ from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import POP3Settings
 from tmail.connections import ConnectionCounter, sendPromptly
-from tmail.pop3.mailbox import IRetrievalListener
+from tmail.pop3.mailbox import IRetrievalListener, POP3Mailbox
 from tmail.pop3.transfer import DotStuffer, TopReader
 
 #: Commands and how many arguments each takes; C{None}: the rest of the line.
@@ -396,6 +396,8 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             if self._closed:
                 logout()
                 return
+            if isinstance(avatar, POP3Mailbox):
+                avatar.setUidlFormat(self.settings.uidl_format)
             self.mbox = avatar
             self._onLogout = logout
             self._sizes = list(sizes)
