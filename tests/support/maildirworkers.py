@@ -72,8 +72,13 @@ def observe(folder: MaildirFolder, report: Report) -> Snapshot:
     return snapshot
 
 
-def _stopped(stopFile: Path) -> bool:
-    return stopFile.exists()
+#: Actions a worker does even when told to stop before it got going (a
+#: spawned process may start after the deliveries are over on a busy machine).
+MIN_ACTIONS = 5
+
+
+def _stopped(stopFile: Path, report: Report) -> bool:
+    return report.actions >= MIN_ACTIONS and stopFile.exists()
 
 
 def deliverer(root: Path, name: str, count: int, seed: int) -> Report:
@@ -105,7 +110,7 @@ def flagger(root: Path, stopFile: Path, seed: int) -> Report:
     report = Report("flagger")
     folder = MaildirStore(root).getFolder("INBOX")
     report.uidValidities.append(folder.uidValidity())
-    while not _stopped(stopFile):
+    while not _stopped(stopFile, report):
         snapshot = observe(folder, report)
         for uid, _ in rng.sample(snapshot, min(len(snapshot), 3)):
             flags = rng.sample(SYSTEM_FLAGS, rng.randint(0, 3))
@@ -132,7 +137,7 @@ def expunger(root: Path, stopFile: Path, seed: int) -> Report:
     report = Report("expunger")
     folder = MaildirStore(root).getFolder("INBOX")
     report.uidValidities.append(folder.uidValidity())
-    while not _stopped(stopFile):
+    while not _stopped(stopFile, report):
         snapshot = observe(folder, report)
         if snapshot and rng.random() < 0.5:
             uid, _ = rng.choice(snapshot)
@@ -162,7 +167,7 @@ def externalWriter(root: Path, stopFile: Path, drops: int, seed: int) -> Report:
     rng = random.Random(seed)
     report = Report("external")
     dropped = 0
-    while not _stopped(stopFile) or dropped < drops:
+    while not _stopped(stopFile, report) or dropped < drops:
         if dropped < drops and rng.random() < 0.3:
             ident = f"external-{dropped}"
             base = f"{int(time.time())}.E{dropped}P{os.getpid()}.external"
