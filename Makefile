@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The benchmark harness has its own environment with its peers (aiosmtpd, pymap).
 BENCH_VENV := benchmarks/.venv
