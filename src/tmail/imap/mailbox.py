@@ -122,7 +122,8 @@ class IMAPMailbox:
 
     def getFlags(self) -> list[str]:
         keywords = sorted(
-            {flag for info in self._infos.values() for flag in info.flags} - SYSTEM_FLAGS
+            {flag for flags in {info.flags for info in self._infos.values()} for flag in flags}
+            - SYSTEM_FLAGS
         )
         return [*MAILBOX_FLAGS, *keywords]
 
