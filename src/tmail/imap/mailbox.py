@@ -82,6 +82,13 @@ def flagList(info: MessageInfo, recent: bool = False) -> list[str]:
     return flags
 
 
+class SavedResult(imap4.MessageSet):  # type: ignore[misc]
+    """
+    The sequence set C{$} (RFC 5182): the messages the last
+    C{SEARCH RETURN (SAVE)} kept, by sequence number or UID alike.
+    """
+
+
 class _InfoHolder:
     """What a SEARCH criterion that needs only the index sees of a message."""
 
@@ -103,6 +110,8 @@ class IMAPMailbox:
         self.readWrite = readWrite
         self.delimiter = delimiter
         self.dirty = False
+        #: UIDs kept by SEARCH RETURN (SAVE) for C{$}; a new selection starts empty.
+        self.saved: frozenset[int] = frozenset()
         self._listeners: list[Any] = []
         self._seen: Sequence[MessageInfo] | None = None
         current = folder.messages()
@@ -200,7 +209,11 @@ class IMAPMailbox:
 
         UIDs that do not exist are ignored; a sequence number past the last
         message raises L{imap4.IllegalIdentifierError} (RFC 3501 9, seq-number).
+        C{$} names the saved messages still in the session's view.
         """
+        if isinstance(messages, SavedResult):
+            saved = self.saved
+            return [(seq, u) for seq, u in enumerate(self._uids, 1) if u in saved]
         count = len(self._uids)
         if uid:
             last = self.lastUID()
@@ -373,22 +386,42 @@ class IMAPMailbox:
 
     # Searching
 
-    def search(self, query: list[Any], uid: bool) -> list[int]:
+    def search(self, query: list[Any], uid: bool, now: float | None = None) -> list[int]:
+        """The sequence numbers (or UIDs) of the messages matching SEARCH criteria."""
+        return [u if uid else seq for seq, u in self.searchPairs(query, now)]
+
+    def searchPairs(self, query: list[Any], now: float | None = None) -> list[tuple[int, int]]:
+        """The C{(sequence number, UID)} pairs of the messages matching SEARCH criteria."""
+        return [(seq, u) for seq, u, _ in self._matches(query, now, False)]
+
+    def searchMessages(
+        self, query: list[Any], now: float | None = None
+    ) -> list[tuple[int, IMAPMessage]]:
+        """
+        The matching messages, as objects whose header, once read by the
+        criteria or the caller, is not read again (SORT, THREAD).
+        """
+        return [(seq, m) for seq, _, m in self._matches(query, now, True) if m is not None]
+
+    def _matches(
+        self, query: list[Any], now: float | None, messages: bool
+    ) -> list[tuple[int, int, IMAPMessage | None]]:
         from tmail.imap.search import compileSearch
 
-        infoOnly, matcher = compileSearch(query, self)
-        hits = []
+        infoOnly, matcher = compileSearch(query, self, now)
+        hits: list[tuple[int, int, IMAPMessage | None]] = []
+        infos = self._infos
         if infoOnly:
             # One reused holder instead of a message object per message:
             # criteria such as UNSEEN look at the index entry alone.
             holder = _InfoHolder()
-            infos = self._infos
             for seq, u in enumerate(self._uids, 1):
                 holder.info = infos[u]
                 if matcher(seq, holder):  # type: ignore[arg-type]
-                    hits.append(u if uid else seq)
+                    hits.append((seq, u, self.message(u) if messages else None))
             return hits
         for seq, u in enumerate(self._uids, 1):
-            if matcher(seq, self.message(u)):
-                hits.append(u if uid else seq)
+            message = self.message(u)
+            if matcher(seq, message):
+                hits.append((seq, u, message))
         return hits

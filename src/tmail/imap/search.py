@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.imap.test_imap_network -*-
 """
-SEARCH (RFC 3501 6.4.4) over what a folder already knows.
+SEARCH (RFC 3501 6.4.4) over what a folder already knows, with OLDER and
+YOUNGER (WITHIN, RFC 5032) and C{$}, the saved result (SEARCHRES, RFC 5182).
 
 The criteria are compiled once into a predicate; flag, size, date, UID and
 sequence-number keys read only the L{MessageInfo}, header keys read only the
@@ -16,6 +17,7 @@ import email
 import email.header
 import email.utils
 import re
+import time
 from collections.abc import Callable
 from email.policy import compat32
 from typing import TYPE_CHECKING, Any
@@ -151,8 +153,9 @@ def _safe(predicate: Predicate) -> Predicate:
 
 
 class _Compiler:
-    def __init__(self, mailbox: IMAPMailbox) -> None:
+    def __init__(self, mailbox: IMAPMailbox, now: float) -> None:
         self.mailbox = mailbox
+        self.now = now
 
     def all(self, cursor: _Cursor) -> tuple[int, Predicate]:
         keys = []
@@ -190,6 +193,8 @@ class _Compiler:
             if name == "LARGER":
                 return _INFO, lambda s, m: m.info.size > size
             return _INFO, lambda s, m: m.info.size < size
+        if name in ("OLDER", "YOUNGER"):
+            return _INFO, self.withinTest(name, cursor.number())
         if name in ("BEFORE", "ON", "SINCE"):
             return _INFO, self.dateTest(name, cursor.date(), _internalDate)
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
@@ -249,6 +254,20 @@ class _Compiler:
 
         return test
 
+    def withinTest(self, name: str, interval: int) -> Predicate:
+        """WITHIN (RFC 5032): OLDER/YOUNGER than C{interval} seconds, by INTERNALDATE."""
+        if interval <= 0:
+            raise imap4.IllegalQueryError("interval must be positive")
+        cutoff = self.now - interval
+        if name == "OLDER":
+            return lambda s, m: m.info.internaldate < cutoff
+        return lambda s, m: m.info.internaldate >= cutoff
+
+    def savedTest(self) -> Predicate:
+        """C{$} (RFC 5182): the messages the last SEARCH ... SAVE kept."""
+        saved = self.mailbox.saved
+        return lambda s, m: m.info.uid in saved
+
     def headerTest(self, name: str, needle: str) -> Predicate:
         folded = needle.casefold()
         return _safe(lambda s, m: any(folded in value for value in _headerValues(m, name)))
@@ -256,11 +275,15 @@ class _Compiler:
     def uidTest(self, token: Any) -> Predicate:
         if not isinstance(token, bytes):
             raise imap4.IllegalQueryError("bad UID set")
+        if token == b"$":
+            return self.savedTest()
         uids = parseSequenceSet(token)
         uids.last = self.mailbox.lastUID()
         return lambda s, m: m.info.uid in uids
 
     def sequenceTest(self, token: bytes) -> Predicate:
+        if token == b"$":
+            return self.savedTest()
         try:
             seqs = parseSequenceSet(token)
         except imap4.IllegalClientResponse:
@@ -269,14 +292,19 @@ class _Compiler:
         return lambda s, m: s in seqs
 
 
-def compileSearch(query: list[Any], mailbox: IMAPMailbox) -> tuple[bool, Predicate]:
+def compileSearch(
+    query: list[Any], mailbox: IMAPMailbox, now: float | None = None
+) -> tuple[bool, Predicate]:
     """
     Compile SEARCH criteria (tokens from L{tmail.imap.parse.Tokenizer}) for
     one mailbox; raises L{imap4.IllegalQueryError} for malformed criteria.
+    C{now} (POSIX time, default the current time) is what OLDER and
+    YOUNGER count back from.
 
     @return: whether the predicate looks at nothing but the message's
         C{info} (flags, size, UID, internal date: no file is read), and the
         predicate.
     """
-    cost, predicate = _Compiler(mailbox).all(_Cursor(query))
+    moment = time.time() if now is None else now
+    cost, predicate = _Compiler(mailbox, moment).all(_Cursor(query))
     return cost == _INFO, predicate

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +47,9 @@ from tmail.imap.mailbox import (
 from tmail.imap.mutf7 import encodeName
 from tmail.imap.parse import parseDateTime, parseFlags, parseQuoted, wholeLiteral
 from tmail.imap.session import CommandError, IMAPSession, no
+from tmail.imap.sort import MessageFacts, parseSortCriteria, sortMessages
 from tmail.imap.structure import quoted
+from tmail.imap.thread import ALGORITHMS, formatThreads, threadMessages
 from tmail.interfaces import IQuotaStore
 from tmail.lineends import CRLFWriter
 
@@ -55,6 +58,9 @@ _log = Logger()
 _S = imap4.IMAP4Server
 _B = IMAPSession
 _STATUS_ITEMS = frozenset({b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"})
+_CHARSETS = (b"US-ASCII", b"UTF-8")
+_RETURN_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE"})
+_SAVE_REQUESTED = re.compile(rb" *RETURN +\([^)]*\bSAVE\b", re.IGNORECASE)
 
 
 def uidSet(uids: list[int]) -> bytes:
@@ -87,6 +93,9 @@ class IMAPServer(IMAPSession):
     _idleTag: bytes | None = None
     _idlePoll: task.LoopingCall | None = None
     _flushPending = False
+    #: The SEARCH being run asked to SAVE its result: if it fails, C{$}
+    #: becomes empty (RFC 5182 2.1).
+    _savingSearch = False
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._stopIdle()
@@ -101,6 +110,11 @@ class IMAPServer(IMAPSession):
             b"UIDPLUS": None,
             b"CHILDREN": None,
             b"UNSELECT": None,
+            b"ESEARCH": None,
+            b"SEARCHRES": None,
+            b"WITHIN": None,
+            b"SORT": None,
+            b"THREAD": [b"ORDEREDSUBJECT", b"REFERENCES"],
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -478,14 +492,116 @@ class IMAPServer(IMAPSession):
         self._writeChanges(Changes(expunged=self._selected().expungeUIDs(messages)))
         self.sendPositiveResponse(tag, b"UID EXPUNGE completed")
 
-    def do_SEARCH(self, tag: bytes, charset: bytes | None, query: list[Any], uid: int = 0) -> None:
-        if charset is not None and charset.strip(b'"').upper() not in (b"US-ASCII", b"UTF-8"):
+    def arg_searchprogram(self, line: bytes) -> Any:
+        """SEARCH arguments: C{[RETURN (...)] [CHARSET x] keys}, as tokens."""
+        self._savingSearch = _SAVE_REQUESTED.match(line) is not None
+        return self.arg_searchkeys(line)
+
+    def _commandFailed(self, failure: Failure, tag: bytes) -> None:
+        if self._savingSearch:
+            self._savingSearch = False
+            if self.mbox is not None:
+                self.mbox.saved = frozenset()
+        super()._commandFailed(failure, tag)
+
+    @staticmethod
+    def _checkCharset(token: Any) -> None:
+        if not isinstance(token, bytes):
+            raise imap4.IllegalClientResponse("Invalid charset")
+        if token.upper() not in _CHARSETS:
             raise no(b"[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")
-        hits = self._selected().search(query, bool(uid))
-        self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % hit for hit in hits)]))
+
+    @staticmethod
+    def _returnOptions(tokens: list[Any]) -> tuple[frozenset[bytes] | None, list[Any]]:
+        """The RETURN options of an extended SEARCH (RFC 4731), and the rest."""
+        if not tokens or not isinstance(tokens[0], bytes) or tokens[0].upper() != b"RETURN":
+            return None, tokens
+        if len(tokens) < 2 or not isinstance(tokens[1], list):
+            raise imap4.IllegalClientResponse("RETURN needs a list of options")
+        options = []
+        for option in tokens[1]:
+            if not isinstance(option, bytes) or option.upper() not in _RETURN_OPTIONS:
+                raise imap4.IllegalClientResponse("Unknown RETURN option")
+            options.append(option.upper())
+        return frozenset(options or [b"ALL"]), tokens[2:]
+
+    def do_SEARCH(self, tag: bytes, tokens: list[Any], uid: int = 0) -> None:
+        options, tokens = self._returnOptions(tokens)
+        if tokens and isinstance(tokens[0], bytes) and tokens[0].upper() == b"CHARSET":
+            if len(tokens) < 2:
+                raise imap4.IllegalClientResponse("Missing charset")
+            self._checkCharset(tokens[1])
+            tokens = tokens[2:]
+        mbox = self._selected()
+        pairs = mbox.searchPairs(tokens)
+        hits = [u if uid else seq for seq, u in pairs]
+        if options is None:
+            self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % hit for hit in hits)]))
+        else:
+            if b"SAVE" in options:
+                kept = pairs
+                if options & {b"MIN", b"MAX"} and not options & {b"ALL", b"COUNT"}:
+                    ends = [pairs[0], pairs[-1]] if pairs else []
+                    kept = [ends[0]] if b"MIN" in options and ends else []
+                    if b"MAX" in options and ends:
+                        kept.append(ends[1])
+                mbox.saved = frozenset(u for _, u in kept)
+            if options != {b"SAVE"}:
+                self.sendUntaggedResponse(self._esearch(tag, options, hits, bool(uid)))
+        self._savingSearch = False
         self.sendPositiveResponse(tag, b"SEARCH completed")
 
-    select_SEARCH = (do_SEARCH, _S.opt_charset, _B.arg_searchkeys)
+    @staticmethod
+    def _esearch(tag: bytes, options: frozenset[bytes], hits: list[int], uid: bool) -> bytes:
+        """An ESEARCH response (RFC 4731 3.1) for ascending C{hits}."""
+        parts = [b"ESEARCH (TAG %s)" % quoted(tag)]
+        if uid:
+            parts.append(b"UID")
+        if hits and b"MIN" in options:
+            parts.append(b"MIN %d" % hits[0])
+        if hits and b"MAX" in options:
+            parts.append(b"MAX %d" % hits[-1])
+        if hits and b"ALL" in options:
+            parts.append(b"ALL " + uidSet(hits))
+        if b"COUNT" in options:
+            parts.append(b"COUNT %d" % len(hits))
+        return b" ".join(parts)
+
+    select_SEARCH = (do_SEARCH, arg_searchprogram)
+
+    def _searchedFacts(self, tokens: list[Any]) -> list[MessageFacts]:
+        """Charset check, then the matching messages of SORT and THREAD."""
+        self._checkCharset(tokens[1])
+        return [MessageFacts(seq, m) for seq, m in self._selected().searchMessages(tokens[2:])]
+
+    def do_SORT(self, tag: bytes, tokens: list[Any], uid: int = 0) -> None:
+        if len(tokens) < 3:
+            raise imap4.IllegalClientResponse("SORT needs criteria, a charset and search keys")
+        try:
+            criteria = parseSortCriteria(tokens[0])
+        except ValueError as e:
+            raise imap4.IllegalClientResponse(str(e)) from None
+        ordered = sortMessages(self._searchedFacts(tokens), criteria)
+        numbers = (b"%d" % (f.uid if uid else f.seq) for f in ordered)
+        self.sendUntaggedResponse(b" ".join([b"SORT", *numbers]))
+        self.sendPositiveResponse(tag, b"SORT completed")
+
+    select_SORT = (do_SORT, _B.arg_searchkeys)
+
+    def do_THREAD(self, tag: bytes, tokens: list[Any], uid: int = 0) -> None:
+        if len(tokens) < 3:
+            raise imap4.IllegalClientResponse(
+                "THREAD needs an algorithm, a charset and search keys"
+            )
+        algorithm = tokens[0]
+        if not isinstance(algorithm, bytes) or algorithm.upper() not in ALGORITHMS:
+            raise imap4.IllegalClientResponse("Unknown threading algorithm")
+        root = threadMessages(algorithm.upper(), self._searchedFacts(tokens))
+        threads = formatThreads(root, bool(uid))
+        self.sendUntaggedResponse(b"THREAD " + threads if threads else b"THREAD")
+        self.sendPositiveResponse(tag, b"THREAD completed")
+
+    select_THREAD = (do_THREAD, _B.arg_searchkeys)
 
     def do_FETCH(
         self, tag: bytes, messages: imap4.MessageSet, query: list[Any], uid: int = 0
@@ -578,6 +694,8 @@ class IMAPServer(IMAPSession):
             b"FETCH": self.select_FETCH,
             b"STORE": self.select_STORE,
             b"SEARCH": self.select_SEARCH,
+            b"SORT": self.select_SORT,
+            b"THREAD": self.select_THREAD,
             b"COPY": self.select_COPY,
             b"EXPUNGE": (IMAPServer.do_UIDEXPUNGE, _B.arg_seqset),
         }

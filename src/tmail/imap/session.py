@@ -36,7 +36,7 @@ from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter, sendPromptly
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount
-from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.mailbox import IMAPMailbox, SavedResult
 from tmail.imap.mutf7 import BadMailboxName, decodeName
 from tmail.imap.parse import (
     BadLiteral,
@@ -52,7 +52,7 @@ _log = Logger()
 _COOPERATOR = task.Cooperator()
 
 _TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+\Z')
-_NO_EXPUNGE = frozenset({b"FETCH", b"STORE", b"SEARCH"})
+_NO_EXPUNGE = frozenset({b"FETCH", b"STORE", b"SEARCH", b"SORT", b"THREAD"})
 _STATES = ("unauth", "auth", "select", "logout")
 
 #: RFC 3501 5.4: an authenticated client may stay idle at least 30 minutes.
@@ -457,7 +457,10 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         return self._decoded(self._string(line, b"%*"))
 
     def arg_seqset(self, line: bytes) -> tuple[imap4.MessageSet, bytes]:
+        """A sequence set, or C{$}: the saved SEARCH result (RFC 5182)."""
         token, _, rest = line.lstrip(b" ").partition(b" ")
+        if token == b"$":
+            return SavedResult(), rest
         return parseSequenceSet(token), rest
 
     def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:

@@ -1,0 +1,239 @@
+# -*- test-case-name: tests.imap.test_imap_sort -*-
+"""
+SORT (RFC 5256) and the message facts SORT and THREAD order by.
+
+L{MessageFacts} reads what a criterion needs from a message once: the
+header is read (at most once per message, and only when a criterion looks at
+it) through L{IMAPMessage.header}, which the SEARCH predicate may already
+have filled.  Strings compare with C{i;ascii-casemap} (ASCII letters folded
+to upper case, then octet order), the RFC's default collation.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tmail.imap.message import IMAPMessage, fieldValue
+
+#: The sort keys of RFC 5256 3.
+SORT_KEYS = frozenset({b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO"})
+
+_WSP_RUN = re.compile(r"[ \t\r\n]+")
+_TRAILER = re.compile(r"(?:\(fwd\)|[ \t])\Z", re.IGNORECASE)
+_BLOB = r"\[[^\[\]]*\][ \t]*"
+_LEADER_WSP = re.compile(r"[ \t]+")
+_REFWD = re.compile(r"(?:" + _BLOB + r")*(?:re|fwd?)[ \t]*(?:" + _BLOB + r")?:", re.IGNORECASE)
+_BLOB_PREFIX = re.compile(_BLOB)
+_FWD_HDR = "[fwd:"
+
+
+def decodeText(raw: bytes) -> str:
+    """A header value with its RFC 2047 encoded-words decoded (bad ones kept as they are)."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except Exception:
+        return text
+
+
+def _hasBase(text: str) -> bool:
+    return bool(text.strip(" \t"))
+
+
+def baseSubject(subject: str) -> tuple[str, bool]:
+    """
+    The base subject of RFC 5256 2.1 (already decoded from RFC 2047), and
+    whether the subject marked a reply or forward (a C{Re:}/C{Fwd:} leader,
+    a C{(fwd)} trailer or a C{[fwd: ...]} wrapper).
+    """
+    text = _WSP_RUN.sub(" ", subject)
+    replyOrForward = False
+    while True:
+        # (2) trailers
+        while (trailer := _TRAILER.search(text)) is not None:
+            if trailer.group() != " " and trailer.group() != "\t":
+                replyOrForward = True
+            text = text[: trailer.start()]
+        # (3)-(5) leaders and blobs
+        while True:
+            changed = False
+            while True:
+                wsp = _LEADER_WSP.match(text)
+                if wsp is not None:
+                    text = text[wsp.end() :]
+                    changed = True
+                    continue
+                refwd = _REFWD.match(text)
+                if refwd is not None:
+                    text = text[refwd.end() :]
+                    replyOrForward = changed = True
+                    continue
+                break
+            blob = _BLOB_PREFIX.match(text)
+            if blob is not None and _hasBase(text[blob.end() :]):
+                text = text[blob.end() :]
+                changed = True
+            if not changed:
+                break
+        # (6) [fwd: ...]
+        if text[:5].lower() == _FWD_HDR and text.endswith("]"):
+            text = text[5:-1]
+            replyOrForward = True
+            continue
+        return text, replyOrForward
+
+
+def sortableText(text: str) -> bytes:
+    """C{text} as C{i;ascii-casemap} compares it."""
+    return text.encode("utf-8", "surrogateescape").upper()
+
+
+def _firstMailbox(value: bytes | None) -> bytes:
+    """The addr-mailbox (local part) of the first address of a header, or empty."""
+    if value is None:
+        return b""
+    text = value.decode("utf-8", "surrogateescape")
+    for _, address in email.utils.getaddresses([text]):
+        if address:
+            local, at, _ = address.rpartition("@")
+            return sortableText(local if at else address)
+    return b""
+
+
+class MessageFacts:
+    """
+    What SORT and THREAD look at in one message, each read on first use.
+
+    @ivar seq: the message's sequence number in the session.
+    @ivar message: the message; its header is read at most once.
+    """
+
+    def __init__(self, seq: int, message: IMAPMessage) -> None:
+        self.seq = seq
+        self.message = message
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def uid(self) -> int:
+        return self.message.info.uid
+
+    def _header(self) -> bytes:
+        header = self._cache.get("header")
+        if header is None:
+            try:
+                header = self.message.header()
+            except (KeyError, OSError):
+                header = b""
+            self._cache["header"] = header
+        return header
+
+    def headerField(self, name: bytes) -> bytes | None:
+        """The unfolded value of the first header field C{name} (lower case)."""
+        return fieldValue(self._header(), name)
+
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    @property
+    def arrival(self) -> float:
+        return self.message.info.internaldate
+
+    @property
+    def size(self) -> int:
+        return self.message.info.size
+
+    @property
+    def sentDate(self) -> float:
+        """The Date header in UTC seconds, else the INTERNALDATE (RFC 5256 2.2)."""
+
+        def compute() -> float:
+            value = self.headerField(b"date")
+            if value is not None:
+                parsed = email.utils.parsedate_tz(value.decode("ascii", "replace"))
+                if parsed is not None:
+                    try:
+                        return float(email.utils.mktime_tz(parsed))
+                    except (OverflowError, ValueError):
+                        pass
+            return self.arrival
+
+        return self._cached("date", compute)  # type: ignore[no-any-return]
+
+    def _subject(self) -> tuple[str, bool]:
+        def compute() -> tuple[str, bool]:
+            raw = self.headerField(b"subject")
+            return baseSubject(decodeText(raw) if raw is not None else "")
+
+        return self._cached("subject", compute)  # type: ignore[no-any-return]
+
+    @property
+    def baseSubject(self) -> bytes:
+        """The base subject, as C{i;ascii-casemap} compares it."""
+        return self._cached("base", lambda: sortableText(self._subject()[0]))  # type: ignore[no-any-return]
+
+    @property
+    def isReplyOrForward(self) -> bool:
+        return self._subject()[1]
+
+    def mailbox(self, name: bytes) -> bytes:
+        """The local part of the first address of header C{name}."""
+        return self._cached(  # type: ignore[no-any-return]
+            "addr:" + name.decode(), lambda: _firstMailbox(self.headerField(name))
+        )
+
+
+_KEYS: dict[bytes, Callable[[MessageFacts], Any]] = {
+    b"ARRIVAL": lambda f: f.arrival,
+    b"CC": lambda f: f.mailbox(b"cc"),
+    b"DATE": lambda f: f.sentDate,
+    b"FROM": lambda f: f.mailbox(b"from"),
+    b"SIZE": lambda f: f.size,
+    b"SUBJECT": lambda f: f.baseSubject,
+    b"TO": lambda f: f.mailbox(b"to"),
+}
+
+
+def parseSortCriteria(tokens: Any) -> list[tuple[bytes, bool]]:
+    """
+    C{(key, reversed)} pairs from a parenthesised SORT criteria list;
+    raises C{ValueError} when it is not one.
+    """
+    if not isinstance(tokens, list) or not tokens:
+        raise ValueError("SORT criteria must be a non-empty list")
+    criteria: list[tuple[bytes, bool]] = []
+    reverse = False
+    for token in tokens:
+        if not isinstance(token, bytes):
+            raise ValueError("bad SORT criterion")
+        word = token.upper()
+        if word == b"REVERSE" and not reverse:
+            reverse = True
+            continue
+        if word not in SORT_KEYS:
+            raise ValueError("unknown SORT criterion")
+        criteria.append((word, reverse))
+        reverse = False
+    if reverse:
+        raise ValueError("REVERSE without a sort key")
+    return criteria
+
+
+def sortMessages(
+    facts: Sequence[MessageFacts], criteria: Sequence[tuple[bytes, bool]]
+) -> list[MessageFacts]:
+    """
+    The messages ordered by the criteria, each optionally reversed; messages
+    equal under all of them keep sequence-number order (RFC 5256 3).
+    """
+    ordered = sorted(facts, key=lambda f: f.seq)
+    # Python's sort is stable, also with reverse=True: sorting by the last
+    # criterion first leaves ties of each in the order of the next.
+    for name, reverse in reversed(criteria):
+        ordered = sorted(ordered, key=_KEYS[name], reverse=reverse)
+    return ordered

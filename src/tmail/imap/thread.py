@@ -1,0 +1,253 @@
+# -*- test-case-name: tests.imap.test_imap_thread -*-
+"""
+THREAD (RFC 5256): the ORDEREDSUBJECT and REFERENCES algorithms and the
+C{* THREAD} response.
+
+Trees are walked with explicit stacks, not recursion, so a long reply chain
+cannot exhaust Python's stack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from itertools import groupby, pairwise
+
+from tmail.imap.sort import MessageFacts
+
+#: The algorithms of RFC 5256, by the name THREAD takes.
+ALGORITHMS = (b"ORDEREDSUBJECT", b"REFERENCES")
+
+_MSG_ID = re.compile(rb"<[^<>\s]+@[^<>\s]+>")
+
+
+class Node:
+    """A message in a thread tree; a dummy (C{facts is None}) stands for a missing one."""
+
+    __slots__ = ("children", "facts", "parent")
+
+    def __init__(self, facts: MessageFacts | None = None) -> None:
+        self.facts = facts
+        self.parent: Node | None = None
+        self.children: list[Node] = []
+
+    def adopt(self, child: Node) -> None:
+        if child.parent is not None:
+            child.parent.children.remove(child)
+        child.parent = self
+        self.children.append(child)
+
+    def orphan(self) -> None:
+        if self.parent is not None:
+            self.parent.children.remove(self)
+            self.parent = None
+
+    def isAncestorOf(self, other: Node) -> bool:
+        """Whether this node is C{other} or above it."""
+        node: Node | None = other
+        while node is not None:
+            if node is self:
+                return True
+            node = node.parent
+        return False
+
+
+def _dateKey(node: Node) -> tuple[float, int]:
+    """Sent date order (RFC 5256 2.2), ties by sequence number; a dummy sorts as its first child."""
+    while node.facts is None:
+        if not node.children:
+            return (float("inf"), 0)
+        node = node.children[0]
+    return (node.facts.sentDate, node.facts.seq)
+
+
+def _bottomUp(root: Node) -> list[Node]:
+    """Every node below C{root}, each after all of its descendants."""
+    order: list[Node] = []
+    stack = list(root.children)
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(node.children)
+    order.reverse()
+    return order
+
+
+def _sortSiblings(root: Node) -> None:
+    for node in [*_bottomUp(root), root]:
+        node.children.sort(key=_dateKey)
+
+
+def orderedSubject(messages: Sequence[MessageFacts]) -> Node:
+    """
+    ORDEREDSUBJECT: messages grouped by base subject, each group a thread
+    of its earliest message with the others as its children, threads in
+    order of their first message's sent date.
+    """
+    root = Node()
+    bySubject = sorted(messages, key=lambda f: (f.baseSubject, f.sentDate, f.seq))
+    for _, group in groupby(bySubject, key=lambda f: f.baseSubject):
+        members = list(group)
+        first = Node(members[0])
+        root.adopt(first)
+        for facts in members[1:]:
+            first.adopt(Node(facts))
+    root.children.sort(key=_dateKey)
+    return root
+
+
+def _messageIds(value: bytes | None) -> list[bytes]:
+    return _MSG_ID.findall(value) if value else []
+
+
+def _link(messages: Sequence[MessageFacts]) -> dict[object, Node]:
+    """Step 1: parent/child links from Message-ID, References and In-Reply-To."""
+    table: dict[object, Node] = {}
+
+    def lookup(key: bytes) -> Node:
+        node = table.get(key)
+        if node is None:
+            node = table[key] = Node()
+        return node
+
+    for facts in sorted(messages, key=lambda f: f.seq):
+        ids = _messageIds(facts.headerField(b"message-id"))
+        key: object = ids[0] if ids else ("seq", facts.seq)
+        node = table.get(key)
+        if node is None or node.facts is not None:
+            if node is not None:
+                key = ("seq", facts.seq)
+            node = table[key] = Node(facts)
+        else:
+            node.facts = facts
+        references = _messageIds(facts.headerField(b"references"))
+        if not references:
+            references = _messageIds(facts.headerField(b"in-reply-to"))[:1]
+        # (1)(A)
+        for parentId, childId in pairwise(references):
+            parent, child = lookup(parentId), lookup(childId)
+            if child.parent is None and not child.isAncestorOf(parent):
+                parent.adopt(child)
+        # (1)(B)
+        node.orphan()
+        if references:
+            last = lookup(references[-1])
+            if not node.isAncestorOf(last):
+                last.adopt(node)
+    return table
+
+
+def _prune(root: Node) -> None:
+    """Step 3: drop childless dummies, splice the children of the others upward."""
+    for node in _bottomUp(root):
+        if node.facts is not None:
+            continue
+        parent = node.parent
+        assert parent is not None
+        if not node.children:
+            node.orphan()
+        elif parent is not root or len(node.children) == 1:
+            at = parent.children.index(node)
+            children = node.children
+            for child in children:
+                child.parent = parent
+            parent.children[at : at + 1] = children
+            node.children = []
+            node.parent = None
+
+
+def _threadSubject(node: Node) -> tuple[bytes, MessageFacts | None]:
+    facts = node.facts if node.facts is not None else node.children[0].facts
+    return (facts.baseSubject, facts) if facts is not None else (b"", None)
+
+
+def _isReply(node: Node) -> bool:
+    return node.facts is not None and node.facts.isReplyOrForward
+
+
+def _gatherBySubject(root: Node) -> None:
+    """Step 5: merge top-level threads with the same base subject."""
+    table: dict[bytes, Node] = {}
+    for node in root.children:
+        subject, _ = _threadSubject(node)
+        if not subject:
+            continue
+        old = table.get(subject)
+        if old is None or (
+            old.facts is not None and (node.facts is None or (_isReply(old) and not _isReply(node)))
+        ):
+            table[subject] = node
+    for node in list(root.children):
+        subject, _ = _threadSubject(node)
+        if not subject or node.parent is not root:
+            continue
+        other = table[subject]
+        if other is node:
+            continue
+        if other.facts is None and node.facts is None:
+            for child in list(node.children):
+                other.adopt(child)
+            node.orphan()
+        elif other.facts is None or (_isReply(node) and not _isReply(other)):
+            other.adopt(node)
+        else:
+            dummy = Node()
+            at = root.children.index(other)
+            root.children[at] = dummy
+            dummy.parent = root
+            other.parent = None
+            dummy.adopt(other)
+            dummy.adopt(node)
+            table[subject] = dummy
+
+
+def references(messages: Sequence[MessageFacts]) -> Node:
+    """REFERENCES (RFC 5256 4): threads by Message-ID links, then merged by base subject."""
+    table = _link(messages)
+    root = Node()
+    for node in table.values():
+        if node.parent is None:
+            root.adopt(node)
+    _prune(root)
+    for node in root.children:
+        node.children.sort(key=_dateKey)
+    root.children.sort(key=_dateKey)
+    _gatherBySubject(root)
+    _sortSiblings(root)
+    return root
+
+
+def threadMessages(algorithm: bytes, messages: Sequence[MessageFacts]) -> Node:
+    """The thread tree of C{messages} by the named algorithm (upper case)."""
+    if algorithm == b"ORDEREDSUBJECT":
+        return orderedSubject(messages)
+    return references(messages)
+
+
+def _tokens(node: Node, number: Callable[[MessageFacts], int]) -> Iterator[bytes]:
+    """The pieces of one top-level thread's thread-list, parentheses included."""
+    stack: list[Node | bytes] = [b")", node, b"("]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bytes):
+            yield item
+            continue
+        children = item.children
+        if item.facts is not None:
+            yield b"%d" % number(item.facts)
+            if children:
+                yield b" "
+        if len(children) == 1:
+            stack.append(children[0])
+        else:
+            for child in reversed(children):
+                stack.extend([b")", child, b"("])
+
+
+def formatThreads(root: Node, uid: bool) -> bytes:
+    """The data of a C{* THREAD} response (RFC 5256 5): one thread-list per thread."""
+
+    def number(facts: MessageFacts) -> int:
+        return facts.uid if uid else facts.seq
+
+    return b"".join(piece for thread in root.children for piece in _tokens(thread, number))
