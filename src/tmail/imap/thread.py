@@ -44,6 +44,8 @@ class Node:
 
     def isAncestorOf(self, other: Node) -> bool:
         """Whether this node is C{other} or above it."""
+        if self is not other and not self.children:
+            return False
         node: Node | None = other
         while node is not None:
             if node is self:
