@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import imaplib
 import itertools
+import re
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -430,3 +431,73 @@ class ESearchNetworkTests(TestCase):
         self.assertEqual(list(seen["young"]), [1, 2, 10, 11])
         self.assertEqual(list(seen["old"]), [])
         self.assertIn("BADCHARSET", seen["refused"])
+
+
+_WORDS = [
+    b"RETURN",
+    b"(",
+    b")",
+    b"()",
+    b"SAVE",
+    b"MIN",
+    b"MAX",
+    b"ALL",
+    b"COUNT",
+    b"CHARSET",
+    b"UTF-8",
+    b"KOI8-R",
+    b"$",
+    b"1:*",
+    b"1,$",
+    b"OLDER",
+    b"YOUNGER",
+    b"0",
+    b"5",
+    b"NOT",
+    b"OR",
+    b"SUBJECT",
+    b'"x"',
+    b"REVERSE",
+    b"DATE",
+    b"FROM",
+    b"REFERENCES",
+    b"ORDEREDSUBJECT",
+    b"UID",
+    b"FLAGS",
+    b"\\Seen",
+    b"+FLAGS",
+    b"\xff",
+]
+_COMMANDS = [
+    b"SEARCH",
+    b"UID SEARCH",
+    b"SORT",
+    b"UID SORT",
+    b"THREAD",
+    b"UID THREAD",
+    b"FETCH",
+    b"UID FETCH",
+    b"STORE",
+    b"COPY INBOX",
+    b"UID EXPUNGE",
+]
+_TAGGED = re.compile(rb"^g (OK|NO|BAD) ")
+
+
+class ExtendedSearchGarbageTests(SynchronousTestCase):
+    """Random arguments to the search family get a tagged OK/NO/BAD, never an internal error."""
+
+    def setUp(self) -> None:
+        self.fixture = makeRealm(Path(self.mktemp()))
+        rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(_COMMANDS), st.lists(st.sampled_from(_WORDS), max_size=8))
+    def test_randomArguments(self, command: bytes, words: list[bytes]) -> None:
+        session = Session(self, self.fixture)
+        session.select()
+        reply = session.send(b"g " + command + b" " + b" ".join(words) + b"\r\n")
+        last = reply.rstrip(b"\r\n").split(b"\r\n")[-1]
+        self.assertRegex(last, _TAGGED)
+        self.assertNotIn(b"SERVERBUG", last)
+        self.assertTrue(session.send(b"z NOOP\r\n").endswith(b"z OK NOOP completed\r\n"))
