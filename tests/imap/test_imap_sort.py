@@ -71,6 +71,15 @@ class BaseSubjectTests(SynchronousTestCase):
         for subject, expected in cases.items():
             self.assertEqual(baseSubject(subject), expected, subject)
 
+    def test_hostileSubjectsTakeLinearTime(self) -> None:
+        """Long runs of leaders, blobs, trailers and wrappers (quadratic handling would take minutes)."""
+        n = 50000
+        self.assertEqual(baseSubject("Re: " * n + "x"), ("x", True))
+        self.assertEqual(baseSubject("[a] " * n + "x"), ("x", False))
+        self.assertEqual(baseSubject("x" + " (fwd)" * n), ("x", True))
+        self.assertEqual(baseSubject("[fwd: " * n + "x" + "]" * n), ("x", True))
+        self.assertEqual(baseSubject("[a] " * n + "Re: x"), ("x", True))
+
     @settings(max_examples=300, deadline=None)
     @given(
         st.lists(

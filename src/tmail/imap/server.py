@@ -539,17 +539,23 @@ class IMAPServer(IMAPSession):
             self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % hit for hit in hits)]))
         else:
             if b"SAVE" in options:
-                kept = pairs
-                if options & {b"MIN", b"MAX"} and not options & {b"ALL", b"COUNT"}:
-                    ends = [pairs[0], pairs[-1]] if pairs else []
-                    kept = [ends[0]] if b"MIN" in options and ends else []
-                    if b"MAX" in options and ends:
-                        kept.append(ends[1])
-                mbox.saved = frozenset(u for _, u in kept)
+                mbox.saved = self._toSave(options, pairs)
             if options != {b"SAVE"}:
                 self.sendUntaggedResponse(self._esearch(tag, options, hits, bool(uid)))
         self._savingSearch = False
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    @staticmethod
+    def _toSave(options: frozenset[bytes], pairs: list[tuple[int, int]]) -> frozenset[int]:
+        """
+        The UIDs C{RETURN (SAVE ...)} keeps (RFC 5182 2.4): all matches, or
+        only the MIN and/or MAX ones when neither ALL nor COUNT is asked.
+        """
+        if options & {b"MIN", b"MAX"} and not options & {b"ALL", b"COUNT"}:
+            first = pairs[:1] if b"MIN" in options else []
+            last = pairs[-1:] if b"MAX" in options else []
+            pairs = first + last
+        return frozenset(u for _, u in pairs)
 
     @staticmethod
     def _esearch(tag: bytes, options: frozenset[bytes], hits: list[int], uid: bool) -> bytes:
