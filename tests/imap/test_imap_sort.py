@@ -72,7 +72,7 @@ class BaseSubjectTests(SynchronousTestCase):
             self.assertEqual(baseSubject(subject), expected, subject)
 
     def test_hostileSubjectsTakeLinearTime(self) -> None:
-        """Long runs of leaders, blobs, trailers and wrappers (quadratic handling would take minutes)."""
+        """Long runs of leaders, blobs, trailers and wrappers: quadratic work would take minutes."""
         n = 50000
         self.assertEqual(baseSubject("Re: " * n + "x"), ("x", True))
         self.assertEqual(baseSubject("[a] " * n + "x"), ("x", False))
