@@ -316,6 +316,33 @@ class SortCommandTests(SynchronousTestCase):
         self.send(b"b SORT (SIZE ARRIVAL) UTF-8 UNSEEN")
         self.assertEqual(opened, [])
 
+    def test_expungesByOthersWaitUntilAfterSortAndThread(self) -> None:
+        """
+        SORT and THREAD answer with sequence numbers, so, as during SEARCH,
+        another session's expunge is reported only afterwards; meanwhile the
+        vanished message keeps its place.
+        """
+        for subject in (b"c", b"a", b"b"):
+            put(self.inbox, b"Subject: %s\r\n" % subject)
+        self.session.select()
+        actor = Session(self, self.session.fixture)
+        actor.select()
+        actor.send(b"a STORE 2 +FLAGS.SILENT (\\Deleted)\r\nb EXPUNGE\r\n")
+        self.assertEqual(
+            self.send(b"c SORT (SUBJECT) UTF-8 ALL"), b"* SORT 2 3 1\r\nc OK SORT completed\r\n"
+        )
+        self.assertEqual(
+            self.send(b"d THREAD ORDEREDSUBJECT UTF-8 ALL"),
+            b"* THREAD (1)(2)(3)\r\nd OK THREAD completed\r\n",
+        )
+        self.assertEqual(
+            self.send(b"e NOOP"),
+            b"* 2 EXPUNGE\r\n* 2 EXISTS\r\n* 2 RECENT\r\ne OK NOOP completed\r\n",
+        )
+        self.assertEqual(
+            self.send(b"f SORT (SUBJECT) UTF-8 ALL"), b"* SORT 2 1\r\nf OK SORT completed\r\n"
+        )
+
     def test_badArgumentsAreBAD(self) -> None:
         self.rfcMailbox()
         for line in [
