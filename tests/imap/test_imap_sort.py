@@ -188,8 +188,9 @@ class SortAlgorithmTests(SynchronousTestCase):
             facts(2, date="Mon, 1 Jan 2024 09:00:00 +0000"),
             facts(3, date="not a date", internaldate=JAN_2024 + 8.5 * 3600),
             facts(4, internaldate=JAN_2024),
+            facts(5, date="Mon, 1 Jan 2024 08:45:00"),
         ]
-        self.assertEqual([f.seq for f in sortMessages(items, [(b"DATE", False)])], [4, 1, 3, 2])
+        self.assertEqual([f.seq for f in sortMessages(items, [(b"DATE", False)])], [4, 1, 3, 5, 2])
 
     def test_addressesSortByFirstMailboxLocalPart(self) -> None:
         items = [

@@ -158,6 +158,9 @@ class MessageFacts:
             if value is not None:
                 parsed = email.utils.parsedate_tz(value.decode("ascii", "replace"))
                 if parsed is not None:
+                    if parsed[9] is None:
+                        # No zone: taken as UTC, not as the server's local time.
+                        parsed = (*parsed[:9], 0)
                     try:
                         return float(email.utils.mktime_tz(parsed))
                     except (OverflowError, ValueError):
