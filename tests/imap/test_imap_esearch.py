@@ -359,6 +359,44 @@ class SequenceSetTests(SynchronousTestCase):
             self.assertGreater(low, high + 1)
 
 
+class ReturnOptionTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.fixture = makeRealm(Path(self.mktemp()))
+        rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        st.lists(
+            st.sampled_from(["MIN", "MAX", "ALL", "COUNT", "min", "Max", "all", "count"]),
+            max_size=5,
+        ),
+        st.booleans(),
+        st.sampled_from([b"FLAGGED", b"UNFLAGGED", b"DELETED", b"2:4,9"]),
+    )
+    def test_esearchCarriesExactlyTheAskedItems(
+        self, options: list[str], uid: bool, criteria: bytes
+    ) -> None:
+        """RETURN options in any order and case give those items of the plain SEARCH result."""
+        session = Session(self, self.fixture)
+        session.select()
+        prefix = b"UID " if uid else b""
+        plain = session.send(b"p " + prefix + b"SEARCH " + criteria + b"\r\n")
+        hits = [int(n) for n in plain.split(b"\r\n")[0].split()[2:]]
+        line = b"e %sSEARCH RETURN (%s) %s\r\n" % (prefix, " ".join(options).encode(), criteria)
+        reply = session.send(line)
+        wanted = {o.upper() for o in options} or {"ALL"}
+        expected = [b'* ESEARCH (TAG "e")'] + ([b"UID"] if uid else [])
+        if hits and "MIN" in wanted:
+            expected.append(b"MIN %d" % min(hits))
+        if hits and "MAX" in wanted:
+            expected.append(b"MAX %d" % max(hits))
+        if hits and "ALL" in wanted:
+            expected.append(b"ALL " + uidSet(hits))
+        if "COUNT" in wanted:
+            expected.append(b"COUNT %d" % len(hits))
+        self.assertEqual(reply, b" ".join(expected) + b"\r\ne OK SEARCH completed\r\n")
+
+
 class ESearchNetworkTests(TestCase):
     """Real clients over loopback."""
 
