@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tmail.imap.message import IMAPMessage, fieldValue
+from tmail.imap.message import IMAPMessage, fieldValue, headerFields
 
 #: The sort keys of RFC 5256 3.
 SORT_KEYS = frozenset({b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO"})
@@ -134,7 +134,14 @@ class MessageFacts:
 
     def headerField(self, name: bytes) -> bytes | None:
         """The unfolded value of the first header field C{name} (lower case)."""
-        return fieldValue(self._header(), name)
+        fields: dict[bytes, bytes] | None = self._cache.get("fields")
+        if fields is None:
+            fields = {}
+            for fieldName, lines in headerFields(self._header()):
+                fields.setdefault(fieldName, lines)
+            self._cache["fields"] = fields
+        found = fields.get(name)
+        return None if found is None else fieldValue(found, name)
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self._cache:
