@@ -158,9 +158,10 @@ def _prune(root: Node) -> None:
             node.parent = None
 
 
-def _threadSubject(node: Node) -> tuple[bytes, MessageFacts | None]:
+def _threadSubject(node: Node) -> bytes:
+    """The base subject of a top-level message, or of a dummy's first child (step 5.B.i)."""
     facts = node.facts if node.facts is not None else node.children[0].facts
-    return (facts.baseSubject, facts) if facts is not None else (b"", None)
+    return facts.baseSubject if facts is not None else b""
 
 
 def _isReply(node: Node) -> bool:
@@ -171,7 +172,7 @@ def _gatherBySubject(root: Node) -> None:
     """Step 5: merge top-level threads with the same base subject."""
     table: dict[bytes, Node] = {}
     for node in root.children:
-        subject, _ = _threadSubject(node)
+        subject = _threadSubject(node)
         if not subject:
             continue
         old = table.get(subject)
@@ -180,7 +181,7 @@ def _gatherBySubject(root: Node) -> None:
         ):
             table[subject] = node
     for node in list(root.children):
-        subject, _ = _threadSubject(node)
+        subject = _threadSubject(node)
         if not subject or node.parent is not root:
             continue
         other = table[subject]
