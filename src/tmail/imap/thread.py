@@ -140,22 +140,21 @@ def _link(messages: Sequence[MessageFacts]) -> dict[object, Node]:
 
 
 def _prune(root: Node) -> None:
-    """Step 3: drop childless dummies, splice the children of the others upward."""
-    for node in _bottomUp(root):
-        if node.facts is not None:
-            continue
-        parent = node.parent
-        assert parent is not None
-        if not node.children:
-            node.orphan()
-        elif parent is not root or len(node.children) == 1:
-            at = parent.children.index(node)
-            children = node.children
-            for child in children:
-                child.parent = parent
-            parent.children[at : at + 1] = children
-            node.children = []
-            node.parent = None
+    """
+    Step 3: drop childless dummies and splice the children of the others
+    into their place, except a dummy with several children under the root.
+    """
+    for node in [*_bottomUp(root), root]:
+        kept: list[Node] = []
+        for child in node.children:
+            if child.facts is None and (node is not root or len(child.children) < 2):
+                for grandchild in child.children:
+                    grandchild.parent = node
+                kept.extend(child.children)
+                child.children, child.parent = [], None
+            else:
+                kept.append(child)
+        node.children = kept
 
 
 def _threadSubject(node: Node) -> bytes:
@@ -169,7 +168,11 @@ def _isReply(node: Node) -> bool:
 
 
 def _gatherBySubject(root: Node) -> None:
-    """Step 5: merge top-level threads with the same base subject."""
+    """
+    Step 5: merge top-level threads with the same base subject.  Nodes
+    leaving the top level are marked by their new parent and the root's
+    list is rebuilt once, so many merges cost linear time.
+    """
     table: dict[bytes, Node] = {}
     for node in root.children:
         subject = _threadSubject(node)
@@ -180,28 +183,30 @@ def _gatherBySubject(root: Node) -> None:
             old.facts is not None and (node.facts is None or (_isReply(old) and not _isReply(node)))
         ):
             table[subject] = node
-    for node in list(root.children):
-        subject = _threadSubject(node)
-        if not subject or node.parent is not root:
+    added: list[Node] = []
+    for node in root.children:
+        subject = _threadSubject(node) if node.parent is root else b""
+        if not subject:
             continue
         other = table[subject]
         if other is node:
             continue
         if other.facts is None and node.facts is None:
-            for child in list(node.children):
-                other.adopt(child)
-            node.orphan()
+            for child in node.children:
+                child.parent = other
+            other.children.extend(node.children)
+            node.children, node.parent = [], None
         elif other.facts is None or (_isReply(node) and not _isReply(other)):
-            other.adopt(node)
+            node.parent = other
+            other.children.append(node)
         else:
             dummy = Node()
-            at = root.children.index(other)
-            root.children[at] = dummy
             dummy.parent = root
-            other.parent = None
-            dummy.adopt(other)
-            dummy.adopt(node)
+            dummy.children = [other, node]
+            other.parent = node.parent = dummy
             table[subject] = dummy
+            added.append(dummy)
+    root.children = [node for node in root.children if node.parent is root] + added
 
 
 def references(messages: Sequence[MessageFacts]) -> Node:
