@@ -29,7 +29,7 @@ PASSWORD = "sync password"
 LOCAL_FOLDERS = ("INBOX", "Archive", "Archive/2025", "Entwürfe", "Sent")
 SERVER_ONLY_FOLDER = "Projects/Alpha"
 
-ServerState = dict[str, tuple[tuple[int, int], dict[int, tuple[frozenset[str], str]]]]
+ServerState = dict[str, tuple[tuple[int, int], dict[int, tuple[frozenset[str], str, bytes]]]]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def messageIdOf(raw: bytes) -> str:
 
 
 def serverState(server: TmailServer, user: str) -> ServerState:
-    """Every folder's UIDVALIDITY and UIDNEXT and each UID's flags and Message-ID."""
+    """Every folder's UIDVALIDITY and UIDNEXT and each UID's flags, Message-ID and text."""
     state: ServerState = {}
     with connect(server, user) as client:
         for flags, _, name in client.list_folders():
@@ -75,13 +75,16 @@ def serverState(server: TmailServer, user: str) -> ServerState:
                 continue
             selected = client.select_folder(name, readonly=True)
             uids = client.search("ALL")
-            fetched = client.fetch(uids, ["FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            fetched = client.fetch(
+                uids, ["FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", "BODY.PEEK[TEXT]"]
+            )
             state[name] = (
                 (int(selected[b"UIDVALIDITY"]), int(selected[b"UIDNEXT"])),
                 {
                     uid: (
                         frozenset(f.decode() for f in data[b"FLAGS"]) - {"\\Recent"},
                         messageIdOf(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]),
+                        data[b"BODY[TEXT]"],
                     )
                     for uid, data in fetched.items()
                 },
@@ -90,7 +93,18 @@ def serverState(server: TmailServer, user: str) -> ServerState:
 
 
 def flagsById(state: ServerState, folder: str) -> dict[str, frozenset[str]]:
-    return {mid: flags for flags, mid in state[folder][1].values()}
+    return {mid: flags for flags, mid, _ in state[folder][1].values()}
+
+
+def textsById(state: ServerState, folder: str) -> dict[str, bytes]:
+    return {mid: text.replace(b"\r\n", b"\n") for _, mid, text in state[folder][1].values()}
+
+
+def localTexts(folder: Path) -> dict[str, bytes]:
+    return {
+        messageIdOf(raw): raw.split(b"\n\n", 1)[1]
+        for raw in (p.read_bytes() for p in messageFiles(folder))
+    }
 
 
 def writeLocal(folder: Path, messageId: str, subject: str, flags: str = "") -> Path:
@@ -173,7 +187,8 @@ def assertBothSidesHold(
     state: ServerState, folderPath: dict[str, Path], expected: dict[str, dict[str, str]],
     expunges: bool,
 ) -> None:
-    """Both sides hold C{expected}; a client that does not expunge keeps \\Deleted ones too."""
+    """Both sides hold C{expected} with the same texts; a client that does not expunge
+    keeps \\Deleted ones too."""
     if not expunges:
         expected = {f: {**m, **KEPT_DELETED.get(f, {})} for f, m in expected.items()}
     assert set(expected) <= set(state)
@@ -181,6 +196,7 @@ def assertBothSidesHold(
     for folder, messages in expected.items():
         assert flagsById(state, folder) == {m: asImapFlags(f) for m, f in messages.items()}, folder
         assert localFlags(folderPath[folder]) == messages, folder
+        assert localTexts(folderPath[folder]) == textsById(state, folder), folder
 
 
 def messageFiles(folder: Path) -> list[Path]:
@@ -257,6 +273,9 @@ def syncTwiceEachWay(
 def test_mbsync_syncs_a_flagged_folder_tree_both_ways_and_reruns_change_nothing(
     server: TmailServer, tmp_path: Path
 ) -> None:
+    """isync 1.4 names local folders by their IMAP names, so Entwürfe is the
+    modified UTF-7 C{Entw&APw-rfe} on disk (it sends a UTF-8 name verbatim, which
+    a server without UTF8=ACCEPT rightly refuses)."""
     assert server.pki is not None
     user = "mia@example.test"
     local = tmp_path / "mail"
@@ -308,6 +327,8 @@ SyncState *
 def test_offlineimap_syncs_a_flagged_folder_tree_both_ways_and_reruns_change_nothing(
     server: TmailServer, tmp_path: Path
 ) -> None:
+    """offlineimap keeps \\Deleted as a flag both ways and expunges only what it
+    deletes itself; C{utf8foldernames} gives Entwürfe its UTF-8 name on disk."""
     assert server.pki is not None
     user = "olaf@example.test"
     local = tmp_path / "mail"
