@@ -108,7 +108,10 @@ class IMAPSettings:
     The IMAP4 service.
 
     @ivar max_literal_size: bytes; a larger APPEND gets C{NO [TOOBIG]}.
+        Advertised as C{APPENDLIMIT} (RFC 7889).
     @ivar max_line_length: bytes per command line outside literals.
+    @ivar literal_minus: advertise C{LITERAL-} instead of C{LITERAL+}
+        (RFC 7888 5): non-synchronizing literals of up to 4096 octets only.
     """
 
     listen: tuple[str, ...] = ()
@@ -117,6 +120,7 @@ class IMAPSettings:
     max_line_length: int = 64 * 1024
     timeout: float = 1800.0
     max_connections_per_address: int = 50
+    literal_minus: bool = False
 
 
 @dataclass(frozen=True)

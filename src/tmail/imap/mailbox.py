@@ -62,7 +62,10 @@ class Changes:
 
 
 def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
-    """The STATUS items C{names} (upper case) of a folder."""
+    """
+    The STATUS items C{names} (upper case) of a folder; C{DELETED} and
+    C{DELETED-STORAGE} are the QUOTA extension's (RFC 9208 4.2).
+    """
     infos = folder.messages()
     values = {
         "MESSAGES": lambda: len(infos),
@@ -70,8 +73,19 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
         "UIDNEXT": lambda: folder.uidNext(),
         "UIDVALIDITY": lambda: folder.uidValidity(),
         "UNSEEN": lambda: sum(1 for info in infos if "\\Seen" not in info.flags),
+        "DELETED": lambda: sum(1 for info in infos if "\\Deleted" in info.flags),
+        "DELETED-STORAGE": lambda: deletedStorage(infos),
     }
     return {name: values[name]() for name in names}
+
+
+def deletedStorage(infos: Iterable[MessageInfo]) -> int:
+    """
+    RFC 9208 4.2: what an EXPUNGE would free, in units of 1024 octets (the
+    QUOTA STORAGE unit), rounded up.
+    """
+    total = sum(info.size for info in infos if "\\Deleted" in info.flags)
+    return (total + 1023) // 1024
 
 
 def flagList(info: MessageInfo, recent: bool = False) -> list[str]:
@@ -306,6 +320,16 @@ class IMAPMailbox:
         doomed = [u for u, info in current.items() if u in inView and "\\Deleted" in info.flags]
         removed = set(self.folder.expunge(doomed)) if doomed else set()
         return self._drop(removed)
+
+    def removeMoved(self, uids: list[int]) -> list[int]:
+        """
+        Expunge messages MOVE copied elsewhere, whatever their flags;
+        return the sequence numbers to report, highest first.
+        """
+        if not self.readWrite:
+            raise imap4.ReadOnlyMailbox()
+        self.folder.expunge(uids)
+        return self._drop(set(uids))
 
     def _drop(self, removed: set[int]) -> list[int]:
         if not removed:

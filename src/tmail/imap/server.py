@@ -34,6 +34,7 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tmail import __version__
 from tmail.errors import NoSuchFolder, OverQuota
 from tmail.imap.account import IMAPAccount
 from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
@@ -45,22 +46,48 @@ from tmail.imap.mailbox import (
     folderStatus,
 )
 from tmail.imap.mutf7 import encodeName
-from tmail.imap.parse import parseDateTime, parseFlags, parseQuoted, wholeLiteral
+from tmail.imap.parse import (
+    parseDateTime,
+    parseFlags,
+    parseQuoted,
+    splitAtom,
+    wholeLiteral,
+)
 from tmail.imap.session import CommandError, IMAPSession, no
 from tmail.imap.sort import MessageFacts, parseSortCriteria, sortMessages
 from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, formatThreads, threadMessages
-from tmail.interfaces import IQuotaStore
+from tmail.interfaces import IMailFolder, IPendingMessage, IQuotaStore, QuotaUsage
 from tmail.lineends import CRLFWriter
 
 _log = Logger()
 
 _S = imap4.IMAP4Server
 _B = IMAPSession
-_STATUS_ITEMS = frozenset({b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"})
+_STATUS_ITEMS = frozenset(
+    {
+        b"MESSAGES",
+        b"RECENT",
+        b"UIDNEXT",
+        b"UIDVALIDITY",
+        b"UNSEEN",
+        b"DELETED",
+        b"DELETED-STORAGE",
+        b"APPENDLIMIT",
+    }
+)
 _CHARSETS = (b"US-ASCII", b"UTF-8")
 _RETURN_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE"})
 _SAVE_REQUESTED = re.compile(rb" *RETURN +\([^)]*\bSAVE\b", re.IGNORECASE)
+
+#: The one quota root of a user, named as Dovecot names its default root.
+QUOTA_ROOT = b"User quota"
+_VERSION = __version__.encode("ascii")
+
+#: RFC 2971 3.3: limits on the client's ID parameters.
+ID_MAX_FIELD = 30
+ID_MAX_VALUE = 1024
+ID_MAX_PAIRS = 30
 
 
 def uidSet(uids: list[int]) -> bytes:
@@ -72,6 +99,44 @@ def uidSet(uids: list[int]) -> bytes:
         else:
             ranges.append([uid, uid])
     return b",".join(b"%d" % a if a == b else b"%d:%d" % (a, b) for a, b in ranges)
+
+
+class _AppendBatch:
+    """The pending messages of one APPEND, stored all together or not at all."""
+
+    def __init__(self, folder: IMailFolder) -> None:
+        self.folder = folder
+        self.messages: list[IPendingMessage] = []
+        self.size = 0
+
+    def begin(self, flags: list[str], date: float | None, size: int) -> IPendingMessage:
+        pending = self.folder.beginMessage(flags, date)
+        self.messages.append(pending)
+        self.size += size
+        return pending
+
+    def publish(self) -> None:
+        """Make every message durable (in a worker thread, as one APPEND does)."""
+        for pending in self.messages:
+            pending.publish()
+
+    def commit(self) -> list[int]:
+        """Commit every message; if one fails, expunge those already committed."""
+        uids: list[int] = []
+        try:
+            for pending in self.messages:
+                uids.append(pending.commit())
+        except BaseException:
+            for pending in self.messages[len(uids) :]:
+                pending.abort()
+            if uids:
+                self.folder.expunge(uids)
+            raise
+        return uids
+
+    def abort(self) -> None:
+        for pending in self.messages:
+            pending.abort()
 
 
 @implementer(ISessionListener)
@@ -103,8 +168,9 @@ class IMAPServer(IMAPSession):
         super().connectionLost(reason)
 
     def capabilities(self) -> dict[bytes, list[bytes] | None]:
+        literal = b"LITERAL-" if self.settings.literal_minus else b"LITERAL+"
         caps: dict[bytes, list[bytes] | None] = {
-            b"LITERAL+": None,
+            literal: None,
             b"IDLE": None,
             b"NAMESPACE": None,
             b"UIDPLUS": None,
@@ -115,6 +181,14 @@ class IMAPServer(IMAPSession):
             b"WITHIN": None,
             b"SORT": None,
             b"THREAD": [b"ORDEREDSUBJECT", b"REFERENCES"],
+            b"ENABLE": None,
+            b"ID": None,
+            b"MOVE": None,
+            b"MULTIAPPEND": None,
+            b"APPENDLIMIT": [b"%d" % self.settings.max_literal_size],
+            b"QUOTA": None,
+            b"QUOTA=RES-STORAGE": None,
+            b"QUOTA=RES-MESSAGE": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -169,6 +243,106 @@ class IMAPServer(IMAPSession):
         self.transport.loseConnection()
 
     unauth_LOGOUT = auth_LOGOUT = select_LOGOUT = (do_LOGOUT,)
+
+    # ID (RFC 2971)
+
+    def do_ID(self, tag: bytes, params: list[tuple[bytes, bytes | None]] | None) -> None:
+        if params:
+            shown = ", ".join(
+                f"{field.decode('ascii', 'replace')}="
+                f"{'NIL' if value is None else value[:100].decode('utf-8', 'replace')}"
+                for field, value in params
+            )
+            _log.info("IMAP client {host} identifies as {params}", host=self._host, params=shown)
+        fields = b" ".join(quoted(item) for item in (b"name", b"tmail", b"version", _VERSION))
+        self.sendUntaggedResponse(b"ID (%s)" % fields)
+        self.sendPositiveResponse(tag, b"ID completed")
+
+    def arg_idparams(self, line: bytes) -> Any:
+        """
+        C{NIL} or a list of field and value strings (RFC 2971 4), within
+        the limits of RFC 2971 3.3; fields and values may be literals.
+        """
+        line = line.lstrip(b" ")
+        word = line.split(b" ", 1)[0]
+        if word.upper() == b"NIL":
+            return None, line[3:]
+        if line[:1] != b"(":
+            raise imap4.IllegalClientResponse("ID takes NIL or a parenthesized list")
+        return self._idItems(line[1:], [])
+
+    def _idItems(self, line: bytes, items: list[bytes | None]) -> Any:
+        while True:
+            line = line.lstrip(b" ")
+            isValue = len(items) % 2 == 1
+            if line[:1] == b")":
+                if isValue:
+                    raise imap4.IllegalClientResponse("ID field without a value")
+                if not items:
+                    raise imap4.IllegalClientResponse("Empty ID list; send NIL")
+                pairs = [(items[i], items[i + 1]) for i in range(0, len(items), 2)]
+                return pairs, line[1:]
+            if isValue and line[:3].upper() == b"NIL" and line[3:4] in (b" ", b")"):
+                items.append(None)
+                line = line[3:]
+                continue
+            if line[:1] == b'"':
+                value, end = parseQuoted(line)
+                self._addIdItem(items, value)
+                line = line[end:]
+                if line[:1] not in (b" ", b")"):
+                    raise imap4.IllegalClientResponse("Missing space in ID list")
+                continue
+            marker = wholeLiteral(line)
+            if marker is not None:
+                if marker[0] > ID_MAX_VALUE:
+                    raise imap4.IllegalClientResponse("ID value too long")
+
+                def literal(parsed: tuple[bytes, bytes]) -> Any:
+                    self._addIdItem(items, parsed[0])
+                    rest = parsed[1]
+                    if rest[:1] not in (b" ", b")"):
+                        raise imap4.IllegalClientResponse("Missing space in ID list")
+                    return self._idItems(rest, items)
+
+                return self._stringLiteral(*marker).addCallback(literal)
+            if not line:
+                raise imap4.IllegalClientResponse("Unbalanced parenthesis in ID list")
+            raise imap4.IllegalClientResponse("ID fields and values must be strings")
+
+    def _addIdItem(self, items: list[bytes | None], value: bytes) -> None:
+        if len(items) % 2 == 0:
+            if len(value) > ID_MAX_FIELD:
+                raise imap4.IllegalClientResponse("ID field name too long")
+            if len(items) >= 2 * ID_MAX_PAIRS:
+                raise imap4.IllegalClientResponse("Too many ID fields")
+        elif len(value) > ID_MAX_VALUE:
+            raise imap4.IllegalClientResponse("ID value too long")
+        items.append(value)
+
+    unauth_ID = auth_ID = select_ID = (do_ID, arg_idparams)
+
+    # ENABLE (RFC 5161)
+
+    #: Extensions a client may turn on with ENABLE (none yet).
+    ENABLEABLE: frozenset[bytes] = frozenset()
+    #: The extensions this session's client turned on.
+    enabled: frozenset[bytes] = frozenset()
+
+    def do_ENABLE(self, tag: bytes, line: bytes) -> None:
+        names: list[bytes] = []
+        rest = line.strip(b" ")
+        if not rest:
+            raise imap4.IllegalClientResponse("ENABLE needs a capability name")
+        while rest:
+            name, rest = splitAtom(rest)
+            names.append(name.upper())
+        turnedOn = [name for name in dict.fromkeys(names) if name in self.ENABLEABLE - self.enabled]
+        self.enabled = self.enabled | frozenset(turnedOn)
+        self.sendUntaggedResponse(b" ".join([b"ENABLED", *turnedOn]))
+        self.sendPositiveResponse(tag, b"ENABLE completed")
+
+    auth_ENABLE = (do_ENABLE, _S.arg_line)
 
     # Not authenticated
 
@@ -327,7 +501,10 @@ class IMAPServer(IMAPSession):
         wanted = [n.upper() for n in names if isinstance(n, bytes)]
         if not wanted or len(wanted) != len(names) or not set(wanted) <= _STATUS_ITEMS:
             raise imap4.IllegalClientResponse("Invalid STATUS items")
-        status = folderStatus(self._account().folder(name), [n.decode() for n in wanted])
+        keys = [n.decode() for n in wanted]
+        known = folderStatus(self._account().folder(name), set(keys) - {"APPENDLIMIT"})
+        known["APPENDLIMIT"] = self.settings.max_literal_size
+        status = {key: known[key] for key in keys}
         items = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
         self.sendUntaggedResponse(b"STATUS %s (%s)" % (quoted(encodeName(name)), items))
         self.sendPositiveResponse(tag, b"STATUS completed")
@@ -335,7 +512,44 @@ class IMAPServer(IMAPSession):
     auth_STATUS = select_STATUS = (do_STATUS, _B.arg_mailbox, _S.arg_plist)
 
     def do_APPEND(self, tag: bytes, name: str, rest: bytes) -> Deferred[None]:
+        """
+        APPEND of one message or, with MULTIAPPEND (RFC 3502), several: all
+        of them are stored or none.  Each literal is written to its own
+        pending message as it arrives; the messages are published together
+        at the end, and a failure aborts (or expunges) every one of them.
+        """
+        try:
+            folder = self._account().folder(name)
+        except NoSuchFolder:
+            raise no(b"[TRYCREATE] No such mailbox") from None
+        batch = _AppendBatch(folder)
+        self._abortOnLost = batch
+
+        def received(_: object) -> Deferred[None]:
+            self._abortOnLost = None
+
+            def committed(_: object) -> None:
+                code = b"[APPENDUID %d %s]" % (folder.uidValidity(), uidSet(batch.commit()))
+                self.sendPositiveResponse(tag, code + b" APPEND completed")
+
+            return self.runInThread(batch.publish).addCallback(committed)
+
+        def failed(failure: Failure) -> Failure:
+            self._abortOnLost = None
+            batch.abort()
+            return failure
+
+        return maybeDeferred(self._appendMessage, batch, rest).addCallbacks(received, failed)
+
+    def _appendMessage(self, batch: _AppendBatch, rest: bytes) -> Deferred[None] | None:
+        """
+        Parse one message's flags, date and literal from C{rest} and read
+        the literal into a new pending message; then the next message, if
+        the line after the literal holds one.
+        """
         rest = rest.strip(b" ")
+        if not rest and batch.messages:
+            return None
         flags: list[str] = []
         if rest[:1] == b"(":
             end = rest.find(b")")
@@ -350,44 +564,25 @@ class IMAPServer(IMAPSession):
             rest = rest[end:].lstrip(b" ")
         marker = wholeLiteral(rest)
         if marker is None:
+            if batch.messages:
+                raise imap4.IllegalClientResponse("Unexpected data after the message")
             raise imap4.IllegalClientResponse("Missing message literal")
         size, synchronizing = marker
-        try:
-            folder = self._account().folder(name)
-        except NoSuchFolder:
-            raise no(b"[TRYCREATE] No such mailbox") from None
+        if size == 0:
+            raise no(b"[CANNOT] Empty message; APPEND cancelled")
         if size > self.settings.max_literal_size:
             raise no(b"[TOOBIG] Message too large")
         store = self._account().store
         if IQuotaStore.providedBy(store):
             try:
-                store.checkQuota(size)
+                store.checkQuota(batch.size + size, len(batch.messages) + 1)
             except OverQuota:
                 raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)") from None
-        pending = folder.beginMessage(flags, date)
-        self._abortOnLost = pending
-
-        def received(rest: bytes) -> Deferred[None]:
-            self._abortOnLost = None
-            if rest.strip(b" "):
-                pending.abort()
-                raise imap4.IllegalClientResponse("Unexpected data after the message")
-
-            def committed(_: object) -> None:
-                uid = pending.commit()
-                self.sendPositiveResponse(
-                    tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidValidity(), uid)
-                )
-
-            return self.runInThread(pending.publish).addCallback(committed)
-
-        def failed(failure: Failure) -> Failure:
-            self._abortOnLost = None
-            pending.abort()
-            return failure
-
+        pending = batch.begin(flags, date, size)
         body = CRLFWriter(pending.write)
-        return self._readLiteral(size, synchronizing, body.write).addCallbacks(received, failed)
+        return self._readLiteral(size, synchronizing, body.write).addCallback(
+            lambda rest: self._appendMessage(batch, rest)
+        )
 
     auth_APPEND = select_APPEND = (do_APPEND, _B.arg_mailbox, _S.arg_line)
 
@@ -667,11 +862,20 @@ class IMAPServer(IMAPSession):
 
     select_STORE = (do_STORE, _B.arg_seqset, _S.arg_atom, _S.arg_flaglist)
 
-    def do_COPY(self, tag: bytes, messages: imap4.MessageSet, name: str, uid: int = 0) -> None:
+    def _target(self, name: str) -> IMailFolder:
         try:
-            target = self._account().folder(name)
+            return self._account().folder(name)
         except NoSuchFolder:
             raise no(b"[TRYCREATE] No such mailbox") from None
+
+    def _copy(
+        self, messages: imap4.MessageSet, target: IMailFolder, uid: int
+    ) -> list[tuple[int, int]]:
+        """
+        Copy the messages into C{target}: all of them, or none (the copies
+        made are expunged again when one fails); returns C{(source UID,
+        new UID)} pairs, in source UID order.
+        """
         mbox = self._selected()
         copied: list[tuple[int, int]] = []
         try:
@@ -679,20 +883,46 @@ class IMAPServer(IMAPSession):
                 copied.append((u, mbox.folder.copyMessage(u, target)))
         except KeyError:
             target.expunge([new for _, new in copied])
-            raise no(b"[EXPUNGEISSUED] Some messages were expunged; nothing copied") from None
+            raise no(b"[EXPUNGEISSUED] Some messages were expunged; nothing done") from None
         except BaseException:
             target.expunge([new for _, new in copied])
             raise
-        code = b""
-        if copied:
-            code = b"[COPYUID %d %s %s] " % (
-                target.uidValidity(),
-                uidSet([u for u, _ in copied]),
-                uidSet([new for _, new in copied]),
-            )
+        return copied
+
+    def _copyUID(self, target: IMailFolder, copied: list[tuple[int, int]]) -> bytes:
+        """The UIDPLUS COPYUID response code (RFC 4315 3): the two sets in matching order."""
+        return b"[COPYUID %d %s %s]" % (
+            target.uidValidity(),
+            uidSet([u for u, _ in copied]),
+            uidSet([new for _, new in copied]),
+        )
+
+    def do_COPY(self, tag: bytes, messages: imap4.MessageSet, name: str, uid: int = 0) -> None:
+        target = self._target(name)
+        copied = self._copy(messages, target, uid)
+        code = self._copyUID(target, copied) + b" " if copied else b""
         self.sendPositiveResponse(tag, code + b"COPY completed")
 
     select_COPY = (do_COPY, _B.arg_seqset, _B.arg_mailbox)
+
+    def do_MOVE(self, tag: bytes, messages: imap4.MessageSet, name: str, uid: int = 0) -> None:
+        """
+        MOVE (RFC 6851): copy every message, then expunge the originals.
+        The client sees COPYUID in an untagged OK, then the EXPUNGEs; a
+        failed copy (e.g. over quota) leaves both folders as they were.
+        """
+        mbox = self._selected()
+        if not mbox.isWriteable():
+            raise imap4.ReadOnlyMailbox()
+        target = self._target(name)
+        copied = self._copy(messages, target, uid)
+        if copied:
+            self.sendUntaggedResponse(b"OK " + self._copyUID(target, copied) + b" Moved")
+            expunged = mbox.removeMoved([u for u, _ in copied])
+            self._writeChanges(Changes(expunged=expunged))
+        self.sendPositiveResponse(tag, b"MOVE completed")
+
+    select_MOVE = (do_MOVE, _B.arg_seqset, _B.arg_mailbox)
 
     def do_UID(self, tag: bytes, command: bytes, line: bytes) -> Deferred[Any]:
         command = command.upper()
@@ -703,6 +933,7 @@ class IMAPServer(IMAPSession):
             b"SORT": self.select_SORT,
             b"THREAD": self.select_THREAD,
             b"COPY": self.select_COPY,
+            b"MOVE": self.select_MOVE,
             b"EXPUNGE": (IMAPServer.do_UIDEXPUNGE, _B.arg_seqset),
         }
         entry = entries.get(command)
@@ -711,3 +942,57 @@ class IMAPServer(IMAPSession):
         return self._run(tag, entry, line, 1)
 
     select_UID = (do_UID, _S.arg_atom, _S.arg_line)
+
+    # QUOTA (RFC 9208)
+
+    def _quota(self) -> QuotaUsage | None:
+        """The user's quota, or C{None} when the store keeps none (then there is no root)."""
+        store = self._account().store
+        if not IQuotaStore.providedBy(store):
+            return None
+        usage: QuotaUsage | None = store.quota()
+        return usage
+
+    def _sendQuota(self, usage: QuotaUsage) -> None:
+        """One QUOTA response; STORAGE in units of 1024 octets, as RFC 9208 5.1 counts it."""
+        resources = []
+        if usage.storageLimit is not None:
+            resources.append(b"STORAGE %d %d" % (usage.storage // 1024, usage.storageLimit // 1024))
+        if usage.messagesLimit is not None:
+            resources.append(b"MESSAGE %d %d" % (usage.messages, usage.messagesLimit))
+        self.sendUntaggedResponse(b"QUOTA %s (%s)" % (quoted(QUOTA_ROOT), b" ".join(resources)))
+
+    def do_GETQUOTAROOT(self, tag: bytes, name: str) -> None:
+        self._account().folder(name)
+        usage = self._quota()
+        roots = [quoted(QUOTA_ROOT)] if usage is not None else []
+        self.sendUntaggedResponse(b" ".join([b"QUOTAROOT", quoted(encodeName(name)), *roots]))
+        if usage is not None:
+            self._sendQuota(usage)
+        self.sendPositiveResponse(tag, b"GETQUOTAROOT completed")
+
+    auth_GETQUOTAROOT = select_GETQUOTAROOT = (do_GETQUOTAROOT, _B.arg_mailbox)
+
+    def do_GETQUOTA(self, tag: bytes, root: bytes) -> None:
+        usage = self._quota() if root == QUOTA_ROOT else None
+        if usage is None:
+            raise no(b"[NONEXISTENT] No such quota root")
+        self._sendQuota(usage)
+        self.sendPositiveResponse(tag, b"GETQUOTA completed")
+
+    auth_GETQUOTA = select_GETQUOTA = (do_GETQUOTA, _B.arg_astring)
+
+    def do_SETQUOTA(self, tag: bytes, root: bytes, limits: list[Any]) -> None:
+        """Limits are the operator's to set (C{tmail quota}); a well-formed request is refused."""
+        if len(limits) % 2 or not all(
+            isinstance(name, bytes)
+            and name.isalpha()
+            and isinstance(limit, bytes)
+            and limit.isdigit()
+            and len(limit) <= 20
+            for name, limit in zip(limits[::2], limits[1::2], strict=True)
+        ):
+            raise imap4.IllegalClientResponse("Invalid SETQUOTA resource list")
+        raise no(b"[NOPERM] Quota limits are set by the administrator")
+
+    auth_SETQUOTA = select_SETQUOTA = (do_SETQUOTA, _B.arg_astring, _S.arg_plist)

@@ -59,6 +59,8 @@ _STATES = ("unauth", "auth", "select", "logout")
 MIN_POSTAUTH_TIMEOUT = 30 * 60.0
 #: Idle time allowed before login, at most.
 PREAUTH_TIMEOUT = 60.0
+#: RFC 7888 5: the largest non-synchronizing literal a LITERAL- server takes.
+LITERAL_MINUS_MAX = 4096
 
 
 class CommandError(Exception):
@@ -313,8 +315,16 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
     ) -> Deferred[bytes]:
         """
         Read the literal announced at the end of the current line; fires with
-        the rest of the command.
+        the rest of the command.  Under LITERAL-, a larger non-synchronizing
+        literal is C{BAD [TOOBIG]}; its bytes are then read and dropped.
         """
+        if not synchronizing and self.settings.literal_minus and size > LITERAL_MINUS_MAX:
+            raise CommandError(b"BAD", b"[TOOBIG] Non-synchronizing literal over 4096 octets")
+        return self._startLiteral(size, synchronizing, sink)
+
+    def _startLiteral(
+        self, size: int, synchronizing: bool, sink: Callable[[bytes], object] | None
+    ) -> Deferred[bytes]:
         reader = _LiteralReader(size, sink)
         self._trailing = None
         self._pendingLiteral = reader
@@ -327,7 +337,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
 
     def _swallow(self, size: int) -> None:
         """Read and drop a refused non-synchronizing literal and the rest of its command."""
-        self._readLiteral(size, False, None).addCallback(self._discardRest)
+        self._startLiteral(size, False, None).addCallback(self._discardRest)
 
     def _discardRest(self, line: bytes) -> None:
         self._noteTrailingLiteral(line)
