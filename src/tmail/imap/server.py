@@ -290,8 +290,7 @@ class IMAPServer(IMAPSession):
                 value, end = parseQuoted(line)
                 self._addIdItem(items, value)
                 line = line[end:]
-                if line[:1] not in (b" ", b")"):
-                    raise imap4.IllegalClientResponse("Missing space in ID list")
+                self._idSeparator(line)
                 continue
             marker = wholeLiteral(line)
             if marker is not None:
@@ -300,15 +299,19 @@ class IMAPServer(IMAPSession):
 
                 def literal(parsed: tuple[bytes, bytes]) -> Any:
                     self._addIdItem(items, parsed[0])
-                    rest = parsed[1]
-                    if rest[:1] not in (b" ", b")"):
-                        raise imap4.IllegalClientResponse("Missing space in ID list")
-                    return self._idItems(rest, items)
+                    self._idSeparator(parsed[1])
+                    return self._idItems(parsed[1], items)
 
                 return self._stringLiteral(*marker).addCallback(literal)
             if not line:
                 raise imap4.IllegalClientResponse("Unbalanced parenthesis in ID list")
             raise imap4.IllegalClientResponse("ID fields and values must be strings")
+
+    def _idSeparator(self, rest: bytes) -> None:
+        if not rest:
+            raise imap4.IllegalClientResponse("Unbalanced parenthesis in ID list")
+        if rest[:1] not in (b" ", b")"):
+            raise imap4.IllegalClientResponse("Missing space in ID list")
 
     def _addIdItem(self, items: list[bytes | None], value: bytes) -> None:
         if len(items) % 2 == 0:
