@@ -123,12 +123,13 @@ class _AppendBatch:
     def commit(self) -> list[int]:
         """Commit every message; if one fails, expunge those already committed."""
         uids: list[int] = []
+        pending, self.messages = self.messages, []
         try:
-            for pending in self.messages:
-                uids.append(pending.commit())
+            for message in pending:
+                uids.append(message.commit())
         except BaseException:
-            for pending in self.messages[len(uids) :]:
-                pending.abort()
+            for message in pending[len(uids) :]:
+                message.abort()
             if uids:
                 self.folder.expunge(uids)
             raise
@@ -542,7 +543,9 @@ class IMAPServer(IMAPSession):
             batch.abort()
             return failure
 
-        return maybeDeferred(self._appendMessage, batch, rest).addCallbacks(received, failed)
+        return (
+            maybeDeferred(self._appendMessage, batch, rest).addCallback(received).addErrback(failed)
+        )
 
     def _appendMessage(self, batch: _AppendBatch, rest: bytes) -> Deferred[None] | None:
         """
