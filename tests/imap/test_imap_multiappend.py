@@ -177,6 +177,7 @@ class MultiAppendTranscriptTests(SynchronousTestCase):
         self.assertNothingStored()
 
     def test_a_failure_while_committing_removes_the_messages_already_committed(self) -> None:
+        """The first message is expunged again; the failing one is its store's to clean up."""
         begin = self.saved.beginMessage
         made: list[Any] = []
 
