@@ -1,8 +1,9 @@
 """
 Random arguments to the commands of ENABLE, ID, MOVE, UIDPLUS, QUOTA,
 APPENDLIMIT and MULTIAPPEND: every line gets a tagged answer, never a
-traceback or a hang, and the session takes the next command.  A line ending in a literal marker is
-left out: the session would rightly wait for the literal.
+traceback or a hang, and the session takes the next command.  A line
+ending in a literal marker is left out: the session would rightly wait
+for the literal.
 """
 
 from __future__ import annotations
