@@ -76,7 +76,8 @@ listen = ["tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1"]
 [imap]
 listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # allow_plaintext_auth = "{_imap.allow_plaintext_auth}"    # loopback, never or always
-# max_literal_size = {_imap.max_literal_size}
+# max_literal_size = {_imap.max_literal_size}      # also the advertised APPENDLIMIT
+# literal_minus = false     # true: advertise LITERAL- (non-sync literals <= 4096) for LITERAL+
 # timeout = {_imap.timeout}
 
 [pop3]

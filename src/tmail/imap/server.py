@@ -15,6 +15,10 @@ What the handlers fix in Twisted's (each has a regression test):
     UIDPLUS codes.
   - IDLE ends only on C{DONE}; changes made by other sessions reach a
     session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
+
+Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
+6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
+QUOTA (RFC 9208) and LITERAL+ or LITERAL- (RFC 7888, in L{IMAPSession}).
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ _VERSION = __version__.encode("ascii")
 ID_MAX_FIELD = 30
 ID_MAX_VALUE = 1024
 ID_MAX_PAIRS = 30
+
+
+def _printable(value: bytes) -> str:
+    """A client-given string for the log, with no control characters."""
+    return "".join(c if c.isprintable() else "?" for c in value.decode("utf-8", "replace"))
 
 
 def uidSet(uids: list[int]) -> bytes:
@@ -250,8 +259,7 @@ class IMAPServer(IMAPSession):
     def do_ID(self, tag: bytes, params: list[tuple[bytes, bytes | None]] | None) -> None:
         if params:
             shown = ", ".join(
-                f"{field.decode('ascii', 'replace')}="
-                f"{'NIL' if value is None else value[:100].decode('utf-8', 'replace')}"
+                f"{_printable(field)}={'NIL' if value is None else _printable(value[:100])}"
                 for field, value in params
             )
             _log.info("IMAP client {host} identifies as {params}", host=self._host, params=shown)

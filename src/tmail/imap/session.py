@@ -9,7 +9,8 @@ command dispatch, literal handling and error reporting replaced.
   - Literal sizes are 32-bit numbers: a negative or absurd size is C{BAD}
     (Twisted's C{int()} took C{-100}), a large one C{NO [TOOBIG]}; the bytes
     of a refused non-synchronizing literal are read and thrown away, never
-    run as commands.
+    run as commands.  Under LITERAL- (C{imap.literal_minus}) a
+    non-synchronizing literal over 4096 octets is C{BAD [TOOBIG]}.
   - Quoted strings honour C{\\"} and C{\\\\}; mailbox names must be canonical
     modified UTF-7.
   - Errors become C{NO}/C{BAD} with RFC 5530 codes, never exception text.
