@@ -134,7 +134,7 @@ class MultiAppendTranscriptTests(SynchronousTestCase):
         self.assertNothingStored()
 
     def test_a_zero_length_message_cancels_the_whole_append(self) -> None:
-        """RFC 3502 6.3.11: an empty literal is how a client cancels."""
+        """An empty literal is how a MULTIAPPEND client cancels (Dovecot refuses it too)."""
         send = self.session.send
         send(b"a APPEND saved-messages {%d}\r\n" % len(FIRST))
         reply = send(FIRST + b" {0}\r\n")

@@ -64,7 +64,7 @@ class Changes:
 def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
     """
     The STATUS items C{names} (upper case) of a folder; C{DELETED} and
-    C{DELETED-STORAGE} are the QUOTA extension's (RFC 9208 4.2).
+    C{DELETED-STORAGE} are the QUOTA extension's (RFC 9208).
     """
     infos = folder.messages()
     values = {
@@ -81,8 +81,8 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
 
 def deletedStorage(infos: Iterable[MessageInfo]) -> int:
     """
-    RFC 9208 4.2: what an EXPUNGE would free, in units of 1024 octets (the
-    QUOTA STORAGE unit), rounded up.
+    RFC 9208 DELETED-STORAGE: what an EXPUNGE would free, in units of 1024
+    octets (the QUOTA STORAGE unit), rounded up.
     """
     total = sum(info.size for info in infos if "\\Deleted" in info.flags)
     return (total + 1023) // 1024
