@@ -513,15 +513,21 @@ class IMAPServer(IMAPSession):
         wanted = [n.upper() for n in names if isinstance(n, bytes)]
         if not wanted or len(wanted) != len(names) or not set(wanted) <= _STATUS_ITEMS:
             raise imap4.IllegalClientResponse("Invalid STATUS items")
-        keys = [n.decode() for n in wanted]
-        known = folderStatus(self._account().folder(name), set(keys) - {"APPENDLIMIT"})
-        known["APPENDLIMIT"] = self.settings.max_literal_size
-        status = {key: known[key] for key in keys}
+        status = self.statusItems(self._account().folder(name), [n.decode() for n in wanted])
         items = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
         self.sendUntaggedResponse(b"STATUS %s (%s)" % (quoted(encodeName(name)), items))
         self.sendPositiveResponse(tag, b"STATUS completed")
 
     auth_STATUS = select_STATUS = (do_STATUS, _B.arg_mailbox, _S.arg_plist)
+
+    def statusItems(self, folder: IMailFolder, keys: list[str]) -> dict[str, int]:
+        """
+        The STATUS items C{keys} (upper case, known) of a folder, in the
+        order asked; C{APPENDLIMIT} (RFC 7889) is C{imap.max_literal_size}.
+        """
+        known = folderStatus(folder, set(keys) - {"APPENDLIMIT"})
+        known["APPENDLIMIT"] = self.settings.max_literal_size
+        return {key: known[key] for key in keys}
 
     def do_APPEND(self, tag: bytes, name: str, rest: bytes) -> Deferred[None]:
         """
