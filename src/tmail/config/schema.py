@@ -111,7 +111,8 @@ class IMAPSettings:
         Advertised as C{APPENDLIMIT} (RFC 7889).
     @ivar max_line_length: bytes per command line outside literals.
     @ivar literal_minus: advertise C{LITERAL-} instead of C{LITERAL+}
-        (RFC 7888 5): non-synchronizing literals of up to 4096 octets only.
+        (RFC 7888 5), as Dovecot's C{imap_literal_minus} does:
+        non-synchronizing literals of up to 4096 octets only.
     """
 
     listen: tuple[str, ...] = ()
