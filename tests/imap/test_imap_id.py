@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_imap_protocol import Session
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support.imaploop import imapclient, listenIMAP
@@ -44,14 +45,27 @@ class IDTranscriptTests(SynchronousTestCase):
         session.select()
         self.assertEqual(session.send(b'c ID ("os" NIL)\r\n'), SERVER_ID + b"c OK ID completed\r\n")
 
+    def logEvents(self) -> list[dict[str, Any]]:
+        """The log events emitted from now on (until the test ends)."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events
+
     def test_values_may_be_literals_escapes_or_nil(self) -> None:
+        """The server reads each form; it logs what it read, control characters masked."""
+        events = self.logEvents()
         session = Session(self)
         self.assertEqual(session.send(b'a ID ("name" {5}\r\n'), b"+ Ready for literal data\r\n")
-        self.assertEqual(session.send(b"mutt3)\r\n"), SERVER_ID + b"a OK ID completed\r\n")
+        self.assertEqual(session.send(b"mu\ntt)\r\n"), SERVER_ID + b"a OK ID completed\r\n")
         reply = session.send(b'b ID ("x-path" "C:\\\\mail \\"q\\"" "os" NIL)\r\n')
         self.assertEqual(reply, SERVER_ID + b"b OK ID completed\r\n")
         reply = session.send(b'c ID ("name" {4+}\r\nmutt "version" {1+}\r\n2)\r\n')
         self.assertEqual(reply, SERVER_ID + b"c OK ID completed\r\n")
+        self.assertEqual(
+            [event["params"] for event in events if "params" in event],
+            ["name=mu?tt", 'x-path=C:\\mail "q", os=NIL', "name=mutt, version=2"],
+        )
 
     def test_malformed_parameter_lists_are_bad(self) -> None:
         session = Session(self)
