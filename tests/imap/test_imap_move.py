@@ -160,6 +160,21 @@ class MoveTranscriptTests(SynchronousTestCase):
                 self.assertTrue(reply.startswith(b"b BAD "), (prefix + command, reply))
         self.assertEqual(uids(self.inbox), [1])
 
+    def test_move_of_a_saved_search_result(self) -> None:
+        """SEARCHRES (RFC 5182): C{$} names what SEARCH RETURN (SAVE) found."""
+        self.fill(3)
+        self.inbox.setFlags(2, ["\\Flagged"])
+        self.inbox.setFlags(3, ["\\Flagged"])
+        self.session.select()
+        self.session.send(b"a SEARCH RETURN (SAVE) FLAGGED\r\n")
+        self.assertEqual(
+            self.session.send(b"b MOVE $ foo\r\n"),
+            b"* OK [COPYUID %d 2:3 1:2] Moved\r\n* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n"
+            b"b OK MOVE completed\r\n" % self.foo.uidValidity(),
+        )
+        self.assertEqual(self.session.send(b"c UID MOVE $ foo\r\n"), b"c OK MOVE completed\r\n")
+        self.assertEqual((uids(self.inbox), uids(self.foo)), ([1], [1, 2]))
+
     def test_capability_lists_move(self) -> None:
         self.assertIn(b" MOVE ", self.session.greeting)
 
