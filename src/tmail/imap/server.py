@@ -149,6 +149,19 @@ class _AppendBatch:
             pending.abort()
 
 
+#: The LOGIN mechanism's prompts, base64 of "Username:" and "Password:".
+_USERNAME_PROMPT = base64.b64encode(b"Username:")
+_PASSWORD_PROMPT = base64.b64encode(b"Password:")
+
+
+def _decodeBase64(encoded: bytes) -> bytes:
+    """A SASL response; C{=} is the empty one (RFC 4959).  BAD when not base64."""
+    try:
+        return base64.b64decode(b"" if encoded == b"=" else encoded, validate=True)
+    except binascii.Error:
+        raise imap4.IllegalClientResponse("Invalid base64") from None
+
+
 @implementer(ISessionListener)
 class IMAPServer(IMAPSession):
     """
@@ -165,6 +178,8 @@ class IMAPServer(IMAPSession):
     runInThread: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
 
     _authTag: bytes | None = None
+    _authMechanism = b"PLAIN"
+    _authUser: bytes | None = None
     _idleTag: bytes | None = None
     _idlePoll: task.LoopingCall | None = None
     _flushPending = False
@@ -205,7 +220,7 @@ class IMAPServer(IMAPSession):
                 caps[b"STARTTLS"] = None
             if self._plaintextOK():
                 caps[b"SASL-IR"] = None
-                caps[b"AUTH"] = [b"PLAIN"]
+                caps[b"AUTH"] = [b"PLAIN", b"LOGIN"]
             else:
                 caps[b"LOGINDISABLED"] = None
         return caps
@@ -384,33 +399,59 @@ class IMAPServer(IMAPSession):
     unauth_LOGIN = (do_LOGIN, _B.arg_astring, _B.arg_finalastring)
 
     def do_AUTHENTICATE(self, tag: bytes, mechanism: bytes, initial: bytes | None) -> Any:
-        if mechanism.upper() != b"PLAIN":
+        mechanism = mechanism.upper()
+        if mechanism not in (b"PLAIN", b"LOGIN"):
             raise no(b"[CANNOT] Unsupported authentication mechanism")
         if not self._plaintextOK():
             raise no(b"[PRIVACYREQUIRED] Use STARTTLS before authenticating")
-        if initial is not None:
-            return self._plain(tag, initial)
-        self._authTag = tag
-        self.parseState = "authenticate"
-        self.sendLine(b"+ ")
+        self._authMechanism, self._authUser = mechanism, None
+        if mechanism == b"PLAIN":
+            if initial is not None:
+                return self._plain(tag, initial)
+            self._challenge(tag, b"")
+        elif initial is not None:
+            self._authUser = _decodeBase64(initial)
+            self._challenge(tag, _PASSWORD_PROMPT)
+        else:
+            self._challenge(tag, _USERNAME_PROMPT)
         return None
 
     unauth_AUTHENTICATE = (do_AUTHENTICATE, _S.arg_atom, _B.opt_line)
+
+    def _challenge(self, tag: bytes, prompt: bytes) -> None:
+        """Ask for the next SASL response (RFC 3501 7.5: C{+ <base64>})."""
+        self._authTag = tag
+        self.parseState = "authenticate"
+        self.sendLine(b"+ " + prompt)
 
     def parse_authenticate(self, line: bytes) -> None:
         self.parseState = "command"
         tag, self._authTag = self._authTag, None
         assert tag is not None
-        if line.strip() == b"*":
+        line = line.strip()
+        if line == b"*":
+            self._authUser = None
             self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
             return
-        maybeDeferred(self._plain, tag, line.strip()).addErrback(self._commandFailed, tag)
+        if self._authMechanism == b"PLAIN":
+            maybeDeferred(self._plain, tag, line).addErrback(self._commandFailed, tag)
+        elif self._authUser is None:
+            try:
+                self._authUser = _decodeBase64(line)
+            except imap4.IllegalClientResponse as e:
+                self.sendBadResponse(tag, str(e).encode())
+                return
+            self._challenge(tag, _PASSWORD_PROMPT)
+        else:
+            user, self._authUser = self._authUser, None
+            maybeDeferred(
+                lambda: self._login(
+                    tag, credentials.UsernamePassword(user, _decodeBase64(line))
+                )
+            ).addErrback(self._commandFailed, tag)
 
     def _plain(self, tag: bytes, encoded: bytes) -> Deferred[None]:
-        try:
-            data = base64.b64decode(b"" if encoded == b"=" else encoded, validate=True)
-        except binascii.Error:
-            raise imap4.IllegalClientResponse("Invalid base64") from None
+        data = _decodeBase64(encoded)
         plain = imap4.PLAINCredentials()
         plain.setResponse(data)
         authzid = data.split(b"\0", 1)[0]
