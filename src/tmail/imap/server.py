@@ -201,6 +201,7 @@ class IMAPServer(IMAPSession):
             b"UIDPLUS": None,
             b"CHILDREN": None,
             b"UNSELECT": None,
+            b"COMPRESS=DEFLATE": None,
             b"ESEARCH": None,
             b"SEARCHRES": None,
             b"WITHIN": None,
@@ -417,6 +418,16 @@ class IMAPServer(IMAPSession):
         return None
 
     unauth_AUTHENTICATE = (do_AUTHENTICATE, _S.arg_atom, _B.opt_line)
+
+    def do_COMPRESS(self, tag: bytes, mechanism: bytes) -> None:
+        if mechanism.upper() != b"DEFLATE":
+            raise imap4.IllegalClientResponse("Unknown compression mechanism")
+        if self._inflater is not None:
+            raise no(b"[COMPRESSIONACTIVE] DEFLATE is active already")
+        self.sendPositiveResponse(tag, b"DEFLATE active")
+        self.startCompressing()
+
+    auth_COMPRESS = select_COMPRESS = (do_COMPRESS, _S.arg_atom)
 
     def _challenge(self, tag: bytes, prompt: bytes) -> None:
         """Ask for the next SASL response (RFC 3501 7.5: C{+ <base64>})."""

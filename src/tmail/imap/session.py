@@ -19,6 +19,7 @@ command dispatch, literal handling and error reporting replaced.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter, sendPromptly
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount
+from tmail.imap.compress import DeflatingTransport, Inflater
 from tmail.imap.mailbox import IMAPMailbox, SavedResult
 from tmail.imap.mutf7 import BadMailboxName, decodeName
 from tmail.imap.parse import (
@@ -129,6 +131,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
 
     account: IMAPAccount | None
     mbox: IMAPMailbox | None
+    transport: Any
     _pendingLiteral: Any
 
     def __init__(
@@ -160,6 +163,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         self._lost = False
         self._host = "unknown"
         self._abortOnLost: Any = None
+        self._inflater: Inflater | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> Any:
         return self.clock.callLater(period, func)
@@ -177,8 +181,35 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._counted:
+        if not self._counted:
+            return
+        if self._inflater is None or not data:
             super().dataReceived(data)
+            return
+        try:
+            self._inflater.feed(data)
+        except zlib.error:
+            self._inflater = None
+            self.transport.loseConnection()
+
+    def setLineMode(self, extra: bytes = b"") -> Any:
+        """Back to lines after a literal; C{extra} is input already inflated."""
+        if extra and self._inflater is not None:
+            self.line_mode = 1
+            return super().dataReceived(extra)
+        return super().setLineMode(extra)
+
+    def startCompressing(self) -> None:
+        """
+        Deflate everything from now on (RFC 4978).  Bytes the client sent
+        after the COMPRESS command are already compressed: they are inflated
+        and parsed as the rest of the input will be.
+        """
+        pending = self.clearLineBuffer()
+        self._inflater = Inflater(super().dataReceived)
+        self.transport = DeflatingTransport(self.transport)
+        if pending:
+            self.dataReceived(pending)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
