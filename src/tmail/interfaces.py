@@ -222,6 +222,28 @@ class IQuotaStore(Interface):
         """Count the usage again from the messages themselves and return it."""
 
 
+class ISpecialUseStore(Interface):
+    """
+    Optional for an L{IMailStore}: a store that keeps the RFC 6154
+    special-use attributes (C{\\Sent}, C{\\Trash}, ...) users give folders
+    with IMAP C{CREATE ... (USE (...))}.  Deleting a folder drops its
+    attributes; renaming one moves them (and those of its sub-folders).
+    """
+
+    def specialUse() -> dict[str, frozenset[str]] | None:
+        """
+        The attributes by folder name, or C{None} while nothing was ever
+        recorded: the IMAP server then makes the configured special folders
+        (a user's first login) and records that it did.
+        """
+
+    def updateSpecialUse(changes: dict[str, frozenset[str]]) -> None:
+        """
+        Replace the attributes of the folders named in C{changes} (an empty
+        set clears them); C{{}} only records that the record exists.
+        """
+
+
 class IUserDirectory(Interface):
     """
     Domains, users, aliases and password hashes.  Addresses are

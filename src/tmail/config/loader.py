@@ -44,8 +44,9 @@ from tmail.config.schema import (
     TLSSettings,
 )
 from tmail.directory.addresses import isValidHostname
-from tmail.errors import ConfigError
+from tmail.errors import ConfigError, InvalidFolderName
 from tmail.pop3.uidl import compileFormat
+from tmail.store.naming import DELIMITER, INBOX, normalizeName
 from tmail.store.quota import parseSize
 from tmail.tls import serverContextFactory
 
@@ -183,10 +184,24 @@ class _Loader:
             tls=self.tls,
             smtp=self.section("smtp", document, SMTPSettings),
             submission=self.section("submission", document, SMTPSettings),
-            imap=self.section("imap", document, IMAPSettings),
+            imap=self.imap(document),
             pop3=self.section("pop3", document, POP3Settings),
             log_format=cast(Literal["text", "json"], logFormat),
         )
+
+    def imap(self, document: dict[str, Any]) -> IMAPSettings | None:
+        imap = self.section("imap", document, IMAPSettings)
+        if imap is not None:
+            seen: dict[str, str] = {}
+            for field in dataclasses.fields(imap):
+                if field.name.startswith("special_use_"):
+                    name = getattr(imap, field.name)
+                    if name in seen:
+                        self.fail(
+                            f"imap.{field.name}", f"names the same folder as imap.{seen[name]}"
+                        )
+                    seen[name] = field.name
+        return imap
 
     def checkKeys(self, prefix: str, table: dict[str, Any], known: list[str]) -> None:
         for key in table:
@@ -232,6 +247,8 @@ class _Loader:
             return self.size(key, value)
         if key == "pop3.uidl_format":
             return self.uidlFormat(key, value)
+        if key.startswith("imap.special_use_"):
+            return self.folderName(key, value)
         if origin is Literal:
             return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
         if origin is tuple:
@@ -301,6 +318,19 @@ class _Loader:
         except ValueError as e:
             self.fail(key, f"not a UIDL format: {e}")
         return spec
+
+    def folderName(self, key: str, value: object) -> str:
+        """A folder name as IMAP clients see it (C{Sent}, C{Archive/2025}), not INBOX."""
+        text = self.string(key, value)
+        try:
+            canonical = normalizeName(text)
+        except InvalidFolderName as e:
+            self.fail(key, f"not a valid folder name: {e}")
+        if canonical.split(DELIMITER)[0] == INBOX:
+            self.fail(key, "must not be INBOX or inside it")
+        if "*" in canonical or "%" in canonical:
+            self.fail(key, "must not contain * or %")
+        return canonical
 
     def choice(self, key: str, value: object, allowed: typing.Sequence[str]) -> str:
         if not isinstance(value, str):

@@ -113,6 +113,11 @@ class IMAPSettings:
     @ivar literal_minus: advertise C{LITERAL-} instead of C{LITERAL+}
         (RFC 7888 5), as Dovecot's C{imap_literal_minus} does:
         non-synchronizing literals of up to 4096 octets only.
+    @ivar special_use_sent: the folder LIST marks C{\\Sent} (RFC 6154), and
+        so on for the other C{special_use_*} names (as Dovecot's
+        C{mailbox Sent {{ special_use = \\Sent }}}).
+    @ivar create_special_folders: make (and subscribe) the C{special_use_*}
+        folders at a user's first login.
     """
 
     listen: tuple[str, ...] = ()
@@ -122,6 +127,22 @@ class IMAPSettings:
     timeout: float = 1800.0
     max_connections_per_address: int = 50
     literal_minus: bool = False
+    special_use_sent: str = "Sent"
+    special_use_drafts: str = "Drafts"
+    special_use_trash: str = "Trash"
+    special_use_junk: str = "Junk"
+    special_use_archive: str = "Archive"
+    create_special_folders: bool = True
+
+    def specialFolders(self) -> dict[str, str]:
+        """The configured special-use folders: name -> attribute (C{"\\Sent"})."""
+        return {
+            self.special_use_sent: "\\Sent",
+            self.special_use_drafts: "\\Drafts",
+            self.special_use_trash: "\\Trash",
+            self.special_use_junk: "\\Junk",
+            self.special_use_archive: "\\Archive",
+        }
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ class Changes:
 def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
     """
     The STATUS items C{names} (upper case) of a folder; C{DELETED} and
-    C{DELETED-STORAGE} are the QUOTA extension's (RFC 9208).
+    C{DELETED-STORAGE} are the QUOTA extension's (RFC 9208), C{SIZE} is
+    STATUS=SIZE's (RFC 8438).
     """
     infos = folder.messages()
     values = {
@@ -75,6 +76,7 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
         "UNSEEN": lambda: sum(1 for info in infos if "\\Seen" not in info.flags),
         "DELETED": lambda: sum(1 for info in infos if "\\Deleted" in info.flags),
         "DELETED-STORAGE": lambda: deletedStorage(infos),
+        "SIZE": lambda: sum(info.size for info in infos),
     }
     return {name: values[name]() for name in names}
 

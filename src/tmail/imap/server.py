@@ -39,9 +39,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail import __version__
-from tmail.errors import NoSuchFolder, OverQuota
-from tmail.imap.account import IMAPAccount
+from tmail.errors import FolderExists, NoSuchFolder, OverQuota
+from tmail.imap.account import IMAPAccount, checkName
 from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
+from tmail.imap.listing import KNOWN_USES, SPECIAL_USES, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
     MAILBOX_FLAGS,
     Changes,
@@ -51,6 +52,7 @@ from tmail.imap.mailbox import (
 )
 from tmail.imap.mutf7 import encodeName
 from tmail.imap.parse import (
+    Tokenizer,
     parseDateTime,
     parseFlags,
     parseQuoted,
@@ -61,28 +63,17 @@ from tmail.imap.session import CommandError, IMAPSession, no
 from tmail.imap.sort import MessageFacts, parseSortCriteria, sortMessages
 from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, formatThreads, threadMessages
-from tmail.interfaces import IMailFolder, IPendingMessage, IQuotaStore, QuotaUsage
+from tmail.interfaces import IMailFolder, IPendingMessage, IQuotaStore, ISpecialUseStore, QuotaUsage
 from tmail.lineends import CRLFWriter
 
 _log = Logger()
 
 _S = imap4.IMAP4Server
 _B = IMAPSession
-_STATUS_ITEMS = frozenset(
-    {
-        b"MESSAGES",
-        b"RECENT",
-        b"UIDNEXT",
-        b"UIDVALIDITY",
-        b"UNSEEN",
-        b"DELETED",
-        b"DELETED-STORAGE",
-        b"APPENDLIMIT",
-    }
-)
 _CHARSETS = (b"US-ASCII", b"UTF-8")
 _RETURN_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE"})
 _SAVE_REQUESTED = re.compile(rb" *RETURN +\([^)]*\bSAVE\b", re.IGNORECASE)
+_USES = {use.lower().encode(): use for use in KNOWN_USES}
 
 #: The one quota root of a user, named as Dovecot names its default root.
 QUOTA_ROOT = b"User quota"
@@ -215,6 +206,11 @@ class IMAPServer(IMAPSession):
             b"QUOTA": None,
             b"QUOTA=RES-STORAGE": None,
             b"QUOTA=RES-MESSAGE": None,
+            b"LIST-EXTENDED": None,
+            b"LIST-STATUS": None,
+            b"SPECIAL-USE": None,
+            b"CREATE-SPECIAL-USE": None,
+            b"STATUS=SIZE": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -456,9 +452,7 @@ class IMAPServer(IMAPSession):
         else:
             user, self._authUser = self._authUser, None
             maybeDeferred(
-                lambda: self._login(
-                    tag, credentials.UsernamePassword(user, _decodeBase64(line))
-                )
+                lambda: self._login(tag, credentials.UsernamePassword(user, _decodeBase64(line)))
             ).addErrback(self._commandFailed, tag)
 
     def _plain(self, tag: bytes, encoded: bytes) -> Deferred[None]:
@@ -483,6 +477,10 @@ class IMAPServer(IMAPSession):
                 return
             self.throttle.succeeded(host)
             self.account, self._onLogout, self.state = avatar, logout, "auth"
+            try:
+                self._makeSpecialFolders(avatar)
+            except Exception:
+                _log.failure("Could not make the special folders of {user}", user=avatar.user)
             self.setTimeout(self.POSTAUTH_TIMEOUT)
             _log.info("IMAP login {user} from {host}", user=avatar.user, host=host)
             caps = b" ".join(self.listCapabilities())
@@ -514,11 +512,48 @@ class IMAPServer(IMAPSession):
         assert self.account is not None
         return self.account
 
-    def do_CREATE(self, tag: bytes, name: str) -> None:
-        self._account().create(name)
+    def do_CREATE(self, tag: bytes, name: str, params: bytes | None) -> None:
+        uses = self._createUses(params)
+        account = self._account()
+        store = account.store
+        if not uses:
+            account.create(name)
+        elif ISpecialUseStore.providedBy(store):
+            account.create(name)
+            canonical = checkName(name.removesuffix(account.delimiter), account.delimiter)
+            store.updateSpecialUse({canonical: uses})
+        else:
+            raise no(b"[USEATTR] This server cannot keep special-use attributes")
         self.sendPositiveResponse(tag, b"CREATE completed")
 
-    auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox)
+    auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
+
+    def _createUses(self, params: bytes | None) -> frozenset[str]:
+        """The RFC 6154 C{USE} attributes of CREATE's parameters (RFC 4466 2.2)."""
+        if params is None:
+            return frozenset()
+        tokenizer = Tokenizer()
+        if tokenizer.feed(params) is not None:
+            raise imap4.IllegalClientResponse("Unexpected literal in CREATE parameters")
+        tokens = tokenizer.result()
+        if len(tokens) != 1 or not isinstance(tokens[0], list) or not tokens[0]:
+            raise imap4.IllegalClientResponse("Invalid CREATE parameters")
+        parameters = iter(tokens[0])
+        uses: set[str] = set()
+        for parameter in parameters:
+            if not isinstance(parameter, bytes) or parameter.upper() != b"USE":
+                raise imap4.IllegalClientResponse("Unknown CREATE parameter")
+            values = next(parameters, None)
+            if not isinstance(values, list) or not all(isinstance(v, bytes) for v in values):
+                raise imap4.IllegalClientResponse("Invalid USE parameter")
+            for value in values:
+                if not value.startswith(b"\\"):
+                    raise imap4.IllegalClientResponse("Invalid special-use attribute")
+                known = _USES.get(value.lower())
+                if known is None or known not in SPECIAL_USES:
+                    raise no(b"[USEATTR] Unsupported special-use attribute")
+                uses.add(known)
+        return frozenset(uses)
 
     def do_DELETE(self, tag: bytes, name: str) -> None:
         self._account().delete(name)
@@ -544,30 +579,96 @@ class IMAPServer(IMAPSession):
 
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
-    def _listWork(self, tag: bytes, ref: str, pattern: str, sub: int, cmdName: bytes) -> None:
+    def do_LIST(self, tag: bytes, tokens: list[Any]) -> None:
+        request = parseList(tokens)
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
-        if not pattern and not sub:
+        selecting = request.selectSubscribed or request.selectSpecialUse
+        if not selecting and not any(request.patterns):
             self.sendUntaggedResponse(b'LIST (\\Noselect) %s ""' % delimiter)
-        else:
-            found = account.listSubscribed if sub else account.listMailboxes
-            for name, info in found(ref, pattern):
-                flags = " ".join(info.getFlags()).encode()
-                self.sendUntaggedResponse(
-                    b"%s (%s) %s %s" % (cmdName, flags, delimiter, quoted(encodeName(name)))
-                )
-        self.sendPositiveResponse(tag, cmdName + b" completed")
+            self.sendPositiveResponse(tag, b"LIST completed")
+            return
+        request.patterns = [pattern for pattern in request.patterns if pattern]
+        store = account.store
+        found = listNames(
+            request,
+            store.listFolders(),
+            store.subscriptions(),
+            self._specialUse(),
+            account.delimiter,
+        )
+        for item in found:
+            line = b"LIST (%s) %s %s" % (
+                " ".join(item.attributes).encode(),
+                delimiter,
+                quoted(encodeName(item.name)),
+            )
+            if item.childInfo:
+                criteria = b" ".join(quoted(c.encode()) for c in item.childInfo)
+                line += b' ("CHILDINFO" (%s))' % criteria
+            self.sendUntaggedResponse(line)
+            if request.status is not None and item.selectable:
+                try:
+                    folder = account.folder(item.name)
+                except NoSuchFolder:
+                    continue
+                self._sendStatus(item.name, folder, request.status)
+        self.sendPositiveResponse(tag, b"LIST completed")
 
-    auth_LIST = select_LIST = (_listWork, _B.arg_listmailbox, _B.arg_listmailbox, 0, b"LIST")
-    auth_LSUB = select_LSUB = (_listWork, _B.arg_listmailbox, _B.arg_listmailbox, 1, b"LSUB")
+    auth_LIST = select_LIST = (do_LIST, _B.arg_searchkeys)
+
+    def do_LSUB(self, tag: bytes, ref: str, pattern: str) -> None:
+        account = self._account()
+        delimiter = quoted(account.delimiter.encode())
+        for name, info in account.listSubscribed(ref, pattern):
+            flags = " ".join(info.getFlags()).encode()
+            self.sendUntaggedResponse(
+                b"LSUB (%s) %s %s" % (flags, delimiter, quoted(encodeName(name)))
+            )
+        self.sendPositiveResponse(tag, b"LSUB completed")
+
+    auth_LSUB = select_LSUB = (do_LSUB, _B.arg_listmailbox, _B.arg_listmailbox)
+
+    def _specialUse(self) -> dict[str, frozenset[str]]:
+        """Special-use attributes by folder: the configured folders' and the user's own."""
+        uses = {name: {use} for name, use in self.settings.specialFolders().items()}
+        store = self._account().store
+        if ISpecialUseStore.providedBy(store):
+            for name, attributes in (store.specialUse() or {}).items():
+                uses.setdefault(name, set()).update(attributes)
+        return {name: frozenset(attributes) for name, attributes in uses.items()}
+
+    def _makeSpecialFolders(self, account: IMAPAccount) -> None:
+        """
+        At a user's first login, make and subscribe the configured special
+        folders that are missing.  A store that cannot record that it was
+        done (no L{ISpecialUseStore}) gets missing ones made at every login.
+        """
+        if not self.settings.create_special_folders:
+            return
+        store = account.store
+        if ISpecialUseStore.providedBy(store) and store.specialUse() is not None:
+            return
+        existing = set(store.listFolders())
+        for name in self.settings.specialFolders():
+            if name in existing:
+                continue
+            try:
+                store.createFolder(name)
+            except FolderExists:
+                continue
+            store.subscribe(name)
+        if ISpecialUseStore.providedBy(store):
+            store.updateSpecialUse({})
+
+    def _sendStatus(self, name: str, folder: IMailFolder, items: list[str]) -> None:
+        status = self.statusItems(folder, items)
+        values = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
+        self.sendUntaggedResponse(b"STATUS %s (%s)" % (quoted(encodeName(name)), values))
 
     def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> None:
-        wanted = [n.upper() for n in names if isinstance(n, bytes)]
-        if not wanted or len(wanted) != len(names) or not set(wanted) <= _STATUS_ITEMS:
-            raise imap4.IllegalClientResponse("Invalid STATUS items")
-        status = self.statusItems(self._account().folder(name), [n.decode() for n in wanted])
-        items = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
-        self.sendUntaggedResponse(b"STATUS %s (%s)" % (quoted(encodeName(name)), items))
+        items = parseStatusItems(names)
+        self._sendStatus(name, self._account().folder(name), items)
         self.sendPositiveResponse(tag, b"STATUS completed")
 
     auth_STATUS = select_STATUS = (do_STATUS, _B.arg_mailbox, _S.arg_plist)

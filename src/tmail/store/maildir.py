@@ -37,10 +37,12 @@ from tmail.interfaces import (
     IMailStore,
     IPendingMessage,
     IQuotaStore,
+    ISpecialUseStore,
     MessageInfo,
     QuotaUsage,
 )
 from tmail.store import keywords as _keywords
+from tmail.store import specialuse as _specialuse
 from tmail.store import subscriptions as _subscriptions
 from tmail.store import uidlist as _uidlist
 from tmail.store.dotlock import DotLock
@@ -1242,7 +1244,7 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore, IQuotaStore)
+@implementer(IMailStore, IQuotaStore, ISpecialUseStore)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -1366,6 +1368,7 @@ class MaildirStore:
         folder = self._folders.pop(canonical, None)
         if folder is not None:
             folder._markDeleted()
+        self._changeSpecialUse(lambda current: {**current, canonical: frozenset()})
 
     def renameFolder(self, old: str, new: str) -> None:
         """
@@ -1405,6 +1408,9 @@ class MaildirStore:
             if folder is not None:
                 folder._moved(newName, self._pathOf(newName))
                 self._folders[newName] = folder
+        self._changeSpecialUse(
+            lambda current: _specialuse.renamed(current, source, target, DELIMITER)
+        )
 
     def _writeRenameJournal(self, moves: list[tuple[str, str]]) -> Path:
         """
@@ -1537,3 +1543,36 @@ class MaildirStore:
     def unsubscribe(self, name: str) -> None:
         canonical = normalizeName(name)
         self._changeSubscriptions(lambda names: [n for n in names if n != canonical])
+
+    # Special-use attributes (RFC 6154)
+
+    def _readSpecialUse(self) -> dict[str, frozenset[str]] | None:
+        try:
+            text = (self.root / _specialuse.FILENAME).read_text("utf-8", errors="surrogateescape")
+        except FileNotFoundError:
+            return None
+        return _specialuse.parse(text)
+
+    def _changeSpecialUse(
+        self,
+        change: Callable[[dict[str, frozenset[str]]], dict[str, frozenset[str]]],
+        create: bool = False,
+    ) -> None:
+        """Apply C{change} to the recorded attributes (only if recorded, unless C{create})."""
+        path = self.root / _specialuse.FILENAME
+        if not create and not path.exists():
+            return
+        self._ensureRoot()
+        with DotLock(path) as lock:
+            current = self._readSpecialUse()
+            updated = {name: values for name, values in change(current or {}).items() if values}
+            if current is None or updated != current:
+                lock.replace(_specialuse.serialize(updated))
+
+    def specialUse(self) -> dict[str, frozenset[str]] | None:
+        self._ensureRoot()
+        return self._readSpecialUse()
+
+    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
+        canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
+        self._changeSpecialUse(lambda current: current | canonical, create=True)
