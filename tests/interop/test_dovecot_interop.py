@@ -73,7 +73,7 @@ def servers() -> Iterator[Servers]:
     if reason is not None:
         pytest.skip(reason)
     with scratchDirectory() as scratch:
-        tmail = TmailServer(scratch / "tmail")
+        tmail = TmailServer(scratch / "tmail", imapExtra="create_special_folders = false")
         tmail.write()
         tmail.addUser(f"postmaster@{DOMAIN}", PASSWORD)
         dovecot = Dovecot(scratch / "dovecot", tmail.folder / "data" / "mail")

@@ -53,6 +53,8 @@ class TmailServer:
 
     folder: Path
     extra: str = ""
+    #: Lines added to the [imap] section.
+    imapExtra: str = ""
     backend: str = "virtual"
     logFormat: str = "text"
     pythonPath: tuple[Path, ...] = ()
@@ -94,6 +96,7 @@ listen = ["tcp:{p['submission']}:interface=127.0.0.1", "tls:{p['submissions']}:i
 
 [imap]
 listen = ["tcp:{p['imap']}:interface=127.0.0.1", "tls:{p['imaps']}:interface=127.0.0.1"]
+{self.imapExtra}
 
 [pop3]
 listen = ["tcp:{p['pop3']}:interface=127.0.0.1", "tls:{p['pop3s']}:interface=127.0.0.1"]

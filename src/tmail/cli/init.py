@@ -79,6 +79,14 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_literal_size = {_imap.max_literal_size}      # also the advertised APPENDLIMIT
 # literal_minus = false     # true: advertise LITERAL- (non-sync literals <= 4096) for LITERAL+
 # timeout = {_imap.timeout}
+# Folders listed with RFC 6154 special-use attributes (\\Sent, \\Drafts, ...);
+# they are made and subscribed at a user's first login.
+# special_use_sent = "{_imap.special_use_sent}"
+# special_use_drafts = "{_imap.special_use_drafts}"
+# special_use_trash = "{_imap.special_use_trash}"
+# special_use_junk = "{_imap.special_use_junk}"
+# special_use_archive = "{_imap.special_use_archive}"
+# create_special_folders = true    # false: make none (the names still get their attribute)
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]
