@@ -67,7 +67,7 @@ class ListExtendedTests(SynchronousTestCase):
             session.send(b'A02 LIST (SUBSCRIBED) "" *\r\n'),
             b'* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"\r\n'
             b'* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Banana"\r\n'
-            b'* LIST (\\NonExistent \\Subscribed) "/" "Fruit/Peach"\r\n'
+            b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "Fruit/Peach"\r\n'
             b'* LIST (\\HasChildren \\Subscribed) "/" "Vegetable"\r\n'
             b'* LIST (\\HasNoChildren \\Subscribed) "/" "Vegetable/Broccoli"\r\n'
             b"A02 OK LIST completed\r\n",
@@ -81,7 +81,7 @@ class ListExtendedTests(SynchronousTestCase):
         self.assertEqual(
             session.send(b'A03 LIST () "" % RETURN (CHILDREN SUBSCRIBED)\r\n'),
             b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
-            b'* LIST (\\Noselect \\HasChildren) "/" "Fruit"\r\n'
+            b'* LIST (\\NonExistent \\HasChildren) "/" "Fruit"\r\n'
             b'* LIST (\\HasChildren) "/" "Tofu"\r\n'
             b'* LIST (\\HasNoChildren \\Subscribed) "/" "Vegetable"\r\n'
             b"A03 OK LIST completed\r\n",
@@ -106,6 +106,12 @@ class ListExtendedTests(SynchronousTestCase):
             b'* LIST (\\HasNoChildren \\Subscribed) "/" "Moo"\r\n'
             b'* LIST (\\HasChildren \\Subscribed) "/" "Vegetable"\r\n'
             b"A05 OK LIST completed\r\n",
+        )
+        self.assertEqual(
+            session.send(b'A06 LIST (SUBSCRIBED RECURSIVEMATCH) "" Foo*\r\n'),
+            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Foo/Baz"\r\n'
+            b"A06 OK LIST completed\r\n",
+            "descendants the pattern matches are listed themselves, without CHILDINFO",
         )
 
     def test_severalPatternsListEachNameOnce(self) -> None:
@@ -178,7 +184,7 @@ class ListStatusTests(SynchronousTestCase):
     """RFC 5819 and RFC 8438."""
 
     def test_listStatusFollowsEachSelectableName(self) -> None:
-        """RFC 5819 section 5's example: no STATUS for a \\Noselect name."""
+        """RFC 5819 section 5's example: no STATUS for a \\NonExistent name."""
         session = Session(self)
         store = session.store
         for _ in range(2):
@@ -193,7 +199,7 @@ class ListStatusTests(SynchronousTestCase):
             session.send(b'A01 LIST "" % RETURN (STATUS (MESSAGES UNSEEN SIZE))\r\n'),
             b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
             b'* STATUS "INBOX" (MESSAGES 2 UNSEEN 2 SIZE %d)\r\n'
-            b'* LIST (\\Noselect \\HasChildren) "/" "bar"\r\n'
+            b'* LIST (\\NonExistent \\HasChildren) "/" "bar"\r\n'
             b'* LIST (\\HasNoChildren) "/" "foo"\r\n'
             b'* STATUS "foo" (MESSAGES 1 UNSEEN 1 SIZE %d)\r\n'
             b"A01 OK LIST completed\r\n" % (2 * size, size),
@@ -210,7 +216,7 @@ class ListStatusTests(SynchronousTestCase):
             reply,
             b'* LIST (\\HasNoChildren \\Subscribed) "/" "foo"\r\n'
             b'* STATUS "foo" (MESSAGES 0)\r\n'
-            b'* LIST (\\NonExistent \\Subscribed) "/" "gone"\r\n'
+            b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "gone"\r\n'
             b"A02 OK LIST completed\r\n",
         )
 

@@ -71,6 +71,7 @@ mail_location = maildir:{mail}/%d/%n:INDEX=MEMORY
 namespace inbox {{
   inbox = yes
   separator = /
+{namespaceExtra}
 }}
 passdb {{
   driver = passwd-file
@@ -212,6 +213,8 @@ class Dovecot:
     pop3Port: int | None = None
     process: subprocess.Popen[bytes] | None = None
     passwords: dict[str, str] = field(default_factory=dict)
+    #: Lines added to the inbox namespace (C{mailbox Sent {...}} sections).
+    namespaceExtra: str = ""
 
     @property
     def log(self) -> Path:
@@ -249,6 +252,7 @@ class Dovecot:
                 port=self.port,
                 pop3Port=pop3Port,
                 protocols="imap pop3" if withPOP3 else "imap",
+                namespaceExtra=self.namespaceExtra,
             )
         )
         stdout = self.work / "stdout.log"

@@ -8,8 +8,8 @@ L{parseList} reads a command's arguments (as tokens of
 L{tmail.imap.parse.Tokenizer}) into a L{ListRequest}; L{listNames} answers it
 from the user's folders, subscriptions and special-use attributes.  Maildir++
 parents that exist only as a prefix of other folders' names list as
-C{\\Noselect} (plain LIST) or C{\\NonExistent} (when a selection option picks
-names), always with C{\\HasChildren}.
+C{\\Noselect} (RFC 3501 syntax) or C{\\NonExistent} (RFC 5258 syntax), always
+with C{\\HasChildren}, as Dovecot lists them.
 """
 
 from __future__ import annotations
@@ -180,8 +180,10 @@ def listNames(
 ) -> list[Listed]:
     """
     The responses to C{request} over a user's C{folders}, C{subscribed}
-    names and C{specialUse} attributes (RFC 5258 section 3; RFC 9051's table
-    in 6.3.9 for which names RECURSIVEMATCH adds).
+    names and C{specialUse} attributes (RFC 5258 section 3).  RECURSIVEMATCH
+    reports (with CHILDINFO) the names whose descendants meet the selection
+    criteria without matching a pattern themselves, as Dovecot does: with
+    C{*} every descendant is listed on its own, so no CHILDINFO is sent.
     """
     existing = set(folders)
     subscribedSet = {canonicalName(name, delimiter) for name in subscribed}
@@ -193,26 +195,29 @@ def listNames(
             return False
         return not request.selectSpecialUse or bool(name in existing and specialUse.get(name))
 
+    patterns = [wildcardPattern(request.reference + p, delimiter) for p in request.patterns]
+
+    def matches(name: str) -> bool:
+        return any(p.fullmatch(name) for p in patterns)
+
+    childMeets: set[str] = set()
     if selecting:
         candidates = {name for name in existing | subscribedSet if meets(name)}
-        childMeets = _ancestors(candidates, delimiter) if request.recursiveMatch else set()
+        if request.recursiveMatch:
+            hidden = [name for name in candidates if not matches(name)]
+            childMeets = _ancestors(hidden, delimiter)
         universe = candidates | childMeets
     else:
         universe = existing | parents
-        childMeets = set()
-    patterns = [wildcardPattern(request.reference + p, delimiter) for p in request.patterns]
     result = []
     for name in sorted(universe, key=lambda n: (n != INBOX, n)):
-        if not any(p.fullmatch(name) for p in patterns):
+        if not matches(name):
             continue
         exists = name in existing
         attributes = []
         if not exists:
-            attributes.append("\\NonExistent" if selecting else "\\Noselect")
-        if name in parents:
-            attributes.append("\\HasChildren")
-        elif exists:
-            attributes.append("\\HasNoChildren")
+            attributes.append("\\NonExistent" if request.extended else "\\Noselect")
+        attributes.append("\\HasChildren" if name in parents else "\\HasNoChildren")
         if request.returnSubscribed and name in subscribedSet:
             attributes.append("\\Subscribed")
         if exists:
