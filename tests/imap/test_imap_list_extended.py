@@ -109,8 +109,7 @@ class ListExtendedTests(SynchronousTestCase):
         )
         self.assertEqual(
             session.send(b'A06 LIST (SUBSCRIBED RECURSIVEMATCH) "" Foo*\r\n'),
-            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Foo/Baz"\r\n'
-            b"A06 OK LIST completed\r\n",
+            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Foo/Baz"\r\nA06 OK LIST completed\r\n',
             "descendants the pattern matches are listed themselves, without CHILDINFO",
         )
 
