@@ -26,7 +26,7 @@ from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, IMAPSettings
 from tmail.imap.account import IMAPAccount
 from tmail.imap.factory import IMAPFactory
-from tmail.imap.server import IMAPServer
+from tmail.imap.specialuse import makeSpecialFolders
 from tmail.interfaces import IMailFolder, IMailStore
 from tmail.store.maildir import MaildirStore
 
@@ -210,12 +210,11 @@ class OtherStoreTests(SynchronousTestCase):
         session = Session(self)
         plain = _PlainStore(session.store)
         server = session.server
-        account = IMAPAccount(plain, ALICE)
-        server.account, server.state = account, "auth"
-        IMAPServer._makeSpecialFolders(server, account)
+        server.account, server.state = IMAPAccount(plain, ALICE), "auth"
+        makeSpecialFolders(server.settings, plain)
         self.assertEqual(plain.listFolders(), ["INBOX", *SPECIAL])
         plain.deleteFolder("Trash")
-        IMAPServer._makeSpecialFolders(server, account)
+        makeSpecialFolders(server.settings, plain)
         self.assertIn("Trash", plain.listFolders())
         reply = session.send(b"a CREATE X (USE (\\Sent))\r\n")
         self.assertTrue(reply.startswith(b"a NO [USEATTR] "), reply)

@@ -23,12 +23,6 @@ from twisted.mail import imap4
 from tmail.imap.account import INBOX, canonicalName, wildcardPattern
 from tmail.imap.mutf7 import decodeName
 
-#: RFC 6154 attributes of folders tmail can make; C{\\All} and C{\\Flagged}
-#: name virtual folders, which it cannot.
-SPECIAL_USES = frozenset({"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash"})
-#: Every attribute RFC 6154 defines, for recognising them in CREATE.
-KNOWN_USES = SPECIAL_USES | {"\\All", "\\Flagged"}
-
 #: STATUS items: RFC 3501's, C{DELETED} and C{DELETED-STORAGE} (RFC 9208),
 #: C{APPENDLIMIT} (RFC 7889) and C{SIZE} (RFC 8438).
 STATUS_ITEMS = (

@@ -39,10 +39,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail import __version__
-from tmail.errors import FolderExists, NoSuchFolder, OverQuota
+from tmail.errors import NoSuchFolder, OverQuota
 from tmail.imap.account import IMAPAccount, checkName
 from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
-from tmail.imap.listing import KNOWN_USES, SPECIAL_USES, listNames, parseList, parseStatusItems
+from tmail.imap.listing import listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
     MAILBOX_FLAGS,
     Changes,
@@ -52,7 +52,6 @@ from tmail.imap.mailbox import (
 )
 from tmail.imap.mutf7 import encodeName
 from tmail.imap.parse import (
-    Tokenizer,
     parseDateTime,
     parseFlags,
     parseQuoted,
@@ -61,6 +60,7 @@ from tmail.imap.parse import (
 )
 from tmail.imap.session import CommandError, IMAPSession, no
 from tmail.imap.sort import MessageFacts, parseSortCriteria, sortMessages
+from tmail.imap.specialuse import makeSpecialFolders, parseCreateUses, specialUses
 from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, formatThreads, threadMessages
 from tmail.interfaces import IMailFolder, IPendingMessage, IQuotaStore, ISpecialUseStore, QuotaUsage
@@ -73,7 +73,6 @@ _B = IMAPSession
 _CHARSETS = (b"US-ASCII", b"UTF-8")
 _RETURN_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE"})
 _SAVE_REQUESTED = re.compile(rb" *RETURN +\([^)]*\bSAVE\b", re.IGNORECASE)
-_USES = {use.lower().encode(): use for use in KNOWN_USES}
 
 #: The one quota root of a user, named as Dovecot names its default root.
 QUOTA_ROOT = b"User quota"
@@ -478,7 +477,7 @@ class IMAPServer(IMAPSession):
             self.throttle.succeeded(host)
             self.account, self._onLogout, self.state = avatar, logout, "auth"
             try:
-                self._makeSpecialFolders(avatar)
+                makeSpecialFolders(self.settings, avatar.store)
             except Exception:
                 _log.failure("Could not make the special folders of {user}", user=avatar.user)
             self.setTimeout(self.POSTAUTH_TIMEOUT)
@@ -513,7 +512,7 @@ class IMAPServer(IMAPSession):
         return self.account
 
     def do_CREATE(self, tag: bytes, name: str, params: bytes | None) -> None:
-        uses = self._createUses(params)
+        uses = parseCreateUses(params)
         account = self._account()
         store = account.store
         if not uses:
@@ -527,33 +526,6 @@ class IMAPServer(IMAPSession):
         self.sendPositiveResponse(tag, b"CREATE completed")
 
     auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
-
-    def _createUses(self, params: bytes | None) -> frozenset[str]:
-        """The RFC 6154 C{USE} attributes of CREATE's parameters (RFC 4466 2.2)."""
-        if params is None:
-            return frozenset()
-        tokenizer = Tokenizer()
-        if tokenizer.feed(params) is not None:
-            raise imap4.IllegalClientResponse("Unexpected literal in CREATE parameters")
-        tokens = tokenizer.result()
-        if len(tokens) != 1 or not isinstance(tokens[0], list) or not tokens[0]:
-            raise imap4.IllegalClientResponse("Invalid CREATE parameters")
-        parameters = iter(tokens[0])
-        uses: set[str] = set()
-        for parameter in parameters:
-            if not isinstance(parameter, bytes) or parameter.upper() != b"USE":
-                raise imap4.IllegalClientResponse("Unknown CREATE parameter")
-            values = next(parameters, None)
-            if not isinstance(values, list) or not all(isinstance(v, bytes) for v in values):
-                raise imap4.IllegalClientResponse("Invalid USE parameter")
-            for value in values:
-                if not value.startswith(b"\\"):
-                    raise imap4.IllegalClientResponse("Invalid special-use attribute")
-                known = _USES.get(value.lower())
-                if known is None or known not in SPECIAL_USES:
-                    raise no(b"[USEATTR] Unsupported special-use attribute")
-                uses.add(known)
-        return frozenset(uses)
 
     def do_DELETE(self, tag: bytes, name: str) -> None:
         self._account().delete(name)
@@ -594,7 +566,7 @@ class IMAPServer(IMAPSession):
             request,
             store.listFolders(),
             store.subscriptions(),
-            self._specialUse(),
+            specialUses(self.settings, store),
             account.delimiter,
         )
         for item in found:
@@ -628,38 +600,6 @@ class IMAPServer(IMAPSession):
         self.sendPositiveResponse(tag, b"LSUB completed")
 
     auth_LSUB = select_LSUB = (do_LSUB, _B.arg_listmailbox, _B.arg_listmailbox)
-
-    def _specialUse(self) -> dict[str, frozenset[str]]:
-        """Special-use attributes by folder: the configured folders' and the user's own."""
-        uses = {name: {use} for name, use in self.settings.specialFolders().items()}
-        store = self._account().store
-        if ISpecialUseStore.providedBy(store):
-            for name, attributes in (store.specialUse() or {}).items():
-                uses.setdefault(name, set()).update(attributes)
-        return {name: frozenset(attributes) for name, attributes in uses.items()}
-
-    def _makeSpecialFolders(self, account: IMAPAccount) -> None:
-        """
-        At a user's first login, make and subscribe the configured special
-        folders that are missing.  A store that cannot record that it was
-        done (no L{ISpecialUseStore}) gets missing ones made at every login.
-        """
-        if not self.settings.create_special_folders:
-            return
-        store = account.store
-        if ISpecialUseStore.providedBy(store) and store.specialUse() is not None:
-            return
-        existing = set(store.listFolders())
-        for name in self.settings.specialFolders():
-            if name in existing:
-                continue
-            try:
-                store.createFolder(name)
-            except FolderExists:
-                continue
-            store.subscribe(name)
-        if ISpecialUseStore.providedBy(store):
-            store.updateSpecialUse({})
 
     def _sendStatus(self, name: str, folder: IMailFolder, items: list[str]) -> None:
         status = self.statusItems(folder, items)
