@@ -24,6 +24,7 @@ from support.net import inThread, listen
 from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, IMAPSettings
+from tmail.errors import StoreFull
 from tmail.imap.account import IMAPAccount
 from tmail.imap.factory import IMAPFactory
 from tmail.imap.specialuse import makeSpecialFolders
@@ -62,6 +63,25 @@ class SpecialUseTranscriptTests(SynchronousTestCase):
         self.assertEqual(session.send(b"d DELETE Junk\r\n"), b"d OK DELETE completed\r\n")
         self.session(fixture=session.fixture)
         self.assertNotIn("Junk", session.store.listFolders())
+
+    def test_loginSucceedsWhenTheFoldersCannotBeMade(self) -> None:
+        """A full disk at the first login is logged; the login and the next one still work."""
+        session = Session(self)
+        store = session.store
+        makeFolder, diskFull = store.createFolder, [True]
+
+        def createFolder(name: str) -> IMailFolder:
+            if diskFull:
+                raise StoreFull("disk full")
+            return makeFolder(name)
+
+        self.patch(store, "createFolder", createFolder)
+        self.assertTrue(session.send(LOGIN).startswith(b"l OK "))
+        self.assertEqual(len(self.flushLoggedErrors(StoreFull)), 1)
+        self.assertIsNone(store.specialUse(), "not recorded, so the next login tries again")
+        diskFull.clear()
+        self.session(fixture=session.fixture)
+        self.assertEqual(store.listFolders(), ["INBOX", *SPECIAL])
 
     def test_configuredNamesAndNoCreation(self) -> None:
         """Names come from [imap]; with creation off nothing is made, but attributes apply."""
