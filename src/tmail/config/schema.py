@@ -115,7 +115,7 @@ class IMAPSettings:
         non-synchronizing literals of up to 4096 octets only.
     @ivar special_use_sent: the folder LIST marks C{\\Sent} (RFC 6154), and
         so on for the other C{special_use_*} names (as Dovecot's
-        C{mailbox Sent {{ special_use = \\Sent }}}).
+        C{mailbox Sent { special_use = \\Sent }}).
     @ivar create_special_folders: make (and subscribe) the C{special_use_*}
         folders at a user's first login.
     """
