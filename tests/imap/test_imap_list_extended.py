@@ -219,6 +219,20 @@ class ListStatusTests(SynchronousTestCase):
             b"A02 OK LIST completed\r\n",
         )
 
+    def test_listStatusTakesEveryStatusItem(self) -> None:
+        """The QUOTA and APPENDLIMIT STATUS items work in LIST-STATUS as in STATUS."""
+        session = Session(self, max_literal_size=4096)
+        deliver(session.store.getFolder("INBOX"))
+        session.loginDirectly()
+        self.assertEqual(
+            session.send(
+                b'a LIST "" INBOX RETURN (STATUS (DELETED DELETED-STORAGE APPENDLIMIT))\r\n'
+            ),
+            b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+            b'* STATUS "INBOX" (DELETED 0 DELETED-STORAGE 0 APPENDLIMIT 4096)\r\n'
+            b"a OK LIST completed\r\n",
+        )
+
     def test_statusSizeIsTheSumOfMessageSizes(self) -> None:
         """RFC 8438 section 3: STATUS SIZE, in octets, with the other items."""
         session = Session(self)
