@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tmail.imap.binary import UnknownCTE, binaryPieces
 from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
@@ -57,6 +58,8 @@ def setsSeen(item: Any) -> bool:
     """Whether fetching C{item} sets C{\\Seen} (RFC 3501 6.4.5)."""
     if item.type in ("rfc822", "rfc822text"):
         return True
+    if item.type == "binary":
+        return not (item.peek or item.size)
     return item.type == "body" and not item.peek and hasSection(item)
 
 
@@ -203,6 +206,8 @@ def messageItems(
             items.append([b"RFC822.HEADER " + nstring(message.header())])
         elif kind == "rfc822text":
             items.append([b"RFC822.TEXT ", _literal(item, message.entity.body)])
+        elif kind == "binary":
+            items.append([binaryPieces(item, message.entity)])
         else:
             items.append(_body(item, message))
     pieces: list[Piece] = [b"* %d FETCH (" % seq]
@@ -239,10 +244,14 @@ class _TaskProducer:
 
 @dataclass
 class FetchOutcome:
-    """How a FETCH went: messages skipped because they vanished or failed."""
+    """
+    How a FETCH went: messages skipped because they vanished, failed, or
+    had a BINARY part in an encoding tmail cannot decode.
+    """
 
     expunged: int = 0
     failed: int = 0
+    unknownCTE: int = 0
 
 
 class FetchStream:
@@ -287,6 +296,9 @@ class FetchStream:
                 pieces = self.build(seq, uid)
             except KeyError:
                 self.outcome.expunged += 1
+                continue
+            except UnknownCTE:
+                self.outcome.unknownCTE += 1
                 continue
             except Exception:
                 _log.failure("Cannot build FETCH response for UID {uid}", uid=uid)

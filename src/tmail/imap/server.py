@@ -139,6 +139,22 @@ class _AppendBatch:
             pending.abort()
 
 
+class _Binary:
+    """
+    Takes the bytes of an APPEND literal8 (RFC 3516 4.4) as sent, refusing
+    a message with NUL octets: served again by FETCH BODY[] in a plain
+    literal, they would break RFC 3501's rule for literals.
+    """
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self._write = write
+
+    def write(self, data: bytes) -> None:
+        if b"\x00" in data:
+            raise no(b"[UNKNOWN-CTE] Messages with NUL octets cannot be stored")
+        self._write(data)
+
+
 #: The LOGIN mechanism's prompts, base64 of "Username:" and "Password:".
 _USERNAME_PROMPT = base64.b64encode(b"Username:")
 _PASSWORD_PROMPT = base64.b64encode(b"Password:")
@@ -210,6 +226,7 @@ class IMAPServer(IMAPSession):
             b"SPECIAL-USE": None,
             b"CREATE-SPECIAL-USE": None,
             b"STATUS=SIZE": None,
+            b"BINARY": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -675,7 +692,8 @@ class IMAPServer(IMAPSession):
             value, end = parseQuoted(rest)
             date = parseDateTime(value)
             rest = rest[end:].lstrip(b" ")
-        marker = wholeLiteral(rest)
+        literal8 = rest[:1] == b"~"
+        marker = wholeLiteral(rest[1:] if literal8 else rest)
         if marker is None:
             if batch.messages:
                 raise imap4.IllegalClientResponse("Unexpected data after the message")
@@ -692,8 +710,8 @@ class IMAPServer(IMAPSession):
             except OverQuota:
                 raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)") from None
         pending = batch.begin(flags, date, size)
-        body = CRLFWriter(pending.write)
-        return self._readLiteral(size, synchronizing, body.write).addCallback(
+        sink = _Binary(pending.write).write if literal8 else CRLFWriter(pending.write).write
+        return self._readLiteral(size, synchronizing, sink).addCallback(
             lambda rest: self._appendMessage(batch, rest)
         )
 
@@ -946,6 +964,8 @@ class IMAPServer(IMAPSession):
         def done(outcome: FetchOutcome) -> None:
             if outcome.failed:
                 raise no(b"[SERVERBUG] Some messages could not be fetched")
+            if outcome.unknownCTE:
+                raise no(b"[UNKNOWN-CTE] Cannot decode the content transfer encoding")
             if outcome.expunged:
                 raise no(b"[EXPUNGEISSUED] Some messages were expunged")
             self.sendPositiveResponse(tag, b"FETCH completed")

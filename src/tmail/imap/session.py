@@ -38,6 +38,7 @@ from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter, sendPromptly
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount
+from tmail.imap.binary import mentionsBinary, parseFetchItems
 from tmail.imap.compress import DeflatingTransport, Inflater
 from tmail.imap.mailbox import IMAPMailbox, SavedResult
 from tmail.imap.mutf7 import BadMailboxName, decodeName
@@ -506,18 +507,23 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         return parseSequenceSet(token), rest
 
     def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:
-        parser = imap4._FetchParser()
-        try:
-            parser.parseString(line)
-        except Exception:
-            raise imap4.IllegalClientResponse("Invalid FETCH items") from None
-        for item in parser.result:
+        """FETCH items: Twisted's, and the BINARY items of RFC 3516."""
+        if mentionsBinary(line):
+            result = parseFetchItems(line)
+        else:
+            parser = imap4._FetchParser()
+            try:
+                parser.parseString(line)
+            except Exception:
+                raise imap4.IllegalClientResponse("Invalid FETCH items") from None
+            result = parser.result
+        for item in result:
             partial = getattr(item, "partialBegin", None)
             if partial is not None and (partial < 0 or item.partialLength <= 0):
                 raise imap4.IllegalClientResponse("Invalid partial range")
-        if not parser.result:
+        if not result:
             raise imap4.IllegalClientResponse("Missing FETCH items")
-        return parser.result, b""
+        return result, b""
 
     def arg_searchkeys(self, line: bytes) -> Any:
         """SEARCH criteria, possibly spread over several literals."""

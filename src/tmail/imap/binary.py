@@ -1,0 +1,190 @@
+# -*- test-case-name: tests.imap.test_imap_binary -*-
+"""
+BINARY (RFC 3516): FETCH of body parts with their Content-Transfer-Encoding
+removed.
+
+Twisted's FETCH parser does not know C{BINARY[...]}, C{BINARY.PEEK[...]}
+and C{BINARY.SIZE[...]}; L{parseFetchItems} picks these out of a FETCH
+item list and hands every other item to Twisted, keeping the order the
+client asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.mail import imap4
+
+from tmail.imap.message import MimeEntity, fieldValue
+
+#: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}.
+_BINARY_ITEM = re.compile(
+    rb"BINARY(\.PEEK|\.SIZE)?\[((?:[1-9]\d{0,8})(?:\.[1-9]\d{0,8})*)?\]"
+    rb"(?:<(\d{1,10})\.(\d{1,10})>)?\Z",
+    re.IGNORECASE,
+)
+
+#: Encodings whose content is the bytes as they are (RFC 2045 6.2).
+_IDENTITY = frozenset({"", "7bit", "8bit", "binary"})
+
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+class UnknownCTE(Exception):
+    """A part whose Content-Transfer-Encoding tmail cannot remove."""
+
+
+@dataclass
+class BinaryItem:
+    """One C{BINARY[section]<partial>}, C{BINARY.PEEK} or C{BINARY.SIZE} item."""
+
+    peek: bool = False
+    size: bool = False
+    part: list[int] = field(default_factory=list)
+    partialBegin: int | None = None
+    partialLength: int = 0
+    type: str = "binary"
+
+
+def _topLevel(items: bytes) -> list[bytes]:
+    """Split a FETCH item list at the spaces outside brackets and parentheses."""
+    tokens: list[bytes] = []
+    depth = 0
+    start = 0
+    for i, c in enumerate(items):
+        if c in b"[(":
+            depth += 1
+        elif c in b"])":
+            depth -= 1
+        elif c == 0x20 and depth == 0:
+            tokens.append(items[start:i])
+            start = i + 1
+    tokens.append(items[start:])
+    return [t for t in tokens if t]
+
+
+def _binaryItem(token: bytes) -> BinaryItem:
+    match = _BINARY_ITEM.match(token)
+    if match is None:
+        raise imap4.IllegalClientResponse("Invalid BINARY item")
+    kind, section, begin, length = match.groups()
+    item = BinaryItem(
+        peek=(kind or b"").upper() == b".PEEK",
+        size=(kind or b"").upper() == b".SIZE",
+        part=[int(p) - 1 for p in section.split(b".")] if section else [],
+    )
+    if begin is not None:
+        if item.size:
+            raise imap4.IllegalClientResponse("BINARY.SIZE takes no partial range")
+        item.partialBegin, item.partialLength = int(begin), int(length)
+    return item
+
+
+def mentionsBinary(line: bytes) -> bool:
+    """Whether a FETCH item list may hold a BINARY item."""
+    return b"BINARY" in line.upper()
+
+
+def parseFetchItems(line: bytes) -> list[Any]:
+    """
+    The items of a FETCH item list that holds BINARY items: L{BinaryItem}s
+    for those, Twisted's parsed items for the others, in the client's order.
+
+    @raise imap4.IllegalClientResponse: for a malformed item.
+    """
+    inner = line.strip(b" ")
+    if inner.startswith(b"(") and inner.endswith(b")"):
+        inner = inner[1:-1]
+    items: list[Any] = []
+    for token in _topLevel(inner):
+        if token.upper().startswith(b"BINARY"):
+            items.append(_binaryItem(token))
+            continue
+        parser = imap4._FetchParser()
+        try:
+            parser.parseString(token)
+        except Exception:
+            raise imap4.IllegalClientResponse("Invalid FETCH items") from None
+        if len(parser.result) != 1:
+            raise imap4.IllegalClientResponse("Invalid FETCH items")
+        items.extend(parser.result)
+    if not items:
+        raise imap4.IllegalClientResponse("Missing FETCH items")
+    return items
+
+
+def decodeBase64(data: bytes) -> bytes:
+    """
+    Base64 content as RFC 2045 6.8 asks a decoder to read it: characters
+    outside the alphabet are ignored, and a short last group is tolerated.
+    """
+    clean = _NOT_BASE64.sub(b"", data.partition(b"=")[0])
+    if len(clean) % 4 == 1:
+        clean = clean[:-1]
+    return base64.b64decode(clean + b"=" * (-len(clean) % 4))
+
+
+def decodeContent(body: bytes, encoding: str) -> bytes:
+    """
+    C{body} with the Content-Transfer-Encoding C{encoding} removed.
+
+    @raise UnknownCTE: for an encoding other than 7bit, 8bit, binary,
+        base64 and quoted-printable.
+    """
+    encoding = encoding.strip().lower()
+    if encoding in _IDENTITY:
+        return body
+    if encoding == "base64":
+        return decodeBase64(body)
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(body)
+    raise UnknownCTE(encoding)
+
+
+def _encodingOf(entity: MimeEntity) -> str:
+    value = fieldValue(entity.header, b"content-transfer-encoding")
+    if value is None:
+        return ""
+    return value.split(b"(", 1)[0].decode("ascii", "replace")
+
+
+def binaryContent(message: MimeEntity, path: tuple[int, ...]) -> bytes | None:
+    """
+    The decoded content of a BINARY section: of the part at C{path}, or of
+    the whole message (its header, then its decoded body) for C{BINARY[]};
+    C{None} when there is no such part.
+    """
+    if not path:
+        return message.header + decodeContent(message.body, _encodingOf(message))
+    node = message.find(path)
+    if node is None:
+        return None
+    if node.isMultipart or node.isMessage:
+        return node.body
+    return decodeContent(node.body, _encodingOf(node))
+
+
+def binaryPieces(item: BinaryItem, message: MimeEntity) -> bytes:
+    """
+    The response to one BINARY item: C{BINARY.SIZE[1] 42}, or
+    C{BINARY[1]<0> ...} with the content as a literal, a C{~{n}} literal8
+    when it holds NUL (RFC 3516 4.3), or NIL for a part that does not
+    exist.
+    """
+    section = b".".join(b"%d" % (p + 1) for p in item.part)
+    data = binaryContent(message, tuple(item.part))
+    if item.size:
+        return b"BINARY.SIZE[%s] %d" % (section, len(data or b""))
+    label = b"BINARY[%s]" % section
+    if item.partialBegin is not None:
+        label += b"<%d>" % item.partialBegin
+    if data is None:
+        return label + b" NIL"
+    if item.partialBegin is not None:
+        data = data[item.partialBegin : item.partialBegin + item.partialLength]
+    marker = b"~{%d}" if b"\x00" in data else b"{%d}"
+    return label + b" " + marker % len(data) + b"\r\n" + data

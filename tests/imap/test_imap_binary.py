@@ -1,0 +1,273 @@
+"""
+BINARY (RFC 3516): FETCH BINARY[section]<partial>, BINARY.PEEK and
+BINARY.SIZE return a part with its Content-Transfer-Encoding removed, in a
+literal8 when it holds NUL; APPEND takes a literal8.
+"""
+
+from __future__ import annotations
+
+import base64
+import quopri
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from test_imap_protocol import Session, deliver
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from support.imaploop import listenIMAP
+from support.net import inThread
+from support.realm import ALICE, PASSWORD, makeRealm
+from tmail.imap.binary import decodeBase64, decodeContent
+
+TEXT = "Grüße aus Köln = ok\r\n".encode()
+DATA = bytes(range(256))
+QP = quopri.encodestring(TEXT)
+
+MULTIPART = (
+    b"From: bob@example.test\r\n"
+    b"Subject: parts\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="xx"\r\n'
+    b"\r\n"
+    b"--xx\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n" + QP + b"\r\n"
+    b"--xx\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: BASE64\r\n"
+    b"\r\n" + base64.encodebytes(DATA).replace(b"\n", b"\r\n") + b"\r\n"
+    b"--xx\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"plain text\r\n"
+    b"--xx\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: x-uuencode\r\n"
+    b"\r\n"
+    b"begin 644 x\r\n"
+    b"--xx--\r\n"
+)
+
+SINGLE = (
+    b"From: bob@example.test\r\n"
+    b"Subject: single\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n" + base64.b64encode(b"hello world") + b"\r\n"
+)
+
+
+class BinaryFetchTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.session = Session(self)
+        self.inbox = self.session.store.getFolder("INBOX")
+        deliver(self.inbox, MULTIPART)
+        deliver(self.inbox, SINGLE)
+        self.session.select()
+
+    def send(self, line: bytes) -> bytes:
+        return self.session.send(line + b"\r\n")
+
+    def flags(self, uid: int) -> frozenset[str]:
+        return next(i.flags for i in self.inbox.messages() if i.uid == uid)
+
+    def test_capability_advertises_binary(self) -> None:
+        self.assertIn(b" BINARY", self.send(b"c CAPABILITY").split(b"\r\n")[0])
+
+    def test_quoted_printable_part_is_decoded(self) -> None:
+        self.assertEqual(
+            self.send(b"a FETCH 1 (BINARY.PEEK[1])"),
+            b"* 1 FETCH (BINARY[1] {%d}\r\n%s)\r\na OK FETCH completed\r\n" % (len(TEXT), TEXT),
+        )
+
+    def test_base64_part_with_nul_is_sent_as_literal8(self) -> None:
+        self.assertEqual(
+            self.send(b"a FETCH 1 (BINARY.PEEK[2])"),
+            b"* 1 FETCH (BINARY[2] ~{256}\r\n%s)\r\na OK FETCH completed\r\n" % DATA,
+        )
+
+    def test_partial_range_of_decoded_content(self) -> None:
+        """RFC 3516 4.2: the partial range counts decoded octets."""
+        self.assertEqual(
+            self.send(b"a FETCH 1 (BINARY.PEEK[2]<65.3> BINARY.PEEK[1]<300.5>)"),
+            b"* 1 FETCH (BINARY[2]<65> {3}\r\nABC BINARY[1]<300> {0}\r\n)\r\n"
+            b"a OK FETCH completed\r\n",
+        )
+
+    def test_binary_size_is_the_decoded_size(self) -> None:
+        self.assertEqual(
+            self.send(b"a FETCH 1:2 (BINARY.SIZE[1] BINARY.SIZE[2] UID)"),
+            b"* 1 FETCH (BINARY.SIZE[1] %d BINARY.SIZE[2] 256 UID 1)\r\n"
+            b"* 2 FETCH (BINARY.SIZE[1] 11 BINARY.SIZE[2] 0 UID 2)\r\n"
+            b"a OK FETCH completed\r\n" % len(TEXT),
+        )
+
+    def test_unencoded_part_and_single_part_message(self) -> None:
+        self.assertEqual(
+            self.send(b"a UID FETCH 1:2 BINARY.PEEK[1]"),
+            b"* 1 FETCH (UID 1 BINARY[1] {%d}\r\n%s)\r\n"
+            % (len(TEXT), TEXT)
+            + b"* 2 FETCH (UID 2 BINARY[1] {11}\r\nhello world)\r\n"
+            b"a OK FETCH completed\r\n",
+        )
+        self.assertIn(b"BINARY[3] {10}\r\nplain text)", self.send(b"a FETCH 1 BINARY.PEEK[3]"))
+
+    def test_whole_message_has_header_and_decoded_body(self) -> None:
+        header = SINGLE.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+        self.assertEqual(
+            self.send(b"a FETCH 2 BINARY.PEEK[]"),
+            b"* 2 FETCH (BINARY[] {%d}\r\n%shello world)\r\na OK FETCH completed\r\n"
+            % (len(header) + 11, header),
+        )
+
+    def test_missing_part_is_nil(self) -> None:
+        self.assertEqual(
+            self.send(b"a FETCH 2 BINARY.PEEK[7]"),
+            b"* 2 FETCH (BINARY[7] NIL)\r\na OK FETCH completed\r\n",
+        )
+
+    def test_unknown_encoding_is_no_unknown_cte(self) -> None:
+        """RFC 3516 4.2: a tagged NO [UNKNOWN-CTE]; the other messages are still sent."""
+        self.assertEqual(
+            self.send(b"a FETCH 1:2 (BINARY.PEEK[4])"),
+            b"* 2 FETCH (BINARY[4] NIL)\r\n"
+            b"a NO [UNKNOWN-CTE] Cannot decode the content transfer encoding\r\n",
+        )
+        self.assertTrue(self.send(b"b FETCH 1 BINARY.SIZE[4]").startswith(b"b NO [UNKNOWN-CTE]"))
+
+    def test_binary_sets_seen_and_peek_does_not(self) -> None:
+        self.send(b"a FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[2])")
+        self.assertNotIn("\\Seen", self.flags(1))
+        self.assertEqual(
+            self.send(b"a FETCH 1 (BINARY[3])"),
+            b"* 1 FETCH (BINARY[3] {10}\r\nplain text FLAGS (\\Seen \\Recent))\r\n"
+            b"a OK FETCH completed\r\n",
+        )
+        self.assertIn("\\Seen", self.flags(1))
+
+    def test_binary_mixes_with_other_items_in_order(self) -> None:
+        reply = self.send(
+            b"a FETCH 2 (FLAGS BINARY.SIZE[1] BODY.PEEK[HEADER.FIELDS (SUBJECT)] RFC822.SIZE)"
+        )
+        self.assertEqual(
+            reply,
+            b"* 2 FETCH (FLAGS (\\Recent) BINARY.SIZE[1] 11 "
+            b"BODY[HEADER.FIELDS (SUBJECT)] {19}\r\nSubject: single\r\n\r\n "
+            b"RFC822.SIZE %d)\r\na OK FETCH completed\r\n" % len(SINGLE),
+        )
+
+    def test_malformed_binary_items_are_bad(self) -> None:
+        for items in [
+            b"BINARY[1.HEADER]",
+            b"BINARY[TEXT]",
+            b"BINARY.PEEK[1.MIME]",
+            b"BINARY[0]",
+            b"BINARY[1.]",
+            b"BINARY",
+            b"BINARY.SIZE",
+            b"BINARY.SIZE[1]<0.5>",
+            b"BINARY[1]<0.0>",
+            b"BINARY.FOO[1]",
+            b"(BINARY[1] NOSUCH)",
+            b"(BINARY[1]",
+        ]:
+            reply = self.send(b"a FETCH 1 " + items)
+            self.assertTrue(reply.startswith(b"a BAD "), (items, reply))
+        self.assertNotIn("\\Seen", self.flags(1))
+
+
+class BinaryAppendTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.session = Session(self)
+        self.inbox = self.session.store.getFolder("INBOX")
+        self.session.loginDirectly()
+
+    def stored(self) -> list[bytes]:
+        out = []
+        for info in self.inbox.messages():
+            with self.inbox.openMessage(info.uid) as f:
+                out.append(f.read())
+        return out
+
+    def test_append_literal8_stores_the_bytes_as_sent(self) -> None:
+        message = b"Subject: raw\r\n\r\n8bit \xff\xfe and a bare\nline feed\r\n"
+        reply = self.session.send(b"a APPEND INBOX ~{%d}\r\n" % len(message))
+        self.assertEqual(reply, b"+ Ready for literal data\r\n")
+        reply = self.session.send(message + b"\r\n")
+        self.assertRegex(reply, rb"^a OK \[APPENDUID \d+ 1\] APPEND completed\r\n$")
+        self.assertEqual(self.stored(), [message])
+
+    def test_append_nonsynchronizing_literal8(self) -> None:
+        message = b"Subject: one\r\n\r\nbody\r\n"
+        reply = self.session.send(
+            b"a APPEND INBOX (\\Seen) ~{%d+}\r\n%s\r\n" % (len(message), message)
+        )
+        self.assertRegex(reply, rb"^a OK \[APPENDUID \d+ 1\] APPEND completed\r\n$")
+        self.assertEqual(self.stored(), [message])
+
+    def test_append_literal8_with_nul_is_refused(self) -> None:
+        message = b"Subject: nul\r\n\r\na\x00b\r\n"
+        reply = self.session.send(b"a APPEND INBOX ~{%d+}\r\n%s\r\n" % (len(message), message))
+        self.assertEqual(reply, b"a NO [UNKNOWN-CTE] Messages with NUL octets cannot be stored\r\n")
+        self.assertEqual(self.stored(), [])
+        self.assertEqual(self.session.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+
+class DecodingTests(SynchronousTestCase):
+    @given(st.binary(max_size=2000))
+    def test_base64_encoded_bytes_decode_to_themselves(self, data: bytes) -> None:
+        self.assertEqual(decodeBase64(base64.b64encode(data)), data)
+        wrapped = base64.encodebytes(data).replace(b"\n", b"\r\n")
+        self.assertEqual(decodeContent(wrapped, " Base64 "), data)
+
+    @given(st.binary(max_size=2000))
+    def test_quoted_printable_encoded_bytes_decode_to_themselves(self, data: bytes) -> None:
+        encoded = quopri.encodestring(data.replace(b"\r", b"").replace(b"\n", b""))
+        self.assertEqual(
+            decodeContent(encoded, "quoted-printable"),
+            data.replace(b"\r", b"").replace(b"\n", b""),
+        )
+
+    @given(st.binary(max_size=500))
+    def test_any_base64_body_decodes_without_error(self, data: bytes) -> None:
+        decodeBase64(data)
+
+    def test_unknown_encodings_raise(self) -> None:
+        from tmail.imap.binary import UnknownCTE
+
+        for name in ["x-uuencode", "gzip", "base65"]:
+            self.assertRaises(UnknownCTE, decodeContent, b"x", name)
+
+
+class BinaryNetworkTests(TestCase):
+    timeout = 20
+
+    @inlineCallbacks
+    def test_imaplib_fetches_a_decoded_part(self) -> Generator[Deferred[Any], Any, None]:
+        fixture = makeRealm(Path(self.mktemp()))
+        deliver(fixture.realm.storeFor(ALICE).getFolder("INBOX"), MULTIPART)
+        port = yield listenIMAP(self, fixture)
+
+        def client() -> tuple[Any, Any, Any]:
+            import imaplib
+
+            imap = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+            try:
+                imap.login(ALICE, PASSWORD)
+                imap.select("INBOX")
+                text = imap.fetch("1", "(BINARY.PEEK[1])")
+                size = imap.fetch("1", "(BINARY.SIZE[2])")
+                flags = imap.fetch("1", "(FLAGS)")
+                return text, size, flags
+            finally:
+                imap.logout()
+
+        text, size, flags = yield inThread(client)
+        self.assertEqual(text[0], "OK")
+        self.assertEqual(text[1][0], (b"1 (BINARY[1] {%d}" % len(TEXT), TEXT))
+        self.assertEqual(size[1], [b"1 (BINARY.SIZE[2] 256)"])
+        self.assertNotIn(b"\\Seen", flags[1][0])
