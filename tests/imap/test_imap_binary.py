@@ -7,6 +7,7 @@ literal8 when it holds NUL; APPEND takes a literal8.
 from __future__ import annotations
 
 import base64
+import contextlib
 import quopri
 from collections.abc import Generator
 from pathlib import Path
@@ -16,12 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_imap_protocol import Session, deliver
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.mail import imap4
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support.imaploop import listenIMAP
 from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
-from tmail.imap.binary import decodeBase64, decodeContent
+from tmail.imap.binary import decodeBase64, decodeContent, parseFetchItems
 
 TEXT = "Grüße aus Köln = ok\r\n".encode()
 DATA = bytes(range(256))
@@ -216,6 +218,16 @@ class BinaryAppendTests(SynchronousTestCase):
         self.assertEqual(self.stored(), [])
         self.assertEqual(self.session.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
 
+    def test_multiappend_mixes_literal8_and_literal(self) -> None:
+        first = b"Subject: one\r\n\r\nbinary\n"
+        second = b"Subject: two\r\n\r\ntext\n"
+        reply = self.session.send(
+            b"a APPEND INBOX ~{%d+}\r\n%s {%d+}\r\n%s\r\n"
+            % (len(first), first, len(second), second)
+        )
+        self.assertRegex(reply, rb"^a OK \[APPENDUID \d+ 1:2\] APPEND completed\r\n$")
+        self.assertEqual(self.stored(), [first, b"Subject: two\r\n\r\ntext\r\n"])
+
 
 class DecodingTests(SynchronousTestCase):
     @given(st.binary(max_size=2000))
@@ -235,6 +247,12 @@ class DecodingTests(SynchronousTestCase):
     @given(st.binary(max_size=500))
     def test_any_base64_body_decodes_without_error(self, data: bytes) -> None:
         decodeBase64(data)
+
+    @given(st.binary(max_size=80))
+    def test_any_fetch_item_list_parses_or_is_bad(self, junk: bytes) -> None:
+        for line in (b"BINARY" + junk, b"(BINARY[1] " + junk + b")", junk + b" BINARY[1]"):
+            with contextlib.suppress(imap4.IllegalClientResponse):
+                parseFetchItems(line)
 
     def test_unknown_encodings_raise(self) -> None:
         from tmail.imap.binary import UnknownCTE
