@@ -218,6 +218,11 @@ class BinaryAppendTests(SynchronousTestCase):
         self.assertEqual(self.stored(), [])
         self.assertEqual(self.session.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
 
+    def test_refused_literal8_is_not_run_as_commands(self) -> None:
+        reply = self.session.send(b"a APPEND nosuch ~{12+}\r\nb LOGOUT\r\nxx\r\n")
+        self.assertEqual(reply, b"a NO [TRYCREATE] No such mailbox\r\n")
+        self.assertEqual(self.session.send(b"c NOOP\r\n"), b"c OK NOOP completed\r\n")
+
     def test_multiappend_mixes_literal8_and_literal(self) -> None:
         first = b"Subject: one\r\n\r\nbinary\n"
         second = b"Subject: two\r\n\r\ntext\n"

@@ -18,7 +18,8 @@ What the handlers fix in Twisted's (each has a regression test):
 
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
-QUOTA (RFC 9208) and LITERAL+ or LITERAL- (RFC 7888, in L{IMAPSession}).
+QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}) and LITERAL+
+or LITERAL- (RFC 7888, in L{IMAPSession}).
 """
 
 from __future__ import annotations
