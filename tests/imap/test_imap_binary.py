@@ -259,6 +259,11 @@ class DecodingTests(SynchronousTestCase):
             with contextlib.suppress(imap4.IllegalClientResponse):
                 parseFetchItems(line)
 
+    def test_quoted_printable_soft_line_breaks_join_lines(self) -> None:
+        self.assertEqual(
+            decodeContent(b"abc=\r\ndef=3D\r\nnext", "Quoted-Printable"), b"abcdef=\r\nnext"
+        )
+
     def test_unknown_encodings_raise(self) -> None:
         from tmail.imap.binary import UnknownCTE
 
