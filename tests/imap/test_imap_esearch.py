@@ -19,15 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from imapclient import IMAPClient
 from test_imap_protocol import Session
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from support.net import inThread, listen
+from support.imaploop import listenIMAP
+from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
-from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, IMAPSettings
-from tmail.imap.factory import IMAPFactory
 from tmail.imap.server import uidSet
 from tmail.interfaces import IMailFolder
 
@@ -406,20 +403,11 @@ class ESearchNetworkTests(TestCase):
         self.fixture = makeRealm(Path(self.mktemp()))
         rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
 
-    def listen(self) -> Deferred[int]:
-        factory = IMAPFactory(
-            self.fixture.portal,
-            IMAPSettings(),
-            tlsContextFactory=None,
-            throttle=AuthThrottle(AuthSettings(failure_delay=0), reactor),
-            hostname="mail.example.test",
-        )
-        return listen(self, factory)
 
     @inlineCallbacks
     def test_imaplibSavesAndReuses(self) -> Generator[Deferred[Any], Any, None]:
         """imaplib: ESEARCH data, then UID FETCH and STORE on C{$}."""
-        port = yield self.listen()
+        port = yield listenIMAP(self, self.fixture)
 
         def client() -> dict[str, Any]:
             imap = imaplib.IMAP4("127.0.0.1", port, timeout=10)
@@ -450,7 +438,7 @@ class ESearchNetworkTests(TestCase):
     @inlineCallbacks
     def test_imapclientSearchWithinAndCharset(self) -> Generator[Deferred[Any], Any, None]:
         """imapclient: OLDER/YOUNGER criteria, UTF-8 charset, and a refused charset."""
-        port = yield self.listen()
+        port = yield listenIMAP(self, self.fixture)
 
         def client() -> dict[str, Any]:
             with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as imap:

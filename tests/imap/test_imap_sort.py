@@ -16,16 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from imapclient import IMAPClient
 from test_imap_protocol import Session
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from support.imaploop import listenIMAP
 from support.messagefacts import facts
-from support.net import inThread, listen
+from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
-from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, IMAPSettings
-from tmail.imap.factory import IMAPFactory
 from tmail.imap.sort import SORT_KEYS, baseSubject, parseSortCriteria, sortMessages
 from tmail.interfaces import IMailFolder
 
@@ -385,19 +382,10 @@ class SortNetworkTests(TestCase):
         )
         put(inbox, b"Subject: beta\r\nFrom: Zed <alice@x>\r\nDate: 1 Jan 2024 00:00:00 +0000\r\n")
 
-    def listen(self) -> Deferred[int]:
-        factory = IMAPFactory(
-            self.fixture.portal,
-            IMAPSettings(),
-            tlsContextFactory=None,
-            throttle=AuthThrottle(AuthSettings(failure_delay=0), reactor),
-            hostname="mail.example.test",
-        )
-        return listen(self, factory)
 
     @inlineCallbacks
     def test_clientsSort(self) -> Generator[Deferred[Any], Any, None]:
-        port = yield self.listen()
+        port = yield listenIMAP(self, self.fixture)
 
         def client() -> dict[str, Any]:
             seen: dict[str, Any] = {}

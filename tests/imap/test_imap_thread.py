@@ -16,16 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from imapclient import IMAPClient
 from test_imap_protocol import Session
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from support.imaploop import listenIMAP
 from support.messagefacts import facts
-from support.net import inThread, listen
+from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
-from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, IMAPSettings
-from tmail.imap.factory import IMAPFactory
 from tmail.imap.thread import formatThreads, threadMessages
 from tmail.interfaces import IMailFolder
 
@@ -388,19 +385,10 @@ class ThreadNetworkTests(TestCase):
         self.fixture = makeRealm(Path(self.mktemp()))
         rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
 
-    def listen(self) -> Deferred[int]:
-        factory = IMAPFactory(
-            self.fixture.portal,
-            IMAPSettings(),
-            tlsContextFactory=None,
-            throttle=AuthThrottle(AuthSettings(failure_delay=0), reactor),
-            hostname="mail.example.test",
-        )
-        return listen(self, factory)
 
     @inlineCallbacks
     def test_clientsThread(self) -> Generator[Deferred[Any], Any, None]:
-        port = yield self.listen()
+        port = yield listenIMAP(self, self.fixture)
 
         def client() -> dict[str, Any]:
             seen: dict[str, Any] = {}
