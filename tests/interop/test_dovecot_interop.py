@@ -11,79 +11,26 @@ changed over IMAP); Dovecot is a private instance on the same Maildir tree
 from __future__ import annotations
 
 import imaplib
-import itertools
 import poplib
 import re
-import smtplib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from support.dovecot import Dovecot, missing, scratchDirectory
-from support.process import TmailServer
+from support.interop import DOMAIN, Servers, runningServers
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "example.test"
 PASSWORD = "switch over"
-_users = itertools.count(1)
-
-
-@dataclass
-class Servers:
-    """A running tmail and a running Dovecot serving the same Maildirs."""
-
-    tmail: TmailServer
-    dovecot: Dovecot
-
-    def newUser(self) -> str:
-        """A user both servers know, with a Maildir of its own."""
-        address = f"user{next(_users)}@{DOMAIN}"
-        added = self.tmail.cli("user", "add", address, "--password-stdin", stdin=PASSWORD + "\n")
-        assert added.returncode == 0, added.stderr
-        self.dovecot.addUser(address, PASSWORD)
-        return address
-
-    def maildir(self, address: str) -> Path:
-        local, domain = address.split("@")
-        return self.dovecot.mailRoot / domain / local
-
-    def tmailClient(self, address: str) -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.tmail.ports["imap"], timeout=30)
-        client.login(address, PASSWORD)
-        return client
-
-    def dovecotClient(self, address: str) -> imaplib.IMAP4:
-        return self.dovecot.connect(address)
-
-    def deliver(self, address: str, *messages: bytes) -> None:
-        """Deliver through tmail's SMTP server, the way mail arrives."""
-        with smtplib.SMTP("127.0.0.1", self.tmail.ports["smtp"], timeout=30) as smtp:
-            for raw in messages:
-                smtp.sendmail(f"sender@{DOMAIN}", [address], raw)
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
-    reason = missing()
-    if reason is not None:
-        pytest.skip(reason)
-    with scratchDirectory() as scratch:
-        tmail = TmailServer(scratch / "tmail", imapExtra="create_special_folders = false")
-        tmail.write()
-        tmail.addUser(f"postmaster@{DOMAIN}", PASSWORD)
-        dovecot = Dovecot(scratch / "dovecot", tmail.folder / "data" / "mail")
-        tmail.start()
-        try:
-            dovecot.start()
-            yield Servers(tmail, dovecot)
-        finally:
-            dovecot.stop()
-            tmail.stop()
+    with runningServers(PASSWORD, imapExtra="create_special_folders = false") as running:
+        yield running
 
 
 def message(n: int, subject: str = "hello") -> bytes:

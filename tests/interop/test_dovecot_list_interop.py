@@ -8,17 +8,13 @@ same answers from both servers.
 from __future__ import annotations
 
 import imaplib
-import itertools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from support.dovecot import Dovecot, missing, scratchDirectory
-from support.process import TmailServer
+from support.interop import Servers, runningServers
 
-DOMAIN = "example.test"
 PASSWORD = "list both"
 SPECIAL = {
     "Sent": "\\Sent",
@@ -30,47 +26,13 @@ SPECIAL = {
 MAILBOXES = "\n".join(
     f"  mailbox {name} {{\n    special_use = {use}\n  }}" for name, use in SPECIAL.items()
 )
-_users = itertools.count(1)
 _LIST = re.compile(rb'\(([^)]*)\) (?:"[^"]*"|NIL) ("(?:[^"\\]|\\.)*"|\S+)(?: (.*))?')
-
-
-@dataclass
-class Servers:
-    tmail: TmailServer
-    dovecot: Dovecot
-
-    def newUser(self) -> str:
-        address = f"lister{next(_users)}@{DOMAIN}"
-        added = self.tmail.cli("user", "add", address, "--password-stdin", stdin=PASSWORD + "\n")
-        assert added.returncode == 0, added.stderr
-        self.dovecot.addUser(address, PASSWORD)
-        return address
-
-    def tmailClient(self, address: str) -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.tmail.ports["imap"], timeout=30)
-        client.login(address, PASSWORD)
-        return client
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
-    reason = missing()
-    if reason is not None:
-        pytest.skip(reason)
-    with scratchDirectory() as scratch:
-        tmail = TmailServer(scratch / "tmail")
-        tmail.write()
-        dovecot = Dovecot(
-            scratch / "dovecot", tmail.folder / "data" / "mail", namespaceExtra=MAILBOXES
-        )
-        tmail.addUser(f"postmaster@{DOMAIN}", PASSWORD)
-        tmail.start()
-        try:
-            dovecot.start()
-            yield Servers(tmail, dovecot)
-        finally:
-            dovecot.stop()
-            tmail.stop()
+    with runningServers(PASSWORD, userPrefix="lister", namespaceExtra=MAILBOXES) as running:
+        yield running
 
 
 def run(client: imaplib.IMAP4, *args: str) -> list[tuple[str, frozenset[str], bytes]]:
