@@ -54,6 +54,14 @@ class CompressClient:
             if line.startswith(tag + b" "):
                 return lines
 
+    @classmethod
+    def compressing(cls, port: int) -> CompressClient:
+        """A client logged in as Alice with compression on."""
+        imap = cls(port)
+        imap.command(b'a LOGIN %s "%s"' % (ALICE.encode(), PASSWORD.encode()), b"a")
+        imap.compress()
+        return imap
+
     def compress(self) -> bytes:
         self.send(b"c COMPRESS DEFLATE\r\n")
         answer = self.readUntil(b"\r\n")
@@ -117,10 +125,8 @@ class CompressNetworkTests(TestCase):
         port = yield listenIMAP(self, makeRealm(Path(self.mktemp())))
 
         def client() -> bytes:
-            imap = CompressClient(port)
+            imap = CompressClient.compressing(port)
             try:
-                imap.command(b'a LOGIN %s "%s"' % (ALICE.encode(), PASSWORD.encode()), b"a")
-                imap.compress()
                 imap.sock.sendall(b"\xff\xfe not deflate at all\r\n")
                 return imap.sock.recv(100)
             finally:
@@ -135,10 +141,8 @@ class CompressNetworkTests(TestCase):
         port = yield listenIMAP(self, makeRealm(Path(self.mktemp())))
 
         def client() -> bytes:
-            imap = CompressClient(port)
+            imap = CompressClient.compressing(port)
             try:
-                imap.command(b'a LOGIN %s "%s"' % (ALICE.encode(), PASSWORD.encode()), b"a")
-                imap.compress()
                 imap.send(b"x NOOP " + b"A" * 50_000_000 + b"\r\n")
                 return imap.readUntil(b"\r\n")
             finally:
