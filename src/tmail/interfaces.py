@@ -34,6 +34,8 @@ class MessageInfo:
     @ivar key: the store's own stable name for the message (the Maildir base
         name); it does not change when flags change, so POP3 UIDL uses it.
     @ivar recent: whether this process first saw the message (IMAP \\Recent).
+    @ivar modseq: the message's mod-sequence (RFC 7162): higher after every
+        change of its flags; 0 from a store that keeps none.
     """
 
     uid: int
@@ -42,6 +44,7 @@ class MessageInfo:
     internaldate: float
     key: str
     recent: bool = False
+    modseq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,26 @@ class IMailFolder(Interface):
 
     def removeListener(listener: Callable[[IMailFolder], None]) -> None:
         """Stop calling C{listener}."""
+
+
+class IModSeqFolder(IMailFolder):
+    """
+    A folder that keeps mod-sequences across restarts, for IMAP CONDSTORE
+    and QRESYNC (RFC 7162).  Every message it lists has a C{modseq} of at
+    least 1; a flag change or an expunge takes a mod-sequence higher than
+    any before it, and the folder remembers which UIDs were expunged when.
+    A folder without this interface is selected with C{NOMODSEQ}.
+    """
+
+    def highestModSeq() -> int:
+        """The folder's HIGHESTMODSEQ: at least the mod-sequence of every change so far."""
+
+    def expungedSince(modseq: int) -> tuple[list[int], bool]:
+        """
+        The UIDs expunged after C{modseq}, ascending, and whether the list
+        is complete (C{False} when the folder no longer remembers that far
+        back: QRESYNC then reports every missing UID).
+        """
 
 
 class IMailStore(Interface):

@@ -1,8 +1,8 @@
 """
 ENABLE (RFC 5161): allowed only once logged in and before a mailbox is
 selected; answered with C{* ENABLED} naming only what this command turned
-on.  tmail has no enableable extension yet, so every name is ignored, as
-the RFC asks for names a server does not know.
+on.  CONDSTORE and QRESYNC (RFC 7162) can be enabled; other names are
+ignored, as the RFC asks for names a server does not know.
 """
 
 from __future__ import annotations
@@ -21,11 +21,18 @@ from support.realm import makeRealm
 
 
 class EnableTranscriptTests(SynchronousTestCase):
-    def test_rfc5161_example_enables_nothing_tmail_does_not_offer(self) -> None:
+    def test_rfc5161_example_enables_condstore_and_ignores_the_unknown_name(self) -> None:
         session = Session(self)
         session.loginDirectly()
         reply = session.send(b"t2 ENABLE CONDSTORE X-GOOD-IDEA\r\n")
-        self.assertEqual(reply, b"* ENABLED\r\nt2 OK ENABLE completed\r\n")
+        self.assertEqual(reply, b"* ENABLED CONDSTORE\r\nt2 OK ENABLE completed\r\n")
+
+    def test_enabling_qresync_turns_condstore_on_too(self) -> None:
+        session = Session(self)
+        session.loginDirectly()
+        reply = session.send(b"a ENABLE QRESYNC\r\n")
+        self.assertEqual(reply, b"* ENABLED QRESYNC\r\na OK ENABLE completed\r\n")
+        self.assertEqual(session.server.enabled, frozenset({b"QRESYNC", b"CONDSTORE"}))
 
     def test_enable_is_refused_before_login_and_once_a_mailbox_is_selected(self) -> None:
         session = Session(self)
@@ -64,7 +71,7 @@ class EnableClientTests(TestCase):
     timeout = 20
 
     @inlineCallbacks
-    def test_imapclient_enable_reports_nothing_enabled(
+    def test_imapclient_enable_reports_only_condstore_enabled(
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         port = yield listenIMAP(self, makeRealm(Path(self.mktemp())))
@@ -76,4 +83,4 @@ class EnableClientTests(TestCase):
             finally:
                 imap.logout()
 
-        self.assertEqual((yield inThread(client)), [])
+        self.assertEqual((yield inThread(client)), [b"CONDSTORE"])

@@ -77,7 +77,7 @@ class AdapterTests(SynchronousTestCase):
             deliver(self.inbox)
         mine, other = IMAPMailbox(self.inbox), IMAPMailbox(self.inbox)
         other.store(imap4.parseIdList(b"2"), ["\\Deleted"], 1, False)
-        self.assertEqual(other.expunge(), [2])
+        self.assertEqual(other.expunge().expunged, [2])
         self.assertTrue(mine.dirty)
         held = mine.sync(allowExpunge=False)
         self.assertEqual((held.expunged, held.exists), ([], None))

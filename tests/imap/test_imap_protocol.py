@@ -188,7 +188,7 @@ class ProtocolTests(SynchronousTestCase):
     def test_selectAndExamineResponses(self) -> None:
         """
         SELECT reports what RFC 3501 requires (Twisted omitted UIDNEXT,
-        UNSEEN and PERMANENTFLAGS).
+        UNSEEN and PERMANENTFLAGS), and HIGHESTMODSEQ (RFC 7162 3.1.2.1).
         """
         session = self.session()
         inbox = session.store.getFolder("INBOX")
@@ -208,7 +208,9 @@ class ProtocolTests(SynchronousTestCase):
             b"* OK [UIDNEXT %d] Predicted next UID\r\n"
             b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
             b" Flags allowed\r\n"
-            b"s OK [READ-WRITE] SELECT completed\r\n" % (validity, second + 1),
+            b"* OK [HIGHESTMODSEQ %d] Highest\r\n"
+            b"s OK [READ-WRITE] SELECT completed\r\n"
+            % (validity, second + 1, inbox.highestModSeq()),
         )
         reply = session.send(b"e EXAMINE INBOX\r\n")
         self.assertIn(b"* OK [PERMANENTFLAGS ()] Flags allowed\r\n", reply)

@@ -48,9 +48,7 @@ class DirectoryChecker:
             name = f"{name}@{self.defaultDomain}"
         return name.lower()
 
-    def requestAvatarId(
-        self, credentials: IUsernamePassword
-    ) -> Deferred[bytes | tuple[()]]:
+    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[bytes | tuple[()]]:
         address = self.loginAddress(credentials.username)
         password = credentials.password
 

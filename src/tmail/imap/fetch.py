@@ -128,7 +128,7 @@ def _body(item: Any, message: IMAPMessage) -> list[Piece]:
 
 
 #: FETCH items answered from the index alone, without opening the message.
-_METADATA = frozenset({"uid", "flags", "internaldate", "rfc822size"})
+_METADATA = frozenset({"uid", "flags", "internaldate", "rfc822size", "modseq"})
 
 
 def metadataBuilder(
@@ -150,6 +150,7 @@ def metadataBuilder(
         "flags": b"FLAGS (%s)",
         "internaldate": b"INTERNALDATE %s",
         "rfc822size": b"RFC822.SIZE %d",
+        "modseq": b"MODSEQ (%d)",
     }
     template = b"* %d FETCH (" + b" ".join(formats[kind] for kind in kinds) + b")\r\n"
     flagTexts: dict[tuple[frozenset[str], bool], bytes] = {}
@@ -168,6 +169,8 @@ def metadataBuilder(
                 values.append(text)
             elif kind == "internaldate":
                 values.append(internalDate(info.internaldate))
+            elif kind == "modseq":
+                values.append(info.modseq)
             else:
                 values.append(info.size)
         return [template % tuple(values)]
@@ -196,6 +199,8 @@ def messageItems(
             items.append([b"INTERNALDATE " + internalDate(message.info.internaldate)])
         elif kind == "rfc822size":
             items.append([b"RFC822.SIZE %d" % message.getSize()])
+        elif kind == "modseq":
+            items.append([b"MODSEQ (%d)" % message.info.modseq])
         elif kind == "envelope":
             items.append([b"ENVELOPE " + envelope(message.header())])
         elif kind == "bodystructure":

@@ -22,12 +22,12 @@ from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
 from tmail.imap.message import IMAPMessage
-from tmail.interfaces import SYSTEM_FLAGS, IMailFolder, MessageInfo
+from tmail.interfaces import SYSTEM_FLAGS, IMailFolder, IModSeqFolder, MessageInfo
 
 #: Flags every folder offers, in the order SELECT lists them.
 MAILBOX_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
-_STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+_STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
 
 
 class ISessionListener(Interface):
@@ -47,15 +47,24 @@ class Changes:
 
     @ivar expunged: sequence numbers for C{EXPUNGE} responses, in the order
         they must be sent (highest first, so none shifts another).
+    @ivar vanished: the UIDs of the same messages, ascending (QRESYNC's
+        C{VANISHED}).
     @ivar exists: the new message count, or C{None} when unchanged.
     @ivar recent: the new recent count, or C{None} when unchanged.
     @ivar flags: sequence number to flags, for messages whose flags changed.
+    @ivar changed: sequence number to (UID, mod-sequence) of the same messages.
+    @ivar modseq: a HIGHESTMODSEQ to send after the FETCH responses when
+        expunges with lower mod-sequences are still held back (RFC 7162
+        3.2), else C{None}.
     """
 
     expunged: list[int] = field(default_factory=list)
+    vanished: list[int] = field(default_factory=list)
     exists: int | None = None
     recent: int | None = None
     flags: dict[int, list[str]] = field(default_factory=dict)
+    changed: dict[int, tuple[int, int]] = field(default_factory=dict)
+    modseq: int | None = None
 
     def __bool__(self) -> bool:
         return bool(self.expunged or self.exists is not None or self.flags)
@@ -69,6 +78,7 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
     """
     infos = folder.messages()
     values = {
+        "HIGHESTMODSEQ": lambda: highestModSeq(folder),
         "MESSAGES": lambda: len(infos),
         "RECENT": lambda: sum(1 for info in infos if info.recent),
         "UIDNEXT": lambda: folder.uidNext(),
@@ -79,6 +89,17 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
         "SIZE": lambda: sum(info.size for info in infos),
     }
     return {name: values[name]() for name in names}
+
+
+def highestModSeq(folder: IMailFolder) -> int:
+    """
+    The folder's HIGHESTMODSEQ (RFC 7162), 0 for a folder that keeps no
+    mod-sequences (STATUS then reports 0, as RFC 7162 3.1.10 asks).
+    """
+    if IModSeqFolder.providedBy(folder):
+        value: int = folder.highestModSeq()
+        return value
+    return 0
 
 
 def deletedStorage(infos: Iterable[MessageInfo]) -> int:
@@ -135,6 +156,11 @@ class IMAPMailbox:
         self._infos = {info.uid: info for info in current}
         self._recent = {info.uid for info in current if info.recent}
         self._seen = current
+        #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
+        self.modSeqs = IModSeqFolder.providedBy(folder)
+        #: The HIGHESTMODSEQ of the last time the client was told everything,
+        #: expunges included: what it may safely resynchronise from.
+        self.reportedModSeq = self.highestModSeq()
         folder.addListener(self._folderChanged)
 
     def _folderChanged(self, folder: IMailFolder) -> None:
@@ -159,6 +185,38 @@ class IMAPMailbox:
 
     def getUIDValidity(self) -> int:
         return self.folder.uidValidity()
+
+    def highestModSeq(self) -> int:
+        """The folder's HIGHESTMODSEQ, 0 when it keeps none."""
+        return highestModSeq(self.folder)
+
+    def expungedSince(self, modseq: int, within: imap4.MessageSet | None) -> list[int]:
+        """
+        The UIDs (in C{within}, a UID set, when given) expunged after
+        C{modseq}, for QRESYNC's C{VANISHED (EARLIER)}.  When the folder no
+        longer remembers that far back, every UID up to UIDNEXT that is not
+        here is reported, as RFC 7162 3.2.5 allows.
+        """
+        if not IModSeqFolder.providedBy(self.folder):
+            return []
+        uids, complete = self.folder.expungedSince(modseq)
+        present = self._infos
+        top = self.folder.uidNext() - 1
+        if within is not None:
+            with contextlib.suppress(ValueError):
+                within.last = top
+        if not complete:
+            if within is not None:
+                candidates: Iterable[int] = (
+                    u for low, high in within.ranges for u in range(low, min(high, top) + 1)
+                )
+            else:
+                candidates = iter(range(1, top + 1))
+            return sorted({u for u in candidates if u not in present})
+        uids = [u for u in uids if u not in present]
+        if within is not None:
+            uids = [u for u in uids if u in within]
+        return uids
 
     def getUIDNext(self) -> int:
         return self.folder.uidNext()
@@ -268,11 +326,26 @@ class IMAPMailbox:
         return {info.uid: info for info in self.folder.messages()}
 
     def store(
-        self, messages: imap4.MessageSet, flags: Iterable[str], mode: int, uid: bool
+        self,
+        messages: imap4.MessageSet,
+        flags: Iterable[str],
+        mode: int,
+        uid: bool,
+        unchangedSince: int | None = None,
+        modified: list[tuple[int, int]] | None = None,
+        changed: set[int] | None = None,
     ) -> dict[int, list[str]]:
+        """
+        Change flags; returns the new flags by sequence number, and adds
+        to C{changed} the sequence numbers of messages whose flags changed.
+        With C{unchangedSince} (CONDSTORE), the messages changed after that
+        mod-sequence are left alone and added to C{modified} as
+        C{(sequence number, UID)}.
+        """
         if not self.readWrite:
             raise imap4.ReadOnlyMailbox()
-        return self._store(self.resolve(messages, uid), flags, mode)
+        pairs = self.resolve(messages, uid)
+        return self._store(pairs, flags, mode, unchangedSince, modified, changed)
 
     def addFlags(self, uids: list[int], flags: Iterable[str]) -> None:
         """Add flags to messages given by UID (FETCH setting C{\\Seen})."""
@@ -280,7 +353,13 @@ class IMAPMailbox:
             self._store([(0, u) for u in uids], flags, 1)
 
     def _store(
-        self, pairs: list[tuple[int, int]], flags: Iterable[str], mode: int
+        self,
+        pairs: list[tuple[int, int]],
+        flags: Iterable[str],
+        mode: int,
+        unchangedSince: int | None = None,
+        modified: list[tuple[int, int]] | None = None,
+        changed: set[int] | None = None,
     ) -> dict[int, list[str]]:
         change = frozenset(flags) - {"\\Recent"}
         current = self._current()
@@ -288,6 +367,10 @@ class IMAPMailbox:
         for seq, u in pairs:
             info = current.get(u)
             if info is None:
+                continue
+            if unchangedSince is not None and info.modseq > unchangedSince:
+                if modified is not None:
+                    modified.append((seq, u))
                 continue
             if mode > 0:
                 wanted = info.flags | change
@@ -300,18 +383,19 @@ class IMAPMailbox:
                     info = self.folder.setFlags(u, wanted)
                 except KeyError:
                     continue
+                if changed is not None:
+                    changed.add(seq)
             self._infos[u] = info
             result[seq] = self.flagsOf(u)
         return result
 
-    def expunge(self) -> list[int]:
+    def expunge(self) -> Changes:
         return self.expungeUIDs(None)
 
-    def expungeUIDs(self, allowed: imap4.MessageSet | None) -> list[int]:
+    def expungeUIDs(self, allowed: imap4.MessageSet | None) -> Changes:
         """
         Expunge the messages marked C{\\Deleted} (only those in C{allowed},
-        a UID set, when given: UID EXPUNGE); return the sequence numbers to
-        report, highest first.
+        a UID set, when given: UID EXPUNGE); return what to report.
         """
         if not self.readWrite:
             raise imap4.ReadOnlyMailbox()
@@ -323,25 +407,26 @@ class IMAPMailbox:
         removed = set(self.folder.expunge(doomed)) if doomed else set()
         return self._drop(removed)
 
-    def removeMoved(self, uids: list[int]) -> list[int]:
+    def removeMoved(self, uids: list[int]) -> Changes:
         """
         Expunge messages MOVE copied elsewhere, whatever their flags;
-        return the sequence numbers to report, highest first.
+        return what to report.
         """
         if not self.readWrite:
             raise imap4.ReadOnlyMailbox()
         self.folder.expunge(uids)
         return self._drop(set(uids))
 
-    def _drop(self, removed: set[int]) -> list[int]:
+    def _drop(self, removed: set[int]) -> Changes:
+        """Forget expunged messages; the EXPUNGE (or VANISHED) responses for them."""
         if not removed:
-            return []
-        seqs = [seq for seq, u in enumerate(self._uids, 1) if u in removed]
+            return Changes()
+        pairs = [(seq, u) for seq, u in enumerate(self._uids, 1) if u in removed]
         self._uids = [u for u in self._uids if u not in removed]
         for u in removed:
             self._infos.pop(u, None)
         self._recent -= removed
-        return seqs[::-1]
+        return Changes(expunged=[seq for seq, _ in pairs][::-1], vanished=[u for _, u in pairs])
 
     def sync(self, allowExpunge: bool) -> Changes:
         """
@@ -355,12 +440,13 @@ class IMAPMailbox:
             return Changes()
         self._seen = current
         byUid = {info.uid: info for info in current}
-        changes = Changes()
         gone = {u for u in self._uids if u not in byUid}
         if allowExpunge:
-            changes.expunged = self._drop(gone)
-        elif gone:
-            self._seen = None
+            changes = self._drop(gone)
+        else:
+            changes = Changes()
+            if gone:
+                self._seen = None
         new = [info for info in current if info.uid not in self._infos]
         for info in new:
             self._infos[info.uid] = info
@@ -379,9 +465,15 @@ class IMAPMailbox:
             fresh = byUid.get(u)
             if fresh is None or u in newUids:
                 continue
-            if fresh.flags != self._infos[u].flags:
+            old = self._infos[u]
+            if fresh.flags != old.flags or fresh.modseq != old.modseq:
                 changes.flags[seq] = flagList(fresh, u in self._recent)
+                changes.changed[seq] = (u, fresh.modseq)
             self._infos[u] = fresh
+        if self._seen is not None:
+            self.reportedModSeq = self.highestModSeq()
+        elif changes.changed:
+            changes.modseq = self.reportedModSeq
         return changes
 
     # Adding and copying
@@ -418,7 +510,14 @@ class IMAPMailbox:
 
     def searchPairs(self, query: list[Any], now: float | None = None) -> list[tuple[int, int]]:
         """The C{(sequence number, UID)} pairs of the messages matching SEARCH criteria."""
-        return [(seq, u) for seq, u, _ in self._matches(query, now, False)]
+        return self.searchWithModSeq(query, now)[0]
+
+    def searchWithModSeq(
+        self, query: list[Any], now: float | None = None
+    ) -> tuple[list[tuple[int, int]], bool]:
+        """L{searchPairs}, and whether the criteria used C{MODSEQ} (RFC 7162 3.1.5)."""
+        hits, usesModSeq = self._matches(query, now, False)
+        return [(seq, u) for seq, u, _ in hits], usesModSeq
 
     def searchMessages(
         self, query: list[Any], now: float | None = None
@@ -427,14 +526,15 @@ class IMAPMailbox:
         The matching messages, as objects whose header, once read by the
         criteria or the caller, is not read again (SORT, THREAD).
         """
-        return [(seq, m) for seq, _, m in self._matches(query, now, True) if m is not None]
+        hits = self._matches(query, now, True)[0]
+        return [(seq, m) for seq, _, m in hits if m is not None]
 
     def _matches(
         self, query: list[Any], now: float | None, messages: bool
-    ) -> list[tuple[int, int, IMAPMessage | None]]:
+    ) -> tuple[list[tuple[int, int, IMAPMessage | None]], bool]:
         from tmail.imap.search import compileSearch
 
-        infoOnly, matcher = compileSearch(query, self, now)
+        infoOnly, matcher, usesModSeq = compileSearch(query, self, now)
         hits: list[tuple[int, int, IMAPMessage | None]] = []
         infos = self._infos
         if infoOnly:
@@ -445,9 +545,9 @@ class IMAPMailbox:
                 holder.info = infos[u]
                 if matcher(seq, holder):  # type: ignore[arg-type]
                     hits.append((seq, u, self.message(u) if messages else None))
-            return hits
+            return hits, usesModSeq
         for seq, u in enumerate(self._uids, 1):
             message = self.message(u)
             if matcher(seq, message):
                 hits.append((seq, u, message))
-        return hits
+        return hits, usesModSeq

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.mail import imap4
 
+from tmail.imap.condstore import parseModSeq
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
 from tmail.imap.parse import parseDate, parseSequenceSet
 
@@ -48,6 +49,7 @@ _FLAG_KEYS = {
 }
 
 _ADDRESS_KEYS = {"BCC", "CC", "FROM", "SUBJECT", "TO"}
+_ENTRY_TYPES = (b"priv", b"shared", b"all")
 
 
 class _Cursor:
@@ -156,6 +158,7 @@ class _Compiler:
     def __init__(self, mailbox: IMAPMailbox, now: float) -> None:
         self.mailbox = mailbox
         self.now = now
+        self.usesModSeq = False
 
     def all(self, cursor: _Cursor) -> tuple[int, Predicate]:
         keys = []
@@ -207,6 +210,8 @@ class _Compiler:
             return max(first[0], second[0]), lambda s, m: first[1](s, m) or second[1](s, m)
         if name == "UID":
             return _INFO, self.uidTest(cursor.next())
+        if name == "MODSEQ":
+            return _INFO, self.modSeqTest(cursor)
         if name in _ADDRESS_KEYS:
             return _HEADER, self.headerTest(name, cursor.string())
         if name == "HEADER":
@@ -263,6 +268,26 @@ class _Compiler:
             return lambda s, m: m.info.internaldate < cutoff
         return lambda s, m: m.info.internaldate >= cutoff
 
+    def modSeqTest(self, cursor: _Cursor) -> Predicate:
+        """
+        C{MODSEQ [entry-name entry-type] value} (RFC 7162 3.1.5): messages
+        changed at or after C{value}.  tmail keeps one mod-sequence per
+        message, so an entry name (one flag's) is checked against it too,
+        as the RFC allows.
+        """
+        token = cursor.next()
+        if not (isinstance(token, bytes) and token.isdigit()):
+            entryType = cursor.next()
+            if not isinstance(entryType, bytes) or entryType.lower() not in _ENTRY_TYPES:
+                raise imap4.IllegalQueryError("bad MODSEQ entry type")
+            token = cursor.next()
+        try:
+            value = parseModSeq(token)
+        except imap4.IllegalClientResponse:
+            raise imap4.IllegalQueryError("bad mod-sequence") from None
+        self.usesModSeq = True
+        return lambda s, m: m.info.modseq >= value
+
     def savedTest(self) -> Predicate:
         """C{$} (RFC 5182): the messages the last SEARCH ... SAVE kept."""
         saved = self.mailbox.saved
@@ -294,7 +319,7 @@ class _Compiler:
 
 def compileSearch(
     query: list[Any], mailbox: IMAPMailbox, now: float | None = None
-) -> tuple[bool, Predicate]:
+) -> tuple[bool, Predicate, bool]:
     """
     Compile SEARCH criteria (tokens from L{tmail.imap.parse.Tokenizer}) for
     one mailbox; raises L{imap4.IllegalQueryError} for malformed criteria.
@@ -302,9 +327,10 @@ def compileSearch(
     YOUNGER count back from.
 
     @return: whether the predicate looks at nothing but the message's
-        C{info} (flags, size, UID, internal date: no file is read), and the
-        predicate.
+        C{info} (flags, size, UID, internal date: no file is read), the
+        predicate, and whether the criteria used C{MODSEQ}.
     """
     moment = time.time() if now is None else now
-    cost, predicate = _Compiler(mailbox, moment).all(_Cursor(query))
-    return cost == _INFO, predicate
+    compiler = _Compiler(mailbox, moment)
+    cost, predicate = compiler.all(_Cursor(query))
+    return cost == _INFO, predicate, compiler.usesModSeq

@@ -18,8 +18,9 @@ What the handlers fix in Twisted's (each has a regression test):
 
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
-QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}) and LITERAL+
-or LITERAL- (RFC 7888, in L{IMAPSession}).
+QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}), CONDSTORE and
+QRESYNC (RFC 7162, with L{tmail.imap.condstore}) and LITERAL+ or LITERAL- (RFC
+7888, in L{IMAPSession}).
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ from zope.interface import implementer
 from tmail import __version__
 from tmail.errors import NoSuchFolder, OverQuota
 from tmail.imap.account import IMAPAccount, checkName
+from tmail.imap.condstore import (
+    FetchModifiers,
+    ModSeqItem,
+    parseFetchModifiers,
+    parseSelectParams,
+    parseStoreModifiers,
+    splitModSeqItem,
+)
 from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
 from tmail.imap.listing import listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
@@ -228,6 +237,8 @@ class IMAPServer(IMAPSession):
             b"CREATE-SPECIAL-USE": None,
             b"STATUS=SIZE": None,
             b"BINARY": None,
+            b"CONDSTORE": None,
+            b"QRESYNC": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -254,14 +265,33 @@ class IMAPServer(IMAPSession):
         self._writeChanges(changes)
 
     def _writeChanges(self, changes: Changes) -> None:
-        for seq in changes.expunged:
-            self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+        send = self.sendUntaggedResponse
+        if self.qresync:
+            if changes.vanished:
+                send(b"VANISHED " + uidSet(changes.vanished))
+        else:
+            for seq in changes.expunged:
+                send(b"%d EXPUNGE" % seq)
         if changes.exists is not None:
-            self.sendUntaggedResponse(b"%d EXISTS" % changes.exists)
+            send(b"%d EXISTS" % changes.exists)
         if changes.recent is not None:
-            self.sendUntaggedResponse(b"%d RECENT" % changes.recent)
+            send(b"%d RECENT" % changes.recent)
         for seq, flags in sorted(changes.flags.items()):
-            self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s))" % (seq, " ".join(flags).encode()))
+            uid, modseq = changes.changed.get(seq, (0, 0))
+            send(b"%d FETCH (%s)" % (seq, self._flagItems(flags, uid, modseq)))
+        if self.condstore and changes.flags and changes.modseq is not None:
+            send(b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq)
+
+    def _flagItems(self, flags: list[str], uid: int, modseq: int) -> bytes:
+        """
+        The items of a FETCH sent for a flag change: C{UID} under QRESYNC
+        (the client keys its cache by UID), C{MODSEQ} under CONDSTORE.
+        """
+        items = [b"UID %d" % uid] if uid and self.qresync else []
+        items.append(b"FLAGS (%s)" % " ".join(flags).encode())
+        if modseq and self.condstore:
+            items.append(b"MODSEQ (%d)" % modseq)
+        return b" ".join(items)
 
     def mailboxChanged(self) -> None:
         if self.parseState == "idle" and not self._flushPending:
@@ -365,10 +395,24 @@ class IMAPServer(IMAPSession):
 
     # ENABLE (RFC 5161)
 
-    #: Extensions a client may turn on with ENABLE (none yet).
-    ENABLEABLE: frozenset[bytes] = frozenset()
+    #: Extensions a client may turn on with ENABLE.
+    ENABLEABLE: frozenset[bytes] = frozenset({b"CONDSTORE", b"QRESYNC"})
     #: The extensions this session's client turned on.
     enabled: frozenset[bytes] = frozenset()
+
+    @property
+    def condstore(self) -> bool:
+        """Whether CONDSTORE is on: FETCH responses for flag changes carry MODSEQ."""
+        return b"CONDSTORE" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        """Whether QRESYNC is on: VANISHED instead of EXPUNGE."""
+        return b"QRESYNC" in self.enabled
+
+    def _enableCondstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 3.1) was used."""
+        self.enabled = self.enabled | {b"CONDSTORE"}
 
     def do_ENABLE(self, tag: bytes, line: bytes) -> None:
         names: list[bytes] = []
@@ -380,6 +424,8 @@ class IMAPServer(IMAPSession):
             names.append(name.upper())
         turnedOn = [name for name in dict.fromkeys(names) if name in self.ENABLEABLE - self.enabled]
         self.enabled = self.enabled | frozenset(turnedOn)
+        if b"QRESYNC" in turnedOn:
+            self._enableCondstore()
         self.sendUntaggedResponse(b" ".join([b"ENABLED", *turnedOn]))
         self.sendPositiveResponse(tag, b"ENABLE completed")
 
@@ -626,6 +672,8 @@ class IMAPServer(IMAPSession):
 
     def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> None:
         items = parseStatusItems(names)
+        if "HIGHESTMODSEQ" in items:
+            self._enableCondstore()
         self._sendStatus(name, self._account().folder(name), items)
         self.sendPositiveResponse(tag, b"STATUS completed")
 
@@ -728,8 +776,19 @@ class IMAPServer(IMAPSession):
         if self.state == "select":
             self.state = "auth"
 
-    def _selectWork(self, tag: bytes, name: str, rw: int, cmdName: bytes) -> None:
+    def _selectWork(
+        self, tag: bytes, name: str, params: bytes | None, rw: int, cmdName: bytes
+    ) -> None:
+        selectParams = parseSelectParams(params)
+        qresync = selectParams.qresync
+        if qresync is not None and not self.qresync:
+            raise imap4.IllegalClientResponse("QRESYNC must be enabled first")
+        if selectParams.condstore:
+            self._enableCondstore()
+        wasSelected = self.mbox is not None
         self._deselect()
+        if wasSelected and self.qresync:
+            self.sendUntaggedResponse(b"OK [CLOSED] Previous mailbox closed")
         mbox = self._account().select(name, bool(rw))
         mbox.addListener(self)
         send = self.sendUntaggedResponse
@@ -743,12 +802,35 @@ class IMAPServer(IMAPSession):
         send(b"OK [UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
         permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if rw else b""
         send(b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent)
+        if mbox.modSeqs:
+            send(b"OK [HIGHESTMODSEQ %d] Highest" % mbox.reportedModSeq)
+        else:
+            send(b"OK [NOMODSEQ] No mod-sequences in this mailbox")
         self.mbox, self.state = mbox, "select"
+        if qresync is not None and mbox.modSeqs and qresync.uidValidity == mbox.getUIDValidity():
+            self._resynchronise(mbox, qresync.modseq, qresync.knownUids)
         mode = b"[READ-WRITE] " if rw else b"[READ-ONLY] "
         self.sendPositiveResponse(tag, mode + cmdName + b" completed")
 
-    auth_SELECT = select_SELECT = (_selectWork, _B.arg_mailbox, 1, b"SELECT")
-    auth_EXAMINE = select_EXAMINE = (_selectWork, _B.arg_mailbox, 0, b"EXAMINE")
+    auth_SELECT = select_SELECT = (_selectWork, _B.arg_mailbox, _B.opt_line, 1, b"SELECT")
+    auth_EXAMINE = select_EXAMINE = (_selectWork, _B.arg_mailbox, _B.opt_line, 0, b"EXAMINE")
+
+    def _resynchronise(
+        self, mbox: IMAPMailbox, modseq: int, knownUids: imap4.MessageSet | None
+    ) -> None:
+        """
+        QRESYNC (RFC 7162 3.2.5): what changed since the client's
+        mod-sequence, the vanished UIDs first, then the changed messages.
+        """
+        vanished = mbox.expungedSince(modseq, knownUids)
+        if vanished:
+            self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uidSet(vanished))
+        for seq, u in mbox.resolve(imap4.MessageSet(1, None), True):
+            info = mbox.info(u)
+            if info.modseq > modseq and (knownUids is None or u in knownUids):
+                self.sendUntaggedResponse(
+                    b"%d FETCH (%s)" % (seq, self._flagItems(mbox.flagsOf(u), u, info.modseq))
+                )
 
     def _selected(self) -> IMAPMailbox:
         assert self.mbox is not None
@@ -810,13 +892,13 @@ class IMAPServer(IMAPSession):
     select_CHECK = (do_CHECK,)
 
     def do_EXPUNGE(self, tag: bytes) -> None:
-        self._writeChanges(Changes(expunged=self._selected().expunge()))
+        self._writeChanges(self._selected().expunge())
         self.sendPositiveResponse(tag, b"EXPUNGE completed")
 
     select_EXPUNGE = (do_EXPUNGE,)
 
     def do_UIDEXPUNGE(self, tag: bytes, messages: imap4.MessageSet, uid: int = 1) -> None:
-        self._writeChanges(Changes(expunged=self._selected().expungeUIDs(messages)))
+        self._writeChanges(self._selected().expungeUIDs(messages))
         self.sendPositiveResponse(tag, b"UID EXPUNGE completed")
 
     def arg_searchprogram(self, line: bytes) -> Any:
@@ -860,15 +942,26 @@ class IMAPServer(IMAPSession):
             self._checkCharset(tokens[1])
             tokens = tokens[2:]
         mbox = self._selected()
-        pairs = mbox.searchPairs(tokens)
+        pairs, usesModSeq = mbox.searchWithModSeq(tokens)
         hits = [u if uid else seq for seq, u in pairs]
+        modseq = None
+        if usesModSeq:
+            self._enableCondstore()
+            if pairs:
+                modseq = max(mbox.info(u).modseq for _, u in pairs)
         if options is None:
-            self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % hit for hit in hits)]))
+            words = [b"SEARCH", *(b"%d" % hit for hit in hits)]
+            if modseq is not None:
+                words.append(b"(MODSEQ %d)" % modseq)
+            self.sendUntaggedResponse(b" ".join(words))
         else:
             if b"SAVE" in options:
                 mbox.saved = self._toSave(options, pairs)
             if options != {b"SAVE"}:
-                self.sendUntaggedResponse(self._esearch(tag, options, hits, bool(uid)))
+                response = self._esearch(tag, options, hits, bool(uid))
+                if modseq is not None:
+                    response += b" MODSEQ %d" % modseq
+                self.sendUntaggedResponse(response)
         self._savingSearch = False
         self.sendPositiveResponse(tag, b"SEARCH completed")
 
@@ -936,16 +1029,54 @@ class IMAPServer(IMAPSession):
 
     select_THREAD = (do_THREAD, _B.arg_searchkeys)
 
+    def arg_fetchrequest(self, line: bytes) -> tuple[tuple[list[Any], FetchModifiers], bytes]:
+        """FETCH items (with CONDSTORE's C{MODSEQ}) and modifiers (RFC 7162)."""
+        items, modifiers = parseFetchModifiers(line)
+        items, wantsModSeq = splitModSeqItem(items)
+        query: list[Any] = []
+        if not (wantsModSeq and items in (b"", b"()")):
+            query = self.arg_fetchatt(items)[0]
+        if wantsModSeq:
+            query.append(ModSeqItem())
+        return (query, modifiers), b""
+
     def do_FETCH(
-        self, tag: bytes, messages: imap4.MessageSet, query: list[Any], uid: int = 0
+        self,
+        tag: bytes,
+        messages: imap4.MessageSet,
+        request: tuple[list[Any], FetchModifiers],
+        uid: int = 0,
     ) -> Deferred[None]:
+        query, modifiers = request
         mbox = self._selected()
+        changedSince = modifiers.changedSince
+        wantsModSeq = any(item.type == "modseq" for item in query)
+        if changedSince is not None or wantsModSeq:
+            if not mbox.modSeqs:
+                raise CommandError(b"BAD", b"This mailbox keeps no mod-sequences")
+            self._enableCondstore()
+        if modifiers.vanished:
+            if not (uid and self.qresync):
+                raise imap4.IllegalClientResponse("VANISHED needs UID FETCH and QRESYNC enabled")
+            assert changedSince is not None
+            vanished = mbox.expungedSince(changedSince, messages)
+            if vanished:
+                self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uidSet(vanished))
         work = mbox.resolve(messages, bool(uid))
+        if changedSince is not None:
+            work = [(seq, u) for seq, u in work if mbox.info(u).modseq > changedSince]
         if mbox.isWriteable() and any(setsSeen(item) for item in query):
             unseen = [u for _, u in work if "\\Seen" not in mbox.info(u).flags]
             mbox.addFlags(unseen, ["\\Seen"])
             if not any(item.type == "flags" for item in query):
                 query = [*query, imap4._FetchParser.Flags()]
+        withFlags = any(item.type == "flags" for item in query)
+        if (
+            not wantsModSeq
+            and mbox.modSeqs
+            and (changedSince is not None or (self.condstore and withFlags))
+        ):
+            query = [*query, ModSeqItem()]
 
         def items(seq: int, u: int) -> list[Any]:
             return messageItems(seq, mbox, u, query, bool(uid))
@@ -974,11 +1105,27 @@ class IMAPServer(IMAPSession):
         stream = FetchStream(self.transport, work, build, self.cooperator)
         return stream.start().addBoth(restore).addCallbacks(done, stopped)
 
-    select_FETCH = (do_FETCH, _B.arg_seqset, _B.arg_fetchatt)
+    select_FETCH = (do_FETCH, _B.arg_seqset, arg_fetchrequest)
+
+    def arg_storemodifiers(self, line: bytes) -> tuple[int | None, bytes]:
+        """CONDSTORE's C{(UNCHANGEDSINCE n)} before STORE's item name."""
+        return parseStoreModifiers(line)
 
     def do_STORE(
-        self, tag: bytes, messages: imap4.MessageSet, mode: bytes, flags: list[bytes], uid: int = 0
+        self,
+        tag: bytes,
+        messages: imap4.MessageSet,
+        unchangedSince: int | None,
+        mode: bytes,
+        flags: list[bytes],
+        uid: int = 0,
     ) -> None:
+        """
+        STORE, and with CONDSTORE the conditional STORE of RFC 7162 3.1.3:
+        messages changed since C{UNCHANGEDSINCE} are left alone and named
+        in C{[MODIFIED ...]}; every message whose flags changed gets a FETCH
+        with its new MODSEQ, even under C{.SILENT}.
+        """
         mode = mode.upper()
         silent = mode.endswith(b".SILENT")
         kind = mode[: -len(b".SILENT")] if silent else mode
@@ -986,15 +1133,35 @@ class IMAPServer(IMAPSession):
         if kind not in signs:
             raise imap4.IllegalClientResponse("Invalid STORE item")
         mbox = self._selected()
-        result = mbox.store(messages, parseFlags(flags), signs[kind], bool(uid))
-        if not silent:
-            for seq, current in sorted(result.items()):
-                extra = b" UID %d" % mbox.getUID(seq) if uid else b""
-                flagList = " ".join(current).encode()
-                self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s)%s)" % (seq, flagList, extra))
+        if unchangedSince is not None:
+            if not mbox.modSeqs:
+                raise CommandError(b"BAD", b"This mailbox keeps no mod-sequences")
+            self._enableCondstore()
+        modified: list[tuple[int, int]] = []
+        changed: set[int] = set()
+        result = mbox.store(
+            messages, parseFlags(flags), signs[kind], bool(uid), unchangedSince, modified, changed
+        )
+        withModSeq = self.condstore and mbox.modSeqs
+        for seq, current in sorted(result.items()):
+            if silent and not (withModSeq and seq in changed):
+                continue
+            u = mbox.getUID(seq)
+            items = [] if silent else [b"FLAGS (%s)" % " ".join(current).encode()]
+            if uid:
+                items.append(b"UID %d" % u)
+            if withModSeq:
+                items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
+            self.sendUntaggedResponse(b"%d FETCH (%s)" % (seq, b" ".join(items)))
+        if modified:
+            numbers = sorted(u if uid else seq for seq, u in modified)
+            self.sendPositiveResponse(
+                tag, b"[MODIFIED %s] Conditional STORE failed" % uidSet(numbers)
+            )
+            return
         self.sendPositiveResponse(tag, b"STORE completed")
 
-    select_STORE = (do_STORE, _B.arg_seqset, _S.arg_atom, _S.arg_flaglist)
+    select_STORE = (do_STORE, _B.arg_seqset, arg_storemodifiers, _S.arg_atom, _S.arg_flaglist)
 
     def _target(self, name: str) -> IMailFolder:
         try:
@@ -1052,8 +1219,7 @@ class IMAPServer(IMAPSession):
         copied = self._copy(messages, target, uid)
         if copied:
             self.sendUntaggedResponse(b"OK " + self._copyUID(target, copied) + b" Moved")
-            expunged = mbox.removeMoved([u for u, _ in copied])
-            self._writeChanges(Changes(expunged=expunged))
+            self._writeChanges(mbox.removeMoved([u for u, _ in copied]))
         self.sendPositiveResponse(tag, b"MOVE completed")
 
     select_MOVE = (do_MOVE, _B.arg_seqset, _B.arg_mailbox)

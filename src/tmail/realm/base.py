@@ -146,8 +146,7 @@ class MailRealm:
             _, targetDomain = splitAddress(target)
             if not self.directory.hasDomain(targetDomain):
                 raise RecipientError(
-                    f"alias {address} points outside the hosted domains;"
-                    " relaying is not available"
+                    f"alias {address} points outside the hosted domains; relaying is not available"
                 )
             for found in self._expand(target, depth + 1):
                 if found not in users:

@@ -35,6 +35,7 @@ from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreErr
 from tmail.interfaces import (
     IMailFolder,
     IMailStore,
+    IModSeqFolder,
     IPendingMessage,
     IQuotaStore,
     ISpecialUseStore,
@@ -42,6 +43,7 @@ from tmail.interfaces import (
     QuotaUsage,
 )
 from tmail.store import keywords as _keywords
+from tmail.store import modseq as _modseq
 from tmail.store import specialuse as _specialuse
 from tmail.store import subscriptions as _subscriptions
 from tmail.store import uidlist as _uidlist
@@ -377,9 +379,11 @@ class _PendingMessage:
 
 
 @implementer(IMailFolder)
+@implementer(IModSeqFolder)
 class MaildirFolder:
     """
-    One Maildir folder with Dovecot-compatible UIDs and flags.
+    One Maildir folder with Dovecot-compatible UIDs and flags, and
+    mod-sequences kept in C{tmail-modseq} (see L{tmail.store.modseq}).
 
     Keywords get letters a-z through C{dovecot-keywords}; once the 26 letters
     of a folder are taken, further keywords are kept in memory only (per
@@ -421,6 +425,11 @@ class MaildirFolder:
         self._unsaved = 0
         self._deliveredUnindexed: set[str] = set()
         self._snapshot: tuple[MessageInfo, ...] | None = None
+        self._log = _modseq.ModSeqLog(path / _modseq.FILENAME)
+        #: UIDs whose entry has modseq 0: new or changed, to be logged.
+        self._touched: set[int] = set()
+        #: UIDs found gone, whose expunge is still to be logged.
+        self._goneUnlogged: list[int] = []
         self._bind(path)
 
     def __repr__(self) -> str:
@@ -432,6 +441,7 @@ class MaildirFolder:
         self._curDir = str(path / "cur")
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
         self._keywords = _keywords.KeywordFile(path / _keywords.FILENAME)
+        self._log.moved(path / _modseq.FILENAME)
         self._dirStamp = None
 
     def _moved(self, name: str, path: Path) -> None:
@@ -444,6 +454,7 @@ class MaildirFolder:
         self._gone = True
         had = bool(self._entries)
         self._resetIndex()
+        self._log.close()
         if had:
             self._notify()
 
@@ -456,6 +467,8 @@ class MaildirFolder:
         self._recent = set()
         self._snapshot = None
         self._indexed = False
+        self._touched = set()
+        self._goneUnlogged = []
 
     def _open(self) -> None:
         """Create missing subdirectories once; sweep C{tmp/} then and every few hours."""
@@ -716,7 +729,10 @@ class MaildirFolder:
         wasIndexed = self._indexed
         data = self._currentUidlist()
         changed = wasIndexed and not self._indexed
-        restored = not self._indexed and self._loadSavedIndex(data.uidValidity)
+        loading = not self._indexed
+        if loading:
+            self._log.load(data.uidValidity)
+        restored = loading and self._loadSavedIndex(data.uidValidity)
         wasIndexed |= restored
         if self._keywords.refresh():
             changed |= self._reinterpretFlags()
@@ -735,6 +751,7 @@ class MaildirFolder:
         removed = [uid for base in gone if (uid := self._byBase.get(base)) is not None]
         for uid in removed:
             self._remove(uid)
+        self._goneUnlogged += removed
         if removed:
             self._uids = [uid for uid in self._uids if uid in self._entries]
             changed = True
@@ -748,7 +765,8 @@ class MaildirFolder:
             if entry.filename != filename:
                 flags = self._flagsOf(base, filename)
                 if flags != entry.info.flags:
-                    entry.info = replace(entry.info, flags=flags)
+                    entry.info = replace(entry.info, flags=flags, modseq=0)
+                    self._touched.add(known)
                     self._snapshot = None
                     changed = True
             self._setLocation(entry, subdir, filename)
@@ -806,16 +824,73 @@ class MaildirFolder:
                     internaldate=status.st_mtime_ns / 1_000_000_000,
                     key=base,
                     recent=base in arrived or base in self._deliveredUnindexed,
+                    modseq=self._loggedModSeq(uid, filename),
                 )
                 self._insert(uid, _Entry(subdir, filename, info))
                 changed = True
         self._indexed = True
         self._deliveredUnindexed.clear()
+        if loading:
+            # Messages the log knew that are not here were expunged while
+            # no process of ours was looking.
+            self._goneUnlogged += self._log.forgetUnclaimed()
+        self._logChanges()
         if foreign:
             # Another process gave out UIDs meanwhile: index its messages
             # now, before anyone sees a higher UID without the lower ones.
             changed |= self._sync(force=True)
         return changed and wasIndexed and not restored
+
+    # Mod-sequences
+
+    @staticmethod
+    def _lettersOf(filename: str) -> str:
+        return infoLetters(splitFilename(filename)[1])
+
+    def _loggedModSeq(self, uid: int, filename: str) -> int:
+        """The mod-sequence the log has for this state of a message, else 0 (to be logged)."""
+        modseq = self._log.claim(uid, self._lettersOf(filename))
+        if not modseq:
+            self._touched.add(uid)
+        return modseq
+
+    def _logChanges(self) -> None:
+        """Log new and changed messages, and expunges found, under one new mod-sequence."""
+        if not self._touched and not self._goneUnlogged:
+            return
+        entries = self._entries
+        pending = sorted(
+            uid
+            for uid in self._touched
+            if (entry := entries.get(uid)) is not None and entry.info.modseq == 0
+        )
+        changes: list[tuple[int, str | None]] = [(uid, None) for uid in self._goneUnlogged]
+        changes += [(uid, self._lettersOf(entries[uid].filename)) for uid in pending]
+        self._touched, self._goneUnlogged = set(), []
+        if not changes:
+            return
+        modseq = self._log.append(changes)
+        for uid in pending:
+            entry = entries[uid]
+            entry.info = replace(entry.info, modseq=modseq)
+        if pending:
+            self._snapshot = None
+        self._maybeCompactLog()
+
+    def _maybeCompactLog(self) -> None:
+        entries = self._entries
+        if not self._log.needsCompaction(len(entries)):
+            return
+        states = [
+            (uid, entries[uid].info.modseq, self._lettersOf(entries[uid].filename))
+            for uid in self._uids
+        ]
+        try:
+            self._log.compact(states)
+        except OSError as e:
+            _log.warn(
+                "Could not compact the mod-sequences of {folder!r}: {error}", folder=self, error=e
+            )
 
     def _loadSavedIndex(self, uidValidity: int) -> bool:
         """
@@ -841,7 +916,7 @@ class MaildirFolder:
         byBase: dict[str, int] = {}
         curNames: set[str] = set()
         newBases: set[str] = set()
-        flagSets, flagsOf = self._flagSets, self._flagsOf
+        flagSets, flagsOf, claim = self._flagSets, self._flagsOf, self._log.claim
         for uid, cur, base, suffix, size, date in zip(
             uids, inCur, bases, suffixes, sizes, dates, strict=True
         ):
@@ -850,7 +925,9 @@ class MaildirFolder:
             flags = flagSets.get(suffix[1:])
             if flags is None:
                 flags = flagsOf(base, filename)
-            info = MessageInfo(uid, flags, size, date, base)
+            info = MessageInfo(
+                uid, flags, size, date, base, False, claim(uid, infoLetters(suffix[1:]))
+            )
             byBase[base] = uid
             if cur:
                 entries[uid] = _Entry("cur", filename, info)
@@ -861,6 +938,7 @@ class MaildirFolder:
         self._entries, self._byBase = entries, byBase
         self._curNames, self._newBases = curNames, newBases
         self._uids = list(uids)
+        self._touched = {uid for uid, entry in entries.items() if entry.info.modseq == 0}
         self._snapshot = None
         self._indexed = True
         self._unsaved = 0
@@ -957,10 +1035,11 @@ class MaildirFolder:
         """Recompute keyword names after C{dovecot-keywords} changed."""
         self._flagSets.clear()
         changed = False
-        for entry in self._entries.values():
+        for uid, entry in self._entries.items():
             flags = self._flagsOf(entry.info.key, entry.filename)
             if flags != entry.info.flags:
-                entry.info = replace(entry.info, flags=flags)
+                entry.info = replace(entry.info, flags=flags, modseq=0)
+                self._touched.add(uid)
                 changed = True
         if changed:
             self._snapshot = None
@@ -993,7 +1072,9 @@ class MaildirFolder:
         self._setLocation(entry, *located)
         flags = self._flagsOf(entry.info.key, entry.filename)
         if flags != entry.info.flags:
-            entry.info = replace(entry.info, flags=flags)
+            entry.info = replace(entry.info, flags=flags, modseq=0)
+            self._touched.add(uid)
+            self._logChanges()
             self._snapshot = None
 
     def _pathOf(self, entry: _Entry) -> Path:
@@ -1081,6 +1162,8 @@ class MaildirFolder:
                     recent=True,
                 )
                 self._insert(uid, _Entry(placed.subdir, placed.filename, info))
+                self._touched.add(uid)
+                self._logChanges()
         else:
             self._deliveredUnindexed.add(placed.base)
             if len(self._deliveredUnindexed) > _MAX_UNINDEXED_DELIVERIES:
@@ -1151,11 +1234,17 @@ class MaildirFolder:
         entry = self._entry(uid)
         wanted = _canonicalFlags(flags)
         base = entry.info.key
+        modseq = 0
         for _attempt in range(3):
             letters = infoLetters(splitFilename(entry.filename)[1])
             target = filenameWith(base, self._lettersFor(base, wanted, letters))
             if entry.subdir == "cur" and target == entry.filename:
                 break
+            targetLetters = self._lettersOf(target)
+            if targetLetters != letters:
+                # Logged first: a crash before the rename leaves a higher
+                # mod-sequence for the same flags, never a silent change.
+                modseq = self._log.append([(uid, targetLetters)])
             source = self._pathOf(entry)
             try:
                 with fullDiskIsStoreFull():
@@ -1167,11 +1256,16 @@ class MaildirFolder:
             break
         else:
             raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
-        info = replace(entry.info, flags=self._flagsOf(base, entry.filename))
+        flagsNow = self._flagsOf(base, entry.filename)
+        if flagsNow != entry.info.flags and not modseq:
+            # Keywords past the 26 letters live in memory: no rename, still a change.
+            modseq = self._log.append([(uid, self._lettersOf(entry.filename))])
+        info = replace(entry.info, flags=flagsNow, modseq=modseq or entry.info.modseq)
         if info != entry.info:
             entry.info = info
             self._snapshot = None
             self._notify()
+            self._maybeCompactLog()
         return info
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
@@ -1179,6 +1273,9 @@ class MaildirFolder:
         wanted = sorted(set(uids))
         if any(uid not in self._entries for uid in wanted) and self._sync():
             self._notify()
+        present = [uid for uid in wanted if uid in self._entries]
+        if present:
+            self._log.append([(uid, None) for uid in present])
         removed: list[int] = []
         freedBytes = freedCount = 0
         for uid in wanted:
@@ -1235,6 +1332,17 @@ class MaildirFolder:
             pending.abort()
             raise
         return pending.commit()
+
+    def highestModSeq(self) -> int:
+        if self._sync():
+            self._notify()
+        return self._log.highest
+
+    def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
+        if self._sync():
+            self._notify()
+        uids, complete = self._log.expungedSince(modseq)
+        return [uid for uid in uids if uid not in self._entries], complete
 
     def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
         self._listeners.append(listener)
@@ -1457,8 +1565,11 @@ class MaildirStore:
                 (old, new)
                 for line in text.splitlines()
                 for old, tab, new in [line.partition("\t")]
-                if tab and old.startswith(".") and new.startswith(".")
-                and "/" not in old + new and (self.root / old).is_dir()
+                if tab
+                and old.startswith(".")
+                and new.startswith(".")
+                and "/" not in old + new
+                and (self.root / old).is_dir()
                 and not (self.root / new).exists()
             ]
             _log.info(

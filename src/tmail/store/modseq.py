@@ -1,0 +1,351 @@
+"""
+Modification sequences of a Maildir folder (RFC 7162 CONDSTORE and QRESYNC).
+
+Maildir itself keeps no history, so each folder has C{tmail-modseq}: an
+append-only log of what changed and when, shared by every process that
+writes the folder::
+
+    tmail-modseq 1 V<uidvalidity> H<highest> F<forgotten>
+    <modseq> <uid> <flag letters>      a message's flags as of <modseq>
+    <modseq> -<uid>                    the message was expunged at <modseq>
+
+Writers append whole lines under an C{flock} of the file, after reading
+what the others appended, so mod-sequences only grow.  A flag change or an
+expunge is logged before the file is renamed or removed, so a crash between
+the two leaves a higher mod-sequence for unchanged flags, never a change
+without one.  A message whose letters on disk differ from its last line (a
+change made by another Maildir program, or while no tmail ran) gets a new
+mod-sequence when it is found.
+
+A new log starts at the current time in microseconds: a log that is lost
+or recreated, or a folder Dovecot served before, never shows a client a
+HIGHESTMODSEQ below one it was already given.
+
+The log is rewritten (compacted) when it holds many more lines than
+messages.  Only the most recent expunges are kept; C{F} is the highest
+mod-sequence of those forgotten, below which QRESYNC reports every missing
+UID as vanished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from twisted.logger import Logger
+
+from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
+
+__all__ = ["FILENAME", "ModSeqLog"]
+
+_log = Logger()
+
+FILENAME = "tmail-modseq"
+_MAGIC = b"tmail-modseq 1"
+
+#: Expunges remembered for QRESYNC; older ones are summed up by the floor.
+KEEP_EXPUNGED = 20_000
+#: Lines a log may hold beyond twice what it describes before compaction.
+_SLACK = 1_000
+
+
+def _startingModSeq() -> int:
+    return time.time_ns() // 1000
+
+
+class ModSeqLog:
+    """
+    The log of one folder, as one process sees it.
+
+    @ivar highest: the highest mod-sequence in the log (HIGHESTMODSEQ).
+    @ivar floor: expunges at or below this mod-sequence are forgotten.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+        self._offset = 0
+        self._lines = 0
+        self._uidValidity = 0
+        self.highest = 0
+        self.floor = 0
+        #: Message states read from the log that no message has claimed yet.
+        self._logged: dict[int, tuple[int, str]] = {}
+        #: Expunged UID -> its mod-sequence, oldest first: those this
+        #: process logged or found in the log when it loaded it.
+        self._expunged: dict[int, int] = {}
+        #: Expunges other processes logged since: kept through compactions,
+        #: but not reported, since this process has not seen them happen.
+        self._foreignExpunged: dict[int, int] = {}
+        self._loading = False
+
+    def __repr__(self) -> str:
+        return f"<ModSeqLog {str(self._path)!r} highest={self.highest}>"
+
+    def moved(self, path: Path) -> None:
+        """The folder was renamed: the same log, under a new path."""
+        self._path = path
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    # Reading
+
+    def load(self, uidValidity: int) -> None:
+        """
+        Read the whole log, starting a new one when there is none, it is
+        unreadable, or it belongs to another UIDVALIDITY.
+        """
+        self.close()
+        self._uidValidity = uidValidity
+        self._logged, self._expunged, self._foreignExpunged = {}, {}, {}
+        self.highest = self.floor = 0
+        self._loading = True
+        try:
+            with self._locked():
+                pass
+        except OSError as e:
+            _log.warn("Could not read {path}: {error}", path=self._path, error=e)
+            self.close()
+            self.highest = self.floor = _startingModSeq()
+        finally:
+            self._loading = False
+
+    def _replaced(self) -> bool:
+        status = os.stat(self._path)
+        return (status.st_dev, status.st_ino) != self._inode
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[int]:
+        """
+        Hold the log's lock, with everything others wrote read in; a log
+        replaced by another process's compaction is read again from the
+        start.
+        """
+        for _attempt in range(5):
+            if self._fd is None:
+                self._open()
+            assert self._fd is not None
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                if self._replaced():
+                    self.close()
+                    continue
+            except FileNotFoundError:
+                self.close()
+                continue
+            except BaseException:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                raise
+            try:
+                self._readTail()
+                yield self._fd
+            finally:
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+            return
+        raise OSError(f"{self._path} keeps being replaced")
+
+    def _open(self) -> None:
+        with fullDiskIsStoreFull():
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        status = os.fstat(fd)
+        self._fd, self._inode = fd, (status.st_dev, status.st_ino)
+        self._offset = self._lines = 0
+
+    def _readTail(self) -> None:
+        """Read complete lines past C{_offset}; start the log over if it is not ours."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size == self._offset:
+            if size == 0:
+                self._restart()
+            return
+        data = os.pread(self._fd, size - self._offset, self._offset)
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            # A writer died mid-line: cut its fragment off before appending.
+            os.ftruncate(self._fd, self._offset + end)
+        lines = data[:end].split(b"\n")[:-1]
+        if self._offset == 0:
+            if not lines or not self._readHeader(lines[0]):
+                self._restart()
+                return
+            lines = lines[1:]
+        try:
+            self._apply(lines)
+        except (ValueError, IndexError):
+            self._restart()
+            return
+        self._offset += end
+        self._lines += len(lines)
+
+    def _readHeader(self, line: bytes) -> bool:
+        fields = line.split(b" ")
+        if b" ".join(fields[:2]) != _MAGIC:
+            return False
+        values: dict[bytes, int] = {}
+        for item in fields[2:]:
+            with contextlib.suppress(ValueError):
+                values[item[:1]] = int(item[1:])
+        if values.get(b"V") != self._uidValidity:
+            return False
+        self.highest = max(self.highest, values.get(b"H", 0))
+        self.floor = max(self.floor, values.get(b"F", 0))
+        return True
+
+    def _apply(self, lines: Iterable[bytes]) -> None:
+        """
+        Take in log lines.  Message states matter only while loading; later
+        ones are other processes' changes, which this process logs again
+        under a new mod-sequence when it finds them on disk: a change it
+        has not seen must not hide below a HIGHESTMODSEQ it already gave.
+        """
+        logged = self._logged
+        expunged = self._expunged if self._loading else self._foreignExpunged
+        highest = self.highest
+        for line in lines:
+            modseq, uid, *rest = line.split(b" ")
+            value = int(modseq)
+            if uid.startswith(b"-"):
+                number = int(uid[1:])
+                logged.pop(number, None)
+                expunged.pop(number, None)
+                expunged[number] = value
+            elif self._loading:
+                logged[int(uid)] = (value, rest[0].decode("ascii") if rest else "")
+            highest = max(highest, value)
+        self.highest = highest
+
+    def _restart(self) -> None:
+        """Replace a missing, foreign or damaged log with a new, empty one."""
+        self._logged, self._expunged = {}, {}
+        self.highest = max(self.highest, _startingModSeq())
+        self.floor = self.highest
+        self._rewrite([])
+
+    # Claiming what was read
+
+    def claim(self, uid: int, letters: str) -> int:
+        """
+        The logged mod-sequence of a message found with these flag letters,
+        or 0 when the log has no line for that state (it needs a new one).
+        """
+        logged = self._logged.pop(uid, None)
+        if logged is not None and logged[1] == letters:
+            return logged[0]
+        return 0
+
+    def forgetUnclaimed(self) -> list[int]:
+        """
+        Drop the states no message claimed and return their UIDs: messages
+        expunged by a program that does not keep this log.
+        """
+        gone, self._logged = list(self._logged), {}
+        return gone
+
+    # Writing
+
+    def append(self, changes: Sequence[tuple[int, str | None]]) -> int:
+        """
+        Log new states (flag letters, or C{None} for an expunge) of messages
+        under one new mod-sequence, and return it.  When the log cannot be
+        written the mod-sequence is kept in memory only: the next process
+        finds those messages' letters unlogged and gives them new ones.
+        """
+        try:
+            with self._locked() as fd:
+                modseq = self.highest + 1
+                lines = [
+                    b"%d -%d\n" % (modseq, uid)
+                    if letters is None
+                    else b"%d %d %s\n" % (modseq, uid, letters.encode("ascii"))
+                    for uid, letters in changes
+                ]
+                data = b"".join(lines)
+                writeAll(fd, data)
+                self._offset += len(data)
+                self._lines += len(lines)
+                self.highest = modseq
+        except OSError as e:
+            _log.warn("Could not log mod-sequences in {path}: {error}", path=self._path, error=e)
+            self.highest += 1
+            modseq = self.highest
+        for uid, letters in changes:
+            if letters is None:
+                self._expunged.pop(uid, None)
+                self._expunged[uid] = modseq
+        return modseq
+
+    def needsCompaction(self, live: int) -> bool:
+        """Whether the log holds many more lines than C{live} messages and the expunges kept."""
+        return self._lines > 2 * (live + len(self._expunged)) + _SLACK
+
+    def compact(self, states: Iterable[tuple[int, int, str]]) -> None:
+        """
+        Rewrite the log as C{states} (UID, mod-sequence, letters of every
+        message as this process sees it) plus the expunges kept.  A
+        message another process changed meanwhile gets a new mod-sequence
+        from the next process that loads the log, since its letters differ.
+        """
+        with self._locked():
+            expunged = self._expunged
+            for uid, modseq in self._foreignExpunged.items():
+                if expunged.get(uid, 0) < modseq:
+                    expunged.pop(uid, None)
+                    expunged[uid] = modseq
+            self._foreignExpunged.clear()
+            self._rewrite(list(states))
+
+    def _rewrite(self, states: list[tuple[int, int, str]]) -> None:
+        """Replace the log file with a compacted one; the caller holds the lock."""
+        expunged = self._expunged
+        if len(expunged) > KEEP_EXPUNGED:
+            dropped = list(expunged.items())[: len(expunged) - KEEP_EXPUNGED // 2]
+            for uid, modseq in dropped:
+                del expunged[uid]
+                self.floor = max(self.floor, modseq)
+        header = b"%s V%d H%d F%d\n" % (_MAGIC, self._uidValidity, self.highest, self.floor)
+        body = [
+            b"%d %d %s\n" % (modseq, uid, letters.encode("ascii"))
+            for uid, modseq, letters in states
+        ]
+        body += [b"%d -%d\n" % (modseq, uid) for uid, modseq in expunged.items()]
+        data = header + b"".join(body)
+        temporary = self._path.with_name(f".{FILENAME}.{os.getpid()}.{time.monotonic_ns()}")
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o600)
+        try:
+            with fullDiskIsStoreFull():
+                writeAll(fd, data)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.replace(temporary, self._path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        old, self._fd = self._fd, fd
+        status = os.fstat(fd)
+        self._inode = (status.st_dev, status.st_ino)
+        self._offset, self._lines = len(data), len(body)
+        if old is not None:
+            fcntl.flock(old, fcntl.LOCK_UN)
+            os.close(old)
+
+    # Queries
+
+    def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
+        """
+        The UIDs expunged after C{modseq}, ascending, and whether that is
+        all of them (C{False} when C{modseq} is below the forgotten floor).
+        """
+        uids = sorted(uid for uid, value in self._expunged.items() if value > modseq)
+        return uids, modseq >= self.floor
