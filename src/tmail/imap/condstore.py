@@ -237,4 +237,7 @@ def parseStoreModifiers(line: bytes) -> tuple[int | None, bytes]:
         raise imap4.IllegalClientResponse("Invalid STORE modifier")
     if values[0].upper() != b"UNCHANGEDSINCE":
         raise imap4.IllegalClientResponse("Unknown STORE modifier")
-    return parseModSeq(values[1]), stripped[end + 1 :]
+    rest = stripped[end + 1 :]
+    if rest[:1] != b" ":
+        raise imap4.IllegalClientResponse("Missing space after STORE modifiers")
+    return parseModSeq(values[1]), rest[1:]

@@ -162,7 +162,7 @@ def metadataBuilder(
             if kind == "uid":
                 values.append(uid)
             elif kind == "flags":
-                key = (info.flags, mailbox.isRecent(uid))
+                key = (info.flags, mailbox.showRecent and mailbox.isRecent(uid))
                 text = flagTexts.get(key)
                 if text is None:
                     text = flagTexts[key] = " ".join(flagList(info, key[1])).encode()

@@ -14,7 +14,7 @@ with C{\\HasChildren}, as Dovecot lists them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,18 +85,19 @@ class ListRequest:
     status: list[str] | None = None
 
 
-def _name(token: Any) -> str:
-    if not isinstance(token, bytes):
-        raise _bad("Invalid mailbox pattern")
-    return decodeName(token)
-
-
-def parseList(tokens: list[Any]) -> ListRequest:
+def parseList(tokens: list[Any], decode: Callable[[bytes], str] = decodeName) -> ListRequest:
     """
     Read C{LIST [(selection)] reference (pattern | (patterns)) [RETURN
     (options)]} (RFC 5258 section 6).  Unknown options are C{BAD}, as is
-    RECURSIVEMATCH without a selection option it could refine.
+    RECURSIVEMATCH without a selection option it could refine.  Names are
+    decoded with C{decode} (modified UTF-7, or UTF-8 under IMAP4rev2).
     """
+
+    def _name(token: Any) -> str:
+        if not isinstance(token, bytes):
+            raise _bad("Invalid mailbox pattern")
+        return decode(token)
+
     tokens = list(tokens)
     selection: list[Any] | None = None
     if tokens and isinstance(tokens[0], list):

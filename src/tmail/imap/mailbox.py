@@ -156,6 +156,8 @@ class IMAPMailbox:
         self._infos = {info.uid: info for info in current}
         self._recent = {info.uid for info in current if info.recent}
         self._seen = current
+        #: Whether FETCH FLAGS show C{\\Recent}: not under IMAP4rev2, which dropped it.
+        self.showRecent = True
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
         #: The HIGHESTMODSEQ of the last time the client was told everything,
@@ -239,7 +241,7 @@ class IMAPMailbox:
 
     def flagsOf(self, uid: int) -> list[str]:
         """The FETCH FLAGS of a message as this session last saw it."""
-        return flagList(self._infos[uid], uid in self._recent)
+        return flagList(self._infos[uid], self.showRecent and uid in self._recent)
 
     def getUnseenCount(self) -> int:
         return sum(1 for uid in self._uids if "\\Seen" not in self._infos[uid].flags)
@@ -467,7 +469,7 @@ class IMAPMailbox:
                 continue
             old = self._infos[u]
             if fresh.flags != old.flags or fresh.modseq != old.modseq:
-                changes.flags[seq] = flagList(fresh, u in self._recent)
+                changes.flags[seq] = flagList(fresh, self.showRecent and u in self._recent)
                 changes.changed[seq] = (u, fresh.modseq)
             self._infos[u] = fresh
         if self._seen is not None:

@@ -44,6 +44,23 @@ def encodeName(name: str) -> bytes:
     return bytes(out)
 
 
+def decodeUTF8Name(raw: bytes) -> str:
+    """
+    Decode a mailbox name sent as UTF-8 (IMAP4rev2, UTF8=ACCEPT: RFC 6855
+    section 3), normalised to NFC.
+
+    @raise BadMailboxName: for bytes that are not UTF-8, or control characters.
+    """
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadMailboxName("mailbox name is not UTF-8") from None
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise BadMailboxName("mailbox name contains control characters")
+    return unicodedata.normalize("NFC", name)
+
+
 def decodeName(raw: bytes) -> str:
     """
     Decode a mailbox name sent by a client.

@@ -60,7 +60,7 @@ from tmail.imap.mailbox import (
     ISessionListener,
     folderStatus,
 )
-from tmail.imap.mutf7 import encodeName
+from tmail.imap.mutf7 import decodeUTF8Name, encodeName
 from tmail.imap.parse import (
     parseDateTime,
     parseFlags,
@@ -83,6 +83,7 @@ _B = IMAPSession
 _CHARSETS = (b"US-ASCII", b"UTF-8")
 _RETURN_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE"})
 _SAVE_REQUESTED = re.compile(rb" *RETURN +\([^)]*\bSAVE\b", re.IGNORECASE)
+_UTF8_DATA = re.compile(rb"UTF8 +\(", re.IGNORECASE)
 
 #: The one quota root of a user, named as Dovecot names its default root.
 QUOTA_ROOT = b"User quota"
@@ -211,6 +212,7 @@ class IMAPServer(IMAPSession):
     def capabilities(self) -> dict[bytes, list[bytes] | None]:
         literal = b"LITERAL-" if self.settings.literal_minus else b"LITERAL+"
         caps: dict[bytes, list[bytes] | None] = {
+            b"IMAP4rev2": None,
             literal: None,
             b"IDLE": None,
             b"NAMESPACE": None,
@@ -239,6 +241,7 @@ class IMAPServer(IMAPSession):
             b"BINARY": None,
             b"CONDSTORE": None,
             b"QRESYNC": None,
+            b"UTF8": [b"ACCEPT"],
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -274,7 +277,7 @@ class IMAPServer(IMAPSession):
                 send(b"%d EXPUNGE" % seq)
         if changes.exists is not None:
             send(b"%d EXISTS" % changes.exists)
-        if changes.recent is not None:
+        if changes.recent is not None and not self.rev2:
             send(b"%d RECENT" % changes.recent)
         for seq, flags in sorted(changes.flags.items()):
             uid, modseq = changes.changed.get(seq, (0, 0))
@@ -395,10 +398,34 @@ class IMAPServer(IMAPSession):
 
     # ENABLE (RFC 5161)
 
-    #: Extensions a client may turn on with ENABLE.
-    ENABLEABLE: frozenset[bytes] = frozenset({b"CONDSTORE", b"QRESYNC"})
-    #: The extensions this session's client turned on.
+    #: Extensions a client may turn on with ENABLE (upper case).
+    ENABLEABLE: frozenset[bytes] = frozenset(
+        {b"CONDSTORE", b"QRESYNC", b"IMAP4REV2", b"UTF8=ACCEPT"}
+    )
+    #: How ENABLED spells them, when not in upper case.
+    _SPELLING = {b"IMAP4REV2": b"IMAP4rev2"}
+    #: The extensions this session's client turned on (upper case).
     enabled: frozenset[bytes] = frozenset()
+
+    @property
+    def rev2(self) -> bool:
+        """
+        Whether the client enabled IMAP4rev2 (RFC 9051): no C{RECENT}, SEARCH
+        answered with ESEARCH, a LIST response in SELECT, UTF-8 names.
+        """
+        return b"IMAP4REV2" in self.enabled
+
+    @property
+    def utf8Names(self) -> bool:
+        """Whether mailbox names travel as UTF-8 (IMAP4rev2 or UTF8=ACCEPT, RFC 6855)."""
+        return bool(self.enabled & {b"IMAP4REV2", b"UTF8=ACCEPT"})
+
+    def decodeMailbox(self, raw: bytes) -> str:
+        return decodeUTF8Name(raw) if self.utf8Names else super().decodeMailbox(raw)
+
+    def encodeMailbox(self, name: str) -> bytes:
+        """A mailbox name as this client reads it, quoted."""
+        return quoted(name.encode("utf-8") if self.utf8Names else encodeName(name))
 
     @property
     def condstore(self) -> bool:
@@ -426,7 +453,8 @@ class IMAPServer(IMAPSession):
         self.enabled = self.enabled | frozenset(turnedOn)
         if b"QRESYNC" in turnedOn:
             self._enableCondstore()
-        self.sendUntaggedResponse(b" ".join([b"ENABLED", *turnedOn]))
+        spelled = [self._SPELLING.get(name, name) for name in turnedOn]
+        self.sendUntaggedResponse(b" ".join([b"ENABLED", *spelled]))
         self.sendPositiveResponse(tag, b"ENABLE completed")
 
     auth_ENABLE = (do_ENABLE, _S.arg_line)
@@ -616,7 +644,7 @@ class IMAPServer(IMAPSession):
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
     def do_LIST(self, tag: bytes, tokens: list[Any]) -> None:
-        request = parseList(tokens)
+        request = parseList(tokens, self.decodeMailbox)
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
         selecting = request.selectSubscribed or request.selectSpecialUse
@@ -637,7 +665,7 @@ class IMAPServer(IMAPSession):
             line = b"LIST (%s) %s %s" % (
                 " ".join(item.attributes).encode(),
                 delimiter,
-                quoted(encodeName(item.name)),
+                self.encodeMailbox(item.name),
             )
             if item.childInfo:
                 criteria = b" ".join(quoted(c.encode()) for c in item.childInfo)
@@ -659,7 +687,7 @@ class IMAPServer(IMAPSession):
         for name, info in account.listSubscribed(ref, pattern):
             flags = " ".join(info.getFlags()).encode()
             self.sendUntaggedResponse(
-                b"LSUB (%s) %s %s" % (flags, delimiter, quoted(encodeName(name)))
+                b"LSUB (%s) %s %s" % (flags, delimiter, self.encodeMailbox(name))
             )
         self.sendPositiveResponse(tag, b"LSUB completed")
 
@@ -668,7 +696,7 @@ class IMAPServer(IMAPSession):
     def _sendStatus(self, name: str, folder: IMailFolder, items: list[str]) -> None:
         status = self.statusItems(folder, items)
         values = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
-        self.sendUntaggedResponse(b"STATUS %s (%s)" % (quoted(encodeName(name)), values))
+        self.sendUntaggedResponse(b"STATUS %s (%s)" % (self.encodeMailbox(name), values))
 
     def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> None:
         items = parseStatusItems(names)
@@ -741,6 +769,13 @@ class IMAPServer(IMAPSession):
             value, end = parseQuoted(rest)
             date = parseDateTime(value)
             rest = rest[end:].lstrip(b" ")
+        utf8 = _UTF8_DATA.match(rest) if self.utf8Names else None
+        wrapped = utf8 is not None
+        if utf8 is not None:
+            # RFC 6855 4: UTF8 (~{n}...) holds a message with UTF-8 headers.
+            rest = rest[utf8.end() :]
+            if rest[:1] != b"~":
+                raise imap4.IllegalClientResponse("UTF8 data must be a literal8")
         literal8 = rest[:1] == b"~"
         marker = wholeLiteral(rest[1:] if literal8 else rest)
         if marker is None:
@@ -761,8 +796,15 @@ class IMAPServer(IMAPSession):
         pending = batch.begin(flags, date, size)
         sink = _Binary(pending.write).write if literal8 else CRLFWriter(pending.write).write
         return self._readLiteral(size, synchronizing, sink).addCallback(
-            lambda rest: self._appendMessage(batch, rest)
+            self._afterAppendLiteral, batch, wrapped
         )
+
+    def _afterAppendLiteral(self, rest: bytes, batch: _AppendBatch, wrapped: bool) -> Any:
+        if wrapped:
+            if rest[:1] != b")":
+                raise imap4.IllegalClientResponse("Missing ) after UTF8 data")
+            rest = rest[1:]
+        return self._appendMessage(batch, rest)
 
     auth_APPEND = select_APPEND = (do_APPEND, _B.arg_mailbox, _S.arg_line)
 
@@ -787,17 +829,22 @@ class IMAPServer(IMAPSession):
             self._enableCondstore()
         wasSelected = self.mbox is not None
         self._deselect()
-        if wasSelected and self.qresync:
+        if wasSelected and (self.qresync or self.rev2):
             self.sendUntaggedResponse(b"OK [CLOSED] Previous mailbox closed")
         mbox = self._account().select(name, bool(rw))
         mbox.addListener(self)
+        mbox.showRecent = not self.rev2
         send = self.sendUntaggedResponse
         send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
         send(b"%d EXISTS" % mbox.getMessageCount())
-        send(b"%d RECENT" % mbox.getRecentCount())
-        unseen = mbox.firstUnseen()
-        if unseen is not None:
-            send(b"OK [UNSEEN %d] First unseen message" % unseen)
+        if self.rev2:
+            delimiter = quoted(self._account().delimiter.encode())
+            send(b"LIST () %s %s" % (delimiter, self.encodeMailbox(mbox.folder.name)))
+        else:
+            send(b"%d RECENT" % mbox.getRecentCount())
+            unseen = mbox.firstUnseen()
+            if unseen is not None:
+                send(b"OK [UNSEEN %d] First unseen message" % unseen)
         send(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
         send(b"OK [UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
         permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if rw else b""
@@ -936,6 +983,8 @@ class IMAPServer(IMAPSession):
 
     def do_SEARCH(self, tag: bytes, tokens: list[Any], uid: int = 0) -> None:
         options, tokens = self._returnOptions(tokens)
+        if options is None and self.rev2:
+            options = frozenset({b"ALL"})
         if tokens and isinstance(tokens[0], bytes) and tokens[0].upper() == b"CHARSET":
             if len(tokens) < 2:
                 raise imap4.IllegalClientResponse("Missing charset")
@@ -1266,7 +1315,7 @@ class IMAPServer(IMAPSession):
         self._account().folder(name)
         usage = self._quota()
         roots = [quoted(QUOTA_ROOT)] if usage is not None else []
-        self.sendUntaggedResponse(b" ".join([b"QUOTAROOT", quoted(encodeName(name)), *roots]))
+        self.sendUntaggedResponse(b" ".join([b"QUOTAROOT", self.encodeMailbox(name), *roots]))
         if usage is not None:
             self._sendQuota(usage)
         self.sendPositiveResponse(tag, b"GETQUOTAROOT completed")

@@ -489,7 +489,11 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         if isinstance(parsed, Deferred):
             return parsed.addCallback(self._decoded)
         value, rest = parsed
-        return decodeName(value), rest
+        return self.decodeMailbox(value), rest
+
+    def decodeMailbox(self, raw: bytes) -> str:
+        """A mailbox name as the client sent it: modified UTF-7 (RFC 3501 5.1.3)."""
+        return decodeName(raw)
 
     def arg_mailbox(self, line: bytes) -> Any:
         """A mailbox name, decoded from canonical modified UTF-7."""
