@@ -175,14 +175,46 @@ class IModSeqFolder(IMailFolder):
     """
 
     def highestModSeq() -> int:
-        """The folder's HIGHESTMODSEQ: at least the mod-sequence of every change so far."""
+        """
+        The folder's HIGHESTMODSEQ: at least the mod-sequence of every change
+        L{messages} has reported (it need not look for new changes itself:
+        callers call L{messages} first).
+        """
 
     def expungedSince(modseq: int) -> tuple[list[int], bool]:
         """
-        The UIDs expunged after C{modseq}, ascending, and whether the list
-        is complete (C{False} when the folder no longer remembers that far
-        back: QRESYNC then reports every missing UID).
+        The UIDs expunged after C{modseq}, ascending, as of the last
+        L{messages} call, and whether the list is complete (C{False} when
+        the folder no longer remembers that far back: QRESYNC then reports
+        every missing UID).
         """
+
+
+class IIncrementalFolder(IMailFolder):
+    """
+    A folder that can say which messages changed since a point, so each
+    IMAP session selected on it catches up in time proportional to the
+    changes rather than to the folder's size.  Serials are this object's
+    own counters: they mean nothing to another process or folder object.
+    """
+
+    def changeSerial() -> int:
+        """The serial of the state the last L{IMailFolder.messages} call listed."""
+
+    def changesSince(serial: int) -> tuple[int, list[MessageInfo | int] | None]:
+        """
+        Pick up changes (as L{IMailFolder.messages} does) and return the
+        current serial with what changed after C{serial}: the current
+        L{MessageInfo} of each message added or changed and the UID of each
+        one removed, once each; C{None} instead of the list when C{serial}
+        is too old to tell (the caller then lists every message).
+        """
+
+    def refresh() -> None:
+        """Pick up changes other processes made, without listing anything."""
+
+    def info(uid: int) -> MessageInfo | None:
+        """What the folder knows of a message now, or C{None} when it is gone."""
 
 
 class IMailStore(Interface):

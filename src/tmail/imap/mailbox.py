@@ -22,7 +22,13 @@ from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
 from tmail.imap.message import IMAPMessage
-from tmail.interfaces import SYSTEM_FLAGS, IMailFolder, IModSeqFolder, MessageInfo
+from tmail.interfaces import (
+    SYSTEM_FLAGS,
+    IIncrementalFolder,
+    IMailFolder,
+    IModSeqFolder,
+    MessageInfo,
+)
 
 #: Flags every folder offers, in the order SELECT lists them.
 MAILBOX_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -156,6 +162,14 @@ class IMAPMailbox:
         self._infos = {info.uid: info for info in current}
         self._recent = {info.uid for info in current if info.recent}
         self._seen = current
+        #: With a folder that says what changed, the session catches up from
+        #: its serial instead of comparing every message.
+        self._feed: IIncrementalFolder | None = None
+        if IIncrementalFolder.providedBy(folder):
+            self._feed = folder
+        self._serial = self._feed.changeSerial() if self._feed is not None else 0
+        #: UIDs gone from the folder that the client has not been told about.
+        self._ghosts: set[int] = set()
         #: Whether FETCH FLAGS show C{\\Recent}: not under IMAP4rev2, which dropped it.
         self.showRecent = True
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
@@ -192,6 +206,13 @@ class IMAPMailbox:
         """The folder's HIGHESTMODSEQ, 0 when it keeps none."""
         return highestModSeq(self.folder)
 
+    def heldModSeq(self) -> int | None:
+        """
+        While expunges are held back from the client, the HIGHESTMODSEQ it
+        may safely resynchronise from (RFC 7162 3.2): below theirs.
+        """
+        return self.reportedModSeq if self._ghosts else None
+
     def expungedSince(self, modseq: int, within: imap4.MessageSet | None) -> list[int]:
         """
         The UIDs (in C{within}, a UID set, when given) expunged after
@@ -204,21 +225,20 @@ class IMAPMailbox:
         uids, complete = self.folder.expungedSince(modseq)
         present = self._infos
         top = self.folder.uidNext() - 1
+        # C{*} is the highest UID ever given here, not the highest present;
+        # the caller's set is left as it is, for its own C{*}.
+        ranges = [(1, top)]
         if within is not None:
-            with contextlib.suppress(ValueError):
-                within.last = top
+            ranges = []
+            for low, high in within.ranges:
+                first, last = (top if low is None else low), (top if high is None else high)
+                ranges.append((min(first, last), min(max(first, last), top)))
         if not complete:
-            if within is not None:
-                candidates: Iterable[int] = (
-                    u for low, high in within.ranges for u in range(low, min(high, top) + 1)
-                )
-            else:
-                candidates = iter(range(1, top + 1))
+            candidates = (u for low, high in ranges for u in range(low, high + 1))
             return sorted({u for u in candidates if u not in present})
-        uids = [u for u in uids if u not in present]
-        if within is not None:
-            uids = [u for u in uids if u in within]
-        return uids
+        return [
+            u for u in uids if u not in present and any(low <= u <= high for low, high in ranges)
+        ]
 
     def getUIDNext(self) -> int:
         return self.folder.uidNext()
@@ -327,6 +347,19 @@ class IMAPMailbox:
     def _current(self) -> dict[int, MessageInfo]:
         return {info.uid: info for info in self.folder.messages()}
 
+    def _lookup(self, uids: Iterable[int]) -> dict[int, MessageInfo]:
+        """The folder's current knowledge of some messages, without listing them all."""
+        feed = self._feed
+        if feed is None:
+            return self._current()
+        feed.refresh()
+        found = {}
+        for u in uids:
+            info = feed.info(u)
+            if info is not None:
+                found[u] = info
+        return found
+
     def store(
         self,
         messages: imap4.MessageSet,
@@ -364,7 +397,7 @@ class IMAPMailbox:
         changed: set[int] | None = None,
     ) -> dict[int, list[str]]:
         change = frozenset(flags) - {"\\Recent"}
-        current = self._current()
+        current = self._lookup(u for _, u in pairs)
         result: dict[int, list[str]] = {}
         for seq, u in pairs:
             info = current.get(u)
@@ -437,7 +470,17 @@ class IMAPMailbox:
         they stay as ghosts), new messages, and flag changes.
         """
         self.dirty = False
+        feed = self._feed
+        if feed is not None:
+            serial, changed = feed.changesSince(self._serial)
+            if changed is not None:
+                self._serial = serial
+                return self._catchUp(changed, allowExpunge)
         current = self.folder.messages()
+        if feed is not None:
+            self._serial = feed.changeSerial()
+            self._ghosts = set()
+            self._seen = None
         if current is self._seen:
             return Changes()
         self._seen = current
@@ -472,7 +515,60 @@ class IMAPMailbox:
                 changes.flags[seq] = flagList(fresh, self.showRecent and u in self._recent)
                 changes.changed[seq] = (u, fresh.modseq)
             self._infos[u] = fresh
-        if self._seen is not None:
+        held = gone - set(changes.vanished)
+        if not held:
+            self.reportedModSeq = self.highestModSeq()
+        elif changes.changed:
+            changes.modseq = self.reportedModSeq
+        self._ghosts = held
+        return changes
+
+    def _catchUp(self, changed: list[MessageInfo | int], allowExpunge: bool) -> Changes:
+        """
+        L{sync} from the folder's list of changes: the same responses,
+        in time proportional to what changed.
+        """
+        infos = self._infos
+        gone = set(self._ghosts)
+        new: list[MessageInfo] = []
+        altered: list[MessageInfo] = []
+        for item in changed:
+            if isinstance(item, int):
+                if item in infos:
+                    gone.add(item)
+                continue
+            old = infos.get(item.uid)
+            if old is None:
+                new.append(item)
+                continue
+            if old.flags != item.flags or old.modseq != item.modseq:
+                altered.append(item)
+            infos[item.uid] = item
+        if allowExpunge:
+            changes = self._drop(gone)
+            self._ghosts = set()
+        else:
+            changes = Changes()
+            self._ghosts = gone
+        if new:
+            new.sort(key=lambda info: info.uid)
+            unordered = bool(self._uids) and self._uids[-1] > new[0].uid
+            for info in new:
+                infos[info.uid] = info
+                if info.recent:
+                    self._recent.add(info.uid)
+            self._uids.extend(info.uid for info in new)
+            if unordered:
+                self._uids.sort()
+        if new or changes.expunged:
+            changes.exists = len(self._uids)
+            changes.recent = self.getRecentCount()
+        for info in altered:
+            u = info.uid
+            seq = bisect.bisect_left(self._uids, u) + 1
+            changes.flags[seq] = flagList(info, self.showRecent and u in self._recent)
+            changes.changed[seq] = (u, info.modseq)
+        if not self._ghosts:
             self.reportedModSeq = self.highestModSeq()
         elif changes.changed:
             changes.modseq = self.reportedModSeq

@@ -285,6 +285,15 @@ class IMAPServer(IMAPSession):
         if self.condstore and changes.flags and changes.modseq is not None:
             send(b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq)
 
+    def _sayHeldModSeq(self, mbox: IMAPMailbox) -> None:
+        """
+        After MODSEQs sent while expunges are held back, the HIGHESTMODSEQ
+        the client may resynchronise from (RFC 7162 3.2), lest it skip them.
+        """
+        held = mbox.heldModSeq()
+        if held is not None:
+            self.sendUntaggedResponse(b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % held)
+
     def _flagItems(self, flags: list[str], uid: int, modseq: int) -> bytes:
         """
         The items of a FETCH sent for a flag change: C{UID} under QRESYNC
@@ -996,8 +1005,9 @@ class IMAPServer(IMAPSession):
         modseq = None
         if usesModSeq:
             self._enableCondstore()
-            if pairs:
-                modseq = max(mbox.info(u).modseq for _, u in pairs)
+            returned = pairs if options is None else self._returnedPairs(options, pairs)
+            if returned:
+                modseq = max(mbox.info(u).modseq for _, u in returned)
         if options is None:
             words = [b"SEARCH", *(b"%d" % hit for hit in hits)]
             if modseq is not None:
@@ -1015,16 +1025,24 @@ class IMAPServer(IMAPSession):
         self.sendPositiveResponse(tag, b"SEARCH completed")
 
     @staticmethod
-    def _toSave(options: frozenset[bytes], pairs: list[tuple[int, int]]) -> frozenset[int]:
+    def _returnedPairs(
+        options: frozenset[bytes], pairs: list[tuple[int, int]]
+    ) -> list[tuple[int, int]]:
         """
-        The UIDs C{RETURN (SAVE ...)} keeps (RFC 5182 2.4): all matches, or
-        only the MIN and/or MAX ones when neither ALL nor COUNT is asked.
+        The matches an extended SEARCH returns: all of them, or only the MIN
+        and/or MAX ones when neither ALL nor COUNT is asked.  C{SAVE} keeps
+        these (RFC 5182 2.4); their highest mod-sequence is the MODSEQ.
         """
         if options & {b"MIN", b"MAX"} and not options & {b"ALL", b"COUNT"}:
             first = pairs[:1] if b"MIN" in options else []
             last = pairs[-1:] if b"MAX" in options else []
-            pairs = first + last
-        return frozenset(u for _, u in pairs)
+            return first + last
+        return pairs
+
+    @classmethod
+    def _toSave(cls, options: frozenset[bytes], pairs: list[tuple[int, int]]) -> frozenset[int]:
+        """The UIDs C{RETURN (SAVE ...)} keeps."""
+        return frozenset(u for _, u in cls._returnedPairs(options, pairs))
 
     @staticmethod
     def _esearch(tag: bytes, options: frozenset[bytes], hits: list[int], uid: bool) -> bytes:
@@ -1149,6 +1167,8 @@ class IMAPServer(IMAPSession):
                 raise no(b"[UNKNOWN-CTE] Cannot decode the content transfer encoding")
             if outcome.expunged:
                 raise no(b"[EXPUNGEISSUED] Some messages were expunged")
+            if any(item.type == "modseq" for item in query):
+                self._sayHeldModSeq(mbox)
             self.sendPositiveResponse(tag, b"FETCH completed")
 
         stream = FetchStream(self.transport, work, build, self.cooperator)
@@ -1202,6 +1222,8 @@ class IMAPServer(IMAPSession):
             if withModSeq:
                 items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
             self.sendUntaggedResponse(b"%d FETCH (%s)" % (seq, b" ".join(items)))
+        if withModSeq and changed:
+            self._sayHeldModSeq(mbox)
         if modified:
             numbers = sorted(u if uid else seq for seq, u in modified)
             self.sendPositiveResponse(

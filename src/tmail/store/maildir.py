@@ -23,7 +23,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, NoReturn, TypeVar
@@ -33,6 +33,7 @@ from zope.interface import implementer
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
+    IIncrementalFolder,
     IMailFolder,
     IMailStore,
     IModSeqFolder,
@@ -82,6 +83,8 @@ _SWEEP_EVERY = 8 * 3600
 #: A directory modified this recently may change again within the same
 #: mtime tick without its mtime moving, so it is rescanned on the next call.
 _UNSETTLED_NS = 2_000_000_000
+#: How often such a directory is rescanned while its mtime stays put.
+_RESCAN_UNSETTLED_NS = 50_000_000
 
 _FLUSH_AT = 64 * 1024
 _SUBDIRS = ("cur", "new", "tmp")
@@ -105,6 +108,9 @@ _MAX_UNINDEXED_DELIVERIES = 10_000
 
 #: Journals of folder renames in progress, in the Maildir's root.
 _RENAME_JOURNAL = "tmail-rename"
+
+#: Changes a folder remembers for L{MaildirFolder.changesSince}.
+_CHANGES_KEPT = 8192
 
 #: Lines of expunged messages a uidlist keeps before it is compacted.
 _COMPACT_AT = 64
@@ -379,7 +385,7 @@ class _PendingMessage:
 
 
 @implementer(IMailFolder)
-@implementer(IModSeqFolder)
+@implementer(IModSeqFolder, IIncrementalFolder)
 class MaildirFolder:
     """
     One Maildir folder with Dovecot-compatible UIDs and flags, and
@@ -413,6 +419,7 @@ class MaildirFolder:
         self._indexed = False
         self._dirStamp: tuple[int, int] | None = None
         self._unsettled = True
+        self._scannedAt = 0
         self._entries: dict[int, _Entry] = {}
         self._byBase: dict[str, int] = {}
         self._uids: list[int] = []
@@ -430,6 +437,10 @@ class MaildirFolder:
         self._touched: set[int] = set()
         #: UIDs found gone, whose expunge is still to be logged.
         self._goneUnlogged: list[int] = []
+        #: UIDs in the order they changed, for sessions catching up; the
+        #: first has serial C{_changeBase}.
+        self._changeLog: list[int] = []
+        self._changeBase = 0
         self._bind(path)
 
     def __repr__(self) -> str:
@@ -469,6 +480,7 @@ class MaildirFolder:
         self._indexed = False
         self._touched = set()
         self._goneUnlogged = []
+        self._forgetChanges()
 
     def _open(self) -> None:
         """Create missing subdirectories once; sweep C{tmp/} then and every few hours."""
@@ -568,7 +580,7 @@ class MaildirFolder:
                 raise
         self._staleLines -= stale
         if foreign:
-            self._unsettled = True
+            self._dirStamp = None
         else:
             self._knownNext = data.nextUid
         return result, foreign
@@ -681,6 +693,7 @@ class MaildirFolder:
         if entry.info.recent:
             self._recent.add(uid)
         self._snapshot = None
+        self._changed(uid)
 
     def _remove(self, uid: int) -> _Entry:
         """Drop a message from the index (the caller fixes C{_uids})."""
@@ -695,6 +708,7 @@ class MaildirFolder:
         self._recent.discard(uid)
         self._memoryKeywords.pop(base, None)
         self._snapshot = None
+        self._changed(uid)
         return entry
 
     def _markRecent(self, uid: int) -> None:
@@ -715,15 +729,19 @@ class MaildirFolder:
             return False
         self._open()
         try:
-            stamp = (
-                os.stat(self._newDir).st_mtime_ns,
-                os.stat(self._curDir).st_mtime_ns,
-            )
+            stamp = self._stamp()
         except FileNotFoundError:
             return self._vanished()
-        if not force and not self._unsettled and stamp == self._dirStamp:
+        if (
+            not force
+            and stamp == self._dirStamp
+            and (
+                not self._unsettled or time.monotonic_ns() - self._scannedAt < _RESCAN_UNSETTLED_NS
+            )
+        ):
             return False
         self._dirStamp = stamp
+        self._scannedAt = time.monotonic_ns()
         self._unsettled = time.time_ns() - max(stamp) < _UNSETTLED_NS
 
         wasIndexed = self._indexed
@@ -814,7 +832,7 @@ class MaildirFolder:
                         status = os.stat(prefixes[subdir] + filename)
                     except FileNotFoundError:
                         # Still moving: list nothing above it until the next look.
-                        self._unsettled = True
+                        self._dirStamp = None
                         break
                 size = sizeFromBase(base)
                 info = MessageInfo(
@@ -873,6 +891,7 @@ class MaildirFolder:
         for uid in pending:
             entry = entries[uid]
             entry.info = replace(entry.info, modseq=modseq)
+            self._changed(uid)
         if pending:
             self._snapshot = None
         self._maybeCompactLog()
@@ -891,6 +910,58 @@ class MaildirFolder:
             _log.warn(
                 "Could not compact the mod-sequences of {folder!r}: {error}", folder=self, error=e
             )
+
+    # Changes for sessions
+
+    def _changed(self, uid: int) -> None:
+        log = self._changeLog
+        log.append(uid)
+        if len(log) > _CHANGES_KEPT:
+            dropped = len(log) // 2
+            del log[:dropped]
+            self._changeBase += dropped
+
+    def _forgetChanges(self) -> None:
+        """The index was rebuilt wholesale: every earlier serial is too old."""
+        self._changeBase += len(self._changeLog) + 1
+        self._changeLog = []
+
+    def changeSerial(self) -> int:
+        return self._changeBase + len(self._changeLog)
+
+    def changesSince(self, serial: int) -> tuple[int, list[MessageInfo | int] | None]:
+        self.refresh()
+        current = self.changeSerial()
+        if serial < self._changeBase or serial > current:
+            return current, None
+        changes: list[MessageInfo | int] = []
+        seen: set[int] = set()
+        entries = self._entries
+        for uid in self._changeLog[serial - self._changeBase :]:
+            if uid in seen:
+                continue
+            seen.add(uid)
+            entry = entries.get(uid)
+            if entry is None:
+                changes.append(uid)
+                continue
+            info = entry.info
+            if info.recent:
+                # Recent for the first session told about it, as with messages().
+                entry.info = replace(info, recent=False)
+                self._recent.discard(uid)
+                self._snapshot = None
+            changes.append(info)
+        return current, changes
+
+    def refresh(self) -> None:
+        if self._sync():
+            self._notify()
+        self._maybeSaveIndex()
+
+    def info(self, uid: int) -> MessageInfo | None:
+        entry = self._entries.get(uid)
+        return None if entry is None else entry.info
 
     def _loadSavedIndex(self, uidValidity: int) -> bool:
         """
@@ -940,6 +1011,7 @@ class MaildirFolder:
         self._uids = list(uids)
         self._touched = {uid for uid, entry in entries.items() if entry.info.modseq == 0}
         self._snapshot = None
+        self._forgetChanges()
         self._indexed = True
         self._unsaved = 0
         return True
@@ -1067,7 +1139,7 @@ class MaildirFolder:
         """
         located = self._locate(entry.info.key)
         if located is None:
-            self._unsettled = True
+            self._dirStamp = None
             raise KeyError(uid)
         self._setLocation(entry, *located)
         flags = self._flagsOf(entry.info.key, entry.filename)
@@ -1076,6 +1148,30 @@ class MaildirFolder:
             self._touched.add(uid)
             self._logChanges()
             self._snapshot = None
+
+    def _stamp(self) -> tuple[int, int]:
+        return (os.stat(self._newDir).st_mtime_ns, os.stat(self._curDir).st_mtime_ns)
+
+    @contextlib.contextmanager
+    def _ownChanges(self) -> Iterator[None]:
+        """
+        Renames and unlinks this process makes and mirrors in the index:
+        when nothing else changed the directories since the last listing,
+        the next look need not list them again (it does, a little later,
+        in case another process changed them within the same mtime tick).
+        """
+        before = self._dirStamp
+        try:
+            current = before is not None and self._stamp() == before
+        except FileNotFoundError:
+            current = False
+        try:
+            yield
+        finally:
+            if current and self._dirStamp == before:
+                with contextlib.suppress(FileNotFoundError):
+                    self._dirStamp = self._stamp()
+                    self._unsettled = True
 
     def _pathOf(self, entry: _Entry) -> Path:
         return self._path / entry.subdir / entry.filename
@@ -1235,27 +1331,28 @@ class MaildirFolder:
         wanted = _canonicalFlags(flags)
         base = entry.info.key
         modseq = 0
-        for _attempt in range(3):
-            letters = infoLetters(splitFilename(entry.filename)[1])
-            target = filenameWith(base, self._lettersFor(base, wanted, letters))
-            if entry.subdir == "cur" and target == entry.filename:
+        with self._ownChanges():
+            for _attempt in range(3):
+                letters = infoLetters(splitFilename(entry.filename)[1])
+                target = filenameWith(base, self._lettersFor(base, wanted, letters))
+                if entry.subdir == "cur" and target == entry.filename:
+                    break
+                targetLetters = self._lettersOf(target)
+                if targetLetters != letters:
+                    # Logged first: a crash before the rename leaves a higher
+                    # mod-sequence for the same flags, never a silent change.
+                    modseq = self._log.append([(uid, targetLetters)])
+                source = self._pathOf(entry)
+                try:
+                    with fullDiskIsStoreFull():
+                        os.rename(source, self._path / "cur" / target)
+                except FileNotFoundError:
+                    self._relocate(uid, entry)
+                    continue
+                self._setLocation(entry, "cur", target)
                 break
-            targetLetters = self._lettersOf(target)
-            if targetLetters != letters:
-                # Logged first: a crash before the rename leaves a higher
-                # mod-sequence for the same flags, never a silent change.
-                modseq = self._log.append([(uid, targetLetters)])
-            source = self._pathOf(entry)
-            try:
-                with fullDiskIsStoreFull():
-                    os.rename(source, self._path / "cur" / target)
-            except FileNotFoundError:
-                self._relocate(uid, entry)
-                continue
-            self._setLocation(entry, "cur", target)
-            break
-        else:
-            raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
+            else:
+                raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
         flagsNow = self._flagsOf(base, entry.filename)
         if flagsNow != entry.info.flags and not modseq:
             # Keywords past the 26 letters live in memory: no rename, still a change.
@@ -1264,6 +1361,7 @@ class MaildirFolder:
         if info != entry.info:
             entry.info = info
             self._snapshot = None
+            self._changed(uid)
             self._notify()
             self._maybeCompactLog()
         return info
@@ -1278,23 +1376,24 @@ class MaildirFolder:
             self._log.append([(uid, None) for uid in present])
         removed: list[int] = []
         freedBytes = freedCount = 0
-        for uid in wanted:
-            entry = self._entries.get(uid)
-            if entry is None:
-                continue
-            size = self._quotaSize(entry)
-            try:
-                os.unlink(self._pathOf(entry))
-                freedBytes, freedCount = freedBytes + size, freedCount + 1
-            except FileNotFoundError:
-                located = self._locate(entry.info.key)
-                if located is not None:
-                    self._setLocation(entry, *located)
-                    size = self._quotaSize(entry)
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self._pathOf(entry))
-                        freedBytes, freedCount = freedBytes + size, freedCount + 1
-            removed.append(uid)
+        with self._ownChanges():
+            for uid in wanted:
+                entry = self._entries.get(uid)
+                if entry is None:
+                    continue
+                size = self._quotaSize(entry)
+                try:
+                    os.unlink(self._pathOf(entry))
+                    freedBytes, freedCount = freedBytes + size, freedCount + 1
+                except FileNotFoundError:
+                    located = self._locate(entry.info.key)
+                    if located is not None:
+                        self._setLocation(entry, *located)
+                        size = self._quotaSize(entry)
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self._pathOf(entry))
+                            freedBytes, freedCount = freedBytes + size, freedCount + 1
+                removed.append(uid)
         if not removed:
             return []
         self._recordQuota(-freedBytes, -freedCount)
@@ -1334,13 +1433,11 @@ class MaildirFolder:
         return pending.commit()
 
     def highestModSeq(self) -> int:
-        if self._sync():
-            self._notify()
+        self._open()
         return self._log.highest
 
     def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
-        if self._sync():
-            self._notify()
+        self._open()
         uids, complete = self._log.expungedSince(modseq)
         return [uid for uid in uids if uid not in self._entries], complete
 
