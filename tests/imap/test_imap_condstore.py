@@ -350,6 +350,21 @@ class CondstoreTranscriptTests(_Mailbox):
             b'* ESEARCH (TAG "b") UID COUNT 0\r\nb OK SEARCH completed\r\n',
         )
 
+    def test_esearch_min_or_max_reports_the_returned_message_modseq(self) -> None:
+        """RFC 7162 3.1.5 with RFC 4731: MODSEQ belongs to the message MIN or MAX returns."""
+        self.fill(3)
+        self.inbox.setFlags(3, ["\\Seen"])
+        values = modseqs(self.inbox)
+        self.selectInbox()
+        self.assertEqual(
+            self.session.send(b"a SEARCH RETURN (MIN) MODSEQ 1\r\n"),
+            b'* ESEARCH (TAG "a") MIN 1 MODSEQ %d\r\na OK SEARCH completed\r\n' % values[1],
+        )
+        self.assertEqual(
+            self.session.send(b"b SEARCH RETURN (MAX) MODSEQ 1\r\n"),
+            b'* ESEARCH (TAG "b") MAX 3 MODSEQ %d\r\nb OK SEARCH completed\r\n' % values[3],
+        )
+
     def test_malformed_modseq_arguments_are_bad_and_the_session_goes_on(self) -> None:
         self.fill(2)
         self.enable(b"QRESYNC")
@@ -506,6 +521,24 @@ class QResyncTranscriptTests(_Mailbox):
             b"s101 OK FETCH completed\r\n" % values[4],
         )
 
+    def test_vanished_star_is_the_highest_uid_given_without_narrowing_the_fetch(self) -> None:
+        """
+        UID 5, the last, was expunged: C{5:*} still reaches it for VANISHED,
+        and the FETCH part still means the highest UID present (4).
+        """
+        self.enable(b"QRESYNC")
+        self.selectInbox()
+        known = self.inbox.highestModSeq()
+        self.session.send(b"a UID STORE 5 +FLAGS (\\Deleted)\r\nb UID EXPUNGE 5\r\n")
+        self.session.send(b"c UID STORE 4 +FLAGS (\\Seen)\r\n")
+        reply = self.session.send(b"d UID FETCH 5:* (FLAGS) (CHANGEDSINCE %d VANISHED)\r\n" % known)
+        self.assertEqual(
+            reply,
+            b"* VANISHED (EARLIER) 5\r\n"
+            b"* 4 FETCH (UID 4 FLAGS (\\Seen) MODSEQ (%d))\r\n"
+            b"d OK FETCH completed\r\n" % modseqs(self.inbox)[4],
+        )
+
     def test_vanished_modifier_needs_uid_fetch_and_qresync(self) -> None:
         self.enable(b"CONDSTORE")
         self.selectInbox()
@@ -639,6 +672,19 @@ class ManySessionsTests(_Mailbox):
         )
         self.assertIn(b"* VANISHED (EARLIER) 2\r\n", reply)
         self.assertIn(b"* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (", reply)
+
+    def test_own_store_while_an_expunge_is_held_back_is_followed_by_a_safe_highestmodseq(
+        self,
+    ) -> None:
+        """The session's own MODSEQs must not carry a client past a held-back expunge either."""
+        self.enable(b"QRESYNC")
+        self.selectInbox()
+        told = self.inbox.highestModSeq()
+        self.other.send(b"a STORE 2 +FLAGS.SILENT (\\Deleted)\r\nb EXPUNGE\r\n")
+        reply = self.session.send(b"c STORE 1 +FLAGS (\\Flagged)\r\n")
+        self.assertIn(b"* OK [HIGHESTMODSEQ %d] " % told, reply)
+        self.assertNotIn(b"VANISHED", reply)
+        self.assertTrue(self.session.send(b"n NOOP\r\n").startswith(b"* VANISHED 2\r\n"))
 
     def test_changes_reported_at_once_need_no_extra_highestmodseq(self) -> None:
         self.enable(b"QRESYNC")

@@ -322,7 +322,9 @@ class IMAPMailbox:
         with contextlib.suppress(ValueError):
             messages.last = last
         seqs: set[int] = set()
-        for low, high in messages.ranges:
+        for first, second in messages.ranges:
+            # C{5:*} with 4 the highest is C{4:5} (RFC 3501 9, seq-range).
+            low, high = min(first, second), max(first, second)
             if uid:
                 first = bisect.bisect_left(self._uids, low)
                 end = bisect.bisect_right(self._uids, high)

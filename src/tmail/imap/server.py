@@ -200,6 +200,9 @@ class IMAPServer(IMAPSession):
     _idleTag: bytes | None = None
     _idlePoll: task.LoopingCall | None = None
     _flushPending = False
+    #: MODSEQs went out in this command's responses: if expunges are held
+    #: back, a safe HIGHESTMODSEQ must follow (RFC 7162 3.2).
+    _sentModSeq = False
     #: The SEARCH being run asked to SAVE its result: if it fails, C{$}
     #: becomes empty (RFC 5182 2.1).
     _savingSearch = False
@@ -256,18 +259,25 @@ class IMAPServer(IMAPSession):
     def reportChanges(self, force: bool = False) -> None:
         """Send what changed in the selected folder, if anything, as RFC 3501 7.4.1 allows."""
         mbox = self.mbox
-        if mbox is None or self.state != "select" or not (force or mbox.dirty):
+        if mbox is None or self.state != "select":
             return
-        try:
-            changes = mbox.sync(allowExpunge=not self._noExpunge)
-        except NoSuchFolder:
-            self._deselect()
-            self.sendUntaggedResponse(b"BYE Selected mailbox was deleted")
-            self.transport.loseConnection()
-            return
-        self._writeChanges(changes)
+        saidModSeq = False
+        if force or mbox.dirty:
+            try:
+                changes = mbox.sync(allowExpunge=not self._noExpunge)
+            except NoSuchFolder:
+                self._deselect()
+                self.sendUntaggedResponse(b"BYE Selected mailbox was deleted")
+                self.transport.loseConnection()
+                return
+            saidModSeq = self._writeChanges(changes)
+        if self._sentModSeq:
+            self._sentModSeq = False
+            if not saidModSeq:
+                self._sayHeldModSeq(mbox)
 
-    def _writeChanges(self, changes: Changes) -> None:
+    def _writeChanges(self, changes: Changes) -> bool:
+        """Send the responses for C{changes}; return whether they ended with a HIGHESTMODSEQ."""
         send = self.sendUntaggedResponse
         if self.qresync:
             if changes.vanished:
@@ -284,6 +294,8 @@ class IMAPServer(IMAPSession):
             send(b"%d FETCH (%s)" % (seq, self._flagItems(flags, uid, modseq)))
         if self.condstore and changes.flags and changes.modseq is not None:
             send(b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq)
+            return True
+        return False
 
     def _sayHeldModSeq(self, mbox: IMAPMailbox) -> None:
         """
@@ -1168,7 +1180,7 @@ class IMAPServer(IMAPSession):
             if outcome.expunged:
                 raise no(b"[EXPUNGEISSUED] Some messages were expunged")
             if any(item.type == "modseq" for item in query):
-                self._sayHeldModSeq(mbox)
+                self._sentModSeq = True
             self.sendPositiveResponse(tag, b"FETCH completed")
 
         stream = FetchStream(self.transport, work, build, self.cooperator)
@@ -1223,7 +1235,7 @@ class IMAPServer(IMAPSession):
                 items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
             self.sendUntaggedResponse(b"%d FETCH (%s)" % (seq, b" ".join(items)))
         if withModSeq and changed:
-            self._sayHeldModSeq(mbox)
+            self._sentModSeq = True
         if modified:
             numbers = sorted(u if uid else seq for seq, u in modified)
             self.sendPositiveResponse(
