@@ -12,6 +12,8 @@ from __future__ import annotations
 from test_imap_protocol import MESSAGE, Session, deliver
 from twisted.trial.unittest import SynchronousTestCase
 
+from support.realm import ALICE, PASSWORD
+
 ENTWUERFE = "Entwürfe"
 
 
@@ -189,3 +191,23 @@ class UTF8NameTests(SynchronousTestCase):
         )
         self.assertIn(b"a BAD ", reply)
         self.assertEqual(self.store.getFolder("INBOX").messages(), ())
+
+
+class CapabilityAfterLoginTests(SynchronousTestCase):
+    def test_the_tagged_ok_of_login_lists_every_extension_tmail_offers(self) -> None:
+        """The set modern clients look for (Dovecot's and Stalwart's), in one place."""
+        session = Session(self)
+        reply = session.send(b"a LOGIN " + ALICE.encode() + b" " + PASSWORD.encode() + b"\r\n")
+        self.assertTrue(reply.startswith(b"a OK [CAPABILITY "), reply)
+        listed = set(reply.split(b"]")[0].split(b" ")[3:])
+        expected = (
+            b"IMAP4rev1 IMAP4rev2 IDLE NAMESPACE ID ENABLE UNSELECT UIDPLUS MOVE LITERAL+"
+            b" SASL-IR CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
+            b" ESEARCH SEARCHRES WITHIN CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE"
+            b" QUOTA=RES-MESSAGE STATUS=SIZE BINARY MULTIAPPEND APPENDLIMIT=%d SORT"
+            b" THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE UTF8=ACCEPT"
+            % session.server.settings.max_literal_size
+        ).split()
+        self.assertEqual(set(expected) - listed, set())
+        self.assertNotIn(b"LOGINDISABLED", listed)
+        self.assertFalse(any(item.startswith(b"AUTH=") for item in listed))

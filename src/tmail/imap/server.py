@@ -255,6 +255,9 @@ class IMAPServer(IMAPSession):
                 caps[b"AUTH"] = [b"PLAIN", b"LOGIN"]
             else:
                 caps[b"LOGINDISABLED"] = None
+        else:
+            # As Dovecot does: the list after login names every extension.
+            caps[b"SASL-IR"] = None
         return caps
 
     def reportChanges(self, force: bool = False) -> None:
