@@ -108,6 +108,9 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._sender: str | None = None
         self._declaredSize = 0
         self._recipients: list[tuple[str, list[str]]] = []
+        #: The accepted recipients of the message in DATA: what the replies
+        #: at its end are about.
+        self._dataRecipients: list[tuple[str, list[str]]] = []
         self._messages: list[MailboxMessage] = []
         self._dataFailure: Reply | None = None
         self._dataSize = 0
@@ -396,6 +399,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 firstRecipient.setdefault(user, address)
         self._queueID = newQueueID()
         trace = self._trace()
+        self._dataRecipients = self._recipients
         self._resetTransaction()
         messages: list[MailboxMessage] = []
         try:
@@ -489,12 +493,13 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def _endOfData(self) -> None:
         self.mode = COMMAND
+        recipients, self._dataRecipients = self._dataRecipients, []
         failure, self._dataFailure = self._dataFailure, None
         if failure is not None:
             self.log.info(
                 "smtp {queueID}: rejected: {reason}", queueID=self._queueID, reason=failure.text
             )
-            self.reply(failure)
+            self.answerData(recipients, failure)
             return
         messages, self._messages = self._messages, []
         queueID, size = self._queueID, self._dataSize
@@ -508,35 +513,62 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                     users=", ".join(message.user for message in refused),
                     count=len(messages) - len(refused),
                 )
-                if len(refused) == len(messages):
-                    self.reply(self._mailboxFull())
-                else:
-                    self.reply(
-                        self._mailboxFull(
-                            f"Mailbox full for {len(refused)} of {len(messages)} recipients;"
-                            " the others have the message"
-                        )
-                    )
-                return
-            self.log.info(
-                "smtp {queueID}: stored {size} bytes for {count} user(s) from {client}",
-                queueID=queueID,
-                size=size,
-                count=len(messages),
-                client=peerHost(self.transport),
+            else:
+                self.log.info(
+                    "smtp {queueID}: stored {size} bytes for {count} user(s) from {client}",
+                    queueID=queueID,
+                    size=size,
+                    count=len(messages),
+                    client=peerHost(self.transport),
+                )
+            full = {message.user for message in refused}
+            delivered = Reply(250, "2.0.0", f"Ok: queued as {queueID}")
+            self.answerData(
+                recipients,
+                {
+                    message.user: self._mailboxFull() if message.user in full else delivered
+                    for message in messages
+                },
             )
-            self.reply(Reply(250, "2.0.0", f"Ok: queued as {queueID}"))
 
         def failed(reason: Failure) -> None:
             if isinstance(reason.value, StoreFull):
                 self.log.warn("smtp {queueID}: store full", queueID=queueID)
-                self.reply(self._storeFull(reason.value))
+                self.answerData(recipients, self._storeFull(reason.value))
             else:
                 self.log.failure("smtp {queueID}: delivery failed", reason, queueID=queueID)
-                self.reply(INTERNAL_ERROR)
+                self.answerData(recipients, INTERNAL_ERROR)
 
         committed.addCallbacks(stored, failed)
         self._wait(committed)
+
+    def answerData(
+        self, recipients: list[tuple[str, list[str]]], outcome: Reply | dict[str, Reply]
+    ) -> None:
+        """
+        Reply at the end of DATA: C{outcome} is one reply for the whole
+        message, or one per user the recipients resolved to.  SMTP has a
+        single reply (LMTP overrides this with one per recipient): the
+        first refusal, telling how many copies were refused, else success.
+        """
+        if isinstance(outcome, Reply):
+            self.reply(outcome)
+            return
+        refused = [reply for reply in outcome.values() if reply.code >= 400]
+        if not refused:
+            self.reply(next(iter(outcome.values())))
+        elif len(refused) == len(outcome):
+            self.reply(refused[0])
+        else:
+            first = refused[0]
+            self.reply(
+                Reply(
+                    first.code,
+                    first.status,
+                    f"Mailbox full for {len(refused)} of {len(outcome)} recipients;"
+                    " the others have the message",
+                )
+            )
 
     def _resetTransaction(self) -> None:
         self._sender = None
