@@ -51,6 +51,9 @@ _MAGIC = b"tmail-modseq 1"
 KEEP_EXPUNGED = 20_000
 #: Lines a log may hold beyond twice what it describes before compaction.
 _SLACK = 1_000
+#: Times a writer opens the log again because another process's compaction
+#: replaced it while the writer waited for the lock, before giving up.
+_REOPENS = 100
 
 
 def _startingModSeq() -> int:
@@ -82,6 +85,10 @@ class ModSeqLog:
         #: Expunges other processes logged since: kept through compactions,
         #: but not reported, since this process has not seen them happen.
         self._foreignExpunged: dict[int, int] = {}
+        #: The last line of each message in the log since it was loaded,
+        #: whichever process wrote it: a compaction keeps it when it is newer
+        #: than what this process knows of the message.
+        self._latest: dict[int, tuple[int, str]] = {}
         self._loading = False
 
     def __repr__(self) -> str:
@@ -106,6 +113,7 @@ class ModSeqLog:
         self.close()
         self._uidValidity = uidValidity
         self._logged, self._expunged, self._foreignExpunged = {}, {}, {}
+        self._latest = {}
         self.highest = self.floor = 0
         self._loading = True
         try:
@@ -129,7 +137,7 @@ class ModSeqLog:
         replaced by another process's compaction is read again from the
         start.
         """
-        for _attempt in range(5):
+        for _attempt in range(_REOPENS):
             if self._fd is None:
                 self._open()
             assert self._fd is not None
@@ -164,6 +172,10 @@ class ModSeqLog:
         """Read complete lines past C{_offset}; start the log over if it is not ours."""
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
+        if size < self._offset:
+            # Cut short or overwritten in place: what was read is gone.
+            self._restart()
+            return
         if size == self._offset:
             if size == 0:
                 self._restart()
@@ -203,12 +215,13 @@ class ModSeqLog:
 
     def _apply(self, lines: Iterable[bytes]) -> None:
         """
-        Take in log lines.  Message states matter only while loading; later
-        ones are other processes' changes, which this process logs again
-        under a new mod-sequence when it finds them on disk: a change it
-        has not seen must not hide below a HIGHESTMODSEQ it already gave.
+        Take in log lines.  Message states read while loading are claimed
+        by the messages found; later ones are other processes' changes,
+        which this process logs again under a new mod-sequence when it
+        finds them on disk (a change it has not seen must not hide below a
+        HIGHESTMODSEQ it already gave), and which a compaction keeps.
         """
-        logged = self._logged
+        logged = self._logged if self._loading else self._latest
         expunged = self._expunged if self._loading else self._foreignExpunged
         highest = self.highest
         for line in lines:
@@ -219,7 +232,7 @@ class ModSeqLog:
                 logged.pop(number, None)
                 expunged.pop(number, None)
                 expunged[number] = value
-            elif self._loading:
+            else:
                 logged[int(uid)] = (value, rest[0].decode("ascii") if rest else "")
             highest = max(highest, value)
         self.highest = highest
@@ -274,6 +287,11 @@ class ModSeqLog:
                 self._offset += len(data)
                 self._lines += len(lines)
                 self.highest = modseq
+                for uid, letters in changes:
+                    if letters is None:
+                        self._latest.pop(uid, None)
+                    else:
+                        self._latest[uid] = (modseq, letters)
         except OSError as e:
             _log.warn("Could not log mod-sequences in {path}: {error}", path=self._path, error=e)
             self.highest += 1
@@ -291,9 +309,12 @@ class ModSeqLog:
     def compact(self, states: Iterable[tuple[int, int, str]]) -> None:
         """
         Rewrite the log as C{states} (UID, mod-sequence, letters of every
-        message as this process sees it) plus the expunges kept.  A
-        message another process changed meanwhile gets a new mod-sequence
-        from the next process that loads the log, since its letters differ.
+        message as this process sees it) plus the expunges kept.  Where the
+        log holds a newer line for a message (another process changed it
+        since this one looked), that line is kept instead, as a reader of
+        the whole log would take it; a message whose letters on disk differ
+        from the line kept gets a new mod-sequence from the next process
+        that loads the log.
         """
         with self._locked():
             expunged = self._expunged
@@ -302,7 +323,13 @@ class ModSeqLog:
                     expunged.pop(uid, None)
                     expunged[uid] = modseq
             self._foreignExpunged.clear()
-            self._rewrite(list(states))
+            kept: list[tuple[int, int, str]] = []
+            for uid, modseq, letters in states:
+                newer = self._latest.get(uid)
+                if newer is not None and newer[0] > modseq:
+                    modseq, letters = newer
+                kept.append((uid, modseq, letters))
+            self._rewrite(kept)
 
     def _rewrite(self, states: list[tuple[int, int, str]]) -> None:
         """Replace the log file with a compacted one; the caller holds the lock."""
@@ -336,6 +363,7 @@ class ModSeqLog:
         status = os.fstat(fd)
         self._inode = (status.st_dev, status.st_ino)
         self._offset, self._lines = len(data), len(body)
+        self._latest = {uid: (modseq, letters) for uid, modseq, letters in states}
         if old is not None:
             fcntl.flock(old, fcntl.LOCK_UN)
             os.close(old)
