@@ -3,7 +3,10 @@ A state machine driving the Maildir store against a dict model: UIDs,
 flags, contents, \\Recent, UIDNEXT, UIDVALIDITY and the folder list must
 match the model after every step (append, flag, expunge, copy, move, folder
 create/delete/rename, deliveries and flag changes by other processes, and a
-restart).
+restart).  Mod-sequences (RFC 7162) are checked against what earlier steps
+saw: they never go back, every flag change and new message takes one above
+the HIGHESTMODSEQ seen before, and expungedSince lists every UID the model
+expunged since an earlier HIGHESTMODSEQ (and no UID never expunged).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +26,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tmail.errors import FolderExists, InvalidFolderName
+from tmail.interfaces import MessageInfo
 from tmail.store import maildir
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import MaildirFolder, MaildirStore
 from tmail.store.naming import diskName
 
 INBOX = "INBOX"
@@ -50,13 +54,29 @@ LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "
 _external = itertools.count(1)
 
 
+#: HIGHESTMODSEQ values a folder's model asks expungedSince about: the first
+#: one it saw and the latest.
+MARKS = 4
+
+
 @dataclass
 class FolderModel:
+    """
+    @ivar seen: UID -> (flags, mod-sequence) as the last check listed them.
+    @ivar highest: HIGHESTMODSEQ at the last check.
+    @ivar marks: (HIGHESTMODSEQ at an earlier check, UIDs expunged since).
+    @ivar expunged: every UID expunged from the folder.
+    """
+
     messages: dict[int, tuple[bytes, frozenset[str]]] = field(default_factory=dict)
     nextUid: int = 1
     recent: set[int] = field(default_factory=set)
     recentUnknown: set[int] = field(default_factory=set)
     uidValidity: int | None = None
+    seen: dict[int, tuple[frozenset[str], int]] = field(default_factory=dict)
+    highest: int = 0
+    marks: list[tuple[int, set[int]]] = field(default_factory=list)
+    expunged: set[int] = field(default_factory=set)
 
     def add(self, body: bytes, flags: frozenset[str]) -> int:
         uid = self.nextUid
@@ -69,6 +89,9 @@ class FolderModel:
         del self.messages[uid]
         self.recent.discard(uid)
         self.recentUnknown.discard(uid)
+        self.expunged.add(uid)
+        for _, expunged in self.marks:
+            expunged.add(uid)
 
 
 def parents(name: str) -> list[str]:
@@ -278,9 +301,8 @@ class MaildirMachine(RuleBasedStateMachine):
         for info in infos:
             moved.messages[info.uid] = before[info.key]
         moved.nextUid = len(before) + 1
-        inbox.messages.clear()
-        inbox.recent.clear()
-        inbox.recentUnknown.clear()
+        for uid in list(inbox.messages):
+            inbox.remove(uid)
 
     @rule()
     def reopen(self) -> None:
@@ -314,9 +336,36 @@ class MaildirMachine(RuleBasedStateMachine):
                 )
                 model.uidValidity = uidValidity
             assert uidValidity == model.uidValidity
+            self.modSeqsMatchModel(folder, infos, model)
             path = self.path(name)
             assert os.listdir(path / "tmp") == []
             assert os.listdir(path / "new") == []
+
+    def modSeqsMatchModel(
+        self, folder: MaildirFolder, infos: Sequence[MessageInfo], model: FolderModel
+    ) -> None:
+        """Mod-sequences and expunges against what the last checks saw, after a listing."""
+        highest = folder.highestModSeq()
+        assert highest >= model.highest, "HIGHESTMODSEQ went back"
+        for info in infos:
+            assert 1 <= info.modseq <= highest
+            previous = model.seen.get(info.uid)
+            if previous is None:
+                assert info.modseq > model.highest, f"new UID {info.uid} at an old modseq"
+                continue
+            flags, modseq = previous
+            assert info.modseq >= modseq, f"the modseq of UID {info.uid} went back"
+            if info.flags != flags:
+                assert info.modseq > modseq, f"UID {info.uid} changed flags at its old modseq"
+        for mark, expunged in model.marks:
+            uids, complete = folder.expungedSince(mark)
+            assert complete
+            assert expunged <= set(uids) <= model.expunged, f"expunged since {mark}"
+            assert uids == sorted(uids)
+        model.seen = {info.uid: (info.flags, info.modseq) for info in infos}
+        model.highest = highest
+        marks = [*model.marks, (highest, set[int]())]
+        model.marks = marks[:1] + marks[1:][1 - MARKS :]
 
 
 MaildirMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
