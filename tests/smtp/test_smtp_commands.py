@@ -7,7 +7,7 @@ import base64
 from twisted.cred.credentials import UsernamePassword
 from twisted.trial.unittest import SynchronousTestCase
 
-from tmail.smtp.commands import CommandError, MailFrom, parseMailFrom, parseRcptTo
+from tmail.smtp.commands import CommandError, MailFrom, RcptTo, parseMailFrom, parseRcptTo
 from tmail.smtp.sasl import Login, MalformedResponseError, Plain, decodeResponse
 
 
@@ -21,8 +21,9 @@ class MailFromTests(SynchronousTestCase):
         """The path, SIZE and BODY are parsed; AUTH is accepted and ignored."""
         self.assertEqual(
             parseMailFrom(b"FROM:<a@example.org> SIZE=1000 BODY=8BITMIME AUTH=<>"),
-            MailFrom("a@example.org", 1000),
+            MailFrom("a@example.org", 1000, "8BITMIME"),
         )
+        self.assertEqual(parseMailFrom(b"FROM:<a@example.org> BODY=binarymime").body, "BINARYMIME")
         self.assertEqual(parseMailFrom(b"from:<a@example.org>"), MailFrom("a@example.org", None))
 
     def test_nullSender(self) -> None:
@@ -43,19 +44,32 @@ class MailFromTests(SynchronousTestCase):
             b"FROM:",
             b"FROM:<a@b> SIZE=",
             b"FROM:<a@b> SIZE=x1",
-            b"FROM:<a@b> BODY=BINARYMIME",
+            b"FROM:<a@b> BODY=16BIT",
             b"FROM:<a@b> =x",
+            b"FROM:<a@b> SMTPUTF8=yes",
+            b"FROM:<a@b> RET=ALL",
+            b"FROM:<a@b> ENVID=a+b",
+            b"FROM:<a@b> ENVID=" + b"x" * 101,
         ):
             self.assertEqual(self.refused(rest), (501, "5.5.4"), rest)
 
     def test_unknownParameter(self) -> None:
         """Parameters tmail does not implement are C{555 5.5.4}."""
-        self.assertEqual(self.refused(b"FROM:<a@b> SMTPUTF8"), (555, "5.5.4"))
-        self.assertEqual(self.refused(b"FROM:<a@b> RET=FULL"), (555, "5.5.4"))
+        self.assertEqual(self.refused(b"FROM:<a@b> XYZ"), (555, "5.5.4"))
+        self.assertEqual(self.refused(b"FROM:<a@b> MT-PRIORITY=3"), (555, "5.5.4"))
 
     def test_nonAscii(self) -> None:
-        """Without SMTPUTF8, addresses are ASCII."""
-        self.assertEqual(self.refused("FROM:<jörg@example.org>".encode()), (501, "5.5.4"))
+        """Without SMTPUTF8, addresses are ASCII (RFC 6531 3.4: 553 5.6.7)."""
+        self.assertEqual(self.refused("FROM:<jörg@example.org>".encode()), (553, "5.6.7"))
+
+    def test_smtputf8_allows_utf8_addresses(self) -> None:
+        mail = parseMailFrom("FROM:<jörg@exämple.org> SMTPUTF8".encode())
+        self.assertEqual((mail.sender, mail.utf8), ("jörg@exämple.org", True))
+
+    def test_dsn_parameters_are_kept(self) -> None:
+        """RFC 3461: RET and ENVID (xtext, kept encoded)."""
+        mail = parseMailFrom(b"FROM:<a@b.example> RET=hdrs ENVID=QQ314159+2B1")
+        self.assertEqual((mail.ret, mail.envid), ("HDRS", "QQ314159+2B1"))
 
     def test_addressWithoutDomain(self) -> None:
         """A sender needs a domain."""
@@ -65,19 +79,41 @@ class MailFromTests(SynchronousTestCase):
 class RcptToTests(SynchronousTestCase):
     def test_address(self) -> None:
         """The path, without brackets or source route."""
-        self.assertEqual(parseRcptTo(b"TO:<alice@example.test>"), "alice@example.test")
+        self.assertEqual(parseRcptTo(b"TO:<alice@example.test>"), RcptTo("alice@example.test"))
         self.assertEqual(
-            parseRcptTo(b"TO:<@relay.example:alice@example.test>"), "alice@example.test"
+            parseRcptTo(b"TO:<@relay.example:alice@example.test>").address, "alice@example.test"
         )
-        self.assertEqual(parseRcptTo(b"TO:<user%other@example.test>"), "user%other@example.test")
+        self.assertEqual(
+            parseRcptTo(b"TO:<user%other@example.test>").address, "user%other@example.test"
+        )
+
+    def test_postmaster_needs_no_domain(self) -> None:
+        """RFC 5321 4.1.1.3: <Postmaster> alone is a recipient."""
+        self.assertEqual(parseRcptTo(b"TO:<Postmaster>").address, "postmaster")
+
+    def test_dsn_parameters_are_kept(self) -> None:
+        rcpt = parseRcptTo(b"TO:<a@b.example> NOTIFY=success,delay ORCPT=rfc822;a+40b.example")
+        self.assertEqual(rcpt.notify, ("SUCCESS", "DELAY"))
+        self.assertEqual(rcpt.orcpt, "rfc822;a+40b.example")
+        self.assertEqual(parseRcptTo(b"TO:<a@b.example> NOTIFY=NEVER").notify, ("NEVER",))
+
+    def test_utf8_recipient_only_in_an_smtputf8_transaction(self) -> None:
+        rest = "TO:<jörg@exämple.org>".encode()
+        self.assertEqual(parseRcptTo(rest, utf8=True).address, "jörg@exämple.org")
+        with self.assertRaises(CommandError) as caught:
+            parseRcptTo(rest)
+        self.assertEqual(caught.exception.reply.status, "5.6.7")
 
     def test_refused(self) -> None:
-        """Empty paths, missing domains, bad syntax and any parameter."""
+        """Empty paths, missing domains, bad syntax and bad parameters."""
         for rest, expected in (
-            (b"TO:<>", (501, "5.5.4")),
+            (b"TO:<>", (501, "5.1.3")),
             (b"TO:<alice>", (501, "5.1.3")),
             (b"TO:<a@b", (501, "5.5.4")),
-            (b"TO:<a@b> NOTIFY=NEVER", (555, "5.5.4")),
+            (b"TO:<a@b> NOTIFY=NEVER,SUCCESS", (501, "5.5.4")),
+            (b"TO:<a@b> NOTIFY=SOMETIMES", (501, "5.5.4")),
+            (b"TO:<a@b> ORCPT=a@b", (501, "5.5.4")),
+            (b"TO:<a@b> FOO=1", (555, "5.5.4")),
             (b"TO:<a@@b>", (501, "5.1.3")),
         ):
             with self.assertRaises(CommandError) as caught:

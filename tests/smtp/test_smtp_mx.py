@@ -184,7 +184,19 @@ class MXTests(TestCase):
 
         features, auth = yield inThread(extensions)
         self.assertEqual(
-            set(features), {"pipelining", "size", "8bitmime", "enhancedstatuscodes", "starttls"}
+            set(features),
+            {
+                "pipelining",
+                "size",
+                "8bitmime",
+                "enhancedstatuscodes",
+                "smtputf8",
+                "chunking",
+                "binarymime",
+                "dsn",
+                "help",
+                "starttls",
+            },
         )
         self.assertEqual(features["size"], str(25 * 1024 * 1024))
         self.assertEqual(auth, (503, b"5.5.1 Error: authentication not enabled"))

@@ -223,7 +223,12 @@ class CommandReplyTests(SessionTestCase):
                 b"250-PIPELINING",
                 b"250-SIZE 26214400",
                 b"250-8BITMIME",
-                b"250 ENHANCEDSTATUSCODES",
+                b"250-ENHANCEDSTATUSCODES",
+                b"250-SMTPUTF8",
+                b"250-CHUNKING",
+                b"250-BINARYMIME",
+                b"250-DSN",
+                b"250 HELP",
             ],
         )
 

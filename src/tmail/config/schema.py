@@ -14,6 +14,7 @@ from typing import Literal
 
 PlaintextAuthPolicy = Literal["loopback", "never", "always"]
 OverQuotaPolicy = Literal["reject", "tempfail"]
+BareNewlinesPolicy = Literal["reject", "normalise"]
 
 MiB = 1024 * 1024
 
@@ -91,6 +92,10 @@ class SMTPSettings:
     @ivar max_errors: bad commands per session before the server hangs up.
     @ivar timeout: seconds a client may stay silent (RFC 5321 4.5.3.2).
     @ivar max_connections_per_address: concurrent sessions per client address.
+    @ivar bare_newlines: what a message holding a CR or LF outside a CRLF
+        gets: C{"reject"} (C{550 5.5.2}), or C{"normalise"} (stored with
+        CRLF there, as Postfix's C{smtpd_forbid_bare_newline = normalize});
+        either way only C{<CRLF>.<CRLF>} ends DATA.
     """
 
     listen: tuple[str, ...] = ()
@@ -100,6 +105,7 @@ class SMTPSettings:
     max_errors: int = 20
     timeout: float = 300.0
     max_connections_per_address: int = 20
+    bare_newlines: BareNewlinesPolicy = "reject"
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,12 @@ class MailboxMessage:
         self._finished = False
 
     def lineReceived(self, line: bytes) -> None:
-        self._chunks.append(line)
-        self._chunks.append(b"\r\n")
-        self._buffered += len(line) + 2
+        self.write(line + b"\r\n")
+
+    def write(self, data: bytes) -> None:
+        """Add content (with its CRLFs); handed to the store in large pieces."""
+        self._chunks.append(data)
+        self._buffered += len(data)
         if self._buffered >= WRITE_CHUNK:
             self.flush()
 

@@ -61,11 +61,15 @@ def addressLiteral(address: str) -> str:
     return f"[IPv6:{address}]" if version == 6 else f"[{address}]"
 
 
-def protocolName(*, esmtp: bool, tls: bool, authenticated: bool) -> str:
-    """The C{with} keyword of a C{Received} header (RFC 3848)."""
+def protocolName(*, esmtp: bool, tls: bool, authenticated: bool, utf8: bool = False) -> str:
+    """
+    The C{with} keyword of a C{Received} header (RFC 3848; C{UTF8SMTP...}
+    for an SMTPUTF8 transaction, RFC 6531 4.3).
+    """
     if not esmtp:
         return "SMTP"
-    return "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
+    base = "UTF8SMTP" if utf8 else "ESMTP"
+    return base + ("S" if tls else "") + ("A" if authenticated else "")
 
 
 def isHeaderField(line: bytes) -> bool:

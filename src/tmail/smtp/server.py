@@ -11,10 +11,14 @@ What this subclass changes, and why:
     so the rest of the body ran as commands); bytes pipelined after
     C{STARTTLS} are thrown away (CVE-2011-0411 class); and no line is read
     while an answer is still pending, so pipelined replies keep their order.
-  - DATA is streamed into the store and checked as it arrives: size limit,
-    over-long lines, and bare CR or LF, which reject the message instead of
-    ending it (SMTP smuggling, CVE-2023-51764 class).  C{250} is sent only
-    after every copy is committed (fsync'd).
+  - DATA and BDAT (CHUNKING, RFC 3030) are streamed into the store a
+    buffer at a time by L{tmail.smtp.data} and checked as they arrive: size
+    limit, over-long lines, and bare CR or LF, which reject the message (or
+    become CRLF, with C{bare_newlines = "normalise"}) instead of ending it
+    (SMTP smuggling, CVE-2023-51764 class).  C{250} is sent only after
+    every copy is committed (fsync'd).
+  - SMTPUTF8 (RFC 6531) addresses, BINARYMIME (BDAT only), and the DSN
+    parameters of RFC 3461, which are checked and kept with the envelope.
   - Every reply carries an enhanced status code (RFC 2034/3463) except the
     greeting, the HELO/EHLO replies and 3xx replies, which have none.
   - A recipient over quota is refused at C{RCPT} when its mailbox is full
@@ -49,24 +53,28 @@ from twisted.python.failure import Failure
 from tmail.auth.policy import isSecure, peerHost
 from tmail.connections import sendPromptly
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
-from tmail.smtp.commands import CommandError, Reply, parseMailFrom, parseRcptTo
+from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
+from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.delivery import MailboxMessage, commitAll
-from tmail.smtp.headers import Trace, isHeaderField, protocolName, sanitiseHelo
+from tmail.smtp.headers import Trace, protocolName, sanitiseHelo
 from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
 
 if TYPE_CHECKING:
     from tmail.smtp.factory import SMTPFactory
 
-COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
+__all__ = ["BARE_NEWLINE", "BDAT", "LINE_TOO_LONG", "TOO_BIG", "SMTPServer"]
 
-_VERBS = frozenset(b"HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split())
+COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
+#: Reading the octets of a BDAT chunk.
+BDAT = "BDAT"
+
+_VERBS = frozenset(
+    b"HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split()
+)
 
 OK = Reply(250, "2.0.0", "Ok")
 INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error")
 STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage")
-TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
-LINE_TOO_LONG = Reply(552, "5.3.4", "Message line too long")
-BARE_NEWLINE = Reply(550, "5.5.2", "Bare <CR> or <LF> received")
 MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: quota exceeded")
 MAILBOX_FULL_TEMPORARY = Reply(452, "4.2.2", "Mailbox full: quota exceeded")
 
@@ -106,15 +114,19 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._user: str | None = None
         self._mechanism: Mechanism | None = None
         self._sender: str | None = None
+        self._mail: MailFrom | None = None
         self._declaredSize = 0
+        #: What each accepted RCPT asked for (DSN NOTIFY, ORCPT).
+        self._rcpts: list[RcptTo] = []
+        self._reader: DataReader | ChunkReader | None = None
+        #: BDAT: whether the chunk being read is the last, and its size.
+        self._lastChunk = False
+        self._chunkSize = 0
         self._recipients: list[tuple[str, list[str]]] = []
         #: The accepted recipients of the message in DATA: what the replies
         #: at its end are about.
         self._dataRecipients: list[tuple[str, list[str]]] = []
         self._messages: list[MailboxMessage] = []
-        self._dataFailure: Reply | None = None
-        self._dataSize = 0
-        self._firstLine = False
         self._queueID = ""
 
     # Connection life cycle
@@ -164,6 +176,13 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         limit = self.factory.settings.max_line_length
         buffer, start = self._buffer, 0
         while not self._blocked and not self.transport.disconnecting:
+            if self.mode in (DATA, BDAT):
+                used = self._readContent(buffer, start)
+                if used is None:
+                    buffer, start = b"", 0
+                    break
+                start += used
+                continue
             end = buffer.find(b"\r\n", start)
             if end < 0:
                 break
@@ -185,25 +204,49 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             rest = rest[-1:] if rest.endswith(b"\r") else b""
         self._buffer = rest
 
+    def _readContent(self, buffer: bytes, start: int) -> int | None:
+        """
+        Hand message octets to the reader; return how many were the
+        message's (or the chunk's) when it ended, else C{None}: all taken.
+        """
+        reader = self._reader
+        assert reader is not None
+        data = buffer[start:] if start else buffer
+        try:
+            if isinstance(reader, DataReader):
+                used = reader.feed(data)
+                if used is not None:
+                    self._endOfData()
+                return used
+            used = reader.feed(data)
+            if reader.remaining == 0:
+                self._endOfChunk()
+                return used
+            return None
+        except Exception:
+            # Where the message ends is unknown now: the stream cannot be
+            # followed any further.
+            self.log.failure("Unexpected error reading a message")
+            self._abortMessages()
+            self.mode = COMMAND
+            self._reader = None
+            self.sendCode(451, b"4.3.0 Internal error; closing the connection")
+            self.transport.loseConnection()
+            return None
+
     def _handleLine(self, line: bytes) -> None:
         try:
             self.lineReceived(line)
         except Exception:
             self.log.failure("Unexpected error in SMTP session")
-            if self.mode == DATA:
-                self._failData(INTERNAL_ERROR)
-            else:
-                self.mode = COMMAND
-                self._mechanism = None
-                self.reply(INTERNAL_ERROR)
-
-    def _lineTooLong(self) -> None:
-        if self.mode == DATA:
-            self._failData(LINE_TOO_LONG)
-        else:
             self.mode = COMMAND
             self._mechanism = None
-            self.reply(Reply(500, "5.5.2", "Line too long"))
+            self.reply(INTERNAL_ERROR)
+
+    def _lineTooLong(self) -> None:
+        self.mode = COMMAND
+        self._mechanism = None
+        self.reply(Reply(500, "5.5.2", "Line too long"))
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Unused: L{_processLines} enforces C{max_line_length} itself."""
@@ -292,6 +335,11 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             b"SIZE": [str(self.factory.settings.max_message_size).encode()],
             b"8BITMIME": None,
             b"ENHANCEDSTATUSCODES": None,
+            b"SMTPUTF8": None,
+            b"CHUNKING": None,
+            b"BINARYMIME": None,
+            b"DSN": None,
+            b"HELP": None,
         }
         if self._canStartTLS():
             extensions[b"STARTTLS"] = None
@@ -343,8 +391,10 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.reply(TOO_BIG)
             return
         self._sender = mail.sender
+        self._mail = mail
         self._declaredSize = mail.size or 0
         self._recipients = []
+        self._rcpts = []
         self.reply(Reply(250, "2.1.0", "Ok"))
 
     def do_RCPT(self, rest: bytes) -> None:
@@ -352,10 +402,11 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.reply(Reply(503, "5.5.1", "Error: need MAIL command"))
             return
         try:
-            address = parseRcptTo(rest)
+            rcpt = parseRcptTo(rest, utf8=self._mail is not None and self._mail.utf8)
         except CommandError as refusal:
             self.reply(refusal.reply)
             return
+        address = rcpt.address
         if len(self._recipients) >= self.factory.settings.max_recipients:
             self.reply(Reply(452, "4.5.3", "Too many recipients"))
             return
@@ -380,19 +431,44 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.reply(self._mailboxFull())
             return
         self._recipients.append((address, users))
+        self._rcpts.append(rcpt)
         self.reply(Reply(250, "2.1.5", "Ok"))
 
     def do_DATA(self, rest: bytes) -> None:
         if rest.strip():
             self.reply(Reply(501, "5.5.4", "Syntax: DATA"))
             return
+        refusal = self._noTransaction()
+        if refusal is not None:
+            self.reply(refusal)
+            return
+        if self._mail is not None and self._mail.body == "BINARYMIME":
+            self.reply(Reply(503, "5.5.1", "Error: BODY=BINARYMIME needs BDAT"))
+            return
+        if self._startMessage():
+            settings = self.factory.settings
+            self._reader = DataReader(
+                self._writeContent,
+                settings.max_message_size,
+                settings.max_line_length,
+                settings.bare_newlines,
+                onFailure=self._abortMessages,
+            )
+            self.mode = DATA
+            self.sendCode(354, b"End data with <CR><LF>.<CR><LF>")
+
+    def _noTransaction(self) -> Reply | None:
+        """Why DATA or BDAT cannot start a message now, if it cannot."""
         if self._sender is None:
-            self.reply(Reply(503, "5.5.1", "Error: need MAIL command"))
-            return
+            return Reply(503, "5.5.1", "Error: need MAIL command")
         if not self._recipients:
-            self.reply(Reply(503, "5.5.1", "Error: need RCPT command"))
-            return
+            return Reply(503, "5.5.1", "Error: need RCPT command")
+        return None
+
+    def _startMessage(self) -> bool:
+        """Begin every recipient's copy; on failure reply and return C{False}."""
         sender = self._sender
+        assert sender is not None
         firstRecipient: dict[str, str] = {}
         for address, users in self._recipients:
             for user in users:
@@ -408,18 +484,14 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         except StoreFull as e:
             self._abort(messages)
             self.reply(self._storeFull(e))
-            return
+            return False
         except Exception:
             self.log.failure("smtp {queueID}: delivery failed", queueID=self._queueID)
             self._abort(messages)
             self.reply(INTERNAL_ERROR)
-            return
+            return False
         self._messages = messages
-        self._dataFailure = None
-        self._dataSize = 0
-        self._firstLine = True
-        self.mode = DATA
-        self.sendCode(354, b"End data with <CR><LF>.<CR><LF>")
+        return True
 
     def _storeFull(self, error: StoreFull) -> Reply:
         return self._mailboxFull() if isinstance(error, OverQuota) else STORAGE_FULL
@@ -439,46 +511,21 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 esmtp=self._esmtp,
                 tls=isSecure(self.transport),
                 authenticated=self._user is not None,
+                utf8=self._mail is not None and self._mail.utf8,
             ),
             queueID=self._queueID,
             date=datetime.now().astimezone(),
         )
 
-    # DATA
+    # DATA and BDAT
 
-    def state_DATA(self, line: bytes) -> None:
-        if line == b".":
-            self._endOfData()
-            return
-        if self._dataFailure is not None:
-            return
-        if b"\n" in line or b"\r" in line:
-            self._failData(BARE_NEWLINE)
-            return
-        if line[:1] == b".":
-            line = line[1:]
-        self._dataSize += len(line) + 2
-        if self._dataSize > self.factory.settings.max_message_size:
-            self._failData(TOO_BIG)
-            return
+    def _writeContent(self, data: bytes) -> None:
         try:
-            if self._firstLine:
-                self._firstLine = False
-                if line and not isHeaderField(line):
-                    self._writeLine(b"")
-            self._writeLine(line)
+            for message in self._messages:
+                message.write(data)
         except StoreFull as e:
-            self._failData(self._storeFull(e))
-
-    def _writeLine(self, line: bytes) -> None:
-        for message in self._messages:
-            message.lineReceived(line)
-
-    def _failData(self, reply: Reply) -> None:
-        """Reject the message at its end; throw away what was written."""
-        if self._dataFailure is None:
-            self._dataFailure = reply
-        self._abortMessages()
+            assert self._reader is not None
+            self._reader.fail(self._storeFull(e))
 
     def _abortMessages(self) -> None:
         messages, self._messages = self._messages, []
@@ -493,16 +540,19 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def _endOfData(self) -> None:
         self.mode = COMMAND
+        reader, self._reader = self._reader, None
+        assert reader is not None
         recipients, self._dataRecipients = self._dataRecipients, []
-        failure, self._dataFailure = self._dataFailure, None
+        failure = reader.failure
         if failure is not None:
+            self._abortMessages()
             self.log.info(
                 "smtp {queueID}: rejected: {reason}", queueID=self._queueID, reason=failure.text
             )
             self.answerData(recipients, failure)
             return
         messages, self._messages = self._messages, []
-        queueID, size = self._queueID, self._dataSize
+        queueID, size = self._queueID, reader.size
         committed: Deferred[list[MailboxMessage]] = commitAll(messages, self.factory.runInThread)
 
         def stored(refused: list[MailboxMessage]) -> None:
@@ -572,7 +622,89 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def _resetTransaction(self) -> None:
         self._sender = None
+        self._mail = None
         self._recipients = []
+        self._rcpts = []
+
+    def do_BDAT(self, rest: bytes) -> None:
+        """
+        BDAT (RFC 3030): a chunk of exactly the announced size follows the
+        command.  Each chunk but the last is answered when it is read; the
+        last is answered as DATA is.  A refused BDAT still has its octets
+        read (and thrown away), so they never run as commands.
+        """
+        words = rest.split()
+        last = len(words) == 2 and words[1].upper() == b"LAST"
+        if not words or len(words) > 2 or (len(words) == 2 and not last):
+            self.reply(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
+            return
+        if not words[0].isdigit() or len(words[0]) > 20:
+            self.reply(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
+            return
+        size = int(words[0])
+        self._lastChunk, self._chunkSize = last, size
+        reader = self._reader
+        if not isinstance(reader, ChunkReader):
+            mail = self._mail
+            refusal = self._noTransaction()
+            if refusal is None and size == 0 and not last:
+                refusal = Reply(501, "5.5.4", "An empty chunk must be the last")
+            if refusal is None and self._startMessage():
+                settings = self.factory.settings
+                reader = ChunkReader(
+                    self._writeContent,
+                    settings.max_message_size,
+                    settings.max_line_length,
+                    settings.bare_newlines,
+                    binary=mail is not None and mail.body == "BINARYMIME",
+                    onFailure=self._abortMessages,
+                )
+            else:
+                if refusal is not None:
+                    self._discardChunk(size, refusal)
+                return
+        self._reader = reader
+        reader.expect(size)
+        self.mode = BDAT
+        if size == 0:
+            self._endOfChunk()
+
+    def _discardChunk(self, size: int, refusal: Reply) -> None:
+        """Read and throw away a refused chunk, then give the refusal."""
+        reader = ChunkReader(lambda data: None, 0, 0)
+        reader.fail(refusal)
+        reader.expect(size)
+        self._reader = reader
+        self._refusedChunk = True
+        self.mode = BDAT
+        if size == 0:
+            self._endOfChunk()
+
+    _refusedChunk = False
+
+    def _endOfChunk(self) -> None:
+        reader = self._reader
+        assert isinstance(reader, ChunkReader)
+        if self._refusedChunk:
+            self._refusedChunk = False
+            self.mode = COMMAND
+            self._reader = None
+            assert reader.failure is not None
+            self.reply(reader.failure)
+            return
+        if not self._lastChunk:
+            self.mode = COMMAND
+            if reader.failure is not None:
+                # The transaction is over: later chunks are refused too.
+                self._reader = None
+                self._abortMessages()
+                self._dataRecipients = []
+                self.reply(reader.failure)
+                return
+            self.reply(Reply(250, "2.0.0", f"{self._chunkSize} octets received"))
+            return
+        reader.finish()
+        self._endOfData()
 
     # STARTTLS
 

@@ -109,6 +109,9 @@ _MAX_UNINDEXED_DELIVERIES = 10_000
 #: Journals of folder renames in progress, in the Maildir's root.
 _RENAME_JOURNAL = "tmail-rename"
 
+#: Times a message renamed by other processes is looked for before giving up.
+_OPEN_ATTEMPTS = 8
+
 #: Changes a folder remembers for L{MaildirFolder.changesSince}.
 _CHANGES_KEPT = 8192
 
@@ -1314,11 +1317,14 @@ class MaildirFolder:
 
     def openMessage(self, uid: int) -> BinaryIO:
         entry = self._entry(uid)
-        try:
-            return open(self._pathOf(entry), "rb")
-        except FileNotFoundError:
-            self._relocate(uid, entry)
-        return open(self._pathOf(entry), "rb")
+        for _attempt in range(_OPEN_ATTEMPTS):
+            try:
+                return open(self._pathOf(entry), "rb")
+            except FileNotFoundError:
+                # Renamed by another process (a flag change), maybe again
+                # while it was being found: look for it once more.
+                self._relocate(uid, entry)
+        raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
 
     def beginMessage(
         self, flags: Iterable[str] = (), internaldate: float | None = None
