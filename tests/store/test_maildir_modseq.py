@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -650,3 +651,86 @@ def test_a_change_waiting_while_others_compact_the_log_again_and_again_is_logged
     fresh = modseqs(inbox(root))
     assert fresh[2] == changed.modseq
     assert fresh[1] == others[-1]
+
+
+def test_a_restart_over_a_saved_index_keeps_the_modseq_of_a_flag_change_made_after_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(maildir, "_SAVED_INDEX_MIN", 1)
+    root = tmp_path / "Maildir"
+    folder = filled(root, 3)
+    assert (root / "tmail-index").exists()
+    changed = folder.setFlags(1, {"\\Seen"})
+    folder.messages()
+    highest = folder.highestModSeq()
+    restarted = inbox(root)
+    assert {m.uid: m.modseq for m in restarted.messages()}[1] == changed.modseq
+    assert restarted.highestModSeq() == highest
+
+
+def test_a_flag_change_that_races_another_process_reports_the_latest_modseq(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "Maildir"
+    folder = filled(root, 1)
+    other = inbox(root)
+    other.messages()
+    real = os.rename
+    reported: list[int] = []
+
+    def otherProcessFirst(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if not reported and str(target).endswith(":2,F"):
+            reported.append(0)
+            reported[0] = other.setFlags(1, {"\\Flagged"}).modseq
+        real(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", otherProcessFirst)
+    info = folder.setFlags(1, {"\\Flagged"})
+    monkeypatch.undo()
+    assert info.modseq >= reported[0]
+    fresh = {m.uid: m.modseq for m in inbox(root).messages()}
+    assert info.modseq == fresh[1]
+
+
+def test_a_log_that_lost_its_last_lines_never_goes_below_a_modseq_given(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    folder = filled(root, 3)
+    folder.setFlags(1, {"\\Seen"})
+    folder.setFlags(2, {"\\Seen"})
+    folder.messages()
+    highest = folder.highestModSeq()
+    path = root / "tmail-modseq"
+    path.write_bytes(path.read_bytes().partition(b"\n")[0] + b"\n")
+    restarted = inbox(root)
+    restarted.messages()
+    assert restarted.highestModSeq() >= highest
+    assert restarted.setFlags(3, {"\\Flagged"}).modseq > highest
+
+
+def test_a_flag_change_the_log_cannot_record_is_refused_and_not_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    RFC 7162 3.1.3: every change has its own mod-sequence.  One that cannot
+    be logged (disk full) is refused rather than given a value in memory
+    that another process could hand out too.
+    """
+    import errno
+
+    from tmail.errors import StoreFull
+    from tmail.store import modseq
+
+    root = tmp_path / "Maildir"
+    folder = filled(root, 2)
+    before = {m.uid: m.flags for m in folder.messages()}
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(modseq, "writeAll", full)
+    with pytest.raises(StoreFull):
+        folder.setFlags(1, before[1] ^ {"\\Flagged"})
+    with pytest.raises(StoreFull):
+        folder.expunge([2])
+    monkeypatch.undo()
+    assert {m.uid: m.flags for m in inbox(root).messages()} == before

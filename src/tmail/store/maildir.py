@@ -845,15 +845,17 @@ class MaildirFolder:
                     internaldate=status.st_mtime_ns / 1_000_000_000,
                     key=base,
                     recent=base in arrived or base in self._deliveredUnindexed,
-                    modseq=self._loggedModSeq(uid, filename),
                 )
                 self._insert(uid, _Entry(subdir, filename, info))
+                self._touched.add(uid)
                 changed = True
         self._indexed = True
         self._deliveredUnindexed.clear()
         if loading:
-            # Messages the log knew that are not here were expunged while
-            # no process of ours was looking.
+            # Each message keeps the mod-sequence the log has for the letters
+            # its file has now; those the log knew that are not here were
+            # expunged while no process of ours was looking.
+            self._logChanges(claim=True)
             self._goneUnlogged += self._log.forgetUnclaimed()
         self._logChanges()
         if foreign:
@@ -868,15 +870,12 @@ class MaildirFolder:
     def _lettersOf(filename: str) -> str:
         return infoLetters(splitFilename(filename)[1])
 
-    def _loggedModSeq(self, uid: int, filename: str) -> int:
-        """The mod-sequence the log has for this state of a message, else 0 (to be logged)."""
-        modseq = self._log.claim(uid, self._lettersOf(filename))
-        if not modseq:
-            self._touched.add(uid)
-        return modseq
-
-    def _logChanges(self) -> None:
-        """Log new and changed messages, and expunges found, under one new mod-sequence."""
+    def _logChanges(self, claim: bool = False) -> None:
+        """
+        Log new and changed messages, and expunges found, under one new
+        mod-sequence.  With C{claim} (the log was just loaded), messages
+        and expunges the log already has keep their mod-sequences.
+        """
         if not self._touched and not self._goneUnlogged:
             return
         entries = self._entries
@@ -885,7 +884,21 @@ class MaildirFolder:
             for uid in self._touched
             if (entry := entries.get(uid)) is not None and entry.info.modseq == 0
         )
-        changes: list[tuple[int, str | None]] = [(uid, None) for uid in self._goneUnlogged]
+        gone = self._goneUnlogged
+        if claim:
+            unclaimed = []
+            for uid in pending:
+                entry = entries[uid]
+                logged = self._log.claim(uid, self._lettersOf(entry.filename))
+                if logged:
+                    entry.info = replace(entry.info, modseq=logged)
+                    self._changed(uid)
+                else:
+                    unclaimed.append(uid)
+            pending = unclaimed
+            gone = [uid for uid in gone if not self._log.hasExpunged(uid)]
+            self._snapshot = None
+        changes: list[tuple[int, str | None]] = [(uid, None) for uid in gone]
         changes += [(uid, self._lettersOf(entries[uid].filename)) for uid in pending]
         self._touched, self._goneUnlogged = set(), []
         if not changes:
@@ -990,7 +1003,7 @@ class MaildirFolder:
         byBase: dict[str, int] = {}
         curNames: set[str] = set()
         newBases: set[str] = set()
-        flagSets, flagsOf, claim = self._flagSets, self._flagsOf, self._log.claim
+        flagSets, flagsOf = self._flagSets, self._flagsOf
         for uid, cur, base, suffix, size, date in zip(
             uids, inCur, bases, suffixes, sizes, dates, strict=True
         ):
@@ -999,9 +1012,7 @@ class MaildirFolder:
             flags = flagSets.get(suffix[1:])
             if flags is None:
                 flags = flagsOf(base, filename)
-            info = MessageInfo(
-                uid, flags, size, date, base, False, claim(uid, infoLetters(suffix[1:]))
-            )
+            info = MessageInfo(uid, flags, size, date, base)
             byBase[base] = uid
             if cur:
                 entries[uid] = _Entry("cur", filename, info)
@@ -1012,7 +1023,7 @@ class MaildirFolder:
         self._entries, self._byBase = entries, byBase
         self._curNames, self._newBases = curNames, newBases
         self._uids = list(uids)
-        self._touched = {uid for uid, entry in entries.items() if entry.info.modseq == 0}
+        self._touched = set(entries)
         self._snapshot = None
         self._forgetChanges()
         self._indexed = True
@@ -1347,7 +1358,7 @@ class MaildirFolder:
                 if targetLetters != letters:
                     # Logged first: a crash before the rename leaves a higher
                     # mod-sequence for the same flags, never a silent change.
-                    modseq = self._log.append([(uid, targetLetters)])
+                    modseq = self._log.append([(uid, targetLetters)], strict=True)
                 source = self._pathOf(entry)
                 try:
                     with fullDiskIsStoreFull():
@@ -1362,8 +1373,10 @@ class MaildirFolder:
         flagsNow = self._flagsOf(base, entry.filename)
         if flagsNow != entry.info.flags and not modseq:
             # Keywords past the 26 letters live in memory: no rename, still a change.
-            modseq = self._log.append([(uid, self._lettersOf(entry.filename))])
-        info = replace(entry.info, flags=flagsNow, modseq=modseq or entry.info.modseq)
+            modseq = self._log.append([(uid, self._lettersOf(entry.filename))], strict=True)
+        # Another process's change of the same message found meanwhile
+        # (in _relocate) may have a higher mod-sequence than ours.
+        info = replace(entry.info, flags=flagsNow, modseq=max(modseq, entry.info.modseq))
         if info != entry.info:
             entry.info = info
             self._snapshot = None
@@ -1379,7 +1392,7 @@ class MaildirFolder:
             self._notify()
         present = [uid for uid in wanted if uid in self._entries]
         if present:
-            self._log.append([(uid, None) for uid in present])
+            self._log.append([(uid, None) for uid in present], strict=True)
         removed: list[int] = []
         freedBytes = freedCount = 0
         with self._ownChanges():

@@ -38,7 +38,8 @@ from pathlib import Path
 
 from twisted.logger import Logger
 
-from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
+from tmail.errors import StoreFull
+from tmail.store.fsutil import fullDiskIsStoreFull, isDiskFull, writeAll
 
 __all__ = ["FILENAME", "ModSeqLog"]
 
@@ -90,6 +91,7 @@ class ModSeqLog:
         #: than what this process knows of the message.
         self._latest: dict[int, tuple[int, str]] = {}
         self._loading = False
+        self._resumeAt = 0
 
     def __repr__(self) -> str:
         return f"<ModSeqLog {str(self._path)!r} highest={self.highest}>"
@@ -115,6 +117,7 @@ class ModSeqLog:
         self._logged, self._expunged, self._foreignExpunged = {}, {}, {}
         self._latest = {}
         self.highest = self.floor = 0
+        self._resumeAt = _startingModSeq()
         self._loading = True
         try:
             with self._locked():
@@ -256,6 +259,10 @@ class ModSeqLog:
             return logged[0]
         return 0
 
+    def hasExpunged(self, uid: int) -> bool:
+        """Whether the log already records the expunge of C{uid}."""
+        return uid in self._expunged
+
     def forgetUnclaimed(self) -> list[int]:
         """
         Drop the states no message claimed and return their UIDs: messages
@@ -266,16 +273,24 @@ class ModSeqLog:
 
     # Writing
 
-    def append(self, changes: Sequence[tuple[int, str | None]]) -> int:
+    def append(self, changes: Sequence[tuple[int, str | None]], strict: bool = False) -> int:
         """
         Log new states (flag letters, or C{None} for an expunge) of messages
-        under one new mod-sequence, and return it.  When the log cannot be
-        written the mod-sequence is kept in memory only: the next process
-        finds those messages' letters unlogged and gives them new ones.
+        under one new mod-sequence, and return it.
+
+        When the log cannot be written: with C{strict} the error is raised
+        (for a change not made yet, which is then refused: two processes
+        must never give one mod-sequence to two changes); otherwise, for a
+        change already on disk, the mod-sequence is kept in memory only and
+        the next process finds those letters unlogged and logs them anew.
         """
         try:
             with self._locked() as fd:
-                modseq = self.highest + 1
+                # The first value after loading is at least the time: a log
+                # that lost its last lines (a power cut) does not hand out
+                # mod-sequences again that clients were already given.
+                modseq = max(self.highest + 1, self._resumeAt)
+                self._resumeAt = 0
                 lines = [
                     b"%d -%d\n" % (modseq, uid)
                     if letters is None
@@ -293,8 +308,13 @@ class ModSeqLog:
                     else:
                         self._latest[uid] = (modseq, letters)
         except OSError as e:
+            if strict:
+                if isDiskFull(e):
+                    raise StoreFull(str(e)) from e
+                raise
             _log.warn("Could not log mod-sequences in {path}: {error}", path=self._path, error=e)
-            self.highest += 1
+            self.highest = max(self.highest + 1, self._resumeAt)
+            self._resumeAt = 0
             modseq = self.highest
         for uid, letters in changes:
             if letters is None:
