@@ -21,7 +21,8 @@ from typing import Any
 from twisted.mail import imap4, pop3
 from zope.interface import implementer
 
-from tmail.errors import NotHostedDomain, RecipientError, UnknownRecipient
+from tmail.directory.addresses import normalizeDomain
+from tmail.errors import DirectoryError, NotHostedDomain, RecipientError, UnknownRecipient
 from tmail.interfaces import IMailRealm, IMailStore, IUserDirectory, IUserFields
 from tmail.store.quota import QuotaLimits, limitsFromFields
 
@@ -30,11 +31,18 @@ MAX_ALIAS_DEPTH = 10
 
 
 def splitAddress(address: str) -> tuple[str, str]:
-    """Split C{local@domain}, lower-casing the domain; C{ValueError} if malformed."""
+    """
+    Split C{local@domain}, the domain in its canonical form (lower case, an
+    internationalized name as its C{xn--} spelling, as the directory keeps
+    it); C{ValueError} if malformed.
+    """
     local, at, domain = address.strip().rpartition("@")
     if not at or not local or not domain:
         raise ValueError(f"not an address: {address!r}")
-    return local, domain.lower()
+    try:
+        return local, normalizeDomain(domain)
+    except DirectoryError:
+        return local, domain.lower()
 
 
 @implementer(IMailRealm)
