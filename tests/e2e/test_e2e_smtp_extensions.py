@@ -263,3 +263,15 @@ def test_implicit_tls_submission_offers_auth_at_once(server: TmailServer) -> Non
     assert refused == {}
     parsed = email.message_from_bytes(inbox(server, USER)[-1], policy=email.policy.default)
     assert parsed["Subject"] == "implicit"
+
+
+def test_postmaster_without_a_domain_is_accepted_and_stored(server: TmailServer) -> None:
+    """RFC 5321 4.1.1.3 and 4.5.1: <Postmaster> is always a valid recipient."""
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as client:
+        client.ehlo("client.example")
+        client.mail("sender@remote.example")
+        assert client.rcpt("<Postmaster>")[0] == 250
+        assert client.rcpt("<postmaster@example.test>")[0] == 250
+        code, _ = client.data(b"Subject: to the postmaster\r\n\r\nhello\r\n")
+    assert code == 250
+    assert b"Subject: to the postmaster" in inbox(server, "postmaster@example.test")[-1]

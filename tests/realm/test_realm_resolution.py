@@ -148,3 +148,34 @@ def test_build_reports_an_unloadable_custom_realm_as_config_error(tmp_path: Path
         realmFromSettings(_settings(tmp_path, "builtins:slice"), directory)
     with pytest.raises(ConfigError, match="cannot build"):
         realmFromSettings(_settings(tmp_path, "builtins:int"), directory)
+
+
+def test_postmaster_of_a_hosted_domain_is_always_accepted(fixture: RealmFixture) -> None:
+    """RFC 5321 4.5.1: without a user or alias it has its own mailbox."""
+    assert fixture.realm.resolveRecipient("PostMaster@example.test") == ["postmaster@example.test"]
+
+
+def test_a_postmaster_alias_sends_it_where_the_operator_wants(fixture: RealmFixture) -> None:
+    fixture.directory.addAlias("postmaster@example.test", [BOB])
+    assert fixture.realm.resolveRecipient("postmaster@example.test") == [BOB]
+
+
+def test_bare_postmaster_is_that_of_the_first_domain(fixture: RealmFixture) -> None:
+    assert fixture.realm.resolveRecipient("Postmaster") == ["postmaster@example.test"]
+
+
+def test_postmaster_of_another_domain_is_not_hosted(fixture: RealmFixture) -> None:
+    with pytest.raises(NotHostedDomain):
+        fixture.realm.resolveRecipient("postmaster@example.org")
+
+
+def test_postmaster_mail_is_stored_and_readable_once_the_user_exists(
+    fixture: RealmFixture,
+) -> None:
+    [user] = fixture.realm.resolveRecipient("postmaster@example.test")
+    pending = fixture.realm.storeFor(user).getFolder("INBOX").beginMessage()
+    pending.write(b"Subject: for the postmaster\r\n\r\nhi\r\n")
+    pending.commit()
+    fixture.directory.addUser(user, b"a long password")
+    inbox = fixture.realm.storeFor(user).getFolder("INBOX")
+    assert len(inbox.messages()) == 1

@@ -30,6 +30,10 @@ from tmail.store.quota import QuotaLimits, limitsFromFields
 MAX_ALIAS_DEPTH = 10
 
 
+#: The reserved mailbox every mail domain has (RFC 5321 4.5.1).
+POSTMASTER = "postmaster"
+
+
 def splitAddress(address: str) -> tuple[str, str]:
     """
     Split C{local@domain}, the domain in its canonical form (lower case, an
@@ -125,13 +129,27 @@ class MailRealm:
         return None
 
     def resolveRecipient(self, address: str) -> list[str]:
+        """
+        The users mail to C{address} goes to.  C{postmaster} is always
+        accepted (RFC 5321 4.5.1): at a hosted domain without a user or
+        alias of that name it goes to the mailbox C{postmaster@domain}
+        (which an operator reads by creating that user, or redirects with
+        an alias); a bare C{postmaster} means that of the first domain.
+        """
+        if address.lower() == POSTMASTER:
+            domains = sorted(self.directory.domains())
+            if not domains:
+                raise UnknownRecipient(address)
+            address = f"{POSTMASTER}@{domains[0]}"
         try:
-            _, domain = splitAddress(address)
+            local, domain = splitAddress(address)
         except ValueError as e:
             raise UnknownRecipient(str(e)) from None
         if not self.directory.hasDomain(domain):
             raise NotHostedDomain(domain)
         users = self._expand(address, 0)
+        if not users and local.lower() == POSTMASTER:
+            users = [f"{POSTMASTER}@{domain}"]
         if not users:
             raise UnknownRecipient(address)
         return users

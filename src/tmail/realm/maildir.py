@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tmail.errors import NotHostedDomain
 from tmail.interfaces import IUserDirectory
-from tmail.realm.base import MailRealm, splitAddress
+from tmail.realm.base import POSTMASTER, MailRealm, splitAddress
 from tmail.store.quota import QuotaLimits
 
 
@@ -39,6 +39,6 @@ class MaildirRealm(MailRealm):
             _, domain = splitAddress(address)
         except ValueError:
             domain = ""
-        if domain != self.domain:
+        if domain != self.domain and address.lower() != POSTMASTER:
             raise NotHostedDomain(domain)
         return super().resolveRecipient(address)
