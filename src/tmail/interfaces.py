@@ -217,6 +217,22 @@ class IIncrementalFolder(IMailFolder):
         """What the folder knows of a message now, or C{None} when it is gone."""
 
 
+class ILinkingFolder(IMailFolder):
+    """
+    A folder that can take a new message as a copy of another folder's
+    message being delivered, sharing its bytes: one message to several
+    local users is then stored once (hard links in Maildir).
+    """
+
+    def linkedCopy(source: IPendingMessage) -> IPendingMessage:
+        """
+        A pending message in this folder with the content C{source} holds
+        now (complete: nothing more is written to it), to be published and
+        committed on its own: one user's quota refusal does not touch the
+        others'.  C{source} must come from a folder of the same store type.
+        """
+
+
 class IMailStore(Interface):
     """
     All folders of one user.  Folder names are IMAP names (C{str}) with C{/}

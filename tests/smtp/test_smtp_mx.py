@@ -5,6 +5,7 @@ driven by C{smtplib} and raw sockets.
 
 from __future__ import annotations
 
+import os
 import re
 import smtplib
 import socket
@@ -128,9 +129,33 @@ class MXTests(TestCase):
             self.send, "s@remote.example", ["team@example.test", "whoever@example.test", BOB], BODY
         )
         self.assertEqual(refused, {})
-        self.assertEqual(len(stored(self.fixture, ALICE)), 1)
+        [toAlice] = stored(self.fixture, ALICE)
         [toBob] = stored(self.fixture, BOB)
-        self.assertIn(b"\r\n\tfor <team@example.test>; ", toBob)
+        self.assertEqual(toAlice, toBob)
+        self.assertNotIn(b"Delivered-To:", toBob)
+        self.assertNotIn(b"\tfor <", toBob)
+
+    @inlineCallbacks
+    def test_one_message_for_several_users_is_stored_once_and_linked(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """Each mailbox has its own name for the same file (one inode), as Dovecot's LMTP does."""
+        refused = yield inThread(self.send, "s@remote.example", [ALICE, BOB], BODY)
+        self.assertEqual(refused, {})
+        inodes = set()
+        for user in (ALICE, BOB):
+            folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
+            [info] = folder.messages()
+            with folder.openMessage(info.uid) as f:
+                inodes.add(os.fstat(f.fileno()).st_ino)
+        self.assertEqual(len(inodes), 1)
+
+    @inlineCallbacks
+    def test_a_single_recipient_copy_names_its_user(self) -> Generator[Deferred[Any], Any, None]:
+        yield inThread(self.send, "s@remote.example", ["alice+tag@example.test"], BODY)
+        [toAlice] = stored(self.fixture, ALICE)
+        self.assertIn(b"Delivered-To: " + ALICE.encode() + b"\r\n", toAlice)
+        self.assertIn(b"\r\n\tfor <alice+tag@example.test>; ", toAlice)
 
     def recipientReplies(self, recipients: list[str]) -> list[tuple[int, bytes]]:
         with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as client:

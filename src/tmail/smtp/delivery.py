@@ -13,12 +13,17 @@ Quotas are per recipient: L{LocalDelivery.overQuota} lets C{RCPT} refuse a
 user whose mailbox is already full (or too full for the size C{MAIL FROM}
 declared), and L{commitAll} refuses a copy that does not fit without
 stopping the other recipients' copies.
+
+A message for several users whose INBOXes can share a file
+(L{ILinkingFolder}: Maildirs on one filesystem) is written once, with trace
+headers that name none of them, and linked into the other mailboxes at the
+end; each copy is still published and committed on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThread
@@ -27,8 +32,8 @@ from twisted.mail import smtp
 from zope.interface import implementer
 
 from tmail.errors import OverQuota
-from tmail.interfaces import IMailRealm, IPendingMessage, IQuotaStore
-from tmail.smtp.headers import Trace, traceHeaders
+from tmail.interfaces import ILinkingFolder, IMailRealm, IPendingMessage, IQuotaStore
+from tmail.smtp.headers import Trace, sharedTraceHeaders, traceHeaders
 
 _log = Logger()
 
@@ -48,7 +53,7 @@ class MailboxMessage:
     """
 
     def __init__(self, pending: IPendingMessage, prefix: bytes, user: str = "") -> None:
-        self.pending = pending
+        self.pending: IPendingMessage | None = pending
         self.user = user
         self._chunks: list[bytes] = [prefix]
         self._buffered = len(prefix)
@@ -70,12 +75,14 @@ class MailboxMessage:
             data = b"".join(self._chunks)
             self._chunks = []
             self._buffered = 0
+            assert self.pending is not None
             self.pending.write(data)
 
     def eomReceived(self) -> Deferred[int]:
         """Flush and commit (fsync); fires with the new message's UID."""
         try:
             self.flush()
+            assert self.pending is not None
             uid = self.pending.commit()
         except BaseException:
             self.connectionLost()
@@ -88,7 +95,32 @@ class MailboxMessage:
         self._chunks = []
         if not self._finished:
             self._finished = True
-            self.pending.abort()
+            if self.pending is not None:
+                self.pending.abort()
+
+
+class LinkedMessage(MailboxMessage):
+    """
+    Another user's copy of a message L{MailboxMessage} C{source} writes:
+    nothing is written to it; when the content is complete (L{flush}), it
+    becomes a link to the source's file in this user's INBOX.
+    """
+
+    def __init__(self, folder: ILinkingFolder, source: MailboxMessage, user: str) -> None:
+        super().__init__(None, b"", user)  # type: ignore[arg-type]
+        self.pending = None
+        self._folder = folder
+        self._source = source
+
+    def write(self, data: bytes) -> None:
+        """The source has the content."""
+
+    def flush(self) -> None:
+        if self.pending is None and not self._finished:
+            source = self._source
+            source.flush()
+            assert source.pending is not None
+            self.pending = self._folder.linkedCopy(source.pending)
 
 
 class LocalDelivery:
@@ -112,6 +144,38 @@ class LocalDelivery:
         folder = self.realm.storeFor(user).getFolder("INBOX")
         prefix = traceHeaders(trace, sender, user, recipient)
         return MailboxMessage(folder.beginMessage(), prefix, user)
+
+    def beginAll(
+        self, recipients: Sequence[tuple[str, str]], sender: str, trace: Trace
+    ) -> list[MailboxMessage]:
+        """
+        Start the copies for C{(user, RCPT address)} pairs, written once
+        and linked when the users' INBOXes allow it, else one per user.
+        When this raises, the copies begun are aborted.
+        """
+        if len(recipients) > 1:
+            folders = [self.realm.storeFor(user).getFolder("INBOX") for user, _ in recipients]
+            if all(ILinkingFolder.providedBy(folder) for folder in folders[1:]):
+                first = recipients[0][0]
+                source = MailboxMessage(
+                    folders[0].beginMessage(), sharedTraceHeaders(trace, sender), first
+                )
+                return [
+                    source,
+                    *(
+                        LinkedMessage(cast(ILinkingFolder, folder), source, user)
+                        for folder, (user, _) in zip(folders[1:], recipients[1:], strict=True)
+                    ),
+                ]
+        messages: list[MailboxMessage] = []
+        try:
+            for user, address in recipients:
+                messages.append(self.begin(user, address, sender, trace))
+        except BaseException:
+            for message in messages:
+                message.connectionLost()
+            raise
+        return messages
 
     def overQuota(self, user: str, size: int) -> bool:
         """
@@ -140,6 +204,7 @@ def publishAll(messages: Sequence[MailboxMessage]) -> list[OverQuota | None]:
     """
     outcomes: list[OverQuota | None] = []
     for message in messages:
+        assert message.pending is not None
         try:
             message.pending.publish()
         except OverQuota as e:

@@ -99,14 +99,20 @@ class Trace:
     queueID: str
     date: datetime
 
-    def received(self, recipient: str) -> bytes:
-        """The C{Received} header for one recipient, folded, ending in CRLF."""
+    def received(self, recipient: str | None) -> bytes:
+        """
+        The C{Received} header, folded, ending in CRLF; with a C{for}
+        clause when the copy is for one recipient (Postfix leaves it out
+        for a message stored for several).  UTF-8 appears only in an
+        SMTPUTF8 transaction's addresses, where RFC 6532 allows it.
+        """
         client = f"{self.clientName} {addressLiteral(self.clientAddress)}"
+        target = f"for <{recipient}>; " if recipient is not None else ""
         return (
             f"Received: from {self.helo} ({client})\r\n"
             f"\tby {self.hostname} (tmail) with {self.protocol} id {self.queueID}\r\n"
-            f"\tfor <{recipient}>; {format_datetime(self.date)}\r\n"
-        ).encode("ascii", "replace")
+            f"\t{target}{format_datetime(self.date)}\r\n"
+        ).encode("utf-8", "replace")
 
 
 def traceHeaders(trace: Trace, returnPath: str, user: str, recipient: str) -> bytes:
@@ -118,4 +124,13 @@ def traceHeaders(trace: Trace, returnPath: str, user: str, recipient: str) -> by
     @param recipient: the C{RCPT TO} address that led to C{user}.
     """
     head = f"Return-Path: <{returnPath}>\r\nDelivered-To: {user}\r\n"
-    return head.encode("ascii", "replace") + trace.received(recipient)
+    return head.encode("utf-8", "replace") + trace.received(recipient)
+
+
+def sharedTraceHeaders(trace: Trace, returnPath: str) -> bytes:
+    """
+    C{Return-Path} and C{Received} for a copy shared by several local
+    users (one file, hard-linked into each mailbox): nothing names one of
+    them.
+    """
+    return f"Return-Path: <{returnPath}>\r\n".encode("utf-8", "replace") + trace.received(None)

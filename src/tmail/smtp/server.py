@@ -477,17 +477,13 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         trace = self._trace()
         self._dataRecipients = self._recipients
         self._resetTransaction()
-        messages: list[MailboxMessage] = []
         try:
-            for user, address in firstRecipient.items():
-                messages.append(self.factory.delivery.begin(user, address, sender, trace))
+            messages = self.factory.delivery.beginAll(list(firstRecipient.items()), sender, trace)
         except StoreFull as e:
-            self._abort(messages)
             self.reply(self._storeFull(e))
             return False
         except Exception:
             self.log.failure("smtp {queueID}: delivery failed", queueID=self._queueID)
-            self._abort(messages)
             self.reply(INTERNAL_ERROR)
             return False
         self._messages = messages

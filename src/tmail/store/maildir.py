@@ -34,6 +34,7 @@ from zope.interface import implementer
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
     IIncrementalFolder,
+    ILinkingFolder,
     IMailFolder,
     IMailStore,
     IModSeqFolder,
@@ -266,8 +267,10 @@ class _PendingMessage:
         internaldate: float | None,
         existing: Path | None = None,
         crlfSize: int | None = None,
+        syncExisting: bool = False,
     ) -> None:
         self._folder = folder
+        self._syncExisting = syncExisting
         self._tmpPath = existing
         self._crlfSize = crlfSize
         self._flags = flags
@@ -334,6 +337,14 @@ class _PendingMessage:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+            elif self._syncExisting:
+                # A link to a file another copy is still writing: make sure
+                # its bytes are on disk whatever becomes of that copy.
+                fd = os.open(self._file(), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             self._checkQuota()
             if not self._folder._needsKeywordLetters(self._flags):
                 self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
@@ -388,7 +399,7 @@ class _PendingMessage:
 
 
 @implementer(IMailFolder)
-@implementer(IModSeqFolder, IIncrementalFolder)
+@implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder)
 class MaildirFolder:
     """
     One Maildir folder with Dovecot-compatible UIDs and flags, and
@@ -1280,6 +1291,24 @@ class MaildirFolder:
                 self._sync(force=True)
         self._notify()
         return uid
+
+    def linkedCopy(self, source: IPendingMessage) -> IPendingMessage:
+        if not isinstance(source, _PendingMessage) or not source._writable:
+            raise TypeError("a linked copy needs a Maildir message still being written")
+        self._open()
+        source._flush()
+        origin = source._file()
+        target = self._path / "tmp" / _uniqueName()
+        with fullDiskIsStoreFull():
+            try:
+                os.link(origin, target)
+            except OSError as e:
+                if e.errno not in _NO_HARD_LINKS:
+                    raise
+                shutil.copyfile(origin, target)
+        return _PendingMessage(
+            self, source._flags, source._internaldate, existing=target, syncExisting=True
+        )
 
     def _deliverLink(self, source: Path, flags: frozenset[str], crlfSize: int) -> int | None:
         """
