@@ -5,14 +5,21 @@ C{tls:PORT[:interface=ADDR]} is an implicit-TLS listener with the
 certificate and key of the C{[tls]} section; L{expandListener} turns it
 into Twisted's C{ssl:} form.  Every other description is a Twisted server
 endpoint string and passes through unchanged.
+
+A C{unix:PATH[:mode=OCTAL]} socket (the usual LMTP listener) must have an
+absolute path that fits in a socket address, and a mode that is file
+permissions: Twisted would accept the first two and fail only when it
+listens, and would pass any number to C{chmod}.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import socket
 
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.testing import MemoryReactor
 
 from tmail.config.schema import TLSSettings
@@ -28,6 +35,12 @@ __all__ = [
 ]
 
 TLS_PREFIX = "tls:"
+
+#: The longest unix socket path, in bytes: C{sun_path} (108 on Linux) less its NUL.
+MAX_UNIX_PATH = 107
+
+_OCTAL_MODE = re.compile(r"[0-7]{1,4}\Z")
+_MODE_PROBLEM = "mode= must be octal permissions such as 660"
 
 
 def escapeEndpointValue(value: str) -> str:
@@ -115,9 +128,15 @@ def checkServerEndpoint(description: str) -> None:
 
     @raise ValueError: with a short reason when it would not parse.
     """
-    if splitEndpoint(description)[0] == "systemd":
+    kind, *options = splitEndpoint(description)
+    if kind == "systemd":
         _checkSystemd(description)
         return
+    if kind == "unix":
+        for option in options:
+            name, equals, value = option.partition("=")
+            if name == "mode" and equals and not _OCTAL_MODE.match(value):
+                raise ValueError(f"{description!r}: {_MODE_PROBLEM}")
     try:
         endpoint = serverFromString(MemoryReactor(), description)  # type: ignore[no-untyped-call]
     except Exception as e:
@@ -125,6 +144,17 @@ def checkServerEndpoint(description: str) -> None:
     port = getattr(endpoint, "_port", None)
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise ValueError(f"{description!r}: port {port} is out of range 0..65535")
+    if isinstance(endpoint, UNIXServerEndpoint):
+        _checkUnix(description, endpoint._address, endpoint._mode)
+
+
+def _checkUnix(description: str, path: str, mode: int) -> None:
+    if not os.path.isabs(path):
+        raise ValueError(f"{description!r}: the socket path must be absolute")
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise ValueError(f"{description!r}: the socket path is longer than {MAX_UNIX_PATH} bytes")
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"{description!r}: {_MODE_PROBLEM}")
 
 
 def _checkSystemd(description: str) -> None:

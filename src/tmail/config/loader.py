@@ -36,6 +36,7 @@ from tmail.config.endpoints import checkServerEndpoint, isTLSShorthand, parseTLS
 from tmail.config.schema import (
     AuthSettings,
     IMAPSettings,
+    LMTPSettings,
     POP3Settings,
     QuotaSettings,
     RealmSettings,
@@ -63,6 +64,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "submission": SMTPSettings,
     "imap": IMAPSettings,
     "pop3": POP3Settings,
+    "lmtp": LMTPSettings,
 }
 _TOP_LEVEL = ("hostname", "data_dir", "log_format")
 
@@ -186,6 +188,7 @@ class _Loader:
             submission=self.section("submission", document, SMTPSettings),
             imap=self.imap(document),
             pop3=self.section("pop3", document, POP3Settings),
+            lmtp=self.section("lmtp", document, LMTPSettings),
             log_format=cast(Literal["text", "json"], logFormat),
         )
 

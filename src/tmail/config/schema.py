@@ -109,6 +109,25 @@ class SMTPSettings:
 
 
 @dataclass(frozen=True)
+class LMTPSettings(SMTPSettings):
+    """
+    The LMTP service (RFC 2033), C{[lmtp]}: where the MTA in front of tmail
+    (Postfix's C{lmtp:} transport) hands over the mail of hosted users.  The
+    keys of L{SMTPSettings}.
+
+    @ivar listen: usually a unix socket, C{unix:/run/tmail/lmtp:mode=660}
+        (who may connect is who may write the socket), or a loopback port,
+        C{tcp:24:interface=127.0.0.1}.
+    @ivar max_connections_per_address: the MTA opens up to its concurrency
+        limit at once (Postfix: 20 per destination), and every client of a
+        unix socket counts as the one address C{local}; hence more than for
+        SMTP.
+    """
+
+    max_connections_per_address: int = 100
+
+
+@dataclass(frozen=True)
 class IMAPSettings:
     """
     The IMAP4 service.
@@ -181,4 +200,5 @@ class Settings:
     submission: SMTPSettings | None = None
     imap: IMAPSettings | None = None
     pop3: POP3Settings | None = None
+    lmtp: LMTPSettings | None = None
     log_format: Literal["text", "json"] = "text"
