@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given
@@ -86,6 +87,16 @@ class TraceHeaderTests(SynchronousTestCase):
             b"Received: from client.example.org (192.0.2.7 [192.0.2.7])\r\n"
             b"\tby mx.example.test (tmail) with ESMTPS id ABCDEF0123\r\n"
             b"\tfor <alice+x@example.test>; Tue, 01 Jul 2025 12:30:05 +0200\r\n",
+        )
+
+    def test_unix_socket_client_gets_no_tcp_info(self) -> None:
+        """A client on a unix socket has no address: C{from} names its HELO alone."""
+        trace = dataclasses.replace(TRACE, clientAddress="local", clientName="local")
+        self.assertEqual(
+            trace.received("alice@example.test"),
+            b"Received: from client.example.org\r\n"
+            b"\tby mx.example.test (tmail) with ESMTPS id ABCDEF0123\r\n"
+            b"\tfor <alice@example.test>; Tue, 01 Jul 2025 12:30:05 +0200\r\n",
         )
 
     def test_nullReturnPath(self) -> None:

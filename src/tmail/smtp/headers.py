@@ -83,7 +83,7 @@ class Trace:
     What one transaction's C{Received} headers say.
 
     @ivar helo: the sanitised HELO argument (see L{sanitiseHelo}).
-    @ivar clientAddress: the client's IP address.
+    @ivar clientAddress: the client's IP address (C{"local"} on a unix socket).
     @ivar clientName: its verified host name, or its address when unknown.
     @ivar hostname: this server's name.
     @ivar protocol: see L{protocolName}.
@@ -104,12 +104,19 @@ class Trace:
         The C{Received} header, folded, ending in CRLF; with a C{for}
         clause when the copy is for one recipient (Postfix leaves it out
         for a message stored for several).  UTF-8 appears only in an
-        SMTPUTF8 transaction's addresses, where RFC 6532 allows it.
+        SMTPUTF8 transaction's addresses, where RFC 6532 allows it.  A
+        client without an IP address (on a unix socket) gets no TCP-info
+        (RFC 5321 4.4): C{from} names only its HELO.
         """
-        client = f"{self.clientName} {addressLiteral(self.clientAddress)}"
+        try:
+            ipaddress.ip_address(self.clientAddress)
+        except ValueError:
+            client = self.helo
+        else:
+            client = f"{self.helo} ({self.clientName} {addressLiteral(self.clientAddress)})"
         target = f"for <{recipient}>; " if recipient is not None else ""
         return (
-            f"Received: from {self.helo} ({client})\r\n"
+            f"Received: from {client}\r\n"
             f"\tby {self.hostname} (tmail) with {self.protocol} id {self.queueID}\r\n"
             f"\t{target}{format_datetime(self.date)}\r\n"
         ).encode("utf-8", "replace")
