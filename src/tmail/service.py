@@ -36,6 +36,7 @@ from tmail.pop3.factory import POP3Factory
 from tmail.realm.build import realmFromSettings
 from tmail.realm.maildir import MaildirRealm
 from tmail.smtp.factory import SMTPFactory
+from tmail.smtp.lmtp import LMTPFactory
 from tmail.tls import serverContextFactory
 
 #: Listen queue of C{tcp:} listeners that do not set C{backlog=}: Twisted's
@@ -192,6 +193,16 @@ def makeService(
             hostname=settings.hostname,
         )
         factories.append(("pop3", settings.pop3.listen, popFactory))
+    if settings.lmtp is not None:
+        lmtpFactory = LMTPFactory(
+            realm,
+            settings.lmtp,
+            hostname=settings.hostname,
+            tlsContextFactory=tls,
+            throttle=throttle,
+            overQuota=settings.quota.over_quota,
+        )
+        factories.append(("lmtp", settings.lmtp.listen, lmtpFactory))
     for name, listeners, factory in factories:
         for description in listeners:
             top.addListener(name, description, factory, tls)

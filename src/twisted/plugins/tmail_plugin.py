@@ -5,6 +5,6 @@ from twisted.application.service import ServiceMaker
 tmail = ServiceMaker(
     "tmail",
     "tmail.tap",
-    "A mail server: SMTP, submission, IMAP4 and POP3 over Maildir",
+    "A mail server: SMTP, submission, LMTP, IMAP4 and POP3 over Maildir",
     "tmail",
 )
