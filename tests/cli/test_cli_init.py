@@ -18,6 +18,7 @@ from tmail.config.loader import loadSettings
 from tmail.config.schema import (
     AuthSettings,
     IMAPSettings,
+    LMTPSettings,
     POP3Settings,
     RealmSettings,
     SMTPSettings,
@@ -70,6 +71,7 @@ def test_init_writes_a_config_that_check_accepts(
     assert s.pop3 == POP3Settings(
         listen=("tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1")
     )
+    assert s.lmtp is None, "the demo opens no LMTP port unless uncommented"
 
     directory = PasswdFileDirectory(folder / "data")
     assert directory.domains() == ["example.test"]
@@ -91,6 +93,7 @@ def test_commented_defaults_in_the_config_are_the_real_defaults(
     assert s.log_format == "text"
     assert s.smtp == SMTPSettings(listen=("tcp:2525:interface=127.0.0.1",))
     assert s.imap is not None and s.imap.max_literal_size == IMAPSettings().max_literal_size
+    assert s.lmtp == LMTPSettings(listen=("tcp:2424:interface=127.0.0.1",))
 
 
 def test_init_with_other_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

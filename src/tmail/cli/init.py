@@ -14,7 +14,13 @@ import secrets
 from pathlib import Path
 
 from tmail.cli.commands import IO, CommandError
-from tmail.config.schema import AuthSettings, IMAPSettings, POP3Settings, SMTPSettings
+from tmail.config.schema import (
+    AuthSettings,
+    IMAPSettings,
+    LMTPSettings,
+    POP3Settings,
+    SMTPSettings,
+)
 from tmail.directory.addresses import isValidHostname, normalizeDomain
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.tlscert import writeSelfSignedCertificate
@@ -26,6 +32,7 @@ DEFAULT_DOMAIN = "example.test"
 DEMO_USER = "demo"
 
 _smtp, _imap, _pop3, _auth = SMTPSettings(), IMAPSettings(), POP3Settings(), AuthSettings()
+_lmtp = LMTPSettings()
 
 _TEMPLATE = f"""\
 # tmail configuration, written by "tmail init".
@@ -72,6 +79,13 @@ listen = ["tcp:2525:interface=127.0.0.1"]
 
 [submission]
 listen = ["tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1"]
+
+# LMTP, for an MTA in front of tmail (Postfix: virtual_transport =
+# lmtp:inet:127.0.0.1:2424, or lmtp:unix:/PATH with "unix:/PATH:mode=660");
+# the keys of [smtp].
+# [lmtp]
+# listen = ["tcp:2424:interface=127.0.0.1"]
+# max_connections_per_address = {_lmtp.max_connections_per_address}
 
 [imap]
 listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
