@@ -7,6 +7,7 @@ The C{tmail} administration command.
     tmail user add|list|passwd|remove ...
     tmail alias add|list|remove ...
     tmail quota show|set|recalc ...
+    tmail dkim keygen|show|activate ...
 
 C{--config} may come before or after the subcommand and defaults to
 C{$TMAIL_CONFIG}, else C{./tmail.toml}.  Exit status: 0 on success, 1 when
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
-from tmail.cli import commands
+from tmail.cli import commands, dkim
 from tmail.cli.commands import IO, CommandError
 from tmail.cli.init import DEFAULT_DOMAIN, DEFAULT_HOSTNAME, init
 from tmail.errors import ConfigError, DirectoryError
@@ -148,6 +149,25 @@ def buildParser() -> argparse.ArgumentParser:
     leaf(
         quota, "recalc", commands.quotaRecalc, "count a user's usage again from the messages"
     ).add_argument("address")
+
+    keys = sub.add_parser("dkim", help="DKIM signing keys").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = leaf(keys, "keygen", dkim.dkimKeygen, "make a domain's signing key, print its DNS record")
+    p.add_argument("domain")
+    p.add_argument("--selector", metavar="NAME", help="default: tmail<year><month>")
+    p.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa", help="(rsa)")
+    p.add_argument("--bits", type=int, metavar="N", help="RSA key size (2048)")
+    p.add_argument("--force", action="store_true", help="replace the key of an existing selector")
+    p.add_argument(
+        "--no-activate", action="store_true", help="keep signing with the current selector"
+    )
+    p = leaf(keys, "show", dkim.dkimShow, "print the DNS record of a domain's key")
+    p.add_argument("domain")
+    p.add_argument("--selector", metavar="NAME", help="default: the active one")
+    p = leaf(keys, "activate", dkim.dkimActivate, "sign a domain's mail with another selector")
+    p.add_argument("domain")
+    p.add_argument("selector")
     return parser
 
 
