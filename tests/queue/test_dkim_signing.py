@@ -249,6 +249,11 @@ def test_the_signing_domain_is_that_of_the_from_header(fromHeader: bytes, domain
     assert fromDomain(fromHeader + b"\r\nSubject: x\r\n\r\nhi\r\n") == domain
 
 
+def test_header_lines_in_the_body_do_not_count() -> None:
+    message = MESSAGE + b"\r\nFrom: mallory@example.net\r\nno colon\r\n"
+    assert fromDomain(message) == "example.com"
+
+
 def test_a_malformed_header_block_passes_unsigned(keys: DKIMKeyStore, signer: DKIMSigner) -> None:
     keys.add("example.com", "s1", privateKey("ed25519"))
     for message in (b" folded first\r\n" + MESSAGE, b"no colon here\r\n" + MESSAGE):

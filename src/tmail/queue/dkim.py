@@ -114,6 +114,7 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
 _FIELD = re.compile(rb"([\x21-\x7e]+?):")
 _LINE = re.compile(rb"\r?\n")
+_HEADER_END = re.compile(rb"(?:\A|\r?\n)\r?\n")
 
 
 class DKIMError(TmailError):
@@ -458,9 +459,10 @@ def fromDomain(message: bytes) -> str | None:
 def _headerFields(message: bytes) -> list[tuple[bytes, bytes]] | None:
     """The unfolded header fields, or C{None} when the header block is malformed."""
     fields: list[tuple[bytes, bytes]] = []
-    for line in _LINE.split(message):
+    end = _HEADER_END.search(message)
+    for line in _LINE.split(message[: end.start()] if end else message):
         if not line:
-            return fields
+            break
         if line[:1] in (b" ", b"\t"):
             if not fields:
                 return None
@@ -517,6 +519,12 @@ class DKIMSigner:
             return None
         if self.directory is not None and not self.directory.hasDomain(domain):
             return None
+        try:
+            return self._activeKey(domain)
+        except OSError as e:
+            raise DKIMKeyError(f"the DKIM key of {domain} cannot be read: {e}") from None
+
+    def _activeKey(self, domain: str) -> DKIMKey | None:
         selectorStat = _stat(self.keys.selectorPath(domain))
         if selectorStat is None:
             return None
