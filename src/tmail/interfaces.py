@@ -109,6 +109,27 @@ class IPendingMessage(Interface):
         """Remove the temporary file.  Safe to call more than once."""
 
 
+class IInsertablePendingMessage(IPendingMessage):
+    """
+    Optional for an L{IPendingMessage}: one that can insert bytes into what
+    was already written.  SMTP uses it for header fields that are known
+    only once the whole message is in (a policy's verdict at the end of
+    DATA), which go in front of content already handed to the store.
+
+    Inserting where the bytes are still in the store's own buffer is free;
+    further back, the store may have to copy the file once (in L{publish},
+    which callers may run in a worker thread).  A store without this
+    interface is simply given the whole message at the end instead.
+    """
+
+    def insert(offset: int, data: bytes) -> None:
+        """
+        Insert C{data} at C{offset} of the message as written so far
+        (earlier insertions included), before L{publish} or L{commit}.
+        Raises C{ValueError} for an offset past the end.
+        """
+
+
 class IMailFolder(Interface):
     """
     One folder (IMAP mailbox) of a user's store.

@@ -39,6 +39,30 @@ def writeAll(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[written:]
 
 
+def copyRange(source: int, target: int, offset: int, count: int | None = None) -> None:
+    """
+    Append C{count} bytes of C{source} from C{offset} (to its end when
+    C{None}) to C{target} at its current position, in the kernel where it
+    can (C{copy_file_range}), else through a small buffer.
+    """
+    end = os.fstat(source).st_size if count is None else offset + count
+    while offset < end:
+        want = min(end - offset, 1 << 30)
+        try:
+            copied = os.copy_file_range(source, target, want, offset)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            copied = 0
+        if copied == 0:
+            chunk = os.pread(source, min(want, 1 << 20), offset)
+            if not chunk:
+                raise OSError(errno.EIO, "the file is shorter than expected")
+            writeAll(target, chunk)
+            copied = len(chunk)
+        offset += copied
+
+
 def fsyncDirectory(path: Path) -> None:
     """Make the entries of directory C{path} (creations, renames) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

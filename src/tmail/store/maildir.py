@@ -34,6 +34,7 @@ from zope.interface import implementer
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
     IIncrementalFolder,
+    IInsertablePendingMessage,
     ILinkingFolder,
     IMailFolder,
     IMailStore,
@@ -61,7 +62,13 @@ from tmail.store.flags import (
     systemFlags,
     systemLetter,
 )
-from tmail.store.fsutil import fsyncDirectory, fullDiskIsStoreFull, isDiskFull, writeAll
+from tmail.store.fsutil import (
+    copyRange,
+    fsyncDirectory,
+    fullDiskIsStoreFull,
+    isDiskFull,
+    writeAll,
+)
 from tmail.store.naming import (
     DELIMITER,
     INBOX,
@@ -249,7 +256,7 @@ class _Entry:
     info: MessageInfo
 
 
-@implementer(IPendingMessage)
+@implementer(IInsertablePendingMessage)
 class _PendingMessage:
     """
     A message being written to C{tmp/}; see L{IPendingMessage}.
@@ -258,6 +265,10 @@ class _PendingMessage:
     is created, written and fsync'ed all in L{publish}: off the reactor
     thread when the caller runs it in a worker, where creating a file may
     wait behind other deliveries' fsyncs.
+
+    An L{insert} into bytes still buffered costs nothing; one into bytes
+    already in the file is made in L{publish}, by copying the file into a
+    new one with the insertion in place (in the kernel where it can).
     """
 
     def __init__(
@@ -281,13 +292,59 @@ class _PendingMessage:
         self._done = False
         self._placed: _Placed | None = None
         self._quotaChecked = False
+        #: Bytes written and inserted so far.
+        self._size = 0
+        #: Insertions into bytes already in the file, made in L{publish}.
+        self._inserts: list[tuple[int, bytes]] = []
 
     def write(self, data: bytes) -> None:
         if self._done or not self._writable:
             raise ValueError("the message is no longer being written")
         self._buffer += data
+        self._size += len(data)
         if len(self._buffer) >= _FLUSH_AT:
             self._flush()
+
+    def insert(self, offset: int, data: bytes) -> None:
+        if self._done or not self._writable:
+            raise ValueError("the message is no longer being written")
+        if not 0 <= offset <= self._size:
+            raise ValueError(f"offset {offset} is outside the message ({self._size} bytes)")
+        buffered = self._size - len(self._buffer)
+        if offset >= buffered:
+            self._buffer[offset - buffered : offset - buffered] = data
+        else:
+            self._inserts.append((offset, data))
+        self._size += len(data)
+
+    def _applyInserts(self, fd: int) -> int:
+        """
+        Rewrite the file with the pending insertions, one copy each, and
+        return the descriptor of the new file (the old one is removed).
+        """
+        for offset, data in self._inserts:
+            old = self._file()
+            newFd = self._create()
+            try:
+                source = os.open(old, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    copyRange(source, newFd, 0, offset)
+                    writeAll(newFd, data)
+                    copyRange(source, newFd, offset)
+                finally:
+                    os.close(source)
+            except BaseException:
+                # Keep the old file in hand so that abort removes both.
+                os.close(newFd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._file())
+                self._tmpPath, self._fd = old, fd
+                raise
+            os.close(fd)
+            os.unlink(old)
+            fd = newFd
+        self._inserts.clear()
+        return fd
 
     def _create(self) -> int:
         """Create the file in C{tmp/} under a new unique name."""
@@ -328,6 +385,9 @@ class _PendingMessage:
             if self._writable:
                 self._flush()
                 self._writable = False
+                if self._inserts:
+                    assert self._fd is not None
+                    self._fd = self._applyInserts(self._fd)
                 fd, self._fd = self._fd, None
                 assert fd is not None
                 try:
@@ -1297,6 +1357,11 @@ class MaildirFolder:
             raise TypeError("a linked copy needs a Maildir message still being written")
         self._open()
         source._flush()
+        if source._inserts:
+            # The linked copies share the file: it must hold the insertions first.
+            assert source._fd is not None
+            with fullDiskIsStoreFull():
+                source._fd = source._applyInserts(source._fd)
         origin = source._file()
         target = self._path / "tmp" / _uniqueName()
         with fullDiskIsStoreFull():
