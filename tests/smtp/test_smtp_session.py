@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +23,14 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import directlyProvides
+from zope.interface import directlyProvides, implementer
 
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, SMTPSettings
 from tmail.errors import NotHostedDomain, RecipientError, StoreFull, UnknownRecipient
+from tmail.interfaces import IInsertablePendingMessage
 from tmail.smtp.factory import SMTPFactory
+from tmail.smtp.policy import ISMTPPolicy
 
 DOMAIN = "example.test"
 PASSWORD = b"secret-password"
@@ -60,6 +63,19 @@ class FakePending:
             self.state = "aborted"
 
 
+@implementer(IInsertablePendingMessage)
+class FakeInsertablePending(FakePending):
+    """A pending message that can insert into what it was given, as Maildir's can."""
+
+    inserts: int = 0
+
+    def insert(self, offset: int, data: bytes) -> None:
+        written = b"".join(self.data)
+        assert offset <= len(written)
+        self.data = [written[:offset], data, written[offset:]]
+        self.inserts += 1
+
+
 @dataclass
 class FakeFolder:
     stored: list[bytes] = field(default_factory=list)
@@ -67,11 +83,13 @@ class FakeFolder:
     failBegin: BaseException | None = None
     failWrite: BaseException | None = None
     failCommit: BaseException | None = None
+    #: Whether its pending messages provide IInsertablePendingMessage.
+    insertable: bool = True
 
     def beginMessage(self, flags: Any = (), internaldate: Any = None) -> FakePending:
         if self.failBegin is not None:
             raise self.failBegin
-        pending = FakePending(self)
+        pending = FakeInsertablePending(self) if self.insertable else FakePending(self)
         self.pending.append(pending)
         return pending
 
@@ -120,6 +138,7 @@ def makeFactory(
     *,
     submission: bool = False,
     tls: Any = None,
+    policies: Sequence[ISMTPPolicy] = (),
     **limits: Any,
 ) -> SMTPFactory:
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{f"alice@{DOMAIN}": PASSWORD})
@@ -131,6 +150,7 @@ def makeFactory(
         portal=Portal(realm, [checker]),  # type: ignore[arg-type]
         tlsContextFactory=tls,
         throttle=AuthThrottle(AuthSettings(failure_delay=1.0, max_failures=3), clock),
+        policies=policies,
     )
     factory.runInThread = maybeDeferred  # type: ignore[method-assign]
     return factory

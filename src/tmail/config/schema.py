@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 PlaintextAuthPolicy = Literal["loopback", "never", "always"]
 OverQuotaPolicy = Literal["reject", "tempfail"]
@@ -125,6 +125,22 @@ class LMTPSettings(SMTPSettings):
     """
 
     max_connections_per_address: int = 100
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """
+    One SMTP policy, a C{[policy.<name>]} table.
+
+    @ivar name: the table's name, as C{policies} lists name it.
+    @ivar cls: C{"package.module:Class"}, from the C{class} key (bundled
+        policies need none).
+    @ivar options: the table's other keys, as TOML gave them, for the class.
+    """
+
+    name: str
+    cls: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,25 @@ A message for several users whose INBOXes can share a file
 (L{ILinkingFolder}: Maildirs on one filesystem) is written once, with trace
 headers that name none of them, and linked into the other mailboxes at the
 end; each copy is still published and committed on its own.
+
+Each copy starts with C{Return-Path}, C{Delivered-To} (not in a shared
+copy), the header fields SMTP policies added before DATA
+(L{tmail.smtp.policy}), and C{Received}.  A message is shared only when
+every user gets the same policy fields.  Fields a policy adds at the end of
+DATA go in the same place, just above C{Received} (where RFC 7208 9.1 and
+RFC 8601 5 want C{Received-SPF} and C{Authentication-Results}), so they
+must be inserted in front of content already written: while nothing has
+reached the store the copy does it in its own buffer; after that the store
+inserts them (L{IInsertablePendingMessage}: free while the bytes are in its
+buffer, one copy of the file otherwise, made before a shared file is
+linked).  A store that cannot insert is handed nothing before the end when
+late fields are possible, so such a copy is held in memory: the price of a
+store without that interface.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
@@ -32,7 +46,13 @@ from twisted.mail import smtp
 from zope.interface import implementer
 
 from tmail.errors import OverQuota
-from tmail.interfaces import ILinkingFolder, IMailRealm, IPendingMessage, IQuotaStore
+from tmail.interfaces import (
+    IInsertablePendingMessage,
+    ILinkingFolder,
+    IMailRealm,
+    IPendingMessage,
+    IQuotaStore,
+)
 from tmail.smtp.headers import Trace, sharedTraceHeaders, traceHeaders
 
 _log = Logger()
@@ -52,11 +72,30 @@ class MailboxMessage:
     @ivar user: the canonical address of the user the copy is for.
     """
 
-    def __init__(self, pending: IPendingMessage, prefix: bytes, user: str = "") -> None:
+    def __init__(
+        self,
+        pending: IPendingMessage,
+        prefix: bytes,
+        user: str = "",
+        *,
+        headersAt: int | None = None,
+        hold: bool = False,
+    ) -> None:
+        """
+        @param prefix: the trace header fields, written first.
+        @param headersAt: where in C{prefix} L{addHeaders} puts fields (the
+            end of C{prefix} when C{None}).
+        @param hold: hand nothing to C{pending} before L{flush}, so that
+            L{addHeaders} works on a store that cannot insert.
+        """
         self.pending: IPendingMessage | None = pending
         self.user = user
         self._chunks: list[bytes] = [prefix]
         self._buffered = len(prefix)
+        self._headersAt = len(prefix) if headersAt is None else headersAt
+        self._hold = hold
+        #: Whether the prefix went to the store already.
+        self._handed = False
         self._finished = False
 
     def lineReceived(self, line: bytes) -> None:
@@ -66,7 +105,7 @@ class MailboxMessage:
         """Add content (with its CRLFs); handed to the store in large pieces."""
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered >= WRITE_CHUNK:
+        if self._buffered >= WRITE_CHUNK and not self._hold:
             self.flush()
 
     def flush(self) -> None:
@@ -75,8 +114,27 @@ class MailboxMessage:
             data = b"".join(self._chunks)
             self._chunks = []
             self._buffered = 0
+            self._handed = True
             assert self.pending is not None
             self.pending.write(data)
+
+    def addHeaders(self, fields: bytes) -> None:
+        """
+        Put header fields (CRLF-terminated) after those the copy started
+        with, above C{Received}, though content may follow already.
+        """
+        if not fields:
+            return
+        at = self._headersAt
+        if not self._handed:
+            prefix = self._chunks[0]
+            self._chunks[0] = prefix[:at] + fields + prefix[at:]
+            self._buffered += len(fields)
+        elif IInsertablePendingMessage.providedBy(self.pending):
+            self.pending.insert(at, fields)
+        else:
+            raise RuntimeError("the store cannot insert, and the copy was not held")
+        self._headersAt += len(fields)
 
     def eomReceived(self) -> Deferred[int]:
         """Flush and commit (fsync); fires with the new message's UID."""
@@ -115,6 +173,9 @@ class LinkedMessage(MailboxMessage):
     def write(self, data: bytes) -> None:
         """The source has the content."""
 
+    def addHeaders(self, fields: bytes) -> None:
+        """The source has the content, and gets the fields."""
+
     def flush(self) -> None:
         if self.pending is None and not self._finished:
             source = self._source
@@ -136,29 +197,58 @@ class LocalDelivery:
         """
         return self.realm.resolveRecipient(address)
 
-    def begin(self, user: str, recipient: str, sender: str, trace: Trace) -> MailboxMessage:
+    def begin(
+        self,
+        user: str,
+        recipient: str,
+        sender: str,
+        trace: Trace,
+        headers: bytes = b"",
+        lateHeaders: bool = False,
+    ) -> MailboxMessage:
         """
         Start the copy for C{user} (reached through C{recipient}) in its
         INBOX, trace headers written.
+
+        @param headers: header fields (CRLF-terminated) to write above
+            C{Received}.
+        @param lateHeaders: whether L{MailboxMessage.addHeaders} may be
+            called once the content is in.
         """
         folder = self.realm.storeFor(user).getFolder("INBOX")
-        prefix = traceHeaders(trace, sender, user, recipient)
-        return MailboxMessage(folder.beginMessage(), prefix, user)
+        prefix = traceHeaders(trace, sender, user, recipient, headers)
+        return _started(folder.beginMessage(), prefix, trace.received(recipient), user, lateHeaders)
 
     def beginAll(
-        self, recipients: Sequence[tuple[str, str]], sender: str, trace: Trace
+        self,
+        recipients: Sequence[tuple[str, str]],
+        sender: str,
+        trace: Trace,
+        headers: Mapping[str, bytes] | None = None,
+        lateHeaders: bool = False,
     ) -> list[MailboxMessage]:
         """
         Start the copies for C{(user, RCPT address)} pairs, written once
-        and linked when the users' INBOXes allow it, else one per user.
-        When this raises, the copies begun are aborted.
+        and linked when the users' INBOXes allow it and C{headers} gives
+        every user the same fields, else one per user.  When this raises,
+        the copies begun are aborted.
+
+        @param headers: per user, the header fields to write above
+            C{Received} (none for a user not named).
+        @param lateHeaders: as for L{begin}.
         """
-        if len(recipients) > 1:
+        headers = headers or {}
+        fields = {headers.get(user, b"") for user, _ in recipients}
+        if len(recipients) > 1 and len(fields) == 1:
             folders = [self.realm.storeFor(user).getFolder("INBOX") for user, _ in recipients]
             if all(ILinkingFolder.providedBy(folder) for folder in folders[1:]):
                 first = recipients[0][0]
-                source = MailboxMessage(
-                    folders[0].beginMessage(), sharedTraceHeaders(trace, sender), first
+                source = _started(
+                    folders[0].beginMessage(),
+                    sharedTraceHeaders(trace, sender, fields.pop()),
+                    trace.received(None),
+                    first,
+                    lateHeaders,
                 )
                 return [
                     source,
@@ -170,7 +260,9 @@ class LocalDelivery:
         messages: list[MailboxMessage] = []
         try:
             for user, address in recipients:
-                messages.append(self.begin(user, address, sender, trace))
+                messages.append(
+                    self.begin(user, address, sender, trace, headers.get(user, b""), lateHeaders)
+                )
         except BaseException:
             for message in messages:
                 message.connectionLost()
@@ -194,6 +286,19 @@ class LocalDelivery:
         except Exception:
             _log.failure("Cannot read the quota of {user}", user=user)
         return False
+
+
+def _started(
+    pending: IPendingMessage, prefix: bytes, received: bytes, user: str, lateHeaders: bool
+) -> MailboxMessage:
+    """A copy whose C{prefix} ends in C{received}, above which late fields go."""
+    return MailboxMessage(
+        pending,
+        prefix,
+        user,
+        headersAt=len(prefix) - len(received),
+        hold=lateHeaders and not IInsertablePendingMessage.providedBy(pending),
+    )
 
 
 def publishAll(messages: Sequence[MailboxMessage]) -> list[OverQuota | None]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -20,6 +20,7 @@ from tmail.config.schema import OverQuotaPolicy, SMTPSettings
 from tmail.connections import ConnectionCounter
 from tmail.interfaces import IMailRealm
 from tmail.smtp.delivery import LocalDelivery
+from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
 
 
@@ -37,6 +38,7 @@ class SMTPFactory(ServerFactory):
     @ivar runInThread: how the slow, durable half of a delivery leaves the
         reactor thread (C{deferToThread}; tests that drive a session over a
         C{StringTransport} run it in place).
+    @ivar policies: the L{ISMTPPolicy} checks every session runs, in order.
     """
 
     runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
@@ -55,8 +57,10 @@ class SMTPFactory(ServerFactory):
         tlsContextFactory: CertificateOptions | None,
         throttle: AuthThrottle,
         overQuota: OverQuotaPolicy = "reject",
+        policies: Sequence[ISMTPPolicy] = (),
     ) -> None:
         self.realm = realm
+        self.policies = tuple(policies)
         self.overQuota = overQuota
         self.settings = settings
         self.hostname = hostname

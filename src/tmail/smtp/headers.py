@@ -122,22 +122,30 @@ class Trace:
         ).encode("utf-8", "replace")
 
 
-def traceHeaders(trace: Trace, returnPath: str, user: str, recipient: str) -> bytes:
+def traceHeaders(
+    trace: Trace, returnPath: str, user: str, recipient: str, extra: bytes = b""
+) -> bytes:
     """
     C{Return-Path}, C{Delivered-To} and C{Received} for one local user.
 
     @param returnPath: the envelope sender (empty for a bounce).
     @param user: the local user the copy is stored for.
     @param recipient: the C{RCPT TO} address that led to C{user}.
+    @param extra: header fields (CRLF-terminated, already checked) to put
+        above C{Received}: what SMTP policies added.
     """
     head = f"Return-Path: <{returnPath}>\r\nDelivered-To: {user}\r\n"
-    return head.encode("utf-8", "replace") + trace.received(recipient)
+    return head.encode("utf-8", "replace") + extra + trace.received(recipient)
 
 
-def sharedTraceHeaders(trace: Trace, returnPath: str) -> bytes:
+def sharedTraceHeaders(trace: Trace, returnPath: str, extra: bytes = b"") -> bytes:
     """
     C{Return-Path} and C{Received} for a copy shared by several local
     users (one file, hard-linked into each mailbox): nothing names one of
     them.
+
+    @param extra: header fields to put above C{Received}, as in
+        L{traceHeaders}.
     """
-    return f"Return-Path: <{returnPath}>\r\n".encode("utf-8", "replace") + trace.received(None)
+    head = f"Return-Path: <{returnPath}>\r\n".encode("utf-8", "replace")
+    return head + extra + trace.received(None)

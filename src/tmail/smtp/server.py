@@ -30,6 +30,10 @@ What this subclass changes, and why:
     again on a retry): better twice than a 250 for mail nobody delivered.
   - AUTH PLAIN/LOGIN on submission only, and only over TLS; failures are
     throttled per client address.
+  - Policies (L{tmail.smtp.policy}) are asked at connect, HELO/EHLO, MAIL,
+    RCPT and the end of DATA/BDAT, after the server's own checks passed;
+    no line is read while they decide.  Without policies nothing of this
+    runs, and without policies the server does not look at headers at all.
   - Unexpected errors are logged and answered C{451 4.3.0}; no exception
     text ever reaches the client.
 """
@@ -37,6 +41,7 @@ What this subclass changes, and why:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -56,7 +61,9 @@ from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, 
 from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.delivery import MailboxMessage, commitAll
+from tmail.smtp.headerblock import HeaderScanner
 from tmail.smtp.headers import Trace, protocolName, sanitiseHelo
+from tmail.smtp.policy import NO_OBJECTION, PolicyContext, Stage, Verdict, consult
 from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
 
 if TYPE_CHECKING:
@@ -128,6 +135,19 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._dataRecipients: list[tuple[str, list[str]]] = []
         self._messages: list[MailboxMessage] = []
         self._queueID = ""
+        #: Header fields policies added at connect, HELO, MAIL and (per
+        #: accepted recipient, in step with _recipients) RCPT.
+        self._connectHeaders = b""
+        self._heloHeaders = b""
+        self._mailHeaders = b""
+        self._rcptHeaders: list[bytes] = []
+        #: A policy refused the connection with 554: only QUIT is served.
+        self._refusedSession = False
+        #: While a message is read: its header section, what policies
+        #: watch of its content, and what they are told at its end.
+        self._scanner: HeaderScanner | None = None
+        self._observers: list[Callable[[bytes], None]] = []
+        self._dataContext: PolicyContext | None = None
 
     # Connection life cycle
 
@@ -139,7 +159,31 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.transport.loseConnection()
             return
         self._countedHost = host
-        super().connectionMade()
+        if not self.factory.policies:
+            super().connectionMade()
+            return
+        self.setTimeout(self.timeout)
+        self._consult("connect", self._context("connect"), self._connectDecided)
+
+    def _connectDecided(self, verdict: Verdict) -> None:
+        """
+        Greet, or refuse the connection: C{421} and hang up for a temporary
+        refusal; C{554} for a permanent one, after which only C{QUIT} is
+        served (RFC 5321 3.1: the client is to send QUIT, and the server to
+        wait for it; other commands get C{503}).
+        """
+        refusal = verdict.refusal
+        if refusal is None:
+            self._connectHeaders = verdict.headers
+            super().connectionMade()
+            return
+        self._logRefusal("connect", refusal)
+        if refusal.code < 500:
+            self.sendCode(421, Reply(421, refusal.status, refusal.text).line())
+            self.transport.loseConnection()
+            return
+        self._refusedSession = True
+        self.sendCode(554, Reply(554, refusal.status, refusal.text).line())
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._abortMessages()
@@ -277,6 +321,49 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self.log.failure("Unexpected error in SMTP session", failure)
         self.reply(INTERNAL_ERROR)
 
+    # Policies
+
+    def _context(self, stage: Stage, **known: Any) -> PolicyContext:
+        """What the policies are told at C{stage}: the session, and C{known}."""
+        fields: dict[str, Any] = {
+            "clientAddress": peerHost(self.transport),
+            "hostname": self.factory.hostname,
+            "submission": self.factory.submission,
+            "tls": isSecure(self.transport),
+            "helo": self._heloName,
+            "user": self._user,
+            "sender": self._sender,
+            "mail": self._mail,
+            "recipients": tuple(address for address, _ in self._recipients),
+        }
+        fields.update(known)
+        return PolicyContext(stage, **fields)
+
+    def _consult(
+        self, stage: Stage, context: PolicyContext, decided: Callable[[Verdict], object]
+    ) -> None:
+        """
+        Ask the policies about C{stage} and call C{decided} with their
+        verdict, reading no further line until then.  Without policies,
+        C{decided} is called at once.
+        """
+        if not self.factory.policies:
+            decided(NO_OBJECTION)
+            return
+        verdict = consult(self.factory.policies, stage, context)
+        verdict.addCallback(decided)
+        self._wait(verdict)
+
+    def _logRefusal(self, stage: str, refusal: Reply) -> None:
+        self.log.info(
+            "smtp: policy refused {stage} from {client}: {code} {status} {text}",
+            stage=stage,
+            client=peerHost(self.transport),
+            code=refusal.code,
+            status=refusal.status,
+            text=refusal.text,
+        )
+
     # Replies
 
     def reply(self, reply: Reply) -> None:
@@ -308,26 +395,48 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         if b"\r" in line or b"\n" in line:
             self.reply(Reply(500, "5.5.2", "Bare <CR> or <LF> in command"))
             return
+        if self._refusedSession:
+            if line.strip().upper() == b"QUIT":
+                self.do_QUIT(b"")
+            else:
+                self.reply(Reply(503, "5.5.1", "Error: connection refused; send QUIT"))
+            return
         super().state_COMMAND(line)
 
-    def _greet(self, rest: bytes, esmtp: bool) -> bool:
+    def _greet(self, rest: bytes, esmtp: bool, answer: Callable[[], None]) -> None:
+        """
+        HELO or EHLO: check the name, ask the policies, then C{answer}.  A
+        refused client has not greeted (MAIL needs a HELO again).
+        """
         argument = rest.strip()
         if not argument:
             verb = "EHLO" if esmtp else "HELO"
             self.reply(Reply(501, "5.5.4", f"Syntax: {verb} hostname"))
-            return False
-        self._heloName = sanitiseHelo(argument)
-        self._esmtp = esmtp
+            return
+        name = sanitiseHelo(argument)
+        self._heloName = None
+        self._heloHeaders = b""
         self._resetTransaction()
-        return True
+
+        def decided(verdict: Verdict) -> None:
+            if verdict.refusal is not None:
+                self._logRefusal("helo", verdict.refusal)
+                self.reply(verdict.refusal)
+                return
+            self._heloName = name
+            self._esmtp = esmtp
+            self._heloHeaders = verdict.headers
+            answer()
+
+        self._consult("helo", self._context("helo", helo=name), decided)
 
     def do_HELO(self, rest: bytes) -> None:
-        if self._greet(rest, esmtp=False):
-            self.sendCode(250, self.host)
+        self._greet(rest, False, lambda: self.sendCode(250, self.host))
 
     def do_EHLO(self, rest: bytes) -> None:
-        if self._greet(rest, esmtp=True):
-            self.sendCode(250, self.host + b"\n" + self.listExtensions())
+        self._greet(
+            rest, True, lambda: self.sendCode(250, self.host + b"\n" + self.listExtensions())
+        )
 
     def extensions(self) -> dict[bytes, list[bytes] | None]:
         extensions: dict[bytes, list[bytes] | None] = {
@@ -390,12 +499,22 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         if mail.size is not None and mail.size > self.factory.settings.max_message_size:
             self.reply(TOO_BIG)
             return
-        self._sender = mail.sender
-        self._mail = mail
-        self._declaredSize = mail.size or 0
-        self._recipients = []
-        self._rcpts = []
-        self.reply(Reply(250, "2.1.0", "Ok"))
+
+        def decided(verdict: Verdict) -> None:
+            if verdict.refusal is not None:
+                self._logRefusal("mail", verdict.refusal)
+                self.reply(verdict.refusal)
+                return
+            self._sender = mail.sender
+            self._mail = mail
+            self._declaredSize = mail.size or 0
+            self._recipients = []
+            self._rcpts = []
+            self._rcptHeaders = []
+            self._mailHeaders = verdict.headers
+            self.reply(Reply(250, "2.1.0", "Ok"))
+
+        self._consult("mail", self._context("mail", sender=mail.sender, mail=mail), decided)
 
     def do_RCPT(self, rest: bytes) -> None:
         if self._sender is None:
@@ -430,9 +549,18 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.log.info("smtp: {address}: mailbox full", address=_printable(address))
             self.reply(self._mailboxFull())
             return
-        self._recipients.append((address, users))
-        self._rcpts.append(rcpt)
-        self.reply(Reply(250, "2.1.5", "Ok"))
+
+        def decided(verdict: Verdict) -> None:
+            if verdict.refusal is not None:
+                self._logRefusal("rcpt", verdict.refusal)
+                self.reply(verdict.refusal)
+                return
+            self._recipients.append((address, users))
+            self._rcpts.append(rcpt)
+            self._rcptHeaders.append(verdict.headers)
+            self.reply(Reply(250, "2.1.5", "Ok"))
+
+        self._consult("rcpt", self._context("rcpt", recipient=address), decided)
 
     def do_DATA(self, rest: bytes) -> None:
         if rest.strip():
@@ -470,15 +598,29 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         sender = self._sender
         assert sender is not None
         firstRecipient: dict[str, str] = {}
-        for address, users in self._recipients:
+        #: Per user, the header fields policies added for its recipients.
+        added: dict[str, list[bytes]] = {}
+        for (address, users), fields in zip(self._recipients, self._rcptHeaders, strict=True):
             for user in users:
                 firstRecipient.setdefault(user, address)
+                mine = added.setdefault(user, [])
+                if fields and fields not in mine:
+                    mine.append(fields)
+        common = self._connectHeaders + self._heloHeaders + self._mailHeaders
+        policies = self.factory.policies
         self._queueID = newQueueID()
         trace = self._trace()
+        context = self._context("data", queueID=self._queueID)
         self._dataRecipients = self._recipients
         self._resetTransaction()
         try:
-            messages = self.factory.delivery.beginAll(list(firstRecipient.items()), sender, trace)
+            messages = self.factory.delivery.beginAll(
+                list(firstRecipient.items()),
+                sender,
+                trace,
+                {user: common + b"".join(fields) for user, fields in added.items()},
+                lateHeaders=bool(policies),
+            )
         except StoreFull as e:
             self.reply(self._storeFull(e))
             return False
@@ -486,7 +628,21 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.log.failure("smtp {queueID}: delivery failed", queueID=self._queueID)
             self.reply(INTERNAL_ERROR)
             return False
+        try:
+            observers = [
+                observer
+                for policy in policies
+                if (observer := policy.beginData(context)) is not None
+            ]
+        except Exception:
+            self.log.failure("smtp {queueID}: a policy failed", queueID=self._queueID)
+            self._abort(messages)
+            self.reply(INTERNAL_ERROR)
+            return False
         self._messages = messages
+        self._observers = observers
+        self._dataContext = context
+        self._scanner = HeaderScanner() if policies else None
         return True
 
     def _storeFull(self, error: StoreFull) -> Reply:
@@ -516,12 +672,31 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
     # DATA and BDAT
 
     def _writeContent(self, data: bytes) -> None:
+        """The reader's sink: content, through the header scanner when there is one."""
+        scanner = self._scanner
+        if scanner is not None:
+            data = scanner.feed(data)
+        if data:
+            self._store(data)
+
+    def _store(self, data: bytes) -> None:
+        """Write content into every copy and show it to the policies watching."""
+        reader = self._reader
+        assert reader is not None
         try:
             for message in self._messages:
                 message.write(data)
         except StoreFull as e:
-            assert self._reader is not None
-            self._reader.fail(self._storeFull(e))
+            reader.fail(self._storeFull(e))
+            return
+        try:
+            for observer in self._observers:
+                observer(data)
+        except Exception:
+            self.log.failure(
+                "smtp {queueID}: a policy failed reading the message", queueID=self._queueID
+            )
+            reader.fail(INTERNAL_ERROR)
 
     def _abortMessages(self) -> None:
         messages, self._messages = self._messages, []
@@ -536,9 +711,17 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def _endOfData(self) -> None:
         self.mode = COMMAND
-        reader, self._reader = self._reader, None
+        reader = self._reader
         assert reader is not None
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None and reader.failure is None:
+            tail = scanner.finish()
+            if tail:
+                self._store(tail)
+        self._reader = None
+        self._observers = []
         recipients, self._dataRecipients = self._dataRecipients, []
+        context, self._dataContext = self._dataContext, None
         failure = reader.failure
         if failure is not None:
             self._abortMessages()
@@ -547,8 +730,44 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             )
             self.answerData(recipients, failure)
             return
+        if not self.factory.policies:
+            self._wait(self._commit(recipients, reader.size))
+            return
+        assert context is not None and scanner is not None
+        context = dataclasses.replace(
+            context,
+            headers=tuple(scanner.fields),
+            headersComplete=scanner.complete,
+            size=reader.size,
+        )
+        messages = self._messages
+
+        def decided(verdict: Verdict) -> Deferred[None] | None:
+            if self._messages is not messages:
+                # The connection was lost meanwhile and the copies thrown away.
+                return None
+            if verdict.refusal is not None:
+                self._abortMessages()
+                self._logRefusal("data", verdict.refusal)
+                self.answerData(recipients, verdict.refusal)
+                return None
+            try:
+                for message in messages:
+                    message.addHeaders(verdict.headers)
+            except Exception:
+                self.log.failure("smtp {queueID}: delivery failed", queueID=self._queueID)
+                self._abortMessages()
+                self.answerData(recipients, INTERNAL_ERROR)
+                return None
+            return self._commit(recipients, reader.size)
+
+        verdict = consult(self.factory.policies, "data", context)
+        self._wait(verdict.addCallback(decided))
+
+    def _commit(self, recipients: list[tuple[str, list[str]]], size: int) -> Deferred[None]:
+        """Commit the copies; fires once the client has been answered."""
         messages, self._messages = self._messages, []
-        queueID, size = self._queueID, reader.size
+        queueID = self._queueID
         committed: Deferred[list[MailboxMessage]] = commitAll(messages, self.factory.runInThread)
 
         def stored(refused: list[MailboxMessage]) -> None:
@@ -585,8 +804,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 self.log.failure("smtp {queueID}: delivery failed", reason, queueID=queueID)
                 self.answerData(recipients, INTERNAL_ERROR)
 
-        committed.addCallbacks(stored, failed)
-        self._wait(committed)
+        return committed.addCallbacks(stored, failed)
 
     def answerData(
         self, recipients: list[tuple[str, list[str]]], outcome: Reply | dict[str, Reply]
@@ -621,6 +839,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._mail = None
         self._recipients = []
         self._rcpts = []
+        self._rcptHeaders = []
+        self._mailHeaders = b""
 
     def do_BDAT(self, rest: bytes) -> None:
         """
@@ -722,6 +942,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.reply(Reply(220, "2.0.0", "Ready to start TLS"))
             self._discardInput = True
             self._heloName = None
+            self._heloHeaders = b""
             self._esmtp = False
             self._user = None
             self._resetTransaction()
