@@ -27,7 +27,7 @@ from tmail.auth.checker import DirectoryChecker
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.endpoints import escapeEndpointValue, isTLSShorthand, parseTLSShorthand
 from tmail.config.loader import loadSettings
-from tmail.config.schema import Settings
+from tmail.config.schema import Settings, SubmissionSettings
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError
 from tmail.imap.factory import IMAPFactory
@@ -173,6 +173,9 @@ def makeService(
                 tlsContextFactory=tls,
                 throttle=throttle,
                 overQuota=settings.quota.over_quota,
+                senderCheck=(
+                    smtp.sender_check if isinstance(smtp, SubmissionSettings) else "envelope+header"
+                ),
             )
             factories.append((name, smtp.listen, factory))
     if settings.imap is not None:

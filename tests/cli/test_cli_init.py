@@ -22,6 +22,7 @@ from tmail.config.schema import (
     POP3Settings,
     RealmSettings,
     SMTPSettings,
+    SubmissionSettings,
     TLSSettings,
 )
 from tmail.directory.passwdfile import PasswdFileDirectory
@@ -62,7 +63,7 @@ def test_init_writes_a_config_that_check_accepts(
     assert s.realm == RealmSettings("virtual")
     assert s.tls == TLSSettings(folder / "cert.pem", folder / "key.pem")
     assert s.smtp == SMTPSettings(listen=("tcp:2525:interface=127.0.0.1",))
-    assert s.submission == SMTPSettings(
+    assert s.submission == SubmissionSettings(
         listen=("tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1")
     )
     assert s.imap == IMAPSettings(

@@ -23,6 +23,7 @@ from tmail.config.schema import (
     RealmSettings,
     Settings,
     SMTPSettings,
+    SubmissionSettings,
     TLSSettings,
 )
 from tmail.errors import ConfigError
@@ -115,7 +116,7 @@ def test_full_file_sets_every_field(folder: Path) -> None:
     assert s.auth == AuthSettings(1.0, 8.5, 5, 60.0)
     assert s.tls == TLSSettings(folder / "cert.pem", folder / "key.pem")
     assert s.smtp == SMTPSettings(("tcp:25",), 10 * MiB, 50, 1000, 5, 120.0, 3)
-    assert s.submission == SMTPSettings(("tcp:587", "tls:465:interface=127.0.0.1"))
+    assert s.submission == SubmissionSettings(("tcp:587", "tls:465:interface=127.0.0.1"))
     assert s.imap == IMAPSettings(
         ("tcp:143:interface=127.0.0.1", "tls:993"), "never", 1000, 2000, 1800.5, 7
     )

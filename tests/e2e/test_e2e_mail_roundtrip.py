@@ -46,6 +46,7 @@ def message(subject: str, body: str = "Hello.\n.leading dot line\nbye\n") -> byt
     msg["To"] = ALICE
     msg["Subject"] = subject
     msg["Message-ID"] = f"<{subject.replace(' ', '-')}@example.test>"
+    msg["Date"] = "Mon, 02 Jun 2025 10:00:00 +0000"
     msg.set_content(body)
     return msg.as_bytes().replace(b"\n", b"\r\n")
 

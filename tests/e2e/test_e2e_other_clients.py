@@ -21,7 +21,8 @@ USER = "dave@example.test"
 PASSWORD = "dave's password"
 RAW = (
     b"From: dave@example.test\r\nTo: dave@example.test\r\nSubject: via curl\r\n"
-    b"Message-ID: <curl-1@example.test>\r\n\r\nline one\r\n.line two starts with a dot\r\n"
+    b"Message-ID: <curl-1@example.test>\r\nDate: Mon, 02 Jun 2025 10:00:00 +0000\r\n"
+    b"\r\nline one\r\n.line two starts with a dot\r\n"
 )
 
 

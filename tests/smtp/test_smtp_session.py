@@ -26,9 +26,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides, implementer
 
 from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, SMTPSettings
+from tmail.config.schema import AuthSettings, SenderCheck, SMTPSettings
 from tmail.errors import NotHostedDomain, RecipientError, StoreFull, UnknownRecipient
-from tmail.interfaces import IInsertablePendingMessage
+from tmail.interfaces import IInsertablePendingMessage, IUserFields
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.policy import ISMTPPolicy
 
@@ -103,12 +103,24 @@ class FakeStore:
         return self.inbox
 
 
+@implementer(IUserFields)
+class FakeDirectory:
+    """Per-user extra fields, as the passwd file's C{userdb_} fields."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, dict[str, str]] = {}
+
+    def userFields(self, address: str) -> dict[str, str]:
+        return dict(self.fields.get(address.lower(), {}))
+
+
 class FakeRealm:
     """Users C{alice} and C{bob}, alias C{team} (both), C{outside} (remote)."""
 
     def __init__(self) -> None:
         self.stores = {f"{u}@{DOMAIN}": FakeStore() for u in ("alice", "bob")}
         self.resolveError: BaseException | None = None
+        self.directory = FakeDirectory()
 
     def storeFor(self, user: str) -> FakeStore:
         return self.stores[user]
@@ -139,6 +151,7 @@ def makeFactory(
     submission: bool = False,
     tls: Any = None,
     policies: Sequence[ISMTPPolicy] = (),
+    senderCheck: SenderCheck = "envelope+header",
     **limits: Any,
 ) -> SMTPFactory:
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{f"alice@{DOMAIN}": PASSWORD})
@@ -151,6 +164,7 @@ def makeFactory(
         tlsContextFactory=tls,
         throttle=AuthThrottle(AuthSettings(failure_delay=1.0, max_failures=3), clock),
         policies=policies,
+        senderCheck=senderCheck,
     )
     factory.runInThread = maybeDeferred  # type: ignore[method-assign]
     return factory

@@ -23,7 +23,11 @@ from tmail.config.schema import AuthSettings, SMTPSettings, TLSSettings
 from tmail.smtp.factory import SMTPFactory
 from tmail.tls import serverContextFactory
 
-BODY = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nhello bob\r\n"
+BODY = (
+    b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n"
+    b"Date: Mon, 2 Jun 2025 10:00:00 +0000\r\nMessage-ID: <hi-1@example.test>\r\n"
+    b"\r\nhello bob\r\n"
+)
 
 
 class SubmissionTests(TestCase):
@@ -150,3 +154,106 @@ class SubmissionTests(TestCase):
             + [(454, b"4.7.0 Too many failed authentications, try later")],
         )
         self.assertTrue(self.throttle.isBlocked("127.0.0.1"))
+
+
+class SenderRuleTests(TestCase):
+    """What an authenticated user may send as, with the real directory and passwd file."""
+
+    @inlineCallbacks
+    def setUp(self) -> Generator[Deferred[Any], Any, None]:
+        self.fixture = makeRealm(Path(self.mktemp()))
+        self.fixture.directory.addAlias("sales@example.test", [ALICE, BOB])
+        self.pki = makePKI(Path(self.mktemp()))
+        tls = serverContextFactory(TLSSettings(self.pki.certificate, self.pki.key))
+        factory = SMTPFactory(
+            self.fixture.realm,
+            SMTPSettings(),
+            hostname="mx.example.test",
+            submission=True,
+            portal=self.fixture.portal,
+            tlsContextFactory=tls,
+            throttle=AuthThrottle(AuthSettings(), reactor),
+        )
+        self.port = yield listen(self, factory)
+
+    def inbox(self, user: str) -> list[bytes]:
+        folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
+        out = []
+        for info in folder.messages():
+            with folder.openMessage(info.uid) as f:
+                out.append(f.read())
+        return out
+
+    def session(self, work: Any) -> Deferred[Any]:
+        def run() -> Any:
+            with smtplib.SMTP("localhost", self.port, timeout=5) as client:
+                client.starttls(context=self.pki.clientContext())
+                client.login(ALICE, PASSWORD)
+                return work(client)
+
+        return inThread(run)
+
+    @inlineCallbacks
+    def test_envelope_sender_must_be_owned(self) -> Generator[Deferred[Any], Any, None]:
+        """Another user's address gets 553 5.7.1; an alias alice is in is hers to use."""
+
+        def work(client: smtplib.SMTP) -> list[tuple[int, bytes]]:
+            replies = [client.mail(BOB)]
+            client.rset()
+            replies.append(client.mail("sales@example.test"))
+            return replies
+
+        replies = yield self.session(work)
+        self.assertEqual(
+            replies,
+            [
+                (553, b"5.7.1 Sender address rejected: not owned by user alice@example.test"),
+                (250, b"2.1.0 Ok"),
+            ],
+        )
+
+    @inlineCallbacks
+    def test_from_header_must_be_owned(self) -> Generator[Deferred[Any], Any, None]:
+        """A From naming bob is refused at the end of DATA; nothing is delivered."""
+
+        def work(client: smtplib.SMTP) -> tuple[int, bytes]:
+            try:
+                client.sendmail(ALICE, [BOB], BODY.replace(b"From: alice@", b"From: bob@"))
+            except smtplib.SMTPDataError as e:
+                return e.smtp_code, e.smtp_error
+            raise AssertionError("the message was accepted")
+
+        refused = yield self.session(work)
+        self.assertEqual(
+            refused,
+            (553, b"5.7.1 From header address rejected: not owned by user alice@example.test"),
+        )
+        self.assertEqual(self.inbox(BOB), [])
+
+    @inlineCallbacks
+    def test_passwd_field_limits_the_check_to_the_envelope(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """C{userdb_tmail_sender_check=envelope} in the passwd file: the From is not checked."""
+        self.fixture.directory.setUserFields(ALICE, {"tmail_sender_check": "envelope"})
+        passwd = (self.fixture.root / "data" / "passwd").read_text()
+        self.assertIn("userdb_tmail_sender_check=envelope", passwd)
+        sent = BODY.replace(b"From: alice@", b"From: bob@")
+        refused = yield self.session(lambda client: client.sendmail(ALICE, [BOB], sent))
+        self.assertEqual(refused, {})
+        [message] = self.inbox(BOB)
+        self.assertTrue(message.endswith(sent))
+
+    @inlineCallbacks
+    def test_message_id_and_date_are_added(self) -> Generator[Deferred[Any], Any, None]:
+        """A message without them gets both at the end of its header, and ESMTPSA."""
+        bare = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: bare\r\n\r\nhi\r\n"
+        yield self.session(lambda client: client.sendmail(ALICE, [BOB], bare))
+        [message] = self.inbox(BOB)
+        self.assertIn(b" with ESMTPSA id ", message)
+        self.assertRegex(
+            message,
+            rb"\r\nSubject: bare\r\nMessage-ID: <[0-9a-f]{32}@mx\.example\.test>\r\n"
+            rb"Date: [A-Z][a-z]{2}, \d\d? [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n"
+            rb"\r\nhi\r\n\Z",
+        )

@@ -42,6 +42,7 @@ from tmail.config.schema import (
     RealmSettings,
     Settings,
     SMTPSettings,
+    SubmissionSettings,
     TLSSettings,
 )
 from tmail.directory.addresses import isValidHostname
@@ -61,7 +62,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "quota": QuotaSettings,
     "tls": TLSSettings,
     "smtp": SMTPSettings,
-    "submission": SMTPSettings,
+    "submission": SubmissionSettings,
     "imap": IMAPSettings,
     "pop3": POP3Settings,
     "lmtp": LMTPSettings,
@@ -185,7 +186,7 @@ class _Loader:
             quota=quota,
             tls=self.tls,
             smtp=self.section("smtp", document, SMTPSettings),
-            submission=self.section("submission", document, SMTPSettings),
+            submission=self.section("submission", document, SubmissionSettings),
             imap=self.imap(document),
             pop3=self.section("pop3", document, POP3Settings),
             lmtp=self.section("lmtp", document, LMTPSettings),

@@ -15,6 +15,7 @@ from typing import Any, Literal
 PlaintextAuthPolicy = Literal["loopback", "never", "always"]
 OverQuotaPolicy = Literal["reject", "tempfail"]
 BareNewlinesPolicy = Literal["reject", "normalise"]
+SenderCheck = Literal["envelope+header", "envelope", "off"]
 
 MiB = 1024 * 1024
 
@@ -106,6 +107,22 @@ class SMTPSettings:
     timeout: float = 300.0
     max_connections_per_address: int = 20
     bare_newlines: BareNewlinesPolicy = "reject"
+
+
+@dataclass(frozen=True)
+class SubmissionSettings(SMTPSettings):
+    """
+    The submission service, C{[submission]}: the keys of L{SMTPSettings},
+    and what an authenticated user may send as.
+
+    @ivar sender_check: C{"envelope+header"}: C{MAIL FROM} and the message's
+        C{From} and C{Sender} addresses must be the user's own (its address,
+        its sub-addresses, and addresses whose mail reaches it: aliases); C{553
+        5.7.1} otherwise.  C{"envelope"}: C{MAIL FROM} only.  C{"off"}: no
+        check.  A user's C{tmail_sender_check} field overrides it.
+    """
+
+    sender_check: SenderCheck = "envelope+header"
 
 
 @dataclass(frozen=True)
@@ -213,7 +230,7 @@ class Settings:
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     tls: TLSSettings | None = None
     smtp: SMTPSettings | None = None
-    submission: SMTPSettings | None = None
+    submission: SubmissionSettings | None = None
     imap: IMAPSettings | None = None
     pop3: POP3Settings | None = None
     lmtp: LMTPSettings | None = None

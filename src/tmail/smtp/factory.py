@@ -16,12 +16,13 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
 
 from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import OverQuotaPolicy, SMTPSettings
+from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings
 from tmail.connections import ConnectionCounter
 from tmail.interfaces import IMailRealm
 from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
+from tmail.smtp.submission import SenderRules
 
 
 class SMTPFactory(ServerFactory):
@@ -39,6 +40,8 @@ class SMTPFactory(ServerFactory):
         reactor thread (C{deferToThread}; tests that drive a session over a
         C{StringTransport} run it in place).
     @ivar policies: the L{ISMTPPolicy} checks every session runs, in order.
+    @ivar senders: on submission, which sender addresses users may use
+        (L{SenderRules}); C{None} on the MX.
     """
 
     runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
@@ -58,9 +61,11 @@ class SMTPFactory(ServerFactory):
         throttle: AuthThrottle,
         overQuota: OverQuotaPolicy = "reject",
         policies: Sequence[ISMTPPolicy] = (),
+        senderCheck: SenderCheck = "envelope+header",
     ) -> None:
         self.realm = realm
         self.policies = tuple(policies)
+        self.senders = SenderRules(realm, senderCheck) if submission else None
         self.overQuota = overQuota
         self.settings = settings
         self.hostname = hostname

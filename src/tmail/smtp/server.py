@@ -30,10 +30,14 @@ What this subclass changes, and why:
     again on a retry): better twice than a 250 for mail nobody delivered.
   - AUTH PLAIN/LOGIN on submission only, and only over TLS; failures are
     throttled per client address.
+  - Submission rules (L{tmail.smtp.submission}): an authenticated user may
+    use only its own addresses in C{MAIL FROM} and in C{From}/C{Sender}
+    (C{553 5.7.1}), and a message without C{Message-ID} or C{Date} gets
+    them, written at the end of its header section as it streams in.
   - Policies (L{tmail.smtp.policy}) are asked at connect, HELO/EHLO, MAIL,
     RCPT and the end of DATA/BDAT, after the server's own checks passed;
     no line is read while they decide.  Without policies nothing of this
-    runs, and without policies the server does not look at headers at all.
+    runs, and the MX without policies does not look at headers at all.
   - Unexpected errors are logged and answered C{451 4.3.0}; no exception
     text ever reaches the client.
 """
@@ -65,6 +69,7 @@ from tmail.smtp.headerblock import HeaderScanner
 from tmail.smtp.headers import Trace, protocolName, sanitiseHelo
 from tmail.smtp.policy import NO_OBJECTION, PolicyContext, Stage, Verdict, consult
 from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
+from tmail.smtp.submission import WATCHED_FIELDS, missingFields
 
 if TYPE_CHECKING:
     from tmail.smtp.factory import SMTPFactory
@@ -499,6 +504,17 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         if mail.size is not None and mail.size > self.factory.settings.max_message_size:
             self.reply(TOO_BIG)
             return
+        senders = self.factory.senders
+        if senders is not None and self._user is not None:
+            notOwned = senders.envelopeRefusal(self._user, mail.sender)
+            if notOwned is not None:
+                self.log.info(
+                    "smtp: {user} may not send as {sender}",
+                    user=self._user,
+                    sender=_printable(mail.sender),
+                )
+                self.reply(notOwned)
+                return
 
         def decided(verdict: Verdict) -> None:
             if verdict.refusal is not None:
@@ -642,7 +658,13 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._messages = messages
         self._observers = observers
         self._dataContext = context
-        self._scanner = HeaderScanner() if policies else None
+        self._scanner = None
+        if self.factory.submission:
+            self._scanner = HeaderScanner(
+                missingFields(self.factory.hostname), watch=WATCHED_FIELDS
+            )
+        elif policies:
+            self._scanner = HeaderScanner()
         return True
 
     def _storeFull(self, error: StoreFull) -> Reply:
@@ -723,6 +745,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         recipients, self._dataRecipients = self._dataRecipients, []
         context, self._dataContext = self._dataContext, None
         failure = reader.failure
+        if failure is None and scanner is not None:
+            failure = self._headerRefusal(scanner)
         if failure is not None:
             self._abortMessages()
             self.log.info(
@@ -763,6 +787,20 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
         verdict = consult(self.factory.policies, "data", context)
         self._wait(verdict.addCallback(decided))
+
+    def _headerRefusal(self, scanner: HeaderScanner) -> Reply | None:
+        """On submission, the refusal of a message whose header names another sender."""
+        senders = self.factory.senders
+        if senders is None or self._user is None:
+            return None
+        refusal = senders.headerRefusal(self._user, scanner.fields, scanner.complete)
+        if refusal is not None:
+            self.log.info(
+                "smtp {queueID}: {user} may not send with this From or Sender",
+                queueID=self._queueID,
+                user=self._user,
+            )
+        return refusal
 
     def _commit(self, recipients: list[tuple[str, list[str]]], size: int) -> Deferred[None]:
         """Commit the copies; fires once the client has been answered."""
