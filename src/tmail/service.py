@@ -27,7 +27,7 @@ from tmail.auth.checker import DirectoryChecker
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.endpoints import escapeEndpointValue, isTLSShorthand, parseTLSShorthand
 from tmail.config.loader import loadSettings
-from tmail.config.schema import Settings, SubmissionSettings
+from tmail.config.schema import PolicySettings, Settings, SMTPSettings, SubmissionSettings
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError
 from tmail.imap.factory import IMAPFactory
@@ -37,6 +37,7 @@ from tmail.realm.build import realmFromSettings
 from tmail.realm.maildir import MaildirRealm
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.lmtp import LMTPFactory
+from tmail.smtp.policy import BUNDLED, ISMTPPolicy, PolicyError, buildPolicy
 from tmail.tls import serverContextFactory
 
 #: Listen queue of C{tcp:} listeners that do not set C{backlog=}: Twisted's
@@ -132,6 +133,30 @@ class TmailService(MultiService):
             self.log.info("tmail listening: {name}", name=child.name)
 
 
+def buildPolicies(
+    settings: Settings, smtp: SMTPSettings, clock: IReactorTime, built: dict[str, ISMTPPolicy]
+) -> list[ISMTPPolicy]:
+    """
+    The policies C{smtp.policies} names, in order; each name is built once
+    (kept in C{built}), so listeners naming the same policy share it.
+    """
+    policies = []
+    for name in smtp.policies:
+        if name not in built:
+            spec = settings.policy.get(name)
+            if spec is None and name in BUNDLED:
+                spec = PolicySettings(name, BUNDLED[name])
+            if spec is None:
+                raise ConfigError(str(settings.path), f"policy.{name}", "no such policy")
+            try:
+                built[name] = buildPolicy(spec, clock)
+            except PolicyError as e:
+                key = f"policy.{name}" + (f".{e.key}" if e.key else "")
+                raise ConfigError(str(settings.path), key, e.problem) from None
+        policies.append(built[name])
+    return policies
+
+
 def makeService(
     settings: Settings,
     realm: IMailRealm | None = None,
@@ -159,6 +184,7 @@ def makeService(
     top = TmailService(settings, directory, realm, portal)
 
     factories: list[tuple[str, tuple[str, ...], Any]] = []
+    policies: dict[str, ISMTPPolicy] = {}
     for name, smtp, submission in (
         ("smtp", settings.smtp, False),
         ("submission", settings.submission, True),
@@ -173,6 +199,7 @@ def makeService(
                 tlsContextFactory=tls,
                 throttle=throttle,
                 overQuota=settings.quota.over_quota,
+                policies=buildPolicies(settings, smtp, clock, policies),
                 senderCheck=(
                     smtp.sender_check if isinstance(smtp, SubmissionSettings) else "envelope+header"
                 ),
@@ -204,6 +231,7 @@ def makeService(
             tlsContextFactory=tls,
             throttle=throttle,
             overQuota=settings.quota.over_quota,
+            policies=buildPolicies(settings, settings.lmtp, clock, policies),
         )
         factories.append(("lmtp", settings.lmtp.listen, lmtpFactory))
     for name, listeners, factory in factories:

@@ -28,9 +28,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from support.realm import ALICE, BOB, makeRealm
 from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, SMTPSettings
+from tmail.config.schema import AuthSettings, LMTPSettings, SMTPSettings
 from tmail.smtp.commands import Reply
 from tmail.smtp.factory import SMTPFactory
+from tmail.smtp.lmtp import LMTPFactory
 from tmail.smtp.policy import (
     Answer,
     Decision,
@@ -566,3 +567,31 @@ class SharedCopyTests(SynchronousTestCase):
         self.assertIn(b"X-For: alice@example.test\r\nReceived: ", alice)
         self.assertNotIn(b"bob@", alice.split(b"\r\n\r\n")[0])
         self.assertIn(b"X-For: bob@example.test\r\nReceived: ", bob)
+
+
+class LMTPPolicyTests(SynchronousTestCase):
+    def test_lmtp_refusal_at_the_end_is_every_recipients_reply(self) -> None:
+        """LMTP answers each recipient; a policy's refusal of the message is each one's answer."""
+        clock = Clock()
+        realm = FakeRealm()
+        factory = LMTPFactory(
+            realm,  # type: ignore[arg-type]
+            LMTPSettings(),
+            hostname="mx.example.test",
+            throttle=AuthThrottle(AuthSettings(), clock),
+            policies=[Scripted(data=reject("Virus found", 554, "5.7.1"))],
+        )
+        factory.runInThread = maybeDeferred  # type: ignore[method-assign]
+        session = Session(factory, clock)
+        self.addCleanup(session.protocol.connectionLost, None)
+        session.command(b"LHLO mta.example.test")
+        transaction(session, b"alice@example.test", b"bob@example.test")
+        session.command(b"DATA")
+        self.assertEqual(
+            session.send(MESSAGE + b".\r\n"),
+            [
+                b"554 5.7.1 <alice@example.test> Virus found",
+                b"554 5.7.1 <bob@example.test> Virus found",
+            ],
+        )
+        self.assertEqual(realm.inbox("alice").stored, [])

@@ -34,7 +34,7 @@ def freePorts(count: int) -> list[int]:
 
 
 def tmailCommand(
-    config: Path, *args: str, stdin: str | None = None
+    config: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the C{tmail} admin CLI against C{config}."""
     return subprocess.run(
@@ -44,6 +44,7 @@ def tmailCommand(
         text=True,
         timeout=60,
         check=False,
+        env=env,
     )
 
 
@@ -55,6 +56,8 @@ class TmailServer:
     extra: str = ""
     #: Lines added to the [imap] section.
     imapExtra: str = ""
+    #: Lines added to the [smtp] section.
+    smtpExtra: str = ""
     backend: str = "virtual"
     logFormat: str = "text"
     pythonPath: tuple[Path, ...] = ()
@@ -90,6 +93,7 @@ key = "pki/key.pem"
 
 [smtp]
 listen = ["tcp:{p['smtp']}:interface=127.0.0.1"]
+{self.smtpExtra}
 
 [submission]
 listen = ["tcp:{p['submission']}:interface=127.0.0.1", "tls:{p['submissions']}:interface=127.0.0.1"]
@@ -104,8 +108,15 @@ listen = ["tcp:{p['pop3']}:interface=127.0.0.1", "tls:{p['pop3s']}:interface=127
 """
         )
 
+    def environment(self) -> dict[str, str]:
+        """The environment of the server and the CLI: L{pythonPath} on C{PYTHONPATH}."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.pythonPath:
+            env["PYTHONPATH"] = os.pathsep.join(str(p) for p in self.pythonPath)
+        return env
+
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return tmailCommand(self.config, *args, stdin=stdin)
+        return tmailCommand(self.config, *args, stdin=stdin, env=self.environment())
 
     def addUser(self, address: str, password: str) -> None:
         domain = address.split("@", 1)[1]
@@ -117,9 +128,7 @@ listen = ["tcp:{p['pop3']}:interface=127.0.0.1", "tls:{p['pop3s']}:interface=127
         assert result.returncode == 0, result.stderr
 
     def start(self, timeout: float = 30.0) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if self.pythonPath:
-            env["PYTHONPATH"] = os.pathsep.join(str(p) for p in self.pythonPath)
+        env = self.environment()
         logFile = self.log.open("ab")
         self.process = subprocess.Popen(
             [str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", "-", "tmail",

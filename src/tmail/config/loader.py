@@ -11,6 +11,11 @@ TLS certificate and key can be read, parse and belong together.
 Any problem raises one L{ConfigError} naming the file, the dotted key
 (C{imap.listen[1]}) and a short reason.  Relative paths are resolved
 against the configuration file's folder.
+
+SMTP policies (C{[policy.<name>]} tables, named by the C{policies} key of
+C{[smtp]}, C{[submission]} and C{[lmtp]}) are loaded and built once here, so that a
+class that cannot be imported or a setting it refuses is reported like any
+other key; the services build them again.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from tmail.config.schema import (
     AuthSettings,
     IMAPSettings,
     LMTPSettings,
+    PolicySettings,
     POP3Settings,
     QuotaSettings,
     RealmSettings,
@@ -74,6 +80,7 @@ _NON_NEGATIVE = frozenset({"auth.failure_delay", "quota.storage", "quota.message
 
 _BACKEND = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+_POLICY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 _TOML_POSITION = re.compile(r"(?s)(.*) \((at line \d+, column \d+|at end of document)\)\Z")
 
 
@@ -157,7 +164,7 @@ class _Loader:
         raise ConfigError(self.shown, key, " ".join(problem.splitlines()))
 
     def load(self, document: dict[str, Any]) -> Settings:
-        self.checkKeys("", document, [*_TOP_LEVEL, *_SECTIONS])
+        self.checkKeys("", document, [*_TOP_LEVEL, *_SECTIONS, "policy"])
         hostname = socket.getfqdn()
         if "hostname" in document:
             hostname = self.string("hostname", document["hostname"])
@@ -176,6 +183,9 @@ class _Loader:
         self.tls = self.section("tls", document, TLSSettings)
         if self.tls is not None:
             self.checkTLS(self.tls)
+        smtp = self.section("smtp", document, SMTPSettings)
+        submission = self.section("submission", document, SubmissionSettings)
+        lmtp = self.section("lmtp", document, LMTPSettings)
 
         return Settings(
             path=self.path,
@@ -185,13 +195,86 @@ class _Loader:
             auth=auth,
             quota=quota,
             tls=self.tls,
-            smtp=self.section("smtp", document, SMTPSettings),
-            submission=self.section("submission", document, SubmissionSettings),
+            smtp=smtp,
+            submission=submission,
             imap=self.imap(document),
             pop3=self.section("pop3", document, POP3Settings),
-            lmtp=self.section("lmtp", document, LMTPSettings),
+            lmtp=lmtp,
             log_format=cast(Literal["text", "json"], logFormat),
+            policy=self.policies(document, {"smtp": smtp, "submission": submission, "lmtp": lmtp}),
         )
+
+    def policies(
+        self, document: dict[str, Any], users: dict[str, SMTPSettings | None]
+    ) -> dict[str, PolicySettings]:
+        """
+        The C{[policy.<name>]} tables, each built once to check it, and the
+        bundled policies the C{policies} lists name without a table.  Every
+        name listed must have a table (or be bundled), and every table must
+        be listed somewhere.
+        """
+        from twisted.internet.task import Clock
+
+        from tmail.smtp.policy import BUNDLED
+
+        tables = document.get("policy", {})
+        if not isinstance(tables, dict):
+            self.fail("policy", f"expected [policy.<name>] tables, got {_describe(tables)}")
+        found: dict[str, PolicySettings] = {}
+        for name, table in tables.items():
+            key = f"policy.{_showKey(name)}"
+            if not _POLICY_NAME.match(name):
+                self.fail(key, "a policy name is up to 64 letters, digits, - and _")
+            if not isinstance(table, dict):
+                self.fail(key, f"expected a table, got {_describe(table)}")
+            options = dict(table)
+            if "class" in options:
+                cls = self.string(f"{key}.class", options.pop("class"))
+            elif name in BUNDLED:
+                cls = BUNDLED[name]
+            else:
+                self.fail(f"{key}.class", 'required: "package.module:Class"')
+            found[name] = PolicySettings(name, cls, options)
+        listed: set[str] = set()
+        for section, settings in users.items():
+            for index, name in enumerate(settings.policies if settings else ()):
+                listed.add(name)
+                if name not in found:
+                    if name not in BUNDLED:
+                        self.fail(
+                            f"{section}.policies[{index}]",
+                            f"no [policy.{_showKey(name)}] table defines this policy",
+                        )
+                    found[name] = PolicySettings(name, BUNDLED[name])
+        for name, spec in found.items():
+            key = f"policy.{_showKey(name)}"
+            if name not in listed:
+                self.fail(
+                    key, "not used: no policies list of [smtp], [submission] or [lmtp] names it"
+                )
+            self.buildPolicy(key, spec, Clock())
+        return found
+
+    def buildPolicy(self, key: str, spec: PolicySettings, clock: Any) -> None:
+        from tmail.smtp.policy import PolicyError, buildPolicy
+
+        try:
+            buildPolicy(spec, clock)
+        except PolicyError as e:
+            self.fail(f"{key}.{_showKey(e.key)}" if e.key else key, e.problem)
+
+    def policyNames(self, key: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.fail(key, f"expected an array of policy names, got {_describe(value)}")
+        names: list[str] = []
+        for index, item in enumerate(value):
+            name = self.string(f"{key}[{index}]", item)
+            if not _POLICY_NAME.match(name):
+                self.fail(f"{key}[{index}]", "a policy name is up to 64 letters, digits, - and _")
+            if name in names:
+                self.fail(f"{key}[{index}]", f"{name} is listed twice")
+            names.append(name)
+        return tuple(names)
 
     def imap(self, document: dict[str, Any]) -> IMAPSettings | None:
         imap = self.section("imap", document, IMAPSettings)
@@ -253,6 +336,8 @@ class _Loader:
             return self.uidlFormat(key, value)
         if key.startswith("imap.special_use_"):
             return self.folderName(key, value)
+        if key.endswith(".policies"):
+            return self.policyNames(key, value)
         if origin is Literal:
             return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
         if origin is tuple:

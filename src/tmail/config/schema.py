@@ -97,6 +97,9 @@ class SMTPSettings:
         gets: C{"reject"} (C{550 5.5.2}), or C{"normalise"} (stored with
         CRLF there, as Postfix's C{smtpd_forbid_bare_newline = normalize});
         either way only C{<CRLF>.<CRLF>} ends DATA.
+    @ivar policies: names of C{[policy.<name>]} tables (or bundled
+        policies), asked in this order at every stage of a session (of
+        C{[lmtp]} too).
     """
 
     listen: tuple[str, ...] = ()
@@ -107,6 +110,7 @@ class SMTPSettings:
     timeout: float = 300.0
     max_connections_per_address: int = 20
     bare_newlines: BareNewlinesPolicy = "reject"
+    policies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,3 +239,4 @@ class Settings:
     pop3: POP3Settings | None = None
     lmtp: LMTPSettings | None = None
     log_format: Literal["text", "json"] = "text"
+    policy: dict[str, PolicySettings] = field(default_factory=dict)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.internet.interfaces import IAddress
 from twisted.internet.ssl import CertificateOptions
@@ -51,6 +51,7 @@ from tmail.smtp.commands import Reply
 from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.headers import Trace
+from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import INTERNAL_ERROR, SMTPServer
 
 __all__ = ["HostedOnlyDelivery", "LMTPFactory", "LMTPServer", "lmtpProtocolName"]
@@ -152,7 +153,9 @@ def _outcomeFor(users: list[str], outcome: Reply | dict[str, Reply]) -> Reply:
 class LMTPFactory(SMTPFactory):
     """
     Builds L{LMTPServer} sessions for the C{[lmtp]} listeners: the SMTP
-    factory without AUTH, delivering only to hosted recipients.
+    factory without AUTH, delivering only to hosted recipients, with the
+    SMTP policies C{[lmtp]} names (a refusal at the end of DATA is every
+    recipient's reply).
 
     @param throttle: never consulted, as there is no AUTH; taken so that a
         service can hand every factory the same one.
@@ -169,6 +172,7 @@ class LMTPFactory(SMTPFactory):
         tlsContextFactory: CertificateOptions | None = None,
         overQuota: OverQuotaPolicy = "reject",
         throttle: AuthThrottle | None = None,
+        policies: Sequence[ISMTPPolicy] = (),
     ) -> None:
         if throttle is None:
             from twisted.internet import reactor
@@ -183,6 +187,7 @@ class LMTPFactory(SMTPFactory):
             tlsContextFactory=tlsContextFactory,
             throttle=throttle,
             overQuota=overQuota,
+            policies=policies,
         )
         self.delivery = HostedOnlyDelivery(realm)
 
