@@ -33,10 +33,12 @@ refuse = ["spammer@example.org"]
 """
 
 
-def message(subject: str) -> bytes:
+def message(subject: str, lines: int = 1) -> bytes:
     return (
         f"From: someone@example.org\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
-        "Date: Mon, 02 Jun 2025 10:00:00 +0000\r\nMessage-ID: <p@example.org>\r\n\r\nhello\r\n"
+        "Date: Mon, 02 Jun 2025 10:00:00 +0000\r\nMessage-ID: <p@example.org>\r\n\r\n"
+        + "hello, this is a line of the message body\r\n"
+        * lines
     ).encode()
 
 
@@ -57,18 +59,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TmailServer]:
 
 def test_configured_policies_stamp_refuse_and_rate_limit(server: TmailServer) -> None:
     """
-    The stamp policy refuses its sender and adds its field above Received;
+    The stamp policy refuses its sender and adds its field above Received,
+    also in a message the store had on disk before the policy answered;
     after two messages from 127.0.0.1 the rate limit asks for patience.
     """
+    sent = [message("policy small"), message("policy large", lines=10_000)]
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
         smtp.ehlo("client.example.org")
         assert smtp.mail("spammer@example.org") == (
             550,
             b"5.7.1 spammer@example.org is refused by the stamp policy",
         )
-        for n in range(2):
+        for raw in sent:
             smtp.rset()
-            assert smtp.sendmail("someone@example.org", [ALICE], message(f"policy {n}")) == {}
+            assert smtp.sendmail("someone@example.org", [ALICE], raw) == {}
         smtp.rset()
         assert smtp.mail("someone@example.org") == (
             450,
@@ -77,12 +81,13 @@ def test_configured_policies_stamp_refuse_and_rate_limit(server: TmailServer) ->
     with imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10) as imap:
         imap.login(ALICE, PASSWORD)
         imap.select("INBOX", readonly=True)
-        typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER])")
+        typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
         assert typ == "OK"
-    headers = [item[1] for item in data if isinstance(item, tuple)]
-    assert len(headers) == 2
-    for header in headers:
-        assert b"\r\nX-Stamp: checked by the stamp policy\r\nReceived: from client" in header
+    stored = [item[1] for item in data if isinstance(item, tuple)]
+    assert len(stored) == 2
+    for raw, copy in zip(sent, stored, strict=True):
+        assert b"\r\nX-Stamp: checked by the stamp policy\r\nReceived: from client" in copy
+        assert copy.endswith(raw)
 
 
 def test_a_policy_setting_it_refuses_stops_twistd_with_one_line(tmp_path: Path) -> None:

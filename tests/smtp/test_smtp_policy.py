@@ -595,3 +595,14 @@ class LMTPPolicyTests(SynchronousTestCase):
             ],
         )
         self.assertEqual(realm.inbox("alice").stored, [])
+
+
+class LateConnectTests(PolicyTestCase):
+    def test_a_client_gone_before_the_connect_check_answers_is_not_greeted(self) -> None:
+        """No greeting and no session timer for a connection that is already closed."""
+        pending: Deferred[Decision | None] = Deferred()
+        session = self.start(Scripted(connect=lambda context: pending))
+        session.protocol.connectionLost(None)
+        pending.callback(None)
+        self.assertEqual(session.take(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -148,6 +148,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._rcptHeaders: list[bytes] = []
         #: A policy refused the connection with 554: only QUIT is served.
         self._refusedSession = False
+        #: The connection is gone (a policy may answer after that).
+        self._lost = False
         #: While a message is read: its header section, what policies
         #: watch of its content, and what they are told at its end.
         self._scanner: HeaderScanner | None = None
@@ -177,6 +179,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         served (RFC 5321 3.1: the client is to send QUIT, and the server to
         wait for it; other commands get C{503}).
         """
+        if self._lost:
+            return
         refusal = verdict.refusal
         if refusal is None:
             self._connectHeaders = verdict.headers
@@ -191,6 +195,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self.sendCode(554, Reply(554, refusal.status, refusal.text).line())
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self._lost = True
         self._abortMessages()
         if self._countedHost is not None:
             self.factory.connections.release(self._countedHost)
@@ -953,6 +958,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 self._reader = None
                 self._abortMessages()
                 self._dataRecipients = []
+                self._scanner = self._dataContext = None
+                self._observers = []
                 self.reply(reader.failure)
                 return
             self.reply(Reply(250, "2.0.0", f"{self._chunkSize} octets received"))
