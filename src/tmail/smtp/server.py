@@ -170,7 +170,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             super().connectionMade()
             return
         self.setTimeout(self.timeout)
-        self._consult("connect", self._context("connect"), self._connectDecided)
+        self._consult("connect", self._connectDecided)
 
     def _connectDecided(self, verdict: Verdict) -> None:
         """
@@ -349,18 +349,17 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         fields.update(known)
         return PolicyContext(stage, **fields)
 
-    def _consult(
-        self, stage: Stage, context: PolicyContext, decided: Callable[[Verdict], object]
-    ) -> None:
+    def _consult(self, stage: Stage, decided: Callable[[Verdict], object], **known: Any) -> None:
         """
-        Ask the policies about C{stage} and call C{decided} with their
-        verdict, reading no further line until then.  Without policies,
-        C{decided} is called at once.
+        Ask the policies about C{stage} (telling them C{known} besides the
+        session's state) and call C{decided} with their verdict, reading no
+        further line until then.  Without policies, C{decided} is called at
+        once.
         """
         if not self.factory.policies:
             decided(NO_OBJECTION)
             return
-        verdict = consult(self.factory.policies, stage, context)
+        verdict = consult(self.factory.policies, stage, self._context(stage, **known))
         verdict.addCallback(decided)
         self._wait(verdict)
 
@@ -438,7 +437,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self._heloHeaders = verdict.headers
             answer()
 
-        self._consult("helo", self._context("helo", helo=name), decided)
+        self._consult("helo", decided, helo=name)
 
     def do_HELO(self, rest: bytes) -> None:
         self._greet(rest, False, lambda: self.sendCode(250, self.host))
@@ -535,7 +534,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self._mailHeaders = verdict.headers
             self.reply(Reply(250, "2.1.0", "Ok"))
 
-        self._consult("mail", self._context("mail", sender=mail.sender, mail=mail), decided)
+        self._consult("mail", decided, sender=mail.sender, mail=mail)
 
     def do_RCPT(self, rest: bytes) -> None:
         if self._sender is None:
@@ -581,7 +580,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self._rcptHeaders.append(verdict.headers)
             self.reply(Reply(250, "2.1.5", "Ok"))
 
-        self._consult("rcpt", self._context("rcpt", recipient=address), decided)
+        self._consult("rcpt", decided, recipient=address)
 
     def do_DATA(self, rest: bytes) -> None:
         if rest.strip():
@@ -631,7 +630,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         policies = self.factory.policies
         self._queueID = newQueueID()
         trace = self._trace()
-        context = self._context("data", queueID=self._queueID)
+        context = self._context("data", queueID=self._queueID) if policies else None
         self._dataRecipients = self._recipients
         self._resetTransaction()
         try:
@@ -653,7 +652,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             observers = [
                 observer
                 for policy in policies
-                if (observer := policy.beginData(context)) is not None
+                if context is not None and (observer := policy.beginData(context)) is not None
             ]
         except Exception:
             self.log.failure("smtp {queueID}: a policy failed", queueID=self._queueID)
