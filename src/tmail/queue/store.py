@@ -361,7 +361,11 @@ class QueueStore:
     def _writeMetadata(
         self, entry: QueueEntry, syncDirectory: bool = True, owner: os.stat_result | None = None
     ) -> None:
-        """Write C{entry}'s metadata: tmp, fsync, rename over, fsync the directory."""
+        """
+        Write C{entry}'s metadata: tmp, fsync, rename over, fsync the
+        directory.  L{StoreFull} when the disk is full; the old metadata
+        stays then.
+        """
         tmp = self._tmpName("json")
         try:
             fd = _createLocked(tmp)
@@ -374,9 +378,11 @@ class QueueStore:
             writeAll(fd, entryToJson(entry))
             os.fsync(fd)
             os.rename(tmp, self._metadataPath(entry.id))
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            if isinstance(e, OSError):
+                _raiseFull(e)
             raise
         finally:
             os.close(fd)
