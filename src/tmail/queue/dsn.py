@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -222,7 +223,13 @@ def _humanPart(
             reason = _clean(d.describe(), utf8)
             if notice is Notice.FAILURE and not d.permanent:
                 reason += f" (still failing after {waited}: given up)"
-        lines.append(f"<{_clean(r.address, utf8)}>: {reason}")
+        lines += textwrap.wrap(
+            f"<{_clean(r.address, utf8)}>: {reason}",
+            width=76,
+            subsequent_indent="    ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
     lines.append("")
     returned = "Your message is attached." if whole else "The header of your message is attached."
     lines += [returned, ""]
