@@ -8,6 +8,7 @@ The C{tmail} administration command.
     tmail alias add|list|remove ...
     tmail quota show|set|recalc ...
     tmail dkim keygen|show|activate ...
+    tmail queue list|show|flush|hold|release|delete ...
 
 C{--config} may come before or after the subcommand and defaults to
 C{$TMAIL_CONFIG}, else C{./tmail.toml}.  Exit status: 0 on success, 1 when
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
-from tmail.cli import commands, dkim
+from tmail.cli import commands, dkim, queue
 from tmail.cli.commands import IO, CommandError
 from tmail.cli.init import DEFAULT_DOMAIN, DEFAULT_HOSTNAME, init
 from tmail.errors import ConfigError, DirectoryError
@@ -168,6 +169,24 @@ def buildParser() -> argparse.ArgumentParser:
     p = leaf(keys, "activate", dkim.dkimActivate, "sign a domain's mail with another selector")
     p.add_argument("domain")
     p.add_argument("selector")
+
+    q = sub.add_parser("queue", help="the outbound mail queue").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = leaf(q, "list", queue.queueList, "list queued mail, oldest first")
+    p.add_argument("--json", action="store_true", help="print the entries' metadata as JSON")
+    p = leaf(q, "show", queue.queueShow, "show one entry and its message header")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--message", action="store_true", help="print the whole message")
+    leaf(q, "flush", queue.queueFlush, "try waiting mail (or one entry) now").add_argument(
+        "id", metavar="ID", nargs="?"
+    )
+    for name, command, text in (
+        ("hold", queue.queueHold, "stop trying entries until released"),
+        ("release", queue.queueRelease, "try held entries again"),
+        ("delete", queue.queueDelete, "remove entries without telling their senders"),
+    ):
+        leaf(q, name, command, text).add_argument("ids", metavar="ID", nargs="+")
     return parser
 
 

@@ -139,7 +139,7 @@ def isEntryId(text: str) -> bool:
 
 def _checkId(entryId: str) -> str:
     if not isEntryId(entryId):
-        raise NoSuchEntry(f"not a queue ID: {entryId!r}")
+        raise NoSuchEntry(entryId)
     return entryId
 
 
