@@ -124,6 +124,7 @@ def _duration(seconds: float) -> str:
 
 def _addressField(address: str) -> str:
     """C{rfc822; a@b}, or C{utf-8; ...} (RFC 6533) for a UTF-8 address."""
+    address = _CONTROL.sub("", address)
     return f"rfc822; {address}" if address.isascii() else f"utf-8; {address}"
 
 
@@ -325,7 +326,7 @@ def buildReport(
         Notice.SUCCESS: "Delivery report: mail relayed",
     }[notice]
     header = _fold("From", f"Mail Delivery System <MAILER-DAEMON@{reportingMta}>")
-    header += _fold("To", f"<{entry.sender}>")
+    header += _fold("To", f"<{_CONTROL.sub('', entry.sender)}>")
     header += _fold("Subject", subject)
     header += _fold("Date", _date(now))
     header += _fold(

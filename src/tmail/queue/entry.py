@@ -42,6 +42,7 @@ __all__ = [
     "QueueEntry",
     "Recipient",
     "State",
+    "UnknownVersion",
     "entryFromJson",
     "entryToDict",
     "entryToJson",

@@ -44,12 +44,19 @@ therefore:
     again at once when it returns true;
   - loads an entry again (L{QueueStore.load}) right before each attempt and
     skips it when it is gone (L{NoSuchEntry}) or held;
-  - records what each attempt came to with L{QueueStore.record}, which
-    rereads the metadata under the lock (an operator's hold made during the
-    attempt is kept; an entry deleted during it raises L{NoSuchEntry}, and
-    what was sent stays sent);
-  - queues the notices L{QueueEntry.noticesOwed} lists (L{tmail.queue.dsn})
-    and then calls L{QueueStore.markNoticeSent}.
+  - sends the message from L{QueueStore.openMessage} to the due
+    recipients (L{QueueEntry.dueRecipients}), turns each failure into an
+    outcome with L{tmail.queue.schedule.RetrySchedule.judge}, and records
+    them with L{QueueStore.record}, which rereads the metadata under the
+    lock (an operator's hold made during the attempt is kept; an entry
+    deleted during it raises L{NoSuchEntry}, and what was sent stays sent);
+  - queues the notices L{QueueEntry.noticesOwed} lists, and delay notices
+    for L{QueueEntry.delayNoticeCandidates} once
+    L{tmail.queue.schedule.RetrySchedule.delayWarningDue}, built by
+    L{tmail.queue.dsn.buildReport} and queued with
+    L{tmail.queue.dsn.DeliveryReport.envelope}; then it calls
+    L{QueueStore.markNoticeSent}.  A crash between the two sends a notice
+    twice rather than never.
 An entry whose recipients are all final and owe no notice is removed by the
 update that makes it so.
 """
@@ -261,6 +268,7 @@ class PendingEntry:
             if isinstance(e, OSError):
                 _raiseFull(e)
             raise
+        self._path = None
         self._release()
         self._done = True
         return entry
