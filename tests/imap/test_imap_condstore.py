@@ -938,3 +938,56 @@ class CondstoreClientTests(TestCase):
         self.assertEqual(
             seen["archive"][b"HIGHESTMODSEQ"], store.getFolder("Archive").highestModSeq()
         )
+
+
+class OtherSessionsChangesTests(SynchronousTestCase):
+    """What one session's own commands must not hide of another session's changes."""
+
+    def sessions(self, qresync: bool = False) -> tuple[Session, Session]:
+        first = Session(self)
+        second = Session(self, fixture=first.fixture)
+        inbox = first.store.getFolder("INBOX")
+        deliver(inbox)
+        deliver(inbox)
+        first.select()
+        second.loginDirectly()
+        if qresync:
+            second.send(b"e ENABLE QRESYNC\r\n")
+        second.send(b"s SELECT INBOX\r\n")
+        return first, second
+
+    def test_a_silent_store_does_not_swallow_another_sessions_flag_change(self) -> None:
+        first, second = self.sessions()
+        first.send(b"1 STORE 1 +FLAGS (\\Flagged)\r\n")
+        told = second.send(b"2 STORE 1 +FLAGS.SILENT (\\Seen)\r\n")
+        told += second.send(b"3 NOOP\r\n")
+        self.assertIn(b"* 1 FETCH (FLAGS (\\Flagged \\Seen", told)
+
+    def test_fetching_a_body_sets_seen_another_session_took_away(self) -> None:
+        first, second = self.sessions()
+        second.send(b"1 STORE 1 +FLAGS (\\Seen)\r\n")
+        first.send(b"2 STORE 1 -FLAGS (\\Seen)\r\n")
+        second.send(b"3 FETCH 1 BODY[]\r\n")
+        flags = {info.uid: info.flags for info in first.store.getFolder("INBOX").messages()}
+        self.assertIn("\\Seen", flags[1])
+
+    def test_a_store_changing_nothing_still_warns_of_held_expunges(self) -> None:
+        first, second = self.sessions(qresync=True)
+        first.send(b"1 STORE 1 +FLAGS (\\Deleted)\r\n2 EXPUNGE\r\n")
+        second.send(b"3 STORE 2 +FLAGS (\\Answered)\r\n")
+        reply = second.send(b"5 STORE 2 +FLAGS (\\Answered)\r\n")
+        self.assertIn(b"MODSEQ", reply)
+        self.assertIn(b"OK [HIGHESTMODSEQ ", reply)
+
+    def test_a_fetch_with_expungeissued_still_warns_of_held_expunges(self) -> None:
+        first, second = self.sessions(qresync=True)
+        first.send(b"1 STORE 1 +FLAGS (\\Deleted)\r\n2 EXPUNGE\r\n")
+        reply = second.send(b"3 FETCH 1:2 (FLAGS BODY[HEADER.FIELDS (SUBJECT)])\r\n")
+        self.assertIn(b"NO [EXPUNGEISSUED]", reply)
+        self.assertIn(b"OK [HIGHESTMODSEQ ", reply)
+
+    def test_under_qresync_store_and_fetch_responses_carry_the_uid(self) -> None:
+        _, second = self.sessions(qresync=True)
+        self.assertIn(b"UID 1", second.send(b"1 STORE 1 +FLAGS (\\Flagged)\r\n"))
+        self.assertIn(b"UID 2", second.send(b"2 FETCH 2 BODY[HEADER.FIELDS (SUBJECT)]\r\n"))
+        self.assertIn(b"UID 2", second.send(b"3 FETCH 2 FLAGS\r\n"))

@@ -415,6 +415,7 @@ class IMAPMailbox:
                 wanted = info.flags - change
             else:
                 wanted = change
+            told = self._infos.get(u)
             if wanted != info.flags:
                 try:
                     info = self.folder.setFlags(u, wanted)
@@ -422,7 +423,10 @@ class IMAPMailbox:
                     continue
                 if changed is not None:
                     changed.add(seq)
-            self._infos[u] = info
+            if told is None or told.flags == current[u].flags:
+                self._infos[u] = info
+            # Otherwise another session changed the flags first: keeping what
+            # the client was told lets the next sync report the whole change.
             result[seq] = self.flagsOf(u)
         return result
 

@@ -1149,8 +1149,9 @@ class IMAPServer(IMAPSession):
         if changedSince is not None:
             work = [(seq, u) for seq, u in work if mbox.info(u).modseq > changedSince]
         if mbox.isWriteable() and any(setsSeen(item) for item in query):
-            unseen = [u for _, u in work if "\\Seen" not in mbox.info(u).flags]
-            mbox.addFlags(unseen, ["\\Seen"])
+            # Asked of the folder, not of this session's view: another
+            # session may have taken \Seen away meanwhile.
+            mbox.addFlags([u for _, u in work], ["\\Seen"])
             if not any(item.type == "flags" for item in query):
                 query = [*query, imap4._FetchParser.Flags()]
         withFlags = any(item.type == "flags" for item in query)
@@ -1161,10 +1162,13 @@ class IMAPServer(IMAPSession):
         ):
             query = [*query, ModSeqItem()]
 
-        def items(seq: int, u: int) -> list[Any]:
-            return messageItems(seq, mbox, u, query, bool(uid))
+        # Under QRESYNC every FETCH names its UID: the client keys its cache by it.
+        withUID = bool(uid) or self.qresync
 
-        build = metadataBuilder(mbox, query, bool(uid)) or items
+        def items(seq: int, u: int) -> list[Any]:
+            return messageItems(seq, mbox, u, query, withUID)
+
+        build = metadataBuilder(mbox, query, withUID) or items
 
         previousTimeout = self.setTimeout(None)
 
@@ -1177,14 +1181,14 @@ class IMAPServer(IMAPSession):
             return None if isinstance(failure.value, task.TaskStopped) else failure
 
         def done(outcome: FetchOutcome) -> None:
+            if any(item.type == "modseq" for item in query):
+                self._sentModSeq = True
             if outcome.failed:
                 raise no(b"[SERVERBUG] Some messages could not be fetched")
             if outcome.unknownCTE:
                 raise no(b"[UNKNOWN-CTE] Cannot decode the content transfer encoding")
             if outcome.expunged:
                 raise no(b"[EXPUNGEISSUED] Some messages were expunged")
-            if any(item.type == "modseq" for item in query):
-                self._sentModSeq = True
             self.sendPositiveResponse(tag, b"FETCH completed")
 
         stream = FetchStream(self.transport, work, build, self.cooperator)
@@ -1233,13 +1237,12 @@ class IMAPServer(IMAPSession):
                 continue
             u = mbox.getUID(seq)
             items = [] if silent else [b"FLAGS (%s)" % " ".join(current).encode()]
-            if uid:
+            if uid or self.qresync:
                 items.append(b"UID %d" % u)
             if withModSeq:
                 items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
+                self._sentModSeq = True
             self.sendUntaggedResponse(b"%d FETCH (%s)" % (seq, b" ".join(items)))
-        if withModSeq and changed:
-            self._sentModSeq = True
         if modified:
             numbers = sorted(u if uid else seq for seq, u in modified)
             self.sendPositiveResponse(
