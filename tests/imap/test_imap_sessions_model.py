@@ -67,11 +67,6 @@ SEARCH_KEYS = {
     "ANSWERED": lambda flags: "\\Answered" in flags,
     "DRAFT": lambda flags: "\\Draft" in flags,
 }
-#: The STORE items sent with .SILENT.  A silent +FLAGS or -FLAGS hides from
-#: the client what other sessions did to the same message since it was
-#: last told (RFC 3501 6.4.6 asks for a FETCH then), so only FLAGS, whose
-#: outcome the client knows, is sent silently.
-SILENT_MODES = (b"FLAGS",)
 FLAG_SETS = st.frozensets(st.sampled_from(SYSTEM))
 CLIENTS = st.integers(0, 2)
 #: Choices among things whose number depends on timing (how soon the server
@@ -163,7 +158,7 @@ class Client:
     @ivar flags: the flags it was last told, by sequence number.
     @ivar modseqs: UID -> the highest MODSEQ it was told (CONDSTORE).
     @ivar highest: the mod-sequence it may resynchronise from: the highest
-        MODSEQ it was told (but for STORE replies), unless a later C{OK
+        MODSEQ it was told, unless a later C{OK
         [HIGHESTMODSEQ]} said less (RFC 7162 3.2: expunges are still to come).
     @ivar validity: the folder's UIDVALIDITY.
     @ivar idleTag: the tag of the IDLE in progress, if any.
@@ -273,7 +268,6 @@ class SessionsMachine(RuleBasedStateMachine):
     def apply(self, client: Client, verb: str, reply: bytes, tag: bytes | None = None) -> bytes:
         """Update the client's model from a reply; return its tagged status."""
         status = b""
-        highest = client.highest
         for line in responses(reply):
             if not line:
                 continue
@@ -282,11 +276,6 @@ class SessionsMachine(RuleBasedStateMachine):
                 continue
             assert line.startswith((b"* ", b"+ ")), (client.name, verb, line)
             self.applyUntagged(client, verb, line)
-        if status.startswith(b"NO [EXPUNGEISSUED]"):
-            # Its MODSEQs may be above the expunges still to come, and no
-            # OK [HIGHESTMODSEQ] follows them (RFC 7162 3.2 asks for one):
-            # the client does not count on them.
-            client.highest = min(client.highest, highest)
         return status
 
     def applyUntagged(self, client: Client, verb: str, line: bytes) -> None:
@@ -344,11 +333,7 @@ class SessionsMachine(RuleBasedStateMachine):
             value, previous = int(modseq.group(1)), client.modseqs.get(u, 0)
             assert value >= previous, (*where, previous)
             client.modseqs[u] = value
-            if not verb.endswith("STORE"):
-                # A STORE that changes no flag answers with MODSEQs above
-                # expunges still to come, without the OK [HIGHESTMODSEQ]
-                # RFC 7162 3.2 asks for: the client does not count on them.
-                client.highest = max(client.highest, value)
+            client.highest = max(client.highest, value)
         if flags is not None:
             if client.qresync and verb in ("NOOP", "CHECK", "IDLE"):
                 # A client under QRESYNC keys its cache by UID.
@@ -553,7 +538,7 @@ class SessionsMachine(RuleBasedStateMachine):
         """STORE changes the messages the client names, and only those."""
         client = self.activeClient(who)
         if client is not None:
-            self.storeFlags(client, choice, byUid, mode, silent and mode in SILENT_MODES, flags)
+            self.storeFlags(client, choice, byUid, mode, silent, flags)
         self.pushed()
 
     def storeFlags(
@@ -666,16 +651,9 @@ class SessionsMachine(RuleBasedStateMachine):
         if client is not None:
             messages, seqs = self.messageSet(client, byUid, choice)
             named = {u for seq in seqs if (u := client.uids[seq - 1]) is not None}
-            # RFC 3501 6.4.5 asks for \\Seen on every message whose body is
-            # fetched, but one whose \\Seen another session cleared since
-            # this client was last told is left unseen: only those the client
-            # knows as unseen are checked.
-            unseen = {
-                u
-                for seq in seqs
-                if (u := client.uids[seq - 1]) is not None
-                and "\\Seen" not in (client.flags[seq - 1] or {"\\Seen"})
-            }
+            # RFC 3501 6.4.5: \\Seen on every message whose body is fetched,
+            # also one whose \\Seen another session cleared meanwhile.
+            unseen = named
             command = b"%sFETCH %s %s" % (b"UID " if byUid else b"", messages, items)
             status, reply = self.send(client, command)
             disk = self.disk()
