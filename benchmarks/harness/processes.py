@@ -28,8 +28,12 @@ def freePorts(count: int) -> list[int]:
     return ports
 
 
-def waitForPorts(ports: Sequence[int], process: subprocess.Popen[bytes] | None,
-                 log: Path | None, timeout: float = 60.0) -> None:
+def waitForPorts(
+    ports: Sequence[int],
+    process: subprocess.Popen[bytes] | None,
+    log: Path | None,
+    timeout: float = 60.0,
+) -> None:
     """Block until something accepts on every port (or fail with the log)."""
     deadline = time.monotonic() + timeout
     pending = set(ports)
@@ -128,10 +132,17 @@ class Running:
                 os.kill(self.rootPid, signal.SIGTERM)
 
 
-def spawn(command: list[str], log: Path, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    command: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a server in the background, its output to C{log}."""
     log.parent.mkdir(parents=True, exist_ok=True)
     out = log.open("ab")
-    return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                            env=dict(os.environ, **(env or {})), start_new_session=True)
+    return subprocess.Popen(
+        command,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=dict(os.environ, **(env or {})),
+        start_new_session=True,
+    )

@@ -59,8 +59,11 @@ def record(results: list[ScenarioResult], quick: bool) -> dict[str, object]:
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": quick,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": __import__("os").cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        },
         "scenarios": [
             {
                 "name": r.scenario.name,

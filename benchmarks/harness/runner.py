@@ -62,16 +62,19 @@ def runScenario(
                 say(f"  {scenario.name}: {peer.name} skipped: {reason}")
                 continue
             say(f"  {scenario.name}: starting {peer.name}")
-            server = peer.start(workdir / scenario.name / peer.name,
-                                users(scenario.userCount), scenario.protocols)
+            server = peer.start(
+                workdir / scenario.name / peer.name, users(scenario.userCount), scenario.protocols
+            )
             running.append((result, server))
             scenario.seed(server)
         for number in range(rounds):
             for result, server in running:
                 m = scenario.measure(server)
                 result.rounds.append(m)
-                say(f"  {scenario.name} round {number + 1}/{rounds} {result.peer}: "
-                    f"{scenario.value(m):,.1f} {scenario.unit}, lost {m.lost}")
+                say(
+                    f"  {scenario.name} round {number + 1}/{rounds} {result.peer}: "
+                    f"{scenario.value(m):,.1f} {scenario.unit}, lost {m.lost}"
+                )
     finally:
         for _, server in running:
             server.stop()

@@ -42,8 +42,14 @@ class MaildirHandler:
         self.counter = itertools.count()
         self.host = socket.gethostname().replace("/", "_").replace(":", "_")
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if address.lower() not in self.maildirs:
             return "550 5.1.1 No such user"
         envelope.rcpt_tos.append(address)
@@ -76,7 +82,7 @@ class MaildirHandler:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError:
             os.unlink(tmp)
@@ -95,7 +101,8 @@ async def serve(port: int, maildirs: dict[str, Path]) -> None:
     loop = asyncio.get_running_loop()
     handler = MaildirHandler(maildirs)
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname=HOSTNAME, decode_data=False), "127.0.0.1", port)
+        lambda: SMTP(handler, hostname=HOSTNAME, decode_data=False), "127.0.0.1", port
+    )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

@@ -16,9 +16,21 @@ pytestmark = pytest.mark.e2e
 
 def test_harness_smoke_run_prints_a_table_and_loses_nothing(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(RUN), "--size", "smoke", "--peers", "tmail", "--no-chart",
-         "--results", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            str(RUN),
+            "--size",
+            "smoke",
+            "--peers",
+            "tmail",
+            "--no-chart",
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "tmail" in result.stdout and "median" in result.stdout

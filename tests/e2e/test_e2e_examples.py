@@ -42,8 +42,12 @@ def test_embedded_tmail_serves_mail_next_to_a_web_page(tmp_path: Path) -> None:
     server.addUser(USER, PASSWORD)
     (web,) = freePorts(1)
     process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "embed.py"), str(server.config),
-         f"tcp:{web}:interface=127.0.0.1"],
+        [
+            sys.executable,
+            str(EXAMPLES / "embed.py"),
+            str(server.config),
+            f"tcp:{web}:interface=127.0.0.1",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

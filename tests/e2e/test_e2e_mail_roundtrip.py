@@ -232,8 +232,9 @@ def test_json_log_format_writes_json_lines(tmp_path: Path) -> None:
 def test_idle_session_hears_of_an_smtp_delivery(server: TmailServer) -> None:
     from imapclient import IMAPClient
 
-    with IMAPClient("localhost", port=server.ports["imaps"], ssl_context=context(server),
-                    timeout=10) as client:
+    with IMAPClient(
+        "localhost", port=server.ports["imaps"], ssl_context=context(server), timeout=10
+    ) as client:
         client.login(ALICE, PASSWORD)
         exists = client.select_folder("INBOX")[b"EXISTS"]
         client.idle()

@@ -39,8 +39,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TmailServer]:
 def curl(server: TmailServer, *args: str, stdin: bytes | None = None) -> bytes:
     assert server.pki is not None
     result = subprocess.run(
-        ["curl", "--silent", "--show-error", "--cacert", str(server.pki.caCertificate),
-         "--user", f"{USER}:{PASSWORD}", *args],
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--cacert",
+            str(server.pki.caCertificate),
+            "--user",
+            f"{USER}:{PASSWORD}",
+            *args,
+        ],
         input=stdin,
         capture_output=True,
         timeout=60,
@@ -56,9 +64,12 @@ def test_curl_sends_with_starttls_and_reads_back_over_imap_and_pop3(server: Tmai
         server,
         f"smtp://localhost:{server.ports['submission']}",
         "--ssl-reqd",
-        "--mail-from", USER,
-        "--mail-rcpt", USER,
-        "--upload-file", "-",
+        "--mail-from",
+        USER,
+        "--mail-rcpt",
+        USER,
+        "--upload-file",
+        "-",
         stdin=RAW,
     )
     viaImap = curl(server, f"imaps://localhost:{server.ports['imaps']}/INBOX;UID=1")
@@ -70,9 +81,24 @@ def test_curl_sends_with_starttls_and_reads_back_over_imap_and_pop3(server: Tmai
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")
 def test_swaks_submits_over_implicit_tls(server: TmailServer) -> None:
     result = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{server.ports['submissions']}", "--tlsc",
-         "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD,
-         "--from", USER, "--to", USER, "--header", "Subject: via swaks"],
+        [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{server.ports['submissions']}",
+            "--tlsc",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            USER,
+            "--to",
+            USER,
+            "--header",
+            "Subject: via swaks",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -95,7 +121,7 @@ def test_mbsync_pulls_the_inbox_and_a_second_run_changes_nothing(
     config.write_text(
         f"""IMAPAccount tmail
 Host localhost
-Port {server.ports['imaps']}
+Port {server.ports["imaps"]}
 User {USER}
 Pass "{PASSWORD}"
 SSLType IMAPS
@@ -121,7 +147,10 @@ SyncState *
     def run() -> str:
         result = subprocess.run(
             ["mbsync", "-c", str(config), "-a"],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout + result.stderr

@@ -55,8 +55,11 @@ def message(messageId: str, subject: str, sender: str = "x@example.org") -> byte
 def connect(server: TmailServer, user: str) -> IMAPClient:
     assert server.pki is not None
     client = IMAPClient(
-        "localhost", port=server.ports["imaps"], ssl=True,
-        ssl_context=server.pki.clientContext(), timeout=30,
+        "localhost",
+        port=server.ports["imaps"],
+        ssl=True,
+        ssl_context=server.pki.clientContext(),
+        timeout=30,
     )
     client.login(user, PASSWORD)
     return client
@@ -184,7 +187,9 @@ def asImapFlags(letters: str) -> frozenset[str]:
 
 
 def assertBothSidesHold(
-    state: ServerState, folderPath: dict[str, Path], expected: dict[str, dict[str, str]],
+    state: ServerState,
+    folderPath: dict[str, Path],
+    expected: dict[str, dict[str, str]],
     expunges: bool,
 ) -> None:
     """Both sides hold C{expected} with the same texts; a client that does not expunge
@@ -238,8 +243,13 @@ EXPECTED_AFTER_CHANGES: dict[str, dict[str, str]] = {
 
 
 def syncTwiceEachWay(
-    server: TmailServer, user: str, local: Path, folderPath: dict[str, Path],
-    sync: Callable[[], str], busy: tuple[str, ...], expunges: bool,
+    server: TmailServer,
+    user: str,
+    local: Path,
+    folderPath: dict[str, Path],
+    sync: Callable[[], str],
+    busy: tuple[str, ...],
+    expunges: bool,
 ) -> None:
     """Seed both sides, then sync, sync idle, change both sides, sync, sync idle.
 
@@ -285,7 +295,7 @@ def test_mbsync_syncs_a_flagged_folder_tree_both_ways_and_reruns_change_nothing(
     config.write_text(
         f"""IMAPAccount tmail
 Host localhost
-Port {server.ports['imaps']}
+Port {server.ports["imaps"]}
 User {user}
 Pass "{PASSWORD}"
 SSLType IMAPS
@@ -313,7 +323,10 @@ SyncState *
     def sync() -> str:
         result = subprocess.run(
             ["mbsync", "-V", "-c", str(config), "-a"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout + result.stderr
@@ -353,7 +366,7 @@ sep = /
 [Repository remote]
 type = IMAP
 remotehost = localhost
-remoteport = {server.ports['imaps']}
+remoteport = {server.ports["imaps"]}
 ssl = yes
 sslcacertfile = {server.pki.caCertificate}
 remoteuser = {user}
@@ -365,7 +378,10 @@ maxconnections = 1
     def sync() -> str:
         result = subprocess.run(
             ["offlineimap", "-c", str(config), "-u", "basic", "-o"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
@@ -373,6 +389,11 @@ maxconnections = 1
         return output
 
     syncTwiceEachWay(
-        server, user, local, folderPath, sync,
-        busy=("Copy message", "Adding flag", "Deleting flag", "Deleting "), expunges=False,
+        server,
+        user,
+        local,
+        folderPath,
+        sync,
+        busy=("Copy message", "Adding flag", "Deleting flag", "Deleting "),
+        expunges=False,
     )

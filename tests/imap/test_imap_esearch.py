@@ -403,7 +403,6 @@ class ESearchNetworkTests(TestCase):
         self.fixture = makeRealm(Path(self.mktemp()))
         rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
 
-
     @inlineCallbacks
     def test_imaplibSavesAndReuses(self) -> Generator[Deferred[Any], Any, None]:
         """imaplib: ESEARCH data, then UID FETCH and STORE on C{$}."""

@@ -382,7 +382,6 @@ class SortNetworkTests(TestCase):
         )
         put(inbox, b"Subject: beta\r\nFrom: Zed <alice@x>\r\nDate: 1 Jan 2024 00:00:00 +0000\r\n")
 
-
     @inlineCallbacks
     def test_clientsSort(self) -> Generator[Deferred[Any], Any, None]:
         port = yield listenIMAP(self, self.fixture)

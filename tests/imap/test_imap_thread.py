@@ -385,7 +385,6 @@ class ThreadNetworkTests(TestCase):
         self.fixture = makeRealm(Path(self.mktemp()))
         rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
 
-
     @inlineCallbacks
     def test_clientsThread(self) -> Generator[Deferred[Any], Any, None]:
         port = yield listenIMAP(self, self.fixture)

@@ -457,7 +457,6 @@ def test_tmail_copy_of_a_message_dovecot_stored_looks_like_the_original(
     assert viaDovecot == original
 
 
-
 def test_folders_renamed_or_deleted_by_one_server_keep_their_uids_in_the_other(
     servers: Servers,
 ) -> None:

@@ -130,8 +130,9 @@ def _settings(tmp_path: Path, backend: str, **realm: object) -> Settings:
 
 def test_build_chooses_the_configured_backend(tmp_path: Path) -> None:
     directory = PasswdFileDirectory(tmp_path / "data")
-    assert isinstance(realmFromSettings(_settings(tmp_path, "virtual"), directory),
-                      VirtualDomainRealm)
+    assert isinstance(
+        realmFromSettings(_settings(tmp_path, "virtual"), directory), VirtualDomainRealm
+    )
     built = realmFromSettings(_settings(tmp_path, "maildir", domain="one.test"), directory)
     assert isinstance(built, MaildirRealm) and built.domain == "one.test"
     custom = realmFromSettings(

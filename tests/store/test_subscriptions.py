@@ -45,10 +45,6 @@ def test_duplicates_and_invalid_names_are_dropped() -> None:
     assert parse("V\t2\n\nSent\nSent\n\n\x00bad\n") == ["Sent"]
 
 
-@given(
-    st.lists(
-        st.lists(LEVEL, min_size=1, max_size=3).map("/".join).filter(_valid), unique=True
-    )
-)
+@given(st.lists(st.lists(LEVEL, min_size=1, max_size=3).map("/".join).filter(_valid), unique=True))
 def test_what_is_written_reads_back_the_same(names: list[str]) -> None:
     assert parse(serialize(names).decode("utf-8")) == names

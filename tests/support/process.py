@@ -92,18 +92,18 @@ certificate = "pki/cert.pem"
 key = "pki/key.pem"
 
 [smtp]
-listen = ["tcp:{p['smtp']}:interface=127.0.0.1"]
+listen = ["tcp:{p["smtp"]}:interface=127.0.0.1"]
 {self.smtpExtra}
 
 [submission]
-listen = ["tcp:{p['submission']}:interface=127.0.0.1", "tls:{p['submissions']}:interface=127.0.0.1"]
+listen = ["tcp:{p["submission"]}:interface=127.0.0.1", "tls:{p["submissions"]}:interface=127.0.0.1"]
 
 [imap]
-listen = ["tcp:{p['imap']}:interface=127.0.0.1", "tls:{p['imaps']}:interface=127.0.0.1"]
+listen = ["tcp:{p["imap"]}:interface=127.0.0.1", "tls:{p["imaps"]}:interface=127.0.0.1"]
 {self.imapExtra}
 
 [pop3]
-listen = ["tcp:{p['pop3']}:interface=127.0.0.1", "tls:{p['pop3s']}:interface=127.0.0.1"]
+listen = ["tcp:{p["pop3"]}:interface=127.0.0.1", "tls:{p["pop3s"]}:interface=127.0.0.1"]
 {self.extra}
 """
         )
@@ -131,8 +131,16 @@ listen = ["tcp:{p['pop3']}:interface=127.0.0.1", "tls:{p['pop3s']}:interface=127
         env = self.environment()
         logFile = self.log.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", "-", "tmail",
-             "--config", str(self.config)],
+            [
+                str(BIN / "twistd"),
+                "-n",
+                "--pidfile=",
+                "--logfile",
+                "-",
+                "tmail",
+                "--config",
+                str(self.config),
+            ],
             stdout=logFile,
             stderr=subprocess.STDOUT,
             cwd=self.folder,

@@ -171,8 +171,10 @@ class IdleConnections:
         server.restart()
         everyone = users(self.userCount)
         r = asyncio.run(idleRound(server, everyone, self.connections))
-        say(f"  {self.name}: {server.name}: {r.opened:,}/{r.wanted:,} connections open in "
-            f"{r.openSeconds:.1f} s, {r.notified:,} notified in {r.notifySeconds:.2f} s")
+        say(
+            f"  {self.name}: {server.name}: {r.opened:,}/{r.wanted:,} connections open in "
+            f"{r.openSeconds:.1f} s, {r.notified:,} notified in {r.notifySeconds:.2f} s"
+        )
         perConnection = 1024 * max(r.opened, 1)
         notify = self.name == "idle-notify"
         return Measurement(
@@ -180,9 +182,13 @@ class IdleConnections:
             seconds=r.notifySeconds if notify else r.openSeconds,
             cpuSeconds=r.cpuSeconds,
             lost=r.wanted - (r.notified if notify else r.opened),
-            extra={"connections": r.opened, "kb_per_connection": r.rssDelta / perConnection,
-                   "pss_kb_per_connection": r.pssDelta / perConnection,
-                   "notify_s": r.notifySeconds, "open_s": r.openSeconds},
+            extra={
+                "connections": r.opened,
+                "kb_per_connection": r.rssDelta / perConnection,
+                "pss_kb_per_connection": r.pssDelta / perConnection,
+                "notify_s": r.notifySeconds,
+                "open_s": r.openSeconds,
+            },
         )
 
     def value(self, m: Measurement) -> float:
@@ -191,7 +197,8 @@ class IdleConnections:
 
 
 def scenarios(size: str) -> list[Scenario]:
-    connections, userCount = {"full": (10_000, 100), "quick": (1_000, 100),
-                              "smoke": (20, 5)}[size]
-    return [IdleConnections("idle-memory", connections, userCount, "KB/connection"),
-            IdleConnections("idle-notify", connections, userCount, "s")]
+    connections, userCount = {"full": (10_000, 100), "quick": (1_000, 100), "smoke": (20, 5)}[size]
+    return [
+        IdleConnections("idle-memory", connections, userCount, "KB/connection"),
+        IdleConnections("idle-notify", connections, userCount, "s"),
+    ]

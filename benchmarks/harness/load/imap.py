@@ -136,8 +136,10 @@ class ImapMix:
     def measure(self, server: Running) -> Measurement:
         everyone = users(self.userCount)
         kind = OpenSessions if self.keepOpen else SessionPerCheck
-        clients = [kind(server.ports["imap"], everyone[i::CLIENTS], random.Random(i))
-                   for i in range(CLIENTS)]
+        clients = [
+            kind(server.ports["imap"], everyone[i::CLIENTS], random.Random(i))
+            for i in range(CLIENTS)
+        ]
         return timedRound(server, clients, self.budget)
 
     def value(self, m: Measurement) -> float:
@@ -145,7 +147,11 @@ class ImapMix:
 
 
 def scenarios(size: str) -> list[Scenario]:
-    budget = {"full": Budget(20, 100_000), "quick": Budget(5, 100_000),
-              "smoke": Budget(0.2, 2)}[size]
-    return [ImapMix("imap-mix", False, budget), ImapMix("imap-mix-open", True, budget),
-            *large.scenarios(size)]
+    budget = {"full": Budget(20, 100_000), "quick": Budget(5, 100_000), "smoke": Budget(0.2, 2)}[
+        size
+    ]
+    return [
+        ImapMix("imap-mix", False, budget),
+        ImapMix("imap-mix-open", True, budget),
+        *large.scenarios(size),
+    ]

@@ -86,7 +86,7 @@ class ImapClient:
         while True:
             response = await self._response()
             if response.startswith(prefix):
-                return Reply(response[len(prefix):].split(b" ", 1)[0].rstrip(b"\r\n"), untagged)
+                return Reply(response[len(prefix) :].split(b" ", 1)[0].rstrip(b"\r\n"), untagged)
             if response.startswith(b"* "):
                 self._track(response)
             untagged.append(response)
@@ -109,7 +109,7 @@ class ImapClient:
                 self._track(line)
                 line = await self.reader.readuntil(b"\r\n")
             if not line.startswith(b"+"):
-                return Reply(line[len(tag) + 1:].split(b" ", 1)[0])
+                return Reply(line[len(tag) + 1 :].split(b" ", 1)[0])
             self.writer.write(literal + b"\r\n")
         return await self._finish(tag)
 
@@ -136,7 +136,7 @@ class ImapClient:
                 if start > 1 and tail[start:].startswith(tag + b" "):
                     break
         data = b"".join(chunks)
-        status = data[data.rfind(tag + b" ") + len(tag) + 1:].split(b" ", 1)[0]
+        status = data[data.rfind(tag + b" ") + len(tag) + 1 :].split(b" ", 1)[0]
         return status, data.count(marker)
 
     async def idle(self) -> None:

@@ -157,8 +157,10 @@ class LargeFolder:
             backdate(maildir)
             try:
                 seconds, _ = self._run(server, timedFetchFlags, COPE_TIMEOUT)
-                say(f"  {self.name}: {server.name} seeded in {time.monotonic() - started:.1f} s, "
-                    f"then UID FETCH of the flags {seconds:.2f} s")
+                say(
+                    f"  {self.name}: {server.name} seeded in {time.monotonic() - started:.1f} s, "
+                    f"then UID FETCH of the flags {seconds:.2f} s"
+                )
                 return
             except TimeoutError:
                 _unable[key] = f"SELECT and UID FETCH of the flags took over {COPE_TIMEOUT:.0f} s"
@@ -168,9 +170,11 @@ class LargeFolder:
                 _unable[key] = f"SELECT and UID FETCH of the flags failed: {e!r}"
         say(f"  {self.name}: {server.name} not measured on {self.count:,} messages: {_unable[key]}")
 
-    def _run(self, server: Running, probe: Probe,
-             timeout: float = PROBE_TIMEOUT) -> tuple[float, int]:
+    def _run(
+        self, server: Running, probe: Probe, timeout: float = PROBE_TIMEOUT
+    ) -> tuple[float, int]:
         """The probe's seconds, and the server's memory while the session is still open."""
+
         async def session() -> tuple[float, int]:
             async with asyncio.timeout(timeout):
                 client = await login(server)
@@ -200,8 +204,10 @@ class LargeFolder:
             else:
                 m.ops += 1
                 m.seconds += seconds
-                m.extra = {"rss_mb": rss / 1e6,
-                           "bytes_per_message": (rss - self.baseline[server.name]) / self.count}
+                m.extra = {
+                    "rss_mb": rss / 1e6,
+                    "bytes_per_message": (rss - self.baseline[server.name]) / self.count,
+                }
             m.cpuSeconds += server.cpuSeconds() - before
         return m
 
@@ -222,6 +228,5 @@ def scenarios(size: str) -> list[Scenario]:
         LargeFolder("large-status", count, timedStatus, repeats=5),
         LargeFolder("large-first-select", count, timedSelect, repeats=1, restart=True),
         LargeFolder("large-rss", count, timedFetchFlags, repeats=1, memory=True),
-        LargeFolder("large-memory-per-message", count, timedFetchFlags, repeats=1,
-                    perMessage=True),
+        LargeFolder("large-memory-per-message", count, timedFetchFlags, repeats=1, perMessage=True),
     ]

@@ -111,8 +111,10 @@ class Pop3Sessions:
 
     def measure(self, server: Running) -> Measurement:
         everyone = users(self.userCount)
-        clients = [Pop3Checker(server.ports["pop3"], everyone[i::CLIENTS], random.Random(i))
-                   for i in range(CLIENTS)]
+        clients = [
+            Pop3Checker(server.ports["pop3"], everyone[i::CLIENTS], random.Random(i))
+            for i in range(CLIENTS)
+        ]
         return timedRound(server, clients, self.budget)
 
     def value(self, m: Measurement) -> float:
@@ -120,6 +122,7 @@ class Pop3Sessions:
 
 
 def scenarios(size: str) -> list[Scenario]:
-    budget = {"full": Budget(20, 100_000), "quick": Budget(5, 100_000),
-              "smoke": Budget(0.2, 2)}[size]
+    budget = {"full": Budget(20, 100_000), "quick": Budget(5, 100_000), "smoke": Budget(0.2, 2)}[
+        size
+    ]
     return [Pop3Sessions(budget)]

@@ -16,8 +16,10 @@ from pathlib import Path
 
 SUBDIRS = ("cur", "new", "tmp")
 
-_WORDS = (b"mail server queue folder index message delivery header body flag search "
-          b"session account storage network client protocol literal mailbox").split()
+_WORDS = (
+    b"mail server queue folder index message delivery header body flag search "
+    b"session account storage network client protocol literal mailbox"
+).split()
 _rng = random.Random(0)
 #: Body text that messages take slices of: generating text per message would
 #: make seeding a 100,000-message folder take minutes.
@@ -68,8 +70,9 @@ def _owner(maildir: Path) -> tuple[int, int] | None:
     return st.st_uid, st.st_gid
 
 
-def fillMaildir(maildir: Path, count: int, unseenEvery: int = 2,
-                sizes: tuple[int, int] = (1_000, 12_000)) -> None:
+def fillMaildir(
+    maildir: Path, count: int, unseenEvery: int = 2, sizes: tuple[int, int] = (1_000, 12_000)
+) -> None:
     """
     Write C{count} messages of C{sizes} (smallest, largest) into
     C{maildir/cur}; every C{unseenEvery}-th one is unseen, the others are

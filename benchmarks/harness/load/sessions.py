@@ -18,8 +18,15 @@ from harness.model import Measurement
 from harness.processes import Running
 
 #: What a broken or refusing server makes a session raise.
-FAILURES = (OSError, EOFError, ProtocolError, TimeoutError, ValueError,
-            asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+FAILURES = (
+    OSError,
+    EOFError,
+    ProtocolError,
+    TimeoutError,
+    ValueError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,
+)
 
 #: No single session may take longer than this.
 SESSION_TIMEOUT = 60.0
@@ -112,5 +119,10 @@ def timedRound(server: Running, clients: Sequence[Client], budget: Budget) -> Me
                     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
     seconds, cpuSeconds = asyncio.run(run())
-    return Measurement(ops=tally.ok, seconds=seconds, cpuSeconds=cpuSeconds, lost=tally.lost,
-                       extra={"sessions": tally.sessions})
+    return Measurement(
+        ops=tally.ok,
+        seconds=seconds,
+        cpuSeconds=cpuSeconds,
+        lost=tally.lost,
+        extra={"sessions": tally.sessions},
+    )

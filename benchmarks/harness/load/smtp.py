@@ -91,14 +91,17 @@ def buildMessages(count: int, recipients: list[str], token: str) -> list[Outgoin
             lines.append(line)
             size += len(line) + 2
         lines.append(filler[: MESSAGE_SIZE - size])
-        body = b"".join(b"." + line + b"\r\n" if line.startswith(b".") else line + b"\r\n"
-                        for line in lines)
-        messages.append(Outgoing(
-            recipient,
-            f"MAIL FROM:<{SENDER}>\r\n".encode(),
-            f"RCPT TO:<{recipient}>\r\n".encode(),
-            head + body + b".\r\n",
-        ))
+        body = b"".join(
+            b"." + line + b"\r\n" if line.startswith(b".") else line + b"\r\n" for line in lines
+        )
+        messages.append(
+            Outgoing(
+                recipient,
+                f"MAIL FROM:<{SENDER}>\r\n".encode(),
+                f"RCPT TO:<{recipient}>\r\n".encode(),
+                head + body + b".\r\n",
+            )
+        )
     return messages
 
 
@@ -116,11 +119,14 @@ class Connection:
     @classmethod
     async def open(cls, port: int) -> Connection:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), CONNECT_TIMEOUT)
+            asyncio.open_connection("127.0.0.1", port), CONNECT_TIMEOUT
+        )
         connection = cls(reader, writer)
         try:
-            if await connection.reply() != 220 or await connection.command(
-                    b"EHLO client.test\r\n") != 250:
+            if (
+                await connection.reply() != 220
+                or await connection.command(b"EHLO client.test\r\n") != 250
+            ):
                 raise SmtpError("greeting or EHLO refused")
         except BaseException:
             connection.close()
@@ -142,9 +148,11 @@ class Connection:
 
     async def send(self, message: Outgoing) -> bool:
         """Send one message; C{True} if it got its C{250}."""
-        if (await self.command(message.mailFrom) != 250
-                or await self.command(message.rcptTo) not in (250, 251)
-                or await self.command(b"DATA\r\n") != 354):
+        if (
+            await self.command(message.mailFrom) != 250
+            or await self.command(message.rcptTo) not in (250, 251)
+            or await self.command(b"DATA\r\n") != 354
+        ):
             await self.command(b"RSET\r\n")
             return False
         return await self.command(message.data) == 250
@@ -207,8 +215,9 @@ def countNew(maildir: Path) -> int:
         return 0
 
 
-def waitForDelivery(maildirs: dict[str, Path], baseline: dict[str, int],
-                    expected: Counter[str], timeout: float) -> tuple[int, float]:
+def waitForDelivery(
+    maildirs: dict[str, Path], baseline: dict[str, int], expected: Counter[str], timeout: float
+) -> tuple[int, float]:
     """
     Poll until each user's C{new/} holds its C{expected} new files, or
     C{timeout}; returns the new files found and when the poll saw them.
@@ -250,8 +259,7 @@ class SmtpScenario:
         cpuBefore = server.cpuSeconds()
         start = time.perf_counter()
         tally = asyncio.run(sendAll(server.ports["smtp"], messages, self.connections))
-        found, end = waitForDelivery(server.maildirs, baseline, tally.accepted,
-                                     DELIVERY_TIMEOUT)
+        found, end = waitForDelivery(server.maildirs, baseline, tally.accepted, DELIVERY_TIMEOUT)
         cpuSeconds = server.cpuSeconds() - cpuBefore
         accepted = tally.accepted.total()
         acceptSeconds = tally.lastAccept - start

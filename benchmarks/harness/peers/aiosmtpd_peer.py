@@ -30,8 +30,20 @@ class AiosmtpdPeer:
         root = workdir / "mail"
         (port,) = freePorts(1)
         log = workdir / "server.log"
-        process = spawn([sys.executable, str(SCRIPT), "--port", str(port), "--root", str(root),
-                         "--users", str(usersFile)], log, cwd=workdir)
+        process = spawn(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--port",
+                str(port),
+                "--root",
+                str(root),
+                "--users",
+                str(usersFile),
+            ],
+            log,
+            cwd=workdir,
+        )
         try:
             waitForPorts([port], process, log)
         except BaseException:

@@ -98,7 +98,8 @@ service pop3 {{
 
 def _binary() -> str | None:
     return shutil.which("dovecot") or (
-        "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
+        "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None
+    )
 
 
 def _traversable(path: Path) -> None:
@@ -141,8 +142,9 @@ class DovecotPeer:
             return "not installed (apt-get install dovecot-imapd dovecot-pop3d)"
         if not Path("/usr/lib/dovecot/pop3").exists():
             return "dovecot-pop3d not installed"
-        version = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                                 check=False).stdout
+        version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=False
+        ).stdout
         if not version.startswith("2.3"):
             return f"Dovecot {version.split()[0] if version else '?'}: only 2.3 is configured"
         if os.geteuid() != 0:
@@ -173,9 +175,18 @@ class DovecotPeer:
         (workdir / "passwd").write_text("".join(f"{user}:{digest}\n" for user in userList))
         imap, pop3 = freePorts(2)
         config = workdir / "dovecot.conf"
-        config.write_text(CONFIG.format(
-            work=workdir, mail=mailRoot, uid=uid, gid=gid, imap=imap, pop3=pop3,
-            sessions=MAX_SESSIONS, clients=MAX_SESSIONS + 1000))
+        config.write_text(
+            CONFIG.format(
+                work=workdir,
+                mail=mailRoot,
+                uid=uid,
+                gid=gid,
+                imap=imap,
+                pop3=pop3,
+                sessions=MAX_SESSIONS,
+                clients=MAX_SESSIONS + 1000,
+            )
+        )
         command = [_binary() or "dovecot", "-F", "-c", str(config)]
         log = workdir / "dovecot.log"
 
@@ -184,8 +195,14 @@ class DovecotPeer:
 
         process = launch()
         waitForPorts([imap, pop3], process, workdir / "stdout.log")
-        return DovecotRunning(self.name, {"imap": imap, "pop3": pop3}, maildirs,
-                              process=process, log=log, relaunch=launch)
+        return DovecotRunning(
+            self.name,
+            {"imap": imap, "pop3": pop3},
+            maildirs,
+            process=process,
+            log=log,
+            relaunch=launch,
+        )
 
 
 PEER = DovecotPeer()

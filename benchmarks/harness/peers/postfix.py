@@ -162,15 +162,24 @@ class PostfixPeer:
         etc = work / "etc"
         (etc / "vmailbox").write_text("\n".join(lines) + "\n")
         (etc / "master.cf").write_text(MASTER_CF.format(port=port))
-        (etc / "main.cf").write_text(MAIN_CF.format(work=work, uid=owner.pw_uid,
-                                                   gid=owner.pw_gid))
+        (etc / "main.cf").write_text(MAIN_CF.format(work=work, uid=owner.pw_uid, gid=owner.pw_gid))
         log = work / "maillog"
-        started = subprocess.run([POSTFIX, "-c", str(etc), "start"], capture_output=True,
-                                 text=True, timeout=60, check=False)
+        started = subprocess.run(
+            [POSTFIX, "-c", str(etc), "start"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         if started.returncode != 0:
             raise RuntimeError(f"postfix start failed:\n{started.stdout}{started.stderr}")
-        server = PostfixRunning(self.name, {"smtp": port}, maildirs,
-                                stopCommand=[POSTFIX, "-c", str(etc), "stop"], log=log)
+        server = PostfixRunning(
+            self.name,
+            {"smtp": port},
+            maildirs,
+            stopCommand=[POSTFIX, "-c", str(etc), "stop"],
+            log=log,
+        )
         try:
             server.rootPid = masterPid(work)
             waitForPorts([port], None, log)

@@ -52,8 +52,16 @@ class PymapPeer:
         (data / "pymap-etc-passwd").write_text("".join(passwd))
         (data / "pymap-etc-shadow").write_text("".join(shadow))
         (port,) = freePorts(1)
-        command = [str(_script()), "--no-tls", "--host", "127.0.0.1", "--port", str(port),
-                   "maildir", str(data)]
+        command = [
+            str(_script()),
+            "--no-tls",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "maildir",
+            str(data),
+        ]
         log = workdir / "pymap.log"
 
         def launch() -> subprocess.Popen[bytes]:
@@ -61,8 +69,9 @@ class PymapPeer:
 
         process = launch()
         waitForPorts([port], process, log)
-        return Running(self.name, {"imap": port}, maildirs, process=process, log=log,
-                       relaunch=launch)
+        return Running(
+            self.name, {"imap": port}, maildirs, process=process, log=log, relaunch=launch
+        )
 
 
 PEER = PymapPeer()

@@ -42,19 +42,30 @@ class TmailPeer:
         ports = dict(zip(served, freePorts(len(served)), strict=True))
         sections = "\n".join(
             f'[{SECTIONS[p]}]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n'
-            + ('allow_plaintext_auth = "always"\nmax_connections_per_address = 100000\n'
-               if p != "smtp" else "max_connections_per_address = 100000\n")
+            + (
+                'allow_plaintext_auth = "always"\nmax_connections_per_address = 100000\n'
+                if p != "smtp"
+                else "max_connections_per_address = 100000\n"
+            )
             for p, port in ports.items()
         )
         config = workdir / "tmail.toml"
         config.write_text(
             f'hostname = "bench.test"\ndata_dir = "data"\n'
-            f'[auth]\nmax_failures = 1000000\n{sections}'
+            f"[auth]\nmax_failures = 1000000\n{sections}"
         )
         twistd = Path(sys.executable).parent / "twistd"
         log = workdir / "twistd.log"
-        command = [str(twistd), "-n", "--pidfile=", "--logfile", str(log), "tmail",
-                   "--config", str(config)]
+        command = [
+            str(twistd),
+            "-n",
+            "--pidfile=",
+            "--logfile",
+            str(log),
+            "tmail",
+            "--config",
+            str(config),
+        ]
 
         def launch() -> subprocess.Popen[bytes]:
             return spawn(command, workdir / "stdout.log", cwd=workdir)
