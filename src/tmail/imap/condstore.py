@@ -143,7 +143,8 @@ class FetchModifiers:
     vanished: bool = False
 
 
-_FETCH_MODIFIERS = re.compile(rb"^(.*?) *(\([^()\[\]]*\))$", re.DOTALL)
+#: A modifier list holds one of these; without one there is nothing to split.
+_MODIFIER_NAME = re.compile(rb"\((?:CHANGEDSINCE|VANISHED)\b|\)\s*\(", re.IGNORECASE)
 
 
 def parseFetchModifiers(line: bytes) -> tuple[bytes, FetchModifiers]:
@@ -153,6 +154,8 @@ def parseFetchModifiers(line: bytes) -> tuple[bytes, FetchModifiers]:
     follows them holds the modifiers.
     """
     line = line.strip(b" ")
+    if _MODIFIER_NAME.search(line) is None:
+        return line, FetchModifiers()
     depth = 0
     for i, char in enumerate(line):
         if char in b"([":
@@ -199,6 +202,8 @@ def splitModSeqItem(items: bytes) -> tuple[bytes, bool]:
     C{MODSEQ} outside C{[...]} counts: C{BODY[HEADER.FIELDS (MODSEQ)]} is
     a header name.
     """
+    if b"MODSEQ" not in items.upper():
+        return items, False
     found = False
     rest = bytearray()
     depth = 0
