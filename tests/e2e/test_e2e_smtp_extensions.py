@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from support.net import readUntil
 from support.process import TmailServer
 from tmail.store.maildir import MaildirStore
 
@@ -215,12 +216,7 @@ def test_bdat_with_binarymime_stores_the_octets_as_sent(server: TmailServer) -> 
             + b"QUIT\r\n"
         )
         sock.sendall(wire)
-        received = b""
-        while not received.endswith(b"221 2.0.0 Bye\r\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
+        received = readUntil(sock, b"221 2.0.0 Bye\r\n")
     assert b"250 2.0.0 20 octets received" in received
     assert inbox(server, USER)[-1].endswith(payload)
 
@@ -241,11 +237,7 @@ def test_smuggled_second_message_over_the_wire_is_never_delivered(server: TmailS
             + USER.encode()
             + b">\r\nDATA\r\nSubject: smuggled\r\n\r\nboo\r\n.\r\nQUIT\r\n"
         )
-        while not received.endswith(b"221 2.0.0 Bye\r\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            received += chunk
+        received = readUntil(sock, b"221 2.0.0 Bye\r\n", received)
     assert b"550 5.5.2 Bare <CR> or <LF> received" in received
     assert inbox(server, USER) == before
 

@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from support.net import inThread, listen
+from support.net import inThread, listen, readUntil
 from support.realm import ALICE, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, SMTPSettings
@@ -247,13 +247,7 @@ class ChunkingSocketTests(TestCase):
                     + b"QUIT\r\n"
                 )
                 sock.sendall(wire)
-                received = b""
-                while not received.endswith(b"221 2.0.0 Bye\r\n"):
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    received += chunk
-                return received
+                return readUntil(sock, b"221 2.0.0 Bye\r\n")
 
         replies = yield inThread(talk)
         self.assertIn(b"250-CHUNKING", replies)

@@ -47,6 +47,17 @@ def readLine(sock: socket.socket | ssl.SSLSocket) -> bytes:
     return line
 
 
+def readUntil(sock: socket.socket | ssl.SSLSocket, ending: bytes, already: bytes = b"") -> bytes:
+    """Everything the peer sends until it has sent C{ending} (or closes)."""
+    received = already
+    while not received.endswith(ending):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
 def refusalOfThirdConnection(port: int) -> bytes:
     """
     With two sessions open from 127.0.0.1, open a third: return its one
