@@ -59,6 +59,15 @@ def _tokens(text: bytes) -> list[Any]:
     return result
 
 
+def _parameterList(text: bytes, what: str) -> list[Any]:
+    """The one parenthesised list C{text} must be (SELECT parameters, FETCH modifiers)."""
+    tokens = _tokens(text)
+    if len(tokens) != 1 or not isinstance(tokens[0], list):
+        raise imap4.IllegalClientResponse(f"{what} must be one list")
+    values: list[Any] = tokens[0]
+    return values
+
+
 @dataclass(frozen=True)
 class QResyncParams:
     """
@@ -82,10 +91,7 @@ def parseSelectParams(line: bytes | None) -> SelectParams:
     """The optional parameter list after SELECT/EXAMINE's mailbox name."""
     if not line:
         return SelectParams()
-    tokens = _tokens(line)
-    if len(tokens) != 1 or not isinstance(tokens[0], list):
-        raise imap4.IllegalClientResponse("SELECT parameters must be one list")
-    params = tokens[0]
+    params = _parameterList(line, "SELECT parameters")
     condstore = False
     qresync = None
     i = 0
@@ -167,10 +173,7 @@ def parseFetchModifiers(line: bytes) -> tuple[bytes, FetchModifiers]:
             break
     else:
         return line, FetchModifiers()
-    tokens = _tokens(rest)
-    if len(tokens) != 1 or not isinstance(tokens[0], list):
-        raise imap4.IllegalClientResponse("Invalid FETCH modifiers")
-    values = tokens[0]
+    values = _parameterList(rest, "FETCH modifiers")
     changedSince = None
     vanished = False
     i = 0
