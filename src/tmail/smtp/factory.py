@@ -79,4 +79,5 @@ class SMTPFactory(ServerFactory):
         self.connections = ConnectionCounter(settings.max_connections_per_address)
 
     def buildProtocol(self, addr: IAddress | None) -> SMTPServer:
-        return SMTPServer(self)
+        server: SMTPServer = self.protocol(self)
+        return server

@@ -40,7 +40,6 @@ import dataclasses
 import re
 from collections.abc import Callable, Sequence
 
-from twisted.internet.interfaces import IAddress
 from twisted.internet.ssl import CertificateOptions
 
 from tmail.auth.throttle import AuthThrottle
@@ -190,6 +189,3 @@ class LMTPFactory(SMTPFactory):
             policies=policies,
         )
         self.delivery = HostedOnlyDelivery(realm)
-
-    def buildProtocol(self, addr: IAddress | None) -> LMTPServer:
-        return LMTPServer(self)
