@@ -148,3 +148,18 @@ def test_refusals_are_one_line_with_status_1(
     err = capsys.readouterr().err
     assert err == message + "\n"
     assert passwdLine(config) == before
+
+
+def test_a_store_failure_is_one_line_and_status_1(
+    config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk while recounting: the operator reads why, not a traceback."""
+    from tmail.errors import StoreFull
+    from tmail.store.maildir import MaildirStore
+
+    def full(self: MaildirStore) -> None:
+        raise StoreFull("No space left on device")
+
+    monkeypatch.setattr(MaildirStore, "recalculateQuota", full)
+    assert run(config, "quota", "recalc", USER) == 1
+    assert capsys.readouterr().err == "tmail: error: No space left on device\n"

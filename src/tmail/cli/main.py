@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from tmail.cli import commands, dkim, queue
 from tmail.cli.commands import IO, CommandError
 from tmail.cli.init import DEFAULT_DOMAIN, DEFAULT_HOSTNAME, init
-from tmail.errors import ConfigError, DirectoryError
+from tmail.errors import ConfigError, TmailError
 
 __all__ = ["buildParser", "main"]
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None, io: IO | None = None) -> int:
     except ConfigError as e:
         io.stderr.write(f"{e}\n")
         return 2
-    except (DirectoryError, CommandError) as e:
+    except (TmailError, CommandError) as e:
         io.stderr.write(f"tmail: error: {e}\n")
         return 1
     except OSError as e:
