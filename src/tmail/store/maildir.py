@@ -1258,8 +1258,8 @@ class MaildirFolder:
                     self._dirStamp = self._stamp()
                     self._unsettled = True
 
-    def _pathOf(self, entry: _Entry) -> Path:
-        return self._path / entry.subdir / entry.filename
+    def _pathOf(self, entry: _Entry) -> str:
+        return f"{self._curDir if entry.subdir == 'cur' else self._newDir}{os.sep}{entry.filename}"
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
@@ -1375,7 +1375,7 @@ class MaildirFolder:
             self, source._flags, source._internaldate, existing=target, syncExisting=True
         )
 
-    def _deliverLink(self, source: Path, flags: frozenset[str], crlfSize: int) -> int | None:
+    def _deliverLink(self, source: str | Path, flags: frozenset[str], crlfSize: int) -> int | None:
         """
         Deliver a hard link to C{source}, whose size with CRLF line ends is
         C{crlfSize}; C{None} when the filesystem cannot link it here (the
@@ -1456,7 +1456,7 @@ class MaildirFolder:
                 source = self._pathOf(entry)
                 try:
                     with fullDiskIsStoreFull():
-                        os.rename(source, self._path / "cur" / target)
+                        os.rename(source, f"{self._curDir}{os.sep}{target}")
                 except FileNotFoundError:
                     self._relocate(uid, entry)
                     continue

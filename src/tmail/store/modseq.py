@@ -71,6 +71,7 @@ class ModSeqLog:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._pathText = str(path)
         self._fd: int | None = None
         self._inode: tuple[int, int] | None = None
         self._offset = 0
@@ -99,6 +100,7 @@ class ModSeqLog:
     def moved(self, path: Path) -> None:
         """The folder was renamed: the same log, under a new path."""
         self._path = path
+        self._pathText = str(path)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -130,7 +132,7 @@ class ModSeqLog:
             self._loading = False
 
     def _replaced(self) -> bool:
-        status = os.stat(self._path)
+        status = os.stat(self._pathText)
         return (status.st_dev, status.st_ino) != self._inode
 
     @contextlib.contextmanager
