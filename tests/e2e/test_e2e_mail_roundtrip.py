@@ -243,3 +243,28 @@ def test_idle_session_hears_of_an_smtp_delivery(server: TmailServer) -> None:
         responses = client.idle_check(timeout=2)
         client.idle_done()
     assert (exists + 1, b"EXISTS") in responses
+
+
+def test_idle_session_hears_of_a_pop3_deletion_within_a_second(server: TmailServer) -> None:
+    """A message a POP3 client deletes reaches an idling IMAP session as EXPUNGE."""
+    from imapclient import IMAPClient
+
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
+        smtp.sendmail("someone@example.org", [ALICE], message("to be deleted by POP3"))
+    with IMAPClient(
+        "localhost", port=server.ports["imaps"], ssl_context=context(server), timeout=10
+    ) as client:
+        client.login(ALICE, PASSWORD)
+        exists = client.select_folder("INBOX")[b"EXISTS"]
+        client.idle()
+        pop = poplib.POP3_SSL(
+            "localhost", server.ports["pop3s"], context=context(server), timeout=10
+        )
+        pop.user(ALICE)
+        pop.pass_(PASSWORD)
+        count = len(pop.list()[1])
+        pop.dele(count)
+        pop.quit()
+        responses = client.idle_check(timeout=1)
+        client.idle_done()
+    assert (exists, b"EXPUNGE") in responses
