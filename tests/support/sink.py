@@ -1,0 +1,218 @@
+"""
+A configurable SMTP server on loopback that records what it is sent, for
+tests of outbound delivery.
+
+Each stage (C{greeting}, C{ehlo}, C{helo}, C{starttls}, C{mail}, C{rcpt},
+C{data}, C{end}, C{bdat}, C{quit}) can be given a reply, made to drop the
+connection or never answer; C{rcpt} can answer per address.  Message
+content is read with tmail's own L{DataReader}/L{ChunkReader}, so a test
+sees exactly what tmail's server would store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.support.net import listen
+from tests.support.pki import TestPKI
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.protocols.basic import LineReceiver
+from twisted.trial.unittest import TestCase
+
+from tmail.smtp.data import ChunkReader, DataReader
+
+#: Reply to the connection being dropped at a stage instead of answered.
+DROP = "drop"
+#: Reply meaning the stage is never answered.
+SILENT = "silent"
+
+DEFAULT_EXTENSIONS = ("8BITMIME", "SMTPUTF8", "DSN", "SIZE 10485760", "ENHANCEDSTATUSCODES")
+
+
+def serverTLS(pki: TestPKI) -> CertificateOptions:
+    """Server TLS options from a test PKI."""
+    pem = pki.certificate.read_bytes() + pki.key.read_bytes()
+    return PrivateCertificate.loadPEM(pem).options()  # type: ignore[no-any-return]
+
+
+@dataclass
+class Transaction:
+    """One MAIL transaction as the sink saw it."""
+
+    mailFrom: str
+    recipients: list[str] = field(default_factory=list)
+    message: bytes | None = None
+
+
+@dataclass
+class Session:
+    """One connection as the sink saw it."""
+
+    commands: list[str] = field(default_factory=list)
+    tls: bool = False
+    transactions: list[Transaction] = field(default_factory=list)
+
+
+class SinkFactory(Factory):
+    """
+    The server's settings and what every connection received.
+
+    @ivar replies: stage -> reply line (C{"550 5.1.1 No"}), L{DROP} or L{SILENT}.
+    @ivar rcptReplies: recipient address -> reply, before C{replies["rcpt"]}.
+    @ivar extensions: EHLO keywords offered (STARTTLS is added with C{tls}).
+    """
+
+    def __init__(
+        self,
+        replies: dict[str, str] | None = None,
+        rcptReplies: dict[str, str] | None = None,
+        extensions: tuple[str, ...] = DEFAULT_EXTENSIONS,
+        tls: CertificateOptions | None = None,
+    ) -> None:
+        self.replies = replies or {}
+        self.rcptReplies = rcptReplies or {}
+        self.extensions = extensions
+        self.tls = tls
+        self.sessions: list[Session] = []
+        self.closed: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: object) -> SinkProtocol:
+        p = SinkProtocol(self)
+        p.factory = self
+        return p
+
+    @property
+    def messages(self) -> list[bytes]:
+        """Every message taken, in order."""
+        return [t.message for s in self.sessions for t in s.transactions if t.message is not None]
+
+
+class SinkProtocol(LineReceiver):
+    delimiter = b"\r\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(self, sink: SinkFactory) -> None:
+        self.sink = sink
+        self.session = Session()
+        self.transaction: Transaction | None = None
+        self.reader: DataReader | ChunkReader | None = None
+        self.content = b""
+        self.chunkLeft = 0
+        self.chunkLast = False
+
+    def connectionMade(self) -> None:
+        self.sink.sessions.append(self.session)
+        self.answer("greeting", "220 sink.test ESMTP")
+
+    def answer(self, stage: str, default: str, override: str | None = None) -> None:
+        reply = override or self.sink.replies.get(stage, default)
+        if reply == DROP:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+        elif reply == SILENT:
+            pass
+        else:
+            self.sendLine(reply.encode("utf-8"))
+
+    def lineReceived(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace")
+        self.session.commands.append(text)
+        verb, _, rest = text.partition(" ")
+        verb = verb.upper()
+        if verb == "EHLO":
+            offered = list(self.sink.extensions)
+            if self.sink.tls is not None and not self.session.tls:
+                offered.append("STARTTLS")
+            lines = ["sink.test", *offered]
+            default = "\r\n".join(
+                f"250{'-' if n < len(lines) - 1 else ' '}{item}" for n, item in enumerate(lines)
+            )
+            self.answer("ehlo", default)
+        elif verb == "HELO":
+            self.answer("helo", "250 sink.test")
+        elif verb == "STARTTLS":
+            reply = self.sink.replies.get("starttls", "220 2.0.0 Go ahead")
+            self.answer("starttls", reply)
+            if reply.startswith("220") and self.sink.tls is not None:
+                self.transport.startTLS(self.sink.tls)  # type: ignore[union-attr]
+                self.session.tls = True
+        elif verb == "MAIL":
+            reply = self.sink.replies.get("mail", "250 2.1.0 Ok")
+            if reply.startswith("250"):
+                self.transaction = Transaction(rest)
+                self.session.transactions.append(self.transaction)
+            self.answer("mail", reply)
+        elif verb == "RCPT":
+            address = rest.split("<", 1)[-1].split(">", 1)[0]
+            reply = self.sink.rcptReplies.get(address) or self.sink.replies.get(
+                "rcpt", "250 2.1.5 Ok"
+            )
+            if reply.startswith("25") and self.transaction is not None:
+                self.transaction.recipients.append(rest)
+            self.answer("rcpt", reply)
+        elif verb == "DATA":
+            reply = self.sink.replies.get("data", "354 Go on")
+            self.answer("data", reply)
+            if reply.startswith("354"):
+                self.content = b""
+                self.reader = DataReader(self._keep, 1 << 30, 1 << 20)
+                self.setRawMode()
+        elif verb == "BDAT":
+            size, _, last = rest.partition(" ")
+            if not isinstance(self.reader, ChunkReader):
+                self.content = b""
+                self.reader = ChunkReader(self._keep, 1 << 30, 1 << 20, binary=True)
+            self.reader.expect(int(size))
+            self.chunkLast = last.upper() == "LAST"
+            self.setRawMode()
+        elif verb == "RSET":
+            self.transaction = None
+            self.sendLine(b"250 2.0.0 Ok")
+        elif verb == "QUIT":
+            self.answer("quit", "221 2.0.0 Bye")
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        else:
+            self.sendLine(b"502 5.5.1 Unknown command")
+
+    def _keep(self, data: bytes) -> None:
+        self.content += data
+
+    def rawDataReceived(self, data: bytes) -> None:
+        reader = self.reader
+        if isinstance(reader, DataReader):
+            used = reader.feed(data)
+            if used is None:
+                return
+            self._messageEnd("end", "250 2.0.0 Ok: queued")
+            rest = data[used:]
+        else:
+            assert isinstance(reader, ChunkReader)
+            used = reader.feed(data)
+            rest = data[used:]
+            if reader.remaining:
+                return
+            if self.chunkLast:
+                reader.finish()
+                self._messageEnd("end", "250 2.0.0 Ok: queued")
+            else:
+                self.setLineMode()
+                self.answer("bdat", "250 2.0.0 Chunk taken")
+        self.setLineMode(rest)
+
+    def _messageEnd(self, stage: str, default: str) -> None:
+        reply = self.sink.replies.get(stage, default)
+        if reply.startswith("250") and self.transaction is not None:
+            self.transaction.message = self.content
+        self.reader = None
+        self.answer(stage, reply)
+
+    def connectionLost(self, reason: object = None) -> None:
+        for d in self.sink.closed:
+            if not d.called:
+                d.callback(None)
+
+
+def startSink(testCase: TestCase, sink: SinkFactory) -> Deferred[int]:
+    """Listen with C{sink} on a free loopback port for the test; fires with the port."""
+    return listen(testCase, sink)
