@@ -1,0 +1,741 @@
+# -*- test-case-name: tests.queue.test_queue_client -*-
+"""
+Handing one queued message to one remote SMTP server.
+
+L{deliver} connects to one host (an endpoint: the runner picks the MX host
+and address), speaks ESMTP and returns a L{DeliveryResult}: for every
+recipient a L{RecipientResult} (delivered, deferred or failed, with the
+server's reply as a L{Diagnostic}), and whether the host could not be used
+at all (L{DeliveryResult.hostFailed}: refused, reset, timed out, C{421},
+a greeting or EHLO refused, TLS that the policy needs and did not get), in
+which case the runner should try the next MX host before deferring.
+L{DeliveryResult.outcomes} turns the results into the queue's
+L{Outcome}s with the retry schedule.
+
+The conversation (RFC 5321): greeting; EHLO, or HELO when EHLO gets 5xx;
+STARTTLS when offered and the L{TLSPolicy} asks for it, then EHLO again;
+MAIL FROM with SIZE, BODY, SMTPUTF8 and the DSN parameters (RET, ENVID)
+only when the server offers the extension; RCPT TO per recipient (NOTIFY,
+ORCPT with DSN); DATA only when a recipient was accepted, the final reply
+applying to every accepted recipient; QUIT.  A message that needs an
+extension the server lacks is not sent: 8-bit or binary content without
+8BITMIME/BINARYMIME (and CHUNKING for binary) fails with 5.6.3, an
+SMTPUTF8 message without SMTPUTF8 with 5.6.7 (the RFC 6152/6531
+downgrades are not attempted).  Binary content goes by BDAT (RFC 3030);
+everything else by DATA, written by L{tmail.queue.dotstuff.DotStuffer}.
+
+Every wait for a reply has its own timeout (L{Timeouts}, RFC 5321
+4.5.3.2); a timeout aborts the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO
+
+from OpenSSL import SSL
+from twisted.internet import defer
+from twisted.internet.error import ConnectError
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import CertificateOptions, optionsForClientTLS
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from tmail.queue.dotstuff import DotStuffer
+from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
+from tmail.queue.schedule import RetrySchedule
+
+if TYPE_CHECKING:
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
+
+__all__ = [
+    "ClientSettings",
+    "DeliveryResult",
+    "RecipientResult",
+    "TLSMode",
+    "TLSPolicy",
+    "Timeouts",
+    "deliver",
+    "envelopeFor",
+]
+
+#: How much of the message is read from its file at a time.
+CHUNK_SIZE = 64 * 1024
+
+_STATUS = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|\Z)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class TLSMode(enum.StrEnum):
+    """Whether to use STARTTLS."""
+
+    #: Never (a test, or a host known to break it).
+    NONE = "none"
+    #: When the server offers it (RFC 3207); without it the mail goes in clear.
+    OPPORTUNISTIC = "opportunistic"
+    #: Always: a host without working STARTTLS is a temporary failure.
+    REQUIRED = "required"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPolicy:
+    """
+    How to protect the connection.
+
+    @ivar mode: see L{TLSMode}.
+    @ivar verify: check the certificate chain and that it names the host
+        (C{service_identity}); off by default for opportunistic TLS, which
+        is better than clear text even unverified (RFC 7435).
+    @ivar clearOnFailure: in opportunistic mode, when the TLS handshake
+        fails, connect again and send in clear (never for REQUIRETLS mail).
+    @ivar trustRoot: the CAs to trust when verifying (the platform's when
+        C{None}).
+    """
+
+    mode: TLSMode = TLSMode.OPPORTUNISTIC
+    verify: bool = False
+    clearOnFailure: bool = True
+    trustRoot: IOpenSSLTrustRoot | None = None
+
+    def contextFor(self, hostname: str) -> IOpenSSLClientConnectionCreator | CertificateOptions:
+        """The TLS client options for C{hostname}."""
+        if self.verify:
+            return optionsForClientTLS(hostname, trustRoot=self.trustRoot)
+        return CertificateOptions(verify=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """
+    Seconds to wait for each reply (RFC 5321 4.5.3.2's minimums by default).
+
+    @ivar initial: the greeting, and replies to EHLO/HELO, STARTTLS, QUIT.
+    @ivar dataBlock: for each block of the message to be taken by the network.
+    """
+
+    initial: float = 300.0
+    mail: float = 300.0
+    rcpt: float = 300.0
+    dataInit: float = 120.0
+    dataBlock: float = 180.0
+    dataEnd: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """
+    What every delivery attempt shares.
+
+    @ivar heloName: our host name, said in EHLO/HELO.
+    @ivar chunkSize: how many octets are read from the message at a time
+        (and the size of BDAT chunks).
+    """
+
+    heloName: str
+    tls: TLSPolicy = field(default_factory=TLSPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    chunkSize: int = CHUNK_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """
+    What one attempt came to for one recipient.
+
+    @ivar state: L{State.DELIVERED}, L{State.DEFERRED} or L{State.FAILED}.
+    @ivar diagnostic: the reply (or what went wrong).
+    @ivar dsnPassedOn: delivered to a server that took the DSN request.
+    """
+
+    state: State
+    diagnostic: Diagnostic
+    dsnPassedOn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """
+    What an attempt at one host came to.
+
+    @ivar recipients: a result per recipient address, every one attempted.
+    @ivar hostFailed: the host could not be used (no connection, lost or
+        timed out, C{421}, greeting or EHLO refused, TLS required and not
+        had): every recipient is deferred and the next MX host is worth a try.
+    @ivar tls: whether the message went over TLS.
+    """
+
+    recipients: Mapping[str, RecipientResult]
+    hostFailed: bool = False
+    tls: bool = False
+
+    def outcomes(
+        self, schedule: RetrySchedule, entry: QueueEntry, now: float
+    ) -> dict[str, Outcome]:
+        """
+        The queue outcomes for L{tmail.queue.store.QueueStore.record}: a
+        temporary failure is deferred or, once the entry expired, failed.
+        """
+        outcomes = {}
+        for address, result in self.recipients.items():
+            if result.state is State.DELIVERED:
+                outcomes[address] = Outcome.delivered(result.diagnostic, result.dsnPassedOn)
+            elif result.state is State.FAILED:
+                outcomes[address] = Outcome.failed(result.diagnostic)
+            else:
+                attempts = entry.recipient(address).attempts + 1
+                outcomes[address] = schedule.judge(entry.arrival, attempts, result.diagnostic, now)
+        return outcomes
+
+
+def envelopeFor(entry: QueueEntry, recipients: Sequence[Recipient]) -> Envelope:
+    """The envelope to send C{entry} to C{recipients} (its due ones) with."""
+    return Envelope(entry.sender, tuple(recipients), entry.body, entry.utf8, entry.ret, entry.envid)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return _CONTROL.sub(" ", " ".join(self.lines)).strip()
+
+    def diagnostic(self, remoteMta: str) -> Diagnostic:
+        """The reply as a diagnostic; a status from the reply code when it has none."""
+        text = self.text
+        match = _STATUS.match(text)
+        if match is not None and match.group(1) == str(self.code)[0]:
+            status = f"{match.group(1)}.{match.group(2)}.{match.group(3)}"
+            text = text[match.end() :]
+        else:
+            status = f"{str(self.code)[0]}.0.0"
+        return Diagnostic(status, text, self.code, remoteMta)
+
+
+class _Lost(Exception):
+    """The connection ended (or was aborted after a timeout)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _HostFailure(Exception):
+    """The host cannot be used now; every recipient not yet decided waits."""
+
+    def __init__(self, diagnostic: Diagnostic, tlsFailed: bool = False) -> None:
+        super().__init__(diagnostic.describe())
+        self.diagnostic = diagnostic
+        self.tlsFailed = tlsFailed
+
+
+class _Session(LineOnlyReceiver):
+    """The wire: commands out, complete (multi-line) replies in, with timeouts."""
+
+    delimiter = b"\r\n"
+    MAX_LENGTH = 65536
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._lines: list[str] = []
+        self._replies: list[_Reply] = []
+        self._waiter: defer.Deferred[_Reply] | None = None
+        self._timer: IDelayedCall | None = None
+        self._lost: str | None = None
+
+    def lineReceived(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace")
+        code = text[:3]
+        if len(code) < 3 or not code.isdigit() or code[0] not in "2345":
+            self._lose("unintelligible reply: " + _CONTROL.sub(" ", text[:100]))
+            return
+        self._lines.append(text[4:])
+        if text[3:4] == "-":
+            if len(self._lines) > 1000:
+                self._lose("reply too long")
+            return
+        reply = _Reply(int(code), tuple(self._lines))
+        self._lines = []
+        waiter, self._waiter = self._waiter, None
+        if waiter is None:
+            self._replies.append(reply)
+        else:
+            self._cancelTimer()
+            waiter.callback(reply)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._lose("reply line too long")
+
+    def _lose(self, reason: str) -> None:
+        self._fail(reason)
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if reason is not None and reason.check(SSL.Error):  # type: ignore[no-untyped-call]
+            self._fail(f"TLS failed: {reason.getErrorMessage()}")
+        else:
+            self._fail("connection lost")
+
+    def _fail(self, reason: str) -> None:
+        if self._lost is None:
+            self._lost = reason
+        self._cancelTimer()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.errback(_Lost(self._lost))
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def expect(self, timeout: float, what: str) -> defer.Deferred[_Reply]:
+        """The next reply, or L{_Lost} after C{timeout} seconds of waiting."""
+        if self._replies:
+            return defer.succeed(self._replies.pop(0))
+        if self._lost is not None:
+            return defer.fail(_Lost(self._lost))
+        self._waiter = defer.Deferred()
+        self._timer = self._clock.callLater(timeout, self._lose, f"timeout waiting for {what}")
+        return self._waiter
+
+    def command(self, line: str, timeout: float, what: str | None = None) -> defer.Deferred[_Reply]:
+        """Send C{line} and wait for its reply."""
+        if self._lost is None:
+            self.transport.write(line.encode("utf-8") + b"\r\n")  # type: ignore[union-attr]
+        return self.expect(timeout, what or line.split(" ", 1)[0])
+
+    def write(self, data: bytes) -> None:
+        if self._lost is None and data:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def startTLS(self, context: object) -> None:
+        self.transport.startTLS(context)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
+def _parseExtensions(reply: _Reply) -> dict[str, str]:
+    """EHLO's keywords (upper case) and their parameters."""
+    extensions = {}
+    for line in reply.lines[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            extensions[keyword.upper()] = params.strip()
+    return extensions
+
+
+def _messageSize(message: BinaryIO) -> int:
+    position = message.tell()
+    message.seek(0, 2)
+    size = message.tell() - position
+    message.seek(position)
+    return size
+
+
+class _Attempt:
+    """One conversation with one host, and its results as they come."""
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        remoteName: str,
+        envelope: Envelope,
+        message: BinaryIO,
+        settings: ClientSettings,
+        requireTLS: bool,
+        clock: IReactorTime,
+        useTLS: bool,
+    ) -> None:
+        self.endpoint = endpoint
+        self.remoteName = remoteName
+        self.envelope = envelope
+        self.message = message
+        self.settings = settings
+        self.requireTLS = requireTLS
+        self.clock = clock
+        self.useTLS = useTLS
+        self.results: dict[str, RecipientResult] = {}
+        self.tls = False
+        self.session: _Session | None = None
+
+    def _diagnostic(self, reply: _Reply) -> Diagnostic:
+        return reply.diagnostic(self.remoteName)
+
+    def _lostDiagnostic(self, lost: _Lost) -> Diagnostic:
+        status = "4.4.2" if "timeout" not in lost.reason else "4.4.7"
+        return Diagnostic(status, lost.reason, None, self.remoteName)
+
+    def _failAll(self, diagnostic: Diagnostic) -> None:
+        """Every recipient not yet decided gets C{diagnostic}'s failure."""
+        state = State.FAILED if diagnostic.permanent else State.DEFERRED
+        for r in self.envelope.recipients:
+            if r.address not in self.results:
+                self.results[r.address] = RecipientResult(state, diagnostic)
+
+    async def run(self) -> bool:
+        """Talk to the host; C{True} when the host could not be used."""
+        timeouts = self.settings.timeouts
+        try:
+            factory = Factory.forProtocol(lambda: _Session(self.clock))
+            try:
+                session = await self.endpoint.connect(factory)
+            except (ConnectError, OSError) as e:
+                raise _HostFailure(
+                    Diagnostic("4.4.1", f"cannot connect: {e}", None, self.remoteName)
+                ) from None
+            assert isinstance(session, _Session)
+            self.session = session
+            greeting = await session.expect(timeouts.initial, "the greeting")
+            if greeting.code != 220:
+                raise _HostFailure(self._hostReply(greeting))
+            extensions = await self._hello(session)
+            if self.useTLS and self._wantsTLS() and "STARTTLS" in extensions:
+                extensions = await self._startTLS(session)
+            if self._mustHaveTLS() and not self.tls:
+                raise _HostFailure(
+                    Diagnostic(
+                        "4.7.10", "the server does not offer STARTTLS", None, self.remoteName
+                    ),
+                    tlsFailed=True,
+                )
+            await self._transaction(session, extensions)
+            await self._quit(session)
+            return False
+        except _HostFailure as e:
+            self._failAllTemporarily(e.diagnostic)
+            if self.session is not None:
+                await self._quit(self.session)
+            if e.tlsFailed:
+                raise
+            return True
+        except _Lost as e:
+            self._failAllTemporarily(self._lostDiagnostic(e))
+            return True
+
+    def _failAllTemporarily(self, diagnostic: Diagnostic) -> None:
+        if diagnostic.permanent:
+            # A host refusing us as a whole is no verdict on the recipients.
+            # The reply stays in the text: its code would make the failure permanent.
+            diagnostic = Diagnostic(
+                "4" + diagnostic.status[1:],
+                f"{diagnostic.code} {diagnostic.status} {diagnostic.text}",
+                None,
+                diagnostic.remoteMta,
+            )
+        self._failAll(diagnostic)
+
+    def _hostReply(self, reply: _Reply) -> Diagnostic:
+        return self._diagnostic(reply)
+
+    def _wantsTLS(self) -> bool:
+        return self.settings.tls.mode is not TLSMode.NONE or self.requireTLS
+
+    def _mustHaveTLS(self) -> bool:
+        return self.settings.tls.mode is TLSMode.REQUIRED or self.requireTLS
+
+    async def _hello(self, session: _Session) -> dict[str, str]:
+        timeout = self.settings.timeouts.initial
+        reply = await session.command(f"EHLO {self.settings.heloName}", timeout)
+        if reply.code == 250:
+            return _parseExtensions(reply)
+        if reply.code == 421 or reply.code < 500:
+            raise _HostFailure(self._diagnostic(reply))
+        reply = await session.command(f"HELO {self.settings.heloName}", timeout)
+        if reply.code != 250:
+            raise _HostFailure(self._diagnostic(reply))
+        return {}
+
+    async def _startTLS(self, session: _Session) -> dict[str, str]:
+        timeout = self.settings.timeouts.initial
+        reply = await session.command("STARTTLS", timeout)
+        if reply.code != 220:
+            if self._mustHaveTLS():
+                raise _HostFailure(self._diagnostic(reply), tlsFailed=True)
+            return await self._hello(session)
+        session.startTLS(self.settings.tls.contextFor(self.remoteName))
+        try:
+            extensions = await self._hello(session)
+        except _Lost as e:
+            raise _HostFailure(
+                Diagnostic("4.7.5", e.reason, None, self.remoteName), tlsFailed=True
+            ) from None
+        self.tls = True
+        return extensions
+
+    async def _quit(self, session: _Session) -> None:
+        with contextlib.suppress(_Lost):
+            await session.command("QUIT", self.settings.timeouts.initial)
+        session.close()
+
+    def _refuseUnsupported(self, extensions: Mapping[str, str], size: int) -> Diagnostic | None:
+        """Why the server cannot take this message, if it cannot."""
+        body = self.envelope.body.upper()
+        if self.envelope.utf8 and "SMTPUTF8" not in extensions:
+            return Diagnostic(
+                "5.6.7", "the server does not support SMTPUTF8", None, self.remoteName
+            )
+        if body == "8BITMIME" and "8BITMIME" not in extensions:
+            return Diagnostic(
+                "5.6.3",
+                "the server does not support 8-bit messages (8BITMIME)",
+                None,
+                self.remoteName,
+            )
+        if body == "BINARYMIME" and not ("BINARYMIME" in extensions and "CHUNKING" in extensions):
+            return Diagnostic(
+                "5.6.3",
+                "the server does not support binary messages (BINARYMIME)",
+                None,
+                self.remoteName,
+            )
+        if "SIZE" in extensions:
+            limit = extensions["SIZE"]
+            if limit.isdigit() and int(limit) > 0 and size > int(limit):
+                return Diagnostic(
+                    "5.3.4",
+                    f"the message is larger than the server takes ({limit})",
+                    None,
+                    self.remoteName,
+                )
+        if self.requireTLS and "REQUIRETLS" not in extensions:
+            return Diagnostic(
+                "5.7.30", "REQUIRETLS is not supported by the server", None, self.remoteName
+            )
+        return None
+
+    async def _transaction(self, session: _Session, extensions: Mapping[str, str]) -> None:
+        timeouts = self.settings.timeouts
+        envelope = self.envelope
+        size = _messageSize(self.message)
+        refusal = self._refuseUnsupported(extensions, size)
+        if refusal is not None:
+            self._failAll(refusal)
+            return
+        dsn = "DSN" in extensions
+        params = []
+        if "SIZE" in extensions:
+            params.append(f"SIZE={size}")
+        if envelope.body.upper() != "7BIT" and (
+            "8BITMIME" in extensions or "BINARYMIME" in extensions
+        ):
+            params.append(f"BODY={envelope.body.upper()}")
+        if envelope.utf8:
+            params.append("SMTPUTF8")
+        if self.requireTLS:
+            params.append("REQUIRETLS")
+        if dsn and envelope.ret:
+            params.append(f"RET={envelope.ret}")
+        if dsn and envelope.envid:
+            params.append(f"ENVID={envelope.envid}")
+        reply = await session.command(
+            " ".join([f"MAIL FROM:<{envelope.sender}>", *params]), timeouts.mail, "MAIL"
+        )
+        if reply.code == 421:
+            raise _HostFailure(self._diagnostic(reply))
+        if reply.code != 250:
+            self._failAll(self._diagnostic(reply))
+            return
+        accepted: list[Recipient] = []
+        for r in envelope.recipients:
+            rparams = []
+            if dsn and r.notify:
+                rparams.append("NOTIFY=" + ",".join(r.notify))
+            if dsn and r.orcpt:
+                rparams.append(f"ORCPT={r.orcpt}")
+            reply = await session.command(
+                " ".join([f"RCPT TO:<{r.address}>", *rparams]), timeouts.rcpt, "RCPT"
+            )
+            if reply.code == 421:
+                raise _HostFailure(self._diagnostic(reply))
+            if reply.code in (250, 251):
+                accepted.append(r)
+            else:
+                self.results[r.address] = RecipientResult(
+                    State.FAILED if reply.code >= 500 else State.DEFERRED, self._diagnostic(reply)
+                )
+        if not accepted:
+            await session.command("RSET", timeouts.initial)
+            return
+        final: _Reply | None
+        if envelope.body.upper() == "BINARYMIME":
+            final = await self._sendChunks(session)
+        else:
+            final = await self._sendData(session)
+        if final is None:
+            return
+        reply = final
+        diagnostic = self._diagnostic(reply)
+        if reply.code == 250:
+            result = RecipientResult(State.DELIVERED, diagnostic, dsnPassedOn=dsn)
+        elif reply.code == 421:
+            raise _HostFailure(diagnostic)
+        else:
+            result = RecipientResult(
+                State.FAILED if reply.code >= 500 else State.DEFERRED, diagnostic
+            )
+        for r in accepted:
+            self.results[r.address] = result
+
+    async def _sendData(self, session: _Session) -> _Reply | None:
+        timeouts = self.settings.timeouts
+        reply = await session.command("DATA", timeouts.dataInit)
+        if reply.code == 421:
+            raise _HostFailure(self._diagnostic(reply))
+        if reply.code != 354:
+            self._failAll(self._diagnostic(reply))
+            return None
+        stuffer = DotStuffer()
+        flow = _Flow(session, self.clock, timeouts.dataBlock)
+        try:
+            while True:
+                chunk = self.message.read(self.settings.chunkSize)
+                if not chunk:
+                    break
+                session.write(stuffer.feed(chunk))
+                await flow.ready()
+        finally:
+            flow.close()
+        session.write(stuffer.finish())
+        return await session.expect(timeouts.dataEnd, "the end of data")
+
+    async def _sendChunks(self, session: _Session) -> _Reply:
+        timeouts = self.settings.timeouts
+        chunk = self.message.read(self.settings.chunkSize)
+        while True:
+            following = self.message.read(self.settings.chunkSize) if chunk else b""
+            last = not following
+            session.write(f"BDAT {len(chunk)}{' LAST' if last else ''}\r\n".encode() + chunk)
+            reply = await session.expect(
+                timeouts.dataEnd if last else timeouts.dataBlock, "the reply to BDAT"
+            )
+            if last or reply.code != 250:
+                return reply
+            chunk = following
+
+
+class _Flow:
+    """
+    A streaming producer on the session's transport, to write the message
+    no faster than the network takes it, with the data block timeout.
+    """
+
+    def __init__(self, session: _Session, clock: IReactorTime, timeout: float) -> None:
+        self._session = session
+        self._clock = clock
+        self._timeout = timeout
+        self._paused = False
+        self._resumed: defer.Deferred[None] | None = None
+        self._registered = False
+        transport = session.transport
+        if transport is not None:
+            transport.registerProducer(self, True)  # type: ignore[attr-defined]
+            self._registered = True
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def stopProducing(self) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.callback(None)
+
+    async def ready(self) -> None:
+        """Return once the transport wants more; L{_Lost} when the connection ended."""
+        session = self._session
+        if self._paused and session._lost is None:
+            self._resumed = defer.Deferred()
+            timer = self._clock.callLater(
+                self._timeout, session._lose, "timeout sending the message"
+            )
+            await self._resumed
+            if timer.active():
+                timer.cancel()
+        if session._lost is not None:
+            raise _Lost(session._lost)
+
+    def close(self) -> None:
+        if self._registered and self._session.transport is not None:
+            self._registered = False
+            self._session.transport.unregisterProducer()  # type: ignore[attr-defined]
+
+
+def deliver(
+    endpoint: IStreamClientEndpoint,
+    remoteName: str,
+    envelope: Envelope,
+    message: BinaryIO,
+    settings: ClientSettings,
+    requireTLS: bool = False,
+    clock: IReactorTime | None = None,
+) -> defer.Deferred[DeliveryResult]:
+    """
+    Send C{message} (a file positioned at its start, CRLF line ends) to
+    C{envelope}'s recipients through the server at C{endpoint}.
+
+    @param remoteName: the host's name: checked against its certificate
+        when verifying, and reported as the Remote-MTA.
+    @param requireTLS: the message is marked REQUIRETLS (RFC 8689): it
+        goes only over verified TLS to a server that offers REQUIRETLS.
+    @return: a Deferred firing with the L{DeliveryResult}; it does not fail.
+    """
+    if clock is None:
+        from twisted.internet import reactor
+
+        clock = reactor
+    assert clock is not None
+    timer: IReactorTime = clock
+    if requireTLS:
+        settings = ClientSettings(
+            settings.heloName,
+            TLSPolicy(TLSMode.REQUIRED, True, False, settings.tls.trustRoot),
+            settings.timeouts,
+            settings.chunkSize,
+        )
+
+    async def attempt() -> DeliveryResult:
+        start = message.tell()
+        tryTLS = settings.tls.mode is not TLSMode.NONE
+        first = _Attempt(
+            endpoint, remoteName, envelope, message, settings, requireTLS, timer, tryTLS
+        )
+        try:
+            hostFailed = await first.run()
+            return DeliveryResult(first.results, hostFailed, first.tls)
+        except _HostFailure as e:
+            tlsFailure = e.diagnostic
+        policy = settings.tls
+        if (
+            policy.mode is TLSMode.OPPORTUNISTIC
+            and policy.clearOnFailure
+            and not requireTLS
+            and tlsFailure.status == "4.7.5"
+        ):
+            message.seek(start)
+            clear = _Attempt(endpoint, remoteName, envelope, message, settings, False, timer, False)
+            hostFailed = await clear.run()
+            return DeliveryResult(clear.results, hostFailed, False)
+        return DeliveryResult(first.results, True, False)
+
+    return defer.Deferred.fromCoroutine(attempt())
