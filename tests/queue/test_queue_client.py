@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from tests.support.pki import TestPKI, makePKI
-from tests.support.sink import DROP, SILENT, SinkFactory, serverTLS, startSink
+from tests.support.sink import DROP, SILENT, STALL, SinkFactory, serverTLS, startSink
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -225,11 +225,33 @@ class HostFailureTests(ClientTestCase):
     def test_dropped_at_greeting(self) -> Deferred[None]:
         return self.assertHostFailed(SinkFactory(replies={"greeting": DROP}), "4.4.2")
 
-    def test_silent_server_times_out(self) -> Deferred[None]:
-        return self.assertHostFailed(SinkFactory(replies={"mail": SILENT}), "4.4.7")
+    @inlineCallbacks
+    def test_silent_server_times_out(self):  # type: ignore[no-untyped-def]
+        result = yield self.assertHostFailed(SinkFactory(replies={"mail": SILENT}), "4.4.2")
+        self.assertEqual(result.recipients[BOB].diagnostic.text, "timeout waiting for MAIL")
 
-    def test_silent_after_data_times_out(self) -> Deferred[None]:
-        return self.assertHostFailed(SinkFactory(replies={"end": SILENT}), "4.4.7")
+    @inlineCallbacks
+    def test_silent_after_data_times_out(self):  # type: ignore[no-untyped-def]
+        result = yield self.assertHostFailed(SinkFactory(replies={"end": SILENT}), "4.4.2")
+        self.assertEqual(
+            result.recipients[BOB].diagnostic.text, "timeout waiting for the end of data"
+        )
+
+    @inlineCallbacks
+    def test_server_that_stops_reading_the_message_times_out(self):  # type: ignore[no-untyped-def]
+        sink = SinkFactory(replies={"data": STALL})
+        message = MESSAGE + (b"x" * 998 + b"\r\n") * 8 * 1024
+        result = yield self.send(sink, envelope(BOB, CAROL), message)
+        self.assertTrue(result.hostFailed)
+        self.assertEqual(states(result), {BOB: State.DEFERRED, CAROL: State.DEFERRED})
+        self.assertEqual(result.recipients[BOB].diagnostic.text, "timeout sending the message")
+
+    @inlineCallbacks
+    def test_recipients_answered_before_a_421_keep_their_answer(self):  # type: ignore[no-untyped-def]
+        sink = SinkFactory(rcptReplies={BOB: "550 5.1.1 No", CAROL: "421 4.3.2 Shutting down"})
+        result = yield self.send(sink, envelope(BOB, CAROL))
+        self.assertTrue(result.hostFailed)
+        self.assertEqual(states(result), {BOB: State.FAILED, CAROL: State.DEFERRED})
 
 
 class ExtensionTests(ClientTestCase):
@@ -356,6 +378,15 @@ class TLSTests(ClientTestCase):
         result = yield self.send(sink)
         self.assertFalse(result.tls)
         self.assertEqual(sink.messages, [MESSAGE])
+
+    @inlineCallbacks
+    def test_opportunistic_goes_on_in_clear_when_starttls_is_refused(self):  # type: ignore[no-untyped-def]
+        sink = self.tlsSink(replies={"starttls": "454 4.7.0 TLS not available"})
+        result = yield self.send(sink)
+        self.assertEqual(result.recipients[BOB].state, State.DELIVERED)
+        self.assertFalse(result.tls)
+        mail = f"MAIL FROM:<alice@example.com> SIZE={len(MESSAGE)}"
+        self.assertEqual(sink.sessions[0].commands[2], mail)
 
     @inlineCallbacks
     def test_required_tls_without_starttls_is_a_temporary_host_failure(self):  # type: ignore[no-untyped-def]

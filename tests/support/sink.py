@@ -27,6 +27,8 @@ from tmail.smtp.data import ChunkReader, DataReader
 DROP = "drop"
 #: Reply meaning the stage is never answered.
 SILENT = "silent"
+#: For C{data}: answer 354, then stop reading, so the client's writes back up.
+STALL = "stall"
 
 DEFAULT_EXTENSIONS = ("8BITMIME", "SMTPUTF8", "DSN", "SIZE 10485760", "ENHANCEDSTATUSCODES")
 
@@ -76,7 +78,6 @@ class SinkFactory(Factory):
         self.extensions = extensions
         self.tls = tls
         self.sessions: list[Session] = []
-        self.closed: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: object) -> SinkProtocol:
         p = SinkProtocol(self)
@@ -153,6 +154,10 @@ class SinkProtocol(LineReceiver):
             self.answer("rcpt", reply)
         elif verb == "DATA":
             reply = self.sink.replies.get("data", "354 Go on")
+            if reply == STALL:
+                self.sendLine(b"354 Go on")
+                self.transport.pauseProducing()  # type: ignore[union-attr]
+                return
             self.answer("data", reply)
             if reply.startswith("354"):
                 self.content = b""
@@ -206,11 +211,6 @@ class SinkProtocol(LineReceiver):
             self.transaction.message = self.content
         self.reader = None
         self.answer(stage, reply)
-
-    def connectionLost(self, reason: object = None) -> None:
-        for d in self.sink.closed:
-            if not d.called:
-                d.callback(None)
 
 
 def startSink(testCase: TestCase, sink: SinkFactory) -> Deferred[int]:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from OpenSSL import SSL
 from twisted.internet import defer
-from twisted.internet.error import ConnectError
+from twisted.internet.error import ConnectError, ConnectionDone
 from twisted.internet.interfaces import (
     IDelayedCall,
     IOpenSSLClientConnectionCreator,
@@ -119,10 +119,12 @@ class Timeouts:
     """
     Seconds to wait for each reply (RFC 5321 4.5.3.2's minimums by default).
 
+    @ivar connect: for the TCP connection to be made.
     @ivar initial: the greeting, and replies to EHLO/HELO, STARTTLS, QUIT.
     @ivar dataBlock: for each block of the message to be taken by the network.
     """
 
+    connect: float = 30.0
     initial: float = 300.0
     mail: float = 300.0
     rcpt: float = 300.0
@@ -283,10 +285,12 @@ class _Session(LineOnlyReceiver):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        if reason is not None and reason.check(SSL.Error):  # type: ignore[no-untyped-call]
+        if reason is None or reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
+            self._fail("connection closed by the server")
+        elif reason.check(SSL.Error):  # type: ignore[no-untyped-call]
             self._fail(f"TLS failed: {reason.getErrorMessage()}")
         else:
-            self._fail("connection lost")
+            self._fail(f"connection lost: {reason.getErrorMessage()}")
 
     def _fail(self, reason: str) -> None:
         if self._lost is None:
@@ -377,8 +381,7 @@ class _Attempt:
         return reply.diagnostic(self.remoteName)
 
     def _lostDiagnostic(self, lost: _Lost) -> Diagnostic:
-        status = "4.4.2" if "timeout" not in lost.reason else "4.4.7"
-        return Diagnostic(status, lost.reason, None, self.remoteName)
+        return Diagnostic("4.4.2", lost.reason, None, self.remoteName)
 
     def _failAll(self, diagnostic: Diagnostic) -> None:
         """Every recipient not yet decided gets C{diagnostic}'s failure."""
@@ -393,8 +396,10 @@ class _Attempt:
         try:
             factory = Factory.forProtocol(lambda: _Session(self.clock))
             try:
-                session = await self.endpoint.connect(factory)
-            except (ConnectError, OSError) as e:
+                session = await self.endpoint.connect(factory).addTimeout(
+                    timeouts.connect, self.clock
+                )
+            except (ConnectError, OSError, defer.TimeoutError) as e:
                 raise _HostFailure(
                     Diagnostic("4.4.1", f"cannot connect: {e}", None, self.remoteName)
                 ) from None
@@ -405,7 +410,7 @@ class _Attempt:
                 raise _HostFailure(self._hostReply(greeting))
             extensions = await self._hello(session)
             if self.useTLS and self._wantsTLS() and "STARTTLS" in extensions:
-                extensions = await self._startTLS(session)
+                extensions = await self._startTLS(session, extensions)
             if self._mustHaveTLS() and not self.tls:
                 raise _HostFailure(
                     Diagnostic(
@@ -426,6 +431,10 @@ class _Attempt:
         except _Lost as e:
             self._failAllTemporarily(self._lostDiagnostic(e))
             return True
+        finally:
+            if self.session is not None and self.session.transport is not None:
+                # QUIT was answered or not needed; whatever went wrong, let go.
+                self.session.transport.loseConnection()
 
     def _failAllTemporarily(self, diagnostic: Diagnostic) -> None:
         if diagnostic.permanent:
@@ -460,13 +469,16 @@ class _Attempt:
             raise _HostFailure(self._diagnostic(reply))
         return {}
 
-    async def _startTLS(self, session: _Session) -> dict[str, str]:
+    async def _startTLS(self, session: _Session, extensions: dict[str, str]) -> dict[str, str]:
         timeout = self.settings.timeouts.initial
         reply = await session.command("STARTTLS", timeout)
         if reply.code != 220:
+            if reply.code == 421:
+                raise _HostFailure(self._diagnostic(reply))
             if self._mustHaveTLS():
                 raise _HostFailure(self._diagnostic(reply), tlsFailed=True)
-            return await self._hello(session)
+            # The session goes on in clear, as it was (RFC 3207 4).
+            return extensions
         session.startTLS(self.settings.tls.contextFor(self.remoteName))
         try:
             extensions = await self._hello(session)
