@@ -252,6 +252,7 @@ class HostFailureTests(ClientTestCase):
         result = yield self.send(sink, envelope(BOB, CAROL))
         self.assertTrue(result.hostFailed)
         self.assertEqual(states(result), {BOB: State.FAILED, CAROL: State.DEFERRED})
+        self.assertEqual(result.retryElsewhere(), (CAROL,))
 
 
 class ExtensionTests(ClientTestCase):

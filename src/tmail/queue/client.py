@@ -26,6 +26,22 @@ everything else by DATA, written by L{tmail.queue.dotstuff.DotStuffer}.
 
 Every wait for a reply has its own timeout (L{Timeouts}, RFC 5321
 4.5.3.2); a timeout aborts the connection.
+
+TLS (L{TLSPolicy}): opportunistic by default, unverified unless asked
+(RFC 7435); a failed handshake is retried once in clear on a new
+connection when the policy allows.  Mail marked REQUIRETLS (RFC 8689)
+goes only over verified TLS to a server offering REQUIRETLS, never in
+clear; without it the host fails (4.7.10, 4.7.5) or, when the server
+lacks REQUIRETLS, the recipients fail with 5.7.30.
+
+A runner sends an entry with::
+
+    envelope = envelopeFor(entry, entry.dueRecipients(now))
+    with store.openMessage(entry.id) as message:
+        result = await deliver(endpoint, mxName, envelope, message, settings)
+    # on result.hostFailed: deliver again to result.retryElsewhere() at
+    # the next MX host (message.seek(0)), then, for the last results:
+    store.record(entry.id, result.outcomes(schedule, entry, now), now)
 """
 
 from __future__ import annotations
@@ -172,13 +188,21 @@ class DeliveryResult:
     @ivar recipients: a result per recipient address, every one attempted.
     @ivar hostFailed: the host could not be used (no connection, lost or
         timed out, C{421}, greeting or EHLO refused, TLS required and not
-        had): every recipient is deferred and the next MX host is worth a try.
+        had): the recipients it had not answered yet are deferred
+        (L{retryElsewhere}) and the next MX host is worth a try; the ones it
+        answered keep their answer.
     @ivar tls: whether the message went over TLS.
     """
 
     recipients: Mapping[str, RecipientResult]
     hostFailed: bool = False
     tls: bool = False
+
+    def retryElsewhere(self) -> tuple[str, ...]:
+        """The recipients to try at the next MX host (none unless L{hostFailed})."""
+        if not self.hostFailed:
+            return ()
+        return tuple(a for a, r in self.recipients.items() if r.state is State.DEFERRED)
 
     def outcomes(
         self, schedule: RetrySchedule, entry: QueueEntry, now: float
