@@ -374,6 +374,15 @@ class TLSTests(ClientTestCase):
         )
 
     @inlineCallbacks
+    def test_large_message_over_tls_arrives_intact(self):  # type: ignore[no-untyped-def]
+        sink = self.tlsSink()
+        body = b"".join(b".%d " % n + b"y" * (n % 991) + b"\r\n" for n in range(8000))
+        settings = ClientSettings("client.example.com", TLSPolicy(), SHORT, chunkSize=4096)
+        result = yield self.send(sink, message=MESSAGE + body, settings=settings)
+        self.assertTrue(result.tls)
+        self.assertEqual(sink.messages, [MESSAGE + body])
+
+    @inlineCallbacks
     def test_opportunistic_sends_in_clear_without_starttls(self):  # type: ignore[no-untyped-def]
         sink = SinkFactory()
         result = yield self.send(sink)
