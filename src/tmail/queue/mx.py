@@ -1,0 +1,405 @@
+# -*- test-case-name: tests.queue.test_queue_mx -*-
+"""
+Where to deliver a recipient domain's mail: its mail exchangers (RFC 5321
+5.1), in the order to try them, with their addresses.
+
+L{MXResolver.route} turns a domain into a L{Route}: the MX hosts sorted by
+preference (hosts of equal preference shuffled, so load spreads as the
+domain's owner meant), each with its IPv6 and IPv4 addresses.  A domain
+without MX records is its own mail exchanger (the I{implicit MX}); an
+address literal (C{user@[192.0.2.1]}, C{user@[IPv6:2001:db8::1]}) needs no
+lookup.  When no host can be found, C{route} fails with L{NoRoute}, whose
+L{Diagnostic} says whether retrying may help:
+
+  - a null MX (RFC 7505: one MX record C{0 .}): permanent, C{5.1.10};
+  - the domain does not exist (NXDOMAIN): permanent, C{5.1.2};
+  - it exists but has neither MX nor address records: permanent, C{5.4.4};
+  - a name server failed (SERVFAIL, REFUSED, no answer in time): temporary,
+    C{4.4.3};
+  - the most preferred MX host (or, without MX, the domain) is this server
+    (one of L{MXResolver.localNames}): permanent, C{5.4.6};
+  - every MX host points to an alias (a CNAME, which RFC 5321 5.1 forbids)
+    or has no address: temporary, C{4.4.4}, since the domain's owner
+    may fix it.
+An MX host whose lookup fails is skipped as long as another one is left.
+
+The runner connects to C{(address, route.port)} for each pair of
+L{Route.targets} in turn, moving on when a connection fails or the server
+answers with a temporary failure before the first recipient, and turns a
+L{NoRoute} into an outcome with
+L{tmail.queue.schedule.RetrySchedule.judge}C{(..., noRoute.diagnostic, ...)}.
+The host name (L{MailHost.name}) is what to check the server's certificate
+against, and the DSN's Remote-MTA.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+import socket
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import idna
+from twisted.internet.defer import Deferred, TimeoutError, gatherResults
+from twisted.internet.interfaces import IResolver
+from twisted.names import client, dns, error
+
+from tmail.queue.entry import Diagnostic
+
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "MXResolver",
+    "MailHost",
+    "NoRoute",
+    "Route",
+    "domainToAscii",
+]
+
+#: Seconds to wait for each try of a query (Twisted's own defaults).
+DEFAULT_TIMEOUTS: tuple[float, ...] = (1.0, 3.0, 11.0, 45.0)
+#: How many CNAMEs are followed from a domain to its MX or addresses.
+MAX_ALIASES = 8
+#: The address families, in the order a host's addresses are listed.
+IPV6_FIRST = ("ipv6", "ipv4")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class MailHost:
+    """
+    One host to deliver to.
+
+    @ivar name: its name in ASCII (A-labels), lower case, no final dot; for
+        an address literal, the literal as written (C{[192.0.2.1]}).
+    @ivar addresses: its addresses as text, in the order to try them.
+    @ivar preference: its MX preference; C{None} for an implicit MX or an
+        address literal.
+    """
+
+    name: str
+    addresses: tuple[str, ...]
+    preference: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """
+    Where a domain's mail goes.
+
+    @ivar domain: the domain looked up, in ASCII (or the address literal).
+    @ivar hosts: the hosts in the order to try them; never empty.
+    @ivar port: the TCP port to connect to (25, unless configured).
+    @ivar implicit: the domain had no MX: its own addresses are used.
+    """
+
+    domain: str
+    hosts: tuple[MailHost, ...]
+    port: int = 25
+    implicit: bool = False
+
+    def targets(self) -> Iterator[tuple[MailHost, str]]:
+        """Each host with each of its addresses, in the order to try them."""
+        for host in self.hosts:
+            for address in host.addresses:
+                yield host, address
+
+
+class NoRoute(Exception):
+    """
+    No host to deliver to was found.
+
+    @ivar diagnostic: the reason, for the queue and the DSN; permanent or
+        temporary by its status.
+    """
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.text)
+        self.diagnostic = diagnostic
+
+    @property
+    def replyCode(self) -> int:
+        """The SMTP reply code for refusing this recipient at once."""
+        if self.diagnostic.status == "5.1.10":
+            return 556  # RFC 7505 3.
+        return 550 if self.diagnostic.permanent else 451
+
+
+def _noRoute(status: str, text: str) -> NoRoute:
+    return NoRoute(Diagnostic(status, text))
+
+
+def domainToAscii(domain: str) -> str:
+    """
+    C{domain} as looked up in the DNS: IDNA 2008 A-labels (UTS 46 mapping),
+    lower case, no final dot; L{NoRoute} (5.1.3) when it is not a domain.
+    """
+    name = domain.rstrip(".")
+    try:
+        if name.isascii():
+            asciiName = name.lower()
+            labels = asciiName.split(".")
+            if not all(_LABEL.match(label) for label in labels) or len(asciiName) > 253:
+                raise idna.IDNAError("bad length")
+        else:
+            asciiName = idna.encode(name, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        raise _noRoute("5.1.3", f"Bad destination domain {domain!r}") from None
+    return asciiName
+
+
+def _literal(domain: str) -> str:
+    """The address in an address literal (C{[...]}), or L{NoRoute} (5.1.3)."""
+    inner = domain[1:-1] if domain.endswith("]") else ""
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return str(ipaddress.IPv6Address(inner[5:]))
+        return str(ipaddress.IPv4Address(inner))
+    except ValueError:
+        raise _noRoute("5.1.3", f"Bad address literal {domain!r}") from None
+
+
+def _owner(name: dns.Name) -> str:
+    return name.name.decode("ascii", "replace").lower().rstrip(".")
+
+
+class _Alias(Exception):
+    """The name is a CNAME where none is allowed."""
+
+
+class _Lookup:
+    """The outcome of one kind of query, as the rules above need it."""
+
+    NXDOMAIN = "NXDOMAIN"
+    NODATA = "no records"
+    ALIAS = "an alias (CNAME)"
+
+
+def _describe(reason: BaseException) -> str:
+    if isinstance(reason, error.DNSServerError):
+        return "server failure (SERVFAIL)"
+    if isinstance(reason, error.DNSQueryRefusedError):
+        return "query refused"
+    if isinstance(reason, TimeoutError | error.DNSQueryTimeoutError):
+        return "no answer in time"
+    return str(reason) or type(reason).__name__
+
+
+class MXResolver:
+    """
+    Finds the L{Route} for a domain with a C{twisted.names} resolver.
+
+    @ivar port: the port L{Route}s name (25; tests deliver to loopback).
+    @ivar timeouts: how long each try of a query waits, in seconds; a query
+        fails after the last one.
+    @ivar families: the address families used, in the order each host's
+        addresses are listed (C{"ipv6"}, C{"ipv4"}).
+    """
+
+    def __init__(
+        self,
+        resolver: IResolver,
+        port: int = 25,
+        timeouts: Sequence[float] = DEFAULT_TIMEOUTS,
+        families: Sequence[str] = IPV6_FIRST,
+        localNames: Collection[str] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        """
+        @param resolver: what queries go to (any C{IResolver}, usually a
+            L{client.Resolver}; see L{fromSettings}).
+        @param localNames: this server's own host names: an MX host of
+            that name, and every one not preferred over it, is left out
+            (RFC 5321 5.1), so mail is not sent back to this server.
+        @param rng: what shuffles MX hosts of equal preference (seed one
+            for a repeatable order).
+        """
+        if not timeouts or any(t <= 0 for t in timeouts):
+            raise ValueError("timeouts must be positive numbers of seconds")
+        unknown = set(families) - set(IPV6_FIRST)
+        if unknown or not families:
+            raise ValueError(f"families must be some of {IPV6_FIRST}, not {families!r}")
+        self.resolver = resolver
+        self.port = port
+        self.timeouts = tuple(timeouts)
+        self.families = tuple(families)
+        self.localNames = frozenset(domainToAscii(n) for n in localNames)
+        self.random = rng if rng is not None else random.SystemRandom()
+
+    @classmethod
+    def fromSettings(
+        cls,
+        nameservers: Sequence[tuple[str, int]] = (),
+        resolvConf: str = "/etc/resolv.conf",
+        port: int = 25,
+        timeouts: Sequence[float] = DEFAULT_TIMEOUTS,
+        families: Sequence[str] = IPV6_FIRST,
+        localNames: Collection[str] = (),
+        rng: random.Random | None = None,
+    ) -> MXResolver:
+        """
+        A resolver querying C{nameservers} (C{(address, port)} pairs), or the
+        ones C{resolvConf} lists when none is given (Twisted rereads that
+        file when it changes, with a timer that runs as long as the
+        reactor).  The other arguments are L{MXResolver}'s.
+        """
+        if nameservers:
+            resolver = client.Resolver(servers=list(nameservers))
+        else:
+            resolver = client.Resolver(resolv=resolvConf)
+        return cls(resolver, port, timeouts, families, localNames, rng)
+
+    def route(self, domain: str) -> Deferred[Route]:
+        """
+        Where mail for C{domain} (as in C{user@domain}: a name, Unicode or
+        ASCII, or an address literal) goes: fires with a L{Route}, or fails
+        with L{NoRoute}.
+        """
+        return Deferred.fromCoroutine(self._route(domain))
+
+    async def _route(self, domain: str) -> Route:
+        if domain.startswith("["):
+            host = MailHost(domain, (_literal(domain),))
+            return Route(domain, (host,), self.port, implicit=True)
+        name = domainToAscii(domain)
+        try:
+            exchangers = await self._records(name, dns.MX, followAliases=True)
+        except NoRoute:
+            raise
+        except (error.DNSNameError, error.AuthoritativeDomainError):
+            raise _noRoute("5.1.2", f"Domain {name} does not exist (NXDOMAIN)") from None
+        except Exception as e:
+            raise _noRoute("4.4.3", f"MX lookup for {name} failed: {_describe(e)}") from None
+        if exchangers:
+            return await self._routeToExchangers(name, exchangers)
+        return await self._implicitRoute(name)
+
+    async def _routeToExchangers(self, name: str, records: list[dns.Record_MX]) -> Route:
+        named = [(r.preference, _owner(r.name)) for r in records]
+        real = [(p, host) for p, host in named if host]
+        if not real:
+            raise _noRoute("5.1.10", f"Domain {name} does not accept mail (null MX)")
+        ordered = self._order(real)
+        ours = [p for p, host in ordered if host in self.localNames]
+        if ours:
+            ordered = [(p, host) for p, host in ordered if p < min(ours)]
+            if not ordered:
+                raise _noRoute("5.4.6", f"Mail for {name} loops back to this server (MX)")
+        found = await gatherResults(
+            [Deferred.fromCoroutine(self._addresses(host, False)) for _, host in ordered]
+        )
+        hosts: list[MailHost] = []
+        problems: list[str] = []
+        seen: set[str] = set()
+        for (preference, host), (addresses, problem) in zip(ordered, found, strict=True):
+            fresh = tuple(a for a in addresses if a not in seen)
+            seen.update(fresh)
+            if fresh:
+                hosts.append(MailHost(host, fresh, preference))
+            elif problem:
+                problems.append(f"{host}: {problem}")
+        if hosts:
+            return Route(name, tuple(hosts), self.port)
+        text = f"No MX host of {name} has an address ({'; '.join(problems)})"
+        if any("failed" in p for p in problems):
+            raise _noRoute("4.4.3", text)
+        raise _noRoute("4.4.4", text)
+
+    async def _implicitRoute(self, name: str) -> Route:
+        if name in self.localNames:
+            raise _noRoute("5.4.6", f"Mail for {name} loops back to this server (no MX)")
+        addresses, problem = await self._addresses(name, True)
+        if addresses:
+            return Route(name, (MailHost(name, addresses),), self.port, implicit=True)
+        if problem is not None and "failed" in problem:
+            raise _noRoute("4.4.3", f"Address lookup for {name} {problem}")
+        if problem == _Lookup.NXDOMAIN:
+            raise _noRoute("5.1.2", f"Domain {name} does not exist (NXDOMAIN)")
+        raise _noRoute("5.4.4", f"Domain {name} has no MX and no address")
+
+    def _order(self, exchangers: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """By preference, equal ones shuffled; each host once, at its best."""
+        best: dict[str, int] = {}
+        for preference, host in exchangers:
+            best[host] = min(preference, best.get(host, preference))
+        hosts = sorted(best)  # a set's order would undo the seeded shuffle
+        self.random.shuffle(hosts)
+        return sorted(((best[h], h) for h in hosts), key=lambda pair: pair[0])
+
+    async def _addresses(
+        self, name: str, followAliases: bool
+    ) -> tuple[tuple[str, ...], str | None]:
+        """
+        C{name}'s addresses, in L{families} order, and when there are none,
+        why: L{_Lookup} values, or C{"lookup failed: ..."}.
+        """
+        kinds = {"ipv6": dns.AAAA, "ipv4": dns.A}
+        results = await gatherResults(
+            [
+                Deferred.fromCoroutine(self._family(name, kinds[f], followAliases))
+                for f in self.families
+            ]
+        )
+        addresses = tuple(a for found, _ in results for a in found)
+        problems = [p for _, p in results if p is not None]
+        if addresses:
+            return addresses, None
+        for severity in ("failed", _Lookup.ALIAS, _Lookup.NODATA, _Lookup.NXDOMAIN):
+            for p in problems:
+                if severity in p:
+                    return (), p
+        return (), _Lookup.NODATA
+
+    async def _family(
+        self, name: str, kind: int, followAliases: bool
+    ) -> tuple[list[str], str | None]:
+        try:
+            records = await self._records(name, kind, followAliases)
+        except _Alias:
+            return [], _Lookup.ALIAS
+        except (error.DNSNameError, error.AuthoritativeDomainError):
+            return [], _Lookup.NXDOMAIN
+        except Exception as e:
+            return [], f"lookup failed: {_describe(e)}"
+        if kind == dns.A:
+            found = [socket.inet_ntop(socket.AF_INET, r.address) for r in records]
+        else:
+            found = [socket.inet_ntop(socket.AF_INET6, r.address) for r in records]
+        return found, None if found else _Lookup.NODATA
+
+    async def _records(self, name: str, kind: int, followAliases: bool) -> list[Any]:
+        """
+        The records of type C{kind} of C{name}, following CNAMEs when
+        C{followAliases} (else L{_Alias} for one); errors as C{twisted.names}
+        raises them.
+        """
+        answers = await self._query(name, kind)
+        owner, seen = name, {name}
+        found: list[Any]
+        for _ in range(MAX_ALIASES + 1):
+            found = [rr.payload for rr in answers if rr.type == kind and _owner(rr.name) == owner]
+            if found:
+                return found
+            alias: list[Any] = [
+                rr.payload for rr in answers if rr.type == dns.CNAME and _owner(rr.name) == owner
+            ]
+            if not alias:
+                return []
+            if not followAliases:
+                raise _Alias(owner)
+            owner = _owner(alias[0].name)
+            if owner in seen:
+                raise _noRoute("4.4.3", f"CNAME loop at {owner} looking up {name}")
+            seen.add(owner)
+            if not any(_owner(rr.name) == owner for rr in answers):
+                answers = await self._query(owner, kind)
+        raise _noRoute("4.4.3", f"Too many CNAMEs looking up {name}")
+
+    async def _query(self, name: str, kind: int) -> list[dns.RRHeader]:
+        query = dns.Query(name.encode("ascii"), kind, dns.IN)
+        # Twisted's stubs call the timeouts ints and the result one section.
+        result: Any = await self.resolver.query(query, self.timeouts)  # type: ignore[arg-type]
+        answers: list[dns.RRHeader] = list(result[0])
+        return answers
