@@ -11,6 +11,8 @@ address literal (C{user@[192.0.2.1]}, C{user@[IPv6:2001:db8::1]}) needs no
 lookup.  When no host can be found, C{route} fails with L{NoRoute}, whose
 L{Diagnostic} says whether retrying may help:
 
+  - a domain that is no domain name (or a bad address literal): permanent,
+    C{5.1.3}; a Unicode domain is looked up by its IDNA 2008 A-labels;
   - a null MX (RFC 7505: one MX record C{0 .}): permanent, C{5.1.10};
   - the domain does not exist (NXDOMAIN): permanent, C{5.1.2};
   - it exists but has neither MX nor address records: permanent, C{5.4.4};
@@ -225,7 +227,10 @@ class MXResolver:
         self.port = port
         self.timeouts = tuple(timeouts)
         self.families = tuple(families)
-        self.localNames = frozenset(domainToAscii(n) for n in localNames)
+        try:
+            self.localNames = frozenset(domainToAscii(n) for n in localNames)
+        except NoRoute as e:
+            raise ValueError(f"localNames: {e}") from None
         self.random = rng if rng is not None else random.SystemRandom()
 
     @classmethod
