@@ -174,6 +174,7 @@ class _Alias(Exception):
 class _Lookup:
     """The outcome of one kind of query, as the rules above need it."""
 
+    FAILED = "lookup failed: "
     NXDOMAIN = "NXDOMAIN"
     NODATA = "no records"
     ALIAS = "an alias (CNAME)"
@@ -297,6 +298,7 @@ class MXResolver:
         )
         hosts: list[MailHost] = []
         problems: list[str] = []
+        failed = False
         seen: set[str] = set()
         for (preference, host), (addresses, problem) in zip(ordered, found, strict=True):
             fresh = tuple(a for a in addresses if a not in seen)
@@ -305,10 +307,11 @@ class MXResolver:
                 hosts.append(MailHost(host, fresh, preference))
             elif problem:
                 problems.append(f"{host}: {problem}")
+                failed = failed or problem.startswith(_Lookup.FAILED)
         if hosts:
             return Route(name, tuple(hosts), self.port)
         text = f"No MX host of {name} has an address ({'; '.join(problems)})"
-        if any("failed" in p for p in problems):
+        if failed:
             raise _noRoute("4.4.3", text)
         raise _noRoute("4.4.4", text)
 
@@ -318,8 +321,9 @@ class MXResolver:
         addresses, problem = await self._addresses(name, True)
         if addresses:
             return Route(name, (MailHost(name, addresses),), self.port, implicit=True)
-        if problem is not None and "failed" in problem:
-            raise _noRoute("4.4.3", f"Address lookup for {name} {problem}")
+        if problem is not None and problem.startswith(_Lookup.FAILED):
+            reason = problem.removeprefix(_Lookup.FAILED)
+            raise _noRoute("4.4.3", f"Address lookup for {name} failed: {reason}")
         if problem == _Lookup.NXDOMAIN:
             raise _noRoute("5.1.2", f"Domain {name} does not exist (NXDOMAIN)")
         raise _noRoute("5.4.4", f"Domain {name} has no MX and no address")
@@ -338,7 +342,7 @@ class MXResolver:
     ) -> tuple[tuple[str, ...], str | None]:
         """
         C{name}'s addresses, in L{families} order, and when there are none,
-        why: L{_Lookup} values, or C{"lookup failed: ..."}.
+        why: a L{_Lookup} value, or one starting with L{_Lookup.FAILED}.
         """
         kinds = {"ipv6": dns.AAAA, "ipv4": dns.A}
         results = await gatherResults(
@@ -351,9 +355,9 @@ class MXResolver:
         problems = [p for _, p in results if p is not None]
         if addresses:
             return addresses, None
-        for severity in ("failed", _Lookup.ALIAS, _Lookup.NODATA, _Lookup.NXDOMAIN):
+        for severity in (_Lookup.FAILED, _Lookup.ALIAS, _Lookup.NODATA, _Lookup.NXDOMAIN):
             for p in problems:
-                if severity in p:
+                if p.startswith(severity):
                     return (), p
         return (), _Lookup.NODATA
 
@@ -367,7 +371,7 @@ class MXResolver:
         except (error.DNSNameError, error.AuthoritativeDomainError):
             return [], _Lookup.NXDOMAIN
         except Exception as e:
-            return [], f"lookup failed: {_describe(e)}"
+            return [], _Lookup.FAILED + _describe(e)
         if kind == dns.A:
             found = [socket.inet_ntop(socket.AF_INET, r.address) for r in records]
         else:
