@@ -67,6 +67,7 @@ def flagChanger(
         wanted = frozenset(rng.sample(sorted(FLAGS), rng.randint(0, 3)))
         if wanted == view[uid]:
             continue
+        known = folder.info(uid)
         try:
             info = folder.setFlags(uid, wanted)
         except StoreError:
@@ -77,6 +78,10 @@ def flagChanger(
             report.errors.append(f"setFlags {uid}: {e!r}")
             continue
         view[uid] = info.flags
+        if known is not None and info.modseq == known.modseq:
+            # Another process had made the same change: nothing was changed
+            # (and no new mod-sequence given) here.
+            continue
         letters = "".join(sorted(FLAGS[flag] for flag in wanted))
         report.changes.append((uid, info.modseq, letters))
         now = os.stat(log).st_ino
