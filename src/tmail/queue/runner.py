@@ -1,0 +1,481 @@
+# -*- test-case-name: tests.queue.test_queue_runner -*-
+"""
+The queue runner: the service that sends queued mail on, retries it, and
+tells senders what became of it.
+
+L{QueueRunner} follows the steps L{tmail.queue.store} lays down.  At start
+it makes the queue's directories and recovers from a crash; then it looks
+at the queue whenever an entry falls due (L{QueueStore.nextWakeup}), when
+an operator asks (L{QueueStore.takeWakeup}, polled every
+L{RelaySettings.wakeupPoll} seconds), and at least every
+L{RelaySettings.rescanInterval} seconds.  For each due entry:
+
+  1. its due recipients are grouped by domain, and the domains are
+     attempted side by side;
+  2. each domain's L{Route} comes from L{MXResolver.route}; a L{NoRoute}
+     is every recipient's outcome there (permanent: failed; temporary:
+     deferred, or failed once the entry expired);
+  3. the message, DKIM-signed when a signer is given, goes to the route's
+     targets in turn with L{deliver}; when a host cannot be used
+     (L{DeliveryResult.hostFailed}) the recipients it did not answer
+     (L{DeliveryResult.retryElsewhere}) go on to the next target, and
+     those still unanswered after the last one are deferred;
+  4. each domain's outcomes are recorded as soon as it is done
+     (L{QueueStore.record}), so a crash repeats as little as possible;
+  5. then the notices the entry owes are queued: failure and success DSNs
+     (L{QueueEntry.noticesOwed}) and delay warnings
+     (L{RetrySchedule.delayWarningDue}), each a new entry from C{<>} to the
+     sender, and marked sent.  A notice owed by an entry whose recipients
+     are all final (a crash came between recording and queueing it) is
+     queued by the next look at the queue.
+
+At most L{RelaySettings.maxConnections} domains are attempted at once, and
+at most L{RelaySettings.maxPerDomain} of them to the same domain.  Held
+entries are skipped, and so is an entry deleted meanwhile.  Nothing is lost
+when the process dies at any point: the queue is the only state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorTCP,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from tmail.queue.client import (
+    ClientSettings,
+    DeliveryResult,
+    RecipientResult,
+    Timeouts,
+    TLSPolicy,
+    deliver,
+    envelopeFor,
+)
+from tmail.queue.dkim import DKIMKeyError, DKIMSigner
+from tmail.queue.dsn import buildReport
+from tmail.queue.entry import (
+    Diagnostic,
+    NoSuchEntry,
+    Notice,
+    Outcome,
+    QueueEntry,
+    Recipient,
+)
+from tmail.queue.mx import DEFAULT_TIMEOUTS, MXResolver, NoRoute, Route
+from tmail.queue.schedule import RetrySchedule
+from tmail.queue.store import RESCAN_INTERVAL, WAKEUP_POLL, QueueStore
+
+__all__ = ["QueueRunner", "RelaySettings", "parseNameserver"]
+
+
+def parseNameserver(text: str) -> tuple[str, int]:
+    """
+    C{"192.0.2.53"}, C{"127.0.0.1:5353"}, C{"[::1]:5353"} or C{"::1"} as an
+    C{(address, port)} pair; C{ValueError} when it is none of those.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"not a name server address: {text!r}")
+        port = rest[1:] if rest else "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, "53"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a name server address: {text!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """
+    How the runner sends mail on.
+
+    @ivar heloName: this server's host name: said in EHLO, and the
+        Reporting-MTA of its DSNs.
+    @ivar nameservers: the name servers to ask (C{"127.0.0.1:5353"}); the
+        system's (C{/etc/resolv.conf}) when empty.
+    @ivar port: the port of the receiving servers (25; tests use another).
+    @ivar dnsTimeouts: seconds each try of a DNS query waits.
+    @ivar timeouts: the SMTP client's timeouts.
+    @ivar tls: the STARTTLS policy.
+    @ivar maxConnections: how many domains are attempted at once in total.
+    @ivar maxPerDomain: how many of them go to the same domain.
+    @ivar schedule: when to retry, give up, and warn of delays.
+    @ivar rescanInterval: look at the queue at least this often (seconds).
+    @ivar wakeupPoll: look for an operator's request this often (seconds).
+    """
+
+    heloName: str
+    nameservers: tuple[str, ...] = ()
+    port: int = 25
+    dnsTimeouts: tuple[float, ...] = DEFAULT_TIMEOUTS
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    tls: TLSPolicy = field(default_factory=TLSPolicy)
+    maxConnections: int = 20
+    maxPerDomain: int = 4
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    rescanInterval: float = RESCAN_INTERVAL
+    wakeupPoll: float = WAKEUP_POLL
+
+    def __post_init__(self) -> None:
+        if self.maxConnections < 1 or self.maxPerDomain < 1:
+            raise ValueError("maxConnections and maxPerDomain must be at least 1")
+        if self.rescanInterval <= 0 or self.wakeupPoll <= 0:
+            raise ValueError("rescanInterval and wakeupPoll must be positive")
+        for server in self.nameservers:
+            parseNameserver(server)
+
+    def clientSettings(self) -> ClientSettings:
+        """What every delivery attempt shares."""
+        return ClientSettings(self.heloName, self.tls, self.timeouts)
+
+    def resolver(self) -> MXResolver:
+        """An MX resolver asking the configured name servers."""
+        return MXResolver.fromSettings(
+            [parseNameserver(s) for s in self.nameservers],
+            port=self.port,
+            timeouts=self.dnsTimeouts,
+            localNames=[self.heloName],
+        )
+
+
+def _domainOf(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _outcomes(
+    results: Mapping[str, RecipientResult], schedule: RetrySchedule, entry: QueueEntry, now: float
+) -> dict[str, Outcome]:
+    return DeliveryResult(results).outcomes(schedule, entry, now)
+
+
+class QueueRunner(Service):
+    """
+    Sends the queue's mail on; see the module docstring.
+
+    @ivar store: the queue.
+    @ivar settings: the L{RelaySettings}.
+    @ivar resolver: where routes come from (by default
+        L{RelaySettings.resolver}).
+    @ivar signer: signs outgoing copies with DKIM, when given.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: QueueStore,
+        settings: RelaySettings,
+        resolver: MXResolver | None = None,
+        signer: DKIMSigner | None = None,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor  # noqa: N812
+
+            reactor = globalReactor
+        self.store = store
+        self.settings = settings
+        self.resolver = resolver if resolver is not None else settings.resolver()
+        self.signer = signer
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor
+        self.setName("queue runner")  # type: ignore[no-untyped-call]
+        self._client = settings.clientSettings()
+        self._total = defer.DeferredSemaphore(settings.maxConnections)
+        self._perDomain: dict[str, defer.DeferredSemaphore] = {}
+        self._busy: dict[str, defer.Deferred[None]] = {}
+        self._troubled: dict[str, float] = {}
+        self._timer: IDelayedCall | None = None
+        self._poll: LoopingCall | None = None
+
+    # Service
+
+    def startService(self) -> None:
+        """Recover the queue, then start looking at it."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self.store.create()
+        recovery = self.store.recover(now=self.clock.seconds())
+        for entryId in recovery.corrupt:
+            self.log.warn("queue: entry {id} is unreadable, set aside in corrupt/", id=entryId)
+        poll = LoopingCall(self._checkWakeup)
+        poll.clock = self.clock
+        self._poll = poll
+        poll.start(self.settings.wakeupPoll, now=False)
+        self.scan()
+
+    def stopService(self) -> defer.Deferred[Any]:
+        """Stop looking; fires once the attempts under way have ended."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        self._cancelTimer()
+        return defer.DeferredList(list(self._busy.values()))
+
+    # Deciding when to look
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _checkWakeup(self) -> None:
+        if self.store.takeWakeup():
+            self.scan()
+
+    def _wakeSoon(self, delay: float) -> None:
+        """Look at the queue again in C{delay} seconds, or sooner if planned."""
+        if not self.running:
+            return
+        when = self.clock.seconds() + max(0.0, delay)
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self.clock.callLater(max(0.0, delay), self.scan)
+
+    def scan(self) -> None:
+        """Start attempts of the due entries, queue owed notices, plan the next look."""
+        if not self.running:
+            return
+        self._cancelTimer()
+        now = self.clock.seconds()
+        self._troubled = {i: t for i, t in self._troubled.items() if t > now}
+        try:
+            entries = self.store.entries()
+        except OSError as e:
+            self.log.error("queue: cannot read the queue: {error}", error=str(e))
+            self._wakeSoon(self.settings.rescanInterval)
+            return
+        limit = 2 * self.settings.maxConnections
+        nextLook = now + self.settings.rescanInterval
+        due = sorted(
+            (e for e in entries if e.isDue(now)), key=lambda e: (e.nextAttempt() or 0.0, e.id)
+        )
+        for entry in due:
+            if entry.id in self._busy or entry.id in self._troubled:
+                continue
+            if len(self._busy) >= limit:
+                break
+            self._start(entry.id)
+        for entry in entries:
+            if entry.id in self._busy or entry.id in self._troubled or entry.held:
+                continue
+            if not entry.active() and entry.noticesOwed():
+                self._start(entry.id)
+            else:
+                upcoming = entry.nextAttempt()
+                if upcoming is not None and upcoming > now:
+                    nextLook = min(nextLook, upcoming)
+        self._wakeSoon(nextLook - now)
+
+    def _start(self, entryId: str) -> None:
+        d = defer.Deferred.fromCoroutine(self._process(entryId))
+
+        def failed(reason: Any) -> None:
+            self.log.failure("queue: entry {id} could not be handled", reason, id=entryId)
+            self._troubled[entryId] = self.clock.seconds() + self.settings.rescanInterval
+
+        def finished(_: object) -> None:
+            self._busy.pop(entryId, None)
+            self._wakeSoon(0)
+
+        d.addErrback(failed).addBoth(finished)
+        if not d.called:
+            self._busy[entryId] = d
+
+    # One entry
+
+    async def _process(self, entryId: str) -> None:
+        try:
+            entry = self.store.load(entryId)
+        except NoSuchEntry:
+            return
+        if entry.held:
+            return
+        now = self.clock.seconds()
+        byDomain: dict[str, list[Recipient]] = {}
+        for r in entry.dueRecipients(now):
+            byDomain.setdefault(_domainOf(r.address), []).append(r)
+        message = _Message(self.store, entry, self.signer)
+        attempts = [
+            defer.Deferred.fromCoroutine(self._attemptDomain(entry, domain, recipients, message))
+            for domain, recipients in byDomain.items()
+        ]
+        results = await defer.DeferredList(attempts, consumeErrors=True)
+        recorded = False
+        for _, value in results:
+            if isinstance(value, Failure):
+                self.log.failure("queue: attempt of {id} failed", value, id=entryId)
+            else:
+                recorded = recorded or value
+        if byDomain and not recorded:
+            # Nothing could be recorded (its message is gone?): do not try
+            # again before the next rescan.
+            self._troubled[entryId] = now + self.settings.rescanInterval
+        try:
+            latest = self.store.load(entryId)
+        except NoSuchEntry:
+            return
+        self._queueNotices(latest)
+
+    async def _attemptDomain(
+        self, entry: QueueEntry, domain: str, recipients: Sequence[Recipient], message: _Message
+    ) -> bool:
+        """Attempt C{domain}'s recipients and record how it went; C{False} if nothing was."""
+        semaphore = self._perDomain.setdefault(
+            domain, defer.DeferredSemaphore(self.settings.maxPerDomain)
+        )
+        await semaphore.acquire()
+        try:
+            await self._total.acquire()
+            try:
+                outcomes = await self._send(entry, domain, recipients, message)
+            finally:
+                self._total.release()
+        finally:
+            semaphore.release()
+            if not semaphore.waiting and semaphore.tokens == semaphore.limit:
+                self._perDomain.pop(domain, None)
+        if not outcomes:
+            return False
+        now = self.clock.seconds()
+        try:
+            self.store.record(entry.id, outcomes, now)
+        except NoSuchEntry:
+            self.log.info("queue: {id} was deleted during its attempt", id=entry.id)
+            return True
+        for address, outcome in outcomes.items():
+            self.log.info(
+                "queue: {id} to <{rcpt}>: {state} ({why})",
+                id=entry.id,
+                rcpt=address,
+                state=outcome.state.value,
+                why=outcome.diagnostic.describe() if outcome.diagnostic else "",
+            )
+        return True
+
+    def _judgeAll(
+        self, entry: QueueEntry, recipients: Sequence[Recipient], diagnostic: Diagnostic
+    ) -> dict[str, Outcome]:
+        now = self.clock.seconds()
+        schedule = self.settings.schedule
+        return {
+            r.address: schedule.judge(entry.arrival, r.attempts + 1, diagnostic, now)
+            for r in recipients
+        }
+
+    async def _send(
+        self, entry: QueueEntry, domain: str, recipients: Sequence[Recipient], message: _Message
+    ) -> dict[str, Outcome]:
+        """The outcome of one attempt of C{entry} to C{recipients} at C{domain}."""
+        try:
+            route: Route = await self.resolver.route(domain)
+        except NoRoute as e:
+            return self._judgeAll(entry, recipients, e.diagnostic)
+        try:
+            data = message.data()
+        except DKIMKeyError as e:
+            return self._judgeAll(entry, recipients, Diagnostic("4.7.0", f"local error: {e}"))
+        except NoSuchEntry:
+            return {}
+        results: dict[str, RecipientResult] = {}
+        remaining = list(recipients)
+        for host, address in route.targets():
+            endpoint = self._endpoint(address, route.port)
+            envelope = envelopeFor(entry, remaining)
+            result = await deliver(
+                endpoint, host.name, envelope, io.BytesIO(data), self._client, clock=self.clock
+            )
+            results.update(result.recipients)
+            elsewhere = set(result.retryElsewhere())
+            remaining = [r for r in remaining if r.address in elsewhere]
+            if not remaining:
+                break
+        return _outcomes(results, self.settings.schedule, entry, self.clock.seconds())
+
+    def _endpoint(self, address: str, port: int) -> IStreamClientEndpoint:
+        reactor: IReactorTCP = self.reactor
+        timeout = max(1, int(self.settings.timeouts.connect))
+        if ":" in address:
+            return TCP6ClientEndpoint(reactor, address, port, timeout=timeout)
+        return TCP4ClientEndpoint(reactor, address, port, timeout=timeout)
+
+    # Notices
+
+    def _queueNotices(self, entry: QueueEntry) -> None:
+        """Queue the DSNs C{entry} owes and mark them sent."""
+        if not entry.sender:
+            return
+        now = self.clock.seconds()
+        schedule = self.settings.schedule
+        for notice, recipients in entry.noticesOwed().items():
+            self._queueNotice(entry, notice, recipients, now, None)
+        if schedule.delayWarningDue(entry.arrival, now):
+            candidates = entry.delayNoticeCandidates()
+            if candidates:
+                until = schedule.expiry(entry.arrival)
+                self._queueNotice(entry, Notice.DELAY, candidates, now, until)
+
+    def _queueNotice(
+        self,
+        entry: QueueEntry,
+        notice: Notice,
+        recipients: Sequence[Recipient],
+        now: float,
+        retryUntil: float | None,
+    ) -> None:
+        try:
+            with self.store.openMessage(entry.id) as original:
+                report = buildReport(
+                    entry, notice, recipients, original, self.settings.heloName, now, retryUntil
+                )
+        except NoSuchEntry:
+            return
+        queued = self.store.enqueue(report.envelope(), report.data, now)
+        self.log.info(
+            "queue: {id}: {notice} notice to <{sender}> queued as {dsn}",
+            id=entry.id,
+            notice=notice.value,
+            sender=entry.sender,
+            dsn=queued.id,
+        )
+        with contextlib.suppress(NoSuchEntry):
+            self.store.markNoticeSent(entry.id, [r.address for r in recipients], notice)
+
+
+class _Message:
+    """An entry's message as it is sent: read, and signed, once per attempt."""
+
+    def __init__(self, store: QueueStore, entry: QueueEntry, signer: DKIMSigner | None) -> None:
+        self.store = store
+        self.entry = entry
+        self.signer = signer
+        self._data: bytes | None = None
+
+    def data(self) -> bytes:
+        """The bytes to send; L{DKIMKeyError}, L{NoSuchEntry} as they come."""
+        if self._data is None:
+            with self.store.openMessage(self.entry.id) as f:
+                data = f.read()
+            if self.signer is not None:
+                data = self.signer.signMessage(data)
+            self._data = data
+        return self._data
