@@ -41,7 +41,7 @@ import contextlib
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -321,11 +321,12 @@ class QueueRunner(Service):
         ]
         results = await defer.DeferredList(attempts, consumeErrors=True)
         recorded = False
-        for _, value in results:
-            if isinstance(value, Failure):
-                self.log.failure("queue: attempt of {id} failed", value, id=entryId)
-            else:
+        for ok, value in results:
+            if ok:
                 recorded = recorded or value
+            else:
+                failure = cast(Failure, value)
+                self.log.failure("queue: attempt of {id} failed", failure, id=entryId)
         if byDomain and not recorded:
             # Nothing could be recorded (its message is gone?): do not try
             # again before the next rescan.

@@ -1,0 +1,241 @@
+"""
+The queue runner against a real name server and real SMTP servers on
+loopback: what happens to queued mail, and what its sender hears.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import time
+from collections.abc import Callable, Generator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from tests.support.dns import a, mx, startDNS
+from tests.support.sink import SinkFactory, startSink
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import TestCase
+
+from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
+from tmail.queue.entry import Envelope, QueueEntry, Recipient, State
+from tmail.queue.runner import QueueRunner, RelaySettings, parseNameserver
+from tmail.queue.schedule import RetrySchedule
+from tmail.queue.store import QueueStore
+
+SENDER = "alice@sender.test"
+MESSAGE = (
+    b"From: Alice <alice@sender.test>\r\nTo: bob@ok.test\r\nSubject: hello\r\n"
+    b"Message-ID: <hello.1@sender.test>\r\n\r\nHello, Bob.\r\n"
+)
+SHORT = Timeouts(connect=2.0, initial=2.0, mail=2.0, rcpt=2.0, dataInit=2.0, dataBlock=2.0)
+
+ZONE = {
+    "sender.test": [mx(10, "mx.sender.test")],
+    "mx.sender.test": [a("127.0.0.1")],
+    "ok.test": [mx(10, "mx.ok.test")],
+    "mx.ok.test": [a("127.0.0.1")],
+    # The preferred host refuses connections; the backup takes the mail.
+    "fallback.test": [mx(10, "down.fallback.test"), mx(20, "up.fallback.test")],
+    "down.fallback.test": [a("127.0.0.2")],
+    "up.fallback.test": [a("127.0.0.1")],
+    "null.test": [mx(0, "")],
+}
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def reportFields(data: bytes) -> list[dict[str, str]]:
+    """The per-message and per-recipient field groups of a DSN's status part."""
+    report = parse(data)
+    assert report.get_content_type() == "multipart/report"
+    parts = [p for p in report.iter_parts() if p.get_content_type() == "message/delivery-status"]
+    assert len(parts) == 1
+    groups = []
+    for group in parts[0].get_payload():
+        groups.append({k.lower(): str(v) for k, v in group.items()})
+    return groups
+
+
+class RunnerTests(TestCase):
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Generator[Any, Any, None]:
+        self.sink = SinkFactory()
+        self.port = yield startSink(self, self.sink)
+        self.dns = startDNS(self, ZONE)
+        self.store = QueueStore(Path(self.mktemp()) / "queue")
+        self.store.create()
+
+    def startRunner(self, **schedule: float) -> QueueRunner:
+        schedule.setdefault("firstRetry", 0.2)
+        schedule.setdefault("maxBackoff", 0.2)
+        schedule.setdefault("delayWarning", 0.0)
+        settings = RelaySettings(
+            heloName="relay.example.org",
+            nameservers=(f"127.0.0.1:{self.dns.port}",),
+            port=self.port,
+            dnsTimeouts=(1.0,),
+            timeouts=SHORT,
+            tls=TLSPolicy(TLSMode.NONE),
+            schedule=RetrySchedule(**schedule),
+            rescanInterval=0.2,
+            wakeupPoll=0.05,
+        )
+        runner = QueueRunner(self.store, settings)
+        runner.startService()
+        self.addCleanup(runner.stopService)
+        return runner
+
+    def enqueue(
+        self, *recipients: str, sender: str = SENDER, message: bytes = MESSAGE
+    ) -> QueueEntry:
+        envelope = Envelope(sender, tuple(Recipient(r) for r in recipients))
+        return self.store.enqueue(envelope, message, time.time())
+
+    @defer.inlineCallbacks
+    def waitFor(
+        self, condition: Callable[[], bool], within: float = 10.0
+    ) -> Generator[Any, Any, None]:
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail("the condition was not met in time")
+            yield task.deferLater(reactor, 0.02, lambda: None)
+
+    def bounces(self) -> list[bytes]:
+        """The messages the sink took from the null sender."""
+        return [
+            t.message
+            for s in self.sink.sessions
+            for t in s.transactions
+            if t.message is not None and t.mailFrom.startswith("FROM:<>")
+        ]
+
+    @defer.inlineCallbacks
+    def test_queued_mail_is_delivered_and_leaves_the_queue(self) -> Generator[Any, Any, None]:
+        self.enqueue("bob@ok.test")
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(self.sink.messages, [MESSAGE])
+        transaction = self.sink.sessions[0].transactions[0]
+        self.assertIn(f"<{SENDER}>", transaction.mailFrom)
+        self.assertEqual(transaction.recipients, ["TO:<bob@ok.test>"])
+
+    @defer.inlineCallbacks
+    def test_mail_goes_to_the_backup_mx_when_the_first_refuses_connections(
+        self,
+    ) -> Generator[Any, Any, None]:
+        self.enqueue("carol@fallback.test")
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(self.sink.messages, [MESSAGE])
+
+    @defer.inlineCallbacks
+    def test_temporary_failure_is_retried_until_it_succeeds(self) -> Generator[Any, Any, None]:
+        self.sink.replies["rcpt"] = "451 4.3.0 Try again later"
+        entry = self.enqueue("bob@ok.test")
+        self.startRunner()
+        yield self.waitFor(lambda: self.store.load(entry.id).recipients[0].attempts >= 1)
+        deferred = self.store.load(entry.id).recipients[0]
+        self.assertEqual(deferred.state, State.DEFERRED)
+        assert deferred.diagnostic is not None
+        self.assertEqual(deferred.diagnostic.code, 451)
+        del self.sink.replies["rcpt"]
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(self.sink.messages, [MESSAGE])
+        self.assertEqual(self.bounces(), [])
+
+    @defer.inlineCallbacks
+    def test_permanent_failure_bounces_to_the_sender_and_spares_the_others(
+        self,
+    ) -> Generator[Any, Any, None]:
+        self.sink.rcptReplies["bob@ok.test"] = "550 5.1.1 No such user"
+        self.enqueue("bob@ok.test", "carol@ok.test")
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids() and len(self.bounces()) == 1)
+        self.assertEqual(self.sink.messages[0], MESSAGE)
+        bounce = self.bounces()[0]
+        self.assertEqual(parse(bounce)["To"].addresses[0].addr_spec, SENDER)
+        perMessage, *perRecipient = reportFields(bounce)
+        self.assertEqual(perMessage["reporting-mta"], "dns; relay.example.org")
+        self.assertEqual(len(perRecipient), 1)
+        self.assertEqual(perRecipient[0]["final-recipient"], "rfc822; bob@ok.test")
+        self.assertEqual(perRecipient[0]["action"], "failed")
+        self.assertEqual(perRecipient[0]["status"], "5.1.1")
+        bounceTransaction = next(
+            t for s in self.sink.sessions for t in s.transactions if t.message == bounce
+        )
+        self.assertEqual(bounceTransaction.recipients, [f"TO:<{SENDER}>"])
+
+    @defer.inlineCallbacks
+    def test_mail_still_failing_when_it_expires_bounces(self) -> Generator[Any, Any, None]:
+        self.sink.rcptReplies["bob@ok.test"] = "451 4.3.0 Try again later"
+        self.enqueue("bob@ok.test")
+        self.startRunner(lifetime=0.6)
+        yield self.waitFor(lambda: not self.store.ids() and len(self.bounces()) == 1)
+        perRecipient = reportFields(self.bounces()[0])[1]
+        self.assertEqual(perRecipient["action"], "failed")
+        self.assertTrue(perRecipient["status"].startswith("4."))
+        tries = [c for s in self.sink.sessions for c in s.commands if c.startswith("RCPT TO:<bob@")]
+        self.assertGreater(len(tries), 1)
+
+    @defer.inlineCallbacks
+    def test_domain_with_null_mx_bounces_at_once(self) -> Generator[Any, Any, None]:
+        self.enqueue("dave@null.test")
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids() and len(self.bounces()) == 1)
+        perRecipient = reportFields(self.bounces()[0])[1]
+        self.assertEqual(perRecipient["status"], "5.1.10")
+        self.assertEqual(self.sink.messages, self.bounces())
+
+    @defer.inlineCallbacks
+    def test_failed_bounce_is_never_bounced(self) -> Generator[Any, Any, None]:
+        self.sink.rcptReplies["bob@ok.test"] = "550 5.1.1 No such user"
+        self.enqueue("bob@ok.test", sender="")
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids())
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(self.store.ids(), [])
+        self.assertEqual(self.sink.messages, [])
+
+    @defer.inlineCallbacks
+    def test_held_mail_waits_until_released(self) -> Generator[Any, Any, None]:
+        entry = self.enqueue("bob@ok.test")
+        self.store.hold(entry.id)
+        self.startRunner()
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(self.sink.sessions, [])
+        self.assertEqual(self.store.load(entry.id).recipients[0].attempts, 0)
+        self.store.release(entry.id)
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(self.sink.messages, [MESSAGE])
+
+    @defer.inlineCallbacks
+    def test_delay_warning_goes_to_the_sender_once(self) -> Generator[Any, Any, None]:
+        self.sink.rcptReplies["bob@ok.test"] = "451 4.3.0 Try again later"
+        entry = self.enqueue("bob@ok.test")
+        self.startRunner(delayWarning=0.3)
+        yield self.waitFor(lambda: len(self.bounces()) == 1)
+        perRecipient = reportFields(self.bounces()[0])[1]
+        self.assertEqual(perRecipient["action"], "delayed")
+        self.assertIn("will-retry-until", perRecipient)
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(len(self.bounces()), 1)
+        self.assertTrue(self.store.load(entry.id).recipients[0].delayNoticeSent)
+
+
+class NameserverTests(TestCase):
+    def test_name_servers_are_written_as_address_and_optional_port(self) -> None:
+        self.assertEqual(parseNameserver("127.0.0.1:5353"), ("127.0.0.1", 5353))
+        self.assertEqual(parseNameserver("192.0.2.53"), ("192.0.2.53", 53))
+        self.assertEqual(parseNameserver("[::1]:5353"), ("::1", 5353))
+        self.assertEqual(parseNameserver("::1"), ("::1", 53))
+        for bad in ("", "host:port", "1.2.3.4:0", "[::1]x", "1.2.3.4:99999"):
+            self.assertRaises(ValueError, parseNameserver, bad)
