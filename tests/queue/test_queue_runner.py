@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import time
 from collections.abc import Callable, Generator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import dkim
 from tests.support.dns import a, mx, startDNS
-from tests.support.sink import SinkFactory, startSink
+from tests.support.sink import SinkFactory, SinkProtocol, startSink
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
 from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
-from tmail.queue.entry import Envelope, QueueEntry, Recipient, State
+from tmail.queue.dkim import DKIMKeyStore, DKIMSigner, generateKey
+from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
 from tmail.queue.runner import QueueRunner, RelaySettings, parseNameserver
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.store import QueueStore
@@ -62,6 +65,33 @@ def reportFields(data: bytes) -> list[dict[str, str]]:
     return groups
 
 
+class SlowSink(SinkFactory):
+    """A sink that greets after a pause and counts the connections open at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = 0
+        self.most = 0
+
+    def buildProtocol(self, addr: object) -> SinkProtocol:
+        sink = self
+
+        class Slow(SinkProtocol):
+            def connectionMade(self) -> None:
+                sink.open += 1
+                sink.most = max(sink.most, sink.open)
+                self.greeting = reactor.callLater(0.1, SinkProtocol.connectionMade, self)
+
+            def connectionLost(self, reason: object = None) -> None:
+                sink.open -= 1
+                if self.greeting.active():
+                    self.greeting.cancel()
+
+        p = Slow(self)
+        p.factory = self
+        return p
+
+
 class RunnerTests(TestCase):
     timeout = 20
 
@@ -73,7 +103,13 @@ class RunnerTests(TestCase):
         self.store = QueueStore(Path(self.mktemp()) / "queue")
         self.store.create()
 
-    def startRunner(self, **schedule: float) -> QueueRunner:
+    def startRunner(
+        self,
+        signer: DKIMSigner | None = None,
+        timeouts: Timeouts = SHORT,
+        maxPerDomain: int = 4,
+        **schedule: float,
+    ) -> QueueRunner:
         schedule.setdefault("firstRetry", 0.2)
         schedule.setdefault("maxBackoff", 0.2)
         schedule.setdefault("delayWarning", 0.0)
@@ -82,13 +118,14 @@ class RunnerTests(TestCase):
             nameservers=(f"127.0.0.1:{self.dns.port}",),
             port=self.port,
             dnsTimeouts=(1.0,),
-            timeouts=SHORT,
+            timeouts=timeouts,
             tls=TLSPolicy(TLSMode.NONE),
             schedule=RetrySchedule(**schedule),
+            maxPerDomain=maxPerDomain,
             rescanInterval=0.2,
             wakeupPoll=0.05,
         )
-        runner = QueueRunner(self.store, settings)
+        runner = QueueRunner(self.store, settings, signer=signer)
         runner.startService()
         self.addCleanup(runner.stopService)
         return runner
@@ -229,6 +266,68 @@ class RunnerTests(TestCase):
         yield task.deferLater(reactor, 0.5, lambda: None)
         self.assertEqual(len(self.bounces()), 1)
         self.assertTrue(self.store.load(entry.id).recipients[0].delayNoticeSent)
+
+    @defer.inlineCallbacks
+    def test_notice_owed_when_the_server_stopped_is_sent_after_restart(
+        self,
+    ) -> Generator[Any, Any, None]:
+        entry = self.enqueue("bob@ok.test")
+        failure = Outcome.failed(Diagnostic("5.1.1", "No such user", 550, "mx.ok.test"))
+        self.store.record(entry.id, {"bob@ok.test": failure}, time.time())
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids() and len(self.bounces()) == 1)
+        self.assertEqual(reportFields(self.bounces()[0])[1]["status"], "5.1.1")
+        self.assertEqual(self.sink.messages, self.bounces())
+
+    @defer.inlineCallbacks
+    def test_mail_deleted_during_its_attempt_stays_deleted(self) -> Generator[Any, Any, None]:
+        self.sink.replies["greeting"] = "silent"
+        entry = self.enqueue("bob@ok.test")
+        self.startRunner(timeouts=Timeouts(connect=1.0, initial=0.5))
+        yield self.waitFor(lambda: len(self.sink.sessions) == 1)
+        self.store.delete(entry.id)
+        del self.sink.replies["greeting"]
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual(self.store.ids(), [])
+        self.assertEqual(self.sink.messages, [])
+
+    @defer.inlineCallbacks
+    def test_mail_of_a_domain_with_a_dkim_key_arrives_signed(self) -> Generator[Any, Any, None]:
+        keys = DKIMKeyStore(Path(self.mktemp()))
+        key = keys.add("sender.test", "s1", generateKey("ed25519"))
+        self.enqueue("bob@ok.test")
+        self.startRunner(signer=DKIMSigner(keys))
+        yield self.waitFor(lambda: not self.store.ids())
+        [signed] = self.sink.messages
+        self.assertTrue(signed.startswith(b"DKIM-Signature: "))
+        self.assertTrue(signed.endswith(MESSAGE))
+        record = {f"{key.dnsName()}.".encode(): key.txtRecord().encode()}
+        self.assertTrue(dkim.verify(signed, dnsfunc=lambda name, timeout=5: record.get(name)))
+
+    @defer.inlineCallbacks
+    def test_unusable_dkim_key_defers_the_mail(self) -> Generator[Any, Any, None]:
+        keys = DKIMKeyStore(Path(self.mktemp()))
+        keys.add("sender.test", "s1", generateKey("ed25519"))
+        os.unlink(keys.keyPath("sender.test", "s1"))
+        entry = self.enqueue("bob@ok.test")
+        self.startRunner(signer=DKIMSigner(keys))
+        yield self.waitFor(lambda: self.store.load(entry.id).recipients[0].attempts >= 1)
+        recipient = self.store.load(entry.id).recipients[0]
+        self.assertEqual(recipient.state, State.DEFERRED)
+        assert recipient.diagnostic is not None
+        self.assertTrue(recipient.diagnostic.status.startswith("4."))
+        self.assertEqual(self.sink.sessions, [])
+
+    @defer.inlineCallbacks
+    def test_connections_to_one_domain_are_limited(self) -> Generator[Any, Any, None]:
+        self.sink = SlowSink()
+        self.port = yield startSink(self, self.sink)
+        for n in range(5):
+            self.enqueue(f"user{n}@ok.test")
+        self.startRunner(maxPerDomain=2)
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(len(self.sink.messages), 5)
+        self.assertEqual(self.sink.most, 2)
 
 
 class NameserverTests(TestCase):
