@@ -46,6 +46,7 @@ from tmail.config.schema import (
     POP3Settings,
     QuotaSettings,
     RealmSettings,
+    RelayConfig,
     Settings,
     SMTPSettings,
     SubmissionSettings,
@@ -72,11 +73,14 @@ _SECTIONS: dict[str, type[Any]] = {
     "imap": IMAPSettings,
     "pop3": POP3Settings,
     "lmtp": LMTPSettings,
+    "relay": RelayConfig,
 }
 _TOP_LEVEL = ("hostname", "data_dir", "log_format")
 
 #: Numbers that may be zero; every other limit must be positive.
-_NON_NEGATIVE = frozenset({"auth.failure_delay", "quota.storage", "quota.messages"})
+_NON_NEGATIVE = frozenset(
+    {"auth.failure_delay", "quota.storage", "quota.messages", "relay.delay_warning"}
+)
 
 _BACKEND = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
@@ -202,7 +206,16 @@ class _Loader:
             lmtp=lmtp,
             log_format=cast(Literal["text", "json"], logFormat),
             policy=self.policies(document, {"smtp": smtp, "submission": submission, "lmtp": lmtp}),
+            relay=self.relay(document),
         )
+
+    def relay(self, document: dict[str, Any]) -> RelayConfig:
+        relay = self.section("relay", document, RelayConfig) or RelayConfig()
+        if not relay.port < 65536:
+            self.fail("relay.port", f"not a TCP port: {relay.port}")
+        if relay.max_backoff < relay.first_retry:
+            self.fail("relay.max_backoff", "must not be less than relay.first_retry")
+        return relay
 
     def policies(
         self, document: dict[str, Any], users: dict[str, SMTPSettings | None]
@@ -340,6 +353,8 @@ class _Loader:
             return self.policyNames(key, value)
         if origin is Literal:
             return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
+        if key == "relay.nameservers":
+            return self.nameservers(key, value)
         if origin is tuple:
             return self.listen(key, value)
         if hint is bool:
@@ -445,6 +460,18 @@ class _Loader:
         return text.lower() if text.isascii() else text.encode("idna").decode("ascii")
 
     # Listeners and TLS
+
+    def nameservers(self, key: str, value: object) -> tuple[str, ...]:
+        from tmail.queue.runner import parseNameserver
+
+        if not isinstance(value, list):
+            self.fail(key, f"expected a list of addresses, got {_describe(value)}")
+        for item in value:
+            try:
+                parseNameserver(self.string(key, item))
+            except ValueError:
+                self.fail(key, f'expected an address such as "127.0.0.1:53", got {_describe(item)}')
+        return tuple(value)
 
     def listen(self, key: str, value: object) -> tuple[str, ...]:
         if not isinstance(value, list):

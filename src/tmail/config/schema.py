@@ -220,6 +220,40 @@ class POP3Settings:
 
 
 @dataclass(frozen=True)
+class RelayConfig:
+    """
+    Sending queued mail on (the C{[relay]} table), for the queue runner
+    (L{tmail.queue.runner.RelaySettings.fromConfig}).
+
+    @ivar nameservers: the name servers to ask (C{"192.0.2.53"},
+        C{"127.0.0.1:5353"}, C{"[::1]:53"}); C{/etc/resolv.conf}'s when empty.
+    @ivar port: the receiving servers' port.
+    @ivar tls: C{"opportunistic"} STARTTLS, C{"required"}, or C{"none"}.
+    @ivar tls_verify: check the receiving servers' certificates.
+    @ivar max_connections: domains attempted at once in total.
+    @ivar max_per_domain: of them, to the same domain.
+    @ivar connect_timeout: seconds to wait for a connection.
+    @ivar first_retry: seconds from a temporary failure to the first retry;
+        each wait doubles, up to C{max_backoff}.
+    @ivar lifetime: seconds after which mail still failing is bounced.
+    @ivar delay_warning: seconds after which the sender is told of a delay
+        (0: never).
+    """
+
+    nameservers: tuple[str, ...] = ()
+    port: int = 25
+    tls: Literal["opportunistic", "required", "none"] = "opportunistic"
+    tls_verify: bool = False
+    max_connections: int = 20
+    max_per_domain: int = 4
+    connect_timeout: float = 30.0
+    first_retry: float = 300.0
+    max_backoff: float = 3600.0
+    lifetime: float = 5 * 86400.0
+    delay_warning: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """
     A whole validated configuration.  A service section that is C{None} was
@@ -240,3 +274,4 @@ class Settings:
     lmtp: LMTPSettings | None = None
     log_format: Literal["text", "json"] = "text"
     policy: dict[str, PolicySettings] = field(default_factory=dict)
+    relay: RelayConfig = field(default_factory=RelayConfig)

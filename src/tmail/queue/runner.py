@@ -56,11 +56,13 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tmail.config.schema import Settings
 from tmail.queue.client import (
     ClientSettings,
     DeliveryResult,
     RecipientResult,
     Timeouts,
+    TLSMode,
     TLSPolicy,
     deliver,
     envelopeFor,
@@ -141,6 +143,26 @@ class RelaySettings:
             raise ValueError("rescanInterval and wakeupPoll must be positive")
         for server in self.nameservers:
             parseNameserver(server)
+
+    @classmethod
+    def fromConfig(cls, settings: Settings) -> RelaySettings:
+        """The runner's settings from a configuration's C{hostname} and C{[relay]}."""
+        relay = settings.relay
+        return cls(
+            heloName=settings.hostname,
+            nameservers=relay.nameservers,
+            port=relay.port,
+            timeouts=Timeouts(connect=relay.connect_timeout),
+            tls=TLSPolicy(TLSMode(relay.tls), verify=relay.tls_verify),
+            maxConnections=relay.max_connections,
+            maxPerDomain=relay.max_per_domain,
+            schedule=RetrySchedule(
+                firstRetry=relay.first_retry,
+                maxBackoff=relay.max_backoff,
+                lifetime=relay.lifetime,
+                delayWarning=relay.delay_warning,
+            ),
+        )
 
     def clientSettings(self) -> ClientSettings:
         """What every delivery attempt shares."""
