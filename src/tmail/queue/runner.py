@@ -33,6 +33,19 @@ At most L{RelaySettings.maxConnections} domains are attempted at once, and
 at most L{RelaySettings.maxPerDomain} of them to the same domain.  Held
 entries are skipped, and so is an entry deleted meanwhile.  Nothing is lost
 when the process dies at any point: the queue is the only state.
+
+The server runs it as a child of its L{MultiService}::
+
+    runner = QueueRunner(
+        QueueStore(queueDirectory(settings.data_dir)),
+        RelaySettings.fromConfig(settings),
+        signer=DKIMSigner.fromSettings(settings, directory),
+    )
+    runner.setServiceParent(service)
+
+A DKIM-signed copy is held in memory for the attempt and signed in the
+reactor thread (about 10 ms for an RSA-2048 key); unsigned mail is sent
+from its file.
 """
 
 from __future__ import annotations
@@ -41,7 +54,7 @@ import contextlib
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -414,7 +427,7 @@ class QueueRunner(Service):
         except NoRoute as e:
             return self._judgeAll(entry, recipients, e.diagnostic)
         try:
-            data = message.data()
+            message.prepare()
         except DKIMKeyError as e:
             return self._judgeAll(entry, recipients, Diagnostic("4.7.0", f"local error: {e}"))
         except NoSuchEntry:
@@ -424,9 +437,14 @@ class QueueRunner(Service):
         for host, address in route.targets():
             endpoint = self._endpoint(address, route.port)
             envelope = envelopeFor(entry, remaining)
-            result = await deliver(
-                endpoint, host.name, envelope, io.BytesIO(data), self._client, clock=self.clock
-            )
+            try:
+                opened = message.open()
+            except NoSuchEntry:
+                return {}
+            with opened:
+                result = await deliver(
+                    endpoint, host.name, envelope, opened, self._client, clock=self.clock
+                )
             results.update(result.recipients)
             elsewhere = set(result.retryElsewhere())
             remaining = [r for r in remaining if r.address in elsewhere]
@@ -485,20 +503,25 @@ class QueueRunner(Service):
 
 
 class _Message:
-    """An entry's message as it is sent: read, and signed, once per attempt."""
+    """
+    An entry's message as it is sent: signed once per attempt when a signer
+    is given (and then held in memory), else read from its file each time.
+    """
 
     def __init__(self, store: QueueStore, entry: QueueEntry, signer: DKIMSigner | None) -> None:
         self.store = store
         self.entry = entry
         self.signer = signer
-        self._data: bytes | None = None
+        self._signed: bytes | None = None
 
-    def data(self) -> bytes:
-        """The bytes to send; L{DKIMKeyError}, L{NoSuchEntry} as they come."""
-        if self._data is None:
+    def prepare(self) -> None:
+        """Sign it if it is to be signed; L{DKIMKeyError}, L{NoSuchEntry} as they come."""
+        if self.signer is not None and self._signed is None:
             with self.store.openMessage(self.entry.id) as f:
-                data = f.read()
-            if self.signer is not None:
-                data = self.signer.signMessage(data)
-            self._data = data
-        return self._data
+                self._signed = self.signer.signMessage(f.read())
+
+    def open(self) -> BinaryIO:
+        """The message to send, at its start; L{NoSuchEntry} when it is gone."""
+        if self._signed is not None:
+            return io.BytesIO(self._signed)
+        return self.store.openMessage(self.entry.id)
