@@ -8,6 +8,9 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Generator
 from email.message import EmailMessage
@@ -16,7 +19,7 @@ from typing import Any
 
 import dkim
 from tests.support.dns import a, mx, startDNS
-from tests.support.sink import SinkFactory, SinkProtocol, startSink
+from tests.support.sink import SILENT, SinkFactory, SinkProtocol, startSink
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
@@ -328,6 +331,43 @@ class RunnerTests(TestCase):
         yield self.waitFor(lambda: not self.store.ids())
         self.assertEqual(len(self.sink.messages), 5)
         self.assertEqual(self.sink.most, 2)
+
+    @defer.inlineCallbacks
+    def test_mail_in_flight_when_the_runner_is_killed_is_sent_after_restart(
+        self,
+    ) -> Generator[Any, Any, None]:
+        self.sink.replies["end"] = SILENT
+        entry = self.enqueue("bob@ok.test")
+        tests = Path(__file__).resolve().parents[1]
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])
+        )
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "support.runnerworker",
+                str(self.store.path),
+                str(self.dns.port),
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        self.addCleanup(worker.wait)
+        self.addCleanup(lambda: worker.poll() is None and worker.kill())
+        yield self.waitFor(
+            lambda: any("DATA" in s.commands for s in self.sink.sessions), within=15.0
+        )
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        self.assertEqual(self.sink.messages, [])
+        self.assertEqual(self.store.load(entry.id).recipients[0].state, State.PENDING)
+        del self.sink.replies["end"]
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(self.sink.messages, [MESSAGE])
 
 
 class NameserverTests(TestCase):
