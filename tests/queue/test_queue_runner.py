@@ -47,6 +47,7 @@ ZONE = {
     "down.fallback.test": [a("127.0.0.2")],
     "up.fallback.test": [a("127.0.0.1")],
     "null.test": [mx(0, "")],
+    "broken.test": [mx(10, "mx.ok.test")],
 }
 
 
@@ -102,7 +103,7 @@ class RunnerTests(TestCase):
     def setUp(self) -> Generator[Any, Any, None]:
         self.sink = SinkFactory()
         self.port = yield startSink(self, self.sink)
-        self.dns = startDNS(self, ZONE)
+        self.dns = startDNS(self, ZONE, servfail=["broken.test"])
         self.store = QueueStore(Path(self.mktemp()) / "queue")
         self.store.create()
 
@@ -111,6 +112,7 @@ class RunnerTests(TestCase):
         signer: DKIMSigner | None = None,
         timeouts: Timeouts = SHORT,
         maxPerDomain: int = 4,
+        rescanInterval: float = 0.2,
         **schedule: float,
     ) -> QueueRunner:
         schedule.setdefault("firstRetry", 0.2)
@@ -125,7 +127,7 @@ class RunnerTests(TestCase):
             tls=TLSPolicy(TLSMode.NONE),
             schedule=RetrySchedule(**schedule),
             maxPerDomain=maxPerDomain,
-            rescanInterval=0.2,
+            rescanInterval=rescanInterval,
             wakeupPoll=0.05,
         )
         runner = QueueRunner(self.store, settings, signer=signer)
@@ -367,6 +369,37 @@ class RunnerTests(TestCase):
         del self.sink.replies["end"]
         self.startRunner()
         yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(self.sink.messages, [MESSAGE])
+
+    @defer.inlineCallbacks
+    def test_failing_name_server_defers_without_a_bounce(self) -> Generator[Any, Any, None]:
+        entry = self.enqueue("erin@broken.test")
+        self.startRunner()
+        yield self.waitFor(lambda: self.store.load(entry.id).recipients[0].attempts >= 1)
+        recipient = self.store.load(entry.id).recipients[0]
+        self.assertEqual(recipient.state, State.DEFERRED)
+        assert recipient.diagnostic is not None
+        self.assertEqual(recipient.diagnostic.status, "4.4.3")
+        self.assertEqual(self.sink.sessions, [])
+
+    @defer.inlineCallbacks
+    def test_one_domain_bouncing_does_not_hold_back_another(self) -> Generator[Any, Any, None]:
+        self.enqueue("bob@ok.test", "dave@null.test")
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids() and len(self.bounces()) == 1)
+        self.assertEqual(self.sink.messages[0], MESSAGE)
+        perRecipient = reportFields(self.bounces()[0])[1:]
+        self.assertEqual([r["final-recipient"] for r in perRecipient], ["rfc822; dave@null.test"])
+
+    @defer.inlineCallbacks
+    def test_flush_sends_deferred_mail_at_once(self) -> Generator[Any, Any, None]:
+        self.sink.replies["rcpt"] = "451 4.3.0 Try again later"
+        entry = self.enqueue("bob@ok.test")
+        self.startRunner(rescanInterval=60.0, firstRetry=60.0, maxBackoff=60.0)
+        yield self.waitFor(lambda: self.store.load(entry.id).recipients[0].attempts >= 1)
+        del self.sink.replies["rcpt"]
+        QueueStore(self.store.path).flush()
+        yield self.waitFor(lambda: not self.store.ids(), within=3.0)
         self.assertEqual(self.sink.messages, [MESSAGE])
 
 
