@@ -110,7 +110,19 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_entry_or_change(tmp_path
     acknowledged: Counter[str] = Counter()
     interrupted: Counter[str] = Counter()
     debris = 0
-    for run in range(1, KILLS + 1):
+    run = 0
+    # At least KILLS kills; more (up to three times as many) while they have
+    # not yet hit what the test is about: a busy machine shifts the timing.
+    while run < KILLS or (
+        run < 3 * KILLS
+        and not (
+            interrupted["enqueue"] > 0
+            and debris > 0
+            and interrupted["nothing"] < run * 2 // 3
+            and set(acknowledged) >= {"enqueue", "record", "notice", "hold", "delete"}
+        )
+    ):
+        run += 1
         out = tmp_path / f"run{run}.jsonl"
         with queueWorker(queue, out, run) as process:
             waitForLine(out, process, "ready")
@@ -137,7 +149,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_entry_or_change(tmp_path
         model = seen
 
     assert set(acknowledged) >= {"enqueue", "record", "notice", "hold", "delete"}
-    assert interrupted["nothing"] < KILLS * 2 // 3, (
+    assert interrupted["nothing"] < run * 2 // 3, (
         f"the kills hardly hit an operation: {interrupted}"
     )
     assert interrupted["enqueue"] > 0, f"no kill hit an enqueue: {interrupted}"
