@@ -117,8 +117,8 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_entry_or_change(tmp_path
         run < 3 * KILLS
         and not (
             interrupted["enqueue"] > 0
+            and sum(interrupted.values()) - interrupted["nothing"] >= KILLS // 3
             and debris > 0
-            and interrupted["nothing"] < run * 2 // 3
             and set(acknowledged) >= {"enqueue", "record", "notice", "hold", "delete"}
         )
     ):
@@ -149,7 +149,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_entry_or_change(tmp_path
         model = seen
 
     assert set(acknowledged) >= {"enqueue", "record", "notice", "hold", "delete"}
-    assert interrupted["nothing"] < run * 2 // 3, (
+    assert sum(interrupted.values()) - interrupted["nothing"] >= KILLS // 3, (
         f"the kills hardly hit an operation: {interrupted}"
     )
     assert interrupted["enqueue"] > 0, f"no kill hit an enqueue: {interrupted}"
