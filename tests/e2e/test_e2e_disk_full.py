@@ -14,12 +14,12 @@ import imaplib
 import os
 import re
 import smtplib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support.disk import smallDisk
 from support.process import TmailServer
 from tmail.store import uidlist
 
@@ -32,22 +32,8 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def mailDisk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted for the test, unmounted afterwards."""
-    mountPoint = tmp_path / "tmail" / "data" / "mail"
-    mountPoint.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mountPoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
+    with smallDisk(tmp_path / "tmail" / "data" / "mail", "1m") as mountPoint:
         yield mountPoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountPoint)], check=False)
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support.disk import smallDisk as mountSmallDisk
 from tmail.errors import StoreFull
 from tmail.queue.entry import (
     FORMAT_VERSION,
@@ -466,22 +466,8 @@ def test_a_refused_fsync_refuses_the_entry_and_leaves_nothing(
 @pytest.fixture
 def smallDisk(tmp_path: Path) -> Iterator[Path]:
     """A 512 KiB tmpfs mounted for the test, unmounted afterwards."""
-    mountPoint = tmp_path / "queue"
-    mountPoint.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mountPoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
+    with mountSmallDisk(tmp_path / "queue", "512k") as mountPoint:
         yield mountPoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountPoint)], check=False)
 
 
 def test_a_full_disk_refuses_the_entry_keeps_the_others_and_takes_more_once_freed(
