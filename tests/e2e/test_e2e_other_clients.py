@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from support.mbsync import writeMbsyncConfig
 from support.process import TmailServer
 
 pytestmark = pytest.mark.e2e
@@ -117,31 +118,19 @@ def test_mbsync_pulls_the_inbox_and_a_second_run_changes_nothing(
         smtp.sendmail("x@example.org", [USER], RAW.replace(b"via curl", b"via mbsync"))
     local = tmp_path / "local"
     local.mkdir()
-    config = tmp_path / "mbsyncrc"
-    config.write_text(
-        f"""IMAPAccount tmail
-Host localhost
-Port {server.ports["imaps"]}
-User {USER}
-Pass "{PASSWORD}"
-SSLType IMAPS
-CertificateFile {server.pki.caCertificate}
-
-IMAPStore remote
-Account tmail
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel sync
+    config = writeMbsyncConfig(
+        tmp_path / "mbsyncrc",
+        server,
+        USER,
+        PASSWORD,
+        local,
+        """Channel sync
 Far :remote:
 Near :local:
 Patterns *
 Create Both
 SyncState *
-"""
+""",
     )
 
     def run() -> str:

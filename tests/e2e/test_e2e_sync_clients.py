@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from support.mbsync import writeMbsyncConfig
 from support.process import TmailServer
 
 pytestmark = pytest.mark.e2e
@@ -291,25 +292,13 @@ def test_mbsync_syncs_a_flagged_folder_tree_both_ways_and_reruns_change_nothing(
     local = tmp_path / "mail"
     folderPath = {name: local / name for name in (*LOCAL_FOLDERS, SERVER_ONLY_FOLDER)}
     folderPath["Entwürfe"] = local / "Entw&APw-rfe"
-    config = tmp_path / "mbsyncrc"
-    config.write_text(
-        f"""IMAPAccount tmail
-Host localhost
-Port {server.ports["imaps"]}
-User {user}
-Pass "{PASSWORD}"
-SSLType IMAPS
-CertificateFile {server.pki.caCertificate}
-
-IMAPStore remote
-Account tmail
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel tree
+    config = writeMbsyncConfig(
+        tmp_path / "mbsyncrc",
+        server,
+        user,
+        PASSWORD,
+        local,
+        """Channel tree
 Far :remote:
 Near :local:
 Patterns *
@@ -317,7 +306,7 @@ Sync All
 Create Both
 Expunge Both
 SyncState *
-"""
+""",
     )
 
     def sync() -> str:
