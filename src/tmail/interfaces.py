@@ -381,6 +381,20 @@ class IUserFields(Interface):
         """
 
 
+@dataclass(frozen=True, slots=True)
+class Destinations:
+    """
+    Where mail to one recipient address goes.
+
+    @ivar local: the canonical addresses of the local users it is stored for.
+    @ivar remote: addresses outside the hosted domains it is passed on to
+        (aliases pointing elsewhere), through the outbound queue.
+    """
+
+    local: tuple[str, ...]
+    remote: tuple[str, ...] = ()
+
+
 class IMailRealm(IRealm):
     """
     The one place that maps an authenticated user or a recipient address to
@@ -402,4 +416,18 @@ class IMailRealm(IRealm):
         goes to, after C{+tag} removal and alias expansion.  Raises
         L{tmail.errors.UnknownRecipient} for an unknown user of a hosted
         domain and L{tmail.errors.NotHostedDomain} for any other domain.
+        """
+
+
+class IForwardingRealm(IMailRealm):
+    """
+    Optional for a realm: one whose aliases may point outside the hosted
+    domains.  SMTP asks L{destinations} instead of C{resolveRecipient} and
+    hands the remote part to the outbound queue.
+    """
+
+    def destinations(address: str) -> Destinations:
+        """
+        Where mail to C{address} goes, after C{+tag} removal and alias
+        expansion.  Raises as C{resolveRecipient} does.
         """

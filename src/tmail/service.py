@@ -33,6 +33,11 @@ from tmail.errors import ConfigError
 from tmail.imap.factory import IMAPFactory
 from tmail.interfaces import IMailRealm, IUserDirectory
 from tmail.pop3.factory import POP3Factory
+from tmail.queue.dkim import DKIMSigner
+from tmail.queue.local import LocalTransport
+from tmail.queue.outbox import Outbox
+from tmail.queue.runner import QueueRunner, RelaySettings
+from tmail.queue.store import QueueStore, queueDirectory
 from tmail.realm.build import realmFromSettings
 from tmail.realm.maildir import MaildirRealm
 from tmail.smtp.factory import SMTPFactory
@@ -55,12 +60,14 @@ def withBacklog(description: str) -> str:
 
 class TmailService(MultiService):
     """
-    All of tmail's listeners as one service.
+    All of tmail's listeners, and the queue runner, as one service.
 
     @ivar settings: the settings it was built from.
     @ivar directory: the user directory.
     @ivar realm: the realm every protocol logs in and delivers through.
     @ivar portal: the cred portal over C{realm}.
+    @ivar outbox: where the SMTP listeners queue mail for other servers.
+    @ivar runner: the L{QueueRunner} that sends it on.
     @ivar exitOnListenFailure: print one line and exit the process when a
         listener cannot listen (what C{twistd tmail} wants); integrators get
         the C{CannotListenError} instead.
@@ -75,13 +82,18 @@ class TmailService(MultiService):
         directory: IUserDirectory,
         realm: IMailRealm,
         portal: Portal,
+        outbox: Outbox,
+        runner: QueueRunner,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.directory = directory
         self.realm = realm
         self.portal = portal
+        self.outbox = outbox
+        self.runner = runner
         self.setName("tmail")  # type: ignore[no-untyped-call]
+        runner.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def addListener(
         self,
@@ -129,8 +141,16 @@ class TmailService(MultiService):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        self.outbox.listen(self.runner.attemptSoon)
         for child in self:
-            self.log.info("tmail listening: {name}", name=child.name)
+            if isinstance(child, StreamServerEndpointService):
+                self.log.info("tmail listening: {name}", name=child.name)
+            else:
+                self.log.info("tmail started: {name}", name=child.name)
+
+    def stopService(self) -> Any:
+        self.outbox.unlisten(self.runner.attemptSoon)
+        return super().stopService()  # type: ignore[no-untyped-call]
 
 
 def buildPolicies(
@@ -181,7 +201,15 @@ def makeService(
     portal = Portal(realm, [DirectoryChecker(directory, defaultDomain)])
     throttle = AuthThrottle(settings.auth, clock)
     tls = serverContextFactory(settings.tls) if settings.tls else None
-    top = TmailService(settings, directory, realm, portal)
+    queue = QueueStore(queueDirectory(settings.data_dir))
+    outbox = Outbox(queue)
+    runner = QueueRunner(
+        queue,
+        RelaySettings.fromConfig(settings),
+        signer=DKIMSigner.fromSettings(settings, directory),
+        local=LocalTransport(realm, settings.hostname, outbox),
+    )
+    top = TmailService(settings, directory, realm, portal, outbox, runner)
 
     factories: list[tuple[str, tuple[str, ...], Any]] = []
     policies: dict[str, ISMTPPolicy] = {}
@@ -203,6 +231,7 @@ def makeService(
                 senderCheck=(
                     smtp.sender_check if isinstance(smtp, SubmissionSettings) else "envelope+header"
                 ),
+                outbox=outbox,
             )
             factories.append((name, smtp.listen, factory))
     if settings.imap is not None:
@@ -232,6 +261,7 @@ def makeService(
             throttle=throttle,
             overQuota=settings.quota.over_quota,
             policies=buildPolicies(settings, settings.lmtp, clock, policies),
+            outbox=outbox,
         )
         factories.append(("lmtp", settings.lmtp.listen, lmtpFactory))
     for name, listeners, factory in factories:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.task import Clock
 
 from support.policies import Stamp
@@ -183,8 +184,9 @@ def test_listeners_naming_one_policy_share_it(tmp_path: Path) -> None:
     )
     service = makeService(settings, clock=Clock())
     factories = {
-        child.name.split()[0]: child.factory  # type: ignore[attr-defined]
+        child.name.split()[0]: child.factory
         for child in service
+        if isinstance(child, StreamServerEndpointService)
     }
     smtp, submission = factories["smtp"], factories["submission"]
     assert isinstance(smtp, SMTPFactory) and isinstance(submission, SMTPFactory)

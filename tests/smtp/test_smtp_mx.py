@@ -168,7 +168,7 @@ class MXTests(TestCase):
         """
         Other domains are refused, also through the C{%} hack, source routes
         and quoted local parts; unknown users are C{5.1.1}; an alias that
-        points outside is C{5.1.2}.
+        points outside is C{5.1.2} on a server without an outbound queue.
         """
         self.fixture.directory.addAlias("fwd@example.test", ["someone@elsewhere.example"])
         replies = yield inThread(

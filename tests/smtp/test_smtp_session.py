@@ -706,7 +706,10 @@ class SubmissionTests(SessionTestCase):
         self.assertEqual(self.session.command(b"STARTTLS"), b"503 5.5.1 Error: TLS already active")
 
     def test_authenticatedSubmission(self) -> None:
-        """An authenticated user may send to local users, not yet to remote ones."""
+        """
+        An authenticated user may send to local users; without an outbound
+        queue, remote recipients are refused.
+        """
         self.ehlo()
         self.assertEqual(authenticate(self.session), b"235 2.7.0 Authentication successful")
         self.assertEqual(
@@ -715,7 +718,7 @@ class SubmissionTests(SessionTestCase):
         transaction(self.session, b"bob@example.test", sender=b"alice@example.test")
         self.assertEqual(
             self.session.command(b"RCPT TO:<friend@elsewhere.example>"),
-            b"550 5.7.1 Relaying to remote domains is not available yet",
+            b"550 5.7.1 Relaying denied",
         )
         self.session.command(b"DATA")
         self.assertTrue(self.session.send(MESSAGE + b".\r\n")[0].startswith(b"250 2.0.0 "))

@@ -20,6 +20,8 @@ from support.pki import makePKI
 from support.realm import ALICE, BOB, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, SMTPSettings, TLSSettings
+from tmail.queue.outbox import Outbox
+from tmail.queue.store import QueueStore
 from tmail.smtp.factory import SMTPFactory
 from tmail.tls import serverContextFactory
 
@@ -39,6 +41,7 @@ class SubmissionTests(TestCase):
         self.throttle = AuthThrottle(
             AuthSettings(failure_delay=0.05, max_failure_delay=0.1, max_failures=3), reactor
         )
+        self.queue = QueueStore(Path(self.mktemp()))
         self.factory = SMTPFactory(
             self.fixture.realm,
             SMTPSettings(),
@@ -47,6 +50,7 @@ class SubmissionTests(TestCase):
             portal=self.fixture.portal,
             tlsContextFactory=tls,
             throttle=self.throttle,
+            outbox=Outbox(self.queue),
         )
         self.port = yield listen(self, self.factory)
         self.tlsPort = yield listen(self, TLSMemoryBIOFactory(tls, False, self.factory))
@@ -82,29 +86,33 @@ class SubmissionTests(TestCase):
     def test_starttlsLoginAndSend(self) -> Generator[Deferred[Any], Any, None]:
         """
         STARTTLS, then AUTH, then mail to a local user is stored C{with
-        ESMTPSA}; remote recipients are refused for now.
+        ESMTPSA}; a remote recipient of the same message is queued.
         """
 
-        def session() -> tuple[set[str], tuple[int, bytes], dict[str, tuple[int, bytes]]]:
+        def session() -> tuple[set[str], dict[str, tuple[int, bytes]]]:
             with smtplib.SMTP("localhost", self.port, timeout=5) as client:
                 client.starttls(context=self.pki.clientContext())
                 client.ehlo("client.example.org")
                 features = set(client.esmtp_features)
                 client.login(ALICE, PASSWORD)
-                client.mail(ALICE)
-                remote = client.rcpt("friend@elsewhere.example")
-                client.rset()
-                return features, remote, client.sendmail(ALICE, [BOB], BODY)
+                return features, client.sendmail(ALICE, [BOB, "friend@elsewhere.example"], BODY)
 
-        features, remote, refused = yield inThread(session)
+        features, refused = yield inThread(session)
         self.assertIn("auth", features)
         self.assertNotIn("starttls", features)
-        self.assertEqual(remote, (550, b"5.7.1 Relaying to remote domains is not available yet"))
         self.assertEqual(refused, {})
         [message] = self.inbox(BOB)
         self.assertTrue(message.startswith(b"Return-Path: <alice@example.test>\r\n"))
         self.assertIn(b" with ESMTPSA id ", message)
         self.assertTrue(message.endswith(b"\r\n" + BODY))
+        [entry] = self.queue.entries()
+        self.assertEqual(entry.sender, ALICE)
+        self.assertEqual([r.address for r in entry.recipients], ["friend@elsewhere.example"])
+        with self.queue.openMessage(entry.id) as f:
+            queued = f.read()
+        self.assertTrue(queued.startswith(b"Received: from client.example.org"), queued[:80])
+        self.assertIn(b" with ESMTPSA id ", queued)
+        self.assertTrue(queued.endswith(b"\r\n" + BODY))
 
     @inlineCallbacks
     def test_implicitTLS(self) -> Generator[Deferred[Any], Any, None]:

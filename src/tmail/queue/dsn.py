@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.queue.test_queue_dsn -*-
 """
 Delivery status notifications (RFC 3464): the message that tells a sender
-that mail failed, is delayed, or was relayed as C{NOTIFY=SUCCESS} asked.
+that mail failed, is delayed, or was relayed or delivered as
+C{NOTIFY=SUCCESS} asked.
 
 A report is a C{multipart/report; report-type=delivery-status} (RFC 6522):
 a text for people, a C{message/delivery-status} part (per message:
@@ -11,8 +12,9 @@ Diagnostic-Code, Last-Attempt-Date, Will-Retry-Until), and the original:
 the whole message (C{message/rfc822}) or its header (C{text/rfc822-headers})
 as DSN's C{RET} asked.  Without C{RET}, a failure returns the message when
 it is no larger than L{RETURN_LIMIT} and other notices return the header.
-A C{BINARYMIME} message, which no C{message/rfc822} part may carry, is
-always returned as its header.
+A C{BINARYMIME} message, which no C{message/rfc822} part may carry, and
+C{REQUIRETLS} mail (RFC 8689 4.3: its report is itself C{REQUIRETLS}) are
+always returned as their header.
 
 When an address in the report is not ASCII (SMTPUTF8), the report is an
 RFC 6533 one: C{message/global-delivery-status} with C{utf-8} address
@@ -64,18 +66,33 @@ class DeliveryReport:
     @ivar recipient: the original envelope sender, to whom it goes.
     @ivar utf8: it holds UTF-8 addresses: it must be sent with SMTPUTF8.
     @ivar body: C{"8BITMIME"} when it holds 8-bit octets, else C{"7BIT"}.
+    @ivar requireTLS: it reports on C{REQUIRETLS} mail, so it is sent the
+        same way (RFC 8689 4.3).
     """
 
     data: bytes
     recipient: str
     utf8: bool
     body: str
+    requireTLS: bool = False
 
     def envelope(self) -> Envelope:
         """The envelope to queue it with: from C{<>} to the original sender."""
         return Envelope(
-            sender="", recipients=(Recipient(self.recipient),), body=self.body, utf8=self.utf8
+            sender="",
+            recipients=(Recipient(self.recipient),),
+            body=self.body,
+            utf8=self.utf8,
+            requireTLS=self.requireTLS,
         )
+
+
+def xtextEncode(text: str) -> str:
+    """C{text} as RFC 3461 xtext (an C{ORCPT} or C{ENVID} value)."""
+    return "".join(
+        c if "!" <= c <= "~" and c not in "+=" else "".join(f"+{b:02X}" for b in c.encode())
+        for c in text
+    )
 
 
 def _xtextDecode(text: str) -> str:
@@ -169,11 +186,14 @@ def _messageId(header: bytes) -> bytes | None:
 def _returned(
     entry: QueueEntry, notice: Notice, original: BinaryIO, returnLimit: int
 ) -> tuple[bool, bytes]:
-    """Whether the whole message is returned, and what is returned."""
+    """
+    Whether the whole message is returned, and what is returned: only the
+    header for C{REQUIRETLS} mail, whatever C{RET} asks (RFC 8689 4.3).
+    """
     whole = entry.ret == "FULL" or (
         entry.ret is None and notice is Notice.FAILURE and entry.size <= returnLimit
     )
-    if entry.body == "BINARYMIME":
+    if entry.body == "BINARYMIME" or entry.requireTLS:
         whole = False
     if whole:
         return True, original.read()
@@ -189,6 +209,7 @@ def _humanPart(
     retryUntil: float | None,
     whole: bool,
     utf8: bool,
+    delivered: bool,
 ) -> str:
     lines = [f"This is the mail system at {reportingMta}.", ""]
     waited = _duration(now - entry.arrival)
@@ -205,6 +226,11 @@ def _humanPart(
             f"recipients, after {waited} of trying.  It will be tried again{until};",
             "you need not send it again.  The reasons so far are below.",
         ]
+    elif delivered:
+        lines += [
+            "Your message was delivered to the mailboxes of the recipients below,",
+            "as you asked to be told.",
+        ]
     else:
         lines += [
             "Your message was passed on to the mail servers of the recipients below,",
@@ -218,7 +244,7 @@ def _humanPart(
             reason = {
                 Notice.FAILURE: "delivery failed",
                 Notice.DELAY: "not tried yet",
-                Notice.SUCCESS: "passed on",
+                Notice.SUCCESS: "delivered" if delivered else "passed on",
             }[notice]
         else:
             reason = _clean(d.describe(), utf8)
@@ -244,6 +270,7 @@ def _statusPart(
     reportingMta: str,
     retryUntil: float | None,
     utf8: bool,
+    delivered: bool,
 ) -> str:
     out = _fold("Reporting-MTA", f"dns; {reportingMta}")
     if entry.envid is not None:
@@ -253,7 +280,7 @@ def _statusPart(
     action, defaultStatus = {
         Notice.FAILURE: ("failed", "5.0.0"),
         Notice.DELAY: ("delayed", "4.0.0"),
-        Notice.SUCCESS: ("relayed", "2.0.0"),
+        Notice.SUCCESS: ("delivered" if delivered else "relayed", "2.0.0"),
     }[notice]
     for r in recipients:
         out += CRLF
@@ -295,11 +322,14 @@ def buildReport(
     now: float,
     retryUntil: float | None = None,
     returnLimit: int = RETURN_LIMIT,
+    delivered: bool = False,
 ) -> DeliveryReport:
     """
     The C{notice} about C{recipients} of C{entry}, whose message is read
     from C{original} (from its start).  C{reportingMta} is this server's
     host name; C{retryUntil} (for delay notices) when retries end.
+    C{delivered}: a success notice is about delivery into local mailboxes
+    (C{Action: delivered}), not about passing the message on (C{relayed}).
 
     Raises C{ValueError} for an entry from the null sender, which must
     never be sent a notice.
@@ -313,8 +343,10 @@ def buildReport(
     utf8 = not all(address.isascii() for address in addresses)
 
     whole, returned = _returned(entry, notice, original, returnLimit)
-    human = _humanPart(entry, notice, recipients, reportingMta, now, retryUntil, whole, utf8)
-    status = _statusPart(entry, notice, recipients, reportingMta, retryUntil, utf8)
+    human = _humanPart(
+        entry, notice, recipients, reportingMta, now, retryUntil, whole, utf8, delivered
+    )
+    status = _statusPart(entry, notice, recipients, reportingMta, retryUntil, utf8, delivered)
     humanBytes = human.encode("utf-8")
     statusBytes = status.encode("utf-8")
     boundary = _boundary(reportingMta, (humanBytes, statusBytes, returned))
@@ -323,7 +355,7 @@ def buildReport(
     subject = {
         Notice.FAILURE: "Undelivered mail returned to sender",
         Notice.DELAY: "Delayed mail (still being retried)",
-        Notice.SUCCESS: "Delivery report: mail relayed",
+        Notice.SUCCESS: "Delivery report: mail " + ("delivered" if delivered else "relayed"),
     }[notice]
     header = _fold("From", f"Mail Delivery System <MAILER-DAEMON@{reportingMta}>")
     header += _fold("To", f"<{_CONTROL.sub('', entry.sender)}>")
@@ -382,4 +414,5 @@ def buildReport(
         recipient=entry.sender,
         utf8=utf8,
         body="8BITMIME" if _EIGHT_BIT.search(data) else "7BIT",
+        requireTLS=entry.requireTLS,
     )

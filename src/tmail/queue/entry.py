@@ -229,6 +229,8 @@ class Envelope:
     @ivar utf8: whether the message needs SMTPUTF8 to be passed on.
     @ivar ret: DSN's C{RET} (C{"FULL"} or C{"HDRS"}), if given.
     @ivar envid: DSN's C{ENVID}, xtext-encoded as received, if given.
+    @ivar requireTLS: C{REQUIRETLS} (RFC 8689): pass it on only over
+        verified TLS to servers that offer REQUIRETLS.
     """
 
     sender: str
@@ -237,6 +239,7 @@ class Envelope:
     utf8: bool = False
     ret: str | None = None
     envid: str | None = None
+    requireTLS: bool = False
 
     @classmethod
     def fromSMTP(cls, mailFrom: MailFrom, recipients: Iterable[RcptTo]) -> Envelope:
@@ -248,6 +251,7 @@ class Envelope:
             utf8=mailFrom.utf8,
             ret=mailFrom.ret,
             envid=mailFrom.envid,
+            requireTLS=mailFrom.requireTLS,
         )
 
 
@@ -260,6 +264,7 @@ class QueueEntry:
         by arrival.
     @ivar arrival: when the entry was committed (epoch seconds).
     @ivar size: the message's size in octets.
+    @ivar requireTLS: the message is marked C{REQUIRETLS} (RFC 8689).
     @ivar held: an operator put the entry on hold: no attempts until released.
     """
 
@@ -272,6 +277,7 @@ class QueueEntry:
     utf8: bool = False
     ret: str | None = None
     envid: str | None = None
+    requireTLS: bool = False
     held: bool = False
 
     def recipient(self, address: str) -> Recipient:
@@ -376,6 +382,7 @@ def entryToDict(entry: QueueEntry) -> dict[str, Any]:
         "smtputf8": entry.utf8,
         "ret": entry.ret,
         "envid": entry.envid,
+        "requiretls": entry.requireTLS,
         "held": entry.held,
         "recipients": [
             {
@@ -523,5 +530,6 @@ def entryFromJson(data: bytes) -> QueueEntry:
         utf8=r.flag("smtputf8"),
         ret=r.optionalText("ret"),
         envid=r.optionalText("envid"),
+        requireTLS=r.flag("requiretls"),
         held=r.flag("held"),
     )

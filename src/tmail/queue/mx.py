@@ -257,6 +257,15 @@ class MXResolver:
             resolver = client.Resolver(resolv=resolvConf)
         return cls(resolver, port, timeouts, families, localNames, rng)
 
+    def close(self) -> None:
+        """
+        Stop rereading C{resolv.conf} (the timer Twisted keeps for a
+        resolver made from it), so a stopped server leaves no timer behind.
+        """
+        call = getattr(self.resolver, "_parseCall", None)
+        if call is not None and call.active():
+            call.cancel()
+
     def route(self, domain: str) -> Deferred[Route]:
         """
         Where mail for C{domain} (as in C{user@domain}: a name, Unicode or

@@ -90,6 +90,7 @@ from tmail.queue.entry import (
     QueueEntry,
     Recipient,
 )
+from tmail.queue.local import LocalTransport
 from tmail.queue.mx import DEFAULT_TIMEOUTS, MXResolver, NoRoute, Route
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.store import RESCAN_INTERVAL, WAKEUP_POLL, QueueStore
@@ -208,8 +209,12 @@ class QueueRunner(Service):
     @ivar store: the queue.
     @ivar settings: the L{RelaySettings}.
     @ivar resolver: where routes come from (by default
-        L{RelaySettings.resolver}).
+        L{RelaySettings.resolver}, made when the runner starts and closed
+        when it stops).
     @ivar signer: signs outgoing copies with DKIM, when given.
+    @ivar local: stores the mail of recipients at hosted domains (notices
+        to local senders) instead of sending it through MX lookup, which
+        would loop back here.
     """
 
     log = Logger()
@@ -221,6 +226,7 @@ class QueueRunner(Service):
         resolver: MXResolver | None = None,
         signer: DKIMSigner | None = None,
         reactor: Any = None,
+        local: LocalTransport | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as globalReactor  # noqa: N812
@@ -228,8 +234,10 @@ class QueueRunner(Service):
             reactor = globalReactor
         self.store = store
         self.settings = settings
-        self.resolver = resolver if resolver is not None else settings.resolver()
+        self.resolver = resolver
+        self._ownsResolver = resolver is None
         self.signer = signer
+        self.local = local
         self.reactor = reactor
         self.clock: IReactorTime = reactor
         self.setName("queue runner")  # type: ignore[no-untyped-call]
@@ -246,6 +254,8 @@ class QueueRunner(Service):
     def startService(self) -> None:
         """Recover the queue, then start looking at it."""
         super().startService()  # type: ignore[no-untyped-call]
+        if self.resolver is None:
+            self.resolver = self.settings.resolver()
         self.store.create()
         recovery = self.store.recover(now=self.clock.seconds())
         for entryId in recovery.corrupt:
@@ -262,6 +272,9 @@ class QueueRunner(Service):
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         self._cancelTimer()
+        if self._ownsResolver and self.resolver is not None:
+            self.resolver.close()
+            self.resolver = None
         return defer.DeferredList(list(self._busy.values()))
 
     # Deciding when to look
@@ -320,6 +333,19 @@ class QueueRunner(Service):
                 if upcoming is not None and upcoming > now:
                     nextLook = min(nextLook, upcoming)
         self._wakeSoon(nextLook - now)
+
+    def attemptSoon(self, entryId: str) -> None:
+        """
+        Attempt a new entry now, without reading the whole queue (an
+        L{tmail.queue.outbox.Outbox} listener).  When the runner is busy
+        enough, the next look at the queue finds it instead.
+        """
+        if (
+            self.running
+            and entryId not in self._busy
+            and len(self._busy) < 2 * self.settings.maxConnections
+        ):
+            self._start(entryId)
 
     def _start(self, entryId: str) -> None:
         d = defer.Deferred.fromCoroutine(self._process(entryId))
@@ -422,6 +448,10 @@ class QueueRunner(Service):
         self, entry: QueueEntry, domain: str, recipients: Sequence[Recipient], message: _Message
     ) -> dict[str, Outcome]:
         """The outcome of one attempt of C{entry} to C{recipients} at C{domain}."""
+        if self.local is not None and self.local.hosts(domain):
+            return await self._storeLocally(entry, recipients)
+        if self.resolver is None:
+            return {}
         try:
             route: Route = await self.resolver.route(domain)
         except NoRoute as e:
@@ -443,7 +473,13 @@ class QueueRunner(Service):
                 return {}
             with opened:
                 result = await deliver(
-                    endpoint, host.name, envelope, opened, self._client, clock=self.clock
+                    endpoint,
+                    host.name,
+                    envelope,
+                    opened,
+                    self._client,
+                    requireTLS=entry.requireTLS,
+                    clock=self.clock,
                 )
             results.update(result.recipients)
             elsewhere = set(result.retryElsewhere())
@@ -451,6 +487,28 @@ class QueueRunner(Service):
             if not remaining:
                 break
         return _outcomes(results, self.settings.schedule, entry, self.clock.seconds())
+
+    async def _storeLocally(
+        self, entry: QueueEntry, recipients: Sequence[Recipient]
+    ) -> dict[str, Outcome]:
+        """The outcome of storing C{entry} for hosted C{recipients}."""
+        assert self.local is not None
+        try:
+            opened = self.store.openMessage(entry.id)
+        except NoSuchEntry:
+            return {}
+        with opened:
+            results = await self.local.deliver(entry, recipients, opened)
+        now = self.clock.seconds()
+        attempts = {r.address: r.attempts for r in recipients}
+        return {
+            address: Outcome.delivered(result.diagnostic)
+            if result.delivered
+            else self.settings.schedule.judge(
+                entry.arrival, attempts[address] + 1, result.diagnostic, now
+            )
+            for address, result in results.items()
+        }
 
     def _endpoint(self, address: str, port: int) -> IStreamClientEndpoint:
         reactor: IReactorTCP = self.reactor

@@ -250,6 +250,7 @@ class PendingEntry:
             utf8=self._envelope.utf8,
             ret=self._envelope.ret,
             envid=self._envelope.envid,
+            requireTLS=self._envelope.requireTLS,
         )
         message = store._messagePath(entryId)
         placed = False

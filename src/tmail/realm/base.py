@@ -23,7 +23,13 @@ from zope.interface import implementer
 
 from tmail.directory.addresses import normalizeDomain
 from tmail.errors import DirectoryError, NotHostedDomain, RecipientError, UnknownRecipient
-from tmail.interfaces import IMailRealm, IMailStore, IUserDirectory, IUserFields
+from tmail.interfaces import (
+    Destinations,
+    IForwardingRealm,
+    IMailStore,
+    IUserDirectory,
+    IUserFields,
+)
 from tmail.store.quota import QuotaLimits, limitsFromFields
 
 #: How deep alias chains may go before delivery gives up on a loop.
@@ -49,7 +55,7 @@ def splitAddress(address: str) -> tuple[str, str]:
         return local, domain.lower()
 
 
-@implementer(IMailRealm)
+@implementer(IForwardingRealm)
 class MailRealm:
     """
     Base realm over an L{IUserDirectory}.
@@ -128,16 +134,31 @@ class MailRealm:
                 return f"{base}@{domain}".lower()
         return None
 
+    def hostsDomain(self, domain: str) -> bool:
+        """Whether mail for C{domain} (canonical form) is stored here."""
+        return self.directory.hasDomain(domain)
+
     def resolveRecipient(self, address: str) -> list[str]:
         """
-        The users mail to C{address} goes to.  C{postmaster} is always
-        accepted (RFC 5321 4.5.1): at a hosted domain without a user or
-        alias of that name it goes to the mailbox C{postmaster@domain}
-        (which an operator reads by creating that user, or redirects with
-        an alias); a bare C{postmaster} means that of the first domain.
+        The local users mail to C{address} goes to (see L{destinations});
+        L{RecipientError} when it goes only outside the hosted domains.
+        """
+        found = self.destinations(address)
+        if not found.local:
+            raise RecipientError(f"alias {address} points outside the hosted domains")
+        return list(found.local)
+
+    def destinations(self, address: str) -> Destinations:
+        """
+        Where mail to C{address} goes.  C{postmaster} is always accepted
+        (RFC 5321 4.5.1): at a hosted domain without a user or alias of
+        that name it goes to the mailbox C{postmaster@domain} (which an
+        operator reads by creating that user, or redirects with an alias);
+        a bare C{postmaster} means that of the first domain.  Alias targets
+        outside the hosted domains are the remote destinations.
         """
         if address.lower() == POSTMASTER:
-            domains = sorted(self.directory.domains())
+            domains = sorted(d for d in self.directory.domains() if self.hostsDomain(d))
             if not domains:
                 raise UnknownRecipient(address)
             address = f"{POSTMASTER}@{domains[0]}"
@@ -145,36 +166,34 @@ class MailRealm:
             local, domain = splitAddress(address)
         except ValueError as e:
             raise UnknownRecipient(str(e)) from None
-        if not self.directory.hasDomain(domain):
+        if not self.hostsDomain(domain):
             raise NotHostedDomain(domain)
-        users = self._expand(address, 0)
-        if not users and local.lower() == POSTMASTER:
+        users: list[str] = []
+        remote: list[str] = []
+        self._expand(address, 0, users, remote)
+        if not users and not remote and local.lower() == POSTMASTER:
             users = [f"{POSTMASTER}@{domain}"]
-        if not users:
+        if not users and not remote:
             raise UnknownRecipient(address)
-        return users
+        return Destinations(tuple(users), tuple(remote))
 
-    def _expand(self, address: str, depth: int) -> list[str]:
+    def _expand(self, address: str, depth: int, users: list[str], remote: list[str]) -> None:
+        """Add where C{address} (at a hosted domain) goes to C{users} and C{remote}."""
         if depth > MAX_ALIAS_DEPTH:
             raise RecipientError(f"alias loop at {address}")
         user = self._local(address)
         if user is not None:
-            return [user]
+            if user not in users:
+                users.append(user)
+            return
         local, domain = splitAddress(address)
         targets = self.directory.aliasTargets(f"{local}@{domain}")
         if targets is None and self.recipientDelimiter and self.recipientDelimiter in local:
             base = local.split(self.recipientDelimiter, 1)[0]
             targets = self.directory.aliasTargets(f"{base}@{domain}")
-        if targets is None:
-            return []
-        users: list[str] = []
-        for target in targets:
+        for target in targets or ():
             _, targetDomain = splitAddress(target)
-            if not self.directory.hasDomain(targetDomain):
-                raise RecipientError(
-                    f"alias {address} points outside the hosted domains; relaying is not available"
-                )
-            for found in self._expand(target, depth + 1):
-                if found not in users:
-                    users.append(found)
-        return users
+            if self.hostsDomain(targetDomain):
+                self._expand(target, depth + 1, users, remote)
+            elif target.lower() not in (r.lower() for r in remote):
+                remote.append(target)

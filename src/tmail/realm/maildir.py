@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tmail.errors import NotHostedDomain
 from tmail.interfaces import IUserDirectory
-from tmail.realm.base import POSTMASTER, MailRealm, splitAddress
+from tmail.realm.base import MailRealm, splitAddress
 from tmail.store.quota import QuotaLimits
 
 
@@ -34,11 +34,5 @@ class MaildirRealm(MailRealm):
             raise NotHostedDomain(domain)
         return self.root / local
 
-    def resolveRecipient(self, address: str) -> list[str]:
-        try:
-            _, domain = splitAddress(address)
-        except ValueError:
-            domain = ""
-        if domain != self.domain and address.lower() != POSTMASTER:
-            raise NotHostedDomain(domain)
-        return super().resolveRecipient(address)
+    def hostsDomain(self, domain: str) -> bool:
+        return domain == self.domain

@@ -69,6 +69,8 @@ class MailFrom:
     @ivar utf8: whether the transaction is SMTPUTF8 (RFC 6531).
     @ivar ret: DSN's C{RET=} (C{"FULL"} or C{"HDRS"}), if given.
     @ivar envid: DSN's C{ENVID=}, still xtext-encoded, if given.
+    @ivar requireTLS: C{REQUIRETLS} (RFC 8689): the message may be passed on
+        only over verified TLS.
     """
 
     sender: str
@@ -77,6 +79,7 @@ class MailFrom:
     utf8: bool = False
     ret: str | None = None
     envid: str | None = None
+    requireTLS: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ def parseMailFrom(rest: bytes) -> MailFrom:
     body = "7BIT"
     utf8 = False
     ret = envid = None
+    requireTLS = False
     for keyword, value in parameters.items():
         if keyword == b"SIZE":
             if value is None or not _DIGITS.match(value):
@@ -155,6 +159,10 @@ def parseMailFrom(rest: bytes) -> MailFrom:
             if value is not None:
                 raise CommandError(501, "5.5.4", "SMTPUTF8 takes no value")
             utf8 = True
+        elif keyword == b"REQUIRETLS":
+            if value is not None:
+                raise CommandError(501, "5.5.4", "REQUIRETLS takes no value")
+            requireTLS = True
         elif keyword == b"RET":
             if value is None or value.upper() not in (b"FULL", b"HDRS"):
                 raise CommandError(501, "5.5.4", "Bad RET parameter")
@@ -166,7 +174,7 @@ def parseMailFrom(rest: bytes) -> MailFrom:
         elif keyword != b"AUTH":
             raise CommandError(555, "5.5.4", "Unsupported MAIL parameter")
     sender = _address(found.group("path"), "5.1.7", utf8, allowEmpty=True)
-    return MailFrom(sender, size, body, utf8, ret, envid)
+    return MailFrom(sender, size, body, utf8, ret, envid, requireTLS)
 
 
 def parseRcptTo(rest: bytes, utf8: bool = False) -> RcptTo:

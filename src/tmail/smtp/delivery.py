@@ -47,6 +47,8 @@ from zope.interface import implementer
 
 from tmail.errors import OverQuota
 from tmail.interfaces import (
+    Destinations,
+    IForwardingRealm,
     IInsertablePendingMessage,
     ILinkingFolder,
     IMailRealm,
@@ -190,12 +192,17 @@ class LocalDelivery:
     def __init__(self, realm: IMailRealm) -> None:
         self.realm = realm
 
-    def resolve(self, address: str) -> list[str]:
+    def destinations(self, address: str) -> Destinations:
         """
-        The local users mail to C{address} goes to.  Raises the realm's
-        L{tmail.errors.RecipientError}s.
+        Where mail to C{address} goes: local users, and (from a realm that
+        provides L{IForwardingRealm}) addresses elsewhere.  Raises the
+        realm's L{tmail.errors.RecipientError}s.
         """
-        return self.realm.resolveRecipient(address)
+        realm = self.realm
+        if IForwardingRealm.providedBy(realm):
+            found: Destinations = realm.destinations(address)
+            return found
+        return Destinations(tuple(realm.resolveRecipient(address)))
 
     def begin(
         self,

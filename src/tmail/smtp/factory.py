@@ -19,6 +19,7 @@ from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings
 from tmail.connections import ConnectionCounter
 from tmail.interfaces import IMailRealm
+from tmail.queue.outbox import Outbox
 from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
@@ -42,6 +43,9 @@ class SMTPFactory(ServerFactory):
     @ivar policies: the L{ISMTPPolicy} checks every session runs, in order.
     @ivar senders: on submission, which sender addresses users may use
         (L{SenderRules}); C{None} on the MX.
+    @ivar outbox: where mail for other servers goes (submission to other
+        domains, aliases pointing outside); without it such recipients are
+        refused.
     """
 
     runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
@@ -62,6 +66,7 @@ class SMTPFactory(ServerFactory):
         overQuota: OverQuotaPolicy = "reject",
         policies: Sequence[ISMTPPolicy] = (),
         senderCheck: SenderCheck = "envelope+header",
+        outbox: Outbox | None = None,
     ) -> None:
         self.realm = realm
         self.policies = tuple(policies)
@@ -76,6 +81,7 @@ class SMTPFactory(ServerFactory):
             portal.checkers.get(IUsernamePassword) if portal is not None else None
         )
         self.delivery = LocalDelivery(realm)
+        self.outbox = outbox
         self.connections = ConnectionCounter(settings.max_connections_per_address)
 
     def buildProtocol(self, addr: IAddress | None) -> SMTPServer:

@@ -45,7 +45,8 @@ from twisted.internet.ssl import CertificateOptions
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, LMTPSettings, OverQuotaPolicy
 from tmail.errors import NotHostedDomain, RecipientError
-from tmail.interfaces import IMailRealm
+from tmail.interfaces import Destinations, IMailRealm
+from tmail.queue.outbox import Outbox
 from tmail.smtp.commands import Reply
 from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.factory import SMTPFactory
@@ -73,9 +74,9 @@ class HostedOnlyDelivery(LocalDelivery):
     The SMTP server answers a plain L{RecipientError} with C{550 5.1.2}.
     """
 
-    def resolve(self, address: str) -> list[str]:
+    def destinations(self, address: str) -> Destinations:
         try:
-            return super().resolve(address)
+            return super().destinations(address)
         except NotHostedDomain:
             raise RecipientError("Recipient domain is not hosted here") from None
 
@@ -172,6 +173,7 @@ class LMTPFactory(SMTPFactory):
         overQuota: OverQuotaPolicy = "reject",
         throttle: AuthThrottle | None = None,
         policies: Sequence[ISMTPPolicy] = (),
+        outbox: Outbox | None = None,
     ) -> None:
         if throttle is None:
             from twisted.internet import reactor
@@ -187,5 +189,6 @@ class LMTPFactory(SMTPFactory):
             throttle=throttle,
             overQuota=overQuota,
             policies=policies,
+            outbox=outbox,
         )
         self.delivery = HostedOnlyDelivery(realm)

@@ -62,16 +62,26 @@ from twisted.python.failure import Failure
 from tmail.auth.policy import isSecure, peerHost
 from tmail.connections import sendPromptly
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
+from tmail.interfaces import Destinations
 from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.delivery import MailboxMessage, commitAll
 from tmail.smtp.headerblock import HeaderScanner
 from tmail.smtp.headers import Trace, protocolName, sanitiseHelo
 from tmail.smtp.policy import NO_OBJECTION, PolicyContext, Stage, Verdict, consult
+from tmail.smtp.relay import (
+    QUEUE,
+    HeaderCapture,
+    beginQueued,
+    localSuccessReport,
+    queueEnvelope,
+    wantsSuccess,
+)
 from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
 from tmail.smtp.submission import WATCHED_FIELDS, missingFields
 
 if TYPE_CHECKING:
+    from tmail.queue.entry import QueueEntry
     from tmail.smtp.factory import SMTPFactory
 
 __all__ = ["BARE_NEWLINE", "BDAT", "LINE_TOO_LONG", "TOO_BIG", "SMTPServer"]
@@ -128,8 +138,15 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._sender: str | None = None
         self._mail: MailFrom | None = None
         self._declaredSize = 0
-        #: What each accepted RCPT asked for (DSN NOTIFY, ORCPT).
+        #: What each accepted RCPT asked for (DSN NOTIFY, ORCPT), and the
+        #: addresses elsewhere it leads to (in step with _recipients).
         self._rcpts: list[RcptTo] = []
+        self._remote: list[tuple[str, ...]] = []
+        #: The message in DATA: its MAIL and RCPTs, and its header section
+        #: when a success notice will return it.
+        self._dataMail: MailFrom | None = None
+        self._dataRcpts: list[RcptTo] = []
+        self._capture: HeaderCapture | None = None
         self._reader: DataReader | ChunkReader | None = None
         #: BDAT: whether the chunk being read is the last, and its size.
         self._lastChunk = False
@@ -461,6 +478,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         }
         if self._canStartTLS():
             extensions[b"STARTTLS"] = None
+        if isSecure(self.transport):
+            extensions[b"REQUIRETLS"] = None
         if self._authEnabled() and isSecure(self.transport):
             extensions[b"AUTH"] = list(MECHANISMS)
         return extensions
@@ -508,6 +527,9 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         if mail.size is not None and mail.size > self.factory.settings.max_message_size:
             self.reply(TOO_BIG)
             return
+        if mail.requireTLS and not isSecure(self.transport):
+            self.reply(Reply(530, "5.7.10", "REQUIRETLS needs a TLS session"))
+            return
         senders = self.factory.senders
         if senders is not None and self._user is not None:
             notOwned = senders.envelopeRefusal(self._user, mail.sender)
@@ -530,6 +552,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self._declaredSize = mail.size or 0
             self._recipients = []
             self._rcpts = []
+            self._remote = []
             self._rcptHeaders = []
             self._mailHeaders = verdict.headers
             self.reply(Reply(250, "2.1.0", "Ok"))
@@ -549,23 +572,34 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         if len(self._recipients) >= self.factory.settings.max_recipients:
             self.reply(Reply(452, "4.5.3", "Too many recipients"))
             return
+        outbox = self.factory.outbox
         try:
-            users = self.factory.delivery.resolve(address)
+            found = self.factory.delivery.destinations(address)
         except NotHostedDomain:
-            if self.factory.submission:
-                text = "Relaying to remote domains is not available yet"
-            else:
-                text = "Relaying denied"
-            self.reply(Reply(550, "5.7.1", text))
-            return
+            if not (self.factory.submission and outbox is not None):
+                self.reply(Reply(550, "5.7.1", "Relaying denied"))
+                return
+            found = Destinations((), (address,))
         except UnknownRecipient:
             self.reply(Reply(550, "5.1.1", "Recipient address rejected: User unknown"))
             return
         except RecipientError as e:
             self.reply(Reply(550, "5.1.2", _printable(str(e))))
             return
+        if found.remote and outbox is None:
+            self.reply(
+                Reply(
+                    550,
+                    "5.1.2",
+                    "Recipient address points outside the hosted domains; nothing is relayed here",
+                )
+            )
+            return
+        users = list(found.local) + ([QUEUE] if found.remote else [])
         size = max(self._declaredSize, 1)
-        if all(self.factory.delivery.overQuota(user, size) for user in users):
+        if not found.remote and all(
+            self.factory.delivery.overQuota(user, size) for user in found.local
+        ):
             self.log.info("smtp: {address}: mailbox full", address=_printable(address))
             self.reply(self._mailboxFull())
             return
@@ -577,6 +611,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 return
             self._recipients.append((address, users))
             self._rcpts.append(rcpt)
+            self._remote.append(found.remote)
             self._rcptHeaders.append(verdict.headers)
             self.reply(Reply(250, "2.1.5", "Ok"))
 
@@ -626,26 +661,51 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 mine = added.setdefault(user, [])
                 if fields and fields not in mine:
                     mine.append(fields)
+        firstRecipient.pop(QUEUE, None)
         common = self._connectHeaders + self._heloHeaders + self._mailHeaders
+        headers = {user: common + b"".join(fields) for user, fields in added.items()}
         policies = self.factory.policies
+        mail = self._mail
+        assert mail is not None
         self._queueID = newQueueID()
         trace = self._trace()
         context = self._context("data", queueID=self._queueID) if policies else None
         self._dataRecipients = self._recipients
+        self._dataMail = mail
+        self._dataRcpts = self._rcpts
+        forwards = [
+            (rcpt, remote) for rcpt, remote in zip(self._rcpts, self._remote, strict=True) if remote
+        ]
         self._resetTransaction()
+        messages: list[MailboxMessage] = []
         try:
-            messages = self.factory.delivery.beginAll(
-                list(firstRecipient.items()),
-                sender,
-                trace,
-                {user: common + b"".join(fields) for user, fields in added.items()},
-                lateHeaders=bool(policies),
-            )
+            if firstRecipient:
+                messages = self.factory.delivery.beginAll(
+                    list(firstRecipient.items()),
+                    sender,
+                    trace,
+                    headers,
+                    lateHeaders=bool(policies),
+                )
+            if forwards:
+                outbox = self.factory.outbox
+                assert outbox is not None
+                messages.append(
+                    beginQueued(
+                        outbox,
+                        queueEnvelope(mail, forwards),
+                        trace,
+                        headers.get(QUEUE, common),
+                        lateHeaders=bool(policies),
+                    )
+                )
         except StoreFull as e:
+            self._abort(messages)
             self.reply(self._storeFull(e))
             return False
         except Exception:
             self.log.failure("smtp {queueID}: delivery failed", queueID=self._queueID)
+            self._abort(messages)
             self.reply(INTERNAL_ERROR)
             return False
         try:
@@ -659,6 +719,12 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self._abort(messages)
             self.reply(INTERNAL_ERROR)
             return False
+        self._capture = None
+        if mail.sender and self.factory.outbox is not None:
+            local = {address for address, users in self._dataRecipients if users != [QUEUE]}
+            if any(wantsSuccess(r) and r.address in local for r in self._dataRcpts):
+                self._capture = HeaderCapture()
+                observers.append(self._capture)
         self._messages = messages
         self._observers = observers
         self._dataContext = context
@@ -810,6 +876,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         """Commit the copies; fires once the client has been answered."""
         messages, self._messages = self._messages, []
         queueID = self._queueID
+        mail, rcpts, capture = self._dataMail, self._dataRcpts, self._capture
+        self._dataMail, self._dataRcpts, self._capture = None, [], None
         committed: Deferred[list[MailboxMessage]] = commitAll(messages, self.factory.runInThread)
 
         def stored(refused: list[MailboxMessage]) -> None:
@@ -837,6 +905,20 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                     for message in messages
                 },
             )
+            if capture is not None and mail is not None:
+                self._reportSuccess(
+                    mail,
+                    [
+                        rcpt
+                        for rcpt, (_, users) in zip(rcpts, recipients, strict=True)
+                        if wantsSuccess(rcpt)
+                        and users != [QUEUE]
+                        and not any(user in full for user in users)
+                    ],
+                    capture.header,
+                    size,
+                    queueID,
+                )
 
         def failed(reason: Failure) -> None:
             if isinstance(reason.value, StoreFull):
@@ -847,6 +929,40 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 self.answerData(recipients, INTERNAL_ERROR)
 
         return committed.addCallbacks(stored, failed)
+
+    def _reportSuccess(
+        self, mail: MailFrom, delivered: list[RcptTo], header: bytes, size: int, queueID: str
+    ) -> None:
+        """Queue the success notice C{delivered} asked for (RFC 3461 5.2.2)."""
+        outbox = self.factory.outbox
+        if not delivered or outbox is None:
+            return
+        queued = self.factory.runInThread(
+            localSuccessReport,
+            outbox,
+            mail,
+            delivered,
+            header,
+            size,
+            queueID,
+            self.factory.hostname,
+        )
+
+        def done(entry: QueueEntry) -> None:
+            self.log.info(
+                "smtp {queueID}: success notice to <{sender}> queued as {id}",
+                queueID=queueID,
+                sender=_printable(mail.sender),
+                id=entry.id,
+            )
+            outbox.committed(entry.id)
+
+        def failed(reason: Failure) -> None:
+            self.log.failure(
+                "smtp {queueID}: the success notice could not be queued", reason, queueID=queueID
+            )
+
+        queued.addCallbacks(done, failed)
 
     def answerData(
         self, recipients: list[tuple[str, list[str]]], outcome: Reply | dict[str, Reply]
@@ -881,6 +997,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._mail = None
         self._recipients = []
         self._rcpts = []
+        self._remote = []
         self._rcptHeaders = []
         self._mailHeaders = b""
 
