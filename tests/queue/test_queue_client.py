@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 from pathlib import Path
@@ -9,13 +10,15 @@ from pathlib import Path
 from tests.support.pki import TestPKI, makePKI
 from tests.support.sink import DROP, SILENT, STALL, SinkFactory, serverTLS, startSink
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tmail.queue.client import (
     ClientSettings,
+    Credentials,
     DeliveryResult,
     Timeouts,
     TLSMode,
@@ -57,16 +60,21 @@ class ClientTestCase(TestCase):
         settings: ClientSettings | None = None,
         remoteName: str = "localhost",
         requireTLS: bool = False,
+        implicitTLS: bool = False,
     ):  # type: ignore[no-untyped-def]
+        settings = settings or self.settings()
         port = yield startSink(self, sink)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        if implicitTLS:
+            endpoint = wrapClientTLS(settings.tls.contextFor(remoteName), endpoint)
         result = yield deliver(
             endpoint,
             remoteName,
             env or envelope(),
             io.BytesIO(message),
-            settings or self.settings(),
+            settings,
             requireTLS=requireTLS,
+            implicitTLS=implicitTLS,
         )
         return result
 
@@ -476,3 +484,135 @@ class TLSTests(ClientTestCase):
         result = yield self.send(sink, settings=settings, requireTLS=True)
         self.assertEqual(result.recipients[BOB].state, State.DELIVERED)
         self.assertIn("MAIL FROM:<alice@example.com> REQUIRETLS", sink.sessions[0].commands)
+
+
+USER, PASSWORD = "relay@example.com", "s3cret:with colon"
+
+
+class AuthTests(ClientTestCase):
+    """Logging in to a smarthost (RFC 4954): only over TLS, and any failure defers."""
+
+    def authSink(self, **kwargs: object) -> SinkFactory:
+        kwargs.setdefault("tls", serverTLS(self.pki))
+        return SinkFactory(credentials=(USER, PASSWORD), **kwargs)  # type: ignore[arg-type]
+
+    def loginSettings(self, password: str = PASSWORD, **tls: object) -> ClientSettings:
+        tls.setdefault("mode", TLSMode.REQUIRED)
+        tls.setdefault("verify", True)
+        tls.setdefault("trustRoot", self.trust())
+        policy = TLSPolicy(**tls)  # type: ignore[arg-type]
+        return ClientSettings(
+            "client.example.com", policy, SHORT, credentials=Credentials(USER, password)
+        )
+
+    def authCommands(self, sink: SinkFactory) -> list[str]:
+        return [c for s in sink.sessions for c in s.commands if c.upper().startswith("AUTH")]
+
+    @inlineCallbacks
+    def test_auth_plain_after_starttls_logs_in_before_mail(self):  # type: ignore[no-untyped-def]
+        sink = self.authSink()
+        result = yield self.send(sink, settings=self.loginSettings())
+        self.assertEqual(states(result), {BOB: State.DELIVERED})
+        self.assertTrue(result.tls)
+        self.assertEqual(sink.sessions[0].user, USER)
+        commands = sink.sessions[0].commands
+        token = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
+        self.assertEqual(commands[2:4], ["EHLO client.example.com", f"AUTH PLAIN {token}"])
+        self.assertTrue(commands[4].startswith("MAIL FROM:"))
+        self.assertEqual(sink.messages, [MESSAGE])
+
+    @inlineCallbacks
+    def test_auth_login_when_only_login_is_offered(self):  # type: ignore[no-untyped-def]
+        sink = self.authSink(mechanisms=("LOGIN",))
+        result = yield self.send(sink, settings=self.loginSettings())
+        self.assertEqual(states(result), {BOB: State.DELIVERED})
+        self.assertEqual(sink.sessions[0].user, USER)
+        self.assertEqual(self.authCommands(sink), ["AUTH LOGIN"])
+
+    @inlineCallbacks
+    def test_credentials_are_never_sent_without_tls(self):  # type: ignore[no-untyped-def]
+        sink = SinkFactory(credentials=(USER, PASSWORD), authInClear=True)
+        settings = self.loginSettings(mode=TLSMode.OPPORTUNISTIC)
+        result = yield self.send(sink, envelope(BOB, CAROL), settings=settings)
+        self.assertTrue(result.hostFailed)
+        self.assertEqual(states(result), {BOB: State.DEFERRED, CAROL: State.DEFERRED})
+        self.assertEqual(result.recipients[BOB].diagnostic.status, "4.7.11")
+        self.assertEqual(self.authCommands(sink), [])
+        self.assertFalse(any(PASSWORD in c for s in sink.sessions for c in s.commands))
+        self.assertEqual(sink.messages, [])
+
+    @inlineCallbacks
+    def test_wrong_password_defers_with_the_servers_reply(self):  # type: ignore[no-untyped-def]
+        sink = self.authSink()
+        result = yield self.send(sink, settings=self.loginSettings(password="wrong"))
+        self.assertTrue(result.hostFailed)
+        diagnostic = result.recipients[BOB].diagnostic
+        self.assertEqual(result.recipients[BOB].state, State.DEFERRED)
+        self.assertEqual(diagnostic.status, "4.7.8")
+        self.assertIn("535 5.7.8 Authentication credentials invalid", diagnostic.text)
+        self.assertIsNone(sink.sessions[0].user)
+        self.assertFalse(any(c.startswith("MAIL") for c in sink.sessions[0].commands))
+
+    @inlineCallbacks
+    def test_temporary_auth_failure_defers(self):  # type: ignore[no-untyped-def]
+        sink = self.authSink(replies={"auth": "454 4.7.0 Temporary authentication failure"})
+        result = yield self.send(sink, settings=self.loginSettings())
+        self.assertTrue(result.hostFailed)
+        self.assertEqual(result.recipients[BOB].state, State.DEFERRED)
+        self.assertEqual(result.recipients[BOB].diagnostic.code, 454)
+        self.assertEqual(sink.messages, [])
+
+    @inlineCallbacks
+    def test_server_without_auth_defers_without_sending_credentials(self):  # type: ignore[no-untyped-def]
+        sink = SinkFactory(tls=serverTLS(self.pki))
+        result = yield self.send(sink, settings=self.loginSettings())
+        self.assertTrue(result.hostFailed)
+        self.assertEqual(result.recipients[BOB].state, State.DEFERRED)
+        self.assertIn("does not offer AUTH", result.recipients[BOB].diagnostic.text)
+        self.assertEqual(self.authCommands(sink), [])
+
+    @inlineCallbacks
+    def test_no_mechanism_in_common_defers_without_sending_credentials(self):  # type: ignore[no-untyped-def]
+        sink = self.authSink(mechanisms=("CRAM-MD5",))
+        result = yield self.send(sink, settings=self.loginSettings())
+        self.assertTrue(result.hostFailed)
+        self.assertIn("CRAM-MD5", result.recipients[BOB].diagnostic.text)
+        self.assertEqual(self.authCommands(sink), [])
+
+    @inlineCallbacks
+    def test_implicit_tls_counts_as_tls_without_starttls(self):  # type: ignore[no-untyped-def]
+        sink = self.authSink(implicitTLS=True)
+        result = yield self.send(sink, settings=self.loginSettings(), implicitTLS=True)
+        self.assertEqual(states(result), {BOB: State.DELIVERED})
+        self.assertTrue(result.tls)
+        self.assertEqual(sink.sessions[0].user, USER)
+        self.assertNotIn("STARTTLS", sink.sessions[0].commands)
+
+    @inlineCallbacks
+    def test_implicit_tls_with_an_untrusted_certificate_defers(self):  # type: ignore[no-untyped-def]
+        sink = self.authSink(implicitTLS=True)
+        settings = self.loginSettings(trustRoot=None)
+        result = yield self.send(sink, envelope(BOB, CAROL), settings=settings, implicitTLS=True)
+        self.assertTrue(result.hostFailed)
+        self.assertEqual(result.recipients[BOB].state, State.DEFERRED)
+        self.assertEqual(result.recipients[BOB].diagnostic.status, "4.7.5")
+        self.assertEqual(len(sink.sessions), 1)
+        self.assertEqual(sink.sessions[0].commands, [])
+
+
+class CancelTests(ClientTestCase):
+    @inlineCallbacks
+    def test_cancelled_delivery_drops_the_connection(self):  # type: ignore[no-untyped-def]
+        sink = SinkFactory(replies={"end": SILENT})
+        port = yield startSink(self, sink)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        settings = ClientSettings("client.example.com", TLSPolicy(), Timeouts())
+        attempt = deliver(endpoint, "localhost", envelope(), io.BytesIO(MESSAGE), settings)
+        while not any("DATA" in s.commands for s in sink.sessions):
+            yield deferLater(reactor, 0.01, lambda: None)
+        yield deferLater(reactor, 0.05, lambda: None)
+        attempt.cancel()
+        yield self.assertFailure(attempt, CancelledError)
+        while not sink.sessions[0].closed:
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(sink.messages, [])

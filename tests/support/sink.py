@@ -2,15 +2,22 @@
 A configurable SMTP server on loopback that records what it is sent, for
 tests of outbound delivery.
 
-Each stage (C{greeting}, C{ehlo}, C{helo}, C{starttls}, C{mail}, C{rcpt},
-C{data}, C{end}, C{bdat}, C{quit}) can be given a reply, made to drop the
-connection or never answer; C{rcpt} can answer per address.  Message
-content is read with tmail's own L{DataReader}/L{ChunkReader}, so a test
-sees exactly what tmail's server would store.
+Each stage (C{greeting}, C{ehlo}, C{helo}, C{starttls}, C{auth}, C{mail},
+C{rcpt}, C{data}, C{end}, C{bdat}, C{quit}) can be given a reply, made to
+drop the connection or never answer; C{rcpt} can answer per address.
+Message content is read with tmail's own L{DataReader}/L{ChunkReader}, so a
+test sees exactly what tmail's server would store.
+
+Given C{credentials}, the sink offers AUTH (PLAIN and LOGIN, or the
+C{mechanisms} given) once TLS is on (or at once with C{authInClear}) and
+records who logged in; with C{implicitTLS} (and C{tls}), L{startSink}
+listens with TLS from the first octet.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 
 from tests.support.net import listen
@@ -19,6 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 
 from tmail.smtp.data import ChunkReader, DataReader
@@ -55,6 +63,8 @@ class Session:
     commands: list[str] = field(default_factory=list)
     tls: bool = False
     transactions: list[Transaction] = field(default_factory=list)
+    user: str | None = None
+    closed: bool = False
 
 
 class SinkFactory(Factory):
@@ -64,6 +74,10 @@ class SinkFactory(Factory):
     @ivar replies: stage -> reply line (C{"550 5.1.1 No"}), L{DROP} or L{SILENT}.
     @ivar rcptReplies: recipient address -> reply, before C{replies["rcpt"]}.
     @ivar extensions: EHLO keywords offered (STARTTLS is added with C{tls}).
+    @ivar credentials: C{(user, password)} AUTH accepts; no AUTH without.
+    @ivar mechanisms: the SASL mechanisms offered (PLAIN and LOGIN are known).
+    @ivar authInClear: offer AUTH before TLS too.
+    @ivar implicitTLS: sessions are TLS from the start (see L{startSink}).
     """
 
     def __init__(
@@ -72,11 +86,19 @@ class SinkFactory(Factory):
         rcptReplies: dict[str, str] | None = None,
         extensions: tuple[str, ...] = DEFAULT_EXTENSIONS,
         tls: CertificateOptions | None = None,
+        credentials: tuple[str, str] | None = None,
+        mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
+        authInClear: bool = False,
+        implicitTLS: bool = False,
     ) -> None:
         self.replies = replies or {}
         self.rcptReplies = rcptReplies or {}
         self.extensions = extensions
         self.tls = tls
+        self.credentials = credentials
+        self.mechanisms = mechanisms
+        self.authInClear = authInClear
+        self.implicitTLS = implicitTLS
         self.sessions: list[Session] = []
 
     def buildProtocol(self, addr: object) -> SinkProtocol:
@@ -96,7 +118,8 @@ class SinkProtocol(LineReceiver):
 
     def __init__(self, sink: SinkFactory) -> None:
         self.sink = sink
-        self.session = Session()
+        self.session = Session(tls=sink.implicitTLS)
+        self.login: list[str] | None = None
         self.transaction: Transaction | None = None
         self.reader: DataReader | ChunkReader | None = None
         self.content = b""
@@ -106,6 +129,9 @@ class SinkProtocol(LineReceiver):
     def connectionMade(self) -> None:
         self.sink.sessions.append(self.session)
         self.answer("greeting", "220 sink.test ESMTP")
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.session.closed = True
 
     def answer(self, stage: str, default: str, override: str | None = None) -> None:
         reply = override or self.sink.replies.get(stage, default)
@@ -119,12 +145,17 @@ class SinkProtocol(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
         self.session.commands.append(text)
+        if self.login is not None:
+            self._loginStep(text)
+            return
         verb, _, rest = text.partition(" ")
         verb = verb.upper()
         if verb == "EHLO":
             offered = list(self.sink.extensions)
             if self.sink.tls is not None and not self.session.tls:
                 offered.append("STARTTLS")
+            if self._authOffered():
+                offered.append("AUTH " + " ".join(self.sink.mechanisms))
             lines = ["sink.test", *offered]
             default = "\r\n".join(
                 f"250{'-' if n < len(lines) - 1 else ' '}{item}" for n, item in enumerate(lines)
@@ -138,6 +169,8 @@ class SinkProtocol(LineReceiver):
             if reply.startswith("220") and self.sink.tls is not None:
                 self.transport.startTLS(self.sink.tls)  # type: ignore[union-attr]
                 self.session.tls = True
+        elif verb == "AUTH":
+            self._auth(rest)
         elif verb == "MAIL":
             reply = self.sink.replies.get("mail", "250 2.1.0 Ok")
             if reply.startswith("250"):
@@ -180,6 +213,51 @@ class SinkProtocol(LineReceiver):
         else:
             self.sendLine(b"502 5.5.1 Unknown command")
 
+    def _authOffered(self) -> bool:
+        return self.sink.credentials is not None and (self.session.tls or self.sink.authInClear)
+
+    def _auth(self, rest: str) -> None:
+        mechanism, _, initial = rest.partition(" ")
+        mechanism = mechanism.upper()
+        if not self._authOffered():
+            self.sendLine(b"530 5.7.0 Must issue a STARTTLS command first")
+        elif mechanism not in self.sink.mechanisms:
+            self.sendLine(b"504 5.5.4 Unrecognized authentication type")
+        elif mechanism == "PLAIN" and initial:
+            self._plain(initial)
+        elif mechanism == "PLAIN":
+            self.login = ["PLAIN"]
+            self.sendLine(b"334 ")
+        else:
+            self.login = []
+            self.sendLine(b"334 " + base64.b64encode(b"Username:"))
+
+    def _loginStep(self, text: str) -> None:
+        login, self.login = self.login or [], None
+        if text == "*":
+            self.sendLine(b"501 5.0.0 Authentication cancelled")
+        elif login == ["PLAIN"]:
+            self._plain(text)
+        elif not login:
+            self.login = [_unbase64(text) or ""]
+            self.sendLine(b"334 " + base64.b64encode(b"Password:"))
+        else:
+            self._check(login[0], _unbase64(text))
+
+    def _plain(self, encoded: str) -> None:
+        parts = (_unbase64(encoded) or "").split("\0")
+        if len(parts) != 3:
+            self.sendLine(b"501 5.5.2 Cannot decode response")
+            return
+        self._check(parts[1], parts[2])
+
+    def _check(self, user: str, password: str | None) -> None:
+        if (user, password) == self.sink.credentials:
+            self.session.user = user
+            self.answer("auth", "235 2.7.0 Authentication successful")
+        else:
+            self.answer("auth", "535 5.7.8 Authentication credentials invalid")
+
     def _keep(self, data: bytes) -> None:
         self.content += data
 
@@ -213,6 +291,19 @@ class SinkProtocol(LineReceiver):
         self.answer(stage, reply)
 
 
+def _unbase64(text: str) -> str | None:
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
 def startSink(testCase: TestCase, sink: SinkFactory) -> Deferred[int]:
-    """Listen with C{sink} on a free loopback port for the test; fires with the port."""
+    """
+    Listen with C{sink} on a free loopback port for the test (with implicit
+    TLS when the sink has C{implicitTLS}); fires with the port.
+    """
+    if sink.implicitTLS:
+        assert sink.tls is not None
+        return listen(testCase, TLSMemoryBIOFactory(sink.tls, False, sink))
     return listen(testCase, sink)

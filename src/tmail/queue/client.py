@@ -14,8 +14,9 @@ L{Outcome}s with the retry schedule.
 
 The conversation (RFC 5321): greeting; EHLO, or HELO when EHLO gets 5xx;
 STARTTLS when offered and the L{TLSPolicy} asks for it, then EHLO again;
-MAIL FROM with SIZE, BODY, SMTPUTF8 and the DSN parameters (RET, ENVID)
-only when the server offers the extension; RCPT TO per recipient (NOTIFY,
+AUTH when the settings hold L{Credentials} (RFC 4954); MAIL FROM with
+SIZE, BODY, SMTPUTF8 and the DSN parameters (RET, ENVID) only when the
+server offers the extension; RCPT TO per recipient (NOTIFY,
 ORCPT with DSN); DATA only when a recipient was accepted, the final reply
 applying to every accepted recipient; QUIT.  A message that needs an
 extension the server lacks is not sent: 8-bit or binary content without
@@ -25,14 +26,27 @@ downgrades are not attempted).  Binary content goes by BDAT (RFC 3030);
 everything else by DATA, written by L{tmail.queue.dotstuff.DotStuffer}.
 
 Every wait for a reply has its own timeout (L{Timeouts}, RFC 5321
-4.5.3.2); a timeout aborts the connection.
+4.5.3.2); a timeout aborts the connection.  Cancelling the Deferred
+L{deliver} returns aborts the connection too, and records nothing: the
+queue is durable, so an attempt cut short is simply made again later.
 
 TLS (L{TLSPolicy}): opportunistic by default, unverified unless asked
 (RFC 7435); a failed handshake is retried once in clear on a new
 connection when the policy allows.  Mail marked REQUIRETLS (RFC 8689)
 goes only over verified TLS to a server offering REQUIRETLS, never in
 clear; without it the host fails (4.7.10, 4.7.5) or, when the server
-lacks REQUIRETLS, the recipients fail with 5.7.30.
+lacks REQUIRETLS, the recipients fail with 5.7.30.  An endpoint that is
+TLS from the first octet (implicit TLS, RFC 8314, as
+C{wrapClientTLS} makes it) is told with C{implicitTLS}: the attempt counts
+as TLS and STARTTLS is not used.
+
+Authentication (a smarthost's, L{ClientSettings.credentials}): after TLS
+and EHLO, the server must offer AUTH with PLAIN (RFC 4616, sent with the
+initial response) or LOGIN; credentials never go over a connection
+without TLS (4.7.11, nothing sent).  Whatever keeps the login from
+succeeding (no AUTH, no usable mechanism, C{535} wrong credentials,
+C{454}) is a host failure, temporary for the recipients: it is the
+operator's to fix, as Postfix defers on SASL failures.
 
 A runner sends an entry with::
 
@@ -46,7 +60,9 @@ A runner sends an entry with::
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import enum
 import re
 from collections.abc import Mapping, Sequence
@@ -76,6 +92,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClientSettings",
+    "Credentials",
     "DeliveryResult",
     "RecipientResult",
     "TLSMode",
@@ -150,6 +167,14 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user name and password to log in to a server with (never shown in a repr)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSettings:
     """
     What every delivery attempt shares.
@@ -157,12 +182,14 @@ class ClientSettings:
     @ivar heloName: our host name, said in EHLO/HELO.
     @ivar chunkSize: how many octets are read from the message at a time
         (and the size of BDAT chunks).
+    @ivar credentials: log in with these (AUTH) before sending; only over TLS.
     """
 
     heloName: str
     tls: TLSPolicy = field(default_factory=TLSPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     chunkSize: int = CHUNK_SIZE
+    credentials: Credentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +306,7 @@ class _Session(LineOnlyReceiver):
         self._waiter: defer.Deferred[_Reply] | None = None
         self._timer: IDelayedCall | None = None
         self._lost: str | None = None
+        self.tlsFailed = False
 
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
@@ -312,6 +340,7 @@ class _Session(LineOnlyReceiver):
         if reason is None or reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
             self._fail("connection closed by the server")
         elif reason.check(SSL.Error):  # type: ignore[no-untyped-call]
+            self.tlsFailed = True
             self._fail(f"TLS failed: {reason.getErrorMessage()}")
         else:
             self._fail(f"connection lost: {reason.getErrorMessage()}")
@@ -335,9 +364,20 @@ class _Session(LineOnlyReceiver):
             return defer.succeed(self._replies.pop(0))
         if self._lost is not None:
             return defer.fail(_Lost(self._lost))
-        self._waiter = defer.Deferred()
+        self._waiter = defer.Deferred(self._stopWaiting)
         self._timer = self._clock.callLater(timeout, self._lose, f"timeout waiting for {what}")
         return self._waiter
+
+    def _stopWaiting(self, waiter: defer.Deferred[_Reply]) -> None:
+        """The wait was cancelled: no timeout, and no reply is owed to it."""
+        self._waiter = None
+        self._cancelTimer()
+
+    def abort(self) -> None:
+        """Drop the connection now, whatever is still to be written."""
+        self._fail("the attempt was cancelled")
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def command(self, line: str, timeout: float, what: str | None = None) -> defer.Deferred[_Reply]:
         """Send C{line} and wait for its reply."""
@@ -367,6 +407,21 @@ def _parseExtensions(reply: _Reply) -> dict[str, str]:
     return extensions
 
 
+def _authMechanisms(extensions: Mapping[str, str]) -> set[str]:
+    """The SASL mechanisms offered, from C{AUTH} (and the old C{AUTH=} form)."""
+    mechanisms: set[str] = set()
+    for keyword, params in extensions.items():
+        if keyword == "AUTH":
+            mechanisms.update(params.upper().split())
+        elif keyword.startswith("AUTH="):
+            mechanisms.update(f"{keyword[5:]} {params}".upper().split())
+    return mechanisms
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
 def _messageSize(message: BinaryIO) -> int:
     position = message.tell()
     message.seek(0, 2)
@@ -388,6 +443,7 @@ class _Attempt:
         requireTLS: bool,
         clock: IReactorTime,
         useTLS: bool,
+        implicitTLS: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.remoteName = remoteName
@@ -398,14 +454,15 @@ class _Attempt:
         self.clock = clock
         self.useTLS = useTLS
         self.results: dict[str, RecipientResult] = {}
-        self.tls = False
+        self.tls = implicitTLS
         self.session: _Session | None = None
 
     def _diagnostic(self, reply: _Reply) -> Diagnostic:
         return reply.diagnostic(self.remoteName)
 
     def _lostDiagnostic(self, lost: _Lost) -> Diagnostic:
-        return Diagnostic("4.4.2", lost.reason, None, self.remoteName)
+        tlsFailed = self.session is not None and self.session.tlsFailed
+        return Diagnostic("4.7.5" if tlsFailed else "4.4.2", lost.reason, None, self.remoteName)
 
     def _failAll(self, diagnostic: Diagnostic) -> None:
         """Every recipient not yet decided gets C{diagnostic}'s failure."""
@@ -415,7 +472,18 @@ class _Attempt:
                 self.results[r.address] = RecipientResult(state, diagnostic)
 
     async def run(self) -> bool:
-        """Talk to the host; C{True} when the host could not be used."""
+        """
+        Talk to the host; C{True} when the host could not be used.
+        Cancelled, it drops the connection at once.
+        """
+        try:
+            return await self._run()
+        except defer.CancelledError:
+            if self.session is not None:
+                self.session.abort()
+            raise
+
+    async def _run(self) -> bool:
         timeouts = self.settings.timeouts
         try:
             factory = Factory.forProtocol(lambda: _Session(self.clock))
@@ -433,7 +501,7 @@ class _Attempt:
             if greeting.code != 220:
                 raise _HostFailure(self._hostReply(greeting))
             extensions = await self._hello(session)
-            if self.useTLS and self._wantsTLS() and "STARTTLS" in extensions:
+            if not self.tls and self.useTLS and self._wantsTLS() and "STARTTLS" in extensions:
                 extensions = await self._startTLS(session, extensions)
             if self._mustHaveTLS() and not self.tls:
                 raise _HostFailure(
@@ -442,6 +510,8 @@ class _Attempt:
                     ),
                     tlsFailed=True,
                 )
+            if self.settings.credentials is not None:
+                await self._authenticate(session, extensions, self.settings.credentials)
             await self._transaction(session, extensions)
             await self._quit(session)
             return False
@@ -512,6 +582,55 @@ class _Attempt:
             ) from None
         self.tls = True
         return extensions
+
+    async def _authenticate(
+        self, session: _Session, extensions: Mapping[str, str], credentials: Credentials
+    ) -> None:
+        """Log in with PLAIN, or LOGIN when only that is offered; L{_HostFailure} if not."""
+        if not self.tls:
+            raise _HostFailure(
+                Diagnostic(
+                    "4.7.11",
+                    "not sending credentials over a connection without TLS",
+                    None,
+                    self.remoteName,
+                )
+            )
+        mechanisms = _authMechanisms(extensions)
+        if not mechanisms:
+            raise _HostFailure(
+                Diagnostic("4.7.0", "the server does not offer AUTH", None, self.remoteName)
+            )
+        timeout = self.settings.timeouts.initial
+        if "PLAIN" in mechanisms:
+            token = f"\0{credentials.username}\0{credentials.password}"
+            reply = await session.command(f"AUTH PLAIN {_b64(token)}", timeout, "AUTH")
+        elif "LOGIN" in mechanisms:
+            reply = await session.command("AUTH LOGIN", timeout, "AUTH")
+            for answer in (credentials.username, credentials.password):
+                if reply.code != 334:
+                    break
+                reply = await session.command(_b64(answer), timeout, "AUTH")
+        else:
+            offered = " ".join(sorted(mechanisms))
+            raise _HostFailure(
+                Diagnostic(
+                    "4.7.0",
+                    f"the server offers no AUTH mechanism we use (PLAIN, LOGIN): {offered}",
+                    None,
+                    self.remoteName,
+                )
+            )
+        if reply.code == 334:
+            # A challenge where none was due: give up the exchange (RFC 4954 4).
+            await session.command("*", timeout, "AUTH")
+            raise _HostFailure(
+                Diagnostic(
+                    "4.7.0", "unexpected AUTH challenge from the server", None, self.remoteName
+                )
+            )
+        if reply.code != 235:
+            raise _HostFailure(self._diagnostic(reply))
 
     async def _quit(self, session: _Session) -> None:
         with contextlib.suppress(_Lost):
@@ -692,6 +811,9 @@ class _Flow:
     def stopProducing(self) -> None:
         self._wake()
 
+    def _forget(self, resumed: defer.Deferred[None]) -> None:
+        self._resumed = None
+
     def _wake(self) -> None:
         resumed, self._resumed = self._resumed, None
         if resumed is not None:
@@ -701,13 +823,15 @@ class _Flow:
         """Return once the transport wants more; L{_Lost} when the connection ended."""
         session = self._session
         if self._paused and session._lost is None:
-            self._resumed = defer.Deferred()
+            self._resumed = defer.Deferred(self._forget)
             timer = self._clock.callLater(
                 self._timeout, session._lose, "timeout sending the message"
             )
-            await self._resumed
-            if timer.active():
-                timer.cancel()
+            try:
+                await self._resumed
+            finally:
+                if timer.active():
+                    timer.cancel()
         if session._lost is not None:
             raise _Lost(session._lost)
 
@@ -725,6 +849,7 @@ def deliver(
     settings: ClientSettings,
     requireTLS: bool = False,
     clock: IReactorTime | None = None,
+    implicitTLS: bool = False,
 ) -> defer.Deferred[DeliveryResult]:
     """
     Send C{message} (a file positioned at its start, CRLF line ends) to
@@ -734,7 +859,10 @@ def deliver(
         when verifying, and reported as the Remote-MTA.
     @param requireTLS: the message is marked REQUIRETLS (RFC 8689): it
         goes only over verified TLS to a server that offers REQUIRETLS.
-    @return: a Deferred firing with the L{DeliveryResult}; it does not fail.
+    @param implicitTLS: C{endpoint} speaks TLS from the start (a
+        C{wrapClientTLS} endpoint): no STARTTLS, and the attempt is over TLS.
+    @return: a Deferred firing with the L{DeliveryResult}; it does not
+        fail, unless cancelled (then the connection is dropped at once).
     """
     if clock is None:
         from twisted.internet import reactor
@@ -743,18 +871,23 @@ def deliver(
     assert clock is not None
     timer: IReactorTime = clock
     if requireTLS:
-        settings = ClientSettings(
-            settings.heloName,
-            TLSPolicy(TLSMode.REQUIRED, True, False, settings.tls.trustRoot),
-            settings.timeouts,
-            settings.chunkSize,
+        settings = dataclasses.replace(
+            settings, tls=TLSPolicy(TLSMode.REQUIRED, True, False, settings.tls.trustRoot)
         )
 
     async def attempt() -> DeliveryResult:
         start = message.tell()
         tryTLS = settings.tls.mode is not TLSMode.NONE
         first = _Attempt(
-            endpoint, remoteName, envelope, message, settings, requireTLS, timer, tryTLS
+            endpoint,
+            remoteName,
+            envelope,
+            message,
+            settings,
+            requireTLS,
+            timer,
+            tryTLS,
+            implicitTLS,
         )
         try:
             hostFailed = await first.run()
@@ -766,6 +899,7 @@ def deliver(
             policy.mode is TLSMode.OPPORTUNISTIC
             and policy.clearOnFailure
             and not requireTLS
+            and not implicitTLS
             and tlsFailure.status == "4.7.5"
         ):
             message.seek(start)
