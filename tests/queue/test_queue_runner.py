@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator
 from email.message import EmailMessage
@@ -19,8 +20,8 @@ from typing import Any
 
 import dkim
 from tests.support.dns import a, mx, startDNS
-from tests.support.sink import SILENT, SinkFactory, SinkProtocol, startSink
-from twisted.internet import defer, reactor, task
+from tests.support.sink import SILENT, STALL, SinkFactory, SinkProtocol, startSink
+from twisted.internet import defer, reactor, task, tcp
 from twisted.trial.unittest import TestCase
 
 from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
@@ -28,6 +29,7 @@ from tmail.queue.dkim import DKIMKeyStore, DKIMSigner, generateKey
 from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
 from tmail.queue.runner import QueueRunner, RelaySettings, parseNameserver
 from tmail.queue.schedule import RetrySchedule
+from tmail.queue.smarthost import Smarthost
 from tmail.queue.store import QueueStore
 
 SENDER = "alice@sender.test"
@@ -96,7 +98,27 @@ class SlowSink(SinkFactory):
         return p
 
 
-class RunnerTests(TestCase):
+class ThreadNotingSigner(DKIMSigner):
+    """A signer that notes the thread each message is signed in."""
+
+    def __init__(self, keys: DKIMKeyStore) -> None:
+        super().__init__(keys)
+        self.threads: list[threading.Thread] = []
+
+    def signMessage(self, message: bytes, domain: str | None = None) -> bytes:
+        self.threads.append(threading.current_thread())
+        return super().signMessage(message, domain)
+
+
+def clientConnectionsTo(port: int) -> list[tcp.Client]:
+    """This process's TCP client connections to C{port} still in the reactor."""
+    selectables = [*reactor.getReaders(), *reactor.getWriters()]  # type: ignore[attr-defined]
+    return [s for s in selectables if isinstance(s, tcp.Client) and s.getPeer().port == port]
+
+
+class RunnerTestCase(TestCase):
+    """A queue, a name server serving L{ZONE} and a sink, for a runner to work with."""
+
     timeout = 20
 
     @defer.inlineCallbacks
@@ -113,6 +135,8 @@ class RunnerTests(TestCase):
         timeouts: Timeouts = SHORT,
         maxPerDomain: int = 4,
         rescanInterval: float = 0.2,
+        smarthost: Smarthost | None = None,
+        stopGrace: float = 5.0,
         **schedule: float,
     ) -> QueueRunner:
         schedule.setdefault("firstRetry", 0.2)
@@ -129,6 +153,8 @@ class RunnerTests(TestCase):
             maxPerDomain=maxPerDomain,
             rescanInterval=rescanInterval,
             wakeupPoll=0.05,
+            smarthost=smarthost,
+            stopGrace=stopGrace,
         )
         runner = QueueRunner(self.store, settings, signer=signer)
         runner.startService()
@@ -160,6 +186,8 @@ class RunnerTests(TestCase):
             if t.message is not None and t.mailFrom.startswith("FROM:<>")
         ]
 
+
+class RunnerTests(RunnerTestCase):
     @defer.inlineCallbacks
     def test_queued_mail_is_delivered_and_leaves_the_queue(self) -> Generator[Any, Any, None]:
         self.enqueue("bob@ok.test")
@@ -310,6 +338,20 @@ class RunnerTests(TestCase):
         self.assertTrue(dkim.verify(signed, dnsfunc=lambda name, timeout=5: record.get(name)))
 
     @defer.inlineCallbacks
+    def test_dkim_signing_runs_once_per_attempt_off_the_reactor_thread(
+        self,
+    ) -> Generator[Any, Any, None]:
+        keys = DKIMKeyStore(Path(self.mktemp()))
+        keys.add("sender.test", "s1", generateKey("rsa"))
+        signer = ThreadNotingSigner(keys)
+        self.enqueue("bob@ok.test", "carol@fallback.test")
+        self.startRunner(signer=signer)
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(len(self.sink.messages), 2)
+        self.assertEqual(len(signer.threads), 1)
+        self.assertIsNot(signer.threads[0], threading.main_thread())
+
+    @defer.inlineCallbacks
     def test_unusable_dkim_key_defers_the_mail(self) -> Generator[Any, Any, None]:
         keys = DKIMKeyStore(Path(self.mktemp()))
         keys.add("sender.test", "s1", generateKey("ed25519"))
@@ -401,6 +443,38 @@ class RunnerTests(TestCase):
         QueueStore(self.store.path).flush()
         yield self.waitFor(lambda: not self.store.ids(), within=3.0)
         self.assertEqual(self.sink.messages, [MESSAGE])
+
+    @defer.inlineCallbacks
+    def assertStopCutsShort(self, message: bytes, timeouts: Timeouts) -> Generator[Any, Any, None]:
+        """
+        Stopping the runner during an attempt that would take minutes ends
+        it after the grace period, drops its connection and records nothing;
+        the next runner sends the mail.
+        """
+        entry = self.enqueue("bob@ok.test", message=message)
+        runner = self.startRunner(timeouts=timeouts, stopGrace=0.5)
+        yield self.waitFor(lambda: any("DATA" in s.commands for s in self.sink.sessions))
+        started = time.monotonic()
+        yield runner.stopService()
+        self.assertLess(time.monotonic() - started, 0.5 + 1.0)
+        self.assertEqual(clientConnectionsTo(self.port), [])
+        recipient = self.store.load(entry.id).recipients[0]
+        self.assertEqual((recipient.state, recipient.attempts), (State.PENDING, 0))
+        self.sink.replies.clear()
+        self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(self.sink.messages, [message])
+
+    def test_stopping_cancels_an_attempt_waiting_for_a_reply_to_data(self) -> Any:
+        self.sink.replies["data"] = SILENT
+        return self.assertStopCutsShort(MESSAGE, Timeouts(connect=2.0))
+
+    def test_stopping_cancels_an_attempt_whose_message_the_server_stopped_reading(
+        self,
+    ) -> Any:
+        self.sink.replies["data"] = STALL
+        message = MESSAGE + (b"x" * 998 + b"\r\n") * 8 * 1024
+        return self.assertStopCutsShort(message, Timeouts(connect=2.0))
 
 
 class NameserverTests(TestCase):

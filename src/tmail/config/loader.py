@@ -215,7 +215,48 @@ class _Loader:
             self.fail("relay.port", f"not a TCP port: {relay.port}")
         if relay.max_backoff < relay.first_retry:
             self.fail("relay.max_backoff", "must not be less than relay.first_retry")
+        self.checkSmarthostFiles(relay)
         return relay
+
+    def smarthost(self, key: str, value: object) -> str:
+        """C{"tcp:HOST:PORT"}, C{"tls:HOST:PORT"}, or C{""} for MX delivery."""
+        from tmail.queue.smarthost import parseSmarthost
+
+        if value == "":
+            return ""
+        text = self.string(key, value)
+        try:
+            parseSmarthost(text)
+        except ValueError as e:
+            self.fail(key, f"not a smarthost: {e}")
+        return text
+
+    def checkSmarthostFiles(self, relay: RelayConfig) -> None:
+        """The smarthost's credentials and CA files are needed, readable, and well-formed."""
+        from tmail.queue.smarthost import loadTrustRoot, readCredentials
+
+        for key, path in (
+            ("relay.smarthost_credentials", relay.smarthost_credentials),
+            ("relay.smarthost_ca", relay.smarthost_ca),
+        ):
+            if path is not None and not relay.smarthost:
+                self.fail(key, "only used with relay.smarthost, which is not set")
+        if relay.smarthost_credentials is not None:
+            key = "relay.smarthost_credentials"
+            try:
+                readCredentials(relay.smarthost_credentials)
+            except OSError as e:
+                self.fail(key, f"cannot read {relay.smarthost_credentials}: {e.strerror or e}")
+            except ValueError as e:
+                self.fail(key, f"{relay.smarthost_credentials}: {e}")
+        if relay.smarthost_ca is not None:
+            key = "relay.smarthost_ca"
+            try:
+                loadTrustRoot(relay.smarthost_ca)
+            except OSError as e:
+                self.fail(key, f"cannot read {relay.smarthost_ca}: {e.strerror or e}")
+            except ValueError:
+                self.fail(key, f"{relay.smarthost_ca} holds no PEM certificate")
 
     def policies(
         self, document: dict[str, Any], users: dict[str, SMTPSettings | None]
@@ -355,6 +396,8 @@ class _Loader:
             return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
         if key == "relay.nameservers":
             return self.nameservers(key, value)
+        if key == "relay.smarthost":
+            return self.smarthost(key, value)
         if origin is tuple:
             return self.listen(key, value)
         if hint is bool:

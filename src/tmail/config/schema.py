@@ -238,6 +238,19 @@ class RelayConfig:
     @ivar lifetime: seconds after which mail still failing is bounced.
     @ivar delay_warning: seconds after which the sender is told of a delay
         (0: never).
+    @ivar smarthost: send all mail to this server instead of the MX hosts:
+        C{"tcp:HOST:PORT"} (STARTTLS required) or C{"tls:HOST:PORT"}
+        (implicit TLS); IPv6 in brackets, C{"tcp:[2001:db8::1]:587"}.
+        Empty: MX delivery.  C{port} and C{tls} do not apply to it, and
+        C{max_per_domain} limits the connections to it.
+    @ivar smarthost_credentials: a file holding one line
+        C{username:password} to log in to the smarthost with (AUTH PLAIN
+        or LOGIN, over TLS only).  A file others may read is used, with a
+        warning in the log, as Postfix does with its C{sasl_passwd}.
+    @ivar smarthost_tls_verify: check the smarthost's certificate (chain,
+        and that it names HOST).
+    @ivar smarthost_ca: a PEM bundle of the CAs to trust for the smarthost
+        instead of the platform's.
     """
 
     nameservers: tuple[str, ...] = ()
@@ -251,6 +264,10 @@ class RelayConfig:
     max_backoff: float = 3600.0
     lifetime: float = 5 * 86400.0
     delay_warning: float = 4 * 3600.0
+    smarthost: str = ""
+    smarthost_credentials: Path | None = None
+    smarthost_tls_verify: bool = True
+    smarthost_ca: Path | None = None
 
 
 @dataclass(frozen=True)

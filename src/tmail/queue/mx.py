@@ -25,6 +25,11 @@ L{Diagnostic} says whether retrying may help:
     may fix it.
 An MX host whose lookup fails is skipped as long as another one is left.
 
+L{MXResolver.hostRoute} is the route to one named host instead (a
+smarthost): its addresses, without MX lookup or the loop check; every
+failure to find one is temporary (4.4.3, 4.4.4), since the host is the
+operator's to fix.
+
 The runner connects to C{(address, route.port)} for each pair of
 L{Route.targets} in turn, moving on when a connection fails or the server
 answers with a temporary failure before the first recipient, and turns a
@@ -290,6 +295,33 @@ class MXResolver:
         if exchangers:
             return await self._routeToExchangers(name, exchangers)
         return await self._implicitRoute(name)
+
+    def hostRoute(self, host: str, port: int) -> Deferred[Route]:
+        """
+        The route to the one host C{host} (a name, or an IP address used as
+        it is) at C{port}: fires with a L{Route}, or fails with a temporary
+        L{NoRoute}.
+        """
+        return Deferred.fromCoroutine(self._hostRoute(host, port))
+
+    async def _hostRoute(self, host: str, port: int) -> Route:
+        try:
+            address = str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        else:
+            return Route(host, (MailHost(host, (address,)),), port, implicit=True)
+        try:
+            name = domainToAscii(host)
+        except NoRoute as e:
+            raise _noRoute("4.4.4", e.diagnostic.text) from None
+        addresses, problem = await self._addresses(name, True)
+        if addresses:
+            return Route(name, (MailHost(name, addresses),), port, implicit=True)
+        if problem is not None and problem.startswith(_Lookup.FAILED):
+            reason = problem.removeprefix(_Lookup.FAILED)
+            raise _noRoute("4.4.3", f"Address lookup for {name} failed: {reason}")
+        raise _noRoute("4.4.4", f"Host {name} has no address ({problem})")
 
     async def _routeToExchangers(self, name: str, records: list[dns.Record_MX]) -> Route:
         named = [(r.preference, _owner(r.name)) for r in records]

@@ -11,10 +11,15 @@ L{RelaySettings.wakeupPoll} seconds), and at least every
 L{RelaySettings.rescanInterval} seconds.  For each due entry:
 
   1. its due recipients are grouped by domain, and the domains are
-     attempted side by side;
-  2. each domain's L{Route} comes from L{MXResolver.route}; a L{NoRoute}
-     is every recipient's outcome there (permanent: failed; temporary:
-     deferred, or failed once the entry expired);
+     attempted side by side (with a smarthost, all of them but those of
+     hosted domains go together, in one transaction); recipients at a
+     hosted domain (reports to local senders, above all) are stored by
+     the L{LocalTransport} instead: an MX lookup would lead back here;
+  2. each domain's L{Route} comes from L{MXResolver.route} (with a
+     smarthost, L{MXResolver.hostRoute} of the smarthost: no MX lookup,
+     no loop check); a L{NoRoute} is every recipient's outcome there
+     (permanent: failed; temporary: deferred, or failed once the entry
+     expired);
   3. the message, DKIM-signed when a signer is given, goes to the route's
      targets in turn with L{deliver}; when a host cannot be used
      (L{DeliveryResult.hostFailed}) the recipients it did not answer
@@ -30,9 +35,22 @@ L{RelaySettings.rescanInterval} seconds.  For each due entry:
      queued by the next look at the queue.
 
 At most L{RelaySettings.maxConnections} domains are attempted at once, and
-at most L{RelaySettings.maxPerDomain} of them to the same domain.  Held
-entries are skipped, and so is an entry deleted meanwhile.  Nothing is lost
-when the process dies at any point: the queue is the only state.
+at most L{RelaySettings.maxPerDomain} of them to the same domain (or to
+the smarthost).  Held entries are skipped, and so is an entry deleted
+meanwhile.  Nothing is lost when the process dies at any point: the queue
+is the only state.
+
+A smarthost (L{RelaySettings.smarthost}, see L{tmail.queue.smarthost})
+takes all mail for other domains: STARTTLS is required unless it speaks implicit TLS, its
+certificate is verified unless told otherwise, and the login is sent
+when credentials are given.  Failing to reach it or to log in defers the
+mail; its C{5xx} to a recipient or to the message fails them as an MX
+host's would.
+
+Stopping the runner lets the attempts under way finish for
+L{RelaySettings.stopGrace} seconds, then cancels them: their connections
+are dropped and nothing is recorded for them, so they are made again
+after the next start.
 
 The server runs it as a child of its L{MultiService}::
 
@@ -40,11 +58,14 @@ The server runs it as a child of its L{MultiService}::
         QueueStore(queueDirectory(settings.data_dir)),
         RelaySettings.fromConfig(settings),
         signer=DKIMSigner.fromSettings(settings, directory),
+        local=LocalTransport(realm, settings.hostname, outbox),
     )
     runner.setServiceParent(service)
+    outbox.listen(runner.attemptSoon)
 
-A DKIM-signed copy is held in memory for the attempt and signed in the
-reactor thread (about 10 ms for an RSA-2048 key); unsigned mail is sent
+A DKIM-signed copy is held in memory for the attempt; it is read and
+signed in a thread of the reactor's pool (signing takes about 10 ms for
+an RSA-2048 key, too long to hold up the reactor).  Unsigned mail is sent
 from its file.
 """
 
@@ -57,8 +78,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
 from twisted.application.service import Service
-from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet import defer, threads
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorTCP,
@@ -93,9 +114,21 @@ from tmail.queue.entry import (
 from tmail.queue.local import LocalTransport
 from tmail.queue.mx import DEFAULT_TIMEOUTS, MXResolver, NoRoute, Route
 from tmail.queue.schedule import RetrySchedule
+from tmail.queue.smarthost import (
+    Smarthost,
+    exposedToOthers,
+    loadTrustRoot,
+    parseSmarthost,
+    readCredentials,
+)
 from tmail.queue.store import RESCAN_INTERVAL, WAKEUP_POLL, QueueStore
 
 __all__ = ["QueueRunner", "RelaySettings", "parseNameserver"]
+
+#: Seconds the attempts under way get to finish when the runner stops.
+STOP_GRACE = 5.0
+
+_log = Logger()
 
 
 def parseNameserver(text: str) -> tuple[str, int]:
@@ -136,6 +169,10 @@ class RelaySettings:
     @ivar schedule: when to retry, give up, and warn of delays.
     @ivar rescanInterval: look at the queue at least this often (seconds).
     @ivar wakeupPoll: look for an operator's request this often (seconds).
+    @ivar smarthost: where all mail goes instead of the MX hosts, when
+        given; C{port} and C{tls} then do not apply.
+    @ivar stopGrace: seconds the attempts under way get to finish when the
+        runner stops, before they are cancelled.
     """
 
     heloName: str
@@ -149,19 +186,46 @@ class RelaySettings:
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
     rescanInterval: float = RESCAN_INTERVAL
     wakeupPoll: float = WAKEUP_POLL
+    smarthost: Smarthost | None = None
+    stopGrace: float = STOP_GRACE
 
     def __post_init__(self) -> None:
         if self.maxConnections < 1 or self.maxPerDomain < 1:
             raise ValueError("maxConnections and maxPerDomain must be at least 1")
         if self.rescanInterval <= 0 or self.wakeupPoll <= 0:
             raise ValueError("rescanInterval and wakeupPoll must be positive")
+        if self.stopGrace < 0:
+            raise ValueError("stopGrace must not be negative")
         for server in self.nameservers:
             parseNameserver(server)
 
     @classmethod
     def fromConfig(cls, settings: Settings) -> RelaySettings:
-        """The runner's settings from a configuration's C{hostname} and C{[relay]}."""
+        """
+        The runner's settings from a configuration's C{hostname} and
+        C{[relay]}, reading the smarthost's credentials and CA files (which
+        the loader checked); C{OSError} or C{ValueError} if they changed
+        since.  A credentials file others may read is logged as a warning.
+        """
         relay = settings.relay
+        smarthost = None
+        if relay.smarthost:
+            host, port, implicitTLS = parseSmarthost(relay.smarthost)
+            credentials = None
+            if relay.smarthost_credentials is not None:
+                credentials = readCredentials(relay.smarthost_credentials)
+                if exposedToOthers(relay.smarthost_credentials):
+                    _log.warn(
+                        "relay.smarthost_credentials: {path} may be read by others than"
+                        " its owner (chmod 600 it)",
+                        path=str(relay.smarthost_credentials),
+                    )
+            trustRoot = None
+            if relay.smarthost_ca is not None:
+                trustRoot = loadTrustRoot(relay.smarthost_ca)
+            smarthost = Smarthost(
+                host, port, implicitTLS, credentials, relay.smarthost_tls_verify, trustRoot
+            )
         return cls(
             heloName=settings.hostname,
             nameservers=relay.nameservers,
@@ -176,11 +240,23 @@ class RelaySettings:
                 lifetime=relay.lifetime,
                 delayWarning=relay.delay_warning,
             ),
+            smarthost=smarthost,
         )
 
     def clientSettings(self) -> ClientSettings:
-        """What every delivery attempt shares."""
-        return ClientSettings(self.heloName, self.tls, self.timeouts)
+        """What every delivery attempt shares (to the smarthost, when there is one)."""
+        smarthost = self.smarthost
+        if smarthost is None:
+            return ClientSettings(self.heloName, self.tls, self.timeouts)
+        policy = TLSPolicy(
+            TLSMode.REQUIRED,
+            verify=smarthost.verify,
+            clearOnFailure=False,
+            trustRoot=smarthost.trustRoot,
+        )
+        return ClientSettings(
+            self.heloName, policy, self.timeouts, credentials=smarthost.credentials
+        )
 
     def resolver(self) -> MXResolver:
         """An MX resolver asking the configured name servers."""
@@ -248,6 +324,7 @@ class QueueRunner(Service):
         self._troubled: dict[str, float] = {}
         self._timer: IDelayedCall | None = None
         self._poll: LoopingCall | None = None
+        self._stopping = False
 
     # Service
 
@@ -256,6 +333,7 @@ class QueueRunner(Service):
         super().startService()  # type: ignore[no-untyped-call]
         if self.resolver is None:
             self.resolver = self.settings.resolver()
+        self._stopping = False
         self.store.create()
         recovery = self.store.recover(now=self.clock.seconds())
         for entryId in recovery.corrupt:
@@ -267,15 +345,35 @@ class QueueRunner(Service):
         self.scan()
 
     def stopService(self) -> defer.Deferred[Any]:
-        """Stop looking; fires once the attempts under way have ended."""
+        """
+        Stop looking; fires once the attempts under way have ended, those
+        not done within L{RelaySettings.stopGrace} seconds cancelled.
+        """
         super().stopService()  # type: ignore[no-untyped-call]
+        self._stopping = True
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         self._cancelTimer()
         if self._ownsResolver and self.resolver is not None:
             self.resolver.close()
             self.resolver = None
-        return defer.DeferredList(list(self._busy.values()))
+        busy = list(self._busy.values())
+        ended: defer.Deferred[Any] = defer.DeferredList(busy)
+        if not busy:
+            return ended
+
+        def cancelAll() -> None:
+            for d in busy:
+                d.cancel()
+
+        grace = self.clock.callLater(self.settings.stopGrace, cancelAll)
+
+        def stopWaiting(result: object) -> object:
+            if grace.active():
+                grace.cancel()
+            return result
+
+        return ended.addBoth(stopWaiting)
 
     # Deciding when to look
 
@@ -350,7 +448,9 @@ class QueueRunner(Service):
     def _start(self, entryId: str) -> None:
         d = defer.Deferred.fromCoroutine(self._process(entryId))
 
-        def failed(reason: Any) -> None:
+        def failed(reason: Failure) -> None:
+            if reason.check(defer.CancelledError):  # type: ignore[no-untyped-call]
+                return
             self.log.failure("queue: entry {id} could not be handled", reason, id=entryId)
             self._troubled[entryId] = self.clock.seconds() + self.settings.rescanInterval
 
@@ -372,15 +472,23 @@ class QueueRunner(Service):
         if entry.held:
             return
         now = self.clock.seconds()
+        smarthost = self.settings.smarthost
         byDomain: dict[str, list[Recipient]] = {}
         for r in entry.dueRecipients(now):
-            byDomain.setdefault(_domainOf(r.address), []).append(r)
-        message = _Message(self.store, entry, self.signer)
+            group = _domainOf(r.address)
+            if smarthost is not None and not self._hosted(group):
+                group = f"[{smarthost.host}]:{smarthost.port}"
+            byDomain.setdefault(group, []).append(r)
+        message = _Message(self.store, entry, self.signer, self.reactor)
         attempts = [
             defer.Deferred.fromCoroutine(self._attemptDomain(entry, domain, recipients, message))
             for domain, recipients in byDomain.items()
         ]
         results = await defer.DeferredList(attempts, consumeErrors=True)
+        if self._stopping:
+            # Cut short (or done) as the runner stops: what was recorded
+            # stays, the rest is attempted again after the next start.
+            return
         recorded = False
         for ok, value in results:
             if ok:
@@ -447,25 +555,35 @@ class QueueRunner(Service):
     async def _send(
         self, entry: QueueEntry, domain: str, recipients: Sequence[Recipient], message: _Message
     ) -> dict[str, Outcome]:
-        """The outcome of one attempt of C{entry} to C{recipients} at C{domain}."""
-        if self.local is not None and self.local.hosts(domain):
+        """
+        The outcome of one attempt of C{entry} to C{recipients} at C{domain}
+        (or at the smarthost).
+        """
+        smarthost = self.settings.smarthost
+        if self._hosted(domain):
             return await self._storeLocally(entry, recipients)
         if self.resolver is None:
             return {}
         try:
-            route: Route = await self.resolver.route(domain)
+            if smarthost is None:
+                route: Route = await self.resolver.route(domain)
+            else:
+                route = await self.resolver.hostRoute(smarthost.host, smarthost.port)
         except NoRoute as e:
             return self._judgeAll(entry, recipients, e.diagnostic)
         try:
-            message.prepare()
+            await message.prepare()
         except DKIMKeyError as e:
             return self._judgeAll(entry, recipients, Diagnostic("4.7.0", f"local error: {e}"))
         except NoSuchEntry:
             return {}
         results: dict[str, RecipientResult] = {}
         remaining = list(recipients)
+        implicitTLS = smarthost is not None and smarthost.implicitTLS
         for host, address in route.targets():
             endpoint = self._endpoint(address, route.port)
+            if implicitTLS:
+                endpoint = wrapClientTLS(self._client.tls.contextFor(host.name), endpoint)
             envelope = envelopeFor(entry, remaining)
             try:
                 opened = message.open()
@@ -480,6 +598,7 @@ class QueueRunner(Service):
                     self._client,
                     requireTLS=entry.requireTLS,
                     clock=self.clock,
+                    implicitTLS=implicitTLS,
                 )
             results.update(result.recipients)
             elsewhere = set(result.retryElsewhere())
@@ -487,6 +606,10 @@ class QueueRunner(Service):
             if not remaining:
                 break
         return _outcomes(results, self.settings.schedule, entry, self.clock.seconds())
+
+    def _hosted(self, domain: str) -> bool:
+        """Whether C{domain}'s recipients are stored here (never sent on)."""
+        return self.local is not None and self.local.hosts(domain)
 
     async def _storeLocally(
         self, entry: QueueEntry, recipients: Sequence[Recipient]
@@ -563,20 +686,39 @@ class QueueRunner(Service):
 class _Message:
     """
     An entry's message as it is sent: signed once per attempt when a signer
-    is given (and then held in memory), else read from its file each time.
+    is given (in a thread of C{reactor}'s pool, and then held in memory),
+    else read from its file each time.
     """
 
-    def __init__(self, store: QueueStore, entry: QueueEntry, signer: DKIMSigner | None) -> None:
+    def __init__(
+        self, store: QueueStore, entry: QueueEntry, signer: DKIMSigner | None, reactor: Any
+    ) -> None:
         self.store = store
         self.entry = entry
         self.signer = signer
+        self.reactor = reactor
         self._signed: bytes | None = None
+        self._signing = defer.DeferredLock()
 
-    def prepare(self) -> None:
-        """Sign it if it is to be signed; L{DKIMKeyError}, L{NoSuchEntry} as they come."""
-        if self.signer is not None and self._signed is None:
-            with self.store.openMessage(self.entry.id) as f:
-                self._signed = self.signer.signMessage(f.read())
+    async def prepare(self) -> None:
+        """
+        Sign it if it is to be signed (once, however many domains ask at
+        once); L{DKIMKeyError}, L{NoSuchEntry} as they come.
+        """
+        if self.signer is None or self._signed is not None:
+            return
+        await self._signing.acquire()
+        try:
+            if self._signed is None:
+                self._signed = await threads.deferToThreadPool(
+                    self.reactor, self.reactor.getThreadPool(), self._sign, self.signer
+                )
+        finally:
+            self._signing.release()
+
+    def _sign(self, signer: DKIMSigner) -> bytes:
+        with self.store.openMessage(self.entry.id) as f:
+            return signer.signMessage(f.read())
 
     def open(self) -> BinaryIO:
         """The message to send, at its start; L{NoSuchEntry} when it is gone."""
