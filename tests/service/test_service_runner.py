@@ -1,6 +1,7 @@
 """
 The assembled service runs the queue runner beside the listeners, wires the
-SMTP listeners' outbox to it, and leaves nothing running once stopped.
+SMTP listeners' outbox to it (a new entry is attempted at once; one for a
+hosted domain is stored locally), and leaves nothing running once stopped.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tmail.config.loader import loadSettings
+from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.queue.entry import Envelope, Recipient
 from tmail.service import makeService
 from tmail.smtp.factory import SMTPFactory
@@ -20,7 +24,7 @@ from tmail.smtp.factory import SMTPFactory
 
 class ServiceRunnerTests(TestCase):
     @inlineCallbacks
-    def test_runner_starts_hears_of_new_entries_and_stops_cleanly(
+    def test_runner_starts_attempts_new_entries_at_once_and_stops_cleanly(
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         folder = Path(self.mktemp()).resolve()
@@ -31,7 +35,9 @@ class ServiceRunnerTests(TestCase):
             '[submission]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
             '[relay]\nnameservers = ["127.0.0.1:1"]\n'
         )
-        service = makeService(loadSettings(config))
+        settings = loadSettings(config)
+        PasswdFileDirectory(settings.data_dir).addDomain("example.test")
+        service = makeService(settings)
         [factory] = {
             child.factory
             for child in service
@@ -44,11 +50,15 @@ class ServiceRunnerTests(TestCase):
             self.assertTrue(service.runner.running)
             attempted: list[str] = []
             service.outbox.listen(attempted.append)
-            pending = service.outbox.begin(Envelope("a@example.test", (Recipient("b@x.test"),)))
-            pending.write(b"Subject: x\r\n\r\nx\r\n")
+            pending = service.outbox.begin(Envelope("", (Recipient("postmaster@example.test"),)))
+            pending.write(b"Subject: report\r\n\r\nx\r\n")
             pending.commit()
             self.assertEqual(len(attempted), 1)
             self.assertIn(attempted[0], service.runner._busy)
+            while service.outbox.store.ids():
+                yield deferLater(reactor, 0.02, lambda: None)
         finally:
             yield service.stopService()
         self.assertFalse(service.runner.running)
+        inbox = service.realm.storeFor("postmaster@example.test").getFolder("INBOX")
+        self.assertEqual(len(inbox.messages()), 1)
