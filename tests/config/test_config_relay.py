@@ -69,6 +69,10 @@ def test_every_relay_setting_reaches_the_runner(tmp_path: Path) -> None:
         ("first_retry = 600\nmax_backoff = 60", "relay.max_backoff", "must not be less"),
         ("delay_warning = -1", "relay.delay_warning", "must not be negative"),
         ("lifetyme = 5", "relay.lifetyme", 'did you mean "lifetime"'),
+        ('resolver = "dns.example"', "relay.resolver", "expected an address"),
+        ('tls_policy = "verify"', "relay.tls_policy", "expected a table of domain = level"),
+        ('[relay.tls_policy]\n"bank.example" = "secure"', "relay.tls_policy", "must be one of"),
+        ('[relay.tls_policy]\n"bad domain" = "verify"', "relay.tls_policy", "not a valid domain"),
     ],
 )
 def test_bad_relay_setting_is_named_with_its_problem(

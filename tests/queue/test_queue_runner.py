@@ -137,6 +137,7 @@ class RunnerTestCase(TestCase):
         rescanInterval: float = 0.2,
         smarthost: Smarthost | None = None,
         stopGrace: float = 5.0,
+        tlsPolicies: dict[str, TLSPolicy] | None = None,
         **schedule: float,
     ) -> QueueRunner:
         schedule.setdefault("firstRetry", 0.2)
@@ -149,6 +150,7 @@ class RunnerTestCase(TestCase):
             dnsTimeouts=(1.0,),
             timeouts=timeouts,
             tls=TLSPolicy(TLSMode.NONE),
+            tlsPolicies=tlsPolicies or {},
             schedule=RetrySchedule(**schedule),
             maxPerDomain=maxPerDomain,
             rescanInterval=rescanInterval,

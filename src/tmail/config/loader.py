@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tmail.config.endpoints import checkServerEndpoint, isTLSShorthand, parseTLSShorthand
 from tmail.config.schema import (
+    TLS_LEVELS,
     AuthSettings,
     IMAPSettings,
     LMTPSettings,
@@ -396,6 +397,10 @@ class _Loader:
             return self.choice(key, value, [str(a) for a in typing.get_args(hint)])
         if key == "relay.nameservers":
             return self.nameservers(key, value)
+        if key == "relay.resolver":
+            return self.resolver(key, value)
+        if key == "relay.tls_policy":
+            return self.tlsPolicy(key, value)
         if key == "relay.smarthost":
             return self.smarthost(key, value)
         if origin is tuple:
@@ -505,16 +510,32 @@ class _Loader:
     # Listeners and TLS
 
     def nameservers(self, key: str, value: object) -> tuple[str, ...]:
-        from tmail.queue.runner import parseNameserver
-
         if not isinstance(value, list):
             self.fail(key, f"expected a list of addresses, got {_describe(value)}")
-        for item in value:
-            try:
-                parseNameserver(self.string(key, item))
-            except ValueError:
-                self.fail(key, f'expected an address such as "127.0.0.1:53", got {_describe(item)}')
-        return tuple(value)
+        return tuple(self.nameserver(key, item) for item in value)
+
+    def resolver(self, key: str, value: object) -> str:
+        return self.nameserver(key, value) if value != "" else ""
+
+    def nameserver(self, key: str, value: object) -> str:
+        from tmail.queue.runner import parseNameserver
+
+        text = self.string(key, value)
+        try:
+            parseNameserver(text)
+        except ValueError:
+            self.fail(key, f'expected an address such as "127.0.0.1:53", got {_describe(value)}')
+        return text
+
+    def tlsPolicy(self, key: str, value: object) -> tuple[tuple[str, str], ...]:
+        """The C{[relay.tls_policy]} table: canonical domain -> level."""
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a table of domain = level, got {_describe(value)}")
+        policy: dict[str, str] = {}
+        for name, level in value.items():
+            where = f"{key}.{_showKey(name)}"
+            policy[self.domain(where, name)] = self.choice(where, level, list(TLS_LEVELS))
+        return tuple(sorted(policy.items()))
 
     def listen(self, key: str, value: object) -> tuple[str, ...]:
         if not isinstance(value, list):

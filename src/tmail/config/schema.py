@@ -219,6 +219,11 @@ class POP3Settings:
     uidl_format: str = "%08Xu%08Xv"
 
 
+#: Postfix's names for how much TLS a destination must have.
+TLSLevel = Literal["none", "may", "encrypt", "verify"]
+TLS_LEVELS: tuple[TLSLevel, ...] = ("none", "may", "encrypt", "verify")
+
+
 @dataclass(frozen=True)
 class RelayConfig:
     """
@@ -227,9 +232,18 @@ class RelayConfig:
 
     @ivar nameservers: the name servers to ask (C{"192.0.2.53"},
         C{"127.0.0.1:5353"}, C{"[::1]:53"}); C{/etc/resolv.conf}'s when empty.
+    @ivar resolver: one name server, the same as C{nameservers = [resolver]}
+        (asked before those C{nameservers} lists).
     @ivar port: the receiving servers' port.
     @ivar tls: C{"opportunistic"} STARTTLS, C{"required"}, or C{"none"}.
     @ivar tls_verify: check the receiving servers' certificates.
+    @ivar tls_policy: per destination domain (the C{[relay.tls_policy]}
+        table), what TLS its MX hosts must offer, as Postfix's
+        C{smtp_tls_policy_maps} levels: C{"none"} (never STARTTLS),
+        C{"may"} (opportunistic, unverified), C{"encrypt"} (required,
+        unverified) or C{"verify"} (required, the certificate must chain to
+        a trusted CA and name the MX host).  Other domains follow C{tls}
+        and C{tls_verify}.
     @ivar max_connections: domains attempted at once in total.
     @ivar max_per_domain: of them, to the same domain.
     @ivar connect_timeout: seconds to wait for a connection.
@@ -254,9 +268,11 @@ class RelayConfig:
     """
 
     nameservers: tuple[str, ...] = ()
+    resolver: str = ""
     port: int = 25
     tls: Literal["opportunistic", "required", "none"] = "opportunistic"
     tls_verify: bool = False
+    tls_policy: tuple[tuple[str, TLSLevel], ...] = ()
     max_connections: int = 20
     max_per_domain: int = 4
     connect_timeout: float = 30.0

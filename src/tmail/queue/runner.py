@@ -73,9 +73,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from twisted.application.service import Service
 from twisted.internet import defer, threads
@@ -112,7 +113,7 @@ from tmail.queue.entry import (
     Recipient,
 )
 from tmail.queue.local import LocalTransport
-from tmail.queue.mx import DEFAULT_TIMEOUTS, MXResolver, NoRoute, Route
+from tmail.queue.mx import DEFAULT_TIMEOUTS, MXResolver, NoRoute, Route, domainToAscii
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.smarthost import (
     Smarthost,
@@ -123,7 +124,10 @@ from tmail.queue.smarthost import (
 )
 from tmail.queue.store import RESCAN_INTERVAL, WAKEUP_POLL, QueueStore
 
-__all__ = ["QueueRunner", "RelaySettings", "parseNameserver"]
+if TYPE_CHECKING:
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
+
+__all__ = ["QueueRunner", "RelaySettings", "parseNameserver", "tlsLevel"]
 
 #: Seconds the attempts under way get to finish when the runner stops.
 STOP_GRACE = 5.0
@@ -134,7 +138,8 @@ _log = Logger()
 def parseNameserver(text: str) -> tuple[str, int]:
     """
     C{"192.0.2.53"}, C{"127.0.0.1:5353"}, C{"[::1]:5353"} or C{"::1"} as an
-    C{(address, port)} pair; C{ValueError} when it is none of those.
+    C{(address, port)} pair; C{ValueError} when it is none of those (a
+    name server is given by its IP address, as in C{resolv.conf}).
     """
     text = text.strip()
     if text.startswith("["):
@@ -148,6 +153,10 @@ def parseNameserver(text: str) -> tuple[str, int]:
         host, port = text, "53"
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"not a name server address: {text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"not a name server address (an IP address): {text!r}") from None
     return host, int(port)
 
 
@@ -164,6 +173,8 @@ class RelaySettings:
     @ivar dnsTimeouts: seconds each try of a DNS query waits.
     @ivar timeouts: the SMTP client's timeouts.
     @ivar tls: the STARTTLS policy.
+    @ivar tlsPolicies: per destination domain (ASCII, lower case), the
+        STARTTLS policy to use instead of C{tls} (see L{tlsLevel}).
     @ivar maxConnections: how many domains are attempted at once in total.
     @ivar maxPerDomain: how many of them go to the same domain.
     @ivar schedule: when to retry, give up, and warn of delays.
@@ -181,6 +192,7 @@ class RelaySettings:
     dnsTimeouts: tuple[float, ...] = DEFAULT_TIMEOUTS
     timeouts: Timeouts = field(default_factory=Timeouts)
     tls: TLSPolicy = field(default_factory=TLSPolicy)
+    tlsPolicies: Mapping[str, TLSPolicy] = field(default_factory=dict)
     maxConnections: int = 20
     maxPerDomain: int = 4
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
@@ -228,10 +240,11 @@ class RelaySettings:
             )
         return cls(
             heloName=settings.hostname,
-            nameservers=relay.nameservers,
+            nameservers=((relay.resolver,) if relay.resolver else ()) + relay.nameservers,
             port=relay.port,
             timeouts=Timeouts(connect=relay.connect_timeout),
             tls=TLSPolicy(TLSMode(relay.tls), verify=relay.tls_verify),
+            tlsPolicies={domain: tlsLevel(level) for domain, level in relay.tls_policy},
             maxConnections=relay.max_connections,
             maxPerDomain=relay.max_per_domain,
             schedule=RetrySchedule(
@@ -243,11 +256,18 @@ class RelaySettings:
             smarthost=smarthost,
         )
 
-    def clientSettings(self) -> ClientSettings:
-        """What every delivery attempt shares (to the smarthost, when there is one)."""
+    def clientSettings(self, domain: str | None = None) -> ClientSettings:
+        """
+        What every delivery attempt shares (to the smarthost, when there is
+        one), with the TLS policy for C{domain}'s MX hosts.
+        """
         smarthost = self.smarthost
         if smarthost is None:
-            return ClientSettings(self.heloName, self.tls, self.timeouts)
+            tls = self.tls
+            if domain is not None and self.tlsPolicies:
+                with contextlib.suppress(NoRoute):
+                    tls = self.tlsPolicies.get(domainToAscii(domain), tls)
+            return ClientSettings(self.heloName, tls, self.timeouts)
         policy = TLSPolicy(
             TLSMode.REQUIRED,
             verify=smarthost.verify,
@@ -266,6 +286,24 @@ class RelaySettings:
             timeouts=self.dnsTimeouts,
             localNames=[self.heloName],
         )
+
+
+def tlsLevel(level: str, trustRoot: IOpenSSLTrustRoot | None = None) -> TLSPolicy:
+    """
+    The STARTTLS policy a Postfix TLS security level names: C{"none"},
+    C{"may"} (opportunistic), C{"encrypt"} (required) or C{"verify"}
+    (required, and the certificate must chain to C{trustRoot}, the
+    platform's CAs by default, and name the MX host).
+    """
+    if level == "none":
+        return TLSPolicy(TLSMode.NONE)
+    if level == "may":
+        return TLSPolicy(TLSMode.OPPORTUNISTIC)
+    if level == "encrypt":
+        return TLSPolicy(TLSMode.REQUIRED, clearOnFailure=False)
+    if level == "verify":
+        return TLSPolicy(TLSMode.REQUIRED, True, False, trustRoot)
+    raise ValueError(f"not a TLS level: {level!r}")
 
 
 def _domainOf(address: str) -> str:
@@ -317,7 +355,6 @@ class QueueRunner(Service):
         self.reactor = reactor
         self.clock: IReactorTime = reactor
         self.setName("queue runner")  # type: ignore[no-untyped-call]
-        self._client = settings.clientSettings()
         self._total = defer.DeferredSemaphore(settings.maxConnections)
         self._perDomain: dict[str, defer.DeferredSemaphore] = {}
         self._busy: dict[str, defer.Deferred[None]] = {}
@@ -580,10 +617,11 @@ class QueueRunner(Service):
         results: dict[str, RecipientResult] = {}
         remaining = list(recipients)
         implicitTLS = smarthost is not None and smarthost.implicitTLS
+        client = self.settings.clientSettings(domain)
         for host, address in route.targets():
             endpoint = self._endpoint(address, route.port)
             if implicitTLS:
-                endpoint = wrapClientTLS(self._client.tls.contextFor(host.name), endpoint)
+                endpoint = wrapClientTLS(client.tls.contextFor(host.name), endpoint)
             envelope = envelopeFor(entry, remaining)
             try:
                 opened = message.open()
@@ -595,7 +633,7 @@ class QueueRunner(Service):
                     host.name,
                     envelope,
                     opened,
-                    self._client,
+                    client,
                     requireTLS=entry.requireTLS,
                     clock=self.clock,
                     implicitTLS=implicitTLS,
