@@ -10,10 +10,13 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tmail.queue.dsn import RETURN_LIMIT, DeliveryReport, buildReport
+from tmail.queue.dsn import RETURN_LIMIT, DeliveryReport, buildReport, xtextEncode
 from tmail.queue.entry import Diagnostic, Notice, Outcome, QueueEntry, Recipient, State
 from tmail.queue.store import QueueStore
+from tmail.smtp.commands import parseRcptTo
 
 MTA = "mail.example.com"
 ARRIVAL = 1_764_000_000.0
@@ -290,3 +293,27 @@ def test_several_recipients_share_one_report_and_long_diagnostics_are_folded() -
     ]
     assert blocks[2]["Diagnostic-Code"].startswith("smtp; 554 5.7.1 Rejected by policy because")
     assert max(len(line) for line in built.data.split(b"\r\n")) <= 100
+
+
+@given(st.text())
+def test_xtext_is_printable_ascii_the_smtp_parser_reads_back(text: str) -> None:
+    """An ORCPT made from any address is valid xtext whose decoding is that address."""
+    encoded = xtextEncode(text)
+    assert all("!" <= c <= "~" and c != "=" for c in encoded)
+    assert parseRcptTo(f"TO:<a@b.test> ORCPT=rfc822;{encoded}".encode()).orcpt == (
+        f"rfc822;{encoded}"
+    )
+    assert _xtextDecodeBytes(encoded) == text.encode("utf-8")
+
+
+def _xtextDecodeBytes(encoded: str) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(encoded):
+        if encoded[i] == "+":
+            out.append(int(encoded[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out += encoded[i].encode("ascii")
+            i += 1
+    return bytes(out)
