@@ -124,6 +124,18 @@ class OutboundTests(TestCase):
             waited += 0.1
 
     @inlineCallbacks
+    def waitForReports(self) -> Generator[Deferred[Any], Any, list[bytes]]:
+        """Alice's INBOX, once something (a delivery report) is in it."""
+        reports: list[bytes] = []
+
+        def arrived() -> bool:
+            reports[:] = self.inbox()
+            return bool(reports)
+
+        yield self.waitFor(arrived)
+        return reports
+
+    @inlineCallbacks
     def test_submitted_mail_reaches_the_mx_signed_and_a_refusal_comes_back_as_a_report(
         self,
     ) -> Generator[Deferred[Any], Any, None]:
@@ -146,13 +158,7 @@ class OutboundTests(TestCase):
         self.assertIn(b"\r\nMessage-ID: <", sent)
         self.assertTrue(sent.endswith(b"\r\n\r\nNoon at the usual place?\r\n"))
 
-        reports: list[bytes] = []
-
-        def reportArrived() -> bool:
-            reports[:] = self.inbox()
-            return bool(reports)
-
-        yield self.waitFor(reportArrived)
+        reports = yield self.waitForReports()
         [report] = reports
         parsed = parse(report)
         self.assertTrue(report.startswith(b"Return-Path: <>\r\n"))
@@ -186,3 +192,22 @@ class OutboundTests(TestCase):
         yield self.waitFor(lambda: len(self.sink.messages) == 1)
         yield self.waitFor(lambda: self.queue() == [])
         self.assertEqual(self.inbox(), [])
+
+    @inlineCallbacks
+    def test_notify_success_to_a_server_without_dsn_is_reported_as_relayed(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        self.sink.extensions = ("8BITMIME", "ENHANCEDSTATUSCODES")
+        refused = yield inThread(self.submit, ["friend@elsewhere.example"], "SUCCESS,FAILURE")
+        self.assertEqual(refused, {})
+        reports = yield self.waitForReports()
+        self.assertEqual(len(self.sink.messages), 1)
+        [report] = reports
+        parsed = parse(report)
+        self.assertEqual(parsed["Subject"], "Delivery report: mail relayed")
+        [status] = [
+            p for p in parsed.iter_parts() if p.get_content_type() == "message/delivery-status"
+        ]
+        perRecipient = {k.lower(): str(v) for k, v in status.get_payload()[1].items()}
+        self.assertEqual(perRecipient["action"], "relayed")
+        self.assertEqual(perRecipient["final-recipient"], "rfc822; friend@elsewhere.example")
