@@ -39,14 +39,6 @@ class LocalTransportTests(TestCase):
         envelope = Envelope(sender, tuple(Recipient(a) for a in addresses))
         return self.queue.enqueue(envelope, NOTICE)
 
-    def inbox(self, user: str) -> list[bytes]:
-        folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
-        out = []
-        for info in folder.messages():
-            with folder.openMessage(info.uid) as f:
-                out.append(f.read())
-        return out
-
     def deliver(self, entry: QueueEntry) -> Deferred[dict[str, LocalResult]]:
         return Deferred.fromCoroutine(
             self.transport.deliver(entry, entry.recipients, io.BytesIO(NOTICE))
@@ -65,7 +57,7 @@ class LocalTransportTests(TestCase):
         results = yield self.deliver(entry)
         self.assertEqual(results[ALICE].delivered, True)
         self.assertEqual(results[ALICE].diagnostic.status, "2.0.0")
-        [stored] = self.inbox(ALICE)
+        [stored] = self.fixture.inbox(ALICE)
         self.assertTrue(
             stored.startswith(b"Return-Path: <>\r\nDelivered-To: alice@example.test\r\n")
         )
@@ -80,7 +72,7 @@ class LocalTransportTests(TestCase):
         self.assertFalse(results["nobody@example.test"].delivered)
         self.assertEqual(results["nobody@example.test"].diagnostic.status, "5.1.1")
         self.assertTrue(results[BOB].delivered)
-        self.assertEqual(len(self.inbox(BOB)), 1)
+        self.assertEqual(len(self.fixture.inbox(BOB)), 1)
 
     @inlineCallbacks
     def test_an_alias_pointing_outside_is_queued_onward(
@@ -92,7 +84,7 @@ class LocalTransportTests(TestCase):
         entry = self.entry("fwd@example.test", sender="carol@remote.example")
         results = yield self.deliver(entry)
         self.assertTrue(results["fwd@example.test"].delivered)
-        self.assertEqual(len(self.inbox(BOB)), 1)
+        self.assertEqual(len(self.fixture.inbox(BOB)), 1)
         onward = [e for e in self.queue.entries() if e.id != entry.id]
         [forwarded] = onward
         self.assertEqual(announced, [forwarded.id])
@@ -112,7 +104,7 @@ class LocalTransportTests(TestCase):
         results = yield self.deliver(self.entry(ALICE))
         self.assertFalse(results[ALICE].delivered)
         self.assertEqual(results[ALICE].diagnostic.status, "4.2.2")
-        self.assertEqual(self.inbox(ALICE), [])
+        self.assertEqual(self.fixture.inbox(ALICE), [])
 
 
 class RunnerLocalDeliveryTests(TestCase):

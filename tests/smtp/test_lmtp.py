@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support.net import inThread, listen
 from support.pki import makePKI
-from support.realm import ALICE, BOB, RealmFixture, makeRealm
+from support.realm import ALICE, BOB, makeRealm
 from tmail.config.schema import LMTPSettings, TLSSettings
 from tmail.smtp.lmtp import LMTPFactory, lmtpProtocolName
 from tmail.store.quota import overrideFields
@@ -37,16 +37,6 @@ BODY = b"From: someone@remote.example\r\nSubject: hello\r\n\r\nline one\r\n.dott
 BIG = b"From: someone@remote.example\r\nSubject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40
 
 Replies = dict[str, tuple[int, bytes]]
-
-
-def stored(fixture: RealmFixture, user: str) -> list[bytes]:
-    """The raw bytes of every message in C{user}'s INBOX."""
-    folder = fixture.realm.storeFor(user).getFolder("INBOX")
-    out = []
-    for info in folder.messages():
-        with folder.openMessage(info.uid) as f:
-            out.append(f.read())
-    return out
 
 
 def transaction(client: smtplib.LMTP, recipients: list[str], body: bytes = BODY) -> Replies:
@@ -184,7 +174,7 @@ class LMTPTests(TestCase):
                 text, rb"\A2\.0\.0 <%s> Ok: queued as [0-9A-F]+\Z" % recipient.encode()
             )
         for user in (ALICE, BOB):
-            [message] = stored(self.fixture, user)
+            [message] = self.fixture.inbox(user)
             self.assertTrue(message.endswith(BODY))
 
     @inlineCallbacks
@@ -206,8 +196,8 @@ class LMTPTests(TestCase):
             replies["alice+tag@example.test"],
             (552, b"5.2.2 <alice+tag@example.test> Mailbox full: quota exceeded"),
         )
-        self.assertEqual(stored(self.fixture, ALICE), [])
-        [message] = stored(self.fixture, BOB)
+        self.assertEqual(self.fixture.inbox(ALICE), [])
+        [message] = self.fixture.inbox(BOB)
         self.assertTrue(message.endswith(BIG))
 
     @inlineCallbacks
@@ -220,7 +210,7 @@ class LMTPTests(TestCase):
         replies = yield inThread(self.deliver, port, ["team@example.test", BOB], BIG)
         self.assertEqual(replies["team@example.test"][0], 552)
         self.assertEqual(replies[BOB][0], 250)
-        self.assertEqual(len(stored(self.fixture, BOB)), 1)
+        self.assertEqual(len(self.fixture.inbox(BOB)), 1)
 
     @inlineCallbacks
     def test_unknown_user_and_foreign_domain_are_refused_at_rcpt(
@@ -240,7 +230,7 @@ class LMTPTests(TestCase):
             (550, b"5.1.2 Recipient domain is not hosted here"),
         )
         self.assertEqual(replies[ALICE][0], 250)
-        self.assertEqual(len(stored(self.fixture, ALICE)), 1)
+        self.assertEqual(len(self.fixture.inbox(ALICE)), 1)
 
     @inlineCallbacks
     def test_message_too_big_gets_the_same_refusal_for_every_recipient(
@@ -258,7 +248,7 @@ class LMTPTests(TestCase):
                 (552, b"5.3.4 <bob@example.test> Message size exceeds fixed maximum message size"),
             ],
         )
-        self.assertEqual(stored(self.fixture, ALICE) + stored(self.fixture, BOB), [])
+        self.assertEqual(self.fixture.inbox(ALICE) + self.fixture.inbox(BOB), [])
 
     @inlineCallbacks
     def test_smuggled_bare_lf_rejects_the_message_for_every_recipient(
@@ -274,7 +264,7 @@ class LMTPTests(TestCase):
                 (550, b"5.5.2 <bob@example.test> Bare <CR> or <LF> received"),
             ],
         )
-        self.assertEqual(stored(self.fixture, ALICE) + stored(self.fixture, BOB), [])
+        self.assertEqual(self.fixture.inbox(ALICE) + self.fixture.inbox(BOB), [])
 
     @inlineCallbacks
     def test_pipelined_transactions_get_every_reply_in_order(
@@ -329,8 +319,8 @@ class LMTPTests(TestCase):
                 b"221 2.0.0 Bye",
             ],
         )
-        self.assertEqual(len(stored(self.fixture, ALICE)), 1)
-        self.assertEqual(len(stored(self.fixture, BOB)), 2)
+        self.assertEqual(len(self.fixture.inbox(ALICE)), 1)
+        self.assertEqual(len(self.fixture.inbox(BOB)), 2)
 
     @inlineCallbacks
     def test_bdat_last_gets_one_reply_per_recipient(
@@ -370,7 +360,7 @@ class LMTPTests(TestCase):
             ],
         )
         for user in (ALICE, BOB):
-            [message] = stored(self.fixture, user)
+            [message] = self.fixture.inbox(user)
             self.assertTrue(message.endswith(BODY))
 
     @inlineCallbacks
@@ -386,7 +376,7 @@ class LMTPTests(TestCase):
 
         refused = yield inThread(send)
         self.assertEqual(refused, {})
-        [message] = stored(self.fixture, ALICE)
+        [message] = self.fixture.inbox(ALICE)
         self.assertIn(b" with UTF8LMTP id ", message)
 
     @inlineCallbacks
@@ -395,7 +385,7 @@ class LMTPTests(TestCase):
     ) -> Generator[Deferred[Any], Any, None]:
         port = yield self.listen()
         yield inThread(self.deliver, port, [ALICE])
-        [message] = stored(self.fixture, ALICE)
+        [message] = self.fixture.inbox(ALICE)
         self.assertRegex(
             message,
             rb"\AReturn-Path: <someone@remote\.example>\r\n"
@@ -437,7 +427,7 @@ class LMTPTests(TestCase):
 
         replies = yield inThread(overTLS)
         self.assertEqual(replies[ALICE][0], 250)
-        [message] = stored(self.fixture, ALICE)
+        [message] = self.fixture.inbox(ALICE)
         self.assertIn(b" with LMTPS id ", message)
 
 
@@ -466,12 +456,12 @@ class LMTPUnixSocketTests(TestCase):
 
         replies = yield inThread(deliver)
         self.assertEqual([code for code, _ in replies.values()], [250, 250])
-        [message] = stored(fixture, ALICE)
+        [message] = fixture.inbox(ALICE)
         self.assertIn(
             b"Received: from mx.example.org\r\n\tby lmtp.example.test (tmail) with LMTP id ",
             message,
         )
-        self.assertEqual(len(stored(fixture, BOB)), 1)
+        self.assertEqual(len(fixture.inbox(BOB)), 1)
 
 
 class ProtocolNameTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from support.net import inThread, listen
 from support.pki import makePKI
-from support.realm import ALICE, BOB, RealmFixture, makeRealm
+from support.realm import ALICE, BOB, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, SMTPSettings, TLSSettings
 from tmail.smtp.factory import SMTPFactory
@@ -35,16 +35,6 @@ TRACE = re.compile(
     rb"\tfor <(?P<rcpt>[^>]+)>; "
     rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n"
 )
-
-
-def stored(fixture: RealmFixture, user: str) -> list[bytes]:
-    """The raw bytes of every message in C{user}'s INBOX."""
-    folder = fixture.realm.storeFor(user).getFolder("INBOX")
-    out = []
-    for info in folder.messages():
-        with folder.openMessage(info.uid) as f:
-            out.append(f.read())
-    return out
 
 
 def exchange(port: int, *writes: tuple[bytes, int]) -> bytes:
@@ -104,7 +94,7 @@ class MXTests(TestCase):
             self.send, "someone@remote.example", ["alice+news@example.test"], BODY
         )
         self.assertEqual(refused, {})
-        [message] = stored(self.fixture, ALICE)
+        [message] = self.fixture.inbox(ALICE)
         match = TRACE.match(message)
         assert match is not None, message
         self.assertEqual(
@@ -118,7 +108,7 @@ class MXTests(TestCase):
             ),
         )
         self.assertEqual(message[match.end() :], BODY)
-        self.assertEqual(stored(self.fixture, BOB), [])
+        self.assertEqual(self.fixture.inbox(BOB), [])
 
     @inlineCallbacks
     def test_aliasesAndCatchAll(self) -> Generator[Deferred[Any], Any, None]:
@@ -129,8 +119,8 @@ class MXTests(TestCase):
             self.send, "s@remote.example", ["team@example.test", "whoever@example.test", BOB], BODY
         )
         self.assertEqual(refused, {})
-        [toAlice] = stored(self.fixture, ALICE)
-        [toBob] = stored(self.fixture, BOB)
+        [toAlice] = self.fixture.inbox(ALICE)
+        [toBob] = self.fixture.inbox(BOB)
         self.assertEqual(toAlice, toBob)
         self.assertNotIn(b"Delivered-To:", toBob)
         self.assertNotIn(b"\tfor <", toBob)
@@ -153,7 +143,7 @@ class MXTests(TestCase):
     @inlineCallbacks
     def test_a_single_recipient_copy_names_its_user(self) -> Generator[Deferred[Any], Any, None]:
         yield inThread(self.send, "s@remote.example", ["alice+tag@example.test"], BODY)
-        [toAlice] = stored(self.fixture, ALICE)
+        [toAlice] = self.fixture.inbox(ALICE)
         self.assertIn(b"Delivered-To: " + ALICE.encode() + b"\r\n", toAlice)
         self.assertIn(b"\r\n\tfor <alice+tag@example.test>; ", toAlice)
 
@@ -242,7 +232,7 @@ class MXTests(TestCase):
         )
         codes = re.findall(rb"^(\d{3}) ", wire, re.M)
         self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"550", b"354", b"250", b"221"])
-        self.assertEqual(len(stored(self.fixture, ALICE)), 1)
+        self.assertEqual(len(self.fixture.inbox(ALICE)), 1)
 
     @inlineCallbacks
     def test_smtp_smuggling_bare_lf_dot(self) -> Generator[Deferred[Any], Any, None]:
@@ -273,8 +263,8 @@ class MXTests(TestCase):
                 codes, [b"220", b"250", b"250", b"250", b"354", b"550", b"221"], ending
             )
             self.assertIn(b"550 5.5.2 Bare <CR> or <LF> received\r\n", wire)
-        self.assertEqual(stored(self.fixture, ALICE), [])
-        self.assertEqual(stored(self.fixture, BOB), [])
+        self.assertEqual(self.fixture.inbox(ALICE), [])
+        self.assertEqual(self.fixture.inbox(BOB), [])
 
     @inlineCallbacks
     def test_heloCannotInjectHeaders(self) -> Generator[Deferred[Any], Any, None]:
@@ -289,7 +279,7 @@ class MXTests(TestCase):
         yield inThread(
             self.send, "s@remote.example", [ALICE], BODY, "x Bcc: victim@elsewhere.example"
         )
-        [message] = stored(self.fixture, ALICE)
+        [message] = self.fixture.inbox(ALICE)
         self.assertTrue(message.startswith(b"Return-Path: <s@remote.example>\r\n"))
         self.assertIn(b"\r\nReceived: from invalid (127.0.0.1 [127.0.0.1])\r\n", message)
         self.assertNotIn(b"victim", message)
@@ -333,7 +323,7 @@ class MXTests(TestCase):
 
         again = yield inThread(send)
         self.assertEqual(again, (503, b"5.5.1 Error: TLS already active"))
-        [message] = stored(self.fixture, BOB)
+        [message] = self.fixture.inbox(BOB)
         self.assertIn(b" with ESMTPS id ", message)
 
     @inlineCallbacks
@@ -357,5 +347,5 @@ class MXTests(TestCase):
         )
         codes = re.findall(rb"^(\d{3}) ", wire, re.M)
         self.assertEqual(codes, [b"220", b"500", b"250", b"250", b"250", b"354", b"552", b"221"])
-        self.assertEqual(stored(self.fixture, ALICE), [])
-        self.assertEqual(stored(self.fixture, BOB), [])
+        self.assertEqual(self.fixture.inbox(ALICE), [])
+        self.assertEqual(self.fixture.inbox(BOB), [])

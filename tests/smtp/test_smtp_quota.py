@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from support.net import inThread, listen
-from support.realm import ALICE, BOB, RealmFixture, makeRealm
+from support.realm import ALICE, BOB, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, OverQuotaPolicy, SMTPSettings
 from tmail.smtp.factory import SMTPFactory
@@ -27,15 +27,6 @@ from tmail.store.quota import overrideFields
 
 BIG = b"From: someone@remote.example\r\nSubject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40
 SMALL = b"From: someone@remote.example\r\nSubject: small\r\n\r\nhi\r\n"
-
-
-def inbox(fixture: RealmFixture, user: str) -> list[bytes]:
-    folder = fixture.realm.storeFor(user).getFolder("INBOX")
-    out = []
-    for info in folder.messages():
-        with folder.openMessage(info.uid) as f:
-            out.append(f.read())
-    return out
 
 
 def dialogue(port: int, *commands: bytes) -> list[bytes]:
@@ -103,8 +94,8 @@ class SMTPQuotaTests(TestCase):
         port = yield self.listen()
         refused = yield inThread(self.sendmail, port, [ALICE, BOB], BIG)
         self.assertEqual(refused, {ALICE: (552, b"5.2.2 Mailbox full: quota exceeded")})
-        self.assertEqual(inbox(self.fixture, ALICE), [])
-        [message] = inbox(self.fixture, BOB)
+        self.assertEqual(self.fixture.inbox(ALICE), [])
+        [message] = self.fixture.inbox(BOB)
         self.assertTrue(message.endswith(BIG))
 
     @inlineCallbacks
@@ -112,7 +103,7 @@ class SMTPQuotaTests(TestCase):
         port = yield self.listen("tempfail")
         refused = yield inThread(self.sendmail, port, [ALICE, BOB], BIG)
         self.assertEqual(refused, {ALICE: (452, b"4.2.2 Mailbox full: quota exceeded")})
-        self.assertEqual(len(inbox(self.fixture, BOB)), 1)
+        self.assertEqual(len(self.fixture.inbox(BOB)), 1)
 
     @inlineCallbacks
     def test_small_message_still_fits_next_to_a_refused_big_one(
@@ -123,7 +114,7 @@ class SMTPQuotaTests(TestCase):
         self.assertEqual(refused, {})
         with self.assertRaises(smtplib.SMTPRecipientsRefused):
             yield inThread(self.sendmail, port, [ALICE], BIG)
-        self.assertEqual(len(inbox(self.fixture, ALICE)), 1)
+        self.assertEqual(len(self.fixture.inbox(ALICE)), 1)
 
     @inlineCallbacks
     def test_copy_that_does_not_fit_fails_at_end_of_data_and_the_others_are_delivered(
@@ -140,8 +131,8 @@ class SMTPQuotaTests(TestCase):
             replies[5],
             b"552 5.2.2 Mailbox full for 1 of 2 recipients; the others have the message",
         )
-        self.assertEqual(inbox(self.fixture, ALICE), [])
-        self.assertEqual(len(inbox(self.fixture, BOB)), 1)
+        self.assertEqual(self.fixture.inbox(ALICE), [])
+        self.assertEqual(len(self.fixture.inbox(BOB)), 1)
 
     @inlineCallbacks
     def test_only_recipient_over_quota_at_end_of_data(self) -> Generator[Deferred[Any], Any, None]:
@@ -149,7 +140,7 @@ class SMTPQuotaTests(TestCase):
         replies = yield inThread(dialogue, port, *envelope(ALICE))
         self.assertEqual(replies[4], b"452 4.2.2 Mailbox full: quota exceeded")
         store = self.fixture.realm.storeFor(ALICE)
-        self.assertEqual(inbox(self.fixture, ALICE), [])
+        self.assertEqual(self.fixture.inbox(ALICE), [])
         self.assertEqual(store.quota().storage, 0)  # type: ignore[attr-defined]
 
     @inlineCallbacks
@@ -162,7 +153,7 @@ class SMTPQuotaTests(TestCase):
         yield inThread(self.sendmail, port, [BOB], SMALL)
         replies = yield inThread(dialogue, port, *envelope(BOB, body=SMALL))
         self.assertEqual(replies[2], b"552 5.2.2 Mailbox full: quota exceeded")
-        self.assertEqual(len(inbox(self.fixture, BOB)), 1)
+        self.assertEqual(len(self.fixture.inbox(BOB)), 1)
 
     @inlineCallbacks
     def test_raised_limit_applies_to_the_next_message(self) -> Generator[Deferred[Any], Any, None]:
@@ -172,4 +163,4 @@ class SMTPQuotaTests(TestCase):
         self.setLimits(ALICE, storage=1024**2)
         refused = yield inThread(self.sendmail, port, [ALICE], BIG)
         self.assertEqual(refused, {})
-        self.assertEqual(len(inbox(self.fixture, ALICE)), 1)
+        self.assertEqual(len(self.fixture.inbox(ALICE)), 1)

@@ -55,14 +55,6 @@ class SubmissionTests(TestCase):
         self.port = yield listen(self, self.factory)
         self.tlsPort = yield listen(self, TLSMemoryBIOFactory(tls, False, self.factory))
 
-    def inbox(self, user: str) -> list[bytes]:
-        folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
-        out = []
-        for info in folder.messages():
-            with folder.openMessage(info.uid) as f:
-                out.append(f.read())
-        return out
-
     @inlineCallbacks
     def test_plaintextOffersNoAuth(self) -> Generator[Deferred[Any], Any, None]:
         """Before STARTTLS: STARTTLS offered, AUTH not, MAIL needs authentication."""
@@ -101,7 +93,7 @@ class SubmissionTests(TestCase):
         self.assertIn("auth", features)
         self.assertNotIn("starttls", features)
         self.assertEqual(refused, {})
-        [message] = self.inbox(BOB)
+        [message] = self.fixture.inbox(BOB)
         self.assertTrue(message.startswith(b"Return-Path: <alice@example.test>\r\n"))
         self.assertIn(b" with ESMTPSA id ", message)
         self.assertTrue(message.endswith(b"\r\n" + BODY))
@@ -132,7 +124,7 @@ class SubmissionTests(TestCase):
         self.assertIn("auth", features)
         self.assertNotIn("starttls", features)
         self.assertEqual(starttls, (503, b"5.5.1 Error: TLS already active"))
-        [message] = self.inbox(ALICE)
+        [message] = self.fixture.inbox(ALICE)
         self.assertIn(b" with ESMTPSA id ", message)
 
     @inlineCallbacks
@@ -184,14 +176,6 @@ class SenderRuleTests(TestCase):
         )
         self.port = yield listen(self, factory)
 
-    def inbox(self, user: str) -> list[bytes]:
-        folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
-        out = []
-        for info in folder.messages():
-            with folder.openMessage(info.uid) as f:
-                out.append(f.read())
-        return out
-
     def session(self, work: Any) -> Deferred[Any]:
         def run() -> Any:
             with smtplib.SMTP("localhost", self.port, timeout=5) as client:
@@ -236,7 +220,7 @@ class SenderRuleTests(TestCase):
             refused,
             (553, b"5.7.1 From header address rejected: not owned by user alice@example.test"),
         )
-        self.assertEqual(self.inbox(BOB), [])
+        self.assertEqual(self.fixture.inbox(BOB), [])
 
     @inlineCallbacks
     def test_passwd_field_limits_the_check_to_the_envelope(
@@ -249,7 +233,7 @@ class SenderRuleTests(TestCase):
         sent = BODY.replace(b"From: alice@", b"From: bob@")
         refused = yield self.session(lambda client: client.sendmail(ALICE, [BOB], sent))
         self.assertEqual(refused, {})
-        [message] = self.inbox(BOB)
+        [message] = self.fixture.inbox(BOB)
         self.assertTrue(message.endswith(sent))
 
     @inlineCallbacks
@@ -257,7 +241,7 @@ class SenderRuleTests(TestCase):
         """A message without them gets both at the end of its header, and ESMTPSA."""
         bare = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: bare\r\n\r\nhi\r\n"
         yield self.session(lambda client: client.sendmail(ALICE, [BOB], bare))
-        [message] = self.inbox(BOB)
+        [message] = self.fixture.inbox(BOB)
         self.assertIn(b" with ESMTPSA id ", message)
         self.assertRegex(
             message,

@@ -25,6 +25,15 @@ class RealmFixture:
     portal: Portal
     root: Path
 
+    def inbox(self, user: str) -> list[bytes]:
+        """The raw bytes of every message in C{user}'s INBOX, oldest first."""
+        folder = self.realm.storeFor(user).getFolder("INBOX")
+        out = []
+        for info in folder.messages():
+            with folder.openMessage(info.uid) as f:
+                out.append(f.read())
+        return out
+
 
 def makeRealm(root: Path, users: tuple[str, ...] = (ALICE, BOB)) -> RealmFixture:
     """
