@@ -29,6 +29,7 @@ import socket
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar, cast
@@ -225,12 +226,7 @@ class _Loader:
 
         if value == "":
             return ""
-        text = self.string(key, value)
-        try:
-            parseSmarthost(text)
-        except ValueError as e:
-            self.fail(key, f"not a smarthost: {e}")
-        return text
+        return self.checked(key, value, parseSmarthost, "not a smarthost")
 
     def checkSmarthostFiles(self, relay: RelayConfig) -> None:
         """The smarthost's credentials and CA files are needed, readable, and well-formed."""
@@ -464,12 +460,16 @@ class _Loader:
         return self.integer(key, value)
 
     def uidlFormat(self, key: str, value: object) -> str:
-        spec = self.string(key, value)
+        return self.checked(key, value, compileFormat, "not a UIDL format")
+
+    def checked(self, key: str, value: object, parse: Callable[[str], object], what: str) -> str:
+        """A string C{parse} takes; its C{ValueError} is the problem, after C{what}."""
+        text = self.string(key, value)
         try:
-            compileFormat(spec)
+            parse(text)
         except ValueError as e:
-            self.fail(key, f"not a UIDL format: {e}")
-        return spec
+            self.fail(key, f"{what}: {e}")
+        return text
 
     def folderName(self, key: str, value: object) -> str:
         """A folder name as IMAP clients see it (C{Sent}, C{Archive/2025}), not INBOX."""
@@ -547,18 +547,11 @@ class _Loader:
     def listener(self, key: str, value: object) -> str:
         description = self.string(key, value)
         if isTLSShorthand(description):
-            try:
-                parseTLSShorthand(description)
-            except ValueError as e:
-                self.fail(key, f"not a valid tls: listener: {e}")
+            self.checked(key, description, parseTLSShorthand, "not a valid tls: listener")
             if self.tls is None:
                 self.fail(key, "a tls: listener needs a [tls] section")
             return description
-        try:
-            checkServerEndpoint(description)
-        except ValueError as e:
-            self.fail(key, f"not a valid endpoint: {e}")
-        return description
+        return self.checked(key, description, checkServerEndpoint, "not a valid endpoint")
 
     def readFile(self, key: str, path: Path) -> bytes:
         try:
