@@ -110,6 +110,16 @@ class ThreadNotingSigner(DKIMSigner):
         return super().signMessage(message, domain)
 
 
+class ScanCountingStore(QueueStore):
+    """A queue store that counts how often the whole queue is read."""
+
+    scans = 0
+
+    def scan(self) -> tuple[list[QueueEntry], dict[str, str]]:
+        self.scans += 1
+        return super().scan()
+
+
 def clientConnectionsTo(port: int) -> list[tcp.Client]:
     """This process's TCP client connections to C{port} still in the reactor."""
     selectables = [*reactor.getReaders(), *reactor.getWriters()]  # type: ignore[attr-defined]
@@ -477,6 +487,89 @@ class RunnerTests(RunnerTestCase):
         self.sink.replies["data"] = STALL
         message = MESSAGE + (b"x" * 998 + b"\r\n") * 8 * 1024
         return self.assertStopCutsShort(message, Timeouts(connect=2.0))
+
+
+class ConnectionReuseTests(RunnerTestCase):
+    @defer.inlineCallbacks
+    def test_mail_for_one_domain_shares_the_connections_it_opens(
+        self,
+    ) -> Generator[Any, Any, None]:
+        refused = {f"user{n}@ok.test" for n in range(0, 20, 5)}
+        for address in refused:
+            self.sink.rcptReplies[address] = "550 5.1.1 No such user"
+        for n in range(20):
+            # Refused mail comes from the null sender: no bounce joins the traffic.
+            address = f"user{n}@ok.test"
+            self.enqueue(address, sender="" if address in refused else SENDER)
+        self.startRunner(maxPerDomain=2)
+        yield self.waitFor(lambda: not self.store.ids())
+        sessions = self.sink.sessions
+        self.assertLessEqual(len(sessions), 2)
+        delivered = sorted(
+            r
+            for s in sessions
+            for t in s.transactions
+            if t.message is not None
+            for r in t.recipients
+        )
+        expected = sorted(f"TO:<user{n}@ok.test>" for n in range(20) if n % 5)
+        self.assertEqual(delivered, expected)
+        for session in sessions:
+            self.assertGreater(len(session.transactions), 1)
+            verbs = [c.split(" ")[0] for c in session.commands]
+            mails = [n for n, verb in enumerate(verbs) if verb == "MAIL"]
+            self.assertEqual([verbs[n - 1] for n in mails[1:]], ["RSET"] * (len(mails) - 1))
+
+    @defer.inlineCallbacks
+    def test_domains_with_other_tls_policies_do_not_share_a_connection(
+        self,
+    ) -> Generator[Any, Any, None]:
+        # ok.test and sender.test have the same MX address.
+        runner = self.startRunner(tlsPolicies={"sender.test": TLSPolicy(TLSMode.OPPORTUNISTIC)})
+        for n, address in enumerate(["bob@ok.test", "carol@ok.test", "dave@sender.test"]):
+            runner.attemptSoon(self.enqueue(address, sender="").id)
+            yield self.waitFor(lambda n=n: len(self.sink.messages) == n + 1)
+        self.assertEqual([len(s.transactions) for s in self.sink.sessions], [2, 1])
+        self.assertEqual(
+            self.sink.sessions[1].transactions[0].recipients, ["TO:<dave@sender.test>"]
+        )
+
+    @defer.inlineCallbacks
+    def test_stopping_closes_the_idle_connections(self) -> Generator[Any, Any, None]:
+        self.enqueue("bob@ok.test")
+        runner = self.startRunner()
+        yield self.waitFor(lambda: not self.store.ids())
+        self.assertEqual(len(runner.connections), 1)
+        self.assertFalse(self.sink.sessions[0].closed)
+        yield runner.stopService()
+        self.assertEqual(len(runner.connections), 0)
+        self.assertEqual(clientConnectionsTo(self.port), [])
+        yield self.waitFor(lambda: self.sink.sessions[0].closed)
+        self.assertEqual(self.sink.sessions[0].commands[-1], "QUIT")
+
+
+class ScanTests(RunnerTestCase):
+    @defer.inlineCallbacks
+    def test_queue_is_not_read_whole_for_every_finished_attempt(
+        self,
+    ) -> Generator[Any, Any, None]:
+        self.store = ScanCountingStore(self.store.path)
+        deferred = [f"user{n}@ok.test" for n in range(0, 50, 10)]
+        for address in deferred:
+            self.sink.rcptReplies[address] = "451 4.3.0 Try again later"
+        runner = self.startRunner(rescanInterval=60.0)
+        yield self.waitFor(lambda: self.store.scans == 1)
+        entries = [self.enqueue(f"user{n}@ok.test") for n in range(50)]
+        for entry in entries:
+            runner.attemptSoon(entry.id)
+        yield self.waitFor(lambda: len(self.store.ids()) == len(deferred))
+        yield self.waitFor(
+            lambda: all(self.store.load(i).recipients[0].attempts >= 1 for i in self.store.ids())
+        )
+        self.sink.rcptReplies.clear()
+        yield self.waitFor(lambda: not self.store.ids(), within=5.0)
+        self.assertEqual(len(self.sink.messages), 50)
+        self.assertLessEqual(self.store.scans, 3)
 
 
 class NameserverTests(TestCase):

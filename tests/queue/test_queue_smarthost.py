@@ -166,11 +166,11 @@ class SmarthostTests(RunnerTestCase):
         perRecipient = reportFields(self.bounces()[0])[1:]
         self.assertEqual([r["final-recipient"] for r in perRecipient], [f"rfc822; {NOWHERE}"])
         self.assertEqual(perRecipient[0]["status"], "5.1.1")
-        bounceSession = next(
-            s
+        bounceSession, bounce = next(
+            (s, t)
             for s in self.sink.sessions
             for t in s.transactions
             if t.mailFrom.startswith("FROM:<>")
         )
         self.assertEqual(bounceSession.user, USER)
-        self.assertEqual(bounceSession.transactions[0].recipients, [f"TO:<{SENDER}>"])
+        self.assertEqual(bounce.recipients, [f"TO:<{SENDER}>"])

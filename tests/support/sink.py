@@ -3,7 +3,7 @@ A configurable SMTP server on loopback that records what it is sent, for
 tests of outbound delivery.
 
 Each stage (C{greeting}, C{ehlo}, C{helo}, C{starttls}, C{auth}, C{mail},
-C{rcpt}, C{data}, C{end}, C{bdat}, C{quit}) can be given a reply, made to
+C{rcpt}, C{data}, C{end}, C{bdat}, C{rset}, C{quit}) can be given a reply, made to
 drop the connection or never answer; C{rcpt} can answer per address.
 Message content is read with tmail's own L{DataReader}/L{ChunkReader}, so a
 test sees exactly what tmail's server would store.
@@ -206,7 +206,7 @@ class SinkProtocol(LineReceiver):
             self.setRawMode()
         elif verb == "RSET":
             self.transaction = None
-            self.sendLine(b"250 2.0.0 Ok")
+            self.answer("rset", "250 2.0.0 Ok")
         elif verb == "QUIT":
             self.answer("quit", "221 2.0.0 Bye")
             self.transport.loseConnection()  # type: ignore[union-attr]

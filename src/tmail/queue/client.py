@@ -18,7 +18,12 @@ AUTH when the settings hold L{Credentials} (RFC 4954); MAIL FROM with
 SIZE, BODY, SMTPUTF8 and the DSN parameters (RET, ENVID) only when the
 server offers the extension; RCPT TO per recipient (NOTIFY,
 ORCPT with DSN); DATA only when a recipient was accepted, the final reply
-applying to every accepted recipient; QUIT.  A message that needs an
+applying to every accepted recipient; QUIT, or, given a
+L{ConnectionCache}, the session is parked there for the next message to
+the same server with the same settings, which resets it with RSET and
+goes on with the extensions, TLS and login the session already has (a
+session that does not answer RSET with C{250} is given up for a new
+connection).  A message that needs an
 extension the server lacks is not sent: 8-bit or binary content without
 8BITMIME/BINARYMIME (and CHUNKING for binary) fails with 5.6.3, an
 SMTPUTF8 message without SMTPUTF8 with 5.6.7 (the RFC 6152/6531
@@ -65,7 +70,7 @@ import contextlib
 import dataclasses
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -83,6 +88,7 @@ from twisted.internet.ssl import CertificateOptions, optionsForClientTLS
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from tmail.queue.connections import ConnectionCache, Parked
 from tmail.queue.dotstuff import DotStuffer
 from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
 from tmail.queue.schedule import RetrySchedule
@@ -155,6 +161,9 @@ class Timeouts:
     @ivar connect: for the TCP connection to be made.
     @ivar initial: the greeting, and replies to EHLO/HELO, STARTTLS, QUIT.
     @ivar dataBlock: for each block of the message to be taken by the network.
+    @ivar rset: for the reply to the RSET that readies a reused session
+        (Postfix's smtp_rset_timeout): a session that is slow to answer is
+        given up for a new connection.
     """
 
     connect: float = 30.0
@@ -164,6 +173,7 @@ class Timeouts:
     dataInit: float = 120.0
     dataBlock: float = 180.0
     dataEnd: float = 600.0
+    rset: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +316,9 @@ class _Session(LineOnlyReceiver):
         self._waiter: defer.Deferred[_Reply] | None = None
         self._timer: IDelayedCall | None = None
         self._lost: str | None = None
+        self._gone = False
+        self._goneWaiters: list[defer.Deferred[None]] = []
+        self._idleWatcher: Callable[[], object] | None = None
         self.tlsFailed = False
 
     def lineReceived(self, line: bytes) -> None:
@@ -324,6 +337,7 @@ class _Session(LineOnlyReceiver):
         waiter, self._waiter = self._waiter, None
         if waiter is None:
             self._replies.append(reply)
+            self._idle()
         else:
             self._cancelTimer()
             waiter.callback(reply)
@@ -344,6 +358,35 @@ class _Session(LineOnlyReceiver):
             self._fail(f"TLS failed: {reason.getErrorMessage()}")
         else:
             self._fail(f"connection lost: {reason.getErrorMessage()}")
+        self._gone = True
+        waiters, self._goneWaiters = self._goneWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        self._idle()
+
+    def _idle(self) -> None:
+        """Something happened while nobody was waiting: tell the cache, if parked."""
+        watcher, self._idleWatcher = self._idleWatcher, None
+        if watcher is not None:
+            watcher()
+
+    def watchIdle(self, callback: Callable[[], object] | None) -> None:
+        self._idleWatcher = callback
+
+    def usable(self) -> bool:
+        return self._lost is None and not self._replies and self.transport is not None
+
+    def quit(self, timeout: float) -> defer.Deferred[None]:
+        return defer.Deferred.fromCoroutine(self._quitAndWait(timeout))
+
+    async def _quitAndWait(self, timeout: float) -> None:
+        with contextlib.suppress(_Lost):
+            await self.command("QUIT", timeout)
+        self.close()
+        if not self._gone and self.transport is not None:
+            gone: defer.Deferred[None] = defer.Deferred()
+            self._goneWaiters.append(gone)
+            await gone
 
     def _fail(self, reason: str) -> None:
         if self._lost is None:
@@ -444,6 +487,8 @@ class _Attempt:
         clock: IReactorTime,
         useTLS: bool,
         implicitTLS: bool = False,
+        cache: ConnectionCache | None = None,
+        key: Hashable | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.remoteName = remoteName
@@ -456,6 +501,9 @@ class _Attempt:
         self.results: dict[str, RecipientResult] = {}
         self.tls = implicitTLS
         self.session: _Session | None = None
+        self.cache = cache
+        self.key = key
+        self.uses = 0
 
     def _diagnostic(self, reply: _Reply) -> Diagnostic:
         return reply.diagnostic(self.remoteName)
@@ -484,36 +532,17 @@ class _Attempt:
             raise
 
     async def _run(self) -> bool:
-        timeouts = self.settings.timeouts
+        parked = False
         try:
-            factory = Factory.forProtocol(lambda: _Session(self.clock))
-            try:
-                session = await self.endpoint.connect(factory).addTimeout(
-                    timeouts.connect, self.clock
-                )
-            except (ConnectError, OSError, defer.TimeoutError) as e:
-                raise _HostFailure(
-                    Diagnostic("4.4.1", f"cannot connect: {e}", None, self.remoteName)
-                ) from None
-            assert isinstance(session, _Session)
-            self.session = session
-            greeting = await session.expect(timeouts.initial, "the greeting")
-            if greeting.code != 220:
-                raise _HostFailure(self._hostReply(greeting))
-            extensions = await self._hello(session)
-            if not self.tls and self.useTLS and self._wantsTLS() and "STARTTLS" in extensions:
-                extensions = await self._startTLS(session, extensions)
-            if self._mustHaveTLS() and not self.tls:
-                raise _HostFailure(
-                    Diagnostic(
-                        "4.7.10", "the server does not offer STARTTLS", None, self.remoteName
-                    ),
-                    tlsFailed=True,
-                )
-            if self.settings.credentials is not None:
-                await self._authenticate(session, extensions, self.settings.credentials)
+            extensions = await self._reuse()
+            if extensions is None:
+                extensions = await self._open()
+            assert self.session is not None
+            session = self.session
             await self._transaction(session, extensions)
-            await self._quit(session)
+            parked = self._park(session, extensions)
+            if not parked:
+                await self._quit(session)
             return False
         except _HostFailure as e:
             self._failAllTemporarily(e.diagnostic)
@@ -526,9 +555,66 @@ class _Attempt:
             self._failAllTemporarily(self._lostDiagnostic(e))
             return True
         finally:
-            if self.session is not None and self.session.transport is not None:
+            if not parked and self.session is not None and self.session.transport is not None:
                 # QUIT was answered or not needed; whatever went wrong, let go.
                 self.session.transport.loseConnection()
+
+    async def _reuse(self) -> dict[str, str] | None:
+        """
+        Take a parked session for this host and reset it with RSET: it
+        becomes C{self.session}, and its extensions are returned.  C{None}
+        when there is none that answers RSET with C{250}.
+        """
+        if self.cache is None or self.key is None:
+            return None
+        while (parked := self.cache.take(self.key)) is not None:
+            session = parked.session
+            assert isinstance(session, _Session)
+            self.session = session
+            try:
+                reply = await session.command("RSET", self.settings.timeouts.rset)
+            except _Lost:
+                continue
+            if reply.code == 250:
+                self.tls = parked.tls
+                self.uses = parked.uses
+                return dict(parked.extensions)
+            self.cache.discard(session)
+        self.session = None
+        return None
+
+    async def _open(self) -> dict[str, str]:
+        """Connect, greet, EHLO, STARTTLS and AUTH as the settings ask; the extensions."""
+        timeouts = self.settings.timeouts
+        factory = Factory.forProtocol(lambda: _Session(self.clock))
+        try:
+            session = await self.endpoint.connect(factory).addTimeout(timeouts.connect, self.clock)
+        except (ConnectError, OSError, defer.TimeoutError) as e:
+            raise _HostFailure(
+                Diagnostic("4.4.1", f"cannot connect: {e}", None, self.remoteName)
+            ) from None
+        assert isinstance(session, _Session)
+        self.session = session
+        greeting = await session.expect(timeouts.initial, "the greeting")
+        if greeting.code != 220:
+            raise _HostFailure(self._hostReply(greeting))
+        extensions = await self._hello(session)
+        if not self.tls and self.useTLS and self._wantsTLS() and "STARTTLS" in extensions:
+            extensions = await self._startTLS(session, extensions)
+        if self._mustHaveTLS() and not self.tls:
+            raise _HostFailure(
+                Diagnostic("4.7.10", "the server does not offer STARTTLS", None, self.remoteName),
+                tlsFailed=True,
+            )
+        if self.settings.credentials is not None:
+            await self._authenticate(session, extensions, self.settings.credentials)
+        return extensions
+
+    def _park(self, session: _Session, extensions: Mapping[str, str]) -> bool:
+        """Leave the session in the cache for the next message; C{False} when it is not kept."""
+        if self.cache is None or self.key is None:
+            return False
+        return self.cache.park(self.key, Parked(session, extensions, self.tls, self.uses + 1))
 
     def _failAllTemporarily(self, diagnostic: Diagnostic) -> None:
         if diagnostic.permanent:
@@ -850,6 +936,8 @@ def deliver(
     requireTLS: bool = False,
     clock: IReactorTime | None = None,
     implicitTLS: bool = False,
+    cache: ConnectionCache | None = None,
+    destination: tuple[str, int] | None = None,
 ) -> defer.Deferred[DeliveryResult]:
     """
     Send C{message} (a file positioned at its start, CRLF line ends) to
@@ -861,6 +949,11 @@ def deliver(
         goes only over verified TLS to a server that offers REQUIRETLS.
     @param implicitTLS: C{endpoint} speaks TLS from the start (a
         C{wrapClientTLS} endpoint): no STARTTLS, and the attempt is over TLS.
+    @param cache: where sessions are kept between messages: a session
+        parked there for the same C{destination} and settings is used
+        first, and the session is parked there after the transaction.
+    @param destination: the C{(address, port)} C{endpoint} connects to;
+        without it C{cache} is not used.
     @return: a Deferred firing with the L{DeliveryResult}; it does not
         fail, unless cancelled (then the connection is dropped at once).
     """
@@ -875,6 +968,11 @@ def deliver(
             settings, tls=TLSPolicy(TLSMode.REQUIRED, True, False, settings.tls.trustRoot)
         )
 
+    def keyFor(useTLS: bool) -> Hashable | None:
+        if cache is None or destination is None:
+            return None
+        return _sessionKey(destination, remoteName, settings, implicitTLS, useTLS)
+
     async def attempt() -> DeliveryResult:
         start = message.tell()
         tryTLS = settings.tls.mode is not TLSMode.NONE
@@ -888,6 +986,8 @@ def deliver(
             timer,
             tryTLS,
             implicitTLS,
+            cache,
+            keyFor(tryTLS),
         )
         try:
             hostFailed = await first.run()
@@ -903,9 +1003,62 @@ def deliver(
             and tlsFailure.status == "4.7.5"
         ):
             message.seek(start)
-            clear = _Attempt(endpoint, remoteName, envelope, message, settings, False, timer, False)
+            clear = _Attempt(
+                endpoint,
+                remoteName,
+                envelope,
+                message,
+                settings,
+                False,
+                timer,
+                False,
+                cache=cache,
+                key=keyFor(False),
+            )
             hostFailed = await clear.run()
             return DeliveryResult(clear.results, hostFailed, False)
         return DeliveryResult(first.results, True, False)
 
     return defer.Deferred.fromCoroutine(attempt())
+
+
+class _Same:
+    """Compares equal only to itself, whatever it holds: a key part for unhashable objects."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: object) -> None:
+        self.held = held
+
+    def __hash__(self) -> int:
+        return id(self.held)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.held is self.held
+
+
+def _sessionKey(
+    destination: tuple[str, int],
+    remoteName: str,
+    settings: ClientSettings,
+    implicitTLS: bool,
+    useTLS: bool,
+) -> Hashable:
+    """
+    What a parked session must have been set up with to be used again:
+    the same server, name (the certificate was checked against it), EHLO
+    name, TLS policy and credentials.
+    """
+    policy = settings.tls
+    return (
+        destination,
+        remoteName.lower(),
+        implicitTLS,
+        useTLS,
+        settings.heloName,
+        policy.mode,
+        policy.verify,
+        policy.clearOnFailure,
+        _Same(policy.trustRoot),
+        settings.credentials,
+    )

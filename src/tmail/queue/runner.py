@@ -4,11 +4,16 @@ The queue runner: the service that sends queued mail on, retries it, and
 tells senders what became of it.
 
 L{QueueRunner} follows the steps L{tmail.queue.store} lays down.  At start
-it makes the queue's directories and recovers from a crash; then it looks
-at the queue whenever an entry falls due (L{QueueStore.nextWakeup}), when
-an operator asks (L{QueueStore.takeWakeup}, polled every
-L{RelaySettings.wakeupPoll} seconds), and at least every
-L{RelaySettings.rescanInterval} seconds.  For each due entry:
+it makes the queue's directories and recovers from a crash; then it reads
+the whole queue at start, when an operator asks
+(L{QueueStore.takeWakeup}, polled every L{RelaySettings.wakeupPoll}
+seconds), and every L{RelaySettings.rescanInterval} seconds.  In between
+it reads single entries only, so that the work per message does not grow
+with the queue: a new entry is attempted when the outbox says it was
+queued (L{QueueRunner.attemptSoon}), an entry whose attempt ended is
+attempted again when its next attempt falls due, and an entry that came
+while the runner was busy waits for an attempt to end.  For each due
+entry:
 
   1. its due recipients are grouped by domain, and the domains are
      attempted side by side (with a smarthost, all of them but those of
@@ -36,7 +41,11 @@ L{RelaySettings.rescanInterval} seconds.  For each due entry:
 
 At most L{RelaySettings.maxConnections} domains are attempted at once, and
 at most L{RelaySettings.maxPerDomain} of them to the same domain (or to
-the smarthost).  Held entries are skipped, and so is an entry deleted
+the smarthost).  Connections are kept open for the next message to the
+same server (a L{ConnectionCache}: at most L{RelaySettings.reuseTime}
+seconds idle, for L{RelaySettings.reuseLimit} messages), so that entries
+for one domain waiting for a connection use the ones already open.  Held
+entries are skipped, and so is an entry deleted
 meanwhile.  Nothing is lost when the process dies at any point: the queue
 is the only state.
 
@@ -50,7 +59,8 @@ host's would.
 Stopping the runner lets the attempts under way finish for
 L{RelaySettings.stopGrace} seconds, then cancels them: their connections
 are dropped and nothing is recorded for them, so they are made again
-after the next start.
+after the next start.  The idle connections are closed with QUIT, within
+the same grace.
 
 The server runs it as a child of its L{MultiService}::
 
@@ -72,6 +82,7 @@ from its file.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -102,9 +113,11 @@ from tmail.queue.client import (
     deliver,
     envelopeFor,
 )
+from tmail.queue.connections import REUSE_LIMIT, REUSE_TIME, ConnectionCache
 from tmail.queue.dkim import DKIMKeyError, DKIMSigner
 from tmail.queue.dsn import buildReport
 from tmail.queue.entry import (
+    CorruptEntry,
     Diagnostic,
     NoSuchEntry,
     Notice,
@@ -184,6 +197,11 @@ class RelaySettings:
         given; C{port} and C{tls} then do not apply.
     @ivar stopGrace: seconds the attempts under way get to finish when the
         runner stops, before they are cancelled.
+    @ivar reuseTime: seconds an SMTP connection is kept open, idle, for
+        the next message to the same server (Postfix's
+        smtp_connection_cache_time_limit); 0 closes each after its message.
+    @ivar reuseLimit: messages one connection carries at most (Postfix's
+        smtp_connection_reuse_count_limit).
     """
 
     heloName: str
@@ -200,6 +218,8 @@ class RelaySettings:
     wakeupPoll: float = WAKEUP_POLL
     smarthost: Smarthost | None = None
     stopGrace: float = STOP_GRACE
+    reuseTime: float = REUSE_TIME
+    reuseLimit: int = REUSE_LIMIT
 
     def __post_init__(self) -> None:
         if self.maxConnections < 1 or self.maxPerDomain < 1:
@@ -208,6 +228,8 @@ class RelaySettings:
             raise ValueError("rescanInterval and wakeupPoll must be positive")
         if self.stopGrace < 0:
             raise ValueError("stopGrace must not be negative")
+        if self.reuseTime < 0 or self.reuseLimit < 1:
+            raise ValueError("reuseTime must not be negative, reuseLimit must be at least 1")
         for server in self.nameservers:
             parseNameserver(server)
 
@@ -362,6 +384,20 @@ class QueueRunner(Service):
         self._timer: IDelayedCall | None = None
         self._poll: LoopingCall | None = None
         self._stopping = False
+        self._planned: dict[str, float] = {}
+        self._upcoming: list[tuple[float, str]] = []
+        self._attemptTimer: IDelayedCall | None = None
+        self._waiting: dict[str, None] = {}
+        self._draining = False
+        self.connections = self._connectionCache()
+
+    def _connectionCache(self) -> ConnectionCache:
+        return ConnectionCache(
+            self.clock,
+            self.settings.reuseTime,
+            self.settings.reuseLimit,
+            quitTimeout=self.settings.timeouts.initial,
+        )
 
     # Service
 
@@ -371,6 +407,7 @@ class QueueRunner(Service):
         if self.resolver is None:
             self.resolver = self.settings.resolver()
         self._stopping = False
+        self.connections = self._connectionCache()
         self.store.create()
         recovery = self.store.recover(now=self.clock.seconds())
         for entryId in recovery.corrupt:
@@ -384,18 +421,21 @@ class QueueRunner(Service):
     def stopService(self) -> defer.Deferred[Any]:
         """
         Stop looking; fires once the attempts under way have ended, those
-        not done within L{RelaySettings.stopGrace} seconds cancelled.
+        not done within L{RelaySettings.stopGrace} seconds cancelled, and
+        the connections kept for reuse are closed (QUIT, within the grace).
         """
         super().stopService()  # type: ignore[no-untyped-call]
         self._stopping = True
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         self._cancelTimer()
+        self._forgetPlans()
         if self._ownsResolver and self.resolver is not None:
             self.resolver.close()
             self.resolver = None
+        closed = self.connections.close(self.settings.stopGrace)
         busy = list(self._busy.values())
-        ended: defer.Deferred[Any] = defer.DeferredList(busy)
+        ended: defer.Deferred[Any] = defer.DeferredList([*busy, closed])
         if not busy:
             return ended
 
@@ -419,12 +459,20 @@ class QueueRunner(Service):
             self._timer.cancel()
         self._timer = None
 
+    def _forgetPlans(self) -> None:
+        if self._attemptTimer is not None and self._attemptTimer.active():
+            self._attemptTimer.cancel()
+        self._attemptTimer = None
+        self._planned.clear()
+        self._upcoming.clear()
+        self._waiting.clear()
+
     def _checkWakeup(self) -> None:
         if self.store.takeWakeup():
             self.scan()
 
     def _wakeSoon(self, delay: float) -> None:
-        """Look at the queue again in C{delay} seconds, or sooner if planned."""
+        """Scan the queue in C{delay} seconds, or sooner if planned."""
         if not self.running:
             return
         when = self.clock.seconds() + max(0.0, delay)
@@ -434,8 +482,14 @@ class QueueRunner(Service):
             self._timer.cancel()
         self._timer = self.clock.callLater(max(0.0, delay), self.scan)
 
+    def _busyEnough(self) -> bool:
+        return len(self._busy) >= 2 * self.settings.maxConnections
+
     def scan(self) -> None:
-        """Start attempts of the due entries, queue owed notices, plan the next look."""
+        """
+        Start attempts of the due entries, queue owed notices, plan every
+        entry's next attempt and the next scan.
+        """
         if not self.running:
             return
         self._cancelTimer()
@@ -447,17 +501,17 @@ class QueueRunner(Service):
             self.log.error("queue: cannot read the queue: {error}", error=str(e))
             self._wakeSoon(self.settings.rescanInterval)
             return
-        limit = 2 * self.settings.maxConnections
-        nextLook = now + self.settings.rescanInterval
+        self._forgetPlans()
         due = sorted(
             (e for e in entries if e.isDue(now)), key=lambda e: (e.nextAttempt() or 0.0, e.id)
         )
         for entry in due:
             if entry.id in self._busy or entry.id in self._troubled:
                 continue
-            if len(self._busy) >= limit:
-                break
-            self._start(entry.id)
+            if self._busyEnough():
+                self._waiting[entry.id] = None
+            else:
+                self._start(entry.id)
         for entry in entries:
             if entry.id in self._busy or entry.id in self._troubled or entry.held:
                 continue
@@ -466,23 +520,64 @@ class QueueRunner(Service):
             else:
                 upcoming = entry.nextAttempt()
                 if upcoming is not None and upcoming > now:
-                    nextLook = min(nextLook, upcoming)
-        self._wakeSoon(nextLook - now)
+                    self._plan(entry.id, upcoming)
+        self._wakeSoon(self.settings.rescanInterval)
 
     def attemptSoon(self, entryId: str) -> None:
         """
         Attempt a new entry now, without reading the whole queue (an
         L{tmail.queue.outbox.Outbox} listener).  When the runner is busy
-        enough, the next look at the queue finds it instead.
+        enough, the entry waits for an attempt under way to end.
         """
-        if (
-            self.running
-            and entryId not in self._busy
-            and len(self._busy) < 2 * self.settings.maxConnections
-        ):
+        if not self.running or entryId in self._busy:
+            return
+        if self._busyEnough():
+            self._waiting[entryId] = None
+        else:
             self._start(entryId)
 
+    def _plan(self, entryId: str, when: float) -> None:
+        """Attempt C{entryId} at C{when} (instead of any time planned before)."""
+        self._planned[entryId] = when
+        heapq.heappush(self._upcoming, (when, entryId))
+        self._armAttemptTimer()
+
+    def _armAttemptTimer(self) -> None:
+        upcoming = self._upcoming
+        while upcoming and self._planned.get(upcoming[0][1]) != upcoming[0][0]:
+            heapq.heappop(upcoming)
+        timer = self._attemptTimer
+        if not upcoming or not self.running:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._attemptTimer = None
+            return
+        when = upcoming[0][0]
+        if timer is not None and timer.active():
+            if timer.getTime() <= when:
+                return
+            timer.cancel()
+        self._attemptTimer = self.clock.callLater(
+            max(0.0, when - self.clock.seconds()), self._attemptPlanned
+        )
+
+    def _attemptPlanned(self) -> None:
+        """Start the entries whose planned time has come."""
+        self._attemptTimer = None
+        now = self.clock.seconds()
+        upcoming = self._upcoming
+        while upcoming and upcoming[0][0] <= now:
+            when, entryId = heapq.heappop(upcoming)
+            if self._planned.get(entryId) != when:
+                continue
+            del self._planned[entryId]
+            if entryId not in self._troubled:
+                self.attemptSoon(entryId)
+        self._armAttemptTimer()
+
     def _start(self, entryId: str) -> None:
+        self._planned.pop(entryId, None)
+        self._waiting.pop(entryId, None)
         d = defer.Deferred.fromCoroutine(self._process(entryId))
 
         def failed(reason: Failure) -> None:
@@ -493,11 +588,39 @@ class QueueRunner(Service):
 
         def finished(_: object) -> None:
             self._busy.pop(entryId, None)
-            self._wakeSoon(0)
+            self._finished(entryId)
 
         d.addErrback(failed).addBoth(finished)
         if not d.called:
             self._busy[entryId] = d
+
+    def _finished(self, entryId: str) -> None:
+        """
+        An attempt ended: start a waiting entry, and plan this one's next
+        attempt from its own metadata (the rest of the queue is unchanged).
+        """
+        if not self.running:
+            return
+        if not self._draining:
+            # Attempts that end at once start the next ones here, not deeper.
+            self._draining = True
+            try:
+                while self._waiting and not self._busyEnough():
+                    waiting = next(iter(self._waiting))
+                    del self._waiting[waiting]
+                    if waiting not in self._busy:
+                        self._start(waiting)
+            finally:
+                self._draining = False
+        if entryId in self._troubled or entryId in self._busy:
+            return
+        try:
+            entry = self.store.load(entryId)
+        except (NoSuchEntry, CorruptEntry, OSError):
+            return
+        upcoming = entry.nextAttempt()
+        if not entry.held and upcoming is not None:
+            self._plan(entryId, upcoming)
 
     # One entry
 
@@ -637,6 +760,8 @@ class QueueRunner(Service):
                     requireTLS=entry.requireTLS,
                     clock=self.clock,
                     implicitTLS=implicitTLS,
+                    cache=self.connections,
+                    destination=(address, route.port),
                 )
             results.update(result.recipients)
             elsewhere = set(result.retryElsewhere())
@@ -710,6 +835,7 @@ class QueueRunner(Service):
         except NoSuchEntry:
             return
         queued = self.store.enqueue(report.envelope(), report.data, now)
+        self.attemptSoon(queued.id)
         self.log.info(
             "queue: {id}: {notice} notice to <{sender}> queued as {dsn}",
             id=entry.id,

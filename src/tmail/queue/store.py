@@ -37,9 +37,11 @@ recipients due now and creates C{wakeup}.  The runner (in the server)
 therefore:
 
   - calls L{QueueStore.recover} once at startup;
-  - finds work with L{QueueStore.due} (cheap to repeat: metadata is only
-    parsed again when its file changed) and sleeps until
-    L{QueueStore.nextWakeup}, but at most L{RESCAN_INTERVAL} seconds;
+  - reads the whole queue (L{QueueStore.entries}: metadata is only
+    parsed again when its file changed, but every file is opened) at
+    start and every L{RESCAN_INTERVAL} seconds; in between it follows
+    single entries with L{QueueStore.load}, planning each one's next
+    attempt from L{QueueEntry.nextAttempt} once its attempt ended;
   - polls L{QueueStore.takeWakeup} every L{WAKEUP_POLL} seconds and looks
     again at once when it returns true;
   - loads an entry again (L{QueueStore.load}) right before each attempt and
