@@ -47,7 +47,9 @@ def test_every_relay_setting_reaches_the_runner(tmp_path: Path) -> None:
         "first_retry = 60\n"
         "max_backoff = 600\n"
         "lifetime = 86400\n"
-        "delay_warning = 0\n",
+        "delay_warning = 0\n"
+        "connection_reuse_time = 0\n"
+        "connection_reuse_limit = 7\n",
     )
     runner = RelaySettings.fromConfig(settings)
     assert runner.nameservers == ("127.0.0.1:5353", "[::1]")
@@ -56,6 +58,7 @@ def test_every_relay_setting_reaches_the_runner(tmp_path: Path) -> None:
     schedule = runner.schedule
     assert (schedule.firstRetry, schedule.maxBackoff, schedule.lifetime) == (60.0, 600.0, 86400.0)
     assert schedule.delayWarning == 0.0
+    assert (runner.reuseTime, runner.reuseLimit) == (0.0, 7)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +73,8 @@ def test_every_relay_setting_reaches_the_runner(tmp_path: Path) -> None:
         ("delay_warning = -1", "relay.delay_warning", "must not be negative"),
         ("lifetyme = 5", "relay.lifetyme", 'did you mean "lifetime"'),
         ('resolver = "dns.example"', "relay.resolver", "expected an address"),
+        ("connection_reuse_limit = 0", "relay.connection_reuse_limit", "must be positive"),
+        ("connection_reuse_time = -1", "relay.connection_reuse_time", "must not be negative"),
         ('tls_policy = "verify"', "relay.tls_policy", "expected a table of domain = level"),
         ('[relay.tls_policy]\n"bank.example" = "secure"', "relay.tls_policy", "must be one of"),
         ('[relay.tls_policy]\n"bad domain" = "verify"', "relay.tls_policy", "not a valid domain"),

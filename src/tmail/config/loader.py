@@ -81,7 +81,13 @@ _TOP_LEVEL = ("hostname", "data_dir", "log_format")
 
 #: Numbers that may be zero; every other limit must be positive.
 _NON_NEGATIVE = frozenset(
-    {"auth.failure_delay", "quota.storage", "quota.messages", "relay.delay_warning"}
+    {
+        "auth.failure_delay",
+        "quota.storage",
+        "quota.messages",
+        "relay.delay_warning",
+        "relay.connection_reuse_time",
+    }
 )
 
 _BACKEND = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")

@@ -252,6 +252,10 @@ class RelayConfig:
     @ivar lifetime: seconds after which mail still failing is bounced.
     @ivar delay_warning: seconds after which the sender is told of a delay
         (0: never).
+    @ivar connection_reuse_time: seconds an idle connection to a receiving
+        server is kept for the next message to it (0: one message per
+        connection), as Postfix's C{smtp_connection_cache_time_limit}.
+    @ivar connection_reuse_limit: messages sent over one connection at most.
     @ivar smarthost: send all mail to this server instead of the MX hosts:
         C{"tcp:HOST:PORT"} (STARTTLS required) or C{"tls:HOST:PORT"}
         (implicit TLS); IPv6 in brackets, C{"tcp:[2001:db8::1]:587"}.
@@ -280,6 +284,8 @@ class RelayConfig:
     max_backoff: float = 3600.0
     lifetime: float = 5 * 86400.0
     delay_warning: float = 4 * 3600.0
+    connection_reuse_time: float = 2.0
+    connection_reuse_limit: int = 100
     smarthost: str = ""
     smarthost_credentials: Path | None = None
     smarthost_tls_verify: bool = True

@@ -276,6 +276,8 @@ class RelaySettings:
                 delayWarning=relay.delay_warning,
             ),
             smarthost=smarthost,
+            reuseTime=relay.connection_reuse_time,
+            reuseLimit=relay.connection_reuse_limit,
         )
 
     def clientSettings(self, domain: str | None = None) -> ClientSettings:
