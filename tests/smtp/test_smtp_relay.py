@@ -8,8 +8,10 @@ a real queue directory.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import os
 import smtplib
 from collections.abc import Generator
 from email.message import EmailMessage
@@ -21,6 +23,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from support.disk import smallDisk
 from support.net import inThread, listen
 from support.pki import makePKI
 from support.realm import ALICE, BOB, PASSWORD, makeRealm
@@ -52,12 +55,17 @@ def statusGroups(report: EmailMessage) -> list[dict[str, str]]:
     return [{k.lower(): str(v) for k, v in group.items()} for group in status.get_payload()]
 
 
-class RelayTests(TestCase):
+class RelayServers(TestCase):
+    """MX, submission and LMTP listeners sharing one realm and one outbox."""
+
+    def queueDirectory(self) -> Path:
+        return Path(self.mktemp())
+
     @inlineCallbacks
     def setUp(self) -> Generator[Deferred[Any], Any, None]:
         self.fixture = makeRealm(Path(self.mktemp()))
         self.pki = makePKI(Path(self.mktemp()))
-        self.queue = QueueStore(Path(self.mktemp()))
+        self.queue = QueueStore(self.queueDirectory())
         self.outbox = Outbox(self.queue)
         #: Entry IDs the outbox announced, and whether each was on disk then.
         self.announced: list[tuple[str, bool]] = []
@@ -107,6 +115,8 @@ class RelayTests(TestCase):
         with self.queue.openMessage(entry.id) as f:
             return f.read()
 
+
+class RelayTests(RelayServers):
     @inlineCallbacks
     def test_submission_to_another_domain_is_queued_durably_before_250(
         self,
@@ -297,3 +307,36 @@ class RelayTests(TestCase):
                 waited += 0.02
 
         return poll()
+
+
+class FullQueueDiskTests(RelayServers):
+    """The queue's disk is full: the message is refused as a whole, nothing half kept."""
+
+    def queueDirectory(self) -> Path:
+        disk = contextlib.ExitStack()
+        self.addCleanup(disk.close)
+        mount = disk.enter_context(smallDisk(Path(self.mktemp()).resolve(), "256k"))
+        QueueStore(mount / "queue").create()
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"x" * 4096)
+        os.close(fd)
+        return mount / "queue"
+
+    @inlineCallbacks
+    def test_submission_gets_452_and_no_copy_is_kept(self) -> Generator[Deferred[Any], Any, None]:
+        def send() -> tuple[int, bytes]:
+            with smtplib.SMTP("localhost", self.submission, timeout=5) as client:
+                client.starttls(context=self.pki.clientContext())
+                client.login(ALICE, PASSWORD)
+                client.mail(ALICE)
+                client.rcpt(BOB)
+                client.rcpt(REMOTE)
+                return client.data(BODY)
+
+        reply = yield inThread(send)
+        self.assertEqual(reply, (452, b"4.3.1 Insufficient system storage"))
+        self.assertEqual(self.fixture.inbox(BOB), [])
+        self.assertEqual(self.queue.ids(), [])
+        self.assertEqual(self.queue.recover(grace=0).debris, [])
