@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import dkim
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from support.dns import a, mx, startDNS
-from support.net import inThread
+from support.net import eventually, inThread
 from support.process import TmailServer
 from support.sink import SinkFactory, startSink
 
@@ -112,16 +110,10 @@ class OutboundTests(TestCase):
         entries: list[dict[str, Any]] = json.loads(listed.stdout)
         return entries
 
-    @inlineCallbacks
-    def waitFor(
-        self, condition: Callable[[], bool], timeout: float = 30.0
-    ) -> Generator[Deferred[Any], Any, None]:
-        waited = 0.0
-        while not condition():
-            if waited > timeout:
-                self.fail(f"not reached in {timeout} s; log:\n{self.server.log.read_text()}")
-            yield deferLater(reactor, 0.1, lambda: None)
-            waited += 0.1
+    def waitFor(self, condition: Callable[[], bool]) -> Deferred[None]:
+        return eventually(
+            condition, 30.0, lambda: f"not reached in 30 s; log:\n{self.server.log.read_text()}"
+        )
 
     @inlineCallbacks
     def waitForReports(self) -> Generator[Deferred[Any], Any, list[bytes]]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 from tests.queue.test_queue_client import MESSAGE, ClientTestCase, envelope, states
+from tests.support.net import eventually
 from tests.support.sink import DROP, SinkFactory, SinkProtocol, serverTLS, startSink
-from twisted.internet import reactor, task
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from tmail.queue.client import ClientSettings, Credentials, DeliveryResult, TLSMode, deliver
@@ -61,15 +61,8 @@ class ReuseTests(ClientTestCase):
             destination=("127.0.0.1", port),
         )
 
-    @inlineCallbacks
-    def waitFor(
-        self, condition: Callable[[], bool], within: float = 5.0
-    ) -> Generator[Any, Any, None]:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail("the condition was not met in time")
-            yield task.deferLater(reactor, 0.02, lambda: None)
+    def waitFor(self, condition: Callable[[], bool], within: float = 5.0) -> Deferred[None]:
+        return eventually(condition, within)
 
     def assertDelivered(self, result: DeliveryResult) -> None:
         self.assertEqual(set(states(result).values()), {State.DELIVERED})

@@ -6,17 +6,15 @@ L{LocalTransport} into a real realm's Maildirs.
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from support.dns import startSilentDNS
+from support.net import eventually
 from support.realm import ALICE, BOB, makeRealm
 from tmail.queue.entry import Envelope, QueueEntry, Recipient
 from tmail.queue.local import LocalResult, LocalTransport
@@ -130,10 +128,7 @@ class RunnerLocalDeliveryTests(TestCase):
         entry = store.enqueue(Envelope("", (Recipient(ALICE), Recipient("x@example.test"))), NOTICE)
         runner.startService()
         self.addCleanup(runner.stopService)
-        deadline = time.monotonic() + 10
-        while store.ids():
-            self.assertLess(time.monotonic(), deadline, "the entry was not handled")
-            yield deferLater(reactor, 0.02, lambda: None)
+        yield eventually(lambda: not store.ids())
         folder = fixture.realm.storeFor(ALICE).getFolder("INBOX")
         [info] = folder.messages()
         with folder.openMessage(info.uid) as f:

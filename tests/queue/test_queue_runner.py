@@ -20,8 +20,10 @@ from typing import Any
 
 import dkim
 from tests.support.dns import a, mx, startDNS
+from tests.support.net import eventually
 from tests.support.sink import SILENT, STALL, SinkFactory, SinkProtocol, startSink
 from twisted.internet import defer, reactor, task, tcp
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
@@ -179,15 +181,8 @@ class RunnerTestCase(TestCase):
         envelope = Envelope(sender, tuple(Recipient(r) for r in recipients))
         return self.store.enqueue(envelope, message, time.time())
 
-    @defer.inlineCallbacks
-    def waitFor(
-        self, condition: Callable[[], bool], within: float = 10.0
-    ) -> Generator[Any, Any, None]:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail("the condition was not met in time")
-            yield task.deferLater(reactor, 0.02, lambda: None)
+    def waitFor(self, condition: Callable[[], bool], within: float = 10.0) -> Deferred[None]:
+        return eventually(condition, within)
 
     def bounces(self) -> list[bytes]:
         """The messages the sink took from the null sender."""

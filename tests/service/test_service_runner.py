@@ -10,11 +10,10 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from support.net import eventually
 from tmail.config.loader import loadSettings
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.queue.entry import Envelope, Recipient
@@ -55,8 +54,7 @@ class ServiceRunnerTests(TestCase):
             pending.commit()
             self.assertEqual(len(attempted), 1)
             self.assertIn(attempted[0], service.runner._busy)
-            while service.outbox.store.ids():
-                yield deferLater(reactor, 0.02, lambda: None)
+            yield eventually(lambda: not service.outbox.store.ids())
         finally:
             yield service.stopService()
         self.assertFalse(service.runner.running)

@@ -20,11 +20,10 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from support.disk import smallDisk
-from support.net import inThread, listen
+from support.net import eventually, inThread, listen
 from support.pki import makePKI
 from support.realm import ALICE, BOB, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
@@ -264,7 +263,7 @@ class RelayTests(RelayServers):
 
         replies = yield inThread(send)
         self.assertEqual(replies["data"][0], 250)
-        yield self.waitFor(lambda: len(self.announced) == 1)
+        yield eventually(lambda: len(self.announced) == 1)
         [entry] = self.entries()
         self.assertEqual(entry.sender, "")
         self.assertEqual([r.address for r in entry.recipients], ["someone@remote.example"])
@@ -293,20 +292,6 @@ class RelayTests(RelayServers):
         yield inThread(send)
         self.assertEqual(self.entries(), [])
         self.assertEqual(self.announced, [])
-
-    def waitFor(self, condition: Any, timeout: float = 5.0) -> Deferred[None]:
-        """Fire once C{condition()} holds (polled), fail after C{timeout} seconds."""
-
-        @inlineCallbacks
-        def poll() -> Generator[Deferred[Any], Any, None]:
-            waited = 0.0
-            while not condition():
-                if waited >= timeout:
-                    raise AssertionError("condition not reached")
-                yield deferLater(reactor, 0.02, lambda: None)
-                waited += 0.02
-
-        return poll()
 
 
 class FullQueueDiskTests(RelayServers):

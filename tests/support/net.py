@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 T = TypeVar("T")
@@ -34,6 +36,26 @@ def listen(testCase: TestCase, factory: Factory) -> Deferred[int]:
 def inThread(function: Callable[..., T], *args: object) -> Deferred[T]:
     """Run a blocking client (smtplib, imaplib, poplib) off the reactor thread."""
     return threads.deferToThread(function, *args)
+
+
+def eventually(
+    condition: Callable[[], bool],
+    within: float = 10.0,
+    failure: Callable[[], str] = lambda: "the condition was not met in time",
+) -> Deferred[None]:
+    """
+    Fire once C{condition()} holds (asked every 20 ms while the reactor
+    runs); fail with C{AssertionError(failure())} after C{within} seconds.
+    """
+
+    async def poll() -> None:
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(failure())
+            await deferLater(reactor, 0.02, lambda: None)
+
+    return Deferred.fromCoroutine(poll())
 
 
 def readLine(sock: socket.socket | ssl.SSLSocket) -> bytes:
