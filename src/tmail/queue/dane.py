@@ -62,7 +62,7 @@ class HostTLS:
     @ivar policy: the policy to deliver with; C{None} when the host is not
         to be used now.
     @ivar level: the Postfix level that applies (C{"dane"}, C{"encrypt"},
-        C{"may"}), or C{"deferred"}.
+        C{"may"}), or C{"deferred"} when the host is not used.
     @ivar reason: why, for the log.
     @ivar diagnostic: when the host is not used, the recipients' temporary
         failure.
@@ -74,8 +74,9 @@ class HostTLS:
     diagnostic: Diagnostic | None = None
 
 
-def _deferred(host: MailHost, reason: str) -> HostTLS:
-    return HostTLS(None, "deferred", reason, Diagnostic("4.7.5", reason, None, host.name))
+def _deferred(host: MailHost, reason: str, text: str | None = None) -> HostTLS:
+    diagnostic = Diagnostic("4.7.5", text or reason, None, host.name)
+    return HostTLS(None, "deferred", reason, diagnostic)
 
 
 async def hostPolicy(
@@ -89,7 +90,7 @@ async def hostPolicy(
 
     def withoutDANE(reason: str) -> HostTLS:
         if mandatory:
-            return _deferred(host, f"dane-only: {reason}")
+            return _deferred(host, reason, f"dane-only: {reason}")
         return HostTLS(replace(policy, dane=None), "may", reason)
 
     if not route.secure:
@@ -111,6 +112,7 @@ async def hostPolicy(
         count = f"{len(usable)} usable TLSA record{'s' if len(usable) > 1 else ''}"
         return HostTLS(required, "dane", f"{count} at {name}")
     if mandatory:
-        return _deferred(host, f"dane-only: no usable TLSA record at {name}")
+        reason = f"no usable TLSA record at {name}"
+        return _deferred(host, reason, f"dane-only: {reason}")
     unauthenticated = TLSPolicy(TLSMode.REQUIRED, clearOnFailure=False)
     return HostTLS(unauthenticated, "encrypt", f"no usable TLSA record at {name}")

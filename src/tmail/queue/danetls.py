@@ -56,14 +56,22 @@ class DANEClientCreator:
         self, tlsProtocol: TLSMemoryBIOProtocol
     ) -> Callable[[SSL.Connection, crypto.X509, int, int, int], bool]:
         protocol: TLSMemoryBIOProtocol | None = tlsProtocol
+        verdict: bool | None = None
 
         def verify(
             connection: SSL.Connection, certificate: crypto.X509, error: int, depth: int, ok: int
         ) -> bool:
-            nonlocal protocol
+            nonlocal verdict
             if depth != 0:
                 # OpenSSL knows no anchor: the whole chain is judged at the leaf.
                 return True
+            if verdict is None:
+                # OpenSSL asks again for each of its own complaints about the leaf.
+                verdict = judge(connection)
+            return verdict
+
+        def judge(connection: SSL.Connection) -> bool:
+            nonlocal protocol
             try:
                 chain = connection.get_peer_cert_chain(as_cryptography=True) or []
                 record = verifyChain(self.records, chain, self.hostname)

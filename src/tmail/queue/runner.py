@@ -831,15 +831,25 @@ class QueueRunner(Service):
         """The TLS for C{host} under a DANE C{policy}, logged."""
         assert self.resolver is not None
         decision = await hostPolicy(policy, route, host, self.resolver)
-        self.log.info(
-            "queue: {id} to {domain} via {host}: TLS {level} under {policy} ({reason})",
-            id=entry.id,
-            domain=route.domain,
-            host=host.name,
-            level=decision.level,
-            policy=str(policy.dane),
-            reason=decision.reason,
-        )
+        if decision.policy is None:
+            self.log.warn(
+                "queue: {id} to {domain}: {host} not used now ({policy}: {reason})",
+                id=entry.id,
+                domain=route.domain,
+                host=host.name,
+                policy=str(policy.dane),
+                reason=decision.reason,
+            )
+        else:
+            self.log.info(
+                "queue: {id} to {domain} via {host}: TLS {tlsLevel} ({policy}: {reason})",
+                id=entry.id,
+                domain=route.domain,
+                host=host.name,
+                tlsLevel=decision.level,
+                policy=str(policy.dane),
+                reason=decision.reason,
+            )
         return decision
 
     def _hosted(self, domain: str) -> bool:

@@ -211,7 +211,9 @@ def verifyChain(
                 )
                 verifier.verify(leaf, [c for c in chain[1:] if c != anchor])
             except (VerificationError, ValueError) as e:
-                problem = f"no chain to a DANE-TA trust anchor for {hostname}: {e}"
+                # cryptography's text goes on with the certificate's repr.
+                why = str(e).split(" (encountered", 1)[0]
+                problem = f"no chain to a DANE-TA trust anchor for {hostname}: {why}"
                 continue
             return record
     raise DANEMismatch(problem)
