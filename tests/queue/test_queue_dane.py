@@ -10,6 +10,7 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from tests.queue.test_queue_runner import RunnerTestCase
 from tests.support.dnssec import ValidatingServer, startValidatingResolver, tlsa
@@ -22,6 +23,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.ssl import Certificate, CertificateOptions, PrivateCertificate
 
 from tmail.config.loader import loadSettings
+from tmail.errors import ConfigError
 from tmail.queue.client import TLSPolicy
 from tmail.queue.dnssec import ValidatingResolver
 from tmail.queue.entry import State
@@ -296,3 +298,10 @@ def test_config_without_dane_keeps_twisteds_resolver(tmp_path: Path) -> None:
     resolver = settings.resolver()
     assert not isinstance(resolver.resolver, ValidatingResolver)
     resolver.close()
+
+
+def test_config_refuses_tls_verify_with_dane(tmp_path: Path) -> None:
+    config = tmp_path / "tmail.toml"
+    config.write_text('hostname = "mx.example.test"\n[relay]\ntls = "dane"\ntls_verify = true\n')
+    with pytest.raises(ConfigError, match=r"relay\.tls_verify"):
+        loadSettings(config)
