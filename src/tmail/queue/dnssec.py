@@ -13,10 +13,11 @@ resolver only sets AD in its answer to a query that has it or the DO bit
 (RFC 6840 5.7), so L{ValidatingResolver} builds its queries itself with
 C{twisted.names.dns.Message}: AD set, an EDNS0 OPT record offering 1232
 octets over UDP (so most answers need no TCP), a random ID on a fresh UDP
-port per query, and answers accepted only from the server asked, for the
-question asked.  A truncated answer is asked again over TCP.  Errors are
-Twisted's: C{DNSNameError} (NXDOMAIN), C{DNSServerError} (SERVFAIL, also
-what a validating resolver answers for bogus data), C{DNSQueryRefusedError},
+port per query (bound to loopback when the server is there), and answers
+accepted only from the server asked, for the question asked.  A
+truncated answer is asked again over TCP.  Errors are Twisted's:
+C{DNSNameError} (NXDOMAIN), C{DNSServerError} (SERVFAIL, also what a
+validating resolver answers for bogus data), C{DNSQueryRefusedError},
 C{DNSQueryTimeoutError}.
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IReactorTCP, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.names import dns, error
@@ -86,6 +88,14 @@ def isLoopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+def _localInterface(server: str) -> str:
+    """Where to listen for an answer from C{server}: loopback only when it is on this host."""
+    local = isLoopback(server)
+    if ":" in server:
+        return "::1" if local else "::"
+    return "127.0.0.1" if local else ""
 
 
 def _opt() -> dns.RRHeader:
@@ -172,7 +182,7 @@ class ValidatingResolver:
             from twisted.internet import reactor as globalReactor  # noqa: N812
 
             reactor = globalReactor
-        self.servers = tuple(servers)
+        self.servers = tuple((str(ipaddress.ip_address(host)), port) for host, port in servers)
         self.reactor = reactor
 
     def lookup(self, name: str, kind: int, timeouts: Sequence[float]) -> defer.Deferred[Answer]:
@@ -193,7 +203,7 @@ class ValidatingResolver:
                 response = await self._udp(server, message, timeout)
                 if response.trunc:
                     response = await self._tcp(server, message, timeout)
-            except (defer.TimeoutError, error.DNSQueryTimeoutError, OSError):
+            except (defer.TimeoutError, error.DNSQueryTimeoutError, ConnectError, OSError):
                 continue
             failure = _ERRORS.get(response.rCode)
             if failure is not None:
@@ -209,7 +219,7 @@ class ValidatingResolver:
         protocol = _Datagram(server, message)
         udp: IReactorUDP = self.reactor
         clock: IReactorTime = self.reactor
-        port = udp.listenUDP(0, protocol, "::" if ":" in server[0] else "", 65535)
+        port = udp.listenUDP(0, protocol, _localInterface(server[0]), 65535)
         try:
             return await protocol.answered.addTimeout(timeout, clock)
         finally:
