@@ -84,7 +84,7 @@ def test_only_the_strongest_digest_of_a_usage_and_selector_is_kept() -> None:
     ta256, full = TLSARecord(2, 0, 1, b"c" * 32), TLSARecord(3, 1, 0, b"spki")
     pkix = TLSARecord(1, 1, 2, b"d" * 64)
     assert strongest([a256, b512, ta256, full, pkix]) == (b512, ta256, full)
-    assert strongest([a256]) == (a256,)
+    assert strongest([a256, a256]) == (a256,)
 
 
 class Chain:

@@ -154,10 +154,11 @@ def parseTLSA(rdata: bytes) -> TLSARecord:
 
 def strongest(records: Iterable[TLSARecord]) -> tuple[TLSARecord, ...]:
     """
-    The usable records, of the digests for each usage and selector only the
-    strongest kind published (RFC 7671 9); full data is always kept.
+    The usable records, each once, of the digests for each usage and
+    selector only the strongest kind published (RFC 7671 9); full data is
+    always kept.
     """
-    usable = [r for r in records if r.usable()]
+    usable = list(dict.fromkeys(r for r in records if r.usable()))
     best: dict[tuple[int, int], int] = {}
     for r in usable:
         if r.matchingType != Matching.FULL:
