@@ -6,13 +6,14 @@ a sink on loopback whose certificate the TLSA records name, or do not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from tests.queue.test_queue_runner import RunnerTestCase
+from tests.queue.test_queue_runner import MESSAGE, SENDER, RunnerTestCase
 from tests.support.dnssec import ValidatingServer, startValidatingResolver, tlsa
 from tests.support.net import listen
 from tests.support.pki import TestPKI, makePKI
@@ -21,13 +22,15 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.ssl import Certificate, CertificateOptions, PrivateCertificate
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from tmail.config.loader import loadSettings
 from tmail.errors import ConfigError
 from tmail.queue.client import TLSPolicy
 from tmail.queue.dnssec import ValidatingResolver
-from tmail.queue.entry import State
-from tmail.queue.runner import RelaySettings, tlsLevel
+from tmail.queue.entry import Envelope, Recipient, State
+from tmail.queue.runner import QueueRunner, RelaySettings, tlsLevel
+from tmail.queue.store import QueueStore
 
 RCPT = "bob@dane.test"
 PLAIN = "carol@plain.test"
@@ -228,6 +231,20 @@ class DANETests(RunnerTestCase):
         yield self.delivered(RCPT, "dane")
         self.assertTrue(self.sink.sessions[0].tls)
 
+    @defer.inlineCallbacks
+    def test_requiretls_mail_goes_over_dane_authenticated_tls(self) -> Generator[Any, Any, None]:
+        """RFC 8689 4.2.1: TLSA records authenticate the server as well as a CA would."""
+        yield self.startDANESink(names=("unrelated.example",))
+        self.sink.extensions = (*self.sink.extensions, "REQUIRETLS")
+        self.serveZone([tlsa(self.leaf())])
+        envelope = Envelope(SENDER, (Recipient(RCPT),), requireTLS=True)
+        entry = self.store.enqueue(envelope, MESSAGE, time.time())
+        self.startRunner(tlsPolicies={"dane.test": tlsLevel("dane")})
+        yield self.waitFor(lambda: entry.id not in self.store.ids())
+        [session] = self.sink.sessions
+        self.assertTrue(session.tls)
+        self.assertIn("REQUIRETLS", session.transactions[0].mailFrom)
+
     # Where DANE does not apply
 
     @defer.inlineCallbacks
@@ -305,3 +322,19 @@ def test_config_refuses_tls_verify_with_dane(tmp_path: Path) -> None:
     config.write_text('hostname = "mx.example.test"\n[relay]\ntls = "dane"\ntls_verify = true\n')
     with pytest.raises(ConfigError, match=r"relay\.tls_verify"):
         loadSettings(config)
+
+
+def test_a_resolver_elsewhere_is_warned_of_with_dane(tmp_path: Path) -> None:
+    """DANE trusts the AD bit, which only a resolver on this host can vouch for."""
+    settings = RelaySettings(
+        heloName="relay.example.org",
+        nameservers=("127.0.0.1:5353", "192.0.2.53"),
+        tls=tlsLevel("dane"),
+    )
+    runner = QueueRunner(QueueStore(tmp_path / "queue"), settings)
+    with capturedLogs() as events:
+        runner.startService()
+    runner.stopService()
+    warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert [e["server"] for e in warnings] == ["192.0.2.53"]
+    assert "local validating resolver" in formatEvent(warnings[0])
