@@ -107,6 +107,12 @@ listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]
 # allow_plaintext_auth = "{_pop3.allow_plaintext_auth}"
 # timeout = {_pop3.timeout}
 # uidl_format = "{_pop3.uidl_format}"   # Dovecot's default; "hash" for tmail's own
+
+# Sending queued mail on. "dane" authenticates MX hosts by their DNSSEC-signed
+# TLSA records (RFC 7672) and needs a validating resolver on this host.
+# [relay]
+# resolver = "127.0.0.1:53"       # e.g. unbound; empty: those of /etc/resolv.conf
+# tls = "opportunistic"          # "required" | "none" | "dane" | "dane-only"
 """
 
 

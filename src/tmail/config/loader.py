@@ -223,6 +223,8 @@ class _Loader:
             self.fail("relay.port", f"not a TCP port: {relay.port}")
         if relay.max_backoff < relay.first_retry:
             self.fail("relay.max_backoff", "must not be less than relay.first_retry")
+        if relay.tls_verify and relay.tls in ("dane", "dane-only"):
+            self.fail("relay.tls_verify", f'does not apply to tls = "{relay.tls}"')
         self.checkSmarthostFiles(relay)
         return relay
 

@@ -220,8 +220,8 @@ class POP3Settings:
 
 
 #: Postfix's names for how much TLS a destination must have.
-TLSLevel = Literal["none", "may", "encrypt", "verify"]
-TLS_LEVELS: tuple[TLSLevel, ...] = ("none", "may", "encrypt", "verify")
+TLSLevel = Literal["none", "may", "encrypt", "verify", "dane", "dane-only"]
+TLS_LEVELS: tuple[TLSLevel, ...] = ("none", "may", "encrypt", "verify", "dane", "dane-only")
 
 
 @dataclass(frozen=True)
@@ -235,15 +235,19 @@ class RelayConfig:
     @ivar resolver: one name server, the same as C{nameservers = [resolver]}
         (asked before those C{nameservers} lists).
     @ivar port: the receiving servers' port.
-    @ivar tls: C{"opportunistic"} STARTTLS, C{"required"}, or C{"none"}.
-    @ivar tls_verify: check the receiving servers' certificates.
+    @ivar tls: C{"opportunistic"} STARTTLS, C{"required"}, C{"none"}, or
+        DANE (RFC 7672): C{"dane"} (TLSA records authenticate the MX hosts
+        that publish them, opportunistic TLS elsewhere) or C{"dane-only"}
+        (no delivery without them).  DANE trusts the DNSSEC validation of
+        the name servers, which must be a validating resolver on this host.
+    @ivar tls_verify: check the receiving servers' certificates (not with DANE).
     @ivar tls_policy: per destination domain (the C{[relay.tls_policy]}
         table), what TLS its MX hosts must offer, as Postfix's
         C{smtp_tls_policy_maps} levels: C{"none"} (never STARTTLS),
         C{"may"} (opportunistic, unverified), C{"encrypt"} (required,
         unverified) or C{"verify"} (required, the certificate must chain to
-        a trusted CA and name the MX host).  Other domains follow C{tls}
-        and C{tls_verify}.
+        a trusted CA and name the MX host), C{"dane"} or C{"dane-only"} (see
+        C{tls}).  Other domains follow C{tls} and C{tls_verify}.
     @ivar max_connections: domains attempted at once in total.
     @ivar max_per_domain: of them, to the same domain.
     @ivar connect_timeout: seconds to wait for a connection.
@@ -274,7 +278,7 @@ class RelayConfig:
     nameservers: tuple[str, ...] = ()
     resolver: str = ""
     port: int = 25
-    tls: Literal["opportunistic", "required", "none"] = "opportunistic"
+    tls: Literal["opportunistic", "required", "none", "dane", "dane-only"] = "opportunistic"
     tls_verify: bool = False
     tls_policy: tuple[tuple[str, TLSLevel], ...] = ()
     max_connections: int = 20

@@ -37,7 +37,11 @@ queue is durable, so an attempt cut short is simply made again later.
 
 TLS (L{TLSPolicy}): opportunistic by default, unverified unless asked
 (RFC 7435); a failed handshake is retried once in clear on a new
-connection when the policy allows.  Mail marked REQUIRETLS (RFC 8689)
+connection when the policy allows.  A policy holding TLSA records
+(L{TLSPolicy.tlsa}, which the runner finds for DANE, see
+L{tmail.queue.dane}) requires TLS and authenticates the server by them
+instead of by CAs (L{DANEClientCreator}); a mismatch is a TLS failure
+of the host (4.7.5), never retried in clear.  Mail marked REQUIRETLS (RFC 8689)
 goes only over verified TLS to a server offering REQUIRETLS, never in
 clear; without it the host fails (4.7.10, 4.7.5) or, when the server
 lacks REQUIRETLS, the recipients fail with 5.7.30.  An endpoint that is
@@ -89,12 +93,16 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from tmail.queue.connections import ConnectionCache, Parked
+from tmail.queue.danetls import DANEClientCreator
 from tmail.queue.dotstuff import DotStuffer
 from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
 from tmail.queue.schedule import RetrySchedule
+from tmail.queue.tlsa import DANEMismatch, TLSARecord
 
 if TYPE_CHECKING:
     from twisted.internet._sslverify import IOpenSSLTrustRoot
+
+    from tmail.queue.dane import DANELevel
 
 __all__ = [
     "ClientSettings",
@@ -139,15 +147,24 @@ class TLSPolicy:
         fails, connect again and send in clear (never for REQUIRETLS mail).
     @ivar trustRoot: the CAs to trust when verifying (the platform's when
         C{None}).
+    @ivar dane: look for the MX hosts' TLSA records first (the runner does,
+        L{tmail.queue.dane.hostPolicy}); this policy applies where DANE
+        does not.
+    @ivar tlsa: the host's usable TLSA records: the certificate chain must
+        match them (not C{verify}'s CAs and name check).
     """
 
     mode: TLSMode = TLSMode.OPPORTUNISTIC
     verify: bool = False
     clearOnFailure: bool = True
     trustRoot: IOpenSSLTrustRoot | None = None
+    dane: DANELevel | None = None
+    tlsa: tuple[TLSARecord, ...] = ()
 
     def contextFor(self, hostname: str) -> IOpenSSLClientConnectionCreator | CertificateOptions:
         """The TLS client options for C{hostname}."""
+        if self.tlsa:
+            return DANEClientCreator(hostname, self.tlsa)
         if self.verify:
             return optionsForClientTLS(hostname, trustRoot=self.trustRoot)
         return CertificateOptions(verify=False)
@@ -353,7 +370,7 @@ class _Session(LineOnlyReceiver):
     def connectionLost(self, reason: Failure | None = None) -> None:
         if reason is None or reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
             self._fail("connection closed by the server")
-        elif reason.check(SSL.Error):  # type: ignore[no-untyped-call]
+        elif reason.check(SSL.Error, DANEMismatch):  # type: ignore[no-untyped-call]
             self.tlsFailed = True
             self._fail(f"TLS failed: {reason.getErrorMessage()}")
         else:
@@ -964,9 +981,11 @@ def deliver(
     assert clock is not None
     timer: IReactorTime = clock
     if requireTLS:
-        settings = dataclasses.replace(
-            settings, tls=TLSPolicy(TLSMode.REQUIRED, True, False, settings.tls.trustRoot)
+        # TLSA records authenticate the server as well as CAs do (RFC 8689 4.2.1).
+        policy = TLSPolicy(
+            TLSMode.REQUIRED, True, False, settings.tls.trustRoot, tlsa=settings.tls.tlsa
         )
+        settings = dataclasses.replace(settings, tls=policy)
 
     def keyFor(useTLS: bool) -> Hashable | None:
         if cache is None or destination is None:
@@ -1047,7 +1066,7 @@ def _sessionKey(
     """
     What a parked session must have been set up with to be used again:
     the same server, name (the certificate was checked against it), EHLO
-    name, TLS policy and credentials.
+    name, TLS policy (TLSA records included) and credentials.
     """
     policy = settings.tls
     return (
@@ -1060,5 +1079,6 @@ def _sessionKey(
         policy.verify,
         policy.clearOnFailure,
         _Same(policy.trustRoot),
+        policy.tlsa,
         settings.credentials,
     )

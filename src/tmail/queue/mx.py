@@ -37,6 +37,13 @@ L{NoRoute} into an outcome with
 L{tmail.queue.schedule.RetrySchedule.judge}C{(..., noRoute.diagnostic, ...)}.
 The host name (L{MailHost.name}) is what to check the server's certificate
 against, and the DSN's Remote-MTA.
+
+Given a L{ValidatingResolver} (C{fromSettings(..., dnssec=True)}), a route
+also says what DNSSEC vouched for, as DANE needs it (RFC 7672 2.2):
+L{Route.secure} when the MX records (or, for an implicit MX, their
+absence) were validated, L{MailHost.secure} when the host's address
+records were; L{MXResolver.tlsa} looks up a host's TLSA records.  A CNAME
+chain is secure when every answer along it was.
 """
 
 from __future__ import annotations
@@ -54,7 +61,9 @@ from twisted.internet.defer import Deferred, TimeoutError, gatherResults
 from twisted.internet.interfaces import IResolver
 from twisted.names import client, dns, error
 
+from tmail.queue.dnssec import ValidatingResolver, resolvConfServers
 from tmail.queue.entry import Diagnostic
+from tmail.queue.tlsa import TLSA, TLSARecord, parseTLSA
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -62,6 +71,7 @@ __all__ = [
     "MailHost",
     "NoRoute",
     "Route",
+    "describeFailure",
     "domainToAscii",
 ]
 
@@ -84,11 +94,13 @@ class MailHost:
     @ivar addresses: its addresses as text, in the order to try them.
     @ivar preference: its MX preference; C{None} for an implicit MX or an
         address literal.
+    @ivar secure: its address records were DNSSEC-validated.
     """
 
     name: str
     addresses: tuple[str, ...]
     preference: int | None = None
+    secure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +112,14 @@ class Route:
     @ivar hosts: the hosts in the order to try them; never empty.
     @ivar port: the TCP port to connect to (25, unless configured).
     @ivar implicit: the domain had no MX: its own addresses are used.
+    @ivar secure: the MX records (or their absence) were DNSSEC-validated.
     """
 
     domain: str
     hosts: tuple[MailHost, ...]
     port: int = 25
     implicit: bool = False
+    secure: bool = False
 
     def targets(self) -> Iterator[tuple[MailHost, str]]:
         """Each host with each of its addresses, in the order to try them."""
@@ -185,7 +199,8 @@ class _Lookup:
     ALIAS = "an alias (CNAME)"
 
 
-def _describe(reason: BaseException) -> str:
+def describeFailure(reason: BaseException) -> str:
+    """Why a lookup failed, in words for a diagnostic."""
     if isinstance(reason, error.DNSServerError):
         return "server failure (SERVFAIL)"
     if isinstance(reason, error.DNSQueryRefusedError):
@@ -208,7 +223,7 @@ class MXResolver:
 
     def __init__(
         self,
-        resolver: IResolver,
+        resolver: IResolver | ValidatingResolver,
         port: int = 25,
         timeouts: Sequence[float] = DEFAULT_TIMEOUTS,
         families: Sequence[str] = IPV6_FIRST,
@@ -217,7 +232,8 @@ class MXResolver:
     ) -> None:
         """
         @param resolver: what queries go to (any C{IResolver}, usually a
-            L{client.Resolver}; see L{fromSettings}).
+            L{client.Resolver}, or a L{ValidatingResolver} to learn what
+            DNSSEC vouched for; see L{fromSettings}).
         @param localNames: this server's own host names: an MX host of
             that name, and every one not preferred over it, is left out
             (RFC 5321 5.1), so mail is not sent back to this server.
@@ -249,14 +265,20 @@ class MXResolver:
         families: Sequence[str] = IPV6_FIRST,
         localNames: Collection[str] = (),
         rng: random.Random | None = None,
+        dnssec: bool = False,
     ) -> MXResolver:
         """
         A resolver querying C{nameservers} (C{(address, port)} pairs), or the
         ones C{resolvConf} lists when none is given (Twisted rereads that
         file when it changes, with a timer that runs as long as the
-        reactor).  The other arguments are L{MXResolver}'s.
+        reactor).  With C{dnssec}, a L{ValidatingResolver} asks them (read
+        from C{resolvConf} once).  The other arguments are L{MXResolver}'s.
         """
-        if nameservers:
+        resolver: IResolver | ValidatingResolver
+        if dnssec:
+            servers = list(nameservers) or resolvConfServers(resolvConf) or [("127.0.0.1", 53)]
+            resolver = ValidatingResolver(servers)
+        elif nameservers:
             resolver = client.Resolver(servers=list(nameservers))
         else:
             resolver = client.Resolver(resolv=resolvConf)
@@ -285,16 +307,16 @@ class MXResolver:
             return Route(domain, (host,), self.port, implicit=True)
         name = domainToAscii(domain)
         try:
-            exchangers = await self._records(name, dns.MX, followAliases=True)
+            exchangers, secure = await self._records(name, dns.MX, followAliases=True)
         except NoRoute:
             raise
         except (error.DNSNameError, error.AuthoritativeDomainError):
             raise _noRoute("5.1.2", f"Domain {name} does not exist (NXDOMAIN)") from None
         except Exception as e:
-            raise _noRoute("4.4.3", f"MX lookup for {name} failed: {_describe(e)}") from None
+            raise _noRoute("4.4.3", f"MX lookup for {name} failed: {describeFailure(e)}") from None
         if exchangers:
-            return await self._routeToExchangers(name, exchangers)
-        return await self._implicitRoute(name)
+            return await self._routeToExchangers(name, exchangers, secure)
+        return await self._implicitRoute(name, secure)
 
     def hostRoute(self, host: str, port: int) -> Deferred[Route]:
         """
@@ -315,15 +337,17 @@ class MXResolver:
             name = domainToAscii(host)
         except NoRoute as e:
             raise _noRoute("4.4.4", e.diagnostic.text) from None
-        addresses, problem = await self._addresses(name, True)
+        addresses, problem, secure = await self._addresses(name, True)
         if addresses:
-            return Route(name, (MailHost(name, addresses),), port, implicit=True)
+            return Route(name, (MailHost(name, addresses, secure=secure),), port, implicit=True)
         if problem is not None and problem.startswith(_Lookup.FAILED):
             reason = problem.removeprefix(_Lookup.FAILED)
             raise _noRoute("4.4.3", f"Address lookup for {name} failed: {reason}")
         raise _noRoute("4.4.4", f"Host {name} has no address ({problem})")
 
-    async def _routeToExchangers(self, name: str, records: list[dns.Record_MX]) -> Route:
+    async def _routeToExchangers(
+        self, name: str, records: list[dns.Record_MX], secure: bool
+    ) -> Route:
         named = [(r.preference, _owner(r.name)) for r in records]
         real = [(p, host) for p, host in named if host]
         if not real:
@@ -341,27 +365,30 @@ class MXResolver:
         problems: list[str] = []
         failed = False
         seen: set[str] = set()
-        for (preference, host), (addresses, problem) in zip(ordered, found, strict=True):
+        for (preference, host), (addresses, problem, hostSecure) in zip(
+            ordered, found, strict=True
+        ):
             fresh = tuple(a for a in addresses if a not in seen)
             seen.update(fresh)
             if fresh:
-                hosts.append(MailHost(host, fresh, preference))
+                hosts.append(MailHost(host, fresh, preference, hostSecure))
             elif problem:
                 problems.append(f"{host}: {problem}")
                 failed = failed or problem.startswith(_Lookup.FAILED)
         if hosts:
-            return Route(name, tuple(hosts), self.port)
+            return Route(name, tuple(hosts), self.port, secure=secure)
         text = f"No MX host of {name} has an address ({'; '.join(problems)})"
         if failed:
             raise _noRoute("4.4.3", text)
         raise _noRoute("4.4.4", text)
 
-    async def _implicitRoute(self, name: str) -> Route:
+    async def _implicitRoute(self, name: str, secure: bool) -> Route:
         if name in self.localNames:
             raise _noRoute("5.4.6", f"Mail for {name} loops back to this server (no MX)")
-        addresses, problem = await self._addresses(name, True)
+        addresses, problem, hostSecure = await self._addresses(name, True)
         if addresses:
-            return Route(name, (MailHost(name, addresses),), self.port, implicit=True)
+            host = MailHost(name, addresses, secure=hostSecure)
+            return Route(name, (host,), self.port, implicit=True, secure=secure)
         if problem is not None and problem.startswith(_Lookup.FAILED):
             reason = problem.removeprefix(_Lookup.FAILED)
             raise _noRoute("4.4.3", f"Address lookup for {name} failed: {reason}")
@@ -380,10 +407,12 @@ class MXResolver:
 
     async def _addresses(
         self, name: str, followAliases: bool
-    ) -> tuple[tuple[str, ...], str | None]:
+    ) -> tuple[tuple[str, ...], str | None, bool]:
         """
-        C{name}'s addresses, in L{families} order, and when there are none,
-        why: a L{_Lookup} value, or one starting with L{_Lookup.FAILED}.
+        C{name}'s addresses, in L{families} order; when there are none,
+        why: a L{_Lookup} value, or one starting with L{_Lookup.FAILED};
+        and whether every family that answered was DNSSEC-validated (a
+        family whose lookup failed gives no address, so it does not count).
         """
         kinds = {"ipv6": dns.AAAA, "ipv4": dns.A}
         results = await gatherResults(
@@ -392,51 +421,53 @@ class MXResolver:
                 for f in self.families
             ]
         )
-        addresses = tuple(a for found, _ in results for a in found)
-        problems = [p for _, p in results if p is not None]
+        addresses = tuple(a for found, _, _ in results for a in found)
+        problems = [p for _, p, _ in results if p is not None]
+        answered = [s for _, p, s in results if p is None or not p.startswith(_Lookup.FAILED)]
+        secure = bool(answered) and all(answered)
         if addresses:
-            return addresses, None
+            return addresses, None, secure
         for severity in (_Lookup.FAILED, _Lookup.ALIAS, _Lookup.NODATA, _Lookup.NXDOMAIN):
             for p in problems:
                 if p.startswith(severity):
-                    return (), p
-        return (), _Lookup.NODATA
+                    return (), p, False
+        return (), _Lookup.NODATA, False
 
     async def _family(
         self, name: str, kind: int, followAliases: bool
-    ) -> tuple[list[str], str | None]:
+    ) -> tuple[list[str], str | None, bool]:
         try:
-            records = await self._records(name, kind, followAliases)
+            records, secure = await self._records(name, kind, followAliases)
         except _Alias:
-            return [], _Lookup.ALIAS
+            return [], _Lookup.ALIAS, False
         except (error.DNSNameError, error.AuthoritativeDomainError):
-            return [], _Lookup.NXDOMAIN
+            return [], _Lookup.NXDOMAIN, False
         except Exception as e:
-            return [], _Lookup.FAILED + _describe(e)
+            return [], _Lookup.FAILED + describeFailure(e), False
         if kind == dns.A:
             found = [socket.inet_ntop(socket.AF_INET, r.address) for r in records]
         else:
             found = [socket.inet_ntop(socket.AF_INET6, r.address) for r in records]
-        return found, None if found else _Lookup.NODATA
+        return found, None if found else _Lookup.NODATA, secure
 
-    async def _records(self, name: str, kind: int, followAliases: bool) -> list[Any]:
+    async def _records(self, name: str, kind: int, followAliases: bool) -> tuple[list[Any], bool]:
         """
         The records of type C{kind} of C{name}, following CNAMEs when
-        C{followAliases} (else L{_Alias} for one); errors as C{twisted.names}
-        raises them.
+        C{followAliases} (else L{_Alias} for one), and whether every answer
+        was DNSSEC-validated; errors as C{twisted.names} raises them.
         """
-        answers = await self._query(name, kind)
+        answers, secure = await self._query(name, kind)
         owner, seen = name, {name}
         found: list[Any]
         for _ in range(MAX_ALIASES + 1):
             found = [rr.payload for rr in answers if rr.type == kind and _owner(rr.name) == owner]
             if found:
-                return found
+                return found, secure
             alias: list[Any] = [
                 rr.payload for rr in answers if rr.type == dns.CNAME and _owner(rr.name) == owner
             ]
             if not alias:
-                return []
+                return [], secure
             if not followAliases:
                 raise _Alias(owner)
             owner = _owner(alias[0].name)
@@ -444,12 +475,41 @@ class MXResolver:
                 raise _noRoute("4.4.3", f"CNAME loop at {owner} looking up {name}")
             seen.add(owner)
             if not any(_owner(rr.name) == owner for rr in answers):
-                answers = await self._query(owner, kind)
+                answers, aliasSecure = await self._query(owner, kind)
+                secure = secure and aliasSecure
         raise _noRoute("4.4.3", f"Too many CNAMEs looking up {name}")
 
-    async def _query(self, name: str, kind: int) -> list[dns.RRHeader]:
+    async def _query(self, name: str, kind: int) -> tuple[list[dns.RRHeader], bool]:
+        """The answer section, and whether the resolver validated it (the AD bit)."""
+        if isinstance(self.resolver, ValidatingResolver):
+            answer = await self.resolver.lookup(name, kind, self.timeouts)
+            return list(answer.answers), answer.authenticated
         query = dns.Query(name.encode("ascii"), kind, dns.IN)
         # Twisted's stubs call the timeouts ints and the result one section.
         result: Any = await self.resolver.query(query, self.timeouts)  # type: ignore[arg-type]
         answers: list[dns.RRHeader] = list(result[0])
-        return answers
+        return answers, False
+
+    def tlsa(self, host: str, port: int) -> Deferred[tuple[tuple[TLSARecord, ...], bool]]:
+        """
+        The TLSA records of C{host}'s SMTP service at C{port}
+        (C{_25._tcp.HOST}, CNAMEs followed, RFC 7671 7), and whether they
+        (or their absence) were DNSSEC-validated; none for NXDOMAIN.  Other
+        failures are Twisted's DNS errors, or L{NoRoute} for a CNAME loop.
+        Malformed records are left out.
+        """
+        return Deferred.fromCoroutine(self._tlsa(host, port))
+
+    async def _tlsa(self, host: str, port: int) -> tuple[tuple[TLSARecord, ...], bool]:
+        try:
+            found, secure = await self._records(f"_{port}._tcp.{host}", TLSA, True)
+        except (error.DNSNameError, error.AuthoritativeDomainError):
+            return (), False
+        records = []
+        for record in found:
+            data = getattr(record, "data", b"")
+            try:
+                records.append(parseTLSA(data if isinstance(data, bytes) else b""))
+            except ValueError:
+                continue
+        return tuple(records), secure

@@ -82,6 +82,7 @@ from its file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import io
 import ipaddress
@@ -114,7 +115,9 @@ from tmail.queue.client import (
     envelopeFor,
 )
 from tmail.queue.connections import REUSE_LIMIT, REUSE_TIME, ConnectionCache
+from tmail.queue.dane import DANELevel, HostTLS, hostPolicy
 from tmail.queue.dkim import DKIMKeyError, DKIMSigner
+from tmail.queue.dnssec import isLoopback
 from tmail.queue.dsn import buildReport
 from tmail.queue.entry import (
     CorruptEntry,
@@ -124,9 +127,10 @@ from tmail.queue.entry import (
     Outcome,
     QueueEntry,
     Recipient,
+    State,
 )
 from tmail.queue.local import LocalTransport
-from tmail.queue.mx import DEFAULT_TIMEOUTS, MXResolver, NoRoute, Route, domainToAscii
+from tmail.queue.mx import DEFAULT_TIMEOUTS, MailHost, MXResolver, NoRoute, Route, domainToAscii
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.smarthost import (
     Smarthost,
@@ -187,7 +191,8 @@ class RelaySettings:
     @ivar timeouts: the SMTP client's timeouts.
     @ivar tls: the STARTTLS policy.
     @ivar tlsPolicies: per destination domain (ASCII, lower case), the
-        STARTTLS policy to use instead of C{tls} (see L{tlsLevel}).
+        STARTTLS policy to use instead of C{tls} (see L{tlsLevel}).  With
+        DANE in either, L{resolver} asks with the AD bit (L{usesDANE}).
     @ivar maxConnections: how many domains are attempted at once in total.
     @ivar maxPerDomain: how many of them go to the same domain.
     @ivar schedule: when to retry, give up, and warn of delays.
@@ -260,12 +265,16 @@ class RelaySettings:
             smarthost = Smarthost(
                 host, port, implicitTLS, credentials, relay.smarthost_tls_verify, trustRoot
             )
+        if relay.tls in ("dane", "dane-only"):
+            tls = tlsLevel(relay.tls)
+        else:
+            tls = TLSPolicy(TLSMode(relay.tls), verify=relay.tls_verify)
         return cls(
             heloName=settings.hostname,
             nameservers=((relay.resolver,) if relay.resolver else ()) + relay.nameservers,
             port=relay.port,
             timeouts=Timeouts(connect=relay.connect_timeout),
-            tls=TLSPolicy(TLSMode(relay.tls), verify=relay.tls_verify),
+            tls=tls,
             tlsPolicies={domain: tlsLevel(level) for domain, level in relay.tls_policy},
             maxConnections=relay.max_connections,
             maxPerDomain=relay.max_per_domain,
@@ -302,22 +311,36 @@ class RelaySettings:
             self.heloName, policy, self.timeouts, credentials=smarthost.credentials
         )
 
+    @property
+    def usesDANE(self) -> bool:
+        """Whether any destination looks for TLSA records (C{dane}, C{dane-only})."""
+        if self.smarthost is not None:
+            return False
+        return any(p.dane is not None for p in (self.tls, *self.tlsPolicies.values()))
+
     def resolver(self) -> MXResolver:
-        """An MX resolver asking the configured name servers."""
+        """
+        An MX resolver asking the configured name servers; with DANE, one
+        that reads their AD bit (they must be a local validating resolver).
+        """
         return MXResolver.fromSettings(
             [parseNameserver(s) for s in self.nameservers],
             port=self.port,
             timeouts=self.dnsTimeouts,
             localNames=[self.heloName],
+            dnssec=self.usesDANE,
         )
 
 
 def tlsLevel(level: str, trustRoot: IOpenSSLTrustRoot | None = None) -> TLSPolicy:
     """
     The STARTTLS policy a Postfix TLS security level names: C{"none"},
-    C{"may"} (opportunistic), C{"encrypt"} (required) or C{"verify"}
+    C{"may"} (opportunistic), C{"encrypt"} (required), C{"verify"}
     (required, and the certificate must chain to C{trustRoot}, the
-    platform's CAs by default, and name the MX host).
+    platform's CAs by default, and name the MX host), C{"dane"} (TLSA
+    records authenticate the MX hosts that have them, C{"may"} for the
+    others) or C{"dane-only"} (no delivery without them); see
+    L{tmail.queue.dane}.
     """
     if level == "none":
         return TLSPolicy(TLSMode.NONE)
@@ -327,6 +350,10 @@ def tlsLevel(level: str, trustRoot: IOpenSSLTrustRoot | None = None) -> TLSPolic
         return TLSPolicy(TLSMode.REQUIRED, clearOnFailure=False)
     if level == "verify":
         return TLSPolicy(TLSMode.REQUIRED, True, False, trustRoot)
+    if level == "dane":
+        return TLSPolicy(TLSMode.OPPORTUNISTIC, dane=DANELevel.DANE)
+    if level == "dane-only":
+        return TLSPolicy(TLSMode.REQUIRED, clearOnFailure=False, dane=DANELevel.DANE_ONLY)
     raise ValueError(f"not a TLS level: {level!r}")
 
 
@@ -408,6 +435,7 @@ class QueueRunner(Service):
         super().startService()  # type: ignore[no-untyped-call]
         if self.resolver is None:
             self.resolver = self.settings.resolver()
+            self._warnOfRemoteResolvers()
         self._stopping = False
         self.connections = self._connectionCache()
         self.store.create()
@@ -419,6 +447,19 @@ class QueueRunner(Service):
         self._poll = poll
         poll.start(self.settings.wakeupPoll, now=False)
         self.scan()
+
+    def _warnOfRemoteResolvers(self) -> None:
+        """DANE trusts the AD bit: say so when it comes from another host (as Postfix warns)."""
+        if not self.settings.usesDANE:
+            return
+        servers = [parseNameserver(s)[0] for s in self.settings.nameservers]
+        for server in servers or ["the servers of /etc/resolv.conf"]:
+            if not isLoopback(server):
+                self.log.warn(
+                    "relay: DANE trusts the DNSSEC validation (AD bit) of {server}, which is"
+                    " not on this host: use a local validating resolver (127.0.0.1, ::1)",
+                    server=server,
+                )
 
     def stopService(self) -> defer.Deferred[Any]:
         """
@@ -742,8 +783,20 @@ class QueueRunner(Service):
         results: dict[str, RecipientResult] = {}
         remaining = list(recipients)
         implicitTLS = smarthost is not None and smarthost.implicitTLS
-        client = self.settings.clientSettings(domain)
+        domainClient = self.settings.clientSettings(domain)
+        decided: dict[str, HostTLS] = {}
         for host, address in route.targets():
+            client = domainClient
+            if domainClient.tls.dane is not None and smarthost is None:
+                if host.name not in decided:
+                    decided[host.name] = await self._dane(entry, route, host, domainClient.tls)
+                hostTLS = decided[host.name]
+                if hostTLS.policy is None:
+                    assert hostTLS.diagnostic is not None
+                    for r in remaining:
+                        results[r.address] = RecipientResult(State.DEFERRED, hostTLS.diagnostic)
+                    continue
+                client = dataclasses.replace(domainClient, tls=hostTLS.policy)
             endpoint = self._endpoint(address, route.port)
             if implicitTLS:
                 endpoint = wrapClientTLS(client.tls.contextFor(host.name), endpoint)
@@ -771,6 +824,33 @@ class QueueRunner(Service):
             if not remaining:
                 break
         return _outcomes(results, self.settings.schedule, entry, self.clock.seconds())
+
+    async def _dane(
+        self, entry: QueueEntry, route: Route, host: MailHost, policy: TLSPolicy
+    ) -> HostTLS:
+        """The TLS for C{host} under a DANE C{policy}, logged."""
+        assert self.resolver is not None
+        decision = await hostPolicy(policy, route, host, self.resolver)
+        if decision.policy is None:
+            self.log.warn(
+                "queue: {id} to {domain}: {host} not used now ({policy}: {reason})",
+                id=entry.id,
+                domain=route.domain,
+                host=host.name,
+                policy=str(policy.dane),
+                reason=decision.reason,
+            )
+        else:
+            self.log.info(
+                "queue: {id} to {domain} via {host}: TLS {tlsLevel} ({policy}: {reason})",
+                id=entry.id,
+                domain=route.domain,
+                host=host.name,
+                tlsLevel=decision.level,
+                policy=str(policy.dane),
+                reason=decision.reason,
+            )
+        return decision
 
     def _hosted(self, domain: str) -> bool:
         """Whether C{domain}'s recipients are stored here (never sent on)."""
