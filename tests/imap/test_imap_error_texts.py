@@ -142,6 +142,7 @@ _WORDS = [
     b'" 7-Jul-2025 10:00:00 +0200"',
     b"(USE (\\Sent))",
     b"~{3}",
+    b"{4}",
     b"{-1}",
     b"{abc}",
     b"PLAIN",
@@ -248,7 +249,11 @@ class ReplyTextTests(SynchronousTestCase):
         upper = (command + b" " + arguments).upper()
         assume(not (command.startswith(b"COMPRESS") and b"DEFLATE" in upper))
         session = self.session(state)
-        reply = session.send(b"g " + command + (b" " + arguments if arguments else b"") + b"\r\n")
+        line = b"g " + command + (b" " + arguments if arguments else b"")
+        reply = session.send(line + b"\r\n")
+        marker = re.search(rb"\{(\d+)\}\Z", line)
+        if marker is not None and reply.endswith(b"+ Ready for literal data\r\n"):
+            reply += session.send(b"x" * int(marker.group(1)) + b"\r\n")
         if reply.endswith(b"+ Idling\r\n"):
             reply += session.send(b"DONE\r\n")
         elif re.search(rb"(^|\n)\+ [A-Za-z0-9+/=]*\r\n\Z", reply):
