@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 from tmail.imap.account import IMAPAccount
 from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.message import IMAPMessage
+from tmail.imap.seqset import parseSequenceSet
 from tmail.interfaces import IMailFolder
 from tmail.store.maildir import MaildirStore
 
@@ -43,7 +44,7 @@ class AdapterTests(SynchronousTestCase):
             imap4.ICloseableMailbox,
         ):
             verifyObject(interface, mailbox)
-        message = mailbox.fetch(imap4.MessageSet(1), False)[0][1]
+        message = mailbox.fetch(parseSequenceSet(b"1"), False)[0][1]
         verifyObject(imap4.IMessage, message)
         verifyObject(imap4.IMessageFile, message)
         self.assertEqual(message.open().read(), MESSAGE)
@@ -56,19 +57,19 @@ class AdapterTests(SynchronousTestCase):
         self.inbox.messages()
         self.inbox.expunge([2])
         mailbox = IMAPMailbox(self.inbox)
-        self.assertEqual(mailbox.resolve(imap4.parseIdList(b"1:*"), True), [(1, 1), (2, 3), (3, 4)])
-        self.assertEqual(mailbox.resolve(imap4.parseIdList(b"2"), True), [])
-        self.assertEqual(mailbox.resolve(imap4.parseIdList(b"9:*"), True), [(3, 4)])
-        self.assertEqual(mailbox.resolve(imap4.parseIdList(b"*"), False), [(3, 4)])
-        self.assertEqual(mailbox.resolve(imap4.parseIdList(b"1:4294967295"), True)[-1], (3, 4))
+        self.assertEqual(mailbox.resolve(parseSequenceSet(b"1:*"), True), [(1, 1), (2, 3), (3, 4)])
+        self.assertEqual(mailbox.resolve(parseSequenceSet(b"2"), True), [])
+        self.assertEqual(mailbox.resolve(parseSequenceSet(b"9:*"), True), [(3, 4)])
+        self.assertEqual(mailbox.resolve(parseSequenceSet(b"*"), False), [(3, 4)])
+        self.assertEqual(mailbox.resolve(parseSequenceSet(b"1:4294967295"), True)[-1], (3, 4))
         self.assertRaises(
-            imap4.IllegalIdentifierError, mailbox.resolve, imap4.parseIdList(b"4"), False
+            imap4.IllegalIdentifierError, mailbox.resolve, parseSequenceSet(b"4"), False
         )
 
     def test_emptyMailbox(self) -> None:
         mailbox = IMAPMailbox(self.inbox)
-        self.assertEqual(mailbox.resolve(imap4.parseIdList(b"1:*"), True), [])
-        self.assertEqual(mailbox.resolve(imap4.parseIdList(b"*"), False), [])
+        self.assertEqual(mailbox.resolve(parseSequenceSet(b"1:*"), True), [])
+        self.assertEqual(mailbox.resolve(parseSequenceSet(b"*"), False), [])
         self.assertIsNone(mailbox.firstUnseen())
 
     def test_ghostsStayUntilExpungeMayBeSent(self) -> None:
@@ -76,7 +77,7 @@ class AdapterTests(SynchronousTestCase):
         for _ in range(3):
             deliver(self.inbox)
         mine, other = IMAPMailbox(self.inbox), IMAPMailbox(self.inbox)
-        other.store(imap4.parseIdList(b"2"), ["\\Deleted"], 1, False)
+        other.store(parseSequenceSet(b"2"), ["\\Deleted"], 1, False)
         self.assertEqual(other.expunge().expunged, [2])
         self.assertTrue(mine.dirty)
         held = mine.sync(allowExpunge=False)
@@ -90,7 +91,7 @@ class AdapterTests(SynchronousTestCase):
         deliver(self.inbox, ("\\Flagged",))
         archive = self.account.select(self.store.createFolder("Archive").name)
         source = self.account.select("INBOX")
-        message = source.fetch(imap4.parseIdList(b"1"), False)[0][1]
+        message = source.fetch(parseSequenceSet(b"1"), False)[0][1]
         self.assertIsInstance(message, IMAPMessage)
         self.assertEqual(self.successResultOf(archive.copy(message)), 1)
         uid = self.successResultOf(archive.addMessage(BytesIO(MESSAGE), ["\\Seen"]))

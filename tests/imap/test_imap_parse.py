@@ -20,9 +20,9 @@ from tmail.imap.parse import (
     parseDateTime,
     parseFlags,
     parseQuoted,
-    parseSequenceSet,
     wholeLiteral,
 )
+from tmail.imap.seqset import parseSequenceSet
 
 
 class LiteralTests(SynchronousTestCase):
@@ -87,9 +87,8 @@ class TokenizerTests(SynchronousTestCase):
 
 class SetAndDateTests(SynchronousTestCase):
     def test_sequenceSets(self) -> None:
-        messages = parseSequenceSet(b"1,3:5,7:*")
-        messages.last = 9
-        self.assertEqual(list(messages), [1, 3, 4, 5, 7, 8, 9])
+        messages = parseSequenceSet(b"1,3:5,7:*").resolve(9)
+        self.assertEqual(list(messages), [(1, 1), (3, 5), (7, 9)])
         for bad in [b"0", b"1:0", b"-1", b"1,,2", b"a", b"*:*:*", b"4294967296", b"1 2", b""]:
             self.assertRaises(imap4.IllegalClientResponse, parseSequenceSet, bad)
 

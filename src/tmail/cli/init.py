@@ -101,6 +101,10 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # special_use_junk = "{_imap.special_use_junk}"
 # special_use_archive = "{_imap.special_use_archive}"
 # create_special_folders = true    # false: make none (the names still get their attribute)
+# Limits on one command (over them: BAD [TOOBIG] or BAD [LIMIT]).
+# max_command_size = {_imap.max_command_size}    # lines and literals, APPEND's messages aside
+# max_sequence_ranges = {_imap.max_sequence_ranges}    # ranges in one sequence set
+# max_nesting = {_imap.max_nesting}    # parentheses, NOT and OR in search keys; at most 200
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

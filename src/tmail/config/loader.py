@@ -79,6 +79,10 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 _TOP_LEVEL = ("hostname", "data_dir", "log_format")
 
+#: The deepest C{imap.max_nesting}: search keys are evaluated by recursion,
+#: a few stack frames per level, within Python's limit of 1000.
+MAX_IMAP_NESTING = 200
+
 #: Numbers that may be zero; every other limit must be positive.
 _NON_NEGATIVE = frozenset(
     {
@@ -347,6 +351,8 @@ class _Loader:
                             f"imap.{field.name}", f"names the same folder as imap.{seen[name]}"
                         )
                     seen[name] = field.name
+            if imap.max_nesting > MAX_IMAP_NESTING:
+                self.fail("imap.max_nesting", f"must be at most {MAX_IMAP_NESTING}")
         return imap
 
     def checkKeys(self, prefix: str, table: dict[str, Any], known: list[str]) -> None:

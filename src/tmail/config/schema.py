@@ -180,6 +180,14 @@ class IMAPSettings:
         C{mailbox Sent { special_use = \\Sent }}).
     @ivar create_special_folders: make (and subscribe) the C{special_use_*}
         folders at a user's first login.
+    @ivar max_command_size: bytes of one command's lines and literals
+        together, APPEND's message data aside; more is C{BAD [TOOBIG]}.
+    @ivar max_sequence_ranges: ranges in one sequence set (C{1,3:5} has
+        two); more is C{BAD [LIMIT]}.  20000 is more than the distinct
+        message numbers a 64 KiB line can list.
+    @ivar max_nesting: depth of parentheses, and of C{NOT}/C{OR}/parentheses
+        in search keys (chains of C{OR} and C{NOT NOT} count once); deeper is
+        C{BAD [LIMIT]}.  At most 200.
     """
 
     listen: tuple[str, ...] = ()
@@ -195,6 +203,9 @@ class IMAPSettings:
     special_use_junk: str = "Junk"
     special_use_archive: str = "Archive"
     create_special_folders: bool = True
+    max_command_size: int = MiB
+    max_sequence_ranges: int = 20000
+    max_nesting: int = 64
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

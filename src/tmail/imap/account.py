@@ -11,16 +11,13 @@ store validates again.
 
 from __future__ import annotations
 
-import re
-
 from twisted.mail import imap4
 from zope.interface import implementer
 
 from tmail.errors import InvalidFolderName
 from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.wildcard import INBOX, MailboxPattern
 from tmail.interfaces import IMailFolder, IMailStore
-
-INBOX = "INBOX"
 
 
 def canonicalName(name: str, delimiter: str = "/") -> str:
@@ -49,19 +46,9 @@ def checkName(name: str, delimiter: str = "/") -> str:
     return canonicalName(name, delimiter)
 
 
-def wildcardPattern(pattern: str, delimiter: str = "/") -> re.Pattern[str]:
-    """A regular expression for a LIST pattern: C{*} matches all, C{%} stops at the delimiter."""
-    if pattern[:5].upper() == INBOX and pattern[5:6] in ("", delimiter, "*", "%"):
-        pattern = INBOX + pattern[5:]
-    pieces = []
-    for piece in re.split(r"([*%])", pattern):
-        if piece == "*":
-            pieces.append(".*")
-        elif piece == "%":
-            pieces.append(f"[^{re.escape(delimiter)}]*")
-        else:
-            pieces.append(re.escape(piece))
-    return re.compile("".join(pieces), re.DOTALL)
+def wildcardPattern(pattern: str, delimiter: str = "/") -> MailboxPattern:
+    """A matcher for one LIST pattern: C{*} matches all, C{%} stops at the delimiter."""
+    return MailboxPattern([pattern], delimiter)
 
 
 @implementer(imap4.IMailboxInfo)

@@ -14,7 +14,8 @@ from typing import Any
 
 from twisted.mail import imap4
 
-from tmail.imap.parse import Tokenizer, parseSequenceSet
+from tmail.imap.parse import Tokenizer
+from tmail.imap.seqset import MAX_RANGES, SequenceSet, parseSequenceSet
 
 __all__ = [
     "FetchModifiers",
@@ -78,7 +79,7 @@ class QResyncParams:
 
     uidValidity: int
     modseq: int
-    knownUids: imap4.MessageSet | None = None
+    knownUids: SequenceSet | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ class SelectParams:
     qresync: QResyncParams | None = None
 
 
-def parseSelectParams(line: bytes | None) -> SelectParams:
-    """The optional parameter list after SELECT/EXAMINE's mailbox name."""
+def parseSelectParams(line: bytes | None, maxRanges: int = MAX_RANGES) -> SelectParams:
+    """
+    The optional parameter list after SELECT/EXAMINE's mailbox name; a
+    sequence set in it may have C{maxRanges} ranges.
+    """
     if not line:
         return SelectParams()
     params = _parameterList(line, "SELECT parameters")
@@ -104,14 +108,14 @@ def parseSelectParams(line: bytes | None) -> SelectParams:
             condstore = True
             i += 1
         elif name == b"QRESYNC" and i + 1 < len(params) and isinstance(params[i + 1], list):
-            qresync = _qresyncParams(params[i + 1])
+            qresync = _qresyncParams(params[i + 1], maxRanges)
             i += 2
         else:
             raise imap4.IllegalClientResponse("Unknown SELECT parameter")
     return SelectParams(condstore, qresync)
 
 
-def _qresyncParams(values: list[Any]) -> QResyncParams:
+def _qresyncParams(values: list[Any], maxRanges: int) -> QResyncParams:
     if not 2 <= len(values) <= 4:
         raise imap4.IllegalClientResponse("QRESYNC needs UIDVALIDITY and a mod-sequence")
     validity = values[0]
@@ -121,7 +125,7 @@ def _qresyncParams(values: list[Any]) -> QResyncParams:
     known = None
     rest = values[2:]
     if rest and isinstance(rest[0], bytes):
-        known = _uidSet(rest.pop(0))
+        known = _uidSet(rest.pop(0), maxRanges)
     if rest:
         match = rest.pop(0)
         if (
@@ -131,14 +135,14 @@ def _qresyncParams(values: list[Any]) -> QResyncParams:
             or not all(isinstance(part, bytes) for part in match)
         ):
             raise imap4.IllegalClientResponse("Invalid QRESYNC sequence match data")
-        _uidSet(match[0]), _uidSet(match[1])
+        _uidSet(match[0], maxRanges), _uidSet(match[1], maxRanges)
     return QResyncParams(int(validity), modseq, known)
 
 
-def _uidSet(token: bytes) -> imap4.MessageSet:
+def _uidSet(token: bytes, maxRanges: int) -> SequenceSet:
     if b"*" in token:
         raise imap4.IllegalClientResponse("A known UID set cannot use *")
-    return parseSequenceSet(token)
+    return parseSequenceSet(token, maxRanges)
 
 
 @dataclass(frozen=True)

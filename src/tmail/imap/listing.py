@@ -20,8 +20,9 @@ from typing import Any
 
 from twisted.mail import imap4
 
-from tmail.imap.account import INBOX, canonicalName, wildcardPattern
+from tmail.imap.account import canonicalName
 from tmail.imap.mutf7 import decodeName
+from tmail.imap.wildcard import INBOX, MailboxPattern
 
 #: STATUS items: RFC 3501's, C{DELETED} and C{DELETED-STORAGE} (RFC 9208),
 #: C{APPENDLIMIT} (RFC 7889) and C{SIZE} (RFC 8438).
@@ -191,10 +192,7 @@ def listNames(
             return False
         return not request.selectSpecialUse or bool(name in existing and specialUse.get(name))
 
-    patterns = [wildcardPattern(request.reference + p, delimiter) for p in request.patterns]
-
-    def matches(name: str) -> bool:
-        return any(p.fullmatch(name) for p in patterns)
+    matches = MailboxPattern([request.reference + p for p in request.patterns], delimiter).fullmatch
 
     childMeets: set[str] = set()
     if selecting:

@@ -12,7 +12,6 @@ may be sent.
 from __future__ import annotations
 
 import bisect
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -22,6 +21,8 @@ from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
 from tmail.imap.message import IMAPMessage
+from tmail.imap.parse import MAX_NESTING
+from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
 from tmail.interfaces import (
     SYSTEM_FLAGS,
     IIncrementalFolder,
@@ -125,13 +126,6 @@ def flagList(info: MessageInfo, recent: bool = False) -> list[str]:
     return flags
 
 
-class SavedResult(imap4.MessageSet):  # type: ignore[misc]
-    """
-    The sequence set C{$} (RFC 5182): the messages the last
-    C{SEARCH RETURN (SAVE)} kept, by sequence number or UID alike.
-    """
-
-
 class _InfoHolder:
     """What a SEARCH criterion that needs only the index sees of a message."""
 
@@ -174,6 +168,9 @@ class IMAPMailbox:
         self.showRecent = True
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
+        #: Limits on SEARCH criteria: ranges of one sequence set, depth of keys.
+        self.maxSequenceRanges = MAX_RANGES
+        self.maxNesting = MAX_NESTING
         #: The HIGHESTMODSEQ of the last time the client was told everything,
         #: expunges included: what it may safely resynchronise from.
         self.reportedModSeq = self.highestModSeq()
@@ -213,7 +210,7 @@ class IMAPMailbox:
         """
         return self.reportedModSeq if self._ghosts else None
 
-    def expungedSince(self, modseq: int, within: imap4.MessageSet | None) -> list[int]:
+    def expungedSince(self, modseq: int, within: Messages | None) -> list[int]:
         """
         The UIDs (in C{within}, a UID set, when given) expunged after
         C{modseq}, for QRESYNC's C{VANISHED (EARLIER)}.  When the folder no
@@ -225,20 +222,18 @@ class IMAPMailbox:
         uids, complete = self.folder.expungedSince(modseq)
         present = self._infos
         top = self.folder.uidNext() - 1
-        # C{*} is the highest UID ever given here, not the highest present;
-        # the caller's set is left as it is, for its own C{*}.
-        ranges = [(1, top)]
-        if within is not None:
-            ranges = []
-            for low, high in within.ranges:
-                first, last = (top if low is None else low), (top if high is None else high)
-                ranges.append((min(first, last), min(max(first, last), top)))
+        if isinstance(within, SavedResult):
+            within = SequenceSet.fromNumbers(self.saved)
+        # C{*} is the highest UID ever given here, not the highest present.
+        ranges = Ranges([(1, top)]) if within is None else within.resolve(top)
         if not complete:
-            candidates = (u for low, high in ranges for u in range(low, high + 1))
-            return sorted({u for u in candidates if u not in present})
-        return [
-            u for u in uids if u not in present and any(low <= u <= high for low, high in ranges)
-        ]
+            return [
+                u
+                for low, high in ranges
+                for u in range(max(low, 1), min(high, top) + 1)
+                if u not in present
+            ]
+        return sorted(u for u in uids if u not in present and u in ranges and u <= top)
 
     def getUIDNext(self) -> int:
         return self.folder.uidNext()
@@ -299,39 +294,29 @@ class IMAPMailbox:
 
     # Message sets
 
-    def resolve(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, int]]:
+    def resolve(self, messages: Messages, uid: bool) -> list[tuple[int, int]]:
         """
-        The C{(sequence number, UID)} pairs a message set names, in order.
+        The C{(sequence number, UID)} pairs a message set names, in order,
+        in time proportional to its ranges and the messages named.
 
         UIDs that do not exist are ignored; a sequence number past the last
         message raises L{imap4.IllegalIdentifierError} (RFC 3501 9, seq-number).
         C{$} names the saved messages still in the session's view.
         """
+        uids = self._uids
         if isinstance(messages, SavedResult):
-            saved = self.saved
-            return [(seq, u) for seq, u in enumerate(self._uids, 1) if u in saved]
-        count = len(self._uids)
-        if uid:
-            last = self.lastUID()
-        else:
-            for low, high in messages.ranges:
-                for value in (low, high):
-                    if value is not None and value > count:
-                        raise imap4.IllegalIdentifierError(f"no message {value}")
-            last = count
-        with contextlib.suppress(ValueError):
-            messages.last = last
-        seqs: set[int] = set()
-        for first, second in messages.ranges:
-            # C{5:*} with 4 the highest is C{4:5} (RFC 3501 9, seq-range).
-            low, high = min(first, second), max(first, second)
+            messages, uid = SequenceSet.fromNumbers(self.saved), True
+        count = len(uids)
+        if not uid and messages.highest() > count:
+            raise imap4.IllegalIdentifierError(f"No message {messages.highest()}")
+        found: list[tuple[int, int]] = []
+        for low, high in messages.resolve(self.lastUID() if uid else count):
             if uid:
-                first = bisect.bisect_left(self._uids, low)
-                end = bisect.bisect_right(self._uids, high)
+                first, end = bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)
             else:
                 first, end = max(low, 1) - 1, min(high, count)
-            seqs.update(range(first + 1, end + 1))
-        return [(seq, self._uids[seq - 1]) for seq in sorted(seqs)]
+            found.extend(zip(range(first + 1, end + 1), uids[first:end], strict=True))
+        return found
 
     def message(self, uid: int) -> IMAPMessage:
         """The message with this UID as the session last saw it."""
@@ -341,7 +326,7 @@ class IMAPMailbox:
         """What the session last saw of a message."""
         return self._infos[uid]
 
-    def fetch(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, IMAPMessage]]:
+    def fetch(self, messages: Messages, uid: bool) -> list[tuple[int, IMAPMessage]]:
         return [(seq, self.message(u)) for seq, u in self.resolve(messages, uid)]
 
     # Changes
@@ -364,7 +349,7 @@ class IMAPMailbox:
 
     def store(
         self,
-        messages: imap4.MessageSet,
+        messages: Messages,
         flags: Iterable[str],
         mode: int,
         uid: bool,
@@ -433,7 +418,7 @@ class IMAPMailbox:
     def expunge(self) -> Changes:
         return self.expungeUIDs(None)
 
-    def expungeUIDs(self, allowed: imap4.MessageSet | None) -> Changes:
+    def expungeUIDs(self, allowed: Messages | None) -> Changes:
         """
         Expunge the messages marked C{\\Deleted} (only those in C{allowed},
         a UID set, when given: UID EXPUNGE); return what to report.

@@ -18,15 +18,17 @@ from typing import Any
 
 from twisted.mail import imap4
 
+from tmail.config.schema import IMAPSettings
 from tmail.interfaces import SYSTEM_FLAGS
 
 #: RFC 3501 9: a literal's size is a 32-bit unsigned number.
 MAX_NUMBER = 2**32 - 1
+#: The default depth of nested lists and search keys (C{imap.max_nesting}).
+MAX_NESTING: int = IMAPSettings.max_nesting
 
 _MARKER_AT_END = re.compile(rb"\{([^{}]*)\}\Z")
 _MARKER_SIZE = re.compile(rb"(\d{1,10})(\+?)\Z")
 _TOKEN = re.compile(rb'[^\x00-\x20\x7f(){"]+')
-_SEQUENCE_SET = re.compile(rb"(?:\d+|\*)(?::(?:\d+|\*))?(?:,(?:\d+|\*)(?::(?:\d+|\*))?)*\Z")
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
 _DATE = re.compile(rb"(\d{1,2})-([A-Za-z]{3})-(\d{4})\Z")
 _DATE_TIME = re.compile(
@@ -37,6 +39,13 @@ _SYSTEM = {flag.lower(): flag for flag in SYSTEM_FLAGS}
 
 class BadLiteral(imap4.IllegalClientResponse):  # type: ignore[misc]
     """A literal marker whose size is not a 32-bit unsigned number."""
+
+
+class LimitExceeded(imap4.IllegalClientResponse):  # type: ignore[misc]
+    """
+    An argument over one of the session's limits (nesting, ranges): the
+    client reads C{BAD [LIMIT]} (RFC 5530) and this text.
+    """
 
 
 def literalMarker(line: bytes) -> tuple[int, bool] | None:
@@ -108,11 +117,13 @@ class Tokenizer:
     """
     Tokens of a parenthesised argument list (SEARCH criteria) that may span
     several lines joined by literals: feed a line, add the literal it
-    announces, feed the next line, and so on.
+    announces, feed the next line, and so on.  Lists nest at most
+    C{maxDepth} deep (C{imap.max_nesting}): deeper is L{LimitExceeded}.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, maxDepth: int = MAX_NESTING) -> None:
         self._stack: list[list[Any]] = [[]]
+        self._maxDepth = maxDepth
 
     def feed(self, line: bytes) -> tuple[int, bool] | None:
         """Tokenize one line; return the literal it announces at its end, if any."""
@@ -122,6 +133,8 @@ class Tokenizer:
             if char == b" ":
                 i += 1
             elif char == b"(":
+                if len(self._stack) > self._maxDepth:
+                    raise LimitExceeded("Parentheses nested too deeply")
                 self._stack.append([])
                 i += 1
             elif char == b")":
@@ -155,16 +168,6 @@ class Tokenizer:
         if len(self._stack) != 1:
             raise imap4.IllegalClientResponse("Unbalanced parentheses")
         return self._stack[0]
-
-
-def parseSequenceSet(token: bytes) -> imap4.MessageSet:
-    """A sequence set (C{1,3:5,7:*}) as Twisted's L{imap4.MessageSet}."""
-    if _SEQUENCE_SET.match(token) is None:
-        raise imap4.IllegalClientResponse("Invalid sequence set")
-    for number in re.findall(rb"\d+", token):
-        if not 0 < int(number) <= MAX_NUMBER:
-            raise imap4.IllegalClientResponse("Invalid message number")
-    return imap4.parseIdList(token)
 
 
 def parseDate(token: bytes) -> datetime.date:
@@ -212,7 +215,7 @@ def parseFlags(flags: list[bytes]) -> list[str]:
         if text.startswith("\\"):
             canonical = _SYSTEM.get(text.lower())
             if canonical is None:
-                raise imap4.IllegalClientResponse(f"Cannot set flag {text[:40]}")
+                raise imap4.IllegalClientResponse("Invalid system flag")
             parsed.append(canonical)
         else:
             if any(c < 0x21 or c > 0x7E or c in b'(){%*"\\]' for c in flag):

@@ -8,6 +8,11 @@ sequence-number keys read only the L{MessageInfo}, header keys read only the
 header, and only BODY/TEXT read and decode whole messages.  Terms of an AND
 are tried cheapest first.  Twisted's own SEARCH copies the query for every
 message and walks the mailbox five messages per reactor turn (quadratic).
+
+The criteria are read without recursion, chains of C{OR}, lists in lists
+and C{NOT NOT} merged as they are read, so thousands of C{OR}s from a client
+cost no stack; what is still deeper than C{imap.max_nesting} is
+C{BAD [LIMIT]} rather than Python's recursion limit (C{NO [SERVERBUG]}).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from twisted.mail import imap4
 
 from tmail.imap.condstore import parseModSeq
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
-from tmail.imap.parse import parseDate, parseSequenceSet
+from tmail.imap.parse import LimitExceeded, parseDate
+from tmail.imap.seqset import parseSequenceSet
 
 if TYPE_CHECKING:
     from tmail.imap.mailbox import IMAPMailbox
@@ -62,10 +68,13 @@ class _Cursor:
     def more(self) -> bool:
         return self.position < len(self.tokens)
 
-    def next(self) -> Any:
+    def peek(self) -> Any:
         if not self.more():
             raise imap4.IllegalQueryError("missing search argument")
-        token = self.tokens[self.position]
+        return self.tokens[self.position]
+
+    def next(self) -> Any:
+        token = self.peek()
         self.position += 1
         return token
 
@@ -154,19 +163,127 @@ def _safe(predicate: Predicate) -> Predicate:
     return check
 
 
+class _Node:
+    """
+    A search key, or C{AND} (a list), C{OR} or C{NOT} of keys, with the
+    depth of the keys below it.  A node's children of its own kind are
+    merged into it: C{OR a OR b c} is one C{OR} of three keys.
+    """
+
+    __slots__ = ("children", "depth", "key", "kind")
+
+    def __init__(
+        self, kind: str, children: list[_Node], key: tuple[int, Predicate] | None = None
+    ) -> None:
+        self.kind = kind
+        self.children = children
+        self.key = key
+        self.depth = 0
+
+
+class _Frame:
+    """A list, C{OR} or C{NOT} being read: its keys so far, and how many it takes."""
+
+    __slots__ = ("children", "cursor", "kind", "needs")
+
+    def __init__(self, kind: str, cursor: _Cursor, needs: int | None) -> None:
+        self.kind = kind
+        self.cursor = cursor
+        self.needs = needs
+        self.children: list[_Node] = []
+
+    def complete(self) -> bool:
+        if self.needs is None:
+            return not self.cursor.more()
+        return len(self.children) == self.needs
+
+
 class _Compiler:
+    """
+    Reads the criteria into a tree without recursion, merging chains of
+    C{OR}, lists in lists and C{NOT NOT} as it goes, so that thousands of
+    C{OR}s from a client are one flat node; a tree still deeper than
+    C{maxDepth} is L{LimitExceeded}.  The predicates are then built, and
+    run, with recursion no deeper than that.
+    """
+
     def __init__(self, mailbox: IMAPMailbox, now: float) -> None:
         self.mailbox = mailbox
         self.now = now
         self.usesModSeq = False
+        self.maxDepth = mailbox.maxNesting
 
     def all(self, cursor: _Cursor) -> tuple[int, Predicate]:
-        keys = []
-        while cursor.more():
-            keys.append(self.key(cursor))
-        if not keys:
+        return self.build(self.tree(cursor))
+
+    def tree(self, cursor: _Cursor) -> _Node:
+        stack = [_Frame("AND", cursor, None)]
+        done: _Node | None = None
+        while True:
+            frame = stack[-1]
+            if done is not None:
+                frame.children.append(done)
+                done = None
+            if frame.complete():
+                stack.pop()
+                done = self.finish(frame)
+                if not stack:
+                    return done
+                continue
+            token = frame.cursor.peek()
+            word = token.upper() if isinstance(token, bytes) else None
+            if isinstance(token, list):
+                frame.cursor.next()
+                stack.append(_Frame("AND", _Cursor(token), None))
+            elif word in (b"NOT", b"OR"):
+                frame.cursor.next()
+                stack.append(_Frame(word.decode(), frame.cursor, 1 if word == b"NOT" else 2))
+            else:
+                done = _Node("KEY", [], self.key(frame.cursor))
+
+    def finish(self, frame: _Frame) -> _Node:
+        """The node for a list, C{OR} or C{NOT} read whole."""
+        kind, children = frame.kind, frame.children
+        if not children:
             raise imap4.IllegalQueryError("empty search")
-        return self.conjunction(keys)
+        if kind == "NOT" and children[0].kind == "NOT":
+            return children[0].children[0]
+        if kind == "AND" and len(children) == 1:
+            return children[0]
+        same = [child for child in children if child.kind == kind]
+        base = max(same, key=lambda child: len(child.children), default=None)
+        node = _Node(kind, base.children if base is not None else [])
+        depth = base.depth if base is not None else 0
+        for child in children:
+            if child is base:
+                continue
+            if child.kind == kind:
+                node.children.extend(child.children)
+                depth = max(depth, child.depth)
+            else:
+                node.children.append(child)
+                depth = max(depth, child.depth + 1)
+        node.depth = depth
+        if depth > self.maxDepth:
+            raise LimitExceeded("Search keys nested too deeply")
+        return node
+
+    def build(self, node: _Node) -> tuple[int, Predicate]:
+        """The cost and predicate of a node, recursing as deep as the tree is."""
+        if node.key is not None:
+            return node.key
+        keys = [self.build(child) for child in node.children]
+        if node.kind == "AND":
+            return self.conjunction(keys)
+        cost = max(cost for cost, _ in keys)
+        if node.kind == "NOT":
+            inner = keys[0][1]
+            return cost, lambda s, m: not inner(s, m)
+        ordered = [predicate for _, predicate in sorted(keys, key=lambda k: k[0])]
+        if len(ordered) == 2:
+            first, second = ordered
+            return cost, lambda s, m: first(s, m) or second(s, m)
+        return cost, lambda s, m: any(p(s, m) for p in ordered)
 
     def conjunction(self, keys: list[tuple[int, Predicate]]) -> tuple[int, Predicate]:
         if len(keys) == 1:
@@ -175,9 +292,8 @@ class _Compiler:
         return max(cost for cost, _ in keys), lambda s, m: all(p(s, m) for p in ordered)
 
     def key(self, cursor: _Cursor) -> tuple[int, Predicate]:
+        """One search key other than a list, C{NOT} or C{OR}, with its arguments."""
         token = cursor.next()
-        if isinstance(token, list):
-            return self.all(_Cursor(token))
         if not isinstance(token, bytes):
             raise imap4.IllegalQueryError("bad search key")
         name = token.upper().decode("ascii", "replace")
@@ -202,12 +318,6 @@ class _Compiler:
             return _INFO, self.dateTest(name, cursor.date(), _internalDate)
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             return _HEADER, _safe(self.dateTest(name[4:], cursor.date(), _sentDate))
-        if name == "NOT":
-            cost, inner = self.key(cursor)
-            return cost, lambda s, m: not inner(s, m)
-        if name == "OR":
-            first, second = self.key(cursor), self.key(cursor)
-            return max(first[0], second[0]), lambda s, m: first[1](s, m) or second[1](s, m)
         if name == "UID":
             return _INFO, self.uidTest(cursor.next())
         if name == "MODSEQ":
@@ -302,19 +412,21 @@ class _Compiler:
             raise imap4.IllegalQueryError("bad UID set")
         if token == b"$":
             return self.savedTest()
-        uids = parseSequenceSet(token)
-        uids.last = self.mailbox.lastUID()
-        return lambda s, m: m.info.uid in uids
+        uids = parseSequenceSet(token, self.mailbox.maxSequenceRanges)
+        within = uids.resolve(self.mailbox.lastUID())
+        return lambda s, m: m.info.uid in within
 
     def sequenceTest(self, token: bytes) -> Predicate:
         if token == b"$":
             return self.savedTest()
         try:
-            seqs = parseSequenceSet(token)
+            seqs = parseSequenceSet(token, self.mailbox.maxSequenceRanges)
+        except LimitExceeded:
+            raise
         except imap4.IllegalClientResponse:
             raise imap4.IllegalQueryError("unknown search key") from None
-        seqs.last = self.mailbox.getMessageCount()
-        return lambda s, m: s in seqs
+        within = seqs.resolve(self.mailbox.getMessageCount())
+        return lambda s, m: s in within
 
 
 def compileSearch(

@@ -69,7 +69,8 @@ from tmail.imap.parse import (
     splitAtom,
     wholeLiteral,
 )
-from tmail.imap.session import CommandError, IMAPSession, no
+from tmail.imap.seqset import EVERY_MESSAGE, Messages, SequenceSet
+from tmail.imap.session import CommandError, IMAPSession, clientText, no
 from tmail.imap.sort import MessageFacts, parseSortCriteria, sortMessages
 from tmail.imap.specialuse import makeSpecialFolders, parseCreateUses, specialUses
 from tmail.imap.structure import quoted
@@ -562,7 +563,7 @@ class IMAPServer(IMAPSession):
             try:
                 self._authUser = _decodeBase64(line)
             except imap4.IllegalClientResponse as e:
-                self.sendBadResponse(tag, str(e).encode())
+                self.sendBadResponse(tag, clientText(e, b"Invalid base64"))
                 return
             self._challenge(tag, _PASSWORD_PROMPT)
         else:
@@ -730,7 +731,7 @@ class IMAPServer(IMAPSession):
         self._sendStatus(name, self._account().folder(name), items)
         self.sendPositiveResponse(tag, b"STATUS completed")
 
-    auth_STATUS = select_STATUS = (do_STATUS, _B.arg_mailbox, _S.arg_plist)
+    auth_STATUS = select_STATUS = (do_STATUS, _B.arg_mailbox, _B.arg_plist)
 
     def statusItems(self, folder: IMailFolder, keys: list[str]) -> dict[str, int]:
         """
@@ -846,7 +847,7 @@ class IMAPServer(IMAPSession):
     def _selectWork(
         self, tag: bytes, name: str, params: bytes | None, rw: int, cmdName: bytes
     ) -> None:
-        selectParams = parseSelectParams(params)
+        selectParams = parseSelectParams(params, self.settings.max_sequence_ranges)
         qresync = selectParams.qresync
         if qresync is not None and not self.qresync:
             raise imap4.IllegalClientResponse("QRESYNC must be enabled first")
@@ -859,6 +860,8 @@ class IMAPServer(IMAPSession):
         mbox = self._account().select(name, bool(rw))
         mbox.addListener(self)
         mbox.showRecent = not self.rev2
+        mbox.maxSequenceRanges = self.settings.max_sequence_ranges
+        mbox.maxNesting = self.settings.max_nesting
         send = self.sendUntaggedResponse
         send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
         send(b"%d EXISTS" % mbox.getMessageCount())
@@ -887,9 +890,7 @@ class IMAPServer(IMAPSession):
     auth_SELECT = select_SELECT = (_selectWork, _B.arg_mailbox, _B.opt_line, 1, b"SELECT")
     auth_EXAMINE = select_EXAMINE = (_selectWork, _B.arg_mailbox, _B.opt_line, 0, b"EXAMINE")
 
-    def _resynchronise(
-        self, mbox: IMAPMailbox, modseq: int, knownUids: imap4.MessageSet | None
-    ) -> None:
+    def _resynchronise(self, mbox: IMAPMailbox, modseq: int, knownUids: SequenceSet | None) -> None:
         """
         QRESYNC (RFC 7162 3.2.5): what changed since the client's
         mod-sequence, the vanished UIDs first, then the changed messages.
@@ -897,9 +898,10 @@ class IMAPServer(IMAPSession):
         vanished = mbox.expungedSince(modseq, knownUids)
         if vanished:
             self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uidSet(vanished))
-        for seq, u in mbox.resolve(imap4.MessageSet(1, None), True):
+        known = None if knownUids is None else knownUids.resolve(mbox.lastUID())
+        for seq, u in mbox.resolve(EVERY_MESSAGE, True):
             info = mbox.info(u)
-            if info.modseq > modseq and (knownUids is None or u in knownUids):
+            if info.modseq > modseq and (known is None or u in known):
                 self.sendUntaggedResponse(
                     b"%d FETCH (%s)" % (seq, self._flagItems(mbox.flagsOf(u), u, info.modseq))
                 )
@@ -969,7 +971,7 @@ class IMAPServer(IMAPSession):
 
     select_EXPUNGE = (do_EXPUNGE,)
 
-    def do_UIDEXPUNGE(self, tag: bytes, messages: imap4.MessageSet, uid: int = 1) -> None:
+    def do_UIDEXPUNGE(self, tag: bytes, messages: Messages, uid: int = 1) -> None:
         self._writeChanges(self._selected().expungeUIDs(messages))
         self.sendPositiveResponse(tag, b"UID EXPUNGE completed")
 
@@ -1126,7 +1128,7 @@ class IMAPServer(IMAPSession):
     def do_FETCH(
         self,
         tag: bytes,
-        messages: imap4.MessageSet,
+        messages: Messages,
         request: tuple[list[Any], FetchModifiers],
         uid: int = 0,
     ) -> Deferred[None]:
@@ -1203,7 +1205,7 @@ class IMAPServer(IMAPSession):
     def do_STORE(
         self,
         tag: bytes,
-        messages: imap4.MessageSet,
+        messages: Messages,
         unchangedSince: int | None,
         mode: bytes,
         flags: list[bytes],
@@ -1259,9 +1261,7 @@ class IMAPServer(IMAPSession):
         except NoSuchFolder:
             raise no(b"[TRYCREATE] No such mailbox") from None
 
-    def _copy(
-        self, messages: imap4.MessageSet, target: IMailFolder, uid: int
-    ) -> list[tuple[int, int]]:
+    def _copy(self, messages: Messages, target: IMailFolder, uid: int) -> list[tuple[int, int]]:
         """
         Copy the messages into C{target}: all of them, or none (the copies
         made are expunged again when one fails); returns C{(source UID,
@@ -1288,7 +1288,7 @@ class IMAPServer(IMAPSession):
             uidSet([new for _, new in copied]),
         )
 
-    def do_COPY(self, tag: bytes, messages: imap4.MessageSet, name: str, uid: int = 0) -> None:
+    def do_COPY(self, tag: bytes, messages: Messages, name: str, uid: int = 0) -> None:
         target = self._target(name)
         copied = self._copy(messages, target, uid)
         code = self._copyUID(target, copied) + b" " if copied else b""
@@ -1296,7 +1296,7 @@ class IMAPServer(IMAPSession):
 
     select_COPY = (do_COPY, _B.arg_seqset, _B.arg_mailbox)
 
-    def do_MOVE(self, tag: bytes, messages: imap4.MessageSet, name: str, uid: int = 0) -> None:
+    def do_MOVE(self, tag: bytes, messages: Messages, name: str, uid: int = 0) -> None:
         """
         MOVE (RFC 6851): copy every message, then expunge the originals.
         The client sees COPYUID in an untagged OK, then the EXPUNGEs; a
@@ -1385,4 +1385,4 @@ class IMAPServer(IMAPSession):
             raise imap4.IllegalClientResponse("Invalid SETQUOTA resource list")
         raise no(b"[NOPERM] Quota limits are set by the administrator")
 
-    auth_SETQUOTA = select_SETQUOTA = (do_SETQUOTA, _B.arg_astring, _S.arg_plist)
+    auth_SETQUOTA = select_SETQUOTA = (do_SETQUOTA, _B.arg_astring, _B.arg_plist)

@@ -11,9 +11,18 @@ command dispatch, literal handling and error reporting replaced.
     of a refused non-synchronizing literal are read and thrown away, never
     run as commands.  Under LITERAL- (C{imap.literal_minus}) a
     non-synchronizing literal over 4096 octets is C{BAD [TOOBIG]}.
+  - One command's lines and literals together, APPEND's message data
+    aside, hold at most C{imap.max_command_size} bytes: one SEARCH could
+    otherwise keep any number of literals in memory.  Past it the command is
+    C{BAD [TOOBIG]} (as RFC 7888 answers a literal over a server's limit)
+    and what is still on its way is read and dropped.
   - Quoted strings honour C{\\"} and C{\\\\}; mailbox names must be canonical
-    modified UTF-7.
-  - Errors become C{NO}/C{BAD} with RFC 5530 codes, never exception text.
+    modified UTF-7; lists nest at most C{imap.max_nesting} deep, sequence
+    sets hold at most C{imap.max_sequence_ranges} ranges (C{BAD [LIMIT]}).
+  - Errors become C{NO}/C{BAD} with RFC 5530 codes and tmail's own words:
+    Twisted's parsers put reprs of the input in their exceptions
+    (C{BAD b'((MESSAGES'}), so an exception's text reaches the client only
+    when it is a plain sentence (L{clientText}).
 """
 
 from __future__ import annotations
@@ -40,17 +49,18 @@ from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuot
 from tmail.imap.account import IMAPAccount
 from tmail.imap.binary import mentionsBinary, parseFetchItems
 from tmail.imap.compress import DeflatingTransport, Inflater
-from tmail.imap.mailbox import IMAPMailbox, SavedResult
+from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.mutf7 import BadMailboxName, decodeName
 from tmail.imap.parse import (
     BadLiteral,
+    LimitExceeded,
     Tokenizer,
     literalMarker,
     parseQuoted,
-    parseSequenceSet,
     splitAtom,
     wholeLiteral,
 )
+from tmail.imap.seqset import Messages, SavedResult, parseSequenceSet
 
 _log = Logger()
 _COOPERATOR = task.Cooperator()
@@ -80,10 +90,28 @@ def no(text: bytes) -> CommandError:
     return CommandError(b"NO", text)
 
 
-def _safe(text: str) -> bytes:
-    """Printable ASCII for a response text, whatever an exception said."""
-    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text)
-    return cleaned[:200].encode("ascii") or b"Failed"
+def tooBig() -> CommandError:
+    """A command whose lines and literals exceed C{imap.max_command_size}."""
+    return CommandError(b"BAD", b"[TOOBIG] Command too large")
+
+
+#: What a client may read of an error's own text: words, numbers and the
+#: punctuation of a sentence; no quotes (a repr), slashes (a path),
+#: brackets (a response code) or angle brackets (an object).
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9 ,.;:()*%$+=-]{1,200}\Z")
+
+
+def clientText(error: BaseException, fallback: bytes) -> bytes:
+    """
+    The text of C{error} when it is a plain sentence, as tmail's own errors
+    are; else C{fallback}.  Twisted's parsers put reprs of the input in
+    theirs (C{b'((MESSAGES'}), a store's may name a file: a client reads
+    none of that.
+    """
+    args = error.args
+    if len(args) == 1 and isinstance(args[0], str) and _PLAIN_TEXT.match(args[0]):
+        return args[0].encode("ascii")
+    return fallback
 
 
 class _LiteralReader:
@@ -157,6 +185,8 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         self.timeOut = min(settings.timeout, PREAUTH_TIMEOUT)
         self.POSTAUTH_TIMEOUT = max(settings.timeout, MIN_POSTAUTH_TIMEOUT)
         self._tag: bytes | None = None
+        #: Bytes of the current command's lines and literals so far.
+        self._commandSize = 0
         self._noExpunge = False
         self._trailing: tuple[int, bool] | None = None
         self._trailingInvalid = False
@@ -248,6 +278,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         self.resetTimeout()
         if self.parseState in ("command", "pending"):
             self._noteTrailingLiteral(line)
+            self._countLine(line)
         try:
             getattr(self, "parse_" + self.parseState)(line)
         except Exception:
@@ -267,6 +298,24 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         passon = self._pendingLiteral.write(data)
         if passon is not None:
             self.setLineMode(passon)
+
+    def _countLine(self, line: bytes) -> None:
+        """
+        Add a line to the size of its command.  A line after a literal that
+        takes the command over C{imap.max_command_size} fails the command
+        (its next literal, if non-synchronizing, is then read and dropped).
+        """
+        if self.parseState == "command":
+            self._commandSize = len(line)
+            return
+        if self._tag is None:
+            return
+        self._commandSize += len(line)
+        reader = self._pendingLiteral
+        if self._commandSize > self.settings.max_command_size and isinstance(
+            reader, _LiteralReader
+        ):
+            reader.failure = reader.failure or tooBig()
 
     def _noteTrailingLiteral(self, line: bytes) -> None:
         try:
@@ -296,6 +345,10 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         command, _, args = rest.partition(b" ")
         if not command:
             self.sendBadResponse(tag, b"Missing command")
+            return
+        if self._commandSize > self.settings.max_command_size:
+            error = tooBig()
+            self._respond(error.status, tag, error.text)
             return
         self.dispatchCommand(tag, command.upper(), args)
 
@@ -421,6 +474,8 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         error = failure.value
         if isinstance(error, CommandError):
             return error.status, error.text
+        if isinstance(error, LimitExceeded):
+            return b"BAD", b"[LIMIT] " + clientText(error, b"Over a limit")
         if isinstance(
             error,
             imap4.IllegalClientResponse
@@ -429,13 +484,13 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
             | imap4.MismatchedNesting
             | imap4.MismatchedQuoting,
         ):
-            return b"BAD", _safe(str(error))
+            return b"BAD", clientText(error, b"Invalid arguments")
         if isinstance(error, NoSuchFolder):
             return b"NO", b"[NONEXISTENT] No such mailbox"
         if isinstance(error, FolderExists):
             return b"NO", b"[ALREADYEXISTS] Mailbox already exists"
         if isinstance(error, BadMailboxName | InvalidFolderName):
-            return b"NO", b"[CANNOT] " + _safe(str(error))
+            return b"NO", b"[CANNOT] " + clientText(error, b"Invalid mailbox name")
         if isinstance(error, OverQuota):
             return b"NO", b"[OVERQUOTA] Quota exceeded (mailbox for user is full)"
         if isinstance(error, StoreFull):
@@ -478,8 +533,15 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         return splitAtom(line, allowed)
 
     def _stringLiteral(self, size: int, synchronizing: bool) -> Deferred[tuple[bytes, bytes]]:
+        """
+        Read a string literal; it counts towards the command's size, as
+        APPEND's message data does not.
+        """
         if size > self.settings.max_line_length:
             raise no(b"[TOOBIG] Literal too large")
+        if self._commandSize + size > self.settings.max_command_size:
+            raise tooBig()
+        self._commandSize += size
         chunks: list[bytes] = []
         return self._readLiteral(size, synchronizing, chunks.append).addCallback(
             lambda rest: (b"".join(chunks), rest)
@@ -503,12 +565,27 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         """A LIST reference or pattern: a mailbox name that may hold C{%} and C{*}."""
         return self._decoded(self._string(line, b"%*"))
 
-    def arg_seqset(self, line: bytes) -> tuple[imap4.MessageSet, bytes]:
+    def arg_seqset(self, line: bytes) -> tuple[Messages, bytes]:
         """A sequence set, or C{$}: the saved SEARCH result (RFC 5182)."""
         token, _, rest = line.lstrip(b" ").partition(b" ")
         if token == b"$":
             return SavedResult(), rest
-        return parseSequenceSet(token), rest
+        return parseSequenceSet(token, self.settings.max_sequence_ranges), rest
+
+    def arg_plist(self, line: bytes) -> tuple[list[bytes], bytes]:
+        """
+        A flat parenthesised list of atoms and quoted strings (STATUS items,
+        SETQUOTA limits).  Twisted's nests C{[} and C{(} without bound and
+        answers a mismatch with a repr of the input.
+        """
+        line = line.lstrip(b" ")
+        end = line.find(b")")
+        if line[:1] != b"(" or end < 0 or b"(" in line[1:end]:
+            raise imap4.IllegalClientResponse("Expected a list in parentheses")
+        tokenizer = Tokenizer(maxDepth=0)
+        if tokenizer.feed(line[1:end]) is not None:
+            raise imap4.IllegalClientResponse("Literals are not allowed in this list")
+        return tokenizer.result(), line[end + 1 :]
 
     def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:
         """FETCH items: Twisted's, and the BINARY items of RFC 3516."""
@@ -531,7 +608,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
 
     def arg_searchkeys(self, line: bytes) -> Any:
         """SEARCH criteria, possibly spread over several literals."""
-        tokenizer = Tokenizer()
+        tokenizer = Tokenizer(self.settings.max_nesting)
 
         def feed(line: bytes) -> Any:
             marker = tokenizer.feed(line)

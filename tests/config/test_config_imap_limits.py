@@ -1,0 +1,57 @@
+"""The [imap] limits on one command: defaults, parsing and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tmail.config.loader import loadSettings
+from tmail.config.schema import IMAPSettings
+from tmail.errors import ConfigError
+
+BASE = '[imap]\nlisten = ["tcp:143"]\n'
+
+
+def load(tmp_path: Path, extra: str) -> IMAPSettings:
+    path = tmp_path / "tmail.toml"
+    path.write_text(BASE + extra)
+    imap = loadSettings(path).imap
+    assert imap is not None
+    return imap
+
+
+def test_defaults() -> None:
+    settings = IMAPSettings()
+    assert settings.max_command_size == 1024 * 1024
+    assert settings.max_sequence_ranges == 20000
+    assert settings.max_nesting == 64
+
+
+def test_limits_are_configurable(tmp_path: Path) -> None:
+    imap = load(
+        tmp_path, "max_command_size = 2097152\nmax_sequence_ranges = 500\nmax_nesting = 200\n"
+    )
+    assert (imap.max_command_size, imap.max_sequence_ranges, imap.max_nesting) == (
+        2097152,
+        500,
+        200,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("max_command_size = 0", "imap.max_command_size: must be positive"),
+        ("max_sequence_ranges = -1", "imap.max_sequence_ranges: must be positive"),
+        ("max_nesting = 0", "imap.max_nesting: must be positive"),
+        ("max_nesting = 201", "imap.max_nesting: must be at most 200"),
+        ('max_nesting = "deep"', "imap.max_nesting: expected an integer"),
+    ],
+)
+def test_bad_limits_give_one_line_naming_the_key(tmp_path: Path, line: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, line + "\n")
+    message = str(info.value)
+    assert "\n" not in message
+    assert problem in message
