@@ -13,6 +13,9 @@ What the handlers fix in Twisted's (each has a regression test):
   - SELECT reports UNSEEN, UIDNEXT and PERMANENTFLAGS; FETCH sets C{\\Seen},
     honours partial ranges and serves exact bytes; APPEND and COPY report
     UIDPLUS codes.
+  - A full disk refuses only what the client asked to write (APPEND, COPY,
+    STORE, EXPUNGE: C{NO [OVERQUOTA]}); reading goes on, and a FETCH that
+    cannot set C{\\Seen} serves the message without it.
   - IDLE ends only on C{DONE}; changes made by other sessions reach a
     session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
 
@@ -1164,7 +1167,10 @@ class IMAPServer(IMAPSession):
         if mbox.isWriteable() and any(setsSeen(item) for item in query):
             # Asked of the folder, not of this session's view: another
             # session may have taken \Seen away meanwhile.
-            mbox.addFlags([u for _, u in work], ["\\Seen"])
+            try:
+                mbox.addFlags([u for _, u in work], ["\\Seen"])
+            except StoreFull:
+                _log.warn("Disk full: FETCH leaves \\Seen unset in {folder}", folder=mbox.folder)
             if not any(item.type == "flags" for item in query):
                 query = [*query, imap4._FetchParser.Flags()]
         withFlags = any(item.type == "flags" for item in query)

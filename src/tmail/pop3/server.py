@@ -44,6 +44,7 @@ from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
 from tmail.auth.throttle import settle
 from tmail.config.schema import POP3Settings
 from tmail.connections import ConnectionCounter, sendPromptly
+from tmail.errors import StoreFull
 from tmail.interfaces import ILoginAttempt, ILoginThrottle
 from tmail.pop3.mailbox import IRetrievalListener, POP3Mailbox
 from tmail.pop3.transfer import DotStuffer, TopReader
@@ -587,7 +588,10 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             self.successResponse(b"Bye")
 
         def failed(failure: Failure) -> None:
-            self._log.failure("POP3 update failed for {host}", failure, host=self._host)
+            if isinstance(failure.value, StoreFull):
+                self._log.warn("POP3 update failed for {host}: disk full", host=self._host)
+            else:
+                self._log.failure("POP3 update failed for {host}", failure, host=self._host)
             self.failResponse(b"[SYS/TEMP] Some deleted messages not removed")
 
         def close(_: object) -> None:
