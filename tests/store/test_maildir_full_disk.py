@@ -110,6 +110,27 @@ def test_a_folder_without_a_uidlist_is_read_on_a_full_disk_and_keeps_its_uidvali
     assert onDisk(root) == seen
 
 
+def test_an_unreadable_uidlist_is_replaced_in_memory_once_on_a_full_disk(disk: Path) -> None:
+    root = disk / "dave"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / uidlist.FILENAME).write_text("garbage\n")
+    dropInNew(root, 20)
+    filler = fill(disk)
+
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uidValidity = inbox.uidValidity()
+    seen = uids(inbox)
+    assert sorted(seen.values()) == list(range(1, 21))
+    assert inbox.uidValidity() == uidValidity
+    assert uids(inbox) == seen
+
+    filler.unlink()
+    assert uids(inbox) == seen
+    assert onDisk(root) == seen
+    assert MaildirStore(root).getFolder("INBOX").uidValidity() == uidValidity
+
+
 def test_flag_changes_and_expunges_are_still_refused_on_a_full_disk(disk: Path) -> None:
     root = disk / "carol"
     inbox = MaildirStore(root).getFolder("INBOX")
@@ -134,7 +155,7 @@ def test_uids_kept_in_memory_give_way_to_those_another_process_wrote(tmp_path: P
     assert data is not None
     data.uids.update({"c": 3, "d": 4, "e": 5})
     data.nextUid = 6
-    mine.keep(data, [("c", 3), ("d", 4), ("e", 5)])
+    mine.keep(data, [("c", 3), ("d", 4), ("e", 5)], whole=False)
     assert mine.unwritten
 
     with path.open("a") as other:
@@ -164,7 +185,7 @@ def test_a_uidlist_kept_whole_in_memory_gives_way_to_one_another_process_created
     mine.refresh()
     assert mine.data is None
     fresh = uidlist.UidListData(7, 3, "abc", {"a": 1, "b": 2})
-    mine.keep(fresh, [])
+    mine.keep(fresh, [], whole=True)
     assert mine.mustRewrite
     assert not mine.refresh()
     assert mine.data is fresh

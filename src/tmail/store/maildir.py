@@ -631,7 +631,7 @@ class MaildirFolder:
                         fresh = self._freshUidlist()
                         self._uidlist.write(lock, fresh)
             except StoreFull:
-                self._keepUnwritten(fresh or self._freshUidlist(), [])
+                self._keepUnwritten(fresh or self._freshUidlist(), [], whole=True)
         data = self._uidlist.data
         assert data is not None
         if data.uidValidity != self._uidValidity:
@@ -661,7 +661,7 @@ class MaildirFolder:
                 raise
             data = self._uidlist.data
             result, added = self._giveUids(data, bases)
-            self._keepUnwritten(data, added)
+            self._keepUnwritten(data, added, whole=self._uidlist.mustRewrite)
             self._knownNext = data.nextUid
             return result, False
         written = False
@@ -692,7 +692,7 @@ class MaildirFolder:
                     data.nextUid = nextBefore
                     self._uidlist.invalidate()
                     raise
-                self._keepUnwritten(data, added)
+                self._keepUnwritten(data, added, whole)
             except BaseException:
                 self._uidlist.invalidate()
                 raise
@@ -728,14 +728,19 @@ class MaildirFolder:
             result[base] = uid
         return result, added
 
-    def _keepUnwritten(self, data: _uidlist.UidListData, added: list[tuple[str, int]]) -> None:
-        """The disk is full: keep the uidlist, with the UIDs just given, in memory."""
+    def _keepUnwritten(
+        self, data: _uidlist.UidListData, added: list[tuple[str, int]], whole: bool
+    ) -> None:
+        """
+        The disk is full: keep the uidlist, with the UIDs just given, in
+        memory (C{whole} when the file is missing or unreadable).
+        """
         if not self._uidlist.unwritten:
             _log.warn(
                 "Disk full: the UIDs of {folder!r} are kept in memory until they can be written",
                 folder=self,
             )
-        self._uidlist.keep(data, added)
+        self._uidlist.keep(data, added, whole)
         self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
 
     def _compactionDue(self) -> bool:

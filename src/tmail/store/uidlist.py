@@ -224,7 +224,13 @@ class UidListFile:
         wins.
         """
         unwritten, self._unwritten = self._unwritten, None
-        if unwritten is None or data is None or data.uidValidity != unwritten.uidValidity:
+        if unwritten is None:
+            return data
+        if data is None and unwritten.whole:
+            # Unreadable, and still to be replaced by what memory holds.
+            self._unwritten = unwritten
+            return unwritten.data()
+        if data is None or data.uidValidity != unwritten.uidValidity:
             return data
         kept = {}
         for base, uid in unwritten.uids.items():
@@ -279,18 +285,18 @@ class UidListFile:
         self._unwritten = None
         self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
 
-    def keep(self, data: UidListData, added: list[tuple[str, int]]) -> None:
+    def keep(self, data: UidListData, added: list[tuple[str, int]], whole: bool) -> None:
         """
         A write of C{data} failed for want of space: keep C{data} as current
         in memory, with the C{added} lines (and those kept before) to be
-        written later.  A missing file is kept whole.
+        written later; with C{whole} (the file is missing or unreadable),
+        all of C{data}, to be written as a new file.
         """
         self.data = data
         unwritten = self._unwritten
         if unwritten is not None and unwritten.uidValidity != data.uidValidity:
             unwritten = None
         if unwritten is None:
-            whole = not self.path.exists()
             uids = dict(data.uids) if whole else {}
             unwritten = _Unwritten(data.uidValidity, data.guid, data.nextUid, uids, whole)
         elif unwritten.whole:
