@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from twisted.cred.portal import IRealm
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 #: The IMAP system flags a store keeps; anything else is a keyword.
@@ -430,4 +431,48 @@ class IForwardingRealm(IMailRealm):
         """
         Where mail to C{address} goes, after C{+tag} removal and alias
         expansion.  Raises as C{resolveRecipient} does.
+        """
+
+
+class ILoginAttempt(Interface):
+    """
+    One password check from a client address, counted against the address's
+    limit from L{ILoginThrottle.begin} until it is closed by one of the
+    methods below.  The first call closes it; later calls do nothing.
+    """
+
+    def succeeded() -> None:
+        """The credentials were right: the attempt stops counting."""
+
+    def failed() -> Deferred[None]:
+        """
+        The credentials were wrong: the attempt becomes a failure of its
+        address.  The returned Deferred fires when the failure may be
+        reported to the client (each failure is answered later than the
+        one before).
+        """
+
+    def abandoned() -> None:
+        """The check reached no verdict (an internal error): the attempt stops counting."""
+
+
+class ILoginThrottle(Interface):
+    """
+    Bounds the password checks made for one client address, whichever
+    protocol, session or process they come through: failures within a
+    window plus checks still running never exceed the limit, so parallel
+    connections cannot guess more passwords than sequential ones.
+
+    One process keeps the counts in memory (L{tmail.auth.throttle.AuthThrottle});
+    several worker processes would share one implementation that asks a
+    common keeper of the counts, which is why L{begin} answers with a
+    Deferred.
+    """
+
+    def begin(address: str) -> Deferred[ILoginAttempt | None]:
+        """
+        Count a password check from C{address} as running, before the check
+        is made.  Fires with the attempt, to be closed with its verdict, or
+        with C{None} when the address's failures and running checks already
+        reach the limit: the check must not be made.
         """

@@ -7,16 +7,19 @@ from pathlib import Path
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
 
 from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.auth.checker import DirectoryChecker
 from tmail.auth.policy import plaintextAuthAllowed
-from tmail.auth.throttle import AuthThrottle
+from tmail.auth.throttle import AuthThrottle, settle
 from tmail.config.schema import AuthSettings
 from tmail.connections import ConnectionCounter, sendPromptly
+from tmail.interfaces import ILoginAttempt, ILoginThrottle
 
 
 class ThrottleTests(SynchronousTestCase):
@@ -27,11 +30,23 @@ class ThrottleTests(SynchronousTestCase):
             self.clock,
         )
 
+    def begin(self, address: str = "192.0.2.1") -> ILoginAttempt:
+        attempt = self.successResultOf(self.throttle.begin(address))
+        assert attempt is not None, f"{address} was refused"
+        return attempt
+
+    def refused(self, address: str = "192.0.2.1") -> bool:
+        return self.successResultOf(self.throttle.begin(address)) is None
+
+    def test_the_in_memory_throttle_provides_the_interface(self) -> None:
+        verifyObject(ILoginThrottle, self.throttle)
+        verifyObject(ILoginAttempt, self.begin())
+
     def test_failure_answers_are_delayed_more_each_time_up_to_the_cap(self) -> None:
         delays = []
         for _ in range(3):
             fired: list[None] = []
-            self.throttle.failed("192.0.2.1").addCallback(fired.append)
+            self.begin().failed().addCallback(fired.append)
             delays.append(self.throttle.delayFor("192.0.2.1"))
             self.clock.advance(delays[-1] - 0.01)
             self.assertEqual(fired, [])
@@ -41,17 +56,92 @@ class ThrottleTests(SynchronousTestCase):
 
     def test_too_many_failures_block_the_address_until_the_window_passes(self) -> None:
         for _ in range(4):
-            self.throttle.failed("192.0.2.1")
-        self.assertTrue(self.throttle.isBlocked("192.0.2.1"))
-        self.assertFalse(self.throttle.isBlocked("192.0.2.2"))
+            self.begin().failed()
+        self.assertTrue(self.refused("192.0.2.1"))
+        self.assertFalse(self.refused("192.0.2.2"))
         self.clock.advance(61)
-        self.assertFalse(self.throttle.isBlocked("192.0.2.1"))
+        self.assertFalse(self.refused("192.0.2.1"))
 
     def test_a_success_does_not_reset_the_count_between_guesses(self) -> None:
         for _ in range(4):
-            self.throttle.failed("192.0.2.1")
-            self.throttle.succeeded("192.0.2.1")
-        self.assertTrue(self.throttle.isBlocked("192.0.2.1"))
+            self.begin().failed()
+            if self.throttle.failures("192.0.2.1") < 4:
+                self.begin().succeeded()
+        self.assertEqual(self.throttle.failures("192.0.2.1"), 4)
+        self.assertTrue(self.refused())
+
+    def test_running_checks_count_against_the_limit(self) -> None:
+        """Parallel attempts get no more checks than sequential ones."""
+        running = [self.begin() for _ in range(4)]
+        self.assertTrue(self.refused())
+        self.assertFalse(self.refused("192.0.2.2"))
+        running[0].failed()
+        self.assertTrue(self.refused())
+        self.assertEqual(
+            (self.throttle.failures("192.0.2.1"), self.throttle.running("192.0.2.1")), (1, 3)
+        )
+
+    def test_a_success_or_an_abandoned_check_stops_counting(self) -> None:
+        first, second, *_ = (self.begin() for _ in range(4))
+        self.assertTrue(self.refused())
+        first.succeeded()
+        second.abandoned()
+        self.assertEqual(self.throttle.running("192.0.2.1"), 2)
+        self.assertEqual(self.throttle.failures("192.0.2.1"), 0)
+        self.begin()
+        self.begin()
+        self.assertTrue(self.refused())
+
+    def test_an_attempt_is_closed_by_its_first_verdict_only(self) -> None:
+        attempt = self.begin()
+        other = self.begin()
+        attempt.failed()
+        attempt.succeeded()
+        attempt.abandoned()
+        self.successResultOf(attempt.failed())
+        self.assertEqual(self.throttle.failures("192.0.2.1"), 1)
+        self.assertEqual(self.throttle.running("192.0.2.1"), 1)
+        other.succeeded()
+        self.assertEqual(self.throttle.running("192.0.2.1"), 0)
+
+    def test_addresses_with_nothing_left_in_the_window_are_forgotten(self) -> None:
+        """Many addresses failing once each cost no memory after the window."""
+        for n in range(5000):
+            self.begin(f"2001:db8::{n:x}").failed()
+        self.clock.advance(61)
+        for n in range(5000):
+            self.begin(f"2001:db8:1::{n:x}").succeeded()
+        self.assertLess(len(self.throttle._records), 2048)
+
+
+class SettleTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.throttle = AuthThrottle(
+            AuthSettings(failure_delay=2, max_failures=2, failure_window=60), self.clock
+        )
+        attempt = self.successResultOf(self.throttle.begin("192.0.2.1"))
+        assert attempt is not None
+        self.attempt = attempt
+
+    def test_a_result_succeeds_the_attempt(self) -> None:
+        settled = settle(self.attempt, succeed(b"alice@example.test"))
+        self.assertEqual(self.successResultOf(settled), b"alice@example.test")
+        self.assertEqual(self.throttle.running("192.0.2.1"), 0)
+        self.assertEqual(self.throttle.failures("192.0.2.1"), 0)
+
+    def test_a_refusal_fails_the_attempt_after_the_delay(self) -> None:
+        settled = settle(self.attempt, fail(UnauthorizedLogin("wrong")))
+        self.assertNoResult(settled)
+        self.assertEqual(self.throttle.failures("192.0.2.1"), 1)
+        self.clock.advance(2)
+        self.failureResultOf(settled, UnauthorizedLogin)
+
+    def test_an_internal_error_abandons_the_attempt(self) -> None:
+        settled = settle(self.attempt, fail(OSError("directory unreadable")))
+        self.failureResultOf(settled, OSError)
+        self.assertEqual(self.throttle.running("192.0.2.1"), 0)
+        self.assertEqual(self.throttle.failures("192.0.2.1"), 0)
 
 
 class PlaintextPolicyTests(SynchronousTestCase):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -33,3 +34,20 @@ def smallDisk(mountPoint: Path, size: str) -> Iterator[Path]:
         yield mountPoint
     finally:
         subprocess.run(["umount", "-l", str(mountPoint)], check=False)
+
+
+def fill(disk: Path, name: str = "filler") -> Path:
+    """Fill the mounted C{disk} to the last byte with one file; unlink it to free the space."""
+    filler = disk / name
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 4096)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+    finally:
+        os.close(fd)
+    return filler

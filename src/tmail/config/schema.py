@@ -52,7 +52,8 @@ class AuthSettings:
     After each failure the next answer is delayed by C{failure_delay} seconds,
     doubling up to C{max_failure_delay}; after C{max_failures} failures within
     C{failure_window} seconds further attempts are refused until the window
-    passes.
+    passes.  Checks still running count as failures until they succeed, so
+    parallel connections get no more guesses than one.
     """
 
     failure_delay: float = 2.0

@@ -13,10 +13,10 @@ from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
 
-from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter
 from tmail.imap.server import IMAPServer
+from tmail.interfaces import ILoginThrottle
 
 
 class IMAPFactory(ServerFactory):
@@ -40,7 +40,7 @@ class IMAPFactory(ServerFactory):
         settings: IMAPSettings,
         *,
         tlsContextFactory: CertificateOptions | None,
-        throttle: AuthThrottle,
+        throttle: ILoginThrottle,
         hostname: str,
         clock: IReactorTime | None = None,
     ) -> None:

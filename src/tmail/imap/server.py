@@ -13,6 +13,9 @@ What the handlers fix in Twisted's (each has a regression test):
   - SELECT reports UNSEEN, UIDNEXT and PERMANENTFLAGS; FETCH sets C{\\Seen},
     honours partial ranges and serves exact bytes; APPEND and COPY report
     UIDPLUS codes.
+  - A full disk refuses only what the client asked to write (APPEND, COPY,
+    STORE, EXPUNGE: C{NO [OVERQUOTA]}); reading goes on, and a FETCH that
+    cannot set C{\\Seen} serves the message without it.
   - IDLE ends only on C{DONE}; changes made by other sessions reach a
     session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
 
@@ -42,7 +45,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail import __version__
-from tmail.errors import NoSuchFolder, OverQuota
+from tmail.auth.throttle import settle
+from tmail.errors import NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount, checkName
 from tmail.imap.condstore import (
     FetchModifiers,
@@ -75,7 +79,14 @@ from tmail.imap.sort import MessageFacts, parseSortCriteria, sortMessages
 from tmail.imap.specialuse import makeSpecialFolders, parseCreateUses, specialUses
 from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, formatThreads, threadMessages
-from tmail.interfaces import IMailFolder, IPendingMessage, IQuotaStore, ISpecialUseStore, QuotaUsage
+from tmail.interfaces import (
+    ILoginAttempt,
+    IMailFolder,
+    IPendingMessage,
+    IQuotaStore,
+    ISpecialUseStore,
+    QuotaUsage,
+)
 from tmail.lineends import CRLFWriter
 
 _log = Logger()
@@ -582,20 +593,30 @@ class IMAPServer(IMAPSession):
         return self._login(tag, plain)
 
     def _login(self, tag: bytes, creds: credentials.IUsernamePassword) -> Deferred[None]:
+        """
+        Log in once the throttle counts the check as running
+        (L{tmail.auth.throttle}); an address at its limit is refused
+        without a check.
+        """
         host = self._host
-        if self.throttle.isBlocked(host):
-            raise no(b"[UNAVAILABLE] Too many failed logins; try again later")
         user = creds.username.decode("utf-8", "replace")
+
+        def begun(attempt: ILoginAttempt | None) -> Deferred[None]:
+            if attempt is None:
+                raise no(b"[UNAVAILABLE] Too many failed logins; try again later")
+            login: Deferred[Any] = self.portal.login(creds, None, imap4.IAccount)
+            return settle(attempt, login).addCallbacks(succeeded, failed)
 
         def succeeded(result: tuple[Any, IMAPAccount, Callable[[], None]]) -> None:
             _, avatar, logout = result
             if self._lost:
                 logout()
                 return
-            self.throttle.succeeded(host)
             self.account, self._onLogout, self.state = avatar, logout, "auth"
             try:
                 makeSpecialFolders(self.settings, avatar.store)
+            except StoreFull:
+                _log.warn("Disk full: no special folders made for {user}", user=avatar.user)
             except Exception:
                 _log.failure("Could not make the special folders of {user}", user=avatar.user)
             self.setTimeout(self.POSTAUTH_TIMEOUT)
@@ -603,18 +624,13 @@ class IMAPServer(IMAPSession):
             caps = b" ".join(self.listCapabilities())
             self.sendPositiveResponse(tag, b"[CAPABILITY " + caps + b"] Logged in")
 
-        def failed(failure: Failure) -> Any:
+        def failed(failure: Failure) -> Failure:
             if not isinstance(failure.value, LoginFailed):
                 return failure
             _log.info("IMAP login failed for {user} from {host}", user=user, host=host)
+            raise no(b"[AUTHENTICATIONFAILED] Authentication failed")
 
-            def refuse(_: object) -> None:
-                raise no(b"[AUTHENTICATIONFAILED] Authentication failed")
-
-            return self.throttle.failed(host).addCallback(refuse)
-
-        login: Deferred[Any] = self.portal.login(creds, None, imap4.IAccount)
-        return login.addCallbacks(succeeded, failed)
+        return self.throttle.begin(host).addCallback(begun)
 
     # Authenticated: folders
 
@@ -1153,7 +1169,10 @@ class IMAPServer(IMAPSession):
         if mbox.isWriteable() and any(setsSeen(item) for item in query):
             # Asked of the folder, not of this session's view: another
             # session may have taken \Seen away meanwhile.
-            mbox.addFlags([u for _, u in work], ["\\Seen"])
+            try:
+                mbox.addFlags([u for _, u in work], ["\\Seen"])
+            except StoreFull:
+                _log.warn("Disk full: FETCH leaves \\Seen unset in {folder}", folder=mbox.folder)
             if not any(item.type == "flags" for item in query):
                 query = [*query, imap4._FetchParser.Flags()]
         withFlags = any(item.type == "flags" for item in query)

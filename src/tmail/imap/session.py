@@ -42,7 +42,6 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
-from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter, sendPromptly
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreFull
@@ -61,6 +60,7 @@ from tmail.imap.parse import (
     wholeLiteral,
 )
 from tmail.imap.seqset import Messages, SavedResult, parseSequenceSet
+from tmail.interfaces import ILoginThrottle
 
 _log = Logger()
 _COOPERATOR = task.Cooperator()
@@ -169,7 +169,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         settings: IMAPSettings,
         *,
         tlsContextFactory: CertificateOptions | None,
-        throttle: AuthThrottle,
+        throttle: ILoginThrottle,
         connections: ConnectionCounter,
         clock: IReactorTime | None = None,
         cooperator: task.Cooperator | None = None,

@@ -8,9 +8,9 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 
-from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import POP3Settings
 from tmail.connections import ConnectionCounter
+from tmail.interfaces import ILoginThrottle
 from tmail.pop3.server import POP3Server
 
 
@@ -31,7 +31,7 @@ class POP3Factory(ServerFactory):
         settings: POP3Settings,
         *,
         tlsContextFactory: CertificateOptions | None,
-        throttle: AuthThrottle,
+        throttle: ILoginThrottle,
         hostname: str,
     ) -> None:
         self.portal = portal

@@ -6,13 +6,13 @@ L{IMailFolder}.
 
 from __future__ import annotations
 
-import contextlib
 from typing import BinaryIO, overload
 
 from twisted.logger import Logger
 from twisted.mail import pop3
 from zope.interface import Interface, implementer
 
+from tmail.errors import StoreFull
 from tmail.interfaces import IMailFolder, MessageInfo
 from tmail.pop3 import uidl
 
@@ -37,7 +37,8 @@ class POP3Mailbox:
     C{DELE} only marks a message; L{sync} (called by C{QUIT}, and only by
     C{QUIT}) removes the marked ones and sets C{\\Seen} on the messages that
     were retrieved, as Dovecot does.  A session that ends any other way
-    changes nothing.
+    changes nothing.  On a full disk the C{\\Seen} flags are left unset,
+    so a session that only read still ends well.
 
     @ivar folder: the folder the snapshot was taken of.
     """
@@ -116,8 +117,16 @@ class POP3Mailbox:
             for index in sorted(seen):
                 info = current.get(self._messages[index].uid)
                 if info is not None and "\\Seen" not in info.flags:
-                    with contextlib.suppress(KeyError):
+                    try:
                         self.folder.setFlags(info.uid, info.flags | {"\\Seen"})
+                    except KeyError:
+                        pass
+                    except StoreFull:
+                        self._log.warn(
+                            "Disk full: \\Seen not set on retrieved messages in {folder}",
+                            folder=self.folder.name,
+                        )
+                        break
         if self._deleted:
             uids = [self._messages[index].uid for index in sorted(self._deleted)]
             removed = self.folder.expunge(uids)

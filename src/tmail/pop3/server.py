@@ -41,9 +41,11 @@ from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
-from tmail.auth.throttle import AuthThrottle
+from tmail.auth.throttle import settle
 from tmail.config.schema import POP3Settings
 from tmail.connections import ConnectionCounter, sendPromptly
+from tmail.errors import StoreFull
+from tmail.interfaces import ILoginAttempt, ILoginThrottle
 from tmail.pop3.mailbox import IRetrievalListener, POP3Mailbox
 from tmail.pop3.transfer import DotStuffer, TopReader
 
@@ -100,7 +102,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         settings: POP3Settings,
         *,
         tlsContextFactory: CertificateOptions | None,
-        throttle: AuthThrottle,
+        throttle: ILoginThrottle,
         hostname: str,
         connections: ConnectionCounter | None = None,
         clock: IReactorTime | None = None,
@@ -375,12 +377,24 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         self._login(parts[1], parts[2])
 
     def _login(self, user: bytes, password: bytes) -> None:
-        if self.throttle.isBlocked(self._host):
-            self.failResponse(b"[SYS/TEMP] Too many failed logins, try again later")
-            return
-        d = maybeDeferred(self.portal.login, UsernamePassword(user, password), None, pop3.IMailbox)
-        d.addCallbacks(self._loggedIn, self._loginFailed, callbackArgs=(user,), errbackArgs=(user,))
-        self._longOperation(d)
+        """
+        Log in once the throttle counts the check as running
+        (L{tmail.auth.throttle}); an address at its limit is refused
+        without a check.
+        """
+
+        def begun(attempt: ILoginAttempt | None) -> Deferred[None] | None:
+            if attempt is None:
+                if not self._closed:
+                    self.failResponse(b"[SYS/TEMP] Too many failed logins, try again later")
+                return None
+            credentials = UsernamePassword(user, password)
+            login = maybeDeferred(self.portal.login, credentials, None, pop3.IMailbox)
+            return settle(attempt, login).addCallbacks(
+                self._loggedIn, self._loginFailed, callbackArgs=(user,), errbackArgs=(user,)
+            )
+
+        self._longOperation(self.throttle.begin(self._host).addCallback(begun))
 
     def _loggedIn(self, result: tuple[Any, Any, Any], user: bytes) -> Deferred[None] | None:
         interface, avatar, logout = result
@@ -390,7 +404,6 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         if interface is not pop3.IMailbox:
             logout()
             raise TypeError(f"realm returned {interface!r}, not pop3.IMailbox")
-        self.throttle.succeeded(self._host)
 
         def listed(sizes: list[int]) -> None:
             if self._closed:
@@ -414,23 +427,19 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
 
         return maybeDeferred(avatar.listMessages).addCallbacks(listed, unlisted)
 
-    def _loginFailed(self, failure: Failure, user: bytes) -> Deferred[None] | None:
+    def _loginFailed(self, failure: Failure, user: bytes) -> None:
         if not failure.check(LoginFailed):  # type: ignore[no-untyped-call]
             self._log.failure("POP3 login failed for {host}", failure, host=self._host)
             if not self._closed:
                 self.failResponse(b"[SYS/TEMP] Internal error")
-            return None
+            return
         self._log.warn(
             "POP3 failed login {user} from {host}",
             user=user.decode("utf-8", "replace"),
             host=self._host,
         )
-
-        def answer(_: None) -> None:
-            if not self._closed:
-                self.failResponse(b"[AUTH] Authentication failed")
-
-        return self.throttle.failed(self._host).addCallback(answer)
+        if not self._closed:
+            self.failResponse(b"[AUTH] Authentication failed")
 
     # Transaction state
 
@@ -579,7 +588,10 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             self.successResponse(b"Bye")
 
         def failed(failure: Failure) -> None:
-            self._log.failure("POP3 update failed for {host}", failure, host=self._host)
+            if isinstance(failure.value, StoreFull):
+                self._log.warn("POP3 update failed for {host}: disk full", host=self._host)
+            else:
+                self._log.failure("POP3 update failed for {host}", failure, host=self._host)
             self.failResponse(b"[SYS/TEMP] Some deleted messages not removed")
 
         def close(_: object) -> None:

@@ -15,10 +15,9 @@ from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
 
-from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings
 from tmail.connections import ConnectionCounter
-from tmail.interfaces import IMailRealm
+from tmail.interfaces import ILoginThrottle, IMailRealm
 from tmail.queue.outbox import Outbox
 from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.policy import ISMTPPolicy
@@ -62,7 +61,7 @@ class SMTPFactory(ServerFactory):
         submission: bool,
         portal: Portal | None,
         tlsContextFactory: CertificateOptions | None,
-        throttle: AuthThrottle,
+        throttle: ILoginThrottle,
         overQuota: OverQuotaPolicy = "reject",
         policies: Sequence[ISMTPPolicy] = (),
         senderCheck: SenderCheck = "envelope+header",

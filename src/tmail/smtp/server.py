@@ -29,7 +29,8 @@ What this subclass changes, and why:
     refused the client is still told so (and the others may get the message
     again on a retry): better twice than a 250 for mail nobody delivered.
   - AUTH PLAIN/LOGIN on submission only, and only over TLS; failures are
-    throttled per client address.
+    throttled per client address, counting checks still running, so
+    parallel connections get no more guesses than one.
   - Submission rules (L{tmail.smtp.submission}): an authenticated user may
     use only its own addresses in C{MAIL FROM} and in C{From}/C{Sender}
     (C{553 5.7.1}), and a message without C{Message-ID} or C{Date} gets
@@ -60,9 +61,10 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost
+from tmail.auth.throttle import settle
 from tmail.connections import sendPromptly
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
-from tmail.interfaces import Destinations
+from tmail.interfaces import Destinations, ILoginAttempt
 from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.delivery import MailboxMessage, commitAll
@@ -1117,7 +1119,6 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def ext_AUTH(self, rest: bytes) -> None:
         parts = rest.split()
-        host = peerHost(self.transport)
         if not self._authEnabled():
             self.reply(Reply(503, "5.5.1", "Error: authentication not enabled"))
         elif not isSecure(self.transport):
@@ -1132,8 +1133,6 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.reply(Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"))
         elif parts[0].upper() not in MECHANISMS:
             self.reply(Reply(504, "5.5.4", "Unrecognized authentication type"))
-        elif self.factory.throttle.isBlocked(host):
-            self.reply(Reply(454, "4.7.0", "Too many failed authentications, try later"))
         else:
             self._mechanism = MECHANISMS[parts[0].upper()]()
             if len(parts) == 2:
@@ -1171,31 +1170,39 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._checkCredentials(result)
 
     def _checkCredentials(self, credentials: UsernamePassword) -> None:
+        """
+        Check the credentials once the throttle counts the check as running
+        (L{tmail.auth.throttle}); an address at its limit is refused
+        without a check.
+        """
         checker = self.factory.checker
         assert checker is not None
         host = peerHost(self.transport)
-        checked: Deferred[object] = maybeDeferred(checker.requestAvatarId, credentials)
 
-        def succeeded(avatarId: object) -> None:
+        def begun(attempt: ILoginAttempt | None) -> Deferred[None] | None:
+            if attempt is None:
+                self.reply(Reply(454, "4.7.0", "Too many failed authentications, try later"))
+                return None
+            checked: Deferred[object] = maybeDeferred(checker.requestAvatarId, credentials)
+            checked.addCallback(avatarAddress)
+            return settle(attempt, checked).addCallbacks(succeeded, failed)
+
+        def avatarAddress(avatarId: object) -> bytes:
             if not isinstance(avatarId, bytes):
                 raise UnauthorizedLogin("no user")
+            return avatarId
+
+        def succeeded(avatarId: bytes) -> None:
             self._user = avatarId.decode("utf-8")
-            self.factory.throttle.succeeded(host)
             self.log.info("smtp: {user} authenticated from {client}", user=self._user, client=host)
             self.reply(Reply(235, "2.7.0", "Authentication successful"))
 
-        def failed(reason: Failure) -> Deferred[None] | None:
+        def failed(reason: Failure) -> None:
             if not isinstance(reason.value, UnauthorizedLogin):
                 self.log.failure("smtp: credentials check failed", reason)
                 self.reply(Reply(454, "4.7.0", "Temporary authentication failure"))
-                return None
+                return
             self.log.info("smtp: authentication failed from {client}", client=host)
-            delayed = self.factory.throttle.failed(host)
-            delayed.addCallback(
-                lambda _: self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
-            )
-            return delayed
+            self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
 
-        checked.addCallback(succeeded)
-        checked.addErrback(failed)
-        self._wait(checked)
+        self._wait(self.factory.throttle.begin(host).addCallback(begun))

@@ -9,6 +9,13 @@ tmail and Dovecot without clients re-downloading mail.
 
 Each folder keeps an in-memory index (UID -> L{MessageInfo}) refreshed from
 the directory mtimes: a call that finds nothing changed costs two C{stat}s.
+
+A full disk (or quota) stops only the writes a user asked for (deliveries,
+flag changes, expunges, copies: L{tmail.errors.StoreFull}).  Reading needs
+no space: UIDs given to messages found meanwhile are kept in memory until
+the uidlist can take them (tried again every second at most, as the folder
+is used), files stay in C{new/} until they can be moved, and mod-sequences
+are kept in memory (see L{tmail.store.modseq}).
 """
 
 from __future__ import annotations
@@ -127,6 +134,9 @@ _CHANGES_KEPT = 8192
 _COMPACT_AT = 64
 #: Distinct flag combinations a folder keeps one shared set for.
 _FLAG_SETS = 4096
+
+#: Seconds between attempts to write UIDs a full disk left in memory.
+_RETRY_UNWRITTEN = 1.0
 
 #: The saved index of a folder: what the next process starts from.
 _SAVED_INDEX = "tmail-index"
@@ -505,6 +515,7 @@ class MaildirFolder:
         self._flagSets: dict[str, frozenset[str]] = {}
         self._unsaved = 0
         self._deliveredUnindexed: set[str] = set()
+        self._retryUnwrittenAt = 0.0
         self._snapshot: tuple[MessageInfo, ...] | None = None
         self._log = _modseq.ModSeqLog(path / _modseq.FILENAME)
         #: UIDs whose entry has modseq 0: new or changed, to be logged.
@@ -515,6 +526,7 @@ class MaildirFolder:
         #: first has serial C{_changeBase}.
         self._changeLog: list[int] = []
         self._changeBase = 0
+        self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
         self._bind(path)
 
     def __repr__(self) -> str:
@@ -524,7 +536,7 @@ class MaildirFolder:
         self._path = path
         self._newDir = str(path / "new")
         self._curDir = str(path / "cur")
-        self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
+        self._uidlist.moved(path / _uidlist.FILENAME)
         self._keywords = _keywords.KeywordFile(path / _keywords.FILENAME)
         self._log.moved(path / _modseq.FILENAME)
         self._dirStamp = None
@@ -591,23 +603,35 @@ class MaildirFolder:
     # Index maintenance
 
     def _freshUidlist(self) -> _uidlist.UidListData:
-        """An empty uidlist with a UIDVALIDITY this folder's name never had."""
+        """
+        An empty uidlist with a UIDVALIDITY this folder's name never had:
+        one recorded under the mail root, or on a disk too full to record
+        it, the clock's (which a later claim passes).
+        """
         data = _uidlist.UidListData.fresh()
-        data.uidValidity = self._newUidValidity(self._uidValidity or 0)
+        try:
+            data.uidValidity = self._newUidValidity(self._uidValidity or 0)
+        except StoreFull:
+            data.uidValidity = _timeUidValidity(self._uidValidity or 0)
         return data
 
     def _currentUidlist(self) -> _uidlist.UidListData:
         """
-        The uidlist, created if missing.  A UIDVALIDITY other than the one
-        the index was built on empties the index.
+        The uidlist, created if missing (in memory while the disk is full).
+        A UIDVALIDITY other than the one the index was built on empties the
+        index.
         """
         self._uidlist.refresh()
         if self._uidlist.data is None:
-            with self._uidlist.lock() as lock:
-                self._uidlist.refresh()
-                if self._uidlist.data is None:
-                    fresh = self._freshUidlist()
-                    self._uidlist.write(lock, fresh)
+            fresh = None
+            try:
+                with self._uidlist.lock() as lock:
+                    self._uidlist.refresh()
+                    if self._uidlist.data is None:
+                        fresh = self._freshUidlist()
+                        self._uidlist.write(lock, fresh)
+            except StoreFull:
+                self._keepUnwritten(fresh or self._freshUidlist(), [], whole=True)
         data = self._uidlist.data
         assert data is not None
         if data.uidValidity != self._uidValidity:
@@ -616,48 +640,108 @@ class MaildirFolder:
             self._uidValidity = data.uidValidity
         return data
 
-    def _assignUids(self, bases: Iterable[str]) -> tuple[dict[str, int], bool]:
+    def _assignUids(self, bases: Iterable[str], strict: bool = True) -> tuple[dict[str, int], bool]:
         """
         Under the uidlist lock: give UIDs to the C{bases} that have none,
-        remove the lines of messages found gone, and write the uidlist.
+        remove the lines of messages found gone, and write the uidlist, with
+        the lines a full disk left unwritten before.
+
+        When the disk is full: with C{strict} (a delivery, which must not be
+        acknowledged without its UID) L{StoreFull} is raised; otherwise (a
+        folder being read) the UIDs are kept in memory, to be written later.
 
         @return: the UID of each base, and whether another process had
             changed the uidlist since the index last read it.
         """
-        with self._uidlist.lock() as lock:
+        lock = self._uidlist.lock()
+        try:
+            lock.acquire()
+        except StoreFull:
+            if strict or self._uidlist.data is None:
+                raise
+            data = self._uidlist.data
+            result, added = self._giveUids(data, bases)
+            self._keepUnwritten(data, added, whole=self._uidlist.mustRewrite)
+            self._knownNext = data.nextUid
+            return result, False
+        written = False
+        try:
             self._uidlist.refresh()
-            onDisk = self._uidlist.data
-            data = onDisk or self._freshUidlist()
+            current = self._uidlist.data
+            data = current or self._freshUidlist()
             foreign = data.nextUid != self._knownNext or data.uidValidity != self._uidValidity
-            stale = set(self._staleLines) if onDisk is None or self._compactionDue() else set()
+            whole = current is None or self._uidlist.mustRewrite
+            stale = set(self._staleLines) if whole or self._compactionDue() else set()
             for base in stale:
                 data.uids.pop(base, None)
                 data.fields.pop(base, None)
-            result = {}
-            added = []
-            for base in sorted(bases):
-                uid = data.uids.get(base)
-                if uid is None:
-                    uid = data.nextUid
-                    data.nextUid += 1
-                    data.uids[base] = uid
-                    added.append((base, uid))
-                result[base] = uid
+            nextBefore = data.nextUid
+            result, added = self._giveUids(data, bases)
+            hadUnwritten = self._uidlist.unwritten
             try:
-                if onDisk is not None and not stale:
-                    if added:
+                if not whole and not stale:
+                    if added or hadUnwritten:
                         self._uidlist.append(lock, data, added)
                 else:
                     self._uidlist.write(lock, data)
+                written = True
+            except StoreFull:
+                if strict:
+                    for base, _ in added:
+                        del data.uids[base]
+                    data.nextUid = nextBefore
+                    self._uidlist.invalidate()
+                    raise
+                self._keepUnwritten(data, added, whole)
             except BaseException:
                 self._uidlist.invalidate()
                 raise
-        self._staleLines -= stale
+        finally:
+            lock.release()
+        if written:
+            self._staleLines -= stale
+            if hadUnwritten:
+                _log.info("The UIDs of {folder!r} kept in memory are written", folder=self)
         if foreign:
             self._dirStamp = None
         else:
             self._knownNext = data.nextUid
         return result, foreign
+
+    @staticmethod
+    def _giveUids(
+        data: _uidlist.UidListData, bases: Iterable[str]
+    ) -> tuple[dict[str, int], list[tuple[str, int]]]:
+        """
+        The UID of each of C{bases} in C{data}, giving the next UIDs to
+        those without one; returns them and the UIDs given.
+        """
+        result = {}
+        added = []
+        for base in sorted(bases):
+            uid = data.uids.get(base)
+            if uid is None:
+                uid = data.nextUid
+                data.nextUid += 1
+                data.uids[base] = uid
+                added.append((base, uid))
+            result[base] = uid
+        return result, added
+
+    def _keepUnwritten(
+        self, data: _uidlist.UidListData, added: list[tuple[str, int]], whole: bool
+    ) -> None:
+        """
+        The disk is full: keep the uidlist, with the UIDs just given, in
+        memory (C{whole} when the file is missing or unreadable).
+        """
+        if not self._uidlist.unwritten:
+            _log.warn(
+                "Disk full: the UIDs of {folder!r} are kept in memory until they can be written",
+                folder=self,
+            )
+        self._uidlist.keep(data, added, whole)
+        self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
 
     def _compactionDue(self) -> bool:
         """
@@ -802,6 +886,9 @@ class MaildirFolder:
         if self._gone:
             return False
         self._open()
+        if self._uidlist.unwritten and time.monotonic() >= self._retryUnwrittenAt:
+            self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
+            self._assignUids((), strict=False)
         try:
             stamp = self._stamp()
         except FileNotFoundError:
@@ -875,7 +962,7 @@ class MaildirFolder:
                 uids = {base: data.uids[base] for base in newBases if base in data.uids}
             unassigned = [base for base in newBases if base not in uids]
             if unassigned:
-                assigned, foreign = self._assignUids(unassigned)
+                assigned, foreign = self._assignUids(unassigned, strict=False)
                 uids.update(assigned)
                 if self._uidlist.data is None or self._uidlist.data.uidValidity != (
                     self._uidValidity
@@ -1165,7 +1252,9 @@ class MaildirFolder:
     def _moveNewToCur(self, found: dict[str, tuple[str, str]]) -> set[str]:
         """
         Move the files of C{new/} into C{cur/} (adding C{:2,}), as Dovecot
-        does, and return the base names this process saw arrive.
+        does, and return the base names this process saw arrive.  A file
+        that cannot be moved (no permission, a full disk) stays in C{new/}
+        and is served from there; a later look moves it.
         """
         arrived = set()
         for base, (subdir, filename) in list(found.items()):
@@ -1183,7 +1272,11 @@ class MaildirFolder:
                 continue
             except PermissionError:
                 continue
-            found[base] = ("cur", target)
+            except OSError as e:
+                if not isDiskFull(e):
+                    raise
+            else:
+                found[base] = ("cur", target)
             if base not in self._byBase:
                 arrived.add(base)
         return arrived

@@ -21,6 +21,11 @@ A new log starts at the current time in microseconds: a log that is lost
 or recreated, or a folder Dovecot served before, never shows a client a
 HIGHESTMODSEQ below one it was already given.
 
+A log that cannot be written (a full disk) never stops a folder from being
+read: what was found is given mod-sequences in memory, and the next process
+logs those letters anew.  Only a flag change or an expunge, which must be
+logged before it is made, is refused.
+
 The log is rewritten (compacted) when it holds many more lines than
 messages.  Only the most recent expunges are kept; C{F} is the highest
 mod-sequence of those forgotten, below which QRESYNC reports every missing
@@ -39,7 +44,7 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from tmail.errors import StoreFull
-from tmail.store.fsutil import fullDiskIsStoreFull, isDiskFull, writeAll
+from tmail.store.fsutil import isDiskFull, writeAll
 
 __all__ = ["FILENAME", "ModSeqLog"]
 
@@ -167,8 +172,7 @@ class ModSeqLog:
         raise OSError(f"{self._path} keeps being replaced")
 
     def _open(self) -> None:
-        with fullDiskIsStoreFull():
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         status = os.fstat(fd)
         self._fd, self._inode = fd, (status.st_dev, status.st_ino)
         self._offset = self._lines = 0
@@ -372,8 +376,7 @@ class ModSeqLog:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         fd = os.open(temporary, flags, 0o600)
         try:
-            with fullDiskIsStoreFull():
-                writeAll(fd, data)
+            writeAll(fd, data)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.replace(temporary, self._path)
         except BaseException:

@@ -10,6 +10,12 @@ Version 1 (Courier's C{courierimapuiddb} layout) is read too.  Lines are
 looked up by base name (the file name without its C{:2,} info), so a flag
 change by any client keeps the UID.  Dovecot appends lines without updating
 C{N}, so the next UID is the larger of C{N} and the last UID plus one.
+
+UIDs given out while the file cannot be written (a full disk, a full quota)
+are kept in memory as unwritten lines, on top of what the file says, until
+a later write puts them in: a folder stays readable, and its UIDs stay what
+clients were told.  Another process does not see them meanwhile; should it
+give out UIDs first, the file wins (those messages get new UIDs).
 """
 
 from __future__ import annotations
@@ -127,66 +133,140 @@ def serialize(data: UidListData) -> bytes:
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
+@dataclass
+class _Unwritten:
+    """
+    UIDs given out that the file does not have yet.
+
+    @ivar uids: base name -> UID, in UID order.
+    @ivar whole: the file itself is missing: C{uids} are all its lines.
+    """
+
+    uidValidity: int
+    guid: str
+    nextUid: int
+    uids: dict[str, int]
+    whole: bool
+
+    def data(self) -> UidListData:
+        return UidListData(self.uidValidity, self.nextUid, self.guid, dict(self.uids))
+
+
 class UidListFile:
     """
     One folder's uidlist, re-read only when the file on disk changed.
 
-    @ivar data: the contents, or C{None} when the file is missing or
-        unreadable (the folder then needs a new UIDVALIDITY).
+    @ivar data: the contents with the lines still unwritten, or C{None} when
+        the file is missing or unreadable (the folder then needs a new
+        UIDVALIDITY) and nothing is kept in memory.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data: UidListData | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._unwritten: _Unwritten | None = None
+
+    @property
+    def unwritten(self) -> bool:
+        """Whether UIDs were given out that the file does not have yet."""
+        return self._unwritten is not None
+
+    @property
+    def mustRewrite(self) -> bool:
+        """Whether the next write must create the whole file (it has never been written)."""
+        return self._unwritten is not None and self._unwritten.whole
 
     def lock(self) -> DotLock:
         """The lock writers of this uidlist hold."""
         return DotLock(self.path)
+
+    def moved(self, path: Path) -> None:
+        """The folder was renamed: the same file under a new path, read again."""
+        self.path = path
+        self.invalidate()
 
     def refresh(self) -> bool:
         """Re-read the file if it changed since the last look; return whether it did."""
         try:
             status = os.stat(self.path)
         except FileNotFoundError:
+            if self._unwritten is not None and self._unwritten.whole:
+                if self.data is not None:
+                    return False
+                self.data = self._unwritten.data()
+                return True
             changed = self._stamp is not None or self.data is not None
             self._stamp = None
             self.data = None
+            self._unwritten = None
             return changed
         stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
         if stamp == self._stamp:
             return False
+        data: UidListData | None
         try:
             raw = self.path.read_bytes()
-            self.data = parse(raw.decode("utf-8", "surrogateescape"))
+            data = parse(raw.decode("utf-8", "surrogateescape"))
         except FileNotFoundError:
             return self.refresh()
         except (ValueError, KeyError):
-            self.data = None
+            data = None
+        self.data = self._withUnwritten(data)
         self._stamp = stamp
         return True
+
+    def _withUnwritten(self, data: UidListData | None) -> UidListData | None:
+        """
+        C{data} read from the file, with the unwritten lines added that do
+        not clash with it: a base name the file has, or a UID the file has
+        passed, was given out by another process meanwhile, and the file
+        wins.
+        """
+        unwritten, self._unwritten = self._unwritten, None
+        if unwritten is None:
+            return data
+        if data is None and unwritten.whole:
+            # Unreadable, and still to be replaced by what memory holds.
+            self._unwritten = unwritten
+            return unwritten.data()
+        if data is None or data.uidValidity != unwritten.uidValidity:
+            return data
+        kept = {}
+        for base, uid in unwritten.uids.items():
+            if base not in data.uids and uid >= data.nextUid:
+                data.uids[base] = uid
+                data.nextUid = uid + 1
+                kept[base] = uid
+        if kept:
+            self._unwritten = _Unwritten(
+                data.uidValidity, data.guid, data.nextUid, kept, whole=False
+            )
+        return data
 
     def write(self, lock: DotLock, data: UidListData) -> None:
         """Replace the file with C{data} (releasing C{lock}) and remember it as current."""
         self._stamp = None
         status = lock.replace(serialize(data))
         self.data = data
+        self._unwritten = None
         self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
 
     def append(self, lock: DotLock, data: UidListData, added: list[tuple[str, int]]) -> None:
         """
-        Append lines for newly given UIDs, as Dovecot does, leaving the
-        header's C{N} behind (readers take the larger of C{N} and the last
-        UID plus one), and remember C{data} as current.  Cheaper than a
-        rewrite: no copy of every line and no fsync.  The message files
-        themselves are already durable; the lines survive a crash of the
-        process (they are in the page cache), and the next rewrite (after an
-        expunge) is fsynced.  A failed write is cut back off, so the file
-        never keeps half a line, and half a line a killed writer left (which
-        readers ignore) is cut off before appending, so it cannot swallow
-        the first new line.
+        Append lines for newly given UIDs, after those still unwritten, as
+        Dovecot does, leaving the header's C{N} behind (readers take the
+        larger of C{N} and the last UID plus one), and remember C{data} as
+        current.  Cheaper than a rewrite: no copy of every line and no
+        fsync.  The message files themselves are already durable; the lines
+        survive a crash of the process (they are in the page cache), and the
+        next rewrite (after an expunge) is fsynced.  A failed write is cut
+        back off, so the file never keeps half a line, and half a line a
+        killed writer left (which readers ignore) is cut off before
+        appending, so it cannot swallow the first new line.
         """
-        lines = "".join(f"{uid} :{base}\n" for base, uid in added)
+        pending = list(self._unwritten.uids.items()) if self._unwritten is not None else []
+        lines = "".join(f"{uid} :{base}\n" for base, uid in pending + added)
         self._stamp = None
         with fullDiskIsStoreFull():
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
@@ -202,10 +282,34 @@ class UidListFile:
                 os.close(fd)
         lock.release()
         self.data = data
+        self._unwritten = None
         self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
 
+    def keep(self, data: UidListData, added: list[tuple[str, int]], whole: bool) -> None:
+        """
+        A write of C{data} failed for want of space: keep C{data} as current
+        in memory, with the C{added} lines (and those kept before) to be
+        written later; with C{whole} (the file is missing or unreadable),
+        all of C{data}, to be written as a new file.
+        """
+        self.data = data
+        unwritten = self._unwritten
+        if unwritten is not None and unwritten.uidValidity != data.uidValidity:
+            unwritten = None
+        if unwritten is None:
+            uids = dict(data.uids) if whole else {}
+            unwritten = _Unwritten(data.uidValidity, data.guid, data.nextUid, uids, whole)
+        elif unwritten.whole:
+            unwritten.uids = dict(data.uids)
+        unwritten.uids.update(added)
+        unwritten.nextUid = data.nextUid
+        self._unwritten = unwritten
+
     def invalidate(self) -> None:
-        """Forget the cached contents, e.g. after a failed write mutated them."""
+        """
+        Forget the cached contents, e.g. after a failed write mutated them;
+        the next L{refresh} reads the file again, with the unwritten lines.
+        """
         self._stamp = None
         self.data = None
 

@@ -18,7 +18,9 @@ import os
 import time
 from pathlib import Path
 
+from tmail.errors import StoreFull
 from tmail.store.dotlock import DotLock
+from tmail.store.fsutil import fullDiskIsStoreFull
 
 FILENAME = "dovecot-uidvalidity"
 _LIMIT = 0xFFFFFFFF
@@ -50,9 +52,12 @@ def nextUidValidity(root: Path, notBefore: int = 0) -> int:
             value = max(int(time.time()), notBefore + 1) & _LIMIT or 1
         marker = root / f"{FILENAME}.{value:08x}"
         oldMarker = root / f"{FILENAME}.{previous:08x}"
-        try:
-            os.rename(oldMarker, marker)
-        except FileNotFoundError:
-            marker.touch(mode=0o600)
-        lock.replace(b"%08x" % value)
+        with fullDiskIsStoreFull():
+            try:
+                os.rename(oldMarker, marker)
+            except FileNotFoundError:
+                marker.touch(mode=0o600)
+        with contextlib.suppress(StoreFull):
+            # On a full disk the marker alone records the value.
+            lock.replace(b"%08x" % value)
     return value
