@@ -101,6 +101,7 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # special_use_junk = "{_imap.special_use_junk}"
 # special_use_archive = "{_imap.special_use_archive}"
 # create_special_folders = true    # false: make none (the names still get their attribute)
+# max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

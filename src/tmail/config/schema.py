@@ -180,6 +180,10 @@ class IMAPSettings:
         C{mailbox Sent { special_use = \\Sent }}).
     @ivar create_special_folders: make (and subscribe) the C{special_use_*}
         folders at a user's first login.
+    @ivar max_inflation_ratio: under COMPRESS=DEFLATE (RFC 4978), inflated
+        bytes allowed per compressed byte a client sends, over its session
+        (after a first 64 KiB); a session over it is closed as a
+        decompression bomb.  0: no limit.
     """
 
     listen: tuple[str, ...] = ()
@@ -195,6 +199,7 @@ class IMAPSettings:
     special_use_junk: str = "Junk"
     special_use_archive: str = "Archive"
     create_special_folders: bool = True
+    max_inflation_ratio: int = 200
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""
