@@ -8,25 +8,30 @@ sequence-number keys read only the L{MessageInfo}, header keys read only the
 header, and only BODY/TEXT read and decode whole messages.  Terms of an AND
 are tried cheapest first.  Twisted's own SEARCH copies the query for every
 message and walks the mailbox five messages per reactor turn (quadratic).
+
+BODY and TEXT read the text parts found by L{MimeEntity.walk}, not the
+stdlib's parser, whose recursion a message of a thousand nested parts
+exhausts; encoded words and charsets are decoded in linear time
+(L{tmail.imap.charsets}).
 """
 
 from __future__ import annotations
 
 import datetime
-import email
-import email.header
 import email.utils
 import re
 import time
 from collections.abc import Callable
-from email.policy import compat32
 from typing import TYPE_CHECKING, Any
 
 from twisted.mail import imap4
 
+from tmail.imap.binary import UnknownCTE, decodeContent
+from tmail.imap.charsets import decodeText, decodeWords
 from tmail.imap.condstore import parseModSeq
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
 from tmail.imap.parse import parseDate, parseSequenceSet
+from tmail.imap.sort import MAX_DATE_TEXT
 
 if TYPE_CHECKING:
     from tmail.imap.mailbox import IMAPMailbox
@@ -92,11 +97,7 @@ class _Cursor:
 
 
 def _decodeHeader(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace")
-    try:
-        return str(email.header.make_header(email.header.decode_header(text)))
-    except Exception:
-        return text
+    return decodeWords(raw.decode("utf-8", "replace"))
 
 
 def _headerValues(message: IMAPMessage, name: str) -> list[str]:
@@ -110,19 +111,17 @@ def _headerValues(message: IMAPMessage, name: str) -> list[str]:
 
 
 def _bodyText(message: IMAPMessage) -> str:
-    parsed = email.message_from_bytes(message.entity.raw, policy=compat32)
+    """The text parts of a message, decoded and case-folded, as BODY searches them."""
     texts = []
-    for part in parsed.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
+    for part in message.entity.walk():
+        if part.isMultipart or part.contentType[0] != "text":
             continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        charset = part.get_content_charset() or "us-ascii"
+        encoding = fieldValue(part.header, b"content-transfer-encoding") or b""
         try:
-            texts.append(payload.decode(charset, "replace"))
-        except LookupError:
-            texts.append(payload.decode("latin-1"))
+            payload = decodeContent(part.body, encoding.decode("ascii", "replace"))
+        except UnknownCTE:
+            payload = part.body
+        texts.append(decodeText(payload, part.parameter("charset")))
     return "\n".join(texts).casefold()
 
 
@@ -130,7 +129,7 @@ def _sentDate(message: IMAPMessage) -> datetime.date | None:
     value = fieldValue(message.header(), b"date")
     if value is None:
         return None
-    parsed = email.utils.parsedate_tz(value.decode("ascii", "replace"))
+    parsed = email.utils.parsedate_tz(value[:MAX_DATE_TEXT].decode("ascii", "replace"))
     if parsed is None:
         return None
     try:
