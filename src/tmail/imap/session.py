@@ -77,6 +77,9 @@ PREAUTH_TIMEOUT = 60.0
 LITERAL_MINUS_MAX = 4096
 #: Pipelined lines parsed in one go before other sessions get their turn.
 LINES_PER_TURN = 64
+#: Bytes held, unparsed, while a long command watches for the client
+#: going away (L{IMAPSession.watchForHangup}); past them reading stops.
+HOLD_LIMIT = 64 * 1024
 
 
 class CommandError(Exception):
@@ -181,6 +184,8 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         self._inflateLater: Any = None
         self._parsedInflated = 0
         self._linesThisTurn = 0
+        self._watching = False
+        self._held = 0
 
     def callLater(self, period: float, func: Callable[[], object]) -> Any:
         return self.clock.callLater(period, func)
@@ -200,6 +205,11 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
     def dataReceived(self, data: bytes) -> None:
         if not self._counted or not self._connected():
             return
+        if self._watching:
+            self._held += len(data)
+            if self._held > HOLD_LIMIT:
+                self._watching = False
+                self.transport.pauseProducing()
         if self._inflater is None:
             self._parse(data)
             # If COMPRESS ran, what followed it is deflate data.
@@ -244,7 +254,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         backlog = inflater.pending()
         if backlog and budget <= 0 and not self.paused and self._inflateLater is None:
             self._inflateLater = self.clock.callLater(0, self._inflateNextTurn)
-        self._holdInput(backlog or self.paused)
+        self._holdInput((backlog or self.paused) and not self._watching)
 
     def _inflateNextTurn(self) -> None:
         self._inflateLater = None
@@ -338,6 +348,8 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         if self._tag is not None and self.parseState == "command" and self.line_mode:
             self._linesThisTurn = 0
             self.pauseProducing()
+            if self._watching:
+                self.transport.resumeProducing()
             return
         self._linesThisTurn += 1
         if self._linesThisTurn >= LINES_PER_TURN:
@@ -475,7 +487,20 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         elif trailing is not None and not trailing[1]:
             self._swallow(trailing[0])
 
+    def watchForHangup(self) -> None:
+        """
+        While the running command computes, read the socket again so that
+        a client going away is noticed (and the work stopped); what the
+        client sends meanwhile is held, up to L{HOLD_LIMIT} bytes, for
+        after the command.
+        """
+        self._watching = True
+        self._held = 0
+        if self.paused and self._connected():
+            self.transport.resumeProducing()
+
     def _afterCommand(self) -> None:
+        self._watching = False
         self._swallowTrailing()
         if self.paused:
             self.clock.callLater(0, self._resumeReading)
@@ -499,6 +524,8 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
             self._afterCommand()
 
     def _commandFailed(self, failure: Failure, tag: bytes) -> None:
+        if self._lost and isinstance(failure.value, task.TaskStopped):
+            return
         if tag != self._tag:
             if not isinstance(failure.value, task.TaskStopped):
                 _log.failure("Error after the command was answered", failure)
