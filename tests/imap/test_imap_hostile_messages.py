@@ -15,8 +15,9 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from imap.test_imap_protocol import Session, deliver
 from imap.test_imap_thread import parseThreads
 from support.hostilemail import (
     NEEDLE,
@@ -170,3 +171,19 @@ class HostileMessageTests(TestCase):
         self.assertEqual(
             self.searched(answers, "SEARCH TEXT " + NEEDLE.decode()), list(range(1, 24))
         )
+
+
+class MimeLimitTests(SynchronousTestCase):
+    def test_mime_depth_and_parts_follow_the_settings(self) -> None:
+        session = Session(self, max_mime_depth=3, max_mime_parts=10)
+        inbox = session.store.getFolder("INBOX")
+        deliver(inbox, nestedMultipart(50))
+        deliver(inbox, manyParts(100))
+        session.select()
+        nested = session.send(b"a FETCH 1 BODYSTRUCTURE\r\n")
+        self.assertEqual(nested.count(b'"MIXED"'), 3)
+        self.assertIn(b'("APPLICATION" "OCTET-STREAM"', nested)
+        parts = session.send(b"b FETCH 2 (BODYSTRUCTURE BODY.PEEK[11] BODY.PEEK[10])\r\n")
+        self.assertEqual(parts.count(b'("TEXT" "PLAIN"'), 10)
+        self.assertIn(b"BODY[11] NIL", parts)
+        self.assertIn(b"BODY[10] {1}\r\nx", parts)

@@ -22,9 +22,10 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from support.imaploop import listenIMAP
-from support.net import eventually, inThread, readLine
+from support.net import eventually, inThread, readLine, readUntil
 from support.realm import ALICE, BOB, PASSWORD, makeRealm
 from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.session import HOLD_LIMIT
 from tmail.imap.sort import MessageFacts
 from tmail.imap.thread import formatThreads, threadMessages
 
@@ -244,3 +245,36 @@ class LongCommandTests(TestCase):
         yield eventually(lambda: bool(outcome), within=5.0)
         self.assertEqual(outcome, [task.TaskStopped])
         self.assertIsNone(session._running)
+
+    @inlineCallbacks
+    def test_commands_sent_during_a_long_search_wait_and_are_held_within_bounds(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """
+        While the search runs the session reads, to notice a hangup, but
+        holds no more than about HOLD_LIMIT of what the client sends; the
+        commands run, in order, after the search.
+        """
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        self.addCleanup(sock.close)
+        yield inThread(readLine, sock)
+        sock.sendall(b'a LOGIN %s "%s"\r\ns SELECT INBOX\r\n' % (ALICE.encode(), PASSWORD.encode()))
+        sock.sendall(b"f SEARCH TEXT needle\r\n")
+        yield eventually(lambda: any(s._running is not None for s in self.sessions))
+        (session,) = [s for s in self.sessions if s._running is not None]
+        held = [0]
+
+        def sample() -> None:
+            held[0] = max(held[0], session._held)
+
+        sampler = task.LoopingCall(sample)
+        sampler.start(0.001)
+        self.addCleanup(sampler.stop)
+        count = 40_000
+        flood = inThread(sock.sendall, b"n NOOP\r\n" * count + b"z NOOP\r\n")
+        answered = yield inThread(readUntil, sock, b"z OK NOOP completed\r\n")
+        yield flood
+        searched = answered.index(b"f OK SEARCH completed")
+        self.assertLess(searched, answered.index(b"n OK NOOP completed"))
+        self.assertEqual(answered.count(b"n OK NOOP completed\r\n"), count)
+        self.assertLessEqual(held[0], HOLD_LIMIT + 64 * 1024)

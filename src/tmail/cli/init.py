@@ -102,6 +102,8 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # special_use_archive = "{_imap.special_use_archive}"
 # create_special_folders = true    # false: make none (the names still get their attribute)
 # max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
+# max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
+# max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

@@ -184,6 +184,11 @@ class IMAPSettings:
         bytes allowed per compressed byte a client sends, over its session
         (after a first 64 KiB); a session over it is closed as a
         decompression bomb.  0: no limit.
+    @ivar max_mime_depth: MIME nesting (multipart and message/rfc822) taken
+        apart; deeper parts are opaque to BODYSTRUCTURE, sections and
+        SEARCH (Dovecot CVE-2020-12100).
+    @ivar max_mime_parts: body parts one message is taken apart into; the
+        rest are not numbered (Dovecot's C{max_total_mime_parts}).
     """
 
     listen: tuple[str, ...] = ()
@@ -200,6 +205,8 @@ class IMAPSettings:
     special_use_archive: str = "Archive"
     create_special_folders: bool = True
     max_inflation_ratio: int = 200
+    max_mime_depth: int = 32
+    max_mime_parts: int = 10_000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -22,7 +22,7 @@ from twisted.internet import defer
 from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
-from tmail.imap.message import IMAPMessage
+from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.interfaces import (
     SYSTEM_FLAGS,
     IIncrementalFolder,
@@ -173,6 +173,8 @@ class IMAPMailbox:
         self._ghosts: set[int] = set()
         #: Whether FETCH FLAGS show C{\\Recent}: not under IMAP4rev2, which dropped it.
         self.showRecent = True
+        #: How deep, and into how many parts, messages are taken apart.
+        self.mimeLimits = MimeLimits()
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
         #: The HIGHESTMODSEQ of the last time the client was told everything,
@@ -336,7 +338,7 @@ class IMAPMailbox:
 
     def message(self, uid: int) -> IMAPMessage:
         """The message with this UID as the session last saw it."""
-        return IMAPMessage(self.folder, self._infos[uid])
+        return IMAPMessage(self.folder, self._infos[uid], self.mimeLimits)
 
     def info(self, uid: int) -> MessageInfo:
         """What the session last saw of a message."""

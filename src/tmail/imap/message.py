@@ -21,6 +21,7 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from io import SEEK_END, BytesIO
 from typing import BinaryIO
@@ -31,11 +32,13 @@ from zope.interface import implementer
 from tmail.imap.mimeparams import Parameters, parseParameterized
 from tmail.interfaces import IMailFolder, MessageInfo
 
-#: MIME nesting deeper than this is served as an opaque leaf part.
+#: MIME nesting deeper than this is served as an opaque leaf part, by
+#: default (C{[imap] max_mime_depth}).
 MAX_MIME_DEPTH = 32
-#: Body parts of one message at most (Dovecot's C{max_total_mime_parts});
-#: the parts of a multipart past them are not numbered, and a multipart or
-#: message/rfc822 part with no room left is an opaque leaf.
+#: Body parts of one message at most, by default (C{[imap] max_mime_parts},
+#: Dovecot's C{max_total_mime_parts}): the parts of a multipart past them
+#: are not numbered, and a multipart or message/rfc822 part with no room
+#: left is an opaque leaf.
 MAX_MIME_PARTS = 10_000
 #: Header lines (a field with its continuation lines counts as one) read
 #: by L{headerFields}: far more than mail carries, when Postfix keeps no
@@ -179,6 +182,14 @@ def _partSpans(
     return spans
 
 
+@dataclass(frozen=True)
+class MimeLimits:
+    """How deep, and into how many parts, a message is taken apart."""
+
+    depth: int = MAX_MIME_DEPTH
+    parts: int = MAX_MIME_PARTS
+
+
 class MimeEntity:
     """
     A message or body part: a span of the message's bytes.
@@ -186,8 +197,8 @@ class MimeEntity:
     @ivar data: the bytes of the whole message.
     @ivar start: where the entity begins in C{data}.
     @ivar end: where it ends.
-    @ivar depth: how deeply nested the entity is; past L{MAX_MIME_DEPTH} it
-        has no sub-parts.
+    @ivar depth: how deeply nested the entity is; past the depth of its
+        message's L{MimeLimits} it has no sub-parts.
     """
 
     def __init__(
@@ -199,6 +210,7 @@ class MimeEntity:
         start: int = 0,
         end: int | None = None,
         root: MimeEntity | None = None,
+        limits: MimeLimits = MimeLimits(),
     ) -> None:
         self.data = raw
         self.start = start
@@ -206,6 +218,7 @@ class MimeEntity:
         self.depth = depth
         self._defaultType = defaultType
         self._root = self if root is None else root
+        self._limits = limits
         self._children: list[MimeEntity] | None = None
         self._encapsulated: MimeEntity | None = None
         self._multipart = False
@@ -291,12 +304,13 @@ class MimeEntity:
         root = self._root
         if root._children is not None:
             return
-        budget = MAX_MIME_PARTS
+        limits = root._limits
+        budget = limits.parts
         stack = [root]
         while stack:
             entity = stack.pop()
             entity._children = []
-            if budget <= 0 or entity.depth >= MAX_MIME_DEPTH:
+            if budget <= 0 or entity.depth >= limits.depth:
                 continue
             mainType, subType = entity.contentType
             if mainType == "multipart":
@@ -470,9 +484,12 @@ class IMAPMessage:
     from the folder only when a header or body is asked for.
     """
 
-    def __init__(self, folder: IMailFolder, info: MessageInfo) -> None:
+    def __init__(
+        self, folder: IMailFolder, info: MessageInfo, limits: MimeLimits = MimeLimits()
+    ) -> None:
         self.folder = folder
         self.info = info
+        self.limits = limits
         self._header: bytes | None = None
         self._entity: MimeEntity | None = None
 
@@ -481,7 +498,7 @@ class IMAPMessage:
         """The whole message, read on first use."""
         if self._entity is None:
             with self.open() as f:
-                self._entity = MimeEntity(f.read())
+                self._entity = MimeEntity(f.read(), limits=self.limits)
         return self._entity
 
     def header(self) -> bytes:

@@ -68,6 +68,7 @@ from tmail.imap.mailbox import (
     MailboxSearch,
     folderStatus,
 )
+from tmail.imap.message import MimeLimits
 from tmail.imap.mutf7 import decodeUTF8Name, encodeName
 from tmail.imap.parse import (
     parseDateTime,
@@ -872,6 +873,7 @@ class IMAPServer(IMAPSession):
         mbox = self._account().select(name, bool(rw))
         mbox.addListener(self)
         mbox.showRecent = not self.rev2
+        mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
         send = self.sendUntaggedResponse
         send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
         send(b"%d EXISTS" % mbox.getMessageCount())
