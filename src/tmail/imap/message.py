@@ -135,6 +135,16 @@ def fieldValue(header: bytes, name: bytes) -> bytes | None:
     return _FOLD.sub(b"", value.group()).strip()
 
 
+@lru_cache(maxsize=64)
+def _delimiters(boundary: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """
+    A delimiter line for C{boundary} at the start of a body, and after a
+    line break (a literal the regex engine searches for at C speed).
+    """
+    line = b"--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)"
+    return re.compile(line), re.compile(rb"\n" + line)
+
+
 def _partSpans(
     data: bytes, start: int, end: int, boundary: bytes, most: int
 ) -> list[tuple[int, int]]:
@@ -143,34 +153,27 @@ def _partSpans(
     exact bytes between delimiter lines (RFC 2046 5.1.1: the line break
     before a delimiter belongs to it), at most C{most} of them.
     """
-    marker = b"--" + boundary
+    first, later = _delimiters(boundary)
+    opening = first.match(data, start, end)
+    found = later.finditer(data, start, end)
+    match: re.Match[bytes] | None
     spans: list[tuple[int, int]] = []
     partStart: int | None = None
-    search = start
     while len(spans) < most:
-        if search == start and data.startswith(marker, start, end):
-            lineStart = delimiterStart = start
+        if opening is not None:
+            match, delimiterStart, opening = opening, start, None
         else:
-            newline = data.find(b"\n" + marker, search, end)
-            if newline < 0:
+            match = next(found, None)
+            if match is None:
                 break
-            lineStart = newline + 1
-            delimiterStart = newline
-            if newline > start and data[newline - 1] == 0x0D:
-                delimiterStart = newline - 1
-        after = lineStart + len(marker)
-        closing = data.startswith(b"--", after, end)
-        lineEnd = after + 2 if closing else after
-        while lineEnd < end and data[lineEnd] in b" \t":
-            lineEnd += 1
-        if lineEnd < end and not data.startswith((b"\n", b"\r\n"), lineEnd, end):
-            search = lineStart
-            continue
+            delimiterStart = match.start()
+            if delimiterStart > start and data[delimiterStart - 1] == 0x0D:
+                delimiterStart -= 1
         if partStart is not None:
             spans.append((partStart, max(partStart, delimiterStart)))
-        if closing:
+        if match.group(1):
             return spans
-        search = lineEnd
+        lineEnd = match.end()
         if data.startswith(b"\r\n", lineEnd, end):
             partStart = lineEnd + 2
         elif data.startswith(b"\n", lineEnd, end):
