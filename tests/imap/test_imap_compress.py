@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import imaplib
+import random
 import socket
+import time
 import zlib
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet import task
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from imap.test_imap_protocol import Session, deliver
 from support.imaploop import listenIMAP
 from support.net import inThread
-from support.realm import ALICE, PASSWORD, makeRealm
+from support.realm import ALICE, BOB, PASSWORD, makeRealm
 
 
 class CompressClient:
@@ -82,6 +88,38 @@ class CompressTranscriptTests(SynchronousTestCase):
         )
 
 
+class CompressedInputTests(SynchronousTestCase):
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(st.sampled_from([1, 300, 16_380, 16_384, 40_000]), min_size=1, max_size=8),
+        st.lists(st.integers(min_value=1, max_value=70_000), min_size=1, max_size=6),
+    )
+    def test_pipelined_commands_and_literals_arrive_whole_however_the_input_is_cut(
+        self, literals: list[int], cuts: list[int]
+    ) -> None:
+        """
+        Commands with literals of sizes around the inflater's piece size,
+        deflated and delivered in arbitrary pieces, each get their answer.
+        """
+        session = Session(self, max_inflation_ratio=0)
+        session.loginDirectly()
+        session.send(b"c COMPRESS DEFLATE\r\n")
+        commands = b"".join(
+            b"a%d APPEND INBOX {%d+}\r\n%s\r\nn%d NOOP\r\n" % (n, size, b"x" * size, n)
+            for n, size in enumerate(literals)
+        )
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        stream = deflater.compress(commands) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        inflater = zlib.decompressobj(-15)
+        answers = b""
+        position = 0
+        for cut in [*cuts, len(stream)]:
+            answers += inflater.decompress(session.send(stream[position : position + cut]))
+            position += cut
+        self.assertEqual(answers.count(b" OK [APPENDUID"), len(literals), answers)
+        self.assertEqual(answers.count(b" OK NOOP completed"), len(literals), answers)
+
+
 class CompressNetworkTests(TestCase):
     @inlineCallbacks
     def test_a_compressed_session_works_and_a_second_compress_is_refused(
@@ -138,7 +176,7 @@ class CompressNetworkTests(TestCase):
     def test_a_deflate_bomb_is_parsed_in_pieces_and_meets_the_line_limit(
         self,
     ) -> Generator[Deferred[Any], Any, None]:
-        port = yield listenIMAP(self, makeRealm(Path(self.mktemp())))
+        port = yield listenIMAP(self, makeRealm(Path(self.mktemp())), max_inflation_ratio=0)
 
         def client() -> bytes:
             imap = CompressClient.compressing(port)
@@ -149,3 +187,132 @@ class CompressNetworkTests(TestCase):
                 imap.sock.close()
 
         self.assertEqual((yield inThread(client)), b"* BAD Line too long\r\n")
+
+
+def _readUntilEnding(imap: CompressClient, ending: bytes) -> bytes:
+    """Everything up to C{ending}, read without re-scanning what came before."""
+    chunks = [imap.buffer]
+    tail = imap.buffer[-len(ending) :]
+    while not tail.endswith(ending):
+        data = imap.sock.recv(65536)
+        if not data:
+            raise EOFError(tail)
+        plain = imap.inflater.decompress(data)
+        chunks.append(plain)
+        tail = (tail + plain)[-len(ending) :]
+    imap.buffer = b""
+    return b"".join(chunks)
+
+
+class CompressFairnessTests(TestCase):
+    @inlineCallbacks
+    def test_a_compressed_flood_behind_a_running_command_is_inflated_as_it_is_parsed(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """
+        Thousands of pipelined commands, a few kilobytes once deflated, sent
+        with a command the server is still running: they stay compressed
+        until the session reads them, a turn at a time, so another user's
+        NOOP is answered at once and the session buffers little inflated input.
+        """
+        fixture = makeRealm(Path(self.mktemp()))
+        inbox = fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        for n in range(20):
+            deliver(inbox, b"Subject: %d\r\n\r\n" % n + b"body line\r\n" * 500)
+        sessions: list[Any] = []
+        port = yield listenIMAP(self, fixture, sessions, max_inflation_ratio=0)
+        count = 100_000
+        flooding = [True]
+        peak = [0]
+
+        def sample() -> None:
+            peak[0] = max([peak[0], *(session.inflatedBacklog for session in sessions)])
+
+        sampler = task.LoopingCall(sample)
+        sampler.start(0.001)
+        self.addCleanup(sampler.stop)
+
+        def flood() -> bytes:
+            imap = CompressClient.compressing(port)
+            try:
+                imap.command(b"s SELECT INBOX", b"s")
+                imap.send(b"f FETCH 1:* BODY.PEEK[]\r\n" + b"n NOOP\r\n" * count + b"z NOOP\r\n")
+                return _readUntilEnding(imap, b"z OK NOOP completed\r\n")
+            finally:
+                flooding[0] = False
+                imap.sock.close()
+
+        def bystander() -> float:
+            imap = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+            imap.login(BOB, PASSWORD)
+            slowest = 0.0
+            while flooding[0]:
+                started = time.monotonic()
+                imap.noop()
+                slowest = max(slowest, time.monotonic() - started)
+            imap.logout()
+            return slowest
+
+        answered, slowest = yield gatherResults([inThread(flood), inThread(bystander)])
+        self.assertEqual(answered.count(b"n OK NOOP completed\r\n"), count)
+        self.assertIn(b"f OK FETCH completed\r\n", answered)
+        self.assertLess(slowest, 0.5)
+        self.assertLess(peak[0], 64 * 1024)
+
+    @inlineCallbacks
+    def test_input_inflating_beyond_the_ratio_ends_the_session(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """Ten megabytes of commands deflated to a few kilobytes: a bomb, not mail."""
+        port = yield listenIMAP(self, makeRealm(Path(self.mktemp())))
+
+        def client() -> bytes:
+            imap = CompressClient.compressing(port)
+            try:
+                imap.send(b"n NOOP\r\n" * 1_250_000)
+                return _readUntilEnding(imap, b"\r\n* BYE Compressed input inflates too much\r\n")
+            finally:
+                imap.sock.close()
+
+        answered = yield inThread(client)
+        self.assertIn(b"n OK NOOP completed\r\n", answered)
+        self.assertLess(answered.count(b"n OK"), 200_000)
+
+    @inlineCallbacks
+    def test_compressible_messages_append_under_the_default_ratio(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """
+        Two messages of 2.5 MB, plain text (deflating 10:1) and an HTML table
+        (30:1), each one literal inside the compressed stream with a command
+        pipelined behind it.
+        """
+        fixture = makeRealm(Path(self.mktemp()))
+        port = yield listenIMAP(self, fixture)
+        words = [b"mail", b"server", b"inflate", b"ratio", b"message", b"quarterly", b"report"]
+        rng = random.Random(7)
+        prose = b"Subject: prose\r\n\r\n" + b"\r\n".join(
+            b" ".join(rng.choice(words) for _ in range(12)) for _ in range(30_000)
+        )
+        table = b"Subject: table\r\nContent-Type: text/html\r\n\r\n" + b"".join(
+            b'<tr><td class="cell">%d</td><td class="cell">0</td><td class="cell">ok</td></tr>\r\n'
+            % i
+            for i in range(30_000)
+        )
+
+        def client() -> bytes:
+            imap = CompressClient.compressing(port)
+            try:
+                answers = b""
+                for n, body in enumerate((table, prose)):
+                    imap.send(
+                        b"a%d APPEND INBOX {%d+}\r\n%s\r\nn%d NOOP\r\n" % (n, len(body), body, n)
+                    )
+                    answers += imap.response(b"a%d" % n) + imap.response(b"n%d" % n)
+                return answers
+            finally:
+                imap.sock.close()
+
+        answers = yield inThread(client)
+        self.assertEqual(answers.count(b"OK [APPENDUID"), 2, answers)
+        self.assertEqual(fixture.inbox(ALICE), [table, prose])

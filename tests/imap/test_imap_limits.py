@@ -54,6 +54,7 @@ class CommandSizeTests(SynchronousTestCase):
             replies = b""
             for _ in range(300):
                 session.server.dataReceived(chunk + b" SUBJECT {60000+}\r\n")
+                session.pump()
                 replies += session.take()
             session.server.dataReceived(chunk + b"\r\n")
             peak = tracemalloc.get_traced_memory()[1] - before

@@ -14,17 +14,37 @@ from support.realm import ALICE, PASSWORD, RealmFixture
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, IMAPSettings
 from tmail.imap.factory import IMAPFactory
+from tmail.imap.server import IMAPServer
 
 
-def listenIMAP(testCase: TestCase, fixture: RealmFixture, **settings: Any) -> Deferred[int]:
-    """Serve the fixture's realm with these L{IMAPSettings}; fires with the port."""
-    factory = IMAPFactory(
+class _RecordingFactory(IMAPFactory):
+    sessions: list[IMAPServer]
+
+    def buildProtocol(self, addr: Any) -> IMAPServer:
+        session = super().buildProtocol(addr)
+        self.sessions.append(session)
+        return session
+
+
+def listenIMAP(
+    testCase: TestCase,
+    fixture: RealmFixture,
+    sessions: list[IMAPServer] | None = None,
+    **settings: Any,
+) -> Deferred[int]:
+    """
+    Serve the fixture's realm with these L{IMAPSettings}; fires with the
+    port.  The server side of each connection is added to C{sessions}, if
+    given.
+    """
+    factory = _RecordingFactory(
         fixture.portal,
         IMAPSettings(**settings),
         tlsContextFactory=None,
         throttle=AuthThrottle(AuthSettings(failure_delay=0), reactor),
         hostname="mail.example.test",
     )
+    factory.sessions = sessions if sessions is not None else []
     return listen(testCase, factory)
 
 

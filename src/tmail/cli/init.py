@@ -105,6 +105,9 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_command_size = {_imap.max_command_size}    # lines and literals, APPEND's messages aside
 # max_sequence_ranges = {_imap.max_sequence_ranges}    # ranges in one sequence set
 # max_nesting = {_imap.max_nesting}    # parentheses, NOT and OR in search keys; at most 200
+# max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
+# max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
+# max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

@@ -189,6 +189,15 @@ class IMAPSettings:
     @ivar max_nesting: depth of parentheses, and of C{NOT}/C{OR}/parentheses
         in search keys (chains of C{OR} and C{NOT NOT} count once); deeper is
         C{BAD [LIMIT]}.  At most 200.
+    @ivar max_inflation_ratio: under COMPRESS=DEFLATE (RFC 4978), inflated
+        bytes allowed per compressed byte a client sends, over its session
+        (after a first 64 KiB); a session over it is closed as a
+        decompression bomb.  0: no limit.
+    @ivar max_mime_depth: MIME nesting (multipart and message/rfc822) taken
+        apart; deeper parts are opaque to BODYSTRUCTURE, sections and
+        SEARCH (Dovecot CVE-2020-12100).
+    @ivar max_mime_parts: body parts one message is taken apart into; the
+        rest are not numbered (Dovecot's C{max_total_mime_parts}).
     """
 
     listen: tuple[str, ...] = ()
@@ -207,6 +216,9 @@ class IMAPSettings:
     max_command_size: int = MiB
     max_sequence_ranges: int = 20000
     max_nesting: int = 64
+    max_inflation_ratio: int = 200
+    max_mime_depth: int = 32
+    max_mime_parts: int = 10_000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -11,7 +11,6 @@ client asked for.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from twisted.mail import imap4
 
+from tmail.imap.charsets import decodeBase64 as decodeBase64
 from tmail.imap.message import MimeEntity, fieldValue
 
 #: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}.
@@ -30,8 +30,6 @@ _BINARY_ITEM = re.compile(
 
 #: Encodings whose content is the bytes as they are (RFC 2045 6.2).
 _IDENTITY = frozenset({"", "7bit", "8bit", "binary"})
-
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
 
 class UnknownCTE(Exception):
@@ -115,17 +113,6 @@ def parseFetchItems(line: bytes) -> list[Any]:
     if not items:
         raise imap4.IllegalClientResponse("Missing FETCH items")
     return items
-
-
-def decodeBase64(data: bytes) -> bytes:
-    """
-    Base64 content as RFC 2045 6.8 asks a decoder to read it: characters
-    outside the alphabet are ignored, and a short last group is tolerated.
-    """
-    clean = _NOT_BASE64.sub(b"", data.partition(b"=")[0])
-    if len(clean) % 4 == 1:
-        clean = clean[:-1]
-    return base64.b64decode(clean + b"=" * (-len(clean) % 4))
 
 
 def decodeContent(body: bytes, encoding: str) -> bytes:

@@ -6,13 +6,14 @@ Sequence numbers belong to a session, not to the folder: each session keeps
 the list of UIDs it has told its client about and only changes it at the
 moments RFC 3501 allows (L{IMAPMailbox.sync}).  A message expunged by another
 session stays in this session's list, as a ghost, until an EXPUNGE response
-may be sent.
+may be sent.  A SEARCH over that view is evaluated a message at a time
+(L{MailboxSearch}), so the session can let others run between messages.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -20,7 +21,7 @@ from twisted.internet import defer
 from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
-from tmail.imap.message import IMAPMessage
+from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
 from tmail.interfaces import (
@@ -166,6 +167,8 @@ class IMAPMailbox:
         self._ghosts: set[int] = set()
         #: Whether FETCH FLAGS show C{\\Recent}: not under IMAP4rev2, which dropped it.
         self.showRecent = True
+        #: How deep, and into how many parts, messages are taken apart.
+        self.mimeLimits = MimeLimits()
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
         #: Limits on SEARCH criteria: ranges of one sequence set, depth of keys.
@@ -320,7 +323,7 @@ class IMAPMailbox:
 
     def message(self, uid: int) -> IMAPMessage:
         """The message with this UID as the session last saw it."""
-        return IMAPMessage(self.folder, self._infos[uid])
+        return IMAPMessage(self.folder, self._infos[uid], self.mimeLimits)
 
     def info(self, uid: int) -> MessageInfo:
         """What the session last saw of a message."""
@@ -605,8 +608,8 @@ class IMAPMailbox:
         self, query: list[Any], now: float | None = None
     ) -> tuple[list[tuple[int, int]], bool]:
         """L{searchPairs}, and whether the criteria used C{MODSEQ} (RFC 7162 3.1.5)."""
-        hits, usesModSeq = self._matches(query, now, False)
-        return [(seq, u) for seq, u, _ in hits], usesModSeq
+        search = self.searching(query, now).finish()
+        return search.pairs(), search.usesModSeq
 
     def searchMessages(
         self, query: list[Any], now: float | None = None
@@ -615,28 +618,85 @@ class IMAPMailbox:
         The matching messages, as objects whose header, once read by the
         criteria or the caller, is not read again (SORT, THREAD).
         """
-        hits = self._matches(query, now, True)[0]
-        return [(seq, m) for seq, _, m in hits if m is not None]
+        return self.searching(query, now, messages=True).finish().messages()
 
-    def _matches(
-        self, query: list[Any], now: float | None, messages: bool
-    ) -> tuple[list[tuple[int, int, IMAPMessage | None]], bool]:
+    def searching(
+        self, query: list[Any], now: float | None = None, messages: bool = False
+    ) -> MailboxSearch:
+        """
+        SEARCH criteria compiled for this view, to be evaluated a slice at a
+        time (L{MailboxSearch.steps}); raises L{imap4.IllegalQueryError} for
+        malformed criteria.  With C{messages}, the matches keep their
+        message objects (SORT, THREAD).
+        """
         from tmail.imap.search import compileSearch
 
         infoOnly, matcher, usesModSeq = compileSearch(query, self, now)
-        hits: list[tuple[int, int, IMAPMessage | None]] = []
-        infos = self._infos
-        if infoOnly:
+        return MailboxSearch(self, matcher, infoOnly, usesModSeq, messages)
+
+
+class MailboxSearch:
+    """
+    One SEARCH over a session's view, evaluated message by message.
+
+    The view does not change while it runs: the session runs one command
+    at a time and takes in other sessions' changes only between commands.
+    A message another session expunges meanwhile does not match.
+
+    @ivar usesModSeq: whether the criteria used C{MODSEQ}.
+    """
+
+    #: Messages tested per step by criteria that read no file.
+    INFO_SLICE = 512
+
+    def __init__(
+        self,
+        mailbox: IMAPMailbox,
+        matcher: Any,
+        infoOnly: bool,
+        usesModSeq: bool,
+        messages: bool,
+    ) -> None:
+        self.mailbox = mailbox
+        self.usesModSeq = usesModSeq
+        self._matcher = matcher
+        self._infoOnly = infoOnly
+        self._messages = messages
+        self._hits: list[tuple[int, int, IMAPMessage | None]] = []
+
+    def steps(self) -> Iterator[None]:
+        """Test the messages, yielding after each one that is read (or each slice)."""
+        mailbox = self.mailbox
+        hits = self._hits
+        uids = list(mailbox._uids)
+        if self._infoOnly:
             # One reused holder instead of a message object per message:
             # criteria such as UNSEEN look at the index entry alone.
             holder = _InfoHolder()
-            for seq, u in enumerate(self._uids, 1):
+            infos = mailbox._infos
+            for seq, u in enumerate(uids, 1):
                 holder.info = infos[u]
-                if matcher(seq, holder):  # type: ignore[arg-type]
-                    hits.append((seq, u, self.message(u) if messages else None))
-            return hits, usesModSeq
-        for seq, u in enumerate(self._uids, 1):
-            message = self.message(u)
-            if matcher(seq, message):
+                if self._matcher(seq, holder):
+                    hits.append((seq, u, mailbox.message(u) if self._messages else None))
+                if seq % self.INFO_SLICE == 0:
+                    yield None
+            return
+        for seq, u in enumerate(uids, 1):
+            message = mailbox.message(u)
+            if self._matcher(seq, message):
                 hits.append((seq, u, message))
-        return hits, usesModSeq
+            yield None
+
+    def finish(self) -> MailboxSearch:
+        """Run all the steps now."""
+        for _ in self.steps():
+            pass
+        return self
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The C{(sequence number, UID)} of each match, in order."""
+        return [(seq, u) for seq, u, _ in self._hits]
+
+    def messages(self) -> list[tuple[int, IMAPMessage]]:
+        """The sequence number and message of each match (with C{messages=True})."""
+        return [(seq, m) for seq, _, m in self._hits if m is not None]

@@ -5,34 +5,54 @@ Messages as IMAP sees them: MIME entities over the exact stored bytes.
 FETCH must return byte-exact sections (C{BODY[1.MIME]}, C{BODY[HEADER]} ...),
 which re-serialising a parsed C{email} message cannot promise.  L{MimeEntity}
 therefore only I{finds} the boundaries of headers and parts in the raw bytes,
-and asks the stdlib C{email} package (C{compat32}) for header parameters, and
-only when a caller needs them.
+and reads header parameters itself (L{tmail.imap.mimeparams}).
+
+Whatever a message holds, the work is bounded: the stdlib parser recurses
+once per nested part (a thousand nested multiparts raise C{RecursionError},
+as Dovecot's CVE-2020-12100) and copies each part's bytes at each level.
+Here parts are offsets into the one message, the tree is built with an
+explicit stack, and parts nested deeper than L{MAX_MIME_DEPTH} or past the
+first L{MAX_MIME_PARTS} are opaque leaves, as Dovecot's
+C{max_nested_mime_parts} and C{max_total_mime_parts} make them.
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Sequence
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from functools import cached_property
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from io import SEEK_END, BytesIO
 from typing import BinaryIO
 
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from tmail.imap.mimeparams import Parameters, parseParameterized
 from tmail.interfaces import IMailFolder, MessageInfo
 
-#: MIME nesting deeper than this is served as an opaque leaf part, so a
-#: hostile message cannot make BODYSTRUCTURE recurse without bound.
+#: MIME nesting deeper than this is served as an opaque leaf part, by
+#: default (C{[imap] max_mime_depth}).
 MAX_MIME_DEPTH = 32
+#: Body parts of one message at most, by default (C{[imap] max_mime_parts},
+#: Dovecot's C{max_total_mime_parts}): the parts of a multipart past them
+#: are not numbered, and a multipart or message/rfc822 part with no room
+#: left is an opaque leaf.
+MAX_MIME_PARTS = 10_000
+#: Header lines (a field with its continuation lines counts as one) read
+#: by L{headerFields}: far more than mail carries, when Postfix keeps no
+#: more than 100 KiB of header.
+MAX_HEADER_LINES = 10_000
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+#: A header line with the continuation lines that follow it.
+_LOGICAL_LINE = re.compile(rb"(?:[^\r\n]+(?:(?:\r\n|\r|\n)(?=[ \t])[^\r\n]*)*)?(?:\r\n|\r|\n)?")
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+#: A field's value: the rest of its line and its continuation lines.
+_FIELD_VALUE = re.compile(rb"[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*")
 
 #: Header size read when only the header of a message is needed.
 _HEADER_CHUNK = 16 * 1024
@@ -43,39 +63,44 @@ def crlfLines(data: bytes) -> bytes:
     return _BARE_LF.sub(b"\r\n", data)
 
 
+def _headerEnd(data: bytes, start: int, end: int) -> int:
+    """Where the body of the entity C{data[start:end]} begins."""
+    if data.startswith(b"\r\n", start, end):
+        return start + 2
+    if data.startswith(b"\n", start, end):
+        return start + 1
+    match = _HEADER_END.search(data, start, end)
+    return end if match is None else match.end()
+
+
 def splitHeader(raw: bytes) -> tuple[bytes, bytes]:
     """
     Split an entity into its header (with the empty line that ends it) and
     its body.  An entity without an empty line is all header.
     """
-    if raw.startswith(b"\r\n"):
-        return raw[:2], raw[2:]
-    if raw.startswith(b"\n"):
-        return raw[:1], raw[1:]
-    match = _HEADER_END.search(raw)
-    if match is None:
-        return raw, b""
-    return raw[: match.end()], raw[match.end() :]
+    at = _headerEnd(raw, 0, len(raw))
+    return raw[:at], raw[at:]
 
 
 def headerFields(header: bytes) -> list[tuple[bytes, bytes]]:
     """
     The fields of a header as C{(lower-case name, raw lines)} pairs, in
     order; continuation lines stay with their field.  Lines that are neither
-    fields nor continuations are dropped.
+    fields nor continuations are dropped, with their own continuation
+    lines; lines after the first L{MAX_HEADER_LINES} are not read.
     """
     fields: list[tuple[bytes, bytes]] = []
-    for line in header.splitlines(keepends=True):
-        if line in (b"\r\n", b"\n"):
+    position = 0
+    for _ in range(MAX_HEADER_LINES):
+        match = _LOGICAL_LINE.match(header, position)
+        assert match is not None
+        line = match.group()
+        if not line or line in (b"\r\n", b"\n"):
             break
-        if line[:1] in (b" ", b"\t"):
-            if fields:
-                name, lines = fields[-1]
-                fields[-1] = (name, lines + line)
-            continue
-        match = _FIELD_NAME.match(line)
-        if match is not None:
-            fields.append((match.group(1).lower(), line))
+        position = match.end()
+        field = _FIELD_NAME.match(line)
+        if field is not None:
+            fields.append((field.group(1).lower(), line))
     return fields
 
 
@@ -89,112 +114,271 @@ def selectFields(header: bytes, names: list[bytes], negate: bool) -> bytes:
     return b"".join(line if line.endswith(b"\n") else line + b"\r\n" for line in picked) + b"\r\n"
 
 
+@lru_cache(maxsize=64)
+def _fieldPatterns(name: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """The start of a field C{name} (lower case) at the start of a header, and after a line end."""
+    start = re.escape(name) + rb"[ \t]*:"
+    return re.compile(start), re.compile(rb"\n" + start)
+
+
 def fieldValue(header: bytes, name: bytes) -> bytes | None:
     """The unfolded value of the first field called C{name}, or C{None}."""
-    for fieldName, lines in headerFields(header):
-        if fieldName == name:
-            value = lines.split(b":", 1)[1]
-            return re.sub(rb"\r?\n(?=[ \t])", b"", value).strip()
-    return None
+    first, later = _fieldPatterns(name.lower())
+    # Lower case and one kind of line end, offsets kept: the search is one
+    # scan for a literal, however large the header.
+    folded = header.lower().replace(b"\r", b"\n")
+    match = first.match(folded) or later.search(folded)
+    if match is None:
+        return None
+    value = _FIELD_VALUE.match(header, match.end())
+    assert value is not None
+    return _FOLD.sub(b"", value.group()).strip()
 
 
-def _splitMultipart(body: bytes, boundary: bytes) -> list[bytes]:
+@lru_cache(maxsize=64)
+def _delimiters(boundary: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     """
-    Cut a multipart body into the exact bytes of its parts (RFC 2046 5.1.1:
-    the line break before a delimiter belongs to the delimiter).
+    A delimiter line for C{boundary} at the start of a body, and after a
+    line break (a literal the regex engine searches for at C speed).
     """
-    delimiter = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)")
-    parts: list[bytes] = []
-    start: int | None = None
-    for match in delimiter.finditer(body):
-        if start is not None:
-            parts.append(body[start : max(start, match.start())])
+    line = b"--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)"
+    return re.compile(line), re.compile(rb"\n" + line)
+
+
+def _partSpans(
+    data: bytes, start: int, end: int, boundary: bytes, most: int
+) -> list[tuple[int, int]]:
+    """
+    Where the parts of the multipart body C{data[start:end]} are: the
+    exact bytes between delimiter lines (RFC 2046 5.1.1: the line break
+    before a delimiter belongs to it), at most C{most} of them.
+    """
+    first, later = _delimiters(boundary)
+    opening = first.match(data, start, end)
+    found = later.finditer(data, start, end)
+    match: re.Match[bytes] | None
+    spans: list[tuple[int, int]] = []
+    partStart: int | None = None
+    while len(spans) < most:
+        if opening is not None:
+            match, delimiterStart, opening = opening, start, None
+        else:
+            match = next(found, None)
+            if match is None:
+                break
+            delimiterStart = match.start()
+            if delimiterStart > start and data[delimiterStart - 1] == 0x0D:
+                delimiterStart -= 1
+        if partStart is not None:
+            spans.append((partStart, max(partStart, delimiterStart)))
         if match.group(1):
-            return parts
-        end = match.end()
-        if body.startswith(b"\r\n", end):
-            end += 2
-        elif body.startswith(b"\n", end):
-            end += 1
-        start = end
-    if start is not None:
-        parts.append(body[start:])
-    return parts
+            return spans
+        lineEnd = match.end()
+        if data.startswith(b"\r\n", lineEnd, end):
+            partStart = lineEnd + 2
+        elif data.startswith(b"\n", lineEnd, end):
+            partStart = lineEnd + 1
+        else:
+            partStart = lineEnd
+    if partStart is not None and len(spans) < most:
+        spans.append((partStart, end))
+    return spans
+
+
+@dataclass(frozen=True)
+class MimeLimits:
+    """How deep, and into how many parts, a message is taken apart."""
+
+    depth: int = MAX_MIME_DEPTH
+    parts: int = MAX_MIME_PARTS
 
 
 class MimeEntity:
     """
-    A message or body part over its exact bytes.
+    A message or body part: a span of the message's bytes.
 
-    @ivar raw: the entity's bytes, header and body.
-    @ivar depth: how deeply nested the entity is; past L{MAX_MIME_DEPTH} it
-        has no sub-parts.
+    @ivar data: the bytes of the whole message.
+    @ivar start: where the entity begins in C{data}.
+    @ivar end: where it ends.
+    @ivar depth: how deeply nested the entity is; past the depth of its
+        message's L{MimeLimits} it has no sub-parts.
     """
 
-    def __init__(self, raw: bytes, depth: int = 0, defaultType: str = "text/plain") -> None:
-        self.raw = raw
+    def __init__(
+        self,
+        raw: bytes,
+        depth: int = 0,
+        defaultType: str = "text/plain",
+        *,
+        start: int = 0,
+        end: int | None = None,
+        root: MimeEntity | None = None,
+        limits: MimeLimits = MimeLimits(),
+    ) -> None:
+        self.data = raw
+        self.start = start
+        self.end = len(raw) if end is None else end
         self.depth = depth
         self._defaultType = defaultType
+        self._root = self if root is None else root
+        self._limits = limits
+        self._children: list[MimeEntity] | None = None
+        self._encapsulated: MimeEntity | None = None
+        self._multipart = False
 
     @cached_property
-    def _split(self) -> tuple[bytes, bytes]:
-        return splitHeader(self.raw)
+    def _bodyStart(self) -> int:
+        return _headerEnd(self.data, self.start, self.end)
+
+    @property
+    def raw(self) -> bytes:
+        """The entity's bytes, header and body."""
+        if self.start == 0 and self.end == len(self.data):
+            return self.data
+        return self.data[self.start : self.end]
 
     @property
     def header(self) -> bytes:
         """The header, ending with its empty line."""
-        return self._split[0]
+        return self.data[self.start : self._bodyStart]
 
     @property
     def body(self) -> bytes:
         """Everything after the header."""
-        return self._split[1]
+        return self.data[self._bodyStart : self.end]
+
+    @property
+    def bodySize(self) -> int:
+        """The length of L{body}, without copying it."""
+        return self.end - self._bodyStart
+
+    def bodyLines(self) -> int:
+        """The number of lines of the body (the last one may lack its line end)."""
+        data, start, end = self.data, self._bodyStart, self.end
+        if start == end:
+            return 0
+        return data.count(b"\n", start, end) + (0 if data[end - 1] == 0x0A else 1)
 
     @cached_property
-    def parsed(self) -> Message:
-        """The header parsed by the stdlib (parameters, RFC 2231 values)."""
-        message = BytesHeaderParser(policy=compat32).parsebytes(self.header)
-        message.set_default_type(self._defaultType)
-        return message
+    def _contentType(self) -> tuple[str, str, Parameters]:
+        value = fieldValue(self.header, b"content-type")
+        if value is None:
+            mainType, _, subType = self._defaultType.partition("/")
+            return mainType, subType, []
+        kind, parameters = parseParameterized(value.decode("utf-8", "surrogateescape"))
+        kind = kind.lower()
+        if kind.count("/") != 1:
+            return "text", "plain", parameters
+        mainType, _, subType = kind.partition("/")
+        return mainType.strip(), subType.strip(), parameters
 
-    @cached_property
+    @property
     def contentType(self) -> tuple[str, str]:
         """The lower-case media type and subtype."""
-        mainType, _, subType = self.parsed.get_content_type().partition("/")
-        return mainType, subType
+        return self._contentType[0], self._contentType[1]
+
+    @property
+    def parameters(self) -> Parameters:
+        """The Content-Type parameters (names in lower case, RFC 2231 values decoded)."""
+        return self._contentType[2]
+
+    def parameter(self, name: str) -> str | None:
+        """One Content-Type parameter, by lower-case name."""
+        for key, value in self.parameters:
+            if key == name:
+                return value
+        return None
+
+    @cached_property
+    def disposition(self) -> tuple[str, Parameters] | None:
+        """The Content-Disposition (lower-case) and its parameters, or C{None}."""
+        value = fieldValue(self.header, b"content-disposition")
+        if value is None:
+            return None
+        kind, parameters = parseParameterized(value.decode("utf-8", "surrogateescape"))
+        return kind.lower(), parameters
+
+    def _expand(self) -> None:
+        """
+        Find the parts of the whole message, in document order, with an
+        explicit stack; each entity is a multipart with L{_children}, a
+        message/rfc822 with L{_encapsulated}, or a leaf.
+        """
+        root = self._root
+        if root._children is not None:
+            return
+        limits = root._limits
+        budget = limits.parts
+        stack = [root]
+        while stack:
+            entity = stack.pop()
+            entity._children = []
+            if budget <= 0 or entity.depth >= limits.depth:
+                continue
+            mainType, subType = entity.contentType
+            if mainType == "multipart":
+                boundary = entity.parameter("boundary")
+                if not boundary:
+                    continue
+                default = "message/rfc822" if subType == "digest" else "text/plain"
+                spans = _partSpans(
+                    entity.data,
+                    entity._bodyStart,
+                    entity.end,
+                    boundary.encode("utf-8", "surrogateescape"),
+                    budget,
+                )
+                budget -= len(spans)
+                entity._children = [
+                    MimeEntity(entity.data, entity.depth + 1, default, start=s, end=e, root=root)
+                    for s, e in spans
+                ]
+                entity._multipart = True
+                stack.extend(reversed(entity._children))
+            elif (mainType, subType) == ("message", "rfc822"):
+                budget -= 1
+                inner = MimeEntity(
+                    entity.data,
+                    entity.depth + 1,
+                    start=entity._bodyStart,
+                    end=entity.end,
+                    root=root,
+                )
+                entity._encapsulated = inner
+                stack.append(inner)
 
     @property
     def isMultipart(self) -> bool:
         """Whether the entity has parts of its own."""
-        return (
-            self.contentType[0] == "multipart"
-            and self.depth < MAX_MIME_DEPTH
-            and bool(self.parsed.get_boundary())
-        )
+        self._expand()
+        return self._multipart
 
     @property
     def isMessage(self) -> bool:
         """Whether the entity encapsulates a message (C{message/rfc822})."""
-        return self.contentType == ("message", "rfc822") and self.depth < MAX_MIME_DEPTH
+        return self.encapsulated is not None
 
-    @cached_property
+    @property
     def children(self) -> list[MimeEntity]:
         """The parts of a multipart entity (none for other entities)."""
-        if not self.isMultipart:
-            return []
-        boundary = self.parsed.get_boundary() or ""
-        default = "message/rfc822" if self.contentType[1] == "digest" else "text/plain"
-        return [
-            MimeEntity(part, self.depth + 1, default)
-            for part in _splitMultipart(self.body, boundary.encode("utf-8", "surrogateescape"))
-        ]
+        self._expand()
+        return self._children or []
 
-    @cached_property
+    @property
     def encapsulated(self) -> MimeEntity | None:
         """The message inside a C{message/rfc822} entity."""
-        if not self.isMessage:
-            return None
-        return MimeEntity(self.body, self.depth + 1)
+        self._expand()
+        return self._encapsulated
+
+    def walk(self) -> Iterator[MimeEntity]:
+        """This entity and every part below it, in document order."""
+        stack = [self]
+        while stack:
+            entity = stack.pop()
+            yield entity
+            if entity.encapsulated is not None:
+                stack.append(entity.encapsulated)
+            stack.extend(reversed(entity.children))
 
     def numberedParts(self) -> list[MimeEntity]:
         """
@@ -303,9 +487,12 @@ class IMAPMessage:
     from the folder only when a header or body is asked for.
     """
 
-    def __init__(self, folder: IMailFolder, info: MessageInfo) -> None:
+    def __init__(
+        self, folder: IMailFolder, info: MessageInfo, limits: MimeLimits = MimeLimits()
+    ) -> None:
         self.folder = folder
         self.info = info
+        self.limits = limits
         self._header: bytes | None = None
         self._entity: MimeEntity | None = None
 
@@ -314,7 +501,7 @@ class IMAPMessage:
         """The whole message, read on first use."""
         if self._entity is None:
             with self.open() as f:
-                self._entity = MimeEntity(f.read())
+                self._entity = MimeEntity(f.read(), limits=self.limits)
         return self._entity
 
     def header(self) -> bytes:
@@ -322,14 +509,19 @@ class IMAPMessage:
         if self._entity is not None:
             return self._entity.header
         if self._header is None:
-            data = b""
+            data = bytearray()
             with self.open() as f:
                 while True:
+                    searched = max(0, len(data) - 3)
                     chunk = f.read(_HEADER_CHUNK)
                     data += chunk
-                    if not chunk or data.startswith((b"\r\n", b"\n")) or _HEADER_END.search(data):
+                    if (
+                        not chunk
+                        or data.startswith((b"\r\n", b"\n"))
+                        or _HEADER_END.search(data, searched)
+                    ):
                         break
-            self._header = splitHeader(data)[0]
+            self._header = splitHeader(bytes(data))[0]
         return self._header
 
     def getHeaders(self, negate: bool, *names: str) -> dict[str, str]:

@@ -13,26 +13,30 @@ The criteria are read without recursion, chains of C{OR}, lists in lists
 and C{NOT NOT} merged as they are read, so thousands of C{OR}s from a client
 cost no stack; what is still deeper than C{imap.max_nesting} is
 C{BAD [LIMIT]} rather than Python's recursion limit (C{NO [SERVERBUG]}).
+BODY and TEXT read the text parts found by L{MimeEntity.walk}, not the
+stdlib's parser, whose recursion a message of a thousand nested parts
+exhausts; encoded words and charsets are decoded in linear time
+(L{tmail.imap.charsets}).
 """
 
 from __future__ import annotations
 
 import datetime
-import email
-import email.header
 import email.utils
 import re
 import time
 from collections.abc import Callable
-from email.policy import compat32
 from typing import TYPE_CHECKING, Any
 
 from twisted.mail import imap4
 
+from tmail.imap.binary import UnknownCTE, decodeContent
+from tmail.imap.charsets import decodeText, decodeWords
 from tmail.imap.condstore import parseModSeq
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
 from tmail.imap.parse import LimitExceeded, parseDate
 from tmail.imap.seqset import parseSequenceSet
+from tmail.imap.sort import MAX_DATE_TEXT
 
 if TYPE_CHECKING:
     from tmail.imap.mailbox import IMAPMailbox
@@ -101,11 +105,7 @@ class _Cursor:
 
 
 def _decodeHeader(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace")
-    try:
-        return str(email.header.make_header(email.header.decode_header(text)))
-    except Exception:
-        return text
+    return decodeWords(raw.decode("utf-8", "replace"))
 
 
 def _headerValues(message: IMAPMessage, name: str) -> list[str]:
@@ -119,19 +119,17 @@ def _headerValues(message: IMAPMessage, name: str) -> list[str]:
 
 
 def _bodyText(message: IMAPMessage) -> str:
-    parsed = email.message_from_bytes(message.entity.raw, policy=compat32)
+    """The text parts of a message, decoded and case-folded, as BODY searches them."""
     texts = []
-    for part in parsed.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
+    for part in message.entity.walk():
+        if part.isMultipart or part.contentType[0] != "text":
             continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        charset = part.get_content_charset() or "us-ascii"
+        encoding = fieldValue(part.header, b"content-transfer-encoding") or b""
         try:
-            texts.append(payload.decode(charset, "replace"))
-        except LookupError:
-            texts.append(payload.decode("latin-1"))
+            payload = decodeContent(part.body, encoding.decode("ascii", "replace"))
+        except UnknownCTE:
+            payload = part.body
+        texts.append(decodeText(payload, part.parameter("charset")))
     return "\n".join(texts).casefold()
 
 
@@ -139,7 +137,7 @@ def _sentDate(message: IMAPMessage) -> datetime.date | None:
     value = fieldValue(message.header(), b"date")
     if value is None:
         return None
-    parsed = email.utils.parsedate_tz(value.decode("ascii", "replace"))
+    parsed = email.utils.parsedate_tz(value[:MAX_DATE_TEXT].decode("ascii", "replace"))
     if parsed is None:
         return None
     try:

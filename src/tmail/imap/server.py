@@ -18,6 +18,11 @@ What the handlers fix in Twisted's (each has a regression test):
     cannot set C{\\Seen} serves the message without it.
   - IDLE ends only on C{DONE}; changes made by other sessions reach a
     session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
+  - SEARCH, SORT and THREAD (Twisted's SEARCH runs in the reactor at one
+    go) are evaluated a message at a time through the session's
+    L{task.Cooperator}, as FETCH is streamed, so a large folder keeps no
+    other session waiting; the session's view does not change meanwhile,
+    and a client that goes away stops the work.
 
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
@@ -31,8 +36,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from twisted.cred import credentials
@@ -63,8 +69,10 @@ from tmail.imap.mailbox import (
     Changes,
     IMAPMailbox,
     ISessionListener,
+    MailboxSearch,
     folderStatus,
 )
+from tmail.imap.message import MimeLimits
 from tmail.imap.mutf7 import decodeUTF8Name, encodeName
 from tmail.imap.parse import (
     parseDateTime,
@@ -75,10 +83,10 @@ from tmail.imap.parse import (
 )
 from tmail.imap.seqset import EVERY_MESSAGE, Messages, SequenceSet
 from tmail.imap.session import CommandError, IMAPSession, clientText, no
-from tmail.imap.sort import MessageFacts, parseSortCriteria, sortMessages
+from tmail.imap.sort import MessageFacts, parseSortCriteria, sortSteps
 from tmail.imap.specialuse import makeSpecialFolders, parseCreateUses, specialUses
 from tmail.imap.structure import quoted
-from tmail.imap.thread import ALGORITHMS, formatThreads, threadMessages
+from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
 from tmail.interfaces import (
     ILoginAttempt,
     IMailFolder,
@@ -219,11 +227,17 @@ class IMAPServer(IMAPSession):
     #: The SEARCH being run asked to SAVE its result: if it fails, C{$}
     #: becomes empty (RFC 5182 2.1).
     _savingSearch = False
+    #: The SEARCH, SORT or THREAD running a step at a time, if any.
+    _running: task.CooperativeTask[Any] | None = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._stopIdle()
         self._deselect()
         super().connectionLost(reason)
+        running, self._running = self._running, None
+        if running is not None:
+            with contextlib.suppress(task.TaskDone):
+                running.stop()
 
     def capabilities(self) -> dict[bytes, list[bytes] | None]:
         literal = b"LITERAL-" if self.settings.literal_minus else b"LITERAL+"
@@ -878,6 +892,7 @@ class IMAPServer(IMAPSession):
         mbox.showRecent = not self.rev2
         mbox.maxSequenceRanges = self.settings.max_sequence_ranges
         mbox.maxNesting = self.settings.max_nesting
+        mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
         send = self.sendUntaggedResponse
         send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
         send(b"%d EXISTS" % mbox.getMessageCount())
@@ -1024,7 +1039,7 @@ class IMAPServer(IMAPSession):
             options.append(option.upper())
         return frozenset(options or [b"ALL"]), tokens[2:]
 
-    def do_SEARCH(self, tag: bytes, tokens: list[Any], uid: int = 0) -> None:
+    def do_SEARCH(self, tag: bytes, tokens: list[Any], uid: int = 0) -> Deferred[None]:
         options, tokens = self._returnOptions(tokens)
         if options is None and self.rev2:
             options = frozenset({b"ALL"})
@@ -1034,10 +1049,23 @@ class IMAPServer(IMAPSession):
             self._checkCharset(tokens[1])
             tokens = tokens[2:]
         mbox = self._selected()
-        pairs, usesModSeq = mbox.searchWithModSeq(tokens)
+        search = mbox.searching(tokens)
+        return self._cooperate(search.steps()).addCallback(
+            lambda _: self._searched(tag, mbox, search, options, uid)
+        )
+
+    def _searched(
+        self,
+        tag: bytes,
+        mbox: IMAPMailbox,
+        search: MailboxSearch,
+        options: frozenset[bytes] | None,
+        uid: int,
+    ) -> None:
+        pairs = search.pairs()
         hits = [u if uid else seq for seq, u in pairs]
         modseq = None
-        if usesModSeq:
+        if search.usesModSeq:
             self._enableCondstore()
             returned = pairs if options is None else self._returnedPairs(options, pairs)
             if returned:
@@ -1057,6 +1085,21 @@ class IMAPServer(IMAPSession):
                 self.sendUntaggedResponse(response)
         self._savingSearch = False
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    def _cooperate(self, steps: Iterator[object]) -> Deferred[None]:
+        """
+        Run a long computation (SEARCH, SORT, THREAD) a step at a time
+        among the other sessions' work; it stops if the client goes.
+        """
+        running = self.cooperator.cooperate(steps)
+        self._running = running
+        self.watchForHangup()
+
+        def forget(result: object) -> object:
+            self._running = None
+            return result
+
+        return running.whenDone().addBoth(forget).addCallback(lambda _: None)
 
     @staticmethod
     def _returnedPairs(
@@ -1096,26 +1139,44 @@ class IMAPServer(IMAPSession):
 
     select_SEARCH = (do_SEARCH, arg_searchprogram)
 
-    def _searchedFacts(self, tokens: list[Any]) -> list[MessageFacts]:
-        """Charset check, then the matching messages of SORT and THREAD."""
+    def _factSteps(
+        self, tokens: list[Any], then: Callable[[list[MessageFacts]], Generator[None, None, Any]]
+    ) -> Deferred[Any]:
+        """
+        Charset check, then the matching messages of SORT and THREAD handed
+        to C{then}, all a step at a time; fires with what C{then} returns.
+        """
         self._checkCharset(tokens[1])
-        return [MessageFacts(seq, m) for seq, m in self._selected().searchMessages(tokens[2:])]
+        search = self._selected().searching(tokens[2:], messages=True)
+        result: list[Any] = []
 
-    def do_SORT(self, tag: bytes, tokens: list[Any], uid: int = 0) -> None:
+        def steps() -> Iterator[None]:
+            yield from search.steps()
+            facts = [MessageFacts(seq, m) for seq, m in search.messages()]
+            result.append((yield from then(facts)))
+
+        return self._cooperate(steps()).addCallback(lambda _: result[0])
+
+    def do_SORT(self, tag: bytes, tokens: list[Any], uid: int = 0) -> Deferred[None]:
         if len(tokens) < 3:
             raise imap4.IllegalClientResponse("SORT needs criteria, a charset and search keys")
         try:
             criteria = parseSortCriteria(tokens[0])
         except ValueError as e:
             raise imap4.IllegalClientResponse(str(e)) from None
-        ordered = sortMessages(self._searchedFacts(tokens), criteria)
-        numbers = (b"%d" % (f.uid if uid else f.seq) for f in ordered)
-        self.sendUntaggedResponse(b" ".join([b"SORT", *numbers]))
-        self.sendPositiveResponse(tag, b"SORT completed")
+
+        def respond(ordered: list[MessageFacts]) -> None:
+            numbers = (b"%d" % (f.uid if uid else f.seq) for f in ordered)
+            self.sendUntaggedResponse(b" ".join([b"SORT", *numbers]))
+            self.sendPositiveResponse(tag, b"SORT completed")
+
+        return self._factSteps(tokens, lambda facts: sortSteps(facts, criteria)).addCallback(
+            respond
+        )
 
     select_SORT = (do_SORT, _B.arg_searchkeys)
 
-    def do_THREAD(self, tag: bytes, tokens: list[Any], uid: int = 0) -> None:
+    def do_THREAD(self, tag: bytes, tokens: list[Any], uid: int = 0) -> Deferred[None]:
         if len(tokens) < 3:
             raise imap4.IllegalClientResponse(
                 "THREAD needs an algorithm, a charset and search keys"
@@ -1123,10 +1184,15 @@ class IMAPServer(IMAPSession):
         algorithm = tokens[0]
         if not isinstance(algorithm, bytes) or algorithm.upper() not in ALGORITHMS:
             raise imap4.IllegalClientResponse("Unknown threading algorithm")
-        root = threadMessages(algorithm.upper(), self._searchedFacts(tokens))
-        threads = formatThreads(root, bool(uid))
-        self.sendUntaggedResponse(b"THREAD " + threads if threads else b"THREAD")
-        self.sendPositiveResponse(tag, b"THREAD completed")
+
+        def threaded(root: Node) -> None:
+            threads = formatThreads(root, bool(uid))
+            self.sendUntaggedResponse(b"THREAD " + threads if threads else b"THREAD")
+            self.sendPositiveResponse(tag, b"THREAD completed")
+
+        return self._factSteps(
+            tokens, lambda facts: threadSteps(algorithm.upper(), facts)
+        ).addCallback(threaded)
 
     select_THREAD = (do_THREAD, _B.arg_searchkeys)
 

@@ -6,6 +6,10 @@ command dispatch, literal handling and error reporting replaced.
   - One command runs at a time: input is paused while a command waits for
     the store, the password checker or the transport, so pipelined commands
     run in order and a throttled login holds back what follows it.
+  - Pipelined input is parsed L{LINES_PER_TURN} lines per reactor turn,
+    so one client's flood of commands cannot keep the others waiting; under
+    COMPRESS (RFC 4978) input is inflated only as it is parsed (see
+    L{tmail.imap.compress}).
   - Literal sizes are 32-bit numbers: a negative or absurd size is C{BAD}
     (Twisted's C{int()} took C{-100}), a large one C{NO [TOOBIG]}; the bytes
     of a refused non-synchronizing literal are read and thrown away, never
@@ -47,7 +51,13 @@ from tmail.connections import ConnectionCounter, sendPromptly
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount
 from tmail.imap.binary import mentionsBinary, parseFetchItems
-from tmail.imap.compress import DeflatingTransport, Inflater
+from tmail.imap.compress import (
+    INFLATE_CHUNK,
+    INFLATE_PER_TURN,
+    DeflatingTransport,
+    Inflater,
+    InflationLimit,
+)
 from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.mutf7 import BadMailboxName, decodeName
 from tmail.imap.parse import (
@@ -75,6 +85,11 @@ MIN_POSTAUTH_TIMEOUT = 30 * 60.0
 PREAUTH_TIMEOUT = 60.0
 #: RFC 7888 5: the largest non-synchronizing literal a LITERAL- server takes.
 LITERAL_MINUS_MAX = 4096
+#: Pipelined lines parsed in one go before other sessions get their turn.
+LINES_PER_TURN = 64
+#: Bytes held, unparsed, while a long command watches for the client
+#: going away (L{IMAPSession.watchForHangup}); past them reading stops.
+HOLD_LIMIT = 64 * 1024
 
 
 class CommandError(Exception):
@@ -195,6 +210,12 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         self._host = "unknown"
         self._abortOnLost: Any = None
         self._inflater: Inflater | None = None
+        self._parsing = False
+        self._inflateLater: Any = None
+        self._parsedInflated = 0
+        self._linesThisTurn = 0
+        self._watching = False
+        self._held = 0
 
     def callLater(self, period: float, func: Callable[[], object]) -> Any:
         return self.clock.callLater(period, func)
@@ -212,16 +233,84 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._counted:
+        if not self._counted or not self._connected():
             return
-        if self._inflater is None or not data:
-            super().dataReceived(data)
+        if self._watching:
+            self._held += len(data)
+            if self._held > HOLD_LIMIT:
+                self._watching = False
+                self.transport.pauseProducing()
+        if self._inflater is None:
+            self._parse(data)
+            # If COMPRESS ran, what followed it is deflate data.
+            self._inflate()
             return
+        self._inflater.add(data)
+        self._inflate()
+
+    def _parse(self, data: bytes) -> None:
+        """Hand plain input to Twisted's line parser."""
+        self._parsing = True
         try:
-            self._inflater.feed(data)
+            super().dataReceived(data)
+        finally:
+            self._parsing = False
+
+    def _inflate(self) -> None:
+        """
+        Inflate and parse while the session takes input, one piece at a
+        time and at most L{INFLATE_PER_TURN} per reactor turn; the rest
+        stays compressed, and the transport paused, until the session
+        resumes or the next turn.
+        """
+        inflater = self._inflater
+        if inflater is None or self._parsing:
+            return
+        self._parse(b"")
+        budget = INFLATE_PER_TURN
+        try:
+            while budget > 0 and not self.paused and self._connected():
+                plain = inflater.inflate(INFLATE_CHUNK)
+                if not plain:
+                    break
+                budget -= len(plain)
+                self._parse(plain)
+        except InflationLimit:
+            self._stopInflating(b"* BYE Compressed input inflates too much\r\n")
+            return
         except zlib.error:
-            self._inflater = None
-            self.transport.loseConnection()
+            self._stopInflating(b"")
+            return
+        backlog = inflater.pending()
+        if backlog and budget <= 0 and not self.paused and self._inflateLater is None:
+            self._inflateLater = self.clock.callLater(0, self._inflateNextTurn)
+        self._holdInput((backlog or self.paused) and not self._watching)
+
+    def _inflateNextTurn(self) -> None:
+        self._inflateLater = None
+        if self._connected():
+            self._inflate()
+
+    def _holdInput(self, hold: bool) -> None:
+        """Stop reading the socket while compressed input is waiting, start again after."""
+        if not self._connected():
+            return
+        if hold:
+            self.transport.pauseProducing()
+        else:
+            self.transport.resumeProducing()
+
+    def _stopInflating(self, goodbye: bytes) -> None:
+        if goodbye:
+            self.transport.write(goodbye)
+        self.transport.loseConnection()
+
+    @property
+    def inflatedBacklog(self) -> int:
+        """Inflated input not parsed yet (0 when not compressing)."""
+        if self._inflater is None:
+            return 0
+        return self._inflater.produced - self._parsedInflated
 
     def setLineMode(self, extra: bytes = b"") -> Any:
         """Back to lines after a literal; C{extra} is input already inflated."""
@@ -233,14 +322,14 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
     def startCompressing(self) -> None:
         """
         Deflate everything from now on (RFC 4978).  Bytes the client sent
-        after the COMPRESS command are already compressed: they are inflated
-        and parsed as the rest of the input will be.
+        after the COMPRESS command are already compressed: they wait in the
+        inflater, to be parsed as the rest of the input will be.
         """
         pending = self.clearLineBuffer()
-        self._inflater = Inflater(super().dataReceived)
+        self._inflater = Inflater(self.settings.max_inflation_ratio)
+        self._parsedInflated = 0
         self.transport = DeflatingTransport(self.transport)
-        if pending:
-            self.dataReceived(pending)
+        self._inflater.add(pending)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
@@ -276,6 +365,7 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
 
     def lineReceived(self, line: bytes) -> None:
         self.resetTimeout()
+        self._parsedInflated += len(line) + 2
         if self.parseState in ("command", "pending"):
             self._noteTrailingLiteral(line)
             self._countLine(line)
@@ -284,18 +374,30 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         except Exception:
             _log.failure("Unexpected error handling a command line")
             self._recover()
-        if (
-            self._tag is not None
-            and self.parseState == "command"
-            and self.line_mode
-            and not self.paused
-            and self._connected()
-        ):
+        if self.paused or not self._connected():
+            return
+        if self._tag is not None and self.parseState == "command" and self.line_mode:
+            self._linesThisTurn = 0
             self.pauseProducing()
+            if self._watching:
+                self.transport.resumeProducing()
+            return
+        self._linesThisTurn += 1
+        if self._linesThisTurn >= LINES_PER_TURN:
+            self._linesThisTurn = 0
+            self.pauseProducing()
+            self.clock.callLater(0, self._nextTurn)
+
+    def _nextTurn(self) -> None:
+        """Go on reading after letting other sessions run, unless a command is running."""
+        running = self._tag is not None and self.parseState == "command"
+        if self.paused and not running and self._connected():
+            self.resumeProducing()
 
     def rawDataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         passon = self._pendingLiteral.write(data)
+        self._parsedInflated += len(data) - len(passon or b"")
         if passon is not None:
             self.setLineMode(passon)
 
@@ -438,7 +540,20 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         elif trailing is not None and not trailing[1]:
             self._swallow(trailing[0])
 
+    def watchForHangup(self) -> None:
+        """
+        While the running command computes, read the socket again so that
+        a client going away is noticed (and the work stopped); what the
+        client sends meanwhile is held, up to L{HOLD_LIMIT} bytes, for
+        after the command.
+        """
+        self._watching = True
+        self._held = 0
+        if self.paused and self._connected():
+            self.transport.resumeProducing()
+
     def _afterCommand(self) -> None:
+        self._watching = False
         self._swallowTrailing()
         if self.paused:
             self.clock.callLater(0, self._resumeReading)
@@ -462,6 +577,8 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
             self._afterCommand()
 
     def _commandFailed(self, failure: Failure, tag: bytes) -> None:
+        if self._lost and isinstance(failure.value, task.TaskStopped):
+            return
         if tag != self._tag:
             if not isinstance(failure.value, task.TaskStopped):
                 _log.failure("Error after the command was answered", failure)

@@ -6,18 +6,30 @@ L{MessageFacts} reads what a criterion needs from a message once: the
 header is read (at most once per message, and only when a criterion looks at
 it) through L{IMAPMessage.header}, which the SEARCH predicate may already
 have filled.  Strings compare with C{i;ascii-casemap} (ASCII letters folded
-to upper case, then octet order), the RFC's default collation.
+to upper case, then octet order), the RFC's default collation.  Encoded
+words and addresses are read in linear time, without recursion
+(L{tmail.imap.charsets}, L{tmail.imap.addresses}).
 """
 
 from __future__ import annotations
 
-import email.header
 import email.utils
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar, cast
 
+from tmail.imap.addresses import getaddresses
+from tmail.imap.charsets import decodeWords
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
+from tmail.imap.structure import MAX_ADDRESS_TEXT
+
+T = TypeVar("T")
+
+#: Subject text a base subject is taken from: a bound on the time a
+#: hostile subject of millions of C{Re:} costs.
+MAX_SUBJECT_TEXT = 64 * 1024
+#: Date text parsed (a date is some thirty characters).
+MAX_DATE_TEXT = 1000
 
 #: The sort keys of RFC 5256 3.
 SORT_KEYS = frozenset({b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO"})
@@ -32,11 +44,7 @@ _NON_WSP = re.compile(r"[^ \t]")
 
 def decodeText(raw: bytes) -> str:
     """A header value with its RFC 2047 encoded-words decoded (bad ones kept as they are)."""
-    text = raw.decode("utf-8", "replace")
-    try:
-        return str(email.header.make_header(email.header.decode_header(text)))
-    except Exception:
-        return text
+    return decodeWords(raw.decode("utf-8", "replace"))
 
 
 def baseSubject(subject: str) -> tuple[str, bool]:
@@ -97,8 +105,8 @@ def _firstMailbox(value: bytes | None) -> bytes:
     """The addr-mailbox (local part) of the first address of a header, or empty."""
     if value is None:
         return b""
-    text = value.decode("utf-8", "surrogateescape")
-    for _, address in email.utils.getaddresses([text]):
+    text = value[:MAX_ADDRESS_TEXT].decode("utf-8", "surrogateescape")
+    for _, address in getaddresses(text):
         if address:
             local, at, _ = address.rpartition("@")
             return sortableText(local if at else address)
@@ -163,7 +171,7 @@ class MessageFacts:
         def compute() -> float:
             value = self.headerField(b"date")
             if value is not None:
-                parsed = email.utils.parsedate_tz(value.decode("ascii", "replace"))
+                parsed = email.utils.parsedate_tz(value[:MAX_DATE_TEXT].decode("ascii", "replace"))
                 if parsed is not None:
                     if parsed[9] is None:
                         # No zone: taken as UTC, not as the server's local time.
@@ -179,7 +187,7 @@ class MessageFacts:
     def _subject(self) -> tuple[str, bool]:
         def compute() -> tuple[str, bool]:
             raw = self.headerField(b"subject")
-            return baseSubject(decodeText(raw) if raw is not None else "")
+            return baseSubject(decodeText(raw[:MAX_SUBJECT_TEXT]) if raw is not None else "")
 
         return self._cached("subject", compute)  # type: ignore[no-any-return]
 
@@ -242,6 +250,30 @@ def sortMessages(
     The messages ordered by the criteria, each optionally reversed; messages
     equal under all of them keep sequence-number order (RFC 5256 3).
     """
+    return runSteps(sortSteps(facts, criteria))
+
+
+def runSteps(steps: Generator[None, None, T]) -> T:
+    """Run a step-wise computation (L{sortSteps}, L{tmail.imap.thread.threadSteps}) now."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return cast(T, done.value)
+
+
+def sortSteps(
+    facts: Sequence[MessageFacts], criteria: Sequence[tuple[bytes, bool]]
+) -> Generator[None, None, list[MessageFacts]]:
+    """
+    L{sortMessages} a slice at a time: the keys of one message (its header
+    read) per step, then the sort; the generator returns the order.
+    """
+    keys = [_KEYS[name] for name, _ in criteria]
+    for item in facts:
+        for key in keys:
+            key(item)
+        yield None
     ordered = sorted(facts, key=lambda f: f.seq)
     # Python's sort is stable, also with reverse=True: sorting by the last
     # criterion first leaves ties of each in the order of the next.

@@ -4,16 +4,25 @@ Encoding of FETCH data items: strings, ENVELOPE and BODYSTRUCTURE.
 
 Twisted's C{getEnvelope}/C{getBodyStructure} crash on 8-bit header values and
 on parameters without C{=}, and a crash in the middle of a FETCH response
-cannot be reported to the client; these encoders accept any bytes.
+cannot be reported to the client; these encoders accept any bytes, build a
+BODYSTRUCTURE with an explicit stack, and read addresses without recursion
+(L{tmail.imap.addresses}).
 """
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Iterable
 
-from tmail.imap.message import MimeEntity, fieldValue
+from tmail.imap.addresses import getaddresses
+from tmail.imap.message import MimeEntity, fieldValue, headerFields
+from tmail.imap.mimeparams import Parameters
+
+#: Address-field text read for an ENVELOPE: thousands of addresses, and
+#: a bound on the time a hostile field can take.
+MAX_ADDRESS_TEXT = 64 * 1024
+#: Addresses listed per ENVELOPE field at most.
+MAX_ADDRESSES = 1000
 
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
@@ -60,9 +69,9 @@ def internalDate(timestamp: float) -> bytes:
 def _addresses(value: bytes | None) -> bytes:
     if value is None:
         return b"NIL"
-    text = value.decode("utf-8", "surrogateescape")
+    text = value[:MAX_ADDRESS_TEXT].decode("utf-8", "surrogateescape")
     encoded = []
-    for name, address in email.utils.getaddresses([text]):
+    for name, address in getaddresses(text):
         if not address:
             continue
         mailbox, at, host = address.rpartition("@")
@@ -78,14 +87,20 @@ def _addresses(value: bytes | None) -> bytes:
                 ]
             )
         )
+        if len(encoded) == MAX_ADDRESSES:
+            break
     return b"(" + b"".join(encoded) + b")" if encoded else b"NIL"
 
 
 def envelope(header: bytes) -> bytes:
     """The ENVELOPE of a message with the given header (RFC 3501 7.4.2)."""
+    first: dict[bytes, bytes] = {}
+    for name, lines in headerFields(header):
+        first.setdefault(name, lines)
 
     def field(name: bytes) -> bytes | None:
-        return fieldValue(header, name)
+        lines = first.get(name)
+        return None if lines is None else fieldValue(lines, name)
 
     sender = field(b"sender") or field(b"from")
     replyTo = field(b"reply-to") or field(b"from")
@@ -105,7 +120,7 @@ def envelope(header: bytes) -> bytes:
     )
 
 
-def _params(pairs: list[tuple[str, str]]) -> bytes:
+def _params(pairs: Parameters) -> bytes:
     if not pairs:
         return b"NIL"
     items = []
@@ -115,27 +130,19 @@ def _params(pairs: list[tuple[str, str]]) -> bytes:
     return plist(items)
 
 
-def _typeParams(entity: MimeEntity) -> list[tuple[str, str]]:
-    params = entity.parsed.get_params() or []
-    pairs = []
-    for key, value in params[1:]:
-        if not key:
-            continue
-        pairs.append((key, email.utils.collapse_rfc2231_value(value)))
+def _typeParams(entity: MimeEntity) -> Parameters:
+    pairs = entity.parameters
     if not pairs and entity.contentType[0] == "text":
-        pairs.append(("charset", "us-ascii"))
+        return [("charset", "us-ascii")]
     return pairs
 
 
 def _disposition(entity: MimeEntity) -> bytes:
-    if entity.parsed.get("content-disposition") is None:
+    disposition = entity.disposition
+    if disposition is None or not disposition[0]:
         return b"NIL"
-    params = entity.parsed.get_params(header="content-disposition") or []
-    if not params:
-        return b"NIL"
-    kind = params[0][0].upper().encode("utf-8", "surrogateescape")
-    pairs = [(k, email.utils.collapse_rfc2231_value(v)) for k, v in params[1:] if k]
-    return plist([string(kind), _params(pairs)])
+    kind, pairs = disposition
+    return plist([string(kind.upper().encode("utf-8", "surrogateescape")), _params(pairs)])
 
 
 def _extension(entity: MimeEntity) -> list[bytes]:
@@ -147,28 +154,37 @@ def _extension(entity: MimeEntity) -> list[bytes]:
     ]
 
 
-def _lines(body: bytes) -> int:
-    return body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
-
-
 def bodyStructure(entity: MimeEntity, extended: bool = True) -> bytes:
     """
     The BODYSTRUCTURE (or, without C{extended}, the BODY) of an entity
-    (RFC 3501 7.4.2).
+    (RFC 3501 7.4.2).  Parts are encoded after the parts below them, from
+    a list in document order, not by recursion.
     """
+    done: dict[int, bytes] = {}
+    for part in reversed(list(entity.walk())):
+        done[id(part)] = _partStructure(part, extended, done)
+    return done[id(entity)]
+
+
+def _partStructure(entity: MimeEntity, extended: bool, done: dict[int, bytes]) -> bytes:
+    """One entity's structure, those of the parts below it being in C{done}."""
     mainType, subType = entity.contentType
     if entity.isMultipart:
-        children = entity.children or [MimeEntity(b"\r\n", entity.depth + 1)]
-        fields = [b"".join(bodyStructure(child, extended) for child in children)]
-        fields.append(string(subType.upper().encode()))
+        if entity.children:
+            inner = b"".join(done.pop(id(child)) for child in entity.children)
+        else:
+            inner = _partStructure(MimeEntity(b"\r\n", entity.depth + 1), extended, done)
+        fields = [inner, string(subType.upper().encode())]
         if extended:
             fields.append(_params(_typeParams(entity)))
             fields.extend(_extension(entity))
         return plist(fields)
-    inner = entity.encapsulated
-    if mainType == "multipart" or ((mainType, subType) == ("message", "rfc822") and inner is None):
+    message = entity.encapsulated
+    if mainType == "multipart" or (
+        (mainType, subType) == ("message", "rfc822") and message is None
+    ):
         mainType, subType = "application", "octet-stream"
-    header, body = entity.header, entity.body
+    header = entity.header
     encoding = fieldValue(header, b"content-transfer-encoding")
     fields = [
         string(mainType.upper().encode()),
@@ -177,14 +193,14 @@ def bodyStructure(entity: MimeEntity, extended: bool = True) -> bytes:
         nstring(fieldValue(header, b"content-id")),
         nstring(fieldValue(header, b"content-description")),
         string(encoding.upper() if encoding else b"7BIT"),
-        b"%d" % len(body),
+        b"%d" % entity.bodySize,
     ]
-    if inner is not None:
-        fields.append(envelope(inner.header))
-        fields.append(bodyStructure(inner, extended))
-        fields.append(b"%d" % _lines(body))
+    if message is not None:
+        fields.append(envelope(message.header))
+        fields.append(done.pop(id(message)))
+        fields.append(b"%d" % entity.bodyLines())
     elif mainType == "text":
-        fields.append(b"%d" % _lines(body))
+        fields.append(b"%d" % entity.bodyLines())
     if extended:
         fields.append(nstring(fieldValue(header, b"content-md5")))
         fields.extend(_extension(entity))

@@ -4,21 +4,36 @@ THREAD (RFC 5256): the ORDEREDSUBJECT and REFERENCES algorithms and the
 C{* THREAD} response.
 
 Trees are walked with explicit stacks, not recursion, so a long reply chain
-cannot exhaust Python's stack.
+cannot exhaust Python's stack.  Hostile References cost bounded time: a
+message's last L{MAX_REFERENCES} ids are used, and a link whose loop check
+would climb more than L{MAX_THREAD_DEPTH} ancestors is not made, as one
+that would close a loop is not (RFC 5256 4, step 1.A).  The algorithms
+are generators that yield once per message, so a session can run them a
+slice at a time (L{threadSteps}).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from itertools import groupby, pairwise
 
-from tmail.imap.sort import MessageFacts
+from tmail.imap.sort import MessageFacts, runSteps
 
 #: The algorithms of RFC 5256, by the name THREAD takes.
 ALGORITHMS = (b"ORDEREDSUBJECT", b"REFERENCES")
 
 _MSG_ID = re.compile(rb"<[^<>\s]+@[^<>\s]+>")
+
+#: Message ids of one References field used: the last ones, the nearest
+#: ancestors (clients trim the field to a few dozen).
+MAX_REFERENCES = 100
+#: Ancestors a loop check climbs at most; a deeper link is not made.
+MAX_THREAD_DEPTH = 1000
+#: References text read, from its end: room for L{MAX_REFERENCES} ids.
+_REFERENCES_TEXT = 64 * 1024
+
+Steps = Generator[None, None, "Node"]
 
 
 class Node:
@@ -43,15 +58,21 @@ class Node:
             self.parent = None
 
     def isAncestorOf(self, other: Node) -> bool:
-        """Whether this node is C{other} or above it."""
+        """
+        Whether this node is C{other} or above it; also when C{other} has
+        more than L{MAX_THREAD_DEPTH} ancestors, so that no link below
+        them is made.
+        """
         if self is not other and not self.children:
             return False
         node: Node | None = other
-        while node is not None:
+        for _ in range(MAX_THREAD_DEPTH):
+            if node is None:
+                return False
             if node is self:
                 return True
             node = node.parent
-        return False
+        return node is not None
 
 
 def _dateKey(node: Node) -> tuple[float, int]:
@@ -80,14 +101,18 @@ def _sortSiblings(root: Node) -> None:
         node.children.sort(key=_dateKey)
 
 
-def orderedSubject(messages: Sequence[MessageFacts]) -> Node:
+def _orderedSubject(messages: Sequence[MessageFacts]) -> Steps:
     """
     ORDEREDSUBJECT: messages grouped by base subject, each group a thread
     of its earliest message with the others as its children, threads in
     order of their first message's sent date.
     """
     root = Node()
-    bySubject = sorted(messages, key=lambda f: (f.baseSubject, f.sentDate, f.seq))
+    keys: dict[int, tuple[bytes, float, int]] = {}
+    for facts in messages:
+        keys[id(facts)] = (facts.baseSubject, facts.sentDate, facts.seq)
+        yield None
+    bySubject = sorted(messages, key=lambda f: keys[id(f)])
     for _, group in groupby(bySubject, key=lambda f: f.baseSubject):
         members = list(group)
         first = Node(members[0])
@@ -102,7 +127,12 @@ def _messageIds(value: bytes | None) -> list[bytes]:
     return _MSG_ID.findall(value) if value else []
 
 
-def _link(messages: Sequence[MessageFacts]) -> dict[object, Node]:
+def _references(value: bytes | None) -> list[bytes]:
+    """The last L{MAX_REFERENCES} message ids of a References field."""
+    return _messageIds(value and value[-_REFERENCES_TEXT:])[-MAX_REFERENCES:]
+
+
+def _link(messages: Sequence[MessageFacts]) -> Generator[None, None, dict[object, Node]]:
     """Step 1: parent/child links from Message-ID, References and In-Reply-To."""
     table: dict[object, Node] = {}
 
@@ -122,7 +152,7 @@ def _link(messages: Sequence[MessageFacts]) -> dict[object, Node]:
             node = table[key] = Node(facts)
         else:
             node.facts = facts
-        references = _messageIds(facts.headerField(b"references"))
+        references = _references(facts.headerField(b"references"))
         if not references:
             references = _messageIds(facts.headerField(b"in-reply-to"))[:1]
         # (1)(A)
@@ -136,6 +166,7 @@ def _link(messages: Sequence[MessageFacts]) -> dict[object, Node]:
             last = lookup(references[-1])
             if not node.isAncestorOf(last):
                 last.adopt(node)
+        yield None
     return table
 
 
@@ -209,9 +240,9 @@ def _gatherBySubject(root: Node) -> None:
     root.children = [node for node in root.children if node.parent is root] + added
 
 
-def references(messages: Sequence[MessageFacts]) -> Node:
+def _referenceThreads(messages: Sequence[MessageFacts]) -> Steps:
     """REFERENCES (RFC 5256 4): threads by Message-ID links, then merged by base subject."""
-    table = _link(messages)
+    table = yield from _link(messages)
     root = Node()
     for node in table.values():
         if node.parent is None:
@@ -225,11 +256,29 @@ def references(messages: Sequence[MessageFacts]) -> Node:
     return root
 
 
+def orderedSubject(messages: Sequence[MessageFacts]) -> Node:
+    """The ORDEREDSUBJECT thread tree of C{messages}."""
+    return runSteps(_orderedSubject(messages))
+
+
+def references(messages: Sequence[MessageFacts]) -> Node:
+    """The REFERENCES thread tree of C{messages}."""
+    return runSteps(_referenceThreads(messages))
+
+
+def threadSteps(algorithm: bytes, messages: Sequence[MessageFacts]) -> Steps:
+    """
+    Build the thread tree of C{messages} by the named algorithm (upper
+    case), yielding once per message; the generator returns the tree.
+    """
+    if algorithm == b"ORDEREDSUBJECT":
+        return _orderedSubject(messages)
+    return _referenceThreads(messages)
+
+
 def threadMessages(algorithm: bytes, messages: Sequence[MessageFacts]) -> Node:
     """The thread tree of C{messages} by the named algorithm (upper case)."""
-    if algorithm == b"ORDEREDSUBJECT":
-        return orderedSubject(messages)
-    return references(messages)
+    return runSteps(threadSteps(algorithm, messages))
 
 
 def _tokens(node: Node, number: Callable[[MessageFacts], int]) -> Iterator[bytes]:
