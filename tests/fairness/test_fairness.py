@@ -67,5 +67,3 @@ def test_victim_is_answered_within_100_ms_under_attack(server: FairnessServer, a
 
 def test_every_pending_attack_exists() -> None:
     assert set(PENDING) <= set(ATTACKS)
-
-

@@ -43,12 +43,16 @@ def test_search_with_2000_nots_answers_without_error(world: MailWorld) -> None:
 
 @xfailWhilePending("search-nesting")
 def test_search_with_500_nested_parentheses_answers_without_error(world: MailWorld) -> None:
-    replay(world, "imap", "select", [b"a SEARCH " + b"(" * 500 + b"ALL" + b")" * 500 + b"\r\n"], BUDGET)
+    replay(
+        world, "imap", "select", [b"a SEARCH " + b"(" * 500 + b"ALL" + b")" * 500 + b"\r\n"], BUDGET
+    )
 
 
 @xfailWhilePending("search-nesting")
 def test_sort_with_3000_ors_answers_without_error(world: MailWorld) -> None:
-    replay(world, "imap", "select", [b"a SORT (DATE) UTF-8 " + b"OR ALL " * 3000 + b"ALL\r\n"], BUDGET)
+    replay(
+        world, "imap", "select", [b"a SORT (DATE) UTF-8 " + b"OR ALL " * 3000 + b"ALL\r\n"], BUDGET
+    )
 
 
 @xfailWhilePending("mime-depth")
@@ -78,4 +82,3 @@ def test_deep_multipart_fetch_and_search_within_budget(world: MailWorld) -> None
         + b"\r\nb SEARCH TEXT deep\r\nc FETCH * (BODYSTRUCTURE BODY.PEEK[1.1.1])\r\n"
     )
     replay(world, "imap", "select", [program], BUDGET)
-

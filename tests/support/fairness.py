@@ -16,6 +16,7 @@ started afresh for the next test.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -77,7 +78,8 @@ def _seed(maildir: Path) -> None:
             f"Subject: report {n % 97} about things\r\nMessage-ID: <{n}@remote.example>\r\n"
             f"References: <{n // 3}@remote.example>\r\n"
             f"Date: Mon, {1 + n % 28} Feb 2022 10:00:00 +0000\r\n\r\n"
-            + "lorem ipsum dolor sit amet consectetur adipiscing elit\r\n" * 20
+            + "lorem ipsum dolor sit amet consectetur adipiscing elit\r\n"
+            * 20
         ).encode()
         name = f"{1_600_000_000 + n}.M{n}P1Q1.seed,S={len(body)}:2,S"
         path = maildir / "cur" / name
@@ -354,10 +356,8 @@ class Attack:
     def end(self, thread: threading.Thread) -> None:
         self.stop.set()
         for sock in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
         thread.join(5)
 

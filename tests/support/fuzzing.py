@@ -57,18 +57,19 @@ def replay(
     """
     budget = budget or Budget()
     what = f"{kind} in state {state}"
-    with world.copy() as fixture, loggedErrors() as errors:
-        with measured(budget, what):
-            session = SESSIONS[kind](fixture, state)
-            try:
-                session.feed(chunks)
-                outcome = session.finish()
-            finally:
-                session.close()
+    with world.copy() as fixture, loggedErrors() as errors, measured(budget, what):
+        session = SESSIONS[kind](fixture, state)
+        try:
+            session.feed(chunks)
+            outcome = session.finish()
+        finally:
+            session.close()
     problems = outcome.problems + [f"logged: {error}" for error in errors]
     if problems:
         raise AssertionError(
-            f"{what}, input {chunks!r}:\n  " + "\n  ".join(problems) + f"\noutput tail: {outcome.tail!r}"
+            f"{what}, input {chunks!r}:\n  "
+            + "\n  ".join(problems)
+            + f"\noutput tail: {outcome.tail!r}"
         )
     return outcome
 

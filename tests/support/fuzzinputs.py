@@ -48,11 +48,15 @@ NUMBERS: Bytes = st.sampled_from(
         b"+1",
     ]
 )
-HOSTILE: Bytes = st.sampled_from([b"\x00", b"\r", b"\n", b"\r\r\n", b"\t", b"\x7f", b"\xff", b"\x80"])
+HOSTILE: Bytes = st.sampled_from(
+    [b"\x00", b"\r", b"\n", b"\r\r\n", b"\t", b"\x7f", b"\xff", b"\x80"]
+)
 TEXT: Bytes = st.one_of(
     st.binary(max_size=12),
     st.text(max_size=12).map(lambda t: t.encode("utf-8", "surrogatepass")),
-    st.sampled_from([b"hello", b"\xc3\xa9t\xc3\xa9", b"Traceback", b"%s", b"{0}", b"\\", b"'", b'"']),
+    st.sampled_from(
+        [b"hello", b"\xc3\xa9t\xc3\xa9", b"Traceback", b"%s", b"{0}", b"\\", b"'", b'"']
+    ),
 )
 
 
@@ -180,7 +184,9 @@ def literal(draw: st.DrawFn, content: Bytes = TEXT) -> bytes:
 def sequenceSet(draw: st.DrawFn) -> bytes:
     kind = draw(st.integers(0, 4))
     if kind == 0:
-        return draw(st.sampled_from([b"1", b"*", b"1:*", b"*:1", b"$", b"0", b"1:0", b"2,1", b"1:3,2"]))
+        return draw(
+            st.sampled_from([b"1", b"*", b"1:*", b"*:1", b"$", b"0", b"1:0", b"2,1", b"1:3,2"])
+        )
     if kind == 1:
         step = draw(st.integers(1, 3))
         count = draw(sized(300))
@@ -315,7 +321,9 @@ def fetchItem(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         return draw(simple)
     name = draw(st.sampled_from([b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"]))
-    partial = draw(st.sampled_from([b"", b"", b"<0.10>", b"<5>", b"<0.0>", b"<4294967296.1>", b"<-1.2>"]))
+    partial = draw(
+        st.sampled_from([b"", b"", b"<0.10>", b"<5>", b"<0.0>", b"<4294967296.1>", b"<-1.2>"])
+    )
     return name + b"[" + draw(SECTIONS) + b"]" + partial
 
 
@@ -324,18 +332,38 @@ def fetchItems(draw: st.DrawFn) -> bytes:
     items = draw(st.lists(fetchItem(), min_size=1, max_size=4))
     if len(items) == 1 and draw(st.booleans()):
         return items[0]
-    return b"(" + b" ".join(items) + b")" + draw(st.sampled_from([b"", b" (CHANGEDSINCE 1)", b" (VANISHED)"]))
+    return (
+        b"("
+        + b" ".join(items)
+        + b")"
+        + draw(st.sampled_from([b"", b" (CHANGEDSINCE 1)", b" (VANISHED)"]))
+    )
 
 
 FLAGS: Bytes = st.lists(
-    st.sampled_from([b"\\Seen", b"\\Deleted", b"\\Flagged", b"\\Draft", b"\\Answered", b"$Label1", b"\\Recent", b"\\Bogus", b"a]b", b"(", b"\\*"]),
+    st.sampled_from(
+        [
+            b"\\Seen",
+            b"\\Deleted",
+            b"\\Flagged",
+            b"\\Draft",
+            b"\\Answered",
+            b"$Label1",
+            b"\\Recent",
+            b"\\Bogus",
+            b"a]b",
+            b"(",
+            b"\\*",
+        ]
+    ),
     max_size=4,
 ).map(lambda fs: b"(" + b" ".join(fs) + b")")
 
 MESSAGE_BODIES: Bytes = st.sampled_from(
     [
         b"Subject: x\r\n\r\nbody\r\n",
-        b"From: a@b\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\n\r\npart\r\n--q--\r\n",
+        b"From: a@b\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n"
+        b"--q\r\n\r\npart\r\n--q--\r\n",
         b"Content-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\ninner\r\n",
         b"\r\n",
         b"",
@@ -352,34 +380,159 @@ def imapArguments(draw: st.DrawFn, command: bytes) -> list[bytes]:
         ATOMS, NUMBERS, quoted(), literal(), MAILBOXES, sequenceSet(), FLAGS, longToken(), HOSTILE
     )
     shaped = {
-        b"LOGIN": st.tuples(st.one_of(st.just(ALICE.encode()), ATOMS, literal()), st.one_of(st.just(PASSWORD.encode()), quoted(), literal())).map(list),
-        b"AUTHENTICATE": st.tuples(st.sampled_from([b"PLAIN", b"LOGIN", b"XOAUTH2", b"plain"]), st.sampled_from([b"", b"=", b64(b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode()), b64(b"\0a\0b"), b"!!!", b"AGFsaWNl"])).map(list),
-        b"SELECT": st.tuples(MAILBOXES, st.sampled_from([b"", b"(CONDSTORE)", b"(QRESYNC (1 1))", b"(QRESYNC (67890007 20050715194045000 41,43:211,214:541))", b"(", b"(QRESYNC (1 1 1:* (1 1)))"])).map(list),
-        b"LIST": st.tuples(st.one_of(MAILBOXES, st.just(b'""')), st.one_of(wildcardPattern(), MAILBOXES), st.sampled_from([b"", b"RETURN (CHILDREN STATUS (MESSAGES UNSEEN))", b"RETURN (SPECIAL-USE)", b"RETURN ("])).map(list),
-        b"STATUS": st.tuples(MAILBOXES, parenthesized(st.lists(st.sampled_from([b"MESSAGES", b"UIDNEXT", b"UNSEEN", b"SIZE", b"HIGHESTMODSEQ", b"RECENT", b"BOGUS"]), max_size=4).map(b" ".join), 1 if isPending("status-repr") else 20 * SCALE)).map(list),
+        b"LOGIN": st.tuples(
+            st.one_of(st.just(ALICE.encode()), ATOMS, literal()),
+            st.one_of(st.just(PASSWORD.encode()), quoted(), literal()),
+        ).map(list),
+        b"AUTHENTICATE": st.tuples(
+            st.sampled_from([b"PLAIN", b"LOGIN", b"XOAUTH2", b"plain"]),
+            st.sampled_from(
+                [
+                    b"",
+                    b"=",
+                    b64(b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode()),
+                    b64(b"\0a\0b"),
+                    b"!!!",
+                    b"AGFsaWNl",
+                ]
+            ),
+        ).map(list),
+        b"SELECT": st.tuples(
+            MAILBOXES,
+            st.sampled_from(
+                [
+                    b"",
+                    b"(CONDSTORE)",
+                    b"(QRESYNC (1 1))",
+                    b"(QRESYNC (67890007 20050715194045000 41,43:211,214:541))",
+                    b"(",
+                    b"(QRESYNC (1 1 1:* (1 1)))",
+                ]
+            ),
+        ).map(list),
+        b"LIST": st.tuples(
+            st.one_of(MAILBOXES, st.just(b'""')),
+            st.one_of(wildcardPattern(), MAILBOXES),
+            st.sampled_from(
+                [
+                    b"",
+                    b"RETURN (CHILDREN STATUS (MESSAGES UNSEEN))",
+                    b"RETURN (SPECIAL-USE)",
+                    b"RETURN (",
+                ]
+            ),
+        ).map(list),
+        b"STATUS": st.tuples(
+            MAILBOXES,
+            parenthesized(
+                st.lists(
+                    st.sampled_from(
+                        [
+                            b"MESSAGES",
+                            b"UIDNEXT",
+                            b"UNSEEN",
+                            b"SIZE",
+                            b"HIGHESTMODSEQ",
+                            b"RECENT",
+                            b"BOGUS",
+                        ]
+                    ),
+                    max_size=4,
+                ).map(b" ".join),
+                1 if isPending("status-repr") else 20 * SCALE,
+            ),
+        ).map(list),
         b"FETCH": st.tuples(sequenceSet(), fetchItems()).map(list),
-        b"STORE": st.tuples(sequenceSet(), st.sampled_from([b"FLAGS", b"+FLAGS", b"-FLAGS.SILENT", b"(UNCHANGEDSINCE 1) +FLAGS", b"X-GM-LABELS"]), FLAGS).map(list),
-        b"SEARCH": st.tuples(st.sampled_from([b"", b"CHARSET UTF-8", b"CHARSET KOI8", b"RETURN (MIN MAX COUNT SAVE)", b"RETURN ("]), st.one_of(searchKey, deepSearch())).map(list),
-        b"SORT": st.tuples(st.sampled_from([b"(DATE)", b"(REVERSE SUBJECT ARRIVAL)", b"(FROM TO CC SIZE)", b"()", b"(REVERSE)"]), st.sampled_from([b"UTF-8", b"US-ASCII", b"X"]), st.one_of(searchKey, deepSearch())).map(list),
-        b"THREAD": st.tuples(st.sampled_from([b"REFERENCES", b"ORDEREDSUBJECT", b"X"]), st.sampled_from([b"UTF-8", b"X"]), st.one_of(searchKey, deepSearch())).map(list),
-        b"APPEND": st.tuples(MAILBOXES, st.sampled_from([b"", b"(\\Seen)", b'"07-Feb-1994 21:52:25 -0800"', b"(\\Seen) \"31-Dec-1969 23:59:59 +0000\""]), literal(MESSAGE_BODIES)).map(list),
+        b"STORE": st.tuples(
+            sequenceSet(),
+            st.sampled_from(
+                [
+                    b"FLAGS",
+                    b"+FLAGS",
+                    b"-FLAGS.SILENT",
+                    b"(UNCHANGEDSINCE 1) +FLAGS",
+                    b"X-GM-LABELS",
+                ]
+            ),
+            FLAGS,
+        ).map(list),
+        b"SEARCH": st.tuples(
+            st.sampled_from(
+                [
+                    b"",
+                    b"CHARSET UTF-8",
+                    b"CHARSET KOI8",
+                    b"RETURN (MIN MAX COUNT SAVE)",
+                    b"RETURN (",
+                ]
+            ),
+            st.one_of(searchKey, deepSearch()),
+        ).map(list),
+        b"SORT": st.tuples(
+            st.sampled_from(
+                [b"(DATE)", b"(REVERSE SUBJECT ARRIVAL)", b"(FROM TO CC SIZE)", b"()", b"(REVERSE)"]
+            ),
+            st.sampled_from([b"UTF-8", b"US-ASCII", b"X"]),
+            st.one_of(searchKey, deepSearch()),
+        ).map(list),
+        b"THREAD": st.tuples(
+            st.sampled_from([b"REFERENCES", b"ORDEREDSUBJECT", b"X"]),
+            st.sampled_from([b"UTF-8", b"X"]),
+            st.one_of(searchKey, deepSearch()),
+        ).map(list),
+        b"APPEND": st.tuples(
+            MAILBOXES,
+            st.sampled_from(
+                [
+                    b"",
+                    b"(\\Seen)",
+                    b'"07-Feb-1994 21:52:25 -0800"',
+                    b'(\\Seen) "31-Dec-1969 23:59:59 +0000"',
+                ]
+            ),
+            literal(MESSAGE_BODIES),
+        ).map(list),
         b"COPY": st.tuples(sequenceSet(), MAILBOXES).map(list),
         b"MOVE": st.tuples(sequenceSet(), MAILBOXES).map(list),
-        b"CREATE": st.tuples(MAILBOXES, st.sampled_from([b"", b"(USE (\\Sent))", b"(USE (\\Bogus))", b"(USE"])).map(list),
+        b"CREATE": st.tuples(
+            MAILBOXES, st.sampled_from([b"", b"(USE (\\Sent))", b"(USE (\\Bogus))", b"(USE"])
+        ).map(list),
         b"RENAME": st.tuples(MAILBOXES, MAILBOXES).map(list),
-        b"ENABLE": st.lists(st.sampled_from([b"CONDSTORE", b"QRESYNC", b"IMAP4rev2", b"UTF8=ACCEPT", b"X"]), max_size=3),
-        b"ID": st.sampled_from([[b"NIL"], [b'("name" "x")'], [b'("a" NIL "b" {1}\r\nc)'], [b"("], [b'("a")']]).map(list),
+        b"ENABLE": st.lists(
+            st.sampled_from([b"CONDSTORE", b"QRESYNC", b"IMAP4rev2", b"UTF8=ACCEPT", b"X"]),
+            max_size=3,
+        ),
+        b"ID": st.sampled_from(
+            [[b"NIL"], [b'("name" "x")'], [b'("a" NIL "b" {1}\r\nc)'], [b"("], [b'("a")']]
+        ).map(list),
         b"COMPRESS": st.sampled_from([[b"DEFLATE"], [b"X"], []]),
         b"GETQUOTAROOT": st.lists(MAILBOXES, max_size=1),
         b"SETQUOTA": st.just([b'""', b"(STORAGE 1)"]),
     }
     if command == b"UID":
-        sub = draw(st.sampled_from([b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE", b"EXPUNGE", b"SORT", b"THREAD", b"X"]))
+        sub = draw(
+            st.sampled_from(
+                [
+                    b"FETCH",
+                    b"STORE",
+                    b"SEARCH",
+                    b"COPY",
+                    b"MOVE",
+                    b"EXPUNGE",
+                    b"SORT",
+                    b"THREAD",
+                    b"X",
+                ]
+            )
+        )
         return [sub, *draw(imapArguments(sub))]
     strategy = shaped.get(command)
     if strategy is None or draw(st.integers(0, 4)) == 0:
         return draw(st.lists(generic, max_size=5))
-    return [draw(mutated(st.just(arg))) if draw(st.integers(0, 5)) == 0 else arg for arg in draw(strategy)]
+    return [
+        draw(mutated(st.just(arg))) if draw(st.integers(0, 5)) == 0 else arg
+        for arg in draw(strategy)
+    ]
 
 
 @st.composite
@@ -392,13 +545,19 @@ def imapLine(draw: st.DrawFn) -> bytes:
 
 
 def imapPrograms() -> st.SearchStrategy[list[bytes]]:
-    lines = st.lists(st.one_of(imapLine(), imapLine(), terminated(st.binary(max_size=60))), min_size=1, max_size=6)
+    lines = st.lists(
+        st.one_of(imapLine(), imapLine(), terminated(st.binary(max_size=60))),
+        min_size=1,
+        max_size=6,
+    )
     return program(lines)
 
 
 # SMTP and LMTP
 
-SMTP_VERBS = b"HELO EHLO LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split()
+SMTP_VERBS = (
+    b"HELO EHLO LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split()
+)
 ADDRESSES: Bytes = st.sampled_from(
     [
         b"alice@example.test",
@@ -484,7 +643,9 @@ def smtpLine(draw: st.DrawFn) -> bytes:
                 b"PLAIN a b c",
             ]
         ),
-        b"BDAT": st.tuples(NUMBERS, st.sampled_from([b"", b" LAST", b" last", b" X"])).map(b"".join),
+        b"BDAT": st.tuples(NUMBERS, st.sampled_from([b"", b" LAST", b" last", b" X"])).map(
+            b"".join
+        ),
         b"DATA": st.sampled_from([b"", b"x"]),
     }.get(verb.upper(), st.one_of(TEXT, ATOMS))
     spelled = verb.lower() if draw(st.integers(0, 5)) == 0 else verb
@@ -498,14 +659,28 @@ def messageData(draw: st.DrawFn) -> bytes:
     lines = draw(
         st.lists(
             st.one_of(
-                st.sampled_from([b"Subject: fuzz", b"From: alice@example.test", b"", b".", b"..x", b". ", b"x" * 1000]),
+                st.sampled_from(
+                    [
+                        b"Subject: fuzz",
+                        b"From: alice@example.test",
+                        b"",
+                        b".",
+                        b"..x",
+                        b". ",
+                        b"x" * 1000,
+                    ]
+                ),
                 mutated(TEXT),
             ),
             max_size=6,
         )
     )
     separator = draw(st.sampled_from([b"\r\n"] * 5 + [b"\n", b"\r"]))
-    end = draw(st.sampled_from([b"\r\n.\r\n"] * 3 + [b"\n.\n", b"\r\n.\n", b"\n.\r\n", b"", b"\r\n.\r\nNOOP\r\n"]))
+    end = draw(
+        st.sampled_from(
+            [b"\r\n.\r\n"] * 3 + [b"\n.\n", b"\r\n.\n", b"\n.\r\n", b"", b"\r\n.\r\nNOOP\r\n"]
+        )
+    )
     return separator.join(lines) + end
 
 
@@ -529,7 +704,16 @@ def pop3Line(draw: st.DrawFn) -> bytes:
     arguments = {
         b"USER": st.one_of(st.just(ALICE.encode()), ATOMS, st.just(b"a b")),
         b"PASS": st.one_of(st.just(PASSWORD.encode()), TEXT),
-        b"AUTH": st.sampled_from([b"", b"PLAIN", b"PLAIN " + b64(b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode()), b"PLAIN =", b"PLAIN !!", b"X"]),
+        b"AUTH": st.sampled_from(
+            [
+                b"",
+                b"PLAIN",
+                b"PLAIN " + b64(b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode()),
+                b"PLAIN =",
+                b"PLAIN !!",
+                b"X",
+            ]
+        ),
     }.get(verb.upper(), st.lists(NUMBERS, max_size=3).map(b" ".join))
     arg = draw(mutated(arguments)) if draw(st.integers(0, 6)) == 0 else draw(arguments)
     spelled = verb.lower() if draw(st.integers(0, 5)) == 0 else verb
@@ -537,7 +721,11 @@ def pop3Line(draw: st.DrawFn) -> bytes:
 
 
 def pop3Programs() -> st.SearchStrategy[list[bytes]]:
-    lines = st.lists(st.one_of(pop3Line(), pop3Line(), terminated(st.binary(max_size=60))), min_size=1, max_size=8)
+    lines = st.lists(
+        st.one_of(pop3Line(), pop3Line(), terminated(st.binary(max_size=60))),
+        min_size=1,
+        max_size=8,
+    )
     return program(lines)
 
 

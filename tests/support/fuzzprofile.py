@@ -24,7 +24,7 @@ SCALE = int(os.environ.get("FUZZ_SCALE", "10" if LONG else "1"))
 _EXAMPLES = os.environ.get("FUZZ_EXAMPLES")
 #: Inputs per test before L{fuzzSettings}' share: the long run's default
 #: takes some minutes per test on a two-core machine.
-EXAMPLES = int(_EXAMPLES) if _EXAMPLES else (20_000 if LONG else 100)
+EXAMPLES = int(_EXAMPLES) if _EXAMPLES else (20_000 if LONG else 60)
 DATABASE = Path(__file__).resolve().parents[2] / ".hypothesis" / "fuzz"
 
 

@@ -417,8 +417,8 @@ class SMTPSession(Session):
         return output.endswith(b"250 2.0.0 Ok\r\n")
 
     def goodbye(self, output: bytes) -> bool:
-        last = (self.before + output).rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1]
-        return last[:3] in (b"221", b"421")
+        said = self.before + output
+        return b"\r\n221 " in b"\r\n" + said or b"\r\n421 " in b"\r\n" + said
 
     def check(self, output: bytes) -> Transcript:
         return checkSMTP(output, HOSTNAME.encode(), self.paths())

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from twisted.cred.portal import Portal
+
 from support.realm import ALICE, BOB, RealmFixture, makeRealm
 from tmail.auth.checker import DirectoryChecker
-from tmail.imap.mutf7 import encodeName
 from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.imap.mutf7 import encodeName
 from tmail.realm.virtual import VirtualDomainRealm
-from twisted.cred.portal import Portal
 
 
 def nestedMultipart(depth: int, text: bytes = b"deep text") -> bytes:
@@ -63,8 +64,11 @@ ATTACHED = (
     b"From: c@example.test\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n"
     b"Content-Type: multipart/mixed; boundary=mix\r\n\r\n--mix\r\n"
     b"Content-Type: text/plain\r\n\r\nsee attached\r\n--mix\r\n"
-    b"Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename*=UTF-8''f%C3%A9.eml\r\n"
-    b"\r\n" + ALTERNATIVE + b"\r\n--mix\r\nContent-Type: application/octet-stream;\r\n name=x.bin\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"Content-Disposition: attachment; filename*=UTF-8''f%C3%A9.eml\r\n"
+    b"\r\n"
+    + ALTERNATIVE
+    + b"\r\n--mix\r\nContent-Type: application/octet-stream;\r\n name=x.bin\r\n"
     b"Content-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n--mix--\r\n"
 )
 EIGHT_BIT = b"From: \xc3\xa9@example.test\r\nSubject: \xff\xfe raw\r\n\r\nbody \x80\x81\r\n"
@@ -94,7 +98,9 @@ def scratchRoot() -> Path:
     return Path(tempfile.mkdtemp(prefix="tmail-fuzz-"))
 
 
-def deliver(fixture: RealmFixture, user: str, folder: str, message: bytes, flags: list[str]) -> None:
+def deliver(
+    fixture: RealmFixture, user: str, folder: str, message: bytes, flags: list[str]
+) -> None:
     target = fixture.realm.storeFor(user).getFolder(folder)
     pending = target.beginMessage(flags)
     pending.write(message)

@@ -18,7 +18,7 @@ HEADERS: Bytes = st.sampled_from(
     [
         b"Subject: hi",
         b"Subject: =?utf-8?q?caf=C3=A9?= =?bogus?x?y?=",
-        b"From: A <a@example.test>, (c) b@x, \"q\\\"d\" <c@y>",
+        b'From: A <a@example.test>, (c) b@x, "q\\"d" <c@y>',
         b"From: <>",
         b"From: undisclosed-recipients:;",
         b"To: group: a@b, c@d;",
@@ -55,14 +55,21 @@ TYPES: Bytes = st.sampled_from(
         b"message/delivery-status",
         b"text",
         b"/",
-        b"text/plain; charset=\"unterminated",
+        b'text/plain; charset="unterminated',
         b"TEXT/PLAIN; CHARSET=ISO-8859-1; FORMAT=flowed; DELSP=yes",
     ]
 )
 BODIES: Bytes = st.one_of(
     TEXT,
     st.sampled_from(
-        [b"SGVsbG8=", b"=C3=A9=\r\nsoft", b"!!!not base64", b"=XX=", b"line\r\n.dot\r\n", b"\x00\x01"]
+        [
+            b"SGVsbG8=",
+            b"=C3=A9=\r\nsoft",
+            b"!!!not base64",
+            b"=XX=",
+            b"line\r\n.dot\r\n",
+            b"\x00\x01",
+        ]
     ),
     mutated(st.just(b"body text")),
 )
@@ -76,7 +83,9 @@ def header(draw: st.DrawFn, contentType: bytes) -> bytes:
     encoding = draw(ENCODINGS)
     if encoding:
         lines.append(b"Content-Transfer-Encoding: " + encoding)
-    return b"".join(line + b"\r\n" for line in lines) + draw(st.sampled_from([b"\r\n"] * 5 + [b"", b"\n"]))
+    return b"".join(line + b"\r\n" for line in lines) + draw(
+        st.sampled_from([b"\r\n"] * 5 + [b"", b"\n"])
+    )
 
 
 def leaf() -> Bytes:
@@ -93,8 +102,18 @@ def multipart(children: st.SearchStrategy[list[bytes]]) -> Bytes:
         parts = draw(children)
         body = draw(st.sampled_from([b"", b"preamble\r\n"]))
         for part in parts:
-            body += b"--" + name + draw(st.sampled_from([b"\r\n"] * 4 + [b"\n", b" \r\n", b""])) + part + b"\r\n"
-        body += draw(st.sampled_from([b"--" + name + b"--\r\n", b"", b"--" + name + b"--", b"--" + name + b"\r\n"]))
+            body += (
+                b"--"
+                + name
+                + draw(st.sampled_from([b"\r\n"] * 4 + [b"\n", b" \r\n", b""]))
+                + part
+                + b"\r\n"
+            )
+        body += draw(
+            st.sampled_from(
+                [b"--" + name + b"--\r\n", b"", b"--" + name + b"--", b"--" + name + b"\r\n"]
+            )
+        )
         return head + body
 
     return build()
@@ -131,7 +150,9 @@ def deepMessage(draw: st.DrawFn) -> bytes:
     return b"Subject: nested\r\n" + head + b"\r\ndeep text" + tail
 
 
-allMessages: Bytes = st.one_of(mimeMessages, deepMessage(), st.binary(max_size=300), mutated(mimeMessages))
+allMessages: Bytes = st.one_of(
+    mimeMessages, deepMessage(), st.binary(max_size=300), mutated(mimeMessages)
+)
 PATHS = st.lists(st.integers(-1, 4), max_size=6).map(tuple)
 KINDS = st.sampled_from(["", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"])
 FIELDS = st.lists(st.sampled_from([b"FROM", b"SUBJECT", b"CONTENT-TYPE", b"X", b""]), max_size=3)

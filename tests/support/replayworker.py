@@ -12,13 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.budget import Budget  # noqa: E402
-from support.fuzzing import replay  # noqa: E402
-from support.mailworld import MailWorld, scratchRoot  # noqa: E402
+from support.budget import Budget
+from support.fuzzing import replay
+from support.mailworld import MailWorld, scratchRoot
 
 
 def main() -> int:
-    kind, state, chunks, seconds, memory = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
+    kind, state, chunks, seconds, memory = pickle.loads(sys.stdin.buffer.read())
     world = MailWorld(scratchRoot())
     sys.stdout.write("ready\n")
     sys.stdout.flush()

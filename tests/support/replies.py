@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 # clients stored and may say anything.
 _REPR = re.compile(rb"""(?:^|[\s(\[:=,])b['"]|bytearray\(|object at 0x|<(?:tmail|twisted)\.""")
 _TRACEBACK = re.compile(rb'Traceback|File "|line \d+, in ')
-_PATH = re.compile(rb"(?:^|[\s\[(\"'=])/(?:tmp|dev/shm|home|root|usr|var|work|proc)/|site-packages|\w\.py\b")
+_PATH = re.compile(
+    rb"(?:^|[\s\[(\"'=])/(?:tmp|dev/shm|home|root|usr|var|work|proc)/|site-packages|\w\.py\b"
+)
 _CAMEL = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+\Z")
 _MODULES = ("builtins", "tmail", "twisted", "email", "zlib", "binascii", "zope", "OpenSSL", "ssl")
 
@@ -97,7 +99,11 @@ def checkSMTP(output: bytes, hostname: bytes, extraPaths: Iterable[bytes] = ()) 
         t.add(lines[-1], "output ends inside a line")
     group: list[tuple[bytes, bytes]] = []
     first = True
+    goodbye: bytes | None = None
     for line in lines[:-1]:
+        if goodbye is not None:
+            t.add(line, f"reply after the goodbye {goodbye[:40]!r}")
+            goodbye = None
         match = _SMTP_LINE.match(line)
         if match is None:
             t.add(line, "not an SMTP reply line")
@@ -110,9 +116,7 @@ def checkSMTP(output: bytes, hostname: bytes, extraPaths: Iterable[bytes] = ()) 
         if separator == b"-":
             continue
         exempt = (
-            first
-            or code[:1] == b"3"
-            or (code == b"250" and group[0][1].split(b" ")[0] == hostname)
+            first or code[:1] == b"3" or (code == b"250" and group[0][1].split(b" ")[0] == hostname)
         )
         first = False
         for code_, text_ in group:
@@ -129,6 +133,8 @@ def checkSMTP(output: bytes, hostname: bytes, extraPaths: Iterable[bytes] = ()) 
                 t.add(code_ + b" " + text_, "enhanced status code of another class")
         t.last = line
         group = []
+        if code in (b"221", b"421"):
+            goodbye = line
     if group:
         t.add(group[-1][1], "multi-line reply never ended")
     return t
