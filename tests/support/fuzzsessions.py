@@ -273,19 +273,37 @@ class IMAPSession(Session):
             self.command(b"i IDLE")
         elif state == "compress":
             self.command(b"c COMPRESS DEFLATE")
-            self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
-            self._inflate = zlib.decompressobj(-15)
+            assert self._deflate is not None
+            self.compressedByInput = False
 
     def write(self, data: bytes) -> None:
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         super().write(data)
 
+    #: The fuzzed input itself turned COMPRESS on.
+    compressedByInput = False
+
     def take(self) -> bytes:
         data = super().take()
         if self._inflate is not None:
-            data = self._inflate.decompress(data)
-        return data
+            return bytes(self._inflate.decompress(data))
+        if self.protocol.transport is self.transport:
+            return data
+        # The input sent COMPRESS: what follows its answer is deflated, and
+        # the recovery and the NOOP are to be too.
+        marker = b" OK DEFLATE active\r\n"
+        end = data.find(marker)
+        if end < 0:
+            return data
+        end += len(marker)
+        self.compressedByInput = True
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+        try:
+            return data[:end] + self._inflate.decompress(data[end:])
+        except zlib.error:
+            return data[:end]
 
     def recover(self) -> bool:
         server = self.protocol
@@ -316,7 +334,11 @@ class IMAPSession(Session):
         return b"\r\nzzNOOP OK" in b"\r\n" + output
 
     def goodbye(self, output: bytes) -> bool:
-        return b"* BYE" in self.before + output
+        """
+        C{* BYE}; or, after the input turned COMPRESS on and went on in the
+        clear, a closed connection: there is no stream left to say it on.
+        """
+        return b"* BYE" in self.before + output or self.compressedByInput
 
     def check(self, output: bytes) -> Transcript:
         return checkIMAP(output, self.paths())
