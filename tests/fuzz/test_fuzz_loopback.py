@@ -100,6 +100,7 @@ def exchange(
     probe: bytes,
     answered: Callable[[bytes], bool],
     check: Callable[[bytes], Transcript],
+    goodbye: Callable[[bytes], bool],
 ) -> None:
     budget = Budget()
     before = server.process.memory_info().rss
@@ -110,17 +111,22 @@ def exchange(
     )
     output = b""
     began = time.monotonic()
+    closed = False
     with sock:
-        sock.sendall(setup)
-        for chunk in chunks:
-            sock.sendall(chunk)
-        sock.sendall(b"\r\n" + probe)
+        try:
+            for data in (setup, *chunks, b"\r\n" + probe):
+                sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
         try:
             while not answered(output):
                 data = sock.recv(65536)
                 if not data:
+                    closed = True
                     break
                 output += data
+        except ConnectionResetError:
+            closed = True
         except TimeoutError:
             raise AssertionError(
                 f"{service}: no answer to {probe!r} within {budget.seconds} s after"
@@ -128,9 +134,10 @@ def exchange(
             ) from None
     spent = time.monotonic() - began
     grown = server.process.memory_info().rss - before
-    problems = check(output).problems
-    if not answered(output) and not problems:
-        problems.append("closed without answering the NOOP")
+    transcript = check(output)
+    problems = transcript.problems
+    if not answered(output) and not (closed and goodbye(transcript.last)):
+        problems.append(f"closed without answering the NOOP or saying goodbye: {output[-300:]!r}")
     log = server.newLog()
     if "Traceback" in log:
         problems.append("the server logged a traceback:\n" + log[-3000:])
@@ -156,6 +163,7 @@ def test_imap_over_loopback_within_budget(server: Server, chunks: list[bytes]) -
         b"zzNOOP NOOP\r\n",
         lambda out: b"\r\nzzNOOP " in b"\r\n" + out,
         lambda out: checkIMAP(out),
+        lambda last: last.startswith(b"* BYE"),
     )
 
 
@@ -170,6 +178,7 @@ def test_smtp_over_loopback_within_budget(server: Server, chunks: list[bytes]) -
         b"NOOP\r\n",
         lambda out: out.endswith(b"250 2.0.0 Ok\r\n") or b"\r\n421 " in out,
         lambda out: checkSMTP(out, b"mail.example.test"),
+        lambda last: last[:3] in (b"221", b"421"),
     )
 
 
@@ -184,4 +193,5 @@ def test_pop3_over_loopback_within_budget(server: Server, chunks: list[bytes]) -
         b"NOOP\r\n",
         lambda out: out.endswith(b"+OK\r\n"),
         lambda out: checkPOP3(out),
+        lambda last: last.startswith((b"+OK", b"-ERR")),
     )
