@@ -15,7 +15,7 @@ from support.pending import xfailWhilePending
 #: Generous for any machine: the defects took tens of seconds or more.
 BUDGET = Budget(seconds=3.0)
 #: For inputs run in a process of their own, killed at twice this.
-ALONE = Budget(seconds=2.0)
+ALONE = Budget(seconds=1.5)
 
 
 def rfc822Chain(depth: int) -> bytes:

@@ -15,10 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support.budget import Budget
 from support.fuzzing import replay
 from support.mailworld import MailWorld, scratchRoot
+from tmail.directory.passwords import cheapHasher, setHasher
 
 
 def main() -> int:
     kind, state, chunks, seconds, memory = pickle.loads(sys.stdin.buffer.read())
+    setHasher(cheapHasher())
     world = MailWorld(scratchRoot())
     sys.stdout.write("ready\n")
     sys.stdout.flush()
