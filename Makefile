@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG := var/tmail.toml
 
-.PHONY: run test lint typecheck clean bench bench-quick
+.PHONY: run test lint typecheck clean bench bench-quick fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Long fuzzing run (tests/fuzz with random, many and long inputs; see README "Fuzzing").
+# FUZZ_EXAMPLES=n inputs per test (default 20000), FUZZ_SCALE=n how long inputs grow.
+fuzz: $(STAMP)
+	FUZZ_PROFILE=long $(BIN)/python -m pytest -q -m "" tests/fuzz
 
 # The benchmark harness has its own environment with its peers (aiosmtpd, pymap).
 BENCH_VENV := benchmarks/.venv

@@ -1,0 +1,529 @@
+"""
+Fairness under attack: one real C{twistd -n tmail} process serving IMAP and
+SMTP on loopback, a hostile client (in a thread, from its own loopback
+address) sending one of the inputs that used to stall the server, and a
+victim that meanwhile measures how long the server takes to answer it:
+the round trip of an IMAP NOOP on a session opened beforehand, and every
+step of a whole SMTP delivery on the MX port (connect and greeting, EHLO,
+MAIL, RCPT, DATA, the message, up to its C{250}).
+
+Every answer must come within L{LIMIT} (100 ms) plus L{SLACK}
+(C{FAIRNESS_SLACK} seconds, 0 unless set: for a machine too noisy to hold
+100 ms even with nobody attacking).  A probe that gets no answer within
+L{PROBE_TIMEOUT} ends the measurement: the server is stalled, and it is
+started afresh for the next test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support.mailworld import nestedMultipart
+from support.process import TmailServer
+
+#: How quickly the victim must be answered, whatever the attacker does.
+LIMIT = 0.1
+SLACK = float(os.environ.get("FAIRNESS_SLACK", "0"))
+#: How long a probe waits before calling the server stalled.
+PROBE_TIMEOUT = 1.0
+#: How long the victim keeps probing once the attack has begun, at least
+#: and (while the attacker is still busy) at most.
+WINDOW = 0.5
+MAX_WINDOW = 2.0
+
+DOMAIN = "example.test"
+VICTIM = f"alice@{DOMAIN}"
+ATTACKER = f"bob@{DOMAIN}"
+PASSWORD = "fairness password"
+#: Messages in the attacker's INBOX, for the commands that walk a folder.
+FOLDER_SIZE = 3000
+DEEP_FOLDER = "Deep"
+#: Copies of each deeply nested message in it.
+DEEP_COPIES = 10
+
+_sources = itertools.count(2)
+
+
+def attackerAddress() -> str:
+    """A loopback address of its own for each attack, so throttles and bans stay with it."""
+    n = next(_sources)
+    return f"127.0.{n // 250}.{n % 250 + 2}"
+
+
+def rfc822Chain(depth: int) -> bytes:
+    """A message inside a message, C{depth} times."""
+    message = b"Subject: in\r\n\r\ndeep text\r\n"
+    for level in range(depth):
+        message = b"Subject: l%d\r\nContent-Type: message/rfc822\r\n\r\n" % level + message
+    return message
+
+
+def _seed(maildir: Path) -> None:
+    """Write the attacker's mail as a delivery agent would, before the server starts."""
+    past = time.time() - 3600
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    for n in range(FOLDER_SIZE):
+        body = (
+            f"From: sender{n % 50}@remote.example\r\nTo: {ATTACKER}\r\n"
+            f"Subject: report {n % 97} about things\r\nMessage-ID: <{n}@remote.example>\r\n"
+            f"References: <{n // 3}@remote.example>\r\n"
+            f"Date: Mon, {1 + n % 28} Feb 2022 10:00:00 +0000\r\n\r\n"
+            + "lorem ipsum dolor sit amet consectetur adipiscing elit\r\n"
+            * 20
+        ).encode()
+        name = f"{1_600_000_000 + n}.M{n}P1Q1.seed,S={len(body)}:2,S"
+        path = maildir / "cur" / name
+        path.write_bytes(body)
+        os.utime(path, (past, past))
+    deep = maildir / f".{DEEP_FOLDER}"
+    for sub in ("cur", "new", "tmp"):
+        (deep / sub).mkdir(parents=True, exist_ok=True)
+    (deep / "maildirfolder").touch()
+    deepest = (rfc822Chain(1000), nestedMultipart(1000)) * DEEP_COPIES
+    for n, message in enumerate(deepest):
+        (deep / "cur" / f"{1_600_000_000 + n}.M{n}P2Q1.seed,S={len(message)}:2,").write_bytes(
+            message
+        )
+    for folder in (maildir, deep):
+        for sub in ("cur", "new", "tmp"):
+            os.utime(folder / sub, (past, past))
+
+
+@dataclass
+class FairnessServer:
+    """The server under test, started once and again whenever an attack stalled it."""
+
+    folder: Path
+    server: TmailServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = TmailServer(self.folder)
+        self.server.write()
+        self.server.addUser(VICTIM, PASSWORD)
+        self.server.addUser(ATTACKER, PASSWORD)
+        _seed(self.folder / "data" / "mail" / DOMAIN / "bob")
+        self.server.start()
+        self.warm()
+
+    @property
+    def imapPort(self) -> int:
+        return self.server.ports["imap"]
+
+    @property
+    def smtpPort(self) -> int:
+        return self.server.ports["smtp"]
+
+    def warm(self) -> None:
+        """Index the attacker's folders now, so no attack pays for the first look."""
+        with IMAPClient(self.imapPort, "127.0.0.1", timeout=60) as imap:
+            imap.login(ATTACKER)
+            imap.command(b"SELECT INBOX")
+            imap.command(b"SELECT " + DEEP_FOLDER.encode())
+
+    def healthy(self) -> bool:
+        try:
+            with IMAPClient(self.imapPort, "127.0.0.1", timeout=1.0) as imap:
+                imap.command(b"NOOP")
+        except OSError:
+            return False
+        return True
+
+    def restart(self) -> None:
+        process = self.server.process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self.server.process = None
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class IMAPClient:
+    """A blocking IMAP client over a raw socket: exact bytes, exact timing."""
+
+    def __init__(self, port: int, source: str, timeout: float = PROBE_TIMEOUT) -> None:
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
+        )
+        self.buffer = b""
+        self.tags = (b"v%d" % n for n in itertools.count())
+        self.readLine()
+
+    def __enter__(self) -> IMAPClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def readLine(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def command(self, line: bytes) -> bytes:
+        """Send one tagged command; return its tagged response (literals are not expected)."""
+        tag = next(self.tags)
+        self.sock.sendall(tag + b" " + line + b"\r\n")
+        while True:
+            response = self.readLine()
+            if response.startswith(tag + b" "):
+                return response
+
+    def login(self, user: str) -> None:
+        reply = self.command(b"LOGIN " + user.encode() + b' "' + PASSWORD.encode() + b'"')
+        assert b" OK" in reply, reply
+
+
+@dataclass
+class Probe:
+    what: str
+    seconds: float
+
+
+@dataclass
+class Victim:
+    """An IMAP session of the victim, and SMTP deliveries to it, timed."""
+
+    server: FairnessServer
+    probes: list[Probe] = field(default_factory=list)
+    stalled: str | None = None
+
+    def __post_init__(self) -> None:
+        self.imap = IMAPClient(self.server.imapPort, "127.0.0.1", timeout=30)
+        self.imap.login(VICTIM)
+        self.imap.command(b"SELECT INBOX")
+        self.imap.sock.settimeout(PROBE_TIMEOUT)
+
+    def timed(self, what: str, step: Callable[[], object]) -> None:
+        began = time.perf_counter()
+        try:
+            step()
+        except OSError as e:
+            self.stalled = f"{what}: {type(e).__name__} after {time.perf_counter() - began:.1f} s"
+            raise
+        self.probes.append(Probe(what, time.perf_counter() - began))
+
+    def noop(self) -> None:
+        self.timed("IMAP NOOP", lambda: self.imap.command(b"NOOP"))
+
+    def delivery(self) -> None:
+        """One whole SMTP transaction to the victim on the MX port, each step timed."""
+        sock: socket.socket | None = None
+        buffer = b""
+
+        def reply() -> bytes:
+            nonlocal buffer
+            assert sock is not None
+            while True:
+                end = buffer.find(b"\r\n")
+                if end >= 0:
+                    line, buffer = buffer[:end], buffer[end + 2 :]
+                    if line[3:4] != b"-":
+                        return line
+                    continue
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                buffer += data
+
+        def step(line: bytes, expect: bytes) -> Callable[[], object]:
+            def run() -> None:
+                assert sock is not None
+                sock.sendall(line)
+                answer = reply()
+                assert answer.startswith(expect), (line, answer)
+
+            return run
+
+        def connect() -> None:
+            nonlocal sock
+            sock = socket.create_connection(
+                ("127.0.0.1", self.server.smtpPort), timeout=PROBE_TIMEOUT
+            )
+            assert reply().startswith(b"220")
+
+        try:
+            self.timed("SMTP connect and greeting", connect)
+            self.timed("SMTP EHLO", step(b"EHLO victim.example\r\n", b"250"))
+            self.timed("SMTP MAIL", step(b"MAIL FROM:<friend@remote.example>\r\n", b"250"))
+            self.timed("SMTP RCPT", step(b"RCPT TO:<" + VICTIM.encode() + b">\r\n", b"250"))
+            self.timed("SMTP DATA", step(b"DATA\r\n", b"354"))
+            message = b"Subject: still there?\r\n\r\n" + b"hello\r\n" * 20 + b".\r\n"
+            self.timed("SMTP message until 250", step(message, b"250"))
+            self.timed("SMTP QUIT", step(b"QUIT\r\n", b"221"))
+        finally:
+            if sock is not None:
+                sock.close()
+
+    def probeWhile(self, attack: Attack) -> None:
+        """Probe from the moment the attack begins until the window closes."""
+        if not attack.begun.wait(30):
+            raise AssertionError(f"the attack never began: {attack.error}")
+        began = time.monotonic()
+        for n in itertools.count():
+            elapsed = time.monotonic() - began
+            if elapsed > MAX_WINDOW or (elapsed > WINDOW and attack.finished.is_set()):
+                return
+            try:
+                if n % 4 == 3:
+                    self.delivery()
+                else:
+                    self.noop()
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.imap.close()
+
+    def verdict(self, attack: str) -> str | None:
+        """Why the victim was not served fairly, if it was not."""
+        limit = LIMIT + SLACK
+        if self.stalled is not None:
+            return f"while {attack} ran, the victim got no answer: {self.stalled}"
+        slow = sorted((p for p in self.probes if p.seconds > limit), key=lambda p: -p.seconds)
+        if not slow:
+            return None
+        worst = ", ".join(f"{p.what} {p.seconds * 1000:.0f} ms" for p in slow[:5])
+        return (
+            f"while {attack} ran, {len(slow)} of {len(self.probes)} answers to the victim took"
+            f" longer than {limit * 1000:.0f} ms: {worst}"
+        )
+
+
+@dataclass
+class Attack:
+    """A hostile client running in a thread; C{begun} is set when the hostile input starts."""
+
+    run: Callable[[Attack], None]
+    server: FairnessServer
+    source: str = field(default_factory=attackerAddress)
+    begun: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    sockets: list[socket.socket] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def connect(self, port: int) -> socket.socket:
+        sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=30, source_address=(self.source, 0)
+        )
+        self.sockets.append(sock)
+        return sock
+
+    def imap(self, user: str | None = ATTACKER, select: str | None = None) -> IMAPClient:
+        client = IMAPClient(self.server.imapPort, self.source, timeout=30)
+        self.sockets.append(client.sock)
+        if user is not None:
+            client.login(user)
+        if select is not None:
+            client.command(b"SELECT " + select.encode())
+        return client
+
+    def start(self) -> threading.Thread:
+        def main() -> None:
+            try:
+                self.run(self)
+            except (OSError, AssertionError) as e:
+                self.error = e
+            finally:
+                self.begun.set()
+                self.finished.set()
+
+        thread = threading.Thread(target=main, daemon=True)
+        thread.start()
+        return thread
+
+    def end(self, thread: threading.Thread) -> None:
+        self.stop.set()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        thread.join(5)
+
+
+def sendAndWait(client: IMAPClient, attack: Attack, data: bytes, tag: bytes) -> None:
+    """Send C{data}, mark the attack begun, and read until C{tag}'s answer (or the end)."""
+    client.sock.sendall(data)
+    attack.begun.set()
+    client.sock.settimeout(MAX_WINDOW + PROBE_TIMEOUT)
+    while not attack.stop.is_set():
+        if client.readLine().startswith(tag + b" "):
+            return
+
+
+# The hostile inputs, each as the attacker sends it.
+
+
+def listWildcards(attack: Attack) -> None:
+    client = attack.imap()
+    sendAndWait(client, attack, b'h LIST "" "' + b"*%" * 25 + b'Z"\r\n', b"h")
+
+
+def fetchSequenceSet(attack: Attack) -> None:
+    client = attack.imap(select="INBOX")
+    sequence = b",".join(b"%d" % n for n in range(1, 20000, 2))
+    sendAndWait(client, attack, b"h FETCH " + sequence + b" FLAGS\r\n", b"h")
+
+
+def compressFlood(attack: Attack) -> None:
+    """Megabytes of command lines behind a pending command, in a few KB of deflate."""
+    client = attack.imap(select="INBOX")
+    reply = client.command(b"COMPRESS DEFLATE")
+    assert b" OK" in reply, reply
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    flood = b"h1 SEARCH TEXT nowhere\r\n" + b"h2 NOOP\r\n" * (2 * 1024 * 1024 // 9)
+    data = deflater.compress(flood) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    client.sock.sendall(data)
+    attack.begun.set()
+    client.sock.settimeout(MAX_WINDOW + PROBE_TIMEOUT)
+    while not attack.stop.is_set() and client.sock.recv(65536):
+        pass
+
+
+def searchLiterals(attack: Attack) -> None:
+    client = attack.imap(select="INBOX")
+    literal = b" TEXT {60000+}\r\n" + b"x" * 60000
+    client.sock.sendall(b"h SEARCH")
+    attack.begun.set()
+    for _ in range(1500):
+        if attack.stop.is_set():
+            return
+        client.sock.sendall(literal)
+    sendAndWait(client, attack, b"\r\n", b"h")
+
+
+def parallelLogins(attack: Attack) -> None:
+    clients = [attack.imap(user=None) for _ in range(45)]
+    for client in clients:
+        client.sock.sendall(b"h LOGIN " + ATTACKER.encode() + b" wrong-password\r\n")
+    attack.begun.set()
+    for client in clients:
+        client.sock.settimeout(MAX_WINDOW + PROBE_TIMEOUT)
+        try:
+            while not attack.stop.is_set() and not client.readLine().startswith(b"h "):
+                pass
+        except (OSError, ConnectionError):
+            pass
+
+
+def search(criteria: bytes, folder: str = "INBOX") -> Callable[[Attack], None]:
+    def run(attack: Attack) -> None:
+        client = attack.imap(select=folder)
+        sendAndWait(client, attack, b"h " + criteria + b"\r\n", b"h")
+
+    return run
+
+
+def deepMime(attack: Attack) -> None:
+    client = attack.imap(select=DEEP_FOLDER)
+    sendAndWait(
+        client,
+        attack,
+        b"h1 SEARCH TEXT deep\r\nh2 FETCH 1:* (BODYSTRUCTURE BODY.PEEK[1.1.1])\r\n"
+        b"h3 SEARCH BODY text\r\n",
+        b"h3",
+    )
+
+
+def smtpSlowloris(attack: Attack) -> None:
+    """Twenty SMTP sessions that send one byte at a time, never finishing a line."""
+    socks = [attack.connect(attack.server.smtpPort) for _ in range(20)]
+    attack.begun.set()
+    deadline = time.monotonic() + MAX_WINDOW
+    for byte in itertools.cycle(b"EHLO slow.example"):
+        if attack.stop.is_set() or time.monotonic() > deadline:
+            return
+        for sock in socks:
+            sock.sendall(bytes([byte]))
+        time.sleep(0.05)
+
+
+def earlyTalker(attack: Attack) -> None:
+    """A whole transaction written before the greeting, pipelined without PIPELINING."""
+    script = (
+        b"HELO early.example\r\nMAIL FROM:<spam@remote.example>\r\nRCPT TO:<"
+        + VICTIM.encode()
+        + b">\r\nDATA\r\nSubject: spam\r\n\r\nspam\r\n.\r\nQUIT\r\n"
+    )
+    attack.begun.set()
+    deadline = time.monotonic() + MAX_WINDOW
+    while not attack.stop.is_set() and time.monotonic() < deadline:
+        sock = attack.connect(attack.server.smtpPort)
+        sock.sendall(script)
+        sock.settimeout(PROBE_TIMEOUT)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+ATTACKS: dict[str, Callable[[Attack], None]] = {
+    "list-25-wildcard-pairs": listWildcards,
+    "fetch-54kb-sequence-set": fetchSequenceSet,
+    "compress-deflate-flood": compressFlood,
+    "search-1500-large-literals": searchLiterals,
+    "45-parallel-wrong-logins": parallelLogins,
+    "search-2000-nots": search(b"SEARCH " + b"NOT " * 2000 + b"ALL"),
+    "search-500-nested-parentheses": search(b"SEARCH " + b"(" * 500 + b"ALL" + b")" * 500),
+    "search-3000-ors": search(b"SEARCH " + b"OR ALL " * 3000 + b"ALL"),
+    "deeply-nested-mime-searched-and-fetched": deepMime,
+    "smtp-slowloris": smtpSlowloris,
+    "smtp-early-talker": earlyTalker,
+    "search-text-large-folder": search(b"SEARCH TEXT needle-not-there"),
+    "sort-large-folder": search(b"SORT (REVERSE SUBJECT FROM) UTF-8 TEXT lorem"),
+    "thread-large-folder": search(b"THREAD REFERENCES UTF-8 TEXT lorem"),
+}
+
+
+def underAttack(server: FairnessServer, name: str) -> str | None:
+    """
+    Run the attack C{name} while the victim probes; return what went wrong,
+    if anything.  A server that did not serve the victim fairly may still be
+    busy with the attack: it is started afresh.
+    """
+    victim = Victim(server)
+    attack = Attack(ATTACKS[name], server)
+    thread = attack.start()
+    try:
+        victim.probeWhile(attack)
+    finally:
+        attack.end(thread)
+        victim.close()
+    verdict = victim.verdict(name)
+    if verdict is not None or attack.error is not None:
+        server.restart()
+    return verdict
+
+
+def quietLatencies(server: FairnessServer, rounds: int = 5) -> Iterator[Probe]:
+    """The victim's answers with nobody attacking: what the machine itself allows."""
+    victim = Victim(server)
+    try:
+        for _ in range(rounds):
+            victim.noop()
+            victim.delivery()
+    finally:
+        victim.close()
+    return iter(victim.probes)
