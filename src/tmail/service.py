@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.internet.interfaces import IProtocolFactory, IReactorFromThreads, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
@@ -25,6 +25,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from tmail.auth.checker import DirectoryChecker
 from tmail.auth.throttle import AuthThrottle
+from tmail.auth.workers import CheckerThreads
 from tmail.config.endpoints import escapeEndpointValue, isTLSShorthand, parseTLSShorthand
 from tmail.config.loader import loadSettings
 from tmail.config.schema import PolicySettings, Settings, SMTPSettings, SubmissionSettings
@@ -188,9 +189,9 @@ def makeService(
     @param realm: a realm to use instead of the configured backend (for
         integrators who build their own).
     """
-    if clock is None:
-        from twisted.internet import reactor
+    from twisted.internet import reactor
 
+    if clock is None:
         clock = reactor
     directory: IUserDirectory = PasswdFileDirectory(settings.data_dir)
     if realm is None:
@@ -198,7 +199,8 @@ def makeService(
     else:
         directory = realm.directory
     defaultDomain = realm.domain if isinstance(realm, MaildirRealm) else None
-    portal = Portal(realm, [DirectoryChecker(directory, defaultDomain)])
+    checkerThreads = CheckerThreads(cast(IReactorFromThreads, reactor), settings.auth.check_threads)
+    portal = Portal(realm, [DirectoryChecker(directory, defaultDomain, checkerThreads.run)])
     throttle = AuthThrottle(settings.auth, clock)
     tls = serverContextFactory(settings.tls) if settings.tls else None
     queue = QueueStore(queueDirectory(settings.data_dir))
@@ -210,6 +212,7 @@ def makeService(
         local=LocalTransport(realm, settings.hostname, outbox),
     )
     top = TmailService(settings, directory, realm, portal, outbox, runner)
+    checkerThreads.setServiceParent(top)  # type: ignore[no-untyped-call]
 
     factories: list[tuple[str, tuple[str, ...], Any]] = []
     policies: dict[str, ISMTPPolicy] = {}

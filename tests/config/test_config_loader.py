@@ -44,6 +44,7 @@ failure_delay = 1
 max_failure_delay = 8.5
 max_failures = 5
 failure_window = 60
+check_threads = 4
 
 [tls]
 certificate = "cert.pem"
@@ -113,7 +114,7 @@ def test_full_file_sets_every_field(folder: Path) -> None:
     assert s.data_dir == folder / "var" / "data"
     assert s.log_format == "json"
     assert s.realm == RealmSettings("maildir", "example.com", Path("/srv/mail"))
-    assert s.auth == AuthSettings(1.0, 8.5, 5, 60.0)
+    assert s.auth == AuthSettings(1.0, 8.5, 5, 60.0, 4)
     assert s.tls == TLSSettings(folder / "cert.pem", folder / "key.pem")
     assert s.smtp == SMTPSettings(("tcp:25",), 10 * MiB, 50, 1000, 5, 120.0, 3)
     assert s.submission == SubmissionSettings(("tcp:587", "tls:465:interface=127.0.0.1"))
@@ -197,6 +198,7 @@ ERRORS = [
         "expected a number, got boolean false",
     ),
     ("[auth]\nfailure_delay = -0.5\n", "auth.failure_delay", "must not be negative"),
+    ("[auth]\ncheck_threads = 0\n", "auth.check_threads", "must be positive"),
     (
         "[auth]\nfailure_delay = 20\n",
         "auth.max_failure_delay",

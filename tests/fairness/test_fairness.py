@@ -21,20 +21,7 @@ from support.fairness import ATTACKS, LIMIT, SLACK, FairnessServer, quietLatenci
 pytestmark = pytest.mark.e2e
 
 #: The attacks that still stall the server, and why.
-PENDING = {
-    "list-25-wildcard-pairs": "LIST patterns backtrack exponentially in the reactor thread",
-    "fetch-54kb-sequence-set": "sequence sets parse in quadratic time in the reactor thread",
-    "compress-deflate-flood": "COMPRESS=DEFLATE input is inflated and buffered without limit",
-    "search-1500-large-literals": "the literals of one command have no total size limit",
-    "45-parallel-wrong-logins": (
-        "max_failures is bypassed by parallel logins, and their password checks fill the"
-        " worker threads deliveries need"
-    ),
-    "deeply-nested-mime-searched-and-fetched": "MIME parsing of deep nesting runs in the reactor",
-    "search-text-large-folder": "SEARCH of a large folder runs in the reactor thread",
-    "sort-large-folder": "SORT of a large folder runs in the reactor thread",
-    "thread-large-folder": "THREAD of a large folder runs in the reactor thread",
-}
+PENDING: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

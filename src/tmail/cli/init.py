@@ -56,6 +56,7 @@ backend = "virtual"               # or "maildir" with domain = "...", or "packag
 # max_failure_delay = {_auth.max_failure_delay}
 # max_failures = {_auth.max_failures}
 # failure_window = {_auth.failure_window}
+# check_threads = {_auth.check_threads}    # password checks hashing at once
 
 # Every user's default quota; "tmail quota set" overrides it per user.
 # [quota]

@@ -54,12 +54,17 @@ class AuthSettings:
     C{failure_window} seconds further attempts are refused until the window
     passes.  Checks still running count as failures until they succeed, so
     parallel connections get no more guesses than one.
+
+    @ivar check_threads: password checks hashing at once, in threads of
+        their own (more wait their turn): a burst of logins neither takes
+        every core from the sessions nor the threads deliveries fsync in.
     """
 
     failure_delay: float = 2.0
     max_failure_delay: float = 15.0
     max_failures: int = 10
     failure_window: float = 300.0
+    check_threads: int = 2
 
 
 @dataclass(frozen=True)
