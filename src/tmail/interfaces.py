@@ -431,3 +431,17 @@ class IForwardingRealm(IMailRealm):
         Where mail to C{address} goes, after C{+tag} removal and alias
         expansion.  Raises as C{resolveRecipient} does.
         """
+
+
+class IFreeSpace(Interface):
+    """
+    Optional for a realm or a queue that keeps mail on a file system: how
+    much room is left there, so that SMTP can refuse a message at C{MAIL}
+    rather than after its content.
+    """
+
+    def freeSpace() -> int:
+        """
+        The bytes that may still be written where mail is kept.  Blocks
+        briefly on the file system: call it from a thread.
+        """

@@ -157,7 +157,7 @@ def makeFactory(
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{f"alice@{DOMAIN}": PASSWORD})
     factory = SMTPFactory(
         realm,  # type: ignore[arg-type]
-        SMTPSettings(**limits),
+        SMTPSettings(**{"greet_pause": 0.0, "unauth_pipelining": "allow", **limits}),
         hostname="mx.example.test",
         submission=submission,
         portal=Portal(realm, [checker]),  # type: ignore[arg-type]
@@ -165,6 +165,7 @@ def makeFactory(
         throttle=AuthThrottle(AuthSettings(failure_delay=1.0, max_failures=3), clock),
         policies=policies,
         senderCheck=senderCheck,
+        clock=clock,
     )
     factory.runInThread = maybeDeferred  # type: ignore[method-assign]
     return factory

@@ -40,6 +40,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Sequence
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import CertificateOptions
 
 from tmail.auth.throttle import AuthThrottle
@@ -174,6 +175,7 @@ class LMTPFactory(SMTPFactory):
         throttle: AuthThrottle | None = None,
         policies: Sequence[ISMTPPolicy] = (),
         outbox: Outbox | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         if throttle is None:
             from twisted.internet import reactor
@@ -190,5 +192,6 @@ class LMTPFactory(SMTPFactory):
             overQuota=overQuota,
             policies=policies,
             outbox=outbox,
+            clock=clock,
         )
         self.delivery = HostedOnlyDelivery(realm)
