@@ -112,8 +112,8 @@ class SMTPSettings:
         content, must be over within C{timeout} plus the time the largest
         message takes at this rate.  Past either: C{421 4.4.2}.
     @ivar junk_command_limit: C{NOOP}, C{RSET}, C{VRFY}, C{EXPN}, C{HELP},
-        C{HELO} and C{EHLO} commands a session may send; each one after
-        that counts towards C{max_errors} (Postfix's
+        C{HELO}, C{EHLO} and C{LHLO} commands a session may send; each one
+        after that counts towards C{max_errors} (Postfix's
         C{smtpd_junk_command_limit}).  Delivering a message resets the count.
     @ivar greet_pause: seconds between the first line of a multi-line
         greeting (C{220-}) and its last (C{220 }), as postscreen's

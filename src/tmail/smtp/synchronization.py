@@ -10,8 +10,9 @@ unnegotiated pipelining, which spambots do and real mail servers do not.
     C{early_talkers = "reject"} it gets C{521 5.5.1 Protocol error}
     (postscreen's C{drop} action) and the connection is closed.
   - Pipelining (RFC 2920 3.1): after C{EHLO} (which offers PIPELINING) a
-    client may send several commands without waiting, but C{EHLO},
-    C{DATA}, C{VRFY}, C{EXPN} and C{NOOP} must each end a group (C{QUIT}
+    client may send several commands without waiting, but C{EHLO} (and
+    LMTP's C{LHLO}), C{DATA}, C{VRFY}, C{EXPN} and C{NOOP} must each end a
+    group (C{QUIT}
     too, though nothing it is followed by is read, and C{STARTTLS}, whose
     followers are thrown away anyway, RFC 3207).  After C{HELO}, or before
     any greeting, nothing may be pipelined.  A command that arrives with
