@@ -14,6 +14,8 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings
@@ -24,6 +26,8 @@ from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
 from tmail.smtp.submission import SenderRules
+
+_log = Logger()
 
 
 class SMTPFactory(ServerFactory):
@@ -96,7 +100,8 @@ class SMTPFactory(ServerFactory):
         """
         The bytes left where this listener's mail goes, measured in a
         thread: the realm's file system and, on submission, the outbound
-        queue's (the least of them); C{None} when neither can tell.
+        queue's (the least of them); C{None} when neither can tell (or the
+        measuring failed: the delivery itself is the final check).
         """
         places = [
             place
@@ -105,7 +110,14 @@ class SMTPFactory(ServerFactory):
         ]
         if not places:
             return succeed(None)
-        return self.runInThread(lambda: min(place.freeSpace() for place in places))
+
+        def unknown(reason: Failure) -> None:
+            _log.failure("Cannot measure the free space for mail", reason)
+
+        measured: Deferred[int | None] = self.runInThread(
+            lambda: min(place.freeSpace() for place in places)
+        )
+        return measured.addErrback(unknown)
 
     def buildProtocol(self, addr: IAddress | None) -> SMTPServer:
         server: SMTPServer = self.protocol(self)
