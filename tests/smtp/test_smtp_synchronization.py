@@ -13,9 +13,13 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_smtp_session import _LINE, FakeRealm, Session, makeFactory
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support.net import inThread, listen, readLine, readUntil
 from support.realm import ALICE, makeRealm
@@ -316,3 +320,36 @@ class PipeliningRuleTests(TestCase):
             self.assertFalse(mayBePipelined(verb, pipelining=False), verb)
         for verb in (b"QUIT", b"STARTTLS", b"BDAT"):
             self.assertTrue(mayBePipelined(verb, pipelining=False), verb)
+
+
+class RandomInputTests(SynchronousTestCase):
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(_LINE, max_size=25), st.lists(st.integers(1, 60), max_size=10))
+    def test_the_mx_checks_end_a_session_cleanly_or_not_at_all(
+        self, lines: list[bytes], cuts: list[int]
+    ) -> None:
+        """
+        Random commands, arriving in random pieces, on an MX with its
+        checks on: every reply is well formed, nothing is logged as
+        unexpected, and a session the checks end got C{554 5.5.0} last.
+        """
+        clock = Clock()
+        factory = makeFactory(FakeRealm(), clock, unauth_pipelining="reject", max_errors=10**6)
+        session = Session(factory, clock)
+        data = b"".join(line + b"\r\n" for line in lines)
+        for cut in cuts:
+            piece, data = data[:cut], data[cut:]
+            session.protocol.dataReceived(piece)
+            clock.advance(0.01)
+        session.protocol.dataReceived(data)
+        output = session.transport.value()
+        self.assertEqual(self.flushLoggedErrors(), [])
+        replies = output.split(b"\r\n")[:-1]
+        for reply in replies:
+            self.assertRegex(reply, rb"\A[2345]\d\d[ -]")
+        if session.closed:
+            self.assertIn(
+                replies[-1],
+                (UNSYNCHRONIZED.rstrip(), b"421 4.7.0 mx.example.test Error: too many errors"),
+            )
+        session.protocol.connectionLost(None)
