@@ -40,6 +40,17 @@ What this subclass changes, and why:
     runs, and the MX without policies does not look at headers at all.
   - Unexpected errors are logged and answered C{451 4.3.0}; no exception
     text ever reaches the client.
+  - Time is bounded, not only silence (L{tmail.smtp.deadlines}): a command
+    line, message content and a whole transaction each have a deadline, so
+    a client trickling a byte at a time cannot keep a session; junk
+    commands (NOOP, RSET, ...) past C{junk_command_limit} count as errors.
+  - On the MX, clients that do not wait for their turn are turned away
+    (L{tmail.smtp.synchronization}): talking before the last line of a
+    greeting sent in two, C{greet_pause} seconds apart, and pipelining
+    RFC 2920 does not allow.
+  - C{MAIL} is refused with C{452 4.3.1} when the disk cannot hold the
+    declared size (less C{min_free_space}), rather than after the content:
+    the free space is measured with C{statvfs} in a thread, at each C{MAIL}.
 """
 
 from __future__ import annotations
