@@ -32,6 +32,9 @@ fsync'd, quotas), with what RFC 2033 changes:
     delivery to many full mailboxes must not be cut off between replies.
   - The C{Received} header says C{with LMTP} (RFC 3848; C{LMTPS} after
     STARTTLS, C{UTF8LMTP} for SMTPUTF8).
+  - The MX's greeting pause and its early-talker and pipelining checks are
+    off by default: the MTA pipelines, as LMTP lets it.  The deadlines and
+    the junk command limit apply as on the MX.
 """
 
 from __future__ import annotations
