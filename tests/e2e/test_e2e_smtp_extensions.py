@@ -35,7 +35,9 @@ swaksInstalled = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TmailServer]:
-    instance = TmailServer(tmp_path_factory.mktemp("tmail-extensions"))
+    # The MX with all its defaults: real clients pipeline and wait for the
+    # two-line greeting as they should.
+    instance = TmailServer(tmp_path_factory.mktemp("tmail-extensions"), greetPause=None)
     instance.write()
     instance.addUser(USER, PASSWORD)
     instance.addUser(UTF8_USER, PASSWORD)
