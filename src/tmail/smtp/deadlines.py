@@ -18,9 +18,11 @@ what a client can stretch:
     at the minimum rate, whatever mix of slow commands and refused content
     fills it.
 
-Only the client's turn is timed: the server stops a deadline while it works
-on an answer (a policy deciding, a commit), and a transaction deadline
-that passes once its content is in is ignored.
+The command and content deadlines time only the client's turn: they stop
+while the server works on an answer (a policy deciding, a commit).  The
+transaction's runs on through its commands' answers (its C{timeout} of
+slack leaves room for them) and is ignored once the content is in, so it
+never cuts off a message being committed.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class SessionDeadlines:
     def dataStarted(self) -> None:
         """Content (DATA, or a BDAT chunk) is now the client's to send."""
         self.dataEnded()
-        delay = self._settings.command_deadline
+        delay = min(self._settings.command_deadline, self._settings.timeout)
         self._dataDeadline = self._clock.seconds() + delay
         self._data = self._clock.callLater(delay, self._expire, "data")
 
