@@ -154,6 +154,11 @@ def makeFactory(
     senderCheck: SenderCheck = "envelope+header",
     **limits: Any,
 ) -> SMTPFactory:
+    """
+    A factory with C{limits} as its settings, its greeting pause off and
+    pipelining allowed (most tests here send several commands at once;
+    those about these checks turn them on), timed by C{clock}.
+    """
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{f"alice@{DOMAIN}": PASSWORD})
     factory = SMTPFactory(
         realm,  # type: ignore[arg-type]
