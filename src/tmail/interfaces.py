@@ -476,3 +476,17 @@ class ILoginThrottle(Interface):
         with C{None} when the address's failures and running checks already
         reach the limit: the check must not be made.
         """
+
+
+class IFreeSpace(Interface):
+    """
+    Optional for a realm or a queue that keeps mail on a file system: how
+    much room is left there, so that SMTP can refuse a message at C{MAIL}
+    rather than after its content.
+    """
+
+    def freeSpace() -> int:
+        """
+        The bytes that may still be written where mail is kept.  Blocks
+        briefly on the file system: call it from a thread.
+        """

@@ -235,6 +235,7 @@ def makeService(
                     smtp.sender_check if isinstance(smtp, SubmissionSettings) else "envelope+header"
                 ),
                 outbox=outbox,
+                clock=clock,
             )
             factories.append((name, smtp.listen, factory))
     if settings.imap is not None:
@@ -265,6 +266,7 @@ def makeService(
             overQuota=settings.quota.over_quota,
             policies=buildPolicies(settings, settings.lmtp, clock, policies),
             outbox=outbox,
+            clock=clock,
         )
         factories.append(("lmtp", settings.lmtp.listen, lmtpFactory))
     for name, listeners, factory in factories:

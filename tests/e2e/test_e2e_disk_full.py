@@ -1,9 +1,10 @@
 """
 End to end on a really full disk: the real C{twistd -n tmail} keeps its mail
-on a 1 MiB tmpfs.  Once the tmpfs is full SMTP answers C{452 4.3.1} and IMAP
-APPEND C{NO}, no half-written file is left anywhere in the Maildir, the
-uidlist is unchanged, and once space is freed delivery works again with the
-UIDs going on where they stopped.
+on a 1 MiB tmpfs.  Once the tmpfs is full SMTP answers C{452 4.3.1} (at
+C{MAIL} when the declared size does not fit or nothing is left, else at the
+end of DATA) and IMAP APPEND C{NO}, no half-written file is left anywhere in
+the Maildir, the uidlist is unchanged, and once space is freed delivery
+works again with the UIDs going on where they stopped.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def message(tag: str, lines: int = 3) -> bytes:
 def send(server: TmailServer, raw: bytes) -> None:
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
         smtp.sendmail("sender@example.org", [ALICE], raw)
+
+
+def sendUndeclared(server: TmailServer, raw: bytes) -> tuple[int, bytes]:
+    """MAIL without SIZE (so the disk is only found full at the end); the reply to DATA."""
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
+        smtp.ehlo("client.example.org")
+        assert smtp.mail("sender@example.org")[0] == 250
+        assert smtp.rcpt(ALICE)[0] == 250
+        return smtp.data(raw)
 
 
 @contextlib.contextmanager
@@ -119,18 +129,20 @@ def test_full_disk_refuses_mail_cleanly_and_recovers_when_space_is_freed(
 
     filler = fill(mailDisk, leave)
     big = message("too big", lines=4000)
-    with pytest.raises(smtplib.SMTPDataError) as refused:
+    with pytest.raises(smtplib.SMTPSenderRefused) as refusedAtMail:
         send(server, big)
-    assert refused.value.smtp_code == 452
-    assert refused.value.smtp_error.startswith(b"4.3.1")
+    assert refusedAtMail.value.smtp_code == 452
+    assert refusedAtMail.value.smtp_error == b"4.3.1 Insufficient system storage"
+    if leave:
+        assert sendUndeclared(server, big) == (452, b"4.3.1 Insufficient system storage")
     with imap(server) as client:
         typ, data = client.append("INBOX", None, None, big)
         assert typ == "NO", data
         assert b"[OVERQUOTA]" in data[0]
     if not leave:
-        with pytest.raises(smtplib.SMTPDataError) as refused:
+        with pytest.raises(smtplib.SMTPSenderRefused) as refusedAtMail:
             send(server, message("small"))
-        assert refused.value.smtp_code == 452
+        assert refusedAtMail.value.smtp_code == 452
     assert maildirFiles(maildir) == filesBefore, "a refused message left something behind"
     data = uidlist.parse((maildir / uidlist.FILENAME).read_text())
     assert sorted(data.uids.values()) == sorted(stored)

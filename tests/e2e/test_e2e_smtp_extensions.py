@@ -7,6 +7,7 @@ BINARYMIME.  Every message is read back from the Maildir through the store.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support.net import readUntil
+from support.net import readLine, readUntil
 from support.process import TmailServer
 from tmail.store.maildir import MaildirStore
 
@@ -34,7 +35,9 @@ swaksInstalled = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TmailServer]:
-    instance = TmailServer(tmp_path_factory.mktemp("tmail-extensions"))
+    # The MX with all its defaults: real clients pipeline and wait for the
+    # two-line greeting as they should.
+    instance = TmailServer(tmp_path_factory.mktemp("tmail-extensions"), greetPause=None)
     instance.write()
     instance.addUser(USER, PASSWORD)
     instance.addUser(UTF8_USER, PASSWORD)
@@ -203,11 +206,29 @@ def test_smtplib_dsn_parameters_are_accepted(server: TmailServer) -> None:
     assert b"Subject: dsn" in inbox(server, USER)[-1]
 
 
+@contextlib.contextmanager
+def greeted(server: TmailServer) -> Iterator[socket.socket]:
+    """
+    A raw connection to the MX that has read the whole greeting and the
+    reply to EHLO, as a client must before it pipelines (the MX closes
+    on one that does not).
+    """
+    with socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=10) as sock:
+        while not readLine(sock).startswith(b"220 "):
+            pass
+        sock.sendall(b"EHLO client.example\r\n")
+        extensions = [readLine(sock)]
+        while not extensions[-1].startswith(b"250 "):
+            extensions.append(readLine(sock))
+        assert b"250-PIPELINING\r\n" in extensions
+        yield sock
+
+
 def test_bdat_with_binarymime_stores_the_octets_as_sent(server: TmailServer) -> None:
     payload = b"Subject: binary\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\n\r\xff"
-    with socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=10) as sock:
+    with greeted(server) as sock:
         wire = (
-            b"EHLO client.example\r\nMAIL FROM:<s@remote.example> BODY=BINARYMIME\r\n"
+            b"MAIL FROM:<s@remote.example> BODY=BINARYMIME\r\n"
             b"RCPT TO:<" + USER.encode() + b">\r\n"
             b"BDAT 20\r\n"
             + payload[:20]
@@ -223,15 +244,11 @@ def test_bdat_with_binarymime_stores_the_octets_as_sent(server: TmailServer) -> 
 
 def test_smuggled_second_message_over_the_wire_is_never_delivered(server: TmailServer) -> None:
     before = inbox(server, USER)
-    with socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=10) as sock:
+    with greeted(server) as sock:
         sock.sendall(
-            b"EHLO client.example\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<"
-            + USER.encode()
-            + b">\r\nDATA\r\n"
+            b"MAIL FROM:<s@remote.example>\r\nRCPT TO:<" + USER.encode() + b">\r\nDATA\r\n"
         )
-        received = b""
-        while b"354 " not in received:
-            received += sock.recv(4096)
+        received = readUntil(sock, b"354 End data with <CR><LF>.<CR><LF>\r\n")
         sock.sendall(
             b"Subject: one\r\n\r\nhello\n.\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<"
             + USER.encode()

@@ -55,7 +55,13 @@ POP3_LINES = pop3Line().filter(_without(b"AUTH", b"STLS", b"QUIT"))
 class Server:
     def __init__(self, folder: Path) -> None:
         # Fuzzed LOGINs fail often: their answers are not to wait for the throttle.
-        self.tmail = TmailServer(folder, extra="[auth]\nfailure_delay = 0.0\n")
+        # Inputs are sent without waiting for replies: the MX's checks for early
+        # talkers and unnegotiated pipelining would end each session at once.
+        self.tmail = TmailServer(
+            folder,
+            extra="[auth]\nfailure_delay = 0.0\n",
+            smtpExtra='early_talkers = "allow"\nunauth_pipelining = "allow"',
+        )
         self.tmail.write()
         # Written here, with the suite's cheap hashes: a login per input must be quick.
         directory = PasswdFileDirectory(folder / "data")

@@ -227,7 +227,7 @@ class ChunkingSocketTests(TestCase):
         fixture = makeRealm(Path(self.mktemp()))
         factory = SMTPFactory(
             fixture.realm,
-            SMTPSettings(),
+            SMTPSettings(greet_pause=0),
             hostname="mx.example.test",
             submission=False,
             portal=fixture.portal,
@@ -238,8 +238,11 @@ class ChunkingSocketTests(TestCase):
 
         def talk() -> bytes:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                greeted = readUntil(sock, b"\r\n")
+                sock.sendall(b"EHLO client.example\r\n")
+                greeted = readUntil(sock, b"250 HELP\r\n", greeted)
                 wire = (
-                    b"EHLO client.example\r\nMAIL FROM:<s@remote.example> BODY=BINARYMIME\r\n"
+                    b"MAIL FROM:<s@remote.example> BODY=BINARYMIME\r\n"
                     b"RCPT TO:<" + ALICE.encode() + b">\r\n"
                     b"BDAT 5\r\nSubjeBDAT %d LAST\r\n"
                     % (len(MESSAGE) - 5)
@@ -247,7 +250,7 @@ class ChunkingSocketTests(TestCase):
                     + b"QUIT\r\n"
                 )
                 sock.sendall(wire)
-                return readUntil(sock, b"221 2.0.0 Bye\r\n")
+                return readUntil(sock, b"221 2.0.0 Bye\r\n", greeted)
 
         replies = yield inThread(talk)
         self.assertIn(b"250-CHUNKING", replies)

@@ -68,7 +68,7 @@ class MXTests(TestCase):
         self.pki = makePKI(Path(self.mktemp()))
         self.factory = SMTPFactory(
             self.fixture.realm,
-            SMTPSettings(),
+            SMTPSettings(greet_pause=0),
             hostname="mx.example.test",
             submission=False,
             portal=self.fixture.portal,
@@ -245,11 +245,8 @@ class MXTests(TestCase):
             wire = yield inThread(
                 exchange,
                 self.port,
-                (
-                    b"EHLO client.example.org\r\nMAIL FROM:<s@remote.example>\r\n"
-                    b"RCPT TO:<alice@example.test>\r\nDATA\r\n",
-                    4,
-                ),
+                (b"EHLO client.example.org\r\n", 1),
+                (b"MAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n", 3),
                 (
                     b"Subject: first\r\n\r\nhi" + ending + b"MAIL FROM:<evil@remote.example>\r\n"
                     b"RCPT TO:<bob@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nboo\r\n"

@@ -138,7 +138,13 @@ class ConnectTests(PolicyTestCase):
         self.assertFalse(context.submission)
 
     def test_a_client_talking_before_a_late_greeting_is_answered_after_it(self) -> None:
-        """Commands sent while the connect check runs wait for the greeting."""
+        """
+        With C{early_talkers = "allow"}, commands sent while the connect
+        check runs wait for the greeting.
+        """
+        self.factory = makeFactory(
+            self.realm, self.clock, policies=self.policies, early_talkers="allow"
+        )
         pending: Deferred[Decision | None] = Deferred()
         session = self.start(Scripted(connect=lambda context: pending))
         self.assertEqual(session.greeting, [])
@@ -148,6 +154,19 @@ class ConnectTests(PolicyTestCase):
         self.assertEqual(replies[0], b"220 mx.example.test ESMTP tmail")
         self.assertEqual(replies[1], b"250-mx.example.test")
         self.assertEqual(replies[-1], b"250 2.0.0 Ok")
+
+    def test_a_client_talking_before_a_late_greeting_is_refused_by_default(self) -> None:
+        """
+        The MX answers a client that talks while the connect check runs
+        with C{521 5.5.1} and hangs up; the check's late answer sends
+        nothing more.
+        """
+        pending: Deferred[Decision | None] = Deferred()
+        session = self.start(Scripted(connect=lambda context: pending))
+        self.assertEqual(session.send(b"EHLO early.example.org\r\n"), [b"521 5.5.1 Protocol error"])
+        self.assertTrue(session.closed)
+        pending.callback(None)
+        self.assertEqual(session.take(), [])
 
 
 class HeloTests(PolicyTestCase):
@@ -523,7 +542,7 @@ class SharedCopyTests(SynchronousTestCase):
     def deliver(self, policy: Policy, message: bytes) -> None:
         factory = SMTPFactory(
             self.fixture.realm,
-            SMTPSettings(),
+            SMTPSettings(greet_pause=0),
             hostname="mx.example.test",
             submission=False,
             portal=None,

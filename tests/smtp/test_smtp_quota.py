@@ -72,7 +72,7 @@ class SMTPQuotaTests(TestCase):
     def listen(self, overQuota: OverQuotaPolicy = "reject") -> Deferred[int]:
         factory = SMTPFactory(
             self.fixture.realm,
-            SMTPSettings(),
+            SMTPSettings(greet_pause=0),
             hostname="mx.example.test",
             submission=False,
             portal=self.fixture.portal,

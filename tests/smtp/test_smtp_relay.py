@@ -27,7 +27,13 @@ from support.net import eventually, inThread, listen
 from support.pki import makePKI
 from support.realm import ALICE, BOB, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, LMTPSettings, SMTPSettings, TLSSettings
+from tmail.config.schema import (
+    AuthSettings,
+    LMTPSettings,
+    SMTPSettings,
+    SubmissionSettings,
+    TLSSettings,
+)
 from tmail.queue.entry import QueueEntry
 from tmail.queue.outbox import Outbox
 from tmail.queue.store import QueueStore
@@ -81,10 +87,13 @@ class RelayServers(TestCase):
             outbox=self.outbox,
         )
         self.mx = yield listen(
-            self, SMTPFactory(self.fixture.realm, SMTPSettings(), submission=False, **common)
+            self,
+            SMTPFactory(
+                self.fixture.realm, SMTPSettings(greet_pause=0), submission=False, **common
+            ),
         )
         self.submission = yield listen(
-            self, SMTPFactory(self.fixture.realm, SMTPSettings(), submission=True, **common)
+            self, SMTPFactory(self.fixture.realm, SubmissionSettings(), submission=True, **common)
         )
         self.lmtp = yield listen(
             self,
@@ -295,7 +304,11 @@ class RelayTests(RelayServers):
 
 
 class FullQueueDiskTests(RelayServers):
-    """The queue's disk is full: the message is refused as a whole, nothing half kept."""
+    """
+    The queue's disk is nearly full (16 KiB left): submission refuses at
+    C{MAIL} a message whose declared size does not fit, and one that
+    declared none as a whole at the end of DATA, nothing half kept.
+    """
 
     def queueDirectory(self) -> Path:
         disk = contextlib.ExitStack()
@@ -306,22 +319,34 @@ class FullQueueDiskTests(RelayServers):
         with contextlib.suppress(OSError):
             while True:
                 os.write(fd, b"x" * 4096)
+        os.ftruncate(fd, max(0, os.fstat(fd).st_size - 16 * 1024))
         os.close(fd)
         return mount / "queue"
 
+    def submit(self, body: bytes, *options: str) -> tuple[tuple[int, bytes], ...]:
+        """MAIL with C{options}, RCPT to a local and a remote user, DATA; every reply."""
+        with smtplib.SMTP("localhost", self.submission, timeout=5) as client:
+            client.starttls(context=self.pki.clientContext())
+            client.login(ALICE, PASSWORD)
+            mail = client.mail(ALICE, list(options))
+            if mail[0] != 250:
+                return (mail,)
+            return mail, client.rcpt(BOB), client.rcpt(REMOTE), client.data(body)
+
+    @inlineCallbacks
+    def test_a_declared_size_the_queue_cannot_hold_is_refused_at_mail(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        replies = yield inThread(self.submit, BODY, f"SIZE={64 * 1024}")
+        self.assertEqual(replies, ((452, b"4.3.1 Insufficient system storage"),))
+        self.assertEqual(self.queue.ids(), [])
+
     @inlineCallbacks
     def test_submission_gets_452_and_no_copy_is_kept(self) -> Generator[Deferred[Any], Any, None]:
-        def send() -> tuple[int, bytes]:
-            with smtplib.SMTP("localhost", self.submission, timeout=5) as client:
-                client.starttls(context=self.pki.clientContext())
-                client.login(ALICE, PASSWORD)
-                client.mail(ALICE)
-                client.rcpt(BOB)
-                client.rcpt(REMOTE)
-                return client.data(BODY)
-
-        reply = yield inThread(send)
-        self.assertEqual(reply, (452, b"4.3.1 Insufficient system storage"))
+        body = BODY + (b"x" * 76 + b"\r\n") * 1000
+        replies = yield inThread(self.submit, body)
+        self.assertEqual(replies[0], (250, b"2.1.0 Ok"))
+        self.assertEqual(replies[-1], (452, b"4.3.1 Insufficient system storage"))
         self.assertEqual(self.fixture.inbox(BOB), [])
         self.assertEqual(self.queue.ids(), [])
         self.assertEqual(self.queue.recover(grace=0).debris, [])

@@ -154,10 +154,15 @@ def makeFactory(
     senderCheck: SenderCheck = "envelope+header",
     **limits: Any,
 ) -> SMTPFactory:
+    """
+    A factory with C{limits} as its settings, its greeting pause off and
+    pipelining allowed (most tests here send several commands at once;
+    those about these checks turn them on), timed by C{clock}.
+    """
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{f"alice@{DOMAIN}": PASSWORD})
     factory = SMTPFactory(
         realm,  # type: ignore[arg-type]
-        SMTPSettings(**limits),
+        SMTPSettings(**{"greet_pause": 0.0, "unauth_pipelining": "allow", **limits}),
         hostname="mx.example.test",
         submission=submission,
         portal=Portal(realm, [checker]),  # type: ignore[arg-type]
@@ -165,6 +170,7 @@ def makeFactory(
         throttle=AuthThrottle(AuthSettings(failure_delay=1.0, max_failures=3), clock),
         policies=policies,
         senderCheck=senderCheck,
+        clock=clock,
     )
     factory.runInThread = maybeDeferred  # type: ignore[method-assign]
     return factory

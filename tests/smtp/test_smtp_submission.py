@@ -19,7 +19,7 @@ from support.net import inThread, listen
 from support.pki import makePKI
 from support.realm import ALICE, BOB, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, SMTPSettings, TLSSettings
+from tmail.config.schema import AuthSettings, SubmissionSettings, TLSSettings
 from tmail.queue.outbox import Outbox
 from tmail.queue.store import QueueStore
 from tmail.smtp.factory import SMTPFactory
@@ -44,7 +44,7 @@ class SubmissionTests(TestCase):
         self.queue = QueueStore(Path(self.mktemp()))
         self.factory = SMTPFactory(
             self.fixture.realm,
-            SMTPSettings(),
+            SubmissionSettings(),
             hostname="mx.example.test",
             submission=True,
             portal=self.fixture.portal,
@@ -167,7 +167,7 @@ class SenderRuleTests(TestCase):
         tls = serverContextFactory(TLSSettings(self.pki.certificate, self.pki.key))
         factory = SMTPFactory(
             self.fixture.realm,
-            SMTPSettings(),
+            SubmissionSettings(),
             hostname="mx.example.test",
             submission=True,
             portal=self.fixture.portal,

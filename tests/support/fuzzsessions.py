@@ -365,7 +365,9 @@ class SMTPSession(Session):
     recipient: ClassVar[bytes] = b"RCPT TO:<alice@example.test>"
 
     def settings(self) -> SMTPSettings:
-        return SMTPSettings()
+        # No greeting pause: the states are reached by writing at once, which
+        # the pause would refuse as early talking (tested on its own).
+        return SMTPSettings(greet_pause=0)
 
     def build(self) -> Any:
         data = self.fixture.root / "data"
@@ -439,8 +441,9 @@ class SMTPSession(Session):
         return output.endswith(b"250 2.0.0 Ok\r\n")
 
     def goodbye(self, output: bytes) -> bool:
-        said = self.before + output
-        return b"\r\n221 " in b"\r\n" + said or b"\r\n421 " in b"\r\n" + said
+        """C{221}, C{421}, or the MX's refusal of early talkers and pipelining (C{521}, C{554})."""
+        said = b"\r\n" + self.before + output
+        return any(b"\r\n%s " % code in said for code in (b"221", b"421", b"521", b"554 5.5.0"))
 
     def check(self, output: bytes) -> Transcript:
         return checkSMTP(output, HOSTNAME.encode(), self.paths())

@@ -58,6 +58,9 @@ class TmailServer:
     imapExtra: str = ""
     #: Lines added to the [smtp] section.
     smtpExtra: str = ""
+    #: The MX's greet_pause; None: its default.  Off unless a test is about
+    #: it, as every connection to the MX waits for it.
+    greetPause: float | None = 0.0
     backend: str = "virtual"
     logFormat: str = "text"
     pythonPath: tuple[Path, ...] = ()
@@ -93,6 +96,7 @@ key = "pki/key.pem"
 
 [smtp]
 listen = ["tcp:{p["smtp"]}:interface=127.0.0.1"]
+{"" if self.greetPause is None else f"greet_pause = {self.greetPause}"}
 {self.smtpExtra}
 
 [submission]

@@ -77,6 +77,10 @@ listen = ["tcp:2525:interface=127.0.0.1"]
 # max_recipients = {_smtp.max_recipients}
 # timeout = {_smtp.timeout}
 # max_connections_per_address = {_smtp.max_connections_per_address}
+# command_deadline = {_smtp.command_deadline}   # seconds to send one whole command line
+# min_data_rate = {_smtp.min_data_rate}       # bytes/s message content must keep up
+# greet_pause = {_smtp.greet_pause}         # a client talking before the last "220 " is refused
+# min_free_space = {_smtp.min_free_space}        # bytes (or "1G") kept free, else 452 at MAIL
 
 [submission]
 listen = ["tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1"]

@@ -91,6 +91,11 @@ _NON_NEGATIVE = frozenset(
         "quota.messages",
         "relay.delay_warning",
         "relay.connection_reuse_time",
+        *(
+            f"{section}.{key}"
+            for section in ("smtp", "submission", "lmtp")
+            for key in ("greet_pause", "min_free_space")
+        ),
     }
 )
 
@@ -395,7 +400,7 @@ class _Loader:
             return self.backend(key, value)
         if key == "realm.domain":
             return self.domain(key, value)
-        if key == "quota.storage":
+        if key == "quota.storage" or key.endswith(".min_free_space"):
             return self.size(key, value)
         if key == "pop3.uidl_format":
             return self.uidlFormat(key, value)

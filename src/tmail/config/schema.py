@@ -16,6 +16,7 @@ PlaintextAuthPolicy = Literal["loopback", "never", "always"]
 OverQuotaPolicy = Literal["reject", "tempfail"]
 BareNewlinesPolicy = Literal["reject", "normalise"]
 SenderCheck = Literal["envelope+header", "envelope", "off"]
+ClientCheck = Literal["reject", "allow"]
 
 MiB = 1024 * 1024
 
@@ -106,6 +107,38 @@ class SMTPSettings:
     @ivar policies: names of C{[policy.<name>]} tables (or bundled
         policies), asked in this order at every stage of a session (of
         C{[lmtp]} too).
+    @ivar command_deadline: seconds a client has to send one whole command
+        line (or AUTH response) from its first byte, however steadily it
+        trickles (Postfix's C{smtpd_per_request_deadline}); also the time
+        DATA or BDAT content starts with (see C{min_data_rate}).
+    @ivar min_data_rate: bytes per second DATA and BDAT content must keep
+        up (Postfix's C{smtpd_min_data_rate}): each byte adds
+        1/C{min_data_rate} seconds to the time left, which never exceeds
+        C{timeout}.  A transaction, from C{MAIL} to the end of its
+        content, must be over within C{timeout} plus the time the largest
+        message takes at this rate.  Past either: C{421 4.4.2}.
+    @ivar junk_command_limit: C{NOOP}, C{RSET}, C{VRFY}, C{EXPN}, C{HELP},
+        C{HELO}, C{EHLO} and C{LHLO} commands a session may send; each one
+        after that counts towards C{max_errors} (Postfix's
+        C{smtpd_junk_command_limit}).  Delivering a message resets the count.
+    @ivar greet_pause: seconds between the first line of a multi-line
+        greeting (C{220-}) and its last (C{220 }), as postscreen's
+        C{postscreen_greet_wait} and sendmail's C{greet_pause}; 0 greets at
+        once.  The MX pauses by default, submission and LMTP do not.
+    @ivar early_talkers: a client that sends before the last greeting line:
+        C{"reject"} (C{521 5.5.1 Protocol error} and hang up, postscreen's
+        pregreet test with C{postscreen_greet_action = drop}) or C{"allow"}.
+    @ivar unauth_pipelining: a client that sends a command before the reply
+        to one after which RFC 2920 says it must wait (C{EHLO}, C{DATA},
+        C{VRFY}, C{EXPN}, C{NOOP}; after C{HELO}, any command), unless
+        authenticated: C{"reject"} (C{554 5.5.0 Error: SMTP protocol
+        synchronization} and hang up, Postfix's
+        C{smtpd_forbid_unauth_pipelining}) or C{"allow"}.
+    @ivar min_free_space: bytes the file system holding the mail (and, on
+        submission, the outbound queue's) must keep free: C{MAIL} gets
+        C{452 4.3.1} when the free space less this cannot hold the C{SIZE}
+        declared, or without C{SIZE} when no more than this is free
+        (Postfix's C{queue_minfree}); C{"1G"} and the like are accepted.
     """
 
     listen: tuple[str, ...] = ()
@@ -117,6 +150,13 @@ class SMTPSettings:
     max_connections_per_address: int = 20
     bare_newlines: BareNewlinesPolicy = "reject"
     policies: tuple[str, ...] = ()
+    command_deadline: float = 60.0
+    min_data_rate: int = 500
+    junk_command_limit: int = 100
+    greet_pause: float = 1.0
+    early_talkers: ClientCheck = "reject"
+    unauth_pipelining: ClientCheck = "reject"
+    min_free_space: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,9 +170,14 @@ class SubmissionSettings(SMTPSettings):
         its sub-addresses, and addresses whose mail reaches it: aliases); C{553
         5.7.1} otherwise.  C{"envelope"}: C{MAIL FROM} only.  C{"off"}: no
         check.  A user's C{tmail_sender_check} field overrides it.
+    @ivar greet_pause: 0: mail clients connect here, not spambots; the
+        C{early_talkers} and C{unauth_pipelining} checks are off too.
     """
 
     sender_check: SenderCheck = "envelope+header"
+    greet_pause: float = 0.0
+    early_talkers: ClientCheck = "allow"
+    unauth_pipelining: ClientCheck = "allow"
 
 
 @dataclass(frozen=True)
@@ -149,9 +194,15 @@ class LMTPSettings(SMTPSettings):
         limit at once (Postfix: 20 per destination), and every client of a
         unix socket counts as the one address C{local}; hence more than for
         SMTP.
+    @ivar greet_pause: 0: the client is the MTA, which may pipeline (LMTP
+        requires PIPELINING); the C{early_talkers} and C{unauth_pipelining}
+        checks are off too.
     """
 
     max_connections_per_address: int = 100
+    greet_pause: float = 0.0
+    early_talkers: ClientCheck = "allow"
+    unauth_pipelining: ClientCheck = "allow"
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,15 @@ from collections.abc import Callable
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from tmail.interfaces import IPendingMessage
+from tmail.interfaces import IFreeSpace, IPendingMessage
 from tmail.queue.entry import Envelope, QueueEntry
 from tmail.queue.store import PendingEntry, QueueStore
+from tmail.store.fsutil import freeSpace
 
 __all__ = ["Outbox"]
 
 
+@implementer(IFreeSpace)
 class Outbox:
     """
     The queue as the SMTP sessions see it.
@@ -46,6 +48,10 @@ class Outbox:
         """Stop calling C{listener}."""
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def freeSpace(self) -> int:
+        """The bytes left on the queue's file system."""
+        return freeSpace(self.store.path)
 
     def begin(self, envelope: Envelope) -> IPendingMessage:
         """A new entry for C{envelope}, as a store's pending message."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zope.interface import implementer
+
 from tmail.errors import NotHostedDomain
-from tmail.interfaces import IUserDirectory
+from tmail.interfaces import IFreeSpace, IUserDirectory
 from tmail.realm.base import MailRealm, splitAddress
+from tmail.store.fsutil import freeSpace
 from tmail.store.quota import QuotaLimits
 
 
+@implementer(IFreeSpace)
 class MaildirRealm(MailRealm):
     """
     Serves the single domain C{domain}; the Maildir of C{local@domain} is
@@ -36,3 +40,7 @@ class MaildirRealm(MailRealm):
 
     def hostsDomain(self, domain: str) -> bool:
         return domain == self.domain
+
+    def freeSpace(self) -> int:
+        """The bytes left on the file system of C{root}."""
+        return freeSpace(self.root)

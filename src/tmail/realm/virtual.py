@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tmail.interfaces import IUserDirectory
+from zope.interface import implementer
+
+from tmail.interfaces import IFreeSpace, IUserDirectory
 from tmail.realm.base import MailRealm, splitAddress
+from tmail.store.fsutil import freeSpace
 from tmail.store.quota import QuotaLimits
 
 
+@implementer(IFreeSpace)
 class VirtualDomainRealm(MailRealm):
     """
     Users' Maildirs live at C{mailRoot/<domain>/<local part>/}, the layout of
@@ -24,3 +28,7 @@ class VirtualDomainRealm(MailRealm):
     def mailboxPath(self, user: str) -> Path:
         local, domain = splitAddress(user)
         return self.mailRoot / domain / local
+
+    def freeSpace(self) -> int:
+        """The bytes left on the file system of C{mailRoot}."""
+        return freeSpace(self.mailRoot)

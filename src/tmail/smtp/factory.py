@@ -9,20 +9,24 @@ from typing import Any
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings
 from tmail.connections import ConnectionCounter
-from tmail.interfaces import ILoginThrottle, IMailRealm
+from tmail.interfaces import IFreeSpace, ILoginThrottle, IMailRealm
 from tmail.queue.outbox import Outbox
 from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
 from tmail.smtp.submission import SenderRules
+
+_log = Logger()
 
 
 class SMTPFactory(ServerFactory):
@@ -45,6 +49,8 @@ class SMTPFactory(ServerFactory):
     @ivar outbox: where mail for other servers goes (submission to other
         domains, aliases pointing outside); without it such recipients are
         refused.
+    @ivar clock: what the sessions' timeouts, deadlines and greeting pause
+        run on.
     """
 
     runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
@@ -66,7 +72,13 @@ class SMTPFactory(ServerFactory):
         policies: Sequence[ISMTPPolicy] = (),
         senderCheck: SenderCheck = "envelope+header",
         outbox: Outbox | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        self.clock = clock
         self.realm = realm
         self.policies = tuple(policies)
         self.senders = SenderRules(realm, senderCheck) if submission else None
@@ -82,6 +94,29 @@ class SMTPFactory(ServerFactory):
         self.delivery = LocalDelivery(realm)
         self.outbox = outbox
         self.connections = ConnectionCounter(settings.max_connections_per_address)
+
+    def freeSpace(self) -> Deferred[int | None]:
+        """
+        The bytes left where this listener's mail goes, measured in a
+        thread: the realm's file system and, on submission, the outbound
+        queue's (the least of them); C{None} when neither can tell (or the
+        measuring failed: the delivery itself is the final check).
+        """
+        places = [
+            place
+            for place in (self.realm, self.outbox if self.submission else None)
+            if place is not None and IFreeSpace.providedBy(place)
+        ]
+        if not places:
+            return succeed(None)
+
+        def unknown(reason: Failure) -> None:
+            _log.failure("Cannot measure the free space for mail", reason)
+
+        measured: Deferred[int | None] = self.runInThread(
+            lambda: min(place.freeSpace() for place in places)
+        )
+        return measured.addErrback(unknown)
 
     def buildProtocol(self, addr: IAddress | None) -> SMTPServer:
         server: SMTPServer = self.protocol(self)

@@ -32,6 +32,9 @@ fsync'd, quotas), with what RFC 2033 changes:
     delivery to many full mailboxes must not be cut off between replies.
   - The C{Received} header says C{with LMTP} (RFC 3848; C{LMTPS} after
     STARTTLS, C{UTF8LMTP} for SMTPUTF8).
+  - The MX's greeting pause and its early-talker and pipelining checks are
+    off by default: the MTA pipelines, as LMTP lets it.  The deadlines and
+    the junk command limit apply as on the MX.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Sequence
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import CertificateOptions
 
 from tmail.auth.throttle import AuthThrottle
@@ -174,6 +178,7 @@ class LMTPFactory(SMTPFactory):
         throttle: AuthThrottle | None = None,
         policies: Sequence[ISMTPPolicy] = (),
         outbox: Outbox | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         if throttle is None:
             from twisted.internet import reactor
@@ -190,5 +195,6 @@ class LMTPFactory(SMTPFactory):
             overQuota=overQuota,
             policies=policies,
             outbox=outbox,
+            clock=clock,
         )
         self.delivery = HostedOnlyDelivery(realm)

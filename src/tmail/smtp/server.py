@@ -41,6 +41,17 @@ What this subclass changes, and why:
     runs, and the MX without policies does not look at headers at all.
   - Unexpected errors are logged and answered C{451 4.3.0}; no exception
     text ever reaches the client.
+  - Time is bounded, not only silence (L{tmail.smtp.deadlines}): a command
+    line, message content and a whole transaction each have a deadline, so
+    a client trickling a byte at a time cannot keep a session; junk
+    commands (NOOP, RSET, ...) past C{junk_command_limit} count as errors.
+  - On the MX, clients that do not wait for their turn are turned away
+    (L{tmail.smtp.synchronization}): talking before the last line of a
+    greeting sent in two, C{greet_pause} seconds apart, and pipelining
+    RFC 2920 does not allow.
+  - C{MAIL} is refused with C{452 4.3.1} when the disk cannot hold the
+    declared size (less C{min_free_space}), rather than after the content:
+    the free space is measured with C{statvfs} in a thread, at each C{MAIL}.
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import ITLSTransport
+from twisted.internet.interfaces import IDelayedCall, ITLSTransport
 from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.python.failure import Failure
@@ -67,6 +78,7 @@ from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, 
 from tmail.interfaces import Destinations, ILoginAttempt
 from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
+from tmail.smtp.deadlines import Deadline, SessionDeadlines
 from tmail.smtp.delivery import MailboxMessage, commitAll
 from tmail.smtp.headerblock import HeaderScanner
 from tmail.smtp.headers import Trace, protocolName, sanitiseHelo
@@ -81,6 +93,7 @@ from tmail.smtp.relay import (
 )
 from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
 from tmail.smtp.submission import WATCHED_FIELDS, missingFields
+from tmail.smtp.synchronization import EARLY_TALKER, UNSYNCHRONIZED, mayBePipelined
 
 if TYPE_CHECKING:
     from tmail.queue.entry import QueueEntry
@@ -95,6 +108,8 @@ BDAT = "BDAT"
 _VERBS = frozenset(
     b"HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split()
 )
+#: Commands that move no mail, counted against C{junk_command_limit}.
+_JUNK = frozenset(b"HELO EHLO LHLO RSET NOOP VRFY EXPN HELP".split())
 
 OK = Reply(250, "2.0.0", "Ok")
 INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error")
@@ -126,6 +141,17 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self.factory = factory
         self.host = factory.hostname.encode("idna")
         self.timeout = factory.settings.timeout
+        self.clock = factory.clock
+        self.callLater = self.clock.callLater
+        self._deadlines = SessionDeadlines(
+            self.clock, factory.settings, self._deadlinePassed, self._inTransaction
+        )
+        #: The last greeting line is sent (or the connection refused).
+        self._greeted = False
+        self._greetPause: IDelayedCall | None = None
+        #: The command being handled arrived with more input behind it.
+        self._pipelined = False
+        self._junk = 0
         self._buffer = b""
         self._processing = False
         self._blocked = False
@@ -185,11 +211,53 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self.transport.loseConnection()
             return
         self._countedHost = host
-        if not self.factory.policies:
-            super().connectionMade()
-            return
         self.setTimeout(self.timeout)
+        pause = self.factory.settings.greet_pause
+        if pause > 0:
+            self.sendLine(b"220-" + self.greeting())
+            if self.factory.settings.early_talkers == "allow":
+                self.transport.pauseProducing()
+            self._greetPause = self.clock.callLater(pause, self._pauseOver)
+            return
+        self._welcome()
+
+    def _pauseOver(self) -> None:
+        self._greetPause = None
+        if self.factory.settings.early_talkers == "allow":
+            self.transport.resumeProducing()
+        self._welcome()
+
+    def _welcome(self) -> None:
+        """Ask the policies about the connection, then greet."""
+        if not self.factory.policies:
+            self._sendGreeting()
+            return
         self._consult("connect", self._connectDecided)
+
+    def _sendGreeting(self) -> None:
+        """The (last) greeting line; input that waited for it is read now."""
+        self._greeted = True
+        super().connectionMade()
+        if self._buffer:
+            self._process()
+
+    def _earlyTalker(self) -> None:
+        """Input before the last greeting line: refused, or kept for after it."""
+        if self.factory.settings.early_talkers == "allow" or self.transport.disconnecting:
+            return
+        self.log.info(
+            "smtp: client {client} sent {size} bytes before the greeting: {data}",
+            client=peerHost(self.transport),
+            size=len(self._buffer),
+            data=_printable(self._buffer[:100].decode("latin-1")),
+        )
+        if self._greetPause is not None and self._greetPause.active():
+            self._greetPause.cancel()
+        self._greetPause = None
+        self._greeted = True
+        self._buffer = b""
+        self.sendCode(EARLY_TALKER.code, EARLY_TALKER.line())
+        self.transport.loseConnection()
 
     def _connectDecided(self, verdict: Verdict) -> None:
         """
@@ -198,13 +266,14 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         served (RFC 5321 3.1: the client is to send QUIT, and the server to
         wait for it; other commands get C{503}).
         """
-        if self._lost:
+        if self._lost or self.transport.disconnecting:
             return
         refusal = verdict.refusal
         if refusal is None:
             self._connectHeaders = verdict.headers
-            super().connectionMade()
+            self._sendGreeting()
             return
+        self._greeted = True
         self._logRefusal("connect", refusal)
         if refusal.code < 500:
             self.sendCode(421, Reply(421, refusal.status, refusal.text).line())
@@ -215,6 +284,10 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
+        if self._greetPause is not None and self._greetPause.active():
+            self._greetPause.cancel()
+        self._greetPause = None
+        self._deadlines.stop()
         self._abortMessages()
         if self._countedHost is not None:
             self.factory.connections.release(self._countedHost)
@@ -228,11 +301,31 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self.sendCode(421, b"4.4.2 " + self.host + b" Error: timeout exceeded")
         self.transport.loseConnection()
 
+    def _deadlinePassed(self, which: Deadline) -> None:
+        if self.transport.disconnecting:
+            return
+        self.log.info(
+            "smtp: {which} deadline passed for {client}; closing",
+            which=which,
+            client=peerHost(self.transport),
+        )
+        self.setTimeout(None)
+        self.timeoutConnection()
+
+    def _inTransaction(self) -> bool:
+        """Whether a transaction's commands or content are still to come."""
+        return self._sender is not None or self._reader is not None
+
     # Input
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
+        if self.mode in (DATA, BDAT):
+            self._deadlines.dataReceived(len(data))
         self._buffer += data
+        if not self._greeted:
+            self._earlyTalker()
+            return
         self._process()
 
     def _process(self) -> None:
@@ -260,6 +353,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             if end < 0:
                 break
             line, start = buffer[start:end], end + 2
+            self._pipelined = start < len(buffer)
             if self._skipping:
                 self._skipping = False
             elif len(line) > limit:
@@ -276,6 +370,12 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 self._lineTooLong()
             rest = rest[-1:] if rest.endswith(b"\r") else b""
         self._buffer = rest
+        self._deadlines.partialLine(
+            not self._blocked
+            and self.mode not in (DATA, BDAT)
+            and bool(rest or self._skipping)
+            and not self.transport.disconnecting
+        )
 
     def _readContent(self, buffer: bytes, start: int) -> int | None:
         """
@@ -375,12 +475,23 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         further line until then.  Without policies, C{decided} is called at
         once.
         """
+        pending = self._decide(stage, decided, **known)
+        if pending is not None:
+            self._wait(pending)
+
+    def _decide(
+        self, stage: Stage, decided: Callable[[Verdict], object], **known: Any
+    ) -> Deferred[Any] | None:
+        """
+        As L{_consult}, without waiting: the policies' verdict, C{decided}
+        already added, or C{None} when there are no policies (and
+        C{decided} has been called).
+        """
         if not self.factory.policies:
             decided(NO_OBJECTION)
-            return
+            return None
         verdict = consult(self.factory.policies, stage, self._context(stage, **known))
-        verdict.addCallback(decided)
-        self._wait(verdict)
+        return verdict.addCallback(decided)
 
     def _logRefusal(self, stage: str, refusal: Reply) -> None:
         self.log.info(
@@ -398,10 +509,16 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         """Send C{reply}; hang up after C{max_errors} permanent errors."""
         self.sendCode(reply.code, reply.line())
         if reply.code >= 500:
-            self._errors += 1
-            if self._errors >= self.factory.settings.max_errors:
-                self.sendCode(421, b"4.7.0 " + self.host + b" Error: too many errors")
-                self.transport.loseConnection()
+            self._countError()
+
+    def _countError(self) -> bool:
+        """One more error; at C{max_errors}, hang up and return C{True}."""
+        self._errors += 1
+        if self._errors < self.factory.settings.max_errors:
+            return False
+        self.sendCode(421, b"4.7.0 " + self.host + b" Error: too many errors")
+        self.transport.loseConnection()
+        return True
 
     def sendSyntaxError(self) -> None:
         self.reply(Reply(500, "5.5.2", "Error: bad syntax"))
@@ -429,7 +546,30 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             else:
                 self.reply(Reply(503, "5.5.1", "Error: connection refused; send QUIT"))
             return
+        words = line.split(None, 1)
+        verb = words[0].upper() if words else b""
+        if self._pipelined and self._forbidsPipelining(verb):
+            self.log.info(
+                "smtp: improper command pipelining after {verb} from {client}",
+                verb=_printable(verb.decode("latin-1")),
+                client=peerHost(self.transport),
+            )
+            self.sendCode(UNSYNCHRONIZED.code, UNSYNCHRONIZED.line())
+            self.transport.loseConnection()
+            return
+        if verb in _JUNK:
+            self._junk += 1
+            if self._junk > self.factory.settings.junk_command_limit and self._countError():
+                return
         super().state_COMMAND(line)
+
+    def _forbidsPipelining(self, verb: bytes) -> bool:
+        """Whether C{verb}, with more input behind it, ends the session."""
+        return (
+            self.factory.settings.unauth_pipelining == "reject"
+            and self._user is None
+            and not mayBePipelined(verb, self._esmtp)
+        )
 
     def _greet(self, rest: bytes, esmtp: bool, answer: Callable[[], None]) -> None:
         """
@@ -557,9 +697,25 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             self._remote = []
             self._rcptHeaders = []
             self._mailHeaders = verdict.headers
+            self._deadlines.transactionStarted()
             self.reply(Reply(250, "2.1.0", "Ok"))
 
-        self._consult("mail", decided, sender=mail.sender, mail=mail)
+        def measured(free: int | None) -> Deferred[Any] | None:
+            if self._lost:
+                return None
+            needed = max(mail.size or 0, 1)
+            if free is not None and free - self.factory.settings.min_free_space < needed:
+                self.log.warn(
+                    "smtp: {free} bytes free, {needed} needed: refusing mail from {client}",
+                    free=free,
+                    needed=needed,
+                    client=peerHost(self.transport),
+                )
+                self.reply(STORAGE_FULL)
+                return None
+            return self._decide("mail", decided, sender=mail.sender, mail=mail)
+
+        self._wait(self.factory.freeSpace().addCallback(measured))
 
     def do_RCPT(self, rest: bytes) -> None:
         if self._sender is None:
@@ -641,6 +797,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             )
             self.mode = DATA
             self.sendCode(354, b"End data with <CR><LF>.<CR><LF>")
+            self._deadlines.dataStarted()
 
     def _noTransaction(self) -> Reply | None:
         """Why DATA or BDAT cannot start a message now, if it cannot."""
@@ -805,6 +962,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
 
     def _endOfData(self) -> None:
         self.mode = COMMAND
+        self._deadlines.dataEnded()
         reader = self._reader
         assert reader is not None
         scanner, self._scanner = self._scanner, None
@@ -899,6 +1057,8 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                     client=peerHost(self.transport),
                 )
             full = {message.user for message in refused}
+            if len(refused) < len(messages):
+                self._junk = 0
             delivered = Reply(250, "2.0.0", f"Ok: queued as {queueID}")
             self.answerData(
                 recipients,
@@ -1043,6 +1203,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._reader = reader
         reader.expect(size)
         self.mode = BDAT
+        self._deadlines.dataStarted()
         if size == 0:
             self._endOfChunk()
 
@@ -1054,6 +1215,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
         self._reader = reader
         self._refusedChunk = True
         self.mode = BDAT
+        self._deadlines.dataStarted()
         if size == 0:
             self._endOfChunk()
 
@@ -1062,6 +1224,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
     def _endOfChunk(self) -> None:
         reader = self._reader
         assert isinstance(reader, ChunkReader)
+        self._deadlines.dataEnded()
         if self._refusedChunk:
             self._refusedChunk = False
             self.mode = COMMAND

@@ -31,6 +31,23 @@ def fullDiskIsStoreFull() -> Iterator[None]:
         raise
 
 
+def freeSpace(path: Path) -> int:
+    """
+    The bytes an unprivileged process may still write on the file system
+    that holds C{path} (or its nearest existing parent): none when its
+    inodes are used up.
+    """
+    for candidate in (path, *path.parents):
+        try:
+            stat = os.statvfs(candidate)
+        except FileNotFoundError:
+            continue
+        if stat.f_files and not stat.f_favail:
+            return 0
+        return stat.f_bavail * stat.f_frsize
+    return 0
+
+
 def writeAll(fd: int, data: bytes | bytearray | memoryview) -> None:
     """Write all of C{data} to C{fd}, looping over short writes."""
     view = memoryview(data)
