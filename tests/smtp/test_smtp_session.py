@@ -561,6 +561,19 @@ class LimitTests(SessionTestCase):
         replies = self.session.send(b"NOOP " + b"x" * 200 + b"\r\nNOOP\r\n")
         self.assertEqual(replies, [b"500 5.5.2 Line too long", b"250 2.0.0 Ok"])
 
+    def test_nothing_is_answered_after_quit(self) -> None:
+        """An over-long line pipelined after QUIT gets no reply after the 221."""
+        replies = self.session.send(b"QUIT\r\n" + b"x" * 200)
+        self.assertEqual(replies, [b"221 2.0.0 Bye"])
+        self.assertTrue(self.session.closed)
+
+    def test_nothing_is_answered_after_too_many_errors(self) -> None:
+        """The 421 for too many errors is the last reply, whatever follows it."""
+        replies = self.session.send(b"BOGUS\r\n" * 5 + b"x" * 200)
+        self.assertEqual(replies[-1][:4], b"421 ")
+        self.assertEqual([r for r in replies if r.startswith(b"421")], [replies[-1]])
+        self.assertNotIn(b"500 5.5.2 Line too long", replies)
+
     def test_unterminatedLineDoesNotGrowBuffer(self) -> None:
         """20 KB without CRLF are answered once and not kept; the tail is skipped."""
         replies = self.session.send(b"RSET" + b"x" * 20000)

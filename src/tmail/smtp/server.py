@@ -364,6 +364,11 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
                 self._discardInput = False
                 buffer, start = b"", 0
         rest = buffer[start:]
+        if self.transport.disconnecting:
+            # After a goodbye (QUIT, too many errors) nothing more is answered.
+            self._buffer = b""
+            self._deadlines.partialLine(False)
+            return
         if not self._blocked and len(rest.removesuffix(b"\r")) > limit:
             if not self._skipping:
                 self._skipping = True
