@@ -153,7 +153,9 @@ def logLines(maildir: Path) -> list[bytes]:
 
 
 def inboxOf(mailDisk: Path) -> Path:
-    [maildir] = {p.parent for p in mailDisk.rglob(uidlist.FILENAME) if p.parent.name != "Kept"}
+    """The user's Maildir: INBOX, the folder that is no C{maildirfolder}."""
+    found = mailDisk.rglob(uidlist.FILENAME)
+    [maildir] = {p.parent for p in found if not (p.parent / "maildirfolder").exists()}
     return maildir
 
 
@@ -163,9 +165,13 @@ def test_deleting_on_a_full_disk_frees_space_and_every_session_and_client_learns
     for n in range(8):
         send(server, f"delivered {n}")
     maildir = inboxOf(mailDisk)
+    with imap(server) as client:
+        validity, start = selectInbox(client)
+        assert client.create("Bin")[0] == "OK"
+        assert client.copy("1", "Bin")[0] == "OK"
     filler = fill(mailDisk)
     with imap(server) as client, imap(server) as watcher:
-        validity, start = selectInbox(client)
+        selectInbox(client)
         selectInbox(watcher)
         exhaustLog(client, maildir)
         before = freeBytes(mailDisk)
@@ -186,25 +192,27 @@ def test_deleting_on_a_full_disk_frees_space_and_every_session_and_client_learns
         typ, data = client.uid("EXPUNGE", "6")
         assert typ == "OK", data
         assert client.untagged_responses.pop("EXPUNGE") == [b"3"]
+        # MOVE links the file into the other folder, then expunges it here.
+        typ, data = client.uid("MOVE", "8", "Bin")
+        assert typ == "OK", data
+        assert client.untagged_responses.pop("EXPUNGE") == [b"4"]
         typ, data = client.uid("STORE", "7", "+FLAGS", "(\\Deleted)")
         assert typ == "OK", data
         typ, data = client.close()
         assert typ == "OK", data
         typ, data = watcher.noop()
         assert typ == "OK", data
-        assert watcher.untagged_responses.pop("EXPUNGE") == [b"4", b"3"]
-    assert len(os.listdir(maildir / "cur")) == 3
+        assert watcher.untagged_responses.pop("EXPUNGE") == [b"5", b"4", b"3"]
+    assert len(os.listdir(maildir / "cur")) == 2
 
     send(server, "after")
     with imap(server) as client:
         selectInbox(client)
-        assert subjects(client) == {
-            1: "delivered 0",
-            5: "delivered 4",
-            8: "delivered 7",
-            9: "after",
-        }
-    assert qresync(server, validity, start)[0] == [2, 3, 4, 6, 7]
+        assert subjects(client) == {1: "delivered 0", 5: "delivered 4", 9: "after"}
+        typ, data = client.select("Bin")
+        assert typ == "OK", data
+        assert sorted(subjects(client).values()) == ["delivered 0", "delivered 7"]
+    assert qresync(server, validity, start)[0] == [2, 3, 4, 6, 7, 8]
     filler.unlink()
 
 

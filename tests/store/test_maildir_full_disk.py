@@ -250,7 +250,8 @@ def test_deleting_on_a_full_disk_frees_space_and_logs_the_expunges(disk: Path) -
     inbox = store.getFolder("INBOX")
     for n in range(8):
         bigMessage(inbox, f"big {n}")
-    start = inbox.messages() and inbox.highestModSeq()
+    inbox.messages()
+    start = inbox.highestModSeq()
     assert store.quota() is not None
     filler = fill(disk)
     exhaustLog(inbox, root)
@@ -290,7 +291,8 @@ def test_expunges_the_full_log_cannot_take_are_kept_and_written_once_space_retur
     inbox = MaildirStore(root).getFolder("INBOX")
     for n in range(6):
         deliver(inbox, f"delivered {n}")
-    start = inbox.messages() and inbox.highestModSeq()
+    inbox.messages()
+    start = inbox.highestModSeq()
     keptLinks(disk, root)
     filler = fill(disk)
     exhaustLog(inbox, root)
@@ -322,7 +324,8 @@ def test_a_restart_that_lost_the_kept_lines_finds_the_expunges_on_disk(disk: Pat
     inbox = MaildirStore(root).getFolder("INBOX")
     for n in range(6):
         deliver(inbox, f"delivered {n}")
-    start = inbox.messages() and inbox.highestModSeq()
+    inbox.messages()
+    start = inbox.highestModSeq()
     keptLinks(disk, root)
     filler = fill(disk)
     exhaustLog(inbox, root)
@@ -361,7 +364,8 @@ def test_a_message_numbered_and_expunged_while_the_log_was_full_is_expunged_afte
     inbox = MaildirStore(root).getFolder("INBOX")
     for n in range(3):
         deliver(inbox, f"delivered {n}")
-    start = inbox.messages() and inbox.highestModSeq()
+    inbox.messages()
+    start = inbox.highestModSeq()
     [dropped] = dropInNew(root, 1)
     keptLinks(disk, root)
     filler = fill(disk)
