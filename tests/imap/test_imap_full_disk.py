@@ -1,7 +1,7 @@
 """
-FETCH on a full disk (a small tmpfs the test fills): BODY[] sets C{\\Seen}
-only while the disk takes the change; then the messages are served without
-it, rather than the whole FETCH refused.
+FETCH on a full disk (a small tmpfs the test fills): BODY[] serves the
+messages and sets C{\\Seen}, a rename in C{cur/} that needs no room (the
+mod-sequences the changes take wait in memory for the log to have some).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class FullDiskFetchTests(TestCase):
             pending.write(message(n))
             pending.commit()
 
-    async def test_fetch_serves_the_messages_when_seen_cannot_be_stored(self) -> None:
+    async def test_fetch_on_a_full_disk_serves_the_messages_and_sets_seen(self) -> None:
         port = await listenIMAP(self, self.fixture)
 
         def session() -> tuple[str, list[bytes], list[bytes]]:
@@ -60,4 +60,4 @@ class FullDiskFetchTests(TestCase):
         self.assertEqual(typ, "OK")
         self.assertEqual(bodies, [message(n) for n in range(COUNT)])
         unseen = [line for line in flags if not re.search(rb"\\Seen", line)]
-        self.assertTrue(unseen, "every \\Seen was stored: the disk was not full enough")
+        self.assertEqual(unseen, [])

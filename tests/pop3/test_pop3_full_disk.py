@@ -1,7 +1,8 @@
 """
 A POP3 session on a full disk (a small tmpfs the test fills): the messages
-are listed and retrieved, and QUIT ends well although the disk has no room
-to mark them C{\\Seen}.
+are listed and retrieved, and QUIT ends well and marks them C{\\Seen}: a
+rename in C{cur/} needs no room, and the mod-sequences the changes take
+wait in memory for the log to have some.
 """
 
 from __future__ import annotations
@@ -71,5 +72,5 @@ class FullDiskSessionTests(TestCase):
         self.assertEqual((count, listed), (COUNT, COUNT))
         self.assertEqual(bodies, [message(n) for n in range(COUNT)])
         self.assertTrue(quit.startswith(b"+OK"), quit)
-        unseen = [info for info in self.inbox.messages() if "\\Seen" not in info.flags]
-        self.assertTrue(unseen, "every \\Seen was stored: the disk was not full enough")
+        unseen = [info.uid for info in self.inbox.messages() if "\\Seen" not in info.flags]
+        self.assertEqual(unseen, [])

@@ -1,13 +1,18 @@
 """
-Reading a Maildir on a full disk (a small tmpfs the test fills): listing,
-indexing and opening messages need no space.  UIDs that cannot be written
-to C{dovecot-uidlist}, a UIDVALIDITY that cannot be recorded and a
+A Maildir on a full disk (a small tmpfs the test fills).  Listing, indexing
+and opening messages need no space: UIDs that cannot be written to
+C{dovecot-uidlist}, a UIDVALIDITY that cannot be recorded and a
 mod-sequence log that cannot be started are kept in memory, and written,
-unchanged, once space returns; writes a user asks for are still refused.
+unchanged, once space returns.  Deleting frees space, so it works too:
+C{\\Deleted} is a rename and an expunge unlinks the files, whatever the
+mod-sequence log can take; what it cannot is kept in memory, written once
+space returns, and found again on disk by a process started before that.
+Writes that need space (deliveries, new keywords) are still refused.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +20,9 @@ import pytest
 
 from support.disk import fill, smallDisk
 from tmail.errors import StoreFull
-from tmail.store import maildir, uidlist
+from tmail.store import maildir, modseq, uidlist
 from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.quota import QuotaLimits, scanUsage
 
 
 @pytest.fixture
@@ -131,7 +137,7 @@ def test_an_unreadable_uidlist_is_replaced_in_memory_once_on_a_full_disk(disk: P
     assert MaildirStore(root).getFolder("INBOX").uidValidity() == uidValidity
 
 
-def test_flag_changes_and_expunges_are_still_refused_on_a_full_disk(disk: Path) -> None:
+def test_a_new_keyword_is_still_refused_on_a_full_disk(disk: Path) -> None:
     root = disk / "carol"
     inbox = MaildirStore(root).getFolder("INBOX")
     for n in range(3):
@@ -195,3 +201,206 @@ def test_a_uidlist_kept_whole_in_memory_gives_way_to_one_another_process_created
     assert mine.data is not None
     assert (mine.data.uidValidity, mine.data.uids) == (8, {"z": 1})
     assert not mine.unwritten
+
+
+# Deleting on a full disk
+
+
+def bigMessage(folder: MaildirFolder, subject: str) -> int:
+    """A message of about 12 KiB: unlinking it frees blocks a test can see."""
+    pending = folder.beginMessage()
+    pending.write(f"Subject: {subject}\r\n\r\n".encode())
+    pending.write((b"x" * 78 + b"\r\n") * 150)
+    return pending.commit()
+
+
+def freeBytes(disk: Path) -> int:
+    status = os.statvfs(disk)
+    return status.f_bavail * status.f_frsize
+
+
+def logged(root: Path) -> list[bytes]:
+    """The lines of INBOX's mod-sequence log file after its header."""
+    return (root / modseq.FILENAME).read_bytes().split(b"\n")[1:-1]
+
+
+def exhaustLog(folder: MaildirFolder, root: Path, uid: int = 1) -> None:
+    """
+    Toggle C{\\Flagged} on C{uid} until the mod-sequence log no longer grows
+    (its last block is full: a tmpfs still takes lines into a block a file
+    has), then once more, so that the message ends as the log last
+    recorded it.
+    """
+    info = folder.info(uid)
+    assert info is not None
+    flagged = "\\Flagged" in info.flags
+    for _ in range(1000):
+        size = (root / modseq.FILENAME).stat().st_size
+        flagged = not flagged
+        folder.setFlags(uid, {"\\Flagged"} if flagged else set())
+        if (root / modseq.FILENAME).stat().st_size == size:
+            folder.setFlags(uid, set() if flagged else {"\\Flagged"})
+            return
+    raise AssertionError("the mod-sequence log kept growing on a full disk")
+
+
+def test_deleting_on_a_full_disk_frees_space_and_logs_the_expunges(disk: Path) -> None:
+    root = disk / "erin"
+    store = MaildirStore(root, quota=lambda: QuotaLimits(storage=1 << 30))
+    inbox = store.getFolder("INBOX")
+    for n in range(8):
+        bigMessage(inbox, f"big {n}")
+    inbox.messages()
+    start = inbox.highestModSeq()
+    assert store.quota() is not None
+    filler = fill(disk)
+    exhaustLog(inbox, root)
+    before = freeBytes(disk)
+
+    for uid in (2, 3, 4):
+        assert inbox.setFlags(uid, {"\\Deleted"}).flags == {"\\Deleted"}
+    assert inbox.expunge([2, 3, 4]) == [2, 3, 4]
+
+    assert freeBytes(disk) >= before + 2 * 12_000
+    assert sorted(uids(inbox).values()) == [1, 5, 6, 7, 8]
+    assert len(os.listdir(root / "cur")) == 5
+    # The space the files freed took the log lines at once.
+    assert {line.rpartition(b" ")[2] for line in logged(root)} >= {b"-2", b"-3", b"-4"}
+    other = MaildirStore(root).getFolder("INBOX")
+    assert sorted(uids(other).values()) == [1, 5, 6, 7, 8]
+    assert other.expungedSince(start) == ([2, 3, 4], True)
+    assert bigMessage(inbox, "after") == 9
+    filler.unlink()
+    assert store.quota() == store.recalculateQuota()
+    assert store.quota().storage == scanUsage(root)[0]  # type: ignore[union-attr]
+
+
+def keptLinks(disk: Path, root: Path) -> None:
+    """Link every message file of INBOX outside the Maildir: unlinking one then frees nothing."""
+    keep = disk / "kept"
+    keep.mkdir(exist_ok=True)
+    for sub in ("cur", "new"):
+        for name in os.listdir(root / sub):
+            os.link(root / sub / name, keep / name.partition(":")[0])
+
+
+def test_expunges_the_full_log_cannot_take_are_kept_and_written_once_space_returns(
+    disk: Path,
+) -> None:
+    root = disk / "frank"
+    inbox = MaildirStore(root).getFolder("INBOX")
+    for n in range(6):
+        deliver(inbox, f"delivered {n}")
+    inbox.messages()
+    start = inbox.highestModSeq()
+    keptLinks(disk, root)
+    filler = fill(disk)
+    exhaustLog(inbox, root)
+    before = logged(root)
+
+    for uid in (2, 3, 4):
+        inbox.setFlags(uid, {"\\Deleted"})
+    assert inbox.expunge([2, 3, 4]) == [2, 3, 4]
+    assert logged(root) == before, "the log had room: the test proves nothing"
+    assert sorted(uids(inbox).values()) == [1, 5, 6]
+    assert inbox.expungedSince(start) == ([2, 3, 4], True)
+    highest = inbox.highestModSeq()
+    other = MaildirStore(root).getFolder("INBOX")
+    assert sorted(uids(other).values()) == [1, 5, 6]
+    assert other.expungedSince(start) == ([2, 3, 4], True)
+    assert other.highestModSeq() >= highest
+
+    filler.unlink()
+    flags = {info.uid: info.flags for info in inbox.messages()}
+    assert {line.rpartition(b" ")[2] for line in logged(root)} >= {b"-2", b"-3", b"-4"}
+    restarted = MaildirStore(root).getFolder("INBOX")
+    assert {info.uid: info.flags for info in restarted.messages()} == flags
+    assert restarted.expungedSince(start) == ([2, 3, 4], True)
+    assert restarted.highestModSeq() >= highest
+
+
+def test_a_restart_that_lost_the_kept_lines_finds_the_expunges_on_disk(disk: Path) -> None:
+    root = disk / "grace"
+    inbox = MaildirStore(root).getFolder("INBOX")
+    for n in range(6):
+        deliver(inbox, f"delivered {n}")
+    inbox.messages()
+    start = inbox.highestModSeq()
+    keptLinks(disk, root)
+    filler = fill(disk)
+    exhaustLog(inbox, root)
+    inbox.setFlags(5, {"\\Seen"})
+    for uid in (2, 3):
+        inbox.setFlags(uid, {"\\Deleted"})
+    assert inbox.expunge([2, 3]) == [2, 3]
+    flags = {info.uid: info.flags for info in inbox.messages()}
+    highest = inbox.highestModSeq()
+    fivesModSeq = inbox.info(5).modseq  # type: ignore[union-attr]
+    del inbox
+
+    restarted = MaildirStore(root).getFolder("INBOX")
+    assert {info.uid: info.flags for info in restarted.messages()} == flags
+    assert restarted.expungedSince(start) == ([2, 3], True)
+    assert restarted.highestModSeq() >= highest
+    assert restarted.info(5).modseq >= fivesModSeq  # type: ignore[union-attr]
+
+    filler.unlink()
+    assert {info.uid: info.flags for info in restarted.messages()} == flags
+    again = MaildirStore(root).getFolder("INBOX")
+    assert {info.uid: info.flags for info in again.messages()} == flags
+    assert again.expungedSince(start) == ([2, 3], True)
+    assert again.highestModSeq() >= highest
+    assert again.uidValidity() == restarted.uidValidity()
+
+
+def test_a_message_numbered_and_expunged_while_the_log_was_full_is_expunged_after_a_restart(
+    disk: Path,
+) -> None:
+    """
+    The log never had a line for it, only the uidlist: a restart that lost
+    the kept lines takes the missing file for an expunge all the same.
+    """
+    root = disk / "heidi"
+    inbox = MaildirStore(root).getFolder("INBOX")
+    for n in range(3):
+        deliver(inbox, f"delivered {n}")
+    inbox.messages()
+    start = inbox.highestModSeq()
+    [dropped] = dropInNew(root, 1)
+    keptLinks(disk, root)
+    filler = fill(disk)
+    exhaustLog(inbox, root)
+    assert uids(inbox)[dropped] == 4
+    assert onDisk(root)[dropped] == 4, "the uidlist had no room: another test's case"
+    assert not any(line.split(b" ")[1] == b"4" for line in logged(root))
+    inbox.setFlags(4, {"\\Deleted"})
+    assert inbox.expunge([4]) == [4]
+    assert inbox.expungedSince(start) == ([4], True)
+    del inbox
+
+    restarted = MaildirStore(root).getFolder("INBOX")
+    assert sorted(uids(restarted).values()) == [1, 2, 3]
+    assert restarted.expungedSince(start) == ([4], True)
+    filler.unlink()
+    restarted.messages()
+    assert logged(root)[-1].endswith(b" -4")
+    again = MaildirStore(root).getFolder("INBOX")
+    assert sorted(uids(again).values()) == [1, 2, 3]
+    assert again.expungedSince(start) == ([4], True)
+
+
+def test_flags_changed_and_back_on_a_full_disk_leave_no_lower_highestmodseq_after_a_restart(
+    disk: Path,
+) -> None:
+    """Nothing on disk tells a restart of those changes but the log's header, raised in place."""
+    root = disk / "ivan"
+    inbox = MaildirStore(root).getFolder("INBOX")
+    deliver(inbox, "delivered")
+    inbox.messages()
+    fill(disk)
+    exhaustLog(inbox, root)
+    flags = {info.uid: info.flags for info in inbox.messages()}
+    highest = inbox.highestModSeq()
+    restarted = MaildirStore(root).getFolder("INBOX")
+    assert {info.uid: info.flags for info in restarted.messages()} == flags
+    assert restarted.highestModSeq() >= highest

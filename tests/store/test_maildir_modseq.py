@@ -10,6 +10,7 @@ may still ask for.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import multiprocessing
@@ -707,30 +708,81 @@ def test_a_log_that_lost_its_last_lines_never_goes_below_a_modseq_given(tmp_path
     assert restarted.setFlags(3, {"\\Flagged"}).modseq > highest
 
 
-def test_a_flag_change_the_log_cannot_record_is_refused_and_not_made(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """
-    RFC 7162 3.1.3: every change has its own mod-sequence.  One that cannot
-    be logged (disk full) is refused rather than given a value in memory
-    that another process could hand out too.
-    """
-    import errno
-
-    from tmail.errors import StoreFull
-    from tmail.store import modseq
-
-    root = tmp_path / "Maildir"
-    folder = filled(root, 2)
-    before = {m.uid: m.flags for m in folder.messages()}
+def logTakesNothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log takes no line, as on a full disk; the rest of the Maildir still works."""
 
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(modseq, "writeAll", full)
-    with pytest.raises(StoreFull):
-        folder.setFlags(1, before[1] ^ {"\\Flagged"})
-    with pytest.raises(StoreFull):
-        folder.expunge([2])
-    monkeypatch.undo()
-    assert {m.uid: m.flags for m in inbox(root).messages()} == before
+
+
+def test_a_flag_change_or_expunge_the_log_cannot_take_is_made_and_logged_once_it_can(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Deleting must work on a full disk: the change is made, its mod-sequence
+    given in memory (sessions and QRESYNC see it at once), and its line
+    written with that mod-sequence once the log takes it.
+    """
+    monkeypatch.setattr(maildir, "_RETRY_UNWRITTEN", 0.0)
+    folder = filled(root, 3)
+    start = highestOf(folder)
+    before = logLines(root)
+    with monkeypatch.context() as full:
+        logTakesNothing(full)
+        flagged = folder.setFlags(1, {"\\Deleted"})
+        assert flagged.flags == {"\\Deleted"}
+        assert flagged.modseq > start
+        assert folder.expunge([1]) == [1]
+        assert [m.uid for m in folder.messages()] == [2, 3]
+        assert vanished(folder, start) == ([1], True)
+        highest = highestOf(folder)
+        assert highest > flagged.modseq
+        assert logLines(root) == before
+    folder.messages()
+    assert logLines(root)[len(before) :] == [b"%d -1" % highest]
+    assert everything(inbox(root), start) == everything(folder, start)
+
+
+def test_lines_kept_in_memory_go_above_what_another_process_logged_meanwhile(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log stays in order and never gives one mod-sequence to two changes."""
+    monkeypatch.setattr(maildir, "_RETRY_UNWRITTEN", 0.0)
+    folder = filled(root, 3)
+    with monkeypatch.context() as full:
+        logTakesNothing(full)
+        kept = folder.setFlags(1, {"\\Flagged"}).modseq
+    other = inbox(root)
+    other.setFlags(2, {"\\Answered"})
+    logged = highestOf(other)
+    assert logged > kept
+    folder.messages()
+    values = [int(line.split(b" ")[0]) for line in logLines(root)]
+    assert values == sorted(values)
+    assert kept not in values
+    written = [int(line.split(b" ")[0]) for line in logLines(root) if line.endswith(b" 1 F")]
+    assert written[-1] > logged
+    assert flagsOf(inbox(root)) == flagsOf(folder) == flagsOf(other)
+
+
+def test_a_restart_reports_no_lower_highestmodseq_than_one_given_from_memory(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Flags changed and changed back while the log took nothing leave nothing
+    for a restarted process to find; the header it reads still covers the
+    mod-sequences given.
+    """
+    folder = filled(root, 3)
+    flags = flagsOf(folder)
+    with monkeypatch.context() as full:
+        logTakesNothing(full)
+        folder.setFlags(1, {"\\Flagged"})
+        folder.setFlags(1, flags[1])
+        highest = highestOf(folder)
+        restarted = inbox(root)
+        assert flagsOf(restarted) == flags
+        assert highestOf(restarted) >= highest
+    assert highestOf(inbox(root)) >= highest

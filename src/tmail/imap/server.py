@@ -13,9 +13,10 @@ What the handlers fix in Twisted's (each has a regression test):
   - SELECT reports UNSEEN, UIDNEXT and PERMANENTFLAGS; FETCH sets C{\\Seen},
     honours partial ranges and serves exact bytes; APPEND and COPY report
     UIDPLUS codes.
-  - A full disk refuses only what the client asked to write (APPEND, COPY,
-    STORE, EXPUNGE: C{NO [OVERQUOTA]}); reading goes on, and a FETCH that
-    cannot set C{\\Seen} serves the message without it.
+  - A full disk refuses only writes that need space (APPEND, COPY, a new
+    keyword: C{NO [OVERQUOTA]}); reading goes on, deleting works (STORE
+    C{\\Deleted}, EXPUNGE, CLOSE, MOVE's expunge: it is what frees space),
+    and a FETCH that cannot set C{\\Seen} serves the message without it.
   - IDLE ends only on C{DONE}; changes made by other sessions reach a
     session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
   - SEARCH, SORT and THREAD (Twisted's SEARCH runs in the reactor at one

@@ -37,8 +37,9 @@ class POP3Mailbox:
     C{DELE} only marks a message; L{sync} (called by C{QUIT}, and only by
     C{QUIT}) removes the marked ones and sets C{\\Seen} on the messages that
     were retrieved, as Dovecot does.  A session that ends any other way
-    changes nothing.  On a full disk the C{\\Seen} flags are left unset,
-    so a session that only read still ends well.
+    changes nothing.  On a full disk the messages marked are removed all
+    the same (that frees space), and C{\\Seen} is left unset where it
+    cannot be set, so the session still ends well.
 
     @ivar folder: the folder the snapshot was taken of.
     """

@@ -10,12 +10,17 @@ tmail and Dovecot without clients re-downloading mail.
 Each folder keeps an in-memory index (UID -> L{MessageInfo}) refreshed from
 the directory mtimes: a call that finds nothing changed costs two C{stat}s.
 
-A full disk (or quota) stops only the writes a user asked for (deliveries,
-flag changes, expunges, copies: L{tmail.errors.StoreFull}).  Reading needs
-no space: UIDs given to messages found meanwhile are kept in memory until
-the uidlist can take them (tried again every second at most, as the folder
-is used), files stay in C{new/} until they can be moved, and mod-sequences
-are kept in memory (see L{tmail.store.modseq}).
+A full disk (or quota) stops only the writes a user asked for that need
+space (deliveries, copies, new keywords: L{tmail.errors.StoreFull}).
+Reading needs no space: UIDs given to messages found meanwhile are kept in
+memory until the uidlist can take them (tried again every second at most,
+as the folder is used), files stay in C{new/} until they can be moved.
+Deleting frees space, so it must work too: a flag change is a rename in
+C{cur/}, an expunge unlinks the files, and what the mod-sequence log cannot
+take is kept in memory and written later (see L{tmail.store.modseq}).  A
+restart that loses what memory held finds the same changes on disk: flag
+letters the log does not have, and messages the log or the uidlist lists
+whose file is gone, which are expunges, never errors.
 """
 
 from __future__ import annotations
@@ -743,6 +748,14 @@ class MaildirFolder:
         self._uidlist.keep(data, added, whole)
         self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
 
+    def _retryUnwritten(self) -> None:
+        """Write what a full disk left in memory, if the disk now takes it."""
+        self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
+        if self._uidlist.unwritten:
+            self._assignUids((), strict=False)
+        if self._log.unwritten:
+            self._log.append([])
+
     def _compactionDue(self) -> bool:
         """
         Whether the uidlist has gathered enough lines of expunged messages
@@ -886,9 +899,10 @@ class MaildirFolder:
         if self._gone:
             return False
         self._open()
-        if self._uidlist.unwritten and time.monotonic() >= self._retryUnwrittenAt:
-            self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
-            self._assignUids((), strict=False)
+        if (
+            self._uidlist.unwritten or self._log.unwritten
+        ) and time.monotonic() >= self._retryUnwrittenAt:
+            self._retryUnwritten()
         try:
             stamp = self._stamp()
         except FileNotFoundError:
@@ -918,8 +932,8 @@ class MaildirFolder:
         self._knownNext = data.nextUid
 
         found, gone = self._listChanges()
-        if not wasIndexed:
-            gone |= data.uids.keys() - found.keys()
+        if loading:
+            gone |= data.uids.keys() - found.keys() - self._byBase.keys()
         if gone:
             again = self._listDirectory("cur")
             for base in gone & again.keys():
@@ -931,6 +945,17 @@ class MaildirFolder:
         for uid in removed:
             self._remove(uid)
         self._goneUnlogged += removed
+        if loading:
+            # A uidlist line whose file is gone, of a message the log never
+            # had: numbered and expunged by a process that could log neither
+            # (a full disk) before it stopped.
+            self._goneUnlogged += [
+                uid
+                for base in gone
+                if base not in self._byBase
+                and (uid := data.uids.get(base)) is not None
+                and not self._log.mayHaveLogged(uid)
+            ]
         if removed:
             self._uids = [uid for uid in self._uids if uid in self._entries]
             changed = True
@@ -1542,10 +1567,16 @@ class MaildirFolder:
                 if entry.subdir == "cur" and target == entry.filename:
                     break
                 targetLetters = self._lettersOf(target)
+                unlogged = False
                 if targetLetters != letters:
                     # Logged first: a crash before the rename leaves a higher
                     # mod-sequence for the same flags, never a silent change.
-                    modseq = self._log.append([(uid, targetLetters)], strict=True)
+                    # On a full disk the rename comes first (it needs no
+                    # space on most file systems), logged in memory after.
+                    try:
+                        modseq = self._log.append([(uid, targetLetters)], strict=True)
+                    except StoreFull:
+                        unlogged = True
                 source = self._pathOf(entry)
                 try:
                     with fullDiskIsStoreFull():
@@ -1554,13 +1585,15 @@ class MaildirFolder:
                     self._relocate(uid, entry)
                     continue
                 self._setLocation(entry, "cur", target)
+                if unlogged:
+                    modseq = self._log.append([(uid, targetLetters)])
                 break
             else:
                 raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
         flagsNow = self._flagsOf(base, entry.filename)
         if flagsNow != entry.info.flags and not modseq:
             # Keywords past the 26 letters live in memory: no rename, still a change.
-            modseq = self._log.append([(uid, self._lettersOf(entry.filename))], strict=True)
+            modseq = self._log.append([(uid, self._lettersOf(entry.filename))])
         # Another process's change of the same message found meanwhile
         # (in _relocate) may have a higher mod-sequence than ours.
         info = replace(entry.info, flags=flagsNow, modseq=max(modseq, entry.info.modseq))
@@ -1578,8 +1611,14 @@ class MaildirFolder:
         if any(uid not in self._entries for uid in wanted) and self._sync():
             self._notify()
         present = [uid for uid in wanted if uid in self._entries]
+        unlogged = False
         if present:
-            self._log.append([(uid, None) for uid in present], strict=True)
+            try:
+                self._log.append([(uid, None) for uid in present], strict=True)
+            except StoreFull:
+                # The files go first, which frees the space; their expunges
+                # are logged after, in memory until the log takes them.
+                unlogged = True
         removed: list[int] = []
         freedBytes = freedCount = 0
         with self._ownChanges():
@@ -1602,11 +1641,16 @@ class MaildirFolder:
                 removed.append(uid)
         if not removed:
             return []
+        if unlogged:
+            self._log.append([(uid, None) for uid in removed])
         self._recordQuota(-freedBytes, -freedCount)
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
         self._uids = [uid for uid in self._uids if uid not in gone]
+        if self._uidlist.unwritten:
+            # Space was just freed: the UIDs kept in memory may fit now.
+            self._assignUids((), strict=False)
         if self._compactionDue():
             try:
                 self._assignUids(())

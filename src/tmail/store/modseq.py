@@ -15,16 +15,25 @@ expunge is logged before the file is renamed or removed, so a crash between
 the two leaves a higher mod-sequence for unchanged flags, never a change
 without one.  A message whose letters on disk differ from its last line (a
 change made by another Maildir program, or while no tmail ran) gets a new
-mod-sequence when it is found.
+mod-sequence when it is found; so does the expunge of a message whose line
+(or, for one the log never had, whose uidlist line) outlives its file.
 
 A new log starts at the current time in microseconds: a log that is lost
 or recreated, or a folder Dovecot served before, never shows a client a
 HIGHESTMODSEQ below one it was already given.
 
-A log that cannot be written (a full disk) never stops a folder from being
-read: what was found is given mod-sequences in memory, and the next process
-logs those letters anew.  Only a flag change or an expunge, which must be
-logged before it is made, is refused.
+A log that cannot be written (a full disk) stops neither reading nor
+deleting: a change is then made first (a rename in C{cur/} or an unlink,
+which need no space on most file systems, and an unlink frees some) and
+its line kept in memory, given a mod-sequence there; kept lines are
+written, before any later one, as soon as the log takes them.  Should
+another process have logged values as high meanwhile, they are written
+under one new value above everything instead, so the log never gives one
+value to two changes.  While lines are kept, the header's C{H} is raised
+in place to the highest value given (an overwrite needs no new block on
+most file systems), so a process that starts after one that lost its
+memory never reports a lower HIGHESTMODSEQ; the changes themselves it
+finds on disk, as above.
 
 The log is rewritten (compacted) when it holds many more lines than
 messages.  Only the most recent expunges are kept; C{F} is the highest
@@ -66,6 +75,12 @@ def _startingModSeq() -> int:
     return time.time_ns() // 1000
 
 
+def _line(uid: int, modseq: int, letters: str | None) -> bytes:
+    if letters is None:
+        return b"%d -%d\n" % (modseq, uid)
+    return b"%d %d %s\n" % (modseq, uid, letters.encode("ascii"))
+
+
 class ModSeqLog:
     """
     The log of one folder, as one process sees it.
@@ -98,6 +113,14 @@ class ModSeqLog:
         self._latest: dict[int, tuple[int, str]] = {}
         self._loading = False
         self._resumeAt = 0
+        #: The highest value read from the file or written to it (not the
+        #: header raised in place to cover what memory holds).
+        self._diskHighest = 0
+        #: Changes the file could not take yet: UID -> (mod-sequence given
+        #: in memory, letters or C{None} for an expunge), oldest first.
+        self._unwritten: dict[int, tuple[int, str | None]] = {}
+        #: The highest UID of a line read while loading.
+        self._topUid = 0
 
     def __repr__(self) -> str:
         return f"<ModSeqLog {str(self._path)!r} highest={self.highest}>"
@@ -122,8 +145,8 @@ class ModSeqLog:
         self.close()
         self._uidValidity = uidValidity
         self._logged, self._expunged, self._foreignExpunged = {}, {}, {}
-        self._latest = {}
-        self.highest = self.floor = 0
+        self._latest, self._unwritten = {}, {}
+        self.highest = self.floor = self._diskHighest = self._topUid = 0
         self._resumeAt = _startingModSeq()
         self._loading = True
         try:
@@ -219,6 +242,7 @@ class ModSeqLog:
         if values.get(b"V") != self._uidValidity:
             return False
         self.highest = max(self.highest, values.get(b"H", 0))
+        self._diskHighest = max(self._diskHighest, values.get(b"H", 0))
         self.floor = max(self.floor, values.get(b"F", 0))
         return True
 
@@ -232,7 +256,8 @@ class ModSeqLog:
         """
         logged = self._logged if self._loading else self._latest
         expunged = self._expunged if self._loading else self._foreignExpunged
-        highest = self.highest
+        highest = self._diskHighest
+        top = 0
         for line in lines:
             modseq, uid, *rest = line.split(b" ")
             value = int(modseq)
@@ -242,9 +267,14 @@ class ModSeqLog:
                 expunged.pop(number, None)
                 expunged[number] = value
             else:
-                logged[int(uid)] = (value, rest[0].decode("ascii") if rest else "")
+                number = int(uid)
+                logged[number] = (value, rest[0].decode("ascii") if rest else "")
             highest = max(highest, value)
-        self.highest = highest
+            top = max(top, number)
+        if self._loading:
+            self._topUid = max(self._topUid, top)
+        self._diskHighest = highest
+        self.highest = max(self.highest, highest)
 
     def _restart(self) -> None:
         """Replace a missing, foreign or damaged log with a new, empty one."""
@@ -269,6 +299,16 @@ class ModSeqLog:
         """Whether the log already records the expunge of C{uid}."""
         return uid in self._expunged
 
+    def mayHaveLogged(self, uid: int) -> bool:
+        """
+        Whether the log has, or may once have had, a line for C{uid}: it
+        has one, or one for a higher UID (an expunge a compaction forgot
+        leaves none).  Kept lines are written before any later one, so a
+        UID above every line is one a process gave out while it could not
+        log, and stopped before it could.
+        """
+        return uid <= self._topUid or uid in self._logged or uid in self._expunged
+
     def forgetUnclaimed(self) -> list[int]:
         """
         Drop the states no message claimed and return their UIDs: messages
@@ -279,16 +319,21 @@ class ModSeqLog:
 
     # Writing
 
+    @property
+    def unwritten(self) -> bool:
+        """Whether changes are kept in memory that the file does not have yet."""
+        return bool(self._unwritten)
+
     def append(self, changes: Sequence[tuple[int, str | None]], strict: bool = False) -> int:
         """
         Log new states (flag letters, or C{None} for an expunge) of messages
-        under one new mod-sequence, and return it.
+        under one new mod-sequence, after the lines kept in memory, and
+        return it.  With no C{changes}, only the kept lines are written.
 
         When the log cannot be written: with C{strict} the error is raised
-        (for a change not made yet, which is then refused: two processes
-        must never give one mod-sequence to two changes); otherwise, for a
-        change already on disk, the mod-sequence is kept in memory only and
-        the next process finds those letters unlogged and logs them anew.
+        (for a change not made yet, which the caller then makes first or
+        refuses); otherwise, for a change already on disk, its line is kept
+        in memory under a new mod-sequence, to be written by a later call.
         """
         try:
             with self._locked() as fd:
@@ -296,37 +341,89 @@ class ModSeqLog:
                 # that lost its last lines (a power cut) does not hand out
                 # mod-sequences again that clients were already given.
                 modseq = max(self.highest + 1, self._resumeAt)
-                self._resumeAt = 0
-                lines = [
-                    b"%d -%d\n" % (modseq, uid)
-                    if letters is None
-                    else b"%d %d %s\n" % (modseq, uid, letters.encode("ascii"))
-                    for uid, letters in changes
-                ]
-                data = b"".join(lines)
-                writeAll(fd, data)
+                kept = list(self._unwritten.items())
+                if kept and kept[0][1][0] <= self._diskHighest:
+                    kept = [(uid, (modseq, letters)) for uid, (_, letters) in kept]
+                written = kept + [(uid, (modseq, letters)) for uid, letters in changes]
+                if not written:
+                    return self.highest
+                data = b"".join(_line(uid, value, letters) for uid, (value, letters) in written)
+                try:
+                    writeAll(fd, data)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, self._offset)
+                    raise
                 self._offset += len(data)
-                self._lines += len(lines)
-                self.highest = modseq
-                for uid, letters in changes:
+                self._lines += len(written)
+                top = max(value for _, (value, _) in written)
+                self.highest = max(self.highest, top)
+                self._diskHighest = max(self._diskHighest, top)
+                self._resumeAt = 0
+                for uid, (value, letters) in written:
                     if letters is None:
                         self._latest.pop(uid, None)
                     else:
-                        self._latest[uid] = (modseq, letters)
+                        self._latest[uid] = (value, letters)
+                if kept:
+                    self._unwritten = {}
+                    _log.info(
+                        "The mod-sequences of {path} kept in memory are written", path=self._path
+                    )
         except OSError as e:
             if strict:
                 if isDiskFull(e):
                     raise StoreFull(str(e)) from e
                 raise
-            _log.warn("Could not log mod-sequences in {path}: {error}", path=self._path, error=e)
+            if not changes:
+                return self.highest
+            if not self._unwritten:
+                _log.warn(
+                    "Could not log mod-sequences in {path}: {error}; kept in memory",
+                    path=self._path,
+                    error=e,
+                )
             self.highest = max(self.highest + 1, self._resumeAt)
             self._resumeAt = 0
             modseq = self.highest
+            for uid, letters in changes:
+                self._unwritten.pop(uid, None)
+                self._unwritten[uid] = (modseq, letters)
+            self._raiseHeader()
         for uid, letters in changes:
             if letters is None:
                 self._expunged.pop(uid, None)
                 self._expunged[uid] = modseq
         return modseq
+
+    def _raiseHeader(self) -> None:
+        """
+        Raise the header's C{H} to L{highest} by overwriting its digits in
+        place, which needs no new block on most file systems (where it
+        fails, or the digits do not fit, nothing is done): a process that
+        starts before the kept lines are written starts above them.
+        """
+        try:
+            with self._locked() as fd:
+                header = os.pread(fd, 256, 0).partition(b"\n")[0]
+                start = header.find(b" H") + 2
+                end = header.find(b" ", start)
+                digits = header[start:end] if start > 1 and end > start else b""
+                new = b"%d" % self.highest
+                if (
+                    not header.startswith(_MAGIC + b" ")
+                    or not digits.isdigit()
+                    or len(digits) != len(new)
+                    or int(digits) >= self.highest
+                ):
+                    return
+                writer = os.open(self._pathText, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.pwrite(writer, new, start)
+                finally:
+                    os.close(writer)
+        except OSError as e:
+            _log.debug("Could not raise the header of {path}: {error}", path=self._path, error=e)
 
     def needsCompaction(self, live: int) -> bool:
         """Whether the log holds many more lines than C{live} messages and the expunges kept."""
@@ -389,6 +486,10 @@ class ModSeqLog:
         self._inode = (status.st_dev, status.st_ino)
         self._offset, self._lines = len(data), len(body)
         self._latest = {uid: (modseq, letters) for uid, modseq, letters in states}
+        # Everything memory held is in the new file: the states as the
+        # caller sees them (or none, to be found anew) and the expunges.
+        self._unwritten = {}
+        self._diskHighest = max(self._diskHighest, self.highest)
         if old is not None:
             fcntl.flock(old, fcntl.LOCK_UN)
             os.close(old)
