@@ -1313,7 +1313,9 @@ class MaildirFolder:
     def _relocate(self, uid: int, entry: _Entry) -> None:
         """
         Find C{entry}'s file after another process renamed it; raise
-        C{KeyError} when it is gone for good.
+        C{KeyError} when it is gone for good.  A flag change found this way
+        is told to the listeners as one found by listing the directory is:
+        a session that did not come across it hears of it only so.
         """
         located = self._locate(entry.info.key)
         if located is None:
@@ -1326,6 +1328,7 @@ class MaildirFolder:
             self._touched.add(uid)
             self._logChanges()
             self._snapshot = None
+            self._notify()
 
     def _stamp(self) -> tuple[int, int]:
         return (os.stat(self._newDir).st_mtime_ns, os.stat(self._curDir).st_mtime_ns)
@@ -1492,7 +1495,8 @@ class MaildirFolder:
         return self._currentUidlist().uidValidity
 
     def uidNext(self) -> int:
-        self._sync()
+        if self._sync():
+            self._notify()
         data = self._uidlist.data
         return self._knownNext if data is None else max(data.nextUid, self._knownNext)
 
