@@ -741,6 +741,29 @@ class ManySessionsTests(_Mailbox):
             self.session.send(b"c SEARCH ANSWERED\r\n"), b"* SEARCH 1\r\nc OK SEARCH completed\r\n"
         )
 
+    def test_store_adding_and_removing_flags_keeps_another_programs_unseen_change(self) -> None:
+        """
+        +FLAGS and -FLAGS change the flags the message has when the STORE
+        renames it, not those the server last saw: a flag another program
+        set or cleared meanwhile, in the same mtime tick, stays so.
+        """
+        self.selectInbox()
+        self.inbox.setFlags(2, ["\\Seen"])
+        self.session.send(b"n NOOP\r\n")
+        renameInCurUnseen(self.store, 1, "R")
+        self.assertEqual(
+            self.session.send(b"a STORE 1 +FLAGS (\\Seen)\r\n"),
+            b"* 1 FETCH (FLAGS (\\Answered \\Seen))\r\na OK STORE completed\r\n",
+        )
+        renameInCurUnseen(self.store, 2, "FS")
+        self.assertEqual(
+            self.session.send(b"b STORE 2 -FLAGS (\\Seen)\r\n"),
+            b"* 2 FETCH (FLAGS (\\Flagged))\r\nb OK STORE completed\r\n",
+        )
+        flags = {info.uid: info.flags for info in self.inbox.messages()}
+        self.assertEqual(flags[1], {"\\Answered", "\\Seen"})
+        self.assertEqual(flags[2], {"\\Flagged"})
+
     def test_a_flag_change_found_by_reading_a_message_is_reported_to_the_others(self) -> None:
         """The same when the session comes across the new name by reading the message."""
         self.enable(b"CONDSTORE")

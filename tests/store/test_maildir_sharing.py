@@ -96,6 +96,23 @@ def test_open_and_set_flags_follow_an_unseen_external_rename(root: Path) -> None
     assert os.listdir(root / "cur") == [info.key + ":2,RS"]
 
 
+def test_change_flags_keeps_what_an_unseen_external_rename_changed(root: Path) -> None:
+    """
+    Adding and removing flags works on the flags the file has when it is
+    renamed: another program's change the index has not seen yet stays,
+    where setFlags (a replacement) would undo it.
+    """
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox, flags=("\\Seen",))
+    [info] = inbox.messages()
+    os.rename(root / "cur" / (info.key + ":2,S"), root / "cur" / (info.key + ":2,FR"))
+    after = inbox.changeFlags(uid, ["\\Draft"], ["\\Answered"])
+    assert after.flags == {"\\Draft", "\\Flagged"}
+    assert os.listdir(root / "cur") == [info.key + ":2,DF"]
+    assert after.modseq > info.modseq
+    assert inbox.changeFlags(uid, ["kw"], []).flags == {"\\Draft", "\\Flagged", "kw"}
+
+
 def test_a_flag_change_found_by_following_a_rename_is_told_to_the_listeners(root: Path) -> None:
     """
     Sessions learn of changes from the listeners: one that setting flags or

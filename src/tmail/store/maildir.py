@@ -40,6 +40,7 @@ from zope.interface import implementer
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
+    IFlagChangingFolder,
     IIncrementalFolder,
     IInsertablePendingMessage,
     ILinkingFolder,
@@ -469,7 +470,7 @@ class _PendingMessage:
 
 
 @implementer(IMailFolder)
-@implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder)
+@implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder)
 class MaildirFolder:
     """
     One Maildir folder with Dovecot-compatible UIDs and flags, and
@@ -1535,12 +1536,27 @@ class MaildirFolder:
         return _PendingMessage(self, _canonicalFlags(flags), internaldate)
 
     def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
-        entry = self._entry(uid)
         wanted = _canonicalFlags(flags)
+        return self._updateFlags(uid, lambda current: wanted)
+
+    def changeFlags(self, uid: int, add: Iterable[str], remove: Iterable[str]) -> MessageInfo:
+        added, removed = _canonicalFlags(add), _canonicalFlags(remove)
+        return self._updateFlags(uid, lambda current: (current | added) - removed)
+
+    def _updateFlags(
+        self, uid: int, change: Callable[[frozenset[str]], frozenset[str]]
+    ) -> MessageInfo:
+        """
+        Rename the message's file to the flags C{change} makes of its
+        current ones, taken again from the file found when another process
+        renamed it first.
+        """
+        entry = self._entry(uid)
         base = entry.info.key
         modseq = 0
         with self._ownChanges():
             for _attempt in range(3):
+                wanted = change(entry.info.flags)
                 letters = infoLetters(splitFilename(entry.filename)[1])
                 target = filenameWith(base, self._lettersFor(base, wanted, letters))
                 if entry.subdir == "cur" and target == entry.filename:
