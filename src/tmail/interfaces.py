@@ -255,6 +255,21 @@ class ILinkingFolder(IMailFolder):
         """
 
 
+class IFlagChangingFolder(IMailFolder):
+    """
+    A folder that adds and removes flags on whatever the message has when
+    the change is made, so that a change another process made meanwhile,
+    which the caller had not seen yet, is kept rather than undone (as
+    IMAP's C{STORE +FLAGS} and C{-FLAGS} mean).
+    """
+
+    def changeFlags(uid: int, add: Iterable[str], remove: Iterable[str]) -> MessageInfo:
+        """
+        Add C{add} and remove C{remove} (flags and keywords) and leave the
+        message's others as they are; otherwise as L{IMailFolder.setFlags}.
+        """
+
+
 class IMailStore(Interface):
     """
     All folders of one user.  Folder names are IMAP names (C{str}) with C{/}

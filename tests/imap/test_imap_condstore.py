@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import time
 from collections.abc import Generator
 from pathlib import Path
 from types import ModuleType
@@ -53,6 +54,23 @@ def renameInCur(store: MaildirStore, uid: int, letters: str) -> None:
     cur = store.root / "cur"
     [name] = [n for n in os.listdir(cur) if n.startswith(key)]
     os.rename(cur / name, cur / f"{key}:2,{letters}")
+
+
+def renameInCurUnseen(store: MaildirStore, uid: int, letters: str) -> None:
+    """
+    L{renameInCur} on a file system whose coarse timestamps leave the
+    directories' mtimes as they were, with mtimes old enough for the store
+    to trust: the store cannot tell that anything changed until it comes
+    across the new file name.
+    """
+    folder = store.getFolder("INBOX")
+    past = int((time.time() - 60) * 1_000_000_000)
+    for sub in ("cur", "new"):
+        os.utime(store.root / sub, ns=(past, past))
+    folder.messages()
+    renameInCur(store, uid, letters)
+    for sub in ("cur", "new"):
+        os.utime(store.root / sub, ns=(past, past))
 
 
 def loadExample(name: str) -> ModuleType:
@@ -694,6 +712,71 @@ class ManySessionsTests(_Mailbox):
         reply = self.session.send(b"n NOOP\r\n")
         self.assertTrue(reply.startswith(b"* VANISHED 2\r\n"), reply)
         self.assertNotIn(b"HIGHESTMODSEQ", reply)
+
+    def test_a_flag_change_found_by_one_session_is_reported_to_the_others(self) -> None:
+        """
+        Another program changes a message's flags without the directory
+        mtime moving; one session stores the same flags on that message and
+        so comes across the new file name (with nothing left to rename).
+        The other sessions are told at the end of their next command, with
+        a higher MODSEQ: a client that stored the same flag silently finds
+        the message with SEARCH.
+        """
+        self.enable(b"CONDSTORE")
+        self.selectInbox()
+        told = modseqs(self.inbox)[1]
+        renameInCurUnseen(self.store, 1, "R")
+        self.assertEqual(
+            self.other.send(b"a STORE 1 +FLAGS (\\Answered)\r\n"),
+            b"* 1 FETCH (FLAGS (\\Answered))\r\na OK STORE completed\r\n",
+        )
+        reply = self.session.send(b"b STORE 1 +FLAGS.SILENT (\\Answered)\r\n")
+        value = modseqs(self.inbox)[1]
+        self.assertGreater(value, told)
+        self.assertEqual(
+            reply,
+            b"* 1 FETCH (FLAGS (\\Answered) MODSEQ (%d))\r\nb OK STORE completed\r\n" % value,
+        )
+        self.assertEqual(
+            self.session.send(b"c SEARCH ANSWERED\r\n"), b"* SEARCH 1\r\nc OK SEARCH completed\r\n"
+        )
+
+    def test_store_adding_and_removing_flags_keeps_another_programs_unseen_change(self) -> None:
+        """
+        +FLAGS and -FLAGS change the flags the message has when the STORE
+        renames it, not those the server last saw: a flag another program
+        set or cleared meanwhile, in the same mtime tick, stays so.
+        """
+        self.selectInbox()
+        self.inbox.setFlags(2, ["\\Seen"])
+        self.session.send(b"n NOOP\r\n")
+        renameInCurUnseen(self.store, 1, "R")
+        self.assertEqual(
+            self.session.send(b"a STORE 1 +FLAGS (\\Seen)\r\n"),
+            b"* 1 FETCH (FLAGS (\\Answered \\Seen))\r\na OK STORE completed\r\n",
+        )
+        renameInCurUnseen(self.store, 2, "FS")
+        self.assertEqual(
+            self.session.send(b"b STORE 2 -FLAGS (\\Seen)\r\n"),
+            b"* 2 FETCH (FLAGS (\\Flagged))\r\nb OK STORE completed\r\n",
+        )
+        flags = {info.uid: info.flags for info in self.inbox.messages()}
+        self.assertEqual(flags[1], {"\\Answered", "\\Seen"})
+        self.assertEqual(flags[2], {"\\Flagged"})
+
+    def test_a_flag_change_found_by_reading_a_message_is_reported_to_the_others(self) -> None:
+        """The same when the session comes across the new name by reading the message."""
+        self.enable(b"CONDSTORE")
+        self.selectInbox()
+        renameInCurUnseen(self.store, 2, "F")
+        reply = self.other.send(b"a FETCH 2 (BODY.PEEK[])\r\n")
+        self.assertTrue(reply.endswith(b"a OK FETCH completed\r\n"), reply)
+        self.assertEqual(
+            self.session.send(b"b FETCH 3 (FLAGS)\r\n"),
+            b"* 3 FETCH (FLAGS () MODSEQ (%d))\r\n"
+            b"* 2 FETCH (FLAGS (\\Flagged) MODSEQ (%d))\r\n"
+            b"b OK FETCH completed\r\n" % (modseqs(self.inbox)[3], modseqs(self.inbox)[2]),
+        )
 
     def test_idling_qresync_session_is_told_at_once(self) -> None:
         self.enable(b"QRESYNC")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 from twisted.mail import pop3
@@ -84,6 +86,25 @@ class POP3MailboxTests(SynchronousTestCase):
         self.assertEqual(self.folder.messages()[2].flags, frozenset())
         mailbox.sync()
         self.assertEqual(self.folder.messages()[2].flags, frozenset({"\\Seen"}))
+
+    def test_seen_at_sync_keeps_a_flag_another_program_set_unseen(self) -> None:
+        """
+        C{\\Seen} is added to the flags the file has when QUIT marks it,
+        also when another program changed them in the same mtime tick
+        (the store had not seen that change yet).
+        """
+        mailbox = self.mailbox()
+        mailbox.messageRetrieved(0)
+        root = self.fixture.realm.storeFor(ALICE).root
+        past = int((time.time() - 60) * 1_000_000_000)
+        for sub in ("cur", "new"):
+            os.utime(root / sub, ns=(past, past))
+        key = self.folder.messages()[0].key
+        os.rename(root / "cur" / f"{key}:2,", root / "cur" / f"{key}:2,F")
+        for sub in ("cur", "new"):
+            os.utime(root / sub, ns=(past, past))
+        mailbox.sync()
+        self.assertEqual(self.folder.messages()[0].flags, {"\\Flagged", "\\Seen"})
 
     def test_uidlForm(self) -> None:
         """

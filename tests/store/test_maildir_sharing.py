@@ -96,6 +96,57 @@ def test_open_and_set_flags_follow_an_unseen_external_rename(root: Path) -> None
     assert os.listdir(root / "cur") == [info.key + ":2,RS"]
 
 
+def test_change_flags_keeps_what_an_unseen_external_rename_changed(root: Path) -> None:
+    """
+    Adding and removing flags works on the flags the file has when it is
+    renamed: another program's change the index has not seen yet stays,
+    where setFlags (a replacement) would undo it.
+    """
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox, flags=("\\Seen",))
+    [info] = inbox.messages()
+    os.rename(root / "cur" / (info.key + ":2,S"), root / "cur" / (info.key + ":2,FR"))
+    after = inbox.changeFlags(uid, ["\\Draft"], ["\\Answered"])
+    assert after.flags == {"\\Draft", "\\Flagged"}
+    assert os.listdir(root / "cur") == [info.key + ":2,DF"]
+    assert after.modseq > info.modseq
+    assert inbox.changeFlags(uid, ["kw"], []).flags == {"\\Draft", "\\Flagged", "kw"}
+
+
+def test_a_flag_change_found_by_following_a_rename_is_told_to_the_listeners(root: Path) -> None:
+    """
+    Sessions learn of changes from the listeners: one that setting flags or
+    reading a message comes across (not a listing) must reach them too, also
+    when setting flags then finds nothing left to rename.
+    """
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    [info] = inbox.messages()
+    heard: list[IMailFolder] = []
+    inbox.addListener(heard.append)
+    os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,R"))
+    after = inbox.setFlags(uid, ["\\Answered"])
+    assert heard == [inbox]
+    assert after.flags == {"\\Answered"} and after.modseq > info.modseq
+    os.rename(root / "cur" / (info.key + ":2,R"), root / "cur" / (info.key + ":2,FR"))
+    with inbox.openMessage(uid):
+        pass
+    assert heard == [inbox, inbox]
+    assert inbox.info(uid).flags == {"\\Answered", "\\Flagged"}  # type: ignore[union-attr]
+
+
+def test_uid_next_tells_the_listeners_of_changes_it_finds(root: Path) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    settle(root)
+    [info] = inbox.messages()
+    heard: list[IMailFolder] = []
+    inbox.addListener(heard.append)
+    os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,S"))
+    assert inbox.uidNext() == uid + 1
+    assert heard == [inbox]
+
+
 def test_externally_removed_message_raises_key_error_and_vanishes(root: Path) -> None:
     inbox = MaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)

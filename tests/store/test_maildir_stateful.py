@@ -1,7 +1,7 @@
 """
 A state machine driving the Maildir store against a dict model: UIDs,
 flags, contents, \\Recent, UIDNEXT, UIDVALIDITY and the folder list must
-match the model after every step (append, flag, expunge, copy, move, folder
+match the model after every step (append, flag changes, expunge, copy, move, folder
 create/delete/rename, deliveries and flag changes by other processes, and a
 restart).  Mod-sequences (RFC 7162) are checked against what earlier steps
 saw: they never go back, every flag change and new message takes one above
@@ -210,6 +210,17 @@ class MaildirMachine(RuleBasedStateMachine):
         assert (info.uid, info.flags) == (uid, flags)
         body, _ = self.model[name].messages[uid]
         self.model[name].messages[uid] = (body, flags)
+
+    @precondition(lambda self: self.withMessages())
+    @rule(data=st.data(), add=FLAGS, remove=FLAGS)
+    def changeFlags(self, data: st.DataObject, add: frozenset[str], remove: frozenset[str]) -> None:
+        name = data.draw(st.sampled_from(self.withMessages()))
+        uid = self.pick(data, name)
+        body, flags = self.model[name].messages[uid]
+        wanted = (flags | add) - remove
+        info = self.store.getFolder(name).changeFlags(uid, add, remove)
+        assert (info.uid, info.flags) == (uid, wanted)
+        self.model[name].messages[uid] = (body, wanted)
 
     @precondition(lambda self: self.withMessages())
     @rule(data=st.data())

@@ -26,6 +26,7 @@ from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
 from tmail.interfaces import (
     SYSTEM_FLAGS,
+    IFlagChangingFolder,
     IIncrementalFolder,
     IMailFolder,
     IModSeqFolder,
@@ -163,6 +164,11 @@ class IMAPMailbox:
         if IIncrementalFolder.providedBy(folder):
             self._feed = folder
         self._serial = self._feed.changeSerial() if self._feed is not None else 0
+        #: With a folder that adds and removes flags itself, STORE +FLAGS and
+        #: -FLAGS keep what another process changed meanwhile.
+        self._flagChanger: IFlagChangingFolder | None = None
+        if IFlagChangingFolder.providedBy(folder):
+            self._flagChanger = folder
         #: UIDs gone from the folder that the client has not been told about.
         self._ghosts: set[int] = set()
         #: Whether FETCH FLAGS show C{\\Recent}: not under IMAP4rev2, which dropped it.
@@ -406,7 +412,12 @@ class IMAPMailbox:
             told = self._infos.get(u)
             if wanted != info.flags:
                 try:
-                    info = self.folder.setFlags(u, wanted)
+                    if mode and self._flagChanger is not None:
+                        info = self._flagChanger.changeFlags(
+                            u, change if mode > 0 else (), change if mode < 0 else ()
+                        )
+                    else:
+                        info = self.folder.setFlags(u, wanted)
                 except KeyError:
                     continue
                 if changed is not None:

@@ -13,7 +13,7 @@ from twisted.mail import pop3
 from zope.interface import Interface, implementer
 
 from tmail.errors import StoreFull
-from tmail.interfaces import IMailFolder, MessageInfo
+from tmail.interfaces import IFlagChangingFolder, IMailFolder, MessageInfo
 from tmail.pop3 import uidl
 
 
@@ -119,7 +119,10 @@ class POP3Mailbox:
                 info = current.get(self._messages[index].uid)
                 if info is not None and "\\Seen" not in info.flags:
                     try:
-                        self.folder.setFlags(info.uid, info.flags | {"\\Seen"})
+                        if IFlagChangingFolder.providedBy(self.folder):
+                            self.folder.changeFlags(info.uid, ["\\Seen"], [])
+                        else:
+                            self.folder.setFlags(info.uid, info.flags | {"\\Seen"})
                     except KeyError:
                         pass
                     except StoreFull:

@@ -45,6 +45,7 @@ from zope.interface import implementer
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
+    IFlagChangingFolder,
     IIncrementalFolder,
     IInsertablePendingMessage,
     ILinkingFolder,
@@ -474,7 +475,7 @@ class _PendingMessage:
 
 
 @implementer(IMailFolder)
-@implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder)
+@implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder)
 class MaildirFolder:
     """
     One Maildir folder with Dovecot-compatible UIDs and flags, and
@@ -1338,7 +1339,9 @@ class MaildirFolder:
     def _relocate(self, uid: int, entry: _Entry) -> None:
         """
         Find C{entry}'s file after another process renamed it; raise
-        C{KeyError} when it is gone for good.
+        C{KeyError} when it is gone for good.  A flag change found this way
+        is told to the listeners as one found by listing the directory is:
+        a session that did not come across it hears of it only so.
         """
         located = self._locate(entry.info.key)
         if located is None:
@@ -1351,6 +1354,7 @@ class MaildirFolder:
             self._touched.add(uid)
             self._logChanges()
             self._snapshot = None
+            self._notify()
 
     def _stamp(self) -> tuple[int, int]:
         return (os.stat(self._newDir).st_mtime_ns, os.stat(self._curDir).st_mtime_ns)
@@ -1517,7 +1521,8 @@ class MaildirFolder:
         return self._currentUidlist().uidValidity
 
     def uidNext(self) -> int:
-        self._sync()
+        if self._sync():
+            self._notify()
         data = self._uidlist.data
         return self._knownNext if data is None else max(data.nextUid, self._knownNext)
 
@@ -1556,12 +1561,27 @@ class MaildirFolder:
         return _PendingMessage(self, _canonicalFlags(flags), internaldate)
 
     def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
-        entry = self._entry(uid)
         wanted = _canonicalFlags(flags)
+        return self._updateFlags(uid, lambda current: wanted)
+
+    def changeFlags(self, uid: int, add: Iterable[str], remove: Iterable[str]) -> MessageInfo:
+        added, removed = _canonicalFlags(add), _canonicalFlags(remove)
+        return self._updateFlags(uid, lambda current: (current | added) - removed)
+
+    def _updateFlags(
+        self, uid: int, change: Callable[[frozenset[str]], frozenset[str]]
+    ) -> MessageInfo:
+        """
+        Rename the message's file to the flags C{change} makes of its
+        current ones, taken again from the file found when another process
+        renamed it first.
+        """
+        entry = self._entry(uid)
         base = entry.info.key
         modseq = 0
         with self._ownChanges():
             for _attempt in range(3):
+                wanted = change(entry.info.flags)
                 letters = infoLetters(splitFilename(entry.filename)[1])
                 target = filenameWith(base, self._lettersFor(base, wanted, letters))
                 if entry.subdir == "cur" and target == entry.filename:
