@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support.imaploop import listenIMAP
-from support.net import inThread, readLine, readUntil
+from support.net import eventually, inThread, readLine, readUntil
 from support.realm import ALICE, PASSWORD, makeRealm
 
 TOOBIG = b"BAD [TOOBIG] Command too large\r\n"
@@ -281,7 +281,8 @@ class LimitsNetworkTests(TestCase):
         """With imaplib: deep keys, and literals past the command size, answered promptly."""
         fixture = makeRealm(Path(self.mktemp()))
         deliver(fixture.realm.storeFor(ALICE).getFolder("INBOX"))
-        port = yield listenIMAP(self, fixture)
+        sessions: list[Any] = []
+        port = yield listenIMAP(self, fixture, sessions)
 
         def client() -> list[Any]:
             results: list[Any] = []
@@ -316,6 +317,11 @@ class LimitsNetworkTests(TestCase):
             return results
 
         results = yield inThread(client)
+        yield eventually(
+            lambda: all(session.transport.disconnected for session in sessions),
+            within=5,
+            failure=lambda: "the server did not notice the client hang up",
+        )
         self.assertEqual(results[0], "OK")
         self.assertIn("[LIMIT] Parentheses nested too deeply", results[2])
         self.assertEqual(results[4], "OK")
