@@ -201,7 +201,8 @@ def makeService(
     defaultDomain = realm.domain if isinstance(realm, MaildirRealm) else None
     checkerThreads = CheckerThreads(cast(IReactorFromThreads, reactor), settings.auth.check_threads)
     portal = Portal(realm, [DirectoryChecker(directory, defaultDomain, checkerThreads.run)])
-    throttle = AuthThrottle(settings.auth, clock)
+    prefix = settings.ipv6_prefix_length
+    throttle = AuthThrottle(settings.auth, clock, prefix)
     tls = serverContextFactory(settings.tls) if settings.tls else None
     queue = QueueStore(queueDirectory(settings.data_dir))
     outbox = Outbox(queue)
@@ -236,6 +237,7 @@ def makeService(
                 ),
                 outbox=outbox,
                 clock=clock,
+                ipv6Prefix=prefix,
             )
             factories.append((name, smtp.listen, factory))
     if settings.imap is not None:
@@ -245,6 +247,7 @@ def makeService(
             tlsContextFactory=tls,
             throttle=throttle,
             hostname=settings.hostname,
+            ipv6Prefix=prefix,
         )
         factories.append(("imap", settings.imap.listen, imapFactory))
     if settings.pop3 is not None:
@@ -254,6 +257,7 @@ def makeService(
             tlsContextFactory=tls,
             throttle=throttle,
             hostname=settings.hostname,
+            ipv6Prefix=prefix,
         )
         factories.append(("pop3", settings.pop3.listen, popFactory))
     if settings.lmtp is not None:
@@ -267,6 +271,7 @@ def makeService(
             policies=buildPolicies(settings, settings.lmtp, clock, policies),
             outbox=outbox,
             clock=clock,
+            ipv6Prefix=prefix,
         )
         factories.append(("lmtp", settings.lmtp.listen, lmtpFactory))
     for name, listeners, factory in factories:

@@ -18,7 +18,7 @@ from tmail.auth.checker import DirectoryChecker
 from tmail.auth.policy import plaintextAuthAllowed
 from tmail.auth.throttle import AuthThrottle, settle
 from tmail.config.schema import AuthSettings
-from tmail.connections import ConnectionCounter, sendPromptly
+from tmail.connections import sendPromptly
 from tmail.interfaces import ILoginAttempt, ILoginThrottle
 
 
@@ -107,11 +107,19 @@ class ThrottleTests(SynchronousTestCase):
     def test_addresses_with_nothing_left_in_the_window_are_forgotten(self) -> None:
         """Many addresses failing once each cost no memory after the window."""
         for n in range(5000):
-            self.begin(f"2001:db8::{n:x}").failed()
+            self.begin(f"2001:db8:{n:x}::1").failed()
         self.clock.advance(61)
         for n in range(5000):
-            self.begin(f"2001:db8:1::{n:x}").succeeded()
+            self.begin(f"2001:db9:{n:x}::1").succeeded()
         self.assertLess(len(self.throttle._records), 2048)
+
+    def test_addresses_of_one_ipv6_prefix_share_their_failures(self) -> None:
+        """A client holding a /64 cannot get a fresh count by changing address."""
+        for n in range(4):
+            self.begin(f"2001:db8:1:2::{n + 1}").failed()
+        self.assertTrue(self.refused("2001:db8:1:2:ffff::9"))
+        self.assertFalse(self.refused("2001:db8:1:3::1"))
+        self.assertFalse(self.refused("192.0.2.1"))
 
 
 class SettleTests(SynchronousTestCase):
@@ -159,17 +167,6 @@ class PlaintextPolicyTests(SynchronousTestCase):
     def test_unix_socket_peers_count_as_local(self) -> None:
         transport = StringTransport(peerAddress=UNIXAddress(None))
         self.assertTrue(plaintextAuthAllowed("loopback", transport))
-
-
-class ConnectionCounterTests(SynchronousTestCase):
-    def test_limit_applies_per_address(self) -> None:
-        counter = ConnectionCounter(2)
-        self.assertTrue(counter.acquire("a"))
-        self.assertTrue(counter.acquire("a"))
-        self.assertFalse(counter.acquire("a"))
-        self.assertTrue(counter.acquire("b"))
-        counter.release("a")
-        self.assertTrue(counter.acquire("a"))
 
 
 class CheckerTests(TestCase):

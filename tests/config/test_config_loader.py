@@ -149,6 +149,21 @@ def test_missing_section_disables_only_that_service(folder: Path) -> None:
     assert (s.smtp, s.submission, s.pop3) == (None, None, None)
 
 
+def test_client_prefix_and_connection_limits(folder: Path) -> None:
+    """One IPv6 client's prefix, and the listeners' limits in all (0: none)."""
+    s = loadSettings(
+        write(
+            folder,
+            'ipv6_prefix_length = 48\n[smtp]\nlisten = ["tcp:25"]\nmax_connections = 0\n'
+            '[pop3]\nlisten = ["tcp:110"]\nmax_connections = 5\n',
+        )
+    )
+    assert s.ipv6_prefix_length == 48
+    assert s.smtp is not None and s.smtp.max_connections == 0
+    assert s.pop3 is not None and s.pop3.max_connections == 5
+    assert loadSettings(write(folder, "")).ipv6_prefix_length == 64
+
+
 def test_custom_realm_backend_syntax_is_accepted(folder: Path) -> None:
     s = loadSettings(write(folder, '[realm]\nbackend = "my_pkg.realms:SQLRealm"\n'))
     assert s.realm.backend == "my_pkg.realms:SQLRealm"
@@ -198,6 +213,13 @@ ERRORS = [
         "expected a number, got boolean false",
     ),
     ("[auth]\nfailure_delay = -0.5\n", "auth.failure_delay", "must not be negative"),
+    ("ipv6_prefix_length = 129\n", "ipv6_prefix_length", "must be at most 128"),
+    ("ipv6_prefix_length = 0\n", "ipv6_prefix_length", "must be positive"),
+    (
+        '[imap]\nlisten = ["tcp:143"]\nmax_connections = -1\n',
+        "imap.max_connections",
+        "must not be negative",
+    ),
     ("[auth]\ncheck_threads = 0\n", "auth.check_threads", "must be positive"),
     (
         "[auth]\nfailure_delay = 20\n",

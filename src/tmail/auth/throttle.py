@@ -29,6 +29,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tmail.clientaddress import IPV6_PREFIX_LENGTH, clientKey
 from tmail.config.schema import AuthSettings
 from tmail.interfaces import ILoginAttempt, ILoginThrottle
 
@@ -73,11 +74,17 @@ class _Attempt:
 
 @implementer(ILoginThrottle)
 class AuthThrottle:
-    """Counts failed and running logins per client address (a host string), in memory."""
+    """
+    Counts failed and running logins per client, in memory: per address,
+    or for IPv6 per prefix of C{ipv6Prefix} bits (L{clientKey}).
+    """
 
-    def __init__(self, settings: AuthSettings, clock: IReactorTime) -> None:
+    def __init__(
+        self, settings: AuthSettings, clock: IReactorTime, ipv6Prefix: int = IPV6_PREFIX_LENGTH
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.ipv6Prefix = ipv6Prefix
         self._records: dict[str, _Record] = {}
         self._nextSweep = 0.0
 
@@ -105,17 +112,17 @@ class AuthThrottle:
 
     def failures(self, address: str) -> int:
         """Failures from C{address} within the window."""
-        record = self._record(address)
+        record = self._record(clientKey(address, self.ipv6Prefix))
         return 0 if record is None else len(record.failures)
 
     def running(self, address: str) -> int:
         """Checks from C{address} begun and not closed yet."""
-        record = self._record(address)
+        record = self._record(clientKey(address, self.ipv6Prefix))
         return 0 if record is None else record.running
 
     def isBlocked(self, address: str) -> bool:
         """Whether a check from C{address} would be refused now."""
-        record = self._record(address)
+        record = self._record(clientKey(address, self.ipv6Prefix))
         if record is None:
             return False
         return len(record.failures) + record.running >= self.settings.max_failures
@@ -132,8 +139,9 @@ class AuthThrottle:
         if self.isBlocked(address):
             return succeed(None)
         self._sweep()
-        self._records.setdefault(address, _Record()).running += 1
-        return succeed(_Attempt(self, address))
+        key = clientKey(address, self.ipv6Prefix)
+        self._records.setdefault(key, _Record()).running += 1
+        return succeed(_Attempt(self, key))
 
     def _finished(self, address: str) -> None:
         record = self._records.get(address)
@@ -141,9 +149,9 @@ class AuthThrottle:
             record.running -= 1
             self._record(address)
 
-    def _failed(self, address: str) -> Deferred[None]:
-        self._records.setdefault(address, _Record()).failures.append(self.clock.seconds())
-        return deferLater(self.clock, self.delayFor(address), lambda: None)
+    def _failed(self, key: str) -> Deferred[None]:
+        self._records.setdefault(key, _Record()).failures.append(self.clock.seconds())
+        return deferLater(self.clock, self.delayFor(key), lambda: None)
 
 
 def settle(attempt: ILoginAttempt, check: Deferred[T]) -> Deferred[T]:

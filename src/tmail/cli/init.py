@@ -47,6 +47,7 @@ _TEMPLATE = f"""\
 hostname = "{{hostname}}"
 data_dir = "data"
 # log_format = "text"             # or "json"
+# ipv6_prefix_length = 64         # one IPv6 client holds a prefix this long
 
 [realm]
 backend = "virtual"               # or "maildir" with domain = "...", or "package.module:Class"
@@ -77,6 +78,7 @@ listen = ["tcp:2525:interface=127.0.0.1"]
 # max_recipients = {_smtp.max_recipients}
 # timeout = {_smtp.timeout}
 # max_connections_per_address = {_smtp.max_connections_per_address}
+# max_connections = {_smtp.max_connections}    # from all clients together
 # command_deadline = {_smtp.command_deadline}   # seconds to send one whole command line
 # min_data_rate = {_smtp.min_data_rate}       # bytes/s message content must keep up
 # greet_pause = {_smtp.greet_pause}         # a client talking before the last "220 " is refused

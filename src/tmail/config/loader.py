@@ -77,7 +77,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "lmtp": LMTPSettings,
     "relay": RelayConfig,
 }
-_TOP_LEVEL = ("hostname", "data_dir", "log_format")
+_TOP_LEVEL = ("hostname", "data_dir", "log_format", "ipv6_prefix_length")
 
 #: The deepest C{imap.max_nesting}: search keys are evaluated by recursion,
 #: a few stack frames per level, within Python's limit of 1000.
@@ -95,6 +95,10 @@ _NON_NEGATIVE = frozenset(
             f"{section}.{key}"
             for section in ("smtp", "submission", "lmtp")
             for key in ("greet_pause", "min_free_space")
+        ),
+        *(
+            f"{section}.max_connections"
+            for section in ("smtp", "submission", "lmtp", "imap", "pop3")
         ),
     }
 )
@@ -193,6 +197,9 @@ class _Loader:
                 self.fail("hostname", f"not a valid host name: {_describe(hostname)}")
         dataDir = self.path_("data_dir", document.get("data_dir", "data"))
         logFormat = self.choice("log_format", document.get("log_format", "text"), ("text", "json"))
+        ipv6Prefix = self.integer("ipv6_prefix_length", document.get("ipv6_prefix_length", 64))
+        if ipv6Prefix > 128:
+            self.fail("ipv6_prefix_length", "must be at most 128")
 
         realm = self.section("realm", document, RealmSettings) or RealmSettings()
         if realm.backend == "maildir" and realm.domain is None:
@@ -224,6 +231,7 @@ class _Loader:
             log_format=cast(Literal["text", "json"], logFormat),
             policy=self.policies(document, {"smtp": smtp, "submission": submission, "lmtp": lmtp}),
             relay=self.relay(document),
+            ipv6_prefix_length=ipv6Prefix,
         )
 
     def relay(self, document: dict[str, Any]) -> RelayConfig:

@@ -99,7 +99,11 @@ class SMTPSettings:
     @ivar max_line_length: bytes per command or DATA line, CRLF excluded.
     @ivar max_errors: bad commands per session before the server hangs up.
     @ivar timeout: seconds a client may stay silent (RFC 5321 4.5.3.2).
-    @ivar max_connections_per_address: concurrent sessions per client address.
+    @ivar max_connections_per_address: concurrent sessions per client address
+        (an IPv6 client: its prefix, see L{Settings.ipv6_prefix_length}).
+    @ivar max_connections: concurrent sessions of the listener from all
+        clients together (Postfix's C{default_process_limit}); more get
+        C{421 4.3.2} and are closed.  0: no limit.
     @ivar bare_newlines: what a message holding a CR or LF outside a CRLF
         gets: C{"reject"} (C{550 5.5.2}), or C{"normalise"} (stored with
         CRLF there, as Postfix's C{smtpd_forbid_bare_newline = normalize});
@@ -157,6 +161,7 @@ class SMTPSettings:
     early_talkers: ClientCheck = "reject"
     unauth_pipelining: ClientCheck = "reject"
     min_free_space: int = 0
+    max_connections: int = 100
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,8 @@ class IMAPSettings:
         SEARCH (Dovecot CVE-2020-12100).
     @ivar max_mime_parts: body parts one message is taken apart into; the
         rest are not numbered (Dovecot's C{max_total_mime_parts}).
+    @ivar max_connections: concurrent sessions from all clients together;
+        more get C{* BYE} and are closed.  0: no limit.
     """
 
     listen: tuple[str, ...] = ()
@@ -275,6 +282,7 @@ class IMAPSettings:
     max_inflation_ratio: int = 200
     max_mime_depth: int = 32
     max_mime_parts: int = 10_000
+    max_connections: int = 1000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""
@@ -289,7 +297,12 @@ class IMAPSettings:
 
 @dataclass(frozen=True)
 class POP3Settings:
-    """The POP3 service."""
+    """
+    The POP3 service.
+
+    @ivar max_connections: concurrent sessions from all clients together;
+        more get C{-ERR [SYS/TEMP]} and are closed.  0: no limit.
+    """
 
     listen: tuple[str, ...] = ()
     allow_plaintext_auth: PlaintextAuthPolicy = "loopback"
@@ -297,6 +310,7 @@ class POP3Settings:
     timeout: float = 600.0
     max_connections_per_address: int = 20
     uidl_format: str = "%08Xu%08Xv"
+    max_connections: int = 1000
 
 
 #: Postfix's names for how much TLS a destination must have.
@@ -381,6 +395,11 @@ class Settings:
     """
     A whole validated configuration.  A service section that is C{None} was
     absent from the file, and that service is off.
+
+    @ivar ipv6_prefix_length: the IPv6 addresses of one prefix this long
+        count as one client for the per-client limits (connections, failed
+        logins): a client holds a whole prefix, not one address (Postfix's
+        C{smtpd_client_ipv6_prefix_length}, Dovecot's /48 auth penalty).
     """
 
     path: Path
@@ -398,3 +417,4 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     policy: dict[str, PolicySettings] = field(default_factory=dict)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    ipv6_prefix_length: int = 64

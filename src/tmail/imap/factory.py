@@ -13,6 +13,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
 
+from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter
 from tmail.imap.server import IMAPServer
@@ -43,6 +44,7 @@ class IMAPFactory(ServerFactory):
         throttle: ILoginThrottle,
         hostname: str,
         clock: IReactorTime | None = None,
+        ipv6Prefix: int = IPV6_PREFIX_LENGTH,
     ) -> None:
         self.portal = portal
         self.settings = settings
@@ -50,7 +52,9 @@ class IMAPFactory(ServerFactory):
         self.throttle = throttle
         self.hostname = hostname
         self.clock = clock
-        self.connections = ConnectionCounter(settings.max_connections_per_address)
+        self.connections = ConnectionCounter(
+            settings.max_connections_per_address, settings.max_connections, ipv6Prefix
+        )
 
     def buildProtocol(self, addr: IAddress | None) -> IMAPServer:
         protocol = IMAPServer(

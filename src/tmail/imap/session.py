@@ -47,7 +47,7 @@ from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
 from tmail.config.schema import IMAPSettings
-from tmail.connections import ConnectionCounter, sendPromptly
+from tmail.connections import ConnectionCounter, Refusal, sendPromptly
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount
 from tmail.imap.binary import mentionsBinary, parseFetchItems
@@ -225,8 +225,17 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
     def connectionMade(self) -> None:
         sendPromptly(self.transport)
         self._host = peerHost(self.transport)
-        if not self.connections.acquire(self._host):
-            self.transport.write(b"* BYE Too many connections from your address\r\n")
+        refusal = self.connections.admit(self._host)
+        if refusal is not None:
+            _log.warn(
+                "IMAP refused {host}: too many connections ({which})",
+                host=self._host,
+                which="from it" if refusal is Refusal.CLIENT else "in all",
+            )
+            if refusal is Refusal.CLIENT:
+                self.transport.write(b"* BYE Too many connections from your address\r\n")
+            else:
+                self.transport.write(b"* BYE [UNAVAILABLE] Too many connections; try later\r\n")
             self.transport.loseConnection()
             return
         self._counted = True

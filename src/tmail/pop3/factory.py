@@ -8,6 +8,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.ssl import CertificateOptions
 
+from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import POP3Settings
 from tmail.connections import ConnectionCounter
 from tmail.interfaces import ILoginThrottle
@@ -33,13 +34,16 @@ class POP3Factory(ServerFactory):
         tlsContextFactory: CertificateOptions | None,
         throttle: ILoginThrottle,
         hostname: str,
+        ipv6Prefix: int = IPV6_PREFIX_LENGTH,
     ) -> None:
         self.portal = portal
         self.settings = settings
         self.tlsContextFactory = tlsContextFactory
         self.throttle = throttle
         self.hostname = hostname
-        self.connections = ConnectionCounter(settings.max_connections_per_address)
+        self.connections = ConnectionCounter(
+            settings.max_connections_per_address, settings.max_connections, ipv6Prefix
+        )
 
     def buildProtocol(self, addr: IAddress | None) -> POP3Server:
         protocol = POP3Server(

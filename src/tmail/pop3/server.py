@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from tmail.auth.policy import isSecure, peerHost, plaintextAuthAllowed
 from tmail.auth.throttle import settle
 from tmail.config.schema import POP3Settings
-from tmail.connections import ConnectionCounter, sendPromptly
+from tmail.connections import ConnectionCounter, Refusal, sendPromptly
 from tmail.errors import StoreFull
 from tmail.interfaces import ILoginAttempt, ILoginThrottle
 from tmail.pop3.mailbox import IRetrievalListener, POP3Mailbox
@@ -136,9 +136,17 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         sendPromptly(self.transport)
         self._host = peerHost(self.transport)
         if self.connections is not None:
-            if not self.connections.acquire(self._host):
-                self._log.warn("POP3 refused {host}: too many connections", host=self._host)
-                self.failResponse(b"[SYS/TEMP] Too many connections from your address")
+            refusal = self.connections.admit(self._host)
+            if refusal is not None:
+                self._log.warn(
+                    "POP3 refused {host}: too many connections ({which})",
+                    host=self._host,
+                    which="from it" if refusal is Refusal.CLIENT else "in all",
+                )
+                if refusal is Refusal.CLIENT:
+                    self.failResponse(b"[SYS/TEMP] Too many connections from your address")
+                else:
+                    self.failResponse(b"[SYS/TEMP] Too many connections; try later")
                 self.transport.loseConnection()
                 return
             self._acquired = True

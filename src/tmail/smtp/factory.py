@@ -17,6 +17,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings
 from tmail.connections import ConnectionCounter
 from tmail.interfaces import IFreeSpace, ILoginThrottle, IMailRealm
@@ -73,6 +74,7 @@ class SMTPFactory(ServerFactory):
         senderCheck: SenderCheck = "envelope+header",
         outbox: Outbox | None = None,
         clock: IReactorTime | None = None,
+        ipv6Prefix: int = IPV6_PREFIX_LENGTH,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -93,7 +95,9 @@ class SMTPFactory(ServerFactory):
         )
         self.delivery = LocalDelivery(realm)
         self.outbox = outbox
-        self.connections = ConnectionCounter(settings.max_connections_per_address)
+        self.connections = ConnectionCounter(
+            settings.max_connections_per_address, settings.max_connections, ipv6Prefix
+        )
 
     def freeSpace(self) -> Deferred[int | None]:
         """

@@ -47,6 +47,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import CertificateOptions
 
 from tmail.auth.throttle import AuthThrottle
+from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import AuthSettings, LMTPSettings, OverQuotaPolicy
 from tmail.errors import NotHostedDomain, RecipientError
 from tmail.interfaces import Destinations, IMailRealm
@@ -179,6 +180,7 @@ class LMTPFactory(SMTPFactory):
         policies: Sequence[ISMTPPolicy] = (),
         outbox: Outbox | None = None,
         clock: IReactorTime | None = None,
+        ipv6Prefix: int = IPV6_PREFIX_LENGTH,
     ) -> None:
         if throttle is None:
             from twisted.internet import reactor
@@ -196,5 +198,6 @@ class LMTPFactory(SMTPFactory):
             policies=policies,
             outbox=outbox,
             clock=clock,
+            ipv6Prefix=ipv6Prefix,
         )
         self.delivery = HostedOnlyDelivery(realm)

@@ -73,7 +73,7 @@ from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost
 from tmail.auth.throttle import settle
-from tmail.connections import sendPromptly
+from tmail.connections import Refusal, sendPromptly
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
 from tmail.interfaces import Destinations, ILoginAttempt
 from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
@@ -206,8 +206,17 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
     def connectionMade(self) -> None:
         sendPromptly(self.transport)
         host = peerHost(self.transport)
-        if not self.factory.connections.acquire(host):
-            self.sendCode(421, b"4.7.0 Too many connections from your address")
+        refusal = self.factory.connections.admit(host)
+        if refusal is not None:
+            self.log.warn(
+                "smtp: refused {client}: too many connections ({which})",
+                client=host,
+                which="from it" if refusal is Refusal.CLIENT else "in all",
+            )
+            if refusal is Refusal.CLIENT:
+                self.sendCode(421, b"4.7.0 Too many connections from your address")
+            else:
+                self.sendCode(421, b"4.3.2 " + self.host + b" Too many connections; try later")
             self.transport.loseConnection()
             return
         self._countedHost = host
