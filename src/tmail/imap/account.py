@@ -11,13 +11,15 @@ store validates again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from twisted.mail import imap4
 from zope.interface import implementer
 
 from tmail.errors import InvalidFolderName
 from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.wildcard import INBOX, MailboxPattern
-from tmail.interfaces import IMailFolder, IMailStore
+from tmail.interfaces import IMailFolder, IMailStore, ISteppedRenameStore
 
 
 def canonicalName(name: str, delimiter: str = "/") -> str:
@@ -102,9 +104,21 @@ class IMAPAccount:
         self.store.deleteFolder(checkName(name, self.delimiter))
 
     def rename(self, oldname: str, newname: str) -> None:
-        self.store.renameFolder(
-            checkName(oldname, self.delimiter), checkName(newname, self.delimiter)
-        )
+        for _ in self.renaming(oldname, newname):
+            pass
+
+    def renaming(self, oldname: str, newname: str) -> Iterator[None]:
+        """
+        A rename as steps: the store's own, a slice of messages at a time
+        (L{ISteppedRenameStore}), or its one call.
+        """
+        old, new = checkName(oldname, self.delimiter), checkName(newname, self.delimiter)
+        store = self.store
+        if ISteppedRenameStore.providedBy(store):
+            steps: Iterator[None] = store.renameFolderSteps(old, new)
+            return steps
+        store.renameFolder(old, new)
+        return iter(())
 
     def isSubscribed(self, name: str) -> bool:
         return canonicalName(name, self.delimiter) in self.store.subscriptions()
