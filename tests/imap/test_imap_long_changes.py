@@ -15,15 +15,21 @@ originals).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 from test_imap_protocol import Session
-from twisted.internet.task import Cooperator
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import Cooperator, deferLater
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from support.imaploop import listenIMAP
+from support.net import eventually, inThread, readLine
+from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.interfaces import IMailFolder
 from tmail.steps import StepBudget
 
@@ -359,3 +365,55 @@ class FolderTests(SlicedTestCase):
         self.assertEqual(answer, b"a NO [ALREADYEXISTS] Mailbox already exists\r\n")
         answer = self.start(b"b RENAME Nothing Else") + self.finish()
         self.assertEqual(answer, b"b NO [NONEXISTENT] No such mailbox\r\n")
+
+
+class HangupTests(TestCase):
+    """Over loopback: the session notices its client going while a long command runs."""
+
+    COUNT = 6000
+
+    @inlineCallbacks
+    def setUp(self) -> Generator[Deferred[Any], Any, None]:
+        fixture = makeRealm(Path(self.mktemp()))
+        store = fixture.realm.storeFor(ALICE)
+        store.getFolder("INBOX")
+        fill(store.root, self.COUNT)
+        self.inbox = store.getFolder("INBOX")
+        self.inbox.messages()
+        self.target = store.createFolder("Target")
+        self.sessions: list[Any] = []
+        self.port = yield listenIMAP(self, fixture, self.sessions)
+
+    @inlineCallbacks
+    def hangUpDuring(self, command: bytes) -> Generator[Deferred[Any], Any, None]:
+        """Send C{command}, hang up once it runs; it must be stopped, not finish."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        self.addCleanup(sock.close)
+        yield inThread(readLine, sock)
+        sock.sendall(b'a LOGIN %s "%s"\r\ns SELECT INBOX\r\n' % (ALICE.encode(), PASSWORD.encode()))
+        sock.sendall(command + b"\r\n")
+        yield eventually(lambda: any(s._running is not None for s in self.sessions))
+        (session,) = [s for s in self.sessions if s._running is not None]
+        outcome: list[Any] = []
+        session._running.whenDone().addCallbacks(
+            lambda _: outcome.append("finished"), lambda failure: outcome.append(failure.type)
+        )
+        sock.close()
+        yield eventually(lambda: bool(outcome), within=5.0)
+        self.assertEqual(outcome, [task.TaskStopped])
+
+    @inlineCallbacks
+    def test_a_client_hanging_up_stops_its_store(self) -> Generator[Deferred[Any], Any, None]:
+        yield self.hangUpDuring(b"c STORE 1:* +FLAGS (\\Flagged)")
+        done = flagged(self.inbox, "\\Flagged")
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(flagged(self.inbox, "\\Flagged"), done)
+        self.assertLess(done, self.COUNT)
+
+    @inlineCallbacks
+    def test_a_client_hanging_up_stops_its_copy_and_the_copies_go(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        yield self.hangUpDuring(b"c COPY 1:* Target")
+        yield eventually(lambda: self.target.messages() == (), within=10.0)
+        self.assertEqual(len(self.inbox.messages()), self.COUNT)

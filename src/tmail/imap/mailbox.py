@@ -7,7 +7,9 @@ the list of UIDs it has told its client about and only changes it at the
 moments RFC 3501 allows (L{IMAPMailbox.sync}).  A message expunged by another
 session stays in this session's list, as a ghost, until an EXPUNGE response
 may be sent.  A SEARCH over that view is evaluated a message at a time
-(L{MailboxSearch}), so the session can let others run between messages.
+(L{MailboxSearch}), and STORE and EXPUNGE change the folder a slice at a
+time (L{FlagStore}, L{Expunge}), so the session can let others run between
+slices.
 """
 
 from __future__ import annotations
@@ -428,7 +430,7 @@ class IMAPMailbox:
         listed = None if self._feed is not None else self._current().get
 
         def deleted(batch: list[int]) -> list[int]:
-            known = listed or self._knowledge()
+            known = listed if listed is not None else self._knowledge()
             infos = [(u, known(u)) for u in batch]
             return [u for u, info in infos if info is not None and "\\Deleted" in info.flags]
 

@@ -21,9 +21,13 @@ What the handlers fix in Twisted's (each has a regression test):
     session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
   - SEARCH, SORT and THREAD (Twisted's SEARCH runs in the reactor at one
     go) are evaluated a message at a time through the session's
-    L{task.Cooperator}, as FETCH is streamed, so a large folder keeps no
-    other session waiting; the session's view does not change meanwhile,
-    and a client that goes away stops the work.
+    L{task.Cooperator}, as FETCH is streamed; STORE, COPY, MOVE, EXPUNGE,
+    UID EXPUNGE, CLOSE, FETCH's C{\\Seen}, LIST-STATUS and RENAME of INBOX
+    run a slice of a few milliseconds at a time (L{tmail.steps}) the same
+    way, so a large folder keeps no other session waiting.  The session's
+    view does not change meanwhile, and a client that goes away stops the
+    work (COPY undoes its copies; MOVE, once every copy is made, still
+    removes the originals).
 
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
@@ -1172,10 +1176,16 @@ class IMAPServer(IMAPSession):
             raise
 
     def _detach(self, steps: Iterator[object]) -> None:
-        """Run steps among the others', for no client: work a command must finish."""
-        self.cooperator.cooperate(steps).whenDone().addErrback(
-            lambda failure: _log.failure("Could not finish after a client left", failure)
-        )
+        """
+        Run steps among the others', for no client: work a command must
+        finish.  A folder deleted meanwhile leaves nothing to finish.
+        """
+
+        def failed(failure: Failure) -> None:
+            if not isinstance(failure.value, NoSuchFolder):
+                _log.failure("Could not finish after a client left", failure)
+
+        self.cooperator.cooperate(steps).whenDone().addErrback(failed)
 
     @staticmethod
     def _returnedPairs(
