@@ -307,10 +307,11 @@ class IMailStore(Interface):
         """Remove a folder from the subscriptions."""
 
 
-class ISteppedRenameStore(IMailStore):
+class ISteppedStore(IMailStore):
     """
-    A store that renames a folder a step at a time, for a caller that lets
-    other work run between the steps: renaming INBOX moves every message.
+    A store that renames and deletes folders a step at a time, for a caller
+    that lets other work run between the steps: renaming INBOX moves every
+    message, deleting a folder removes every message.
     """
 
     def renameFolderSteps(old: str, new: str) -> Iterator[None]:
@@ -318,6 +319,13 @@ class ISteppedRenameStore(IMailStore):
         L{IMailStore.renameFolder} as an iterator of steps, each a bounded
         amount of work; the rename is done when it is exhausted.  Its errors
         are raised by the first step.
+        """
+
+    def deleteFolderSteps(name: str) -> Iterator[None]:
+        """
+        L{IMailStore.deleteFolder} as an iterator of steps: the folder is
+        gone after the first (which raises its errors); the steps after it
+        free the space its messages took.
         """
 
 

@@ -366,6 +366,49 @@ class FolderTests(SlicedTestCase):
         answer = self.start(b"b RENAME Nothing Else") + self.finish()
         self.assertEqual(answer, b"b NO [NONEXISTENT] No such mailbox\r\n")
 
+    def test_a_client_hanging_up_during_a_rename_of_inbox_still_gets_it_done(self) -> None:
+        count = 2000
+        fill(self.root, count)
+        self.inbox.messages()
+        self.session.loginDirectly()
+        self.start(b"a RENAME INBOX Old", steps=2)
+        self.hangUp()
+        self.finish()
+        self.assertEqual(self.inbox.messages(), ())
+        self.assertEqual(len(self.store.getFolder("Old").messages()), count)
+
+    def trash(self) -> list[Path]:
+        return [path for path in (self.root / "tmp").iterdir() if path.is_dir()]
+
+    def test_delete_of_a_folder_of_thousands_removes_its_files_in_slices(self) -> None:
+        """The folder is gone at the first step; its files go a slice per step."""
+        count = 3000
+        self.store.createFolder("Big")
+        fill(self.root / ".Big", count)
+        self.session.loginDirectly()
+        self.assertEqual(self.start(b"a DELETE Big"), b"")
+        self.assertNotIn("Big", self.store.listFolders())
+        (trash,) = self.trash()
+        self.assertTrue(0 < len(list((trash / "cur").iterdir())) < count)
+        self.assertEqual(self.finish(), b"a OK DELETE completed\r\n")
+        self.assertEqual(self.trash(), [])
+
+    def test_a_client_hanging_up_during_a_delete_still_frees_the_space(self) -> None:
+        self.store.createFolder("Big")
+        fill(self.root / ".Big", 3000)
+        self.session.loginDirectly()
+        self.start(b"a DELETE Big")
+        self.hangUp()
+        self.finish()
+        self.assertEqual(self.trash(), [])
+
+    def test_errors_of_a_delete_are_the_same(self) -> None:
+        self.session.loginDirectly()
+        answer = self.start(b"a DELETE INBOX") + self.finish()
+        self.assertEqual(answer, b"a NO [CANNOT] INBOX cannot be deleted\r\n")
+        answer = self.start(b"b DELETE Nothing") + self.finish()
+        self.assertEqual(answer, b"b NO [NONEXISTENT] No such mailbox\r\n")
+
 
 class HangupTests(TestCase):
     """Over loopback: the session notices its client going while a long command runs."""

@@ -310,6 +310,38 @@ def test_rename_in_steps_refuses_at_the_first_step(store: MaildirStore) -> None:
         next(store.renameFolderSteps("Nothing", "Else"))
 
 
+def test_delete_in_steps_removes_the_folder_first_then_its_files(
+    store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(StepBudget, "ITEMS", 10)
+    big = store.createFolder("Big")
+    for n in range(50):
+        deliver(big, b"message %d\r\n" % n)
+    steps = store.deleteFolderSteps("Big")
+    next(steps)
+    assert store.listFolders() == ["INBOX"]
+    assert big.messages() == ()
+    (trash,) = [path for path in (root / "tmp").iterdir() if path.is_dir()]
+    assert 0 < len(files(trash / "new")) < 50
+    assert len(list(steps)) >= 3
+    assert not trash.exists()
+
+
+def test_a_delete_stopped_half_way_is_swept_from_tmp(
+    store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(StepBudget, "ITEMS", 10)
+    big = store.createFolder("Big")
+    for n in range(50):
+        deliver(big, b"message %d\r\n" % n)
+    steps = store.deleteFolderSteps("Big")
+    next(steps)
+    steps.close()
+    assert [path for path in (root / "tmp").iterdir() if path.is_dir()]
+    MaildirStore(root).getFolder("INBOX").messages()
+    assert [path for path in (root / "tmp").iterdir() if path.is_dir()] == []
+
+
 def test_subscriptions_round_trip(store: MaildirStore, root: Path) -> None:
     assert store.subscriptions() == []
     store.subscribe("Entwürfe")

@@ -576,6 +576,12 @@ def listStatusOfManyFolders(attack: Attack) -> None:
     sendAndWait(client, attack, request, b"h")
 
 
+def deleteLargeFolder(attack: Attack) -> None:
+    client = attack.imap()
+    name = seededFolder(attack).encode()
+    sendAndWait(client, attack, b"h DELETE " + name + b"\r\n", b"h")
+
+
 def renameInbox(attack: Attack) -> None:
     """RENAME of a full INBOX (the attacker's other account's), which moves every message."""
     fillFolder(attack.server.originals, attack.server.mailDir(RENAMER), parent=True)
@@ -608,6 +614,7 @@ ATTACKS: dict[str, Callable[[Attack], None]] = {
     "fetch-setting-seen-on-every-message": fetchSettingSeen,
     "status-size-of-a-large-folder": search(b"STATUS INBOX (MESSAGES UNSEEN SIZE)"),
     "list-status-of-300-folders": listStatusOfManyFolders,
+    "delete-folder-of-3000-messages": deleteLargeFolder,
     "rename-inbox-of-3000-messages": renameInbox,
 }
 

@@ -808,9 +808,7 @@ class Expunge:
     undoing its copies.
 
     A session's view changes only once the last step is done
-    (L{IMAPMailbox.expunged}), so sequence numbers hold while it runs.  The
-    steps can be taken up again where they stopped (L{steps} once more) by
-    a caller that must finish the work after its client went away.
+    (L{IMAPMailbox.expunged}), so sequence numbers hold while it runs.
 
     @ivar uids: the messages to expunge.
     @ivar removed: the UIDs expunged so far.
@@ -829,7 +827,6 @@ class Expunge:
         self.uids = uids
         self.removed: set[int] = set()
         self._pick = pick
-        self._next = 0
 
     @property
     def picking(self) -> bool:
@@ -837,10 +834,9 @@ class Expunge:
         return self._pick is not None
 
     def steps(self) -> Iterator[None]:
-        """Expunge the rest, yielding after each slice."""
-        while self._next < len(self.uids):
-            batch = self.uids[self._next : self._next + self.SLICE]
-            self._next += len(batch)
+        """Expunge, yielding after each slice."""
+        for start in range(0, len(self.uids), self.SLICE):
+            batch = self.uids[start : start + self.SLICE]
             if self._pick is not None:
                 batch = self._pick(batch)
             if batch:

@@ -22,12 +22,13 @@ What the handlers fix in Twisted's (each has a regression test):
   - SEARCH, SORT and THREAD (Twisted's SEARCH runs in the reactor at one
     go) are evaluated a message at a time through the session's
     L{task.Cooperator}, as FETCH is streamed; STORE, COPY, MOVE, EXPUNGE,
-    UID EXPUNGE, CLOSE, FETCH's C{\\Seen}, LIST-STATUS and RENAME of INBOX
-    run a slice of a few milliseconds at a time (L{tmail.steps}) the same
-    way, so a large folder keeps no other session waiting.  The session's
-    view does not change meanwhile, and a client that goes away stops the
-    work (COPY undoes its copies; MOVE, once every copy is made, still
-    removes the originals).
+    UID EXPUNGE, CLOSE, FETCH's C{\\Seen}, LIST-STATUS, DELETE and RENAME
+    of INBOX run a slice of a few milliseconds at a time (L{tmail.steps})
+    the same way, so a large folder keeps no other session waiting.  The
+    session's view does not change meanwhile, and a client that goes away
+    stops the work, save what must not stay half done (COPY undoes its
+    copies; MOVE, once every copy is made, still removes the originals;
+    DELETE and RENAME finish).
 
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
@@ -699,15 +700,20 @@ class IMAPServer(IMAPSession):
 
     auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
 
-    def do_DELETE(self, tag: bytes, name: str) -> None:
-        self._account().delete(name)
-        self.sendPositiveResponse(tag, b"DELETE completed")
+    def do_DELETE(self, tag: bytes, name: str) -> Deferred[None]:
+        """DELETE; the messages' files go a slice at a time, even if the client leaves."""
+        return self._cooperate(self._finishing(self._account().deleting(name))).addCallback(
+            lambda _: self.sendPositiveResponse(tag, b"DELETE completed")
+        )
 
     auth_DELETE = select_DELETE = (do_DELETE, _B.arg_mailbox)
 
     def do_RENAME(self, tag: bytes, old: str, new: str) -> Deferred[None]:
-        """RENAME; of INBOX, whose messages all move, a slice at a time."""
-        return self._cooperate(self._account().renaming(old, new)).addCallback(
+        """
+        RENAME; of INBOX, whose messages all move, a slice at a time, to
+        the end even if the client leaves.
+        """
+        return self._cooperate(self._finishing(self._account().renaming(old, new))).addCallback(
             lambda _: self.sendPositiveResponse(tag, b"RENAME completed")
         )
 
@@ -1148,7 +1154,7 @@ class IMAPServer(IMAPSession):
     def _cooperate(self, steps: Iterator[object]) -> Deferred[None]:
         """
         Run a long command (SEARCH, SORT, THREAD, STORE, COPY, MOVE,
-        EXPUNGE, CLOSE, LIST-STATUS, RENAME of INBOX) a step at a time among
+        EXPUNGE, CLOSE, LIST-STATUS, DELETE, RENAME) a step at a time among
         the other sessions' work.  If the client goes, the steps stop and a
         generator of them is closed: its C{finally} and C{GeneratorExit}
         clauses undo or finish what must not be left half done (see
@@ -1164,16 +1170,18 @@ class IMAPServer(IMAPSession):
 
         return running.whenDone().addBoth(forget).addCallback(lambda _: None)
 
-    def _finishing(self, work: Expunge) -> Generator[None, None, None]:
+    def _finishing(self, steps: Iterator[object]) -> Generator[None, None, None]:
         """
-        C{work}'s steps, which go on without the client if it goes away
-        meanwhile: a COPY's undoing, a MOVE's expunge of what it copied.
+        Steps that go on without the client if it goes away meanwhile: a
+        COPY's undoing, a MOVE's expunge of what it copied, the rest of a
+        RENAME of INBOX or of a DELETE.
         """
-        try:
-            yield from work.steps()
-        except GeneratorExit:
-            self._detach(work.steps())
-            raise
+        for _ in steps:
+            try:
+                yield None
+            except GeneratorExit:
+                self._detach(steps)
+                raise
 
     def _detach(self, steps: Iterator[object]) -> None:
         """
@@ -1476,10 +1484,10 @@ class IMAPServer(IMAPSession):
             self._detach(undo().steps())
             raise
         except KeyError:
-            yield from self._finishing(undo())
+            yield from self._finishing(undo().steps())
             raise no(b"[EXPUNGEISSUED] Some messages were expunged; nothing done") from None
         except BaseException:
-            yield from self._finishing(undo())
+            yield from self._finishing(undo().steps())
             raise
 
     def _copyUID(self, target: IMailFolder, copied: list[tuple[int, int]]) -> bytes:
@@ -1522,7 +1530,7 @@ class IMAPServer(IMAPSession):
                 return
             self.sendUntaggedResponse(b"OK " + self._copyUID(target, copied) + b" Moved")
             originals = mbox.removingMoved([u for u, _ in copied])
-            yield from self._finishing(originals)
+            yield from self._finishing(originals.steps())
             yield from self._sending(self._changeResponses(mbox.expunged(originals)))
 
         return self._cooperate(steps()).addCallback(

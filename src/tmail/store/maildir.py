@@ -55,7 +55,7 @@ from tmail.interfaces import (
     IPendingMessage,
     IQuotaStore,
     ISpecialUseStore,
-    ISteppedRenameStore,
+    ISteppedStore,
     MessageInfo,
     QuotaUsage,
 )
@@ -1721,7 +1721,7 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore, ISteppedRenameStore, IQuotaStore, ISpecialUseStore)
+@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -1828,6 +1828,16 @@ class MaildirStore:
         Delete a folder and its messages; its sub-folders stay (a Maildir++
         parent is only a name prefix).  Raises L{InvalidFolderName} for INBOX.
         """
+        for _ in self.deleteFolderSteps(name):
+            pass
+
+    def deleteFolderSteps(self, name: str) -> Iterator[None]:
+        """
+        L{deleteFolder} a step at a time: the folder's directory moves into
+        C{tmp/} at once (the folder is gone, its quota given back), then its
+        files are removed a slice per step.  What a stop half way leaves
+        there is swept with the rest of C{tmp/}'s debris.
+        """
         canonical = normalizeName(name)
         if canonical == INBOX:
             raise InvalidFolderName("INBOX cannot be deleted")
@@ -1841,11 +1851,23 @@ class MaildirStore:
         if self._quota is not None:
             freedBytes, freedCount = folderUsage(trash)
             self._quota.record(-freedBytes, -freedCount)
-        shutil.rmtree(trash, ignore_errors=True)
         folder = self._folders.pop(canonical, None)
         if folder is not None:
             folder._markDeleted()
         self._changeSpecialUse(lambda current: {**current, canonical: frozenset()})
+        budget = StepBudget()
+        for sub in _SUBDIRS:
+            directory = f"{trash / sub}{os.sep}"
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for filename in names:
+                with contextlib.suppress(OSError):
+                    os.unlink(directory + filename)
+                if budget.spent():
+                    yield None
+        shutil.rmtree(trash, ignore_errors=True)
 
     def renameFolder(self, old: str, new: str) -> None:
         """
