@@ -196,6 +196,17 @@ class StoreTests(SlicedTestCase):
         self.assertTrue(answer.endswith(b"f OK FETCH completed\r\n"))
         self.assertEqual(flagged(self.inbox, "\\Seen"), self.COUNT)
 
+    def test_fetch_of_many_small_responses_is_streamed_a_slice_per_step(self) -> None:
+        """Not only a full buffer ends a FETCH step: so does the step's budget."""
+        self.patch(StepBudget, "ITEMS", 100)
+        partial = self.start(b"f FETCH 1:* (UID FLAGS)")
+        self.assertTrue(0 < partial.count(b" FETCH (") <= 100, partial.count(b" FETCH ("))
+        answer = partial + self.finish()
+        expected = b"".join(
+            b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in range(1, self.COUNT + 1)
+        )
+        self.assertEqual(answer, expected + b"f OK FETCH completed\r\n")
+
 
 class CopyTests(SlicedTestCase):
     COUNT = 600

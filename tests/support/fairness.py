@@ -12,6 +12,10 @@ Every answer must come within L{LIMIT} (100 ms) plus L{SLACK}
 100 ms even with nobody attacking).  A probe that gets no answer within
 L{PROBE_TIMEOUT} ends the measurement: the server is stalled, and it is
 started afresh for the next test.
+
+Attacks that change or empty a folder (EXPUNGE, MOVE, DELETE, RENAME of
+INBOX) work on folders of their own, filled with hard links to the same
+3,000 messages, so every attack finds what it needs whatever ran before.
 """
 
 from __future__ import annotations
@@ -88,15 +92,15 @@ def _writeOriginals(folder: Path) -> None:
         os.utime(path, (past, past))
 
 
-def fillFolder(originals: Path, folder: Path, letters: str = "S", parent: bool = False) -> None:
+def fillFolder(originals: Path, folder: Path, letters: str = "S", inbox: bool = False) -> None:
     """
-    Fill a Maildir folder (C{parent}: INBOX, else a sub-folder) with hard
-    links to every original, flagged with C{letters}, as a delivery agent
-    would; the running server finds them at its next look.
+    Fill a Maildir folder (an INBOX, else a sub-folder) with hard links to
+    every original, flagged with C{letters}, as a delivery agent would; the
+    running server finds them at its next look.
     """
     for sub in ("cur", "new", "tmp"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    if not parent:
+    if not inbox:
         (folder / "maildirfolder").touch()
     unique = next(_names)
     for original in sorted(originals.iterdir()):
@@ -107,7 +111,7 @@ def fillFolder(originals: Path, folder: Path, letters: str = "S", parent: bool =
 def _seed(originals: Path, maildir: Path) -> None:
     """Write the attacker's mail as a delivery agent would, before the server starts."""
     past = time.time() - 3600
-    fillFolder(originals, maildir, parent=True)
+    fillFolder(originals, maildir, inbox=True)
     deep = maildir / f".{DEEP_FOLDER}"
     for sub in ("cur", "new", "tmp"):
         (deep / sub).mkdir(parents=True, exist_ok=True)
@@ -584,7 +588,7 @@ def deleteLargeFolder(attack: Attack) -> None:
 
 def renameInbox(attack: Attack) -> None:
     """RENAME of a full INBOX (the attacker's other account's), which moves every message."""
-    fillFolder(attack.server.originals, attack.server.mailDir(RENAMER), parent=True)
+    fillFolder(attack.server.originals, attack.server.mailDir(RENAMER), inbox=True)
     client = attack.imap(user=RENAMER, select="INBOX")
     client.command(b"UNSELECT")
     sendAndWait(client, attack, b"h RENAME INBOX Old%d\r\n" % next(_names), b"h")
