@@ -1,16 +1,17 @@
 """
 STORE, COPY, MOVE, EXPUNGE, UID EXPUNGE, CLOSE, a FETCH that sets
-C{\\Seen}, LIST-STATUS and RENAME of INBOX run a slice at a time among the
-other sessions' work (each used to run at one go: a rename and a log line,
-or a link and a uidlist line, per message, all in one reactor turn).
+C{\\Seen}, LIST-STATUS, DELETE and RENAME of INBOX run a slice at a time
+among the other sessions' work (each used to run at one go: a rename and a
+log line, or a link and a uidlist line, per message, all in one reactor
+turn), and a FETCH of small items is streamed a slice per step too.
 
-Here a cooperator runs one step per turn of a test clock, so each command
+Here a cooperator runs one step per turn the test takes, so each command
 can be seen half done: the answers are the ones the commands gave at one
 go, the session's view holds until the command ends (no EXPUNGE before
 it), what another session changes meanwhile is kept as the per-message code
-kept it, and a client that goes away stops the work (a COPY's copies are
-expunged again; a MOVE whose copies are all made still removes the
-originals).
+kept it, and a client that goes away stops the work, save what must not
+stay half done (a COPY's copies are expunged again; a MOVE whose copies are
+all made still removes the originals; DELETE and RENAME finish).
 """
 
 from __future__ import annotations
