@@ -27,6 +27,7 @@ from tmail.imap.binary import UnknownCTE, binaryPieces
 from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
+from tmail.steps import StepBudget
 
 _log = Logger()
 
@@ -261,9 +262,10 @@ class FetchOutcome:
 
 class FetchStream:
     """
-    Writes the responses for a list of messages, one message (or one
-    L{CHUNK} of a large literal) per step of a cooperative task, pausing
-    while the transport's buffer is full.
+    Writes the responses for a list of messages a step of a cooperative
+    task at a time: up to L{CHUNK} bytes of them, or as many as a
+    L{StepBudget} allows (a large literal goes a L{CHUNK} per step),
+    pausing while the transport's buffer is full.
     """
 
     def __init__(
@@ -296,6 +298,7 @@ class FetchStream:
     def _steps(self) -> Iterator[None]:
         pending: list[bytes] = []
         size = 0
+        budget = StepBudget()
         for seq, uid in self.work:
             try:
                 pieces = self.build(seq, uid)
@@ -327,7 +330,7 @@ class FetchStream:
                         self.transport.writeSequence(pending)
                         pending, size = [], 0
                         yield None
-            if size >= CHUNK:
+            if size >= CHUNK or budget.spent():
                 self.transport.writeSequence(pending)
                 pending, size = [], 0
                 yield None
