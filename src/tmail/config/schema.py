@@ -261,6 +261,10 @@ class IMAPSettings:
         rest are not numbered (Dovecot's C{max_total_mime_parts}).
     @ivar max_connections: concurrent sessions from all clients together;
         more get C{* BYE} and are closed.  0: no limit.
+    @ivar max_search_contexts: live results (SEARCH or SORT C{RETURN
+        (UPDATE)}, RFC 5267) one session keeps up to date at once; another
+        is answered once, with C{NO [NOUPDATE]}.  Each costs a test of every
+        changed message.  At least 1 (the RFC's minimum).
     """
 
     listen: tuple[str, ...] = ()
@@ -283,6 +287,7 @@ class IMAPSettings:
     max_mime_depth: int = 32
     max_mime_parts: int = 10_000
     max_connections: int = 1000
+    max_search_contexts: int = 10
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -68,6 +68,7 @@ class Changes:
     @ivar modseq: a HIGHESTMODSEQ to send after the FETCH responses when
         expunges with lower mod-sequences are still held back (RFC 7162
         3.2), else C{None}.
+    @ivar added: the UIDs of new messages in the view, ascending.
     """
 
     expunged: list[int] = field(default_factory=list)
@@ -77,6 +78,7 @@ class Changes:
     flags: dict[int, list[str]] = field(default_factory=dict)
     changed: dict[int, tuple[int, int]] = field(default_factory=dict)
     modseq: int | None = None
+    added: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.expunged or self.exists is not None or self.flags)
@@ -507,6 +509,7 @@ class IMAPMailbox:
             self._uids.extend(info.uid for info in new)
             if unordered:
                 self._uids.sort()
+            changes.added = sorted(info.uid for info in new)
         if new or changes.expunged:
             changes.exists = len(self._uids)
             changes.recent = self.getRecentCount()
@@ -565,6 +568,7 @@ class IMAPMailbox:
             self._uids.extend(info.uid for info in new)
             if unordered:
                 self._uids.sort()
+            changes.added = [info.uid for info in new]
         if new or changes.expunged:
             changes.exists = len(self._uids)
             changes.recent = self.getRecentCount()
@@ -632,18 +636,28 @@ class IMAPMailbox:
         return self.searching(query, now, messages=True).finish().messages()
 
     def searching(
-        self, query: list[Any], now: float | None = None, messages: bool = False
+        self,
+        query: list[Any],
+        now: float | None = None,
+        messages: bool = False,
+        limit: int | None = None,
+        fromEnd: bool = False,
     ) -> MailboxSearch:
         """
         SEARCH criteria compiled for this view, to be evaluated a slice at a
         time (L{MailboxSearch.steps}); raises L{imap4.IllegalQueryError} for
         malformed criteria.  With C{messages}, the matches keep their
-        message objects (SORT, THREAD).
+        message objects (SORT, THREAD).  With C{limit}, the search stops
+        after that many matches, looking from the last message back when
+        C{fromEnd} (a PARTIAL window, RFC 9394).
         """
         from tmail.imap.search import compileSearch
 
-        infoOnly, matcher, usesModSeq = compileSearch(query, self, now)
-        return MailboxSearch(self, matcher, infoOnly, usesModSeq, messages)
+        notes: set[str] = set()
+        infoOnly, matcher, usesModSeq = compileSearch(query, self, now, notes)
+        search = MailboxSearch(self, matcher, infoOnly, usesModSeq, messages)
+        search.limit, search.fromEnd, search.notes = limit, fromEnd, frozenset(notes)
+        return search
 
 
 class MailboxSearch:
@@ -659,6 +673,12 @@ class MailboxSearch:
 
     #: Messages tested per step by criteria that read no file.
     INFO_SLICE = 512
+    #: Stop after this many matches (None: test every message) ...
+    limit: int | None = None
+    #: ... looking from the last message back.
+    fromEnd = False
+    #: What makes the result change with no change to a message (L{compileSearch}).
+    notes: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -680,23 +700,42 @@ class MailboxSearch:
         mailbox = self.mailbox
         hits = self._hits
         uids = list(mailbox._uids)
+        limit = self.limit
+        order: Iterable[tuple[int, int]] = enumerate(uids, 1)
+        if self.fromEnd:
+            order = zip(range(len(uids), 0, -1), reversed(uids), strict=True)
+        if limit is not None and limit <= 0:
+            return
         if self._infoOnly:
             # One reused holder instead of a message object per message:
             # criteria such as UNSEEN look at the index entry alone.
             holder = _InfoHolder()
             infos = mailbox._infos
-            for seq, u in enumerate(uids, 1):
+            for tested, (seq, u) in enumerate(order, 1):
                 holder.info = infos[u]
                 if self._matcher(seq, holder):
                     hits.append((seq, u, mailbox.message(u) if self._messages else None))
-                if seq % self.INFO_SLICE == 0:
+                    if len(hits) == limit:
+                        return
+                if tested % self.INFO_SLICE == 0:
                     yield None
             return
-        for seq, u in enumerate(uids, 1):
+        for seq, u in order:
             message = mailbox.message(u)
             if self._matcher(seq, message):
                 hits.append((seq, u, message))
+                if len(hits) == limit:
+                    return
             yield None
+
+    def matches(self, seq: int, u: int) -> bool:
+        """Whether one message of the view matches now (a live result, RFC 5267 4.3)."""
+        mailbox = self.mailbox
+        if self._infoOnly:
+            holder = _InfoHolder()
+            holder.info = mailbox.info(u)
+            return bool(self._matcher(seq, holder))
+        return bool(self._matcher(seq, mailbox.message(u)))
 
     def finish(self) -> MailboxSearch:
         """Run all the steps now."""
@@ -706,11 +745,13 @@ class MailboxSearch:
 
     def pairs(self) -> list[tuple[int, int]]:
         """The C{(sequence number, UID)} of each match, in order."""
-        return [(seq, u) for seq, u, _ in self._hits]
+        pairs = [(seq, u) for seq, u, _ in self._hits]
+        return pairs[::-1] if self.fromEnd else pairs
 
     def messages(self) -> list[tuple[int, IMAPMessage]]:
         """The sequence number and message of each match (with C{messages=True})."""
-        return [(seq, m) for seq, _, m in self._hits if m is not None]
+        found = [(seq, m) for seq, _, m in self._hits if m is not None]
+        return found[::-1] if self.fromEnd else found
 
 
 class FlagStore:

@@ -218,6 +218,11 @@ _KEYS: dict[bytes, Callable[[MessageFacts], Any]] = {
 }
 
 
+def sortKey(name: bytes) -> Callable[[MessageFacts], Any]:
+    """What criterion C{name} (upper case, one of L{SORT_KEYS}) compares of a message."""
+    return _KEYS[name]
+
+
 def parseSortCriteria(tokens: Any) -> list[tuple[bytes, bool]]:
     """
     C{(key, reversed)} pairs from a parenthesised SORT criteria list;
