@@ -366,8 +366,6 @@ class _Loader:
                     seen[name] = field.name
             if imap.max_nesting > MAX_IMAP_NESTING:
                 self.fail("imap.max_nesting", f"must be at most {MAX_IMAP_NESTING}")
-            if imap.max_search_contexts < 1:
-                self.fail("imap.max_search_contexts", "must be at least 1 (RFC 5267 4.3.1)")
         return imap
 
     def checkKeys(self, prefix: str, table: dict[str, Any], known: list[str]) -> None:
