@@ -37,7 +37,7 @@ QRESYNC (RFC 7162, with L{tmail.imap.condstore}), IMAP4rev2 (RFC 9051) and
 UTF8=ACCEPT (RFC 6855) through ENABLE, and LITERAL+ or LITERAL- (RFC 7888, in
 L{IMAPSession}); ESORT, CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267, with
 L{tmail.imap.esearch} and L{tmail.imap.searchcontext}), PARTIAL (RFC 9394,
-L{tmail.imap.partial}).
+L{tmail.imap.partial}), SORT=DISPLAY (RFC 5957, L{tmail.imap.sortdisplay}).
 """
 
 from __future__ import annotations
@@ -272,6 +272,7 @@ class IMAPServer(IMAPSession):
             b"WITHIN": None,
             b"SORT": None,
             b"ESORT": None,
+            b"SORT=DISPLAY": None,
             b"CONTEXT": [b"SEARCH", b"SORT"],
             b"PARTIAL": None,
             b"THREAD": [b"ORDEREDSUBJECT", b"REFERENCES"],
