@@ -24,6 +24,7 @@ from support.imaploop import listenIMAP
 from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.imap.partial import parsePartialRange
+from tmail.imap.seqset import SequenceSet
 from tmail.interfaces import IMailFolder
 
 #: C{UNDELETED UNKEYWORD $Junk} in L{junkMailbox}.
@@ -169,6 +170,29 @@ class PartialSearchTests(SynchronousTestCase):
             self.send(b"12 UID FETCH 1:* (FLAGS) (PARTIAL 20:30)"), b"12 OK FETCH completed\r\n"
         )
 
+    def test_uid_fetch_partial_over_several_ranges(self) -> None:
+        self.assertEqual(
+            self.send(b"t UID FETCH 2:3,6:9,11,40:50 (FLAGS) (PARTIAL 2:4)"),
+            b"* 3 FETCH (UID 3 FLAGS (\\Recent))\r\n"
+            b"* 6 FETCH (UID 6 FLAGS (\\Recent))\r\n"
+            b"* 7 FETCH (UID 7 FLAGS ($Junk \\Recent))\r\n"
+            b"t OK FETCH completed\r\n",
+        )
+        self.assertEqual(
+            self.send(b"u UID FETCH 2:3,6:9,11 (FLAGS) (PARTIAL -2:-1)"),
+            b"* 9 FETCH (UID 9 FLAGS (\\Recent))\r\n"
+            b"* 11 FETCH (UID 11 FLAGS (\\Recent))\r\n"
+            b"u OK FETCH completed\r\n",
+        )
+
+    def test_uid_fetch_partial_after_changedsince(self) -> None:
+        """RFC 9394 3.4: the window is of the messages CHANGEDSINCE leaves."""
+        self.send(b"a STORE 4,8,10 +FLAGS.SILENT (\\Flagged)")
+        highest = self.session.server.mbox.highestModSeq()  # type: ignore[union-attr]
+        self.send(b"b STORE 1,3,9,12 +FLAGS.SILENT (\\Answered)")
+        answer = self.send(b"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d PARTIAL -2:-1)" % highest)
+        self.assertEqual(re.findall(rb"UID (\d+)", answer), [b"9", b"12"], answer)
+
     def test_fetch_partial_needs_uid_fetch(self) -> None:
         answer = self.send(b"t FETCH 1:* (FLAGS) (PARTIAL 1:2)")
         self.assertTrue(answer.startswith(b"t BAD "), answer)
@@ -258,6 +282,45 @@ class PartialRangeTests(SynchronousTestCase):
 def untagged(response: tuple[str, list[Any]]) -> list[bytes]:
     """imaplib's ESEARCH data without the (random) tag."""
     return [re.sub(rb'^\(TAG "[^"]*"\) ', b"", data) for data in response[1]]
+
+
+class ResolveWindowTests(SynchronousTestCase):
+    """The window of a UID FETCH is the window of what the set names, built alone."""
+
+    def setUp(self) -> None:
+        self.session = Session(self)
+        inbox = self.session.store.getFolder("INBOX")
+        for _ in range(30):
+            put(inbox)
+        self.session.send(b"a UID STORE 5:9,20 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.session.select()
+        self.session.send(b"b EXPUNGE\r\n")
+
+    @given(
+        st.lists(st.tuples(st.integers(1, 35), st.integers(1, 35)), min_size=1, max_size=5),
+        st.integers(1, 30),
+        st.integers(1, 30),
+        st.booleans(),
+        st.booleans(),
+    )
+    @settings(max_examples=150, deadline=None)
+    def test_same_as_resolving_everything(
+        self, ranges: list[tuple[int, int]], a: int, b: int, fromEnd: bool, uid: bool
+    ) -> None:
+        mbox = self.session.server.mbox
+        assert mbox is not None
+        count = mbox.getMessageCount()
+        if not uid:
+            ranges = [(min(low, count), min(high, count)) for low, high in ranges]
+        messages = SequenceSet.fromNumbers(
+            n for low, high in ranges for n in range(min(low, high), max(low, high) + 1)
+        )
+        sign = b"-" if fromEnd else b""
+        partial = parsePartialRange(b"%s%d:%s%d" % (sign, a, sign, b))
+        self.assertEqual(
+            mbox.resolveWindow(messages, uid, partial.window),
+            list(partial.window(mbox.resolve(messages, uid))),
+        )
 
 
 class PartialNetworkTests(TestCase):

@@ -332,6 +332,43 @@ class IMAPMailbox:
             found.extend(zip(range(first + 1, end + 1), uids[first:end], strict=True))
         return found
 
+    def resolveWindow(
+        self, messages: Messages, uid: bool, window: Callable[[range], Sequence[int]]
+    ) -> list[tuple[int, int]]:
+        """
+        L{resolve}, then C{window} (a PARTIAL range, RFC 9394 3.3) of the
+        pairs, built only for the messages in the window: the positions
+        are counted range by range.
+        """
+        uids = self._uids
+        if isinstance(messages, SavedResult):
+            messages, uid = SequenceSet.fromNumbers(self.saved), True
+        count = len(uids)
+        if not uid and messages.highest() > count:
+            raise imap4.IllegalIdentifierError(f"No message {messages.highest()}")
+        spans: list[tuple[int, int]] = []
+        for low, high in messages.resolve(self.lastUID() if uid else count):
+            if uid:
+                first, end = bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)
+            else:
+                first, end = max(low, 1) - 1, min(high, count)
+            if end > first:
+                spans.append((first, end))
+        total = sum(end - first for first, end in spans)
+        wanted = window(range(total))
+        if not wanted:
+            return []
+        start, stop = wanted[0], wanted[-1] + 1
+        found: list[tuple[int, int]] = []
+        offset = 0
+        for first, end in spans:
+            size = end - first
+            a, b = max(start - offset, 0), min(stop - offset, size)
+            if a < b:
+                found.extend((i + 1, uids[i]) for i in range(first + a, first + b))
+            offset += size
+        return found
+
     def message(self, uid: int) -> IMAPMessage:
         """The message with this UID as the session last saw it."""
         return IMAPMessage(self.folder, self._infos[uid], self.mimeLimits)

@@ -1114,8 +1114,10 @@ class IMAPServer(IMAPSession):
         limit, fromEnd = (None, False) if options is None else options.scan()
         self.searchContexts.check(tag, options)
         search = mbox.searching(tokens, limit=limit, fromEnd=fromEnd)
+        # What a live result tests changed messages with; it keeps no matches.
+        live = mbox.searching(tokens) if options is not None and options.update else None
         return self._cooperate(search.steps()).addCallback(
-            lambda _: self._searched(tag, mbox, search, options, uid)
+            lambda _: self._searched(tag, mbox, search, options, uid, live)
         )
 
     def _searched(
@@ -1125,6 +1127,7 @@ class IMAPServer(IMAPSession):
         search: MailboxSearch,
         options: ReturnOptions | None,
         uid: int,
+        live: MailboxSearch | None = None,
     ) -> None:
         pairs = search.pairs()
         hits = [u if uid else seq for seq, u in pairs]
@@ -1142,8 +1145,8 @@ class IMAPServer(IMAPSession):
         else:
             if b"SAVE" in options.names:
                 mbox.saved = frozenset(u for _, u in options.returned(pairs))
-            if options.update:
-                self._openContext(tag, SearchContext(mbox, search, bool(uid), pairs))
+            if live is not None:
+                self._openContext(tag, SearchContext(mbox, live, bool(uid), pairs))
             if options.answered:
                 response = esearchResponse(tag, options, hits, bool(uid))
                 if modseq is not None:
@@ -1325,13 +1328,17 @@ class IMAPServer(IMAPSession):
             vanished = mbox.expungedSince(changedSince, messages)
             if vanished:
                 self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uidSet(vanished))
-        work = mbox.resolve(messages, bool(uid))
+        partial = modifiers.partial
+        if partial is not None and not uid:
+            raise imap4.IllegalClientResponse("PARTIAL needs UID FETCH")
+        if partial is not None and changedSince is None:
+            work = mbox.resolveWindow(messages, True, partial.window)
+        else:
+            work = mbox.resolve(messages, bool(uid))
         if changedSince is not None:
             work = [(seq, u) for seq, u in work if mbox.info(u).modseq > changedSince]
-        if modifiers.partial is not None:
-            if not uid:
-                raise imap4.IllegalClientResponse("PARTIAL needs UID FETCH")
-            work = list(modifiers.partial.window(work))
+            if partial is not None:
+                work = list(partial.window(work))
         seeing = mbox.isWriteable() and any(setsSeen(item) for item in query)
         if seeing and not any(item.type == "flags" for item in query):
             query = [*query, imap4._FetchParser.Flags()]
