@@ -48,9 +48,12 @@ class DisplayValueTests(SynchronousTestCase):
             (b"<bob@x.example>", b"BOB@X.EXAMPLE"),
             (b'"" <carol@x>', b"CAROL@X"),
             (b"localonly", b"LOCALONLY"),
-            (b"undisclosed-recipients:;", b""),
-            (b"team: Carl <c@x>, d@x;", b"CARL"),
-            (b"team:;, Dora <d@x>", b"DORA"),
+            (b"undisclosed-recipients:;", b"UNDISCLOSED-RECIPIENTS"),
+            (b"team: Carl <c@x>, d@x;", b"TEAM"),
+            (b'"My (team)": Carl <c@x>;', b"MY (TEAM)"),
+            (b"(note) crew : a@b;", b"CREW"),
+            (b'"Carl: the man" <c@x>', b"CARL: THE MAN"),
+            (b"team:;, Dora <d@x>", b"TEAM"),
             (b"", b""),
             (None, b""),
         ]
@@ -82,10 +85,10 @@ class SortDisplayTests(SynchronousTestCase):
         )
 
     def test_displayto_sorts_by_the_name_shown(self) -> None:
-        """'' (3, 5) < ABE < BEA < CARL < ZOE@X.EXAMPLE; ties in sequence order."""
+        """'' < ABE < BEA < TEAM < UNDISCLOSED-RECIPIENTS < ZOE@X.EXAMPLE: groups by name."""
         self.assertEqual(
             self.send(b"a SORT (DISPLAYTO) UTF-8 ALL"),
-            b"* SORT 3 5 2 6 4 1\r\na OK SORT completed\r\n",
+            b"* SORT 5 2 6 4 3 1\r\na OK SORT completed\r\n",
         )
 
     def test_display_keys_with_esort(self) -> None:
@@ -127,4 +130,4 @@ class SortDisplayNetworkTests(TestCase):
         seen = yield inThread(client)
         self.assertIn("SORT=DISPLAY", seen["caps"])
         self.assertEqual(seen["from"], ("OK", [b"5 2 3 6 1 4"]))
-        self.assertEqual(seen["to"], ("OK", [b"1 4 6 2 3 5"]))
+        self.assertEqual(seen["to"], ("OK", [b"1 3 4 6 2 5"]))
