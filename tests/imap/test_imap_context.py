@@ -241,6 +241,27 @@ class ContextSearchTests(SynchronousTestCase):
         )
         self.assertTrue(self.send(b'd CANCELUPDATE "B01"').startswith(b"d BAD "))
 
+    def test_malformed_cancelupdate_is_bad(self) -> None:
+        self.send(b"B01 UID SEARCH RETURN (UPDATE) " + WANTED)
+        for line in [b'CANCELUPDATE "B01', b"CANCELUPDATE (B01)", b'CANCELUPDATE "B\\x"']:
+            answer = self.send(b"c " + line)
+            self.assertTrue(answer.startswith(b"c BAD "), (line, answer))
+            self.assertNotIn(b"Traceback", answer)
+        self.assertEqual(self.send(b"d CANCELUPDATE B01"), b"d OK CANCELUPDATE completed\r\n")
+
+    def test_removefrom_precedes_vanished_under_qresync(self) -> None:
+        self.send(b"u UNSELECT")
+        self.send(b"e ENABLE QRESYNC")
+        self.send(b"s SELECT INBOX")
+        self.send(b"B01 UID SEARCH RETURN (UPDATE) " + WANTED)
+        self.act(b"a STORE 3 +FLAGS.SILENT (\\Deleted)")
+        self.act(b"b EXPUNGE")
+        answer = self.send(b"B02 NOOP")
+        self.assertTrue(
+            answer.startswith(b'* ESEARCH (TAG "B01") UID REMOVEFROM (0 3)\r\n* VANISHED 3,5\r\n'),
+            answer,
+        )
+
     def test_tag_reuse_is_bad(self) -> None:
         """RFC 5267 4.3: UPDATE under a tag with a live result is BAD."""
         self.send(b"B01 UID SEARCH RETURN (UPDATE) " + WANTED)
