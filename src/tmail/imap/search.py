@@ -443,8 +443,10 @@ def compileSearch(
 
     @return: whether the predicate looks at nothing but the message's
         C{info} (flags, size, UID, internal date: no file is read), the
-        predicate, and whether the criteria used C{MODSEQ}.  C{notes} gets
-    C{"sequence"} and C{"time"} when sequence numbers or OLDER/YOUNGER are used.
+        predicate, and whether the criteria used C{MODSEQ}.
+    @param notes: if given, gets C{"sequence"} and C{"time"} when the
+        criteria use sequence numbers or OLDER/YOUNGER (a live result,
+        RFC 5267 4.3, cannot follow them).
     """
     moment = time.time() if now is None else now
     compiler = _Compiler(mailbox, moment)
