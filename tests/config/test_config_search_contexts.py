@@ -1,4 +1,8 @@
-"""C{imap.max_search_contexts}: live SEARCH/SORT results one session keeps (RFC 5267 4.3.1)."""
+"""
+C{imap.max_search_contexts} and C{imap.max_update_reads}: the live SEARCH and
+SORT results one session keeps (RFC 5267 4.3.1), and what one of them may
+read again per report of changes.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ def load(tmp_path: Path, extra: str) -> IMAPSettings:
 
 def test_default_and_configured(tmp_path: Path) -> None:
     assert IMAPSettings().max_search_contexts == 10
-    assert load(tmp_path, "max_search_contexts = 3\n").max_search_contexts == 3
+    assert IMAPSettings().max_update_reads == 1000
+    imap = load(tmp_path, "max_search_contexts = 3\nmax_update_reads = 50\n")
+    assert (imap.max_search_contexts, imap.max_update_reads) == (3, 50)
 
 
 def test_at_least_one_context(tmp_path: Path) -> None:

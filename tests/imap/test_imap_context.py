@@ -307,6 +307,39 @@ class ContextLimitTests(SynchronousTestCase):
         session.send(b"c STORE 1 +FLAGS.SILENT ($Junk)\r\n")
         self.assertEqual(session.send(b"d NOOP\r\n"), b"d OK NOOP completed\r\n")
 
+    def test_too_many_reads_at_once_end_a_live_result(self) -> None:
+        """
+        A report that would make a live result read more than
+        C{max_update_reads} messages ends it with NO [NOUPDATE]; one that
+        reads only the index goes on.
+        """
+        session = Session(self, max_update_reads=2)
+        junkMailbox(session.store.getFolder("INBOX"))
+        session.select()
+        session.send(b"B01 UID SEARCH RETURN (UPDATE) UNSEEN BODY body\r\n")
+        session.send(b"B02 UID SEARCH RETURN (UPDATE) UNSEEN\r\n")
+        actor = Session(self, session.fixture)
+        actor.select()
+        actor.send(b"a STORE 1:2 +FLAGS.SILENT (\\Seen)\r\n")
+        self.assertEqual(
+            session.send(b"B03 NOOP\r\n"),
+            b"* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n* 2 FETCH (FLAGS ($Junk \\Seen \\Recent))\r\n"
+            b'* ESEARCH (TAG "B01") UID REMOVEFROM (0 1:2)\r\n'
+            b'* ESEARCH (TAG "B02") UID REMOVEFROM (0 1:2)\r\n'
+            b"B03 OK NOOP completed\r\n",
+        )
+        actor.send(b"b STORE 3:5 +FLAGS.SILENT (\\Seen)\r\n")
+        self.assertEqual(
+            session.send(b"B04 NOOP\r\n"),
+            b"* 3 FETCH (FLAGS (\\Seen \\Recent))\r\n"
+            b"* 4 FETCH (FLAGS (\\Seen \\Recent))\r\n"
+            b"* 5 FETCH (FLAGS (\\Deleted \\Seen \\Recent))\r\n"
+            b'* NO [NOUPDATE "B01"] Too many changes at once to follow\r\n'
+            b'* ESEARCH (TAG "B02") UID REMOVEFROM (0 3:5)\r\n'
+            b"B04 OK NOOP completed\r\n",
+        )
+        self.assertTrue(session.send(b'c CANCELUPDATE "B01"\r\n').startswith(b"c BAD "))
+
 
 class ContextCostTests(SynchronousTestCase):
     """A change costs a test of the changed message, not a new search of the folder."""

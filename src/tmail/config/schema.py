@@ -265,6 +265,10 @@ class IMAPSettings:
         (UPDATE)}, RFC 5267) one session keeps up to date at once; another
         is answered once, with C{NO [NOUPDATE]}.  Each costs a test of every
         changed message.  At least 1 (the RFC's minimum).
+    @ivar max_update_reads: messages a live result whose criteria read
+        message files (headers, text) tests again for one report of
+        changes; a report with more changes ends that live result with
+        C{NO [NOUPDATE]} rather than keep other sessions waiting.
     """
 
     listen: tuple[str, ...] = ()
@@ -288,6 +292,7 @@ class IMAPSettings:
     max_mime_parts: int = 10_000
     max_connections: int = 1000
     max_search_contexts: int = 10
+    max_update_reads: int = 1000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -765,6 +765,11 @@ class MailboxSearch:
                     return
             yield None
 
+    @property
+    def readsMessages(self) -> bool:
+        """Whether the criteria read message files (headers or text), not the index alone."""
+        return not self._infoOnly
+
     def matches(self, seq: int, u: int) -> bool:
         """Whether one message of the view matches now (a live result, RFC 5267 4.3)."""
         mailbox = self.mailbox

@@ -13,7 +13,10 @@ C{VANISHED}), an C{ADDTO} for new ones after the C{EXISTS} (RFC 5267 4.3.3,
 4.3.4).  Criteria whose result changes with no change to any message
 (sequence numbers, OLDER/YOUNGER) are answered, but not kept up to date:
 C{NO [NOUPDATE]}, as for a session that has C{imap.max_search_contexts}
-contexts already.
+contexts already.  A live result whose criteria read message files ends,
+with an untagged C{NO [NOUPDATE]}, when one report of changes would make it
+read more than C{imap.max_update_reads} messages: the report is sent at
+once, and that many reads would keep the other sessions waiting.
 """
 
 from __future__ import annotations
@@ -176,8 +179,9 @@ class SearchContexts:
     them; ended by CANCELUPDATE or when the mailbox is no longer selected.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, maxReads: int) -> None:
         self.limit = limit
+        self.maxReads = maxReads
         self._contexts: dict[bytes, Context] = {}
 
     def __bool__(self) -> bool:
@@ -216,6 +220,10 @@ class SearchContexts:
 
     def _responses(self, item: str, pairs: Sequence[tuple[int, int]]) -> Iterator[bytes]:
         for tag, context in list(self._contexts.items()):
+            if item == "review" and context.search.readsMessages and len(pairs) > self.maxReads:
+                del self._contexts[tag]
+                yield b"NO [NOUPDATE %s] Too many changes at once to follow" % quoted(tag)
+                continue
             items = context.forget(pairs) if item == "forget" else context.review(pairs)
             if items:
                 head = b"ESEARCH (TAG %s)%s " % (quoted(tag), b" UID" if context.uid else b"")

@@ -1163,7 +1163,10 @@ class IMAPServer(IMAPSession):
     def searchContexts(self) -> SearchContexts:
         """The live results of SEARCH and SORT RETURN (UPDATE) in the selected mailbox."""
         if self._searchContexts is None:
-            self._searchContexts = SearchContexts(self.settings.max_search_contexts)
+            settings = self.settings
+            self._searchContexts = SearchContexts(
+                settings.max_search_contexts, settings.max_update_reads
+            )
         return self._searchContexts
 
     def _openContext(self, tag: bytes, context: SearchContext | SortContext) -> None:
