@@ -116,7 +116,7 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
 # max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
 # max_search_contexts = {_imap.max_search_contexts}   # live SEARCH/SORT results per session
-# max_update_reads = {_imap.max_update_reads}   # messages a live result re-reads per report of changes
+# max_update_reads = {_imap.max_update_reads}   # messages a live result re-reads per report
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]
