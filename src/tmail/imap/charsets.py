@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import encodings
 import encodings.aliases
+import itertools
 import pkgutil
 import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 
 _MODULES = frozenset(module.name for module in pkgutil.iter_modules(encodings.__path__))
@@ -45,7 +49,16 @@ _NOT_CHARSETS = frozenset(
     }
 )
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+#: Every byte outside the base64 alphabet, for C{bytes.translate} to delete.
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
+#: Codecs whose incremental decoder reads a byte order mark the way a whole
+#: decode does only when there is one; without, a whole decode takes the
+#: machine's byte order.
+_BOM_CODECS = {
+    "utf_16": ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf_16_" + sys.byteorder[0] + "e"),
+    "utf_32": ((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf_32_" + sys.byteorder[0] + "e"),
+}
 
 
 @lru_cache(maxsize=256)
@@ -65,10 +78,29 @@ def decodeBase64(data: bytes) -> bytes:
     Base64 content as RFC 2045 6.8 asks a decoder to read it: characters
     outside the alphabet are ignored, and a short last group is tolerated.
     """
-    clean = _NOT_BASE64.sub(b"", data.partition(b"=")[0])
+    clean = data.partition(b"=")[0].translate(None, _NOT_BASE64)
     if len(clean) % 4 == 1:
         clean = clean[:-1]
     return base64.b64decode(clean + b"=" * (-len(clean) % 4))
+
+
+def decodeBase64Pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """
+    L{decodeBase64} of the concatenation of C{pieces}, a piece at a time:
+    each piece's whole groups of four, the rest carried to the next.
+    """
+    carried = b""
+    for piece in pieces:
+        end = piece.find(b"=")
+        clean = carried + piece[: None if end < 0 else end].translate(None, _NOT_BASE64)
+        whole = len(clean) - len(clean) % 4
+        carried = clean[whole:]
+        if whole:
+            yield base64.b64decode(clean[:whole])
+        if end >= 0:
+            break
+    if len(carried) > 1:
+        yield base64.b64decode(carried + b"=" * (-len(carried) % 4))
 
 
 def decodeText(data: bytes, charset: str | None, default: str = "us-ascii") -> str:
@@ -83,6 +115,37 @@ def decodeText(data: bytes, charset: str | None, default: str = "us-ascii") -> s
         return data.decode(codec, "replace")
     except (LookupError, UnicodeError):
         return data.decode("latin-1")
+
+
+def decodeTextPieces(
+    pieces: Callable[[], Iterable[bytes]], charset: str | None, default: str = "us-ascii"
+) -> list[str]:
+    """
+    L{decodeText} of the concatenation of the bytes C{pieces()} gives, as
+    strings decoded a piece at a time by the codec's incremental decoder.
+    Where that decoder fails but a whole decode would not (a stateful CJK
+    codec's pending bytes), the text is decoded whole.
+    """
+    codec = codecFor(charset or default)
+    if codec is None:
+        return [piece.decode("latin-1") for piece in pieces()]
+    source = iter(pieces())
+    head: list[bytes] = []
+    if codec in _BOM_CODECS:
+        marks, native = _BOM_CODECS[codec]
+        while sum(map(len, head)) < 4 and (piece := next(source, None)) is not None:
+            head.append(piece)
+        if not b"".join(head)[:4].startswith(marks):
+            codec = native
+    texts: list[str] = []
+    try:
+        decoder = codecs.getincrementaldecoder(codec)("replace")
+        for piece in itertools.chain(head, source):
+            texts.append(decoder.decode(piece))
+        texts.append(decoder.decode(b"", True))
+    except (LookupError, UnicodeError):
+        return [decodeText(b"".join(pieces()), charset, default)]
+    return texts
 
 
 def _decodeWord(match: re.Match[str]) -> str | None:

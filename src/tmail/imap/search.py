@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.mail import imap4
 
-from tmail.imap.binary import UnknownCTE, decodeContent
-from tmail.imap.charsets import decodeText, decodeWords
+from tmail.imap.binary import UnknownCTE, contentPieces
+from tmail.imap.charsets import decodeTextPieces, decodeWords
 from tmail.imap.condstore import parseModSeq
-from tmail.imap.message import IMAPMessage, fieldValue, headerFields
+from tmail.imap.largemessages import HEADER, INFO, WHOLE
+from tmail.imap.message import IMAPMessage, MimeEntity, fieldValue, headerFields
 from tmail.imap.parse import LimitExceeded, parseDate
 from tmail.imap.seqset import parseSequenceSet
 from tmail.imap.sort import MAX_DATE_TEXT
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 Predicate = Callable[[int, IMAPMessage], bool]
 
-_INFO, _HEADER, _BODY = 0, 1, 2
+_INFO, _HEADER, _BODY = INFO, HEADER, WHOLE
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True),
@@ -118,19 +119,62 @@ def _headerValues(message: IMAPMessage, name: str) -> list[str]:
     return values
 
 
-def _bodyText(message: IMAPMessage) -> str:
-    """The text parts of a message, decoded and case-folded, as BODY searches them."""
-    texts = []
+class _Finder:
+    """
+    Whether case-folded C{needle} occurs in text fed a piece at a time:
+    each piece is folded and searched with the end of the text before it
+    (one character short of the needle), so no piece is searched twice
+    and a match across a piece edge is found.
+    """
+
+    def __init__(self, needle: str) -> None:
+        self.needle = needle
+        self.keep = len(needle) - 1
+        self.tail = ""
+
+    def feed(self, text: str) -> bool:
+        window = self.tail + text.casefold()
+        if self.needle in window:
+            return True
+        self.tail = window[-self.keep :] if self.keep else ""
+        return False
+
+
+def _bodyContains(message: IMAPMessage, needle: str) -> bool:
+    """
+    Whether C{needle} (case-folded) is in the text parts of a message,
+    decoded and case-folded, one after another with a line break between
+    them: as BODY searches them, a piece at a time.
+    """
+    if not needle:
+        return True
+    finder = _Finder(needle)
+    first = True
     for part in message.entity.walk():
         if part.isMultipart or part.contentType[0] != "text":
             continue
-        encoding = fieldValue(part.header, b"content-transfer-encoding") or b""
-        try:
-            payload = decodeContent(part.body, encoding.decode("ascii", "replace"))
-        except UnknownCTE:
-            payload = part.body
-        texts.append(decodeText(payload, part.parameter("charset")))
-    return "\n".join(texts).casefold()
+        if not first and finder.feed("\n"):
+            return True
+        first = False
+        for text in _partText(part):
+            if finder.feed(text):
+                return True
+    return False
+
+
+def _partText(part: MimeEntity) -> list[str]:
+    """A text part's content, decoded from its transfer encoding and charset, in pieces."""
+    encoding = (fieldValue(part.header, b"content-transfer-encoding") or b"").decode(
+        "ascii", "replace"
+    )
+    data, start, end = part.data, part.bodyStart, part.end
+    try:
+        contentPieces(data, start, end, encoding)
+    except UnknownCTE:
+        encoding = ""
+    return decodeTextPieces(
+        lambda: contentPieces(data, start, end, encoding), part.parameter("charset")
+    )
 
 
 def _sentDate(message: IMAPMessage) -> datetime.date | None:
@@ -327,12 +371,12 @@ class _Compiler:
             return _HEADER, self.headerTest(fieldName, cursor.string())
         if name == "BODY":
             needle = cursor.string().casefold()
-            return _BODY, _safe(lambda s, m: needle in _bodyText(m))
+            return _BODY, _safe(lambda s, m: _bodyContains(m, needle))
         if name == "TEXT":
             needle = cursor.string().casefold()
             return _BODY, _safe(
                 lambda s, m: (
-                    needle in _decodeHeader(m.header()).casefold() or needle in _bodyText(m)
+                    needle in _decodeHeader(m.header()).casefold() or _bodyContains(m, needle)
                 )
             )
         return _INFO, self.sequenceTest(token)
@@ -429,18 +473,18 @@ class _Compiler:
 
 def compileSearch(
     query: list[Any], mailbox: IMAPMailbox, now: float | None = None
-) -> tuple[bool, Predicate, bool]:
+) -> tuple[int, Predicate, bool]:
     """
     Compile SEARCH criteria (tokens from L{tmail.imap.parse.Tokenizer}) for
     one mailbox; raises L{imap4.IllegalQueryError} for malformed criteria.
     C{now} (POSIX time, default the current time) is what OLDER and
     YOUNGER count back from.
 
-    @return: whether the predicate looks at nothing but the message's
-        C{info} (flags, size, UID, internal date: no file is read), the
-        predicate, and whether the criteria used C{MODSEQ}.
+    @return: what the predicate reads of a message (L{INFO}: nothing but
+        its C{info}, flags, size, UID, internal date; L{HEADER}; or
+        L{WHOLE}), the predicate, and whether the criteria used C{MODSEQ}.
     """
     moment = time.time() if now is None else now
     compiler = _Compiler(mailbox, moment)
     cost, predicate = compiler.all(_Cursor(query))
-    return cost == _INFO, predicate, compiler.usesModSeq
+    return cost, predicate, compiler.usesModSeq
