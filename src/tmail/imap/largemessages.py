@@ -26,6 +26,7 @@ SMTP delivery would wait behind them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,6 +45,13 @@ T = TypeVar("T")
 #: work one message costs the reactor thread is a few milliseconds; above,
 #: a thread hop costs little beside the work.
 LARGE_MESSAGE = 1024 * 1024
+
+#: Seconds a thread computing in Python keeps the GIL from one waiting for
+#: it, while the pool runs (CPython's default is 5 ms).  The reactor thread
+#: takes the GIL back after each system call (each read from and write to
+#: a socket, each wait for events): behind a worker decoding a message, a
+#: few milliseconds each time added up to tens per answer.
+SWITCH_INTERVAL = 0.001
 
 #: What work needs of a message: its index entry, its header, all of it.
 INFO, HEADER, WHOLE = 0, 1, 2
@@ -83,19 +91,28 @@ def inWorker(run: Runner, message: IMAPMessage, need: int, work: Callable[[], T]
 
 
 class MessageThreads(Service):
-    """The worker threads large messages are worked on in, started and stopped as a service."""
+    """
+    The worker threads large messages are worked on in, started and
+    stopped as a service; while it runs, the process's GIL switch interval
+    is L{SWITCH_INTERVAL}.
+    """
 
     def __init__(self, reactor: IReactorFromThreads, threads: int) -> None:
         self.reactor = reactor
         self.pool = ThreadPool(minthreads=0, maxthreads=threads, name="tmail-imap-messages")
+        self._interval: float | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        self._interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL))
         self.pool.start()
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()  # type: ignore[no-untyped-call]
         self.pool.stop()
+        if self._interval is not None:
+            sys.setswitchinterval(self._interval)
         return None
 
     def run(self, function: Callable[..., T], *args: Any) -> Deferred[T]:

@@ -94,10 +94,14 @@ def _headerEnd(data: bytes, start: int, end: int) -> int:
 def readHeader(f: BinaryIO) -> bytes:
     """
     The header of the message in C{f} (with its empty line), found a chunk
-    at a time from the start, without reading a large body.
+    at a time from the start, without reading a large body.  Each chunk is
+    twice the one before, up to L{pieces.PIECE}: few reads for a large
+    header (a thread that gives up the GIL for many short reads in a row
+    keeps another waiting for it all the while).
     """
     f.seek(0)
-    window = f.read(_HEADER_CHUNK)
+    size = _HEADER_CHUNK
+    window = f.read(size)
     if window.startswith((b"\r\n", b"\n")):
         return window[: 2 if window.startswith(b"\r\n") else 1]
     first = window
@@ -107,7 +111,8 @@ def readHeader(f: BinaryIO) -> bytes:
         if match is not None:
             length = offset + match.end()
             break
-        chunk = f.read(_HEADER_CHUNK)
+        size = min(2 * size, max(pieces.PIECE, _HEADER_CHUNK))
+        chunk = f.read(size)
         if not chunk:
             length = offset + len(window)
             break
