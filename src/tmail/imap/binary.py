@@ -22,7 +22,7 @@ from twisted.mail import imap4
 
 from tmail.imap import pieces
 from tmail.imap.charsets import decodeBase64 as decodeBase64
-from tmail.imap.charsets import decodeBase64Pieces
+from tmail.imap.charsets import decodeBase64Pieces, quotedPrintablePieces
 from tmail.imap.message import MimeEntity, fieldValue
 
 #: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}.
@@ -150,34 +150,8 @@ def contentPieces(data: bytes, start: int, end: int, encoding: str) -> Iterator[
     if encoding == "base64":
         return decodeBase64Pieces(data[low:high] for low, high in pieces.windows(start, end))
     if encoding == "quoted-printable":
-        return _quotedPrintablePieces(data, start, end)
+        return quotedPrintablePieces(data, start, end)
     raise UnknownCTE(encoding)
-
-
-def _quotedPrintablePieces(data: bytes, start: int, end: int) -> Iterator[bytes]:
-    low = start
-    while low < end:
-        cut = _quotedPrintableCut(data, low, min(low + pieces.PIECE, end), end)
-        yield binascii.a2b_qp(data[low:cut])
-        low = cut
-
-
-def _quotedPrintableCut(data: bytes, low: int, high: int, end: int) -> int:
-    """
-    Where a piece of quoted-printable text may end so that it decodes as
-    it would within the whole: after a line break; in a long line, where
-    no escape (C{=XY}, C{==}) spans the cut and no C{=CR} has begun to skip
-    to the next line break; else after that line break.
-    """
-    cut = pieces.cutAfter(data, low, high, end)
-    if cut != high or cut == end:
-        return cut
-    if data.find(b"\r", low, high) < 0:
-        for at in range(high, max(low + 2, high - 16), -1):
-            if data[at - 1] != 0x3D and data[at - 2] != 0x3D:
-                return at
-    lineEnd = pieces.find(data, b"\n", high, end)
-    return end if lineEnd < 0 else lineEnd + 1
 
 
 def _encodingOf(entity: MimeEntity) -> str:

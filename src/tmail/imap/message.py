@@ -58,7 +58,11 @@ _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 #: A field's value: the rest of its line and its continuation lines.
 _FIELD_VALUE = re.compile(rb"[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*")
 
-_LINE_BREAK = re.compile(rb"[\r\n]")
+
+#: Blanks after a delimiter or a field name that a search reads in one
+#: match (so that matches are of bounded length, for a search a piece at
+#: a time); what has more is checked on its own.
+_BLANKS = 64
 
 #: Header size read when only the header of a message is needed.
 _HEADER_CHUNK = 16 * 1024
@@ -142,7 +146,16 @@ def headerFields(header: bytes) -> list[tuple[bytes, bytes]]:
     fields nor continuations are dropped, with their own continuation
     lines; lines after the first L{MAX_HEADER_LINES} are not read.
     """
-    fields: list[tuple[bytes, bytes]] = []
+    return [(name, header[start:end]) for name, start, _, end in headerFieldSpans(header)]
+
+
+def headerFieldSpans(header: bytes) -> list[tuple[bytes, int, int, int]]:
+    """
+    L{headerFields} as where each field is in C{header}: its lower-case
+    name, where its lines start, where its value starts (after the colon)
+    and where its lines end (with their line end).
+    """
+    fields: list[tuple[bytes, int, int, int]] = []
     large = len(header) > pieces.PIECE
     position = 0
     for _ in range(MAX_HEADER_LINES):
@@ -154,29 +167,26 @@ def headerFields(header: bytes) -> list[tuple[bytes, bytes]]:
             end = match.end()
         if end == position or header[position] == 0x0A or header.startswith(b"\r\n", position, end):
             break
-        name = _fieldName(header, position, end, large)
-        if name is not None:
-            fields.append((name, header[position:end]))
+        field = _fieldName(header, position, end, large)
+        if field is not None:
+            fields.append((field[0], position, field[1], end))
         position = end
     return fields
 
 
-def _fieldName(header: bytes, start: int, end: int, large: bool) -> bytes | None:
-    """The lower-case name of the field whose line is C{header[start:end]}, if it is one."""
+def _fieldName(header: bytes, start: int, end: int, large: bool) -> tuple[bytes, int] | None:
+    """
+    The lower-case name of the field whose line is C{header[start:end]},
+    and where its value starts, if it is one.
+    """
     if not large:
         match = _FIELD_NAME.match(header, start, end)
-        return None if match is None else match.group(1).lower()
+        return None if match is None else (match.group(1).lower(), match.end())
     nameEnd = pieces.runEnd(header, start, end, _NAME_CHARS)
     colon = pieces.runEnd(header, nameEnd, end, b" \t")
     if nameEnd == start or colon >= end or header[colon] != 0x3A:
         return None
-    return header[start:nameEnd].lower()
-
-
-def _lineBreak(data: bytes, start: int) -> int:
-    """Where the first CR or LF at or after C{start} is, else the end of C{data}."""
-    match = pieces.search(_LINE_BREAK, data, start, len(data), 1)
-    return len(data) if match is None else match.start()
+    return header[start:nameEnd].lower(), colon + 1
 
 
 def _lineEndLength(data: bytes, at: int) -> int:
@@ -184,6 +194,23 @@ def _lineEndLength(data: bytes, at: int) -> int:
     if data.startswith(b"\r\n", at):
         return 2
     return 1 if data[at : at + 1] in (b"\r", b"\n") else 0
+
+
+def _continuedEnd(data: bytes, start: int) -> int:
+    """
+    Where the L{_FIELD_VALUE} at C{start} ends: the rest of a line and the
+    continuation lines after it, without its line end, matched a piece at
+    a time (a match that reaches within two bytes of its piece's end goes
+    on in the next piece, where the line end and the blank after it show).
+    """
+    at = start
+    while True:
+        high = min(at + max(pieces.PIECE, 4), len(data))
+        match = _FIELD_VALUE.match(data, at, high)
+        assert match is not None
+        at = match.end()
+        if high == len(data) or at < high - 2:
+            return at
 
 
 def _logicalLineEnd(data: bytes, start: int) -> int:
@@ -194,12 +221,7 @@ def _logicalLineEnd(data: bytes, start: int) -> int:
     """
     at = start
     if at < len(data) and data[at] not in b"\r\n":
-        while True:
-            at = _lineBreak(data, at)
-            step = _lineEndLength(data, at)
-            if not (step and data[at + step : at + step + 1] in (b" ", b"\t")):
-                break
-            at += step
+        at = _continuedEnd(data, at)
     return at + _lineEndLength(data, at)
 
 
@@ -242,31 +264,43 @@ def _afterColon(header: bytes, at: int) -> int | None:
     return colon + 1 if header[colon : colon + 1] == b":" else None
 
 
+@lru_cache(maxsize=64)
+def _laterField(name: bytes) -> re.Pattern[bytes]:
+    """
+    In a header in lower case with one kind of line end, a line that
+    begins with field C{name}: up to its colon, or up to more blanks than
+    L{_BLANKS}, so that matches are of bounded length.
+    """
+    return re.compile(rb"\n" + re.escape(name) + rb"[ \t]{0,%d}+[: \t]" % _BLANKS)
+
+
 def _largeFieldValue(header: bytes, name: bytes) -> bytes | None:
     """L{fieldValue} of a large header, a piece at a time."""
     size = len(header)
     found = _afterColon(header, len(name)) if header[: len(name)].lower() == name else None
-    marker = b"\n" + name
+    pattern = _laterField(name)
+    reach = len(name) + _BLANKS + 2
     for low, high in pieces.windows(0, size) if found is None else ():
-        window = header[low : min(high + len(marker) - 1, size)].lower().replace(b"\r", b"\n")
-        at = window.find(marker)
-        while found is None and at >= 0 and low + at < high:
-            found = _afterColon(header, low + at + len(marker))
-            at = window.find(marker, at + 1)
+        window = header[low : min(high + reach - 1, size)].lower().replace(b"\r", b"\n")
+        for match in pattern.finditer(window):
+            if found is not None or low + match.start() >= high:
+                break
+            found = _afterColon(header, low + match.start() + 1 + len(name))
         if found is not None:
             break
     if found is None:
         return None
-    end = found
-    while True:
-        end = _lineBreak(header, end)
-        step = _lineEndLength(header, end)
-        if not (step and header[end + step : end + step + 1] in (b" ", b"\t")):
-            break
-        end += step
-    start = pieces.runEnd(header, found, end, _WHITESPACE)
+    return b"".join(unfoldedPieces(header, found, _continuedEnd(header, found)))
+
+
+def unfoldedPieces(header: bytes, start: int, end: int) -> Iterator[bytes]:
+    """
+    C{header[start:end]} (a field's value) unfolded (each line break before
+    a blank removed) and stripped of white space at both ends, in pieces
+    of about L{pieces.PIECE}.
+    """
+    start = pieces.runEnd(header, start, end, _WHITESPACE)
     end = pieces.runStart(header, start, end, _WHITESPACE)
-    unfolded = []
     low = start
     while low < end:
         cut = min(low + pieces.PIECE, end)
@@ -274,9 +308,8 @@ def _largeFieldValue(header: bytes, name: bytes) -> bytes | None:
         # ends are each followed by one (a continuation line).
         while cut < end and header[cut - 1] in b"\r\n":
             cut += 1
-        unfolded.append(_FOLD.sub(b"", header[low:cut]))
+        yield _FOLD.sub(b"", header[low:cut])
         low = cut
-    return b"".join(unfolded)
 
 
 def _delimiterEnd(data: bytes, at: int, end: int) -> tuple[bool, int] | None:
@@ -293,6 +326,20 @@ def _delimiterEnd(data: bytes, at: int, end: int) -> tuple[bool, int] | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _delimiterPattern(boundary: bytes) -> re.Pattern[bytes]:
+    """
+    After a line feed, a delimiter line for C{boundary} and its line end,
+    or the start of one with more than L{_BLANKS} blanks: matches of
+    bounded length, so that the search goes a piece at a time, and none
+    for the text that merely begins like a delimiter, so that text costs
+    no Python code.
+    """
+    return re.compile(
+        rb"\n--" + re.escape(boundary) + rb"(?:--)?+[ \t]{0,%d}+(?:\r?\n|[ \t])" % _BLANKS
+    )
+
+
 def _delimiterLines(
     data: bytes, start: int, end: int, boundary: bytes
 ) -> Iterator[tuple[int, bool, int]]:
@@ -300,25 +347,34 @@ def _delimiterLines(
     The delimiter lines for C{boundary} in C{data[start:end]}, found a
     piece at a time: where each starts (its line break before it
     included, RFC 2046 5.1.1), whether it closes the multipart, and where
-    it ends.  A delimiter at C{start} needs no line break before it.
+    it ends.  A delimiter at C{start} needs no line break before it, one
+    at C{end} no line end after it.
     """
     dashes = b"--" + boundary
+    marker = b"\n" + dashes
+    position = start
     if data.startswith(dashes, start, end):
         found = _delimiterEnd(data, start + len(dashes), end)
         if found is not None:
             yield start, *found
-    marker = b"\n" + dashes
-    position = start
-    while True:
-        at = pieces.find(data, marker, position, end)
-        if at < 0:
-            return
+            position = found[1]
+    pattern = _delimiterPattern(boundary)
+    longest = len(marker) + 2 + _BLANKS + 2
+    while (match := pieces.search(pattern, data, position, end, longest)) is not None:
+        at = match.start()
         found = _delimiterEnd(data, at + len(marker), end)
         if found is None:
             position = at + 1
             continue
         yield at - 1 if at > start and data[at - 1] == 0x0D else at, *found
         position = found[1]
+    blanks = pieces.runStart(data, position, end, b" \t")
+    for at in (blanks - len(marker) - 2, blanks - len(marker)):
+        if at >= max(start, position) and data.startswith(marker, at, end):
+            found = _delimiterEnd(data, at + len(marker), end)
+            if found is not None:
+                yield at - 1 if at > start and data[at - 1] == 0x0D else at, *found
+            return
 
 
 def _partSpans(

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 
 #: Bytes one C call scans at most.
 PIECE = 256 * 1024
+#: Bytes the first copy of a run scan takes: runs are mostly short, and
+#: scanning a whole piece for each of many would be quadratic.
+_FIRST = 64
 
 
 def windows(start: int, end: int, size: int | None = None) -> Iterator[tuple[int, int]]:
@@ -65,26 +68,41 @@ def search(
     return None
 
 
+def _growing(start: int, end: int) -> Iterator[tuple[int, int]]:
+    """
+    Ranges from C{start} to C{end}, each twice as long as the one before,
+    up to L{PIECE}: a scan that usually stops early copies little.
+    """
+    size = min(_FIRST, PIECE)
+    low = start
+    while low < end:
+        high = min(low + size, end)
+        yield low, high
+        low = high
+        size = min(2 * size, PIECE)
+
+
 def runEnd(data: bytes, start: int, end: int, chars: bytes) -> int:
     """Where the run of bytes from C{chars} starting at C{start} ends (at most C{end})."""
-    for low, high in windows(start, min(end, len(data))):
-        window = data[low:high]
-        rest = window.lstrip(chars)
+    end = min(end, len(data))
+    for low, high in _growing(start, end):
+        rest = data[low:high].lstrip(chars)
         if rest:
             return high - len(rest)
-    return max(start, min(end, len(data)))
+    return max(start, end)
 
 
 def runStart(data: bytes, start: int, end: int, chars: bytes) -> int:
     """Where the run of bytes from C{chars} ending at C{end} begins (at least C{start})."""
     high = min(end, len(data))
+    size = min(_FIRST, PIECE)
     while high > start:
-        low = max(start, high - PIECE)
-        window = data[low:high]
-        rest = window.rstrip(chars)
+        low = max(start, high - size)
+        rest = data[low:high].rstrip(chars)
         if rest:
             return low + len(rest)
         high = low
+        size = min(2 * size, PIECE)
     return start
 
 

@@ -16,25 +16,36 @@ C{BAD [LIMIT]} rather than Python's recursion limit (C{NO [SERVERBUG]}).
 BODY and TEXT read the text parts found by L{MimeEntity.walk}, not the
 stdlib's parser, whose recursion a message of a thousand nested parts
 exhausts; encoded words and charsets are decoded in linear time
-(L{tmail.imap.charsets}).
+(L{tmail.imap.charsets}).  A header or text part larger than a piece
+(L{tmail.imap.pieces}) is decoded, case-folded and searched a piece at a
+time.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from twisted.mail import imap4
 
+from tmail.imap import pieces
 from tmail.imap.binary import UnknownCTE, contentPieces
-from tmail.imap.charsets import decodeTextPieces, decodeWords
+from tmail.imap.charsets import decodeTextPieces, decodeWords, decodeWordsPieces
 from tmail.imap.condstore import parseModSeq
 from tmail.imap.largemessages import HEADER, INFO, WHOLE
-from tmail.imap.message import IMAPMessage, MimeEntity, fieldValue, headerFields
+from tmail.imap.message import (
+    IMAPMessage,
+    MimeEntity,
+    fieldValue,
+    headerFields,
+    headerFieldSpans,
+    unfoldedPieces,
+)
 from tmail.imap.parse import LimitExceeded, parseDate
 from tmail.imap.seqset import parseSequenceSet
 from tmail.imap.sort import MAX_DATE_TEXT
@@ -117,6 +128,45 @@ def _headerValues(message: IMAPMessage, name: str) -> list[str]:
             value = re.sub(rb"\r?\n(?=[ \t])", b"", lines.split(b":", 1)[1]).strip()
             values.append(_decodeHeader(value).casefold())
     return values
+
+
+def _headerContains(message: IMAPMessage, name: str, needle: str) -> bool:
+    """
+    Whether case-folded C{needle} is in a field C{name} of the header,
+    unfolded and decoded (RFC 2047); in a large header, a piece at a time.
+    """
+    header = message.header()
+    if len(header) <= pieces.PIECE:
+        return any(needle in value for value in _headerValues(message, name))
+    lower = name.lower().encode("ascii", "replace")
+    for fieldName, _, valueStart, end in headerFieldSpans(header):
+        if fieldName == lower:
+            value = functools.partial(unfoldedPieces, header, valueStart, end)
+            if _textContains(_decodeHeaderPieces(value), needle):
+                return True
+    return False
+
+
+def _headerTextContains(message: IMAPMessage, needle: str) -> bool:
+    """Whether case-folded C{needle} is in the whole header, decoded, as TEXT searches it."""
+    header = message.header()
+    if len(header) <= pieces.PIECE:
+        return needle in _decodeHeader(header).casefold()
+
+    def raw() -> Iterator[bytes]:
+        return (header[low:high] for low, high in pieces.windows(0, len(header)))
+
+    return _textContains(_decodeHeaderPieces(raw), needle)
+
+
+def _decodeHeaderPieces(raw: Callable[[], Iterable[bytes]]) -> Iterator[str]:
+    """L{_decodeHeader} of a long header (or field), in pieces."""
+    return decodeWordsPieces("".join(decodeTextPieces(raw, "utf-8")))
+
+
+def _textContains(texts: Iterable[str], needle: str) -> bool:
+    finder = _Finder(needle)
+    return not needle or any(finder.feed(text) for text in texts)
 
 
 class _Finder:
@@ -375,9 +425,7 @@ class _Compiler:
         if name == "TEXT":
             needle = cursor.string().casefold()
             return _BODY, _safe(
-                lambda s, m: (
-                    needle in _decodeHeader(m.header()).casefold() or _bodyContains(m, needle)
-                )
+                lambda s, m: _headerTextContains(m, needle) or _bodyContains(m, needle)
             )
         return _INFO, self.sequenceTest(token)
 
@@ -447,7 +495,7 @@ class _Compiler:
 
     def headerTest(self, name: str, needle: str) -> Predicate:
         folded = needle.casefold()
-        return _safe(lambda s, m: any(folded in value for value in _headerValues(m, name)))
+        return _safe(lambda s, m: _headerContains(m, name, folded))
 
     def uidTest(self, token: Any) -> Predicate:
         if not isinstance(token, bytes):
