@@ -10,7 +10,7 @@ C{storeFor}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -305,6 +305,28 @@ class IMailStore(Interface):
 
     def unsubscribe(name: str) -> None:
         """Remove a folder from the subscriptions."""
+
+
+class ISteppedStore(IMailStore):
+    """
+    A store that renames and deletes folders a step at a time, for a caller
+    that lets other work run between the steps: renaming INBOX moves every
+    message, deleting a folder removes every message.
+    """
+
+    def renameFolderSteps(old: str, new: str) -> Iterator[None]:
+        """
+        L{IMailStore.renameFolder} as an iterator of steps, each a bounded
+        amount of work; the rename is done when it is exhausted.  Its errors
+        are raised by the first step.
+        """
+
+    def deleteFolderSteps(name: str) -> Iterator[None]:
+        """
+        L{IMailStore.deleteFolder} as an iterator of steps: the folder is
+        gone after the first (which raises its errors); the steps after it
+        free the space its messages took.
+        """
 
 
 class IQuotaStore(Interface):

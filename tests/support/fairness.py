@@ -12,6 +12,10 @@ Every answer must come within L{LIMIT} (100 ms) plus L{SLACK}
 100 ms even with nobody attacking).  A probe that gets no answer within
 L{PROBE_TIMEOUT} ends the measurement: the server is stalled, and it is
 started afresh for the next test.
+
+Attacks that change or empty a folder (EXPUNGE, MOVE, DELETE, RENAME of
+INBOX) work on folders of their own, filled with hard links to the same
+3,000 messages, so every attack finds what it needs whatever ran before.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ MAX_WINDOW = 2.0
 DOMAIN = "example.test"
 VICTIM = f"alice@{DOMAIN}"
 ATTACKER = f"bob@{DOMAIN}"
+#: The attacker's second account, whose INBOX the RENAME attack empties.
+RENAMER = f"carol@{DOMAIN}"
 PASSWORD = "fairness password"
 #: Messages in the attacker's INBOX, for the commands that walk a folder.
 FOLDER_SIZE = 3000
@@ -51,6 +57,7 @@ DEEP_FOLDER = "Deep"
 DEEP_COPIES = 10
 
 _sources = itertools.count(2)
+_names = itertools.count()
 
 
 def attackerAddress() -> str:
@@ -67,11 +74,10 @@ def rfc822Chain(depth: int) -> bytes:
     return message
 
 
-def _seed(maildir: Path) -> None:
-    """Write the attacker's mail as a delivery agent would, before the server starts."""
+def _writeOriginals(folder: Path) -> None:
+    """The attacker's messages, once, for the folders that get hard links to them."""
     past = time.time() - 3600
-    for sub in ("cur", "new", "tmp"):
-        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True)
     for n in range(FOLDER_SIZE):
         body = (
             f"From: sender{n % 50}@remote.example\r\nTo: {ATTACKER}\r\n"
@@ -81,10 +87,31 @@ def _seed(maildir: Path) -> None:
             + "lorem ipsum dolor sit amet consectetur adipiscing elit\r\n"
             * 20
         ).encode()
-        name = f"{1_600_000_000 + n}.M{n}P1Q1.seed,S={len(body)}:2,S"
-        path = maildir / "cur" / name
+        path = folder / f"{1_600_000_000 + n}.M{n}P1Q1.seed,S={len(body)}"
         path.write_bytes(body)
         os.utime(path, (past, past))
+
+
+def fillFolder(originals: Path, folder: Path, letters: str = "S", inbox: bool = False) -> None:
+    """
+    Fill a Maildir folder (an INBOX, else a sub-folder) with hard links to
+    every original, flagged with C{letters}, as a delivery agent would; the
+    running server finds them at its next look.
+    """
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    if not inbox:
+        (folder / "maildirfolder").touch()
+    unique = next(_names)
+    for original in sorted(originals.iterdir()):
+        stem, size = original.name.split(",S=")
+        os.link(original, folder / "cur" / f"{stem}.f{unique},S={size}:2,{letters}")
+
+
+def _seed(originals: Path, maildir: Path) -> None:
+    """Write the attacker's mail as a delivery agent would, before the server starts."""
+    past = time.time() - 3600
+    fillFolder(originals, maildir, inbox=True)
     deep = maildir / f".{DEEP_FOLDER}"
     for sub in ("cur", "new", "tmp"):
         (deep / sub).mkdir(parents=True, exist_ok=True)
@@ -111,9 +138,19 @@ class FairnessServer:
         self.server.write()
         self.server.addUser(VICTIM, PASSWORD)
         self.server.addUser(ATTACKER, PASSWORD)
-        _seed(self.folder / "data" / "mail" / DOMAIN / "bob")
+        self.server.addUser(RENAMER, PASSWORD)
+        _writeOriginals(self.originals)
+        _seed(self.originals, self.mailDir(ATTACKER))
         self.server.start()
         self.warm()
+
+    @property
+    def originals(self) -> Path:
+        """The attacker's messages, of which folders get hard links."""
+        return self.folder / "originals"
+
+    def mailDir(self, user: str) -> Path:
+        return self.folder / "data" / "mail" / DOMAIN / user.split("@", 1)[0]
 
     @property
     def imapPort(self) -> int:
@@ -479,6 +516,84 @@ def earlyTalker(attack: Attack) -> None:
             pass
 
 
+def seededFolder(attack: Attack, letters: str = "S") -> str:
+    """A new folder of the attacker's holding every original, flagged with C{letters}."""
+    name = f"Seeded{next(_names)}"
+    fillFolder(attack.server.originals, attack.server.mailDir(ATTACKER) / f".{name}", letters)
+    return name
+
+
+def storeEveryMessage(attack: Attack) -> None:
+    """Flag every message of the INBOX, then unflag them: a rename and a log line each."""
+    client = attack.imap(select="INBOX")
+    sendAndWait(
+        client,
+        attack,
+        b"h1 STORE 1:* +FLAGS (\\Flagged)\r\nh2 STORE 1:* -FLAGS.SILENT (\\Flagged)\r\n",
+        b"h2",
+    )
+
+
+def copyEveryMessage(attack: Attack) -> None:
+    client = attack.imap(select="INBOX")
+    target = b"Copies%d" % next(_names)
+    client.command(b"CREATE " + target)
+    sendAndWait(client, attack, b"h COPY 1:* " + target + b"\r\n", b"h")
+
+
+def moveEveryMessage(attack: Attack) -> None:
+    client = attack.imap(select=seededFolder(attack))
+    target = b"Moved%d" % next(_names)
+    client.command(b"CREATE " + target)
+    sendAndWait(client, attack, b"h MOVE 1:* " + target + b"\r\n", b"h")
+
+
+def expungeEveryMessage(command: bytes) -> Callable[[Attack], None]:
+    """C{command} in a folder whose every message is marked C{\\Deleted}."""
+
+    def run(attack: Attack) -> None:
+        client = attack.imap(select=seededFolder(attack, "ST"))
+        sendAndWait(client, attack, b"h " + command + b"\r\n", b"h")
+
+    return run
+
+
+def fetchSettingSeen(attack: Attack) -> None:
+    """A FETCH that marks every unseen message C{\\Seen}."""
+    client = attack.imap(select=seededFolder(attack, ""))
+    sendAndWait(client, attack, b"h FETCH 1:* (BODY[HEADER.FIELDS (SUBJECT)])\r\n", b"h")
+
+
+#: Folders LIST-STATUS looks into.
+MANY_FOLDERS = 300
+
+
+def listStatusOfManyFolders(attack: Attack) -> None:
+    maildir = attack.server.mailDir(ATTACKER)
+    for n in range(MANY_FOLDERS):
+        folder = maildir / f".Many.{n}"
+        for sub in ("cur", "new", "tmp"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / "maildirfolder").touch()
+    client = attack.imap()
+    request = b'h LIST "" "Many/*" RETURN (STATUS (MESSAGES UNSEEN SIZE))\r\n'
+    sendAndWait(client, attack, request, b"h")
+
+
+def deleteLargeFolder(attack: Attack) -> None:
+    client = attack.imap()
+    name = seededFolder(attack).encode()
+    sendAndWait(client, attack, b"h DELETE " + name + b"\r\n", b"h")
+
+
+def renameInbox(attack: Attack) -> None:
+    """RENAME of a full INBOX (the attacker's other account's), which moves every message."""
+    fillFolder(attack.server.originals, attack.server.mailDir(RENAMER), inbox=True)
+    client = attack.imap(user=RENAMER, select="INBOX")
+    client.command(b"UNSELECT")
+    sendAndWait(client, attack, b"h RENAME INBOX Old%d\r\n" % next(_names), b"h")
+
+
 ATTACKS: dict[str, Callable[[Attack], None]] = {
     "list-25-wildcard-pairs": listWildcards,
     "fetch-54kb-sequence-set": fetchSequenceSet,
@@ -494,6 +609,17 @@ ATTACKS: dict[str, Callable[[Attack], None]] = {
     "search-text-large-folder": search(b"SEARCH TEXT needle-not-there"),
     "sort-large-folder": search(b"SORT (REVERSE SUBJECT FROM) UTF-8 TEXT lorem"),
     "thread-large-folder": search(b"THREAD REFERENCES UTF-8 TEXT lorem"),
+    "store-flags-of-every-message": storeEveryMessage,
+    "copy-every-message": copyEveryMessage,
+    "move-every-message": moveEveryMessage,
+    "expunge-every-message": expungeEveryMessage(b"EXPUNGE"),
+    "uid-expunge-every-message": expungeEveryMessage(b"UID EXPUNGE 1:*"),
+    "close-expunging-every-message": expungeEveryMessage(b"CLOSE"),
+    "fetch-setting-seen-on-every-message": fetchSettingSeen,
+    "status-size-of-a-large-folder": search(b"STATUS INBOX (MESSAGES UNSEEN SIZE)"),
+    "list-status-of-300-folders": listStatusOfManyFolders,
+    "delete-folder-of-3000-messages": deleteLargeFolder,
+    "rename-inbox-of-3000-messages": renameInbox,
 }
 
 

@@ -11,13 +11,15 @@ store validates again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from twisted.mail import imap4
 from zope.interface import implementer
 
 from tmail.errors import InvalidFolderName
 from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.wildcard import INBOX, MailboxPattern
-from tmail.interfaces import IMailFolder, IMailStore
+from tmail.interfaces import IMailFolder, IMailStore, ISteppedStore
 
 
 def canonicalName(name: str, delimiter: str = "/") -> str:
@@ -99,12 +101,35 @@ class IMAPAccount:
         Delete a folder.  Its sub-folders stay (RFC 3501 6.3.4); the name
         then lists as C{\\Noselect} while they exist.
         """
-        self.store.deleteFolder(checkName(name, self.delimiter))
+        for _ in self.deleting(name):
+            pass
+
+    def deleting(self, name: str) -> Iterator[None]:
+        """L{delete} as steps: the store's own (L{ISteppedStore}), or its one call."""
+        canonical = checkName(name, self.delimiter)
+        store = self.store
+        if ISteppedStore.providedBy(store):
+            steps: Iterator[None] = store.deleteFolderSteps(canonical)
+            return steps
+        store.deleteFolder(canonical)
+        return iter(())
 
     def rename(self, oldname: str, newname: str) -> None:
-        self.store.renameFolder(
-            checkName(oldname, self.delimiter), checkName(newname, self.delimiter)
-        )
+        for _ in self.renaming(oldname, newname):
+            pass
+
+    def renaming(self, oldname: str, newname: str) -> Iterator[None]:
+        """
+        A rename as steps: the store's own, a slice of messages at a time
+        (L{ISteppedStore}), or its one call.
+        """
+        old, new = checkName(oldname, self.delimiter), checkName(newname, self.delimiter)
+        store = self.store
+        if ISteppedStore.providedBy(store):
+            steps: Iterator[None] = store.renameFolderSteps(old, new)
+            return steps
+        store.renameFolder(old, new)
+        return iter(())
 
     def isSubscribed(self, name: str) -> bool:
         return canonicalName(name, self.delimiter) in self.store.subscriptions()

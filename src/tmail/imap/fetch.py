@@ -30,6 +30,7 @@ from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLa
 from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
+from tmail.steps import StepBudget
 
 _log = Logger()
 
@@ -402,10 +403,12 @@ class FetchOutcome:
 
 class FetchStream:
     """
-    Writes the responses for a list of messages, one message (or one
-    L{CHUNK} of a large literal) per step of a cooperative task, pausing
-    while the transport's buffer is full.  A response built in a worker
-    thread (a large message's) is waited for: the step yields its Deferred.
+    Writes the responses for a list of messages a step of a cooperative
+    task at a time: up to L{CHUNK} bytes of them, or as many as a
+    L{StepBudget} allows (a large literal goes a L{CHUNK} per step),
+    pausing while the transport's buffer is full.  A response built in a
+    worker thread (a large message's) is waited for: the step yields its
+    Deferred.
     """
 
     def __init__(
@@ -448,6 +451,7 @@ class FetchStream:
     def _steps(self) -> Iterator[object]:
         pending: list[bytes] = []
         size = 0
+        budget = StepBudget()
         for seq, uid in self.work:
             built: list[Any] = []
             try:
@@ -486,7 +490,7 @@ class FetchStream:
                         self.transport.writeSequence(pending)
                         pending, size = [], 0
                         yield None
-            if size >= CHUNK:
+            if size >= CHUNK or budget.spent():
                 self.transport.writeSequence(pending)
                 pending, size = [], 0
                 yield None

@@ -7,13 +7,15 @@ the list of UIDs it has told its client about and only changes it at the
 moments RFC 3501 allows (L{IMAPMailbox.sync}).  A message expunged by another
 session stays in this session's list, as a ghost, until an EXPUNGE response
 may be sent.  A SEARCH over that view is evaluated a message at a time
-(L{MailboxSearch}), so the session can let others run between messages.
+(L{MailboxSearch}), and STORE and EXPUNGE change the folder a slice at a
+time (L{FlagStore}, L{Expunge}), so the session can let others run between
+slices.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -33,6 +35,7 @@ from tmail.interfaces import (
     IModSeqFolder,
     MessageInfo,
 )
+from tmail.steps import StepBudget
 
 #: Flags every folder offers, in the order SELECT lists them.
 MAILBOX_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -344,18 +347,17 @@ class IMAPMailbox:
     def _current(self) -> dict[int, MessageInfo]:
         return {info.uid: info for info in self.folder.messages()}
 
-    def _lookup(self, uids: Iterable[int]) -> dict[int, MessageInfo]:
-        """The folder's current knowledge of some messages, without listing them all."""
+    def _knowledge(self) -> Callable[[int], MessageInfo | None]:
+        """
+        The folder's current knowledge of a message, by UID: from its index
+        (looked at again now) when it keeps one, without listing every
+        message; else from one listing taken now.
+        """
         feed = self._feed
         if feed is None:
-            return self._current()
+            return self._current().get
         feed.refresh()
-        found = {}
-        for u in uids:
-            info = feed.info(u)
-            if info is not None:
-                found[u] = info
-        return found
+        return feed.info
 
     def store(
         self,
@@ -374,61 +376,35 @@ class IMAPMailbox:
         mod-sequence are left alone and added to C{modified} as
         C{(sequence number, UID)}.
         """
-        if not self.readWrite:
-            raise imap4.ReadOnlyMailbox()
-        pairs = self.resolve(messages, uid)
-        return self._store(pairs, flags, mode, unchangedSince, modified, changed)
+        return (
+            self.storing(messages, flags, mode, uid, unchangedSince, modified, changed)
+            .finish()
+            .result
+        )
 
-    def addFlags(self, uids: list[int], flags: Iterable[str]) -> None:
-        """Add flags to messages given by UID (FETCH setting C{\\Seen})."""
-        if uids:
-            self._store([(0, u) for u in uids], flags, 1)
-
-    def _store(
+    def storing(
         self,
-        pairs: list[tuple[int, int]],
+        messages: Messages,
         flags: Iterable[str],
         mode: int,
+        uid: bool,
         unchangedSince: int | None = None,
         modified: list[tuple[int, int]] | None = None,
         changed: set[int] | None = None,
-    ) -> dict[int, list[str]]:
-        change = frozenset(flags) - {"\\Recent"}
-        current = self._lookup(u for _, u in pairs)
-        result: dict[int, list[str]] = {}
-        for seq, u in pairs:
-            info = current.get(u)
-            if info is None:
-                continue
-            if unchangedSince is not None and info.modseq > unchangedSince:
-                if modified is not None:
-                    modified.append((seq, u))
-                continue
-            if mode > 0:
-                wanted = info.flags | change
-            elif mode < 0:
-                wanted = info.flags - change
-            else:
-                wanted = change
-            told = self._infos.get(u)
-            if wanted != info.flags:
-                try:
-                    if mode and self._flagChanger is not None:
-                        info = self._flagChanger.changeFlags(
-                            u, change if mode > 0 else (), change if mode < 0 else ()
-                        )
-                    else:
-                        info = self.folder.setFlags(u, wanted)
-                except KeyError:
-                    continue
-                if changed is not None:
-                    changed.add(seq)
-            if told is None or told.flags == current[u].flags:
-                self._infos[u] = info
-            # Otherwise another session changed the flags first: keeping what
-            # the client was told lets the next sync report the whole change.
-            result[seq] = self.flagsOf(u)
-        return result
+    ) -> FlagStore:
+        """L{store}, to be run a slice of messages at a time (L{FlagStore.steps})."""
+        if not self.readWrite:
+            raise imap4.ReadOnlyMailbox()
+        pairs = self.resolve(messages, uid)
+        return FlagStore(self, pairs, flags, mode, unchangedSince, modified, changed)
+
+    def addFlags(self, uids: list[int], flags: Iterable[str]) -> None:
+        """Add flags to messages given by UID (FETCH setting C{\\Seen})."""
+        self.addingFlags(uids, flags).finish()
+
+    def addingFlags(self, uids: list[int], flags: Iterable[str]) -> FlagStore:
+        """L{addFlags}, to be run a slice of messages at a time."""
+        return FlagStore(self, [(0, u) for u in uids], flags, 1)
 
     def expunge(self) -> Changes:
         return self.expungeUIDs(None)
@@ -438,25 +414,49 @@ class IMAPMailbox:
         Expunge the messages marked C{\\Deleted} (only those in C{allowed},
         a UID set, when given: UID EXPUNGE); return what to report.
         """
+        return self.expunged(self.expunging(allowed).finish())
+
+    def expunging(self, allowed: Messages | None) -> Expunge:
+        """
+        L{expungeUIDs}, to be run a slice of messages at a time
+        (L{Expunge.steps}, then L{expunged}).
+        """
         if not self.readWrite:
             raise imap4.ReadOnlyMailbox()
-        current = self._current()
-        inView = set(self._uids)
-        if allowed is not None:
-            inView = {u for _, u in self.resolve(allowed, True)}
-        doomed = [u for u, info in current.items() if u in inView and "\\Deleted" in info.flags]
-        removed = set(self.folder.expunge(doomed)) if doomed else set()
-        return self._drop(removed)
+        if allowed is None:
+            candidates = list(self._uids)
+        else:
+            candidates = [u for _, u in self.resolve(allowed, True)]
+        # Without an index to ask, the flags as listed now, as before.
+        listed = None if self._feed is not None else self._current().get
+
+        def deleted(batch: list[int]) -> list[int]:
+            known = listed if listed is not None else self._knowledge()
+            infos = [(u, known(u)) for u in batch]
+            return [u for u, info in infos if info is not None and "\\Deleted" in info.flags]
+
+        return Expunge(self.folder, candidates, deleted)
 
     def removeMoved(self, uids: list[int]) -> Changes:
         """
         Expunge messages MOVE copied elsewhere, whatever their flags;
         return what to report.
         """
+        return self.expunged(self.removingMoved(uids).finish())
+
+    def removingMoved(self, uids: list[int]) -> Expunge:
+        """L{removeMoved}, to be run a slice of messages at a time."""
         if not self.readWrite:
             raise imap4.ReadOnlyMailbox()
-        self.folder.expunge(uids)
-        return self._drop(set(uids))
+        return Expunge(self.folder, list(uids))
+
+    def expunged(self, expunge: Expunge) -> Changes:
+        """
+        Take a finished expunge of this folder into the view; return what
+        to report.  A MOVE's originals all leave the view, those another
+        session expunged first included.
+        """
+        return self._drop(expunge.removed if expunge.picking else set(expunge.uids))
 
     def _drop(self, removed: set[int]) -> Changes:
         """Forget expunged messages; the EXPUNGE (or VANISHED) responses for them."""
@@ -739,3 +739,140 @@ class MailboxSearch:
     def messages(self) -> list[tuple[int, IMAPMessage]]:
         """The sequence number and message of each match (with C{messages=True})."""
         return [(seq, m) for seq, _, m in self._hits if m is not None]
+
+
+class FlagStore:
+    """
+    One STORE (or FETCH setting C{\\Seen}) over a session's view, a slice
+    of messages at a time.
+
+    Each slice starts from what the folder knows of its messages then, so
+    a flag another session (or program) changed meanwhile is kept as the
+    same change made in one go keeps it, and a message expunged meanwhile
+    is left out.  A client that goes away stops the work: the changes made
+    so far stay made, as after a crash.
+
+    @ivar result: the new flags of each message changed or left alone (not
+        those expunged or skipped by C{unchangedSince}), by sequence number.
+    """
+
+    def __init__(
+        self,
+        mailbox: IMAPMailbox,
+        pairs: list[tuple[int, int]],
+        flags: Iterable[str],
+        mode: int,
+        unchangedSince: int | None = None,
+        modified: list[tuple[int, int]] | None = None,
+        changed: set[int] | None = None,
+    ) -> None:
+        self.mailbox = mailbox
+        self.result: dict[int, list[str]] = {}
+        self._pairs = pairs
+        self._change = frozenset(flags) - {"\\Recent"}
+        self._mode = mode
+        self._unchangedSince = unchangedSince
+        self._modified = modified
+        self._changed = changed
+
+    def steps(self) -> Iterator[None]:
+        """Change the flags, yielding after each slice of messages."""
+        budget = StepBudget()
+        known = self.mailbox._knowledge()
+        for seq, u in self._pairs:
+            self._storeOne(seq, u, known(u))
+            if budget.spent():
+                yield None
+                known = self.mailbox._knowledge()
+
+    def finish(self) -> FlagStore:
+        """Run all the steps now."""
+        for _ in self.steps():
+            pass
+        return self
+
+    def _storeOne(self, seq: int, u: int, info: MessageInfo | None) -> None:
+        if info is None:
+            return
+        unchangedSince = self._unchangedSince
+        if unchangedSince is not None and info.modseq > unchangedSince:
+            if self._modified is not None:
+                self._modified.append((seq, u))
+            return
+        mailbox, mode, change = self.mailbox, self._mode, self._change
+        if mode > 0:
+            wanted = info.flags | change
+        elif mode < 0:
+            wanted = info.flags - change
+        else:
+            wanted = change
+        before = info
+        told = mailbox._infos.get(u)
+        if wanted != info.flags:
+            try:
+                if mode and mailbox._flagChanger is not None:
+                    info = mailbox._flagChanger.changeFlags(
+                        u, change if mode > 0 else (), change if mode < 0 else ()
+                    )
+                else:
+                    info = mailbox.folder.setFlags(u, wanted)
+            except KeyError:
+                return
+            if self._changed is not None:
+                self._changed.add(seq)
+        if told is None or told.flags == before.flags:
+            mailbox._infos[u] = info
+        # Otherwise another session changed the flags first: keeping what
+        # the client was told lets the next sync report the whole change.
+        self.result[seq] = mailbox.flagsOf(u)
+
+
+class Expunge:
+    """
+    Messages expunged from a folder a slice at a time: by EXPUNGE, UID
+    EXPUNGE and CLOSE (with C{pick}, which keeps those of each slice still
+    marked C{\\Deleted} when the slice runs: a message another session
+    undeleted meanwhile stays), by MOVE (the originals) or by a COPY
+    undoing its copies.
+
+    A session's view changes only once the last step is done
+    (L{IMAPMailbox.expunged}), so sequence numbers hold while it runs.
+
+    @ivar uids: the messages to expunge.
+    @ivar removed: the UIDs expunged so far.
+    """
+
+    #: Messages expunged in one call to the store.
+    SLICE = 256
+
+    def __init__(
+        self,
+        folder: IMailFolder,
+        uids: list[int],
+        pick: Callable[[list[int]], list[int]] | None = None,
+    ) -> None:
+        self.folder = folder
+        self.uids = uids
+        self.removed: set[int] = set()
+        self._pick = pick
+
+    @property
+    def picking(self) -> bool:
+        """Whether only some of L{uids} are expunged (those C{pick} keeps)."""
+        return self._pick is not None
+
+    def steps(self) -> Iterator[None]:
+        """Expunge, yielding after each slice."""
+        for start in range(0, len(self.uids), self.SLICE):
+            batch = self.uids[start : start + self.SLICE]
+            if self._pick is not None:
+                batch = self._pick(batch)
+            if batch:
+                self.removed.update(self.folder.expunge(batch))
+            yield None
+
+    def finish(self) -> Expunge:
+        """Run all the steps now."""
+        for _ in self.steps():
+            pass
+        return self

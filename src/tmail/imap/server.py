@@ -21,9 +21,14 @@ What the handlers fix in Twisted's (each has a regression test):
     session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
   - SEARCH, SORT and THREAD (Twisted's SEARCH runs in the reactor at one
     go) are evaluated a message at a time through the session's
-    L{task.Cooperator}, as FETCH is streamed, so a large folder keeps no
-    other session waiting; the session's view does not change meanwhile,
-    and a client that goes away stops the work.
+    L{task.Cooperator}, as FETCH is streamed; STORE, COPY, MOVE, EXPUNGE,
+    UID EXPUNGE, CLOSE, FETCH's C{\\Seen}, LIST-STATUS, DELETE and RENAME
+    of INBOX run a slice of a few milliseconds at a time (L{tmail.steps})
+    the same way, so a large folder keeps no other session waiting.  The
+    session's view does not change meanwhile, and a client that goes away
+    stops the work, save what must not stay half done (COPY undoes its
+    copies; MOVE, once every copy is made, still removes the originals;
+    DELETE and RENAME finish).
 
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
@@ -38,8 +43,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import inspect
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from twisted.cred import credentials
@@ -72,10 +78,11 @@ from tmail.imap.fetch import (
     setsSeen,
 )
 from tmail.imap.largemessages import HEADER, INFO, inWorker, isLarge
-from tmail.imap.listing import listNames, parseList, parseStatusItems
+from tmail.imap.listing import Listed, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
     MAILBOX_FLAGS,
     Changes,
+    Expunge,
     IMAPMailbox,
     ISessionListener,
     MailboxSearch,
@@ -105,6 +112,7 @@ from tmail.interfaces import (
     QuotaUsage,
 )
 from tmail.lineends import CRLFWriter
+from tmail.steps import StepBudget
 
 _log = Logger()
 
@@ -240,17 +248,22 @@ class IMAPServer(IMAPSession):
     #: The SEARCH being run asked to SAVE its result: if it fails, C{$}
     #: becomes empty (RFC 5182 2.1).
     _savingSearch = False
-    #: The SEARCH, SORT or THREAD running a step at a time, if any.
+    #: The command running a step at a time (L{_cooperate}), if any.
     _running: task.CooperativeTask[Any] | None = None
+    #: Its steps, closed if the client goes away.
+    _steps: Iterator[object] | None = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._stopIdle()
         self._deselect()
         super().connectionLost(reason)
         running, self._running = self._running, None
+        steps, self._steps = self._steps, None
         if running is not None:
             with contextlib.suppress(task.TaskDone):
                 running.stop()
+        if isinstance(steps, Generator) and inspect.getgeneratorstate(steps) != inspect.GEN_RUNNING:
+            steps.close()
 
     def capabilities(self) -> dict[bytes, list[bytes] | None]:
         literal = b"LITERAL-" if self.settings.literal_minus else b"LITERAL+"
@@ -321,24 +334,35 @@ class IMAPServer(IMAPSession):
 
     def _writeChanges(self, changes: Changes) -> bool:
         """Send the responses for C{changes}; return whether they ended with a HIGHESTMODSEQ."""
-        send = self.sendUntaggedResponse
+        for response in self._changeResponses(changes):
+            self.sendUntaggedResponse(response)
+        return bool(self.condstore and changes.flags and changes.modseq is not None)
+
+    def _changeResponses(self, changes: Changes) -> Iterator[bytes]:
+        """The untagged responses for C{changes}, in order."""
         if self.qresync:
             if changes.vanished:
-                send(b"VANISHED " + uidSet(changes.vanished))
+                yield b"VANISHED " + uidSet(changes.vanished)
         else:
             for seq in changes.expunged:
-                send(b"%d EXPUNGE" % seq)
+                yield b"%d EXPUNGE" % seq
         if changes.exists is not None:
-            send(b"%d EXISTS" % changes.exists)
+            yield b"%d EXISTS" % changes.exists
         if changes.recent is not None and not self.rev2:
-            send(b"%d RECENT" % changes.recent)
+            yield b"%d RECENT" % changes.recent
         for seq, flags in sorted(changes.flags.items()):
             uid, modseq = changes.changed.get(seq, (0, 0))
-            send(b"%d FETCH (%s)" % (seq, self._flagItems(flags, uid, modseq)))
+            yield b"%d FETCH (%s)" % (seq, self._flagItems(flags, uid, modseq))
         if self.condstore and changes.flags and changes.modseq is not None:
-            send(b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq)
-            return True
-        return False
+            yield b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq
+
+    def _sending(self, responses: Iterable[bytes]) -> Iterator[None]:
+        """Send untagged responses, a slice of them per step."""
+        budget = StepBudget()
+        for response in responses:
+            self.sendUntaggedResponse(response)
+            if budget.spent():
+                yield None
 
     def _sayHeldModSeq(self, mbox: IMAPMailbox) -> None:
         """
@@ -688,15 +712,22 @@ class IMAPServer(IMAPSession):
 
     auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
 
-    def do_DELETE(self, tag: bytes, name: str) -> None:
-        self._account().delete(name)
-        self.sendPositiveResponse(tag, b"DELETE completed")
+    def do_DELETE(self, tag: bytes, name: str) -> Deferred[None]:
+        """DELETE; the messages' files go a slice at a time, even if the client leaves."""
+        return self._cooperate(self._finishing(self._account().deleting(name))).addCallback(
+            lambda _: self.sendPositiveResponse(tag, b"DELETE completed")
+        )
 
     auth_DELETE = select_DELETE = (do_DELETE, _B.arg_mailbox)
 
-    def do_RENAME(self, tag: bytes, old: str, new: str) -> None:
-        self._account().rename(old, new)
-        self.sendPositiveResponse(tag, b"RENAME completed")
+    def do_RENAME(self, tag: bytes, old: str, new: str) -> Deferred[None]:
+        """
+        RENAME; of INBOX, whose messages all move, a slice at a time, to
+        the end even if the client leaves.
+        """
+        return self._cooperate(self._finishing(self._account().renaming(old, new))).addCallback(
+            lambda _: self.sendPositiveResponse(tag, b"RENAME completed")
+        )
 
     auth_RENAME = select_RENAME = (do_RENAME, _B.arg_mailbox, _B.arg_mailbox)
 
@@ -712,7 +743,7 @@ class IMAPServer(IMAPSession):
 
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
-    def do_LIST(self, tag: bytes, tokens: list[Any]) -> None:
+    def do_LIST(self, tag: bytes, tokens: list[Any]) -> Deferred[None] | None:
         request = parseList(tokens, self.decodeMailbox)
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
@@ -720,7 +751,7 @@ class IMAPServer(IMAPSession):
         if not selecting and not any(request.patterns):
             self.sendUntaggedResponse(b'LIST (\\Noselect) %s ""' % delimiter)
             self.sendPositiveResponse(tag, b"LIST completed")
-            return
+            return None
         request.patterns = [pattern for pattern in request.patterns if pattern]
         store = account.store
         found = listNames(
@@ -730,7 +761,9 @@ class IMAPServer(IMAPSession):
             specialUses(self.settings, store),
             account.delimiter,
         )
-        for item in found:
+        status = request.status
+
+        def listed(item: Listed) -> None:
             line = b"LIST (%s) %s %s" % (
                 " ".join(item.attributes).encode(),
                 delimiter,
@@ -740,13 +773,30 @@ class IMAPServer(IMAPSession):
                 criteria = b" ".join(quoted(c.encode()) for c in item.childInfo)
                 line += b' ("CHILDINFO" (%s))' % criteria
             self.sendUntaggedResponse(line)
-            if request.status is not None and item.selectable:
+            if status is not None and item.selectable:
                 try:
                     folder = account.folder(item.name)
                 except NoSuchFolder:
-                    continue
-                self._sendStatus(item.name, folder, request.status)
-        self.sendPositiveResponse(tag, b"LIST completed")
+                    return
+                self._sendStatus(item.name, folder, status)
+
+        if status is None:
+            for item in found:
+                listed(item)
+            self.sendPositiveResponse(tag, b"LIST completed")
+            return None
+
+        def steps() -> Iterator[None]:
+            # LIST-STATUS (RFC 5819) looks into every folder: a few per step.
+            budget = StepBudget()
+            for item in found:
+                listed(item)
+                if budget.spent():
+                    yield None
+
+        return self._cooperate(steps()).addCallback(
+            lambda _: self.sendPositiveResponse(tag, b"LIST completed")
+        )
 
     auth_LIST = select_LIST = (do_LIST, _B.arg_searchkeys)
 
@@ -954,12 +1004,17 @@ class IMAPServer(IMAPSession):
         assert self.mbox is not None
         return self.mbox
 
-    def do_CLOSE(self, tag: bytes) -> None:
+    def do_CLOSE(self, tag: bytes) -> Deferred[None] | None:
         mbox = self._selected()
-        if mbox.isWriteable():
-            mbox.expunge()
-        self._deselect()
-        self.sendPositiveResponse(tag, b"CLOSE completed")
+
+        def closed(_: object = None) -> None:
+            self._deselect()
+            self.sendPositiveResponse(tag, b"CLOSE completed")
+
+        if not mbox.isWriteable():
+            closed()
+            return None
+        return self._cooperate(mbox.expunging(None).steps()).addCallback(closed)
 
     select_CLOSE = (do_CLOSE,)
 
@@ -1009,15 +1064,24 @@ class IMAPServer(IMAPSession):
 
     select_CHECK = (do_CHECK,)
 
-    def do_EXPUNGE(self, tag: bytes) -> None:
-        self._writeChanges(self._selected().expunge())
-        self.sendPositiveResponse(tag, b"EXPUNGE completed")
+    def do_EXPUNGE(self, tag: bytes) -> Deferred[None]:
+        return self._expunging(tag, None, b"EXPUNGE completed")
 
     select_EXPUNGE = (do_EXPUNGE,)
 
-    def do_UIDEXPUNGE(self, tag: bytes, messages: Messages, uid: int = 1) -> None:
-        self._writeChanges(self._selected().expungeUIDs(messages))
-        self.sendPositiveResponse(tag, b"UID EXPUNGE completed")
+    def do_UIDEXPUNGE(self, tag: bytes, messages: Messages, uid: int = 1) -> Deferred[None]:
+        return self._expunging(tag, messages, b"UID EXPUNGE completed")
+
+    def _expunging(self, tag: bytes, allowed: Messages | None, done: bytes) -> Deferred[None]:
+        """EXPUNGE or UID EXPUNGE, a slice at a time; the view changes after the last."""
+        mbox = self._selected()
+        expunge = mbox.expunging(allowed)
+
+        def steps() -> Iterator[None]:
+            yield from expunge.steps()
+            yield from self._sending(self._changeResponses(mbox.expunged(expunge)))
+
+        return self._cooperate(steps()).addCallback(lambda _: self.sendPositiveResponse(tag, done))
 
     def arg_searchprogram(self, line: bytes) -> Any:
         """SEARCH arguments: C{[RETURN (...)] [CHARSET x] keys}, as tokens."""
@@ -1101,18 +1165,47 @@ class IMAPServer(IMAPSession):
 
     def _cooperate(self, steps: Iterator[object]) -> Deferred[None]:
         """
-        Run a long computation (SEARCH, SORT, THREAD) a step at a time
-        among the other sessions' work; it stops if the client goes.
+        Run a long command (SEARCH, SORT, THREAD, STORE, COPY, MOVE,
+        EXPUNGE, CLOSE, LIST-STATUS, DELETE, RENAME) a step at a time among
+        the other sessions' work.  If the client goes, the steps stop and a
+        generator of them is closed: its C{finally} and C{GeneratorExit}
+        clauses undo or finish what must not be left half done (see
+        L{_finishing}).
         """
         running = self.cooperator.cooperate(steps)
-        self._running = running
+        self._running, self._steps = running, steps
         self.watchForHangup()
 
         def forget(result: object) -> object:
-            self._running = None
+            self._running = self._steps = None
             return result
 
         return running.whenDone().addBoth(forget).addCallback(lambda _: None)
+
+    def _finishing(self, steps: Iterator[object]) -> Generator[None, None, None]:
+        """
+        Steps that go on without the client if it goes away meanwhile: a
+        COPY's undoing, a MOVE's expunge of what it copied, the rest of a
+        RENAME of INBOX or of a DELETE.
+        """
+        for _ in steps:
+            try:
+                yield None
+            except GeneratorExit:
+                self._detach(steps)
+                raise
+
+    def _detach(self, steps: Iterator[object]) -> None:
+        """
+        Run steps among the others', for no client: work a command must
+        finish.  A folder deleted meanwhile leaves nothing to finish.
+        """
+
+        def failed(failure: Failure) -> None:
+            if not isinstance(failure.value, NoSuchFolder):
+                _log.failure("Could not finish after a client left", failure)
+
+        self.cooperator.cooperate(steps).whenDone().addErrback(failed)
 
     @staticmethod
     def _returnedPairs(
@@ -1251,15 +1344,9 @@ class IMAPServer(IMAPSession):
         work = mbox.resolve(messages, bool(uid))
         if changedSince is not None:
             work = [(seq, u) for seq, u in work if mbox.info(u).modseq > changedSince]
-        if mbox.isWriteable() and any(setsSeen(item) for item in query):
-            # Asked of the folder, not of this session's view: another
-            # session may have taken \Seen away meanwhile.
-            try:
-                mbox.addFlags([u for _, u in work], ["\\Seen"])
-            except StoreFull:
-                _log.warn("Disk full: FETCH leaves \\Seen unset in {folder}", folder=mbox.folder)
-            if not any(item.type == "flags" for item in query):
-                query = [*query, imap4._FetchParser.Flags()]
+        seeing = mbox.isWriteable() and any(setsSeen(item) for item in query)
+        if seeing and not any(item.type == "flags" for item in query):
+            query = [*query, imap4._FetchParser.Flags()]
         withFlags = any(item.type == "flags" for item in query)
         if (
             not wantsModSeq
@@ -1278,13 +1365,6 @@ class IMAPServer(IMAPSession):
 
         build = metadataBuilder(mbox, query, withUID) or items
 
-        previousTimeout = self.setTimeout(None)
-
-        def restore(result: object) -> object:
-            if not self._lost:
-                self.setTimeout(previousTimeout)
-            return result
-
         def stopped(failure: Failure) -> Failure | None:
             return None if isinstance(failure.value, task.TaskStopped) else failure
 
@@ -1299,8 +1379,29 @@ class IMAPServer(IMAPSession):
                 raise no(b"[EXPUNGEISSUED] Some messages were expunged")
             self.sendPositiveResponse(tag, b"FETCH completed")
 
-        stream = FetchStream(self.transport, work, build, self.cooperator)
-        return stream.start().addBoth(restore).addCallbacks(done, stopped)
+        def fetch(_: object = None) -> Deferred[None]:
+            previousTimeout = self.setTimeout(None)
+
+            def restore(result: object) -> object:
+                if not self._lost:
+                    self.setTimeout(previousTimeout)
+                return result
+
+            stream = FetchStream(self.transport, work, build, self.cooperator)
+            return stream.start().addBoth(restore).addCallbacks(done, stopped)
+
+        if not seeing or not work:
+            return fetch()
+
+        def seen() -> Iterator[None]:
+            # Asked of the folder, not of this session's view: another
+            # session may have taken \Seen away meanwhile.
+            try:
+                yield from mbox.addingFlags([u for _, u in work], ["\\Seen"]).steps()
+            except StoreFull:
+                _log.warn("Disk full: FETCH leaves \\Seen unset in {folder}", folder=mbox.folder)
+
+        return self._cooperate(seen()).addCallback(fetch)
 
     select_FETCH = (do_FETCH, _B.arg_seqset, arg_fetchrequest)
 
@@ -1316,7 +1417,7 @@ class IMAPServer(IMAPSession):
         mode: bytes,
         flags: list[bytes],
         uid: int = 0,
-    ) -> None:
+    ) -> Deferred[None]:
         """
         STORE, and with CONDSTORE the conditional STORE of RFC 7162 3.1.3:
         messages changed since C{UNCHANGEDSINCE} are left alone and named
@@ -1336,28 +1437,38 @@ class IMAPServer(IMAPSession):
             self._enableCondstore()
         modified: list[tuple[int, int]] = []
         changed: set[int] = set()
-        result = mbox.store(
+        storing = mbox.storing(
             messages, parseFlags(flags), signs[kind], bool(uid), unchangedSince, modified, changed
         )
         withModSeq = self.condstore and mbox.modSeqs
-        for seq, current in sorted(result.items()):
-            if silent and not (withModSeq and seq in changed):
-                continue
-            u = mbox.getUID(seq)
-            items = [] if silent else [b"FLAGS (%s)" % " ".join(current).encode()]
-            if uid or self.qresync:
-                items.append(b"UID %d" % u)
-            if withModSeq:
-                items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
-                self._sentModSeq = True
-            self.sendUntaggedResponse(b"%d FETCH (%s)" % (seq, b" ".join(items)))
-        if modified:
-            numbers = sorted(u if uid else seq for seq, u in modified)
-            self.sendPositiveResponse(
-                tag, b"[MODIFIED %s] Conditional STORE failed" % uidSet(numbers)
-            )
-            return
-        self.sendPositiveResponse(tag, b"STORE completed")
+
+        def responses() -> Iterator[bytes]:
+            for seq, current in sorted(storing.result.items()):
+                if silent and not (withModSeq and seq in changed):
+                    continue
+                u = mbox.getUID(seq)
+                items = [] if silent else [b"FLAGS (%s)" % " ".join(current).encode()]
+                if uid or self.qresync:
+                    items.append(b"UID %d" % u)
+                if withModSeq:
+                    items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
+                    self._sentModSeq = True
+                yield b"%d FETCH (%s)" % (seq, b" ".join(items))
+
+        def steps() -> Iterator[None]:
+            yield from storing.steps()
+            yield from self._sending(responses())
+
+        def stored(_: object) -> None:
+            if modified:
+                numbers = sorted(u if uid else seq for seq, u in modified)
+                self.sendPositiveResponse(
+                    tag, b"[MODIFIED %s] Conditional STORE failed" % uidSet(numbers)
+                )
+                return
+            self.sendPositiveResponse(tag, b"STORE completed")
+
+        return self._cooperate(steps()).addCallback(stored)
 
     select_STORE = (do_STORE, _B.arg_seqset, arg_storemodifiers, _S.arg_atom, _S.arg_flaglist)
 
@@ -1367,24 +1478,37 @@ class IMAPServer(IMAPSession):
         except NoSuchFolder:
             raise no(b"[TRYCREATE] No such mailbox") from None
 
-    def _copy(self, messages: Messages, target: IMailFolder, uid: int) -> list[tuple[int, int]]:
+    def _copying(
+        self, messages: Messages, target: IMailFolder, uid: int, copied: list[tuple[int, int]]
+    ) -> Generator[None, None, None]:
         """
-        Copy the messages into C{target}: all of them, or none (the copies
-        made are expunged again when one fails); returns C{(source UID,
-        new UID)} pairs, in source UID order.
+        Copy the messages into C{target}, a slice at a time: all of them,
+        or none (the copies made are expunged again when one fails, or when
+        the client goes away before the last); adds C{(source UID, new UID)}
+        pairs to C{copied}, in source UID order.
         """
         mbox = self._selected()
-        copied: list[tuple[int, int]] = []
+        source = mbox.folder
+        pairs = mbox.resolve(messages, bool(uid))
+
+        def undo() -> Expunge:
+            return Expunge(target, [new for _, new in copied])
+
+        budget = StepBudget()
         try:
-            for _, u in mbox.resolve(messages, bool(uid)):
-                copied.append((u, mbox.folder.copyMessage(u, target)))
+            for _, u in pairs:
+                copied.append((u, source.copyMessage(u, target)))
+                if budget.spent():
+                    yield None
+        except GeneratorExit:
+            self._detach(undo().steps())
+            raise
         except KeyError:
-            target.expunge([new for _, new in copied])
+            yield from self._finishing(undo().steps())
             raise no(b"[EXPUNGEISSUED] Some messages were expunged; nothing done") from None
         except BaseException:
-            target.expunge([new for _, new in copied])
+            yield from self._finishing(undo().steps())
             raise
-        return copied
 
     def _copyUID(self, target: IMailFolder, copied: list[tuple[int, int]]) -> bytes:
         """The UIDPLUS COPYUID response code (RFC 4315 3): the two sets in matching order."""
@@ -1394,29 +1518,44 @@ class IMAPServer(IMAPSession):
             uidSet([new for _, new in copied]),
         )
 
-    def do_COPY(self, tag: bytes, messages: Messages, name: str, uid: int = 0) -> None:
+    def do_COPY(self, tag: bytes, messages: Messages, name: str, uid: int = 0) -> Deferred[None]:
         target = self._target(name)
-        copied = self._copy(messages, target, uid)
-        code = self._copyUID(target, copied) + b" " if copied else b""
-        self.sendPositiveResponse(tag, code + b"COPY completed")
+        copied: list[tuple[int, int]] = []
+
+        def done(_: object) -> None:
+            code = self._copyUID(target, copied) + b" " if copied else b""
+            self.sendPositiveResponse(tag, code + b"COPY completed")
+
+        return self._cooperate(self._copying(messages, target, uid, copied)).addCallback(done)
 
     select_COPY = (do_COPY, _B.arg_seqset, _B.arg_mailbox)
 
-    def do_MOVE(self, tag: bytes, messages: Messages, name: str, uid: int = 0) -> None:
+    def do_MOVE(self, tag: bytes, messages: Messages, name: str, uid: int = 0) -> Deferred[None]:
         """
         MOVE (RFC 6851): copy every message, then expunge the originals.
         The client sees COPYUID in an untagged OK, then the EXPUNGEs; a
         failed copy (e.g. over quota) leaves both folders as they were.
+        Once every copy is made, the originals go even if the client
+        leaves meanwhile.
         """
         mbox = self._selected()
         if not mbox.isWriteable():
             raise imap4.ReadOnlyMailbox()
         target = self._target(name)
-        copied = self._copy(messages, target, uid)
-        if copied:
+        copied: list[tuple[int, int]] = []
+
+        def steps() -> Iterator[None]:
+            yield from self._copying(messages, target, uid, copied)
+            if not copied:
+                return
             self.sendUntaggedResponse(b"OK " + self._copyUID(target, copied) + b" Moved")
-            self._writeChanges(mbox.removeMoved([u for u, _ in copied]))
-        self.sendPositiveResponse(tag, b"MOVE completed")
+            originals = mbox.removingMoved([u for u, _ in copied])
+            yield from self._finishing(originals.steps())
+            yield from self._sending(self._changeResponses(mbox.expunged(originals)))
+
+        return self._cooperate(steps()).addCallback(
+            lambda _: self.sendPositiveResponse(tag, b"MOVE completed")
+        )
 
     select_MOVE = (do_MOVE, _B.arg_seqset, _B.arg_mailbox)
 

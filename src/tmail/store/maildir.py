@@ -55,9 +55,11 @@ from tmail.interfaces import (
     IPendingMessage,
     IQuotaStore,
     ISpecialUseStore,
+    ISteppedStore,
     MessageInfo,
     QuotaUsage,
 )
+from tmail.steps import StepBudget
 from tmail.store import keywords as _keywords
 from tmail.store import modseq as _modseq
 from tmail.store import specialuse as _specialuse
@@ -1719,7 +1721,7 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore, IQuotaStore, ISpecialUseStore)
+@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -1826,6 +1828,16 @@ class MaildirStore:
         Delete a folder and its messages; its sub-folders stay (a Maildir++
         parent is only a name prefix).  Raises L{InvalidFolderName} for INBOX.
         """
+        for _ in self.deleteFolderSteps(name):
+            pass
+
+    def deleteFolderSteps(self, name: str) -> Iterator[None]:
+        """
+        L{deleteFolder} a step at a time: the folder's directory moves into
+        C{tmp/} at once (the folder is gone, its quota given back), then its
+        files are removed a slice per step.  What a stop half way leaves
+        there is swept with the rest of C{tmp/}'s debris.
+        """
         canonical = normalizeName(name)
         if canonical == INBOX:
             raise InvalidFolderName("INBOX cannot be deleted")
@@ -1839,11 +1851,23 @@ class MaildirStore:
         if self._quota is not None:
             freedBytes, freedCount = folderUsage(trash)
             self._quota.record(-freedBytes, -freedCount)
-        shutil.rmtree(trash, ignore_errors=True)
         folder = self._folders.pop(canonical, None)
         if folder is not None:
             folder._markDeleted()
         self._changeSpecialUse(lambda current: {**current, canonical: frozenset()})
+        budget = StepBudget()
+        for sub in _SUBDIRS:
+            directory = f"{trash / sub}{os.sep}"
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for filename in names:
+                with contextlib.suppress(OSError):
+                    os.unlink(directory + filename)
+                if budget.spent():
+                    yield None
+        shutil.rmtree(trash, ignore_errors=True)
 
     def renameFolder(self, old: str, new: str) -> None:
         """
@@ -1851,13 +1875,23 @@ class MaildirStore:
         new name.  Renaming INBOX moves its messages into a new folder and
         leaves INBOX empty (RFC 3501 6.3.5).
         """
+        for _ in self.renameFolderSteps(old, new):
+            pass
+
+    def renameFolderSteps(self, old: str, new: str) -> Iterator[None]:
+        """
+        L{renameFolder} a step at a time: renaming INBOX moves its messages
+        a slice per step (the others are a few directory renames, done in
+        one).  Meanwhile INBOX loses them and the new folder gains them, as
+        if another program moved them.
+        """
         source = normalizeName(old)
         target = normalizeName(new)
         self._ensureRoot()
         if target == INBOX:
             raise FolderExists(INBOX)
         if source == INBOX:
-            self._renameInbox(target)
+            yield from self._renameInbox(target)
             return
         if not self._exists(source):
             raise NoSuchFolder(source)
@@ -1949,29 +1983,45 @@ class MaildirStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(journal)
 
-    def _renameInbox(self, target: str) -> None:
-        destination = self.createFolder(target)
+    def _renameInbox(self, target: str) -> Iterator[None]:
+        """
+        Move INBOX's messages into a new folder C{target}, a slice per
+        step.  A file renamed meanwhile (a flag change) is looked for once
+        more at the end.  The new folder is indexed when first used, as a
+        folder another program filled.
+        """
+        self.createFolder(target)
         inbox = self.getFolder(INBOX)
+        destination = self._pathOf(target)
         keywords = self.root / _keywords.FILENAME
         if keywords.exists():
-            shutil.copyfile(keywords, self._pathOf(target) / _keywords.FILENAME)
+            shutil.copyfile(keywords, destination / _keywords.FILENAME)
+        budget = StepBudget()
         for sub in ("new", "cur"):
-            moved = False
-            for filename in os.listdir(self.root / sub):
-                if filename.startswith("."):
-                    continue
-                try:
-                    os.rename(self.root / sub / filename, self._pathOf(target) / sub / filename)
-                    moved = True
-                except FileNotFoundError:
-                    pass
+            source, moved = self.root / sub, False
+            prefix, targetPrefix = f"{source}{os.sep}", f"{destination / sub}{os.sep}"
+            missed: set[str] = set()
+            for attempt in range(2):
+                names = os.listdir(source)
+                if attempt:
+                    names = [name for name in names if splitFilename(name)[0] in missed]
+                for filename in names:
+                    if filename.startswith("."):
+                        continue
+                    try:
+                        os.rename(prefix + filename, targetPrefix + filename)
+                        moved = True
+                    except FileNotFoundError:
+                        missed.add(splitFilename(filename)[0])
+                    if budget.spent():
+                        yield None
+                if not missed:
+                    break
             if moved:
-                fsyncDirectory(self._pathOf(target) / sub)
-                fsyncDirectory(self.root / sub)
+                fsyncDirectory(destination / sub)
+                fsyncDirectory(source)
         if inbox._sync(force=True):
             inbox._notify()
-        if destination._sync(force=True):
-            destination._notify()
 
     # Quota
 
