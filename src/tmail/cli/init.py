@@ -115,6 +115,7 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
 # max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
 # max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
+# message_threads = {_imap.message_threads}    # messages over 1 MiB worked on at once, apart
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

@@ -261,6 +261,9 @@ class IMAPSettings:
         rest are not numbered (Dovecot's C{max_total_mime_parts}).
     @ivar max_connections: concurrent sessions from all clients together;
         more get C{* BYE} and are closed.  0: no limit.
+    @ivar message_threads: messages over 1 MiB read, taken apart, decoded
+        and searched at once (SEARCH, SORT, THREAD, FETCH), in threads of
+        their own; more wait their turn, and no session waits for them.
     """
 
     listen: tuple[str, ...] = ()
@@ -283,6 +286,7 @@ class IMAPSettings:
     max_mime_depth: int = 32
     max_mime_parts: int = 10_000
     max_connections: int = 1000
+    message_threads: int = 2
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -69,7 +69,15 @@ from tmail.imap.condstore import (
     parseStoreModifiers,
     splitModSeqItem,
 )
-from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
+from tmail.imap.fetch import (
+    FetchOutcome,
+    FetchStream,
+    fetchNeeds,
+    largeMessageItems,
+    metadataBuilder,
+    setsSeen,
+)
+from tmail.imap.largemessages import HEADER, INFO, inWorker, isLarge
 from tmail.imap.listing import Listed, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
     MAILBOX_FLAGS,
@@ -223,6 +231,10 @@ class IMAPServer(IMAPSession):
     #: folder); L{IMAPFactory} makes it a worker thread so one session's disk
     #: wait does not stall the others, a bare session runs it inline.
     runInThread: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
+    #: Runs the reading and taking apart of a large message for SEARCH,
+    #: SORT, THREAD and FETCH (L{tmail.imap.largemessages}); L{IMAPFactory}
+    #: makes it a worker thread, a bare session runs it inline.
+    runInWorker: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
 
     _authTag: bytes | None = None
     _authMechanism = b"PLAIN"
@@ -1115,7 +1127,7 @@ class IMAPServer(IMAPSession):
             tokens = tokens[2:]
         mbox = self._selected()
         search = mbox.searching(tokens)
-        return self._cooperate(search.steps()).addCallback(
+        return self._cooperate(search.steps(self.runInWorker)).addCallback(
             lambda _: self._searched(tag, mbox, search, options, uid)
         )
 
@@ -1244,9 +1256,15 @@ class IMAPServer(IMAPSession):
         search = self._selected().searching(tokens[2:], messages=True)
         result: list[Any] = []
 
-        def steps() -> Iterator[None]:
-            yield from search.steps()
+        def steps() -> Iterator[object]:
+            yield from search.steps(self.runInWorker)
             facts = [MessageFacts(seq, m) for seq, m in search.messages()]
+            for fact in facts:
+                if isLarge(fact.message):
+                    # Its header is read and taken apart in a worker thread.
+                    need = INFO if fact.message.hasHeader() else HEADER
+                    with contextlib.suppress(KeyError):
+                        yield inWorker(self.runInWorker, fact.message, need, fact.readAll)
             result.append((yield from then(facts)))
 
         return self._cooperate(steps()).addCallback(lambda _: result[0])
@@ -1340,8 +1358,10 @@ class IMAPServer(IMAPSession):
         # Under QRESYNC every FETCH names its UID: the client keys its cache by it.
         withUID = bool(uid) or self.qresync
 
-        def items(seq: int, u: int) -> list[Any]:
-            return messageItems(seq, mbox, u, query, withUID)
+        needs = fetchNeeds(query)
+
+        def items(seq: int, u: int) -> list[Any] | Deferred[list[Any]]:
+            return largeMessageItems(seq, mbox, u, query, withUID, needs, self.runInWorker)
 
         build = metadataBuilder(mbox, query, withUID) or items
 
