@@ -21,7 +21,7 @@ from typing import Any
 from twisted.mail import imap4
 
 from tmail.imap.account import canonicalName
-from tmail.imap.mutf7 import decodeName
+from tmail.imap.mutf7 import decodePattern
 from tmail.imap.wildcard import INBOX, MailboxPattern
 
 #: STATUS items: RFC 3501's, C{DELETED} and C{DELETED-STORAGE} (RFC 9208),
@@ -86,7 +86,7 @@ class ListRequest:
     status: list[str] | None = None
 
 
-def parseList(tokens: list[Any], decode: Callable[[bytes], str] = decodeName) -> ListRequest:
+def parseList(tokens: list[Any], decode: Callable[[bytes], str] = decodePattern) -> ListRequest:
     """
     Read C{LIST [(selection)] reference (pattern | (patterns)) [RETURN
     (options)]} (RFC 5258 section 6).  Unknown options are C{BAD}, as is

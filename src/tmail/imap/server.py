@@ -81,7 +81,7 @@ from tmail.imap.mailbox import (
     folderStatus,
 )
 from tmail.imap.message import MimeLimits
-from tmail.imap.mutf7 import decodeUTF8Name, encodeName
+from tmail.imap.mutf7 import decodePattern, decodeUTF8Name, encodeName
 from tmail.imap.parse import (
     parseDateTime,
     parseFlags,
@@ -499,6 +499,9 @@ class IMAPServer(IMAPSession):
     def decodeMailbox(self, raw: bytes) -> str:
         return decodeUTF8Name(raw) if self.utf8Names else super().decodeMailbox(raw)
 
+    def decodeListPattern(self, raw: bytes) -> str:
+        return decodePattern(raw, self.utf8Names)
+
     def encodeMailbox(self, name: str) -> bytes:
         """A mailbox name as this client reads it, quoted."""
         return quoted(name.encode("utf-8") if self.utf8Names else encodeName(name))
@@ -732,7 +735,7 @@ class IMAPServer(IMAPSession):
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
     def do_LIST(self, tag: bytes, tokens: list[Any]) -> Deferred[None] | None:
-        request = parseList(tokens, self.decodeMailbox)
+        request = parseList(tokens, self.decodeListPattern)
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
         selecting = request.selectSubscribed or request.selectSpecialUse
