@@ -212,6 +212,34 @@ class IModSeqFolder(IMailFolder):
         """
 
 
+class IObjectIdFolder(IMailFolder):
+    """
+    A folder that keeps the object IDs of RFC 8474: one for the folder
+    that stays when it is renamed, and one for each message that stays
+    across restarts and is the same for a copy (so also after a move).
+    IDs are 1 to 255 letters, digits, C{_} or C{-}.
+    """
+
+    def mailboxId() -> str:
+        """The folder's MAILBOXID."""
+
+    def emailId(uid: int) -> str:
+        """The message's EMAILID.  Raises C{KeyError} when the message is gone."""
+
+
+class ISaveDateFolder(IMailFolder):
+    """
+    A folder that knows when each message was saved into it (RFC 8514):
+    delivered, appended, copied or moved there.
+    """
+
+    def saveDate(uid: int) -> float | None:
+        """
+        The message's save date (seconds since the epoch), or C{None} when
+        it is not known.  Raises C{KeyError} when the message is gone.
+        """
+
+
 class IIncrementalFolder(IMailFolder):
     """
     A folder that can say which messages changed since a point, so each

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tmail.imap.binary import UnknownCTE, binaryPieces
+from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
 from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
@@ -214,6 +215,9 @@ def messageItems(
             items.append([b"RFC822.TEXT ", _literal(item, message.entity.body)])
         elif kind == "binary":
             items.append([binaryPieces(item, message.entity)])
+        elif kind in EXTRA_TYPES:
+            limits = mailbox.mimeLimits
+            items.append([extraItem(item, mailbox.folder, uid, mailbox.previewScanBytes, limits)])
         else:
             items.append(_body(item, message))
     pieces: list[Piece] = [b"* %d FETCH (" % seq]

@@ -25,7 +25,7 @@ from tmail.imap.mutf7 import decodePattern
 from tmail.imap.wildcard import INBOX, MailboxPattern
 
 #: STATUS items: RFC 3501's, C{DELETED} and C{DELETED-STORAGE} (RFC 9208),
-#: C{APPENDLIMIT} (RFC 7889) and C{SIZE} (RFC 8438).
+#: C{APPENDLIMIT} (RFC 7889), C{SIZE} (RFC 8438) and C{MAILBOXID} (RFC 8474).
 STATUS_ITEMS = (
     "MESSAGES",
     "RECENT",
@@ -37,6 +37,7 @@ STATUS_ITEMS = (
     "DELETED-STORAGE",
     "APPENDLIMIT",
     "SIZE",
+    "MAILBOXID",
 )
 
 _SELECTION = frozenset({b"SUBSCRIBED", b"REMOTE", b"RECURSIVEMATCH", b"SPECIAL-USE"})

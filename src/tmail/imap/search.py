@@ -34,7 +34,9 @@ from tmail.imap.binary import UnknownCTE, decodeContent
 from tmail.imap.charsets import decodeText, decodeWords
 from tmail.imap.condstore import parseModSeq
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
+from tmail.imap.objectid import searchKey as objectIdKey
 from tmail.imap.parse import LimitExceeded, parseDate
+from tmail.imap.savedate import searchKey as saveDateKey
 from tmail.imap.seqset import parseSequenceSet
 from tmail.imap.sort import MAX_DATE_TEXT
 
@@ -335,6 +337,10 @@ class _Compiler:
                     needle in _decodeHeader(m.header()).casefold() or needle in _bodyText(m)
                 )
             )
+        folder = self.mailbox.folder
+        extra = objectIdKey(name, cursor, folder) or saveDateKey(name, cursor, folder)
+        if extra is not None:
+            return _INFO, extra
         return _INFO, self.sequenceTest(token)
 
     def simple(self, name: str) -> tuple[int, Predicate] | None:

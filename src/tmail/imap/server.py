@@ -82,6 +82,7 @@ from tmail.imap.mailbox import (
 )
 from tmail.imap.message import MimeLimits
 from tmail.imap.mutf7 import decodePattern, decodeUTF8Name, encodeName
+from tmail.imap.objectid import mailboxId, mailboxIdCode
 from tmail.imap.parse import (
     parseDateTime,
     parseFlags,
@@ -286,6 +287,9 @@ class IMAPServer(IMAPSession):
             b"CONDSTORE": None,
             b"QRESYNC": None,
             b"UTF8": [b"ACCEPT"],
+            b"OBJECTID": None,
+            b"SAVEDATE": None,
+            b"PREVIEW": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -699,7 +703,8 @@ class IMAPServer(IMAPSession):
             store.updateSpecialUse({canonical: uses})
         else:
             raise no(b"[USEATTR] This server cannot keep special-use attributes")
-        self.sendPositiveResponse(tag, b"CREATE completed")
+        code = mailboxIdCode(account.folder(name.removesuffix(account.delimiter)))
+        self.sendPositiveResponse(tag, (code + b" " if code else b"") + b"CREATE completed")
 
     auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
 
@@ -804,8 +809,12 @@ class IMAPServer(IMAPSession):
     auth_LSUB = select_LSUB = (do_LSUB, _B.arg_listmailbox, _B.arg_listmailbox)
 
     def _sendStatus(self, name: str, folder: IMailFolder, items: list[str]) -> None:
-        status = self.statusItems(folder, items)
-        values = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
+        status = self.statusItems(folder, [item for item in items if item != "MAILBOXID"])
+        pairs = [b"%s %d" % (key.encode(), value) for key, value in status.items()]
+        if "MAILBOXID" in items:
+            objectId = mailboxId(folder)
+            pairs.append(b"MAILBOXID " + (b"NIL" if objectId is None else b"(%s)" % objectId))
+        values = b" ".join(pairs)
         self.sendUntaggedResponse(b"STATUS %s (%s)" % (self.encodeMailbox(name), values))
 
     def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> None:
@@ -947,6 +956,7 @@ class IMAPServer(IMAPSession):
         mbox.maxSequenceRanges = self.settings.max_sequence_ranges
         mbox.maxNesting = self.settings.max_nesting
         mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
+        mbox.previewScanBytes = self.settings.preview_scan_bytes
         send = self.sendUntaggedResponse
         send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
         send(b"%d EXISTS" % mbox.getMessageCount())
@@ -960,6 +970,9 @@ class IMAPServer(IMAPSession):
                 send(b"OK [UNSEEN %d] First unseen message" % unseen)
         send(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
         send(b"OK [UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
+        objectId = mailboxIdCode(mbox.folder)
+        if objectId is not None:
+            send(b"OK " + objectId + b" Ok")
         permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if rw else b""
         send(b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent)
         if mbox.modSeqs:

@@ -58,6 +58,7 @@ from tmail.imap.compress import (
     Inflater,
     InflationLimit,
 )
+from tmail.imap.fetchitems import mentionsExtra, parseExtendedItems
 from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.mutf7 import BadMailboxName, decodeName, decodePattern
 from tmail.imap.parse import (
@@ -725,7 +726,9 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
 
     def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:
         """FETCH items: Twisted's, and the BINARY items of RFC 3516."""
-        if mentionsBinary(line):
+        if mentionsExtra(line):
+            result = parseExtendedItems(line)
+        elif mentionsBinary(line):
             result = parseFetchItems(line)
         else:
             parser = imap4._FetchParser()
