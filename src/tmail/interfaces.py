@@ -402,6 +402,33 @@ class ISpecialUseStore(Interface):
         """
 
 
+class IMetadataStore(Interface):
+    """
+    Optional for an L{IMailStore}: a store that keeps METADATA entries
+    (RFC 5464) for each folder and for the server.  Entry names are the
+    IMAP ones (C{/private/comment}), compared without regard to case;
+    values are any octets.  A folder's entries go with it when it is
+    renamed and are gone when it is deleted.
+    """
+
+    def metadata(folder: str | None) -> dict[str, bytes]:
+        """
+        The entries of C{folder} (C{None}: the server's), by name.  Raises
+        L{tmail.errors.NoSuchFolder} for a folder that does not exist.
+        """
+
+    def updateMetadata(
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> None:
+        """
+        Set the entries of C{changes} (C{None} removes one) at once, durably.
+        C{check}, if given, is called with all the entries as they would be
+        and may raise to refuse the change, which then changes nothing.
+        """
+
+
 class IUserDirectory(Interface):
     """
     Domains, users, aliases and password hashes.  Addresses are

@@ -91,6 +91,8 @@ class ObjectIdTests(SynchronousTestCase):
         self.session.send(b"13 select foo\r\n")
         reply = self.session.send(b"14 fetch 1 (emailid threadid)\r\n")
         self.assertEqual(emailIdOf(reply), original)
+        uidlist = (self.session.store.root / ".foo" / "dovecot-uidlist").read_text()
+        self.assertRegex(uidlist.split("\n")[1], f"^1 G{original.decode()} :")
         self.assertIn(b"OK [COPYUID", self.session.send(b"15 move 1 bar\r\n"))
         self.session.send(b"16 select bar\r\n")
         self.assertEqual(emailIdOf(self.session.send(b"17 fetch 1 emailid\r\n")), original)

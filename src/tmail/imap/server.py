@@ -60,6 +60,7 @@ from zope.interface import implementer
 from tmail import __version__
 from tmail.auth.throttle import settle
 from tmail.errors import NoSuchFolder, OverQuota, StoreFull
+from tmail.imap import metadata
 from tmail.imap.account import IMAPAccount, checkName
 from tmail.imap.condstore import (
     FetchModifiers,
@@ -99,6 +100,7 @@ from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
 from tmail.interfaces import (
     ILoginAttempt,
     IMailFolder,
+    IMetadataStore,
     IPendingMessage,
     IQuotaStore,
     ISpecialUseStore,
@@ -290,6 +292,8 @@ class IMAPServer(IMAPSession):
             b"OBJECTID": None,
             b"SAVEDATE": None,
             b"PREVIEW": None,
+            b"METADATA": None,
+            b"METADATA-SERVER": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -807,6 +811,61 @@ class IMAPServer(IMAPSession):
         self.sendPositiveResponse(tag, b"LSUB completed")
 
     auth_LSUB = select_LSUB = (do_LSUB, _B.arg_listmailbox, _B.arg_listmailbox)
+
+    # METADATA and METADATA-SERVER (RFC 5464, with L{tmail.imap.metadata})
+
+    def arg_metadata(self, line: bytes) -> Any:
+        """GETMETADATA or SETMETADATA arguments, values possibly literals (literal8 too)."""
+        tokenizer = metadata.MetadataTokenizer()
+
+        def feed(line: bytes) -> Any:
+            marker = tokenizer.feed(line)
+            if marker is None:
+                return tokenizer.result(), b""
+            if marker[0] > self.settings.max_metadata_size:
+                limit = self.settings.max_metadata_size
+                raise no(b"[METADATA MAXSIZE %d] Metadata value too long" % limit)
+
+            def literal(parsed: tuple[bytes, bytes]) -> Any:
+                tokenizer.addLiteral(parsed[0])
+                return feed(parsed[1])
+
+            return self._stringLiteral(*marker).addCallback(literal)
+
+        return feed(line)
+
+    def _metadataTarget(self, raw: bytes) -> tuple[IMetadataStore, str | None, bytes]:
+        """The store, the folder (C{None}: the server) and its name as sent back."""
+        account = self._account()
+        store = account.store
+        if not IMetadataStore.providedBy(store):
+            raise no(b"This server keeps no metadata")
+        if not raw:
+            return store, None, b'""'
+        name = checkName(self.decodeMailbox(raw), account.delimiter)
+        return store, name, self.encodeMailbox(name)
+
+    def do_GETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+        request = metadata.parseGet(tokens)
+        store, folder, mailbox = self._metadataTarget(request.mailbox)
+        found = metadata.select(store.metadata(folder), request)
+        if found.entries:
+            self.sendUntaggedResponse(metadata.response(mailbox, found.entries))
+        code = b"[METADATA LONGENTRIES %d] " % found.longest if found.longest else b""
+        self.sendPositiveResponse(tag, code + b"GETMETADATA completed")
+
+    auth_GETMETADATA = select_GETMETADATA = (do_GETMETADATA, arg_metadata)
+
+    def do_SETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+        raw, changes = metadata.parseSet(tokens)
+        settings = self.settings
+        store, folder, _ = self._metadataTarget(raw)
+        metadata.checkSizes(changes, settings.max_metadata_size)
+        check = metadata.limitCheck(settings.max_metadata_entries, settings.max_metadata_total)
+        store.updateMetadata(folder, changes, check)
+        self.sendPositiveResponse(tag, b"SETMETADATA completed")
+
+    auth_SETMETADATA = select_SETMETADATA = (do_SETMETADATA, arg_metadata)
 
     def _sendStatus(self, name: str, folder: IMailFolder, items: list[str]) -> None:
         status = self.statusItems(folder, [item for item in items if item != "MAILBOXID"])

@@ -51,6 +51,7 @@ from tmail.interfaces import (
     ILinkingFolder,
     IMailFolder,
     IMailStore,
+    IMetadataStore,
     IModSeqFolder,
     IObjectIdFolder,
     IPendingMessage,
@@ -63,6 +64,7 @@ from tmail.interfaces import (
 )
 from tmail.steps import StepBudget
 from tmail.store import keywords as _keywords
+from tmail.store import metadata as _metadata
 from tmail.store import modseq as _modseq
 from tmail.store import objectid as _objectid
 from tmail.store import specialuse as _specialuse
@@ -1759,7 +1761,7 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore)
+@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -2138,6 +2140,32 @@ class MaildirStore:
     def specialUse(self) -> dict[str, frozenset[str]] | None:
         self._ensureRoot()
         return self._readSpecialUse()
+
+    # METADATA (RFC 5464)
+
+    def _metadataPath(self, folder: str | None) -> Path:
+        self._ensureRoot()
+        if folder is None:
+            return self.root / _metadata.SERVER_FILENAME
+        canonical = normalizeName(folder)
+        if not self._exists(canonical):
+            raise NoSuchFolder(canonical)
+        return self._pathOf(canonical) / _metadata.FILENAME
+
+    def metadata(self, folder: str | None) -> dict[str, bytes]:
+        return _metadata.read(self._metadataPath(folder))
+
+    def updateMetadata(
+        self,
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> None:
+        path = self._metadataPath(folder)
+        try:
+            _metadata.update(path, changes, check)
+        except FileNotFoundError:
+            raise NoSuchFolder(folder or "") from None
 
     def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
         canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
