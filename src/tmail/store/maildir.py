@@ -319,7 +319,7 @@ class _PendingMessage:
         self._size = 0
         #: Insertions into bytes already in the file, made in L{publish}.
         self._inserts: list[tuple[int, bytes]] = []
-        #: The EMAILID to record for a copy (the original's), if any.
+        #: The GUID to record for a copy (the original's), if any.
         self.guid: str | None = None
 
     def write(self, data: bytes) -> None:
@@ -1458,7 +1458,7 @@ class MaildirFolder:
 
     def _register(self, placed: _Placed, guid: str | None = None) -> int:
         """
-        Give a placed file its UID (recording C{guid} as its EMAILID, for a
+        Give a placed file its UID (recording C{guid} as its GUID, for a
         copy), index it and tell the listeners.
         """
         self._open()
@@ -1523,7 +1523,7 @@ class MaildirFolder:
     ) -> int | None:
         """
         Deliver a hard link to C{source}, whose size with CRLF line ends is
-        C{crlfSize}, with EMAILID C{guid}; C{None} when the filesystem
+        C{crlfSize}, with GUID C{guid}; C{None} when the filesystem
         cannot link it here (the caller then copies the bytes).
         """
         self._open()
@@ -1707,7 +1707,7 @@ class MaildirFolder:
     def copyMessage(self, uid: int, target: IMailFolder) -> int:
         entry = self._entry(uid)
         info = entry.info
-        guid = self.emailId(uid)
+        guid = _objectid.copyGuid(self._guid(uid))
         if isinstance(target, MaildirFolder):
             for _attempt in range(3):
                 try:
@@ -1740,10 +1740,14 @@ class MaildirFolder:
         self._open()
         return _objectid.objectId(self._currentUidlist().guid, "F")
 
-    def emailId(self, uid: int) -> str:
+    def _guid(self, uid: int) -> str:
+        """The message's GUID, as Dovecot has it (see L{tmail.store.objectid})."""
         key = self._entry(uid).info.key
         data = self._uidlist.data
-        return _objectid.emailId(key, data.fields.get(key) if data is not None else None)
+        return _objectid.messageGuid(key, data.fields.get(key) if data is not None else None)
+
+    def emailId(self, uid: int) -> str:
+        return _objectid.emailId(self._guid(uid))
 
     def saveDate(self, uid: int) -> float | None:
         return _objectid.saveDate(self._entry(uid).info.key)

@@ -5,11 +5,11 @@ where Dovecot keeps them, so nothing new is written per message.
   - A folder's MAILBOXID is the GUID in its C{dovecot-uidlist} header
     (C{G<guid>}): it moves with the folder on a rename and outlives
     restarts.
-  - A message's EMAILID is the C{G<guid>} extension field of its uidlist
-    line, as Dovecot records a message GUID, or else one derived from the
-    file's base name (Dovecot's GUID for such a line is the base name
-    itself).  A copy, and so a MOVE, gets the original's EMAILID as its
-    C{G} field.
+  - A message's GUID is, as Dovecot has it, the C{G<guid>} extension field
+    of its uidlist line, or else the file's base name; its EMAILID is the
+    GUID when that is a valid object ID (Dovecot's are 32 hex digits), else
+    one derived from it.  A copy, and so a MOVE, gets the original's GUID
+    as its C{G} field, as Dovecot records a copy made by a hard link.
   - A message's save date is the time in its base name
     (C{<secs>.M<usec>...}, the Maildir naming convention, which Dovecot's
     deliveries follow too): the name is made when the file is saved into
@@ -50,12 +50,21 @@ def withGuid(fields: str | None, guid: str) -> str:
     return " ".join([*kept, "G" + guid])
 
 
-def emailId(base: str, fields: str | None) -> str:
-    """The EMAILID of the message with Maildir base name C{base} and uidlist C{fields}."""
-    guid = guidField(fields)
-    if guid:
-        return objectId(guid, "M")
-    return "M" + hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:31]
+def messageGuid(base: str, fields: str | None) -> str:
+    """The GUID of the message with Maildir base name C{base} and uidlist C{fields}."""
+    return guidField(fields) or base
+
+
+def copyGuid(guid: str) -> str:
+    """What a copy records in its C{G} field for an original with GUID C{guid}."""
+    return (
+        guid if guid.isprintable() and not any(c.isspace() for c in guid) else objectId(guid, "M")
+    )
+
+
+def emailId(guid: str) -> str:
+    """The EMAILID of the message with GUID C{guid}."""
+    return objectId(guid, "M")
 
 
 def saveDate(base: str) -> float | None:
