@@ -226,6 +226,7 @@ class MetadataTests(SynchronousTestCase):
             b"a SETMETADATA INBOX (/private/a)",
             b"a SETMETADATA INBOX (/private/a FOO)",
             b'a SETMETADATA INBOX (/vendor/a "x")',
+            b'a SETMETADATA INBOX (/private "x")',
             b'a SETMETADATA INBOX ((/private/a) "x")',
         ):
             reply = self.s.send(line + b"\r\n")

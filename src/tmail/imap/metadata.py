@@ -15,7 +15,7 @@ leaves out larger values and says so with C{[METADATA LONGENTRIES n]}.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +158,8 @@ def parseSet(tokens: list[Any]) -> tuple[bytes, dict[str, bytes | None]]:
     changes: dict[str, bytes | None] = {}
     for i in range(0, len(pairs), 2):
         name, value = entryName(pairs[i]), pairs[i + 1]
+        if name.count("/") < 2:
+            raise _bad("/private and /shared themselves hold no value")
         if isinstance(value, Atom):
             if value.upper() != b"NIL":
                 raise _bad("Metadata values are strings or NIL")
@@ -237,7 +239,7 @@ def checkSizes(changes: dict[str, bytes | None], maxSize: int) -> None:
         raise no(b"[METADATA MAXSIZE %d] Metadata value too long" % maxSize)
 
 
-def limitCheck(maxEntries: int, maxTotal: int) -> Any:
+def limitCheck(maxEntries: int, maxTotal: int) -> Callable[[dict[str, bytes]], None]:
     """A check for L{IMetadataStore.updateMetadata}: C{NO [METADATA TOOMANY]} past the limits."""
 
     def check(entries: dict[str, bytes]) -> None:

@@ -306,6 +306,8 @@ class IMAPServer(IMAPSession):
         else:
             # As Dovecot does: the list after login names every extension.
             caps[b"SASL-IR"] = None
+            if self.account is not None and not IMetadataStore.providedBy(self.account.store):
+                del caps[b"METADATA"], caps[b"METADATA-SERVER"]
         return caps
 
     def reportChanges(self, force: bool = False) -> None:
