@@ -34,8 +34,10 @@ Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
 QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}), CONDSTORE and
 QRESYNC (RFC 7162, with L{tmail.imap.condstore}), IMAP4rev2 (RFC 9051) and
-UTF8=ACCEPT (RFC 6855) through ENABLE, and LITERAL+ or LITERAL- (RFC 7888, in
-L{IMAPSession}).
+UTF8=ACCEPT (RFC 6855) through ENABLE, LITERAL+ or LITERAL- (RFC 7888, in
+L{IMAPSession}), OBJECTID (RFC 8474, L{tmail.imap.objectid}), SAVEDATE (RFC
+8514, L{tmail.imap.savedate}), PREVIEW (RFC 8970, L{tmail.imap.preview}),
+and METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}).
 """
 
 from __future__ import annotations
