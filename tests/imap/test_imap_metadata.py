@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_imap_protocol import Session
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -235,3 +237,20 @@ class MetadataTests(SynchronousTestCase):
             self.s.send(b'b SETMETADATA Nowhere (/private/a "x")\r\n'),
             b"b NO [NONEXISTENT] No such mailbox\r\n",
         )
+
+
+class MetadataParserTests(SynchronousTestCase):
+    @settings(max_examples=100, deadline=2000)
+    @given(
+        st.sampled_from([b"GETMETADATA", b"SETMETADATA"]),
+        st.binary().filter(lambda b: not {0x7B, 0x0D, 0x0A} & set(b)),
+    )
+    def test_any_arguments_get_an_imap_answer(self, command: bytes, arguments: bytes) -> None:
+        """No argument line, however malformed, gets anything but OK, NO or BAD."""
+        session = Session(self)
+        session.loginDirectly()
+        reply = session.send(b"a " + command + b" " + arguments + b"\r\n")
+        tagged = reply.split(b"\r\n")[-2]
+        self.assertRegex(tagged, rb"^a (OK|NO|BAD) ")
+        self.assertNotIn(b"SERVERBUG", reply)
+        self.assertEqual(session.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
