@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from tmail.imap import pieces
 from tmail.imap.binary import BinaryItem, UnknownCTE, binaryContentPieces
+from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
 from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
@@ -324,6 +325,9 @@ def messageItems(
             items.append([b"RFC822.TEXT ", _span(item, entity.data, entity.bodyStart, entity.end)])
         elif kind == "binary":
             items.append(_binary(item, message))
+        elif kind in EXTRA_TYPES:
+            limits = mailbox.mimeLimits
+            items.append([extraItem(item, mailbox.folder, uid, mailbox.previewScanBytes, limits)])
         else:
             items.append(_body(item, message))
     response: list[Piece] = [b"* %d FETCH (" % seq]

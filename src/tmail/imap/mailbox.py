@@ -179,6 +179,8 @@ class IMAPMailbox:
         self.showRecent = True
         #: How deep, and into how many parts, messages are taken apart.
         self.mimeLimits = MimeLimits()
+        #: Octets of a message read for its FETCH PREVIEW (RFC 8970).
+        self.previewScanBytes = 64 * 1024
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
         #: Limits on SEARCH criteria: ranges of one sequence set, depth of keys.

@@ -46,7 +46,9 @@ from tmail.imap.message import (
     headerFieldSpans,
     unfoldedPieces,
 )
+from tmail.imap.objectid import searchKey as objectIdKey
 from tmail.imap.parse import LimitExceeded, parseDate
+from tmail.imap.savedate import searchKey as saveDateKey
 from tmail.imap.seqset import parseSequenceSet
 from tmail.imap.sort import MAX_DATE_TEXT
 
@@ -427,6 +429,10 @@ class _Compiler:
             return _BODY, _safe(
                 lambda s, m: _headerTextContains(m, needle) or _bodyContains(m, needle)
             )
+        folder = self.mailbox.folder
+        extra = objectIdKey(name, cursor, folder) or saveDateKey(name, cursor, folder)
+        if extra is not None:
+            return _INFO, extra
         return _INFO, self.sequenceTest(token)
 
     def simple(self, name: str) -> tuple[int, Predicate] | None:
