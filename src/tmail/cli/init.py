@@ -115,6 +115,8 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
 # max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
 # max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
+# notify_poll_interval = {_imap.notify_poll_interval}   # NOTIFY: seconds between looks at folders
+# notify_queue_limit = {_imap.notify_queue_limit}   # NOTIFY: events waiting; more: OVERFLOW
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

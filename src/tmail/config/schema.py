@@ -261,6 +261,12 @@ class IMAPSettings:
         rest are not numbered (Dovecot's C{max_total_mime_parts}).
     @ivar max_connections: concurrent sessions from all clients together;
         more get C{* BYE} and are closed.  0: no limit.
+    @ivar notify_poll_interval: seconds between a NOTIFY session's looks at
+        the folders it watches, for changes other processes made (this
+        process's own changes arrive at once).
+    @ivar notify_queue_limit: mailboxes with a NOTIFY event waiting for one
+        session; more, and it gets C{OK [NOTIFICATIONOVERFLOW]} and NOTIFY
+        is off (RFC 5465 5.8).
     """
 
     listen: tuple[str, ...] = ()
@@ -283,6 +289,8 @@ class IMAPSettings:
     max_mime_depth: int = 32
     max_mime_parts: int = 10_000
     max_connections: int = 1000
+    notify_poll_interval: float = 5.0
+    notify_queue_limit: int = 1000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

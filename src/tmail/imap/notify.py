@@ -1,0 +1,858 @@
+# -*- test-case-name: tests.imap.test_imap_notify -*-
+"""
+NOTIFY (RFC 5465): events of other mailboxes, pushed to the client.
+
+Twisted has no NOTIFY.  A session that sets one gets, while it sends no
+command, while it idles, and before the tagged reply of any command:
+
+  - for other mailboxes, an untagged C{STATUS} (MESSAGES UIDNEXT
+    UIDVALIDITY, and HIGHESTMODSEQ under CONDSTORE or with FlagChange) when
+    messages arrive or go (and with FlagChange when flags change), and
+    C{LIST} responses for MailboxName (C{\\NonExistent}, C{OLDNAME}) and
+    SubscriptionChange events;
+  - for the selected mailbox with C{SELECTED}, its EXISTS, EXPUNGE and
+    FETCH FLAGS at once, and a FETCH of the MessageNew attributes for each
+    new message; C{SELECTED-DELAYED} keeps them for the next command (or
+    IDLE), as RFC 3501 7.4.1 has it.
+
+Changes made in this process reach a session through the folders'
+listeners (L{IMailFolder.addListener}) and, for folder names and
+subscriptions, L{foldersChanged}; changes made by other processes (a
+delivery agent, another worker) are found by a poll every
+C{imap.notify_poll_interval} seconds that asks each watched folder to look
+at its directory mtimes (L{IIncrementalFolder.refresh}: two C{stat}s when
+nothing changed), a slice of folders at a time (L{tmail.steps}), so a user
+with thousands of folders keeps no one else waiting.  What a session cannot
+send at once waits in a queue that keeps one entry per mailbox; past
+C{imap.notify_queue_limit} entries the session gets
+C{OK [NOTIFICATIONOVERFLOW]} and NOTIFY is off, as after C{NOTIFY NONE}
+(RFC 5465 5.8).
+
+MessageNew's fetch attributes are refused when they would set C{\\Seen}
+(RFC 5465 5.2): a notification must not change the mailbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.mail import imap4
+from twisted.python.failure import Failure
+
+from tmail.errors import NoSuchFolder, StoreError
+from tmail.imap.account import IMAPAccount, canonicalName
+from tmail.imap.fetch import FileRange, Piece, messageItems, setsSeen
+from tmail.imap.mailbox import IMAPMailbox, highestModSeq
+from tmail.imap.parse import literalMarker, parseQuoted
+from tmail.imap.seqset import SequenceSet
+from tmail.imap.session import no
+from tmail.imap.wildcard import INBOX
+from tmail.interfaces import IIncrementalFolder, IMailFolder, IModSeqFolder
+from tmail.steps import StepBudget
+
+_log = Logger()
+
+MESSAGE_NEW = "MessageNew"
+MESSAGE_EXPUNGE = "MessageExpunge"
+FLAG_CHANGE = "FlagChange"
+ANNOTATION_CHANGE = "AnnotationChange"
+MAILBOX_NAME = "MailboxName"
+SUBSCRIPTION_CHANGE = "SubscriptionChange"
+
+#: Every event RFC 5465 and RFC 5464 name, by their lower-case spelling.
+KNOWN_EVENTS = {
+    name.lower(): name
+    for name in (
+        MESSAGE_NEW,
+        MESSAGE_EXPUNGE,
+        FLAG_CHANGE,
+        ANNOTATION_CHANGE,
+        MAILBOX_NAME,
+        SUBSCRIPTION_CHANGE,
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+    )
+}
+#: The events tmail sends, in the order C{[BADEVENT]} lists them.
+SUPPORTED_EVENTS = (MESSAGE_NEW, MESSAGE_EXPUNGE, FLAG_CHANGE, MAILBOX_NAME, SUBSCRIPTION_CHANGE)
+MESSAGE_EVENTS = frozenset({MESSAGE_NEW, MESSAGE_EXPUNGE, FLAG_CHANGE, ANNOTATION_CHANGE})
+
+SELECTED = "SELECTED"
+SELECTED_DELAYED = "SELECTED-DELAYED"
+INBOXES = "INBOXES"
+PERSONAL = "PERSONAL"
+SUBSCRIBED = "SUBSCRIBED"
+SUBTREE = "SUBTREE"
+MAILBOXES = "MAILBOXES"
+_FILTERS = frozenset(
+    {SELECTED, SELECTED_DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE, MAILBOXES}
+)
+_BADEVENT = b"[BADEVENT (" + " ".join(SUPPORTED_EVENTS).encode() + b")] Unsupported event"
+
+_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')
+_LAST_UID = 2**32 - 1
+
+
+def _bad(text: str) -> imap4.IllegalClientResponse:
+    return imap4.IllegalClientResponse(text)
+
+
+@dataclass(frozen=True)
+class EventGroup:
+    """
+    One C{(filter events)} of NOTIFY SET.
+
+    @ivar filter: the mailbox filter, upper case (C{SELECTED}, C{SUBTREE}...).
+    @ivar mailboxes: the names C{SUBTREE} and C{MAILBOXES} give, decoded.
+    @ivar events: the events asked for, as RFC 5465 spells them; empty for
+        C{NONE}.
+    @ivar fetchAtts: MessageNew's fetch attributes, as the FETCH parser
+        gives them, or C{None}.
+    """
+
+    filter: str
+    mailboxes: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    fetchAtts: tuple[Any, ...] | None = None
+
+    @property
+    def selected(self) -> bool:
+        return self.filter in (SELECTED, SELECTED_DELAYED)
+
+
+@dataclass(frozen=True)
+class NotifyRequest:
+    """A parsed C{NOTIFY SET}: whether STATUS was asked for, and the groups in order."""
+
+    status: bool
+    groups: tuple[EventGroup, ...]
+
+
+class _Reader:
+    """The NOTIFY arguments, read left to right once."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def peek(self) -> bytes:
+        return self.data[self.pos : self.pos + 1]
+
+    def expect(self, text: bytes, what: str) -> None:
+        if self.data[self.pos : self.pos + len(text)] != text:
+            raise _bad(f"Expected {what}")
+        self.pos += len(text)
+
+    def atom(self, what: str) -> bytes:
+        match = _ATOM.match(self.data, self.pos)
+        if match is None:
+            raise _bad(f"Expected {what}")
+        self.pos = match.end()
+        return match.group()
+
+    def astring(self) -> bytes:
+        if self.peek() == b'"':
+            value, self.pos = parseQuoted(self.data, self.pos)
+            return value
+        return self.atom("a mailbox name")
+
+    def done(self) -> bool:
+        return self.pos >= len(self.data)
+
+    def balanced(self) -> bytes:
+        """The text up to the C{)} that closes the C{(} just read."""
+        data, start, depth, i = self.data, self.pos, 0, self.pos
+        while i < len(data):
+            char = data[i]
+            if char == 0x22:
+                _, i = parseQuoted(data, i)
+                continue
+            if char in b"([":
+                depth += 1
+            elif char in b")]":
+                if depth == 0:
+                    if char != 0x29:
+                        break
+                    self.pos = i + 1
+                    return data[start:i]
+                depth -= 1
+            i += 1
+        raise _bad("Unbalanced fetch attributes")
+
+
+def parseNotify(
+    line: bytes,
+    decode: Callable[[bytes], str],
+    fetchAtts: Callable[[bytes], list[Any]],
+) -> NotifyRequest | None:
+    """
+    NOTIFY's arguments (RFC 5465 8): C{None} for C{NONE}, else the
+    request.  Bad syntax and the combinations RFC 5465 5 and 6.1 forbid
+    raise L{imap4.IllegalClientResponse} (C{BAD}); events tmail does not
+    send raise C{NO [BADEVENT (...)]}.
+
+    @param decode: turns a mailbox name as sent into a name.
+    @param fetchAtts: parses the text inside MessageNew's parentheses.
+    """
+    reader = _Reader(line)
+    word = reader.atom("SET or NONE").upper()
+    if word == b"NONE":
+        if not reader.done():
+            raise _bad("NOTIFY NONE takes no arguments")
+        return None
+    if word != b"SET":
+        raise _bad("Expected SET or NONE")
+    reader.expect(b" ", "a space")
+    status = False
+    if reader.peek() != b"(":
+        if reader.atom("STATUS or an event group").upper() != b"STATUS":
+            raise _bad("Expected STATUS or an event group")
+        status = True
+        reader.expect(b" ", "a space")
+    groups: list[tuple[str, tuple[str, ...], list[bytes], bytes | None]] = []
+    while True:
+        groups.append(_group(reader, decode))
+        if reader.done():
+            break
+        reader.expect(b" ", "a space")
+    return NotifyRequest(status, _checked(groups, fetchAtts))
+
+
+def _group(
+    reader: _Reader, decode: Callable[[bytes], str]
+) -> tuple[str, tuple[str, ...], list[bytes], bytes | None]:
+    """One C{(filter events)}: the filter, its names, the event words, the fetch-att text."""
+    reader.expect(b"(", "an event group")
+    kind = reader.atom("a mailbox filter").upper().decode("ascii")
+    if kind not in _FILTERS:
+        raise _bad("Unknown mailbox filter")
+    names: list[str] = []
+    if kind in (SUBTREE, MAILBOXES):
+        reader.expect(b" ", "a space")
+        if reader.peek() == b"(":
+            reader.pos += 1
+            while True:
+                names.append(decode(reader.astring()))
+                if reader.peek() == b")":
+                    reader.pos += 1
+                    break
+                reader.expect(b" ", "a space")
+        else:
+            names.append(decode(reader.astring()))
+    reader.expect(b" ", "a space")
+    words: list[bytes] = []
+    fetchText: bytes | None = None
+    if reader.peek() == b"(":
+        reader.pos += 1
+        while True:
+            word = reader.atom("an event")
+            words.append(word)
+            if word.lower() == b"messagenew" and reader.data.startswith(b" (", reader.pos):
+                reader.pos += 2
+                if fetchText is not None:
+                    raise _bad("MessageNew given twice")
+                fetchText = reader.balanced()
+            if reader.peek() == b")":
+                reader.pos += 1
+                break
+            reader.expect(b" ", "a space")
+    elif reader.atom("an event list or NONE").upper() != b"NONE":
+        raise _bad("Expected an event list or NONE")
+    reader.expect(b")", "the end of the event group")
+    return kind, tuple(names), words, fetchText
+
+
+def _checked(
+    groups: list[tuple[str, tuple[str, ...], list[bytes], bytes | None]],
+    fetchAtts: Callable[[bytes], list[Any]],
+) -> tuple[EventGroup, ...]:
+    """The groups, after RFC 5465's rules on which events go together."""
+    for _, _, words, _ in groups:
+        for word in words:
+            if KNOWN_EVENTS.get(word.lower().decode("ascii")) not in SUPPORTED_EVENTS:
+                raise no(_BADEVENT)
+    result: list[EventGroup] = []
+    selected = 0
+    for kind, names, words, fetchText in groups:
+        events = tuple(dict.fromkeys(KNOWN_EVENTS[w.lower().decode("ascii")] for w in words))
+        present = set(events)
+        if (MESSAGE_NEW in present) != (MESSAGE_EXPUNGE in present):
+            raise _bad("MessageNew and MessageExpunge go together")
+        if FLAG_CHANGE in present and MESSAGE_NEW not in present:
+            raise _bad("FlagChange needs MessageNew and MessageExpunge")
+        group = EventGroup(kind, names, events)
+        if group.selected:
+            selected += 1
+            if selected > 1:
+                raise _bad("Only one of SELECTED and SELECTED-DELAYED may be given")
+            if present - MESSAGE_EVENTS:
+                raise _bad("Only message events apply to the selected mailbox")
+        if fetchText is not None:
+            if not group.selected:
+                raise _bad("Fetch attributes are for the selected mailbox only")
+            query = fetchAtts(fetchText)
+            if any(setsSeen(item) for item in query):
+                raise _bad("MessageNew fetch attributes must not set the Seen flag")
+            group = EventGroup(kind, names, events, tuple(query))
+        result.append(group)
+    return tuple(result)
+
+
+def quotedLiteral(value: bytes) -> bytes:
+    """A literal's bytes as a quoted string, to stand in its place in the argument line."""
+    if any(c in value for c in b"\r\n\x00"):
+        raise _bad("Mailbox names cannot hold CR, LF or NUL")
+    return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def collectArguments(
+    line: bytes, readLiteral: Callable[[int, bool], Deferred[tuple[bytes, bytes]]]
+) -> tuple[bytes, bytes] | Deferred[tuple[bytes, bytes]]:
+    """
+    NOTIFY's whole argument line: each literal (a mailbox name) read and
+    put back as a quoted string.
+    """
+    marker = literalMarker(line)
+    if marker is None:
+        return line, b""
+    head = line[: line.rindex(b"{")]
+
+    def read(parsed: tuple[bytes, bytes]) -> Any:
+        value, rest = parsed
+        return collectArguments(head + quotedLiteral(value) + rest, readLiteral)
+
+    return readLiteral(*marker).addCallback(read)
+
+
+class NotifyHost(Protocol):
+    """What a L{Notifier} needs of its IMAP session."""
+
+    clock: IReactorTime
+    cooperator: task.Cooperator
+    mbox: IMAPMailbox | None
+    transport: Any
+
+    @property
+    def condstore(self) -> bool: ...
+
+    @property
+    def qresync(self) -> bool: ...
+
+    def sendUntaggedResponse(self, message: bytes, isAsync: Any = None) -> None: ...
+
+    def encodeMailbox(self, name: str) -> bytes: ...
+
+    def canNotify(self) -> bool:
+        """Whether a response may go out now: no command runs, or the client idles."""
+
+    def reportChanges(self, force: bool = False) -> None: ...
+
+    def pushSelectedChanges(self) -> None:
+        """Send the selected mailbox's changes now, expunges included."""
+
+
+@dataclass(frozen=True)
+class _Told:
+    """What the client was last told of a folder."""
+
+    messages: int
+    uidNext: int
+    uidValidity: int
+    modseq: int
+
+
+#: Every running notifier, by the store it watches: folder names and
+#: subscriptions changed in this process reach them without a poll.
+_NOTIFIERS: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Notifier]] = weakref.WeakKeyDictionary()
+
+
+def foldersChanged(store: Any, origin: object, renamed: tuple[str, str] | None = None) -> None:
+    """
+    A session created, deleted, renamed, subscribed or unsubscribed a
+    folder of C{store}: the other sessions watching it hear of it now
+    (the one that did it does not, RFC 5465 5).
+    """
+    for notifier in list(_NOTIFIERS.get(store, ())):
+        notifier.namesChanged(notifier.host is origin, renamed)
+
+
+class Notifier:
+    """
+    One session's NOTIFY SET: which folders it watches, what it told the
+    client of each, and what waits to be sent.
+    """
+
+    def __init__(
+        self,
+        host: NotifyHost,
+        account: IMAPAccount,
+        request: NotifyRequest,
+        pollInterval: float,
+        queueLimit: int,
+    ) -> None:
+        self.host = host
+        self.account = account
+        self.request = request
+        self.stopped = False
+        self._store = account.store
+        self._delimiter = account.delimiter
+        self._pollInterval = pollInterval
+        self._queueLimit = queueLimit
+        self._groups = [g for g in request.groups if not g.selected]
+        self._roots = [self._canonical(g.mailboxes) for g in self._groups]
+        self._selected = next((g for g in request.groups if g.selected), None)
+        self._told: dict[str, _Told] = {}
+        self._watched: dict[str, IMailFolder] = {}
+        self._dirty: dict[int, IMailFolder] = {}
+        self._names: set[str] = set()
+        self._subscribed: set[str] = set()
+        self._queue: dict[tuple[str, str], bytes] = {}
+        self._overflowed = False
+        self._selectedDirty = False
+        self._flushCall: IDelayedCall | None = None
+        self._poll: task.LoopingCall | None = None
+        self._polling = False
+        self._markBox: IMAPMailbox | None = None
+        self._mark = 0
+
+    # Which events apply where
+
+    @property
+    def _wantsNames(self) -> bool:
+        return bool(self._groups)
+
+    @property
+    def _wantsSubscriptions(self) -> bool:
+        return any(g.filter == SUBSCRIBED or SUBSCRIPTION_CHANGE in g.events for g in self._groups)
+
+    def eventsFor(self, name: str) -> tuple[str, ...]:
+        """
+        The events asked for a mailbox other than the selected one: those of
+        the most specific group that names it (MAILBOXES, then the deepest
+        SUBTREE, INBOXES, SUBSCRIBED, PERSONAL; a later group over an
+        earlier one of the same kind).
+        """
+        best: tuple[int, int, int] | None = None
+        events: tuple[str, ...] = ()
+        for index, group in enumerate(self._groups):
+            rank = self._rank(group, self._roots[index], name)
+            if rank is None:
+                continue
+            key = (rank[0], rank[1], index)
+            if best is None or key > best:
+                best, events = key, group.events
+        return events
+
+    def _rank(self, group: EventGroup, roots: list[str], name: str) -> tuple[int, int] | None:
+        kind = group.filter
+        if kind == MAILBOXES:
+            return (5, 0) if name in roots else None
+        if kind == SUBTREE:
+            depth = -1
+            for root in roots:
+                if name == root or name.startswith(root + self._delimiter):
+                    depth = max(depth, len(root))
+            return (4, depth) if depth >= 0 else None
+        if kind == INBOXES:
+            # Deliveries go to INBOX only (no Sieve fileinto).
+            return (3, 0) if name == INBOX else None
+        if kind == SUBSCRIBED:
+            return (2, 0) if name in self._subscribed else None
+        return (1, 0)
+
+    def _canonical(self, names: Iterable[str]) -> list[str]:
+        return [canonicalName(n.rstrip(self._delimiter), self._delimiter) for n in names]
+
+    def _watchesMessages(self, name: str) -> bool:
+        return bool(MESSAGE_EVENTS.intersection(self.eventsFor(name)))
+
+    def takesSelected(self, idling: bool) -> bool:
+        """
+        Whether this NOTIFY sends the selected mailbox's changes as they
+        come (SELECTED, or any while idling) rather than at the next command.
+        """
+        group = self._selected
+        if self.stopped or group is None or not group.events:
+            return False
+        return idling or group.filter == SELECTED
+
+    # Starting and stopping
+
+    def starting(self) -> Iterator[None]:
+        """
+        Begin watching, a slice of folders at a time; with STATUS, queue a
+        STATUS for each watched mailbox (RFC 5465 3.1).
+        """
+        _NOTIFIERS.setdefault(self._store, weakref.WeakSet()).add(self)
+        if self._wantsNames:
+            self._names = set(self._store.listFolders())
+        if self._wantsSubscriptions:
+            self._subscribed = set(self._canonical(self._store.subscriptions()))
+        budget = StepBudget()
+        for name in sorted(self._names):
+            if self.stopped:
+                return
+            if self._watchesMessages(name):
+                self._watch(name, None)
+                if self.request.status and not self._isSelected(name):
+                    self._queueStatus(name)
+            if budget.spent():
+                yield None
+        if self._wantsNames or self._selected is not None:
+            poll = self._poll = task.LoopingCall(self._tick)
+            poll.clock = self.host.clock
+            poll.start(self._pollInterval, now=False)
+
+    def stop(self) -> None:
+        """Stop watching and forget what was queued (NOTIFY NONE, a new SET, logout)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        watchers = _NOTIFIERS.get(self._store)
+        if watchers is not None:
+            watchers.discard(self)
+        for folder in self._watched.values():
+            folder.removeListener(self._folderChanged)
+        self._watched.clear()
+        self._dirty.clear()
+        self._queue.clear()
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
+
+    # Folders
+
+    def _isSelected(self, name: str) -> bool:
+        mbox = self.host.mbox
+        return mbox is not None and mbox.folder.name == name
+
+    def _watch(self, name: str, told: _Told | None) -> None:
+        try:
+            folder = self.account.folder(name)
+        except StoreError:
+            return
+        folder.addListener(self._folderChanged)
+        self._watched[name] = folder
+        self._told[name] = told if told is not None else self._state(folder)
+
+    def _unwatch(self, name: str) -> _Told | None:
+        folder = self._watched.pop(name, None)
+        if folder is not None:
+            folder.removeListener(self._folderChanged)
+        return self._told.pop(name, None)
+
+    @staticmethod
+    def _state(folder: IMailFolder) -> _Told:
+        """The folder's counts now, without listing it or taking C{\\Recent} from anyone."""
+        if IIncrementalFolder.providedBy(folder):
+            folder.refresh()
+            count = folder.messageCount()
+        else:
+            count = len(folder.messages())
+        return _Told(count, folder.uidNext(), folder.uidValidity(), highestModSeq(folder))
+
+    def _statusLine(self, name: str, told: _Told, events: Iterable[str]) -> bytes:
+        items = [
+            b"MESSAGES %d" % told.messages,
+            b"UIDNEXT %d" % told.uidNext,
+            b"UIDVALIDITY %d" % told.uidValidity,
+        ]
+        folder = self._watched.get(name)
+        modseqs = folder is not None and IModSeqFolder.providedBy(folder)
+        if modseqs and (self.host.condstore or FLAG_CHANGE in events):
+            items.append(b"HIGHESTMODSEQ %d" % told.modseq)
+        return b"STATUS %s (%s)" % (self.host.encodeMailbox(name), b" ".join(items))
+
+    def _queueStatus(self, name: str) -> None:
+        told = self._told.get(name)
+        if told is not None:
+            self._enqueue(("STATUS", name), self._statusLine(name, told, self.eventsFor(name)))
+
+    def _folderChanged(self, folder: IMailFolder) -> None:
+        if self.stopped:
+            return
+        self._dirty[id(folder)] = folder
+        self._schedule()
+
+    def selectedChanged(self) -> None:
+        """The selected mailbox changed (in this process, or as a poll found)."""
+        self._selectedDirty = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flushCall is None and not self.stopped:
+            self._flushCall = self.host.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flushCall = None
+        if self.stopped:
+            return
+        self._examineDirty()
+        if self._selectedDirty and self.host.canNotify():
+            self._selectedDirty = False
+            self._pushSelected()
+        self.deliver()
+
+    def _examineDirty(self) -> None:
+        dirty, self._dirty = list(self._dirty.values()), {}
+        for folder in dirty:
+            self._examine(folder)
+
+    def _examine(self, folder: IMailFolder) -> None:
+        name = folder.name
+        if self._watched.get(name) is not folder or self._isSelected(name):
+            return
+        events = self.eventsFor(name)
+        try:
+            now = self._state(folder)
+        except NoSuchFolder:
+            return
+        before = self._told.get(name)
+        self._told[name] = now
+        counts = before is None or (before.messages, before.uidNext, before.uidValidity) != (
+            now.messages,
+            now.uidNext,
+            now.uidValidity,
+        )
+        flags = before is not None and before.modseq != now.modseq and FLAG_CHANGE in events
+        if (counts and MESSAGE_NEW in events) or flags:
+            self._enqueue(("STATUS", name), self._statusLine(name, now, events))
+
+    # Names and subscriptions
+
+    def namesChanged(self, own: bool, renamed: tuple[str, str] | None) -> None:
+        """Folder names or subscriptions changed in this process; C{own}: this session did it."""
+        if self.stopped or not self._wantsNames:
+            return
+        try:
+            self._checkNames(silent=own, renamed=renamed)
+        except Exception:
+            _log.failure("Cannot look at the folders for NOTIFY")
+        self.deliver()
+
+    def _checkNames(self, silent: bool, renamed: tuple[str, str] | None = None) -> None:
+        names = set(self._store.listFolders())
+        subscribed = self._subscribed
+        if self._wantsSubscriptions:
+            subscribed = set(self._canonical(self._store.subscriptions()))
+        created, deleted = names - self._names, self._names - names
+        moved: list[tuple[str, str]] = []
+        if renamed is not None:
+            old, new = self._canonical(renamed)
+            for name in sorted(deleted):
+                if name == old or name.startswith(old + self._delimiter):
+                    target = new + name[len(old) :]
+                    if target in created:
+                        moved.append((name, target))
+                        deleted.discard(name)
+                        created.discard(target)
+        changedSubscriptions = subscribed ^ self._subscribed
+        previousSubscriptions = self._subscribed
+        self._names, self._subscribed = names, subscribed
+        for old, new in moved:
+            told = self._unwatch(old)
+            if self._watchesMessages(new):
+                self._watch(new, told)
+        for name in deleted:
+            self._unwatch(name)
+        for name in sorted(names):
+            wanted = self._watchesMessages(name)
+            if wanted and name not in self._watched:
+                fresh = name in created
+                self._watch(name, _Told(0, 1, 0, 0) if fresh else None)
+                folder = self._watched.get(name)
+                if fresh and folder is not None:
+                    self._folderChanged(folder)
+            elif not wanted and name in self._watched:
+                self._unwatch(name)
+        if silent:
+            return
+        for name in sorted(deleted):
+            if MAILBOX_NAME in self._eventsAround(name, previousSubscriptions):
+                self._queueList(name, ["\\NonExistent"])
+        for name in sorted(created):
+            if MAILBOX_NAME in self.eventsFor(name):
+                self._queueList(name, self._attributes(name))
+        for old, new in moved:
+            if MAILBOX_NAME in self.eventsFor(new):
+                self._queueList(new, self._attributes(new), old)
+        for name in sorted(changedSubscriptions):
+            if SUBSCRIPTION_CHANGE in self._eventsAround(name, previousSubscriptions):
+                self._queueList(name, self._attributes(name))
+
+    def _eventsAround(self, name: str, before: set[str]) -> tuple[str, ...]:
+        """The events of a name by the subscriptions now or before (it may just have left them)."""
+        events = self.eventsFor(name)
+        if events:
+            return events
+        now, self._subscribed = self._subscribed, before
+        try:
+            return self.eventsFor(name)
+        finally:
+            self._subscribed = now
+
+    def _attributes(self, name: str) -> list[str]:
+        if name not in self._names:
+            attributes = ["\\NonExistent"]
+        else:
+            prefix = name + self._delimiter
+            children = any(other.startswith(prefix) for other in self._names)
+            attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+        if name in self._subscribed:
+            attributes.append("\\Subscribed")
+        return attributes
+
+    def _queueList(self, name: str, attributes: list[str], oldName: str | None = None) -> None:
+        delimiter = b'"' + self._delimiter.encode() + b'"'
+        line = b"LIST (%s) %s %s" % (
+            " ".join(attributes).encode(),
+            delimiter,
+            self.host.encodeMailbox(name),
+        )
+        if oldName is not None:
+            line += b' ("OLDNAME" (%s))' % self.host.encodeMailbox(oldName)
+        self._enqueue(("LIST", name), line)
+
+    # Polling for other processes' changes
+
+    def _tick(self) -> None:
+        if self._polling or self.stopped:
+            return
+        self._polling = True
+
+        def done(_: object) -> None:
+            self._polling = False
+
+        def failed(failure: Failure) -> None:
+            self._polling = False
+            _log.failure("NOTIFY poll failed", failure)
+
+        self.host.cooperator.cooperate(self._pollSteps()).whenDone().addCallbacks(done, failed)
+
+    def _pollSteps(self) -> Iterator[None]:
+        """Look at the folder list and each watched folder, a slice at a time."""
+        if self._wantsNames:
+            self._checkNames(silent=False)
+            yield None
+        budget = StepBudget()
+        for folder in list(self._watched.values()):
+            if self.stopped:
+                return
+            if IIncrementalFolder.providedBy(folder):
+                with contextlib.suppress(NoSuchFolder):
+                    folder.refresh()
+            else:
+                self._folderChanged(folder)
+            if budget.spent():
+                yield None
+        mbox = self.host.mbox
+        if mbox is not None and self._selected is not None and self._selected.events:
+            folder = mbox.folder
+            if IIncrementalFolder.providedBy(folder):
+                with contextlib.suppress(NoSuchFolder):
+                    folder.refresh()
+        self.deliver()
+
+    # Sending
+
+    def _enqueue(self, key: tuple[str, str], line: bytes) -> None:
+        if self._overflowed:
+            return
+        self._queue.pop(key, None)
+        self._queue[key] = line
+        if len(self._queue) > self._queueLimit:
+            self._overflowed = True
+            self._queue.clear()
+
+    def deliver(self) -> None:
+        """Send what is queued if the session may send now."""
+        if self.host.canNotify():
+            self._sendQueued()
+
+    def beforeTagged(self) -> None:
+        """A command ends: its tagged reply follows what is sent here."""
+        if self.stopped:
+            return
+        group = self._selected
+        mbox = self.host.mbox
+        if group is not None and group.fetchAtts and mbox is not None:
+            self._markFor(mbox)
+            self.host.reportChanges()
+            self._sendNewMessages(mbox)
+        self._examineDirty()
+        self._sendQueued()
+
+    def _sendQueued(self) -> None:
+        if self.stopped:
+            return
+        if self._overflowed:
+            self.stop()
+            self.host.sendUntaggedResponse(
+                b"OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off"
+            )
+            return
+        queued, self._queue = list(self._queue.values()), {}
+        for line in queued:
+            self.host.sendUntaggedResponse(line)
+
+    def _markFor(self, mbox: IMAPMailbox) -> None:
+        if self._markBox is not mbox:
+            self._markBox, self._mark = mbox, mbox.lastUID()
+
+    def _pushSelected(self) -> None:
+        mbox = self.host.mbox
+        if mbox is None:
+            return
+        self._markFor(mbox)
+        self.host.pushSelectedChanges()
+        self._sendNewMessages(mbox)
+
+    def _sendNewMessages(self, mbox: IMAPMailbox) -> None:
+        """FETCH the MessageNew attributes of messages new since the last time, a slice per turn."""
+        group = self._selected
+        if group is None or not group.fetchAtts or self.host.mbox is not mbox:
+            self._mark = mbox.lastUID()
+            return
+        if self._mark >= mbox.lastUID():
+            return
+        query = list(group.fetchAtts)
+        budget = StepBudget()
+        for seq, uid in mbox.resolve(SequenceSet(((self._mark + 1, _LAST_UID),)), True):
+            self._mark = uid
+            try:
+                pieces = messageItems(seq, mbox, uid, query, self.host.qresync)
+                self.host.transport.write(_joined(pieces))
+            except KeyError:
+                continue
+            except Exception:
+                _log.failure("Cannot build the NOTIFY FETCH for UID {uid}", uid=uid)
+                continue
+            if budget.spent() and self._mark < mbox.lastUID():
+                self._selectedDirty = True
+                self._schedule()
+                return
+
+
+def _joined(pieces: list[Piece]) -> bytes:
+    """One FETCH response's bytes, file ranges read in."""
+    out: list[bytes] = []
+    for piece in pieces:
+        if isinstance(piece, FileRange):
+            with piece.file as f:
+                f.seek(piece.offset)
+                data = f.read(piece.length)
+            out.append(b"{%d}\r\n%s" % (len(data), data))
+        else:
+            out.append(piece)
+    return b"".join(out)
