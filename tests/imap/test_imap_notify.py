@@ -19,7 +19,7 @@ from twisted.internet.task import Cooperator
 from twisted.mail import imap4
 from twisted.trial.unittest import SynchronousTestCase
 
-from tmail.imap.notify import (
+from tmail.imap.notifyparse import (
     EventGroup,
     NotifyRequest,
     parseNotify,
@@ -335,6 +335,22 @@ class TranscriptTests(SynchronousTestCase):
         )
         inbox.expunge([uid])
         self.assertEqual(watcher.send(b""), b"* 1 EXPUNGE\r\n* 1 EXISTS\r\n* 1 RECENT\r\n")
+
+    def test_selected_flag_change_comes_at_once_with_the_uid(self) -> None:
+        """RFC 5465 5.1: the FETCH for a flag change includes UID and FLAGS."""
+        watcher = notifySession(self)
+        inbox = watcher.store.getFolder("INBOX")
+        uid = deliver(inbox)
+        watcher.send(b"n NOOP\r\n")
+        watcher.send(b"a NOTIFY SET (selected (MessageNew MessageExpunge FlagChange))\r\n")
+        inbox.setFlags(uid, ["\\Flagged"])
+        self.assertEqual(watcher.send(b""), b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))\r\n")
+        watcher.send(b"b NOTIFY NONE\r\n")
+        inbox.setFlags(uid, [])
+        self.assertEqual(watcher.send(b""), b"")
+        self.assertEqual(
+            watcher.send(b"c NOOP\r\n"), b"* 1 FETCH (FLAGS (\\Recent))\r\nc OK NOOP completed\r\n"
+        )
 
     def test_selected_delayed_keeps_the_expunge_for_the_next_command(self) -> None:
         watcher = notifySession(self)

@@ -82,7 +82,8 @@ from tmail.imap.mailbox import (
 )
 from tmail.imap.message import MimeLimits
 from tmail.imap.mutf7 import decodeUTF8Name, encodeName
-from tmail.imap.notify import Notifier, collectArguments, foldersChanged, parseNotify
+from tmail.imap.notify import Notifier, foldersChanged
+from tmail.imap.notifyparse import collectArguments, parseNotify
 from tmail.imap.parse import (
     parseDateTime,
     parseFlags,
@@ -369,9 +370,10 @@ class IMAPServer(IMAPSession):
     def _flagItems(self, flags: list[str], uid: int, modseq: int) -> bytes:
         """
         The items of a FETCH sent for a flag change: C{UID} under QRESYNC
-        (the client keys its cache by UID), C{MODSEQ} under CONDSTORE.
+        (the client keys its cache by UID) and NOTIFY's FlagChange (RFC 5465
+        5.1), C{MODSEQ} under CONDSTORE.
         """
-        items = [b"UID %d" % uid] if uid and self.qresync else []
+        items = [b"UID %d" % uid] if uid and (self.qresync or self._flagChangeUIDs) else []
         items.append(b"FLAGS (%s)" % " ".join(flags).encode())
         if modseq and self.condstore:
             items.append(b"MODSEQ (%d)" % modseq)
@@ -1055,6 +1057,11 @@ class IMAPServer(IMAPSession):
         return self._cooperate(notifier.starting()).addCallback(started)
 
     auth_NOTIFY = select_NOTIFY = (do_NOTIFY, arg_notify)
+
+    @property
+    def _flagChangeUIDs(self) -> bool:
+        notifier = self._notifier
+        return notifier is not None and notifier.watchesSelectedFlags
 
     def _stopNotify(self) -> None:
         notifier, self._notifier = self._notifier, None
