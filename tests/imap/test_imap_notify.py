@@ -352,6 +352,27 @@ class TranscriptTests(SynchronousTestCase):
             watcher.send(b"c NOOP\r\n"), b"* 1 FETCH (FLAGS (\\Recent))\r\nc OK NOOP completed\r\n"
         )
 
+    def test_idle_sends_only_the_events_notify_asks_for(self) -> None:
+        """
+        RFC 5465 4: under NOTIFY without SELECTED, IDLE reports no change of
+        the selected mailbox (the next command does, RFC 3501 7.3.1), but
+        the other mailboxes' events.
+        """
+        watcher = notifySession(self)
+        store = watcher.store
+        store.createFolder("Archive")
+        watcher.send(b"a NOTIFY SET (personal (MessageNew MessageExpunge))\r\n")
+        self.assertEqual(watcher.send(b"b IDLE\r\n"), b"+ Idling\r\n")
+        deliver(store.getFolder("INBOX"))
+        watcher.clock.advance(watcher.server.idlePollInterval)
+        self.assertEqual(watcher.send(b""), b"")
+        deliver(store.getFolder("Archive"))
+        self.assertRegex(watcher.send(b""), rb'^\* STATUS "Archive" \(MESSAGES 1 [^)]*\)\r\n$')
+        self.assertEqual(
+            watcher.send(b"DONE\r\n"),
+            b"* 1 EXISTS\r\n* 1 RECENT\r\nb OK IDLE terminated\r\n",
+        )
+
     def test_selected_delayed_keeps_the_expunge_for_the_next_command(self) -> None:
         watcher = notifySession(self)
         inbox = watcher.store.getFolder("INBOX")

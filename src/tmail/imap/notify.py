@@ -218,6 +218,15 @@ class Notifier:
         group = self._selected
         return not self.stopped and group is not None and FLAG_CHANGE in group.events
 
+    @property
+    def silencesSelected(self) -> bool:
+        """
+        Whether no message event is asked for the selected mailbox (no
+        SELECTED group, or SELECTED NONE): IDLE then sends none either.
+        """
+        group = self._selected
+        return not self.stopped and (group is None or not group.events)
+
     def takesSelected(self, idling: bool) -> bool:
         """
         Whether this NOTIFY sends the selected mailbox's changes as they

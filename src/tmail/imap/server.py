@@ -1063,6 +1063,12 @@ class IMAPServer(IMAPSession):
         notifier = self._notifier
         return notifier is not None and notifier.watchesSelectedFlags
 
+    @property
+    def _selectedSilenced(self) -> bool:
+        """NOTIFY asks no event of the selected mailbox: IDLE sends none (RFC 5465 4)."""
+        notifier = self._notifier
+        return notifier is not None and notifier.silencesSelected
+
     def _stopNotify(self) -> None:
         notifier, self._notifier = self._notifier, None
         if notifier is not None:
@@ -1116,7 +1122,7 @@ class IMAPServer(IMAPSession):
 
     def _idleReport(self) -> None:
         self._flushPending = False
-        if self.parseState == "idle" and not self._lost:
+        if self.parseState == "idle" and not self._lost and not self._selectedSilenced:
             self.reportChanges(force=True)
 
     def _stopIdle(self) -> None:
