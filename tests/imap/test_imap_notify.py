@@ -23,10 +23,11 @@ from tmail.imap.notifyparse import (
     EventGroup,
     NotifyRequest,
     parseNotify,
+    quotedLiteral,
 )
 from tmail.imap.session import CommandError
 from tmail.steps import StepBudget
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import MaildirFolder, MaildirStore
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ class ParserTests(SynchronousTestCase):
             st.tuples(
                 st.sampled_from(["PERSONAL", "INBOXES", "SUBSCRIBED", "SUBTREE", "MAILBOXES"]),
                 st.lists(
-                    st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True), min_size=1, max_size=3
+                    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1),
+                    min_size=1,
+                    max_size=3,
                 ),
                 st.sampled_from(
                     [
@@ -168,7 +171,7 @@ class ParserTests(SynchronousTestCase):
             given_names: tuple[str, ...] = ()
             if kind in ("SUBTREE", "MAILBOXES"):
                 given_names = tuple(names)
-                text += b" (" + b" ".join(f'"{n}"'.encode() for n in names) + b")"
+                text += b" (" + b" ".join(quotedLiteral(n.encode()) for n in names) + b")"
             text += b" " + (b"(" + " ".join(events).encode() + b")" if events else b"NONE")
             parts.append(b"(" + text + b")")
             expected.append(EventGroup(kind, given_names, events))
@@ -494,3 +497,26 @@ class TranscriptTests(SynchronousTestCase):
         session.pump()
         self.assertGreaterEqual(len(steps), 6)
         self.assertEqual(session.take(), b"")
+
+    def test_sessions_watching_the_same_folders_share_the_poll(self) -> None:
+        """Two sessions watching 40 folders: one poll's worth of looks, not two."""
+        first = notifySession(self, notify_poll_interval=1.0)
+        second = notifySession(self, first.fixture, notify_poll_interval=1.0)
+        second.clock = second.server.clock = first.clock
+        store = first.store
+        for i in range(40):
+            store.createFolder(f"F{i:02d}")
+        for session in (first, second):
+            session.send(b"a NOTIFY SET (personal (MessageNew MessageExpunge))\r\n")
+        looks: list[str] = []
+        refresh = MaildirFolder.refresh
+
+        def counted(folder: MaildirFolder) -> None:
+            looks.append(folder.name)
+            refresh(folder)
+
+        self.patch(MaildirFolder, "refresh", counted)
+        first.clock.advance(1.0)
+        first.pump()
+        self.assertEqual(sorted(looks), sorted({*looks}))
+        self.assertGreaterEqual(len(looks), 40)

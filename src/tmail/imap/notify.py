@@ -112,6 +112,10 @@ class _Told:
 _NOTIFIERS: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Notifier]] = weakref.WeakKeyDictionary()
 
 
+#: When a NOTIFY poll last had each folder look at its directories.
+_LOOKED: weakref.WeakKeyDictionary[IMailFolder, float] = weakref.WeakKeyDictionary()
+
+
 def foldersChanged(store: Any, origin: object, renamed: tuple[str, str] | None = None) -> None:
     """
     A session created, deleted, renamed, subscribed or unsubscribed a
@@ -501,20 +505,30 @@ class Notifier:
         for folder in list(self._watched.values()):
             if self.stopped:
                 return
-            if IIncrementalFolder.providedBy(folder):
-                with contextlib.suppress(NoSuchFolder):
-                    folder.refresh()
-            else:
-                self._folderChanged(folder)
+            self._lookAt(folder)
             if budget.spent():
                 yield None
         mbox = self.host.mbox
         if mbox is not None and self._selected is not None and self._selected.events:
-            folder = mbox.folder
-            if IIncrementalFolder.providedBy(folder):
-                with contextlib.suppress(NoSuchFolder):
-                    folder.refresh()
+            self._lookAt(mbox.folder)
         self.deliver()
+
+    def _lookAt(self, folder: IMailFolder) -> None:
+        """
+        Have a folder look for other processes' changes, unless another
+        session's poll did within half an interval: what it found reached
+        every listener, this one's too.
+        """
+        if not IIncrementalFolder.providedBy(folder):
+            self._folderChanged(folder)
+            return
+        now = self.host.clock.seconds()
+        last = _LOOKED.get(folder)
+        if last is not None and 0 <= now - last < self._pollInterval / 2:
+            return
+        _LOOKED[folder] = now
+        with contextlib.suppress(NoSuchFolder):
+            folder.refresh()
 
     # Sending
 
