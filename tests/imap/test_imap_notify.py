@@ -520,3 +520,28 @@ class TranscriptTests(SynchronousTestCase):
         first.pump()
         self.assertEqual(sorted(looks), sorted({*looks}))
         self.assertGreaterEqual(len(looks), 40)
+
+    def test_many_new_messages_are_fetched_a_slice_at_a_time(self) -> None:
+        """MessageNew's FETCHes for a burst of messages go out over several turns, all of them."""
+        self.patch(StepBudget, "ITEMS", 2)
+        watcher = notifySession(self)
+        inbox = watcher.store.getFolder("INBOX")
+        watcher.send(b"a NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge))\r\n")
+        for _ in range(5):
+            deliver(inbox)
+        self.assertEqual(
+            watcher.send(b""),
+            b"* 5 EXISTS\r\n* 5 RECENT\r\n"
+            + b"".join(b"* %d FETCH (UID %d FLAGS (\\Recent))\r\n" % (n, n) for n in range(1, 6)),
+        )
+
+    def test_selected_delayed_fetches_new_messages_at_the_next_command(self) -> None:
+        watcher = notifySession(self)
+        inbox = watcher.store.getFolder("INBOX")
+        watcher.send(b"a NOTIFY SET (selected-delayed (MessageNew (UID) MessageExpunge))\r\n")
+        deliver(inbox)
+        self.assertEqual(watcher.send(b""), b"")
+        self.assertEqual(
+            watcher.send(b"b NOOP\r\n"),
+            b"* 1 EXISTS\r\n* 1 RECENT\r\n* 1 FETCH (UID 1)\r\nb OK NOOP completed\r\n",
+        )

@@ -77,6 +77,7 @@ class NotifyHost(Protocol):
     cooperator: task.Cooperator
     mbox: IMAPMailbox | None
     transport: Any
+    parseState: str
 
     @property
     def condstore(self) -> bool: ...
@@ -357,7 +358,11 @@ class Notifier:
         self._examineDirty()
         if self._selectedDirty and self.host.canNotify():
             self._selectedDirty = False
-            self._pushSelected()
+            mbox = self.host.mbox
+            if self.takesSelected(self.host.parseState == "idle"):
+                self._pushSelected()
+            elif mbox is not None:
+                self._sendNewMessages(mbox)
         self.deliver()
 
     def _examineDirty(self) -> None:
