@@ -218,10 +218,14 @@ class Notifier:
         return bool(MESSAGE_EVENTS.intersection(self.eventsFor(name)))
 
     @property
+    def _active(self) -> bool:
+        return not (self.stopped or self._overflowed)
+
+    @property
     def watchesSelectedFlags(self) -> bool:
         """Whether FlagChange is asked for the selected mailbox: its FETCH FLAGS name the UID."""
         group = self._selected
-        return not self.stopped and group is not None and FLAG_CHANGE in group.events
+        return self._active and group is not None and FLAG_CHANGE in group.events
 
     @property
     def silencesSelected(self) -> bool:
@@ -230,7 +234,7 @@ class Notifier:
         SELECTED group, or SELECTED NONE): IDLE then sends none either.
         """
         group = self._selected
-        return not self.stopped and (group is None or not group.events)
+        return self._active and (group is None or not group.events)
 
     def takesSelected(self, idling: bool) -> bool:
         """
@@ -238,7 +242,7 @@ class Notifier:
         come (SELECTED, or any while idling) rather than at the next command.
         """
         group = self._selected
-        if self.stopped or group is None or not group.events:
+        if not self._active or group is None or not group.events:
             return False
         return idling or group.filter == SELECTED
 
@@ -274,6 +278,11 @@ class Notifier:
         if self.stopped:
             return
         self.stopped = True
+        self._release()
+        self._queue.clear()
+
+    def _release(self) -> None:
+        """Stop watching: no listener, no poll."""
         watchers = _NOTIFIERS.get(self._store)
         if watchers is not None:
             watchers.discard(self)
@@ -281,7 +290,6 @@ class Notifier:
             folder.removeListener(self._folderChanged)
         self._watched.clear()
         self._dirty.clear()
-        self._queue.clear()
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         if self._flushCall is not None and self._flushCall.active():
@@ -354,6 +362,9 @@ class Notifier:
     def _flush(self) -> None:
         self._flushCall = None
         if self.stopped:
+            return
+        if self._overflowed:
+            self.deliver()
             return
         self._examineDirty()
         if self._selectedDirty and self.host.canNotify():
@@ -543,8 +554,10 @@ class Notifier:
         self._queue.pop(key, None)
         self._queue[key] = line
         if len(self._queue) > self._queueLimit:
+            # RFC 5465 5.8: as after NOTIFY NONE, once the client is told.
             self._overflowed = True
             self._queue.clear()
+            self._release()
 
     def deliver(self) -> None:
         """Send what is queued if the session may send now."""
@@ -553,7 +566,8 @@ class Notifier:
 
     def beforeTagged(self) -> None:
         """A command ends: its tagged reply follows what is sent here."""
-        if self.stopped:
+        if not self._active:
+            self._sendQueued()
             return
         group = self._selected
         mbox = self.host.mbox
