@@ -545,3 +545,49 @@ class TranscriptTests(SynchronousTestCase):
             watcher.send(b"b NOOP\r\n"),
             b"* 1 EXISTS\r\n* 1 RECENT\r\n* 1 FETCH (UID 1)\r\nb OK NOOP completed\r\n",
         )
+
+    def test_the_most_specific_filter_decides(self) -> None:
+        """MAILBOXES ... NONE silences a mailbox PERSONAL would watch (RFC 5465 6)."""
+        session = notifySession(self)
+        store = session.store
+        for name in ("Archive", "Junk"):
+            store.createFolder(name)
+        session.send(
+            b"a NOTIFY SET (personal (MessageNew MessageExpunge)) (mailboxes Junk NONE)\r\n"
+        )
+        deliver(store.getFolder("Junk"))
+        self.assertEqual(session.send(b""), b"")
+        deliver(store.getFolder("Archive"))
+        self.assertRegex(session.send(b""), rb'^\* STATUS "Archive" ')
+
+    def test_subscribed_follows_subscriptions_made_meanwhile(self) -> None:
+        """SUBSCRIBED is evaluated again when the subscriptions change (RFC 5465 6.4)."""
+        watcher = notifySession(self)
+        store = watcher.store
+        for name in ("Archive", "Junk"):
+            store.createFolder(name)
+        actor = Session(self, watcher.fixture)
+        actor.loginDirectly()
+        watcher.send(b"a NOTIFY SET (subscribed (MessageNew MessageExpunge))\r\n")
+        deliver(store.getFolder("Archive"))
+        self.assertEqual(watcher.send(b""), b"")
+        actor.send(b"b SUBSCRIBE Archive\r\n")
+        deliver(store.getFolder("Archive"))
+        deliver(store.getFolder("Junk"))
+        self.assertRegex(
+            watcher.send(b""), rb'^\* STATUS "Archive" \(MESSAGES 2 UIDNEXT 3 [^)]*\)\r\n$'
+        )
+
+    def test_a_renamed_folder_is_watched_under_its_new_name(self) -> None:
+        watcher = notifySession(self)
+        store = watcher.store
+        store.createFolder("Lists")
+        actor = Session(self, watcher.fixture)
+        actor.loginDirectly()
+        watcher.send(b"a NOTIFY SET (subtree Lists (MessageNew MessageExpunge))\r\n")
+        actor.send(b"b RENAME Lists Lists2\r\n")
+        deliver(store.getFolder("Lists2"))
+        self.assertEqual(watcher.send(b""), b"")
+        actor.send(b"c RENAME Lists2 Lists/Sub\r\n")
+        deliver(store.getFolder("Lists/Sub"))
+        self.assertRegex(watcher.send(b""), rb'^\* STATUS "Lists/Sub" \(MESSAGES 2 ')

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.internet import task
@@ -441,10 +441,12 @@ class Notifier:
         for name in sorted(names):
             wanted = self._watchesMessages(name)
             if wanted and name not in self._watched:
-                fresh = name in created
-                self._watch(name, _Told(0, 1, 0, 0) if fresh else None)
+                self._watch(name, None)
                 folder = self._watched.get(name)
-                if fresh and folder is not None:
+                told = self._told.get(name)
+                if name in created and folder is not None and told is not None:
+                    # New to this session: what it already holds is news.
+                    self._told[name] = replace(told, messages=0, uidNext=1)
                     self._folderChanged(folder)
             elif not wanted and name in self._watched:
                 self._unwatch(name)
