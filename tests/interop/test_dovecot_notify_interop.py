@@ -7,6 +7,7 @@ both servers, and NOTIFY SET STATUS reports the same mailboxes.
 from __future__ import annotations
 
 import imaplib
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -59,7 +60,9 @@ RFC_OVER_DOVECOT = [
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
-    with runningServers(PASSWORD, userPrefix="notifier") as running:
+    with runningServers(
+        PASSWORD, userPrefix="notifier", imapExtra="notify_poll_interval = 0.3"
+    ) as running:
         yield running
 
 
@@ -126,3 +129,37 @@ def test_notify_set_status_names_the_same_mailboxes(servers: Servers) -> None:
         answers[name] = [statusNames(client, query) for query in queries]
         client.logout()
     assert answers["tmail"] == answers["dovecot"]
+
+
+def statusUntil(client: imaplib.IMAP4, name: bytes, within: float = 15.0) -> list[bytes]:
+    """NOOP until a STATUS for C{name} has come (before or with a NOOP's reply)."""
+    deadline = time.monotonic() + within
+    seen: list[bytes] = []
+    while time.monotonic() < deadline:
+        assert client.noop()[0] == "OK"
+        seen += client.untagged_responses.pop("STATUS", [])
+        found = [line for line in seen if line.startswith(name + b" ")]
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no STATUS for {name!r} in {seen!r}")
+
+
+def test_smtp_delivery_and_dovecots_append_reach_a_notify_session(servers: Servers) -> None:
+    """
+    tmail's own service: a message delivered through its SMTP server into
+    INBOX, and one Dovecot (another process) appends to Sent, reach a
+    session in Archive that asked NOTIFY for PERSONAL.
+    """
+    user = servers.newUser()
+    client = servers.tmailClient(user)
+    client.select("Archive")
+    typ, data = client._simple_command("NOTIFY", "SET (personal (MessageNew MessageExpunge))")
+    assert typ == "OK", data
+    servers.deliver(user, b"Subject: one\r\n\r\nbody\r\n")
+    assert statusUntil(client, b'"INBOX"')[-1].startswith(b'"INBOX" (MESSAGES 1 UIDNEXT 2 ')
+    other = servers.dovecotClient(user)
+    assert other.append("Sent", None, None, b"Subject: two\r\n\r\nbody\r\n")[0] == "OK"
+    other.logout()
+    assert statusUntil(client, b'"Sent"')[-1].startswith(b'"Sent" (MESSAGES 1 UIDNEXT 2 ')
+    client.logout()
