@@ -1,7 +1,9 @@
 """
 NOTIFY (RFC 5465) against Dovecot 2.3 on the same Maildir: the same
 commands are accepted, refused as BAD, or refused with NO [BADEVENT] by
-both servers, and NOTIFY SET STATUS reports the same mailboxes.
+both servers, and NOTIFY SET STATUS reports the same mailboxes; a message
+delivered through tmail's SMTP and one Dovecot appends reach a tmail
+session's NOTIFY.
 """
 
 from __future__ import annotations
