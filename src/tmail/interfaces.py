@@ -266,6 +266,12 @@ class IIncrementalFolder(IMailFolder):
     def info(uid: int) -> MessageInfo | None:
         """What the folder knows of a message now, or C{None} when it is gone."""
 
+    def messageCount() -> int:
+        """
+        How many messages the folder held at the last look, without listing
+        them and without taking C{\\Recent} from anyone (NOTIFY's STATUS).
+        """
+
 
 class ILinkingFolder(IMailFolder):
     """

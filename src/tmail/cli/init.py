@@ -121,6 +121,8 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_metadata_size = {_imap.max_metadata_size}
 # max_metadata_entries = {_imap.max_metadata_entries}
 # max_metadata_total = {_imap.max_metadata_total}
+# notify_poll_interval = {_imap.notify_poll_interval}   # NOTIFY: seconds between looks at folders
+# notify_queue_limit = {_imap.notify_queue_limit}   # NOTIFY: events waiting; more: OVERFLOW
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

@@ -273,6 +273,12 @@ class IMAPSettings:
     @ivar max_metadata_total: bytes of all METADATA entries (names and
         values) per folder (and for the server); more get
         C{NO [METADATA TOOMANY]}.
+    @ivar notify_poll_interval: seconds between a NOTIFY session's looks at
+        the folders it watches, for changes other processes made (this
+        process's own changes arrive at once).
+    @ivar notify_queue_limit: mailboxes with a NOTIFY event waiting for one
+        session; more, and it gets C{OK [NOTIFICATIONOVERFLOW]} and NOTIFY
+        is off (RFC 5465 5.8).
     """
 
     listen: tuple[str, ...] = ()
@@ -300,6 +306,8 @@ class IMAPSettings:
     max_metadata_size: int = 64 * 1024
     max_metadata_entries: int = 256
     max_metadata_total: int = 1 * MiB
+    notify_poll_interval: float = 5.0
+    notify_queue_limit: int = 1000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

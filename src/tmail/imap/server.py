@@ -37,7 +37,8 @@ QRESYNC (RFC 7162, with L{tmail.imap.condstore}), IMAP4rev2 (RFC 9051) and
 UTF8=ACCEPT (RFC 6855) through ENABLE, LITERAL+ or LITERAL- (RFC 7888, in
 L{IMAPSession}), OBJECTID (RFC 8474, L{tmail.imap.objectid}), SAVEDATE (RFC
 8514, L{tmail.imap.savedate}), PREVIEW (RFC 8970, L{tmail.imap.preview}),
-and METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}).
+METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}), and
+NOTIFY (RFC 5465, with L{tmail.imap.notify}).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ from tmail.imap.mailbox import (
 )
 from tmail.imap.message import MimeLimits
 from tmail.imap.mutf7 import decodePattern, decodeUTF8Name, encodeName
+from tmail.imap.notify import Notifier, foldersChanged
+from tmail.imap.notifyparse import collectArguments, parseNotify
 from tmail.imap.objectid import mailboxId, mailboxIdCode
 from tmail.imap.parse import (
     parseDateTime,
@@ -257,8 +260,11 @@ class IMAPServer(IMAPSession):
     _running: task.CooperativeTask[Any] | None = None
     #: Its steps, closed if the client goes away.
     _steps: Iterator[object] | None = None
+    #: The NOTIFY SET in force (RFC 5465), if any.
+    _notifier: Notifier | None = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self._stopNotify()
         self._stopIdle()
         self._deselect()
         super().connectionLost(reason)
@@ -308,6 +314,7 @@ class IMAPServer(IMAPSession):
             b"PREVIEW": None,
             b"METADATA": None,
             b"METADATA-SERVER": None,
+            b"NOTIFY": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -388,15 +395,20 @@ class IMAPServer(IMAPSession):
     def _flagItems(self, flags: list[str], uid: int, modseq: int) -> bytes:
         """
         The items of a FETCH sent for a flag change: C{UID} under QRESYNC
-        (the client keys its cache by UID), C{MODSEQ} under CONDSTORE.
+        (the client keys its cache by UID) and NOTIFY's FlagChange (RFC 5465
+        5.1), C{MODSEQ} under CONDSTORE.
         """
-        items = [b"UID %d" % uid] if uid and self.qresync else []
+        items = [b"UID %d" % uid] if uid and (self.qresync or self._flagChangeUIDs) else []
         items.append(b"FLAGS (%s)" % " ".join(flags).encode())
         if modseq and self.condstore:
             items.append(b"MODSEQ (%d)" % modseq)
         return b" ".join(items)
 
     def mailboxChanged(self) -> None:
+        notifier = self._notifier
+        if notifier is not None and notifier.takesSelected(self.parseState == "idle"):
+            notifier.selectedChanged()
+            return
         if self.parseState == "idle" and not self._flushPending:
             self._flushPending = True
             self.clock.callLater(0, self._idleReport)
@@ -723,6 +735,7 @@ class IMAPServer(IMAPSession):
             store.updateSpecialUse({canonical: uses})
         else:
             raise no(b"[USEATTR] This server cannot keep special-use attributes")
+        foldersChanged(store, self)
         code = mailboxIdCode(account.folder(name.removesuffix(account.delimiter)))
         self.sendPositiveResponse(tag, (code + b" " if code else b"") + b"CREATE completed")
 
@@ -731,7 +744,7 @@ class IMAPServer(IMAPSession):
     def do_DELETE(self, tag: bytes, name: str) -> Deferred[None]:
         """DELETE; the messages' files go a slice at a time, even if the client leaves."""
         return self._cooperate(self._finishing(self._account().deleting(name))).addCallback(
-            lambda _: self.sendPositiveResponse(tag, b"DELETE completed")
+            lambda _: self._foldersChanged(tag, b"DELETE completed")
         )
 
     auth_DELETE = select_DELETE = (do_DELETE, _B.arg_mailbox)
@@ -742,20 +755,20 @@ class IMAPServer(IMAPSession):
         the end even if the client leaves.
         """
         return self._cooperate(self._finishing(self._account().renaming(old, new))).addCallback(
-            lambda _: self.sendPositiveResponse(tag, b"RENAME completed")
+            lambda _: self._foldersChanged(tag, b"RENAME completed", (old, new))
         )
 
     auth_RENAME = select_RENAME = (do_RENAME, _B.arg_mailbox, _B.arg_mailbox)
 
     def do_SUBSCRIBE(self, tag: bytes, name: str) -> None:
         self._account().subscribe(name)
-        self.sendPositiveResponse(tag, b"SUBSCRIBE completed")
+        self._foldersChanged(tag, b"SUBSCRIBE completed")
 
     auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, _B.arg_mailbox)
 
     def do_UNSUBSCRIBE(self, tag: bytes, name: str) -> None:
         self._account().unsubscribe(name)
-        self.sendPositiveResponse(tag, b"UNSUBSCRIBE completed")
+        self._foldersChanged(tag, b"UNSUBSCRIBE completed")
 
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
@@ -1103,6 +1116,80 @@ class IMAPServer(IMAPSession):
 
     select_UNSELECT = (do_UNSELECT,)
 
+    # NOTIFY (RFC 5465, with L{tmail.imap.notify})
+
+    def arg_notify(self, line: bytes) -> Any:
+        """NOTIFY's arguments, mailbox names sent as literals included."""
+        return collectArguments(line, self._stringLiteral)
+
+    def _notifyFetchAtts(self, text: bytes) -> list[Any]:
+        (query, modifiers), _ = self.arg_fetchrequest(b"(" + text + b")")
+        if modifiers.changedSince is not None or modifiers.vanished:
+            raise imap4.IllegalClientResponse("MessageNew takes no FETCH modifiers")
+        return query
+
+    def do_NOTIFY(self, tag: bytes, line: bytes) -> Deferred[None] | None:
+        request = parseNotify(line, self.decodeMailbox, self._notifyFetchAtts)
+        self._stopNotify()
+        if request is None:
+            self.sendPositiveResponse(tag, b"NOTIFY completed")
+            return None
+        notifier = self._notifier = Notifier(
+            self,
+            self._account(),
+            request,
+            self.settings.notify_poll_interval,
+            self.settings.notify_queue_limit,
+        )
+
+        def started(_: object) -> None:
+            self.reportChanges(force=True)
+            self.sendPositiveResponse(tag, b"NOTIFY completed")
+
+        return self._cooperate(notifier.starting()).addCallback(started)
+
+    auth_NOTIFY = select_NOTIFY = (do_NOTIFY, arg_notify)
+
+    @property
+    def _flagChangeUIDs(self) -> bool:
+        notifier = self._notifier
+        return notifier is not None and notifier.watchesSelectedFlags
+
+    @property
+    def _selectedSilenced(self) -> bool:
+        """NOTIFY asks no event of the selected mailbox: IDLE sends none (RFC 5465 4)."""
+        notifier = self._notifier
+        return notifier is not None and notifier.silencesSelected
+
+    def _stopNotify(self) -> None:
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.stop()
+
+    def canNotify(self) -> bool:
+        """Whether NOTIFY may send now: no command runs, or the client idles."""
+        return self._connected() and (self._tag is None or self.parseState == "idle")
+
+    def pushSelectedChanges(self) -> None:
+        """NOTIFY SELECTED: the selected mailbox's changes, expunges too (RFC 5465 5.3)."""
+        self._noExpunge = False
+        self.reportChanges(force=True)
+
+    def _foldersChanged(
+        self, tag: bytes, text: bytes, renamed: tuple[str, str] | None = None
+    ) -> None:
+        foldersChanged(self._account().store, self, renamed)
+        self.sendPositiveResponse(tag, text)
+
+    def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
+        notifier = self._notifier
+        if notifier is not None and tag is not None and tag == self._tag:
+            if notifier.stopped:
+                self._notifier = None
+            elif state in (b"OK", b"NO", b"BAD"):
+                notifier.beforeTagged()
+        super()._respond(state, tag, message)
+
     # IDLE (RFC 2177)
 
     def do_IDLE(self, tag: bytes) -> None:
@@ -1127,7 +1214,7 @@ class IMAPServer(IMAPSession):
 
     def _idleReport(self) -> None:
         self._flushPending = False
-        if self.parseState == "idle" and not self._lost:
+        if self.parseState == "idle" and not self._lost and not self._selectedSilenced:
             self.reportChanges(force=True)
 
     def _stopIdle(self) -> None:

@@ -1180,6 +1180,10 @@ class MaildirFolder:
         entry = self._entries.get(uid)
         return None if entry is None else entry.info
 
+    def messageCount(self) -> int:
+        self._open()
+        return len(self._uids)
+
     def _loadSavedIndex(self, uidValidity: int) -> bool:
         """
         Start the index from the one a process saved earlier (see
