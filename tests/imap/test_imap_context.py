@@ -334,11 +334,36 @@ class ContextLimitTests(SynchronousTestCase):
             b"* 3 FETCH (FLAGS (\\Seen \\Recent))\r\n"
             b"* 4 FETCH (FLAGS (\\Seen \\Recent))\r\n"
             b"* 5 FETCH (FLAGS (\\Deleted \\Seen \\Recent))\r\n"
-            b'* NO [NOUPDATE "B01"] Too many changes at once to follow\r\n'
+            b'* NO [NOUPDATE "B01"] Cannot follow these changes at once\r\n'
             b'* ESEARCH (TAG "B02") UID REMOVEFROM (0 3:5)\r\n'
             b"B04 OK NOOP completed\r\n",
         )
         self.assertTrue(session.send(b'c CANCELUPDATE "B01"\r\n').startswith(b"c BAD "))
+
+    def test_a_large_message_ends_a_live_result_that_reads_text(self) -> None:
+        """
+        A live result reading whole messages is not kept for one over a
+        megabyte (a SEARCH reads it in a worker thread); one reading
+        headers or the index goes on.
+        """
+        session = Session(self)
+        inbox = session.store.getFolder("INBOX")
+        junkMailbox(inbox)
+        session.select()
+        session.send(b"B01 UID SEARCH RETURN (UPDATE) BODY body\r\n")
+        session.send(b'B02 UID SEARCH RETURN (UPDATE) HEADER Subject "note"\r\n')
+        session.send(b"B03 UID SEARCH RETURN (UPDATE) LARGER 1000000\r\n")
+        pending = inbox.beginMessage((), None)
+        pending.write(b"Subject: note\r\n\r\n" + b"body of a large message\r\n" * 50000)
+        pending.commit()
+        self.assertEqual(
+            session.send(b"B04 NOOP\r\n"),
+            b"* 13 EXISTS\r\n* 13 RECENT\r\n"
+            b'* NO [NOUPDATE "B01"] Cannot follow these changes at once\r\n'
+            b'* ESEARCH (TAG "B02") UID ADDTO (0 13)\r\n'
+            b'* ESEARCH (TAG "B03") UID ADDTO (0 13)\r\n'
+            b"B04 OK NOOP completed\r\n",
+        )
 
 
 class ContextCostTests(SynchronousTestCase):

@@ -113,7 +113,7 @@ IMAP_COMMANDS = (
     b"CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN SELECT EXAMINE CREATE DELETE RENAME "
     b"SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND CHECK CLOSE EXPUNGE SEARCH FETCH STORE COPY "
     b"MOVE UID IDLE ENABLE ID NAMESPACE UNSELECT COMPRESS SORT THREAD GETQUOTA GETQUOTAROOT "
-    b"SETQUOTA ESEARCH XLIST DONE"
+    b"SETQUOTA ESEARCH XLIST DONE NOTIFY"
 ).split()
 IMAP_TAGS: Bytes = st.one_of(
     st.sampled_from([b"a", b"A001", b"*", b"+", b"", b"t.1", b"x" * 300, b"a{", b"a)"]),
@@ -508,6 +508,17 @@ def imapArguments(draw: st.DrawFn, command: bytes) -> list[bytes]:
         b"COMPRESS": st.sampled_from([[b"DEFLATE"], [b"X"], []]),
         b"GETQUOTAROOT": st.lists(MAILBOXES, max_size=1),
         b"SETQUOTA": st.just([b'""', b"(STORAGE 1)"]),
+        b"NOTIFY": st.sampled_from(
+            [
+                [b"NONE"],
+                [b"SET", b"STATUS", b"(personal (MessageNew MessageExpunge FlagChange))"],
+                [b"SET", b"(selected (MessageNew (UID BODY.PEEK[HEADER]) MessageExpunge))"],
+                [b"SET", b"(selected-delayed NONE)", b"(subtree INBOX (MailboxName))"],
+                [b"SET", b"(mailboxes (INBOX {3}\r\nabc) (SubscriptionChange))"],
+                [b"SET", b"(personal (AnnotationChange))"],
+                [b"SET", b"(selected (MessageNew (BODY[]) MessageExpunge))"],
+            ]
+        ).map(list),
     }
     if command == b"UID":
         sub = draw(

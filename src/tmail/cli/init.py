@@ -115,6 +115,14 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
 # max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
 # max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
+# message_threads = {_imap.message_threads}    # messages over 1 MiB worked on at once, apart
+# preview_scan_bytes = {_imap.preview_scan_bytes}   # octets read for FETCH PREVIEW
+# METADATA (RFC 5464) per folder and for the server: one value, entries, all bytes.
+# max_metadata_size = {_imap.max_metadata_size}
+# max_metadata_entries = {_imap.max_metadata_entries}
+# max_metadata_total = {_imap.max_metadata_total}
+# notify_poll_interval = {_imap.notify_poll_interval}   # NOTIFY: seconds between looks at folders
+# notify_queue_limit = {_imap.notify_queue_limit}   # NOTIFY: events waiting; more: OVERFLOW
 # max_search_contexts = {_imap.max_search_contexts}   # live SEARCH/SORT results per session
 # max_update_reads = {_imap.max_update_reads}   # messages a live result re-reads per report
 

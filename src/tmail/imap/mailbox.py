@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
+from tmail.imap.largemessages import INFO, LARGE_MESSAGE, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
@@ -180,6 +181,8 @@ class IMAPMailbox:
         self.showRecent = True
         #: How deep, and into how many parts, messages are taken apart.
         self.mimeLimits = MimeLimits()
+        #: Octets of a message read for its FETCH PREVIEW (RFC 8970).
+        self.previewScanBytes = 64 * 1024
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
         #: Limits on SEARCH criteria: ranges of one sequence set, depth of keys.
@@ -691,8 +694,8 @@ class IMAPMailbox:
         from tmail.imap.search import compileSearch
 
         notes: set[str] = set()
-        infoOnly, matcher, usesModSeq = compileSearch(query, self, now, notes)
-        search = MailboxSearch(self, matcher, infoOnly, usesModSeq, messages)
+        needs, matcher, usesModSeq = compileSearch(query, self, now, notes)
+        search = MailboxSearch(self, matcher, needs, usesModSeq, messages)
         search.limit, search.fromEnd, search.notes = limit, fromEnd, frozenset(notes)
         return search
 
@@ -721,19 +724,23 @@ class MailboxSearch:
         self,
         mailbox: IMAPMailbox,
         matcher: Any,
-        infoOnly: bool,
+        needs: int,
         usesModSeq: bool,
         messages: bool,
     ) -> None:
         self.mailbox = mailbox
         self.usesModSeq = usesModSeq
         self._matcher = matcher
-        self._infoOnly = infoOnly
+        self._needs = needs
         self._messages = messages
         self._hits: list[tuple[int, int, IMAPMessage | None]] = []
 
-    def steps(self) -> Iterator[None]:
-        """Test the messages, yielding after each one that is read (or each slice)."""
+    def steps(self, runInWorker: Runner | None = None) -> Iterator[object]:
+        """
+        Test the messages, yielding after each one that is read (or each
+        slice).  With C{runInWorker}, a large message is read and tested in
+        a worker thread, and its step yields the Deferred of that.
+        """
         mailbox = self.mailbox
         hits = self._hits
         uids = list(mailbox._uids)
@@ -743,7 +750,7 @@ class MailboxSearch:
             order = zip(range(len(uids), 0, -1), reversed(uids), strict=True)
         if limit is not None and limit <= 0:
             return
-        if self._infoOnly:
+        if self._needs == INFO:
             # One reused holder instead of a message object per message:
             # criteria such as UNSEEN look at the index entry alone.
             holder = _InfoHolder()
@@ -759,21 +766,57 @@ class MailboxSearch:
             return
         for seq, u in order:
             message = mailbox.message(u)
-            if self._matcher(seq, message):
-                hits.append((seq, u, message))
-                if len(hits) == limit:
-                    return
+            if runInWorker is not None and isLarge(message):
+                waiting = self._testInWorker(runInWorker, seq, message)
+                if waiting is not None:
+                    yield waiting
+                    if len(hits) == limit:
+                        return
+                    continue
+            self._tested(seq, message, self._matcher(seq, message))
+            if len(hits) == limit:
+                return
             yield None
+
+    def _testInWorker(
+        self, runInWorker: Runner, seq: int, message: IMAPMessage
+    ) -> defer.Deferred[None] | None:
+        """Test a large message in a worker thread; C{None} when it is gone."""
+        try:
+            tested = inWorker(
+                runInWorker, message, self._needs, lambda: self._matcher(seq, message)
+            )
+        except KeyError:
+            return None
+        return tested.addCallback(lambda matched: self._tested(seq, message, matched))
+
+    def _tested(self, seq: int, message: IMAPMessage, matched: bool) -> None:
+        if matched:
+            self._hits.append((seq, message.info.uid, message))
+        if self._messages:
+            # SORT and THREAD keep the matches: their bodies need not stay.
+            message.keepHeaderOnly()
 
     @property
     def readsMessages(self) -> bool:
         """Whether the criteria read message files (headers or text), not the index alone."""
-        return not self._infoOnly
+        return self._needs != INFO
+
+    def testsAtOnce(self, uids: Iterable[int]) -> bool:
+        """
+        Whether L{matches} may test these messages in the reactor thread:
+        not when the criteria read whole messages and one is large (a
+        worker thread's work in a SEARCH, L{tmail.imap.largemessages}).
+        """
+        if self._needs != WHOLE:
+            return True
+        info = self.mailbox.info
+        return all(info(u).size <= LARGE_MESSAGE for u in uids)
 
     def matches(self, seq: int, u: int) -> bool:
         """Whether one message of the view matches now (a live result, RFC 5267 4.3)."""
         mailbox = self.mailbox
-        if self._infoOnly:
+        if self._needs == INFO:
             holder = _InfoHolder()
             holder.info = mailbox.info(u)
             return bool(self._matcher(seq, holder))

@@ -15,8 +15,10 @@ C{VANISHED}), an C{ADDTO} for new ones after the C{EXISTS} (RFC 5267 4.3.3,
 C{NO [NOUPDATE]}, as for a session that has C{imap.max_search_contexts}
 contexts already.  A live result whose criteria read message files ends,
 with an untagged C{NO [NOUPDATE]}, when one report of changes would make it
-read more than C{imap.max_update_reads} messages: the report is sent at
-once, and that many reads would keep the other sessions waiting.
+read more than C{imap.max_update_reads} messages, or the whole of a large
+one (L{tmail.imap.largemessages}: a SEARCH reads those in a worker thread):
+the report is sent at once, and that reading would keep the other sessions
+waiting.
 """
 
 from __future__ import annotations
@@ -220,14 +222,20 @@ class SearchContexts:
 
     def _responses(self, item: str, pairs: Sequence[tuple[int, int]]) -> Iterator[bytes]:
         for tag, context in list(self._contexts.items()):
-            if item == "review" and context.search.readsMessages and len(pairs) > self.maxReads:
+            if item == "review" and not self._canReview(context.search, pairs):
                 del self._contexts[tag]
-                yield b"NO [NOUPDATE %s] Too many changes at once to follow" % quoted(tag)
+                yield b"NO [NOUPDATE %s] Cannot follow these changes at once" % quoted(tag)
                 continue
             items = context.forget(pairs) if item == "forget" else context.review(pairs)
             if items:
                 head = b"ESEARCH (TAG %s)%s " % (quoted(tag), b" UID" if context.uid else b"")
                 yield head + b" ".join(items)
+
+    def _canReview(self, search: MailboxSearch, pairs: Sequence[tuple[int, int]]) -> bool:
+        """Whether testing C{pairs} again reads few enough messages, none of them large."""
+        if not search.readsMessages:
+            return True
+        return len(pairs) <= self.maxReads and search.testsAtOnce(u for _, u in pairs)
 
     def removed(self, changes: Changes) -> Iterator[bytes]:
         """What to send before the EXPUNGE or VANISHED responses of C{changes}."""

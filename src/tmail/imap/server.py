@@ -34,10 +34,14 @@ Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
 QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}), CONDSTORE and
 QRESYNC (RFC 7162, with L{tmail.imap.condstore}), IMAP4rev2 (RFC 9051) and
-UTF8=ACCEPT (RFC 6855) through ENABLE, and LITERAL+ or LITERAL- (RFC 7888, in
-L{IMAPSession}); ESORT, CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267, with
-L{tmail.imap.esearch} and L{tmail.imap.searchcontext}), PARTIAL (RFC 9394,
-L{tmail.imap.partial}), SORT=DISPLAY (RFC 5957, L{tmail.imap.sortdisplay}).
+UTF8=ACCEPT (RFC 6855) through ENABLE, LITERAL+ or LITERAL- (RFC 7888, in
+L{IMAPSession}), OBJECTID (RFC 8474, L{tmail.imap.objectid}), SAVEDATE (RFC
+8514, L{tmail.imap.savedate}), PREVIEW (RFC 8970, L{tmail.imap.preview}),
+METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}),
+NOTIFY (RFC 5465, with L{tmail.imap.notify}), ESORT, CONTEXT=SEARCH and
+CONTEXT=SORT (RFC 5267, with L{tmail.imap.esearch} and
+L{tmail.imap.searchcontext}), PARTIAL (RFC 9394, L{tmail.imap.partial}) and
+SORT=DISPLAY (RFC 5957, L{tmail.imap.sortdisplay}).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from zope.interface import implementer
 from tmail import __version__
 from tmail.auth.throttle import settle
 from tmail.errors import NoSuchFolder, OverQuota, StoreFull
+from tmail.imap import metadata
 from tmail.imap.account import IMAPAccount, checkName
 from tmail.imap.condstore import (
     FetchModifiers,
@@ -72,7 +77,15 @@ from tmail.imap.condstore import (
     splitModSeqItem,
 )
 from tmail.imap.esearch import ReturnOptions, esearchResponse, parseReturnOptions
-from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
+from tmail.imap.fetch import (
+    FetchOutcome,
+    FetchStream,
+    fetchNeeds,
+    largeMessageItems,
+    metadataBuilder,
+    setsSeen,
+)
+from tmail.imap.largemessages import HEADER, INFO, inWorker, isLarge
 from tmail.imap.listing import Listed, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
     MAILBOX_FLAGS,
@@ -84,7 +97,10 @@ from tmail.imap.mailbox import (
     folderStatus,
 )
 from tmail.imap.message import MimeLimits
-from tmail.imap.mutf7 import decodeUTF8Name, encodeName
+from tmail.imap.mutf7 import decodePattern, decodeUTF8Name, encodeName
+from tmail.imap.notify import Notifier, foldersChanged
+from tmail.imap.notifyparse import collectArguments, parseNotify
+from tmail.imap.objectid import mailboxId, mailboxIdCode
 from tmail.imap.parse import (
     parseDateTime,
     parseFlags,
@@ -102,6 +118,7 @@ from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
 from tmail.interfaces import (
     ILoginAttempt,
     IMailFolder,
+    IMetadataStore,
     IPendingMessage,
     IQuotaStore,
     ISpecialUseStore,
@@ -226,6 +243,10 @@ class IMAPServer(IMAPSession):
     #: folder); L{IMAPFactory} makes it a worker thread so one session's disk
     #: wait does not stall the others, a bare session runs it inline.
     runInThread: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
+    #: Runs the reading and taking apart of a large message for SEARCH,
+    #: SORT, THREAD and FETCH (L{tmail.imap.largemessages}); L{IMAPFactory}
+    #: makes it a worker thread, a bare session runs it inline.
+    runInWorker: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
 
     _authTag: bytes | None = None
     _authMechanism = b"PLAIN"
@@ -243,8 +264,11 @@ class IMAPServer(IMAPSession):
     _running: task.CooperativeTask[Any] | None = None
     #: Its steps, closed if the client goes away.
     _steps: Iterator[object] | None = None
+    #: The NOTIFY SET in force (RFC 5465), if any.
+    _notifier: Notifier | None = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self._stopNotify()
         self._stopIdle()
         self._deselect()
         super().connectionLost(reason)
@@ -293,6 +317,12 @@ class IMAPServer(IMAPSession):
             b"CONDSTORE": None,
             b"QRESYNC": None,
             b"UTF8": [b"ACCEPT"],
+            b"OBJECTID": None,
+            b"SAVEDATE": None,
+            b"PREVIEW": None,
+            b"METADATA": None,
+            b"METADATA-SERVER": None,
+            b"NOTIFY": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -305,6 +335,8 @@ class IMAPServer(IMAPSession):
         else:
             # As Dovecot does: the list after login names every extension.
             caps[b"SASL-IR"] = None
+            if self.account is not None and not IMetadataStore.providedBy(self.account.store):
+                del caps[b"METADATA"], caps[b"METADATA-SERVER"]
         return caps
 
     def reportChanges(self, force: bool = False) -> None:
@@ -374,15 +406,20 @@ class IMAPServer(IMAPSession):
     def _flagItems(self, flags: list[str], uid: int, modseq: int) -> bytes:
         """
         The items of a FETCH sent for a flag change: C{UID} under QRESYNC
-        (the client keys its cache by UID), C{MODSEQ} under CONDSTORE.
+        (the client keys its cache by UID) and NOTIFY's FlagChange (RFC 5465
+        5.1), C{MODSEQ} under CONDSTORE.
         """
-        items = [b"UID %d" % uid] if uid and self.qresync else []
+        items = [b"UID %d" % uid] if uid and (self.qresync or self._flagChangeUIDs) else []
         items.append(b"FLAGS (%s)" % " ".join(flags).encode())
         if modseq and self.condstore:
             items.append(b"MODSEQ (%d)" % modseq)
         return b" ".join(items)
 
     def mailboxChanged(self) -> None:
+        notifier = self._notifier
+        if notifier is not None and notifier.takesSelected(self.parseState == "idle"):
+            notifier.selectedChanged()
+            return
         if self.parseState == "idle" and not self._flushPending:
             self._flushPending = True
             self.clock.callLater(0, self._idleReport)
@@ -508,6 +545,9 @@ class IMAPServer(IMAPSession):
 
     def decodeMailbox(self, raw: bytes) -> str:
         return decodeUTF8Name(raw) if self.utf8Names else super().decodeMailbox(raw)
+
+    def decodeListPattern(self, raw: bytes) -> str:
+        return decodePattern(raw, self.utf8Names)
 
     def encodeMailbox(self, name: str) -> bytes:
         """A mailbox name as this client reads it, quoted."""
@@ -706,14 +746,16 @@ class IMAPServer(IMAPSession):
             store.updateSpecialUse({canonical: uses})
         else:
             raise no(b"[USEATTR] This server cannot keep special-use attributes")
-        self.sendPositiveResponse(tag, b"CREATE completed")
+        foldersChanged(store, self)
+        code = mailboxIdCode(account.folder(name.removesuffix(account.delimiter)))
+        self.sendPositiveResponse(tag, (code + b" " if code else b"") + b"CREATE completed")
 
     auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
 
     def do_DELETE(self, tag: bytes, name: str) -> Deferred[None]:
         """DELETE; the messages' files go a slice at a time, even if the client leaves."""
         return self._cooperate(self._finishing(self._account().deleting(name))).addCallback(
-            lambda _: self.sendPositiveResponse(tag, b"DELETE completed")
+            lambda _: self._foldersChanged(tag, b"DELETE completed")
         )
 
     auth_DELETE = select_DELETE = (do_DELETE, _B.arg_mailbox)
@@ -724,25 +766,25 @@ class IMAPServer(IMAPSession):
         the end even if the client leaves.
         """
         return self._cooperate(self._finishing(self._account().renaming(old, new))).addCallback(
-            lambda _: self.sendPositiveResponse(tag, b"RENAME completed")
+            lambda _: self._foldersChanged(tag, b"RENAME completed", (old, new))
         )
 
     auth_RENAME = select_RENAME = (do_RENAME, _B.arg_mailbox, _B.arg_mailbox)
 
     def do_SUBSCRIBE(self, tag: bytes, name: str) -> None:
         self._account().subscribe(name)
-        self.sendPositiveResponse(tag, b"SUBSCRIBE completed")
+        self._foldersChanged(tag, b"SUBSCRIBE completed")
 
     auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, _B.arg_mailbox)
 
     def do_UNSUBSCRIBE(self, tag: bytes, name: str) -> None:
         self._account().unsubscribe(name)
-        self.sendPositiveResponse(tag, b"UNSUBSCRIBE completed")
+        self._foldersChanged(tag, b"UNSUBSCRIBE completed")
 
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
     def do_LIST(self, tag: bytes, tokens: list[Any]) -> Deferred[None] | None:
-        request = parseList(tokens, self.decodeMailbox)
+        request = parseList(tokens, self.decodeListPattern)
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
         selecting = request.selectSubscribed or request.selectSpecialUse
@@ -810,9 +852,68 @@ class IMAPServer(IMAPSession):
 
     auth_LSUB = select_LSUB = (do_LSUB, _B.arg_listmailbox, _B.arg_listmailbox)
 
+    # METADATA and METADATA-SERVER (RFC 5464, with L{tmail.imap.metadata})
+
+    def arg_metadata(self, line: bytes) -> Any:
+        """GETMETADATA or SETMETADATA arguments, values possibly literals (literal8 too)."""
+        tokenizer = metadata.MetadataTokenizer()
+
+        def feed(line: bytes) -> Any:
+            marker = tokenizer.feed(line)
+            if marker is None:
+                return tokenizer.result(), b""
+            if marker[0] > self.settings.max_metadata_size:
+                limit = self.settings.max_metadata_size
+                raise no(b"[METADATA MAXSIZE %d] Metadata value too long" % limit)
+
+            def literal(parsed: tuple[bytes, bytes]) -> Any:
+                tokenizer.addLiteral(parsed[0])
+                return feed(parsed[1])
+
+            return self._stringLiteral(*marker).addCallback(literal)
+
+        return feed(line)
+
+    def _metadataTarget(self, raw: bytes) -> tuple[IMetadataStore, str | None, bytes]:
+        """The store, the folder (C{None}: the server) and its name as sent back."""
+        account = self._account()
+        store = account.store
+        if not IMetadataStore.providedBy(store):
+            raise no(b"This server keeps no metadata")
+        if not raw:
+            return store, None, b'""'
+        name = checkName(self.decodeMailbox(raw), account.delimiter)
+        return store, name, self.encodeMailbox(name)
+
+    def do_GETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+        request = metadata.parseGet(tokens)
+        store, folder, mailbox = self._metadataTarget(request.mailbox)
+        found = metadata.select(store.metadata(folder), request)
+        if found.entries:
+            self.sendUntaggedResponse(metadata.response(mailbox, found.entries))
+        code = b"[METADATA LONGENTRIES %d] " % found.longest if found.longest else b""
+        self.sendPositiveResponse(tag, code + b"GETMETADATA completed")
+
+    auth_GETMETADATA = select_GETMETADATA = (do_GETMETADATA, arg_metadata)
+
+    def do_SETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+        raw, changes = metadata.parseSet(tokens)
+        settings = self.settings
+        store, folder, _ = self._metadataTarget(raw)
+        metadata.checkSizes(changes, settings.max_metadata_size)
+        check = metadata.limitCheck(settings.max_metadata_entries, settings.max_metadata_total)
+        store.updateMetadata(folder, changes, check)
+        self.sendPositiveResponse(tag, b"SETMETADATA completed")
+
+    auth_SETMETADATA = select_SETMETADATA = (do_SETMETADATA, arg_metadata)
+
     def _sendStatus(self, name: str, folder: IMailFolder, items: list[str]) -> None:
-        status = self.statusItems(folder, items)
-        values = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
+        status = self.statusItems(folder, [item for item in items if item != "MAILBOXID"])
+        pairs = [b"%s %d" % (key.encode(), value) for key, value in status.items()]
+        if "MAILBOXID" in items:
+            objectId = mailboxId(folder)
+            pairs.append(b"MAILBOXID " + (b"NIL" if objectId is None else b"(%s)" % objectId))
+        values = b" ".join(pairs)
         self.sendUntaggedResponse(b"STATUS %s (%s)" % (self.encodeMailbox(name), values))
 
     def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> None:
@@ -955,6 +1056,7 @@ class IMAPServer(IMAPSession):
         mbox.maxSequenceRanges = self.settings.max_sequence_ranges
         mbox.maxNesting = self.settings.max_nesting
         mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
+        mbox.previewScanBytes = self.settings.preview_scan_bytes
         send = self.sendUntaggedResponse
         send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
         send(b"%d EXISTS" % mbox.getMessageCount())
@@ -968,6 +1070,9 @@ class IMAPServer(IMAPSession):
                 send(b"OK [UNSEEN %d] First unseen message" % unseen)
         send(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
         send(b"OK [UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
+        objectId = mailboxIdCode(mbox.folder)
+        if objectId is not None:
+            send(b"OK " + objectId + b" Ok")
         permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if rw else b""
         send(b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent)
         if mbox.modSeqs:
@@ -1023,6 +1128,80 @@ class IMAPServer(IMAPSession):
 
     select_UNSELECT = (do_UNSELECT,)
 
+    # NOTIFY (RFC 5465, with L{tmail.imap.notify})
+
+    def arg_notify(self, line: bytes) -> Any:
+        """NOTIFY's arguments, mailbox names sent as literals included."""
+        return collectArguments(line, self._stringLiteral)
+
+    def _notifyFetchAtts(self, text: bytes) -> list[Any]:
+        (query, modifiers), _ = self.arg_fetchrequest(b"(" + text + b")")
+        if modifiers.changedSince is not None or modifiers.vanished:
+            raise imap4.IllegalClientResponse("MessageNew takes no FETCH modifiers")
+        return query
+
+    def do_NOTIFY(self, tag: bytes, line: bytes) -> Deferred[None] | None:
+        request = parseNotify(line, self.decodeMailbox, self._notifyFetchAtts)
+        self._stopNotify()
+        if request is None:
+            self.sendPositiveResponse(tag, b"NOTIFY completed")
+            return None
+        notifier = self._notifier = Notifier(
+            self,
+            self._account(),
+            request,
+            self.settings.notify_poll_interval,
+            self.settings.notify_queue_limit,
+        )
+
+        def started(_: object) -> None:
+            self.reportChanges(force=True)
+            self.sendPositiveResponse(tag, b"NOTIFY completed")
+
+        return self._cooperate(notifier.starting()).addCallback(started)
+
+    auth_NOTIFY = select_NOTIFY = (do_NOTIFY, arg_notify)
+
+    @property
+    def _flagChangeUIDs(self) -> bool:
+        notifier = self._notifier
+        return notifier is not None and notifier.watchesSelectedFlags
+
+    @property
+    def _selectedSilenced(self) -> bool:
+        """NOTIFY asks no event of the selected mailbox: IDLE sends none (RFC 5465 4)."""
+        notifier = self._notifier
+        return notifier is not None and notifier.silencesSelected
+
+    def _stopNotify(self) -> None:
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.stop()
+
+    def canNotify(self) -> bool:
+        """Whether NOTIFY may send now: no command runs, or the client idles."""
+        return self._connected() and (self._tag is None or self.parseState == "idle")
+
+    def pushSelectedChanges(self) -> None:
+        """NOTIFY SELECTED: the selected mailbox's changes, expunges too (RFC 5465 5.3)."""
+        self._noExpunge = False
+        self.reportChanges(force=True)
+
+    def _foldersChanged(
+        self, tag: bytes, text: bytes, renamed: tuple[str, str] | None = None
+    ) -> None:
+        foldersChanged(self._account().store, self, renamed)
+        self.sendPositiveResponse(tag, text)
+
+    def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
+        notifier = self._notifier
+        if notifier is not None and tag is not None and tag == self._tag:
+            if notifier.stopped:
+                self._notifier = None
+            elif state in (b"OK", b"NO", b"BAD"):
+                notifier.beforeTagged()
+        super()._respond(state, tag, message)
+
     # IDLE (RFC 2177)
 
     def do_IDLE(self, tag: bytes) -> None:
@@ -1047,7 +1226,7 @@ class IMAPServer(IMAPSession):
 
     def _idleReport(self) -> None:
         self._flushPending = False
-        if self.parseState == "idle" and not self._lost:
+        if self.parseState == "idle" and not self._lost and not self._selectedSilenced:
             self.reportChanges(force=True)
 
     def _stopIdle(self) -> None:
@@ -1116,7 +1295,7 @@ class IMAPServer(IMAPSession):
         search = mbox.searching(tokens, limit=limit, fromEnd=fromEnd)
         # What a live result tests changed messages with; it keeps no matches.
         live = mbox.searching(tokens) if options is not None and options.update else None
-        return self._cooperate(search.steps()).addCallback(
+        return self._cooperate(search.steps(self.runInWorker)).addCallback(
             lambda _: self._searched(tag, mbox, search, options, uid, live)
         )
 
@@ -1237,9 +1416,15 @@ class IMAPServer(IMAPSession):
         search = self._selected().searching(tokens[2:], messages=True)
         result: list[Any] = []
 
-        def steps() -> Iterator[None]:
-            yield from search.steps()
+        def steps() -> Iterator[object]:
+            yield from search.steps(self.runInWorker)
             facts = [MessageFacts(seq, m) for seq, m in search.messages()]
+            for fact in facts:
+                if isLarge(fact.message):
+                    # Its header is read and taken apart in a worker thread.
+                    need = INFO if fact.message.hasHeader() else HEADER
+                    with contextlib.suppress(KeyError):
+                        yield inWorker(self.runInWorker, fact.message, need, fact.readAll)
             result.append((yield from then(facts)))
 
         return self._cooperate(steps()).addCallback(lambda _: result[0])
@@ -1356,8 +1541,10 @@ class IMAPServer(IMAPSession):
         # Under QRESYNC every FETCH names its UID: the client keys its cache by it.
         withUID = bool(uid) or self.qresync
 
-        def items(seq: int, u: int) -> list[Any]:
-            return messageItems(seq, mbox, u, query, withUID)
+        needs = fetchNeeds(query)
+
+        def items(seq: int, u: int) -> list[Any] | Deferred[list[Any]]:
+            return largeMessageItems(seq, mbox, u, query, withUID, needs, self.runInWorker)
 
         build = metadataBuilder(mbox, query, withUID) or items
 
