@@ -182,6 +182,19 @@ class ContextSearchTests(SynchronousTestCase):
             b"B05 OK NOOP completed\r\n",
         )
 
+    def test_update_with_save_answers_nothing_and_updates(self) -> None:
+        """RFC 5182 2.1: SAVE alone sends no ESEARCH; UPDATE changes nothing there."""
+        self.assertEqual(
+            self.send(b"B01 UID SEARCH RETURN (SAVE UPDATE) UNSEEN"),
+            b"B01 OK SEARCH completed\r\n",
+        )
+        self.assertEqual(
+            self.send(b"B02 UID SEARCH RETURN (COUNT) UID $"),
+            b'* ESEARCH (TAG "B02") UID COUNT 12\r\nB02 OK SEARCH completed\r\n',
+        )
+        self.act(b"a STORE 2 +FLAGS.SILENT (\\Seen)")
+        self.assertIn(b'* ESEARCH (TAG "B01") UID REMOVEFROM (0 2)\r\n', self.send(b"B03 NOOP"))
+
     def test_own_store_updates_the_result(self) -> None:
         self.send(b"B01 UID SEARCH RETURN (UPDATE) " + WANTED)
         self.assertEqual(

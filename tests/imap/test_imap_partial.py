@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from support.imaploop import listenIMAP
 from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
+from tmail.imap.esearch import parseReturnOptions
 from tmail.imap.partial import parsePartialRange
 from tmail.imap.seqset import SequenceSet
 from tmail.interfaces import IMailFolder
@@ -282,6 +283,39 @@ class PartialRangeTests(SynchronousTestCase):
 def untagged(response: tuple[str, list[Any]]) -> list[bytes]:
     """imaplib's ESEARCH data without the (random) tag."""
     return [re.sub(rb'^\(TAG "[^"]*"\) ', b"", data) for data in response[1]]
+
+
+class ReturnOptionsTests(SynchronousTestCase):
+    @given(
+        st.lists(
+            st.one_of(
+                st.sampled_from(
+                    [b"MIN", b"max", b"ALL", b"COUNT", b"SAVE", b"UPDATE", b"CONTEXT", b"PARTIAL"]
+                ),
+                st.sampled_from([b"1:5", b"-3:-1", b"0:1", b"*", b"5", b"-1:2", b"FROB"]),
+                st.just([b"1:2"]),
+            ),
+            max_size=6,
+        )
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_any_return_list_parses_or_is_bad(self, options: list[Any]) -> None:
+        """One PARTIAL with a range, not with ALL; an empty list (or only UPDATE/CONTEXT) is ALL."""
+        try:
+            parsed, rest = parseReturnOptions([b"RETURN", options, b"ALL"])
+        except imap4.IllegalClientResponse:
+            words = [o.upper() for o in options if isinstance(o, bytes)]
+            self.assertTrue(
+                b"PARTIAL" in words
+                or any(not isinstance(o, bytes) for o in options)
+                or set(words) - {b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE", b"UPDATE", b"CONTEXT"}
+            )
+            return
+        assert parsed is not None
+        self.assertEqual(rest, [b"ALL"])
+        self.assertFalse(parsed.partial is not None and b"ALL" in parsed.names)
+        if parsed.partial is None and not parsed.names & {b"MIN", b"MAX", b"COUNT", b"SAVE"}:
+            self.assertIn(b"ALL", parsed.names)
 
 
 class ResolveWindowTests(SynchronousTestCase):
