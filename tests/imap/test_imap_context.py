@@ -353,6 +353,21 @@ class ContextLimitTests(SynchronousTestCase):
         )
         self.assertTrue(session.send(b'c CANCELUPDATE "B01"\r\n').startswith(b"c BAD "))
 
+    def test_sort_keys_read_from_headers_count_as_reads(self) -> None:
+        """A live SORT by SUBJECT reads the header of each message that joins."""
+        session = Session(self, max_update_reads=2)
+        junkMailbox(session.store.getFolder("INBOX"))
+        session.select()
+        session.send(b"a STORE 1:12 +FLAGS.SILENT (\\Seen)\r\n")
+        session.send(b"C01 UID SORT RETURN (UPDATE) (SUBJECT) UTF-8 UNSEEN\r\n")
+        session.send(b"C02 UID SORT RETURN (UPDATE) (REVERSE ARRIVAL) UTF-8 UNSEEN\r\n")
+        actor = Session(self, session.fixture)
+        actor.select()
+        actor.send(b"b STORE 1:3 -FLAGS.SILENT (\\Seen)\r\n")
+        answer = session.send(b"c NOOP\r\n")
+        self.assertIn(b'* NO [NOUPDATE "C01"] Cannot follow these changes at once\r\n', answer)
+        self.assertIn(b'* ESEARCH (TAG "C02") UID ADDTO (1 1 1 2 1 3)\r\n', answer)
+
     def test_a_large_message_ends_a_live_result_that_reads_text(self) -> None:
         """
         A live result reading whole messages is not kept for one over a

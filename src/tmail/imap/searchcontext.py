@@ -38,6 +38,9 @@ from tmail.imap.structure import quoted
 
 Pairs = Iterable[tuple[int, int]]
 
+#: Sort keys the index holds; the others are read from the header.
+_INDEX_KEYS = frozenset({b"ARRIVAL", b"SIZE"})
+
 
 class _Descending:
     """A sort key compared the other way round (C{REVERSE})."""
@@ -70,6 +73,11 @@ class SearchContext:
         self.search = search
         self.uid = uid
         self.members = {u for _, u in pairs}
+
+    @property
+    def readsMessages(self) -> bool:
+        """Whether testing a changed message reads its file."""
+        return self.search.readsMessages
 
     def _number(self, seq: int, u: int) -> int:
         return u if self.uid else seq
@@ -120,8 +128,15 @@ class SortContext:
         self.search = search
         self.uid = uid
         self._criteria = [(sortKey(name), reverse) for name, reverse in criteria]
+        #: Whether a message's key is read from its header.
+        self._keysRead = any(name not in _INDEX_KEYS for name, _ in criteria)
         self.keys = [self._key(facts) for facts in ordered]
         self.byUid = {key[-1]: key for key in self.keys}
+
+    @property
+    def readsMessages(self) -> bool:
+        """Whether testing a changed message, or keying one that joins, reads its file."""
+        return self._keysRead or self.search.readsMessages
 
     def _key(self, facts: MessageFacts) -> tuple[Any, ...]:
         parts: list[Any] = []
@@ -189,9 +204,6 @@ class SearchContexts:
     def __bool__(self) -> bool:
         return bool(self._contexts)
 
-    def __contains__(self, tag: object) -> bool:
-        return tag in self._contexts
-
     def check(self, tag: bytes, options: ReturnOptions | None) -> None:
         """RFC 5267 4.3: UPDATE under a tag that already has a live result is BAD."""
         if options is not None and options.update and tag in self._contexts:
@@ -222,7 +234,7 @@ class SearchContexts:
 
     def _responses(self, item: str, pairs: Sequence[tuple[int, int]]) -> Iterator[bytes]:
         for tag, context in list(self._contexts.items()):
-            if item == "review" and not self._canReview(context.search, pairs):
+            if item == "review" and not self._canReview(context, pairs):
                 del self._contexts[tag]
                 yield b"NO [NOUPDATE %s] Cannot follow these changes at once" % quoted(tag)
                 continue
@@ -231,11 +243,11 @@ class SearchContexts:
                 head = b"ESEARCH (TAG %s)%s " % (quoted(tag), b" UID" if context.uid else b"")
                 yield head + b" ".join(items)
 
-    def _canReview(self, search: MailboxSearch, pairs: Sequence[tuple[int, int]]) -> bool:
+    def _canReview(self, context: Context, pairs: Sequence[tuple[int, int]]) -> bool:
         """Whether testing C{pairs} again reads few enough messages, none of them large."""
-        if not search.readsMessages:
+        if not context.readsMessages:
             return True
-        return len(pairs) <= self.maxReads and search.testsAtOnce(u for _, u in pairs)
+        return len(pairs) <= self.maxReads and context.search.testsAtOnce(u for _, u in pairs)
 
     def removed(self, changes: Changes) -> Iterator[bytes]:
         """What to send before the EXPUNGE or VANISHED responses of C{changes}."""
