@@ -56,6 +56,7 @@ from tmail.interfaces import (
     IQuotaStore,
     ISpecialUseStore,
     ISteppedStore,
+    IURLAuthStore,
     MessageInfo,
     QuotaUsage,
 )
@@ -93,6 +94,7 @@ from tmail.store.naming import (
 )
 from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage, messageSize
 from tmail.store.uidvalidity import nextUidValidity
+from tmail.store.urlauthkeys import MailboxKeyFile
 
 __all__ = ["MaildirFolder", "MaildirStore"]
 
@@ -1721,7 +1723,7 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore)
+@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IURLAuthStore)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -2104,3 +2106,8 @@ class MaildirStore:
     def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
         canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
         self._changeSpecialUse(lambda current: current | canonical, create=True)
+
+    def mailboxKeys(self) -> MailboxKeyFile:
+        """The URLAUTH mailbox access keys, in the Maildir's root."""
+        self._ensureRoot()
+        return MailboxKeyFile(self.root)
