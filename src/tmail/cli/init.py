@@ -115,6 +115,9 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
 # max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
 # max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
+# urlauth = true    # URLAUTH (RFC 4467): URLs to message parts, for BURL
+# url_host = ""     # host[:port] of this server's IMAP URLs; empty: hostname
+# max_catenate_parts = {_imap.max_catenate_parts}   # parts of one CATENATE message
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

@@ -17,7 +17,8 @@ from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter
 from tmail.imap.server import IMAPServer
-from tmail.interfaces import ILoginThrottle
+from tmail.imap.urlauth import URLAuthority, userAddressRule
+from tmail.interfaces import ILoginThrottle, IMailRealm
 
 
 class IMAPFactory(ServerFactory):
@@ -28,6 +29,8 @@ class IMAPFactory(ServerFactory):
     transport and so neither offer STARTTLS nor refuse plaintext logins.
 
     @ivar clock: the reactor sessions schedule timeouts and IDLE polls on.
+    @ivar urls: what opens IMAP URLs (CATENATE, URLAUTH) through the
+        realm's stores; C{None} when the portal's realm has no stores.
     """
 
     protocol = IMAPServer
@@ -55,6 +58,12 @@ class IMAPFactory(ServerFactory):
         self.connections = ConnectionCounter(
             settings.max_connections_per_address, settings.max_connections, ipv6Prefix
         )
+        realm = portal.realm
+        self.urls: URLAuthority | None = None
+        if IMailRealm.providedBy(realm):
+            self.urls = URLAuthority(
+                realm.storeFor, settings.url_host or hostname, userAddressRule(portal)
+            )
 
     def buildProtocol(self, addr: IAddress | None) -> IMAPServer:
         protocol = IMAPServer(

@@ -34,8 +34,9 @@ Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
 QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}), CONDSTORE and
 QRESYNC (RFC 7162, with L{tmail.imap.condstore}), IMAP4rev2 (RFC 9051) and
-UTF8=ACCEPT (RFC 6855) through ENABLE, and LITERAL+ or LITERAL- (RFC 7888, in
-L{IMAPSession}).
+UTF8=ACCEPT (RFC 6855) through ENABLE, LITERAL+ or LITERAL- (RFC 7888, in
+L{IMAPSession}), CATENATE (RFC 4469, L{tmail.imap.catenate}), URLAUTH and
+URLAUTH=BINARY (RFC 4467, 5524, L{tmail.imap.urlcommands}).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from tmail import __version__
 from tmail.auth.throttle import settle
 from tmail.errors import NoSuchFolder, OverQuota, StoreFull
 from tmail.imap.account import IMAPAccount, checkName
+from tmail.imap.catenate import CatenateAppend
 from tmail.imap.condstore import (
     FetchModifiers,
     ModSeqItem,
@@ -95,6 +97,7 @@ from tmail.imap.sort import MessageFacts, parseSortCriteria, sortSteps
 from tmail.imap.specialuse import makeSpecialFolders, parseCreateUses, specialUses
 from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
+from tmail.imap.urlcommands import URLAuthCommands
 from tmail.interfaces import (
     ILoginAttempt,
     IMailFolder,
@@ -210,7 +213,7 @@ def _decodeBase64(encoded: bytes) -> bytes:
 
 
 @implementer(ISessionListener)
-class IMAPServer(IMAPSession):
+class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
     """
     One IMAP session with tmail's commands.
 
@@ -287,6 +290,7 @@ class IMAPServer(IMAPSession):
             b"QRESYNC": None,
             b"UTF8": [b"ACCEPT"],
         }
+        caps.update(self.urlCapabilities())
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
                 caps[b"STARTTLS"] = None
@@ -876,6 +880,8 @@ class IMAPServer(IMAPSession):
             value, end = parseQuoted(rest)
             date = parseDateTime(value)
             rest = rest[end:].lstrip(b" ")
+        if rest[:9].upper() in (b"CATENATE ", b"CATENATE(") and self.urlAuthority() is not None:
+            return self.catenate(batch, flags, date, rest[8:])
         utf8 = _UTF8_DATA.match(rest) if self.utf8Names else None
         wrapped = utf8 is not None
         if utf8 is not None:
