@@ -74,6 +74,8 @@ class CatenateTranscriptTests(SynchronousTestCase):
     def assertNothingNew(self, count: int = 2) -> None:
         self.assertEqual(len(self.drafts.messages()), count)
         self.assertEqual(list((self.drafts._path / "tmp").iterdir()), [])
+        if not self.session.server._lost:
+            self.assertEqual(self.session.send(b"z NOOP\r\n"), b"z OK NOOP completed\r\n")
 
     def test_capability_lists_catenate(self) -> None:
         reply = self.session.send(b"c CAPABILITY\r\n")
@@ -277,3 +279,19 @@ class CatenateTranscriptTests(SynchronousTestCase):
         self.assertGreater(ran, len(big) // (1024 * 1024))
         self.assertIn("extract", threaded)
         self.assertEqual(contents(self.drafts)[-1], big)
+
+    def test_a_client_leaving_during_a_large_part_leaves_nothing_behind(self) -> None:
+        big = b"Subject: big\r\n\r\n" + (b"z" * 78 + b"\r\n") * 20000
+        uid = store(self.drafts, big)
+        turns: list[Any] = []
+        server = self.session.server
+        server.cooperator = Cooperator(
+            terminationPredicateFactory=lambda: lambda: True, scheduler=turns.append
+        )
+        server.dataReceived(b'a APPEND Drafts CATENATE (URL "%s")\r\n' % self.url(uid))
+        turns.pop(0)()
+        server.connectionLost(None)
+        while turns:
+            turns.pop(0)()
+        self.session.pump()
+        self.assertNothingNew(3)

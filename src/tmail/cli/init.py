@@ -86,6 +86,7 @@ listen = ["tcp:2525:interface=127.0.0.1"]
 
 [submission]
 listen = ["tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1"]
+# burl_imap_host = "mail.example.com"   # imap.url_host: offer BURL imap (send an IMAP draft)
 
 # LMTP, for an MTA in front of tmail (Postfix: virtual_transport =
 # lmtp:inet:127.0.0.1:2424, or lmtp:unix:/PATH with "unix:/PATH:mode=660");

@@ -100,6 +100,9 @@ class CatenateAppend:
         ) -> Deferred[bytes]: ...
         def _appendMessage(self, batch: Any, rest: bytes) -> Deferred[None] | None: ...
         def _connected(self) -> bool: ...
+
+        _lost: bool
+
         def resumeProducing(self) -> None: ...
 
         paused: bool
@@ -203,16 +206,19 @@ class CatenateAppend:
             work = self.cooperator.cooperate(self._writing(message.pending, found.data))
             return work.whenDone()
 
-        return (
-            read.addErrback(failed)
-            .addCallback(write)
-            .addCallback(lambda _: self._catenatePart(batch, message, rest))
-        )
+        def goOn(_: object) -> Any:
+            if self._lost:
+                raise task.TaskStopped()
+            return self._catenatePart(batch, message, rest)
 
-    @staticmethod
-    def _writing(pending: IPendingMessage, data: bytes) -> Iterator[None]:
+        return read.addErrback(failed).addCallback(write).addCallback(goOn)
+
+    def _writing(self, pending: IPendingMessage, data: bytes) -> Iterator[None]:
+        """Write C{data} a slice per step; stop if the client goes away (the message is aborted)."""
         view = memoryview(data)
         for start in range(0, len(data), WRITE_SLICE):
+            if self._lost:
+                return
             pending.write(bytes(view[start : start + WRITE_SLICE]))
             yield None
 
