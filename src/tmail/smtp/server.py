@@ -17,6 +17,9 @@ What this subclass changes, and why:
     become CRLF, with C{bare_newlines = "normalise"}) instead of ending it
     (SMTP smuggling, CVE-2023-51764 class).  C{250} is sent only after
     every copy is committed (fsync'd).
+  - BURL (RFC 4468) on submission (L{tmail.smtp.burl}): a message part
+    given by an IMAP URLAUTH URL, read from tmail's own store and checked
+    as a BDAT chunk is.
   - SMTPUTF8 (RFC 6531) addresses, BINARYMIME (BDAT only), and the DSN
     parameters of RFC 3461, which are checked and kept with the envelope.
   - Every reply carries an enhanced status code (RFC 2034/3463) except the
