@@ -232,5 +232,9 @@ class URLAuthTranscriptTests(SynchronousTestCase):
             self.assertTrue(reply.startswith(b"b BAD "), reply)
         header = self.generate(self.rump(b"anonymous", section=b"HEADER"))
         reply = self.send(b'c URLFETCH ("%s" BINARY)\r\n' % header)
+        self.assertEqual(
+            reply, b'* URLFETCH "%s" (BINARY NIL)\r\nc OK URLFETCH completed\r\n' % header
+        )
+        reply = self.send(b'c URLFETCH ("%s" BODYPARTSTRUCTURE)\r\n' % header)
         self.assertEqual(reply, b'* URLFETCH "%s" NIL\r\nc OK URLFETCH completed\r\n' % header)
         self.assertTrue(self.send(b"d URLFETCH\r\n").startswith(b"d BAD "))

@@ -59,8 +59,8 @@ def urlFetchResponse(url: bytes, params: frozenset[bytes] | None, found: Extract
             return string(url) + b" NIL"
         items.append(b"(BODYPARTSTRUCTURE " + found.structure + b")")
     if b"BINARY" in params:
-        assert found.binary is not None
-        items.append(b"(BINARY " + _literal(found.binary, True) + b")")
+        binary = b"NIL" if found.binary is None else _literal(found.binary, True)
+        items.append(b"(BINARY " + binary + b")")
     elif b"BODY" in params:
         items.append(b"(BODY " + _literal(found.data, False) + b")")
     return b" ".join(items)

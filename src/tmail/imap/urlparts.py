@@ -19,7 +19,7 @@ from tmail.imap.binary import UnknownCTE, binaryContent
 from tmail.imap.imapurl import IMAPURL
 from tmail.imap.message import MimeEntity, MimeLimits
 from tmail.imap.structure import bodyStructure
-from tmail.imap.urlauth import URLError, URLGone
+from tmail.imap.urlauth import URLGone
 
 __all__ = ["Extracted", "extract"]
 
@@ -28,7 +28,8 @@ __all__ = ["Extracted", "extract"]
 class Extracted:
     """
     What a URL names: C{data} as BODY[...] serves it, and when asked for,
-    C{binary} (the content decoded, RFC 3516) and C{structure} (the
+    C{binary} (the content decoded, RFC 3516; C{None} for a header or text
+    section, or an encoding that cannot be undone) and C{structure} (the
     section's BODYSTRUCTURE, C{None} for a header or text section).
     """
 
@@ -54,8 +55,7 @@ def extract(
 ) -> Extracted:
     """
     Read the message from C{source} (and close it) and return what C{url}
-    names.  Raises L{URLError} for a section the message does not have,
-    or, with C{binary}, one whose encoding cannot be undone.
+    names.  Raises L{URLGone} for a section the message does not have.
     """
     with source:
         raw = source.read()
@@ -67,16 +67,13 @@ def extract(
     if data is None:
         raise URLGone("No such body part")
     decoded = None
-    if binary:
-        if kind:
-            raise URLError("BINARY takes a body part, not a header or text section")
+    if binary and not kind:
         try:
             decoded = binaryContent(message, path)
         except UnknownCTE:
-            raise URLError("Unknown content transfer encoding") from None
-        if decoded is None:
-            raise URLGone("No such body part")
-        decoded = _partial(url, decoded)
+            decoded = None
+        if decoded is not None:
+            decoded = _partial(url, decoded)
     shape = None
     if structure and not kind:
         node = message.find(path) if path else message
