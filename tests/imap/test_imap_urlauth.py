@@ -115,7 +115,8 @@ class URLAuthTranscriptTests(SynchronousTestCase):
         elsewhere = good.replace(b"mail.example.test", b"other.example.test")
         noPart = self.generate(self.rump(b"anonymous", section=b"7"))
         rumpOnly = self.rump(b"anonymous")
-        for url in (submit, forBob, forged, elsewhere, noPart, rumpOnly, b"garbage"):
+        noMailbox = good.replace(b"/INBOX/", b"/Nope/")
+        for url in (submit, forBob, forged, elsewhere, noPart, noMailbox, rumpOnly, b"garbage"):
             reply = self.send(b'b URLFETCH "%s"\r\n' % url)
             self.assertEqual(
                 reply, b'* URLFETCH "%s" NIL\r\nb OK URLFETCH completed\r\n' % url, url
@@ -142,6 +143,8 @@ class URLAuthTranscriptTests(SynchronousTestCase):
             % self.rump(b"anonymous").replace(b"mail.example.test", b"other.example"),
             b'a GENURLAUTH "%s" INTERNAL\r\n'
             % self.rump(b"anonymous", b";expire=2001-01-01T00:00:00Z"),
+            b'a GENURLAUTH "%s" INTERNAL\r\n'
+            % self.rump(b"anonymous").replace(b";uid=%d/" % self.uid, b";uid=%d/" % (self.uid + 9)),
         ):
             reply = self.send(line)
             self.assertTrue(reply.startswith(b"a NO GENURLAUTH failed"), (line, reply))

@@ -20,8 +20,10 @@ and, past C{;EXPIRE=}, not at all.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +34,13 @@ from twisted.cred.portal import Portal
 
 from tmail.errors import InvalidFolderName, NoSuchFolder
 from tmail.imap.imapurl import IMAPURL, BadURL, decodeComponent
-from tmail.interfaces import IMailboxKeys, IMailFolder, IMailStore, IURLAuthStore
+from tmail.interfaces import (
+    IMailboxKeys,
+    IMailFolder,
+    IMailStore,
+    IURLAuthStore,
+)
+from tmail.store.urlauthkeys import KEY_BYTES
 
 __all__ = [
     "INTERNAL",
@@ -79,6 +87,13 @@ def userAddressRule(portal: Portal) -> Callable[[str], str]:
     if callable(rule):
         return lambda name: str(rule(name))
     return str.lower
+
+
+def hasMessage(folder: IMailFolder, uid: int) -> bool:
+    """Whether the folder holds message C{uid} (from its index, without reading it)."""
+    infos = folder.messages()
+    index = bisect.bisect_left(infos, uid, key=lambda info: info.uid)
+    return index < len(infos) and infos[index].uid == uid
 
 
 def computeToken(key: bytes, rump: str) -> str:
@@ -160,6 +175,8 @@ class URLAuthority:
         if url.expire is not None and url.expire <= self.now():
             raise URLError("The URL has expired")
         folder = self.folder(user, url)
+        if not hasMessage(folder, url.uid):
+            raise URLError("No such message")
         key = self.keys(user).keyFor(folder.name, folder.uidValidity())
         return f"{url.rump}:{INTERNAL}:{computeToken(key, url.rump)}"
 
@@ -216,9 +233,17 @@ class URLAuthority:
         if not self.mayAccess(url, who):
             raise URLError("The URL is not for this user")
         owner = self.owner(url)
-        folder = self.folder(owner, url)
-        key = self.keys(owner).key(folder.name, folder.uidValidity())
-        if key is None or not hmac.compare_digest(computeToken(key, url.rump), url.token):
+        folder: IMailFolder | None = None
+        key: bytes | None = None
+        try:
+            folder = self.folder(owner, url)
+            key = self.keys(owner).key(folder.name, folder.uidValidity())
+        except URLError:
+            pass
+        # RFC 4467 7: with no mailbox (or key) a token is still computed, from
+        # a random key, so the time taken tells nothing of mailbox names.
+        expected = computeToken(key or secrets.token_bytes(KEY_BYTES), url.rump)
+        if not hmac.compare_digest(expected, url.token) or folder is None or key is None:
             raise URLError("Invalid URLAUTH token")
         return owner, folder
 
