@@ -179,6 +179,10 @@ class CatenateTranscriptTests(SynchronousTestCase):
         reply = self.session.send(b'b APPEND Drafts CATENATE (URL "%s")\r\n' % full)
         self.assertIn(b"b OK [APPENDUID", reply)
         self.assertEqual(contents(self.drafts)[2], FORWARDED)
+        off = Session(self, self.session.fixture, urlauth=False)
+        off.loginDirectly()
+        reply = off.send(b'x APPEND Drafts CATENATE (URL "%s")\r\n' % full)
+        self.assertTrue(reply.startswith(b"x NO [BADURL "), reply)
         forged = full[:-4] + b"0000"
         reply = self.session.send(b'c APPEND Drafts CATENATE (URL "%s")\r\n' % forged)
         self.assertTrue(reply.startswith(b"c NO [BADURL "), reply)

@@ -189,6 +189,8 @@ class CatenateAppend:
             raise badURL(raw)
         try:
             url = parseURL(raw.decode("ascii"), self._baseURL(), self._account().user)
+            if url.token is not None and not self.settings.urlauth:
+                raise URLError("URLAUTH is off")
             source = authority.locate(url, Accessor(self._account().user), own=True)
         except (UnicodeDecodeError, BadURL, URLError):
             raise badURL(raw) from None
