@@ -241,3 +241,20 @@ class URLAuthTranscriptTests(SynchronousTestCase):
         reply = self.send(b'c URLFETCH ("%s" BODYPARTSTRUCTURE)\r\n' % header)
         self.assertEqual(reply, b'* URLFETCH "%s" NIL\r\nc OK URLFETCH completed\r\n' % header)
         self.assertTrue(self.send(b"d URLFETCH\r\n").startswith(b"d BAD "))
+
+    def test_urls_naming_unknown_users_touch_no_files(self) -> None:
+        """A URL's user name is the client's: only users of the directory are looked up."""
+        mail = self.session.fixture.root / "data" / "mail"
+        before = sorted(p.relative_to(mail) for p in mail.rglob("*"))
+        token = "0" * 64
+        for user in (b"nobody%40example.test", b"..%2F..%2Fescape%40example.test", b"x%40other"):
+            url = b"imap://%s@mail.example.test/INBOX/;uid=1;urlauth=anonymous:internal:%s" % (
+                user,
+                token.encode(),
+            )
+            reply = self.send(b'b URLFETCH "%s"\r\n' % url)
+            self.assertEqual(reply, b'* URLFETCH "%s" NIL\r\nb OK URLFETCH completed\r\n' % url)
+            reply = self.send(b'c APPEND INBOX CATENATE (URL "%s")\r\n' % url)
+            self.assertTrue(reply.startswith(b"c NO [BADURL "), reply)
+        self.assertEqual(sorted(p.relative_to(mail) for p in mail.rglob("*")), before)
+        self.assertFalse((self.session.fixture.root / "data" / "escape@example.test").exists())

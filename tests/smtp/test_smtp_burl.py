@@ -154,6 +154,7 @@ class BURLTranscriptTests(SynchronousTestCase):
             self.url(access="user+alice%40example.test"),
             good[:-4] + (b"0000" if not good.endswith(b"0000") else b"1111"),
             good[: good.index(b";URLAUTH")],
+            good.replace(b"alice%40", b"nobody%40"),
             b"/Drafts/;UID=1",
             b"not-a-url",
         ):
@@ -167,6 +168,7 @@ class BURLTranscriptTests(SynchronousTestCase):
             session.command(b"RCPT TO:<bob@example.test>")
         self.assertRegex(session.command(b"BURL " + good + b" LAST"), rb"^250 2\.0\.0 Ok")
         self.assertEqual(len(self.delivered()), 1)
+        self.assertFalse((self.fixture.root / "data" / "mail" / "example.test" / "nobody").exists())
 
     def test_an_anonymous_url_may_be_sent(self) -> None:
         session = self.begin()

@@ -17,7 +17,7 @@ from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter
 from tmail.imap.server import IMAPServer
-from tmail.imap.urlauth import URLAuthority, userAddressRule
+from tmail.imap.urlauth import URLAuthority
 from tmail.interfaces import ILoginThrottle, IMailRealm
 
 
@@ -61,9 +61,7 @@ class IMAPFactory(ServerFactory):
         realm = portal.realm
         self.urls: URLAuthority | None = None
         if IMailRealm.providedBy(realm):
-            self.urls = URLAuthority(
-                realm.storeFor, settings.url_host or hostname, userAddressRule(portal)
-            )
+            self.urls = URLAuthority.forRealm(realm, settings.url_host or hostname, portal)
 
     def buildProtocol(self, addr: IAddress | None) -> IMAPServer:
         protocol = IMAPServer(

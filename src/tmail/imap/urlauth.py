@@ -37,6 +37,7 @@ from tmail.imap.imapurl import IMAPURL, BadURL, decodeComponent
 from tmail.interfaces import (
     IMailboxKeys,
     IMailFolder,
+    IMailRealm,
     IMailStore,
     IURLAuthStore,
 )
@@ -112,6 +113,9 @@ class URLAuthority:
         server by; a URL naming another host is never opened.
     @param userAddress: the canonical address of a user name as a URL
         gives it (the login name rules: a default domain may be added).
+    @param knownUser: whether a canonical address is a user of the
+        directory: a URL's user name is the client's, and only a known
+        user's store is ever looked up (or made).
     """
 
     def __init__(
@@ -119,12 +123,21 @@ class URLAuthority:
         storeFor: Callable[[str], IMailStore],
         host: str,
         userAddress: Callable[[str], str] = str.lower,
+        *,
+        knownUser: Callable[[str], bool],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.storeFor = storeFor
         self.host = host.lower()
         self.userAddress = userAddress
+        self.knownUser = knownUser
         self.now = now
+
+    @classmethod
+    def forRealm(cls, realm: IMailRealm, host: str, portal: Portal | None) -> URLAuthority:
+        """An authority over the stores and directory of C{realm}."""
+        rule = userAddressRule(portal) if portal is not None else str.lower
+        return cls(realm.storeFor, host, rule, knownUser=realm.directory.hasUser)
 
     def isLocal(self, url: IMAPURL) -> bool:
         """Whether C{url} names this server (a relative URL always does)."""
@@ -139,7 +152,10 @@ class URLAuthority:
         """The canonical address of the user whose mailbox C{url} names."""
         if url.user is None or not url.user:
             raise URLError("The URL names no user")
-        return self.userAddress(url.user)
+        address = self.userAddress(url.user)
+        if not self.knownUser(address):
+            raise URLError("No such user")
+        return address
 
     def keys(self, user: str) -> IMailboxKeys:
         store = self.storeFor(user)

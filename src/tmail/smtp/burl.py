@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from tmail.imap.imapurl import BadURL, parseURL
 from tmail.imap.message import MimeLimits
-from tmail.imap.urlauth import Accessor, URLAuthority, URLError, URLGone, userAddressRule
+from tmail.imap.urlauth import Accessor, URLAuthority, URLError, URLGone
 from tmail.imap.urlparts import Extracted, extract
 from tmail.interfaces import IMailRealm
 from tmail.smtp.commands import Reply
@@ -58,8 +58,7 @@ def burlAuthority(realm: IMailRealm, host: str, portal: Portal | None) -> URLAut
     """What resolves BURL's URLs: tmail's own IMAP store, when C{host} names it."""
     if not host:
         return None
-    rule = userAddressRule(portal) if portal is not None else str.lower
-    return URLAuthority(realm.storeFor, host, rule)
+    return URLAuthority.forRealm(realm, host, portal)
 
 
 class BURLCommand:
