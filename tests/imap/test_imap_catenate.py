@@ -299,3 +299,12 @@ class CatenateTranscriptTests(SynchronousTestCase):
             turns.pop(0)()
         self.session.pump()
         self.assertNothingNew(3)
+
+    def test_mailbox_names_in_urls_stay_inside_the_users_mail(self) -> None:
+        data = self.session.fixture.root / "data"
+        before = sorted(data.rglob("*"))
+        for mailbox in (b"..%2F..%2Fx", b"Drafts%2F..%2F..", b"%2E%2E", b"a/../b", b"INBOX%00x"):
+            url = b"/%s/;UID=1" % mailbox
+            reply = self.session.send(b'a APPEND Drafts CATENATE (URL "%s")\r\n' % url)
+            self.assertEqual(reply, b"a NO [BADURL " + url + b"] CATENATE append has failed\r\n")
+        self.assertEqual(sorted(data.rglob("*")), before)
