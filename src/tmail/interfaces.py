@@ -435,6 +435,29 @@ class IMetadataStore(Interface):
         """
 
 
+class IMailboxKeys(Interface):
+    """
+    The IMAP URLAUTH mailbox access keys of one user (RFC 4467 3): a random
+    key per mailbox, kept durably, tied to the mailbox's UIDVALIDITY.
+    """
+
+    def key(mailbox: str, uidValidity: int) -> bytes | None:
+        """The mailbox's key, or C{None} when it has none for this UIDVALIDITY."""
+
+    def keyFor(mailbox: str, uidValidity: int) -> bytes:
+        """The mailbox's key, made and kept durably when it has none yet."""
+
+    def reset(mailbox: str | None = None) -> None:
+        """Forget the key of C{mailbox}, or of every mailbox (C{None})."""
+
+
+class IURLAuthStore(Interface):
+    """Optional for an L{IMailStore}: one that keeps URLAUTH mailbox access keys."""
+
+    def mailboxKeys() -> IMailboxKeys:
+        """The user's mailbox access keys."""
+
+
 class IUserDirectory(Interface):
     """
     Domains, users, aliases and password hashes.  Addresses are

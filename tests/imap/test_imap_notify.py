@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_imap_protocol import MESSAGE, Session, deliver
+from test_imap_protocol import MESSAGE, Session, created, deliver
 from twisted.internet.task import Cooperator
 from twisted.mail import imap4
 from twisted.trial.unittest import SynchronousTestCase
@@ -459,7 +459,7 @@ class TranscriptTests(SynchronousTestCase):
             watcher.send(b"a NOTIFY SET (personal (MailboxName SubscriptionChange))\r\n"),
             b"a OK NOTIFY completed\r\n",
         )
-        self.assertEqual(actor.send(b"b CREATE Lists\r\n"), b"b OK CREATE completed\r\n")
+        self.assertEqual(created(actor.send(b"b CREATE Lists\r\n")), b"b OK CREATE completed\r\n")
         self.assertEqual(watcher.send(b""), b'* LIST (\\HasNoChildren) "/" "Lists"\r\n')
         actor.send(b"c RENAME Lists Groups\r\n")
         self.assertEqual(
@@ -471,7 +471,7 @@ class TranscriptTests(SynchronousTestCase):
         )
         actor.send(b"e DELETE Groups\r\n")
         self.assertEqual(watcher.send(b""), b'* LIST (\\NonExistent) "/" "Groups"\r\n')
-        self.assertEqual(watcher.send(b"f CREATE Mine\r\n"), b"f OK CREATE completed\r\n")
+        self.assertEqual(created(watcher.send(b"f CREATE Mine\r\n")), b"f OK CREATE completed\r\n")
 
     def test_status_of_many_folders_and_the_poll_go_a_slice_at_a_time(self) -> None:
         """

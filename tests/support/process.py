@@ -58,6 +58,8 @@ class TmailServer:
     imapExtra: str = ""
     #: Lines added to the [smtp] section.
     smtpExtra: str = ""
+    #: Lines added to the [submission] section.
+    submissionExtra: str = ""
     #: The MX's greet_pause; None: its default.  Off unless a test is about
     #: it, as every connection to the MX waits for it.
     greetPause: float | None = 0.0
@@ -101,6 +103,7 @@ listen = ["tcp:{p["smtp"]}:interface=127.0.0.1"]
 
 [submission]
 listen = ["tcp:{p["submission"]}:interface=127.0.0.1", "tls:{p["submissions"]}:interface=127.0.0.1"]
+{self.submissionExtra}
 
 [imap]
 listen = ["tcp:{p["imap"]}:interface=127.0.0.1", "tls:{p["imaps"]}:interface=127.0.0.1"]

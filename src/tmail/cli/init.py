@@ -86,6 +86,7 @@ listen = ["tcp:2525:interface=127.0.0.1"]
 
 [submission]
 listen = ["tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1"]
+# burl_imap_host = "mail.example.com"   # imap.url_host: offer BURL imap (send an IMAP draft)
 
 # LMTP, for an MTA in front of tmail (Postfix: virtual_transport =
 # lmtp:inet:127.0.0.1:2424, or lmtp:unix:/PATH with "unix:/PATH:mode=660");
@@ -123,6 +124,9 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_metadata_total = {_imap.max_metadata_total}
 # notify_poll_interval = {_imap.notify_poll_interval}   # NOTIFY: seconds between looks at folders
 # notify_queue_limit = {_imap.notify_queue_limit}   # NOTIFY: events waiting; more: OVERFLOW
+# urlauth = true    # URLAUTH (RFC 4467): URLs to message parts, for BURL
+# url_host = ""     # host[:port] of this server's IMAP URLs; empty: hostname
+# max_catenate_parts = {_imap.max_catenate_parts}   # parts of one CATENATE message
 # max_search_contexts = {_imap.max_search_contexts}   # live SEARCH/SORT results per session
 # max_update_reads = {_imap.max_update_reads}   # messages a live result re-reads per report
 

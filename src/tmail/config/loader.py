@@ -426,6 +426,8 @@ class _Loader:
             return self.tlsPolicy(key, value)
         if key == "relay.smarthost":
             return self.smarthost(key, value)
+        if key in ("imap.url_host", "submission.burl_imap_host"):
+            return self.urlHost(key, value)
         if origin is tuple:
             return self.listen(key, value)
         if hint is bool:
@@ -540,6 +542,18 @@ class _Loader:
         if not isinstance(value, list):
             self.fail(key, f"expected a list of addresses, got {_describe(value)}")
         return tuple(self.nameserver(key, item) for item in value)
+
+    def urlHost(self, key: str, value: object) -> str:
+        """The C{host} or C{host:port} of IMAP URLs (RFC 5092), or C{""}."""
+        if value == "":
+            return ""
+        text = self.string(key, value).lower()
+        bare = ":" not in text or text.endswith("]")
+        host, colon, port = (text, "", "") if bare else text.rpartition(":")
+        valid = re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]", host)
+        if not valid or (colon and not (port.isdigit() and 0 < int(port) < 65536)):
+            self.fail(key, f'expected a host such as "mail.example.com", got {_describe(value)}')
+        return text
 
     def resolver(self, key: str, value: object) -> str:
         return self.nameserver(key, value) if value != "" else ""

@@ -177,9 +177,14 @@ class SubmissionSettings(SMTPSettings):
         check.  A user's C{tmail_sender_check} field overrides it.
     @ivar greet_pause: 0: mail clients connect here, not spambots; the
         C{early_talkers} and C{unauth_pipelining} checks are off too.
+    @ivar burl_imap_host: the host (C{host} or C{host:port}) of tmail's own
+        IMAP URLs (as C{imap.url_host} names it): with it, C{BURL imap}
+        (RFC 4468) is offered and URLAUTH URLs naming that host are read
+        from the store directly.  Empty: no BURL.
     """
 
     sender_check: SenderCheck = "envelope+header"
+    burl_imap_host: str = ""
     greet_pause: float = 0.0
     early_talkers: ClientCheck = "allow"
     unauth_pipelining: ClientCheck = "allow"
@@ -279,6 +284,13 @@ class IMAPSettings:
     @ivar notify_queue_limit: mailboxes with a NOTIFY event waiting for one
         session; more, and it gets C{OK [NOTIFICATIONOVERFLOW]} and NOTIFY
         is off (RFC 5465 5.8).
+    @ivar urlauth: offer URLAUTH and URLAUTH=BINARY (RFC 4467, 5524):
+        GENURLAUTH, RESETKEY, URLFETCH, and the URLs BURL sends (RFC 4468).
+    @ivar url_host: the host (C{host} or C{host:port}) IMAP URLs name this
+        server by (RFC 5092); only URLs naming it are opened.  Empty: the
+        top-level C{hostname}.
+    @ivar max_catenate_parts: TEXT and URL parts of one CATENATE message
+        (RFC 4469); more is C{NO [LIMIT]}.
     @ivar max_search_contexts: live results (SEARCH or SORT C{RETURN
         (UPDATE)}, RFC 5267) one session keeps up to date at once; another
         is answered once, with C{NO [NOUPDATE]}.  Each costs a test of every
@@ -316,6 +328,9 @@ class IMAPSettings:
     max_metadata_total: int = 1 * MiB
     notify_poll_interval: float = 5.0
     notify_queue_limit: int = 1000
+    urlauth: bool = True
+    url_host: str = ""
+    max_catenate_parts: int = 100
     max_search_contexts: int = 10
     max_update_reads: int = 1000
 

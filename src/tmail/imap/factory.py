@@ -17,7 +17,8 @@ from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter
 from tmail.imap.server import IMAPServer
-from tmail.interfaces import ILoginThrottle
+from tmail.imap.urlauth import URLAuthority
+from tmail.interfaces import ILoginThrottle, IMailRealm
 
 
 class IMAPFactory(ServerFactory):
@@ -31,6 +32,8 @@ class IMAPFactory(ServerFactory):
     @ivar messageThreads: runs the work on large messages (a
         L{tmail.imap.largemessages.MessageThreads} pool's C{run}); without
         one, L{runInThread} does.
+    @ivar urls: what opens IMAP URLs (CATENATE, URLAUTH) through the
+        realm's stores; C{None} when the portal's realm has no stores.
     """
 
     protocol = IMAPServer
@@ -60,6 +63,10 @@ class IMAPFactory(ServerFactory):
         self.connections = ConnectionCounter(
             settings.max_connections_per_address, settings.max_connections, ipv6Prefix
         )
+        realm = portal.realm
+        self.urls: URLAuthority | None = None
+        if IMailRealm.providedBy(realm):
+            self.urls = URLAuthority.forRealm(realm, settings.url_host or hostname, portal)
 
     def buildProtocol(self, addr: IAddress | None) -> IMAPServer:
         protocol = IMAPServer(

@@ -37,9 +37,10 @@ QRESYNC (RFC 7162, with L{tmail.imap.condstore}), IMAP4rev2 (RFC 9051) and
 UTF8=ACCEPT (RFC 6855) through ENABLE, LITERAL+ or LITERAL- (RFC 7888, in
 L{IMAPSession}), OBJECTID (RFC 8474, L{tmail.imap.objectid}), SAVEDATE (RFC
 8514, L{tmail.imap.savedate}), PREVIEW (RFC 8970, L{tmail.imap.preview}),
-METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}),
-NOTIFY (RFC 5465, with L{tmail.imap.notify}), ESORT, CONTEXT=SEARCH and
-CONTEXT=SORT (RFC 5267, with L{tmail.imap.esearch} and
+METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}), NOTIFY
+(RFC 5465, L{tmail.imap.notify}), CATENATE (RFC 4469, L{tmail.imap.catenate}),
+URLAUTH and URLAUTH=BINARY (RFC 4467, 5524, L{tmail.imap.urlcommands}), ESORT,
+CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267, with L{tmail.imap.esearch} and
 L{tmail.imap.searchcontext}), PARTIAL (RFC 9394, L{tmail.imap.partial}) and
 SORT=DISPLAY (RFC 5957, L{tmail.imap.sortdisplay}).
 """
@@ -68,6 +69,7 @@ from tmail.auth.throttle import settle
 from tmail.errors import NoSuchFolder, OverQuota, StoreFull
 from tmail.imap import metadata
 from tmail.imap.account import IMAPAccount, checkName
+from tmail.imap.catenate import CatenateAppend
 from tmail.imap.condstore import (
     FetchModifiers,
     ModSeqItem,
@@ -115,6 +117,7 @@ from tmail.imap.sort import MessageFacts, parseSortCriteria, sortSteps
 from tmail.imap.specialuse import makeSpecialFolders, parseCreateUses, specialUses
 from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
+from tmail.imap.urlcommands import URLAuthCommands
 from tmail.interfaces import (
     ILoginAttempt,
     IMailFolder,
@@ -230,7 +233,7 @@ def _decodeBase64(encoded: bytes) -> bytes:
 
 
 @implementer(ISessionListener)
-class IMAPServer(IMAPSession):
+class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
     """
     One IMAP session with tmail's commands.
 
@@ -324,6 +327,7 @@ class IMAPServer(IMAPSession):
             b"METADATA-SERVER": None,
             b"NOTIFY": None,
         }
+        caps.update(self.urlCapabilities())
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
                 caps[b"STARTTLS"] = None
@@ -987,6 +991,8 @@ class IMAPServer(IMAPSession):
             value, end = parseQuoted(rest)
             date = parseDateTime(value)
             rest = rest[end:].lstrip(b" ")
+        if rest[:9].upper() in (b"CATENATE ", b"CATENATE(") and self.urlAuthority() is not None:
+            return self.catenate(batch, flags, date, rest[8:])
         utf8 = _UTF8_DATA.match(rest) if self.utf8Names else None
         wrapped = utf8 is not None
         if utf8 is not None:

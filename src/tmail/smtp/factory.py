@@ -18,10 +18,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tmail.clientaddress import IPV6_PREFIX_LENGTH
-from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings
+from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings, SubmissionSettings
 from tmail.connections import ConnectionCounter
 from tmail.interfaces import IFreeSpace, ILoginThrottle, IMailRealm
 from tmail.queue.outbox import Outbox
+from tmail.smtp.burl import burlAuthority
 from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
@@ -52,6 +53,8 @@ class SMTPFactory(ServerFactory):
         refused.
     @ivar clock: what the sessions' timeouts, deadlines and greeting pause
         run on.
+    @ivar burl: on submission with C{burl_imap_host}, what resolves BURL's
+        IMAP URLs (RFC 4468) through the realm's stores; else C{None}.
     """
 
     runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
@@ -94,6 +97,8 @@ class SMTPFactory(ServerFactory):
             portal.checkers.get(IUsernamePassword) if portal is not None else None
         )
         self.delivery = LocalDelivery(realm)
+        host = settings.burl_imap_host if isinstance(settings, SubmissionSettings) else ""
+        self.burl = burlAuthority(realm, host, portal) if submission else None
         self.outbox = outbox
         self.connections = ConnectionCounter(
             settings.max_connections_per_address, settings.max_connections, ipv6Prefix

@@ -17,6 +17,9 @@ What this subclass changes, and why:
     become CRLF, with C{bare_newlines = "normalise"}) instead of ending it
     (SMTP smuggling, CVE-2023-51764 class).  C{250} is sent only after
     every copy is committed (fsync'd).
+  - BURL (RFC 4468) on submission (L{tmail.smtp.burl}): a message part
+    given by an IMAP URLAUTH URL, read from tmail's own store and checked
+    as a BDAT chunk is.
   - SMTPUTF8 (RFC 6531) addresses, BINARYMIME (BDAT only), and the DSN
     parameters of RFC 3461, which are checked and kept with the envelope.
   - Every reply carries an enhanced status code (RFC 2034/3463) except the
@@ -76,6 +79,7 @@ from tmail.auth.throttle import settle
 from tmail.connections import Refusal, sendPromptly
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
 from tmail.interfaces import Destinations, ILoginAttempt
+from tmail.smtp.burl import BURLCommand
 from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.deadlines import Deadline, SessionDeadlines
@@ -106,7 +110,7 @@ COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
 BDAT = "BDAT"
 
 _VERBS = frozenset(
-    b"HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split()
+    b"HELO EHLO MAIL RCPT DATA BDAT BURL RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split()
 )
 #: Commands that move no mail, counted against C{junk_command_limit}.
 _JUNK = frozenset(b"HELO EHLO LHLO RSET NOOP VRFY EXPN HELP".split())
@@ -127,7 +131,7 @@ def _printable(text: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in text)[:200]
 
 
-class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
+class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
     """
     One SMTP session.  Settings, realm and policy come from the
     L{SMTPFactory} that built it.
@@ -638,6 +642,7 @@ class SMTPServer(smtp.ESMTP):  # type: ignore[misc]
             extensions[b"REQUIRETLS"] = None
         if self._authEnabled() and isSecure(self.transport):
             extensions[b"AUTH"] = list(MECHANISMS)
+            extensions.update(self.burlExtension())
         return extensions
 
     def do_NOOP(self, rest: bytes) -> None:

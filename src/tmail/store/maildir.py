@@ -59,6 +59,7 @@ from tmail.interfaces import (
     ISaveDateFolder,
     ISpecialUseStore,
     ISteppedStore,
+    IURLAuthStore,
     MessageInfo,
     QuotaUsage,
 )
@@ -98,6 +99,7 @@ from tmail.store.naming import (
 )
 from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage, messageSize
 from tmail.store.uidvalidity import nextUidValidity
+from tmail.store.urlauthkeys import MailboxKeyFile
 
 __all__ = ["MaildirFolder", "MaildirStore"]
 
@@ -1769,7 +1771,9 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore)
+@implementer(
+    IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore
+)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -2178,3 +2182,8 @@ class MaildirStore:
     def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
         canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
         self._changeSpecialUse(lambda current: current | canonical, create=True)
+
+    def mailboxKeys(self) -> MailboxKeyFile:
+        """The URLAUTH mailbox access keys, in the Maildir's root."""
+        self._ensureRoot()
+        return MailboxKeyFile(self.root)
