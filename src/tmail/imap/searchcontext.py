@@ -149,42 +149,76 @@ class SortContext:
     def _number(self, seq: int, u: int) -> int:
         return u if self.uid else seq
 
-    def _remove(self, u: int) -> int:
-        key = self.byUid.pop(u)
-        position = bisect.bisect_left(self.keys, key)
-        del self.keys[position]
-        return position + 1
+    def _removing(self, leaving: Sequence[tuple[int, int]]) -> list[bytes]:
+        """
+        Take the messages out; their C{position set} pairs, runs of
+        neighbours together, the last run first so that each position still
+        holds when the client gets to it.
+        """
+        found = sorted(
+            (bisect.bisect_left(self.keys, self.byUid[u]), self._number(seq, u))
+            for seq, u in leaving
+        )
+        for position, _ in reversed(found):
+            del self.keys[position]
+        for _, u in leaving:
+            del self.byUid[u]
+        return [_pair(run) for run in reversed(_runs(found))]
+
+    def _adding(self, joining: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Put the messages in; their pairs, runs together, the first run first."""
+        numbers = {}
+        for seq, u in joining:
+            key = self._key(MessageFacts(seq, self.mailbox.message(u)))
+            bisect.insort(self.keys, key)
+            self.byUid[u] = key
+            numbers[u] = self._number(seq, u)
+        found = sorted(
+            (bisect.bisect_left(self.keys, self.byUid[u]), number) for u, number in numbers.items()
+        )
+        return [_pair(run) for run in _runs(found)]
 
     def forget(self, gone: Sequence[tuple[int, int]]) -> list[bytes]:
         """The C{REMOVEFROM} for expunged messages (sequence numbers from before)."""
-        removed = [
-            b"%d %d" % (self._remove(u), self._number(seq, u)) for seq, u in gone if u in self.byUid
-        ]
+        removed = self._removing([(seq, u) for seq, u in gone if u in self.byUid])
         return [b"REMOVEFROM (%s)" % b" ".join(removed)] if removed else []
 
     def review(self, pairs: Sequence[tuple[int, int]]) -> list[bytes]:
-        """C{REMOVEFROM} and then C{ADDTO}, at context positions, each applied in turn."""
-        removed: list[bytes] = []
+        """C{REMOVEFROM} and then C{ADDTO}, at context positions (RFC 5267 4.3.2)."""
+        leaving: list[tuple[int, int]] = []
         joining: list[tuple[int, int]] = []
         for seq, u in pairs:
             matches = self.search.matches(seq, u)
             if not matches and u in self.byUid:
-                removed.append(b"%d %d" % (self._remove(u), self._number(seq, u)))
+                leaving.append((seq, u))
             elif matches and u not in self.byUid:
                 joining.append((seq, u))
-        added: list[bytes] = []
-        for seq, u in joining:
-            key = self._key(MessageFacts(seq, self.mailbox.message(u)))
-            position = bisect.bisect_left(self.keys, key)
-            self.keys.insert(position, key)
-            self.byUid[u] = key
-            added.append(b"%d %d" % (position + 1, self._number(seq, u)))
+        removed = self._removing(leaving)
+        added = self._adding(joining)
         items = []
         if removed:
             items.append(b"REMOVEFROM (%s)" % b" ".join(removed))
         if added:
             items.append(b"ADDTO (%s)" % b" ".join(added))
         return items
+
+
+def _runs(found: Sequence[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """Ascending C{(index, number)} pairs as runs of neighbouring indices: C{(first, numbers)}."""
+    runs: list[tuple[int, list[int]]] = []
+    previous = -2
+    for index, number in found:
+        if index == previous + 1:
+            runs[-1][1].append(number)
+        else:
+            runs.append((index, [number]))
+        previous = index
+    return runs
+
+
+def _pair(run: tuple[int, list[int]]) -> bytes:
+    """A context position (1 for the first result) and the set, in sort order."""
+    return b"%d %s" % (run[0] + 1, numberSet(run[1]))
 
 
 Context = SearchContext | SortContext
