@@ -22,7 +22,7 @@ import pytest
 
 from support.imapdata import Value, fetchResponses
 from support.interop import Servers, runningServers
-from support.mimecorpus import CORPUS
+from support.mimecorpus import ADDRESS_MESSAGES, CORPUS
 
 pytestmark = pytest.mark.e2e
 
@@ -247,3 +247,76 @@ def test_every_part_tmail_describes_is_served_with_the_size_and_lines_it_gives(
                 lines = part[7] if kind[0] == b"text" else part[9]
                 assert lines == b"%d" % body.count(b"\n"), (name, section, lines)
     client.logout()
+
+
+#: SEARCH criteria over ADDRESS_MESSAGES, and why tmail's answer differs from Dovecot's.
+SEARCHES: dict[str, str | None] = {
+    "FROM alice": None,
+    "TO example.org": None,
+    "FROM ALICE@EXAMPLE.TEST": None,
+    'FROM "Alice Example <alice@"': (
+        "RFC 3501 6.4.4: the string is matched in the envelope's From (name and address); "
+        'Dovecot matches a rewritten field that quotes the name ("Alice Example" <...>)'
+    ),
+    'FROM "Smith, \\"Bobby\\" Bob"': (
+        'the display name is Smith, "Bobby" Bob; Dovecot matches it with its quoting'
+    ),
+    "FROM bob@x.test": None,
+    "TO pete@silly.test": None,
+    'TO "Pete <pete@silly"': None,
+    'TO "his account"': (
+        "tmail also matches the field as written, comments included; Dovecot only the "
+        "addresses it rewrites"
+    ),
+    "CC friends": None,
+    "CC dave@y.test": None,
+    "CC erin": None,
+    "CC Dave": None,
+    'FROM "Jürgen Müller"': None,
+    'TO "André"': None,
+    'TO "Fränk <frank@"': None,
+    'TO "Mary Smith"': None,
+    "FROM john.q.public@example.test": (
+        "RFC 5322 4.4: john . q . public @ example . test is this address; Dovecot's "
+        "parser reads no address from it"
+    ),
+    'BCC "local part@x.test"': (
+        "the envelope's mailbox is local part (unquoted, as both servers put it in "
+        "ENVELOPE); Dovecot matches the quoted form only"
+    ),
+    'FROM "Sam Jones"': None,
+    "FROM missing_domain": (
+        "Dovecot matches the MISSING_DOMAIN it fills in for an address without a domain"
+    ),
+    "BCC x.test": None,
+    "NOT TO x.test": None,
+}
+
+
+def searched(client: imaplib.IMAP4, criteria: str) -> list[int]:
+    answer = command(client, b"UID SEARCH CHARSET UTF-8 " + criteria.encode())
+    match = re.search(rb"^\* SEARCH([ \d]*)\r\n", answer, re.MULTILINE)
+    assert match is not None, answer
+    return [int(n) for n in match.group(1).split()]
+
+
+def test_search_by_address_answers_as_dovecot_or_as_the_rfc_says(servers: Servers) -> None:
+    user = servers.newUser()
+    client = servers.tmailClient(user)
+    for raw in ADDRESS_MESSAGES:
+        typ, data = client.append("INBOX", "", imaplib.Time2Internaldate(1_700_000_000), raw)
+        assert typ == "OK", data
+    client.logout()
+    results = {}
+    for name, connect in (("tmail", servers.tmailClient), ("dovecot", servers.dovecotClient)):
+        client = connect(user)
+        client.select("INBOX", readonly=True)
+        results[name] = {criteria: searched(client, criteria) for criteria in SEARCHES}
+        client.logout()
+
+    unexpected = []
+    for criteria, reason in SEARCHES.items():
+        mine, theirs = results["tmail"][criteria], results["dovecot"][criteria]
+        if (mine == theirs) != (reason is None):
+            unexpected.append(f"{criteria}: tmail {mine}, dovecot {theirs}, listed: {reason}")
+    assert not unexpected, "\n".join(unexpected)

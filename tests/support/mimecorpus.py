@@ -441,3 +441,34 @@ CORPUS: dict[str, bytes] = {
         "To: g: a@example.test;b@example.test", "Cc: a@example.test b@example.test", "", "body"
     ),
 }
+
+
+def _addressed(*fields: bytes) -> bytes:
+    return b"\r\n".join(fields) + b"\r\nSubject: s\r\n\r\nbody\r\n"
+
+
+#: Messages for SEARCH FROM/TO/CC/BCC, numbered as in the comments.
+ADDRESS_MESSAGES = [
+    # 1: display name and angle address
+    _addressed(b"From: Alice Example <alice@example.test>", b"To: bob@example.org"),
+    # 2: quoted name with escapes and a comma
+    _addressed(b'From: "Smith, \\"Bobby\\" Bob" <bob@x.test>', b"To: a@x.test"),
+    # 3: comments inside the address
+    _addressed(
+        b"From: a@x.test", b"To: Pete(A nice \\) chap) <pete(his account)@silly.test(host)>"
+    ),
+    # 4: a group, and several addresses
+    _addressed(b"From: a@x.test", b"Cc: friends: carol@x.test, Dave <dave@y.test>;, erin@z.test"),
+    # 5: encoded words, in and out of quotes, across a fold
+    _addressed(
+        b"From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@x.test>",
+        b'To: "=?iso-8859-1?q?Andr=E9?=" <andre@x.test>,',
+        b" =?utf-8?q?Fr=C3=A4?=\r\n =?utf-8?q?nk?= <frank@x.test>",
+    ),
+    # 6: a name folded with a tab
+    _addressed(b"From: a@x.test", b"To: Mary\r\n\tSmith <mary@x.test>"),
+    # 7: obsolete local part and domain, a quoted local part
+    _addressed(b"From: john . q . public @ example . test", b'Bcc: "local part"@x.test'),
+    # 8: the old name-in-a-comment form
+    _addressed(b"From: sam@x.test (Sam Jones)", b"To: a@x.test"),
+]

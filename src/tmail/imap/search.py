@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.mail import imap4
 
+from tmail.imap.addressfields import searchText
 from tmail.imap.binary import UnknownCTE, decodeContent
 from tmail.imap.charsets import decodeText, decodeWords
 from tmail.imap.condstore import parseModSeq
@@ -59,6 +60,7 @@ _FLAG_KEYS = {
 }
 
 _ADDRESS_KEYS = {"BCC", "CC", "FROM", "SUBJECT", "TO"}
+_ADDRESS_FIELDS = {"BCC", "CC", "FROM", "TO"}
 _ENTRY_TYPES = (b"priv", b"shared", b"all")
 
 
@@ -115,6 +117,23 @@ def _headerValues(message: IMAPMessage, name: str) -> list[str]:
         if fieldName == lower:
             value = re.sub(rb"\r?\n(?=[ \t])", b"", lines.split(b":", 1)[1]).strip()
             values.append(_decodeHeader(value).casefold())
+    return values
+
+
+def _addressValues(message: IMAPMessage, name: str) -> list[str]:
+    """
+    The fields C{name} (From, To, Cc or Bcc) of a message, case-folded,
+    each as it is (encoded words decoded) and with its addresses written
+    out (L{searchText}): a needle may be any part of a display name or of
+    an address, whatever quoting, comments or folding the header used.
+    """
+    lower = name.lower().encode("ascii")
+    values = []
+    for fieldName, lines in headerFields(message.header()):
+        if fieldName == lower:
+            text = lines.split(b":", 1)[1].decode("utf-8", "replace")
+            values.append(decodeWords(re.sub(r"\r?\n(?=[ \t])", "", text).strip()).casefold())
+            values.append(searchText(text).casefold())
     return values
 
 
@@ -320,6 +339,9 @@ class _Compiler:
             return _INFO, self.uidTest(cursor.next())
         if name == "MODSEQ":
             return _INFO, self.modSeqTest(cursor)
+        if name in _ADDRESS_FIELDS:
+            needle = cursor.string().casefold()
+            return _HEADER, _safe(lambda s, m: any(needle in v for v in _addressValues(m, name)))
         if name in _ADDRESS_KEYS:
             return _HEADER, self.headerTest(name, cursor.string())
         if name == "HEADER":
