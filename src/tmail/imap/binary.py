@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.mail import imap4
 
+from tmail.imap.binaryappend import withTransferEncoding
 from tmail.imap.charsets import decodeBase64 as decodeBase64
 from tmail.imap.message import MimeEntity, fieldValue
 
@@ -146,7 +147,12 @@ def binaryContent(message: MimeEntity, path: tuple[int, ...]) -> bytes | None:
     C{None} when there is no such part.
     """
     if not path:
-        return message.header + decodeContent(message.body, _encodingOf(message))
+        encoding = _encodingOf(message)
+        header = message.header
+        if encoding.strip().lower() not in _IDENTITY:
+            # The header goes with the decoded body, as Dovecot sends it.
+            header = withTransferEncoding(header, b"binary")
+        return header + decodeContent(message.body, encoding)
     node = message.find(path)
     if node is None:
         return None

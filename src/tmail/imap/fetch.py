@@ -5,8 +5,9 @@ them to the client without holding whole messages in memory.
 
 Fixes over Twisted's FETCH: partial fetches (C{BODY[]<0.100>}) return only
 the requested octets, labelled C{BODY[]<0>} as RFC 3501 7.4.2 says; sections
-are the exact stored bytes; C{BODY[]} of a whole message streams from the
-file at the transport's pace.
+are the exact stored bytes (a NUL, which no literal may hold, is sent as
+0x80: L{forLiteral}); C{BODY[]} of a whole message streams from the file at
+the transport's pace.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tmail.imap.binary import UnknownCTE, binaryPieces
+from tmail.imap.binaryappend import forLiteral
 from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
@@ -102,7 +104,7 @@ def _literal(item: Any, data: bytes | None) -> Piece:
     begin = getattr(item, "partialBegin", None)
     if begin is not None:
         data = data[begin : begin + item.partialLength]
-    return b"{%d}\r\n%s" % (len(data), data)
+    return b"{%d}\r\n%s" % (len(data), forLiteral(data))
 
 
 def _wholeMessage(item: Any, message: IMAPMessage) -> Piece:
@@ -209,7 +211,7 @@ def messageItems(
         elif kind == "rfc822":
             items.append([b"RFC822 ", _wholeMessage(None, message)])
         elif kind == "rfc822header":
-            items.append([b"RFC822.HEADER " + nstring(message.header())])
+            items.append([b"RFC822.HEADER " + nstring(forLiteral(message.header()))])
         elif kind == "rfc822text":
             items.append([b"RFC822.TEXT ", _literal(item, message.entity.body)])
         elif kind == "binary":
@@ -325,7 +327,7 @@ class FetchStream:
                         chunk = f.read(min(CHUNK, remaining))
                         if not chunk:
                             raise OSError("message file shorter than its size")
-                        pending.append(chunk)
+                        pending.append(forLiteral(chunk))
                         remaining -= len(chunk)
                         self.transport.writeSequence(pending)
                         pending, size = [], 0

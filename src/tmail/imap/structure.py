@@ -33,9 +33,14 @@ def quoted(value: bytes) -> bytes:
 
 
 def string(value: bytes) -> bytes:
-    """A quoted string when that is allowed, else a literal."""
+    """
+    A quoted string when that is allowed, else a literal; a NUL, which no
+    literal may hold (RFC 3501 4.3), is sent as U+FFFD, as Dovecot sends it.
+    """
     if len(value) <= 1024 and all(0x20 <= byte <= 0x7E for byte in value):
         return quoted(value)
+    if b"\x00" in value:
+        value = value.replace(b"\x00", "\ufffd".encode())
     return b"{%d}\r\n%s" % (len(value), value)
 
 
