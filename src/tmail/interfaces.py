@@ -212,6 +212,34 @@ class IModSeqFolder(IMailFolder):
         """
 
 
+class IObjectIdFolder(IMailFolder):
+    """
+    A folder that keeps the object IDs of RFC 8474: one for the folder
+    that stays when it is renamed, and one for each message that stays
+    across restarts and is the same for a copy (so also after a move).
+    IDs are 1 to 255 letters, digits, C{_} or C{-}.
+    """
+
+    def mailboxId() -> str:
+        """The folder's MAILBOXID."""
+
+    def emailId(uid: int) -> str:
+        """The message's EMAILID.  Raises C{KeyError} when the message is gone."""
+
+
+class ISaveDateFolder(IMailFolder):
+    """
+    A folder that knows when each message was saved into it (RFC 8514):
+    delivered, appended, copied or moved there.
+    """
+
+    def saveDate(uid: int) -> float | None:
+        """
+        The message's save date (seconds since the epoch), or C{None} when
+        it is not known.  Raises C{KeyError} when the message is gone.
+        """
+
+
 class IIncrementalFolder(IMailFolder):
     """
     A folder that can say which messages changed since a point, so each
@@ -371,6 +399,33 @@ class ISpecialUseStore(Interface):
         """
         Replace the attributes of the folders named in C{changes} (an empty
         set clears them); C{{}} only records that the record exists.
+        """
+
+
+class IMetadataStore(Interface):
+    """
+    Optional for an L{IMailStore}: a store that keeps METADATA entries
+    (RFC 5464) for each folder and for the server.  Entry names are the
+    IMAP ones (C{/private/comment}), compared without regard to case;
+    values are any octets.  A folder's entries go with it when it is
+    renamed and are gone when it is deleted.
+    """
+
+    def metadata(folder: str | None) -> dict[str, bytes]:
+        """
+        The entries of C{folder} (C{None}: the server's), by name.  Raises
+        L{tmail.errors.NoSuchFolder} for a folder that does not exist.
+        """
+
+    def updateMetadata(
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> None:
+        """
+        Set the entries of C{changes} (C{None} removes one) at once, durably.
+        C{check}, if given, is called with all the entries as they would be
+        and may raise to refuse the change, which then changes nothing.
         """
 
 

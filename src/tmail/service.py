@@ -32,6 +32,7 @@ from tmail.config.schema import PolicySettings, Settings, SMTPSettings, Submissi
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError
 from tmail.imap.factory import IMAPFactory
+from tmail.imap.largemessages import MessageThreads
 from tmail.interfaces import IMailRealm, IUserDirectory
 from tmail.pop3.factory import POP3Factory
 from tmail.queue.dkim import DKIMSigner
@@ -241,6 +242,10 @@ def makeService(
             )
             factories.append((name, smtp.listen, factory))
     if settings.imap is not None:
+        messageThreads = MessageThreads(
+            cast(IReactorFromThreads, reactor), settings.imap.message_threads
+        )
+        messageThreads.setServiceParent(top)  # type: ignore[no-untyped-call]
         imapFactory = IMAPFactory(
             portal,
             settings.imap,
@@ -248,6 +253,7 @@ def makeService(
             throttle=throttle,
             hostname=settings.hostname,
             ipv6Prefix=prefix,
+            messageThreads=messageThreads.run,
         )
         factories.append(("imap", settings.imap.listen, imapFactory))
     if settings.pop3 is not None:

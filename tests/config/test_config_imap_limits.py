@@ -55,3 +55,11 @@ def test_bad_limits_give_one_line_naming_the_key(tmp_path: Path, line: str, prob
     message = str(info.value)
     assert "\n" not in message
     assert problem in message
+
+
+def test_message_threads_default_is_configurable_and_positive(tmp_path: Path) -> None:
+    assert IMAPSettings().message_threads == 2
+    assert load(tmp_path, "message_threads = 4\n").message_threads == 4
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, "message_threads = 0\n")
+    assert "imap.message_threads: must be positive" in str(info.value)

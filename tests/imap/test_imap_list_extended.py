@@ -169,7 +169,6 @@ class ListExtendedTests(SynchronousTestCase):
         ):
             reply = session.send(line + b"\r\n")
             self.assertTrue(reply.startswith(b"b BAD "), (line, reply))
-        self.assertTrue(session.send(b'c LIST "" &Jjo\r\n').startswith(b"c NO [CANNOT]"))
 
     def test_remoteIsAcceptedAndListsLocalFolders(self) -> None:
         session = self.session(["x"])

@@ -9,7 +9,7 @@ C{UTF8 (~{n}...)}.  A client that enables neither sees IMAP4rev1 unchanged.
 
 from __future__ import annotations
 
-from test_imap_protocol import MESSAGE, Session, deliver
+from test_imap_protocol import MESSAGE, Session, created, deliver
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.realm import ALICE, PASSWORD
@@ -127,7 +127,7 @@ class UTF8NameTests(SynchronousTestCase):
         self.session.send(b"e ENABLE IMAP4rev2\r\n")
         raw = ENTWUERFE.encode("utf-8")
         self.assertEqual(
-            self.session.send(b'c CREATE "' + raw + b'"\r\n'), b"c OK CREATE completed\r\n"
+            created(self.session.send(b'c CREATE "' + raw + b'"\r\n')), b"c OK CREATE completed\r\n"
         )
         self.assertIn(ENTWUERFE, self.store.listFolders())
         self.assertIn(

@@ -14,7 +14,7 @@ from typing import Any
 
 import imapclient
 from imapclient.imapclient import SENT, TRASH
-from test_imap_protocol import Session
+from test_imap_protocol import Session, created
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -132,7 +132,7 @@ class SpecialUseTranscriptTests(SynchronousTestCase):
         """RFC 6154 section 5.3: CREATE ... (USE (...)), several attributes at once."""
         session = self.session(create_special_folders=False)
         self.assertEqual(
-            session.send(b"t1 CREATE MySpecial (USE (\\drafts \\Sent))\r\n"),
+            created(session.send(b"t1 CREATE MySpecial (USE (\\drafts \\Sent))\r\n")),
             b"t1 OK CREATE completed\r\n",
         )
         self.assertEqual(
@@ -142,7 +142,7 @@ class SpecialUseTranscriptTests(SynchronousTestCase):
         text = (session.store.root / "tmail-special-use").read_text()
         self.assertEqual(text, "tmail-special-use 1\nMySpecial\t\\Drafts \\Sent\n")
         self.assertEqual(
-            session.send(b"t2 CREATE Plain (USE ())\r\n"), b"t2 OK CREATE completed\r\n"
+            created(session.send(b"t2 CREATE Plain (USE ())\r\n")), b"t2 OK CREATE completed\r\n"
         )
 
     def test_createWithUnsupportedUseCreatesNothing(self) -> None:

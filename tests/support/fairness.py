@@ -16,13 +16,19 @@ started afresh for the next test.
 Attacks that change or empty a folder (EXPUNGE, MOVE, DELETE, RENAME of
 INBOX) work on folders of their own, filled with hard links to the same
 3,000 messages, so every attack finds what it needs whatever ran before.
+The attacks on one message of 40 MB (its 30 MB of base64 text searched,
+its structure and decoded text fetched) each get a folder holding a hard
+link to it, written once.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import os
+import random
+import re
 import socket
 import threading
 import time
@@ -586,6 +592,79 @@ def deleteLargeFolder(attack: Attack) -> None:
     sendAndWait(client, attack, b"h DELETE " + name + b"\r\n", b"h")
 
 
+#: The large message's text part: about 30 MB of base64 (22 MB of text).
+LARGE_TEXT = 22 * 1024 * 1024
+#: Its other part: about 9 MB of base64, for a message of about 40 MB.
+LARGE_ATTACHMENT = 6 * 1024 * 1024 + 512 * 1024
+
+
+def _base64Lines(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def largeMessage(server: FairnessServer) -> Path:
+    """
+    A message of about 40 MB whose first part is text in base64 (about
+    30 MB of it), written once, of which folders get hard links.
+    """
+    path = server.folder / "large-message"
+    if not path.exists():
+        line = b"lorem ipsum dolor sit amet consectetur adipiscing elit %08d\r\n"
+        text = b"".join(line % n for n in range(LARGE_TEXT // len(line % 0)))
+        path.write_bytes(
+            b"From: sender@remote.example\r\nTo: " + ATTACKER.encode() + b"\r\n"
+            b"Subject: the large one\r\nDate: Mon, 7 Feb 2022 10:00:00 +0000\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=large\r\n\r\n"
+            b"--large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n"
+            + _base64Lines(text)
+            + b"--large\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n"
+            + _base64Lines(random.Random(7).randbytes(LARGE_ATTACHMENT))
+            + b"--large--\r\n"
+        )
+    return path
+
+
+def largeMessageFolder(attack: Attack) -> str:
+    """A new folder of the attacker's holding the large message alone."""
+    name = f"Large{next(_names)}"
+    folder = attack.server.mailDir(ATTACKER) / f".{name}"
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "maildirfolder").touch()
+    original = largeMessage(attack.server)
+    size = original.stat().st_size
+    os.link(original, folder / "cur" / f"1600000000.M1P3Q1.large,S={size}:2,S")
+    return name
+
+
+def readUntilTagged(client: IMAPClient, attack: Attack, tag: bytes) -> None:
+    """Read as fast as the server sends, literals and all, up to C{tag}'s answer."""
+    client.sock.settimeout(MAX_WINDOW + PROBE_TIMEOUT)
+    tail = client.buffer
+    ending = re.compile(rb"(?:^|\r\n)" + tag + rb" (?:OK|NO|BAD)\b")
+    while not attack.stop.is_set() and not ending.search(tail):
+        data = client.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        tail = tail[-64:] + data
+
+
+def searchLargeMessage(attack: Attack) -> None:
+    """SEARCH TEXT through a message of 40 MB: its 30 MB of base64 text decoded and searched."""
+    client = attack.imap(select=largeMessageFolder(attack))
+    sendAndWait(client, attack, b"h SEARCH TEXT needle-not-there\r\n", b"h")
+
+
+def fetchLargeMessagePart(attack: Attack) -> None:
+    """The structure of a message of 40 MB and its text part decoded (22 MB), read at full speed."""
+    client = attack.imap(select=largeMessageFolder(attack))
+    client.sock.sendall(b"h FETCH 1 (BODYSTRUCTURE BINARY.PEEK[1])\r\n")
+    attack.begun.set()
+    readUntilTagged(client, attack, b"h")
+
+
 def renameInbox(attack: Attack) -> None:
     """RENAME of a full INBOX (the attacker's other account's), which moves every message."""
     fillFolder(attack.server.originals, attack.server.mailDir(RENAMER), inbox=True)
@@ -620,6 +699,8 @@ ATTACKS: dict[str, Callable[[Attack], None]] = {
     "list-status-of-300-folders": listStatusOfManyFolders,
     "delete-folder-of-3000-messages": deleteLargeFolder,
     "rename-inbox-of-3000-messages": renameInbox,
+    "search-text-of-a-40mb-message": searchLargeMessage,
+    "fetch-bodystructure-and-binary-part-of-a-40mb-message": fetchLargeMessagePart,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from imapclient import IMAPClient
@@ -30,12 +31,13 @@ def listenIMAP(
     testCase: TestCase,
     fixture: RealmFixture,
     sessions: list[IMAPServer] | None = None,
+    messageThreads: Callable[..., Deferred[Any]] | None = None,
     **settings: Any,
 ) -> Deferred[int]:
     """
     Serve the fixture's realm with these L{IMAPSettings}; fires with the
     port.  The server side of each connection is added to C{sessions}, if
-    given.
+    given; work on large messages goes to C{messageThreads}, if given.
     """
     factory = _RecordingFactory(
         fixture.portal,
@@ -43,6 +45,7 @@ def listenIMAP(
         tlsContextFactory=None,
         throttle=AuthThrottle(AuthSettings(failure_delay=0), reactor),
         hostname="mail.example.test",
+        messageThreads=messageThreads,
     )
     factory.sessions = sessions if sessions is not None else []
     return listen(testCase, factory)

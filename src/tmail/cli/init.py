@@ -115,6 +115,12 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_inflation_ratio = {_imap.max_inflation_ratio}   # COMPRESS input inflating more: closed
 # max_mime_depth = {_imap.max_mime_depth}    # deeper MIME parts are opaque
 # max_mime_parts = {_imap.max_mime_parts}   # parts per message taken apart
+# message_threads = {_imap.message_threads}    # messages over 1 MiB worked on at once, apart
+# preview_scan_bytes = {_imap.preview_scan_bytes}   # octets read for FETCH PREVIEW
+# METADATA (RFC 5464) per folder and for the server: one value, entries, all bytes.
+# max_metadata_size = {_imap.max_metadata_size}
+# max_metadata_entries = {_imap.max_metadata_entries}
+# max_metadata_total = {_imap.max_metadata_total}
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

@@ -261,6 +261,18 @@ class IMAPSettings:
         rest are not numbered (Dovecot's C{max_total_mime_parts}).
     @ivar max_connections: concurrent sessions from all clients together;
         more get C{* BYE} and are closed.  0: no limit.
+    @ivar message_threads: messages over 1 MiB read, taken apart, decoded
+        and searched at once (SEARCH, SORT, THREAD, FETCH), in threads of
+        their own; more wait their turn, and no session waits for them.
+    @ivar preview_scan_bytes: octets of a message read to make its FETCH
+        PREVIEW (RFC 8970); text beyond them is not looked at.
+    @ivar max_metadata_size: bytes of one METADATA value (RFC 5464); a larger
+        SETMETADATA gets C{NO [METADATA MAXSIZE n]}.
+    @ivar max_metadata_entries: METADATA entries per folder (and for the
+        server); more get C{NO [METADATA TOOMANY]}.
+    @ivar max_metadata_total: bytes of all METADATA entries (names and
+        values) per folder (and for the server); more get
+        C{NO [METADATA TOOMANY]}.
     """
 
     listen: tuple[str, ...] = ()
@@ -283,6 +295,11 @@ class IMAPSettings:
     max_mime_depth: int = 32
     max_mime_parts: int = 10_000
     max_connections: int = 1000
+    message_threads: int = 2
+    preview_scan_bytes: int = 64 * 1024
+    max_metadata_size: int = 64 * 1024
+    max_metadata_entries: int = 256
+    max_metadata_total: int = 1 * MiB
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -12,14 +12,18 @@ client asked for.
 from __future__ import annotations
 
 import binascii
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.mail import imap4
 
+from tmail.imap import pieces
 from tmail.imap.binaryappend import withTransferEncoding
 from tmail.imap.charsets import decodeBase64 as decodeBase64
+from tmail.imap.charsets import decodeBase64Pieces, quotedPrintablePieces
 from tmail.imap.message import MimeEntity, fieldValue
 
 #: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}.
@@ -133,6 +137,24 @@ def decodeContent(body: bytes, encoding: str) -> bytes:
     raise UnknownCTE(encoding)
 
 
+def contentPieces(data: bytes, start: int, end: int, encoding: str) -> Iterator[bytes]:
+    """
+    L{decodeContent} of C{data[start:end]}, a piece at a time: no call
+    decodes more than about L{pieces.PIECE} bytes, so a worker thread
+    decoding a large part hands the GIL back between pieces.
+
+    @raise UnknownCTE: at once, for an encoding L{decodeContent} refuses.
+    """
+    encoding = encoding.strip().lower()
+    if encoding in _IDENTITY:
+        return (data[low:high] for low, high in pieces.windows(start, end))
+    if encoding == "base64":
+        return decodeBase64Pieces(data[low:high] for low, high in pieces.windows(start, end))
+    if encoding == "quoted-printable":
+        return quotedPrintablePieces(data, start, end)
+    raise UnknownCTE(encoding)
+
+
 def _encodingOf(entity: MimeEntity) -> str:
     value = fieldValue(entity.header, b"content-transfer-encoding")
     if value is None:
@@ -140,44 +162,25 @@ def _encodingOf(entity: MimeEntity) -> str:
     return value.split(b"(", 1)[0].decode("ascii", "replace")
 
 
-def binaryContent(message: MimeEntity, path: tuple[int, ...]) -> bytes | None:
+def binaryContentPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
     """
-    The decoded content of a BINARY section: of the part at C{path}, or of
-    the whole message (its header, then its decoded body) for C{BINARY[]};
-    C{None} when there is no such part.
+    The decoded content of a BINARY section, a piece at a time: of the
+    part at C{path}, or of the whole message (its header, then its decoded
+    body) for C{BINARY[]}; C{None} when there is no such part.
+
+    @raise UnknownCTE: at once, for an encoding tmail cannot remove.
     """
     if not path:
         encoding = _encodingOf(message)
+        body = contentPieces(message.data, message.bodyStart, message.end, encoding)
         header = message.header
         if encoding.strip().lower() not in _IDENTITY:
             # The header goes with the decoded body, as Dovecot sends it.
             header = withTransferEncoding(header, b"binary")
-        return header + decodeContent(message.body, encoding)
+        return itertools.chain([header], body)
     node = message.find(path)
     if node is None:
         return None
     if node.isMultipart or node.isMessage:
-        return node.body
-    return decodeContent(node.body, _encodingOf(node))
-
-
-def binaryPieces(item: BinaryItem, message: MimeEntity) -> bytes:
-    """
-    The response to one BINARY item: C{BINARY.SIZE[1] 42}, or
-    C{BINARY[1]<0> ...} with the content as a literal, a C{~{n}} literal8
-    when it holds NUL (RFC 3516 4.3), or NIL for a part that does not
-    exist.
-    """
-    section = b".".join(b"%d" % (p + 1) for p in item.part)
-    data = binaryContent(message, tuple(item.part))
-    if item.size:
-        return b"BINARY.SIZE[%s] %d" % (section, len(data or b""))
-    label = b"BINARY[%s]" % section
-    if item.partialBegin is not None:
-        label += b"<%d>" % item.partialBegin
-    if data is None:
-        return label + b" NIL"
-    if item.partialBegin is not None:
-        data = data[item.partialBegin : item.partialBegin + item.partialLength]
-    marker = b"~{%d}" if b"\x00" in data else b"{%d}"
-    return label + b" " + marker % len(data) + b"\r\n" + data
+        return contentPieces(node.data, node.bodyStart, node.end, "binary")
+    return contentPieces(node.data, node.bodyStart, node.end, _encodingOf(node))

@@ -28,6 +28,9 @@ class IMAPFactory(ServerFactory):
     transport and so neither offer STARTTLS nor refuse plaintext logins.
 
     @ivar clock: the reactor sessions schedule timeouts and IDLE polls on.
+    @ivar messageThreads: runs the work on large messages (a
+        L{tmail.imap.largemessages.MessageThreads} pool's C{run}); without
+        one, L{runInThread} does.
     """
 
     protocol = IMAPServer
@@ -45,6 +48,7 @@ class IMAPFactory(ServerFactory):
         hostname: str,
         clock: IReactorTime | None = None,
         ipv6Prefix: int = IPV6_PREFIX_LENGTH,
+        messageThreads: Callable[..., Deferred[Any]] | None = None,
     ) -> None:
         self.portal = portal
         self.settings = settings
@@ -52,6 +56,7 @@ class IMAPFactory(ServerFactory):
         self.throttle = throttle
         self.hostname = hostname
         self.clock = clock
+        self.messageThreads = messageThreads
         self.connections = ConnectionCounter(
             settings.max_connections_per_address, settings.max_connections, ipv6Prefix
         )
@@ -67,4 +72,5 @@ class IMAPFactory(ServerFactory):
         )
         protocol.factory = self
         protocol.runInThread = self.runInThread
+        protocol.runInWorker = self.messageThreads or self.runInThread
         return protocol

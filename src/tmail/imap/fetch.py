@@ -22,10 +22,14 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tmail.imap.binary import UnknownCTE, binaryPieces
+from tmail.imap import pieces
+from tmail.imap.binary import BinaryItem, UnknownCTE, binaryContentPieces
 from tmail.imap.binaryappend import forLiteral
+from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
+from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.mailbox import IMAPMailbox, flagList
 from tmail.imap.message import IMAPMessage, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
@@ -39,14 +43,39 @@ CHUNK = 64 * 1024
 
 @dataclass
 class FileRange:
-    """C{length} octets of an open file from C{offset}, sent as a literal."""
+    """
+    C{length} octets of an open file (or of bytes in memory, through
+    C{BytesIO}) from C{offset}, sent as a literal, a L{CHUNK} per step.
+    """
 
     file: BinaryIO
     offset: int
     length: int
+    #: C{~{%d}} for a literal8 (RFC 3516 4.3).
+    marker: bytes = b"{%d}"
 
 
-Piece = bytes | FileRange
+@dataclass
+class MessageRange:
+    """
+    The whole message, or C{length} octets of it from C{offset}: opened
+    when the response is written, on the reactor thread.
+    """
+
+    message: IMAPMessage
+    offset: int | None = None
+    length: int = 0
+
+    def open(self) -> FileRange:
+        f = self.message.open()
+        size = fileSize(f)
+        if self.offset is None:
+            return FileRange(f, 0, size)
+        offset = min(self.offset, size)
+        return FileRange(f, offset, min(self.length, size - offset))
+
+
+Piece = bytes | FileRange | MessageRange
 
 
 def fileSize(f: BinaryIO) -> int:
@@ -101,19 +130,26 @@ def _literal(item: Any, data: bytes | None) -> Piece:
     """C{data} as a literal, cut to the item's partial range if it has one."""
     if data is None:
         return b"NIL"
+    return _span(item, data, 0, len(data))
+
+
+def _span(item: Any, data: bytes, start: int, end: int) -> Piece:
+    """
+    C{data[start:end]} as a literal, cut to the item's partial range if it
+    has one; a large one is streamed from C{data} without a copy.
+    """
     begin = getattr(item, "partialBegin", None)
     if begin is not None:
-        data = data[begin : begin + item.partialLength]
-    return b"{%d}\r\n%s" % (len(data), forLiteral(data))
+        start, end = min(start + begin, end), min(start + begin + item.partialLength, end)
+    if end - start <= CHUNK:
+        return b"{%d}\r\n%s" % (end - start, forLiteral(data[start:end]))
+    return FileRange(io.BytesIO(data), start, end - start)
 
 
 def _wholeMessage(item: Any, message: IMAPMessage) -> Piece:
-    f = message.open()
-    size = fileSize(f)
     if getattr(item, "partialBegin", None) is not None:
-        offset = min(item.partialBegin, size)
-        return FileRange(f, offset, min(item.partialLength, size - offset))
-    return FileRange(f, 0, size)
+        return MessageRange(message, item.partialBegin, item.partialLength)
+    return MessageRange(message)
 
 
 def _body(item: Any, message: IMAPMessage) -> list[Piece]:
@@ -124,10 +160,44 @@ def _body(item: Any, message: IMAPMessage) -> list[Piece]:
     if kind == "" and not item.part:
         return [label + b" ", _wholeMessage(item, message)]
     if kind in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT") and not item.part:
-        data = MimeEntity(message.header()).section((), kind, fields)
-    else:
-        data = message.entity.section(tuple(item.part), kind, fields)
-    return [label + b" ", _literal(item, data)]
+        header = MimeEntity(message.header())
+        return [label + b" ", _literal(item, header.section((), kind, fields))]
+    entity = message.entity
+    found = entity.sectionSpan(tuple(item.part), kind, fields)
+    if isinstance(found, tuple):
+        return [label + b" ", _span(item, entity.data, *found)]
+    return [label + b" ", _literal(item, found)]
+
+
+def _binary(item: BinaryItem, message: IMAPMessage) -> list[Piece]:
+    """
+    The response to one BINARY item: C{BINARY.SIZE[1] 42}, or
+    C{BINARY[1]<0> ...} with the content as a literal, a C{~{n}} literal8
+    when it holds NUL (RFC 3516 4.3), or NIL for a part that does not
+    exist.  The content is decoded a piece at a time into memory, and a
+    large one streamed from there.
+    """
+    section = b".".join(b"%d" % (p + 1) for p in item.part)
+    found = binaryContentPieces(message.entity, tuple(item.part))
+    if item.size:
+        size = 0 if found is None else sum(len(piece) for piece in found)
+        return [b"BINARY.SIZE[%s] %d" % (section, size)]
+    label = b"BINARY[%s]" % section
+    if item.partialBegin is not None:
+        label += b"<%d>" % item.partialBegin
+    if found is None:
+        return [label + b" NIL"]
+    content = io.BytesIO()
+    for piece in found:
+        content.write(piece)
+    data = content.getvalue()
+    start, end = 0, len(data)
+    if item.partialBegin is not None:
+        start, end = min(item.partialBegin, end), min(item.partialBegin + item.partialLength, end)
+    marker = b"~{%d}" if pieces.find(data, b"\x00", start, end) >= 0 else b"{%d}"
+    if end - start <= CHUNK:
+        return [label + b" " + marker % (end - start) + b"\r\n" + data[start:end]]
+    return [label + b" ", FileRange(io.BytesIO(data), start, end - start, marker)]
 
 
 #: FETCH items answered from the index alone, without opening the message.
@@ -181,14 +251,50 @@ def metadataBuilder(
     return build
 
 
+def fetchNeeds(query: list[Any]) -> tuple[int, bool]:
+    """
+    What a FETCH's items read of each message: its index entry alone
+    (L{INFO}), its header (L{HEADER}) or all of it taken apart (L{WHOLE});
+    and whether they send the whole message as stored (C{BODY[]},
+    C{RFC822}), streamed from its file.
+    """
+    need, streams = INFO, False
+    for item in query:
+        kind = item.type
+        if kind in _METADATA:
+            continue
+        if kind in ("envelope", "rfc822header"):
+            need = max(need, HEADER)
+        elif kind == "rfc822":
+            streams = True
+        elif kind == "body" and hasSection(item) and not item.part:
+            section = _sectionName(item)[0]
+            if section == "":
+                streams = True
+            elif section in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+                need = max(need, HEADER)
+            else:
+                need = WHOLE
+        else:
+            need = WHOLE
+    return need, streams
+
+
 def messageItems(
-    seq: int, mailbox: IMAPMailbox, uid: int, query: list[Any], withUID: bool
+    seq: int,
+    mailbox: IMAPMailbox,
+    uid: int,
+    query: list[Any],
+    withUID: bool,
+    message: IMAPMessage | None = None,
 ) -> list[Piece]:
     """
-    The pieces of one C{* n FETCH (...)} response line.  Raises C{KeyError}
+    The pieces of one C{* n FETCH (...)} response line (of C{message},
+    when given, else of a message object made for it).  Raises C{KeyError}
     when the message is gone from the folder.
     """
-    message = mailbox.message(uid)
+    if message is None:
+        message = mailbox.message(uid)
     items: list[list[Piece]] = []
     if withUID and not any(item.type == "uid" for item in query):
         items.append([b"UID %d" % uid])
@@ -211,20 +317,59 @@ def messageItems(
         elif kind == "rfc822":
             items.append([b"RFC822 ", _wholeMessage(None, message)])
         elif kind == "rfc822header":
-            items.append([b"RFC822.HEADER " + nstring(forLiteral(message.header()))])
+            header = message.header()
+            if len(header) <= CHUNK:
+                items.append([b"RFC822.HEADER " + nstring(forLiteral(header))])
+            else:
+                items.append([b"RFC822.HEADER ", _literal(None, header)])
         elif kind == "rfc822text":
-            items.append([b"RFC822.TEXT ", _literal(item, message.entity.body)])
+            entity = message.entity
+            items.append([b"RFC822.TEXT ", _span(item, entity.data, entity.bodyStart, entity.end)])
         elif kind == "binary":
-            items.append([binaryPieces(item, message.entity)])
+            items.append(_binary(item, message))
+        elif kind in EXTRA_TYPES:
+            limits = mailbox.mimeLimits
+            items.append([extraItem(item, mailbox.folder, uid, mailbox.previewScanBytes, limits)])
         else:
             items.append(_body(item, message))
-    pieces: list[Piece] = [b"* %d FETCH (" % seq]
+    response: list[Piece] = [b"* %d FETCH (" % seq]
     for i, item in enumerate(items):
         if i:
-            pieces.append(b" ")
-        pieces.extend(item)
-    pieces.append(b")\r\n")
-    return pieces
+            response.append(b" ")
+        response.extend(item)
+    response.append(b")\r\n")
+    return response
+
+
+def largeMessageItems(
+    seq: int,
+    mailbox: IMAPMailbox,
+    uid: int,
+    query: list[Any],
+    withUID: bool,
+    needs: tuple[int, bool],
+    runInWorker: Runner,
+) -> list[Piece] | Deferred[list[Piece]]:
+    """
+    L{messageItems}, for a large message in a worker thread when the items
+    read it (C{needs} from L{fetchNeeds}).  A message sent as stored is
+    streamed from its file as before; one whose file is not stored as
+    served (Dovecot's LF-only files) is read whole, and converted, in the
+    worker.
+    """
+    message = mailbox.message(uid)
+    need, streams = needs
+    if not isLarge(message) or (need == INFO and not streams):
+        return messageItems(seq, mailbox, uid, query, withUID, message)
+    if streams:
+        f = message.openAhead()
+        if fileSize(f) != message.info.size:
+            need = WHOLE
+        elif need == INFO:
+            return messageItems(seq, mailbox, uid, query, withUID, message)
+    return inWorker(
+        runInWorker, message, need, lambda: messageItems(seq, mailbox, uid, query, withUID, message)
+    )
 
 
 @implementer(IPushProducer)
@@ -267,14 +412,16 @@ class FetchStream:
     Writes the responses for a list of messages a step of a cooperative
     task at a time: up to L{CHUNK} bytes of them, or as many as a
     L{StepBudget} allows (a large literal goes a L{CHUNK} per step),
-    pausing while the transport's buffer is full.
+    pausing while the transport's buffer is full.  A response built in a
+    worker thread (a large message's) is waited for: the step yields its
+    Deferred.
     """
 
     def __init__(
         self,
         transport: ITransport,
         work: list[tuple[int, int]],
-        build: Callable[[int, int], list[Piece]],
+        build: Callable[[int, int], list[Piece] | Deferred[list[Piece]]],
         cooperator: task.Cooperator,
     ) -> None:
         self.transport = transport
@@ -297,37 +444,56 @@ class FetchStream:
         whenDone.addBoth(finished)
         return whenDone.addCallback(lambda _: self.outcome)
 
-    def _steps(self) -> Iterator[None]:
+    def _failed(self, failure: Failure, uid: int) -> None:
+        """Count a message whose response could not be built."""
+        if failure.check(KeyError):  # type: ignore[no-untyped-call]
+            self.outcome.expunged += 1
+        elif failure.check(UnknownCTE):  # type: ignore[no-untyped-call]
+            self.outcome.unknownCTE += 1
+        else:
+            _log.failure("Cannot build FETCH response for UID {uid}", failure, uid=uid)
+            self.outcome.failed += 1
+
+    def _steps(self) -> Iterator[object]:
         pending: list[bytes] = []
         size = 0
         budget = StepBudget()
         for seq, uid in self.work:
+            built: list[Any] = []
             try:
-                pieces = self.build(seq, uid)
-            except KeyError:
-                self.outcome.expunged += 1
-                continue
-            except UnknownCTE:
-                self.outcome.unknownCTE += 1
-                continue
+                result = self.build(seq, uid)
             except Exception:
-                _log.failure("Cannot build FETCH response for UID {uid}", uid=uid)
-                self.outcome.failed += 1
+                self._failed(Failure(), uid)  # type: ignore[no-untyped-call]
                 continue
-            for piece in pieces:
+            if isinstance(result, Deferred):
+                # The task waits for the worker; a failure is counted, not raised.
+                yield result.addCallbacks(built.extend, built.append)
+            else:
+                built.extend(result)
+            if built and isinstance(built[0], Failure):
+                self._failed(built[0], uid)
+                continue
+            try:
+                response = [p.open() if isinstance(p, MessageRange) else p for p in built]
+            except Exception:
+                self._failed(Failure(), uid)  # type: ignore[no-untyped-call]
+                continue
+            for piece in response:
                 if isinstance(piece, bytes):
                     pending.append(piece)
                     size += len(piece)
                     continue
                 with piece.file as f:
-                    pending.append(b"{%d}\r\n" % piece.length)
+                    pending.append(piece.marker % piece.length + b"\r\n")
                     f.seek(piece.offset)
                     remaining = piece.length
                     while remaining:
                         chunk = f.read(min(CHUNK, remaining))
                         if not chunk:
                             raise OSError("message file shorter than its size")
-                        pending.append(forLiteral(chunk))
+                        # Only a literal8 may carry NUL (RFC 3516 4.3).
+                        plain = piece.marker == b"{%d}"
+                        pending.append(forLiteral(chunk) if plain else chunk)
                         remaining -= len(chunk)
                         self.transport.writeSequence(pending)
                         pending, size = [], 0

@@ -21,11 +21,11 @@ from typing import Any
 from twisted.mail import imap4
 
 from tmail.imap.account import canonicalName
-from tmail.imap.mutf7 import decodeName
+from tmail.imap.mutf7 import decodePattern
 from tmail.imap.wildcard import INBOX, MailboxPattern
 
 #: STATUS items: RFC 3501's, C{DELETED} and C{DELETED-STORAGE} (RFC 9208),
-#: C{APPENDLIMIT} (RFC 7889) and C{SIZE} (RFC 8438).
+#: C{APPENDLIMIT} (RFC 7889), C{SIZE} (RFC 8438) and C{MAILBOXID} (RFC 8474).
 STATUS_ITEMS = (
     "MESSAGES",
     "RECENT",
@@ -37,6 +37,7 @@ STATUS_ITEMS = (
     "DELETED-STORAGE",
     "APPENDLIMIT",
     "SIZE",
+    "MAILBOXID",
 )
 
 _SELECTION = frozenset({b"SUBSCRIBED", b"REMOTE", b"RECURSIVEMATCH", b"SPECIAL-USE"})
@@ -86,7 +87,7 @@ class ListRequest:
     status: list[str] | None = None
 
 
-def parseList(tokens: list[Any], decode: Callable[[bytes], str] = decodeName) -> ListRequest:
+def parseList(tokens: list[Any], decode: Callable[[bytes], str] = decodePattern) -> ListRequest:
     """
     Read C{LIST [(selection)] reference (pattern | (patterns)) [RETURN
     (options)]} (RFC 5258 section 6).  Unknown options are C{BAD}, as is

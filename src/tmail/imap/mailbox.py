@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
+from tmail.imap.largemessages import INFO, Runner, inWorker, isLarge
 from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
@@ -178,6 +179,8 @@ class IMAPMailbox:
         self.showRecent = True
         #: How deep, and into how many parts, messages are taken apart.
         self.mimeLimits = MimeLimits()
+        #: Octets of a message read for its FETCH PREVIEW (RFC 8970).
+        self.previewScanBytes = 64 * 1024
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
         #: Limits on SEARCH criteria: ranges of one sequence set, depth of keys.
@@ -642,8 +645,8 @@ class IMAPMailbox:
         """
         from tmail.imap.search import compileSearch
 
-        infoOnly, matcher, usesModSeq = compileSearch(query, self, now)
-        return MailboxSearch(self, matcher, infoOnly, usesModSeq, messages)
+        needs, matcher, usesModSeq = compileSearch(query, self, now)
+        return MailboxSearch(self, matcher, needs, usesModSeq, messages)
 
 
 class MailboxSearch:
@@ -664,23 +667,27 @@ class MailboxSearch:
         self,
         mailbox: IMAPMailbox,
         matcher: Any,
-        infoOnly: bool,
+        needs: int,
         usesModSeq: bool,
         messages: bool,
     ) -> None:
         self.mailbox = mailbox
         self.usesModSeq = usesModSeq
         self._matcher = matcher
-        self._infoOnly = infoOnly
+        self._needs = needs
         self._messages = messages
         self._hits: list[tuple[int, int, IMAPMessage | None]] = []
 
-    def steps(self) -> Iterator[None]:
-        """Test the messages, yielding after each one that is read (or each slice)."""
+    def steps(self, runInWorker: Runner | None = None) -> Iterator[object]:
+        """
+        Test the messages, yielding after each one that is read (or each
+        slice).  With C{runInWorker}, a large message is read and tested in
+        a worker thread, and its step yields the Deferred of that.
+        """
         mailbox = self.mailbox
         hits = self._hits
         uids = list(mailbox._uids)
-        if self._infoOnly:
+        if self._needs == INFO:
             # One reused holder instead of a message object per message:
             # criteria such as UNSEEN look at the index entry alone.
             holder = _InfoHolder()
@@ -694,9 +701,32 @@ class MailboxSearch:
             return
         for seq, u in enumerate(uids, 1):
             message = mailbox.message(u)
-            if self._matcher(seq, message):
-                hits.append((seq, u, message))
+            if runInWorker is not None and isLarge(message):
+                waiting = self._testInWorker(runInWorker, seq, message)
+                if waiting is not None:
+                    yield waiting
+                    continue
+            self._tested(seq, message, self._matcher(seq, message))
             yield None
+
+    def _testInWorker(
+        self, runInWorker: Runner, seq: int, message: IMAPMessage
+    ) -> defer.Deferred[None] | None:
+        """Test a large message in a worker thread; C{None} when it is gone."""
+        try:
+            tested = inWorker(
+                runInWorker, message, self._needs, lambda: self._matcher(seq, message)
+            )
+        except KeyError:
+            return None
+        return tested.addCallback(lambda matched: self._tested(seq, message, matched))
+
+    def _tested(self, seq: int, message: IMAPMessage, matched: bool) -> None:
+        if matched:
+            self._hits.append((seq, message.info.uid, message))
+        if self._messages:
+            # SORT and THREAD keep the matches: their bodies need not stay.
+            message.keepHeaderOnly()
 
     def finish(self) -> MailboxSearch:
         """Run all the steps now."""

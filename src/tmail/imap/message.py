@@ -29,6 +29,7 @@ from typing import BinaryIO
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from tmail.imap import pieces
 from tmail.imap.mimeparams import Parameters, parseParameterized
 from tmail.interfaces import IMailFolder, MessageInfo
 
@@ -50,19 +51,40 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 #: A media type or subtype (RFC 2045 5.1 C{token}).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+")
+_NAME_CHARS = bytes([*range(0x21, 0x3A), *range(0x3B, 0x7F)])
+#: What C{bytes.strip} takes away.
+_WHITESPACE = b" \t\n\r\x0b\x0c"
 #: A header line with the continuation lines that follow it.
 _LOGICAL_LINE = re.compile(rb"(?:[^\r\n]+(?:(?:\r\n|\r|\n)(?=[ \t])[^\r\n]*)*)?(?:\r\n|\r|\n)?")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 #: A field's value: the rest of its line and its continuation lines.
 _FIELD_VALUE = re.compile(rb"[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*")
 
+
+#: Blanks after a delimiter or a field name that a search reads in one
+#: match (so that matches are of bounded length, for a search a piece at
+#: a time); what has more is checked on its own.
+_BLANKS = 64
+
 #: Header size read when only the header of a message is needed.
 _HEADER_CHUNK = 16 * 1024
 
 
 def crlfLines(data: bytes) -> bytes:
-    """C{data} with every bare LF turned into CRLF, the line end IMAP sends."""
-    return _BARE_LF.sub(b"\r\n", data)
+    """
+    C{data} with every bare LF turned into CRLF, the line end IMAP sends;
+    a large C{data} a piece at a time.
+    """
+    if len(data) <= pieces.PIECE:
+        return _BARE_LF.sub(b"\r\n", data)
+    converted = []
+    for low, high in pieces.windows(0, len(data)):
+        piece = _BARE_LF.sub(b"\r\n", data[low:high])
+        if data[low] == 0x0A and low and data[low - 1] == 0x0D:
+            # The CR ending the previous piece makes this LF no bare one.
+            piece = piece[1:]
+        converted.append(piece)
+    return b"".join(converted)
 
 
 def _headerEnd(data: bytes, start: int, end: int) -> int:
@@ -71,8 +93,43 @@ def _headerEnd(data: bytes, start: int, end: int) -> int:
         return start + 2
     if data.startswith(b"\n", start, end):
         return start + 1
-    match = _HEADER_END.search(data, start, end)
+    match = pieces.search(_HEADER_END, data, start, end, 4)
     return end if match is None else match.end()
+
+
+def readHeader(f: BinaryIO) -> bytes:
+    """
+    The header of the message in C{f} (with its empty line), found a chunk
+    at a time from the start, without reading a large body.  Each chunk is
+    twice the one before, up to L{pieces.PIECE}: few reads for a large
+    header (a thread that gives up the GIL for many short reads in a row
+    keeps another waiting for it all the while).
+    """
+    f.seek(0)
+    size = _HEADER_CHUNK
+    window = f.read(size)
+    if window.startswith((b"\r\n", b"\n")):
+        return window[: 2 if window.startswith(b"\r\n") else 1]
+    first = window
+    offset = 0
+    while True:
+        match = _HEADER_END.search(window)
+        if match is not None:
+            length = offset + match.end()
+            break
+        size = min(2 * size, max(pieces.PIECE, _HEADER_CHUNK))
+        chunk = f.read(size)
+        if not chunk:
+            length = offset + len(window)
+            break
+        # Three bytes carried over: a match is at most four long.
+        kept = window[-3:]
+        offset += len(window) - len(kept)
+        window = kept + chunk
+    if length <= len(first):
+        return first[:length]
+    f.seek(0)
+    return f.read(length)
 
 
 def splitHeader(raw: bytes) -> tuple[bytes, bytes]:
@@ -91,19 +148,83 @@ def headerFields(header: bytes) -> list[tuple[bytes, bytes]]:
     fields nor continuations are dropped, with their own continuation
     lines; lines after the first L{MAX_HEADER_LINES} are not read.
     """
-    fields: list[tuple[bytes, bytes]] = []
+    return [(name, header[start:end]) for name, start, _, end in headerFieldSpans(header)]
+
+
+def headerFieldSpans(header: bytes) -> list[tuple[bytes, int, int, int]]:
+    """
+    L{headerFields} as where each field is in C{header}: its lower-case
+    name, where its lines start, where its value starts (after the colon)
+    and where its lines end (with their line end).
+    """
+    fields: list[tuple[bytes, int, int, int]] = []
+    large = len(header) > pieces.PIECE
     position = 0
     for _ in range(MAX_HEADER_LINES):
-        match = _LOGICAL_LINE.match(header, position)
-        assert match is not None
-        line = match.group()
-        if not line or line in (b"\r\n", b"\n"):
+        if large:
+            end = _logicalLineEnd(header, position)
+        else:
+            match = _LOGICAL_LINE.match(header, position)
+            assert match is not None
+            end = match.end()
+        if end == position or header[position] == 0x0A or header.startswith(b"\r\n", position, end):
             break
-        position = match.end()
-        field = _FIELD_NAME.match(line)
+        field = _fieldName(header, position, end, large)
         if field is not None:
-            fields.append((field.group(1).lower(), line))
+            fields.append((field[0], position, field[1], end))
+        position = end
     return fields
+
+
+def _fieldName(header: bytes, start: int, end: int, large: bool) -> tuple[bytes, int] | None:
+    """
+    The lower-case name of the field whose line is C{header[start:end]},
+    and where its value starts, if it is one.
+    """
+    if not large:
+        match = _FIELD_NAME.match(header, start, end)
+        return None if match is None else (match.group(1).lower(), match.end())
+    nameEnd = pieces.runEnd(header, start, end, _NAME_CHARS)
+    colon = pieces.runEnd(header, nameEnd, end, b" \t")
+    if nameEnd == start or colon >= end or header[colon] != 0x3A:
+        return None
+    return header[start:nameEnd].lower(), colon + 1
+
+
+def _lineEndLength(data: bytes, at: int) -> int:
+    """How long the line end (CRLF, CR or LF) at C{at} is; 0 when there is none."""
+    if data.startswith(b"\r\n", at):
+        return 2
+    return 1 if data[at : at + 1] in (b"\r", b"\n") else 0
+
+
+def _continuedEnd(data: bytes, start: int) -> int:
+    """
+    Where the L{_FIELD_VALUE} at C{start} ends: the rest of a line and the
+    continuation lines after it, without its line end, matched a piece at
+    a time (a match that reaches within two bytes of its piece's end goes
+    on in the next piece, where the line end and the blank after it show).
+    """
+    at = start
+    while True:
+        high = min(at + max(pieces.PIECE, 4), len(data))
+        match = _FIELD_VALUE.match(data, at, high)
+        assert match is not None
+        at = match.end()
+        if high == len(data) or at < high - 2:
+            return at
+
+
+def _logicalLineEnd(data: bytes, start: int) -> int:
+    """
+    Where the L{_LOGICAL_LINE} at C{start} ends: a line with the
+    continuation lines that follow it, and its line end, found a piece at
+    a time.
+    """
+    at = start
+    if at < len(data) and data[at] not in b"\r\n":
+        at = _continuedEnd(data, at)
+    return at + _lineEndLength(data, at)
 
 
 def selectFields(header: bytes, names: list[bytes], negate: bool) -> bytes:
@@ -125,6 +246,8 @@ def _fieldPatterns(name: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
 
 def fieldValue(header: bytes, name: bytes) -> bytes | None:
     """The unfolded value of the first field called C{name}, or C{None}."""
+    if len(header) > pieces.PIECE:
+        return _largeFieldValue(header, name.lower())
     first, later = _fieldPatterns(name.lower())
     # Lower case and one kind of line end, offsets kept: the search is one
     # scan for a literal, however large the header.
@@ -137,14 +260,123 @@ def fieldValue(header: bytes, name: bytes) -> bytes | None:
     return _FOLD.sub(b"", value.group()).strip()
 
 
+def _afterColon(header: bytes, at: int) -> int | None:
+    """Past the colon when C{[ \\t]*:} follows C{at}, else C{None}."""
+    colon = pieces.runEnd(header, at, len(header), b" \t")
+    return colon + 1 if header[colon : colon + 1] == b":" else None
+
+
 @lru_cache(maxsize=64)
-def _delimiters(boundary: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+def _laterField(name: bytes) -> re.Pattern[bytes]:
     """
-    A delimiter line for C{boundary} at the start of a body, and after a
-    line break (a literal the regex engine searches for at C speed).
+    In a header in lower case with one kind of line end, a line that
+    begins with field C{name}: up to its colon, or up to more blanks than
+    L{_BLANKS}, so that matches are of bounded length.
     """
-    line = b"--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)"
-    return re.compile(line), re.compile(rb"\n" + line)
+    return re.compile(rb"\n" + re.escape(name) + rb"[ \t]{0,%d}+[: \t]" % _BLANKS)
+
+
+def _largeFieldValue(header: bytes, name: bytes) -> bytes | None:
+    """L{fieldValue} of a large header, a piece at a time."""
+    size = len(header)
+    found = _afterColon(header, len(name)) if header[: len(name)].lower() == name else None
+    pattern = _laterField(name)
+    reach = len(name) + _BLANKS + 2
+    for low, high in pieces.windows(0, size) if found is None else ():
+        window = header[low : min(high + reach - 1, size)].lower().replace(b"\r", b"\n")
+        for match in pattern.finditer(window):
+            if found is not None or low + match.start() >= high:
+                break
+            found = _afterColon(header, low + match.start() + 1 + len(name))
+        if found is not None:
+            break
+    if found is None:
+        return None
+    return b"".join(unfoldedPieces(header, found, _continuedEnd(header, found)))
+
+
+def unfoldedPieces(header: bytes, start: int, end: int) -> Iterator[bytes]:
+    """
+    C{header[start:end]} (a field's value) unfolded (each line break before
+    a blank removed) and stripped of white space at both ends, in pieces
+    of about L{pieces.PIECE}.
+    """
+    start = pieces.runEnd(header, start, end, _WHITESPACE)
+    end = pieces.runStart(header, start, end, _WHITESPACE)
+    low = start
+    while low < end:
+        cut = min(low + pieces.PIECE, end)
+        # Never between a line end and the blank after it: a value's line
+        # ends are each followed by one (a continuation line).
+        while cut < end and header[cut - 1] in b"\r\n":
+            cut += 1
+        yield _FOLD.sub(b"", header[low:cut])
+        low = cut
+
+
+def _delimiterEnd(data: bytes, at: int, end: int) -> tuple[bool, int] | None:
+    """
+    Whether the C{--boundary} ending at C{at} makes a delimiter line: the
+    closing C{--} if any and trailing blanks, then a line end or C{end}
+    (RFC 2046 5.1.1).  Whether it closes the multipart, and where the
+    delimiter ends (before its line end).
+    """
+    closing = data.startswith(b"--", at, end)
+    after = pieces.runEnd(data, at + 2 if closing else at, end, b" \t")
+    if after >= end or data.startswith((b"\n", b"\r\n"), after, end):
+        return closing, after
+    return None
+
+
+@lru_cache(maxsize=64)
+def _delimiterPattern(boundary: bytes) -> re.Pattern[bytes]:
+    """
+    After a line feed, a delimiter line for C{boundary} and its line end,
+    or the start of one with more than L{_BLANKS} blanks: matches of
+    bounded length, so that the search goes a piece at a time, and none
+    for the text that merely begins like a delimiter, so that text costs
+    no Python code.
+    """
+    return re.compile(
+        rb"\n--" + re.escape(boundary) + rb"(?:--)?+[ \t]{0,%d}+(?:\r?\n|[ \t])" % _BLANKS
+    )
+
+
+def _delimiterLines(
+    data: bytes, start: int, end: int, boundary: bytes
+) -> Iterator[tuple[int, bool, int]]:
+    """
+    The delimiter lines for C{boundary} in C{data[start:end]}, found a
+    piece at a time: where each starts (its line break before it
+    included, RFC 2046 5.1.1), whether it closes the multipart, and where
+    it ends.  A delimiter at C{start} needs no line break before it, one
+    at C{end} no line end after it.
+    """
+    dashes = b"--" + boundary
+    marker = b"\n" + dashes
+    position = start
+    if data.startswith(dashes, start, end):
+        found = _delimiterEnd(data, start + len(dashes), end)
+        if found is not None:
+            yield start, *found
+            position = found[1]
+    pattern = _delimiterPattern(boundary)
+    longest = len(marker) + 2 + _BLANKS + 2
+    while (match := pieces.search(pattern, data, position, end, longest)) is not None:
+        at = match.start()
+        found = _delimiterEnd(data, at + len(marker), end)
+        if found is None:
+            position = at + 1
+            continue
+        yield at - 1 if at > start and data[at - 1] == 0x0D else at, *found
+        position = found[1]
+    blanks = pieces.runStart(data, position, end, b" \t")
+    for at in (blanks - len(marker) - 2, blanks - len(marker)):
+        if at >= max(start, position) and data.startswith(marker, at, end):
+            found = _delimiterEnd(data, at + len(marker), end)
+            if found is not None:
+                yield at - 1 if at > start and data[at - 1] == 0x0D else at, *found
+            return
 
 
 def _partSpans(
@@ -155,27 +387,15 @@ def _partSpans(
     exact bytes between delimiter lines (RFC 2046 5.1.1: the line break
     before a delimiter belongs to it), at most C{most} of them.
     """
-    first, later = _delimiters(boundary)
-    opening = first.match(data, start, end)
-    found = later.finditer(data, start, end)
-    match: re.Match[bytes] | None
     spans: list[tuple[int, int]] = []
     partStart: int | None = None
-    while len(spans) < most:
-        if opening is not None:
-            match, delimiterStart, opening = opening, start, None
-        else:
-            match = next(found, None)
-            if match is None:
-                break
-            delimiterStart = match.start()
-            if delimiterStart > start and data[delimiterStart - 1] == 0x0D:
-                delimiterStart -= 1
+    for delimiterStart, closing, lineEnd in _delimiterLines(data, start, end, boundary):
+        if len(spans) >= most:
+            return spans
         if partStart is not None:
             spans.append((partStart, max(partStart, delimiterStart)))
-        if match.group(1):
+        if closing:
             return spans
-        lineEnd = match.end()
         if data.startswith(b"\r\n", lineEnd, end):
             partStart = lineEnd + 2
         elif data.startswith(b"\n", lineEnd, end):
@@ -233,6 +453,11 @@ class MimeEntity:
         return _headerEnd(self.data, self.start, self.end)
 
     @property
+    def bodyStart(self) -> int:
+        """Where the body begins in L{data}."""
+        return self._bodyStart
+
+    @property
     def raw(self) -> bytes:
         """The entity's bytes, header and body."""
         if self.start == 0 and self.end == len(self.data):
@@ -260,7 +485,7 @@ class MimeEntity:
         Cyrus count them (a last line without one, as a part's last line
         before a delimiter is, RFC 2046 5.1.1, is not counted).
         """
-        return self.data.count(b"\n", self._bodyStart, self.end)
+        return pieces.count(self.data, b"\n", self._bodyStart, self.end)
 
     @cached_property
     def _contentType(self) -> tuple[str, str, Parameters]:
@@ -455,9 +680,27 @@ class MimeEntity:
         @param kind: C{""} (the whole part), C{"HEADER"}, C{"HEADER.FIELDS"},
             C{"HEADER.FIELDS.NOT"}, C{"TEXT"} or C{"MIME"}.
         """
+        found = self.sectionSpan(path, kind, fields)
+        if isinstance(found, tuple):
+            start, end = found
+            if start == 0 and end == len(self.data):
+                return self.data
+            return self.data[start:end]
+        return found
+
+    def sectionSpan(
+        self,
+        path: tuple[int, ...],
+        kind: str,
+        fields: Sequence[bytes] = (),
+    ) -> tuple[int, int] | bytes | None:
+        """
+        L{section}, as where it is in L{data} (C{(start, end)}) when it is
+        one run of the message's bytes, so that a large one is not copied.
+        """
         if not path:
             if kind == "":
-                return self.raw
+                return self.start, self.end
             if kind == "MIME":
                 return None
             message = self
@@ -466,16 +709,16 @@ class MimeEntity:
             if node is None:
                 return None
             if kind == "":
-                return node.body
+                return node._bodyStart, node.end
             if kind == "MIME":
-                return node.header
+                return node.start, node._bodyStart
             if node.encapsulated is None:
                 return b""
             message = node.encapsulated
         if kind == "TEXT":
-            return message.body
+            return message._bodyStart, message.end
         if kind == "HEADER":
-            return message.header
+            return message.start, message._bodyStart
         return selectFields(message.header, list(fields), kind == "HEADER.FIELDS.NOT")
 
 
@@ -519,6 +762,11 @@ class IMAPMessage:
     """
     One stored message: flags and dates from its L{MessageInfo}, bytes read
     from the folder only when a header or body is asked for.
+
+    The folder is only ever asked for the file on the reactor thread (it
+    may look for a file another program renamed, and update its index):
+    work that reads a large message in a worker thread opens it first
+    (L{openAhead}), then reads it there (L{load}).
     """
 
     def __init__(
@@ -529,6 +777,7 @@ class IMAPMessage:
         self.limits = limits
         self._header: bytes | None = None
         self._entity: MimeEntity | None = None
+        self._ahead: BinaryIO | None = None
 
     @property
     def entity(self) -> MimeEntity:
@@ -543,20 +792,48 @@ class IMAPMessage:
         if self._entity is not None:
             return self._entity.header
         if self._header is None:
-            data = bytearray()
             with self.open() as f:
-                while True:
-                    searched = max(0, len(data) - 3)
-                    chunk = f.read(_HEADER_CHUNK)
-                    data += chunk
-                    if (
-                        not chunk
-                        or data.startswith((b"\r\n", b"\n"))
-                        or _HEADER_END.search(data, searched)
-                    ):
-                        break
-            self._header = splitHeader(bytes(data))[0]
+                self._header = readHeader(f)
         return self._header
+
+    def hasHeader(self) -> bool:
+        """Whether the header is read already."""
+        return self._entity is not None or self._header is not None
+
+    def openAhead(self) -> BinaryIO:
+        """
+        Open the message's file now, on the reactor thread, for L{load} in
+        a worker thread (or for L{open}).  Raises C{KeyError} when the
+        message is gone.
+        """
+        if self._ahead is None:
+            self._ahead = self.folder.openMessage(self.info.uid)
+        return self._ahead
+
+    def load(self, whole: bool) -> None:
+        """
+        Read the header, or with C{whole} the whole message, from the file
+        L{openAhead} opened, and close it: safe in a worker thread.
+        """
+        f, self._ahead = self._ahead, None
+        assert f is not None, "load() needs openAhead() first"
+        with self._readable(f) as source:
+            if whole:
+                self._entity = MimeEntity(source.read(), limits=self.limits)
+            else:
+                self._header = readHeader(source)
+
+    def release(self) -> None:
+        """Close a file L{openAhead} opened that nothing read."""
+        f, self._ahead = self._ahead, None
+        if f is not None:
+            f.close()
+
+    def keepHeaderOnly(self) -> None:
+        """Forget the body read for a search; the header stays (SORT, THREAD)."""
+        if self._entity is not None:
+            self._header = self._entity.header
+            self._entity = None
 
     def getHeaders(self, negate: bool, *names: str) -> dict[str, str]:
         return IMAPPart(MimeEntity(self.header())).getHeaders(negate, *names)
@@ -587,9 +864,15 @@ class IMAPMessage:
         The message's bytes with CRLF line ends.  A file whose length is not
         the recorded size (Dovecot's LF-only files, named with their CRLF
         size in C{,W=}) is read whole and converted, so the bytes served
-        match RFC822.SIZE; any other file is returned as stored.
+        match RFC822.SIZE; any other file is returned as stored.  Once the
+        whole message is read, its bytes are served from memory.
         """
-        f = self.folder.openMessage(self.info.uid)
+        if self._entity is not None:
+            return BytesIO(self._entity.data)
+        f, self._ahead = self._ahead, None
+        return self._readable(f if f is not None else self.folder.openMessage(self.info.uid))
+
+    def _readable(self, f: BinaryIO) -> BinaryIO:
         if f.seek(0, SEEK_END) == self.info.size:
             f.seek(0)
             return f

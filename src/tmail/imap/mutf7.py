@@ -11,9 +11,13 @@ the very same bytes, which leaves exactly one spelling for every name.
 from __future__ import annotations
 
 import base64
+import re
 import unicodedata
 
 from twisted.mail import imap4
+
+#: A run a client may mean as modified UTF-7: C{&}, base64 (with C{,}), C{-}.
+_SHIFTED = re.compile(rb"&[A-Za-z0-9+,]*-")
 
 
 class BadMailboxName(ValueError):
@@ -81,3 +85,29 @@ def decodeName(raw: bytes) -> str:
         if unicodedata.category(char) in ("Cc", "Cs"):
             raise BadMailboxName("mailbox name contains control characters")
     return name
+
+
+def decodePattern(raw: bytes, utf8: bool = False) -> str:
+    """
+    Decode a LIST or LSUB reference or pattern, which may hold any
+    printable character (RFC 3501 6.3.8): every canonical modified UTF-7
+    run is decoded, and whatever is not (a lone C{&}, a run that is
+    malformed or not canonical) stands for itself, so such a pattern
+    matches the names it spells rather than being refused; 8-bit bytes
+    are kept as lone surrogates, which no name holds.  Under
+    C{utf8} (IMAP4rev2, UTF8=ACCEPT) the pattern is UTF-8, normalised to
+    NFC, bytes that are not UTF-8 kept as lone surrogates.
+    """
+    if utf8:
+        return unicodedata.normalize("NFC", raw.decode("utf-8", "surrogateescape"))
+    parts: list[str] = []
+    start = 0
+    for run in _SHIFTED.finditer(raw):
+        parts.append(raw[start : run.start()].decode("ascii", "surrogateescape"))
+        try:
+            parts.append(decodeName(run.group()))
+        except BadMailboxName:
+            parts.append(run.group().decode("ascii", "surrogateescape"))
+        start = run.end()
+    parts.append(raw[start:].decode("ascii", "surrogateescape"))
+    return "".join(parts)

@@ -16,26 +16,40 @@ C{BAD [LIMIT]} rather than Python's recursion limit (C{NO [SERVERBUG]}).
 BODY and TEXT read the text parts found by L{MimeEntity.walk}, not the
 stdlib's parser, whose recursion a message of a thousand nested parts
 exhausts; encoded words and charsets are decoded in linear time
-(L{tmail.imap.charsets}).
+(L{tmail.imap.charsets}).  A header or text part larger than a piece
+(L{tmail.imap.pieces}) is decoded, case-folded and searched a piece at a
+time.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from twisted.mail import imap4
 
-from tmail.imap.addressfields import searchText
-from tmail.imap.binary import UnknownCTE, decodeContent
-from tmail.imap.charsets import decodeText, decodeWords
+from tmail.imap import pieces
+from tmail.imap.addressfields import MAX_SEARCH_TEXT, searchText
+from tmail.imap.binary import UnknownCTE, contentPieces
+from tmail.imap.charsets import decodeTextPieces, decodeWords, decodeWordsPieces
 from tmail.imap.condstore import parseModSeq
-from tmail.imap.message import IMAPMessage, fieldValue, headerFields
+from tmail.imap.largemessages import HEADER, INFO, WHOLE
+from tmail.imap.message import (
+    IMAPMessage,
+    MimeEntity,
+    fieldValue,
+    headerFields,
+    headerFieldSpans,
+    unfoldedPieces,
+)
+from tmail.imap.objectid import searchKey as objectIdKey
 from tmail.imap.parse import LimitExceeded, parseDate
+from tmail.imap.savedate import searchKey as saveDateKey
 from tmail.imap.seqset import parseSequenceSet
 from tmail.imap.sort import MAX_DATE_TEXT
 
@@ -44,7 +58,7 @@ if TYPE_CHECKING:
 
 Predicate = Callable[[int, IMAPMessage], bool]
 
-_INFO, _HEADER, _BODY = 0, 1, 2
+_INFO, _HEADER, _BODY = INFO, HEADER, WHOLE
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True),
@@ -120,36 +134,119 @@ def _headerValues(message: IMAPMessage, name: str) -> list[str]:
     return values
 
 
-def _addressValues(message: IMAPMessage, name: str) -> list[str]:
+def _addressContains(message: IMAPMessage, name: str, needle: str) -> bool:
     """
-    The fields C{name} (From, To, Cc or Bcc) of a message, case-folded,
-    each as it is (encoded words decoded) and with its addresses written
-    out (L{searchText}): a needle may be any part of a display name or of
-    an address, whatever quoting, comments or folding the header used.
+    Whether case-folded C{needle} is in a field C{name} (From, To, Cc or
+    Bcc): as it is (L{_headerContains}), or with its addresses written out
+    (L{searchText}), so that a needle may be any part of a display name or
+    of an address, whatever quoting, comments or folding the header used.
     """
+    if _headerContains(message, name, needle):
+        return True
     lower = name.lower().encode("ascii")
-    values = []
     for fieldName, lines in headerFields(message.header()):
         if fieldName == lower:
-            text = lines.split(b":", 1)[1].decode("utf-8", "replace")
-            values.append(decodeWords(re.sub(r"\r?\n(?=[ \t])", "", text).strip()).casefold())
-            values.append(searchText(text).casefold())
-    return values
+            text = lines.split(b":", 1)[1][:MAX_SEARCH_TEXT].decode("utf-8", "replace")
+            if needle in searchText(text).casefold():
+                return True
+    return False
 
 
-def _bodyText(message: IMAPMessage) -> str:
-    """The text parts of a message, decoded and case-folded, as BODY searches them."""
-    texts = []
+def _headerContains(message: IMAPMessage, name: str, needle: str) -> bool:
+    """
+    Whether case-folded C{needle} is in a field C{name} of the header,
+    unfolded and decoded (RFC 2047); in a large header, a piece at a time.
+    """
+    header = message.header()
+    if len(header) <= pieces.PIECE:
+        return any(needle in value for value in _headerValues(message, name))
+    lower = name.lower().encode("ascii", "replace")
+    for fieldName, _, valueStart, end in headerFieldSpans(header):
+        if fieldName == lower:
+            value = functools.partial(unfoldedPieces, header, valueStart, end)
+            if _textContains(_decodeHeaderPieces(value), needle):
+                return True
+    return False
+
+
+def _headerTextContains(message: IMAPMessage, needle: str) -> bool:
+    """Whether case-folded C{needle} is in the whole header, decoded, as TEXT searches it."""
+    header = message.header()
+    if len(header) <= pieces.PIECE:
+        return needle in _decodeHeader(header).casefold()
+
+    def raw() -> Iterator[bytes]:
+        return (header[low:high] for low, high in pieces.windows(0, len(header)))
+
+    return _textContains(_decodeHeaderPieces(raw), needle)
+
+
+def _decodeHeaderPieces(raw: Callable[[], Iterable[bytes]]) -> Iterator[str]:
+    """L{_decodeHeader} of a long header (or field), in pieces."""
+    return decodeWordsPieces("".join(decodeTextPieces(raw, "utf-8")))
+
+
+def _textContains(texts: Iterable[str], needle: str) -> bool:
+    finder = _Finder(needle)
+    return not needle or any(finder.feed(text) for text in texts)
+
+
+class _Finder:
+    """
+    Whether case-folded C{needle} occurs in text fed a piece at a time:
+    each piece is folded and searched with the end of the text before it
+    (one character short of the needle), so no piece is searched twice
+    and a match across a piece edge is found.
+    """
+
+    def __init__(self, needle: str) -> None:
+        self.needle = needle
+        self.keep = len(needle) - 1
+        self.tail = ""
+
+    def feed(self, text: str) -> bool:
+        window = self.tail + text.casefold()
+        if self.needle in window:
+            return True
+        self.tail = window[-self.keep :] if self.keep else ""
+        return False
+
+
+def _bodyContains(message: IMAPMessage, needle: str) -> bool:
+    """
+    Whether C{needle} (case-folded) is in the text parts of a message,
+    decoded and case-folded, one after another with a line break between
+    them: as BODY searches them, a piece at a time.
+    """
+    if not needle:
+        return True
+    finder = _Finder(needle)
+    first = True
     for part in message.entity.walk():
         if part.isMultipart or part.contentType[0] != "text":
             continue
-        encoding = fieldValue(part.header, b"content-transfer-encoding") or b""
-        try:
-            payload = decodeContent(part.body, encoding.decode("ascii", "replace"))
-        except UnknownCTE:
-            payload = part.body
-        texts.append(decodeText(payload, part.parameter("charset")))
-    return "\n".join(texts).casefold()
+        if not first and finder.feed("\n"):
+            return True
+        first = False
+        for text in _partText(part):
+            if finder.feed(text):
+                return True
+    return False
+
+
+def _partText(part: MimeEntity) -> list[str]:
+    """A text part's content, decoded from its transfer encoding and charset, in pieces."""
+    encoding = (fieldValue(part.header, b"content-transfer-encoding") or b"").decode(
+        "ascii", "replace"
+    )
+    data, start, end = part.data, part.bodyStart, part.end
+    try:
+        contentPieces(data, start, end, encoding)
+    except UnknownCTE:
+        encoding = ""
+    return decodeTextPieces(
+        lambda: contentPieces(data, start, end, encoding), part.parameter("charset")
+    )
 
 
 def _sentDate(message: IMAPMessage) -> datetime.date | None:
@@ -341,7 +438,7 @@ class _Compiler:
             return _INFO, self.modSeqTest(cursor)
         if name in _ADDRESS_FIELDS:
             needle = cursor.string().casefold()
-            return _HEADER, _safe(lambda s, m: any(needle in v for v in _addressValues(m, name)))
+            return _HEADER, _safe(lambda s, m: _addressContains(m, name, needle))
         if name in _ADDRESS_KEYS:
             return _HEADER, self.headerTest(name, cursor.string())
         if name == "HEADER":
@@ -349,14 +446,16 @@ class _Compiler:
             return _HEADER, self.headerTest(fieldName, cursor.string())
         if name == "BODY":
             needle = cursor.string().casefold()
-            return _BODY, _safe(lambda s, m: needle in _bodyText(m))
+            return _BODY, _safe(lambda s, m: _bodyContains(m, needle))
         if name == "TEXT":
             needle = cursor.string().casefold()
             return _BODY, _safe(
-                lambda s, m: (
-                    needle in _decodeHeader(m.header()).casefold() or needle in _bodyText(m)
-                )
+                lambda s, m: _headerTextContains(m, needle) or _bodyContains(m, needle)
             )
+        folder = self.mailbox.folder
+        extra = objectIdKey(name, cursor, folder) or saveDateKey(name, cursor, folder)
+        if extra is not None:
+            return _INFO, extra
         return _INFO, self.sequenceTest(token)
 
     def simple(self, name: str) -> tuple[int, Predicate] | None:
@@ -425,7 +524,7 @@ class _Compiler:
 
     def headerTest(self, name: str, needle: str) -> Predicate:
         folded = needle.casefold()
-        return _safe(lambda s, m: any(folded in value for value in _headerValues(m, name)))
+        return _safe(lambda s, m: _headerContains(m, name, folded))
 
     def uidTest(self, token: Any) -> Predicate:
         if not isinstance(token, bytes):
@@ -451,18 +550,18 @@ class _Compiler:
 
 def compileSearch(
     query: list[Any], mailbox: IMAPMailbox, now: float | None = None
-) -> tuple[bool, Predicate, bool]:
+) -> tuple[int, Predicate, bool]:
     """
     Compile SEARCH criteria (tokens from L{tmail.imap.parse.Tokenizer}) for
     one mailbox; raises L{imap4.IllegalQueryError} for malformed criteria.
     C{now} (POSIX time, default the current time) is what OLDER and
     YOUNGER count back from.
 
-    @return: whether the predicate looks at nothing but the message's
-        C{info} (flags, size, UID, internal date: no file is read), the
-        predicate, and whether the criteria used C{MODSEQ}.
+    @return: what the predicate reads of a message (L{INFO}: nothing but
+        its C{info}, flags, size, UID, internal date; L{HEADER}; or
+        L{WHOLE}), the predicate, and whether the criteria used C{MODSEQ}.
     """
     moment = time.time() if now is None else now
     compiler = _Compiler(mailbox, moment)
     cost, predicate = compiler.all(_Cursor(query))
-    return cost == _INFO, predicate, compiler.usesModSeq
+    return cost, predicate, compiler.usesModSeq

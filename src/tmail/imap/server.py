@@ -34,8 +34,10 @@ Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
 QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}), CONDSTORE and
 QRESYNC (RFC 7162, with L{tmail.imap.condstore}), IMAP4rev2 (RFC 9051) and
-UTF8=ACCEPT (RFC 6855) through ENABLE, and LITERAL+ or LITERAL- (RFC 7888, in
-L{IMAPSession}).
+UTF8=ACCEPT (RFC 6855) through ENABLE, LITERAL+ or LITERAL- (RFC 7888, in
+L{IMAPSession}), OBJECTID (RFC 8474, L{tmail.imap.objectid}), SAVEDATE (RFC
+8514, L{tmail.imap.savedate}), PREVIEW (RFC 8970, L{tmail.imap.preview}),
+and METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from zope.interface import implementer
 from tmail import __version__
 from tmail.auth.throttle import settle
 from tmail.errors import NoSuchFolder, OverQuota, StoreFull
+from tmail.imap import metadata
 from tmail.imap.account import IMAPAccount, checkName
 from tmail.imap.binaryappend import BinaryLiteral
 from tmail.imap.condstore import (
@@ -70,7 +73,15 @@ from tmail.imap.condstore import (
     parseStoreModifiers,
     splitModSeqItem,
 )
-from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
+from tmail.imap.fetch import (
+    FetchOutcome,
+    FetchStream,
+    fetchNeeds,
+    largeMessageItems,
+    metadataBuilder,
+    setsSeen,
+)
+from tmail.imap.largemessages import HEADER, INFO, inWorker, isLarge
 from tmail.imap.listing import Listed, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
     MAILBOX_FLAGS,
@@ -82,7 +93,8 @@ from tmail.imap.mailbox import (
     folderStatus,
 )
 from tmail.imap.message import MimeLimits
-from tmail.imap.mutf7 import decodeUTF8Name, encodeName
+from tmail.imap.mutf7 import decodePattern, decodeUTF8Name, encodeName
+from tmail.imap.objectid import mailboxId, mailboxIdCode
 from tmail.imap.parse import (
     parseDateTime,
     parseFlags,
@@ -99,6 +111,7 @@ from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
 from tmail.interfaces import (
     ILoginAttempt,
     IMailFolder,
+    IMetadataStore,
     IPendingMessage,
     IQuotaStore,
     ISpecialUseStore,
@@ -208,6 +221,10 @@ class IMAPServer(IMAPSession):
     #: folder); L{IMAPFactory} makes it a worker thread so one session's disk
     #: wait does not stall the others, a bare session runs it inline.
     runInThread: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
+    #: Runs the reading and taking apart of a large message for SEARCH,
+    #: SORT, THREAD and FETCH (L{tmail.imap.largemessages}); L{IMAPFactory}
+    #: makes it a worker thread, a bare session runs it inline.
+    runInWorker: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
 
     _authTag: bytes | None = None
     _authMechanism = b"PLAIN"
@@ -271,6 +288,11 @@ class IMAPServer(IMAPSession):
             b"CONDSTORE": None,
             b"QRESYNC": None,
             b"UTF8": [b"ACCEPT"],
+            b"OBJECTID": None,
+            b"SAVEDATE": None,
+            b"PREVIEW": None,
+            b"METADATA": None,
+            b"METADATA-SERVER": None,
         }
         if self.state == "unauth":
             if self.ctx is not None and self.canStartTLS and not self._secure():
@@ -283,6 +305,8 @@ class IMAPServer(IMAPSession):
         else:
             # As Dovecot does: the list after login names every extension.
             caps[b"SASL-IR"] = None
+            if self.account is not None and not IMetadataStore.providedBy(self.account.store):
+                del caps[b"METADATA"], caps[b"METADATA-SERVER"]
         return caps
 
     def reportChanges(self, force: bool = False) -> None:
@@ -484,6 +508,9 @@ class IMAPServer(IMAPSession):
     def decodeMailbox(self, raw: bytes) -> str:
         return decodeUTF8Name(raw) if self.utf8Names else super().decodeMailbox(raw)
 
+    def decodeListPattern(self, raw: bytes) -> str:
+        return decodePattern(raw, self.utf8Names)
+
     def encodeMailbox(self, name: str) -> bytes:
         """A mailbox name as this client reads it, quoted."""
         return quoted(name.encode("utf-8") if self.utf8Names else encodeName(name))
@@ -681,7 +708,8 @@ class IMAPServer(IMAPSession):
             store.updateSpecialUse({canonical: uses})
         else:
             raise no(b"[USEATTR] This server cannot keep special-use attributes")
-        self.sendPositiveResponse(tag, b"CREATE completed")
+        code = mailboxIdCode(account.folder(name.removesuffix(account.delimiter)))
+        self.sendPositiveResponse(tag, (code + b" " if code else b"") + b"CREATE completed")
 
     auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
 
@@ -717,7 +745,7 @@ class IMAPServer(IMAPSession):
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
     def do_LIST(self, tag: bytes, tokens: list[Any]) -> Deferred[None] | None:
-        request = parseList(tokens, self.decodeMailbox)
+        request = parseList(tokens, self.decodeListPattern)
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
         selecting = request.selectSubscribed or request.selectSpecialUse
@@ -785,9 +813,68 @@ class IMAPServer(IMAPSession):
 
     auth_LSUB = select_LSUB = (do_LSUB, _B.arg_listmailbox, _B.arg_listmailbox)
 
+    # METADATA and METADATA-SERVER (RFC 5464, with L{tmail.imap.metadata})
+
+    def arg_metadata(self, line: bytes) -> Any:
+        """GETMETADATA or SETMETADATA arguments, values possibly literals (literal8 too)."""
+        tokenizer = metadata.MetadataTokenizer()
+
+        def feed(line: bytes) -> Any:
+            marker = tokenizer.feed(line)
+            if marker is None:
+                return tokenizer.result(), b""
+            if marker[0] > self.settings.max_metadata_size:
+                limit = self.settings.max_metadata_size
+                raise no(b"[METADATA MAXSIZE %d] Metadata value too long" % limit)
+
+            def literal(parsed: tuple[bytes, bytes]) -> Any:
+                tokenizer.addLiteral(parsed[0])
+                return feed(parsed[1])
+
+            return self._stringLiteral(*marker).addCallback(literal)
+
+        return feed(line)
+
+    def _metadataTarget(self, raw: bytes) -> tuple[IMetadataStore, str | None, bytes]:
+        """The store, the folder (C{None}: the server) and its name as sent back."""
+        account = self._account()
+        store = account.store
+        if not IMetadataStore.providedBy(store):
+            raise no(b"This server keeps no metadata")
+        if not raw:
+            return store, None, b'""'
+        name = checkName(self.decodeMailbox(raw), account.delimiter)
+        return store, name, self.encodeMailbox(name)
+
+    def do_GETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+        request = metadata.parseGet(tokens)
+        store, folder, mailbox = self._metadataTarget(request.mailbox)
+        found = metadata.select(store.metadata(folder), request)
+        if found.entries:
+            self.sendUntaggedResponse(metadata.response(mailbox, found.entries))
+        code = b"[METADATA LONGENTRIES %d] " % found.longest if found.longest else b""
+        self.sendPositiveResponse(tag, code + b"GETMETADATA completed")
+
+    auth_GETMETADATA = select_GETMETADATA = (do_GETMETADATA, arg_metadata)
+
+    def do_SETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+        raw, changes = metadata.parseSet(tokens)
+        settings = self.settings
+        store, folder, _ = self._metadataTarget(raw)
+        metadata.checkSizes(changes, settings.max_metadata_size)
+        check = metadata.limitCheck(settings.max_metadata_entries, settings.max_metadata_total)
+        store.updateMetadata(folder, changes, check)
+        self.sendPositiveResponse(tag, b"SETMETADATA completed")
+
+    auth_SETMETADATA = select_SETMETADATA = (do_SETMETADATA, arg_metadata)
+
     def _sendStatus(self, name: str, folder: IMailFolder, items: list[str]) -> None:
-        status = self.statusItems(folder, items)
-        values = b" ".join(b"%s %d" % (key.encode(), value) for key, value in status.items())
+        status = self.statusItems(folder, [item for item in items if item != "MAILBOXID"])
+        pairs = [b"%s %d" % (key.encode(), value) for key, value in status.items()]
+        if "MAILBOXID" in items:
+            objectId = mailboxId(folder)
+            pairs.append(b"MAILBOXID " + (b"NIL" if objectId is None else b"(%s)" % objectId))
+        values = b" ".join(pairs)
         self.sendUntaggedResponse(b"STATUS %s (%s)" % (self.encodeMailbox(name), values))
 
     def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> None:
@@ -938,6 +1025,7 @@ class IMAPServer(IMAPSession):
         mbox.maxSequenceRanges = self.settings.max_sequence_ranges
         mbox.maxNesting = self.settings.max_nesting
         mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
+        mbox.previewScanBytes = self.settings.preview_scan_bytes
         send = self.sendUntaggedResponse
         send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
         send(b"%d EXISTS" % mbox.getMessageCount())
@@ -951,6 +1039,9 @@ class IMAPServer(IMAPSession):
                 send(b"OK [UNSEEN %d] First unseen message" % unseen)
         send(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
         send(b"OK [UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
+        objectId = mailboxIdCode(mbox.folder)
+        if objectId is not None:
+            send(b"OK " + objectId + b" Ok")
         permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if rw else b""
         send(b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent)
         if mbox.modSeqs:
@@ -1109,7 +1200,7 @@ class IMAPServer(IMAPSession):
             tokens = tokens[2:]
         mbox = self._selected()
         search = mbox.searching(tokens)
-        return self._cooperate(search.steps()).addCallback(
+        return self._cooperate(search.steps(self.runInWorker)).addCallback(
             lambda _: self._searched(tag, mbox, search, options, uid)
         )
 
@@ -1238,9 +1329,15 @@ class IMAPServer(IMAPSession):
         search = self._selected().searching(tokens[2:], messages=True)
         result: list[Any] = []
 
-        def steps() -> Iterator[None]:
-            yield from search.steps()
+        def steps() -> Iterator[object]:
+            yield from search.steps(self.runInWorker)
             facts = [MessageFacts(seq, m) for seq, m in search.messages()]
+            for fact in facts:
+                if isLarge(fact.message):
+                    # Its header is read and taken apart in a worker thread.
+                    need = INFO if fact.message.hasHeader() else HEADER
+                    with contextlib.suppress(KeyError):
+                        yield inWorker(self.runInWorker, fact.message, need, fact.readAll)
             result.append((yield from then(facts)))
 
         return self._cooperate(steps()).addCallback(lambda _: result[0])
@@ -1334,8 +1431,10 @@ class IMAPServer(IMAPSession):
         # Under QRESYNC every FETCH names its UID: the client keys its cache by it.
         withUID = bool(uid) or self.qresync
 
-        def items(seq: int, u: int) -> list[Any]:
-            return messageItems(seq, mbox, u, query, withUID)
+        needs = fetchNeeds(query)
+
+        def items(seq: int, u: int) -> list[Any] | Deferred[list[Any]]:
+            return largeMessageItems(seq, mbox, u, query, withUID, needs, self.runInWorker)
 
         build = metadataBuilder(mbox, query, withUID) or items
 

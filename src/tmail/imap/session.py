@@ -58,8 +58,9 @@ from tmail.imap.compress import (
     Inflater,
     InflationLimit,
 )
+from tmail.imap.fetchitems import mentionsExtra, parseExtendedItems
 from tmail.imap.mailbox import IMAPMailbox
-from tmail.imap.mutf7 import BadMailboxName, decodeName
+from tmail.imap.mutf7 import BadMailboxName, decodeName, decodePattern
 from tmail.imap.parse import (
     BadLiteral,
     LimitExceeded,
@@ -683,13 +684,23 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         """A mailbox name as the client sent it: modified UTF-7 (RFC 3501 5.1.3)."""
         return decodeName(raw)
 
+    def decodeListPattern(self, raw: bytes) -> str:
+        """A LIST or LSUB reference or pattern: never refused (L{decodePattern})."""
+        return decodePattern(raw)
+
     def arg_mailbox(self, line: bytes) -> Any:
         """A mailbox name, decoded from canonical modified UTF-7."""
         return self._decoded(self._string(line, b""))
 
     def arg_listmailbox(self, line: bytes) -> Any:
         """A LIST reference or pattern: a mailbox name that may hold C{%} and C{*}."""
-        return self._decoded(self._string(line, b"%*"))
+        return self._decodedPattern(self._string(line, b"%*"))
+
+    def _decodedPattern(self, parsed: Any) -> Any:
+        if isinstance(parsed, Deferred):
+            return parsed.addCallback(self._decodedPattern)
+        value, rest = parsed
+        return self.decodeListPattern(value), rest
 
     def arg_seqset(self, line: bytes) -> tuple[Messages, bytes]:
         """A sequence set, or C{$}: the saved SEARCH result (RFC 5182)."""
@@ -715,7 +726,9 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
 
     def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:
         """FETCH items: Twisted's, and the BINARY items of RFC 3516."""
-        if mentionsBinary(line):
+        if mentionsExtra(line):
+            result = parseExtendedItems(line)
+        elif mentionsBinary(line):
             result = parseFetchItems(line)
         else:
             parser = imap4._FetchParser()

@@ -142,6 +142,10 @@ class MessageFacts:
 
     def headerField(self, name: bytes) -> bytes | None:
         """The unfolded value of the first header field C{name} (lower case)."""
+        key = "field:" + name.decode("ascii", "replace")
+        if key in self._cache:
+            value: bytes | None = self._cache[key]
+            return value
         fields: dict[bytes, bytes] | None = self._cache.get("fields")
         if fields is None:
             fields = {}
@@ -149,7 +153,19 @@ class MessageFacts:
                 fields.setdefault(fieldName, lines)
             self._cache["fields"] = fields
         found = fields.get(name)
-        return None if found is None else fieldValue(found, name)
+        value = self._cache[key] = None if found is None else fieldValue(found, name)
+        return value
+
+    def readAll(self) -> None:
+        """
+        Work out now every fact SORT and THREAD may ask for: for a large
+        message, in a worker thread, after its header was read there.
+        """
+        for key in _KEYS.values():
+            key(self)
+        self._subject()
+        for name in (b"message-id", b"references", b"in-reply-to"):
+            self.headerField(name)
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self._cache:

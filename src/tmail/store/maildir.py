@@ -51,9 +51,12 @@ from tmail.interfaces import (
     ILinkingFolder,
     IMailFolder,
     IMailStore,
+    IMetadataStore,
     IModSeqFolder,
+    IObjectIdFolder,
     IPendingMessage,
     IQuotaStore,
+    ISaveDateFolder,
     ISpecialUseStore,
     ISteppedStore,
     MessageInfo,
@@ -61,7 +64,9 @@ from tmail.interfaces import (
 )
 from tmail.steps import StepBudget
 from tmail.store import keywords as _keywords
+from tmail.store import metadata as _metadata
 from tmail.store import modseq as _modseq
+from tmail.store import objectid as _objectid
 from tmail.store import specialuse as _specialuse
 from tmail.store import subscriptions as _subscriptions
 from tmail.store import uidlist as _uidlist
@@ -314,6 +319,8 @@ class _PendingMessage:
         self._size = 0
         #: Insertions into bytes already in the file, made in L{publish}.
         self._inserts: list[tuple[int, bytes]] = []
+        #: The GUID to record for a copy (the original's), if any.
+        self.guid: str | None = None
 
     def write(self, data: bytes) -> None:
         if self._done or not self._writable:
@@ -437,7 +444,7 @@ class _PendingMessage:
         try:
             if self._placed is None:
                 self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
-            uid = self._folder._register(self._placed)
+            uid = self._folder._register(self._placed, self.guid)
             self._placed = None
         except OSError as e:
             self._fail(e)
@@ -478,6 +485,7 @@ class _PendingMessage:
 
 @implementer(IMailFolder)
 @implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder)
+@implementer(IObjectIdFolder, ISaveDateFolder)
 class MaildirFolder:
     """
     One Maildir folder with Dovecot-compatible UIDs and flags, and
@@ -648,9 +656,12 @@ class MaildirFolder:
             self._uidValidity = data.uidValidity
         return data
 
-    def _assignUids(self, bases: Iterable[str], strict: bool = True) -> tuple[dict[str, int], bool]:
+    def _assignUids(
+        self, bases: Iterable[str], strict: bool = True, fields: dict[str, str] | None = None
+    ) -> tuple[dict[str, int], bool]:
         """
-        Under the uidlist lock: give UIDs to the C{bases} that have none,
+        Under the uidlist lock: give UIDs to the C{bases} that have none
+        (their lines with the extension C{fields} given for them),
         remove the lines of messages found gone, and write the uidlist, with
         the lines a full disk left unwritten before.
 
@@ -668,7 +679,7 @@ class MaildirFolder:
             if strict or self._uidlist.data is None:
                 raise
             data = self._uidlist.data
-            result, added = self._giveUids(data, bases)
+            result, added = self._giveUids(data, bases, fields)
             self._keepUnwritten(data, added, whole=self._uidlist.mustRewrite)
             self._knownNext = data.nextUid
             return result, False
@@ -684,7 +695,7 @@ class MaildirFolder:
                 data.uids.pop(base, None)
                 data.fields.pop(base, None)
             nextBefore = data.nextUid
-            result, added = self._giveUids(data, bases)
+            result, added = self._giveUids(data, bases, fields)
             hadUnwritten = self._uidlist.unwritten
             try:
                 if not whole and not stale:
@@ -697,6 +708,7 @@ class MaildirFolder:
                 if strict:
                     for base, _ in added:
                         del data.uids[base]
+                        data.fields.pop(base, None)
                     data.nextUid = nextBefore
                     self._uidlist.invalidate()
                     raise
@@ -718,11 +730,12 @@ class MaildirFolder:
 
     @staticmethod
     def _giveUids(
-        data: _uidlist.UidListData, bases: Iterable[str]
+        data: _uidlist.UidListData, bases: Iterable[str], fields: dict[str, str] | None = None
     ) -> tuple[dict[str, int], list[tuple[str, int]]]:
         """
         The UID of each of C{bases} in C{data}, giving the next UIDs to
-        those without one; returns them and the UIDs given.
+        those without one (with their C{fields}); returns them and the UIDs
+        given.
         """
         result = {}
         added = []
@@ -733,6 +746,8 @@ class MaildirFolder:
                 data.nextUid += 1
                 data.uids[base] = uid
                 added.append((base, uid))
+                if fields and base in fields:
+                    data.fields[base] = fields[base]
             result[base] = uid
         return result, added
 
@@ -1441,14 +1456,18 @@ class MaildirFolder:
         self._recordQuota(status.st_size, 1)
         return _Placed(base, subdir, filename, status.st_size, status.st_mtime_ns)
 
-    def _register(self, placed: _Placed) -> int:
-        """Give a placed file its UID, index it and tell the listeners."""
+    def _register(self, placed: _Placed, guid: str | None = None) -> int:
+        """
+        Give a placed file its UID (recording C{guid} as its GUID, for a
+        copy), index it and tell the listeners.
+        """
         self._open()
         known = self._byBase.get(placed.base)
         if known is not None:
             return known
         try:
-            uids, foreign = self._assignUids([placed.base])
+            fields = {placed.base: _objectid.withGuid(None, guid)} if guid else None
+            uids, foreign = self._assignUids([placed.base], fields=fields)
         except BaseException:
             self._memoryKeywords.pop(placed.base, None)
             raise
@@ -1499,11 +1518,13 @@ class MaildirFolder:
             self, source._flags, source._internaldate, existing=target, syncExisting=True
         )
 
-    def _deliverLink(self, source: str | Path, flags: frozenset[str], crlfSize: int) -> int | None:
+    def _deliverLink(
+        self, source: str | Path, flags: frozenset[str], crlfSize: int, guid: str | None = None
+    ) -> int | None:
         """
         Deliver a hard link to C{source}, whose size with CRLF line ends is
-        C{crlfSize}; C{None} when the filesystem cannot link it here (the
-        caller then copies the bytes).
+        C{crlfSize}, with GUID C{guid}; C{None} when the filesystem
+        cannot link it here (the caller then copies the bytes).
         """
         self._open()
         tmpPath = self._path / "tmp" / _uniqueName()
@@ -1514,7 +1535,9 @@ class MaildirFolder:
             if e.errno in _NO_HARD_LINKS:
                 return None
             raise
-        return _PendingMessage(self, flags, None, existing=tmpPath, crlfSize=crlfSize).commit()
+        pending = _PendingMessage(self, flags, None, existing=tmpPath, crlfSize=crlfSize)
+        pending.guid = guid
+        return pending.commit()
 
     # IMailFolder
 
@@ -1684,10 +1707,11 @@ class MaildirFolder:
     def copyMessage(self, uid: int, target: IMailFolder) -> int:
         entry = self._entry(uid)
         info = entry.info
+        guid = _objectid.copyGuid(self._guid(uid))
         if isinstance(target, MaildirFolder):
             for _attempt in range(3):
                 try:
-                    newUid = target._deliverLink(self._pathOf(entry), info.flags, info.size)
+                    newUid = target._deliverLink(self._pathOf(entry), info.flags, info.size, guid)
                 except FileNotFoundError:
                     self._relocate(uid, entry)
                     continue
@@ -1695,6 +1719,8 @@ class MaildirFolder:
                     return newUid
                 break
         pending = target.beginMessage(info.flags, info.internaldate)
+        if isinstance(pending, _PendingMessage):
+            pending.guid = guid
         try:
             with self.openMessage(uid) as source:
                 while chunk := source.read(_FLUSH_AT):
@@ -1707,6 +1733,24 @@ class MaildirFolder:
     def highestModSeq(self) -> int:
         self._open()
         return self._log.highest
+
+    # IObjectIdFolder, ISaveDateFolder
+
+    def mailboxId(self) -> str:
+        self._open()
+        return _objectid.objectId(self._currentUidlist().guid, "F")
+
+    def _guid(self, uid: int) -> str:
+        """The message's GUID, as Dovecot has it (see L{tmail.store.objectid})."""
+        key = self._entry(uid).info.key
+        data = self._uidlist.data
+        return _objectid.messageGuid(key, data.fields.get(key) if data is not None else None)
+
+    def emailId(self, uid: int) -> str:
+        return _objectid.emailId(self._guid(uid))
+
+    def saveDate(self, uid: int) -> float | None:
+        return _objectid.saveDate(self._entry(uid).info.key)
 
     def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
         self._open()
@@ -1721,7 +1765,7 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
 
-@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore)
+@implementer(IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -2100,6 +2144,32 @@ class MaildirStore:
     def specialUse(self) -> dict[str, frozenset[str]] | None:
         self._ensureRoot()
         return self._readSpecialUse()
+
+    # METADATA (RFC 5464)
+
+    def _metadataPath(self, folder: str | None) -> Path:
+        self._ensureRoot()
+        if folder is None:
+            return self.root / _metadata.SERVER_FILENAME
+        canonical = normalizeName(folder)
+        if not self._exists(canonical):
+            raise NoSuchFolder(canonical)
+        return self._pathOf(canonical) / _metadata.FILENAME
+
+    def metadata(self, folder: str | None) -> dict[str, bytes]:
+        return _metadata.read(self._metadataPath(folder))
+
+    def updateMetadata(
+        self,
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> None:
+        path = self._metadataPath(folder)
+        try:
+            _metadata.update(path, changes, check)
+        except FileNotFoundError:
+            raise NoSuchFolder(folder or "") from None
 
     def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
         canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}

@@ -266,7 +266,11 @@ class UidListFile:
         appending, so it cannot swallow the first new line.
         """
         pending = list(self._unwritten.uids.items()) if self._unwritten is not None else []
-        lines = "".join(f"{uid} :{base}\n" for base, uid in pending + added)
+        fields = data.fields
+        lines = "".join(
+            f"{uid} {fields[base]} :{base}\n" if base in fields else f"{uid} :{base}\n"
+            for base, uid in pending + added
+        )
         self._stamp = None
         with fullDiskIsStoreFull():
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
