@@ -26,6 +26,7 @@ from support.imaploop import listenIMAP
 from support.mimeinputs import mimeMessages
 from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
+from tmail.imap import largemessages
 from tmail.imap.binary import UnknownCTE, decodeContent
 from tmail.imap.binaryappend import storable, transferEncoding, withTransferEncoding
 from tmail.imap.message import MimeEntity, MimeLimits
@@ -159,6 +160,28 @@ class BinaryAppendTranscriptTests(SynchronousTestCase):
             b"* 1 FETCH (BINARY[]<1> ~{1}\r\n\x00 BODY[]<1> {2}\r\n\x80o)\r\n"
             b"a OK FETCH completed\r\n",
         )
+
+    def test_large_messages_streamed_and_in_the_worker(self) -> None:
+        """Streamed plain literals show NUL as 0x80; a streamed literal8 keeps it."""
+        content = bytes(range(256)) * 400
+        message = (
+            b"Subject: large\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            b"pre\x00amble "
+            + b"x" * 70_000
+            + b"\r\n--b\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+            + content
+            + b"\r\n--b--\r\n"
+        )
+        self.append(message)
+        for threshold in (1 << 40, 1):
+            self.patch(largemessages, "LARGE_MESSAGE", threshold)
+            answer = self.fetch(b"a FETCH 1 (BODY.PEEK[] BINARY.SIZE[1] BINARY.PEEK[1])")
+            self.assertIn(b"pre\x80amble", answer)
+            self.assertIn(
+                b"BINARY.SIZE[1] %d BINARY[1] ~{%d}\r\n%s)" % (len(content), len(content), content),
+                answer,
+            )
+            self.assertIn(b"a OK FETCH completed", answer)
 
 
 class StorableTests(SynchronousTestCase):
