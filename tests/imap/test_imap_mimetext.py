@@ -148,7 +148,7 @@ class ParameterTests(SynchronousTestCase):
         with Elapsed() as t:
             structure = bodyStructure(MimeEntity(message))
         self.assertLess(t.seconds, 2.0)
-        self.assertIn(b'("NAME" "' + b"a" * MAX_PARAMETERS + b'")', structure)
+        self.assertIn(b'("name" "' + b"a" * MAX_PARAMETERS + b'" "charset" "us-ascii")', structure)
 
 
 class HeaderTests(SynchronousTestCase):

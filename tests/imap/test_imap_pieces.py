@@ -434,7 +434,9 @@ class MultipartTests(SynchronousTestCase):
         with pieceSize(size):
             entity = MimeEntity(data, end=end)
             spans = [(part.start, part.end) for part in entity.children]
-        self.assertEqual(spans, _referenceSpans(data, len(header), end, b"b"))
+        # Without a part told apart, the one part BODYSTRUCTURE lists is empty.
+        expected = _referenceSpans(data, len(header), end, b"b") or [(end, end)]
+        self.assertEqual(spans, expected)
 
     def test_lines_that_only_begin_like_delimiters_cost_no_time(self) -> None:
         """Each cost a piece's copy and Python code: seconds for a few megabytes."""

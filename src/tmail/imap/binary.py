@@ -21,6 +21,7 @@ from typing import Any
 from twisted.mail import imap4
 
 from tmail.imap import pieces
+from tmail.imap.binaryappend import withTransferEncoding
 from tmail.imap.charsets import decodeBase64 as decodeBase64
 from tmail.imap.charsets import decodeBase64Pieces, quotedPrintablePieces
 from tmail.imap.message import MimeEntity, fieldValue
@@ -170,8 +171,13 @@ def binaryContentPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[
     @raise UnknownCTE: at once, for an encoding tmail cannot remove.
     """
     if not path:
-        body = contentPieces(message.data, message.bodyStart, message.end, _encodingOf(message))
-        return itertools.chain([message.header], body)
+        encoding = _encodingOf(message)
+        body = contentPieces(message.data, message.bodyStart, message.end, encoding)
+        header = message.header
+        if encoding.strip().lower() not in _IDENTITY:
+            # The header goes with the decoded body, as Dovecot sends it.
+            header = withTransferEncoding(header, b"binary")
+        return itertools.chain([header], body)
     node = message.find(path)
     if node is None:
         return None

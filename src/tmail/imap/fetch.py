@@ -5,8 +5,9 @@ them to the client without holding whole messages in memory.
 
 Fixes over Twisted's FETCH: partial fetches (C{BODY[]<0.100>}) return only
 the requested octets, labelled C{BODY[]<0>} as RFC 3501 7.4.2 says; sections
-are the exact stored bytes; C{BODY[]} of a whole message streams from the
-file at the transport's pace.
+are the exact stored bytes (a NUL, which no literal may hold, is sent as
+0x80: L{forLiteral}); C{BODY[]} of a whole message streams from the file at
+the transport's pace.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from zope.interface import implementer
 
 from tmail.imap import pieces
 from tmail.imap.binary import BinaryItem, UnknownCTE, binaryContentPieces
+from tmail.imap.binaryappend import forLiteral
 from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
 from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.mailbox import IMAPMailbox, flagList
@@ -140,7 +142,7 @@ def _span(item: Any, data: bytes, start: int, end: int) -> Piece:
     if begin is not None:
         start, end = min(start + begin, end), min(start + begin + item.partialLength, end)
     if end - start <= CHUNK:
-        return b"{%d}\r\n%s" % (end - start, data[start:end])
+        return b"{%d}\r\n%s" % (end - start, forLiteral(data[start:end]))
     return FileRange(io.BytesIO(data), start, end - start)
 
 
@@ -317,7 +319,7 @@ def messageItems(
         elif kind == "rfc822header":
             header = message.header()
             if len(header) <= CHUNK:
-                items.append([b"RFC822.HEADER " + nstring(header)])
+                items.append([b"RFC822.HEADER " + nstring(forLiteral(header))])
             else:
                 items.append([b"RFC822.HEADER ", _literal(None, header)])
         elif kind == "rfc822text":
@@ -489,7 +491,9 @@ class FetchStream:
                         chunk = f.read(min(CHUNK, remaining))
                         if not chunk:
                             raise OSError("message file shorter than its size")
-                        pending.append(chunk)
+                        # Only a literal8 may carry NUL (RFC 3516 4.3).
+                        plain = piece.marker == b"{%d}"
+                        pending.append(forLiteral(chunk) if plain else chunk)
                         remaining -= len(chunk)
                         self.transport.writeSequence(pending)
                         pending, size = [], 0

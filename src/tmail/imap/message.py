@@ -49,6 +49,8 @@ MAX_HEADER_LINES = 10_000
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+#: A media type or subtype (RFC 2045 5.1 C{token}).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+")
 _NAME_CHARS = bytes([*range(0x21, 0x3A), *range(0x3B, 0x7F)])
 #: What C{bytes.strip} takes away.
 _WHITESPACE = b" \t\n\r\x0b\x0c"
@@ -478,34 +480,59 @@ class MimeEntity:
         return self.end - self._bodyStart
 
     def bodyLines(self) -> int:
-        """The number of lines of the body (the last one may lack its line end)."""
-        data, start, end = self.data, self._bodyStart, self.end
-        if start == end:
-            return 0
-        return pieces.count(data, b"\n", start, end) + (0 if data[end - 1] == 0x0A else 1)
+        """
+        The number of lines of the body: of its line ends, as Dovecot and
+        Cyrus count them (a last line without one, as a part's last line
+        before a delimiter is, RFC 2046 5.1.1, is not counted).
+        """
+        return pieces.count(self.data, b"\n", self._bodyStart, self.end)
 
     @cached_property
     def _contentType(self) -> tuple[str, str, Parameters]:
+        """
+        The media type, subtype and parameters as the header gives them;
+        the default of RFC 2045 5.2 (text/plain) when there is no
+        Content-Type, or one that is not C{type/subtype} (RFC 2045 5.2
+        recommends the default for those too).
+        """
         value = fieldValue(self.header, b"content-type")
         if value is None:
             mainType, _, subType = self._defaultType.partition("/")
             return mainType, subType, []
-        kind, parameters = parseParameterized(value.decode("utf-8", "surrogateescape"))
-        kind = kind.lower()
-        if kind.count("/") != 1:
-            return "text", "plain", parameters
+        kind, parameters = parseParameterized(
+            value.decode("utf-8", "surrogateescape"), asGiven=True
+        )
         mainType, _, subType = kind.partition("/")
-        return mainType.strip(), subType.strip(), parameters
+        mainType, subType = mainType.strip(), subType.strip()
+        if not (_TOKEN.fullmatch(mainType) and _TOKEN.fullmatch(subType)):
+            return "text", "plain", []
+        return mainType, subType, parameters
 
     @property
     def contentType(self) -> tuple[str, str]:
         """The lower-case media type and subtype."""
+        return self._contentType[0].lower(), self._contentType[1].lower()
+
+    @property
+    def mediaType(self) -> tuple[str, str]:
+        """The media type and subtype as the header gives them."""
         return self._contentType[0], self._contentType[1]
 
     @property
-    def parameters(self) -> Parameters:
-        """The Content-Type parameters (names in lower case, RFC 2231 values decoded)."""
+    def typeParameters(self) -> Parameters:
+        """The Content-Type parameters as the header gives them, repeated ones included."""
         return self._contentType[2]
+
+    @cached_property
+    def parameters(self) -> Parameters:
+        """
+        The Content-Type parameters: names in lower case, the first value
+        of each, RFC 2231 values decoded.
+        """
+        seen: dict[str, str] = {}
+        for key, value in self._contentType[2]:
+            seen.setdefault(key.lower(), value)
+        return list(seen.items())
 
     def parameter(self, name: str) -> str | None:
         """One Content-Type parameter, by lower-case name."""
@@ -516,12 +543,11 @@ class MimeEntity:
 
     @cached_property
     def disposition(self) -> tuple[str, Parameters] | None:
-        """The Content-Disposition (lower-case) and its parameters, or C{None}."""
+        """The Content-Disposition and its parameters as the header gives them, or C{None}."""
         value = fieldValue(self.header, b"content-disposition")
         if value is None:
             return None
-        kind, parameters = parseParameterized(value.decode("utf-8", "surrogateescape"))
-        return kind.lower(), parameters
+        return parseParameterized(value.decode("utf-8", "surrogateescape"), asGiven=True)
 
     def _expand(self) -> None:
         """
@@ -543,16 +569,24 @@ class MimeEntity:
             mainType, subType = entity.contentType
             if mainType == "multipart":
                 boundary = entity.parameter("boundary")
-                if not boundary:
-                    continue
                 default = "message/rfc822" if subType == "digest" else "text/plain"
-                spans = _partSpans(
-                    entity.data,
-                    entity._bodyStart,
-                    entity.end,
-                    boundary.encode("utf-8", "surrogateescape"),
-                    budget,
+                spans = (
+                    _partSpans(
+                        entity.data,
+                        entity._bodyStart,
+                        entity.end,
+                        boundary.encode("utf-8", "surrogateescape"),
+                        budget,
+                    )
+                    if boundary
+                    else []
                 )
+                if not spans:
+                    # No part can be told apart (RFC 2046 5.1.1), and
+                    # BODYSTRUCTURE lists at least one (RFC 3501 9): an
+                    # empty one, at the end of the body.
+                    spans = [(entity.end, entity.end)]
+                    default = "text/plain"
                 budget -= len(spans)
                 entity._children = [
                     MimeEntity(entity.data, entity.depth + 1, default, start=s, end=e, root=root)

@@ -9,6 +9,9 @@ string: quadratic, so a header of thousands of C{name*N*} continuations
 (the Dovecot CVE-2026-27859 class) or of semicolons in quotes takes
 seconds to minutes.  It also fails outright on a continuation number too
 long for C{int()} and on C{name*} mixed with C{name*0}.
+
+Comments (RFC 2045 5.1, RFC 822 CFWS) are not part of a type or a value:
+C{text/plain (body) ; charset=utf-8 (Unicode)} is text/plain in UTF-8.
 """
 
 from __future__ import annotations
@@ -42,9 +45,45 @@ def _pieces(value: str) -> list[str]:
     return pieces
 
 
+def withoutComments(value: str) -> str:
+    """C{value} without its comments (nested ones included), quoted strings kept whole."""
+    if "(" not in value:
+        return value
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+            if depth == 0:
+                out.append(char)
+            continue
+        if char == "\\" and (quoted or depth):
+            escaped = True
+            if depth == 0:
+                out.append(char)
+        elif depth:
+            if char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+        elif char == '"':
+            quoted = not quoted
+            out.append(char)
+        elif char == "(" and not quoted:
+            depth = 1
+            out.append(" ")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.DOTALL)
+    """A quoted string's text; one never closed runs to the end of the value."""
+    if value.startswith('"'):
+        inner = value[1:-1] if len(value) >= 2 and value.endswith('"') else value[1:]
+        return re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL)
     return value
 
 
@@ -66,28 +105,36 @@ def _joined(segments: list[tuple[int, str, bool]]) -> str:
         return bytes(data).decode("latin-1")
 
 
-def parseParameterized(value: str) -> tuple[str, Parameters]:
+def parseParameterized(value: str, asGiven: bool = False) -> tuple[str, Parameters]:
     """
     The value before the first C{;} (stripped) and the parameters after
-    it, names in lower case, quotes removed, RFC 2231 continuations and
-    encodings collapsed, each name once, in the order they first appear.
-    Parameters without C{=}, and those after the first L{MAX_PARAMETERS},
-    are dropped.
+    it, comments removed, quotes removed, RFC 2231 continuations and
+    encodings collapsed, in the order they first appear.  Parameters
+    without C{=} or without a name, and those after the first
+    L{MAX_PARAMETERS}, are dropped.
+
+    @param asGiven: keep the names' case and every repeated parameter, as
+        BODYSTRUCTURE reports them; by default names are in lower case and
+        each is there once, with its first value.
     """
-    first, *rest = _pieces(value)
+    first, *rest = _pieces(withoutComments(value))
     plain: dict[str, str] = {}
     continued: dict[str, list[tuple[int, str, bool]]] = {}
-    order: list[str] = []
+    #: (name as given, lower-case name, the value of a repeated parameter)
+    order: list[tuple[str, str, str | None]] = []
     for piece in rest:
         name, equals, text = piece.partition("=")
-        name = name.strip().lower()
+        given = name.strip()
+        name = given.lower()
         if not equals or not name:
             continue
         text = _unquote(text.strip())
         if "*" not in name:
             if name not in plain and name not in continued:
-                order.append(name)
+                order.append((given, name, None))
                 plain[name] = text
+            elif asGiven and name not in continued:
+                order.append((given, name, text))
             continue
         match = _CONTINUATION.match(name)
         if match is None:
@@ -96,10 +143,15 @@ def parseParameterized(value: str) -> tuple[str, Parameters]:
         if base in plain:
             continue
         if base not in continued:
-            order.append(base)
+            order.append((given[: len(base)], base, None))
             continued[base] = []
         encoded = number is None or star is not None
         continued[base].append((int(number or 0), text, encoded))
-    return first.strip(), [
-        (name, plain[name] if name in plain else _joined(continued[name])) for name in order
-    ]
+    pairs = []
+    for given, key, repeated in order:
+        if repeated is not None:
+            text = repeated
+        else:
+            text = plain[key] if key in plain else _joined(continued[key])
+        pairs.append((given if asGiven else key, text))
+    return first.strip(), pairs

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.mail import imap4
 
 from tmail.imap import pieces
+from tmail.imap.addressfields import MAX_SEARCH_TEXT, searchText
 from tmail.imap.binary import UnknownCTE, contentPieces
 from tmail.imap.charsets import decodeTextPieces, decodeWords, decodeWordsPieces
 from tmail.imap.condstore import parseModSeq
@@ -73,6 +74,7 @@ _FLAG_KEYS = {
 }
 
 _ADDRESS_KEYS = {"BCC", "CC", "FROM", "SUBJECT", "TO"}
+_ADDRESS_FIELDS = {"BCC", "CC", "FROM", "TO"}
 _ENTRY_TYPES = (b"priv", b"shared", b"all")
 
 
@@ -130,6 +132,24 @@ def _headerValues(message: IMAPMessage, name: str) -> list[str]:
             value = re.sub(rb"\r?\n(?=[ \t])", b"", lines.split(b":", 1)[1]).strip()
             values.append(_decodeHeader(value).casefold())
     return values
+
+
+def _addressContains(message: IMAPMessage, name: str, needle: str) -> bool:
+    """
+    Whether case-folded C{needle} is in a field C{name} (From, To, Cc or
+    Bcc): as it is (L{_headerContains}), or with its addresses written out
+    (L{searchText}), so that a needle may be any part of a display name or
+    of an address, whatever quoting, comments or folding the header used.
+    """
+    if _headerContains(message, name, needle):
+        return True
+    lower = name.lower().encode("ascii")
+    for fieldName, lines in headerFields(message.header()):
+        if fieldName == lower:
+            text = lines.split(b":", 1)[1][:MAX_SEARCH_TEXT].decode("utf-8", "replace")
+            if needle in searchText(text).casefold():
+                return True
+    return False
 
 
 def _headerContains(message: IMAPMessage, name: str, needle: str) -> bool:
@@ -419,6 +439,9 @@ class _Compiler:
             return _INFO, self.uidTest(cursor.next())
         if name == "MODSEQ":
             return _INFO, self.modSeqTest(cursor)
+        if name in _ADDRESS_FIELDS:
+            needle = cursor.string().casefold()
+            return _HEADER, _safe(lambda s, m: _addressContains(m, name, needle))
         if name in _ADDRESS_KEYS:
             return _HEADER, self.headerTest(name, cursor.string())
         if name == "HEADER":

@@ -69,6 +69,7 @@ from tmail.auth.throttle import settle
 from tmail.errors import NoSuchFolder, OverQuota, StoreFull
 from tmail.imap import metadata
 from tmail.imap.account import IMAPAccount, checkName
+from tmail.imap.binaryappend import BinaryLiteral
 from tmail.imap.catenate import CatenateAppend
 from tmail.imap.condstore import (
     FetchModifiers,
@@ -201,22 +202,6 @@ class _AppendBatch:
     def abort(self) -> None:
         for pending in self.messages:
             pending.abort()
-
-
-class _Binary:
-    """
-    Takes the bytes of an APPEND literal8 (RFC 3516 4.4) as sent, refusing
-    a message with NUL octets: served again by FETCH BODY[] in a plain
-    literal, they would break RFC 3501's rule for literals.
-    """
-
-    def __init__(self, write: Callable[[bytes], object]) -> None:
-        self._write = write
-
-    def write(self, data: bytes) -> None:
-        if b"\x00" in data:
-            raise no(b"[UNKNOWN-CTE] Messages with NUL octets cannot be stored")
-        self._write(data)
 
 
 #: The LOGIN mechanism's prompts, base64 of "Username:" and "Password:".
@@ -1018,10 +1003,19 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             except OverQuota:
                 raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)") from None
         pending = batch.begin(flags, date, size)
-        sink = _Binary(pending.write).write if literal8 else CRLFWriter(pending.write).write
-        return self._readLiteral(size, synchronizing, sink).addCallback(
-            self._afterAppendLiteral, batch, wrapped
-        )
+        if not literal8:
+            return self._readLiteral(
+                size, synchronizing, CRLFWriter(pending.write).write
+            ).addCallback(self._afterAppendLiteral, batch, wrapped)
+        octets = BinaryLiteral()
+        limits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
+
+        def keep(rest: bytes) -> Deferred[bytes]:
+            d = self.runInThread(lambda: pending.write(octets.storable(limits)))
+            return d.addCallback(lambda _: rest)
+
+        read: Deferred[Any] = self._readLiteral(size, synchronizing, octets.write)
+        return read.addCallback(keep).addCallback(self._afterAppendLiteral, batch, wrapped)
 
     def _afterAppendLiteral(self, rest: bytes, batch: _AppendBatch, wrapped: bool) -> Any:
         if wrapped:

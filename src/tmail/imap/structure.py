@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from tmail.imap.addresses import getaddresses
+from tmail.imap.addressfields import MISSING_DOMAIN, MISSING_MAILBOX, addressList
 from tmail.imap.message import MimeEntity, fieldValue, headerFields
-from tmail.imap.mimeparams import Parameters
+from tmail.imap.mimeparams import Parameters, withoutComments
 
 #: Address-field text read for an ENVELOPE: thousands of addresses, and
 #: a bound on the time a hostile field can take.
@@ -33,9 +33,14 @@ def quoted(value: bytes) -> bytes:
 
 
 def string(value: bytes) -> bytes:
-    """A quoted string when that is allowed, else a literal."""
+    """
+    A quoted string when that is allowed, else a literal; a NUL, which no
+    literal may hold (RFC 3501 4.3), is sent as U+FFFD, as Dovecot sends it.
+    """
     if len(value) <= 1024 and all(0x20 <= byte <= 0x7E for byte in value):
         return quoted(value)
+    if b"\x00" in value:
+        value = value.replace(b"\x00", "\ufffd".encode())
     return b"{%d}\r\n%s" % (len(value), value)
 
 
@@ -71,24 +76,19 @@ def _addresses(value: bytes | None) -> bytes:
         return b"NIL"
     text = value[:MAX_ADDRESS_TEXT].decode("utf-8", "surrogateescape")
     encoded = []
-    for name, address in getaddresses(text):
-        if not address:
-            continue
-        mailbox, at, host = address.rpartition("@")
-        if not at:
-            mailbox, host = address, ""
-        encoded.append(
-            plist(
-                [
-                    nstring(_text(name) if name else None),
-                    b"NIL",
-                    nstring(_text(mailbox)),
-                    nstring(_text(host) if host else None),
-                ]
-            )
-        )
-        if len(encoded) == MAX_ADDRESSES:
-            break
+    for entry in addressList(text, MAX_ADDRESSES):
+        if entry.kind == "start":
+            fields = [b"NIL", b"NIL", nstring(_text(entry.name or "")), b"NIL"]
+        elif entry.kind == "end":
+            fields = [b"NIL"] * 4
+        else:
+            fields = [
+                nstring(_text(entry.name)),
+                nstring(_text(entry.route)),
+                nstring(_text(entry.mailbox or MISSING_MAILBOX)),
+                nstring(_text(entry.host or MISSING_DOMAIN)),
+            ]
+        encoded.append(plist(fields))
     return b"(" + b"".join(encoded) + b")" if encoded else b"NIL"
 
 
@@ -125,15 +125,19 @@ def _params(pairs: Parameters) -> bytes:
         return b"NIL"
     items = []
     for key, value in pairs:
-        items.append(string(key.upper().encode("utf-8", "surrogateescape")))
+        items.append(string(key.encode("utf-8", "surrogateescape")))
         items.append(string(value.encode("utf-8", "surrogateescape")))
     return plist(items)
 
 
 def _typeParams(entity: MimeEntity) -> Parameters:
-    pairs = entity.parameters
-    if not pairs and entity.contentType[0] == "text":
-        return [("charset", "us-ascii")]
+    """
+    The Content-Type parameters as given; a text part without a charset
+    has the default of RFC 2046 4.1.2 (US-ASCII) added, as Dovecot adds it.
+    """
+    pairs = entity.typeParameters
+    if entity.contentType[0] == "text" and entity.parameter("charset") is None:
+        return [*pairs, ("charset", "us-ascii")]
     return pairs
 
 
@@ -142,14 +146,34 @@ def _disposition(entity: MimeEntity) -> bytes:
     if disposition is None or not disposition[0]:
         return b"NIL"
     kind, pairs = disposition
-    return plist([string(kind.upper().encode("utf-8", "surrogateescape")), _params(pairs)])
+    return plist([string(kind.encode("utf-8", "surrogateescape")), _params(pairs)])
+
+
+def _token(header: bytes, name: bytes) -> bytes | None:
+    """A field that holds one token (Content-Transfer-Encoding), comments and blanks removed."""
+    value = fieldValue(header, name)
+    if value is None:
+        return None
+    text = withoutComments(value.decode("utf-8", "surrogateescape")).strip()
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _languages(header: bytes) -> bytes:
+    """Content-Language (RFC 3282) as the list of its tags, or NIL."""
+    value = fieldValue(header, b"content-language")
+    if value is None:
+        return b"NIL"
+    text = withoutComments(value.decode("utf-8", "surrogateescape"))
+    tags = [tag.strip().encode("utf-8", "surrogateescape") for tag in text.split(",")]
+    tags = [tag for tag in tags if tag]
+    return plist(string(tag) for tag in tags) if tags else b"NIL"
 
 
 def _extension(entity: MimeEntity) -> list[bytes]:
     header = entity.header
     return [
         _disposition(entity),
-        nstring(fieldValue(header, b"content-language")),
+        _languages(header),
         nstring(fieldValue(header, b"content-location")),
     ]
 
@@ -158,7 +182,9 @@ def bodyStructure(entity: MimeEntity, extended: bool = True) -> bytes:
     """
     The BODYSTRUCTURE (or, without C{extended}, the BODY) of an entity
     (RFC 3501 7.4.2).  Parts are encoded after the parts below them, from
-    a list in document order, not by recursion.
+    a list in document order, not by recursion.  Types, subtypes and
+    parameters are as the message gives them, case included (as Dovecot
+    gives them); RFC 2045's defaults stand in where a field is absent.
     """
     done: dict[int, bytes] = {}
     for part in reversed(list(entity.walk())):
@@ -168,38 +194,35 @@ def bodyStructure(entity: MimeEntity, extended: bool = True) -> bytes:
 
 def _partStructure(entity: MimeEntity, extended: bool, done: dict[int, bytes]) -> bytes:
     """One entity's structure, those of the parts below it being in C{done}."""
-    mainType, subType = entity.contentType
+    mainType, subType = entity.mediaType
     if entity.isMultipart:
-        if entity.children:
-            inner = b"".join(done.pop(id(child)) for child in entity.children)
-        else:
-            inner = _partStructure(MimeEntity(b"\r\n", entity.depth + 1), extended, done)
-        fields = [inner, string(subType.upper().encode())]
+        inner = b"".join(done.pop(id(child)) for child in entity.children)
+        fields = [inner, string(subType.encode("utf-8", "surrogateescape"))]
         if extended:
-            fields.append(_params(_typeParams(entity)))
+            fields.append(_params(entity.typeParameters))
             fields.extend(_extension(entity))
         return plist(fields)
     message = entity.encapsulated
-    if mainType == "multipart" or (
-        (mainType, subType) == ("message", "rfc822") and message is None
+    if entity.contentType[0] == "multipart" or (
+        entity.contentType == ("message", "rfc822") and message is None
     ):
         mainType, subType = "application", "octet-stream"
     header = entity.header
-    encoding = fieldValue(header, b"content-transfer-encoding")
+    encoding = _token(header, b"content-transfer-encoding")
     fields = [
-        string(mainType.upper().encode()),
-        string(subType.upper().encode()),
+        string(mainType.encode("utf-8", "surrogateescape")),
+        string(subType.encode("utf-8", "surrogateescape")),
         _params(_typeParams(entity)),
         nstring(fieldValue(header, b"content-id")),
         nstring(fieldValue(header, b"content-description")),
-        string(encoding.upper() if encoding else b"7BIT"),
+        string(encoding or b"7bit"),
         b"%d" % entity.bodySize,
     ]
     if message is not None:
         fields.append(envelope(message.header))
         fields.append(done.pop(id(message)))
         fields.append(b"%d" % entity.bodyLines())
-    elif mainType == "text":
+    elif entity.contentType[0] == "text":
         fields.append(b"%d" % entity.bodyLines())
     if extended:
         fields.append(nstring(fieldValue(header, b"content-md5")))
