@@ -215,8 +215,8 @@ class URLAuthTranscriptTests(SynchronousTestCase):
         reply = self.send(b'b URLFETCH ("%s" BODYPARTSTRUCTURE BINARY)\r\n' % full)
         self.assertEqual(
             reply,
-            b'* URLFETCH "%s" (BODYPARTSTRUCTURE ("APPLICATION" "OCTET-STREAM" NIL NIL NIL'
-            b' "BASE64" 8 NIL NIL NIL NIL)) (BINARY ~{4}\r\n\x00\x01\x02\x03)\r\n'
+            b'* URLFETCH "%s" (BODYPARTSTRUCTURE ("application" "octet-stream" NIL NIL NIL'
+            b' "base64" 8 NIL NIL NIL NIL)) (BINARY ~{4}\r\n\x00\x01\x02\x03)\r\n'
             b"b OK URLFETCH completed\r\n" % full,
         )
         reply = self.send(b'c URLFETCH ("%s" BODY)\r\n' % full)
