@@ -144,6 +144,8 @@ class SortAlgorithmTests(SynchronousTestCase):
             b"SIZE": f.size,
             b"SUBJECT": f.baseSubject,
             b"TO": f.mailbox(b"to"),
+            b"DISPLAYFROM": f.display(b"from"),
+            b"DISPLAYTO": f.display(b"to"),
         }[name]
 
     @settings(max_examples=200, deadline=None)

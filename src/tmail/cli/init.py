@@ -127,6 +127,8 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # urlauth = true    # URLAUTH (RFC 4467): URLs to message parts, for BURL
 # url_host = ""     # host[:port] of this server's IMAP URLs; empty: hostname
 # max_catenate_parts = {_imap.max_catenate_parts}   # parts of one CATENATE message
+# max_search_contexts = {_imap.max_search_contexts}   # live SEARCH/SORT results per session
+# max_update_reads = {_imap.max_update_reads}   # messages a live result re-reads per report
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

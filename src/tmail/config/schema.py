@@ -291,6 +291,14 @@ class IMAPSettings:
         top-level C{hostname}.
     @ivar max_catenate_parts: TEXT and URL parts of one CATENATE message
         (RFC 4469); more is C{NO [LIMIT]}.
+    @ivar max_search_contexts: live results (SEARCH or SORT C{RETURN
+        (UPDATE)}, RFC 5267) one session keeps up to date at once; another
+        is answered once, with C{NO [NOUPDATE]}.  Each costs a test of every
+        changed message.  At least 1 (the RFC's minimum).
+    @ivar max_update_reads: messages a live result whose criteria read
+        message files (headers, text) tests again for one report of
+        changes; a report with more changes ends that live result with
+        C{NO [NOUPDATE]} rather than keep other sessions waiting.
     """
 
     listen: tuple[str, ...] = ()
@@ -323,6 +331,8 @@ class IMAPSettings:
     urlauth: bool = True
     url_host: str = ""
     max_catenate_parts: int = 100
+    max_search_contexts: int = 10
+    max_update_reads: int = 1000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

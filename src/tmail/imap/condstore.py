@@ -15,6 +15,7 @@ from typing import Any
 from twisted.mail import imap4
 
 from tmail.imap.parse import Tokenizer
+from tmail.imap.partial import PartialRange, parsePartialRange
 from tmail.imap.seqset import MAX_RANGES, SequenceSet, parseSequenceSet
 
 __all__ = [
@@ -147,14 +148,15 @@ def _uidSet(token: bytes, maxRanges: int) -> SequenceSet:
 
 @dataclass(frozen=True)
 class FetchModifiers:
-    """C{(CHANGEDSINCE n [VANISHED])} after FETCH's items."""
+    """C{(CHANGEDSINCE n [VANISHED])} after FETCH's items, and C{PARTIAL} (RFC 9394 3.3)."""
 
     changedSince: int | None = None
     vanished: bool = False
+    partial: PartialRange | None = None
 
 
 #: A modifier list holds one of these; without one there is nothing to split.
-_MODIFIER_NAME = re.compile(rb"\((?:CHANGEDSINCE|VANISHED)\b|\)\s*\(", re.IGNORECASE)
+_MODIFIER_NAME = re.compile(rb"\((?:CHANGEDSINCE|VANISHED|PARTIAL)\b|\)\s*\(", re.IGNORECASE)
 
 
 def parseFetchModifiers(line: bytes) -> tuple[bytes, FetchModifiers]:
@@ -180,6 +182,7 @@ def parseFetchModifiers(line: bytes) -> tuple[bytes, FetchModifiers]:
     values = _parameterList(rest, "FETCH modifiers")
     changedSince = None
     vanished = False
+    partial = None
     i = 0
     while i < len(values):
         name = values[i]
@@ -192,11 +195,14 @@ def parseFetchModifiers(line: bytes) -> tuple[bytes, FetchModifiers]:
         elif name == b"VANISHED" and not vanished:
             vanished = True
             i += 1
+        elif name == b"PARTIAL" and i + 1 < len(values) and partial is None:
+            partial = parsePartialRange(values[i + 1])
+            i += 2
         else:
             raise imap4.IllegalClientResponse("Unknown FETCH modifier")
     if vanished and changedSince is None:
         raise imap4.IllegalClientResponse("VANISHED needs CHANGEDSINCE")
-    return items, FetchModifiers(changedSince, vanished)
+    return items, FetchModifiers(changedSince, vanished, partial)
 
 
 _MODSEQ_ITEM = re.compile(rb"(?<![\w.\[])MODSEQ(?![\w.\[])", re.IGNORECASE)

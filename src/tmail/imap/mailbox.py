@@ -23,7 +23,7 @@ from twisted.internet import defer
 from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
-from tmail.imap.largemessages import INFO, Runner, inWorker, isLarge
+from tmail.imap.largemessages import INFO, LARGE_MESSAGE, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
@@ -69,6 +69,7 @@ class Changes:
     @ivar modseq: a HIGHESTMODSEQ to send after the FETCH responses when
         expunges with lower mod-sequences are still held back (RFC 7162
         3.2), else C{None}.
+    @ivar added: the UIDs of new messages in the view, ascending.
     """
 
     expunged: list[int] = field(default_factory=list)
@@ -78,6 +79,7 @@ class Changes:
     flags: dict[int, list[str]] = field(default_factory=dict)
     changed: dict[int, tuple[int, int]] = field(default_factory=dict)
     modseq: int | None = None
+    added: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.expunged or self.exists is not None or self.flags)
@@ -333,6 +335,43 @@ class IMAPMailbox:
             found.extend(zip(range(first + 1, end + 1), uids[first:end], strict=True))
         return found
 
+    def resolveWindow(
+        self, messages: Messages, uid: bool, window: Callable[[range], Sequence[int]]
+    ) -> list[tuple[int, int]]:
+        """
+        L{resolve}, then C{window} (a PARTIAL range, RFC 9394 3.3) of the
+        pairs, built only for the messages in the window: the positions
+        are counted range by range.
+        """
+        uids = self._uids
+        if isinstance(messages, SavedResult):
+            messages, uid = SequenceSet.fromNumbers(self.saved), True
+        count = len(uids)
+        if not uid and messages.highest() > count:
+            raise imap4.IllegalIdentifierError(f"No message {messages.highest()}")
+        spans: list[tuple[int, int]] = []
+        for low, high in messages.resolve(self.lastUID() if uid else count):
+            if uid:
+                first, end = bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)
+            else:
+                first, end = max(low, 1) - 1, min(high, count)
+            if end > first:
+                spans.append((first, end))
+        total = sum(end - first for first, end in spans)
+        wanted = window(range(total))
+        if not wanted:
+            return []
+        start, stop = wanted[0], wanted[-1] + 1
+        found: list[tuple[int, int]] = []
+        offset = 0
+        for first, end in spans:
+            size = end - first
+            a, b = max(start - offset, 0), min(stop - offset, size)
+            if a < b:
+                found.extend((i + 1, uids[i]) for i in range(first + a, first + b))
+            offset += size
+        return found
+
     def message(self, uid: int) -> IMAPMessage:
         """The message with this UID as the session last saw it."""
         return IMAPMessage(self.folder, self._infos[uid], self.mimeLimits)
@@ -510,6 +549,7 @@ class IMAPMailbox:
             self._uids.extend(info.uid for info in new)
             if unordered:
                 self._uids.sort()
+            changes.added = sorted(info.uid for info in new)
         if new or changes.expunged:
             changes.exists = len(self._uids)
             changes.recent = self.getRecentCount()
@@ -568,6 +608,7 @@ class IMAPMailbox:
             self._uids.extend(info.uid for info in new)
             if unordered:
                 self._uids.sort()
+            changes.added = [info.uid for info in new]
         if new or changes.expunged:
             changes.exists = len(self._uids)
             changes.recent = self.getRecentCount()
@@ -635,18 +676,28 @@ class IMAPMailbox:
         return self.searching(query, now, messages=True).finish().messages()
 
     def searching(
-        self, query: list[Any], now: float | None = None, messages: bool = False
+        self,
+        query: list[Any],
+        now: float | None = None,
+        messages: bool = False,
+        limit: int | None = None,
+        fromEnd: bool = False,
     ) -> MailboxSearch:
         """
         SEARCH criteria compiled for this view, to be evaluated a slice at a
         time (L{MailboxSearch.steps}); raises L{imap4.IllegalQueryError} for
         malformed criteria.  With C{messages}, the matches keep their
-        message objects (SORT, THREAD).
+        message objects (SORT, THREAD).  With C{limit}, the search stops
+        after that many matches, looking from the last message back when
+        C{fromEnd} (a PARTIAL window, RFC 9394).
         """
         from tmail.imap.search import compileSearch
 
-        needs, matcher, usesModSeq = compileSearch(query, self, now)
-        return MailboxSearch(self, matcher, needs, usesModSeq, messages)
+        notes: set[str] = set()
+        needs, matcher, usesModSeq = compileSearch(query, self, now, notes)
+        search = MailboxSearch(self, matcher, needs, usesModSeq, messages)
+        search.limit, search.fromEnd, search.notes = limit, fromEnd, frozenset(notes)
+        return search
 
 
 class MailboxSearch:
@@ -662,6 +713,12 @@ class MailboxSearch:
 
     #: Messages tested per step by criteria that read no file.
     INFO_SLICE = 512
+    #: Stop after this many matches (None: test every message) ...
+    limit: int | None = None
+    #: ... looking from the last message back.
+    fromEnd = False
+    #: What makes the result change with no change to a message (L{compileSearch}).
+    notes: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -687,26 +744,38 @@ class MailboxSearch:
         mailbox = self.mailbox
         hits = self._hits
         uids = list(mailbox._uids)
+        limit = self.limit
+        order: Iterable[tuple[int, int]] = enumerate(uids, 1)
+        if self.fromEnd:
+            order = zip(range(len(uids), 0, -1), reversed(uids), strict=True)
+        if limit is not None and limit <= 0:
+            return
         if self._needs == INFO:
             # One reused holder instead of a message object per message:
             # criteria such as UNSEEN look at the index entry alone.
             holder = _InfoHolder()
             infos = mailbox._infos
-            for seq, u in enumerate(uids, 1):
+            for tested, (seq, u) in enumerate(order, 1):
                 holder.info = infos[u]
                 if self._matcher(seq, holder):
                     hits.append((seq, u, mailbox.message(u) if self._messages else None))
-                if seq % self.INFO_SLICE == 0:
+                    if len(hits) == limit:
+                        return
+                if tested % self.INFO_SLICE == 0:
                     yield None
             return
-        for seq, u in enumerate(uids, 1):
+        for seq, u in order:
             message = mailbox.message(u)
             if runInWorker is not None and isLarge(message):
                 waiting = self._testInWorker(runInWorker, seq, message)
                 if waiting is not None:
                     yield waiting
+                    if len(hits) == limit:
+                        return
                     continue
             self._tested(seq, message, self._matcher(seq, message))
+            if len(hits) == limit:
+                return
             yield None
 
     def _testInWorker(
@@ -728,6 +797,31 @@ class MailboxSearch:
             # SORT and THREAD keep the matches: their bodies need not stay.
             message.keepHeaderOnly()
 
+    @property
+    def readsMessages(self) -> bool:
+        """Whether the criteria read message files (headers or text), not the index alone."""
+        return self._needs != INFO
+
+    def testsAtOnce(self, uids: Iterable[int]) -> bool:
+        """
+        Whether L{matches} may test these messages in the reactor thread:
+        not when the criteria read whole messages and one is large (a
+        worker thread's work in a SEARCH, L{tmail.imap.largemessages}).
+        """
+        if self._needs != WHOLE:
+            return True
+        info = self.mailbox.info
+        return all(info(u).size <= LARGE_MESSAGE for u in uids)
+
+    def matches(self, seq: int, u: int) -> bool:
+        """Whether one message of the view matches now (a live result, RFC 5267 4.3)."""
+        mailbox = self.mailbox
+        if self._needs == INFO:
+            holder = _InfoHolder()
+            holder.info = mailbox.info(u)
+            return bool(self._matcher(seq, holder))
+        return bool(self._matcher(seq, mailbox.message(u)))
+
     def finish(self) -> MailboxSearch:
         """Run all the steps now."""
         for _ in self.steps():
@@ -736,11 +830,13 @@ class MailboxSearch:
 
     def pairs(self) -> list[tuple[int, int]]:
         """The C{(sequence number, UID)} of each match, in order."""
-        return [(seq, u) for seq, u, _ in self._hits]
+        pairs = [(seq, u) for seq, u, _ in self._hits]
+        return pairs[::-1] if self.fromEnd else pairs
 
     def messages(self) -> list[tuple[int, IMAPMessage]]:
         """The sequence number and message of each match (with C{messages=True})."""
-        return [(seq, m) for seq, _, m in self._hits if m is not None]
+        found = [(seq, m) for seq, _, m in self._hits if m is not None]
+        return found[::-1] if self.fromEnd else found
 
 
 class FlagStore:

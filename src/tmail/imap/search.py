@@ -326,6 +326,9 @@ class _Compiler:
         self.now = now
         self.usesModSeq = False
         self.maxDepth = mailbox.maxNesting
+        #: What makes the result change with no change to a message:
+        #: C{"sequence"} numbers, C{"time"} (OLDER, YOUNGER).
+        self.notes: set[str] = set()
 
     def all(self, cursor: _Cursor) -> tuple[int, Predicate]:
         return self.build(self.tree(cursor))
@@ -492,6 +495,7 @@ class _Compiler:
         """WITHIN (RFC 5032): OLDER/YOUNGER than C{interval} seconds, by INTERNALDATE."""
         if interval <= 0:
             raise imap4.IllegalQueryError("interval must be positive")
+        self.notes.add("time")
         cutoff = self.now - interval
         if name == "OLDER":
             return lambda s, m: m.info.internaldate < cutoff
@@ -544,12 +548,13 @@ class _Compiler:
             raise
         except imap4.IllegalClientResponse:
             raise imap4.IllegalQueryError("unknown search key") from None
+        self.notes.add("sequence")
         within = seqs.resolve(self.mailbox.getMessageCount())
         return lambda s, m: s in within
 
 
 def compileSearch(
-    query: list[Any], mailbox: IMAPMailbox, now: float | None = None
+    query: list[Any], mailbox: IMAPMailbox, now: float | None = None, notes: set[str] | None = None
 ) -> tuple[int, Predicate, bool]:
     """
     Compile SEARCH criteria (tokens from L{tmail.imap.parse.Tokenizer}) for
@@ -560,8 +565,13 @@ def compileSearch(
     @return: what the predicate reads of a message (L{INFO}: nothing but
         its C{info}, flags, size, UID, internal date; L{HEADER}; or
         L{WHOLE}), the predicate, and whether the criteria used C{MODSEQ}.
+    @param notes: if given, gets C{"sequence"} and C{"time"} when the
+        criteria use sequence numbers or OLDER/YOUNGER (a live result,
+        RFC 5267 4.3, cannot follow them).
     """
     moment = time.time() if now is None else now
     compiler = _Compiler(mailbox, moment)
     cost, predicate = compiler.all(_Cursor(query))
+    if notes is not None:
+        notes |= compiler.notes
     return cost, predicate, compiler.usesModSeq

@@ -39,8 +39,10 @@ L{IMAPSession}), OBJECTID (RFC 8474, L{tmail.imap.objectid}), SAVEDATE (RFC
 8514, L{tmail.imap.savedate}), PREVIEW (RFC 8970, L{tmail.imap.preview}),
 METADATA and METADATA-SERVER (RFC 5464, L{tmail.imap.metadata}), NOTIFY
 (RFC 5465, L{tmail.imap.notify}), CATENATE (RFC 4469, L{tmail.imap.catenate}),
-URLAUTH and URLAUTH=BINARY (RFC 4467, 5524, L{tmail.imap.urlcommands}).
-
+URLAUTH and URLAUTH=BINARY (RFC 4467, 5524, L{tmail.imap.urlcommands}), ESORT,
+CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267, with L{tmail.imap.esearch} and
+L{tmail.imap.searchcontext}), PARTIAL (RFC 9394, L{tmail.imap.partial}) and
+SORT=DISPLAY (RFC 5957, L{tmail.imap.sortdisplay}).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ from tmail.imap.condstore import (
     parseStoreModifiers,
     splitModSeqItem,
 )
+from tmail.imap.esearch import ReturnOptions, esearchResponse, parseReturnOptions
 from tmail.imap.fetch import (
     FetchOutcome,
     FetchStream,
@@ -108,6 +111,7 @@ from tmail.imap.parse import (
     splitAtom,
     wholeLiteral,
 )
+from tmail.imap.searchcontext import SearchContext, SearchContexts, SortContext, parseTags
 from tmail.imap.seqset import EVERY_MESSAGE, Messages, SequenceSet
 from tmail.imap.session import CommandError, IMAPSession, clientText, no
 from tmail.imap.sort import MessageFacts, parseSortCriteria, sortSteps
@@ -132,7 +136,6 @@ _log = Logger()
 _S = imap4.IMAP4Server
 _B = IMAPSession
 _CHARSETS = (b"US-ASCII", b"UTF-8")
-_RETURN_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE"})
 _SAVE_REQUESTED = re.compile(rb" *RETURN +\([^)]*\bSAVE\b", re.IGNORECASE)
 _UTF8_DATA = re.compile(rb"UTF8 +\(", re.IGNORECASE)
 
@@ -280,6 +283,10 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             b"SEARCHRES": None,
             b"WITHIN": None,
             b"SORT": None,
+            b"ESORT": None,
+            b"SORT=DISPLAY": None,
+            b"CONTEXT": [b"SEARCH", b"SORT"],
+            b"PARTIAL": None,
             b"THREAD": [b"ORDEREDSUBJECT", b"REFERENCES"],
             b"ENABLE": None,
             b"ID": None,
@@ -349,6 +356,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     def _changeResponses(self, changes: Changes) -> Iterator[bytes]:
         """The untagged responses for C{changes}, in order."""
+        yield from self.searchContexts.removed(changes)
         if self.qresync:
             if changes.vanished:
                 yield b"VANISHED " + uidSet(changes.vanished)
@@ -364,6 +372,8 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             yield b"%d FETCH (%s)" % (seq, self._flagItems(flags, uid, modseq))
         if self.condstore and changes.flags and changes.modseq is not None:
             yield b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq
+        if self.mbox is not None:
+            yield from self.searchContexts.updated(self.mbox, changes)
 
     def _sending(self, responses: Iterable[bytes]) -> Iterator[None]:
         """Send untagged responses, a slice of them per step."""
@@ -1019,6 +1029,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
     # Selecting
 
     def _deselect(self) -> None:
+        self.searchContexts.clear()
         mbox, self.mbox = self.mbox, None
         if mbox is not None:
             mbox.removeListener(self)
@@ -1269,33 +1280,23 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         if token.upper() not in _CHARSETS:
             raise no(b"[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")
 
-    @staticmethod
-    def _returnOptions(tokens: list[Any]) -> tuple[frozenset[bytes] | None, list[Any]]:
-        """The RETURN options of an extended SEARCH (RFC 4731), and the rest."""
-        if not tokens or not isinstance(tokens[0], bytes) or tokens[0].upper() != b"RETURN":
-            return None, tokens
-        if len(tokens) < 2 or not isinstance(tokens[1], list):
-            raise imap4.IllegalClientResponse("RETURN needs a list of options")
-        options = []
-        for option in tokens[1]:
-            if not isinstance(option, bytes) or option.upper() not in _RETURN_OPTIONS:
-                raise imap4.IllegalClientResponse("Unknown RETURN option")
-            options.append(option.upper())
-        return frozenset(options or [b"ALL"]), tokens[2:]
-
     def do_SEARCH(self, tag: bytes, tokens: list[Any], uid: int = 0) -> Deferred[None]:
-        options, tokens = self._returnOptions(tokens)
+        options, tokens = parseReturnOptions(tokens)
         if options is None and self.rev2:
-            options = frozenset({b"ALL"})
+            options = ReturnOptions(frozenset({b"ALL"}))
         if tokens and isinstance(tokens[0], bytes) and tokens[0].upper() == b"CHARSET":
             if len(tokens) < 2:
                 raise imap4.IllegalClientResponse("Missing charset")
             self._checkCharset(tokens[1])
             tokens = tokens[2:]
         mbox = self._selected()
-        search = mbox.searching(tokens)
+        limit, fromEnd = (None, False) if options is None else options.scan()
+        self.searchContexts.check(tag, options)
+        search = mbox.searching(tokens, limit=limit, fromEnd=fromEnd)
+        # What a live result tests changed messages with; it keeps no matches.
+        live = mbox.searching(tokens) if options is not None and options.update else None
         return self._cooperate(search.steps(self.runInWorker)).addCallback(
-            lambda _: self._searched(tag, mbox, search, options, uid)
+            lambda _: self._searched(tag, mbox, search, options, uid, live)
         )
 
     def _searched(
@@ -1303,15 +1304,16 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         tag: bytes,
         mbox: IMAPMailbox,
         search: MailboxSearch,
-        options: frozenset[bytes] | None,
+        options: ReturnOptions | None,
         uid: int,
+        live: MailboxSearch | None = None,
     ) -> None:
         pairs = search.pairs()
         hits = [u if uid else seq for seq, u in pairs]
         modseq = None
         if search.usesModSeq:
             self._enableCondstore()
-            returned = pairs if options is None else self._returnedPairs(options, pairs)
+            returned = pairs if options is None else options.returned(pairs)
             if returned:
                 modseq = max(mbox.info(u).modseq for _, u in returned)
         if options is None:
@@ -1320,15 +1322,42 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                 words.append(b"(MODSEQ %d)" % modseq)
             self.sendUntaggedResponse(b" ".join(words))
         else:
-            if b"SAVE" in options:
-                mbox.saved = self._toSave(options, pairs)
-            if options != {b"SAVE"}:
-                response = self._esearch(tag, options, hits, bool(uid))
+            if b"SAVE" in options.names:
+                mbox.saved = frozenset(u for _, u in options.returned(pairs))
+            if live is not None:
+                self._openContext(tag, SearchContext(mbox, live, bool(uid), pairs))
+            if options.answered:
+                response = esearchResponse(tag, options, hits, bool(uid))
                 if modseq is not None:
                     response += b" MODSEQ %d" % modseq
                 self.sendUntaggedResponse(response)
         self._savingSearch = False
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 4)
+
+    _searchContexts: SearchContexts | None = None
+
+    @property
+    def searchContexts(self) -> SearchContexts:
+        """The live results of SEARCH and SORT RETURN (UPDATE) in the selected mailbox."""
+        if self._searchContexts is None:
+            settings = self.settings
+            self._searchContexts = SearchContexts(
+                settings.max_search_contexts, settings.max_update_reads
+            )
+        return self._searchContexts
+
+    def _openContext(self, tag: bytes, context: SearchContext | SortContext) -> None:
+        refusal = self.searchContexts.open(tag, context)
+        if refusal is not None:
+            self.sendUntaggedResponse(refusal)
+
+    def do_CANCELUPDATE(self, tag: bytes, line: bytes) -> None:
+        self.searchContexts.cancel(parseTags(line))
+        self.sendPositiveResponse(tag, b"CANCELUPDATE completed")
+
+    select_CANCELUPDATE = (do_CANCELUPDATE, _S.arg_line)
 
     def _cooperate(self, steps: Iterator[object]) -> Deferred[None]:
         """
@@ -1374,42 +1403,6 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
         self.cooperator.cooperate(steps).whenDone().addErrback(failed)
 
-    @staticmethod
-    def _returnedPairs(
-        options: frozenset[bytes], pairs: list[tuple[int, int]]
-    ) -> list[tuple[int, int]]:
-        """
-        The matches an extended SEARCH returns: all of them, or only the MIN
-        and/or MAX ones when neither ALL nor COUNT is asked.  C{SAVE} keeps
-        these (RFC 5182 2.4); their highest mod-sequence is the MODSEQ.
-        """
-        if options & {b"MIN", b"MAX"} and not options & {b"ALL", b"COUNT"}:
-            first = pairs[:1] if b"MIN" in options else []
-            last = pairs[-1:] if b"MAX" in options else []
-            return first + last
-        return pairs
-
-    @classmethod
-    def _toSave(cls, options: frozenset[bytes], pairs: list[tuple[int, int]]) -> frozenset[int]:
-        """The UIDs C{RETURN (SAVE ...)} keeps."""
-        return frozenset(u for _, u in cls._returnedPairs(options, pairs))
-
-    @staticmethod
-    def _esearch(tag: bytes, options: frozenset[bytes], hits: list[int], uid: bool) -> bytes:
-        """An ESEARCH response (RFC 4731 3.1) for ascending C{hits}."""
-        parts = [b"ESEARCH (TAG %s)" % quoted(tag)]
-        if uid:
-            parts.append(b"UID")
-        if hits and b"MIN" in options:
-            parts.append(b"MIN %d" % hits[0])
-        if hits and b"MAX" in options:
-            parts.append(b"MAX %d" % hits[-1])
-        if hits and b"ALL" in options:
-            parts.append(b"ALL " + uidSet(hits))
-        if b"COUNT" in options:
-            parts.append(b"COUNT %d" % len(hits))
-        return b" ".join(parts)
-
     select_SEARCH = (do_SEARCH, arg_searchprogram)
 
     def _factSteps(
@@ -1437,16 +1430,31 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         return self._cooperate(steps()).addCallback(lambda _: result[0])
 
     def do_SORT(self, tag: bytes, tokens: list[Any], uid: int = 0) -> Deferred[None]:
+        """SORT (RFC 5256), with ESORT's and CONTEXT=SORT's RETURN options (RFC 5267)."""
+        options, tokens = parseReturnOptions(tokens)
         if len(tokens) < 3:
             raise imap4.IllegalClientResponse("SORT needs criteria, a charset and search keys")
         try:
             criteria = parseSortCriteria(tokens[0])
         except ValueError as e:
             raise imap4.IllegalClientResponse(str(e)) from None
+        self.searchContexts.check(tag, options)
+        mbox = self._selected()
 
         def respond(ordered: list[MessageFacts]) -> None:
-            numbers = (b"%d" % (f.uid if uid else f.seq) for f in ordered)
-            self.sendUntaggedResponse(b" ".join([b"SORT", *numbers]))
+            if options is None:
+                numbers = (b"%d" % (f.uid if uid else f.seq) for f in ordered)
+                self.sendUntaggedResponse(b" ".join([b"SORT", *numbers]))
+            else:
+                if b"SAVE" in options.names:
+                    mbox.saved = frozenset(f.uid for f in options.returned(ordered))
+                if options.update:
+                    search = mbox.searching(tokens[2:])
+                    context = SortContext(mbox, search, bool(uid), criteria, ordered)
+                    self._openContext(tag, context)
+                if options.answered:
+                    hits = [f.uid if uid else f.seq for f in ordered]
+                    self.sendUntaggedResponse(esearchResponse(tag, options, hits, bool(uid)))
             self.sendPositiveResponse(tag, b"SORT completed")
 
         return self._factSteps(tokens, lambda facts: sortSteps(facts, criteria)).addCallback(
@@ -1508,9 +1516,17 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             vanished = mbox.expungedSince(changedSince, messages)
             if vanished:
                 self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uidSet(vanished))
-        work = mbox.resolve(messages, bool(uid))
+        partial = modifiers.partial
+        if partial is not None and not uid:
+            raise imap4.IllegalClientResponse("PARTIAL needs UID FETCH")
+        if partial is not None and changedSince is None:
+            work = mbox.resolveWindow(messages, True, partial.window)
+        else:
+            work = mbox.resolve(messages, bool(uid))
         if changedSince is not None:
             work = [(seq, u) for seq, u in work if mbox.info(u).modseq > changedSince]
+            if partial is not None:
+                work = list(partial.window(work))
         seeing = mbox.isWriteable() and any(setsSeen(item) for item in query)
         if seeing and not any(item.type == "flags" for item in query):
             query = [*query, imap4._FetchParser.Flags()]
@@ -1561,12 +1577,15 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             return fetch()
 
         def seen() -> Iterator[None]:
+            live = self.searchContexts
+            unseen = [(s, u) for s, u in work if "\\Seen" not in mbox.info(u).flags] if live else []
             # Asked of the folder, not of this session's view: another
             # session may have taken \Seen away meanwhile.
             try:
                 yield from mbox.addingFlags([u for _, u in work], ["\\Seen"]).steps()
             except StoreFull:
                 _log.warn("Disk full: FETCH leaves \\Seen unset in {folder}", folder=mbox.folder)
+            yield from self._sending(self.searchContexts.review(mbox, unseen))
 
         return self._cooperate(seen()).addCallback(fetch)
 
@@ -1625,6 +1644,8 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         def steps() -> Iterator[None]:
             yield from storing.steps()
             yield from self._sending(responses())
+            changes = ((seq, mbox.getUID(seq)) for seq in sorted(changed))
+            yield from self._sending(self.searchContexts.review(mbox, changes))
 
         def stored(_: object) -> None:
             if modified:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 from tmail.imap.addresses import getaddresses
 from tmail.imap.charsets import decodeWords
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
+from tmail.imap.sortdisplay import displayValue
 from tmail.imap.structure import MAX_ADDRESS_TEXT
 
 T = TypeVar("T")
@@ -31,8 +32,10 @@ MAX_SUBJECT_TEXT = 64 * 1024
 #: Date text parsed (a date is some thirty characters).
 MAX_DATE_TEXT = 1000
 
-#: The sort keys of RFC 5256 3.
-SORT_KEYS = frozenset({b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO"})
+#: The sort keys of RFC 5256 3, and RFC 5957's DISPLAYFROM and DISPLAYTO.
+SORT_KEYS = frozenset(
+    {b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO", b"DISPLAYFROM", b"DISPLAYTO"}
+)
 
 _WSP_RUN = re.compile(r"[ \t\r\n]+")
 _BLOB = r"\[[^\[\]]*\][ \t]*"
@@ -222,6 +225,12 @@ class MessageFacts:
             "addr:" + name.decode(), lambda: _firstMailbox(self.headerField(name))
         )
 
+    def display(self, name: bytes) -> bytes:
+        """The DISPLAY sort value of the first address of header C{name} (RFC 5957)."""
+        return self._cached(  # type: ignore[no-any-return]
+            "display:" + name.decode(), lambda: displayValue(self.headerField(name))
+        )
+
 
 _KEYS: dict[bytes, Callable[[MessageFacts], Any]] = {
     b"ARRIVAL": lambda f: f.arrival,
@@ -231,7 +240,14 @@ _KEYS: dict[bytes, Callable[[MessageFacts], Any]] = {
     b"SIZE": lambda f: f.size,
     b"SUBJECT": lambda f: f.baseSubject,
     b"TO": lambda f: f.mailbox(b"to"),
+    b"DISPLAYFROM": lambda f: f.display(b"from"),
+    b"DISPLAYTO": lambda f: f.display(b"to"),
 }
+
+
+def sortKey(name: bytes) -> Callable[[MessageFacts], Any]:
+    """What criterion C{name} (upper case, one of L{SORT_KEYS}) compares of a message."""
+    return _KEYS[name]
 
 
 def parseSortCriteria(tokens: Any) -> list[tuple[bytes, bool]]:
