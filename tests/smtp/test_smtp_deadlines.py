@@ -56,13 +56,15 @@ def trickle(sock: socket.socket, data: bytes, every: float, within: float) -> tu
     start = time.monotonic()
     received = b""
     position = 0
+    waiting = select.poll()
+    waiting.register(sock, select.POLLIN)
     while time.monotonic() - start < within:
         try:
             sock.sendall(data[position : position + 1])
         except OSError:
             break
         position = (position + 1) % len(data)
-        if select.select([sock], [], [], every)[0]:
+        if waiting.poll(every * 1000):
             try:
                 chunk = sock.recv(65536)
             except OSError:

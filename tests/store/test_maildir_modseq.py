@@ -10,6 +10,7 @@ may still ask for.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -786,3 +787,55 @@ def test_a_restart_reports_no_lower_highestmodseq_than_one_given_from_memory(
         assert flagsOf(restarted) == flags
         assert highestOf(restarted) >= highest
     assert highestOf(inbox(root)) >= highest
+
+
+# Open files
+
+
+def openLogFiles() -> int:
+    """How many C{tmail-modseq} files this process has open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").endswith("/" + LOG)
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count open files")
+def test_many_folders_in_use_keep_a_bounded_number_of_log_files_open(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(modseq, "MAX_OPEN_LOGS", 8)
+    store = MaildirStore(root)
+    before = openLogFiles()
+    folders = []
+    for n in range(40):
+        store.createFolder(f"F{n}")
+        folder = store.getFolder(f"F{n}")
+        deliver(folder)
+        folder.messages()
+        folders.append(folder)
+    assert openLogFiles() - before <= 8
+    assert all(folder.highestModSeq() > 0 for folder in folders)
+
+
+def test_a_log_closed_for_others_still_sees_what_another_process_did(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(modseq, "MAX_OPEN_LOGS", 1)
+    folder = filled(root)
+    before, highest = modseqs(folder), highestOf(folder)
+    other = MaildirStore(root / ".Other")
+    otherInbox = other.getFolder("INBOX")
+    deliver(otherInbox)
+    [otherUid] = modseqs(otherInbox)
+    otherInbox.setFlags(otherUid, {"\\Seen"})
+    rename(root, folder, 2, "FS")
+    after = modseqs(folder)
+    assert flagsOf(folder)[2] == {"\\Flagged", "\\Seen"}
+    assert after[2] > highest
+    assert {u: m for u, m in after.items() if u != 2} == {u: m for u, m in before.items() if u != 2}
+    otherInbox.setFlags(otherUid, set())
+    changed = folder.setFlags(4, {"\\Answered"})
+    assert changed.modseq > after[2]
+    assert modseqs(inbox(root)) == modseqs(folder)

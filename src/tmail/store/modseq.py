@@ -35,6 +35,13 @@ most file systems), so a process that starts after one that lost its
 memory never reports a lower HIGHESTMODSEQ; the changes themselves it
 finds on disk, as above.
 
+A log keeps its file open between uses, so that it reads only what others
+appended since; at most L{MAX_OPEN_LOGS} are open in a process, the least
+recently used closed first (one file descriptor per folder ever opened
+would run a server with many users out of them).  A log closed so is read
+again from the start when next used, as after another process's
+compaction.
+
 The log is rewritten (compacted) when it holds many more lines than
 messages.  Only the most recent expunges are kept; C{F} is the highest
 mod-sequence of those forgotten, below which QRESYNC reports every missing
@@ -46,7 +53,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -69,6 +78,44 @@ _SLACK = 1_000
 #: Times a writer opens the log again because another process's compaction
 #: replaced it while the writer waited for the lock, before giving up.
 _REOPENS = 100
+#: Logs with an open file at once, in one process.
+MAX_OPEN_LOGS = 128
+
+
+class _OpenLogs:
+    """The logs whose files are open, least recently used first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: OrderedDict[ModSeqLog, None] = OrderedDict()
+        self._busy: dict[ModSeqLog, int] = {}
+
+    def enter(self, log: ModSeqLog) -> None:
+        """C{log} is about to use its file: keep it open meanwhile."""
+        with self._lock:
+            self._busy[log] = self._busy.get(log, 0) + 1
+            self._logs[log] = None
+            self._logs.move_to_end(log)
+
+    def leave(self, log: ModSeqLog) -> None:
+        """C{log} is done with its file for now; close the least used ones beyond the limit."""
+        with self._lock:
+            count = self._busy.pop(log) - 1
+            if count:
+                self._busy[log] = count
+            idle = [each for each in self._logs if each not in self._busy]
+            closing = idle[: max(0, len(self._logs) - MAX_OPEN_LOGS)]
+            for each in closing:
+                del self._logs[each]
+        for each in closing:
+            each.close()
+
+    def forget(self, log: ModSeqLog) -> None:
+        with self._lock:
+            self._logs.pop(log, None)
+
+
+_openLogs = _OpenLogs()
 
 
 def _startingModSeq() -> int:
@@ -93,6 +140,8 @@ class ModSeqLog:
         self._path = path
         self._pathText = str(path)
         self._fd: int | None = None
+        #: How many L{_locked} blocks of this log are running.
+        self._busy = 0
         self._inode: tuple[int, int] | None = None
         self._offset = 0
         self._lines = 0
@@ -134,6 +183,8 @@ class ModSeqLog:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+        if self._busy == 0:
+            _openLogs.forget(self)
 
     # Reading
 
@@ -170,6 +221,15 @@ class ModSeqLog:
         replaced by another process's compaction is read again from the
         start.
         """
+        _openLogs.enter(self)
+        self._busy += 1
+        try:
+            yield from self._lockedAttempts()
+        finally:
+            self._busy -= 1
+            _openLogs.leave(self)
+
+    def _lockedAttempts(self) -> Iterator[int]:
         for _attempt in range(_REOPENS):
             if self._fd is None:
                 self._open()
