@@ -88,7 +88,7 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
     C{DELETED-STORAGE} are the QUOTA extension's (RFC 9208), C{SIZE} is
     STATUS=SIZE's (RFC 8438).
     """
-    infos = folder.messages()
+    infos = folder.messages(claimRecent=False)
     values = {
         "HIGHESTMODSEQ": lambda: highestModSeq(folder),
         "MESSAGES": lambda: len(infos),
@@ -156,7 +156,9 @@ class IMAPMailbox:
         self.saved: frozenset[int] = frozenset()
         self._listeners: list[Any] = []
         self._seen: Sequence[MessageInfo] | None = None
-        current = folder.messages()
+        # A read-only view (EXAMINE) sees which messages are recent
+        # without taking that away from the next session (RFC 3501 6.3.2).
+        current = folder.messages(claimRecent=readWrite)
         self._uids = [info.uid for info in current]
         self._infos = {info.uid: info for info in current}
         self._recent = {info.uid for info in current if info.recent}
@@ -344,7 +346,7 @@ class IMAPMailbox:
     # Changes
 
     def _current(self) -> dict[int, MessageInfo]:
-        return {info.uid: info for info in self.folder.messages()}
+        return {info.uid: info for info in self.folder.messages(claimRecent=False)}
 
     def _knowledge(self) -> Callable[[int], MessageInfo | None]:
         """
@@ -477,11 +479,11 @@ class IMAPMailbox:
         self.dirty = False
         feed = self._feed
         if feed is not None:
-            serial, changed = feed.changesSince(self._serial)
+            serial, changed = feed.changesSince(self._serial, claimRecent=self.readWrite)
             if changed is not None:
                 self._serial = serial
                 return self._catchUp(changed, allowExpunge)
-        current = self.folder.messages()
+        current = self.folder.messages(claimRecent=self.readWrite)
         if feed is not None:
             self._serial = feed.changeSerial()
             self._ghosts = set()

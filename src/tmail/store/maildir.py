@@ -488,7 +488,11 @@ class MaildirFolder:
     message, for the life of this object) rather than refused.
 
     C{MessageInfo.recent} is true for messages this process delivered or
-    moved out of C{new/}, until the first L{messages} call that reports them.
+    moved out of C{new/} (Dovecot's Maildir counts a message recent while
+    it is in C{new/}; here the process that moves it on keeps that), until
+    the first L{messages} or L{changesSince} call that claims them: the one
+    IMAP session that selects the folder read-write and looks first.
+    STATUS and EXAMINE look without claiming.
 
     Obtain folders from L{MaildirStore.getFolder}, which shares one object
     per folder.
@@ -1131,7 +1135,9 @@ class MaildirFolder:
     def changeSerial(self) -> int:
         return self._changeBase + len(self._changeLog)
 
-    def changesSince(self, serial: int) -> tuple[int, list[MessageInfo | int] | None]:
+    def changesSince(
+        self, serial: int, claimRecent: bool = True
+    ) -> tuple[int, list[MessageInfo | int] | None]:
         self.refresh()
         current = self.changeSerial()
         if serial < self._changeBase or serial > current:
@@ -1148,7 +1154,7 @@ class MaildirFolder:
                 changes.append(uid)
                 continue
             info = entry.info
-            if info.recent:
+            if info.recent and claimRecent:
                 # Recent for the first session told about it, as with messages().
                 entry.info = replace(info, recent=False)
                 self._recent.discard(uid)
@@ -1528,13 +1534,13 @@ class MaildirFolder:
         data = self._uidlist.data
         return self._knownNext if data is None else max(data.nextUid, self._knownNext)
 
-    def messages(self) -> Sequence[MessageInfo]:
+    def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
         changed = self._sync()
         if self._snapshot is None:
             entries = self._entries
             self._snapshot = tuple([entries[uid].info for uid in self._uids])
         snapshot = self._snapshot
-        if self._recent:
+        if self._recent and claimRecent:
             for uid in self._recent:
                 entry = self._entries[uid]
                 entry.info = replace(entry.info, recent=False)

@@ -1,0 +1,67 @@
+"""
+What each session is told of a folder that other sessions change, as
+transcripts over C{StringTransport}: C{\\Recent} (RFC 3501 2.3.2), the
+HIGHESTMODSEQ a CONDSTORE-enabling command brings (RFC 7162 3.1), new
+keywords announced before a FETCH names them (RFC 3501 7.2.6), messages
+another session expunged (RFC 2180 4.1.1, Dovecot's EXPUNGEISSUED), and
+EXPUNGE responses that are valid for the session's view when sent.
+"""
+
+from __future__ import annotations
+
+from test_imap_protocol import Session, deliver
+from twisted.trial.unittest import SynchronousTestCase
+
+
+class RecentTests(SynchronousTestCase):
+    """RFC 3501 2.3.2: recent for the one session that sees a message first."""
+
+    def setUp(self) -> None:
+        self.first = Session(self)
+        self.inbox = self.first.store.getFolder("INBOX")
+        self.first.loginDirectly()
+
+    def other(self) -> Session:
+        session = Session(self, fixture=self.first.fixture)
+        session.loginDirectly()
+        return session
+
+    def test_status_recent_counts_new_messages_without_taking_them_away(self) -> None:
+        deliver(self.inbox)
+        deliver(self.inbox)
+        for tag in (b"a", b"b"):
+            self.assertEqual(
+                self.first.send(tag + b" STATUS INBOX (MESSAGES RECENT)\r\n"),
+                b'* STATUS "INBOX" (MESSAGES 2 RECENT 2)\r\n' + tag + b" OK STATUS completed\r\n",
+            )
+        self.assertIn(b"* 2 RECENT\r\n", self.first.send(b"c SELECT INBOX\r\n"))
+
+    def test_examine_reports_recent_and_leaves_it_for_the_next_select(self) -> None:
+        deliver(self.inbox)
+        deliver(self.inbox)
+        examined = self.other()
+        reply = examined.send(b"a EXAMINE INBOX\r\n")
+        self.assertIn(b"* 2 RECENT\r\n", reply)
+        self.assertIn(b"* 1 FETCH (FLAGS (\\Recent))", examined.send(b"b FETCH 1 FLAGS\r\n"))
+        self.assertIn(b"* 2 RECENT\r\n", self.first.send(b"c SELECT INBOX\r\n"))
+        self.assertIn(b"* 1 FETCH (FLAGS (\\Recent))", self.first.send(b"d FETCH 1 FLAGS\r\n"))
+        late = self.other()
+        self.assertIn(b"* 0 RECENT\r\n", late.send(b"e SELECT INBOX\r\n"))
+        self.assertIn(b"* 1 FETCH (FLAGS ())", late.send(b"f FETCH 1 FLAGS\r\n"))
+        self.assertIn(b"(RECENT 0)", late.send(b"g STATUS INBOX (RECENT)\r\n"))
+
+    def test_a_new_message_is_recent_for_the_one_selected_session_that_sees_it_first(
+        self,
+    ) -> None:
+        self.first.send(b"a SELECT INBOX\r\n")
+        second = self.other()
+        second.send(b"b SELECT INBOX\r\n")
+        deliver(self.inbox)
+        self.assertEqual(
+            self.first.send(b"c NOOP\r\n"),
+            b"* 1 EXISTS\r\n* 1 RECENT\r\nc OK NOOP completed\r\n",
+        )
+        self.assertEqual(
+            second.send(b"d NOOP\r\n"),
+            b"* 1 EXISTS\r\n* 0 RECENT\r\nd OK NOOP completed\r\n",
+        )
