@@ -104,6 +104,17 @@ class Session:
         self.pump()
         return self.take()
 
+    def sendEnabling(self, data: bytes) -> bytes:
+        """
+        L{send} of the session's first CONDSTORE-enabling command with a
+        mailbox selected: what follows the C{OK [HIGHESTMODSEQ n]} that
+        must come first (RFC 7162 3.1).
+        """
+        reply = self.send(data)
+        match = re.match(rb"\* OK \[HIGHESTMODSEQ \d+\] Highest\r\n", reply)
+        assert match is not None, reply
+        return reply[match.end() :]
+
     def pump(self) -> None:
         for _ in range(1000):
             if not self.clock.getDelayedCalls():

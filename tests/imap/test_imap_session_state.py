@@ -65,3 +65,50 @@ class RecentTests(SynchronousTestCase):
             second.send(b"d NOOP\r\n"),
             b"* 1 EXISTS\r\n* 0 RECENT\r\nd OK NOOP completed\r\n",
         )
+
+
+class CondstoreEnablingTests(SynchronousTestCase):
+    """
+    RFC 7162 3.1: the first CONDSTORE-enabling command with a mailbox
+    selected is answered with the mailbox's HIGHESTMODSEQ too, in an
+    untagged OK before the tagged reply (as Dovecot does); later ones
+    are not.
+    """
+
+    def setUp(self) -> None:
+        self.session = Session(self)
+        self.inbox = self.session.store.getFolder("INBOX")
+        deliver(self.inbox)
+        deliver(self.inbox)
+        self.session.select()
+        self.highest = self.inbox.highestModSeq()
+        self.told = b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.highest
+
+    def assertEnabledBy(self, command: bytes) -> None:
+        reply = self.session.send(b"a " + command + b"\r\n")
+        self.assertTrue(reply.startswith(self.told), reply)
+        self.assertEqual(reply.count(b"HIGHESTMODSEQ"), 1, reply)
+        again = self.session.send(b"b " + command + b"\r\n")
+        self.assertNotIn(b"[HIGHESTMODSEQ", again)
+
+    def test_fetch_modseq_first_brings_highestmodseq(self) -> None:
+        self.assertEnabledBy(b"FETCH 1 MODSEQ")
+
+    def test_fetch_changedsince_first_brings_highestmodseq(self) -> None:
+        self.assertEnabledBy(b"FETCH 1 (FLAGS) (CHANGEDSINCE 1)")
+
+    def test_search_modseq_first_brings_highestmodseq(self) -> None:
+        self.assertEnabledBy(b"SEARCH MODSEQ 1")
+
+    def test_conditional_store_first_brings_highestmodseq(self) -> None:
+        self.assertEnabledBy(b"STORE 1 (UNCHANGEDSINCE %d) +FLAGS ($A)" % (self.highest + 5))
+
+    def test_status_highestmodseq_while_selected_brings_it_for_the_selected_mailbox(self) -> None:
+        self.session.store.createFolder("Other")
+        reply = self.session.send(b"a STATUS Other (HIGHESTMODSEQ)\r\n")
+        self.assertTrue(reply.startswith(self.told), reply)
+
+    def test_select_condstore_says_it_once_in_the_select_responses(self) -> None:
+        reply = self.session.send(b"a SELECT INBOX (CONDSTORE)\r\n")
+        self.assertEqual(reply.count(b"HIGHESTMODSEQ"), 1, reply)
+        self.assertNotIn(b"[HIGHESTMODSEQ", self.session.send(b"b FETCH 1 MODSEQ\r\n"))

@@ -224,6 +224,15 @@ class IMAPMailbox:
         """
         return self.reportedModSeq if self._ghosts else None
 
+    def toldModSeq(self) -> int:
+        """
+        The HIGHESTMODSEQ the client may resynchronise from now: the
+        folder's, unless changes are still to be reported to it.
+        """
+        if self._ghosts or self.dirty:
+            return self.reportedModSeq
+        return self.highestModSeq()
+
     def expungedSince(self, modseq: int, within: Messages | None) -> list[int]:
         """
         The UIDs (in C{within}, a UID set, when given) expunged after

@@ -514,8 +514,17 @@ class IMAPServer(IMAPSession):
         return b"QRESYNC" in self.enabled
 
     def _enableCondstore(self) -> None:
-        """A CONDSTORE-enabling command (RFC 7162 3.1) was used."""
+        """
+        A CONDSTORE-enabling command (RFC 7162 3.1) was used: the first
+        one with a mailbox selected brings its HIGHESTMODSEQ, in an
+        untagged OK before the command's tagged reply, as Dovecot sends it.
+        """
+        if b"CONDSTORE" in self.enabled:
+            return
         self.enabled = self.enabled | {b"CONDSTORE"}
+        mbox = self.mbox
+        if mbox is not None and self.state == "select" and mbox.modSeqs:
+            self.sendUntaggedResponse(b"OK [HIGHESTMODSEQ %d] Highest" % mbox.toldModSeq())
 
     def do_ENABLE(self, tag: bytes, line: bytes) -> None:
         names: list[bytes] = []
@@ -932,10 +941,10 @@ class IMAPServer(IMAPSession):
         qresync = selectParams.qresync
         if qresync is not None and not self.qresync:
             raise imap4.IllegalClientResponse("QRESYNC must be enabled first")
-        if selectParams.condstore:
-            self._enableCondstore()
         wasSelected = self.mbox is not None
         self._deselect()
+        if selectParams.condstore:
+            self._enableCondstore()
         if wasSelected and (self.qresync or self.rev2):
             self.sendUntaggedResponse(b"OK [CLOSED] Previous mailbox closed")
         mbox = self._account().select(name, bool(rw))
