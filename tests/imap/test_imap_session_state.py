@@ -9,7 +9,7 @@ EXPUNGE responses that are valid for the session's view when sent.
 
 from __future__ import annotations
 
-from test_imap_protocol import Session, deliver
+from test_imap_protocol import Session, deliver, responses
 from twisted.trial.unittest import SynchronousTestCase
 
 
@@ -112,3 +112,75 @@ class CondstoreEnablingTests(SynchronousTestCase):
         reply = self.session.send(b"a SELECT INBOX (CONDSTORE)\r\n")
         self.assertEqual(reply.count(b"HIGHESTMODSEQ"), 1, reply)
         self.assertNotIn(b"[HIGHESTMODSEQ", self.session.send(b"b FETCH 1 MODSEQ\r\n"))
+
+
+class KeywordAnnouncementTests(SynchronousTestCase):
+    """
+    RFC 3501 7.2.6 / RFC 9051 7.3.5: a client is told of a keyword in
+    FLAGS (and PERMANENTFLAGS) before any FETCH names it, whichever session
+    created it.
+    """
+
+    FLAGS = b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+    PERMANENT = (
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags allowed"
+    )
+
+    def setUp(self) -> None:
+        self.first = Session(self)
+        self.inbox = self.first.store.getFolder("INBOX")
+        deliver(self.inbox)
+        deliver(self.inbox)
+        self.first.select()
+        self.second = Session(self, fixture=self.first.fixture)
+        self.second.select()
+
+    def test_own_store_of_a_new_keyword_announces_it_before_the_fetch(self) -> None:
+        self.assertEqual(
+            responses(self.first.send(b"a STORE 1 +FLAGS ($Work)\r\n")),
+            [
+                self.FLAGS + b" $Work)",
+                self.PERMANENT,
+                b"* 1 FETCH (FLAGS ($Work \\Recent))",
+                b"a OK STORE completed",
+            ],
+        )
+        self.assertEqual(
+            self.first.send(b"b STORE 2 +FLAGS ($Work)\r\n"),
+            b"* 2 FETCH (FLAGS ($Work \\Recent))\r\nb OK STORE completed\r\n",
+        )
+
+    def test_another_sessions_new_keyword_is_announced_before_its_fetch(self) -> None:
+        self.second.send(b"a STORE 2 +FLAGS.SILENT ($Other)\r\n")
+        self.assertEqual(
+            responses(self.first.send(b"b NOOP\r\n")),
+            [
+                self.FLAGS + b" $Other)",
+                self.PERMANENT,
+                b"* 2 FETCH (FLAGS ($Other \\Recent))",
+                b"b OK NOOP completed",
+            ],
+        )
+
+    def test_a_keyword_learned_while_storing_is_announced_before_the_store_reply(self) -> None:
+        self.second.send(b"a STORE 1 +FLAGS.SILENT ($Other)\r\n")
+        reply = responses(self.first.send(b"b STORE 1 +FLAGS (\\Flagged)\r\n"))
+        self.assertEqual(
+            reply[:3],
+            [
+                self.FLAGS + b" $Other)",
+                self.PERMANENT,
+                b"* 1 FETCH (FLAGS ($Other \\Flagged \\Recent))",
+            ],
+        )
+        self.assertEqual(reply[-1], b"b OK STORE completed")
+
+    def test_examine_announces_new_keywords_with_empty_permanentflags(self) -> None:
+        reader = Session(self, fixture=self.first.fixture)
+        reader.loginDirectly()
+        reader.send(b"a EXAMINE INBOX\r\n")
+        self.first.send(b"b STORE 1 +FLAGS.SILENT ($Seen2)\r\n")
+        self.assertEqual(
+            responses(reader.send(b"c NOOP\r\n"))[:2],
+            [self.FLAGS + b" $Seen2)", b"* OK [PERMANENTFLAGS ()] Flags allowed"],
+        )

@@ -163,6 +163,12 @@ class IMAPMailbox:
         self._infos = {info.uid: info for info in current}
         self._recent = {info.uid for info in current if info.recent}
         self._seen = current
+        #: Flag names the view's messages have had, and the keywords among
+        #: them the client was told of in FLAGS (RFC 3501 7.2.6).
+        self._flagNames: set[str] = set(SYSTEM_FLAGS)
+        for flags in {info.flags for info in current}:
+            self._learnFlags(flags)
+        self._announced: frozenset[str] = frozenset()
         #: With a folder that says what changed, the session catches up from
         #: its serial instead of comparing every message.
         self._feed: IIncrementalFolder | None = None
@@ -199,11 +205,24 @@ class IMAPMailbox:
     # IMailboxInfo
 
     def getFlags(self) -> list[str]:
-        keywords = sorted(
-            {flag for flags in {info.flags for info in self._infos.values()} for flag in flags}
-            - SYSTEM_FLAGS
-        )
-        return [*MAILBOX_FLAGS, *keywords]
+        """
+        The FLAGS response's list: the system flags and every keyword the
+        view's messages have had while selected (the list never shrinks
+        under the client).  Marks them as announced.
+        """
+        self._announced = frozenset(self._flagNames - SYSTEM_FLAGS)
+        return [*MAILBOX_FLAGS, *sorted(self._announced)]
+
+    def _learnFlags(self, flags: frozenset[str]) -> None:
+        if not flags <= self._flagNames:
+            self._flagNames.update(flags)
+
+    def unannouncedKeywords(self) -> bool:
+        """
+        Whether a message in the view has a keyword the client was not
+        told of in a FLAGS response: one must come before a FETCH names it.
+        """
+        return len(self._flagNames) - len(SYSTEM_FLAGS) > len(self._announced)
 
     def getHierarchicalDelimiter(self) -> str:
         return self.delimiter
@@ -401,12 +420,16 @@ class IMAPMailbox:
         unchangedSince: int | None = None,
         modified: list[tuple[int, int]] | None = None,
         changed: set[int] | None = None,
+        silent: bool = False,
     ) -> FlagStore:
-        """L{store}, to be run a slice of messages at a time (L{FlagStore.steps})."""
+        """
+        L{store}, to be run a slice of messages at a time (L{FlagStore.steps});
+        C{silent} when the client is not sent the new flags (C{.SILENT}).
+        """
         if not self.readWrite:
             raise imap4.ReadOnlyMailbox()
         pairs = self.resolve(messages, uid)
-        return FlagStore(self, pairs, flags, mode, unchangedSince, modified, changed)
+        return FlagStore(self, pairs, flags, mode, unchangedSince, modified, changed, silent)
 
     def addFlags(self, uids: list[int], flags: Iterable[str]) -> None:
         """Add flags to messages given by UID (FETCH setting C{\\Seen})."""
@@ -511,6 +534,7 @@ class IMAPMailbox:
         new = [info for info in current if info.uid not in self._infos]
         for info in new:
             self._infos[info.uid] = info
+            self._learnFlags(info.flags)
             if info.recent:
                 self._recent.add(info.uid)
         if new:
@@ -531,6 +555,7 @@ class IMAPMailbox:
                 changes.flags[seq] = flagList(fresh, self.showRecent and u in self._recent)
                 changes.changed[seq] = (u, fresh.modseq)
             self._infos[u] = fresh
+            self._learnFlags(fresh.flags)
         held = gone - set(changes.vanished)
         if not held:
             self.reportedModSeq = self.highestModSeq()
@@ -559,6 +584,7 @@ class IMAPMailbox:
                 continue
             if old.flags != item.flags or old.modseq != item.modseq:
                 altered.append(item)
+                self._learnFlags(item.flags)
             infos[item.uid] = item
         if allowExpunge:
             changes = self._drop(gone)
@@ -571,6 +597,7 @@ class IMAPMailbox:
             unordered = bool(self._uids) and self._uids[-1] > new[0].uid
             for info in new:
                 infos[info.uid] = info
+                self._learnFlags(info.flags)
                 if info.recent:
                     self._recent.add(info.uid)
             self._uids.extend(info.uid for info in new)
@@ -748,8 +775,10 @@ class FlagStore:
         unchangedSince: int | None = None,
         modified: list[tuple[int, int]] | None = None,
         changed: set[int] | None = None,
+        silent: bool = False,
     ) -> None:
         self.mailbox = mailbox
+        self._silent = silent
         self.result: dict[int, list[str]] = {}
         self._pairs = pairs
         self._change = frozenset(flags) - {"\\Recent"}
@@ -803,10 +832,14 @@ class FlagStore:
                 return
             if self._changed is not None:
                 self._changed.add(seq)
-        if told is None or told.flags == before.flags:
+        if told is None or told.flags == before.flags or not self._silent:
+            # The response names the flags as they are now, another
+            # session's change included.
             mailbox._infos[u] = info
-        # Otherwise another session changed the flags first: keeping what
-        # the client was told lets the next sync report the whole change.
+            mailbox._learnFlags(info.flags)
+        # Otherwise another session changed the flags first and the client
+        # is told nothing now: keeping what it was told lets the next sync
+        # report the whole change.
         self.result[seq] = mailbox.flagsOf(u)
 
 

@@ -130,6 +130,17 @@ def _printable(value: bytes) -> str:
     return "".join(c if c.isprintable() else "?" for c in value.decode("utf-8", "replace"))
 
 
+def flagsResponses(mbox: IMAPMailbox) -> tuple[bytes, bytes]:
+    """
+    The FLAGS and C{OK [PERMANENTFLAGS]} responses for a selected mailbox
+    (empty PERMANENTFLAGS when it is read-only); the keywords they list
+    count as announced.
+    """
+    flags = b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")"
+    permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if mbox.isWriteable() else b""
+    return flags, b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent
+
+
 def uidSet(uids: list[int]) -> bytes:
     """C{1:3,7} for the UIDs 1, 2, 3, 7 (in the given order)."""
     ranges: list[list[int]] = []
@@ -338,11 +349,23 @@ class IMAPServer(IMAPSession):
             yield b"%d EXISTS" % changes.exists
         if changes.recent is not None and not self.rev2:
             yield b"%d RECENT" % changes.recent
+        yield from self._flagsAnnouncement()
         for seq, flags in sorted(changes.flags.items()):
             uid, modseq = changes.changed.get(seq, (0, 0))
             yield b"%d FETCH (%s)" % (seq, self._flagItems(flags, uid, modseq))
         if self.condstore and changes.flags and changes.modseq is not None:
             yield b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq
+
+    def _flagsAnnouncement(self) -> Iterator[bytes]:
+        """
+        FLAGS and PERMANENTFLAGS again when the selected mailbox's messages
+        have a keyword the client was not told of: before any FETCH names
+        it (RFC 3501 7.2.6, RFC 9051 7.3.5), another session's new keyword
+        included.
+        """
+        mbox = self.mbox
+        if mbox is not None and mbox.unannouncedKeywords():
+            yield from flagsResponses(mbox)
 
     def _sending(self, responses: Iterable[bytes]) -> Iterator[None]:
         """Send untagged responses, a slice of them per step."""
@@ -954,7 +977,8 @@ class IMAPServer(IMAPSession):
         mbox.maxNesting = self.settings.max_nesting
         mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
         send = self.sendUntaggedResponse
-        send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
+        flags, permanentFlags = flagsResponses(mbox)
+        send(flags)
         send(b"%d EXISTS" % mbox.getMessageCount())
         if self.rev2:
             delimiter = quoted(self._account().delimiter.encode())
@@ -966,8 +990,7 @@ class IMAPServer(IMAPSession):
                 send(b"OK [UNSEEN %d] First unseen message" % unseen)
         send(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
         send(b"OK [UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
-        permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if rw else b""
-        send(b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent)
+        send(permanentFlags)
         if mbox.modSeqs:
             send(b"OK [HIGHESTMODSEQ %d] Highest" % mbox.reportedModSeq)
         else:
@@ -989,6 +1012,8 @@ class IMAPServer(IMAPSession):
         vanished = mbox.expungedSince(modseq, knownUids)
         if vanished:
             self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uidSet(vanished))
+        for response in self._flagsAnnouncement():
+            self.sendUntaggedResponse(response)
         known = None if knownUids is None else knownUids.resolve(mbox.lastUID())
         for seq, u in mbox.resolve(EVERY_MESSAGE, True):
             info = mbox.info(u)
@@ -1369,6 +1394,8 @@ class IMAPServer(IMAPSession):
             self.sendPositiveResponse(tag, b"FETCH completed")
 
         def fetch(_: object = None) -> Deferred[None]:
+            for response in self._flagsAnnouncement():
+                self.sendUntaggedResponse(response)
             previousTimeout = self.setTimeout(None)
 
             def restore(result: object) -> object:
@@ -1427,11 +1454,20 @@ class IMAPServer(IMAPSession):
         modified: list[tuple[int, int]] = []
         changed: set[int] = set()
         storing = mbox.storing(
-            messages, parseFlags(flags), signs[kind], bool(uid), unchangedSince, modified, changed
+            messages,
+            parseFlags(flags),
+            signs[kind],
+            bool(uid),
+            unchangedSince,
+            modified,
+            changed,
+            silent,
         )
         withModSeq = self.condstore and mbox.modSeqs
 
         def responses() -> Iterator[bytes]:
+            if not silent:
+                yield from self._flagsAnnouncement()
             for seq, current in sorted(storing.result.items()):
                 if silent and not (withModSeq and seq in changed):
                     continue
