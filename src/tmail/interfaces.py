@@ -244,6 +244,24 @@ class IIncrementalFolder(IMailFolder):
         """What the folder knows of a message now, or C{None} when it is gone."""
 
 
+class IRetainingFolder(IMailFolder):
+    """
+    A folder that keeps the bytes of a message expunged in this process
+    while a reader still holds it: an IMAP session not yet told of the
+    expunge may still FETCH it (RFC 2180 4.1.1).  L{IMailFolder.openMessage}
+    opens such a message until every reader that held it lets it go.
+    """
+
+    def addReader(holds: Callable[[int], bool]) -> None:
+        """Register a reader; C{holds(uid)} says whether it still holds a message."""
+
+    def removeReader(holds: Callable[[int], bool]) -> None:
+        """The reader is done: it lets go of every message it held."""
+
+    def release(holds: Callable[[int], bool], uids: Iterable[int]) -> None:
+        """The reader lets these expunged messages go."""
+
+
 class ILinkingFolder(IMailFolder):
     """
     A folder that can take a new message as a copy of another folder's

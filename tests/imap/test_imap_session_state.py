@@ -9,7 +9,7 @@ EXPUNGE responses that are valid for the session's view when sent.
 
 from __future__ import annotations
 
-from test_imap_protocol import Session, deliver, responses
+from test_imap_protocol import MESSAGE, Session, deliver, responses
 from twisted.trial.unittest import SynchronousTestCase
 
 
@@ -184,3 +184,67 @@ class KeywordAnnouncementTests(SynchronousTestCase):
             responses(reader.send(b"c NOOP\r\n"))[:2],
             [self.FLAGS + b" $Seen2)", b"* OK [PERMANENTFLAGS ()] Flags allowed"],
         )
+
+
+class ExpungedElsewhereTests(SynchronousTestCase):
+    """
+    A message another session expunged stays in this session's view until
+    it may be told (RFC 3501 7.4.1); meanwhile a FETCH of it is served
+    while the bytes can be read (RFC 2180 4.1.1), and only when they
+    cannot is it C{NO [EXPUNGEISSUED]} in Dovecot's words.
+    """
+
+    def setUp(self) -> None:
+        self.watcher = Session(self)
+        self.store = self.watcher.store
+        self.inbox = self.store.getFolder("INBOX")
+        for n in range(3):
+            deliver(self.inbox, MESSAGE + b"number %d\r\n" % n)
+        self.store.createFolder("Other")
+        self.watcher.select()
+        self.actor = Session(self, fixture=self.watcher.fixture)
+        self.actor.select()
+        self.actor.send(b"a STORE 2 +FLAGS.SILENT (\\Deleted)\r\nb EXPUNGE\r\n")
+
+    def tmpFiles(self) -> list[str]:
+        return sorted(p.name for p in (self.store.root / "tmp").iterdir())
+
+    def test_fetch_of_a_message_expunged_elsewhere_serves_its_bytes_until_told(self) -> None:
+        body = MESSAGE + b"number 1\r\n"
+        self.assertEqual(
+            self.watcher.send(b"c FETCH 2 (UID BODY.PEEK[])\r\n"),
+            b"* 2 FETCH (UID 2 BODY[] {%d}\r\n%s)\r\nc OK FETCH completed\r\n" % (len(body), body),
+        )
+        self.assertEqual(
+            self.watcher.send(b"d NOOP\r\n"),
+            b"* 2 EXPUNGE\r\n* 2 EXISTS\r\n* 2 RECENT\r\nd OK NOOP completed\r\n",
+        )
+        self.assertEqual(self.tmpFiles(), [])
+
+    def test_a_message_whose_file_is_gone_is_expungeissued_in_dovecots_words(self) -> None:
+        for name in self.tmpFiles():
+            (self.store.root / "tmp" / name).unlink()
+        self.assertEqual(
+            responses(self.watcher.send(b"c FETCH 1:3 (UID BODY.PEEK[HEADER])\r\n"))[-1],
+            b"c NO [EXPUNGEISSUED] Some of the requested messages no longer exist.",
+        )
+
+    def test_copy_of_a_message_expunged_elsewhere_copies_nothing(self) -> None:
+        self.assertEqual(
+            self.watcher.send(b"c COPY 1:3 Other\r\n"),
+            b"* 2 EXPUNGE\r\n* 2 EXISTS\r\n* 2 RECENT\r\n"
+            b"c NO [EXPUNGEISSUED] Some of the requested messages no longer exist.\r\n",
+        )
+        self.assertEqual(self.store.getFolder("Other").messages(), ())
+
+    def test_store_of_a_message_expunged_elsewhere_changes_the_others(self) -> None:
+        self.assertEqual(
+            self.watcher.send(b"c STORE 1:3 +FLAGS (\\Flagged)\r\n"),
+            b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n* 3 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
+            b"c OK STORE completed\r\n",
+        )
+
+    def test_the_kept_file_goes_when_the_last_session_holding_it_leaves(self) -> None:
+        self.assertEqual(len(self.tmpFiles()), 1)
+        self.watcher.server.connectionLost(None)
+        self.assertEqual(self.tmpFiles(), [])

@@ -32,6 +32,7 @@ from tmail.interfaces import (
     IIncrementalFolder,
     IMailFolder,
     IModSeqFolder,
+    IRetainingFolder,
     MessageInfo,
 )
 from tmail.steps import StepBudget
@@ -195,6 +196,17 @@ class IMAPMailbox:
         #: expunges included: what it may safely resynchronise from.
         self.reportedModSeq = self.highestModSeq()
         folder.addListener(self._folderChanged)
+        #: With a folder that keeps what another session expunges while
+        #: this one holds it, a FETCH of a message not yet reported gone
+        #: is still served.
+        self._keeper: IRetainingFolder | None = None
+        if IRetainingFolder.providedBy(folder):
+            self._keeper = folder
+            folder.addReader(self.holds)
+
+    def holds(self, uid: int) -> bool:
+        """Whether the message is in the view (the client may still FETCH it)."""
+        return uid in self._infos
 
     def _folderChanged(self, folder: IMailFolder) -> None:
         self.dirty = True
@@ -499,6 +511,8 @@ class IMAPMailbox:
         self._uids = [u for u in self._uids if u not in removed]
         for u in removed:
             self._infos.pop(u, None)
+        if self._keeper is not None:
+            self._keeper.release(self.holds, removed)
         self._recent -= removed
         return Changes(expunged=[seq for seq, _ in pairs][::-1], vanished=[u for _, u in pairs])
 
@@ -641,6 +655,9 @@ class IMAPMailbox:
 
     def close(self) -> None:
         self.folder.removeListener(self._folderChanged)
+        if self._keeper is not None:
+            self._keeper.removeReader(self.holds)
+            self._keeper = None
         self._listeners.clear()
 
     # Searching

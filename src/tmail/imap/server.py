@@ -130,6 +130,12 @@ def _printable(value: bytes) -> str:
     return "".join(c if c.isprintable() else "?" for c in value.decode("utf-8", "replace"))
 
 
+#: The answer to a FETCH, COPY or MOVE of a message another session
+#: expunged that can no longer be read, worded as Dovecot words it: client
+#: code looks for it.
+EXPUNGE_ISSUED = b"[EXPUNGEISSUED] Some of the requested messages no longer exist."
+
+
 def flagsResponses(mbox: IMAPMailbox) -> tuple[bytes, bytes]:
     """
     The FLAGS and C{OK [PERMANENTFLAGS]} responses for a selected mailbox
@@ -1390,7 +1396,7 @@ class IMAPServer(IMAPSession):
             if outcome.unknownCTE:
                 raise no(b"[UNKNOWN-CTE] Cannot decode the content transfer encoding")
             if outcome.expunged:
-                raise no(b"[EXPUNGEISSUED] Some messages were expunged")
+                raise no(EXPUNGE_ISSUED)
             self.sendPositiveResponse(tag, b"FETCH completed")
 
         def fetch(_: object = None) -> Deferred[None]:
@@ -1530,7 +1536,7 @@ class IMAPServer(IMAPSession):
             raise
         except KeyError:
             yield from self._finishing(undo().steps())
-            raise no(b"[EXPUNGEISSUED] Some messages were expunged; nothing done") from None
+            raise no(EXPUNGE_ISSUED) from None
         except BaseException:
             yield from self._finishing(undo().steps())
             raise

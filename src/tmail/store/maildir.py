@@ -54,6 +54,7 @@ from tmail.interfaces import (
     IModSeqFolder,
     IPendingMessage,
     IQuotaStore,
+    IRetainingFolder,
     ISpecialUseStore,
     ISteppedStore,
     MessageInfo,
@@ -92,6 +93,7 @@ from tmail.store.naming import (
     normalizeName,
 )
 from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage, messageSize
+from tmail.store.retained import Reader, RetainedFiles
 from tmail.store.uidvalidity import nextUidValidity
 
 __all__ = ["MaildirFolder", "MaildirStore"]
@@ -477,7 +479,9 @@ class _PendingMessage:
 
 
 @implementer(IMailFolder)
-@implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder)
+@implementer(
+    IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder, IRetainingFolder
+)
 class MaildirFolder:
     """
     One Maildir folder with Dovecot-compatible UIDs and flags, and
@@ -539,6 +543,8 @@ class MaildirFolder:
         self._changeLog: list[int] = []
         self._changeBase = 0
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
+        #: Files of messages expunged here that sessions still hold.
+        self._retained = RetainedFiles()
         self._bind(path)
 
     def __repr__(self) -> str:
@@ -568,6 +574,7 @@ class MaildirFolder:
             self._notify()
 
     def _resetIndex(self) -> None:
+        self._retained.forget()
         self._entries = {}
         self._byBase = {}
         self._uids = []
@@ -1552,6 +1559,13 @@ class MaildirFolder:
         return snapshot
 
     def openMessage(self, uid: int) -> BinaryIO:
+        if uid not in self._entries:
+            kept = self._retained.path(uid)
+            if kept is not None:
+                try:
+                    return open(kept, "rb")
+                except FileNotFoundError:
+                    raise KeyError(uid) from None
         entry = self._entry(uid)
         for _attempt in range(_OPEN_ATTEMPTS):
             try:
@@ -1656,7 +1670,7 @@ class MaildirFolder:
                     continue
                 size = self._quotaSize(entry)
                 try:
-                    os.unlink(self._pathOf(entry))
+                    self._discard(uid, entry)
                     freedBytes, freedCount = freedBytes + size, freedCount + 1
                 except FileNotFoundError:
                     located = self._locate(entry.info.key)
@@ -1664,7 +1678,7 @@ class MaildirFolder:
                         self._setLocation(entry, *located)
                         size = self._quotaSize(entry)
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(self._pathOf(entry))
+                            self._discard(uid, entry)
                             freedBytes, freedCount = freedBytes + size, freedCount + 1
                 removed.append(uid)
         if not removed:
@@ -1686,6 +1700,29 @@ class MaildirFolder:
                 _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
         self._notify()
         return removed
+
+    def _discard(self, uid: int, entry: _Entry) -> None:
+        """
+        Unlink the file of an expunged message, or move it aside while a
+        reader still holds the message (L{RetainedFiles}); raises
+        C{FileNotFoundError} when it is not where the index says.
+        """
+        path = self._pathOf(entry)
+        retained = self._retained
+        holders = retained.holders(uid) if retained.readers else set()
+        if not holders:
+            os.unlink(path)
+        elif not retained.keep(uid, path, str(self._path / "tmp"), entry.info.key, holders):
+            raise FileNotFoundError(path)
+
+    def addReader(self, holds: Reader) -> None:
+        self._retained.readers.append(holds)
+
+    def removeReader(self, holds: Reader) -> None:
+        self._retained.removeReader(holds)
+
+    def release(self, holds: Reader, uids: Iterable[int]) -> None:
+        self._retained.release(holds, uids)
 
     def copyMessage(self, uid: int, target: IMailFolder) -> int:
         entry = self._entry(uid)
