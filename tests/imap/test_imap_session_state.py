@@ -248,3 +248,36 @@ class ExpungedElsewhereTests(SynchronousTestCase):
         self.assertEqual(len(self.tmpFiles()), 1)
         self.watcher.server.connectionLost(None)
         self.assertEqual(self.tmpFiles(), [])
+
+
+class ExpungeValidityTests(SynchronousTestCase):
+    """
+    Every EXPUNGE a session sends is valid for its view when sent (RFC
+    3501 7.4.1), and none comes at LOGOUT, after BYE: the client has
+    dropped its view by then (Dovecot sends none either).
+    """
+
+    def setUp(self) -> None:
+        self.watcher = Session(self)
+        self.inbox = self.watcher.store.getFolder("INBOX")
+        for _ in range(3):
+            deliver(self.inbox)
+        self.watcher.select()
+        self.actor = Session(self, fixture=self.watcher.fixture)
+        self.actor.select()
+
+    def test_logout_reports_no_expunge_after_bye(self) -> None:
+        self.actor.send(b"a STORE 2:3 +FLAGS.SILENT (\\Deleted)\r\nb EXPUNGE\r\n")
+        self.assertEqual(
+            self.watcher.send(b"c LOGOUT\r\n"), b"* BYE Logging out\r\nc OK LOGOUT completed\r\n"
+        )
+
+    def test_expunges_held_through_fetch_come_highest_first_at_noop(self) -> None:
+        self.actor.send(b"a STORE 1:3 +FLAGS.SILENT (\\Deleted)\r\nb EXPUNGE\r\n")
+        self.assertNotIn(b"EXPUNGE", self.watcher.send(b"c FETCH 1:3 (FLAGS)\r\n"))
+        deliver(self.inbox)
+        self.assertEqual(
+            self.watcher.send(b"d NOOP\r\n"),
+            b"* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n* 1 EXISTS\r\n* 1 RECENT\r\n"
+            b"d OK NOOP completed\r\n",
+        )

@@ -415,6 +415,10 @@ class IMAPServer(IMAPSession):
     unauth_NOOP = auth_NOOP = select_NOOP = (do_NOOP,)
 
     def do_LOGOUT(self, tag: bytes) -> None:
+        # Nothing more of the selected mailbox after BYE (as Dovecot): a
+        # client that takes BYE as the end of the session would read an
+        # EXPUNGE after it against a view it has already dropped.
+        self._deselect()
         self.sendUntaggedResponse(b"BYE Logging out")
         self.sendPositiveResponse(tag, b"LOGOUT completed")
         self.transport.loseConnection()
