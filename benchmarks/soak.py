@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
                 clients=args.clients,
                 seconds=args.seconds,
                 seed=args.seed,
+                atomicStore=peer.name == "tmail",
             )
             cpu = running.cpuSeconds()
         finally:

@@ -822,6 +822,9 @@ class FlagStore:
 
     def _storeOne(self, seq: int, u: int, info: MessageInfo | None) -> None:
         if info is None:
+            # Expunged meanwhile (by another session, not yet reported):
+            # nothing to change and, unlike Dovecot, no FETCH for it: a
+            # MODSEQ there could not be higher than the one told before.
             return
         unchangedSince = self._unchangedSince
         if unchangedSince is not None and info.modseq > unchangedSince:

@@ -18,7 +18,14 @@ What the handlers fix in Twisted's (each has a regression test):
     C{\\Deleted}, EXPUNGE, CLOSE, MOVE's expunge: it is what frees space),
     and a FETCH that cannot set C{\\Seen} serves the message without it.
   - IDLE ends only on C{DONE}; changes made by other sessions reach a
-    session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
+    session (EXPUNGE included) only when RFC 3501 7.4.1 allows, each
+    EXPUNGE valid for the session's view when sent, none after LOGOUT's
+    BYE.  A keyword is announced in FLAGS and PERMANENTFLAGS before a FETCH
+    names it (RFC 3501 7.2.6); a message another session expunged is still
+    served until the session is told (RFC 2180 4.1.1), else C{NO
+    [EXPUNGEISSUED]} in Dovecot's words.  STATUS and EXAMINE leave
+    C{\\Recent} to the next session that selects (RFC 3501 2.3.2); the
+    first CONDSTORE-enabling command brings C{OK [HIGHESTMODSEQ]}.
   - SEARCH, SORT and THREAD (Twisted's SEARCH runs in the reactor at one
     go) are evaluated a message at a time through the session's
     L{task.Cooperator}, as FETCH is streamed; STORE, COPY, MOVE, EXPUNGE,
@@ -72,7 +79,6 @@ from tmail.imap.condstore import (
 from tmail.imap.fetch import FetchOutcome, FetchStream, messageItems, metadataBuilder, setsSeen
 from tmail.imap.listing import Listed, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
-    MAILBOX_FLAGS,
     Changes,
     Expunge,
     IMAPMailbox,
@@ -133,17 +139,19 @@ def _printable(value: bytes) -> str:
 #: The answer to a FETCH, COPY or MOVE of a message another session
 #: expunged that can no longer be read, worded as Dovecot words it: client
 #: code looks for it.
-EXPUNGE_ISSUED = b"[EXPUNGEISSUED] Some of the requested messages no longer exist."
+EXPUNGE_ISSUED = b"[EXPUNGEISSUED] Some of the requested messages no longer exist"
 
 
 def flagsResponses(mbox: IMAPMailbox) -> tuple[bytes, bytes]:
     """
-    The FLAGS and C{OK [PERMANENTFLAGS]} responses for a selected mailbox
-    (empty PERMANENTFLAGS when it is read-only); the keywords they list
-    count as announced.
+    The FLAGS and C{OK [PERMANENTFLAGS]} responses for a selected mailbox,
+    both with its keywords (as Dovecot lists them; PERMANENTFLAGS is empty
+    when the mailbox is read-only); the keywords they list count as
+    announced.
     """
-    flags = b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")"
-    permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if mbox.isWriteable() else b""
+    names = mbox.getFlags()
+    flags = b"FLAGS (" + " ".join(names).encode() + b")"
+    permanent = " ".join([*names, "\\*"]).encode() if mbox.isWriteable() else b""
     return flags, b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent
 
 
