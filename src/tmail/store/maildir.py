@@ -544,7 +544,7 @@ class MaildirFolder:
         self._changeBase = 0
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
         #: Files of messages expunged here that sessions still hold.
-        self._retained = RetainedFiles()
+        self._retained = RetainedFiles(str(path / "tmp"))
         self._bind(path)
 
     def __repr__(self) -> str:
@@ -554,6 +554,7 @@ class MaildirFolder:
         self._path = path
         self._newDir = str(path / "new")
         self._curDir = str(path / "cur")
+        self._retained.tmpDir = str(path / "tmp")
         self._uidlist.moved(path / _uidlist.FILENAME)
         self._keywords = _keywords.KeywordFile(path / _keywords.FILENAME)
         self._log.moved(path / _modseq.FILENAME)
@@ -1712,7 +1713,7 @@ class MaildirFolder:
         holders = retained.holders(uid) if retained.readers else set()
         if not holders:
             os.unlink(path)
-        elif not retained.keep(uid, path, str(self._path / "tmp"), entry.info.key, holders):
+        elif not retained.keep(uid, path, entry.info.key, holders):
             raise FileNotFoundError(path)
 
     def addReader(self, holds: Reader) -> None:

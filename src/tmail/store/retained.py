@@ -35,10 +35,13 @@ class RetainedFiles:
     The retained files of one folder and the readers that hold them.
 
     @ivar readers: the registered readers, in registration order.
+    @ivar tmpDir: the folder's C{tmp/}, where the files are kept (it
+        follows a rename of the folder).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tmpDir: str) -> None:
         self.readers: list[Reader] = []
+        self.tmpDir = tmpDir
         self._files: dict[int, tuple[str, set[Reader]]] = {}
 
     def __len__(self) -> int:
@@ -48,25 +51,26 @@ class RetainedFiles:
         """The readers that hold C{uid} now."""
         return {reader for reader in self.readers if reader(uid)}
 
-    def keep(self, uid: int, source: str, tmpDir: str, base: str, holders: set[Reader]) -> bool:
+    def keep(self, uid: int, source: str, base: str, holders: set[Reader]) -> bool:
         """
-        Move C{source} (the file of expunged C{uid}) into C{tmpDir} for
+        Move C{source} (the file of expunged C{uid}) into C{tmp/} for
         C{holders}; C{False} when the file is not there to move.
         """
-        target = f"{tmpDir}{os.sep}{base}{SUFFIX}"
+        name = base + SUFFIX
+        target = f"{self.tmpDir}{os.sep}{name}"
         try:
             os.rename(source, target)
         except FileNotFoundError:
             return False
         with contextlib.suppress(OSError):
             os.utime(target)
-        self._files[uid] = (target, holders)
+        self._files[uid] = (name, holders)
         return True
 
     def path(self, uid: int) -> str | None:
         """Where the retained file of C{uid} is, if it is kept."""
         kept = self._files.get(uid)
-        return None if kept is None else kept[0]
+        return None if kept is None else f"{self.tmpDir}{os.sep}{kept[0]}"
 
     def release(self, reader: Reader, uids: Iterable[int]) -> None:
         """C{reader} lets these messages go; unlink the files no one holds."""
@@ -79,7 +83,7 @@ class RetainedFiles:
             if not kept[1]:
                 del files[uid]
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(kept[0])
+                    os.unlink(f"{self.tmpDir}{os.sep}{kept[0]}")
 
     def removeReader(self, reader: Reader) -> None:
         """C{reader} closed: it lets go of everything it held."""
@@ -92,6 +96,6 @@ class RetainedFiles:
     def forget(self) -> None:
         """Unlink every retained file: the folder was deleted or renumbered."""
         files, self._files = self._files, {}
-        for path, _ in files.values():
+        for name, _ in files.values():
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(f"{self.tmpDir}{os.sep}{name}")
