@@ -5,10 +5,14 @@ in the folder's C{tmp/} (and readable) until every such reader lets it go.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from support.disk import fill as fillDisk
+from support.disk import smallDisk
+from tmail.store import modseq
 from tmail.store.maildir import MaildirFolder, MaildirStore
 
 MESSAGE = b"Subject: kept\r\n\r\nstill here\r\n"
@@ -93,3 +97,30 @@ def test_a_file_deleted_by_another_program_is_gone(store: MaildirStore) -> None:
         (inbox._path / "tmp" / name).unlink()
     with pytest.raises(KeyError):
         inbox.openMessage(1)
+
+
+def test_on_a_full_disk_nothing_is_kept_and_what_was_kept_goes(tmp_path: Path) -> None:
+    """Deleting is what frees space: a held message's file is unlinked all the same."""
+    with smallDisk(tmp_path / "mail", "1m") as disk:
+        inbox = MaildirStore(disk / "erin").getFolder("INBOX")
+        for _ in range(4):
+            pending = inbox.beginMessage()
+            pending.write(MESSAGE + (b"x" * 78 + b"\r\n") * 150)
+            pending.commit()
+        inbox.messages()
+        reader = Reader(1, 2, 3, 4)
+        inbox.addReader(reader)
+        inbox.expunge([1])
+        assert len(tmpFiles(inbox)) == 1
+        filler = fillDisk(disk)
+        log = disk / "erin" / modseq.FILENAME
+        for n in range(1000):
+            size = log.stat().st_size
+            inbox.setFlags(2, {"\\Flagged"} if n % 2 == 0 else set())
+            if log.stat().st_size == size:
+                break
+        before = os.statvfs(disk).f_bavail
+        assert inbox.expunge([3, 4]) == [3, 4]
+        assert tmpFiles(inbox) == []
+        assert os.statvfs(disk).f_bavail > before
+        filler.unlink()

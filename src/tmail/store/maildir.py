@@ -1664,6 +1664,11 @@ class MaildirFolder:
                 unlogged = True
         removed: list[int] = []
         freedBytes = freedCount = 0
+        # Deleting is what frees space: on a disk that refused a write,
+        # nothing is kept for sessions, and what was kept goes too.
+        retain = not (unlogged or self._log.unwritten or self._uidlist.unwritten)
+        if not retain:
+            self._retained.forget()
         with self._ownChanges():
             for uid in wanted:
                 entry = self._entries.get(uid)
@@ -1671,7 +1676,7 @@ class MaildirFolder:
                     continue
                 size = self._quotaSize(entry)
                 try:
-                    self._discard(uid, entry)
+                    self._discard(uid, entry, retain)
                     freedBytes, freedCount = freedBytes + size, freedCount + 1
                 except FileNotFoundError:
                     located = self._locate(entry.info.key)
@@ -1679,7 +1684,7 @@ class MaildirFolder:
                         self._setLocation(entry, *located)
                         size = self._quotaSize(entry)
                         with contextlib.suppress(FileNotFoundError):
-                            self._discard(uid, entry)
+                            self._discard(uid, entry, retain)
                             freedBytes, freedCount = freedBytes + size, freedCount + 1
                 removed.append(uid)
         if not removed:
@@ -1702,15 +1707,15 @@ class MaildirFolder:
         self._notify()
         return removed
 
-    def _discard(self, uid: int, entry: _Entry) -> None:
+    def _discard(self, uid: int, entry: _Entry, retain: bool) -> None:
         """
-        Unlink the file of an expunged message, or move it aside while a
-        reader still holds the message (L{RetainedFiles}); raises
-        C{FileNotFoundError} when it is not where the index says.
+        Unlink the file of an expunged message, or (with C{retain}) move it
+        aside while a reader still holds the message (L{RetainedFiles});
+        raises C{FileNotFoundError} when it is not where the index says.
         """
         path = self._pathOf(entry)
         retained = self._retained
-        holders = retained.holders(uid) if retained.readers else set()
+        holders = retained.holders(uid) if retain and retained.readers else set()
         if not holders:
             os.unlink(path)
         elif not retained.keep(uid, path, entry.info.key, holders):

@@ -12,9 +12,10 @@ expunge, or it closed).
 
 The file goes into the folder's C{tmp/} with a fresh mtime: a crash leaves
 it there for the usual sweep of C{tmp/} (36 hours), and it counts for no
-quota meanwhile.  Only messages expunged by this process are kept: a file
-another program deleted is gone, and a FETCH of it is then C{NO
-[EXPUNGEISSUED]}.
+quota meanwhile.  On a disk that refused a write nothing is kept (and what
+was kept is unlinked): deleting is what frees space.  Only messages
+expunged by this process are kept: a file another program deleted is gone,
+and a FETCH of it is then C{NO [EXPUNGEISSUED]}.
 """
 
 from __future__ import annotations
