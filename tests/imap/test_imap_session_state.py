@@ -289,3 +289,24 @@ class ExpungeValidityTests(SynchronousTestCase):
             b"* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n* 1 EXISTS\r\n* 1 RECENT\r\n"
             b"d OK NOOP completed\r\n",
         )
+
+
+class StoreReplyTests(SynchronousTestCase):
+    """A STORE's FETCH shows the change it made, whatever another session did first."""
+
+    def test_store_reply_shows_its_change_after_another_sessions_change(self) -> None:
+        first = Session(self)
+        inbox = first.store.getFolder("INBOX")
+        deliver(inbox)
+        first.select()
+        second = Session(self, fixture=first.fixture)
+        second.select()
+        second.send(b"a STORE 1 +FLAGS.SILENT (\\Seen)\r\n")
+        self.assertEqual(
+            first.send(b"b STORE 1 +FLAGS (\\Flagged)\r\n"),
+            b"* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\nb OK STORE completed\r\n",
+        )
+        self.assertEqual(
+            first.send(b"c FETCH 1 FLAGS\r\n"),
+            b"* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\nc OK FETCH completed\r\n",
+        )
