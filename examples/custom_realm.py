@@ -106,7 +106,7 @@ class SQLiteFolder:
     def uidNext(self) -> int:
         return self._folderRow()[1]
 
-    def messages(self) -> Sequence[MessageInfo]:
+    def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
         rows = self._db.execute(
             "SELECT uid, flags, length(body), internaldate FROM messages"
             " WHERE user=? AND folder=? ORDER BY uid",

@@ -147,11 +147,13 @@ class IMailFolder(Interface):
     def uidNext() -> int:
         """The UID the next message will get."""
 
-    def messages() -> Sequence[MessageInfo]:
+    def messages(claimRecent: bool = True) -> Sequence[MessageInfo]:
         """
         All messages, in increasing UID order, after picking up changes
         made by other processes since the last call (cheap when nothing
-        changed: no rescan of the whole folder).
+        changed: no rescan of the whole folder).  Messages listed with
+        C{recent} lose it for later calls, unless C{claimRecent} is false
+        (IMAP STATUS and EXAMINE look without taking C{\\Recent} away).
         """
 
     def openMessage(uid: int) -> BinaryIO:
@@ -251,9 +253,12 @@ class IIncrementalFolder(IMailFolder):
     def changeSerial() -> int:
         """The serial of the state the last L{IMailFolder.messages} call listed."""
 
-    def changesSince(serial: int) -> tuple[int, list[MessageInfo | int] | None]:
+    def changesSince(
+        serial: int, claimRecent: bool = True
+    ) -> tuple[int, list[MessageInfo | int] | None]:
         """
-        Pick up changes (as L{IMailFolder.messages} does) and return the
+        Pick up changes (as L{IMailFolder.messages} does, claiming
+        C{recent} as it does) and return the
         current serial with what changed after C{serial}: the current
         L{MessageInfo} of each message added or changed and the UID of each
         one removed, once each; C{None} instead of the list when C{serial}
@@ -271,6 +276,24 @@ class IIncrementalFolder(IMailFolder):
         How many messages the folder held at the last look, without listing
         them and without taking C{\\Recent} from anyone (NOTIFY's STATUS).
         """
+
+
+class IRetainingFolder(IMailFolder):
+    """
+    A folder that keeps the bytes of a message expunged in this process
+    while a reader still holds it: an IMAP session not yet told of the
+    expunge may still FETCH it (RFC 2180 4.1.1).  L{IMailFolder.openMessage}
+    opens such a message until every reader that held it lets it go.
+    """
+
+    def addReader(holds: Callable[[int], bool]) -> None:
+        """Register a reader; C{holds(uid)} says whether it still holds a message."""
+
+    def removeReader(holds: Callable[[int], bool]) -> None:
+        """The reader is done: it lets go of every message it held."""
+
+    def release(holds: Callable[[int], bool], uids: Iterable[int]) -> None:
+        """The reader lets these expunged messages go."""
 
 
 class ILinkingFolder(IMailFolder):

@@ -236,7 +236,7 @@ class CopyTests(SlicedTestCase):
         self.assertEqual(
             self.finish(),
             b"* %d EXPUNGE\r\n* %d EXISTS\r\n* 0 RECENT\r\n" % (self.COUNT, self.COUNT - 1)
-            + b"a NO [EXPUNGEISSUED] Some messages were expunged; nothing done\r\n",
+            + b"a NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n",
         )
         self.assertEqual(self.target.messages(), ())
 

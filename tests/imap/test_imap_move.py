@@ -121,7 +121,7 @@ class MoveTranscriptTests(SynchronousTestCase):
         self.assertEqual(
             reply,
             b"* 2 EXPUNGE\r\n* 2 EXISTS\r\n* 2 RECENT\r\n"
-            b"a NO [EXPUNGEISSUED] Some messages were expunged; nothing done\r\n",
+            b"a NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n",
         )
         self.assertEqual((uids(self.inbox), uids(self.foo)), ([1, 3], []))
 

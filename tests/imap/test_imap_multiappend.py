@@ -92,6 +92,9 @@ class MultiAppendTranscriptTests(SynchronousTestCase):
         self.assertEqual(
             reply,
             b"* 3 EXISTS\r\n* 3 RECENT\r\n"
+            b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n"
+            b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)]"
+            b" Flags allowed\r\n"
             b"a OK [APPENDUID %d 1:3] APPEND completed\r\n" % self.saved.uidValidity(),
         )
         self.assertEqual(self.contents(), [FIRST, SECOND, b"abc"])

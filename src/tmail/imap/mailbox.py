@@ -33,6 +33,7 @@ from tmail.interfaces import (
     IIncrementalFolder,
     IMailFolder,
     IModSeqFolder,
+    IRetainingFolder,
     MessageInfo,
 )
 from tmail.steps import StepBudget
@@ -91,7 +92,7 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
     C{DELETED-STORAGE} are the QUOTA extension's (RFC 9208), C{SIZE} is
     STATUS=SIZE's (RFC 8438).
     """
-    infos = folder.messages()
+    infos = folder.messages(claimRecent=False)
     values = {
         "HIGHESTMODSEQ": lambda: highestModSeq(folder),
         "MESSAGES": lambda: len(infos),
@@ -159,11 +160,19 @@ class IMAPMailbox:
         self.saved: frozenset[int] = frozenset()
         self._listeners: list[Any] = []
         self._seen: Sequence[MessageInfo] | None = None
-        current = folder.messages()
+        # A read-only view (EXAMINE) sees which messages are recent
+        # without taking that away from the next session (RFC 3501 6.3.2).
+        current = folder.messages(claimRecent=readWrite)
         self._uids = [info.uid for info in current]
         self._infos = {info.uid: info for info in current}
         self._recent = {info.uid for info in current if info.recent}
         self._seen = current
+        #: Flag names the view's messages have had, and the keywords among
+        #: them the client was told of in FLAGS (RFC 3501 7.2.6).
+        self._flagNames: set[str] = set(SYSTEM_FLAGS)
+        for flags in {info.flags for info in current}:
+            self._learnFlags(flags)
+        self._announced: frozenset[str] = frozenset()
         #: With a folder that says what changed, the session catches up from
         #: its serial instead of comparing every message.
         self._feed: IIncrementalFolder | None = None
@@ -192,6 +201,17 @@ class IMAPMailbox:
         #: expunges included: what it may safely resynchronise from.
         self.reportedModSeq = self.highestModSeq()
         folder.addListener(self._folderChanged)
+        #: With a folder that keeps what another session expunges while
+        #: this one holds it, a FETCH of a message not yet reported gone
+        #: is still served.
+        self._keeper: IRetainingFolder | None = None
+        if IRetainingFolder.providedBy(folder):
+            self._keeper = folder
+            folder.addReader(self.holds)
+
+    def holds(self, uid: int) -> bool:
+        """Whether the message is in the view (the client may still FETCH it)."""
+        return uid in self._infos
 
     def _folderChanged(self, folder: IMailFolder) -> None:
         self.dirty = True
@@ -202,11 +222,24 @@ class IMAPMailbox:
     # IMailboxInfo
 
     def getFlags(self) -> list[str]:
-        keywords = sorted(
-            {flag for flags in {info.flags for info in self._infos.values()} for flag in flags}
-            - SYSTEM_FLAGS
-        )
-        return [*MAILBOX_FLAGS, *keywords]
+        """
+        The FLAGS response's list: the system flags and every keyword the
+        view's messages have had while selected (the list never shrinks
+        under the client).  Marks them as announced.
+        """
+        self._announced = frozenset(self._flagNames - SYSTEM_FLAGS)
+        return [*MAILBOX_FLAGS, *sorted(self._announced)]
+
+    def _learnFlags(self, flags: frozenset[str]) -> None:
+        if not flags <= self._flagNames:
+            self._flagNames.update(flags)
+
+    def unannouncedKeywords(self) -> bool:
+        """
+        Whether a message in the view has a keyword the client was not
+        told of in a FLAGS response: one must come before a FETCH names it.
+        """
+        return len(self._flagNames) - len(SYSTEM_FLAGS) > len(self._announced)
 
     def getHierarchicalDelimiter(self) -> str:
         return self.delimiter
@@ -226,6 +259,15 @@ class IMAPMailbox:
         may safely resynchronise from (RFC 7162 3.2): below theirs.
         """
         return self.reportedModSeq if self._ghosts else None
+
+    def toldModSeq(self) -> int:
+        """
+        The HIGHESTMODSEQ the client may resynchronise from now: the
+        folder's, unless changes are still to be reported to it.
+        """
+        if self._ghosts or self.dirty:
+            return self.reportedModSeq
+        return self.highestModSeq()
 
     def expungedSince(self, modseq: int, within: Messages | None) -> list[int]:
         """
@@ -386,7 +428,7 @@ class IMAPMailbox:
     # Changes
 
     def _current(self) -> dict[int, MessageInfo]:
-        return {info.uid: info for info in self.folder.messages()}
+        return {info.uid: info for info in self.folder.messages(claimRecent=False)}
 
     def _knowledge(self) -> Callable[[int], MessageInfo | None]:
         """
@@ -432,12 +474,16 @@ class IMAPMailbox:
         unchangedSince: int | None = None,
         modified: list[tuple[int, int]] | None = None,
         changed: set[int] | None = None,
+        silent: bool = False,
     ) -> FlagStore:
-        """L{store}, to be run a slice of messages at a time (L{FlagStore.steps})."""
+        """
+        L{store}, to be run a slice of messages at a time (L{FlagStore.steps});
+        C{silent} when the client is not sent the new flags (C{.SILENT}).
+        """
         if not self.readWrite:
             raise imap4.ReadOnlyMailbox()
         pairs = self.resolve(messages, uid)
-        return FlagStore(self, pairs, flags, mode, unchangedSince, modified, changed)
+        return FlagStore(self, pairs, flags, mode, unchangedSince, modified, changed, silent)
 
     def addFlags(self, uids: list[int], flags: Iterable[str]) -> None:
         """Add flags to messages given by UID (FETCH setting C{\\Seen})."""
@@ -507,6 +553,8 @@ class IMAPMailbox:
         self._uids = [u for u in self._uids if u not in removed]
         for u in removed:
             self._infos.pop(u, None)
+        if self._keeper is not None:
+            self._keeper.release(self.holds, removed)
         self._recent -= removed
         return Changes(expunged=[seq for seq, _ in pairs][::-1], vanished=[u for _, u in pairs])
 
@@ -519,11 +567,11 @@ class IMAPMailbox:
         self.dirty = False
         feed = self._feed
         if feed is not None:
-            serial, changed = feed.changesSince(self._serial)
+            serial, changed = feed.changesSince(self._serial, claimRecent=self.readWrite)
             if changed is not None:
                 self._serial = serial
                 return self._catchUp(changed, allowExpunge)
-        current = self.folder.messages()
+        current = self.folder.messages(claimRecent=self.readWrite)
         if feed is not None:
             self._serial = feed.changeSerial()
             self._ghosts = set()
@@ -542,6 +590,7 @@ class IMAPMailbox:
         new = [info for info in current if info.uid not in self._infos]
         for info in new:
             self._infos[info.uid] = info
+            self._learnFlags(info.flags)
             if info.recent:
                 self._recent.add(info.uid)
         if new:
@@ -563,6 +612,7 @@ class IMAPMailbox:
                 changes.flags[seq] = flagList(fresh, self.showRecent and u in self._recent)
                 changes.changed[seq] = (u, fresh.modseq)
             self._infos[u] = fresh
+            self._learnFlags(fresh.flags)
         held = gone - set(changes.vanished)
         if not held:
             self.reportedModSeq = self.highestModSeq()
@@ -591,6 +641,7 @@ class IMAPMailbox:
                 continue
             if old.flags != item.flags or old.modseq != item.modseq:
                 altered.append(item)
+                self._learnFlags(item.flags)
             infos[item.uid] = item
         if allowExpunge:
             changes = self._drop(gone)
@@ -603,6 +654,7 @@ class IMAPMailbox:
             unordered = bool(self._uids) and self._uids[-1] > new[0].uid
             for info in new:
                 infos[info.uid] = info
+                self._learnFlags(info.flags)
                 if info.recent:
                     self._recent.add(info.uid)
             self._uids.extend(info.uid for info in new)
@@ -647,6 +699,9 @@ class IMAPMailbox:
 
     def close(self) -> None:
         self.folder.removeListener(self._folderChanged)
+        if self._keeper is not None:
+            self._keeper.removeReader(self.holds)
+            self._keeper = None
         self._listeners.clear()
 
     # Searching
@@ -863,8 +918,10 @@ class FlagStore:
         unchangedSince: int | None = None,
         modified: list[tuple[int, int]] | None = None,
         changed: set[int] | None = None,
+        silent: bool = False,
     ) -> None:
         self.mailbox = mailbox
+        self._silent = silent
         self.result: dict[int, list[str]] = {}
         self._pairs = pairs
         self._change = frozenset(flags) - {"\\Recent"}
@@ -891,6 +948,9 @@ class FlagStore:
 
     def _storeOne(self, seq: int, u: int, info: MessageInfo | None) -> None:
         if info is None:
+            # Expunged meanwhile (by another session, not yet reported):
+            # nothing to change and, unlike Dovecot, no FETCH for it: a
+            # MODSEQ there could not be higher than the one told before.
             return
         unchangedSince = self._unchangedSince
         if unchangedSince is not None and info.modseq > unchangedSince:
@@ -918,10 +978,14 @@ class FlagStore:
                 return
             if self._changed is not None:
                 self._changed.add(seq)
-        if told is None or told.flags == before.flags:
+        if told is None or told.flags == before.flags or not self._silent:
+            # The response names the flags as they are now, another
+            # session's change included.
             mailbox._infos[u] = info
-        # Otherwise another session changed the flags first: keeping what
-        # the client was told lets the next sync report the whole change.
+            mailbox._learnFlags(info.flags)
+        # Otherwise another session changed the flags first and the client
+        # is told nothing now: keeping what it was told lets the next sync
+        # report the whole change.
         self.result[seq] = mailbox.flagsOf(u)
 
 

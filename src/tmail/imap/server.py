@@ -18,7 +18,14 @@ What the handlers fix in Twisted's (each has a regression test):
     C{\\Deleted}, EXPUNGE, CLOSE, MOVE's expunge: it is what frees space),
     and a FETCH that cannot set C{\\Seen} serves the message without it.
   - IDLE ends only on C{DONE}; changes made by other sessions reach a
-    session (EXPUNGE included) only when RFC 3501 7.4.1 allows.
+    session (EXPUNGE included) only when RFC 3501 7.4.1 allows, each
+    EXPUNGE valid for the session's view when sent, none after LOGOUT's
+    BYE.  A keyword is announced in FLAGS and PERMANENTFLAGS before a FETCH
+    names it (RFC 3501 7.2.6); a message another session expunged is still
+    served until the session is told (RFC 2180 4.1.1), else C{NO
+    [EXPUNGEISSUED]} in Dovecot's words.  STATUS and EXAMINE leave
+    C{\\Recent} to the next session that selects (RFC 3501 2.3.2); the
+    first CONDSTORE-enabling command brings C{OK [HIGHESTMODSEQ]}.
   - SEARCH, SORT and THREAD (Twisted's SEARCH runs in the reactor at one
     go) are evaluated a message at a time through the session's
     L{task.Cooperator}, as FETCH is streamed; STORE, COPY, MOVE, EXPUNGE,
@@ -91,7 +98,6 @@ from tmail.imap.fetch import (
 from tmail.imap.largemessages import HEADER, INFO, inWorker, isLarge
 from tmail.imap.listing import Listed, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
-    MAILBOX_FLAGS,
     Changes,
     Expunge,
     IMAPMailbox,
@@ -152,6 +158,25 @@ ID_MAX_PAIRS = 30
 def _printable(value: bytes) -> str:
     """A client-given string for the log, with no control characters."""
     return "".join(c if c.isprintable() else "?" for c in value.decode("utf-8", "replace"))
+
+
+#: The answer to a FETCH, COPY or MOVE of a message another session
+#: expunged that can no longer be read, worded as Dovecot words it: client
+#: code looks for it.
+EXPUNGE_ISSUED = b"[EXPUNGEISSUED] Some of the requested messages no longer exist"
+
+
+def flagsResponses(mbox: IMAPMailbox) -> tuple[bytes, bytes]:
+    """
+    The FLAGS and C{OK [PERMANENTFLAGS]} responses for a selected mailbox,
+    both with its keywords (as Dovecot lists them; PERMANENTFLAGS is empty
+    when the mailbox is read-only); the keywords they list count as
+    announced.
+    """
+    names = mbox.getFlags()
+    flags = b"FLAGS (" + " ".join(names).encode() + b")"
+    permanent = " ".join([*names, "\\*"]).encode() if mbox.isWriteable() else b""
+    return flags, b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent
 
 
 def uidSet(uids: list[int]) -> bytes:
@@ -367,6 +392,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             yield b"%d EXISTS" % changes.exists
         if changes.recent is not None and not self.rev2:
             yield b"%d RECENT" % changes.recent
+        yield from self._flagsAnnouncement()
         for seq, flags in sorted(changes.flags.items()):
             uid, modseq = changes.changed.get(seq, (0, 0))
             yield b"%d FETCH (%s)" % (seq, self._flagItems(flags, uid, modseq))
@@ -374,6 +400,17 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             yield b"OK [HIGHESTMODSEQ %d] Expunges are still to come" % changes.modseq
         if self.mbox is not None:
             yield from self.searchContexts.updated(self.mbox, changes)
+
+    def _flagsAnnouncement(self) -> Iterator[bytes]:
+        """
+        FLAGS and PERMANENTFLAGS again when the selected mailbox's messages
+        have a keyword the client was not told of: before any FETCH names
+        it (RFC 3501 7.2.6, RFC 9051 7.3.5), another session's new keyword
+        included.
+        """
+        mbox = self.mbox
+        if mbox is not None and mbox.unannouncedKeywords():
+            yield from flagsResponses(mbox)
 
     def _sending(self, responses: Iterable[bytes]) -> Iterator[None]:
         """Send untagged responses, a slice of them per step."""
@@ -422,6 +459,10 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
     unauth_NOOP = auth_NOOP = select_NOOP = (do_NOOP,)
 
     def do_LOGOUT(self, tag: bytes) -> None:
+        # Nothing more of the selected mailbox after BYE (as Dovecot): a
+        # client that takes BYE as the end of the session would read an
+        # EXPUNGE after it against a view it has already dropped.
+        self._deselect()
         self.sendUntaggedResponse(b"BYE Logging out")
         self.sendPositiveResponse(tag, b"LOGOUT completed")
         self.transport.loseConnection()
@@ -553,8 +594,17 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         return b"QRESYNC" in self.enabled
 
     def _enableCondstore(self) -> None:
-        """A CONDSTORE-enabling command (RFC 7162 3.1) was used."""
+        """
+        A CONDSTORE-enabling command (RFC 7162 3.1) was used: the first
+        one with a mailbox selected brings its HIGHESTMODSEQ, in an
+        untagged OK before the command's tagged reply, as Dovecot sends it.
+        """
+        if b"CONDSTORE" in self.enabled:
+            return
         self.enabled = self.enabled | {b"CONDSTORE"}
+        mbox = self.mbox
+        if mbox is not None and self.state == "select" and mbox.modSeqs:
+            self.sendUntaggedResponse(b"OK [HIGHESTMODSEQ %d] Highest" % mbox.toldModSeq())
 
     def do_ENABLE(self, tag: bytes, line: bytes) -> None:
         names: list[bytes] = []
@@ -1044,10 +1094,10 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         qresync = selectParams.qresync
         if qresync is not None and not self.qresync:
             raise imap4.IllegalClientResponse("QRESYNC must be enabled first")
-        if selectParams.condstore:
-            self._enableCondstore()
         wasSelected = self.mbox is not None
         self._deselect()
+        if selectParams.condstore:
+            self._enableCondstore()
         if wasSelected and (self.qresync or self.rev2):
             self.sendUntaggedResponse(b"OK [CLOSED] Previous mailbox closed")
         mbox = self._account().select(name, bool(rw))
@@ -1058,7 +1108,8 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
         mbox.previewScanBytes = self.settings.preview_scan_bytes
         send = self.sendUntaggedResponse
-        send(b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")")
+        flags, permanentFlags = flagsResponses(mbox)
+        send(flags)
         send(b"%d EXISTS" % mbox.getMessageCount())
         if self.rev2:
             delimiter = quoted(self._account().delimiter.encode())
@@ -1073,8 +1124,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         objectId = mailboxIdCode(mbox.folder)
         if objectId is not None:
             send(b"OK " + objectId + b" Ok")
-        permanent = " ".join([*MAILBOX_FLAGS, "\\*"]).encode() if rw else b""
-        send(b"OK [PERMANENTFLAGS (%s)] Flags allowed" % permanent)
+        send(permanentFlags)
         if mbox.modSeqs:
             send(b"OK [HIGHESTMODSEQ %d] Highest" % mbox.reportedModSeq)
         else:
@@ -1096,6 +1146,8 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         vanished = mbox.expungedSince(modseq, knownUids)
         if vanished:
             self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uidSet(vanished))
+        for response in self._flagsAnnouncement():
+            self.sendUntaggedResponse(response)
         known = None if knownUids is None else knownUids.resolve(mbox.lastUID())
         for seq, u in mbox.resolve(EVERY_MESSAGE, True):
             info = mbox.info(u)
@@ -1559,10 +1611,12 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             if outcome.unknownCTE:
                 raise no(b"[UNKNOWN-CTE] Cannot decode the content transfer encoding")
             if outcome.expunged:
-                raise no(b"[EXPUNGEISSUED] Some messages were expunged")
+                raise no(EXPUNGE_ISSUED)
             self.sendPositiveResponse(tag, b"FETCH completed")
 
         def fetch(_: object = None) -> Deferred[None]:
+            for response in self._flagsAnnouncement():
+                self.sendUntaggedResponse(response)
             previousTimeout = self.setTimeout(None)
 
             def restore(result: object) -> object:
@@ -1624,11 +1678,20 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         modified: list[tuple[int, int]] = []
         changed: set[int] = set()
         storing = mbox.storing(
-            messages, parseFlags(flags), signs[kind], bool(uid), unchangedSince, modified, changed
+            messages,
+            parseFlags(flags),
+            signs[kind],
+            bool(uid),
+            unchangedSince,
+            modified,
+            changed,
+            silent,
         )
         withModSeq = self.condstore and mbox.modSeqs
 
         def responses() -> Iterator[bytes]:
+            if not silent:
+                yield from self._flagsAnnouncement()
             for seq, current in sorted(storing.result.items()):
                 if silent and not (withModSeq and seq in changed):
                     continue
@@ -1693,7 +1756,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             raise
         except KeyError:
             yield from self._finishing(undo().steps())
-            raise no(b"[EXPUNGEISSUED] Some messages were expunged; nothing done") from None
+            raise no(EXPUNGE_ISSUED) from None
         except BaseException:
             yield from self._finishing(undo().steps())
             raise

@@ -56,6 +56,7 @@ from tmail.interfaces import (
     IObjectIdFolder,
     IPendingMessage,
     IQuotaStore,
+    IRetainingFolder,
     ISaveDateFolder,
     ISpecialUseStore,
     ISteppedStore,
@@ -98,6 +99,7 @@ from tmail.store.naming import (
     normalizeName,
 )
 from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage, messageSize
+from tmail.store.retained import Reader, RetainedFiles
 from tmail.store.uidvalidity import nextUidValidity
 from tmail.store.urlauthkeys import MailboxKeyFile
 
@@ -486,7 +488,9 @@ class _PendingMessage:
 
 
 @implementer(IMailFolder)
-@implementer(IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder)
+@implementer(
+    IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder, IRetainingFolder
+)
 @implementer(IObjectIdFolder, ISaveDateFolder)
 class MaildirFolder:
     """
@@ -498,7 +502,11 @@ class MaildirFolder:
     message, for the life of this object) rather than refused.
 
     C{MessageInfo.recent} is true for messages this process delivered or
-    moved out of C{new/}, until the first L{messages} call that reports them.
+    moved out of C{new/} (Dovecot's Maildir counts a message recent while
+    it is in C{new/}; here the process that moves it on keeps that), until
+    the first L{messages} or L{changesSince} call that claims them: the one
+    IMAP session that selects the folder read-write and looks first.
+    STATUS and EXAMINE look without claiming.
 
     Obtain folders from L{MaildirStore.getFolder}, which shares one object
     per folder.
@@ -545,6 +553,8 @@ class MaildirFolder:
         self._changeLog: list[int] = []
         self._changeBase = 0
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
+        #: Files of messages expunged here that sessions still hold.
+        self._retained = RetainedFiles(str(path / "tmp"))
         self._bind(path)
 
     def __repr__(self) -> str:
@@ -554,6 +564,7 @@ class MaildirFolder:
         self._path = path
         self._newDir = str(path / "new")
         self._curDir = str(path / "cur")
+        self._retained.tmpDir = str(path / "tmp")
         self._uidlist.moved(path / _uidlist.FILENAME)
         self._keywords = _keywords.KeywordFile(path / _keywords.FILENAME)
         self._log.moved(path / _modseq.FILENAME)
@@ -574,6 +585,7 @@ class MaildirFolder:
             self._notify()
 
     def _resetIndex(self) -> None:
+        self._retained.forget()
         self._entries = {}
         self._byBase = {}
         self._uids = []
@@ -1148,7 +1160,9 @@ class MaildirFolder:
     def changeSerial(self) -> int:
         return self._changeBase + len(self._changeLog)
 
-    def changesSince(self, serial: int) -> tuple[int, list[MessageInfo | int] | None]:
+    def changesSince(
+        self, serial: int, claimRecent: bool = True
+    ) -> tuple[int, list[MessageInfo | int] | None]:
         self.refresh()
         current = self.changeSerial()
         if serial < self._changeBase or serial > current:
@@ -1165,7 +1179,7 @@ class MaildirFolder:
                 changes.append(uid)
                 continue
             info = entry.info
-            if info.recent:
+            if info.recent and claimRecent:
                 # Recent for the first session told about it, as with messages().
                 entry.info = replace(info, recent=False)
                 self._recent.discard(uid)
@@ -1557,13 +1571,13 @@ class MaildirFolder:
         data = self._uidlist.data
         return self._knownNext if data is None else max(data.nextUid, self._knownNext)
 
-    def messages(self) -> Sequence[MessageInfo]:
+    def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
         changed = self._sync()
         if self._snapshot is None:
             entries = self._entries
             self._snapshot = tuple([entries[uid].info for uid in self._uids])
         snapshot = self._snapshot
-        if self._recent:
+        if self._recent and claimRecent:
             for uid in self._recent:
                 entry = self._entries[uid]
                 entry.info = replace(entry.info, recent=False)
@@ -1575,6 +1589,13 @@ class MaildirFolder:
         return snapshot
 
     def openMessage(self, uid: int) -> BinaryIO:
+        if uid not in self._entries:
+            kept = self._retained.path(uid)
+            if kept is not None:
+                try:
+                    return open(kept, "rb")
+                except FileNotFoundError:
+                    raise KeyError(uid) from None
         entry = self._entry(uid)
         for _attempt in range(_OPEN_ATTEMPTS):
             try:
@@ -1672,6 +1693,11 @@ class MaildirFolder:
                 unlogged = True
         removed: list[int] = []
         freedBytes = freedCount = 0
+        # Deleting is what frees space: on a disk that refused a write,
+        # nothing is kept for sessions, and what was kept goes too.
+        retain = not (unlogged or self._log.unwritten or self._uidlist.unwritten)
+        if not retain:
+            self._retained.forget()
         with self._ownChanges():
             for uid in wanted:
                 entry = self._entries.get(uid)
@@ -1679,7 +1705,7 @@ class MaildirFolder:
                     continue
                 size = self._quotaSize(entry)
                 try:
-                    os.unlink(self._pathOf(entry))
+                    self._discard(uid, entry, retain)
                     freedBytes, freedCount = freedBytes + size, freedCount + 1
                 except FileNotFoundError:
                     located = self._locate(entry.info.key)
@@ -1687,7 +1713,7 @@ class MaildirFolder:
                         self._setLocation(entry, *located)
                         size = self._quotaSize(entry)
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(self._pathOf(entry))
+                            self._discard(uid, entry, retain)
                             freedBytes, freedCount = freedBytes + size, freedCount + 1
                 removed.append(uid)
         if not removed:
@@ -1709,6 +1735,29 @@ class MaildirFolder:
                 _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
         self._notify()
         return removed
+
+    def _discard(self, uid: int, entry: _Entry, retain: bool) -> None:
+        """
+        Unlink the file of an expunged message, or (with C{retain}) move it
+        aside while a reader still holds the message (L{RetainedFiles});
+        raises C{FileNotFoundError} when it is not where the index says.
+        """
+        path = self._pathOf(entry)
+        retained = self._retained
+        holders = retained.holders(uid) if retain and retained.readers else set()
+        if not holders:
+            os.unlink(path)
+        elif not retained.keep(uid, path, entry.info.key, holders):
+            raise FileNotFoundError(path)
+
+    def addReader(self, holds: Reader) -> None:
+        self._retained.readers.append(holds)
+
+    def removeReader(self, holds: Reader) -> None:
+        self._retained.removeReader(holds)
+
+    def release(self, holds: Reader, uids: Iterable[int]) -> None:
+        self._retained.release(holds, uids)
 
     def copyMessage(self, uid: int, target: IMailFolder) -> int:
         entry = self._entry(uid)
