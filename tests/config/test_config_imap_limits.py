@@ -63,3 +63,13 @@ def test_message_threads_default_is_configurable_and_positive(tmp_path: Path) ->
     with pytest.raises(ConfigError) as info:
         load(tmp_path, "message_threads = 0\n")
     assert "imap.message_threads: must be positive" in str(info.value)
+
+
+def test_uidbatches_max_messages_defaults_to_the_rfc_minimum_and_may_be_raised(
+    tmp_path: Path,
+) -> None:
+    assert IMAPSettings().uidbatches_max_messages == 100_000
+    assert load(tmp_path, "uidbatches_max_messages = 250000\n").uidbatches_max_messages == 250_000
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, "uidbatches_max_messages = 99999\n")
+    assert "imap.uidbatches_max_messages: must be at least 100000" in str(info.value)

@@ -200,6 +200,41 @@ class CatenateTranscriptTests(SynchronousTestCase):
             [FORWARDED + b"more", b"abc", b"xyBuild it on the hill.\r\n"],
         )
 
+    def test_a_literal_message_after_a_catenate_that_ends_in_a_url_is_read(self) -> None:
+        """
+        The URL part is served while input waits; the next message's literal
+        must still be read (the command hung without a reply before).
+        """
+        reply = self.session.send(
+            b'a APPEND Drafts CATENATE (URL "%s") {10+}\r\nNew: one\r\n'
+            b' CATENATE (URL "%s") (\\Answered) {10+}\r\nNew: two\r\n\r\n'
+            % (self.url(self.forwarded, b"/;section=HEADER"), self.url(self.draft, b"/;section=1"))
+        )
+        self.assertEqual(reply, b"a OK [APPENDUID %d 3:6] APPEND completed\r\n" % self.validity)
+        self.assertEqual(
+            contents(self.drafts)[2:],
+            [
+                b"From: Carol <carol@example.test>\r\nSubject: the original plans\r\n\r\n",
+                b"New: one\r\n",
+                b"Here are the plans.\r\n",
+                b"New: two\r\n",
+            ],
+        )
+        self.assertEqual(self.session.send(b"z NOOP\r\n"), b"z OK NOOP completed\r\n")
+
+    def test_a_command_pipelined_after_a_multiappend_of_catenates_waits_for_it(self) -> None:
+        reply = self.session.send(
+            b'a APPEND Drafts CATENATE (URL "%s") CATENATE (URL "%s" TEXT {3+}\r\nend)\r\n'
+            b"b NOOP\r\n" % (self.url(self.forwarded), self.url(self.draft, b"/;section=HEADER"))
+        )
+        self.assertEqual(
+            reply,
+            b"a OK [APPENDUID %d 3:4] APPEND completed\r\nb OK NOOP completed\r\n" % self.validity,
+        )
+        self.assertEqual(
+            contents(self.drafts)[2:], [FORWARDED, DRAFT.split(b"\r\n\r\n")[0] + b"\r\n\r\nend"]
+        )
+
     def test_a_bad_url_in_a_later_message_stores_none_of_them(self) -> None:
         reply = self.session.send(
             b'a APPEND Drafts {3+}\r\nabc CATENATE (URL "%s")\r\n' % self.url(77)

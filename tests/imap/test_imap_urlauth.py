@@ -216,9 +216,11 @@ class URLAuthTranscriptTests(SynchronousTestCase):
         self.assertEqual(
             reply,
             b'* URLFETCH "%s" (BODYPARTSTRUCTURE ("application" "octet-stream" NIL NIL NIL'
-            b' "base64" 8 NIL NIL NIL NIL)) (BINARY ~{4}\r\n\x00\x01\x02\x03)\r\n'
+            b' "binary" 4 NIL NIL NIL NIL)) (BINARY ~{4}\r\n\x00\x01\x02\x03)\r\n'
             b"b OK URLFETCH completed\r\n" % full,
         )
+        reply = self.send(b'b URLFETCH ("%s" BODYPARTSTRUCTURE)\r\n' % full)
+        self.assertIn(b' "base64" 8 NIL NIL NIL NIL))\r\n', reply)
         reply = self.send(b'c URLFETCH ("%s" BODY)\r\n' % full)
         self.assertEqual(
             reply,
@@ -227,6 +229,43 @@ class URLAuthTranscriptTests(SynchronousTestCase):
         text = self.generate(self.rump(b"anonymous", section=b"2"))
         reply = self.send(b'd URLFETCH ("%s" BINARY)\r\n' % text)
         self.assertIn(b"(BINARY {%d}\r\n%s)" % (len(PART), PART), reply)
+
+    def test_bodypartstructure_with_binary_describes_the_decoded_text(self) -> None:
+        """
+        RFC 5524 3: with BINARY the structure is that of the content served,
+        so a base64 or quoted-printable text part is 7bit (or 8bit) with
+        the decoded size and lines; without BINARY it is the part as stored.
+        """
+        inbox = self.session.store.getFolder("INBOX")
+        pending = inbox.beginMessage()
+        pending.write(
+            b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n--q\r\n'
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"caf=C3=A9 au lait\r\nsoft=\r\nbreak\r\n--q\r\n"
+            b"Content-Type: text/x-note\r\nContent-Transfer-Encoding: BASE64\r\n\r\n"
+            b"b25lCnR3bw==\r\n--q--\r\n"
+        )
+        uid = pending.commit()
+        for section, stored, converted, content in (
+            (
+                b"1",
+                b'"quoted-printable" 31 2',
+                b'"8bit" 24 1',
+                "café au lait\r\nsoftbreak".encode(),
+            ),
+            (b"2", b'"BASE64" 12 0', b'"7bit" 7 1', b"one\ntwo"),
+        ):
+            rump = OWNER + b"/INBOX/;uid=%d/;section=%s;urlauth=anonymous" % (uid, section)
+            full = self.generate(rump)
+            reply = self.send(b'b URLFETCH ("%s" BINARY BODYPARTSTRUCTURE)\r\n' % full)
+            self.assertIn(
+                b" NIL NIL %s NIL NIL NIL NIL)) (BINARY {%d}\r\n%s)\r\n"
+                % (converted, len(content), content),
+                reply,
+            )
+            reply = self.send(b'c URLFETCH ("%s" BODYPARTSTRUCTURE)\r\n' % full)
+            self.assertIn(b" NIL NIL %s NIL NIL NIL NIL))\r\n" % stored, reply)
 
     def test_urlfetch_parameters_are_checked(self) -> None:
         full = self.generate(self.rump(b"anonymous"))

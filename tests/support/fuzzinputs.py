@@ -113,7 +113,7 @@ IMAP_COMMANDS = (
     b"CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN SELECT EXAMINE CREATE DELETE RENAME "
     b"SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND CHECK CLOSE EXPUNGE SEARCH FETCH STORE COPY "
     b"MOVE UID IDLE ENABLE ID NAMESPACE UNSELECT COMPRESS SORT THREAD GETQUOTA GETQUOTAROOT "
-    b"SETQUOTA ESEARCH XLIST DONE NOTIFY"
+    b"SETQUOTA ESEARCH XLIST DONE NOTIFY UIDBATCHES"
 ).split()
 IMAP_TAGS: Bytes = st.one_of(
     st.sampled_from([b"a", b"A001", b"*", b"+", b"", b"t.1", b"x" * 300, b"a{", b"a)"]),
@@ -508,6 +508,9 @@ def imapArguments(draw: st.DrawFn, command: bytes) -> list[bytes]:
         b"COMPRESS": st.sampled_from([[b"DEFLATE"], [b"X"], []]),
         b"GETQUOTAROOT": st.lists(MAILBOXES, max_size=1),
         b"SETQUOTA": st.just([b'""', b"(STORAGE 1)"]),
+        b"UIDBATCHES": st.sampled_from(
+            [[b"500"], [b"1000", b"1:2"], [b"499"], [b"500", b"9:1"], [b"500", b"1:999999"], []]
+        ).map(list),
         b"NOTIFY": st.sampled_from(
             [
                 [b"NONE"],

@@ -129,6 +129,7 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_catenate_parts = {_imap.max_catenate_parts}   # parts of one CATENATE message
 # max_search_contexts = {_imap.max_search_contexts}   # live SEARCH/SORT results per session
 # max_update_reads = {_imap.max_update_reads}   # messages a live result re-reads per report
+# uidbatches_max_messages = {_imap.uidbatches_max_messages}   # messages one UIDBATCHES may ask for
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

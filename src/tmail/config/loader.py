@@ -83,6 +83,9 @@ _TOP_LEVEL = ("hostname", "data_dir", "log_format", "ipv6_prefix_length")
 #: a few stack frames per level, within Python's limit of 1000.
 MAX_IMAP_NESTING = 200
 
+#: The fewest messages a server must let one UIDBATCHES ask for (RFC 10022).
+MIN_UIDBATCHES_MESSAGES = 100_000
+
 #: Numbers that may be zero; every other limit must be positive.
 _NON_NEGATIVE = frozenset(
     {
@@ -366,6 +369,10 @@ class _Loader:
                     seen[name] = field.name
             if imap.max_nesting > MAX_IMAP_NESTING:
                 self.fail("imap.max_nesting", f"must be at most {MAX_IMAP_NESTING}")
+            if imap.uidbatches_max_messages < MIN_UIDBATCHES_MESSAGES:
+                self.fail(
+                    "imap.uidbatches_max_messages", f"must be at least {MIN_UIDBATCHES_MESSAGES}"
+                )
         return imap
 
     def checkKeys(self, prefix: str, table: dict[str, Any], known: list[str]) -> None:

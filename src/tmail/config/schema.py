@@ -299,6 +299,10 @@ class IMAPSettings:
         message files (headers, text) tests again for one report of
         changes; a report with more changes ends that live result with
         C{NO [NOUPDATE]} rather than keep other sessions waiting.
+    @ivar uidbatches_max_messages: messages one UIDBATCHES command may ask
+        for (RFC 10022): the batches of its range times the batch size, or
+        the whole mailbox; more is C{NO [TOOMANY]}.  At least 100000 (the
+        RFC's minimum).
     """
 
     listen: tuple[str, ...] = ()
@@ -333,6 +337,7 @@ class IMAPSettings:
     max_catenate_parts: int = 100
     max_search_contexts: int = 10
     max_update_reads: int = 1000
+    uidbatches_max_messages: int = 100_000
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -106,6 +106,7 @@ class CatenateAppend:
         def resumeProducing(self) -> None: ...
 
         paused: bool
+        parseState: str
 
         runInThread: Callable[..., Deferred[Any]]
 
@@ -130,7 +131,9 @@ class CatenateAppend:
             if message.size == 0:
                 raise no(b"[CANNOT] Empty message; APPEND cancelled")
             self._checkQuota(batch, message)
-            return self._appendMessage(batch, rest[1:])
+            following = self._appendMessage(batch, rest[1:])
+            self._readAgain()
+            return following
         message.parts += 1
         if message.parts > self.settings.max_catenate_parts:
             raise no(b"[LIMIT] Too many CATENATE parts")
@@ -168,9 +171,10 @@ class CatenateAppend:
     def _readAgain(self) -> None:
         """
         Take input again for a literal asked for after a URL part was
-        read: the session stopped reading while the command worked.
+        read: the session stopped reading while the command worked.  Only
+        while a literal is awaited: the next command waits for this one.
         """
-        if self.paused and self._connected():
+        if self.paused and self._connected() and self.parseState == "pending":
             self.resumeProducing()
 
     @staticmethod

@@ -124,6 +124,7 @@ from tmail.imap.sort import MessageFacts, parseSortCriteria, sortSteps
 from tmail.imap.specialuse import makeSpecialFolders, parseCreateUses, specialUses
 from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
+from tmail.imap.uidbatches import answerUIDBatches, parseUIDBatches
 from tmail.imap.urlcommands import URLAuthCommands
 from tmail.interfaces import (
     ILoginAttempt,
@@ -336,6 +337,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             b"METADATA": None,
             b"METADATA-SERVER": None,
             b"NOTIFY": None,
+            b"UIDBATCHES": None,
         }
         caps.update(self.urlCapabilities())
         if self.state == "unauth":
@@ -1828,6 +1830,21 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         return self._run(tag, entry, line, 1)
 
     select_UID = (do_UID, _S.arg_atom, _S.arg_line)
+
+    def do_UIDBATCHES(self, tag: bytes, line: bytes) -> None:
+        """UIDBATCHES (RFC 10022), with L{tmail.imap.uidbatches}."""
+        mbox = self._selected()
+        response = answerUIDBatches(
+            tag,
+            parseUIDBatches(line),
+            mbox.getMessageCount(),
+            mbox.getUID,
+            self.settings.uidbatches_max_messages,
+        )
+        self.sendUntaggedResponse(response)
+        self.sendPositiveResponse(tag, b"UIDBATCHES completed")
+
+    select_UIDBATCHES = (do_UIDBATCHES, _S.arg_line)
 
     # QUOTA (RFC 9208)
 

@@ -192,8 +192,31 @@ def bodyStructure(entity: MimeEntity, extended: bool = True) -> bytes:
     return done[id(entity)]
 
 
-def _partStructure(entity: MimeEntity, extended: bool, done: dict[int, bytes]) -> bytes:
-    """One entity's structure, those of the parts below it being in C{done}."""
+def convertedStructure(entity: MimeEntity, decoded: bytes) -> bytes:
+    """
+    The BODYSTRUCTURE of a single part as URLFETCH serves it with BINARY
+    (RFC 5524 3): of the decoded content, so the encoding names its data
+    domain (7bit, 8bit or binary) and the size and lines are its own.
+    """
+    if b"\x00" in decoded:
+        domain = b"binary"
+    elif any(octet > 0x7F for octet in decoded):
+        domain = b"8bit"
+    else:
+        domain = b"7bit"
+    return _partStructure(entity, True, {}, (domain, decoded))
+
+
+def _partStructure(
+    entity: MimeEntity,
+    extended: bool,
+    done: dict[int, bytes],
+    converted: tuple[bytes, bytes] | None = None,
+) -> bytes:
+    """
+    One entity's structure, those of the parts below it being in C{done};
+    with C{converted} (data domain, decoded content), of that content.
+    """
     mainType, subType = entity.mediaType
     if entity.isMultipart:
         inner = b"".join(done.pop(id(child)) for child in entity.children)
@@ -209,6 +232,10 @@ def _partStructure(entity: MimeEntity, extended: bool, done: dict[int, bytes]) -
         mainType, subType = "application", "octet-stream"
     header = entity.header
     encoding = _token(header, b"content-transfer-encoding")
+    size, lines = entity.bodySize, entity.bodyLines
+    if converted is not None:
+        encoding, decoded = converted
+        size, lines = len(decoded), lambda: decoded.count(b"\n")
     fields = [
         string(mainType.encode("utf-8", "surrogateescape")),
         string(subType.encode("utf-8", "surrogateescape")),
@@ -216,14 +243,14 @@ def _partStructure(entity: MimeEntity, extended: bool, done: dict[int, bytes]) -
         nstring(fieldValue(header, b"content-id")),
         nstring(fieldValue(header, b"content-description")),
         string(encoding or b"7bit"),
-        b"%d" % entity.bodySize,
+        b"%d" % size,
     ]
     if message is not None:
         fields.append(envelope(message.header))
         fields.append(done.pop(id(message)))
-        fields.append(b"%d" % entity.bodyLines())
+        fields.append(b"%d" % lines())
     elif entity.contentType[0] == "text":
-        fields.append(b"%d" % entity.bodyLines())
+        fields.append(b"%d" % lines())
     if extended:
         fields.append(nstring(fieldValue(header, b"content-md5")))
         fields.extend(_extension(entity))

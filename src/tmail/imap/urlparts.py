@@ -17,8 +17,8 @@ from typing import BinaryIO
 
 from tmail.imap.binary import UnknownCTE, binaryContentPieces
 from tmail.imap.imapurl import IMAPURL
-from tmail.imap.message import MimeEntity, MimeLimits
-from tmail.imap.structure import bodyStructure
+from tmail.imap.message import MimeEntity, MimeLimits, fieldValue
+from tmail.imap.structure import bodyStructure, convertedStructure
 from tmail.imap.urlauth import URLGone
 
 __all__ = ["Extracted", "extract"]
@@ -66,17 +66,28 @@ def extract(
     data = message.section(path, kind, section.fields if section is not None else ())
     if data is None:
         raise URLGone("No such body part")
-    decoded = None
+    whole = None
     if binary and not kind:
         try:
             found = binaryContentPieces(message, path)
         except UnknownCTE:
             found = None
         if found is not None:
-            decoded = _partial(url, b"".join(found))
+            whole = b"".join(found)
     shape = None
     if structure and not kind:
         node = message.find(path) if path else message
-        if node is not None:
+        if node is not None and whole is not None and _encoded(node):
+            shape = convertedStructure(node, whole)
+        elif node is not None:
             shape = bodyStructure(node)
+    decoded = None if whole is None else _partial(url, whole)
     return Extracted(_partial(url, data), decoded, shape)
+
+
+def _encoded(node: MimeEntity) -> bool:
+    """Whether a single part's content is transfer-encoded (base64, quoted-printable)."""
+    if node.isMultipart or node.encapsulated is not None:
+        return False
+    encoding = fieldValue(node.header, b"content-transfer-encoding") or b""
+    return encoding.strip().lower() not in (b"", b"7bit", b"8bit", b"binary")
