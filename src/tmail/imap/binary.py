@@ -7,11 +7,15 @@ Twisted's FETCH parser does not know C{BINARY[...]}, C{BINARY.PEEK[...]}
 and C{BINARY.SIZE[...]}; L{parseFetchItems} picks these out of a FETCH
 item list and hands every other item to Twisted, keeping the order the
 client asked for.
+
+Beyond RFC 3516's grammar, as Dovecot takes them, a section may end in
+C{HEADER}, C{HEADER.FIELDS [.NOT] (...)}, C{TEXT} or C{MIME}, served as
+stored (they carry no transfer encoding), and a partial range may give its
+start alone (C{<15>}: to the end).
 """
 
 from __future__ import annotations
 
-import binascii
 import itertools
 import re
 from collections.abc import Iterator
@@ -26,12 +30,18 @@ from tmail.imap.charsets import decodeBase64 as decodeBase64
 from tmail.imap.charsets import decodeBase64Pieces, quotedPrintablePieces
 from tmail.imap.message import MimeEntity, fieldValue
 
-#: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}.
+#: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}, C{BINARY[1.MIME]}.
 _BINARY_ITEM = re.compile(
-    rb"BINARY(\.PEEK|\.SIZE)?\[((?:[1-9]\d{0,8})(?:\.[1-9]\d{0,8})*)?\]"
-    rb"(?:<(\d{1,10})\.(\d{1,10})>)?\Z",
+    rb"BINARY(\.PEEK|\.SIZE)?\[((?:[1-9]\d{0,8})(?:\.[1-9]\d{0,8})*)?"
+    rb"(?:(?:(?<=\[)|(?<=\d)\.)"
+    rb"(?:(HEADER\.FIELDS(?:\.NOT)?) \(([^()\x00-\x1f]+)\)|(HEADER|TEXT|MIME)))?\]"
+    rb"(?:<(\d{1,10})(?:\.(\d{1,10}))?>)?\Z",
     re.IGNORECASE,
 )
+
+#: The length of a partial range given by its start alone (C{<15>}): the
+#: rest of the content, as Dovecot reads it.
+TO_THE_END = 1 << 62
 
 #: Encodings whose content is the bytes as they are (RFC 2045 6.2).
 _IDENTITY = frozenset({"", "7bit", "8bit", "binary"})
@@ -51,6 +61,11 @@ class BinaryItem:
     partialBegin: int | None = None
     partialLength: int = 0
     type: str = "binary"
+    #: C{HEADER}, C{HEADER.FIELDS}, C{HEADER.FIELDS.NOT}, C{TEXT} or C{MIME}
+    #: after the part number: a section served as it is stored, as C{BODY}
+    #: serves it (header fields carry no transfer encoding).
+    text: str = ""
+    fields: list[bytes] = field(default_factory=list)
 
 
 def _topLevel(items: bytes) -> list[bytes]:
@@ -74,16 +89,21 @@ def _binaryItem(token: bytes) -> BinaryItem:
     match = _BINARY_ITEM.match(token)
     if match is None:
         raise imap4.IllegalClientResponse("Invalid BINARY item")
-    kind, section, begin, length = match.groups()
+    kind, section, fieldsKind, fields, text, begin, length = match.groups()
     item = BinaryItem(
         peek=(kind or b"").upper() == b".PEEK",
         size=(kind or b"").upper() == b".SIZE",
         part=[int(p) - 1 for p in section.split(b".")] if section else [],
+        text=(fieldsKind or text or b"").decode("ascii").upper(),
+        fields=[name.strip(b'"').upper() for name in (fields or b"").split()],
     )
+    if item.text == "MIME" and not item.part:
+        raise imap4.IllegalClientResponse("Invalid BINARY item")
     if begin is not None:
         if item.size:
             raise imap4.IllegalClientResponse("BINARY.SIZE takes no partial range")
-        item.partialBegin, item.partialLength = int(begin), int(length)
+        item.partialBegin = int(begin)
+        item.partialLength = TO_THE_END if length is None else int(length)
     return item
 
 
@@ -133,7 +153,7 @@ def decodeContent(body: bytes, encoding: str) -> bytes:
     if encoding == "base64":
         return decodeBase64(body)
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(body)
+        return b"".join(quotedPrintablePieces(body, 0, len(body)))
     raise UnknownCTE(encoding)
 
 
