@@ -210,6 +210,40 @@ class BinaryFetchTests(SynchronousTestCase):
         )
         self.assertNotIn("\\Seen", self.flags(1))
 
+    def test_text_and_an_encapsulated_message_are_decoded(self) -> None:
+        """
+        BINARY[TEXT] is the message's decoded body; a message/rfc822 part is
+        its header, naming the binary encoding, and its decoded body, as
+        BINARY[] serves a whole message (as Dovecot serves them).
+        """
+        inner = (
+            b"Subject: inner\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b"\r\n" + base64.b64encode(b"inner\x00body") + b"\r\n"
+        )
+        deliver(
+            self.inbox,
+            b"From: bob@example.test\r\n"
+            b'Content-Type: multipart/mixed; boundary="m"\r\n'
+            b"\r\n"
+            b"--m\r\n"
+            b"Content-Type: message/rfc822\r\n"
+            b"\r\n" + inner + b"--m--\r\n",
+        )
+        self.session.send(b"n NOOP\r\n")
+        header = inner.split(b"\r\n\r\n")[0].replace(b": base64", b": binary") + b"\r\n\r\n"
+        self.assertEqual(
+            self.send(b"a FETCH 3 (BINARY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[1.TEXT])"),
+            b"* 3 FETCH (BINARY[1] ~{%d}\r\n%sinner\x00body BINARY.SIZE[1] %d "
+            b"BINARY[1.TEXT] ~{10}\r\ninner\x00body)\r\na OK FETCH completed\r\n"
+            % (len(header) + 10, header, len(header) + 10),
+        )
+        self.assertEqual(
+            self.send(b"a FETCH 2 (BINARY.PEEK[TEXT] BINARY.PEEK[1.TEXT])"),
+            b"* 2 FETCH (BINARY[TEXT] {11}\r\nhello world BINARY[1.TEXT] {0}\r\n)\r\n"
+            b"a OK FETCH completed\r\n",
+        )
+
     def test_partial_range_without_a_length_runs_to_the_end(self) -> None:
         """C{<n>} alone (as Dovecot takes it): the decoded content from octet n on."""
         self.assertEqual(

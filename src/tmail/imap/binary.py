@@ -9,9 +9,11 @@ item list and hands every other item to Twisted, keeping the order the
 client asked for.
 
 Beyond RFC 3516's grammar, as Dovecot takes them, a section may end in
-C{HEADER}, C{HEADER.FIELDS [.NOT] (...)}, C{TEXT} or C{MIME}, served as
-stored (they carry no transfer encoding), and a partial range may give its
-start alone (C{<15>}: to the end).
+C{HEADER}, C{HEADER.FIELDS [.NOT] (...)} or C{MIME}, served as stored (a
+header carries no transfer encoding), or C{TEXT}, a message's decoded
+body; and a partial range may give its start alone (C{<15>}: to the end).
+A message/rfc822 part is served as Dovecot serves it: its header and its
+decoded body, as C{BINARY[]} serves the whole message.
 """
 
 from __future__ import annotations
@@ -182,25 +184,56 @@ def _encodingOf(entity: MimeEntity) -> str:
     return value.split(b"(", 1)[0].decode("ascii", "replace")
 
 
+def _decodedMessage(message: MimeEntity) -> Iterator[bytes]:
+    """
+    A message's header, then its body with its transfer encoding removed;
+    the header names the encoding of the body sent with it, as Dovecot's
+    does.
+    """
+    encoding = _encodingOf(message)
+    body = contentPieces(message.data, message.bodyStart, message.end, encoding)
+    header = message.header
+    if encoding.strip().lower() not in _IDENTITY:
+        header = withTransferEncoding(header, b"binary")
+    return itertools.chain([header], body)
+
+
 def binaryContentPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
     """
     The decoded content of a BINARY section, a piece at a time: of the
-    part at C{path}, or of the whole message (its header, then its decoded
-    body) for C{BINARY[]}; C{None} when there is no such part.
+    part at C{path}, or of the whole message for C{BINARY[]}; C{None} when
+    there is no such part.  A message (the whole one, or one a
+    message/rfc822 part holds) is its header and its decoded body, as
+    Dovecot serves it.
 
     @raise UnknownCTE: at once, for an encoding tmail cannot remove.
     """
     if not path:
-        encoding = _encodingOf(message)
-        body = contentPieces(message.data, message.bodyStart, message.end, encoding)
-        header = message.header
-        if encoding.strip().lower() not in _IDENTITY:
-            # The header goes with the decoded body, as Dovecot sends it.
-            header = withTransferEncoding(header, b"binary")
-        return itertools.chain([header], body)
+        return _decodedMessage(message)
     node = message.find(path)
     if node is None:
         return None
-    if node.isMultipart or node.isMessage:
+    if node.encapsulated is not None:
+        return _decodedMessage(node.encapsulated)
+    if node.isMultipart:
         return contentPieces(node.data, node.bodyStart, node.end, "binary")
     return contentPieces(node.data, node.bodyStart, node.end, _encodingOf(node))
+
+
+def binaryTextPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
+    """
+    C{BINARY[TEXT]}, C{BINARY[3.TEXT]}: the decoded body of the whole
+    message or of the one the message/rfc822 part at C{path} holds, as
+    Dovecot serves it; nothing for another part; C{None} when there is no
+    such part.
+
+    @raise UnknownCTE: at once, for an encoding tmail cannot remove.
+    """
+    if path:
+        node = message.find(path)
+        if node is None:
+            return None
+        if node.encapsulated is None:
+            return iter([b""])
+        message = node.encapsulated
+    return contentPieces(message.data, message.bodyStart, message.end, _encodingOf(message))
