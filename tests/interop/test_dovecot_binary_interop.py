@@ -149,6 +149,7 @@ def test_binary_answers_are_dovecots(servers: Servers) -> None:
     for name, items in ITEMS.items():
         for item in items:
             fromTmail = fetch(mine, uids[name], item)
+            assert fromTmail.startswith(b"* "), (name, item, fromTmail)
             fromDovecot = fetch(theirs, uids[name], item)
             if fromTmail != fromDovecot:
                 differ.append(
