@@ -2,7 +2,8 @@
 BINARY (RFC 3516) answers from tmail and from Dovecot 2.3 on one Maildir,
 compared byte for byte: decoded quoted-printable (blanks that end a line,
 soft line breaks followed by blanks), base64 with NUL in a literal8,
-partial ranges of decoded content, and sections beyond RFC 3516's grammar
+partial ranges of decoded content, a whole multipart message with each
+part decoded, and sections beyond RFC 3516's grammar
 (C{HEADER}, C{TEXT}, C{MIME}, C{HEADER.FIELDS}, a range given by its start)
 that Dovecot serves as stored.
 """
@@ -82,6 +83,9 @@ ITEMS: dict[str, list[bytes]] = {
         b"BINARY.PEEK[HEADER.FIELDS (SUBJECT)]",
     ],
     "mixed": [
+        b"BINARY.PEEK[]",
+        b"BINARY.SIZE[]",
+        b"BINARY.PEEK[]<30.400>",
         b"BINARY.PEEK[1]",
         b"BINARY.SIZE[1]",
         b"BINARY.PEEK[2]",

@@ -184,18 +184,46 @@ def _encodingOf(entity: MimeEntity) -> str:
     return value.split(b"(", 1)[0].decode("ascii", "replace")
 
 
-def _decodedMessage(message: MimeEntity) -> Iterator[bytes]:
+def _decodedWhole(entity: MimeEntity) -> list[Iterator[bytes]]:
     """
-    A message's header, then its body with its transfer encoding removed;
-    the header names the encoding of the body sent with it, as Dovecot's
-    does.
+    An entity's header, then its body as L{_decodedBody} gives it; the
+    header names the binary encoding when the body was decoded, as
+    Dovecot's does.
     """
-    encoding = _encodingOf(message)
-    body = contentPieces(message.data, message.bodyStart, message.end, encoding)
-    header = message.header
-    if encoding.strip().lower() not in _IDENTITY:
+    header = entity.header
+    leaf = not (entity.isMultipart or entity.isMessage)
+    if leaf and _encodingOf(entity).strip().lower() not in _IDENTITY:
         header = withTransferEncoding(header, b"binary")
-    return itertools.chain([header], body)
+    return [iter([header]), *_decodedBody(entity)]
+
+
+def _decodedBody(entity: MimeEntity) -> list[Iterator[bytes]]:
+    """
+    An entity's body with the transfer encoding of every part in it
+    removed, as Dovecot's BINARY does: a leaf's content decoded; a
+    multipart's preamble, delimiters and epilogue as stored around its
+    parts decoded whole; a message/rfc822's message decoded whole.  The
+    decoders are made at once, so an encoding tmail cannot remove raises
+    L{UnknownCTE} here rather than while the pieces are read.
+    """
+    data = entity.data
+    if entity.isMultipart:
+        found: list[Iterator[bytes]] = []
+        position = entity.bodyStart
+        for child in entity.children:
+            found.append(iter([data[position : child.start]]))
+            found.extend(_decodedWhole(child))
+            position = child.end
+        found.append(iter([data[position : entity.end]]))
+        return found
+    inner = entity.encapsulated
+    if inner is not None:
+        return [
+            iter([data[entity.bodyStart : inner.start]]),
+            *_decodedWhole(inner),
+            iter([data[inner.end : entity.end]]),
+        ]
+    return [contentPieces(data, entity.bodyStart, entity.end, _encodingOf(entity))]
 
 
 def binaryContentPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
@@ -203,21 +231,19 @@ def binaryContentPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[
     The decoded content of a BINARY section, a piece at a time: of the
     part at C{path}, or of the whole message for C{BINARY[]}; C{None} when
     there is no such part.  A message (the whole one, or one a
-    message/rfc822 part holds) is its header and its decoded body, as
-    Dovecot serves it.
+    message/rfc822 part holds) is its header and its decoded body, and a
+    multipart holds its parts decoded, as Dovecot serves them.
 
     @raise UnknownCTE: at once, for an encoding tmail cannot remove.
     """
     if not path:
-        return _decodedMessage(message)
+        return itertools.chain.from_iterable(_decodedWhole(message))
     node = message.find(path)
     if node is None:
         return None
     if node.encapsulated is not None:
-        return _decodedMessage(node.encapsulated)
-    if node.isMultipart:
-        return contentPieces(node.data, node.bodyStart, node.end, "binary")
-    return contentPieces(node.data, node.bodyStart, node.end, _encodingOf(node))
+        return itertools.chain.from_iterable(_decodedWhole(node.encapsulated))
+    return itertools.chain.from_iterable(_decodedBody(node))
 
 
 def binaryTextPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
