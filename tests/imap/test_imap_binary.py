@@ -189,11 +189,11 @@ class BinaryFetchTests(SynchronousTestCase):
 
     def test_header_text_and_mime_sections_are_served_as_stored(self) -> None:
         """
-        BINARY[1.MIME], BINARY[TEXT], BINARY[HEADER.FIELDS (...)]: beyond
-        RFC 3516's grammar, as Dovecot takes them; they carry no transfer
-        encoding to remove, so they are the bytes BODY[...] serves.
+        BINARY[1.MIME], BINARY[HEADER.FIELDS (...)]: beyond RFC 3516's
+        grammar, as Dovecot takes them; they carry no transfer encoding to
+        remove, so they are the bytes BODY[...] serves.
         """
-        for section in [b"1.MIME", b"TEXT", b"HEADER", b"2.MIME", b"HEADER.FIELDS (SUBJECT)"]:
+        for section in [b"1.MIME", b"HEADER", b"2.MIME", b"HEADER.FIELDS (SUBJECT)"]:
             body = self.send(b"a FETCH 1 BODY.PEEK[%s]" % section)
             binary = self.send(b"a FETCH 1 BINARY.PEEK[%s]" % section)
             self.assertEqual(binary, body.replace(b"BODY[", b"BINARY["), section)
@@ -242,6 +242,27 @@ class BinaryFetchTests(SynchronousTestCase):
             self.send(b"a FETCH 2 (BINARY.PEEK[TEXT] BINARY.PEEK[1.TEXT])"),
             b"* 2 FETCH (BINARY[TEXT] {11}\r\nhello world BINARY[1.TEXT] {0}\r\n)\r\n"
             b"a OK FETCH completed\r\n",
+        )
+
+    def test_binary_text_of_a_multipart_decodes_each_part_it_can(self) -> None:
+        """
+        BINARY[TEXT] holds every part decoded, its header naming the binary
+        encoding; a part in an encoding tmail cannot remove stays as stored
+        (only a BINARY of that part itself is NO [UNKNOWN-CTE]).
+        """
+        answer = self.send(b"a FETCH 1 (BINARY.SIZE[TEXT] BINARY.PEEK[TEXT])")
+        text = MULTIPART.split(b"\r\n\r\n", 1)[1]
+        expected = (
+            text.replace(QP, TEXT)
+            .replace(base64.encodebytes(DATA).replace(b"\n", b"\r\n"), DATA)
+            .replace(b": quoted-printable", b": binary")
+            .replace(b": BASE64", b": binary")
+        )
+        self.assertIn(b"x-uuencode\r\n\r\nbegin 644 x\r\n--xx--", expected)
+        self.assertEqual(
+            answer,
+            b"* 1 FETCH (BINARY.SIZE[TEXT] %d BINARY[TEXT] ~{%d}\r\n%s)\r\n"
+            b"a OK FETCH completed\r\n" % (len(expected), len(expected), expected),
         )
 
     def test_partial_range_without_a_length_runs_to_the_end(self) -> None:

@@ -102,6 +102,8 @@ ITEMS: dict[str, list[bytes]] = {
         b"BINARY.PEEK[3.TEXT]",
         b"BINARY.SIZE[3.HEADER.FIELDS.NOT (FROM)]",
         b"BINARY.PEEK[TEXT]<0.20>",
+        b"BINARY.PEEK[TEXT]",
+        b"BINARY.SIZE[TEXT]",
     ],
 }
 MESSAGES = {"quoted": QUOTED, "mixed": MIXED}

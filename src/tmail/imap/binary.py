@@ -184,16 +184,23 @@ def _encodingOf(entity: MimeEntity) -> str:
     return value.split(b"(", 1)[0].decode("ascii", "replace")
 
 
-def _decodedWhole(entity: MimeEntity) -> list[Iterator[bytes]]:
+def _decodedWhole(entity: MimeEntity, strict: bool = True) -> list[Iterator[bytes]]:
     """
     An entity's header, then its body as L{_decodedBody} gives it; the
     header names the binary encoding when the body was decoded, as
-    Dovecot's does.
+    Dovecot's does.  A leaf whose encoding tmail cannot remove raises
+    L{UnknownCTE} when C{strict}, else is kept as stored.
     """
     header = entity.header
     leaf = not (entity.isMultipart or entity.isMessage)
     if leaf and _encodingOf(entity).strip().lower() not in _IDENTITY:
-        header = withTransferEncoding(header, b"binary")
+        try:
+            body = _decodedBody(entity)
+        except UnknownCTE:
+            if strict:
+                raise
+            return [iter([entity.data[entity.start : entity.end]])]
+        return [iter([withTransferEncoding(header, b"binary")]), *body]
     return [iter([header]), *_decodedBody(entity)]
 
 
@@ -202,9 +209,10 @@ def _decodedBody(entity: MimeEntity) -> list[Iterator[bytes]]:
     An entity's body with the transfer encoding of every part in it
     removed, as Dovecot's BINARY does: a leaf's content decoded; a
     multipart's preamble, delimiters and epilogue as stored around its
-    parts decoded whole; a message/rfc822's message decoded whole.  The
-    decoders are made at once, so an encoding tmail cannot remove raises
-    L{UnknownCTE} here rather than while the pieces are read.
+    parts decoded whole; a message/rfc822's message decoded whole.  A part
+    inside whose encoding tmail cannot remove is kept as stored; a leaf's
+    own raises L{UnknownCTE}, at once: the decoders are made here, not
+    while the pieces are read.
     """
     data = entity.data
     if entity.isMultipart:
@@ -212,7 +220,7 @@ def _decodedBody(entity: MimeEntity) -> list[Iterator[bytes]]:
         position = entity.bodyStart
         for child in entity.children:
             found.append(iter([data[position : child.start]]))
-            found.extend(_decodedWhole(child))
+            found.extend(_decodedWhole(child, strict=False))
             position = child.end
         found.append(iter([data[position : entity.end]]))
         return found
@@ -220,7 +228,7 @@ def _decodedBody(entity: MimeEntity) -> list[Iterator[bytes]]:
     if inner is not None:
         return [
             iter([data[entity.bodyStart : inner.start]]),
-            *_decodedWhole(inner),
+            *_decodedWhole(inner, strict=False),
             iter([data[inner.end : entity.end]]),
         ]
     return [contentPieces(data, entity.bodyStart, entity.end, _encodingOf(entity))]
@@ -248,9 +256,9 @@ def binaryContentPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[
 
 def binaryTextPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
     """
-    C{BINARY[TEXT]}, C{BINARY[3.TEXT]}: the decoded body of the whole
-    message or of the one the message/rfc822 part at C{path} holds, as
-    Dovecot serves it; nothing for another part; C{None} when there is no
+    C{BINARY[TEXT]}, C{BINARY[3.TEXT]}: the decoded body (L{_decodedBody})
+    of the whole message or of the one the message/rfc822 part at C{path}
+    holds, as Dovecot serves it; nothing for another part; C{None} when there is no
     such part.
 
     @raise UnknownCTE: at once, for an encoding tmail cannot remove.
@@ -262,4 +270,4 @@ def binaryTextPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[byt
         if node.encapsulated is None:
             return iter([b""])
         message = node.encapsulated
-    return contentPieces(message.data, message.bodyStart, message.end, _encodingOf(message))
+    return itertools.chain.from_iterable(_decodedBody(message))
