@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import quopri
+import re
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from support.imaploop import listenIMAP
 from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
+from tmail.imap import pieces
 from tmail.imap.binary import decodeBase64, decodeContent, parseFetchItems
+from tmail.imap.charsets import trailingSpaceRemoved
 
 TEXT = "Grüße aus Köln = ok\r\n".encode()
 DATA = bytes(range(256))
@@ -165,9 +168,11 @@ class BinaryFetchTests(SynchronousTestCase):
 
     def test_malformed_binary_items_are_bad(self) -> None:
         for items in [
-            b"BINARY[1.HEADER]",
-            b"BINARY[TEXT]",
-            b"BINARY.PEEK[1.MIME]",
+            b"BINARY[MIME]",
+            b"BINARY[1MIME]",
+            b"BINARY[.TEXT]",
+            b"BINARY[1.HEADER.FIELDS]",
+            b"BINARY[1.HEADER.FIELDS ()]",
             b"BINARY[0]",
             b"BINARY[1.]",
             b"BINARY",
@@ -181,6 +186,117 @@ class BinaryFetchTests(SynchronousTestCase):
             reply = self.send(b"a FETCH 1 " + items)
             self.assertTrue(reply.startswith(b"a BAD "), (items, reply))
         self.assertNotIn("\\Seen", self.flags(1))
+
+    def test_header_text_and_mime_sections_are_served_as_stored(self) -> None:
+        """
+        BINARY[1.MIME], BINARY[HEADER.FIELDS (...)]: beyond RFC 3516's
+        grammar, as Dovecot takes them; they carry no transfer encoding to
+        remove, so they are the bytes BODY[...] serves.
+        """
+        for section in [b"1.MIME", b"HEADER", b"2.MIME", b"HEADER.FIELDS (SUBJECT)"]:
+            body = self.send(b"a FETCH 1 BODY.PEEK[%s]" % section)
+            binary = self.send(b"a FETCH 1 BINARY.PEEK[%s]" % section)
+            self.assertEqual(binary, body.replace(b"BODY[", b"BINARY["), section)
+            size = body.split(b"{", 1)[1].split(b"}", 1)[0]
+            self.assertEqual(
+                self.send(b"a FETCH 1 BINARY.SIZE[%s]" % section),
+                b"* 1 FETCH (BINARY.SIZE[%s] %s)\r\na OK FETCH completed\r\n" % (section, size),
+            )
+        self.assertEqual(
+            self.send(b"a FETCH 1 (BINARY.PEEK[1.mime]<14.10> BINARY.SIZE[header.fields.not (x)])"),
+            b"* 1 FETCH (BINARY[1.MIME]<14> {10}\r\ntext/plain "
+            b"BINARY.SIZE[HEADER.FIELDS.NOT (X)] %d)\r\na OK FETCH completed\r\n"
+            % (MULTIPART.index(b"\r\n\r\n--xx") + 4),
+        )
+        self.assertNotIn("\\Seen", self.flags(1))
+
+    def test_text_and_an_encapsulated_message_are_decoded(self) -> None:
+        """
+        BINARY[TEXT] is the message's decoded body; a message/rfc822 part is
+        its header, naming the binary encoding, and its decoded body, as
+        BINARY[] serves a whole message (as Dovecot serves them).
+        """
+        inner = (
+            b"Subject: inner\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b"\r\n" + base64.b64encode(b"inner\x00body") + b"\r\n"
+        )
+        deliver(
+            self.inbox,
+            b"From: bob@example.test\r\n"
+            b'Content-Type: multipart/mixed; boundary="m"\r\n'
+            b"\r\n"
+            b"--m\r\n"
+            b"Content-Type: message/rfc822\r\n"
+            b"\r\n" + inner + b"--m--\r\n",
+        )
+        self.session.send(b"n NOOP\r\n")
+        header = inner.split(b"\r\n\r\n")[0].replace(b": base64", b": binary") + b"\r\n\r\n"
+        self.assertEqual(
+            self.send(b"a FETCH 3 (BINARY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[1.TEXT])"),
+            b"* 3 FETCH (BINARY[1] ~{%d}\r\n%sinner\x00body BINARY.SIZE[1] %d "
+            b"BINARY[1.TEXT] ~{10}\r\ninner\x00body)\r\na OK FETCH completed\r\n"
+            % (len(header) + 10, header, len(header) + 10),
+        )
+        self.assertEqual(
+            self.send(b"a FETCH 2 (BINARY.PEEK[TEXT] BINARY.PEEK[1.TEXT])"),
+            b"* 2 FETCH (BINARY[TEXT] {11}\r\nhello world BINARY[1.TEXT] {0}\r\n)\r\n"
+            b"a OK FETCH completed\r\n",
+        )
+
+    def test_binary_text_of_a_multipart_decodes_each_part_it_can(self) -> None:
+        """
+        BINARY[TEXT] holds every part decoded, its header naming the binary
+        encoding; a part in an encoding tmail cannot remove stays as stored
+        (only a BINARY of that part itself is NO [UNKNOWN-CTE]).
+        """
+        answer = self.send(b"a FETCH 1 (BINARY.SIZE[TEXT] BINARY.PEEK[TEXT])")
+        text = MULTIPART.split(b"\r\n\r\n", 1)[1]
+        expected = (
+            text.replace(QP, TEXT)
+            .replace(base64.encodebytes(DATA).replace(b"\n", b"\r\n"), DATA)
+            .replace(b": quoted-printable", b": binary")
+            .replace(b": BASE64", b": binary")
+        )
+        self.assertIn(b"x-uuencode\r\n\r\nbegin 644 x\r\n--xx--", expected)
+        self.assertEqual(
+            answer,
+            b"* 1 FETCH (BINARY.SIZE[TEXT] %d BINARY[TEXT] ~{%d}\r\n%s)\r\n"
+            b"a OK FETCH completed\r\n" % (len(expected), len(expected), expected),
+        )
+
+    def test_partial_range_without_a_length_runs_to_the_end(self) -> None:
+        """C{<n>} alone (as Dovecot takes it): the decoded content from octet n on."""
+        self.assertEqual(
+            self.send(b"a FETCH 1 (BINARY.PEEK[2]<250> BINARY.PEEK[1]<300>)"),
+            b"* 1 FETCH (BINARY[2]<250> {6}\r\n%s BINARY[1]<300> {0}\r\n)\r\n"
+            b"a OK FETCH completed\r\n" % DATA[250:],
+        )
+
+    def test_quoted_printable_drops_blanks_that_end_a_line(self) -> None:
+        """
+        RFC 2045 6.7 (3): blanks at the end of an encoded line were added in
+        transport and are deleted; those written as =20 or =09 stay, and a
+        soft line break followed by blanks is still one.
+        """
+        deliver(
+            self.inbox,
+            b"From: bob@example.test\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n"
+            b"\r\n"
+            b"one \t \r\n"
+            b"two=20=09\r\n"
+            b"soft= \t\r\n"
+            b"ly  \r\n"
+            b"last \t",
+        )
+        self.session.send(b"n NOOP\r\n")
+        decoded = b"one\r\ntwo \t\r\nsoftly\r\nlast"
+        self.assertEqual(
+            self.send(b"a FETCH 3 (BINARY.SIZE[1] BINARY.PEEK[1])"),
+            b"* 3 FETCH (BINARY.SIZE[1] %d BINARY[1] {%d}\r\n%s)\r\na OK FETCH completed\r\n"
+            % (len(decoded), len(decoded), decoded),
+        )
 
 
 class BinaryAppendTests(SynchronousTestCase):
@@ -268,6 +384,18 @@ class DecodingTests(SynchronousTestCase):
         self.assertEqual(
             decodeContent(b"abc=\r\ndef=3D\r\nnext", "Quoted-Printable"), b"abcdef=\r\nnext"
         )
+
+    @given(st.lists(st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b"="]), max_size=60))
+    def test_blanks_that_end_lines_go_whatever_the_piece_size(self, parts: list[bytes]) -> None:
+        data = b"".join(parts)
+        expected = re.sub(rb"[ \t]+(?=\r?\n)", b"", data).rstrip(b" \t")
+        original = pieces.PIECE
+        try:
+            for size in (1, 2, 3, 7):
+                pieces.PIECE = size
+                self.assertEqual(trailingSpaceRemoved(b"xx" + data, 2, 2 + len(data)), expected)
+        finally:
+            pieces.PIECE = original
 
     def test_unknown_encodings_raise(self) -> None:
         from tmail.imap.binary import UnknownCTE

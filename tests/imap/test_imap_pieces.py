@@ -136,9 +136,14 @@ class TransferEncodingTests(SynchronousTestCase):
     def test_quoted_printable_in_pieces_is_quoted_printable_whole(
         self, data: bytes, size: int, header: bool
     ) -> None:
-        """Pieces never end within an escape, nor within the skip C{=} CR begins."""
+        """
+        Pieces never end within an escape, nor within the skip C{=} CR begins;
+        a body's blanks at the ends of lines go first (RFC 2045 6.7 (3)).
+        """
         with pieceSize(size):
             decoded = b"".join(quotedPrintablePieces(data, 0, len(data), header=header))
+        if not header:
+            data = re.sub(rb"[ \t]+(?=\r?\n)", b"", data).rstrip(b" \t")
         self.assertEqual(decoded, binascii.a2b_qp(data, header=header))
 
     @_EXAMPLES

@@ -7,11 +7,17 @@ Twisted's FETCH parser does not know C{BINARY[...]}, C{BINARY.PEEK[...]}
 and C{BINARY.SIZE[...]}; L{parseFetchItems} picks these out of a FETCH
 item list and hands every other item to Twisted, keeping the order the
 client asked for.
+
+Beyond RFC 3516's grammar, as Dovecot takes them, a section may end in
+C{HEADER}, C{HEADER.FIELDS [.NOT] (...)} or C{MIME}, served as stored (a
+header carries no transfer encoding), or C{TEXT}, a message's decoded
+body; and a partial range may give its start alone (C{<15>}: to the end).
+A message/rfc822 part is served as Dovecot serves it: its header and its
+decoded body, as C{BINARY[]} serves the whole message.
 """
 
 from __future__ import annotations
 
-import binascii
 import itertools
 import re
 from collections.abc import Iterator
@@ -26,12 +32,18 @@ from tmail.imap.charsets import decodeBase64 as decodeBase64
 from tmail.imap.charsets import decodeBase64Pieces, quotedPrintablePieces
 from tmail.imap.message import MimeEntity, fieldValue
 
-#: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}.
+#: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}, C{BINARY[1.MIME]}.
 _BINARY_ITEM = re.compile(
-    rb"BINARY(\.PEEK|\.SIZE)?\[((?:[1-9]\d{0,8})(?:\.[1-9]\d{0,8})*)?\]"
-    rb"(?:<(\d{1,10})\.(\d{1,10})>)?\Z",
+    rb"BINARY(\.PEEK|\.SIZE)?\[((?:[1-9]\d{0,8})(?:\.[1-9]\d{0,8})*)?"
+    rb"(?:(?:(?<=\[)|(?<=\d)\.)"
+    rb"(?:(HEADER\.FIELDS(?:\.NOT)?) \(([^()\x00-\x1f]+)\)|(HEADER|TEXT|MIME)))?\]"
+    rb"(?:<(\d{1,10})(?:\.(\d{1,10}))?>)?\Z",
     re.IGNORECASE,
 )
+
+#: The length of a partial range given by its start alone (C{<15>}): the
+#: rest of the content, as Dovecot reads it.
+TO_THE_END = 1 << 62
 
 #: Encodings whose content is the bytes as they are (RFC 2045 6.2).
 _IDENTITY = frozenset({"", "7bit", "8bit", "binary"})
@@ -51,6 +63,11 @@ class BinaryItem:
     partialBegin: int | None = None
     partialLength: int = 0
     type: str = "binary"
+    #: C{HEADER}, C{HEADER.FIELDS}, C{HEADER.FIELDS.NOT}, C{TEXT} or C{MIME}
+    #: after the part number: a section served as it is stored, as C{BODY}
+    #: serves it (header fields carry no transfer encoding).
+    text: str = ""
+    fields: list[bytes] = field(default_factory=list)
 
 
 def _topLevel(items: bytes) -> list[bytes]:
@@ -74,16 +91,21 @@ def _binaryItem(token: bytes) -> BinaryItem:
     match = _BINARY_ITEM.match(token)
     if match is None:
         raise imap4.IllegalClientResponse("Invalid BINARY item")
-    kind, section, begin, length = match.groups()
+    kind, section, fieldsKind, fields, text, begin, length = match.groups()
     item = BinaryItem(
         peek=(kind or b"").upper() == b".PEEK",
         size=(kind or b"").upper() == b".SIZE",
         part=[int(p) - 1 for p in section.split(b".")] if section else [],
+        text=(fieldsKind or text or b"").decode("ascii").upper(),
+        fields=[name.strip(b'"').upper() for name in (fields or b"").split()],
     )
+    if item.text == "MIME" and not item.part:
+        raise imap4.IllegalClientResponse("Invalid BINARY item")
     if begin is not None:
         if item.size:
             raise imap4.IllegalClientResponse("BINARY.SIZE takes no partial range")
-        item.partialBegin, item.partialLength = int(begin), int(length)
+        item.partialBegin = int(begin)
+        item.partialLength = TO_THE_END if length is None else int(length)
     return item
 
 
@@ -133,7 +155,7 @@ def decodeContent(body: bytes, encoding: str) -> bytes:
     if encoding == "base64":
         return decodeBase64(body)
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(body)
+        return b"".join(quotedPrintablePieces(body, 0, len(body)))
     raise UnknownCTE(encoding)
 
 
@@ -162,25 +184,90 @@ def _encodingOf(entity: MimeEntity) -> str:
     return value.split(b"(", 1)[0].decode("ascii", "replace")
 
 
+def _decodedWhole(entity: MimeEntity, strict: bool = True) -> list[Iterator[bytes]]:
+    """
+    An entity's header, then its body as L{_decodedBody} gives it; the
+    header names the binary encoding when the body was decoded, as
+    Dovecot's does.  A leaf whose encoding tmail cannot remove raises
+    L{UnknownCTE} when C{strict}, else is kept as stored.
+    """
+    header = entity.header
+    leaf = not (entity.isMultipart or entity.isMessage)
+    if leaf and _encodingOf(entity).strip().lower() not in _IDENTITY:
+        try:
+            body = _decodedBody(entity)
+        except UnknownCTE:
+            if strict:
+                raise
+            return [iter([entity.data[entity.start : entity.end]])]
+        return [iter([withTransferEncoding(header, b"binary")]), *body]
+    return [iter([header]), *_decodedBody(entity)]
+
+
+def _decodedBody(entity: MimeEntity) -> list[Iterator[bytes]]:
+    """
+    An entity's body with the transfer encoding of every part in it
+    removed, as Dovecot's BINARY does: a leaf's content decoded; a
+    multipart's preamble, delimiters and epilogue as stored around its
+    parts decoded whole; a message/rfc822's message decoded whole.  A part
+    inside whose encoding tmail cannot remove is kept as stored; a leaf's
+    own raises L{UnknownCTE}, at once: the decoders are made here, not
+    while the pieces are read.
+    """
+    data = entity.data
+    if entity.isMultipart:
+        found: list[Iterator[bytes]] = []
+        position = entity.bodyStart
+        for child in entity.children:
+            found.append(iter([data[position : child.start]]))
+            found.extend(_decodedWhole(child, strict=False))
+            position = child.end
+        found.append(iter([data[position : entity.end]]))
+        return found
+    inner = entity.encapsulated
+    if inner is not None:
+        return [
+            iter([data[entity.bodyStart : inner.start]]),
+            *_decodedWhole(inner, strict=False),
+            iter([data[inner.end : entity.end]]),
+        ]
+    return [contentPieces(data, entity.bodyStart, entity.end, _encodingOf(entity))]
+
+
 def binaryContentPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
     """
     The decoded content of a BINARY section, a piece at a time: of the
-    part at C{path}, or of the whole message (its header, then its decoded
-    body) for C{BINARY[]}; C{None} when there is no such part.
+    part at C{path}, or of the whole message for C{BINARY[]}; C{None} when
+    there is no such part.  A message (the whole one, or one a
+    message/rfc822 part holds) is its header and its decoded body, and a
+    multipart holds its parts decoded, as Dovecot serves them.
 
     @raise UnknownCTE: at once, for an encoding tmail cannot remove.
     """
     if not path:
-        encoding = _encodingOf(message)
-        body = contentPieces(message.data, message.bodyStart, message.end, encoding)
-        header = message.header
-        if encoding.strip().lower() not in _IDENTITY:
-            # The header goes with the decoded body, as Dovecot sends it.
-            header = withTransferEncoding(header, b"binary")
-        return itertools.chain([header], body)
+        return itertools.chain.from_iterable(_decodedWhole(message))
     node = message.find(path)
     if node is None:
         return None
-    if node.isMultipart or node.isMessage:
-        return contentPieces(node.data, node.bodyStart, node.end, "binary")
-    return contentPieces(node.data, node.bodyStart, node.end, _encodingOf(node))
+    if node.encapsulated is not None:
+        return itertools.chain.from_iterable(_decodedWhole(node.encapsulated))
+    return itertools.chain.from_iterable(_decodedBody(node))
+
+
+def binaryTextPieces(message: MimeEntity, path: tuple[int, ...]) -> Iterator[bytes] | None:
+    """
+    C{BINARY[TEXT]}, C{BINARY[3.TEXT]}: the decoded body (L{_decodedBody})
+    of the whole message or of the one the message/rfc822 part at C{path}
+    holds, as Dovecot serves it; nothing for another part; C{None} when there is no
+    such part.
+
+    @raise UnknownCTE: at once, for an encoding tmail cannot remove.
+    """
+    if path:
+        node = message.find(path)
+        if node is None:
+            return None
+        if node.encapsulated is None:
+            return iter([b""])
+        message = node.encapsulated
+    return itertools.chain.from_iterable(_decodedBody(message))

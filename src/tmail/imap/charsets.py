@@ -63,6 +63,8 @@ _WORD_STOP = re.compile(r"[?\s]")
 _LAST_SPACE = re.compile(r"\s\S*\Z")
 #: What follows C{=} in an escape for a byte.
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
+#: Blanks that end a line.
+_TRAILING_SPACE = re.compile(rb"[ \t]+(?=\r?\n)")
 #: A run of C{=} read in pairs up to a C{=} carriage return: a soft line
 #: break that skips up to the next line feed.
 _SKIP = re.compile(rb"(?<!=)(?:==)*=\r")
@@ -337,6 +339,9 @@ def quotedPrintablePieces(
     with the next line feed, or a lone C{=}, which the decoder drops at the
     end of its input.
     """
+    if not header:
+        data = trailingSpaceRemoved(data, start, end)
+        start, end = 0, len(data)
     low = start
     while low < end:
         if data.startswith(b"=\r", low, end):
@@ -348,6 +353,27 @@ def quotedPrintablePieces(
         cut = _quotedPrintableCut(data, low, min(low + max(pieces.PIECE, 4), end), end)
         yield binascii.a2b_qp(data[low:cut], header=header)
         low = cut
+
+
+def trailingSpaceRemoved(data: bytes, start: int, end: int) -> bytes:
+    """
+    C{data[start:end]} without the spaces and tabs that end its lines and
+    itself: a quoted-printable decoder deletes them, as transport may have
+    added them (RFC 2045 6.7 rule 3), so C{"foo=  "} is a soft line break.
+    A piece at a time, and in linear time however long a run of blanks is.
+    """
+    out: list[bytes] = []
+    blanks: list[bytes] = []
+    for low, high in pieces.windows(start, end):
+        window = data[low:high]
+        keep = len(window.rstrip(b" \t\r"))
+        if keep == 0:
+            blanks.append(window)
+            continue
+        out.append(_TRAILING_SPACE.sub(b"", b"".join([*blanks, window[:keep]])))
+        blanks = [window[keep:]]
+    out.append(_TRAILING_SPACE.sub(b"", b"".join(blanks)).rstrip(b" \t"))
+    return b"".join(out)
 
 
 def _quotedPrintableCut(data: bytes, low: int, high: int, end: int) -> int:

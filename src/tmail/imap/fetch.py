@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail.imap import pieces
-from tmail.imap.binary import BinaryItem, UnknownCTE, binaryContentPieces
+from tmail.imap.binary import BinaryItem, UnknownCTE, binaryContentPieces, binaryTextPieces
 from tmail.imap.binaryappend import forLiteral
 from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
 from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLarge
@@ -175,10 +175,22 @@ def _binary(item: BinaryItem, message: IMAPMessage) -> list[Piece]:
     C{BINARY[1]<0> ...} with the content as a literal, a C{~{n}} literal8
     when it holds NUL (RFC 3516 4.3), or NIL for a part that does not
     exist.  The content is decoded a piece at a time into memory, and a
-    large one streamed from there.
+    large one streamed from there; a C{HEADER} or C{MIME} section is the
+    bytes C{BODY} would serve.
     """
     section = b".".join(b"%d" % (p + 1) for p in item.part)
-    found = binaryContentPieces(message.entity, tuple(item.part))
+    found: Iterator[bytes] | None
+    if item.text:
+        section += (b"." if section else b"") + item.text.encode()
+        if item.fields:
+            section += b" (" + b" ".join(item.fields) + b")"
+        if item.text == "TEXT":
+            found = binaryTextPieces(message.entity, tuple(item.part))
+        else:
+            stored = message.entity.section(tuple(item.part), item.text, item.fields)
+            found = None if stored is None else iter([stored])
+    else:
+        found = binaryContentPieces(message.entity, tuple(item.part))
     if item.size:
         size = 0 if found is None else sum(len(piece) for piece in found)
         return [b"BINARY.SIZE[%s] %d" % (section, size)]
