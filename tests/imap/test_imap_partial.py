@@ -84,10 +84,17 @@ class PartialSearchTests(SynchronousTestCase):
         )
 
     def test_range_ends_may_come_in_either_order(self) -> None:
-        """RFC 9394 4: C{500:400} is C{400:500}; the answer repeats the range as given."""
+        """
+        RFC 9394 4: C{500:400} is C{400:500}, and is answered as C{400:500};
+        a range from the end is answered as the client wrote it.
+        """
         self.assertEqual(
             self.send(b"t UID SEARCH RETURN (PARTIAL 3:1) " + WANTED),
-            b'* ESEARCH (TAG "t") UID PARTIAL (3:1 1,3:4)\r\nt OK SEARCH completed\r\n',
+            b'* ESEARCH (TAG "t") UID PARTIAL (1:3 1,3:4)\r\nt OK SEARCH completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"s SORT RETURN (PARTIAL 4:2) (ARRIVAL) UTF-8 " + WANTED),
+            b'* ESEARCH (TAG "s") PARTIAL (2:4 3:4,6)\r\ns OK SORT completed\r\n',
         )
         self.assertEqual(
             self.send(b"u UID SEARCH RETURN (PARTIAL -1:-2) " + WANTED),
