@@ -138,6 +138,23 @@ class PartialSearchTests(SynchronousTestCase):
             b'* ESEARCH (TAG "u") PARTIAL (-2:-1 3,1)\r\nu OK SORT completed\r\n',
         )
 
+    def test_sort_return_options_may_follow_the_charset(self) -> None:
+        """
+        C{RETURN (...)} placed after a SORT's charset reads as it does before
+        the criteria; a second RETURN is still no search key.
+        """
+        self.assertEqual(
+            self.send(b"t SORT (REVERSE ARRIVAL) UTF-8 RETURN (PARTIAL 2:3) " + WANTED),
+            b'* ESEARCH (TAG "t") PARTIAL (2:3 11,10)\r\nt OK SORT completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"u UID SORT (ARRIVAL) US-ASCII RETURN (MIN COUNT) " + WANTED),
+            b'* ESEARCH (TAG "u") UID MIN 1 COUNT 9\r\nu OK SORT completed\r\n',
+        )
+        self.assertTrue(
+            self.send(b"v SORT RETURN (MIN) (ARRIVAL) UTF-8 RETURN (MAX) ALL").startswith(b"v BAD ")
+        )
+
     def test_malformed_partial_is_bad(self) -> None:
         """RFC 9394 3.1, 4: one PARTIAL, not with ALL; two same-sign non-zero numbers, no C{*}."""
         for options in [
