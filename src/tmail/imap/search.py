@@ -181,6 +181,27 @@ def _headerTextContains(message: IMAPMessage, needle: str) -> bool:
     return _textContains(_decodeHeaderPieces(raw), needle)
 
 
+def _partHeadersContain(message: IMAPMessage, needle: str) -> bool:
+    """
+    Whether case-folded C{needle} is in the header of a part below the top
+    one, decoded: a body part's MIME header, or the header of a message
+    inside a message/rfc822 part.  Those are in the message's body, so
+    TEXT finds them (RFC 3501 6.4.4) though BODY, which reads text parts'
+    content, does not.
+    """
+    parts = message.entity.walk()
+    next(parts)
+    for part in parts:
+        data, start, end = part.data, part.start, part.bodyStart
+
+        def raw(data: bytes = data, start: int = start, end: int = end) -> Iterator[bytes]:
+            return (data[low:high] for low, high in pieces.windows(start, end))
+
+        if start < end and _textContains(_decodeHeaderPieces(raw), needle):
+            return True
+    return False
+
+
 def _decodeHeaderPieces(raw: Callable[[], Iterable[bytes]]) -> Iterator[str]:
     """L{_decodeHeader} of a long header (or field), in pieces."""
     return decodeWordsPieces("".join(decodeTextPieces(raw, "utf-8")))
@@ -453,7 +474,11 @@ class _Compiler:
         if name == "TEXT":
             needle = cursor.string().casefold()
             return _BODY, _safe(
-                lambda s, m: _headerTextContains(m, needle) or _bodyContains(m, needle)
+                lambda s, m: (
+                    _headerTextContains(m, needle)
+                    or _bodyContains(m, needle)
+                    or _partHeadersContain(m, needle)
+                )
             )
         folder = self.mailbox.folder
         extra = objectIdKey(name, cursor, folder) or saveDateKey(name, cursor, folder)
