@@ -52,6 +52,7 @@ from tmail.imap.parse import LimitExceeded, parseDate
 from tmail.imap.savedate import searchKey as saveDateKey
 from tmail.imap.seqset import parseSequenceSet
 from tmail.imap.sort import MAX_DATE_TEXT
+from tmail.imap.structure import localDay
 
 if TYPE_CHECKING:
     from tmail.imap.mailbox import IMAPMailbox
@@ -284,8 +285,7 @@ def _sentDate(message: IMAPMessage) -> datetime.date | None:
 
 
 def _internalDate(message: IMAPMessage) -> datetime.date:
-    stamp = message.info.internaldate
-    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).date()
+    return localDay(message.info.internaldate)
 
 
 def _safe(predicate: Predicate) -> Predicate:
