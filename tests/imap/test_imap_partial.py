@@ -84,10 +84,17 @@ class PartialSearchTests(SynchronousTestCase):
         )
 
     def test_range_ends_may_come_in_either_order(self) -> None:
-        """RFC 9394 4: C{500:400} is C{400:500}; the answer repeats the range as given."""
+        """
+        RFC 9394 4: C{500:400} is C{400:500}, and is answered as C{400:500};
+        a range from the end is answered as the client wrote it.
+        """
         self.assertEqual(
             self.send(b"t UID SEARCH RETURN (PARTIAL 3:1) " + WANTED),
-            b'* ESEARCH (TAG "t") UID PARTIAL (3:1 1,3:4)\r\nt OK SEARCH completed\r\n',
+            b'* ESEARCH (TAG "t") UID PARTIAL (1:3 1,3:4)\r\nt OK SEARCH completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"s SORT RETURN (PARTIAL 4:2) (ARRIVAL) UTF-8 " + WANTED),
+            b'* ESEARCH (TAG "s") PARTIAL (2:4 3:4,6)\r\ns OK SORT completed\r\n',
         )
         self.assertEqual(
             self.send(b"u UID SEARCH RETURN (PARTIAL -1:-2) " + WANTED),
@@ -129,6 +136,23 @@ class PartialSearchTests(SynchronousTestCase):
         self.assertEqual(
             self.send(b"u SORT RETURN (PARTIAL -2:-1) (REVERSE ARRIVAL) UTF-8 " + WANTED),
             b'* ESEARCH (TAG "u") PARTIAL (-2:-1 3,1)\r\nu OK SORT completed\r\n',
+        )
+
+    def test_sort_return_options_may_follow_the_charset(self) -> None:
+        """
+        C{RETURN (...)} placed after a SORT's charset reads as it does before
+        the criteria; a second RETURN is still no search key.
+        """
+        self.assertEqual(
+            self.send(b"t SORT (REVERSE ARRIVAL) UTF-8 RETURN (PARTIAL 2:3) " + WANTED),
+            b'* ESEARCH (TAG "t") PARTIAL (2:3 11,10)\r\nt OK SORT completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"u UID SORT (ARRIVAL) US-ASCII RETURN (MIN COUNT) " + WANTED),
+            b'* ESEARCH (TAG "u") UID MIN 1 COUNT 9\r\nu OK SORT completed\r\n',
+        )
+        self.assertTrue(
+            self.send(b"v SORT RETURN (MIN) (ARRIVAL) UTF-8 RETURN (MAX) ALL").startswith(b"v BAD ")
         )
 
     def test_malformed_partial_is_bad(self) -> None:

@@ -199,7 +199,22 @@ class SortAlgorithmTests(SynchronousTestCase):
             facts(4, **{"from": "undisclosed-recipients:;"}),
             facts(5, **{"from": "BOB@other.test"}),
         ]
-        self.assertEqual([f.seq for f in sortMessages(items, [(b"FROM", False)])], [3, 4, 2, 5, 1])
+        self.assertEqual([f.seq for f in sortMessages(items, [(b"FROM", False)])], [3, 2, 5, 4, 1])
+
+    def test_addressKeyIsTheEnvelopesFirstMailbox(self) -> None:
+        """
+        RFC 5256 3: the IMAP addr-mailbox of the first address, as ENVELOPE
+        lists it: a group's start marker holds the group's name, an address
+        without a local part holds MISSING_MAILBOX, and a comment is none.
+        """
+        items = [
+            facts(1, cc="team: zed@x.test;"),
+            facts(2, cc="<>"),
+            facts(3, cc="(nobody)"),
+            facts(4, cc="Ann (the boss) <nora@x.test>"),
+            facts(5, cc='"a b"@x.test'),
+        ]
+        self.assertEqual([f.seq for f in sortMessages(items, [(b"CC", False)])], [3, 5, 2, 4, 1])
 
     def test_headerReadOnceForAllCriteria(self) -> None:
         items = [facts(n, subject="s", to="a@b", cc="c@d", date="x") for n in range(1, 4)]

@@ -60,6 +60,21 @@ class DisplayValueTests(SynchronousTestCase):
         for value, wanted in cases:
             self.assertEqual(displayValue(value), wanted, value)
 
+    def test_comment_names_only_a_bare_address(self) -> None:
+        """
+        A comment inside an address is no display name (as ENVELOPE reads
+        it); one after a bare addr-spec is, by the old C{user@host (Name)}
+        convention.
+        """
+        cases = [
+            (b"<ann (work)@ (main) x.example>", b"ANN@X.EXAMPLE"),
+            (b"ann@x.example (Ann Lee)", b"ANN LEE"),
+            (b"<ann@x.example> (Ann Lee)", b"ANN@X.EXAMPLE"),
+            (b"Ann (the boss) <ann@x.example>", b"ANN"),
+        ]
+        for value, wanted in cases:
+            self.assertEqual(displayValue(value), wanted, value)
+
 
 class SortDisplayTests(SynchronousTestCase):
     def setUp(self) -> None:
@@ -89,6 +104,15 @@ class SortDisplayTests(SynchronousTestCase):
         self.assertEqual(
             self.send(b"a SORT (DISPLAYTO) UTF-8 ALL"),
             b"* SORT 5 2 6 4 3 1\r\na OK SORT completed\r\n",
+        )
+
+    def test_comment_inside_an_address_does_not_sort_as_its_name(self) -> None:
+        """C{<zed (note)@x.example>} sorts as ZED@X.EXAMPLE, not as NOTE."""
+        put(self.session.store.getFolder("INBOX"), b"From: <zed (note)@ (hub) x.example>\r\n")
+        self.send(b"n NOOP")
+        self.assertEqual(
+            self.send(b"a SORT (DISPLAYFROM) UTF-8 ALL"),
+            b"* SORT 5 2 3 6 1 7 4\r\na OK SORT completed\r\n",
         )
 
     def test_display_keys_with_esort(self) -> None:

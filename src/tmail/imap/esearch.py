@@ -131,6 +131,22 @@ def parseReturnOptions(tokens: list[Any]) -> tuple[ReturnOptions | None, list[An
     return ReturnOptions(frozenset(names), partial), tokens[2:]
 
 
+def parseSortReturnOptions(tokens: list[Any]) -> tuple[ReturnOptions | None, list[Any]]:
+    """
+    L{parseReturnOptions} for SORT: C{RETURN (...)} before the sort
+    criteria (RFC 5267 3.2), or else right after the charset
+    (C{SORT (ARRIVAL) UTF-8 RETURN (PARTIAL 1:10) ALL}), a placement some
+    clients use; no search key is named RETURN, so the line reads one way
+    only.  The rest comes back as criteria, charset and search keys.
+    """
+    options, rest = parseReturnOptions(tokens)
+    if options is None and len(rest) > 2:
+        late, keys = parseReturnOptions(rest[2:])
+        if late is not None:
+            return late, rest[:2] + keys
+    return options, rest
+
+
 def esearchResponse(tag: bytes, options: ReturnOptions, hits: Sequence[int], uid: bool) -> bytes:
     """
     An ESEARCH response (RFC 4731 3.1) for C{hits}, in mailbox order for

@@ -30,13 +30,23 @@ class PartialRange:
 
     @ivar first: the lower of the two positions (counted from its end).
     @ivar last: the higher.
-    @ivar text: the range as the client wrote it, which the answer repeats.
+    @ivar text: the range as the client wrote it.
     """
 
     first: int
     last: int
     fromEnd: bool
     text: bytes
+
+    @property
+    def answered(self) -> bytes:
+        """
+        The range as the answer names it: counted from the first result,
+        lower end first (a request of C{4:2} is answered C{2:4}, as for
+        C{2:4}); counted from the last, as the client wrote it, where either
+        order reads as lower first (C{-1:-3} by position, C{-3:-1} by value).
+        """
+        return self.text if self.fromEnd else b"%d:%d" % (self.first, self.last)
 
     @property
     def needed(self) -> int:
@@ -86,4 +96,4 @@ def formatPartial(
     in the window.  C{format} turns the numbers into a set, in their order.
     """
     found = format(list(numbers)) if numbers else b"NIL"
-    return b"PARTIAL (%s %s)" % (partial.text, found)
+    return b"PARTIAL (%s %s)" % (partial.answered, found)

@@ -6,7 +6,7 @@ SAVEDSINCE and SAVEDATESUPPORTED SEARCH keys, from the store's save dates
 
 A message whose save date is not known is C{SAVEDATE NIL}; the date
 searches then use its internal date, the nearest the store has.  Dates
-compare as the other date keys do here, in UTC.
+compare as the other date keys do here, in the server's local time zone.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import datetime
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from tmail.imap.structure import internalDate
+from tmail.imap.structure import internalDate, localDay
 from tmail.interfaces import IMailFolder, ISaveDateFolder
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def searchKey(name: str, cursor: Cursor, folder: IMailFolder) -> Predicate | Non
             return False
         if stamp is None:
             stamp = message.info.internaldate
-        value = datetime.datetime.fromtimestamp(stamp, datetime.UTC).date()
+        value = localDay(stamp)
         if relation == "BEFORE":
             return value < date
         if relation == "ON":

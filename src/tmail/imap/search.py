@@ -52,6 +52,7 @@ from tmail.imap.parse import LimitExceeded, parseDate
 from tmail.imap.savedate import searchKey as saveDateKey
 from tmail.imap.seqset import parseSequenceSet
 from tmail.imap.sort import MAX_DATE_TEXT
+from tmail.imap.structure import localDay
 
 if TYPE_CHECKING:
     from tmail.imap.mailbox import IMAPMailbox
@@ -181,6 +182,27 @@ def _headerTextContains(message: IMAPMessage, needle: str) -> bool:
     return _textContains(_decodeHeaderPieces(raw), needle)
 
 
+def _partHeadersContain(message: IMAPMessage, needle: str) -> bool:
+    """
+    Whether case-folded C{needle} is in the header of a part below the top
+    one, decoded: a body part's MIME header, or the header of a message
+    inside a message/rfc822 part.  Those are in the message's body, so
+    TEXT finds them (RFC 3501 6.4.4) though BODY, which reads text parts'
+    content, does not.
+    """
+    parts = message.entity.walk()
+    next(parts)
+    for part in parts:
+        data, start, end = part.data, part.start, part.bodyStart
+
+        def raw(data: bytes = data, start: int = start, end: int = end) -> Iterator[bytes]:
+            return (data[low:high] for low, high in pieces.windows(start, end))
+
+        if start < end and _textContains(_decodeHeaderPieces(raw), needle):
+            return True
+    return False
+
+
 def _decodeHeaderPieces(raw: Callable[[], Iterable[bytes]]) -> Iterator[str]:
     """L{_decodeHeader} of a long header (or field), in pieces."""
     return decodeWordsPieces("".join(decodeTextPieces(raw, "utf-8")))
@@ -263,8 +285,7 @@ def _sentDate(message: IMAPMessage) -> datetime.date | None:
 
 
 def _internalDate(message: IMAPMessage) -> datetime.date:
-    stamp = message.info.internaldate
-    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).date()
+    return localDay(message.info.internaldate)
 
 
 def _safe(predicate: Predicate) -> Predicate:
@@ -453,7 +474,11 @@ class _Compiler:
         if name == "TEXT":
             needle = cursor.string().casefold()
             return _BODY, _safe(
-                lambda s, m: _headerTextContains(m, needle) or _bodyContains(m, needle)
+                lambda s, m: (
+                    _headerTextContains(m, needle)
+                    or _bodyContains(m, needle)
+                    or _partHeadersContain(m, needle)
+                )
             )
         folder = self.mailbox.folder
         extra = objectIdKey(name, cursor, folder) or saveDateKey(name, cursor, folder)

@@ -86,7 +86,12 @@ from tmail.imap.condstore import (
     parseStoreModifiers,
     splitModSeqItem,
 )
-from tmail.imap.esearch import ReturnOptions, esearchResponse, parseReturnOptions
+from tmail.imap.esearch import (
+    ReturnOptions,
+    esearchResponse,
+    parseReturnOptions,
+    parseSortReturnOptions,
+)
 from tmail.imap.fetch import (
     FetchOutcome,
     FetchStream,
@@ -1485,7 +1490,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     def do_SORT(self, tag: bytes, tokens: list[Any], uid: int = 0) -> Deferred[None]:
         """SORT (RFC 5256), with ESORT's and CONTEXT=SORT's RETURN options (RFC 5267)."""
-        options, tokens = parseReturnOptions(tokens)
+        options, tokens = parseSortReturnOptions(tokens)
         if len(tokens) < 3:
             raise imap4.IllegalClientResponse("SORT needs criteria, a charset and search keys")
         try:

@@ -8,7 +8,7 @@ it) through L{IMAPMessage.header}, which the SEARCH predicate may already
 have filled.  Strings compare with C{i;ascii-casemap} (ASCII letters folded
 to upper case, then octet order), the RFC's default collation.  Encoded
 words and addresses are read in linear time, without recursion
-(L{tmail.imap.charsets}, L{tmail.imap.addresses}).
+(L{tmail.imap.charsets}, L{tmail.imap.addressfields}).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar, cast
 
-from tmail.imap.addresses import getaddresses
+from tmail.imap.addressfields import MISSING_MAILBOX, addressList
 from tmail.imap.charsets import decodeWords
 from tmail.imap.message import IMAPMessage, fieldValue, headerFields
 from tmail.imap.sortdisplay import displayValue
@@ -105,14 +105,19 @@ def sortableText(text: str) -> bytes:
 
 
 def _firstMailbox(value: bytes | None) -> bytes:
-    """The addr-mailbox (local part) of the first address of a header, or empty."""
+    """
+    The IMAP addr-mailbox of the first address of a header (RFC 5256 3), as
+    ENVELOPE gives it: the local part; a group's name when the list begins
+    with a group (its start marker's mailbox); C{MISSING_MAILBOX} for an
+    address without one (C{<>}); empty when the field holds no address.
+    """
     if value is None:
         return b""
     text = value[:MAX_ADDRESS_TEXT].decode("utf-8", "surrogateescape")
-    for _, address in getaddresses(text):
-        if address:
-            local, at, _ = address.rpartition("@")
-            return sortableText(local if at else address)
+    for entry in addressList(text, 1):
+        if entry.kind == "start":
+            return sortableText(entry.name or "")
+        return sortableText(entry.mailbox or MISSING_MAILBOX)
     return b""
 
 

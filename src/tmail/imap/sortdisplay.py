@@ -4,7 +4,9 @@ first address of From or To as a reader sees it, its display name (RFC 2047
 decoded), else C{mailbox@host}, else the mailbox, else the empty string
 (RFC 5957 3), compared as C{i;ascii-casemap}; a list that begins with a
 group sorts by the group's name, as its first IMAP address is the
-start-of-group marker.
+start-of-group marker.  The address is read as ENVELOPE reads it
+(L{tmail.imap.addressfields}): a comment inside it is no name, one after a
+bare C{user@host} is.
 
 Twisted has no SORT.  The field is read in linear time, at most
 L{MAX_ADDRESS_TEXT} characters of it, as the FROM and TO keys read it.
@@ -12,7 +14,7 @@ L{MAX_ADDRESS_TEXT} characters of it, as the FROM and TO keys read it.
 
 from __future__ import annotations
 
-from tmail.imap.addresses import getaddresses
+from tmail.imap.addressfields import addressList
 from tmail.imap.charsets import decodeWords
 from tmail.imap.structure import MAX_ADDRESS_TEXT
 
@@ -68,12 +70,10 @@ def displayValue(value: bytes | None) -> bytes:
     group = groupName(text)
     if group is not None:
         return group.encode("utf-8", "surrogateescape").upper()
-    for name, address in getaddresses(text):
-        if not (name or address):
-            continue
-        shown = decodeWords(name).strip() if name else ""
+    for entry in addressList(text, 1):
+        shown = decodeWords(entry.name).strip() if entry.name else ""
         if not shown:
-            local, at, host = address.rpartition("@")
-            shown = address if at and local and host else (local or host or address)
+            local, host = entry.mailbox or "", entry.host or ""
+            shown = f"{local}@{host}" if local and host else (local or host)
         return shown.encode("utf-8", "surrogateescape").upper()
     return b""

@@ -11,6 +11,7 @@ BODYSTRUCTURE with an explicit stack, and read addresses without recursion
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Iterable
 
@@ -59,16 +60,30 @@ def plist(items: Iterable[bytes]) -> bytes:
 
 
 def internalDate(timestamp: float) -> bytes:
-    """C{"17-Jul-1996 02:44:25 +0000"} for an INTERNALDATE (in UTC)."""
-    t = time.gmtime(timestamp)
-    return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
+    """
+    C{"17-Jul-1996 02:44:25 -0700"} for an INTERNALDATE, in the server's
+    local time zone: the day the date-only SEARCH keys (BEFORE, ON, SINCE)
+    compare, as Dovecot and Cyrus show and compare it too.
+    """
+    t = time.localtime(timestamp)
+    offset = (t.tm_gmtoff or 0) // 60
+    hours, minutes = divmod(abs(offset), 60)
+    return b'"%02d-%s-%04d %02d:%02d:%02d %s%02d%02d"' % (
         t.tm_mday,
         _MONTHS[t.tm_mon - 1].encode(),
         t.tm_year,
         t.tm_hour,
         t.tm_min,
         t.tm_sec,
+        b"-" if offset < 0 else b"+",
+        hours,
+        minutes,
     )
+
+
+def localDay(timestamp: float) -> datetime.date:
+    """The day of a timestamp in the server's local time zone, as L{internalDate} shows it."""
+    return datetime.datetime.fromtimestamp(timestamp).date()
 
 
 def _addresses(value: bytes | None) -> bytes:
