@@ -70,7 +70,7 @@ class BinaryItem:
     fields: list[bytes] = field(default_factory=list)
 
 
-def _topLevel(items: bytes) -> list[bytes]:
+def topLevelItems(items: bytes) -> list[bytes]:
     """Split a FETCH item list at the spaces outside brackets and parentheses."""
     tokens: list[bytes] = []
     depth = 0
@@ -125,7 +125,7 @@ def parseFetchItems(line: bytes) -> list[Any]:
     if inner.startswith(b"(") and inner.endswith(b")"):
         inner = inner[1:-1]
     items: list[Any] = []
-    for token in _topLevel(inner):
+    for token in topLevelItems(inner):
         if token.upper().startswith(b"BINARY"):
             items.append(_binaryItem(token))
             continue

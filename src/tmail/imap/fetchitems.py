@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.mail import imap4
 
-from tmail.imap.binary import parseFetchItems
+from tmail.imap.binary import parseFetchItems, topLevelItems
 from tmail.imap.message import MimeLimits
 from tmail.imap.objectid import emailIdItem, threadIdItem
 from tmail.imap.preview import previewItem
@@ -42,23 +42,6 @@ class ExtraItem:
     partialBegin: None = None
 
 
-def _topLevel(items: bytes) -> list[bytes]:
-    """Split a FETCH item list at the spaces outside brackets and parentheses."""
-    tokens: list[bytes] = []
-    depth = 0
-    start = 0
-    for i, c in enumerate(items):
-        if c in b"[(":
-            depth += 1
-        elif c in b"])":
-            depth -= 1
-        elif c == 0x20 and depth == 0:
-            tokens.append(items[start:i])
-            start = i + 1
-    tokens.append(items[start:])
-    return [t for t in tokens if t]
-
-
 def mentionsExtra(line: bytes) -> bool:
     """Whether a FETCH item list may hold one of these items."""
     return _MENTIONS.search(line) is not None
@@ -73,7 +56,7 @@ def parseExtendedItems(line: bytes) -> list[Any]:
     inner = line.strip(b" ")
     if inner.startswith(b"(") and inner.endswith(b")"):
         inner = inner[1:-1]
-    tokens = _topLevel(inner)
+    tokens = topLevelItems(inner)
     items: list[Any] = []
     i = 0
     while i < len(tokens):

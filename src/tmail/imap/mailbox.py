@@ -363,19 +363,25 @@ class IMAPMailbox:
         C{$} names the saved messages still in the session's view.
         """
         uids = self._uids
+        found: list[tuple[int, int]] = []
+        for first, end in self._spans(messages, uid):
+            found.extend(zip(range(first + 1, end + 1), uids[first:end], strict=True))
+        return found
+
+    def _spans(self, messages: Messages, uid: bool) -> Iterator[tuple[int, int]]:
+        """The index ranges C{[first, end)} into the view a message set names, in order."""
+        uids = self._uids
         if isinstance(messages, SavedResult):
             messages, uid = SequenceSet.fromNumbers(self.saved), True
         count = len(uids)
         if not uid and messages.highest() > count:
             raise imap4.IllegalIdentifierError(f"No message {messages.highest()}")
-        found: list[tuple[int, int]] = []
         for low, high in messages.resolve(self.lastUID() if uid else count):
             if uid:
                 first, end = bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)
             else:
                 first, end = max(low, 1) - 1, min(high, count)
-            found.extend(zip(range(first + 1, end + 1), uids[first:end], strict=True))
-        return found
+            yield first, end
 
     def resolveWindow(
         self, messages: Messages, uid: bool, window: Callable[[range], Sequence[int]]
@@ -386,19 +392,7 @@ class IMAPMailbox:
         are counted range by range.
         """
         uids = self._uids
-        if isinstance(messages, SavedResult):
-            messages, uid = SequenceSet.fromNumbers(self.saved), True
-        count = len(uids)
-        if not uid and messages.highest() > count:
-            raise imap4.IllegalIdentifierError(f"No message {messages.highest()}")
-        spans: list[tuple[int, int]] = []
-        for low, high in messages.resolve(self.lastUID() if uid else count):
-            if uid:
-                first, end = bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)
-            else:
-                first, end = max(low, 1) - 1, min(high, count)
-            if end > first:
-                spans.append((first, end))
+        spans = [(first, end) for first, end in self._spans(messages, uid) if end > first]
         total = sum(end - first for first, end in spans)
         wanted = window(range(total))
         if not wanted:
