@@ -113,7 +113,8 @@ IMAP_COMMANDS = (
     b"CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN SELECT EXAMINE CREATE DELETE RENAME "
     b"SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND CHECK CLOSE EXPUNGE SEARCH FETCH STORE COPY "
     b"MOVE UID IDLE ENABLE ID NAMESPACE UNSELECT COMPRESS SORT THREAD GETQUOTA GETQUOTAROOT "
-    b"SETQUOTA ESEARCH XLIST DONE NOTIFY UIDBATCHES"
+    b"SETQUOTA ESEARCH XLIST DONE NOTIFY UIDBATCHES GETMETADATA SETMETADATA GENURLAUTH URLFETCH "
+    b"RESETKEY CANCELUPDATE"
 ).split()
 IMAP_TAGS: Bytes = st.one_of(
     st.sampled_from([b"a", b"A001", b"*", b"+", b"", b"t.1", b"x" * 300, b"a{", b"a)"]),
@@ -464,6 +465,10 @@ def imapArguments(draw: st.DrawFn, command: bytes) -> list[bytes]:
                     b"CHARSET KOI8",
                     b"RETURN (MIN MAX COUNT SAVE)",
                     b"RETURN (",
+                    b"RETURN (UPDATE COUNT)",
+                    b"RETURN (PARTIAL -1:-100)",
+                    b"RETURN (PARTIAL 4294967295:1 UPDATE)",
+                    b"RETURN (CONTEXT PARTIAL 0:1)",
                 ]
             ),
             st.one_of(searchKey, deepSearch()),
@@ -490,7 +495,18 @@ def imapArguments(draw: st.DrawFn, command: bytes) -> list[bytes]:
                     b'(\\Seen) "31-Dec-1969 23:59:59 +0000"',
                 ]
             ),
-            literal(MESSAGE_BODIES),
+            st.one_of(
+                literal(MESSAGE_BODIES),
+                st.sampled_from(
+                    [
+                        b'CATENATE (URL "/INBOX;uid=1/;section=1" TEXT {2}\r\nab)',
+                        b'CATENATE (URL "/INBOX;uid=999")',
+                        b"CATENATE (TEXT ~{3}\r\na\x00b)",
+                        b"CATENATE ()",
+                        b"CATENATE (URL",
+                    ]
+                ),
+            ),
         ).map(list),
         b"COPY": st.tuples(sequenceSet(), MAILBOXES).map(list),
         b"MOVE": st.tuples(sequenceSet(), MAILBOXES).map(list),
@@ -511,6 +527,42 @@ def imapArguments(draw: st.DrawFn, command: bytes) -> list[bytes]:
         b"UIDBATCHES": st.sampled_from(
             [[b"500"], [b"1000", b"1:2"], [b"499"], [b"500", b"9:1"], [b"500", b"1:999999"], []]
         ).map(list),
+        b"GETMETADATA": st.sampled_from(
+            [
+                [b'""', b"/private/comment"],
+                [b"INBOX", b"(/shared/comment /private/comment)"],
+                [b"(MAXSIZE 10 DEPTH infinity)", b"INBOX", b"/shared"],
+                [b"(DEPTH 7)", b"INBOX", b"/x"],
+                [b"INBOX", b"(/private/" + b"a/" * 200 + b")"],
+            ]
+        ).map(list),
+        b"SETMETADATA": st.sampled_from(
+            [
+                [b"INBOX", b'(/private/comment "hello")'],
+                [b'""', b"(/shared/admin NIL)"],
+                [b"INBOX", b"(/private/comment ~{3}\r\na\x00b)"],
+                [b"INBOX", b"(/bogus x)"],
+                [b"INBOX", b"(/private/a {99999999}\r\n)"],
+            ]
+        ).map(list),
+        b"GENURLAUTH": st.sampled_from(
+            [
+                [b'"imap://alice@example.test/INBOX;uid=1;urlauth=anonymous" INTERNAL'],
+                [b'"imap://x/INBOX;uid=1;urlauth=submit+alice" INTERNAL'],
+                [b'"imap://alice@example.test/INBOX/;uid=1;urlauth=user+alice" XSAMPLE'],
+                [b'"' + b"%" * 500 + b'" INTERNAL'],
+            ]
+        ).map(list),
+        b"URLFETCH": st.sampled_from(
+            [
+                [b'"imap://alice@example.test/INBOX;uid=1;urlauth=anonymous:internal:00"'],
+                [b'("imap://alice@example.test/INBOX;uid=1;section=1" BODYPARTSTRUCTURE BINARY)'],
+                [b"/INBOX;uid=1"],
+                [b'("x" BODY BODY BODY)'],
+            ]
+        ).map(list),
+        b"RESETKEY": st.sampled_from([[], [b"INBOX"], [b"INBOX", b"INTERNAL"], [b"Nope", b"X"]]),
+        b"CANCELUPDATE": st.sampled_from([[b'"a"'], [b'"a" "b"'], [b"a"], []]),
         b"NOTIFY": st.sampled_from(
             [
                 [b"NONE"],
