@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import resource
 import sys
 import tempfile
@@ -20,6 +21,7 @@ sys.path.insert(0, str(HERE))
 
 from harness import report  # noqa: E402
 from harness.peers import allPeers  # noqa: E402
+from harness.peers.tmail import PROFILE_ENV  # noqa: E402
 from harness.runner import runScenario, say  # noqa: E402
 from harness.scenarios import SIZES, allScenarios  # noqa: E402
 
@@ -40,7 +42,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default="", help="scenario name prefixes, comma-separated")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument(
+        "--profile-tmail",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run tmail under cProfile, stats to DIR (slows tmail down)",
+    )
     args = parser.parse_args(argv)
+    if args.profile_tmail is not None:
+        os.environ[PROFILE_ENV] = str(args.profile_tmail.resolve())
     raiseFileLimit()
     rounds = args.rounds or {"full": 5, "quick": 3, "smoke": 1}[args.size]
     peers = allPeers()

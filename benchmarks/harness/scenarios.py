@@ -7,7 +7,7 @@ import importlib
 from harness.model import Scenario
 
 #: modules under harness.load, each with C{scenarios(size) -> list[Scenario]}
-LOAD_MODULES = ("smtp", "imap", "pop3", "idle")
+LOAD_MODULES = ("smtp", "imap", "clientmix", "pop3", "idle")
 
 #: how big a run is: "full" (the targets' sizes), "quick" (minutes), "smoke" (seconds)
 SIZES = ("full", "quick", "smoke")

@@ -1,7 +1,16 @@
-"""tmail itself, run as operators run it: C{twistd -n tmail --config ...}."""
+"""
+tmail itself, run as operators run it: C{twistd -n tmail --config ...}.
+
+With C{BENCH_TMAIL_PROFILE} set to a directory, twistd runs the reactor
+under cProfile and saves the stats there when the server stops, one file per
+start (C{<scenario>-<n>.prof}); the profiler costs time, so a profiled run's
+figures are not comparable with others.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +20,10 @@ from harness.model import PASSWORD
 from harness.processes import Running, freePorts, spawn, waitForPorts
 
 SECTIONS = {"smtp": "smtp", "imap": "imap", "pop3": "pop3"}
+
+#: Where profiles go, if anywhere (see the module docstring).
+PROFILE_ENV = "BENCH_TMAIL_PROFILE"
+_starts = itertools.count(1)
 
 
 class TmailPeer:
@@ -59,19 +72,17 @@ class TmailPeer:
         )
         twistd = Path(sys.executable).parent / "twistd"
         log = workdir / "twistd.log"
-        command = [
-            str(twistd),
-            "-n",
-            "--pidfile=",
-            "--logfile",
-            str(log),
-            "tmail",
-            "--config",
-            str(config),
-        ]
+        command = [str(twistd), "-n", "--pidfile=", "--logfile", str(log)]
+        tail = ["tmail", "--config", str(config)]
+        profiles = os.environ.get(PROFILE_ENV)
 
         def launch() -> subprocess.Popen[bytes]:
-            return spawn(command, workdir / "stdout.log", cwd=workdir)
+            profile: list[str] = []
+            if profiles:
+                Path(profiles).mkdir(parents=True, exist_ok=True)
+                target = Path(profiles).resolve() / f"{workdir.parent.name}-{next(_starts)}.prof"
+                profile = ["--profile", str(target), "--profiler", "cprofile", "--savestats"]
+            return spawn(command + profile + tail, workdir / "stdout.log", cwd=workdir)
 
         process = launch()
         waitForPorts(list(ports.values()), process, log)
