@@ -94,6 +94,7 @@ _NON_NEGATIVE = frozenset(
         "quota.messages",
         "relay.delay_warning",
         "relay.connection_reuse_time",
+        "imap.message_cache_size",
         *(
             f"{section}.{key}"
             for section in ("smtp", "submission", "lmtp")

@@ -303,6 +303,10 @@ class IMAPSettings:
         for (RFC 10022): the batches of its range times the batch size, or
         the whole mailbox; more is C{NO [TOOMANY]}.  At least 100000 (the
         RFC's minimum).
+    @ivar message_cache_size: bytes of parsed facts of messages (ENVELOPE,
+        BODYSTRUCTURE, the header) kept in memory for all sessions, so that
+        fetching them again reads no file; least recently used go first.
+        0: none kept.
     """
 
     listen: tuple[str, ...] = ()
@@ -338,6 +342,7 @@ class IMAPSettings:
     max_search_contexts: int = 10
     max_update_reads: int = 1000
     uidbatches_max_messages: int = 100_000
+    message_cache_size: int = 64 * MiB
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

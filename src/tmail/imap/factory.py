@@ -16,6 +16,7 @@ from twisted.internet.threads import deferToThread
 from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import IMAPSettings
 from tmail.connections import ConnectionCounter
+from tmail.imap.messagecache import MessageCache
 from tmail.imap.server import IMAPServer
 from tmail.imap.urlauth import URLAuthority
 from tmail.interfaces import ILoginThrottle, IMailRealm
@@ -32,6 +33,7 @@ class IMAPFactory(ServerFactory):
     @ivar messageThreads: runs the work on large messages (a
         L{tmail.imap.largemessages.MessageThreads} pool's C{run}); without
         one, L{runInThread} does.
+    @ivar messageCache: the parsed facts of messages all its sessions share.
     @ivar urls: what opens IMAP URLs (CATENATE, URLAUTH) through the
         realm's stores; C{None} when the portal's realm has no stores.
     """
@@ -60,6 +62,7 @@ class IMAPFactory(ServerFactory):
         self.hostname = hostname
         self.clock = clock
         self.messageThreads = messageThreads
+        self.messageCache = MessageCache(settings.message_cache_size)
         self.connections = ConnectionCounter(
             settings.max_connections_per_address, settings.max_connections, ipv6Prefix
         )
@@ -80,4 +83,5 @@ class IMAPFactory(ServerFactory):
         protocol.factory = self
         protocol.runInThread = self.runInThread
         protocol.runInWorker = self.messageThreads or self.runInThread
+        protocol.messageCache = self.messageCache
         return protocol

@@ -154,7 +154,9 @@ def _wholeMessage(item: Any, message: IMAPMessage) -> Piece:
 
 def _body(item: Any, message: IMAPMessage) -> list[Piece]:
     if not hasSection(item):
-        return [b"BODY " + bodyStructure(message.entity, extended=False)]
+        name = _structureFact(message, extended=False)
+        structure = message.fact(name, lambda: bodyStructure(message.entity, extended=False))
+        return [b"BODY " + structure]
     kind, fields = _sectionName(item)
     label = sectionLabel(item, kind, fields)
     if kind == "" and not item.part:
@@ -167,6 +169,41 @@ def _body(item: Any, message: IMAPMessage) -> list[Piece]:
     if isinstance(found, tuple):
         return [label + b" ", _span(item, entity.data, *found)]
     return [label + b" ", _literal(item, found)]
+
+
+def _structureFact(message: IMAPMessage, extended: bool) -> str:
+    """The name a message's structure is kept under: it depends on the limits."""
+    limits = message.limits
+    kind = "bodystructure" if extended else "body"
+    return f"{kind} {limits.depth} {limits.parts}"
+
+
+def answeredFromFacts(query: list[Any], message: IMAPMessage) -> bool:
+    """
+    Whether every item of C{query} is answered from the index and the facts
+    kept of C{message}, so that nothing reads its file.
+    """
+    for item in query:
+        kind = item.type
+        if kind in _METADATA:
+            continue
+        if kind == "envelope":
+            name = "envelope"
+        elif kind == "bodystructure":
+            name = _structureFact(message, extended=True)
+        elif kind == "body" and not hasSection(item):
+            name = _structureFact(message, extended=False)
+        elif kind == "rfc822header" or (
+            kind == "body"
+            and not item.part
+            and _sectionName(item)[0] in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
+        ):
+            name = "header"
+        else:
+            return False
+        if message.cachedFact(name) is None:
+            return False
+    return True
 
 
 def _binary(item: BinaryItem, message: IMAPMessage) -> list[Piece]:
@@ -323,9 +360,13 @@ def messageItems(
         elif kind == "modseq":
             items.append([b"MODSEQ (%d)" % message.info.modseq])
         elif kind == "envelope":
-            items.append([b"ENVELOPE " + envelope(message.header())])
+            items.append(
+                [b"ENVELOPE " + message.fact("envelope", lambda: envelope(message.header()))]
+            )
         elif kind == "bodystructure":
-            items.append([b"BODYSTRUCTURE " + bodyStructure(message.entity)])
+            name = _structureFact(message, extended=True)
+            structure = message.fact(name, lambda: bodyStructure(message.entity))
+            items.append([b"BODYSTRUCTURE " + structure])
         elif kind == "rfc822":
             items.append([b"RFC822 ", _wholeMessage(None, message)])
         elif kind == "rfc822header":
@@ -372,6 +413,8 @@ def largeMessageItems(
     message = mailbox.message(uid)
     need, streams = needs
     if not isLarge(message) or (need == INFO and not streams):
+        return messageItems(seq, mailbox, uid, query, withUID, message)
+    if not streams and answeredFromFacts(query, message):
         return messageItems(seq, mailbox, uid, query, withUID, message)
     if streams:
         f = message.openAhead()

@@ -25,6 +25,7 @@ from zope.interface import Interface, implementer
 
 from tmail.imap.largemessages import INFO, LARGE_MESSAGE, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.message import IMAPMessage, MimeLimits
+from tmail.imap.messagecache import IMessageFacts
 from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
 from tmail.interfaces import (
@@ -192,6 +193,8 @@ class IMAPMailbox:
         self.mimeLimits = MimeLimits()
         #: Octets of a message read for its FETCH PREVIEW (RFC 8970).
         self.previewScanBytes = 64 * 1024
+        #: Where parsed facts of messages are kept across FETCHes and sessions.
+        self.messageCache: IMessageFacts | None = None
         #: Whether the folder keeps mod-sequences (else SELECT says NOMODSEQ).
         self.modSeqs = IModSeqFolder.providedBy(folder)
         #: Limits on SEARCH criteria: ranges of one sequence set, depth of keys.
@@ -410,7 +413,7 @@ class IMAPMailbox:
 
     def message(self, uid: int) -> IMAPMessage:
         """The message with this UID as the session last saw it."""
-        return IMAPMessage(self.folder, self._infos[uid], self.mimeLimits)
+        return IMAPMessage(self.folder, self._infos[uid], self.mimeLimits, self.messageCache)
 
     def info(self, uid: int) -> MessageInfo:
         """What the session last saw of a message."""

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from io import SEEK_END, BytesIO
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from twisted.mail import imap4
 from zope.interface import implementer
@@ -32,6 +32,9 @@ from zope.interface import implementer
 from tmail.imap import pieces
 from tmail.imap.mimeparams import Parameters, parseParameterized
 from tmail.interfaces import IMailFolder, MessageInfo
+
+if TYPE_CHECKING:
+    from tmail.imap.messagecache import IMessageFacts
 
 #: MIME nesting deeper than this is served as an opaque leaf part, by
 #: default (C{[imap] max_mime_depth}).
@@ -767,14 +770,23 @@ class IMAPMessage:
     may look for a file another program renamed, and update its index):
     work that reads a large message in a worker thread opens it first
     (L{openAhead}), then reads it there (L{load}).
+
+    With C{facts}, the header and what L{fact} makes come from there when
+    they are kept, and are kept there once made.
     """
 
     def __init__(
-        self, folder: IMailFolder, info: MessageInfo, limits: MimeLimits = MimeLimits()
+        self,
+        folder: IMailFolder,
+        info: MessageInfo,
+        limits: MimeLimits = MimeLimits(),
+        facts: IMessageFacts | None = None,
     ) -> None:
         self.folder = folder
         self.info = info
         self.limits = limits
+        self.facts = facts
+        self._facts: dict[str, bytes] = {}
         self._header: bytes | None = None
         self._entity: MimeEntity | None = None
         self._ahead: BinaryIO | None = None
@@ -785,6 +797,7 @@ class IMAPMessage:
         if self._entity is None:
             with self.open() as f:
                 self._entity = MimeEntity(f.read(), limits=self.limits)
+            self.keepFact("header", self._entity.header)
         return self._entity
 
     def header(self) -> bytes:
@@ -792,13 +805,41 @@ class IMAPMessage:
         if self._entity is not None:
             return self._entity.header
         if self._header is None:
+            self._header = self.cachedFact("header")
+        if self._header is None:
             with self.open() as f:
                 self._header = readHeader(f)
+            self.keepFact("header", self._header)
         return self._header
 
     def hasHeader(self) -> bool:
         """Whether the header is read already."""
         return self._entity is not None or self._header is not None
+
+    def cachedFact(self, name: str) -> bytes | None:
+        """
+        The fact C{name} kept of this message, if any; once found, this
+        object holds it, whatever the cache drops meanwhile.
+        """
+        value = self._facts.get(name)
+        if value is None and self.facts is not None:
+            value = self.facts.get(self.folder, self.info, name)
+            if value is not None:
+                self._facts[name] = value
+        return value
+
+    def keepFact(self, name: str, value: bytes) -> None:
+        """Keep the fact C{name} of this message for the next to ask."""
+        if self.facts is not None:
+            self.facts.put(self.folder, self.info, name, value)
+
+    def fact(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The fact C{name}: kept, or made by C{make} and kept."""
+        value = self.cachedFact(name)
+        if value is None:
+            value = make()
+            self.keepFact(name, value)
+        return value
 
     def openAhead(self) -> BinaryIO:
         """
@@ -820,8 +861,10 @@ class IMAPMessage:
         with self._readable(f) as source:
             if whole:
                 self._entity = MimeEntity(source.read(), limits=self.limits)
+                self.keepFact("header", self._entity.header)
             else:
                 self._header = readHeader(source)
+                self.keepFact("header", self._header)
 
     def release(self) -> None:
         """Close a file L{openAhead} opened that nothing read."""

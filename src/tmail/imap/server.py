@@ -111,6 +111,7 @@ from tmail.imap.mailbox import (
     folderStatus,
 )
 from tmail.imap.message import MimeLimits
+from tmail.imap.messagecache import IMessageFacts
 from tmail.imap.mutf7 import decodePattern, decodeUTF8Name, encodeName
 from tmail.imap.notify import Notifier, foldersChanged
 from tmail.imap.notifyparse import collectArguments, parseNotify
@@ -266,6 +267,10 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
     #: SORT, THREAD and FETCH (L{tmail.imap.largemessages}); L{IMAPFactory}
     #: makes it a worker thread, a bare session runs it inline.
     runInWorker: Callable[..., Deferred[Any]] = staticmethod(maybeDeferred)  # type: ignore[arg-type]
+    #: Parsed facts of messages shared by the sessions of the process
+    #: (L{tmail.imap.messagecache}); L{IMAPFactory} gives its own, a bare
+    #: session keeps none.
+    messageCache: IMessageFacts | None = None
 
     _authTag: bytes | None = None
     _authMechanism = b"PLAIN"
@@ -1114,6 +1119,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         mbox.maxNesting = self.settings.max_nesting
         mbox.mimeLimits = MimeLimits(self.settings.max_mime_depth, self.settings.max_mime_parts)
         mbox.previewScanBytes = self.settings.preview_scan_bytes
+        mbox.messageCache = self.messageCache
         send = self.sendUntaggedResponse
         flags, permanentFlags = flagsResponses(mbox)
         send(flags)
