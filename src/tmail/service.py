@@ -214,6 +214,7 @@ def makeService(
         local=LocalTransport(realm, settings.hostname, outbox),
     )
     top = TmailService(settings, directory, realm, portal, outbox, runner)
+    checkerThreads.setName("password check threads")  # type: ignore[no-untyped-call]
     checkerThreads.setServiceParent(top)  # type: ignore[no-untyped-call]
 
     factories: list[tuple[str, tuple[str, ...], Any]] = []
@@ -245,6 +246,7 @@ def makeService(
         messageThreads = MessageThreads(
             cast(IReactorFromThreads, reactor), settings.imap.message_threads
         )
+        messageThreads.setName("large message threads")  # type: ignore[no-untyped-call]
         messageThreads.setServiceParent(top)  # type: ignore[no-untyped-call]
         imapFactory = IMAPFactory(
             portal,

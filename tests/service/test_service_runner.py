@@ -60,3 +60,18 @@ class ServiceRunnerTests(TestCase):
         self.assertFalse(service.runner.running)
         inbox = service.realm.storeFor("postmaster@example.test").getFolder("INBOX")
         self.assertEqual(len(inbox.messages()), 1)
+
+
+class ServiceNamesTests(TestCase):
+    def test_every_part_of_the_service_has_a_name_for_the_log(self) -> None:
+        folder = Path(self.mktemp()).resolve()
+        folder.mkdir()
+        config = folder / "tmail.toml"
+        config.write_text(
+            'hostname = "mx.example.test"\ndata_dir = "data"\n'
+            '[smtp]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
+            '[imap]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
+        )
+        service = makeService(loadSettings(config))
+        self.assertEqual([child for child in service if not child.name], [])
+        self.assertIn("large message threads", [child.name for child in service])
