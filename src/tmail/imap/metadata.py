@@ -21,12 +21,10 @@ from typing import Any
 
 from twisted.mail import imap4
 
-from tmail.imap.parse import LimitExceeded, literalMarker, parseQuoted
+from tmail.imap.parse import Tokenizer
 from tmail.imap.session import no
 from tmail.imap.structure import string
 
-_TOKEN = re.compile(rb'[^\x00-\x20\x7f(){"]+')
-_LITERAL_AT_END = re.compile(rb"~?\{[^{}]*\}\Z")
 #: RFC 5464 section 3.2: no wildcards, no empty components, no control characters.
 _ENTRY = re.compile(r"/(?:private|shared)(?:/[^/*%\x00-\x1f\x7f]+)*\Z", re.IGNORECASE)
 _ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+\Z')
@@ -37,58 +35,13 @@ class Atom(bytes):
     """An unquoted token (C{NIL} among them), told apart from a string."""
 
 
-class MetadataTokenizer:
+def metadataTokenizer() -> Tokenizer:
     """
-    Tokens of GETMETADATA and SETMETADATA arguments: atoms, strings, string
-    literals and literal8s, lists two deep at most, over several lines
-    joined by literals.
+    A tokenizer of GETMETADATA and SETMETADATA arguments: atoms (as
+    L{Atom}), strings, string literals and literal8s, lists two deep at
+    most, over several lines joined by literals.
     """
-
-    def __init__(self) -> None:
-        self._stack: list[list[Any]] = [[]]
-
-    def feed(self, line: bytes) -> tuple[int, bool] | None:
-        """Tokenize one line; return the literal it announces at its end, if any."""
-        i = 0
-        while i < len(line):
-            char = line[i : i + 1]
-            if char == b" ":
-                i += 1
-            elif char == b"(":
-                if len(self._stack) > 2:
-                    raise LimitExceeded("Parentheses nested too deeply")
-                self._stack.append([])
-                i += 1
-            elif char == b")":
-                if len(self._stack) == 1:
-                    raise imap4.IllegalClientResponse("Unbalanced parentheses")
-                done = self._stack.pop()
-                self._stack[-1].append(done)
-                i += 1
-            elif char == b'"':
-                value, i = parseQuoted(line, i)
-                self._stack[-1].append(value)
-            elif char in (b"{", b"~") and _LITERAL_AT_END.match(line, i):
-                marker = literalMarker(line[i + (char == b"~") :])
-                if marker is None:
-                    raise imap4.IllegalClientResponse("Invalid literal")
-                return marker
-            else:
-                match = _TOKEN.match(line, i)
-                if match is None:
-                    raise imap4.IllegalClientResponse("Invalid character")
-                self._stack[-1].append(Atom(match.group()))
-                i = match.end()
-        return None
-
-    def addLiteral(self, data: bytes) -> None:
-        """Add the bytes of the literal the last line announced."""
-        self._stack[-1].append(data)
-
-    def result(self) -> list[Any]:
-        if len(self._stack) != 1:
-            raise imap4.IllegalClientResponse("Unbalanced parentheses")
-        return self._stack[0]
+    return Tokenizer(maxDepth=2, literal8=True, atom=Atom)
 
 
 def _bad(text: str) -> imap4.IllegalClientResponse:

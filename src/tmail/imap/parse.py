@@ -14,6 +14,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import re
+from collections.abc import Callable
 from typing import Any
 
 from twisted.mail import imap4
@@ -121,9 +122,18 @@ class Tokenizer:
     C{maxDepth} deep (C{imap.max_nesting}): deeper is L{LimitExceeded}.
     """
 
-    def __init__(self, maxDepth: int = MAX_NESTING) -> None:
+    def __init__(
+        self,
+        maxDepth: int = MAX_NESTING,
+        literal8: bool = False,
+        atom: Callable[[bytes], bytes] = bytes,
+    ) -> None:
         self._stack: list[list[Any]] = [[]]
         self._maxDepth = maxDepth
+        #: Whether C{~{n}} (RFC 3516's literal8) announces a literal too.
+        self._literal8 = literal8
+        #: What an unquoted token becomes (a type that tells it from a string).
+        self._atom = atom
 
     def feed(self, line: bytes) -> tuple[int, bool] | None:
         """Tokenize one line; return the literal it announces at its end, if any."""
@@ -146,16 +156,17 @@ class Tokenizer:
             elif char == b'"':
                 value, i = parseQuoted(line, i)
                 self._stack[-1].append(value)
-            elif char == b"{":
-                marker = literalMarker(line[i:])
-                if marker is None or _MARKER_AT_END.match(line, i) is None:
+            elif char == b"{" or (self._literal8 and line.startswith(b"~{", i)):
+                start = i + (char == b"~")
+                marker = literalMarker(line[start:])
+                if marker is None or _MARKER_AT_END.match(line, start) is None:
                     raise imap4.IllegalClientResponse("Literal must end the line")
                 return marker
             else:
                 match = _TOKEN.match(line, i)
                 if match is None:
                     raise imap4.IllegalClientResponse("Invalid character")
-                self._stack[-1].append(match.group())
+                self._stack[-1].append(self._atom(match.group()))
                 i = match.end()
         return None
 

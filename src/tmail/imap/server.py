@@ -907,7 +907,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     def arg_metadata(self, line: bytes) -> Any:
         """GETMETADATA or SETMETADATA arguments, values possibly literals (literal8 too)."""
-        tokenizer = metadata.MetadataTokenizer()
+        tokenizer = metadata.metadataTokenizer()
 
         def feed(line: bytes) -> Any:
             marker = tokenizer.feed(line)
