@@ -1,0 +1,30 @@
+"""
+Contract tests for tmail's extension points, as test mixins: a developer
+who writes a store, a realm or a user directory mixes them into a
+L{twisted.trial.unittest.TestCase}, defines the one factory method each
+asks for, and gets every behaviour the SMTP, IMAP and POP3 front ends rely
+on checked (as Twisted's C{twisted.internet.testing} serves transports).
+
+    - L{MailStoreTestsMixin} and L{MailFolderTestsMixin}: C{makeStore()}
+      (and C{makeLimitedStore(limits)} for quotas);
+    - L{MailRealmTestsMixin}: C{makeRealm(directory)};
+    - L{UserDirectoryTestsMixin}: C{makeDirectory(users, aliases)}.
+
+Every store and folder call goes through C{maybeDeferred}, so the mixins
+hold for a store that answers at once and for one that answers with
+Deferreds.  Tests of an optional interface are skipped, with the reason,
+when the object under test does not provide it.
+"""
+
+from tmail.testing.calls import MESSAGE, call, deliver, read
+from tmail.testing.folder import MailFolderTestsMixin
+from tmail.testing.store import MailStoreTestsMixin
+
+__all__ = [
+    "MESSAGE",
+    "MailFolderTestsMixin",
+    "MailStoreTestsMixin",
+    "call",
+    "deliver",
+    "read",
+]
