@@ -17,14 +17,19 @@ when the object under test does not provide it.
 """
 
 from tmail.testing.calls import MESSAGE, call, deliver, read
+from tmail.testing.directory import UserDirectoryTestsMixin, passwdFileDirectory
 from tmail.testing.folder import MailFolderTestsMixin
+from tmail.testing.realm import MailRealmTestsMixin
 from tmail.testing.store import MailStoreTestsMixin
 
 __all__ = [
     "MESSAGE",
     "MailFolderTestsMixin",
+    "MailRealmTestsMixin",
     "MailStoreTestsMixin",
+    "UserDirectoryTestsMixin",
     "call",
     "deliver",
+    "passwdFileDirectory",
     "read",
 ]
