@@ -235,6 +235,52 @@ class MailStoreTestsMixin(TestCaseBase):
         store = await self.contractStore()
         await self.assertFailure(call(store.renameFolder, "Missing", "Found"), NoSuchFolder)
 
+    async def uidsAndValidity(self, folder: IMailFolder) -> tuple[int, set[int]]:
+        """The folder's UIDVALIDITY and the UIDs it lists."""
+        listed = await call(folder.messages, False)
+        return await call(folder.uidValidity), {info.uid for info in listed}
+
+    async def assertNoUidReused(
+        self, before: tuple[int, set[int]], folder: IMailFolder, fresh: int
+    ) -> None:
+        """
+        A folder that took the name of one whose messages were C{before}
+        must not give a UID of those under the same UIDVALIDITY (RFC 3501
+        2.3.1.1), or a client would take message C{fresh} for an old one.
+        """
+        validity, uids = before
+        if await call(folder.uidValidity) == validity:
+            self.assertNotIn(fresh, uids, "a UID was given again under the same UIDVALIDITY")
+            self.assertGreater(fresh, max(uids))
+
+    async def test_recreated_folder_does_not_reuse_uids_under_the_same_uidvalidity(self) -> None:
+        store = await self.contractStore()
+        work = await call(store.createFolder, "Work")
+        await deliver(work)
+        before = await self.uidsAndValidity(work)
+        await call(store.deleteFolder, "Work")
+        again = await call(store.createFolder, "Work")
+        await self.assertNoUidReused(before, again, await deliver(again))
+
+    async def test_folder_created_under_a_renamed_folders_name_does_not_reuse_uids(self) -> None:
+        store = await self.contractStore()
+        work = await call(store.createFolder, "Work")
+        await deliver(work)
+        before = await self.uidsAndValidity(work)
+        await call(store.renameFolder, "Work", "Old Work")
+        again = await call(store.createFolder, "Work")
+        await self.assertNoUidReused(before, again, await deliver(again))
+
+    async def test_inbox_after_its_rename_does_not_reuse_uids(self) -> None:
+        store = await self.contractStore()
+        inbox = await call(store.getFolder, "INBOX")
+        await deliver(inbox)
+        await deliver(inbox)
+        before = await self.uidsAndValidity(inbox)
+        await call(store.renameFolder, "INBOX", "Old Mail")
+        inbox = await call(store.getFolder, "INBOX")
+        await self.assertNoUidReused(before, inbox, await deliver(inbox))
+
     # Subscriptions
 
     async def test_subscriptions_start_empty(self) -> None:
@@ -330,6 +376,19 @@ class MailStoreTestsMixin(TestCaseBase):
         await call(store.deleteFolder, "Work")
         usage = await self.usage(store)
         self.assertEqual((usage.storage, usage.messages), (0, 0))
+
+    async def test_quota_usage_is_unchanged_by_renames(self) -> None:
+        store = await self.limitedStore(storage=10**9)
+        inbox = await call(store.getFolder, "INBOX")
+        work = await call(store.createFolder, "Work")
+        await deliver(inbox)
+        await deliver(work, MESSAGE * 3)
+        await call(store.renameFolder, "Work", "Archive")
+        await call(store.renameFolder, "INBOX", "Old Mail")
+        usage = await self.usage(store)
+        self.assertEqual((usage.storage, usage.messages), (4 * len(MESSAGE), 2))
+        recalculated = await call(requireProvider(store, IQuotaStore).recalculateQuota)
+        self.assertEqual(recalculated, usage)
 
     async def test_quota_reports_its_limits(self) -> None:
         store = await self.limitedStore(storage=5000, messages=7)
