@@ -1,0 +1,181 @@
+"""
+The in-memory store serves the real front ends: mail sent with C{smtplib}
+to the MX listener lands in a L{MemoryRealm}, and C{imaplib} and C{poplib}
+sessions over loopback read, flag, copy, search and expunge it there.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import smtplib
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from twisted.cred.portal import Portal
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.trial.unittest import TestCase
+
+from support.net import inThread, listen
+from tmail.auth.checker import DirectoryChecker
+from tmail.auth.throttle import AuthThrottle
+from tmail.config.schema import AuthSettings, IMAPSettings, POP3Settings, SMTPSettings
+from tmail.imap.factory import IMAPFactory
+from tmail.pop3.factory import POP3Factory
+from tmail.realm.memory import MemoryRealm
+from tmail.smtp.factory import SMTPFactory
+from tmail.store.memory import MemoryStore
+from tmail.testing import passwdFileDirectory
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+PASSWORD = "alice's password"
+RAW = (
+    b"From: Someone <someone@remote.example>\r\n"
+    b"To: alice@example.test\r\n"
+    b"Subject: kept in memory\r\n"
+    b"Date: Mon, 7 Jul 2025 10:00:00 +0200\r\n"
+    b"Message-ID: <memory-1@remote.example>\r\n"
+    b"\r\n"
+    b"Hello from memory.\r\n"
+)
+
+
+class MemoryRealmFrontEndTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        directory = passwdFileDirectory(
+            Path(self.mktemp()),
+            {ALICE: PASSWORD.encode(), BOB: b"bob's password"},
+            {"team@example.test": [ALICE, BOB]},
+        )
+        self.realm = MemoryRealm(directory)
+        self.portal = Portal(self.realm, [DirectoryChecker(directory)])
+
+    def throttle(self) -> AuthThrottle:
+        return AuthThrottle(AuthSettings(failure_delay=0), reactor)
+
+    def listenSMTP(self) -> Deferred[int]:
+        factory = SMTPFactory(
+            self.realm,
+            SMTPSettings(greet_pause=0),
+            hostname="mx.example.test",
+            submission=False,
+            portal=self.portal,
+            tlsContextFactory=None,
+            throttle=self.throttle(),
+        )
+        return listen(self, factory)
+
+    def listenIMAP(self) -> Deferred[int]:
+        factory = IMAPFactory(
+            self.portal,
+            IMAPSettings(),
+            tlsContextFactory=None,
+            throttle=self.throttle(),
+            hostname="mail.example.test",
+        )
+        return listen(self, factory)
+
+    def listenPOP3(self) -> Deferred[int]:
+        factory = POP3Factory(
+            self.portal,
+            POP3Settings(),
+            tlsContextFactory=None,
+            throttle=self.throttle(),
+            hostname="mail.example.test",
+        )
+        return listen(self, factory)
+
+    @inlineCallbacks
+    def test_smtp_delivers_into_memory_stores_and_imap_reads_them(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """
+        One message to an alias of two users is stored for both; an IMAP
+        session lists, fetches, flags, searches, copies and expunges it.
+        """
+        smtpPort = yield self.listenSMTP()
+        imapPort = yield self.listenIMAP()
+
+        def send() -> dict[str, Any]:
+            with smtplib.SMTP("127.0.0.1", smtpPort, timeout=10) as client:
+                return client.sendmail("someone@remote.example", ["team@example.test"], RAW)
+
+        refused = yield inThread(send)
+        self.assertEqual(refused, {})
+        for user in (ALICE, BOB):
+            store = self.realm.storeFor(user)
+            self.assertIsInstance(store, MemoryStore)
+            [info] = store.getFolder("INBOX").messages(claimRecent=False)
+            with store.getFolder("INBOX").openMessage(info.uid) as f:
+                self.assertTrue(f.read().endswith(RAW))
+
+        def session() -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            imap = imaplib.IMAP4("127.0.0.1", imapPort, timeout=10)
+            try:
+                imap.login(ALICE, PASSWORD)
+                imap.create("Archive")
+                seen["select"] = imap.select("INBOX")
+                seen["body"] = imap.uid("FETCH", "1", "(BODY.PEEK[] FLAGS)")
+                seen["envelope"] = imap.uid("FETCH", "1", "(ENVELOPE)")
+                imap.uid("STORE", "1", "+FLAGS", r"(\Flagged $Work)")
+                seen["search"] = imap.uid("SEARCH", "FLAGGED", "SUBJECT", "memory")
+                seen["copy"] = imap.uid("COPY", "1", "Archive")
+                imap.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
+                seen["expunge"] = imap.expunge()
+                seen["status"] = imap.status("Archive", "(MESSAGES UIDNEXT)")
+                seen["list"] = imap.list()
+                imap.logout()
+            finally:
+                if imap.state != "LOGOUT":
+                    imap.shutdown()
+            return seen
+
+        seen = yield inThread(session)
+        self.assertEqual(seen["select"], ("OK", [b"1"]))
+        body = seen["body"][1][0]
+        self.assertTrue(body[1].endswith(RAW), body)
+        self.assertIn(b"kept in memory", seen["envelope"][1][0])
+        self.assertEqual(seen["search"], ("OK", [b"1"]))
+        self.assertEqual(seen["copy"][0], "OK")
+        self.assertEqual(seen["expunge"], ("OK", [b"1"]))
+        self.assertIn(b"MESSAGES 1", seen["status"][1][0])
+        self.assertTrue(any(b"Archive" in line for line in seen["list"][1]))
+
+        store = self.realm.storeFor(ALICE)
+        self.assertEqual(list(store.getFolder("INBOX").messages(claimRecent=False)), [])
+        [archived] = store.getFolder("Archive").messages(claimRecent=False)
+        self.assertTrue({"\\Flagged", "$Work"} <= archived.flags, archived.flags)
+        self.assertEqual(len(self.realm.storeFor(BOB).getFolder("INBOX").messages(False)), 1)
+
+    @inlineCallbacks
+    def test_pop3_retrieves_and_deletes_from_a_memory_store(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        inbox = self.realm.storeFor(ALICE).getFolder("INBOX")
+        pending = inbox.beginMessage()
+        pending.write(RAW)
+        pending.commit()
+        port = yield self.listenPOP3()
+
+        def session() -> tuple[Any, ...]:
+            pop = poplib.POP3("127.0.0.1", port, timeout=10)
+            pop.user(ALICE)
+            pop.pass_(PASSWORD)
+            stat = pop.stat()
+            uidl = pop.uidl()
+            lines = pop.retr(1)[1]
+            pop.dele(1)
+            pop.quit()
+            return stat, uidl, lines
+
+        stat, uidl, lines = yield inThread(session)
+        self.assertEqual(stat, (1, len(RAW)))
+        self.assertEqual(len(uidl[1]), 1)
+        self.assertEqual(b"\r\n".join(lines) + b"\r\n", RAW)
+        self.assertEqual(list(inbox.messages(claimRecent=False)), [])
