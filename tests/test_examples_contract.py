@@ -15,6 +15,7 @@ from twisted.trial.unittest import TestCase
 
 from tmail.interfaces import IMailRealm, IMailStore, IUserDirectory
 from tmail.testing import MailFolderTestsMixin, MailRealmTestsMixin, MailStoreTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_realm.py"
 
@@ -30,14 +31,26 @@ def loadExample() -> ModuleType:
     return module
 
 
+def sqliteStore(testCase: TestCase) -> IMailStore:
+    """The example's store of one user, in a new in-memory database."""
+    example = loadExample()
+    db = sqlite3.connect(":memory:")
+    testCase.addCleanup(db.close)
+    db.executescript(example.SCHEMA)
+    store: IMailStore = example.SQLiteStore(db, "alice@example.test")
+    return store
+
+
 class SQLiteStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCase):
     def makeStore(self) -> IMailStore:
-        example = loadExample()
-        db = sqlite3.connect(":memory:")
-        self.addCleanup(db.close)
-        db.executescript(example.SCHEMA)
-        store: IMailStore = example.SQLiteStore(db, "alice@example.test")
-        return store
+        return sqliteStore(self)
+
+
+class SQLiteFolderModelTests(FolderModelTestsMixin, TestCase):
+    timeout = 300
+
+    def makeStore(self) -> IMailStore:
+        return sqliteStore(self)
 
 
 class SQLiteRealmContractTests(MailRealmTestsMixin, TestCase):

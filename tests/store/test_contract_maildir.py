@@ -10,6 +10,7 @@ from tmail.interfaces import IMailStore
 from tmail.store.maildir import MaildirStore
 from tmail.store.quota import QuotaLimits
 from tmail.testing import MailFolderTestsMixin, MailStoreTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin
 
 
 class MaildirStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCase):
@@ -18,3 +19,10 @@ class MaildirStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestC
 
     def makeLimitedStore(self, limits: QuotaLimits) -> IMailStore:
         return MaildirStore(Path(self.mktemp()), quota=lambda: limits)
+
+
+class MaildirFolderModelTests(FolderModelTestsMixin, TestCase):
+    timeout = 300
+
+    def makeStore(self) -> IMailStore:
+        return MaildirStore(Path(self.mktemp()))

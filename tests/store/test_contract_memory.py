@@ -8,6 +8,7 @@ from tmail.interfaces import IMailStore
 from tmail.store.memory import MemoryStore
 from tmail.store.quota import QuotaLimits
 from tmail.testing import MailFolderTestsMixin, MailStoreTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin
 
 
 class MemoryStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCase):
@@ -16,3 +17,10 @@ class MemoryStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCa
 
     def makeLimitedStore(self, limits: QuotaLimits) -> IMailStore:
         return MemoryStore(quota=limits)
+
+
+class MemoryFolderModelTests(FolderModelTestsMixin, TestCase):
+    timeout = 300
+
+    def makeStore(self) -> IMailStore:
+        return MemoryStore()

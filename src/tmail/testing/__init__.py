@@ -8,7 +8,10 @@ on checked (as Twisted's C{twisted.internet.testing} serves transports).
     - L{MailStoreTestsMixin} and L{MailFolderTestsMixin}: C{makeStore()}
       (and C{makeLimitedStore(limits)} for quotas);
     - L{MailRealmTestsMixin}: C{makeRealm(directory)};
-    - L{UserDirectoryTestsMixin}: C{makeDirectory(users, aliases)}.
+    - L{UserDirectoryTestsMixin}: C{makeDirectory(users, aliases)};
+    - L{tmail.testing.stateful.FolderModelTestsMixin}: C{makeStore()};
+      Hypothesis drives a folder through random sequences of changes
+      against a model (imported on its own: it needs C{hypothesis}).
 
 Every store and folder call goes through C{maybeDeferred}, so the mixins
 hold for a store that answers at once and for one that answers with

@@ -1,0 +1,257 @@
+"""
+A folder checked against a model by Hypothesis' stateful testing: random
+sequences of deliveries, aborted deliveries, flag changes, expunges and
+copies, after each of which the folder must list what a plain dictionary
+says it holds.
+
+Mix L{FolderModelTestsMixin} into a L{twisted.trial.unittest.TestCase} and
+define C{makeStore}, as for L{tmail.testing.MailFolderTestsMixin}.  This
+module needs C{hypothesis} (a test dependency, not one of tmail's).
+
+The state machine runs in a worker thread and makes every store call in
+the reactor thread, waiting for its result (L{blockingCallFromThread}), so
+a store whose calls answer with Deferreds is driven exactly like one that
+answers at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import blockingCallFromThread, deferToThread
+
+from tmail.interfaces import (
+    IFlagChangingFolder,
+    IIncrementalFolder,
+    IMailFolder,
+    IMailStore,
+    IModSeqFolder,
+    IPendingMessage,
+    MessageInfo,
+)
+from tmail.testing.calls import TestCaseBase, call
+
+__all__ = ["FolderModelTestsMixin", "FolderStateMachine"]
+
+T = TypeVar("T")
+
+#: The flags the machine sets: every system flag and a few keywords.
+FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Junk", "work")
+
+_flagSets = st.frozensets(st.sampled_from(FLAGS))
+_bodies = st.builds(
+    lambda subject, body: b"Subject: %s\r\n\r\n%s\r\n" % (subject, body),
+    st.binary(min_size=0, max_size=20).map(lambda b: b.hex().encode()),
+    st.binary(min_size=0, max_size=200).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+)
+
+
+@dataclass(frozen=True)
+class _Modelled:
+    body: bytes
+    flags: frozenset[str]
+
+
+class FolderStateMachine(RuleBasedStateMachine):
+    """
+    Drives INBOX and one other folder of a new store against a model:
+    UID to bytes and flags, and the highest UID ever given.
+    """
+
+    #: Set before the machine runs: makes the store (called in the reactor thread).
+    makeStore: Callable[[], IMailStore]
+
+    def __init__(self) -> None:
+        super().__init__()
+        store: IMailStore = self.run(self.makeStore)
+        self.inbox: IMailFolder = self.run(store.getFolder, "INBOX")
+        self.other: IMailFolder = self.run(store.createFolder, "Other")
+        self.models: dict[str, dict[int, _Modelled]] = {"INBOX": {}, "Other": {}}
+        self.highest: dict[str, int] = {"INBOX": 0, "Other": 0}
+        self.validity = self.run(self.inbox.uidValidity)
+        self.highestModSeq = 0
+        self.serial: int | None = None
+        self.snapshot: dict[int, MessageInfo] = {}
+
+    def run(self, function: Callable[..., T | Deferred[T]], *args: Any) -> T:
+        """Call C{function} in the reactor thread and wait for its result."""
+        fromThreads = cast(IReactorFromThreads, reactor)
+
+        def inReactor() -> Deferred[Any]:
+            return call(function, *args)
+
+        return cast(T, blockingCallFromThread(fromThreads, inReactor))
+
+    def folderNamed(self, name: str) -> IMailFolder:
+        return self.inbox if name == "INBOX" else self.other
+
+    def listing(self, folder: IMailFolder) -> list[MessageInfo]:
+        return list(self.run(folder.messages, False))
+
+    # Rules
+
+    @initialize(messages=st.lists(st.tuples(_bodies, _flagSets), max_size=6))
+    def fill(self, messages: list[tuple[bytes, frozenset[str]]]) -> None:
+        for body, flags in messages:
+            self.deliver("INBOX", body, flags)
+
+    @rule(where=st.sampled_from(("INBOX", "Other")), body=_bodies, flags=_flagSets)
+    def deliver(self, where: str, body: bytes, flags: frozenset[str]) -> None:
+        folder = self.folderNamed(where)
+        expected = self.run(folder.uidNext)
+        pending: IPendingMessage = self.run(folder.beginMessage, flags)
+        self.run(pending.write, body)
+        uid: int = self.run(pending.commit)
+        assert uid == expected, f"UID {uid} given where UIDNEXT was {expected}"
+        assert uid > self.highest[where], f"UID {uid} given again"
+        self.highest[where] = uid
+        self.models[where][uid] = _Modelled(body, flags)
+
+    @rule(body=_bodies)
+    def abort(self, body: bytes) -> None:
+        pending: IPendingMessage = self.run(self.inbox.beginMessage, ())
+        self.run(pending.write, body)
+        self.run(pending.abort)
+
+    @precondition(lambda self: self.models["INBOX"])
+    @rule(data=st.data(), flags=_flagSets)
+    def setFlags(self, data: st.DataObject, flags: frozenset[str]) -> None:
+        uid = data.draw(st.sampled_from(sorted(self.models["INBOX"])))
+        before = self.models["INBOX"][uid]
+        info: MessageInfo = self.run(self.inbox.setFlags, uid, flags)
+        assert info.flags == flags, (info.flags, flags)
+        self.models["INBOX"][uid] = _Modelled(before.body, flags)
+        if IModSeqFolder.providedBy(self.inbox) and flags != before.flags:
+            assert info.modseq > self.highestModSeq, (info.modseq, self.highestModSeq)
+
+    @precondition(lambda self: self.models["INBOX"])
+    @rule(data=st.data(), add=_flagSets, remove=_flagSets)
+    def changeFlags(self, data: st.DataObject, add: frozenset[str], remove: frozenset[str]) -> None:
+        if not IFlagChangingFolder.providedBy(self.inbox):
+            return
+        uid = data.draw(st.sampled_from(sorted(self.models["INBOX"])))
+        before = self.models["INBOX"][uid]
+        info: MessageInfo = self.run(self.inbox.changeFlags, uid, add, remove)
+        expected = (before.flags | add) - remove
+        assert info.flags == expected, (info.flags, expected)
+        self.models["INBOX"][uid] = _Modelled(before.body, expected)
+
+    @rule(data=st.data(), where=st.sampled_from(("INBOX", "Other")))
+    def expunge(self, data: st.DataObject, where: str) -> None:
+        model = self.models[where]
+        known = [*sorted(model), self.highest[where] + 1]
+        chosen = data.draw(st.lists(st.sampled_from(known), min_size=1, max_size=4))
+        removed = list(self.run(self.folderNamed(where).expunge, chosen))
+        expected = sorted(set(chosen) & set(model))
+        assert sorted(removed) == expected, (removed, expected)
+        for uid in removed:
+            del model[uid]
+
+    @precondition(lambda self: self.models["INBOX"])
+    @rule(data=st.data())
+    def copy(self, data: st.DataObject) -> None:
+        uid = data.draw(st.sampled_from(sorted(self.models["INBOX"])))
+        copied: int = self.run(self.inbox.copyMessage, uid, self.other)
+        assert copied > self.highest["Other"], f"UID {copied} given again"
+        self.highest["Other"] = copied
+        self.models["Other"][copied] = self.models["INBOX"][uid]
+
+    @precondition(lambda self: self.models["INBOX"] or self.models["Other"])
+    @rule(data=st.data())
+    def read(self, data: st.DataObject) -> None:
+        target = "INBOX" if self.models["INBOX"] else "Other"
+        uid = data.draw(st.sampled_from(sorted(self.models[target])))
+        opened = self.run(self.folderNamed(target).openMessage, uid)
+        with opened:
+            body = opened.read()
+        assert body == self.models[target][uid].body
+
+    # Invariants
+
+    @invariant()
+    def listingsMatchTheModel(self) -> None:
+        for name, model in self.models.items():
+            folder = self.folderNamed(name)
+            listed = self.listing(folder)
+            assert [info.uid for info in listed] == sorted(model), (name, listed, model)
+            for info in listed:
+                assert info.flags == model[info.uid].flags, (name, info, model[info.uid])
+                assert info.size == len(model[info.uid].body), (name, info)
+            assert self.run(folder.uidNext) > self.highest[name]
+        assert self.run(self.inbox.uidValidity) == self.validity
+
+    @invariant()
+    def modSeqsNeverGoDown(self) -> None:
+        if not IModSeqFolder.providedBy(self.inbox):
+            return
+        listed = self.listing(self.inbox)
+        highest: int = self.run(self.inbox.highestModSeq)
+        assert highest >= self.highestModSeq, (highest, self.highestModSeq)
+        assert all(1 <= info.modseq <= highest for info in listed), (highest, listed)
+        self.highestModSeq = highest
+
+    @invariant()
+    def changesCatchUpWithTheListing(self) -> None:
+        if not IIncrementalFolder.providedBy(self.inbox):
+            return
+        folder: Any = self.inbox
+        if self.serial is None:
+            self.snapshot = {info.uid: info for info in self.listing(folder)}
+            self.serial = self.run(folder.changeSerial)
+            return
+        serial, changes = self.run(folder.changesSince, self.serial, False)
+        if changes is None:
+            self.snapshot = {info.uid: info for info in self.listing(folder)}
+        else:
+            for change in changes:
+                if isinstance(change, int):
+                    self.snapshot.pop(change, None)
+                else:
+                    self.snapshot[change.uid] = change
+        listed = self.listing(folder)
+        caughtUp = [(i.uid, i.flags, i.modseq) for _, i in sorted(self.snapshot.items())]
+        assert caughtUp == [(i.uid, i.flags, i.modseq) for i in listed], (caughtUp, listed)
+        self.serial = serial
+
+
+class FolderModelTestsMixin(TestCaseBase):
+    """
+    A folder of C{makeStore()}'s store holds what a model says after any
+    sequence of deliveries, aborts, flag changes, expunges and copies.
+    """
+
+    #: How many sequences, and how many steps each, Hypothesis tries.
+    modelSettings = settings(
+        max_examples=30,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+    def makeStore(self) -> IMailStore:
+        """A new, empty store for each sequence; defined by the test case."""
+        raise NotImplementedError(f"{type(self).__name__} must define makeStore")
+
+    def test_folder_holds_what_the_model_says(self) -> Deferred[None]:
+        makeStore = self.makeStore
+
+        class Machine(FolderStateMachine):
+            pass
+
+        Machine.makeStore = staticmethod(makeStore)
+        return deferToThread(run_state_machine_as_test, Machine, settings=self.modelSettings)
