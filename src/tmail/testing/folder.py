@@ -10,6 +10,7 @@ skipped, with the reason, when the folder does not provide it.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 
@@ -269,6 +270,19 @@ class MailFolderTestsMixin(TestCaseBase):
 
     # Reading and expunging
 
+    async def test_opened_message_is_seekable_and_as_long_as_its_size(self) -> None:
+        """IMAP seeks in the file it is given and serves C{size} octets of it."""
+        folder = await self.folder()
+        uid = await deliver(folder)
+        size = (await self.infoOf(folder, uid)).size
+        opened = await call(folder.openMessage, uid)
+        with opened:
+            self.assertEqual(opened.seek(0, io.SEEK_END), size)
+            opened.seek(0)
+            self.assertEqual(opened.read(), MESSAGE)
+            opened.seek(6)
+            self.assertEqual(opened.read(4), MESSAGE[6:10])
+
     async def test_open_of_an_unknown_message_raises_keyerror(self) -> None:
         folder = await self.folder()
         await self.assertFailure(call(folder.openMessage, 4711), KeyError)
@@ -306,6 +320,15 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertAlmostEqual(info.internaldate, _PAST, delta=1)
         self.assertEqual(await read(target, copied), MESSAGE)
         self.assertEqual(await self.uids(source), [uid])
+
+    async def test_copy_into_its_own_folder_adds_a_message(self) -> None:
+        folder = await self.folder()
+        uid = await deliver(folder, flags=["\\Answered"])
+        copied = await call(folder.copyMessage, uid, folder)
+        self.assertGreater(copied, uid)
+        self.assertEqual(await self.uids(folder), [uid, copied])
+        self.assertEqual(await read(folder, copied), MESSAGE)
+        self.assertEqual((await self.infoOf(folder, copied)).flags, frozenset({"\\Answered"}))
 
     async def test_copy_gets_the_target_folders_next_uid(self) -> None:
         source = await self.folder()
@@ -566,6 +589,15 @@ class MailFolderTestsMixin(TestCaseBase):
             [_withoutRecent(info) for info in now],
         )
 
+    async def test_claiming_changes_take_recent_away(self) -> None:
+        folder = await self.folder()
+        folder = requireProvider(folder, IIncrementalFolder)
+        await self.listed(folder, claimRecent=True)
+        serial = await call(folder.changeSerial)
+        await deliver(folder)
+        await call(folder.changesSince, serial, True)
+        self.assertFalse(any(info.recent for info in await self.listed(folder)))
+
     async def test_info_and_message_count_agree_with_the_listing(self) -> None:
         folder = await self.folder()
         folder = requireProvider(folder, IIncrementalFolder)
@@ -617,6 +649,22 @@ class MailFolderTestsMixin(TestCaseBase):
         await call(folder.release, held.__contains__, [uid])
         held.clear()
         await call(folder.removeReader, held.__contains__)
+        await self.assertFailure(call(folder.openMessage, uid), KeyError)
+
+    async def test_expunged_message_is_kept_until_every_reader_lets_go(self) -> None:
+        folder = await self.folder()
+        folder = requireProvider(folder, IRetainingFolder)
+        uid = await deliver(folder)
+        first, second = {uid}, {uid}
+        await call(folder.addReader, first.__contains__)
+        await call(folder.addReader, second.__contains__)
+        await call(folder.expunge, [uid])
+        self.assertEqual(await self.uids(folder), [])
+        first.clear()
+        await call(folder.release, first.__contains__, [uid])
+        self.assertEqual(await read(folder, uid), MESSAGE)
+        second.clear()
+        await call(folder.release, second.__contains__, [uid])
         await self.assertFailure(call(folder.openMessage, uid), KeyError)
 
     async def test_removed_reader_lets_go_of_what_it_held(self) -> None:

@@ -14,6 +14,7 @@ from unittest import SkipTest
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreError
 from tmail.interfaces import (
+    ILinkingFolder,
     IMailboxKeys,
     IMailFolder,
     IMailStore,
@@ -46,6 +47,10 @@ STORE_INTERFACES = (
     IMetadataStore,
     IURLAuthStore,
 )
+
+
+#: A date in the past with no fraction, that every store keeps exactly.
+_PAST = 1_700_000_000.0
 
 
 class MailStoreTestsMixin(TestCaseBase):
@@ -204,7 +209,7 @@ class MailStoreTestsMixin(TestCaseBase):
     async def test_rename_of_inbox_moves_its_messages_and_leaves_it_empty(self) -> None:
         store = await self.contractStore()
         inbox = await call(store.getFolder, "INBOX")
-        await deliver(inbox, b"Subject: one\r\n\r\n", ["\\Seen"])
+        await deliver(inbox, b"Subject: one\r\n\r\n", ["\\Seen"], _PAST)
         await deliver(inbox, b"Subject: two\r\n\r\n")
         await call(store.renameFolder, "INBOX", "Old Mail")
         names = await self.folderNames(store)
@@ -220,6 +225,8 @@ class MailStoreTestsMixin(TestCaseBase):
                 (b"Subject: two\r\n\r\n", frozenset()),
             ],
         )
+        first = (await call(moved.messages, False))[0]
+        self.assertAlmostEqual(first.internaldate, _PAST, delta=1)
         uid = await deliver(inbox)
         self.assertEqual([info.uid for info in await call(inbox.messages, False)], [uid])
 
@@ -422,6 +429,45 @@ class MailStoreTestsMixin(TestCaseBase):
         await deliver(inbox)
         self.assertEqual(len(await call(inbox.messages, False)), 2)
 
+    async def test_delivery_that_publishes_first_is_refused_over_quota(self) -> None:
+        """SMTP publishes in a worker thread, then commits: one of them refuses."""
+        store = await self.limitedStore(messages=1)
+        inbox = await call(store.getFolder, "INBOX")
+        await deliver(inbox)
+        pending = await call(inbox.beginMessage)
+        await call(pending.write, MESSAGE)
+
+        async def publishAndCommit() -> int:
+            await call(pending.publish)
+            uid: int = await call(pending.commit)
+            return uid
+
+        await self.assertFailure(call(publishAndCommit), OverQuota)
+        await call(pending.abort)
+        self.assertEqual(len(await call(inbox.messages, False)), 1)
+
+    async def test_linked_copy_over_quota_is_refused_alone(self) -> None:
+        """One recipient over quota does not stop the others of the same message."""
+        full = await self.limitedStore(messages=1)
+        fullInbox = requireProvider(await call(full.getFolder, "INBOX"), ILinkingFolder)
+        await deliver(fullInbox)
+        source = await call((await self.contractStore()).getFolder, "INBOX")
+        pending = await call(source.beginMessage)
+        await call(pending.write, MESSAGE)
+        linked = await call(fullInbox.linkedCopy, pending)
+
+        async def publishAndCommit() -> int:
+            await call(linked.publish)
+            uid: int = await call(linked.commit)
+            return uid
+
+        await self.assertFailure(call(publishAndCommit), OverQuota)
+        await call(linked.abort)
+        await call(pending.publish)
+        uid = await call(pending.commit)
+        self.assertEqual(await read(source, uid), MESSAGE)
+        self.assertEqual(len(await call(fullInbox.messages, False)), 1)
+
     async def test_check_quota_refuses_what_would_not_fit(self) -> None:
         store = requireProvider(await self.limitedStore(storage=1000, messages=3), IQuotaStore)
         await call(store.checkQuota, 1000, 3)
@@ -538,10 +584,12 @@ class MailStoreTestsMixin(TestCaseBase):
     async def test_metadata_follows_rename_and_goes_with_delete(self) -> None:
         store = await self.contractStore()
         meta = requireProvider(store, IMetadataStore)
-        await call(store.createFolder, "Old")
+        await call(store.createFolder, "Old/Child")
         await call(meta.updateMetadata, "Old", {"/private/comment": b"kept"})
+        await call(meta.updateMetadata, "Old/Child", {"/private/comment": b"child"})
         await call(store.renameFolder, "Old", "New")
         self.assertEqual(await call(meta.metadata, "New"), {"/private/comment": b"kept"})
+        self.assertEqual(await call(meta.metadata, "New/Child"), {"/private/comment": b"child"})
         await call(store.deleteFolder, "New")
         await call(store.createFolder, "New")
         self.assertEqual(await call(meta.metadata, "New"), {})
