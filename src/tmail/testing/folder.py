@@ -175,6 +175,23 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertEqual(await read(folder, uid), b"".join(parts))
         self.assertEqual((await self.infoOf(folder, uid)).size, len(b"".join(parts)))
 
+    async def test_empty_message_round_trips(self) -> None:
+        folder = await self.folder()
+        uid = await deliver(folder, b"")
+        self.assertEqual(await read(folder, uid), b"")
+        self.assertEqual((await self.infoOf(folder, uid)).size, 0)
+
+    async def test_large_message_written_in_pieces_round_trips(self) -> None:
+        folder = await self.folder()
+        line = b"0123456789" * 7 + b"\r\n"
+        body = b"Subject: large\r\n\r\n" + line * (3 * 2**20 // len(line))
+        pending = await call(folder.beginMessage)
+        for start in range(0, len(body), 65536):
+            await call(pending.write, body[start : start + 65536])
+        uid = await call(pending.commit)
+        self.assertEqual((await self.infoOf(folder, uid)).size, len(body))
+        self.assertEqual(await read(folder, uid), body)
+
     async def test_uids_increase_and_messages_are_in_uid_order(self) -> None:
         folder = await self.folder()
         delivered = [await deliver(folder, MESSAGE + b"%d\r\n" % i) for i in range(5)]
@@ -236,6 +253,16 @@ class MailFolderTestsMixin(TestCaseBase):
         flags = frozenset({"\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Junk", "work"})
         uid = await deliver(folder, flags=flags)
         self.assertEqual((await self.infoOf(folder, uid)).flags, flags)
+
+    async def test_many_keywords_round_trip_and_are_copied(self) -> None:
+        """More keywords than Maildir has letters for are kept as well."""
+        source = await self.folder()
+        target = await self.folder("Copies")
+        keywords = frozenset(f"$Label{i}" for i in range(40))
+        uid = await deliver(source, flags=keywords | {"\\Seen"})
+        self.assertEqual((await self.infoOf(source, uid)).flags, keywords | {"\\Seen"})
+        copied = await call(source.copyMessage, uid, target)
+        self.assertEqual((await self.infoOf(target, copied)).flags, keywords | {"\\Seen"})
 
     async def test_set_flags_replaces_flags_and_keywords(self) -> None:
         folder = await self.folder()
@@ -404,6 +431,23 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertEqual(
             await read(folder, uid), b"X-First: 1\r\nX-Second: 2\r\nSubject: x\r\n\r\nbody\r\n"
         )
+
+    async def test_insert_far_back_in_a_large_message(self) -> None:
+        """Inserting in front of bytes the store already wrote away still works."""
+        folder = await self.folder()
+        pending = await call(folder.beginMessage)
+        pending = requireProvider(pending, IInsertablePendingMessage)
+        line = b"x" * 78 + b"\r\n"
+        body = b"Subject: large\r\n\r\n" + line * (2 * 2**20 // len(line))
+        for start in range(0, len(body), 65536):
+            await call(pending.write, body[start : start + 65536])
+        await call(pending.insert, 0, b"X-Verdict: clean\r\n")
+        await call(pending.insert, 18 + 16, b"X-Late: 1\r\n")
+        await call(pending.publish)
+        uid = await call(pending.commit)
+        expected = b"X-Verdict: clean\r\nSubject: large\r\nX-Late: 1\r\n\r\n" + body[18:]
+        self.assertEqual(await read(folder, uid), expected)
+        self.assertEqual((await self.infoOf(folder, uid)).size, len(expected))
 
     async def test_insert_past_the_end_raises_valueerror(self) -> None:
         folder = await self.folder()
@@ -700,6 +744,22 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertEqual(await read(source, uid), MESSAGE)
         self.assertEqual(await read(target, copied), MESSAGE)
         self.assertEqual(await self.uids(target), [copied])
+
+    async def test_linked_copy_of_a_large_message(self) -> None:
+        source = await self.folder()
+        target = await self.folder("Shared")
+        target = requireProvider(target, ILinkingFolder)
+        body = b"Subject: large\r\n\r\n" + (b"y" * 998 + b"\r\n") * 2048
+        pending = await call(source.beginMessage)
+        for start in range(0, len(body), 65536):
+            await call(pending.write, body[start : start + 65536])
+        linked = await call(target.linkedCopy, pending)
+        await call(pending.publish)
+        uid = await call(pending.commit)
+        await call(linked.publish)
+        copied = await call(linked.commit)
+        self.assertEqual(await read(source, uid), body)
+        self.assertEqual(await read(target, copied), body)
 
     async def test_aborted_linked_copy_leaves_the_original(self) -> None:
         source = await self.folder()

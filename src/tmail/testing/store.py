@@ -170,6 +170,17 @@ class MailStoreTestsMixin(TestCaseBase):
         again = await call(store.createFolder, "Work")
         self.assertEqual(list(await call(again.messages, False)), [])
 
+    async def test_delete_leaves_sub_folders_and_their_messages(self) -> None:
+        """IMAP DELETE of a parent keeps its children (RFC 3501 6.3.4)."""
+        store = await self.contractStore()
+        await call(store.createFolder, "Parent/Child")
+        child = await call(store.getFolder, "Parent/Child")
+        await deliver(child)
+        await call(store.deleteFolder, "Parent")
+        self.assertIn("Parent/Child", await self.folderNames(store))
+        child = await call(store.getFolder, "Parent/Child")
+        self.assertEqual(await self.contents(child), [(MESSAGE, frozenset())])
+
     async def test_delete_of_inbox_is_refused(self) -> None:
         store = await self.contractStore()
         await self.assertFailure(call(store.deleteFolder, "INBOX"), StoreError)
@@ -219,16 +230,27 @@ class MailStoreTestsMixin(TestCaseBase):
         self.assertEqual(list(await call(inbox.messages, False)), [])
         moved = await call(store.getFolder, "Old Mail")
         self.assertEqual(
-            await self.contents(moved),
+            sorted(await self.contents(moved)),
             [
                 (b"Subject: one\r\n\r\n", frozenset({"\\Seen"})),
                 (b"Subject: two\r\n\r\n", frozenset()),
             ],
         )
-        first = (await call(moved.messages, False))[0]
-        self.assertAlmostEqual(first.internaldate, _PAST, delta=1)
+        dates = sorted(info.internaldate for info in await call(moved.messages, False))
+        self.assertAlmostEqual(dates[0], _PAST, delta=1)
         uid = await deliver(inbox)
         self.assertEqual([info.uid for info in await call(inbox.messages, False)], [uid])
+
+    async def test_rename_of_inbox_keeps_the_order_of_its_messages(self) -> None:
+        """The moved messages keep their order: the oldest still comes first."""
+        store = await self.contractStore()
+        inbox = await call(store.getFolder, "INBOX")
+        bodies = [b"Subject: %d\r\n\r\n" % i for i in range(6)]
+        for i, body in enumerate(bodies):
+            await deliver(inbox, body, ["\\Seen"] if i % 2 else [])
+        await call(store.renameFolder, "INBOX", "Old Mail")
+        moved = await call(store.getFolder, "Old Mail")
+        self.assertEqual([body for body, _ in await self.contents(moved)], bodies)
 
     async def test_rename_onto_an_existing_folder_raises_folder_exists(self) -> None:
         store = await self.contractStore()
