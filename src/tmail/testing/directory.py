@@ -106,6 +106,22 @@ class UserDirectoryTestsMixin(TestCaseBase):
         self.assertFalse(await call(directory.hasUser, "nobody@example.test"))
         self.assertFalse(await call(directory.hasUser, "alice@elsewhere.example"))
 
+    async def test_users_of_a_domain_given_in_any_case(self) -> None:
+        directory = await self.contractDirectory()
+        self.assertEqual(
+            sorted(await call(directory.users, "EXAMPLE.test")),
+            ["alice@example.test", "bob@example.test"],
+        )
+
+    async def test_malformed_addresses_are_nobody(self) -> None:
+        """Client input reaches the directory as given: a bad address is simply unknown."""
+        directory = await self.contractDirectory()
+        for address in ("", "no-at-sign", "@example.test", "alice@", "a@b@example.test"):
+            self.assertFalse(await call(directory.hasUser, address), address)
+            self.assertIsNone(await call(directory.checkPassword, address, b"x"), address)
+        for address in ("", "no-at-sign", "alice@", "a@b@example.test"):
+            self.assertIsNone(await call(directory.aliasTargets, address), address)
+
     async def test_right_password_gives_the_canonical_address(self) -> None:
         directory = await self.contractDirectory()
         for given in ("alice@example.test", "ALICE@example.TEST"):
@@ -118,6 +134,7 @@ class UserDirectoryTestsMixin(TestCaseBase):
         directory = await self.contractDirectory()
         check = directory.checkPassword
         self.assertIsNone(await call(check, "alice@example.test", b"wrong"))
+        self.assertIsNone(await call(check, "alice@example.test", b""))
         self.assertIsNone(await call(check, "alice@example.test", USERS["bob@example.test"]))
         self.assertIsNone(await call(check, "nobody@example.test", b"anything"))
         self.assertIsNone(await call(check, "team@example.test", USERS["alice@example.test"]))

@@ -17,7 +17,7 @@ from pathlib import Path
 from twisted.mail import imap4, pop3
 from zope.interface.verify import verifyObject
 
-from tmail.errors import NotHostedDomain, UnknownRecipient
+from tmail.errors import NotHostedDomain, RecipientError, UnknownRecipient
 from tmail.interfaces import (
     IForwardingRealm,
     IFreeSpace,
@@ -122,6 +122,16 @@ class MailRealmTestsMixin(TestCaseBase):
         await self.assertFailure(
             call(realm.resolveRecipient, "alice@elsewhere.example"), NotHostedDomain
         )
+
+    async def test_postmaster_of_a_hosted_domain_is_accepted(self) -> None:
+        """Mail to postmaster is always accepted (RFC 5321 4.5.1)."""
+        self.assertTrue(await self.resolved("postmaster@example.test"))
+        self.assertTrue(await self.resolved("Postmaster@Example.Test"))
+
+    async def test_malformed_address_raises_a_recipient_error(self) -> None:
+        realm = await self.contractRealm()
+        for address in ("no-at-sign", "@example.test", "alice@"):
+            await self.assertFailure(call(realm.resolveRecipient, address), RecipientError)
 
     async def test_destinations_split_local_users_and_remote_addresses(self) -> None:
         realm = requireProvider(await self.contractRealm(), IForwardingRealm)
