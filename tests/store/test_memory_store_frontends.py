@@ -27,6 +27,7 @@ from tmail.pop3.factory import POP3Factory
 from tmail.realm.memory import MemoryRealm
 from tmail.smtp.factory import SMTPFactory
 from tmail.store.memory import MemoryStore
+from tmail.store.quota import overrideFields
 from tmail.testing import passwdFileDirectory
 
 ALICE = "alice@example.test"
@@ -52,6 +53,7 @@ class MemoryRealmFrontEndTests(TestCase):
             {ALICE: PASSWORD.encode(), BOB: b"bob's password"},
             {"team@example.test": [ALICE, BOB]},
         )
+        self.directory = directory
         self.realm = MemoryRealm(directory)
         self.portal = Portal(self.realm, [DirectoryChecker(directory)])
 
@@ -179,3 +181,22 @@ class MemoryRealmFrontEndTests(TestCase):
         self.assertEqual(len(uidl[1]), 1)
         self.assertEqual(b"\r\n".join(lines) + b"\r\n", RAW)
         self.assertEqual(list(inbox.messages(claimRecent=False)), [])
+
+    @inlineCallbacks
+    def test_quota_from_the_directory_refuses_smtp_delivery(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """A user's C{quota_rule} reaches the memory store: a full mailbox gets 552."""
+        fields = self.directory.userFields(ALICE)
+        self.directory.setUserFields(ALICE, overrideFields(fields, len(RAW) // 2, None))
+        port = yield self.listenSMTP()
+
+        def send() -> dict[str, Any]:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                return client.sendmail("someone@remote.example", [ALICE, BOB], RAW)
+
+        refused = yield inThread(send)
+        self.assertEqual(list(refused), [ALICE])
+        self.assertEqual(refused[ALICE][0], 552)
+        self.assertEqual(list(self.realm.storeFor(ALICE).getFolder("INBOX").messages(False)), [])
+        self.assertEqual(len(self.realm.storeFor(BOB).getFolder("INBOX").messages(False)), 1)

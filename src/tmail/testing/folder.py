@@ -289,6 +289,16 @@ class MailFolderTestsMixin(TestCaseBase):
         await self.assertFailure(call(folder.setFlags, uid, ["\\Seen"]), KeyError)
         await self.assertFailure(call(folder.setFlags, uid + 100, ["\\Seen"]), KeyError)
 
+    async def test_key_is_unique_and_stays_across_flag_changes(self) -> None:
+        """POP3 UIDL is the key: it must not change when a message is read."""
+        folder = await self.folder()
+        one, two = await deliver(folder), await deliver(folder)
+        keys = {info.uid: info.key for info in await self.listed(folder)}
+        self.assertNotEqual(keys[one], keys[two])
+        await call(folder.setFlags, one, ["\\Seen", "$Read"])
+        await call(folder.expunge, [two])
+        self.assertEqual((await self.infoOf(folder, one)).key, keys[one])
+
     async def test_flag_change_keeps_the_bytes(self) -> None:
         folder = await self.folder()
         uid = await deliver(folder)
