@@ -31,10 +31,17 @@ def loadExample() -> ModuleType:
     return module
 
 
-def sqliteStore(testCase: TestCase) -> IMailStore:
-    """The example's store of one user, in a new in-memory database."""
+def sqliteStore(testCase: TestCase, path: Path | None = None) -> IMailStore:
+    """
+    The example's store of one user, in a new database (or, given C{path},
+    over that database through a connection of its own, as another process).
+    """
     example = loadExample()
-    db = sqlite3.connect(":memory:")
+    if path is None:
+        path = Path(testCase.mktemp())
+        path.mkdir()
+        path = path / "mail.sqlite3"
+    db = sqlite3.connect(path)
     testCase.addCleanup(db.close)
     db.executescript(example.SCHEMA)
     store: IMailStore = example.SQLiteStore(db, "alice@example.test")
@@ -44,6 +51,10 @@ def sqliteStore(testCase: TestCase) -> IMailStore:
 class SQLiteStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCase):
     def makeStore(self) -> IMailStore:
         return sqliteStore(self)
+
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        [(_, _, path)] = store.db.execute("PRAGMA database_list").fetchall()  # type: ignore[attr-defined]
+        return sqliteStore(self, Path(path))
 
 
 class SQLiteFolderModelTests(FolderModelTestsMixin, TestCase):

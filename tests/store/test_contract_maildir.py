@@ -25,6 +25,10 @@ class MaildirStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestC
     def makeLimitedStore(self, limits: QuotaLimits) -> IMailStore:
         return MaildirStore(Path(self.mktemp()), quota=lambda: limits)
 
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        assert isinstance(store, MaildirStore)
+        return MaildirStore(store.root)
+
     @pytest.mark.xfail(
         strict=True,
         reason="a folder filled by renaming INBOX numbers the messages in the text order of "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from unittest import SkipTest
 
 from tmail.interfaces import (
     IFlagChangingFolder,
@@ -72,6 +73,21 @@ class MailFolderTestsMixin(TestCaseBase):
     def makeStore(self) -> IMailStore:
         """A new, empty store for one test; defined by the test case."""
         raise NotImplementedError(f"{type(self).__name__} must define makeStore")
+
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        """
+        Another store object over the same storage as C{store}, as another
+        process (or worker) opens it; defined by a test case whose stores
+        share storage, to run the tests of changes seen across processes.
+        """
+        raise SkipTest(f"{type(self).__name__} does not define reopenStore")
+
+    async def twoViews(self, name: str = "INBOX") -> tuple[IMailFolder, IMailFolder]:
+        """Folder C{name} as this test's store and as a reopened store see it."""
+        mine = await self.folder(name)
+        other = await call(self.reopenStore, await self.contractStore())
+        theirs: IMailFolder = await call(other.getFolder, name)
+        return mine, theirs
 
     async def contractStore(self) -> IMailStore:
         """The store of this test, made on first use."""
@@ -782,3 +798,83 @@ class MailFolderTestsMixin(TestCaseBase):
         uid = await call(pending.commit)
         self.assertEqual(await read(source, uid), MESSAGE)
         self.assertEqual(await self.listed(target), [])
+
+    # Another process's view of the same storage
+
+    async def test_delivery_is_seen_by_another_process(self) -> None:
+        mine, theirs = await self.twoViews()
+        self.assertEqual(await call(theirs.uidValidity), await call(mine.uidValidity))
+        uid = await deliver(mine, flags=["\\Flagged"])
+        [info] = await self.listed(theirs)
+        self.assertEqual((info.uid, info.flags), (uid, frozenset({"\\Flagged"})))
+        self.assertEqual(await read(theirs, uid), MESSAGE)
+
+    async def test_flag_change_and_expunge_are_seen_by_another_process(self) -> None:
+        mine, theirs = await self.twoViews()
+        one, two = await deliver(mine), await deliver(mine)
+        await self.listed(theirs)
+        await call(mine.setFlags, one, ["\\Seen", "$Done"])
+        await call(mine.expunge, [two])
+        listed = await self.listed(theirs)
+        self.assertEqual([(i.uid, i.flags) for i in listed], [(one, {"\\Seen", "$Done"})])
+        await self.assertFailure(call(theirs.openMessage, two), KeyError)
+
+    async def test_processes_delivering_in_turn_never_share_a_uid(self) -> None:
+        mine, theirs = await self.twoViews()
+        given = []
+        for i in range(6):
+            given.append(await deliver(mine if i % 2 else theirs, MESSAGE + b"%d\r\n" % i))
+        self.assertEqual(len(set(given)), 6)
+        self.assertEqual(given, sorted(given))
+        for view in (mine, theirs):
+            self.assertEqual(await self.uids(view), given)
+            for i, uid in enumerate(given):
+                self.assertEqual(await read(view, uid), MESSAGE + b"%d\r\n" % i)
+
+    async def test_folder_created_by_another_process_is_found(self) -> None:
+        store = await self.contractStore()
+        other = await call(self.reopenStore, store)
+        await call(other.createFolder, "Made Elsewhere")
+        self.assertIn("Made Elsewhere", await call(store.listFolders))
+        folder = await call(store.getFolder, "Made Elsewhere")
+        self.assertEqual(await self.listed(folder), [])
+
+    async def test_changes_since_report_another_processes_changes(self) -> None:
+        mine, theirs = await self.twoViews()
+        theirs = requireProvider(theirs, IIncrementalFolder)
+        kept, gone = await deliver(mine), await deliver(mine)
+        await self.listed(theirs)
+        serial = await call(theirs.changeSerial)
+        await call(mine.setFlags, kept, ["\\Answered"])
+        await call(mine.expunge, [gone])
+        added = await deliver(mine)
+        await call(theirs.refresh)
+        _, changes = await call(theirs.changesSince, serial, False)
+        assert changes is not None
+        removed = [change for change in changes if isinstance(change, int)]
+        infos = {c.uid: c.flags for c in changes if isinstance(c, MessageInfo)}
+        self.assertEqual(removed, [gone])
+        self.assertEqual(infos, {kept: frozenset({"\\Answered"}), added: frozenset()})
+
+    async def test_another_processes_flag_change_takes_a_higher_modseq(self) -> None:
+        mine, theirs = await self.twoViews()
+        theirs = requireProvider(theirs, IModSeqFolder)
+        uid = await deliver(mine)
+        await self.listed(theirs)
+        before = await call(theirs.highestModSeq)
+        await call(mine.setFlags, uid, ["\\Seen"])
+        info = await self.infoOf(theirs, uid)
+        self.assertGreater(info.modseq, before)
+        self.assertGreaterEqual(await call(theirs.highestModSeq), info.modseq)
+
+    async def test_another_processes_expunge_is_remembered(self) -> None:
+        mine, theirs = await self.twoViews()
+        theirs = requireProvider(theirs, IModSeqFolder)
+        uid = await deliver(mine)
+        await self.listed(theirs)
+        before = await call(theirs.highestModSeq)
+        await call(mine.expunge, [uid])
+        await self.listed(theirs)
+        expunged, _ = await call(theirs.expungedSince, before)
+        self.assertEqual(list(expunged), [uid])
+        self.assertGreater(await call(theirs.highestModSeq), before)
