@@ -48,13 +48,18 @@ def sqliteStore(testCase: TestCase, path: Path | None = None) -> IMailStore:
     return store
 
 
+def databasePath(store: IMailStore) -> Path:
+    """The file of the example store's database."""
+    [(_, _, path)] = store.db.execute("PRAGMA database_list").fetchall()  # type: ignore[attr-defined]
+    return Path(path)
+
+
 class SQLiteStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCase):
     def makeStore(self) -> IMailStore:
         return sqliteStore(self)
 
     def reopenStore(self, store: IMailStore) -> IMailStore:
-        [(_, _, path)] = store.db.execute("PRAGMA database_list").fetchall()  # type: ignore[attr-defined]
-        return sqliteStore(self, Path(path))
+        return sqliteStore(self, databasePath(store))
 
 
 class SQLiteFolderModelTests(FolderModelTestsMixin, TestCase):
@@ -62,6 +67,9 @@ class SQLiteFolderModelTests(FolderModelTestsMixin, TestCase):
 
     def makeStore(self) -> IMailStore:
         return sqliteStore(self)
+
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        return sqliteStore(self, databasePath(store))
 
 
 class SQLiteRealmContractTests(MailRealmTestsMixin, TestCase):

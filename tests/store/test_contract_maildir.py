@@ -58,3 +58,7 @@ class MaildirFolderModelTests(FolderModelTestsMixin, TestCase):
 
     def makeStore(self) -> IMailStore:
         return MaildirStore(Path(self.mktemp()))
+
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        assert isinstance(store, MaildirStore)
+        return MaildirStore(store.root)

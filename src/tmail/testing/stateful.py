@@ -54,6 +54,8 @@ T = TypeVar("T")
 FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Junk", "work")
 
 _flagSets = st.frozensets(st.sampled_from(FLAGS))
+#: Through which process's store a rule acts (0: this one).
+_via = st.integers(min_value=0, max_value=1)
 _bodies = st.builds(
     lambda subject, body: b"Subject: %s\r\n\r\n%s\r\n" % (subject, body),
     st.binary(min_size=0, max_size=20).map(lambda b: b.hex().encode()),
@@ -75,12 +77,19 @@ class FolderStateMachine(RuleBasedStateMachine):
 
     #: Set before the machine runs: makes the store (called in the reactor thread).
     makeStore: Callable[[], IMailStore]
+    #: Set when stores share storage: another process's store over the same.
+    reopenStore: Callable[[IMailStore], IMailStore] | None = None
 
     def __init__(self) -> None:
         super().__init__()
         store: IMailStore = self.run(self.makeStore)
         self.inbox: IMailFolder = self.run(store.getFolder, "INBOX")
         self.other: IMailFolder = self.run(store.createFolder, "Other")
+        self.views: dict[str, list[IMailFolder]] = {"INBOX": [self.inbox], "Other": [self.other]}
+        if self.reopenStore is not None:
+            elsewhere: IMailStore = self.run(self.reopenStore, store)
+            for name, views in self.views.items():
+                views.append(self.run(elsewhere.getFolder, name))
         self.models: dict[str, dict[int, _Modelled]] = {"INBOX": {}, "Other": {}}
         self.highest: dict[str, int] = {"INBOX": 0, "Other": 0}
         self.validity = self.run(self.inbox.uidValidity)
@@ -97,8 +106,10 @@ class FolderStateMachine(RuleBasedStateMachine):
 
         return cast(T, blockingCallFromThread(fromThreads, inReactor))
 
-    def folderNamed(self, name: str) -> IMailFolder:
-        return self.inbox if name == "INBOX" else self.other
+    def folderNamed(self, name: str, via: int = 0) -> IMailFolder:
+        """Folder C{name} as this process (C{via} 0) or another one sees it."""
+        views = self.views[name]
+        return views[via % len(views)]
 
     def listing(self, folder: IMailFolder) -> list[MessageInfo]:
         return list(self.run(folder.messages, False))
@@ -108,11 +119,11 @@ class FolderStateMachine(RuleBasedStateMachine):
     @initialize(messages=st.lists(st.tuples(_bodies, _flagSets), max_size=6))
     def fill(self, messages: list[tuple[bytes, frozenset[str]]]) -> None:
         for body, flags in messages:
-            self.deliver("INBOX", body, flags)
+            self.deliver("INBOX", body, flags, 0)
 
-    @rule(where=st.sampled_from(("INBOX", "Other")), body=_bodies, flags=_flagSets)
-    def deliver(self, where: str, body: bytes, flags: frozenset[str]) -> None:
-        folder = self.folderNamed(where)
+    @rule(where=st.sampled_from(("INBOX", "Other")), body=_bodies, flags=_flagSets, via=_via)
+    def deliver(self, where: str, body: bytes, flags: frozenset[str], via: int) -> None:
+        folder = self.folderNamed(where, via)
         expected = self.run(folder.uidNext)
         pending: IPendingMessage = self.run(folder.beginMessage, flags)
         self.run(pending.write, body)
@@ -129,54 +140,58 @@ class FolderStateMachine(RuleBasedStateMachine):
         self.run(pending.abort)
 
     @precondition(lambda self: self.models["INBOX"])
-    @rule(data=st.data(), flags=_flagSets)
-    def setFlags(self, data: st.DataObject, flags: frozenset[str]) -> None:
+    @rule(data=st.data(), flags=_flagSets, via=_via)
+    def setFlags(self, data: st.DataObject, flags: frozenset[str], via: int) -> None:
         uid = data.draw(st.sampled_from(sorted(self.models["INBOX"])))
         before = self.models["INBOX"][uid]
-        info: MessageInfo = self.run(self.inbox.setFlags, uid, flags)
+        info: MessageInfo = self.run(self.folderNamed("INBOX", via).setFlags, uid, flags)
         assert info.flags == flags, (info.flags, flags)
         self.models["INBOX"][uid] = _Modelled(before.body, flags)
         if IModSeqFolder.providedBy(self.inbox) and flags != before.flags:
             assert info.modseq > self.highestModSeq, (info.modseq, self.highestModSeq)
 
     @precondition(lambda self: self.models["INBOX"])
-    @rule(data=st.data(), add=_flagSets, remove=_flagSets)
-    def changeFlags(self, data: st.DataObject, add: frozenset[str], remove: frozenset[str]) -> None:
-        if not IFlagChangingFolder.providedBy(self.inbox):
+    @rule(data=st.data(), add=_flagSets, remove=_flagSets, via=_via)
+    def changeFlags(
+        self, data: st.DataObject, add: frozenset[str], remove: frozenset[str], via: int
+    ) -> None:
+        folder = self.folderNamed("INBOX", via)
+        if not IFlagChangingFolder.providedBy(folder):
             return
         uid = data.draw(st.sampled_from(sorted(self.models["INBOX"])))
         before = self.models["INBOX"][uid]
-        info: MessageInfo = self.run(self.inbox.changeFlags, uid, add, remove)
+        info: MessageInfo = self.run(folder.changeFlags, uid, add, remove)
         expected = (before.flags | add) - remove
         assert info.flags == expected, (info.flags, expected)
         self.models["INBOX"][uid] = _Modelled(before.body, expected)
 
-    @rule(data=st.data(), where=st.sampled_from(("INBOX", "Other")))
-    def expunge(self, data: st.DataObject, where: str) -> None:
+    @rule(data=st.data(), where=st.sampled_from(("INBOX", "Other")), via=_via)
+    def expunge(self, data: st.DataObject, where: str, via: int) -> None:
         model = self.models[where]
         known = [*sorted(model), self.highest[where] + 1]
         chosen = data.draw(st.lists(st.sampled_from(known), min_size=1, max_size=4))
-        removed = list(self.run(self.folderNamed(where).expunge, chosen))
+        removed = list(self.run(self.folderNamed(where, via).expunge, chosen))
         expected = sorted(set(chosen) & set(model))
         assert sorted(removed) == expected, (removed, expected)
         for uid in removed:
             del model[uid]
 
     @precondition(lambda self: self.models["INBOX"])
-    @rule(data=st.data())
-    def copy(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), via=_via)
+    def copy(self, data: st.DataObject, via: int) -> None:
         uid = data.draw(st.sampled_from(sorted(self.models["INBOX"])))
-        copied: int = self.run(self.inbox.copyMessage, uid, self.other)
+        source, target = self.folderNamed("INBOX", via), self.folderNamed("Other", via)
+        copied: int = self.run(source.copyMessage, uid, target)
         assert copied > self.highest["Other"], f"UID {copied} given again"
         self.highest["Other"] = copied
         self.models["Other"][copied] = self.models["INBOX"][uid]
 
     @precondition(lambda self: self.models["INBOX"] or self.models["Other"])
-    @rule(data=st.data())
-    def read(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), via=_via)
+    def read(self, data: st.DataObject, via: int) -> None:
         target = "INBOX" if self.models["INBOX"] else "Other"
         uid = data.draw(st.sampled_from(sorted(self.models[target])))
-        opened = self.run(self.folderNamed(target).openMessage, uid)
+        opened = self.run(self.folderNamed(target, via).openMessage, uid)
         with opened:
             body = opened.read()
         assert body == self.models[target][uid].body
@@ -186,14 +201,15 @@ class FolderStateMachine(RuleBasedStateMachine):
     @invariant()
     def listingsMatchTheModel(self) -> None:
         for name, model in self.models.items():
-            folder = self.folderNamed(name)
-            listed = self.listing(folder)
-            assert [info.uid for info in listed] == sorted(model), (name, listed, model)
-            for info in listed:
-                assert info.flags == model[info.uid].flags, (name, info, model[info.uid])
-                assert info.size == len(model[info.uid].body), (name, info)
-            assert self.run(folder.uidNext) > self.highest[name]
-        assert self.run(self.inbox.uidValidity) == self.validity
+            for folder in self.views[name]:
+                listed = self.listing(folder)
+                assert [info.uid for info in listed] == sorted(model), (folder, listed, model)
+                for info in listed:
+                    assert info.flags == model[info.uid].flags, (folder, info, model[info.uid])
+                    assert info.size == len(model[info.uid].body), (folder, info)
+                assert self.run(folder.uidNext) > self.highest[name], folder
+        for folder in self.views["INBOX"]:
+            assert self.run(folder.uidValidity) == self.validity, folder
 
     @invariant()
     def modSeqsNeverGoDown(self) -> None:
@@ -232,7 +248,10 @@ class FolderStateMachine(RuleBasedStateMachine):
 class FolderModelTestsMixin(TestCaseBase):
     """
     A folder of C{makeStore()}'s store holds what a model says after any
-    sequence of deliveries, aborts, flag changes, expunges and copies.
+    sequence of deliveries, aborts, flag changes, expunges and copies.  A
+    test case that defines C{reopenStore(store)} (another process's store
+    over the same storage) gets them made through either store, and both
+    must list what the model holds.
     """
 
     #: How many sequences, and how many steps each, Hypothesis tries.
@@ -249,9 +268,12 @@ class FolderModelTestsMixin(TestCaseBase):
 
     def test_folder_holds_what_the_model_says(self) -> Deferred[None]:
         makeStore = self.makeStore
+        reopenStore = getattr(self, "reopenStore", None)
 
         class Machine(FolderStateMachine):
             pass
 
         Machine.makeStore = staticmethod(makeStore)
+        if reopenStore is not None:
+            Machine.reopenStore = staticmethod(reopenStore)
         return deferToThread(run_state_machine_as_test, Machine, settings=self.modelSettings)
