@@ -13,9 +13,11 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+from imapclient import IMAPClient
 from twisted.cred.portal import Portal
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.threads import blockingCallFromThread
 from twisted.trial.unittest import TestCase
 
 from support.net import inThread, listen
@@ -29,6 +31,9 @@ from tmail.smtp.factory import SMTPFactory
 from tmail.store.memory import MemoryStore
 from tmail.store.quota import overrideFields
 from tmail.testing import passwdFileDirectory
+
+imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
+imaplib.Commands.setdefault("MOVE", ("SELECTED",))
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -200,3 +205,77 @@ class MemoryRealmFrontEndTests(TestCase):
         self.assertEqual(refused[ALICE][0], 552)
         self.assertEqual(list(self.realm.storeFor(ALICE).getFolder("INBOX").messages(False)), [])
         self.assertEqual(len(self.realm.storeFor(BOB).getFolder("INBOX").messages(False)), 1)
+
+    @inlineCallbacks
+    def test_imap_extensions_work_on_a_memory_store(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        """
+        CONDSTORE and QRESYNC, MOVE, special-use folders, METADATA, object
+        IDs and IDLE use the memory store's optional interfaces.
+        """
+        for _ in range(3):
+            self.deliverTo(ALICE)
+        port = yield self.listenIMAP()
+
+        def client() -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            imap = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+            try:
+                imap.login(ALICE, PASSWORD)
+                seen["caps"] = imap.capabilities
+                imap.enable("QRESYNC")
+                imap.select("INBOX")
+                highest = imap.response("HIGHESTMODSEQ")[1][0]
+                seen["highest"] = int(highest)
+                since = f"(UNCHANGEDSINCE {int(highest)})"
+                seen["store"] = imap.uid("STORE", "1", since, "+FLAGS", "($First)")
+                seen["conflict"] = imap.uid("STORE", "1", since, "+FLAGS", "($Again)")
+                seen["modified"] = imap.response("MODIFIED")
+                seen["fetch"] = imap.uid("FETCH", "1:2", "(MODSEQ EMAILID)")
+                seen["create"] = imap._simple_command("CREATE", "Bin", "(USE (\\Trash))")
+                seen["list"] = imap.list()
+                seen["move"] = imap.uid("MOVE", "2", "Bin")
+                seen["status"] = imap.status("Bin", "(MESSAGES HIGHESTMODSEQ)")
+                seen["setmetadata"] = imap._simple_command(
+                    "SETMETADATA", "INBOX", '(/private/comment "hello")'
+                )
+                imap.logout()
+            finally:
+                if imap.state != "LOGOUT":
+                    imap.shutdown()
+            with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as idler:
+                idler.login(ALICE, PASSWORD)
+                idler.select_folder("INBOX")
+                idler.idle()
+                blockingCallFromThread(reactor, self.deliverTo, ALICE)
+                seen["idle"] = idler.idle_check(timeout=5)
+                idler.idle_done()
+            return seen
+
+        seen = yield inThread(client)
+        for capability in ("CONDSTORE", "QRESYNC", "MOVE", "METADATA", "OBJECTID"):
+            self.assertIn(capability, seen["caps"])
+        self.assertGreater(seen["highest"], 0)
+        self.assertEqual(seen["store"][0], "OK")
+        self.assertIn(b"MODSEQ", b" ".join(seen["store"][1]))
+        self.assertEqual(seen["conflict"][0], "OK")
+        self.assertEqual(seen["modified"], ("MODIFIED", [b"1"]))
+        fetched = b" ".join(part for part in seen["fetch"][1] if isinstance(part, bytes))
+        self.assertEqual(fetched.count(b"EMAILID ("), 2, fetched)
+        self.assertEqual(seen["create"][0], "OK")
+        self.assertTrue(any(b"\\Trash" in line and b"Bin" in line for line in seen["list"][1]))
+        self.assertEqual(seen["move"][0], "OK")
+        self.assertIn(b"MESSAGES 1", seen["status"][1][0])
+        self.assertEqual(seen["setmetadata"][0], "OK")
+        store = self.realm.storeFor(ALICE)
+        assert isinstance(store, MemoryStore)
+        self.assertEqual(store.metadata("INBOX"), {"/private/comment": b"hello"})
+        self.assertEqual((store.specialUse() or {}).get("Bin"), frozenset({"\\Trash"}))
+        self.assertIn((3, b"EXISTS"), seen["idle"])
+
+    def deliverTo(self, user: str) -> int:
+        pending = self.realm.storeFor(user).getFolder("INBOX").beginMessage()
+        pending.write(RAW)
+        uid: int = pending.commit()
+        return uid
