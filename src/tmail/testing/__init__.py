@@ -19,7 +19,7 @@ Deferreds.  Tests of an optional interface are skipped, with the reason,
 when the object under test does not provide it.
 """
 
-from tmail.testing.calls import MESSAGE, call, deliver, read
+from tmail.testing.calls import MESSAGE, call, deliver, read, requireProvider, verifyProvided
 from tmail.testing.directory import UserDirectoryTestsMixin, passwdFileDirectory
 from tmail.testing.folder import MailFolderTestsMixin
 from tmail.testing.realm import MailRealmTestsMixin
@@ -35,4 +35,6 @@ __all__ = [
     "deliver",
     "passwdFileDirectory",
     "read",
+    "requireProvider",
+    "verifyProvided",
 ]
