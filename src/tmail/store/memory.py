@@ -363,6 +363,8 @@ class MemoryStore:
     @param quota: the user's limits, or a callable asked at every delivery
         (so a changed setting applies at once); C{None} keeps no quota
         (L{quota} is then C{None}).
+
+    @ivar folders: the folders by name, INBOX always among them.
     """
 
     delimiter = DELIMITER
