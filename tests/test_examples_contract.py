@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 
 from tmail.interfaces import IMailRealm, IMailStore, IUserDirectory
 from tmail.testing import MailFolderTestsMixin, MailRealmTestsMixin, MailStoreTestsMixin
-from tmail.testing.stateful import FolderModelTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin, StoreModelTestsMixin
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_realm.py"
 
@@ -79,3 +79,13 @@ class SQLiteRealmContractTests(MailRealmTestsMixin, TestCase):
         )
         self.addCleanup(realm.db.close)  # type: ignore[attr-defined]
         return realm
+
+
+class SQLiteStoreModelTests(StoreModelTestsMixin, TestCase):
+    timeout = 300
+
+    def makeStore(self) -> IMailStore:
+        return sqliteStore(self)
+
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        return sqliteStore(self, databasePath(store))

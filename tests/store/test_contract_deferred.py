@@ -19,7 +19,7 @@ from tmail.interfaces import IMailFolder, IMailStore
 from tmail.store.memory import MemoryStore
 from tmail.store.quota import QuotaLimits
 from tmail.testing import MailFolderTestsMixin, MailStoreTestsMixin
-from tmail.testing.stateful import FolderModelTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin, StoreModelTestsMixin
 
 #: The operations that touch disk or network: they answer with a Deferred.
 STORE_LATER = frozenset(
@@ -137,6 +137,13 @@ class DeferringStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, Tes
 
 
 class DeferringFolderModelTests(FolderModelTestsMixin, TestCase):
+    timeout = 300
+
+    def makeStore(self) -> IMailStore:
+        return deferringStore()
+
+
+class DeferringStoreModelTests(StoreModelTestsMixin, TestCase):
     timeout = 300
 
     def makeStore(self) -> IMailStore:

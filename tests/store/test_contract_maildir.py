@@ -15,7 +15,7 @@ from tmail.store import maildir
 from tmail.store.maildir import MaildirStore
 from tmail.store.quota import QuotaLimits
 from tmail.testing import MailFolderTestsMixin, MailStoreTestsMixin
-from tmail.testing.stateful import FolderModelTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin, StoreModelTestsMixin
 
 
 class MaildirStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCase):
@@ -54,6 +54,17 @@ class MaildirStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestC
 
 
 class MaildirFolderModelTests(FolderModelTestsMixin, TestCase):
+    timeout = 300
+
+    def makeStore(self) -> IMailStore:
+        return MaildirStore(Path(self.mktemp()))
+
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        assert isinstance(store, MaildirStore)
+        return MaildirStore(store.root)
+
+
+class MaildirStoreModelTests(StoreModelTestsMixin, TestCase):
     timeout = 300
 
     def makeStore(self) -> IMailStore:

@@ -8,7 +8,7 @@ from tmail.interfaces import IMailStore
 from tmail.store.memory import MemoryStore
 from tmail.store.quota import QuotaLimits
 from tmail.testing import MailFolderTestsMixin, MailStoreTestsMixin
-from tmail.testing.stateful import FolderModelTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin, StoreModelTestsMixin
 
 
 class MemoryStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCase):
@@ -20,6 +20,13 @@ class MemoryStoreContractTests(MailStoreTestsMixin, MailFolderTestsMixin, TestCa
 
 
 class MemoryFolderModelTests(FolderModelTestsMixin, TestCase):
+    timeout = 300
+
+    def makeStore(self) -> IMailStore:
+        return MemoryStore()
+
+
+class MemoryStoreModelTests(StoreModelTestsMixin, TestCase):
     timeout = 300
 
     def makeStore(self) -> IMailStore:

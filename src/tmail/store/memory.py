@@ -449,20 +449,22 @@ class MemoryStore:
             self._count += len(moved)
             source.expunge([message.info.uid for message in moved])
             return
-        if target.startswith(source.name + DELIMITER):
-            raise InvalidFolderName(f"cannot move {source.name!r} into itself")
-        prefix = source.name + DELIMITER
-        moving = [name for name in self.folders if name == source.name or name.startswith(prefix)]
-        for name in moving:
-            if target + name[len(source.name) :] in self.folders:
-                raise FolderExists(target + name[len(source.name) :])
+        oldName = source.name
+        if target.startswith(oldName + DELIMITER):
+            raise InvalidFolderName(f"cannot move {oldName!r} into itself")
+        moving = [
+            name for name in self.folders if name == oldName or name.startswith(oldName + DELIMITER)
+        ]
+        renames = {name: target + name[len(oldName) :] for name in moving}
+        for renamed in renames.values():
+            if renamed in self.folders:
+                raise FolderExists(renamed)
         components = target.split(DELIMITER)
         for depth in range(1, len(components)):
             parent = DELIMITER.join(components[:depth])
             if parent not in self.folders and parent not in moving:
                 self._add(parent)
-        for name in moving:
-            renamed = target + name[len(source.name) :]
+        for name, renamed in renames.items():
             folder = self.folders.pop(name)
             folder.name = renamed
             self.folders[renamed] = folder

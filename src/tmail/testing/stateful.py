@@ -35,6 +35,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 
+from tmail.errors import FolderExists, NoSuchFolder
 from tmail.interfaces import (
     IFlagChangingFolder,
     IIncrementalFolder,
@@ -46,7 +47,12 @@ from tmail.interfaces import (
 )
 from tmail.testing.calls import TestCaseBase, call
 
-__all__ = ["FolderModelTestsMixin", "FolderStateMachine"]
+__all__ = [
+    "FolderModelTestsMixin",
+    "FolderStateMachine",
+    "StoreModelTestsMixin",
+    "StoreStateMachine",
+]
 
 T = TypeVar("T")
 
@@ -69,7 +75,28 @@ class _Modelled:
     flags: frozenset[str]
 
 
-class FolderStateMachine(RuleBasedStateMachine):
+class ReactorStateMachine(RuleBasedStateMachine):
+    """A state machine, run in a worker thread, that calls stores in the reactor thread."""
+
+    def run(self, function: Callable[..., T | Deferred[T]], *args: Any) -> T:
+        """Call C{function} in the reactor thread and wait for its result."""
+        fromThreads = cast(IReactorFromThreads, reactor)
+
+        def inReactor() -> Deferred[Any]:
+            return call(function, *args)
+
+        return cast(T, blockingCallFromThread(fromThreads, inReactor))
+
+    def outcome(self, function: Callable[..., object], *args: Any) -> BaseException | None:
+        """The exception C{function} raised (or failed with), or C{None}."""
+        try:
+            self.run(function, *args)
+        except Exception as e:
+            return e
+        return None
+
+
+class FolderStateMachine(ReactorStateMachine):
     """
     Drives INBOX and one other folder of a new store against a model:
     UID to bytes and flags, and the highest UID ever given.
@@ -96,15 +123,6 @@ class FolderStateMachine(RuleBasedStateMachine):
         self.highestModSeq = 0
         self.serial: int | None = None
         self.snapshot: dict[int, MessageInfo] = {}
-
-    def run(self, function: Callable[..., T | Deferred[T]], *args: Any) -> T:
-        """Call C{function} in the reactor thread and wait for its result."""
-        fromThreads = cast(IReactorFromThreads, reactor)
-
-        def inReactor() -> Deferred[Any]:
-            return call(function, *args)
-
-        return cast(T, blockingCallFromThread(fromThreads, inReactor))
 
     def folderNamed(self, name: str, via: int = 0) -> IMailFolder:
         """Folder C{name} as this process (C{via} 0) or another one sees it."""
@@ -277,3 +295,142 @@ class FolderModelTestsMixin(TestCaseBase):
         if reopenStore is not None:
             Machine.reopenStore = staticmethod(reopenStore)
         return deferToThread(run_state_machine_as_test, Machine, settings=self.modelSettings)
+
+
+#: Folder names the store machine uses: parents, children and a name that
+#: a parent's name is a prefix of.
+_NAMES = ("a", "a/b", "a/b/c", "ab", "b", "b/a", "c/d")
+_names = st.sampled_from(_NAMES)
+
+
+class StoreStateMachine(ReactorStateMachine):
+    """
+    Drives the folders of a new store (and, when set, of another store over
+    the same storage) against a model: folder name to the bodies it holds.
+    """
+
+    makeStore: Callable[[], IMailStore]
+    reopenStore: Callable[[IMailStore], IMailStore] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        store: IMailStore = self.run(self.makeStore)
+        self.stores = [store]
+        if self.reopenStore is not None:
+            self.stores.append(self.run(self.reopenStore, store))
+        self.model: dict[str, list[bytes]] = {"INBOX": []}
+        self.serial = 0
+
+    def storeVia(self, via: int) -> IMailStore:
+        return self.stores[via % len(self.stores)]
+
+    def body(self, name: str) -> bytes:
+        self.serial += 1
+        return b"Subject: %s %d\r\n\r\n" % (name.encode(), self.serial)
+
+    @rule(name=_names, via=_via)
+    def create(self, name: str, via: int) -> None:
+        failure = self.outcome(self.storeVia(via).createFolder, name)
+        if name in self.model:
+            assert isinstance(failure, FolderExists), (name, failure)
+            return
+        assert failure is None, (name, failure)
+        components = name.split("/")
+        for depth in range(1, len(components) + 1):
+            self.model.setdefault("/".join(components[:depth]), [])
+
+    @rule(name=st.sampled_from(("INBOX", *_NAMES)), via=_via)
+    def deliver(self, name: str, via: int) -> None:
+        if name not in self.model:
+            return
+        folder: IMailFolder = self.run(self.storeVia(via).getFolder, name)
+        body = self.body(name)
+        pending: IPendingMessage = self.run(folder.beginMessage, ())
+        self.run(pending.write, body)
+        self.run(pending.commit)
+        self.model[name].append(body)
+
+    @rule(name=_names, via=_via)
+    def delete(self, name: str, via: int) -> None:
+        failure = self.outcome(self.storeVia(via).deleteFolder, name)
+        if name not in self.model:
+            assert isinstance(failure, NoSuchFolder), (name, failure)
+            return
+        assert failure is None, (name, failure)
+        del self.model[name]
+
+    @rule(old=st.sampled_from(("INBOX", *_NAMES)), new=_names, via=_via)
+    def rename(self, old: str, new: str, via: int) -> None:
+        if old not in self.model or new == old or new.startswith(old + "/"):
+            return
+        moving = [name for name in self.model if name == old or name.startswith(old + "/")]
+        if old == "INBOX":
+            moving = ["INBOX"]
+        targets = [new + name[len(old) :] for name in moving]
+        if new in self.model:
+            failure = self.outcome(self.storeVia(via).renameFolder, old, new)
+            assert isinstance(failure, FolderExists), (old, new, failure)
+            return
+        if any(target in self.model for target in targets):
+            return
+        failure = self.outcome(self.storeVia(via).renameFolder, old, new)
+        assert failure is None, (old, new, failure)
+        for name, target in zip(moving, targets, strict=True):
+            self.model[target] = self.model.pop(name)
+        if old == "INBOX":
+            self.model["INBOX"] = []
+
+    @invariant()
+    def foldersHoldWhatTheModelSays(self) -> None:
+        for store in self.stores:
+            listed = list(self.run(store.listFolders))
+            assert listed[0] == "INBOX" and len(set(listed)) == len(listed), listed
+            for name in listed:
+                if name not in self.model:
+                    ancestor = any(known.startswith(name + "/") for known in self.model)
+                    assert ancestor, f"{name!r} is listed but was never made or was deleted"
+                    self.model[name] = []
+            for name in self.model:
+                assert name in listed, f"{name!r} is not listed: {listed}"
+        for name, bodies in self.model.items():
+            for store in self.stores:
+                folder: IMailFolder = self.run(store.getFolder, name)
+                found = []
+                for info in self.run(folder.messages, False):
+                    opened = self.run(folder.openMessage, info.uid)
+                    with opened:
+                        found.append(opened.read())
+                assert sorted(found) == sorted(bodies), (name, found, bodies)
+
+
+class StoreModelTestsMixin(TestCaseBase):
+    """
+    The folders of C{makeStore()}'s store hold what a model says after any
+    sequence of creations, deliveries, renames (of parents with children,
+    of INBOX) and deletions; with C{reopenStore(store)} defined, made
+    through either of two stores over the same storage.
+    """
+
+    #: How many sequences, and how many steps each, Hypothesis tries.
+    storeModelSettings = settings(
+        max_examples=30,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+    def makeStore(self) -> IMailStore:
+        """A new, empty store for each sequence; defined by the test case."""
+        raise NotImplementedError(f"{type(self).__name__} must define makeStore")
+
+    def test_store_holds_what_the_model_says(self) -> Deferred[None]:
+        makeStore = self.makeStore
+        reopenStore = getattr(self, "reopenStore", None)
+
+        class Machine(StoreStateMachine):
+            pass
+
+        Machine.makeStore = staticmethod(makeStore)
+        if reopenStore is not None:
+            Machine.reopenStore = staticmethod(reopenStore)
+        return deferToThread(run_state_machine_as_test, Machine, settings=self.storeModelSettings)

@@ -204,18 +204,29 @@ class MailStoreTestsMixin(TestCaseBase):
         self.assertEqual(await self.contents(new), [(MESSAGE, frozenset({"\\Seen", "$Label"}))])
 
     async def test_rename_takes_the_children_along(self) -> None:
+        """The children keep their place under the new name, whatever its length."""
+        for old, new in (("Old", "New"), ("Old", "Renamed/Deeper"), ("Longer", "S")):
+            store = await call(self.makeStore)
+            await call(store.createFolder, f"{old}/Child/Grandchild")
+            child = await call(store.getFolder, f"{old}/Child")
+            await deliver(child)
+            await call(store.renameFolder, old, new)
+            names = await self.folderNames(store)
+            for name in (new, f"{new}/Child", f"{new}/Child/Grandchild"):
+                self.assertIn(name, names)
+            for name in (old, f"{old}/Child", f"{old}/Child/Grandchild"):
+                self.assertNotIn(name, names)
+            moved = await call(store.getFolder, f"{new}/Child")
+            self.assertEqual(await self.contents(moved), [(MESSAGE, frozenset())])
+
+    async def test_rename_leaves_folders_its_name_is_a_prefix_of(self) -> None:
         store = await self.contractStore()
-        await call(store.createFolder, "Old/Child/Grandchild")
-        child = await call(store.getFolder, "Old/Child")
-        await deliver(child)
-        await call(store.renameFolder, "Old", "New")
+        await call(store.createFolder, "a/b")
+        await call(store.createFolder, "ab")
+        await call(store.renameFolder, "a", "c")
         names = await self.folderNames(store)
-        for name in ("New", "New/Child", "New/Child/Grandchild"):
+        for name in ("c", "c/b", "ab"):
             self.assertIn(name, names)
-        for name in ("Old", "Old/Child", "Old/Child/Grandchild"):
-            self.assertNotIn(name, names)
-        moved = await call(store.getFolder, "New/Child")
-        self.assertEqual(await self.contents(moved), [(MESSAGE, frozenset())])
 
     async def test_rename_of_inbox_moves_its_messages_and_leaves_it_empty(self) -> None:
         store = await self.contractStore()
