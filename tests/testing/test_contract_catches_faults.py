@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, Phase, settings
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import FailTest, TestCase
 from zope.interface import implementer
@@ -201,6 +202,14 @@ class ContractCatchesFaultsTests(TestCase):
 
     def test_model_catches_forgotten_expunges(self) -> Deferred[None]:
         class Model(FolderModelTestsMixin, TestCase):
+            modelSettings = settings(
+                max_examples=100,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=[HealthCheck.too_slow],
+            )
+
             def makeStore(self) -> IMailStore:
                 return storeWith(ForgetsExpunges)
 

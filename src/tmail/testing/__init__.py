@@ -9,9 +9,11 @@ on checked (as Twisted's C{twisted.internet.testing} serves transports).
       (and C{makeLimitedStore(limits)} for quotas);
     - L{MailRealmTestsMixin}: C{makeRealm(directory)};
     - L{UserDirectoryTestsMixin}: C{makeDirectory(users, aliases)};
-    - L{tmail.testing.stateful.FolderModelTestsMixin}: C{makeStore()};
-      Hypothesis drives a folder through random sequences of changes
-      against a model (imported on its own: it needs C{hypothesis}).
+    - L{tmail.testing.stateful.FolderModelTestsMixin} and
+      L{tmail.testing.stateful.StoreModelTestsMixin}: C{makeStore()};
+      Hypothesis drives a folder, or the folders of a store, through
+      random sequences of changes against a model (imported on their own:
+      they need C{hypothesis}).
 
 Every store and folder call goes through C{maybeDeferred}, so the mixins
 hold for a store that answers at once and for one that answers with
