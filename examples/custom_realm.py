@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS messages (
     user TEXT NOT NULL, folder TEXT NOT NULL, uid INTEGER NOT NULL,
     flags TEXT NOT NULL, internaldate REAL NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (user, folder, uid));
+CREATE TABLE IF NOT EXISTS uidvalidities (
+    user TEXT PRIMARY KEY, last INTEGER NOT NULL);
 """
 
 
@@ -203,11 +205,30 @@ class SQLiteStore:
         self._ensure("INBOX")
 
     def _ensure(self, name: str) -> None:
+        """
+        Create folder C{name} unless it exists, with a UIDVALIDITY above any
+        this user's folders ever had: a folder re-created under a name (after
+        a delete or a rename) must not give old UIDs to new messages.
+        """
         with self.db:
+            exists = self.db.execute(
+                "SELECT 1 FROM folders WHERE user=? AND name=?", (self.user, name)
+            ).fetchone()
+            if exists:
+                return
+            (last,) = self.db.execute(
+                "SELECT max(coalesce((SELECT last FROM uidvalidities WHERE user=?), 0),"
+                " coalesce((SELECT max(uidvalidity) FROM folders WHERE user=?), 0))",
+                (self.user, self.user),
+            ).fetchone()
+            validity = max(int(time.time()), last + 1)
             self.db.execute(
-                "INSERT OR IGNORE INTO folders (user, name, uidvalidity, uidnext)"
-                " VALUES (?, ?, ?, 1)",
-                (self.user, name, int(time.time())),
+                "INSERT OR REPLACE INTO uidvalidities (user, last) VALUES (?, ?)",
+                (self.user, validity),
+            )
+            self.db.execute(
+                "INSERT INTO folders (user, name, uidvalidity, uidnext) VALUES (?, ?, ?, 1)",
+                (self.user, name, validity),
             )
 
     @staticmethod
