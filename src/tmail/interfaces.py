@@ -327,6 +327,52 @@ class IFlagChangingFolder(IMailFolder):
         """
 
 
+class IFieldCacheFolder(Interface):
+    """
+    Opaque fields of a folder's messages (what a front end made of their
+    bytes: parsed facts) kept across restarts and shared by the processes
+    serving the folder, the role of Dovecot's C{dovecot.index.cache}.  The
+    store knows nothing of what fields mean; it gives a message's fields
+    back only while the message it kept them for (its UID, the folder's
+    UIDVALIDITY and its stored content) is there.  A store offers it by
+    adaptation: C{IFieldCacheFolder(folder, None)}; without it, a front end
+    keeps what it parsed in memory only.
+
+    Every method but L{flushFields} answers from memory and at most one read
+    of the cache file, in the reactor thread.
+    """
+
+    def cachedFields(uid: int) -> dict[str, bytes] | None:
+        """The fields kept of message C{uid}, or C{None} when none are."""
+
+    def cacheFields(uid: int, fields: dict[str, bytes]) -> None:
+        """
+        Keep C{fields} of message C{uid}, with those kept before; written
+        with the next L{flushFields} (until then, L{cachedFields} has them).
+        """
+
+    def useField(name: str, when: float) -> None:
+        """
+        A client asked for field C{name} at C{when} (seconds since the
+        epoch): the field's decision, kept with the fields.
+        """
+
+    def fieldUses() -> dict[str, float]:
+        """Each field's last L{useField} time, as kept."""
+
+    def pendingFields() -> int:
+        """Messages whose fields wait for the next L{flushFields}."""
+
+    def flushFields(dropUnusedBefore: float, compactShare: float) -> Deferred[None]:
+        """
+        Write the waiting fields, out of the reactor thread.  When dead
+        records (replaced ones, those of messages no longer in the folder)
+        pass C{compactShare} of the file, or a field was last used before
+        C{dropUnusedBefore}, write it anew without them and without such
+        fields.
+        """
+
+
 class IMailStore(Interface):
     """
     All folders of one user.  Folder names are IMAP names (C{str}) with C{/}

@@ -1,0 +1,73 @@
+# -*- test-case-name: tests.store.test_fieldcache -*-
+"""
+The field cache of a Maildir folder: C{tmail-fields} in the folder's
+directory, beside C{dovecot-uidlist} (Dovecot keeps its own in
+C{dovecot.index.cache}; the two never meet).
+
+A message's key is its UID, its base name and its size.  A Maildir file's
+content never changes under its base name, and a UID is never given twice
+under one UIDVALIDITY (the file's header holds it), so a record found under
+a message's key holds what that message's bytes give.  A file put back
+under an expunged message's name gets a new UID, and so misses.
+
+One cache per folder object (the store shares those per process), found by
+adapting the folder to L{IFieldCacheFolder}; it holds the folder weakly.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tmail.interfaces import MessageInfo
+from tmail.store.fieldcache import FieldCache
+
+if TYPE_CHECKING:
+    from tmail.store.maildir import MaildirFolder
+
+FILENAME = "tmail-fields"
+
+_caches: weakref.WeakKeyDictionary[MaildirFolder, MaildirFieldCache] = weakref.WeakKeyDictionary()
+
+
+def messageKey(info: MessageInfo) -> bytes:
+    """What names a Maildir message and its content in its folder's cache."""
+    return b"%d/%s/%d" % (info.uid, info.key.encode("utf-8", "surrogateescape"), info.size)
+
+
+class MaildirFieldCache(FieldCache):
+    """The field cache of one L{MaildirFolder}."""
+
+    def __init__(self, folder: MaildirFolder) -> None:
+        super().__init__()
+        self._folder = weakref.ref(folder)
+
+    def folder(self) -> MaildirFolder:
+        folder = self._folder()
+        assert folder is not None, "the folder of a field cache in use is gone"
+        return folder
+
+    def cachePath(self) -> Path:
+        return self.folder().path / FILENAME
+
+    def currentValidity(self) -> int:
+        return self.folder().uidValidity()
+
+    def messageKey(self, uid: int) -> bytes | None:
+        info = self.folder().info(uid)
+        return None if info is None else messageKey(info)
+
+    def liveKeys(self) -> set[bytes]:
+        return {messageKey(info) for info in self.folder().messages(claimRecent=False)}
+
+    def messageCount(self) -> int:
+        return self.folder().messageCount()
+
+
+def fieldCacheOf(folder: MaildirFolder) -> MaildirFieldCache:
+    """The one field cache of C{folder}."""
+    cache = _caches.get(folder)
+    if cache is None:
+        cache = _caches[folder] = MaildirFieldCache(folder)
+    return cache
