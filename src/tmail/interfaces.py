@@ -334,7 +334,8 @@ class IFieldCacheFolder(Interface):
     serving the folder, the role of Dovecot's C{dovecot.index.cache}.  The
     store knows nothing of what fields mean; it gives a message's fields
     back only while the message it kept them for (its UID, the folder's
-    UIDVALIDITY and its stored content) is there.  A store offers it by
+    UIDVALIDITY and its stored content, as its L{MessageInfo} names them)
+    is asked for.  A store offers it by
     adaptation: C{IFieldCacheFolder(folder, None)}; without it, a front end
     keeps what it parsed in memory only.
 
@@ -342,13 +343,14 @@ class IFieldCacheFolder(Interface):
     of the cache file, in the reactor thread.
     """
 
-    def cachedFields(uid: int) -> dict[str, bytes] | None:
-        """The fields kept of message C{uid}, or C{None} when none are."""
+    def cachedFields(info: MessageInfo) -> dict[str, bytes] | None:
+        """The fields kept of the message C{info} names, or C{None} when none are."""
 
-    def cacheFields(uid: int, fields: dict[str, bytes]) -> None:
+    def cacheFields(info: MessageInfo, fields: dict[str, bytes]) -> None:
         """
-        Keep C{fields} of message C{uid}, with those kept before; written
-        with the next L{flushFields} (until then, L{cachedFields} has them).
+        Keep C{fields} of the message C{info} names, with those kept before;
+        written with the next L{flushFields} (until then, L{cachedFields}
+        has them).
         """
 
     def useField(name: str, when: float) -> None:

@@ -36,7 +36,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from tmail.interfaces import IFieldCacheFolder
+from tmail.interfaces import IFieldCacheFolder, MessageInfo
 from tmail.store import fieldcachefile as _file
 
 #: A cache file smaller than this is read when first asked for, in the
@@ -85,8 +85,8 @@ class FieldCache:
         """The folder's UIDVALIDITY."""
 
     @abstractmethod
-    def messageKey(self, uid: int) -> bytes | None:
-        """What names message C{uid} and its content, or C{None} when it is gone."""
+    def messageKey(self, info: MessageInfo) -> bytes:
+        """What names the message C{info} describes and its content."""
 
     @abstractmethod
     def liveKeys(self) -> set[bytes]:
@@ -173,9 +173,9 @@ class FieldCache:
 
     # IFieldCacheFolder
 
-    def cachedFields(self, uid: int) -> dict[str, bytes] | None:
-        key = self.messageKey(uid)
-        if key is None or not self._ready():
+    def cachedFields(self, info: MessageInfo) -> dict[str, bytes] | None:
+        key = self.messageKey(info)
+        if not self._ready():
             return None
         assert self._scan is not None and self._fd is not None
         fields: dict[str, bytes] = {}
@@ -194,9 +194,9 @@ class FieldCache:
         fields.update(self._pending.get(key, {}))
         return fields or None
 
-    def cacheFields(self, uid: int, fields: dict[str, bytes]) -> None:
-        key = self.messageKey(uid)
-        if key is None or not fields or not self._ready():
+    def cacheFields(self, info: MessageInfo, fields: dict[str, bytes]) -> None:
+        key = self.messageKey(info)
+        if not fields or not self._ready():
             return
         self._pending.setdefault(key, {}).update(fields)
 
@@ -223,14 +223,17 @@ class FieldCache:
             return d
         if not (self._pending or self._usesDirty) or self._scan is None:
             return succeed(None)
-        self._flushing = ensureDeferred(self._flush(dropUnusedBefore, compactShare))
+        flushing: Deferred[None] = Deferred()
+        self._flushing = flushing
 
-        def finished(result: object) -> object:
-            self._flushing = None
-            return result
+        async def run() -> None:
+            try:
+                await self._flush(dropUnusedBefore, compactShare)
+            finally:
+                self._flushing = None
 
-        self._flushing.addBoth(finished)
-        return self._flushing
+        ensureDeferred(run()).chainDeferred(flushing)
+        return flushing
 
     # Writing
 

@@ -54,9 +54,8 @@ class MaildirFieldCache(FieldCache):
     def currentValidity(self) -> int:
         return self.folder().uidValidity()
 
-    def messageKey(self, uid: int) -> bytes | None:
-        info = self.folder().info(uid)
-        return None if info is None else messageKey(info)
+    def messageKey(self, info: MessageInfo) -> bytes:
+        return messageKey(info)
 
     def liveKeys(self) -> set[bytes]:
         return {messageKey(info) for info in self.folder().messages(claimRecent=False)}
