@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.imap.test_messagecache -*-
+# -*- test-case-name: tests.imap.test_imap_messagecache,tests.imap.test_imap_fieldcache -*-
 """
 Parsed facts of messages (ENVELOPE, BODYSTRUCTURE, the header) kept in
 memory and in each folder's field cache file, so that a second FETCH of
@@ -7,11 +7,13 @@ nor takes its MIME tree apart again: the role of Dovecot's
 C{dovecot.index.cache}.
 
 A fact is only a copy of what the stored bytes give, found by what names
-those bytes: the folder, the UID and the store's own name and size of the
-message (L{MessageInfo.key}, C{size}; a Maildir file's content never
-changes under its base name).  A message replaced under the same UID, or a
-folder made again, has another name and so misses; nothing is ever served
-that the stored message would not give.
+those bytes: the folder, the UID and the store's own name, size and
+internal date of the message (L{MessageInfo.key}, C{size}, C{internaldate};
+a Maildir file's content never changes under its base name).  A message
+replaced under the same UID, or a file put back under an expunged
+message's name (which Maildir may give the same UID), has another name or
+date and so misses; nothing is ever served that the stored message would
+not give.
 
 One L{MessageCache} serves every session of the process: folders are
 shared per process (one store per user, one folder object per name), and
@@ -20,9 +22,9 @@ message going first.  Large messages are taken apart in worker threads,
 which also fill the cache: it takes a lock.
 
 With C{persistent}, a fact memory misses is looked up in the folder's
-L{IFieldCacheFolder} when the store offers one (in the reactor thread; a
-worker thread sees memory only), and a fact made is kept there too.  The
-decisions are Dovecot's, simplified: a fact is written to a folder's file
+L{IFieldCacheFolder} when the store offers one (in the reactor thread,
+Twisted's I/O thread; a worker thread sees memory only), and a fact made
+is kept there too.  The decisions are Dovecot's, simplified: a fact is written to a folder's file
 once a client fetched it there (every fact made was fetched), and the file
 notes per fact when a client last asked for it; a fact no client asked for
 in the folder for C{dropUnusedAfter} seconds is dropped when the file is
@@ -52,7 +54,7 @@ from tmail.interfaces import IFieldCacheFolder, MessageInfo
 #: dictionary and its entries), counted against the bound.
 ENTRY_OVERHEAD = 512
 
-_Key = tuple[object, int, str, int]
+_Key = tuple[object, int, str, int, float]
 
 
 class IMessageFacts(Protocol):
@@ -133,7 +135,7 @@ class MessageCache:
 
     @staticmethod
     def _key(folder: object, info: MessageInfo) -> _Key:
-        return (folder, info.uid, info.key, info.size)
+        return (folder, info.uid, info.key, info.size, info.internaldate)
 
     def get(self, folder: object, info: MessageInfo, name: str) -> bytes | None:
         fields = self._fileCache(folder)

@@ -4,11 +4,13 @@ The field cache of a Maildir folder: C{tmail-fields} in the folder's
 directory, beside C{dovecot-uidlist} (Dovecot keeps its own in
 C{dovecot.index.cache}; the two never meet).
 
-A message's key is its UID, its base name and its size.  A Maildir file's
-content never changes under its base name, and a UID is never given twice
-under one UIDVALIDITY (the file's header holds it), so a record found under
-a message's key holds what that message's bytes give.  A file put back
-under an expunged message's name gets a new UID, and so misses.
+A message's key is its UID, its base name, its size and its internal date
+(the file's mtime).  A Maildir file's content never changes under its base
+name, and the UIDVALIDITY is in the file's header, so a record found under a
+message's key holds what that message's bytes give.  A file put back under
+an expunged message's name may get that message's UID again (the uidlist
+still lists the name until it is compacted, as Dovecot's does): it is a
+new file, with a new mtime, and so misses.
 
 One cache per folder object (the store shares those per process), found by
 adapting the folder to L{IFieldCacheFolder}; it holds the folder weakly.
@@ -33,7 +35,8 @@ _caches: weakref.WeakKeyDictionary[MaildirFolder, MaildirFieldCache] = weakref.W
 
 def messageKey(info: MessageInfo) -> bytes:
     """What names a Maildir message and its content in its folder's cache."""
-    return b"%d/%s/%d" % (info.uid, info.key.encode("utf-8", "surrogateescape"), info.size)
+    name = info.key.encode("utf-8", "surrogateescape")
+    return b"%d/%s/%d/%s" % (info.uid, name, info.size, repr(info.internaldate).encode())
 
 
 class MaildirFieldCache(FieldCache):
