@@ -11,10 +11,12 @@ the reactor thread only, so the descriptor a compaction replaces is closed
 where nothing reads it any more.
 
 A store gives a subclass what names its messages (L{messageKey}: a key
-that changes when the content could, such as the UID, the Maildir base name
-and the size), the folder's UIDVALIDITY and where the file is.  A message
-key that no longer names a message of the folder is never asked for, and
-its record is dropped by the next compaction.
+that changes when the content could, such as the UID, the Maildir base
+name, the size and the date), the folder's UIDVALIDITY and where the file
+is.  A key alone says which bytes a record was made of, so lookups do not
+look at the UIDVALIDITY; a flush does, and a folder made anew (another
+UIDVALIDITY) starts a new file.  A record of a message no longer in the
+folder is only never asked for, and dropped by the next compaction.
 
 Reading and writing failures (a full disk, a permission) make the cache
 answer from memory only for L{RETRY_AFTER} seconds, then it loads the file
@@ -101,10 +103,7 @@ class FieldCache:
     def _ready(self) -> bool:
         """Whether the index is there to answer from; loads it (or starts to)."""
         if self._scan is not None:
-            validity = self.currentValidity()
-            if validity == self._validity:
-                return True
-            self._forget()
+            return True
         if self._loading or time.monotonic() < self._brokenUntil:
             return False
         validity = self.currentValidity()
@@ -238,6 +237,9 @@ class FieldCache:
     # Writing
 
     async def _flush(self, dropUnusedBefore: float, compactShare: float) -> None:
+        if self.currentValidity() != self._validity:
+            self._forget()
+            return
         self._writing, self._pending = self._pending, {}
         uses, self._usesDirty = dict(self._uses) if self._usesDirty else None, False
         try:
