@@ -42,6 +42,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, cast
+from weakref import WeakKeyDictionary
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
@@ -114,6 +115,7 @@ class MessageCache:
         self._entries: OrderedDict[_Key, dict[str, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._dirty: dict[IFieldCacheFolder, None] = {}
+        self._adapted: WeakKeyDictionary[object, IFieldCacheFolder | None] = WeakKeyDictionary()
         self._flushedAt = time.monotonic()
         if reactor is None:
             from twisted.internet import reactor
@@ -201,8 +203,15 @@ class MessageCache:
         """The field cache of C{folder}, when it has one and this thread may use it."""
         if not self.persistent or not _inIOThread():
             return None
-        found: IFieldCacheFolder | None = IFieldCacheFolder(folder, None)
-        return found
+        try:
+            return self._adapted[folder]
+        except KeyError:
+            found: IFieldCacheFolder | None = IFieldCacheFolder(folder, None)
+            self._adapted[folder] = found
+            return found
+        except TypeError:
+            adapted: IFieldCacheFolder | None = IFieldCacheFolder(folder, None)
+            return adapted
 
     def _write(self, folder: object, info: MessageInfo, name: str, value: bytes) -> None:
         fields = self._fileCache(folder)
