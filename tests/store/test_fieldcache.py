@@ -8,6 +8,7 @@ compaction drops the records of messages gone and fields no client uses.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,17 @@ class FieldCacheTests(SynchronousTestCase):
         self.assertIsNone(again.cachedFields(infos[0]))
         self.assertEqual(set(again.fieldUses()), {"envelope"})
         self.assertFalse(list(self.root.glob(FILENAME + ".*")), "temporary file left")
+
+    def test_flush_after_the_folder_object_is_gone_does_nothing(self) -> None:
+        """A flush still running when its folder is collected ends quietly."""
+        folder = MaildirStore(self.root).getFolder("INBOX")
+        one = deliver(folder, b"Subject: one\r\n\r\nbody\r\n")
+        cache = cacheOf(folder)
+        cache.cacheFields(one, {"envelope": b"E1"})
+        del folder
+        gc.collect()
+        flushed(cache)
+        self.assertEqual(cache.pendingFields(), 0)
 
     def test_write_failure_leaves_answers_from_memory_only(self) -> None:
         """A cache that cannot write is a cache that misses, never an error."""

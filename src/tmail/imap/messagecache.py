@@ -172,7 +172,7 @@ class MessageCache:
             return
         if _inIOThread():
             self._write(folder, info, name, value)
-        else:
+        elif getattr(threadable, "ioThread", None) is not None:
             self._reactor.callFromThread(self._write, folder, info, name, value)
 
     def _remember(self, folder: object, info: MessageInfo, name: str, value: bytes) -> bool:

@@ -55,6 +55,10 @@ RETRY_AFTER = 60.0
 _log = Logger()
 
 
+class FolderGone(Exception):
+    """The folder of a field cache is no more (its object was collected)."""
+
+
 @implementer(IFieldCacheFolder)
 class FieldCache:
     """
@@ -80,7 +84,10 @@ class FieldCache:
 
     @abstractmethod
     def cachePath(self) -> Path:
-        """Where the cache file of the folder is."""
+        """
+        Where the cache file of the folder is.  This and the other methods
+        that ask the folder raise L{FolderGone} when it is no more.
+        """
 
     @abstractmethod
     def currentValidity(self) -> int:
@@ -237,17 +244,19 @@ class FieldCache:
     # Writing
 
     async def _flush(self, dropUnusedBefore: float, compactShare: float) -> None:
-        if self.currentValidity() != self._validity:
-            self._forget()
-            return
         self._writing, self._pending = self._pending, {}
         uses, self._usesDirty = dict(self._uses) if self._usesDirty else None, False
         try:
+            if self.currentValidity() != self._validity:
+                self._forget()
+                return
             await self._append(uses)
             if self._scan is not None and self._compactDue(dropUnusedBefore, compactShare):
                 await self._compact(dropUnusedBefore)
         except OSError as e:
             self._broken(e)
+        except FolderGone:
+            self._forget()
         finally:
             self._writing = {}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tmail.interfaces import MessageInfo
-from tmail.store.fieldcache import FieldCache
+from tmail.store.fieldcache import FieldCache, FolderGone
 
 if TYPE_CHECKING:
     from tmail.store.maildir import MaildirFolder
@@ -48,7 +48,8 @@ class MaildirFieldCache(FieldCache):
 
     def folder(self) -> MaildirFolder:
         folder = self._folder()
-        assert folder is not None, "the folder of a field cache in use is gone"
+        if folder is None:
+            raise FolderGone()
         return folder
 
     def cachePath(self) -> Path:
