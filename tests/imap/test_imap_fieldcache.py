@@ -10,8 +10,10 @@ with the first one's facts.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +26,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from support.mimecorpus import CORPUS
 from support.mimeinputs import mimeMessages
 from support.realm import ALICE, makeRealm
+from tmail.config.schema import IMAPSettings
+from tmail.imap.messagecache import MessageCache
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.store.fieldcache import FieldCache
 from tmail.store.maildirfields import FILENAME
@@ -36,18 +40,32 @@ ITEMS = (
 )
 
 
+class RunningReactor:
+    """What the message cache asks of its reactor, as one that runs, in this thread."""
+
+    running = True
+
+    def callFromThread(self, f: Callable[..., object], *args: object) -> None:
+        f(*args)
+
+
 class PersistentFactsTests(SynchronousTestCase):
     def setUp(self) -> None:
         previous = threadable.ioThread
         threadable.registerAsIOThread()
         self.addCleanup(setattr, threadable, "ioThread", previous)
-        self.patch(FieldCache, "runInThread", staticmethod(maybeDeferred))
+        original = FieldCache.__dict__["runInThread"]
+        FieldCache.runInThread = staticmethod(maybeDeferred)  # type: ignore[assignment]
+        self.addCleanup(setattr, FieldCache, "runInThread", original)
         self.fixture = makeRealm(Path(self.mktemp()))
 
-    def session(self, **options: object) -> Session:
+    def session(self, **options: Any) -> Session:
         """A session of a server started anew: new realm, stores and folders."""
         realm = VirtualDomainRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
         session = Session(self, replace(self.fixture, realm=realm), **options)
+        session.server.messageCache = MessageCache.fromSettings(
+            IMAPSettings(**options), reactor=RunningReactor()
+        )
         session.select()
         return session
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,25 @@ class FieldCacheTests(SynchronousTestCase):
         cache.cacheFields(one, {"envelope": b"E1"})
         del folder
         gc.collect()
+        flushed(cache)
+        self.assertEqual(cache.pendingFields(), 0)
+
+    def test_flush_after_the_folder_was_deleted_does_nothing(self) -> None:
+        store = MaildirStore(self.root)
+        folder = store.createFolder("Old")
+        one = deliver(folder, b"Subject: one\r\n\r\nbody\r\n")
+        cache = cacheOf(folder)
+        cache.cacheFields(one, {"envelope": b"E1"})
+        flushed(cache)
+        cache.cacheFields(one, {"header": b"H1"})
+        shutil.rmtree(folder.path)
+        flushed(cache)
+        self.assertEqual(cache.pendingFields(), 0)
+        other = store.createFolder("Other")
+        two = deliver(other, b"Subject: two\r\n\r\nbody\r\n")
+        cache = cacheOf(other)
+        cache.cacheFields(two, {"envelope": b"E2"})
+        store.deleteFolder("Other")
         flushed(cache)
         self.assertEqual(cache.pendingFields(), 0)
 

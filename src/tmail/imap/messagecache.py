@@ -22,9 +22,10 @@ message going first.  Large messages are taken apart in worker threads,
 which also fill the cache: it takes a lock.
 
 With C{persistent}, a fact memory misses is looked up in the folder's
-L{IFieldCacheFolder} when the store offers one (in the reactor thread,
-Twisted's I/O thread; a worker thread sees memory only), and a fact made
-is kept there too.  The decisions are Dovecot's, simplified: a fact is written to a folder's file
+L{IFieldCacheFolder} when the store offers one (in the thread of a running
+reactor; a worker thread sees memory only, and without a running reactor,
+as in unit tests of the protocol, nothing is written), and a fact made is
+kept there too.  The decisions are Dovecot's, simplified: a fact is written to a folder's file
 once a client fetched it there (every fact made was fetched), and the file
 notes per fact when a client last asked for it; a fact no client asked for
 in the folder for C{dropUnusedAfter} seconds is dropped when the file is
@@ -172,7 +173,7 @@ class MessageCache:
             return
         if _inIOThread():
             self._write(folder, info, name, value)
-        elif getattr(threadable, "ioThread", None) is not None:
+        elif self._reactor.running:
             self._reactor.callFromThread(self._write, folder, info, name, value)
 
     def _remember(self, folder: object, info: MessageInfo, name: str, value: bytes) -> bool:
@@ -201,7 +202,7 @@ class MessageCache:
 
     def _fileCache(self, folder: object) -> IFieldCacheFolder | None:
         """The field cache of C{folder}, when it has one and this thread may use it."""
-        if not self.persistent or not _inIOThread():
+        if not self.persistent or not _inIOThread() or not self._reactor.running:
             return None
         try:
             return self._adapted[folder]

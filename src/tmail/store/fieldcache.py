@@ -20,7 +20,9 @@ folder is only never asked for, and dropped by the next compaction.
 
 Reading and writing failures (a full disk, a permission) make the cache
 answer from memory only for L{RETRY_AFTER} seconds, then it loads the file
-again: a cache is never worth an error.
+again: a cache is never worth an error.  A file gone with its folder
+(deleted meanwhile), or a folder the store no longer has, is forgotten
+without a word.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tmail.errors import StoreError
 from tmail.interfaces import IFieldCacheFolder, MessageInfo
 from tmail.store import fieldcachefile as _file
 
@@ -169,8 +172,8 @@ class FieldCache:
 
     def _broken(self, error: OSError) -> None:
         _log.warn(
-            "field cache of {path} unusable for now: {error}",
-            path=str(self.cachePath()),
+            "field cache {path} unusable for now: {error}",
+            path=error.filename or "",
             error=os.strerror(error.errno) if error.errno else str(error),
         )
         self._forget()
@@ -253,10 +256,10 @@ class FieldCache:
             await self._append(uses)
             if self._scan is not None and self._compactDue(dropUnusedBefore, compactShare):
                 await self._compact(dropUnusedBefore)
+        except (FileNotFoundError, FolderGone, StoreError):
+            self._forget()
         except OSError as e:
             self._broken(e)
-        except FolderGone:
-            self._forget()
         finally:
             self._writing = {}
 
