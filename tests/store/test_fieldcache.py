@@ -57,11 +57,13 @@ class FieldCacheTests(SynchronousTestCase):
         self.root = Path(self.mktemp())
         self.inbox = MaildirStore(self.root).getFolder("INBOX")
         self.path = self.root / FILENAME
+        self.folders: list[MaildirFolder] = []
 
     def reopened(self) -> MaildirFieldCache:
         """The cache of INBOX as a new process sees it."""
         folder = MaildirStore(self.root).getFolder("INBOX")
         folder.messages()
+        self.folders.append(folder)
         return cacheOf(folder)
 
     def keep(self, info: MessageInfo, **fields: bytes) -> None:
@@ -196,6 +198,23 @@ class FieldCacheTests(SynchronousTestCase):
         self.assertEqual(third.cachedFields(one), {"envelope": b"E1", "header": b"H1"})
         self.assertEqual(third.cachedFields(two), {"envelope": b"E2", "header": b"H2"})
         self.assertEqual(first.cachedFields(one), {"envelope": b"E1", "header": b"H1"})
+
+    def test_facts_another_process_wrote_are_found_without_a_write_here(self) -> None:
+        one = deliver(self.inbox, b"Subject: one\r\n\r\nbody\r\n")
+        two = deliver(self.inbox, b"Subject: two\r\n\r\nbody\r\n")
+        reader = self.reopened()
+        self.assertIsNone(reader.cachedFields(one))
+        self.keep(one, envelope=b"E1")
+        flushed(cacheOf(self.inbox))
+        self.assertEqual(reader.cachedFields(one), {"envelope": b"E1"})
+        writer = cacheOf(self.inbox)
+        inode = self.path.stat().st_ino
+        for n in range(60):
+            writer.cacheFields(two, {"envelope": b"%d" % n + b"e" * 3000})
+            flushed(writer, share=0.01)
+        self.assertNotEqual(self.path.stat().st_ino, inode, "the file was not compacted")
+        self.assertEqual(reader.cachedFields(two), {"envelope": b"59" + b"e" * 3000})
+        self.assertEqual(reader.cachedFields(one), {"envelope": b"E1"})
 
     def test_compaction_drops_messages_gone_and_fields_not_used(self) -> None:
         infos = [deliver(self.inbox, b"Subject: %d\r\n\r\nbody\r\n" % n) for n in range(40)]

@@ -189,7 +189,9 @@ class FieldCache:
         assert self._scan is not None and self._fd is not None
         fields: dict[str, bytes] = {}
         span = self._scan.index.get(key)
-        if span is not None:
+        if span is None and key not in self._pending and key not in self._writing:
+            span = self._catchUp(key)
+        if span is not None and self._scan is not None and self._fd is not None:
             try:
                 found = _file.readRecord(self._fd, span)
             except OSError:
@@ -202,6 +204,40 @@ class FieldCache:
         fields.update(self._writing.get(key, {}))
         fields.update(self._pending.get(key, {}))
         return fields or None
+
+    def _catchUp(self, key: bytes) -> _file.Span | None:
+        """
+        On a miss, read what other processes appended since (or the file
+        one of them compacted into place), then look for C{key} again; not
+        while a flush of this process, which does the same, is running.
+        """
+        scan, fd = self._scan, self._fd
+        if scan is None or fd is None or self._flushing is not None:
+            return None
+        try:
+            on = os.stat(self.cachePath())
+            own = os.fstat(fd)
+            if (on.st_dev, on.st_ino) != (own.st_dev, own.st_ino):
+                validity = self._validity
+                if validity is None or on.st_size > LOAD_INLINE:
+                    return None
+                self._loaded(validity, _file.load(self.cachePath(), validity))
+                return self._scan.index.get(key) if self._scan is not None else None
+            if own.st_size <= scan.end:
+                return None
+            found = _file.scan(fd, scan.end, own.st_size, _file.Scan(end=scan.end))
+        except (OSError, FolderGone):
+            return None
+        for other, span in found.index.items():
+            old = scan.index.get(other)
+            if old is not None:
+                scan.dead += old[1]
+            scan.index[other] = span
+        scan.dead += found.dead
+        scan.end = found.end
+        for name, when in found.uses.items():
+            self._uses[name] = max(when, self._uses.get(name, 0.0))
+        return scan.index.get(key)
 
     def cacheFields(self, info: MessageInfo, fields: dict[str, bytes]) -> None:
         key = self.messageKey(info)
