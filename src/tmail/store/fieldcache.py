@@ -8,7 +8,9 @@ fields kept in memory until a flush writes them in a worker thread.
 The index is changed only in the reactor thread, from what the file work
 returns; a flush runs at a time per folder, and the cache file is read in
 the reactor thread only, so the descriptor a compaction replaces is closed
-where nothing reads it any more.
+where nothing reads it any more.  Other processes serving the folder
+append to the same file: a miss first reads what they appended since (two
+C{stat}s when nothing was), and a flush does the same before it writes.
 
 A store gives a subclass what names its messages (L{messageKey}: a key
 that changes when the content could, such as the UID, the Maildir base
