@@ -339,8 +339,9 @@ class IFieldCacheFolder(Interface):
     adaptation: C{IFieldCacheFolder(folder, None)}; without it, a front end
     keeps what it parsed in memory only.
 
-    Every method but L{flushFields} answers from memory and at most one read
-    of the cache file, in the reactor thread.
+    Every method but L{flushFields} is called in the reactor thread and
+    answers from memory and small reads of the cache (a record; what other
+    processes appended since; a small file the first time).
     """
 
     def cachedFields(info: MessageInfo) -> dict[str, bytes] | None:
