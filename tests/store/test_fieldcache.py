@@ -43,6 +43,7 @@ def cacheOf(folder: MaildirFolder) -> MaildirFieldCache:
     cache = IFieldCacheFolder(folder)
     assert isinstance(cache, MaildirFieldCache)
     cache.runInThread = maybeDeferred  # type: ignore[assignment]
+    cache.catchUpEvery = 0.0
     return cache
 
 

@@ -10,7 +10,8 @@ returns; a flush runs at a time per folder, and the cache file is read in
 the reactor thread only, so the descriptor a compaction replaces is closed
 where nothing reads it any more.  Other processes serving the folder
 append to the same file: a miss first reads what they appended since (two
-C{stat}s when nothing was), and a flush does the same before it writes.
+C{stat}s when nothing was; at most every L{CATCH_UP_EVERY} seconds), and a
+flush does the same before it writes.
 
 A store gives a subclass what names its messages (L{messageKey}: a key
 that changes when the content could, such as the UID, the Maildir base
@@ -56,6 +57,8 @@ COMPACT_MIN = 64 * 1024
 USE_RESOLUTION = 3600.0
 #: Seconds a cache that failed to read or write answers from memory only.
 RETRY_AFTER = 60.0
+#: Seconds between two looks, on misses, for what other processes wrote.
+CATCH_UP_EVERY = 0.5
 
 _log = Logger()
 
@@ -71,9 +74,13 @@ class FieldCache:
 
     @ivar runInThread: runs the file work (a callable and its arguments),
         returning a L{Deferred} of its result.
+    @ivar catchUpEvery: seconds between two looks, on misses, for what other
+        processes appended.
     """
 
     runInThread: Callable[..., Deferred[Any]] = staticmethod(deferToThread)  # type: ignore[arg-type]
+    #: Seconds between two looks, on misses, for what other processes wrote.
+    catchUpEvery = CATCH_UP_EVERY
 
     def __init__(self) -> None:
         self._fd: int | None = None
@@ -86,6 +93,7 @@ class FieldCache:
         self._uses: dict[str, float] = {}
         self._usesDirty = False
         self._flushing: Deferred[None] | None = None
+        self._nextCatchUp = 0.0
 
     @abstractmethod
     def cachePath(self) -> Path:
@@ -214,8 +222,10 @@ class FieldCache:
         while a flush of this process, which does the same, is running.
         """
         scan, fd = self._scan, self._fd
-        if scan is None or fd is None or self._flushing is not None:
+        now = time.monotonic()
+        if scan is None or fd is None or self._flushing is not None or now < self._nextCatchUp:
             return None
+        self._nextCatchUp = now + self.catchUpEvery
         try:
             on = os.stat(self.cachePath())
             own = os.fstat(fd)
