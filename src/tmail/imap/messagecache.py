@@ -149,10 +149,10 @@ class MessageCache:
             with self._lock:
                 facts = self._entries.get(key)
                 if facts is not None:
+                    # What the folder's file held of the message was copied
+                    # here when the first fact of it was looked for.
                     self._entries.move_to_end(key)
-                    value = facts.get(name)
-                    if value is not None:
-                        return value
+                    return facts.get(name)
         if fields is None:
             return None
         kept = fields.cachedFields(info)
