@@ -362,7 +362,7 @@ class IMAPSettings:
     message_cache_persistent: bool = True
     message_cache_flush_interval: float = 1.0
     message_cache_flush_records: int = 256
-    message_cache_compact_share: float = 0.3
+    message_cache_compact_share: float = 0.5
     message_cache_drop_unused_after: float = 30 * 86400.0
     message_cache_file_max_fact: int = 1 * MiB
 

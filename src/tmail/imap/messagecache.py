@@ -98,7 +98,7 @@ class MessageCache:
         persistent: bool = False,
         flushInterval: float = 1.0,
         flushRecords: int = 256,
-        compactShare: float = 0.3,
+        compactShare: float = 0.5,
         dropUnusedAfter: float = 30 * 86400.0,
         maxFileFact: int = 1024 * 1024,
         reactor: Any = None,
