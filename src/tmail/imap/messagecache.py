@@ -60,10 +60,7 @@ _Key = tuple[object, int, str, int, float]
 
 
 class IMessageFacts(Protocol):
-    """
-    What FETCH asks of a cache of parsed facts; an on-disk cache would
-    offer the same.
-    """
+    """What FETCH asks of a cache of parsed facts."""
 
     def get(self, folder: object, info: MessageInfo, name: str) -> bytes | None:
         """The fact C{name} of a message, if it is kept."""
