@@ -327,6 +327,55 @@ class IFlagChangingFolder(IMailFolder):
         """
 
 
+class IFieldCacheFolder(Interface):
+    """
+    Opaque fields of a folder's messages (what a front end made of their
+    bytes: parsed facts) kept across restarts and shared by the processes
+    serving the folder, the role of Dovecot's C{dovecot.index.cache}.  The
+    store knows nothing of what fields mean; it gives a message's fields
+    back only while the message it kept them for (its UID, the folder's
+    UIDVALIDITY and its stored content, as its L{MessageInfo} names them)
+    is asked for.  A store offers it by
+    adaptation: C{IFieldCacheFolder(folder, None)}; without it, a front end
+    keeps what it parsed in memory only.
+
+    Every method but L{flushFields} is called in the reactor thread and
+    answers from memory and small reads of the cache (a record; what other
+    processes appended since; a small file the first time).
+    """
+
+    def cachedFields(info: MessageInfo) -> dict[str, bytes] | None:
+        """The fields kept of the message C{info} names, or C{None} when none are."""
+
+    def cacheFields(info: MessageInfo, fields: dict[str, bytes]) -> None:
+        """
+        Keep C{fields} of the message C{info} names, with those kept before;
+        written with the next L{flushFields} (until then, L{cachedFields}
+        has them).
+        """
+
+    def useField(name: str, when: float) -> None:
+        """
+        A client asked for field C{name} at C{when} (seconds since the
+        epoch): the field's decision, kept with the fields.
+        """
+
+    def fieldUses() -> dict[str, float]:
+        """Each field's last L{useField} time, as kept."""
+
+    def pendingFields() -> int:
+        """Messages whose fields wait for the next L{flushFields}."""
+
+    def flushFields(dropUnusedBefore: float, compactShare: float) -> Deferred[None]:
+        """
+        Write the waiting fields, out of the reactor thread.  When dead
+        records (replaced ones, those of messages no longer in the folder)
+        pass C{compactShare} of the file, or a field was last used before
+        C{dropUnusedBefore}, write it anew without them and without such
+        fields.
+        """
+
+
 class IMailStore(Interface):
     """
     All folders of one user.  Folder names are IMAP names (C{str}) with C{/}

@@ -118,7 +118,7 @@ class NoFileReadTests(SynchronousTestCase):
         self.assertEqual(opened, [])
 
     def test_disabled_cache_reads_the_file_each_time(self) -> None:
-        session = Session(self, message_cache_size=0)
+        session = Session(self, message_cache_size=0, message_cache_persistent=False)
         deliver(session.store.getFolder("INBOX"), CORPUS["message-rfc822-in-message-rfc822"])
         session.select()
         opened = counted(session)

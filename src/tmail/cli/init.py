@@ -131,6 +131,7 @@ listen = ["tcp:1143:interface=127.0.0.1", "tls:9930:interface=127.0.0.1"]
 # max_update_reads = {_imap.max_update_reads}   # messages a live result re-reads per report
 # uidbatches_max_messages = {_imap.uidbatches_max_messages}   # messages one UIDBATCHES may ask for
 # message_cache_size = {_imap.message_cache_size}   # parsed facts kept in memory; 0 = none
+# message_cache_persistent = true   # keep parsed facts in each folder's file too
 
 [pop3]
 listen = ["tcp:1110:interface=127.0.0.1", "tls:9950:interface=127.0.0.1"]

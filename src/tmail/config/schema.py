@@ -307,6 +307,22 @@ class IMAPSettings:
         BODYSTRUCTURE, the header) kept in memory for all sessions, so that
         fetching them again reads no file; least recently used go first.
         0: none kept.
+    @ivar message_cache_persistent: keep parsed facts in each folder's
+        cache file too (Maildir: C{tmail-fields}), so that they outlive a
+        restart and every process serving the folder shares them.
+    @ivar message_cache_flush_interval: seconds new facts may wait in
+        memory before they are written to the folder's file (a crash loses
+        at most these: a cache is only a cache).
+    @ivar message_cache_flush_records: messages whose new facts wait before
+        they are written at once.
+    @ivar message_cache_compact_share: share of a folder's cache file held
+        by dead records (replaced, or of messages gone) past which it is
+        written anew.
+    @ivar message_cache_drop_unused_after: seconds after which a fact no
+        client asked for in a folder is dropped from its file when it is
+        next written anew.
+    @ivar message_cache_file_max_fact: bytes of one fact at most written to
+        a folder's file (a larger one, a huge header, is parsed again).
     """
 
     listen: tuple[str, ...] = ()
@@ -343,6 +359,12 @@ class IMAPSettings:
     max_update_reads: int = 1000
     uidbatches_max_messages: int = 100_000
     message_cache_size: int = 64 * MiB
+    message_cache_persistent: bool = True
+    message_cache_flush_interval: float = 1.0
+    message_cache_flush_records: int = 256
+    message_cache_compact_share: float = 0.5
+    message_cache_drop_unused_after: float = 30 * 86400.0
+    message_cache_file_max_fact: int = 1 * MiB
 
     def specialFolders(self) -> dict[str, str]:
         """The configured special-use folders: name -> attribute (C{"\\Sent"})."""

@@ -62,7 +62,7 @@ class IMAPFactory(ServerFactory):
         self.hostname = hostname
         self.clock = clock
         self.messageThreads = messageThreads
-        self.messageCache = MessageCache(settings.message_cache_size)
+        self.messageCache = MessageCache.fromSettings(settings)
         self.connections = ConnectionCounter(
             settings.max_connections_per_address, settings.max_connections, ipv6Prefix
         )

@@ -696,6 +696,8 @@ class IMAPMailbox:
 
     def close(self) -> None:
         self.folder.removeListener(self._folderChanged)
+        if self.messageCache is not None:
+            self.messageCache.leave(self.folder)
         if self._keeper is not None:
             self._keeper.removeReader(self.holds)
             self._keeper = None

@@ -41,10 +41,12 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn, TypeVar
 
 from twisted.logger import Logger
+from twisted.python.components import registerAdapter
 from zope.interface import implementer
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
+    IFieldCacheFolder,
     IFlagChangingFolder,
     IIncrementalFolder,
     IInsertablePendingMessage,
@@ -66,6 +68,7 @@ from tmail.interfaces import (
 )
 from tmail.steps import StepBudget
 from tmail.store import keywords as _keywords
+from tmail.store import maildirfields as _maildirfields
 from tmail.store import metadata as _metadata
 from tmail.store import modseq as _modseq
 from tmail.store import objectid as _objectid
@@ -559,6 +562,11 @@ class MaildirFolder:
 
     def __repr__(self) -> str:
         return f"<MaildirFolder {self.name!r} at {str(self._path)!r}>"
+
+    @property
+    def path(self) -> Path:
+        """The folder's directory; another one after a rename."""
+        return self._path
 
     def _bind(self, path: Path) -> None:
         self._path = path
@@ -2236,3 +2244,6 @@ class MaildirStore:
         """The URLAUTH mailbox access keys, in the Maildir's root."""
         self._ensureRoot()
         return MailboxKeyFile(self.root)
+
+
+registerAdapter(_maildirfields.fieldCacheOf, MaildirFolder, IFieldCacheFolder)  # type: ignore[no-untyped-call]
