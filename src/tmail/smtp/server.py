@@ -159,6 +159,8 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         self._buffer = b""
         self._processing = False
         self._blocked = False
+        #: Reading is paused while an answer is pending (see L{_wait}).
+        self._paused = False
         self._skipping = False
         self._discardInput = False
         self._errors = 0
@@ -339,6 +341,10 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         if not self._greeted:
             self._earlyTalker()
             return
+        if self._blocked:
+            if len(self._buffer) > self.factory.settings.max_line_length:
+                self._pause()
+            return
         self._process()
 
     def _process(self) -> None:
@@ -445,7 +451,10 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
     def _wait(self, pending: Deferred[Any]) -> None:
         """
         Read no further line until C{pending} has a result, so that replies
-        to pipelined commands go out in order.
+        to pipelined commands go out in order.  The transport is paused
+        only once more than a line's worth of input waits (see
+        L{dataReceived}): a client that waits for its reply costs no
+        reactor registration changes.
         """
         fired = False
 
@@ -454,14 +463,24 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             fired = True
             if self._blocked:
                 self._blocked = False
+                if self._paused:
+                    self._paused = False
+                    if not self.transport.disconnecting:
+                        self.transport.resumeProducing()
                 if not self.transport.disconnecting:
-                    self.transport.resumeProducing()
                     self._process()
 
         pending.addErrback(self._unhandled)
         pending.addBoth(unblock)
         if not fired:
             self._blocked = True
+            if len(self._buffer) > self.factory.settings.max_line_length:
+                self._pause()
+
+    def _pause(self) -> None:
+        """Stop reading from the client until the pending answer is given."""
+        if not self._paused:
+            self._paused = True
             self.transport.pauseProducing()
 
     def _unhandled(self, failure: Failure) -> None:
