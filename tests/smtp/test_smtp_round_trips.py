@@ -63,6 +63,24 @@ class PendingAnswerTests(SessionTestCase):
         self.assertEqual(self.session.take(), [OK_MAIL])
         self.assertEqual(self.session.transport.producerState, "producing")
 
+    def test_waiting_for_a_large_message_to_be_stored_leaves_the_transport_reading(self) -> None:
+        """
+        The content of a message read in one piece is not input held behind
+        the answer its commit waits for.
+        """
+        self.session.send(b"MAIL FROM:<s@remote.example>\r\n")
+        self.threads.release()
+        self.session.take()
+        self.assertEqual(self.session.command(b"RCPT TO:<alice@example.test>"), b"250 2.1.5 Ok")
+        self.assertEqual(self.session.command(b"DATA")[:3], b"354")
+        body = b"x" * 70 + b"\r\n"
+        content = b"Subject: big\r\n\r\n" + body * (4 * self.factory.settings.max_line_length // 72)
+        self.assertEqual(self.session.send(content + b".\r\n"), [])
+        self.assertEqual(self.session.transport.producerState, "producing")
+        self.threads.release()
+        self.assertEqual(self.session.take()[0][:3], b"250")
+        self.assertEqual(len(self.realm.inbox("alice").stored), 1)
+
     def test_input_piling_up_while_an_answer_is_pending_pauses_the_transport(self) -> None:
         """
         More than a line's worth of input behind a pending answer stops the

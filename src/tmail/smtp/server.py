@@ -161,6 +161,9 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         self._blocked = False
         #: Reading is paused while an answer is pending (see L{_wait}).
         self._paused = False
+        #: While input is handled: the bytes of it after the command or
+        #: content being handled.
+        self._held = 0
         self._skipping = False
         self._discardInput = False
         self._errors = 0
@@ -372,7 +375,8 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             if end < 0:
                 break
             line, start = buffer[start:end], end + 2
-            self._pipelined = start < len(buffer)
+            self._held = len(buffer) - start
+            self._pipelined = self._held > 0
             if self._skipping:
                 self._skipping = False
             elif len(line) > limit:
@@ -413,10 +417,12 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             if isinstance(reader, DataReader):
                 used = reader.feed(data)
                 if used is not None:
+                    self._held = len(data) - used
                     self._endOfData()
                 return used
             used = reader.feed(data)
             if reader.remaining == 0:
+                self._held = len(data) - used
                 self._endOfChunk()
                 return used
             return None
@@ -474,7 +480,8 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         pending.addBoth(unblock)
         if not fired:
             self._blocked = True
-            if len(self._buffer) > self.factory.settings.max_line_length:
+            held = self._held if self._processing else len(self._buffer)
+            if held > self.factory.settings.max_line_length:
                 self._pause()
 
     def _pause(self) -> None:
