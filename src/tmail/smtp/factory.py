@@ -23,7 +23,8 @@ from tmail.connections import ConnectionCounter
 from tmail.interfaces import IFreeSpace, ILoginThrottle, IMailRealm
 from tmail.queue.outbox import Outbox
 from tmail.smtp.burl import burlAuthority
-from tmail.smtp.delivery import LocalDelivery
+from tmail.smtp.delivery import LocalDelivery, publishAll
+from tmail.smtp.groupcommit import GroupPublisher
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
 from tmail.smtp.submission import SenderRules
@@ -53,6 +54,8 @@ class SMTPFactory(ServerFactory):
         refused.
     @ivar clock: what the sessions' timeouts, deadlines and greeting pause
         run on.
+    @ivar publisher: makes the copies of deliveries durable in worker
+        threads, those that end together in one job (L{GroupPublisher}).
     @ivar burl: on submission with C{burl_imap_host}, what resolves BURL's
         IMAP URLs (RFC 4468) through the realm's stores; else C{None}.
     """
@@ -97,6 +100,13 @@ class SMTPFactory(ServerFactory):
             portal.checkers.get(IUsernamePassword) if portal is not None else None
         )
         self.delivery = LocalDelivery(realm)
+        self.publisher = GroupPublisher(
+            publishAll,
+            lambda *args: self.runInThread(*args),
+            clock,
+            jobs=settings.commit_threads,
+            patience=settings.commit_stall,
+        )
         host = settings.burl_imap_host if isinstance(settings, SubmissionSettings) else ""
         self.burl = burlAuthority(realm, host, portal) if submission else None
         self.outbox = outbox

@@ -1086,7 +1086,9 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         queueID = self._queueID
         mail, rcpts, capture = self._dataMail, self._dataRcpts, self._capture
         self._dataMail, self._dataRcpts, self._capture = None, [], None
-        committed: Deferred[list[MailboxMessage]] = commitAll(messages, self.factory.runInThread)
+        committed: Deferred[list[MailboxMessage]] = commitAll(
+            messages, self.factory.runInThread, self.factory.publisher
+        )
 
         def stored(refused: list[MailboxMessage]) -> None:
             if refused:
