@@ -21,7 +21,7 @@ def test_one_commit_thread_by_default(tmp_path: Path) -> None:
     s = load(tmp_path)
     assert s.smtp is not None and s.lmtp is not None
     for section in (s.smtp, s.lmtp):
-        assert (section.commit_threads, section.commit_stall) == (1, 0.02)
+        assert (section.commit_threads, section.commit_stall) == (1, 0.005)
 
 
 def test_commit_threads_and_stall_can_be_set(tmp_path: Path) -> None:

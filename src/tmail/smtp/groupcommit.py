@@ -14,9 +14,12 @@ them.  A delivery is still answered only after its own copies are durable
 (its job has published them), and one delivery's failure is its own: the
 others in the job are published and answered as if alone.
 
-A job that runs longer than C{patience} (a slow disk, a quota recount of
-a large mailbox) stops counting against C{jobs}, so the deliveries behind
-it start their own job: no one mailbox stalls the others for longer.
+One thread fsyncs one message after another, though: alone it would cap
+the deliveries at one per two fsyncs.  So a job that runs longer than
+C{patience} (5 ms by default: a few messages on a quick disk) stops
+counting against C{jobs}, and the deliveries behind it start their own
+job: on a slow disk, or behind a quota recount of a large mailbox, as
+many jobs overlap as it takes, and no one mailbox stalls the others.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class GroupPublisher:
         inThread: Callable[..., Deferred[Any]],
         clock: IReactorTime,
         jobs: int = 1,
-        patience: float = 0.02,
+        patience: float = 0.005,
     ) -> None:
         self._publish = publish
         self._inThread = inThread
