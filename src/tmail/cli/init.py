@@ -83,6 +83,7 @@ listen = ["tcp:2525:interface=127.0.0.1"]
 # min_data_rate = {_smtp.min_data_rate}       # bytes/s message content must keep up
 # greet_pause = {_smtp.greet_pause}         # a client talking before the last "220 " is refused
 # min_free_space = {_smtp.min_free_space}        # bytes (or "1G") kept free, else 452 at MAIL
+# commit_threads = {_smtp.commit_threads}        # threads fsync'ing deliveries at once
 
 [submission]
 listen = ["tcp:5870:interface=127.0.0.1", "tls:4650:interface=127.0.0.1"]

@@ -143,6 +143,14 @@ class SMTPSettings:
         C{452 4.3.1} when the free space less this cannot hold the C{SIZE}
         declared, or without C{SIZE} when no more than this is free
         (Postfix's C{queue_minfree}); C{"1G"} and the like are accepted.
+    @ivar commit_threads: worker threads making deliveries durable (fsync)
+        at once; the deliveries that end while they run are made durable
+        together by the next (group commit).  More threads overlap more
+        fsyncs but fight over the GIL.
+    @ivar commit_stall: seconds after which a commit thread still running
+        no longer counts against C{commit_threads}, so the deliveries
+        behind it start their own: on a slow disk commits overlap as much
+        as it takes.
     """
 
     listen: tuple[str, ...] = ()
@@ -162,6 +170,8 @@ class SMTPSettings:
     unauth_pipelining: ClientCheck = "reject"
     min_free_space: int = 0
     max_connections: int = 100
+    commit_threads: int = 1
+    commit_stall: float = 0.005
 
 
 @dataclass(frozen=True)

@@ -330,10 +330,13 @@ def publishAll(messages: Sequence[MailboxMessage]) -> list[OverQuota | None]:
 def commitAll(
     messages: Sequence[MailboxMessage],
     inThread: Callable[..., Deferred[Any]] = deferToThread,
+    publish: Callable[[Sequence[MailboxMessage]], Deferred[list[OverQuota | None]]] | None = None,
 ) -> Generator[Deferred[Any], Any, list[MailboxMessage]]:
     """
     Flush every copy, publish them (fsync, move into the folder) in a
-    worker thread, then commit them one by one in the reactor.  Fires with
+    worker thread (a C{inThread} job of their own, or with C{publish}, a
+    L{tmail.smtp.groupcommit.GroupPublisher}, one shared with other
+    deliveries), then commit them one by one in the reactor.  Fires with
     the copies refused because their user is over quota (the others are
     delivered).  On any other failure abort the copies not yet committed
     and fail with that error.
@@ -349,7 +352,9 @@ def commitAll(
     try:
         for message in messages:
             message.flush()
-        outcomes = yield inThread(publishAll, messages)
+        outcomes = yield (
+            publish(messages) if publish is not None else inThread(publishAll, messages)
+        )
         for message, outcome in zip(messages, outcomes, strict=True):
             if outcome is None:
                 try:

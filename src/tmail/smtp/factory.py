@@ -23,7 +23,8 @@ from tmail.connections import ConnectionCounter
 from tmail.interfaces import IFreeSpace, ILoginThrottle, IMailRealm
 from tmail.queue.outbox import Outbox
 from tmail.smtp.burl import burlAuthority
-from tmail.smtp.delivery import LocalDelivery
+from tmail.smtp.delivery import LocalDelivery, publishAll
+from tmail.smtp.groupcommit import GroupPublisher
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
 from tmail.smtp.submission import SenderRules
@@ -53,6 +54,8 @@ class SMTPFactory(ServerFactory):
         refused.
     @ivar clock: what the sessions' timeouts, deadlines and greeting pause
         run on.
+    @ivar publisher: makes the copies of deliveries durable in worker
+        threads, those that end together in one job (L{GroupPublisher}).
     @ivar burl: on submission with C{burl_imap_host}, what resolves BURL's
         IMAP URLs (RFC 4468) through the realm's stores; else C{None}.
     """
@@ -97,9 +100,18 @@ class SMTPFactory(ServerFactory):
             portal.checkers.get(IUsernamePassword) if portal is not None else None
         )
         self.delivery = LocalDelivery(realm)
+        self.publisher = GroupPublisher(
+            publishAll,
+            lambda *args: self.runInThread(*args),
+            clock,
+            jobs=settings.commit_threads,
+            patience=settings.commit_stall,
+        )
         host = settings.burl_imap_host if isinstance(settings, SubmissionSettings) else ""
         self.burl = burlAuthority(realm, host, portal) if submission else None
         self.outbox = outbox
+        #: The sessions waiting for the free-space measurement running.
+        self._measurementWaiters: list[Deferred[int | None]] = []
         self.connections = ConnectionCounter(
             settings.max_connections_per_address, settings.max_connections, ipv6Prefix
         )
@@ -109,7 +121,9 @@ class SMTPFactory(ServerFactory):
         The bytes left where this listener's mail goes, measured in a
         thread: the realm's file system and, on submission, the outbound
         queue's (the least of them); C{None} when neither can tell (or the
-        measuring failed: the delivery itself is the final check).
+        measuring failed: the delivery itself is the final check).  The
+        sessions that ask while a measurement runs share it: one thread
+        round trip serves every C{MAIL} of a busy moment.
         """
         places = [
             place
@@ -118,14 +132,24 @@ class SMTPFactory(ServerFactory):
         ]
         if not places:
             return succeed(None)
+        answer: Deferred[int | None] = Deferred()
+        self._measurementWaiters.append(answer)
+        if len(self._measurementWaiters) > 1:
+            return answer
 
         def unknown(reason: Failure) -> None:
             _log.failure("Cannot measure the free space for mail", reason)
 
-        measured: Deferred[int | None] = self.runInThread(
+        def measured(free: int | None) -> None:
+            waiters, self._measurementWaiters = self._measurementWaiters, []
+            for waiter in waiters:
+                waiter.callback(free)
+
+        running: Deferred[int | None] = self.runInThread(
             lambda: min(place.freeSpace() for place in places)
         )
-        return measured.addErrback(unknown)
+        running.addErrback(unknown).addCallback(measured)
+        return answer
 
     def buildProtocol(self, addr: IAddress | None) -> SMTPServer:
         server: SMTPServer = self.protocol(self)

@@ -9,6 +9,7 @@ client cannot start a header line of its own (C{EHLO x\\nBcc: ...}).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -108,18 +109,28 @@ class Trace:
         client without an IP address (on a unix socket) gets no TCP-info
         (RFC 5321 4.4): C{from} names only its HELO.
         """
-        try:
-            ipaddress.ip_address(self.clientAddress)
-        except ValueError:
-            client = self.helo
-        else:
-            client = f"{self.helo} ({self.clientName} {addressLiteral(self.clientAddress)})"
-        target = f"for <{recipient}>; " if recipient is not None else ""
-        return (
-            f"Received: from {client}\r\n"
-            f"\tby {self.hostname} (tmail) with {self.protocol} id {self.queueID}\r\n"
-            f"\t{target}{format_datetime(self.date)}\r\n"
-        ).encode("utf-8", "replace")
+        return _received(self, recipient)
+
+
+@functools.lru_cache(maxsize=256)
+def _received(trace: Trace, recipient: str | None) -> bytes:
+    """L{Trace.received}, made once per copy though asked for twice (its text and its length)."""
+    target = f"for <{recipient}>; " if recipient is not None else ""
+    return (
+        f"Received: from {_fromClause(trace.helo, trace.clientName, trace.clientAddress)}\r\n"
+        f"\tby {trace.hostname} (tmail) with {trace.protocol} id {trace.queueID}\r\n"
+        f"\t{target}{format_datetime(trace.date)}\r\n"
+    ).encode("utf-8", "replace")
+
+
+@functools.lru_cache(maxsize=1024)
+def _fromClause(helo: str, clientName: str, clientAddress: str) -> str:
+    """What follows C{from}: the same for every message of a session."""
+    try:
+        ipaddress.ip_address(clientAddress)
+    except ValueError:
+        return helo
+    return f"{helo} ({clientName} {addressLiteral(clientAddress)})"
 
 
 def traceHeaders(
