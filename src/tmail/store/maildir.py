@@ -43,6 +43,7 @@ from typing import BinaryIO, NoReturn, TypeVar
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tmail.changes import hub as _changes
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
     IFlagChangingFolder,
@@ -1912,6 +1913,7 @@ class MaildirStore:
                 canonical, self._pathOf(canonical), self._newUidValidity
             )
             folder._quota = self._quota
+            _changes.opened(str(self._pathOf(canonical)), folder)
         return folder
 
     def createFolder(self, name: str) -> MaildirFolder:
@@ -2018,6 +2020,7 @@ class MaildirStore:
             if folder is not None:
                 folder._moved(newName, self._pathOf(newName))
                 self._folders[newName] = folder
+                _changes.opened(str(self._pathOf(newName)), folder)
         self._changeSpecialUse(
             lambda current: _specialuse.renamed(current, source, target, DELIMITER)
         )

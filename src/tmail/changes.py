@@ -1,0 +1,95 @@
+"""
+Folder changes announced between the processes that serve one store.
+
+A folder's listeners (L{IMailFolder.addListener}) hear of the changes
+made in their own process at once; another process (another worker, the
+queue runner's supervisor) would otherwise find them only by its next
+poll.  A store registers each folder object it opens here with a key that
+names the folder in every process (a Maildir: its directory).  A change
+made in this process is announced with that key to whoever listens
+(L{tmail.workers} forwards it to the other processes), and a key announced
+by another process has the folder open here look again
+(L{IIncrementalFolder.refresh}), which tells its listeners.
+
+Folders are held weakly: a folder no session keeps open is forgotten.  A
+change learnt from an announcement is not announced again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
+
+from twisted.logger import Logger
+
+from tmail.interfaces import IIncrementalFolder, IMailFolder
+
+__all__ = ["ChangeHub", "hub"]
+
+_log = Logger()
+
+
+class ChangeHub:
+    """The folders of this process by key, and who hears of their changes."""
+
+    def __init__(self) -> None:
+        self._folders: weakref.WeakValueDictionary[str, IMailFolder] = weakref.WeakValueDictionary()
+        self._keys: weakref.WeakKeyDictionary[IMailFolder, str] = weakref.WeakKeyDictionary()
+        self._announcers: list[Callable[[str], object]] = []
+        self._quiet: set[str] = set()
+
+    def opened(self, key: str, folder: IMailFolder) -> None:
+        """Register C{folder} under C{key}; its changes are announced from now on."""
+        if self._keys.get(folder) == key:
+            return
+        known = folder in self._keys
+        self._folders[key] = folder
+        self._keys[folder] = key
+        if not known:
+            folder.addListener(self._changed)
+
+    def announceTo(self, announcer: Callable[[str], object]) -> None:
+        """Call C{announcer} with the key of each folder changed in this process."""
+        self._announcers.append(announcer)
+
+    def stopAnnouncing(self, announcer: Callable[[str], object]) -> None:
+        if announcer in self._announcers:
+            self._announcers.remove(announcer)
+
+    def _changed(self, folder: IMailFolder) -> None:
+        key = self._keys.get(folder)
+        if key is None or key in self._quiet:
+            return
+        for announcer in list(self._announcers):
+            try:
+                announcer(key)
+            except Exception:
+                _log.failure("Announcing a change of {key} failed", key=key)
+
+    @contextlib.contextmanager
+    def _quietly(self, key: str) -> Iterator[None]:
+        self._quiet.add(key)
+        try:
+            yield
+        finally:
+            self._quiet.discard(key)
+
+    def changedElsewhere(self, key: str) -> bool:
+        """
+        Another process changed the folder C{key}: the folder open here, if
+        any, looks again.  Returns whether one was open.
+        """
+        folder = self._folders.get(key)
+        if folder is None or not IIncrementalFolder.providedBy(folder):
+            return False
+        with self._quietly(key):
+            try:
+                folder.refresh()
+            except Exception:
+                _log.failure("Refreshing {key} after a change elsewhere failed", key=key)
+        return True
+
+
+#: The hub of this process.
+hub = ChangeHub()
