@@ -4,12 +4,16 @@ Folder changes announced between the processes that serve one store.
 A folder's listeners (L{IMailFolder.addListener}) hear of the changes
 made in their own process at once; another process (another worker, the
 queue runner's supervisor) would otherwise find them only by its next
-poll.  A store registers each folder object it opens here with a key that
-names the folder in every process (a Maildir: its directory).  A change
-made in this process is announced with that key to whoever listens
-(L{tmail.workers} forwards it to the other processes), and a key announced
-by another process has the folder open here look again
-(L{IIncrementalFolder.refresh}), which tells its listeners.
+poll.  A store registers each folder object it opens here (L{opened}) with
+a key that names the folder in every process (a Maildir: its directory),
+tells when it changed (L{changed}, from where it tells its listeners) and
+whether anything listens to it (L{watched}).  A change made in this
+process is announced with the key to whoever listens (L{tmail.workers}
+forwards it to the other processes); a key announced by another process
+has the folder open here look again (L{IIncrementalFolder.refresh}, which
+tells its listeners) if a session watches it.  A folder nobody watches is
+left alone: looking would claim its new messages (C{new/} to C{cur/})
+for a process with no session to tell.
 
 Folders are held weakly: a folder no session keeps open is forgotten.  A
 change learnt from an announcement is not announced again.
@@ -36,18 +40,21 @@ class ChangeHub:
     def __init__(self) -> None:
         self._folders: weakref.WeakValueDictionary[str, IMailFolder] = weakref.WeakValueDictionary()
         self._keys: weakref.WeakKeyDictionary[IMailFolder, str] = weakref.WeakKeyDictionary()
+        self._watched: weakref.WeakSet[IMailFolder] = weakref.WeakSet()
         self._announcers: list[Callable[[str], object]] = []
         self._quiet: set[str] = set()
 
     def opened(self, key: str, folder: IMailFolder) -> None:
-        """Register C{folder} under C{key}; its changes are announced from now on."""
-        if self._keys.get(folder) == key:
-            return
-        known = folder in self._keys
+        """Register C{folder} under C{key} (again after a rename)."""
         self._folders[key] = folder
         self._keys[folder] = key
-        if not known:
-            folder.addListener(self._changed)
+
+    def watched(self, folder: IMailFolder, watched: bool) -> None:
+        """Whether anything listens to C{folder} now."""
+        if watched:
+            self._watched.add(folder)
+        else:
+            self._watched.discard(folder)
 
     def announceTo(self, announcer: Callable[[str], object]) -> None:
         """Call C{announcer} with the key of each folder changed in this process."""
@@ -57,7 +64,8 @@ class ChangeHub:
         if announcer in self._announcers:
             self._announcers.remove(announcer)
 
-    def _changed(self, folder: IMailFolder) -> None:
+    def changed(self, folder: IMailFolder) -> None:
+        """C{folder} changed: announce it, unless the change came from elsewhere."""
         key = self._keys.get(folder)
         if key is None or key in self._quiet:
             return
@@ -78,10 +86,14 @@ class ChangeHub:
     def changedElsewhere(self, key: str) -> bool:
         """
         Another process changed the folder C{key}: the folder open here, if
-        any, looks again.  Returns whether one was open.
+        a session watches it, looks again.  Returns whether it did.
         """
         folder = self._folders.get(key)
-        if folder is None or not IIncrementalFolder.providedBy(folder):
+        if (
+            folder is None
+            or folder not in self._watched
+            or not IIncrementalFolder.providedBy(folder)
+        ):
             return False
         with self._quietly(key):
             try:

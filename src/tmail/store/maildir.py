@@ -1422,6 +1422,7 @@ class MaildirFolder:
         return f"{self._curDir if entry.subdir == 'cur' else self._newDir}{os.sep}{entry.filename}"
 
     def _notify(self) -> None:
+        _changes.changed(self)
         for listener in list(self._listeners):
             try:
                 listener(self)
@@ -1815,10 +1816,12 @@ class MaildirFolder:
 
     def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
         self._listeners.append(listener)
+        _changes.watched(self, True)
 
     def removeListener(self, listener: Callable[[IMailFolder], None]) -> None:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
+        _changes.watched(self, bool(self._listeners))
 
 
 @implementer(
