@@ -96,3 +96,21 @@ def test_maildir_changes_are_announced(tmp_path: Path) -> None:
         hub.stopAnnouncing(heard.append)
     assert len(heard) >= 3
     assert set(heard) == {str(tmp_path / "mail")}
+
+
+def test_watchers_hear_when_a_folder_starts_and_stops_being_watched() -> None:
+    changes = ChangeHub()
+    reports: list[tuple[str, bool]] = []
+    changes.reportWatchesTo(lambda key, watched: reports.append((key, watched)))
+    folder = _Folder(changes)
+    changes.opened("/mail/alice/.Drafts", folder)  # type: ignore[arg-type]
+    changes.watched(folder, True)  # type: ignore[arg-type]
+    changes.watched(folder, True)  # type: ignore[arg-type]
+    changes.opened("/mail/alice/.Old", folder)  # type: ignore[arg-type]
+    changes.watched(folder, False)  # type: ignore[arg-type]
+    assert reports == [
+        ("/mail/alice/.Drafts", True),
+        ("/mail/alice/.Drafts", False),
+        ("/mail/alice/.Old", True),
+        ("/mail/alice/.Old", False),
+    ]

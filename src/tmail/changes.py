@@ -42,19 +42,44 @@ class ChangeHub:
         self._keys: weakref.WeakKeyDictionary[IMailFolder, str] = weakref.WeakKeyDictionary()
         self._watched: weakref.WeakSet[IMailFolder] = weakref.WeakSet()
         self._announcers: list[Callable[[str], object]] = []
+        self._watchers: list[Callable[[str, bool], object]] = []
         self._quiet: set[str] = set()
 
     def opened(self, key: str, folder: IMailFolder) -> None:
         """Register C{folder} under C{key} (again after a rename)."""
+        old = self._keys.get(folder)
         self._folders[key] = folder
         self._keys[folder] = key
+        if old is not None and old != key and folder in self._watched:
+            self._tellWatchers(old, False)
+            self._tellWatchers(key, True)
 
     def watched(self, folder: IMailFolder, watched: bool) -> None:
         """Whether anything listens to C{folder} now."""
+        if watched == (folder in self._watched):
+            return
         if watched:
             self._watched.add(folder)
         else:
             self._watched.discard(folder)
+        key = self._keys.get(folder)
+        if key is not None:
+            self._tellWatchers(key, watched)
+
+    def reportWatchesTo(self, watcher: Callable[[str, bool], object]) -> None:
+        """
+        Call C{watcher} with a folder's key and C{True} when something
+        here starts listening to it, C{False} when nothing does any more,
+        so that changes made elsewhere are sent only where they are watched.
+        """
+        self._watchers.append(watcher)
+
+    def _tellWatchers(self, key: str, watched: bool) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher(key, watched)
+            except Exception:
+                _log.failure("Reporting the watch of {key} failed", key=key)
 
     def announceTo(self, announcer: Callable[[str], object]) -> None:
         """Call C{announcer} with the key of each folder changed in this process."""

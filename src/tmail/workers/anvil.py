@@ -87,6 +87,8 @@ class WorkerChannel(amp.AMP):
         self.name = name
         self._held: Counter[tuple[str, str]] = Counter()
         self._attempts: dict[int, ILoginAttempt] = {}
+        #: The folders sessions in this worker watch.
+        self.watching: set[str] = set()
         self.lost: Deferred[None] = Deferred()
 
     @channel.Admit.responder
@@ -137,6 +139,14 @@ class WorkerChannel(amp.AMP):
     @channel.FolderChanged.responder
     def folderChanged(self, key: str) -> dict[str, Any]:
         self.anvil.changed(key, self)
+        return {}
+
+    @channel.Watch.responder
+    def watch(self, key: str, watched: bool) -> dict[str, Any]:
+        if watched:
+            self.watching.add(key)
+        else:
+            self.watching.discard(key)
         return {}
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]

@@ -5,8 +5,8 @@ What a worker and its supervisor say to each other, as AMP commands
 Workers ask (the supervisor answers): L{Admit} and L{Release} for the
 per-client connection limits, L{BeginLogin} and L{EndLogin} for the
 failed-login throttle, and tell L{Queued} (mail for the queue runner) and
-L{FolderChanged}.  The supervisor tells each worker L{RefreshFolder} when
-another process changed a folder.
+L{FolderChanged} and L{Watch}.  The supervisor tells each worker that
+watches a folder L{RefreshFolder} when another process changed it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ __all__ = [
     "Queued",
     "RefreshFolder",
     "Release",
+    "Watch",
 ]
 
 _text = cast(Callable[[], amp.Argument], amp.Unicode)
 _integer = cast(Callable[[], amp.Argument], amp.Integer)
+_boolean = cast(Callable[[], amp.Argument], amp.Boolean)
 
 
 class Admit(amp.Command):
@@ -83,6 +85,17 @@ class FolderChanged(amp.Command):
     """The folder C{key} (L{tmail.changes}) changed in the telling process."""
 
     arguments = [(b"key", _text())]
+    requiresAnswer = False
+
+
+class Watch(amp.Command):
+    """
+    Sessions in the telling worker started (C{watched}) or stopped watching
+    the folder C{key}: only workers that watch a folder are told of its
+    changes.
+    """
+
+    arguments = [(b"key", _text()), (b"watched", _boolean())]
     requiresAnswer = False
 
 

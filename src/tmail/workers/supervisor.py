@@ -299,7 +299,7 @@ class WorkerSupervisor(MultiService):
 
     def _changed(self, key: str, origin: WorkerChannel | None) -> None:
         for link in list(self.channels):
-            if link is not origin:
+            if link is not origin and key in link.watching:
                 link.callRemote(RefreshFolder, key=key)  # type: ignore[no-untyped-call]
         if origin is not None:
             hub.changedElsewhere(key)

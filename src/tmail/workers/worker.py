@@ -124,6 +124,10 @@ class WorkerLink:
             self.clock.callLater(0, self._announce)
         self._announcing.add(key)
 
+    def watch(self, key: str, watched: bool) -> None:
+        """Tell the supervisor whether sessions here watch folder C{key}."""
+        self.channel.callRemote(channel.Watch, key=key, watched=watched)  # type: ignore[no-untyped-call]
+
     def _announce(self) -> None:
         keys, self._announcing = self._announcing, set()
         for key in keys:
@@ -200,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     link = WorkerLink(supervisor, listeners, reactor, settings.auth.failure_delay, index=args.index)
     hub.announceTo(link.announce)
+    hub.reportWatchesTo(link.watch)
     top = makeService(settings, worker=link)
     top.privilegedStartService()
     top.startService()
