@@ -156,8 +156,10 @@ def workersServer(folder: Path, extra: str = "", **kwargs: Any) -> TmailServer:
 def started(test: TestCase, server: TmailServer) -> TmailServer:
     server.start()
     test.addCleanup(server.stop)
-    deadline = time.monotonic() + 20
-    while len(workerPids(server)) < 2:
+    deadline = time.monotonic() + 30
+    while (
+        len(set(re.findall(r"tmail worker \d serving \(pid (\d+)\)", server.log.read_text()))) < 2
+    ):
         assert time.monotonic() < deadline, server.log.read_text()
         time.sleep(0.05)
     return server
@@ -200,6 +202,15 @@ class WorkersTests(TestCase):
         self.assertEqual(set(connections), now)
         for sock in connections.values():
             sock.close()
+
+    def test_stopping_the_supervisor_stops_the_workers_first(self) -> None:
+        server = self.server()
+        pids = workerPids(server)
+        server.stop()
+        self.assertFalse([pid for pid in pids if running(pid)])
+        log = server.log.read_text()
+        for pid in pids:
+            self.assertRegex(log, rf"\[worker \d pid {pid}\] Main loop terminated")
 
     def test_workers_exit_when_the_supervisor_is_killed(self) -> None:
         server = self.server()

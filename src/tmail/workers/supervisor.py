@@ -28,6 +28,7 @@ from twisted.internet.error import CannotListenError, ProcessExitedAlready
 from twisted.internet.interfaces import (
     IListeningPort,
     IProcessTransport,
+    IReactorCore,
     IReactorProcess,
     IReactorSocket,
     IReactorTime,
@@ -224,6 +225,16 @@ class WorkerSupervisor(MultiService):
         self._stopping = False
         hub.announceTo(self._announce)
         self._workers = [_Worker(index) for index in range(1, self.count + 1)]
+        cast(IReactorCore, self.reactor).callWhenRunning(self._spawnAll)
+
+    def _spawnAll(self) -> None:
+        """
+        Start the workers once the reactor runs: twistd starts services
+        before it installs its signal handlers, and a supervisor killed by
+        an early SIGTERM would leave its workers holding the listeners.
+        """
+        if self._stopping:
+            return
         for worker in self._workers:
             self._spawn(worker)
 

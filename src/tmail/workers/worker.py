@@ -172,8 +172,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run one worker, as its supervisor starts it."""
+def main(argv: list[str] | None = None, terminated: list[bool] | None = None) -> None:
+    """
+    Run one worker, as its supervisor starts it.
+
+    @param terminated: not empty when SIGTERM came while the worker started.
+    """
     from twisted.internet import reactor
 
     from tmail.service import makeService
@@ -214,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     core = cast(IReactorCore, reactor)
     core.addSystemEventTrigger("before", "shutdown", top.stopService)
     _stopOnTerm(core)
+    if terminated:
+        core.callWhenRunning(_stop, core)
     core.run(installSignalHandlers=False)  # type: ignore[call-arg]
 
 
