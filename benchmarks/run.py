@@ -58,6 +58,8 @@ def main(argv: list[str]) -> int:
     if args.peers:
         wanted = set(args.peers.split(","))
         peers = [p for p in peers if p.name in wanted]
+    else:
+        peers = [p for p in peers if not getattr(p, "optional", False)]
     scenarios = allScenarios(args.size)
     if args.only:
         prefixes = tuple(args.only.split(","))

@@ -46,9 +46,13 @@ class ConnectionCounter:
         key = clientKey(host, self.ipv6Prefix)
         if self.limit > 0 and self._open[key] >= self.limit:
             return Refusal.CLIENT
-        self._open[key] += 1
-        self._all += 1
+        self.add(host)
         return None
+
+    def add(self, host: str) -> None:
+        """Count a session from C{host} admitted elsewhere (by a supervisor that counts for all)."""
+        self._open[clientKey(host, self.ipv6Prefix)] += 1
+        self._all += 1
 
     def release(self, host: str) -> None:
         key = clientKey(host, self.ipv6Prefix)

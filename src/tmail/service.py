@@ -1,19 +1,22 @@
 """
 Assemble tmail's Twisted services from settings.
 
-Operators get this through C{twistd tmail}; integrators call
-L{makeService} (or L{serviceFromConfig}) and attach the result to their own
-application with C{setServiceParent}.
+Operators get this through C{twistd tmail} (L{makeServerService}: with
+C{[server] workers} above 1, a supervisor and worker processes, see
+L{tmail.workers}); integrators call L{makeService} (or L{serviceFromConfig})
+and attach the result to their own application with C{setServiceParent}:
+one process, as before.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -29,11 +32,12 @@ from tmail.auth.workers import CheckerThreads
 from tmail.config.endpoints import escapeEndpointValue, isTLSShorthand, parseTLSShorthand
 from tmail.config.loader import loadSettings
 from tmail.config.schema import PolicySettings, Settings, SMTPSettings, SubmissionSettings
+from tmail.connections import ConnectionCounter
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError
 from tmail.imap.factory import IMAPFactory
 from tmail.imap.largemessages import MessageThreads
-from tmail.interfaces import IMailRealm, IUserDirectory
+from tmail.interfaces import ILoginThrottle, IMailRealm, IUserDirectory
 from tmail.pop3.factory import POP3Factory
 from tmail.queue.dkim import DKIMSigner
 from tmail.queue.local import LocalTransport
@@ -46,6 +50,10 @@ from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.lmtp import LMTPFactory
 from tmail.smtp.policy import BUNDLED, ISMTPPolicy, PolicyError, buildPolicy
 from tmail.tls import serverContextFactory
+from tmail.workers.anvil import Anvil
+from tmail.workers.shared import AdmissionFactory, SharedConnectionCounter
+from tmail.workers.supervisor import Listener, WorkerSupervisor, canHandOver
+from tmail.workers.worker import AdoptedListener, WorkerLink
 
 #: Listen queue of C{tcp:} listeners that do not set C{backlog=}: Twisted's
 #: default of 50 drops connections when hundreds of clients connect at once.
@@ -69,7 +77,8 @@ class TmailService(MultiService):
     @ivar realm: the realm every protocol logs in and delivers through.
     @ivar portal: the cred portal over C{realm}.
     @ivar outbox: where the SMTP listeners queue mail for other servers.
-    @ivar runner: the L{QueueRunner} that sends it on.
+    @ivar runner: the L{QueueRunner} that sends it on; C{None} in a worker
+        process, whose supervisor runs the queue.
     @ivar exitOnListenFailure: print one line and exit the process when a
         listener cannot listen (what C{twistd tmail} wants); integrators get
         the C{CannotListenError} instead.
@@ -85,7 +94,8 @@ class TmailService(MultiService):
         realm: IMailRealm,
         portal: Portal,
         outbox: Outbox,
-        runner: QueueRunner,
+        runner: QueueRunner | None,
+        worker: WorkerLink | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
@@ -94,8 +104,10 @@ class TmailService(MultiService):
         self.portal = portal
         self.outbox = outbox
         self.runner = runner
+        self.worker = worker
         self.setName("tmail")  # type: ignore[no-untyped-call]
-        runner.setServiceParent(self)  # type: ignore[no-untyped-call]
+        if runner is not None:
+            runner.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def addListener(
         self,
@@ -111,6 +123,9 @@ class TmailService(MultiService):
         """
         from twisted.internet import reactor
 
+        if self.worker is not None:
+            self._adoptListener(name, description, factory, tls)
+            return
         serving: IProtocolFactory = factory
         if isTLSShorthand(description):
             port, interface = parseTLSShorthand(description)
@@ -128,6 +143,32 @@ class TmailService(MultiService):
         service.setName(f"{name} {description}")
         service.setServiceParent(self)
 
+    def _adoptListener(
+        self,
+        name: str,
+        description: str,
+        factory: ServerFactory,
+        tls: CertificateOptions | None,
+    ) -> None:
+        """Serve the socket the supervisor opened for C{description}, counted by it."""
+        assert self.worker is not None
+        counter = getattr(factory, "connections", None)
+        serving: IProtocolFactory = factory
+        if isTLSShorthand(description):
+            if tls is None:
+                raise ConfigError(str(self.settings.path), name, f"{description} needs [tls]")
+            serving = TLSMemoryBIOFactory(tls, False, factory)
+        if isinstance(counter, ConnectionCounter):
+            if not isinstance(counter, SharedConnectionCounter):
+                counter = self.worker.counter(
+                    name, counter.limit, counter.total, counter.ipv6Prefix
+                )
+                cast(Any, factory).connections = counter
+            serving = AdmissionFactory(serving, counter)
+        service = AdoptedListener(self.worker.listeners[name, description], serving)
+        service.setName(f"{name} {description}")  # type: ignore[no-untyped-call]
+        service.setServiceParent(self)  # type: ignore[no-untyped-call]
+
     def privilegedStartService(self) -> None:
         for child in self:
             try:
@@ -143,15 +184,21 @@ class TmailService(MultiService):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self.outbox.listen(self.runner.attemptSoon)
+        self.outbox.listen(self._queued)
         for child in self:
-            if isinstance(child, StreamServerEndpointService):
+            if isinstance(child, StreamServerEndpointService | AdoptedListener):
                 self.log.info("tmail listening: {name}", name=child.name)
             else:
                 self.log.info("tmail started: {name}", name=child.name)
 
+    def _queued(self, entryId: str) -> None:
+        if self.runner is not None:
+            self.runner.attemptSoon(entryId)
+        elif self.worker is not None:
+            self.worker.queued(entryId)
+
     def stopService(self) -> Any:
-        self.outbox.unlisten(self.runner.attemptSoon)
+        self.outbox.unlisten(self._queued)
         return super().stopService()  # type: ignore[no-untyped-call]
 
 
@@ -183,12 +230,16 @@ def makeService(
     settings: Settings,
     realm: IMailRealm | None = None,
     clock: IReactorTime | None = None,
+    worker: WorkerLink | None = None,
 ) -> TmailService:
     """
     Build every service the settings turn on.
 
     @param realm: a realm to use instead of the configured backend (for
         integrators who build their own).
+    @param worker: build a worker process's services: the listeners on the
+        sockets its supervisor opened, the throttle and connection limits
+        its supervisor keeps, no queue runner (L{tmail.workers}).
     """
     from twisted.internet import reactor
 
@@ -203,17 +254,14 @@ def makeService(
     checkerThreads = CheckerThreads(cast(IReactorFromThreads, reactor), settings.auth.check_threads)
     portal = Portal(realm, [DirectoryChecker(directory, defaultDomain, checkerThreads.run)])
     prefix = settings.ipv6_prefix_length
-    throttle = AuthThrottle(settings.auth, clock, prefix)
+    throttle: ILoginThrottle = (
+        AuthThrottle(settings.auth, clock, prefix) if worker is None else worker.throttle
+    )
     tls = serverContextFactory(settings.tls) if settings.tls else None
     queue = QueueStore(queueDirectory(settings.data_dir))
     outbox = Outbox(queue)
-    runner = QueueRunner(
-        queue,
-        RelaySettings.fromConfig(settings),
-        signer=DKIMSigner.fromSettings(settings, directory),
-        local=LocalTransport(realm, settings.hostname, outbox),
-    )
-    top = TmailService(settings, directory, realm, portal, outbox, runner)
+    runner = None if worker is not None else _queueRunner(settings, directory, realm, outbox)
+    top = TmailService(settings, directory, realm, portal, outbox, runner, worker)
     checkerThreads.setName("password check threads")  # type: ignore[no-untyped-call]
     checkerThreads.setServiceParent(top)  # type: ignore[no-untyped-call]
 
@@ -274,7 +322,7 @@ def makeService(
             settings.lmtp,
             hostname=settings.hostname,
             tlsContextFactory=tls,
-            throttle=throttle,
+            throttle=throttle if isinstance(throttle, AuthThrottle) else None,
             overQuota=settings.quota.over_quota,
             policies=buildPolicies(settings, settings.lmtp, clock, policies),
             outbox=outbox,
@@ -286,6 +334,87 @@ def makeService(
         for description in listeners:
             top.addListener(name, description, factory, tls)
     return top
+
+
+def _queueRunner(
+    settings: Settings, directory: IUserDirectory, realm: IMailRealm, outbox: Outbox
+) -> QueueRunner:
+    return QueueRunner(
+        outbox.store,
+        RelaySettings.fromConfig(settings),
+        signer=DKIMSigner.fromSettings(settings, directory),
+        local=LocalTransport(realm, settings.hostname, outbox),
+    )
+
+
+def listenersOf(settings: Settings) -> list[tuple[str, str]]:
+    """Each listener the settings turn on: its service's name and its description."""
+    sections = (
+        ("smtp", settings.smtp),
+        ("submission", settings.submission),
+        ("imap", settings.imap),
+        ("pop3", settings.pop3),
+        ("lmtp", settings.lmtp),
+    )
+    return [
+        (name, description)
+        for name, section in sections
+        if section is not None
+        for description in section.listen
+    ]
+
+
+def workerCount(settings: Settings) -> int:
+    """The worker processes C{[server] workers} asks for (0: one per core)."""
+    return settings.server.workers or os.cpu_count() or 1
+
+
+def makeSupervisor(settings: Settings, count: int) -> WorkerSupervisor:
+    """
+    Build the supervising process of C{count} workers: the listening
+    sockets, the state all workers share, the queue runner.
+    """
+    from twisted.internet import reactor
+
+    directory: IUserDirectory = PasswdFileDirectory(settings.data_dir)
+    realm = realmFromSettings(settings, directory)
+    outbox = Outbox(QueueStore(queueDirectory(settings.data_dir)))
+    runner = _queueRunner(settings, directory, realm, outbox)
+    anvil = Anvil(settings.auth, reactor, settings.ipv6_prefix_length, queued=runner.attemptSoon)
+    listeners = []
+    for name, description in listenersOf(settings):
+        if isTLSShorthand(description):
+            port, interface = parseTLSShorthand(description)
+            plain = f"tcp:{port}"
+            if interface:
+                plain += f":interface={escapeEndpointValue(interface)}"
+        else:
+            plain = description
+        listeners.append(Listener(name, description, withBacklog(plain)))
+    supervisor = WorkerSupervisor(str(settings.path), count, listeners, anvil)
+    runner.setServiceParent(supervisor)  # type: ignore[no-untyped-call]
+    outbox.listen(runner.attemptSoon)
+    return supervisor
+
+
+def makeServerService(settings: Settings) -> IService:
+    """
+    What C{twistd tmail} runs: L{makeService}'s one process when
+    C{[server] workers} is 1 (or a listener cannot be shared), else a
+    supervisor of that many worker processes.
+    """
+    count = workerCount(settings)
+    if count > 1:
+        unshared = [d for _, d in listenersOf(settings) if not canHandOver(d)]
+        if unshared:
+            TmailService.log.warn(
+                "tmail: one process only: {listener} cannot be shared by workers",
+                listener=unshared[0],
+            )
+            count = 1
+    if count == 1:
+        return makeService(settings)
+    return makeSupervisor(settings, count)
 
 
 def serviceFromConfig(path: Path | str) -> TmailService:

@@ -2,13 +2,16 @@
 The C{twistd tmail} plugin's options and service maker.
 
 C{twistd -n tmail --config PATH}.  A bad configuration prints one line
-naming the file, the key and the problem, and exits with status 2.
+naming the file, the key and the problem, and exits with status 2.  The
+service is L{tmail.service.makeServerService}'s: one process, or a
+supervisor of C{[server] workers} worker processes.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -44,9 +47,9 @@ def makeService(options: Options) -> IService:
     from tmail import service
 
     try:
-        built = service.makeService(options.settings)
+        built = service.makeServerService(options.settings)
     except ConfigError as e:
         sys.stderr.write(f"{e}\n")
         sys.exit(2)
-    built.exitOnListenFailure = True
+    cast(Any, built).exitOnListenFailure = True
     return built

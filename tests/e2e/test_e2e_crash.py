@@ -35,7 +35,8 @@ ROUNDS = 5
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[TmailServer]:
-    instance = TmailServer(tmp_path / "tmail")
+    # One process: the test pauses the server process while it holds the lock.
+    instance = TmailServer(tmp_path / "tmail", extra="[server]\nworkers = 1\n")
     instance.write()
     instance.addUser(ALICE, PASSWORD)
     instance.start()

@@ -40,7 +40,9 @@ def mailDisk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def server(mailDisk: Path) -> Iterator[TmailServer]:
-    instance = TmailServer(mailDisk.parent.parent)
+    # One process: what a full disk keeps out of the change log lives in the memory of the
+    # process that made the change, which another worker does not share.
+    instance = TmailServer(mailDisk.parent.parent, extra="[server]\nworkers = 1\n")
     instance.write()
     instance.addUser(ALICE, PASSWORD)
     instance.start()

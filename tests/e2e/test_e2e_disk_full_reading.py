@@ -39,7 +39,9 @@ def mailDisk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def server(mailDisk: Path) -> Iterator[TmailServer]:
-    instance = TmailServer(mailDisk.parent.parent)
+    # One process: with several, a worker that did not deliver looks at INBOX as soon as
+    # another announces a delivery, and records UIDs before the disk is filled.
+    instance = TmailServer(mailDisk.parent.parent, extra="[server]\nworkers = 1\n")
     instance.write()
     instance.addUser(ALICE, PASSWORD)
     instance.start()

@@ -7,7 +7,7 @@ import importlib
 from harness.model import Peer
 
 #: module name -> the peer object it defines as C{PEER}
-PEER_MODULES = ("tmail", "aiosmtpd_peer", "postfix", "pymap_peer", "dovecot")
+PEER_MODULES = ("tmail", "tmail_single", "aiosmtpd_peer", "postfix", "pymap_peer", "dovecot")
 
 
 def allPeers() -> list[Peer]:

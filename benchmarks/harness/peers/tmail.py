@@ -1,5 +1,8 @@
 """
-tmail itself, run as operators run it: C{twistd -n tmail --config ...}.
+tmail itself, run as operators run it: C{twistd -n tmail --config ...},
+with its default C{[server] workers} (one per core).  C{tmail-1} is the
+same with C{workers = 1} (one process), to see what the workers bring; it
+runs only when C{--peers} names it.
 
 With C{BENCH_TMAIL_PROFILE} set to a directory, twistd runs the reactor
 under cProfile and saves the stats there when the server stops, one file per
@@ -27,8 +30,14 @@ _starts = itertools.count(1)
 
 
 class TmailPeer:
-    name = "tmail"
     protocols = frozenset({"smtp", "imap", "pop3"})
+
+    def __init__(self, name: str = "tmail", workers: int | None = None) -> None:
+        self.name = name
+        #: C{[server] workers}; C{None}: tmail's default.
+        self.workers = workers
+        #: Left out unless C{--peers} names it.
+        self.optional = workers is not None
 
     def missing(self) -> str | None:
         try:
@@ -69,6 +78,7 @@ class TmailPeer:
         config.write_text(
             f'hostname = "bench.test"\ndata_dir = "data"\n'
             f"[auth]\nmax_failures = 1000000\n{sections}"
+            + ("" if self.workers is None else f"[server]\nworkers = {self.workers}\n")
         )
         twistd = Path(sys.executable).parent / "twistd"
         log = workdir / "twistd.log"

@@ -49,6 +49,9 @@ data_dir = "data"
 # log_format = "text"             # or "json"
 # ipv6_prefix_length = 64         # one IPv6 client holds a prefix this long
 
+# [server]
+# workers = 0                     # processes serving the listeners; 0: one per core
+
 [realm]
 backend = "virtual"               # or "maildir" with domain = "...", or "package.module:Class"
 

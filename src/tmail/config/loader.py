@@ -49,6 +49,7 @@ from tmail.config.schema import (
     QuotaSettings,
     RealmSettings,
     RelayConfig,
+    ServerSettings,
     Settings,
     SMTPSettings,
     SubmissionSettings,
@@ -76,6 +77,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "pop3": POP3Settings,
     "lmtp": LMTPSettings,
     "relay": RelayConfig,
+    "server": ServerSettings,
 }
 _TOP_LEVEL = ("hostname", "data_dir", "log_format", "ipv6_prefix_length")
 
@@ -90,6 +92,7 @@ MIN_UIDBATCHES_MESSAGES = 100_000
 _NON_NEGATIVE = frozenset(
     {
         "auth.failure_delay",
+        "server.workers",
         "quota.storage",
         "quota.messages",
         "relay.delay_warning",
@@ -236,6 +239,7 @@ class _Loader:
             policy=self.policies(document, {"smtp": smtp, "submission": submission, "lmtp": lmtp}),
             relay=self.relay(document),
             ipv6_prefix_length=ipv6Prefix,
+            server=self.section("server", document, ServerSettings) or ServerSettings(),
         )
 
     def relay(self, document: dict[str, Any]) -> RelayConfig:

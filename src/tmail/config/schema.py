@@ -69,6 +69,20 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """
+    The processes that serve the listeners (the C{[server]} table).
+
+    @ivar workers: worker processes sharing the listeners, each restarted if
+        it dies, under one supervising process that keeps the state they
+        share (L{tmail.workers}); 0: one per core; 1: a single process, as
+        when tmail is embedded.
+    """
+
+    workers: int = 0
+
+
+@dataclass(frozen=True)
 class QuotaSettings:
     """
     Every user's default quota, kept in the Maildir++ C{maildirsize} file.
@@ -510,3 +524,4 @@ class Settings:
     policy: dict[str, PolicySettings] = field(default_factory=dict)
     relay: RelayConfig = field(default_factory=RelayConfig)
     ipv6_prefix_length: int = 64
+    server: ServerSettings = field(default_factory=ServerSettings)

@@ -44,6 +44,7 @@ from twisted.logger import Logger
 from twisted.python.components import registerAdapter
 from zope.interface import implementer
 
+from tmail.changes import hub as _changes
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
     IFieldCacheFolder,
@@ -1429,6 +1430,7 @@ class MaildirFolder:
         return f"{self._curDir if entry.subdir == 'cur' else self._newDir}{os.sep}{entry.filename}"
 
     def _notify(self) -> None:
+        _changes.changed(self)
         for listener in list(self._listeners):
             try:
                 listener(self)
@@ -1822,10 +1824,12 @@ class MaildirFolder:
 
     def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
         self._listeners.append(listener)
+        _changes.watched(self, True)
 
     def removeListener(self, listener: Callable[[IMailFolder], None]) -> None:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
+        _changes.watched(self, bool(self._listeners))
 
 
 @implementer(
@@ -1920,6 +1924,7 @@ class MaildirStore:
                 canonical, self._pathOf(canonical), self._newUidValidity
             )
             folder._quota = self._quota
+            _changes.opened(str(self._pathOf(canonical)), folder)
         return folder
 
     def createFolder(self, name: str) -> MaildirFolder:
@@ -2026,6 +2031,7 @@ class MaildirStore:
             if folder is not None:
                 folder._moved(newName, self._pathOf(newName))
                 self._folders[newName] = folder
+                _changes.opened(str(self._pathOf(newName)), folder)
         self._changeSpecialUse(
             lambda current: _specialuse.renamed(current, source, target, DELIMITER)
         )
