@@ -12,7 +12,6 @@ from __future__ import annotations
 import imaplib
 import os
 import random
-import signal
 import smtplib
 import threading
 import time
@@ -90,9 +89,7 @@ def test_kill_9_while_writing_facts_leaves_a_cache_used_or_rebuilt(
         worker = threading.Thread(target=deliverAndFetch, args=(server, kill, stop))
         worker.start()
         time.sleep(rng.uniform(1.0, 2.5))
-        assert server.process is not None
-        os.kill(server.process.pid, signal.SIGKILL)
-        server.process.wait()
+        server.kill()
         stop.set()
         worker.join(30)
         assert not worker.is_alive()

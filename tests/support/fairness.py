@@ -182,11 +182,7 @@ class FairnessServer:
         return True
 
     def restart(self) -> None:
-        process = self.server.process
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-        self.server.process = None
+        self.server.kill()
         self.server.start()
 
     def stop(self) -> None:
@@ -462,8 +458,10 @@ def parallelLogins(attack: Attack) -> None:
         client.sock.sendall(b"h LOGIN " + ATTACKER.encode() + b" wrong-password\r\n")
     attack.begun.set()
     for client in clients:
-        client.sock.settimeout(MAX_WINDOW + PROBE_TIMEOUT)
+        if attack.stop.is_set():
+            return
         try:
+            client.sock.settimeout(MAX_WINDOW + PROBE_TIMEOUT)
             while not attack.stop.is_set() and not client.readLine().startswith(b"h "):
                 pass
         except (OSError, ConnectionError):

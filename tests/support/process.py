@@ -5,6 +5,7 @@ operator does, on free loopback ports.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -152,6 +153,7 @@ listen = ["tcp:{p["pop3"]}:interface=127.0.0.1", "tls:{p["pop3s"]}:interface=127
             stderr=subprocess.STDOUT,
             cwd=self.folder,
             env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         pending = set(self.ports.values())
@@ -177,6 +179,37 @@ listen = ["tcp:{p["pop3"]}:interface=127.0.0.1", "tls:{p["pop3s"]}:interface=127
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
+                return
         self.process = None
+
+    def kill(self) -> None:
+        """
+        kill -9 the server and its worker processes (its process group), as
+        a crash of the machine's service manager would: no worker is left
+        holding the listeners when the server is started again.
+        """
+        if self.process is None:
+            return
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _groupHoldsListeners(group):
+            time.sleep(0.02)
+
+
+def _groupHoldsListeners(group: int) -> bool:
+    """Whether a process of C{group} is still alive (not yet a zombie, whose sockets are closed)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
