@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tmail.interfaces import IIncrementalFolder, MessageInfo
-from tmail.store import maildir
 from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import folder as maildir
 
 MESSAGE = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
 

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from support.modseqworkers import FlagReport, flagChanger
-from tmail.store import maildir, modseq
+from tmail.store import modseq
 from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import folder as maildir
 from tmail.store.modseq import ModSeqLog
 
 LOG = "tmail-modseq"

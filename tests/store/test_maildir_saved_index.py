@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tmail.store import maildir
 from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import folder as maildir
 
 COUNT = 40
 

@@ -1,26 +1,5 @@
 """
-The Maildir++ store: tmail's embedded default storage.
-
-One user's Maildir holds INBOX in C{cur/ new/ tmp/} and every other folder
-in a C{.Name.Sub} directory (see L{tmail.store.naming}).  The on-disk state
-is the one Dovecot keeps (C{dovecot-uidlist}, C{dovecot-keywords},
-C{:2,} flag letters, C{subscriptions}), so an operator can switch between
-tmail and Dovecot without clients re-downloading mail.
-
-Each folder keeps an in-memory index (UID -> L{MessageInfo}) refreshed from
-the directory mtimes: a call that finds nothing changed costs two C{stat}s.
-
-A full disk (or quota) stops only the writes a user asked for that need
-space (deliveries, copies, new keywords: L{tmail.errors.StoreFull}).
-Reading needs no space: UIDs given to messages found meanwhile are kept in
-memory until the uidlist can take them (tried again every second at most,
-as the folder is used), files stay in C{new/} until they can be moved.
-Deleting frees space, so it must work too: a flag change is a rename in
-C{cur/}, an expunge unlinks the files, and what the mod-sequence log cannot
-take is kept in memory and written later (see L{tmail.store.modseq}).  A
-restart that loses what memory held finds the same changes on disk: flag
-letters the log does not have, and messages the log or the uidlist lists
-whose file is gone, which are expunges, never errors.
+One Maildir folder: Dovecot-compatible UIDs and flags over C{cur/ new/ tmp/}.
 """
 
 from __future__ import annotations
@@ -28,51 +7,35 @@ from __future__ import annotations
 import array
 import bisect
 import contextlib
-import errno
-import itertools
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, NoReturn, TypeVar
+from typing import BinaryIO
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
+from tmail.errors import NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
     IFlagChangingFolder,
     IIncrementalFolder,
-    IInsertablePendingMessage,
     ILinkingFolder,
     IMailFolder,
-    IMailStore,
-    IMetadataStore,
     IModSeqFolder,
     IObjectIdFolder,
     IPendingMessage,
-    IQuotaStore,
     IRetainingFolder,
     ISaveDateFolder,
-    ISpecialUseStore,
-    ISteppedStore,
-    IURLAuthStore,
     MessageInfo,
-    QuotaUsage,
 )
-from tmail.steps import StepBudget
 from tmail.store import keywords as _keywords
-from tmail.store import metadata as _metadata
 from tmail.store import modseq as _modseq
 from tmail.store import objectid as _objectid
-from tmail.store import specialuse as _specialuse
-from tmail.store import subscriptions as _subscriptions
 from tmail.store import uidlist as _uidlist
-from tmail.store.dotlock import DotLock
 from tmail.store.flags import (
     KEYWORD_LETTERS,
     canonicalFlag,
@@ -85,25 +48,26 @@ from tmail.store.flags import (
     systemLetter,
 )
 from tmail.store.fsutil import (
-    copyRange,
     fsyncDirectory,
     fullDiskIsStoreFull,
     isDiskFull,
-    writeAll,
 )
-from tmail.store.naming import (
-    DELIMITER,
-    INBOX,
-    diskName,
-    nameFromDisk,
-    normalizeName,
+from tmail.store.maildir.pending import (
+    _FLUSH_AT,
+    _NO_HARD_LINKS,
+    _PendingMessage,
+    _Placed,
+    _placeFile,
+    _uniqueName,
 )
-from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage, messageSize
+from tmail.store.maildir.savedindex import (
+    _SAVED_INDEX,
+    _SAVED_INDEX_MAGIC,
+    _SAVED_INDEX_MIN,
+    _parseSavedIndex,
+)
+from tmail.store.quota import MaildirQuota, messageSize
 from tmail.store.retained import Reader, RetainedFiles
-from tmail.store.uidvalidity import nextUidValidity
-from tmail.store.urlauthkeys import MailboxKeyFile
-
-__all__ = ["MaildirFolder", "MaildirStore"]
 
 _log = Logger()
 
@@ -118,20 +82,7 @@ _UNSETTLED_NS = 2_000_000_000
 #: How often such a directory is rescanned while its mtime stays put.
 _RESCAN_UNSETTLED_NS = 50_000_000
 
-_FLUSH_AT = 64 * 1024
 _SUBDIRS = ("cur", "new", "tmp")
-_NO_HARD_LINKS = frozenset(
-    code
-    for code in (
-        errno.EPERM,
-        errno.EXDEV,
-        errno.EMLINK,
-        errno.ENOSYS,
-        getattr(errno, "ENOTSUP", None),
-        getattr(errno, "EOPNOTSUPP", None),
-    )
-    if code is not None
-)
 _DELETED_SUFFIX = ".deleted"
 
 #: Deliveries remembered as recent before anyone looked at the folder; past
@@ -155,95 +106,6 @@ _FLAG_SETS = 4096
 #: Seconds between attempts to write UIDs a full disk left in memory.
 _RETRY_UNWRITTEN = 1.0
 
-#: The saved index of a folder: what the next process starts from.
-_SAVED_INDEX = "tmail-index"
-_SAVED_INDEX_MAGIC = "tmail-index 1"
-#: Folders smaller than this are quick to index from scratch: no saved index.
-_SAVED_INDEX_MIN = 1000
-
-_counter = itertools.count(1)
-
-
-def _uniqueName() -> str:
-    """
-    A new Maildir base name, C{<secs>.M<usec>P<pid>Q<n>.<host>}; unique per
-    host because of the pid, the per-process counter and the time.
-    """
-    micros = time.time_ns() // 1000
-    secs, usec = divmod(micros, 1_000_000)
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{host}"
-
-
-def _placeFile(source: Path, target: Path) -> None:
-    """
-    Move C{source} to C{target} without ever replacing an existing file:
-    link() fails on a duplicate name where rename() would overwrite.  Falls
-    back to rename() on filesystems without hard links.
-    """
-    try:
-        os.link(source, target)
-    except OSError as e:
-        if e.errno not in _NO_HARD_LINKS:
-            raise
-        os.rename(source, target)
-        return
-    os.unlink(source)
-
-
-_SavedColumns = tuple[
-    "array.array[int]", bytes, list[str], list[str], "array.array[int]", "array.array[float]"
-]
-
-
-def _parseSavedIndex(raw: bytes, uidValidity: int) -> _SavedColumns | None:
-    """
-    The columns of a saved index (UIDs, in-cur/ flags, base names, file
-    name suffixes, sizes, internal dates), or C{None} when it belongs to
-    another UIDVALIDITY, byte order or version.  Raises C{ValueError} (or
-    C{IndexError}, C{UnicodeDecodeError}) when it is damaged.
-    """
-    headerEnd = raw.index(b"\n", 0, 200)
-    fields = raw[:headerEnd].decode("ascii").split(" ")
-    magic = f"{fields[0]} {fields[1]}"
-    if magic != _SAVED_INDEX_MAGIC or fields[2] != sys.byteorder:
-        return None
-    values = {field[:1]: int(field[1:]) for field in fields[3:]}
-    if values["V"] != uidValidity:
-        return None
-    count, textSize = values["C"], values["T"]
-    if count < 0 or textSize < 0:
-        raise ValueError("negative size")
-    uids, offset = _column(array.array("q"), raw, headerEnd + 1, count)
-    sizes, offset = _column(array.array("q"), raw, offset, count)
-    dates, offset = _column(array.array("d"), raw, offset, count)
-    inCur = raw[offset : offset + count]
-    offset += count
-    if len(inCur) != count or len(raw) != offset + textSize:
-        raise ValueError("wrong length")
-    names = raw[offset:].decode("utf-8", "surrogateescape").split("\0") if count else []
-    if len(names) != 2 * count:
-        raise ValueError("wrong number of names")
-    if any(a >= b for a, b in itertools.pairwise([0, *uids])):
-        raise ValueError("UIDs out of order")
-    if any(not base for base in names[:count]):
-        raise ValueError("empty base name")
-    return uids, inCur, names[:count], names[count:], sizes, dates
-
-
-_Number = TypeVar("_Number", int, float)
-
-
-def _column(
-    column: array.array[_Number], raw: bytes, offset: int, count: int
-) -> tuple[array.array[_Number], int]:
-    """Fill C{column} with C{count} items of C{raw} from C{offset}; return it and where it ended."""
-    end = offset + count * column.itemsize
-    column.frombytes(raw[offset:end])
-    if len(column) != count:
-        raise ValueError("short column")
-    return column, end
-
 
 def _timeUidValidity(notBefore: int) -> int:
     """A UIDVALIDITY from the clock, for a folder outside any L{MaildirStore}."""
@@ -263,17 +125,6 @@ def _canonicalFlags(flags: Iterable[str]) -> frozenset[str]:
     return frozenset(result)
 
 
-@dataclass(frozen=True, slots=True)
-class _Placed:
-    """A delivered file in C{new/} or C{cur/} that has no UID yet."""
-
-    base: str
-    subdir: str
-    filename: str
-    size: int
-    mtimeNs: int
-
-
 @dataclass(slots=True)
 class _Entry:
     """Where a message's file is and what the index knows about it."""
@@ -281,210 +132,6 @@ class _Entry:
     subdir: str
     filename: str
     info: MessageInfo
-
-
-@implementer(IInsertablePendingMessage)
-class _PendingMessage:
-    """
-    A message being written to C{tmp/}; see L{IPendingMessage}.
-
-    The file in C{tmp/} is created at the first flush, so a small message
-    is created, written and fsync'ed all in L{publish}: off the reactor
-    thread when the caller runs it in a worker, where creating a file may
-    wait behind other deliveries' fsyncs.
-
-    An L{insert} into bytes still buffered costs nothing; one into bytes
-    already in the file is made in L{publish}, by copying the file into a
-    new one with the insertion in place (in the kernel where it can).
-    """
-
-    def __init__(
-        self,
-        folder: MaildirFolder,
-        flags: frozenset[str],
-        internaldate: float | None,
-        existing: Path | None = None,
-        crlfSize: int | None = None,
-        syncExisting: bool = False,
-    ) -> None:
-        self._folder = folder
-        self._syncExisting = syncExisting
-        self._tmpPath = existing
-        self._crlfSize = crlfSize
-        self._flags = flags
-        self._internaldate = internaldate
-        self._fd: int | None = None
-        self._writable = existing is None
-        self._buffer = bytearray()
-        self._done = False
-        self._placed: _Placed | None = None
-        self._quotaChecked = False
-        #: Bytes written and inserted so far.
-        self._size = 0
-        #: Insertions into bytes already in the file, made in L{publish}.
-        self._inserts: list[tuple[int, bytes]] = []
-        #: The GUID to record for a copy (the original's), if any.
-        self.guid: str | None = None
-
-    def write(self, data: bytes) -> None:
-        if self._done or not self._writable:
-            raise ValueError("the message is no longer being written")
-        self._buffer += data
-        self._size += len(data)
-        if len(self._buffer) >= _FLUSH_AT:
-            self._flush()
-
-    def insert(self, offset: int, data: bytes) -> None:
-        if self._done or not self._writable:
-            raise ValueError("the message is no longer being written")
-        if not 0 <= offset <= self._size:
-            raise ValueError(f"offset {offset} is outside the message ({self._size} bytes)")
-        buffered = self._size - len(self._buffer)
-        if offset >= buffered:
-            self._buffer[offset - buffered : offset - buffered] = data
-        else:
-            self._inserts.append((offset, data))
-        self._size += len(data)
-
-    def _applyInserts(self, fd: int) -> int:
-        """
-        Rewrite the file with the pending insertions, one copy each, and
-        return the descriptor of the new file (the old one is removed).
-        """
-        for offset, data in self._inserts:
-            old = self._file()
-            newFd = self._create()
-            try:
-                source = os.open(old, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    copyRange(source, newFd, 0, offset)
-                    writeAll(newFd, data)
-                    copyRange(source, newFd, offset)
-                finally:
-                    os.close(source)
-            except BaseException:
-                # Keep the old file in hand so that abort removes both.
-                os.close(newFd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._file())
-                self._tmpPath, self._fd = old, fd
-                raise
-            os.close(fd)
-            os.unlink(old)
-            fd = newFd
-        self._inserts.clear()
-        return fd
-
-    def _create(self) -> int:
-        """Create the file in C{tmp/} under a new unique name."""
-        while True:
-            path = self._folder._path / "tmp" / _uniqueName()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                raise NoSuchFolder(self._folder.name) from None
-            self._tmpPath, self._fd = path, fd
-            return fd
-
-    def _flush(self) -> None:
-        if not self._writable:
-            return
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        try:
-            fd = self._fd if self._fd is not None else self._create()
-            writeAll(fd, data)
-        except OSError as e:
-            self._fail(e)
-
-    def _fail(self, error: Exception) -> NoReturn:
-        self.abort()
-        if isinstance(error, OSError) and isDiskFull(error):
-            raise StoreFull(str(error)) from error
-        raise error
-
-    def publish(self) -> None:
-        if self._done:
-            raise ValueError("the message was already committed or aborted")
-        if self._placed is not None:
-            return
-        try:
-            if self._writable:
-                self._flush()
-                self._writable = False
-                if self._inserts:
-                    assert self._fd is not None
-                    self._fd = self._applyInserts(self._fd)
-                fd, self._fd = self._fd, None
-                assert fd is not None
-                try:
-                    if self._internaldate is not None:
-                        stamp = int(self._internaldate * 1_000_000_000)
-                        os.utime(fd, ns=(stamp, stamp))
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            elif self._syncExisting:
-                # A link to a file another copy is still writing: make sure
-                # its bytes are on disk whatever becomes of that copy.
-                fd = os.open(self._file(), os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            self._checkQuota()
-            if not self._folder._needsKeywordLetters(self._flags):
-                self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
-        except OSError as e:
-            self._fail(e)
-        except BaseException:
-            self.abort()
-            raise
-
-    def commit(self) -> int:
-        self.publish()
-        try:
-            if self._placed is None:
-                self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
-            uid = self._folder._register(self._placed, self.guid)
-            self._placed = None
-        except OSError as e:
-            self._fail(e)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-        return uid
-
-    def _file(self) -> Path:
-        assert self._tmpPath is not None
-        return self._tmpPath
-
-    def _checkQuota(self) -> None:
-        """Refuse with L{OverQuota} a message that would not fit the user's quota."""
-        quota = self._folder._quota
-        if quota is None or self._quotaChecked:
-            return
-        quota.check(os.stat(self._file()).st_size)
-        self._quotaChecked = True
-
-    def abort(self) -> None:
-        self._done = True
-        self._writable = False
-        self._buffer.clear()
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-        if self._tmpPath is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmpPath)
-        if self._placed is not None:
-            placed, self._placed = self._placed, None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._folder._path / placed.subdir / placed.filename)
-                self._folder._recordQuota(-placed.size, -1)
 
 
 @implementer(IMailFolder)
@@ -1818,421 +1465,3 @@ class MaildirFolder:
     def removeListener(self, listener: Callable[[IMailFolder], None]) -> None:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
-
-
-@implementer(
-    IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore
-)
-class MaildirStore:
-    """
-    One user's Maildir++ directory as an L{IMailStore}.
-
-    With C{quota} (a callable returning the user's current L{QuotaLimits}),
-    the store keeps the Maildir++ C{maildirsize} file (see
-    L{tmail.store.quota}): deliveries and copies that would go over a limit
-    raise L{tmail.errors.OverQuota}, and expunges and folder deletions count
-    back down.  Without it, L{quota} is C{None}.
-
-    @ivar root: the Maildir (C{cur/ new/ tmp/} of INBOX directly in it),
-        created with mode 0700 on first use.
-    """
-
-    delimiter = DELIMITER
-
-    def __init__(self, root: Path, quota: Callable[[], QuotaLimits] | None = None) -> None:
-        self.root = Path(root)
-        self._folders: dict[str, MaildirFolder] = {}
-        self._rootReady = False
-        self._quota = None if quota is None else MaildirQuota(self.root, quota)
-
-    def __repr__(self) -> str:
-        return f"<MaildirStore {str(self.root)!r}>"
-
-    def _ensureRoot(self) -> None:
-        if self._rootReady:
-            return
-        with fullDiskIsStoreFull():
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for sub in _SUBDIRS:
-                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-        self._finishInterruptedRenames()
-        self._rootReady = True
-
-    def _pathOf(self, name: str) -> Path:
-        return self.root if name == INBOX else self.root / diskName(name)
-
-    def _newUidValidity(self, notBefore: int) -> int:
-        self._ensureRoot()
-        return nextUidValidity(self.root, notBefore)
-
-    def _exists(self, name: str) -> bool:
-        return name == INBOX or self._pathOf(name).is_dir()
-
-    def _makeFolderDirectory(self, name: str) -> bool:
-        """Create folder C{name}'s directory; return False when it already existed."""
-        path = self._pathOf(name)
-        with fullDiskIsStoreFull():
-            try:
-                path.mkdir(mode=0o700)
-            except FileExistsError:
-                return False
-            for sub in _SUBDIRS:
-                (path / sub).mkdir(mode=0o700, exist_ok=True)
-            (path / "maildirfolder").touch(mode=0o600)
-            fsyncDirectory(self.root)
-        return True
-
-    def _makeParents(self, name: str) -> None:
-        components = name.split(DELIMITER)
-        for depth in range(1, len(components)):
-            parent = DELIMITER.join(components[:depth])
-            if parent != INBOX:
-                self._makeFolderDirectory(parent)
-
-    def listFolders(self) -> list[str]:
-        self._ensureRoot()
-        names = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") and entry.is_dir():
-                    name = nameFromDisk(entry.name)
-                    if name is not None:
-                        names.append(name)
-        return [INBOX, *sorted(names)]
-
-    def getFolder(self, name: str) -> MaildirFolder:
-        canonical = normalizeName(name)
-        self._ensureRoot()
-        if not self._exists(canonical):
-            self._folders.pop(canonical, None)
-            raise NoSuchFolder(canonical)
-        folder = self._folders.get(canonical)
-        if folder is None:
-            folder = self._folders[canonical] = MaildirFolder(
-                canonical, self._pathOf(canonical), self._newUidValidity
-            )
-            folder._quota = self._quota
-        return folder
-
-    def createFolder(self, name: str) -> MaildirFolder:
-        canonical = normalizeName(name)
-        self._ensureRoot()
-        if canonical == INBOX or self._exists(canonical):
-            raise FolderExists(canonical)
-        self._makeParents(canonical)
-        if not self._makeFolderDirectory(canonical):
-            raise FolderExists(canonical)
-        return self.getFolder(canonical)
-
-    def deleteFolder(self, name: str) -> None:
-        """
-        Delete a folder and its messages; its sub-folders stay (a Maildir++
-        parent is only a name prefix).  Raises L{InvalidFolderName} for INBOX.
-        """
-        for _ in self.deleteFolderSteps(name):
-            pass
-
-    def deleteFolderSteps(self, name: str) -> Iterator[None]:
-        """
-        L{deleteFolder} a step at a time: the folder's directory moves into
-        C{tmp/} at once (the folder is gone, its quota given back), then its
-        files are removed a slice per step.  What a stop half way leaves
-        there is swept with the rest of C{tmp/}'s debris.
-        """
-        canonical = normalizeName(name)
-        if canonical == INBOX:
-            raise InvalidFolderName("INBOX cannot be deleted")
-        self._ensureRoot()
-        trash = self.root / "tmp" / (_uniqueName() + _DELETED_SUFFIX)
-        try:
-            os.rename(self._pathOf(canonical), trash)
-        except FileNotFoundError:
-            raise NoSuchFolder(canonical) from None
-        fsyncDirectory(self.root)
-        if self._quota is not None:
-            freedBytes, freedCount = folderUsage(trash)
-            self._quota.record(-freedBytes, -freedCount)
-        folder = self._folders.pop(canonical, None)
-        if folder is not None:
-            folder._markDeleted()
-        self._changeSpecialUse(lambda current: {**current, canonical: frozenset()})
-        budget = StepBudget()
-        for sub in _SUBDIRS:
-            directory = f"{trash / sub}{os.sep}"
-            try:
-                names = os.listdir(directory)
-            except FileNotFoundError:
-                continue
-            for filename in names:
-                with contextlib.suppress(OSError):
-                    os.unlink(directory + filename)
-                if budget.spent():
-                    yield None
-        shutil.rmtree(trash, ignore_errors=True)
-
-    def renameFolder(self, old: str, new: str) -> None:
-        """
-        Rename a folder and its sub-folders, creating missing parents of the
-        new name.  Renaming INBOX moves its messages into a new folder and
-        leaves INBOX empty (RFC 3501 6.3.5).
-        """
-        for _ in self.renameFolderSteps(old, new):
-            pass
-
-    def renameFolderSteps(self, old: str, new: str) -> Iterator[None]:
-        """
-        L{renameFolder} a step at a time: renaming INBOX moves its messages
-        a slice per step (the others are a few directory renames, done in
-        one).  Meanwhile INBOX loses them and the new folder gains them, as
-        if another program moved them.
-        """
-        source = normalizeName(old)
-        target = normalizeName(new)
-        self._ensureRoot()
-        if target == INBOX:
-            raise FolderExists(INBOX)
-        if source == INBOX:
-            yield from self._renameInbox(target)
-            return
-        if not self._exists(source):
-            raise NoSuchFolder(source)
-        if target.startswith(source + DELIMITER):
-            raise InvalidFolderName(f"cannot move {source!r} into itself")
-        moves = [(source, target)] + [
-            (child, normalizeName(target + child[len(source) :]))
-            for child in self.listFolders()
-            if child.startswith(source + DELIMITER)
-        ]
-        for _, newName in moves:
-            if self._exists(newName):
-                raise FolderExists(newName)
-        self._makeParents(target)
-        diskMoves = [(diskName(a), diskName(b)) for a, b in moves]
-        journal = self._writeRenameJournal(diskMoves)
-        self._applyRenames(diskMoves)
-        fsyncDirectory(self.root)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(journal)
-        for oldName, newName in moves:
-            folder = self._folders.pop(oldName, None)
-            if folder is not None:
-                folder._moved(newName, self._pathOf(newName))
-                self._folders[newName] = folder
-        self._changeSpecialUse(
-            lambda current: _specialuse.renamed(current, source, target, DELIMITER)
-        )
-
-    def _writeRenameJournal(self, moves: list[tuple[str, str]]) -> Path:
-        """
-        Durably record the directory renames a folder rename is about to
-        make, so that a crash half-way is finished by the next process to
-        open the Maildir instead of leaving the tree split between names.
-        """
-        name = f"{_RENAME_JOURNAL}.{_uniqueName()}"
-        temporary = self.root / "tmp" / name
-        text = "".join(f"{a}\t{b}\n" for a, b in moves).encode("utf-8", "surrogateescape")
-        with fullDiskIsStoreFull():
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                writeAll(fd, text)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            journal = self.root / name
-            os.rename(temporary, journal)
-            fsyncDirectory(self.root)
-        return journal
-
-    def _applyRenames(self, moves: list[tuple[str, str]]) -> None:
-        """Rename Maildir++ directories; one already moved (by a recovery) is skipped."""
-        for old, new in moves:
-            try:
-                os.rename(self.root / old, self.root / new)
-            except FileNotFoundError:
-                if not (self.root / new).is_dir():
-                    raise
-
-    def _finishInterruptedRenames(self) -> None:
-        """Complete the folder renames a crashed process left journals of."""
-        prefix = _RENAME_JOURNAL + "."
-        for entry in os.listdir(self.root):
-            if not entry.startswith(prefix):
-                continue
-            journal = self.root / entry
-            try:
-                text = journal.read_text("utf-8", "surrogateescape")
-            except FileNotFoundError:
-                continue
-            moves = [
-                (old, new)
-                for line in text.splitlines()
-                for old, tab, new in [line.partition("\t")]
-                if tab
-                and old.startswith(".")
-                and new.startswith(".")
-                and "/" not in old + new
-                and (self.root / old).is_dir()
-                and not (self.root / new).exists()
-            ]
-            _log.info(
-                "Finishing an interrupted folder rename in {root}: {count} folders",
-                root=str(self.root),
-                count=len(moves),
-            )
-            self._applyRenames(moves)
-            fsyncDirectory(self.root)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(journal)
-
-    def _renameInbox(self, target: str) -> Iterator[None]:
-        """
-        Move INBOX's messages into a new folder C{target}, a slice per
-        step.  A file renamed meanwhile (a flag change) is looked for once
-        more at the end.  The new folder is indexed when first used, as a
-        folder another program filled.
-        """
-        self.createFolder(target)
-        inbox = self.getFolder(INBOX)
-        destination = self._pathOf(target)
-        keywords = self.root / _keywords.FILENAME
-        if keywords.exists():
-            shutil.copyfile(keywords, destination / _keywords.FILENAME)
-        budget = StepBudget()
-        for sub in ("new", "cur"):
-            source, moved = self.root / sub, False
-            prefix, targetPrefix = f"{source}{os.sep}", f"{destination / sub}{os.sep}"
-            missed: set[str] = set()
-            for attempt in range(2):
-                names = os.listdir(source)
-                if attempt:
-                    names = [name for name in names if splitFilename(name)[0] in missed]
-                for filename in names:
-                    if filename.startswith("."):
-                        continue
-                    try:
-                        os.rename(prefix + filename, targetPrefix + filename)
-                        moved = True
-                    except FileNotFoundError:
-                        missed.add(splitFilename(filename)[0])
-                    if budget.spent():
-                        yield None
-                if not missed:
-                    break
-            if moved:
-                fsyncDirectory(destination / sub)
-                fsyncDirectory(source)
-        if inbox._sync(force=True):
-            inbox._notify()
-
-    # Quota
-
-    def quota(self) -> QuotaUsage | None:
-        if self._quota is None:
-            return None
-        self._ensureRoot()
-        return self._quota.usage()
-
-    def checkQuota(self, size: int, count: int = 1) -> None:
-        if self._quota is not None:
-            self._ensureRoot()
-            self._quota.check(size, count)
-
-    def recalculateQuota(self) -> QuotaUsage | None:
-        if self._quota is None:
-            return None
-        self._ensureRoot()
-        return self._quota.recalculate()
-
-    # Subscriptions
-
-    def _readSubscriptions(self) -> list[str]:
-        try:
-            text = (self.root / _subscriptions.FILENAME).read_text("utf-8", errors="replace")
-        except FileNotFoundError:
-            return []
-        return _subscriptions.parse(text)
-
-    def _changeSubscriptions(self, change: Callable[[list[str]], list[str]]) -> None:
-        self._ensureRoot()
-        with DotLock(self.root / _subscriptions.FILENAME) as lock:
-            current = self._readSubscriptions()
-            updated = change(current)
-            if updated != current:
-                lock.replace(_subscriptions.serialize(updated))
-
-    def subscriptions(self) -> list[str]:
-        return self._readSubscriptions()
-
-    def subscribe(self, name: str) -> None:
-        canonical = normalizeName(name)
-        self._changeSubscriptions(
-            lambda names: names if canonical in names else [*names, canonical]
-        )
-
-    def unsubscribe(self, name: str) -> None:
-        canonical = normalizeName(name)
-        self._changeSubscriptions(lambda names: [n for n in names if n != canonical])
-
-    # Special-use attributes (RFC 6154)
-
-    def _readSpecialUse(self) -> dict[str, frozenset[str]] | None:
-        try:
-            text = (self.root / _specialuse.FILENAME).read_text("utf-8", errors="surrogateescape")
-        except FileNotFoundError:
-            return None
-        return _specialuse.parse(text)
-
-    def _changeSpecialUse(
-        self,
-        change: Callable[[dict[str, frozenset[str]]], dict[str, frozenset[str]]],
-        create: bool = False,
-    ) -> None:
-        """Apply C{change} to the recorded attributes (only if recorded, unless C{create})."""
-        path = self.root / _specialuse.FILENAME
-        if not create and not path.exists():
-            return
-        self._ensureRoot()
-        with DotLock(path) as lock:
-            current = self._readSpecialUse()
-            updated = {name: values for name, values in change(current or {}).items() if values}
-            if current is None or updated != current:
-                lock.replace(_specialuse.serialize(updated))
-
-    def specialUse(self) -> dict[str, frozenset[str]] | None:
-        self._ensureRoot()
-        return self._readSpecialUse()
-
-    # METADATA (RFC 5464)
-
-    def _metadataPath(self, folder: str | None) -> Path:
-        self._ensureRoot()
-        if folder is None:
-            return self.root / _metadata.SERVER_FILENAME
-        canonical = normalizeName(folder)
-        if not self._exists(canonical):
-            raise NoSuchFolder(canonical)
-        return self._pathOf(canonical) / _metadata.FILENAME
-
-    def metadata(self, folder: str | None) -> dict[str, bytes]:
-        return _metadata.read(self._metadataPath(folder))
-
-    def updateMetadata(
-        self,
-        folder: str | None,
-        changes: dict[str, bytes | None],
-        check: Callable[[dict[str, bytes]], None] | None = None,
-    ) -> None:
-        path = self._metadataPath(folder)
-        try:
-            _metadata.update(path, changes, check)
-        except FileNotFoundError:
-            raise NoSuchFolder(folder or "") from None
-
-    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
-        canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
-        self._changeSpecialUse(lambda current: current | canonical, create=True)
-
-    def mailboxKeys(self) -> MailboxKeyFile:
-        """The URLAUTH mailbox access keys, in the Maildir's root."""
-        self._ensureRoot()
-        return MailboxKeyFile(self.root)
