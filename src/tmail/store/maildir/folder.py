@@ -52,6 +52,8 @@ from tmail.store.fsutil import (
     fullDiskIsStoreFull,
     isDiskFull,
 )
+from tmail.store.maildir import scan as _scan
+from tmail.store.maildir.changelog import ChangeLog
 from tmail.store.maildir.pending import (
     _FLUSH_AT,
     _NO_HARD_LINKS,
@@ -94,9 +96,6 @@ _RENAME_JOURNAL = "tmail-rename"
 
 #: Times a message renamed by other processes is looked for before giving up.
 _OPEN_ATTEMPTS = 8
-
-#: Changes a folder remembers for L{MaildirFolder.changesSince}.
-_CHANGES_KEPT = 8192
 
 #: Lines of expunged messages a uidlist keeps before it is compacted.
 _COMPACT_AT = 64
@@ -195,10 +194,8 @@ class MaildirFolder:
         self._touched: set[int] = set()
         #: UIDs found gone, whose expunge is still to be logged.
         self._goneUnlogged: list[int] = []
-        #: UIDs in the order they changed, for sessions catching up; the
-        #: first has serial C{_changeBase}.
-        self._changeLog: list[int] = []
-        self._changeBase = 0
+        #: UIDs in the order they changed, for sessions catching up.
+        self._changes = ChangeLog()
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
         #: Files of messages expunged here that sessions still hold.
         self._retained = RetainedFiles(str(path / "tmp"))
@@ -446,22 +443,11 @@ class MaildirFolder:
 
     def _listDirectory(self, sub: str) -> dict[str, str]:
         """Base name -> file name of the messages in C{sub}."""
-        found = {}
-        for filename in os.listdir(self._path / sub):
-            if filename.startswith("."):
-                continue
-            base = splitFilename(filename)[0]
-            if base:
-                found[base] = filename
-        return found
+        return _scan.listDirectory(self._path / sub)
 
     def _locate(self, base: str) -> tuple[str, str] | None:
         """Find a message file that another process renamed (or moved to C{cur/})."""
-        for sub in ("cur", "new"):
-            filename = self._listDirectory(sub).get(base)
-            if filename is not None:
-                return sub, filename
-        return None
+        return _scan.locate(self._path, base)
 
     def _flagsOf(self, base: str, filename: str) -> frozenset[str]:
         """
@@ -792,35 +778,26 @@ class MaildirFolder:
     # Changes for sessions
 
     def _changed(self, uid: int) -> None:
-        log = self._changeLog
-        log.append(uid)
-        if len(log) > _CHANGES_KEPT:
-            dropped = len(log) // 2
-            del log[:dropped]
-            self._changeBase += dropped
+        self._changes.changed(uid)
 
     def _forgetChanges(self) -> None:
         """The index was rebuilt wholesale: every earlier serial is too old."""
-        self._changeBase += len(self._changeLog) + 1
-        self._changeLog = []
+        self._changes.forget()
 
     def changeSerial(self) -> int:
-        return self._changeBase + len(self._changeLog)
+        return self._changes.serial
 
     def changesSince(
         self, serial: int, claimRecent: bool = True
     ) -> tuple[int, list[MessageInfo | int] | None]:
         self.refresh()
         current = self.changeSerial()
-        if serial < self._changeBase or serial > current:
+        changed = self._changes.since(serial)
+        if changed is None:
             return current, None
         changes: list[MessageInfo | int] = []
-        seen: set[int] = set()
         entries = self._entries
-        for uid in self._changeLog[serial - self._changeBase :]:
-            if uid in seen:
-                continue
-            seen.add(uid)
+        for uid in changed:
             entry = entries.get(uid)
             if entry is None:
                 changes.append(uid)
@@ -938,26 +915,9 @@ class MaildirFolder:
         if count >= _SAVED_INDEX_MIN and self._unsaved >= max(_SAVED_INDEX_MIN, count // 10):
             self._saveIndex()
 
-    def _listChanges(self) -> tuple[dict[str, tuple[str, str]], set[str]]:
-        """
-        Compare the directories with the index.
-
-        @return: base name -> (subdirectory, file name) of every file in
-            C{new/} and of every file name in C{cur/} the index does not
-            know, and the base names of indexed files no longer listed.
-            C{new/} is read before C{cur/} so a file moved between them
-            meanwhile is seen at least once.
-        """
-        found = {base: ("new", name) for base, name in self._listDirectory("new").items()}
-        listed = set(os.listdir(self._curDir))
-        for name in listed - self._curNames:
-            base = splitFilename(name)[0]
-            if base and not name.startswith("."):
-                found[base] = ("cur", name)
-        gone = {splitFilename(name)[0] for name in self._curNames - listed}
-        gone.update(base for base in self._newBases if base not in found)
-        gone -= found.keys()
-        return found, gone
+    def _listChanges(self) -> tuple[_scan.Found, set[str]]:
+        """Compare the directories with the index (see L{_scan.listChanges})."""
+        return _scan.listChanges(self._path, self._curNames, self._newBases)
 
     def _moveNewToCur(self, found: dict[str, tuple[str, str]]) -> set[str]:
         """
@@ -1041,7 +1001,7 @@ class MaildirFolder:
             self._notify()
 
     def _stamp(self) -> tuple[int, int]:
-        return (os.stat(self._newDir).st_mtime_ns, os.stat(self._curDir).st_mtime_ns)
+        return _scan.directoryStamp(self._newDir, self._curDir)
 
     @contextlib.contextmanager
     def _ownChanges(self) -> Iterator[None]:
