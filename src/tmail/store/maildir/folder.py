@@ -52,6 +52,7 @@ from tmail.store.fsutil import (
     fullDiskIsStoreFull,
     isDiskFull,
 )
+from tmail.store.listing import Listing
 from tmail.store.maildir import scan as _scan
 from tmail.store.maildir.changelog import ChangeLog
 from tmail.store.maildir.pending import (
@@ -188,7 +189,7 @@ class MaildirFolder:
         self._unsaved = 0
         self._deliveredUnindexed: set[str] = set()
         self._retryUnwrittenAt = 0.0
-        self._snapshot: tuple[MessageInfo, ...] | None = None
+        self._snapshot: Listing | None = None
         self._log = _modseq.ModSeqLog(path / _modseq.FILENAME)
         #: UIDs whose entry has modseq 0: new or changed, to be logged.
         self._touched: set[int] = set()
@@ -1182,7 +1183,7 @@ class MaildirFolder:
         changed = self._sync()
         if self._snapshot is None:
             entries = self._entries
-            self._snapshot = tuple([entries[uid].info for uid in self._uids])
+            self._snapshot = Listing([entries[uid].info for uid in self._uids])
         snapshot = self._snapshot
         if self._recent and claimRecent:
             for uid in self._recent:
