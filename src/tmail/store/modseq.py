@@ -355,6 +355,18 @@ class ModSeqLog:
             return logged[0]
         return 0
 
+    def claimMatching(self, uid: int, letters: str) -> int:
+        """
+        L{claim} when the log has these letters for C{uid}; else 0, and the
+        line stays to be claimed with the letters the message turns out to
+        have (a saved index may be older than the file).
+        """
+        logged = self._logged.get(uid)
+        if logged is not None and logged[1] == letters:
+            del self._logged[uid]
+            return logged[0]
+        return 0
+
     def hasExpunged(self, uid: int) -> bool:
         """Whether the log already records the expunge of C{uid}."""
         return uid in self._expunged

@@ -125,6 +125,26 @@ def _canonicalFlags(flags: Iterable[str]) -> frozenset[str]:
     return frozenset(result)
 
 
+def _withModSeq(info: MessageInfo, modseq: int) -> MessageInfo:
+    """C{info} with another mod-sequence (faster than C{dataclasses.replace})."""
+    return MessageInfo(
+        info.uid, info.flags, info.size, info.internaldate, info.key, info.recent, modseq
+    )
+
+
+def _lettersBySuffix() -> Callable[[str], str]:
+    """The flag letters of a file name suffix (C{:2,FS}), each suffix worked out once."""
+    known: dict[str, str] = {}
+
+    def letters(suffix: str) -> str:
+        found = known.get(suffix)
+        if found is None:
+            found = known[suffix] = infoLetters(splitFilename("x" + suffix)[1])
+        return found
+
+    return letters
+
+
 @dataclass(slots=True)
 class _Entry:
     """Where a message's file is and what the index knows about it."""
@@ -740,7 +760,7 @@ class MaildirFolder:
                 entry = entries[uid]
                 logged = self._log.claim(uid, self._lettersOf(entry.filename))
                 if logged:
-                    entry.info = replace(entry.info, modseq=logged)
+                    entry.info = _withModSeq(entry.info, logged)
                     self._changed(uid)
                 else:
                     unclaimed.append(uid)
@@ -755,7 +775,7 @@ class MaildirFolder:
         modseq = self._log.append(changes)
         for uid in pending:
             entry = entries[uid]
-            entry.info = replace(entry.info, modseq=modseq)
+            entry.info = _withModSeq(entry.info, modseq)
             self._changed(uid)
         if pending:
             self._snapshot = None
@@ -849,7 +869,11 @@ class MaildirFolder:
         byBase: dict[str, int] = {}
         curNames: set[str] = set()
         newBases: set[str] = set()
+        touched: set[int] = set()
         flagSets, flagsOf = self._flagSets, self._flagsOf
+        # Messages keep the mod-sequence the log has for the letters they
+        # were saved with; the listing that follows finds those changed since.
+        claim, lettersOf = self._log.claimMatching, _lettersBySuffix()
         for uid, cur, base, suffix, size, date in zip(
             uids, inCur, bases, suffixes, sizes, dates, strict=True
         ):
@@ -858,7 +882,10 @@ class MaildirFolder:
             flags = flagSets.get(suffix[1:])
             if flags is None:
                 flags = flagsOf(base, filename)
-            info = MessageInfo(uid, flags, size, date, base)
+            modseq = claim(uid, lettersOf(suffix))
+            if not modseq:
+                touched.add(uid)
+            info = MessageInfo(uid, flags, size, date, base, False, modseq)
             byBase[base] = uid
             if cur:
                 entries[uid] = _Entry("cur", filename, info)
@@ -869,7 +896,7 @@ class MaildirFolder:
         self._entries, self._byBase = entries, byBase
         self._curNames, self._newBases = curNames, newBases
         self._uids = list(uids)
-        self._touched = set(entries)
+        self._touched = touched
         self._snapshot = None
         self._forgetChanges()
         self._indexed = True
