@@ -4,7 +4,6 @@ One Maildir folder: Dovecot-compatible UIDs and flags over C{cur/ new/ tmp/}.
 
 from __future__ import annotations
 
-import array
 import bisect
 import contextlib
 import os
@@ -53,6 +52,7 @@ from tmail.store.fsutil import (
     isDiskFull,
 )
 from tmail.store.listing import Listing
+from tmail.store.maildir import savedindex as _savedindex
 from tmail.store.maildir import scan as _scan
 from tmail.store.maildir.changelog import ChangeLog
 from tmail.store.maildir.pending import (
@@ -63,12 +63,7 @@ from tmail.store.maildir.pending import (
     _placeFile,
     _uniqueName,
 )
-from tmail.store.maildir.savedindex import (
-    _SAVED_INDEX,
-    _SAVED_INDEX_MAGIC,
-    _SAVED_INDEX_MIN,
-    _parseSavedIndex,
-)
+from tmail.store.maildir.savedindex import _SAVED_INDEX, _SAVED_INDEX_MIN
 from tmail.store.quota import MaildirQuota, messageSize
 from tmail.store.retained import Reader, RetainedFiles
 
@@ -130,19 +125,6 @@ def _withModSeq(info: MessageInfo, modseq: int) -> MessageInfo:
     return MessageInfo(
         info.uid, info.flags, info.size, info.internaldate, info.key, info.recent, modseq
     )
-
-
-def _lettersBySuffix() -> Callable[[str], str]:
-    """The flag letters of a file name suffix (C{:2,FS}), each suffix worked out once."""
-    known: dict[str, str] = {}
-
-    def letters(suffix: str) -> str:
-        found = known.get(suffix)
-        if found is None:
-            found = known[suffix] = infoLetters(splitFilename("x" + suffix)[1])
-        return found
-
-    return letters
 
 
 @dataclass(slots=True)
@@ -611,16 +593,20 @@ class MaildirFolder:
         loading = not self._indexed
         if loading:
             self._log.load(data.uidValidity)
-        restored = loading and self._loadSavedIndex(data.uidValidity)
+        saved = self._loadSavedIndex(data.uidValidity) if loading else None
+        restored = saved is not None
         wasIndexed |= restored
         if self._keywords.refresh():
             changed |= self._reinterpretFlags()
         self._knownNext = data.nextUid
 
-        found, gone = self._listChanges()
+        # A saved index current for the directories as they are needs no
+        # listing: no file was added, renamed or removed since it was saved.
+        current = saved is not None and saved == self._directoryState()
+        found, gone = ({}, set()) if current else self._listChanges()
         if loading:
             gone |= data.uids.keys() - found.keys() - self._byBase.keys()
-        if gone:
+        if gone and not current:
             again = self._listDirectory("cur")
             for base in gone & again.keys():
                 found[base] = ("cur", again[base])
@@ -845,25 +831,20 @@ class MaildirFolder:
         self._open()
         return len(self._uids)
 
-    def _loadSavedIndex(self, uidValidity: int) -> bool:
+    def _loadSavedIndex(self, uidValidity: int) -> _savedindex.DirectoryState | None:
         """
         Start the index from the one a process saved earlier (see
-        L{_saveIndex}); return whether it was usable.  It need not be
-        current: the listing that follows finds what changed since, as it
-        does for a running process.  Anything odd and the folder is indexed
-        from scratch instead.
+        L{_saveIndex}); return the state of the directories it was current
+        for, or C{None} when there is no usable one (the folder is then
+        indexed from scratch).  When the directories changed since, the
+        listing that follows finds what changed, as it does for a running
+        process.
         """
-        try:
-            raw = (self._path / _SAVED_INDEX).read_bytes()
-        except OSError:
-            return False
-        try:
-            columns = _parseSavedIndex(raw, uidValidity)
-        except (ValueError, IndexError, UnicodeDecodeError):
-            return False
-        if columns is None:
-            return False
-        uids, inCur, bases, suffixes, sizes, dates = columns
+        saved = _savedindex.readSavedIndex(self._path, uidValidity)
+        if saved is None:
+            return None
+        uids, inCur, bases, suffixes = saved.uids, saved.inCur, saved.bases, saved.suffixes
+        sizes, dates = saved.sizes, saved.dates
         self._keywords.refresh()
         entries: dict[int, _Entry] = {}
         byBase: dict[str, int] = {}
@@ -873,16 +854,25 @@ class MaildirFolder:
         flagSets, flagsOf = self._flagSets, self._flagsOf
         # Messages keep the mod-sequence the log has for the letters they
         # were saved with; the listing that follows finds those changed since.
-        claim, lettersOf = self._log.claimMatching, _lettersBySuffix()
+        claim = self._log.claimMatching
+        bySuffix: dict[str, tuple[frozenset[str], str]] = {}
         for uid, cur, base, suffix, size, date in zip(
             uids, inCur, bases, suffixes, sizes, dates, strict=True
         ):
             base = sys.intern(base)
             filename = base + suffix
-            flags = flagSets.get(suffix[1:])
-            if flags is None:
-                flags = flagsOf(base, filename)
-            modseq = claim(uid, lettersOf(suffix))
+            known = bySuffix.get(suffix)
+            if known is None:
+                letters = infoLetters(suffix[1:])
+                shared = flagSets.get(suffix[1:])
+                if shared is None:
+                    flags = flagsOf(base, filename)
+                else:
+                    flags = shared
+                    bySuffix[suffix] = (flags, letters)
+            else:
+                flags, letters = known
+            modseq = claim(uid, letters)
             if not modseq:
                 touched.add(uid)
             info = MessageInfo(uid, flags, size, date, base, False, modseq)
@@ -901,38 +891,42 @@ class MaildirFolder:
         self._forgetChanges()
         self._indexed = True
         self._unsaved = 0
-        return True
+        return saved.state
+
+    def _directoryState(self) -> _savedindex.DirectoryState:
+        try:
+            return _savedindex.directoryState(self._path)
+        except OSError:
+            return _savedindex.UNKNOWN_STATE
 
     def _saveIndex(self) -> None:
         """
         Save the index for the next process that opens this folder, so a
-        restart does not stat every message again.  Only a cache: written
-        without fsync, replaced atomically, ignored when it does not fit.
+        restart does not stat every message again (see
+        L{tmail.store.maildir.savedindex}).  It is marked current for the
+        directories' state when the index mirrors them as they are now and
+        they were last listed long enough after they changed that nothing
+        can have changed unseen within the same modification time.
         """
         assert self._uidValidity is not None
+        state = self._directoryState()
+        if self._unsettled or self._dirStamp != (state[0], state[2]):
+            state = _savedindex.UNKNOWN_STATE
         entries = [self._entries[uid] for uid in self._uids]
-        names = [entry.info.key for entry in entries]
-        names += [entry.filename[len(entry.info.key) :] for entry in entries]
-        text = "\0".join(names).encode("utf-8", "surrogateescape")
-        header = (
-            f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{self._uidValidity} "
-            f"C{len(entries)} T{len(text)}\n"
-        ).encode("ascii")
-        parts = [
-            header,
-            array.array("q", self._uids).tobytes(),
-            array.array("q", (entry.info.size for entry in entries)).tobytes(),
-            array.array("d", (entry.info.internaldate for entry in entries)).tobytes(),
-            bytes(entry.subdir == "cur" for entry in entries),
-            text,
-        ]
+        data = _savedindex.encodeSavedIndex(
+            self._uidValidity,
+            state,
+            self._uids,
+            [entry.subdir == "cur" for entry in entries],
+            [entry.info.key for entry in entries],
+            [entry.filename[len(entry.info.key) :] for entry in entries],
+            [entry.info.size for entry in entries],
+            [entry.info.internaldate for entry in entries],
+        )
         temporary = self._path / "tmp" / f"{_uniqueName()}.{_SAVED_INDEX}"
         try:
-            temporary.write_bytes(b"".join(parts))
-            os.replace(temporary, self._path / _SAVED_INDEX)
+            _savedindex.writeSavedIndex(self._path, temporary, data)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             _log.warn("Could not save the index of {folder!r}: {error}", folder=self, error=e)
             return
         self._unsaved = 0
