@@ -4,6 +4,7 @@ One Maildir folder: Dovecot-compatible UIDs and flags over C{cur/ new/ tmp/}.
 
 from __future__ import annotations
 
+import array
 import bisect
 import contextlib
 import os
@@ -181,7 +182,8 @@ class MaildirFolder:
         self._scannedAt = 0
         self._entries: dict[int, _Entry] = {}
         self._byBase: dict[str, int] = {}
-        self._uids: list[int] = []
+        #: The UIDs of the index, ascending.
+        self._uids = array.array("q")
         self._curNames: set[str] = set()
         self._newBases: set[str] = set()
         self._staleLines: set[str] = set()
@@ -235,7 +237,7 @@ class MaildirFolder:
         self._retained.forget()
         self._entries = {}
         self._byBase = {}
-        self._uids = []
+        self._uids = array.array("q")
         self._curNames = set()
         self._newBases = set()
         self._recent = set()
@@ -629,7 +631,7 @@ class MaildirFolder:
                 and not self._log.mayHaveLogged(uid)
             ]
         if removed:
-            self._uids = [uid for uid in self._uids if uid in self._entries]
+            self._uids = array.array("q", [uid for uid in self._uids if uid in self._entries])
             changed = True
         self._staleLines |= gone
 
@@ -885,7 +887,7 @@ class MaildirFolder:
                 newBases.add(base)
         self._entries, self._byBase = entries, byBase
         self._curNames, self._newBases = curNames, newBases
-        self._uids = list(uids)
+        self._uids = uids
         self._touched = touched
         self._snapshot = None
         self._forgetChanges()
@@ -1353,7 +1355,7 @@ class MaildirFolder:
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
-        self._uids = [uid for uid in self._uids if uid not in gone]
+        self._uids = array.array("q", [uid for uid in self._uids if uid not in gone])
         if self._uidlist.unwritten:
             # Space was just freed: the UIDs kept in memory may fit now.
             self._assignUids((), strict=False)
