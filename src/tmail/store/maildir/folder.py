@@ -4,15 +4,13 @@ One Maildir folder: Dovecot-compatible UIDs and flags over C{cur/ new/ tmp/}.
 
 from __future__ import annotations
 
-import array
-import bisect
 import contextlib
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,10 +50,9 @@ from tmail.store.fsutil import (
     fullDiskIsStoreFull,
     isDiskFull,
 )
-from tmail.store.listing import Listing
 from tmail.store.maildir import savedindex as _savedindex
 from tmail.store.maildir import scan as _scan
-from tmail.store.maildir.changelog import ChangeLog
+from tmail.store.maildir.index import Entry, FolderIndex
 from tmail.store.maildir.pending import (
     _FLUSH_AT,
     _NO_HARD_LINKS,
@@ -128,15 +125,6 @@ def _withModSeq(info: MessageInfo, modseq: int) -> MessageInfo:
     )
 
 
-@dataclass(slots=True)
-class _Entry:
-    """Where a message's file is and what the index knows about it."""
-
-    subdir: str
-    filename: str
-    info: MessageInfo
-
-
 @implementer(IMailFolder)
 @implementer(
     IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder, IRetainingFolder
@@ -180,27 +168,18 @@ class MaildirFolder:
         self._dirStamp: tuple[int, int] | None = None
         self._unsettled = True
         self._scannedAt = 0
-        self._entries: dict[int, _Entry] = {}
-        self._byBase: dict[str, int] = {}
-        #: The UIDs of the index, ascending.
-        self._uids = array.array("q")
-        self._curNames: set[str] = set()
-        self._newBases: set[str] = set()
+        #: The messages as this process knows them, shared by all sessions.
+        self._index = FolderIndex()
         self._staleLines: set[str] = set()
-        self._recent: set[int] = set()
         self._memoryKeywords: dict[str, frozenset[str]] = {}
         self._flagSets: dict[str, frozenset[str]] = {}
-        self._unsaved = 0
         self._deliveredUnindexed: set[str] = set()
         self._retryUnwrittenAt = 0.0
-        self._snapshot: Listing | None = None
         self._log = _modseq.ModSeqLog(path / _modseq.FILENAME)
         #: UIDs whose entry has modseq 0: new or changed, to be logged.
         self._touched: set[int] = set()
         #: UIDs found gone, whose expunge is still to be logged.
         self._goneUnlogged: list[int] = []
-        #: UIDs in the order they changed, for sessions catching up.
-        self._changes = ChangeLog()
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
         #: Files of messages expunged here that sessions still hold.
         self._retained = RetainedFiles(str(path / "tmp"))
@@ -227,7 +206,7 @@ class MaildirFolder:
     def _markDeleted(self) -> None:
         """The folder was deleted: empty the index and tell the listeners."""
         self._gone = True
-        had = bool(self._entries)
+        had = bool(self._index.entries)
         self._resetIndex()
         self._log.close()
         if had:
@@ -235,17 +214,10 @@ class MaildirFolder:
 
     def _resetIndex(self) -> None:
         self._retained.forget()
-        self._entries = {}
-        self._byBase = {}
-        self._uids = array.array("q")
-        self._curNames = set()
-        self._newBases = set()
-        self._recent = set()
-        self._snapshot = None
+        self._index.clear()
         self._indexed = False
         self._touched = set()
         self._goneUnlogged = []
-        self._forgetChanges()
 
     def _open(self) -> None:
         """Create missing subdirectories once; sweep C{tmp/} then and every few hours."""
@@ -444,7 +416,7 @@ class MaildirFolder:
         uidlists: harmless to every reader, and an expunge costs no copy
         of the whole list.
         """
-        return len(self._staleLines) >= max(_COMPACT_AT, len(self._entries) // 4)
+        return len(self._staleLines) >= max(_COMPACT_AT, len(self._index.entries) // 4)
 
     def _listDirectory(self, sub: str) -> dict[str, str]:
         """Base name -> file name of the messages in C{sub}."""
@@ -506,58 +478,25 @@ class MaildirFolder:
         )
         return "".join(letters)
 
-    def _setLocation(self, entry: _Entry, subdir: str, filename: str) -> None:
-        """Move C{entry} to a new file name, keeping the listing mirrors right."""
-        if entry.subdir == "cur":
-            self._curNames.discard(entry.filename)
-        else:
-            self._newBases.discard(entry.info.key)
-        entry.subdir, entry.filename = subdir, filename
-        if subdir == "cur":
-            self._curNames.add(filename)
-        else:
-            self._newBases.add(entry.info.key)
+    def _setLocation(self, entry: Entry, subdir: str, filename: str) -> None:
+        self._index.setLocation(entry, subdir, filename)
 
-    def _insert(self, uid: int, entry: _Entry) -> None:
-        self._unsaved += 1
-        self._entries[uid] = entry
-        self._byBase[entry.info.key] = uid
+    def _insert(self, uid: int, entry: Entry) -> None:
         self._staleLines.discard(entry.info.key)
-        if entry.subdir == "cur":
-            self._curNames.add(entry.filename)
-        else:
-            self._newBases.add(entry.info.key)
-        if not self._uids or uid > self._uids[-1]:
-            self._uids.append(uid)
-        else:
-            bisect.insort(self._uids, uid)
-        if entry.info.recent:
-            self._recent.add(uid)
-        self._snapshot = None
-        self._changed(uid)
+        self._index.insert(uid, entry)
 
-    def _remove(self, uid: int) -> _Entry:
-        """Drop a message from the index (the caller fixes C{_uids})."""
-        self._unsaved += 1
-        entry = self._entries.pop(uid)
-        base = entry.info.key
-        del self._byBase[base]
-        if entry.subdir == "cur":
-            self._curNames.discard(entry.filename)
-        else:
-            self._newBases.discard(base)
-        self._recent.discard(uid)
-        self._memoryKeywords.pop(base, None)
-        self._snapshot = None
-        self._changed(uid)
+    def _remove(self, uid: int) -> Entry:
+        """Drop a message from the index (the caller fixes the UIDs)."""
+        entry = self._index.remove(uid)
+        self._memoryKeywords.pop(entry.info.key, None)
         return entry
 
     def _markRecent(self, uid: int) -> None:
-        entry = self._entries.get(uid)
+        entry = self._index.entries.get(uid)
         if entry is not None and not entry.info.recent:
             entry.info = replace(entry.info, recent=True)
-            self._recent.add(uid)
-            self._snapshot = None
+            self._index.recent.add(uid)
+            self._index.snapshot = None
 
     def _sync(self, force: bool = False) -> bool:
         """
@@ -607,7 +546,7 @@ class MaildirFolder:
         current = saved is not None and saved == self._directoryState()
         found, gone = ({}, set()) if current else self._listChanges()
         if loading:
-            gone |= data.uids.keys() - found.keys() - self._byBase.keys()
+            gone |= data.uids.keys() - found.keys() - self._index.byBase.keys()
         if gone and not current:
             again = self._listDirectory("cur")
             for base in gone & again.keys():
@@ -615,7 +554,7 @@ class MaildirFolder:
             gone -= again.keys()
         arrived = self._moveNewToCur(found)
 
-        removed = [uid for base in gone if (uid := self._byBase.get(base)) is not None]
+        removed = [uid for base in gone if (uid := self._index.byBase.get(base)) is not None]
         for uid in removed:
             self._remove(uid)
         self._goneUnlogged += removed
@@ -626,36 +565,36 @@ class MaildirFolder:
             self._goneUnlogged += [
                 uid
                 for base in gone
-                if base not in self._byBase
+                if base not in self._index.byBase
                 and (uid := data.uids.get(base)) is not None
                 and not self._log.mayHaveLogged(uid)
             ]
         if removed:
-            self._uids = array.array("q", [uid for uid in self._uids if uid in self._entries])
+            self._index.dropUids(set(removed))
             changed = True
         self._staleLines |= gone
 
         for base, (subdir, filename) in found.items():
-            known = self._byBase.get(base)
+            known = self._index.byBase.get(base)
             if known is None:
                 continue
-            entry = self._entries[known]
+            entry = self._index.entries[known]
             if entry.filename != filename:
                 flags = self._flagsOf(base, filename)
                 if flags != entry.info.flags:
                     entry.info = replace(entry.info, flags=flags, modseq=0)
                     self._touched.add(known)
-                    self._snapshot = None
+                    self._index.snapshot = None
                     changed = True
             self._setLocation(entry, subdir, filename)
 
         foreign = False
-        newBases = [base for base in found if base not in self._byBase]
+        newBases = [base for base in found if base not in self._index.byBase]
         if newBases:
             if len(newBases) > len(data.uids) // 2:
                 # Building the index: take the uidlist's own strings as keys,
                 # so each base name is kept once, not twice.
-                indexed = self._byBase
+                indexed = self._index.byBase
                 uids = {b: u for b, u in data.uids.items() if b in found and b not in indexed}
             else:
                 uids = {base: data.uids[base] for base in newBases if base in data.uids}
@@ -671,7 +610,7 @@ class MaildirFolder:
             relisted: dict[str, tuple[str, str]] | None = None
             for base in sorted(uids, key=uids.__getitem__):
                 uid = uids[base]
-                if uid in self._entries:
+                if uid in self._index.entries:
                     continue
                 subdir, filename = found[base]
                 try:
@@ -703,7 +642,7 @@ class MaildirFolder:
                     key=base,
                     recent=base in arrived or base in self._deliveredUnindexed,
                 )
-                self._insert(uid, _Entry(subdir, filename, info))
+                self._insert(uid, Entry(subdir, filename, info))
                 self._touched.add(uid)
                 changed = True
         self._indexed = True
@@ -735,7 +674,7 @@ class MaildirFolder:
         """
         if not self._touched and not self._goneUnlogged:
             return
-        entries = self._entries
+        entries = self._index.entries
         pending = sorted(
             uid
             for uid in self._touched
@@ -754,7 +693,7 @@ class MaildirFolder:
                     unclaimed.append(uid)
             pending = unclaimed
             gone = [uid for uid in gone if not self._log.hasExpunged(uid)]
-            self._snapshot = None
+            self._index.snapshot = None
         changes: list[tuple[int, str | None]] = [(uid, None) for uid in gone]
         changes += [(uid, self._lettersOf(entries[uid].filename)) for uid in pending]
         self._touched, self._goneUnlogged = set(), []
@@ -766,16 +705,16 @@ class MaildirFolder:
             entry.info = _withModSeq(entry.info, modseq)
             self._changed(uid)
         if pending:
-            self._snapshot = None
+            self._index.snapshot = None
         self._maybeCompactLog()
 
     def _maybeCompactLog(self) -> None:
-        entries = self._entries
+        entries = self._index.entries
         if not self._log.needsCompaction(len(entries)):
             return
         states = [
             (uid, entries[uid].info.modseq, self._lettersOf(entries[uid].filename))
-            for uid in self._uids
+            for uid in self._index.uids
         ]
         try:
             self._log.compact(states)
@@ -787,25 +726,21 @@ class MaildirFolder:
     # Changes for sessions
 
     def _changed(self, uid: int) -> None:
-        self._changes.changed(uid)
-
-    def _forgetChanges(self) -> None:
-        """The index was rebuilt wholesale: every earlier serial is too old."""
-        self._changes.forget()
+        self._index.changed(uid)
 
     def changeSerial(self) -> int:
-        return self._changes.serial
+        return self._index.changes.serial
 
     def changesSince(
         self, serial: int, claimRecent: bool = True
     ) -> tuple[int, list[MessageInfo | int] | None]:
         self.refresh()
         current = self.changeSerial()
-        changed = self._changes.since(serial)
+        changed = self._index.changes.since(serial)
         if changed is None:
             return current, None
         changes: list[MessageInfo | int] = []
-        entries = self._entries
+        entries = self._index.entries
         for uid in changed:
             entry = entries.get(uid)
             if entry is None:
@@ -815,8 +750,8 @@ class MaildirFolder:
             if info.recent and claimRecent:
                 # Recent for the first session told about it, as with messages().
                 entry.info = replace(info, recent=False)
-                self._recent.discard(uid)
-                self._snapshot = None
+                self._index.recent.discard(uid)
+                self._index.snapshot = None
             changes.append(info)
         return current, changes
 
@@ -826,12 +761,12 @@ class MaildirFolder:
         self._maybeSaveIndex()
 
     def info(self, uid: int) -> MessageInfo | None:
-        entry = self._entries.get(uid)
+        entry = self._index.entries.get(uid)
         return None if entry is None else entry.info
 
     def messageCount(self) -> int:
         self._open()
-        return len(self._uids)
+        return len(self._index.uids)
 
     def _loadSavedIndex(self, uidValidity: int) -> _savedindex.DirectoryState | None:
         """
@@ -848,7 +783,7 @@ class MaildirFolder:
         uids, inCur, bases, suffixes = saved.uids, saved.inCur, saved.bases, saved.suffixes
         sizes, dates = saved.sizes, saved.dates
         self._keywords.refresh()
-        entries: dict[int, _Entry] = {}
+        entries: dict[int, Entry] = {}
         byBase: dict[str, int] = {}
         curNames: set[str] = set()
         newBases: set[str] = set()
@@ -880,19 +815,14 @@ class MaildirFolder:
             info = MessageInfo(uid, flags, size, date, base, False, modseq)
             byBase[base] = uid
             if cur:
-                entries[uid] = _Entry("cur", filename, info)
+                entries[uid] = Entry("cur", filename, info)
                 curNames.add(filename)
             else:
-                entries[uid] = _Entry("new", filename, info)
+                entries[uid] = Entry("new", filename, info)
                 newBases.add(base)
-        self._entries, self._byBase = entries, byBase
-        self._curNames, self._newBases = curNames, newBases
-        self._uids = uids
+        self._index.restore(entries, byBase, uids, curNames, newBases)
         self._touched = touched
-        self._snapshot = None
-        self._forgetChanges()
         self._indexed = True
-        self._unsaved = 0
         return saved.state
 
     def _directoryState(self) -> _savedindex.DirectoryState:
@@ -914,11 +844,11 @@ class MaildirFolder:
         state = self._directoryState()
         if self._unsettled or self._dirStamp != (state[0], state[2]):
             state = _savedindex.UNKNOWN_STATE
-        entries = [self._entries[uid] for uid in self._uids]
+        entries = [self._index.entries[uid] for uid in self._index.uids]
         data = _savedindex.encodeSavedIndex(
             self._uidValidity,
             state,
-            self._uids,
+            self._index.uids,
             [entry.subdir == "cur" for entry in entries],
             [entry.info.key for entry in entries],
             [entry.filename[len(entry.info.key) :] for entry in entries],
@@ -931,17 +861,17 @@ class MaildirFolder:
         except OSError as e:
             _log.warn("Could not save the index of {folder!r}: {error}", folder=self, error=e)
             return
-        self._unsaved = 0
+        self._index.unsaved = 0
 
     def _maybeSaveIndex(self) -> None:
         """Save the index of a large folder when enough has changed since the last save."""
-        count = len(self._entries)
-        if count >= _SAVED_INDEX_MIN and self._unsaved >= max(_SAVED_INDEX_MIN, count // 10):
+        count = len(self._index.entries)
+        if count >= _SAVED_INDEX_MIN and self._index.unsaved >= max(_SAVED_INDEX_MIN, count // 10):
             self._saveIndex()
 
     def _listChanges(self) -> tuple[_scan.Found, set[str]]:
         """Compare the directories with the index (see L{_scan.listChanges})."""
-        return _scan.listChanges(self._path, self._curNames, self._newBases)
+        return _scan.listChanges(self._path, self._index.curNames, self._index.newBases)
 
     def _moveNewToCur(self, found: dict[str, tuple[str, str]]) -> set[str]:
         """
@@ -971,7 +901,7 @@ class MaildirFolder:
                     raise
             else:
                 found[base] = ("cur", target)
-            if base not in self._byBase:
+            if base not in self._index.byBase:
                 arrived.add(base)
         return arrived
 
@@ -979,32 +909,32 @@ class MaildirFolder:
         """Recompute keyword names after C{dovecot-keywords} changed."""
         self._flagSets.clear()
         changed = False
-        for uid, entry in self._entries.items():
+        for uid, entry in self._index.entries.items():
             flags = self._flagsOf(entry.info.key, entry.filename)
             if flags != entry.info.flags:
                 entry.info = replace(entry.info, flags=flags, modseq=0)
                 self._touched.add(uid)
                 changed = True
         if changed:
-            self._snapshot = None
+            self._index.snapshot = None
         return changed
 
     def _vanished(self) -> bool:
         """The folder's directory is gone: report its messages as removed."""
-        had = bool(self._entries)
+        had = bool(self._index.entries)
         self._resetIndex()
         self._uidValidity = None
         self._dirStamp = None
         return had
 
-    def _entry(self, uid: int) -> _Entry:
+    def _entry(self, uid: int) -> Entry:
         """The index entry of C{uid}, indexing the folder first if needed."""
         self._open()
-        if uid not in self._entries and self._sync():
+        if uid not in self._index.entries and self._sync():
             self._notify()
-        return self._entries[uid]
+        return self._index.entries[uid]
 
-    def _relocate(self, uid: int, entry: _Entry) -> None:
+    def _relocate(self, uid: int, entry: Entry) -> None:
         """
         Find C{entry}'s file after another process renamed it; raise
         C{KeyError} when it is gone for good.  A flag change found this way
@@ -1021,7 +951,7 @@ class MaildirFolder:
             entry.info = replace(entry.info, flags=flags, modseq=0)
             self._touched.add(uid)
             self._logChanges()
-            self._snapshot = None
+            self._index.snapshot = None
             self._notify()
 
     def _stamp(self) -> tuple[int, int]:
@@ -1048,7 +978,7 @@ class MaildirFolder:
                     self._dirStamp = self._stamp()
                     self._unsettled = True
 
-    def _pathOf(self, entry: _Entry) -> str:
+    def _pathOf(self, entry: Entry) -> str:
         return f"{self._curDir if entry.subdir == 'cur' else self._newDir}{os.sep}{entry.filename}"
 
     def _notify(self) -> None:
@@ -1066,7 +996,7 @@ class MaildirFolder:
         if self._quota is not None:
             self._quota.record(size, count)
 
-    def _quotaSize(self, entry: _Entry) -> int:
+    def _quotaSize(self, entry: Entry) -> int:
         """
         The bytes a message counts for in C{maildirsize}: its stored size
         (C{,S=}), as a recount finds it, not the CRLF size of C{,W=}.
@@ -1113,7 +1043,7 @@ class MaildirFolder:
         copy), index it and tell the listeners.
         """
         self._open()
-        known = self._byBase.get(placed.base)
+        known = self._index.byBase.get(placed.base)
         if known is not None:
             return known
         try:
@@ -1127,7 +1057,7 @@ class MaildirFolder:
             if foreign:
                 self._sync(force=True)
                 self._markRecent(uid)
-            elif uid not in self._entries:
+            elif uid not in self._index.entries:
                 info = MessageInfo(
                     uid=uid,
                     flags=self._flagsOf(placed.base, placed.filename),
@@ -1136,7 +1066,7 @@ class MaildirFolder:
                     key=placed.base,
                     recent=True,
                 )
-                self._insert(uid, _Entry(placed.subdir, placed.filename, info))
+                self._insert(uid, Entry(placed.subdir, placed.filename, info))
                 self._touched.add(uid)
                 self._logChanges()
         else:
@@ -1204,23 +1134,20 @@ class MaildirFolder:
 
     def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
         changed = self._sync()
-        if self._snapshot is None:
-            entries = self._entries
-            self._snapshot = Listing([entries[uid].info for uid in self._uids])
-        snapshot = self._snapshot
-        if self._recent and claimRecent:
-            for uid in self._recent:
-                entry = self._entries[uid]
+        snapshot = self._index.listing()
+        if self._index.recent and claimRecent:
+            for uid in self._index.recent:
+                entry = self._index.entries[uid]
                 entry.info = replace(entry.info, recent=False)
-            self._recent.clear()
-            self._snapshot = None
+            self._index.recent.clear()
+            self._index.snapshot = None
         if changed:
             self._notify()
         self._maybeSaveIndex()
         return snapshot
 
     def openMessage(self, uid: int) -> BinaryIO:
-        if uid not in self._entries:
+        if uid not in self._index.entries:
             kept = self._retained.path(uid)
             if kept is not None:
                 try:
@@ -1302,7 +1229,7 @@ class MaildirFolder:
         info = replace(entry.info, flags=flagsNow, modseq=max(modseq, entry.info.modseq))
         if info != entry.info:
             entry.info = info
-            self._snapshot = None
+            self._index.snapshot = None
             self._changed(uid)
             self._notify()
             self._maybeCompactLog()
@@ -1311,9 +1238,9 @@ class MaildirFolder:
     def expunge(self, uids: Iterable[int]) -> list[int]:
         self._open()
         wanted = sorted(set(uids))
-        if any(uid not in self._entries for uid in wanted) and self._sync():
+        if any(uid not in self._index.entries for uid in wanted) and self._sync():
             self._notify()
-        present = [uid for uid in wanted if uid in self._entries]
+        present = [uid for uid in wanted if uid in self._index.entries]
         unlogged = False
         if present:
             try:
@@ -1331,7 +1258,7 @@ class MaildirFolder:
             self._retained.forget()
         with self._ownChanges():
             for uid in wanted:
-                entry = self._entries.get(uid)
+                entry = self._index.entries.get(uid)
                 if entry is None:
                     continue
                 size = self._quotaSize(entry)
@@ -1355,7 +1282,7 @@ class MaildirFolder:
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
-        self._uids = array.array("q", [uid for uid in self._uids if uid not in gone])
+        self._index.dropUids(gone)
         if self._uidlist.unwritten:
             # Space was just freed: the UIDs kept in memory may fit now.
             self._assignUids((), strict=False)
@@ -1367,7 +1294,7 @@ class MaildirFolder:
         self._notify()
         return removed
 
-    def _discard(self, uid: int, entry: _Entry, retain: bool) -> None:
+    def _discard(self, uid: int, entry: Entry, retain: bool) -> None:
         """
         Unlink the file of an expunged message, or (with C{retain}) move it
         aside while a reader still holds the message (L{RetainedFiles});
@@ -1441,7 +1368,7 @@ class MaildirFolder:
     def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
         self._open()
         uids, complete = self._log.expungedSince(modseq)
-        return [uid for uid in uids if uid not in self._entries], complete
+        return [uid for uid in uids if uid not in self._index.entries], complete
 
     def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
         self._listeners.append(listener)
