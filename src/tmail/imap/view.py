@@ -8,16 +8,12 @@ costs no object per message, and a change costs one entry.
 
 from __future__ import annotations
 
-import array
-import bisect
 from collections.abc import Sequence
 
 from tmail.interfaces import MessageInfo
-from tmail.store.listing import ListingFacts
+from tmail.store.listing import ListingFacts, byUidOf
 
 __all__ = ["SessionView"]
-
-_MISSING = object()
 
 
 class SessionView:
@@ -31,7 +27,8 @@ class SessionView:
     def __init__(self, listing: Sequence[MessageInfo], facts: ListingFacts) -> None:
         self._listing = listing
         self._facts = facts
-        self._uids: array.array[int] = facts.uids
+        #: The listing by UID, made at the first look (shared with other sessions).
+        self._byUid: dict[int, MessageInfo] | None = None
         self._changed: dict[int, MessageInfo | None] = {}
         self.unseen = facts.unseen
 
@@ -58,21 +55,24 @@ class SessionView:
 
     def get(self, uid: int) -> MessageInfo | None:
         changed = self._changed
-        if changed:
-            found = changed.get(uid, _MISSING)
-            if found is not _MISSING:
-                return found  # type: ignore[return-value]
-        uids = self._uids
-        i = bisect.bisect_left(uids, uid)
-        if i < len(uids) and uids[i] == uid:
-            return self._listing[i]
-        return None
+        if changed and uid in changed:
+            return changed[uid]
+        byUid = self._byUid
+        if byUid is None:
+            byUid = self._byUid = byUidOf(self._listing)
+        return byUid.get(uid)
 
     def __getitem__(self, uid: int) -> MessageInfo:
-        info = self.get(uid)
-        if info is None:
-            raise KeyError(uid)
-        return info
+        changed = self._changed
+        if changed and uid in changed:
+            info = changed[uid]
+            if info is None:
+                raise KeyError(uid)
+            return info
+        byUid = self._byUid
+        if byUid is None:
+            byUid = self._byUid = byUidOf(self._listing)
+        return byUid[uid]
 
     def __contains__(self, uid: object) -> bool:
         return isinstance(uid, int) and self.get(uid) is not None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tmail.interfaces import MessageInfo
 
-__all__ = ["Listing", "ListingFacts", "factsOf"]
+__all__ = ["Listing", "ListingFacts", "byUidOf", "factsOf"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,7 @@ class Listing(tuple[MessageInfo, ...]):
     """An immutable listing of messages that keeps its L{ListingFacts} once counted."""
 
     _facts: ListingFacts | None = None
+    _byUid: dict[int, MessageInfo] | None = None
 
     def __new__(cls, infos: Iterable[MessageInfo]) -> Listing:
         return super().__new__(cls, infos)
@@ -75,6 +76,20 @@ class Listing(tuple[MessageInfo, ...]):
         if facts is None:
             facts = self._facts = _count(self)
         return facts
+
+    def byUid(self) -> dict[int, MessageInfo]:
+        """UID -> message, made once and shared by every session over this listing."""
+        byUid = self._byUid
+        if byUid is None:
+            byUid = self._byUid = {info.uid: info for info in self}
+        return byUid
+
+
+def byUidOf(infos: Sequence[MessageInfo]) -> dict[int, MessageInfo]:
+    """UID -> message of a listing: kept with a L{Listing}, else made now."""
+    if isinstance(infos, Listing):
+        return infos.byUid()
+    return {info.uid: info for info in infos}
 
 
 def factsOf(infos: Sequence[MessageInfo]) -> ListingFacts:
