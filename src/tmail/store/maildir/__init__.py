@@ -7,8 +7,15 @@ is the one Dovecot keeps (C{dovecot-uidlist}, C{dovecot-keywords},
 C{:2,} flag letters, C{subscriptions}), so an operator can switch between
 tmail and Dovecot without clients re-downloading mail.
 
-Each folder keeps an in-memory index (UID -> L{MessageInfo}) refreshed from
-the directory mtimes: a call that finds nothing changed costs two C{stat}s.
+Each folder keeps one in-memory index per process, shared by every session
+(L{tmail.store.maildir.index}), refreshed from the directory mtimes: a call
+that finds nothing changed costs two C{stat}s.  Sessions catch up from its
+change log (L{tmail.store.maildir.changelog}).  A restarted process starts
+from the saved index (L{tmail.store.maildir.savedindex}) and lists the
+directories (L{tmail.store.maildir.scan}) only when they changed since.
+Deliveries are written by L{tmail.store.maildir.pending}; the folder
+(L{tmail.store.maildir.folder}) ties file work and index together, and
+L{tmail.store.maildir.store} holds the user's folders.
 
 A full disk (or quota) stops only the writes a user asked for that need
 space (deliveries, copies, new keywords: L{tmail.errors.StoreFull}).
