@@ -809,13 +809,17 @@ class MailboxSearch:
             holder = _InfoHolder()
             infos = mailbox._infos
             listing = infos.listing()
-            for tested, (seq, u) in enumerate(order, 1):
-                holder.info = infos[u] if listing is None else listing[seq - 1]
-                if self._matcher(seq, holder):
-                    hits.append((seq, u, mailbox.message(u) if self._messages else None))
-                    if len(hits) == limit:
-                        return
-                if tested % self.INFO_SLICE == 0:
+            matcher, keep, size = self._matcher, self._messages, self.INFO_SLICE
+            seqs = range(len(uids), 0, -1) if self.fromEnd else range(1, len(uids) + 1)
+            for start in range(0, len(seqs), size):
+                for seq in seqs[start : start + size]:
+                    u = uids[seq - 1]
+                    holder.info = infos[u] if listing is None else listing[seq - 1]
+                    if matcher(seq, holder):
+                        hits.append((seq, u, mailbox.message(u) if keep else None))
+                        if len(hits) == limit:
+                            return
+                if start + size <= len(seqs):
                     yield None
             return
         for seq, u in order:
