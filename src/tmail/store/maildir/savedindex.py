@@ -32,6 +32,7 @@ from typing import TypeVar
 from tmail.store.fsutil import fsyncDirectory
 
 __all__ = [
+    "UNKNOWN_STATE",
     "DirectoryState",
     "SavedIndex",
     "directoryState",
