@@ -50,6 +50,8 @@ _SAVED_INDEX_MIN = 1000
 
 #: The modification times (ns) and sizes of C{new/} and C{cur/}.
 DirectoryState = tuple[int, int, int, int]
+#: Names encoded into one piece of a saved index being written.
+_NAMES_PER_PIECE = 4096
 #: A state no directory has: an index saved with it is always checked by a listing.
 UNKNOWN_STATE: DirectoryState = (0, 0, 0, 0)
 
@@ -90,24 +92,35 @@ def encodeSavedIndex(
     suffixes: Sequence[str],
     sizes: Sequence[int],
     dates: Sequence[float],
-) -> bytes:
-    """The bytes of a saved index of these columns."""
-    text = "\0".join([*bases, *suffixes]).encode("utf-8", "surrogateescape")
-    body = b"".join(
-        [
-            array.array("q", uids).tobytes(),
-            array.array("q", sizes).tobytes(),
-            array.array("d", dates).tobytes(),
-            bytes(inCur),
-            text,
-        ]
-    )
+) -> list[bytes]:
+    """
+    The bytes of a saved index of these columns, in pieces of moderate
+    size (no copy of the whole index is made at once).
+    """
+    body = [
+        array.array("q", uids).tobytes(),
+        array.array("q", sizes).tobytes(),
+        array.array("d", dates).tobytes(),
+        bytes(inCur),
+    ]
+    names = itertools.chain(bases, suffixes)
+    count = len(bases) + len(suffixes)
+    textSize = 0
+    for start in range(0, count, _NAMES_PER_PIECE):
+        text = "\0".join(itertools.islice(names, _NAMES_PER_PIECE))
+        if start + _NAMES_PER_PIECE < count:
+            text += "\0"
+        body.append(text.encode("utf-8", "surrogateescape"))
+        textSize += len(body[-1])
+    checksum = 0
+    for encoded in body:
+        checksum = zlib.crc32(encoded, checksum)
     stamps = " ".join(str(value) for value in state)
     header = (
-        f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{uidValidity} C{len(uids)} T{len(text)} "
-        f"K{zlib.crc32(body)} S{stamps}\n"
+        f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{uidValidity} C{len(uids)} T{textSize} "
+        f"K{checksum} S{stamps}\n"
     ).encode("ascii")
-    return header + body
+    return [header, *body]
 
 
 def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
@@ -170,18 +183,19 @@ def readSavedIndex(folder: Path, uidValidity: int) -> SavedIndex | None:
         return None
 
 
-def writeSavedIndex(folder: Path, temporary: Path, data: bytes) -> None:
+def writeSavedIndex(folder: Path, temporary: Path, pieces: Sequence[bytes]) -> None:
     """
-    Replace the folder's saved index with C{data}: written to C{temporary}
-    (in C{tmp/}), fsync'ed, renamed into place.  Raises C{OSError}, with
-    the temporary file removed.
+    Replace the folder's saved index with the concatenated C{pieces}:
+    written to C{temporary} (in C{tmp/}), fsync'ed, renamed into place.
+    Raises C{OSError}, with the temporary file removed.
     """
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
