@@ -20,8 +20,9 @@ import pytest
 
 from support.disk import fill, smallDisk
 from tmail.errors import StoreFull
-from tmail.store import maildir, modseq, uidlist
+from tmail.store import modseq, uidlist
 from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import folder as maildir
 from tmail.store.quota import QuotaLimits, scanUsage
 
 

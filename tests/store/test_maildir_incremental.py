@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tmail.interfaces import IIncrementalFolder, MessageInfo
-from tmail.store import maildir
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import MaildirFolder, MaildirStore, changelog
+from tmail.store.maildir import folder as maildir
 
 MESSAGE = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -79,7 +79,7 @@ def test_a_new_message_is_recent_only_for_the_first_to_be_told(inbox: MaildirFol
 def test_a_serial_older_than_the_changes_kept_is_too_old(
     inbox: MaildirFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(maildir, "_CHANGES_KEPT", 8)
+    monkeypatch.setattr(changelog, "CHANGES_KEPT", 8)
     serial = inbox.changeSerial()
     for round in range(10):
         inbox.setFlags(1 + round % 3, ["\\Seen"] if round % 2 else [])

@@ -17,6 +17,7 @@ import itertools
 import multiprocessing
 import os
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,8 +26,9 @@ from typing import Any
 import pytest
 
 from support.modseqworkers import FlagReport, flagChanger
-from tmail.store import maildir, modseq
+from tmail.store import modseq
 from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import folder as maildir
 from tmail.store.modseq import ModSeqLog
 
 LOG = "tmail-modseq"
@@ -839,3 +841,31 @@ def test_a_log_closed_for_others_still_sees_what_another_process_did(
     changed = folder.setFlags(4, {"\\Answered"})
     assert changed.modseq > after[2]
     assert modseqs(inbox(root)) == modseqs(folder)
+
+
+def test_the_log_keeps_no_copy_of_the_lines_its_own_process_wrote(root: Path) -> None:
+    """
+    Indexing a folder logs a line per message; the log's memory does not
+    grow with them (the folder's index already has each state), before or
+    after a compaction.  (Python keeps up to 2,000 freed tuples of each
+    size for reuse: what they hold is well below the bound.)
+    """
+    count = 5000
+    (root / "cur").mkdir(parents=True)
+    for n in range(count):
+        (root / "cur" / f"{n}.M1P1.host:2,S").write_bytes(b"Subject: x\r\n\r\nx\r\n")
+    tracemalloc.start()
+    try:
+        folder = inbox(root)
+        before = tracemalloc.take_snapshot()
+        assert len(folder.messages()) == count
+        folder._log.compact((m.uid, m.modseq, "S") for m in folder.messages())
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    kept = sum(
+        stat.size_diff
+        for stat in after.compare_to(before, "filename")
+        if stat.traceback[0].filename == modseq.__file__
+    )
+    assert kept < count * 60

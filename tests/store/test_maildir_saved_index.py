@@ -6,13 +6,16 @@ of stat'ing every message, and it is only ever a cache.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tmail.store import maildir
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import MaildirFolder, MaildirStore, savedindex
+from tmail.store.maildir import folder as maildir
 
 COUNT = 40
 
@@ -127,3 +130,92 @@ def test_small_folders_leave_no_saved_index(root: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(maildir, "_SAVED_INDEX_MIN", 1000)
     filled(root)
     assert not (root / "tmail-index").exists()
+
+
+def settle(root: Path) -> None:
+    """Date C{cur/} and C{new/} back, as in a folder nothing changed in for a while."""
+    for sub in ("cur", "new"):
+        os.utime(root / sub, ns=(1_600_000_000_000_000_000,) * 2)
+
+
+class ListCounter:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.listed: list[str] = []
+        real = os.listdir
+
+        def counting(path: Any = ".") -> list[str]:
+            self.listed.append(os.path.basename(str(path)))
+            return real(path)
+
+        monkeypatch.setattr(os, "listdir", counting)
+
+
+def test_a_folder_unchanged_since_its_index_was_saved_is_not_listed(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = MaildirStore(root).getFolder("INBOX")
+    for n in range(COUNT):
+        deliver(inbox, n, ("\\Seen",) if n % 3 else ())
+    inbox.messages()
+    settle(root)
+    before = view(inbox)
+    inbox._saveIndex()
+    counter = ListCounter(monkeypatch)
+    assert view(MaildirStore(root).getFolder("INBOX")) == before
+    assert "cur" not in counter.listed and "new" not in counter.listed
+
+
+def test_a_folder_changed_in_the_same_second_its_index_was_saved_is_listed_again(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index saved while the directories could still change unseen is checked by a listing."""
+    before = view(filled(root))
+    counter = ListCounter(monkeypatch)
+    assert view(MaildirStore(root).getFolder("INBOX")) == before
+    assert "cur" in counter.listed
+
+
+def test_a_saved_index_changed_where_it_would_still_parse_is_ignored(root: Path) -> None:
+    """A flipped bit in a column (a size, a date) is caught by the checksum, not served."""
+    inbox = MaildirStore(root).getFolder("INBOX")
+    for n in range(COUNT):
+        deliver(inbox, n)
+    inbox.messages()
+    settle(root)
+    before = view(inbox)
+    inbox._saveIndex()
+    path = root / "tmail-index"
+    raw = bytearray(path.read_bytes())
+    sizes = raw.index(b"\n") + 1 + 8 * COUNT
+    raw[sizes] ^= 0x40
+    path.write_bytes(bytes(raw))
+    assert view(MaildirStore(root).getFolder("INBOX")) == before
+
+
+def test_a_saved_index_is_written_whole_or_not_at_all(root: Path) -> None:
+    """A process killed while it saves the index leaves the previous one, never a torn one."""
+    inbox = filled(root)
+    before = view(inbox)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tmail.store.maildir import MaildirStore\n"
+        "folder = MaildirStore(Path(sys.argv[1])).getFolder('INBOX')\n"
+        "folder.messages()\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    folder._saveIndex()\n"
+    )
+    for delay in (0.0, 0.01, 0.03, 0.05, 0.1):
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        raw = (root / "tmail-index").read_bytes()
+        assert savedindex.parseSavedIndex(raw, inbox.uidValidity()) is not None
+        assert view(MaildirStore(root).getFolder("INBOX")) == before

@@ -27,8 +27,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tmail.errors import FolderExists, InvalidFolderName
 from tmail.interfaces import MessageInfo
-from tmail.store import maildir
 from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import folder as maildir
 from tmail.store.naming import diskName
 
 INBOX = "INBOX"

@@ -14,6 +14,7 @@ slices.
 
 from __future__ import annotations
 
+import array
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.imap.messagecache import IMessageFacts
 from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
+from tmail.imap.view import SessionView
 from tmail.interfaces import (
     SYSTEM_FLAGS,
     IFlagChangingFolder,
@@ -38,6 +40,7 @@ from tmail.interfaces import (
     MessageInfo,
 )
 from tmail.steps import StepBudget
+from tmail.store.listing import factsOf
 
 #: Flags every folder offers, in the order SELECT lists them.
 MAILBOX_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -94,16 +97,17 @@ def folderStatus(folder: IMailFolder, names: Iterable[str]) -> dict[str, int]:
     STATUS=SIZE's (RFC 8438).
     """
     infos = folder.messages(claimRecent=False)
+    facts = factsOf(infos)
     values = {
         "HIGHESTMODSEQ": lambda: highestModSeq(folder),
         "MESSAGES": lambda: len(infos),
-        "RECENT": lambda: sum(1 for info in infos if info.recent),
+        "RECENT": lambda: len(facts.recent),
         "UIDNEXT": lambda: folder.uidNext(),
         "UIDVALIDITY": lambda: folder.uidValidity(),
-        "UNSEEN": lambda: sum(1 for info in infos if "\\Seen" not in info.flags),
-        "DELETED": lambda: sum(1 for info in infos if "\\Deleted" in info.flags),
-        "DELETED-STORAGE": lambda: deletedStorage(infos),
-        "SIZE": lambda: sum(info.size for info in infos),
+        "UNSEEN": lambda: facts.unseen,
+        "DELETED": lambda: facts.deleted,
+        "DELETED-STORAGE": lambda: (facts.deletedSize + 1023) // 1024,
+        "SIZE": lambda: facts.size,
     }
     return {name: values[name]() for name in names}
 
@@ -117,15 +121,6 @@ def highestModSeq(folder: IMailFolder) -> int:
         value: int = folder.highestModSeq()
         return value
     return 0
-
-
-def deletedStorage(infos: Iterable[MessageInfo]) -> int:
-    """
-    RFC 9208 DELETED-STORAGE: what an EXPUNGE would free, in units of 1024
-    octets (the QUOTA STORAGE unit), rounded up.
-    """
-    total = sum(info.size for info in infos if "\\Deleted" in info.flags)
-    return (total + 1023) // 1024
 
 
 def flagList(info: MessageInfo, recent: bool = False) -> list[str]:
@@ -164,14 +159,15 @@ class IMAPMailbox:
         # A read-only view (EXAMINE) sees which messages are recent
         # without taking that away from the next session (RFC 3501 6.3.2).
         current = folder.messages(claimRecent=readWrite)
-        self._uids = [info.uid for info in current]
-        self._infos = {info.uid: info for info in current}
-        self._recent = {info.uid for info in current if info.recent}
+        facts = factsOf(current)
+        self._uids = array.array("q", facts.uids)
+        self._infos = SessionView(current, facts)
+        self._recent = set(facts.recent)
         self._seen = current
         #: Flag names the view's messages have had, and the keywords among
         #: them the client was told of in FLAGS (RFC 3501 7.2.6).
         self._flagNames: set[str] = set(SYSTEM_FLAGS)
-        for flags in {info.flags for info in current}:
+        for flags in facts.flagSets:
             self._learnFlags(flags)
         self._announced: frozenset[str] = frozenset()
         #: With a folder that says what changed, the session catches up from
@@ -321,10 +317,15 @@ class IMAPMailbox:
         return flagList(self._infos[uid], self.showRecent and uid in self._recent)
 
     def getUnseenCount(self) -> int:
-        return sum(1 for uid in self._uids if "\\Seen" not in self._infos[uid].flags)
+        return self._infos.unseen
 
     def firstUnseen(self) -> int | None:
         """The sequence number of the first message without C{\\Seen}."""
+        if not self._infos.unseen:
+            return None
+        if self._infos.pristine:
+            first = self._infos.firstUnseen()
+            return None if first is None else first + 1
         for seq, uid in enumerate(self._uids, 1):
             if "\\Seen" not in self._infos[uid].flags:
                 return seq
@@ -547,7 +548,7 @@ class IMAPMailbox:
         if not removed:
             return Changes()
         pairs = [(seq, u) for seq, u in enumerate(self._uids, 1) if u in removed]
-        self._uids = [u for u in self._uids if u not in removed]
+        self._uids = array.array("q", [u for u in self._uids if u not in removed])
         for u in removed:
             self._infos.pop(u, None)
         if self._keeper is not None:
@@ -594,7 +595,7 @@ class IMAPMailbox:
             unordered = bool(self._uids) and self._uids[-1] > new[0].uid
             self._uids.extend(info.uid for info in new)
             if unordered:
-                self._uids.sort()
+                self._uids = array.array("q", sorted(self._uids))
             changes.added = sorted(info.uid for info in new)
         if new or changes.expunged:
             changes.exists = len(self._uids)
@@ -656,7 +657,7 @@ class IMAPMailbox:
                     self._recent.add(info.uid)
             self._uids.extend(info.uid for info in new)
             if unordered:
-                self._uids.sort()
+                self._uids = array.array("q", sorted(self._uids))
             changes.added = [info.uid for info in new]
         if new or changes.expunged:
             changes.exists = len(self._uids)
@@ -809,13 +810,18 @@ class MailboxSearch:
             # criteria such as UNSEEN look at the index entry alone.
             holder = _InfoHolder()
             infos = mailbox._infos
-            for tested, (seq, u) in enumerate(order, 1):
-                holder.info = infos[u]
-                if self._matcher(seq, holder):
-                    hits.append((seq, u, mailbox.message(u) if self._messages else None))
-                    if len(hits) == limit:
-                        return
-                if tested % self.INFO_SLICE == 0:
+            listing = infos.listing()
+            matcher, keep, size = self._matcher, self._messages, self.INFO_SLICE
+            seqs = range(len(uids), 0, -1) if self.fromEnd else range(1, len(uids) + 1)
+            for start in range(0, len(seqs), size):
+                for seq in seqs[start : start + size]:
+                    u = uids[seq - 1]
+                    holder.info = infos[u] if listing is None else listing[seq - 1]
+                    if matcher(seq, holder):
+                        hits.append((seq, u, mailbox.message(u) if keep else None))
+                        if len(hits) == limit:
+                            return
+                if start + size <= len(seqs):
                     yield None
             return
         for seq, u in order:

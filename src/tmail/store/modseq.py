@@ -156,9 +156,10 @@ class ModSeqLog:
         #: Expunges other processes logged since: kept through compactions,
         #: but not reported, since this process has not seen them happen.
         self._foreignExpunged: dict[int, int] = {}
-        #: The last line of each message in the log since it was loaded,
-        #: whichever process wrote it: a compaction keeps it when it is newer
-        #: than what this process knows of the message.
+        #: The last line of each message another process logged since the
+        #: log was loaded: a compaction keeps it when it is newer than what
+        #: this process knows of the message.  Lines this process writes
+        #: are not kept: its folder passes their states to the compaction.
         self._latest: dict[int, tuple[int, str]] = {}
         self._loading = False
         self._resumeAt = 0
@@ -355,6 +356,18 @@ class ModSeqLog:
             return logged[0]
         return 0
 
+    def claimMatching(self, uid: int, letters: str) -> int:
+        """
+        L{claim} when the log has these letters for C{uid}; else 0, and the
+        line stays to be claimed with the letters the message turns out to
+        have (a saved index may be older than the file).
+        """
+        logged = self._logged.get(uid)
+        if logged is not None and logged[1] == letters:
+            del self._logged[uid]
+            return logged[0]
+        return 0
+
     def hasExpunged(self, uid: int) -> bool:
         """Whether the log already records the expunge of C{uid}."""
         return uid in self._expunged
@@ -420,11 +433,9 @@ class ModSeqLog:
                 self.highest = max(self.highest, top)
                 self._diskHighest = max(self._diskHighest, top)
                 self._resumeAt = 0
-                for uid, (value, letters) in written:
+                for uid, (_, letters) in written:
                     if letters is None:
                         self._latest.pop(uid, None)
-                    else:
-                        self._latest[uid] = (value, letters)
                 if kept:
                     self._unwritten = {}
                     _log.info(
@@ -507,12 +518,16 @@ class ModSeqLog:
                     expunged[uid] = modseq
             self._foreignExpunged.clear()
             kept: list[tuple[int, int, str]] = []
+            stillNewer: dict[int, tuple[int, str]] = {}
             for uid, modseq, letters in states:
                 newer = self._latest.get(uid)
                 if newer is not None and newer[0] > modseq:
-                    modseq, letters = newer
+                    modseq, letters = stillNewer[uid] = newer
                 kept.append((uid, modseq, letters))
             self._rewrite(kept)
+            # Still newer than what this process knows: kept for the next
+            # compaction too, until the folder takes the change in.
+            self._latest = stillNewer
 
     def _rewrite(self, states: list[tuple[int, int, str]]) -> None:
         """Replace the log file with a compacted one; the caller holds the lock."""
@@ -545,7 +560,7 @@ class ModSeqLog:
         status = os.fstat(fd)
         self._inode = (status.st_dev, status.st_ino)
         self._offset, self._lines = len(data), len(body)
-        self._latest = {uid: (modseq, letters) for uid, modseq, letters in states}
+        self._latest = {}
         # Everything memory held is in the new file: the states as the
         # caller sees them (or none, to be found anew) and the expunges.
         self._unwritten = {}

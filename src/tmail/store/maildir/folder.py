@@ -1,82 +1,46 @@
 """
-The Maildir++ store: tmail's embedded default storage.
-
-One user's Maildir holds INBOX in C{cur/ new/ tmp/} and every other folder
-in a C{.Name.Sub} directory (see L{tmail.store.naming}).  The on-disk state
-is the one Dovecot keeps (C{dovecot-uidlist}, C{dovecot-keywords},
-C{:2,} flag letters, C{subscriptions}), so an operator can switch between
-tmail and Dovecot without clients re-downloading mail.
-
-Each folder keeps an in-memory index (UID -> L{MessageInfo}) refreshed from
-the directory mtimes: a call that finds nothing changed costs two C{stat}s.
-
-A full disk (or quota) stops only the writes a user asked for that need
-space (deliveries, copies, new keywords: L{tmail.errors.StoreFull}).
-Reading needs no space: UIDs given to messages found meanwhile are kept in
-memory until the uidlist can take them (tried again every second at most,
-as the folder is used), files stay in C{new/} until they can be moved.
-Deleting frees space, so it must work too: a flag change is a rename in
-C{cur/}, an expunge unlinks the files, and what the mod-sequence log cannot
-take is kept in memory and written later (see L{tmail.store.modseq}).  A
-restart that loses what memory held finds the same changes on disk: flag
-letters the log does not have, and messages the log or the uidlist lists
-whose file is gone, which are expunges, never errors.
+One Maildir folder: Dovecot-compatible UIDs and flags over C{cur/ new/ tmp/}.
 """
 
 from __future__ import annotations
 
-import array
-import bisect
 import contextlib
-import errno
+import gc
 import itertools
+import operator
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO, NoReturn, TypeVar
+from typing import BinaryIO
 
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
 from zope.interface import implementer
 
 from tmail.changes import hub as _changes
-from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, StoreError, StoreFull
+from tmail.errors import NoSuchFolder, StoreError, StoreFull
 from tmail.interfaces import (
     IFieldCacheFolder,
     IFlagChangingFolder,
     IIncrementalFolder,
-    IInsertablePendingMessage,
     ILinkingFolder,
     IMailFolder,
-    IMailStore,
-    IMetadataStore,
     IModSeqFolder,
     IObjectIdFolder,
     IPendingMessage,
-    IQuotaStore,
     IRetainingFolder,
     ISaveDateFolder,
-    ISpecialUseStore,
-    ISteppedStore,
-    IURLAuthStore,
     MessageInfo,
-    QuotaUsage,
 )
-from tmail.steps import StepBudget
 from tmail.store import keywords as _keywords
 from tmail.store import maildirfields as _maildirfields
-from tmail.store import metadata as _metadata
 from tmail.store import modseq as _modseq
 from tmail.store import objectid as _objectid
-from tmail.store import specialuse as _specialuse
-from tmail.store import subscriptions as _subscriptions
 from tmail.store import uidlist as _uidlist
-from tmail.store.dotlock import DotLock
 from tmail.store.flags import (
     KEYWORD_LETTERS,
     canonicalFlag,
@@ -89,25 +53,24 @@ from tmail.store.flags import (
     systemLetter,
 )
 from tmail.store.fsutil import (
-    copyRange,
     fsyncDirectory,
     fullDiskIsStoreFull,
     isDiskFull,
-    writeAll,
 )
-from tmail.store.naming import (
-    DELIMITER,
-    INBOX,
-    diskName,
-    nameFromDisk,
-    normalizeName,
+from tmail.store.maildir import savedindex as _savedindex
+from tmail.store.maildir import scan as _scan
+from tmail.store.maildir.index import Entry, FolderIndex
+from tmail.store.maildir.pending import (
+    _FLUSH_AT,
+    _NO_HARD_LINKS,
+    _PendingMessage,
+    _Placed,
+    _placeFile,
+    _uniqueName,
 )
-from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage, messageSize
+from tmail.store.maildir.savedindex import _SAVED_INDEX, _SAVED_INDEX_MIN
+from tmail.store.quota import MaildirQuota, messageSize
 from tmail.store.retained import Reader, RetainedFiles
-from tmail.store.uidvalidity import nextUidValidity
-from tmail.store.urlauthkeys import MailboxKeyFile
-
-__all__ = ["MaildirFolder", "MaildirStore"]
 
 _log = Logger()
 
@@ -122,20 +85,7 @@ _UNSETTLED_NS = 2_000_000_000
 #: How often such a directory is rescanned while its mtime stays put.
 _RESCAN_UNSETTLED_NS = 50_000_000
 
-_FLUSH_AT = 64 * 1024
 _SUBDIRS = ("cur", "new", "tmp")
-_NO_HARD_LINKS = frozenset(
-    code
-    for code in (
-        errno.EPERM,
-        errno.EXDEV,
-        errno.EMLINK,
-        errno.ENOSYS,
-        getattr(errno, "ENOTSUP", None),
-        getattr(errno, "EOPNOTSUPP", None),
-    )
-    if code is not None
-)
 _DELETED_SUFFIX = ".deleted"
 
 #: Deliveries remembered as recent before anyone looked at the folder; past
@@ -148,9 +98,6 @@ _RENAME_JOURNAL = "tmail-rename"
 #: Times a message renamed by other processes is looked for before giving up.
 _OPEN_ATTEMPTS = 8
 
-#: Changes a folder remembers for L{MaildirFolder.changesSince}.
-_CHANGES_KEPT = 8192
-
 #: Lines of expunged messages a uidlist keeps before it is compacted.
 _COMPACT_AT = 64
 #: Distinct flag combinations a folder keeps one shared set for.
@@ -158,95 +105,6 @@ _FLAG_SETS = 4096
 
 #: Seconds between attempts to write UIDs a full disk left in memory.
 _RETRY_UNWRITTEN = 1.0
-
-#: The saved index of a folder: what the next process starts from.
-_SAVED_INDEX = "tmail-index"
-_SAVED_INDEX_MAGIC = "tmail-index 1"
-#: Folders smaller than this are quick to index from scratch: no saved index.
-_SAVED_INDEX_MIN = 1000
-
-_counter = itertools.count(1)
-
-
-def _uniqueName() -> str:
-    """
-    A new Maildir base name, C{<secs>.M<usec>P<pid>Q<n>.<host>}; unique per
-    host because of the pid, the per-process counter and the time.
-    """
-    micros = time.time_ns() // 1000
-    secs, usec = divmod(micros, 1_000_000)
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{host}"
-
-
-def _placeFile(source: Path, target: Path) -> None:
-    """
-    Move C{source} to C{target} without ever replacing an existing file:
-    link() fails on a duplicate name where rename() would overwrite.  Falls
-    back to rename() on filesystems without hard links.
-    """
-    try:
-        os.link(source, target)
-    except OSError as e:
-        if e.errno not in _NO_HARD_LINKS:
-            raise
-        os.rename(source, target)
-        return
-    os.unlink(source)
-
-
-_SavedColumns = tuple[
-    "array.array[int]", bytes, list[str], list[str], "array.array[int]", "array.array[float]"
-]
-
-
-def _parseSavedIndex(raw: bytes, uidValidity: int) -> _SavedColumns | None:
-    """
-    The columns of a saved index (UIDs, in-cur/ flags, base names, file
-    name suffixes, sizes, internal dates), or C{None} when it belongs to
-    another UIDVALIDITY, byte order or version.  Raises C{ValueError} (or
-    C{IndexError}, C{UnicodeDecodeError}) when it is damaged.
-    """
-    headerEnd = raw.index(b"\n", 0, 200)
-    fields = raw[:headerEnd].decode("ascii").split(" ")
-    magic = f"{fields[0]} {fields[1]}"
-    if magic != _SAVED_INDEX_MAGIC or fields[2] != sys.byteorder:
-        return None
-    values = {field[:1]: int(field[1:]) for field in fields[3:]}
-    if values["V"] != uidValidity:
-        return None
-    count, textSize = values["C"], values["T"]
-    if count < 0 or textSize < 0:
-        raise ValueError("negative size")
-    uids, offset = _column(array.array("q"), raw, headerEnd + 1, count)
-    sizes, offset = _column(array.array("q"), raw, offset, count)
-    dates, offset = _column(array.array("d"), raw, offset, count)
-    inCur = raw[offset : offset + count]
-    offset += count
-    if len(inCur) != count or len(raw) != offset + textSize:
-        raise ValueError("wrong length")
-    names = raw[offset:].decode("utf-8", "surrogateescape").split("\0") if count else []
-    if len(names) != 2 * count:
-        raise ValueError("wrong number of names")
-    if any(a >= b for a, b in itertools.pairwise([0, *uids])):
-        raise ValueError("UIDs out of order")
-    if any(not base for base in names[:count]):
-        raise ValueError("empty base name")
-    return uids, inCur, names[:count], names[count:], sizes, dates
-
-
-_Number = TypeVar("_Number", int, float)
-
-
-def _column(
-    column: array.array[_Number], raw: bytes, offset: int, count: int
-) -> tuple[array.array[_Number], int]:
-    """Fill C{column} with C{count} items of C{raw} from C{offset}; return it and where it ended."""
-    end = offset + count * column.itemsize
-    column.frombytes(raw[offset:end])
-    if len(column) != count:
-        raise ValueError("short column")
-    return column, end
 
 
 def _timeUidValidity(notBefore: int) -> int:
@@ -267,228 +125,27 @@ def _canonicalFlags(flags: Iterable[str]) -> frozenset[str]:
     return frozenset(result)
 
 
-@dataclass(frozen=True, slots=True)
-class _Placed:
-    """A delivered file in C{new/} or C{cur/} that has no UID yet."""
-
-    base: str
-    subdir: str
-    filename: str
-    size: int
-    mtimeNs: int
-
-
-@dataclass(slots=True)
-class _Entry:
-    """Where a message's file is and what the index knows about it."""
-
-    subdir: str
-    filename: str
-    info: MessageInfo
-
-
-@implementer(IInsertablePendingMessage)
-class _PendingMessage:
+@contextlib.contextmanager
+def _noCollection() -> Iterator[None]:
     """
-    A message being written to C{tmp/}; see L{IPendingMessage}.
-
-    The file in C{tmp/} is created at the first flush, so a small message
-    is created, written and fsync'ed all in L{publish}: off the reactor
-    thread when the caller runs it in a worker, where creating a file may
-    wait behind other deliveries' fsyncs.
-
-    An L{insert} into bytes still buffered costs nothing; one into bytes
-    already in the file is made in L{publish}, by copying the file into a
-    new one with the insertion in place (in the kernel where it can).
+    No garbage collection while a folder's index or log is read: the
+    hundred thousand objects made then live as long as the folder and hold
+    no cycles, so collecting while making them is wasted work.
     """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
-    def __init__(
-        self,
-        folder: MaildirFolder,
-        flags: frozenset[str],
-        internaldate: float | None,
-        existing: Path | None = None,
-        crlfSize: int | None = None,
-        syncExisting: bool = False,
-    ) -> None:
-        self._folder = folder
-        self._syncExisting = syncExisting
-        self._tmpPath = existing
-        self._crlfSize = crlfSize
-        self._flags = flags
-        self._internaldate = internaldate
-        self._fd: int | None = None
-        self._writable = existing is None
-        self._buffer = bytearray()
-        self._done = False
-        self._placed: _Placed | None = None
-        self._quotaChecked = False
-        #: Bytes written and inserted so far.
-        self._size = 0
-        #: Insertions into bytes already in the file, made in L{publish}.
-        self._inserts: list[tuple[int, bytes]] = []
-        #: The GUID to record for a copy (the original's), if any.
-        self.guid: str | None = None
 
-    def write(self, data: bytes) -> None:
-        if self._done or not self._writable:
-            raise ValueError("the message is no longer being written")
-        self._buffer += data
-        self._size += len(data)
-        if len(self._buffer) >= _FLUSH_AT:
-            self._flush()
-
-    def insert(self, offset: int, data: bytes) -> None:
-        if self._done or not self._writable:
-            raise ValueError("the message is no longer being written")
-        if not 0 <= offset <= self._size:
-            raise ValueError(f"offset {offset} is outside the message ({self._size} bytes)")
-        buffered = self._size - len(self._buffer)
-        if offset >= buffered:
-            self._buffer[offset - buffered : offset - buffered] = data
-        else:
-            self._inserts.append((offset, data))
-        self._size += len(data)
-
-    def _applyInserts(self, fd: int) -> int:
-        """
-        Rewrite the file with the pending insertions, one copy each, and
-        return the descriptor of the new file (the old one is removed).
-        """
-        for offset, data in self._inserts:
-            old = self._file()
-            newFd = self._create()
-            try:
-                source = os.open(old, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    copyRange(source, newFd, 0, offset)
-                    writeAll(newFd, data)
-                    copyRange(source, newFd, offset)
-                finally:
-                    os.close(source)
-            except BaseException:
-                # Keep the old file in hand so that abort removes both.
-                os.close(newFd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._file())
-                self._tmpPath, self._fd = old, fd
-                raise
-            os.close(fd)
-            os.unlink(old)
-            fd = newFd
-        self._inserts.clear()
-        return fd
-
-    def _create(self) -> int:
-        """Create the file in C{tmp/} under a new unique name."""
-        while True:
-            path = self._folder._path / "tmp" / _uniqueName()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                raise NoSuchFolder(self._folder.name) from None
-            self._tmpPath, self._fd = path, fd
-            return fd
-
-    def _flush(self) -> None:
-        if not self._writable:
-            return
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        try:
-            fd = self._fd if self._fd is not None else self._create()
-            writeAll(fd, data)
-        except OSError as e:
-            self._fail(e)
-
-    def _fail(self, error: Exception) -> NoReturn:
-        self.abort()
-        if isinstance(error, OSError) and isDiskFull(error):
-            raise StoreFull(str(error)) from error
-        raise error
-
-    def publish(self) -> None:
-        if self._done:
-            raise ValueError("the message was already committed or aborted")
-        if self._placed is not None:
-            return
-        try:
-            if self._writable:
-                self._flush()
-                self._writable = False
-                if self._inserts:
-                    assert self._fd is not None
-                    self._fd = self._applyInserts(self._fd)
-                fd, self._fd = self._fd, None
-                assert fd is not None
-                try:
-                    if self._internaldate is not None:
-                        stamp = int(self._internaldate * 1_000_000_000)
-                        os.utime(fd, ns=(stamp, stamp))
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            elif self._syncExisting:
-                # A link to a file another copy is still writing: make sure
-                # its bytes are on disk whatever becomes of that copy.
-                fd = os.open(self._file(), os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            self._checkQuota()
-            if not self._folder._needsKeywordLetters(self._flags):
-                self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
-        except OSError as e:
-            self._fail(e)
-        except BaseException:
-            self.abort()
-            raise
-
-    def commit(self) -> int:
-        self.publish()
-        try:
-            if self._placed is None:
-                self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
-            uid = self._folder._register(self._placed, self.guid)
-            self._placed = None
-        except OSError as e:
-            self._fail(e)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-        return uid
-
-    def _file(self) -> Path:
-        assert self._tmpPath is not None
-        return self._tmpPath
-
-    def _checkQuota(self) -> None:
-        """Refuse with L{OverQuota} a message that would not fit the user's quota."""
-        quota = self._folder._quota
-        if quota is None or self._quotaChecked:
-            return
-        quota.check(os.stat(self._file()).st_size)
-        self._quotaChecked = True
-
-    def abort(self) -> None:
-        self._done = True
-        self._writable = False
-        self._buffer.clear()
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-        if self._tmpPath is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmpPath)
-        if self._placed is not None:
-            placed, self._placed = self._placed, None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._folder._path / placed.subdir / placed.filename)
-                self._folder._recordQuota(-placed.size, -1)
+def _withModSeq(info: MessageInfo, modseq: int) -> MessageInfo:
+    """C{info} with another mod-sequence (faster than C{dataclasses.replace})."""
+    return MessageInfo(
+        info.uid, info.flags, info.size, info.internaldate, info.key, info.recent, modseq
+    )
 
 
 @implementer(IMailFolder)
@@ -534,28 +191,18 @@ class MaildirFolder:
         self._dirStamp: tuple[int, int] | None = None
         self._unsettled = True
         self._scannedAt = 0
-        self._entries: dict[int, _Entry] = {}
-        self._byBase: dict[str, int] = {}
-        self._uids: list[int] = []
-        self._curNames: set[str] = set()
-        self._newBases: set[str] = set()
+        #: The messages as this process knows them, shared by all sessions.
+        self._index = FolderIndex()
         self._staleLines: set[str] = set()
-        self._recent: set[int] = set()
         self._memoryKeywords: dict[str, frozenset[str]] = {}
         self._flagSets: dict[str, frozenset[str]] = {}
-        self._unsaved = 0
         self._deliveredUnindexed: set[str] = set()
         self._retryUnwrittenAt = 0.0
-        self._snapshot: tuple[MessageInfo, ...] | None = None
         self._log = _modseq.ModSeqLog(path / _modseq.FILENAME)
         #: UIDs whose entry has modseq 0: new or changed, to be logged.
         self._touched: set[int] = set()
         #: UIDs found gone, whose expunge is still to be logged.
         self._goneUnlogged: list[int] = []
-        #: UIDs in the order they changed, for sessions catching up; the
-        #: first has serial C{_changeBase}.
-        self._changeLog: list[int] = []
-        self._changeBase = 0
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
         #: Files of messages expunged here that sessions still hold.
         self._retained = RetainedFiles(str(path / "tmp"))
@@ -587,7 +234,7 @@ class MaildirFolder:
     def _markDeleted(self) -> None:
         """The folder was deleted: empty the index and tell the listeners."""
         self._gone = True
-        had = bool(self._entries)
+        had = bool(self._index.entries)
         self._resetIndex()
         self._log.close()
         if had:
@@ -595,17 +242,10 @@ class MaildirFolder:
 
     def _resetIndex(self) -> None:
         self._retained.forget()
-        self._entries = {}
-        self._byBase = {}
-        self._uids = []
-        self._curNames = set()
-        self._newBases = set()
-        self._recent = set()
-        self._snapshot = None
+        self._index.clear()
         self._indexed = False
         self._touched = set()
         self._goneUnlogged = []
-        self._forgetChanges()
 
     def _open(self) -> None:
         """Create missing subdirectories once; sweep C{tmp/} then and every few hours."""
@@ -762,7 +402,7 @@ class MaildirFolder:
         """
         result = {}
         added = []
-        for base in sorted(bases):
+        for base in sorted(bases, key=_scan.deliveryOrder):
             uid = data.uids.get(base)
             if uid is None:
                 uid = data.nextUid
@@ -804,26 +444,15 @@ class MaildirFolder:
         uidlists: harmless to every reader, and an expunge costs no copy
         of the whole list.
         """
-        return len(self._staleLines) >= max(_COMPACT_AT, len(self._entries) // 4)
+        return len(self._staleLines) >= max(_COMPACT_AT, len(self._index.entries) // 4)
 
     def _listDirectory(self, sub: str) -> dict[str, str]:
         """Base name -> file name of the messages in C{sub}."""
-        found = {}
-        for filename in os.listdir(self._path / sub):
-            if filename.startswith("."):
-                continue
-            base = splitFilename(filename)[0]
-            if base:
-                found[base] = filename
-        return found
+        return _scan.listDirectory(self._path / sub)
 
     def _locate(self, base: str) -> tuple[str, str] | None:
         """Find a message file that another process renamed (or moved to C{cur/})."""
-        for sub in ("cur", "new"):
-            filename = self._listDirectory(sub).get(base)
-            if filename is not None:
-                return sub, filename
-        return None
+        return _scan.locate(self._path, base)
 
     def _flagsOf(self, base: str, filename: str) -> frozenset[str]:
         """
@@ -877,58 +506,25 @@ class MaildirFolder:
         )
         return "".join(letters)
 
-    def _setLocation(self, entry: _Entry, subdir: str, filename: str) -> None:
-        """Move C{entry} to a new file name, keeping the listing mirrors right."""
-        if entry.subdir == "cur":
-            self._curNames.discard(entry.filename)
-        else:
-            self._newBases.discard(entry.info.key)
-        entry.subdir, entry.filename = subdir, filename
-        if subdir == "cur":
-            self._curNames.add(filename)
-        else:
-            self._newBases.add(entry.info.key)
+    def _setLocation(self, entry: Entry, subdir: str, filename: str) -> None:
+        self._index.setLocation(entry, subdir, filename)
 
-    def _insert(self, uid: int, entry: _Entry) -> None:
-        self._unsaved += 1
-        self._entries[uid] = entry
-        self._byBase[entry.info.key] = uid
+    def _insert(self, uid: int, entry: Entry) -> None:
         self._staleLines.discard(entry.info.key)
-        if entry.subdir == "cur":
-            self._curNames.add(entry.filename)
-        else:
-            self._newBases.add(entry.info.key)
-        if not self._uids or uid > self._uids[-1]:
-            self._uids.append(uid)
-        else:
-            bisect.insort(self._uids, uid)
-        if entry.info.recent:
-            self._recent.add(uid)
-        self._snapshot = None
-        self._changed(uid)
+        self._index.insert(uid, entry)
 
-    def _remove(self, uid: int) -> _Entry:
-        """Drop a message from the index (the caller fixes C{_uids})."""
-        self._unsaved += 1
-        entry = self._entries.pop(uid)
-        base = entry.info.key
-        del self._byBase[base]
-        if entry.subdir == "cur":
-            self._curNames.discard(entry.filename)
-        else:
-            self._newBases.discard(base)
-        self._recent.discard(uid)
-        self._memoryKeywords.pop(base, None)
-        self._snapshot = None
-        self._changed(uid)
+    def _remove(self, uid: int) -> Entry:
+        """Drop a message from the index (the caller fixes the UIDs)."""
+        entry = self._index.remove(uid)
+        self._memoryKeywords.pop(entry.info.key, None)
         return entry
 
     def _markRecent(self, uid: int) -> None:
-        entry = self._entries.get(uid)
+        entry = self._index.entries.get(uid)
         if entry is not None and not entry.info.recent:
             entry.info = replace(entry.info, recent=True)
-            self._recent.add(uid)
-            self._snapshot = None
+            self._index.recent.add(uid)
+            self._index.snapshot = None
 
     def _sync(self, force: bool = False) -> bool:
         """
@@ -965,24 +561,29 @@ class MaildirFolder:
         changed = wasIndexed and not self._indexed
         loading = not self._indexed
         if loading:
-            self._log.load(data.uidValidity)
-        restored = loading and self._loadSavedIndex(data.uidValidity)
+            with _noCollection():
+                self._log.load(data.uidValidity)
+        saved = self._loadSavedIndex(data.uidValidity) if loading else None
+        restored = saved is not None
         wasIndexed |= restored
         if self._keywords.refresh():
             changed |= self._reinterpretFlags()
         self._knownNext = data.nextUid
 
-        found, gone = self._listChanges()
+        # A saved index current for the directories as they are needs no
+        # listing: no file was added, renamed or removed since it was saved.
+        current = saved is not None and saved == self._directoryState()
+        found, gone = ({}, set()) if current else self._listChanges()
         if loading:
-            gone |= data.uids.keys() - found.keys() - self._byBase.keys()
-        if gone:
+            gone |= data.uids.keys() - found.keys() - self._index.byBase.keys()
+        if gone and not current:
             again = self._listDirectory("cur")
             for base in gone & again.keys():
                 found[base] = ("cur", again[base])
             gone -= again.keys()
         arrived = self._moveNewToCur(found)
 
-        removed = [uid for base in gone if (uid := self._byBase.get(base)) is not None]
+        removed = [uid for base in gone if (uid := self._index.byBase.get(base)) is not None]
         for uid in removed:
             self._remove(uid)
         self._goneUnlogged += removed
@@ -993,36 +594,36 @@ class MaildirFolder:
             self._goneUnlogged += [
                 uid
                 for base in gone
-                if base not in self._byBase
+                if base not in self._index.byBase
                 and (uid := data.uids.get(base)) is not None
                 and not self._log.mayHaveLogged(uid)
             ]
         if removed:
-            self._uids = [uid for uid in self._uids if uid in self._entries]
+            self._index.dropUids(set(removed))
             changed = True
         self._staleLines |= gone
 
         for base, (subdir, filename) in found.items():
-            known = self._byBase.get(base)
+            known = self._index.byBase.get(base)
             if known is None:
                 continue
-            entry = self._entries[known]
+            entry = self._index.entries[known]
             if entry.filename != filename:
                 flags = self._flagsOf(base, filename)
                 if flags != entry.info.flags:
                     entry.info = replace(entry.info, flags=flags, modseq=0)
                     self._touched.add(known)
-                    self._snapshot = None
+                    self._index.snapshot = None
                     changed = True
             self._setLocation(entry, subdir, filename)
 
         foreign = False
-        newBases = [base for base in found if base not in self._byBase]
+        newBases = [base for base in found if base not in self._index.byBase]
         if newBases:
             if len(newBases) > len(data.uids) // 2:
                 # Building the index: take the uidlist's own strings as keys,
                 # so each base name is kept once, not twice.
-                indexed = self._byBase
+                indexed = self._index.byBase
                 uids = {b: u for b, u in data.uids.items() if b in found and b not in indexed}
             else:
                 uids = {base: data.uids[base] for base in newBases if base in data.uids}
@@ -1038,7 +639,7 @@ class MaildirFolder:
             relisted: dict[str, tuple[str, str]] | None = None
             for base in sorted(uids, key=uids.__getitem__):
                 uid = uids[base]
-                if uid in self._entries:
+                if uid in self._index.entries:
                     continue
                 subdir, filename = found[base]
                 try:
@@ -1070,7 +671,7 @@ class MaildirFolder:
                     key=base,
                     recent=base in arrived or base in self._deliveredUnindexed,
                 )
-                self._insert(uid, _Entry(subdir, filename, info))
+                self._insert(uid, Entry(subdir, filename, info))
                 self._touched.add(uid)
                 changed = True
         self._indexed = True
@@ -1102,7 +703,7 @@ class MaildirFolder:
         """
         if not self._touched and not self._goneUnlogged:
             return
-        entries = self._entries
+        entries = self._index.entries
         pending = sorted(
             uid
             for uid in self._touched
@@ -1115,13 +716,13 @@ class MaildirFolder:
                 entry = entries[uid]
                 logged = self._log.claim(uid, self._lettersOf(entry.filename))
                 if logged:
-                    entry.info = replace(entry.info, modseq=logged)
+                    entry.info = _withModSeq(entry.info, logged)
                     self._changed(uid)
                 else:
                     unclaimed.append(uid)
             pending = unclaimed
             gone = [uid for uid in gone if not self._log.hasExpunged(uid)]
-            self._snapshot = None
+            self._index.snapshot = None
         changes: list[tuple[int, str | None]] = [(uid, None) for uid in gone]
         changes += [(uid, self._lettersOf(entries[uid].filename)) for uid in pending]
         self._touched, self._goneUnlogged = set(), []
@@ -1130,19 +731,19 @@ class MaildirFolder:
         modseq = self._log.append(changes)
         for uid in pending:
             entry = entries[uid]
-            entry.info = replace(entry.info, modseq=modseq)
+            entry.info = _withModSeq(entry.info, modseq)
             self._changed(uid)
         if pending:
-            self._snapshot = None
+            self._index.snapshot = None
         self._maybeCompactLog()
 
     def _maybeCompactLog(self) -> None:
-        entries = self._entries
+        entries = self._index.entries
         if not self._log.needsCompaction(len(entries)):
             return
         states = [
             (uid, entries[uid].info.modseq, self._lettersOf(entries[uid].filename))
-            for uid in self._uids
+            for uid in self._index.uids
         ]
         try:
             self._log.compact(states)
@@ -1154,35 +755,22 @@ class MaildirFolder:
     # Changes for sessions
 
     def _changed(self, uid: int) -> None:
-        log = self._changeLog
-        log.append(uid)
-        if len(log) > _CHANGES_KEPT:
-            dropped = len(log) // 2
-            del log[:dropped]
-            self._changeBase += dropped
-
-    def _forgetChanges(self) -> None:
-        """The index was rebuilt wholesale: every earlier serial is too old."""
-        self._changeBase += len(self._changeLog) + 1
-        self._changeLog = []
+        self._index.changed(uid)
 
     def changeSerial(self) -> int:
-        return self._changeBase + len(self._changeLog)
+        return self._index.changes.serial
 
     def changesSince(
         self, serial: int, claimRecent: bool = True
     ) -> tuple[int, list[MessageInfo | int] | None]:
         self.refresh()
         current = self.changeSerial()
-        if serial < self._changeBase or serial > current:
+        changed = self._index.changes.since(serial)
+        if changed is None:
             return current, None
         changes: list[MessageInfo | int] = []
-        seen: set[int] = set()
-        entries = self._entries
-        for uid in self._changeLog[serial - self._changeBase :]:
-            if uid in seen:
-                continue
-            seen.add(uid)
+        entries = self._index.entries
+        for uid in changed:
             entry = entries.get(uid)
             if entry is None:
                 changes.append(uid)
@@ -1191,8 +779,8 @@ class MaildirFolder:
             if info.recent and claimRecent:
                 # Recent for the first session told about it, as with messages().
                 entry.info = replace(info, recent=False)
-                self._recent.discard(uid)
-                self._snapshot = None
+                self._index.recent.discard(uid)
+                self._index.snapshot = None
             changes.append(info)
         return current, changes
 
@@ -1202,124 +790,117 @@ class MaildirFolder:
         self._maybeSaveIndex()
 
     def info(self, uid: int) -> MessageInfo | None:
-        entry = self._entries.get(uid)
+        entry = self._index.entries.get(uid)
         return None if entry is None else entry.info
 
     def messageCount(self) -> int:
         self._open()
-        return len(self._uids)
+        return len(self._index.uids)
 
-    def _loadSavedIndex(self, uidValidity: int) -> bool:
+    def _loadSavedIndex(self, uidValidity: int) -> _savedindex.DirectoryState | None:
         """
         Start the index from the one a process saved earlier (see
-        L{_saveIndex}); return whether it was usable.  It need not be
-        current: the listing that follows finds what changed since, as it
-        does for a running process.  Anything odd and the folder is indexed
-        from scratch instead.
+        L{_saveIndex}); return the state of the directories it was current
+        for, or C{None} when there is no usable one (the folder is then
+        indexed from scratch).  When the directories changed since, the
+        listing that follows finds what changed, as it does for a running
+        process.
         """
-        try:
-            raw = (self._path / _SAVED_INDEX).read_bytes()
-        except OSError:
-            return False
-        try:
-            columns = _parseSavedIndex(raw, uidValidity)
-        except (ValueError, IndexError, UnicodeDecodeError):
-            return False
-        if columns is None:
-            return False
-        uids, inCur, bases, suffixes, sizes, dates = columns
+        saved = _savedindex.readSavedIndex(self._path, uidValidity)
+        if saved is None:
+            return None
+        with _noCollection():
+            return self._restoreIndex(saved)
+
+    def _restoreIndex(self, saved: _savedindex.SavedIndex) -> _savedindex.DirectoryState:
+        """Make the index of the messages of a saved index (see L{_loadSavedIndex})."""
+        # Column at a time, in C loops where possible: a saved folder has
+        # a hundred thousand messages, and a handful of distinct suffixes.
+        uids, inCur, suffixes = saved.uids.tolist(), saved.inCur, saved.suffixes
+        bases = list(map(sys.intern, saved.bases))
+        filenames = list(map(operator.add, bases, suffixes))
         self._keywords.refresh()
-        entries: dict[int, _Entry] = {}
-        byBase: dict[str, int] = {}
-        curNames: set[str] = set()
-        newBases: set[str] = set()
-        flagSets, flagsOf = self._flagSets, self._flagsOf
-        for uid, cur, base, suffix, size, date in zip(
-            uids, inCur, bases, suffixes, sizes, dates, strict=True
-        ):
-            base = sys.intern(base)
-            filename = base + suffix
-            flags = flagSets.get(suffix[1:])
-            if flags is None:
-                flags = flagsOf(base, filename)
-            info = MessageInfo(uid, flags, size, date, base)
-            byBase[base] = uid
-            if cur:
-                entries[uid] = _Entry("cur", filename, info)
-                curNames.add(filename)
-            else:
-                entries[uid] = _Entry("new", filename, info)
-                newBases.add(base)
-        self._entries, self._byBase = entries, byBase
-        self._curNames, self._newBases = curNames, newBases
-        self._uids = list(uids)
-        self._touched = set(entries)
-        self._snapshot = None
-        self._forgetChanges()
+        bySuffix = {s: (self._flagsOf("", s), infoLetters(s[1:])) for s in set(suffixes)}
+        flags = [bySuffix[suffix][0] for suffix in suffixes]
+        if self._memoryKeywords:
+            memory = self._memoryKeywords
+            flags = [
+                f | extra if (extra := memory.get(base)) else f
+                for f, base in zip(flags, bases, strict=True)
+            ]
+        # Messages keep the mod-sequence the log has for the letters they
+        # were saved with; the listing that follows finds those changed since.
+        modseqs = list(
+            map(self._log.claimMatching, uids, [bySuffix[suffix][1] for suffix in suffixes])
+        )
+        touched = {uid for uid, modseq in zip(uids, modseqs, strict=True) if not modseq}
+        infos = map(
+            MessageInfo,
+            uids,
+            flags,
+            saved.sizes.tolist(),
+            saved.dates.tolist(),
+            bases,
+            itertools.repeat(False),
+            modseqs,
+        )
+        subdirs = ["cur" if cur else "new" for cur in inCur]
+        entries = dict(zip(uids, map(Entry, subdirs, filenames, infos), strict=True))
+        byBase = dict(zip(bases, uids, strict=True))
+        curNames = set(itertools.compress(filenames, inCur))
+        newBases = {base for base, cur in zip(bases, inCur, strict=True) if not cur}
+        self._index.restore(entries, byBase, saved.uids, curNames, newBases)
+        self._touched = touched
         self._indexed = True
-        self._unsaved = 0
-        return True
+        return saved.state
+
+    def _directoryState(self) -> _savedindex.DirectoryState:
+        try:
+            return _savedindex.directoryState(self._path)
+        except OSError:
+            return _savedindex.UNKNOWN_STATE
 
     def _saveIndex(self) -> None:
         """
         Save the index for the next process that opens this folder, so a
-        restart does not stat every message again.  Only a cache: written
-        without fsync, replaced atomically, ignored when it does not fit.
+        restart does not stat every message again (see
+        L{tmail.store.maildir.savedindex}).  It is marked current for the
+        directories' state when the index mirrors them as they are now and
+        they were last listed long enough after they changed that nothing
+        can have changed unseen within the same modification time.
         """
         assert self._uidValidity is not None
-        entries = [self._entries[uid] for uid in self._uids]
-        names = [entry.info.key for entry in entries]
-        names += [entry.filename[len(entry.info.key) :] for entry in entries]
-        text = "\0".join(names).encode("utf-8", "surrogateescape")
-        header = (
-            f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{self._uidValidity} "
-            f"C{len(entries)} T{len(text)}\n"
-        ).encode("ascii")
-        parts = [
-            header,
-            array.array("q", self._uids).tobytes(),
-            array.array("q", (entry.info.size for entry in entries)).tobytes(),
-            array.array("d", (entry.info.internaldate for entry in entries)).tobytes(),
-            bytes(entry.subdir == "cur" for entry in entries),
-            text,
-        ]
+        state = self._directoryState()
+        if self._unsettled or self._dirStamp != (state[0], state[2]):
+            state = _savedindex.UNKNOWN_STATE
+        entries = [self._index.entries[uid] for uid in self._index.uids]
+        data = _savedindex.encodeSavedIndex(
+            self._uidValidity,
+            state,
+            self._index.uids,
+            [entry.subdir == "cur" for entry in entries],
+            [entry.info.key for entry in entries],
+            [entry.filename[len(entry.info.key) :] for entry in entries],
+            [entry.info.size for entry in entries],
+            [entry.info.internaldate for entry in entries],
+        )
         temporary = self._path / "tmp" / f"{_uniqueName()}.{_SAVED_INDEX}"
         try:
-            temporary.write_bytes(b"".join(parts))
-            os.replace(temporary, self._path / _SAVED_INDEX)
+            _savedindex.writeSavedIndex(self._path, temporary, data)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             _log.warn("Could not save the index of {folder!r}: {error}", folder=self, error=e)
             return
-        self._unsaved = 0
+        self._index.unsaved = 0
 
     def _maybeSaveIndex(self) -> None:
         """Save the index of a large folder when enough has changed since the last save."""
-        count = len(self._entries)
-        if count >= _SAVED_INDEX_MIN and self._unsaved >= max(_SAVED_INDEX_MIN, count // 10):
+        count = len(self._index.entries)
+        if count >= _SAVED_INDEX_MIN and self._index.unsaved >= max(_SAVED_INDEX_MIN, count // 10):
             self._saveIndex()
 
-    def _listChanges(self) -> tuple[dict[str, tuple[str, str]], set[str]]:
-        """
-        Compare the directories with the index.
-
-        @return: base name -> (subdirectory, file name) of every file in
-            C{new/} and of every file name in C{cur/} the index does not
-            know, and the base names of indexed files no longer listed.
-            C{new/} is read before C{cur/} so a file moved between them
-            meanwhile is seen at least once.
-        """
-        found = {base: ("new", name) for base, name in self._listDirectory("new").items()}
-        listed = set(os.listdir(self._curDir))
-        for name in listed - self._curNames:
-            base = splitFilename(name)[0]
-            if base and not name.startswith("."):
-                found[base] = ("cur", name)
-        gone = {splitFilename(name)[0] for name in self._curNames - listed}
-        gone.update(base for base in self._newBases if base not in found)
-        gone -= found.keys()
-        return found, gone
+    def _listChanges(self) -> tuple[_scan.Found, set[str]]:
+        """Compare the directories with the index (see L{_scan.listChanges})."""
+        return _scan.listChanges(self._path, self._index.curNames, self._index.newBases)
 
     def _moveNewToCur(self, found: dict[str, tuple[str, str]]) -> set[str]:
         """
@@ -1349,7 +930,7 @@ class MaildirFolder:
                     raise
             else:
                 found[base] = ("cur", target)
-            if base not in self._byBase:
+            if base not in self._index.byBase:
                 arrived.add(base)
         return arrived
 
@@ -1357,32 +938,32 @@ class MaildirFolder:
         """Recompute keyword names after C{dovecot-keywords} changed."""
         self._flagSets.clear()
         changed = False
-        for uid, entry in self._entries.items():
+        for uid, entry in self._index.entries.items():
             flags = self._flagsOf(entry.info.key, entry.filename)
             if flags != entry.info.flags:
                 entry.info = replace(entry.info, flags=flags, modseq=0)
                 self._touched.add(uid)
                 changed = True
         if changed:
-            self._snapshot = None
+            self._index.snapshot = None
         return changed
 
     def _vanished(self) -> bool:
         """The folder's directory is gone: report its messages as removed."""
-        had = bool(self._entries)
+        had = bool(self._index.entries)
         self._resetIndex()
         self._uidValidity = None
         self._dirStamp = None
         return had
 
-    def _entry(self, uid: int) -> _Entry:
+    def _entry(self, uid: int) -> Entry:
         """The index entry of C{uid}, indexing the folder first if needed."""
         self._open()
-        if uid not in self._entries and self._sync():
+        if uid not in self._index.entries and self._sync():
             self._notify()
-        return self._entries[uid]
+        return self._index.entries[uid]
 
-    def _relocate(self, uid: int, entry: _Entry) -> None:
+    def _relocate(self, uid: int, entry: Entry) -> None:
         """
         Find C{entry}'s file after another process renamed it; raise
         C{KeyError} when it is gone for good.  A flag change found this way
@@ -1399,11 +980,11 @@ class MaildirFolder:
             entry.info = replace(entry.info, flags=flags, modseq=0)
             self._touched.add(uid)
             self._logChanges()
-            self._snapshot = None
+            self._index.snapshot = None
             self._notify()
 
     def _stamp(self) -> tuple[int, int]:
-        return (os.stat(self._newDir).st_mtime_ns, os.stat(self._curDir).st_mtime_ns)
+        return _scan.directoryStamp(self._newDir, self._curDir)
 
     @contextlib.contextmanager
     def _ownChanges(self) -> Iterator[None]:
@@ -1426,7 +1007,7 @@ class MaildirFolder:
                     self._dirStamp = self._stamp()
                     self._unsettled = True
 
-    def _pathOf(self, entry: _Entry) -> str:
+    def _pathOf(self, entry: Entry) -> str:
         return f"{self._curDir if entry.subdir == 'cur' else self._newDir}{os.sep}{entry.filename}"
 
     def _notify(self) -> None:
@@ -1445,7 +1026,7 @@ class MaildirFolder:
         if self._quota is not None:
             self._quota.record(size, count)
 
-    def _quotaSize(self, entry: _Entry) -> int:
+    def _quotaSize(self, entry: Entry) -> int:
         """
         The bytes a message counts for in C{maildirsize}: its stored size
         (C{,S=}), as a recount finds it, not the CRLF size of C{,W=}.
@@ -1492,7 +1073,7 @@ class MaildirFolder:
         copy), index it and tell the listeners.
         """
         self._open()
-        known = self._byBase.get(placed.base)
+        known = self._index.byBase.get(placed.base)
         if known is not None:
             return known
         try:
@@ -1506,7 +1087,7 @@ class MaildirFolder:
             if foreign:
                 self._sync(force=True)
                 self._markRecent(uid)
-            elif uid not in self._entries:
+            elif uid not in self._index.entries:
                 info = MessageInfo(
                     uid=uid,
                     flags=self._flagsOf(placed.base, placed.filename),
@@ -1515,7 +1096,7 @@ class MaildirFolder:
                     key=placed.base,
                     recent=True,
                 )
-                self._insert(uid, _Entry(placed.subdir, placed.filename, info))
+                self._insert(uid, Entry(placed.subdir, placed.filename, info))
                 self._touched.add(uid)
                 self._logChanges()
         else:
@@ -1583,23 +1164,20 @@ class MaildirFolder:
 
     def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
         changed = self._sync()
-        if self._snapshot is None:
-            entries = self._entries
-            self._snapshot = tuple([entries[uid].info for uid in self._uids])
-        snapshot = self._snapshot
-        if self._recent and claimRecent:
-            for uid in self._recent:
-                entry = self._entries[uid]
+        snapshot = self._index.listing()
+        if self._index.recent and claimRecent:
+            for uid in self._index.recent:
+                entry = self._index.entries[uid]
                 entry.info = replace(entry.info, recent=False)
-            self._recent.clear()
-            self._snapshot = None
+            self._index.recent.clear()
+            self._index.snapshot = None
         if changed:
             self._notify()
         self._maybeSaveIndex()
         return snapshot
 
     def openMessage(self, uid: int) -> BinaryIO:
-        if uid not in self._entries:
+        if uid not in self._index.entries:
             kept = self._retained.path(uid)
             if kept is not None:
                 try:
@@ -1681,7 +1259,7 @@ class MaildirFolder:
         info = replace(entry.info, flags=flagsNow, modseq=max(modseq, entry.info.modseq))
         if info != entry.info:
             entry.info = info
-            self._snapshot = None
+            self._index.snapshot = None
             self._changed(uid)
             self._notify()
             self._maybeCompactLog()
@@ -1690,9 +1268,9 @@ class MaildirFolder:
     def expunge(self, uids: Iterable[int]) -> list[int]:
         self._open()
         wanted = sorted(set(uids))
-        if any(uid not in self._entries for uid in wanted) and self._sync():
+        if any(uid not in self._index.entries for uid in wanted) and self._sync():
             self._notify()
-        present = [uid for uid in wanted if uid in self._entries]
+        present = [uid for uid in wanted if uid in self._index.entries]
         unlogged = False
         if present:
             try:
@@ -1710,7 +1288,7 @@ class MaildirFolder:
             self._retained.forget()
         with self._ownChanges():
             for uid in wanted:
-                entry = self._entries.get(uid)
+                entry = self._index.entries.get(uid)
                 if entry is None:
                     continue
                 size = self._quotaSize(entry)
@@ -1734,7 +1312,7 @@ class MaildirFolder:
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
-        self._uids = [uid for uid in self._uids if uid not in gone]
+        self._index.dropUids(gone)
         if self._uidlist.unwritten:
             # Space was just freed: the UIDs kept in memory may fit now.
             self._assignUids((), strict=False)
@@ -1746,7 +1324,7 @@ class MaildirFolder:
         self._notify()
         return removed
 
-    def _discard(self, uid: int, entry: _Entry, retain: bool) -> None:
+    def _discard(self, uid: int, entry: Entry, retain: bool) -> None:
         """
         Unlink the file of an expunged message, or (with C{retain}) move it
         aside while a reader still holds the message (L{RetainedFiles});
@@ -1820,7 +1398,7 @@ class MaildirFolder:
     def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
         self._open()
         uids, complete = self._log.expungedSince(modseq)
-        return [uid for uid in uids if uid not in self._entries], complete
+        return [uid for uid in uids if uid not in self._index.entries], complete
 
     def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
         self._listeners.append(listener)
@@ -1830,426 +1408,6 @@ class MaildirFolder:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
         _changes.watched(self, bool(self._listeners))
-
-
-@implementer(
-    IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore
-)
-class MaildirStore:
-    """
-    One user's Maildir++ directory as an L{IMailStore}.
-
-    With C{quota} (a callable returning the user's current L{QuotaLimits}),
-    the store keeps the Maildir++ C{maildirsize} file (see
-    L{tmail.store.quota}): deliveries and copies that would go over a limit
-    raise L{tmail.errors.OverQuota}, and expunges and folder deletions count
-    back down.  Without it, L{quota} is C{None}.
-
-    @ivar root: the Maildir (C{cur/ new/ tmp/} of INBOX directly in it),
-        created with mode 0700 on first use.
-    """
-
-    delimiter = DELIMITER
-
-    def __init__(self, root: Path, quota: Callable[[], QuotaLimits] | None = None) -> None:
-        self.root = Path(root)
-        self._folders: dict[str, MaildirFolder] = {}
-        self._rootReady = False
-        self._quota = None if quota is None else MaildirQuota(self.root, quota)
-
-    def __repr__(self) -> str:
-        return f"<MaildirStore {str(self.root)!r}>"
-
-    def _ensureRoot(self) -> None:
-        if self._rootReady:
-            return
-        with fullDiskIsStoreFull():
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for sub in _SUBDIRS:
-                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-        self._finishInterruptedRenames()
-        self._rootReady = True
-
-    def _pathOf(self, name: str) -> Path:
-        return self.root if name == INBOX else self.root / diskName(name)
-
-    def _newUidValidity(self, notBefore: int) -> int:
-        self._ensureRoot()
-        return nextUidValidity(self.root, notBefore)
-
-    def _exists(self, name: str) -> bool:
-        return name == INBOX or self._pathOf(name).is_dir()
-
-    def _makeFolderDirectory(self, name: str) -> bool:
-        """Create folder C{name}'s directory; return False when it already existed."""
-        path = self._pathOf(name)
-        with fullDiskIsStoreFull():
-            try:
-                path.mkdir(mode=0o700)
-            except FileExistsError:
-                return False
-            for sub in _SUBDIRS:
-                (path / sub).mkdir(mode=0o700, exist_ok=True)
-            (path / "maildirfolder").touch(mode=0o600)
-            fsyncDirectory(self.root)
-        return True
-
-    def _makeParents(self, name: str) -> None:
-        components = name.split(DELIMITER)
-        for depth in range(1, len(components)):
-            parent = DELIMITER.join(components[:depth])
-            if parent != INBOX:
-                self._makeFolderDirectory(parent)
-
-    def listFolders(self) -> list[str]:
-        self._ensureRoot()
-        names = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") and entry.is_dir():
-                    name = nameFromDisk(entry.name)
-                    if name is not None:
-                        names.append(name)
-        return [INBOX, *sorted(names)]
-
-    def getFolder(self, name: str) -> MaildirFolder:
-        canonical = normalizeName(name)
-        self._ensureRoot()
-        if not self._exists(canonical):
-            self._folders.pop(canonical, None)
-            raise NoSuchFolder(canonical)
-        folder = self._folders.get(canonical)
-        if folder is None:
-            folder = self._folders[canonical] = MaildirFolder(
-                canonical, self._pathOf(canonical), self._newUidValidity
-            )
-            folder._quota = self._quota
-            _changes.opened(str(self._pathOf(canonical)), folder)
-        return folder
-
-    def createFolder(self, name: str) -> MaildirFolder:
-        canonical = normalizeName(name)
-        self._ensureRoot()
-        if canonical == INBOX or self._exists(canonical):
-            raise FolderExists(canonical)
-        self._makeParents(canonical)
-        if not self._makeFolderDirectory(canonical):
-            raise FolderExists(canonical)
-        return self.getFolder(canonical)
-
-    def deleteFolder(self, name: str) -> None:
-        """
-        Delete a folder and its messages; its sub-folders stay (a Maildir++
-        parent is only a name prefix).  Raises L{InvalidFolderName} for INBOX.
-        """
-        for _ in self.deleteFolderSteps(name):
-            pass
-
-    def deleteFolderSteps(self, name: str) -> Iterator[None]:
-        """
-        L{deleteFolder} a step at a time: the folder's directory moves into
-        C{tmp/} at once (the folder is gone, its quota given back), then its
-        files are removed a slice per step.  What a stop half way leaves
-        there is swept with the rest of C{tmp/}'s debris.
-        """
-        canonical = normalizeName(name)
-        if canonical == INBOX:
-            raise InvalidFolderName("INBOX cannot be deleted")
-        self._ensureRoot()
-        trash = self.root / "tmp" / (_uniqueName() + _DELETED_SUFFIX)
-        try:
-            os.rename(self._pathOf(canonical), trash)
-        except FileNotFoundError:
-            raise NoSuchFolder(canonical) from None
-        fsyncDirectory(self.root)
-        if self._quota is not None:
-            freedBytes, freedCount = folderUsage(trash)
-            self._quota.record(-freedBytes, -freedCount)
-        folder = self._folders.pop(canonical, None)
-        if folder is not None:
-            folder._markDeleted()
-        self._changeSpecialUse(lambda current: {**current, canonical: frozenset()})
-        budget = StepBudget()
-        for sub in _SUBDIRS:
-            directory = f"{trash / sub}{os.sep}"
-            try:
-                names = os.listdir(directory)
-            except FileNotFoundError:
-                continue
-            for filename in names:
-                with contextlib.suppress(OSError):
-                    os.unlink(directory + filename)
-                if budget.spent():
-                    yield None
-        shutil.rmtree(trash, ignore_errors=True)
-
-    def renameFolder(self, old: str, new: str) -> None:
-        """
-        Rename a folder and its sub-folders, creating missing parents of the
-        new name.  Renaming INBOX moves its messages into a new folder and
-        leaves INBOX empty (RFC 3501 6.3.5).
-        """
-        for _ in self.renameFolderSteps(old, new):
-            pass
-
-    def renameFolderSteps(self, old: str, new: str) -> Iterator[None]:
-        """
-        L{renameFolder} a step at a time: renaming INBOX moves its messages
-        a slice per step (the others are a few directory renames, done in
-        one).  Meanwhile INBOX loses them and the new folder gains them, as
-        if another program moved them.
-        """
-        source = normalizeName(old)
-        target = normalizeName(new)
-        self._ensureRoot()
-        if target == INBOX:
-            raise FolderExists(INBOX)
-        if source == INBOX:
-            yield from self._renameInbox(target)
-            return
-        if not self._exists(source):
-            raise NoSuchFolder(source)
-        if target.startswith(source + DELIMITER):
-            raise InvalidFolderName(f"cannot move {source!r} into itself")
-        moves = [(source, target)] + [
-            (child, normalizeName(target + child[len(source) :]))
-            for child in self.listFolders()
-            if child.startswith(source + DELIMITER)
-        ]
-        for _, newName in moves:
-            if self._exists(newName):
-                raise FolderExists(newName)
-        self._makeParents(target)
-        diskMoves = [(diskName(a), diskName(b)) for a, b in moves]
-        journal = self._writeRenameJournal(diskMoves)
-        self._applyRenames(diskMoves)
-        fsyncDirectory(self.root)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(journal)
-        for oldName, newName in moves:
-            folder = self._folders.pop(oldName, None)
-            if folder is not None:
-                folder._moved(newName, self._pathOf(newName))
-                self._folders[newName] = folder
-                _changes.opened(str(self._pathOf(newName)), folder)
-        self._changeSpecialUse(
-            lambda current: _specialuse.renamed(current, source, target, DELIMITER)
-        )
-
-    def _writeRenameJournal(self, moves: list[tuple[str, str]]) -> Path:
-        """
-        Durably record the directory renames a folder rename is about to
-        make, so that a crash half-way is finished by the next process to
-        open the Maildir instead of leaving the tree split between names.
-        """
-        name = f"{_RENAME_JOURNAL}.{_uniqueName()}"
-        temporary = self.root / "tmp" / name
-        text = "".join(f"{a}\t{b}\n" for a, b in moves).encode("utf-8", "surrogateescape")
-        with fullDiskIsStoreFull():
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                writeAll(fd, text)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            journal = self.root / name
-            os.rename(temporary, journal)
-            fsyncDirectory(self.root)
-        return journal
-
-    def _applyRenames(self, moves: list[tuple[str, str]]) -> None:
-        """Rename Maildir++ directories; one already moved (by a recovery) is skipped."""
-        for old, new in moves:
-            try:
-                os.rename(self.root / old, self.root / new)
-            except FileNotFoundError:
-                if not (self.root / new).is_dir():
-                    raise
-
-    def _finishInterruptedRenames(self) -> None:
-        """Complete the folder renames a crashed process left journals of."""
-        prefix = _RENAME_JOURNAL + "."
-        for entry in os.listdir(self.root):
-            if not entry.startswith(prefix):
-                continue
-            journal = self.root / entry
-            try:
-                text = journal.read_text("utf-8", "surrogateescape")
-            except FileNotFoundError:
-                continue
-            moves = [
-                (old, new)
-                for line in text.splitlines()
-                for old, tab, new in [line.partition("\t")]
-                if tab
-                and old.startswith(".")
-                and new.startswith(".")
-                and "/" not in old + new
-                and (self.root / old).is_dir()
-                and not (self.root / new).exists()
-            ]
-            _log.info(
-                "Finishing an interrupted folder rename in {root}: {count} folders",
-                root=str(self.root),
-                count=len(moves),
-            )
-            self._applyRenames(moves)
-            fsyncDirectory(self.root)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(journal)
-
-    def _renameInbox(self, target: str) -> Iterator[None]:
-        """
-        Move INBOX's messages into a new folder C{target}, a slice per
-        step.  A file renamed meanwhile (a flag change) is looked for once
-        more at the end.  The new folder is indexed when first used, as a
-        folder another program filled.
-        """
-        self.createFolder(target)
-        inbox = self.getFolder(INBOX)
-        destination = self._pathOf(target)
-        keywords = self.root / _keywords.FILENAME
-        if keywords.exists():
-            shutil.copyfile(keywords, destination / _keywords.FILENAME)
-        budget = StepBudget()
-        for sub in ("new", "cur"):
-            source, moved = self.root / sub, False
-            prefix, targetPrefix = f"{source}{os.sep}", f"{destination / sub}{os.sep}"
-            missed: set[str] = set()
-            for attempt in range(2):
-                names = os.listdir(source)
-                if attempt:
-                    names = [name for name in names if splitFilename(name)[0] in missed]
-                for filename in names:
-                    if filename.startswith("."):
-                        continue
-                    try:
-                        os.rename(prefix + filename, targetPrefix + filename)
-                        moved = True
-                    except FileNotFoundError:
-                        missed.add(splitFilename(filename)[0])
-                    if budget.spent():
-                        yield None
-                if not missed:
-                    break
-            if moved:
-                fsyncDirectory(destination / sub)
-                fsyncDirectory(source)
-        if inbox._sync(force=True):
-            inbox._notify()
-
-    # Quota
-
-    def quota(self) -> QuotaUsage | None:
-        if self._quota is None:
-            return None
-        self._ensureRoot()
-        return self._quota.usage()
-
-    def checkQuota(self, size: int, count: int = 1) -> None:
-        if self._quota is not None:
-            self._ensureRoot()
-            self._quota.check(size, count)
-
-    def recalculateQuota(self) -> QuotaUsage | None:
-        if self._quota is None:
-            return None
-        self._ensureRoot()
-        return self._quota.recalculate()
-
-    # Subscriptions
-
-    def _readSubscriptions(self) -> list[str]:
-        try:
-            text = (self.root / _subscriptions.FILENAME).read_text("utf-8", errors="replace")
-        except FileNotFoundError:
-            return []
-        return _subscriptions.parse(text)
-
-    def _changeSubscriptions(self, change: Callable[[list[str]], list[str]]) -> None:
-        self._ensureRoot()
-        with DotLock(self.root / _subscriptions.FILENAME) as lock:
-            current = self._readSubscriptions()
-            updated = change(current)
-            if updated != current:
-                lock.replace(_subscriptions.serialize(updated))
-
-    def subscriptions(self) -> list[str]:
-        return self._readSubscriptions()
-
-    def subscribe(self, name: str) -> None:
-        canonical = normalizeName(name)
-        self._changeSubscriptions(
-            lambda names: names if canonical in names else [*names, canonical]
-        )
-
-    def unsubscribe(self, name: str) -> None:
-        canonical = normalizeName(name)
-        self._changeSubscriptions(lambda names: [n for n in names if n != canonical])
-
-    # Special-use attributes (RFC 6154)
-
-    def _readSpecialUse(self) -> dict[str, frozenset[str]] | None:
-        try:
-            text = (self.root / _specialuse.FILENAME).read_text("utf-8", errors="surrogateescape")
-        except FileNotFoundError:
-            return None
-        return _specialuse.parse(text)
-
-    def _changeSpecialUse(
-        self,
-        change: Callable[[dict[str, frozenset[str]]], dict[str, frozenset[str]]],
-        create: bool = False,
-    ) -> None:
-        """Apply C{change} to the recorded attributes (only if recorded, unless C{create})."""
-        path = self.root / _specialuse.FILENAME
-        if not create and not path.exists():
-            return
-        self._ensureRoot()
-        with DotLock(path) as lock:
-            current = self._readSpecialUse()
-            updated = {name: values for name, values in change(current or {}).items() if values}
-            if current is None or updated != current:
-                lock.replace(_specialuse.serialize(updated))
-
-    def specialUse(self) -> dict[str, frozenset[str]] | None:
-        self._ensureRoot()
-        return self._readSpecialUse()
-
-    # METADATA (RFC 5464)
-
-    def _metadataPath(self, folder: str | None) -> Path:
-        self._ensureRoot()
-        if folder is None:
-            return self.root / _metadata.SERVER_FILENAME
-        canonical = normalizeName(folder)
-        if not self._exists(canonical):
-            raise NoSuchFolder(canonical)
-        return self._pathOf(canonical) / _metadata.FILENAME
-
-    def metadata(self, folder: str | None) -> dict[str, bytes]:
-        return _metadata.read(self._metadataPath(folder))
-
-    def updateMetadata(
-        self,
-        folder: str | None,
-        changes: dict[str, bytes | None],
-        check: Callable[[dict[str, bytes]], None] | None = None,
-    ) -> None:
-        path = self._metadataPath(folder)
-        try:
-            _metadata.update(path, changes, check)
-        except FileNotFoundError:
-            raise NoSuchFolder(folder or "") from None
-
-    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
-        canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
-        self._changeSpecialUse(lambda current: current | canonical, create=True)
-
-    def mailboxKeys(self) -> MailboxKeyFile:
-        """The URLAUTH mailbox access keys, in the Maildir's root."""
-        self._ensureRoot()
-        return MailboxKeyFile(self.root)
 
 
 registerAdapter(_maildirfields.fieldCacheOf, MaildirFolder, IFieldCacheFolder)  # type: ignore[no-untyped-call]

@@ -1,0 +1,222 @@
+"""
+The saved index of a folder (C{tmail-index}): what the next process starts
+from instead of stat'ing every message.
+
+It is only a cache.  One that is missing, damaged (its checksum does not
+match), of another UIDVALIDITY, byte order or version is ignored and the
+folder is indexed from its directories.  It records the modification times
+and sizes of C{cur/} and C{new/} it was current for: while they are the
+same, no file was added, renamed or removed since, and the directories are
+not listed at all; once they differ, the folder is listed once and only
+what changed is looked at.  It is written to C{tmp/}, fsync'ed and renamed
+into place, so a process killed while writing it leaves the previous one.
+
+Layout: one ASCII header line, then the columns as machine arrays (UIDs,
+sizes, internal dates), one byte per message for C{cur/} or C{new/}, and
+the base names and file name suffixes, NUL-separated.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import itertools
+import os
+import sys
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from tmail.store.fsutil import fsyncDirectory
+
+__all__ = [
+    "UNKNOWN_STATE",
+    "DirectoryState",
+    "SavedIndex",
+    "directoryState",
+    "encodeSavedIndex",
+    "parseSavedIndex",
+    "readSavedIndex",
+    "writeSavedIndex",
+]
+
+#: The saved index of a folder: what the next process starts from.
+_SAVED_INDEX = "tmail-index"
+_SAVED_INDEX_MAGIC = "tmail-index 2"
+#: Folders smaller than this are quick to index from scratch: no saved index.
+_SAVED_INDEX_MIN = 1000
+
+#: The modification times (ns) and sizes of C{new/} and C{cur/}.
+DirectoryState = tuple[int, int, int, int]
+#: Names encoded into one piece of a saved index being written.
+_NAMES_PER_PIECE = 4096
+#: A state no directory has: an index saved with it is always checked by a listing.
+UNKNOWN_STATE: DirectoryState = (0, 0, 0, 0)
+
+
+def directoryState(folder: str | os.PathLike[str]) -> DirectoryState:
+    """The state of the folder's C{new/} and C{cur/} a saved index is current for."""
+    new = os.stat(os.path.join(folder, "new"))
+    cur = os.stat(os.path.join(folder, "cur"))
+    return (new.st_mtime_ns, new.st_size, cur.st_mtime_ns, cur.st_size)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedIndex:
+    """
+    The columns of a saved index, in UID order.
+
+    @ivar state: the directories' state it was current for (L{UNKNOWN_STATE}
+        when it was saved while they could still change unseen).
+    @ivar inCur: one byte per message, 1 for C{cur/}, 0 for C{new/}.
+    @ivar suffixes: what follows each base name in its file name (C{:2,S}).
+    """
+
+    state: DirectoryState
+    uids: array.array[int]
+    inCur: bytes
+    bases: list[str]
+    suffixes: list[str]
+    sizes: array.array[int]
+    dates: array.array[float]
+
+
+def encodeSavedIndex(
+    uidValidity: int,
+    state: DirectoryState,
+    uids: Sequence[int],
+    inCur: Sequence[bool],
+    bases: Sequence[str],
+    suffixes: Sequence[str],
+    sizes: Sequence[int],
+    dates: Sequence[float],
+) -> list[bytes]:
+    """
+    The bytes of a saved index of these columns, in pieces of moderate
+    size (no copy of the whole index is made at once).
+    """
+    body = [
+        array.array("q", uids).tobytes(),
+        array.array("q", sizes).tobytes(),
+        array.array("d", dates).tobytes(),
+        bytes(inCur),
+    ]
+    names = itertools.chain(bases, suffixes)
+    count = len(bases) + len(suffixes)
+    textSize = 0
+    for start in range(0, count, _NAMES_PER_PIECE):
+        text = "\0".join(itertools.islice(names, _NAMES_PER_PIECE))
+        if start + _NAMES_PER_PIECE < count:
+            text += "\0"
+        body.append(text.encode("utf-8", "surrogateescape"))
+        textSize += len(body[-1])
+    checksum = 0
+    for encoded in body:
+        checksum = zlib.crc32(encoded, checksum)
+    stamps = " ".join(str(value) for value in state)
+    header = (
+        f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{uidValidity} C{len(uids)} T{textSize} "
+        f"K{checksum} S{stamps}\n"
+    ).encode("ascii")
+    return [header, *body]
+
+
+def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
+    """
+    The columns of a saved index, or C{None} when it belongs to another
+    UIDVALIDITY, byte order or version.  Raises C{ValueError} (or
+    C{IndexError}, C{UnicodeDecodeError}) when it is damaged.
+    """
+    headerEnd = raw.index(b"\n", 0, 300)
+    header, _, stamps = raw[:headerEnd].decode("ascii").partition(" S")
+    fields = header.split(" ")
+    magic = f"{fields[0]} {fields[1]}"
+    if magic != _SAVED_INDEX_MAGIC or fields[2] != sys.byteorder:
+        return None
+    values = {field[:1]: int(field[1:]) for field in fields[3:]}
+    if values["V"] != uidValidity:
+        return None
+    count, textSize = values["C"], values["T"]
+    if count < 0 or textSize < 0:
+        raise ValueError("negative size")
+    state = tuple(int(value) for value in stamps.split(" "))
+    if len(state) != len(UNKNOWN_STATE):
+        raise ValueError("wrong directory state")
+    if zlib.crc32(memoryview(raw)[headerEnd + 1 :]) != values["K"]:
+        raise ValueError("wrong checksum")
+    uids, offset = _column(array.array("q"), raw, headerEnd + 1, count)
+    sizes, offset = _column(array.array("q"), raw, offset, count)
+    dates, offset = _column(array.array("d"), raw, offset, count)
+    inCur = raw[offset : offset + count]
+    offset += count
+    if len(inCur) != count or len(raw) != offset + textSize:
+        raise ValueError("wrong length")
+    names = raw[offset:].decode("utf-8", "surrogateescape").split("\0") if count else []
+    if len(names) != 2 * count:
+        raise ValueError("wrong number of names")
+    if any(a >= b for a, b in itertools.pairwise([0, *uids])):
+        raise ValueError("UIDs out of order")
+    if any(not base for base in names[:count]):
+        raise ValueError("empty base name")
+    return SavedIndex(
+        (state[0], state[1], state[2], state[3]),
+        uids,
+        inCur,
+        names[:count],
+        names[count:],
+        sizes,
+        dates,
+    )
+
+
+def readSavedIndex(folder: Path, uidValidity: int) -> SavedIndex | None:
+    """The folder's saved index, or C{None} when it has no usable one."""
+    try:
+        raw = (folder / _SAVED_INDEX).read_bytes()
+    except OSError:
+        return None
+    try:
+        return parseSavedIndex(raw, uidValidity)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def writeSavedIndex(folder: Path, temporary: Path, pieces: Sequence[bytes]) -> None:
+    """
+    Replace the folder's saved index with the concatenated C{pieces}:
+    written to C{temporary} (in C{tmp/}), fsync'ed, renamed into place.
+    Raises C{OSError}, with the temporary file removed.
+    """
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, folder / _SAVED_INDEX)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    with contextlib.suppress(OSError):
+        fsyncDirectory(folder)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _column(
+    column: array.array[_Number], raw: bytes, offset: int, count: int
+) -> tuple[array.array[_Number], int]:
+    """Fill C{column} with C{count} items of C{raw} from C{offset}; return it and where it ended."""
+    end = offset + count * column.itemsize
+    column.frombytes(raw[offset:end])
+    if len(column) != count:
+        raise ValueError("short column")
+    return column, end

@@ -1,0 +1,480 @@
+"""
+One user's Maildir++ directory: its folders, subscriptions, special uses,
+metadata and quota.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from tmail.changes import hub as _changes
+from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder
+from tmail.interfaces import (
+    IMailStore,
+    IMetadataStore,
+    IQuotaStore,
+    ISpecialUseStore,
+    ISteppedStore,
+    IURLAuthStore,
+    QuotaUsage,
+)
+from tmail.steps import StepBudget
+from tmail.store import keywords as _keywords
+from tmail.store import metadata as _metadata
+from tmail.store import specialuse as _specialuse
+from tmail.store import subscriptions as _subscriptions
+from tmail.store.dotlock import DotLock
+from tmail.store.flags import (
+    splitFilename,
+)
+from tmail.store.fsutil import (
+    fsyncDirectory,
+    fullDiskIsStoreFull,
+    writeAll,
+)
+from tmail.store.maildir.folder import (
+    _DELETED_SUFFIX,
+    _RENAME_JOURNAL,
+    _SUBDIRS,
+    MaildirFolder,
+)
+from tmail.store.maildir.pending import _uniqueName
+from tmail.store.naming import (
+    DELIMITER,
+    INBOX,
+    diskName,
+    nameFromDisk,
+    normalizeName,
+)
+from tmail.store.quota import MaildirQuota, QuotaLimits, folderUsage
+from tmail.store.uidvalidity import nextUidValidity
+from tmail.store.urlauthkeys import MailboxKeyFile
+
+_log = Logger()
+
+
+@implementer(
+    IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore
+)
+class MaildirStore:
+    """
+    One user's Maildir++ directory as an L{IMailStore}.
+
+    With C{quota} (a callable returning the user's current L{QuotaLimits}),
+    the store keeps the Maildir++ C{maildirsize} file (see
+    L{tmail.store.quota}): deliveries and copies that would go over a limit
+    raise L{tmail.errors.OverQuota}, and expunges and folder deletions count
+    back down.  Without it, L{quota} is C{None}.
+
+    @ivar root: the Maildir (C{cur/ new/ tmp/} of INBOX directly in it),
+        created with mode 0700 on first use.
+    """
+
+    delimiter = DELIMITER
+
+    def __init__(self, root: Path, quota: Callable[[], QuotaLimits] | None = None) -> None:
+        self.root = Path(root)
+        self._folders: dict[str, MaildirFolder] = {}
+        self._rootReady = False
+        self._quota = None if quota is None else MaildirQuota(self.root, quota)
+
+    def __repr__(self) -> str:
+        return f"<MaildirStore {str(self.root)!r}>"
+
+    def _ensureRoot(self) -> None:
+        if self._rootReady:
+            return
+        with fullDiskIsStoreFull():
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for sub in _SUBDIRS:
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+        self._finishInterruptedRenames()
+        self._rootReady = True
+
+    def _pathOf(self, name: str) -> Path:
+        return self.root if name == INBOX else self.root / diskName(name)
+
+    def _newUidValidity(self, notBefore: int) -> int:
+        self._ensureRoot()
+        return nextUidValidity(self.root, notBefore)
+
+    def _exists(self, name: str) -> bool:
+        return name == INBOX or self._pathOf(name).is_dir()
+
+    def _makeFolderDirectory(self, name: str) -> bool:
+        """Create folder C{name}'s directory; return False when it already existed."""
+        path = self._pathOf(name)
+        with fullDiskIsStoreFull():
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                return False
+            for sub in _SUBDIRS:
+                (path / sub).mkdir(mode=0o700, exist_ok=True)
+            (path / "maildirfolder").touch(mode=0o600)
+            fsyncDirectory(self.root)
+        return True
+
+    def _makeParents(self, name: str) -> None:
+        components = name.split(DELIMITER)
+        for depth in range(1, len(components)):
+            parent = DELIMITER.join(components[:depth])
+            if parent != INBOX:
+                self._makeFolderDirectory(parent)
+
+    def listFolders(self) -> list[str]:
+        self._ensureRoot()
+        names = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.is_dir():
+                    name = nameFromDisk(entry.name)
+                    if name is not None:
+                        names.append(name)
+        return [INBOX, *sorted(names)]
+
+    def getFolder(self, name: str) -> MaildirFolder:
+        canonical = normalizeName(name)
+        self._ensureRoot()
+        if not self._exists(canonical):
+            self._folders.pop(canonical, None)
+            raise NoSuchFolder(canonical)
+        folder = self._folders.get(canonical)
+        if folder is None:
+            folder = self._folders[canonical] = MaildirFolder(
+                canonical, self._pathOf(canonical), self._newUidValidity
+            )
+            folder._quota = self._quota
+            _changes.opened(str(self._pathOf(canonical)), folder)
+        return folder
+
+    def createFolder(self, name: str) -> MaildirFolder:
+        canonical = normalizeName(name)
+        self._ensureRoot()
+        if canonical == INBOX or self._exists(canonical):
+            raise FolderExists(canonical)
+        self._makeParents(canonical)
+        if not self._makeFolderDirectory(canonical):
+            raise FolderExists(canonical)
+        return self.getFolder(canonical)
+
+    def deleteFolder(self, name: str) -> None:
+        """
+        Delete a folder and its messages; its sub-folders stay (a Maildir++
+        parent is only a name prefix).  Raises L{InvalidFolderName} for INBOX.
+        """
+        for _ in self.deleteFolderSteps(name):
+            pass
+
+    def deleteFolderSteps(self, name: str) -> Iterator[None]:
+        """
+        L{deleteFolder} a step at a time: the folder's directory moves into
+        C{tmp/} at once (the folder is gone, its quota given back), then its
+        files are removed a slice per step.  What a stop half way leaves
+        there is swept with the rest of C{tmp/}'s debris.
+        """
+        canonical = normalizeName(name)
+        if canonical == INBOX:
+            raise InvalidFolderName("INBOX cannot be deleted")
+        self._ensureRoot()
+        trash = self.root / "tmp" / (_uniqueName() + _DELETED_SUFFIX)
+        try:
+            os.rename(self._pathOf(canonical), trash)
+        except FileNotFoundError:
+            raise NoSuchFolder(canonical) from None
+        fsyncDirectory(self.root)
+        if self._quota is not None:
+            freedBytes, freedCount = folderUsage(trash)
+            self._quota.record(-freedBytes, -freedCount)
+        folder = self._folders.pop(canonical, None)
+        if folder is not None:
+            folder._markDeleted()
+        self._changeSpecialUse(lambda current: {**current, canonical: frozenset()})
+        budget = StepBudget()
+        for sub in _SUBDIRS:
+            directory = f"{trash / sub}{os.sep}"
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for filename in names:
+                with contextlib.suppress(OSError):
+                    os.unlink(directory + filename)
+                if budget.spent():
+                    yield None
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def renameFolder(self, old: str, new: str) -> None:
+        """
+        Rename a folder and its sub-folders, creating missing parents of the
+        new name.  Renaming INBOX moves its messages into a new folder and
+        leaves INBOX empty (RFC 3501 6.3.5).
+        """
+        for _ in self.renameFolderSteps(old, new):
+            pass
+
+    def renameFolderSteps(self, old: str, new: str) -> Iterator[None]:
+        """
+        L{renameFolder} a step at a time: renaming INBOX moves its messages
+        a slice per step (the others are a few directory renames, done in
+        one).  Meanwhile INBOX loses them and the new folder gains them, as
+        if another program moved them.
+        """
+        source = normalizeName(old)
+        target = normalizeName(new)
+        self._ensureRoot()
+        if target == INBOX:
+            raise FolderExists(INBOX)
+        if source == INBOX:
+            yield from self._renameInbox(target)
+            return
+        if not self._exists(source):
+            raise NoSuchFolder(source)
+        if target.startswith(source + DELIMITER):
+            raise InvalidFolderName(f"cannot move {source!r} into itself")
+        moves = [(source, target)] + [
+            (child, normalizeName(target + child[len(source) :]))
+            for child in self.listFolders()
+            if child.startswith(source + DELIMITER)
+        ]
+        for _, newName in moves:
+            if self._exists(newName):
+                raise FolderExists(newName)
+        self._makeParents(target)
+        diskMoves = [(diskName(a), diskName(b)) for a, b in moves]
+        journal = self._writeRenameJournal(diskMoves)
+        self._applyRenames(diskMoves)
+        fsyncDirectory(self.root)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(journal)
+        for oldName, newName in moves:
+            folder = self._folders.pop(oldName, None)
+            if folder is not None:
+                folder._moved(newName, self._pathOf(newName))
+                self._folders[newName] = folder
+                _changes.opened(str(self._pathOf(newName)), folder)
+        self._changeSpecialUse(
+            lambda current: _specialuse.renamed(current, source, target, DELIMITER)
+        )
+
+    def _writeRenameJournal(self, moves: list[tuple[str, str]]) -> Path:
+        """
+        Durably record the directory renames a folder rename is about to
+        make, so that a crash half-way is finished by the next process to
+        open the Maildir instead of leaving the tree split between names.
+        """
+        name = f"{_RENAME_JOURNAL}.{_uniqueName()}"
+        temporary = self.root / "tmp" / name
+        text = "".join(f"{a}\t{b}\n" for a, b in moves).encode("utf-8", "surrogateescape")
+        with fullDiskIsStoreFull():
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                writeAll(fd, text)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            journal = self.root / name
+            os.rename(temporary, journal)
+            fsyncDirectory(self.root)
+        return journal
+
+    def _applyRenames(self, moves: list[tuple[str, str]]) -> None:
+        """Rename Maildir++ directories; one already moved (by a recovery) is skipped."""
+        for old, new in moves:
+            try:
+                os.rename(self.root / old, self.root / new)
+            except FileNotFoundError:
+                if not (self.root / new).is_dir():
+                    raise
+
+    def _finishInterruptedRenames(self) -> None:
+        """Complete the folder renames a crashed process left journals of."""
+        prefix = _RENAME_JOURNAL + "."
+        for entry in os.listdir(self.root):
+            if not entry.startswith(prefix):
+                continue
+            journal = self.root / entry
+            try:
+                text = journal.read_text("utf-8", "surrogateescape")
+            except FileNotFoundError:
+                continue
+            moves = [
+                (old, new)
+                for line in text.splitlines()
+                for old, tab, new in [line.partition("\t")]
+                if tab
+                and old.startswith(".")
+                and new.startswith(".")
+                and "/" not in old + new
+                and (self.root / old).is_dir()
+                and not (self.root / new).exists()
+            ]
+            _log.info(
+                "Finishing an interrupted folder rename in {root}: {count} folders",
+                root=str(self.root),
+                count=len(moves),
+            )
+            self._applyRenames(moves)
+            fsyncDirectory(self.root)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(journal)
+
+    def _renameInbox(self, target: str) -> Iterator[None]:
+        """
+        Move INBOX's messages into a new folder C{target}, a slice per
+        step.  A file renamed meanwhile (a flag change) is looked for once
+        more at the end.  The new folder is indexed when first used, as a
+        folder another program filled.
+        """
+        self.createFolder(target)
+        inbox = self.getFolder(INBOX)
+        destination = self._pathOf(target)
+        keywords = self.root / _keywords.FILENAME
+        if keywords.exists():
+            shutil.copyfile(keywords, destination / _keywords.FILENAME)
+        budget = StepBudget()
+        for sub in ("new", "cur"):
+            source, moved = self.root / sub, False
+            prefix, targetPrefix = f"{source}{os.sep}", f"{destination / sub}{os.sep}"
+            missed: set[str] = set()
+            for attempt in range(2):
+                names = os.listdir(source)
+                if attempt:
+                    names = [name for name in names if splitFilename(name)[0] in missed]
+                for filename in names:
+                    if filename.startswith("."):
+                        continue
+                    try:
+                        os.rename(prefix + filename, targetPrefix + filename)
+                        moved = True
+                    except FileNotFoundError:
+                        missed.add(splitFilename(filename)[0])
+                    if budget.spent():
+                        yield None
+                if not missed:
+                    break
+            if moved:
+                fsyncDirectory(destination / sub)
+                fsyncDirectory(source)
+        if inbox._sync(force=True):
+            inbox._notify()
+
+    # Quota
+
+    def quota(self) -> QuotaUsage | None:
+        if self._quota is None:
+            return None
+        self._ensureRoot()
+        return self._quota.usage()
+
+    def checkQuota(self, size: int, count: int = 1) -> None:
+        if self._quota is not None:
+            self._ensureRoot()
+            self._quota.check(size, count)
+
+    def recalculateQuota(self) -> QuotaUsage | None:
+        if self._quota is None:
+            return None
+        self._ensureRoot()
+        return self._quota.recalculate()
+
+    # Subscriptions
+
+    def _readSubscriptions(self) -> list[str]:
+        try:
+            text = (self.root / _subscriptions.FILENAME).read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        return _subscriptions.parse(text)
+
+    def _changeSubscriptions(self, change: Callable[[list[str]], list[str]]) -> None:
+        self._ensureRoot()
+        with DotLock(self.root / _subscriptions.FILENAME) as lock:
+            current = self._readSubscriptions()
+            updated = change(current)
+            if updated != current:
+                lock.replace(_subscriptions.serialize(updated))
+
+    def subscriptions(self) -> list[str]:
+        return self._readSubscriptions()
+
+    def subscribe(self, name: str) -> None:
+        canonical = normalizeName(name)
+        self._changeSubscriptions(
+            lambda names: names if canonical in names else [*names, canonical]
+        )
+
+    def unsubscribe(self, name: str) -> None:
+        canonical = normalizeName(name)
+        self._changeSubscriptions(lambda names: [n for n in names if n != canonical])
+
+    # Special-use attributes (RFC 6154)
+
+    def _readSpecialUse(self) -> dict[str, frozenset[str]] | None:
+        try:
+            text = (self.root / _specialuse.FILENAME).read_text("utf-8", errors="surrogateescape")
+        except FileNotFoundError:
+            return None
+        return _specialuse.parse(text)
+
+    def _changeSpecialUse(
+        self,
+        change: Callable[[dict[str, frozenset[str]]], dict[str, frozenset[str]]],
+        create: bool = False,
+    ) -> None:
+        """Apply C{change} to the recorded attributes (only if recorded, unless C{create})."""
+        path = self.root / _specialuse.FILENAME
+        if not create and not path.exists():
+            return
+        self._ensureRoot()
+        with DotLock(path) as lock:
+            current = self._readSpecialUse()
+            updated = {name: values for name, values in change(current or {}).items() if values}
+            if current is None or updated != current:
+                lock.replace(_specialuse.serialize(updated))
+
+    def specialUse(self) -> dict[str, frozenset[str]] | None:
+        self._ensureRoot()
+        return self._readSpecialUse()
+
+    # METADATA (RFC 5464)
+
+    def _metadataPath(self, folder: str | None) -> Path:
+        self._ensureRoot()
+        if folder is None:
+            return self.root / _metadata.SERVER_FILENAME
+        canonical = normalizeName(folder)
+        if not self._exists(canonical):
+            raise NoSuchFolder(canonical)
+        return self._pathOf(canonical) / _metadata.FILENAME
+
+    def metadata(self, folder: str | None) -> dict[str, bytes]:
+        return _metadata.read(self._metadataPath(folder))
+
+    def updateMetadata(
+        self,
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> None:
+        path = self._metadataPath(folder)
+        try:
+            _metadata.update(path, changes, check)
+        except FileNotFoundError:
+            raise NoSuchFolder(folder or "") from None
+
+    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
+        canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
+        self._changeSpecialUse(lambda current: current | canonical, create=True)
+
+    def mailboxKeys(self) -> MailboxKeyFile:
+        """The URLAUTH mailbox access keys, in the Maildir's root."""
+        self._ensureRoot()
+        return MailboxKeyFile(self.root)
