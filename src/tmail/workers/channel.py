@@ -6,7 +6,10 @@ Workers ask (the supervisor answers): L{Admit} and L{Release} for the
 per-client connection limits, L{BeginLogin} and L{EndLogin} for the
 failed-login throttle, and tell L{Queued} (mail for the queue runner) and
 L{FolderChanged} and L{Watch}.  The supervisor tells each worker that
-watches a folder L{RefreshFolder} when another process changed it.
+watches a folder L{RefreshFolder} when another process changed it, and
+each worker L{WatchedElsewhere} when a folder starts or stops being
+watched in another worker, so that a worker announces only the changes
+someone elsewhere waits for.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "RefreshFolder",
     "Release",
     "Watch",
+    "WatchedElsewhere",
 ]
 
 _text = cast(Callable[[], amp.Argument], amp.Unicode)
@@ -103,4 +107,15 @@ class RefreshFolder(amp.Command):
     """Another process changed the folder C{key}: look at it again."""
 
     arguments = [(b"key", _text())]
+    requiresAnswer = False
+
+
+class WatchedElsewhere(amp.Command):
+    """
+    Sessions in another worker started (C{watched}) or stopped watching
+    the folder C{key}: announce its changes (L{FolderChanged}) only while
+    it is watched elsewhere.
+    """
+
+    arguments = [(b"key", _text()), (b"watched", _boolean())]
     requiresAnswer = False

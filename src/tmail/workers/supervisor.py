@@ -6,8 +6,9 @@ what the workers share (L{tmail.workers.anvil}) and the queue runner.
 Each worker is C{python -m tmail.workers} started with
 C{IReactorProcess.spawnProcess}; it inherits the listening sockets and one
 end of a socket pair (its AMP channel) as file descriptors, and its
-standard output carries its log events as JSON, which the supervisor
-publishes in its own log with the worker's number and pid as the system.
+standard output carries its log events, one line each
+(L{tmail.workers.loglines}), which the supervisor publishes in its own
+log with the worker's number and pid as the system.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, ProcessProtocol, ServerFactory
-from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from tmail.changes import hub
 from tmail.config.endpoints import isTLSShorthand, splitEndpoint
 from tmail.workers.anvil import Anvil, WorkerChannel
-from tmail.workers.channel import RefreshFolder
+from tmail.workers.channel import RefreshFolder, WatchedElsewhere
+from tmail.workers.loglines import eventFromLine
 
 __all__ = ["Listener", "WorkerSupervisor", "canHandOver"]
 
@@ -120,12 +122,10 @@ class _WorkerProcess(ProcessProtocol):
         return f"worker {self.worker.index} pid {self.worker.pid}"
 
     def _event(self, line: bytes) -> None:
-        try:
-            event = eventFromJSON(line.decode("utf-8"))
-        except ValueError:
+        event = eventFromLine(line, self._system())
+        if event is None:
             self._stderr(line)
             return
-        event["log_system"] = self._system()
         globalLogPublisher(event)
 
     def _stderr(self, line: bytes) -> None:
@@ -183,6 +183,7 @@ class WorkerSupervisor(MultiService):
         self._workers: list[_Worker] = []
         self._stopping = False
         anvil.changed = self._changed
+        anvil.watches = self._watches
         super().__init__()  # type: ignore[no-untyped-call]
         self.setName("tmail")  # type: ignore[no-untyped-call]
 
@@ -271,10 +272,11 @@ class WorkerSupervisor(MultiService):
             worker.started = cast(IReactorTime, self.reactor).seconds()
             link = WorkerChannel(self.anvil, f"worker {worker.index}")
             self.channels.append(link)
-            link.lost.addCallback(lambda _: self.channels.remove(link))
+            link.lost.addCallback(lambda _: self._gone(link))
             cast(IReactorSocket, self.reactor).adoptStreamConnection(
                 ours.fileno(), socket.AF_UNIX, cast(Any, Factory.forProtocol(lambda: link))
             )
+            self._welcome(link)
         finally:
             ours.close()
             theirs.close()
@@ -314,6 +316,29 @@ class WorkerSupervisor(MultiService):
                 link.callRemote(RefreshFolder, key=key)  # type: ignore[no-untyped-call]
         if origin is not None:
             hub.changedElsewhere(key)
+
+    def _watches(self, key: str) -> None:
+        """Tell each worker whether folder C{key} is watched in another."""
+        watchers = [link for link in self.channels if key in link.watching]
+        for link in list(self.channels):
+            elsewhere = any(other is not link for other in watchers)
+            if elsewhere != (key in link.watchedElsewhere):
+                if elsewhere:
+                    link.watchedElsewhere.add(key)
+                else:
+                    link.watchedElsewhere.discard(key)
+                link.callRemote(WatchedElsewhere, key=key, watched=elsewhere)  # type: ignore[no-untyped-call]
+
+    def _welcome(self, link: WorkerChannel) -> None:
+        """Tell a new worker the folders the others watch already."""
+        for key in {key for other in self.channels if other is not link for key in other.watching}:
+            link.watchedElsewhere.add(key)
+            link.callRemote(WatchedElsewhere, key=key, watched=True)  # type: ignore[no-untyped-call]
+
+    def _gone(self, link: WorkerChannel) -> None:
+        self.channels.remove(link)
+        for key in link.watching:
+            self._watches(key)
 
     def _announce(self, key: str) -> None:
         self._changed(key, None)
