@@ -20,6 +20,8 @@ from typing import cast
 from twisted.protocols import amp
 
 __all__ = [
+    "CHANNEL_FD",
+    "FIRST_LISTENER_FD",
     "Admit",
     "BeginLogin",
     "EndLogin",
@@ -30,6 +32,11 @@ __all__ = [
     "Watch",
     "WatchedElsewhere",
 ]
+
+#: Where a worker finds its channel (0-2: standard streams) and its first
+#: listening socket.
+CHANNEL_FD = 3
+FIRST_LISTENER_FD = 4
 
 _text = cast(Callable[[], amp.Argument], amp.Unicode)
 _integer = cast(Callable[[], amp.Argument], amp.Integer)

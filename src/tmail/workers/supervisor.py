@@ -41,15 +41,11 @@ from twisted.python.failure import Failure
 from tmail.changes import hub
 from tmail.config.endpoints import isTLSShorthand, splitEndpoint
 from tmail.workers.anvil import Anvil, WorkerChannel
-from tmail.workers.channel import RefreshFolder, WatchedElsewhere
+from tmail.workers.channel import CHANNEL_FD, FIRST_LISTENER_FD, RefreshFolder, WatchedElsewhere
 from tmail.workers.loglines import eventFromLine
 
-__all__ = ["Listener", "WorkerSupervisor", "canHandOver"]
+__all__ = ["CHANNEL_FD", "FIRST_LISTENER_FD", "Listener", "WorkerSupervisor", "canHandOver"]
 
-#: The first descriptor a worker finds its listeners at (0-2: standard
-#: streams; 3: its channel).
-FIRST_LISTENER_FD = 4
-CHANNEL_FD = 3
 
 #: Longest log line read from a worker; longer ones are cut.
 MAX_LOG_LINE = 1 << 20

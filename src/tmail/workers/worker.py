@@ -46,9 +46,9 @@ from tmail.config.loader import loadSettings
 from tmail.config.schema import Settings
 from tmail.errors import ConfigError
 from tmail.workers import channel
+from tmail.workers.channel import CHANNEL_FD
 from tmail.workers.loglines import LogLineWriter
 from tmail.workers.shared import Caller, RemoteThrottle, SharedConnectionCounter
-from tmail.workers.supervisor import CHANNEL_FD
 
 __all__ = ["AdoptedListener", "SupervisorChannel", "WorkerLink", "main"]
 
