@@ -89,7 +89,8 @@ class WatchedElsewhereTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = _StoppedClock()
         anvil = Anvil(AuthSettings(), self.clock)
-        self.supervisor = WorkerSupervisor("tmail.toml", 0, [], anvil, reactor=self.clock)
+        self.supervisor = WorkerSupervisor("tmail.toml", 2, [], anvil, reactor=self.clock)
+        self.served: list[int] = []
         self.heard: list[list[tuple[str, bool]]] = []
         self.pumps: list[IOPump] = []
         self.workers: list[SupervisorChannel] = []
@@ -101,6 +102,7 @@ class WatchedElsewhereTests(SynchronousTestCase):
         worker = SupervisorChannel(self.clock)
         heard: list[tuple[str, bool]] = []
         worker.watchedElsewhere = lambda key, watched: heard.append((key, watched))
+        worker.serve = lambda: self.served.append(index)
         pump = connect(link, makeFakeServer(link), worker, makeFakeClient(worker), greet=False)
         self.supervisor.channels.append(link)
         link.lost.addCallback(lambda _: self.supervisor._gone(link))
@@ -136,6 +138,38 @@ class WatchedElsewhereTests(SynchronousTestCase):
         self.watch(0, True)
         self.add(self.supervisor.anvil, 2)
         self.assertEqual(self.heard[2], [("INBOX", True)])
+
+
+class ReadyTests(WatchedElsewhereTests):
+    """Workers accept connections once all of them are set up."""
+
+    def ready(self, index: int) -> None:
+        self.workers[index].callRemote(channel.Ready)
+        self.flush()
+
+    def test_workers_accept_once_all_are_ready(self) -> None:
+        self.supervisor._awaitReady()
+        self.ready(0)
+        self.assertEqual(self.served, [])
+        self.ready(1)
+        self.assertEqual(sorted(self.served), [0, 1])
+
+    def test_ready_workers_accept_when_the_others_are_late(self) -> None:
+        self.supervisor._awaitReady()
+        self.ready(1)
+        self.clock.advance(self.supervisor.readyTimeout)
+        self.flush()
+        self.assertEqual(self.served, [1])
+        self.ready(0)
+        self.assertEqual(self.served, [1, 0])
+
+    def test_a_restarted_worker_accepts_as_soon_as_it_is_ready(self) -> None:
+        self.supervisor._awaitReady()
+        self.ready(0)
+        self.ready(1)
+        self.add(self.supervisor.anvil, 2)
+        self.ready(2)
+        self.assertEqual(sorted(self.served), [0, 1, 2])
 
 
 class LogLineTests(SynchronousTestCase):

@@ -45,6 +45,7 @@ class Anvil:
         channel of that worker.
     @ivar watches: called with a folder key when a worker starts or stops
         watching it.
+    @ivar ready: called with the channel of a worker that is set up.
     """
 
     def __init__(
@@ -55,12 +56,14 @@ class Anvil:
         queued: Callable[[str], object] = lambda entry: None,
         changed: Callable[[str, WorkerChannel], object] = lambda key, origin: None,
         watches: Callable[[str], object] = lambda key: None,
+        ready: Callable[[WorkerChannel], object] = lambda link: None,
     ) -> None:
         self.throttle = AuthThrottle(auth, clock, ipv6Prefix)
         self.ipv6Prefix = ipv6Prefix
         self.queued = queued
         self.changed = changed
         self.watches = watches
+        self.ready = ready
         self._counters: dict[str, ConnectionCounter] = {}
         self._numbers = itertools.count(1)
 
@@ -95,6 +98,8 @@ class WorkerChannel(amp.AMP):
         self.watching: set[str] = set()
         #: The folders this worker was told are watched in another worker.
         self.watchedElsewhere: set[str] = set()
+        #: Whether the worker said it is set up (L{channel.Ready}).
+        self.isReady = False
         self.lost: Deferred[None] = Deferred()
 
     @channel.Admit.responder
@@ -156,6 +161,12 @@ class WorkerChannel(amp.AMP):
         else:
             self.watching.discard(key)
         self.anvil.watches(key)
+        return {}
+
+    @channel.Ready.responder
+    def _ready(self) -> dict[str, Any]:
+        self.isReady = True
+        self.anvil.ready(self)
         return {}
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]

@@ -9,7 +9,8 @@ L{FolderChanged} and L{Watch}.  The supervisor tells each worker that
 watches a folder L{RefreshFolder} when another process changed it, and
 each worker L{WatchedElsewhere} when a folder starts or stops being
 watched in another worker, so that a worker announces only the changes
-someone elsewhere waits for.
+someone elsewhere waits for.  A worker tells L{Ready} once it is set up,
+and accepts connections once told L{Serve}.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ __all__ = [
     "EndLogin",
     "FolderChanged",
     "Queued",
+    "Ready",
     "RefreshFolder",
     "Release",
+    "Serve",
     "Watch",
     "WatchedElsewhere",
 ]
@@ -125,4 +128,20 @@ class WatchedElsewhere(amp.Command):
     """
 
     arguments = [(b"key", _text()), (b"watched", _boolean())]
+    requiresAnswer = False
+
+
+class Ready(amp.Command):
+    """The telling worker is set up and waits for L{Serve} to accept connections."""
+
+    requiresAnswer = False
+
+
+class Serve(amp.Command):
+    """
+    Accept connections: every worker is ready (or some were not in time).
+    Connections that came before wait in the listening sockets' queues, to
+    be shared by the workers rather than all taken by the first one up.
+    """
+
     requiresAnswer = False

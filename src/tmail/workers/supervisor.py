@@ -41,7 +41,13 @@ from twisted.python.failure import Failure
 from tmail.changes import hub
 from tmail.config.endpoints import isTLSShorthand, splitEndpoint
 from tmail.workers.anvil import Anvil, WorkerChannel
-from tmail.workers.channel import CHANNEL_FD, FIRST_LISTENER_FD, RefreshFolder, WatchedElsewhere
+from tmail.workers.channel import (
+    CHANNEL_FD,
+    FIRST_LISTENER_FD,
+    RefreshFolder,
+    Serve,
+    WatchedElsewhere,
+)
 from tmail.workers.loglines import eventFromLine
 
 __all__ = ["CHANNEL_FD", "FIRST_LISTENER_FD", "Listener", "WorkerSupervisor", "canHandOver"]
@@ -149,6 +155,8 @@ class WorkerSupervisor(MultiService):
         is killed.
     @ivar exitOnListenFailure: print one line and exit the process when a
         listener cannot listen (as L{tmail.service.TmailService}).
+    @ivar readyTimeout: seconds the first workers get to be set up before
+        those that are start accepting without the others.
     """
 
     log = Logger()
@@ -157,6 +165,7 @@ class WorkerSupervisor(MultiService):
     maxRestartDelay = 30.0
     stableAfter = 30.0
     stopTimeout = 15.0
+    readyTimeout = 10.0
 
     def __init__(
         self,
@@ -180,6 +189,9 @@ class WorkerSupervisor(MultiService):
         self._stopping = False
         anvil.changed = self._changed
         anvil.watches = self._watches
+        anvil.ready = self._ready
+        self._serving = False
+        self._readyTimer: Any = None
         super().__init__()  # type: ignore[no-untyped-call]
         self.setName("tmail")  # type: ignore[no-untyped-call]
 
@@ -232,8 +244,35 @@ class WorkerSupervisor(MultiService):
         """
         if self._stopping:
             return
+        self._awaitReady()
         for worker in self._workers:
             self._spawn(worker)
+
+    def _awaitReady(self) -> None:
+        """Hold the workers' accepting until all are set up, or L{readyTimeout}."""
+        self._serving = False
+        self._readyTimer = cast(IReactorTime, self.reactor).callLater(
+            self.readyTimeout, self._serveAll
+        )
+
+    def _ready(self, link: WorkerChannel) -> None:
+        """
+        A worker is set up: it accepts at once if the workers already do,
+        and all of them do once all are set up.
+        """
+        if self._serving:
+            link.callRemote(Serve)  # type: ignore[no-untyped-call]
+        elif sum(other.isReady for other in self.channels) >= self.count:
+            self._serveAll()
+
+    def _serveAll(self) -> None:
+        if self._readyTimer is not None and self._readyTimer.active():
+            self._readyTimer.cancel()
+        self._readyTimer = None
+        self._serving = True
+        for link in self.channels:
+            if link.isReady:
+                link.callRemote(Serve)  # type: ignore[no-untyped-call]
 
     def _spawn(self, worker: _Worker) -> None:
         worker.restart = None
@@ -344,6 +383,9 @@ class WorkerSupervisor(MultiService):
     def stopService(self) -> Deferred[Any]:
         self._stopping = True
         hub.stopAnnouncing(self._announce)
+        if self._readyTimer is not None and self._readyTimer.active():
+            self._readyTimer.cancel()
+        self._readyTimer = None
         waits = []
         for worker in self._workers:
             if worker.restart is not None and worker.restart.active():

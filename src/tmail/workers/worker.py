@@ -67,6 +67,13 @@ class SupervisorChannel(amp.AMP):
         self._refreshing: set[str] = set()
         #: Called with a folder key and whether another worker watches it now.
         self.watchedElsewhere: Callable[[str, bool], object] = lambda key, watched: None
+        #: Called when the supervisor says to accept connections.
+        self.serve: Callable[[], object] = lambda: None
+
+    @channel.Serve.responder
+    def _serve(self) -> dict[str, Any]:
+        self.serve()
+        return {}
 
     @channel.WatchedElsewhere.responder
     def _watchedElsewhere(self, key: str, watched: bool) -> dict[str, Any]:
@@ -162,7 +169,13 @@ class WorkerLink:
 
 
 class AdoptedListener(Service):
-    """Serves an inherited listening socket with C{factory}."""
+    """
+    Serves an inherited listening socket with C{factory}.
+
+    @ivar held: set up but not accepting until L{serve} is called.
+    """
+
+    held = False
 
     def __init__(self, fd: int, factory: IProtocolFactory, reactor: Any = None) -> None:
         if reactor is None:
@@ -183,6 +196,15 @@ class AdoptedListener(Service):
             self.fd, family, cast(Any, self.factory)
         )
         _acceptOneAtATime(self.port)
+        if self.held:
+            cast(Any, self.port).stopReading()
+
+    def serve(self) -> None:
+        """Start accepting connections (if held)."""
+        if self.held:
+            self.held = False
+            if self.port is not None:
+                cast(Any, self.port).startReading()
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()  # type: ignore[no-untyped-call]
@@ -258,8 +280,18 @@ def main(argv: list[str] | None = None, terminated: list[bool] | None = None) ->
     hub.announceTo(link.announce)
     hub.reportWatchesTo(link.watch)
     top = makeService(settings, worker=link)
+    adopted = [service for service in top if isinstance(service, AdoptedListener)]
+    for listener in adopted:
+        listener.held = True
+
+    def serve() -> None:
+        for listener in adopted:
+            listener.serve()
+
+    supervisor.serve = serve
     top.privilegedStartService()
     top.startService()
+    supervisor.callRemote(channel.Ready)  # type: ignore[no-untyped-call]
     for fd in set(listeners.values()):
         os.close(fd)
     _log.info("tmail worker {index} serving (pid {pid})", index=args.index, pid=os.getpid())
