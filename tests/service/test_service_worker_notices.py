@@ -238,3 +238,34 @@ class AcceptTests(TestCase):
         for protocol in made:
             protocol.transport.loseConnection()  # type: ignore[union-attr]
         return listener.stopService()  # type: ignore[return-value]
+
+
+class _Running(Clock):
+    running = True
+
+
+class _CountingOut(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+class LogLineBatchTests(SynchronousTestCase):
+    def test_the_log_lines_of_one_reactor_turn_are_written_at_once(self) -> None:
+        out = _CountingOut()
+        clock = _Running()
+        log = Logger(namespace="tmail.test", observer=LogLineWriter(out, clock))
+        for number in range(5):
+            log.info("line {number}", number=number)
+        self.assertEqual(out.flushes, 0)
+        clock.advance(0)
+        self.assertEqual(out.flushes, 1)
+        self.assertEqual(len(out.getvalue().splitlines()), 5)
+
+    def test_without_a_running_reactor_each_line_is_written_at_once(self) -> None:
+        out = _CountingOut()
+        log = Logger(namespace="tmail.test", observer=LogLineWriter(out, Clock()))
+        log.info("stopping")
+        self.assertEqual(out.flushes, 1)

@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None, terminated: list[bool] | None = None) ->
     globalLogBeginner.beginLoggingTo(
         [
             FilteringLogObserver(
-                LogLineWriter(sys.stdout),
+                LogLineWriter(sys.stdout, reactor),
                 [LogLevelFilterPredicate(LogLevel.info)],
             )
         ],
