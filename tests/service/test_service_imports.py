@@ -1,7 +1,9 @@
 """
 Each process of a server with workers imports what it runs: the
 supervisor no protocol servers, a worker no queue runner or DKIM signing.
-Every module a process imports is memory it holds for its whole life.
+Every module a process imports is memory it holds for its whole life;
+neither imports Twisted's test framework (checking an endpoint
+description once did).
 """
 
 from __future__ import annotations
@@ -62,12 +64,25 @@ def imported(tmp_path: Path, script: str) -> set[str]:
 def test_the_supervisor_imports_no_protocol_servers(tmp_path: Path) -> None:
     modules = imported(tmp_path, SUPERVISOR)
     assert "tmail.queue.runner" in modules
-    for name in ("tmail.imap.server", "tmail.pop3.server", "tmail.smtp.server", "tmail.smtp.lmtp"):
+    for name in (
+        "tmail.imap.server",
+        "tmail.pop3.server",
+        "tmail.smtp.server",
+        "tmail.smtp.lmtp",
+        "twisted.trial",
+    ):
         assert name not in modules
 
 
-def test_a_worker_imports_no_queue_runner_nor_dkim_signing(tmp_path: Path) -> None:
+def test_a_worker_imports_no_queue_runner_smtp_client_nor_dkim_signing(tmp_path: Path) -> None:
     modules = imported(tmp_path, WORKER)
     assert "tmail.imap.server" in modules
-    for name in ("tmail.queue.runner", "tmail.queue.dkim", "dkim", "tmail.workers.anvil"):
+    for name in (
+        "tmail.queue.runner",
+        "tmail.queue.client",
+        "tmail.queue.dkim",
+        "dkim",
+        "tmail.workers.anvil",
+        "twisted.trial",
+    ):
         assert name not in modules
