@@ -109,6 +109,19 @@ class Running:
                 total += proc.memory_info().rss
         return total
 
+    def pssBytes(self) -> int:
+        """
+        Proportional memory of the server's processes: each shared page
+        counted once in all, split between the processes sharing it (summed
+        RSS counts shared libraries once per process, which overstates any
+        server of several processes).
+        """
+        total = 0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += proc.memory_full_info().pss
+        return total
+
     def restart(self) -> None:
         """Stop the server, start it again with L{relaunch} and wait for its ports."""
         if self.relaunch is None:

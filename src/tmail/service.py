@@ -6,6 +6,11 @@ C{[server] workers} above 1, a supervisor and worker processes, see
 L{tmail.workers}); integrators call L{makeService} (or L{serviceFromConfig})
 and attach the result to their own application with C{setServiceParent}:
 one process, as before.
+
+Each process imports what it runs: the protocol modules are imported
+when a listener needs them, the queue runner's (DNS, DKIM, the SMTP
+client) only where the queue runs, so that a supervisor holds no
+IMAP server and a worker no queue runner.
 """
 
 from __future__ import annotations
@@ -13,47 +18,35 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.cred.portal import Portal
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IReactorFromThreads, IReactorTime
-from twisted.internet.protocol import ServerFactory
-from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from tmail.auth.checker import DirectoryChecker
-from tmail.auth.throttle import AuthThrottle
-from tmail.auth.workers import CheckerThreads
 from tmail.config.endpoints import escapeEndpointValue, isTLSShorthand, parseTLSShorthand
 from tmail.config.loader import loadSettings
-from tmail.config.schema import PolicySettings, Settings, SMTPSettings, SubmissionSettings
+from tmail.config.schema import PolicySettings, Settings, SubmissionSettings
 from tmail.connections import ConnectionCounter
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError
-from tmail.imap.factory import IMAPFactory
-from tmail.imap.largemessages import MessageThreads
 from tmail.interfaces import ILoginThrottle, IMailRealm, IUserDirectory
-from tmail.pop3.factory import POP3Factory
-from tmail.queue.dkim import DKIMSigner
-from tmail.queue.local import LocalTransport
 from tmail.queue.outbox import Outbox
-from tmail.queue.runner import QueueRunner, RelaySettings
 from tmail.queue.store import QueueStore, queueDirectory
 from tmail.realm.build import realmFromSettings
 from tmail.realm.maildir import MaildirRealm
-from tmail.smtp.factory import SMTPFactory
-from tmail.smtp.lmtp import LMTPFactory
-from tmail.smtp.policy import BUNDLED, ISMTPPolicy, PolicyError, buildPolicy
-from tmail.tls import serverContextFactory
-from tmail.workers.anvil import Anvil
-from tmail.workers.shared import AdmissionFactory, SharedConnectionCounter
-from tmail.workers.supervisor import Listener, WorkerSupervisor, canHandOver
-from tmail.workers.worker import AdoptedListener, WorkerLink
+
+if TYPE_CHECKING:
+    from twisted.cred.portal import Portal
+    from twisted.internet.protocol import ServerFactory
+    from twisted.internet.ssl import CertificateOptions
+
+    from tmail.config.schema import SMTPSettings
+    from tmail.queue.runner import QueueRunner
+    from tmail.smtp.policy import ISMTPPolicy
+    from tmail.workers.supervisor import WorkerSupervisor
+    from tmail.workers.worker import WorkerLink
 
 #: Listen queue of C{tcp:} listeners that do not set C{backlog=}: Twisted's
 #: default of 50 drops connections when hundreds of clients connect at once.
@@ -121,11 +114,14 @@ class TmailService(MultiService):
         shorthand listens on TCP and wraps the factory in TLS with C{tls}
         (the same context STARTTLS uses: TLS 1.2 or newer, the whole chain).
         """
-        from twisted.internet import reactor
-
         if self.worker is not None:
             self._adoptListener(name, description, factory, tls)
             return
+        from twisted.application.internet import StreamServerEndpointService
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import serverFromString
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
         serving: IProtocolFactory = factory
         if isTLSShorthand(description):
             port, interface = parseTLSShorthand(description)
@@ -151,6 +147,11 @@ class TmailService(MultiService):
         tls: CertificateOptions | None,
     ) -> None:
         """Serve the socket the supervisor opened for C{description}, counted by it."""
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from tmail.workers.shared import AdmissionFactory, SharedConnectionCounter
+        from tmail.workers.worker import AdoptedListener
+
         assert self.worker is not None
         counter = getattr(factory, "connections", None)
         serving: IProtocolFactory = factory
@@ -184,12 +185,20 @@ class TmailService(MultiService):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        from twisted.application.internet import StreamServerEndpointService
+
+        listening: tuple[type, ...] = (StreamServerEndpointService,)
+        if self.worker is not None:
+            from tmail.workers.worker import AdoptedListener
+
+            listening += (AdoptedListener,)
         self.outbox.listen(self._queued)
         for child in self:
-            if isinstance(child, StreamServerEndpointService | AdoptedListener):
-                self.log.info("tmail listening: {name}", name=child.name)
+            name = cast(IService, child).name
+            if isinstance(child, listening):
+                self.log.info("tmail listening: {name}", name=name)
             else:
-                self.log.info("tmail started: {name}", name=child.name)
+                self.log.info("tmail started: {name}", name=name)
 
     def _queued(self, entryId: str) -> None:
         if self.runner is not None:
@@ -209,6 +218,8 @@ def buildPolicies(
     The policies C{smtp.policies} names, in order; each name is built once
     (kept in C{built}), so listeners naming the same policy share it.
     """
+    from tmail.smtp.policy import BUNDLED, PolicyError, buildPolicy
+
     policies = []
     for name in smtp.policies:
         if name not in built:
@@ -241,7 +252,12 @@ def makeService(
         sockets its supervisor opened, the throttle and connection limits
         its supervisor keeps, no queue runner (L{tmail.workers}).
     """
+    from twisted.cred.portal import Portal
     from twisted.internet import reactor
+
+    from tmail.auth.checker import DirectoryChecker
+    from tmail.auth.throttle import AuthThrottle
+    from tmail.auth.workers import CheckerThreads
 
     if clock is None:
         clock = reactor
@@ -257,7 +273,11 @@ def makeService(
     throttle: ILoginThrottle = (
         AuthThrottle(settings.auth, clock, prefix) if worker is None else worker.throttle
     )
-    tls = serverContextFactory(settings.tls) if settings.tls else None
+    tls = None
+    if settings.tls:
+        from tmail.tls import serverContextFactory
+
+        tls = serverContextFactory(settings.tls)
     queue = QueueStore(queueDirectory(settings.data_dir))
     outbox = Outbox(queue)
     runner = None if worker is not None else _queueRunner(settings, directory, realm, outbox)
@@ -272,6 +292,8 @@ def makeService(
         ("submission", settings.submission, True),
     ):
         if smtp is not None:
+            from tmail.smtp.factory import SMTPFactory
+
             factory = SMTPFactory(
                 realm,
                 smtp,
@@ -291,6 +313,9 @@ def makeService(
             )
             factories.append((name, smtp.listen, factory))
     if settings.imap is not None:
+        from tmail.imap.factory import IMAPFactory
+        from tmail.imap.largemessages import MessageThreads
+
         messageThreads = MessageThreads(
             cast(IReactorFromThreads, reactor), settings.imap.message_threads
         )
@@ -307,6 +332,8 @@ def makeService(
         )
         factories.append(("imap", settings.imap.listen, imapFactory))
     if settings.pop3 is not None:
+        from tmail.pop3.factory import POP3Factory
+
         popFactory = POP3Factory(
             portal,
             settings.pop3,
@@ -317,6 +344,8 @@ def makeService(
         )
         factories.append(("pop3", settings.pop3.listen, popFactory))
     if settings.lmtp is not None:
+        from tmail.smtp.lmtp import LMTPFactory
+
         lmtpFactory = LMTPFactory(
             realm,
             settings.lmtp,
@@ -339,6 +368,10 @@ def makeService(
 def _queueRunner(
     settings: Settings, directory: IUserDirectory, realm: IMailRealm, outbox: Outbox
 ) -> QueueRunner:
+    from tmail.queue.dkim import DKIMSigner
+    from tmail.queue.local import LocalTransport
+    from tmail.queue.runner import QueueRunner, RelaySettings
+
     return QueueRunner(
         outbox.store,
         RelaySettings.fromConfig(settings),
@@ -376,6 +409,9 @@ def makeSupervisor(settings: Settings, count: int) -> WorkerSupervisor:
     """
     from twisted.internet import reactor
 
+    from tmail.workers.anvil import Anvil
+    from tmail.workers.supervisor import Listener, WorkerSupervisor
+
     directory: IUserDirectory = PasswdFileDirectory(settings.data_dir)
     realm = realmFromSettings(settings, directory)
     outbox = Outbox(QueueStore(queueDirectory(settings.data_dir)))
@@ -403,6 +439,8 @@ def makeServerService(settings: Settings) -> IService:
     C{[server] workers} is 1 (or a listener cannot be shared), else a
     supervisor of that many worker processes.
     """
+    from tmail.workers.supervisor import canHandOver
+
     count = workerCount(settings)
     if count > 1:
         unshared = [d for _, d in listenersOf(settings) if not canHandOver(d)]

@@ -9,8 +9,9 @@ is timed.  A server that cannot do that within C{COPE_TIMEOUT} is not
 measured on the folder (its figures are left empty; the run says why).  The scenarios time
 SELECT, C{UID FETCH 1:* (UID FLAGS)}, C{UID SEARCH UNSEEN} and the first
 SELECT after a restart and C{STATUS} (seconds, lower is better), and take
-the server's memory with the folder selected and its flags fetched (MB), and
-that memory's growth over the empty server per message of the folder.
+the server's memory with the folder selected and its flags fetched (MB: RSS
+and PSS, summed over its processes), and that memory's growth over the
+empty server per message of the folder.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ Probe = Callable[[ImapClient, int], Awaitable[float]]
 class LargeFolder:
     """
     One figure about the large folder, measured C{repeats} times per round:
-    the mean seconds of C{probe}, or with C{memory} the server's RSS in MB.
+    the mean seconds of C{probe}, or with C{memory} the server's RSS in MB
+    (its PSS with C{pss}).
     """
 
     name: str
@@ -133,6 +135,7 @@ class LargeFolder:
     repeats: int
     restart: bool = False
     memory: bool = False
+    pss: bool = False
     perMessage: bool = False
     unit: str = "s"
     higherIsBetter: bool = False
@@ -144,7 +147,8 @@ class LargeFolder:
         if self.perMessage:
             self.memory = True
             self.unit = "B/msg"
-        elif self.memory:
+        elif self.memory or self.pss:
+            self.memory = True
             self.unit = "MB"
 
     def seed(self, server: Running) -> None:
@@ -156,7 +160,7 @@ class LargeFolder:
             linkMaildir(cachedFolder(self.count), maildir)
             backdate(maildir)
             try:
-                seconds, _ = self._run(server, timedFetchFlags, COPE_TIMEOUT)
+                seconds, _, _ = self._run(server, timedFetchFlags, COPE_TIMEOUT)
                 say(
                     f"  {self.name}: {server.name} seeded in {time.monotonic() - started:.1f} s, "
                     f"then UID FETCH of the flags {seconds:.2f} s"
@@ -172,17 +176,21 @@ class LargeFolder:
 
     def _run(
         self, server: Running, probe: Probe, timeout: float = PROBE_TIMEOUT
-    ) -> tuple[float, int]:
-        """The probe's seconds, and the server's memory while the session is still open."""
+    ) -> tuple[float, int, int]:
+        """
+        The probe's seconds, and the server's memory (RSS, PSS; PSS only
+        for a memory figure) while the session is still open.
+        """
 
-        async def session() -> tuple[float, int]:
+        async def session() -> tuple[float, int, int]:
             async with asyncio.timeout(timeout):
                 client = await login(server)
                 try:
                     seconds = await probe(client, self.count)
                     rss = server.rssBytes()
+                    pss = server.pssBytes() if self.memory else 0
                     await client.command(b"LOGOUT")
-                    return seconds, rss
+                    return seconds, rss, pss
                 finally:
                     client.close()
 
@@ -197,7 +205,7 @@ class LargeFolder:
                 server.restart()
             before = server.cpuSeconds()
             try:
-                seconds, rss = self._run(server, self.probe)
+                seconds, rss, pss = self._run(server, self.probe)
             except FAILURES as e:
                 say(f"  {self.name}: {server.name}: {e!r}")
                 m.lost += 1
@@ -206,6 +214,7 @@ class LargeFolder:
                 m.seconds += seconds
                 m.extra = {
                     "rss_mb": rss / 1e6,
+                    "pss_mb": pss / 1e6,
                     "bytes_per_message": (rss - self.baseline[server.name]) / self.count,
                 }
             m.cpuSeconds += server.cpuSeconds() - before
@@ -215,7 +224,7 @@ class LargeFolder:
         if self.perMessage:
             return m.extra.get("bytes_per_message", float("nan"))
         if self.memory:
-            return m.extra.get("rss_mb", float("nan"))
+            return m.extra.get("pss_mb" if self.pss else "rss_mb", float("nan"))
         return m.seconds / m.ops if m.ops else float("nan")
 
 
@@ -228,5 +237,6 @@ def scenarios(size: str) -> list[Scenario]:
         LargeFolder("large-status", count, timedStatus, repeats=5),
         LargeFolder("large-first-select", count, timedSelect, repeats=1, restart=True),
         LargeFolder("large-rss", count, timedFetchFlags, repeats=1, memory=True),
+        LargeFolder("large-pss", count, timedFetchFlags, repeats=1, pss=True),
         LargeFolder("large-memory-per-message", count, timedFetchFlags, repeats=1, perMessage=True),
     ]

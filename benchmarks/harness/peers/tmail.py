@@ -6,8 +6,10 @@ runs only when C{--peers} names it.
 
 With C{BENCH_TMAIL_PROFILE} set to a directory, twistd runs the reactor
 under cProfile and saves the stats there when the server stops, one file per
-start (C{<scenario>-<n>.prof}); the profiler costs time, so a profiled run's
-figures are not comparable with others.
+start (C{<scenario>-<n>.prof}), and each worker process its own
+(C{<scenario>-<n>-worker<i>-<pid>.prof}, L{tmail.workers.worker}); the
+profiler costs time, so a profiled run's figures are not comparable with
+others.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ SECTIONS = {"smtp": "smtp", "imap": "imap", "pop3": "pop3"}
 
 #: Where profiles go, if anywhere (see the module docstring).
 PROFILE_ENV = "BENCH_TMAIL_PROFILE"
+#: What tells tmail's worker processes to profile themselves
+#: (C{tmail.workers.worker.PROFILE_ENV}).
+WORKER_PROFILE_ENV = "TMAIL_WORKER_PROFILE"
 _starts = itertools.count(1)
 
 
@@ -88,11 +93,13 @@ class TmailPeer:
 
         def launch() -> subprocess.Popen[bytes]:
             profile: list[str] = []
+            env: dict[str, str] = {}
             if profiles:
                 Path(profiles).mkdir(parents=True, exist_ok=True)
                 target = Path(profiles).resolve() / f"{workdir.parent.name}-{next(_starts)}.prof"
                 profile = ["--profile", str(target), "--profiler", "cprofile", "--savestats"]
-            return spawn(command + profile + tail, workdir / "stdout.log", cwd=workdir)
+                env[WORKER_PROFILE_ENV] = str(target.with_suffix(""))
+            return spawn(command + profile + tail, workdir / "stdout.log", cwd=workdir, env=env)
 
         process = launch()
         waitForPorts(list(ports.values()), process, log)

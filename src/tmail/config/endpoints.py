@@ -20,7 +20,6 @@ import re
 import socket
 
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
-from twisted.internet.testing import MemoryReactor
 
 from tmail.config.schema import TLSSettings
 
@@ -122,8 +121,10 @@ def expandListener(description: str, tls: TLSSettings | None) -> str:
 
 def checkServerEndpoint(description: str) -> None:
     """
-    Check a Twisted server endpoint string by parsing it against a
-    L{MemoryReactor} (nothing listens).  C{systemd:} descriptions are
+    Check a Twisted server endpoint string by parsing it (an endpoint keeps
+    the reactor it is given for C{listen}, which is never called here: a
+    stand-in serves, rather than Twisted's C{MemoryReactor}, whose module
+    brings the whole of C{twisted.trial} into every server process).  C{systemd:} descriptions are
     checked for syntax only, since the sockets exist only under systemd.
 
     @raise ValueError: with a short reason when it would not parse.
@@ -138,7 +139,7 @@ def checkServerEndpoint(description: str) -> None:
             if name == "mode" and equals and not _OCTAL_MODE.match(value):
                 raise ValueError(f"{description!r}: {_MODE_PROBLEM}")
     try:
-        endpoint = serverFromString(MemoryReactor(), description)  # type: ignore[no-untyped-call]
+        endpoint = serverFromString(_NoReactor(), description)
     except Exception as e:
         raise ValueError(f"{description!r}: {str(e) or type(e).__name__}") from None
     port = getattr(endpoint, "_port", None)
@@ -146,6 +147,10 @@ def checkServerEndpoint(description: str) -> None:
         raise ValueError(f"{description!r}: port {port} is out of range 0..65535")
     if isinstance(endpoint, UNIXServerEndpoint):
         _checkUnix(description, endpoint._address, endpoint._mode)
+
+
+class _NoReactor:
+    """The reactor of an endpoint that is parsed but never listens."""
 
 
 def _checkUnix(description: str, path: str, mode: int) -> None:

@@ -255,14 +255,16 @@ class _Loader:
 
     def smarthost(self, key: str, value: object) -> str:
         """C{"tcp:HOST:PORT"}, C{"tls:HOST:PORT"}, or C{""} for MX delivery."""
-        from tmail.queue.smarthost import parseSmarthost
-
         if value == "":
             return ""
+        from tmail.queue.smarthost import parseSmarthost
+
         return self.checked(key, value, parseSmarthost, "not a smarthost")
 
     def checkSmarthostFiles(self, relay: RelayConfig) -> None:
         """The smarthost's credentials and CA files are needed, readable, and well-formed."""
+        if relay.smarthost_credentials is None and relay.smarthost_ca is None:
+            return
         from tmail.queue.smarthost import loadTrustRoot, readCredentials
 
         for key, path in (

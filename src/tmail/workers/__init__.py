@@ -21,7 +21,15 @@ attempted at once, and C{tmail queue} commands work through the queue
 directory as before.  A folder changed by one process (a delivery, a flag
 change, an expunge) is announced to the others through the supervisor
 (L{tmail.changes}), so IDLE and NOTIFY sessions in every worker hear of it
-at once instead of at their next poll.
+at once instead of at their next poll; a worker sends only the changes of
+folders another worker watches, gathered over 50 ms.
+
+Workers accept connections once all of them are set up (or after a
+timeout), one per wakeup of the shared socket: every worker is woken when
+it is readable, and a worker that took whole bursts (Twisted accepts up to
+a hundred at a time) would serve long-lived sessions alone while the
+others sat idle.  A worker's log events reach the supervisor's log as one
+formatted line each (L{tmail.workers.loglines}).
 
 A worker that dies is started again after a delay that doubles while it
 keeps dying; stopping the supervisor stops the workers (SIGTERM, then

@@ -43,6 +43,9 @@ class Anvil:
     @ivar queued: called with each queue entry a worker committed.
     @ivar changed: called with each folder key a worker changed and the
         channel of that worker.
+    @ivar watches: called with a folder key when a worker starts or stops
+        watching it.
+    @ivar ready: called with the channel of a worker that is set up.
     """
 
     def __init__(
@@ -52,11 +55,15 @@ class Anvil:
         ipv6Prefix: int = IPV6_PREFIX_LENGTH,
         queued: Callable[[str], object] = lambda entry: None,
         changed: Callable[[str, WorkerChannel], object] = lambda key, origin: None,
+        watches: Callable[[str], object] = lambda key: None,
+        ready: Callable[[WorkerChannel], object] = lambda link: None,
     ) -> None:
         self.throttle = AuthThrottle(auth, clock, ipv6Prefix)
         self.ipv6Prefix = ipv6Prefix
         self.queued = queued
         self.changed = changed
+        self.watches = watches
+        self.ready = ready
         self._counters: dict[str, ConnectionCounter] = {}
         self._numbers = itertools.count(1)
 
@@ -89,6 +96,10 @@ class WorkerChannel(amp.AMP):
         self._attempts: dict[int, ILoginAttempt] = {}
         #: The folders sessions in this worker watch.
         self.watching: set[str] = set()
+        #: The folders this worker was told are watched in another worker.
+        self.watchedElsewhere: set[str] = set()
+        #: Whether the worker said it is set up (L{channel.Ready}).
+        self.isReady = False
         self.lost: Deferred[None] = Deferred()
 
     @channel.Admit.responder
@@ -143,10 +154,19 @@ class WorkerChannel(amp.AMP):
 
     @channel.Watch.responder
     def watch(self, key: str, watched: bool) -> dict[str, Any]:
+        if watched == (key in self.watching):
+            return {}
         if watched:
             self.watching.add(key)
         else:
             self.watching.discard(key)
+        self.anvil.watches(key)
+        return {}
+
+    @channel.Ready.responder
+    def _ready(self) -> dict[str, Any]:
+        self.isReady = True
+        self.anvil.ready(self)
         return {}
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]

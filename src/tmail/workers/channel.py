@@ -6,7 +6,11 @@ Workers ask (the supervisor answers): L{Admit} and L{Release} for the
 per-client connection limits, L{BeginLogin} and L{EndLogin} for the
 failed-login throttle, and tell L{Queued} (mail for the queue runner) and
 L{FolderChanged} and L{Watch}.  The supervisor tells each worker that
-watches a folder L{RefreshFolder} when another process changed it.
+watches a folder L{RefreshFolder} when another process changed it, and
+each worker L{WatchedElsewhere} when a folder starts or stops being
+watched in another worker, so that a worker announces only the changes
+someone elsewhere waits for.  A worker tells L{Ready} once it is set up,
+and accepts connections once told L{Serve}.
 """
 
 from __future__ import annotations
@@ -17,15 +21,25 @@ from typing import cast
 from twisted.protocols import amp
 
 __all__ = [
+    "CHANNEL_FD",
+    "FIRST_LISTENER_FD",
     "Admit",
     "BeginLogin",
     "EndLogin",
     "FolderChanged",
     "Queued",
+    "Ready",
     "RefreshFolder",
     "Release",
+    "Serve",
     "Watch",
+    "WatchedElsewhere",
 ]
+
+#: Where a worker finds its channel (0-2: standard streams) and its first
+#: listening socket.
+CHANNEL_FD = 3
+FIRST_LISTENER_FD = 4
 
 _text = cast(Callable[[], amp.Argument], amp.Unicode)
 _integer = cast(Callable[[], amp.Argument], amp.Integer)
@@ -103,4 +117,31 @@ class RefreshFolder(amp.Command):
     """Another process changed the folder C{key}: look at it again."""
 
     arguments = [(b"key", _text())]
+    requiresAnswer = False
+
+
+class WatchedElsewhere(amp.Command):
+    """
+    Sessions in another worker started (C{watched}) or stopped watching
+    the folder C{key}: announce its changes (L{FolderChanged}) only while
+    it is watched elsewhere.
+    """
+
+    arguments = [(b"key", _text()), (b"watched", _boolean())]
+    requiresAnswer = False
+
+
+class Ready(amp.Command):
+    """The telling worker is set up and waits for L{Serve} to accept connections."""
+
+    requiresAnswer = False
+
+
+class Serve(amp.Command):
+    """
+    Accept connections: every worker is ready (or some were not in time).
+    Connections that came before wait in the listening sockets' queues, to
+    be shared by the workers rather than all taken by the first one up.
+    """
+
     requiresAnswer = False

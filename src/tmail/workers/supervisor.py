@@ -6,8 +6,9 @@ what the workers share (L{tmail.workers.anvil}) and the queue runner.
 Each worker is C{python -m tmail.workers} started with
 C{IReactorProcess.spawnProcess}; it inherits the listening sockets and one
 end of a socket pair (its AMP channel) as file descriptors, and its
-standard output carries its log events as JSON, which the supervisor
-publishes in its own log with the worker's number and pid as the system.
+standard output carries its log events, one line each
+(L{tmail.workers.loglines}), which the supervisor publishes in its own
+log with the worker's number and pid as the system.
 """
 
 from __future__ import annotations
@@ -34,20 +35,23 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, ProcessProtocol, ServerFactory
-from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from tmail.changes import hub
 from tmail.config.endpoints import isTLSShorthand, splitEndpoint
 from tmail.workers.anvil import Anvil, WorkerChannel
-from tmail.workers.channel import RefreshFolder
+from tmail.workers.channel import (
+    CHANNEL_FD,
+    FIRST_LISTENER_FD,
+    RefreshFolder,
+    Serve,
+    WatchedElsewhere,
+)
+from tmail.workers.loglines import eventFromLine
 
-__all__ = ["Listener", "WorkerSupervisor", "canHandOver"]
+__all__ = ["CHANNEL_FD", "FIRST_LISTENER_FD", "Listener", "WorkerSupervisor", "canHandOver"]
 
-#: The first descriptor a worker finds its listeners at (0-2: standard
-#: streams; 3: its channel).
-FIRST_LISTENER_FD = 4
-CHANNEL_FD = 3
 
 #: Longest log line read from a worker; longer ones are cut.
 MAX_LOG_LINE = 1 << 20
@@ -120,12 +124,10 @@ class _WorkerProcess(ProcessProtocol):
         return f"worker {self.worker.index} pid {self.worker.pid}"
 
     def _event(self, line: bytes) -> None:
-        try:
-            event = eventFromJSON(line.decode("utf-8"))
-        except ValueError:
+        event = eventFromLine(line, self._system())
+        if event is None:
             self._stderr(line)
             return
-        event["log_system"] = self._system()
         globalLogPublisher(event)
 
     def _stderr(self, line: bytes) -> None:
@@ -153,6 +155,8 @@ class WorkerSupervisor(MultiService):
         is killed.
     @ivar exitOnListenFailure: print one line and exit the process when a
         listener cannot listen (as L{tmail.service.TmailService}).
+    @ivar readyTimeout: seconds the first workers get to be set up before
+        those that are start accepting without the others.
     """
 
     log = Logger()
@@ -161,6 +165,7 @@ class WorkerSupervisor(MultiService):
     maxRestartDelay = 30.0
     stableAfter = 30.0
     stopTimeout = 15.0
+    readyTimeout = 10.0
 
     def __init__(
         self,
@@ -183,6 +188,10 @@ class WorkerSupervisor(MultiService):
         self._workers: list[_Worker] = []
         self._stopping = False
         anvil.changed = self._changed
+        anvil.watches = self._watches
+        anvil.ready = self._ready
+        self._serving = False
+        self._readyTimer: Any = None
         super().__init__()  # type: ignore[no-untyped-call]
         self.setName("tmail")  # type: ignore[no-untyped-call]
 
@@ -235,8 +244,35 @@ class WorkerSupervisor(MultiService):
         """
         if self._stopping:
             return
+        self._awaitReady()
         for worker in self._workers:
             self._spawn(worker)
+
+    def _awaitReady(self) -> None:
+        """Hold the workers' accepting until all are set up, or L{readyTimeout}."""
+        self._serving = False
+        self._readyTimer = cast(IReactorTime, self.reactor).callLater(
+            self.readyTimeout, self._serveAll
+        )
+
+    def _ready(self, link: WorkerChannel) -> None:
+        """
+        A worker is set up: it accepts at once if the workers already do,
+        and all of them do once all are set up.
+        """
+        if self._serving:
+            link.callRemote(Serve)  # type: ignore[no-untyped-call]
+        elif sum(other.isReady for other in self.channels) >= self.count:
+            self._serveAll()
+
+    def _serveAll(self) -> None:
+        if self._readyTimer is not None and self._readyTimer.active():
+            self._readyTimer.cancel()
+        self._readyTimer = None
+        self._serving = True
+        for link in self.channels:
+            if link.isReady:
+                link.callRemote(Serve)  # type: ignore[no-untyped-call]
 
     def _spawn(self, worker: _Worker) -> None:
         worker.restart = None
@@ -271,10 +307,11 @@ class WorkerSupervisor(MultiService):
             worker.started = cast(IReactorTime, self.reactor).seconds()
             link = WorkerChannel(self.anvil, f"worker {worker.index}")
             self.channels.append(link)
-            link.lost.addCallback(lambda _: self.channels.remove(link))
+            link.lost.addCallback(lambda _: self._gone(link))
             cast(IReactorSocket, self.reactor).adoptStreamConnection(
                 ours.fileno(), socket.AF_UNIX, cast(Any, Factory.forProtocol(lambda: link))
             )
+            self._welcome(link)
         finally:
             ours.close()
             theirs.close()
@@ -315,6 +352,29 @@ class WorkerSupervisor(MultiService):
         if origin is not None:
             hub.changedElsewhere(key)
 
+    def _watches(self, key: str) -> None:
+        """Tell each worker whether folder C{key} is watched in another."""
+        watchers = [link for link in self.channels if key in link.watching]
+        for link in list(self.channels):
+            elsewhere = any(other is not link for other in watchers)
+            if elsewhere != (key in link.watchedElsewhere):
+                if elsewhere:
+                    link.watchedElsewhere.add(key)
+                else:
+                    link.watchedElsewhere.discard(key)
+                link.callRemote(WatchedElsewhere, key=key, watched=elsewhere)  # type: ignore[no-untyped-call]
+
+    def _welcome(self, link: WorkerChannel) -> None:
+        """Tell a new worker the folders the others watch already."""
+        for key in {key for other in self.channels if other is not link for key in other.watching}:
+            link.watchedElsewhere.add(key)
+            link.callRemote(WatchedElsewhere, key=key, watched=True)  # type: ignore[no-untyped-call]
+
+    def _gone(self, link: WorkerChannel) -> None:
+        self.channels.remove(link)
+        for key in link.watching:
+            self._watches(key)
+
     def _announce(self, key: str) -> None:
         self._changed(key, None)
 
@@ -323,6 +383,9 @@ class WorkerSupervisor(MultiService):
     def stopService(self) -> Deferred[Any]:
         self._stopping = True
         hub.stopAnnouncing(self._announce)
+        if self._readyTimer is not None and self._readyTimer.active():
+            self._readyTimer.cancel()
+        self._readyTimer = None
         waits = []
         for worker in self._workers:
             if worker.restart is not None and worker.restart.active():

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,7 +36,6 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
-    jsonFileLogObserver,
 )
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -46,12 +46,16 @@ from tmail.config.loader import loadSettings
 from tmail.config.schema import Settings
 from tmail.errors import ConfigError
 from tmail.workers import channel
+from tmail.workers.channel import CHANNEL_FD
+from tmail.workers.loglines import LogLineWriter
 from tmail.workers.shared import Caller, RemoteThrottle, SharedConnectionCounter
-from tmail.workers.supervisor import CHANNEL_FD
 
 __all__ = ["AdoptedListener", "SupervisorChannel", "WorkerLink", "main"]
 
 _log = Logger()
+
+#: Seconds a worker gathers folder changes before it announces them.
+ANNOUNCE_DELAY = 0.05
 
 
 class SupervisorChannel(amp.AMP):
@@ -61,6 +65,20 @@ class SupervisorChannel(amp.AMP):
         super().__init__()  # type: ignore[no-untyped-call]
         self.reactor = reactor
         self._refreshing: set[str] = set()
+        #: Called with a folder key and whether another worker watches it now.
+        self.watchedElsewhere: Callable[[str, bool], object] = lambda key, watched: None
+        #: Called when the supervisor says to accept connections.
+        self.serve: Callable[[], object] = lambda: None
+
+    @channel.Serve.responder
+    def _serve(self) -> dict[str, Any]:
+        self.serve()
+        return {}
+
+    @channel.WatchedElsewhere.responder
+    def _watchedElsewhere(self, key: str, watched: bool) -> dict[str, Any]:
+        self.watchedElsewhere(key, watched)
+        return {}
 
     @channel.RefreshFolder.responder
     def refreshFolder(self, key: str) -> dict[str, Any]:
@@ -103,6 +121,7 @@ class WorkerLink:
         self.index = index
         self.clock = clock
         self._announcing: set[str] = set()
+        self._elsewhere: set[str] = set()
         self.throttle = RemoteThrottle(cast(Caller, channel), clock, failureDelay)
 
     def counter(
@@ -117,12 +136,27 @@ class WorkerLink:
 
     def announce(self, key: str) -> None:
         """
-        Tell the other processes that folder C{key} changed here: once for
-        all the changes of one reactor turn (a STORE to many messages).
+        Tell the other workers that folder C{key} changed here, if one of
+        them watches it: once for all the changes of L{ANNOUNCE_DELAY}
+        seconds (a STORE to many messages, a burst of deliveries).
         """
+        if key not in self._elsewhere:
+            return
         if not self._announcing:
-            self.clock.callLater(0, self._announce)
+            self.clock.callLater(ANNOUNCE_DELAY, self._announce)
         self._announcing.add(key)
+
+    def watchedElsewhere(self, key: str, watched: bool) -> None:
+        """
+        Whether another worker watches folder C{key} now.  When it starts
+        to, the folder is announced once: a change made here just before
+        this was heard was not.
+        """
+        if watched:
+            self._elsewhere.add(key)
+            self.announce(key)
+        else:
+            self._elsewhere.discard(key)
 
     def watch(self, key: str, watched: bool) -> None:
         """Tell the supervisor whether sessions here watch folder C{key}."""
@@ -135,7 +169,13 @@ class WorkerLink:
 
 
 class AdoptedListener(Service):
-    """Serves an inherited listening socket with C{factory}."""
+    """
+    Serves an inherited listening socket with C{factory}.
+
+    @ivar held: set up but not accepting until L{serve} is called.
+    """
+
+    held = False
 
     def __init__(self, fd: int, factory: IProtocolFactory, reactor: Any = None) -> None:
         if reactor is None:
@@ -155,6 +195,16 @@ class AdoptedListener(Service):
         self.port = cast(IReactorSocket, self.reactor).adoptStreamPort(
             self.fd, family, cast(Any, self.factory)
         )
+        _acceptOneAtATime(self.port)
+        if self.held:
+            cast(Any, self.port).stopReading()
+
+    def serve(self) -> None:
+        """Start accepting connections (if held)."""
+        if self.held:
+            self.held = False
+            if self.port is not None:
+                cast(Any, self.port).startReading()
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()  # type: ignore[no-untyped-call]
@@ -162,6 +212,25 @@ class AdoptedListener(Service):
         if port is None:
             return None
         return port.stopListening()
+
+
+def _acceptOneAtATime(port: IListeningPort) -> None:
+    """
+    Have C{port} accept one connection each time it is readable rather
+    than as many as are waiting (Twisted's ports start at 100 and grow).
+    Every worker is woken when the shared socket is readable: a worker
+    that took a whole burst of connections would serve them all while the
+    others sat idle.  With one each, the workers free to answer share them.
+    """
+    if not hasattr(port, "numberAccepts"):
+        return
+    accept = cast(Any, port).doRead
+
+    def doRead() -> object:
+        cast(Any, port).numberAccepts = 1
+        return accept()
+
+    cast(Any, port).doRead = doRead
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -191,7 +260,7 @@ def main(argv: list[str] | None = None, terminated: list[bool] | None = None) ->
     globalLogBeginner.beginLoggingTo(
         [
             FilteringLogObserver(
-                jsonFileLogObserver(sys.stdout, recordSeparator=""),
+                LogLineWriter(sys.stdout, reactor),
                 [LogLevelFilterPredicate(LogLevel.info)],
             )
         ],
@@ -207,11 +276,22 @@ def main(argv: list[str] | None = None, terminated: list[bool] | None = None) ->
         for item in json.loads(args.listeners)
     }
     link = WorkerLink(supervisor, listeners, reactor, settings.auth.failure_delay, index=args.index)
+    supervisor.watchedElsewhere = link.watchedElsewhere
     hub.announceTo(link.announce)
     hub.reportWatchesTo(link.watch)
     top = makeService(settings, worker=link)
+    adopted = [service for service in top if isinstance(service, AdoptedListener)]
+    for listener in adopted:
+        listener.held = True
+
+    def serve() -> None:
+        for listener in adopted:
+            listener.serve()
+
+    supervisor.serve = serve
     top.privilegedStartService()
     top.startService()
+    supervisor.callRemote(channel.Ready)  # type: ignore[no-untyped-call]
     for fd in set(listeners.values()):
         os.close(fd)
     _log.info("tmail worker {index} serving (pid {pid})", index=args.index, pid=os.getpid())
@@ -220,7 +300,25 @@ def main(argv: list[str] | None = None, terminated: list[bool] | None = None) ->
     _stopOnTerm(core)
     if terminated:
         core.callWhenRunning(_stop, core)
-    core.run(installSignalHandlers=False)  # type: ignore[call-arg]
+    _run(core, args.index)
+
+
+#: A path prefix: a worker started with it set runs its reactor under
+#: cProfile and saves the stats to C{<prefix>-worker<index>-<pid>.prof}
+#: when it stops (twistd's C{--profile} covers only the supervisor).
+PROFILE_ENV = "TMAIL_WORKER_PROFILE"
+
+
+def _run(core: IReactorCore, index: int) -> None:
+    prefix = os.environ.get(PROFILE_ENV)
+    if not prefix:
+        core.run(installSignalHandlers=False)  # type: ignore[call-arg]
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: core.run(installSignalHandlers=False))  # type: ignore[call-arg]
+    profiler.dump_stats(f"{prefix}-worker{index}-{os.getpid()}.prof")
 
 
 _stopping = False
