@@ -1028,7 +1028,7 @@ class CondstoreClientTests(TestCase):
 class OtherSessionsChangesTests(SynchronousTestCase):
     """What one session's own commands must not hide of another session's changes."""
 
-    def sessions(self, qresync: bool = False) -> tuple[Session, Session]:
+    def sessions(self, qresync: bool = False, condstore: bool = False) -> tuple[Session, Session]:
         first = Session(self)
         second = Session(self, fixture=first.fixture)
         inbox = first.store.getFolder("INBOX")
@@ -1038,6 +1038,8 @@ class OtherSessionsChangesTests(SynchronousTestCase):
         second.loginDirectly()
         if qresync:
             second.send(b"e ENABLE QRESYNC\r\n")
+        elif condstore:
+            second.send(b"e ENABLE CONDSTORE\r\n")
         second.send(b"s SELECT INBOX\r\n")
         return first, second
 
@@ -1047,6 +1049,22 @@ class OtherSessionsChangesTests(SynchronousTestCase):
         told = second.send(b"2 STORE 1 +FLAGS.SILENT (\\Seen)\r\n")
         told += second.send(b"3 NOOP\r\n")
         self.assertIn(b"* 1 FETCH (FLAGS (\\Flagged \\Seen", told)
+
+    def test_a_silent_store_does_not_swallow_a_flag_another_program_set_unseen(self) -> None:
+        """
+        Another Maildir program renamed the file (a flag the store had not
+        yet seen), then a session adds a flag with .SILENT: the rename
+        the store comes across keeps that flag, and the client, which
+        takes its own change as made, is told of the other one.
+        """
+        for condstore in (False, True):
+            first, second = self.sessions(condstore=condstore)
+            renameInCurUnseen(first.store, 1, "R")
+            told = second.send(b"1 STORE 1 +FLAGS.SILENT (\\Seen)\r\n")
+            told += second.send(b"2 NOOP\r\n")
+            flags = {info.uid: info.flags for info in first.store.getFolder("INBOX").messages()}
+            self.assertEqual(flags[1], {"\\Answered", "\\Seen"})
+            self.assertIn(b"* 1 FETCH (FLAGS (\\Answered \\Seen)", told)
 
     def test_fetching_a_body_sets_seen_another_session_took_away(self) -> None:
         first, second = self.sessions()

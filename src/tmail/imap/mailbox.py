@@ -983,14 +983,20 @@ class FlagStore:
                 return
             if self._changed is not None:
                 self._changed.add(seq)
-        if told is None or told.flags == before.flags or not self._silent:
+        if (
+            told is None
+            or not self._silent
+            or (told.flags == before.flags and info.flags == wanted)
+        ):
             # The response names the flags as they are now, another
-            # session's change included.
+            # session's change included; a silent one leaves the client
+            # with exactly the flags it asked for.
             mailbox._infos[u] = info
             mailbox._learnFlags(info.flags)
-        # Otherwise another session changed the flags first and the client
-        # is told nothing now: keeping what it was told lets the next sync
-        # report the whole change.
+        # Otherwise another session (or program, its rename come across
+        # while storing) changed the flags first and the client is told
+        # nothing now: keeping what it was told lets the next sync report
+        # the whole change.
         self.result[seq] = mailbox.flagsOf(u)
 
 
