@@ -70,7 +70,10 @@ class TmailPeer:
         sections = "\n".join(
             f'[{SECTIONS[p]}]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n'
             + (
+                # Dovecot's and pymap's sessions are not capped either: the
+                # idle scenario opens 10,000 at full size.
                 'allow_plaintext_auth = "always"\nmax_connections_per_address = 100000\n'
+                "max_connections = 100000\n"
                 if p != "smtp"
                 # The MX's greeting pause (a postscreen-like check) is a
                 # per-connection wait the peers do not make: off, as Postfix
