@@ -80,27 +80,7 @@ def parse(text: str) -> UidListData:
         data = UidListData(int(values["V"]), int(values.get("N", "1")), values.get("G", ""))
         if not data.guid:
             data.guid = uuid.uuid4().hex
-        known, extras = data.uids, data.fields
-        highest = 0
-        for line in lines[1:]:
-            if not line:
-                continue
-            number, _, rest = line.partition(" ")
-            extra, colon, filename = rest.partition(":")
-            if not colon:
-                raise ValueError(f"uidlist line without ':': {line!r}")
-            # Inline, as a large folder has a hundred thousand lines; the
-            # base names are interned so the folder's index shares them.
-            base = sys.intern(filename.partition(":")[0])
-            value = int(number)
-            if value <= 0 or not base:
-                raise ValueError(f"bad uidlist entry {value} {filename!r}")
-            known[base] = value
-            if extra and (extra := extra.strip()):
-                extras[base] = extra
-            if value > highest:
-                highest = value
-        data.nextUid = max(data.nextUid, highest + 1)
+        _addLines(data, lines[1:])
     else:
         raise ValueError(f"unknown uidlist version {header[0]!r}")
     if data.uidValidity <= 0:
@@ -109,6 +89,36 @@ def parse(text: str) -> UidListData:
     if any(a >= b for a, b in itertools.pairwise(uids)):
         data.uids = dict(sorted(data.uids.items(), key=lambda item: item[1]))
     return data
+
+
+def _addLines(data: UidListData, lines: list[str]) -> int:
+    """
+    Add the entries of version 3 uidlist C{lines} to C{data}; return the
+    highest UID among them (0 for none).  Raises C{ValueError} when one is
+    malformed.
+    """
+    known, extras = data.uids, data.fields
+    highest = 0
+    for line in lines:
+        if not line:
+            continue
+        number, _, rest = line.partition(" ")
+        extra, colon, filename = rest.partition(":")
+        if not colon:
+            raise ValueError(f"uidlist line without ':': {line!r}")
+        # Inline, as a large folder has a hundred thousand lines; the
+        # base names are interned so the folder's index shares them.
+        base = sys.intern(filename.partition(":")[0])
+        value = int(number)
+        if value <= 0 or not base:
+            raise ValueError(f"bad uidlist entry {value} {filename!r}")
+        known[base] = value
+        if extra and (extra := extra.strip()):
+            extras[base] = extra
+        if value > highest:
+            highest = value
+    data.nextUid = max(data.nextUid, highest + 1)
+    return highest
 
 
 def _add(data: UidListData, uid: int, filename: str, extra: str) -> None:
@@ -166,6 +176,12 @@ class UidListFile:
         self.data: UidListData | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._unwritten: _Unwritten | None = None
+        #: The offset just past the last complete line parsed, 0 when the
+        #: next change must be read whole.
+        self._parsedTo = 0
+        #: The last complete line parsed, found again at the same offset
+        #: before appended lines are trusted.
+        self._lastLine = b""
 
     @property
     def unwritten(self) -> bool:
@@ -204,7 +220,10 @@ class UidListFile:
         stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
         if stamp == self._stamp:
             return False
+        if self._readAppended(stamp):
+            return True
         data: UidListData | None
+        self._parsedTo = 0
         try:
             raw = self.path.read_bytes()
             data = parse(raw.decode("utf-8", "surrogateescape"))
@@ -212,9 +231,75 @@ class UidListFile:
             return self.refresh()
         except (ValueError, KeyError):
             data = None
+        else:
+            if raw.startswith(b"3 "):
+                self._remember(raw)
         self.data = self._withUnwritten(data)
         self._stamp = stamp
         return True
+
+    def _readAppended(self, stamp: tuple[int, int, int]) -> bool:
+        """
+        Another process only appended lines to the file read last (same
+        inode, larger): parse just those, as Dovecot reads its uidlist from
+        the last offset it knows, instead of the whole file of a large
+        folder on every delivery.  Returns C{False} (the caller reads it
+        all) when that cannot be told for sure.
+        """
+        data, previous, start = self.data, self._stamp, self._parsedTo
+        if (
+            data is None
+            or previous is None
+            or not start
+            or self._unwritten is not None
+            or stamp[0] != previous[0]
+            or stamp[2] <= previous[2]
+        ):
+            return False
+        known = self._lastLine
+        try:
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_ino != stamp[0]:
+                    return False
+                f.seek(start - len(known))
+                raw = f.read(stamp[2] - start + len(known))
+        except OSError:
+            return False
+        end = raw.rfind(b"\n")
+        if not known or not raw.startswith(known) or end < len(known):
+            return False
+        lines = raw[len(known) : end].decode("utf-8", "surrogateescape").split("\n")
+        last = next(reversed(data.uids.values()), 0)
+        added = UidListData(data.uidValidity, data.nextUid, data.guid)
+        try:
+            _addLines(added, lines)
+        except ValueError:
+            return False
+        uids = list(added.uids.values())
+        if not uids or uids[0] <= last or any(a >= b for a, b in itertools.pairwise(uids)):
+            return False
+        if not added.uids.keys().isdisjoint(data.uids):
+            return False
+        data.uids.update(added.uids)
+        data.fields.update(added.fields)
+        data.nextUid = max(data.nextUid, added.nextUid)
+        self._parsedTo = start - len(known) + end + 1
+        self._lastLine = raw[raw.rfind(b"\n", 0, end) + 1 : end + 1]
+        self._stamp = stamp
+        return True
+
+    def _remember(self, text: bytes, offset: int = 0) -> None:
+        """
+        C{text}, ending at C{offset} plus its length in the file, is what
+        the file holds up to there: appended lines may be read from its
+        last complete line on.
+        """
+        end = text.rfind(b"\n")
+        if end < 0:
+            self._parsedTo = 0
+            return
+        self._parsedTo = offset + end + 1
+        self._lastLine = text[text.rfind(b"\n", 0, end) + 1 : end + 1]
 
     def _withUnwritten(self, data: UidListData | None) -> UidListData | None:
         """
@@ -247,10 +332,14 @@ class UidListFile:
     def write(self, lock: DotLock, data: UidListData) -> None:
         """Replace the file with C{data} (releasing C{lock}) and remember it as current."""
         self._stamp = None
-        status = lock.replace(serialize(data))
+        self._parsedTo = 0
+        text = serialize(data)
+        status = lock.replace(text)
         self.data = data
         self._unwritten = None
         self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        if status.st_size == len(text):
+            self._remember(text)
 
     def append(self, lock: DotLock, data: UidListData, added: list[tuple[str, int]]) -> None:
         """
@@ -272,6 +361,7 @@ class UidListFile:
             for base, uid in pending + added
         )
         self._stamp = None
+        self._parsedTo = 0
         with fullDiskIsStoreFull():
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
             try:
@@ -288,6 +378,9 @@ class UidListFile:
         self.data = data
         self._unwritten = None
         self._stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        written = lines.encode("utf-8", "surrogateescape")
+        if written and status.st_size >= len(written):
+            self._remember(written, status.st_size - len(written))
 
     def keep(self, data: UidListData, added: list[tuple[str, int]], whole: bool) -> None:
         """
@@ -297,6 +390,7 @@ class UidListFile:
         all of C{data}, to be written as a new file.
         """
         self.data = data
+        self._parsedTo = 0
         unwritten = self._unwritten
         if unwritten is not None and unwritten.uidValidity != data.uidValidity:
             unwritten = None
@@ -315,6 +409,7 @@ class UidListFile:
         the next L{refresh} reads the file again, with the unwritten lines.
         """
         self._stamp = None
+        self._parsedTo = 0
         self.data = None
 
 
