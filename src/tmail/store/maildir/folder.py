@@ -72,6 +72,9 @@ from tmail.store.maildir.savedindex import _SAVED_INDEX, _SAVED_INDEX_MIN
 from tmail.store.quota import MaildirQuota, messageSize
 from tmail.store.retained import Reader, RetainedFiles
 
+#: How often an expunge follows a message file other processes keep renaming.
+_EXPUNGE_RELOCATIONS = 20
+
 _log = Logger()
 
 #: Files left in tmp/ longer than this are debris of a crash (qmail's rule).
@@ -1296,13 +1299,24 @@ class MaildirFolder:
                     self._discard(uid, entry, retain)
                     freedBytes, freedCount = freedBytes + size, freedCount + 1
                 except FileNotFoundError:
-                    located = self._locate(entry.info.key)
-                    if located is not None:
+                    # Renamed by another process (a flag change), perhaps
+                    # again while it was looked for: follow it until it is
+                    # removed or gone, or the expunge would be reported while
+                    # the file stays under its newest name.
+                    for _ in range(_EXPUNGE_RELOCATIONS):
+                        located = self._locate(entry.info.key)
+                        if located is None:
+                            break
                         self._setLocation(entry, *located)
                         size = self._quotaSize(entry)
-                        with contextlib.suppress(FileNotFoundError):
+                        try:
                             self._discard(uid, entry, retain)
-                            freedBytes, freedCount = freedBytes + size, freedCount + 1
+                        except FileNotFoundError:
+                            continue
+                        freedBytes, freedCount = freedBytes + size, freedCount + 1
+                        break
+                    else:
+                        continue
                 removed.append(uid)
         if not removed:
             return []
