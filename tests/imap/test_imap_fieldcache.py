@@ -151,6 +151,38 @@ class PersistentFactsTests(SynchronousTestCase):
         self.assertIn(b'"again"', session.send(b"d NOOP\r\ne FETCH 1 (ENVELOPE)\r\n"))
         self.assertIn(b'"again"', self.session().send(b"a FETCH 1 (ENVELOPE)\r\n"))
 
+    def factsFoundAfterARestart(self) -> int:
+        """How many facts a restarted server finds in the folder's file for FETCH 1:*."""
+        restarted = self.session()
+        restarted.send(b"a FETCH 1:* " + ITEMS + b"\r\n")
+        cache = restarted.server.messageCache
+        assert cache is not None
+        return cache.fileHits
+
+    def test_facts_are_written_once_flush_records_messages_wait(self) -> None:
+        self.deliverAll(list(CORPUS.values())[:6])
+        session = self.session(message_cache_flush_records=3, message_cache_flush_interval=3600)
+        session.send(b"a FETCH 1:* " + ITEMS + b"\r\n")
+        self.assertGreater(self.factsFoundAfterARestart(), 0)
+
+    def test_facts_wait_in_memory_below_flush_records(self) -> None:
+        self.deliverAll(list(CORPUS.values())[:6])
+        session = self.session(message_cache_flush_records=1000, message_cache_flush_interval=3600)
+        session.send(b"a FETCH 1:* " + ITEMS + b"\r\n")
+        self.assertEqual(self.factsFoundAfterARestart(), 0)
+
+    def test_a_fact_larger_than_file_max_fact_is_kept_out_of_the_file(self) -> None:
+        self.deliverAll(list(CORPUS.values())[:6])
+        session = self.session(message_cache_file_max_fact=8)
+        expected = session.send(b"a FETCH 1:* " + ITEMS + b"\r\n")
+        session.server.messageCache.flush()  # type: ignore[union-attr]
+        restarted = self.session()
+        self.assertEqual(restarted.send(b"a FETCH 1:* " + ITEMS + b"\r\n"), expected)
+        cache = restarted.server.messageCache
+        assert cache is not None
+        self.assertEqual(cache.fileHits, 0)
+        self.assertGreater(cache.made, 0)
+
     @settings(
         max_examples=30,
         deadline=None,

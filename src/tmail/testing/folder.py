@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from typing import TypeVar
 from unittest import SkipTest
 
 from tmail.interfaces import (
@@ -40,6 +41,8 @@ from tmail.testing.calls import (
 )
 
 __all__ = ["FOLDER_INTERFACES", "MailFolderTestsMixin"]
+
+T = TypeVar("T")
 
 #: The interfaces a folder may provide, each checked with C{verifyObject}.
 FOLDER_INTERFACES = (
@@ -104,6 +107,10 @@ class MailFolderTestsMixin(TestCaseBase):
         else:
             folder = await call(store.createFolder, name)
         return folder
+
+    async def folderProviding(self, interface: type[T], name: str = "INBOX") -> T:
+        """Folder C{name} as a provider of the optional C{interface}; skips the test otherwise."""
+        return requireProvider(await self.folder(name), interface)
 
     async def listed(self, folder: IMailFolder, claimRecent: bool = False) -> list[MessageInfo]:
         messages = await call(folder.messages, claimRecent)
@@ -488,8 +495,7 @@ class MailFolderTestsMixin(TestCaseBase):
     # IModSeqFolder
 
     async def test_every_listed_message_has_a_modseq(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IModSeqFolder)
+        folder = await self.folderProviding(IModSeqFolder)
         await deliver(folder)
         await deliver(folder, flags=["\\Seen"])
         listed = await self.listed(folder)
@@ -498,8 +504,7 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertTrue(all(info.modseq <= highest for info in listed), (highest, listed))
 
     async def test_flag_change_takes_a_modseq_higher_than_any_before(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IModSeqFolder)
+        folder = await self.folderProviding(IModSeqFolder)
         one = await deliver(folder)
         await deliver(folder)
         for flags in (["\\Seen"], ["\\Seen", "$A"], []):
@@ -511,8 +516,7 @@ class MailFolderTestsMixin(TestCaseBase):
             self.assertGreaterEqual(await call(folder.highestModSeq), changed.modseq)
 
     async def test_delivery_raises_highest_modseq(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IModSeqFolder)
+        folder = await self.folderProviding(IModSeqFolder)
         await self.listed(folder)
         before = await call(folder.highestModSeq)
         uid = await deliver(folder)
@@ -521,8 +525,7 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertGreater((await self.infoOf(folder, uid)).modseq, before)
 
     async def test_expunge_takes_a_higher_modseq_and_is_remembered(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IModSeqFolder)
+        folder = await self.folderProviding(IModSeqFolder)
         one, two = await deliver(folder), await deliver(folder)
         await self.listed(folder)
         before = await call(folder.highestModSeq)
@@ -537,8 +540,7 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertNotIn(two, (await call(folder.expungedSince, 0))[0])
 
     async def test_expunged_since_is_ascending(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IModSeqFolder)
+        folder = await self.folderProviding(IModSeqFolder)
         uids = [await deliver(folder) for _ in range(4)]
         await self.listed(folder)
         before = await call(folder.highestModSeq)
@@ -551,21 +553,18 @@ class MailFolderTestsMixin(TestCaseBase):
     # IObjectIdFolder
 
     async def test_object_ids_are_rfc8474_ids(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IObjectIdFolder)
+        folder = await self.folderProviding(IObjectIdFolder)
         uid = await deliver(folder)
         self.assertRegex(await call(folder.mailboxId), _OBJECT_ID)
         self.assertRegex(await call(folder.emailId, uid), _OBJECT_ID)
 
     async def test_folders_have_distinct_mailbox_ids(self) -> None:
-        inbox = await self.folder()
-        inbox = requireProvider(inbox, IObjectIdFolder)
-        other = requireProvider(await self.folder("Other"), IObjectIdFolder)
+        inbox = await self.folderProviding(IObjectIdFolder)
+        other = await self.folderProviding(IObjectIdFolder, "Other")
         self.assertNotEqual(await call(inbox.mailboxId), await call(other.mailboxId))
 
     async def test_mailbox_id_stays_across_rename(self) -> None:
-        folder = await self.folder("Before")
-        folder = requireProvider(folder, IObjectIdFolder)
+        folder = await self.folderProviding(IObjectIdFolder, "Before")
         mailboxId = await call(folder.mailboxId)
         store = await self.contractStore()
         await call(store.renameFolder, "Before", "After")
@@ -573,25 +572,22 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertEqual(await call(renamed.mailboxId), mailboxId)
 
     async def test_messages_have_distinct_email_ids_and_a_copy_shares_its_own(self) -> None:
-        source = await self.folder()
-        source = requireProvider(source, IObjectIdFolder)
-        target = requireProvider(await self.folder("Copies"), IObjectIdFolder)
+        source = await self.folderProviding(IObjectIdFolder)
+        target = await self.folderProviding(IObjectIdFolder, "Copies")
         one, two = await deliver(source), await deliver(source)
         self.assertNotEqual(await call(source.emailId, one), await call(source.emailId, two))
         copied = await call(source.copyMessage, one, target)
         self.assertEqual(await call(target.emailId, copied), await call(source.emailId, one))
 
     async def test_email_id_of_a_gone_message_raises_keyerror(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IObjectIdFolder)
+        folder = await self.folderProviding(IObjectIdFolder)
         await self.assertFailure(call(folder.emailId, 4711), KeyError)
 
     # ISaveDateFolder
 
     async def test_save_date_is_when_the_message_came_in(self) -> None:
-        source = await self.folder()
-        source = requireProvider(source, ISaveDateFolder)
-        target = requireProvider(await self.folder("Copies"), ISaveDateFolder)
+        source = await self.folderProviding(ISaveDateFolder)
+        target = await self.folderProviding(ISaveDateFolder, "Copies")
         before = time.time()
         uid = await deliver(source, internaldate=_PAST)
         copied = await call(source.copyMessage, uid, target)
@@ -601,23 +597,20 @@ class MailFolderTestsMixin(TestCaseBase):
                 self.assertTrue(before - 2 <= saved <= time.time() + 2, saved)
 
     async def test_save_date_of_a_gone_message_raises_keyerror(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, ISaveDateFolder)
+        folder = await self.folderProviding(ISaveDateFolder)
         await self.assertFailure(call(folder.saveDate, 4711), KeyError)
 
     # IIncrementalFolder
 
     async def test_no_changes_since_the_current_serial(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IIncrementalFolder)
+        folder = await self.folderProviding(IIncrementalFolder)
         await deliver(folder)
         await self.listed(folder)
         serial = await call(folder.changeSerial)
         self.assertEqual(await call(folder.changesSince, serial, False), (serial, []))
 
     async def test_changes_since_report_additions_flag_changes_and_expunges_once(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IIncrementalFolder)
+        folder = await self.folderProviding(IIncrementalFolder)
         kept = await deliver(folder)
         gone = await deliver(folder)
         await self.listed(folder)
@@ -638,8 +631,7 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertEqual(await call(folder.changeSerial), current)
 
     async def test_changes_applied_to_a_listing_give_the_listing_now(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IIncrementalFolder)
+        folder = await self.folderProviding(IIncrementalFolder)
         uids = [await deliver(folder) for _ in range(4)]
         snapshot = {info.uid: info for info in await self.listed(folder)}
         serial = await call(folder.changeSerial)
@@ -660,8 +652,7 @@ class MailFolderTestsMixin(TestCaseBase):
         )
 
     async def test_claiming_changes_take_recent_away(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IIncrementalFolder)
+        folder = await self.folderProviding(IIncrementalFolder)
         await self.listed(folder, claimRecent=True)
         serial = await call(folder.changeSerial)
         await deliver(folder)
@@ -669,8 +660,7 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertFalse(any(info.recent for info in await self.listed(folder)))
 
     async def test_info_and_message_count_agree_with_the_listing(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IIncrementalFolder)
+        folder = await self.folderProviding(IIncrementalFolder)
         one = await deliver(folder, flags=["\\Seen"])
         two = await deliver(folder)
         await call(folder.expunge, [two])
@@ -683,8 +673,7 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertIsNone(await call(folder.info, two))
 
     async def test_message_count_takes_no_recent(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IIncrementalFolder)
+        folder = await self.folderProviding(IIncrementalFolder)
         await deliver(folder)
         before = [info.recent for info in await self.listed(folder)]
         await call(folder.messageCount)
@@ -693,8 +682,7 @@ class MailFolderTestsMixin(TestCaseBase):
     # IFlagChangingFolder
 
     async def test_change_flags_adds_and_removes_and_keeps_the_others(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IFlagChangingFolder)
+        folder = await self.folderProviding(IFlagChangingFolder)
         uid = await deliver(folder, flags=["\\Seen", "$Keep", "$Drop"])
         changed = await call(folder.changeFlags, uid, ["\\Flagged", "$New"], ["$Drop", "\\Draft"])
         expected = frozenset({"\\Seen", "$Keep", "\\Flagged", "$New"})
@@ -702,15 +690,13 @@ class MailFolderTestsMixin(TestCaseBase):
         self.assertEqual((await self.infoOf(folder, uid)).flags, expected)
 
     async def test_change_flags_of_a_gone_message_raises_keyerror(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IFlagChangingFolder)
+        folder = await self.folderProviding(IFlagChangingFolder)
         await self.assertFailure(call(folder.changeFlags, 4711, ["\\Seen"], []), KeyError)
 
     # IRetainingFolder
 
     async def test_a_reader_still_opens_a_message_expunged_meanwhile(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IRetainingFolder)
+        folder = await self.folderProviding(IRetainingFolder)
         uid = await deliver(folder)
         held = {uid}
         await call(folder.addReader, held.__contains__)
@@ -722,8 +708,7 @@ class MailFolderTestsMixin(TestCaseBase):
         await self.assertFailure(call(folder.openMessage, uid), KeyError)
 
     async def test_expunged_message_is_kept_until_every_reader_lets_go(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IRetainingFolder)
+        folder = await self.folderProviding(IRetainingFolder)
         uid = await deliver(folder)
         first, second = {uid}, {uid}
         await call(folder.addReader, first.__contains__)
@@ -738,8 +723,7 @@ class MailFolderTestsMixin(TestCaseBase):
         await self.assertFailure(call(folder.openMessage, uid), KeyError)
 
     async def test_removed_reader_lets_go_of_what_it_held(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IRetainingFolder)
+        folder = await self.folderProviding(IRetainingFolder)
         uid = await deliver(folder)
         held = {uid}
         await call(folder.addReader, held.__contains__)
@@ -748,8 +732,7 @@ class MailFolderTestsMixin(TestCaseBase):
         await self.assertFailure(call(folder.openMessage, uid), KeyError)
 
     async def test_expunge_without_readers_keeps_nothing(self) -> None:
-        folder = await self.folder()
-        folder = requireProvider(folder, IRetainingFolder)
+        folder = await self.folderProviding(IRetainingFolder)
         uid = await deliver(folder)
         await call(folder.expunge, [uid])
         await self.assertFailure(call(folder.openMessage, uid), KeyError)
@@ -758,8 +741,7 @@ class MailFolderTestsMixin(TestCaseBase):
 
     async def test_linked_copy_delivers_the_same_bytes_on_its_own(self) -> None:
         source = await self.folder()
-        target = await self.folder("Shared")
-        target = requireProvider(target, ILinkingFolder)
+        target = await self.folderProviding(ILinkingFolder, "Shared")
         pending = await call(source.beginMessage, ("\\Seen",))
         await call(pending.write, MESSAGE)
         linked = await call(target.linkedCopy, pending)
@@ -773,8 +755,7 @@ class MailFolderTestsMixin(TestCaseBase):
 
     async def test_linked_copy_of_a_large_message(self) -> None:
         source = await self.folder()
-        target = await self.folder("Shared")
-        target = requireProvider(target, ILinkingFolder)
+        target = await self.folderProviding(ILinkingFolder, "Shared")
         body = b"Subject: large\r\n\r\n" + (b"y" * 998 + b"\r\n") * 2048
         pending = await call(source.beginMessage)
         for start in range(0, len(body), 65536):
@@ -789,8 +770,7 @@ class MailFolderTestsMixin(TestCaseBase):
 
     async def test_aborted_linked_copy_leaves_the_original(self) -> None:
         source = await self.folder()
-        target = await self.folder("Shared")
-        target = requireProvider(target, ILinkingFolder)
+        target = await self.folderProviding(ILinkingFolder, "Shared")
         pending = await call(source.beginMessage)
         await call(pending.write, MESSAGE)
         linked = await call(target.linkedCopy, pending)

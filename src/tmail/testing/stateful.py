@@ -263,6 +263,31 @@ class FolderStateMachine(ReactorStateMachine):
         self.serial = serial
 
 
+#: How many sequences, and how many steps each, Hypothesis tries by default.
+MODEL_SETTINGS = settings(
+    max_examples=30,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def _runMachine(case: Any, machine: type[ReactorStateMachine], chosen: settings) -> Deferred[None]:
+    """
+    Run C{machine} with the test case's C{makeStore} (and C{reopenStore},
+    when it has one), in a thread: the machine makes each store call in the
+    reactor thread.
+    """
+    reopenStore = getattr(case, "reopenStore", None)
+
+    class Machine(machine):  # type: ignore[valid-type,misc]
+        makeStore = staticmethod(case.makeStore)
+
+    if reopenStore is not None:
+        Machine.reopenStore = staticmethod(reopenStore)
+    return deferToThread(run_state_machine_as_test, Machine, settings=chosen)
+
+
 class FolderModelTestsMixin(TestCaseBase):
     """
     A folder of C{makeStore()}'s store holds what a model says after any
@@ -273,28 +298,14 @@ class FolderModelTestsMixin(TestCaseBase):
     """
 
     #: How many sequences, and how many steps each, Hypothesis tries.
-    modelSettings = settings(
-        max_examples=30,
-        stateful_step_count=25,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    modelSettings = MODEL_SETTINGS
 
     def makeStore(self) -> IMailStore:
         """A new, empty store for each sequence; defined by the test case."""
         raise NotImplementedError(f"{type(self).__name__} must define makeStore")
 
     def test_folder_holds_what_the_model_says(self) -> Deferred[None]:
-        makeStore = self.makeStore
-        reopenStore = getattr(self, "reopenStore", None)
-
-        class Machine(FolderStateMachine):
-            pass
-
-        Machine.makeStore = staticmethod(makeStore)
-        if reopenStore is not None:
-            Machine.reopenStore = staticmethod(reopenStore)
-        return deferToThread(run_state_machine_as_test, Machine, settings=self.modelSettings)
+        return _runMachine(self, FolderStateMachine, self.modelSettings)
 
 
 #: Folder names the store machine uses: parents, children and a name that
@@ -412,25 +423,11 @@ class StoreModelTestsMixin(TestCaseBase):
     """
 
     #: How many sequences, and how many steps each, Hypothesis tries.
-    storeModelSettings = settings(
-        max_examples=30,
-        stateful_step_count=25,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    storeModelSettings = MODEL_SETTINGS
 
     def makeStore(self) -> IMailStore:
         """A new, empty store for each sequence; defined by the test case."""
         raise NotImplementedError(f"{type(self).__name__} must define makeStore")
 
     def test_store_holds_what_the_model_says(self) -> Deferred[None]:
-        makeStore = self.makeStore
-        reopenStore = getattr(self, "reopenStore", None)
-
-        class Machine(StoreStateMachine):
-            pass
-
-        Machine.makeStore = staticmethod(makeStore)
-        if reopenStore is not None:
-            Machine.reopenStore = staticmethod(reopenStore)
-        return deferToThread(run_state_machine_as_test, Machine, settings=self.storeModelSettings)
+        return _runMachine(self, StoreStateMachine, self.storeModelSettings)
