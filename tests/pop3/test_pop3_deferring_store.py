@@ -14,6 +14,7 @@ from pathlib import Path
 
 from twisted.cred.portal import Portal
 from twisted.internet import reactor
+from twisted.internet.threads import blockingCallFromThread
 from twisted.trial.unittest import TestCase
 
 from support.net import inThread, listen
@@ -167,3 +168,42 @@ class POP3DeferringStoreTests(TestCase):
         pending.commit()
         replies = await inThread(converse, port, SCRIPT[:3])
         self.assertEqual(replies[3], b"+OK 1 %d\r\n" % len(MESSAGES[0]))
+
+    async def test_message_removed_by_another_session_is_told_and_skipped_at_quit(self) -> None:
+        """
+        RETR of a message another store object expunged meanwhile gets
+        C{-ERR}; QUIT still marks the message retrieved before C{\\Seen}
+        and removes the one marked deleted, though another is gone.
+        """
+        await self.fill()
+        port = await self.listen(self.deferring)
+        plain = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        first, second, third = (info.uid for info in plain.messages())
+
+        def client() -> list[bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                replies = sock.makefile("rb")
+                transcript = [replies.readline()]
+                sock.sendall(f"USER {ALICE}\r\nPASS {PASSWORD}\r\nRETR 2\r\nDELE 3\r\n".encode())
+                transcript += [replies.readline() for _ in range(3)]
+                while replies.readline() != b".\r\n":
+                    pass
+                transcript.append(replies.readline())
+                blockingCallFromThread(reactor, plain.expunge, [first])
+                sock.sendall(b"RETR 1\r\nQUIT\r\n")
+                transcript += [replies.readline(), replies.readline()]
+            return transcript
+
+        transcript = await inThread(client)
+        self.assertEqual(
+            transcript[1:3] + transcript[4:],
+            [
+                b"+OK Send your password\r\n",
+                b"+OK Logged in\r\n",
+                b"+OK Message 3 deleted\r\n",
+                b"-ERR Message 1 no longer exists\r\n",
+                b"+OK Bye\r\n",
+            ],
+        )
+        self.assertEqual([(i.uid, i.flags) for i in plain.messages()], [(second, {"\\Seen"})])
+        self.assertNotIn(third, [i.uid for i in plain.messages()])
