@@ -84,8 +84,11 @@ T = TypeVar("T")
 
 async def _each(answers: Iterable[Deferred[T]]) -> list[T]:
     """The results of C{answers}, all under way at once; the first failure, as itself."""
+    pending = list(answers)
+    if len(pending) == 1:
+        return [await pending[0]]
     try:
-        return await gatherResults(list(answers), consumeErrors=True)
+        return await gatherResults(pending, consumeErrors=True)
     except FirstError as e:
         e.subFailure.raiseException()
         raise
