@@ -21,10 +21,10 @@ from support.net import inThread, listen
 from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, POP3Settings
-from tmail.interfaces import IMailStore
+from tmail.interfaces import IMailFolder, IMailRealm, IMailStore, MessageInfo
 from tmail.pop3.factory import POP3Factory
 from tmail.realm.virtual import VirtualDomainRealm
-from tmail.testing import deliver
+from tmail.testing import call, deliver
 from tmail.testing.deferring import deferringStore
 
 MESSAGES = [
@@ -54,6 +54,17 @@ SCRIPT: list[tuple[bytes, bool]] = [
     (b"RETR 9", True),
     (b"NOOP", False),
 ]
+
+
+async def inbox(realm: IMailRealm, user: str) -> IMailFolder:
+    """C{user}'s INBOX in C{realm}, with other store objects' changes picked up."""
+    folder: IMailFolder = await call(realm.storeFor(user).getFolder, "INBOX")
+    await call(folder.refresh)
+    return folder
+
+
+async def listing(realm: IMailRealm, user: str) -> list[MessageInfo]:
+    return list((await inbox(realm, user)).messages(False))
 
 
 class DeferringRealm(VirtualDomainRealm):
@@ -89,9 +100,9 @@ class POP3DeferringStoreTests(TestCase):
         self.deferring = DeferringRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
 
     async def fill(self) -> None:
-        inbox = await self.deferring.storeFor(ALICE).getFolder("INBOX")
+        folder = await inbox(self.deferring, ALICE)
         for message in MESSAGES:
-            await deliver(inbox, message)
+            await deliver(folder, message)
 
     async def listen(self, realm: VirtualDomainRealm) -> int:
         factory = POP3Factory(
@@ -122,8 +133,7 @@ class POP3DeferringStoreTests(TestCase):
         self.assertEqual(got[:-1], expected)
         self.assertEqual(got[-1], b"+OK Bye\r\n")
 
-        folder = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
-        infos = folder.messages()
+        infos = await listing(self.fixture.realm, ALICE)
         self.assertEqual([info.size for info in infos], [len(m) for m in MESSAGES[:2]])
         self.assertEqual([info.flags for info in infos], [{"\\Seen"}, set()])
 
@@ -153,19 +163,16 @@ class POP3DeferringStoreTests(TestCase):
             pop.quit()
 
         await inThread(client)
-        folder = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
         self.assertEqual(
-            [(i.size, i.flags) for i in folder.messages()], [(len(MESSAGES[1]), {"\\Seen"})]
+            [(i.size, i.flags) for i in await listing(self.fixture.realm, ALICE)],
+            [(len(MESSAGES[1]), {"\\Seen"})],
         )
 
     async def test_login_lists_mail_delivered_by_another_store_object(self) -> None:
         """The snapshot is taken after the INBOX picked up changes made elsewhere."""
         port = await self.listen(self.deferring)
         await inThread(converse, port, SCRIPT[:3])
-        plainInbox = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
-        pending = plainInbox.beginMessage()
-        pending.write(MESSAGES[0])
-        pending.commit()
+        await deliver(await inbox(self.fixture.realm, ALICE), MESSAGES[0])
         replies = await inThread(converse, port, SCRIPT[:3])
         self.assertEqual(replies[3], b"+OK 1 %d\r\n" % len(MESSAGES[0]))
 
@@ -177,8 +184,8 @@ class POP3DeferringStoreTests(TestCase):
         """
         await self.fill()
         port = await self.listen(self.deferring)
-        plain = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
-        first, second, third = (info.uid for info in plain.messages())
+        plain = await inbox(self.fixture.realm, ALICE)
+        first, second, third = (info.uid for info in plain.messages(False))
 
         def client() -> list[bytes]:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -189,7 +196,7 @@ class POP3DeferringStoreTests(TestCase):
                 while replies.readline() != b".\r\n":
                     pass
                 transcript.append(replies.readline())
-                blockingCallFromThread(reactor, plain.expunge, [first])
+                blockingCallFromThread(reactor, call, plain.expunge, [first])
                 sock.sendall(b"RETR 1\r\nQUIT\r\n")
                 transcript += [replies.readline(), replies.readline()]
             return transcript
@@ -205,5 +212,8 @@ class POP3DeferringStoreTests(TestCase):
                 b"+OK Bye\r\n",
             ],
         )
-        self.assertEqual([(i.uid, i.flags) for i in plain.messages()], [(second, {"\\Seen"})])
-        self.assertNotIn(third, [i.uid for i in plain.messages()])
+        self.assertEqual(
+            [(i.uid, i.flags) for i in await listing(self.fixture.realm, ALICE)],
+            [(second, {"\\Seen"})],
+        )
+        self.assertNotIn(third, [i.uid for i in await listing(self.fixture.realm, ALICE)])

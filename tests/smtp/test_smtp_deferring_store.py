@@ -18,14 +18,15 @@ from twisted.internet.protocol import ServerFactory
 from twisted.trial.unittest import TestCase
 
 from support.net import inThread, listen
-from support.realm import ALICE, BOB, RealmFixture, makeRealm
+from support.realm import ALICE, BOB, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, LMTPSettings, SMTPSettings
-from tmail.interfaces import IMailStore
+from tmail.interfaces import IMailFolder, IMailRealm, IMailStore
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.lmtp import LMTPFactory
 from tmail.store.quota import overrideFields
+from tmail.testing import call, deliver, read
 from tmail.testing.deferring import deferringStore
 
 CAROL = "carol@example.test"
@@ -33,6 +34,19 @@ SENDER = "someone@remote.example"
 SMALL = b"From: someone@remote.example\r\nSubject: small\r\n\r\nhello\r\n.dotted\r\n"
 BIG = b"From: someone@remote.example\r\nSubject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40
 FULL = b"From: someone@remote.example\r\nSubject: fills carol's mailbox\r\n\r\nhi\r\n"
+
+
+async def inbox(realm: IMailRealm, user: str) -> IMailFolder:
+    """C{user}'s INBOX in C{realm}, with other store objects' changes picked up."""
+    folder: IMailFolder = await call(realm.storeFor(user).getFolder, "INBOX")
+    await call(folder.refresh)
+    return folder
+
+
+async def stored(realm: IMailRealm, user: str) -> list[bytes]:
+    """The raw bytes of every message in C{user}'s INBOX, oldest first."""
+    folder = await inbox(realm, user)
+    return [await read(folder, info.uid) for info in folder.messages(False)]
 
 
 class DeferringRealm(VirtualDomainRealm):
@@ -103,10 +117,6 @@ class DeliveryDeferringStoreTests(TestCase):
         self.fixture = makeRealm(Path(self.mktemp()), (ALICE, BOB, CAROL))
         self.setLimits(BOB, storage=2000)
         self.setLimits(CAROL, messages=1)
-        carol = self.fixture.realm.storeFor(CAROL).getFolder("INBOX")
-        pending = carol.beginMessage()
-        pending.write(FULL)
-        pending.commit()
         self.deferring = DeferringRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
 
     def setLimits(self, user: str, storage: int | None = None, messages: int | None = None) -> None:
@@ -127,8 +137,11 @@ class DeliveryDeferringStoreTests(TestCase):
     def lmtp(self, realm: VirtualDomainRealm) -> LMTPFactory:
         return LMTPFactory(realm, LMTPSettings(), hostname="lmtp.example.test")
 
-    def counts(self, fixture: RealmFixture) -> dict[str, list[bytes]]:
-        return {user: fixture.inbox(user) for user in (ALICE, BOB, CAROL)}
+    async def fillCarol(self) -> None:
+        await deliver(await inbox(self.fixture.realm, CAROL), FULL)
+
+    async def counts(self) -> dict[str, list[bytes]]:
+        return {user: await stored(self.fixture.realm, user) for user in (ALICE, BOB, CAROL)}
 
     async def compare(
         self, plain: ServerFactory, deferring: ServerFactory, script: list[tuple[bytes, bytes]]
@@ -138,11 +151,12 @@ class DeliveryDeferringStoreTests(TestCase):
         deferring one: the same replies, and each run stores the same
         messages once.
         """
-        before = self.counts(self.fixture)
+        await self.fillCarol()
+        before = await self.counts()
         expected = await inThread(converse, await listen(self, plain), script)
-        once = self.counts(self.fixture)
+        once = await self.counts()
         got = await inThread(converse, await listen(self, deferring), script)
-        twice = self.counts(self.fixture)
+        twice = await self.counts()
         self.assertEqual(got, expected)
         print("TRANSCRIPT", got)
         for user in (ALICE, BOB, CAROL):
@@ -183,7 +197,7 @@ class DeliveryDeferringStoreTests(TestCase):
                 b"221 2.0.0 Bye\r\n",
             ],
         )
-        inboxes = self.counts(self.fixture)
+        inboxes = await self.counts()
         self.assertEqual([len(inboxes[user]) for user in (ALICE, BOB, CAROL)], [4, 4, 1])
 
     async def test_pipelined_lmtp_transactions_answer_each_recipient_after_its_commit(
@@ -217,11 +231,12 @@ class DeliveryDeferringStoreTests(TestCase):
                 b"221 2.0.0 Bye\r\n",
             ],
         )
-        inboxes = self.counts(self.fixture)
+        inboxes = await self.counts()
         self.assertEqual([len(inboxes[user]) for user in (ALICE, BOB, CAROL)], [4, 4, 1])
 
     async def test_smtplib_delivers_once_to_several_recipients(self) -> None:
         """smtplib's sendmail: the full mailbox refused at RCPT, the others stored once."""
+        await self.fillCarol()
         port = await listen(self, self.smtp(self.deferring))
 
         def send() -> dict[str, tuple[int, bytes]]:
@@ -231,7 +246,7 @@ class DeliveryDeferringStoreTests(TestCase):
         refused = await inThread(send)
         self.assertEqual(list(refused), [CAROL])
         self.assertEqual(refused[CAROL][0], 552)
-        inboxes = self.counts(self.fixture)
+        inboxes = await self.counts()
         self.assertEqual([len(inboxes[user]) for user in (ALICE, BOB, CAROL)], [1, 1, 1])
         for user in (ALICE, BOB):
             self.assertTrue(inboxes[user][0].endswith(SMALL), user)
