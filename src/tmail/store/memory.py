@@ -497,7 +497,7 @@ class MemoryStore:
             if self._specialUse is not None and name in self._specialUse:
                 self._specialUse[renamed] = self._specialUse.pop(name)
 
-    def _subscriptions_(self) -> list[str]:
+    def _listSubscriptions(self) -> list[str]:
         return list(self._subscriptions)
 
     def _subscribe(self, name: str) -> None:
@@ -548,7 +548,7 @@ class MemoryStore:
 
     # ISpecialUseStore
 
-    def _specialUse_(self) -> dict[str, frozenset[str]] | None:
+    def _currentSpecialUse(self) -> dict[str, frozenset[str]] | None:
         return None if self._specialUse is None else dict(self._specialUse)
 
     def _updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
@@ -568,7 +568,7 @@ class MemoryStore:
             return self._metadata[None]
         return self._metadata[self._existing(folder).name]
 
-    def _metadata_(self, folder: str | None) -> dict[str, bytes]:
+    def _metadataOf(self, folder: str | None) -> dict[str, bytes]:
         return dict(self._entries(folder))
 
     def _updateMetadata(
@@ -617,7 +617,7 @@ class MemoryStore:
         return maybeDeferred(self._renameFolder, old, new)
 
     def subscriptions(self) -> Deferred[list[str]]:  # type: ignore[override]
-        return maybeDeferred(self._subscriptions_)
+        return maybeDeferred(self._listSubscriptions)
 
     def subscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
         return maybeDeferred(self._subscribe, name)
@@ -635,13 +635,13 @@ class MemoryStore:
         return maybeDeferred(self._recalculateQuota)
 
     def specialUse(self) -> Deferred[dict[str, frozenset[str]] | None]:  # type: ignore[override]
-        return maybeDeferred(self._specialUse_)
+        return maybeDeferred(self._currentSpecialUse)
 
     def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> Deferred[None]:  # type: ignore[override]
         return maybeDeferred(self._updateSpecialUse, changes)
 
     def metadata(self, folder: str | None) -> Deferred[dict[str, bytes]]:  # type: ignore[override]
-        return maybeDeferred(self._metadata_, folder)
+        return maybeDeferred(self._metadataOf, folder)
 
     def updateMetadata(  # type: ignore[override]
         self,
