@@ -12,6 +12,15 @@ Use it from a configuration file (with this folder on C{PYTHONPATH})::
     backend = "custom_realm:SQLiteRealm"
 
 Mail then lives in C{data_dir/mail.sqlite3}.
+
+The store seam (L{tmail.interfaces}) splits a store's methods in two: what
+a front end reads from the folder's index (C{messages}, C{uidValidity},
+C{uidNext}) answers at once, and the operations that touch disk or network
+(C{getFolder}, C{openMessage}, C{commit}, C{setFlags}, C{expunge},
+C{copyMessage}, the folder operations) answer with a C{Deferred}.  Here
+each of those does its SQLite work at once and answers with a Deferred
+that has fired (C{maybeDeferred}: an exception becomes its failure); a
+store over a network database would fire it when the answer comes.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
 
 from tmail.config.schema import Settings
@@ -67,8 +77,8 @@ class SQLitePendingMessage:
     def publish(self) -> None:
         """Nothing to do ahead: SQLite makes the row durable at commit."""
 
-    def commit(self) -> int:
-        return self.folder._insert(self.buffer.getvalue(), self.flags, self.date)
+    def commit(self) -> Deferred[int]:  # type: ignore[override]
+        return maybeDeferred(self.folder._insert, self.buffer.getvalue(), self.flags, self.date)
 
     def abort(self) -> None:
         self.buffer = io.BytesIO()
@@ -125,7 +135,10 @@ class SQLiteFolder:
             for uid, flags, size, date in rows
         ]
 
-    def openMessage(self, uid: int) -> BinaryIO:
+    def openMessage(self, uid: int) -> Deferred[BinaryIO]:  # type: ignore[override]
+        return maybeDeferred(self._open, uid)
+
+    def _open(self, uid: int) -> BinaryIO:
         row = self._db.execute(
             "SELECT body FROM messages WHERE user=? AND folder=? AND uid=?", (*self._key(), uid)
         ).fetchone()
@@ -151,8 +164,10 @@ class SQLiteFolder:
         self._changed()
         return uid
 
-    def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
-        flagSet = frozenset(flags)
+    def setFlags(self, uid: int, flags: Iterable[str]) -> Deferred[MessageInfo]:  # type: ignore[override]
+        return maybeDeferred(self._setFlags, uid, frozenset(flags))
+
+    def _setFlags(self, uid: int, flagSet: frozenset[str]) -> MessageInfo:
         with self._db:
             cursor = self._db.execute(
                 "UPDATE messages SET flags=? WHERE user=? AND folder=? AND uid=?",
@@ -163,7 +178,10 @@ class SQLiteFolder:
         self._changed()
         return next(info for info in self.messages() if info.uid == uid)
 
-    def expunge(self, uids: Iterable[int]) -> list[int]:
+    def expunge(self, uids: Iterable[int]) -> Deferred[list[int]]:  # type: ignore[override]
+        return maybeDeferred(self._expunge, list(uids))
+
+    def _expunge(self, uids: Iterable[int]) -> list[int]:
         removed = []
         with self._db:
             for uid in uids:
@@ -176,13 +194,17 @@ class SQLiteFolder:
             self._changed()
         return removed
 
-    def copyMessage(self, uid: int, target: IMailFolder) -> int:
-        info = next((m for m in self.messages() if m.uid == uid), None)
-        if info is None:
-            raise KeyError(uid)
-        pending = target.beginMessage(info.flags, info.internaldate)
-        pending.write(self.openMessage(uid).read())
-        return pending.commit()
+    def copyMessage(self, uid: int, target: IMailFolder) -> Deferred[int]:  # type: ignore[override]
+        def copy() -> Deferred[int]:
+            info = next((m for m in self.messages() if m.uid == uid), None)
+            if info is None:
+                raise KeyError(uid)
+            pending = target.beginMessage(info.flags, info.internaldate)
+            pending.write(self._open(uid).read())
+            committed: Deferred[int] = maybeDeferred(pending.commit)
+            return committed
+
+        return maybeDeferred(copy)
 
     def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
         self._listeners.append(listener)
@@ -240,48 +262,72 @@ class SQLiteStore:
             raise InvalidFolderName(name)
         return name
 
-    def listFolders(self) -> list[str]:
+    def listFolders(self) -> Deferred[list[str]]:  # type: ignore[override]
+        return maybeDeferred(self._names)
+
+    def getFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+        return maybeDeferred(self._folder, name)
+
+    def createFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+        return maybeDeferred(self._create, name)
+
+    def deleteFolder(self, name: str) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._delete, name)
+
+    def renameFolder(self, old: str, new: str) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._rename, old, new)
+
+    def subscriptions(self) -> Deferred[list[str]]:  # type: ignore[override]
+        return maybeDeferred(self._subscribed)
+
+    def subscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._subscribe, name, 1)
+
+    def unsubscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._subscribe, name, 0)
+
+    def _names(self) -> list[str]:
         rows = self.db.execute("SELECT name FROM folders WHERE user=? ORDER BY name", (self.user,))
         return [name for (name,) in rows]
 
-    def getFolder(self, name: str) -> IMailFolder:
+    def _folder(self, name: str) -> SQLiteFolder:
         name = self._normal(name)
-        if name not in self.listFolders():
+        if name not in self._names():
             raise NoSuchFolder(name)
         return self._folders.setdefault(name, SQLiteFolder(self, name))
 
-    def createFolder(self, name: str) -> IMailFolder:
+    def _create(self, name: str) -> SQLiteFolder:
         name = self._normal(name)
-        if name in self.listFolders():
+        if name in self._names():
             raise FolderExists(name)
         parts = name.split("/")
         for depth in range(1, len(parts) + 1):
             self._ensure("/".join(parts[:depth]))
-        return self.getFolder(name)
+        return self._folder(name)
 
-    def deleteFolder(self, name: str) -> None:
+    def _delete(self, name: str) -> None:
         name = self._normal(name)
         if name == "INBOX":
             raise InvalidFolderName("INBOX cannot be deleted")
-        self.getFolder(name)
+        self._folder(name)
         with self.db:
             self.db.execute("DELETE FROM messages WHERE user=? AND folder=?", (self.user, name))
             self.db.execute("DELETE FROM folders WHERE user=? AND name=?", (self.user, name))
         self._folders.pop(name, None)
 
-    def renameFolder(self, old: str, new: str) -> None:
+    def _rename(self, old: str, new: str) -> None:
         old, new = self._normal(old), self._normal(new)
-        if new in self.listFolders():
+        if new in self._names():
             raise FolderExists(new)
-        source = self.getFolder(old)
+        source = self._folder(old)
         if old == "INBOX":
-            target = self.createFolder(new)
+            target = self._create(new)
             for info in source.messages():
-                source.copyMessage(info.uid, target)
-            source.expunge(info.uid for info in source.messages())
+                target._insert(source._open(info.uid).read(), info.flags, info.internaldate)
+            source._expunge(info.uid for info in source.messages())
             return
         with self.db:
-            for name in self.listFolders():
+            for name in self._names():
                 if name == old or name.startswith(old + "/"):
                     renamed = new + name[len(old) :]
                     for table, column in (("folders", "name"), ("messages", "folder")):
@@ -291,7 +337,7 @@ class SQLiteStore:
                         )
         self._folders.clear()
 
-    def subscriptions(self) -> list[str]:
+    def _subscribed(self) -> list[str]:
         rows = self.db.execute(
             "SELECT name FROM folders WHERE user=? AND subscribed=1 ORDER BY name", (self.user,)
         )
@@ -303,12 +349,6 @@ class SQLiteStore:
                 "UPDATE folders SET subscribed=? WHERE user=? AND name=?",
                 (value, self.user, self._normal(name)),
             )
-
-    def subscribe(self, name: str) -> None:
-        self._subscribe(name, 1)
-
-    def unsubscribe(self, name: str) -> None:
-        self._subscribe(name, 0)
 
 
 class SQLiteRealm(VirtualDomainRealm):

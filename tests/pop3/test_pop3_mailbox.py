@@ -39,8 +39,8 @@ class POP3MailboxTests(SynchronousTestCase):
 
     def test_realmAvatar(self) -> None:
         """The realm hands out a L{POP3Mailbox} over the user's INBOX."""
-        iface, avatar, _logout = self.fixture.realm.requestAvatar(
-            ALICE.encode(), None, pop3.IMailbox
+        iface, avatar, _logout = self.successResultOf(
+            self.fixture.realm.requestAvatar(ALICE.encode(), None, pop3.IMailbox)
         )
         self.assertIs(iface, pop3.IMailbox)
         self.assertIsInstance(avatar, POP3Mailbox)
@@ -56,7 +56,7 @@ class POP3MailboxTests(SynchronousTestCase):
     def test_exactBytes(self) -> None:
         mailbox = self.mailbox()
         for i, message in enumerate(MESSAGES):
-            with mailbox.getMessage(i) as f:
+            with self.successResultOf(mailbox.getMessage(i)) as f:
                 self.assertEqual(f.read(), message)
 
     def test_indices(self) -> None:
@@ -77,14 +77,14 @@ class POP3MailboxTests(SynchronousTestCase):
         mailbox.undeleteMessages()
         self.assertEqual(mailbox.listMessages(0), len(MESSAGES[0]))
         mailbox.deleteMessage(1)
-        mailbox.sync()
+        self.successResultOf(mailbox.sync())
         self.assertEqual([m.uid for m in self.folder.messages()], [self.uids[0], self.uids[2]])
 
     def test_retrievedMessagesSeenAtSync(self) -> None:
         mailbox = self.mailbox()
         mailbox.messageRetrieved(2)
         self.assertEqual(self.folder.messages()[2].flags, frozenset())
-        mailbox.sync()
+        self.successResultOf(mailbox.sync())
         self.assertEqual(self.folder.messages()[2].flags, frozenset({"\\Seen"}))
 
     def test_seen_at_sync_keeps_a_flag_another_program_set_unseen(self) -> None:
@@ -103,7 +103,7 @@ class POP3MailboxTests(SynchronousTestCase):
         os.rename(root / "cur" / f"{key}:2,", root / "cur" / f"{key}:2,F")
         for sub in ("cur", "new"):
             os.utime(root / sub, ns=(past, past))
-        mailbox.sync()
+        self.successResultOf(mailbox.sync())
         self.assertEqual(self.folder.messages()[0].flags, {"\\Flagged", "\\Seen"})
 
     def test_uidlForm(self) -> None:
@@ -145,8 +145,8 @@ class POP3MailboxTests(SynchronousTestCase):
         """A message expunged by another session reads as ValueError; sync skips it."""
         mailbox = self.mailbox()
         self.folder.expunge([self.uids[0]])
-        self.assertRaises(ValueError, mailbox.getMessage, 0)
+        self.failureResultOf(mailbox.getMessage(0), ValueError)
         mailbox.deleteMessage(0)
         mailbox.messageRetrieved(1)
-        mailbox.sync()
+        self.successResultOf(mailbox.sync())
         self.assertEqual(len(self.folder.messages()), 2)

@@ -16,12 +16,15 @@ from twisted.trial.unittest import TestCase
 from support.dns import startSilentDNS
 from support.net import eventually
 from support.realm import ALICE, BOB, makeRealm
+from tmail.interfaces import IMailStore
 from tmail.queue.entry import Envelope, QueueEntry, Recipient
 from tmail.queue.local import LocalResult, LocalTransport
 from tmail.queue.outbox import Outbox
 from tmail.queue.runner import QueueRunner, RelaySettings
 from tmail.queue.store import QueueStore
+from tmail.realm.virtual import VirtualDomainRealm
 from tmail.store.quota import overrideFields
+from tmail.testing.deferring import deferringStore
 
 NOTICE = b"From: Mail Delivery System <MAILER-DAEMON@mx.example.test>\r\nSubject: x\r\n\r\nbody\r\n"
 
@@ -103,6 +106,45 @@ class LocalTransportTests(TestCase):
         self.assertFalse(results[ALICE].delivered)
         self.assertEqual(results[ALICE].diagnostic.status, "4.2.2")
         self.assertEqual(self.fixture.inbox(ALICE), [])
+
+
+class DeferringRealm(VirtualDomainRealm):
+    """The virtual-domain realm, each store behind the deferring proxy."""
+
+    def createStore(self, user: str) -> IMailStore:
+        return deferringStore(super().createStore(user))
+
+
+class DeferringStoreLocalTransportTests(LocalTransportTests):
+    """
+    The same deliveries into a store whose disk operations answer in a
+    later reactor turn: the INBOXes and every commit are waited for.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        realm = DeferringRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
+        self.transport = LocalTransport(realm, "mx.example.test", self.outbox)
+
+    @inlineCallbacks
+    def test_several_users_get_one_copy_each_and_a_full_one_none(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        directory = self.fixture.directory
+        directory.setUserFields(BOB, overrideFields(directory.userFields(BOB), 10, None))
+        self.fixture.directory.addAlias("team@example.test", [ALICE, BOB])
+        results = yield self.deliver(self.entry("team@example.test", ALICE, BOB))
+        self.assertEqual(
+            {address: (r.delivered, r.diagnostic.status) for address, r in results.items()},
+            {
+                "team@example.test": (True, "2.0.0"),
+                ALICE: (True, "2.0.0"),
+                BOB: (False, "4.2.2"),
+            },
+        )
+        [stored] = self.fixture.inbox(ALICE)
+        self.assertTrue(stored.endswith(NOTICE))
+        self.assertEqual(self.fixture.inbox(BOB), [])
 
 
 class RunnerLocalDeliveryTests(TestCase):

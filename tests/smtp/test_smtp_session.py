@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -97,9 +97,19 @@ class FakeFolder:
 @dataclass
 class FakeStore:
     inbox: FakeFolder = field(default_factory=FakeFolder)
+    failGetFolder: BaseException | None = None
+    #: When set, getFolder answers with a Deferred that fires only when
+    #: the test says (as a store working in a thread or over a network).
+    held: list[Deferred[FakeFolder]] | None = None
 
-    def getFolder(self, name: str) -> FakeFolder:
+    def getFolder(self, name: str) -> FakeFolder | Deferred[FakeFolder]:
         assert name == "INBOX"
+        if self.failGetFolder is not None:
+            raise self.failGetFolder
+        if self.held is not None:
+            answer: Deferred[FakeFolder] = Deferred()
+            self.held.append(answer)
+            return answer
         return self.inbox
 
 
@@ -502,6 +512,72 @@ class StorageFailureTests(SessionTestCase):
         self.session.send(b"Subject: x\r\n\r\npartial")
         self.session.protocol.connectionLost(None)
         self.assertEqual([p.state for p in self.pendings()], ["aborted", "aborted"])
+
+
+class SlowStoreTests(SessionTestCase):
+    """A store that answers later: RCPT waits for the INBOX, DATA for the commit."""
+
+    def test_rcpt_waits_for_the_inbox_and_pipelined_commands_wait_behind_it(self) -> None:
+        held: list[Deferred[FakeFolder]] = []
+        self.realm.stores[f"bob@{DOMAIN}"].held = held
+        self.ehlo()
+        self.assertEqual(
+            self.session.send(
+                b"MAIL FROM:<s@remote.example>\r\nRCPT TO:<bob@example.test>\r\n"
+                b"RCPT TO:<alice@example.test>\r\nNOOP\r\n"
+            ),
+            [b"250 2.1.0 Ok"],
+        )
+        [answer] = held
+        answer.callback(self.realm.inbox("bob"))
+        self.assertEqual(self.session.take(), [b"250 2.1.5 Ok", b"250 2.1.5 Ok", b"250 2.0.0 Ok"])
+        self.session.command(b"DATA")
+        self.assertEqual(self.session.send(MESSAGE + b".\r\n")[-1][:20], b"250 2.0.0 Ok: queued")
+        self.assertEqual(len(self.realm.inbox("bob").stored), 1)
+        self.assertEqual(len(self.realm.inbox("alice").stored), 1)
+
+    def test_a_full_disk_when_the_inbox_is_found_refuses_the_recipient(self) -> None:
+        self.realm.stores[f"bob@{DOMAIN}"].failGetFolder = StoreFull("disk full")
+        self.ehlo()
+        transaction(self.session)
+        self.assertEqual(
+            self.session.command(b"RCPT TO:<bob@example.test>"),
+            b"452 4.3.1 Insufficient system storage",
+        )
+        self.assertEqual(self.session.command(b"RCPT TO:<alice@example.test>"), b"250 2.1.5 Ok")
+
+    def test_another_error_when_the_inbox_is_found_is_an_internal_error(self) -> None:
+        self.realm.stores[f"bob@{DOMAIN}"].failGetFolder = OSError("EIO")
+        self.ehlo()
+        transaction(self.session)
+        self.assertEqual(
+            self.session.command(b"RCPT TO:<bob@example.test>"), b"451 4.3.0 Internal error"
+        )
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(self.session.command(b"NOOP"), b"250 2.0.0 Ok")
+
+    def test_data_is_answered_once_the_commit_fires(self) -> None:
+        folder = self.realm.inbox("alice")
+        commits: list[Deferred[int]] = []
+        self.ehlo()
+        transaction(self.session, b"alice@example.test")
+        self.session.command(b"DATA")
+        [pending] = folder.pending
+        committed = pending.commit
+
+        def later() -> Deferred[int]:
+            answer: Deferred[int] = Deferred()
+            commits.append(answer)
+            return answer
+
+        pending.commit = later  # type: ignore[method-assign]
+        self.assertEqual(self.session.send(MESSAGE + b".\r\nNOOP\r\n"), [])
+        [answer] = commits
+        answer.callback(committed())
+        replies = self.session.take()
+        self.assertEqual(len(replies), 2)
+        self.assertTrue(replies[0].startswith(b"250 2.0.0 Ok: queued as "), replies)
+        self.assertEqual(replies[1], b"250 2.0.0 Ok")
 
 
 class LimitTests(SessionTestCase):

@@ -1,9 +1,11 @@
-"""The in-memory store passes the store and folder contracts."""
+"""The in-memory store passes the store and folder contracts and answers as the seam declares."""
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from tmail.errors import NoSuchFolder, OverQuota
 from tmail.interfaces import IMailStore
 from tmail.store.memory import MemoryStore
 from tmail.store.quota import QuotaLimits
@@ -31,3 +33,56 @@ class MemoryStoreModelTests(StoreModelTestsMixin, TestCase):
 
     def makeStore(self) -> IMailStore:
         return MemoryStore()
+
+
+class MemoryStoreSeamTests(TestCase):
+    """The memory store answers as the store seam declares."""
+
+    def test_disk_and_network_operations_answer_with_deferreds(self) -> None:
+        store = MemoryStore(quota=QuotaLimits())
+        inbox = self.successResultOf(store.getFolder("INBOX"))
+        pending = inbox.beginMessage()
+        pending.write(b"Subject: seam\r\n\r\nbody\r\n")
+        uid = self.successResultOf(pending.commit())
+        archive = self.successResultOf(store.createFolder("Archive"))
+        answers = {
+            "listFolders": store.listFolders(),
+            "subscribe": store.subscribe("Archive"),
+            "subscriptions": store.subscriptions(),
+            "unsubscribe": store.unsubscribe("Archive"),
+            "specialUse": store.specialUse(),
+            "updateSpecialUse": store.updateSpecialUse({"Archive": frozenset({"\\Archive"})}),
+            "metadata": store.metadata(None),
+            "updateMetadata": store.updateMetadata(None, {"/private/comment": b"x"}),
+            "quota": store.quota(),
+            "checkQuota": store.checkQuota(1),
+            "recalculateQuota": store.recalculateQuota(),
+            "refresh": inbox.refresh(),
+            "openMessage": inbox.openMessage(uid),
+            "setFlags": inbox.setFlags(uid, {"\\Seen"}),
+            "changeFlags": inbox.changeFlags(uid, {"\\Flagged"}, ()),
+            "copyMessage": inbox.copyMessage(uid, archive),
+            "expunge": inbox.expunge([uid]),
+            "renameFolder": store.renameFolder("Archive", "Old"),
+            "deleteFolder": store.deleteFolder("Old"),
+        }
+        for name, answer in answers.items():
+            self.assertIsInstance(answer, Deferred, name)
+            self.successResultOf(answer)
+        self.assertEqual(self.successResultOf(store.listFolders()), ["INBOX"])
+
+    def test_errors_are_failures_of_the_deferreds(self) -> None:
+        store = MemoryStore(quota=QuotaLimits(messages=1))
+        self.failureResultOf(store.getFolder("Nowhere"), NoSuchFolder)
+        inbox = store.folders["INBOX"]
+        self.failureResultOf(inbox.openMessage(1), KeyError)
+        self.failureResultOf(inbox.setFlags(1, ()), KeyError)
+        pending = inbox.beginMessage()
+        pending.write(b"Subject: one\r\n\r\n")
+        self.successResultOf(pending.commit())
+        self.failureResultOf(store.checkQuota(1), OverQuota)
+
+    def test_index_readers_answer_at_once(self) -> None:
+        inbox = MemoryStore().folders["INBOX"]
+        self.assertEqual(list(inbox.messages()), [])
+        self.assertEqual((inbox.uidNext(), inbox.messageCount(), inbox.info(1)), (1, 0, None))

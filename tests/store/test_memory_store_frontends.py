@@ -28,7 +28,7 @@ from tmail.imap.factory import IMAPFactory
 from tmail.pop3.factory import POP3Factory
 from tmail.realm.memory import MemoryRealm
 from tmail.smtp.factory import SMTPFactory
-from tmail.store.memory import MemoryStore
+from tmail.store.memory import MemoryFolder, MemoryStore
 from tmail.store.quota import overrideFields
 from tmail.testing import passwdFileDirectory
 
@@ -116,9 +116,9 @@ class MemoryRealmFrontEndTests(TestCase):
         self.assertEqual(refused, {})
         for user in (ALICE, BOB):
             store = self.realm.storeFor(user)
-            self.assertIsInstance(store, MemoryStore)
-            [info] = store.getFolder("INBOX").messages(claimRecent=False)
-            with store.getFolder("INBOX").openMessage(info.uid) as f:
+            assert isinstance(store, MemoryStore)
+            [info] = store.folders["INBOX"].messages(claimRecent=False)
+            with self.successResultOf(store.folders["INBOX"].openMessage(info.uid)) as f:
                 self.assertTrue(f.read().endswith(RAW))
 
         def session() -> dict[str, Any]:
@@ -154,20 +154,17 @@ class MemoryRealmFrontEndTests(TestCase):
         self.assertIn(b"MESSAGES 1", seen["status"][1][0])
         self.assertTrue(any(b"Archive" in line for line in seen["list"][1]))
 
-        store = self.realm.storeFor(ALICE)
-        self.assertEqual(list(store.getFolder("INBOX").messages(claimRecent=False)), [])
-        [archived] = store.getFolder("Archive").messages(claimRecent=False)
+        self.assertEqual(list(self.inbox(ALICE).messages(claimRecent=False)), [])
+        [archived] = self.memoryStore(ALICE).folders["Archive"].messages(claimRecent=False)
         self.assertTrue({"\\Flagged", "$Work"} <= archived.flags, archived.flags)
-        self.assertEqual(len(self.realm.storeFor(BOB).getFolder("INBOX").messages(False)), 1)
+        self.assertEqual(len(self.inbox(BOB).messages(False)), 1)
 
     @inlineCallbacks
     def test_pop3_retrieves_and_deletes_from_a_memory_store(
         self,
     ) -> Generator[Deferred[Any], Any, None]:
-        inbox = self.realm.storeFor(ALICE).getFolder("INBOX")
-        pending = inbox.beginMessage()
-        pending.write(RAW)
-        pending.commit()
+        self.deliverTo(ALICE)
+        inbox = self.inbox(ALICE)
         port = yield self.listenPOP3()
 
         def session() -> tuple[Any, ...]:
@@ -203,8 +200,8 @@ class MemoryRealmFrontEndTests(TestCase):
         refused = yield inThread(send)
         self.assertEqual(list(refused), [ALICE])
         self.assertEqual(refused[ALICE][0], 552)
-        self.assertEqual(list(self.realm.storeFor(ALICE).getFolder("INBOX").messages(False)), [])
-        self.assertEqual(len(self.realm.storeFor(BOB).getFolder("INBOX").messages(False)), 1)
+        self.assertEqual(list(self.inbox(ALICE).messages(False)), [])
+        self.assertEqual(len(self.inbox(BOB).messages(False)), 1)
 
     @inlineCallbacks
     def test_imap_extensions_work_on_a_memory_store(
@@ -268,14 +265,25 @@ class MemoryRealmFrontEndTests(TestCase):
         self.assertEqual(seen["move"][0], "OK")
         self.assertIn(b"MESSAGES 1", seen["status"][1][0])
         self.assertEqual(seen["setmetadata"][0], "OK")
-        store = self.realm.storeFor(ALICE)
-        assert isinstance(store, MemoryStore)
-        self.assertEqual(store.metadata("INBOX"), {"/private/comment": b"hello"})
-        self.assertEqual((store.specialUse() or {}).get("Bin"), frozenset({"\\Trash"}))
+        store = self.memoryStore(ALICE)
+        self.assertEqual(
+            self.successResultOf(store.metadata("INBOX")), {"/private/comment": b"hello"}
+        )
+        self.assertEqual(
+            (self.successResultOf(store.specialUse()) or {}).get("Bin"), frozenset({"\\Trash"})
+        )
         self.assertIn((3, b"EXISTS"), seen["idle"])
 
+    def memoryStore(self, user: str) -> MemoryStore:
+        store = self.realm.storeFor(user)
+        assert isinstance(store, MemoryStore)
+        return store
+
+    def inbox(self, user: str) -> MemoryFolder:
+        return self.memoryStore(user).folders["INBOX"]
+
     def deliverTo(self, user: str) -> int:
-        pending = self.realm.storeFor(user).getFolder("INBOX").beginMessage()
+        pending = self.inbox(user).beginMessage()
         pending.write(RAW)
-        uid: int = pending.commit()
+        uid: int = self.successResultOf(pending.commit())
         return uid

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import FailTest, TestCase
 from zope.interface import implementer
 from zope.interface.exceptions import Invalid
@@ -30,10 +30,12 @@ from tmail.testing.stateful import FolderModelTestsMixin
 
 
 class ReusesUids(MemoryFolder):
-    def expunge(self, uids: Iterable[int]) -> list[int]:
-        removed = super().expunge(uids)
-        self._uidNext = max(self._messages, default=0) + 1
-        return removed
+    def expunge(self, uids: Iterable[int]) -> Deferred[list[int]]:
+        def reuse(removed: list[int]) -> list[int]:
+            self._uidNext = max(self._messages, default=0) + 1
+            return removed
+
+        return super().expunge(uids).addCallback(reuse)
 
 
 class KeepsAborted(MemoryFolder):
@@ -49,7 +51,7 @@ class KeepsAborted(MemoryFolder):
 
 
 class SilentOnFlagChanges(MemoryFolder):
-    def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
+    def setFlags(self, uid: int, flags: Iterable[str]) -> Deferred[MessageInfo]:
         listeners, self._listeners = self._listeners, []
         try:
             return super().setFlags(uid, flags)
@@ -58,9 +60,9 @@ class SilentOnFlagChanges(MemoryFolder):
 
 
 class FlagsOfGoneMessages(MemoryFolder):
-    def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
+    def setFlags(self, uid: int, flags: Iterable[str]) -> Deferred[MessageInfo]:
         if uid not in self._messages:
-            return MessageInfo(uid, frozenset(flags), 0, 0.0, "")
+            return succeed(MessageInfo(uid, frozenset(flags), 0, 0.0, ""))
         return super().setFlags(uid, flags)
 
 
@@ -80,7 +82,7 @@ class StaleModSeqs(MemoryFolder):
 
 
 class CopiesWithoutFlags(MemoryFolder):
-    def copyMessage(self, uid: int, target: IMailFolder) -> int:
+    def copyMessage(self, uid: int, target: IMailFolder) -> Deferred[int]:
         pending = target.beginMessage((), self._message(uid).info.internaldate)
         pending.write(self._message(uid).body)
         return pending.commit()

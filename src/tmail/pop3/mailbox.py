@@ -2,14 +2,22 @@
 """
 The POP3 view of a user's INBOX: Twisted's C{pop3.IMailbox} over an
 L{IMailFolder}.
+
+The store's disk and network operations may answer with Deferreds (the
+store seam): the snapshot is taken once L{openMailbox} has waited for the
+folder's C{refresh}, a message is opened with a Deferred C{openMessage},
+and L{POP3Mailbox.sync} fires only once its flag changes and expunge are
+done, so C{QUIT}'s C{+OK} follows them.
 """
 
 from __future__ import annotations
 
-from typing import BinaryIO, overload
+from typing import Any, BinaryIO, overload
 
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 from twisted.mail import pop3
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from tmail.errors import StoreFull
@@ -75,15 +83,22 @@ class POP3Mailbox:
         info = self._info(i)
         return 0 if i in self._deleted else info.size
 
-    def getMessage(self, i: int) -> BinaryIO:
-        """The exact stored bytes, as a binary file; C{ValueError} if deleted or gone."""
+    def getMessage(self, i: int) -> Deferred[BinaryIO]:
+        """
+        The exact stored bytes, as a binary file; C{ValueError} if deleted,
+        and a Deferred that fails with it if gone.
+        """
         info = self._info(i)
         if i in self._deleted:
             raise ValueError(f"message at index {i} is deleted")
-        try:
-            return self.folder.openMessage(info.uid)
-        except KeyError:
-            raise ValueError(f"message at index {i} no longer exists") from None
+
+        def gone(failure: Failure) -> Failure:
+            if failure.check(KeyError):  # type: ignore[no-untyped-call]
+                raise ValueError(f"message at index {i} no longer exists")
+            return failure
+
+        opened: Deferred[BinaryIO] = maybeDeferred(self.folder.openMessage, info.uid)
+        return opened.addErrback(gone)
 
     def setUidlFormat(self, spec: str) -> None:
         """Give UIDLs in format C{spec} (see L{tmail.pop3.uidl}); the server's setting."""
@@ -106,34 +121,36 @@ class POP3Mailbox:
         self._info(index)
         self._retrieved.add(index)
 
-    def sync(self) -> None:
+    def sync(self) -> Deferred[None]:
         """
         Enter the RFC 1939 UPDATE state: mark the retrieved messages
         C{\\Seen} and expunge the ones marked deleted.  Messages another
-        session removed meanwhile are skipped.
+        session removed meanwhile are skipped.  Fires once the store has
+        made every change.
         """
+        return Deferred.fromCoroutine(self._sync())
+
+    async def _sync(self) -> None:
+        await refreshed(self.folder)
         seen = self._retrieved - self._deleted
         if seen:
             current = {info.uid: info for info in self.folder.messages()}
+            changes: list[Deferred[Any]] = []
             for index in sorted(seen):
                 info = current.get(self._messages[index].uid)
                 if info is not None and "\\Seen" not in info.flags:
-                    try:
-                        if IFlagChangingFolder.providedBy(self.folder):
-                            self.folder.changeFlags(info.uid, ["\\Seen"], [])
-                        else:
-                            self.folder.setFlags(info.uid, info.flags | {"\\Seen"})
-                    except KeyError:
-                        pass
-                    except StoreFull:
-                        self._log.warn(
-                            "Disk full: \\Seen not set on retrieved messages in {folder}",
-                            folder=self.folder.name,
+                    if IFlagChangingFolder.providedBy(self.folder):
+                        changes.append(
+                            maybeDeferred(self.folder.changeFlags, info.uid, ["\\Seen"], [])
                         )
-                        break
+                    else:
+                        changes.append(
+                            maybeDeferred(self.folder.setFlags, info.uid, info.flags | {"\\Seen"})
+                        )
+            await self._flagsChanged(changes)
         if self._deleted:
             uids = [self._messages[index].uid for index in sorted(self._deleted)]
-            removed = self.folder.expunge(uids)
+            removed = await maybeDeferred(self.folder.expunge, uids)
             self._log.debug(
                 "POP3 expunged {removed} of {marked} messages from {folder}",
                 removed=len(removed),
@@ -142,3 +159,37 @@ class POP3Mailbox:
             )
         self._deleted.clear()
         self._retrieved.clear()
+
+    async def _flagsChanged(self, changes: list[Deferred[Any]]) -> None:
+        """
+        Wait for every flag change, all under way at once; a message gone
+        meanwhile is skipped and a full disk only leaves C{\\Seen} unset.
+        Any other failure is raised once all are done.
+        """
+        results = await DeferredList(changes, consumeErrors=True)
+        full = False
+        for succeeded, result in results:
+            if succeeded or result.check(KeyError):
+                continue
+            if result.check(StoreFull):
+                full = True
+                continue
+            result.raiseException()
+        if full:
+            self._log.warn(
+                "Disk full: \\Seen not set on retrieved messages in {folder}",
+                folder=self.folder.name,
+            )
+
+
+async def refreshed(folder: IMailFolder) -> None:
+    """Wait for C{folder} to pick up other processes' changes, where it can."""
+    refresh = getattr(folder, "refresh", None)
+    if refresh is not None:
+        await maybeDeferred(refresh)
+
+
+async def openMailbox(folder: IMailFolder, uidlFormat: str = uidl.DEFAULT) -> POP3Mailbox:
+    """A L{POP3Mailbox} of C{folder} as it is now, other processes' changes included."""
+    await refreshed(folder)
+    return POP3Mailbox(folder, uidlFormat)

@@ -9,7 +9,9 @@ hosted domain's recipients to L{LocalTransport}, which stores them the way
 the SMTP server does (L{LocalDelivery}: aliases, sub-addresses, quotas,
 one shared file for several users) with trace fields saying where the copy
 came from.  An alias of such a recipient that points outside gets a new
-queue entry through the L{Outbox}.
+queue entry through the L{Outbox}.  The store may answer with Deferreds
+(the users' INBOXes, each copy's commit): a recipient counts as delivered
+only once its copy's commit has fired.
 """
 
 from __future__ import annotations
@@ -144,7 +146,8 @@ class LocalTransport:
         )
         copies: list[MailboxMessage] = []
         if pairs:
-            copies = self.delivery.beginAll(pairs, entry.sender, trace)
+            inboxes = await self.delivery.inboxes(user for user, _ in pairs)
+            copies = self.delivery.beginAll(pairs, inboxes, entry.sender, trace)
         pending = None
         if forwards:
             assert self.outbox is not None

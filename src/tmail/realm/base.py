@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.mail import imap4, pop3
 from zope.interface import implementer
 
@@ -107,7 +108,11 @@ class MailRealm:
 
     def requestAvatar(
         self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
-    ) -> tuple[Any, Any, Callable[[], None]]:
+    ) -> tuple[Any, Any, Callable[[], None]] | Deferred[tuple[Any, Any, Callable[[], None]]]:
+        """
+        An IMAP account at once; a POP3 mailbox in a L{Deferred}, once the
+        store has found the INBOX and picked up its changes.
+        """
         if not isinstance(avatarId, bytes):
             raise NotImplementedError("anonymous access has no mailbox")
         user = avatarId.decode("utf-8")
@@ -117,10 +122,13 @@ class MailRealm:
 
                 return iface, IMAPAccount(self.storeFor(user), user), lambda: None
             if iface is pop3.IMailbox:
-                from tmail.pop3.mailbox import POP3Mailbox
+                from tmail.pop3.mailbox import openMailbox
 
-                mailbox = POP3Mailbox(self.storeFor(user).getFolder("INBOX"))
-                return iface, mailbox, lambda: None
+                async def mailbox() -> tuple[Any, Any, Callable[[], None]]:
+                    inbox = await maybeDeferred(self.storeFor(user).getFolder, "INBOX")
+                    return pop3.IMailbox, await openMailbox(inbox), lambda: None
+
+                return Deferred.fromCoroutine(mailbox())
         raise NotImplementedError(f"no avatar for {interfaces!r}")
 
     def _local(self, address: str) -> str | None:

@@ -9,6 +9,13 @@ its C{DATA} handling answers before anything is durable.  The server keeps
 the envelope and asks L{LocalDelivery} for one L{MailboxMessage} (a Twisted
 C{IMessage}) per local user when C{DATA} starts.
 
+The store's disk and network operations may answer with Deferreds (the
+store seam): each recipient's INBOX is found (L{LocalDelivery.inboxes})
+and its quota checked (L{LocalDelivery.overQuota}) while C{RCPT} is
+answered, before any content arrives, so that writing the message needs
+nothing that waits; a copy's C{commit} is waited for before the reply that
+says the message is stored.
+
 Quotas are per recipient: L{LocalDelivery.overQuota} lets C{RCPT} refuse a
 user whose mailbox is already full (or too full for the size C{MAIL FROM}
 declared), and L{commitAll} refuses a copy that does not fit without
@@ -36,13 +43,22 @@ store without that interface.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import (
+    Deferred,
+    FirstError,
+    fail,
+    gatherResults,
+    inlineCallbacks,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.mail import smtp
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail.errors import OverQuota
@@ -51,6 +67,7 @@ from tmail.interfaces import (
     IForwardingRealm,
     IInsertablePendingMessage,
     ILinkingFolder,
+    IMailFolder,
     IMailRealm,
     IPendingMessage,
     IQuotaStore,
@@ -61,6 +78,20 @@ _log = Logger()
 
 #: Bytes gathered in memory before they are handed to the store.
 WRITE_CHUNK = 64 * 1024
+
+T = TypeVar("T")
+
+
+async def _each(answers: Iterable[Deferred[T]]) -> list[T]:
+    """The results of C{answers}, all under way at once; the first failure, as itself."""
+    pending = list(answers)
+    if len(pending) == 1:
+        return [await pending[0]]
+    try:
+        return await gatherResults(pending, consumeErrors=True)
+    except FirstError as e:
+        e.subFailure.raiseException()
+        raise
 
 
 @implementer(smtp.IMessage)
@@ -139,16 +170,27 @@ class MailboxMessage:
         self._headersAt += len(fields)
 
     def eomReceived(self) -> Deferred[int]:
-        """Flush and commit (fsync); fires with the new message's UID."""
+        """
+        Flush and commit (fsync); fires with the new message's UID once
+        the store has it durable.
+        """
         try:
             self.flush()
             assert self.pending is not None
-            uid = self.pending.commit()
+            committed: Deferred[int] = maybeDeferred(self.pending.commit)
         except BaseException:
             self.connectionLost()
             return fail()
-        self._finished = True
-        return succeed(uid)
+
+        def done(uid: int) -> int:
+            self._finished = True
+            return uid
+
+        def failed(failure: Failure) -> Failure:
+            self.connectionLost()
+            return failure
+
+        return committed.addCallbacks(done, failed)
 
     def connectionLost(self) -> None:
         """Throw the copy away unless it was committed."""
@@ -204,8 +246,24 @@ class LocalDelivery:
             return found
         return Destinations(tuple(realm.resolveRecipient(address)))
 
+    def inboxes(self, users: Iterable[str]) -> Deferred[dict[str, IMailFolder]]:
+        """
+        The INBOX of each of C{users}, asked of their stores all at once;
+        fails as the first store that cannot find one does.
+        """
+        users = list(users)
+
+        async def found() -> dict[str, IMailFolder]:
+            folders = await _each(
+                maybeDeferred(self.realm.storeFor(user).getFolder, "INBOX") for user in users
+            )
+            return dict(zip(users, folders, strict=True))
+
+        return Deferred.fromCoroutine(found())
+
     def begin(
         self,
+        inbox: IMailFolder,
         user: str,
         recipient: str,
         sender: str,
@@ -215,20 +273,20 @@ class LocalDelivery:
     ) -> MailboxMessage:
         """
         Start the copy for C{user} (reached through C{recipient}) in its
-        INBOX, trace headers written.
+        C{inbox} (from L{inboxes}), trace headers written.
 
         @param headers: header fields (CRLF-terminated) to write above
             C{Received}.
         @param lateHeaders: whether L{MailboxMessage.addHeaders} may be
             called once the content is in.
         """
-        folder = self.realm.storeFor(user).getFolder("INBOX")
         prefix = traceHeaders(trace, sender, user, recipient, headers)
-        return _started(folder.beginMessage(), prefix, trace.received(recipient), user, lateHeaders)
+        return _started(inbox.beginMessage(), prefix, trace.received(recipient), user, lateHeaders)
 
     def beginAll(
         self,
         recipients: Sequence[tuple[str, str]],
+        inboxes: Mapping[str, IMailFolder],
         sender: str,
         trace: Trace,
         headers: Mapping[str, bytes] | None = None,
@@ -240,6 +298,7 @@ class LocalDelivery:
         every user the same fields, else one per user.  When this raises,
         the copies begun are aborted.
 
+        @param inboxes: the INBOX of every user (from L{inboxes}).
         @param headers: per user, the header fields to write above
             C{Received} (none for a user not named).
         @param lateHeaders: as for L{begin}.
@@ -247,7 +306,7 @@ class LocalDelivery:
         headers = headers or {}
         fields = {headers.get(user, b"") for user, _ in recipients}
         if len(recipients) > 1 and len(fields) == 1:
-            folders = [self.realm.storeFor(user).getFolder("INBOX") for user, _ in recipients]
+            folders = [inboxes[user] for user, _ in recipients]
             if all(ILinkingFolder.providedBy(folder) for folder in folders[1:]):
                 first = recipients[0][0]
                 source = _started(
@@ -268,7 +327,15 @@ class LocalDelivery:
         try:
             for user, address in recipients:
                 messages.append(
-                    self.begin(user, address, sender, trace, headers.get(user, b""), lateHeaders)
+                    self.begin(
+                        inboxes[user],
+                        user,
+                        address,
+                        sender,
+                        trace,
+                        headers.get(user, b""),
+                        lateHeaders,
+                    )
                 )
         except BaseException:
             for message in messages:
@@ -276,7 +343,7 @@ class LocalDelivery:
             raise
         return messages
 
-    def overQuota(self, user: str, size: int) -> bool:
+    def overQuota(self, user: str, size: int) -> Deferred[bool]:
         """
         Whether a message of C{size} bytes would take C{user} over quota,
         as far as the store can tell before the message arrives.  A store
@@ -285,14 +352,25 @@ class LocalDelivery:
         """
         store = self.realm.storeFor(user)
         if not IQuotaStore.providedBy(store):
+            return succeed(False)
+
+        def refused(failure: Failure) -> bool:
+            if failure.check(OverQuota):  # type: ignore[no-untyped-call]
+                return True
+            _log.failure("Cannot read the quota of {user}", failure, user=user)
             return False
-        try:
-            store.checkQuota(size)
-        except OverQuota:
-            return True
-        except Exception:
-            _log.failure("Cannot read the quota of {user}", user=user)
-        return False
+
+        checked: Deferred[object] = maybeDeferred(store.checkQuota, size)
+        return checked.addCallbacks(lambda _: False, refused)
+
+    def allOverQuota(self, users: Iterable[str], size: int) -> Deferred[bool]:
+        """Whether every one of C{users} is over quota (L{overQuota}), asked all at once."""
+
+        async def checked() -> bool:
+            full: list[bool] = await _each(self.overQuota(user, size) for user in users)
+            return all(full)
+
+        return Deferred.fromCoroutine(checked())
 
 
 def _started(
@@ -336,7 +414,9 @@ def commitAll(
     Flush every copy, publish them (fsync, move into the folder) in a
     worker thread (a C{inThread} job of their own, or with C{publish}, a
     L{tmail.smtp.groupcommit.GroupPublisher}, one shared with other
-    deliveries), then commit them one by one in the reactor.  Fires with
+    deliveries), then commit them one by one, each once the commit before
+    it has fired (so a failure leaves the copies after it uncommitted).
+    Fires with
     the copies refused because their user is over quota (the others are
     delivered).  On any other failure abort the copies not yet committed
     and fail with that error.

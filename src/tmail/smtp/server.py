@@ -78,7 +78,7 @@ from tmail.auth.policy import isSecure, peerHost
 from tmail.auth.throttle import settle
 from tmail.connections import Refusal, sendPromptly
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
-from tmail.interfaces import Destinations, ILoginAttempt
+from tmail.interfaces import Destinations, ILoginAttempt, IMailFolder
 from tmail.smtp.burl import BURLCommand
 from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
@@ -192,6 +192,9 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         self._lastChunk = False
         self._chunkSize = 0
         self._recipients: list[tuple[str, list[str]]] = []
+        #: The INBOX of each local user of the accepted recipients, found
+        #: at RCPT so that the message's content waits for nothing.
+        self._inboxes: dict[str, IMailFolder] = {}
         #: The accepted recipients of the message in DATA: what the replies
         #: at its end are about.
         self._dataRecipients: list[tuple[str, list[str]]] = []
@@ -744,6 +747,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             self._rcpts = []
             self._remote = []
             self._rcptHeaders = []
+            self._inboxes = {}
             self._mailHeaders = verdict.headers
             self._deadlines.transactionStarted()
             self.reply(Reply(250, "2.1.0", "Ok"))
@@ -803,12 +807,8 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             return
         users = list(found.local) + ([QUEUE] if found.remote else [])
         size = max(self._declaredSize, 1)
-        if not found.remote and all(
-            self.factory.delivery.overQuota(user, size) for user in found.local
-        ):
-            self.log.info("smtp: {address}: mailbox full", address=_printable(address))
-            self.reply(self._mailboxFull())
-            return
+        delivery = self.factory.delivery
+        inboxes: dict[str, IMailFolder] = {}
 
         def decided(verdict: Verdict) -> None:
             if verdict.refusal is not None:
@@ -819,9 +819,29 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             self._rcpts.append(rcpt)
             self._remote.append(found.remote)
             self._rcptHeaders.append(verdict.headers)
+            self._inboxes.update(inboxes)
             self.reply(Reply(250, "2.1.5", "Ok"))
 
-        self._consult("rcpt", decided, recipient=address)
+        async def checked() -> None:
+            try:
+                inboxes.update(await delivery.inboxes(found.local))
+                full = not found.remote and await delivery.allOverQuota(found.local, size)
+            except StoreFull as e:
+                if not self._lost:
+                    self.log.warn("smtp: {address}: store full", address=_printable(address))
+                    self.reply(self._storeFull(e))
+                return
+            if self._lost:
+                return
+            if full:
+                self.log.info("smtp: {address}: mailbox full", address=_printable(address))
+                self.reply(self._mailboxFull())
+                return
+            pending = self._decide("rcpt", decided, recipient=address)
+            if pending is not None:
+                await pending
+
+        self._wait(Deferred.fromCoroutine(checked()))
 
     def do_DATA(self, rest: bytes) -> None:
         if rest.strip():
@@ -883,12 +903,14 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         forwards = [
             (rcpt, remote) for rcpt, remote in zip(self._rcpts, self._remote, strict=True) if remote
         ]
+        inboxes = self._inboxes
         self._resetTransaction()
         messages: list[MailboxMessage] = []
         try:
             if firstRecipient:
                 messages = self.factory.delivery.beginAll(
                     list(firstRecipient.items()),
+                    inboxes,
                     sender,
                     trace,
                     headers,
@@ -1206,6 +1228,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
 
     def _resetTransaction(self) -> None:
         self._sender = None
+        self._inboxes = {}
         self._mail = None
         self._recipients = []
         self._rcpts = []

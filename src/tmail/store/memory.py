@@ -10,8 +10,14 @@ URLAUTH keys), so the IMAP, POP3 and SMTP front ends serve it as they serve
 a Maildir.  It is the smallest complete example of the store seam, and the
 reference the contract tests of L{tmail.testing} are run against.
 
-All of it runs in the reactor thread; L{MemoryPendingMessage.publish} does
-nothing, so a caller may still run it in a worker thread.
+It answers as the store seam declares (L{tmail.interfaces}): what comes
+from the index (C{messages}, C{info}, C{changesSince}...) at once, and the
+operations a disk or network store answers later (C{getFolder},
+C{openMessage}, C{commit}, flag changes, C{expunge}, C{copyMessage},
+folder operations, quotas, special use, METADATA) with a L{Deferred},
+already fired; an error is its failure.  All of it runs in the reactor
+thread; L{MemoryPendingMessage.publish} does nothing, so a caller may
+still run it in a worker thread.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota
@@ -105,7 +113,10 @@ class MemoryPendingMessage:
     def publish(self) -> None:
         """Nothing to make durable: memory is all there is."""
 
-    def commit(self) -> int:
+    def commit(self) -> Deferred[int]:  # type: ignore[override]
+        return maybeDeferred(self._commit)
+
+    def _commit(self) -> int:
         if self._done:
             raise ValueError("the message was already committed or aborted")
         self._done = True
@@ -213,7 +224,10 @@ class MemoryFolder:
             self._recent.clear()
         return listed
 
-    def openMessage(self, uid: int) -> BinaryIO:
+    def openMessage(self, uid: int) -> Deferred[BinaryIO]:  # type: ignore[override]
+        return maybeDeferred(self._open, uid)
+
+    def _open(self, uid: int) -> BinaryIO:
         message = self._messages.get(uid)
         if message is not None:
             return io.BytesIO(message.body)
@@ -234,14 +248,22 @@ class MemoryFolder:
             self._notify()
         return self._view(message)
 
-    def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
-        return self._replaceFlags(uid, _flagSet(flags))
+    def setFlags(self, uid: int, flags: Iterable[str]) -> Deferred[MessageInfo]:  # type: ignore[override]
+        return maybeDeferred(lambda: self._replaceFlags(uid, _flagSet(flags)))
 
-    def changeFlags(self, uid: int, add: Iterable[str], remove: Iterable[str]) -> MessageInfo:
-        current = self._message(uid).info.flags
-        return self._replaceFlags(uid, (current | _flagSet(add)) - _flagSet(remove))
+    def changeFlags(  # type: ignore[override]
+        self, uid: int, add: Iterable[str], remove: Iterable[str]
+    ) -> Deferred[MessageInfo]:
+        def change() -> MessageInfo:
+            current = self._message(uid).info.flags
+            return self._replaceFlags(uid, (current | _flagSet(add)) - _flagSet(remove))
 
-    def expunge(self, uids: Iterable[int]) -> list[int]:
+        return maybeDeferred(change)
+
+    def expunge(self, uids: Iterable[int]) -> Deferred[list[int]]:  # type: ignore[override]
+        return maybeDeferred(self._expunge, uids)
+
+    def _expunge(self, uids: Iterable[int]) -> list[int]:
         removed = []
         for uid in sorted(set(uids)):
             message = self._messages.pop(uid, None)
@@ -258,17 +280,28 @@ class MemoryFolder:
             self._notify()
         return removed
 
-    def copyMessage(self, uid: int, target: IMailFolder) -> int:
-        message = self._message(uid)
-        pending = target.beginMessage(message.info.flags, message.info.internaldate)
-        if isinstance(pending, MemoryPendingMessage):
-            pending.emailId = message.emailId
-        try:
-            pending.write(message.body)
-            return pending.commit()
-        except BaseException:
-            pending.abort()
-            raise
+    def copyMessage(self, uid: int, target: IMailFolder) -> Deferred[int]:  # type: ignore[override]
+        """Copy through C{target}'s pending message, whose C{commit} may answer later."""
+
+        def copy() -> Deferred[int]:
+            message = self._message(uid)
+            pending = target.beginMessage(message.info.flags, message.info.internaldate)
+            if isinstance(pending, MemoryPendingMessage):
+                pending.emailId = message.emailId
+
+            def aborted(failure: Failure) -> Failure:
+                pending.abort()
+                return failure
+
+            try:
+                pending.write(message.body)
+            except BaseException:
+                pending.abort()
+                raise
+            committed: Deferred[int] = maybeDeferred(pending.commit)
+            return committed.addErrback(aborted)
+
+        return maybeDeferred(copy)
 
     def addListener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -317,8 +350,9 @@ class MemoryFolder:
             self._recent.clear()
         return current, changed
 
-    def refresh(self) -> None:
+    def refresh(self) -> Deferred[None]:  # type: ignore[override]
         """Nothing to pick up: no other process changes this folder."""
+        return succeed(None)
 
     def info(self, uid: int) -> MessageInfo | None:
         message = self._messages.get(uid)
@@ -397,15 +431,12 @@ class MemoryStore:
             raise NoSuchFolder(canonical)
         return folder
 
-    # IMailStore
+    # The work of each operation; the public ones below answer with it in a Deferred
 
-    def listFolders(self) -> list[str]:
+    def _listFolders(self) -> list[str]:
         return [INBOX, *sorted(name for name in self.folders if name != INBOX)]
 
-    def getFolder(self, name: str) -> MemoryFolder:
-        return self._existing(name)
-
-    def createFolder(self, name: str) -> MemoryFolder:
+    def _createFolder(self, name: str) -> MemoryFolder:
         canonical = normalizeName(name)
         if canonical in self.folders:
             raise FolderExists(canonical)
@@ -416,8 +447,7 @@ class MemoryStore:
                 self._add(parent)
         return self._add(canonical)
 
-    def deleteFolder(self, name: str) -> None:
-        """Delete a folder and its messages; its sub-folders stay."""
+    def _deleteFolder(self, name: str) -> None:
         folder = self._existing(name)
         if folder.name == INBOX:
             raise InvalidFolderName("INBOX cannot be deleted")
@@ -429,25 +459,20 @@ class MemoryStore:
         if self._specialUse is not None:
             self._specialUse.pop(folder.name, None)
 
-    def renameFolder(self, old: str, new: str) -> None:
-        """
-        Rename a folder and its sub-folders (the folder objects keep their
-        identity, UIDVALIDITY and MAILBOXID).  Renaming INBOX moves its
-        messages into a new folder and leaves INBOX empty.
-        """
+    def _renameFolder(self, old: str, new: str) -> None:
         source = self._existing(old)
         target = normalizeName(new)
         if target in self.folders:
             raise FolderExists(target)
         if source.name == INBOX:
-            created = self.createFolder(target)
+            created = self._createFolder(target)
             for message in source._messages.values():
                 info = message.info
                 created._add(message.body, info.flags, info.internaldate, message.emailId, False)
             moved = list(source._messages.values())
             self._storage += sum(message.info.size for message in moved)
             self._count += len(moved)
-            source.expunge([message.info.uid for message in moved])
+            source._expunge([message.info.uid for message in moved])
             return
         oldName = source.name
         if target.startswith(oldName + DELIMITER):
@@ -472,15 +497,15 @@ class MemoryStore:
             if self._specialUse is not None and name in self._specialUse:
                 self._specialUse[renamed] = self._specialUse.pop(name)
 
-    def subscriptions(self) -> list[str]:
+    def _listSubscriptions(self) -> list[str]:
         return list(self._subscriptions)
 
-    def subscribe(self, name: str) -> None:
+    def _subscribe(self, name: str) -> None:
         canonical = normalizeName(name)
         if canonical not in self._subscriptions:
             self._subscriptions.append(canonical)
 
-    def unsubscribe(self, name: str) -> None:
+    def _unsubscribe(self, name: str) -> None:
         canonical = normalizeName(name)
         if canonical in self._subscriptions:
             self._subscriptions.remove(canonical)
@@ -505,28 +530,28 @@ class MemoryStore:
         self._storage += size
         self._count += count
 
-    def quota(self) -> QuotaUsage | None:
+    def _quota(self) -> QuotaUsage | None:
         limits = self._currentLimits()
         return None if limits is None else self._usage(limits)
 
-    def checkQuota(self, size: int, count: int = 1) -> None:
-        usage = self.quota()
+    def _checkQuota(self, size: int, count: int = 1) -> None:
+        usage = self._quota()
         resource = None if usage is None else usage.refusal(size, count)
         if resource is not None:
             raise OverQuota(f"quota exceeded ({resource})", resource)
 
-    def recalculateQuota(self) -> QuotaUsage | None:
+    def _recalculateQuota(self) -> QuotaUsage | None:
         messages = [m for folder in self.folders.values() for m in folder._messages.values()]
         self._storage = sum(m.info.size for m in messages)
         self._count = len(messages)
-        return self.quota()
+        return self._quota()
 
     # ISpecialUseStore
 
-    def specialUse(self) -> dict[str, frozenset[str]] | None:
+    def _currentSpecialUse(self) -> dict[str, frozenset[str]] | None:
         return None if self._specialUse is None else dict(self._specialUse)
 
-    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
+    def _updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
         current = dict(self._specialUse or {})
         for name, values in changes.items():
             canonical = normalizeName(name)
@@ -543,10 +568,10 @@ class MemoryStore:
             return self._metadata[None]
         return self._metadata[self._existing(folder).name]
 
-    def metadata(self, folder: str | None) -> dict[str, bytes]:
+    def _metadataOf(self, folder: str | None) -> dict[str, bytes]:
         return dict(self._entries(folder))
 
-    def updateMetadata(
+    def _updateMetadata(
         self,
         folder: str | None,
         changes: dict[str, bytes | None],
@@ -566,6 +591,65 @@ class MemoryStore:
             check(updated)
         entries.clear()
         entries.update(updated)
+
+    # IMailStore, IQuotaStore, ISpecialUseStore, IMetadataStore: what a disk
+    # or network store answers later answers with a Deferred
+
+    def getFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+        return maybeDeferred(self._existing, name)
+
+    def listFolders(self) -> Deferred[list[str]]:  # type: ignore[override]
+        return maybeDeferred(self._listFolders)
+
+    def createFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+        return maybeDeferred(self._createFolder, name)
+
+    def deleteFolder(self, name: str) -> Deferred[None]:  # type: ignore[override]
+        """Delete a folder and its messages; its sub-folders stay."""
+        return maybeDeferred(self._deleteFolder, name)
+
+    def renameFolder(self, old: str, new: str) -> Deferred[None]:  # type: ignore[override]
+        """
+        Rename a folder and its sub-folders (the folder objects keep their
+        identity, UIDVALIDITY and MAILBOXID).  Renaming INBOX moves its
+        messages into a new folder and leaves INBOX empty.
+        """
+        return maybeDeferred(self._renameFolder, old, new)
+
+    def subscriptions(self) -> Deferred[list[str]]:  # type: ignore[override]
+        return maybeDeferred(self._listSubscriptions)
+
+    def subscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._subscribe, name)
+
+    def unsubscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._unsubscribe, name)
+
+    def quota(self) -> Deferred[QuotaUsage | None]:  # type: ignore[override]
+        return maybeDeferred(self._quota)
+
+    def checkQuota(self, size: int, count: int = 1) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._checkQuota, size, count)
+
+    def recalculateQuota(self) -> Deferred[QuotaUsage | None]:  # type: ignore[override]
+        return maybeDeferred(self._recalculateQuota)
+
+    def specialUse(self) -> Deferred[dict[str, frozenset[str]] | None]:  # type: ignore[override]
+        return maybeDeferred(self._currentSpecialUse)
+
+    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> Deferred[None]:  # type: ignore[override]
+        return maybeDeferred(self._updateSpecialUse, changes)
+
+    def metadata(self, folder: str | None) -> Deferred[dict[str, bytes]]:  # type: ignore[override]
+        return maybeDeferred(self._metadataOf, folder)
+
+    def updateMetadata(  # type: ignore[override]
+        self,
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> Deferred[None]:
+        return maybeDeferred(self._updateMetadata, folder, changes, check)
 
     # IURLAuthStore
 
