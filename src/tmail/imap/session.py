@@ -531,7 +531,15 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
             self.sendContinuationRequest(b"Ready for literal data")
         if size:
             self.setRawMode()
+        if self.paused:
+            # The command waited for the store before asking for its
+            # literal: input was held back meanwhile.
+            self.clock.callLater(0, self._resumeForLiteral)
         return reader.deferred
+
+    def _resumeForLiteral(self) -> None:
+        if self.paused and self.parseState == "pending" and self._connected():
+            self.resumeProducing()
 
     def _swallow(self, size: int) -> None:
         """Read and drop a refused non-synchronizing literal and the rest of its command."""
