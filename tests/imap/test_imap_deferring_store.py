@@ -15,15 +15,17 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+from test_imap_protocol import Session, deliver
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support.imaploop import listenIMAP
 from support.net import inThread, readLine
 from support.realm import ALICE, BOB, DOMAIN, PASSWORD, RealmFixture
 from tmail.auth.checker import DirectoryChecker
 from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.imap.account import IMAPAccount
 from tmail.interfaces import IMailStore
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.testing.deferring import deferringStore
@@ -412,3 +414,111 @@ class DeferringStoreTests(TestCase):
         self.assertRegex(later, rb'\* STATUS "Work" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+\)')
         self.assertRegex(later, rb"\* 1 FETCH \(UID 1 FLAGS \(\\Recent\)\)")
         self.assertEqual(normalised(later), normalised(plain))
+
+
+class _Later:
+    """A call the store makes later, run when the test says."""
+
+    def __init__(self, function: Callable[..., object], args: Any, kwargs: Any) -> None:
+        self.function, self.args, self.kwargs = function, args, kwargs
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def active(self) -> bool:
+        return not self.cancelled
+
+
+class StoreTurns:
+    """
+    The clock of a deferring store: what the store answers later is
+    answered at the next L{turn}, all of it together, as a thread pool or a
+    network answers what was asked together.
+    """
+
+    def __init__(self) -> None:
+        self.queued: list[_Later] = []
+
+    def callLater(
+        self, delay: float, function: Callable[..., object], *a: Any, **kw: Any
+    ) -> _Later:
+        call = _Later(function, a, kw)
+        self.queued.append(call)
+        return call
+
+    def seconds(self) -> float:
+        return 0.0
+
+    def getDelayedCalls(self) -> list[_Later]:
+        return list(self.queued)
+
+    def turn(self) -> None:
+        calls, self.queued = self.queued, []
+        for call in calls:
+            if not call.cancelled:
+                call.function(*call.args, **call.kwargs)
+
+
+class StoreWaitTests(SynchronousTestCase):
+    """
+    A command over many messages waits for the store a slice of messages
+    at a time, never once per message; what the message cache answers
+    waits for nothing.
+    """
+
+    COUNT = 100
+
+    def setUp(self) -> None:
+        self.session = Session(self)
+        inbox = self.session.store.getFolder("INBOX")
+        for i in range(self.COUNT):
+            deliver(inbox, (SIMPLE, REPLY, MULTIPART)[i % 3])
+        self.store = StoreTurns()
+        self.session.server.account = IMAPAccount(
+            deferringStore(self.session.store, self.store), ALICE
+        )
+        self.session.server.state = "auth"
+        self.session.server.dataReceived(b"s SELECT INBOX\r\n")
+        self.waits(b"")
+
+    def waits(self, line: bytes) -> tuple[bytes, int]:
+        """Send C{line}; its reply and how many times it waited for the store."""
+        self.session.server.dataReceived(line)
+        waits = 0
+        while True:
+            self.session.pump()
+            if not self.store.queued:
+                return self.session.take(), waits
+            self.store.turn()
+            waits += 1
+            self.assertLess(waits, 1000, "the command never ends")
+
+    def test_fetch_of_many_bodies_waits_per_slice_not_per_message(self) -> None:
+        reply, waits = self.waits(b"f FETCH 1:* (BODY.PEEK[] ENVELOPE)\r\n")
+        self.assertEqual(reply.count(b" FETCH (BODY[] {"), self.COUNT)
+        self.assertTrue(reply.endswith(b"f OK FETCH completed\r\n"), reply[-200:])
+        self.assertLessEqual(waits, 2 * (self.COUNT // 32 + 1))
+
+    def test_fetch_answered_by_the_message_cache_waits_for_nothing(self) -> None:
+        first, _ = self.waits(b"a FETCH 1:* (ENVELOPE BODYSTRUCTURE)\r\n")
+        second, waits = self.waits(b"b FETCH 1:* (ENVELOPE BODYSTRUCTURE)\r\n")
+        self.assertEqual(waits, 0)
+        self.assertEqual(second.replace(b"b OK", b"a OK"), first)
+
+    def test_body_search_and_sort_wait_per_slice(self) -> None:
+        reply, waits = self.waits(b"s SEARCH BODY noon\r\n")
+        self.assertEqual(len(reply.split(b"\r\n")[0].split()) - 2, 2 * self.COUNT // 3 + 1)
+        self.assertLessEqual(waits, 2 * (self.COUNT // 32 + 1))
+        reply, waits = self.waits(b"t SORT (SUBJECT) UTF-8 ALL\r\n")
+        self.assertTrue(reply.startswith(b"* SORT "), reply[:100])
+        self.assertLessEqual(waits, 2 * (self.COUNT // 32 + 1))
+
+    def test_store_and_copy_wait_per_slice(self) -> None:
+        reply, waits = self.waits(b"a STORE 1:* +FLAGS (\\Flagged)\r\n")
+        self.assertEqual(reply.count(b"\\Flagged"), self.COUNT)
+        self.assertLessEqual(waits, 6)
+        self.session.store.createFolder("Copies")
+        reply, waits = self.waits(b"b COPY 1:* Copies\r\n")
+        self.assertIn(b"b OK [COPYUID ", reply)
+        self.assertLessEqual(waits, 8)
