@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+import zlib
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -522,3 +523,22 @@ class StoreWaitTests(SynchronousTestCase):
         reply, waits = self.waits(b"b COPY 1:* Copies\r\n")
         self.assertIn(b"b OK [COPYUID ", reply)
         self.assertLessEqual(waits, 8)
+
+    def test_compress_answers_in_the_clear_after_waiting_for_the_store(self) -> None:
+        """
+        COMPRESS with changes to report waits for the store before its
+        tagged reply, which goes out uncompressed, the news before it.
+        """
+        deliver(self.session.store.getFolder("INBOX"), SIMPLE)
+        reply, waits = self.waits(b"c COMPRESS DEFLATE\r\n")
+        self.assertGreaterEqual(waits, 1)
+        self.assertEqual(
+            reply,
+            b"* %d EXISTS\r\n* %d RECENT\r\nc OK DEFLATE active\r\n" % ((self.COUNT + 1,) * 2),
+        )
+        deflater = zlib.compressobj(wbits=-15)
+        sent = deflater.compress(b"n NOOP\r\n") + deflater.flush(zlib.Z_SYNC_FLUSH)
+        answer, _ = self.waits(sent)
+        self.assertEqual(
+            zlib.decompressobj(wbits=-15).decompress(answer), b"n OK NOOP completed\r\n"
+        )

@@ -776,6 +776,12 @@ class IMAPMessage:
 
     With C{facts}, the header and what L{fact} makes come from there when
     they are kept, and are kept there once made.
+
+    A store may give the file in a later reactor turn: work that reads
+    messages asks for the files of a slice of them first (L{opening},
+    L{openTogether}), each then serving every read of its message (header,
+    structure, body) until L{drop}.  Reading a message whose file was not
+    asked for first works only with a store that answers at once.
     """
 
     def __init__(

@@ -37,6 +37,16 @@ What the handlers fix in Twisted's (each has a regression test):
     copies; MOVE, once every copy is made, still removes the originals;
     DELETE and RENAME finish).
 
+The store may answer any disk or network operation in a later reactor turn
+(the seam of L{tmail.interfaces}); every command waits for it before it
+answers, and the session reads no further command meanwhile.  Long
+commands wait inside their steps (L{tmail.imap.waiting}); FETCH, SEARCH,
+SORT and THREAD open the files a slice of messages needs together, never
+one wait per message.  The folder's index answers from memory, so SELECT,
+EXAMINE, STATUS, LIST-STATUS, NOOP, CHECK, IDLE's polls and the report of
+changes before a tagged reply (when the folder changed) ask it to take in
+other processes' changes first.
+
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
 QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}), CONDSTORE and

@@ -5,7 +5,9 @@ command dispatch, literal handling and error reporting replaced.
 
   - One command runs at a time: input is paused while a command waits for
     the store, the password checker or the transport, so pipelined commands
-    run in order and a throttled login holds back what follows it.
+    run in order and a throttled login holds back what follows it; a
+    literal a command asks for once the store answered (APPEND to a folder
+    opened later) takes input again.
   - Pipelined input is parsed L{LINES_PER_TURN} lines per reactor turn,
     so one client's flood of commands cannot keep the others waiting; under
     COMPRESS (RFC 4978) input is inflated only as it is parsed (see
