@@ -29,6 +29,7 @@ from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.imap.account import IMAPAccount
 from tmail.interfaces import IMailStore
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.quota import QuotaLimits
 from tmail.testing.deferring import deferringStore
 
 SIMPLE = (
@@ -332,11 +333,33 @@ def notification(port: int) -> bytes:
     return heard
 
 
+def overQuota(port: int) -> bytes:
+    """APPEND, MULTIAPPEND, CATENATE and COPY up to and past a quota of three messages."""
+    c = Client(port)
+    try:
+        login(c)
+        c.command(b"q1", b"APPEND INBOX " + literal(SIMPLE) + b" " + literal(REPLY))
+        c.command(b"q2", b"APPEND INBOX " + literal(SIMPLE) + b" " + literal(REPLY))
+        c.command(b"q3", b"SELECT INBOX")
+        c.command(b"q4", b'APPEND INBOX CATENATE (URL ";UID=1" URL ";UID=2")')
+        c.command(b"q5", b'APPEND INBOX CATENATE (URL ";UID=1")')
+        c.command(b"q6", b"COPY 1:2 Archive")
+        c.command(b"q7", b'GETQUOTA "User quota"')
+        c.command(b"q8", b"STATUS Archive (MESSAGES)")
+        c.command(b"q9", b"LOGOUT")
+    finally:
+        c.close()
+    return b"".join(c.log)
+
+
 class DeferringStoreTests(TestCase):
     """Real sessions over loopback, on a deferring store and on the plain one."""
 
+    quota = QuotaLimits()
+
     def serve(self, realmClass: type[VirtualDomainRealm], name: str) -> Deferred[int]:
         fixture = realmFixture(Path(self.mktemp()) / name, realmClass)
+        fixture.realm.defaultQuota = self.quota
         fixture.root.mkdir(parents=True, exist_ok=True)
         return listenIMAP(self, fixture, url_host="mail.example.test")
 
@@ -407,6 +430,23 @@ class DeferringStoreTests(TestCase):
             self.assertIn(expected, normalised(later))
         tags = re.findall(rb"^(p\d) (?:OK|NO|BAD)", later, re.MULTILINE)
         self.assertEqual(tags, [b"p%d" % i for i in range(1, 10)])
+
+    @inlineCallbacks
+    def test_quota_is_waited_for(self) -> Generator[Deferred[Any], Any, None]:
+        self.quota = QuotaLimits(messages=3)
+        plain, later = yield from self.both(overQuota)
+        self.assertClean(later)
+        self.assertEqual(normalised(later), normalised(plain))
+        for expected in (
+            b"q1 OK [APPENDUID V 1:2]",
+            b"q2 NO [OVERQUOTA]",
+            b"q4 OK [APPENDUID V 3]",
+            b"q5 NO [OVERQUOTA]",
+            b"q6 NO [OVERQUOTA]",
+            b'* QUOTA "User quota" (MESSAGE 3 3)',
+            b'* STATUS "Archive" (MESSAGES 0)',
+        ):
+            self.assertIn(expected, normalised(later))
 
     @inlineCallbacks
     def test_notify_hears_another_sessions_delivery(self) -> Generator[Deferred[Any], Any, None]:
