@@ -934,21 +934,33 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             return
 
         def steps() -> Steps[None]:
-            # LIST-STATUS (RFC 5819) looks into every folder: a few per step.
+            # LIST-STATUS (RFC 5819) looks into every folder: a few per
+            # step, the folders of a slice asked of the store together.
             budget = StepBudget()
-            for item in found:
-                listed(item)
-                if item.selectable:
-                    try:
-                        folder = yield from waitOn(account.current(item.name))
-                    except NoSuchFolder:
-                        continue
-                    self._sendStatus(item.name, folder, status)
-                if budget.spent():
-                    yield None
+            for start in range(0, len(found), self.STATUS_SLICE):
+                some = found[start : start + self.STATUS_SLICE]
+                asked = [account.current(i.name) if i.selectable else None for i in some]
+                try:
+                    for item, current in zip(some, asked, strict=True):
+                        listed(item)
+                        if current is not None:
+                            try:
+                                folder = yield from waitOn(current)
+                            except NoSuchFolder:
+                                continue
+                            self._sendStatus(item.name, folder, status)
+                        if budget.spent():
+                            yield None
+                finally:
+                    for current in asked:
+                        if current is not None:
+                            current.addErrback(lambda _: None)
 
         await self._cooperate(steps())
         self.sendPositiveResponse(tag, b"LIST completed")
+
+    #: Folders whose STATUS a LIST-STATUS asks of the store together, at most.
+    STATUS_SLICE = 32
 
     auth_LIST = select_LIST = (do_LIST, _B.arg_searchkeys)
 
