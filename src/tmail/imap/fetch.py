@@ -67,7 +67,7 @@ class MessageRange:
     length: int = 0
 
     def open(self) -> FileRange:
-        f = self.message.open()
+        f = self.message.openLast()
         size = fileSize(f)
         if self.offset is None:
             return FileRange(f, 0, size)

@@ -908,7 +908,7 @@ class MailboxSearch:
             message = self._ready.pop(u, None) or self.mailbox.message(u)
             if self._readsFile(message, headers) and message.needsOpening():
                 opening = message.opening()
-                if not answered(opening)[0]:
+                if opening is not None and not answered(opening)[0]:
                     late = True
                     opening.addCallback(_dropWhenOpen, message)
                     continue

@@ -862,15 +862,24 @@ class IMAPMessage:
             self._ahead = self._file()
         return self._ahead
 
-    def opening(self) -> Deferred[None]:
+    def opening(self) -> Deferred[None] | None:
         """
         Ask the folder for the message's file and keep it (L{hold}), or
         its error, for every L{open} until L{drop}: the store may answer
         in a later turn, the work that reads the message does not wait.
+        C{None} when the folder answered at once (the common case costs
+        no Deferred); else a Deferred that fires once it has.
         """
-        return maybeDeferred(self.folder.openMessage, self.info.uid).addCallbacks(
-            self.hold, self._holdError
-        )
+        try:
+            result: object = self.folder.openMessage(self.info.uid)
+        except Exception as e:
+            self.drop()
+            self._heldError = e
+            return None
+        if isinstance(result, Deferred):
+            return result.addCallbacks(self.hold, self._holdError)
+        self.hold(cast(BinaryIO, result))
+        return None
 
     def needsOpening(self) -> bool:
         """Whether reading the message's bytes would ask the folder for its file."""
@@ -966,6 +975,19 @@ class IMAPMessage:
         f, self._ahead = self._ahead, None
         return self._readable(f if f is not None else self._file())
 
+    def openLast(self) -> BinaryIO:
+        """
+        L{open}, for the last read of the message in the work at hand (a
+        FETCH response's streamed literal): a held file is handed over as
+        it is, the caller closing it.
+        """
+        held = self._held
+        if self._entity is not None or held is None or self._ahead is not None:
+            return self.open()
+        self._held = None
+        held.seek(0)
+        return self._readable(held)
+
     def _readable(self, f: BinaryIO) -> BinaryIO:
         if f.seek(0, SEEK_END) == self.info.size:
             f.seek(0)
@@ -985,7 +1007,7 @@ def openTogether(messages: Iterable[IMAPMessage]) -> Deferred[None] | None:
     for message in messages:
         if message.needsOpening():
             opening = message.opening()
-            if not answered(opening)[0]:
+            if opening is not None and not answered(opening)[0]:
                 waiting.append(opening)
     if not waiting:
         return None
@@ -1023,19 +1045,14 @@ class _Borrowed:
 
     def __init__(self, f: BinaryIO) -> None:
         self._f = f
+        # Bound to the file's own methods: no Python call in between.
+        self.read = f.read
+        self.seek = f.seek
+        self.tell = f.tell
         f.seek(0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._f, name)
-
-    def read(self, size: int = -1) -> bytes:
-        return self._f.read(size)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._f.tell()
 
     def close(self) -> None:
         pass
