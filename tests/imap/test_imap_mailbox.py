@@ -36,7 +36,7 @@ class AdapterTests(SynchronousTestCase):
         deliver(self.inbox)
         verifyObject(imap4.IAccount, self.account)
         verifyObject(imap4.INamespacePresenter, self.account)
-        mailbox = self.account.select("INBOX")
+        mailbox = self.successResultOf(self.account.select("INBOX"))
         for interface in (
             imap4.IMailbox,
             imap4.ISearchableMailbox,
@@ -89,8 +89,8 @@ class AdapterTests(SynchronousTestCase):
 
     def test_copyAndAddMessage(self) -> None:
         deliver(self.inbox, ("\\Flagged",))
-        archive = self.account.select(self.store.createFolder("Archive").name)
-        source = self.account.select("INBOX")
+        archive = self.successResultOf(self.account.select(self.store.createFolder("Archive").name))
+        source = self.successResultOf(self.account.select("INBOX"))
         message = source.fetch(parseSequenceSet(b"1"), False)[0][1]
         self.assertIsInstance(message, IMAPMessage)
         self.assertEqual(self.successResultOf(archive.copy(message)), 1)

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.mail import imap4
 from zope.interface import implementer
 
 from tmail.errors import InvalidFolderName
 from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.waiting import finish, waitFor
 from tmail.imap.wildcard import INBOX, MailboxPattern
-from tmail.interfaces import IMailFolder, IMailStore, ISteppedStore
+from tmail.interfaces import IIncrementalFolder, IMailFolder, IMailStore, ISteppedStore
 
 
 def canonicalName(name: str, delimiter: str = "/") -> str:
@@ -81,44 +83,56 @@ class IMAPAccount:
         self.user = user
         self.delimiter: str = getattr(store, "delimiter", "/")
 
-    def folder(self, name: str) -> IMailFolder:
+    def folder(self, name: str) -> Deferred[IMailFolder]:
         """The folder called C{name}."""
-        return self.store.getFolder(checkName(name, self.delimiter))
+        return maybeDeferred(self.store.getFolder, checkName(name, self.delimiter))
 
-    def addMailbox(self, name: str, mbox: object = None) -> bool:
+    def current(self, name: str) -> Deferred[IMailFolder]:
+        """
+        The folder called C{name}, with what other processes changed in it
+        taken in (SELECT, STATUS): the store's index answers from memory.
+        """
+
+        def refreshed(folder: IMailFolder) -> Deferred[IMailFolder]:
+            if not IIncrementalFolder.providedBy(folder):
+                return succeed(folder)
+            return maybeDeferred(folder.refresh).addCallback(lambda _: folder)
+
+        return self.folder(name).addCallback(refreshed)
+
+    def addMailbox(self, name: str, mbox: object = None) -> Deferred[bool]:
         return self.create(name)
 
-    def create(self, pathspec: str) -> bool:
+    def create(self, pathspec: str) -> Deferred[bool]:
         name = pathspec[:-1] if pathspec.endswith(self.delimiter) else pathspec
-        self.store.createFolder(checkName(name, self.delimiter))
-        return True
+        created = maybeDeferred(self.store.createFolder, checkName(name, self.delimiter))
+        return created.addCallback(lambda _: True)
 
-    def select(self, name: str, rw: bool = True) -> IMAPMailbox:
-        return IMAPMailbox(self.folder(name), rw, self.delimiter)
+    def select(self, name: str, rw: bool = True) -> Deferred[IMAPMailbox]:
+        return self.current(name).addCallback(IMAPMailbox, rw, self.delimiter)
 
     def delete(self, name: str) -> None:
         """
-        Delete a folder.  Its sub-folders stay (RFC 3501 6.3.4); the name
-        then lists as C{\\Noselect} while they exist.
+        Delete a folder (the store must answer at once).  Its sub-folders
+        stay (RFC 3501 6.3.4); the name then lists as C{\\Noselect} while
+        they exist.
         """
-        for _ in self.deleting(name):
-            pass
+        finish(self.deleting(name))
 
-    def deleting(self, name: str) -> Iterator[None]:
+    def deleting(self, name: str) -> Iterator[object]:
         """L{delete} as steps: the store's own (L{ISteppedStore}), or its one call."""
         canonical = checkName(name, self.delimiter)
         store = self.store
         if ISteppedStore.providedBy(store):
-            steps: Iterator[None] = store.deleteFolderSteps(canonical)
+            steps: Iterator[object] = store.deleteFolderSteps(canonical)
             return steps
-        store.deleteFolder(canonical)
-        return iter(())
+        return waitFor(store.deleteFolder, canonical)
 
     def rename(self, oldname: str, newname: str) -> None:
-        for _ in self.renaming(oldname, newname):
-            pass
+        """Rename a folder (the store must answer at once)."""
+        finish(self.renaming(oldname, newname))
 
-    def renaming(self, oldname: str, newname: str) -> Iterator[None]:
+    def renaming(self, oldname: str, newname: str) -> Iterator[object]:
         """
         A rename as steps: the store's own, a slice of messages at a time
         (L{ISteppedStore}), or its one call.
@@ -126,19 +140,19 @@ class IMAPAccount:
         old, new = checkName(oldname, self.delimiter), checkName(newname, self.delimiter)
         store = self.store
         if ISteppedStore.providedBy(store):
-            steps: Iterator[None] = store.renameFolderSteps(old, new)
+            steps: Iterator[object] = store.renameFolderSteps(old, new)
             return steps
-        store.renameFolder(old, new)
-        return iter(())
+        return waitFor(store.renameFolder, old, new)
 
-    def isSubscribed(self, name: str) -> bool:
-        return canonicalName(name, self.delimiter) in self.store.subscriptions()
+    def isSubscribed(self, name: str) -> Deferred[bool]:
+        subscribed = maybeDeferred(self.store.subscriptions)
+        return subscribed.addCallback(lambda names: canonicalName(name, self.delimiter) in names)
 
-    def subscribe(self, name: str) -> None:
-        self.store.subscribe(checkName(name, self.delimiter))
+    def subscribe(self, name: str) -> Deferred[None]:
+        return maybeDeferred(self.store.subscribe, checkName(name, self.delimiter))
 
-    def unsubscribe(self, name: str) -> None:
-        self.store.unsubscribe(canonicalName(name, self.delimiter))
+    def unsubscribe(self, name: str) -> Deferred[None]:
+        return maybeDeferred(self.store.unsubscribe, canonicalName(name, self.delimiter))
 
     def _hierarchy(self, names: list[str]) -> dict[str, bool]:
         """Every name and implied parent, mapped to whether it really exists."""
@@ -155,8 +169,11 @@ class IMAPAccount:
         found = [(name, real) for name, real in hierarchy.items() if pattern.fullmatch(name)]
         return sorted(found, key=lambda item: (item[0] != INBOX, item[0]))
 
-    def listMailboxes(self, ref: str, wildcard: str) -> list[tuple[str, MailboxInfo]]:
-        names = self.store.listFolders()
+    def listMailboxes(self, ref: str, wildcard: str) -> Deferred[list[tuple[str, MailboxInfo]]]:
+        listed: Deferred[list[str]] = maybeDeferred(self.store.listFolders)
+        return listed.addCallback(self._listed, ref, wildcard)
+
+    def _listed(self, names: list[str], ref: str, wildcard: str) -> list[tuple[str, MailboxInfo]]:
         hierarchy = self._hierarchy(names)
         result = []
         for name, real in self._matches(ref, wildcard, names):
@@ -167,9 +184,15 @@ class IMAPAccount:
             result.append((name, MailboxInfo(flags, self.delimiter)))
         return result
 
-    def listSubscribed(self, ref: str, wildcard: str) -> list[tuple[str, MailboxInfo]]:
+    def listSubscribed(self, ref: str, wildcard: str) -> Deferred[list[tuple[str, MailboxInfo]]]:
         """LSUB: subscribed names, and their unsubscribed parents as C{\\Noselect}."""
-        subscribed = [canonicalName(name, self.delimiter) for name in self.store.subscriptions()]
+        names: Deferred[list[str]] = maybeDeferred(self.store.subscriptions)
+        return names.addCallback(self._subscribedListed, ref, wildcard)
+
+    def _subscribedListed(
+        self, names: list[str], ref: str, wildcard: str
+    ) -> list[tuple[str, MailboxInfo]]:
+        subscribed = [canonicalName(name, self.delimiter) for name in names]
         found = self._matches(ref, wildcard, subscribed)
         matched = {name for name, real in found if real}
         result = []

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.mail import imap4
 from twisted.python.failure import Failure
 
@@ -130,10 +130,13 @@ class CatenateAppend:
         if rest[:1] == b")":
             if message.size == 0:
                 raise no(b"[CANNOT] Empty message; APPEND cancelled")
-            self._checkQuota(batch, message)
-            following = self._appendMessage(batch, rest[1:])
-            self._readAgain()
-            return following
+
+            def checked(_: object) -> Any:
+                following = self._appendMessage(batch, rest[1:])
+                self._readAgain()
+                return following
+
+            return self._checkQuota(batch, message).addCallback(checked)
         message.parts += 1
         if message.parts > self.settings.max_catenate_parts:
             raise no(b"[LIMIT] Too many CATENATE parts")
@@ -195,15 +198,20 @@ class CatenateAppend:
             url = parseURL(raw.decode("ascii"), self._baseURL(), self._account().user)
             if url.token is not None and not self.settings.urlauth:
                 raise URLError("URLAUTH is off")
-            source = authority.locate(url, Accessor(self._account().user), own=True)
         except (UnicodeDecodeError, BadURL, URLError):
             raise badURL(raw) from None
-        read: Deferred[Extracted] = self.runInThread(extract, source, url, self._mimeLimits())
+        opening = ensureDeferred(authority.opening(url, Accessor(self._account().user), own=True))
+
+        def opened(source: BinaryIO) -> Deferred[Extracted]:
+            read: Deferred[Extracted] = self.runInThread(extract, source, url, self._mimeLimits())
+            return read
 
         def failed(failure: Failure) -> Extracted:
             if isinstance(failure.value, URLError):
                 raise badURL(raw)
             raise failure.value  # type: ignore[misc]
+
+        read = opening.addCallback(opened)
 
         def write(found: Extracted) -> Deferred[Any]:
             if not found.data:
@@ -237,11 +245,15 @@ class CatenateAppend:
             text="", user=None, host=None, mailbox=mbox.folder.name, uidvalidity=None, uid=1
         )
 
-    def _checkQuota(self, batch: Any, message: _Catenation) -> None:
+    def _checkQuota(self, batch: Any, message: _Catenation) -> Deferred[None]:
         batch.size += message.size
         store = self._account().store
-        if IQuotaStore.providedBy(store):
-            try:
-                store.checkQuota(batch.size, len(batch.messages))
-            except OverQuota:
-                raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)") from None
+        if not IQuotaStore.providedBy(store):
+            return succeed(None)
+
+        def over(failure: Failure) -> Failure:
+            if failure.check(OverQuota):  # type: ignore[no-untyped-call]
+                raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)")
+            return failure
+
+        return maybeDeferred(store.checkQuota, batch.size, len(batch.messages)).addErrback(over)

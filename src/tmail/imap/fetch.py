@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -31,7 +31,7 @@ from tmail.imap.binaryappend import forLiteral
 from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
 from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.mailbox import IMAPMailbox, flagList
-from tmail.imap.message import IMAPMessage, MimeEntity
+from tmail.imap.message import IMAPMessage, MimeEntity, openTogether
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
 from tmail.steps import StepBudget
 
@@ -67,7 +67,7 @@ class MessageRange:
     length: int = 0
 
     def open(self) -> FileRange:
-        f = self.message.open()
+        f = self.message.openLast()
         size = fileSize(f)
         if self.offset is None:
             return FileRange(f, 0, size)
@@ -178,32 +178,109 @@ def _structureFact(message: IMAPMessage, extended: bool) -> str:
     return f"{kind} {limits.depth} {limits.parts}"
 
 
+def _factName(item: Any, message: IMAPMessage) -> str | None:
+    """The fact that answers C{item}, if one does (C{None}: it reads the message)."""
+    kind = item.type
+    if kind == "envelope":
+        return "envelope"
+    if kind == "bodystructure":
+        return _structureFact(message, extended=True)
+    if kind == "body" and not hasSection(item):
+        return _structureFact(message, extended=False)
+    if kind == "rfc822header" or (
+        kind == "body"
+        and not item.part
+        and _sectionName(item)[0] in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
+    ):
+        return "header"
+    return None
+
+
 def answeredFromFacts(query: list[Any], message: IMAPMessage) -> bool:
     """
     Whether every item of C{query} is answered from the index and the facts
     kept of C{message}, so that nothing reads its file.
     """
     for item in query:
-        kind = item.type
-        if kind in _METADATA:
+        if item.type in _METADATA:
             continue
-        if kind == "envelope":
-            name = "envelope"
-        elif kind == "bodystructure":
-            name = _structureFact(message, extended=True)
-        elif kind == "body" and not hasSection(item):
-            name = _structureFact(message, extended=False)
-        elif kind == "rfc822header" or (
-            kind == "body"
-            and not item.part
-            and _sectionName(item)[0] in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
-        ):
-            name = "header"
-        else:
-            return False
-        if message.cachedFact(name) is None:
+        name = _factName(item, message)
+        if name is None or message.cachedFact(name) is None:
             return False
     return True
+
+
+#: FETCH items of RFC 8474 and 8514, answered from the index.
+_INDEX_EXTRAS = frozenset({"emailid", "threadid", "savedate"})
+
+
+def readsFile(query: list[Any], message: IMAPMessage) -> bool:
+    """
+    Whether answering C{query} for C{message} reads its file: not when the
+    index and the facts kept of it (or its header, for ENVELOPE) answer.
+    """
+    for item in query:
+        kind = item.type
+        if kind in _METADATA or kind in _INDEX_EXTRAS:
+            continue
+        name = _factName(item, message)
+        if name is None:
+            return True
+        if message.cachedFact(name) is not None:
+            continue
+        if name != "header" and kind != "envelope":
+            return True
+        if message.cachedFact("header") is None:
+            return True
+    return False
+
+
+class OpenedAhead:
+    """
+    The message objects of a FETCH, made a slice at a time with the files
+    their items read opened together: a store that answers later costs a
+    wait per slice, not per message, and a message the facts answer waits
+    for nothing.
+    """
+
+    #: Messages whose files are opened together, at most.
+    SLICE = 32
+
+    def __init__(self, mailbox: IMAPMailbox, query: list[Any]) -> None:
+        self.mailbox = mailbox
+        self.query = query
+        self._messages: dict[int, IMAPMessage] = {}
+
+    def prepare(self, uids: list[int]) -> Deferred[None] | None:
+        """Make the messages of C{uids} and open their files; C{None} when done at once."""
+        reading: list[IMAPMessage] = []
+        for uid in uids:
+            if uid in self._messages:
+                continue
+            try:
+                message = self.mailbox.message(uid)
+            except KeyError:
+                continue
+            self._messages[uid] = message
+            if readsFile(self.query, message):
+                reading.append(message)
+        return openTogether(reading)
+
+    def message(self, uid: int) -> IMAPMessage:
+        """The message object prepared for C{uid} (a new one if none was)."""
+        message = self._messages.get(uid)
+        return message if message is not None else self.mailbox.message(uid)
+
+    def done(self, uid: int) -> None:
+        """The response for C{uid} is written: its file is closed."""
+        message = self._messages.pop(uid, None)
+        if message is not None:
+            message.drop()
+
+    def clear(self) -> None:
+        """Close every file still open."""
+        for uid in list(self._messages):
+            self.done(uid)
 
 
 def _binary(item: BinaryItem, message: IMAPMessage) -> list[Piece]:
@@ -382,7 +459,7 @@ def messageItems(
             items.append(_binary(item, message))
         elif kind in EXTRA_TYPES:
             limits = mailbox.mimeLimits
-            items.append([extraItem(item, mailbox.folder, uid, mailbox.previewScanBytes, limits)])
+            items.append([extraItem(item, message, mailbox.previewScanBytes, limits)])
         else:
             items.append(_body(item, message))
     response: list[Piece] = [b"* %d FETCH (" % seq]
@@ -402,6 +479,7 @@ def largeMessageItems(
     withUID: bool,
     needs: tuple[int, bool],
     runInWorker: Runner,
+    message: IMAPMessage | None = None,
 ) -> list[Piece] | Deferred[list[Piece]]:
     """
     L{messageItems}, for a large message in a worker thread when the items
@@ -410,7 +488,8 @@ def largeMessageItems(
     served (Dovecot's LF-only files) is read whole, and converted, in the
     worker.
     """
-    message = mailbox.message(uid)
+    if message is None:
+        message = mailbox.message(uid)
     need, streams = needs
     if not isLarge(message) or (need == INFO and not streams):
         return messageItems(seq, mailbox, uid, query, withUID, message)
@@ -478,11 +557,13 @@ class FetchStream:
         work: list[tuple[int, int]],
         build: Callable[[int, int], list[Piece] | Deferred[list[Piece]]],
         cooperator: task.Cooperator,
+        ahead: OpenedAhead | None = None,
     ) -> None:
         self.transport = transport
         self.work = work
         self.build = build
         self.cooperator = cooperator
+        self.ahead = ahead
         self.outcome = FetchOutcome()
 
     def start(self) -> Deferred[FetchOutcome]:
@@ -510,52 +591,78 @@ class FetchStream:
             self.outcome.failed += 1
 
     def _steps(self) -> Iterator[object]:
+        try:
+            yield from self._written()
+        finally:
+            if self.ahead is not None:
+                self.ahead.clear()
+
+    def _written(self) -> Iterator[object]:
         pending: list[bytes] = []
         size = 0
         budget = StepBudget()
-        for seq, uid in self.work:
-            built: list[Any] = []
+        ahead = self.ahead
+        for index, (seq, uid) in enumerate(self.work):
+            if ahead is not None and index % ahead.SLICE == 0:
+                coming = self.work[index : index + ahead.SLICE]
+                waiting = ahead.prepare([u for _, u in coming])
+                if waiting is not None:
+                    yield waiting
             try:
-                result = self.build(seq, uid)
-            except Exception:
-                self._failed(Failure(), uid)  # type: ignore[no-untyped-call]
-                continue
-            if isinstance(result, Deferred):
-                # The task waits for the worker; a failure is counted, not raised.
-                yield result.addCallbacks(built.extend, built.append)
-            else:
-                built.extend(result)
-            if built and isinstance(built[0], Failure):
-                self._failed(built[0], uid)
-                continue
-            try:
-                response = [p.open() if isinstance(p, MessageRange) else p for p in built]
-            except Exception:
-                self._failed(Failure(), uid)  # type: ignore[no-untyped-call]
-                continue
-            for piece in response:
-                if isinstance(piece, bytes):
-                    pending.append(piece)
-                    size += len(piece)
-                    continue
-                with piece.file as f:
-                    pending.append(piece.marker % piece.length + b"\r\n")
-                    f.seek(piece.offset)
-                    remaining = piece.length
-                    while remaining:
-                        chunk = f.read(min(CHUNK, remaining))
-                        if not chunk:
-                            raise OSError("message file shorter than its size")
-                        # Only a literal8 may carry NUL (RFC 3516 4.3).
-                        plain = piece.marker == b"{%d}"
-                        pending.append(forLiteral(chunk) if plain else chunk)
-                        remaining -= len(chunk)
-                        self.transport.writeSequence(pending)
-                        pending, size = [], 0
-                        yield None
+                size = yield from self._one(seq, uid, pending, size)
+            finally:
+                if ahead is not None:
+                    ahead.done(uid)
             if size >= CHUNK or budget.spent():
                 self.transport.writeSequence(pending)
-                pending, size = [], 0
+                pending.clear()
+                size = 0
                 yield None
         if pending:
             self.transport.writeSequence(pending)
+
+    def _one(
+        self, seq: int, uid: int, pending: list[bytes], size: int
+    ) -> Generator[object, None, int]:
+        """Build and write one message's response; returns the bytes now pending."""
+        built: list[Any] = []
+        try:
+            result = self.build(seq, uid)
+        except Exception:
+            self._failed(Failure(), uid)  # type: ignore[no-untyped-call]
+            return size
+        if isinstance(result, Deferred):
+            # The task waits for the worker; a failure is counted, not raised.
+            yield result.addCallbacks(built.extend, built.append)
+        else:
+            built.extend(result)
+        if built and isinstance(built[0], Failure):
+            self._failed(built[0], uid)
+            return size
+        try:
+            response = [p.open() if isinstance(p, MessageRange) else p for p in built]
+        except Exception:
+            self._failed(Failure(), uid)  # type: ignore[no-untyped-call]
+            return size
+        for piece in response:
+            if isinstance(piece, bytes):
+                pending.append(piece)
+                size += len(piece)
+                continue
+            with piece.file as f:
+                pending.append(piece.marker % piece.length + b"\r\n")
+                f.seek(piece.offset)
+                remaining = piece.length
+                while remaining:
+                    chunk = f.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise OSError("message file shorter than its size")
+                    # Only a literal8 may carry NUL (RFC 3516 4.3).
+                    plain = piece.marker == b"{%d}"
+                    pending.append(forLiteral(chunk) if plain else chunk)
+                    remaining -= len(chunk)
+                    self.transport.writeSequence(pending)
+                    pending.clear()
+                    size = 0
+                    yield None
+        return size

@@ -18,11 +18,10 @@ from typing import Any
 from twisted.mail import imap4
 
 from tmail.imap.binary import parseFetchItems, topLevelItems
-from tmail.imap.message import MimeLimits
+from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.imap.objectid import emailIdItem, threadIdItem
 from tmail.imap.preview import previewItem
 from tmail.imap.savedate import saveDateItem
-from tmail.interfaces import IMailFolder
 
 _NAMES = {b"EMAILID": "emailid", b"THREADID": "threadid", b"SAVEDATE": "savedate"}
 _MENTIONS = re.compile(rb"\b(?:EMAILID|THREADID|SAVEDATE|PREVIEW)\b", re.IGNORECASE)
@@ -83,14 +82,13 @@ def parseExtendedItems(line: bytes) -> list[Any]:
     return items
 
 
-def extraItem(
-    item: ExtraItem, folder: IMailFolder, uid: int, scanBytes: int, limits: MimeLimits
-) -> bytes:
+def extraItem(item: ExtraItem, message: IMAPMessage, scanBytes: int, limits: MimeLimits) -> bytes:
     """The response to one of these items.  Raises C{KeyError} when the message is gone."""
+    folder, uid = message.folder, message.info.uid
     if item.type == "emailid":
         return emailIdItem(folder, uid)
     if item.type == "threadid":
         return threadIdItem(folder, uid)
     if item.type == "savedate":
         return saveDateItem(folder, uid)
-    return previewItem(folder, uid, scanBytes, limits)
+    return previewItem(message, scanBytes, limits)

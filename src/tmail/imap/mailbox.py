@@ -24,12 +24,13 @@ from twisted.internet import defer
 from twisted.mail import imap4
 from zope.interface import Interface, implementer
 
-from tmail.imap.largemessages import INFO, LARGE_MESSAGE, WHOLE, Runner, inWorker, isLarge
-from tmail.imap.message import IMAPMessage, MimeLimits
+from tmail.imap.largemessages import HEADER, INFO, LARGE_MESSAGE, WHOLE, Runner, inWorker, isLarge
+from tmail.imap.message import IMAPMessage, MimeLimits, openTogether
 from tmail.imap.messagecache import IMessageFacts
 from tmail.imap.parse import MAX_NESTING
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
 from tmail.imap.view import SessionView
+from tmail.imap.waiting import Steps, answered, finish, waitFor, waitOn
 from tmail.interfaces import (
     SYSTEM_FLAGS,
     IFlagChangingFolder,
@@ -428,16 +429,16 @@ class IMAPMailbox:
     def _current(self) -> dict[int, MessageInfo]:
         return {info.uid: info for info in self.folder.messages(claimRecent=False)}
 
-    def _knowledge(self) -> Callable[[int], MessageInfo | None]:
+    def _knowledge(self) -> Steps[Callable[[int], MessageInfo | None]]:
         """
         The folder's current knowledge of a message, by UID: from its index
-        (looked at again now) when it keeps one, without listing every
+        (brought up to date first) when it keeps one, without listing every
         message; else from one listing taken now.
         """
         feed = self._feed
         if feed is None:
             return self._current().get
-        feed.refresh()
+        yield from waitFor(feed.refresh)
         return feed.info
 
     def store(
@@ -457,11 +458,8 @@ class IMAPMailbox:
         mod-sequence are left alone and added to C{modified} as
         C{(sequence number, UID)}.
         """
-        return (
-            self.storing(messages, flags, mode, uid, unchangedSince, modified, changed)
-            .finish()
-            .result
-        )
+        storing = self.storing(messages, flags, mode, uid, unchangedSince, modified, changed)
+        return storing.finish().result
 
     def storing(
         self,
@@ -515,8 +513,8 @@ class IMAPMailbox:
         # Without an index to ask, the flags as listed now, as before.
         listed = None if self._feed is not None else self._current().get
 
-        def deleted(batch: list[int]) -> list[int]:
-            known = listed if listed is not None else self._knowledge()
+        def deleted(batch: list[int]) -> Steps[list[int]]:
+            known = listed if listed is not None else (yield from self._knowledge())
             infos = [(u, known(u)) for u in batch]
             return [u for u, info in infos if info is not None and "\\Deleted" in info.flags]
 
@@ -682,15 +680,15 @@ class IMAPMailbox:
         try:
             while chunk := message.read(65536):
                 pending.write(chunk)
-            return defer.succeed(pending.commit())
         except BaseException:
             pending.abort()
             raise
+        return defer.maybeDeferred(pending.commit)
 
     def copy(self, messageObject: Any) -> defer.Deferred[int]:
         if isinstance(messageObject, IMAPMessage):
-            return defer.succeed(
-                messageObject.folder.copyMessage(messageObject.info.uid, self.folder)
+            return defer.maybeDeferred(
+                messageObject.folder.copyMessage, messageObject.info.uid, self.folder
             )
         with imap4.IMessageFile(messageObject).open() as f:
             return self.addMessage(f, messageObject.getFlags())
@@ -768,6 +766,8 @@ class MailboxSearch:
 
     #: Messages tested per step by criteria that read no file.
     INFO_SLICE = 512
+    #: Messages whose files are opened together, at most.
+    OPEN_SLICE = 32
     #: Stop after this many matches (None: test every message) ...
     limit: int | None = None
     #: ... looking from the last message back.
@@ -789,6 +789,8 @@ class MailboxSearch:
         self._needs = needs
         self._messages = messages
         self._hits: list[tuple[int, int, IMAPMessage | None]] = []
+        #: Messages L{testsAtOnce} opened for L{matches}.
+        self._ready: dict[int, IMAPMessage] = {}
 
     def steps(self, runInWorker: Runner | None = None) -> Iterator[object]:
         """
@@ -824,19 +826,41 @@ class MailboxSearch:
                 if start + size <= len(seqs):
                     yield None
             return
-        for seq, u in order:
-            message = mailbox.message(u)
-            if runInWorker is not None and isLarge(message):
-                waiting = self._testInWorker(runInWorker, seq, message)
-                if waiting is not None:
-                    yield waiting
+        pairs = list(order)
+        start = 0
+        while start < len(pairs):
+            # With a limit, no more files than the matches still wanted.
+            size = self.OPEN_SLICE if limit is None else min(self.OPEN_SLICE, limit - len(hits))
+            messages = [(seq, u, mailbox.message(u)) for seq, u in pairs[start : start + size]]
+            start += size
+            waiting = openTogether(m for _, _, m in messages if self._readsFile(m))
+            if waiting is not None:
+                yield waiting
+            try:
+                for seq, _, message in messages:
+                    if runInWorker is not None and isLarge(message):
+                        waiting = self._testInWorker(runInWorker, seq, message)
+                        if waiting is not None:
+                            yield waiting
+                            if len(hits) == limit:
+                                return
+                            continue
+                    self._tested(seq, message, self._matcher(seq, message))
                     if len(hits) == limit:
                         return
-                    continue
-            self._tested(seq, message, self._matcher(seq, message))
-            if len(hits) == limit:
-                return
-            yield None
+                    yield None
+            finally:
+                for _, _, message in messages:
+                    message.drop()
+
+    def _readsFile(self, message: IMAPMessage, headers: bool = False) -> bool:
+        """
+        Whether testing C{message} (or, with C{headers}, reading its
+        header) reads its file: a header kept as a fact does not.
+        """
+        if self._needs == HEADER or (headers and self._needs == INFO):
+            return not message.hasHeader() and message.cachedFact("header") is None
+        return self._needs == WHOLE
 
     def _testInWorker(
         self, runInWorker: Runner, seq: int, message: IMAPMessage
@@ -862,16 +886,63 @@ class MailboxSearch:
         """Whether the criteria read message files (headers or text), not the index alone."""
         return self._needs != INFO
 
-    def testsAtOnce(self, uids: Iterable[int]) -> bool:
+    def testsAtOnce(self, uids: Iterable[int], headers: bool = False) -> bool:
         """
-        Whether L{matches} may test these messages in the reactor thread:
-        not when the criteria read whole messages and one is large (a
-        worker thread's work in a SEARCH, L{tmail.imap.largemessages}).
+        Whether L{matches} may test these messages in the reactor thread
+        (and, with C{headers}, their headers be read for sort keys): not
+        when the criteria read whole messages and one is large (a worker
+        thread's work in a SEARCH, L{tmail.imap.largemessages}), nor when
+        the folder does not give the files they read at once (a store
+        answering later).  The files are then open for L{matches} and
+        L{take}.
         """
-        if self._needs != WHOLE:
+        if self._needs == INFO and not headers:
             return True
+        wanted = list(uids)
         info = self.mailbox.info
-        return all(info(u).size <= LARGE_MESSAGE for u in uids)
+        if self._needs == WHOLE and any(info(u).size > LARGE_MESSAGE for u in wanted):
+            return False
+        ready: dict[int, IMAPMessage] = {}
+        late = False
+        for u in wanted:
+            message = self._ready.pop(u, None) or self.mailbox.message(u)
+            if self._readsFile(message, headers) and message.needsOpening():
+                opening = message.opening()
+                if opening is not None and not answered(opening)[0]:
+                    late = True
+                    opening.addCallback(_dropWhenOpen, message)
+                    continue
+            ready[u] = message
+        if late:
+            for message in ready.values():
+                message.drop()
+            return False
+        self._ready.update(ready)
+        return True
+
+    def prepare(self, uids: Iterable[int], headers: bool = False) -> defer.Deferred[None] | None:
+        """
+        Open together the files L{matches} (and, with C{headers}, a sort
+        key) will read for C{uids}; C{None} when the folder gave them at
+        once.
+        """
+        if self._needs == INFO and not headers:
+            return None
+        reading: list[IMAPMessage] = []
+        for u in uids:
+            if u in self._ready:
+                continue
+            try:
+                message = self._ready[u] = self.mailbox.message(u)
+            except KeyError:
+                continue
+            if self._readsFile(message, headers):
+                reading.append(message)
+        return openTogether(reading)
+
+    def take(self, u: int) -> IMAPMessage:
+        """The message opened for C{u} by L{prepare} or L{testsAtOnce}, or a new one."""
+        return self._ready.pop(u, None) or self.mailbox.message(u)
 
     def matches(self, seq: int, u: int) -> bool:
         """Whether one message of the view matches now (a live result, RFC 5267 4.3)."""
@@ -880,7 +951,14 @@ class MailboxSearch:
             holder = _InfoHolder()
             holder.info = mailbox.info(u)
             return bool(self._matcher(seq, holder))
-        return bool(self._matcher(seq, mailbox.message(u)))
+        message = self._ready.get(u) or mailbox.message(u)
+        return bool(self._matcher(seq, message))
+
+    def release(self) -> None:
+        """Close the files opened for L{matches} and L{take} that were not used."""
+        ready, self._ready = self._ready, {}
+        for message in ready.values():
+            message.drop()
 
     def finish(self) -> MailboxSearch:
         """Run all the steps now."""
@@ -899,6 +977,10 @@ class MailboxSearch:
         return found[::-1] if self.fromEnd else found
 
 
+def _dropWhenOpen(_: object, message: IMAPMessage) -> None:
+    message.drop()
+
+
 class FlagStore:
     """
     One STORE (or FETCH setting C{\\Seen}) over a session's view, a slice
@@ -913,6 +995,9 @@ class FlagStore:
     @ivar result: the new flags of each message changed or left alone (not
         those expunged or skipped by C{unchangedSince}), by sequence number.
     """
+
+    #: Messages whose changes are asked of the folder together, at most.
+    SLICE = 256
 
     def __init__(
         self,
@@ -935,33 +1020,43 @@ class FlagStore:
         self._modified = modified
         self._changed = changed
 
-    def steps(self) -> Iterator[None]:
-        """Change the flags, yielding after each slice of messages."""
+    def steps(self) -> Steps[None]:
+        """
+        Change the flags, yielding after each slice of messages; the
+        changes of a slice are asked of the folder together, and waited
+        for together.
+        """
         budget = StepBudget()
-        known = self.mailbox._knowledge()
+        known = yield from self.mailbox._knowledge()
+        started: list[_Started] = []
         for seq, u in self._pairs:
-            self._storeOne(seq, u, known(u))
-            if budget.spent():
+            begun = self._begin(seq, u, known(u))
+            if begun is not None:
+                started.append(begun)
+            if budget.spent() or len(started) >= self.SLICE:
+                yield from self._finishing(started)
+                started = []
                 yield None
-                known = self.mailbox._knowledge()
+                known = yield from self.mailbox._knowledge()
+        yield from self._finishing(started)
 
     def finish(self) -> FlagStore:
-        """Run all the steps now."""
-        for _ in self.steps():
-            pass
+        """Run all the steps now (the folder must answer at once)."""
+        finish(self.steps())
         return self
 
-    def _storeOne(self, seq: int, u: int, info: MessageInfo | None) -> None:
+    def _begin(self, seq: int, u: int, info: MessageInfo | None) -> _Started | None:
+        """Ask the folder for one message's change, if it needs one."""
         if info is None:
             # Expunged meanwhile (by another session, not yet reported):
             # nothing to change and, unlike Dovecot, no FETCH for it: a
             # MODSEQ there could not be higher than the one told before.
-            return
+            return None
         unchangedSince = self._unchangedSince
         if unchangedSince is not None and info.modseq > unchangedSince:
             if self._modified is not None:
                 self._modified.append((seq, u))
-            return
+            return None
         mailbox, mode, change = self.mailbox, self._mode, self._change
         if mode > 0:
             wanted = info.flags | change
@@ -969,24 +1064,44 @@ class FlagStore:
             wanted = info.flags - change
         else:
             wanted = change
-        before = info
-        told = mailbox._infos.get(u)
+        call: defer.Deferred[MessageInfo] | None = None
         if wanted != info.flags:
-            try:
-                if mode and mailbox._flagChanger is not None:
-                    info = mailbox._flagChanger.changeFlags(
-                        u, change if mode > 0 else (), change if mode < 0 else ()
-                    )
-                else:
-                    info = mailbox.folder.setFlags(u, wanted)
-            except KeyError:
-                return
-            if self._changed is not None:
-                self._changed.add(seq)
+            if mode and mailbox._flagChanger is not None:
+                call = defer.maybeDeferred(
+                    mailbox._flagChanger.changeFlags,
+                    u,
+                    change if mode > 0 else (),
+                    change if mode < 0 else (),
+                )
+            else:
+                call = defer.maybeDeferred(mailbox.folder.setFlags, u, wanted)
+        return _Started(seq, u, info, wanted, call)
+
+    def _finishing(self, started: list[_Started]) -> Steps[None]:
+        """Wait for the changes of a slice, in order; take each into the view."""
+        for i, begun in enumerate(started):
+            info = begun.before
+            if begun.call is not None:
+                try:
+                    info = yield from waitOn(begun.call)
+                except KeyError:
+                    continue
+                except BaseException:
+                    for rest in started[i + 1 :]:
+                        if rest.call is not None:
+                            rest.call.addErrback(lambda _: None)
+                    raise
+                if self._changed is not None:
+                    self._changed.add(begun.seq)
+            self._apply(begun, info)
+
+    def _apply(self, begun: _Started, info: MessageInfo) -> None:
+        mailbox, u, before = self.mailbox, begun.uid, begun.before
+        told = mailbox._infos.get(u)
         if (
             told is None
             or not self._silent
-            or (told.flags == before.flags and info.flags == wanted)
+            or (told.flags == before.flags and info.flags == begun.wanted)
         ):
             # The response names the flags as they are now, another
             # session's change included; a silent one leaves the client
@@ -997,7 +1112,18 @@ class FlagStore:
         # while storing) changed the flags first and the client is told
         # nothing now: keeping what it was told lets the next sync report
         # the whole change.
-        self.result[seq] = mailbox.flagsOf(u)
+        self.result[begun.seq] = mailbox.flagsOf(u)
+
+
+@dataclass
+class _Started:
+    """A message's flag change asked of the folder (C{call}: C{None} when none is needed)."""
+
+    seq: int
+    uid: int
+    before: MessageInfo
+    wanted: frozenset[str]
+    call: defer.Deferred[MessageInfo] | None
 
 
 class Expunge:
@@ -1022,7 +1148,7 @@ class Expunge:
         self,
         folder: IMailFolder,
         uids: list[int],
-        pick: Callable[[list[int]], list[int]] | None = None,
+        pick: Callable[[list[int]], Steps[list[int]]] | None = None,
     ) -> None:
         self.folder = folder
         self.uids = uids
@@ -1034,18 +1160,18 @@ class Expunge:
         """Whether only some of L{uids} are expunged (those C{pick} keeps)."""
         return self._pick is not None
 
-    def steps(self) -> Iterator[None]:
+    def steps(self) -> Steps[None]:
         """Expunge, yielding after each slice."""
         for start in range(0, len(self.uids), self.SLICE):
             batch = self.uids[start : start + self.SLICE]
             if self._pick is not None:
-                batch = self._pick(batch)
+                batch = yield from self._pick(batch)
             if batch:
-                self.removed.update(self.folder.expunge(batch))
+                removed = yield from waitFor(self.folder.expunge, batch)
+                self.removed.update(removed)
             yield None
 
     def finish(self) -> Expunge:
-        """Run all the steps now."""
-        for _ in self.steps():
-            pass
+        """Run all the steps now (the folder must answer at once)."""
+        finish(self.steps())
         return self

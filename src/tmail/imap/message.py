@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from io import SEEK_END, BytesIO
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.mail import imap4
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail.imap import pieces
 from tmail.imap.mimeparams import Parameters, parseParameterized
+from tmail.imap.waiting import answered
 from tmail.interfaces import IMailFolder, MessageInfo
 
 if TYPE_CHECKING:
@@ -773,6 +776,12 @@ class IMAPMessage:
 
     With C{facts}, the header and what L{fact} makes come from there when
     they are kept, and are kept there once made.
+
+    A store may give the file in a later reactor turn: work that reads
+    messages asks for the files of a slice of them first (L{opening},
+    L{openTogether}), each then serving every read of its message (header,
+    structure, body) until L{drop}.  Reading a message whose file was not
+    asked for first works only with a store that answers at once.
     """
 
     def __init__(
@@ -790,6 +799,8 @@ class IMAPMessage:
         self._header: bytes | None = None
         self._entity: MimeEntity | None = None
         self._ahead: BinaryIO | None = None
+        self._held: BinaryIO | None = None
+        self._heldError: BaseException | None = None
 
     @property
     def entity(self) -> MimeEntity:
@@ -848,8 +859,57 @@ class IMAPMessage:
         message is gone.
         """
         if self._ahead is None:
-            self._ahead = self.folder.openMessage(self.info.uid)
+            self._ahead = self._file()
         return self._ahead
+
+    def opening(self) -> Deferred[None] | None:
+        """
+        Ask the folder for the message's file and keep it (L{hold}), or
+        its error, for every L{open} until L{drop}: the store may answer
+        in a later turn, the work that reads the message does not wait.
+        C{None} when the folder answered at once (the common case costs
+        no Deferred); else a Deferred that fires once it has.
+        """
+        try:
+            result: object = self.folder.openMessage(self.info.uid)
+        except Exception as e:
+            self.drop()
+            self._heldError = e
+            return None
+        if isinstance(result, Deferred):
+            return result.addCallbacks(self.hold, self._holdError)
+        self.hold(cast(BinaryIO, result))
+        return None
+
+    def needsOpening(self) -> bool:
+        """Whether reading the message's bytes would ask the folder for its file."""
+        return self._entity is None and self._held is None and self._heldError is None
+
+    def hold(self, f: BinaryIO) -> None:
+        """Keep C{f}, the message's open file, for every L{open} until L{drop}."""
+        self.drop()
+        self._held, self._heldError = f, None
+
+    def _holdError(self, failure: Failure) -> None:
+        self.drop()
+        self._heldError = failure.value
+
+    def drop(self) -> None:
+        """
+        Close the file L{hold} kept; the next read asks the folder again
+        (a message found gone stays gone).
+        """
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+    def _file(self) -> BinaryIO:
+        """The message's file: the one held, or the folder's answer if it answers at once."""
+        if self._heldError is not None:
+            raise self._heldError
+        if self._held is not None:
+            return _borrowed(self._held)
+        return openAtOnce(self.folder, self.info.uid)
 
     def load(self, whole: bool) -> None:
         """
@@ -913,7 +973,20 @@ class IMAPMessage:
         if self._entity is not None:
             return BytesIO(self._entity.data)
         f, self._ahead = self._ahead, None
-        return self._readable(f if f is not None else self.folder.openMessage(self.info.uid))
+        return self._readable(f if f is not None else self._file())
+
+    def openLast(self) -> BinaryIO:
+        """
+        L{open}, for the last read of the message in the work at hand (a
+        FETCH response's streamed literal): a held file is handed over as
+        it is, the caller closing it.
+        """
+        held = self._held
+        if self._entity is not None or held is None or self._ahead is not None:
+            return self.open()
+        self._held = None
+        held.seek(0)
+        return self._readable(held)
 
     def _readable(self, f: BinaryIO) -> BinaryIO:
         if f.seek(0, SEEK_END) == self.info.size:
@@ -922,3 +995,74 @@ class IMAPMessage:
         with f:
             f.seek(0)
             return BytesIO(crlfLines(f.read()))
+
+
+def openTogether(messages: Iterable[IMAPMessage]) -> Deferred[None] | None:
+    """
+    Open the files of C{messages} that are not open yet, all at once (see
+    L{IMAPMessage.opening}); a Deferred that fires when the last is open,
+    or C{None} when the folder answered at once.
+    """
+    waiting: list[Deferred[None]] = []
+    for message in messages:
+        if message.needsOpening():
+            opening = message.opening()
+            if opening is not None and not answered(opening)[0]:
+                waiting.append(opening)
+    if not waiting:
+        return None
+    return gatherResults(waiting).addCallback(lambda _: None)
+
+
+class NotOpened(Exception):
+    """A message's file was read before the store, answering later, gave it."""
+
+
+def openAtOnce(folder: IMailFolder, uid: int) -> BinaryIO:
+    """
+    The file of a message, when the folder answers at once (a file it
+    gives later is closed); raises the folder's error, or L{NotOpened}.
+    """
+    box: list[Any] = []
+    opened: Deferred[Any] = maybeDeferred(folder.openMessage, uid)
+    opened.addBoth(box.append)
+    if not box:
+        opened.addCallback(lambda _: _closeLate(box[0]))
+        raise NotOpened("The message was not opened ahead")
+    result = box[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return cast(BinaryIO, result)
+
+
+def _closeLate(result: object) -> None:
+    if not isinstance(result, Failure):
+        cast(BinaryIO, result).close()
+
+
+class _Borrowed:
+    """A held file lent to one reader: closing it leaves the file open."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        # Bound to the file's own methods: no Python call in between.
+        self.read = f.read
+        self.seek = f.seek
+        self.tell = f.tell
+        f.seek(0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _Borrowed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _borrowed(f: BinaryIO) -> BinaryIO:
+    return cast(BinaryIO, _Borrowed(f))

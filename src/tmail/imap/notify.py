@@ -33,18 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.internet import task
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tmail.errors import NoSuchFolder, StoreError
 from tmail.imap.account import IMAPAccount, canonicalName
-from tmail.imap.fetch import FileRange, MessageRange, Piece, messageItems
+from tmail.imap.fetch import FileRange, MessageRange, OpenedAhead, Piece, messageItems
 from tmail.imap.mailbox import IMAPMailbox, highestModSeq
 from tmail.imap.notifyparse import (
     FLAG_CHANGE,
@@ -61,6 +62,7 @@ from tmail.imap.notifyparse import (
     NotifyRequest,
 )
 from tmail.imap.seqset import SequenceSet
+from tmail.imap.waiting import Steps, drive, waitFor, waitOn
 from tmail.imap.wildcard import INBOX
 from tmail.interfaces import IIncrementalFolder, IMailFolder, IModSeqFolder
 from tmail.steps import StepBudget
@@ -117,14 +119,21 @@ _NOTIFIERS: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Notifier]] = weakref.
 _LOOKED: weakref.WeakKeyDictionary[IMailFolder, float] = weakref.WeakKeyDictionary()
 
 
-def foldersChanged(store: Any, origin: object, renamed: tuple[str, str] | None = None) -> None:
+def foldersChanged(
+    store: Any, origin: object, renamed: tuple[str, str] | None = None
+) -> Deferred[None]:
     """
     A session created, deleted, renamed, subscribed or unsubscribed a
     folder of C{store}: the other sessions watching it hear of it now
-    (the one that did it does not, RFC 5465 5).
+    (the one that did it does not, RFC 5465 5).  Fires once the one that
+    did it knows the new names (its tagged reply waits for that).
     """
+    own: Deferred[None] = succeed(None)
     for notifier in list(_NOTIFIERS.get(store, ())):
-        notifier.namesChanged(notifier.host is origin, renamed)
+        looked = notifier.namesChanged(notifier.host is origin, renamed)
+        if notifier.host is origin:
+            own = looked
+    return own
 
 
 class Notifier:
@@ -132,6 +141,9 @@ class Notifier:
     One session's NOTIFY SET: which folders it watches, what it told the
     client of each, and what waits to be sent.
     """
+
+    #: The messages of the next MessageNew FETCHes, their files opening.
+    _ahead: OpenedAhead | None = None
 
     def __init__(
         self,
@@ -248,22 +260,23 @@ class Notifier:
 
     # Starting and stopping
 
-    def starting(self) -> Iterator[None]:
+    def starting(self) -> Steps[None]:
         """
         Begin watching, a slice of folders at a time; with STATUS, queue a
         STATUS for each watched mailbox (RFC 5465 3.1).
         """
         _NOTIFIERS.setdefault(self._store, weakref.WeakSet()).add(self)
         if self._wantsNames:
-            self._names = set(self._store.listFolders())
+            self._names = set((yield from waitFor(self._store.listFolders)))
         if self._wantsSubscriptions:
-            self._subscribed = set(self._canonical(self._store.subscriptions()))
+            subscribed = yield from waitFor(self._store.subscriptions)
+            self._subscribed = set(self._canonical(subscribed))
         budget = StepBudget()
         for name in sorted(self._names):
             if self.stopped:
                 return
             if self._watchesMessages(name):
-                self._watch(name, None)
+                yield from self._watch(name, None)
                 if self.request.status and not self._isSelected(name):
                     self._queueStatus(name)
             if budget.spent():
@@ -295,6 +308,9 @@ class Notifier:
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
         self._flushCall = None
+        if self._ahead is not None:
+            self._ahead.clear()
+            self._ahead = None
 
     # Folders
 
@@ -302,10 +318,12 @@ class Notifier:
         mbox = self.host.mbox
         return mbox is not None and mbox.folder.name == name
 
-    def _watch(self, name: str, told: _Told | None) -> None:
+    def _watch(self, name: str, told: _Told | None) -> Steps[None]:
         try:
-            folder = self.account.folder(name)
+            folder = yield from waitOn(self.account.current(name))
         except StoreError:
+            return
+        if self.stopped or name in self._watched:
             return
         folder.addListener(self._folderChanged)
         self._watched[name] = folder
@@ -319,9 +337,12 @@ class Notifier:
 
     @staticmethod
     def _state(folder: IMailFolder) -> _Told:
-        """The folder's counts now, without listing it or taking C{\\Recent} from anyone."""
+        """
+        The folder's counts as its index knows them (other processes'
+        changes come with the polls), without listing it or taking
+        C{\\Recent} from anyone.
+        """
         if IIncrementalFolder.providedBy(folder):
-            folder.refresh()
             count = folder.messageCount()
         else:
             count = len(folder.messages())
@@ -403,21 +424,25 @@ class Notifier:
 
     # Names and subscriptions
 
-    def namesChanged(self, own: bool, renamed: tuple[str, str] | None) -> None:
-        """Folder names or subscriptions changed in this process; C{own}: this session did it."""
+    def namesChanged(self, own: bool, renamed: tuple[str, str] | None) -> Deferred[None]:
+        """
+        Folder names or subscriptions changed in this process; C{own}: this
+        session did it.  Fires once the new names are taken in.
+        """
         if self.stopped or not self._wantsNames:
-            return
-        try:
-            self._checkNames(silent=own, renamed=renamed)
-        except Exception:
-            _log.failure("Cannot look at the folders for NOTIFY")
-        self.deliver()
+            return succeed(None)
 
-    def _checkNames(self, silent: bool, renamed: tuple[str, str] | None = None) -> None:
-        names = set(self._store.listFolders())
+        def failed(failure: Failure) -> None:
+            _log.failure("Cannot look at the folders for NOTIFY", failure)
+
+        looked = drive(self._checkNames(silent=own, renamed=renamed))
+        return looked.addErrback(failed).addCallback(lambda _: self.deliver())
+
+    def _checkNames(self, silent: bool, renamed: tuple[str, str] | None = None) -> Steps[None]:
+        names = set((yield from waitFor(self._store.listFolders)))
         subscribed = self._subscribed
         if self._wantsSubscriptions:
-            subscribed = set(self._canonical(self._store.subscriptions()))
+            subscribed = set(self._canonical((yield from waitFor(self._store.subscriptions))))
         created, deleted = names - self._names, self._names - names
         moved: list[tuple[str, str]] = []
         if renamed is not None:
@@ -435,13 +460,13 @@ class Notifier:
         for old, new in moved:
             told = self._unwatch(old)
             if self._watchesMessages(new):
-                self._watch(new, told)
+                yield from self._watch(new, told)
         for name in deleted:
             self._unwatch(name)
         for name in sorted(names):
             wanted = self._watchesMessages(name)
             if wanted and name not in self._watched:
-                self._watch(name, None)
+                yield from self._watch(name, None)
                 folder = self._watched.get(name)
                 told = self._told.get(name)
                 if name in created and folder is not None and told is not None:
@@ -514,24 +539,24 @@ class Notifier:
 
         self.host.cooperator.cooperate(self._pollSteps()).whenDone().addCallbacks(done, failed)
 
-    def _pollSteps(self) -> Iterator[None]:
+    def _pollSteps(self) -> Steps[None]:
         """Look at the folder list and each watched folder, a slice at a time."""
         if self._wantsNames:
-            self._checkNames(silent=False)
+            yield from self._checkNames(silent=False)
             yield None
         budget = StepBudget()
         for folder in list(self._watched.values()):
             if self.stopped:
                 return
-            self._lookAt(folder)
+            yield from self._lookAt(folder)
             if budget.spent():
                 yield None
         mbox = self.host.mbox
         if mbox is not None and self._selected is not None and self._selected.events:
-            self._lookAt(mbox.folder)
+            yield from self._lookAt(mbox.folder)
         self.deliver()
 
-    def _lookAt(self, folder: IMailFolder) -> None:
+    def _lookAt(self, folder: IMailFolder) -> Steps[None]:
         """
         Have a folder look for other processes' changes, unless another
         session's poll did within half an interval: what it found reached
@@ -546,7 +571,7 @@ class Notifier:
             return
         _LOOKED[folder] = now
         with contextlib.suppress(NoSuchFolder):
-            folder.refresh()
+            yield from waitFor(folder.refresh)
 
     # Sending
 
@@ -614,11 +639,37 @@ class Notifier:
         if self._mark >= mbox.lastUID():
             return
         query = list(group.fetchAtts)
-        budget = StepBudget()
-        for seq, uid in mbox.resolve(SequenceSet(((self._mark + 1, _LAST_UID),)), True):
+        new = mbox.resolve(SequenceSet(((self._mark + 1, _LAST_UID),)), True)
+        ahead = self._ahead
+        if ahead is None or ahead.mailbox is not mbox:
+            ahead = self._ahead = OpenedAhead(mbox, query)
+        some = new[: ahead.SLICE]
+        waiting = ahead.prepare([uid for _, uid in some])
+        if waiting is not None:
+            # The files are opened first; the FETCHes go once they are.
+            waiting.addCallback(lambda _: self.selectedChanged())
+            return
+        try:
+            self._sendFetches(mbox, some, query, ahead, StepBudget())
+        finally:
+            ahead.clear()
+        if self._mark < mbox.lastUID():
+            self._selectedDirty = True
+            self._schedule()
+
+    def _sendFetches(
+        self,
+        mbox: IMAPMailbox,
+        new: list[tuple[int, int]],
+        query: list[Any],
+        ahead: OpenedAhead,
+        budget: StepBudget,
+    ) -> None:
+        for seq, uid in new:
             self._mark = uid
             try:
-                pieces = messageItems(seq, mbox, uid, query, self.host.qresync)
+                message = ahead.message(uid)
+                pieces = messageItems(seq, mbox, uid, query, self.host.qresync, message)
                 self.host.transport.write(_joined(pieces))
             except KeyError:
                 continue

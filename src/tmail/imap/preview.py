@@ -19,9 +19,8 @@ import re
 
 from tmail.imap.binary import UnknownCTE, decodeContent
 from tmail.imap.charsets import decodeText
-from tmail.imap.message import MimeEntity, MimeLimits, fieldValue
+from tmail.imap.message import IMAPMessage, MimeEntity, MimeLimits, fieldValue
 from tmail.imap.structure import string
-from tmail.interfaces import IMailFolder
 
 #: RFC 8970 section 3: at most 256 characters.
 PREVIEW_CHARACTERS = 256
@@ -116,12 +115,12 @@ def previewText(raw: bytes, cut: bool = False, limits: MimeLimits = _LIMITS) -> 
     return _WHITESPACE.sub(" ", text).strip()[:PREVIEW_CHARACTERS].rstrip()
 
 
-def previewItem(folder: IMailFolder, uid: int, scanBytes: int, limits: MimeLimits) -> bytes:
+def previewItem(message: IMAPMessage, scanBytes: int, limits: MimeLimits) -> bytes:
     """
     C{PREVIEW "text"} (a literal when the text is not printable ASCII) for
     a FETCH response.  Raises C{KeyError} when the message is gone.
     """
-    with folder.openMessage(uid) as f:
+    with message.open() as f:
         raw = f.read(scanBytes)
     text = previewText(raw, len(raw) == scanBytes, limits)
     return b"PREVIEW " + string(text.encode("utf-8"))

@@ -27,6 +27,7 @@ import bisect
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.mail import imap4
 
 from tmail.imap.esearch import ReturnOptions, numberSet
@@ -129,14 +130,14 @@ class SortContext:
         self.uid = uid
         self._criteria = [(sortKey(name), reverse) for name, reverse in criteria]
         #: Whether a message's key is read from its header.
-        self._keysRead = any(name not in _INDEX_KEYS for name, _ in criteria)
+        self.keysRead = any(name not in _INDEX_KEYS for name, _ in criteria)
         self.keys = [self._key(facts) for facts in ordered]
         self.byUid = {key[-1]: key for key in self.keys}
 
     @property
     def readsMessages(self) -> bool:
         """Whether testing a changed message, or keying one that joins, reads its file."""
-        return self._keysRead or self.search.readsMessages
+        return self.keysRead or self.search.readsMessages
 
     def _key(self, facts: MessageFacts) -> tuple[Any, ...]:
         parts: list[Any] = []
@@ -169,7 +170,11 @@ class SortContext:
         """Put the messages in; their pairs, runs together, the first run first."""
         numbers = {}
         for seq, u in joining:
-            key = self._key(MessageFacts(seq, self.mailbox.message(u)))
+            message = self.search.take(u)
+            try:
+                key = self._key(MessageFacts(seq, message))
+            finally:
+                message.drop()
             bisect.insort(self.keys, key)
             self.byUid[u] = key
             numbers[u] = self._number(seq, u)
@@ -272,7 +277,10 @@ class SearchContexts:
                 del self._contexts[tag]
                 yield b"NO [NOUPDATE %s] Cannot follow these changes at once" % quoted(tag)
                 continue
-            items = context.forget(pairs) if item == "forget" else context.review(pairs)
+            try:
+                items = context.forget(pairs) if item == "forget" else context.review(pairs)
+            finally:
+                context.search.release()
             if items:
                 head = b"ESEARCH (TAG %s)%s " % (quoted(tag), b" UID" if context.uid else b"")
                 yield head + b" ".join(items)
@@ -281,7 +289,10 @@ class SearchContexts:
         """Whether testing C{pairs} again reads few enough messages, none of them large."""
         if not context.readsMessages:
             return True
-        return len(pairs) <= self.maxReads and context.search.testsAtOnce(u for _, u in pairs)
+        headers = isinstance(context, SortContext) and context.keysRead
+        return len(pairs) <= self.maxReads and context.search.testsAtOnce(
+            (u for _, u in pairs), headers
+        )
 
     def removed(self, changes: Changes) -> Iterator[bytes]:
         """What to send before the EXPUNGE or VANISHED responses of C{changes}."""
@@ -298,6 +309,22 @@ class SearchContexts:
         if changes.added:
             pairs += mailbox.resolve(SequenceSet.fromNumbers(changes.added), True)
         return self.review(mailbox, pairs)
+
+    def preparing(self, pairs: Sequence[tuple[int, int]]) -> Deferred[None] | None:
+        """
+        Open together the files a L{review} of C{pairs} reads (when few
+        enough to be reviewed); C{None} when none is awaited.
+        """
+        waiting: list[Deferred[None]] = []
+        for context in self._contexts.values():
+            if context.readsMessages and len(pairs) <= self.maxReads:
+                headers = isinstance(context, SortContext) and context.keysRead
+                opening = context.search.prepare((u for _, u in pairs), headers)
+                if opening is not None:
+                    waiting.append(opening)
+        if not waiting:
+            return None
+        return gatherResults(waiting).addCallback(lambda _: None)
 
     def review(self, mailbox: IMAPMailbox, pairs: Pairs) -> Iterator[bytes]:
         """What to send for messages whose flags this session changed (or new ones)."""

@@ -37,6 +37,16 @@ What the handlers fix in Twisted's (each has a regression test):
     copies; MOVE, once every copy is made, still removes the originals;
     DELETE and RENAME finish).
 
+The store may answer any disk or network operation in a later reactor turn
+(the seam of L{tmail.interfaces}); every command waits for it before it
+answers, and the session reads no further command meanwhile.  Long
+commands wait inside their steps (L{tmail.imap.waiting}); FETCH, SEARCH,
+SORT and THREAD open the files a slice of messages needs together, never
+one wait per message.  The folder's index answers from memory, so SELECT,
+EXAMINE, STATUS, LIST-STATUS, NOOP, CHECK, IDLE's polls and the report of
+changes before a tagged reply (when the folder changed) ask it to take in
+other processes' changes first.
+
 Extensions beyond Twisted's: ENABLE (RFC 5161), ID (RFC 2971), MOVE (RFC
 6851), UIDPLUS (RFC 4315), MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889),
 QUOTA (RFC 9208), BINARY (RFC 3516, with L{tmail.imap.binary}), CONDSTORE and
@@ -65,7 +75,7 @@ from typing import Any
 from twisted.cred import credentials
 from twisted.cred.error import LoginFailed
 from twisted.internet import task
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
@@ -95,6 +105,7 @@ from tmail.imap.esearch import (
 from tmail.imap.fetch import (
     FetchOutcome,
     FetchStream,
+    OpenedAhead,
     fetchNeeds,
     largeMessageItems,
     metadataBuilder,
@@ -110,7 +121,7 @@ from tmail.imap.mailbox import (
     MailboxSearch,
     folderStatus,
 )
-from tmail.imap.message import MimeLimits
+from tmail.imap.message import MimeLimits, openTogether
 from tmail.imap.messagecache import IMessageFacts
 from tmail.imap.mutf7 import decodePattern, decodeUTF8Name, encodeName
 from tmail.imap.notify import Notifier, foldersChanged
@@ -132,7 +143,9 @@ from tmail.imap.structure import quoted
 from tmail.imap.thread import ALGORITHMS, Node, formatThreads, threadSteps
 from tmail.imap.uidbatches import answerUIDBatches, parseUIDBatches
 from tmail.imap.urlcommands import URLAuthCommands
+from tmail.imap.waiting import Steps, answered, waitOn
 from tmail.interfaces import (
+    IIncrementalFolder,
     ILoginAttempt,
     IMailFolder,
     IMetadataStore,
@@ -212,28 +225,40 @@ class _AppendBatch:
         return pending
 
     def publish(self) -> None:
-        """Make every message durable (in a worker thread, as one APPEND does)."""
+        """
+        Make every message durable (in a worker thread, as one APPEND
+        does), when the store's pending messages can (C{publish} is
+        optional: a store may do it all in C{commit}).
+        """
         for pending in self.messages:
-            pending.publish()
+            publish = getattr(pending, "publish", None)
+            if publish is not None:
+                publish()
 
-    def commit(self) -> list[int]:
+    async def commit(self) -> list[int]:
         """Commit every message; if one fails, expunge those already committed."""
         uids: list[int] = []
         pending, self.messages = self.messages, []
         try:
             for message in pending:
-                uids.append(message.commit())
+                uids.append(await maybeDeferred(message.commit))
         except BaseException:
             for message in pending[len(uids) :]:
                 message.abort()
             if uids:
-                self.folder.expunge(uids)
+                await maybeDeferred(self.folder.expunge, uids)
             raise
         return uids
 
     def abort(self) -> None:
         for pending in self.messages:
             pending.abort()
+
+
+def _overQuota(failure: Failure) -> Failure:
+    if failure.check(OverQuota):  # type: ignore[no-untyped-call]
+        raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)")
+    return failure
 
 
 #: The LOGIN mechanism's prompts, base64 of "Username:" and "Password:".
@@ -432,6 +457,15 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             if budget.spent():
                 yield None
 
+    def _reviewing(self, mbox: IMAPMailbox, pairs: list[tuple[int, int]]) -> Steps[None]:
+        """The live results' news for messages this session changed, their files read first."""
+        if not self.searchContexts:
+            return
+        waiting = self.searchContexts.preparing(pairs)
+        if waiting is not None:
+            yield waiting
+        yield from self._sending(self.searchContexts.review(mbox, pairs))
+
     def _sayHeldModSeq(self, mbox: IMAPMailbox) -> None:
         """
         After MODSEQs sent while expunges are held back, the HIGHESTMODSEQ
@@ -464,9 +498,12 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     # Any state
 
-    def do_NOOP(self, tag: bytes) -> None:
-        self.reportChanges(force=True)
-        self.sendPositiveResponse(tag, b"NOOP completed")
+    def do_NOOP(self, tag: bytes) -> Deferred[None]:
+        def refreshed(_: object) -> None:
+            self.reportChanges(force=True)
+            self.sendPositiveResponse(tag, b"NOOP completed")
+
+        return self._refreshSelected().addCallback(refreshed)
 
     unauth_NOOP = auth_NOOP = select_NOOP = (do_NOOP,)
 
@@ -683,13 +720,19 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     unauth_AUTHENTICATE = (do_AUTHENTICATE, _S.arg_atom, _B.opt_line)
 
-    def do_COMPRESS(self, tag: bytes, mechanism: bytes) -> None:
+    def do_COMPRESS(self, tag: bytes, mechanism: bytes) -> Deferred[None]:
         if mechanism.upper() != b"DEFLATE":
             raise imap4.IllegalClientResponse("Unknown compression mechanism")
         if self._inflater is not None:
             raise no(b"[COMPRESSIONACTIVE] DEFLATE is active already")
-        self.sendPositiveResponse(tag, b"DEFLATE active")
-        self.startCompressing()
+
+        def caughtUp(_: object) -> None:
+            # The tagged reply goes out uncompressed, at once: the store
+            # was asked first.
+            self.sendPositiveResponse(tag, b"DEFLATE active")
+            self.startCompressing()
+
+        return self._catchUp().addCallback(caughtUp)
 
     auth_COMPRESS = select_COMPRESS = (do_COMPRESS, _S.arg_atom)
 
@@ -747,18 +790,25 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             login: Deferred[Any] = self.portal.login(creds, None, imap4.IAccount)
             return settle(attempt, login).addCallbacks(succeeded, failed)
 
-        def succeeded(result: tuple[Any, IMAPAccount, Callable[[], None]]) -> None:
+        def succeeded(result: tuple[Any, IMAPAccount, Callable[[], None]]) -> Deferred[None] | None:
             _, avatar, logout = result
             if self._lost:
                 logout()
-                return
+                return None
             self.account, self._onLogout, self.state = avatar, logout, "auth"
-            try:
-                makeSpecialFolders(self.settings, avatar.store)
-            except StoreFull:
-                _log.warn("Disk full: no special folders made for {user}", user=avatar.user)
-            except Exception:
-                _log.failure("Could not make the special folders of {user}", user=avatar.user)
+
+            def notMade(failure: Failure) -> None:
+                if failure.check(StoreFull):  # type: ignore[no-untyped-call]
+                    _log.warn("Disk full: no special folders made for {user}", user=avatar.user)
+                else:
+                    _log.failure(
+                        "Could not make the special folders of {user}", failure, user=avatar.user
+                    )
+
+            made = makeSpecialFolders(self.settings, avatar.store).addErrback(notMade)
+            return made.addCallback(lambda _: loggedIn(avatar))
+
+        def loggedIn(avatar: IMAPAccount) -> None:
             self.setTimeout(self.POSTAUTH_TIMEOUT)
             _log.info("IMAP login {user} from {host}", user=avatar.user, host=host)
             caps = b" ".join(self.listCapabilities())
@@ -785,20 +835,21 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         assert self.account is not None
         return self.account
 
-    def do_CREATE(self, tag: bytes, name: str, params: bytes | None) -> None:
+    def do_CREATE(self, tag: bytes, name: str, params: bytes | None) -> Deferred[None]:
+        return ensureDeferred(self._create(tag, name, params))
+
+    async def _create(self, tag: bytes, name: str, params: bytes | None) -> None:
         uses = parseCreateUses(params)
         account = self._account()
         store = account.store
-        if not uses:
-            account.create(name)
-        elif ISpecialUseStore.providedBy(store):
-            account.create(name)
-            canonical = checkName(name.removesuffix(account.delimiter), account.delimiter)
-            store.updateSpecialUse({canonical: uses})
-        else:
+        if uses and not ISpecialUseStore.providedBy(store):
             raise no(b"[USEATTR] This server cannot keep special-use attributes")
-        foldersChanged(store, self)
-        code = mailboxIdCode(account.folder(name.removesuffix(account.delimiter)))
+        await account.create(name)
+        if uses and ISpecialUseStore.providedBy(store):
+            canonical = checkName(name.removesuffix(account.delimiter), account.delimiter)
+            await maybeDeferred(store.updateSpecialUse, {canonical: uses})
+        await foldersChanged(store, self)
+        code = mailboxIdCode(await account.folder(name.removesuffix(account.delimiter)))
         self.sendPositiveResponse(tag, (code + b" " if code else b"") + b"CREATE completed")
 
     auth_CREATE = select_CREATE = (do_CREATE, _B.arg_mailbox, _B.opt_line)
@@ -822,15 +873,21 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     auth_RENAME = select_RENAME = (do_RENAME, _B.arg_mailbox, _B.arg_mailbox)
 
-    def do_SUBSCRIBE(self, tag: bytes, name: str) -> None:
-        self._account().subscribe(name)
-        self._foldersChanged(tag, b"SUBSCRIBE completed")
+    def do_SUBSCRIBE(self, tag: bytes, name: str) -> Deferred[None]:
+        return (
+            self._account()
+            .subscribe(name)
+            .addCallback(lambda _: self._foldersChanged(tag, b"SUBSCRIBE completed"))
+        )
 
     auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, _B.arg_mailbox)
 
-    def do_UNSUBSCRIBE(self, tag: bytes, name: str) -> None:
-        self._account().unsubscribe(name)
-        self._foldersChanged(tag, b"UNSUBSCRIBE completed")
+    def do_UNSUBSCRIBE(self, tag: bytes, name: str) -> Deferred[None]:
+        return (
+            self._account()
+            .unsubscribe(name)
+            .addCallback(lambda _: self._foldersChanged(tag, b"UNSUBSCRIBE completed"))
+        )
 
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _B.arg_mailbox)
 
@@ -844,12 +901,17 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             self.sendPositiveResponse(tag, b"LIST completed")
             return None
         request.patterns = [pattern for pattern in request.patterns if pattern]
+        return ensureDeferred(self._list(tag, request))
+
+    async def _list(self, tag: bytes, request: Any) -> None:
+        account = self._account()
+        delimiter = quoted(account.delimiter.encode())
         store = account.store
         found = listNames(
             request,
-            store.listFolders(),
-            store.subscriptions(),
-            specialUses(self.settings, store),
+            await maybeDeferred(store.listFolders),
+            await maybeDeferred(store.subscriptions),
+            await specialUses(self.settings, store),
             account.delimiter,
         )
         status = request.status
@@ -864,37 +926,51 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                 criteria = b" ".join(quoted(c.encode()) for c in item.childInfo)
                 line += b' ("CHILDINFO" (%s))' % criteria
             self.sendUntaggedResponse(line)
-            if status is not None and item.selectable:
-                try:
-                    folder = account.folder(item.name)
-                except NoSuchFolder:
-                    return
-                self._sendStatus(item.name, folder, status)
 
         if status is None:
             for item in found:
                 listed(item)
             self.sendPositiveResponse(tag, b"LIST completed")
-            return None
+            return
 
-        def steps() -> Iterator[None]:
-            # LIST-STATUS (RFC 5819) looks into every folder: a few per step.
+        def steps() -> Steps[None]:
+            # LIST-STATUS (RFC 5819) looks into every folder: a few per
+            # step, the folders of a slice asked of the store together.
             budget = StepBudget()
-            for item in found:
-                listed(item)
-                if budget.spent():
-                    yield None
+            for start in range(0, len(found), self.STATUS_SLICE):
+                some = found[start : start + self.STATUS_SLICE]
+                asked = [account.current(i.name) if i.selectable else None for i in some]
+                try:
+                    for item, current in zip(some, asked, strict=True):
+                        listed(item)
+                        if current is not None:
+                            try:
+                                folder = yield from waitOn(current)
+                            except NoSuchFolder:
+                                continue
+                            self._sendStatus(item.name, folder, status)
+                        if budget.spent():
+                            yield None
+                finally:
+                    for current in asked:
+                        if current is not None:
+                            current.addErrback(lambda _: None)
 
-        return self._cooperate(steps()).addCallback(
-            lambda _: self.sendPositiveResponse(tag, b"LIST completed")
-        )
+        await self._cooperate(steps())
+        self.sendPositiveResponse(tag, b"LIST completed")
+
+    #: Folders whose STATUS a LIST-STATUS asks of the store together, at most.
+    STATUS_SLICE = 32
 
     auth_LIST = select_LIST = (do_LIST, _B.arg_searchkeys)
 
-    def do_LSUB(self, tag: bytes, ref: str, pattern: str) -> None:
+    def do_LSUB(self, tag: bytes, ref: str, pattern: str) -> Deferred[None]:
+        return ensureDeferred(self._lsub(tag, ref, pattern))
+
+    async def _lsub(self, tag: bytes, ref: str, pattern: str) -> None:
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
-        for name, info in account.listSubscribed(ref, pattern):
+        for name, info in await account.listSubscribed(ref, pattern):
             flags = " ".join(info.getFlags()).encode()
             self.sendUntaggedResponse(
                 b"LSUB (%s) %s %s" % (flags, delimiter, self.encodeMailbox(name))
@@ -936,10 +1012,13 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         name = checkName(self.decodeMailbox(raw), account.delimiter)
         return store, name, self.encodeMailbox(name)
 
-    def do_GETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+    def do_GETMETADATA(self, tag: bytes, tokens: list[Any]) -> Deferred[None]:
+        return ensureDeferred(self._getMetadata(tag, tokens))
+
+    async def _getMetadata(self, tag: bytes, tokens: list[Any]) -> None:
         request = metadata.parseGet(tokens)
         store, folder, mailbox = self._metadataTarget(request.mailbox)
-        found = metadata.select(store.metadata(folder), request)
+        found = metadata.select(await maybeDeferred(store.metadata, folder), request)
         if found.entries:
             self.sendUntaggedResponse(metadata.response(mailbox, found.entries))
         code = b"[METADATA LONGENTRIES %d] " % found.longest if found.longest else b""
@@ -947,14 +1026,16 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     auth_GETMETADATA = select_GETMETADATA = (do_GETMETADATA, arg_metadata)
 
-    def do_SETMETADATA(self, tag: bytes, tokens: list[Any]) -> None:
+    def do_SETMETADATA(self, tag: bytes, tokens: list[Any]) -> Deferred[None]:
         raw, changes = metadata.parseSet(tokens)
         settings = self.settings
         store, folder, _ = self._metadataTarget(raw)
         metadata.checkSizes(changes, settings.max_metadata_size)
         check = metadata.limitCheck(settings.max_metadata_entries, settings.max_metadata_total)
-        store.updateMetadata(folder, changes, check)
-        self.sendPositiveResponse(tag, b"SETMETADATA completed")
+        updated = maybeDeferred(store.updateMetadata, folder, changes, check)
+        return updated.addCallback(
+            lambda _: self.sendPositiveResponse(tag, b"SETMETADATA completed")
+        )
 
     auth_SETMETADATA = select_SETMETADATA = (do_SETMETADATA, arg_metadata)
 
@@ -967,12 +1048,16 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         values = b" ".join(pairs)
         self.sendUntaggedResponse(b"STATUS %s (%s)" % (self.encodeMailbox(name), values))
 
-    def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> None:
+    def do_STATUS(self, tag: bytes, name: str, names: list[Any]) -> Deferred[None]:
         items = parseStatusItems(names)
         if "HIGHESTMODSEQ" in items:
             self._enableCondstore()
-        self._sendStatus(name, self._account().folder(name), items)
-        self.sendPositiveResponse(tag, b"STATUS completed")
+
+        def found(folder: IMailFolder) -> None:
+            self._sendStatus(name, folder, items)
+            self.sendPositiveResponse(tag, b"STATUS completed")
+
+        return self._account().current(name).addCallback(found)
 
     auth_STATUS = select_STATUS = (do_STATUS, _B.arg_mailbox, _B.arg_plist)
 
@@ -992,21 +1077,23 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         pending message as it arrives; the messages are published together
         at the end, and a failure aborts (or expunges) every one of them.
         """
-        try:
-            folder = self._account().folder(name)
-        except NoSuchFolder:
-            raise no(b"[TRYCREATE] No such mailbox") from None
+        return self._target(name).addCallback(self._appendTo, tag, rest)
+
+    def _appendTo(self, folder: IMailFolder, tag: bytes, rest: bytes) -> Deferred[None]:
         batch = _AppendBatch(folder)
         self._abortOnLost = batch
 
         def received(_: object) -> Deferred[None]:
             self._abortOnLost = None
 
-            def committed(_: object) -> None:
-                code = b"[APPENDUID %d %s]" % (folder.uidValidity(), uidSet(batch.commit()))
+            def published(_: object) -> Deferred[None]:
+                return ensureDeferred(batch.commit()).addCallback(committed)
+
+            def committed(uids: list[int]) -> None:
+                code = b"[APPENDUID %d %s]" % (folder.uidValidity(), uidSet(uids))
                 self.sendPositiveResponse(tag, code + b" APPEND completed")
 
-            return self.runInThread(batch.publish).addCallback(committed)
+            return self.runInThread(batch.publish).addCallback(published)
 
         def failed(failure: Failure) -> Failure:
             self._abortOnLost = None
@@ -1059,11 +1146,24 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         if size > self.settings.max_literal_size:
             raise no(b"[TOOBIG] Message too large")
         store = self._account().store
-        if IQuotaStore.providedBy(store):
-            try:
-                store.checkQuota(batch.size + size, len(batch.messages) + 1)
-            except OverQuota:
-                raise no(b"[OVERQUOTA] Quota exceeded (mailbox for user is full)") from None
+        literal = (batch, flags, date, size, synchronizing, rest, literal8, wrapped)
+        if not IQuotaStore.providedBy(store):
+            return self._appendLiteral(*literal)
+        checked = maybeDeferred(store.checkQuota, batch.size + size, len(batch.messages) + 1)
+        return checked.addCallbacks(lambda _: self._appendLiteral(*literal), _overQuota)
+
+    def _appendLiteral(
+        self,
+        batch: _AppendBatch,
+        flags: list[str],
+        date: float | None,
+        size: int,
+        synchronizing: bool,
+        rest: bytes,
+        literal8: bool,
+        wrapped: bool,
+    ) -> Deferred[None]:
+        """Read one message's literal into a new pending message, then the next message."""
         pending = batch.begin(flags, date, size)
         if not literal8:
             return self._readLiteral(
@@ -1101,7 +1201,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     def _selectWork(
         self, tag: bytes, name: str, params: bytes | None, rw: int, cmdName: bytes
-    ) -> None:
+    ) -> Deferred[None]:
         selectParams = parseSelectParams(params, self.settings.max_sequence_ranges)
         qresync = selectParams.qresync
         if qresync is not None and not self.qresync:
@@ -1112,7 +1212,19 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             self._enableCondstore()
         if wasSelected and (self.qresync or self.rev2):
             self.sendUntaggedResponse(b"OK [CLOSED] Previous mailbox closed")
-        mbox = self._account().select(name, bool(rw))
+        return (
+            self._account()
+            .select(name, bool(rw))
+            .addCallback(self._showSelected, tag, rw, cmdName, qresync)
+        )
+
+    def _showSelected(
+        self, mbox: IMAPMailbox, tag: bytes, rw: int, cmdName: bytes, qresync: Any
+    ) -> None:
+        """SELECT's or EXAMINE's responses, once the folder is current."""
+        if self._lost:
+            mbox.close()
+            return
         mbox.addListener(self)
         mbox.showRecent = not self.rev2
         mbox.maxSequenceRanges = self.settings.max_sequence_ranges
@@ -1254,11 +1366,18 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     def _foldersChanged(
         self, tag: bytes, text: bytes, renamed: tuple[str, str] | None = None
-    ) -> None:
-        foldersChanged(self._account().store, self, renamed)
-        self.sendPositiveResponse(tag, text)
+    ) -> Deferred[None]:
+        told = foldersChanged(self._account().store, self, renamed)
+        return told.addCallback(lambda _: self.sendPositiveResponse(tag, text))
 
     def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
+        finishing = tag is not None and tag == self._tag and state in (b"OK", b"NO", b"BAD")
+        if finishing:
+            waiting = self._catchUp()
+            if not answered(waiting)[0]:
+                waiting.addCallback(lambda _: self._respond(state, tag, message))
+                return
+            self._caughtUpFor = None
         notifier = self._notifier
         if notifier is not None and tag is not None and tag == self._tag:
             if notifier.stopped:
@@ -1267,16 +1386,64 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                 notifier.beforeTagged()
         super()._respond(state, tag, message)
 
+    def _refreshSelected(self) -> Deferred[None]:
+        """
+        Have the selected folder take in what other processes changed (its
+        index answers from memory otherwise); a folder deleted meanwhile
+        ends the session, as L{reportChanges} does.
+        """
+        mbox = self.mbox
+        if mbox is None or self.state != "select" or not IIncrementalFolder.providedBy(mbox.folder):
+            return succeed(None)
+
+        def failed(failure: Failure) -> None:
+            if self.mbox is not mbox:
+                return
+            if failure.check(NoSuchFolder):  # type: ignore[no-untyped-call]
+                self._selectedGone()
+                return
+            _log.failure("Cannot look for changes in {folder}", failure, folder=mbox.folder.name)
+
+        return maybeDeferred(mbox.folder.refresh).addErrback(failed)
+
+    def _selectedGone(self) -> None:
+        self._deselect()
+        self.sendUntaggedResponse(b"BYE Selected mailbox was deleted")
+        self.transport.loseConnection()
+
+    #: The tag of the command whose tagged reply has waited for the store.
+    _caughtUpFor: bytes | None = None
+
+    def _catchUp(self) -> Deferred[None]:
+        """
+        Before a command's tagged reply: when the selected folder changed,
+        have it look for other processes' changes too, so that the report
+        that precedes the reply holds them.
+        """
+        tag = self._tag
+        mbox = self.mbox
+        if mbox is None or self.state != "select" or not mbox.dirty or self._caughtUpFor == tag:
+            return succeed(None)
+
+        def done(_: object) -> None:
+            self._caughtUpFor = tag
+
+        return self._refreshSelected().addCallback(done)
+
     # IDLE (RFC 2177)
 
     def do_IDLE(self, tag: bytes) -> None:
         self._idleTag = tag
         self.parseState = "idle"
         self.sendContinuationRequest(b"Idling")
-        self.reportChanges(force=True)
-        poll = self._idlePoll = task.LoopingCall(self._idleReport)
+        self._idlePolled()
+        poll = self._idlePoll = task.LoopingCall(self._idlePolled)
         poll.clock = self.clock
         poll.start(self.idlePollInterval, now=False)
+
+    def _idlePolled(self) -> Deferred[None]:
+        """Look for other processes' changes, then report what changed."""
+        return self._refreshSelected().addCallback(lambda _: self._idleReport())
 
     auth_IDLE = select_IDLE = (do_IDLE,)
 
@@ -1301,9 +1468,12 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     # Selected: messages
 
-    def do_CHECK(self, tag: bytes) -> None:
-        self.reportChanges(force=True)
-        self.sendPositiveResponse(tag, b"CHECK completed")
+    def do_CHECK(self, tag: bytes) -> Deferred[None]:
+        def refreshed(_: object) -> None:
+            self.reportChanges(force=True)
+            self.sendPositiveResponse(tag, b"CHECK completed")
+
+        return self._refreshSelected().addCallback(refreshed)
 
     select_CHECK = (do_CHECK,)
 
@@ -1320,7 +1490,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         mbox = self._selected()
         expunge = mbox.expunging(allowed)
 
-        def steps() -> Iterator[None]:
+        def steps() -> Steps[None]:
             yield from expunge.steps()
             yield from self._sending(self._changeResponses(mbox.expunged(expunge)))
 
@@ -1443,15 +1613,15 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
         return running.whenDone().addBoth(forget).addCallback(lambda _: None)
 
-    def _finishing(self, steps: Iterator[object]) -> Generator[None, None, None]:
+    def _finishing(self, steps: Iterator[object]) -> Steps[None]:
         """
         Steps that go on without the client if it goes away meanwhile: a
         COPY's undoing, a MOVE's expunge of what it copied, the rest of a
         RENAME of INBOX or of a DELETE.
         """
-        for _ in steps:
+        for step in steps:
             try:
-                yield None
+                yield step
             except GeneratorExit:
                 self._detach(steps)
                 raise
@@ -1484,12 +1654,33 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         def steps() -> Iterator[object]:
             yield from search.steps(self.runInWorker)
             facts = [MessageFacts(seq, m) for seq, m in search.messages()]
-            for fact in facts:
-                if isLarge(fact.message):
-                    # Its header is read and taken apart in a worker thread.
-                    need = INFO if fact.message.hasHeader() else HEADER
-                    with contextlib.suppress(KeyError):
-                        yield inWorker(self.runInWorker, fact.message, need, fact.readAll)
+            budget = StepBudget()
+            for start in range(0, len(facts), OpenedAhead.SLICE):
+                some = facts[start : start + OpenedAhead.SLICE]
+                # The headers not read yet: their files are opened together.
+                unread = [
+                    f.message
+                    for f in some
+                    if not f.message.hasHeader() and f.message.cachedFact("header") is None
+                ]
+                waiting = openTogether(unread)
+                if waiting is not None:
+                    yield waiting
+                try:
+                    for fact in some:
+                        if isLarge(fact.message):
+                            # Its header is read and taken apart in a worker thread.
+                            need = INFO if fact.message.hasHeader() else HEADER
+                            with contextlib.suppress(KeyError):
+                                yield inWorker(self.runInWorker, fact.message, need, fact.readAll)
+                        elif fact.message in unread:
+                            with contextlib.suppress(KeyError, OSError):
+                                fact.message.header()
+                            if budget.spent():
+                                yield None
+                finally:
+                    for message in unread:
+                        message.drop()
             result.append((yield from then(facts)))
 
         return self._cooperate(steps()).addCallback(lambda _: result[0])
@@ -1608,10 +1799,14 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
         needs = fetchNeeds(query)
 
-        def items(seq: int, u: int) -> list[Any] | Deferred[list[Any]]:
-            return largeMessageItems(seq, mbox, u, query, withUID, needs, self.runInWorker)
+        metadataOnly = metadataBuilder(mbox, query, withUID)
+        ahead = None if metadataOnly is not None else OpenedAhead(mbox, query)
 
-        build = metadataBuilder(mbox, query, withUID) or items
+        def items(seq: int, u: int) -> list[Any] | Deferred[list[Any]]:
+            message = None if ahead is None else ahead.message(u)
+            return largeMessageItems(seq, mbox, u, query, withUID, needs, self.runInWorker, message)
+
+        build = metadataOnly or items
 
         def stopped(failure: Failure) -> Failure | None:
             return None if isinstance(failure.value, task.TaskStopped) else failure
@@ -1637,13 +1832,13 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                     self.setTimeout(previousTimeout)
                 return result
 
-            stream = FetchStream(self.transport, work, build, self.cooperator)
+            stream = FetchStream(self.transport, work, build, self.cooperator, ahead)
             return stream.start().addBoth(restore).addCallbacks(done, stopped)
 
         if not seeing or not work:
             return fetch()
 
-        def seen() -> Iterator[None]:
+        def seen() -> Steps[None]:
             live = self.searchContexts
             unseen = [(s, u) for s, u in work if "\\Seen" not in mbox.info(u).flags] if live else []
             # Asked of the folder, not of this session's view: another
@@ -1652,7 +1847,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                 yield from mbox.addingFlags([u for _, u in work], ["\\Seen"]).steps()
             except StoreFull:
                 _log.warn("Disk full: FETCH leaves \\Seen unset in {folder}", folder=mbox.folder)
-            yield from self._sending(self.searchContexts.review(mbox, unseen))
+            yield from self._reviewing(mbox, unseen)
 
         return self._cooperate(seen()).addCallback(fetch)
 
@@ -1717,11 +1912,11 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                     self._sentModSeq = True
                 yield b"%d FETCH (%s)" % (seq, b" ".join(items))
 
-        def steps() -> Iterator[None]:
+        def steps() -> Steps[None]:
             yield from storing.steps()
             yield from self._sending(responses())
-            changes = ((seq, mbox.getUID(seq)) for seq in sorted(changed))
-            yield from self._sending(self.searchContexts.review(mbox, changes))
+            changes = [(seq, mbox.getUID(seq)) for seq in sorted(changed)]
+            yield from self._reviewing(mbox, changes)
 
         def stored(_: object) -> None:
             if modified:
@@ -1736,15 +1931,17 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     select_STORE = (do_STORE, _B.arg_seqset, arg_storemodifiers, _S.arg_atom, _S.arg_flaglist)
 
-    def _target(self, name: str) -> IMailFolder:
-        try:
-            return self._account().folder(name)
-        except NoSuchFolder:
-            raise no(b"[TRYCREATE] No such mailbox") from None
+    def _target(self, name: str) -> Deferred[IMailFolder]:
+        def missing(failure: Failure) -> Failure:
+            if failure.check(NoSuchFolder):  # type: ignore[no-untyped-call]
+                raise no(b"[TRYCREATE] No such mailbox")
+            return failure
+
+        return self._account().folder(name).addErrback(missing)
 
     def _copying(
         self, messages: Messages, target: IMailFolder, uid: int, copied: list[tuple[int, int]]
-    ) -> Generator[None, None, None]:
+    ) -> Steps[None]:
         """
         Copy the messages into C{target}, a slice at a time: all of them,
         or none (the copies made are expunged again when one fails, or when
@@ -1760,10 +1957,14 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
         budget = StepBudget()
         try:
+            calls: list[tuple[int, Deferred[int]]] = []
             for _, u in pairs:
-                copied.append((u, source.copyMessage(u, target)))
-                if budget.spent():
+                calls.append((u, maybeDeferred(source.copyMessage, u, target)))
+                if len(calls) >= self.COPY_SLICE or budget.spent():
+                    yield from self._copied(calls, copied)
+                    calls = []
                     yield None
+            yield from self._copied(calls, copied)
         except GeneratorExit:
             self._detach(undo().steps())
             raise
@@ -1774,6 +1975,27 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             yield from self._finishing(undo().steps())
             raise
 
+    #: Messages a COPY or MOVE asks the store to copy together, at most.
+    COPY_SLICE = 64
+
+    @staticmethod
+    def _copied(
+        calls: list[tuple[int, Deferred[int]]], copied: list[tuple[int, int]]
+    ) -> Steps[None]:
+        """
+        Wait for copies asked together, in order, adding each made to
+        C{copied}; the first error is raised once all have answered, so
+        that every copy made can be undone.
+        """
+        error: BaseException | None = None
+        for u, call in calls:
+            try:
+                copied.append((u, (yield from waitOn(call))))
+            except Exception as e:
+                error = error or e
+        if error is not None:
+            raise error
+
     def _copyUID(self, target: IMailFolder, copied: list[tuple[int, int]]) -> bytes:
         """The UIDPLUS COPYUID response code (RFC 4315 3): the two sets in matching order."""
         return b"[COPYUID %d %s %s]" % (
@@ -1783,14 +2005,17 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         )
 
     def do_COPY(self, tag: bytes, messages: Messages, name: str, uid: int = 0) -> Deferred[None]:
-        target = self._target(name)
         copied: list[tuple[int, int]] = []
 
-        def done(_: object) -> None:
-            code = self._copyUID(target, copied) + b" " if copied else b""
-            self.sendPositiveResponse(tag, code + b"COPY completed")
+        def found(target: IMailFolder) -> Deferred[None]:
+            def done(_: object) -> None:
+                code = self._copyUID(target, copied) + b" " if copied else b""
+                self.sendPositiveResponse(tag, code + b"COPY completed")
 
-        return self._cooperate(self._copying(messages, target, uid, copied)).addCallback(done)
+            copying = self._copying(messages, target, uid, copied)
+            return self._cooperate(copying).addCallback(done)
+
+        return self._target(name).addCallback(found)
 
     select_COPY = (do_COPY, _B.arg_seqset, _B.arg_mailbox)
 
@@ -1805,10 +2030,15 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         mbox = self._selected()
         if not mbox.isWriteable():
             raise imap4.ReadOnlyMailbox()
-        target = self._target(name)
+        return self._target(name).addCallback(self._move, tag, messages, uid)
+
+    def _move(
+        self, target: IMailFolder, tag: bytes, messages: Messages, uid: int
+    ) -> Deferred[None]:
+        mbox = self._selected()
         copied: list[tuple[int, int]] = []
 
-        def steps() -> Iterator[None]:
+        def steps() -> Steps[None]:
             yield from self._copying(messages, target, uid, copied)
             if not copied:
                 return
@@ -1859,13 +2089,12 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     # QUOTA (RFC 9208)
 
-    def _quota(self) -> QuotaUsage | None:
+    def _quota(self) -> Deferred[QuotaUsage | None]:
         """The user's quota, or C{None} when the store keeps none (then there is no root)."""
         store = self._account().store
         if not IQuotaStore.providedBy(store):
-            return None
-        usage: QuotaUsage | None = store.quota()
-        return usage
+            return succeed(None)
+        return maybeDeferred(store.quota)
 
     def _sendQuota(self, usage: QuotaUsage) -> None:
         """One QUOTA response; STORAGE in units of 1024 octets, as RFC 9208 5.1 counts it."""
@@ -1876,9 +2105,12 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             resources.append(b"MESSAGE %d %d" % (usage.messages, usage.messagesLimit))
         self.sendUntaggedResponse(b"QUOTA %s (%s)" % (quoted(QUOTA_ROOT), b" ".join(resources)))
 
-    def do_GETQUOTAROOT(self, tag: bytes, name: str) -> None:
-        self._account().folder(name)
-        usage = self._quota()
+    def do_GETQUOTAROOT(self, tag: bytes, name: str) -> Deferred[None]:
+        return ensureDeferred(self._getQuotaRoot(tag, name))
+
+    async def _getQuotaRoot(self, tag: bytes, name: str) -> None:
+        await self._account().folder(name)
+        usage = await self._quota()
         roots = [quoted(QUOTA_ROOT)] if usage is not None else []
         self.sendUntaggedResponse(b" ".join([b"QUOTAROOT", self.encodeMailbox(name), *roots]))
         if usage is not None:
@@ -1887,12 +2119,14 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
 
     auth_GETQUOTAROOT = select_GETQUOTAROOT = (do_GETQUOTAROOT, _B.arg_mailbox)
 
-    def do_GETQUOTA(self, tag: bytes, root: bytes) -> None:
-        usage = self._quota() if root == QUOTA_ROOT else None
-        if usage is None:
-            raise no(b"[NONEXISTENT] No such quota root")
-        self._sendQuota(usage)
-        self.sendPositiveResponse(tag, b"GETQUOTA completed")
+    def do_GETQUOTA(self, tag: bytes, root: bytes) -> Deferred[None]:
+        def found(usage: QuotaUsage | None) -> None:
+            if usage is None:
+                raise no(b"[NONEXISTENT] No such quota root")
+            self._sendQuota(usage)
+            self.sendPositiveResponse(tag, b"GETQUOTA completed")
+
+        return (self._quota() if root == QUOTA_ROOT else succeed(None)).addCallback(found)
 
     auth_GETQUOTA = select_GETQUOTA = (do_GETQUOTA, _B.arg_astring)
 

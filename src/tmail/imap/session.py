@@ -5,7 +5,9 @@ command dispatch, literal handling and error reporting replaced.
 
   - One command runs at a time: input is paused while a command waits for
     the store, the password checker or the transport, so pipelined commands
-    run in order and a throttled login holds back what follows it.
+    run in order and a throttled login holds back what follows it; a
+    literal a command asks for once the store answered (APPEND to a folder
+    opened later) takes input again.
   - Pipelined input is parsed L{LINES_PER_TURN} lines per reactor turn,
     so one client's flood of commands cannot keep the others waiting; under
     COMPRESS (RFC 4978) input is inflated only as it is parsed (see
@@ -531,7 +533,15 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
             self.sendContinuationRequest(b"Ready for literal data")
         if size:
             self.setRawMode()
+        if self.paused:
+            # The command waited for the store before asking for its
+            # literal: input was held back meanwhile.
+            self.clock.callLater(0, self._resumeForLiteral)
         return reader.deferred
+
+    def _resumeForLiteral(self) -> None:
+        if self.paused and self.parseState == "pending" and self._connected():
+            self.resumeProducing()
 
     def _swallow(self, size: int) -> None:
         """Read and drop a refused non-synchronizing literal and the rest of its command."""

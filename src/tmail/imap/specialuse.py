@@ -12,6 +12,7 @@ users give with C{CREATE name (USE (...))} are kept by the store
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.mail import imap4
 
 from tmail.config.schema import IMAPSettings
@@ -58,34 +59,43 @@ def parseCreateUses(params: bytes | None) -> frozenset[str]:
     return frozenset(uses)
 
 
-def specialUses(settings: IMAPSettings, store: IMailStore) -> dict[str, frozenset[str]]:
+def specialUses(settings: IMAPSettings, store: IMailStore) -> Deferred[dict[str, frozenset[str]]]:
     """Special-use attributes by folder name: the configured folders' and the user's own."""
+    return ensureDeferred(_specialUses(settings, store))
+
+
+async def _specialUses(settings: IMAPSettings, store: IMailStore) -> dict[str, frozenset[str]]:
     uses = {name: {use} for name, use in settings.specialFolders().items()}
     if ISpecialUseStore.providedBy(store):
-        for name, attributes in (store.specialUse() or {}).items():
+        own: dict[str, frozenset[str]] | None = await maybeDeferred(store.specialUse)
+        for name, attributes in (own or {}).items():
             uses.setdefault(name, set()).update(attributes)
     return {name: frozenset(attributes) for name, attributes in uses.items()}
 
 
-def makeSpecialFolders(settings: IMAPSettings, store: IMailStore) -> None:
+def makeSpecialFolders(settings: IMAPSettings, store: IMailStore) -> Deferred[None]:
     """
     At a user's first login, make and subscribe the configured special
     folders that are missing, and record that it was done, so that a folder
     the user deletes stays deleted.  A store without L{ISpecialUseStore}
     cannot record it: missing folders are made at every login.
     """
+    return ensureDeferred(_makeSpecialFolders(settings, store))
+
+
+async def _makeSpecialFolders(settings: IMAPSettings, store: IMailStore) -> None:
     if not settings.create_special_folders:
         return
-    if ISpecialUseStore.providedBy(store) and store.specialUse() is not None:
+    if ISpecialUseStore.providedBy(store) and await maybeDeferred(store.specialUse) is not None:
         return
-    existing = set(store.listFolders())
+    existing = set(await maybeDeferred(store.listFolders))
     for name in settings.specialFolders():
         if name in existing:
             continue
         try:
-            store.createFolder(name)
+            await maybeDeferred(store.createFolder, name)
         except FolderExists:
             continue
-        store.subscribe(name)
+        await maybeDeferred(store.subscribe, name)
     if ISpecialUseStore.providedBy(store):
-        store.updateSpecialUse({})
+        await maybeDeferred(store.updateSpecialUse, {})

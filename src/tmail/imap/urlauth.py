@@ -27,13 +27,16 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.portal import Portal
+from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.python.failure import Failure
 
 from tmail.errors import InvalidFolderName, NoSuchFolder
 from tmail.imap.imapurl import IMAPURL, BadURL, decodeComponent
+from tmail.imap.waiting import answered
 from tmail.interfaces import (
     IMailboxKeys,
     IMailFolder,
@@ -164,17 +167,17 @@ class URLAuthority:
         keys: IMailboxKeys = store.mailboxKeys()
         return keys
 
-    def folder(self, user: str, url: IMAPURL) -> IMailFolder:
+    async def folder(self, user: str, url: IMAPURL) -> IMailFolder:
         """The folder C{url} names, of C{user}, with its UIDVALIDITY checked."""
         try:
-            folder = self.storeFor(user).getFolder(url.mailbox)
+            folder: IMailFolder = await maybeDeferred(self.storeFor(user).getFolder, url.mailbox)
         except (NoSuchFolder, InvalidFolderName):
             raise URLError("No such mailbox") from None
         if url.uidvalidity is not None and url.uidvalidity != folder.uidValidity():
             raise URLError("The mailbox's UIDVALIDITY changed")
         return folder
 
-    def generate(self, url: IMAPURL, user: str, mechanism: str) -> str:
+    async def generate(self, url: IMAPURL, user: str, mechanism: str) -> str:
         """
         GENURLAUTH: the full URL for a rump URL C{url} of C{user}'s own
         mailbox.  Raises L{URLError} when it cannot be made.
@@ -190,17 +193,18 @@ class URLAuthority:
         self._checkAccess(url)
         if url.expire is not None and url.expire <= self.now():
             raise URLError("The URL has expired")
-        folder = self.folder(user, url)
+        folder = await self.folder(user, url)
         if not hasMessage(folder, url.uid):
             raise URLError("No such message")
         key = self.keys(user).keyFor(folder.name, folder.uidValidity())
         return f"{url.rump}:{INTERNAL}:{computeToken(key, url.rump)}"
 
-    def reset(self, user: str, mailbox: str | None) -> None:
+    async def reset(self, user: str, mailbox: str | None) -> None:
         """RESETKEY: new keys for one of C{user}'s mailboxes or all of them."""
         if mailbox is not None:
             try:
-                mailbox = self.storeFor(user).getFolder(mailbox).name
+                folder: IMailFolder = await maybeDeferred(self.storeFor(user).getFolder, mailbox)
+                mailbox = folder.name
             except InvalidFolderName:
                 raise NoSuchFolder(mailbox) from None
         self.keys(user).reset(mailbox)
@@ -233,7 +237,7 @@ class URLAuthority:
         except BadURL:
             return False
 
-    def authorize(self, url: IMAPURL, who: Accessor | None) -> tuple[str, IMailFolder]:
+    async def authorize(self, url: IMAPURL, who: Accessor | None) -> tuple[str, IMailFolder]:
         """
         Check a full URLAUTH URL for C{who}: ours, within its time, allowed
         to C{who}, its token right.  Returns the owner and folder.
@@ -252,7 +256,7 @@ class URLAuthority:
         folder: IMailFolder | None = None
         key: bytes | None = None
         try:
-            folder = self.folder(owner, url)
+            folder = await self.folder(owner, url)
             key = self.keys(owner).key(folder.name, folder.uidValidity())
         except URLError:
             pass
@@ -263,25 +267,38 @@ class URLAuthority:
             raise URLError("Invalid URLAUTH token")
         return owner, folder
 
-    def locate(self, url: IMAPURL, who: Accessor | None, own: bool = False) -> BinaryIO:
+    async def opening(self, url: IMAPURL, who: Accessor | None, own: bool = False) -> BinaryIO:
         """
         Open the message C{url} names for C{who}: a URLAUTH URL that
         L{authorize} accepts, or, with C{own} (CATENATE), a URL naming
-        C{who}'s own mailbox.  Cheap (run in the reactor); reading the
-        bytes is L{tmail.imap.urlparts.extract}'s, in a thread.
+        C{who}'s own mailbox.  Cheap (the store opens the file); reading
+        the bytes is L{tmail.imap.urlparts.extract}'s, in a thread.
         """
         if not self.isLocal(url):
             raise URLError("The URL names another server")
         if url.token is not None:
-            _, folder = self.authorize(url, who)
+            _, folder = await self.authorize(url, who)
         elif own and who is not None and (url.user is None or self.owner(url) == who.user):
-            folder = self.folder(who.user, url)
+            folder = await self.folder(who.user, url)
         else:
             raise URLError("The URL is not for this user")
         try:
-            return folder.openMessage(url.uid)
+            opened: BinaryIO = await maybeDeferred(folder.openMessage, url.uid)
         except KeyError:
             raise URLGone("No such message") from None
+        return opened
+
+    def locate(self, url: IMAPURL, who: Accessor | None, own: bool = False) -> BinaryIO:
+        """
+        L{opening}, for a store that answers at once: a store that answers
+        later is L{URLError} here (use L{opening}).
+        """
+        done, result = answered(ensureDeferred(self.opening(url, who, own)))
+        if not done:
+            raise URLError("The message cannot be opened now")
+        if isinstance(result, Failure):
+            result.raiseException()
+        return cast(BinaryIO, result)
 
 
 def _decoded(name: str) -> str:

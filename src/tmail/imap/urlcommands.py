@@ -13,9 +13,9 @@ Each URL's message is read and taken apart in a worker thread.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.mail import imap4
 from twisted.python.failure import Failure
 
@@ -110,16 +110,19 @@ class URLAuthCommands:
 
     # GENURLAUTH
 
-    def do_GENURLAUTH(self, tag: bytes, tokens: list[Any]) -> None:
+    def do_GENURLAUTH(self, tag: bytes, tokens: list[Any]) -> Deferred[None]:
         authority = self._authority()
         if not tokens or len(tokens) % 2:
             raise imap4.IllegalClientResponse("Expected URL and mechanism pairs")
+        return ensureDeferred(self._genURLAuth(tag, tokens, authority))
+
+    async def _genURLAuth(self, tag: bytes, tokens: list[Any], authority: URLAuthority) -> None:
         user = self._account().user
         made = []
         for raw, mechanism in zip(tokens[::2], tokens[1::2], strict=True):
             text, mech = _text(raw), _text(mechanism)
             try:
-                made.append(authority.generate(parseURL(text), user, mech))
+                made.append(await authority.generate(parseURL(text), user, mech))
             except (BadURL, URLError, NoSuchFolder) as e:
                 reason = str(e) if isinstance(e, URLError) else "Invalid URL"
                 raise no(b"GENURLAUTH failed: " + reason.encode("ascii")) from None
@@ -132,11 +135,14 @@ class URLAuthCommands:
 
     # RESETKEY
 
-    def do_RESETKEY(self, tag: bytes, tokens: list[Any]) -> None:
+    def do_RESETKEY(self, tag: bytes, tokens: list[Any]) -> Deferred[None]:
+        return ensureDeferred(self._resetKey(tag, tokens))
+
+    async def _resetKey(self, tag: bytes, tokens: list[Any]) -> None:
         authority = self._authority()
         user = self._account().user
         if not tokens:
-            authority.reset(user, None)
+            await authority.reset(user, None)
             self.sendPositiveResponse(tag, b"All keys removed")
             return
         name = tokens[0]
@@ -146,7 +152,7 @@ class URLAuthCommands:
             if _text(mechanism).upper() != "INTERNAL":
                 raise no(b"Unknown URLAUTH mechanism")
         mailbox = self.decodeMailbox(name)
-        authority.reset(user, mailbox)
+        await authority.reset(user, mailbox)
         self.sendPositiveResponse(tag, URLMECH + b" Key reset")
 
     auth_RESETKEY = select_RESETKEY = (do_RESETKEY, IMAPSession.arg_searchkeys)
@@ -202,21 +208,24 @@ class URLAuthCommands:
             url: IMAPURL = parseURL(_text(raw))
             if url.token is None:
                 raise URLError("Not a URLAUTH URL")
-            source = authority.locate(url, who)
         except (BadURL, URLError):
             return succeed(None)
         wanted = params or frozenset()
-        found: Deferred[Extracted | None] = self.runInThread(
-            extract,
-            source,
-            url,
-            self._mimeLimits(),
-            binary=b"BINARY" in wanted,
-            structure=b"BODYPARTSTRUCTURE" in wanted,
-        )
+
+        def opened(source: BinaryIO) -> Deferred[Extracted | None]:
+            found: Deferred[Extracted | None] = self.runInThread(
+                extract,
+                source,
+                url,
+                self._mimeLimits(),
+                binary=b"BINARY" in wanted,
+                structure=b"BODYPARTSTRUCTURE" in wanted,
+            )
+            return found
 
         def failed(failure: Failure) -> None:
             if not isinstance(failure.value, URLError):
                 raise failure.value  # type: ignore[misc]
 
-        return found.addErrback(failed)
+        opening = ensureDeferred(authority.opening(url, who))
+        return opening.addCallback(opened).addErrback(failed)
