@@ -27,6 +27,7 @@ from support.net import inThread
 from support.realm import RealmFixture, makeRealm
 from tmail.interfaces import IMailFolder
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.blocking import blocking
 from tmail.store.maildir import MaildirStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -147,7 +148,7 @@ class CondstoreTranscriptTests(_Mailbox):
         )
         self.addCleanup(realm.db.close)
         session = Session(self, fixture=dataclasses.replace(fixture, realm=realm))
-        deliver(session.store.getFolder("INBOX"))
+        deliver(blocking(session.store).getFolder("INBOX"))
         reply = session.select()
         self.assertIn(b"* OK [NOMODSEQ] No mod-sequences in this mailbox\r\n", reply)
         self.assertNotIn(b"HIGHESTMODSEQ", reply)

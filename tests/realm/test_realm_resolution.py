@@ -17,6 +17,7 @@ from tmail.errors import ConfigError, NotHostedDomain, RecipientError, UnknownRe
 from tmail.interfaces import IMailRealm, IMailStore
 from tmail.realm import MaildirRealm, VirtualDomainRealm
 from tmail.realm.build import realmFromSettings
+from tmail.store.blocking import resultOf
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_store_is_one_object_per_user_at_the_virtual_layout(fixture: RealmFixtur
 def test_avatars_for_imap_and_pop3(fixture: RealmFixture) -> None:
     iface, account, _ = fixture.realm.requestAvatar(ALICE.encode(), None, imap4.IAccount)
     assert iface is imap4.IAccount and imap4.IAccount.providedBy(account)
-    iface, mailbox, _ = fixture.realm.requestAvatar(ALICE.encode(), None, pop3.IMailbox)
+    iface, mailbox, _ = resultOf(fixture.realm.requestAvatar(ALICE.encode(), None, pop3.IMailbox))
     assert iface is pop3.IMailbox and pop3.IMailbox.providedBy(mailbox)
 
 
