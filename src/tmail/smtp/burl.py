@@ -23,10 +23,10 @@ L{tmail.smtp.server.SMTPServer}.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -143,15 +143,16 @@ class BURLCommand:
                 return self._refuse(NO_TRUST)
             if url.token is None:
                 return self._refuse(UNAUTHORIZED)
-            source = authority.locate(url, Accessor(user, submit=True))
         except (UnicodeDecodeError, BadURL):
             return self._refuse(UNAUTHORIZED)
-        except URLGone:
-            return self._refuse(UNRESOLVED)
-        except URLError:
-            return self._refuse(UNAUTHORIZED)
         limits = MimeLimits()
-        read: Deferred[Extracted] = self.factory.runInThread(extract, source, url, limits)
+        opened: Deferred[BinaryIO] = ensureDeferred(
+            authority.opening(url, Accessor(user, submit=True))
+        )
+
+        def read(source: BinaryIO) -> Deferred[Extracted]:
+            extracted: Deferred[Extracted] = self.factory.runInThread(extract, source, url, limits)
+            return extracted
 
         def got(found: Extracted) -> None:
             if not self._lost:
@@ -163,10 +164,13 @@ class BURLCommand:
             if isinstance(failure.value, URLGone):
                 self._endTransaction(UNRESOLVED)
                 return
+            if isinstance(failure.value, URLError):
+                self._endTransaction(UNAUTHORIZED)
+                return
             _log.failure("smtp: BURL could not read its URL", failure)
             self._endTransaction(Reply(451, "4.3.0", "Internal error"))
 
-        return read.addCallbacks(got, failed)
+        return opened.addCallback(read).addCallbacks(got, failed)
 
     def _refuse(self, refusal: Reply) -> Deferred[None]:
         self._endTransaction(refusal)
