@@ -354,7 +354,7 @@ def metadataBuilder(
     template = b"* %d FETCH (" + b" ".join(formats[kind] for kind in kinds) + b")\r\n"
     flagTexts: dict[tuple[frozenset[str], bool], bytes] = {}
 
-    def build(seq: int, uid: int) -> list[Piece]:
+    def line(seq: int, uid: int) -> bytes:
         info = mailbox.info(uid)
         values: list[Any] = [seq]
         for kind in kinds:
@@ -372,8 +372,26 @@ def metadataBuilder(
                 values.append(info.modseq)
             else:
                 values.append(info.size)
-        return [template % tuple(values)]
+        return template % tuple(values)
 
+    def build(seq: int, uid: int) -> list[Piece]:
+        return [line(seq, uid)]
+
+    if kinds == ["uid", "flags"] and not mailbox.showRecent:
+
+        def uidFlags(seq: int, uid: int) -> bytes:
+            flags = mailbox.info(uid).flags
+            text = flagTexts.get((flags, False))
+            if text is None:
+                return line(seq, uid)
+            return template % (seq, uid, text)
+
+        line = uidFlags
+
+    def lines(work: list[tuple[int, int]]) -> bytes:
+        return b"".join([line(seq, uid) for seq, uid in work])
+
+    build.lines = lines  # type: ignore[attr-defined]
     return build
 
 
@@ -602,6 +620,23 @@ class FetchStream:
         size = 0
         budget = StepBudget()
         ahead = self.ahead
+        lines = getattr(self.build, "lines", None)
+        if lines is not None:
+            # Index data only: whole slices of lines at once, each message
+            # again on its own only when a slice meets one that is gone.
+            step = StepBudget.ITEMS
+            for start in range(0, len(self.work), step):
+                part = self.work[start : start + step]
+                try:
+                    self.transport.write(lines(part))
+                except KeyError:
+                    for seq, uid in part:
+                        size = yield from self._one(seq, uid, pending, size)
+                    self.transport.writeSequence(pending)
+                    pending.clear()
+                    size = 0
+                yield None
+            return
         for index, (seq, uid) in enumerate(self.work):
             if ahead is not None and index % ahead.SLICE == 0:
                 coming = self.work[index : index + ahead.SLICE]
