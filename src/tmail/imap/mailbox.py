@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import array
 import bisect
+import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -753,6 +755,13 @@ class IMAPMailbox:
         return search
 
 
+@dataclass(frozen=True)
+class _FlagsView:
+    """What a flags-only search predicate reads of a message: its flags."""
+
+    flags: frozenset[str]
+
+
 class MailboxSearch:
     """
     One SEARCH over a session's view, evaluated message by message.
@@ -766,6 +775,8 @@ class MailboxSearch:
 
     #: Messages tested per step by criteria that read no file.
     INFO_SLICE = 512
+    #: Messages kept or left per step by criteria that read only flags.
+    FLAGS_SLICE = 16384
     #: Messages whose files are opened together, at most.
     OPEN_SLICE = 32
     #: Stop after this many matches (None: test every message) ...
@@ -792,6 +803,38 @@ class MailboxSearch:
         #: Messages L{testsAtOnce} opened for L{matches}.
         self._ready: dict[int, IMAPMessage] = {}
 
+    def _byFlagSets(
+        self, uids: list[int], listing: Sequence[MessageInfo] | None, holder: _InfoHolder
+    ) -> Iterator[object]:
+        """
+        Criteria that read only flags: each distinct set of flags is tested
+        once, and the messages are kept by their set's verdict a slice at a
+        time in C loops (UNSEEN over 100,000 messages is a few milliseconds).
+        """
+        mailbox = self.mailbox
+        infos = mailbox._infos
+        verdicts: dict[frozenset[str], bool] = {}
+        flagsOf = operator.attrgetter("flags")
+        keep = self._messages
+        hits = self._hits
+        for start in range(0, len(uids), self.FLAGS_SLICE):
+            part = uids[start : start + self.FLAGS_SLICE]
+            if listing is None:
+                flags = [infos[u].flags for u in part]
+            else:
+                flags = list(map(flagsOf, listing[start : start + len(part)]))
+            for unseen in set(flags).difference(verdicts):
+                holder.info = _FlagsView(unseen)  # type: ignore[assignment]
+                verdicts[unseen] = bool(self._matcher(0, holder))
+            found = itertools.compress(
+                range(start, start + len(part)), map(verdicts.__getitem__, flags)
+            )
+            hits.extend(
+                (index + 1, uids[index], mailbox.message(uids[index]) if keep else None)
+                for index in found
+            )
+            yield None
+
     def steps(self, runInWorker: Runner | None = None) -> Iterator[object]:
         """
         Test the messages, yielding after each one that is read (or each
@@ -813,6 +856,11 @@ class MailboxSearch:
             holder = _InfoHolder()
             infos = mailbox._infos
             listing = infos.listing()
+            from tmail.imap.search import FlagsOnly
+
+            if isinstance(self._matcher, FlagsOnly) and limit is None:
+                yield from self._byFlagSets(uids, listing, holder)
+                return
             matcher, keep, size = self._matcher, self._messages, self.INFO_SLICE
             seqs = range(len(uids), 0, -1) if self.fromEnd else range(1, len(uids) + 1)
             for start in range(0, len(seqs), size):

@@ -350,6 +350,8 @@ class _Compiler:
         #: What makes the result change with no change to a message:
         #: C{"sequence"} numbers, C{"time"} (OLDER, YOUNGER).
         self.notes: set[str] = set()
+        #: Whether every key read only the message's flags.
+        self.flagsOnly = True
 
     def all(self, cursor: _Cursor) -> tuple[int, Predicate]:
         return self.build(self.tree(cursor))
@@ -438,6 +440,8 @@ class _Compiler:
         if name in _FLAG_KEYS:
             flag, present = _FLAG_KEYS[name]
             return _INFO, lambda s, m: (flag in m.info.flags) == present
+        if name not in ("ALL", "KEYWORD", "UNKEYWORD"):
+            self.flagsOnly = False
         simple = self.simple(name)
         if simple is not None:
             return simple
@@ -599,4 +603,22 @@ def compileSearch(
     cost, predicate = compiler.all(_Cursor(query))
     if notes is not None:
         notes |= compiler.notes
+    if compiler.flagsOnly:
+        predicate = FlagsOnly(predicate)
     return cost, predicate, compiler.usesModSeq
+
+
+class FlagsOnly:
+    """
+    A predicate that reads nothing of a message but its flags: a search
+    may test each distinct set of flags once (a large folder has a handful)
+    and keep the messages whose set passed.
+    """
+
+    __slots__ = ("predicate",)
+
+    def __init__(self, predicate: Predicate) -> None:
+        self.predicate = predicate
+
+    def __call__(self, seq: int, message: Any) -> bool:
+        return self.predicate(seq, message)
