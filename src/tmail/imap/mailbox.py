@@ -1042,6 +1042,7 @@ class FlagStore:
 
     @ivar result: the new flags of each message changed or left alone (not
         those expunged or skipped by C{unchangedSince}), by sequence number.
+    @ivar modseqs: the mod-sequence each change made, by sequence number.
     """
 
     #: Messages whose changes are asked of the folder together, at most.
@@ -1061,6 +1062,7 @@ class FlagStore:
         self.mailbox = mailbox
         self._silent = silent
         self.result: dict[int, list[str]] = {}
+        self.modseqs: dict[int, int] = {}
         self._pairs = pairs
         self._change = frozenset(flags) - {"\\Recent"}
         self._mode = mode
@@ -1141,6 +1143,7 @@ class FlagStore:
                     raise
                 if self._changed is not None:
                     self._changed.add(begun.seq)
+                self.modseqs[begun.seq] = info.modseq
             self._apply(begun, info)
 
     def _apply(self, begun: _Started, info: MessageInfo) -> None:

@@ -1908,7 +1908,11 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                 if uid or self.qresync:
                     items.append(b"UID %d" % u)
                 if withModSeq:
-                    items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
+                    # The mod-sequence of this change: a silent STORE that met
+                    # another session's change leaves the view as the client
+                    # knew it, but its own change has a newer mod-sequence.
+                    modseq = storing.modseqs.get(seq) or mbox.info(u).modseq
+                    items.append(b"MODSEQ (%d)" % modseq)
                     self._sentModSeq = True
                 yield b"%d FETCH (%s)" % (seq, b" ".join(items))
 
