@@ -30,7 +30,20 @@ letters the log does not have, and messages the log or the uidlist lists
 whose file is gone, which are expunges, never errors.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 from tmail.store.maildir.folder import MaildirFolder
 from tmail.store.maildir.store import MaildirStore
+from tmail.store.quota import QuotaLimits
 
-__all__ = ["MaildirFolder", "MaildirStore"]
+__all__ = ["BlockingMaildirStore", "MaildirFolder", "MaildirStore"]
+
+
+def BlockingMaildirStore(root: Path, quota: Callable[[], QuotaLimits] | None = None) -> Any:
+    return blocking(MaildirStore(root, quota=quota, fileWork=INLINE))
