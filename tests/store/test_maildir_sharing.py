@@ -9,6 +9,7 @@ import errno
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,6 +172,48 @@ def test_readers_answer_from_the_index_until_refresh_tells_the_listeners(root: P
     assert heard == [inbox]
     assert [m.flags for m in inbox.messages()] == [{"\\Seen"}, set()]
     assert inbox.uidNext() == uid + 2
+
+
+def test_index_readers_and_begin_message_never_touch_the_disk(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the seam answers at once comes from memory: no stat, listing or open."""
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    inbox.refresh()
+    serial = inbox.changeSerial()
+
+    touched: list[tuple[str, object]] = []
+
+    def watched(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            touched.append((name, args[0] if args else None))
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("stat", "lstat", "listdir", "scandir", "open", "rename", "unlink", "mkdir"):
+        monkeypatch.setattr(os, name, watched(name, getattr(os, name)))
+    monkeypatch.setattr("builtins.open", watched("open", open))
+    listed = inbox.messages(claimRecent=False)
+    found = inbox.info(uid)
+    counts = (inbox.messageCount(), inbox.uidNext(), inbox.uidValidity())
+    changes = inbox.changesSince(serial)
+    highest = inbox.highestModSeq()
+    expunged = inbox.expungedSince(inbox.highestModSeq())
+    ids = (inbox.mailboxId(), inbox.emailId(uid), inbox.saveDate(uid))
+    pending = inbox.beginMessage(["\\Seen"])
+    pending.write(MESSAGE)
+    monkeypatch.undo()
+    assert touched == []
+    [info] = listed
+    assert found == info
+    assert counts[:2] == (1, 2) and counts[2] > 0
+    assert changes == (serial, [])
+    assert highest >= info.modseq
+    assert expunged == ([], True)
+    assert all(ids)
+    assert pending.commit() == uid + 1
 
 
 def test_externally_removed_message_raises_key_error_and_vanishes(root: Path) -> None:

@@ -8,8 +8,11 @@ C{:2,} flag letters, C{subscriptions}), so an operator can switch between
 tmail and Dovecot without clients re-downloading mail.
 
 Each folder keeps one in-memory index per process, shared by every session
-(L{tmail.store.maildir.index}), refreshed from the directory mtimes: a call
-that finds nothing changed costs two C{stat}s.  Sessions catch up from its
+(L{tmail.store.maildir.index}), refreshed from the directory mtimes: a
+refresh that finds nothing changed costs two C{stat}s.  Its readers answer
+from the index; the operations that touch disk return Deferreds, their file
+work done by a L{tmail.store.filework.FileWork} (a thread pool for servers,
+inline for tools and tests, which use L{BlockingMaildirStore}).  Sessions catch up from its
 change log (L{tmail.store.maildir.changelog}).  A restarted process starts
 from the saved index (L{tmail.store.maildir.savedindex}) and lists the
 directories (L{tmail.store.maildir.scan}) only when they changed since.
@@ -46,4 +49,5 @@ __all__ = ["BlockingMaildirStore", "MaildirFolder", "MaildirStore"]
 
 
 def BlockingMaildirStore(root: Path, quota: Callable[[], QuotaLimits] | None = None) -> Any:
+    """A L{MaildirStore} whose file work is done inline, answering synchronously."""
     return blocking(MaildirStore(root, quota=quota, fileWork=INLINE))

@@ -1,5 +1,16 @@
 """
 One Maildir folder: Dovecot-compatible UIDs and flags over C{cur/ new/ tmp/}.
+
+The folder ties its in-memory index to the files.  What the index knows is
+answered at once, never from the disk; what needs the disk (L{refresh},
+opening, flag changes, expunges, copies, commits) is a coroutine run
+through the folder's L{Serial} (one at a time, in the order asked), each
+piece of blocking file work awaited through its L{FileWork}: in a thread
+pool for a server, where a slow disk or a dot-lock another process holds
+delays only the operations waiting on this folder.  The index is changed
+only between those awaits, in the reactor thread; the file work touches
+the folder's files and their in-memory copies (uidlist, keywords, the
+mod-sequence log) but no index.
 """
 
 from __future__ import annotations
@@ -462,10 +473,6 @@ class MaildirFolder:
         of the whole list.
         """
         return len(self._staleLines) >= max(_COMPACT_AT, len(self._index.entries) // 4)
-
-    def _listDirectory(self, sub: str) -> dict[str, str]:
-        """Base name -> file name of the messages in C{sub}."""
-        return _scan.listDirectory(self._path / sub)
 
     def _locate(self, base: str) -> tuple[str, str] | None:
         """Find a message file that another process renamed (or moved to C{cur/})."""
