@@ -41,16 +41,6 @@ def finished(deferred: Deferred[Any]) -> list[Any]:
     return outcome
 
 
-def holdLock(folder: Path) -> Path:
-    """
-    Take the folder's uidlist dot-lock as another program (Dovecot) does:
-    a plain lock file, live for two minutes.
-    """
-    lock = folder / "dovecot-uidlist.lock"
-    os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    return lock
-
-
 class ThreadedMaildirFolderTests(TestCase):
     timeout = 60
 
@@ -76,6 +66,17 @@ class ThreadedMaildirFolderTests(TestCase):
         uid: int = await pending.commit()  # type: ignore[misc]
         return uid
 
+    def holdLock(self, folder: Path) -> Path:
+        """
+        Take the folder's uidlist dot-lock as another program (Dovecot)
+        does: a plain lock file, live for two minutes (let go at the end of
+        the test, before the threads waiting for it are stopped).
+        """
+        lock = folder / "dovecot-uidlist.lock"
+        os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self.addCleanup(lambda: lock.unlink(missing_ok=True))
+        return lock
+
     def ticking(self) -> list[float]:
         """The times of a ticker's calls, every 10 ms for the rest of the test."""
         ticks: list[float] = []
@@ -86,7 +87,7 @@ class ThreadedMaildirFolderTests(TestCase):
 
     async def test_a_commit_waits_for_a_lock_held_elsewhere_while_the_reactor_turns(self) -> None:
         inbox = await self.folder("INBOX")
-        lock = holdLock(self.root)
+        lock = self.holdLock(self.root)
         ticks = self.ticking()
         pending = inbox.beginMessage()
         pending.write(MESSAGE)
@@ -103,7 +104,7 @@ class ThreadedMaildirFolderTests(TestCase):
     async def test_a_lock_held_on_one_folder_does_not_hold_up_delivery_into_another(self) -> None:
         inbox = await self.folder("INBOX")
         other = await self.folder("Other")
-        lock = holdLock(self.root)
+        lock = self.holdLock(self.root)
         waiting = inbox.beginMessage()
         waiting.write(MESSAGE)
         held: Deferred[int] = waiting.commit()  # type: ignore[assignment]
@@ -178,7 +179,7 @@ class ThreadedMaildirFolderTests(TestCase):
         inbox = await self.folder("INBOX")
         await self.deliver(inbox)
         before = [m.key for m in inbox.messages()]
-        lock = holdLock(self.root)
+        lock = self.holdLock(self.root)
         pending = inbox.beginMessage()
         pending.write(MESSAGE)
         committed: Deferred[int] = pending.commit()  # type: ignore[assignment]

@@ -66,6 +66,7 @@ def identOf(data: bytes) -> str:
 
 
 def observe(folder: MaildirFolder, report: Report) -> Snapshot:
+    folder.refresh()
     snapshot = [(m.uid, m.key) for m in folder.messages()]
     report.snapshots.append(snapshot)
     report.uidNexts.append(folder.uidNext())

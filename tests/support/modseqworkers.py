@@ -62,6 +62,7 @@ def flagChanger(
     inode = os.stat(log).st_ino
     while len(report.changes) < count:
         if rng.random() < 0.2:
+            folder.refresh()
             view = {m.uid: m.flags for m in folder.messages()}
         uid = rng.choice(sorted(view))
         wanted = frozenset(rng.sample(sorted(FLAGS), rng.randint(0, 3)))

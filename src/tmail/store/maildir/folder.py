@@ -1185,7 +1185,7 @@ class MaildirFolder:
 
     def uidNext(self) -> int:
         data = self._uidlist.data
-        return self._knownNext if data is None else max(data.nextUid, self._knownNext)
+        return max(1, self._knownNext if data is None else max(data.nextUid, self._knownNext))
 
     def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
         snapshot = self._index.listing()
