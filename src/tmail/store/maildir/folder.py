@@ -1253,39 +1253,37 @@ class MaildirFolder:
         base = entry.info.key
         modseq = 0
         before = self._dirStamp
-        current = await self._ownChangesBegin()
-        try:
-            for _attempt in range(3):
-                wanted = change(entry.info.flags)
-                letters = infoLetters(splitFilename(entry.filename)[1])
-                target = filenameWith(base, await self._lettersFor(base, wanted, letters))
-                if entry.subdir == "cur" and target == entry.filename:
-                    break
-                targetLetters = self._lettersOf(target)
-                unlogged = False
-                if targetLetters != letters:
-                    # Logged first: a crash before the rename leaves a higher
-                    # mod-sequence for the same flags, never a silent change.
-                    # On a full disk the rename comes first (it needs no
-                    # space on most file systems), logged in memory after.
-                    try:
-                        modseq = await self._run(self._appendStrictly, [(uid, targetLetters)])
-                    except StoreFull:
-                        unlogged = True
-                source = self._pathOf(entry)
-                try:
-                    await self._run(_renameFile, source, f"{self._curDir}{os.sep}{target}")
-                except FileNotFoundError:
-                    await self._relocate(uid, entry)
-                    continue
-                self._setLocation(entry, "cur", target)
-                if unlogged:
-                    modseq = await self._run(self._log.append, [(uid, targetLetters)])
+        current: bool | None = None
+        for _attempt in range(3):
+            wanted = change(entry.info.flags)
+            letters = infoLetters(splitFilename(entry.filename)[1])
+            target = filenameWith(base, await self._lettersFor(base, wanted, letters))
+            if entry.subdir == "cur" and target == entry.filename:
                 break
-            else:
-                raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
-        finally:
-            await self._ownChangesEnd(current, before)
+            targetLetters = self._lettersOf(target)
+            renamed, current, logged, after = await self._run(
+                self._renameForFlags,
+                uid,
+                self._pathOf(entry),
+                f"{self._curDir}{os.sep}{target}",
+                targetLetters if targetLetters != letters else None,
+                before if current is None else None,
+                bool(current),
+            )
+            modseq = logged or modseq
+            if not renamed:
+                await self._relocate(uid, entry)
+                continue
+            self._setLocation(entry, "cur", target)
+            if after is not None and self._dirStamp == before:
+                # Only our own rename moved the directory's mtime: the next
+                # look need not list it (it does, a little later, in case
+                # another process changed it within the same mtime tick).
+                self._dirStamp = after
+                self._unsettled = True
+            break
+        else:
+            raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
         flagsNow = self._flagsOf(base, entry.filename)
         if flagsNow != entry.info.flags and not modseq:
             # Keywords past the 26 letters live in memory: no rename, still a change.
@@ -1300,6 +1298,58 @@ class MaildirFolder:
             self._notify()
             await self._maybeCompactLog()
         return info
+
+    def _renameForFlags(
+        self,
+        uid: int,
+        source: str,
+        target: str,
+        letters: str | None,
+        before: tuple[int, int] | None,
+        stampAfter: bool,
+    ) -> tuple[bool, bool, int, tuple[int, int] | None]:
+        """
+        File work of a flag change, in one go: log the new C{letters} (when
+        the letters change), then rename C{source} to C{target}.  Logged
+        first: a crash before the rename leaves a higher mod-sequence for
+        the same flags, never a silent change.  On a full disk the rename
+        comes first (it needs no space on most file systems), logged after
+        (in memory until the log takes it).
+
+        With C{before}, the directories' stamp the index was listed at, it
+        tells first whether they are still as listed; with that (or
+        C{stampAfter}), their stamp after the rename, so that the index
+        can mirror its own change without listing them again.
+
+        @return: whether the file was there to rename, whether the
+            directories were as listed, the mod-sequence logged (0 for
+            none) and the stamp after the rename (or C{None}).
+        """
+        current = stampAfter
+        if before is not None:
+            try:
+                current = self._stamp() == before
+            except FileNotFoundError:
+                current = False
+        modseq = 0
+        unlogged = False
+        if letters is not None:
+            try:
+                modseq = self._log.append([(uid, letters)], strict=True)
+            except StoreFull:
+                unlogged = True
+        try:
+            _renameFile(source, target)
+        except FileNotFoundError:
+            return False, current, modseq, None
+        if unlogged:
+            assert letters is not None
+            modseq = self._log.append([(uid, letters)])
+        after = None
+        if current:
+            with contextlib.suppress(FileNotFoundError):
+                after = self._stamp()
+        return True, current, modseq, after
 
     def _appendStrictly(self, changes: list[tuple[int, str | None]]) -> int:
         """File work: log C{changes}, raising L{StoreFull} rather than keep them in memory."""
