@@ -1123,13 +1123,19 @@ class MaildirFolder:
         known = self._index.byBase.get(placed.base)
         if known is not None:
             return known
+        # The new message's letters are logged with its UID when nothing
+        # else waits to be logged: one trip to the file work for both.
+        letters = (
+            self._lettersOf(placed.filename)
+            if self._indexed and not self._touched and not self._goneUnlogged
+            else None
+        )
         try:
             fields = {placed.base: _objectid.withGuid(None, guid)} if guid else None
-            uids, foreign = await self._assignUids([placed.base], fields=fields)
+            uid, foreign, modseq = await self._run(self._numberAndLog, placed.base, fields, letters)
         except BaseException:
             self._memoryKeywords.pop(placed.base, None)
             raise
-        uid = uids[placed.base]
         if self._indexed:
             if foreign:
                 await self._syncIndex(force=True)
@@ -1142,16 +1148,37 @@ class MaildirFolder:
                     internaldate=placed.mtimeNs / 1_000_000_000,
                     key=placed.base,
                     recent=True,
+                    modseq=modseq,
                 )
                 self._insert(uid, Entry(placed.subdir, placed.filename, info))
-                self._touched.add(uid)
-                await self._logChanges()
+                if modseq:
+                    self._changed(uid)
+                    await self._maybeCompactLog()
+                else:
+                    self._touched.add(uid)
+                    await self._logChanges()
         else:
             self._deliveredUnindexed.add(placed.base)
             if len(self._deliveredUnindexed) > _MAX_UNINDEXED_DELIVERIES:
                 await self._syncIndex(force=True)
         self._notify()
         return uid
+
+    def _numberAndLog(
+        self, base: str, fields: dict[str, str] | None, letters: str | None
+    ) -> tuple[int, bool, int]:
+        """
+        File work of a delivery's registration: give C{base} its UID and,
+        with C{letters} and no other process's UIDs found meanwhile, log it.
+
+        @return: the UID, whether other processes gave out UIDs meanwhile,
+            and the mod-sequence logged (0 for none).
+        """
+        uids, foreign = self._assignUidsNow([base], True, fields)
+        uid = uids[base]
+        if letters is None or foreign:
+            return uid, foreign, 0
+        return uid, foreign, self._log.append([(uid, letters)])
 
     def linkedCopy(self, source: IPendingMessage) -> IPendingMessage:
         if not isinstance(source, _PendingMessage) or not source._writable:
