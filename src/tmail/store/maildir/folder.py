@@ -1016,21 +1016,14 @@ class MaildirFolder:
     def _stamp(self) -> tuple[int, int]:
         return _scan.directoryStamp(self._newDir, self._curDir)
 
-    async def _ownChangesBegin(self) -> bool:
-        """
-        Before renames and unlinks this process makes and mirrors in the
-        index: whether the directories are as last listed, so that after
-        them (L{_ownChangesEnd}) the next look need not list them again (it
-        does, a little later, in case another process changed them within
-        the same mtime tick).
-        """
-        before = self._dirStamp
-        try:
-            return before is not None and await self._run(self._stamp) == before
-        except FileNotFoundError:
-            return False
-
     async def _ownChangesEnd(self, current: bool, before: tuple[int, int] | None) -> None:
+        """
+        After renames and unlinks this process made and mirrored in the
+        index, starting from directories still as listed at C{before}
+        (C{current}): the next look need not list them again (it does, a
+        little later, in case another process changed them within the same
+        mtime tick).
+        """
         if current and self._dirStamp == before:
             with contextlib.suppress(FileNotFoundError):
                 self._dirStamp = await self._run(self._stamp)
@@ -1390,14 +1383,15 @@ class MaildirFolder:
         if any(uid not in self._index.entries for uid in wanted) and await self._syncIndex():
             self._notify()
         present = [uid for uid in wanted if uid in self._index.entries]
-        unlogged = False
-        if present:
-            try:
-                await self._run(self._appendStrictly, [(uid, None) for uid in present])
-            except StoreFull:
-                # The files go first, which frees the space; their expunges
-                # are logged after, in memory until the log takes them.
-                unlogged = True
+        if not present:
+            return []
+        before = self._dirStamp
+        # The files go first when the log refuses (a full disk): deleting
+        # frees the space; their expunges are logged after, in memory until
+        # the log takes them.
+        current, unlogged = await self._run(
+            self._logExpunges, [(uid, None) for uid in present], before
+        )
         removed: list[int] = []
         freedBytes = freedCount = 0
         # Deleting is what frees space: on a disk that refused a write,
@@ -1405,64 +1399,69 @@ class MaildirFolder:
         retain = not (unlogged or self._log.unwritten or self._uidlist.unwritten)
         if not retain:
             self._retained.forget()
-        before = self._dirStamp
-        current = await self._ownChangesBegin()
-        try:
-            entries = self._index.entries
-            retained = self._retained
-            plain: list[tuple[int, Entry]] = []
-            missing: list[tuple[int, Entry]] = []
-            for uid in present:
-                entry = entries[uid]
-                holders = retained.holders(uid) if retain and retained.readers else set()
-                if not holders:
-                    plain.append((uid, entry))
-                    continue
-                size = self._quotaSize(entry)
-                if retained.keep(uid, self._pathOf(entry), entry.info.key, holders):
-                    removed.append(uid)
-                    freedBytes, freedCount = freedBytes + size, freedCount + 1
-                else:
-                    missing.append((uid, entry))
-            sizes = await self._run(
-                _unlinkFiles,
-                [(os.path.join(self._path, entry.subdir), entry.filename) for _, entry in plain],
-                self._quota is not None,
-            )
-            for (uid, entry), unlinked in zip(plain, sizes, strict=True):
-                if unlinked is None:
-                    missing.append((uid, entry))
-                else:
-                    removed.append(uid)
-                    freedBytes, freedCount = freedBytes + unlinked, freedCount + 1
-            for uid, entry in missing:
-                # Renamed by another process (a flag change), perhaps
-                # again while it was looked for: follow it until it is
-                # removed or gone, or the expunge would be reported while
-                # the file stays under its newest name.
-                for _ in range(_EXPUNGE_RELOCATIONS):
-                    located = await self._run(self._locate, entry.info.key)
-                    if located is None:
-                        break
-                    self._setLocation(entry, *located)
-                    size = self._quotaSize(entry)
-                    try:
-                        await self._discard(uid, entry, retain)
-                    except FileNotFoundError:
-                        continue
-                    freedBytes, freedCount = freedBytes + size, freedCount + 1
-                    break
-                else:
-                    continue
+        entries = self._index.entries
+        retained = self._retained
+        plain: list[tuple[int, Entry]] = []
+        missing: list[tuple[int, Entry]] = []
+        for uid in present:
+            entry = entries[uid]
+            holders = retained.holders(uid) if retain and retained.readers else set()
+            if not holders:
+                plain.append((uid, entry))
+                continue
+            size = self._quotaSize(entry)
+            if retained.keep(uid, self._pathOf(entry), entry.info.key, holders):
                 removed.append(uid)
-        finally:
+                freedBytes, freedCount = freedBytes + size, freedCount + 1
+            else:
+                missing.append((uid, entry))
+        sizes, after = await self._run(
+            self._unlinkFiles,
+            [(os.path.join(self._path, entry.subdir), entry.filename) for _, entry in plain],
+            self._quota is not None,
+            current,
+        )
+        for (uid, entry), unlinked in zip(plain, sizes, strict=True):
+            if unlinked is None:
+                missing.append((uid, entry))
+            else:
+                removed.append(uid)
+                freedBytes, freedCount = freedBytes + unlinked, freedCount + 1
+        for uid, entry in missing:
+            # Renamed by another process (a flag change), perhaps
+            # again while it was looked for: follow it until it is
+            # removed or gone, or the expunge would be reported while
+            # the file stays under its newest name.
+            for _ in range(_EXPUNGE_RELOCATIONS):
+                located = await self._run(self._locate, entry.info.key)
+                if located is None:
+                    break
+                self._setLocation(entry, *located)
+                size = self._quotaSize(entry)
+                try:
+                    await self._discard(uid, entry, retain)
+                except FileNotFoundError:
+                    continue
+                freedBytes, freedCount = freedBytes + size, freedCount + 1
+                break
+            else:
+                continue
+            removed.append(uid)
+        if missing:
             await self._ownChangesEnd(current, before)
+        elif after is not None and self._dirStamp == before:
+            # Only our own unlinks moved the directories' mtimes: the next
+            # look need not list them (it does, a little later, in case
+            # another process changed them within the same mtime tick).
+            self._dirStamp = after
+            self._unsettled = True
         if not removed:
             return []
         removed.sort()
         if unlogged:
             await self._run(self._log.append, [(uid, None) for uid in removed])
-        await self._run(self._recordQuota, -freedBytes, -freedCount)
+        if self._quota is not None:
+            await self._run(self._recordQuota, -freedBytes, -freedCount)
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
@@ -1477,6 +1476,50 @@ class MaildirFolder:
                 _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
         self._notify()
         return removed
+
+    def _logExpunges(
+        self, changes: list[tuple[int, str | None]], before: tuple[int, int] | None
+    ) -> tuple[bool, bool]:
+        """
+        File work before an expunge: whether the directories are still as
+        the index last listed them (at C{before}), and whether the log
+        refused C{changes} (a full disk).
+        """
+        current = False
+        if before is not None:
+            with contextlib.suppress(FileNotFoundError):
+                current = self._stamp() == before
+        if changes:
+            try:
+                self._log.append(changes, strict=True)
+            except StoreFull:
+                return current, True
+        return current, False
+
+    def _unlinkFiles(
+        self, files: list[tuple[str, str]], sizes: bool, stamp: bool
+    ) -> tuple[list[int | None], tuple[int, int] | None]:
+        """
+        File work: unlink each (directory, file name) of C{files}.
+
+        @return: for each, C{None} when it was not there, else its size for
+            the quota (with C{sizes}) or 0; and, with C{stamp}, the
+            directories' stamp after.
+        """
+        done: list[int | None] = []
+        for directory, filename in files:
+            size = (messageSize(directory, filename) or 0) if sizes else 0
+            try:
+                os.unlink(f"{directory}{os.sep}{filename}")
+            except FileNotFoundError:
+                done.append(None)
+            else:
+                done.append(size)
+        after = None
+        if stamp:
+            with contextlib.suppress(FileNotFoundError):
+                after = self._stamp()
+        return done, after
 
     async def _discard(self, uid: int, entry: Entry, retain: bool) -> None:
         """
@@ -1592,23 +1635,6 @@ def _openForReading(path: str) -> BinaryIO:
 def _renameFile(source: str, target: str) -> None:
     with fullDiskIsStoreFull():
         os.rename(source, target)
-
-
-def _unlinkFiles(files: list[tuple[str, str]], sizes: bool) -> list[int | None]:
-    """
-    Unlink each (directory, file name) of C{files}: for each, C{None} when
-    it was not there, else its size for the quota (with C{sizes}) or 0.
-    """
-    done: list[int | None] = []
-    for directory, filename in files:
-        size = (messageSize(directory, filename) or 0) if sizes else 0
-        try:
-            os.unlink(f"{directory}{os.sep}{filename}")
-        except FileNotFoundError:
-            done.append(None)
-        else:
-            done.append(size)
-    return done
 
 
 registerAdapter(_maildirfields.fieldCacheOf, MaildirFolder, IFieldCacheFolder)  # type: ignore[no-untyped-call]
