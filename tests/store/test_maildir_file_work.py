@@ -15,9 +15,12 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
-from tmail.interfaces import MessageInfo
+from tmail.interfaces import IMailStore, MessageInfo
 from tmail.store.filework import ThreadedFileWork
-from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, MaildirStore
+from tmail.store.maildir import store as maildirstore
+from tmail.testing import MailFolderTestsMixin
+from tmail.testing.stateful import FolderModelTestsMixin
 
 MESSAGE = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -190,3 +193,44 @@ class ThreadedMaildirFolderTests(TestCase):
         os.unlink(lock)
         await committed
         self.assertEqual(inbox.messageCount(), 2)
+
+
+class _ThreadedFolderStore(MaildirStore):
+    """
+    A Maildir store handing out folders whose file work runs in threads,
+    each refreshed before it is handed out.
+    """
+
+    def getFolder(self, name: str) -> Deferred[MaildirFolder]:  # type: ignore[override]
+        folder = MaildirStore.getFolder(self, name)
+        return folder.refresh().addCallback(lambda _: folder)
+
+
+class _ThreadedStores(TestCase):
+    """Makes L{_ThreadedFolderStore}s sharing one thread pool."""
+
+    def setUp(self) -> None:
+        self.work = ThreadedFileWork(reactor, threads=4)  # type: ignore[arg-type]
+        self.work.startService()
+        self.addCleanup(self.work.stopService)
+        # The store answers getFolder with a Deferred of its own.
+        self.patch(maildirstore, "resultOf", lambda value: value)
+
+    def makeStore(self) -> IMailStore:
+        return _ThreadedFolderStore(Path(self.mktemp()), fileWork=self.work)
+
+    def reopenStore(self, store: IMailStore) -> IMailStore:
+        assert isinstance(store, MaildirStore)
+        return _ThreadedFolderStore(store.root, fileWork=self.work)
+
+
+class ThreadedMaildirFolderContractTests(_ThreadedStores, MailFolderTestsMixin):
+    """The folder contract holds for folders doing their file work in threads."""
+
+    timeout = 60
+
+
+class ThreadedMaildirFolderModelTests(_ThreadedStores, FolderModelTestsMixin):
+    """So do random sequences of operations checked against a model."""
+
+    timeout = 300
