@@ -194,6 +194,23 @@ class ThreadedMaildirFolderTests(TestCase):
         await committed
         self.assertEqual(inbox.messageCount(), 2)
 
+    async def test_a_change_of_the_folder_itself_waits_for_the_operations_asked_before(
+        self,
+    ) -> None:
+        inbox = await self.folder("INBOX")
+        lock = self.holdLock(self.root)
+        pending = inbox.beginMessage()
+        pending.write(MESSAGE)
+        committed: Deferred[int] = pending.commit()  # type: ignore[assignment]
+        order: list[str] = []
+        committed.addCallback(lambda uid: order.append("commit") or uid)
+        exclusive = inbox._exclusively(order.append, "exclusive")
+        await sleep(0.2)
+        self.assertEqual(order, [])
+        os.unlink(lock)
+        await gatherResults([committed, exclusive])
+        self.assertEqual(order, ["commit", "exclusive"])
+
 
 class _ThreadedFolderStore(MaildirStore):
     """

@@ -584,6 +584,19 @@ class MaildirFolder:
         """
         return self._serial.run(self._syncAndNotify, force)
 
+    def _exclusively(self, function: Callable[..., T], *args: Any) -> Deferred[T]:
+        """
+        C{function(*args)} in the reactor thread in this folder's turn, once
+        the operations asked for before it are done and before those asked
+        after start: for the store's changes to the folder itself (a rename,
+        a delete) that must not meet file work in progress.
+        """
+
+        async def alone() -> T:
+            return function(*args)
+
+        return self._serial.run(alone)
+
     async def _syncAndNotify(self, force: bool = False) -> bool:
         changed = await self._syncIndex(force)
         if changed:
