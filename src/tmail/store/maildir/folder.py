@@ -1120,28 +1120,33 @@ class MaildirFolder:
         self._keepInMemory(placed.base, inMemory)
         return placed
 
-    async def _register(self, placed: _Placed, guid: str | None = None) -> int:
+    async def _register(
+        self,
+        placed: _Placed,
+        guid: str | None = None,
+        numbered: tuple[int, bool, int] | None = None,
+    ) -> int:
         """
         Give a placed file its UID (recording C{guid} as its GUID, for a
-        copy), index it and tell the listeners.
+        copy), index it and tell the listeners; C{numbered} is what
+        L{_numberAndLog} answered for it when the caller had it done.
         """
         await self._open()
         known = self._index.byBase.get(placed.base)
         if known is not None:
             return known
-        # The new message's letters are logged with its UID when nothing
-        # else waits to be logged: one trip to the file work for both.
-        letters = (
-            self._lettersOf(placed.filename)
-            if self._indexed and not self._touched and not self._goneUnlogged
-            else None
-        )
-        try:
-            fields = {placed.base: _objectid.withGuid(None, guid)} if guid else None
-            uid, foreign, modseq = await self._run(self._numberAndLog, placed.base, fields, letters)
-        except BaseException:
-            self._memoryKeywords.pop(placed.base, None)
-            raise
+        if numbered is None:
+            try:
+                numbered = await self._run(
+                    self._numberAndLog,
+                    placed.base,
+                    self._guidFields(placed.base, guid),
+                    self._lettersOf(placed.filename) if self._logsWithNumbering() else None,
+                )
+            except BaseException:
+                self._memoryKeywords.pop(placed.base, None)
+                raise
+        uid, foreign, modseq = numbered
         if self._indexed:
             if foreign:
                 await self._syncIndex(force=True)
@@ -1169,6 +1174,18 @@ class MaildirFolder:
                 await self._syncIndex(force=True)
         self._notify()
         return uid
+
+    def _logsWithNumbering(self) -> bool:
+        """
+        Whether a new message's letters are logged with its UID: when
+        nothing else waits to be logged, one trip to the file work for both.
+        """
+        return self._indexed and not self._touched and not self._goneUnlogged
+
+    @staticmethod
+    def _guidFields(base: str, guid: str | None) -> dict[str, str] | None:
+        """The uidlist fields recording C{guid} as the GUID of C{base}, for a copy."""
+        return {base: _objectid.withGuid(None, guid)} if guid else None
 
     def _numberAndLog(
         self, base: str, fields: dict[str, str] | None, letters: str | None

@@ -275,13 +275,14 @@ class _PendingMessage:
         folder = self._folder
         try:
             await folder._open()
+            numbered = None
             if self._placed is None:
-                await folder._run(self.publish)
+                numbered = await folder._run(self._publishAndNumber, folder._logsWithNumbering())
             if self._placed is None:
                 self._placed = await folder._placeWithKeywords(
                     self._file(), self._flags, self._crlfSize
                 )
-            uid = await folder._register(self._placed, self.guid)
+            uid = await folder._register(self._placed, self.guid, numbered)
             self._placed = None
         except OSError as e:
             await folder._run(self.abort)
@@ -293,6 +294,24 @@ class _PendingMessage:
             raise
         self._done = True
         return uid
+
+    def _publishAndNumber(self, logging: bool) -> tuple[int, bool, int] | None:
+        """
+        File work of a commit the caller did not publish: L{publish}, then,
+        when that placed the file, its UID (and, with C{logging}, its
+        mod-sequence) in the same trip; C{None} when the flags' keywords
+        need letters first.
+        """
+        self.publish()
+        placed = self._placed
+        if placed is None:
+            return None
+        folder = self._folder
+        return folder._numberAndLog(
+            placed.base,
+            folder._guidFields(placed.base, self.guid),
+            folder._lettersOf(placed.filename) if logging else None,
+        )
 
     def _file(self) -> Path:
         assert self._tmpPath is not None
