@@ -146,9 +146,10 @@ class IMailFolder(Interface):
     (or a network) answers with a L{Deferred} that may fire at once or
     later: L{openMessage}, L{setFlags}, L{expunge}, L{copyMessage},
     C{changeFlags}, C{refresh} and L{IPendingMessage.commit}; errors are
-    failures of those Deferreds.  A store may still answer those with
-    plain values: callers wrap them with C{maybeDeferred}.  Operations on
-    one folder complete in the order they were asked for.
+    failures of those Deferreds (their return annotations here name what
+    the Deferred fires with).  A store may still answer those with plain
+    values: callers wrap them with C{maybeDeferred}.  Operations on one
+    folder complete in the order they were asked for.
     """
 
     name = Attribute("The folder's IMAP name (C{str}), C{INBOX} or e.g. C{Archive/2025}.")
@@ -228,9 +229,9 @@ class IModSeqFolder(IMailFolder):
     def expungedSince(modseq: int) -> tuple[list[int], bool]:
         """
         The UIDs expunged after C{modseq}, ascending, as of the last
-        refresh or own change (never touching disk), and whether the list is complete (C{False} when
-        the folder no longer remembers that far back: QRESYNC then reports
-        every missing UID).
+        refresh or own change (never touching disk), and whether the list
+        is complete (C{False} when the folder no longer remembers that far
+        back: QRESYNC then reports every missing UID).
         """
 
 
