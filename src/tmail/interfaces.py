@@ -91,19 +91,20 @@ class IPendingMessage(Interface):
 
     def publish() -> None:
         """
-        The slow half of L{commit}: make the bytes durable (fsync) and, where
-        the store can, move them into the folder.  It touches nothing but
-        this message, so a caller may run it in a worker thread and let many
-        deliveries wait on the disk at once.  Optional before L{commit}.
-        Raises like L{commit}.
+        Optional, synchronous: the slow half of L{commit}, making the bytes
+        durable (fsync) and, where the store can, moving them into the
+        folder.  It touches nothing but this message, so a caller may run
+        it in a worker thread and let many deliveries wait on the disk at
+        once.  Raises like L{commit}.
         """
 
     def commit() -> int:
         """
         fsync the file, move it into the folder, fsync the directory (unless
-        L{publish} did), and return the new message's UID.  Raises
+        L{publish} did); fires with the new message's UID.  Fails with
         L{tmail.errors.StoreFull} (or C{OSError}) when the disk refuses; the
-        message is then removed.  Call it from the reactor thread.
+        message is then removed.  Call it from the reactor thread.  (A store
+        may answer with the value itself: callers use C{maybeDeferred}.)
         """
 
     def abort() -> None:
@@ -135,8 +136,20 @@ class IMailFolder(Interface):
     """
     One folder (IMAP mailbox) of a user's store.
 
-    Messages are listed in UID order.  Methods are synchronous: a store does
-    small blocking file operations, as Dovecot and Postfix do.
+    Messages are listed in UID order.
+
+    What the folder knows is answered at once, from its in-memory index as
+    of its last L{IIncrementalFolder.refresh} or its own changes, never
+    touching disk: L{uidValidity}, L{uidNext}, L{messages},
+    L{beginMessage} and the readers of the sub-interfaces.  Call
+    C{refresh()} to see other processes' changes.  What needs the disk
+    (or a network) answers with a L{Deferred} that may fire at once or
+    later: L{openMessage}, L{setFlags}, L{expunge}, L{copyMessage},
+    C{changeFlags}, C{refresh} and L{IPendingMessage.commit}; errors are
+    failures of those Deferreds (their return annotations here name what
+    the Deferred fires with).  A store may still answer those with plain
+    values: callers wrap them with C{maybeDeferred}.  Operations on one
+    folder complete in the order they were asked for.
     """
 
     name = Attribute("The folder's IMAP name (C{str}), C{INBOX} or e.g. C{Archive/2025}.")
@@ -149,38 +162,46 @@ class IMailFolder(Interface):
 
     def messages(claimRecent: bool = True) -> Sequence[MessageInfo]:
         """
-        All messages, in increasing UID order, after picking up changes
-        made by other processes since the last call (cheap when nothing
-        changed: no rescan of the whole folder).  Messages listed with
+        All messages, in increasing UID order, as of the last refresh or
+        this process's own changes; never touches disk (call C{refresh()}
+        first to see other processes' changes).  Messages listed with
         C{recent} lose it for later calls, unless C{claimRecent} is false
         (IMAP STATUS and EXAMINE look without taking C{\\Recent} away).
         """
 
     def openMessage(uid: int) -> BinaryIO:
         """
-        Open the message's raw bytes for reading.  Raises C{KeyError} when
-        the message is gone.
+        Open the message's raw bytes for reading; fires with the open file.
+        Fails with C{KeyError} when the message is gone.
         """
 
     def beginMessage(
         flags: Iterable[str] = (), internaldate: float | None = None
     ) -> IPendingMessage:
-        """Start writing a new message into this folder."""
+        """
+        Start writing a new message into this folder; never waits for the
+        disk (the bytes may be buffered until L{IPendingMessage.commit}).
+        """
 
     def setFlags(uid: int, flags: Iterable[str]) -> MessageInfo:
         """
-        Replace the message's flags and keywords; visible to every process
-        when this returns.  Flag changes and expunges need not be flushed to
-        disk (a power loss may undo the last of them, as with Dovecot's
-        C{mail_fsync = optimized}); new messages always are.
-        Raises C{KeyError} when the message is gone.
+        Replace the message's flags and keywords; fires with its new
+        L{MessageInfo} once the change is visible to every process.  Flag
+        changes and expunges need not be flushed to disk (a power loss may
+        undo the last of them, as with Dovecot's C{mail_fsync =
+        optimized}); new messages always are.  Fails with C{KeyError} when
+        the message is gone, C{ValueError} for a keyword that cannot be
+        stored.
         """
 
     def expunge(uids: Iterable[int]) -> list[int]:
-        """Remove the given messages for good; return the UIDs that were removed."""
+        """Remove the given messages for good; fires with the UIDs that were removed."""
 
     def copyMessage(uid: int, target: IMailFolder) -> int:
-        """Copy a message, with its flags, into C{target}; return the new UID there."""
+        """
+        Copy a message, with its flags, into C{target}; fires with the new
+        UID there.  Never waits for this folder and C{target} at once.
+        """
 
     def addListener(listener: Callable[[IMailFolder], None]) -> None:
         """Call C{listener(folder)} after this folder changes (in this process)."""
@@ -200,17 +221,17 @@ class IModSeqFolder(IMailFolder):
 
     def highestModSeq() -> int:
         """
-        The folder's HIGHESTMODSEQ: at least the mod-sequence of every change
-        L{messages} has reported (it need not look for new changes itself:
-        callers call L{messages} first).
+        The folder's HIGHESTMODSEQ as of the last refresh or own change:
+        at least the mod-sequence of every change L{messages} has reported.
+        Never touches disk.
         """
 
     def expungedSince(modseq: int) -> tuple[list[int], bool]:
         """
         The UIDs expunged after C{modseq}, ascending, as of the last
-        L{messages} call, and whether the list is complete (C{False} when
-        the folder no longer remembers that far back: QRESYNC then reports
-        every missing UID).
+        refresh or own change (never touching disk), and whether the list
+        is complete (C{False} when the folder no longer remembers that far
+        back: QRESYNC then reports every missing UID).
         """
 
 
@@ -251,30 +272,37 @@ class IIncrementalFolder(IMailFolder):
     """
 
     def changeSerial() -> int:
-        """The serial of the state the last L{IMailFolder.messages} call listed."""
+        """The serial of the index's current state (never touches disk)."""
 
     def changesSince(
         serial: int, claimRecent: bool = True
     ) -> tuple[int, list[MessageInfo | int] | None]:
         """
-        Pick up changes (as L{IMailFolder.messages} does, claiming
-        C{recent} as it does) and return the
-        current serial with what changed after C{serial}: the current
+        The current serial, from the index as of the last refresh or own
+        change (never touching disk; claiming C{recent} as
+        L{IMailFolder.messages} does), with what changed after C{serial}:
+        the current
         L{MessageInfo} of each message added or changed and the UID of each
         one removed, once each; C{None} instead of the list when C{serial}
         is too old to tell (the caller then lists every message).
         """
 
     def refresh() -> None:
-        """Pick up changes other processes made, without listing anything."""
+        """
+        Pick up the changes other processes made (cheap when nothing
+        changed: no rescan of the whole folder) into the index the other
+        methods answer from; fires once they are in, the listeners told.
+        A folder whose index was never loaded answers as empty until then.
+        """
 
     def info(uid: int) -> MessageInfo | None:
         """What the folder knows of a message now, or C{None} when it is gone."""
 
     def messageCount() -> int:
         """
-        How many messages the folder held at the last look, without listing
-        them and without taking C{\\Recent} from anyone (NOTIFY's STATUS).
+        How many messages the folder held at the last refresh or own change,
+        without listing them, touching disk or taking C{\\Recent} from
+        anyone (NOTIFY's STATUS).
         """
 
 
@@ -323,7 +351,8 @@ class IFlagChangingFolder(IMailFolder):
     def changeFlags(uid: int, add: Iterable[str], remove: Iterable[str]) -> MessageInfo:
         """
         Add C{add} and remove C{remove} (flags and keywords) and leave the
-        message's others as they are; otherwise as L{IMailFolder.setFlags}.
+        message's others as they are; otherwise (a Deferred) as
+        L{IMailFolder.setFlags}.
         """
 
 

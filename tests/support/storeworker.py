@@ -29,7 +29,7 @@ from typing import Any
 from tmail.errors import FolderExists, NoSuchFolder
 from tmail.interfaces import IMailFolder
 from tmail.store.dotlock import DotLock
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirStore
 
 OPERATIONS = ("deliver", "flags", "expunge", "move", "rename", "scratch")
 RENAMED = ("RenA", "RenB")
@@ -80,7 +80,7 @@ def folderFor(store: MaildirStore, logical: str) -> tuple[str, IMailFolder]:
 
 class Worker:
     def __init__(self, root: Path, run: int, operations: list[str], children: int = 0) -> None:
-        self.store = MaildirStore(root)
+        self.store = BlockingMaildirStore(root)
         self.run = run
         self.random = random.Random(run)
         self.operations = operations

@@ -29,6 +29,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, execute
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
@@ -123,8 +124,19 @@ class Serial:
         returns.
         """
 
-        def start() -> Deferred[T]:
-            return ensureDeferred(operation(*args))
+        result: Deferred[T] = Deferred()
 
-        result: Deferred[T] = self._lock.run(start)
+        def start() -> Deferred[None]:
+            # The caller hears of the result before the next operation
+            # starts, so operations also complete in the order asked.
+            running = ensureDeferred(operation(*args))
+            return running.addBoth(deliver)
+
+        def deliver(outcome: T | Failure) -> None:
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+
+        self._lock.run(start)
         return result

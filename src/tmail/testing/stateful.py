@@ -130,7 +130,14 @@ class FolderStateMachine(ReactorStateMachine):
         return views[via % len(views)]
 
     def listing(self, folder: IMailFolder) -> list[MessageInfo]:
+        """The folder's messages, once it picked up other processes' changes."""
+        self.refreshed(folder)
         return list(self.run(folder.messages, False))
+
+    def refreshed(self, folder: IMailFolder) -> None:
+        """Let C{folder} pick up other processes' changes, where it has to be told."""
+        if IIncrementalFolder.providedBy(folder):
+            self.run(folder.refresh)
 
     # Rules
 
@@ -142,6 +149,7 @@ class FolderStateMachine(ReactorStateMachine):
     @rule(where=st.sampled_from(("INBOX", "Other")), body=_bodies, flags=_flagSets, via=_via)
     def deliver(self, where: str, body: bytes, flags: frozenset[str], via: int) -> None:
         folder = self.folderNamed(where, via)
+        self.refreshed(folder)
         expected = self.run(folder.uidNext)
         pending: IPendingMessage = self.run(folder.beginMessage, flags)
         self.run(pending.write, body)
@@ -225,6 +233,7 @@ class FolderStateMachine(ReactorStateMachine):
                 for info in listed:
                     assert info.flags == model[info.uid].flags, (folder, info, model[info.uid])
                     assert info.size == len(model[info.uid].body), (folder, info)
+                self.refreshed(folder)
                 assert self.run(folder.uidNext) > self.highest[name], folder
         for folder in self.views["INBOX"]:
             assert self.run(folder.uidValidity) == self.validity, folder
@@ -248,6 +257,7 @@ class FolderStateMachine(ReactorStateMachine):
             self.snapshot = {info.uid: info for info in self.listing(folder)}
             self.serial = self.run(folder.changeSerial)
             return
+        self.refreshed(folder)
         serial, changes = self.run(folder.changesSince, self.serial, False)
         if changes is None:
             self.snapshot = {info.uid: info for info in self.listing(folder)}

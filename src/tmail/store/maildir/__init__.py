@@ -8,8 +8,11 @@ C{:2,} flag letters, C{subscriptions}), so an operator can switch between
 tmail and Dovecot without clients re-downloading mail.
 
 Each folder keeps one in-memory index per process, shared by every session
-(L{tmail.store.maildir.index}), refreshed from the directory mtimes: a call
-that finds nothing changed costs two C{stat}s.  Sessions catch up from its
+(L{tmail.store.maildir.index}), refreshed from the directory mtimes: a
+refresh that finds nothing changed costs two C{stat}s.  Its readers answer
+from the index; the operations that touch disk return Deferreds, their file
+work done by a L{tmail.store.filework.FileWork} (a thread pool for servers,
+inline for tools and tests, which use L{BlockingMaildirStore}).  Sessions catch up from its
 change log (L{tmail.store.maildir.changelog}).  A restarted process starts
 from the saved index (L{tmail.store.maildir.savedindex}) and lists the
 directories (L{tmail.store.maildir.scan}) only when they changed since.
@@ -30,7 +33,21 @@ letters the log does not have, and messages the log or the uidlist lists
 whose file is gone, which are expunges, never errors.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 from tmail.store.maildir.folder import MaildirFolder
 from tmail.store.maildir.store import MaildirStore
+from tmail.store.quota import QuotaLimits
 
-__all__ = ["MaildirFolder", "MaildirStore"]
+__all__ = ["BlockingMaildirStore", "MaildirFolder", "MaildirStore"]
+
+
+def BlockingMaildirStore(root: Path, quota: Callable[[], QuotaLimits] | None = None) -> Any:
+    """A L{MaildirStore} whose file work is done inline, answering synchronously."""
+    return blocking(MaildirStore(root, quota=quota, fileWork=INLINE))

@@ -30,7 +30,9 @@ from tmail.store import keywords as _keywords
 from tmail.store import metadata as _metadata
 from tmail.store import specialuse as _specialuse
 from tmail.store import subscriptions as _subscriptions
+from tmail.store.blocking import resultOf
 from tmail.store.dotlock import DotLock
+from tmail.store.filework import INLINE, FileWork
 from tmail.store.flags import (
     splitFilename,
 )
@@ -79,8 +81,14 @@ class MaildirStore:
 
     delimiter = DELIMITER
 
-    def __init__(self, root: Path, quota: Callable[[], QuotaLimits] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        quota: Callable[[], QuotaLimits] | None = None,
+        fileWork: FileWork = INLINE,
+    ) -> None:
         self.root = Path(root)
+        self._fileWork = fileWork
         self._folders: dict[str, MaildirFolder] = {}
         self._rootReady = False
         self._quota = None if quota is None else MaildirQuota(self.root, quota)
@@ -149,10 +157,11 @@ class MaildirStore:
         folder = self._folders.get(canonical)
         if folder is None:
             folder = self._folders[canonical] = MaildirFolder(
-                canonical, self._pathOf(canonical), self._newUidValidity
+                canonical, self._pathOf(canonical), self._newUidValidity, fileWork=self._fileWork
             )
             folder._quota = self._quota
             _changes.opened(str(self._pathOf(canonical)), folder)
+        resultOf(folder.refresh())
         return folder
 
     def createFolder(self, name: str) -> MaildirFolder:
@@ -363,8 +372,7 @@ class MaildirStore:
             if moved:
                 fsyncDirectory(destination / sub)
                 fsyncDirectory(source)
-        if inbox._sync(force=True):
-            inbox._notify()
+        resultOf(inbox._sync(force=True))
 
     # Quota
 
