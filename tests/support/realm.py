@@ -9,7 +9,9 @@ from twisted.cred.portal import Portal
 
 from tmail.auth.checker import DirectoryChecker
 from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.interfaces import IMailStore
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.blocking import blocking
 
 DOMAIN = "example.test"
 ALICE = "alice@example.test"
@@ -28,11 +30,24 @@ class RealmFixture:
     def inbox(self, user: str) -> list[bytes]:
         """The raw bytes of every message in C{user}'s INBOX, oldest first."""
         folder = self.realm.storeFor(user).getFolder("INBOX")
+        folder.refresh()
         out = []
         for info in folder.messages():
             with folder.openMessage(info.uid) as f:
                 out.append(f.read())
         return out
+
+
+class BlockingStoresRealm(VirtualDomainRealm):
+    """
+    The realm, with its stores wrapped by L{blocking}: tests read and set up
+    mail with plain calls, and the servers, which accept stores that answer
+    at once, run on the same objects.
+    """
+
+    def createStore(self, user: str) -> IMailStore:
+        store: IMailStore = blocking(super().createStore(user))
+        return store
 
 
 def makeRealm(root: Path, users: tuple[str, ...] = (ALICE, BOB)) -> RealmFixture:
@@ -44,6 +59,6 @@ def makeRealm(root: Path, users: tuple[str, ...] = (ALICE, BOB)) -> RealmFixture
     directory.addDomain(DOMAIN)
     for user in users:
         directory.addUser(user, PASSWORD.encode())
-    realm = VirtualDomainRealm(directory, root / "data" / "mail")
+    realm = BlockingStoresRealm(directory, root / "data" / "mail")
     checker = DirectoryChecker(directory)
     return RealmFixture(directory, realm, checker, Portal(realm, [checker]), root)

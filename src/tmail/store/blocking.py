@@ -43,10 +43,14 @@ def resultOf(value: Any) -> Any:
 
 
 class _Blocking:
-    """Provides what C{inner} provides, with every answer unwrapped by L{resultOf}."""
+    """
+    Provides what C{inner} provides, with every answer unwrapped by
+    L{resultOf}; listeners hear of the facade of a folder, not the folder.
+    """
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self._listeners: dict[Any, Any] = {}
         directlyProvides(self, providedBy(inner))
 
     def __repr__(self) -> str:
@@ -57,6 +61,18 @@ class _Blocking:
 
     def __hash__(self) -> int:
         return hash(id(self._inner))
+
+    def addListener(self, listener: Any) -> None:
+        def told(folder: Any) -> None:
+            listener(blocking(folder))
+
+        self._listeners[listener] = told
+        self._inner.addListener(told)
+
+    def removeListener(self, listener: Any) -> None:
+        told = self._listeners.pop(listener, None)
+        if told is not None:
+            self._inner.removeListener(told)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
@@ -74,16 +90,28 @@ class _Blocking:
 def _wrapped(result: Any) -> Any:
     from tmail.interfaces import IMailFolder, IPendingMessage
 
-    if IMailFolder.providedBy(result) or IPendingMessage.providedBy(result):
+    if IMailFolder.providedBy(result):
         return blocking(result)
+    if IPendingMessage.providedBy(result):
+        return _Blocking(result)
     return result
 
 
 def blocking(inner: Any) -> Any:
-    """C{inner} (a store, folder or pending message) answering synchronously."""
+    """
+    C{inner} (a store, folder or pending message) answering synchronously;
+    the same facade each time for the same object, so identity holds.
+    """
     if isinstance(inner, _Blocking):
         return inner
-    return _Blocking(inner)
+    facade = _facades.get(id(inner))
+    if facade is None or facade._inner is not inner:
+        facade = _facades[id(inner)] = _Blocking(inner)
+    return facade
+
+
+#: The facade of each object wrapped (pending messages are wrapped anew).
+_facades: dict[int, _Blocking] = {}
 
 
 def unwrap(value: Any) -> Any:
