@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from tmail.changes import ChangeHub, hub
 from tmail.interfaces import IIncrementalFolder
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 
 @implementer(IIncrementalFolder)
@@ -66,7 +66,7 @@ def test_folders_nobody_holds_are_forgotten() -> None:
 
 
 def test_maildir_folders_are_known_by_their_directory_while_watched(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path / "mail")
+    store = BlockingMaildirStore(tmp_path / "mail")
     store.createFolder("Archive")
     inbox = store.getFolder("INBOX")
     archive = store.getFolder("Archive")
@@ -86,7 +86,7 @@ def test_maildir_changes_are_announced(tmp_path: Path) -> None:
     heard: list[str] = []
     hub.announceTo(heard.append)
     try:
-        folder = MaildirStore(tmp_path / "mail").getFolder("INBOX")
+        folder = BlockingMaildirStore(tmp_path / "mail").getFolder("INBOX")
         pending = folder.beginMessage()
         pending.write(b"Subject: hi\r\n\r\nhello\r\n")
         uid = pending.commit()

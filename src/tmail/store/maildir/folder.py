@@ -41,6 +41,7 @@ from tmail.store import maildirfields as _maildirfields
 from tmail.store import modseq as _modseq
 from tmail.store import objectid as _objectid
 from tmail.store import uidlist as _uidlist
+from tmail.store.filework import FileWork
 from tmail.store.flags import (
     KEYWORD_LETTERS,
     canonicalFlag,
@@ -180,9 +181,14 @@ class MaildirFolder:
     _quota: MaildirQuota | None = None
 
     def __init__(
-        self, name: str, path: Path, newUidValidity: Callable[[int], int] | None = None
+        self,
+        name: str,
+        path: Path,
+        newUidValidity: Callable[[int], int] | None = None,
+        fileWork: FileWork | None = None,
     ) -> None:
         self.name = name
+        self._fileWork = fileWork
         self._newUidValidity = newUidValidity or _timeUidValidity
         self._listeners: list[Callable[[IMailFolder], None]] = []
         self._opened = False

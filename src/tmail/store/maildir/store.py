@@ -31,6 +31,7 @@ from tmail.store import metadata as _metadata
 from tmail.store import specialuse as _specialuse
 from tmail.store import subscriptions as _subscriptions
 from tmail.store.dotlock import DotLock
+from tmail.store.filework import FileWork, defaultFileWork
 from tmail.store.flags import (
     splitFilename,
 )
@@ -73,14 +74,25 @@ class MaildirStore:
     raise L{tmail.errors.OverQuota}, and expunges and folder deletions count
     back down.  Without it, L{quota} is C{None}.
 
+    C{fileWork} runs the file work: a server's thread pool
+    (L{defaultFileWork} when not given), or
+    L{tmail.store.filework.INLINE} for tools and tests (see
+    L{tmail.store.blocking}).
+
     @ivar root: the Maildir (C{cur/ new/ tmp/} of INBOX directly in it),
         created with mode 0700 on first use.
     """
 
     delimiter = DELIMITER
 
-    def __init__(self, root: Path, quota: Callable[[], QuotaLimits] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        quota: Callable[[], QuotaLimits] | None = None,
+        fileWork: FileWork | None = None,
+    ) -> None:
         self.root = Path(root)
+        self._fileWork: FileWork = defaultFileWork() if fileWork is None else fileWork
         self._folders: dict[str, MaildirFolder] = {}
         self._rootReady = False
         self._quota = None if quota is None else MaildirQuota(self.root, quota)
@@ -149,7 +161,7 @@ class MaildirStore:
         folder = self._folders.get(canonical)
         if folder is None:
             folder = self._folders[canonical] = MaildirFolder(
-                canonical, self._pathOf(canonical), self._newUidValidity
+                canonical, self._pathOf(canonical), self._newUidValidity, fileWork=self._fileWork
             )
             folder._quota = self._quota
             _changes.opened(str(self._pathOf(canonical)), folder)
