@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from tmail.changes import ChangeHub, hub
 from tmail.interfaces import IIncrementalFolder
-from tmail.store.maildir import BlockingMaildirStore, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 
 @implementer(IIncrementalFolder)
@@ -99,7 +99,7 @@ def test_folders_nobody_holds_are_forgotten() -> None:
 
 
 def test_maildir_folders_are_known_by_their_directory_while_watched(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path / "mail")
+    store = BlockingMaildirStore(tmp_path / "mail")
     store.createFolder("Archive")
     inbox = store.getFolder("INBOX")
     archive = store.getFolder("Archive")

@@ -409,44 +409,68 @@ class IMailStore(Interface):
     """
     All folders of one user.  Folder names are IMAP names (C{str}) with C{/}
     as hierarchy delimiter; C{INBOX} always exists and cannot be deleted.
+
+    Every operation here may touch the disk or the network, so it answers
+    with a L{Deferred} (Maildir does its file work in a thread pool), which
+    may have fired already or fire later; errors arrive as its failure, of
+    the exception types named here.  Front ends call these through
+    C{maybeDeferred}, so that a store written before this seam (answering
+    with the values themselves) still serves, and never assume that a
+    Deferred has fired.
     """
 
     delimiter = Attribute("The hierarchy delimiter of folder names (C{str}).")
 
-    def listFolders() -> list[str]:
+    def listFolders() -> Deferred[list[str]]:
         """Names of all folders, INBOX included."""
 
-    def getFolder(name: str) -> IMailFolder:
+    def getFolder(name: str) -> Deferred[IMailFolder]:
         """
-        Return the folder.  Raises L{tmail.errors.NoSuchFolder} when it does
-        not exist and L{tmail.errors.InvalidFolderName} for a name that is
-        not allowed.  Repeated calls return the same object.
+        The folder, refreshed (L{IIncrementalFolder.refresh}: its index
+        loaded, so L{IMailFolder.messages} right after is current).  Fails
+        with L{tmail.errors.NoSuchFolder} when it does not exist and
+        L{tmail.errors.InvalidFolderName} for a name that is not allowed.
+        Repeated calls answer the same object.
         """
 
-    def createFolder(name: str) -> IMailFolder:
-        """Create a folder (and its missing parents).  Raises L{tmail.errors.FolderExists}."""
+    def createFolder(name: str) -> Deferred[IMailFolder]:
+        """
+        Create a folder (and its missing parents) and answer it, as
+        L{getFolder} does.  Fails with L{tmail.errors.FolderExists}.
+        """
 
-    def deleteFolder(name: str) -> None:
-        """Delete a folder and its messages."""
+    def deleteFolder(name: str) -> Deferred[None]:
+        """
+        Delete a folder and its messages; answers when its messages are
+        gone (however many: a store whose deletion would take the caller's
+        thread for long provides L{ISteppedStore} instead).
+        """
 
-    def renameFolder(old: str, new: str) -> None:
+    def renameFolder(old: str, new: str) -> Deferred[None]:
         """Rename a folder and its children.  Renaming INBOX moves its messages."""
 
-    def subscriptions() -> list[str]:
+    def subscriptions() -> Deferred[list[str]]:
         """Names of subscribed folders."""
 
-    def subscribe(name: str) -> None:
+    def subscribe(name: str) -> Deferred[None]:
         """Add a folder to the subscriptions."""
 
-    def unsubscribe(name: str) -> None:
+    def unsubscribe(name: str) -> Deferred[None]:
         """Remove a folder from the subscriptions."""
 
 
 class ISteppedStore(IMailStore):
     """
-    A store that renames and deletes folders a step at a time, for a caller
-    that lets other work run between the steps: renaming INBOX moves every
-    message, deleting a folder removes every message.
+    A store whose L{IMailStore.renameFolder} and L{IMailStore.deleteFolder}
+    would do all their work in the caller's thread at once (renaming INBOX
+    moves every message, deleting a folder removes every message), and that
+    offers them a step at a time instead, for a caller that lets other work
+    run between the steps.  A front end runs the steps of a store that
+    provides this interface, and otherwise awaits the one call.
+
+    A store that answers those calls with Deferreds and does the work
+    elsewhere (Maildir's thread pool, a database server) need not provide
+    it.
     """
 
     def renameFolderSteps(old: str, new: str) -> Iterator[None]:
@@ -467,24 +491,25 @@ class ISteppedStore(IMailStore):
 class IQuotaStore(Interface):
     """
     Optional for an L{IMailStore}: a store that keeps per-user quotas.
-    Deliveries into such a store raise L{tmail.errors.OverQuota} (from
+    Deliveries into such a store fail with L{tmail.errors.OverQuota} (from
     C{commit}, C{publish} or C{copyMessage}) when they would go over a
     limit; front ends use L{quota} to refuse early and to report usage.
+    Like L{IMailStore}'s, these answer with Deferreds.
     """
 
-    def quota() -> QuotaUsage | None:
+    def quota() -> Deferred[QuotaUsage | None]:
         """Current usage and limits, or C{None} when the store keeps no quota."""
 
-    def checkQuota(size: int, count: int = 1) -> None:
+    def checkQuota(size: int, count: int = 1) -> Deferred[None]:
         """
-        Raise L{tmail.errors.OverQuota} when C{count} more messages of
+        Fail with L{tmail.errors.OverQuota} when C{count} more messages of
         C{size} bytes in all would not fit.  Cheap: front ends call it before
         a message arrives (SMTP RCPT, IMAP APPEND), and without limits it
         reads nothing.
         """
 
-    def recalculateQuota() -> QuotaUsage | None:
-        """Count the usage again from the messages themselves and return it."""
+    def recalculateQuota() -> Deferred[QuotaUsage | None]:
+        """Count the usage again from the messages themselves and answer it."""
 
 
 class ISpecialUseStore(Interface):
@@ -493,16 +518,17 @@ class ISpecialUseStore(Interface):
     special-use attributes (C{\\Sent}, C{\\Trash}, ...) users give folders
     with IMAP C{CREATE ... (USE (...))}.  Deleting a folder drops its
     attributes; renaming one moves them (and those of its sub-folders).
+    Like L{IMailStore}'s, these answer with Deferreds.
     """
 
-    def specialUse() -> dict[str, frozenset[str]] | None:
+    def specialUse() -> Deferred[dict[str, frozenset[str]] | None]:
         """
         The attributes by folder name, or C{None} while nothing was ever
         recorded: the IMAP server then makes the configured special folders
         (a user's first login) and records that it did.
         """
 
-    def updateSpecialUse(changes: dict[str, frozenset[str]]) -> None:
+    def updateSpecialUse(changes: dict[str, frozenset[str]]) -> Deferred[None]:
         """
         Replace the attributes of the folders named in C{changes} (an empty
         set clears them); C{{}} only records that the record exists.
@@ -515,24 +541,27 @@ class IMetadataStore(Interface):
     (RFC 5464) for each folder and for the server.  Entry names are the
     IMAP ones (C{/private/comment}), compared without regard to case;
     values are any octets.  A folder's entries go with it when it is
-    renamed and are gone when it is deleted.
+    renamed and are gone when it is deleted.  Like L{IMailStore}'s, these
+    answer with Deferreds.
     """
 
-    def metadata(folder: str | None) -> dict[str, bytes]:
+    def metadata(folder: str | None) -> Deferred[dict[str, bytes]]:
         """
-        The entries of C{folder} (C{None}: the server's), by name.  Raises
-        L{tmail.errors.NoSuchFolder} for a folder that does not exist.
+        The entries of C{folder} (C{None}: the server's), by name.  Fails
+        with L{tmail.errors.NoSuchFolder} for a folder that does not exist.
         """
 
     def updateMetadata(
         folder: str | None,
         changes: dict[str, bytes | None],
         check: Callable[[dict[str, bytes]], None] | None = None,
-    ) -> None:
+    ) -> Deferred[None]:
         """
         Set the entries of C{changes} (C{None} removes one) at once, durably.
         C{check}, if given, is called with all the entries as they would be
-        and may raise to refuse the change, which then changes nothing.
+        and may raise to refuse the change, which then changes nothing; it
+        may be called in another thread (where the store does its file
+        work), so it must only look at what it is given.
         """
 
 

@@ -164,7 +164,7 @@ class CatenateTranscriptTests(SynchronousTestCase):
         self.assertEqual(contents(self.drafts)[2], b"From\r\n")
 
     def test_another_users_mailbox_only_through_urlauth(self) -> None:
-        bobStore = self.session.fixture.realm.storeFor(BOB)
+        bobStore = self.session.fixture.store(BOB)
         bobInbox = bobStore.getFolder("INBOX")
         uid = store(bobInbox, FORWARDED)
         base = b"imap://bob%%40example.test@mail.example.test/INBOX;UIDVALIDITY=%d/;UID=%d" % (

@@ -430,7 +430,7 @@ class HangupTests(TestCase):
     @inlineCallbacks
     def setUp(self) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        store = fixture.realm.storeFor(ALICE)
+        store = fixture.store(ALICE)
         store.getFolder("INBOX")
         fill(store.root, self.COUNT)
         self.inbox = store.getFolder("INBOX")

@@ -68,7 +68,7 @@ def expand(ranges: Any) -> set[int]:
 
 def bulkFolder(fixture: Any, count: int) -> IMailFolder:
     """An INBOX of C{count} messages, written straight into the Maildir (fast)."""
-    inbox: IMailFolder = fixture.realm.storeFor(ALICE).getFolder("INBOX")
+    inbox: IMailFolder = fixture.store(ALICE).getFolder("INBOX")
     pending = inbox.beginMessage()
     pending.write(MESSAGE)
     pending.commit()

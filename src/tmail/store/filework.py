@@ -23,6 +23,7 @@ operation never waits for another of the same L{Serial} from inside it
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from threading import Thread
 from typing import Any, Protocol, TypeVar
 
 from twisted.application.service import Service
@@ -84,15 +85,23 @@ class ThreadedFileWork(Service):
         return deferToThreadPool(self.reactor, self.pool, function, *args, **kwargs)
 
 
+class _DaemonThread(Thread):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, daemon=True, **kwargs)
+
+
 def defaultFileWork() -> ThreadedFileWork:
     """
     The thread pool file work of stores made without one goes to, one per
-    process, stopped when the reactor stops.
+    process, stopped when the reactor stops.  Its threads do not keep a
+    process that never stops its reactor (a script, a test run) from
+    exiting.
     """
     if not _default:
         from twisted.internet import reactor
 
         work = ThreadedFileWork(reactor)  # type: ignore[arg-type]
+        work.pool.threadFactory = _DaemonThread
         reactor.addSystemEventTrigger(
             "during", "shutdown", lambda: work.pool.stop() if work.pool.started else None
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -78,14 +78,20 @@ class _Modelled:
 class ReactorStateMachine(RuleBasedStateMachine):
     """A state machine, run in a worker thread, that calls stores in the reactor thread."""
 
-    def run(self, function: Callable[..., T | Deferred[T]], *args: Any) -> T:
+    @overload
+    def run(self, function: Callable[..., Deferred[T]], *args: Any) -> T: ...
+
+    @overload
+    def run(self, function: Callable[..., T | Deferred[T]], *args: Any) -> T: ...
+
+    def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call C{function} in the reactor thread and wait for its result."""
         fromThreads = cast(IReactorFromThreads, reactor)
 
         def inReactor() -> Deferred[Any]:
             return call(function, *args)
 
-        return cast(T, blockingCallFromThread(fromThreads, inReactor))
+        return blockingCallFromThread(fromThreads, inReactor)
 
     def outcome(self, function: Callable[..., object], *args: Any) -> BaseException | None:
         """The exception C{function} raised (or failed with), or C{None}."""
@@ -404,7 +410,7 @@ class StoreStateMachine(ReactorStateMachine):
     @invariant()
     def foldersHoldWhatTheModelSays(self) -> None:
         for store in self.stores:
-            listed = list(self.run(store.listFolders))
+            listed: list[str] = self.run(store.listFolders)
             assert listed[0] == "INBOX" and len(set(listed)) == len(listed), listed
             for name in listed:
                 if name not in self.model:

@@ -8,17 +8,16 @@ C{:2,} flag letters, C{subscriptions}), so an operator can switch between
 tmail and Dovecot without clients re-downloading mail.
 
 Each folder keeps one in-memory index per process, shared by every session
-(L{tmail.store.maildir.index}), refreshed from the directory mtimes: a
-refresh that finds nothing changed costs two C{stat}s.  Its readers answer
-from the index; the operations that touch disk return Deferreds, their file
-work done by a L{tmail.store.filework.FileWork} (a thread pool for servers,
-inline for tools and tests, which use L{BlockingMaildirStore}).  Sessions catch up from its
+(L{tmail.store.maildir.index}), refreshed from the directory mtimes: a call
+that finds nothing changed costs two C{stat}s.  Sessions catch up from its
 change log (L{tmail.store.maildir.changelog}).  A restarted process starts
 from the saved index (L{tmail.store.maildir.savedindex}) and lists the
 directories (L{tmail.store.maildir.scan}) only when they changed since.
 Deliveries are written by L{tmail.store.maildir.pending}; the folder
 (L{tmail.store.maildir.folder}) ties file work and index together, and
-L{tmail.store.maildir.store} holds the user's folders.
+L{tmail.store.maildir.store} holds the user's folders.  File work runs
+where the store's L{tmail.store.filework.FileWork} puts it: a thread pool
+in a server, inline for tools (L{BlockingMaildirStore}).
 
 A full disk (or quota) stops only the writes a user asked for that need
 space (deliveries, copies, new keywords: L{tmail.errors.StoreFull}).
@@ -49,5 +48,11 @@ __all__ = ["BlockingMaildirStore", "MaildirFolder", "MaildirStore"]
 
 
 def BlockingMaildirStore(root: Path, quota: Callable[[], QuotaLimits] | None = None) -> Any:
-    """A L{MaildirStore} whose file work is done inline, answering synchronously."""
+    """
+    The Maildir at C{root} for synchronous code (command-line tools,
+    scripts, tests setting up or inspecting a Maildir): its file work is
+    done inline and its operations, and those of its folders and pending
+    messages, answer with their results (L{tmail.store.blocking}).  Not
+    for a server's reactor thread.
+    """
     return blocking(MaildirStore(root, quota=quota, fileWork=INLINE))
