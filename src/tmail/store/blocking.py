@@ -50,7 +50,7 @@ class _Blocking:
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._listeners: dict[Any, Any] = {}
+        self._told: dict[Any, Any] = {}
         directlyProvides(self, providedBy(inner))
 
     def __repr__(self) -> str:
@@ -58,7 +58,7 @@ class _Blocking:
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Set C{name} on what is wrapped (a test replacing a method), but its own."""
-        if name == "_inner" or name.startswith("__"):
+        if name in ("_inner", "_told") or name.startswith("__"):
             object.__setattr__(self, name, value)
         else:
             setattr(self._inner, name, value)
@@ -73,11 +73,11 @@ class _Blocking:
         def told(folder: Any) -> None:
             listener(blocking(folder))
 
-        self._listeners[listener] = told
+        self._told[listener] = told
         self._inner.addListener(told)
 
     def removeListener(self, listener: Any) -> None:
-        told = self._listeners.pop(listener, None)
+        told = self._told.pop(listener, None)
         if told is not None:
             self._inner.removeListener(told)
 
