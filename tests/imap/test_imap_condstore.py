@@ -95,6 +95,7 @@ class _Mailbox(SynchronousTestCase):
         """Deliver C{count} messages to INBOX (UIDs 1 to C{count} in a new folder)."""
         for _ in range(count):
             deliver(self.inbox)
+        self.inbox.refresh()
         self.inbox.messages()
 
     def enable(self, name: bytes, session: Session | None = None) -> None:

@@ -76,7 +76,7 @@ def bulkFolder(fixture: Any, count: int) -> IMailFolder:
     cur = next(d for d in maildir.rglob("cur") if d.parent.name != "tmp")
     for i in range(count - 1):
         (cur / f"1700000000.M{i}P1.bulk:2,").write_bytes(MESSAGE)
-    inbox.messages()
+    inbox.refresh()
     return inbox
 
 

