@@ -1152,10 +1152,12 @@ class MaildirFolder:
                 await self._syncIndex(force=True)
                 self._markRecent(uid)
             elif uid not in self._index.entries:
+                # A copy of an LF-only file keeps its CRLF size in ,W=.
+                named = sizeFromBase(placed.base)
                 info = MessageInfo(
                     uid=uid,
                     flags=self._flagsOf(placed.base, placed.filename),
-                    size=placed.size,
+                    size=placed.size if named is None else named,
                     internaldate=placed.mtimeNs / 1_000_000_000,
                     key=placed.base,
                     recent=True,
