@@ -1042,7 +1042,8 @@ class FlagStore:
 
     @ivar result: the new flags of each message changed or left alone (not
         those expunged or skipped by C{unchangedSince}), by sequence number.
-    @ivar modseqs: the mod-sequence each change made, by sequence number.
+    @ivar met: the sequence numbers of messages whose change met another
+        program's (a silent STORE leaves their news to the next report).
     """
 
     #: Messages whose changes are asked of the folder together, at most.
@@ -1062,7 +1063,7 @@ class FlagStore:
         self.mailbox = mailbox
         self._silent = silent
         self.result: dict[int, list[str]] = {}
-        self.modseqs: dict[int, int] = {}
+        self.met: set[int] = set()
         self._pairs = pairs
         self._change = frozenset(flags) - {"\\Recent"}
         self._mode = mode
@@ -1143,7 +1144,6 @@ class FlagStore:
                     raise
                 if self._changed is not None:
                     self._changed.add(begun.seq)
-                self.modseqs[begun.seq] = info.modseq
             self._apply(begun, info)
 
     def _apply(self, begun: _Started, info: MessageInfo) -> None:
@@ -1159,6 +1159,8 @@ class FlagStore:
             # with exactly the flags it asked for.
             mailbox._infos[u] = info
             mailbox._learnFlags(info.flags)
+        else:
+            self.met.add(begun.seq)
         # Otherwise another session (or program, its rename come across
         # while storing) changed the flags first and the client is told
         # nothing now: keeping what it was told lets the next sync report

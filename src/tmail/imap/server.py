@@ -1903,16 +1903,17 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
             for seq, current in sorted(storing.result.items()):
                 if silent and not (withModSeq and seq in changed):
                     continue
+                if silent and seq in storing.met:
+                    # Its FETCH of the flags and mod-sequence as they are now
+                    # follows with the news: a MODSEQ here would be the one
+                    # the client knew, older than the change it just made.
+                    continue
                 u = mbox.getUID(seq)
                 items = [] if silent else [b"FLAGS (%s)" % " ".join(current).encode()]
                 if uid or self.qresync:
                     items.append(b"UID %d" % u)
                 if withModSeq:
-                    # The mod-sequence of this change: a silent STORE that met
-                    # another session's change leaves the view as the client
-                    # knew it, but its own change has a newer mod-sequence.
-                    modseq = storing.modseqs.get(seq) or mbox.info(u).modseq
-                    items.append(b"MODSEQ (%d)" % modseq)
+                    items.append(b"MODSEQ (%d)" % mbox.info(u).modseq)
                     self._sentModSeq = True
                 yield b"%d FETCH (%s)" % (seq, b" ".join(items))
 
