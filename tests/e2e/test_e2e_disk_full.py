@@ -108,8 +108,11 @@ def fill(disk: Path, leave: int = 0) -> Path:
 
 
 def maildirFiles(maildir: Path) -> dict[str, bytes]:
-    """Every file of the Maildir (tmp/, new/, cur/, uidlist) with its contents."""
-    files = sorted(p for p in maildir.rglob("*") if p.is_file())
+    """
+    Every file of the Maildir (tmp/, new/, cur/, uidlist) with its contents,
+    but the message cache, which its writer thread appends to in batches.
+    """
+    files = sorted(p for p in maildir.rglob("*") if p.is_file() and p.name != "tmail-fields")
     return {str(p.relative_to(maildir)): p.read_bytes() for p in files}
 
 
