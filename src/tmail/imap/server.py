@@ -962,7 +962,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         self.sendPositiveResponse(tag, b"LIST completed")
 
     #: Folders whose STATUS a LIST-STATUS asks of the store together, at most.
-    STATUS_SLICE = 32
+    STATUS_SLICE = 4
 
     auth_LIST = select_LIST = (do_LIST, _B.arg_searchkeys)
 
