@@ -488,6 +488,26 @@ class ISteppedStore(IMailStore):
         """
 
 
+class IDeliveryStore(IMailStore):
+    """
+    A store that hands out a folder to deliver into without reading its
+    index first, as Dovecot's LDA opens a mailbox only to save into it.
+
+    L{IMailStore.getFolder} answers a folder refreshed, which costs a look
+    at the folder's directories (a listing after every change) and, for a
+    Maildir, moves new mail into C{cur/}: right for a reader, wasted on a
+    delivery, which only starts and commits messages.
+    """
+
+    def deliveryFolder(name: str) -> Deferred[IMailFolder]:
+        """
+        The folder C{name} as L{IMailStore.getFolder} answers it, for
+        L{IMailFolder.beginMessage} (and L{ILinkingFolder.linkedCopy}) and
+        the commit of what it starts; its index need not be loaded, so its
+        readers may not be current.  Fails as L{IMailStore.getFolder} does.
+        """
+
+
 class IQuotaStore(Interface):
     """
     Optional for an L{IMailStore}: a store that keeps per-user quotas.

@@ -27,6 +27,7 @@ from zope.interface import implementer
 from tmail.changes import hub as _changes
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder
 from tmail.interfaces import (
+    IDeliveryStore,
     IMailFolder,
     IMailStore,
     IMetadataStore,
@@ -68,7 +69,9 @@ from tmail.store.urlauthkeys import MailboxKeyFile
 _log = Logger()
 
 
-@implementer(IMailStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore)
+@implementer(
+    IMailStore, IDeliveryStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore
+)
 class MaildirStore:
     """
     One user's Maildir++ directory as an L{IMailStore}.
@@ -317,16 +320,25 @@ class MaildirStore:
         """
         return ensureDeferred(self._getFolder(name))
 
-    async def _getFolder(self, name: str) -> IMailFolder:
+    async def _getFolder(self, name: str, refreshed: bool = True) -> IMailFolder:
         canonical = normalizeName(name)
         await self._ready()
         if canonical != INBOX and not await self._fileWork.run(self._exists, canonical):
             self._folders.pop(canonical, None)
             raise NoSuchFolder(canonical)
+        if not refreshed:
+            return self._folderObject(canonical)
         return await self._opened(canonical)
 
-    async def _opened(self, canonical: str) -> MaildirFolder:
-        """The one folder object of C{canonical} (which exists), refreshed."""
+    def deliveryFolder(self, name: str) -> Deferred[IMailFolder]:
+        """
+        The folder, its index not loaded for it: a delivery leaves new
+        mail in C{new/} and costs no listing of the folder.
+        """
+        return ensureDeferred(self._getFolder(name, refreshed=False))
+
+    def _folderObject(self, canonical: str) -> MaildirFolder:
+        """The one folder object of C{canonical} (which exists)."""
         folder = self._folders.get(canonical)
         if folder is None:
             folder = self._folders[canonical] = MaildirFolder(
@@ -334,6 +346,11 @@ class MaildirStore:
             )
             folder._quota = self._quota
             _changes.opened(str(self._pathOf(canonical)), folder)
+        return folder
+
+    async def _opened(self, canonical: str) -> MaildirFolder:
+        """The one folder object of C{canonical} (which exists), refreshed."""
+        folder = self._folderObject(canonical)
         await maybeDeferred(folder.refresh)
         return folder
 
