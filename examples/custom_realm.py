@@ -262,28 +262,28 @@ class SQLiteStore:
             raise InvalidFolderName(name)
         return name
 
-    def listFolders(self) -> Deferred[list[str]]:  # type: ignore[override]
+    def listFolders(self) -> Deferred[list[str]]:
         return maybeDeferred(self._names)
 
-    def getFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+    def getFolder(self, name: str) -> Deferred[IMailFolder]:
         return maybeDeferred(self._folder, name)
 
-    def createFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+    def createFolder(self, name: str) -> Deferred[IMailFolder]:
         return maybeDeferred(self._create, name)
 
-    def deleteFolder(self, name: str) -> Deferred[None]:  # type: ignore[override]
+    def deleteFolder(self, name: str) -> Deferred[None]:
         return maybeDeferred(self._delete, name)
 
-    def renameFolder(self, old: str, new: str) -> Deferred[None]:  # type: ignore[override]
+    def renameFolder(self, old: str, new: str) -> Deferred[None]:
         return maybeDeferred(self._rename, old, new)
 
-    def subscriptions(self) -> Deferred[list[str]]:  # type: ignore[override]
+    def subscriptions(self) -> Deferred[list[str]]:
         return maybeDeferred(self._subscribed)
 
-    def subscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+    def subscribe(self, name: str) -> Deferred[None]:
         return maybeDeferred(self._subscribe, name, 1)
 
-    def unsubscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+    def unsubscribe(self, name: str) -> Deferred[None]:
         return maybeDeferred(self._subscribe, name, 0)
 
     def _names(self) -> list[str]:

@@ -9,7 +9,8 @@ C{makeApplication(...).setServiceParent(application)}.
 
 The web page reports how many users each hosted domain has and how many
 messages wait in a user's INBOX (C{/inbox/<address>}), read through the same
-realm the mail protocols use.
+realm the mail protocols use: the store answers with a Deferred (its file
+work runs in the service's threads), so the page is finished when it fires.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import sys
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.server import Request
 
+from tmail.interfaces import IMailFolder
 from tmail.service import TmailService, serviceFromConfig
 
 
@@ -35,7 +39,7 @@ class Status(resource.Resource):
         super().__init__()
         self.mail = mail
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Request) -> bytes | int:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         path = request.path.decode("utf-8", "replace").strip("/").split("/")
         if len(path) == 2 and path[0] == "inbox":
@@ -43,8 +47,19 @@ class Status(resource.Resource):
             if not self.mail.directory.hasUser(user):
                 request.setResponseCode(404)
                 return b"no such user\n"
-            inbox = self.mail.realm.storeFor(user).getFolder("INBOX")
-            return f"{user}: {len(inbox.messages())} messages\n".encode()
+            store = self.mail.realm.storeFor(user)
+
+            def counted(inbox: IMailFolder) -> None:
+                request.write(f"{user}: {len(inbox.messages())} messages\n".encode())
+                request.finish()
+
+            def failed(reason: Failure) -> None:
+                request.setResponseCode(500)
+                request.write(b"the mailbox cannot be read now\n")
+                request.finish()
+
+            maybeDeferred(store.getFolder, "INBOX").addCallbacks(counted, failed)
+            return server.NOT_DONE_YET
         lines = [
             f"{domain}: {len(self.mail.directory.users(domain))} users"
             for domain in self.mail.directory.domains()

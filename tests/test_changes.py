@@ -9,11 +9,12 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from tmail.changes import ChangeHub, hub
 from tmail.interfaces import IIncrementalFolder
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 
 @implementer(IIncrementalFolder)
@@ -43,6 +44,38 @@ def test_a_change_elsewhere_refreshes_a_watched_folder_without_echo() -> None:
     assert heard == ["/mail/alice"]
 
 
+@implementer(IIncrementalFolder)
+class _SlowFolder:
+    """A folder whose refresh answers later, finding a change as it ends."""
+
+    def __init__(self, hub: ChangeHub) -> None:
+        self.hub = hub
+        self.refreshing: list[Deferred[None]] = []
+
+    def refresh(self) -> Deferred[None]:
+        refreshed: Deferred[None] = Deferred()
+        refreshed.addCallback(lambda _: self.hub.changed(self))  # type: ignore[arg-type]
+        self.refreshing.append(refreshed)
+        return refreshed
+
+
+def test_a_refresh_that_answers_later_is_not_announced_back() -> None:
+    changes = ChangeHub()
+    heard: list[str] = []
+    changes.announceTo(heard.append)
+    folder = _SlowFolder(changes)
+    changes.opened("/mail/alice", folder)  # type: ignore[arg-type]
+    changes.watched(folder, True)  # type: ignore[arg-type]
+    assert changes.changedElsewhere("/mail/alice")
+    assert changes.changedElsewhere("/mail/alice")
+    first, second = folder.refreshing
+    first.callback(None)
+    second.callback(None)
+    assert heard == []
+    changes.changed(folder)  # type: ignore[arg-type]
+    assert heard == ["/mail/alice"]
+
+
 def test_a_folder_nobody_watches_is_left_alone() -> None:
     """Looking would move its new messages to cur/, claiming them for no session."""
     changes = ChangeHub()
@@ -66,7 +99,7 @@ def test_folders_nobody_holds_are_forgotten() -> None:
 
 
 def test_maildir_folders_are_known_by_their_directory_while_watched(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path / "mail")
+    store = BlockingMaildirStore(tmp_path / "mail")
     store.createFolder("Archive")
     inbox = store.getFolder("INBOX")
     archive = store.getFolder("Archive")
@@ -86,7 +119,7 @@ def test_maildir_changes_are_announced(tmp_path: Path) -> None:
     heard: list[str] = []
     hub.announceTo(heard.append)
     try:
-        folder = MaildirStore(tmp_path / "mail").getFolder("INBOX")
+        folder = BlockingMaildirStore(tmp_path / "mail").getFolder("INBOX")
         pending = folder.beginMessage()
         pending.write(b"Subject: hi\r\n\r\nhello\r\n")
         uid = pending.commit()

@@ -21,11 +21,12 @@ change learnt from an announcement is not announced again.
 
 from __future__ import annotations
 
-import contextlib
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tmail.interfaces import IIncrementalFolder, IMailFolder
 
@@ -43,7 +44,8 @@ class ChangeHub:
         self._watched: weakref.WeakSet[IMailFolder] = weakref.WeakSet()
         self._announcers: list[Callable[[str], object]] = []
         self._watchers: list[Callable[[str, bool], object]] = []
-        self._quiet: set[str] = set()
+        #: Keys whose folders are refreshing after a change elsewhere, and how often.
+        self._quiet: dict[str, int] = {}
 
     def opened(self, key: str, folder: IMailFolder) -> None:
         """Register C{folder} under C{key} (again after a rename)."""
@@ -100,18 +102,11 @@ class ChangeHub:
             except Exception:
                 _log.failure("Announcing a change of {key} failed", key=key)
 
-    @contextlib.contextmanager
-    def _quietly(self, key: str) -> Iterator[None]:
-        self._quiet.add(key)
-        try:
-            yield
-        finally:
-            self._quiet.discard(key)
-
     def changedElsewhere(self, key: str) -> bool:
         """
         Another process changed the folder C{key}: the folder open here, if
-        a session watches it, looks again.  Returns whether it did.
+        a session watches it, looks again (not announcing what it finds
+        back, until its refresh has finished).  Returns whether it did.
         """
         folder = self._folders.get(key)
         if (
@@ -120,11 +115,21 @@ class ChangeHub:
             or not IIncrementalFolder.providedBy(folder)
         ):
             return False
-        with self._quietly(key):
-            try:
-                folder.refresh()
-            except Exception:
-                _log.failure("Refreshing {key} after a change elsewhere failed", key=key)
+        self._quiet[key] = self._quiet.get(key, 0) + 1
+
+        def failed(failure: Failure) -> None:
+            _log.failure(
+                "Refreshing {key} after a change elsewhere failed", failure=failure, key=key
+            )
+
+        def done(_: object) -> None:
+            left = self._quiet[key] - 1
+            if left:
+                self._quiet[key] = left
+            else:
+                del self._quiet[key]
+
+        maybeDeferred(folder.refresh).addErrback(failed).addBoth(done)
         return True
 
 

@@ -91,19 +91,20 @@ class IPendingMessage(Interface):
 
     def publish() -> None:
         """
-        The slow half of L{commit}: make the bytes durable (fsync) and, where
-        the store can, move them into the folder.  It touches nothing but
-        this message, so a caller may run it in a worker thread and let many
-        deliveries wait on the disk at once.  Optional before L{commit}.
-        Raises like L{commit}.
+        Optional, synchronous: the slow half of L{commit}, making the bytes
+        durable (fsync) and, where the store can, moving them into the
+        folder.  It touches nothing but this message, so a caller may run
+        it in a worker thread and let many deliveries wait on the disk at
+        once.  Raises like L{commit}.
         """
 
     def commit() -> int:
         """
         fsync the file, move it into the folder, fsync the directory (unless
-        L{publish} did), and return the new message's UID.  Raises
+        L{publish} did); fires with the new message's UID.  Fails with
         L{tmail.errors.StoreFull} (or C{OSError}) when the disk refuses; the
-        message is then removed.  Call it from the reactor thread.
+        message is then removed.  Call it from the reactor thread.  (A store
+        may answer with the value itself: callers use C{maybeDeferred}.)
         """
 
     def abort() -> None:
@@ -135,8 +136,20 @@ class IMailFolder(Interface):
     """
     One folder (IMAP mailbox) of a user's store.
 
-    Messages are listed in UID order.  Methods are synchronous: a store does
-    small blocking file operations, as Dovecot and Postfix do.
+    Messages are listed in UID order.
+
+    What the folder knows is answered at once, from its in-memory index as
+    of its last L{IIncrementalFolder.refresh} or its own changes, never
+    touching disk: L{uidValidity}, L{uidNext}, L{messages},
+    L{beginMessage} and the readers of the sub-interfaces.  Call
+    C{refresh()} to see other processes' changes.  What needs the disk
+    (or a network) answers with a L{Deferred} that may fire at once or
+    later: L{openMessage}, L{setFlags}, L{expunge}, L{copyMessage},
+    C{changeFlags}, C{refresh} and L{IPendingMessage.commit}; errors are
+    failures of those Deferreds (their return annotations here name what
+    the Deferred fires with).  A store may still answer those with plain
+    values: callers wrap them with C{maybeDeferred}.  Operations on one
+    folder complete in the order they were asked for.
     """
 
     name = Attribute("The folder's IMAP name (C{str}), C{INBOX} or e.g. C{Archive/2025}.")
@@ -149,38 +162,46 @@ class IMailFolder(Interface):
 
     def messages(claimRecent: bool = True) -> Sequence[MessageInfo]:
         """
-        All messages, in increasing UID order, after picking up changes
-        made by other processes since the last call (cheap when nothing
-        changed: no rescan of the whole folder).  Messages listed with
+        All messages, in increasing UID order, as of the last refresh or
+        this process's own changes; never touches disk (call C{refresh()}
+        first to see other processes' changes).  Messages listed with
         C{recent} lose it for later calls, unless C{claimRecent} is false
         (IMAP STATUS and EXAMINE look without taking C{\\Recent} away).
         """
 
     def openMessage(uid: int) -> BinaryIO:
         """
-        Open the message's raw bytes for reading.  Raises C{KeyError} when
-        the message is gone.
+        Open the message's raw bytes for reading; fires with the open file.
+        Fails with C{KeyError} when the message is gone.
         """
 
     def beginMessage(
         flags: Iterable[str] = (), internaldate: float | None = None
     ) -> IPendingMessage:
-        """Start writing a new message into this folder."""
+        """
+        Start writing a new message into this folder; never waits for the
+        disk (the bytes may be buffered until L{IPendingMessage.commit}).
+        """
 
     def setFlags(uid: int, flags: Iterable[str]) -> MessageInfo:
         """
-        Replace the message's flags and keywords; visible to every process
-        when this returns.  Flag changes and expunges need not be flushed to
-        disk (a power loss may undo the last of them, as with Dovecot's
-        C{mail_fsync = optimized}); new messages always are.
-        Raises C{KeyError} when the message is gone.
+        Replace the message's flags and keywords; fires with its new
+        L{MessageInfo} once the change is visible to every process.  Flag
+        changes and expunges need not be flushed to disk (a power loss may
+        undo the last of them, as with Dovecot's C{mail_fsync =
+        optimized}); new messages always are.  Fails with C{KeyError} when
+        the message is gone, C{ValueError} for a keyword that cannot be
+        stored.
         """
 
     def expunge(uids: Iterable[int]) -> list[int]:
-        """Remove the given messages for good; return the UIDs that were removed."""
+        """Remove the given messages for good; fires with the UIDs that were removed."""
 
     def copyMessage(uid: int, target: IMailFolder) -> int:
-        """Copy a message, with its flags, into C{target}; return the new UID there."""
+        """
+        Copy a message, with its flags, into C{target}; fires with the new
+        UID there.  Never waits for this folder and C{target} at once.
+        """
 
     def addListener(listener: Callable[[IMailFolder], None]) -> None:
         """Call C{listener(folder)} after this folder changes (in this process)."""
@@ -200,17 +221,17 @@ class IModSeqFolder(IMailFolder):
 
     def highestModSeq() -> int:
         """
-        The folder's HIGHESTMODSEQ: at least the mod-sequence of every change
-        L{messages} has reported (it need not look for new changes itself:
-        callers call L{messages} first).
+        The folder's HIGHESTMODSEQ as of the last refresh or own change:
+        at least the mod-sequence of every change L{messages} has reported.
+        Never touches disk.
         """
 
     def expungedSince(modseq: int) -> tuple[list[int], bool]:
         """
         The UIDs expunged after C{modseq}, ascending, as of the last
-        L{messages} call, and whether the list is complete (C{False} when
-        the folder no longer remembers that far back: QRESYNC then reports
-        every missing UID).
+        refresh or own change (never touching disk), and whether the list
+        is complete (C{False} when the folder no longer remembers that far
+        back: QRESYNC then reports every missing UID).
         """
 
 
@@ -251,30 +272,37 @@ class IIncrementalFolder(IMailFolder):
     """
 
     def changeSerial() -> int:
-        """The serial of the state the last L{IMailFolder.messages} call listed."""
+        """The serial of the index's current state (never touches disk)."""
 
     def changesSince(
         serial: int, claimRecent: bool = True
     ) -> tuple[int, list[MessageInfo | int] | None]:
         """
-        Pick up changes (as L{IMailFolder.messages} does, claiming
-        C{recent} as it does) and return the
-        current serial with what changed after C{serial}: the current
+        The current serial, from the index as of the last refresh or own
+        change (never touching disk; claiming C{recent} as
+        L{IMailFolder.messages} does), with what changed after C{serial}:
+        the current
         L{MessageInfo} of each message added or changed and the UID of each
         one removed, once each; C{None} instead of the list when C{serial}
         is too old to tell (the caller then lists every message).
         """
 
     def refresh() -> None:
-        """Pick up changes other processes made, without listing anything."""
+        """
+        Pick up the changes other processes made (cheap when nothing
+        changed: no rescan of the whole folder) into the index the other
+        methods answer from; fires once they are in, the listeners told.
+        A folder whose index was never loaded answers as empty until then.
+        """
 
     def info(uid: int) -> MessageInfo | None:
         """What the folder knows of a message now, or C{None} when it is gone."""
 
     def messageCount() -> int:
         """
-        How many messages the folder held at the last look, without listing
-        them and without taking C{\\Recent} from anyone (NOTIFY's STATUS).
+        How many messages the folder held at the last refresh or own change,
+        without listing them, touching disk or taking C{\\Recent} from
+        anyone (NOTIFY's STATUS).
         """
 
 
@@ -323,7 +351,8 @@ class IFlagChangingFolder(IMailFolder):
     def changeFlags(uid: int, add: Iterable[str], remove: Iterable[str]) -> MessageInfo:
         """
         Add C{add} and remove C{remove} (flags and keywords) and leave the
-        message's others as they are; otherwise as L{IMailFolder.setFlags}.
+        message's others as they are; otherwise (a Deferred) as
+        L{IMailFolder.setFlags}.
         """
 
 
@@ -380,44 +409,68 @@ class IMailStore(Interface):
     """
     All folders of one user.  Folder names are IMAP names (C{str}) with C{/}
     as hierarchy delimiter; C{INBOX} always exists and cannot be deleted.
+
+    Every operation here may touch the disk or the network, so it answers
+    with a L{Deferred} (Maildir does its file work in a thread pool), which
+    may have fired already or fire later; errors arrive as its failure, of
+    the exception types named here.  Front ends call these through
+    C{maybeDeferred}, so that a store written before this seam (answering
+    with the values themselves) still serves, and never assume that a
+    Deferred has fired.
     """
 
     delimiter = Attribute("The hierarchy delimiter of folder names (C{str}).")
 
-    def listFolders() -> list[str]:
+    def listFolders() -> Deferred[list[str]]:
         """Names of all folders, INBOX included."""
 
-    def getFolder(name: str) -> IMailFolder:
+    def getFolder(name: str) -> Deferred[IMailFolder]:
         """
-        Return the folder.  Raises L{tmail.errors.NoSuchFolder} when it does
-        not exist and L{tmail.errors.InvalidFolderName} for a name that is
-        not allowed.  Repeated calls return the same object.
+        The folder, refreshed (L{IIncrementalFolder.refresh}: its index
+        loaded, so L{IMailFolder.messages} right after is current).  Fails
+        with L{tmail.errors.NoSuchFolder} when it does not exist and
+        L{tmail.errors.InvalidFolderName} for a name that is not allowed.
+        Repeated calls answer the same object.
         """
 
-    def createFolder(name: str) -> IMailFolder:
-        """Create a folder (and its missing parents).  Raises L{tmail.errors.FolderExists}."""
+    def createFolder(name: str) -> Deferred[IMailFolder]:
+        """
+        Create a folder (and its missing parents) and answer it, as
+        L{getFolder} does.  Fails with L{tmail.errors.FolderExists}.
+        """
 
-    def deleteFolder(name: str) -> None:
-        """Delete a folder and its messages."""
+    def deleteFolder(name: str) -> Deferred[None]:
+        """
+        Delete a folder and its messages; answers when its messages are
+        gone (however many: a store whose deletion would take the caller's
+        thread for long provides L{ISteppedStore} instead).
+        """
 
-    def renameFolder(old: str, new: str) -> None:
+    def renameFolder(old: str, new: str) -> Deferred[None]:
         """Rename a folder and its children.  Renaming INBOX moves its messages."""
 
-    def subscriptions() -> list[str]:
+    def subscriptions() -> Deferred[list[str]]:
         """Names of subscribed folders."""
 
-    def subscribe(name: str) -> None:
+    def subscribe(name: str) -> Deferred[None]:
         """Add a folder to the subscriptions."""
 
-    def unsubscribe(name: str) -> None:
+    def unsubscribe(name: str) -> Deferred[None]:
         """Remove a folder from the subscriptions."""
 
 
 class ISteppedStore(IMailStore):
     """
-    A store that renames and deletes folders a step at a time, for a caller
-    that lets other work run between the steps: renaming INBOX moves every
-    message, deleting a folder removes every message.
+    A store whose L{IMailStore.renameFolder} and L{IMailStore.deleteFolder}
+    would do all their work in the caller's thread at once (renaming INBOX
+    moves every message, deleting a folder removes every message), and that
+    offers them a step at a time instead, for a caller that lets other work
+    run between the steps.  A front end runs the steps of a store that
+    provides this interface, and otherwise awaits the one call.
+
+    A store that answers those calls with Deferreds and does the work
+    elsewhere (Maildir's thread pool, a database server) need not provide
+    it.
     """
 
     def renameFolderSteps(old: str, new: str) -> Iterator[None]:
@@ -435,27 +488,48 @@ class ISteppedStore(IMailStore):
         """
 
 
+class IDeliveryStore(IMailStore):
+    """
+    A store that hands out a folder to deliver into without reading its
+    index first, as Dovecot's LDA opens a mailbox only to save into it.
+
+    L{IMailStore.getFolder} answers a folder refreshed, which costs a look
+    at the folder's directories (a listing after every change) and, for a
+    Maildir, moves new mail into C{cur/}: right for a reader, wasted on a
+    delivery, which only starts and commits messages.
+    """
+
+    def deliveryFolder(name: str) -> Deferred[IMailFolder]:
+        """
+        The folder C{name} as L{IMailStore.getFolder} answers it, for
+        L{IMailFolder.beginMessage} (and L{ILinkingFolder.linkedCopy}) and
+        the commit of what it starts; its index need not be loaded, so its
+        readers may not be current.  Fails as L{IMailStore.getFolder} does.
+        """
+
+
 class IQuotaStore(Interface):
     """
     Optional for an L{IMailStore}: a store that keeps per-user quotas.
-    Deliveries into such a store raise L{tmail.errors.OverQuota} (from
+    Deliveries into such a store fail with L{tmail.errors.OverQuota} (from
     C{commit}, C{publish} or C{copyMessage}) when they would go over a
     limit; front ends use L{quota} to refuse early and to report usage.
+    Like L{IMailStore}'s, these answer with Deferreds.
     """
 
-    def quota() -> QuotaUsage | None:
+    def quota() -> Deferred[QuotaUsage | None]:
         """Current usage and limits, or C{None} when the store keeps no quota."""
 
-    def checkQuota(size: int, count: int = 1) -> None:
+    def checkQuota(size: int, count: int = 1) -> Deferred[None]:
         """
-        Raise L{tmail.errors.OverQuota} when C{count} more messages of
+        Fail with L{tmail.errors.OverQuota} when C{count} more messages of
         C{size} bytes in all would not fit.  Cheap: front ends call it before
         a message arrives (SMTP RCPT, IMAP APPEND), and without limits it
         reads nothing.
         """
 
-    def recalculateQuota() -> QuotaUsage | None:
-        """Count the usage again from the messages themselves and return it."""
+    def recalculateQuota() -> Deferred[QuotaUsage | None]:
+        """Count the usage again from the messages themselves and answer it."""
 
 
 class ISpecialUseStore(Interface):
@@ -464,16 +538,17 @@ class ISpecialUseStore(Interface):
     special-use attributes (C{\\Sent}, C{\\Trash}, ...) users give folders
     with IMAP C{CREATE ... (USE (...))}.  Deleting a folder drops its
     attributes; renaming one moves them (and those of its sub-folders).
+    Like L{IMailStore}'s, these answer with Deferreds.
     """
 
-    def specialUse() -> dict[str, frozenset[str]] | None:
+    def specialUse() -> Deferred[dict[str, frozenset[str]] | None]:
         """
         The attributes by folder name, or C{None} while nothing was ever
         recorded: the IMAP server then makes the configured special folders
         (a user's first login) and records that it did.
         """
 
-    def updateSpecialUse(changes: dict[str, frozenset[str]]) -> None:
+    def updateSpecialUse(changes: dict[str, frozenset[str]]) -> Deferred[None]:
         """
         Replace the attributes of the folders named in C{changes} (an empty
         set clears them); C{{}} only records that the record exists.
@@ -486,24 +561,27 @@ class IMetadataStore(Interface):
     (RFC 5464) for each folder and for the server.  Entry names are the
     IMAP ones (C{/private/comment}), compared without regard to case;
     values are any octets.  A folder's entries go with it when it is
-    renamed and are gone when it is deleted.
+    renamed and are gone when it is deleted.  Like L{IMailStore}'s, these
+    answer with Deferreds.
     """
 
-    def metadata(folder: str | None) -> dict[str, bytes]:
+    def metadata(folder: str | None) -> Deferred[dict[str, bytes]]:
         """
-        The entries of C{folder} (C{None}: the server's), by name.  Raises
-        L{tmail.errors.NoSuchFolder} for a folder that does not exist.
+        The entries of C{folder} (C{None}: the server's), by name.  Fails
+        with L{tmail.errors.NoSuchFolder} for a folder that does not exist.
         """
 
     def updateMetadata(
         folder: str | None,
         changes: dict[str, bytes | None],
         check: Callable[[dict[str, bytes]], None] | None = None,
-    ) -> None:
+    ) -> Deferred[None]:
         """
         Set the entries of C{changes} (C{None} removes one) at once, durably.
         C{check}, if given, is called with all the entries as they would be
-        and may raise to refuse the change, which then changes nothing.
+        and may raise to refuse the change, which then changes nothing; it
+        may be called in another thread (where the store does its file
+        work), so it must only look at what it is given.
         """
 
 

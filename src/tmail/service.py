@@ -36,6 +36,7 @@ from tmail.queue.outbox import Outbox
 from tmail.queue.store import QueueStore, queueDirectory
 from tmail.realm.build import realmFromSettings
 from tmail.realm.maildir import MaildirRealm
+from tmail.store.filework import ThreadedFileWork
 
 if TYPE_CHECKING:
     from twisted.cred.portal import Portal
@@ -68,6 +69,9 @@ class TmailService(MultiService):
     @ivar settings: the settings it was built from.
     @ivar directory: the user directory.
     @ivar realm: the realm every protocol logs in and delivers through.
+    @ivar fileWork: the thread pool the realm's stores do their file work
+        in (C{[realm] file_threads}), a child service; C{None} for a realm
+        an integrator built, whose stores use their own.
     @ivar portal: the cred portal over C{realm}.
     @ivar outbox: where the SMTP listeners queue mail for other servers.
     @ivar runner: the L{QueueRunner} that sends it on; C{None} in a worker
@@ -89,16 +93,21 @@ class TmailService(MultiService):
         outbox: Outbox,
         runner: QueueRunner | None,
         worker: WorkerLink | None = None,
+        fileWork: ThreadedFileWork | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.directory = directory
         self.realm = realm
+        self.fileWork = fileWork
         self.portal = portal
         self.outbox = outbox
         self.runner = runner
         self.worker = worker
         self.setName("tmail")  # type: ignore[no-untyped-call]
+        if fileWork is not None:
+            fileWork.setName("store file threads")  # type: ignore[no-untyped-call]
+            fileWork.setServiceParent(self)  # type: ignore[no-untyped-call]
         if runner is not None:
             runner.setServiceParent(self)  # type: ignore[no-untyped-call]
 
@@ -262,8 +271,10 @@ def makeService(
     if clock is None:
         clock = reactor
     directory: IUserDirectory = PasswdFileDirectory(settings.data_dir)
+    fileWork = None
     if realm is None:
-        realm = realmFromSettings(settings, directory)
+        fileWork = storeFileWork(settings)
+        realm = realmFromSettings(settings, directory, fileWork)
     else:
         directory = realm.directory
     defaultDomain = realm.domain if isinstance(realm, MaildirRealm) else None
@@ -281,7 +292,7 @@ def makeService(
     queue = QueueStore(queueDirectory(settings.data_dir))
     outbox = Outbox(queue)
     runner = None if worker is not None else _queueRunner(settings, directory, realm, outbox)
-    top = TmailService(settings, directory, realm, portal, outbox, runner, worker)
+    top = TmailService(settings, directory, realm, portal, outbox, runner, worker, fileWork)
     checkerThreads.setName("password check threads")  # type: ignore[no-untyped-call]
     checkerThreads.setServiceParent(top)  # type: ignore[no-untyped-call]
 
@@ -365,6 +376,13 @@ def makeService(
     return top
 
 
+def storeFileWork(settings: Settings) -> ThreadedFileWork:
+    """The thread pool of one process's stores, C{[realm] file_threads} threads."""
+    from twisted.internet import reactor
+
+    return ThreadedFileWork(cast(IReactorFromThreads, reactor), settings.realm.file_threads)
+
+
 def _queueRunner(
     settings: Settings, directory: IUserDirectory, realm: IMailRealm, outbox: Outbox
 ) -> QueueRunner:
@@ -413,7 +431,8 @@ def makeSupervisor(settings: Settings, count: int) -> WorkerSupervisor:
     from tmail.workers.supervisor import Listener, WorkerSupervisor
 
     directory: IUserDirectory = PasswdFileDirectory(settings.data_dir)
-    realm = realmFromSettings(settings, directory)
+    fileWork = storeFileWork(settings)
+    realm = realmFromSettings(settings, directory, fileWork)
     outbox = Outbox(QueueStore(queueDirectory(settings.data_dir)))
     runner = _queueRunner(settings, directory, realm, outbox)
     anvil = Anvil(settings.auth, reactor, settings.ipv6_prefix_length, queued=runner.attemptSoon)
@@ -428,6 +447,8 @@ def makeSupervisor(settings: Settings, count: int) -> WorkerSupervisor:
             plain = description
         listeners.append(Listener(name, description, withBacklog(plain)))
     supervisor = WorkerSupervisor(str(settings.path), count, listeners, anvil)
+    fileWork.setName("store file threads")  # type: ignore[no-untyped-call]
+    fileWork.setServiceParent(supervisor)  # type: ignore[no-untyped-call]
     runner.setServiceParent(supervisor)  # type: ignore[no-untyped-call]
     outbox.listen(runner.attemptSoon)
     return supervisor

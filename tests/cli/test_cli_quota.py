@@ -12,6 +12,8 @@ from tmail.cli.main import main
 from tmail.config.loader import loadSettings
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.realm.build import realmFromSettings
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 from tmail.store.quota import humanSize
 
 USER = "alice@example.com"
@@ -42,8 +44,8 @@ def passwdLine(config: Path) -> str:
 
 def deliver(config: Path, data: bytes = MESSAGE) -> None:
     settings = loadSettings(config)
-    realm = realmFromSettings(settings, PasswdFileDirectory(settings.data_dir))
-    pending = realm.storeFor(USER).getFolder("INBOX").beginMessage()
+    realm = realmFromSettings(settings, PasswdFileDirectory(settings.data_dir), INLINE)
+    pending = blocking(realm.storeFor(USER)).getFolder("INBOX").beginMessage()
     pending.write(data)
     pending.commit()
 

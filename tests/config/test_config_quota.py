@@ -12,6 +12,8 @@ from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError
 from tmail.interfaces import IMailRealm
 from tmail.realm.build import realmFromSettings
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 from tmail.store.quota import QuotaLimits
 
 
@@ -76,9 +78,9 @@ def test_realm_gets_the_configured_default_and_user_rules_override_it(
     directory = PasswdFileDirectory(settings.data_dir)
     directory.addDomain("example.com")
     directory.addUser("alice@example.com", b"secret")
-    realm: IMailRealm = realmFromSettings(settings, directory)
+    realm: IMailRealm = realmFromSettings(settings, directory, INLINE)
     assert realm.quotaLimits("alice@example.com") == QuotaLimits(1024**3, 100)  # type: ignore[attr-defined]
     directory.setUserFields("alice@example.com", {"quota_rule": "*:storage=10M"})
     assert realm.quotaLimits("alice@example.com") == QuotaLimits(10 * 1024**2, 100)  # type: ignore[attr-defined]
-    usage = realm.storeFor("alice@example.com").quota()  # type: ignore[attr-defined]
+    usage = blocking(realm.storeFor("alice@example.com")).quota()
     assert (usage.storageLimit, usage.messagesLimit) == (10 * 1024**2, 100)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.process import TmailServer
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TmailServer]:
 
 def inbox(server: TmailServer, address: str) -> list[bytes]:
     local, domain = address.split("@")
-    folder = MaildirStore(Path(server.folder / "data" / "mail" / domain / local)).getFolder("INBOX")
+    folder = BlockingMaildirStore(Path(server.folder / "data" / "mail" / domain / local)).getFolder(
+        "INBOX"
+    )
     found = []
     for info in folder.messages():
         with folder.openMessage(info.uid) as f:

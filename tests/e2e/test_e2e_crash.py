@@ -8,6 +8,7 @@ lock the killed server held does not hold the restarted one up.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import random
@@ -92,11 +93,31 @@ def appendUntilRefused(server: TmailServer, prefix: str, told: Told) -> None:
         return
 
 
+def waitUntilStopped(pid: int) -> None:
+    """
+    Wait until every thread of C{pid} is stopped: a SIGSTOP reaches a
+    thread running on another core a moment after kill() returns, and
+    until then it may still take a lock away.
+    """
+    deadline = time.monotonic() + 5
+    tasks = Path(f"/proc/{pid}/task")
+    while True:
+        states = []
+        for task in tasks.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        if all(state in ("T", "t") for state in states):
+            return
+        assert time.monotonic() < deadline, f"the server did not stop: {states}"
+        time.sleep(0.001)
+
+
 def stopHoldingTheUidlistLock(process: subprocess.Popen[bytes], folder: Path) -> None:
     """Stop the server at a moment it holds a uidlist lock (it stays stopped)."""
     deadline = time.monotonic() + 10
     while True:
         process.send_signal(signal.SIGSTOP)
+        waitUntilStopped(process.pid)
         if list(folder.glob("data/**/dovecot-uidlist.lock")):
             return
         assert time.monotonic() < deadline, "never caught the server holding the lock"

@@ -22,7 +22,7 @@ import pytest
 
 from support.net import readLine, readUntil
 from support.process import TmailServer
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ def inbox(server: TmailServer, address: str) -> list[bytes]:
     local, domain = address.split("@")
     ascii = domain.encode("idna").decode("ascii")
     root = server.folder / "data" / "mail" / ascii / local.lower()
-    folder = MaildirStore(Path(root)).getFolder("INBOX")
+    folder = BlockingMaildirStore(Path(root)).getFolder("INBOX")
     found = []
     for info in folder.messages():
         with folder.openMessage(info.uid) as f:

@@ -410,7 +410,7 @@ class BinaryNetworkTests(TestCase):
     @inlineCallbacks
     def test_imaplib_fetches_a_decoded_part(self) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        deliver(fixture.realm.storeFor(ALICE).getFolder("INBOX"), MULTIPART)
+        deliver(fixture.store(ALICE).getFolder("INBOX"), MULTIPART)
         port = yield listenIMAP(self, fixture)
 
         def client() -> tuple[Any, Any, Any]:

@@ -127,7 +127,7 @@ class CompressNetworkTests(TestCase):
     ) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
         body = b"Subject: squeeze\r\n\r\n" + b"the same line again\r\n" * 2000
-        deliver(fixture.realm.storeFor(ALICE).getFolder("INBOX"), body)
+        deliver(fixture.store(ALICE).getFolder("INBOX"), body)
         port = yield listenIMAP(self, fixture)
 
         def client() -> tuple[bytes, ...]:
@@ -216,7 +216,7 @@ class CompressFairnessTests(TestCase):
         NOOP is answered at once and the session buffers little inflated input.
         """
         fixture = makeRealm(Path(self.mktemp()))
-        inbox = fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        inbox = fixture.store(ALICE).getFolder("INBOX")
         for n in range(20):
             deliver(inbox, b"Subject: %d\r\n\r\n" % n + b"body line\r\n" * 500)
         sessions: list[Any] = []

@@ -28,7 +28,7 @@ from support.realm import RealmFixture, makeRealm
 from tmail.interfaces import IMailFolder
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.store.blocking import blocking
-from tmail.store.maildir import MaildirStore
+from tmail.store.filework import INLINE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -45,11 +45,11 @@ def untagged(reply: bytes) -> list[bytes]:
 
 def restarted(fixture: RealmFixture) -> RealmFixture:
     """The same users and Maildir, as a freshly started server opens them."""
-    realm = VirtualDomainRealm(fixture.directory, fixture.root / "data" / "mail")
+    realm = VirtualDomainRealm(fixture.directory, fixture.root / "data" / "mail", fileWork=INLINE)
     return dataclasses.replace(fixture, realm=realm)
 
 
-def renameInCur(store: MaildirStore, uid: int, letters: str) -> None:
+def renameInCur(store: Any, uid: int, letters: str) -> None:
     """Set an INBOX message's flag letters as another Maildir program does: by renaming it."""
     key = {info.uid: info.key for info in store.getFolder("INBOX").messages()}[uid]
     cur = store.root / "cur"
@@ -57,7 +57,7 @@ def renameInCur(store: MaildirStore, uid: int, letters: str) -> None:
     os.rename(cur / name, cur / f"{key}:2,{letters}")
 
 
-def renameInCurUnseen(store: MaildirStore, uid: int, letters: str) -> None:
+def renameInCurUnseen(store: Any, uid: int, letters: str) -> None:
     """
     L{renameInCur} on a file system whose coarse timestamps leave the
     directories' mtimes as they were, with mtimes old enough for the store
@@ -95,6 +95,7 @@ class _Mailbox(SynchronousTestCase):
         """Deliver C{count} messages to INBOX (UIDs 1 to C{count} in a new folder)."""
         for _ in range(count):
             deliver(self.inbox)
+        self.inbox.refresh()
         self.inbox.messages()
 
     def enable(self, name: bytes, session: Session | None = None) -> None:
@@ -950,7 +951,7 @@ class CondstoreClientTests(TestCase):
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        inbox = fixture.realm.storeFor("alice@example.test").getFolder("INBOX")
+        inbox = fixture.store("alice@example.test").getFolder("INBOX")
         for _ in range(3):
             deliver(inbox, MESSAGE)
         inbox.messages()
@@ -993,7 +994,7 @@ class CondstoreClientTests(TestCase):
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        store = fixture.realm.storeFor("alice@example.test")
+        store = fixture.store("alice@example.test")
         store.createFolder("Archive")
         inbox = store.getFolder("INBOX")
         for _ in range(3):

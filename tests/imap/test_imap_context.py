@@ -497,7 +497,7 @@ class ContextNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        junkMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        junkMailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     @inlineCallbacks
     def test_imaplib_gets_updates_made_by_another_client(

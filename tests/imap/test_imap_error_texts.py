@@ -222,7 +222,7 @@ class ReplyTextTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        inbox = self.fixture.realm.storeFor("alice@example.test").getFolder("INBOX")
+        inbox = self.fixture.store("alice@example.test").getFolder("INBOX")
         deliver(inbox)
         deliver(inbox, MULTIPART)
         self.root = str(self.fixture.root.resolve()).encode()

@@ -359,7 +359,7 @@ class SequenceSetTests(SynchronousTestCase):
 class ReturnOptionTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        rfcMailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     @settings(max_examples=100, deadline=None)
     @given(
@@ -401,7 +401,7 @@ class ESearchNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        rfcMailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     @inlineCallbacks
     def test_imaplibSavesAndReuses(self) -> Generator[Deferred[Any], Any, None]:
@@ -514,7 +514,7 @@ class ExtendedSearchGarbageTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        rfcMailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     @settings(max_examples=200, deadline=None)
     @given(st.sampled_from(_COMMANDS), st.lists(st.sampled_from(_WORDS), max_size=8))

@@ -61,7 +61,7 @@ _ANSWER = re.compile(
 class ExtensionGarbageTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        store = self.fixture.realm.storeFor(ALICE)
+        store = self.fixture.store(ALICE)
         store.createFolder("Archive")
         deliver(store.getFolder("INBOX"))
         deliver(store.getFolder("INBOX"))

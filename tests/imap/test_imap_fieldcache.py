@@ -30,6 +30,7 @@ from tmail.config.schema import IMAPSettings
 from tmail.imap.messagecache import MessageCache
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.store.fieldcache import FieldCache
+from tmail.store.filework import INLINE
 from tmail.store.maildirfields import FILENAME
 
 #: What a mail client fetches for a message list.
@@ -61,7 +62,9 @@ class PersistentFactsTests(SynchronousTestCase):
 
     def session(self, **options: Any) -> Session:
         """A session of a server started anew: new realm, stores and folders."""
-        realm = VirtualDomainRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
+        realm = VirtualDomainRealm(
+            self.fixture.directory, self.fixture.root / "data" / "mail", fileWork=INLINE
+        )
         session = Session(self, replace(self.fixture, realm=realm), **options)
         session.server.messageCache = MessageCache.fromSettings(
             IMAPSettings(**options), reactor=RunningReactor()
@@ -74,7 +77,7 @@ class PersistentFactsTests(SynchronousTestCase):
 
     @property
     def cacheFile(self) -> Path:
-        return self.fixture.realm.storeFor(ALICE).getFolder("INBOX").path / FILENAME
+        return self.fixture.store(ALICE).getFolder("INBOX").path / FILENAME
 
     def deliverAll(self, messages: list[bytes]) -> None:
         inbox = self.session().store.getFolder("INBOX")
@@ -139,7 +142,7 @@ class PersistentFactsTests(SynchronousTestCase):
     def test_expunged_message_facts_are_never_served_for_a_new_file_of_its_name(self) -> None:
         """A file put back under an expunged message's name, same size, gets its own facts."""
         self.session()
-        folder = self.fixture.realm.storeFor(ALICE).getFolder("INBOX").path / "cur"
+        folder = self.fixture.store(ALICE).getFolder("INBOX").path / "cur"
         name = "1700000000.M1P1Q1.example:2,"
         (folder / name).write_bytes(b"Subject: first\r\nFrom: a@example.test\r\n\r\nbody\r\n")
         session = self.session()

@@ -34,7 +34,7 @@ class FullDiskFetchTests(TestCase):
         self.addCleanup(disk.close)
         self.disk = disk.enter_context(smallDisk(root / "data" / "mail", "2m"))
         self.fixture = makeRealm(root)
-        inbox = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        inbox = self.fixture.store(ALICE).getFolder("INBOX")
         for n in range(COUNT):
             pending = inbox.beginMessage()
             pending.write(message(n))

@@ -116,7 +116,7 @@ class LargeMessageTests(TestCase):
         and SORT answer alike, in a folder of its own for each path.
         """
         fixture = makeRealm(Path(self.mktemp()))
-        store = fixture.realm.storeFor(ALICE)
+        store = fixture.store(ALICE)
         for name in ("Worker", "Reactor"):
             store.createFolder(name)
             deliver(store.getFolder(name), SMALL)

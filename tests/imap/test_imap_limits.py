@@ -280,7 +280,7 @@ class LimitsNetworkTests(TestCase):
     def test_hostile_searches_over_the_wire(self) -> Generator[Deferred[Any], Any, None]:
         """With imaplib: deep keys, and literals past the command size, answered promptly."""
         fixture = makeRealm(Path(self.mktemp()))
-        deliver(fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        deliver(fixture.store(ALICE).getFolder("INBOX"))
         sessions: list[Any] = []
         port = yield listenIMAP(self, fixture, sessions)
 

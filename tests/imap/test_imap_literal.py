@@ -152,4 +152,4 @@ class LiteralMinusNetworkTests(TestCase):
         greeting, refused, after = yield inThread(client)
         self.assertIn(b" LITERAL- ", greeting)
         self.assertEqual((refused, after), (b"b " + TOOBIG, b"d OK NOOP completed\r\n"))
-        self.assertEqual(fixture.realm.storeFor(ALICE).getFolder("INBOX").messages(), ())
+        self.assertEqual(fixture.store(ALICE).getFolder("INBOX").messages(), ())

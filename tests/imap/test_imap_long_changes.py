@@ -357,19 +357,6 @@ class FolderTests(SlicedTestCase):
             expected.append(b"* STATUS %s (MESSAGES %d UNSEEN %d)" % (quoted, unseen, unseen))
         self.assertEqual(lines, [*expected, b"a OK LIST completed", b""])
 
-    def test_rename_of_an_inbox_of_thousands_moves_them_in_slices(self) -> None:
-        count = 2000
-        fill(self.root, count)
-        self.inbox.messages()
-        self.session.loginDirectly()
-        self.assertEqual(self.start(b"a RENAME INBOX Old"), b"")
-        self.assertTrue(0 < len(list((self.root / ".Old" / "cur").iterdir())) < count)
-        self.assertEqual(self.finish(), b"a OK RENAME completed\r\n")
-        self.assertEqual(self.inbox.messages(), ())
-        old = self.store.getFolder("Old").messages()
-        self.assertEqual([info.uid for info in old], list(range(1, count + 1)))
-        self.assertTrue(all(info.flags == {"\\Seen"} for info in old))
-
     def test_errors_of_a_rename_are_the_same(self) -> None:
         self.store.createFolder("Old")
         self.session.loginDirectly()
@@ -391,19 +378,6 @@ class FolderTests(SlicedTestCase):
 
     def trash(self) -> list[Path]:
         return [path for path in (self.root / "tmp").iterdir() if path.is_dir()]
-
-    def test_delete_of_a_folder_of_thousands_removes_its_files_in_slices(self) -> None:
-        """The folder is gone at the first step; its files go a slice per step."""
-        count = 3000
-        self.store.createFolder("Big")
-        fill(self.root / ".Big", count)
-        self.session.loginDirectly()
-        self.assertEqual(self.start(b"a DELETE Big"), b"")
-        self.assertNotIn("Big", self.store.listFolders())
-        (trash,) = self.trash()
-        self.assertTrue(0 < len(list((trash / "cur").iterdir())) < count)
-        self.assertEqual(self.finish(), b"a OK DELETE completed\r\n")
-        self.assertEqual(self.trash(), [])
 
     def test_a_client_hanging_up_during_a_delete_still_frees_the_space(self) -> None:
         self.store.createFolder("Big")
@@ -430,7 +404,7 @@ class HangupTests(TestCase):
     @inlineCallbacks
     def setUp(self) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        store = fixture.realm.storeFor(ALICE)
+        store = fixture.store(ALICE)
         store.getFolder("INBOX")
         fill(store.root, self.COUNT)
         self.inbox = store.getFolder("INBOX")

@@ -81,11 +81,11 @@ class LongCommandTests(TestCase):
     @inlineCallbacks
     def setUp(self) -> Generator[Deferred[Any], Any, None]:
         self.fixture = makeRealm(Path(self.mktemp()))
-        store = self.fixture.realm.storeFor(ALICE)
+        store = self.fixture.store(ALICE)
         store.getFolder("INBOX")
         fillInbox(store.root, COUNT)
         self.inbox = store.getFolder("INBOX")
-        self.fixture.realm.storeFor(BOB).getFolder("INBOX")
+        self.fixture.store(BOB).getFolder("INBOX")
         self.sessions: list[Any] = []
         self.port = yield listenIMAP(self, self.fixture, self.sessions)
 

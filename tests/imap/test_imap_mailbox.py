@@ -14,7 +14,7 @@ from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.message import IMAPMessage
 from tmail.imap.seqset import parseSequenceSet
 from tmail.interfaces import IMailFolder
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 MESSAGE = b"Subject: hi\r\n\r\nbody\r\n"
 
@@ -27,7 +27,7 @@ def deliver(folder: IMailFolder, flags: tuple[str, ...] = ()) -> int:
 
 class AdapterTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.store = MaildirStore(Path(self.mktemp()))
+        self.store = BlockingMaildirStore(Path(self.mktemp()))
         self.account = IMAPAccount(self.store, "alice@example.test")
         self.inbox = self.store.getFolder("INBOX")
 

@@ -15,6 +15,7 @@ from test_imap_protocol import Session
 from twisted.trial.unittest import SynchronousTestCase
 
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.filework import INLINE
 
 
 class MetadataTests(SynchronousTestCase):
@@ -200,7 +201,9 @@ class MetadataTests(SynchronousTestCase):
         self.s.send(b'a SETMETADATA "" (/shared/admin "mailto:postmaster@example.test")\r\n')
         self.s.send(b'b SETMETADATA INBOX (/private/comment "durable")\r\n')
         fixture = self.s.fixture
-        realm = VirtualDomainRealm(fixture.directory, fixture.root / "data" / "mail")
+        realm = VirtualDomainRealm(
+            fixture.directory, fixture.root / "data" / "mail", fileWork=INLINE
+        )
         later = Session(self, dataclasses.replace(fixture, realm=realm))
         later.loginDirectly()
         self.assertEqual(

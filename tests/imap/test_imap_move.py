@@ -187,7 +187,7 @@ class MoveClientTests(TestCase):
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        store = fixture.realm.storeFor(ALICE)
+        store = fixture.store(ALICE)
         inbox = store.getFolder("INBOX")
         for _ in range(3):
             deliver(inbox)

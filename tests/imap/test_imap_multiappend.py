@@ -260,7 +260,7 @@ class MultiAppendClientTests(TestCase):
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        inbox = fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        inbox = fixture.store(ALICE).getFolder("INBOX")
         port = yield listenIMAP(self, fixture)
 
         def client() -> Any:

@@ -29,6 +29,7 @@ from tmail.config.schema import AuthSettings, IMAPSettings, TLSSettings
 from tmail.imap.factory import IMAPFactory
 from tmail.interfaces import IMailFolder
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.filework import INLINE
 from tmail.tls import serverContextFactory
 
 MESSAGE = (
@@ -63,7 +64,7 @@ class IMAPNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        self.inbox = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        self.inbox = self.fixture.store(ALICE).getFolder("INBOX")
         self._pki: testpki.TestPKI | None = None
 
     @property
@@ -410,7 +411,9 @@ class IMAPNetworkTests(TestCase):
         stored, validity = yield inThread(first)
         self.assertEqual(stored[0], "OK")
         self.assertIn(b"UID 2", stored[1][0])
-        realm = VirtualDomainRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
+        realm = VirtualDomainRealm(
+            self.fixture.directory, self.fixture.root / "data" / "mail", fileWork=INLINE
+        )
         portal = Portal(realm, [self.fixture.checker])
         port2 = yield listen(self, self.factory(portal=portal))
 
@@ -515,7 +518,7 @@ class IMAPNetworkTests(TestCase):
         """
         for _ in range(4):
             deliver(self.inbox, MESSAGE)
-        self.fixture.realm.storeFor(ALICE).createFolder("Archive")
+        self.fixture.store(ALICE).createFolder("Archive")
         port = yield self.listen()
 
         def client() -> dict[str, Any]:
@@ -680,7 +683,7 @@ class IMAPNetworkTests(TestCase):
         self.assertEqual(lines[1], b"a NO [TOOBIG] Message too large\r\n")
         self.assertEqual(lines[2], b"b NO [TOOBIG] Message too large\r\n")
         self.assertEqual(lines[3], b"c OK NOOP completed\r\n")
-        self.assertNotIn("Smuggled", self.fixture.realm.storeFor(ALICE).listFolders())
+        self.assertNotIn("Smuggled", self.fixture.store(ALICE).listFolders())
 
     @inlineCallbacks
     def test_overlong_line_is_refused_and_closed(self) -> Generator[Deferred[Any], Any, None]:
@@ -721,7 +724,7 @@ class IMAPNetworkTests(TestCase):
 
     @inlineCallbacks
     def test_otherUsersMailIsSeparate(self) -> Generator[Deferred[Any], Any, None]:
-        deliver(self.fixture.realm.storeFor(BOB).getFolder("INBOX"), MESSAGE)
+        deliver(self.fixture.store(BOB).getFolder("INBOX"), MESSAGE)
         port = yield self.listen()
 
         def client() -> Any:

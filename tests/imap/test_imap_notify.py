@@ -27,7 +27,7 @@ from tmail.imap.notifyparse import (
 )
 from tmail.imap.session import CommandError
 from tmail.steps import StepBudget
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 
 
 @dataclass(frozen=True)
@@ -416,7 +416,7 @@ class TranscriptTests(SynchronousTestCase):
         store = session.store
         store.createFolder("Archive")
         session.send(b"a NOTIFY SET (personal (MessageNew MessageExpunge))\r\n")
-        elsewhere = MaildirStore(store.root)
+        elsewhere = BlockingMaildirStore(store.root)
         deliver(elsewhere.getFolder("Archive"))
         self.assertEqual(session.send(b""), b"")
         session.clock.advance(2.0)

@@ -35,8 +35,8 @@ MESSAGE = b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: hi\r\n\
 _OTHER_PROCESS = """
 import sys
 from pathlib import Path
-from tmail.store.maildir import MaildirStore
-pending = MaildirStore(Path(sys.argv[1])).getFolder(sys.argv[2]).beginMessage()
+from tmail.store.maildir import BlockingMaildirStore
+pending = BlockingMaildirStore(Path(sys.argv[1])).getFolder(sys.argv[2]).beginMessage()
 pending.write(b"Subject: from elsewhere\\r\\n\\r\\nbody\\r\\n")
 pending.commit()
 """
@@ -56,7 +56,7 @@ class NotifyNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        self.store = self.fixture.realm.storeFor(ALICE)
+        self.store = self.fixture.store(ALICE)
         self.store.createFolder("Archive")
 
     def listen(self, **settings: Any) -> Deferred[int]:

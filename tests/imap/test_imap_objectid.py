@@ -14,6 +14,7 @@ from test_imap_protocol import MESSAGE, Session, deliver
 from twisted.trial.unittest import SynchronousTestCase
 
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.filework import INLINE
 
 _OBJECTID = rb"[A-Za-z0-9_-]{1,255}"
 
@@ -38,7 +39,9 @@ class ObjectIdTests(SynchronousTestCase):
     def restarted(self) -> Session:
         """A session on a new realm (a restarted server) over the same Maildir."""
         fixture = self.session.fixture
-        realm = VirtualDomainRealm(fixture.directory, fixture.root / "data" / "mail")
+        realm = VirtualDomainRealm(
+            fixture.directory, fixture.root / "data" / "mail", fileWork=INLINE
+        )
         session = Session(self, dataclasses.replace(fixture, realm=realm))
         session.loginDirectly()
         return session

@@ -386,7 +386,7 @@ class PartialNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        junkMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        junkMailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     @inlineCallbacks
     def test_imaplib_pages_a_search(self) -> Generator[Deferred[Any], Any, None]:

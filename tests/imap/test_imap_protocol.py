@@ -96,7 +96,7 @@ class Session:
 
     @property
     def store(self) -> Any:
-        return self.fixture.realm.storeFor(ALICE)
+        return self.fixture.store(ALICE)
 
     def take(self) -> bytes:
         data = self.transport.value()
@@ -127,7 +127,7 @@ class Session:
             self.clock.advance(0)
 
     def loginDirectly(self) -> None:
-        self.server.account = IMAPAccount(self.store, ALICE)
+        self.server.account = IMAPAccount(self.fixture.realm.storeFor(ALICE), ALICE)
         self.server.state = "auth"
 
     def select(self, name: bytes = b"INBOX") -> bytes:
@@ -571,7 +571,7 @@ class GarbageTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        inbox = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        inbox = self.fixture.store(ALICE).getFolder("INBOX")
         deliver(inbox)
         deliver(inbox, b"Subject: two\r\n\r\nsecond\r\n")
 

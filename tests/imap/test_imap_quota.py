@@ -34,7 +34,7 @@ class IMAPQuotaTests(TestCase):
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
         self.fixture.directory.setUserFields(ALICE, overrideFields({}, LIMIT, None))
-        self.store = self.fixture.realm.storeFor(ALICE)
+        self.store = self.fixture.store(ALICE)
 
     def listen(self) -> Deferred[int]:
         factory = IMAPFactory(

@@ -21,6 +21,7 @@ from support.imaploop import imapclient, listenIMAP
 from support.net import inThread
 from support.realm import ALICE, makeRealm
 from tmail.imap.account import IMAPAccount
+from tmail.store.filework import INLINE
 from tmail.store.maildir import MaildirStore
 from tmail.store.quota import overrideFields
 
@@ -135,7 +136,9 @@ class QuotaTranscriptTests(SynchronousTestCase):
 class NoQuotaTests(SynchronousTestCase):
     def test_a_store_without_quotas_has_no_quota_root(self) -> None:
         session = Session(self)
-        session.server.account = IMAPAccount(MaildirStore(Path(self.mktemp())), ALICE)
+        session.server.account = IMAPAccount(
+            MaildirStore(Path(self.mktemp()), fileWork=INLINE), ALICE
+        )
         session.server.state = "auth"
         self.assertEqual(
             session.send(b"a GETQUOTAROOT INBOX\r\n"),

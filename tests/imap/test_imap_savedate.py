@@ -18,6 +18,7 @@ from test_imap_protocol import MESSAGE, Session
 from twisted.trial.unittest import SynchronousTestCase
 
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.filework import INLINE
 
 _SAVEDATE = re.compile(rb'SAVEDATE "([^"]+)"')
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -82,7 +83,9 @@ class SaveDateTests(SynchronousTestCase):
     def test_save_date_outlives_a_restart(self) -> None:
         saved = saveDateOf(self.session.send(b"f FETCH 1 SAVEDATE\r\n"))
         fixture = self.session.fixture
-        realm = VirtualDomainRealm(fixture.directory, fixture.root / "data" / "mail")
+        realm = VirtualDomainRealm(
+            fixture.directory, fixture.root / "data" / "mail", fileWork=INLINE
+        )
         later = Session(self, dataclasses.replace(fixture, realm=realm))
         later.loginDirectly()
         later.send(b"s SELECT INBOX\r\n")

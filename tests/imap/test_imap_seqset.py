@@ -68,7 +68,7 @@ def expand(ranges: Any) -> set[int]:
 
 def bulkFolder(fixture: Any, count: int) -> IMailFolder:
     """An INBOX of C{count} messages, written straight into the Maildir (fast)."""
-    inbox: IMailFolder = fixture.realm.storeFor(ALICE).getFolder("INBOX")
+    inbox: IMailFolder = fixture.store(ALICE).getFolder("INBOX")
     pending = inbox.beginMessage()
     pending.write(MESSAGE)
     pending.commit()
@@ -76,7 +76,7 @@ def bulkFolder(fixture: Any, count: int) -> IMailFolder:
     cur = next(d for d in maildir.rglob("cur") if d.parent.name != "tmp")
     for i in range(count - 1):
         (cur / f"1700000000.M{i}P1.bulk:2,").write_bytes(MESSAGE)
-    inbox.messages()
+    inbox.refresh()
     return inbox
 
 

@@ -42,7 +42,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.imap.server import IMAPServer
-from tmail.store.maildir import MaildirStore
+from tmail.store.blocking import unwrap
+from tmail.store.maildir import BlockingMaildirStore, MaildirStore
 
 SYSTEM = ("\\Answered", "\\Deleted", "\\Draft", "\\Flagged", "\\Seen")
 LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T"}
@@ -202,11 +203,11 @@ class SessionsMachine(RuleBasedStateMachine):
             Client("qresync", _Session(testCase, fixture=self.fixture), True, True),
         ]
         store = self.clients[0].session.store
-        assert isinstance(store, MaildirStore)
+        assert isinstance(unwrap(store), MaildirStore)
         self.inbox = store.getFolder("INBOX")
         self.root = store.root
         #: Another process's view of the same Maildir.
-        self.other = MaildirStore(self.root)
+        self.other = BlockingMaildirStore(self.root)
         #: (time, base name) of changes made outside the process that the
         #: server may not have seen yet.
         self.unseen: list[tuple[float, str]] = []

@@ -390,7 +390,7 @@ class SortNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        inbox = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        inbox = self.fixture.store(ALICE).getFolder("INBOX")
         put(inbox, b"Subject: Re: beta\r\nFrom: carol@x\r\nDate: 3 Jan 2024 00:00:00 +0000\r\n")
         put(
             inbox,

@@ -132,7 +132,7 @@ class SortDisplayNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        displayMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        displayMailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     @inlineCallbacks
     def test_imaplib_sorts_by_display_name(self) -> Generator[Deferred[Any], Any, None]:

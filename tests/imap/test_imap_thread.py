@@ -383,7 +383,7 @@ class ThreadNetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        rfcMailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        rfcMailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     @inlineCallbacks
     def test_clientsThread(self) -> Generator[Deferred[Any], Any, None]:

@@ -107,7 +107,7 @@ class UIDPlusClientTests(TestCase):
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         fixture = makeRealm(Path(self.mktemp()))
-        store = fixture.realm.storeFor(ALICE)
+        store = fixture.store(ALICE)
         store.createFolder("Archive")
         validity = store.getFolder("Archive").uidValidity()
         port = yield listenIMAP(self, fixture)

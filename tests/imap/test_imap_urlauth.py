@@ -284,6 +284,8 @@ class URLAuthTranscriptTests(SynchronousTestCase):
     def test_urls_naming_unknown_users_touch_no_files(self) -> None:
         """A URL's user name is the client's: only users of the directory are looked up."""
         mail = self.session.fixture.root / "data" / "mail"
+        # A first look at the INBOX (the APPENDs name it) moves new mail into cur/.
+        self.send(b"a STATUS INBOX (MESSAGES)\r\n")
         before = sorted(p.relative_to(mail) for p in mail.rglob("*"))
         token = "0" * 64
         for user in (b"nobody%40example.test", b"..%2F..%2Fescape%40example.test", b"x%40other"):

@@ -12,7 +12,7 @@ from tmail.imap.mailbox import IMAPMailbox, folderStatus
 from tmail.imap.view import SessionView
 from tmail.interfaces import IMailFolder, MessageInfo
 from tmail.store.listing import Listing, factsOf
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 SEEN = frozenset({"\\Seen"})
 
@@ -29,7 +29,7 @@ def info(uid: int, seen: bool) -> MessageInfo:
 
 class SharedListingTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.inbox = MaildirStore(Path(self.mktemp())).getFolder("INBOX")
+        self.inbox = BlockingMaildirStore(Path(self.mktemp())).getFolder("INBOX")
         for number in range(6):
             deliver(self.inbox, ("\\Seen",) if number % 3 else ())
         self.inbox.messages()

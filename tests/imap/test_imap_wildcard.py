@@ -126,7 +126,7 @@ class HostilePatternNetworkTests(TestCase):
     def test_hostile_list_patterns_over_the_wire(self) -> Generator[Deferred[Any], Any, None]:
         """LIST and LSUB with backtracking-bait patterns answer promptly with imaplib."""
         fixture = makeRealm(Path(self.mktemp()))
-        store = fixture.realm.storeFor(ALICE)
+        store = fixture.store(ALICE)
         store.createFolder(LONG_NAME)
         store.subscribe(LONG_NAME)
         factory = IMAPFactory(

@@ -22,7 +22,7 @@ import pytest
 from support.crash import Folder, killAtRandom, lines, replay, waitForLine, worker
 from support.dovecot import Dovecot, missing, scratchDirectory
 from support.storeworker import RENAMED, digest
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ def dovecot() -> Iterator[Dovecot]:
 
 
 def tmailView(root: Path, name: str) -> tuple[int, int, dict[int, tuple[str, frozenset[str]]]]:
-    folder = MaildirStore(root).getFolder(name)
+    folder = BlockingMaildirStore(root).getFolder(name)
     messages = {}
     for info in folder.messages():
         with folder.openMessage(info.uid) as f:
@@ -96,7 +96,7 @@ def test_dovecot_reads_a_maildir_tmail_was_killed_in_as_tmail_does(
         # test cannot set back.  Unlinking is that override, done now.
         lock.unlink()
 
-    names = MaildirStore(root).listFolders()
+    names = BlockingMaildirStore(root).listFolders()
     [renamed] = [name for name in RENAMED if name in names]
     logical = {"INBOX": "INBOX", "Target": "Target", "Ren": renamed}
     seenByDovecot = {

@@ -37,7 +37,7 @@ class FullDiskSessionTests(TestCase):
         self.addCleanup(disk.close)
         self.disk = disk.enter_context(smallDisk(root / "data" / "mail", "2m"))
         self.fixture = makeRealm(root)
-        self.inbox = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        self.inbox = self.fixture.store(ALICE).getFolder("INBOX")
         for n in range(COUNT):
             pending = self.inbox.beginMessage()
             pending.write(message(n))

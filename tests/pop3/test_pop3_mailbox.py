@@ -15,6 +15,8 @@ from support.realm import ALICE, makeRealm
 from tmail.interfaces import IMailFolder
 from tmail.pop3.mailbox import POP3Mailbox
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 
 MESSAGES = [b"Subject: a\r\n\r\none\r\n", b"Subject: b\r\n\r\ntwo\r\n", b"Subject: c\r\n\r\n3\r\n"]
 
@@ -28,11 +30,11 @@ def deliver(folder: IMailFolder, message: bytes) -> int:
 class POP3MailboxTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        self.folder = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        self.folder = self.fixture.store(ALICE).getFolder("INBOX")
         self.uids = [deliver(self.folder, m) for m in MESSAGES]
 
     def mailbox(self) -> POP3Mailbox:
-        return POP3Mailbox(self.fixture.realm.storeFor(ALICE).getFolder("INBOX"))
+        return POP3Mailbox(self.fixture.store(ALICE).getFolder("INBOX"))
 
     def test_interface(self) -> None:
         self.assertTrue(verifyObject(pop3.IMailbox, self.mailbox()))
@@ -95,7 +97,7 @@ class POP3MailboxTests(SynchronousTestCase):
         """
         mailbox = self.mailbox()
         mailbox.messageRetrieved(0)
-        root = self.fixture.realm.storeFor(ALICE).root
+        root = self.fixture.store(ALICE).root
         past = int((time.time() - 60) * 1_000_000_000)
         for sub in ("cur", "new"):
             os.utime(root / sub, ns=(past, past))
@@ -137,8 +139,10 @@ class POP3MailboxTests(SynchronousTestCase):
         """
         before = [self.mailbox().getUidl(i) for i in range(3)]
         self.folder.setFlags(self.uids[1], {"\\Seen", "\\Flagged"})
-        realm = VirtualDomainRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
-        fresh = POP3Mailbox(realm.storeFor(ALICE).getFolder("INBOX"))
+        realm = VirtualDomainRealm(
+            self.fixture.directory, self.fixture.root / "data" / "mail", fileWork=INLINE
+        )
+        fresh = POP3Mailbox(blocking(realm.storeFor(ALICE)).getFolder("INBOX"))
         self.assertEqual([fresh.getUidl(i) for i in range(3)], before)
 
     def test_vanishedMessage(self) -> None:

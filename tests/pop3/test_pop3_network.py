@@ -59,7 +59,7 @@ class POP3NetworkTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        self.folder = self.fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        self.folder = self.fixture.store(ALICE).getFolder("INBOX")
         for message in MESSAGES:
             deliver(self.folder, message)
         self._pki: testpki.TestPKI | None = None

@@ -171,7 +171,7 @@ class RunnerLocalDeliveryTests(TestCase):
         runner.startService()
         self.addCleanup(runner.stopService)
         yield eventually(lambda: not store.ids())
-        folder = fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        folder = fixture.store(ALICE).getFolder("INBOX")
         [info] = folder.messages()
         with folder.openMessage(info.uid) as f:
             self.assertIn(f"with local id {entry.id}".encode(), f.read())

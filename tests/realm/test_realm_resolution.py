@@ -175,9 +175,9 @@ def test_postmaster_mail_is_stored_and_readable_once_the_user_exists(
     fixture: RealmFixture,
 ) -> None:
     [user] = fixture.realm.resolveRecipient("postmaster@example.test")
-    pending = fixture.realm.storeFor(user).getFolder("INBOX").beginMessage()
+    pending = fixture.store(user).getFolder("INBOX").beginMessage()
     pending.write(b"Subject: for the postmaster\r\n\r\nhi\r\n")
     pending.commit()
     fixture.directory.addUser(user, b"a long password")
-    inbox = fixture.realm.storeFor(user).getFolder("INBOX")
+    inbox = fixture.store(user).getFolder("INBOX")
     assert len(inbox.messages()) == 1

@@ -10,7 +10,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.trial.unittest import TestCase
 
 from support.net import eventually
@@ -55,11 +55,12 @@ class ServiceRunnerTests(TestCase):
             self.assertEqual(len(attempted), 1)
             self.assertIn(attempted[0], service.runner._busy)
             yield eventually(lambda: not service.outbox.store.ids())
+            store = service.realm.storeFor("postmaster@example.test")
+            inbox = yield maybeDeferred(store.getFolder, "INBOX")
+            self.assertEqual(len(inbox.messages()), 1)
         finally:
             yield service.stopService()
         self.assertFalse(service.runner.running)
-        inbox = service.realm.storeFor("postmaster@example.test").getFolder("INBOX")
-        self.assertEqual(len(inbox.messages()), 1)
 
 
 class ServiceNamesTests(TestCase):

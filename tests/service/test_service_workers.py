@@ -24,6 +24,7 @@ from tmail.connections import Refusal
 from tmail.errors import ConfigError
 from tmail.queue.runner import QueueRunner
 from tmail.service import TmailService, makeServerService, workerCount
+from tmail.store.filework import ThreadedFileWork
 from tmail.workers.anvil import Anvil, WorkerChannel
 from tmail.workers.shared import AdmissionFactory, RemoteThrottle, SharedConnectionCounter
 from tmail.workers.supervisor import WorkerSupervisor
@@ -65,7 +66,7 @@ def test_several_workers_are_a_supervisor_running_the_queue(tmp_path: Path) -> N
     built = makeServerService(settings(tmp_path, "[server]\nworkers = 3\n" + tls + IMAP))
     assert isinstance(built, WorkerSupervisor)
     assert built.count == 3
-    assert [type(child) for child in built] == [QueueRunner]
+    assert [type(child) for child in built] == [ThreadedFileWork, QueueRunner]
     assert [(listener.name, listener.plain) for listener in built.listeners] == [
         ("imap", "tcp:0:interface=127.0.0.1:backlog=511"),
         ("imap", "tcp:0:interface=127.0.0.1:backlog=511"),

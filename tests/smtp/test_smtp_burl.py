@@ -77,7 +77,7 @@ class BURLTranscriptTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
         self.clock = Clock()
-        self.store = self.fixture.realm.storeFor(ALICE)
+        self.store = self.fixture.store(ALICE)
         self.drafts = self.store.createFolder("Drafts")
         pending = self.drafts.beginMessage(["\\Draft"])
         pending.write(DRAFT)

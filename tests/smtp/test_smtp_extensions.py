@@ -256,7 +256,7 @@ class ChunkingSocketTests(TestCase):
         self.assertIn(b"250-CHUNKING", replies)
         self.assertIn(b"250 2.0.0 5 octets received", replies)
         self.assertIn(b"Ok: queued as", replies)
-        inbox = fixture.realm.storeFor(ALICE).getFolder("INBOX")
+        inbox = fixture.store(ALICE).getFolder("INBOX")
         [info] = inbox.messages()
         with inbox.openMessage(info.uid) as f:
             self.assertTrue(f.read().endswith(MESSAGE))

@@ -4,7 +4,8 @@ commit thread runs are made durable together by the next, each answered
 only once its own copies are published, each failure its own, and a
 stalled commit does not hold up the deliveries behind it for long.  Then
 over loopback with a real Maildir: concurrent sessions share thread jobs
-and every message is stored.
+and every message is stored, also when the Maildirs do their file work in
+threads as in a server.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from support.realm import ALICE, BOB, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, SMTPSettings
 from tmail.errors import OverQuota
+from tmail.realm.virtual import VirtualDomainRealm
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.groupcommit import GroupPublisher, Outcomes
+from tmail.store.filework import ThreadedFileWork
+from tmail.store.maildir import BlockingMaildirStore
 
 
 class HeldJobs:
@@ -190,3 +194,64 @@ class ConcurrentDeliveryTests(TestCase):
             sorted(f"{n}.{i}".encode() for n in range(sessions) for i in range(each)),
         )
         self.assertLess(self.publishJobs, sessions * each)
+
+
+class ThreadedFileWorkDeliveryTests(TestCase):
+    """Twenty sessions into twenty users, the Maildirs' file work in threads."""
+
+    @inlineCallbacks
+    def setUp(self) -> Generator[Deferred[Any], Any, None]:
+        fixture = makeRealm(
+            Path(self.mktemp()).resolve(), users=tuple(f"u{n}@example.test" for n in range(20))
+        )
+        self.users = [f"u{n}@example.test" for n in range(20)]
+        self.mail = fixture.root / "data" / "mail"
+        fileWork = ThreadedFileWork(reactor, threads=4)  # type: ignore[arg-type]
+        fileWork.startService()
+        self.addCleanup(fileWork.stopService)
+        realm = VirtualDomainRealm(fixture.directory, self.mail, fileWork=fileWork)
+        factory = SMTPFactory(
+            realm,
+            SMTPSettings(greet_pause=0, unauth_pipelining="allow"),
+            hostname="mx.example.test",
+            submission=False,
+            portal=fixture.portal,
+            tlsContextFactory=None,
+            throttle=AuthThrottle(AuthSettings(), reactor),
+        )
+        self.port = yield listen(self, factory)
+
+    @inlineCallbacks
+    def test_every_message_of_concurrent_sessions_is_answered_and_stored(
+        self,
+    ) -> Generator[Deferred[Any], Any, None]:
+        sessions, each = 20, 5
+
+        def session(number: int) -> list[int]:
+            codes = []
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as client:
+                client.ehlo("client.example.org")
+                for index in range(each):
+                    client.mail("s@remote.example")
+                    client.rcpt(self.users[(number + index) % len(self.users)])
+                    code, _ = client.data(f"Subject: {number}.{index}\r\n\r\nbody\r\n".encode())
+                    codes.append(code)
+            return codes
+
+        def everyone() -> list[int]:
+            with ThreadPoolExecutor(sessions) as pool:
+                return [code for codes in pool.map(session, range(sessions)) for code in codes]
+
+        codes = yield inThread(everyone)
+        self.assertEqual(codes, [250] * sessions * each)
+        subjects = []
+        for user in self.users:
+            local, domain = user.split("@")
+            inbox = BlockingMaildirStore(self.mail / domain / local).getFolder("INBOX")
+            for info in inbox.messages():
+                with inbox.openMessage(info.uid) as f:
+                    subjects.append(f.read().split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0])
+        self.assertEqual(
+            sorted(subjects),
+            sorted(f"{n}.{i}".encode() for n in range(sessions) for i in range(each)),
+        )

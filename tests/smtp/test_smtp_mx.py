@@ -134,7 +134,7 @@ class MXTests(TestCase):
         self.assertEqual(refused, {})
         inodes = set()
         for user in (ALICE, BOB):
-            folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
+            folder = self.fixture.store(user).getFolder("INBOX")
             [info] = folder.messages()
             with folder.openMessage(info.uid) as f:
                 inodes.add(os.fstat(f.fileno()).st_ino)

@@ -562,7 +562,7 @@ class SharedCopyTests(SynchronousTestCase):
         """Each user's one message, with the inode of its file."""
         found = []
         for user in (ALICE, BOB):
-            folder = self.fixture.realm.storeFor(user).getFolder("INBOX")
+            folder = self.fixture.store(user).getFolder("INBOX")
             [info] = folder.messages()
             with folder.openMessage(info.uid) as f:
                 found.append((f.read(), os.fstat(f.fileno()).st_ino))

@@ -139,7 +139,7 @@ class SMTPQuotaTests(TestCase):
         port = yield self.listen("tempfail")
         replies = yield inThread(dialogue, port, *envelope(ALICE))
         self.assertEqual(replies[4], b"452 4.2.2 Mailbox full: quota exceeded")
-        store = self.fixture.realm.storeFor(ALICE)
+        store = self.fixture.store(ALICE)
         self.assertEqual(self.fixture.inbox(ALICE), [])
         self.assertEqual(store.quota().storage, 0)  # type: ignore[attr-defined]
 

@@ -215,7 +215,7 @@ class RelayTests(RelayServers):
         [recipient] = entry.recipients
         self.assertEqual(recipient.address, REMOTE)
         self.assertEqual(recipient.orcpt, "rfc822;team@example.test")
-        folder = self.fixture.realm.storeFor(BOB).getFolder("INBOX")
+        folder = self.fixture.store(BOB).getFolder("INBOX")
         self.assertEqual(len(folder.messages()), 1)
 
     @inlineCallbacks

@@ -14,7 +14,7 @@ import pytest
 
 from tmail.imap.message import IMAPMessage, crlfLines
 from tmail.store.flags import filenameWith, sizeFromBase
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 CRLF = b"Subject: hi\r\nTo: a@example.test\r\n\r\nline one\r\n\r\nline three\r\n"
 LF = CRLF.replace(b"\r\n", b"\n")
@@ -60,7 +60,7 @@ def test_message_dovecot_stored_with_lf_is_served_with_crlf_and_its_crlf_size(
     tmp_path: Path,
 ) -> None:
     dovecotMaildir(tmp_path)
-    folder = MaildirStore(tmp_path).getFolder("INBOX")
+    folder = BlockingMaildirStore(tmp_path).getFolder("INBOX")
 
     (info,) = folder.messages()
     message = IMAPMessage(folder, info)
@@ -75,7 +75,7 @@ def test_message_dovecot_stored_with_lf_is_served_with_crlf_and_its_crlf_size(
 
 
 def test_message_tmail_stored_is_served_from_its_file_unchanged(tmp_path: Path) -> None:
-    folder = MaildirStore(tmp_path).getFolder("INBOX")
+    folder = BlockingMaildirStore(tmp_path).getFolder("INBOX")
     pending = folder.beginMessage()
     pending.write(CRLF + b"bare\nline\n")
     uid = pending.commit()

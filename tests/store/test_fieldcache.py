@@ -22,7 +22,7 @@ from zope.interface.verify import verifyObject
 
 from tmail.interfaces import IFieldCacheFolder, MessageInfo
 from tmail.store import fieldcache, fieldcachefile
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 from tmail.store.maildirfields import FILENAME, MaildirFieldCache
 
 NOW = 1_800_000_000.0
@@ -56,13 +56,13 @@ def flushed(cache: IFieldCacheFolder, dropUnusedBefore: float = 0.0, share: floa
 class FieldCacheTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.root = Path(self.mktemp())
-        self.inbox = MaildirStore(self.root).getFolder("INBOX")
+        self.inbox = BlockingMaildirStore(self.root).getFolder("INBOX")
         self.path = self.root / FILENAME
         self.folders: list[MaildirFolder] = []
 
     def reopened(self) -> MaildirFieldCache:
         """The cache of INBOX as a new process sees it."""
-        folder = MaildirStore(self.root).getFolder("INBOX")
+        folder = BlockingMaildirStore(self.root).getFolder("INBOX")
         folder.messages()
         self.folders.append(folder)
         return cacheOf(folder)
@@ -240,7 +240,7 @@ class FieldCacheTests(SynchronousTestCase):
 
     def test_flush_after_the_folder_object_is_gone_does_nothing(self) -> None:
         """A flush still running when its folder is collected ends quietly."""
-        folder = MaildirStore(self.root).getFolder("INBOX")
+        folder = BlockingMaildirStore(self.root).getFolder("INBOX")
         one = deliver(folder, b"Subject: one\r\n\r\nbody\r\n")
         cache = cacheOf(folder)
         cache.cacheFields(one, {"envelope": b"E1"})
@@ -250,7 +250,7 @@ class FieldCacheTests(SynchronousTestCase):
         self.assertEqual(cache.pendingFields(), 0)
 
     def test_flush_after_the_folder_was_deleted_does_nothing(self) -> None:
-        store = MaildirStore(self.root)
+        store = BlockingMaildirStore(self.root)
         folder = store.createFolder("Old")
         one = deliver(folder, b"Subject: one\r\n\r\nbody\r\n")
         cache = cacheOf(folder)

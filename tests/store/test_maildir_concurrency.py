@@ -31,7 +31,7 @@ from support.maildirworkers import (
     observe,
 )
 from tmail.store import uidlist
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 
 DELIVERERS = 3
 PER_DELIVERER = 40
@@ -85,7 +85,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     folder = tmp_path_factory.mktemp("concurrency")
     root = folder / "Maildir"
     stopFile = folder / "stop"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uidValidity = inbox.uidValidity()
     parent = Report("parent")
     started = time.monotonic()
@@ -142,7 +142,7 @@ def test_concurrent_processes_never_lose_duplicate_or_renumber_messages(run: Run
     assert max(expunged.values(), default=1) == 1
     assert expunged, "the expunger never removed anything"
 
-    fresh = MaildirStore(root).getFolder("INBOX")
+    fresh = BlockingMaildirStore(root).getFolder("INBOX")
     assert fresh.uidValidity() == uidValidity
     final = fresh.messages()
     identities: dict[str, int] = {}
@@ -174,13 +174,15 @@ def test_message_renamed_while_being_indexed_is_not_listed_after_newer_uids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "Maildir"
-    reader = MaildirStore(root).getFolder("INBOX")
-    writer = MaildirStore(root).getFolder("INBOX")
+    reader = BlockingMaildirStore(root).getFolder("INBOX")
+    writer = BlockingMaildirStore(root).getFolder("INBOX")
+    reader.refresh()
     reader.messages()
     for n in range(2):
         pending = writer.beginMessage(["\\Seen"])
         pending.write(messageBytes(f"m{n}"))
         pending.commit()
+    writer.refresh()
     first = next(m.key for m in writer.messages() if m.uid == 1)
     realStat = os.stat
     renamed: list[str] = []
@@ -192,6 +194,7 @@ def test_message_renamed_while_being_indexed_is_not_listed_after_newer_uids(
         return realStat(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "stat", renameFirstBeforeStat)
+    reader.refresh()
     listed = [m.uid for m in reader.messages()]
     monkeypatch.undo()
     assert renamed, "the external rename never happened"

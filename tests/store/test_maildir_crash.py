@@ -39,7 +39,7 @@ from support.crash import (
 )
 from support.storeworker import RENAMED, body, childBody, digest
 from tmail.store import dotlock
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 KILLS = 30
 
@@ -72,7 +72,7 @@ def test_message_delivered_right_after_a_kill_gets_a_new_uid_and_the_old_ones_ke
     said = lines(out)
     acks = [line["ack"] for line in said if "ack" in line and line["ack"]["folder"] == "INBOX"]
     settleDeadLocks(root)
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     byUid = {info.uid: info for info in inbox.messages()}
     for ack in acks:
         with inbox.openMessage(ack["uid"]) as f:
@@ -85,7 +85,7 @@ def test_message_delivered_right_after_a_kill_gets_a_new_uid_and_the_old_ones_ke
 
 
 def fresh(root: Path) -> list[tuple[int, str]]:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     result = []
     for info in inbox.messages():
         with inbox.openMessage(info.uid) as f:
@@ -98,7 +98,7 @@ def test_uidlist_lock_of_a_killed_writer_is_broken_and_no_uid_is_lost(
     tmp_path: Path, leftover: str
 ) -> None:
     root = tmp_path / "Maildir"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     before = []
     for n in range(3):
         pending = inbox.beginMessage()
@@ -120,7 +120,7 @@ def test_uidlist_lock_of_a_killed_writer_is_broken_and_no_uid_is_lost(
     assert fresh(root) == before
 
     settleDeadLocks(root)
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     pending = store.getFolder("INBOX").beginMessage()
     pending.write(body(2, 1))
     start = time.monotonic()
@@ -133,7 +133,7 @@ def test_uidlist_lock_of_a_killed_writer_is_broken_and_no_uid_is_lost(
 
 def lockLike(root: Path, holder: bytes | None) -> Path:
     """A fresh uidlist lock file as another program would leave it."""
-    MaildirStore(root).getFolder("INBOX").messages()
+    BlockingMaildirStore(root).getFolder("INBOX").messages()
     lock = root / "dovecot-uidlist.lock"
     lock.write_bytes(b"")
     if holder is not None:
@@ -161,7 +161,7 @@ def test_half_a_uidlist_line_left_by_a_killed_appender_costs_no_message_its_uid(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "Maildir"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(2):
         pending = inbox.beginMessage()
         pending.write(body(1, n))
@@ -171,14 +171,14 @@ def test_half_a_uidlist_line_left_by_a_killed_appender_costs_no_message_its_uid(
     with (root / "dovecot-uidlist").open("ab") as f:
         f.write(f"3 :{orphan}"[:-6].encode())
 
-    writer = MaildirStore(root).getFolder("INBOX")
+    writer = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(2, 5):
         pending = writer.beginMessage()
         pending.write(body(1, n))
         pending.commit()
     told = [(info.uid, info.key) for info in writer.messages()]
     assert orphan in dict((key, uid) for uid, key in told)
-    again = MaildirStore(root).getFolder("INBOX")
+    again = BlockingMaildirStore(root).getFolder("INBOX")
     assert [(info.uid, info.key) for info in again.messages()] == told
 
 
@@ -207,7 +207,7 @@ def test_writer_stopped_while_holding_the_uidlist_lock_is_waited_for_and_once_ki
     told = {ack["uid"]: ack["sha"] for ack in acks if ack["folder"] == "INBOX"}
 
     settleDeadLocks(root)
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     pending = inbox.beginMessage()
     pending.write(body(2, 1))
     uid = pending.commit()
@@ -248,7 +248,7 @@ def test_kill_mid_rename_of_a_folder_tree_leaves_each_folder_under_one_name_inta
     tmp_path: Path,
 ) -> None:
     root = killMidTreeRename(tmp_path)
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     names = set(store.listFolders())
     for n in range(CHILDREN):
         homes = [f"{parent}/Child{n}" for parent in RENAMED if f"{parent}/Child{n}" in names]
@@ -264,7 +264,7 @@ def test_kill_mid_rename_of_a_folder_tree_leaves_the_whole_tree_under_one_name(
     tmp_path: Path,
 ) -> None:
     root = killMidTreeRename(tmp_path)
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     parents = {name.split("/")[0] for name in store.listFolders() if name.startswith(RENAMED)}
     assert len(parents) == 1, f"the tree is split between {sorted(parents)}"
 
@@ -310,7 +310,7 @@ def test_kill_9_of_one_of_two_concurrent_writers_costs_neither_its_acknowledged_
 
 def test_locking_leaves_no_scratch_file_and_no_holder_mark_on_the_uidlist(tmp_path: Path) -> None:
     root = tmp_path / "Maildir"
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     inbox = store.getFolder("INBOX")
     for n in range(3):
         pending = inbox.beginMessage(["$Label1"] if n else [])

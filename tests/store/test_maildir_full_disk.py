@@ -21,7 +21,7 @@ import pytest
 from support.disk import fill, smallDisk
 from tmail.errors import StoreFull
 from tmail.store import modseq, uidlist
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 from tmail.store.maildir import folder as maildir
 from tmail.store.quota import QuotaLimits, scanUsage
 
@@ -60,13 +60,15 @@ def onDisk(root: Path) -> dict[str, int]:
 
 
 def uids(folder: MaildirFolder) -> dict[str, int]:
+    folder.refresh()
     return {info.key: info.uid for info in folder.messages()}
 
 
 def test_messages_found_on_a_full_disk_keep_their_uids_until_written(disk: Path) -> None:
     root = disk / "alice"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     delivered = [deliver(inbox, f"delivered {n}") for n in range(3)]
+    inbox.refresh()
     assert [info.uid for info in inbox.messages()] == delivered == [1, 2, 3]
     dropped = dropInNew(root, 150)
     filler = fill(disk)
@@ -74,6 +76,7 @@ def test_messages_found_on_a_full_disk_keep_their_uids_until_written(disk: Path)
     seen = uids(inbox)
     assert sorted(seen.values()) == list(range(1, 154))
     assert [seen[base] for base in dropped] == list(range(4, 154))
+    inbox.refresh()
     assert inbox.uidNext() == 154
     for uid in seen.values():
         with inbox.openMessage(uid) as f:
@@ -83,12 +86,13 @@ def test_messages_found_on_a_full_disk_keep_their_uids_until_written(disk: Path)
     with pytest.raises(StoreFull):
         deliver(inbox, "refused")
     assert uids(inbox) == seen
+    inbox.refresh()
     assert inbox.uidNext() == 154
 
     filler.unlink()
     assert uids(inbox) == seen
     assert onDisk(root) == seen
-    assert uids(MaildirStore(root).getFolder("INBOX")) == seen
+    assert uids(BlockingMaildirStore(root).getFolder("INBOX")) == seen
     assert deliver(inbox, "after") == 154
 
 
@@ -101,17 +105,18 @@ def test_a_folder_without_a_uidlist_is_read_on_a_full_disk_and_keeps_its_uidvali
     dropped = dropInNew(root, 20)
     filler = fill(disk)
 
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uidValidity = inbox.uidValidity()
     seen = uids(inbox)
     assert [seen[base] for base in dropped] == list(range(1, 21))
+    inbox.refresh()
     assert inbox.highestModSeq() > 0
     assert not (root / uidlist.FILENAME).exists()
 
     filler.unlink()
     assert uids(inbox) == seen
     assert inbox.uidValidity() == uidValidity
-    reopened = MaildirStore(root).getFolder("INBOX")
+    reopened = BlockingMaildirStore(root).getFolder("INBOX")
     assert reopened.uidValidity() == uidValidity
     assert uids(reopened) == seen
     assert onDisk(root) == seen
@@ -125,7 +130,7 @@ def test_an_unreadable_uidlist_is_replaced_in_memory_once_on_a_full_disk(disk: P
     dropInNew(root, 20)
     filler = fill(disk)
 
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uidValidity = inbox.uidValidity()
     seen = uids(inbox)
     assert sorted(seen.values()) == list(range(1, 21))
@@ -135,12 +140,12 @@ def test_an_unreadable_uidlist_is_replaced_in_memory_once_on_a_full_disk(disk: P
     filler.unlink()
     assert uids(inbox) == seen
     assert onDisk(root) == seen
-    assert MaildirStore(root).getFolder("INBOX").uidValidity() == uidValidity
+    assert BlockingMaildirStore(root).getFolder("INBOX").uidValidity() == uidValidity
 
 
 def test_a_new_keyword_is_still_refused_on_a_full_disk(disk: Path) -> None:
     root = disk / "carol"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(3):
         deliver(inbox, f"delivered {n}")
     dropInNew(root, 150)
@@ -247,11 +252,13 @@ def exhaustLog(folder: MaildirFolder, root: Path, uid: int = 1) -> None:
 
 def test_deleting_on_a_full_disk_frees_space_and_logs_the_expunges(disk: Path) -> None:
     root = disk / "erin"
-    store = MaildirStore(root, quota=lambda: QuotaLimits(storage=1 << 30))
+    store = BlockingMaildirStore(root, quota=lambda: QuotaLimits(storage=1 << 30))
     inbox = store.getFolder("INBOX")
     for n in range(8):
         bigMessage(inbox, f"big {n}")
+    inbox.refresh()
     inbox.messages()
+    inbox.refresh()
     start = inbox.highestModSeq()
     assert store.quota() is not None
     filler = fill(disk)
@@ -267,8 +274,9 @@ def test_deleting_on_a_full_disk_frees_space_and_logs_the_expunges(disk: Path) -
     assert len(os.listdir(root / "cur")) == 5
     # The space the files freed took the log lines at once.
     assert {line.rpartition(b" ")[2] for line in logged(root)} >= {b"-2", b"-3", b"-4"}
-    other = MaildirStore(root).getFolder("INBOX")
+    other = BlockingMaildirStore(root).getFolder("INBOX")
     assert sorted(uids(other).values()) == [1, 5, 6, 7, 8]
+    other.refresh()
     assert other.expungedSince(start) == ([2, 3, 4], True)
     assert bigMessage(inbox, "after") == 9
     filler.unlink()
@@ -289,10 +297,12 @@ def test_expunges_the_full_log_cannot_take_are_kept_and_written_once_space_retur
     disk: Path,
 ) -> None:
     root = disk / "frank"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(6):
         deliver(inbox, f"delivered {n}")
+    inbox.refresh()
     inbox.messages()
+    inbox.refresh()
     start = inbox.highestModSeq()
     keptLinks(disk, root)
     filler = fill(disk)
@@ -304,25 +314,33 @@ def test_expunges_the_full_log_cannot_take_are_kept_and_written_once_space_retur
     assert inbox.expunge([2, 3, 4]) == [2, 3, 4]
     assert logged(root) == before, "the log had room: the test proves nothing"
     assert sorted(uids(inbox).values()) == [1, 5, 6]
+    inbox.refresh()
     assert inbox.expungedSince(start) == ([2, 3, 4], True)
+    inbox.refresh()
     highest = inbox.highestModSeq()
-    other = MaildirStore(root).getFolder("INBOX")
+    other = BlockingMaildirStore(root).getFolder("INBOX")
     assert sorted(uids(other).values()) == [1, 5, 6]
+    other.refresh()
     assert other.expungedSince(start) == ([2, 3, 4], True)
+    other.refresh()
     assert other.highestModSeq() >= highest
 
     filler.unlink()
+    inbox.refresh()
     flags = {info.uid: info.flags for info in inbox.messages()}
     assert {line.rpartition(b" ")[2] for line in logged(root)} >= {b"-2", b"-3", b"-4"}
-    restarted = MaildirStore(root).getFolder("INBOX")
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
+    restarted.refresh()
     assert {info.uid: info.flags for info in restarted.messages()} == flags
+    restarted.refresh()
     assert restarted.expungedSince(start) == ([2, 3, 4], True)
+    restarted.refresh()
     assert restarted.highestModSeq() >= highest
 
 
 def test_a_restart_that_lost_the_kept_lines_finds_the_expunges_on_disk(disk: Path) -> None:
     root = disk / "grace"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(6):
         deliver(inbox, f"delivered {n}")
     inbox.messages()
@@ -339,7 +357,7 @@ def test_a_restart_that_lost_the_kept_lines_finds_the_expunges_on_disk(disk: Pat
     fivesModSeq = inbox.info(5).modseq  # type: ignore[union-attr]
     del inbox
 
-    restarted = MaildirStore(root).getFolder("INBOX")
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
     assert {info.uid: info.flags for info in restarted.messages()} == flags
     assert restarted.expungedSince(start) == ([2, 3], True)
     assert restarted.highestModSeq() >= highest
@@ -347,7 +365,7 @@ def test_a_restart_that_lost_the_kept_lines_finds_the_expunges_on_disk(disk: Pat
 
     filler.unlink()
     assert {info.uid: info.flags for info in restarted.messages()} == flags
-    again = MaildirStore(root).getFolder("INBOX")
+    again = BlockingMaildirStore(root).getFolder("INBOX")
     assert {info.uid: info.flags for info in again.messages()} == flags
     assert again.expungedSince(start) == ([2, 3], True)
     assert again.highestModSeq() >= highest
@@ -362,10 +380,12 @@ def test_a_message_numbered_and_expunged_while_the_log_was_full_is_expunged_afte
     the kept lines takes the missing file for an expunge all the same.
     """
     root = disk / "heidi"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(3):
         deliver(inbox, f"delivered {n}")
+    inbox.refresh()
     inbox.messages()
+    inbox.refresh()
     start = inbox.highestModSeq()
     [dropped] = dropInNew(root, 1)
     keptLinks(disk, root)
@@ -376,17 +396,21 @@ def test_a_message_numbered_and_expunged_while_the_log_was_full_is_expunged_afte
     assert not any(line.split(b" ")[1] == b"4" for line in logged(root))
     inbox.setFlags(4, {"\\Deleted"})
     assert inbox.expunge([4]) == [4]
+    inbox.refresh()
     assert inbox.expungedSince(start) == ([4], True)
     del inbox
 
-    restarted = MaildirStore(root).getFolder("INBOX")
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
     assert sorted(uids(restarted).values()) == [1, 2, 3]
+    restarted.refresh()
     assert restarted.expungedSince(start) == ([4], True)
     filler.unlink()
+    restarted.refresh()
     restarted.messages()
     assert logged(root)[-1].endswith(b" -4")
-    again = MaildirStore(root).getFolder("INBOX")
+    again = BlockingMaildirStore(root).getFolder("INBOX")
     assert sorted(uids(again).values()) == [1, 2, 3]
+    again.refresh()
     assert again.expungedSince(start) == ([4], True)
 
 
@@ -395,13 +419,13 @@ def test_flags_changed_and_back_on_a_full_disk_leave_no_lower_highestmodseq_afte
 ) -> None:
     """Nothing on disk tells a restart of those changes but the log's header, raised in place."""
     root = disk / "ivan"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     deliver(inbox, "delivered")
     inbox.messages()
     fill(disk)
     exhaustLog(inbox, root)
     flags = {info.uid: info.flags for info in inbox.messages()}
     highest = inbox.highestModSeq()
-    restarted = MaildirStore(root).getFolder("INBOX")
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
     assert {info.uid: info.flags for info in restarted.messages()} == flags
     assert restarted.highestModSeq() >= highest

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tmail.interfaces import IIncrementalFolder, MessageInfo
-from tmail.store.maildir import MaildirFolder, MaildirStore, changelog
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, changelog
 from tmail.store.maildir import folder as maildir
 
 MESSAGE = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -29,9 +29,10 @@ def deliver(folder: MaildirFolder) -> int:
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> MaildirFolder:
-    folder = MaildirStore(tmp_path).getFolder("INBOX")
+    folder = BlockingMaildirStore(tmp_path).getFolder("INBOX")
     for _ in range(3):
         deliver(folder)
+    folder.refresh()
     folder.messages()
     return folder
 
@@ -89,13 +90,15 @@ def test_a_serial_older_than_the_changes_kept_is_too_old(
 
 
 def test_a_serial_from_before_the_index_was_rebuilt_is_too_old(tmp_path: Path) -> None:
-    folder = MaildirStore(tmp_path).getFolder("INBOX")
+    folder = BlockingMaildirStore(tmp_path).getFolder("INBOX")
     deliver(folder)
+    folder.refresh()
     folder.messages()
     serial = folder.changeSerial()
     (tmp_path / "dovecot-uidlist").unlink()
     (tmp_path / "tmail-modseq").unlink()
     os.utime(tmp_path / "cur", ns=(0, 0))
+    folder.refresh()
     _, changes = folder.changesSince(serial)
     assert changes is None
 
@@ -123,6 +126,7 @@ def test_another_programs_rename_right_after_our_own_is_seen_within_the_rescan_i
     os.rename(tmp_path / "cur" / name, tmp_path / "cur" / f"{key}:2,F")
     os.utime(tmp_path / "cur", ns=(stamp, stamp))
     time.sleep(maildir._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
+    inbox.refresh()
     _, changes = inbox.changesSince(serial)
     flagged = [item for item in changes or [] if isinstance(item, MessageInfo) and item.uid == 2]
     assert [item.flags for item in flagged] == [frozenset({"\\Flagged"})]
@@ -130,10 +134,11 @@ def test_another_programs_rename_right_after_our_own_is_seen_within_the_rescan_i
 
 def test_a_change_by_another_store_object_is_reported(inbox: MaildirFolder, tmp_path: Path) -> None:
     serial = inbox.changeSerial()
-    other = MaildirStore(tmp_path).getFolder("INBOX")
+    other = BlockingMaildirStore(tmp_path).getFolder("INBOX")
     other.setFlags(3, ["\\Answered"])
     other.expunge([1])
     time.sleep(maildir._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
+    inbox.refresh()
     _, changes = inbox.changesSince(serial)
     assert sorted(described(changes)) == [("gone", 1), ("here", 3)]
     assert inbox.info(3).flags == {"\\Answered"}  # type: ignore[union-attr]

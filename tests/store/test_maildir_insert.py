@@ -14,7 +14,7 @@ import pytest
 
 from tmail.errors import OverQuota
 from tmail.interfaces import IInsertablePendingMessage
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 from tmail.store.quota import QuotaLimits
 
 HEAD = b"Return-Path: <a@example.org>\r\nReceived: from x\r\n"
@@ -28,14 +28,14 @@ def stored(root: Path) -> bytes:
 
 
 def test_maildir_pending_messages_can_insert(tmp_path: Path) -> None:
-    inbox = MaildirStore(tmp_path / "m").getFolder("INBOX")
+    inbox = BlockingMaildirStore(tmp_path / "m").getFolder("INBOX")
     assert IInsertablePendingMessage.providedBy(inbox.beginMessage())
 
 
 def test_insert_into_a_small_message_still_in_memory(tmp_path: Path) -> None:
     """Nothing in the file yet: the bytes land in place, no copy made."""
     root = tmp_path / "m"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     pending = inbox.beginMessage()
     pending.write(HEAD + b"Subject: hi\r\n\r\nbody\r\n")
     assert os.listdir(root / "tmp") == []
@@ -55,7 +55,7 @@ def test_insert_in_front_of_content_already_in_the_file(tmp_path: Path) -> None:
     and no temporary file is left over.
     """
     root = tmp_path / "m"
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     pending = inbox.beginMessage()
     pending.write(HEAD)
     pending.write(BODY)
@@ -75,7 +75,7 @@ def test_insert_in_front_of_content_already_in_the_file(tmp_path: Path) -> None:
 
 
 def test_insert_past_the_end_is_refused(tmp_path: Path) -> None:
-    pending = MaildirStore(tmp_path / "m").getFolder("INBOX").beginMessage()
+    pending = BlockingMaildirStore(tmp_path / "m").getFolder("INBOX").beginMessage()
     pending.write(b"abc")
     with pytest.raises(ValueError):
         pending.insert(4, b"x")
@@ -87,7 +87,7 @@ def test_insert_past_the_end_is_refused(tmp_path: Path) -> None:
 
 def test_abort_after_an_insert_leaves_no_file(tmp_path: Path) -> None:
     root = tmp_path / "m"
-    pending = MaildirStore(root).getFolder("INBOX").beginMessage()
+    pending = BlockingMaildirStore(root).getFolder("INBOX").beginMessage()
     pending.write(HEAD + BODY)
     pending.insert(0, ADDED)
     pending.publish()
@@ -99,7 +99,7 @@ def test_quota_counts_the_inserted_fields(tmp_path: Path) -> None:
     """The quota check at publish sees the message as it will be stored."""
     root = tmp_path / "m"
     size = len(HEAD + BODY)
-    store = MaildirStore(root, quota=lambda: QuotaLimits(storage=size))
+    store = BlockingMaildirStore(root, quota=lambda: QuotaLimits(storage=size))
     pending = store.getFolder("INBOX").beginMessage()
     pending.write(HEAD + BODY)
     pending.insert(0, ADDED)
@@ -118,7 +118,7 @@ def test_insert_where_the_kernel_cannot_copy_between_files(
 
     monkeypatch.setattr(os, "copy_file_range", unsupported)
     root = tmp_path / "m"
-    pending = MaildirStore(root).getFolder("INBOX").beginMessage()
+    pending = BlockingMaildirStore(root).getFolder("INBOX").beginMessage()
     pending.write(HEAD + BODY)
     pending.insert(0, ADDED)
     pending.commit()
@@ -130,8 +130,8 @@ def test_linked_copies_share_the_inserted_fields(tmp_path: Path) -> None:
     A message for two users is one file linked into both INBOXes: fields
     inserted into content already on disk are in both copies.
     """
-    alice = MaildirStore(tmp_path / "alice").getFolder("INBOX")
-    bob = MaildirStore(tmp_path / "bob").getFolder("INBOX")
+    alice = BlockingMaildirStore(tmp_path / "alice").getFolder("INBOX")
+    bob = BlockingMaildirStore(tmp_path / "bob").getFolder("INBOX")
     source = alice.beginMessage()
     source.write(HEAD + BODY)
     source.insert(0, ADDED)

@@ -27,7 +27,7 @@ import pytest
 
 from support.modseqworkers import FlagReport, flagChanger
 from tmail.store import modseq
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 from tmail.store.maildir import folder as maildir
 from tmail.store.modseq import ModSeqLog
 
@@ -57,7 +57,7 @@ def savedIndex(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 def inbox(root: Path) -> MaildirFolder:
     """INBOX as a newly started process sees it."""
-    return MaildirStore(root).getFolder("INBOX")
+    return BlockingMaildirStore(root).getFolder("INBOX")
 
 
 def deliver(folder: MaildirFolder, flags: tuple[str, ...] = ()) -> int:
@@ -70,27 +70,34 @@ def filled(root: Path, count: int = 6) -> MaildirFolder:
     folder = inbox(root)
     for n in range(count):
         deliver(folder, ("\\Seen",) if n % 2 else ())
+    folder.refresh()
     folder.messages()
     return folder
 
 
 def modseqs(folder: MaildirFolder) -> dict[int, int]:
+    folder.refresh()
     return {m.uid: m.modseq for m in folder.messages()}
 
 
 def flagsOf(folder: MaildirFolder) -> dict[int, frozenset[str]]:
+    folder.refresh()
     return {m.uid: m.flags for m in folder.messages()}
 
 
 def highestOf(folder: MaildirFolder) -> int:
     """HIGHESTMODSEQ as a client selecting the folder is told it: after a listing."""
+    folder.refresh()
     folder.messages()
+    folder.refresh()
     return folder.highestModSeq()
 
 
 def vanished(folder: MaildirFolder, since: int) -> tuple[list[int], bool]:
     """The UIDs expunged since C{since}, as QRESYNC reports them: after a listing."""
+    folder.refresh()
     folder.messages()
+    folder.refresh()
     return folder.expungedSince(since)
 
 
@@ -154,7 +161,7 @@ def test_a_new_message_takes_a_modseq_above_every_earlier_one(root: Path) -> Non
 
 def test_a_copy_takes_a_modseq_above_every_earlier_one_in_its_folder(root: Path) -> None:
     source = filled(root)
-    target = MaildirStore(root).createFolder("Archive")
+    target = BlockingMaildirStore(root).createFolder("Archive")
     deliver(target)
     highest = highestOf(target)
     uid = source.copyMessage(1, target)
@@ -276,6 +283,7 @@ def test_another_programs_delivery_takes_a_new_modseq_while_open(root: Path) -> 
     folder = filled(root)
     highest = highestOf(folder)
     drop(root, "1700000000.external.host")
+    folder.refresh()
     [new] = [m for m in folder.messages() if m.key == "1700000000.external.host"]
     assert new.modseq > highest
     assert highestOf(folder) >= new.modseq
@@ -292,6 +300,7 @@ def test_changes_made_while_no_tmail_ran_take_new_modseqs(root: Path, savedIndex
     del folder
 
     restarted = inbox(root)
+    restarted.refresh()
     listed = {m.uid: m for m in restarted.messages()}
     assert listed[2].flags == {"\\Draft"}
     assert listed[2].modseq > highest
@@ -606,6 +615,7 @@ def test_compaction_by_a_process_with_an_old_view_does_not_take_a_modseq_back(
     monkeypatch.setattr(modseq, "_SLACK", 0)
     stale = filled(root, 3)
     other = inbox(root)
+    other.refresh()
     other.messages()
     flagged = other.setFlags(3, {"\\Flagged"}).modseq
     seen = other.setFlags(2, ()).modseq
@@ -665,10 +675,14 @@ def test_a_restart_over_a_saved_index_keeps_the_modseq_of_a_flag_change_made_aft
     folder = filled(root, 3)
     assert (root / "tmail-index").exists()
     changed = folder.setFlags(1, {"\\Seen"})
+    folder.refresh()
     folder.messages()
+    folder.refresh()
     highest = folder.highestModSeq()
     restarted = inbox(root)
+    restarted.refresh()
     assert {m.uid: m.modseq for m in restarted.messages()}[1] == changed.modseq
+    restarted.refresh()
     assert restarted.highestModSeq() == highest
 
 
@@ -738,11 +752,13 @@ def test_a_flag_change_or_expunge_the_log_cannot_take_is_made_and_logged_once_it
         assert flagged.flags == {"\\Deleted"}
         assert flagged.modseq > start
         assert folder.expunge([1]) == [1]
+        folder.refresh()
         assert [m.uid for m in folder.messages()] == [2, 3]
         assert vanished(folder, start) == ([1], True)
         highest = highestOf(folder)
         assert highest > flagged.modseq
         assert logLines(root) == before
+    folder.refresh()
     folder.messages()
     assert logLines(root)[len(before) :] == [b"%d -1" % highest]
     assert everything(inbox(root), start) == everything(folder, start)
@@ -761,6 +777,7 @@ def test_lines_kept_in_memory_go_above_what_another_process_logged_meanwhile(
     other.setFlags(2, {"\\Answered"})
     logged = highestOf(other)
     assert logged > kept
+    folder.refresh()
     folder.messages()
     values = [int(line.split(b" ")[0]) for line in logLines(root)]
     assert values == sorted(values)
@@ -808,7 +825,7 @@ def test_many_folders_in_use_keep_a_bounded_number_of_log_files_open(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(modseq, "MAX_OPEN_LOGS", 8)
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     before = openLogFiles()
     folders = []
     for n in range(40):
@@ -827,7 +844,7 @@ def test_a_log_closed_for_others_still_sees_what_another_process_did(
     monkeypatch.setattr(modseq, "MAX_OPEN_LOGS", 1)
     folder = filled(root)
     before, highest = modseqs(folder), highestOf(folder)
-    other = MaildirStore(root / ".Other")
+    other = BlockingMaildirStore(root / ".Other")
     otherInbox = other.getFolder("INBOX")
     deliver(otherInbox)
     [otherUid] = modseqs(otherInbox)

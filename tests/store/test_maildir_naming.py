@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tmail.errors import InvalidFolderName
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 from tmail.store.naming import (
     decodeMUTF7,
     diskName,
@@ -84,7 +84,7 @@ def test_invalid_names_are_rejected(name: str) -> None:
 
 
 def test_rejected_names_do_not_touch_the_disk(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path / "Maildir")
+    store = BlockingMaildirStore(tmp_path / "Maildir")
     for name in ["../escape", "a/../../b", "/etc", ".hidden", "x\x00y"]:
         with pytest.raises(InvalidFolderName):
             store.createFolder(name)
@@ -136,7 +136,7 @@ def test_names_map_to_disk_and_back(components: list[str]) -> None:
 
 def test_maildir_entry_names_as_folders_stay_inside_their_own_directory(tmp_path: Path) -> None:
     root = tmp_path / "Maildir"
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     for name in ["cur", "new", "tmp", "maildirfolder", "dovecot-uidlist"]:
         store.createFolder(name)
         assert (root / f".{name}" / "maildirfolder").is_file()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirStore
 
 
 def deliver(store: MaildirStore, name: str, body: bytes) -> None:
@@ -16,7 +16,7 @@ def deliver(store: MaildirStore, name: str, body: bytes) -> None:
 
 def test_a_journalled_rename_left_half_done_is_finished_on_open(tmp_path: Path) -> None:
     root = tmp_path / "Maildir"
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     for name in ("Work", "Work/A", "Work/B"):
         store.createFolder(name)
         deliver(store, name, f"Subject: {name}\r\n\r\n".encode())
@@ -27,7 +27,7 @@ def test_a_journalled_rename_left_half_done_is_finished_on_open(tmp_path: Path) 
     os.rename(root / ".Work", root / ".Done")
     os.rename(root / ".Work.A", root / ".Done.A")
 
-    reopened = MaildirStore(root)
+    reopened = BlockingMaildirStore(root)
     assert reopened.listFolders() == ["INBOX", "Done", "Done/A", "Done/B"]
     for name in ("Done", "Done/A", "Done/B"):
         [info] = reopened.getFolder(name).messages()
@@ -37,7 +37,7 @@ def test_a_journalled_rename_left_half_done_is_finished_on_open(tmp_path: Path) 
 
 
 def test_a_finished_rename_leaves_no_journal(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path / "Maildir")
+    store = BlockingMaildirStore(tmp_path / "Maildir")
     store.createFolder("Work/A")
     store.renameFolder("Work", "Done")
     assert store.listFolders() == ["INBOX", "Done", "Done/A"]

@@ -13,7 +13,8 @@ import pytest
 from support.disk import fill as fillDisk
 from support.disk import smallDisk
 from tmail.store import modseq
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.blocking import unwrap
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, MaildirStore
 
 MESSAGE = b"Subject: kept\r\n\r\nstill here\r\n"
 
@@ -38,7 +39,7 @@ def fill(folder: MaildirFolder, count: int) -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> MaildirStore:
-    return MaildirStore(tmp_path / "mail")
+    return BlockingMaildirStore(tmp_path / "mail")
 
 
 def tmpFiles(folder: MaildirFolder) -> list[str]:
@@ -81,7 +82,7 @@ def test_a_kept_file_follows_a_rename_of_its_folder(store: MaildirStore) -> None
     folder.expunge([1])
     store.renameFolder("Old", "New")
     renamed = store.getFolder("New")
-    assert renamed is folder
+    assert unwrap(renamed) is unwrap(folder)
     with folder.openMessage(1) as f:
         assert f.read() == MESSAGE
     folder.release(reader, [1])
@@ -102,7 +103,7 @@ def test_a_file_deleted_by_another_program_is_gone(store: MaildirStore) -> None:
 def test_on_a_full_disk_nothing_is_kept_and_what_was_kept_goes(tmp_path: Path) -> None:
     """Deleting is what frees space: a held message's file is unlinked all the same."""
     with smallDisk(tmp_path / "mail", "1m") as disk:
-        inbox = MaildirStore(disk / "erin").getFolder("INBOX")
+        inbox = BlockingMaildirStore(disk / "erin").getFolder("INBOX")
         for _ in range(4):
             pending = inbox.beginMessage()
             pending.write(MESSAGE + (b"x" * 78 + b"\r\n") * 150)

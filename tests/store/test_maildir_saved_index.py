@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import ensureDeferred
 
-from tmail.store.maildir import MaildirFolder, MaildirStore, savedindex
+from tmail.store.blocking import resultOf, unwrap
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, savedindex
 from tmail.store.maildir import folder as maildir
 
 COUNT = 40
@@ -37,13 +39,15 @@ def deliver(folder: MaildirFolder, n: int, flags: tuple[str, ...] = ()) -> int:
 
 
 def view(folder: MaildirFolder) -> list[tuple[int, frozenset[str], int, float, str]]:
+    folder.refresh()
     return [(m.uid, m.flags, m.size, m.internaldate, m.key) for m in folder.messages()]
 
 
 def filled(root: Path) -> MaildirFolder:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(COUNT):
         deliver(inbox, n, ("\\Seen", "$Work") if n % 3 else ())
+    inbox.refresh()
     inbox.messages()
     return inbox
 
@@ -66,14 +70,14 @@ def test_a_restarted_process_lists_the_same_messages_without_a_stat_per_message(
     before = view(filled(root))
     assert (root / "tmail-index").exists()
     stats = StatCounter(monkeypatch)
-    assert view(MaildirStore(root).getFolder("INBOX")) == before
+    assert view(BlockingMaildirStore(root).getFolder("INBOX")) == before
     assert stats.calls < COUNT // 2
 
 
 def test_changes_made_while_no_process_ran_are_found_over_a_saved_index(root: Path) -> None:
     inbox = filled(root)
     uids = [m.uid for m in inbox.messages()]
-    other = MaildirStore(root).getFolder("INBOX")
+    other = BlockingMaildirStore(root).getFolder("INBOX")
     other.messages()
     other.expunge(uids[:2])
     other.setFlags(uids[5], {"\\Flagged"})
@@ -86,7 +90,7 @@ def test_changes_made_while_no_process_ran_are_found_over_a_saved_index(root: Pa
     (root / "tmp" / "external.1").write_bytes(b"Subject: dropped\r\n\r\nx\r\n")
     os.rename(root / "tmp" / "external.1", root / "new" / "external.1")
 
-    reopened = MaildirStore(root).getFolder("INBOX")
+    reopened = BlockingMaildirStore(root).getFolder("INBOX")
     listed = {m.uid: m for m in reopened.messages()}
     assert uids[0] not in listed and uids[1] not in listed
     assert listed[uids[5]].flags == {"\\Flagged"}
@@ -112,13 +116,13 @@ def test_a_damaged_saved_index_is_ignored(root: Path, damage: Any) -> None:
     before = view(filled(root))
     path = root / "tmail-index"
     path.write_bytes(damage(path.read_bytes()))
-    assert view(MaildirStore(root).getFolder("INBOX")) == before
+    assert view(BlockingMaildirStore(root).getFolder("INBOX")) == before
 
 
 def test_a_saved_index_of_another_uidvalidity_is_ignored(root: Path) -> None:
     filled(root)
     (root / "dovecot-uidlist").unlink()
-    reopened = MaildirStore(root).getFolder("INBOX")
+    reopened = BlockingMaildirStore(root).getFolder("INBOX")
     listed = reopened.messages()
     assert [m.uid for m in listed] == list(range(1, COUNT + 1))
     for message in listed:
@@ -138,6 +142,11 @@ def settle(root: Path) -> None:
         os.utime(root / sub, ns=(1_600_000_000_000_000_000,) * 2)
 
 
+def saveIndex(folder: MaildirFolder) -> None:
+    """Save the folder's index now, as it does itself once enough changed."""
+    resultOf(ensureDeferred(unwrap(folder)._saveIndex()))
+
+
 class ListCounter:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.listed: list[str] = []
@@ -153,15 +162,16 @@ class ListCounter:
 def test_a_folder_unchanged_since_its_index_was_saved_is_not_listed(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(COUNT):
         deliver(inbox, n, ("\\Seen",) if n % 3 else ())
+    inbox.refresh()
     inbox.messages()
     settle(root)
     before = view(inbox)
-    inbox._saveIndex()
+    saveIndex(inbox)
     counter = ListCounter(monkeypatch)
-    assert view(MaildirStore(root).getFolder("INBOX")) == before
+    assert view(BlockingMaildirStore(root).getFolder("INBOX")) == before
     assert "cur" not in counter.listed and "new" not in counter.listed
 
 
@@ -171,25 +181,26 @@ def test_a_folder_changed_in_the_same_second_its_index_was_saved_is_listed_again
     """An index saved while the directories could still change unseen is checked by a listing."""
     before = view(filled(root))
     counter = ListCounter(monkeypatch)
-    assert view(MaildirStore(root).getFolder("INBOX")) == before
+    assert view(BlockingMaildirStore(root).getFolder("INBOX")) == before
     assert "cur" in counter.listed
 
 
 def test_a_saved_index_changed_where_it_would_still_parse_is_ignored(root: Path) -> None:
     """A flipped bit in a column (a size, a date) is caught by the checksum, not served."""
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for n in range(COUNT):
         deliver(inbox, n)
+    inbox.refresh()
     inbox.messages()
     settle(root)
     before = view(inbox)
-    inbox._saveIndex()
+    saveIndex(inbox)
     path = root / "tmail-index"
     raw = bytearray(path.read_bytes())
     sizes = raw.index(b"\n") + 1 + 8 * COUNT
     raw[sizes] ^= 0x40
     path.write_bytes(bytes(raw))
-    assert view(MaildirStore(root).getFolder("INBOX")) == before
+    assert view(BlockingMaildirStore(root).getFolder("INBOX")) == before
 
 
 def test_a_saved_index_is_written_whole_or_not_at_all(root: Path) -> None:
@@ -199,12 +210,13 @@ def test_a_saved_index_is_written_whole_or_not_at_all(root: Path) -> None:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
+        "from twisted.internet.defer import ensureDeferred\n"
+        "from tmail.store.blocking import resultOf\n"
         "from tmail.store.maildir import MaildirStore\n"
         "folder = MaildirStore(Path(sys.argv[1])).getFolder('INBOX')\n"
-        "folder.messages()\n"
         "print('ready', flush=True)\n"
         "while True:\n"
-        "    folder._saveIndex()\n"
+        "    resultOf(ensureDeferred(folder._saveIndex()))\n"
     )
     for delay in (0.0, 0.01, 0.03, 0.05, 0.1):
         process = subprocess.Popen(
@@ -218,4 +230,4 @@ def test_a_saved_index_is_written_whole_or_not_at_all(root: Path) -> None:
         process.stdout.close()
         raw = (root / "tmail-index").read_bytes()
         assert savedindex.parseSavedIndex(raw, inbox.uidValidity()) is not None
-        assert view(MaildirStore(root).getFolder("INBOX")) == before
+        assert view(BlockingMaildirStore(root).getFolder("INBOX")) == before

@@ -9,13 +9,14 @@ import errno
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tmail.errors import StoreFull
 from tmail.interfaces import IMailFolder
 from tmail.store import dotlock, uidlist
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 
 MESSAGE = b"Subject: x\r\n\r\nbody\r\n"
 
@@ -39,12 +40,14 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_file_dropped_into_new_gets_the_next_uid(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     deliver(inbox)
+    inbox.refresh()
     inbox.messages()
     heard: list[IMailFolder] = []
     inbox.addListener(heard.append)
     (root / "new" / "1700000000.external.host").write_bytes(b"external\r\n")
+    inbox.refresh()
     infos = inbox.messages()
     assert [(m.uid, m.key, m.recent) for m in infos][1:] == [(2, "1700000000.external.host", True)]
     assert infos[1].size == len(b"external\r\n")
@@ -55,26 +58,34 @@ def test_file_dropped_into_new_gets_the_next_uid(root: Path) -> None:
 
 
 def test_a_second_process_sees_the_first_ones_uids(root: Path) -> None:
-    first = MaildirStore(root).getFolder("INBOX")
-    second = MaildirStore(root).getFolder("INBOX")
+    first = BlockingMaildirStore(root).getFolder("INBOX")
+    second = BlockingMaildirStore(root).getFolder("INBOX")
+    first.refresh()
     first.messages()
+    second.refresh()
     second.messages()
     a = deliver(first)
     b = deliver(second)
     c = deliver(first)
     assert (a, b, c) == (1, 2, 3)
+    first.refresh()
     assert [m.uid for m in first.messages()] == [1, 2, 3]
+    second.refresh()
     assert [m.uid for m in second.messages()] == [1, 2, 3]
+    first.refresh()
+    second.refresh()
     assert [m.key for m in first.messages()] == [m.key for m in second.messages()]
 
 
 def test_external_flag_change_keeps_the_uid(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)
+    inbox.refresh()
     [info] = inbox.messages()
     heard: list[IMailFolder] = []
     inbox.addListener(heard.append)
     os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,FS"))
+    inbox.refresh()
     [after] = inbox.messages()
     assert (after.uid, after.key, after.flags) == (
         uid,
@@ -85,8 +96,9 @@ def test_external_flag_change_keeps_the_uid(root: Path) -> None:
 
 
 def test_open_and_set_flags_follow_an_unseen_external_rename(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)
+    inbox.refresh()
     [info] = inbox.messages()
     os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,S"))
     with inbox.openMessage(uid) as f:
@@ -102,7 +114,7 @@ def test_change_flags_keeps_what_an_unseen_external_rename_changed(root: Path) -
     renamed: another program's change the index has not seen yet stays,
     where setFlags (a replacement) would undo it.
     """
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox, flags=("\\Seen",))
     [info] = inbox.messages()
     os.rename(root / "cur" / (info.key + ":2,S"), root / "cur" / (info.key + ":2,FR"))
@@ -119,8 +131,9 @@ def test_a_flag_change_found_by_following_a_rename_is_told_to_the_listeners(root
     reading a message comes across (not a listing) must reach them too, also
     when setting flags then finds nothing left to rename.
     """
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)
+    inbox.refresh()
     [info] = inbox.messages()
     heard: list[IMailFolder] = []
     inbox.addListener(heard.append)
@@ -135,27 +148,85 @@ def test_a_flag_change_found_by_following_a_rename_is_told_to_the_listeners(root
     assert inbox.info(uid).flags == {"\\Answered", "\\Flagged"}  # type: ignore[union-attr]
 
 
-def test_uid_next_tells_the_listeners_of_changes_it_finds(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+def test_readers_answer_from_the_index_until_refresh_tells_the_listeners(root: Path) -> None:
+    """
+    uidNext, messages and changesSince answer from the index without
+    looking at the disk; another program's change is seen, and told to
+    the listeners, by refresh.
+    """
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)
     settle(root)
+    inbox.refresh()
     [info] = inbox.messages()
+    serial = inbox.changeSerial()
     heard: list[IMailFolder] = []
     inbox.addListener(heard.append)
     os.rename(root / "cur" / (info.key + ":2,"), root / "cur" / (info.key + ":2,S"))
+    (root / "new" / "1700000000.external.host").write_bytes(b"external\r\n")
     assert inbox.uidNext() == uid + 1
+    assert [m.key for m in inbox.messages()] == [info.key]
+    assert inbox.changesSince(serial) == (serial, [])
+    assert heard == []
+    inbox.refresh()
     assert heard == [inbox]
+    assert [m.flags for m in inbox.messages()] == [{"\\Seen"}, set()]
+    assert inbox.uidNext() == uid + 2
+
+
+def test_index_readers_and_begin_message_never_touch_the_disk(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the seam answers at once comes from memory: no stat, listing or open."""
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
+    uid = deliver(inbox)
+    inbox.refresh()
+    serial = inbox.changeSerial()
+
+    touched: list[tuple[str, object]] = []
+
+    def watched(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            touched.append((name, args[0] if args else None))
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("stat", "lstat", "listdir", "scandir", "open", "rename", "unlink", "mkdir"):
+        monkeypatch.setattr(os, name, watched(name, getattr(os, name)))
+    monkeypatch.setattr("builtins.open", watched("open", open))
+    listed = inbox.messages(claimRecent=False)
+    found = inbox.info(uid)
+    counts = (inbox.messageCount(), inbox.uidNext(), inbox.uidValidity())
+    changes = inbox.changesSince(serial)
+    highest = inbox.highestModSeq()
+    expunged = inbox.expungedSince(inbox.highestModSeq())
+    ids = (inbox.mailboxId(), inbox.emailId(uid), inbox.saveDate(uid))
+    pending = inbox.beginMessage(["\\Seen"])
+    pending.write(MESSAGE)
+    monkeypatch.undo()
+    assert touched == []
+    [info] = listed
+    assert found == info
+    assert counts[:2] == (1, 2) and counts[2] > 0
+    assert changes == (serial, [])
+    assert highest >= info.modseq
+    assert expunged == ([], True)
+    assert all(ids)
+    assert pending.commit() == uid + 1
 
 
 def test_externally_removed_message_raises_key_error_and_vanishes(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)
+    inbox.refresh()
     [info] = inbox.messages()
     os.unlink(root / "cur" / (info.key + ":2,"))
     with pytest.raises(KeyError):
         inbox.openMessage(uid)
     with pytest.raises(KeyError):
         inbox.setFlags(uid, ["\\Seen"])
+    inbox.refresh()
     assert inbox.messages() == ()
     assert deliver(inbox) == 2
 
@@ -163,12 +234,15 @@ def test_externally_removed_message_raises_key_error_and_vanishes(root: Path) ->
 def test_messages_does_not_rescan_when_nothing_changed(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     for _ in range(3):
         deliver(inbox)
+    inbox.refresh()
     first = inbox.messages()
+    inbox.refresh()
     inbox.messages()
     settle(root)
+    inbox.refresh()
     inbox.messages()
     calls: list[str | os.PathLike[str]] = []
     real = os.listdir
@@ -178,17 +252,20 @@ def test_messages_does_not_rescan_when_nothing_changed(
         return real(path)
 
     monkeypatch.setattr(os, "listdir", counting)
+    inbox.refresh()
     again = inbox.messages()
     assert calls == []
     assert [m.uid for m in again] == [m.uid for m in first]
+    inbox.refresh()
     assert inbox.messages() is again
     (root / "new" / "1700000000.late.host").write_bytes(b"late\r\n")
+    inbox.refresh()
     assert [m.uid for m in inbox.messages()] == [1, 2, 3, 4]
     assert calls
 
 
 def test_keywords_are_per_folder_letters_and_persist(root: Path) -> None:
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     inbox = store.getFolder("INBOX")
     uid = deliver(inbox, flags=("$Junk", "Work"))
     inbox.messages()
@@ -196,23 +273,23 @@ def test_keywords_are_per_folder_letters_and_persist(root: Path) -> None:
     assert (root / "dovecot-keywords").read_text() == "0 $Junk\n1 Work\n2 Later\n"
     [name] = os.listdir(root / "cur")
     assert name.endswith(":2,bc")
-    assert MaildirStore(root).getFolder("INBOX").messages()[0].flags == {"Work", "Later"}
+    assert BlockingMaildirStore(root).getFolder("INBOX").messages()[0].flags == {"Work", "Later"}
 
 
 def test_keywords_beyond_26_are_kept_in_memory(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)
     inbox.messages()
     many = [f"k{i}" for i in range(30)]
     assert inbox.setFlags(uid, many).flags == set(many)
     assert inbox.messages()[0].flags == set(many)
     assert len((root / "dovecot-keywords").read_text().splitlines()) == 26
-    reopened = MaildirStore(root).getFolder("INBOX").messages()[0].flags
+    reopened = BlockingMaildirStore(root).getFolder("INBOX").messages()[0].flags
     assert reopened == set(sorted(many)[:26])
 
 
 def test_invalid_keyword_is_refused(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uid = deliver(inbox)
     inbox.messages()
     with pytest.raises(ValueError):
@@ -224,7 +301,7 @@ def test_invalid_keyword_is_refused(root: Path) -> None:
 def test_full_disk_raises_store_full_and_leaves_no_file(
     root: Path, monkeypatch: pytest.MonkeyPatch, failing: str, code: int
 ) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     inbox.messages()
     pending = inbox.beginMessage()
     pending.write(MESSAGE)
@@ -245,7 +322,7 @@ def test_full_disk_raises_store_full_and_leaves_no_file(
 def test_full_disk_while_writing_the_uidlist_undoes_the_delivery(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     inbox.messages()
     uidlistBefore = (root / "dovecot-uidlist").read_bytes()
 
@@ -268,13 +345,15 @@ def test_full_disk_while_writing_the_uidlist_undoes_the_delivery(
 
 
 def test_lost_uidlist_gives_a_new_uidvalidity(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     deliver(inbox)
+    inbox.refresh()
     inbox.messages()
     validity = inbox.uidValidity()
     os.unlink(root / "dovecot-uidlist")
     heard: list[IMailFolder] = []
     inbox.addListener(heard.append)
+    inbox.refresh()
     [info] = inbox.messages()
     assert inbox.uidValidity() > validity
     assert info.uid == 1
@@ -282,7 +361,7 @@ def test_lost_uidlist_gives_a_new_uidvalidity(root: Path) -> None:
 
 
 def test_stale_lock_is_broken_and_live_lock_waited_for(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     inbox.messages()
     lock = root / "dovecot-uidlist.lock"
     lock.write_bytes(b"")
@@ -328,7 +407,7 @@ def test_existing_dovecot_maildir_keeps_its_uids(root: Path) -> None:
         "23 :2.M2P2.host,S=4\n"
     )
     (root / "dovecot-keywords").write_text("0 $Forwarded\n")
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     assert inbox.uidValidity() == 1234
     assert [(m.uid, m.flags) for m in inbox.messages()] == [
         (17, {"\\Seen", "$Forwarded"}),
@@ -340,7 +419,7 @@ def test_existing_dovecot_maildir_keeps_its_uids(root: Path) -> None:
 def test_deliveries_append_to_the_uidlist_and_expunges_leave_lines_until_compaction(
     root: Path,
 ) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     inbox.messages()
     header = (root / "dovecot-uidlist").read_text().splitlines()[0]
     uids = [deliver(inbox) for _ in range(3)]
@@ -349,13 +428,13 @@ def test_deliveries_append_to_the_uidlist_and_expunges_leave_lines_until_compact
     assert [int(line.split()[0]) for line in lines[1:]] == uids
     assert inbox.expunge(uids[:1]) == uids[:1]
     assert (root / "dovecot-uidlist").read_text().splitlines() == lines
-    reopened = MaildirStore(root).getFolder("INBOX")
+    reopened = BlockingMaildirStore(root).getFolder("INBOX")
     assert [m.uid for m in reopened.messages()] == uids[1:]
     assert reopened.uidNext() == uids[-1] + 1
 
 
 def test_many_expunges_compact_the_uidlist_keeping_the_next_uid(root: Path) -> None:
-    inbox = MaildirStore(root).getFolder("INBOX")
+    inbox = BlockingMaildirStore(root).getFolder("INBOX")
     uids = [deliver(inbox) for _ in range(80)]
     inbox.messages()
     inbox.expunge(uids[:-1])
@@ -363,6 +442,6 @@ def test_many_expunges_compact_the_uidlist_keeping_the_next_uid(root: Path) -> N
     assert f"N{uids[-1] + 1}" in lines[0].split()
     assert [int(line.split()[0]) for line in lines[1:]] == uids[-1:]
     inbox.expunge(uids[-1:])
-    reopened = MaildirStore(root).getFolder("INBOX")
+    reopened = BlockingMaildirStore(root).getFolder("INBOX")
     assert reopened.messages() == ()
     assert deliver(reopened) == uids[-1] + 1

@@ -27,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tmail.errors import FolderExists, InvalidFolderName
 from tmail.interfaces import MessageInfo
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 from tmail.store.maildir import folder as maildir
 from tmail.store.naming import diskName
 
@@ -104,9 +104,9 @@ class MaildirMachine(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="tmail-maildir-"))
         self.root = self.tmp / "Maildir"
-        self.store = MaildirStore(self.root)
+        self.store = BlockingMaildirStore(self.root)
         self.store.createFolder("Archive")
-        self.other = MaildirStore(self.root)
+        self.other = BlockingMaildirStore(self.root)
         self.model = {INBOX: FolderModel(), "Archive": FolderModel()}
         self.pastValidities: dict[str, set[int]] = {}
 
@@ -317,7 +317,7 @@ class MaildirMachine(RuleBasedStateMachine):
 
     @rule()
     def reopen(self) -> None:
-        self.store = MaildirStore(self.root)
+        self.store = BlockingMaildirStore(self.root)
         for model in self.model.values():
             model.recent.clear()
 
@@ -420,7 +420,7 @@ def withinOneSecond(action: Callable[[], tuple[int, int]]) -> tuple[int, int]:
 def test_a_folder_made_again_under_an_old_name_gets_a_new_uidvalidity(
     tmp_path: Path, removal: str
 ) -> None:
-    store = MaildirStore(tmp_path / "Maildir")
+    store = BlockingMaildirStore(tmp_path / "Maildir")
     names = itertools.count()
 
     def makeRemoveAndMakeAgain() -> tuple[int, int]:
@@ -441,7 +441,7 @@ def test_a_folder_made_again_under_an_old_name_gets_a_new_uidvalidity(
 
 
 def test_a_refused_create_does_not_bring_back_a_deleted_parent(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path / "Maildir")
+    store = BlockingMaildirStore(tmp_path / "Maildir")
     store.createFolder("Work/Projects")
     store.deleteFolder("Work")
     assert store.listFolders() == ["INBOX", "Work/Projects"]

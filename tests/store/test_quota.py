@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from support import dovecot
 from tmail.errors import OverQuota, StoreFull
 from tmail.interfaces import IQuotaStore, QuotaUsage
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, MaildirStore
 from tmail.store.quota import (
     FILENAME,
     MAX_FILE_SIZE,
@@ -49,7 +49,7 @@ def deliver(folder: MaildirFolder, data: bytes = MESSAGE, flags: tuple[str, ...]
 
 
 def quotaStore(root: Path, storage: int = 0, messages: int = 0) -> MaildirStore:
-    return MaildirStore(root, quota=lambda: QuotaLimits(storage, messages))
+    return BlockingMaildirStore(root, quota=lambda: QuotaLimits(storage, messages))
 
 
 def messageFiles(root: Path) -> list[str]:
@@ -168,7 +168,7 @@ def test_override_fields_keep_rules_for_other_mailboxes() -> None:
 
 
 def test_first_look_counts_every_folder_and_writes_the_file(tmp_path: Path) -> None:
-    plain = MaildirStore(tmp_path)
+    plain = BlockingMaildirStore(tmp_path)
     deliver(plain.getFolder("INBOX"))
     deliver(plain.createFolder("Trash"), MESSAGE * 2)
     deliver(plain.createFolder("Archive/2025"), MESSAGE * 3, ("\\Seen",))
@@ -193,7 +193,7 @@ def test_delivery_appends_one_line_and_never_rescans(tmp_path: Path) -> None:
 
 
 def test_store_without_quota_reports_none_and_writes_nothing(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path)
+    store = BlockingMaildirStore(tmp_path)
     deliver(store.getFolder("INBOX"))
     assert IQuotaStore.providedBy(store)
     assert store.quota() is None
@@ -276,7 +276,7 @@ def test_copy_counts_and_is_refused_over_quota(tmp_path: Path) -> None:
 
 def test_changed_limits_rewrite_the_file(tmp_path: Path) -> None:
     limits = [QuotaLimits(10_000, 0)]
-    store = MaildirStore(tmp_path, quota=lambda: limits[0])
+    store = BlockingMaildirStore(tmp_path, quota=lambda: limits[0])
     deliver(store.getFolder("INBOX"))
     store.quota()
     limits[0] = QuotaLimits(20_000, 5)
@@ -312,7 +312,7 @@ def test_over_quota_count_is_trusted_only_while_fresh_and_summarised(tmp_path: P
 
 
 def test_lock_held_elsewhere_counts_without_writing(tmp_path: Path) -> None:
-    deliver(MaildirStore(tmp_path).getFolder("INBOX"))
+    deliver(BlockingMaildirStore(tmp_path).getFolder("INBOX"))
     store = quotaStore(tmp_path, 10_000)
     (tmp_path / (FILENAME + ".lock")).write_text("")
     assert store.quota() == QuotaUsage(len(MESSAGE), 1, 10_000, None)
@@ -470,6 +470,7 @@ plugin {{
     assert store.quota() == QuotaUsage(4 * len(MESSAGE) + storedByDovecot, 3, 1024**2, 10)
     # Dovecot stored LF line ends (its file name says ,S= and the CRLF ,W=):
     # expunging it gives back the stored size, which is what a recount finds.
+    inbox.refresh()
     fromDovecot = max(m.uid for m in inbox.messages())
     inbox.expunge([fromDovecot])
     assert store.quota() == QuotaUsage(4 * len(MESSAGE), 2, 1024**2, 10)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tmail.interfaces import ISpecialUseStore
 from tmail.store import specialuse
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 _USES = st.frozensets(st.sampled_from(["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"]))
 _LEVEL = st.text(
@@ -45,7 +45,7 @@ def test_rename_moves_children_and_replaces_stale_entries() -> None:
 
 
 def test_store_keeps_attributes_through_rename_and_delete(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path / "alice")
+    store = BlockingMaildirStore(tmp_path / "alice")
     assert ISpecialUseStore.providedBy(store)
     assert store.specialUse() is None
     store.createFolder("Old/Sub")

@@ -150,9 +150,9 @@ def test_two_processes_delivering_in_turn_do_not_read_each_others_uidlist_whole(
     turn: each reads only the lines the other appended, not the whole
     uidlist of the folder again on every delivery.
     """
-    from tmail.store.maildir import MaildirStore
+    from tmail.store.maildir import BlockingMaildirStore
 
-    stores = [MaildirStore(tmp_path), MaildirStore(tmp_path)]
+    stores = [BlockingMaildirStore(tmp_path), BlockingMaildirStore(tmp_path)]
     parses: list[int] = []
     original = uidlist.parse
 

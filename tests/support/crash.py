@@ -22,7 +22,7 @@ from typing import Any
 
 from support.storeworker import RENAMED, digest
 from tmail.store import dotlock, uidlist
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 TESTS = Path(__file__).resolve().parents[1]
 Messages = dict[int, tuple[str, frozenset[str]]]
@@ -118,7 +118,7 @@ def observe(root: Path) -> tuple[dict[str, Folder], bool]:
     Returns the folders by logical name (C{Ren} for C{RenA}/C{RenB}) and
     whether C{Scratch} exists.
     """
-    store = MaildirStore(root)
+    store = BlockingMaildirStore(root)
     names = store.listFolders()
     renamed = [name for name in RENAMED if name in names]
     assert len(renamed) == 1, f"renamed folder under both or neither name: {names}"

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tmail.store.maildir import MaildirFolder, MaildirStore
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
 
 #: A snapshot of a folder as one process listed it: (UID, base name) in order.
 Snapshot = list[tuple[int, str]]
@@ -66,6 +66,7 @@ def identOf(data: bytes) -> str:
 
 
 def observe(folder: MaildirFolder, report: Report) -> Snapshot:
+    folder.refresh()
     snapshot = [(m.uid, m.key) for m in folder.messages()]
     report.snapshots.append(snapshot)
     report.uidNexts.append(folder.uidNext())
@@ -85,7 +86,7 @@ def deliverer(root: Path, name: str, count: int, seed: int) -> Report:
     """Deliver C{count} messages, some with flags (straight into cur/)."""
     rng = random.Random(seed)
     report = Report(name)
-    folder = MaildirStore(root).getFolder("INBOX")
+    folder = BlockingMaildirStore(root).getFolder("INBOX")
     report.uidValidities.append(folder.uidValidity())
     for i in range(count):
         ident = f"{name}-{i}"
@@ -108,7 +109,7 @@ def flagger(root: Path, stopFile: Path, seed: int) -> Report:
     """Change the flags (and a keyword) of random messages until told to stop."""
     rng = random.Random(seed)
     report = Report("flagger")
-    folder = MaildirStore(root).getFolder("INBOX")
+    folder = BlockingMaildirStore(root).getFolder("INBOX")
     report.uidValidities.append(folder.uidValidity())
     while not _stopped(stopFile, report):
         snapshot = observe(folder, report)
@@ -135,7 +136,7 @@ def expunger(root: Path, stopFile: Path, seed: int) -> Report:
     """
     rng = random.Random(seed)
     report = Report("expunger")
-    folder = MaildirStore(root).getFolder("INBOX")
+    folder = BlockingMaildirStore(root).getFolder("INBOX")
     report.uidValidities.append(folder.uidValidity())
     while not _stopped(stopFile, report):
         snapshot = observe(folder, report)

@@ -25,6 +25,7 @@ from tmail.auth.checker import DirectoryChecker
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.imap.mutf7 import encodeName
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.filework import INLINE
 
 
 def nestedMultipart(depth: int, text: bytes = b"deep text") -> bytes:
@@ -101,7 +102,7 @@ def scratchRoot() -> Path:
 def deliver(
     fixture: RealmFixture, user: str, folder: str, message: bytes, flags: list[str]
 ) -> None:
-    target = fixture.realm.storeFor(user).getFolder(folder)
+    target = fixture.store(user).getFolder(folder)
     pending = target.beginMessage(flags)
     pending.write(message)
     pending.commit()
@@ -116,7 +117,7 @@ class MailWorld:
     def __init__(self, root: Path) -> None:
         self.root = root
         template = makeRealm(root / "template")
-        store = template.realm.storeFor(ALICE)
+        store = template.store(ALICE)
         for name in FOLDERS:
             store.createFolder(name)
         for i, message in enumerate(MESSAGES):
@@ -164,7 +165,7 @@ class MailWorld:
             root = self.root / f"copy{next(_counter)}"
             shutil.copytree(self.template, root, symlinks=True)
         directory = PasswdFileDirectory(root / "data")
-        realm = VirtualDomainRealm(directory, root / "data" / "mail")
+        realm = VirtualDomainRealm(directory, root / "data" / "mail", fileWork=INLINE)
         checker = DirectoryChecker(directory)
         yield RealmFixture(directory, realm, checker, Portal(realm, [checker]), root)
         self._spare = root

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tmail.errors import StoreError
 from tmail.store import modseq
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 FLAGS = {"\\Seen": "S", "\\Flagged": "F", "\\Answered": "R", "\\Draft": "D"}
 
@@ -52,7 +52,7 @@ def flagChanger(
         modseq._SLACK = slack
     rng = random.Random(seed)
     report = FlagReport()
-    folder = MaildirStore(root).getFolder("INBOX")
+    folder = BlockingMaildirStore(root).getFolder("INBOX")
     log = root / modseq.FILENAME
     view = {m.uid: m.flags for m in folder.messages()}
     start.with_name(f"ready-{seed}").touch()
@@ -62,6 +62,7 @@ def flagChanger(
     inode = os.stat(log).st_ino
     while len(report.changes) < count:
         if rng.random() < 0.2:
+            folder.refresh()
             view = {m.uid: m.flags for m in folder.messages()}
         uid = rng.choice(sorted(view))
         wanted = frozenset(rng.sample(sorted(FLAGS), rng.randint(0, 3)))

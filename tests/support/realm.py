@@ -1,15 +1,23 @@
-"""A real virtual-domain realm over a temporary folder, with users."""
+"""
+A real virtual-domain realm over a temporary folder, with users.  Its
+stores do their file work inline (every Deferred they answer has fired),
+so that tests set up and inspect mail through L{RealmFixture.store}.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from twisted.cred.portal import Portal
 
 from tmail.auth.checker import DirectoryChecker
 from tmail.directory.passwdfile import PasswdFileDirectory
+from tmail.interfaces import IMailStore
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 
 DOMAIN = "example.test"
 ALICE = "alice@example.test"
@@ -25,14 +33,31 @@ class RealmFixture:
     portal: Portal
     root: Path
 
+    def store(self, user: str) -> Any:
+        """The store of C{user} the realm serves, answering synchronously."""
+        return blocking(self.realm.storeFor(user))
+
     def inbox(self, user: str) -> list[bytes]:
         """The raw bytes of every message in C{user}'s INBOX, oldest first."""
-        folder = self.realm.storeFor(user).getFolder("INBOX")
+        folder = self.store(user).getFolder("INBOX")
+        folder.refresh()
         out = []
         for info in folder.messages():
             with folder.openMessage(info.uid) as f:
                 out.append(f.read())
         return out
+
+
+class BlockingStoresRealm(VirtualDomainRealm):
+    """
+    The realm, with its stores wrapped by L{blocking}: tests read and set up
+    mail with plain calls, and the servers, which accept stores that answer
+    at once, run on the same objects.
+    """
+
+    def createStore(self, user: str) -> IMailStore:
+        store: IMailStore = blocking(super().createStore(user))
+        return store
 
 
 def makeRealm(root: Path, users: tuple[str, ...] = (ALICE, BOB)) -> RealmFixture:
@@ -44,6 +69,6 @@ def makeRealm(root: Path, users: tuple[str, ...] = (ALICE, BOB)) -> RealmFixture
     directory.addDomain(DOMAIN)
     for user in users:
         directory.addUser(user, PASSWORD.encode())
-    realm = VirtualDomainRealm(directory, root / "data" / "mail")
+    realm = BlockingStoresRealm(directory, root / "data" / "mail", fileWork=INLINE)
     checker = DirectoryChecker(directory)
     return RealmFixture(directory, realm, checker, Portal(realm, [checker]), root)

@@ -29,7 +29,7 @@ from typing import Any
 from tmail.errors import FolderExists, NoSuchFolder
 from tmail.interfaces import IMailFolder
 from tmail.store.dotlock import DotLock
-from tmail.store.maildir import MaildirStore
+from tmail.store.maildir import BlockingMaildirStore
 
 OPERATIONS = ("deliver", "flags", "expunge", "move", "rename", "scratch")
 RENAMED = ("RenA", "RenB")
@@ -63,7 +63,7 @@ def say(**line: Any) -> None:
     sys.stdout.flush()
 
 
-def renamedName(store: MaildirStore) -> str:
+def renamedName(store: Any) -> str:
     """Whichever of C{RenA}/C{RenB} exists now (creating C{RenA} if neither)."""
     names = store.listFolders()
     for name in RENAMED:
@@ -73,14 +73,14 @@ def renamedName(store: MaildirStore) -> str:
     return RENAMED[0]
 
 
-def folderFor(store: MaildirStore, logical: str) -> tuple[str, IMailFolder]:
+def folderFor(store: Any, logical: str) -> tuple[str, IMailFolder]:
     name = renamedName(store) if logical == "Ren" else logical
     return name, store.getFolder(name)
 
 
 class Worker:
     def __init__(self, root: Path, run: int, operations: list[str], children: int = 0) -> None:
-        self.store = MaildirStore(root)
+        self.store = BlockingMaildirStore(root)
         self.run = run
         self.random = random.Random(run)
         self.operations = operations

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tmail.config.loader import loadSettings
 from tmail.config.schema import Settings
@@ -25,6 +25,8 @@ from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import DirectoryError, TmailError
 from tmail.interfaces import IQuotaStore, QuotaUsage
 from tmail.realm.build import realmFromSettings
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 from tmail.store.quota import humanSize, overrideFields, parseSize, userOverrides
 
 __all__ = ["IO", "CommandError", "readPassword"]
@@ -189,13 +191,16 @@ def aliasRemove(args: argparse.Namespace, io: IO) -> int:
     return 0
 
 
-def _quotaStore(args: argparse.Namespace) -> tuple[str, PasswdFileDirectory, IQuotaStore]:
-    """The user's canonical address, the directory, and the user's store."""
+def _quotaStore(args: argparse.Namespace) -> tuple[str, PasswdFileDirectory, Any]:
+    """
+    The user's canonical address, the directory, and the user's store,
+    doing its file work inline and answering synchronously.
+    """
     settings, directory = _directory(args)
     address = normalizeAddress(args.address)
     if not directory.hasUser(address):
         raise DirectoryError(f"no such user: {address}")
-    store = realmFromSettings(settings, directory).storeFor(address)
+    store = blocking(realmFromSettings(settings, directory, INLINE).storeFor(address))
     if not IQuotaStore.providedBy(store):
         raise CommandError(f"the store of {address} keeps no quota ({settings.realm.backend})")
     return address, directory, store

@@ -19,6 +19,7 @@ from tmail.config.schema import (
     IMAPSettings,
     LMTPSettings,
     POP3Settings,
+    RealmSettings,
     SMTPSettings,
 )
 from tmail.directory.addresses import isValidHostname, normalizeDomain
@@ -32,6 +33,7 @@ DEFAULT_DOMAIN = "example.test"
 DEMO_USER = "demo"
 
 _smtp, _imap, _pop3, _auth = SMTPSettings(), IMAPSettings(), POP3Settings(), AuthSettings()
+_realm = RealmSettings()
 _lmtp = LMTPSettings()
 
 _TEMPLATE = f"""\
@@ -54,6 +56,7 @@ data_dir = "data"
 
 [realm]
 backend = "virtual"               # or "maildir" with domain = "...", or "package.module:Class"
+# file_threads = {_realm.file_threads}                # threads doing the stores' file work
 
 # [auth]
 # failure_delay = {_auth.failure_delay}

@@ -38,11 +38,16 @@ class RealmSettings:
     @ivar domain: the one domain of the C{maildir} backend.
     @ivar root: the Maildir root of the C{maildir} backend (users' Maildirs
         are C{root/<local part>}); defaults to C{data_dir/mail}.
+    @ivar file_threads: threads each process does the stores' file work in
+        (listing, renaming, fsync, lock waits), out of the thread that
+        serves the sessions: a slow disk or a lock held elsewhere delays
+        only the operations on that folder.
     """
 
     backend: str = "virtual"
     domain: str | None = None
     root: Path | None = None
+    file_threads: int = 4
 
 
 @dataclass(frozen=True)

@@ -907,10 +907,12 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         account = self._account()
         delimiter = quoted(account.delimiter.encode())
         store = account.store
+        names: list[str] = await maybeDeferred(store.listFolders)
+        subscribed: list[str] = await maybeDeferred(store.subscriptions)
         found = listNames(
             request,
-            await maybeDeferred(store.listFolders),
-            await maybeDeferred(store.subscriptions),
+            names,
+            subscribed,
             await specialUses(self.settings, store),
             account.delimiter,
         )

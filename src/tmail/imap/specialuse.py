@@ -88,7 +88,8 @@ async def _makeSpecialFolders(settings: IMAPSettings, store: IMailStore) -> None
         return
     if ISpecialUseStore.providedBy(store) and await maybeDeferred(store.specialUse) is not None:
         return
-    existing = set(await maybeDeferred(store.listFolders))
+    names: list[str] = await maybeDeferred(store.listFolders)
+    existing = set(names)
     for name in settings.specialFolders():
         if name in existing:
             continue

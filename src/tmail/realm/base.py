@@ -31,6 +31,7 @@ from tmail.interfaces import (
     IUserDirectory,
     IUserFields,
 )
+from tmail.store.filework import FileWork
 from tmail.store.quota import QuotaLimits, limitsFromFields
 
 #: How deep alias chains may go before delivery gives up on a loop.
@@ -65,13 +66,24 @@ class MailRealm:
         (C{user+tag@domain} delivers to C{user@domain}); empty to disable.
     @ivar defaultQuota: every user's limits unless the directory gives the
         user their own (no limits by default).
+    @ivar fileWork: where the Maildir stores L{createStore} makes do their
+        file work: the server's thread pool, L{tmail.store.filework.INLINE}
+        for command-line tools; C{None}: the process's default pool
+        (L{tmail.store.filework.defaultFileWork}).
     """
 
     recipientDelimiter = "+"
 
-    def __init__(self, directory: IUserDirectory, *, quota: QuotaLimits | None = None) -> None:
+    def __init__(
+        self,
+        directory: IUserDirectory,
+        *,
+        quota: QuotaLimits | None = None,
+        fileWork: FileWork | None = None,
+    ) -> None:
         self.directory = directory
         self.defaultQuota = quota or QuotaLimits()
+        self.fileWork = fileWork
         self._stores: dict[str, IMailStore] = {}
 
     def mailboxPath(self, user: str) -> Path:
@@ -82,11 +94,16 @@ class MailRealm:
         """
         Make the store of C{user}: a Maildir at L{mailboxPath} that keeps
         the quota L{quotaLimits} gives (asked again at every delivery, so a
-        changed setting applies at once).
+        changed setting applies at once), doing its file work with
+        L{fileWork}.
         """
         from tmail.store.maildir import MaildirStore
 
-        return MaildirStore(self.mailboxPath(user), quota=lambda: self.quotaLimits(user))
+        return MaildirStore(
+            self.mailboxPath(user),
+            quota=lambda: self.quotaLimits(user),
+            fileWork=self.fileWork,
+        )
 
     def quotaLimits(self, user: str) -> QuotaLimits:
         """

@@ -10,10 +10,13 @@ from tmail.interfaces import IMailRealm, IUserDirectory
 from tmail.realm.base import MailRealm
 from tmail.realm.maildir import MaildirRealm
 from tmail.realm.virtual import VirtualDomainRealm
+from tmail.store.filework import FileWork
 from tmail.store.quota import QuotaLimits
 
 
-def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRealm:
+def realmFromSettings(
+    settings: Settings, directory: IUserDirectory, fileWork: FileWork | None = None
+) -> IMailRealm:
     """
     C{virtual}, C{maildir}, or C{package.module:Class}.  A custom class is
     called as C{Class.fromSettings(settings, directory)} when it has that
@@ -21,16 +24,22 @@ def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRea
     signature of L{VirtualDomainRealm}).  The C{[quota]} limits become the
     default quota of a L{MailRealm} (a C{fromSettings} class reads them from
     the settings itself).
+
+    @param fileWork: where the stores of a L{MailRealm} do their file work
+        (L{MailRealm.fileWork}): the server's pool, or
+        L{tmail.store.filework.INLINE} for command-line tools.
     """
     backend = settings.realm.backend
     mailRoot = settings.realm.root or settings.data_dir / "mail"
     quota = QuotaLimits(settings.quota.storage, settings.quota.messages)
     if backend == "virtual":
-        return VirtualDomainRealm(directory, mailRoot, quota=quota)
+        return VirtualDomainRealm(directory, mailRoot, quota=quota, fileWork=fileWork)
     if backend == "maildir":
         if not settings.realm.domain:
             raise ConfigError(str(settings.path), "realm.domain", "required by the maildir backend")
-        return MaildirRealm(directory, mailRoot, settings.realm.domain, quota=quota)
+        return MaildirRealm(
+            directory, mailRoot, settings.realm.domain, quota=quota, fileWork=fileWork
+        )
     moduleName, _, className = backend.partition(":")
     try:
         cls = getattr(importlib.import_module(moduleName), className)
@@ -52,4 +61,6 @@ def realmFromSettings(settings: Settings, directory: IUserDirectory) -> IMailRea
     built: IMailRealm = realm
     if not factory and isinstance(built, MailRealm):
         built.defaultQuota = quota
+    if isinstance(built, MailRealm) and built.fileWork is None:
+        built.fileWork = fileWork
     return built

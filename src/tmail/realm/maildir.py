@@ -9,6 +9,7 @@ from zope.interface import implementer
 from tmail.errors import NotHostedDomain
 from tmail.interfaces import IFreeSpace, IUserDirectory
 from tmail.realm.base import MailRealm, splitAddress
+from tmail.store.filework import FileWork
 from tmail.store.fsutil import freeSpace
 from tmail.store.quota import QuotaLimits
 
@@ -27,8 +28,9 @@ class MaildirRealm(MailRealm):
         domain: str,
         *,
         quota: QuotaLimits | None = None,
+        fileWork: FileWork | None = None,
     ) -> None:
-        super().__init__(directory, quota=quota)
+        super().__init__(directory, quota=quota, fileWork=fileWork)
         self.root = root
         self.domain = domain.lower()
 

@@ -8,6 +8,7 @@ from zope.interface import implementer
 
 from tmail.interfaces import IFreeSpace, IUserDirectory
 from tmail.realm.base import MailRealm, splitAddress
+from tmail.store.filework import FileWork
 from tmail.store.fsutil import freeSpace
 from tmail.store.quota import QuotaLimits
 
@@ -20,9 +21,14 @@ class VirtualDomainRealm(MailRealm):
     """
 
     def __init__(
-        self, directory: IUserDirectory, mailRoot: Path, *, quota: QuotaLimits | None = None
+        self,
+        directory: IUserDirectory,
+        mailRoot: Path,
+        *,
+        quota: QuotaLimits | None = None,
+        fileWork: FileWork | None = None,
     ) -> None:
-        super().__init__(directory, quota=quota)
+        super().__init__(directory, quota=quota, fileWork=fileWork)
         self.mailRoot = mailRoot
 
     def mailboxPath(self, user: str) -> Path:

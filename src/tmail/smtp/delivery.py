@@ -64,11 +64,13 @@ from zope.interface import implementer
 from tmail.errors import OverQuota
 from tmail.interfaces import (
     Destinations,
+    IDeliveryStore,
     IForwardingRealm,
     IInsertablePendingMessage,
     ILinkingFolder,
     IMailFolder,
     IMailRealm,
+    IMailStore,
     IPendingMessage,
     IQuotaStore,
 )
@@ -228,6 +230,13 @@ class LinkedMessage(MailboxMessage):
             self.pending = self._folder.linkedCopy(source.pending)
 
 
+def _deliveryInbox(store: IMailStore) -> Deferred[IMailFolder]:
+    """A store's INBOX to deliver into, its index not read where the store allows."""
+    if IDeliveryStore.providedBy(store):
+        return maybeDeferred(store.deliveryFolder, "INBOX")
+    return maybeDeferred(store.getFolder, "INBOX")
+
+
 class LocalDelivery:
     """Resolves recipients and starts messages for the realm's users."""
 
@@ -254,9 +263,7 @@ class LocalDelivery:
         users = list(users)
 
         async def found() -> dict[str, IMailFolder]:
-            folders = await _each(
-                maybeDeferred(self.realm.storeFor(user).getFolder, "INBOX") for user in users
-            )
+            folders = await _each(_deliveryInbox(self.realm.storeFor(user)) for user in users)
             return dict(zip(users, folders, strict=True))
 
         return Deferred.fromCoroutine(found())

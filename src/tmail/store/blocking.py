@@ -43,20 +43,43 @@ def resultOf(value: Any) -> Any:
 
 
 class _Blocking:
-    """Provides what C{inner} provides, with every answer unwrapped by L{resultOf}."""
+    """
+    Provides what C{inner} provides, with every answer unwrapped by
+    L{resultOf}; listeners hear of the facade of a folder, not the folder.
+    """
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self._told: dict[Any, Any] = {}
         directlyProvides(self, providedBy(inner))
 
     def __repr__(self) -> str:
         return repr(self._inner)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set C{name} on what is wrapped (a test replacing a method), but its own."""
+        if name in ("_inner", "_told") or name.startswith("__"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
 
     def __eq__(self, other: object) -> bool:
         return bool(unwrap(other) is self._inner)
 
     def __hash__(self) -> int:
         return hash(id(self._inner))
+
+    def addListener(self, listener: Any) -> None:
+        def told(folder: Any) -> None:
+            listener(blocking(folder))
+
+        self._told[listener] = told
+        self._inner.addListener(told)
+
+    def removeListener(self, listener: Any) -> None:
+        told = self._told.pop(listener, None)
+        if told is not None:
+            self._inner.removeListener(told)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
@@ -74,16 +97,28 @@ class _Blocking:
 def _wrapped(result: Any) -> Any:
     from tmail.interfaces import IMailFolder, IPendingMessage
 
-    if IMailFolder.providedBy(result) or IPendingMessage.providedBy(result):
+    if IMailFolder.providedBy(result):
         return blocking(result)
+    if IPendingMessage.providedBy(result):
+        return _Blocking(result)
     return result
 
 
 def blocking(inner: Any) -> Any:
-    """C{inner} (a store, folder or pending message) answering synchronously."""
+    """
+    C{inner} (a store, folder or pending message) answering synchronously;
+    the same facade each time for the same object, so identity holds.
+    """
     if isinstance(inner, _Blocking):
         return inner
-    return _Blocking(inner)
+    facade = _facades.get(id(inner))
+    if facade is None or facade._inner is not inner:
+        facade = _facades[id(inner)] = _Blocking(inner)
+    return facade
+
+
+#: The facade of each object wrapped (pending messages are wrapped anew).
+_facades: dict[int, _Blocking] = {}
 
 
 def unwrap(value: Any) -> Any:

@@ -23,12 +23,14 @@ operation never waits for another of the same L{Serial} from inside it
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from threading import Thread
 from typing import Any, Protocol, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, execute
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
@@ -83,15 +85,23 @@ class ThreadedFileWork(Service):
         return deferToThreadPool(self.reactor, self.pool, function, *args, **kwargs)
 
 
+class _DaemonThread(Thread):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, daemon=True, **kwargs)
+
+
 def defaultFileWork() -> ThreadedFileWork:
     """
     The thread pool file work of stores made without one goes to, one per
-    process, stopped when the reactor stops.
+    process, stopped when the reactor stops.  Its threads do not keep a
+    process that never stops its reactor (a script, a test run) from
+    exiting.
     """
     if not _default:
         from twisted.internet import reactor
 
         work = ThreadedFileWork(reactor)  # type: ignore[arg-type]
+        work.pool.threadFactory = _DaemonThread
         reactor.addSystemEventTrigger(
             "during", "shutdown", lambda: work.pool.stop() if work.pool.started else None
         )
@@ -123,8 +133,19 @@ class Serial:
         returns.
         """
 
-        def start() -> Deferred[T]:
-            return ensureDeferred(operation(*args))
+        result: Deferred[T] = Deferred()
 
-        result: Deferred[T] = self._lock.run(start)
+        def start() -> Deferred[None]:
+            # The caller hears of the result before the next operation
+            # starts, so operations also complete in the order asked.
+            running = ensureDeferred(operation(*args))
+            return running.addBoth(deliver)
+
+        def deliver(outcome: T | Failure) -> None:
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+
+        self._lock.run(start)
         return result

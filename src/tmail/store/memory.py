@@ -595,20 +595,20 @@ class MemoryStore:
     # IMailStore, IQuotaStore, ISpecialUseStore, IMetadataStore: what a disk
     # or network store answers later answers with a Deferred
 
-    def getFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+    def getFolder(self, name: str) -> Deferred[IMailFolder]:
         return maybeDeferred(self._existing, name)
 
-    def listFolders(self) -> Deferred[list[str]]:  # type: ignore[override]
+    def listFolders(self) -> Deferred[list[str]]:
         return maybeDeferred(self._listFolders)
 
-    def createFolder(self, name: str) -> Deferred[IMailFolder]:  # type: ignore[override]
+    def createFolder(self, name: str) -> Deferred[IMailFolder]:
         return maybeDeferred(self._createFolder, name)
 
-    def deleteFolder(self, name: str) -> Deferred[None]:  # type: ignore[override]
+    def deleteFolder(self, name: str) -> Deferred[None]:
         """Delete a folder and its messages; its sub-folders stay."""
         return maybeDeferred(self._deleteFolder, name)
 
-    def renameFolder(self, old: str, new: str) -> Deferred[None]:  # type: ignore[override]
+    def renameFolder(self, old: str, new: str) -> Deferred[None]:
         """
         Rename a folder and its sub-folders (the folder objects keep their
         identity, UIDVALIDITY and MAILBOXID).  Renaming INBOX moves its
@@ -616,34 +616,34 @@ class MemoryStore:
         """
         return maybeDeferred(self._renameFolder, old, new)
 
-    def subscriptions(self) -> Deferred[list[str]]:  # type: ignore[override]
+    def subscriptions(self) -> Deferred[list[str]]:
         return maybeDeferred(self._listSubscriptions)
 
-    def subscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+    def subscribe(self, name: str) -> Deferred[None]:
         return maybeDeferred(self._subscribe, name)
 
-    def unsubscribe(self, name: str) -> Deferred[None]:  # type: ignore[override]
+    def unsubscribe(self, name: str) -> Deferred[None]:
         return maybeDeferred(self._unsubscribe, name)
 
-    def quota(self) -> Deferred[QuotaUsage | None]:  # type: ignore[override]
+    def quota(self) -> Deferred[QuotaUsage | None]:
         return maybeDeferred(self._quota)
 
-    def checkQuota(self, size: int, count: int = 1) -> Deferred[None]:  # type: ignore[override]
+    def checkQuota(self, size: int, count: int = 1) -> Deferred[None]:
         return maybeDeferred(self._checkQuota, size, count)
 
-    def recalculateQuota(self) -> Deferred[QuotaUsage | None]:  # type: ignore[override]
+    def recalculateQuota(self) -> Deferred[QuotaUsage | None]:
         return maybeDeferred(self._recalculateQuota)
 
-    def specialUse(self) -> Deferred[dict[str, frozenset[str]] | None]:  # type: ignore[override]
+    def specialUse(self) -> Deferred[dict[str, frozenset[str]] | None]:
         return maybeDeferred(self._currentSpecialUse)
 
-    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> Deferred[None]:  # type: ignore[override]
+    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> Deferred[None]:
         return maybeDeferred(self._updateSpecialUse, changes)
 
-    def metadata(self, folder: str | None) -> Deferred[dict[str, bytes]]:  # type: ignore[override]
+    def metadata(self, folder: str | None) -> Deferred[dict[str, bytes]]:
         return maybeDeferred(self._metadataOf, folder)
 
-    def updateMetadata(  # type: ignore[override]
+    def updateMetadata(
         self,
         folder: str | None,
         changes: dict[str, bytes | None],

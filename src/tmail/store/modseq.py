@@ -576,5 +576,8 @@ class ModSeqLog:
         The UIDs expunged after C{modseq}, ascending, and whether that is
         all of them (C{False} when C{modseq} is below the forgotten floor).
         """
-        uids = sorted(uid for uid, value in self._expunged.items() if value > modseq)
+        # Copied in one step: a folder's file work may log expunges in a
+        # worker thread while a session asks this in the reactor thread.
+        expunged = list(self._expunged.items())
+        uids = sorted(uid for uid, value in expunged if value > modseq)
         return uids, modseq >= self.floor

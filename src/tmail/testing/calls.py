@@ -9,8 +9,8 @@ returns Deferreds (the store seam's target).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from unittest import SkipTest
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -58,12 +58,26 @@ MESSAGE = (
 )
 
 
-def call(function: Callable[..., T | Deferred[T]], *args: Any, **kwargs: Any) -> Deferred[T]:
+@overload
+def call(function: Callable[..., Deferred[T]], *args: Any, **kwargs: Any) -> Deferred[T]: ...
+
+
+@overload
+def call(
+    function: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+) -> Deferred[T]: ...
+
+
+@overload
+def call(function: Callable[..., T | Deferred[T]], *args: Any, **kwargs: Any) -> Deferred[T]: ...
+
+
+def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
     """
     Call C{function} and answer with a L{Deferred} of its result, whether it
     returned a value, a L{Deferred} or a coroutine, or raised.
     """
-    return maybeDeferred(function, *args, **kwargs)  # type: ignore[arg-type]
+    return maybeDeferred(function, *args, **kwargs)
 
 
 async def deliver(

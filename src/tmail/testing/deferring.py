@@ -26,6 +26,7 @@ from tmail.interfaces import IMailFolder, IMailStore
 STORE_LATER = frozenset(
     {
         "getFolder",
+        "deliveryFolder",
         "listFolders",
         "createFolder",
         "deleteFolder",

@@ -113,6 +113,9 @@ class MailFolderTestsMixin(TestCaseBase):
         return requireProvider(await self.folder(name), interface)
 
     async def listed(self, folder: IMailFolder, claimRecent: bool = False) -> list[MessageInfo]:
+        """The folder's messages, once it picked up other processes' changes."""
+        if IIncrementalFolder.providedBy(folder):
+            await call(folder.refresh)
         messages = await call(folder.messages, claimRecent)
         return list(messages)
 

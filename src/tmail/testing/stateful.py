@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -78,14 +78,20 @@ class _Modelled:
 class ReactorStateMachine(RuleBasedStateMachine):
     """A state machine, run in a worker thread, that calls stores in the reactor thread."""
 
-    def run(self, function: Callable[..., T | Deferred[T]], *args: Any) -> T:
+    @overload
+    def run(self, function: Callable[..., Deferred[T]], *args: Any) -> T: ...
+
+    @overload
+    def run(self, function: Callable[..., T | Deferred[T]], *args: Any) -> T: ...
+
+    def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call C{function} in the reactor thread and wait for its result."""
         fromThreads = cast(IReactorFromThreads, reactor)
 
         def inReactor() -> Deferred[Any]:
             return call(function, *args)
 
-        return cast(T, blockingCallFromThread(fromThreads, inReactor))
+        return blockingCallFromThread(fromThreads, inReactor)
 
     def outcome(self, function: Callable[..., object], *args: Any) -> BaseException | None:
         """The exception C{function} raised (or failed with), or C{None}."""
@@ -130,7 +136,14 @@ class FolderStateMachine(ReactorStateMachine):
         return views[via % len(views)]
 
     def listing(self, folder: IMailFolder) -> list[MessageInfo]:
+        """The folder's messages, once it picked up other processes' changes."""
+        self.refreshed(folder)
         return list(self.run(folder.messages, False))
+
+    def refreshed(self, folder: IMailFolder) -> None:
+        """Let C{folder} pick up other processes' changes, where it has to be told."""
+        if IIncrementalFolder.providedBy(folder):
+            self.run(folder.refresh)
 
     # Rules
 
@@ -142,6 +155,7 @@ class FolderStateMachine(ReactorStateMachine):
     @rule(where=st.sampled_from(("INBOX", "Other")), body=_bodies, flags=_flagSets, via=_via)
     def deliver(self, where: str, body: bytes, flags: frozenset[str], via: int) -> None:
         folder = self.folderNamed(where, via)
+        self.refreshed(folder)
         expected = self.run(folder.uidNext)
         pending: IPendingMessage = self.run(folder.beginMessage, flags)
         self.run(pending.write, body)
@@ -225,6 +239,7 @@ class FolderStateMachine(ReactorStateMachine):
                 for info in listed:
                     assert info.flags == model[info.uid].flags, (folder, info, model[info.uid])
                     assert info.size == len(model[info.uid].body), (folder, info)
+                self.refreshed(folder)
                 assert self.run(folder.uidNext) > self.highest[name], folder
         for folder in self.views["INBOX"]:
             assert self.run(folder.uidValidity) == self.validity, folder
@@ -248,6 +263,7 @@ class FolderStateMachine(ReactorStateMachine):
             self.snapshot = {info.uid: info for info in self.listing(folder)}
             self.serial = self.run(folder.changeSerial)
             return
+        self.refreshed(folder)
         serial, changes = self.run(folder.changesSince, self.serial, False)
         if changes is None:
             self.snapshot = {info.uid: info for info in self.listing(folder)}
@@ -394,7 +410,7 @@ class StoreStateMachine(ReactorStateMachine):
     @invariant()
     def foldersHoldWhatTheModelSays(self) -> None:
         for store in self.stores:
-            listed = list(self.run(store.listFolders))
+            listed: list[str] = self.run(store.listFolders)
             assert listed[0] == "INBOX" and len(set(listed)) == len(listed), listed
             for name in listed:
                 if name not in self.model:

@@ -78,7 +78,8 @@ class MailStoreTestsMixin(TestCaseBase):
         return store
 
     async def folderNames(self, store: IMailStore) -> list[str]:
-        return list(await call(store.listFolders))
+        names: list[str] = await call(store.listFolders)
+        return list(names)
 
     async def contents(self, folder: IMailFolder) -> list[tuple[bytes, frozenset[str]]]:
         """Bytes and flags of each message, in UID order."""

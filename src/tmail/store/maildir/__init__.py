@@ -15,7 +15,9 @@ from the saved index (L{tmail.store.maildir.savedindex}) and lists the
 directories (L{tmail.store.maildir.scan}) only when they changed since.
 Deliveries are written by L{tmail.store.maildir.pending}; the folder
 (L{tmail.store.maildir.folder}) ties file work and index together, and
-L{tmail.store.maildir.store} holds the user's folders.
+L{tmail.store.maildir.store} holds the user's folders.  File work runs
+where the store's L{tmail.store.filework.FileWork} puts it: a thread pool
+in a server, inline for tools (L{BlockingMaildirStore}).
 
 A full disk (or quota) stops only the writes a user asked for that need
 space (deliveries, copies, new keywords: L{tmail.errors.StoreFull}).
@@ -30,7 +32,27 @@ letters the log does not have, and messages the log or the uidlist lists
 whose file is gone, which are expunges, never errors.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tmail.store.blocking import blocking
+from tmail.store.filework import INLINE
 from tmail.store.maildir.folder import MaildirFolder
 from tmail.store.maildir.store import MaildirStore
+from tmail.store.quota import QuotaLimits
 
-__all__ = ["MaildirFolder", "MaildirStore"]
+__all__ = ["BlockingMaildirStore", "MaildirFolder", "MaildirStore"]
+
+
+def BlockingMaildirStore(root: Path, quota: Callable[[], QuotaLimits] | None = None) -> Any:
+    """
+    The Maildir at C{root} for synchronous code (command-line tools,
+    scripts, tests setting up or inspecting a Maildir): its file work is
+    done inline and its operations, and those of its folders and pending
+    messages, answer with their results (L{tmail.store.blocking}).  Not
+    for a server's reactor thread.
+    """
+    return blocking(MaildirStore(root, quota=quota, fileWork=INLINE))

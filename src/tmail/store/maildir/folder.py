@@ -1,5 +1,16 @@
 """
 One Maildir folder: Dovecot-compatible UIDs and flags over C{cur/ new/ tmp/}.
+
+The folder ties its in-memory index to the files.  What the index knows is
+answered at once, never from the disk; what needs the disk (L{refresh},
+opening, flag changes, expunges, copies, commits) is a coroutine run
+through the folder's L{Serial} (one at a time, in the order asked), each
+piece of blocking file work awaited through its L{FileWork}: in a thread
+pool for a server, where a slow disk or a dot-lock another process holds
+delays only the operations waiting on this folder.  The index is changed
+only between those awaits, in the reactor thread; the file work touches
+the folder's files and their in-memory copies (uidlist, keywords, the
+mod-sequence log) but no index.
 """
 
 from __future__ import annotations
@@ -15,8 +26,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
+from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
 from zope.interface import implementer
@@ -41,6 +53,7 @@ from tmail.store import maildirfields as _maildirfields
 from tmail.store import modseq as _modseq
 from tmail.store import objectid as _objectid
 from tmail.store import uidlist as _uidlist
+from tmail.store.filework import INLINE, FileWork, Serial
 from tmail.store.flags import (
     KEYWORD_LETTERS,
     canonicalFlag,
@@ -55,13 +68,11 @@ from tmail.store.flags import (
 from tmail.store.fsutil import (
     fsyncDirectory,
     fullDiskIsStoreFull,
-    isDiskFull,
 )
 from tmail.store.maildir import savedindex as _savedindex
 from tmail.store.maildir import scan as _scan
 from tmail.store.maildir.index import Entry, FolderIndex
 from tmail.store.maildir.pending import (
-    _FLUSH_AT,
     _NO_HARD_LINKS,
     _PendingMessage,
     _Placed,
@@ -77,6 +88,8 @@ _EXPUNGE_RELOCATIONS = 20
 
 _log = Logger()
 
+T = TypeVar("T")
+
 #: Files left in tmp/ longer than this are debris of a crash (qmail's rule).
 TMP_MAX_AGE = 36 * 3600
 #: How often an open folder looks for such debris again (Dovecot's interval).
@@ -88,8 +101,8 @@ _UNSETTLED_NS = 2_000_000_000
 #: How often such a directory is rescanned while its mtime stays put.
 _RESCAN_UNSETTLED_NS = 50_000_000
 
-_SUBDIRS = ("cur", "new", "tmp")
-_DELETED_SUFFIX = ".deleted"
+_SUBDIRS = _scan.SUBDIRECTORIES
+_DELETED_SUFFIX = _scan.DELETED_SUFFIX
 
 #: Deliveries remembered as recent before anyone looked at the folder; past
 #: this many the folder is indexed instead.
@@ -180,9 +193,17 @@ class MaildirFolder:
     _quota: MaildirQuota | None = None
 
     def __init__(
-        self, name: str, path: Path, newUidValidity: Callable[[int], int] | None = None
+        self,
+        name: str,
+        path: Path,
+        newUidValidity: Callable[[int], int] | None = None,
+        *,
+        fileWork: FileWork = INLINE,
     ) -> None:
         self.name = name
+        self._fileWork = fileWork
+        #: This folder's operations, one at a time in the order asked.
+        self._serial = Serial()
         self._newUidValidity = newUidValidity or _timeUidValidity
         self._listeners: list[Callable[[IMailFolder], None]] = []
         self._opened = False
@@ -250,37 +271,24 @@ class MaildirFolder:
         self._touched = set()
         self._goneUnlogged = []
 
-    def _open(self) -> None:
+    def _run(self, function: Callable[..., T], *args: Any) -> Deferred[T]:
+        """A piece of file work, where the folder's L{FileWork} runs it."""
+        return self._fileWork.run(function, *args)
+
+    async def _open(self) -> None:
         """Create missing subdirectories once; sweep C{tmp/} then and every few hours."""
         if self._gone:
             raise NoSuchFolder(self.name)
         if self._opened:
             if time.monotonic() >= self._nextSweep:
+                self._nextSweep = time.monotonic() + _SWEEP_EVERY
                 with contextlib.suppress(FileNotFoundError):
-                    self._sweepTemporaries()
+                    await self._run(_scan.sweepTemporaries, self._path / "tmp", TMP_MAX_AGE)
             return
-        try:
-            with fullDiskIsStoreFull():
-                for sub in _SUBDIRS:
-                    (self._path / sub).mkdir(mode=0o700, exist_ok=True)
-        except FileNotFoundError:
-            raise NoSuchFolder(self.name) from None
-        self._sweepTemporaries()
-        self._opened = True
-
-    def _sweepTemporaries(self) -> None:
+        await self._run(_scan.makeSubdirectories, self._path, self.name)
         self._nextSweep = time.monotonic() + _SWEEP_EVERY
-        cutoff = time.time() - TMP_MAX_AGE
-        with os.scandir(self._path / "tmp") as entries:
-            for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if entry.name.endswith(_DELETED_SUFFIX):
-                            shutil.rmtree(entry.path, ignore_errors=True)
-                    elif entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(entry.path)
-                except FileNotFoundError:
-                    pass
+        await self._run(_scan.sweepTemporaries, self._path / "tmp", TMP_MAX_AGE)
+        self._opened = True
 
     # Index maintenance
 
@@ -297,23 +305,17 @@ class MaildirFolder:
             data.uidValidity = _timeUidValidity(self._uidValidity or 0)
         return data
 
-    def _currentUidlist(self) -> _uidlist.UidListData:
+    async def _currentUidlist(self) -> _uidlist.UidListData:
         """
         The uidlist, created if missing (in memory while the disk is full).
         A UIDVALIDITY other than the one the index was built on empties the
         index.
         """
-        self._uidlist.refresh()
+        await self._run(self._uidlist.refresh)
         if self._uidlist.data is None:
-            fresh = None
-            try:
-                with self._uidlist.lock() as lock:
-                    self._uidlist.refresh()
-                    if self._uidlist.data is None:
-                        fresh = self._freshUidlist()
-                        self._uidlist.write(lock, fresh)
-            except StoreFull:
-                self._keepUnwritten(fresh or self._freshUidlist(), [], whole=True)
+            unwritten = await self._run(self._createUidlist)
+            if unwritten is not None:
+                self._keepUnwritten(unwritten, [], whole=True)
         data = self._uidlist.data
         assert data is not None
         if data.uidValidity != self._uidValidity:
@@ -322,12 +324,35 @@ class MaildirFolder:
             self._uidValidity = data.uidValidity
         return data
 
-    def _assignUids(
+    def _createUidlist(self) -> _uidlist.UidListData | None:
+        """
+        File work: write a fresh uidlist unless another process just did;
+        the one to keep in memory when the disk is too full to write it.
+        """
+        fresh = None
+        try:
+            with self._uidlist.lock() as lock:
+                self._uidlist.refresh()
+                if self._uidlist.data is None:
+                    fresh = self._freshUidlist()
+                    self._uidlist.write(lock, fresh)
+        except StoreFull:
+            return fresh or self._freshUidlist()
+        return None
+
+    async def _assignUids(
+        self, bases: Iterable[str], strict: bool = True, fields: dict[str, str] | None = None
+    ) -> tuple[dict[str, int], bool]:
+        """L{_assignUidsNow} as file work (it waits for the uidlist's lock)."""
+        return await self._run(self._assignUidsNow, list(bases), strict, fields)
+
+    def _assignUidsNow(
         self, bases: Iterable[str], strict: bool = True, fields: dict[str, str] | None = None
     ) -> tuple[dict[str, int], bool]:
         """
-        Under the uidlist lock: give UIDs to the C{bases} that have none
-        (their lines with the extension C{fields} given for them),
+        File work that changes no index: under the uidlist lock, give UIDs
+        to the C{bases} that have none (their lines with the extension
+        C{fields} given for them),
         remove the lines of messages found gone, and write the uidlist, with
         the lines a full disk left unwritten before.
 
@@ -433,10 +458,10 @@ class MaildirFolder:
         self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
 
     def _retryUnwritten(self) -> None:
-        """Write what a full disk left in memory, if the disk now takes it."""
+        """File work: write what a full disk left in memory, if the disk now takes it."""
         self._retryUnwrittenAt = time.monotonic() + _RETRY_UNWRITTEN
         if self._uidlist.unwritten:
-            self._assignUids((), strict=False)
+            self._assignUidsNow((), strict=False)
         if self._log.unwritten:
             self._log.append([])
 
@@ -448,10 +473,6 @@ class MaildirFolder:
         of the whole list.
         """
         return len(self._staleLines) >= max(_COMPACT_AT, len(self._index.entries) // 4)
-
-    def _listDirectory(self, sub: str) -> dict[str, str]:
-        """Base name -> file name of the messages in C{sub}."""
-        return _scan.listDirectory(self._path / sub)
 
     def _locate(self, base: str) -> tuple[str, str] | None:
         """Find a message file that another process renamed (or moved to C{cur/})."""
@@ -479,35 +500,61 @@ class MaildirFolder:
         extra = self._memoryKeywords.get(base)
         return flags | extra if extra else flags
 
-    def _lettersFor(self, base: str, flags: frozenset[str], current: str = "") -> str:
+    async def _lettersFor(self, base: str, flags: frozenset[str], current: str = "") -> str:
         """
         The info letters for C{flags}, allocating keyword letters as needed
         and keeping the letters of C{current} tmail does not manage.
         """
+        letters, inMemory = await self._keywordLetters(flags, current)
+        self._keepInMemory(base, inMemory)
+        return letters
+
+    async def _keywordLetters(
+        self, flags: frozenset[str], current: str = ""
+    ) -> tuple[str, frozenset[str]]:
+        """
+        The info letters for C{flags} (see L{_lettersFor}) once their
+        keywords have letters, and the keywords that got none.
+        """
         keywords = sorted(flag for flag in flags if not flag.startswith("\\"))
         if keywords:
-            renamed = self._keywords.refresh()
-            renamed |= any(self._keywords.letterOf(k) is None for k in keywords)
-            self._keywords.allocate(keywords)
+            renamed = await self._run(self._allocateKeywords, keywords)
             if renamed and self._reinterpretFlags():
                 self._notify()
+        return self._lettersNow(flags, current)
+
+    def _allocateKeywords(self, keywords: list[str]) -> bool:
+        """
+        File work: give C{keywords} letters in C{dovecot-keywords}; whether
+        letters were renamed by another process meanwhile.
+        """
+        renamed = self._keywords.refresh()
+        renamed |= any(self._keywords.letterOf(k) is None for k in keywords)
+        self._keywords.allocate(keywords)
+        return renamed
+
+    def _lettersNow(self, flags: frozenset[str], current: str = "") -> tuple[str, frozenset[str]]:
+        """The letters of L{_keywordLetters} for keywords already allocated."""
         letters = [letter for flag in flags if (letter := systemLetter(flag)) is not None]
         inMemory = set()
-        for keyword in keywords:
+        for keyword in sorted(flag for flag in flags if not flag.startswith("\\")):
             letter = self._keywords.letterOf(keyword)
             if letter is None:
                 inMemory.add(keyword)
             else:
                 letters.append(letter)
-        if inMemory:
-            self._memoryKeywords[base] = frozenset(inMemory)
-        else:
-            self._memoryKeywords.pop(base, None)
         letters.append(preservedLetters(current))
         letters.extend(
             c for c in current if c in KEYWORD_LETTERS and self._keywords.nameOf(c) is None
         )
-        return "".join(letters)
+        return "".join(letters), frozenset(inMemory)
+
+    def _keepInMemory(self, base: str, keywords: frozenset[str]) -> None:
+        """Remember the keywords of C{base} that have no letter."""
+        if keywords:
+            self._memoryKeywords[base] = keywords
+        else:
+            self._memoryKeywords.pop(base, None)
 
     def _setLocation(self, entry: Entry, subdir: str, filename: str) -> None:
         self._index.setLocation(entry, subdir, filename)
@@ -529,7 +576,34 @@ class MaildirFolder:
             self._index.recent.add(uid)
             self._index.snapshot = None
 
-    def _sync(self, force: bool = False) -> bool:
+    def _sync(self, force: bool = False) -> Deferred[bool]:
+        """
+        L{_syncIndex} as an operation of its own, for the store (after it
+        moved files into or out of the folder); fires with whether anything
+        changed, the listeners told.
+        """
+        return self._serial.run(self._syncAndNotify, force)
+
+    def _exclusively(self, function: Callable[..., T], *args: Any) -> Deferred[T]:
+        """
+        C{function(*args)} in the reactor thread in this folder's turn, once
+        the operations asked for before it are done and before those asked
+        after start: for the store's changes to the folder itself (a rename,
+        a delete) that must not meet file work in progress.
+        """
+
+        async def alone() -> T:
+            return function(*args)
+
+        return self._serial.run(alone)
+
+    async def _syncAndNotify(self, force: bool = False) -> bool:
+        changed = await self._syncIndex(force)
+        if changed:
+            self._notify()
+        return changed
+
+    async def _syncIndex(self, force: bool = False) -> bool:
         """
         Bring the index up to date with the directories when their mtimes
         moved (or they changed too recently to trust the mtime); return
@@ -538,13 +612,13 @@ class MaildirFolder:
         """
         if self._gone:
             return False
-        self._open()
+        await self._open()
         if (
             self._uidlist.unwritten or self._log.unwritten
         ) and time.monotonic() >= self._retryUnwrittenAt:
-            self._retryUnwritten()
+            await self._run(self._retryUnwritten)
         try:
-            stamp = self._stamp()
+            stamp = await self._run(self._stamp)
         except FileNotFoundError:
             return self._vanished()
         if (
@@ -560,31 +634,37 @@ class MaildirFolder:
         self._unsettled = time.time_ns() - max(stamp) < _UNSETTLED_NS
 
         wasIndexed = self._indexed
-        data = self._currentUidlist()
+        data = await self._currentUidlist()
         changed = wasIndexed and not self._indexed
         loading = not self._indexed
         if loading:
-            with _noCollection():
-                self._log.load(data.uidValidity)
-        saved = self._loadSavedIndex(data.uidValidity) if loading else None
+            await self._run(self._loadLog, data.uidValidity)
+        saved = await self._loadSavedIndex(data.uidValidity) if loading else None
         restored = saved is not None
         wasIndexed |= restored
-        if self._keywords.refresh():
+        if await self._run(self._keywords.refresh):
             changed |= self._reinterpretFlags()
         self._knownNext = data.nextUid
 
         # A saved index current for the directories as they are needs no
         # listing: no file was added, renamed or removed since it was saved.
-        current = saved is not None and saved == self._directoryState()
-        found, gone = ({}, set()) if current else self._listChanges()
+        current = saved is not None and saved == await self._run(self._directoryState)
+        found, gone = (
+            ({}, set())
+            if current
+            else await self._run(
+                _scan.listChanges, self._path, self._index.curNames, self._index.newBases
+            )
+        )
         if loading:
             gone |= data.uids.keys() - found.keys() - self._index.byBase.keys()
         if gone and not current:
-            again = self._listDirectory("cur")
+            again = await self._run(_scan.listDirectory, self._path / "cur")
             for base in gone & again.keys():
                 found[base] = ("cur", again[base])
             gone -= again.keys()
-        arrived = self._moveNewToCur(found)
+        moved = await self._run(_scan.moveNewToCur, self._path, found)
+        arrived = {base for base in moved if base not in self._index.byBase}
 
         removed = [uid for base in gone if (uid := self._index.byBase.get(base)) is not None]
         for uid in removed:
@@ -632,45 +712,29 @@ class MaildirFolder:
                 uids = {base: data.uids[base] for base in newBases if base in data.uids}
             unassigned = [base for base in newBases if base not in uids]
             if unassigned:
-                assigned, foreign = self._assignUids(unassigned, strict=False)
+                assigned, foreign = await self._assignUids(unassigned, strict=False)
                 uids.update(assigned)
                 if self._uidlist.data is None or self._uidlist.data.uidValidity != (
                     self._uidValidity
                 ):
-                    return self._sync(force=True) or True
-            prefixes = {sub: f"{self._path}{os.sep}{sub}{os.sep}" for sub in ("cur", "new")}
-            relisted: dict[str, tuple[str, str]] | None = None
-            for base in sorted(uids, key=uids.__getitem__):
+                    return await self._syncIndex(force=True) or True
+            wanted = [
+                (base, *found[base])
+                for base in sorted(uids, key=uids.__getitem__)
+                if uids[base] not in self._index.entries
+            ]
+            statuses, complete = await self._run(_scan.statFiles, self._path, wanted)
+            if not complete:
+                # Still moving: list nothing above it until the next look.
+                self._dirStamp = None
+            for base, subdir, filename, fileSize, mtimeNs in statuses:
                 uid = uids[base]
-                if uid in self._index.entries:
-                    continue
-                subdir, filename = found[base]
-                try:
-                    status = os.stat(prefixes[subdir] + filename)
-                except FileNotFoundError:
-                    # Renamed (a flag change) or removed by another process
-                    # since the listing: look again, once per sync.
-                    if relisted is None:
-                        relisted = {
-                            b: (sub, name)
-                            for sub in ("new", "cur")
-                            for b, name in self._listDirectory(sub).items()
-                        }
-                    if base not in relisted:
-                        continue
-                    subdir, filename = relisted[base]
-                    try:
-                        status = os.stat(prefixes[subdir] + filename)
-                    except FileNotFoundError:
-                        # Still moving: list nothing above it until the next look.
-                        self._dirStamp = None
-                        break
                 size = sizeFromBase(base)
                 info = MessageInfo(
                     uid=uid,
                     flags=self._flagsOf(base, filename),
-                    size=status.st_size if size is None else size,
-                    internaldate=status.st_mtime_ns / 1_000_000_000,
+                    size=fileSize if size is None else size,
+                    internaldate=mtimeNs / 1_000_000_000,
                     key=base,
                     recent=base in arrived or base in self._deliveredUnindexed,
                 )
@@ -683,14 +747,19 @@ class MaildirFolder:
             # Each message keeps the mod-sequence the log has for the letters
             # its file has now; those the log knew that are not here were
             # expunged while no process of ours was looking.
-            self._logChanges(claim=True)
+            await self._logChanges(claim=True)
             self._goneUnlogged += self._log.forgetUnclaimed()
-        self._logChanges()
+        await self._logChanges()
         if foreign:
             # Another process gave out UIDs meanwhile: index its messages
             # now, before anyone sees a higher UID without the lower ones.
-            changed |= self._sync(force=True)
+            changed |= await self._syncIndex(force=True)
         return changed and wasIndexed and not restored
+
+    def _loadLog(self, uidValidity: int) -> None:
+        """File work: read the mod-sequence log."""
+        with _noCollection():
+            self._log.load(uidValidity)
 
     # Mod-sequences
 
@@ -698,7 +767,7 @@ class MaildirFolder:
     def _lettersOf(filename: str) -> str:
         return infoLetters(splitFilename(filename)[1])
 
-    def _logChanges(self, claim: bool = False) -> None:
+    async def _logChanges(self, claim: bool = False) -> None:
         """
         Log new and changed messages, and expunges found, under one new
         mod-sequence.  With C{claim} (the log was just loaded), messages
@@ -731,16 +800,16 @@ class MaildirFolder:
         self._touched, self._goneUnlogged = set(), []
         if not changes:
             return
-        modseq = self._log.append(changes)
+        modseq = await self._run(self._log.append, changes)
         for uid in pending:
             entry = entries[uid]
             entry.info = _withModSeq(entry.info, modseq)
             self._changed(uid)
         if pending:
             self._index.snapshot = None
-        self._maybeCompactLog()
+        await self._maybeCompactLog()
 
-    def _maybeCompactLog(self) -> None:
+    async def _maybeCompactLog(self) -> None:
         entries = self._index.entries
         if not self._log.needsCompaction(len(entries)):
             return
@@ -749,7 +818,7 @@ class MaildirFolder:
             for uid in self._index.uids
         ]
         try:
-            self._log.compact(states)
+            await self._run(self._log.compact, states)
         except OSError as e:
             _log.warn(
                 "Could not compact the mod-sequences of {folder!r}: {error}", folder=self, error=e
@@ -766,7 +835,6 @@ class MaildirFolder:
     def changesSince(
         self, serial: int, claimRecent: bool = True
     ) -> tuple[int, list[MessageInfo | int] | None]:
-        self.refresh()
         current = self.changeSerial()
         changed = self._index.changes.since(serial)
         if changed is None:
@@ -787,20 +855,22 @@ class MaildirFolder:
             changes.append(info)
         return current, changes
 
-    def refresh(self) -> None:
-        if self._sync():
+    def refresh(self) -> Deferred[None]:  # type: ignore[override]
+        return self._serial.run(self._refresh)
+
+    async def _refresh(self) -> None:
+        if await self._syncIndex():
             self._notify()
-        self._maybeSaveIndex()
+        await self._maybeSaveIndex()
 
     def info(self, uid: int) -> MessageInfo | None:
         entry = self._index.entries.get(uid)
         return None if entry is None else entry.info
 
     def messageCount(self) -> int:
-        self._open()
         return len(self._index.uids)
 
-    def _loadSavedIndex(self, uidValidity: int) -> _savedindex.DirectoryState | None:
+    async def _loadSavedIndex(self, uidValidity: int) -> _savedindex.DirectoryState | None:
         """
         Start the index from the one a process saved earlier (see
         L{_saveIndex}); return the state of the directories it was current
@@ -809,7 +879,7 @@ class MaildirFolder:
         listing that follows finds what changed, as it does for a running
         process.
         """
-        saved = _savedindex.readSavedIndex(self._path, uidValidity)
+        saved = await self._run(self._readSavedIndex, uidValidity)
         if saved is None:
             return None
         with _noCollection():
@@ -822,7 +892,6 @@ class MaildirFolder:
         uids, inCur, suffixes = saved.uids.tolist(), saved.inCur, saved.suffixes
         bases = list(map(sys.intern, saved.bases))
         filenames = list(map(operator.add, bases, suffixes))
-        self._keywords.refresh()
         bySuffix = {s: (self._flagsOf("", s), infoLetters(s[1:])) for s in set(suffixes)}
         flags = [bySuffix[suffix][0] for suffix in suffixes]
         if self._memoryKeywords:
@@ -863,7 +932,14 @@ class MaildirFolder:
         except OSError:
             return _savedindex.UNKNOWN_STATE
 
-    def _saveIndex(self) -> None:
+    def _readSavedIndex(self, uidValidity: int) -> _savedindex.SavedIndex | None:
+        """File work: the saved index, and the keywords its flags are read with."""
+        saved = _savedindex.readSavedIndex(self._path, uidValidity)
+        if saved is not None:
+            self._keywords.refresh()
+        return saved
+
+    async def _saveIndex(self) -> None:
         """
         Save the index for the next process that opens this folder, so a
         restart does not stat every message again (see
@@ -873,7 +949,7 @@ class MaildirFolder:
         can have changed unseen within the same modification time.
         """
         assert self._uidValidity is not None
-        state = self._directoryState()
+        state = await self._run(self._directoryState)
         if self._unsettled or self._dirStamp != (state[0], state[2]):
             state = _savedindex.UNKNOWN_STATE
         entries = [self._index.entries[uid] for uid in self._index.uids]
@@ -889,53 +965,17 @@ class MaildirFolder:
         )
         temporary = self._path / "tmp" / f"{_uniqueName()}.{_SAVED_INDEX}"
         try:
-            _savedindex.writeSavedIndex(self._path, temporary, data)
+            await self._run(_savedindex.writeSavedIndex, self._path, temporary, data)
         except OSError as e:
             _log.warn("Could not save the index of {folder!r}: {error}", folder=self, error=e)
             return
         self._index.unsaved = 0
 
-    def _maybeSaveIndex(self) -> None:
+    async def _maybeSaveIndex(self) -> None:
         """Save the index of a large folder when enough has changed since the last save."""
         count = len(self._index.entries)
         if count >= _SAVED_INDEX_MIN and self._index.unsaved >= max(_SAVED_INDEX_MIN, count // 10):
-            self._saveIndex()
-
-    def _listChanges(self) -> tuple[_scan.Found, set[str]]:
-        """Compare the directories with the index (see L{_scan.listChanges})."""
-        return _scan.listChanges(self._path, self._index.curNames, self._index.newBases)
-
-    def _moveNewToCur(self, found: dict[str, tuple[str, str]]) -> set[str]:
-        """
-        Move the files of C{new/} into C{cur/} (adding C{:2,}), as Dovecot
-        does, and return the base names this process saw arrive.  A file
-        that cannot be moved (no permission, a full disk) stays in C{new/}
-        and is served from there; a later look moves it.
-        """
-        arrived = set()
-        for base, (subdir, filename) in list(found.items()):
-            if subdir != "new":
-                continue
-            target = filename if splitFilename(filename)[1] else filenameWith(base, "")
-            try:
-                os.rename(self._path / "new" / filename, self._path / "cur" / target)
-            except FileNotFoundError:
-                located = self._locate(base)
-                if located is None:
-                    del found[base]
-                else:
-                    found[base] = located
-                continue
-            except PermissionError:
-                continue
-            except OSError as e:
-                if not isDiskFull(e):
-                    raise
-            else:
-                found[base] = ("cur", target)
-            if base not in self._index.byBase:
-                arrived.add(base)
-        return arrived
+            await self._saveIndex()
 
     def _reinterpretFlags(self) -> bool:
         """Recompute keyword names after C{dovecot-keywords} changed."""
@@ -959,21 +999,21 @@ class MaildirFolder:
         self._dirStamp = None
         return had
 
-    def _entry(self, uid: int) -> Entry:
+    async def _entry(self, uid: int) -> Entry:
         """The index entry of C{uid}, indexing the folder first if needed."""
-        self._open()
-        if uid not in self._index.entries and self._sync():
+        await self._open()
+        if uid not in self._index.entries and await self._syncIndex():
             self._notify()
         return self._index.entries[uid]
 
-    def _relocate(self, uid: int, entry: Entry) -> None:
+    async def _relocate(self, uid: int, entry: Entry) -> None:
         """
         Find C{entry}'s file after another process renamed it; raise
         C{KeyError} when it is gone for good.  A flag change found this way
         is told to the listeners as one found by listing the directory is:
         a session that did not come across it hears of it only so.
         """
-        located = self._locate(entry.info.key)
+        located = await self._run(self._locate, entry.info.key)
         if located is None:
             self._dirStamp = None
             raise KeyError(uid)
@@ -982,33 +1022,25 @@ class MaildirFolder:
         if flags != entry.info.flags:
             entry.info = replace(entry.info, flags=flags, modseq=0)
             self._touched.add(uid)
-            self._logChanges()
+            await self._logChanges()
             self._index.snapshot = None
             self._notify()
 
     def _stamp(self) -> tuple[int, int]:
         return _scan.directoryStamp(self._newDir, self._curDir)
 
-    @contextlib.contextmanager
-    def _ownChanges(self) -> Iterator[None]:
+    async def _ownChangesEnd(self, current: bool, before: tuple[int, int] | None) -> None:
         """
-        Renames and unlinks this process makes and mirrors in the index:
-        when nothing else changed the directories since the last listing,
-        the next look need not list them again (it does, a little later,
-        in case another process changed them within the same mtime tick).
+        After renames and unlinks this process made and mirrored in the
+        index, starting from directories still as listed at C{before}
+        (C{current}): the next look need not list them again (it does, a
+        little later, in case another process changed them within the same
+        mtime tick).
         """
-        before = self._dirStamp
-        try:
-            current = before is not None and self._stamp() == before
-        except FileNotFoundError:
-            current = False
-        try:
-            yield
-        finally:
-            if current and self._dirStamp == before:
-                with contextlib.suppress(FileNotFoundError):
-                    self._dirStamp = self._stamp()
-                    self._unsettled = True
+        if current and self._dirStamp == before:
+            with contextlib.suppress(FileNotFoundError):
+                self._dirStamp = await self._run(self._stamp)
+                self._unsettled = True
 
     def _pathOf(self, entry: Entry) -> str:
         return f"{self._curDir if entry.subdir == 'cur' else self._newDir}{os.sep}{entry.filename}"
@@ -1041,20 +1073,29 @@ class MaildirFolder:
     def _needsKeywordLetters(self, flags: frozenset[str]) -> bool:
         return any(not flag.startswith("\\") for flag in flags)
 
-    def _place(self, tmpPath: Path, flags: frozenset[str], crlfSize: int | None = None) -> _Placed:
+    def _place(
+        self,
+        tmpPath: Path,
+        flags: frozenset[str],
+        crlfSize: int | None = None,
+        letters: str | None = None,
+    ) -> _Placed:
         """
-        Move a complete, fsync'ed file from C{tmp/} into C{new/} (or C{cur/}
-        with its flags) and fsync that directory.  Touches no shared state
-        when C{flags} has no keywords, so it may run in a worker thread.
-        C{crlfSize}, when it differs from the file's size (a copy of a file
-        stored with LF line ends), is kept in the name as C{,W=}.
+        File work: move a complete, fsync'ed file from C{tmp/} into C{new/}
+        (or C{cur/} with its flags: C{letters}, from L{_keywordLetters}
+        when C{flags} has keywords) and fsync that directory.  Touches no
+        index, so it may run in a worker thread.  C{crlfSize}, when it
+        differs from the file's size (a copy of a file stored with LF line
+        ends), is kept in the name as C{,W=}.
         """
         status = os.stat(tmpPath)
         base = f"{tmpPath.name},S={status.st_size}"
         if crlfSize is not None and crlfSize != status.st_size:
             base += f",W={crlfSize}"
         if flags:
-            subdir, filename = "cur", filenameWith(base, self._lettersFor(base, flags))
+            if letters is None:
+                letters = self._lettersNow(flags)[0]
+            subdir, filename = "cur", filenameWith(base, letters)
         else:
             subdir, filename = "new", base
         target = self._path / subdir / filename
@@ -1070,49 +1111,106 @@ class MaildirFolder:
         self._recordQuota(status.st_size, 1)
         return _Placed(base, subdir, filename, status.st_size, status.st_mtime_ns)
 
-    def _register(self, placed: _Placed, guid: str | None = None) -> int:
+    async def _placeWithKeywords(
+        self, tmpPath: Path, flags: frozenset[str], crlfSize: int | None
+    ) -> _Placed:
+        """L{_place} for flags with keywords, which get their letters first."""
+        letters, inMemory = await self._keywordLetters(flags)
+        placed = await self._run(self._place, tmpPath, flags, crlfSize, letters)
+        self._keepInMemory(placed.base, inMemory)
+        return placed
+
+    async def _register(
+        self,
+        placed: _Placed,
+        guid: str | None = None,
+        numbered: tuple[int, bool, int] | None = None,
+    ) -> int:
         """
         Give a placed file its UID (recording C{guid} as its GUID, for a
-        copy), index it and tell the listeners.
+        copy), index it and tell the listeners; C{numbered} is what
+        L{_numberAndLog} answered for it when the caller had it done.
         """
-        self._open()
+        await self._open()
         known = self._index.byBase.get(placed.base)
         if known is not None:
             return known
-        try:
-            fields = {placed.base: _objectid.withGuid(None, guid)} if guid else None
-            uids, foreign = self._assignUids([placed.base], fields=fields)
-        except BaseException:
-            self._memoryKeywords.pop(placed.base, None)
-            raise
-        uid = uids[placed.base]
+        if numbered is None:
+            try:
+                numbered = await self._run(
+                    self._numberAndLog,
+                    placed.base,
+                    self._guidFields(placed.base, guid),
+                    self._lettersOf(placed.filename) if self._logsWithNumbering() else None,
+                )
+            except BaseException:
+                self._memoryKeywords.pop(placed.base, None)
+                raise
+        uid, foreign, modseq = numbered
         if self._indexed:
             if foreign:
-                self._sync(force=True)
+                await self._syncIndex(force=True)
                 self._markRecent(uid)
             elif uid not in self._index.entries:
+                # A copy of an LF-only file keeps its CRLF size in ,W=.
+                named = sizeFromBase(placed.base)
                 info = MessageInfo(
                     uid=uid,
                     flags=self._flagsOf(placed.base, placed.filename),
-                    size=placed.size,
+                    size=placed.size if named is None else named,
                     internaldate=placed.mtimeNs / 1_000_000_000,
                     key=placed.base,
                     recent=True,
+                    modseq=modseq,
                 )
                 self._insert(uid, Entry(placed.subdir, placed.filename, info))
-                self._touched.add(uid)
-                self._logChanges()
+                if modseq:
+                    self._changed(uid)
+                    await self._maybeCompactLog()
+                else:
+                    self._touched.add(uid)
+                    await self._logChanges()
         else:
             self._deliveredUnindexed.add(placed.base)
             if len(self._deliveredUnindexed) > _MAX_UNINDEXED_DELIVERIES:
-                self._sync(force=True)
+                await self._syncIndex(force=True)
         self._notify()
         return uid
+
+    def _logsWithNumbering(self) -> bool:
+        """
+        Whether a new message's letters are logged with its UID: when
+        nothing else waits to be logged, one trip to the file work for both.
+        """
+        return self._indexed and not self._touched and not self._goneUnlogged
+
+    @staticmethod
+    def _guidFields(base: str, guid: str | None) -> dict[str, str] | None:
+        """The uidlist fields recording C{guid} as the GUID of C{base}, for a copy."""
+        return {base: _objectid.withGuid(None, guid)} if guid else None
+
+    def _numberAndLog(
+        self, base: str, fields: dict[str, str] | None, letters: str | None
+    ) -> tuple[int, bool, int]:
+        """
+        File work of a delivery's registration: give C{base} its UID and,
+        with C{letters} and no other process's UIDs found meanwhile, log it.
+
+        @return: the UID, whether other processes gave out UIDs meanwhile,
+            and the mod-sequence logged (0 for none).
+        """
+        uids, foreign = self._assignUidsNow([base], True, fields)
+        uid = uids[base]
+        if letters is None or foreign:
+            return uid, foreign, 0
+        return uid, foreign, self._log.append([(uid, letters)])
 
     def linkedCopy(self, source: IPendingMessage) -> IPendingMessage:
         if not isinstance(source, _PendingMessage) or not source._writable:
             raise TypeError("a linked copy needs a Maildir message still being written")
-        self._open()
+        if self._gone:
+            raise NoSuchFolder(self.name)
+        _scan.makeSubdirectories(self._path, self.name)
         source._flush()
         if source._inserts:
             # The linked copies share the file: it must hold the insertions first.
@@ -1132,41 +1230,16 @@ class MaildirFolder:
             self, source._flags, source._internaldate, existing=target, syncExisting=True
         )
 
-    def _deliverLink(
-        self, source: str | Path, flags: frozenset[str], crlfSize: int, guid: str | None = None
-    ) -> int | None:
-        """
-        Deliver a hard link to C{source}, whose size with CRLF line ends is
-        C{crlfSize}, with GUID C{guid}; C{None} when the filesystem
-        cannot link it here (the caller then copies the bytes).
-        """
-        self._open()
-        tmpPath = self._path / "tmp" / _uniqueName()
-        try:
-            with fullDiskIsStoreFull():
-                os.link(source, tmpPath)
-        except OSError as e:
-            if e.errno in _NO_HARD_LINKS:
-                return None
-            raise
-        pending = _PendingMessage(self, flags, None, existing=tmpPath, crlfSize=crlfSize)
-        pending.guid = guid
-        return pending.commit()
-
     # IMailFolder
 
     def uidValidity(self) -> int:
-        self._open()
-        return self._currentUidlist().uidValidity
+        return self._uidValidity or 0
 
     def uidNext(self) -> int:
-        if self._sync():
-            self._notify()
         data = self._uidlist.data
-        return self._knownNext if data is None else max(data.nextUid, self._knownNext)
+        return max(1, self._knownNext if data is None else max(data.nextUid, self._knownNext))
 
     def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
-        changed = self._sync()
         snapshot = self._index.listing()
         if self._index.recent and claimRecent:
             for uid in self._index.recent:
@@ -1174,44 +1247,53 @@ class MaildirFolder:
                 entry.info = replace(entry.info, recent=False)
             self._index.recent.clear()
             self._index.snapshot = None
-        if changed:
-            self._notify()
-        self._maybeSaveIndex()
         return snapshot
 
-    def openMessage(self, uid: int) -> BinaryIO:
+    def openMessage(self, uid: int) -> Deferred[BinaryIO]:  # type: ignore[override]
+        return self._serial.run(self._openMessage, uid)
+
+    async def _openMessage(self, uid: int) -> BinaryIO:
         if uid not in self._index.entries:
             kept = self._retained.path(uid)
             if kept is not None:
                 try:
-                    return open(kept, "rb")
+                    return await self._run(_openForReading, kept)
                 except FileNotFoundError:
                     raise KeyError(uid) from None
-        entry = self._entry(uid)
+        entry = await self._entry(uid)
         for _attempt in range(_OPEN_ATTEMPTS):
             try:
-                return open(self._pathOf(entry), "rb")
+                return await self._run(_openForReading, self._pathOf(entry))
             except FileNotFoundError:
                 # Renamed by another process (a flag change), maybe again
                 # while it was being found: look for it once more.
-                self._relocate(uid, entry)
+                await self._relocate(uid, entry)
         raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
 
     def beginMessage(
         self, flags: Iterable[str] = (), internaldate: float | None = None
     ) -> IPendingMessage:
-        self._open()
+        if self._gone:
+            raise NoSuchFolder(self.name)
         return _PendingMessage(self, _canonicalFlags(flags), internaldate)
 
-    def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
-        wanted = _canonicalFlags(flags)
-        return self._updateFlags(uid, lambda current: wanted)
+    def setFlags(self, uid: int, flags: Iterable[str]) -> Deferred[MessageInfo]:  # type: ignore[override]
+        try:
+            wanted = _canonicalFlags(flags)
+        except ValueError as e:
+            return fail(e)
+        return self._serial.run(self._updateFlags, uid, lambda current: wanted)
 
-    def changeFlags(self, uid: int, add: Iterable[str], remove: Iterable[str]) -> MessageInfo:
-        added, removed = _canonicalFlags(add), _canonicalFlags(remove)
-        return self._updateFlags(uid, lambda current: (current | added) - removed)
+    def changeFlags(  # type: ignore[override]
+        self, uid: int, add: Iterable[str], remove: Iterable[str]
+    ) -> Deferred[MessageInfo]:
+        try:
+            added, removed = _canonicalFlags(add), _canonicalFlags(remove)
+        except ValueError as e:
+            return fail(e)
+        return self._serial.run(self._updateFlags, uid, lambda current: (current | added) - removed)
 
-    def _updateFlags(
+    async def _updateFlags(
         self, uid: int, change: Callable[[frozenset[str]], frozenset[str]]
     ) -> MessageInfo:
         """
@@ -1219,44 +1301,45 @@ class MaildirFolder:
         current ones, taken again from the file found when another process
         renamed it first.
         """
-        entry = self._entry(uid)
+        entry = await self._entry(uid)
         base = entry.info.key
         modseq = 0
-        with self._ownChanges():
-            for _attempt in range(3):
-                wanted = change(entry.info.flags)
-                letters = infoLetters(splitFilename(entry.filename)[1])
-                target = filenameWith(base, self._lettersFor(base, wanted, letters))
-                if entry.subdir == "cur" and target == entry.filename:
-                    break
-                targetLetters = self._lettersOf(target)
-                unlogged = False
-                if targetLetters != letters:
-                    # Logged first: a crash before the rename leaves a higher
-                    # mod-sequence for the same flags, never a silent change.
-                    # On a full disk the rename comes first (it needs no
-                    # space on most file systems), logged in memory after.
-                    try:
-                        modseq = self._log.append([(uid, targetLetters)], strict=True)
-                    except StoreFull:
-                        unlogged = True
-                source = self._pathOf(entry)
-                try:
-                    with fullDiskIsStoreFull():
-                        os.rename(source, f"{self._curDir}{os.sep}{target}")
-                except FileNotFoundError:
-                    self._relocate(uid, entry)
-                    continue
-                self._setLocation(entry, "cur", target)
-                if unlogged:
-                    modseq = self._log.append([(uid, targetLetters)])
+        before = self._dirStamp
+        current: bool | None = None
+        for _attempt in range(3):
+            wanted = change(entry.info.flags)
+            letters = infoLetters(splitFilename(entry.filename)[1])
+            target = filenameWith(base, await self._lettersFor(base, wanted, letters))
+            if entry.subdir == "cur" and target == entry.filename:
                 break
-            else:
-                raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
+            targetLetters = self._lettersOf(target)
+            renamed, current, logged, after = await self._run(
+                self._renameForFlags,
+                uid,
+                self._pathOf(entry),
+                f"{self._curDir}{os.sep}{target}",
+                targetLetters if targetLetters != letters else None,
+                before if current is None else None,
+                bool(current),
+            )
+            modseq = logged or modseq
+            if not renamed:
+                await self._relocate(uid, entry)
+                continue
+            self._setLocation(entry, "cur", target)
+            if after is not None and self._dirStamp == before:
+                # Only our own rename moved the directory's mtime: the next
+                # look need not list it (it does, a little later, in case
+                # another process changed it within the same mtime tick).
+                self._dirStamp = after
+                self._unsettled = True
+            break
+        else:
+            raise StoreError(f"message {uid} of {self.name!r} keeps being renamed")
         flagsNow = self._flagsOf(base, entry.filename)
         if flagsNow != entry.info.flags and not modseq:
             # Keywords past the 26 letters live in memory: no rename, still a change.
-            modseq = self._log.append([(uid, self._lettersOf(entry.filename))])
+            modseq = await self._run(self._log.append, [(uid, self._lettersOf(entry.filename))])
         # Another process's change of the same message found meanwhile
         # (in _relocate) may have a higher mod-sequence than ours.
         info = replace(entry.info, flags=flagsNow, modseq=max(modseq, entry.info.modseq))
@@ -1265,23 +1348,82 @@ class MaildirFolder:
             self._index.snapshot = None
             self._changed(uid)
             self._notify()
-            self._maybeCompactLog()
+            await self._maybeCompactLog()
         return info
 
-    def expunge(self, uids: Iterable[int]) -> list[int]:
-        self._open()
-        wanted = sorted(set(uids))
-        if any(uid not in self._index.entries for uid in wanted) and self._sync():
+    def _renameForFlags(
+        self,
+        uid: int,
+        source: str,
+        target: str,
+        letters: str | None,
+        before: tuple[int, int] | None,
+        stampAfter: bool,
+    ) -> tuple[bool, bool, int, tuple[int, int] | None]:
+        """
+        File work of a flag change, in one go: log the new C{letters} (when
+        the letters change), then rename C{source} to C{target}.  Logged
+        first: a crash before the rename leaves a higher mod-sequence for
+        the same flags, never a silent change.  On a full disk the rename
+        comes first (it needs no space on most file systems), logged after
+        (in memory until the log takes it).
+
+        With C{before}, the directories' stamp the index was listed at, it
+        tells first whether they are still as listed; with that (or
+        C{stampAfter}), their stamp after the rename, so that the index
+        can mirror its own change without listing them again.
+
+        @return: whether the file was there to rename, whether the
+            directories were as listed, the mod-sequence logged (0 for
+            none) and the stamp after the rename (or C{None}).
+        """
+        current = stampAfter
+        if before is not None:
+            try:
+                current = self._stamp() == before
+            except FileNotFoundError:
+                current = False
+        modseq = 0
+        unlogged = False
+        if letters is not None:
+            try:
+                modseq = self._log.append([(uid, letters)], strict=True)
+            except StoreFull:
+                unlogged = True
+        try:
+            _renameFile(source, target)
+        except FileNotFoundError:
+            return False, current, modseq, None
+        if unlogged:
+            assert letters is not None
+            modseq = self._log.append([(uid, letters)])
+        after = None
+        if current:
+            with contextlib.suppress(FileNotFoundError):
+                after = self._stamp()
+        return True, current, modseq, after
+
+    def _appendStrictly(self, changes: list[tuple[int, str | None]]) -> int:
+        """File work: log C{changes}, raising L{StoreFull} rather than keep them in memory."""
+        return self._log.append(changes, strict=True)
+
+    def expunge(self, uids: Iterable[int]) -> Deferred[list[int]]:  # type: ignore[override]
+        return self._serial.run(self._expunge, sorted(set(uids)))
+
+    async def _expunge(self, wanted: list[int]) -> list[int]:
+        await self._open()
+        if any(uid not in self._index.entries for uid in wanted) and await self._syncIndex():
             self._notify()
         present = [uid for uid in wanted if uid in self._index.entries]
-        unlogged = False
-        if present:
-            try:
-                self._log.append([(uid, None) for uid in present], strict=True)
-            except StoreFull:
-                # The files go first, which frees the space; their expunges
-                # are logged after, in memory until the log takes them.
-                unlogged = True
+        if not present:
+            return []
+        before = self._dirStamp
+        # The files go first when the log refuses (a full disk): deleting
+        # frees the space; their expunges are logged after, in memory until
+        # the log takes them.
+        current, unlogged = await self._run(
+            self._logExpunges, [(uid, None) for uid in present], before
+        )
         removed: list[int] = []
         freedBytes = freedCount = 0
         # Deleting is what frees space: on a disk that refused a write,
@@ -1289,56 +1431,129 @@ class MaildirFolder:
         retain = not (unlogged or self._log.unwritten or self._uidlist.unwritten)
         if not retain:
             self._retained.forget()
-        with self._ownChanges():
-            for uid in wanted:
-                entry = self._index.entries.get(uid)
-                if entry is None:
-                    continue
+        entries = self._index.entries
+        retained = self._retained
+        plain: list[tuple[int, Entry]] = []
+        missing: list[tuple[int, Entry]] = []
+        for uid in present:
+            entry = entries[uid]
+            holders = retained.holders(uid) if retain and retained.readers else set()
+            if not holders:
+                plain.append((uid, entry))
+                continue
+            size = self._quotaSize(entry)
+            if retained.keep(uid, self._pathOf(entry), entry.info.key, holders):
+                removed.append(uid)
+                freedBytes, freedCount = freedBytes + size, freedCount + 1
+            else:
+                missing.append((uid, entry))
+        sizes, after = await self._run(
+            self._unlinkFiles,
+            [(os.path.join(self._path, entry.subdir), entry.filename) for _, entry in plain],
+            self._quota is not None,
+            current,
+        )
+        for (uid, entry), unlinked in zip(plain, sizes, strict=True):
+            if unlinked is None:
+                missing.append((uid, entry))
+            else:
+                removed.append(uid)
+                freedBytes, freedCount = freedBytes + unlinked, freedCount + 1
+        for uid, entry in missing:
+            # Renamed by another process (a flag change), perhaps
+            # again while it was looked for: follow it until it is
+            # removed or gone, or the expunge would be reported while
+            # the file stays under its newest name.
+            for _ in range(_EXPUNGE_RELOCATIONS):
+                located = await self._run(self._locate, entry.info.key)
+                if located is None:
+                    break
+                self._setLocation(entry, *located)
                 size = self._quotaSize(entry)
                 try:
-                    self._discard(uid, entry, retain)
-                    freedBytes, freedCount = freedBytes + size, freedCount + 1
+                    await self._discard(uid, entry, retain)
                 except FileNotFoundError:
-                    # Renamed by another process (a flag change), perhaps
-                    # again while it was looked for: follow it until it is
-                    # removed or gone, or the expunge would be reported while
-                    # the file stays under its newest name.
-                    for _ in range(_EXPUNGE_RELOCATIONS):
-                        located = self._locate(entry.info.key)
-                        if located is None:
-                            break
-                        self._setLocation(entry, *located)
-                        size = self._quotaSize(entry)
-                        try:
-                            self._discard(uid, entry, retain)
-                        except FileNotFoundError:
-                            continue
-                        freedBytes, freedCount = freedBytes + size, freedCount + 1
-                        break
-                    else:
-                        continue
-                removed.append(uid)
+                    continue
+                freedBytes, freedCount = freedBytes + size, freedCount + 1
+                break
+            else:
+                continue
+            removed.append(uid)
+        if missing:
+            await self._ownChangesEnd(current, before)
+        elif after is not None and self._dirStamp == before:
+            # Only our own unlinks moved the directories' mtimes: the next
+            # look need not list them (it does, a little later, in case
+            # another process changed them within the same mtime tick).
+            self._dirStamp = after
+            self._unsettled = True
         if not removed:
             return []
+        removed.sort()
         if unlogged:
-            self._log.append([(uid, None) for uid in removed])
-        self._recordQuota(-freedBytes, -freedCount)
+            await self._run(self._log.append, [(uid, None) for uid in removed])
+        if self._quota is not None:
+            await self._run(self._recordQuota, -freedBytes, -freedCount)
         for uid in removed:
             self._staleLines.add(self._remove(uid).info.key)
         gone = set(removed)
         self._index.dropUids(gone)
         if self._uidlist.unwritten:
             # Space was just freed: the UIDs kept in memory may fit now.
-            self._assignUids((), strict=False)
+            await self._assignUids((), strict=False)
         if self._compactionDue():
             try:
-                self._assignUids(())
+                await self._assignUids(())
             except StoreFull:
                 _log.warn("Disk full: stale lines stay in the uidlist of {folder!r}", folder=self)
         self._notify()
         return removed
 
-    def _discard(self, uid: int, entry: Entry, retain: bool) -> None:
+    def _logExpunges(
+        self, changes: list[tuple[int, str | None]], before: tuple[int, int] | None
+    ) -> tuple[bool, bool]:
+        """
+        File work before an expunge: whether the directories are still as
+        the index last listed them (at C{before}), and whether the log
+        refused C{changes} (a full disk).
+        """
+        current = False
+        if before is not None:
+            with contextlib.suppress(FileNotFoundError):
+                current = self._stamp() == before
+        if changes:
+            try:
+                self._log.append(changes, strict=True)
+            except StoreFull:
+                return current, True
+        return current, False
+
+    def _unlinkFiles(
+        self, files: list[tuple[str, str]], sizes: bool, stamp: bool
+    ) -> tuple[list[int | None], tuple[int, int] | None]:
+        """
+        File work: unlink each (directory, file name) of C{files}.
+
+        @return: for each, C{None} when it was not there, else its size for
+            the quota (with C{sizes}) or 0; and, with C{stamp}, the
+            directories' stamp after.
+        """
+        done: list[int | None] = []
+        for directory, filename in files:
+            size = (messageSize(directory, filename) or 0) if sizes else 0
+            try:
+                os.unlink(f"{directory}{os.sep}{filename}")
+            except FileNotFoundError:
+                done.append(None)
+            else:
+                done.append(size)
+        after = None
+        if stamp:
+            with contextlib.suppress(FileNotFoundError):
+                after = self._stamp()
+        return done, after
+
+    async def _discard(self, uid: int, entry: Entry, retain: bool) -> None:
         """
         Unlink the file of an expunged message, or (with C{retain}) move it
         aside while a reader still holds the message (L{RetainedFiles});
@@ -1348,7 +1563,7 @@ class MaildirFolder:
         retained = self._retained
         holders = retained.holders(uid) if retain and retained.readers else set()
         if not holders:
-            os.unlink(path)
+            await self._run(os.unlink, path)
         elif not retained.keep(uid, path, entry.info.key, holders):
             raise FileNotFoundError(path)
 
@@ -1361,45 +1576,67 @@ class MaildirFolder:
     def release(self, holds: Reader, uids: Iterable[int]) -> None:
         self._retained.release(holds, uids)
 
-    def copyMessage(self, uid: int, target: IMailFolder) -> int:
-        entry = self._entry(uid)
+    def copyMessage(self, uid: int, target: IMailFolder) -> Deferred[int]:  # type: ignore[override]
+        return ensureDeferred(self._copyMessage(uid, target))
+
+    async def _copyMessage(self, uid: int, target: IMailFolder) -> int:
+        # Read (or linked) under this folder's turn, committed under the
+        # target's: never both at once, or copies both ways would wait for
+        # each other.
+        pending = await self._serial.run(self._copySource, uid, target)
+        committed: Deferred[int] = maybeDeferred(pending.commit)
+        return await committed
+
+    async def _copySource(self, uid: int, target: IMailFolder) -> IPendingMessage:
+        """A message in C{target} holding message C{uid}'s bytes, to be committed."""
+        entry = await self._entry(uid)
         info = entry.info
         guid = _objectid.copyGuid(self._guid(uid))
         if isinstance(target, MaildirFolder):
+            if target._gone:
+                raise NoSuchFolder(target.name)
             for _attempt in range(3):
                 try:
-                    newUid = target._deliverLink(self._pathOf(entry), info.flags, info.size, guid)
+                    linked = await self._run(
+                        _scan.linkInto, self._pathOf(entry), target._path, target.name
+                    )
                 except FileNotFoundError:
-                    self._relocate(uid, entry)
+                    await self._relocate(uid, entry)
                     continue
-                if newUid is not None:
-                    return newUid
+                if linked is not None:
+                    pending = _PendingMessage(
+                        target, info.flags, None, existing=linked, crlfSize=info.size
+                    )
+                    pending.guid = guid
+                    return pending
                 break
-        pending = target.beginMessage(info.flags, info.internaldate)
-        if isinstance(pending, _PendingMessage):
-            pending.guid = guid
+        copy = target.beginMessage(info.flags, info.internaldate)
+        if isinstance(copy, _PendingMessage):
+            copy.guid = guid
         try:
-            with self.openMessage(uid) as source:
-                while chunk := source.read(_FLUSH_AT):
-                    pending.write(chunk)
+            source = await self._openMessage(uid)
+            try:
+                data = await self._run(source.read)
+            finally:
+                source.close()
+            copy.write(data)
         except BaseException:
-            pending.abort()
+            copy.abort()
             raise
-        return pending.commit()
+        return copy
 
     def highestModSeq(self) -> int:
-        self._open()
         return self._log.highest
 
     # IObjectIdFolder, ISaveDateFolder
 
     def mailboxId(self) -> str:
-        self._open()
-        return _objectid.objectId(self._currentUidlist().guid, "F")
+        data = self._uidlist.data
+        return _objectid.objectId(data.guid if data is not None else "", "F")
 
     def _guid(self, uid: int) -> str:
         """The message's GUID, as Dovecot has it (see L{tmail.store.objectid})."""
-        key = self._entry(uid).info.key
+        key = self._index.entries[uid].info.key
         data = self._uidlist.data
         return _objectid.messageGuid(key, data.fields.get(key) if data is not None else None)
 
@@ -1407,10 +1644,9 @@ class MaildirFolder:
         return _objectid.emailId(self._guid(uid))
 
     def saveDate(self, uid: int) -> float | None:
-        return _objectid.saveDate(self._entry(uid).info.key)
+        return _objectid.saveDate(self._index.entries[uid].info.key)
 
     def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
-        self._open()
         uids, complete = self._log.expungedSince(modseq)
         return [uid for uid in uids if uid not in self._index.entries], complete
 
@@ -1422,6 +1658,15 @@ class MaildirFolder:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
         _changes.watched(self, bool(self._listeners))
+
+
+def _openForReading(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _renameFile(source: str, target: str) -> None:
+    with fullDiskIsStoreFull():
+        os.rename(source, target)
 
 
 registerAdapter(_maildirfields.fieldCacheOf, MaildirFolder, IFieldCacheFolder)  # type: ignore[no-untyped-call]

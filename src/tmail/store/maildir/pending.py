@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from twisted.internet.defer import Deferred, fail
 from zope.interface import implementer
 
 from tmail.errors import NoSuchFolder, StoreFull
@@ -93,7 +94,9 @@ class _PendingMessage:
     The file in C{tmp/} is created at the first flush, so a small message
     is created, written and fsync'ed all in L{publish}: off the reactor
     thread when the caller runs it in a worker, where creating a file may
-    wait behind other deliveries' fsyncs.
+    wait behind other deliveries' fsyncs; L{commit} runs it as the
+    folder's file work when the caller did not.  A large message is
+    written to the file as it arrives, by L{write} in the caller's thread.
 
     An L{insert} into bytes still buffered costs nothing; one into bytes
     already in the file is made in L{publish}, by copying the file into a
@@ -178,7 +181,11 @@ class _PendingMessage:
         return fd
 
     def _create(self) -> int:
-        """Create the file in C{tmp/} under a new unique name."""
+        """
+        Create the file in C{tmp/} under a new unique name (and C{tmp/},
+        once, when the folder lacks it).
+        """
+        madeTmp = False
         while True:
             path = self._folder._path / "tmp" / _uniqueName()
             try:
@@ -186,7 +193,16 @@ class _PendingMessage:
             except FileExistsError:
                 continue
             except FileNotFoundError:
-                raise NoSuchFolder(self._folder.name) from None
+                if madeTmp or self._folder._gone:
+                    raise NoSuchFolder(self._folder.name) from None
+                try:
+                    (self._folder._path / "tmp").mkdir(mode=0o700)
+                except FileExistsError:
+                    pass
+                except FileNotFoundError:
+                    raise NoSuchFolder(self._folder.name) from None
+                madeTmp = True
+                continue
             self._tmpPath, self._fd = path, fd
             return fd
 
@@ -245,20 +261,57 @@ class _PendingMessage:
             self.abort()
             raise
 
-    def commit(self) -> int:
-        self.publish()
+    def commit(self) -> Deferred[int]:  # type: ignore[override]
+        if self._done:
+            return fail(ValueError("the message was already committed or aborted"))
+        folder = self._folder
+        return folder._serial.run(self._commit)
+
+    async def _commit(self) -> int:
+        """
+        L{publish} as file work (done already when the caller published),
+        then the message's UID, under the folder's turn.
+        """
+        folder = self._folder
         try:
+            await folder._open()
+            numbered = None
             if self._placed is None:
-                self._placed = self._folder._place(self._file(), self._flags, self._crlfSize)
-            uid = self._folder._register(self._placed, self.guid)
+                numbered = await folder._run(self._publishAndNumber, folder._logsWithNumbering())
+            if self._placed is None:
+                self._placed = await folder._placeWithKeywords(
+                    self._file(), self._flags, self._crlfSize
+                )
+            uid = await folder._register(self._placed, self.guid, numbered)
             self._placed = None
         except OSError as e:
-            self._fail(e)
+            await folder._run(self.abort)
+            if isDiskFull(e):
+                raise StoreFull(str(e)) from e
+            raise
         except BaseException:
-            self.abort()
+            await folder._run(self.abort)
             raise
         self._done = True
         return uid
+
+    def _publishAndNumber(self, logging: bool) -> tuple[int, bool, int] | None:
+        """
+        File work of a commit the caller did not publish: L{publish}, then,
+        when that placed the file, its UID (and, with C{logging}, its
+        mod-sequence) in the same trip; C{None} when the flags' keywords
+        need letters first.
+        """
+        self.publish()
+        placed = self._placed
+        if placed is None:
+            return None
+        folder = self._folder
+        return folder._numberAndLog(
+            placed.base,
+            folder._guidFields(placed.base, self.guid),
+            folder._lettersOf(placed.filename) if logging else None,
+        )
 
     def _file(self) -> Path:
         assert self._tmpPath is not None

@@ -1,16 +1,43 @@
 """
-Reading a Maildir folder's directories: plain functions over paths that
-return values and touch no index, so they may run in a worker thread.
+Reading and tidying a Maildir folder's directories: plain functions over
+paths that return values and touch no index, so they run in a worker
+thread (L{tmail.store.filework}).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Set
+import shutil
+import time
+from collections.abc import Collection, Iterable, Set
+from pathlib import Path
 
-from tmail.store.flags import splitFilename
+from tmail.errors import NoSuchFolder
+from tmail.store.flags import filenameWith, splitFilename
+from tmail.store.fsutil import fullDiskIsStoreFull, isDiskFull
+from tmail.store.maildir.pending import _NO_HARD_LINKS as NO_HARD_LINKS
+from tmail.store.maildir.pending import _uniqueName as uniqueName
 
-__all__ = ["Found", "deliveryOrder", "directoryStamp", "listChanges", "listDirectory", "locate"]
+__all__ = [
+    "DELETED_SUFFIX",
+    "SUBDIRECTORIES",
+    "Found",
+    "deliveryOrder",
+    "directoryStamp",
+    "linkInto",
+    "listChanges",
+    "listDirectory",
+    "locate",
+    "makeSubdirectories",
+    "moveNewToCur",
+    "statFiles",
+    "sweepTemporaries",
+]
+
+#: A folder's subdirectories.
+SUBDIRECTORIES = ("cur", "new", "tmp")
+#: The suffix of a deleted folder's directory, moved into C{tmp/} to be removed.
+DELETED_SUFFIX = ".deleted"
 
 #: Base name -> (subdirectory, file name) of message files found.
 Found = dict[str, tuple[str, str]]
@@ -90,3 +117,130 @@ def listChanges(
 def directoryStamp(newDir: str, curDir: str) -> tuple[int, int]:
     """The modification times (ns) of C{new/} and C{cur/}: what a listing is valid for."""
     return (os.stat(newDir).st_mtime_ns, os.stat(curDir).st_mtime_ns)
+
+
+def makeSubdirectories(folder: Path, name: str) -> None:
+    """
+    Create whichever of C{cur/ new/ tmp/} the folder at C{folder} lacks;
+    L{NoSuchFolder} (named C{name}) when the folder itself is gone.
+    """
+    try:
+        with fullDiskIsStoreFull():
+            for sub in SUBDIRECTORIES:
+                (folder / sub).mkdir(mode=0o700, exist_ok=True)
+    except FileNotFoundError:
+        raise NoSuchFolder(name) from None
+
+
+def sweepTemporaries(tmp: Path, maxAge: float) -> None:
+    """
+    Remove what a crash left in C{tmp/}: files older than C{maxAge} seconds
+    and the directories of deleted folders.
+    """
+    cutoff = time.time() - maxAge
+    with os.scandir(tmp) as entries:
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name.endswith(DELETED_SUFFIX):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                elif entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+
+def moveNewToCur(folder: Path, found: Found) -> set[str]:
+    """
+    Move the files C{found} in C{new/} into C{cur/} (adding C{:2,}), as
+    Dovecot does, updating C{found}; return the base names moved (or
+    left in C{new/} by a full disk).  A file that cannot be moved (no
+    permission, a full disk) stays in C{new/} and is served from there; a
+    later look moves it.
+    """
+    moved = set()
+    for base, (subdir, filename) in list(found.items()):
+        if subdir != "new":
+            continue
+        target = filename if splitFilename(filename)[1] else filenameWith(base, "")
+        try:
+            os.rename(folder / "new" / filename, folder / "cur" / target)
+        except FileNotFoundError:
+            located = locate(folder, base)
+            if located is None:
+                del found[base]
+            else:
+                found[base] = located
+            continue
+        except PermissionError:
+            continue
+        except OSError as e:
+            if not isDiskFull(e):
+                raise
+        else:
+            found[base] = ("cur", target)
+        moved.add(base)
+    return moved
+
+
+#: A file found to index: base name, subdirectory, file name, size, mtime (ns).
+Status = tuple[str, str, str, int, int]
+
+
+def statFiles(folder: Path, wanted: Iterable[tuple[str, str, str]]) -> tuple[list[Status], bool]:
+    """
+    The size and mtime of each (base name, subdirectory, file name)
+    C{wanted}, in order, looked for once more when another process
+    renamed or removed it since the listing (a removed one is left out).
+
+    @return: those found, and C{False} when one was still moving: the
+        ones after it are left for the next look.
+    """
+    prefixes = {sub: f"{folder}{os.sep}{sub}{os.sep}" for sub in ("cur", "new")}
+    relisted: dict[str, tuple[str, str]] | None = None
+    result: list[Status] = []
+    for base, subdir, filename in wanted:
+        try:
+            status = os.stat(prefixes[subdir] + filename)
+        except FileNotFoundError:
+            if relisted is None:
+                relisted = {
+                    b: (sub, name)
+                    for sub in ("new", "cur")
+                    for b, name in listDirectory(folder / sub).items()
+                }
+            if base not in relisted:
+                continue
+            subdir, filename = relisted[base]
+            try:
+                status = os.stat(prefixes[subdir] + filename)
+            except FileNotFoundError:
+                return result, False
+        result.append((base, subdir, filename, status.st_size, status.st_mtime_ns))
+    return result, True
+
+
+def linkInto(source: str, folder: Path, name: str) -> Path | None:
+    """
+    A hard link to the message file C{source} in the C{tmp/} of the folder
+    at C{folder} (named C{name}), or C{None} when the filesystem cannot
+    link it there.  C{FileNotFoundError} when C{source} is gone (renamed
+    by another process, say); L{NoSuchFolder} when the folder is.
+    """
+    tmp = folder / "tmp"
+    for _attempt in range(2):
+        target = tmp / uniqueName()
+        try:
+            with fullDiskIsStoreFull():
+                os.link(source, target)
+        except FileNotFoundError:
+            if not os.path.exists(source):
+                raise
+            makeSubdirectories(folder, name)
+            continue
+        except OSError as e:
+            if e.errno in NO_HARD_LINKS:
+                return None
+            raise
+        return target
+    raise NoSuchFolder(name)

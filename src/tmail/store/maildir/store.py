@@ -1,6 +1,15 @@
 """
 One user's Maildir++ directory: its folders, subscriptions, special uses,
 metadata and quota.
+
+Every operation that touches the disk answers with a L{Deferred}: it is a
+coroutine that hands each piece of file work (a listing, the renames of a
+folder tree, a dot-lock wait, an fsync) to the store's
+L{tmail.store.filework.FileWork} and changes the shared folder objects
+only between those pieces, in the caller's (the reactor) thread.  The
+operations that change the folder tree or the files kept beside it
+(create, delete, rename, subscriptions, special uses, metadata) run one at
+a time through the store's L{Serial}; readers do not wait for them.
 """
 
 from __future__ import annotations
@@ -8,32 +17,32 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from tmail.changes import hub as _changes
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder
 from tmail.interfaces import (
+    IDeliveryStore,
+    IMailFolder,
     IMailStore,
     IMetadataStore,
     IQuotaStore,
     ISpecialUseStore,
-    ISteppedStore,
     IURLAuthStore,
     QuotaUsage,
 )
-from tmail.steps import StepBudget
 from tmail.store import keywords as _keywords
 from tmail.store import metadata as _metadata
 from tmail.store import specialuse as _specialuse
 from tmail.store import subscriptions as _subscriptions
 from tmail.store.dotlock import DotLock
-from tmail.store.flags import (
-    splitFilename,
-)
+from tmail.store.filework import FileWork, Serial, defaultFileWork
+from tmail.store.flags import splitFilename
 from tmail.store.fsutil import (
     fsyncDirectory,
     fullDiskIsStoreFull,
@@ -61,7 +70,7 @@ _log = Logger()
 
 
 @implementer(
-    IMailStore, ISteppedStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore
+    IMailStore, IDeliveryStore, IQuotaStore, ISpecialUseStore, IMetadataStore, IURLAuthStore
 )
 class MaildirStore:
     """
@@ -70,8 +79,16 @@ class MaildirStore:
     With C{quota} (a callable returning the user's current L{QuotaLimits}),
     the store keeps the Maildir++ C{maildirsize} file (see
     L{tmail.store.quota}): deliveries and copies that would go over a limit
-    raise L{tmail.errors.OverQuota}, and expunges and folder deletions count
-    back down.  Without it, L{quota} is C{None}.
+    fail with L{tmail.errors.OverQuota}, and expunges and folder deletions
+    count back down.  Without it, L{quota} answers C{None}.
+
+    C{fileWork} runs the file work: a server's thread pool
+    (L{defaultFileWork} when not given), or
+    L{tmail.store.filework.INLINE} for tools and tests, whose every
+    Deferred has fired when returned (see L{tmail.store.blocking}).
+
+    Renaming and deleting folders need no steps (L{ISteppedStore}): their
+    file work, however long, runs out of the caller's thread.
 
     @ivar root: the Maildir (C{cur/ new/ tmp/} of INBOX directly in it),
         created with mode 0700 on first use.
@@ -79,14 +96,23 @@ class MaildirStore:
 
     delimiter = DELIMITER
 
-    def __init__(self, root: Path, quota: Callable[[], QuotaLimits] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        quota: Callable[[], QuotaLimits] | None = None,
+        fileWork: FileWork | None = None,
+    ) -> None:
         self.root = Path(root)
         self._folders: dict[str, MaildirFolder] = {}
         self._rootReady = False
         self._quota = None if quota is None else MaildirQuota(self.root, quota)
+        self._fileWork: FileWork = defaultFileWork() if fileWork is None else fileWork
+        self._tree = Serial()
 
     def __repr__(self) -> str:
         return f"<MaildirStore {str(self.root)!r}>"
+
+    # File work: plain functions of paths, run by the FileWork.
 
     def _ensureRoot(self) -> None:
         if self._rootReady:
@@ -129,7 +155,15 @@ class MaildirStore:
             if parent != INBOX:
                 self._makeFolderDirectory(parent)
 
-    def listFolders(self) -> list[str]:
+    def _makeFolder(self, name: str) -> None:
+        """Create folder C{name} and its missing parents; L{FolderExists} if it exists."""
+        if name == INBOX or self._exists(name):
+            raise FolderExists(name)
+        self._makeParents(name)
+        if not self._makeFolderDirectory(name):
+            raise FolderExists(name)
+
+    def _folderNames(self) -> list[str]:
         self._ensureRoot()
         names = []
         with os.scandir(self.root) as entries:
@@ -140,108 +174,29 @@ class MaildirStore:
                         names.append(name)
         return [INBOX, *sorted(names)]
 
-    def getFolder(self, name: str) -> MaildirFolder:
-        canonical = normalizeName(name)
-        self._ensureRoot()
-        if not self._exists(canonical):
-            self._folders.pop(canonical, None)
-            raise NoSuchFolder(canonical)
-        folder = self._folders.get(canonical)
-        if folder is None:
-            folder = self._folders[canonical] = MaildirFolder(
-                canonical, self._pathOf(canonical), self._newUidValidity
-            )
-            folder._quota = self._quota
-            _changes.opened(str(self._pathOf(canonical)), folder)
-        return folder
-
-    def createFolder(self, name: str) -> MaildirFolder:
-        canonical = normalizeName(name)
-        self._ensureRoot()
-        if canonical == INBOX or self._exists(canonical):
-            raise FolderExists(canonical)
-        self._makeParents(canonical)
-        if not self._makeFolderDirectory(canonical):
-            raise FolderExists(canonical)
-        return self.getFolder(canonical)
-
-    def deleteFolder(self, name: str) -> None:
+    def _trash(self, name: str) -> tuple[Path, int, int]:
         """
-        Delete a folder and its messages; its sub-folders stay (a Maildir++
-        parent is only a name prefix).  Raises L{InvalidFolderName} for INBOX.
+        Move folder C{name}'s directory into C{tmp/} (the folder is gone at
+        once); where it went and the bytes and messages it held.
         """
-        for _ in self.deleteFolderSteps(name):
-            pass
-
-    def deleteFolderSteps(self, name: str) -> Iterator[None]:
-        """
-        L{deleteFolder} a step at a time: the folder's directory moves into
-        C{tmp/} at once (the folder is gone, its quota given back), then its
-        files are removed a slice per step.  What a stop half way leaves
-        there is swept with the rest of C{tmp/}'s debris.
-        """
-        canonical = normalizeName(name)
-        if canonical == INBOX:
-            raise InvalidFolderName("INBOX cannot be deleted")
-        self._ensureRoot()
         trash = self.root / "tmp" / (_uniqueName() + _DELETED_SUFFIX)
         try:
-            os.rename(self._pathOf(canonical), trash)
+            os.rename(self._pathOf(name), trash)
         except FileNotFoundError:
-            raise NoSuchFolder(canonical) from None
+            raise NoSuchFolder(name) from None
         fsyncDirectory(self.root)
-        if self._quota is not None:
-            freedBytes, freedCount = folderUsage(trash)
-            self._quota.record(-freedBytes, -freedCount)
-        folder = self._folders.pop(canonical, None)
-        if folder is not None:
-            folder._markDeleted()
-        self._changeSpecialUse(lambda current: {**current, canonical: frozenset()})
-        budget = StepBudget()
-        for sub in _SUBDIRS:
-            directory = f"{trash / sub}{os.sep}"
-            try:
-                names = os.listdir(directory)
-            except FileNotFoundError:
-                continue
-            for filename in names:
-                with contextlib.suppress(OSError):
-                    os.unlink(directory + filename)
-                if budget.spent():
-                    yield None
-        shutil.rmtree(trash, ignore_errors=True)
+        freedBytes, freedCount = (0, 0) if self._quota is None else folderUsage(trash)
+        return trash, freedBytes, freedCount
 
-    def renameFolder(self, old: str, new: str) -> None:
-        """
-        Rename a folder and its sub-folders, creating missing parents of the
-        new name.  Renaming INBOX moves its messages into a new folder and
-        leaves INBOX empty (RFC 3501 6.3.5).
-        """
-        for _ in self.renameFolderSteps(old, new):
-            pass
-
-    def renameFolderSteps(self, old: str, new: str) -> Iterator[None]:
-        """
-        L{renameFolder} a step at a time: renaming INBOX moves its messages
-        a slice per step (the others are a few directory renames, done in
-        one).  Meanwhile INBOX loses them and the new folder gains them, as
-        if another program moved them.
-        """
-        source = normalizeName(old)
-        target = normalizeName(new)
-        self._ensureRoot()
-        if target == INBOX:
-            raise FolderExists(INBOX)
-        if source == INBOX:
-            yield from self._renameInbox(target)
-            return
+    def _renameTree(self, source: str, target: str) -> list[tuple[str, str]]:
+        """Rename folder C{source} and its sub-folders durably; the (old, new) names."""
         if not self._exists(source):
             raise NoSuchFolder(source)
         if target.startswith(source + DELIMITER):
             raise InvalidFolderName(f"cannot move {source!r} into itself")
         moves = [(source, target)] + [
             (child, normalizeName(target + child[len(source) :]))
-            for child in self.listFolders()
+            for child in self._folderNames()
             if child.startswith(source + DELIMITER)
         ]
         for _, newName in moves:
@@ -254,15 +209,7 @@ class MaildirStore:
         fsyncDirectory(self.root)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(journal)
-        for oldName, newName in moves:
-            folder = self._folders.pop(oldName, None)
-            if folder is not None:
-                folder._moved(newName, self._pathOf(newName))
-                self._folders[newName] = folder
-                _changes.opened(str(self._pathOf(newName)), folder)
-        self._changeSpecialUse(
-            lambda current: _specialuse.renamed(current, source, target, DELIMITER)
-        )
+        return moves
 
     def _writeRenameJournal(self, moves: list[tuple[str, str]]) -> Path:
         """
@@ -326,20 +273,15 @@ class MaildirStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(journal)
 
-    def _renameInbox(self, target: str) -> Iterator[None]:
+    def _moveInboxFiles(self, target: str) -> None:
         """
-        Move INBOX's messages into a new folder C{target}, a slice per
-        step.  A file renamed meanwhile (a flag change) is looked for once
-        more at the end.  The new folder is indexed when first used, as a
-        folder another program filled.
+        Move INBOX's messages (and its keywords) into folder C{target}.  A
+        file renamed meanwhile (a flag change) is looked for once more.
         """
-        self.createFolder(target)
-        inbox = self.getFolder(INBOX)
         destination = self._pathOf(target)
         keywords = self.root / _keywords.FILENAME
         if keywords.exists():
             shutil.copyfile(keywords, destination / _keywords.FILENAME)
-        budget = StepBudget()
         for sub in ("new", "cur"):
             source, moved = self.root / sub, False
             prefix, targetPrefix = f"{source}{os.sep}", f"{destination / sub}{os.sep}"
@@ -356,34 +298,179 @@ class MaildirStore:
                         moved = True
                     except FileNotFoundError:
                         missed.add(splitFilename(filename)[0])
-                    if budget.spent():
-                        yield None
                 if not missed:
                     break
             if moved:
                 fsyncDirectory(destination / sub)
                 fsyncDirectory(source)
-        if inbox._sync(force=True):
-            inbox._notify()
+
+    # The folder tree
+
+    async def _ready(self) -> None:
+        if not self._rootReady:
+            await self._fileWork.run(self._ensureRoot)
+
+    def listFolders(self) -> Deferred[list[str]]:
+        return self._fileWork.run(self._folderNames)
+
+    def getFolder(self, name: str) -> Deferred[IMailFolder]:
+        """
+        The folder, its index loaded (a first look at a large folder reads
+        its saved index or lists it, out of the caller's thread).
+        """
+        return ensureDeferred(self._getFolder(name))
+
+    async def _getFolder(self, name: str, refreshed: bool = True) -> IMailFolder:
+        canonical = normalizeName(name)
+        await self._ready()
+        if canonical != INBOX and not await self._fileWork.run(self._exists, canonical):
+            self._folders.pop(canonical, None)
+            raise NoSuchFolder(canonical)
+        if not refreshed:
+            return self._folderObject(canonical)
+        return await self._opened(canonical)
+
+    def deliveryFolder(self, name: str) -> Deferred[IMailFolder]:
+        """
+        The folder, its index not loaded for it: a delivery leaves new
+        mail in C{new/} and costs no listing of the folder.
+        """
+        return ensureDeferred(self._getFolder(name, refreshed=False))
+
+    def _folderObject(self, canonical: str) -> MaildirFolder:
+        """The one folder object of C{canonical} (which exists)."""
+        folder = self._folders.get(canonical)
+        if folder is None:
+            folder = self._folders[canonical] = MaildirFolder(
+                canonical, self._pathOf(canonical), self._newUidValidity, fileWork=self._fileWork
+            )
+            folder._quota = self._quota
+            _changes.opened(str(self._pathOf(canonical)), folder)
+        return folder
+
+    async def _opened(self, canonical: str) -> MaildirFolder:
+        """The one folder object of C{canonical} (which exists), refreshed."""
+        folder = self._folderObject(canonical)
+        await maybeDeferred(folder.refresh)
+        return folder
+
+    def createFolder(self, name: str) -> Deferred[IMailFolder]:
+        return self._tree.run(self._createFolder, name)
+
+    async def _createFolder(self, name: str) -> IMailFolder:
+        canonical = normalizeName(name)
+        await self._ready()
+        await self._fileWork.run(self._makeFolder, canonical)
+        return await self._opened(canonical)
+
+    def deleteFolder(self, name: str) -> Deferred[None]:
+        """
+        Delete a folder and its messages; its sub-folders stay (a Maildir++
+        parent is only a name prefix).  Fails with L{InvalidFolderName} for
+        INBOX.  The folder is gone (its quota given back) at once; the
+        Deferred fires when its files are removed too.  What a stop half
+        way leaves in C{tmp/} is swept with the rest of its debris.
+        """
+        return ensureDeferred(self._deleteFolder(name))
+
+    async def _deleteFolder(self, name: str) -> None:
+        trash = await self._tree.run(self._unlinkFolder, name)
+        await self._fileWork.run(shutil.rmtree, trash, ignore_errors=True)
+
+    async def _unlinkFolder(self, name: str) -> Path:
+        canonical = normalizeName(name)
+        if canonical == INBOX:
+            raise InvalidFolderName("INBOX cannot be deleted")
+        await self._ready()
+        trash, freedBytes, freedCount = await self._fileWork.run(self._trash, canonical)
+        if self._quota is not None:
+            await self._fileWork.run(self._quota.record, -freedBytes, -freedCount)
+        folder = self._folders.pop(canonical, None)
+        if folder is not None:
+            folder._markDeleted()
+        await self._fileWork.run(
+            self._changeSpecialUse, lambda current: {**current, canonical: frozenset()}
+        )
+        return trash
+
+    def renameFolder(self, old: str, new: str) -> Deferred[None]:
+        """
+        Rename a folder and its sub-folders, creating missing parents of the
+        new name.  Renaming INBOX moves its messages into a new folder and
+        leaves INBOX empty (RFC 3501 6.3.5): INBOX loses them and the new
+        folder gains them, as if another program moved them.
+        """
+        return self._tree.run(self._renameFolder, old, new)
+
+    async def _renameFolder(self, old: str, new: str) -> None:
+        source = normalizeName(old)
+        target = normalizeName(new)
+        if target == INBOX:
+            raise FolderExists(INBOX)
+        await self._ready()
+        if source == INBOX:
+            await self._renameInbox(target)
+            return
+        moves = await self._fileWork.run(self._renameTree, source, target)
+        for oldName, newName in moves:
+            folder = self._folders.pop(oldName, None)
+            if folder is not None:
+                folder._moved(newName, self._pathOf(newName))
+                self._folders[newName] = folder
+                _changes.opened(str(self._pathOf(newName)), folder)
+        await self._fileWork.run(
+            self._changeSpecialUse,
+            lambda current: _specialuse.renamed(current, source, target, DELIMITER),
+        )
+
+    async def _renameInbox(self, target: str) -> None:
+        """
+        Move INBOX's messages into a new folder C{target}, indexed when
+        first used, as a folder another program filled; INBOX's sessions
+        (if any) see them expunged.
+        """
+        await self._fileWork.run(self._makeFolder, target)
+        await self._fileWork.run(self._moveInboxFiles, target)
+        inbox = self._folders.get(INBOX)
+        if inbox is not None:
+            inbox._dirStamp = None
+            await maybeDeferred(inbox.refresh)
 
     # Quota
 
-    def quota(self) -> QuotaUsage | None:
-        if self._quota is None:
-            return None
-        self._ensureRoot()
-        return self._quota.usage()
+    def quota(self) -> Deferred[QuotaUsage | None]:
+        quota = self._quota
+        if quota is None:
+            return succeed(None)
 
-    def checkQuota(self, size: int, count: int = 1) -> None:
-        if self._quota is not None:
+        def usage() -> QuotaUsage:
             self._ensureRoot()
-            self._quota.check(size, count)
+            return quota.usage()
 
-    def recalculateQuota(self) -> QuotaUsage | None:
-        if self._quota is None:
-            return None
-        self._ensureRoot()
-        return self._quota.recalculate()
+        return self._fileWork.run(usage)
+
+    def checkQuota(self, size: int, count: int = 1) -> Deferred[None]:
+        """Fails with L{tmail.errors.OverQuota}; reads nothing without limits."""
+        quota = self._quota
+        if quota is None or quota.limits().unlimited:
+            return succeed(None)
+
+        def check() -> None:
+            self._ensureRoot()
+            quota.check(size, count)
+
+        return self._fileWork.run(check)
+
+    def recalculateQuota(self) -> Deferred[QuotaUsage | None]:
+        quota = self._quota
+        if quota is None:
+            return succeed(None)
+
+        def recalculate() -> QuotaUsage:
+            self._ensureRoot()
+            return quota.recalculate()
+
+        return self._fileWork.run(recalculate)
 
     # Subscriptions
 
@@ -402,18 +489,25 @@ class MaildirStore:
             if updated != current:
                 lock.replace(_subscriptions.serialize(updated))
 
-    def subscriptions(self) -> list[str]:
-        return self._readSubscriptions()
+    def subscriptions(self) -> Deferred[list[str]]:
+        return self._fileWork.run(self._readSubscriptions)
 
-    def subscribe(self, name: str) -> None:
-        canonical = normalizeName(name)
-        self._changeSubscriptions(
-            lambda names: names if canonical in names else [*names, canonical]
-        )
+    def subscribe(self, name: str) -> Deferred[None]:
+        return self._tree.run(self._subscribe, name, True)
 
-    def unsubscribe(self, name: str) -> None:
+    def unsubscribe(self, name: str) -> Deferred[None]:
+        return self._tree.run(self._subscribe, name, False)
+
+    async def _subscribe(self, name: str, subscribed: bool) -> None:
         canonical = normalizeName(name)
-        self._changeSubscriptions(lambda names: [n for n in names if n != canonical])
+
+        def change(names: list[str]) -> list[str]:
+            others = [n for n in names if n != canonical]
+            if not subscribed:
+                return others
+            return names if canonical in names else [*names, canonical]
+
+        await self._fileWork.run(self._changeSubscriptions, change)
 
     # Special-use attributes (RFC 6154)
 
@@ -440,9 +534,21 @@ class MaildirStore:
             if current is None or updated != current:
                 lock.replace(_specialuse.serialize(updated))
 
-    def specialUse(self) -> dict[str, frozenset[str]] | None:
-        self._ensureRoot()
-        return self._readSpecialUse()
+    def specialUse(self) -> Deferred[dict[str, frozenset[str]] | None]:
+        def read() -> dict[str, frozenset[str]] | None:
+            self._ensureRoot()
+            return self._readSpecialUse()
+
+        return self._fileWork.run(read)
+
+    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> Deferred[None]:
+        return self._tree.run(self._updateSpecialUse, changes)
+
+    async def _updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
+        canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
+        await self._fileWork.run(
+            self._changeSpecialUse, lambda current: current | canonical, create=True
+        )
 
     # METADATA (RFC 5464)
 
@@ -455,14 +561,14 @@ class MaildirStore:
             raise NoSuchFolder(canonical)
         return self._pathOf(canonical) / _metadata.FILENAME
 
-    def metadata(self, folder: str | None) -> dict[str, bytes]:
+    def _readMetadata(self, folder: str | None) -> dict[str, bytes]:
         return _metadata.read(self._metadataPath(folder))
 
-    def updateMetadata(
+    def _writeMetadata(
         self,
         folder: str | None,
         changes: dict[str, bytes | None],
-        check: Callable[[dict[str, bytes]], None] | None = None,
+        check: Callable[[dict[str, bytes]], None] | None,
     ) -> None:
         path = self._metadataPath(folder)
         try:
@@ -470,9 +576,25 @@ class MaildirStore:
         except FileNotFoundError:
             raise NoSuchFolder(folder or "") from None
 
-    def updateSpecialUse(self, changes: dict[str, frozenset[str]]) -> None:
-        canonical = {normalizeName(name): frozenset(values) for name, values in changes.items()}
-        self._changeSpecialUse(lambda current: current | canonical, create=True)
+    def metadata(self, folder: str | None) -> Deferred[dict[str, bytes]]:
+        return self._fileWork.run(self._readMetadata, folder)
+
+    def updateMetadata(
+        self,
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> Deferred[None]:
+        """C{check} is called where the file work runs (a worker thread)."""
+        return self._tree.run(self._updateMetadata, folder, changes, check)
+
+    async def _updateMetadata(
+        self,
+        folder: str | None,
+        changes: dict[str, bytes | None],
+        check: Callable[[dict[str, bytes]], None] | None,
+    ) -> None:
+        await self._fileWork.run(self._writeMetadata, folder, changes, check)
 
     def mailboxKeys(self) -> MailboxKeyFile:
         """The URLAUTH mailbox access keys, in the Maildir's root."""
