@@ -202,7 +202,12 @@ listen = ["tcp:{p["pop3"]}:interface=127.0.0.1", "tls:{p["pop3s"]}:interface=127
 
 
 def _groupHoldsListeners(group: int) -> bool:
-    """Whether a process of C{group} is still alive (not yet a zombie, whose sockets are closed)."""
+    """
+    Whether a process of C{group} still runs a thread.  A process whose
+    first thread is already a zombie still holds its sockets while another
+    of its threads finishes (one killed in the middle of an fsync finishes
+    the fsync first): every thread must be gone.
+    """
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -210,6 +215,21 @@ def _groupHoldsListeners(group: int) -> bool:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group and fields[0] != "Z":
+        if int(fields[2]) == group and _runsAThread(entry):
+            return True
+    return False
+
+
+def _runsAThread(process: Path) -> bool:
+    try:
+        tasks = list((process / "task").iterdir())
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
             return True
     return False
