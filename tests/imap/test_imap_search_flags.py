@@ -112,3 +112,76 @@ class FlagSearchTests(SynchronousTestCase):
         self.patch(MailboxSearch, "FLAGS_SLICE", 7)
         expected = [uid for uid, flags in enumerate(self.flags, 1) if "\\Seen" not in flags]
         self.assertEqual(self.search("UNSEEN"), expected)
+
+    def esearch(self, returns: str, criteria: str) -> dict[str, object]:
+        """C{UID SEARCH RETURN (returns) criteria}: its MIN, MAX and PARTIAL window's UIDs."""
+        command = f"t UID SEARCH RETURN ({returns}) {criteria}\r\n".encode()
+        reply = self.session.send(command)
+        self.assertTrue(reply.endswith(b"t OK SEARCH completed\r\n"), reply)
+        line = re.match(rb'\* ESEARCH \(TAG "t"\) UID(.*)\r\n', reply)
+        assert line is not None, reply
+        answer: dict[str, object] = {}
+        for name, value in re.findall(rb"(MIN|MAX) (\d+)", line[1]):
+            answer[name.decode()] = int(value)
+        window = re.search(rb"PARTIAL \((\S+) (\S+)\)", line[1])
+        if window is not None:
+            answer["PARTIAL"] = expand(window[2])
+        return answer
+
+    def assertWindowsOfThePlainResult(self, criteria: str) -> None:
+        """PARTIAL windows, alone and with MIN or MAX, are those of the search without a limit."""
+        full = self.search(criteria)
+        self.assertEqual(self.search(f"{criteria} LARGER 0"), full, criteria)
+        self.assertGreater(len(full), 10, criteria)
+        for window, wanted in [
+            ("1:3", full[:3]),
+            ("2:9", full[1:9]),
+            ("-1:-2", full[-2:]),
+            ("-4:-11", full[-11:-3]),
+            (f"{len(full) - 1}:{len(full) + 5}", full[-2:]),
+        ]:
+            self.assertEqual(
+                self.esearch(f"PARTIAL {window}", criteria), {"PARTIAL": wanted}, window
+            )
+        self.assertEqual(
+            self.esearch("MIN PARTIAL 1:3", criteria), {"MIN": full[0], "PARTIAL": full[:3]}
+        )
+        self.assertEqual(
+            self.esearch("MAX PARTIAL -1:-2", criteria), {"MAX": full[-1], "PARTIAL": full[-2:]}
+        )
+
+    def test_flags_only_search_with_a_partial_window_answers_the_window_of_the_full_result(
+        self,
+    ) -> None:
+        """
+        With a PARTIAL window the search stops after the matches it needs,
+        testing message by message (from the last one back for a window
+        counted from the end) instead of by flag sets: the window holds
+        the same messages as the one cut from the full result, over the
+        folder's shared listing and over a view this session changed.
+        """
+        from tmail.imap.mailbox import MailboxSearch
+
+        self.patch(MailboxSearch, "INFO_SLICE", 7)
+        for criteria in ("UNSEEN", "OR FLAGGED KEYWORD $Junk", "NOT (DELETED UNSEEN)"):
+            self.assertWindowsOfThePlainResult(criteria)
+        seen = [uid for uid, flags in enumerate(self.flags, 1) if "\\Seen" in flags]
+        unseen = [uid for uid, flags in enumerate(self.flags, 1) if "\\Seen" not in flags]
+        for command in (
+            b"u UID STORE %d +FLAGS.SILENT (\\Seen)\r\n" % unseen[0],
+            b"u UID STORE %d -FLAGS.SILENT (\\Seen)\r\n" % seen[-1],
+        ):
+            self.assertIn(b"u OK", self.session.send(command))
+        for criteria in ("UNSEEN", "OR FLAGGED KEYWORD $Junk", "NOT (DELETED UNSEEN)"):
+            self.assertWindowsOfThePlainResult(criteria)
+
+
+def expand(uids: bytes) -> list[int]:
+    """The UIDs of an IMAP set such as C{1,3:5} (C{NIL}: none)."""
+    if uids == b"NIL":
+        return []
+    out: list[int] = []
+    for part in uids.split(b","):
+        first, _, last = part.partition(b":")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out

@@ -11,21 +11,19 @@ from __future__ import annotations
 import re
 import smtplib
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
-from twisted.internet import reactor
 from twisted.internet.protocol import ServerFactory
 from twisted.trial.unittest import TestCase
 
+from support.mx import mxFactory
 from support.net import inThread, listen
 from support.realm import ALICE, BOB, makeRealm
-from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, LMTPSettings, SMTPSettings
+from tmail.config.schema import LMTPSettings
 from tmail.interfaces import IMailFolder, IMailRealm, IMailStore
 from tmail.realm.virtual import VirtualDomainRealm
-from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.lmtp import LMTPFactory
-from tmail.store.quota import overrideFields
 from tmail.testing import call, deliver, read
 from tmail.testing.deferring import deferringStore
 
@@ -87,6 +85,39 @@ def transactions(greeting: bytes) -> list[tuple[bytes, bytes]]:
     ]
 
 
+def replies(first: list[bytes], second: list[bytes], third: list[bytes]) -> list[bytes]:
+    """
+    The replies to L{transactions} after the greeting and C{EHLO}/C{LHLO},
+    given the replies that end each transaction's message: the full mailbox
+    and the unknown user refused at RCPT in the first, the BDAT chunk
+    acknowledged in the third.
+    """
+    mailOk, rcptOk, goAhead = (
+        b"250 2.1.0 Ok\r\n",
+        b"250 2.1.5 Ok\r\n",
+        b"354 End data with <CR><LF>.<CR><LF>\r\n",
+    )
+    return [
+        mailOk,
+        rcptOk,
+        b"552 5.2.2 Mailbox full: quota exceeded\r\n",
+        b"550 5.1.1 Recipient address rejected: User unknown\r\n",
+        rcptOk,
+        goAhead,
+        *first,
+        mailOk,
+        rcptOk,
+        goAhead,
+        *second,
+        mailOk,
+        rcptOk,
+        rcptOk,
+        b"250 2.0.0 20 octets received\r\n",
+        *third,
+        b"221 2.0.0 Bye\r\n",
+    ]
+
+
 def _content(message: bytes) -> bytes:
     """The message as the client sent it, without the trace fields added here."""
     return message[message.index(b"From: " + SENDER.encode()) :]
@@ -115,26 +146,14 @@ class DeliveryDeferringStoreTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()), (ALICE, BOB, CAROL))
-        self.setLimits(BOB, storage=2000)
-        self.setLimits(CAROL, messages=1)
+        self.fixture.setLimits(BOB, storage=2000)
+        self.fixture.setLimits(CAROL, messages=1)
         self.deferring = DeferringRealm(self.fixture.directory, self.fixture.root / "data" / "mail")
 
-    def setLimits(self, user: str, storage: int | None = None, messages: int | None = None) -> None:
-        directory = self.fixture.directory
-        directory.setUserFields(user, overrideFields(directory.userFields(user), storage, messages))
+    def smtp(self, realm: VirtualDomainRealm) -> ServerFactory:
+        return mxFactory(realm, self.fixture.portal)
 
-    def smtp(self, realm: VirtualDomainRealm) -> SMTPFactory:
-        return SMTPFactory(
-            realm,
-            SMTPSettings(greet_pause=0),
-            hostname="mx.example.test",
-            submission=False,
-            portal=self.fixture.portal,
-            tlsContextFactory=None,
-            throttle=AuthThrottle(AuthSettings(), reactor),
-        )
-
-    def lmtp(self, realm: VirtualDomainRealm) -> LMTPFactory:
+    def lmtp(self, realm: VirtualDomainRealm) -> ServerFactory:
         return LMTPFactory(realm, LMTPSettings(), hostname="lmtp.example.test")
 
     async def fillCarol(self) -> None:
@@ -158,12 +177,26 @@ class DeliveryDeferringStoreTests(TestCase):
         got = await inThread(converse, await listen(self, deferring), script)
         twice = await self.counts()
         self.assertEqual(got, expected)
-        print("TRANSCRIPT", got)
         for user in (ALICE, BOB, CAROL):
             added = [_content(m) for m in once[user][len(before[user]) :]]
             again = [_content(m) for m in twice[user][len(once[user]) :]]
             self.assertEqual(again, added, user)
         return got
+
+    async def pipelined(
+        self, serve: Callable[[VirtualDomainRealm], ServerFactory], greeting: bytes
+    ) -> list[bytes]:
+        """
+        L{compare} the L{transactions} served by C{serve} over each realm;
+        each run stores the three messages to alice and bob and none to the
+        full mailbox.  The replies after the greeting and C{greeting}.
+        """
+        got = await self.compare(
+            serve(self.fixture.realm), serve(self.deferring), transactions(greeting)
+        )
+        inboxes = await self.counts()
+        self.assertEqual([len(inboxes[user]) for user in (ALICE, BOB, CAROL)], [4, 4, 1])
+        return got[2:]
 
     async def test_pipelined_smtp_transactions_answer_as_over_a_store_that_answers_at_once(
         self,
@@ -172,67 +205,33 @@ class DeliveryDeferringStoreTests(TestCase):
         A full mailbox is refused at RCPT, a mailbox the message does not
         fit at the end of DATA; the 250s come once the copies are committed.
         """
-        got = await self.compare(
-            self.smtp(self.fixture.realm), self.smtp(self.deferring), transactions(b"EHLO")
-        )
         self.assertEqual(
-            got[2:],
-            [
-                b"250 2.1.0 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"552 5.2.2 Mailbox full: quota exceeded\r\n",
-                b"550 5.1.1 Recipient address rejected: User unknown\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"354 End data with <CR><LF>.<CR><LF>\r\n",
-                b"552 5.2.2 Mailbox full for 1 of 2 recipients; the others have the message\r\n",
-                b"250 2.1.0 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"354 End data with <CR><LF>.<CR><LF>\r\n",
-                b"250 2.0.0 Ok: queued as ID\r\n",
-                b"250 2.1.0 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"250 2.0.0 20 octets received\r\n",
-                b"250 2.0.0 Ok: queued as ID\r\n",
-                b"221 2.0.0 Bye\r\n",
-            ],
+            await self.pipelined(self.smtp, b"EHLO"),
+            replies(
+                [b"552 5.2.2 Mailbox full for 1 of 2 recipients; the others have the message\r\n"],
+                [b"250 2.0.0 Ok: queued as ID\r\n"],
+                [b"250 2.0.0 Ok: queued as ID\r\n"],
+            ),
         )
-        inboxes = await self.counts()
-        self.assertEqual([len(inboxes[user]) for user in (ALICE, BOB, CAROL)], [4, 4, 1])
 
     async def test_pipelined_lmtp_transactions_answer_each_recipient_after_its_commit(
         self,
     ) -> None:
         """As over SMTP, with a reply per recipient after DATA and after the last BDAT."""
-        got = await self.compare(
-            self.lmtp(self.fixture.realm), self.lmtp(self.deferring), transactions(b"LHLO")
-        )
         self.assertEqual(
-            got[2:],
-            [
-                b"250 2.1.0 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"552 5.2.2 Mailbox full: quota exceeded\r\n",
-                b"550 5.1.1 Recipient address rejected: User unknown\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"354 End data with <CR><LF>.<CR><LF>\r\n",
-                b"250 2.0.0 <alice@example.test> Ok: queued as ID\r\n",
-                b"552 5.2.2 <bob@example.test> Mailbox full: quota exceeded\r\n",
-                b"250 2.1.0 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"354 End data with <CR><LF>.<CR><LF>\r\n",
-                b"250 2.0.0 <bob@example.test> Ok: queued as ID\r\n",
-                b"250 2.1.0 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"250 2.1.5 Ok\r\n",
-                b"250 2.0.0 20 octets received\r\n",
-                b"250 2.0.0 <alice@example.test> Ok: queued as ID\r\n",
-                b"250 2.0.0 <bob@example.test> Ok: queued as ID\r\n",
-                b"221 2.0.0 Bye\r\n",
-            ],
+            await self.pipelined(self.lmtp, b"LHLO"),
+            replies(
+                [
+                    b"250 2.0.0 <alice@example.test> Ok: queued as ID\r\n",
+                    b"552 5.2.2 <bob@example.test> Mailbox full: quota exceeded\r\n",
+                ],
+                [b"250 2.0.0 <bob@example.test> Ok: queued as ID\r\n"],
+                [
+                    b"250 2.0.0 <alice@example.test> Ok: queued as ID\r\n",
+                    b"250 2.0.0 <bob@example.test> Ok: queued as ID\r\n",
+                ],
+            ),
         )
-        inboxes = await self.counts()
-        self.assertEqual([len(inboxes[user]) for user in (ALICE, BOB, CAROL)], [4, 4, 1])
 
     async def test_smtplib_delivers_once_to_several_recipients(self) -> None:
         """smtplib's sendmail: the full mailbox refused at RCPT, the others stored once."""

@@ -14,16 +14,13 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from support.mx import mxFactory
 from support.net import inThread, listen
 from support.realm import ALICE, BOB, makeRealm
-from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, OverQuotaPolicy, SMTPSettings
-from tmail.smtp.factory import SMTPFactory
-from tmail.store.quota import overrideFields
+from tmail.config.schema import OverQuotaPolicy
 
 BIG = b"From: someone@remote.example\r\nSubject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40
 SMALL = b"From: someone@remote.example\r\nSubject: small\r\n\r\nhi\r\n"
@@ -62,25 +59,10 @@ class SMTPQuotaTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-        self.setLimits(ALICE, storage=2000)
-
-    def setLimits(self, user: str, storage: int | None = None, messages: int | None = None) -> None:
-        directory = self.fixture.directory
-        fields = directory.userFields(user)
-        directory.setUserFields(user, overrideFields(fields, storage, messages))
+        self.fixture.setLimits(ALICE, storage=2000)
 
     def listen(self, overQuota: OverQuotaPolicy = "reject") -> Deferred[int]:
-        factory = SMTPFactory(
-            self.fixture.realm,
-            SMTPSettings(greet_pause=0),
-            hostname="mx.example.test",
-            submission=False,
-            portal=self.fixture.portal,
-            tlsContextFactory=None,
-            throttle=AuthThrottle(AuthSettings(), reactor),
-            overQuota=overQuota,
-        )
-        return listen(self, factory)
+        return listen(self, mxFactory(self.fixture.realm, self.fixture.portal, overQuota))
 
     def sendmail(self, port: int, recipients: list[str], body: bytes) -> dict[str, Any]:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
@@ -148,7 +130,7 @@ class SMTPQuotaTests(TestCase):
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         """A message-count limit reached already needs no SIZE to refuse the recipient."""
-        self.setLimits(BOB, messages=1)
+        self.fixture.setLimits(BOB, messages=1)
         port = yield self.listen()
         yield inThread(self.sendmail, port, [BOB], SMALL)
         replies = yield inThread(dialogue, port, *envelope(BOB, body=SMALL))
@@ -160,7 +142,7 @@ class SMTPQuotaTests(TestCase):
         port = yield self.listen()
         with self.assertRaises(smtplib.SMTPRecipientsRefused):
             yield inThread(self.sendmail, port, [ALICE], BIG)
-        self.setLimits(ALICE, storage=1024**2)
+        self.fixture.setLimits(ALICE, storage=1024**2)
         refused = yield inThread(self.sendmail, port, [ALICE], BIG)
         self.assertEqual(refused, {})
         self.assertEqual(len(self.fixture.inbox(ALICE)), 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tmail.errors import NoSuchFolder, OverQuota
@@ -37,39 +36,6 @@ class MemoryStoreModelTests(StoreModelTestsMixin, TestCase):
 
 class MemoryStoreSeamTests(TestCase):
     """The memory store answers as the store seam declares."""
-
-    def test_disk_and_network_operations_answer_with_deferreds(self) -> None:
-        store = MemoryStore(quota=QuotaLimits())
-        inbox = self.successResultOf(store.getFolder("INBOX"))
-        pending = inbox.beginMessage()
-        pending.write(b"Subject: seam\r\n\r\nbody\r\n")
-        uid = self.successResultOf(pending.commit())
-        archive = self.successResultOf(store.createFolder("Archive"))
-        answers = {
-            "listFolders": store.listFolders(),
-            "subscribe": store.subscribe("Archive"),
-            "subscriptions": store.subscriptions(),
-            "unsubscribe": store.unsubscribe("Archive"),
-            "specialUse": store.specialUse(),
-            "updateSpecialUse": store.updateSpecialUse({"Archive": frozenset({"\\Archive"})}),
-            "metadata": store.metadata(None),
-            "updateMetadata": store.updateMetadata(None, {"/private/comment": b"x"}),
-            "quota": store.quota(),
-            "checkQuota": store.checkQuota(1),
-            "recalculateQuota": store.recalculateQuota(),
-            "refresh": inbox.refresh(),
-            "openMessage": inbox.openMessage(uid),
-            "setFlags": inbox.setFlags(uid, {"\\Seen"}),
-            "changeFlags": inbox.changeFlags(uid, {"\\Flagged"}, ()),
-            "copyMessage": inbox.copyMessage(uid, archive),
-            "expunge": inbox.expunge([uid]),
-            "renameFolder": store.renameFolder("Archive", "Old"),
-            "deleteFolder": store.deleteFolder("Old"),
-        }
-        for name, answer in answers.items():
-            self.assertIsInstance(answer, Deferred, name)
-            self.successResultOf(answer)
-        self.assertEqual(self.successResultOf(store.listFolders()), ["INBOX"])
 
     def test_errors_are_failures_of_the_deferreds(self) -> None:
         store = MemoryStore(quota=QuotaLimits(messages=1))

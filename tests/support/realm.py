@@ -18,6 +18,7 @@ from tmail.interfaces import IMailStore
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.store.blocking import blocking
 from tmail.store.filework import INLINE
+from tmail.store.quota import overrideFields
 
 DOMAIN = "example.test"
 ALICE = "alice@example.test"
@@ -46,6 +47,11 @@ class RealmFixture:
             with folder.openMessage(info.uid) as f:
                 out.append(f.read())
         return out
+
+    def setLimits(self, user: str, storage: int | None = None, messages: int | None = None) -> None:
+        """Give C{user} a storage limit in bytes and a message limit (C{None}: none)."""
+        fields = self.directory.userFields(user)
+        self.directory.setUserFields(user, overrideFields(fields, storage, messages))
 
 
 class BlockingStoresRealm(VirtualDomainRealm):

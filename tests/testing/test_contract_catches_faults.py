@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import SkipTest
 
 from hypothesis import HealthCheck, Phase, settings
 from twisted.internet.defer import Deferred, succeed
@@ -18,6 +19,7 @@ from zope.interface import implementer
 from zope.interface.exceptions import Invalid
 
 from tmail.interfaces import IMailFolder, IMailStore, IModSeqFolder, IUserDirectory, MessageInfo
+from tmail.store.blocking import blocking
 from tmail.store.memory import MemoryFolder, MemoryStore
 from tmail.store.quota import QuotaLimits
 from tmail.testing import (
@@ -86,6 +88,16 @@ class CopiesWithoutFlags(MemoryFolder):
         pending = target.beginMessage((), self._message(uid).info.internaldate)
         pending.write(self._message(uid).body)
         return pending.commit()
+
+
+class OpensAtOnce(MemoryFolder):
+    def openMessage(self, uid: int) -> Any:
+        return self._open(uid)
+
+
+class GetsFoldersAtOnce(MemoryStore):
+    def getFolder(self, name: str) -> Any:
+        return self._existing(name)
 
 
 @implementer(IModSeqFolder)
@@ -193,6 +205,33 @@ class ContractCatchesFaultsTests(TestCase):
             FailTest,
             limited=lambda limits: IgnoresQuota(quota=limits),
         )
+
+    async def test_folder_answering_a_disk_operation_at_once_is_caught(self) -> None:
+        await self.assertCaught(
+            "test_disk_operations_answer_with_deferreds_and_index_readers_at_once",
+            lambda: storeWith(OpensAtOnce),
+        )
+
+    async def test_store_answering_a_disk_operation_at_once_is_caught(self) -> None:
+        await self.assertCaught(
+            "test_disk_and_network_operations_answer_with_deferreds", GetsFoldersAtOnce
+        )
+
+    async def test_seam_tests_skip_a_store_unwrapped_by_the_blocking_facade(self) -> None:
+        """L{blocking} answers with plain values by design: skipped, with the reason."""
+        for testName in (
+            "test_disk_operations_answer_with_deferreds_and_index_readers_at_once",
+            "test_disk_and_network_operations_answer_with_deferreds",
+        ):
+            skipped = await self.assertFailure(
+                Deferred.fromCoroutine(
+                    getattr(
+                        faultyCase(testName, lambda: blocking(MemoryStore()), MemoryStore), testName
+                    )()
+                ),
+                SkipTest,
+            )
+            self.assertIn("tmail.store.blocking", str(skipped))
 
     async def test_interface_claimed_without_its_methods_is_caught(self) -> None:
         def store() -> IMailStore:

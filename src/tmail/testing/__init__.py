@@ -17,8 +17,11 @@ on checked (as Twisted's C{twisted.internet.testing} serves transports).
 
 Every store and folder call goes through C{maybeDeferred}, so the mixins
 hold for a store that answers at once and for one that answers with
-Deferreds.  Tests of an optional interface are skipped, with the reason,
-when the object under test does not provide it.
+Deferreds; only the tests that the disk and network operations answer with
+Deferreds, as the store seam's interfaces say, are skipped for a store that
+answers at once (a test case sets C{answersAtOnce}).  Tests of an
+optional interface are skipped, with the reason, when the object under
+test does not provide it.
 """
 
 from tmail.testing.calls import MESSAGE, call, deliver, read, requireProvider, verifyProvided

@@ -18,6 +18,7 @@ from zope.interface.interface import InterfaceClass
 from zope.interface.verify import verifyObject
 
 from tmail.interfaces import IMailFolder, IPendingMessage
+from tmail.store.blocking import unwrap
 
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
@@ -44,6 +45,7 @@ __all__ = [
     "call",
     "deliver",
     "read",
+    "requireDeferredAnswers",
     "requireProvider",
     "verifyProvided",
 ]
@@ -99,6 +101,22 @@ async def read(folder: IMailFolder, uid: int) -> bytes:
     with opened:
         data: bytes = opened.read()
     return data
+
+
+def requireDeferredAnswers(testCase: object, candidate: object) -> None:
+    """
+    Skip a test of the store seam's Deferreds when C{candidate} answers its
+    disk and network operations with plain values, as the interfaces allow
+    a store written before the seam: one wrapped by
+    L{tmail.store.blocking.blocking}, or one whose test case sets
+    C{answersAtOnce}.
+    """
+    if unwrap(candidate) is not candidate:
+        raise SkipTest(
+            "tmail.store.blocking answers with the results of the store's Deferreds, by design"
+        )
+    if getattr(testCase, "answersAtOnce", False):
+        raise SkipTest(f"{type(testCase).__name__} declares a store that answers at once")
 
 
 def requireProvider(candidate: object, interface: type[T]) -> T:

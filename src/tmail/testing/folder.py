@@ -13,8 +13,10 @@ from __future__ import annotations
 import io
 import re
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 from unittest import SkipTest
+
+from twisted.internet.defer import Deferred
 
 from tmail.interfaces import (
     IFlagChangingFolder,
@@ -36,6 +38,7 @@ from tmail.testing.calls import (
     call,
     deliver,
     read,
+    requireDeferredAnswers,
     requireProvider,
     verifyProvided,
 )
@@ -72,6 +75,11 @@ class MailFolderTestsMixin(TestCaseBase):
     Tests for an L{IMailFolder} implementation: what the IMAP, POP3 and
     SMTP front ends rely on.
     """
+
+    #: Set by a test case whose store answers its disk and network
+    #: operations with plain values (as a store written before the seam
+    #: may): the test that they answer with Deferreds is then skipped.
+    answersAtOnce = False
 
     def makeStore(self) -> IMailStore:
         """A new, empty store for one test; defined by the test case."""
@@ -145,6 +153,52 @@ class MailFolderTestsMixin(TestCaseBase):
     async def test_folder_name_is_its_imap_name(self) -> None:
         self.assertEqual((await self.folder()).name, "INBOX")
         self.assertEqual((await self.folder("Archive/2025")).name, "Archive/2025")
+
+    # The store seam
+
+    async def test_disk_operations_answer_with_deferreds_and_index_readers_at_once(
+        self,
+    ) -> None:
+        """
+        C{commit}, C{refresh}, C{openMessage}, C{setFlags}, C{changeFlags},
+        C{copyMessage} and C{expunge} answer with a L{Deferred} (fired or
+        not), a failure as the Deferred's; C{beginMessage} and what the
+        index knows answer at once.
+        """
+        folder = await self.folder()
+        archive = await self.folder("Archive")
+        requireDeferredAnswers(self, folder)
+        seam: Any = folder
+
+        async def answer(name: str, answered: Any) -> Any:
+            self.assertIsInstance(answered, Deferred, name)
+            return await answered
+
+        pending = folder.beginMessage()
+        self.assertNotIsInstance(pending, Deferred)
+        await call(pending.write, MESSAGE)
+        uid = await answer("commit", pending.commit())
+        if IIncrementalFolder.providedBy(folder):
+            await answer("refresh", seam.refresh())
+        listed = folder.messages(False)
+        self.assertNotIsInstance(listed, Deferred)
+        self.assertEqual([info.uid for info in listed], [uid])
+        for reader in (folder.uidValidity, folder.uidNext):
+            self.assertIsInstance(reader(), int, reader.__name__)
+        with await answer("openMessage", seam.openMessage(uid)) as opened:
+            self.assertEqual(opened.read(), MESSAGE)
+        await answer("setFlags", seam.setFlags(uid, {"\\Seen"}))
+        if IFlagChangingFolder.providedBy(folder):
+            await answer("changeFlags", seam.changeFlags(uid, {"\\Flagged"}, ()))
+        await answer("copyMessage", seam.copyMessage(uid, archive))
+        self.assertEqual(await answer("expunge", seam.expunge([uid])), [uid])
+        never = uid + 1000
+        for name, failed in (
+            ("openMessage", seam.openMessage(never)),
+            ("setFlags", seam.setFlags(never, ())),
+        ):
+            self.assertIsInstance(failed, Deferred, f"{name} of a message never delivered")
+            await self.assertFailure(failed, KeyError)
 
     # Delivery
 

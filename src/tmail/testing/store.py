@@ -10,10 +10,14 @@ provide it.
 
 from __future__ import annotations
 
+from typing import Any
 from unittest import SkipTest
+
+from twisted.internet.defer import Deferred
 
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder, OverQuota, StoreError
 from tmail.interfaces import (
+    IDeliveryStore,
     ILinkingFolder,
     IMailboxKeys,
     IMailFolder,
@@ -32,6 +36,7 @@ from tmail.testing.calls import (
     call,
     deliver,
     read,
+    requireDeferredAnswers,
     requireProvider,
     verifyProvided,
 )
@@ -58,6 +63,11 @@ class MailStoreTestsMixin(TestCaseBase):
     Tests for an L{IMailStore} implementation: folders, subscriptions and
     the optional quota, special-use, METADATA, URLAUTH and stepped parts.
     """
+
+    #: Set by a test case whose store answers its disk and network
+    #: operations with plain values (as a store written before the seam
+    #: may): the test that they answer with Deferreds is then skipped.
+    answersAtOnce = False
 
     def makeStore(self) -> IMailStore:
         """A new, empty store for one test; defined by the test case."""
@@ -99,6 +109,48 @@ class MailStoreTestsMixin(TestCaseBase):
         store = await self.contractStore()
         self.assertIsInstance(store.delimiter, str)
         self.assertEqual(len(store.delimiter), 1)
+
+    # The store seam
+
+    async def test_disk_and_network_operations_answer_with_deferreds(self) -> None:
+        """
+        Each store operation that may touch disk or network, of L{IMailStore}
+        and of the optional interfaces the store provides, answers with a
+        L{Deferred} (fired or not), and a failure is the Deferred's, not
+        raised.
+        """
+        store = await self.contractStore()
+        requireDeferredAnswers(self, store)
+
+        async def answer(name: str, answered: Any) -> Any:
+            self.assertIsInstance(answered, Deferred, name)
+            return await answered
+
+        await answer("listFolders", store.listFolders())
+        await answer("getFolder", store.getFolder("INBOX"))
+        await answer("createFolder", store.createFolder("Archive"))
+        await answer("subscribe", store.subscribe("Archive"))
+        await answer("subscriptions", store.subscriptions())
+        await answer("unsubscribe", store.unsubscribe("Archive"))
+        if IDeliveryStore.providedBy(store):
+            await answer("deliveryFolder", store.deliveryFolder("INBOX"))
+        if ISpecialUseStore.providedBy(store):
+            await answer("specialUse", store.specialUse())
+            changes = {"Archive": frozenset({"\\Archive"})}
+            await answer("updateSpecialUse", store.updateSpecialUse(changes))
+        if IMetadataStore.providedBy(store):
+            await answer("metadata", store.metadata(None))
+            await answer("updateMetadata", store.updateMetadata(None, {"/private/comment": b"x"}))
+        if IQuotaStore.providedBy(store):
+            await answer("quota", store.quota())
+            await answer("checkQuota", store.checkQuota(1))
+            await answer("recalculateQuota", store.recalculateQuota())
+        await answer("renameFolder", store.renameFolder("Archive", "Old"))
+        await answer("deleteFolder", store.deleteFolder("Old"))
+        missing = store.getFolder("Missing")
+        self.assertIsInstance(missing, Deferred, "getFolder of a missing folder")
+        await self.assertFailure(missing, NoSuchFolder)
+        self.assertEqual(await self.folderNames(store), ["INBOX"])
 
     # Folders
 
