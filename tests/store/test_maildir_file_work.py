@@ -193,6 +193,38 @@ class ThreadedMaildirFolderTests(TestCase):
         await committed
         self.assertEqual(inbox.messageCount(), 2)
 
+    async def test_messages_opened_together_are_opened_side_by_side(self) -> None:
+        """
+        Opens asked for together with nothing else in the folder's turn go
+        to the file work at once, not one after another: a FETCH of many
+        bodies waits for one trip, not one per message.
+        """
+        inbox = await self.folder("INBOX")
+        uids = [await self.deliver(inbox, MESSAGE + b"%d\r\n" % n) for n in range(6)]
+        asked: list[object] = []
+        work = self.work
+
+        class Counting:
+            def run(self, function: Any, *args: Any) -> Deferred[Any]:
+                asked.append(function)
+                return work.run(function, *args)
+
+        inbox._fileWork = Counting()  # type: ignore[assignment]
+        opening = [inbox.openMessage(uid) for uid in uids]
+        self.assertEqual(len(asked), len(uids), "every open was asked of the file work at once")
+        for n, f in enumerate(await gatherResults(opening)):
+            with f:
+                self.assertEqual(f.read(), MESSAGE + b"%d\r\n" % n)
+
+    async def test_a_message_another_program_renamed_is_still_opened(self) -> None:
+        inbox = await self.folder("INBOX")
+        uid = await self.deliver(inbox)
+        (name,) = os.listdir(self.root / "new")
+        os.rename(self.root / "new" / name, self.root / "cur" / f"{name}:2,S")
+        with await inbox.openMessage(uid) as f:
+            self.assertEqual(f.read(), MESSAGE)
+        self.assertEqual(inbox.info(uid).flags, {"\\Seen"})
+
     async def test_a_change_of_the_folder_itself_waits_for_the_operations_asked_before(
         self,
     ) -> None:

@@ -117,11 +117,15 @@ class Serial:
 
     def __init__(self) -> None:
         self._lock = DeferredLock()
+        self._unfinished = 0
 
     @property
     def busy(self) -> bool:
-        """Whether an operation is running (or waiting) now."""
-        return bool(self._lock.locked)
+        """
+        Whether an operation is running or waiting to run (one whose caller
+        is being told its result no longer counts).
+        """
+        return self._unfinished > 0
 
     def run(
         self, operation: Callable[..., Coroutine[Deferred[Any], Any, T]], *args: Any
@@ -142,10 +146,12 @@ class Serial:
             return running.addBoth(deliver)
 
         def deliver(outcome: T | Failure) -> None:
+            self._unfinished -= 1
             if isinstance(outcome, Failure):
                 result.errback(outcome)
             else:
                 result.callback(outcome)
 
+        self._unfinished += 1
         self._lock.run(start)
         return result

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, TypeVar
 from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail.changes import hub as _changes
@@ -1250,7 +1251,21 @@ class MaildirFolder:
         return snapshot
 
     def openMessage(self, uid: int) -> Deferred[BinaryIO]:  # type: ignore[override]
-        return self._serial.run(self._openMessage, uid)
+        """
+        The message's file.  With nothing else in the folder's turn, the
+        file the index names is opened at once, outside the turn, so the
+        files a FETCH asks for together are opened side by side; a file
+        renamed or removed meanwhile is looked for again in the turn.
+        """
+        entry = self._index.entries.get(uid)
+        if entry is None or not self._opened or self._serial.busy:
+            return self._serial.run(self._openMessage, uid)
+
+        def again(failure: Failure) -> Deferred[BinaryIO]:
+            failure.trap(FileNotFoundError)
+            return self._serial.run(self._openMessage, uid)
+
+        return self._run(_openForReading, self._pathOf(entry)).addErrback(again)
 
     async def _openMessage(self, uid: int) -> BinaryIO:
         if uid not in self._index.entries:
