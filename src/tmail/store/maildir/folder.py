@@ -1261,8 +1261,9 @@ class MaildirFolder:
         if entry is None or not self._opened or self._serial.busy:
             return self._serial.run(self._openMessage, uid)
 
-        def again(failure: Failure) -> Deferred[BinaryIO]:
-            failure.trap(FileNotFoundError)
+        def again(failure: Failure) -> Deferred[BinaryIO] | Failure:
+            if not isinstance(failure.value, FileNotFoundError):
+                return failure
             return self._serial.run(self._openMessage, uid)
 
         return self._run(_openForReading, self._pathOf(entry)).addErrback(again)
