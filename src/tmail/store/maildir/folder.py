@@ -31,7 +31,6 @@ from typing import Any, BinaryIO, TypeVar
 from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail.changes import hub as _changes
@@ -1261,12 +1260,15 @@ class MaildirFolder:
         if entry is None or not self._opened or self._serial.busy:
             return self._serial.run(self._openMessage, uid)
 
-        def again(failure: Failure) -> Deferred[BinaryIO] | Failure:
-            if not isinstance(failure.value, FileNotFoundError):
-                return failure
-            return self._serial.run(self._openMessage, uid)
+        path = self._pathOf(entry)
 
-        return self._run(_openForReading, self._pathOf(entry)).addErrback(again)
+        async def opened() -> BinaryIO:
+            try:
+                return await self._run(_openForReading, path)
+            except FileNotFoundError:
+                return await self._serial.run(self._openMessage, uid)
+
+        return ensureDeferred(opened())
 
     async def _openMessage(self, uid: int) -> BinaryIO:
         if uid not in self._index.entries:
