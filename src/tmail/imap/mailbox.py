@@ -43,7 +43,7 @@ from tmail.interfaces import (
     MessageInfo,
 )
 from tmail.steps import StepBudget
-from tmail.store.listing import factsOf
+from tmail.store.listing import Listing, factsOf
 
 #: Flags every folder offers, in the order SELECT lists them.
 MAILBOX_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -817,6 +817,24 @@ class MailboxSearch:
         flagsOf = operator.attrgetter("flags")
         keep = self._messages
         hits = self._hits
+        if isinstance(listing, Listing):
+            # The listing knows where each set of flags is: take the
+            # positions of the sets that pass.
+            passing: list[Sequence[int]] = []
+            for flagSet, positions in listing.positionsByFlags().items():
+                holder.info = _FlagsView(flagSet)  # type: ignore[assignment]
+                if self._matcher(0, holder):
+                    passing.append(positions)
+            matched: Sequence[int] = (
+                passing[0] if len(passing) == 1 else sorted(itertools.chain(*passing))
+            )
+            for start in range(0, len(matched), self.FLAGS_SLICE):
+                hits.extend(
+                    (index + 1, uids[index], mailbox.message(uids[index]) if keep else None)
+                    for index in matched[start : start + self.FLAGS_SLICE]
+                )
+                yield None
+            return
         for start in range(0, len(uids), self.FLAGS_SLICE):
             part = uids[start : start + self.FLAGS_SLICE]
             if listing is None:

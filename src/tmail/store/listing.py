@@ -8,6 +8,7 @@ listing object to every caller until it changes.
 from __future__ import annotations
 
 import array
+import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class Listing(tuple[MessageInfo, ...]):
 
     _facts: ListingFacts | None = None
     _byUid: dict[int, MessageInfo] | None = None
+    _positions: dict[frozenset[str], array.array[int]] | None = None
 
     def __new__(cls, infos: Iterable[MessageInfo]) -> Listing:
         return super().__new__(cls, infos)
@@ -83,6 +85,29 @@ class Listing(tuple[MessageInfo, ...]):
         if byUid is None:
             byUid = self._byUid = {info.uid: info for info in self}
         return byUid
+
+    def positionsByFlags(self) -> dict[frozenset[str], array.array[int]]:
+        """
+        Each distinct set of flags -> the positions of the messages that
+        have it, ascending; made once and shared by every session over this
+        listing, so a search that reads only flags (UNSEEN over a hundred
+        thousand messages) takes the positions of the sets that match.
+        """
+        positions = self._positions
+        if positions is None:
+            groups: dict[frozenset[str], list[int]] = {}
+            for position, flags in enumerate(map(_flagsOf, self)):
+                group = groups.get(flags)
+                if group is None:
+                    group = groups[flags] = []
+                group.append(position)
+            positions = self._positions = {
+                flags: array.array("q", group) for flags, group in groups.items()
+            }
+        return positions
+
+
+_flagsOf = operator.attrgetter("flags")
 
 
 def byUidOf(infos: Sequence[MessageInfo]) -> dict[int, MessageInfo]:
