@@ -14,30 +14,19 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from support.mx import mxFactory
 from support.net import inThread, listen
 from support.realm import ALICE, makeRealm
-from tmail.auth.throttle import AuthThrottle
-from tmail.config.schema import AuthSettings, SMTPSettings
-from tmail.smtp.factory import SMTPFactory
 
 
 class NewMailTests(TestCase):
     @inlineCallbacks
     def setUp(self) -> Generator[Deferred[Any], Any, None]:
         self.fixture = makeRealm(Path(self.mktemp()).resolve())
-        factory = SMTPFactory(
-            self.fixture.realm,
-            SMTPSettings(greet_pause=0),
-            hostname="mx.example.test",
-            submission=False,
-            portal=self.fixture.portal,
-            tlsContextFactory=None,
-            throttle=AuthThrottle(AuthSettings(), reactor),
-        )
+        factory = mxFactory(self.fixture.realm, self.fixture.portal)
         self.port = yield listen(self, factory)
         self.maildir = self.fixture.root / "data" / "mail" / "example.test" / "alice"
 
