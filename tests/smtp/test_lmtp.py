@@ -29,7 +29,6 @@ from support.pki import makePKI
 from support.realm import ALICE, BOB, makeRealm
 from tmail.config.schema import LMTPSettings, TLSSettings
 from tmail.smtp.lmtp import LMTPFactory, lmtpProtocolName
-from tmail.store.quota import overrideFields
 from tmail.tls import serverContextFactory
 
 SENDER = "someone@remote.example"
@@ -80,10 +79,6 @@ class LMTPTests(TestCase):
 
     def setUp(self) -> None:
         self.fixture = makeRealm(Path(self.mktemp()))
-
-    def setLimits(self, user: str, storage: int) -> None:
-        directory = self.fixture.directory
-        directory.setUserFields(user, overrideFields(directory.userFields(user), storage, None))
 
     def listen(
         self, settings: LMTPSettings | None = None, tls: TLSSettings | None = None
@@ -185,7 +180,7 @@ class LMTPTests(TestCase):
         Without SIZE the full mailbox shows only at the end of DATA: its
         recipient alone is refused, and the MTA need not resend to bob.
         """
-        self.setLimits(ALICE, storage=2000)
+        self.fixture.setLimits(ALICE, storage=2000)
         port = yield self.listen()
         replies = yield inThread(self.deliver, port, [BOB, ALICE, "alice+tag@example.test"], BIG)
         self.assertEqual(replies[BOB][0], 250)
@@ -205,7 +200,7 @@ class LMTPTests(TestCase):
         self,
     ) -> Generator[Deferred[Any], Any, None]:
         self.fixture.directory.addAlias("team@example.test", [ALICE, BOB])
-        self.setLimits(ALICE, storage=2000)
+        self.fixture.setLimits(ALICE, storage=2000)
         port = yield self.listen()
         replies = yield inThread(self.deliver, port, ["team@example.test", BOB], BIG)
         self.assertEqual(replies["team@example.test"][0], 552)
@@ -404,7 +399,7 @@ class LMTPTests(TestCase):
         mailboxes in one session still get every reply, and the session
         goes on.
         """
-        self.setLimits(ALICE, storage=2000)
+        self.fixture.setLimits(ALICE, storage=2000)
         port = yield self.listen(LMTPSettings(max_errors=2))
         recipients = [f"nobody{i}@example.test" for i in range(3)]
         recipients += [ALICE, "alice+a@example.test", "alice+b@example.test", BOB]
