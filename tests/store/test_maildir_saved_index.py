@@ -231,3 +231,62 @@ def test_a_saved_index_is_written_whole_or_not_at_all(root: Path) -> None:
         raw = (root / "tmail-index").read_bytes()
         assert savedindex.parseSavedIndex(raw, inbox.uidValidity()) is not None
         assert view(BlockingMaildirStore(root).getFolder("INBOX")) == before
+
+
+def modseqState(folder: MaildirFolder, since: int = 0) -> tuple[dict[int, int], int, list[int]]:
+    """What a QRESYNC client is told: each message's mod-sequence, HIGHESTMODSEQ, the expunges."""
+    folder.refresh()
+    listed = {m.uid: m.modseq for m in folder.messages()}
+    return listed, folder.highestModSeq(), folder.expungedSince(since)[0]
+
+
+def test_a_restart_reads_only_what_the_log_gained_since_the_index_was_saved(root: Path) -> None:
+    inbox = filled(root)
+    uids = [m.uid for m in inbox.messages()]
+    inbox.expunge(uids[:3])
+    inbox.setFlags(uids[4], {"\\Answered"})
+    saveIndex(inbox)
+    before = modseqState(inbox)
+    # Lines before where the saved index left the log are not read again:
+    # made unreadable in place (same file, same length), a whole read
+    # would start the log over and give every message a new mod-sequence.
+    log = root / "tmail-modseq"
+    raw = log.read_bytes()
+    header = raw.index(b"\n") + 1
+    log.write_bytes(raw[:header] + b"x" * 5 + raw[header + 5 :])
+    assert modseqState(BlockingMaildirStore(root).getFolder("INBOX")) == before
+
+
+def test_changes_logged_after_the_index_was_saved_are_taken_in(root: Path) -> None:
+    inbox = filled(root)
+    uids = [m.uid for m in inbox.messages()]
+    saveIndex(inbox)
+    highest = inbox.highestModSeq()
+    # Another process changes flags and expunges after the save.
+    other = BlockingMaildirStore(root).getFolder("INBOX")
+    other.messages()
+    flagged = other.setFlags(uids[6], {"\\Flagged"})
+    other.expunge([uids[2]])
+    after = modseqState(other, highest)
+
+    restarted = modseqState(BlockingMaildirStore(root).getFolder("INBOX"), highest)
+    assert restarted == after
+    assert restarted[0][uids[6]] == flagged.modseq
+    assert restarted[2] == [uids[2]]
+
+
+def test_a_log_compacted_after_the_index_was_saved_is_read_whole(root: Path) -> None:
+    inbox = filled(root)
+    uids = [m.uid for m in inbox.messages()]
+    saveIndex(inbox)
+    other = BlockingMaildirStore(root).getFolder("INBOX")
+    other.messages()
+    other.setFlags(uids[1], {"\\Draft"})
+    unwrap(other)._log.compact(
+        [(m.uid, m.modseq, "D" if m.uid == uids[1] else "") for m in other.messages()]
+    )
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
+    listed = {m.uid: m for m in (restarted.refresh() or restarted.messages())}
+    assert listed[uids[1]].flags == {"\\Draft"}
+    assert listed[uids[1]].modseq >= other.info(uids[1]).modseq
+    assert restarted.highestModSeq() >= other.highestModSeq()

@@ -30,7 +30,7 @@ from tmail.imap.binary import BinaryItem, UnknownCTE, binaryContentPieces, binar
 from tmail.imap.binaryappend import forLiteral
 from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
 from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLarge
-from tmail.imap.mailbox import IMAPMailbox, flagList
+from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.message import IMAPMessage, MimeEntity, openTogether
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
 from tmail.steps import StepBudget
@@ -354,23 +354,32 @@ def metadataBuilder(
     template = b"* %d FETCH (" + b" ".join(formats[kind] for kind in kinds) + b")\r\n"
     flagTexts: dict[tuple[frozenset[str], bool], bytes] = {}
 
+    # UID and FLAGS alone come from the listing's columns, without a
+    # MessageInfo made per message.
+    needsInfo = not set(kinds) <= {"uid", "flags"}
+
     def line(seq: int, uid: int) -> bytes:
-        info = mailbox.info(uid)
+        info = mailbox.info(uid) if needsInfo else None
         values: list[Any] = [seq]
         for kind in kinds:
             if kind == "uid":
                 values.append(uid)
             elif kind == "flags":
-                key = (info.flags, mailbox.showRecent and mailbox.isRecent(uid))
+                flags = mailbox.flagSet(uid) if info is None else info.flags
+                key = (flags, mailbox.showRecent and mailbox.isRecent(uid))
                 text = flagTexts.get(key)
                 if text is None:
-                    text = flagTexts[key] = " ".join(flagList(info, key[1])).encode()
+                    names = sorted(flags) + (["\\Recent"] if key[1] else [])
+                    text = flagTexts[key] = " ".join(names).encode()
                 values.append(text)
             elif kind == "internaldate":
+                assert info is not None
                 values.append(internalDate(info.internaldate))
             elif kind == "modseq":
+                assert info is not None
                 values.append(info.modseq)
             else:
+                assert info is not None
                 values.append(info.size)
         return template % tuple(values)
 
@@ -380,7 +389,7 @@ def metadataBuilder(
     if kinds == ["uid", "flags"] and not mailbox.showRecent:
 
         def uidFlags(seq: int, uid: int) -> bytes:
-            flags = mailbox.info(uid).flags
+            flags = mailbox.flagSet(uid)
             text = flagTexts.get((flags, False))
             if text is None:
                 return line(seq, uid)

@@ -330,7 +330,7 @@ class IMAPMailbox:
             first = self._infos.firstUnseen()
             return None if first is None else first + 1
         for seq, uid in enumerate(self._uids, 1):
-            if "\\Seen" not in self._infos[uid].flags:
+            if "\\Seen" not in self._infos.flags(uid):
                 return seq
         return None
 
@@ -422,6 +422,10 @@ class IMAPMailbox:
     def info(self, uid: int) -> MessageInfo:
         """What the session last saw of a message."""
         return self._infos[uid]
+
+    def flagSet(self, uid: int) -> frozenset[str]:
+        """The flags of a message as the session last saw them (without C{\\Recent})."""
+        return self._infos.flags(uid)
 
     def fetch(self, messages: Messages, uid: bool) -> list[tuple[int, IMAPMessage]]:
         return [(seq, self.message(u)) for seq, u in self.resolve(messages, uid)]

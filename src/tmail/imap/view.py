@@ -8,10 +8,10 @@ costs no object per message, and a change costs one entry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tmail.interfaces import MessageInfo
-from tmail.store.listing import ListingFacts, byUidOf
+from tmail.store.listing import Listing, ListingFacts, byUidOf
 
 __all__ = ["SessionView"]
 
@@ -28,7 +28,7 @@ class SessionView:
         self._listing = listing
         self._facts = facts
         #: The listing by UID, made at the first look (shared with other sessions).
-        self._byUid: dict[int, MessageInfo] | None = None
+        self._byUid: Mapping[int, MessageInfo] | None = None
         self._changed: dict[int, MessageInfo | None] = {}
         self.unseen = facts.unseen
 
@@ -61,6 +61,25 @@ class SessionView:
         if byUid is None:
             byUid = self._byUid = byUidOf(self._listing)
         return byUid.get(uid)
+
+    def flags(self, uid: int) -> frozenset[str]:
+        """
+        The flags of message C{uid} (C{KeyError} when not in the view),
+        without making its L{MessageInfo}.
+        """
+        changed = self._changed
+        if changed and uid in changed:
+            info = changed[uid]
+            if info is None:
+                raise KeyError(uid)
+            return info.flags
+        listing = self._listing
+        if isinstance(listing, Listing):
+            flags = listing.flagsOf(uid)
+            if flags is None:
+                raise KeyError(uid)
+            return flags
+        return self[uid].flags
 
     def __getitem__(self, uid: int) -> MessageInfo:
         changed = self._changed

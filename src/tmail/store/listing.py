@@ -3,15 +3,24 @@ A folder's listing of its messages, with the figures every session and
 STATUS ask of it (UIDs, unseen and recent messages, sizes) worked out once
 per listing rather than once per session: a folder returns the same
 listing object to every caller until it changes.
+
+A listing keeps its messages as columns (machine arrays of UIDs, flag-set
+numbers, sizes, dates and mod-sequences, and the keys), not as one object
+per message: a hundred thousand messages cost a few megabytes, and the
+L{MessageInfo} of a message is made when it is asked for.  What is asked
+of every message at once (the flags of each, the positions of each set of
+flags, the counts) is answered from the columns.
 """
 
 from __future__ import annotations
 
 import array
-import operator
+import bisect
+import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from tmail.interfaces import MessageInfo
 
@@ -43,47 +52,199 @@ class ListingFacts:
     size: int
 
 
-def _count(infos: Sequence[MessageInfo]) -> ListingFacts:
-    bySet = Counter(info.flags for info in infos)
-    unseen = sum(n for flags, n in bySet.items() if "\\Seen" not in flags)
-    first = -1
-    if unseen:
-        first = next(i for i, info in enumerate(infos) if "\\Seen" not in info.flags)
-    deletedSets = {flags for flags in bySet if "\\Deleted" in flags}
-    deleted = [info.size for info in infos if info.flags in deletedSets] if deletedSets else []
-    return ListingFacts(
-        uids=array.array("q", [info.uid for info in infos]),
-        flagSets=frozenset(bySet),
-        unseen=unseen,
-        firstUnseen=first,
-        recent=frozenset(info.uid for info in infos if info.recent),
-        deleted=len(deleted),
-        deletedSize=sum(deleted),
-        size=sum(info.size for info in infos),
+class Listing(Sequence[MessageInfo]):
+    """
+    An immutable listing of messages, in UID order, kept as columns; it
+    keeps its L{ListingFacts} once counted.
+    """
+
+    __slots__ = (
+        "_byUid",
+        "_dates",
+        "_facts",
+        "_flagIds",
+        "_flagTable",
+        "_keys",
+        "_modseqs",
+        "_positions",
+        "_recent",
+        "_sizes",
+        "_uids",
     )
 
+    def __init__(self, infos: Iterable[MessageInfo] = ()) -> None:
+        listed = list(infos)
+        table: dict[frozenset[str], int] = {}
+        self._setColumns(
+            array.array("q", [info.uid for info in listed]),
+            array.array("I", [table.setdefault(info.flags, len(table)) for info in listed]),
+            tuple(table),
+            array.array("q", [info.size for info in listed]),
+            array.array("d", [info.internaldate for info in listed]),
+            [info.key for info in listed],
+            array.array("q", [info.modseq for info in listed]),
+            frozenset(info.uid for info in listed if info.recent),
+        )
 
-class Listing(tuple[MessageInfo, ...]):
-    """An immutable listing of messages that keeps its L{ListingFacts} once counted."""
+    @classmethod
+    def fromColumns(
+        cls,
+        uids: array.array[int],
+        flagIds: array.array[int],
+        flagTable: Sequence[frozenset[str]],
+        sizes: array.array[int],
+        dates: array.array[float],
+        keys: list[str],
+        modseqs: array.array[int],
+        recent: frozenset[int],
+    ) -> Listing:
+        """
+        A listing of these columns (UID order; C{flagIds} index
+        C{flagTable}), which it takes as they are: the caller gives it
+        copies it will not change.
+        """
+        listing = cls.__new__(cls)
+        listing._setColumns(uids, flagIds, tuple(flagTable), sizes, dates, keys, modseqs, recent)
+        return listing
 
-    _facts: ListingFacts | None = None
-    _byUid: dict[int, MessageInfo] | None = None
-    _positions: dict[frozenset[str], array.array[int]] | None = None
+    def _setColumns(
+        self,
+        uids: array.array[int],
+        flagIds: array.array[int],
+        flagTable: tuple[frozenset[str], ...],
+        sizes: array.array[int],
+        dates: array.array[float],
+        keys: list[str],
+        modseqs: array.array[int],
+        recent: frozenset[int],
+    ) -> None:
+        self._uids = uids
+        self._flagIds = flagIds
+        self._flagTable = flagTable
+        self._sizes = sizes
+        self._dates = dates
+        self._keys = keys
+        self._modseqs = modseqs
+        self._recent = recent
+        self._facts: ListingFacts | None = None
+        self._byUid: _ByUid | None = None
+        self._positions: dict[frozenset[str], array.array[int]] | None = None
 
-    def __new__(cls, infos: Iterable[MessageInfo]) -> Listing:
-        return super().__new__(cls, infos)
+    def __len__(self) -> int:
+        return len(self._uids)
+
+    def _info(self, position: int) -> MessageInfo:
+        uid = self._uids[position]
+        return MessageInfo(
+            uid,
+            self._flagTable[self._flagIds[position]],
+            self._sizes[position],
+            self._dates[position],
+            self._keys[position],
+            uid in self._recent,
+            self._modseqs[position],
+        )
+
+    @overload
+    def __getitem__(self, index: int) -> MessageInfo: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[MessageInfo]: ...
+
+    def __getitem__(self, index: int | slice) -> MessageInfo | list[MessageInfo]:
+        if isinstance(index, slice):
+            return [self._info(position) for position in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self._uids)
+        if not 0 <= index < len(self._uids):
+            raise IndexError(index)
+        return self._info(index)
+
+    def __iter__(self) -> Iterator[MessageInfo]:
+        recent = self._recent
+        return map(
+            MessageInfo,
+            self._uids,
+            map(self._flagTable.__getitem__, self._flagIds),
+            self._sizes,
+            self._dates,
+            self._keys,
+            map(recent.__contains__, self._uids) if recent else itertools.repeat(False),
+            self._modseqs,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=False))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Listing({list(self)!r})"
+
+    @property
+    def uids(self) -> array.array[int]:
+        """The UIDs, ascending (not to be changed)."""
+        return self._uids
+
+    def position(self, uid: int) -> int:
+        """The position of C{uid}, -1 when it is not listed."""
+        uids = self._uids
+        position = bisect.bisect_left(uids, uid)
+        return position if position < len(uids) and uids[position] == uid else -1
+
+    def flagsAt(self, position: int) -> frozenset[str]:
+        """The flags of the message at C{position}."""
+        return self._flagTable[self._flagIds[position]]
+
+    def flagsOf(self, uid: int) -> frozenset[str] | None:
+        """The flags of message C{uid}, C{None} when it is not listed."""
+        position = self.position(uid)
+        return None if position < 0 else self._flagTable[self._flagIds[position]]
 
     def facts(self) -> ListingFacts:
         facts = self._facts
         if facts is None:
-            facts = self._facts = _count(self)
+            facts = self._facts = self._count()
         return facts
 
-    def byUid(self) -> dict[int, MessageInfo]:
-        """UID -> message, made once and shared by every session over this listing."""
+    def _count(self) -> ListingFacts:
+        table = self._flagTable
+        counts = Counter(self._flagIds)
+        bySet: Counter[frozenset[str]] = Counter()
+        for flagId, count in counts.items():
+            bySet[table[flagId]] += count
+        unseenIds = {flagId for flagId in counts if "\\Seen" not in table[flagId]}
+        first = -1
+        if unseenIds:
+            first = next(i for i, flagId in enumerate(self._flagIds) if flagId in unseenIds)
+        deletedIds = {flagId for flagId in counts if "\\Deleted" in table[flagId]}
+        deletedSizes = (
+            [
+                size
+                for size, flagId in zip(self._sizes, self._flagIds, strict=False)
+                if flagId in deletedIds
+            ]
+            if deletedIds
+            else []
+        )
+        return ListingFacts(
+            uids=self._uids,
+            flagSets=frozenset(bySet),
+            unseen=sum(counts[flagId] for flagId in unseenIds),
+            firstUnseen=first,
+            recent=self._recent,
+            deleted=len(deletedSizes),
+            deletedSize=sum(deletedSizes),
+            size=sum(self._sizes),
+        )
+
+    def byUid(self) -> Mapping[int, MessageInfo]:
+        """UID -> message, answered from the columns (one for every session over this listing)."""
         byUid = self._byUid
         if byUid is None:
-            byUid = self._byUid = {info.uid: info for info in self}
+            byUid = self._byUid = _ByUid(self)
         return byUid
 
     def positionsByFlags(self) -> dict[frozenset[str], array.array[int]]:
@@ -95,22 +256,52 @@ class Listing(tuple[MessageInfo, ...]):
         """
         positions = self._positions
         if positions is None:
-            groups: dict[frozenset[str], list[int]] = {}
-            for position, flags in enumerate(map(_flagsOf, self)):
-                group = groups.get(flags)
+            groups: dict[int, array.array[int]] = {}
+            for position, flagId in enumerate(self._flagIds):
+                group = groups.get(flagId)
                 if group is None:
-                    group = groups[flags] = []
+                    group = groups[flagId] = array.array("q")
                 group.append(position)
-            positions = self._positions = {
-                flags: array.array("q", group) for flags, group in groups.items()
-            }
+            merged: dict[frozenset[str], array.array[int]] = {}
+            for flagId, group in groups.items():
+                flags = self._flagTable[flagId]
+                if flags in merged:
+                    merged[flags] = array.array("q", sorted(itertools.chain(merged[flags], group)))
+                else:
+                    merged[flags] = group
+            positions = self._positions = merged
         return positions
 
 
-_flagsOf = operator.attrgetter("flags")
+class _ByUid(Mapping[int, MessageInfo]):
+    """A listing looked up by UID: a binary search in its UID column."""
+
+    __slots__ = ("_listing",)
+
+    def __init__(self, listing: Listing) -> None:
+        self._listing = listing
+
+    def __getitem__(self, uid: int) -> MessageInfo:
+        position = self._listing.position(uid)
+        if position < 0:
+            raise KeyError(uid)
+        return self._listing._info(position)
+
+    def get(self, uid: int, default: MessageInfo | None = None) -> MessageInfo | None:  # type: ignore[override]
+        position = self._listing.position(uid)
+        return default if position < 0 else self._listing._info(position)
+
+    def __contains__(self, uid: object) -> bool:
+        return isinstance(uid, int) and self._listing.position(uid) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._listing.uids)
+
+    def __len__(self) -> int:
+        return len(self._listing)
 
 
-def byUidOf(infos: Sequence[MessageInfo]) -> dict[int, MessageInfo]:
+def byUidOf(infos: Sequence[MessageInfo]) -> Mapping[int, MessageInfo]:
     """UID -> message of a listing: kept with a L{Listing}, else made now."""
     if isinstance(infos, Listing):
         return infos.byUid()
@@ -121,4 +312,4 @@ def factsOf(infos: Sequence[MessageInfo]) -> ListingFacts:
     """The facts of a listing: kept with a L{Listing}, else counted now."""
     if isinstance(infos, Listing):
         return infos.facts()
-    return _count(infos)
+    return Listing(infos).facts()

@@ -50,6 +50,7 @@ UID as vanished.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import os
@@ -57,6 +58,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from twisted.logger import Logger
@@ -64,7 +66,7 @@ from twisted.logger import Logger
 from tmail.errors import StoreFull
 from tmail.store.fsutil import isDiskFull, writeAll
 
-__all__ = ["FILENAME", "ModSeqLog"]
+__all__ = ["FILENAME", "LogState", "ModSeqLog"]
 
 _log = Logger()
 
@@ -80,6 +82,32 @@ _SLACK = 1_000
 _REOPENS = 100
 #: Logs with an open file at once, in one process.
 MAX_OPEN_LOGS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """
+    Where a log stood when a folder's index was saved with it: what a
+    process that starts from that index resumes reading from (L{ModSeqLog.resume}).
+
+    @ivar inode: the log file's device and inode numbers.
+    @ivar offset: its length read (whole lines).
+    @ivar lines: the lines in it, header excluded.
+    @ivar highest: the highest mod-sequence read from it or written to it.
+    @ivar floor: expunges at or below this mod-sequence are forgotten.
+    @ivar topUid: the highest UID of a line read when it was loaded.
+    @ivar expungedUids: the expunges remembered, oldest first, and their
+        mod-sequences (C{expungedModSeqs}).
+    """
+
+    inode: tuple[int, int]
+    offset: int
+    lines: int
+    highest: int
+    floor: int
+    topUid: int
+    expungedUids: array.array[int]
+    expungedModSeqs: array.array[int]
 
 
 class _OpenLogs:
@@ -171,6 +199,7 @@ class ModSeqLog:
         self._unwritten: dict[int, tuple[int, str | None]] = {}
         #: The highest UID of a line read while loading.
         self._topUid = 0
+        self._resumedUids: list[int] = []
 
     def __repr__(self) -> str:
         return f"<ModSeqLog {str(self._path)!r} highest={self.highest}>"
@@ -210,6 +239,88 @@ class ModSeqLog:
             self.highest = self.floor = _startingModSeq()
         finally:
             self._loading = False
+
+    def state(self) -> LogState | None:
+        """
+        Where the log stands, for a saved index: C{None} when it is not
+        open or memory holds changes the file does not have.
+        """
+        if self._fd is None or self._inode is None or self._unwritten or self._busy:
+            return None
+        expunged = list(self._expunged.items())
+        for uid, modseq in self._foreignExpunged.items():
+            if uid not in self._expunged:
+                expunged.append((uid, modseq))
+        return LogState(
+            self._inode,
+            self._offset,
+            self._lines,
+            self._diskHighest,
+            self.floor,
+            self._topUid,
+            array.array("q", [uid for uid, _ in expunged]),
+            array.array("q", [modseq for _, modseq in expunged]),
+        )
+
+    def resume(self, uidValidity: int, state: LogState) -> bool:
+        """
+        Take up the log where L{state} left it, reading only the lines
+        appended since (their message states are to be claimed, as after
+        L{load}); C{False}, with nothing done, when the file is not the
+        one it was or is shorter (L{load} it then).
+        """
+        self.close()
+        try:
+            fd = os.open(self._pathText, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            status = os.fstat(fd)
+            header = os.pread(fd, 256, 0).partition(b"\n")[0]
+        except OSError:
+            os.close(fd)
+            raise
+        self._uidValidity = uidValidity
+        self._logged, self._foreignExpunged = {}, {}
+        self._latest, self._unwritten = {}, {}
+        self.highest = self.floor = self._diskHighest = self._topUid = 0
+        if (
+            (status.st_dev, status.st_ino) != state.inode
+            or status.st_size < state.offset
+            or not self._readHeader(header)
+        ):
+            os.close(fd)
+            return False
+        self._fd, self._inode = fd, state.inode
+        self._offset, self._lines = state.offset, state.lines
+        self.highest = max(self.highest, state.highest)
+        self._diskHighest = max(self._diskHighest, state.highest)
+        self.floor = max(self.floor, state.floor)
+        self._topUid = state.topUid
+        self._expunged = dict(zip(state.expungedUids, state.expungedModSeqs, strict=True))
+        # As after a load: lines lost past what was saved (a power cut)
+        # must not have their mod-sequences handed out again.
+        self._resumeAt = _startingModSeq()
+        known = set(self._expunged)
+        self._loading = True
+        try:
+            with self._locked():
+                pass
+        finally:
+            self._loading = False
+        if self._inode != state.inode:
+            # Replaced (compacted, or started over when damaged) meanwhile:
+            # what was saved no longer describes it.
+            return False
+        self._resumedUids = [*self._logged, *(uid for uid in self._expunged if uid not in known)]
+        return True
+
+    def resumedUids(self) -> list[int]:
+        """
+        The UIDs the lines read by L{resume} speak of: a message state to
+        claim, or an expunge (of a message that may still be there).
+        """
+        return self._resumedUids
 
     def _replaced(self) -> bool:
         status = os.stat(self._pathText)

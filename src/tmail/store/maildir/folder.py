@@ -15,10 +15,11 @@ mod-sequence log) but no index.
 
 from __future__ import annotations
 
+import array
+import bisect
 import contextlib
 import gc
 import itertools
-import operator
 import os
 import shutil
 import sys
@@ -157,13 +158,6 @@ def _noCollection() -> Iterator[None]:
             gc.enable()
 
 
-def _withModSeq(info: MessageInfo, modseq: int) -> MessageInfo:
-    """C{info} with another mod-sequence (faster than C{dataclasses.replace})."""
-    return MessageInfo(
-        info.uid, info.flags, info.size, info.internaldate, info.key, info.recent, modseq
-    )
-
-
 @implementer(IMailFolder)
 @implementer(
     IModSeqFolder, IIncrementalFolder, ILinkingFolder, IFlagChangingFolder, IRetainingFolder
@@ -258,7 +252,7 @@ class MaildirFolder:
     def _markDeleted(self) -> None:
         """The folder was deleted: empty the index and tell the listeners."""
         self._gone = True
-        had = bool(self._index.entries)
+        had = bool(self._index.uids)
         self._resetIndex()
         self._log.close()
         if had:
@@ -472,7 +466,7 @@ class MaildirFolder:
         uidlists: harmless to every reader, and an expunge costs no copy
         of the whole list.
         """
-        return len(self._staleLines) >= max(_COMPACT_AT, len(self._index.entries) // 4)
+        return len(self._staleLines) >= max(_COMPACT_AT, len(self._index) // 4)
 
     def _locate(self, base: str) -> tuple[str, str] | None:
         """Find a message file that another process renamed (or moved to C{cur/})."""
@@ -557,22 +551,22 @@ class MaildirFolder:
             self._memoryKeywords.pop(base, None)
 
     def _setLocation(self, entry: Entry, subdir: str, filename: str) -> None:
-        self._index.setLocation(entry, subdir, filename)
+        self._index.setLocation(entry.uid, subdir, filename)
 
-    def _insert(self, uid: int, entry: Entry) -> None:
-        self._staleLines.discard(entry.info.key)
-        self._index.insert(uid, entry)
+    def _insert(self, uid: int, subdir: str, filename: str, info: MessageInfo) -> None:
+        self._staleLines.discard(info.key)
+        self._index.insert(uid, subdir, filename, info)
 
-    def _remove(self, uid: int) -> Entry:
-        """Drop a message from the index (the caller fixes the UIDs)."""
-        entry = self._index.remove(uid)
-        self._memoryKeywords.pop(entry.info.key, None)
-        return entry
+    def _removeAll(self, uids: Iterable[int]) -> list[str]:
+        """Drop messages from the index; return their base names."""
+        bases = self._index.removeAll(uids)
+        if self._memoryKeywords:
+            for base in bases:
+                self._memoryKeywords.pop(base, None)
+        return bases
 
     def _markRecent(self, uid: int) -> None:
-        entry = self._index.entries.get(uid)
-        if entry is not None and not entry.info.recent:
-            entry.info = replace(entry.info, recent=True)
+        if uid in self._index and uid not in self._index.recent:
             self._index.recent.add(uid)
             self._index.snapshot = None
 
@@ -637,8 +631,6 @@ class MaildirFolder:
         data = await self._currentUidlist()
         changed = wasIndexed and not self._indexed
         loading = not self._indexed
-        if loading:
-            await self._run(self._loadLog, data.uidValidity)
         saved = await self._loadSavedIndex(data.uidValidity) if loading else None
         restored = saved is not None
         wasIndexed |= restored
@@ -653,7 +645,7 @@ class MaildirFolder:
             ({}, set())
             if current
             else await self._run(
-                _scan.listChanges, self._path, self._index.curNames, self._index.newBases
+                _scan.listChanges, self._path, self._index.curNames(), set(self._index.newBases)
             )
         )
         if loading:
@@ -667,8 +659,7 @@ class MaildirFolder:
         arrived = {base for base in moved if base not in self._index.byBase}
 
         removed = [uid for base in gone if (uid := self._index.byBase.get(base)) is not None]
-        for uid in removed:
-            self._remove(uid)
+        self._removeAll(removed)
         self._goneUnlogged += removed
         if loading:
             # A uidlist line whose file is gone, of a message the log never
@@ -682,7 +673,6 @@ class MaildirFolder:
                 and not self._log.mayHaveLogged(uid)
             ]
         if removed:
-            self._index.dropUids(set(removed))
             changed = True
         self._staleLines |= gone
 
@@ -690,15 +680,15 @@ class MaildirFolder:
             known = self._index.byBase.get(base)
             if known is None:
                 continue
-            entry = self._index.entries[known]
-            if entry.filename != filename:
+            index = self._index
+            position = index.positionOf(known)
+            if index.bases[position] + index.suffixes[position] != filename:
                 flags = self._flagsOf(base, filename)
-                if flags != entry.info.flags:
-                    entry.info = replace(entry.info, flags=flags, modseq=0)
+                if flags != index.flagsAt(position):
+                    index.update(known, flags, 0)
                     self._touched.add(known)
-                    self._index.snapshot = None
                     changed = True
-            self._setLocation(entry, subdir, filename)
+            index.setLocation(known, subdir, filename)
 
         foreign = False
         newBases = [base for base in found if base not in self._index.byBase]
@@ -721,7 +711,7 @@ class MaildirFolder:
             wanted = [
                 (base, *found[base])
                 for base in sorted(uids, key=uids.__getitem__)
-                if uids[base] not in self._index.entries
+                if uids[base] not in self._index
             ]
             statuses, complete = await self._run(_scan.statFiles, self._path, wanted)
             if not complete:
@@ -738,7 +728,7 @@ class MaildirFolder:
                     key=base,
                     recent=base in arrived or base in self._deliveredUnindexed,
                 )
-                self._insert(uid, Entry(subdir, filename, info))
+                self._insert(uid, subdir, filename, info)
                 self._touched.add(uid)
                 changed = True
         self._indexed = True
@@ -775,48 +765,47 @@ class MaildirFolder:
         """
         if not self._touched and not self._goneUnlogged:
             return
-        entries = self._index.entries
-        pending = sorted(
-            uid
+        index = self._index
+        positions = {
+            uid: position
             for uid in self._touched
-            if (entry := entries.get(uid)) is not None and entry.info.modseq == 0
-        )
+            if (position := index.position(uid)) >= 0 and index.modseqs[position] == 0
+        }
+        pending = sorted(positions)
         gone = self._goneUnlogged
         if claim:
             unclaimed = []
             for uid in pending:
-                entry = entries[uid]
-                logged = self._log.claim(uid, self._lettersOf(entry.filename))
+                position = positions[uid]
+                logged = self._log.claim(uid, infoLetters(index.suffixes[position][1:]))
                 if logged:
-                    entry.info = _withModSeq(entry.info, logged)
+                    index.modseqs[position] = logged
                     self._changed(uid)
                 else:
                     unclaimed.append(uid)
             pending = unclaimed
             gone = [uid for uid in gone if not self._log.hasExpunged(uid)]
-            self._index.snapshot = None
+            index.snapshot = None
         changes: list[tuple[int, str | None]] = [(uid, None) for uid in gone]
-        changes += [(uid, self._lettersOf(entries[uid].filename)) for uid in pending]
+        changes += [(uid, infoLetters(index.suffixes[positions[uid]][1:])) for uid in pending]
         self._touched, self._goneUnlogged = set(), []
         if not changes:
             return
         modseq = await self._run(self._log.append, changes)
         for uid in pending:
-            entry = entries[uid]
-            entry.info = _withModSeq(entry.info, modseq)
-            self._changed(uid)
-        if pending:
-            self._index.snapshot = None
+            if uid in index:
+                index.setModSeq(uid, modseq)
+                self._changed(uid)
         await self._maybeCompactLog()
 
     async def _maybeCompactLog(self) -> None:
-        entries = self._index.entries
-        if not self._log.needsCompaction(len(entries)):
+        index = self._index
+        if not self._log.needsCompaction(len(index)):
             return
-        states = [
-            (uid, entries[uid].info.modseq, self._lettersOf(entries[uid].filename))
-            for uid in self._index.uids
-        ]
+        letters = {suffix: infoLetters(suffix[1:]) for suffix in set(index.suffixes)}
+        states = list(
+            zip(index.uids, index.modseqs, map(letters.__getitem__, index.suffixes), strict=True)
+        )
         try:
             await self._run(self._log.compact, states)
         except OSError as e:
@@ -840,18 +829,16 @@ class MaildirFolder:
         if changed is None:
             return current, None
         changes: list[MessageInfo | int] = []
-        entries = self._index.entries
+        index = self._index
         for uid in changed:
-            entry = entries.get(uid)
-            if entry is None:
+            info = index.info(uid)
+            if info is None:
                 changes.append(uid)
                 continue
-            info = entry.info
             if info.recent and claimRecent:
                 # Recent for the first session told about it, as with messages().
-                entry.info = replace(info, recent=False)
-                self._index.recent.discard(uid)
-                self._index.snapshot = None
+                index.recent.discard(uid)
+                index.snapshot = None
             changes.append(info)
         return current, changes
 
@@ -864,8 +851,7 @@ class MaildirFolder:
         await self._maybeSaveIndex()
 
     def info(self, uid: int) -> MessageInfo | None:
-        entry = self._index.entries.get(uid)
-        return None if entry is None else entry.info
+        return self._index.info(uid)
 
     def messageCount(self) -> int:
         return len(self._index.uids)
@@ -880,20 +866,41 @@ class MaildirFolder:
         process.
         """
         saved = await self._run(self._readSavedIndex, uidValidity)
+        resumed = (
+            saved is not None
+            and saved.log is not None
+            and await self._run(self._resumeLog, uidValidity, saved.log)
+        )
+        if not resumed:
+            await self._run(self._loadLog, uidValidity)
         if saved is None:
             return None
         with _noCollection():
-            return self._restoreIndex(saved)
+            return self._restoreIndex(saved, resumed)
 
-    def _restoreIndex(self, saved: _savedindex.SavedIndex) -> _savedindex.DirectoryState:
-        """Make the index of the messages of a saved index (see L{_loadSavedIndex})."""
+    def _resumeLog(self, uidValidity: int, state: _modseq.LogState) -> bool:
+        """File work: read only what the mod-sequence log gained since the index was saved."""
+        try:
+            with _noCollection():
+                return self._log.resume(uidValidity, state)
+        except OSError:
+            return False
+
+    def _restoreIndex(
+        self, saved: _savedindex.SavedIndex, resumed: bool
+    ) -> _savedindex.DirectoryState:
+        """
+        Make the index of the messages of a saved index (see
+        L{_loadSavedIndex}); C{resumed}: the mod-sequence log was read only
+        from where it stood when the index was saved.
+        """
         # Column at a time, in C loops where possible: a saved folder has
         # a hundred thousand messages, and a handful of distinct suffixes.
-        uids, inCur, suffixes = saved.uids.tolist(), saved.inCur, saved.suffixes
+        uids, suffixes = saved.uids, saved.suffixes
         bases = list(map(sys.intern, saved.bases))
-        filenames = list(map(operator.add, bases, suffixes))
         bySuffix = {s: (self._flagsOf("", s), infoLetters(s[1:])) for s in set(suffixes)}
-        flags = [bySuffix[suffix][0] for suffix in suffixes]
+        flagsOfSuffix = {suffix: flags for suffix, (flags, _) in bySuffix.items()}
+        flags = list(map(flagsOfSuffix.__getitem__, suffixes))
         if self._memoryKeywords:
             memory = self._memoryKeywords
             flags = [
@@ -902,26 +909,25 @@ class MaildirFolder:
             ]
         # Messages keep the mod-sequence the log has for the letters they
         # were saved with; the listing that follows finds those changed since.
-        modseqs = list(
-            map(self._log.claimMatching, uids, [bySuffix[suffix][1] for suffix in suffixes])
+        if resumed:
+            # The saved column is the log up to where it stood; what it
+            # gained since is claimed here, or (other letters) when the
+            # listing finds the change.
+            modseqs = saved.modseqs
+            for uid in self._log.resumedUids():
+                position = bisect.bisect_left(uids, uid)
+                if position < len(uids) and uids[position] == uid:
+                    letters = bySuffix[suffixes[position]][1]
+                    modseqs[position] = self._log.claimMatching(uid, letters)
+        else:
+            modseqs = array.array(
+                "q",
+                map(self._log.claimMatching, uids, [bySuffix[suffix][1] for suffix in suffixes]),
+            )
+        touched = set(itertools.compress(uids, _zeros(modseqs)))
+        self._index.restore(
+            uids, saved.inCur, bases, suffixes, flags, saved.sizes, saved.dates, modseqs
         )
-        touched = {uid for uid, modseq in zip(uids, modseqs, strict=True) if not modseq}
-        infos = map(
-            MessageInfo,
-            uids,
-            flags,
-            saved.sizes.tolist(),
-            saved.dates.tolist(),
-            bases,
-            itertools.repeat(False),
-            modseqs,
-        )
-        subdirs = ["cur" if cur else "new" for cur in inCur]
-        entries = dict(zip(uids, map(Entry, subdirs, filenames, infos), strict=True))
-        byBase = dict(zip(bases, uids, strict=True))
-        curNames = set(itertools.compress(filenames, inCur))
-        newBases = {base for base, cur in zip(bases, inCur, strict=True) if not cur}
-        self._index.restore(entries, byBase, saved.uids, curNames, newBases)
         self._touched = touched
         self._indexed = True
         return saved.state
@@ -952,16 +958,18 @@ class MaildirFolder:
         state = await self._run(self._directoryState)
         if self._unsettled or self._dirStamp != (state[0], state[2]):
             state = _savedindex.UNKNOWN_STATE
-        entries = [self._index.entries[uid] for uid in self._index.uids]
+        index = self._index
         data = _savedindex.encodeSavedIndex(
             self._uidValidity,
             state,
-            self._index.uids,
-            [entry.subdir == "cur" for entry in entries],
-            [entry.info.key for entry in entries],
-            [entry.filename[len(entry.info.key) :] for entry in entries],
-            [entry.info.size for entry in entries],
-            [entry.info.internaldate for entry in entries],
+            index.uids,
+            index.inCur,
+            index.bases,
+            index.suffixes,
+            index.sizes,
+            index.dates,
+            index.modseqs,
+            self._log.state(),
         )
         temporary = self._path / "tmp" / f"{_uniqueName()}.{_SAVED_INDEX}"
         try:
@@ -973,27 +981,20 @@ class MaildirFolder:
 
     async def _maybeSaveIndex(self) -> None:
         """Save the index of a large folder when enough has changed since the last save."""
-        count = len(self._index.entries)
+        count = len(self._index)
         if count >= _SAVED_INDEX_MIN and self._index.unsaved >= max(_SAVED_INDEX_MIN, count // 10):
             await self._saveIndex()
 
     def _reinterpretFlags(self) -> bool:
         """Recompute keyword names after C{dovecot-keywords} changed."""
         self._flagSets.clear()
-        changed = False
-        for uid, entry in self._index.entries.items():
-            flags = self._flagsOf(entry.info.key, entry.filename)
-            if flags != entry.info.flags:
-                entry.info = replace(entry.info, flags=flags, modseq=0)
-                self._touched.add(uid)
-                changed = True
-        if changed:
-            self._index.snapshot = None
-        return changed
+        changed = self._index.reflag(self._flagsOf)
+        self._touched.update(changed)
+        return bool(changed)
 
     def _vanished(self) -> bool:
         """The folder's directory is gone: report its messages as removed."""
-        had = bool(self._index.entries)
+        had = bool(self._index.uids)
         self._resetIndex()
         self._uidValidity = None
         self._dirStamp = None
@@ -1002,9 +1003,9 @@ class MaildirFolder:
     async def _entry(self, uid: int) -> Entry:
         """The index entry of C{uid}, indexing the folder first if needed."""
         await self._open()
-        if uid not in self._index.entries and await self._syncIndex():
+        if uid not in self._index and await self._syncIndex():
             self._notify()
-        return self._index.entries[uid]
+        return self._index.entry(uid)
 
     async def _relocate(self, uid: int, entry: Entry) -> None:
         """
@@ -1013,17 +1014,18 @@ class MaildirFolder:
         is told to the listeners as one found by listing the directory is:
         a session that did not come across it hears of it only so.
         """
-        located = await self._run(self._locate, entry.info.key)
+        located = await self._run(self._locate, entry.key)
         if located is None:
             self._dirStamp = None
             raise KeyError(uid)
         self._setLocation(entry, *located)
-        flags = self._flagsOf(entry.info.key, entry.filename)
-        if flags != entry.info.flags:
-            entry.info = replace(entry.info, flags=flags, modseq=0)
+        index = self._index
+        position = index.positionOf(uid)
+        flags = self._flagsOf(entry.key, entry.filename)
+        if flags != index.flagsAt(position):
+            index.update(uid, flags, 0)
             self._touched.add(uid)
             await self._logChanges()
-            self._index.snapshot = None
             self._notify()
 
     def _stamp(self) -> tuple[int, int]:
@@ -1043,7 +1045,10 @@ class MaildirFolder:
                 self._unsettled = True
 
     def _pathOf(self, entry: Entry) -> str:
-        return f"{self._curDir if entry.subdir == 'cur' else self._newDir}{os.sep}{entry.filename}"
+        index = self._index
+        position = index.positionOf(entry.uid)
+        directory = self._curDir if index.inCur[position] else self._newDir
+        return f"{directory}{os.sep}{index.bases[position]}{index.suffixes[position]}"
 
     def _notify(self) -> None:
         _changes.changed(self)
@@ -1151,7 +1156,7 @@ class MaildirFolder:
             if foreign:
                 await self._syncIndex(force=True)
                 self._markRecent(uid)
-            elif uid not in self._index.entries:
+            elif uid not in self._index:
                 # A copy of an LF-only file keeps its CRLF size in ,W=.
                 named = sizeFromBase(placed.base)
                 info = MessageInfo(
@@ -1163,7 +1168,7 @@ class MaildirFolder:
                     recent=True,
                     modseq=modseq,
                 )
-                self._insert(uid, Entry(placed.subdir, placed.filename, info))
+                self._insert(uid, placed.subdir, placed.filename, info)
                 if modseq:
                     self._changed(uid)
                     await self._maybeCompactLog()
@@ -1242,9 +1247,6 @@ class MaildirFolder:
     def messages(self, claimRecent: bool = True) -> Sequence[MessageInfo]:
         snapshot = self._index.listing()
         if self._index.recent and claimRecent:
-            for uid in self._index.recent:
-                entry = self._index.entries[uid]
-                entry.info = replace(entry.info, recent=False)
             self._index.recent.clear()
             self._index.snapshot = None
         return snapshot
@@ -1256,7 +1258,7 @@ class MaildirFolder:
         files a FETCH asks for together are opened side by side; a file
         renamed or removed meanwhile is looked for again in the turn.
         """
-        entry = self._index.entries.get(uid)
+        entry = self._index.get(uid)
         if entry is None or not self._opened or self._serial.busy:
             return self._serial.run(self._openMessage, uid)
 
@@ -1271,7 +1273,7 @@ class MaildirFolder:
         return ensureDeferred(opened())
 
     async def _openMessage(self, uid: int) -> BinaryIO:
-        if uid not in self._index.entries:
+        if uid not in self._index:
             kept = self._retained.path(uid)
             if kept is not None:
                 try:
@@ -1320,7 +1322,7 @@ class MaildirFolder:
         renamed it first.
         """
         entry = await self._entry(uid)
-        base = entry.info.key
+        base = entry.key
         modseq = 0
         before = self._dirStamp
         current: bool | None = None
@@ -1430,9 +1432,9 @@ class MaildirFolder:
 
     async def _expunge(self, wanted: list[int]) -> list[int]:
         await self._open()
-        if any(uid not in self._index.entries for uid in wanted) and await self._syncIndex():
+        if any(uid not in self._index for uid in wanted) and await self._syncIndex():
             self._notify()
-        present = [uid for uid in wanted if uid in self._index.entries]
+        present = [uid for uid in wanted if uid in self._index]
         if not present:
             return []
         before = self._dirStamp
@@ -1449,18 +1451,18 @@ class MaildirFolder:
         retain = not (unlogged or self._log.unwritten or self._uidlist.unwritten)
         if not retain:
             self._retained.forget()
-        entries = self._index.entries
+        index = self._index
         retained = self._retained
         plain: list[tuple[int, Entry]] = []
         missing: list[tuple[int, Entry]] = []
         for uid in present:
-            entry = entries[uid]
+            entry = index.entry(uid)
             holders = retained.holders(uid) if retain and retained.readers else set()
             if not holders:
                 plain.append((uid, entry))
                 continue
             size = self._quotaSize(entry)
-            if retained.keep(uid, self._pathOf(entry), entry.info.key, holders):
+            if retained.keep(uid, self._pathOf(entry), entry.key, holders):
                 removed.append(uid)
                 freedBytes, freedCount = freedBytes + size, freedCount + 1
             else:
@@ -1483,7 +1485,7 @@ class MaildirFolder:
             # removed or gone, or the expunge would be reported while
             # the file stays under its newest name.
             for _ in range(_EXPUNGE_RELOCATIONS):
-                located = await self._run(self._locate, entry.info.key)
+                located = await self._run(self._locate, entry.key)
                 if located is None:
                     break
                 self._setLocation(entry, *located)
@@ -1512,10 +1514,7 @@ class MaildirFolder:
             await self._run(self._log.append, [(uid, None) for uid in removed])
         if self._quota is not None:
             await self._run(self._recordQuota, -freedBytes, -freedCount)
-        for uid in removed:
-            self._staleLines.add(self._remove(uid).info.key)
-        gone = set(removed)
-        self._index.dropUids(gone)
+        self._staleLines.update(self._removeAll(removed))
         if self._uidlist.unwritten:
             # Space was just freed: the UIDs kept in memory may fit now.
             await self._assignUids((), strict=False)
@@ -1582,7 +1581,7 @@ class MaildirFolder:
         holders = retained.holders(uid) if retain and retained.readers else set()
         if not holders:
             await self._run(os.unlink, path)
-        elif not retained.keep(uid, path, entry.info.key, holders):
+        elif not retained.keep(uid, path, entry.key, holders):
             raise FileNotFoundError(path)
 
     def addReader(self, holds: Reader) -> None:
@@ -1654,7 +1653,7 @@ class MaildirFolder:
 
     def _guid(self, uid: int) -> str:
         """The message's GUID, as Dovecot has it (see L{tmail.store.objectid})."""
-        key = self._index.entries[uid].info.key
+        key = self._index.entry(uid).key
         data = self._uidlist.data
         return _objectid.messageGuid(key, data.fields.get(key) if data is not None else None)
 
@@ -1662,11 +1661,11 @@ class MaildirFolder:
         return _objectid.emailId(self._guid(uid))
 
     def saveDate(self, uid: int) -> float | None:
-        return _objectid.saveDate(self._index.entries[uid].info.key)
+        return _objectid.saveDate(self._index.entry(uid).key)
 
     def expungedSince(self, modseq: int) -> tuple[list[int], bool]:
         uids, complete = self._log.expungedSince(modseq)
-        return [uid for uid in uids if uid not in self._index.entries], complete
+        return [uid for uid in uids if uid not in self._index], complete
 
     def addListener(self, listener: Callable[[IMailFolder], None]) -> None:
         self._listeners.append(listener)
@@ -1676,6 +1675,18 @@ class MaildirFolder:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
         _changes.watched(self, bool(self._listeners))
+
+
+def _zeros(values: array.array[int]) -> bytes:
+    """One byte per value, 1 where it is 0, found in C loops."""
+    marks = bytearray(len(values))
+    position = -1
+    while True:
+        try:
+            position = values.index(0, position + 1)
+        except ValueError:
+            return bytes(marks)
+        marks[position] = 1
 
 
 def _openForReading(path: str) -> BinaryIO:

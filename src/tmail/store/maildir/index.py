@@ -2,19 +2,24 @@
 The in-memory index of one Maildir folder: one per folder per process,
 shared by every session that has the folder open.
 
-It maps each UID to where the message's file is and what is known of it
-(L{Entry}), keeps the UIDs in order in an array, mirrors the directory
-listing (file names in C{cur/}, base names in C{new/}) so that a new
-listing is compared with it in one set operation, and records every
-change in a L{ChangeLog} from which sessions catch up.  It touches no
-file: the folder applies what its file work found, in the reactor thread.
+It keeps its messages as columns in UID order: machine arrays of UIDs,
+flag-set numbers (into a table of the folder's distinct sets of flags),
+sizes, dates and mod-sequences, one byte for C{cur/} or C{new/}, and the
+base names with their file name suffixes (one string per distinct
+suffix).  A hundred thousand messages cost a few megabytes, not an object
+or two per message; a message's L{MessageInfo} is made when asked for, and
+a listing for sessions is a copy of the columns.  Every change is recorded
+in a L{ChangeLog} from which sessions catch up.  It touches no file: the
+folder applies what its file work found, in the reactor thread.
 """
 
 from __future__ import annotations
 
 import array
 import bisect
-from dataclasses import dataclass
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Sequence, Set
 
 from tmail.interfaces import MessageInfo
 from tmail.store.listing import Listing
@@ -22,24 +27,55 @@ from tmail.store.maildir.changelog import ChangeLog
 
 __all__ = ["Entry", "FolderIndex"]
 
+#: Turns the C{cur/} column into one that is true for messages in C{new/}.
+_IN_NEW = bytes([1]) + bytes(255)
 
-@dataclass(slots=True)
+
 class Entry:
-    """Where a message's file is and what the index knows about it."""
+    """
+    One message of a L{FolderIndex}, by UID: where its file is and what
+    the index knows of it, read from (and written to) the columns.  Once
+    the message is removed from the index, using it raises C{KeyError}.
+    """
 
-    subdir: str
-    filename: str
-    info: MessageInfo
+    __slots__ = ("_index", "uid")
+
+    def __init__(self, index: FolderIndex, uid: int) -> None:
+        self._index = index
+        self.uid = uid
+
+    @property
+    def subdir(self) -> str:
+        return "cur" if self._index.inCur[self._index.positionOf(self.uid)] else "new"
+
+    @property
+    def filename(self) -> str:
+        index = self._index
+        position = index.positionOf(self.uid)
+        return index.bases[position] + index.suffixes[position]
+
+    @property
+    def key(self) -> str:
+        return self._index.bases[self._index.positionOf(self.uid)]
+
+    @property
+    def info(self) -> MessageInfo:
+        return self._index.infoAt(self._index.positionOf(self.uid))
+
+    @info.setter
+    def info(self, info: MessageInfo) -> None:
+        self._index.update(self.uid, info.flags, info.modseq, info.recent)
 
 
 class FolderIndex:
     """
     The messages of a folder as this process knows them.
 
-    @ivar entries: UID -> L{Entry}.
+    @ivar uids: the UIDs, ascending; the other columns are in their order.
+    @ivar inCur: 1 for a message in C{cur/}, 0 for one in C{new/}.
+    @ivar bases: the base names; C{suffixes}: what follows them in the file names.
+    @ivar flagIds: each message's set of flags, as a position in L{flagTable}.
     @ivar byBase: base name -> UID.
-    @ivar uids: the UIDs, ascending.
-    @ivar curNames: the file names of the messages in C{cur/}.
     @ivar newBases: the base names of the messages in C{new/}.
     @ivar recent: the UIDs of the messages still recent for a session to claim.
     @ivar snapshot: the listing of the current state, once made (L{listing}).
@@ -57,83 +93,238 @@ class FolderIndex:
         self.changes.forget()
 
     def _empty(self) -> None:
-        self.entries: dict[int, Entry] = {}
-        self.byBase: dict[str, int] = {}
         self.uids = array.array("q")
-        self.curNames: set[str] = set()
+        self.inCur = bytearray()
+        self.bases: list[str] = []
+        self.suffixes: list[str] = []
+        self.flagIds = array.array("I")
+        self.sizes = array.array("q")
+        self.dates = array.array("d")
+        self.modseqs = array.array("q")
+        self.flagTable: list[frozenset[str]] = []
+        self._flagIdOf: dict[frozenset[str], int] = {}
+        self._suffixOf: dict[str, str] = {}
+        self.byBase: dict[str, int] = {}
         self.newBases: set[str] = set()
         self.recent: set[int] = set()
         self.snapshot: Listing | None = None
         self.unsaved = 0
 
-    def restore(
-        self,
-        entries: dict[int, Entry],
-        byBase: dict[str, int],
-        uids: array.array[int],
-        curNames: set[str],
-        newBases: set[str],
-    ) -> None:
-        """Start again from a saved index's messages."""
-        self.clear()
-        self.entries, self.byBase, self.uids = entries, byBase, uids
-        self.curNames, self.newBases = curNames, newBases
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def __contains__(self, uid: int) -> bool:
+        return self.position(uid) >= 0
+
+    def position(self, uid: int) -> int:
+        """The position of C{uid} in the columns, -1 when it is not indexed."""
+        uids = self.uids
+        position = bisect.bisect_left(uids, uid)
+        return position if position < len(uids) and uids[position] == uid else -1
+
+    def positionOf(self, uid: int) -> int:
+        """The position of C{uid}; C{KeyError} when it is not indexed."""
+        position = self.position(uid)
+        if position < 0:
+            raise KeyError(uid)
+        return position
+
+    def entry(self, uid: int) -> Entry:
+        """The entry of an indexed message; C{KeyError} when it is not indexed."""
+        self.positionOf(uid)
+        return Entry(self, uid)
+
+    def get(self, uid: int) -> Entry | None:
+        return Entry(self, uid) if self.position(uid) >= 0 else None
+
+    def flagId(self, flags: frozenset[str]) -> int:
+        """The number of a set of flags in L{flagTable}."""
+        number = self._flagIdOf.get(flags)
+        if number is None:
+            number = self._flagIdOf[flags] = len(self.flagTable)
+            self.flagTable.append(flags)
+        return number
+
+    def suffix(self, suffix: str) -> str:
+        """One string for each distinct file name suffix."""
+        return self._suffixOf.setdefault(suffix, suffix)
+
+    def infoAt(self, position: int) -> MessageInfo:
+        uid = self.uids[position]
+        return MessageInfo(
+            uid,
+            self.flagTable[self.flagIds[position]],
+            self.sizes[position],
+            self.dates[position],
+            self.bases[position],
+            uid in self.recent,
+            self.modseqs[position],
+        )
+
+    def info(self, uid: int) -> MessageInfo | None:
+        position = self.position(uid)
+        return None if position < 0 else self.infoAt(position)
+
+    def flagsAt(self, position: int) -> frozenset[str]:
+        return self.flagTable[self.flagIds[position]]
 
     def listing(self) -> Listing:
         """Every message, in UID order; the same object until something changes."""
         if self.snapshot is None:
-            entries = self.entries
-            self.snapshot = Listing([entries[uid].info for uid in self.uids])
+            self.snapshot = Listing.fromColumns(
+                array.array("q", self.uids),
+                array.array("I", self.flagIds),
+                self.flagTable,
+                array.array("q", self.sizes),
+                array.array("d", self.dates),
+                list(self.bases),
+                array.array("q", self.modseqs),
+                frozenset(self.recent),
+            )
         return self.snapshot
 
+    def curNames(self) -> Callable[[], Set[str]]:
+        """
+        A maker of the set of the file names in C{cur/}, from copies of the
+        columns taken now: it may run in a file-work thread while the index
+        changes.
+        """
+        inCur, bases, suffixes = bytes(self.inCur), list(self.bases), list(self.suffixes)
+
+        def make() -> Set[str]:
+            return set(
+                map(
+                    operator.add,
+                    itertools.compress(bases, inCur),
+                    itertools.compress(suffixes, inCur),
+                )
+            )
+
+        return make
+
     def changed(self, uid: int) -> None:
-        """Record a change of C{uid} for sessions, and drop the listing."""
+        """Record a change of C{uid}, and drop the listing."""
         self.changes.changed(uid)
         self.snapshot = None
 
-    def setLocation(self, entry: Entry, subdir: str, filename: str) -> None:
-        """Move C{entry} to a new file name, keeping the listing mirrors right."""
-        if entry.subdir == "cur":
-            self.curNames.discard(entry.filename)
+    def setLocation(self, uid: int, subdir: str, filename: str) -> None:
+        """Move message C{uid} to a new file name."""
+        position = self.positionOf(uid)
+        base = self.bases[position]
+        self.suffixes[position] = self.suffix(filename[len(base) :])
+        cur = subdir == "cur"
+        self.inCur[position] = cur
+        if cur:
+            self.newBases.discard(base)
         else:
-            self.newBases.discard(entry.info.key)
-        entry.subdir, entry.filename = subdir, filename
-        if subdir == "cur":
-            self.curNames.add(filename)
-        else:
-            self.newBases.add(entry.info.key)
+            self.newBases.add(base)
 
-    def insert(self, uid: int, entry: Entry) -> None:
+    def update(
+        self, uid: int, flags: frozenset[str], modseq: int, recent: bool | None = None
+    ) -> None:
+        """Give message C{uid} new flags and mod-sequence (and recent mark)."""
+        position = self.positionOf(uid)
+        self.flagIds[position] = self.flagId(flags)
+        self.modseqs[position] = modseq
+        if recent is not None:
+            if recent:
+                self.recent.add(uid)
+            else:
+                self.recent.discard(uid)
+        self.snapshot = None
+
+    def setModSeq(self, uid: int, modseq: int) -> None:
+        self.modseqs[self.positionOf(uid)] = modseq
+        self.snapshot = None
+
+    def insert(self, uid: int, subdir: str, filename: str, info: MessageInfo) -> None:
+        """Add a message (its base name is C{info.key})."""
         self.unsaved += 1
-        self.entries[uid] = entry
-        self.byBase[entry.info.key] = uid
-        if entry.subdir == "cur":
-            self.curNames.add(entry.filename)
-        else:
-            self.newBases.add(entry.info.key)
+        base = info.key
         uids = self.uids
-        if not uids or uid > uids[-1]:
-            uids.append(uid)
-        else:
-            bisect.insort(uids, uid)
-        if entry.info.recent:
+        position = len(uids) if not uids or uid > uids[-1] else bisect.bisect_left(uids, uid)
+        cur = subdir == "cur"
+        uids.insert(position, uid)
+        self.inCur.insert(position, cur)
+        self.bases.insert(position, base)
+        self.suffixes.insert(position, self.suffix(filename[len(base) :]))
+        self.flagIds.insert(position, self.flagId(info.flags))
+        self.sizes.insert(position, info.size)
+        self.dates.insert(position, info.internaldate)
+        self.modseqs.insert(position, info.modseq)
+        self.byBase[base] = uid
+        if not cur:
+            self.newBases.add(base)
+        if info.recent:
             self.recent.add(uid)
         self.changed(uid)
 
-    def remove(self, uid: int) -> Entry:
-        """Drop a message (the caller then drops the UIDs removed from L{uids})."""
-        self.unsaved += 1
-        entry = self.entries.pop(uid)
-        base = entry.info.key
-        del self.byBase[base]
-        if entry.subdir == "cur":
-            self.curNames.discard(entry.filename)
-        else:
-            self.newBases.discard(base)
-        self.recent.discard(uid)
-        self.changed(uid)
-        return entry
+    def restore(
+        self,
+        uids: array.array[int],
+        inCur: bytes,
+        bases: list[str],
+        suffixes: list[str],
+        flags: Sequence[frozenset[str]],
+        sizes: array.array[int],
+        dates: array.array[float],
+        modseqs: array.array[int],
+    ) -> None:
+        """Start again from a saved index's columns."""
+        # In C loops: a saved folder has a hundred thousand messages, and a
+        # handful of distinct suffixes and sets of flags.
+        self.clear()
+        self.uids = uids
+        self.inCur = bytearray(inCur)
+        self.bases = bases
+        self.suffixes = list(map(self._suffixOf.setdefault, suffixes, suffixes))
+        numbers = {distinct: self.flagId(distinct) for distinct in set(flags)}
+        self.flagIds = array.array("I", map(numbers.__getitem__, flags))
+        self.sizes, self.dates, self.modseqs = sizes, dates, modseqs
+        self.byBase = dict(zip(bases, uids, strict=True))
+        self.newBases = set(itertools.compress(bases, bytes(inCur).translate(_IN_NEW)))
 
-    def dropUids(self, gone: set[int]) -> None:
-        """Take the UIDs of removed messages out of L{uids}, in one pass."""
-        self.uids = array.array("q", [uid for uid in self.uids if uid not in gone])
+    def removeAll(self, gone: Iterable[int]) -> list[str]:
+        """
+        Drop the messages C{gone} (each must be indexed), in one pass over
+        the columns; return their base names.
+        """
+        gone = set(gone)
+        if not gone:
+            return []
+        self.unsaved += len(gone)
+        keep = bytes(uid not in gone for uid in self.uids)
+        removed = list(itertools.compress(self.bases, (not k for k in keep)))
+        for base in removed:
+            del self.byBase[base]
+            self.newBases.discard(base)
+        self.recent -= gone
+        self.uids = array.array("q", itertools.compress(self.uids, keep))
+        self.inCur = bytearray(itertools.compress(self.inCur, keep))
+        self.bases = list(itertools.compress(self.bases, keep))
+        self.suffixes = list(itertools.compress(self.suffixes, keep))
+        self.flagIds = array.array("I", itertools.compress(self.flagIds, keep))
+        self.sizes = array.array("q", itertools.compress(self.sizes, keep))
+        self.dates = array.array("d", itertools.compress(self.dates, keep))
+        self.modseqs = array.array("q", itertools.compress(self.modseqs, keep))
+        for uid in sorted(gone):
+            self.changed(uid)
+        return removed
+
+    def reflag(self, flagsOf: Callable[[str, str], frozenset[str]]) -> list[int]:
+        """
+        Take every message's flags again from C{flagsOf(base, file name)}
+        (after the keyword letters changed); the UIDs whose flags changed
+        get mod-sequence 0.
+        """
+        self._flagIdOf.clear()
+        table, self.flagTable = self.flagTable, []
+        changed = []
+        for position, (base, suffix) in enumerate(zip(self.bases, self.suffixes, strict=True)):
+            flags = flagsOf(base, base + suffix)
+            if flags != table[self.flagIds[position]]:
+                changed.append(self.uids[position])
+                self.modseqs[position] = 0
+            self.flagIds[position] = self.flagId(flags)
+        self.snapshot = None
+        return changed

@@ -11,9 +11,17 @@ not listed at all; once they differ, the folder is listed once and only
 what changed is looked at.  It is written to C{tmp/}, fsync'ed and renamed
 into place, so a process killed while writing it leaves the previous one.
 
+It also records each message's mod-sequence and where the folder's
+mod-sequence log (L{tmail.store.modseq}) stood when it was saved (the
+log file's identity, length, and the expunges it remembered): the next
+process reads only what the log gained since, instead of all of it.  A log
+replaced meanwhile (another process's compaction) or shorter than recorded
+is read whole, as without a saved index.
+
 Layout: one ASCII header line, then the columns as machine arrays (UIDs,
-sizes, internal dates), one byte per message for C{cur/} or C{new/}, and
-the base names and file name suffixes, NUL-separated.
+sizes, internal dates, mod-sequences), one byte per message for C{cur/} or
+C{new/}, the UIDs and mod-sequences of the expunges the log remembered,
+and the base names and file name suffixes, NUL-separated.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from tmail.store.fsutil import fsyncDirectory
+from tmail.store.modseq import LogState
 
 __all__ = [
     "UNKNOWN_STATE",
     "DirectoryState",
+    "LogState",
     "SavedIndex",
     "directoryState",
     "encodeSavedIndex",
@@ -44,7 +54,7 @@ __all__ = [
 
 #: The saved index of a folder: what the next process starts from.
 _SAVED_INDEX = "tmail-index"
-_SAVED_INDEX_MAGIC = "tmail-index 2"
+_SAVED_INDEX_MAGIC = "tmail-index 3"
 #: Folders smaller than this are quick to index from scratch: no saved index.
 _SAVED_INDEX_MIN = 1000
 
@@ -72,6 +82,8 @@ class SavedIndex:
         when it was saved while they could still change unseen).
     @ivar inCur: one byte per message, 1 for C{cur/}, 0 for C{new/}.
     @ivar suffixes: what follows each base name in its file name (C{:2,S}).
+    @ivar modseqs: each message's mod-sequence (0: not logged yet).
+    @ivar log: where the mod-sequence log stood, C{None} when unknown.
     """
 
     state: DirectoryState
@@ -81,27 +93,35 @@ class SavedIndex:
     suffixes: list[str]
     sizes: array.array[int]
     dates: array.array[float]
+    modseqs: array.array[int]
+    log: LogState | None
 
 
 def encodeSavedIndex(
     uidValidity: int,
     state: DirectoryState,
     uids: Sequence[int],
-    inCur: Sequence[bool],
+    inCur: Sequence[bool] | bytes | bytearray,
     bases: Sequence[str],
     suffixes: Sequence[str],
     sizes: Sequence[int],
     dates: Sequence[float],
+    modseqs: Sequence[int],
+    log: LogState | None,
 ) -> list[bytes]:
     """
     The bytes of a saved index of these columns, in pieces of moderate
     size (no copy of the whole index is made at once).
     """
+    expunged = log.expungedUids if log is not None else array.array("q")
     body = [
         array.array("q", uids).tobytes(),
         array.array("q", sizes).tobytes(),
         array.array("d", dates).tobytes(),
+        array.array("q", modseqs).tobytes(),
         bytes(inCur),
+        array.array("q", expunged).tobytes(),
+        array.array("q", log.expungedModSeqs if log is not None else ()).tobytes(),
     ]
     names = itertools.chain(bases, suffixes)
     count = len(bases) + len(suffixes)
@@ -116,9 +136,15 @@ def encodeSavedIndex(
     for encoded in body:
         checksum = zlib.crc32(encoded, checksum)
     stamps = " ".join(str(value) for value in state)
+    logFields = ""
+    if log is not None:
+        logFields = (
+            f"D{log.inode[0]} I{log.inode[1]} O{log.offset} L{log.lines} H{log.highest} "
+            f"F{log.floor} P{log.topUid} E{len(expunged)} "
+        )
     header = (
         f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{uidValidity} C{len(uids)} T{textSize} "
-        f"K{checksum} S{stamps}\n"
+        f"{logFields}K{checksum} S{stamps}\n"
     ).encode("ascii")
     return [header, *body]
 
@@ -149,16 +175,35 @@ def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
     uids, offset = _column(array.array("q"), raw, headerEnd + 1, count)
     sizes, offset = _column(array.array("q"), raw, offset, count)
     dates, offset = _column(array.array("d"), raw, offset, count)
+    modseqs, offset = _column(array.array("q"), raw, offset, count)
     inCur = raw[offset : offset + count]
     offset += count
+    expunged = values.get("E", 0)
+    if expunged < 0:
+        raise ValueError("negative size")
+    expungedUids, offset = _column(array.array("q"), raw, offset, expunged)
+    expungedModSeqs, offset = _column(array.array("q"), raw, offset, expunged)
+    log = None
+    if "I" in values:
+        log = LogState(
+            (values["D"], values["I"]),
+            values["O"],
+            values["L"],
+            values["H"],
+            values["F"],
+            values["P"],
+            expungedUids,
+            expungedModSeqs,
+        )
     if len(inCur) != count or len(raw) != offset + textSize:
         raise ValueError("wrong length")
     names = raw[offset:].decode("utf-8", "surrogateescape").split("\0") if count else []
     if len(names) != 2 * count:
         raise ValueError("wrong number of names")
-    if any(a >= b for a, b in itertools.pairwise([0, *uids])):
+    # Strictly ascending and positive, checked in C loops.
+    if count and (uids[0] <= 0 or len(set(uids)) != count or sorted(uids) != uids.tolist()):
         raise ValueError("UIDs out of order")
-    if any(not base for base in names[:count]):
+    if "" in names[:count]:
         raise ValueError("empty base name")
     return SavedIndex(
         (state[0], state[1], state[2], state[3]),
@@ -168,6 +213,8 @@ def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
         names[count:],
         sizes,
         dates,
+        modseqs,
+        log,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Collection, Iterable, Set
+from collections.abc import Callable, Collection, Iterable, Set
 from pathlib import Path
 
 from tmail.errors import NoSuchFolder
@@ -88,11 +88,12 @@ def locate(folder: str | os.PathLike[str], base: str) -> tuple[str, str] | None:
 
 
 def listChanges(
-    folder: str | os.PathLike[str], curNames: Set[str], newBases: Collection[str]
+    folder: str | os.PathLike[str], knownCur: Callable[[], Set[str]], newBases: Collection[str]
 ) -> tuple[Found, set[str]]:
     """
     Compare the directories of the folder at C{folder} with what an index
-    knows: the file names it has in C{cur/} and the base names it has in
+    knows: the file names it has in C{cur/} (made by C{knownCur}, here in
+    the file work rather than in the reactor) and the base names it has in
     C{new/}.
 
     @return: every file in C{new/} and every file name in C{cur/} the index
@@ -104,6 +105,7 @@ def listChanges(
         base: ("new", name) for base, name in listDirectory(os.path.join(folder, "new")).items()
     }
     listed = set(os.listdir(os.path.join(folder, "cur")))
+    curNames = knownCur()
     for name in listed - curNames:
         base = splitFilename(name)[0]
         if base and not name.startswith("."):
