@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import imaplib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from twisted.cred.portal import Portal
@@ -43,6 +43,12 @@ class ListingWithoutOneEntry(Listing):
 
     def position(self, uid: int) -> int:
         return -1 if uid == LOST else super().position(uid)
+
+    def flagsAtPositions(self, positions: Iterable[int]) -> list[frozenset[str]]:
+        positions = list(positions)
+        if self.position(LOST) < 0 and LOST - 1 in positions:
+            raise KeyError(LOST)
+        return super().flagsAtPositions(positions)
 
 
 class LosesAnIndexEntry(MemoryFolder):

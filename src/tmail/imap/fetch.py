@@ -397,8 +397,35 @@ def metadataBuilder(
 
         line = uidFlags
 
+    def flagsText(flags: frozenset[str], recent: bool) -> bytes:
+        key = (flags, recent)
+        text = flagTexts.get(key)
+        if text is None:
+            names = sorted(flags) + (["\\Recent"] if recent else [])
+            text = flagTexts[key] = " ".join(names).encode()
+        return text
+
+    #: For UID and FLAGS alone: the values of a line from its sequence
+    #: number, UID and flags text.
+    values: Callable[[int, int, bytes], tuple[Any, ...]] | None = {
+        ("uid", "flags"): lambda seq, uid, text: (seq, uid, text),
+        ("flags", "uid"): lambda seq, uid, text: (seq, text, uid),
+        ("flags",): lambda seq, uid, text: (seq, text),
+    }.get(tuple(kinds))
+
     def lines(work: list[tuple[int, int]]) -> bytes:
-        return b"".join([line(seq, uid) for seq, uid in work])
+        flagSets = None if values is None else mailbox.flagSetsAt(work)
+        if values is None or flagSets is None:
+            return b"".join([line(seq, uid) for seq, uid in work])
+        # The session's view is the listing: each message's flags by
+        # position, in one C loop.
+        recent = mailbox.recentUids if mailbox.showRecent else frozenset()
+        return b"".join(
+            [
+                template % values(seq, uid, flagsText(flags, uid in recent))
+                for (seq, uid), flags in zip(work, flagSets, strict=True)
+            ]
+        )
 
     build.lines = lines  # type: ignore[attr-defined]
     return build

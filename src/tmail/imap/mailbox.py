@@ -18,7 +18,7 @@ import array
 import bisect
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -422,6 +422,22 @@ class IMAPMailbox:
     def info(self, uid: int) -> MessageInfo:
         """What the session last saw of a message."""
         return self._infos[uid]
+
+    def flagSetsAt(self, work: Sequence[tuple[int, int]]) -> list[frozenset[str]] | None:
+        """
+        The flags of the messages of C{work} (sequence number, UID), read
+        from the shared listing's columns while the session's view is still
+        that listing; C{None} otherwise (ask L{flagSet} for each).
+        """
+        listing = self._infos.listing()
+        if not isinstance(listing, Listing):
+            return None
+        return listing.flagsAtPositions([seq - 1 for seq, _ in work])
+
+    @property
+    def recentUids(self) -> Set[int]:
+        """The UIDs that are C{\\Recent} for this session."""
+        return self._recent
 
     def flagSet(self, uid: int) -> frozenset[str]:
         """The flags of a message as the session last saw them (without C{\\Recent})."""

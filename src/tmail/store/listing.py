@@ -198,6 +198,10 @@ class Listing(Sequence[MessageInfo]):
         """The flags of the message at C{position}."""
         return self._flagTable[self._flagIds[position]]
 
+    def flagsAtPositions(self, positions: Iterable[int]) -> list[frozenset[str]]:
+        """The flags of the messages at C{positions}, in C loops."""
+        return list(map(self._flagTable.__getitem__, map(self._flagIds.__getitem__, positions)))
+
     def flagsOf(self, uid: int) -> frozenset[str] | None:
         """The flags of message C{uid}, C{None} when it is not listed."""
         position = self.position(uid)
