@@ -290,3 +290,60 @@ def test_a_log_compacted_after_the_index_was_saved_is_read_whole(root: Path) -> 
     assert listed[uids[1]].flags == {"\\Draft"}
     assert listed[uids[1]].modseq >= other.info(uids[1]).modseq
     assert restarted.highestModSeq() >= other.highestModSeq()
+
+
+def uidsByKey(folder: MaildirFolder) -> dict[str, int]:
+    folder.refresh()
+    return {m.key: m.uid for m in folder.messages()}
+
+
+def test_a_restart_does_not_read_an_unchanged_uidlist_again(root: Path) -> None:
+    inbox = filled(root)
+    saveIndex(inbox)
+    before = uidsByKey(inbox)
+    # Scrambled in place with its size, inode and mtime kept: a process
+    # that read it again would find other UIDs.
+    uidlist = root / "dovecot-uidlist"
+    status = uidlist.stat()
+    header, _, lines = uidlist.read_bytes().partition(b"\n")
+    with uidlist.open("r+b") as f:
+        f.seek(len(header) + 1)
+        f.write(lines.replace(b"1", b"7").replace(b"2", b"8"))
+    os.utime(uidlist, ns=(status.st_atime_ns, status.st_mtime_ns))
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
+    assert uidsByKey(restarted) == before
+    assert deliver(restarted, 999) == max(before.values()) + 1
+
+
+def test_lines_appended_to_the_uidlist_after_the_save_are_read(root: Path) -> None:
+    inbox = filled(root)
+    saveIndex(inbox)
+    other = BlockingMaildirStore(root).getFolder("INBOX")
+    other.messages()
+    added = [deliver(other, 100 + n) for n in range(3)]
+    expected = uidsByKey(other)
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
+    assert uidsByKey(restarted) == expected
+    assert deliver(restarted, 200) == max(added) + 1
+
+
+def test_a_uidlist_rewritten_after_the_save_is_read_whole(root: Path) -> None:
+    inbox = filled(root)
+    saveIndex(inbox)
+    before = uidsByKey(inbox)
+    uidlist = root / "dovecot-uidlist"
+    # Replaced by another program (a new file), lines in the same order.
+    (root / "uidlist.new").write_bytes(uidlist.read_bytes())
+    os.rename(root / "uidlist.new", uidlist)
+    assert uidsByKey(BlockingMaildirStore(root).getFolder("INBOX")) == before
+
+
+def test_expunged_uids_stay_used_after_a_restart_from_a_saved_index(root: Path) -> None:
+    inbox = filled(root)
+    uids = [m.uid for m in inbox.messages()]
+    inbox.expunge(uids[-3:])
+    saveIndex(inbox)
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
+    restarted.messages()
+    assert deliver(restarted, 300) == uids[-1] + 1
+    assert max(uidsByKey(BlockingMaildirStore(root).getFolder("INBOX")).values()) == uids[-1] + 1

@@ -21,10 +21,12 @@ give out UIDs first, the file wins (those messages get new UIDs).
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import sys
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,30 @@ class UidListData:
     def fresh(cls, notBefore: int = 0) -> UidListData:
         """A new, empty uidlist with a time-based UIDVALIDITY above C{notBefore}."""
         return cls(max(int(time.time()), notBefore + 1), 1, uuid.uuid4().hex)
+
+
+@dataclass(frozen=True, slots=True)
+class UidListState:
+    """
+    Where a uidlist stood when a folder's index was saved with it: what a
+    process starting from that index takes up (L{UidListFile.resume})
+    instead of reading a hundred thousand lines.
+
+    @ivar stamp: the file's inode, modification time and size.
+    @ivar parsedTo: the offset past its last complete line; C{lastLine}: that line.
+    @ivar others: the lines (base name, UID) that are not the index's
+        messages (expunged ones not yet compacted away, ones not indexed yet).
+    @ivar fields: the extension fields of its lines, by base name.
+    """
+
+    stamp: tuple[int, int, int]
+    parsedTo: int
+    lastLine: bytes
+    uidValidity: int
+    nextUid: int
+    guid: str
+    others: list[tuple[str, int]]
+    fields: dict[str, str]
 
 
 def parse(text: str) -> UidListData:
@@ -236,6 +262,60 @@ class UidListFile:
                 self._remember(raw)
         self.data = self._withUnwritten(data)
         self._stamp = stamp
+        return True
+
+    def state(self, indexed: Mapping[str, int]) -> UidListState | None:
+        """
+        Where the uidlist stands, for a folder's saved index whose messages
+        are C{indexed} (base name -> UID); C{None} when memory holds lines
+        the file does not have, or the index a line the uidlist lacks.
+        """
+        data = self.data
+        if data is None or self._unwritten is not None or self._stamp is None:
+            return None
+        if not self._parsedTo:
+            return None
+        others = [(base, uid) for base, uid in data.uids.items() if indexed.get(base) != uid]
+        if len(data.uids) - len(others) != len(indexed):
+            return None
+        return UidListState(
+            self._stamp,
+            self._parsedTo,
+            self._lastLine,
+            data.uidValidity,
+            data.nextUid,
+            data.guid,
+            others,
+            dict(data.fields),
+        )
+
+    def resume(self, state: UidListState, bases: list[str], uids: Iterable[int]) -> bool:
+        """
+        Take the uidlist up as L{state} left it, its lines those of C{state}
+        and of the index's messages (C{bases} and C{uids}, in UID order),
+        when the file is the same or only had lines appended (which are
+        read); C{False}, with nothing taken, otherwise.
+        """
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return False
+        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        saved = state.stamp
+        if stamp[0] != saved[0] or stamp[2] < saved[2] or (stamp[2] == saved[2] and stamp != saved):
+            return False
+        known = dict(zip(bases, uids, strict=True))
+        if state.others:
+            known.update(state.others)
+            known = dict(sorted(known.items(), key=operator.itemgetter(1)))
+        self.data = UidListData(
+            state.uidValidity, state.nextUid, state.guid, known, dict(state.fields)
+        )
+        self._unwritten = None
+        self._stamp, self._parsedTo, self._lastLine = saved, state.parsedTo, state.lastLine
+        if stamp != saved and not self._readAppended(stamp):
+            self.invalidate()
+            return False
         return True
 
     def _readAppended(self, stamp: tuple[int, int, int]) -> bool:

@@ -222,6 +222,8 @@ class MaildirFolder:
         #: UIDs found gone, whose expunge is still to be logged.
         self._goneUnlogged: list[int] = []
         self._uidlist = _uidlist.UidListFile(path / _uidlist.FILENAME)
+        #: Whether the uidlist was last taken up from a saved index.
+        self._uidlistResumed = False
         #: Files of messages expunged here that sessions still hold.
         self._retained = RetainedFiles(str(path / "tmp"))
         self._bind(path)
@@ -628,10 +630,15 @@ class MaildirFolder:
         self._unsettled = time.time_ns() - max(stamp) < _UNSETTLED_NS
 
         wasIndexed = self._indexed
+        preloaded = None
+        if not self._indexed and self._uidlist.data is None:
+            # Starting: the saved index first, so that the uidlist it was
+            # saved with need not be read again.
+            preloaded = await self._run(self._readSavedIndex, None)
         data = await self._currentUidlist()
         changed = wasIndexed and not self._indexed
         loading = not self._indexed
-        saved = await self._loadSavedIndex(data.uidValidity) if loading else None
+        saved = await self._loadSavedIndex(data.uidValidity, preloaded) if loading else None
         restored = saved is not None
         wasIndexed |= restored
         if await self._run(self._keywords.refresh):
@@ -856,16 +863,21 @@ class MaildirFolder:
     def messageCount(self) -> int:
         return len(self._index.uids)
 
-    async def _loadSavedIndex(self, uidValidity: int) -> _savedindex.DirectoryState | None:
+    async def _loadSavedIndex(
+        self, uidValidity: int, preloaded: _savedindex.SavedIndex | None = None
+    ) -> _savedindex.DirectoryState | None:
         """
         Start the index from the one a process saved earlier (see
         L{_saveIndex}); return the state of the directories it was current
         for, or C{None} when there is no usable one (the folder is then
         indexed from scratch).  When the directories changed since, the
         listing that follows finds what changed, as it does for a running
-        process.
+        process.  C{preloaded}: the saved index, already read.
         """
-        saved = await self._run(self._readSavedIndex, uidValidity)
+        if preloaded is not None and preloaded.uidValidity == uidValidity:
+            saved: _savedindex.SavedIndex | None = preloaded
+        else:
+            saved = await self._run(self._readSavedIndex, uidValidity)
         resumed = (
             saved is not None
             and saved.log is not None
@@ -897,7 +909,9 @@ class MaildirFolder:
         # Column at a time, in C loops where possible: a saved folder has
         # a hundred thousand messages, and a handful of distinct suffixes.
         uids, suffixes = saved.uids, saved.suffixes
-        bases = list(map(sys.intern, saved.bases))
+        # Shared with the uidlist's base names: the same strings when the
+        # uidlist was taken up from the saved index, else interned by both.
+        bases = saved.bases if self._uidlistResumed else list(map(sys.intern, saved.bases))
         bySuffix = {s: (self._flagsOf("", s), infoLetters(s[1:])) for s in set(suffixes)}
         flagsOfSuffix = {suffix: flags for suffix, (flags, _) in bySuffix.items()}
         flags = list(map(flagsOfSuffix.__getitem__, suffixes))
@@ -938,11 +952,23 @@ class MaildirFolder:
         except OSError:
             return _savedindex.UNKNOWN_STATE
 
-    def _readSavedIndex(self, uidValidity: int) -> _savedindex.SavedIndex | None:
-        """File work: the saved index, and the keywords its flags are read with."""
+    def _readSavedIndex(self, uidValidity: int | None) -> _savedindex.SavedIndex | None:
+        """
+        File work: the saved index (of any UIDVALIDITY with C{None}), and
+        the keywords its flags are read with; the uidlist is taken up as it
+        was saved with the index when it has not changed since, or only had
+        lines appended.
+        """
         saved = _savedindex.readSavedIndex(self._path, uidValidity)
-        if saved is not None:
-            self._keywords.refresh()
+        if saved is None:
+            return None
+        self._keywords.refresh()
+        state = saved.uidlist
+        if self._uidlist.data is None:
+            self._uidlistResumed = False
+            if state is not None and state.uidValidity == saved.uidValidity:
+                with _noCollection():
+                    self._uidlistResumed = self._uidlist.resume(state, saved.bases, saved.uids)
         return saved
 
     async def _saveIndex(self) -> None:
@@ -970,6 +996,7 @@ class MaildirFolder:
             index.dates,
             index.modseqs,
             self._log.state(),
+            self._uidlist.state(index.byBase),
         )
         temporary = self._path / "tmp" / f"{_uniqueName()}.{_SAVED_INDEX}"
         try:

@@ -16,12 +16,15 @@ mod-sequence log (L{tmail.store.modseq}) stood when it was saved (the
 log file's identity, length, and the expunges it remembered): the next
 process reads only what the log gained since, instead of all of it.  A log
 replaced meanwhile (another process's compaction) or shorter than recorded
-is read whole, as without a saved index.
+is read whole, as without a saved index.  Likewise the uidlist: its
+identity, length and the lines that are not the index's messages, so that
+an unchanged uidlist (or one with lines appended) is not read again.
 
 Layout: one ASCII header line, then the columns as machine arrays (UIDs,
 sizes, internal dates, mod-sequences), one byte per message for C{cur/} or
 C{new/}, the UIDs and mod-sequences of the expunges the log remembered,
-and the base names and file name suffixes, NUL-separated.
+the base names and file name suffixes, NUL-separated, and the uidlist's
+state as JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import array
 import contextlib
 import itertools
+import json
 import os
 import sys
 import zlib
@@ -39,6 +43,7 @@ from typing import TypeVar
 
 from tmail.store.fsutil import fsyncDirectory
 from tmail.store.modseq import LogState
+from tmail.store.uidlist import UidListState
 
 __all__ = [
     "UNKNOWN_STATE",
@@ -84,8 +89,10 @@ class SavedIndex:
     @ivar suffixes: what follows each base name in its file name (C{:2,S}).
     @ivar modseqs: each message's mod-sequence (0: not logged yet).
     @ivar log: where the mod-sequence log stood, C{None} when unknown.
+    @ivar uidlist: where the uidlist stood, C{None} when unknown.
     """
 
+    uidValidity: int
     state: DirectoryState
     uids: array.array[int]
     inCur: bytes
@@ -95,6 +102,7 @@ class SavedIndex:
     dates: array.array[float]
     modseqs: array.array[int]
     log: LogState | None
+    uidlist: UidListState | None
 
 
 def encodeSavedIndex(
@@ -108,6 +116,7 @@ def encodeSavedIndex(
     dates: Sequence[float],
     modseqs: Sequence[int],
     log: LogState | None,
+    uidlist: UidListState | None = None,
 ) -> list[bytes]:
     """
     The bytes of a saved index of these columns, in pieces of moderate
@@ -132,6 +141,10 @@ def encodeSavedIndex(
             text += "\0"
         body.append(text.encode("utf-8", "surrogateescape"))
         textSize += len(body[-1])
+    uidlistSize = 0
+    if uidlist is not None:
+        body.append(_encodeUidList(uidlist))
+        uidlistSize = len(body[-1])
     checksum = 0
     for encoded in body:
         checksum = zlib.crc32(encoded, checksum)
@@ -144,25 +157,25 @@ def encodeSavedIndex(
         )
     header = (
         f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{uidValidity} C{len(uids)} T{textSize} "
-        f"{logFields}K{checksum} S{stamps}\n"
+        f"{logFields}U{uidlistSize} K{checksum} S{stamps}\n"
     ).encode("ascii")
     return [header, *body]
 
 
-def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
+def parseSavedIndex(raw: bytes, uidValidity: int | None) -> SavedIndex | None:
     """
     The columns of a saved index, or C{None} when it belongs to another
-    UIDVALIDITY, byte order or version.  Raises C{ValueError} (or
-    C{IndexError}, C{UnicodeDecodeError}) when it is damaged.
+    UIDVALIDITY (any, with C{None}), byte order or version.  Raises C{ValueError} (or
+    C{IndexError}, C{KeyError}, C{UnicodeError}...) when it is damaged.
     """
-    headerEnd = raw.index(b"\n", 0, 300)
+    headerEnd = raw.index(b"\n", 0, 1000)
     header, _, stamps = raw[:headerEnd].decode("ascii").partition(" S")
     fields = header.split(" ")
     magic = f"{fields[0]} {fields[1]}"
     if magic != _SAVED_INDEX_MAGIC or fields[2] != sys.byteorder:
         return None
     values = {field[:1]: int(field[1:]) for field in fields[3:]}
-    if values["V"] != uidValidity:
+    if uidValidity is not None and values["V"] != uidValidity:
         return None
     count, textSize = values["C"], values["T"]
     if count < 0 or textSize < 0:
@@ -195,9 +208,14 @@ def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
             expungedUids,
             expungedModSeqs,
         )
-    if len(inCur) != count or len(raw) != offset + textSize:
+    uidlistSize = values.get("U", 0)
+    if len(inCur) != count or uidlistSize < 0 or len(raw) != offset + textSize + uidlistSize:
         raise ValueError("wrong length")
-    names = raw[offset:].decode("utf-8", "surrogateescape").split("\0") if count else []
+    uidlist = None
+    if uidlistSize:
+        uidlist = _decodeUidList(raw[offset + textSize :])
+    text = raw[offset : offset + textSize]
+    names = text.decode("utf-8", "surrogateescape").split("\0") if count else []
     if len(names) != 2 * count:
         raise ValueError("wrong number of names")
     # Strictly ascending and positive, checked in C loops.
@@ -206,6 +224,7 @@ def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
     if "" in names[:count]:
         raise ValueError("empty base name")
     return SavedIndex(
+        values["V"],
         (state[0], state[1], state[2], state[3]),
         uids,
         inCur,
@@ -215,10 +234,44 @@ def parseSavedIndex(raw: bytes, uidValidity: int) -> SavedIndex | None:
         dates,
         modseqs,
         log,
+        uidlist,
     )
 
 
-def readSavedIndex(folder: Path, uidValidity: int) -> SavedIndex | None:
+def _encodeUidList(state: UidListState) -> bytes:
+    return json.dumps(
+        {
+            "stamp": state.stamp,
+            "parsedTo": state.parsedTo,
+            "lastLine": state.lastLine.decode("latin-1"),
+            "V": state.uidValidity,
+            "N": state.nextUid,
+            "G": state.guid,
+            "others": state.others,
+            "fields": state.fields,
+        }
+    ).encode("ascii")
+
+
+def _decodeUidList(raw: bytes) -> UidListState:
+    """The uidlist state of a saved index; C{ValueError} (and others) when damaged."""
+    value = json.loads(raw)
+    stamp = tuple(int(n) for n in value["stamp"])
+    if len(stamp) != 3:
+        raise ValueError("wrong uidlist stamp")
+    return UidListState(
+        (stamp[0], stamp[1], stamp[2]),
+        int(value["parsedTo"]),
+        value["lastLine"].encode("latin-1"),
+        int(value["V"]),
+        int(value["N"]),
+        str(value["G"]),
+        [(str(base), int(uid)) for base, uid in value["others"]],
+        {str(base): str(field) for base, field in value["fields"].items()},
+    )
+
+
+def readSavedIndex(folder: Path, uidValidity: int | None) -> SavedIndex | None:
     """The folder's saved index, or C{None} when it has no usable one."""
     try:
         raw = (folder / _SAVED_INDEX).read_bytes()
@@ -226,7 +279,7 @@ def readSavedIndex(folder: Path, uidValidity: int) -> SavedIndex | None:
         return None
     try:
         return parseSavedIndex(raw, uidValidity)
-    except (ValueError, IndexError, UnicodeDecodeError):
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError, UnicodeError):
         return None
 
 
