@@ -70,6 +70,7 @@ from tmail.store.fsutil import (
     fsyncDirectory,
     fullDiskIsStoreFull,
 )
+from tmail.store.heap import releaseFreedMemory
 from tmail.store.maildir import savedindex as _savedindex
 from tmail.store.maildir import scan as _scan
 from tmail.store.maildir.index import Entry, FolderIndex
@@ -119,6 +120,10 @@ _OPEN_ATTEMPTS = 8
 _COMPACT_AT = 64
 #: Distinct flag combinations a folder keeps one shared set for.
 _FLAG_SETS = 4096
+
+#: Messages indexed from their files in one look after which the memory
+#: that work freed is given back to the system (L{releaseFreedMemory}).
+_RELEASE_AFTER = 10_000
 
 #: Seconds between attempts to write UIDs a full disk left in memory.
 _RETRY_UNWRITTEN = 1.0
@@ -698,6 +703,7 @@ class MaildirFolder:
             index.setLocation(known, subdir, filename)
 
         foreign = False
+        indexedNow = 0
         newBases = [base for base in found if base not in self._index.byBase]
         if newBases:
             if len(newBases) > len(data.uids) // 2:
@@ -724,6 +730,7 @@ class MaildirFolder:
             if not complete:
                 # Still moving: list nothing above it until the next look.
                 self._dirStamp = None
+            indexedNow = len(statuses)
             for base, subdir, filename, fileSize, mtimeNs in statuses:
                 uid = uids[base]
                 size = sizeFromBase(base)
@@ -747,6 +754,8 @@ class MaildirFolder:
             await self._logChanges(claim=True)
             self._goneUnlogged += self._log.forgetUnclaimed()
         await self._logChanges()
+        if indexedNow >= _RELEASE_AFTER:
+            await self._run(releaseFreedMemory)
         if foreign:
             # Another process gave out UIDs meanwhile: index its messages
             # now, before anyone sees a higher UID without the lower ones.
@@ -1005,6 +1014,8 @@ class MaildirFolder:
             _log.warn("Could not save the index of {folder!r}: {error}", folder=self, error=e)
             return
         self._index.unsaved = 0
+        # The encoded copy of a large index is freed now.
+        await self._run(releaseFreedMemory)
 
     async def _maybeSaveIndex(self) -> None:
         """Save the index of a large folder when enough has changed since the last save."""
