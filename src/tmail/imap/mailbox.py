@@ -535,8 +535,24 @@ class IMAPMailbox:
         # Without an index to ask, the flags as listed now, as before.
         listed = None if self._feed is not None else self._current().get
 
+        #: The folder's listing and the change serial it is current for.
+        seen: list[Any] = [None, -1]
+
         def deleted(batch: list[int]) -> Steps[list[int]]:
-            known = listed if listed is not None else (yield from self._knowledge())
+            if listed is None:
+                known = yield from self._knowledge()
+                # The folder's listing as it is now answers flags without
+                # a message object per UID; taken again only after a change.
+                feed = self._feed
+                serial = feed.changeSerial() if feed is not None else -1
+                if seen[0] is None or seen[1] != serial:
+                    seen[:] = [self.folder.messages(claimRecent=False), serial]
+                current = seen[0]
+                if isinstance(current, Listing):
+                    flagsOf = current.flagsOf
+                    return [u for u in batch if "\\Deleted" in (flagsOf(u) or ())]
+            else:
+                known = listed
             infos = [(u, known(u)) for u in batch]
             return [u for u, info in infos if info is not None and "\\Deleted" in info.flags]
 

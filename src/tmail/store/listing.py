@@ -277,23 +277,41 @@ class Listing(Sequence[MessageInfo]):
         return positions
 
 
-class _ByUid(Mapping[int, MessageInfo]):
-    """A listing looked up by UID: a binary search in its UID column."""
+#: Messages a listing keeps made after a look-up by UID (then it starts over):
+#: a FETCH asks for the same message several times, a scan of a large
+#: folder asks each once.
+_MADE_KEPT = 4096
 
-    __slots__ = ("_listing",)
+
+class _ByUid(Mapping[int, MessageInfo]):
+    """
+    A listing looked up by UID: a binary search in its UID column, the
+    messages made kept for the next look-ups (at most L{_MADE_KEPT}).
+    """
+
+    __slots__ = ("_listing", "_made")
 
     def __init__(self, listing: Listing) -> None:
         self._listing = listing
+        self._made: dict[int, MessageInfo] = {}
 
     def __getitem__(self, uid: int) -> MessageInfo:
-        position = self._listing.position(uid)
-        if position < 0:
+        info = self.get(uid)
+        if info is None:
             raise KeyError(uid)
-        return self._listing._info(position)
+        return info
 
     def get(self, uid: int, default: MessageInfo | None = None) -> MessageInfo | None:  # type: ignore[override]
-        position = self._listing.position(uid)
-        return default if position < 0 else self._listing._info(position)
+        made = self._made
+        info = made.get(uid)
+        if info is None:
+            position = self._listing.position(uid)
+            if position < 0:
+                return default
+            if len(made) >= _MADE_KEPT:
+                made.clear()
+            info = made[uid] = self._listing._info(position)
+        return info
 
     def __contains__(self, uid: object) -> bool:
         return isinstance(uid, int) and self._listing.position(uid) >= 0
