@@ -27,11 +27,6 @@ from tmail.store.maildir.changelog import ChangeLog
 
 __all__ = ["Entry", "FolderIndex"]
 
-#: Folders up to this size make their listing for a look-up by UID: a copy
-#: of their columns is cheap, and it keeps the messages it made for the
-#: look-ups that follow (an EXPUNGE asks for every message).
-_LISTED_FOR_LOOKUPS = 4096
-
 #: Turns the C{cur/} column into one that is true for messages in C{new/}.
 _IN_NEW = bytes([1]) + bytes(255)
 
@@ -169,12 +164,11 @@ class FolderIndex:
     def info(self, uid: int) -> MessageInfo | None:
         """
         What the index knows of message C{uid}: from the current listing
-        (made now for a small folder), which keeps the messages it made
-        for the next look-ups; else made from the columns.
+        while there is one (it keeps the messages it made for the next
+        look-ups), else made from the columns; no listing is made for it,
+        as that would copy every column after each change.
         """
         snapshot = self.snapshot
-        if snapshot is None and len(self.uids) <= _LISTED_FOR_LOOKUPS:
-            snapshot = self.listing()
         if snapshot is not None:
             return snapshot.byUid().get(uid)
         position = self.position(uid)
