@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import array
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tmail.interfaces import MessageInfo
+from tmail.store import listing
 from tmail.store.listing import Listing
 
 FLAGS = st.frozensets(st.sampled_from(["\\Seen", "\\Deleted", "\\Flagged", "$Junk"]))
@@ -95,3 +97,16 @@ def test_a_listing_made_from_columns_merges_equal_sets_of_flags() -> None:
     assert list(listing.positionsByFlags()[seen]) == [0, 1, 2]
     assert listing.facts().unseen == 0
     assert listing[2] == MessageInfo(3, seen, 30, 3.0, "c", True, 7)
+
+
+def test_look_ups_past_the_messages_kept_still_answer_each_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(listing, "_MADE_KEPT", 2)
+    infos = [MessageInfo(uid, frozenset(), uid, 1.0, f"k{uid}", False, uid) for uid in range(1, 8)]
+    byUid = Listing(infos).byUid()
+    for _ in range(2):
+        assert [byUid[info.uid] for info in infos] == infos
+    assert byUid.get(8) is None
+    with pytest.raises(KeyError):
+        byUid[8]

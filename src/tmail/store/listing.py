@@ -24,7 +24,13 @@ from typing import overload
 
 from tmail.interfaces import MessageInfo
 
-__all__ = ["Listing", "ListingFacts", "byUidOf", "factsOf"]
+__all__ = ["Listing", "ListingFacts", "byUidOf", "factsOf", "positionIn"]
+
+
+def positionIn(uids: array.array[int], uid: int) -> int:
+    """The position of C{uid} in the ascending C{uids}, -1 when it is not there."""
+    position = bisect.bisect_left(uids, uid)
+    return position if position < len(uids) and uids[position] == uid else -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +196,7 @@ class Listing(Sequence[MessageInfo]):
 
     def position(self, uid: int) -> int:
         """The position of C{uid}, -1 when it is not listed."""
-        uids = self._uids
-        position = bisect.bisect_left(uids, uid)
-        return position if position < len(uids) and uids[position] == uid else -1
+        return positionIn(self._uids, uid)
 
     def flagsAt(self, position: int) -> frozenset[str]:
         """The flags of the message at C{position}."""

@@ -16,7 +16,6 @@ mod-sequence log) but no index.
 from __future__ import annotations
 
 import array
-import bisect
 import contextlib
 import gc
 import itertools
@@ -71,6 +70,7 @@ from tmail.store.fsutil import (
     fullDiskIsStoreFull,
 )
 from tmail.store.heap import releaseFreedMemory
+from tmail.store.listing import positionIn
 from tmail.store.maildir import savedindex as _savedindex
 from tmail.store.maildir import scan as _scan
 from tmail.store.maildir.index import Entry, FolderIndex
@@ -938,8 +938,8 @@ class MaildirFolder:
             # listing finds the change.
             modseqs = saved.modseqs
             for uid in self._log.resumedUids():
-                position = bisect.bisect_left(uids, uid)
-                if position < len(uids) and uids[position] == uid:
+                position = positionIn(uids, uid)
+                if position >= 0:
                     letters = bySuffix[suffixes[position]][1]
                     modseqs[position] = self._log.claimMatching(uid, letters)
         else:

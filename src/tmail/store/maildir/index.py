@@ -22,7 +22,7 @@ import operator
 from collections.abc import Callable, Iterable, Sequence, Set
 
 from tmail.interfaces import MessageInfo
-from tmail.store.listing import Listing
+from tmail.store.listing import Listing, positionIn
 from tmail.store.maildir.changelog import ChangeLog
 
 __all__ = ["Entry", "FolderIndex"]
@@ -118,9 +118,7 @@ class FolderIndex:
 
     def position(self, uid: int) -> int:
         """The position of C{uid} in the columns, -1 when it is not indexed."""
-        uids = self.uids
-        position = bisect.bisect_left(uids, uid)
-        return position if position < len(uids) and uids[position] == uid else -1
+        return positionIn(self.uids, uid)
 
     def positionOf(self, uid: int) -> int:
         """The position of C{uid}; C{KeyError} when it is not indexed."""
