@@ -19,15 +19,19 @@ from tmail.store import listing
 from tmail.store.listing import Listing
 
 FLAGS = st.frozensets(st.sampled_from(["\\Seen", "\\Deleted", "\\Flagged", "$Junk"]))
+#: More distinct sets of flags than are grouped in one C pass each.
+MANY_FLAGS = st.frozensets(st.sampled_from(["\\Seen", "\\Deleted", *(f"$k{n}" for n in range(10))]))
 
 
 @st.composite
-def messages(draw: st.DrawFn) -> list[MessageInfo]:
+def messages(
+    draw: st.DrawFn, flags: st.SearchStrategy[frozenset[str]] = FLAGS
+) -> list[MessageInfo]:
     uids = sorted(draw(st.sets(st.integers(1, 10_000), max_size=40)))
     return [
         MessageInfo(
             uid=uid,
-            flags=draw(FLAGS),
+            flags=draw(flags),
             size=draw(st.integers(0, 1 << 40)),
             internaldate=draw(st.floats(0, 2e9)),
             key=f"key{uid}",
@@ -59,8 +63,12 @@ def test_a_listing_looks_messages_up_by_uid(infos: list[MessageInfo], uid: int) 
     assert listing.flagsOf(uid) == (byUid[uid].flags if uid in byUid else None)
 
 
-@given(messages())
+@given(st.one_of(messages(), messages(MANY_FLAGS)))
 def test_a_listing_counts_as_its_messages_one_by_one(infos: list[MessageInfo]) -> None:
+    assertCountedOneByOne(infos)
+
+
+def assertCountedOneByOne(infos: list[MessageInfo]) -> None:
     facts = Listing(infos).facts()
     unseen = [i for i, info in enumerate(infos) if "\\Seen" not in info.flags]
     deleted = [info.size for info in infos if "\\Deleted" in info.flags]
@@ -73,13 +81,35 @@ def test_a_listing_counts_as_its_messages_one_by_one(infos: list[MessageInfo]) -
     assert facts.flagSets == {info.flags for info in infos}
 
 
-@given(messages())
+@given(st.one_of(messages(), messages(MANY_FLAGS)))
 def test_a_listing_knows_where_each_set_of_flags_is(infos: list[MessageInfo]) -> None:
+    assertPositionsOneByOne(infos)
+
+
+def assertPositionsOneByOne(infos: list[MessageInfo]) -> None:
     positions = Listing(infos).positionsByFlags()
     expected: dict[frozenset[str], list[int]] = {}
     for position, info in enumerate(infos):
         expected.setdefault(info.flags, []).append(position)
     assert {flags: list(found) for flags, found in positions.items()} == expected
+
+
+def test_a_listing_with_more_sets_of_flags_than_a_byte_counts_them_all() -> None:
+    """Past 256 distinct sets, the numbers no longer fit one byte each: counted another way."""
+    infos = [
+        MessageInfo(
+            uid,
+            frozenset({f"$k{uid % 300}", *(["\\Seen"] if uid % 7 else [])}),
+            uid,
+            1.0,
+            f"k{uid}",
+            False,
+            uid,
+        )
+        for uid in range(1, 1001)
+    ]
+    assertCountedOneByOne(infos)
+    assertPositionsOneByOne(infos)
 
 
 def test_a_listing_made_from_columns_merges_equal_sets_of_flags() -> None:

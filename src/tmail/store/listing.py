@@ -17,6 +17,7 @@ from __future__ import annotations
 import array
 import bisect
 import itertools
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,23 @@ from typing import overload
 from tmail.interfaces import MessageInfo
 
 __all__ = ["Listing", "ListingFacts", "byUidOf", "factsOf", "positionIn"]
+
+
+#: Where the low byte of each item of a C{flagIds} column ("I") sits.
+_LOW_BYTE = 0 if sys.byteorder == "little" else 3
+#: At most this many distinct sets of flags are grouped by one C pass each.
+_GROUPED_IN_C = 16
+
+
+def _flagBytes(flagIds: array.array[int], tableSize: int) -> bytes | None:
+    """
+    The flag-set numbers as one byte each, when the table is that small
+    (it nearly always is): counted and searched by C{bytes} methods
+    instead of a Python loop over a hundred thousand numbers.
+    """
+    if tableSize > 256:
+        return None
+    return flagIds.tobytes()[_LOW_BYTE :: flagIds.itemsize]
 
 
 def positionIn(uids: array.array[int], uid: int) -> int:
@@ -100,7 +118,7 @@ class Listing(Sequence[MessageInfo]):
         flagTable: Sequence[frozenset[str]],
         sizes: array.array[int],
         dates: array.array[float],
-        keys: list[str],
+        keys: Sequence[str],
         modseqs: array.array[int],
         recent: frozenset[int],
     ) -> Listing:
@@ -120,7 +138,7 @@ class Listing(Sequence[MessageInfo]):
         flagTable: tuple[frozenset[str], ...],
         sizes: array.array[int],
         dates: array.array[float],
-        keys: list[str],
+        keys: Sequence[str],
         modseqs: array.array[int],
         recent: frozenset[int],
     ) -> None:
@@ -219,13 +237,21 @@ class Listing(Sequence[MessageInfo]):
 
     def _count(self) -> ListingFacts:
         table = self._flagTable
-        counts = Counter(self._flagIds)
+        marks = _flagBytes(self._flagIds, len(table))
+        if marks is None:
+            counts = Counter(self._flagIds)
+        else:
+            counts = Counter(
+                {flagId: n for flagId in range(len(table)) if (n := marks.count(flagId))}
+            )
         bySet: Counter[frozenset[str]] = Counter()
         for flagId, count in counts.items():
             bySet[table[flagId]] += count
         unseenIds = {flagId for flagId in counts if "\\Seen" not in table[flagId]}
         first = -1
-        if unseenIds:
+        if unseenIds and marks is not None:
+            first = min(marks.find(flagId) for flagId in unseenIds)
+        elif unseenIds:
             first = next(i for i, flagId in enumerate(self._flagIds) if flagId in unseenIds)
         deletedIds = {flagId for flagId in counts if "\\Deleted" in table[flagId]}
         deletedSizes = (
@@ -264,12 +290,7 @@ class Listing(Sequence[MessageInfo]):
         """
         positions = self._positions
         if positions is None:
-            groups: dict[int, array.array[int]] = {}
-            for position, flagId in enumerate(self._flagIds):
-                group = groups.get(flagId)
-                if group is None:
-                    group = groups[flagId] = array.array("q")
-                group.append(position)
+            groups = self._groups()
             merged: dict[frozenset[str], array.array[int]] = {}
             for flagId, group in groups.items():
                 flags = self._flagTable[flagId]
@@ -279,6 +300,35 @@ class Listing(Sequence[MessageInfo]):
                     merged[flags] = group
             positions = self._positions = merged
         return positions
+
+    def _groups(self) -> dict[int, array.array[int]]:
+        """Flag-set number -> the positions of the messages that have it."""
+        marks = _flagBytes(self._flagIds, len(self._flagTable))
+        if marks is not None:
+            present = [flagId for flagId in range(len(self._flagTable)) if flagId in marks]
+            if len(present) <= _GROUPED_IN_C:
+                everyPosition = range(len(marks))
+                return {
+                    flagId: array.array(
+                        "q",
+                        itertools.compress(everyPosition, marks.translate(_only(flagId))),
+                    )
+                    for flagId in present
+                }
+        groups: dict[int, array.array[int]] = {}
+        for position, flagId in enumerate(self._flagIds):
+            group = groups.get(flagId)
+            if group is None:
+                group = groups[flagId] = array.array("q")
+            group.append(position)
+        return groups
+
+
+def _only(value: int) -> bytes:
+    """A C{bytes.translate} table that keeps C{value} (as 1) and makes every other byte 0."""
+    table = bytearray(256)
+    table[value] = 1
+    return bytes(table)
 
 
 #: Messages a listing keeps made after a look-up by UID (then it starts over):

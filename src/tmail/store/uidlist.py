@@ -26,8 +26,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tmail.store.dotlock import DotLock
@@ -37,26 +37,76 @@ from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
 FILENAME = "dovecot-uidlist"
 
 
-@dataclass
 class UidListData:
     """
     The parsed contents of a uidlist.
 
-    @ivar uids: base name -> UID, in increasing UID order.
+    @ivar uids: base name -> UID, in increasing UID order.  Taken up from
+        a saved index (L{UidListFile.resume}), it is made the first time it
+        is asked for: a restart that finds the folder unchanged never needs
+        it.
     @ivar fields: base name -> the extension fields Dovecot wrote on the line
         (kept verbatim so a rewrite does not lose them).
     """
 
-    uidValidity: int
-    nextUid: int
-    guid: str
-    uids: dict[str, int] = field(default_factory=dict)
-    fields: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("_make", "_uids", "fields", "guid", "nextUid", "uidValidity")
+
+    def __init__(
+        self,
+        uidValidity: int,
+        nextUid: int,
+        guid: str,
+        uids: dict[str, int] | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> None:
+        self.uidValidity = uidValidity
+        self.nextUid = nextUid
+        self.guid = guid
+        self._uids = {} if uids is None else uids
+        self.fields = {} if fields is None else fields
+        self._make: Callable[[], dict[str, int]] | None = None
 
     @classmethod
     def fresh(cls, notBefore: int = 0) -> UidListData:
         """A new, empty uidlist with a time-based UIDVALIDITY above C{notBefore}."""
         return cls(max(int(time.time()), notBefore + 1), 1, uuid.uuid4().hex)
+
+    @classmethod
+    def later(
+        cls,
+        uidValidity: int,
+        nextUid: int,
+        guid: str,
+        make: Callable[[], dict[str, int]],
+        fields: dict[str, str],
+    ) -> UidListData:
+        """Contents whose C{uids} are made by C{make()} when first asked for."""
+        data = cls(uidValidity, nextUid, guid, None, fields)
+        data._make = make
+        return data
+
+    @property
+    def made(self) -> bool:
+        """Whether C{uids} has been made."""
+        return self._make is None
+
+    @property
+    def uids(self) -> dict[str, int]:
+        make = self._make
+        if make is not None:
+            self._uids = make()
+            self._make = None
+        return self._uids
+
+    @uids.setter
+    def uids(self, uids: dict[str, int]) -> None:
+        self._uids = uids
+        self._make = None
+
+    def __repr__(self) -> str:
+        return (
+            f"UidListData(V{self.uidValidity} N{self.nextUid} G{self.guid}, {len(self.uids)} lines)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +258,9 @@ class UidListFile:
         #: The last complete line parsed, found again at the same offset
         #: before appended lines are trusted.
         self._lastLine = b""
+        #: The lines of a uidlist taken up from a saved index that are not
+        #: the index's messages (their base names are not indexed).
+        self.resumedOthers: list[tuple[str, int]] = []
 
     @property
     def unwritten(self) -> bool:
@@ -276,7 +329,9 @@ class UidListFile:
         if not self._parsedTo:
             return None
         others = [(base, uid) for base, uid in data.uids.items() if indexed.get(base) != uid]
-        if len(data.uids) - len(others) != len(indexed):
+        if len(data.uids) - len(others) != len(indexed) or any(
+            base in indexed for base, _ in others
+        ):
             return None
         return UidListState(
             self._stamp,
@@ -289,12 +344,14 @@ class UidListFile:
             dict(data.fields),
         )
 
-    def resume(self, state: UidListState, bases: list[str], uids: Iterable[int]) -> bool:
+    def resume(self, state: UidListState, bases: Sequence[str], uids: Sequence[int]) -> bool:
         """
         Take the uidlist up as L{state} left it, its lines those of C{state}
         and of the index's messages (C{bases} and C{uids}, in UID order),
         when the file is the same or only had lines appended (which are
-        read); C{False}, with nothing taken, otherwise.
+        read); C{False}, with nothing taken, otherwise.  The lines are made
+        into a mapping only when asked for (L{UidListData.uids}); until
+        then, L{resumedOthers} are the lines that are not the index's.
         """
         try:
             status = os.stat(self.path)
@@ -304,13 +361,19 @@ class UidListFile:
         saved = state.stamp
         if stamp[0] != saved[0] or stamp[2] < saved[2] or (stamp[2] == saved[2] and stamp != saved):
             return False
-        known = dict(zip(bases, uids, strict=True))
-        if state.others:
-            known.update(state.others)
-            known = dict(sorted(known.items(), key=operator.itemgetter(1)))
-        self.data = UidListData(
-            state.uidValidity, state.nextUid, state.guid, known, dict(state.fields)
+        others, indexedUids = list(state.others), uids
+
+        def make() -> dict[str, int]:
+            known = dict(zip(bases, indexedUids, strict=True))
+            if others:
+                known.update(others)
+                known = dict(sorted(known.items(), key=operator.itemgetter(1)))
+            return known
+
+        self.data = UidListData.later(
+            state.uidValidity, state.nextUid, state.guid, make, dict(state.fields)
         )
+        self.resumedOthers = others
         self._unwritten = None
         self._stamp, self._parsedTo, self._lastLine = saved, state.parsedTo, state.lastLine
         if stamp != saved and not self._readAppended(stamp):

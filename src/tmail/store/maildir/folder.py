@@ -21,7 +21,6 @@ import gc
 import itertools
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -660,8 +659,20 @@ class MaildirFolder:
                 _scan.listChanges, self._path, self._index.curNames(), set(self._index.newBases)
             )
         )
+        # Uidlist lines of files not indexed and not found: gone too.
+        uidlistOnly: dict[str, int] = {}
         if loading:
-            gone |= data.uids.keys() - found.keys() - self._index.byBase.keys()
+            if data.made:
+                indexed = self._index.byBase
+                lines: Iterable[tuple[str, int]] = (
+                    (base, uid) for base, uid in data.uids.items() if base not in indexed
+                )
+            else:
+                # Taken up from the saved index, which records them apart
+                # (none of their base names is indexed).
+                lines = self._uidlist.resumedOthers
+            uidlistOnly = {base: uid for base, uid in lines if base not in found}
+            gone |= uidlistOnly.keys()
         if gone and not current:
             again = await self._run(_scan.listDirectory, self._path / "cur")
             for base in gone & again.keys():
@@ -670,20 +681,21 @@ class MaildirFolder:
         moved = await self._run(_scan.moveNewToCur, self._path, found)
         arrived = {base for base in moved if base not in self._index.byBase}
 
-        removed = [uid for base in gone if (uid := self._index.byBase.get(base)) is not None]
+        removed = [
+            uid
+            for base in gone
+            if base not in uidlistOnly and (uid := self._index.byBase.get(base)) is not None
+        ]
         self._removeAll(removed)
         self._goneUnlogged += removed
-        if loading:
-            # A uidlist line whose file is gone, of a message the log never
-            # had: numbered and expunged by a process that could log neither
-            # (a full disk) before it stopped.
-            self._goneUnlogged += [
-                uid
-                for base in gone
-                if base not in self._index.byBase
-                and (uid := data.uids.get(base)) is not None
-                and not self._log.mayHaveLogged(uid)
-            ]
+        # A uidlist line whose file is gone, of a message the log never
+        # had: numbered and expunged by a process that could log neither
+        # (a full disk) before it stopped.
+        self._goneUnlogged += [
+            uid
+            for base, uid in uidlistOnly.items()
+            if base in gone and not self._log.mayHaveLogged(uid)
+        ]
         if removed:
             changed = True
         self._staleLines |= gone
@@ -694,7 +706,7 @@ class MaildirFolder:
                 continue
             index = self._index
             position = index.positionOf(known)
-            if index.bases[position] + index.suffixes[position] != filename:
+            if index.bases[position] + index.suffixAt(position) != filename:
                 flags = self._flagsOf(base, filename)
                 if flags != index.flagsAt(position):
                     index.update(known, flags, 0)
@@ -793,7 +805,7 @@ class MaildirFolder:
             unclaimed = []
             for uid in pending:
                 position = positions[uid]
-                logged = self._log.claim(uid, infoLetters(index.suffixes[position][1:]))
+                logged = self._log.claim(uid, infoLetters(index.suffixAt(position)[1:]))
                 if logged:
                     index.modseqs[position] = logged
                     self._changed(uid)
@@ -803,7 +815,7 @@ class MaildirFolder:
             gone = [uid for uid in gone if not self._log.hasExpunged(uid)]
             index.snapshot = None
         changes: list[tuple[int, str | None]] = [(uid, None) for uid in gone]
-        changes += [(uid, infoLetters(index.suffixes[positions[uid]][1:])) for uid in pending]
+        changes += [(uid, infoLetters(index.suffixAt(positions[uid])[1:])) for uid in pending]
         self._touched, self._goneUnlogged = set(), []
         if not changes:
             return
@@ -818,9 +830,9 @@ class MaildirFolder:
         index = self._index
         if not self._log.needsCompaction(len(index)):
             return
-        letters = {suffix: infoLetters(suffix[1:]) for suffix in set(index.suffixes)}
+        letters = [infoLetters(suffix[1:]) for suffix in index.suffixTable]
         states = list(
-            zip(index.uids, index.modseqs, map(letters.__getitem__, index.suffixes), strict=True)
+            zip(index.uids, index.modseqs, map(letters.__getitem__, index.suffixIds), strict=True)
         )
         try:
             await self._run(self._log.compact, states)
@@ -917,19 +929,10 @@ class MaildirFolder:
         """
         # Column at a time, in C loops where possible: a saved folder has
         # a hundred thousand messages, and a handful of distinct suffixes.
-        uids, suffixes = saved.uids, saved.suffixes
-        # Shared with the uidlist's base names: the same strings when the
-        # uidlist was taken up from the saved index, else interned by both.
-        bases = saved.bases if self._uidlistResumed else list(map(sys.intern, saved.bases))
-        bySuffix = {s: (self._flagsOf("", s), infoLetters(s[1:])) for s in set(suffixes)}
-        flagsOfSuffix = {suffix: flags for suffix, (flags, _) in bySuffix.items()}
-        flags = list(map(flagsOfSuffix.__getitem__, suffixes))
-        if self._memoryKeywords:
-            memory = self._memoryKeywords
-            flags = [
-                f | extra if (extra := memory.get(base)) else f
-                for f, base in zip(flags, bases, strict=True)
-            ]
+        # The base names stay packed until something needs them all.
+        uids, suffixIds, table = saved.uids, saved.suffixIds, saved.suffixTable
+        letters = [infoLetters(suffix[1:]) for suffix in table]
+        memory = self._memoryKeywords
         # Messages keep the mod-sequence the log has for the letters they
         # were saved with; the listing that follows finds those changed since.
         if resumed:
@@ -940,16 +943,23 @@ class MaildirFolder:
             for uid in self._log.resumedUids():
                 position = positionIn(uids, uid)
                 if position >= 0:
-                    letters = bySuffix[suffixes[position]][1]
-                    modseqs[position] = self._log.claimMatching(uid, letters)
+                    modseqs[position] = self._log.claimMatching(uid, letters[suffixIds[position]])
         else:
             modseqs = array.array(
-                "q",
-                map(self._log.claimMatching, uids, [bySuffix[suffix][1] for suffix in suffixes]),
+                "q", map(self._log.claimMatching, uids, map(letters.__getitem__, suffixIds))
             )
         touched = set(itertools.compress(uids, _zeros(modseqs)))
         self._index.restore(
-            uids, saved.inCur, bases, suffixes, flags, saved.sizes, saved.dates, modseqs
+            uids,
+            saved.inCur,
+            saved.bases,
+            suffixIds,
+            table,
+            [self._flagsOf("", suffix) for suffix in table],
+            saved.sizes,
+            saved.dates,
+            modseqs,
+            memory.get if memory else None,
         )
         self._touched = touched
         self._indexed = True
@@ -1000,7 +1010,8 @@ class MaildirFolder:
             index.uids,
             index.inCur,
             index.bases,
-            index.suffixes,
+            index.suffixIds,
+            index.suffixTable,
             index.sizes,
             index.dates,
             index.modseqs,
@@ -1086,7 +1097,7 @@ class MaildirFolder:
         index = self._index
         position = index.positionOf(entry.uid)
         directory = self._curDir if index.inCur[position] else self._newDir
-        return f"{directory}{os.sep}{index.bases[position]}{index.suffixes[position]}"
+        return f"{directory}{os.sep}{index.bases[position]}{index.suffixAt(position)}"
 
     def _notify(self) -> None:
         _changes.changed(self)

@@ -4,11 +4,15 @@ shared by every session that has the folder open.
 
 It keeps its messages as columns in UID order: machine arrays of UIDs,
 flag-set numbers (into a table of the folder's distinct sets of flags),
-sizes, dates and mod-sequences, one byte for C{cur/} or C{new/}, and the
-base names with their file name suffixes (one string per distinct
-suffix).  A hundred thousand messages cost a few megabytes, not an object
-or two per message; a message's L{MessageInfo} is made when asked for, and
-a listing for sessions is a copy of the columns.  Every change is recorded
+sizes, dates and mod-sequences, one byte for C{cur/} or C{new/}, the
+file name suffixes as numbers (into a table of the folder's distinct
+suffixes), and the base names.  A hundred thousand messages cost a few
+megabytes, not an object or two per message; a message's L{MessageInfo}
+is made when asked for, and a listing for sessions is a copy of the
+columns.  An index taken up from a saved one keeps its base names packed
+(L{PackedNames}) and makes the base name -> UID mapping and the set of
+names in C{new/} only when first asked for: a restart that finds the
+directories unchanged makes neither.  Every change is recorded
 in a L{ChangeLog} from which sessions catch up.  It touches no file: the
 folder applies what its file work found, in the reactor thread.
 """
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence, Set
 from tmail.interfaces import MessageInfo
 from tmail.store.listing import Listing, positionIn
 from tmail.store.maildir.changelog import ChangeLog
+from tmail.store.packednames import PackedNames
 
 __all__ = ["Entry", "FolderIndex"]
 
@@ -52,7 +57,7 @@ class Entry:
     def filename(self) -> str:
         index = self._index
         position = index.positionOf(self.uid)
-        return index.bases[position] + index.suffixes[position]
+        return index.bases[position] + index.suffixAt(position)
 
     @property
     def key(self) -> str:
@@ -73,10 +78,10 @@ class FolderIndex:
 
     @ivar uids: the UIDs, ascending; the other columns are in their order.
     @ivar inCur: 1 for a message in C{cur/}, 0 for one in C{new/}.
-    @ivar bases: the base names; C{suffixes}: what follows them in the file names.
+    @ivar bases: the base names (a list once changed, L{PackedNames} before).
+    @ivar suffixIds: what follows each base name in its file name, as a
+        position in L{suffixTable}.
     @ivar flagIds: each message's set of flags, as a position in L{flagTable}.
-    @ivar byBase: base name -> UID.
-    @ivar newBases: the base names of the messages in C{new/}.
     @ivar recent: the UIDs of the messages still recent for a session to claim.
     @ivar snapshot: the listing of the current state, once made (L{listing}).
     @ivar changes: every change, for sessions catching up.
@@ -95,17 +100,18 @@ class FolderIndex:
     def _empty(self) -> None:
         self.uids = array.array("q")
         self.inCur = bytearray()
-        self.bases: list[str] = []
-        self.suffixes: list[str] = []
+        self.bases: list[str] | PackedNames = []
+        self.suffixIds = array.array("I")
+        self.suffixTable: list[str] = []
         self.flagIds = array.array("I")
         self.sizes = array.array("q")
         self.dates = array.array("d")
         self.modseqs = array.array("q")
         self.flagTable: list[frozenset[str]] = []
         self._flagIdOf: dict[frozenset[str], int] = {}
-        self._suffixOf: dict[str, str] = {}
-        self.byBase: dict[str, int] = {}
-        self.newBases: set[str] = set()
+        self._suffixIdOf: dict[str, int] = {}
+        self._byBase: dict[str, int] | None = {}
+        self._newBases: set[str] | None = set()
         self.recent: set[int] = set()
         self.snapshot: Listing | None = None
         self.unsaved = 0
@@ -143,9 +149,51 @@ class FolderIndex:
             self.flagTable.append(flags)
         return number
 
-    def suffix(self, suffix: str) -> str:
-        """One string for each distinct file name suffix."""
-        return self._suffixOf.setdefault(suffix, suffix)
+    def suffixId(self, suffix: str) -> int:
+        """The number of a file name suffix in L{suffixTable}."""
+        number = self._suffixIdOf.get(suffix)
+        if number is None:
+            number = self._suffixIdOf[suffix] = len(self.suffixTable)
+            self.suffixTable.append(suffix)
+        return number
+
+    def suffixAt(self, position: int) -> str:
+        """What follows the base name in the file name of the message at C{position}."""
+        return self.suffixTable[self.suffixIds[position]]
+
+    @property
+    def suffixes(self) -> list[str]:
+        """Every message's file name suffix, in UID order (a new list)."""
+        return list(map(self.suffixTable.__getitem__, self.suffixIds))
+
+    @property
+    def byBase(self) -> dict[str, int]:
+        """Base name -> UID, made when first asked for."""
+        byBase = self._byBase
+        if byBase is None:
+            bases = self._listOfBases()
+            byBase = self._byBase = dict(zip(bases, self.uids, strict=True))
+        return byBase
+
+    @property
+    def newBases(self) -> set[str]:
+        """The base names of the messages in C{new/}, made when first asked for."""
+        newBases = self._newBases
+        if newBases is None:
+            newBases = self._newBases = set()
+            inCur, bases = self.inCur, self.bases
+            position = inCur.find(0)
+            while position >= 0:
+                newBases.add(bases[position])
+                position = inCur.find(0, position + 1)
+        return newBases
+
+    def _listOfBases(self) -> list[str]:
+        """The base names as a list, made from the packed ones (once) if need be."""
+        bases = self.bases
+        if isinstance(bases, PackedNames):
+            bases = self.bases = bases.tolist()
+        return bases
 
     def infoAt(self, position: int) -> MessageInfo:
         uid = self.uids[position]
@@ -184,11 +232,16 @@ class FolderIndex:
                 self.flagTable,
                 array.array("q", self.sizes),
                 array.array("d", self.dates),
-                list(self.bases),
+                self._basesCopy(),
                 array.array("q", self.modseqs),
                 frozenset(self.recent),
             )
         return self.snapshot
+
+    def _basesCopy(self) -> Sequence[str]:
+        """The base names, as a copy the index will not change (packed ones are immutable)."""
+        bases = self.bases
+        return bases if isinstance(bases, PackedNames) else list(bases)
 
     def curNames(self) -> Callable[[], Set[str]]:
         """
@@ -196,14 +249,15 @@ class FolderIndex:
         columns taken now: it may run in a file-work thread while the index
         changes.
         """
-        inCur, bases, suffixes = bytes(self.inCur), list(self.bases), list(self.suffixes)
+        inCur, bases = bytes(self.inCur), self._basesCopy()
+        suffixIds, table = self.suffixIds[:], list(self.suffixTable)
 
         def make() -> Set[str]:
             return set(
                 map(
                     operator.add,
                     itertools.compress(bases, inCur),
-                    itertools.compress(suffixes, inCur),
+                    map(table.__getitem__, itertools.compress(suffixIds, inCur)),
                 )
             )
 
@@ -218,13 +272,15 @@ class FolderIndex:
         """Move message C{uid} to a new file name."""
         position = self.positionOf(uid)
         base = self.bases[position]
-        self.suffixes[position] = self.suffix(filename[len(base) :])
+        self.suffixIds[position] = self.suffixId(filename[len(base) :])
         cur = subdir == "cur"
         self.inCur[position] = cur
-        if cur:
-            self.newBases.discard(base)
-        else:
-            self.newBases.add(base)
+        newBases = self._newBases
+        if newBases is not None:
+            if cur:
+                newBases.discard(base)
+            else:
+                newBases.add(base)
 
     def update(
         self, uid: int, flags: frozenset[str], modseq: int, recent: bool | None = None
@@ -253,15 +309,16 @@ class FolderIndex:
         cur = subdir == "cur"
         uids.insert(position, uid)
         self.inCur.insert(position, cur)
-        self.bases.insert(position, base)
-        self.suffixes.insert(position, self.suffix(filename[len(base) :]))
+        self._listOfBases().insert(position, base)
+        self.suffixIds.insert(position, self.suffixId(filename[len(base) :]))
         self.flagIds.insert(position, self.flagId(info.flags))
         self.sizes.insert(position, info.size)
         self.dates.insert(position, info.internaldate)
         self.modseqs.insert(position, info.modseq)
-        self.byBase[base] = uid
-        if not cur:
-            self.newBases.add(base)
+        if self._byBase is not None:
+            self._byBase[base] = uid
+        if not cur and self._newBases is not None:
+            self._newBases.add(base)
         if info.recent:
             self.recent.add(uid)
         self.changed(uid)
@@ -270,26 +327,46 @@ class FolderIndex:
         self,
         uids: array.array[int],
         inCur: bytes,
-        bases: list[str],
-        suffixes: list[str],
-        flags: Sequence[frozenset[str]],
+        bases: PackedNames,
+        suffixIds: array.array[int],
+        suffixTable: list[str],
+        suffixFlags: Sequence[frozenset[str]],
         sizes: array.array[int],
         dates: array.array[float],
         modseqs: array.array[int],
+        extraFlags: Callable[[str], frozenset[str] | None] | None = None,
     ) -> None:
-        """Start again from a saved index's columns."""
+        """
+        Start again from a saved index's columns: C{suffixFlags} are the
+        flags of each suffix of C{suffixTable}; C{extraFlags(base)}, when
+        given, those a message has on top of its suffix's.
+        """
         # In C loops: a saved folder has a hundred thousand messages, and a
         # handful of distinct suffixes and sets of flags.
         self.clear()
         self.uids = uids
         self.inCur = bytearray(inCur)
         self.bases = bases
-        self.suffixes = list(map(self._suffixOf.setdefault, suffixes, suffixes))
-        numbers = {distinct: self.flagId(distinct) for distinct in set(flags)}
-        self.flagIds = array.array("I", map(numbers.__getitem__, flags))
+        self.suffixTable = list(suffixTable)
+        self._suffixIdOf = {suffix: number for number, suffix in enumerate(self.suffixTable)}
+        if len(self._suffixIdOf) != len(self.suffixTable):
+            # The same suffix twice (a writer's mistake): one number for each.
+            self.suffixTable, self._suffixIdOf = [], {}
+            numbers = [self.suffixId(suffix) for suffix in suffixTable]
+            suffixIds = array.array("I", map(numbers.__getitem__, suffixIds))
+        self.suffixIds = suffixIds
+        flagNumbers = [self.flagId(flags) for flags in suffixFlags]
+        if flagNumbers == list(range(len(flagNumbers))):
+            self.flagIds = suffixIds[:]
+        else:
+            self.flagIds = array.array("I", map(flagNumbers.__getitem__, suffixIds))
+        if extraFlags is not None:
+            for position, base in enumerate(bases):
+                if extra := extraFlags(base):
+                    self.flagIds[position] = self.flagId(self.flagsAt(position) | extra)
         self.sizes, self.dates, self.modseqs = sizes, dates, modseqs
-        self.byBase = dict(zip(bases, uids, strict=True))
-        self.newBases = set(itertools.compress(bases, bytes(inCur).translate(_IN_NEW)))
+        self._byBase = None
+        self._newBases = None
 
     def removeAll(self, gone: Iterable[int]) -> list[str]:
         """
@@ -301,15 +378,18 @@ class FolderIndex:
             return []
         self.unsaved += len(gone)
         keep = bytes(uid not in gone for uid in self.uids)
-        removed = list(itertools.compress(self.bases, (not k for k in keep)))
+        bases = self._listOfBases()
+        removed = list(itertools.compress(bases, (not k for k in keep)))
         for base in removed:
-            del self.byBase[base]
-            self.newBases.discard(base)
+            if self._byBase is not None:
+                del self._byBase[base]
+            if self._newBases is not None:
+                self._newBases.discard(base)
         self.recent -= gone
         self.uids = array.array("q", itertools.compress(self.uids, keep))
         self.inCur = bytearray(itertools.compress(self.inCur, keep))
-        self.bases = list(itertools.compress(self.bases, keep))
-        self.suffixes = list(itertools.compress(self.suffixes, keep))
+        self.bases = list(itertools.compress(bases, keep))
+        self.suffixIds = array.array("I", itertools.compress(self.suffixIds, keep))
         self.flagIds = array.array("I", itertools.compress(self.flagIds, keep))
         self.sizes = array.array("q", itertools.compress(self.sizes, keep))
         self.dates = array.array("d", itertools.compress(self.dates, keep))
@@ -327,7 +407,8 @@ class FolderIndex:
         self._flagIdOf.clear()
         table, self.flagTable = self.flagTable, []
         changed = []
-        for position, (base, suffix) in enumerate(zip(self.bases, self.suffixes, strict=True)):
+        suffixes = self.suffixes
+        for position, (base, suffix) in enumerate(zip(self.bases, suffixes, strict=True)):
             flags = flagsOf(base, base + suffix)
             if flags != table[self.flagIds[position]]:
                 changed.append(self.uids[position])

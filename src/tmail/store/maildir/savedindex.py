@@ -22,27 +22,31 @@ an unchanged uidlist (or one with lines appended) is not read again.
 
 Layout: one ASCII header line, then the columns as machine arrays (UIDs,
 sizes, internal dates, mod-sequences), one byte per message for C{cur/} or
-C{new/}, the UIDs and mod-sequences of the expunges the log remembered,
-the base names and file name suffixes, NUL-separated, and the uidlist's
-state as JSON.
+C{new/}, each message's file name suffix as a number into the table of
+the folder's distinct suffixes, the UIDs and mod-sequences of the
+expunges the log remembered, where each base name starts in the block of
+names, then the base names (each followed by a NUL), the suffix table
+(NUL-separated), and the uidlist's state as JSON.  The base names are not
+made into strings when the index is read (L{PackedNames}): a restart
+that finds the directories unchanged never makes them all.
 """
 
 from __future__ import annotations
 
 import array
 import contextlib
-import itertools
 import json
 import os
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from tmail.store.fsutil import fsyncDirectory
 from tmail.store.modseq import LogState
+from tmail.store.packednames import PackedNames, packNames
 from tmail.store.uidlist import UidListState
 
 __all__ = [
@@ -59,14 +63,12 @@ __all__ = [
 
 #: The saved index of a folder: what the next process starts from.
 _SAVED_INDEX = "tmail-index"
-_SAVED_INDEX_MAGIC = "tmail-index 3"
+_SAVED_INDEX_MAGIC = "tmail-index 4"
 #: Folders smaller than this are quick to index from scratch: no saved index.
 _SAVED_INDEX_MIN = 1000
 
 #: The modification times (ns) and sizes of C{new/} and C{cur/}.
 DirectoryState = tuple[int, int, int, int]
-#: Names encoded into one piece of a saved index being written.
-_NAMES_PER_PIECE = 4096
 #: A state no directory has: an index saved with it is always checked by a listing.
 UNKNOWN_STATE: DirectoryState = (0, 0, 0, 0)
 
@@ -86,7 +88,8 @@ class SavedIndex:
     @ivar state: the directories' state it was current for (L{UNKNOWN_STATE}
         when it was saved while they could still change unseen).
     @ivar inCur: one byte per message, 1 for C{cur/}, 0 for C{new/}.
-    @ivar suffixes: what follows each base name in its file name (C{:2,S}).
+    @ivar suffixIds: what follows each base name in its file name (C{:2,S}),
+        as a position in C{suffixTable}.
     @ivar modseqs: each message's mod-sequence (0: not logged yet).
     @ivar log: where the mod-sequence log stood, C{None} when unknown.
     @ivar uidlist: where the uidlist stood, C{None} when unknown.
@@ -96,8 +99,9 @@ class SavedIndex:
     state: DirectoryState
     uids: array.array[int]
     inCur: bytes
-    bases: list[str]
-    suffixes: list[str]
+    bases: PackedNames
+    suffixIds: array.array[int]
+    suffixTable: list[str]
     sizes: array.array[int]
     dates: array.array[float]
     modseqs: array.array[int]
@@ -111,36 +115,37 @@ def encodeSavedIndex(
     uids: Sequence[int],
     inCur: Sequence[bool] | bytes | bytearray,
     bases: Sequence[str],
-    suffixes: Sequence[str],
+    suffixIds: Sequence[int],
+    suffixTable: Sequence[str],
     sizes: Sequence[int],
     dates: Sequence[float],
     modseqs: Sequence[int],
     log: LogState | None,
     uidlist: UidListState | None = None,
-) -> list[bytes]:
+) -> list[bytes | bytearray]:
     """
-    The bytes of a saved index of these columns, in pieces of moderate
-    size (no copy of the whole index is made at once).
+    The bytes of a saved index of these columns, in pieces (no copy of the
+    whole index is made at once).  C{bases} already packed are written as
+    they are.
     """
     expunged = log.expungedUids if log is not None else array.array("q")
+    names = bases if isinstance(bases, PackedNames) else packNames(bases)
+    table = "\0".join(suffixTable).encode("utf-8", "surrogateescape")
+    if len(suffixTable) and table.count(b"\0") != len(suffixTable) - 1:
+        raise ValueError("a suffix holds a NUL")
     body = [
         array.array("q", uids).tobytes(),
         array.array("q", sizes).tobytes(),
         array.array("d", dates).tobytes(),
         array.array("q", modseqs).tobytes(),
         bytes(inCur),
+        array.array("I", suffixIds).tobytes(),
         array.array("q", expunged).tobytes(),
         array.array("q", log.expungedModSeqs if log is not None else ()).tobytes(),
+        array.array("q", names.starts).tobytes(),
+        names.block,
+        table,
     ]
-    names = itertools.chain(bases, suffixes)
-    count = len(bases) + len(suffixes)
-    textSize = 0
-    for start in range(0, count, _NAMES_PER_PIECE):
-        text = "\0".join(itertools.islice(names, _NAMES_PER_PIECE))
-        if start + _NAMES_PER_PIECE < count:
-            text += "\0"
-        body.append(text.encode("utf-8", "surrogateescape"))
-        textSize += len(body[-1])
     uidlistSize = 0
     if uidlist is not None:
         body.append(_encodeUidList(uidlist))
@@ -156,7 +161,8 @@ def encodeSavedIndex(
             f"F{log.floor} P{log.topUid} E{len(expunged)} "
         )
     header = (
-        f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{uidValidity} C{len(uids)} T{textSize} "
+        f"{_SAVED_INDEX_MAGIC} {sys.byteorder} V{uidValidity} C{len(uids)} "
+        f"T{len(names.block)} X{len(table)} N{len(suffixTable)} "
         f"{logFields}U{uidlistSize} K{checksum} S{stamps}\n"
     ).encode("ascii")
     return [header, *body]
@@ -168,8 +174,30 @@ def parseSavedIndex(raw: bytes, uidValidity: int | None) -> SavedIndex | None:
     UIDVALIDITY (any, with C{None}), byte order or version.  Raises C{ValueError} (or
     C{IndexError}, C{KeyError}, C{UnicodeError}...) when it is damaged.
     """
-    headerEnd = raw.index(b"\n", 0, 1000)
-    header, _, stamps = raw[:headerEnd].decode("ascii").partition(" S")
+
+    def fill(buffer: memoryview, offset: int) -> None:
+        piece = raw[offset : offset + len(buffer)]
+        if len(piece) != len(buffer):
+            raise ValueError("short saved index")
+        buffer[:] = piece
+
+    return _parse(fill, len(raw), uidValidity)
+
+
+#: Fills a buffer from the saved index at an offset; C{ValueError} when short.
+_Fill = Callable[[memoryview, int], None]
+
+
+def _parse(fill: _Fill, size: int, uidValidity: int | None) -> SavedIndex | None:
+    """
+    L{parseSavedIndex} of an index of C{size} bytes read by C{fill}: each
+    column is read straight into its array, and the base names into the
+    block they stay in, with no copy of the whole file.
+    """
+    head = bytearray(min(size, 1000))
+    fill(memoryview(head), 0)
+    headerEnd = head.index(b"\n")
+    header, _, stamps = head[:headerEnd].decode("ascii").partition(" S")
     fields = header.split(" ")
     magic = f"{fields[0]} {fields[1]}"
     if magic != _SAVED_INDEX_MAGIC or fields[2] != sys.byteorder:
@@ -177,25 +205,42 @@ def parseSavedIndex(raw: bytes, uidValidity: int | None) -> SavedIndex | None:
     values = {field[:1]: int(field[1:]) for field in fields[3:]}
     if uidValidity is not None and values["V"] != uidValidity:
         return None
-    count, textSize = values["C"], values["T"]
-    if count < 0 or textSize < 0:
+    count, textSize, tableSize, suffixCount = values["C"], values["T"], values["X"], values["N"]
+    expunged, uidlistSize = values.get("E", 0), values.get("U", 0)
+    if min(count, textSize, tableSize, suffixCount, expunged, uidlistSize) < 0:
         raise ValueError("negative size")
     state = tuple(int(value) for value in stamps.split(" "))
     if len(state) != len(UNKNOWN_STATE):
         raise ValueError("wrong directory state")
-    if zlib.crc32(memoryview(raw)[headerEnd + 1 :]) != values["K"]:
+    offset = headerEnd + 1
+    expected = offset + 8 * (4 * count + 2 * expunged + count + 1) + 5 * count
+    if size != expected + textSize + tableSize + uidlistSize:
+        raise ValueError("wrong length")
+    checksum = 0
+
+    def read(buffer: memoryview) -> None:
+        nonlocal offset, checksum
+        fill(buffer, offset)
+        checksum = zlib.crc32(buffer, checksum)
+        offset += len(buffer)
+
+    def column(typecode: str, length: int) -> array.array[Any]:
+        made = array.array(typecode, [0]) * length
+        read(memoryview(made).cast("B"))
+        return made
+
+    uids, sizes = column("q", count), column("q", count)
+    dates, modseqs = column("d", count), column("q", count)
+    inCur = bytearray(count)
+    read(memoryview(inCur))
+    suffixIds = column("I", count)
+    expungedUids, expungedModSeqs = column("q", expunged), column("q", expunged)
+    starts = column("q", count + 1)
+    block, table, uidlistText = bytearray(textSize), bytearray(tableSize), bytearray(uidlistSize)
+    for buffer in (block, table, uidlistText):
+        read(memoryview(buffer))
+    if checksum != values["K"]:
         raise ValueError("wrong checksum")
-    uids, offset = _column(array.array("q"), raw, headerEnd + 1, count)
-    sizes, offset = _column(array.array("q"), raw, offset, count)
-    dates, offset = _column(array.array("d"), raw, offset, count)
-    modseqs, offset = _column(array.array("q"), raw, offset, count)
-    inCur = raw[offset : offset + count]
-    offset += count
-    expunged = values.get("E", 0)
-    if expunged < 0:
-        raise ValueError("negative size")
-    expungedUids, offset = _column(array.array("q"), raw, offset, expunged)
-    expungedModSeqs, offset = _column(array.array("q"), raw, offset, expunged)
     log = None
     if "I" in values:
         log = LogState(
@@ -208,28 +253,24 @@ def parseSavedIndex(raw: bytes, uidValidity: int | None) -> SavedIndex | None:
             expungedUids,
             expungedModSeqs,
         )
-    uidlistSize = values.get("U", 0)
-    if len(inCur) != count or uidlistSize < 0 or len(raw) != offset + textSize + uidlistSize:
-        raise ValueError("wrong length")
-    uidlist = None
-    if uidlistSize:
-        uidlist = _decodeUidList(raw[offset + textSize :])
-    text = raw[offset : offset + textSize]
-    names = text.decode("utf-8", "surrogateescape").split("\0") if count else []
-    if len(names) != 2 * count:
-        raise ValueError("wrong number of names")
-    # Strictly ascending and positive, checked in C loops.
-    if count and (uids[0] <= 0 or len(set(uids)) != count or sorted(uids) != uids.tolist()):
-        raise ValueError("UIDs out of order")
-    if "" in names[:count]:
-        raise ValueError("empty base name")
+    suffixTable = table.decode("utf-8", "surrogateescape").split("\0") if suffixCount else []
+    uidlist = _decodeUidList(bytes(uidlistText)) if uidlistSize else None
+    # What the checksum cannot vouch for (a writer's mistake), checked in
+    # C loops that do not make a string per message.
+    if len(suffixTable) != suffixCount or (count and max(suffixIds) >= suffixCount):
+        raise ValueError("wrong suffix table")
+    if starts[0] != 0 or starts[-1] != textSize or (count and block[-1:] != b"\0"):
+        raise ValueError("wrong names")
+    if count and (uids[0] <= 0 or uids[-1] >= 2**32 or uids[0] > uids[-1]):
+        raise ValueError("UIDs out of range")
     return SavedIndex(
         values["V"],
         (state[0], state[1], state[2], state[3]),
         uids,
-        inCur,
-        names[:count],
-        names[count:],
+        bytes(inCur),
+        PackedNames(block, starts),
+        suffixIds,
+        suffixTable,
         sizes,
         dates,
         modseqs,
@@ -274,16 +315,34 @@ def _decodeUidList(raw: bytes) -> UidListState:
 def readSavedIndex(folder: Path, uidValidity: int | None) -> SavedIndex | None:
     """The folder's saved index, or C{None} when it has no usable one."""
     try:
-        raw = (folder / _SAVED_INDEX).read_bytes()
+        fd = os.open(folder / _SAVED_INDEX, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+
+    def fill(buffer: memoryview, offset: int) -> None:
+        while buffer:
+            read = os.preadv(fd, [buffer], offset)
+            if not read:
+                raise ValueError("short saved index")
+            buffer, offset = buffer[read:], offset + read
+
     try:
-        return parseSavedIndex(raw, uidValidity)
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError, UnicodeError):
+        return _parse(fill, os.fstat(fd).st_size, uidValidity)
+    except (
+        OSError,
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        UnicodeError,
+    ):
         return None
+    finally:
+        os.close(fd)
 
 
-def writeSavedIndex(folder: Path, temporary: Path, pieces: Sequence[bytes]) -> None:
+def writeSavedIndex(folder: Path, temporary: Path, pieces: Sequence[bytes | bytearray]) -> None:
     """
     Replace the folder's saved index with the concatenated C{pieces}:
     written to C{temporary} (in C{tmp/}), fsync'ed, renamed into place.
@@ -306,17 +365,3 @@ def writeSavedIndex(folder: Path, temporary: Path, pieces: Sequence[bytes]) -> N
         raise
     with contextlib.suppress(OSError):
         fsyncDirectory(folder)
-
-
-_Number = TypeVar("_Number", int, float)
-
-
-def _column(
-    column: array.array[_Number], raw: bytes, offset: int, count: int
-) -> tuple[array.array[_Number], int]:
-    """Fill C{column} with C{count} items of C{raw} from C{offset}; return it and where it ended."""
-    end = offset + count * column.itemsize
-    column.frombytes(raw[offset:end])
-    if len(column) != count:
-        raise ValueError("short column")
-    return column, end
