@@ -18,6 +18,7 @@ from twisted.internet.defer import ensureDeferred
 from tmail.store.blocking import resultOf, unwrap
 from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, savedindex
 from tmail.store.maildir import folder as maildir
+from tmail.store.packednames import PackedNames
 
 COUNT = 40
 
@@ -347,3 +348,78 @@ def test_expunged_uids_stay_used_after_a_restart_from_a_saved_index(root: Path) 
     restarted.messages()
     assert deliver(restarted, 300) == uids[-1] + 1
     assert max(uidsByKey(BlockingMaildirStore(root).getFolder("INBOX")).values()) == uids[-1] + 1
+
+
+def body(n: int) -> bytes:
+    return b"Subject: %d\r\n\r\nbody %d\r\n" % (n, n)
+
+
+def contents(folder: MaildirFolder) -> dict[int, bytes]:
+    """Every message of the folder, by UID, as read from its file."""
+    folder.refresh()
+    found = {}
+    for message in folder.messages():
+        with folder.openMessage(message.uid) as f:
+            found[message.uid] = f.read()
+    return found
+
+
+def test_an_index_kept_compact_after_its_save_still_takes_every_change(root: Path) -> None:
+    """
+    Once saved, the index keeps its base names packed (as after a
+    restart): new mail, expunges, flag changes and another process's
+    delivery are all taken in, and every message still opens.
+    """
+    inbox = filled(root)
+    saveIndex(inbox)
+    assert isinstance(unwrap(inbox)._index.bases, PackedNames)
+    uids = [m.uid for m in inbox.messages()]
+    inbox.expunge([uids[3], uids[10]])
+    mine = deliver(inbox, 500)
+    inbox.setFlags(uids[5], {"\\Flagged"})
+    other = BlockingMaildirStore(root).getFolder("INBOX")
+    theirs = deliver(other, 600)
+    expected = {uid: body(n) for n, uid in enumerate(uids) if n not in (3, 10)}
+    expected |= {mine: body(500), theirs: body(600)}
+    assert contents(inbox) == expected
+    assert inbox.info(uids[5]).flags == {"\\Flagged"}
+    saveIndex(inbox)
+    assert contents(BlockingMaildirStore(root).getFolder("INBOX")) == expected
+    assert deliver(inbox, 700) == theirs + 1
+
+
+def test_expunged_uids_stay_used_over_a_folder_unchanged_since_the_save(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The uidlist's lines of expunged messages (not compacted away yet) are
+    taken up from the saved index even when nothing is listed.
+    """
+    inbox = filled(root)
+    uids = [m.uid for m in inbox.messages()]
+    inbox.expunge(uids[-3:])
+    settle(root)
+    before = view(inbox)
+    saveIndex(inbox)
+    counter = ListCounter(monkeypatch)
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
+    assert view(restarted) == before
+    assert "cur" not in counter.listed and "new" not in counter.listed
+    assert deliver(restarted, 301) == uids[-1] + 1
+    expected = {uid: body(n) for n, uid in enumerate(uids[:-3])} | {uids[-1] + 1: body(301)}
+    assert contents(restarted) == expected
+
+
+def test_mail_another_process_delivers_after_a_restart_over_an_unchanged_folder(
+    root: Path,
+) -> None:
+    inbox = filled(root)
+    uids = [m.uid for m in inbox.messages()]
+    settle(root)
+    view(inbox)
+    saveIndex(inbox)
+    restarted = BlockingMaildirStore(root).getFolder("INBOX")
+    restarted.messages()
+    theirs = deliver(BlockingMaildirStore(root).getFolder("INBOX"), 800)
+    assert theirs == uids[-1] + 1
+    assert contents(restarted) == {uid: body(n) for n, uid in enumerate(uids)} | {theirs: body(800)}

@@ -63,3 +63,44 @@ def test_a_position_past_the_end_is_an_index_error() -> None:
 def test_a_name_holding_a_nul_cannot_be_packed() -> None:
     with pytest.raises(ValueError):
         packNames(["a\0b"])
+
+
+@given(NAMES, st.data())
+def test_names_kept_are_those_marked_in_order(names: list[str], data: st.DataObject) -> None:
+    keep = bytes(data.draw(st.lists(st.booleans(), min_size=len(names), max_size=len(names))))
+    packed = packNames(names)
+    kept = packed.kept(keep)
+    expected = [name for name, marked in zip(names, keep, strict=True) if marked]
+    assert kept.tolist() == expected
+    assert [kept[i] for i in range(len(expected))] == expected
+    assert packed.tolist() == names
+
+
+@given(NAMES, NAMES)
+def test_names_appended_are_read_back_and_views_keep_what_they_had(
+    first: list[str], more: list[str]
+) -> None:
+    packed = packNames(first)
+    view = packed.view()
+    made = packed.tolist()
+    for name in more:
+        packed.append(name)
+    assert packed.tolist() == first + more
+    assert [packed[i] for i in range(len(first + more))] == first + more
+    assert list(packed) == first + more
+    assert view.tolist() == made == first
+    assert list(view) == first
+    assert len(view) == len(first)
+    with pytest.raises(IndexError):
+        view[len(first)]
+    again = PackedNames(bytes(packed.block), packed.starts[:])
+    assert again.tolist() == first + more
+
+
+def test_a_view_is_not_appended_to() -> None:
+    packed = packNames(["a"])
+    view = packed.view()
+    with pytest.raises(ValueError):
+        view.append("c")
+    packed.append("b")
+    assert view.tolist() == ["a"]

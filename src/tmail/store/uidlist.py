@@ -33,6 +33,7 @@ from pathlib import Path
 from tmail.store.dotlock import DotLock
 from tmail.store.flags import splitFilename
 from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
+from tmail.store.packednames import PackedNames
 
 FILENAME = "dovecot-uidlist"
 
@@ -361,10 +362,45 @@ class UidListFile:
         saved = state.stamp
         if stamp[0] != saved[0] or stamp[2] < saved[2] or (stamp[2] == saved[2] and stamp != saved):
             return False
-        others, indexedUids = list(state.others), uids
+        self._takeUp(state, bases, uids)
+        self._unwritten = None
+        self._stamp, self._parsedTo, self._lastLine = saved, state.parsedTo, state.lastLine
+        if stamp != saved and not self._readAppended(stamp):
+            self.invalidate()
+            return False
+        return True
+
+    def pack(self, state: UidListState, bases: Sequence[str], uids: Sequence[int]) -> bool:
+        """
+        A folder's index was just saved with L{state} (taken by L{state}
+        from the index's C{bases} and C{uids}): keep the lines as a process
+        taking them up from that saved index would, made into a mapping
+        only when next asked for.  Nothing is done (C{False}) when the
+        uidlist changed since.
+        """
+        data = self.data
+        if (
+            data is None
+            or self._unwritten is not None
+            or self._stamp != state.stamp
+            or self._parsedTo != state.parsedTo
+            or data.uidValidity != state.uidValidity
+            or data.nextUid != state.nextUid
+            or len(data.uids) != len(bases) + len(state.others)
+        ):
+            return False
+        self._takeUp(state, bases, uids)
+        return True
+
+    def _takeUp(self, state: UidListState, bases: Sequence[str], uids: Sequence[int]) -> None:
+        """Lines: those of C{state} and the index's (C{bases}, C{uids}), made when asked for."""
+        others = list(state.others)
+        indexedBases = bases.view() if isinstance(bases, PackedNames) else list(bases)
+        indexedUids = uids[:]
 
         def make() -> dict[str, int]:
-            known = dict(zip(bases, indexedUids, strict=True))
+            names = indexedBases.tolist() if isinstance(indexedBases, PackedNames) else indexedBases
+            known = dict(zip(names, indexedUids, strict=True))
             if others:
                 known.update(others)
                 known = dict(sorted(known.items(), key=operator.itemgetter(1)))
@@ -374,12 +410,6 @@ class UidListFile:
             state.uidValidity, state.nextUid, state.guid, make, dict(state.fields)
         )
         self.resumedOthers = others
-        self._unwritten = None
-        self._stamp, self._parsedTo, self._lastLine = saved, state.parsedTo, state.lastLine
-        if stamp != saved and not self._readAppended(stamp):
-            self.invalidate()
-            return False
-        return True
 
     def _readAppended(self, stamp: tuple[int, int, int]) -> bool:
         """

@@ -81,6 +81,7 @@ from tmail.store.maildir.pending import (
     _uniqueName,
 )
 from tmail.store.maildir.savedindex import _SAVED_INDEX, _SAVED_INDEX_MIN
+from tmail.store.packednames import PackedNames, packNames
 from tmail.store.quota import MaildirQuota, messageSize
 from tmail.store.retained import Reader, RetainedFiles
 
@@ -1004,19 +1005,22 @@ class MaildirFolder:
         if self._unsettled or self._dirStamp != (state[0], state[2]):
             state = _savedindex.UNKNOWN_STATE
         index = self._index
+        serial = index.changes.serial
+        names = index.bases if isinstance(index.bases, PackedNames) else packNames(index.bases)
+        uidlist = self._uidlist.state(index.byBase)
         data = _savedindex.encodeSavedIndex(
             self._uidValidity,
             state,
             index.uids,
             index.inCur,
-            index.bases,
+            names,
             index.suffixIds,
             index.suffixTable,
             index.sizes,
             index.dates,
             index.modseqs,
             self._log.state(),
-            self._uidlist.state(index.byBase),
+            uidlist,
         )
         temporary = self._path / "tmp" / f"{_uniqueName()}.{_SAVED_INDEX}"
         try:
@@ -1025,7 +1029,13 @@ class MaildirFolder:
             _log.warn("Could not save the index of {folder!r}: {error}", folder=self, error=e)
             return
         self._index.unsaved = 0
-        # The encoded copy of a large index is freed now.
+        if index is self._index and index.changes.serial == serial:
+            # As compact as after a restart: the names packed, the maps made
+            # again when next needed (by a listing after a change).
+            if uidlist is not None:
+                self._uidlist.pack(uidlist, names, index.uids)
+            index.pack(names)
+        # The encoded copy of a large index (and the strings packed) are freed now.
         await self._run(releaseFreedMemory)
 
     async def _maybeSaveIndex(self) -> None:

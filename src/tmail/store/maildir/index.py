@@ -23,7 +23,7 @@ import array
 import bisect
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 
 from tmail.interfaces import MessageInfo
 from tmail.store.listing import Listing, positionIn
@@ -180,13 +180,23 @@ class FolderIndex:
         """The base names of the messages in C{new/}, made when first asked for."""
         newBases = self._newBases
         if newBases is None:
-            newBases = self._newBases = set()
-            inCur, bases = self.inCur, self.bases
-            position = inCur.find(0)
-            while position >= 0:
-                newBases.add(bases[position])
-                position = inCur.find(0, position + 1)
+            bases = self.bases
+            newBases = self._newBases = {bases[p] for p in _zeroPositions(self.inCur)}
         return newBases
+
+    def pack(self, names: PackedNames) -> None:
+        """
+        Keep the base names packed from now on (C{names} are the index's
+        base names as they are), and the maps made from them only when
+        next asked for: an index built from the directories becomes as
+        compact as one taken up from a saved index.
+        """
+        if len(names) != len(self.uids):
+            raise ValueError("one name per message")
+        self.bases = names
+        self._byBase = None
+        self._newBases = None
+        self.snapshot = None
 
     def _listOfBases(self) -> list[str]:
         """The base names as a list, made from the packed ones (once) if need be."""
@@ -241,7 +251,7 @@ class FolderIndex:
     def _basesCopy(self) -> Sequence[str]:
         """The base names, as a copy the index will not change (packed ones are immutable)."""
         bases = self.bases
-        return bases if isinstance(bases, PackedNames) else list(bases)
+        return bases.view() if isinstance(bases, PackedNames) else list(bases)
 
     def curNames(self) -> Callable[[], Set[str]]:
         """
@@ -309,7 +319,11 @@ class FolderIndex:
         cur = subdir == "cur"
         uids.insert(position, uid)
         self.inCur.insert(position, cur)
-        self._listOfBases().insert(position, base)
+        bases = self.bases
+        if isinstance(bases, PackedNames) and position == len(bases):
+            bases.append(base)
+        else:
+            self._listOfBases().insert(position, base)
         self.suffixIds.insert(position, self.suffixId(filename[len(base) :]))
         self.flagIds.insert(position, self.flagId(info.flags))
         self.sizes.insert(position, info.size)
@@ -378,8 +392,8 @@ class FolderIndex:
             return []
         self.unsaved += len(gone)
         keep = bytes(uid not in gone for uid in self.uids)
-        bases = self._listOfBases()
-        removed = list(itertools.compress(bases, (not k for k in keep)))
+        bases = self.bases
+        removed = [bases[position] for position in _zeroPositions(keep)]
         for base in removed:
             if self._byBase is not None:
                 del self._byBase[base]
@@ -388,7 +402,11 @@ class FolderIndex:
         self.recent -= gone
         self.uids = array.array("q", itertools.compress(self.uids, keep))
         self.inCur = bytearray(itertools.compress(self.inCur, keep))
-        self.bases = list(itertools.compress(bases, keep))
+        self.bases = (
+            bases.kept(keep)
+            if isinstance(bases, PackedNames)
+            else list(itertools.compress(bases, keep))
+        )
         self.suffixIds = array.array("I", itertools.compress(self.suffixIds, keep))
         self.flagIds = array.array("I", itertools.compress(self.flagIds, keep))
         self.sizes = array.array("q", itertools.compress(self.sizes, keep))
@@ -416,3 +434,11 @@ class FolderIndex:
             self.flagIds[position] = self.flagId(flags)
         self.snapshot = None
         return changed
+
+
+def _zeroPositions(marks: bytes | bytearray) -> Iterator[int]:
+    """The positions of the 0 bytes of C{marks}, found in C loops."""
+    position = marks.find(0)
+    while position >= 0:
+        yield position
+        position = marks.find(0, position + 1)
