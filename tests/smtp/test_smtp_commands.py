@@ -7,7 +7,8 @@ import base64
 from twisted.cred.credentials import UsernamePassword
 from twisted.trial.unittest import SynchronousTestCase
 
-from tmail.smtp.commands import CommandError, MailFrom, RcptTo, parseMailFrom, parseRcptTo
+from tmail.delivery.envelope import MailFrom, RcptTo
+from tmail.smtp.commands import CommandError, parseMailFrom, parseRcptTo
 from tmail.smtp.sasl import Login, MalformedResponseError, Plain, decodeResponse
 
 

@@ -191,8 +191,9 @@ class DSNTests(SessionTestCase):
             ),
             b"250 2.1.5 Ok",
         )
-        self.assertEqual(self.session.protocol._rcpts[0].notify, ("SUCCESS", "FAILURE"))
-        self.assertEqual(self.session.protocol._mail.envid, "QQ314159")
+        transaction = self.session.protocol._transaction
+        self.assertEqual(transaction.recipients[0].rcpt.notify, ("SUCCESS", "FAILURE"))
+        self.assertEqual(transaction.mail.envid, "QQ314159")
 
     def test_bad_dsn_parameters_are_501(self) -> None:
         self.assertEqual(self.session.command(b"MAIL FROM:<s@remote.example> RET=ALL")[:3], b"501")

@@ -9,15 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tmail.smtp.headers import (
-    HELO_PLACEHOLDER,
-    Trace,
-    addressLiteral,
-    isHeaderField,
-    protocolName,
-    sanitiseHelo,
-    traceHeaders,
-)
+from tmail.delivery.trace import Trace, addressLiteral, protocolName, traceHeaders
+from tmail.smtp.headers import HELO_PLACEHOLDER, isHeaderField, sanitiseHelo
 
 TRACE = Trace(
     helo="client.example.org",

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from tmail.errors import StoreError
 
 if TYPE_CHECKING:
-    from tmail.smtp.commands import MailFrom, RcptTo
+    from tmail.delivery.envelope import MailFrom, RcptTo
 
 __all__ = [
     "FORMAT_VERSION",

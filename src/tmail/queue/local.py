@@ -24,13 +24,13 @@ from typing import Any, BinaryIO
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
+from tmail.delivery.local import LocalDelivery, MailboxMessage, commitAll
+from tmail.delivery.trace import Trace
 from tmail.errors import NotHostedDomain, RecipientError, StoreFull, UnknownRecipient
 from tmail.interfaces import IMailRealm
 from tmail.queue.dsn import xtextEncode
 from tmail.queue.entry import Diagnostic, Envelope, QueueEntry, Recipient
 from tmail.queue.outbox import Outbox
-from tmail.smtp.delivery import LocalDelivery, MailboxMessage, commitAll
-from tmail.smtp.headers import Trace
 
 __all__ = ["LocalResult", "LocalTransport"]
 
@@ -184,7 +184,7 @@ class LocalTransport:
         if pending is not None and self.outbox is not None:
             self.outbox.committed(forwarded.id)
         refused = await commitAll(copies, self.runInThread)
-        return {copy.user for copy in refused}
+        return {str(copy.destination) for copy in refused}
 
 
 def _failed(status: str, text: str) -> LocalResult:

@@ -40,6 +40,7 @@ from tmail.smtp.data import ChunkReader
 
 if TYPE_CHECKING:
     from tmail.smtp.factory import SMTPFactory
+    from tmail.smtp.transaction import Transaction
 
 __all__ = ["BURLCommand", "burlAuthority"]
 
@@ -81,9 +82,9 @@ class BURLCommand:
         def _endOfChunk(self) -> None: ...
         def _resetTransaction(self) -> None: ...
 
-        _mail: Any
+        _transaction: Transaction | None
         _lost: bool
-        _dataRecipients: list[tuple[str, list[str]]]
+        _dataTransaction: Transaction | None
         _scanner: Any
         _dataContext: Any
         _observers: list[Callable[[bytes], None]]
@@ -115,8 +116,8 @@ class BURLCommand:
             if refusal is not None:
                 self.reply(NO_RECIPIENTS if refusal.code == 503 else refusal)
                 return
-            mail = self._mail
-            if mail is not None and mail.body == "BINARYMIME":
+            transaction = self._transaction
+            if transaction is not None and transaction.mail.body == "BINARYMIME":
                 self.reply(Reply(554, "5.6.3", "Conversion required but not supported"))
                 return
             if not self._startMessage():
@@ -182,7 +183,7 @@ class BURLCommand:
         """A refused BURL: the message and its transaction are over."""
         self._abortMessages()
         self._reader = None
-        self._dataRecipients = []
+        self._dataTransaction = None
         self._scanner = None
         self._dataContext = None
         self._observers = []

@@ -20,11 +20,11 @@ from twisted.python.failure import Failure
 from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import OverQuotaPolicy, SenderCheck, SMTPSettings, SubmissionSettings
 from tmail.connections import ConnectionCounter
+from tmail.delivery.groupcommit import GroupPublisher
+from tmail.delivery.local import LocalDelivery, publishAll
 from tmail.interfaces import IFreeSpace, ILoginThrottle, IMailRealm
 from tmail.queue.outbox import Outbox
 from tmail.smtp.burl import burlAuthority
-from tmail.smtp.delivery import LocalDelivery, publishAll
-from tmail.smtp.groupcommit import GroupPublisher
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import SMTPServer
 from tmail.smtp.submission import SenderRules

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import CertificateOptions
@@ -49,15 +49,17 @@ from twisted.internet.ssl import CertificateOptions
 from tmail.auth.throttle import AuthThrottle
 from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.schema import AuthSettings, LMTPSettings, OverQuotaPolicy
+from tmail.delivery.destination import Destination
+from tmail.delivery.local import LocalDelivery
+from tmail.delivery.trace import Trace
 from tmail.errors import NotHostedDomain, RecipientError
 from tmail.interfaces import Destinations, IMailRealm
 from tmail.queue.outbox import Outbox
 from tmail.smtp.commands import Reply
-from tmail.smtp.delivery import LocalDelivery
 from tmail.smtp.factory import SMTPFactory
-from tmail.smtp.headers import Trace
 from tmail.smtp.policy import ISMTPPolicy
 from tmail.smtp.server import INTERNAL_ERROR, SMTPServer
+from tmail.smtp.transaction import AcceptedRecipient
 
 __all__ = ["HostedOnlyDelivery", "LMTPFactory", "LMTPServer", "lmtpProtocolName"]
 
@@ -125,16 +127,18 @@ class LMTPServer(SMTPServer):
         super().reply(reply)
 
     def answerData(
-        self, recipients: list[tuple[str, list[str]]], outcome: Reply | dict[str, Reply]
+        self,
+        recipients: Sequence[AcceptedRecipient],
+        outcome: Reply | Mapping[Destination, Reply],
     ) -> None:
         """
         One reply per recipient, in RCPT order, naming it: C{outcome} itself
         when it is one reply for the whole message, else the first refusal
-        among the recipient's users, else the first user's success.
+        among the recipient's destinations, else the first one's success.
         """
-        for address, users in recipients:
-            reply = _outcomeFor(users, outcome)
-            answer = Reply(reply.code, reply.status, f"<{address}> {reply.text}")
+        for recipient in recipients:
+            reply = _outcomeFor(recipient.destinations, outcome)
+            answer = Reply(reply.code, reply.status, f"<{recipient.address}> {reply.text}")
             self.sendCode(answer.code, answer.line())
 
     def _trace(self) -> Trace:
@@ -142,11 +146,13 @@ class LMTPServer(SMTPServer):
         return dataclasses.replace(trace, protocol=lmtpProtocolName(trace.protocol))
 
 
-def _outcomeFor(users: list[str], outcome: Reply | dict[str, Reply]) -> Reply:
-    """What one recipient, resolved to C{users}, is told at the end of DATA."""
+def _outcomeFor(
+    destinations: Sequence[Destination], outcome: Reply | Mapping[Destination, Reply]
+) -> Reply:
+    """What one recipient, led to C{destinations}, is told at the end of DATA."""
     if isinstance(outcome, Reply):
         return outcome
-    replies = [outcome[user] for user in users if user in outcome]
+    replies = [outcome[d] for d in destinations if d in outcome]
     for reply in replies:
         if reply.code >= 400:
             return reply

@@ -33,7 +33,7 @@ were given: those of C{connect} and C{helo} to every message of the
 session, those of C{rcpt} only to the copies for that recipient's users
 (so a message whose users get different fields is not stored as one
 shared file).
-See L{tmail.smtp.delivery} for how fields of the C{data} stage get in front
+See L{tmail.delivery.local} for how fields of the C{data} stage get in front
 of content already written.
 
 The header fields are what a policy sees of the message: DKIM signs some
@@ -67,7 +67,8 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from tmail.config.schema import PolicySettings
-from tmail.smtp.commands import MailFrom, Reply
+from tmail.delivery.envelope import MailFrom
+from tmail.smtp.commands import Reply
 from tmail.smtp.headerblock import fieldValues
 
 __all__ = [

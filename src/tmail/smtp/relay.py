@@ -7,9 +7,9 @@ C{NOTIFY=SUCCESS}, RFC 3461 5.2.2).
 
 The queued copy starts with the server's C{Received} field only:
 C{Return-Path} and C{Delivered-To} are for final delivery.  It is one more
-copy among the local users' (L{tmail.smtp.delivery.commitAll} publishes it
-with them), keyed by L{QUEUE} where the server keeps per-user outcomes, so
-C{250} means it is durable in the queue.
+copy among the local users' (L{tmail.delivery.local.commitAll} publishes it
+with them), its destination L{OUTBOUND_QUEUE} among the users', so C{250}
+means it is durable in the queue.
 """
 
 from __future__ import annotations
@@ -18,19 +18,16 @@ import io
 import time
 from collections.abc import Sequence
 
+from tmail.delivery.destination import OUTBOUND_QUEUE
+from tmail.delivery.envelope import MailFrom, RcptTo
+from tmail.delivery.local import MailboxMessage
+from tmail.delivery.trace import Trace
 from tmail.queue.dsn import buildReport, xtextEncode
 from tmail.queue.entry import Envelope, Notice, QueueEntry, Recipient, State
 from tmail.queue.local import DELIVERED
 from tmail.queue.outbox import Outbox
-from tmail.smtp.commands import MailFrom, RcptTo
-from tmail.smtp.delivery import MailboxMessage
-from tmail.smtp.headers import Trace
 
-__all__ = ["QUEUE", "HeaderCapture", "beginQueued", "localSuccessReport", "queueEnvelope"]
-
-#: Where per-user outcomes name the outbound queue's copy (no address can
-#: be spelled this way).
-QUEUE = "(outbound queue)"
+__all__ = ["HeaderCapture", "beginQueued", "localSuccessReport", "queueEnvelope"]
 
 #: How much of a message's header section a success notice returns.
 HEADER_LIMIT = 64 * 1024
@@ -71,7 +68,7 @@ def beginQueued(
     return MailboxMessage(
         outbox.begin(envelope),
         headers + trace.received(None),
-        QUEUE,
+        OUTBOUND_QUEUE,
         headersAt=len(headers),
         hold=lateHeaders,
     )

@@ -62,7 +62,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -77,18 +77,20 @@ from twisted.python.failure import Failure
 from tmail.auth.policy import isSecure, peerHost
 from tmail.auth.throttle import settle
 from tmail.connections import Refusal, sendPromptly
+from tmail.delivery.destination import OUTBOUND_QUEUE, Destination, LocalUser
+from tmail.delivery.envelope import MailFrom, RcptTo
+from tmail.delivery.local import MailboxMessage, commitAll
+from tmail.delivery.trace import Trace, protocolName
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
 from tmail.interfaces import Destinations, ILoginAttempt, IMailFolder
 from tmail.smtp.burl import BURLCommand
-from tmail.smtp.commands import CommandError, MailFrom, RcptTo, Reply, parseMailFrom, parseRcptTo
+from tmail.smtp.commands import CommandError, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.deadlines import Deadline, SessionDeadlines
-from tmail.smtp.delivery import MailboxMessage, commitAll
 from tmail.smtp.headerblock import HeaderScanner
-from tmail.smtp.headers import Trace, protocolName, sanitiseHelo
+from tmail.smtp.headers import sanitiseHelo
 from tmail.smtp.policy import NO_OBJECTION, PolicyContext, Stage, Verdict, consult
 from tmail.smtp.relay import (
-    QUEUE,
     HeaderCapture,
     beginQueued,
     localSuccessReport,
@@ -98,6 +100,7 @@ from tmail.smtp.relay import (
 from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
 from tmail.smtp.submission import WATCHED_FIELDS, missingFields
 from tmail.smtp.synchronization import EARLY_TALKER, UNSYNCHRONIZED, mayBePipelined
+from tmail.smtp.transaction import AcceptedRecipient, Transaction
 
 if TYPE_CHECKING:
     from tmail.queue.entry import QueueEntry
@@ -175,37 +178,23 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         self._esmtp = False
         self._user: str | None = None
         self._mechanism: Mechanism | None = None
-        self._sender: str | None = None
-        self._mail: MailFrom | None = None
-        self._declaredSize = 0
-        #: What each accepted RCPT asked for (DSN NOTIFY, ORCPT), and the
-        #: addresses elsewhere it leads to (in step with _recipients).
-        self._rcpts: list[RcptTo] = []
-        self._remote: list[tuple[str, ...]] = []
-        #: The message in DATA: its MAIL and RCPTs, and its header section
-        #: when a success notice will return it.
-        self._dataMail: MailFrom | None = None
-        self._dataRcpts: list[RcptTo] = []
+        #: The transaction whose commands are arriving (from MAIL on).
+        self._transaction: Transaction | None = None
+        #: The transaction whose content is arriving: what the replies at
+        #: its end are about; and its header section, when a success notice
+        #: will return it.
+        self._dataTransaction: Transaction | None = None
         self._capture: HeaderCapture | None = None
         self._reader: DataReader | ChunkReader | None = None
         #: BDAT: whether the chunk being read is the last, and its size.
         self._lastChunk = False
         self._chunkSize = 0
-        self._recipients: list[tuple[str, list[str]]] = []
-        #: The INBOX of each local user of the accepted recipients, found
-        #: at RCPT so that the message's content waits for nothing.
-        self._inboxes: dict[str, IMailFolder] = {}
-        #: The accepted recipients of the message in DATA: what the replies
-        #: at its end are about.
-        self._dataRecipients: list[tuple[str, list[str]]] = []
         self._messages: list[MailboxMessage] = []
         self._queueID = ""
-        #: Header fields policies added at connect, HELO, MAIL and (per
-        #: accepted recipient, in step with _recipients) RCPT.
+        #: Header fields policies added at connect and HELO (those of MAIL
+        #: and RCPT are the transaction's).
         self._connectHeaders = b""
         self._heloHeaders = b""
-        self._mailHeaders = b""
-        self._rcptHeaders: list[bytes] = []
         #: A policy refused the connection with 554: only QUIT is served.
         self._refusedSession = False
         #: The connection is gone (a policy may answer after that).
@@ -338,7 +327,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
 
     def _inTransaction(self) -> bool:
         """Whether a transaction's commands or content are still to come."""
-        return self._sender is not None or self._reader is not None
+        return self._transaction is not None or self._reader is not None
 
     # Input
 
@@ -504,6 +493,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
 
     def _context(self, stage: Stage, **known: Any) -> PolicyContext:
         """What the policies are told at C{stage}: the session, and C{known}."""
+        transaction = self._transaction
         fields: dict[str, Any] = {
             "clientAddress": peerHost(self.transport),
             "hostname": self.factory.hostname,
@@ -511,9 +501,9 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             "tls": isSecure(self.transport),
             "helo": self._heloName,
             "user": self._user,
-            "sender": self._sender,
-            "mail": self._mail,
-            "recipients": tuple(address for address, _ in self._recipients),
+            "sender": transaction.sender if transaction is not None else None,
+            "mail": transaction.mail if transaction is not None else None,
+            "recipients": tuple(r.address for r in transaction.recipients) if transaction else (),
         }
         fields.update(known)
         return PolicyContext(stage, **fields)
@@ -706,7 +696,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         if self._heloName is None:
             self.reply(Reply(503, "5.5.1", "Error: send HELO/EHLO first"))
             return
-        if self._sender is not None:
+        if self._transaction is not None:
             self.reply(Reply(503, "5.5.1", "Error: nested MAIL command"))
             return
         if self.factory.submission and self._user is None:
@@ -740,15 +730,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 self._logRefusal("mail", verdict.refusal)
                 self.reply(verdict.refusal)
                 return
-            self._sender = mail.sender
-            self._mail = mail
-            self._declaredSize = mail.size or 0
-            self._recipients = []
-            self._rcpts = []
-            self._remote = []
-            self._rcptHeaders = []
-            self._inboxes = {}
-            self._mailHeaders = verdict.headers
+            self._transaction = Transaction(mail, verdict.headers)
             self._deadlines.transactionStarted()
             self.reply(Reply(250, "2.1.0", "Ok"))
 
@@ -770,16 +752,17 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         self._wait(self.factory.freeSpace().addCallback(measured))
 
     def do_RCPT(self, rest: bytes) -> None:
-        if self._sender is None:
+        transaction = self._transaction
+        if transaction is None:
             self.reply(Reply(503, "5.5.1", "Error: need MAIL command"))
             return
         try:
-            rcpt = parseRcptTo(rest, utf8=self._mail is not None and self._mail.utf8)
+            rcpt = parseRcptTo(rest, utf8=transaction.mail.utf8)
         except CommandError as refusal:
             self.reply(refusal.reply)
             return
         address = rcpt.address
-        if len(self._recipients) >= self.factory.settings.max_recipients:
+        if len(transaction.recipients) >= self.factory.settings.max_recipients:
             self.reply(Reply(452, "4.5.3", "Too many recipients"))
             return
         outbox = self.factory.outbox
@@ -805,8 +788,10 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 )
             )
             return
-        users = list(found.local) + ([QUEUE] if found.remote else [])
-        size = max(self._declaredSize, 1)
+        destinations: tuple[Destination, ...] = tuple(LocalUser(user) for user in found.local)
+        if found.remote:
+            destinations += (OUTBOUND_QUEUE,)
+        size = max(transaction.mail.size or 0, 1)
         delivery = self.factory.delivery
         inboxes: dict[str, IMailFolder] = {}
 
@@ -815,11 +800,9 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 self._logRefusal("rcpt", verdict.refusal)
                 self.reply(verdict.refusal)
                 return
-            self._recipients.append((address, users))
-            self._rcpts.append(rcpt)
-            self._remote.append(found.remote)
-            self._rcptHeaders.append(verdict.headers)
-            self._inboxes.update(inboxes)
+            transaction.accept(
+                AcceptedRecipient(rcpt, destinations, found.remote, verdict.headers), inboxes
+            )
             self.reply(Reply(250, "2.1.5", "Ok"))
 
         async def checked() -> None:
@@ -851,7 +834,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         if refusal is not None:
             self.reply(refusal)
             return
-        if self._mail is not None and self._mail.body == "BINARYMIME":
+        if self._transaction is not None and self._transaction.mail.body == "BINARYMIME":
             self.reply(Reply(503, "5.5.1", "Error: BODY=BINARYMIME needs BDAT"))
             return
         if self._startMessage():
@@ -869,51 +852,45 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
 
     def _noTransaction(self) -> Reply | None:
         """Why DATA or BDAT cannot start a message now, if it cannot."""
-        if self._sender is None:
+        if self._transaction is None:
             return Reply(503, "5.5.1", "Error: need MAIL command")
-        if not self._recipients:
+        if not self._transaction.recipients:
             return Reply(503, "5.5.1", "Error: need RCPT command")
         return None
 
     def _startMessage(self) -> bool:
         """Begin every recipient's copy; on failure reply and return C{False}."""
-        sender = self._sender
-        assert sender is not None
+        transaction = self._transaction
+        assert transaction is not None
+        #: Per local user, the first recipient that led to it.
         firstRecipient: dict[str, str] = {}
-        #: Per user, the header fields policies added for its recipients.
-        added: dict[str, list[bytes]] = {}
-        for (address, users), fields in zip(self._recipients, self._rcptHeaders, strict=True):
-            for user in users:
-                firstRecipient.setdefault(user, address)
-                mine = added.setdefault(user, [])
-                if fields and fields not in mine:
-                    mine.append(fields)
-        firstRecipient.pop(QUEUE, None)
-        common = self._connectHeaders + self._heloHeaders + self._mailHeaders
-        headers = {user: common + b"".join(fields) for user, fields in added.items()}
+        #: Per destination, the header fields policies added for its recipients.
+        added: dict[Destination, list[bytes]] = {}
+        for recipient in transaction.recipients:
+            for destination in recipient.destinations:
+                if isinstance(destination, LocalUser):
+                    firstRecipient.setdefault(destination.address, recipient.address)
+                mine = added.setdefault(destination, [])
+                if recipient.headers and recipient.headers not in mine:
+                    mine.append(recipient.headers)
+        common = self._connectHeaders + self._heloHeaders + transaction.headers
+        headers = {destination: common + b"".join(fields) for destination, fields in added.items()}
         policies = self.factory.policies
-        mail = self._mail
-        assert mail is not None
         self._queueID = newQueueID()
         trace = self._trace()
         context = self._context("data", queueID=self._queueID) if policies else None
-        self._dataRecipients = self._recipients
-        self._dataMail = mail
-        self._dataRcpts = self._rcpts
-        forwards = [
-            (rcpt, remote) for rcpt, remote in zip(self._rcpts, self._remote, strict=True) if remote
-        ]
-        inboxes = self._inboxes
+        self._dataTransaction = transaction
+        forwards = transaction.forwards()
         self._resetTransaction()
         messages: list[MailboxMessage] = []
         try:
             if firstRecipient:
                 messages = self.factory.delivery.beginAll(
                     list(firstRecipient.items()),
-                    inboxes,
-                    sender,
+                    transaction.inboxes,
+                    transaction.sender,
                     trace,
-                    headers,
+                    {str(d): fields for d, fields in headers.items() if isinstance(d, LocalUser)},
                     lateHeaders=bool(policies),
                 )
             if forwards:
@@ -922,9 +899,9 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 messages.append(
                     beginQueued(
                         outbox,
-                        queueEnvelope(mail, forwards),
+                        queueEnvelope(transaction.mail, forwards),
                         trace,
-                        headers.get(QUEUE, common),
+                        headers.get(OUTBOUND_QUEUE, common),
                         lateHeaders=bool(policies),
                     )
                 )
@@ -949,11 +926,13 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             self.reply(INTERNAL_ERROR)
             return False
         self._capture = None
-        if mail.sender and self.factory.outbox is not None:
-            local = {address for address, users in self._dataRecipients if users != [QUEUE]}
-            if any(wantsSuccess(r) and r.address in local for r in self._dataRcpts):
-                self._capture = HeaderCapture()
-                observers.append(self._capture)
+        if (
+            transaction.sender
+            and self.factory.outbox is not None
+            and any(wantsSuccess(r.rcpt) and r.local for r in transaction.recipients)
+        ):
+            self._capture = HeaderCapture()
+            observers.append(self._capture)
         self._messages = messages
         self._observers = observers
         self._dataContext = context
@@ -984,7 +963,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 esmtp=self._esmtp,
                 tls=isSecure(self.transport),
                 authenticated=self._user is not None,
-                utf8=self._mail is not None and self._mail.utf8,
+                utf8=self._transaction is not None and self._transaction.mail.utf8,
             ),
             queueID=self._queueID,
             date=datetime.now().astimezone(),
@@ -1042,7 +1021,9 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 self._store(tail)
         self._reader = None
         self._observers = []
-        recipients, self._dataRecipients = self._dataRecipients, []
+        transaction, self._dataTransaction = self._dataTransaction, None
+        assert transaction is not None
+        recipients = transaction.recipients
         context, self._dataContext = self._dataContext, None
         failure = reader.failure
         if failure is None and scanner is not None:
@@ -1055,7 +1036,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             self.answerData(recipients, failure)
             return
         if not self.factory.policies:
-            self._wait(self._commit(recipients, reader.size))
+            self._wait(self._commit(transaction, reader.size))
             return
         assert context is not None and scanner is not None
         context = dataclasses.replace(
@@ -1083,7 +1064,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 self._abortMessages()
                 self.answerData(recipients, INTERNAL_ERROR)
                 return None
-            return self._commit(recipients, reader.size)
+            return self._commit(transaction, reader.size)
 
         verdict = consult(self.factory.policies, "data", context)
         self._wait(verdict.addCallback(decided))
@@ -1102,12 +1083,12 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             )
         return refusal
 
-    def _commit(self, recipients: list[tuple[str, list[str]]], size: int) -> Deferred[None]:
+    def _commit(self, transaction: Transaction, size: int) -> Deferred[None]:
         """Commit the copies; fires once the client has been answered."""
         messages, self._messages = self._messages, []
         queueID = self._queueID
-        mail, rcpts, capture = self._dataMail, self._dataRcpts, self._capture
-        self._dataMail, self._dataRcpts, self._capture = None, [], None
+        recipients = transaction.recipients
+        capture, self._capture = self._capture, None
         committed: Deferred[list[MailboxMessage]] = commitAll(
             messages, self.factory.runInThread, self.factory.publisher
         )
@@ -1117,7 +1098,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 self.log.info(
                     "smtp {queueID}: over quota: {users}; stored for {count} other user(s)",
                     queueID=queueID,
-                    users=", ".join(message.user for message in refused),
+                    users=", ".join(str(message.destination) for message in refused),
                     count=len(messages) - len(refused),
                 )
             else:
@@ -1128,26 +1109,28 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                     count=len(messages),
                     client=peerHost(self.transport),
                 )
-            full = {message.user for message in refused}
+            full = {message.destination for message in refused}
             if len(refused) < len(messages):
                 self._junk = 0
             delivered = Reply(250, "2.0.0", f"Ok: queued as {queueID}")
             self.answerData(
                 recipients,
                 {
-                    message.user: self._mailboxFull() if message.user in full else delivered
+                    message.destination: self._mailboxFull()
+                    if message.destination in full
+                    else delivered
                     for message in messages
                 },
             )
-            if capture is not None and mail is not None:
+            if capture is not None:
                 self._reportSuccess(
-                    mail,
+                    transaction.mail,
                     [
-                        rcpt
-                        for rcpt, (_, users) in zip(rcpts, recipients, strict=True)
-                        if wantsSuccess(rcpt)
-                        and users != [QUEUE]
-                        and not any(user in full for user in users)
+                        r.rcpt
+                        for r in recipients
+                        if wantsSuccess(r.rcpt)
+                        and r.local
+                        and not any(d in full for d in r.destinations)
                     ],
                     capture.header,
                     size,
@@ -1199,11 +1182,14 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         queued.addCallbacks(done, failed)
 
     def answerData(
-        self, recipients: list[tuple[str, list[str]]], outcome: Reply | dict[str, Reply]
+        self,
+        recipients: Sequence[AcceptedRecipient],
+        outcome: Reply | Mapping[Destination, Reply],
     ) -> None:
         """
         Reply at the end of DATA: C{outcome} is one reply for the whole
-        message, or one per user the recipients resolved to.  SMTP has a
+        message, or one per destination (user, or the outbound queue) the
+        recipients led to.  SMTP has a
         single reply (LMTP overrides this with one per recipient): the
         first refusal, telling how many copies were refused, else success.
         """
@@ -1227,14 +1213,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             )
 
     def _resetTransaction(self) -> None:
-        self._sender = None
-        self._inboxes = {}
-        self._mail = None
-        self._recipients = []
-        self._rcpts = []
-        self._remote = []
-        self._rcptHeaders = []
-        self._mailHeaders = b""
+        self._transaction = None
 
     def do_BDAT(self, rest: bytes) -> None:
         """
@@ -1255,7 +1234,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
         self._lastChunk, self._chunkSize = last, size
         reader = self._reader
         if not isinstance(reader, ChunkReader):
-            mail = self._mail
+            mail = self._transaction.mail if self._transaction is not None else None
             refusal = self._noTransaction()
             if refusal is None and size == 0 and not last:
                 refusal = Reply(501, "5.5.4", "An empty chunk must be the last")
@@ -1311,7 +1290,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
                 # The transaction is over: later chunks are refused too.
                 self._reader = None
                 self._abortMessages()
-                self._dataRecipients = []
+                self._dataTransaction = None
                 self._scanner = self._dataContext = None
                 self._observers = []
                 self.reply(reader.failure)
@@ -1363,7 +1342,7 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             )
         elif self._user is not None:
             self.reply(Reply(503, "5.5.1", "Error: already authenticated"))
-        elif self._sender is not None:
+        elif self._transaction is not None:
             self.reply(Reply(503, "5.5.1", "Error: MAIL transaction in progress"))
         elif not 1 <= len(parts) <= 2:
             self.reply(Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"))

@@ -1,5 +1,5 @@
 """
-Group commit (L{tmail.smtp.groupcommit}): deliveries that end while a
+Group commit (L{tmail.delivery.groupcommit}): deliveries that end while a
 commit thread runs are made durable together by the next, each answered
 only once its own copies are published, each failure its own, and a
 stalled commit does not hold up the deliveries behind it for long.  Then
@@ -26,10 +26,10 @@ from support.net import inThread, listen
 from support.realm import ALICE, BOB, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, SMTPSettings
+from tmail.delivery.groupcommit import GroupPublisher, Outcomes
 from tmail.errors import OverQuota
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.smtp.factory import SMTPFactory
-from tmail.smtp.groupcommit import GroupPublisher, Outcomes
 from tmail.store.filework import ThreadedFileWork
 from tmail.store.maildir import BlockingMaildirStore
 

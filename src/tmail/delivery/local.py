@@ -1,13 +1,14 @@
-# -*- test-case-name: tests.smtp.test_smtp_delivery -*-
 """
 Local delivery: recipients resolved through the realm, messages written into
 each user's INBOX with the store's two-phase contract.
 
 Twisted's C{IMessageDelivery} is not used: its C{validateTo} and
 C{receivedHeader} see neither the TLS nor the AUTH state of the session, and
-its C{DATA} handling answers before anything is durable.  The server keeps
-the envelope and asks L{LocalDelivery} for one L{MailboxMessage} (a Twisted
-C{IMessage}) per local user when C{DATA} starts.
+its C{DATA} handling answers before anything is durable.  The SMTP and LMTP
+servers keep the envelope and ask L{LocalDelivery} for one L{MailboxMessage}
+(a Twisted C{IMessage}) per local user when C{DATA} starts; the outbound
+queue's local transport (L{tmail.queue.local}) does the same for the
+queued mail of hosted users.
 
 The store's disk and network operations may answer with Deferreds (the
 store seam): each recipient's INBOX is found (L{LocalDelivery.inboxes})
@@ -61,6 +62,8 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tmail.delivery.destination import Destination, LocalUser
+from tmail.delivery.trace import Trace, sharedTraceHeaders, traceHeaders
 from tmail.errors import OverQuota
 from tmail.interfaces import (
     Destinations,
@@ -74,7 +77,6 @@ from tmail.interfaces import (
     IPendingMessage,
     IQuotaStore,
 )
-from tmail.smtp.headers import Trace, sharedTraceHeaders, traceHeaders
 
 _log = Logger()
 
@@ -99,19 +101,19 @@ async def _each(answers: Iterable[Deferred[T]]) -> list[T]:
 @implementer(smtp.IMessage)
 class MailboxMessage:
     """
-    One user's copy of a message, on its way into a folder.
+    One copy of a message, on its way into a folder (or the outbound queue).
 
     Lines arrive without their CRLF and are stored with it; the trace
     headers are written first.
 
-    @ivar user: the canonical address of the user the copy is for.
+    @ivar destination: the user (or the queue) the copy is for.
     """
 
     def __init__(
         self,
         pending: IPendingMessage,
         prefix: bytes,
-        user: str = "",
+        destination: Destination,
         *,
         headersAt: int | None = None,
         hold: bool = False,
@@ -124,7 +126,7 @@ class MailboxMessage:
             L{addHeaders} works on a store that cannot insert.
         """
         self.pending: IPendingMessage | None = pending
-        self.user = user
+        self.destination = destination
         self._chunks: list[bytes] = [prefix]
         self._buffered = len(prefix)
         self._headersAt = len(prefix) if headersAt is None else headersAt
@@ -211,7 +213,7 @@ class LinkedMessage(MailboxMessage):
     """
 
     def __init__(self, folder: ILinkingFolder, source: MailboxMessage, user: str) -> None:
-        super().__init__(None, b"", user)  # type: ignore[arg-type]
+        super().__init__(None, b"", LocalUser(user))  # type: ignore[arg-type]
         self.pending = None
         self._folder = folder
         self._source = source
@@ -383,11 +385,11 @@ class LocalDelivery:
 def _started(
     pending: IPendingMessage, prefix: bytes, received: bytes, user: str, lateHeaders: bool
 ) -> MailboxMessage:
-    """A copy whose C{prefix} ends in C{received}, above which late fields go."""
+    """A copy for C{user} whose C{prefix} ends in C{received}, above which late fields go."""
     return MailboxMessage(
         pending,
         prefix,
-        user,
+        LocalUser(user),
         headersAt=len(prefix) - len(received),
         hold=lateHeaders and not IInsertablePendingMessage.providedBy(pending),
     )
@@ -420,7 +422,7 @@ def commitAll(
     """
     Flush every copy, publish them (fsync, move into the folder) in a
     worker thread (a C{inThread} job of their own, or with C{publish}, a
-    L{tmail.smtp.groupcommit.GroupPublisher}, one shared with other
+    L{tmail.delivery.groupcommit.GroupPublisher}, one shared with other
     deliveries), then commit them one by one, each once the commit before
     it has fired (so a failure leaves the copies after it uncommitted).
     Fires with

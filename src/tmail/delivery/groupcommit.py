@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.smtp.test_smtp_group_commit -*-
+# -*- test-case-name: tests.delivery.test_group_commit -*-
 """
 Group commit: the copies of deliveries that end together are made durable
 by one worker-thread job instead of one job each.
