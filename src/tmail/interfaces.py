@@ -667,11 +667,24 @@ class Destinations:
     remote: tuple[str, ...] = ()
 
 
+class IMailUser(Interface):
+    """
+    The avatar a realm hands out for a user who logged in: who it is and
+    where its mail is.  Each front end makes what it serves from it (an
+    IMAP account, a POP3 mailbox of the INBOX), so a realm knows nothing
+    of protocols and a new front end needs no change to any realm.
+    """
+
+    name = Attribute("The user's canonical address.")
+    store = Attribute("The user's L{IMailStore}.")
+
+
 class IMailRealm(IRealm):
     """
     The one place that maps an authenticated user or a recipient address to
     its storage.  Subclass a realm and override L{storeFor} to keep mail
-    elsewhere.
+    elsewhere.  Asked for an avatar (C{requestAvatar}), it hands out an
+    L{IMailUser}.
     """
 
     directory = Attribute("The L{IUserDirectory} the realm consults.")

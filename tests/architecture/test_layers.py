@@ -48,8 +48,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("tmail.config.loader", "tmail.smtp.policy"): "the loader builds policies to check them",
     ("tmail.config.loader", "tmail.queue.runner"): "the loader checks relay settings",
     ("tmail.config.loader", "tmail.queue.smarthost"): "the loader reads smarthost credentials",
-    ("tmail.realm.base", "tmail.imap.account"): "the realm builds IMAP avatars",
-    ("tmail.realm.base", "tmail.pop3.mailbox"): "the realm builds POP3 avatars",
 }
 
 #: Packages that still import each other, with what ties them.

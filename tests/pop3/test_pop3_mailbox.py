@@ -7,13 +7,14 @@ import re
 import time
 from pathlib import Path
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.mail import pop3
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from support.realm import ALICE, makeRealm
-from tmail.interfaces import IMailFolder
-from tmail.pop3.mailbox import POP3Mailbox
+from tmail.interfaces import IMailFolder, IMailUser
+from tmail.pop3.mailbox import POP3Mailbox, openMailbox
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.store.blocking import blocking
 from tmail.store.filework import INLINE
@@ -39,12 +40,11 @@ class POP3MailboxTests(SynchronousTestCase):
     def test_interface(self) -> None:
         self.assertTrue(verifyObject(pop3.IMailbox, self.mailbox()))
 
-    def test_realmAvatar(self) -> None:
-        """The realm hands out a L{POP3Mailbox} over the user's INBOX."""
-        iface, avatar, _logout = self.successResultOf(
-            self.fixture.realm.requestAvatar(ALICE.encode(), None, pop3.IMailbox)
-        )
-        self.assertIs(iface, pop3.IMailbox)
+    def test_openedFromTheRealmsUser(self) -> None:
+        """The mailbox of the realm's user is a L{POP3Mailbox} over its INBOX."""
+        _, user, _logout = self.fixture.realm.requestAvatar(ALICE.encode(), None, IMailUser)
+        folder = self.successResultOf(maybeDeferred(user.store.getFolder, "INBOX"))
+        avatar = self.successResultOf(Deferred.fromCoroutine(openMailbox(folder)))
         self.assertIsInstance(avatar, POP3Mailbox)
         self.assertEqual(avatar.listMessages(), [len(m) for m in MESSAGES])
 

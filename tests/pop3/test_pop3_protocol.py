@@ -18,15 +18,15 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.mail import pop3
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides, implementer
 
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, POP3Settings
-from tmail.interfaces import MessageInfo
+from tmail.interfaces import IMailUser, MessageInfo
 from tmail.pop3.mailbox import POP3Mailbox
 from tmail.pop3.server import POP3Server
+from tmail.realm.base import MailUser
 
 USER = b"alice@example.test"
 PASSWORD = b"secret password"
@@ -64,14 +64,24 @@ class MemoryFolder:
         return gone
 
 
+class FolderStore:
+    """A store of one folder: the INBOX."""
+
+    def __init__(self, folder: MemoryFolder) -> None:
+        self.folder = folder
+
+    def getFolder(self, name: str) -> MemoryFolder:
+        return self.folder
+
+
 @implementer(IRealm)
 class FolderRealm:
-    def __init__(self, folder: MemoryFolder, mailbox: Callable[[Any], Any] = POP3Mailbox) -> None:
+    def __init__(self, folder: MemoryFolder) -> None:
         self.folder = folder
-        self.mailbox = mailbox
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
-        return pop3.IMailbox, self.mailbox(self.folder), lambda: None
+        assert IMailUser in interfaces
+        return IMailUser, MailUser(avatarId.decode(), FolderStore(self.folder)), lambda: None
 
 
 @implementer(ITLSTransport)
@@ -107,7 +117,7 @@ class Session:
         self.folder = MemoryFolder(messages)
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(USER, PASSWORD)
-        portal = Portal(FolderRealm(self.folder, mailbox), [checker])
+        portal = Portal(FolderRealm(self.folder), [checker])
         self.clock = Clock()
         self.throttle = AuthThrottle(auth or AuthSettings(failure_delay=0), self.clock)
         self.server = POP3Server(
@@ -118,6 +128,13 @@ class Session:
             hostname="mail.example.test",
             clock=self.clock,
         )
+        if mailbox is not POP3Mailbox:
+            folder = self.folder
+
+            async def opened(user: IMailUser) -> Any:
+                return mailbox(folder)
+
+            self.server.openMailbox = opened  # type: ignore[method-assign]
         transportType = TLSCapableTransport if tls else StringTransport
         self.transport = transportType(peerAddress=IPv4Address("TCP", peer, 40000))
         self.server.makeConnection(self.transport)

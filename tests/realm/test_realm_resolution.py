@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,10 +15,9 @@ from support.realm import ALICE, BOB, DOMAIN, RealmFixture, makeRealm
 from tmail.config.schema import RealmSettings, Settings
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError, NotHostedDomain, RecipientError, UnknownRecipient
-from tmail.interfaces import IMailRealm, IMailStore
+from tmail.interfaces import IMailRealm, IMailStore, IMailUser
 from tmail.realm import MaildirRealm, VirtualDomainRealm
 from tmail.realm.build import realmFromSettings
-from tmail.store.blocking import resultOf
 
 
 @pytest.fixture
@@ -100,11 +100,17 @@ def test_store_is_one_object_per_user_at_the_virtual_layout(fixture: RealmFixtur
     assert fixture.realm.mailboxPath(ALICE) == fixture.root / "data" / "mail" / DOMAIN / "alice"
 
 
-def test_avatars_for_imap_and_pop3(fixture: RealmFixture) -> None:
-    iface, account, _ = fixture.realm.requestAvatar(ALICE.encode(), None, imap4.IAccount)
-    assert iface is imap4.IAccount and imap4.IAccount.providedBy(account)
-    iface, mailbox, _ = resultOf(fixture.realm.requestAvatar(ALICE.encode(), None, pop3.IMailbox))
-    assert iface is pop3.IMailbox and pop3.IMailbox.providedBy(mailbox)
+def test_one_avatar_for_every_front_end(fixture: RealmFixture) -> None:
+    iface, user, _ = fixture.realm.requestAvatar(ALICE.encode(), None, IMailUser)
+    assert iface is IMailUser and IMailUser.providedBy(user)
+    assert user.store is fixture.realm.storeFor(ALICE)
+
+
+@pytest.mark.parametrize("interface", [imap4.IAccount, pop3.IMailbox])
+def test_no_protocol_avatar_is_handed_out(fixture: RealmFixture, interface: Any) -> None:
+    """A front end makes its own avatar of the L{IMailUser}: the realm knows no protocol."""
+    with pytest.raises(NotImplementedError):
+        fixture.realm.requestAvatar(ALICE.encode(), None, interface)
 
 
 def test_maildir_realm_serves_one_domain_under_one_root(tmp_path: Path) -> None:

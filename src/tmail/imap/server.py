@@ -148,6 +148,7 @@ from tmail.interfaces import (
     IIncrementalFolder,
     ILoginAttempt,
     IMailFolder,
+    IMailUser,
     IMetadataStore,
     IPendingMessage,
     IQuotaStore,
@@ -787,14 +788,18 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
         def begun(attempt: ILoginAttempt | None) -> Deferred[None]:
             if attempt is None:
                 raise no(b"[UNAVAILABLE] Too many failed logins; try again later")
-            login: Deferred[Any] = self.portal.login(creds, None, imap4.IAccount)
+            login: Deferred[Any] = self.portal.login(creds, None, IMailUser)
             return settle(attempt, login).addCallbacks(succeeded, failed)
 
-        def succeeded(result: tuple[Any, IMAPAccount, Callable[[], None]]) -> Deferred[None] | None:
-            _, avatar, logout = result
+        def succeeded(result: tuple[Any, IMailUser, Callable[[], None]]) -> Deferred[None] | None:
+            interface, mailUser, logout = result
             if self._lost:
                 logout()
                 return None
+            if interface is not IMailUser:
+                logout()
+                raise TypeError(f"realm returned {interface!r}, not IMailUser")
+            avatar = IMAPAccount(mailUser.store, mailUser.name)
             self.account, self._onLogout, self.state = avatar, logout, "auth"
 
             def notMade(failure: Failure) -> None:

@@ -45,8 +45,8 @@ from tmail.auth.throttle import settle
 from tmail.config.schema import POP3Settings
 from tmail.connections import ConnectionCounter, Refusal, sendPromptly
 from tmail.errors import StoreFull
-from tmail.interfaces import ILoginAttempt, ILoginThrottle
-from tmail.pop3.mailbox import IRetrievalListener, POP3Mailbox
+from tmail.interfaces import ILoginAttempt, ILoginThrottle, IMailUser
+from tmail.pop3.mailbox import IRetrievalListener, openMailbox
 from tmail.pop3.transfer import DotStuffer, TopReader
 
 #: Commands and how many arguments each takes; C{None}: the rest of the line.
@@ -397,7 +397,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
                     self.failResponse(b"[SYS/TEMP] Too many failed logins, try again later")
                 return None
             credentials = UsernamePassword(user, password)
-            login = maybeDeferred(self.portal.login, credentials, None, pop3.IMailbox)
+            login = maybeDeferred(self.portal.login, credentials, None, IMailUser)
             return settle(attempt, login).addCallbacks(
                 self._loggedIn, self._loginFailed, callbackArgs=(user,), errbackArgs=(user,)
             )
@@ -409,17 +409,21 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         if self._closed:
             logout()
             return None
-        if interface is not pop3.IMailbox:
+        if interface is not IMailUser:
             logout()
-            raise TypeError(f"realm returned {interface!r}, not pop3.IMailbox")
+            raise TypeError(f"realm returned {interface!r}, not IMailUser")
 
-        def listed(sizes: list[int]) -> None:
+        async def opened() -> None:
+            try:
+                mailbox = await self.openMailbox(avatar)
+                sizes = await maybeDeferred(mailbox.listMessages)
+            except BaseException:
+                logout()
+                raise
             if self._closed:
                 logout()
                 return
-            if isinstance(avatar, POP3Mailbox):
-                avatar.setUidlFormat(self.settings.uidl_format)
-            self.mbox = avatar
+            self.mbox = mailbox
             self._onLogout = logout
             self._sizes = list(sizes)
             self._log.info(
@@ -429,11 +433,16 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             )
             self.successResponse(b"Logged in")
 
-        def unlisted(failure: Failure) -> Failure:
-            logout()
-            return failure
+        return Deferred.fromCoroutine(opened())
 
-        return maybeDeferred(avatar.listMessages).addCallbacks(listed, unlisted)
+    async def openMailbox(self, user: IMailUser) -> pop3.IMailbox:
+        """
+        What POP3 serves of a user who logged in: the INBOX of its store, as
+        it is now (other processes' changes taken in).  A subclass may
+        serve another view.
+        """
+        inbox = await maybeDeferred(user.store.getFolder, "INBOX")
+        return await openMailbox(inbox, self.settings.uidl_format)
 
     def _loginFailed(self, failure: Failure, user: bytes) -> None:
         if not failure.check(LoginFailed):  # type: ignore[no-untyped-call]

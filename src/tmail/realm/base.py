@@ -1,9 +1,10 @@
 """
 The realm: the one place that maps a user or a recipient address to storage.
 
-L{MailRealm} hands each protocol its avatar (an IMAP account, a POP3
-mailbox) built over the user's L{IMailStore}, and resolves recipient
-addresses (sub-addresses, aliases, catch-alls) for SMTP.  Subclasses decide
+L{MailRealm} hands out one avatar for every front end, an L{IMailUser}
+(who the user is and its L{IMailStore}: each front end makes an IMAP
+account or a POP3 mailbox of it), and resolves recipient addresses
+(sub-addresses, aliases, catch-alls) for SMTP and the queue.  Subclasses decide
 where a user's mail lives by overriding L{MailRealm.mailboxPath}, or keep it
 somewhere else entirely by overriding L{MailRealm.createStore}.
 
@@ -18,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.mail import imap4, pop3
 from zope.interface import implementer
 
 from tmail.directory.addresses import normalizeDomain
@@ -28,6 +27,7 @@ from tmail.interfaces import (
     Destinations,
     IForwardingRealm,
     IMailStore,
+    IMailUser,
     IUserDirectory,
     IUserFields,
 )
@@ -55,6 +55,18 @@ def splitAddress(address: str) -> tuple[str, str]:
         return local, normalizeDomain(domain)
     except DirectoryError:
         return local, domain.lower()
+
+
+@implementer(IMailUser)
+class MailUser:
+    """A user who logged in, and its store (the L{IMailUser} a realm hands out)."""
+
+    def __init__(self, name: str, store: IMailStore) -> None:
+        self.name = name
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"MailUser({self.name!r})"
 
 
 @implementer(IForwardingRealm)
@@ -125,28 +137,14 @@ class MailRealm:
 
     def requestAvatar(
         self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
-    ) -> tuple[Any, Any, Callable[[], None]] | Deferred[tuple[Any, Any, Callable[[], None]]]:
-        """
-        An IMAP account at once; a POP3 mailbox in a L{Deferred}, once the
-        store has found the INBOX and picked up its changes.
-        """
+    ) -> tuple[Any, Any, Callable[[], None]]:
+        """An L{IMailUser} over the user's store; no other avatar."""
         if not isinstance(avatarId, bytes):
             raise NotImplementedError("anonymous access has no mailbox")
+        if IMailUser not in interfaces:
+            raise NotImplementedError(f"no avatar for {interfaces!r}: a realm hands out IMailUser")
         user = avatarId.decode("utf-8")
-        for iface in interfaces:
-            if iface is imap4.IAccount:
-                from tmail.imap.account import IMAPAccount
-
-                return iface, IMAPAccount(self.storeFor(user), user), lambda: None
-            if iface is pop3.IMailbox:
-                from tmail.pop3.mailbox import openMailbox
-
-                async def mailbox() -> tuple[Any, Any, Callable[[], None]]:
-                    inbox = await maybeDeferred(self.storeFor(user).getFolder, "INBOX")
-                    return pop3.IMailbox, await openMailbox(inbox), lambda: None
-
-                return Deferred.fromCoroutine(mailbox())
-        raise NotImplementedError(f"no avatar for {interfaces!r}")
+        return IMailUser, MailUser(user, self.storeFor(user)), lambda: None
 
     def _local(self, address: str) -> str | None:
         """The canonical user an address names directly (with or without a tag)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from twisted.mail import imap4, pop3
 from zope.interface.verify import verifyObject
 
 from tmail.errors import NotHostedDomain, RecipientError, UnknownRecipient
@@ -23,6 +22,7 @@ from tmail.interfaces import (
     IFreeSpace,
     IMailRealm,
     IMailStore,
+    IMailUser,
     IUserDirectory,
 )
 from tmail.testing.calls import (
@@ -143,10 +143,12 @@ class MailRealmTestsMixin(TestCaseBase):
         )
         await self.assertFailure(call(realm.destinations, "nobody@example.test"), UnknownRecipient)
 
-    async def test_imap_and_pop3_avatars_are_handed_out(self) -> None:
+    async def test_a_user_who_logs_in_gets_a_mail_user_over_its_store(self) -> None:
+        """What every front end (IMAP, POP3, and those to come) starts from."""
         realm = await self.contractRealm()
-        for interface in (imap4.IAccount, pop3.IMailbox):
-            given, avatar, logout = await call(realm.requestAvatar, ALICE.encode(), None, interface)
-            self.assertIs(given, interface)
-            self.assertTrue(interface.providedBy(avatar), avatar)
-            logout()
+        given, avatar, logout = await call(realm.requestAvatar, ALICE.encode(), None, IMailUser)
+        self.assertIs(given, IMailUser)
+        self.assertTrue(verifyObject(IMailUser, avatar))
+        self.assertEqual(avatar.name.lower(), ALICE.lower())
+        self.assertIs(avatar.store, realm.storeFor(ALICE))
+        logout()
