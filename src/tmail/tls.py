@@ -1,14 +1,20 @@
-"""Server TLS contexts from the C{[tls]} settings."""
+"""Server TLS contexts from the C{[tls]} settings, and the type of a client's trust root."""
 
 from __future__ import annotations
 
 import re
+from typing import Any, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 
 from tmail.config.schema import TLSSettings
+
+#: The CAs a client verifies servers against: what Twisted's
+#: C{trustRootFromCertificates} and C{platformTrust} return and
+#: C{optionsForClientTLS} takes (their interface is not public).
+TrustRoot: TypeAlias = Any
 
 _KEY_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.DOTALL

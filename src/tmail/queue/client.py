@@ -98,10 +98,9 @@ from tmail.queue.dotstuff import DotStuffer
 from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.tlsa import DANEMismatch, TLSARecord
+from tmail.tls import TrustRoot
 
 if TYPE_CHECKING:
-    from twisted.internet._sslverify import IOpenSSLTrustRoot
-
     from tmail.queue.dane import DANELevel
 
 __all__ = [
@@ -157,7 +156,7 @@ class TLSPolicy:
     mode: TLSMode = TLSMode.OPPORTUNISTIC
     verify: bool = False
     clearOnFailure: bool = True
-    trustRoot: IOpenSSLTrustRoot | None = None
+    trustRoot: TrustRoot | None = None
     dane: DANELevel | None = None
     tlsa: tuple[TLSARecord, ...] = ()
 

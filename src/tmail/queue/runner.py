@@ -88,7 +88,7 @@ import io
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from twisted.application.service import Service
 from twisted.internet import defer, threads
@@ -140,9 +140,7 @@ from tmail.queue.smarthost import (
     readCredentials,
 )
 from tmail.queue.store import RESCAN_INTERVAL, WAKEUP_POLL, QueueStore
-
-if TYPE_CHECKING:
-    from twisted.internet._sslverify import IOpenSSLTrustRoot
+from tmail.tls import TrustRoot
 
 __all__ = ["QueueRunner", "RelaySettings", "parseNameserver", "tlsLevel"]
 
@@ -332,7 +330,7 @@ class RelaySettings:
         )
 
 
-def tlsLevel(level: str, trustRoot: IOpenSSLTrustRoot | None = None) -> TLSPolicy:
+def tlsLevel(level: str, trustRoot: TrustRoot | None = None) -> TLSPolicy:
     """
     The STARTTLS policy a Postfix TLS security level names: C{"none"},
     C{"may"} (opportunistic), C{"encrypt"} (required), C{"verify"}

@@ -23,7 +23,6 @@ import ipaddress
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import idna
 from cryptography import x509
@@ -32,9 +31,7 @@ from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
 from tmail.directory.addresses import isValidHostname
 from tmail.queue.client import Credentials
-
-if TYPE_CHECKING:
-    from twisted.internet._sslverify import IOpenSSLTrustRoot
+from tmail.tls import TrustRoot
 
 __all__ = [
     "Smarthost",
@@ -66,7 +63,7 @@ class Smarthost:
     implicitTLS: bool = False
     credentials: Credentials | None = None
     verify: bool = True
-    trustRoot: IOpenSSLTrustRoot | None = None
+    trustRoot: TrustRoot | None = None
 
 
 def parseSmarthost(text: str) -> tuple[str, int, bool]:
@@ -139,13 +136,13 @@ def exposedToOthers(path: Path) -> bool:
     return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
 
 
-def loadTrustRoot(path: Path) -> IOpenSSLTrustRoot:
+def loadTrustRoot(path: Path) -> TrustRoot:
     """
     The CAs in the PEM bundle at C{path}; C{OSError} when it cannot be
     read, C{ValueError} when it holds no certificate.
     """
     found = x509.load_pem_x509_certificates(path.read_bytes())
-    root: IOpenSSLTrustRoot = trustRootFromCertificates(
+    root: TrustRoot = trustRootFromCertificates(
         [Certificate.loadPEM(c.public_bytes(serialization.Encoding.PEM)) for c in found]
     )
     return root

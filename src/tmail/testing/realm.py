@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from zope.interface.verify import verifyObject
 
@@ -149,6 +150,7 @@ class MailRealmTestsMixin(TestCaseBase):
         given, avatar, logout = await call(realm.requestAvatar, ALICE.encode(), None, IMailUser)
         self.assertIs(given, IMailUser)
         self.assertTrue(verifyObject(IMailUser, avatar))
-        self.assertEqual(avatar.name.lower(), ALICE.lower())
-        self.assertIs(avatar.store, realm.storeFor(ALICE))
+        user = cast(Any, avatar)
+        self.assertEqual(user.name.lower(), ALICE.lower())
+        self.assertIs(user.store, realm.storeFor(ALICE))
         logout()
