@@ -124,3 +124,40 @@ def test_delivery_and_the_queue_know_no_front_end() -> None:
     for importer, imported in imports():
         if packageOf(importer) in {"delivery", "queue"}:
             assert packageOf(imported) not in {"smtp", "imap", "pop3"}, (importer, imported)
+
+
+def test_no_module_uses_a_private_twisted_name() -> None:
+    """
+    tmail depends on Twisted's public API only, so a Twisted upgrade
+    cannot break it in a private corner: no import of a private module or
+    name, no private attribute of a Twisted module.
+    """
+    used = []
+    for path in SOURCE.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        twistedNames = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("twisted"):
+                module = node.module or ""
+                for alias in node.names:
+                    twistedNames.add(alias.asname or alias.name)
+                    if any(part.startswith("_") for part in module.split(".")) or (
+                        alias.name.startswith("_")
+                    ):
+                        used.append(f"{path.name}: from {module} import {alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("twisted"):
+                        twistedNames.add((alias.asname or alias.name).split(".")[0])
+                        if any(part.startswith("_") for part in alias.name.split(".")):
+                            used.append(f"{path.name}: import {alias.name}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in twistedNames
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                used.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert used == []

@@ -3,10 +3,9 @@
 BINARY (RFC 3516): FETCH of body parts with their Content-Transfer-Encoding
 removed.
 
-Twisted's FETCH parser does not know C{BINARY[...]}, C{BINARY.PEEK[...]}
-and C{BINARY.SIZE[...]}; L{parseFetchItems} picks these out of a FETCH
-item list and hands every other item to Twisted, keeping the order the
-client asked for.
+L{parseFetchItems} picks C{BINARY[...]}, C{BINARY.PEEK[...]} and
+C{BINARY.SIZE[...]} out of a FETCH item list and hands every other item to
+L{tmail.imap.fetchatt}, keeping the order the client asked for.
 
 Beyond RFC 3516's grammar, as Dovecot takes them, a section may end in
 C{HEADER}, C{HEADER.FIELDS [.NOT] (...)} or C{MIME}, served as stored (a
@@ -30,6 +29,7 @@ from tmail.imap import pieces
 from tmail.imap.binaryappend import withTransferEncoding
 from tmail.imap.charsets import decodeBase64 as decodeBase64
 from tmail.imap.charsets import decodeBase64Pieces, quotedPrintablePieces
+from tmail.imap.fetchatt import parseFetchAtt, splitItems
 from tmail.imap.message import MimeEntity, fieldValue
 
 #: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}, C{BINARY[1.MIME]}.
@@ -70,23 +70,6 @@ class BinaryItem:
     fields: list[bytes] = field(default_factory=list)
 
 
-def topLevelItems(items: bytes) -> list[bytes]:
-    """Split a FETCH item list at the spaces outside brackets and parentheses."""
-    tokens: list[bytes] = []
-    depth = 0
-    start = 0
-    for i, c in enumerate(items):
-        if c in b"[(":
-            depth += 1
-        elif c in b"])":
-            depth -= 1
-        elif c == 0x20 and depth == 0:
-            tokens.append(items[start:i])
-            start = i + 1
-    tokens.append(items[start:])
-    return [t for t in tokens if t]
-
-
 def _binaryItem(token: bytes) -> BinaryItem:
     match = _BINARY_ITEM.match(token)
     if match is None:
@@ -125,18 +108,11 @@ def parseFetchItems(line: bytes) -> list[Any]:
     if inner.startswith(b"(") and inner.endswith(b")"):
         inner = inner[1:-1]
     items: list[Any] = []
-    for token in topLevelItems(inner):
+    for token in splitItems(inner):
         if token.upper().startswith(b"BINARY"):
             items.append(_binaryItem(token))
             continue
-        parser = imap4._FetchParser()
-        try:
-            parser.parseString(token)
-        except Exception:
-            raise imap4.IllegalClientResponse("Invalid FETCH items") from None
-        if len(parser.result) != 1:
-            raise imap4.IllegalClientResponse("Invalid FETCH items")
-        items.extend(parser.result)
+        items.extend(parseFetchAtt(token))
     if not items:
         raise imap4.IllegalClientResponse("Missing FETCH items")
     return items

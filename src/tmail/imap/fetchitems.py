@@ -1,12 +1,12 @@
 # -*- test-case-name: tests.imap.test_imap_objectid -*-
 """
-FETCH items Twisted's parser does not know, beside BINARY's: EMAILID and
+FETCH items of extensions, beside BINARY's: EMAILID and
 THREADID (RFC 8474), SAVEDATE (RFC 8514) and PREVIEW with its C{(LAZY)}
 modifier (RFC 8970).
 
 L{parseExtendedItems} reads a FETCH item list that holds any of them,
 handing every other item to L{tmail.imap.binary.parseFetchItems} (BINARY,
-then Twisted's), in the client's order; L{extraItem} answers one.
+then L{tmail.imap.fetchatt}), in the client's order; L{extraItem} answers one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 from twisted.mail import imap4
 
-from tmail.imap.binary import parseFetchItems, topLevelItems
+from tmail.imap.binary import parseFetchItems
+from tmail.imap.fetchatt import splitItems
 from tmail.imap.message import IMAPMessage, MimeLimits
 from tmail.imap.objectid import emailIdItem, threadIdItem
 from tmail.imap.preview import previewItem
@@ -55,7 +56,7 @@ def parseExtendedItems(line: bytes) -> list[Any]:
     inner = line.strip(b" ")
     if inner.startswith(b"(") and inner.endswith(b")"):
         inner = inner[1:-1]
-    tokens = topLevelItems(inner)
+    tokens = splitItems(inner)
     items: list[Any] = []
     i = 0
     while i < len(tokens):

@@ -111,6 +111,7 @@ from tmail.imap.fetch import (
     metadataBuilder,
     setsSeen,
 )
+from tmail.imap.fetchatt import SimpleItem
 from tmail.imap.largemessages import HEADER, INFO, inWorker, isLarge
 from tmail.imap.listing import Listed, listNames, parseList, parseStatusItems
 from tmail.imap.mailbox import (
@@ -1792,7 +1793,7 @@ class IMAPServer(CatenateAppend, URLAuthCommands, IMAPSession):
                 work = list(partial.window(work))
         seeing = mbox.isWriteable() and any(setsSeen(item) for item in query)
         if seeing and not any(item.type == "flags" for item in query):
-            query = [*query, imap4._FetchParser.Flags()]
+            query = [*query, SimpleItem("flags")]
         withFlags = any(item.type == "flags" for item in query)
         if (
             not wantsModSeq

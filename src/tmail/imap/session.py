@@ -60,6 +60,7 @@ from tmail.imap.compress import (
     Inflater,
     InflationLimit,
 )
+from tmail.imap.fetchatt import parseFetchAtts
 from tmail.imap.fetchitems import mentionsExtra, parseExtendedItems
 from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.mutf7 import BadMailboxName, decodeName, decodePattern
@@ -735,18 +736,13 @@ class IMAPSession(imap4.IMAP4Server):  # type: ignore[misc]
         return tokenizer.result(), line[end + 1 :]
 
     def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:
-        """FETCH items: Twisted's, and the BINARY items of RFC 3516."""
+        """FETCH items: RFC 3501's (L{tmail.imap.fetchatt}), BINARY's and the extensions'."""
         if mentionsExtra(line):
             result = parseExtendedItems(line)
         elif mentionsBinary(line):
             result = parseFetchItems(line)
         else:
-            parser = imap4._FetchParser()
-            try:
-                parser.parseString(line)
-            except Exception:
-                raise imap4.IllegalClientResponse("Invalid FETCH items") from None
-            result = parser.result
+            result = parseFetchAtts(line)
         for item in result:
             partial = getattr(item, "partialBegin", None)
             if partial is not None and (partial < 0 or item.partialLength <= 0):
