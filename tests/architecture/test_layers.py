@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {
         "tmail",
         "errors",
+        "fsutil",
         "interfaces",
         "lineends",
         "steps",

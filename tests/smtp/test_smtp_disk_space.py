@@ -25,9 +25,9 @@ from support.net import inThread, listen
 from support.realm import ALICE, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, LMTPSettings, SMTPSettings
+from tmail.fsutil import freeSpace
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.lmtp import LMTPFactory
-from tmail.store.fsutil import freeSpace
 
 FULL = (452, b"4.3.1 Insufficient system storage")
 KiB = 1024

@@ -46,6 +46,7 @@ from tmail.directory.passwords import (
     verifyPassword,
 )
 from tmail.errors import DirectoryError
+from tmail.fsutil import writeFileAtomically
 from tmail.interfaces import IUserDirectory, IUserFields
 
 __all__ = ["PasswdFileDirectory"]
@@ -506,7 +507,7 @@ class PasswdFileDirectory:
         except FileNotFoundError:
             mode = 0o600 if path.name == "passwd" else 0o644
         text = "".join(line + "\n" for line in change(lines))
-        _atomicWrite(path, text.encode("utf-8", "surrogateescape"), mode)
+        writeFileAtomically(path, text.encode("utf-8", "surrogateescape"), mode)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -610,27 +611,3 @@ def _processExists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _atomicWrite(path: Path, data: bytes, mode: int) -> None:
-    """Write C{data} to C{path} so that a crash leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)

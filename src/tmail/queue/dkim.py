@@ -35,7 +35,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ from twisted.logger import Logger
 from tmail.config.schema import Settings
 from tmail.directory.addresses import normalizeDomain
 from tmail.errors import DirectoryError, TmailError
+from tmail.fsutil import writeFileAtomically
 from tmail.interfaces import IUserDirectory
 
 __all__ = [
@@ -287,36 +287,6 @@ def _stat(path: Path) -> _Stat | None:
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
 
-def _writeFile(path: Path, data: bytes, mode: int, replace: bool) -> None:
-    """
-    Write C{path} so that a crash leaves the old file or the new one, never
-    part of one; with C{replace} false, refuse (C{FileExistsError}) to
-    replace an existing file.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
-
-
 class DKIMKeyStore:
     """
     The key files under one folder (C{data_dir/dkim}): C{<domain>/<selector>.key}
@@ -412,7 +382,7 @@ class DKIMKeyStore:
         folder.mkdir(mode=0o700, exist_ok=True)
         path = self.keyPath(key.domain, key.selector)
         try:
-            _writeFile(path, key.pem(), 0o600, replace)
+            writeFileAtomically(path, key.pem(), 0o600, replace=replace)
         except FileExistsError:
             raise DKIMError(
                 f"selector {key.selector} of {key.domain} has a key already ({path})"
@@ -430,7 +400,7 @@ class DKIMKeyStore:
         selector = normalizeSelector(selector)
         if not self.hasKey(domain, selector):
             raise DKIMError(f"selector {selector} of {normalizeDomain(domain)} has no key")
-        _writeFile(self.selectorPath(domain), f"{selector}\n".encode("ascii"), 0o644, True)
+        writeFileAtomically(self.selectorPath(domain), f"{selector}\n".encode("ascii"), 0o644)
 
 
 def _parseKey(path: Path, data: bytes) -> PrivateKey:

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tmail.fsutil import freeSpace
 from tmail.interfaces import IFreeSpace, IPendingMessage
 from tmail.queue.entry import Envelope, QueueEntry
 from tmail.queue.store import PendingEntry, QueueStore
-from tmail.store.fsutil import freeSpace
 
 __all__ = ["Outbox"]
 

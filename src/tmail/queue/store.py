@@ -80,6 +80,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from tmail.errors import StoreFull
+from tmail.fsutil import fsyncDirectory, isDiskFull, writeAll
 from tmail.queue.entry import (
     CorruptEntry,
     Envelope,
@@ -92,7 +93,6 @@ from tmail.queue.entry import (
     entryFromJson,
     entryToJson,
 )
-from tmail.store.fsutil import fsyncDirectory, isDiskFull, writeAll
 
 __all__ = [
     "QUEUE_DIRNAME",

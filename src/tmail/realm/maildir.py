@@ -7,10 +7,10 @@ from pathlib import Path
 from zope.interface import implementer
 
 from tmail.errors import NotHostedDomain
+from tmail.fsutil import freeSpace
 from tmail.interfaces import IFreeSpace, IUserDirectory
 from tmail.realm.base import MailRealm, splitAddress
 from tmail.store.filework import FileWork
-from tmail.store.fsutil import freeSpace
 from tmail.store.quota import QuotaLimits
 
 

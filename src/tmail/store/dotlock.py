@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tmail.errors import StoreError
-from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
+from tmail.fsutil import fullDiskIsStoreFull, writeAll
 
 #: A lock not touched for this many seconds belongs to a dead writer.
 STALE_AFTER = 120.0

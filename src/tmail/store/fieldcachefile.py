@@ -44,7 +44,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tmail.store.fsutil import fsyncDirectory
+from tmail.fsutil import fsyncDirectory
 
 MAGIC = b"TMFC"
 VERSION = 1

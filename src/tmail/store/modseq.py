@@ -64,7 +64,7 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from tmail.errors import StoreFull
-from tmail.store.fsutil import isDiskFull, writeAll
+from tmail.fsutil import isDiskFull, writeAll
 
 __all__ = ["FILENAME", "LogState", "ModSeqLog"]
 

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tmail.fsutil import fullDiskIsStoreFull, writeAll
 from tmail.store.dotlock import DotLock
 from tmail.store.flags import splitFilename
-from tmail.store.fsutil import fullDiskIsStoreFull, writeAll
 from tmail.store.packednames import PackedNames
 
 FILENAME = "dovecot-uidlist"

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from tmail.errors import StoreFull
+from tmail.fsutil import fullDiskIsStoreFull
 from tmail.store.dotlock import DotLock
-from tmail.store.fsutil import fullDiskIsStoreFull
 
 FILENAME = "dovecot-uidvalidity"
 _LIMIT = 0xFFFFFFFF

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from zope.interface import implementer
 
+from tmail.fsutil import fsyncDirectory
 from tmail.interfaces import IMailboxKeys
 from tmail.store.dotlock import DotLock
-from tmail.store.fsutil import fsyncDirectory
 
 __all__ = ["FILENAME", "KEY_BYTES", "MailboxKeyFile", "MemoryMailboxKeys"]
 

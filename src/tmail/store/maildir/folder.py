@@ -34,6 +34,10 @@ from zope.interface import implementer
 
 from tmail.changes import hub as _changes
 from tmail.errors import NoSuchFolder, StoreError, StoreFull
+from tmail.fsutil import (
+    fsyncDirectory,
+    fullDiskIsStoreFull,
+)
 from tmail.interfaces import (
     IFieldCacheFolder,
     IFlagChangingFolder,
@@ -63,10 +67,6 @@ from tmail.store.flags import (
     splitFilename,
     systemFlags,
     systemLetter,
-)
-from tmail.store.fsutil import (
-    fsyncDirectory,
-    fullDiskIsStoreFull,
 )
 from tmail.store.heap import releaseFreedMemory
 from tmail.store.listing import positionIn

@@ -19,13 +19,13 @@ from twisted.internet.defer import Deferred, fail
 from zope.interface import implementer
 
 from tmail.errors import NoSuchFolder, StoreFull
-from tmail.interfaces import (
-    IInsertablePendingMessage,
-)
-from tmail.store.fsutil import (
+from tmail.fsutil import (
     copyRange,
     isDiskFull,
     writeAll,
+)
+from tmail.interfaces import (
+    IInsertablePendingMessage,
 )
 
 if TYPE_CHECKING:

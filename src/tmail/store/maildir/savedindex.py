@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tmail.store.fsutil import fsyncDirectory
+from tmail.fsutil import fsyncDirectory
 from tmail.store.modseq import LogState
 from tmail.store.packednames import PackedNames, packNames
 from tmail.store.uidlist import UidListState

@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection, Iterable, Set
 from pathlib import Path
 
 from tmail.errors import NoSuchFolder
+from tmail.fsutil import fullDiskIsStoreFull, isDiskFull
 from tmail.store.flags import filenameWith, splitFilename
-from tmail.store.fsutil import fullDiskIsStoreFull, isDiskFull
 from tmail.store.maildir.pending import _NO_HARD_LINKS as NO_HARD_LINKS
 from tmail.store.maildir.pending import _uniqueName as uniqueName
 

@@ -26,6 +26,11 @@ from zope.interface import implementer
 
 from tmail.changes import hub as _changes
 from tmail.errors import FolderExists, InvalidFolderName, NoSuchFolder
+from tmail.fsutil import (
+    fsyncDirectory,
+    fullDiskIsStoreFull,
+    writeAll,
+)
 from tmail.interfaces import (
     IDeliveryStore,
     IMailFolder,
@@ -43,11 +48,6 @@ from tmail.store import subscriptions as _subscriptions
 from tmail.store.dotlock import DotLock
 from tmail.store.filework import FileWork, Serial, defaultFileWork
 from tmail.store.flags import splitFilename
-from tmail.store.fsutil import (
-    fsyncDirectory,
-    fullDiskIsStoreFull,
-    writeAll,
-)
 from tmail.store.maildir.folder import (
     _DELETED_SUFFIX,
     _RENAME_JOURNAL,

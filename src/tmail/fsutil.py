@@ -1,9 +1,15 @@
-"""Small durable-file helpers shared by the Maildir modules."""
+"""
+Durable-file helpers shared by the stores, the queue and the user
+directory: writes that loop over short writes, directory fsyncs, files
+replaced so that a crash leaves the old or the new one, and the full-disk
+errors turned into L{StoreFull}.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,3 +93,28 @@ def fsyncDirectory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def writeFileAtomically(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
+    """
+    Write C{path} so that a crash leaves the old file or the new one, never
+    part of one: a temporary file beside it, written, fsync'ed, renamed
+    over it (with C{replace} false, linked in: C{FileExistsError} when
+    C{path} exists), and the directory fsync'ed.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            writeAll(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsyncDirectory(path.parent)
