@@ -26,10 +26,11 @@ from twisted.internet import defer, reactor, task, tcp
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from tmail.config.remotes import parseNameserver
 from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
 from tmail.queue.dkim import DKIMKeyStore, DKIMSigner, generateKey
 from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
-from tmail.queue.runner import QueueRunner, RelaySettings, parseNameserver
+from tmail.queue.runner import QueueRunner, RelaySettings
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.smarthost import Smarthost
 from tmail.queue.store import QueueStore

@@ -39,6 +39,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from tmail.config.endpoints import checkServerEndpoint, isTLSShorthand, parseTLSShorthand
+from tmail.config.remotes import parseNameserver, parseSmarthost
 from tmail.config.schema import (
     TLS_LEVELS,
     AuthSettings,
@@ -57,9 +58,9 @@ from tmail.config.schema import (
 )
 from tmail.directory.addresses import isValidHostname
 from tmail.errors import ConfigError, InvalidFolderName
-from tmail.pop3.uidl import compileFormat
 from tmail.store.naming import DELIMITER, INBOX, normalizeName
 from tmail.store.quota import parseSize
+from tmail.store.uidl import compileFormat
 from tmail.tls import serverContextFactory
 
 __all__ = ["loadSettings"]
@@ -257,8 +258,6 @@ class _Loader:
         """C{"tcp:HOST:PORT"}, C{"tls:HOST:PORT"}, or C{""} for MX delivery."""
         if value == "":
             return ""
-        from tmail.queue.smarthost import parseSmarthost
-
         return self.checked(key, value, parseSmarthost, "not a smarthost")
 
     def checkSmarthostFiles(self, relay: RelayConfig) -> None:
@@ -573,8 +572,6 @@ class _Loader:
         return self.nameserver(key, value) if value != "" else ""
 
     def nameserver(self, key: str, value: object) -> str:
-        from tmail.queue.runner import parseNameserver
-
         text = self.string(key, value)
         try:
             parseNameserver(text)

@@ -22,7 +22,7 @@ from zope.interface import Interface, implementer
 
 from tmail.errors import StoreFull
 from tmail.interfaces import IFlagChangingFolder, IMailFolder, MessageInfo
-from tmail.pop3 import uidl
+from tmail.store import uidl
 
 
 class IRetrievalListener(Interface):
@@ -101,7 +101,7 @@ class POP3Mailbox:
         return opened.addErrback(gone)
 
     def setUidlFormat(self, spec: str) -> None:
-        """Give UIDLs in format C{spec} (see L{tmail.pop3.uidl}); the server's setting."""
+        """Give UIDLs in format C{spec} (see L{tmail.store.uidl}); the server's setting."""
         self._uidl = uidl.compileFormat(spec)
 
     def getUidl(self, i: int) -> bytes:

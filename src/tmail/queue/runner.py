@@ -85,7 +85,6 @@ import contextlib
 import dataclasses
 import heapq
 import io
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
@@ -103,6 +102,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tmail.config.remotes import parseNameserver, parseSmarthost
 from tmail.config.schema import Settings
 from tmail.queue.client import (
     ClientSettings,
@@ -136,43 +136,17 @@ from tmail.queue.smarthost import (
     Smarthost,
     exposedToOthers,
     loadTrustRoot,
-    parseSmarthost,
     readCredentials,
 )
 from tmail.queue.store import RESCAN_INTERVAL, WAKEUP_POLL, QueueStore
 from tmail.tls import TrustRoot
 
-__all__ = ["QueueRunner", "RelaySettings", "parseNameserver", "tlsLevel"]
+__all__ = ["QueueRunner", "RelaySettings", "tlsLevel"]
 
 #: Seconds the attempts under way get to finish when the runner stops.
 STOP_GRACE = 5.0
 
 _log = Logger()
-
-
-def parseNameserver(text: str) -> tuple[str, int]:
-    """
-    C{"192.0.2.53"}, C{"127.0.0.1:5353"}, C{"[::1]:5353"} or C{"::1"} as an
-    C{(address, port)} pair; C{ValueError} when it is none of those (a
-    name server is given by its IP address, as in C{resolv.conf}).
-    """
-    text = text.strip()
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"not a name server address: {text!r}")
-        port = rest[1:] if rest else "53"
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, "53"
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a name server address: {text!r}")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"not a name server address (an IP address): {text!r}") from None
-    return host, int(port)
 
 
 @dataclass(frozen=True, slots=True)

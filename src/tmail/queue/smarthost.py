@@ -19,17 +19,14 @@ the runner is built.
 
 from __future__ import annotations
 
-import ipaddress
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import idna
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
-from tmail.directory.addresses import isValidHostname
 from tmail.queue.client import Credentials
 from tmail.tls import TrustRoot
 
@@ -37,11 +34,8 @@ __all__ = [
     "Smarthost",
     "exposedToOthers",
     "loadTrustRoot",
-    "parseSmarthost",
     "readCredentials",
 ]
-
-_SCHEMES = {"tcp": False, "tls": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,46 +58,6 @@ class Smarthost:
     credentials: Credentials | None = None
     verify: bool = True
     trustRoot: TrustRoot | None = None
-
-
-def parseSmarthost(text: str) -> tuple[str, int, bool]:
-    """
-    C{"tcp:HOST:PORT"} or C{"tls:HOST:PORT"} as C{(host, port, implicitTLS)};
-    C{ValueError} saying what is wrong otherwise.
-    """
-    scheme, _, rest = text.partition(":")
-    if scheme not in _SCHEMES:
-        raise ValueError("expected tcp:HOST:PORT (STARTTLS) or tls:HOST:PORT (implicit TLS)")
-    if rest.startswith("["):
-        inner, bracket, after = rest[1:].partition("]")
-        if not bracket or not after.startswith(":"):
-            raise ValueError("an IPv6 address is written in brackets: tcp:[2001:db8::1]:587")
-        try:
-            host = str(ipaddress.IPv6Address(inner))
-        except ValueError:
-            raise ValueError(f"not an IPv6 address: {inner!r}") from None
-        port = after[1:]
-    else:
-        host, colon, port = rest.rpartition(":")
-        if not colon or not host:
-            raise ValueError("expected HOST:PORT after the scheme")
-        if ":" in host:
-            raise ValueError("an IPv6 address is written in brackets: tcp:[2001:db8::1]:587")
-        if not _isAddress(host):
-            if not isValidHostname(host):
-                raise ValueError(f"not a host name or address: {host!r}")
-            host = idna.encode(host, uts46=True).decode("ascii")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a TCP port: {port!r}")
-    return host.lower(), int(port), _SCHEMES[scheme]
-
-
-def _isAddress(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def readCredentials(path: Path) -> Credentials:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tmail.interfaces import MessageInfo
-from tmail.pop3.uidl import DEFAULT, compileFormat
+from tmail.store.uidl import DEFAULT, compileFormat
 
 INFO = MessageInfo(26, frozenset(), 10, 0.0, "1700000000.M1P2Q3.host,S=10")
 
