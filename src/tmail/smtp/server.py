@@ -59,31 +59,29 @@ What this subclass changes, and why:
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, ITLSTransport
 from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
 from tmail.auth.policy import isSecure, peerHost
-from tmail.auth.throttle import settle
 from tmail.connections import Refusal, sendPromptly
 from tmail.delivery.destination import OUTBOUND_QUEUE, Destination, LocalUser
 from tmail.delivery.envelope import MailFrom, RcptTo
 from tmail.delivery.local import MailboxMessage, commitAll
 from tmail.delivery.trace import Trace, protocolName
 from tmail.errors import NotHostedDomain, OverQuota, RecipientError, StoreFull, UnknownRecipient
-from tmail.interfaces import Destinations, ILoginAttempt, IMailFolder
+from tmail.interfaces import Destinations, IMailFolder
+from tmail.smtp.auth import AuthCommand
 from tmail.smtp.burl import BURLCommand
+from tmail.smtp.chunking import BDAT, ChunkingCommand
 from tmail.smtp.commands import CommandError, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.deadlines import Deadline, SessionDeadlines
@@ -97,7 +95,7 @@ from tmail.smtp.relay import (
     queueEnvelope,
     wantsSuccess,
 )
-from tmail.smtp.sasl import MECHANISMS, MalformedResponseError, Mechanism, decodeResponse
+from tmail.smtp.sasl import MECHANISMS, Mechanism
 from tmail.smtp.submission import WATCHED_FIELDS, missingFields
 from tmail.smtp.synchronization import EARLY_TALKER, UNSYNCHRONIZED, mayBePipelined
 from tmail.smtp.transaction import AcceptedRecipient, Transaction
@@ -109,8 +107,6 @@ if TYPE_CHECKING:
 __all__ = ["BARE_NEWLINE", "BDAT", "LINE_TOO_LONG", "TOO_BIG", "SMTPServer"]
 
 COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
-#: Reading the octets of a BDAT chunk.
-BDAT = "BDAT"
 
 _VERBS = frozenset(
     b"HELO EHLO MAIL RCPT DATA BDAT BURL RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH".split()
@@ -137,7 +133,7 @@ def _printable(text: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in text)[:200]
 
 
-class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
+class SMTPServer(AuthCommand, ChunkingCommand, BURLCommand, smtp.ESMTP):  # type: ignore[misc]
     """
     One SMTP session.  Settings, realm and policy come from the
     L{SMTPFactory} that built it.
@@ -1215,91 +1211,6 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
     def _resetTransaction(self) -> None:
         self._transaction = None
 
-    def do_BDAT(self, rest: bytes) -> None:
-        """
-        BDAT (RFC 3030): a chunk of exactly the announced size follows the
-        command.  Each chunk but the last is answered when it is read; the
-        last is answered as DATA is.  A refused BDAT still has its octets
-        read (and thrown away), so they never run as commands.
-        """
-        words = rest.split()
-        last = len(words) == 2 and words[1].upper() == b"LAST"
-        if not words or len(words) > 2 or (len(words) == 2 and not last):
-            self.reply(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
-            return
-        if not words[0].isdigit() or len(words[0]) > 20:
-            self.reply(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
-            return
-        size = int(words[0])
-        self._lastChunk, self._chunkSize = last, size
-        reader = self._reader
-        if not isinstance(reader, ChunkReader):
-            mail = self._transaction.mail if self._transaction is not None else None
-            refusal = self._noTransaction()
-            if refusal is None and size == 0 and not last:
-                refusal = Reply(501, "5.5.4", "An empty chunk must be the last")
-            if refusal is None and self._startMessage():
-                settings = self.factory.settings
-                reader = ChunkReader(
-                    self._writeContent,
-                    settings.max_message_size,
-                    settings.max_line_length,
-                    settings.bare_newlines,
-                    binary=mail is not None and mail.body == "BINARYMIME",
-                    onFailure=self._abortMessages,
-                )
-            else:
-                if refusal is not None:
-                    self._discardChunk(size, refusal)
-                return
-        self._reader = reader
-        reader.expect(size)
-        self.mode = BDAT
-        self._deadlines.dataStarted()
-        if size == 0:
-            self._endOfChunk()
-
-    def _discardChunk(self, size: int, refusal: Reply) -> None:
-        """Read and throw away a refused chunk, then give the refusal."""
-        reader = ChunkReader(lambda data: None, 0, 0)
-        reader.fail(refusal)
-        reader.expect(size)
-        self._reader = reader
-        self._refusedChunk = True
-        self.mode = BDAT
-        self._deadlines.dataStarted()
-        if size == 0:
-            self._endOfChunk()
-
-    _refusedChunk = False
-
-    def _endOfChunk(self) -> None:
-        reader = self._reader
-        assert isinstance(reader, ChunkReader)
-        self._deadlines.dataEnded()
-        if self._refusedChunk:
-            self._refusedChunk = False
-            self.mode = COMMAND
-            self._reader = None
-            assert reader.failure is not None
-            self.reply(reader.failure)
-            return
-        if not self._lastChunk:
-            self.mode = COMMAND
-            if reader.failure is not None:
-                # The transaction is over: later chunks are refused too.
-                self._reader = None
-                self._abortMessages()
-                self._dataTransaction = None
-                self._scanner = self._dataContext = None
-                self._observers = []
-                self.reply(reader.failure)
-                return
-            self.reply(Reply(250, "2.0.0", f"{self._chunkSize} octets received"))
-            return
-        reader.finish()
-        self._endOfData()
-
     # STARTTLS
 
     def _canStartTLS(self) -> bool:
@@ -1326,98 +1237,3 @@ class SMTPServer(BURLCommand, smtp.ESMTP):  # type: ignore[misc]
             self._resetTransaction()
             self.transport.startTLS(self.ctx)
             self.startedTLS = True
-
-    # AUTH
-
-    def _authEnabled(self) -> bool:
-        return self.factory.submission and self.factory.checker is not None
-
-    def ext_AUTH(self, rest: bytes) -> None:
-        parts = rest.split()
-        if not self._authEnabled():
-            self.reply(Reply(503, "5.5.1", "Error: authentication not enabled"))
-        elif not isSecure(self.transport):
-            self.reply(
-                Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
-            )
-        elif self._user is not None:
-            self.reply(Reply(503, "5.5.1", "Error: already authenticated"))
-        elif self._transaction is not None:
-            self.reply(Reply(503, "5.5.1", "Error: MAIL transaction in progress"))
-        elif not 1 <= len(parts) <= 2:
-            self.reply(Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"))
-        elif parts[0].upper() not in MECHANISMS:
-            self.reply(Reply(504, "5.5.4", "Unrecognized authentication type"))
-        else:
-            self._mechanism = MECHANISMS[parts[0].upper()]()
-            if len(parts) == 2:
-                self._authStep(parts[1], initial=True)
-            else:
-                self._challenge(self._mechanism.firstChallenge)
-
-    def _challenge(self, challenge: bytes) -> None:
-        self.mode = AUTH
-        self.sendCode(334, base64.b64encode(challenge))
-
-    def state_AUTH(self, line: bytes) -> None:
-        if line == b"*":
-            self.mode = COMMAND
-            self._mechanism = None
-            self.reply(Reply(501, "5.7.0", "Authentication aborted"))
-            return
-        self._authStep(line, initial=False)
-
-    def _authStep(self, line: bytes, *, initial: bool) -> None:
-        mechanism = self._mechanism
-        assert mechanism is not None
-        try:
-            result = mechanism.respond(decodeResponse(line, initial=initial))
-        except MalformedResponseError:
-            self.mode = COMMAND
-            self._mechanism = None
-            self.reply(Reply(501, "5.5.2", "Malformed authentication response"))
-            return
-        if isinstance(result, bytes):
-            self._challenge(result)
-            return
-        self.mode = COMMAND
-        self._mechanism = None
-        self._checkCredentials(result)
-
-    def _checkCredentials(self, credentials: UsernamePassword) -> None:
-        """
-        Check the credentials once the throttle counts the check as running
-        (L{tmail.auth.throttle}); an address at its limit is refused
-        without a check.
-        """
-        checker = self.factory.checker
-        assert checker is not None
-        host = peerHost(self.transport)
-
-        def begun(attempt: ILoginAttempt | None) -> Deferred[None] | None:
-            if attempt is None:
-                self.reply(Reply(454, "4.7.0", "Too many failed authentications, try later"))
-                return None
-            checked: Deferred[object] = maybeDeferred(checker.requestAvatarId, credentials)
-            checked.addCallback(avatarAddress)
-            return settle(attempt, checked).addCallbacks(succeeded, failed)
-
-        def avatarAddress(avatarId: object) -> bytes:
-            if not isinstance(avatarId, bytes):
-                raise UnauthorizedLogin("no user")
-            return avatarId
-
-        def succeeded(avatarId: bytes) -> None:
-            self._user = avatarId.decode("utf-8")
-            self.log.info("smtp: {user} authenticated from {client}", user=self._user, client=host)
-            self.reply(Reply(235, "2.7.0", "Authentication successful"))
-
-        def failed(reason: Failure) -> None:
-            if not isinstance(reason.value, UnauthorizedLogin):
-                self.log.failure("smtp: credentials check failed", reason)
-                self.reply(Reply(454, "4.7.0", "Temporary authentication failure"))
-                return
-            self.log.info("smtp: authentication failed from {client}", client=host)
-            self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
-
-        self._wait(self.factory.throttle.begin(host).addCallback(begun))
