@@ -58,7 +58,8 @@ from tmail.queue.outbox import Outbox
 from tmail.smtp.commands import Reply
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.policy import ISMTPPolicy
-from tmail.smtp.server import INTERNAL_ERROR, SMTPServer
+from tmail.smtp.replies import INTERNAL_ERROR
+from tmail.smtp.server import SMTPServer
 from tmail.smtp.transaction import AcceptedRecipient
 
 __all__ = ["HostedOnlyDelivery", "LMTPFactory", "LMTPServer", "lmtpProtocolName"]
