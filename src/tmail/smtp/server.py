@@ -81,6 +81,7 @@ from tmail.smtp.commands import CommandError, Reply, parseMailFrom, parseRcptTo
 from tmail.smtp.content import MessageContent
 from tmail.smtp.data import BARE_NEWLINE, LINE_TOO_LONG, TOO_BIG, ChunkReader, DataReader
 from tmail.smtp.deadlines import Deadline, SessionDeadlines
+from tmail.smtp.framing import InputFraming
 from tmail.smtp.headerblock import HeaderScanner
 from tmail.smtp.headers import sanitiseHelo
 from tmail.smtp.policy import NO_OBJECTION, PolicyContext, Stage, Verdict, consult
@@ -88,7 +89,6 @@ from tmail.smtp.relay import (
     HeaderCapture,
 )
 from tmail.smtp.replies import (
-    INTERNAL_ERROR,
     OK,
     STORAGE_FULL,
     printable,
@@ -112,6 +112,7 @@ _JUNK = frozenset(b"HELO EHLO LHLO RSET NOOP VRFY EXPN HELP".split())
 
 
 class SMTPServer(
+    InputFraming,
     MessageContent,
     AuthCommand,
     ChunkingCommand,
@@ -308,166 +309,6 @@ class SMTPServer(
     def _inTransaction(self) -> bool:
         """Whether a transaction's commands or content are still to come."""
         return self._transaction is not None or self._reader is not None
-
-    # Input
-
-    def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
-        if self.mode in (DATA, BDAT):
-            self._deadlines.dataReceived(len(data))
-        self._buffer += data
-        if not self._greeted:
-            self._earlyTalker()
-            return
-        if self._blocked:
-            if len(self._buffer) > self.factory.settings.max_line_length:
-                self._pause()
-            return
-        self._process()
-
-    def _process(self) -> None:
-        """Handle every complete line in the buffer, unless an answer is pending."""
-        if self._processing:
-            return
-        self._processing = True
-        try:
-            self._processLines()
-        finally:
-            self._processing = False
-
-    def _processLines(self) -> None:
-        limit = self.factory.settings.max_line_length
-        buffer, start = self._buffer, 0
-        while not self._blocked and not self.transport.disconnecting:
-            if self.mode in (DATA, BDAT):
-                used = self._readContent(buffer, start)
-                if used is None:
-                    buffer, start = b"", 0
-                    break
-                start += used
-                continue
-            end = buffer.find(b"\r\n", start)
-            if end < 0:
-                break
-            line, start = buffer[start:end], end + 2
-            self._held = len(buffer) - start
-            self._pipelined = self._held > 0
-            if self._skipping:
-                self._skipping = False
-            elif len(line) > limit:
-                self._lineTooLong()
-            else:
-                self._handleLine(line)
-            if self._discardInput:
-                self._discardInput = False
-                buffer, start = b"", 0
-        rest = buffer[start:]
-        if self.transport.disconnecting:
-            # After a goodbye (QUIT, too many errors) nothing more is answered.
-            self._buffer = b""
-            self._deadlines.partialLine(False)
-            return
-        if not self._blocked and len(rest.removesuffix(b"\r")) > limit:
-            if not self._skipping:
-                self._skipping = True
-                self._lineTooLong()
-            rest = rest[-1:] if rest.endswith(b"\r") else b""
-        self._buffer = rest
-        self._deadlines.partialLine(
-            not self._blocked
-            and self.mode not in (DATA, BDAT)
-            and bool(rest or self._skipping)
-            and not self.transport.disconnecting
-        )
-
-    def _readContent(self, buffer: bytes, start: int) -> int | None:
-        """
-        Hand message octets to the reader; return how many were the
-        message's (or the chunk's) when it ended, else C{None}: all taken.
-        """
-        reader = self._reader
-        assert reader is not None
-        data = buffer[start:] if start else buffer
-        try:
-            if isinstance(reader, DataReader):
-                used = reader.feed(data)
-                if used is not None:
-                    self._held = len(data) - used
-                    self._endOfData()
-                return used
-            used = reader.feed(data)
-            if reader.remaining == 0:
-                self._held = len(data) - used
-                self._endOfChunk()
-                return used
-            return None
-        except Exception:
-            # Where the message ends is unknown now: the stream cannot be
-            # followed any further.
-            self.log.failure("Unexpected error reading a message")
-            self._abortMessages()
-            self.mode = COMMAND
-            self._reader = None
-            self.sendCode(451, b"4.3.0 Internal error; closing the connection")
-            self.transport.loseConnection()
-            return None
-
-    def _handleLine(self, line: bytes) -> None:
-        try:
-            self.lineReceived(line)
-        except Exception:
-            self.log.failure("Unexpected error in SMTP session")
-            self.mode = COMMAND
-            self._mechanism = None
-            self.reply(INTERNAL_ERROR)
-
-    def _lineTooLong(self) -> None:
-        self.mode = COMMAND
-        self._mechanism = None
-        self.reply(Reply(500, "5.5.2", "Line too long"))
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        """Unused: L{_processLines} enforces C{max_line_length} itself."""
-
-    def _wait(self, pending: Deferred[Any]) -> None:
-        """
-        Read no further line until C{pending} has a result, so that replies
-        to pipelined commands go out in order.  The transport is paused
-        only once more than a line's worth of input waits (see
-        L{dataReceived}): a client that waits for its reply costs no
-        reactor registration changes.
-        """
-        fired = False
-
-        def unblock(result: object) -> None:
-            nonlocal fired
-            fired = True
-            if self._blocked:
-                self._blocked = False
-                if self._paused:
-                    self._paused = False
-                    if not self.transport.disconnecting:
-                        self.transport.resumeProducing()
-                if not self.transport.disconnecting:
-                    self._process()
-
-        pending.addErrback(self._unhandled)
-        pending.addBoth(unblock)
-        if not fired:
-            self._blocked = True
-            held = self._held if self._processing else len(self._buffer)
-            if held > self.factory.settings.max_line_length:
-                self._pause()
-
-    def _pause(self) -> None:
-        """Stop reading from the client until the pending answer is given."""
-        if not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-
-    def _unhandled(self, failure: Failure) -> None:
-        self.log.failure("Unexpected error in SMTP session", failure)
-        self.reply(INTERNAL_ERROR)
 
     # Policies
 
