@@ -388,7 +388,8 @@ def _queueRunner(
 ) -> QueueRunner:
     from tmail.queue.dkim import DKIMSigner
     from tmail.queue.local import LocalTransport
-    from tmail.queue.runner import QueueRunner, RelaySettings
+    from tmail.queue.relaysettings import RelaySettings
+    from tmail.queue.runner import QueueRunner
 
     return QueueRunner(
         outbox.store,

@@ -13,7 +13,7 @@ from tmail.config.loader import loadSettings
 from tmail.config.schema import RelayConfig, Settings
 from tmail.errors import ConfigError
 from tmail.queue.client import Credentials, TLSMode
-from tmail.queue.runner import RelaySettings
+from tmail.queue.relaysettings import RelaySettings
 
 
 def load(folder: Path, text: str) -> Settings:

@@ -29,7 +29,8 @@ from tmail.errors import ConfigError
 from tmail.queue.client import TLSPolicy
 from tmail.queue.dnssec import ValidatingResolver
 from tmail.queue.entry import Envelope, Recipient, State
-from tmail.queue.runner import QueueRunner, RelaySettings, tlsLevel
+from tmail.queue.relaysettings import RelaySettings, tlsLevel
+from tmail.queue.runner import QueueRunner
 from tmail.queue.store import QueueStore
 
 RCPT = "bob@dane.test"

@@ -20,7 +20,8 @@ from tmail.interfaces import IMailStore
 from tmail.queue.entry import Envelope, QueueEntry, Recipient
 from tmail.queue.local import LocalResult, LocalTransport
 from tmail.queue.outbox import Outbox
-from tmail.queue.runner import QueueRunner, RelaySettings
+from tmail.queue.relaysettings import RelaySettings
+from tmail.queue.runner import QueueRunner
 from tmail.queue.store import QueueStore
 from tmail.realm.virtual import VirtualDomainRealm
 from tmail.store.quota import overrideFields

@@ -30,7 +30,8 @@ from tmail.config.remotes import parseNameserver
 from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
 from tmail.queue.dkim import DKIMKeyStore, DKIMSigner, generateKey
 from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
-from tmail.queue.runner import QueueRunner, RelaySettings
+from tmail.queue.relaysettings import RelaySettings
+from tmail.queue.runner import QueueRunner
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.smarthost import Smarthost
 from tmail.queue.store import QueueStore

@@ -19,7 +19,7 @@ from twisted.internet.ssl import Certificate
 from tmail.config.loader import loadSettings
 from tmail.queue.client import TLSMode, TLSPolicy
 from tmail.queue.entry import State
-from tmail.queue.runner import RelaySettings, tlsLevel
+from tmail.queue.relaysettings import RelaySettings, tlsLevel
 
 BOB = "bob@ok.test"
 

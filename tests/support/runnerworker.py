@@ -14,7 +14,8 @@ from pathlib import Path
 from twisted.internet import reactor
 
 from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
-from tmail.queue.runner import QueueRunner, RelaySettings
+from tmail.queue.relaysettings import RelaySettings
+from tmail.queue.runner import QueueRunner
 from tmail.queue.schedule import RetrySchedule
 from tmail.queue.store import QueueStore
 

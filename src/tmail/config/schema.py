@@ -433,7 +433,7 @@ TLS_LEVELS: tuple[TLSLevel, ...] = ("none", "may", "encrypt", "verify", "dane", 
 class RelayConfig:
     """
     Sending queued mail on (the C{[relay]} table), for the queue runner
-    (L{tmail.queue.runner.RelaySettings.fromConfig}).
+    (L{tmail.queue.relaysettings.RelaySettings.fromConfig}).
 
     @ivar nameservers: the name servers to ask (C{"192.0.2.53"},
         C{"127.0.0.1:5353"}, C{"[::1]:53"}); C{/etc/resolv.conf}'s when empty.

@@ -13,7 +13,7 @@ password is never in the configuration.  The server's certificate is
 verified by default, against the platform's CAs or a given PEM bundle.
 
 L{tmail.config.loader} checks all of this when it loads the file;
-L{tmail.queue.runner.RelaySettings.fromConfig} reads the files again when
+L{tmail.queue.relaysettings.RelaySettings.fromConfig} reads the files again when
 the runner is built.
 """
 
