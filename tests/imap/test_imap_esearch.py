@@ -25,7 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from support.imaploop import listenIMAP
 from support.net import inThread
 from support.realm import ALICE, PASSWORD, makeRealm
-from tmail.imap.server import uidSet
+from tmail.imap.responses import uidSet
 from tmail.interfaces import IMailFolder
 
 
