@@ -267,7 +267,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
         else:
             handler(*args)
 
-    def _longOperation(self, d: Deferred[Any]) -> Deferred[None]:
+    def holdInput(self, d: Deferred[Any]) -> Deferred[None]:
         """
         Hold further input until C{d} fires; answer an unexpected failure
         with C{-ERR Internal error}.  The idle timer keeps running (a
@@ -402,7 +402,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
                 self._loggedIn, self._loginFailed, callbackArgs=(user,), errbackArgs=(user,)
             )
 
-        self._longOperation(self.throttle.begin(self._host).addCallback(begun))
+        self.holdInput(self.throttle.begin(self._host).addCallback(begun))
 
     def _loggedIn(self, result: tuple[Any, Any, Any], user: bytes) -> Deferred[None] | None:
         interface, avatar, logout = result
@@ -547,7 +547,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
 
         d = maybeDeferred(self.mbox.getMessage, i)
         d.addCallbacks(self._transfer, unavailable, callbackArgs=(i, bodyLines))
-        self._longOperation(d)
+        self.holdInput(d)
 
     def _transfer(self, file: BinaryIO, i: int, bodyLines: int | None) -> Deferred[None] | None:
         """Send a message as a dot-stuffed multi-line response, streaming it from C{file}."""
@@ -615,4 +615,4 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             self.transport.loseConnection()
 
         d = maybeDeferred(self.mbox.sync).addCallbacks(updated, failed).addBoth(close)
-        self._longOperation(d)
+        self.holdInput(d)
