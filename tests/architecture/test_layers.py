@@ -46,10 +46,6 @@ LAYERS: list[set[str]] = [
 #: Imports from a lower layer to a higher one still there: (importer, imported).
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("tmail.config.loader", "tmail.smtp.policy"): "the loader builds policies to check them",
-    (
-        "tmail.config.loader",
-        "tmail.queue.smarthost",
-    ): "the loader reads the smarthost's credentials and CAs to check them",
 }
 
 #: Packages that still import each other, with what ties them.

@@ -39,7 +39,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from tmail.config.endpoints import checkServerEndpoint, isTLSShorthand, parseTLSShorthand
-from tmail.config.remotes import parseNameserver, parseSmarthost
+from tmail.config.remotes import loadTrustRoot, parseNameserver, parseSmarthost, readCredentials
 from tmail.config.schema import (
     TLS_LEVELS,
     AuthSettings,
@@ -264,8 +264,6 @@ class _Loader:
         """The smarthost's credentials and CA files are needed, readable, and well-formed."""
         if relay.smarthost_credentials is None and relay.smarthost_ca is None:
             return
-        from tmail.queue.smarthost import loadTrustRoot, readCredentials
-
         for key, path in (
             ("relay.smarthost_credentials", relay.smarthost_credentials),
             ("relay.smarthost_ca", relay.smarthost_ca),

@@ -1,19 +1,34 @@
 """
 Remote hosts named in the configuration: the smarthost the outbound queue
-relays through (C{[relay] smarthost}) and the DNS name servers it asks
-(C{[relay] nameservers}).  Read here, below the queue, so that the loader
-checks them with the same code that later uses them.
+relays through (C{[relay] smarthost}), with the files of its login and CAs,
+and the DNS name servers it asks (C{[relay] nameservers}).  Read here,
+below the queue, so that the loader checks them with the same code that
+later uses them.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import idna
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
 from tmail.directory.addresses import isValidHostname
+from tmail.tls import TrustRoot
 
-__all__ = ["parseNameserver", "parseSmarthost"]
+__all__ = [
+    "Credentials",
+    "exposedToOthers",
+    "loadTrustRoot",
+    "parseNameserver",
+    "parseSmarthost",
+    "readCredentials",
+]
 
 #: Smarthost schemes, and whether each is implicit TLS.
 _SCHEMES = {"tcp": False, "tls": True}
@@ -82,3 +97,53 @@ def _isAddress(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user name and password to log in to a server with (never shown in a repr)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+def readCredentials(path: Path) -> Credentials:
+    """
+    The login in the file at C{path}: one line C{username:password}.
+    C{OSError} when it cannot be read, C{ValueError} (never quoting the
+    file) when it is not that line.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the file is not UTF-8 text") from None
+    if text.endswith("\n"):
+        text = text[:-1].removesuffix("\r")
+    if not text.strip():
+        raise ValueError("the file is empty; expected one line username:password")
+    if "\n" in text or "\r" in text:
+        raise ValueError("expected one line username:password, found more lines")
+    username, colon, password = text.partition(":")
+    if not colon or not username or not password:
+        raise ValueError("expected one line username:password")
+    if "\x00" in text:
+        raise ValueError("the file holds a NUL character")
+    return Credentials(username, password)
+
+
+def exposedToOthers(path: Path) -> bool:
+    """Whether the group or others may read the file at C{path}."""
+    return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+
+
+def loadTrustRoot(path: Path) -> TrustRoot:
+    """
+    The CAs in the PEM bundle at C{path}; C{OSError} when it cannot be
+    read, C{ValueError} when it holds no certificate.
+    """
+    found = x509.load_pem_x509_certificates(path.read_bytes())
+    root: TrustRoot = trustRootFromCertificates(
+        [Certificate.loadPEM(c.public_bytes(serialization.Encoding.PEM)) for c in found]
+    )
+    return root

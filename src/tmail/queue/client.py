@@ -92,6 +92,7 @@ from twisted.internet.ssl import CertificateOptions, optionsForClientTLS
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from tmail.config.remotes import Credentials
 from tmail.queue.connections import ConnectionCache, Parked
 from tmail.queue.danetls import DANEClientCreator
 from tmail.queue.dotstuff import DotStuffer
@@ -190,14 +191,6 @@ class Timeouts:
     dataBlock: float = 180.0
     dataEnd: float = 600.0
     rset: float = 20.0
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A user name and password to log in to a server with (never shown in a repr)."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,15 +19,9 @@ the runner is built.
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from twisted.internet.ssl import Certificate, trustRootFromCertificates
-
-from tmail.queue.client import Credentials
+from tmail.config.remotes import Credentials, exposedToOthers, loadTrustRoot, readCredentials
 from tmail.tls import TrustRoot
 
 __all__ = [
@@ -58,45 +52,3 @@ class Smarthost:
     credentials: Credentials | None = None
     verify: bool = True
     trustRoot: TrustRoot | None = None
-
-
-def readCredentials(path: Path) -> Credentials:
-    """
-    The login in the file at C{path}: one line C{username:password}.
-    C{OSError} when it cannot be read, C{ValueError} (never quoting the
-    file) when it is not that line.
-    """
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("the file is not UTF-8 text") from None
-    if text.endswith("\n"):
-        text = text[:-1].removesuffix("\r")
-    if not text.strip():
-        raise ValueError("the file is empty; expected one line username:password")
-    if "\n" in text or "\r" in text:
-        raise ValueError("expected one line username:password, found more lines")
-    username, colon, password = text.partition(":")
-    if not colon or not username or not password:
-        raise ValueError("expected one line username:password")
-    if "\x00" in text:
-        raise ValueError("the file holds a NUL character")
-    return Credentials(username, password)
-
-
-def exposedToOthers(path: Path) -> bool:
-    """Whether the group or others may read the file at C{path}."""
-    return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
-
-
-def loadTrustRoot(path: Path) -> TrustRoot:
-    """
-    The CAs in the PEM bundle at C{path}; C{OSError} when it cannot be
-    read, C{ValueError} when it holds no certificate.
-    """
-    found = x509.load_pem_x509_certificates(path.read_bytes())
-    root: TrustRoot = trustRootFromCertificates(
-        [Certificate.loadPEM(c.public_bytes(serialization.Encoding.PEM)) for c in found]
-    )
-    return root
