@@ -4,15 +4,38 @@ How long one step of a long piece of work may run.
 Every session shares one reactor thread, so a command over thousands of
 messages or folders (STORE, COPY, EXPUNGE, LIST-STATUS, RENAME of INBOX)
 runs as a generator of steps that a L{twisted.internet.task.Cooperator}
-interleaves with everyone else's work (the cooperator itself hands the
-reactor back every 10 ms).  A step ends when a L{StepBudget} says so:
-after a few milliseconds or a fixed number of items, whichever comes first.
+interleaves with everyone else's work.  A step ends when a L{StepBudget}
+says so: after a few milliseconds or a fixed number of items, whichever
+comes first.  The cooperator of L{sharedCooperator} hands the reactor
+back after L{TURN} of steps, not Twisted's 10 ms: an answer that waits for
+the store (a NOOP looking for new mail, a FETCH opening a file) crosses
+the reactor a few times, and each crossing waits for one turn.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+from twisted.internet import task
+
+#: How long a cooperator runs steps before the reactor serves the others.
+TURN = 0.003
+
+
+class _TurnEnds:
+    """A cooperator's turn: over after L{TURN} seconds."""
+
+    def __init__(self) -> None:
+        self._end = time.perf_counter() + TURN
+
+    def __call__(self) -> bool:
+        return time.perf_counter() >= self._end
+
+
+def sharedCooperator() -> task.Cooperator:
+    """A cooperator whose turns last L{TURN}, for the long commands of every session."""
+    return task.Cooperator(terminationPredicateFactory=_TurnEnds)
 
 
 class StepBudget:

@@ -4,7 +4,9 @@ The C{twistd tmail} plugin's options and service maker.
 C{twistd -n tmail --config PATH}.  A bad configuration prints one line
 naming the file, the key and the problem, and exits with status 2.  The
 service is L{tmail.service.makeServerService}'s: one process, or a
-supervisor of C{[server] workers} worker processes.
+supervisor of C{[server] workers} worker processes.  Once it runs, the
+objects of its start are frozen out of garbage collection
+(L{tmail.heap}).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
 from tmail.config.loader import loadSettings
 from tmail.config.schema import Settings
 from tmail.errors import ConfigError
+from tmail.heap import freezeStartupObjects
 
 
 class Options(usage.Options):
@@ -44,6 +48,8 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> IService:
     """Build the services from the loaded settings."""
+    from twisted.internet import reactor
+
     from tmail import service
 
     try:
@@ -52,4 +58,7 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"{e}\n")
         sys.exit(2)
     cast(Any, built).exitOnListenFailure = True
+    # twistd starts the services before the reactor runs: by then
+    # everything the process serves with is made.
+    cast(IReactorCore, reactor).callWhenRunning(freezeStartupObjects)
     return built

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
         "tmail",
         "errors",
         "fsutil",
+        "heap",
         "interfaces",
         "lineends",
         "steps",

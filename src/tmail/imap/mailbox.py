@@ -30,6 +30,7 @@ from tmail.imap.largemessages import HEADER, INFO, LARGE_MESSAGE, WHOLE, Runner,
 from tmail.imap.message import IMAPMessage, MimeLimits, openTogether
 from tmail.imap.messagecache import IMessageFacts
 from tmail.imap.parse import MAX_NESTING
+from tmail.imap.search import FlagsOnly, compileSearch
 from tmail.imap.seqset import MAX_RANGES, Messages, Ranges, SavedResult, SequenceSet
 from tmail.imap.view import SessionView
 from tmail.imap.waiting import Steps, answered, finish, waitFor, waitOn
@@ -782,8 +783,6 @@ class IMAPMailbox:
         after that many matches, looking from the last message back when
         C{fromEnd} (a PARTIAL window, RFC 9394).
         """
-        from tmail.imap.search import compileSearch
-
         notes: set[str] = set()
         needs, matcher, usesModSeq = compileSearch(query, self, now, notes)
         search = MailboxSearch(self, matcher, needs, usesModSeq, messages)
@@ -910,8 +909,6 @@ class MailboxSearch:
             holder = _InfoHolder()
             infos = mailbox._infos
             listing = infos.listing()
-            from tmail.imap.search import FlagsOnly
-
             if isinstance(self._matcher, FlagsOnly) and limit is None:
                 yield from self._byFlagSets(uids, listing, holder)
                 return

@@ -440,7 +440,6 @@ class MimeEntity:
         *,
         start: int = 0,
         end: int | None = None,
-        root: MimeEntity | None = None,
         limits: MimeLimits = MimeLimits(),
     ) -> None:
         self.data = raw
@@ -448,7 +447,6 @@ class MimeEntity:
         self.end = len(raw) if end is None else end
         self.depth = depth
         self._defaultType = defaultType
-        self._root = self if root is None else root
         self._limits = limits
         self._children: list[MimeEntity] | None = None
         self._encapsulated: MimeEntity | None = None
@@ -559,9 +557,13 @@ class MimeEntity:
         """
         Find the parts of the whole message, in document order, with an
         explicit stack; each entity is a multipart with L{_children}, a
-        message/rfc822 with L{_encapsulated}, or a leaf.
+        message/rfc822 with L{_encapsulated}, or a leaf.  Every part is
+        found here, by the message's own entity, so a part needs no link
+        back to it: no entity is part of a reference cycle, and a message's
+        bytes are freed as soon as its last use ends, not at the next full
+        garbage collection.
         """
-        root = self._root
+        root = self
         if root._children is not None:
             return
         limits = root._limits
@@ -595,7 +597,7 @@ class MimeEntity:
                     default = "text/plain"
                 budget -= len(spans)
                 entity._children = [
-                    MimeEntity(entity.data, entity.depth + 1, default, start=s, end=e, root=root)
+                    MimeEntity(entity.data, entity.depth + 1, default, start=s, end=e)
                     for s, e in spans
                 ]
                 entity._multipart = True
@@ -607,7 +609,6 @@ class MimeEntity:
                     entity.depth + 1,
                     start=entity._bodyStart,
                     end=entity.end,
-                    root=root,
                 )
                 entity._encapsulated = inner
                 stack.append(inner)

@@ -75,9 +75,10 @@ from tmail.imap.parse import (
 )
 from tmail.imap.seqset import Messages, SavedResult, parseSequenceSet
 from tmail.interfaces import ILoginThrottle
+from tmail.steps import sharedCooperator
 
 _log = Logger()
-_COOPERATOR = task.Cooperator()
+_COOPERATOR = sharedCooperator()
 
 _TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+\Z')
 _NO_EXPUNGE = frozenset({b"FETCH", b"STORE", b"SEARCH", b"SORT", b"THREAD"})

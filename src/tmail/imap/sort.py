@@ -175,6 +175,11 @@ class MessageFacts:
         for name in (b"message-id", b"references", b"in-reply-to"):
             self.headerField(name)
 
+    def readForThreading(self) -> None:
+        """Work out now what THREAD's tree work compares: the sent date and base subject."""
+        for read in (_KEYS[b"DATE"], _KEYS[b"SUBJECT"]):
+            read(self)
+
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self._cache:
             self._cache[key] = compute()

@@ -9,7 +9,10 @@ message's last L{MAX_REFERENCES} ids are used, and a link whose loop check
 would climb more than L{MAX_THREAD_DEPTH} ancestors is not made, as one
 that would close a loop is not (RFC 5256 4, step 1.A).  The algorithms
 are generators that yield once per message, so a session can run them a
-slice at a time (L{threadSteps}).
+slice at a time (L{threadSteps}); everything they read of a message (its
+links, sent date and base subject, the parsing of which is most of their
+cost) is read in that message's step, so the tree work that follows in
+one piece is plain list and dictionary work.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ def _link(messages: Sequence[MessageFacts]) -> Generator[None, None, dict[object
             node = table[key] = Node(facts)
         else:
             node.facts = facts
+        facts.readForThreading()
         references = _references(facts.headerField(b"references"))
         if not references:
             references = _messageIds(facts.headerField(b"in-reply-to"))[:1]
@@ -302,9 +306,20 @@ def _tokens(node: Node, number: Callable[[MessageFacts], int]) -> Iterator[bytes
 
 
 def formatThreads(root: Node, uid: bool) -> bytes:
-    """The data of a C{* THREAD} response (RFC 5256 5): one thread-list per thread."""
+    """
+    The data of a C{* THREAD} response (RFC 5256 5): one thread-list per
+    thread.  The tree is taken apart as it is written: its parent links
+    make every node part of a reference cycle, which would otherwise keep
+    the tree and each message it holds until the next full garbage
+    collection, a pause every session of the process waits for.
+    """
 
     def number(facts: MessageFacts) -> int:
         return facts.uid if uid else facts.seq
 
-    return b"".join(piece for thread in root.children for piece in _tokens(thread, number))
+    try:
+        return b"".join(piece for thread in root.children for piece in _tokens(thread, number))
+    finally:
+        for node in [*_bottomUp(root), root]:
+            node.parent = None
+            node.children = []

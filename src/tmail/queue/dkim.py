@@ -42,6 +42,7 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Literal
 
+import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from twisted.logger import Logger
@@ -253,8 +254,6 @@ class DKIMKey:
 
         @raise dkim.DKIMException: when dkimpy cannot parse the message.
         """
-        import dkim  # dkimpy and dnspython: loaded where mail is signed
-
         linesep = b"\n" if _firstLineEnd(message) == b"\n" else b"\r\n"
         signer = dkim.DKIM(message, signature_algorithm=self.signatureAlgorithm, linesep=linesep)
         names = [name.lower() for name, _ in signer.headers]
@@ -544,8 +543,6 @@ class DKIMSigner:
         key = self.keyFor(domain)
         if key is None:
             return None
-        import dkim
-
         try:
             return key.sign(message)
         except dkim.MessageFormatError as e:

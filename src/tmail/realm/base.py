@@ -32,6 +32,7 @@ from tmail.interfaces import (
     IUserFields,
 )
 from tmail.store.filework import FileWork
+from tmail.store.maildir import MaildirStore
 from tmail.store.quota import QuotaLimits, limitsFromFields
 
 #: How deep alias chains may go before delivery gives up on a loop.
@@ -109,8 +110,6 @@ class MailRealm:
         changed setting applies at once), doing its file work with
         L{fileWork}.
         """
-        from tmail.store.maildir import MaildirStore
-
         return MaildirStore(
             self.mailboxPath(user),
             quota=lambda: self.quotaLimits(user),

@@ -19,6 +19,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
+from tmail.interfaces import IMailFolder, IPendingMessage
+
 
 class AnsweredLater(RuntimeError):
     """A store wrapped by L{blocking} answered with a Deferred that had not fired."""
@@ -95,8 +97,6 @@ class _Blocking:
 
 
 def _wrapped(result: Any) -> Any:
-    from tmail.interfaces import IMailFolder, IPendingMessage
-
     if IMailFolder.providedBy(result):
         return blocking(result)
     if IPendingMessage.providedBy(result):

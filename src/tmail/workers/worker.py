@@ -45,6 +45,7 @@ from tmail.clientaddress import IPV6_PREFIX_LENGTH
 from tmail.config.loader import loadSettings
 from tmail.config.schema import Settings
 from tmail.errors import ConfigError
+from tmail.heap import freezeStartupObjects
 from tmail.workers import channel
 from tmail.workers.channel import CHANNEL_FD
 from tmail.workers.loglines import LogLineWriter
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None, terminated: list[bool] | None = None) ->
     supervisor.serve = serve
     top.privilegedStartService()
     top.startService()
+    freezeStartupObjects()
     supervisor.callRemote(channel.Ready)  # type: ignore[no-untyped-call]
     for fd in set(listeners.values()):
         os.close(fd)

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, TypeVar
 from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tmail.changes import hub as _changes
@@ -1321,15 +1322,15 @@ class MaildirFolder:
         if entry is None or not self._opened or self._serial.busy:
             return self._serial.run(self._openMessage, uid)
 
-        path = self._pathOf(entry)
+        def lookAgain(failure: Failure) -> Deferred[BinaryIO]:
+            if not isinstance(failure.value, FileNotFoundError):
+                return fail(failure)
+            return self._serial.run(self._openMessage, uid)
 
-        async def opened() -> BinaryIO:
-            try:
-                return await self._run(_openForReading, path)
-            except FileNotFoundError:
-                return await self._serial.run(self._openMessage, uid)
-
-        return ensureDeferred(opened())
+        # Callbacks, not a coroutine: Twisted's coroutine Deferred is part
+        # of a reference cycle, one per file opened, left to the garbage
+        # collector.
+        return self._run(_openForReading, self._pathOf(entry)).addErrback(lookAgain)
 
     async def _openMessage(self, uid: int) -> BinaryIO:
         if uid not in self._index:
