@@ -27,7 +27,7 @@ from twisted.logger import Logger
 
 from tmail.config.endpoints import escapeEndpointValue, isTLSShorthand, parseTLSShorthand
 from tmail.config.loader import loadSettings
-from tmail.config.schema import PolicySettings, Settings, SubmissionSettings
+from tmail.config.schema import BUNDLED_POLICIES, PolicySettings, Settings, SubmissionSettings
 from tmail.connections import ConnectionCounter
 from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import ConfigError
@@ -226,15 +226,17 @@ def buildPolicies(
     """
     The policies C{smtp.policies} names, in order; each name is built once
     (kept in C{built}), so listeners naming the same policy share it.
+
+    @raise ConfigError: naming the C{[policy.<name>]} key at fault.
     """
-    from tmail.smtp.policy import BUNDLED, PolicyError, buildPolicy
+    from tmail.smtp.policy import PolicyError, buildPolicy
 
     policies = []
     for name in smtp.policies:
         if name not in built:
             spec = settings.policy.get(name)
-            if spec is None and name in BUNDLED:
-                spec = PolicySettings(name, BUNDLED[name])
+            if spec is None and name in BUNDLED_POLICIES:
+                spec = PolicySettings(name, BUNDLED_POLICIES[name])
             if spec is None:
                 raise ConfigError(str(settings.path), f"policy.{name}", "no such policy")
             try:
@@ -244,6 +246,33 @@ def buildPolicies(
                 raise ConfigError(str(settings.path), key, e.problem) from None
         policies.append(built[name])
     return policies
+
+
+def checkPolicies(settings: Settings) -> None:
+    """
+    Build every policy the listeners name, with a clock of their own, to
+    check their settings; a process that serves builds its own once more.
+
+    @raise ConfigError: naming the key at fault.
+    """
+    from twisted.internet.task import Clock
+
+    built: dict[str, ISMTPPolicy] = {}
+    for smtp in (settings.smtp, settings.submission, settings.lmtp):
+        if smtp is not None:
+            buildPolicies(settings, smtp, Clock(), built)
+
+
+def checkConfig(path: Path) -> Settings:
+    """
+    What C{tmail check} checks: the file loads, and every policy it names
+    can be built from its settings.
+
+    @raise ConfigError: one line naming the file, the key and the problem.
+    """
+    settings = loadSettings(path)
+    checkPolicies(settings)
+    return settings
 
 
 def makeService(
@@ -465,6 +494,8 @@ def makeServerService(settings: Settings) -> IService:
 
     count = workerCount(settings)
     if count > 1:
+        # The workers build the policies; a mistake is told here, once.
+        checkPolicies(settings)
         unshared = [d for _, d in listenersOf(settings) if not canHandOver(d)]
         if unshared:
             TmailService.log.warn(

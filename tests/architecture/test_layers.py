@@ -45,9 +45,7 @@ LAYERS: list[set[str]] = [
 ]
 
 #: Imports from a lower layer to a higher one still there: (importer, imported).
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    ("tmail.config.loader", "tmail.smtp.policy"): "the loader builds policies to check them",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 #: Packages that still import each other, with what ties them.
 KNOWN_CYCLES: dict[frozenset[str], str] = {

@@ -16,7 +16,7 @@ from support.policies import Stamp
 from tmail.config.loader import loadSettings
 from tmail.config.schema import PolicySettings, Settings
 from tmail.errors import ConfigError
-from tmail.service import makeService
+from tmail.service import checkConfig, makeService
 from tmail.smtp.factory import SMTPFactory
 from tmail.smtp.lmtp import LMTPFactory
 from tmail.smtp.ratelimit import RateLimit
@@ -55,10 +55,10 @@ def load(
 
 
 def problem(tmp_path: Path, text: str, smtp: str = "", submission: str = "") -> str:
-    """The one-line error, without the file's name."""
+    """The one-line error of C{tmail check}, without the file's name."""
     path = write(tmp_path, text, smtp, submission)
     with pytest.raises(ConfigError) as raised:
-        loadSettings(path)
+        checkConfig(path)
     message = str(raised.value)
     assert "\n" not in message and message.startswith(f"{path}: ")
     return message[len(f"{path}: ") :]

@@ -191,9 +191,23 @@ def test_plaintext_pipelined_after_starttls_is_discarded(server: TmailServer) ->
         assert tls.recv(1024).startswith(b"250")
 
 
-def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('hostname = "x"\n[imap]\nlisten = ["tcp:notaport"]\n', "imap.listen"),
+        (
+            # Checked by the supervisor, not told once by each worker.
+            'hostname = "x"\n[server]\nworkers = 2\n'
+            '[smtp]\nlisten = ["tcp:0:interface=127.0.0.1"]\npolicies = ["ratelimit"]\n'
+            "[policy.ratelimit]\nmessages = 5\nwindow = -1\n",
+            "policy.ratelimit.window",
+        ),
+    ],
+    ids=["listener", "policy-with-workers"],
+)
+def test_bad_config_exits_2_with_one_line(tmp_path: Path, text: str, key: str) -> None:
     config = tmp_path / "tmail.toml"
-    config.write_text('hostname = "x"\n[imap]\nlisten = ["tcp:notaport"]\n')
+    config.write_text(text)
     result = subprocess.run(
         [str(BIN / "twistd"), "-n", "--pidfile=", "tmail", "--config", str(config)],
         capture_output=True,
@@ -204,7 +218,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert str(config) in lines[0] and "imap.listen" in lines[0]
+    assert str(config) in lines[0] and key in lines[0]
 
 
 def test_port_in_use_exits_with_one_clear_line(server: TmailServer) -> None:

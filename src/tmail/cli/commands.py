@@ -25,6 +25,7 @@ from tmail.directory.passwdfile import PasswdFileDirectory
 from tmail.errors import DirectoryError, TmailError
 from tmail.interfaces import IQuotaStore, QuotaUsage
 from tmail.realm.build import realmFromSettings
+from tmail.service import checkConfig
 from tmail.store.blocking import blocking
 from tmail.store.filework import INLINE
 from tmail.store.quota import humanSize, overrideFields, parseSize, userOverrides
@@ -97,8 +98,8 @@ def _requireMaildirDomain(settings: Settings, domain: str) -> None:
 
 
 def check(args: argparse.Namespace, io: IO) -> int:
-    """C{tmail check}: load the configuration, say C{PATH: OK}."""
-    loadSettings(configPath(args))
+    """C{tmail check}: load the configuration and build its policies, say C{PATH: OK}."""
+    checkConfig(configPath(args))
     io.say(f"{configPath(args)}: OK")
     return 0
 

@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives import serialization
 from tmail.config.endpoints import checkServerEndpoint, isTLSShorthand, parseTLSShorthand
 from tmail.config.remotes import loadTrustRoot, parseNameserver, parseSmarthost, readCredentials
 from tmail.config.schema import (
+    BUNDLED_POLICIES,
+    POLICY_CLASS,
     TLS_LEVELS,
     AuthSettings,
     IMAPSettings,
@@ -291,15 +293,14 @@ class _Loader:
         self, document: dict[str, Any], users: dict[str, SMTPSettings | None]
     ) -> dict[str, PolicySettings]:
         """
-        The C{[policy.<name>]} tables, each built once to check it, and the
-        bundled policies the C{policies} lists name without a table.  Every
-        name listed must have a table (or be bundled), and every table must
-        be listed somewhere.
+        The C{[policy.<name>]} tables and the bundled policies the
+        C{policies} lists name without a table.  Every name listed must
+        have a table (or be bundled), and every table must be listed
+        somewhere.  The policies themselves are built where the server is
+        assembled (L{tmail.service.checkPolicies} for C{tmail check}),
+        once: building one loads its class, which may be an SMTP policy of
+        the protocol layer or the operator's own.
         """
-        from twisted.internet.task import Clock
-
-        from tmail.smtp.policy import BUNDLED
-
         tables = document.get("policy", {})
         if not isinstance(tables, dict):
             self.fail("policy", f"expected [policy.<name>] tables, got {_describe(tables)}")
@@ -313,8 +314,10 @@ class _Loader:
             options = dict(table)
             if "class" in options:
                 cls = self.string(f"{key}.class", options.pop("class"))
-            elif name in BUNDLED:
-                cls = BUNDLED[name]
+                if not POLICY_CLASS.match(cls):
+                    self.fail(f"{key}.class", 'must be "package.module:Class"')
+            elif name in BUNDLED_POLICIES:
+                cls = BUNDLED_POLICIES[name]
             else:
                 self.fail(f"{key}.class", 'required: "package.module:Class"')
             found[name] = PolicySettings(name, cls, options)
@@ -323,28 +326,19 @@ class _Loader:
             for index, name in enumerate(settings.policies if settings else ()):
                 listed.add(name)
                 if name not in found:
-                    if name not in BUNDLED:
+                    if name not in BUNDLED_POLICIES:
                         self.fail(
                             f"{section}.policies[{index}]",
                             f"no [policy.{_showKey(name)}] table defines this policy",
                         )
-                    found[name] = PolicySettings(name, BUNDLED[name])
-        for name, spec in found.items():
-            key = f"policy.{_showKey(name)}"
+                    found[name] = PolicySettings(name, BUNDLED_POLICIES[name])
+        for name in found:
             if name not in listed:
                 self.fail(
-                    key, "not used: no policies list of [smtp], [submission] or [lmtp] names it"
+                    f"policy.{_showKey(name)}",
+                    "not used: no policies list of [smtp], [submission] or [lmtp] names it",
                 )
-            self.buildPolicy(key, spec, Clock())
         return found
-
-    def buildPolicy(self, key: str, spec: PolicySettings, clock: Any) -> None:
-        from tmail.smtp.policy import PolicyError, buildPolicy
-
-        try:
-            buildPolicy(spec, clock)
-        except PolicyError as e:
-            self.fail(f"{key}.{_showKey(e.key)}" if e.key else key, e.problem)
 
     def policyNames(self, key: str, value: object) -> tuple[str, ...]:
         if not isinstance(value, list):

@@ -8,6 +8,7 @@ against the configuration file's folder).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -242,6 +243,12 @@ class LMTPSettings(SMTPSettings):
     greet_pause: float = 0.0
     early_talkers: ClientCheck = "allow"
     unauth_pipelining: ClientCheck = "allow"
+
+
+#: Policies that need no C{class} key: their name is enough.
+BUNDLED_POLICIES = {"ratelimit": "tmail.smtp.ratelimit:RateLimit"}
+#: What a C{class} key holds: C{"package.module:Class"}.
+POLICY_CLASS = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 
 
 @dataclass(frozen=True)

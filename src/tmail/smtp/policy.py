@@ -66,14 +66,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from tmail.config.schema import PolicySettings
+from tmail.config.schema import POLICY_CLASS, PolicySettings
 from tmail.delivery.envelope import MailFrom
 from tmail.smtp.commands import Reply
 from tmail.smtp.headerblock import fieldValues
 
 __all__ = [
     "ACCEPT",
-    "BUNDLED",
     "Decision",
     "ISMTPPolicy",
     "Policy",
@@ -91,16 +90,12 @@ _log = Logger()
 
 Stage = Literal["connect", "helo", "mail", "rcpt", "data"]
 
-#: Policies that need no C{class} key: their name is enough.
-BUNDLED = {"ratelimit": "tmail.smtp.ratelimit:RateLimit"}
-
 _STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 _TEXT = re.compile(r"[\x20-\x7e]*\Z")
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")
 #: A field value: no control characters but tab; a CRLF only when
 #: followed by white space (folding).
 _FIELD_VALUE = re.compile(r"(?:[^\x00-\x1f\x7f]|\t|\r\n[ \t])*\Z")
-_CLASS = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,13 +333,13 @@ def buildPolicy(spec: PolicySettings, clock: IReactorTime) -> ISMTPPolicy:
     bundled class of that name) is called as C{Class.fromSettings(options,
     clock)} when it has that class method, else as C{Class(**options)},
     where C{options} are the table's other keys.  Building must not reach
-    out anywhere (it is done once more when the file is only checked).
+    out anywhere: C{tmail check} builds every policy to check its settings.
 
     @raise PolicyError: when the class cannot be loaded, does not provide
         L{ISMTPPolicy}, or refuses the settings (C{TypeError},
         C{ValueError} or L{PolicyError} from it).
     """
-    if not _CLASS.match(spec.cls):
+    if not POLICY_CLASS.match(spec.cls):
         raise PolicyError('must be "package.module:Class"', "class")
     moduleName, _, className = spec.cls.partition(":")
     try:
