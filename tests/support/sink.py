@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import socket
 from dataclasses import dataclass, field
 
 from tests.support.net import listen
@@ -189,6 +191,12 @@ class SinkProtocol(LineReceiver):
             reply = self.sink.replies.get("data", "354 Go on")
             if reply == STALL:
                 self.sendLine(b"354 Go on")
+                # A fixed receive buffer: loopback's grows to 32 MB, room
+                # for the whole of a large message the sender would then
+                # have sent (not stalled) before the server stopped reading.
+                with contextlib.suppress(AttributeError, OSError):
+                    handle = self.transport.getHandle()  # type: ignore[union-attr]
+                    handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
                 self.transport.pauseProducing()  # type: ignore[union-attr]
                 return
             self.answer("data", reply)

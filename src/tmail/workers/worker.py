@@ -280,7 +280,11 @@ def main(argv: list[str] | None = None, terminated: list[bool] | None = None) ->
     supervisor.watchedElsewhere = link.watchedElsewhere
     hub.announceTo(link.announce)
     hub.reportWatchesTo(link.watch)
-    top = makeService(settings, worker=link)
+    try:
+        top = makeService(settings, worker=link)
+    except ConfigError as e:
+        sys.stderr.write(f"{e}\n")
+        sys.exit(2)
     adopted = [service for service in top if isinstance(service, AdoptedListener)]
     for listener in adopted:
         listener.held = True
