@@ -1,15 +1,18 @@
-"""Server TLS contexts from the C{[tls]} settings, and the type of a client's trust root."""
+"""
+Server TLS contexts from the C{[tls]} settings, and the type of a client's
+trust root.  Below the configuration: what it needs of the settings is
+the two files (L{CertificateFiles}), which C{TLSSettings} has.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any, TypeAlias
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from twisted.internet.ssl import CertificateOptions, TLSVersion
-
-from tmail.config.schema import TLSSettings
 
 #: The CAs a client verifies servers against: what Twisted's
 #: C{trustRootFromCertificates} and C{platformTrust} return and
@@ -21,7 +24,17 @@ _KEY_BLOCK = re.compile(
 )
 
 
-def serverContextFactory(tls: TLSSettings) -> CertificateOptions:
+class CertificateFiles(Protocol):
+    """Where a server's certificate (with its chain) and its key are, in PEM."""
+
+    @property
+    def certificate(self) -> Path: ...
+
+    @property
+    def key(self) -> Path: ...
+
+
+def serverContextFactory(tls: CertificateFiles) -> CertificateOptions:
     """
     A context factory for STARTTLS/STLS and implicit-TLS listeners: the
     certificate, any intermediate certificates that follow it in the same

@@ -49,7 +49,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 #: Packages that still import each other, with what ties them.
 KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"config", "tls"}): "the loader checks TLS settings; tls reads their schema",
     frozenset({"service", "workers"}): "a worker process builds its services from service.py",
 }
 
