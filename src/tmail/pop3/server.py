@@ -17,7 +17,7 @@ What differs from Twisted, and why:
   - The maildrop listing (sizes and which messages are marked deleted) is
     kept here, so C{STAT}, C{LIST} and C{UIDL} leave deleted messages out as
     RFC 1939 requires.
-  - C{RETR} and C{TOP} dot-stuff across chunk edges (L{DotStuffer}).
+  - C{RETR} and C{TOP} dot-stuff across chunk edges (L{tmail.lineends.DotStuffer}).
   - Passwords travel in the clear only where C{allow_plaintext_auth} permits;
     APOP is refused outright (it needs plaintext-equivalent stored
     passwords); failed logins are throttled per client address.
@@ -46,8 +46,9 @@ from tmail.config.schema import POP3Settings
 from tmail.connections import ConnectionCounter, Refusal, sendPromptly
 from tmail.errors import StoreFull
 from tmail.interfaces import ILoginAttempt, ILoginThrottle, IMailUser
+from tmail.lineends import DotStuffer
 from tmail.pop3.mailbox import IRetrievalListener, openMailbox
-from tmail.pop3.transfer import DotStuffer, TopReader
+from tmail.pop3.transfer import TopReader
 
 #: Commands and how many arguments each takes; C{None}: the rest of the line.
 _ARITY: dict[bytes, tuple[int, int] | None] = {
@@ -551,11 +552,12 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
 
     def _transfer(self, file: BinaryIO, i: int, bodyLines: int | None) -> Deferred[None] | None:
         """Send a message as a dot-stuffed multi-line response, streaming it from C{file}."""
-        stuffer = DotStuffer()
+        # A lone CR goes as stored: the octets sent are the size LIST gave.
+        stuffer = DotStuffer("keep")
 
         def transform(chunk: bytes) -> bytes:
             self.resetTimeout()
-            return stuffer(chunk)
+            return stuffer.feed(chunk)
 
         if bodyLines is None:
             self.successResponse(b"%d octets" % self._sizes[i])
@@ -565,7 +567,7 @@ class POP3Server(pop3.POP3):  # type: ignore[misc]
             source = TopReader(file, bodyLines)
 
         def sent(_: object) -> None:
-            self.transport.write(stuffer.terminator())
+            self.transport.write(stuffer.finish())
             listener = IRetrievalListener(self.mbox, None)
             if bodyLines is None and listener is not None:
                 listener.messageRetrieved(i)

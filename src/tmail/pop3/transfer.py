@@ -1,48 +1,16 @@
 # -*- test-case-name: tests.pop3.test_pop3_transfer -*-
 """
-Turning stored message bytes into a POP3 multi-line response body.
+Cutting a stored message down for POP3's C{TOP}.
 
-Twisted's C{POP3.transformChunk} stuffs dots chunk by chunk, so a line that
-starts with C{.} at byte 0 of the message or at a chunk edge goes out
-unstuffed and ends the response early.  L{DotStuffer} keeps the state that
-crosses chunk edges; L{TopReader} cuts a message down for C{TOP}.
+The response body itself is dot-stuffed by L{tmail.lineends.DotStuffer}
+(Twisted's C{POP3.transformChunk} stuffs dots chunk by chunk, so a line
+that starts with C{.} at byte 0 of the message or at a chunk edge would go
+out unstuffed and end the response early).
 """
 
 from __future__ import annotations
 
-import re
 from typing import BinaryIO
-
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
-class DotStuffer:
-    """
-    A stateful C{FileSender} transform: every line ends with CRLF on the wire
-    (a bare LF, as in Maildirs written by other software, becomes CRLF) and
-    every line starting with C{.} gets one more (RFC 1939 section 3).
-
-    Feed it the chunks of one message in order; then L{terminator} gives the
-    bytes that end the response.
-    """
-
-    def __init__(self) -> None:
-        self._last = b"\n"
-
-    def __call__(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return chunk
-        data = _BARE_LF.sub(b"\r\n", chunk)
-        if chunk[:1] == b"\n" and self._last == b"\r":
-            data = data[1:]
-        if self._last == b"\n" and data[:1] == b".":
-            data = b"." + data
-        self._last = chunk[-1:]
-        return data.replace(b"\n.", b"\n..")
-
-    def terminator(self) -> bytes:
-        """The end of the multi-line response, after a CRLF if the message lacked one."""
-        return b".\r\n" if self._last == b"\n" else b"\r\n.\r\n"
 
 
 class TopReader:
