@@ -21,8 +21,7 @@ import pytest
 from support.disk import fill, smallDisk
 from tmail.errors import StoreFull
 from tmail.store import modseq, uidlist
-from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
-from tmail.store.maildir import folder as maildir
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, uidnumbering
 from tmail.store.quota import QuotaLimits, scanUsage
 
 
@@ -35,7 +34,7 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(autouse=True)
 def _retryAtOnce(monkeypatch: pytest.MonkeyPatch) -> None:
     """Try the deferred writes at every look rather than once a second."""
-    monkeypatch.setattr(maildir, "_RETRY_UNWRITTEN", 0.0, raising=False)
+    monkeypatch.setattr(uidnumbering, "_RETRY_UNWRITTEN", 0.0)
 
 
 def deliver(folder: MaildirFolder, subject: str) -> int:

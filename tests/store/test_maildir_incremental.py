@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tmail.interfaces import IIncrementalFolder, MessageInfo
-from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, changelog
-from tmail.store.maildir import folder as maildir
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, changelog, directorysync
 
 MESSAGE = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -125,7 +124,7 @@ def test_another_programs_rename_right_after_our_own_is_seen_within_the_rescan_i
     stamp = os.stat(tmp_path / "cur").st_mtime_ns
     os.rename(tmp_path / "cur" / name, tmp_path / "cur" / f"{key}:2,F")
     os.utime(tmp_path / "cur", ns=(stamp, stamp))
-    time.sleep(maildir._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
+    time.sleep(directorysync._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
     inbox.refresh()
     _, changes = inbox.changesSince(serial)
     flagged = [item for item in changes or [] if isinstance(item, MessageInfo) and item.uid == 2]
@@ -137,7 +136,7 @@ def test_a_change_by_another_store_object_is_reported(inbox: MaildirFolder, tmp_
     other = BlockingMaildirStore(tmp_path).getFolder("INBOX")
     other.setFlags(3, ["\\Answered"])
     other.expunge([1])
-    time.sleep(maildir._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
+    time.sleep(directorysync._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
     inbox.refresh()
     _, changes = inbox.changesSince(serial)
     assert sorted(described(changes)) == [("gone", 1), ("here", 3)]
@@ -152,7 +151,7 @@ def test_own_flag_changes_do_not_list_the_directories_again(
 ) -> None:
     """The cost that made every STORE O(folder size): gone when nothing else changed."""
     inbox.setFlags(1, ["\\Seen"])
-    time.sleep(maildir._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
+    time.sleep(directorysync._RESCAN_UNSETTLED_NS / 1e9 + 0.02)
     inbox.messages()
     listed: list[str] = []
     real = os.listdir
@@ -161,7 +160,7 @@ def test_own_flag_changes_do_not_list_the_directories_again(
         listed.append(str(path))
         return real(path)
 
-    monkeypatch.setattr(maildir.os, "listdir", counting)
+    monkeypatch.setattr(os, "listdir", counting)
     for round in range(5):
         inbox.setFlags(2, ["\\Seen"] if round % 2 else [])
         inbox.changesSince(inbox.changeSerial())

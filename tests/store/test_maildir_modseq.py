@@ -27,8 +27,7 @@ import pytest
 
 from support.modseqworkers import FlagReport, flagChanger
 from tmail.store import modseq
-from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
-from tmail.store.maildir import folder as maildir
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, indexsaving, uidnumbering
 from tmail.store.modseq import ModSeqLog
 
 LOG = "tmail-modseq"
@@ -51,7 +50,7 @@ def _noStrayLogs(root: Path) -> Iterator[None]:
 def savedIndex(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Run the test both from a fresh listing and from a saved index (as a large folder)."""
     if request.param:
-        monkeypatch.setattr(maildir, "_SAVED_INDEX_MIN", 1)
+        monkeypatch.setattr(indexsaving, "_SAVED_INDEX_MIN", 1)
     return bool(request.param)
 
 
@@ -670,7 +669,7 @@ def test_a_change_waiting_while_others_compact_the_log_again_and_again_is_logged
 def test_a_restart_over_a_saved_index_keeps_the_modseq_of_a_flag_change_made_after_the_save(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(maildir, "_SAVED_INDEX_MIN", 1)
+    monkeypatch.setattr(indexsaving, "_SAVED_INDEX_MIN", 1)
     root = tmp_path / "Maildir"
     folder = filled(root, 3)
     assert (root / "tmail-index").exists()
@@ -742,7 +741,7 @@ def test_a_flag_change_or_expunge_the_log_cannot_take_is_made_and_logged_once_it
     given in memory (sessions and QRESYNC see it at once), and its line
     written with that mod-sequence once the log takes it.
     """
-    monkeypatch.setattr(maildir, "_RETRY_UNWRITTEN", 0.0)
+    monkeypatch.setattr(uidnumbering, "_RETRY_UNWRITTEN", 0.0)
     folder = filled(root, 3)
     start = highestOf(folder)
     before = logLines(root)
@@ -768,7 +767,7 @@ def test_lines_kept_in_memory_go_above_what_another_process_logged_meanwhile(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The log stays in order and never gives one mod-sequence to two changes."""
-    monkeypatch.setattr(maildir, "_RETRY_UNWRITTEN", 0.0)
+    monkeypatch.setattr(uidnumbering, "_RETRY_UNWRITTEN", 0.0)
     folder = filled(root, 3)
     with monkeypatch.context() as full:
         logTakesNothing(full)

@@ -16,8 +16,7 @@ import pytest
 from twisted.internet.defer import ensureDeferred
 
 from tmail.store.blocking import resultOf, unwrap
-from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, savedindex
-from tmail.store.maildir import folder as maildir
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, indexsaving, savedindex
 from tmail.store.packednames import PackedNames
 
 COUNT = 40
@@ -25,7 +24,7 @@ COUNT = 40
 
 @pytest.fixture(autouse=True)
 def _smallFoldersAreSaved(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(maildir, "_SAVED_INDEX_MIN", 10)
+    monkeypatch.setattr(indexsaving, "_SAVED_INDEX_MIN", 10)
 
 
 @pytest.fixture
@@ -132,7 +131,7 @@ def test_a_saved_index_of_another_uidvalidity_is_ignored(root: Path) -> None:
 
 
 def test_small_folders_leave_no_saved_index(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(maildir, "_SAVED_INDEX_MIN", 1000)
+    monkeypatch.setattr(indexsaving, "_SAVED_INDEX_MIN", 1000)
     filled(root)
     assert not (root / "tmail-index").exists()
 

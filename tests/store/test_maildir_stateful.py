@@ -27,8 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tmail.errors import FolderExists, InvalidFolderName
 from tmail.interfaces import MessageInfo
-from tmail.store.maildir import BlockingMaildirStore, MaildirFolder
-from tmail.store.maildir import folder as maildir
+from tmail.store.maildir import BlockingMaildirStore, MaildirFolder, indexsaving
 from tmail.store.naming import diskName
 
 INBOX = "INBOX"
@@ -391,12 +390,12 @@ class SavedIndexMachine(MaildirMachine):
     """
 
     def __init__(self) -> None:
-        self.savedMinimum = maildir._SAVED_INDEX_MIN
-        maildir._SAVED_INDEX_MIN = 1
+        self.savedMinimum = indexsaving._SAVED_INDEX_MIN
+        indexsaving._SAVED_INDEX_MIN = 1
         super().__init__()
 
     def teardown(self) -> None:
-        maildir._SAVED_INDEX_MIN = self.savedMinimum
+        indexsaving._SAVED_INDEX_MIN = self.savedMinimum
         super().teardown()
 
 
