@@ -18,7 +18,7 @@ from support.fuzzprofile import fuzzSettings
 from support.mailworld import MailWorld
 from support.mimeinputs import FIELDS, KINDS, PATHS, allMessages
 from tmail.imap.binary import UnknownCTE, binaryContentPieces
-from tmail.imap.message import MimeEntity
+from tmail.imap.mimeentity import MimeEntity
 from tmail.imap.structure import bodyStructure, envelope
 
 

@@ -29,7 +29,7 @@ from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.imap import largemessages
 from tmail.imap.binary import UnknownCTE, decodeContent
 from tmail.imap.binaryappend import storable, transferEncoding, withTransferEncoding
-from tmail.imap.message import MimeEntity, MimeLimits
+from tmail.imap.mimeentity import MimeEntity, MimeLimits
 
 BINARY_LEAF = (
     b"Subject: binary\r\n"

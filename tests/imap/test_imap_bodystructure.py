@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from support.imapdata import Value, fetchResponses
 from support.mimecorpus import CORPUS
-from tmail.imap.message import MimeEntity
+from tmail.imap.mimeentity import MimeEntity
 from tmail.imap.structure import bodyStructure
 
 

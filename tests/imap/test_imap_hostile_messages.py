@@ -32,7 +32,7 @@ from support.net import inThread, listen
 from support.realm import ALICE, PASSWORD, makeRealm
 from tmail.auth.throttle import AuthThrottle
 from tmail.config.schema import AuthSettings, SMTPSettings
-from tmail.imap.message import MAX_MIME_PARTS
+from tmail.imap.mimeentity import MAX_MIME_PARTS
 from tmail.smtp.factory import SMTPFactory
 
 ORDINARY = b"From: friend@example.test\r\nSubject: lunch\r\n\r\nAre you free? " + NEEDLE + b"\r\n"

@@ -6,7 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tmail.imap.message import MAX_MIME_DEPTH, IMAPPart, MimeEntity, selectFields
+from tmail.imap.headerfields import selectFields
+from tmail.imap.message import IMAPPart
+from tmail.imap.mimeentity import MAX_MIME_DEPTH, MimeEntity
 from tmail.imap.structure import bodyStructure, envelope
 
 INNER = (

@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tmail.imap.addresses import getaddresses
 from tmail.imap.charsets import codecFor, decodeText, decodeWords
-from tmail.imap.message import MAX_HEADER_LINES, MimeEntity, fieldValue, headerFields
+from tmail.imap.headerfields import MAX_HEADER_LINES, fieldValue, headerFields
+from tmail.imap.mimeentity import MimeEntity
 from tmail.imap.mimeparams import MAX_PARAMETERS, parseParameterized
 from tmail.imap.structure import bodyStructure, envelope
 

@@ -34,14 +34,14 @@ from tmail.imap.charsets import (
     decodeWordsPieces,
     quotedPrintablePieces,
 )
-from tmail.imap.message import (
+from tmail.imap.headerfields import (
     MAX_HEADER_LINES,
-    MimeEntity,
     fieldValue,
     headerFields,
     headerFieldSpans,
     unfoldedPieces,
 )
+from tmail.imap.mimeentity import MimeEntity
 from tmail.imap.search import _decodeHeader, _decodeHeaderPieces, _textContains
 
 _EXAMPLES = settings(max_examples=400, deadline=None)

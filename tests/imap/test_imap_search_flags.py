@@ -107,7 +107,7 @@ class FlagSearchTests(SynchronousTestCase):
 
     def test_unseen_over_many_slices_keeps_every_match_in_order(self) -> None:
         """A folder larger than one slice of the flags-only search."""
-        from tmail.imap.mailbox import MailboxSearch
+        from tmail.imap.mailboxsearch import MailboxSearch
 
         self.patch(MailboxSearch, "FLAGS_SLICE", 7)
         expected = [uid for uid, flags in enumerate(self.flags, 1) if "\\Seen" not in flags]
@@ -160,7 +160,7 @@ class FlagSearchTests(SynchronousTestCase):
         the same messages as the one cut from the full result, over the
         folder's shared listing and over a view this session changed.
         """
-        from tmail.imap.mailbox import MailboxSearch
+        from tmail.imap.mailboxsearch import MailboxSearch
 
         self.patch(MailboxSearch, "INFO_SLICE", 7)
         for criteria in ("UNSEEN", "OR FLAGGED KEYWORD $Junk", "NOT (DELETED UNSEEN)"):

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tmail.imap.mailbox import IMAPMailbox, folderStatus
+from tmail.imap.folderstatus import folderStatus
+from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.view import SessionView
 from tmail.interfaces import IMailFolder, MessageInfo
 from tmail.store.listing import Listing, factsOf

@@ -19,11 +19,9 @@ from twisted.python.failure import Failure
 from tmail.errors import OverQuota
 from tmail.imap.account import IMAPAccount
 from tmail.imap.binaryappend import BinaryLiteral
+from tmail.imap.folderstatus import folderStatus
 from tmail.imap.listing import parseStatusItems
-from tmail.imap.mailbox import (
-    folderStatus,
-)
-from tmail.imap.message import MimeLimits
+from tmail.imap.mimeentity import MimeLimits
 from tmail.imap.objectid import mailboxId
 from tmail.imap.parse import (
     parseDateTime,

@@ -30,7 +30,8 @@ from tmail.imap.binaryappend import withTransferEncoding
 from tmail.imap.charsets import decodeBase64 as decodeBase64
 from tmail.imap.charsets import decodeBase64Pieces, quotedPrintablePieces
 from tmail.imap.fetchatt import parseFetchAtt, splitItems
-from tmail.imap.message import MimeEntity, fieldValue
+from tmail.imap.headerfields import fieldValue
+from tmail.imap.mimeentity import MimeEntity
 
 #: C{BINARY[1.2]<0.100>}, C{BINARY.PEEK[]}, C{BINARY.SIZE[3]}, C{BINARY[1.MIME]}.
 _BINARY_ITEM = re.compile(

@@ -20,7 +20,8 @@ from __future__ import annotations
 import base64
 import re
 
-from tmail.imap.message import MimeEntity, MimeLimits, fieldValue
+from tmail.imap.headerfields import fieldValue
+from tmail.imap.mimeentity import MimeEntity, MimeLimits
 from tmail.imap.mimeparams import withoutComments
 
 #: Encodings under which the body is the octets themselves (RFC 2045 6.2).

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from tmail.config.schema import IMAPSettings
     from tmail.imap.account import IMAPAccount
     from tmail.imap.mailbox import IMAPMailbox
-    from tmail.imap.message import MimeLimits
+    from tmail.imap.mimeentity import MimeLimits
 
 __all__ = ["CatenateAppend", "badURL"]
 

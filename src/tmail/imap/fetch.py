@@ -31,7 +31,8 @@ from tmail.imap.binaryappend import forLiteral
 from tmail.imap.fetchitems import EXTRA_TYPES, extraItem
 from tmail.imap.largemessages import HEADER, INFO, WHOLE, Runner, inWorker, isLarge
 from tmail.imap.mailbox import IMAPMailbox
-from tmail.imap.message import IMAPMessage, MimeEntity, openTogether
+from tmail.imap.message import IMAPMessage, openTogether
+from tmail.imap.mimeentity import MimeEntity
 from tmail.imap.structure import bodyStructure, envelope, internalDate, nstring
 from tmail.steps import StepBudget
 

@@ -19,7 +19,8 @@ from twisted.mail import imap4
 
 from tmail.imap.binary import parseFetchItems
 from tmail.imap.fetchatt import splitItems
-from tmail.imap.message import IMAPMessage, MimeLimits
+from tmail.imap.message import IMAPMessage
+from tmail.imap.mimeentity import MimeLimits
 from tmail.imap.objectid import emailIdItem, threadIdItem
 from tmail.imap.preview import previewItem
 from tmail.imap.savedate import saveDateItem

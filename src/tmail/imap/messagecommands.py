@@ -27,6 +27,7 @@ from tmail.imap.condstore import (
     parseStoreModifiers,
     splitModSeqItem,
 )
+from tmail.imap.expunge import Expunge
 from tmail.imap.fetch import (
     FetchOutcome,
     FetchStream,
@@ -37,9 +38,6 @@ from tmail.imap.fetch import (
     setsSeen,
 )
 from tmail.imap.fetchatt import SimpleItem
-from tmail.imap.mailbox import (
-    Expunge,
-)
 from tmail.imap.parse import (
     parseFlags,
 )

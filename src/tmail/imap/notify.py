@@ -46,7 +46,8 @@ from twisted.python.failure import Failure
 from tmail.errors import NoSuchFolder, StoreError
 from tmail.imap.account import IMAPAccount, canonicalName
 from tmail.imap.fetch import FileRange, MessageRange, OpenedAhead, Piece, messageItems
-from tmail.imap.mailbox import IMAPMailbox, highestModSeq
+from tmail.imap.folderstatus import highestModSeq
+from tmail.imap.mailbox import IMAPMailbox
 from tmail.imap.notifyparse import (
     FLAG_CHANGE,
     INBOXES,

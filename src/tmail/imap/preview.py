@@ -19,7 +19,9 @@ import re
 
 from tmail.imap.binary import UnknownCTE, decodeContent
 from tmail.imap.charsets import decodeText
-from tmail.imap.message import IMAPMessage, MimeEntity, MimeLimits, fieldValue
+from tmail.imap.headerfields import fieldValue
+from tmail.imap.message import IMAPMessage
+from tmail.imap.mimeentity import MimeEntity, MimeLimits
 from tmail.imap.structure import string
 
 #: RFC 8970 section 3: at most 256 characters.

@@ -38,15 +38,10 @@ from tmail.imap.addressfields import MAX_SEARCH_TEXT, searchText
 from tmail.imap.binary import UnknownCTE, contentPieces
 from tmail.imap.charsets import decodeTextPieces, decodeWords, decodeWordsPieces
 from tmail.imap.condstore import parseModSeq
+from tmail.imap.headerfields import fieldValue, headerFields, headerFieldSpans, unfoldedPieces
 from tmail.imap.largemessages import HEADER, INFO, WHOLE
-from tmail.imap.message import (
-    IMAPMessage,
-    MimeEntity,
-    fieldValue,
-    headerFields,
-    headerFieldSpans,
-    unfoldedPieces,
-)
+from tmail.imap.message import IMAPMessage
+from tmail.imap.mimeentity import MimeEntity
 from tmail.imap.objectid import searchKey as objectIdKey
 from tmail.imap.parse import LimitExceeded, parseDate
 from tmail.imap.savedate import searchKey as saveDateKey

@@ -28,10 +28,8 @@ from tmail.imap.fetch import (
     OpenedAhead,
 )
 from tmail.imap.largemessages import HEADER, INFO, inWorker, isLarge
-from tmail.imap.mailbox import (
-    IMAPMailbox,
-    MailboxSearch,
-)
+from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.mailboxsearch import MailboxSearch
 from tmail.imap.message import openTogether
 from tmail.imap.searchcontext import SearchContext, SearchContexts, SortContext, parseTags
 from tmail.imap.session import IMAPSession, no

@@ -31,7 +31,9 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.mail import imap4
 
 from tmail.imap.esearch import ReturnOptions, numberSet
-from tmail.imap.mailbox import Changes, IMAPMailbox, MailboxSearch
+from tmail.imap.mailbox import IMAPMailbox
+from tmail.imap.mailboxsearch import MailboxSearch
+from tmail.imap.mailboxsync import Changes
 from tmail.imap.parse import parseQuoted, splitAtom
 from tmail.imap.seqset import SequenceSet
 from tmail.imap.sort import MessageFacts, sortKey

@@ -93,15 +93,12 @@ from tmail.imap.condstore import (
 )
 from tmail.imap.foldercommands import FolderCommands
 from tmail.imap.logincommands import LoginCommands
-from tmail.imap.mailbox import (
-    Changes,
-    IMAPMailbox,
-    ISessionListener,
-)
-from tmail.imap.message import MimeLimits
+from tmail.imap.mailbox import IMAPMailbox, ISessionListener
+from tmail.imap.mailboxsync import Changes
 from tmail.imap.messagecache import IMessageFacts
 from tmail.imap.messagecommands import MessageCommands
 from tmail.imap.metadatacommands import MetadataCommands
+from tmail.imap.mimeentity import MimeLimits
 from tmail.imap.notify import Notifier, foldersChanged
 from tmail.imap.notifyparse import collectArguments, parseNotify
 from tmail.imap.objectid import mailboxIdCode

@@ -20,7 +20,8 @@ from typing import Any, TypeVar, cast
 
 from tmail.imap.addressfields import MISSING_MAILBOX, addressList
 from tmail.imap.charsets import decodeWords
-from tmail.imap.message import IMAPMessage, fieldValue, headerFields
+from tmail.imap.headerfields import fieldValue, headerFields
+from tmail.imap.message import IMAPMessage
 from tmail.imap.sortdisplay import displayValue
 from tmail.imap.structure import MAX_ADDRESS_TEXT
 

@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterable
 
 from tmail.imap.addressfields import MISSING_DOMAIN, MISSING_MAILBOX, addressList
-from tmail.imap.message import MimeEntity, fieldValue, headerFields
+from tmail.imap.headerfields import fieldValue, headerFields
+from tmail.imap.mimeentity import MimeEntity
 from tmail.imap.mimeparams import Parameters, withoutComments
 
 #: Address-field text read for an ENVELOPE: thousands of addresses, and

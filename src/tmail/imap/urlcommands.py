@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from tmail.errors import NoSuchFolder
 from tmail.imap.imapurl import IMAPURL, BadURL, parseURL
-from tmail.imap.message import MimeLimits
+from tmail.imap.mimeentity import MimeLimits
 from tmail.imap.session import CommandError, IMAPSession, no
 from tmail.imap.structure import string
 from tmail.imap.urlauth import Accessor, URLAuthority, URLError

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from tmail.imap.binary import UnknownCTE, binaryContentPieces
+from tmail.imap.headerfields import fieldValue
 from tmail.imap.imapurl import IMAPURL
-from tmail.imap.message import MimeEntity, MimeLimits, fieldValue
+from tmail.imap.mimeentity import MimeEntity, MimeLimits
 from tmail.imap.structure import bodyStructure, convertedStructure
 from tmail.imap.urlauth import URLGone
 

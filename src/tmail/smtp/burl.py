@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tmail.imap.imapurl import BadURL, parseURL
-from tmail.imap.message import MimeLimits
+from tmail.imap.mimeentity import MimeLimits
 from tmail.imap.urlauth import Accessor, URLAuthority, URLError, URLGone
 from tmail.imap.urlparts import Extracted, extract
 from tmail.interfaces import IMailRealm
