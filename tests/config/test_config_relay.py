@@ -10,9 +10,10 @@ from tests.support.pki import makePKI
 from twisted.logger import capturedLogs
 
 from tmail.config.loader import loadSettings
+from tmail.config.remotes import Credentials
 from tmail.config.schema import RelayConfig, Settings
 from tmail.errors import ConfigError
-from tmail.queue.client import Credentials, TLSMode
+from tmail.queue.clientsettings import TLSMode
 from tmail.queue.relaysettings import RelaySettings
 
 

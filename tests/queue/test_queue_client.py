@@ -16,17 +16,11 @@ from twisted.internet.ssl import Certificate
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tmail.queue.client import (
-    ClientSettings,
-    Credentials,
-    DeliveryResult,
-    Timeouts,
-    TLSMode,
-    TLSPolicy,
-    deliver,
-    envelopeFor,
-)
+from tmail.config.remotes import Credentials
+from tmail.queue.client import deliver, envelopeFor
+from tmail.queue.clientsettings import ClientSettings, Timeouts, TLSMode, TLSPolicy
 from tmail.queue.entry import Diagnostic, Envelope, QueueEntry, Recipient, State
+from tmail.queue.results import DeliveryResult
 from tmail.queue.schedule import RetrySchedule
 
 MESSAGE = b"From: alice@example.com\r\nSubject: hello\r\n\r\nHello, Bob.\r\n"

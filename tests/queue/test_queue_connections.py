@@ -13,9 +13,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from tmail.queue.client import ClientSettings, Credentials, DeliveryResult, TLSMode, deliver
+from tmail.config.remotes import Credentials
+from tmail.queue.client import deliver
+from tmail.queue.clientsettings import ClientSettings, TLSMode
 from tmail.queue.connections import ConnectionCache
 from tmail.queue.entry import State
+from tmail.queue.results import DeliveryResult
 
 
 class KeepingSink(SinkFactory):

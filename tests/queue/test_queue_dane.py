@@ -26,7 +26,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from tmail.config.loader import loadSettings
 from tmail.errors import ConfigError
-from tmail.queue.client import TLSPolicy
+from tmail.queue.clientsettings import TLSPolicy
 from tmail.queue.dnssec import ValidatingResolver
 from tmail.queue.entry import Envelope, Recipient, State
 from tmail.queue.relaysettings import RelaySettings, tlsLevel

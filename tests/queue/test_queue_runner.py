@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tmail.config.remotes import parseNameserver
-from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
+from tmail.queue.clientsettings import Timeouts, TLSMode, TLSPolicy
 from tmail.queue.dkim import DKIMKeyStore, DKIMSigner, generateKey
 from tmail.queue.entry import Diagnostic, Envelope, Outcome, QueueEntry, Recipient, State
 from tmail.queue.relaysettings import RelaySettings

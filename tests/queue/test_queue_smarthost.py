@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.internet.ssl import Certificate
 from twisted.names import dns
 
-from tmail.queue.client import Credentials
+from tmail.config.remotes import Credentials
 from tmail.queue.entry import QueueEntry, Recipient, State
 from tmail.queue.smarthost import Smarthost
 

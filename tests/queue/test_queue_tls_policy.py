@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.internet.ssl import Certificate
 
 from tmail.config.loader import loadSettings
-from tmail.queue.client import TLSMode, TLSPolicy
+from tmail.queue.clientsettings import TLSMode, TLSPolicy
 from tmail.queue.entry import State
 from tmail.queue.relaysettings import RelaySettings, tlsLevel
 

@@ -79,7 +79,10 @@ def test_a_worker_imports_no_queue_runner_smtp_client_nor_dkim_signing(tmp_path:
     assert "tmail.imap.server" in modules
     for name in (
         "tmail.queue.runner",
+        "tmail.queue.attempt",
         "tmail.queue.client",
+        "tmail.queue.conversation",
+        "tmail.queue.clientsession",
         "tmail.queue.dkim",
         "dkim",
         "tmail.workers.anvil",

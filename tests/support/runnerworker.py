@@ -13,7 +13,7 @@ from pathlib import Path
 
 from twisted.internet import reactor
 
-from tmail.queue.client import Timeouts, TLSMode, TLSPolicy
+from tmail.queue.clientsettings import Timeouts, TLSMode, TLSPolicy
 from tmail.queue.relaysettings import RelaySettings
 from tmail.queue.runner import QueueRunner
 from tmail.queue.schedule import RetrySchedule

@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from tmail.queue.client import TLSMode, TLSPolicy
+from tmail.queue.clientsettings import TLSMode, TLSPolicy
 from tmail.queue.entry import Diagnostic
 from tmail.queue.mx import MailHost, MXResolver, Route, describeFailure
 from tmail.queue.tlsa import strongest

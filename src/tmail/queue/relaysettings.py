@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from tmail.config.remotes import parseNameserver, parseSmarthost
 from tmail.config.schema import Settings
-from tmail.queue.client import ClientSettings, Timeouts, TLSMode, TLSPolicy
+from tmail.queue.clientsettings import ClientSettings, Timeouts, TLSMode, TLSPolicy
 from tmail.queue.connections import REUSE_LIMIT, REUSE_TIME
 from tmail.queue.dane import DANELevel
 from tmail.queue.mx import DEFAULT_TIMEOUTS, MXResolver, NoRoute, domainToAscii

@@ -39,6 +39,8 @@ entry:
      are all final (a crash came between recording and queueing it) is
      queued by the next look at the queue.
 
+Steps 1 to 3, one attempt of one entry, are L{tmail.queue.attempt}'s.
+
 At most L{RelaySettings.maxConnections} domains are attempted at once, and
 at most L{RelaySettings.maxPerDomain} of them to the same domain (or to
 the smarthost).  Connections are kept open for the next message to the
@@ -82,67 +84,32 @@ from its file.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import heapq
-import io
-from collections.abc import Mapping, Sequence
-from typing import Any, BinaryIO, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 from twisted.application.service import Service
-from twisted.internet import defer, threads
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IReactorTCP,
-    IReactorTime,
-    IStreamClientEndpoint,
-)
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tmail.config.remotes import parseNameserver
-from tmail.queue.client import (
-    DeliveryResult,
-    RecipientResult,
-    TLSPolicy,
-    deliver,
-    envelopeFor,
-)
+from tmail.queue.attempt import EntryAttempt
 from tmail.queue.connections import ConnectionCache
-from tmail.queue.dane import HostTLS, hostPolicy
-from tmail.queue.dkim import DKIMKeyError, DKIMSigner
+from tmail.queue.dkim import DKIMSigner
 from tmail.queue.dnssec import isLoopback
 from tmail.queue.dsn import buildReport
-from tmail.queue.entry import (
-    CorruptEntry,
-    Diagnostic,
-    NoSuchEntry,
-    Notice,
-    Outcome,
-    QueueEntry,
-    Recipient,
-    State,
-)
+from tmail.queue.entry import CorruptEntry, NoSuchEntry, Notice, QueueEntry, Recipient
 from tmail.queue.local import LocalTransport
-from tmail.queue.mx import MailHost, MXResolver, NoRoute, Route
+from tmail.queue.mx import MXResolver
 from tmail.queue.relaysettings import RelaySettings
-from tmail.queue.schedule import RetrySchedule
 from tmail.queue.store import QueueStore
 
 __all__ = ["QueueRunner"]
 
 _log = Logger()
-
-
-def _domainOf(address: str) -> str:
-    return address.rpartition("@")[2].lower()
-
-
-def _outcomes(
-    results: Mapping[str, RecipientResult], schedule: RetrySchedule, entry: QueueEntry, now: float
-) -> dict[str, Outcome]:
-    return DeliveryResult(results).outcomes(schedule, entry, now)
 
 
 class QueueRunner(Service):
@@ -453,16 +420,12 @@ class QueueRunner(Service):
         if entry.held:
             return
         now = self.clock.seconds()
-        smarthost = self.settings.smarthost
-        byDomain: dict[str, list[Recipient]] = {}
-        for r in entry.dueRecipients(now):
-            group = _domainOf(r.address)
-            if smarthost is not None and not self._hosted(group):
-                group = f"[{smarthost.host}]:{smarthost.port}"
-            byDomain.setdefault(group, []).append(r)
-        message = _Message(self.store, entry, self.signer, self.reactor)
+        attempt = EntryAttempt(
+            self.store, entry, self.settings, self.signer, self.local, self.reactor, self.log
+        )
+        byDomain = attempt.domains(now)
         attempts = [
-            defer.Deferred.fromCoroutine(self._attemptDomain(entry, domain, recipients, message))
+            defer.Deferred.fromCoroutine(self._attemptDomain(attempt, domain, recipients))
             for domain, recipients in byDomain.items()
         ]
         results = await defer.DeferredList(attempts, consumeErrors=True)
@@ -488,9 +451,10 @@ class QueueRunner(Service):
         self._queueNotices(latest)
 
     async def _attemptDomain(
-        self, entry: QueueEntry, domain: str, recipients: Sequence[Recipient], message: _Message
+        self, attempt: EntryAttempt, domain: str, recipients: Sequence[Recipient]
     ) -> bool:
         """Attempt C{domain}'s recipients and record how it went; C{False} if nothing was."""
+        entry = attempt.entry
         semaphore = self._perDomain.setdefault(
             domain, defer.DeferredSemaphore(self.settings.maxPerDomain)
         )
@@ -498,7 +462,9 @@ class QueueRunner(Service):
         try:
             await self._total.acquire()
             try:
-                outcomes = await self._send(entry, domain, recipients, message)
+                outcomes = await attempt.toDomain(
+                    domain, recipients, self.resolver, self.connections
+                )
             finally:
                 self._total.release()
         finally:
@@ -522,146 +488,6 @@ class QueueRunner(Service):
                 why=outcome.diagnostic.describe() if outcome.diagnostic else "",
             )
         return True
-
-    def _judgeAll(
-        self, entry: QueueEntry, recipients: Sequence[Recipient], diagnostic: Diagnostic
-    ) -> dict[str, Outcome]:
-        now = self.clock.seconds()
-        schedule = self.settings.schedule
-        return {
-            r.address: schedule.judge(entry.arrival, r.attempts + 1, diagnostic, now)
-            for r in recipients
-        }
-
-    async def _send(
-        self, entry: QueueEntry, domain: str, recipients: Sequence[Recipient], message: _Message
-    ) -> dict[str, Outcome]:
-        """
-        The outcome of one attempt of C{entry} to C{recipients} at C{domain}
-        (or at the smarthost).
-        """
-        smarthost = self.settings.smarthost
-        if self._hosted(domain):
-            return await self._storeLocally(entry, recipients)
-        if self.resolver is None:
-            return {}
-        try:
-            if smarthost is None:
-                route: Route = await self.resolver.route(domain)
-            else:
-                route = await self.resolver.hostRoute(smarthost.host, smarthost.port)
-        except NoRoute as e:
-            return self._judgeAll(entry, recipients, e.diagnostic)
-        try:
-            await message.prepare()
-        except DKIMKeyError as e:
-            return self._judgeAll(entry, recipients, Diagnostic("4.7.0", f"local error: {e}"))
-        except NoSuchEntry:
-            return {}
-        results: dict[str, RecipientResult] = {}
-        remaining = list(recipients)
-        implicitTLS = smarthost is not None and smarthost.implicitTLS
-        domainClient = self.settings.clientSettings(domain)
-        decided: dict[str, HostTLS] = {}
-        for host, address in route.targets():
-            client = domainClient
-            if domainClient.tls.dane is not None and smarthost is None:
-                if host.name not in decided:
-                    decided[host.name] = await self._dane(entry, route, host, domainClient.tls)
-                hostTLS = decided[host.name]
-                if hostTLS.policy is None:
-                    assert hostTLS.diagnostic is not None
-                    for r in remaining:
-                        results[r.address] = RecipientResult(State.DEFERRED, hostTLS.diagnostic)
-                    continue
-                client = dataclasses.replace(domainClient, tls=hostTLS.policy)
-            endpoint = self._endpoint(address, route.port)
-            if implicitTLS:
-                endpoint = wrapClientTLS(client.tls.contextFor(host.name), endpoint)
-            envelope = envelopeFor(entry, remaining)
-            try:
-                opened = message.open()
-            except NoSuchEntry:
-                return {}
-            with opened:
-                result = await deliver(
-                    endpoint,
-                    host.name,
-                    envelope,
-                    opened,
-                    client,
-                    requireTLS=entry.requireTLS,
-                    clock=self.clock,
-                    implicitTLS=implicitTLS,
-                    cache=self.connections,
-                    destination=(address, route.port),
-                )
-            results.update(result.recipients)
-            elsewhere = set(result.retryElsewhere())
-            remaining = [r for r in remaining if r.address in elsewhere]
-            if not remaining:
-                break
-        return _outcomes(results, self.settings.schedule, entry, self.clock.seconds())
-
-    async def _dane(
-        self, entry: QueueEntry, route: Route, host: MailHost, policy: TLSPolicy
-    ) -> HostTLS:
-        """The TLS for C{host} under a DANE C{policy}, logged."""
-        assert self.resolver is not None
-        decision = await hostPolicy(policy, route, host, self.resolver)
-        if decision.policy is None:
-            self.log.warn(
-                "queue: {id} to {domain}: {host} not used now ({policy}: {reason})",
-                id=entry.id,
-                domain=route.domain,
-                host=host.name,
-                policy=str(policy.dane),
-                reason=decision.reason,
-            )
-        else:
-            self.log.info(
-                "queue: {id} to {domain} via {host}: TLS {tlsLevel} ({policy}: {reason})",
-                id=entry.id,
-                domain=route.domain,
-                host=host.name,
-                tlsLevel=decision.level,
-                policy=str(policy.dane),
-                reason=decision.reason,
-            )
-        return decision
-
-    def _hosted(self, domain: str) -> bool:
-        """Whether C{domain}'s recipients are stored here (never sent on)."""
-        return self.local is not None and self.local.hosts(domain)
-
-    async def _storeLocally(
-        self, entry: QueueEntry, recipients: Sequence[Recipient]
-    ) -> dict[str, Outcome]:
-        """The outcome of storing C{entry} for hosted C{recipients}."""
-        assert self.local is not None
-        try:
-            opened = self.store.openMessage(entry.id)
-        except NoSuchEntry:
-            return {}
-        with opened:
-            results = await self.local.deliver(entry, recipients, opened)
-        now = self.clock.seconds()
-        attempts = {r.address: r.attempts for r in recipients}
-        return {
-            address: Outcome.delivered(result.diagnostic)
-            if result.delivered
-            else self.settings.schedule.judge(
-                entry.arrival, attempts[address] + 1, result.diagnostic, now
-            )
-            for address, result in results.items()
-        }
-
-    def _endpoint(self, address: str, port: int) -> IStreamClientEndpoint:
-        reactor: IReactorTCP = self.reactor
-        timeout = max(1, int(self.settings.timeouts.connect))
-        if ":" in address:
-            return TCP6ClientEndpoint(reactor, address, port, timeout=timeout)
-        return TCP4ClientEndpoint(reactor, address, port, timeout=timeout)
 
     # Notices
 
@@ -705,47 +531,3 @@ class QueueRunner(Service):
         )
         with contextlib.suppress(NoSuchEntry):
             self.store.markNoticeSent(entry.id, [r.address for r in recipients], notice)
-
-
-class _Message:
-    """
-    An entry's message as it is sent: signed once per attempt when a signer
-    is given (in a thread of C{reactor}'s pool, and then held in memory),
-    else read from its file each time.
-    """
-
-    def __init__(
-        self, store: QueueStore, entry: QueueEntry, signer: DKIMSigner | None, reactor: Any
-    ) -> None:
-        self.store = store
-        self.entry = entry
-        self.signer = signer
-        self.reactor = reactor
-        self._signed: bytes | None = None
-        self._signing = defer.DeferredLock()
-
-    async def prepare(self) -> None:
-        """
-        Sign it if it is to be signed (once, however many domains ask at
-        once); L{DKIMKeyError}, L{NoSuchEntry} as they come.
-        """
-        if self.signer is None or self._signed is not None:
-            return
-        await self._signing.acquire()
-        try:
-            if self._signed is None:
-                self._signed = await threads.deferToThreadPool(
-                    self.reactor, self.reactor.getThreadPool(), self._sign, self.signer
-                )
-        finally:
-            self._signing.release()
-
-    def _sign(self, signer: DKIMSigner) -> bytes:
-        with self.store.openMessage(self.entry.id) as f:
-            return signer.signMessage(f.read())
-
-    def open(self) -> BinaryIO:
-        """The message to send, at its start; L{NoSuchEntry} when it is gone."""
-        if self._signed is not None:
-            return io.BytesIO(self._signed)
-        return self.store.openMessage(self.entry.id)
