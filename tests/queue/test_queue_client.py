@@ -8,7 +8,15 @@ import socket
 from pathlib import Path
 
 from tests.support.pki import TestPKI, makePKI
-from tests.support.sink import DROP, SILENT, STALL, SinkFactory, serverTLS, startSink
+from tests.support.sink import (
+    DROP,
+    RESET_IN_DATA,
+    SILENT,
+    STALL,
+    SinkFactory,
+    serverTLS,
+    startSink,
+)
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -247,6 +255,18 @@ class HostFailureTests(ClientTestCase):
         self.assertTrue(result.hostFailed)
         self.assertEqual(states(result), {BOB: State.DEFERRED, CAROL: State.DEFERRED})
         self.assertEqual(result.recipients[BOB].diagnostic.text, "timeout sending the message")
+
+    @inlineCallbacks
+    def test_a_reset_while_the_message_is_backed_up_ends_the_attempt(self):  # type: ignore[no-untyped-def]
+        """The transport stops the message before it says the connection is gone."""
+        sink = SinkFactory(replies={"data": RESET_IN_DATA})
+        message = MESSAGE + (b"x" * 998 + b"\r\n") * 8 * 1024
+        result = yield self.send(sink, envelope(BOB), message)
+        self.assertTrue(result.hostFailed)
+        self.assertEqual(states(result), {BOB: State.DEFERRED})
+        self.assertIn("connection lost", result.recipients[BOB].diagnostic.text)
+
+    test_a_reset_while_the_message_is_backed_up_ends_the_attempt.timeout = 10  # type: ignore[attr-defined]
 
     @inlineCallbacks
     def test_recipients_answered_before_a_421_keep_their_answer(self):  # type: ignore[no-untyped-def]

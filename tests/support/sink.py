@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from tests.support.net import listen
 from tests.support.pki import TestPKI
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate
@@ -39,6 +40,9 @@ DROP = "drop"
 SILENT = "silent"
 #: For C{data}: answer 354, then stop reading, so the client's writes back up.
 STALL = "stall"
+#: For C{data}: answer 354, stop reading, then reset the connection while
+#: the client's writes are backed up.
+RESET_IN_DATA = "reset in data"
 
 DEFAULT_EXTENSIONS = ("8BITMIME", "SMTPUTF8", "DSN", "SIZE 10485760", "ENHANCEDSTATUSCODES")
 
@@ -102,6 +106,10 @@ class SinkFactory(Factory):
         self.authInClear = authInClear
         self.implicitTLS = implicitTLS
         self.sessions: list[Session] = []
+        # A stalled connection reads nothing, so the reactor holds no
+        # reference to it: kept here, the garbage collector cannot close
+        # its socket (which the client would see as a reset).
+        self.stalled: list[SinkProtocol] = []
 
     def buildProtocol(self, addr: object) -> SinkProtocol:
         p = SinkProtocol(self)
@@ -189,6 +197,12 @@ class SinkProtocol(LineReceiver):
             self.answer("rcpt", reply)
         elif verb == "DATA":
             reply = self.sink.replies.get("data", "354 Go on")
+            if reply == RESET_IN_DATA:
+                self.sendLine(b"354 Go on")
+                self.transport.pauseProducing()  # type: ignore[union-attr]
+                self.sink.stalled.append(self)
+                reactor.callLater(0.2, self.transport.abortConnection)  # type: ignore[union-attr]
+                return
             if reply == STALL:
                 self.sendLine(b"354 Go on")
                 # A fixed receive buffer: loopback's grows to 32 MB, room
@@ -198,6 +212,7 @@ class SinkProtocol(LineReceiver):
                     handle = self.transport.getHandle()  # type: ignore[union-attr]
                     handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
                 self.transport.pauseProducing()  # type: ignore[union-attr]
+                self.sink.stalled.append(self)
                 return
             self.answer("data", reply)
             if reply.startswith("354"):

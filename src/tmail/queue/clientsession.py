@@ -144,10 +144,17 @@ class ClientSession(LineOnlyReceiver):
         with contextlib.suppress(SessionLost):
             await self.command("QUIT", timeout)
         self.close()
-        if not self._gone and self.transport is not None:
-            gone: defer.Deferred[None] = defer.Deferred()
+        if self.transport is not None:
+            await self.whenGone()
+
+    def whenGone(self) -> defer.Deferred[None]:
+        """Fires once the connection is lost (at once if it is)."""
+        gone: defer.Deferred[None] = defer.Deferred()
+        if self._gone:
+            gone.callback(None)
+        else:
             self._goneWaiters.append(gone)
-            await gone
+        return gone
 
     def _fail(self, reason: str) -> None:
         if self._lost is None:
@@ -212,6 +219,7 @@ class MessageFlow:
         self._clock = clock
         self._timeout = timeout
         self._paused = False
+        self._stopped = False
         self._resumed: defer.Deferred[None] | None = None
         self._registered = False
         transport = session.transport
@@ -227,6 +235,7 @@ class MessageFlow:
         self._wake()
 
     def stopProducing(self) -> None:
+        self._stopped = True
         self._wake()
 
     def _forget(self, resumed: defer.Deferred[None]) -> None:
@@ -240,11 +249,13 @@ class MessageFlow:
     async def ready(self) -> None:
         """Return once the transport wants more; L{SessionLost} when the connection ended."""
         session = self._session
-        if self._paused and session._lost is None:
+        if self._stopped:
+            # The transport stops its producer before it tells the session
+            # why the connection ended: wait for that, which is the reason.
+            await session.whenGone()
+        elif self._paused and session._lost is None:
             self._resumed = defer.Deferred(self._forget)
-            timer = self._clock.callLater(
-                self._timeout, session._lose, "timeout sending the message"
-            )
+            timer = self._clock.callLater(self._timeout, self._timedOut)
             try:
                 await self._resumed
             finally:
@@ -252,6 +263,11 @@ class MessageFlow:
                     timer.cancel()
         if session._lost is not None:
             raise SessionLost(session._lost)
+
+    def _timedOut(self) -> None:
+        self._session._lose("timeout sending the message")
+        # A transport that is gone already tells its producer nothing more.
+        self._wake()
 
     def close(self) -> None:
         if self._registered and self._session.transport is not None:
