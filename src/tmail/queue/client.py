@@ -28,7 +28,7 @@ extension the server lacks is not sent: 8-bit or binary content without
 8BITMIME/BINARYMIME (and CHUNKING for binary) fails with 5.6.3, an
 SMTPUTF8 message without SMTPUTF8 with 5.6.7 (the RFC 6152/6531
 downgrades are not attempted).  Binary content goes by BDAT (RFC 3030);
-everything else by DATA, written by L{tmail.queue.dotstuff.DotStuffer}.
+everything else by DATA, written by L{tmail.lineends.DotStuffer}.
 
 Every wait for a reply has its own timeout (L{Timeouts}, RFC 5321
 4.5.3.2); a timeout aborts the connection.  Cancelling the Deferred

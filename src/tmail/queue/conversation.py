@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 
 from tmail.config.remotes import Credentials
+from tmail.lineends import DotStuffer
 from tmail.queue.clientsession import (
     ClientSession,
     MessageFlow,
@@ -33,7 +34,6 @@ from tmail.queue.clientsession import (
 )
 from tmail.queue.clientsettings import ClientSettings, TLSMode
 from tmail.queue.connections import ConnectionCache, Parked
-from tmail.queue.dotstuff import DotStuffer
 from tmail.queue.entry import Diagnostic, Envelope, Recipient, State
 from tmail.queue.results import RecipientResult
 
@@ -439,7 +439,8 @@ class Conversation:
         if reply.code != 354:
             self._failAll(self._diagnostic(reply))
             return None
-        stuffer = DotStuffer()
+        # No bare CR or LF reaches the next server (SMTP smuggling).
+        stuffer = DotStuffer("crlf")
         flow = MessageFlow(session, self.clock, timeouts.dataBlock)
         try:
             while True:

@@ -1,11 +1,15 @@
-"""DATA content written by the client reads back, through tmail's DATA reader, as the message."""
+"""
+DATA content written by the outbound queue (L{tmail.lineends.DotStuffer},
+a lone CR made CRLF) reads back, through tmail's DATA reader, as the
+message.
+"""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tmail.queue.dotstuff import DotStuffer
+from tmail.lineends import DotStuffer
 from tmail.smtp.data import DataReader, normaliseNewlines
 
 HEADER = b"Subject: x\r\n\r\n"
@@ -25,7 +29,7 @@ def _split(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def _stuff(message: bytes, cuts: list[int]) -> bytes:
-    stuffer = DotStuffer()
+    stuffer = DotStuffer("crlf")
     return b"".join(stuffer.feed(piece) for piece in _split(message, cuts)) + stuffer.finish()
 
 
