@@ -91,15 +91,6 @@ def readHeader(f: BinaryIO) -> bytes:
     return f.read(length)
 
 
-def splitHeader(raw: bytes) -> tuple[bytes, bytes]:
-    """
-    Split an entity into its header (with the empty line that ends it) and
-    its body.  An entity without an empty line is all header.
-    """
-    at = headerEnd(raw, 0, len(raw))
-    return raw[:at], raw[at:]
-
-
 def headerFields(header: bytes) -> list[tuple[bytes, bytes]]:
     """
     The fields of a header as C{(lower-case name, raw lines)} pairs, in

@@ -109,8 +109,6 @@ from tmail.queue.store import QueueStore
 
 __all__ = ["QueueRunner"]
 
-_log = Logger()
-
 
 class QueueRunner(Service):
     """

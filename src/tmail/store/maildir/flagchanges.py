@@ -267,10 +267,6 @@ class FlagChanges:
                 after = self._stamp()
         return True, current, modseq, after
 
-    def _appendStrictly(self, changes: list[tuple[int, str | None]]) -> int:
-        """File work: log C{changes}, raising L{StoreFull} rather than keep them in memory."""
-        return self._log.append(changes, strict=True)
-
 
 def _renameFile(source: str, target: str) -> None:
     with fullDiskIsStoreFull():
