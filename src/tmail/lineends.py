@@ -49,11 +49,6 @@ class LineEnds:
         # whether an LF follows it.
         self._heldCR = False
 
-    @property
-    def holding(self) -> bool:
-        """Whether a CR is held back, to be ended by L{finish}."""
-        return self._heldCR
-
     def feed(self, data: bytes) -> bytes:
         """The converted bytes of the next piece (a held CR may come with the next)."""
         if self._bareCR == "crlf":
@@ -134,7 +129,7 @@ class DotStuffer:
         if self._finished:
             raise ValueError("the message was already finished")
         self._finished = True
-        held = self._ends.holding
-        self._ends.finish()
-        tail = b"\r\n" if held or not self._lineStart else b""
+        tail = self._ends.finish()
+        if not tail and not self._lineStart:
+            tail = b"\r\n"
         return tail + b".\r\n"

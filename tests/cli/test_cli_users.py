@@ -69,6 +69,19 @@ def test_check_reports_a_bad_config_in_one_line_with_status_2(
     )
 
 
+def test_check_builds_the_policies_to_check_their_settings(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text(
+        "[smtp]\nlisten = ['tcp:25']\npolicies = ['ratelimit']\n"
+        "[policy.ratelimit]\nmessages = 5\nwindow = -1\n"
+    )
+    assert run("check", "--config", str(config)) == 2
+    assert errorLine(capsys) == (
+        f"{config}: policy.ratelimit.window: must be a positive number of seconds"
+    )
+
+
 def test_directory_commands_also_refuse_a_bad_config(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -197,13 +197,7 @@ class SinkProtocol(LineReceiver):
             self.answer("rcpt", reply)
         elif verb == "DATA":
             reply = self.sink.replies.get("data", "354 Go on")
-            if reply == RESET_IN_DATA:
-                self.sendLine(b"354 Go on")
-                self.transport.pauseProducing()  # type: ignore[union-attr]
-                self.sink.stalled.append(self)
-                reactor.callLater(0.2, self.transport.abortConnection)  # type: ignore[union-attr]
-                return
-            if reply == STALL:
+            if reply in (STALL, RESET_IN_DATA):
                 self.sendLine(b"354 Go on")
                 # A fixed receive buffer: loopback's grows to 32 MB, room
                 # for the whole of a large message the sender would then
@@ -213,6 +207,8 @@ class SinkProtocol(LineReceiver):
                     handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
                 self.transport.pauseProducing()  # type: ignore[union-attr]
                 self.sink.stalled.append(self)
+                if reply == RESET_IN_DATA:
+                    reactor.callLater(0.2, self.transport.abortConnection)  # type: ignore[union-attr]
                 return
             self.answer("data", reply)
             if reply.startswith("354"):
